@@ -1,0 +1,199 @@
+// Public types of the consensus core. Pure data: no I/O, no classes with
+// behaviour beyond errors. See ./README.md for the caller's contract.
+
+/** Node ids are positive integers and are never reused after removal. */
+export type NodeId = number;
+/** 0 means "no node" (no vote, no known leader). */
+export const NONE: NodeId = 0;
+
+/**
+ * voter: votes, counts toward quorum, may campaign and lead.
+ * observer: votes and counts toward quorum but never campaigns or leads.
+ * learner: replicated to; never votes, never counted (the DR role).
+ */
+export type MemberRole = 'voter' | 'observer' | 'learner';
+
+export interface Member {
+  readonly id: NodeId;
+  readonly role: MemberRole;
+}
+
+/** Cluster membership; `removed` keeps ids that may never be re-added. */
+export interface Membership {
+  readonly members: readonly Member[];
+  readonly removed: readonly NodeId[];
+}
+
+export type ConfChange =
+  | { readonly op: 'add'; readonly id: NodeId; readonly role: MemberRole }
+  | { readonly op: 'remove'; readonly id: NodeId }
+  | { readonly op: 'setRole'; readonly id: NodeId; readonly role: MemberRole };
+
+/** 'normal' entries carry application data (empty data = the leader's no-op); 'conf' entries carry an encoded ConfChange. */
+export type EntryType = 'normal' | 'conf';
+
+export interface Entry {
+  readonly term: number;
+  readonly index: number;
+  readonly type: EntryType;
+  readonly data: Uint8Array;
+}
+
+export interface HardState {
+  readonly term: number;
+  readonly vote: NodeId;
+  readonly commit: number;
+}
+
+/** Metadata of a snapshot; the snapshot's bytes live with the caller (files, streams). */
+export interface SnapshotMeta {
+  readonly index: number;
+  readonly term: number;
+  readonly membership: Membership;
+}
+
+export type MessageType =
+  | 'app' // AppendEntries
+  | 'appResp'
+  | 'vote'
+  | 'voteResp'
+  | 'preVote'
+  | 'preVoteResp'
+  | 'heartbeat'
+  | 'heartbeatResp'
+  | 'snap' // InstallSnapshot (metadata; the caller streams the bytes)
+  | 'timeoutNow';
+
+export interface Message {
+  readonly type: MessageType;
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  /** app: prevLogTerm. vote/preVote: candidate's last log term. appResp reject: hint term. */
+  readonly logTerm: number;
+  /** app: prevLogIndex. vote/preVote: candidate's last index. appResp: match/last index. */
+  readonly index: number;
+  readonly entries: readonly Entry[];
+  /** Leader's commit index (app, heartbeat). */
+  readonly commit: number;
+  readonly reject: boolean;
+  /** appResp reject: follower's hint for fast backtracking (an index to probe at). */
+  readonly rejectHint: number;
+  /** heartbeat/heartbeatResp: ReadIndex context round. vote/preVote: 1 = leadership transfer. */
+  readonly context: number;
+  readonly snapshot?: SnapshotMeta;
+}
+
+export type RaftRole = 'follower' | 'preCandidate' | 'candidate' | 'leader';
+
+export interface SoftState {
+  readonly lead: NodeId;
+  readonly role: RaftRole;
+}
+
+/** A linearizable read may be served once applied >= index. */
+export interface ReadState {
+  readonly index: number;
+  readonly ctx: number;
+}
+
+/** Output of the core; see the caller's contract in ./README.md. */
+export interface Ready {
+  readonly softState?: SoftState;
+  /** Persist (fsync) before sending messages. */
+  readonly hardState?: HardState;
+  /** Entries to append durably; may overwrite a suffix of the stored log from entries[0].index. */
+  readonly entries: readonly Entry[];
+  /** Install this snapshot (its bytes came with the 'snap' message); replaces state and log. */
+  readonly snapshot?: SnapshotMeta;
+  /** Send after persisting. */
+  readonly messages: readonly Message[];
+  /** Apply in order after persisting. */
+  readonly committedEntries: readonly Entry[];
+  readonly readStates: readonly ReadState[];
+  /** ReadIndex contexts that will never be served (leadership lost); fail them so the client can retry. */
+  readonly droppedReads: readonly number[];
+  /** True when hardState or entries must be fsynced before messages go out. */
+  readonly mustSync: boolean;
+  /** The core asks the caller to snapshot the state machine at this applied index, then call `snapshotTaken`. */
+  readonly snapshotRequest?: number;
+}
+
+export interface ProgressStatus {
+  readonly id: NodeId;
+  readonly role: MemberRole;
+  readonly match: number;
+  readonly next: number;
+  readonly state: 'probe' | 'replicate' | 'snapshot';
+  readonly recentActive: boolean;
+  /** Ticks since this leader last heard from the peer. */
+  readonly ticksSinceContact: number;
+}
+
+export interface Status {
+  readonly id: NodeId;
+  readonly term: number;
+  readonly vote: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly firstIndex: number;
+  readonly lead: NodeId;
+  readonly role: RaftRole;
+  readonly membership: Membership;
+  readonly leadTransferee: NodeId;
+  /** Only on the leader. */
+  readonly progress: readonly ProgressStatus[];
+  /** Leader: voters (self included) heard from within the last election timeout. */
+  readonly reachableVoters: number;
+  readonly uncommittedBytes: number;
+}
+
+/** Deterministic random source; `next()` returns a float in [0, 1). */
+export interface Random {
+  next(): number;
+}
+
+export interface RaftConfig {
+  readonly id: NodeId;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly random: Random;
+  /** Require more acks than a majority (never fewer): the commit quorum is max(majority, writeQuorum) capped at voter count. */
+  readonly writeQuorum?: number;
+  readonly preVote?: boolean; // default true
+  readonly checkQuorum?: boolean; // default true
+  /** 'safe' = ReadIndex with a heartbeat round; 'lease' needs checkQuorum and assumes bounded clock drift. */
+  readonly readOnly?: 'safe' | 'lease';
+  readonly maxInflightMsgs?: number; // default 256
+  readonly maxInflightBytes?: number; // default 16 MiB
+  readonly maxMsgBytes?: number; // default 1 MiB of entry data per append
+  readonly maxUncommittedBytes?: number; // default 64 MiB
+  readonly maxEntryBytes?: number; // default 8 MiB
+  /** Ask for a snapshot when this many applied entries sit in the log past the last snapshot. */
+  readonly snapshotEntries?: number; // default 10000
+  readonly snapshotBytes?: number; // default 64 MiB
+  /** Entries kept before the snapshot index when compacting, for slow followers. */
+  readonly trailingEntries?: number; // default 1000
+  /** Ticks a leadership transfer may take before it is aborted; default electionTicks. */
+  readonly transferTicks?: number;
+  /** Test-only: a deliberately broken variant (see TestMutation). */
+  readonly testMutation?: TestMutation;
+}
+
+/** State recovered from durable storage on start. */
+export interface RaftStorageState {
+  readonly hardState: HardState;
+  /** The last snapshot (index 0 with the bootstrap membership for a new cluster). */
+  readonly snapshot: SnapshotMeta;
+  /** Entries after snapshot.index, contiguous. */
+  readonly entries: readonly Entry[];
+  /** Index already applied by the state machine (>= snapshot.index); defaults to snapshot.index. */
+  readonly applied?: number;
+}
+
+/**
+ * Deliberately broken variants, used only by the simulator's mutation checks
+ * (test/sim) to prove the oracles catch real bugs. Never set in production.
+ */
+export type TestMutation = 'voteWithoutLogCheck' | 'commitPreviousTermByCounting' | 'ignoreCommitQuorum';
