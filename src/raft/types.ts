@@ -186,7 +186,7 @@ export interface RaftStorageState {
   readonly hardState: HardState;
   /** The last snapshot (index 0 with the bootstrap membership for a new cluster). */
   readonly snapshot: SnapshotMeta;
-  /** Entries after snapshot.index, contiguous. */
+  /** The log's entries, contiguous; those at or before snapshot.index are ignored. */
   readonly entries: readonly Entry[];
   /** Index already applied by the state machine (>= snapshot.index); defaults to snapshot.index. */
   readonly applied?: number;

@@ -1,0 +1,40 @@
+// quorate agent --config F: run one node (the daemon).
+import { resolve } from 'node:path';
+import { ConfigError, loadConfig, type QuorateConfig } from '../config/index.js';
+import { UsageError, str } from './args.js';
+import { EXIT, type Command } from './command.js';
+
+type RunAgent = (config: QuorateConfig, opts: { configPath: string }) => Promise<void>;
+
+export const agentCommand: Command = {
+  name: 'agent',
+  summary: 'run one node (the daemon) from a config file',
+  usage: '--config F',
+  description: 'Loads and validates the config (QUORATE_<SECTION>_<KEY> variables override single keys), then runs the node until SIGTERM / SIGINT. A config error prints the key path and exits 2.',
+  flags: [{ name: 'config', type: 'string', value: 'F', help: 'config file (default ./quorate.json)' }],
+  examples: ['quorate agent --config /etc/quorate/quorate.json', 'QUORATE_CLUSTER_ELECTIONTIMEOUTMS=800 quorate agent --config quorate.json'],
+  remote: false,
+  async run(ctx) {
+    if (ctx.args.positionals.length > 0) throw new UsageError(`"quorate agent" takes no positional arguments (use --config), got ${JSON.stringify(ctx.args.positionals[0])}`, 'agent');
+    const configPath = resolve(ctx.io.cwd, str(ctx.args, 'config') ?? 'quorate.json');
+    let config: QuorateConfig;
+    try {
+      config = loadConfig(configPath, ctx.io.env);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        ctx.io.err(`Error: ${err.message}\nHint: fix the key named above (docs/configuration.md lists every key), or create a starter file with \`quorate init\`.`);
+        return EXIT.usage;
+      }
+      throw err;
+    }
+    let runAgent: RunAgent;
+    try {
+      ({ runAgent } = await import('../node/agent.js'));
+    } catch (err) {
+      ctx.io.err(`Error: this build has no node runtime (${(err as Error).message})`);
+      return EXIT.failed;
+    }
+    await runAgent(config, { configPath });
+    return EXIT.ok;
+  },
+};

@@ -1,0 +1,182 @@
+// Cluster verbs: status, leader, active, id, peers, state, dump, failover-safe, switchover.
+import { duration, str, bool } from './args.js';
+import { EXIT, cell, keyValues, objectTable, table, type Command } from './command.js';
+import type { ClusterHealth, ClusterStatus } from '../api/client.js';
+
+const status: Command = {
+  name: 'status',
+  summary: 'cluster table: every node, its role, health and replication lag',
+  usage: '',
+  description: 'Shows GET /system/health/cluster. Exits 3 when the cluster is unhealthy, so it can gate scripts and monitors.',
+  flags: [],
+  examples: ['quorate status', 'quorate status --url http://10.0.1.10:7101,http://10.0.1.11:7101 --json'],
+  remote: true,
+  async run(ctx) {
+    const h = await ctx.client().health('cluster');
+    ctx.print(h, () => renderHealth(h));
+    return h.clusterHealthy ? EXIT.ok : EXIT.unhealthy;
+  },
+};
+
+export function renderHealth(h: ClusterHealth): string {
+  const head = keyValues([
+    ['cluster', h.clusterHealthy ? 'healthy' : 'UNHEALTHY'],
+    ['leader', h.leaderNode ?? '(none)'],
+    ['term', cell(h.term)],
+    ['quorum', `${h.quorumMet ? 'met' : 'NOT MET'} (writeQuorum ${cell(h.writeQuorum)})`],
+    ['failover safe', cell(h.failoverSafe)],
+    ['tolerates', `${cell(h.failureTolerance)} node failure${h.failureTolerance === 1 ? '' : 's'}`],
+    ...(h.redisConnected !== undefined ? [['redis', h.redisConnected ? 'connected' : 'disconnected'] as const] : []),
+  ]);
+  const rows = (h.nodes ?? []).map((n) => [
+    n.nodeName === h.leaderNode ? `${n.nodeName} *` : n.nodeName, cell(n.role), cell(n.status), cell(n.databaseMode),
+    cell(n.matchIndex), cell(n.replicationLagEntries), cell(n.replicationLagMs), cell(n.lastHeartbeat),
+  ]);
+  return `${head}\n\n${table(['NODE', 'ROLE', 'STATUS', 'MODE', 'MATCH', 'LAG ENTRIES', 'LAG MS', 'LAST HEARTBEAT'], rows)}`;
+}
+
+function nameOf(s: ClusterStatus): string | undefined {
+  const v = s.nodeName ?? s.id;
+  return v === undefined ? undefined : String(v);
+}
+
+const leader: Command = {
+  name: 'leader',
+  summary: 'name of the current Raft leader',
+  usage: '',
+  description: 'Prints the leader this node knows of. Exits 1 when there is none (an election is in progress or quorum is lost).',
+  flags: [],
+  examples: ['quorate leader', 'quorate leader --json'],
+  remote: true,
+  async run(ctx) {
+    const s = await ctx.client().clusterStatus();
+    const l = s.leader ?? null;
+    ctx.print({ leader: l, term: s.term }, () => l ?? '(none)');
+    if (l === null || l === '') {
+      ctx.io.err('No leader right now: an election may be in progress, or a majority of voters is unreachable (see `quorate status`).');
+      return EXIT.failed;
+    }
+    return EXIT.ok;
+  },
+};
+
+const active: Command = {
+  name: 'active',
+  summary: 'name of the node serving client traffic (holds the VIP / leader-only work)',
+  usage: '',
+  description: 'Usually the leader; may be unset briefly during a failover. Exits 1 when unset.',
+  flags: [],
+  examples: ['quorate active'],
+  remote: true,
+  async run(ctx) {
+    const s = await ctx.client().clusterStatus();
+    const a = s.active !== undefined ? s.active : (s.leader ?? null);
+    ctx.print({ active: a }, () => a ?? '(none)');
+    if (a === null || a === '') {
+      ctx.io.err('No active node right now: the cluster is choosing one (see `quorate status`).');
+      return EXIT.failed;
+    }
+    return EXIT.ok;
+  },
+};
+
+const id: Command = {
+  name: 'id',
+  summary: 'name of the node you are talking to',
+  usage: '',
+  flags: [],
+  examples: ['quorate id --url http://10.0.1.11:7101'],
+  remote: true,
+  async run(ctx) {
+    const s = await ctx.client().clusterStatus();
+    ctx.print({ id: s.id ?? null, nodeName: s.nodeName ?? null }, () => nameOf(s) ?? '(unknown)');
+    return EXIT.ok;
+  },
+};
+
+const peers: Command = {
+  name: 'peers',
+  summary: 'every known cluster member, with match index and last contact',
+  usage: '',
+  flags: [],
+  examples: ['quorate peers', 'quorate peers --json'],
+  remote: true,
+  async run(ctx) {
+    const s = await ctx.client().clusterStatus();
+    const list = s.peers ?? [];
+    ctx.print(list, () => (list.length === 0 ? '(no peers)' : objectTable(list, ['nodeName', 'id', 'role', 'apiUrl', 'peerUrl', 'matchIndex', 'lastContact'])));
+    return EXIT.ok;
+  },
+};
+
+function renderState(s: ClusterStatus): string {
+  const pairs: [string, string][] = [];
+  for (const [k, v] of Object.entries(s)) if (k !== 'peers') pairs.push([k, cell(v)]);
+  return keyValues(pairs);
+}
+
+const state: Command = {
+  name: 'state',
+  summary: "this node's HA state: role, term, leader, commit and applied index",
+  usage: '',
+  flags: [],
+  examples: ['quorate state', 'quorate state --url http://10.0.1.12:7101 --json'],
+  remote: true,
+  async run(ctx) {
+    const s = await ctx.client().clusterStatus();
+    ctx.print(s, () => renderState(s));
+    return EXIT.ok;
+  },
+};
+
+const dump: Command = {
+  name: 'dump',
+  summary: "this node's state plus its state-machine position (and checksum)",
+  usage: '[--checksum]',
+  description: 'Calls GET /v1/cluster/status and GET /v1/cluster/dump. With --checksum the node also hashes its state machine: every node at the same appliedIndex must print the same checksum.',
+  flags: [{ name: 'checksum', type: 'boolean', help: 'compute the state-machine checksum at appliedIndex' }],
+  examples: ['quorate dump --checksum', 'for u in http://n1:7101 http://n2:7101; do quorate dump --checksum --url $u; done'],
+  remote: true,
+  async run(ctx) {
+    const c = ctx.client();
+    const s = await c.clusterStatus();
+    const d = await c.dump({ checksum: bool(ctx.args, 'checksum') });
+    ctx.print({ status: s, dump: d }, () => `${renderState(s)}\n${keyValues(Object.entries(d).map(([k, v]) => [`dump.${k}`, cell(v)]))}`);
+    return EXIT.ok;
+  },
+};
+
+const failoverSafe: Command = {
+  name: 'failover-safe',
+  summary: 'exit 0 when at least one voter is fully caught up with the leader',
+  usage: '[--wait 5s]',
+  flags: [{ name: 'wait', type: 'duration', value: 'DURATION', help: 'wait up to this long (max 5s) for the cluster to become failover-safe' }],
+  examples: ['quorate failover-safe', 'quorate failover-safe --wait 5s && systemctl stop quorate'],
+  remote: true,
+  async run(ctx) {
+    const waitMs = Math.min(5000, duration(ctx.args, 'wait') ?? 0);
+    const r = await ctx.client().failoverSafe(waitMs);
+    ctx.print(r.body, () => (r.safe ? 'failover safe: yes' : 'failover safe: no (no voter is fully caught up with the leader)'));
+    return r.safe ? EXIT.ok : EXIT.failed;
+  },
+};
+
+const switchover: Command = {
+  name: 'switchover',
+  summary: 'planned leadership transfer to a caught-up voter',
+  usage: '[--to NAME]',
+  description: 'No acknowledged write is lost; writes pause for less than one election timeout. Without --to the cluster picks the most caught-up voter.',
+  flags: [{ name: 'to', type: 'string', value: 'NAME', help: 'node to hand leadership to' }],
+  examples: ['quorate switchover', 'quorate switchover --to node2'],
+  remote: true,
+  async run(ctx) {
+    const r = await ctx.client().switchover(str(ctx.args, 'to'));
+    ctx.print(r, () => {
+      const to = r['leader'] ?? r['to'] ?? r['newLeader'];
+      return `switchover done${to !== undefined ? `: leader is now ${cell(to)}` : ''}${r['term'] !== undefined ? ` (term ${cell(r['term'])})` : ''}`;
+    });
+    return EXIT.ok;
+  },
+};
+
+export const clusterCommands: readonly Command[] = [status, leader, active, id, peers, state, dump, failoverSafe, switchover];

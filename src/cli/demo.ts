@@ -1,0 +1,189 @@
+// quorate demo: a local N-node cluster in one command (child processes on loopback).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { majorityOf, parseConfig } from '../config/index.js';
+import { UsageError, bool, int, str } from './args.js';
+import { EXIT, type Command, type Context } from './command.js';
+import { newAdminToken, writeAdminToken } from './init.js';
+
+const READY_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 10_000;
+
+interface DemoNode { name: string; dir: string; config: string; log: string; apiPort: number; peerPort: number; url: string }
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.once('error', () => res(false));
+    s.listen({ port, host: '127.0.0.1', exclusive: true }, () => s.close(() => res(true)));
+  });
+}
+
+async function readyOn(url: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${url}/system/health/ready`, { signal: AbortSignal.timeout(1000) });
+    await r.arrayBuffer();
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+export const demoCommand: Command = {
+  name: 'demo',
+  summary: 'start a local cluster in one command and print its URLs and token',
+  usage: '[--nodes 3] [--dir ./.quorate-demo] [--base-port 7101] [--fresh]',
+  description: 'Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, and one shared admin token. Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. Ctrl-C stops every node.',
+  flags: [
+    { name: 'nodes', type: 'int', value: 'N', help: 'number of nodes, 1..9 (default 3)' },
+    { name: 'dir', type: 'string', value: 'DIR', help: 'where configs, data and logs go (default ./.quorate-demo)' },
+    { name: 'base-port', type: 'int', value: 'P', help: 'API port of node1 (default 7101)' },
+    { name: 'fresh', type: 'boolean', help: 'wipe DIR first instead of reusing its data' },
+  ],
+  examples: ['quorate demo', 'quorate demo --nodes 5 --base-port 8101', 'quorate demo --fresh'],
+  remote: false,
+  async run(ctx) {
+    if (ctx.args.positionals.length > 0) throw new UsageError(`"quorate demo" takes no positional arguments, got ${JSON.stringify(ctx.args.positionals[0])}`, 'demo');
+    const count = int(ctx.args, 'nodes') ?? 3;
+    if (count < 1 || count > 9) throw new UsageError(`--nodes must be 1..9, got ${count}`, 'demo');
+    const basePort = int(ctx.args, 'base-port') ?? 7101;
+    const peerBase = basePort === 7101 ? 5201 : basePort + 100;
+    if (basePort < 1024 || Math.max(basePort, peerBase) + count - 1 > 65535) throw new UsageError(`--base-port must leave room for ${count} ports in 1024..65535, got ${basePort}`, 'demo');
+    const dir = resolve(ctx.io.cwd, str(ctx.args, 'dir') ?? '.quorate-demo');
+    const metaPath = join(dir, 'demo.json');
+
+    if (bool(ctx.args, 'fresh') && existsSync(dir)) {
+      if (!existsSync(metaPath) && readdirSync(dir).length > 0) {
+        ctx.io.err(`Error: ${dir} is not empty and holds no demo.json: not wiping it\nHint: pass a --dir made by \`quorate demo\` (or an empty one).`);
+        return EXIT.failed;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+    if (existsSync(metaPath)) {
+      const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as { nodes?: number; basePort?: number };
+      if (meta.nodes !== count || meta.basePort !== basePort) {
+        ctx.io.err(`Error: ${dir} holds a ${String(meta.nodes)}-node demo on base port ${String(meta.basePort)}\nHint: rerun with --nodes ${String(meta.nodes)} --base-port ${String(meta.basePort)} to restart it, or add --fresh to wipe it.`);
+        return EXIT.failed;
+      }
+    }
+
+    const nodes: DemoNode[] = [];
+    for (let k = 1; k <= count; k++) {
+      const nd = join(dir, `node${k}`);
+      nodes.push({ name: `node${k}`, dir: nd, config: join(nd, 'quorate.json'), log: join(nd, 'node.log'), apiPort: basePort + k - 1, peerPort: peerBase + k - 1, url: `http://127.0.0.1:${basePort + k - 1}` });
+    }
+    for (const n of nodes) {
+      for (const p of [n.apiPort, n.peerPort]) {
+        if (!(await portFree(p))) {
+          ctx.io.err(`Error: port ${p} is busy (needed by ${n.name})\nHint: stop what uses it (another demo?), or pass --base-port ${basePort + 1000} to use other ports.`);
+          return EXIT.failed;
+        }
+      }
+    }
+
+    // Configs and one shared token (kept across restarts).
+    mkdirSync(dir, { recursive: true });
+    const tokenPath = join(dir, 'node1', 'admin.token');
+    const token = existsSync(tokenPath) ? readFileSync(tokenPath, 'utf8').trim() : newAdminToken();
+    for (const n of nodes) {
+      mkdirSync(n.dir, { recursive: true });
+      const file = {
+        node: { nodeName: n.name, dataDir: '.', apiAddress: `127.0.0.1:${n.apiPort}`, peerAddress: `127.0.0.1:${n.peerPort}`,
+          advertiseApiUrl: n.url, advertisePeerUrl: `http://127.0.0.1:${n.peerPort}`, role: 'voter' },
+        cluster: { haId: 'quorate-demo', peerEndpoints: nodes.filter((o) => o !== n).map((o) => `http://127.0.0.1:${o.peerPort}`) },
+        database: { writeQuorum: majorityOf(count), backup: { dir: './backups' } },
+        security: { tls: 'off' },
+      };
+      parseConfig(file, {}, { baseDir: n.dir, source: n.config }); // a bug here must not start nodes
+      writeFileSync(n.config, `${JSON.stringify(file, null, 2)}\n`);
+      writeAdminToken(n.dir, join(n.dir, 'admin.token'), token);
+    }
+    writeFileSync(metaPath, `${JSON.stringify({ nodes: count, basePort }, null, 2)}\n`);
+
+    return runCluster(ctx, nodes, token);
+  },
+};
+
+async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promise<number> {
+  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+  const children = new Map<DemoNode, ChildProcess>();
+  let stopping = false;
+  const exited = new Map<DemoNode, string>();
+  let allExited: (() => void) | undefined;
+  for (const n of nodes) {
+    const fd = openSync(n.log, 'a');
+    const child = spawn(process.execPath, [main, 'agent', '--config', n.config], { stdio: ['ignore', fd, fd], env: ctx.io.env });
+    closeSync(fd);
+    children.set(n, child);
+    child.on('exit', (code, signal) => {
+      exited.set(n, signal !== null ? `signal ${signal}` : `code ${String(code)}`);
+      if (!stopping) ctx.io.err(`\n${n.name} exited (${exited.get(n)!}); see ${n.log}`);
+      if (exited.size === nodes.length) allExited?.();
+    });
+  }
+
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    const alive = [...children.entries()].filter(([n]) => !exited.has(n));
+    for (const [, c] of alive) c.kill('SIGTERM');
+    const killer = setTimeout(() => { for (const [, c] of alive) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); }, STOP_GRACE_MS);
+    await Promise.all(alive.map(([n, c]) => (exited.has(n) ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r())))));
+    clearTimeout(killer);
+  };
+
+  // Wait until one node is ready.
+  process.stderr.write(`starting ${nodes.length} node${nodes.length === 1 ? '' : 's'} `);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let ready = false;
+  while (!ready && Date.now() < deadline && exited.size < nodes.length) {
+    for (const n of nodes) if (!exited.has(n) && (await readyOn(n.url))) { ready = true; break; }
+    if (!ready) { process.stderr.write('.'); await new Promise((r) => setTimeout(r, 500)); }
+  }
+  process.stderr.write('\n');
+  if (!ready) {
+    const why = exited.size === nodes.length ? 'every node exited' : `no node answered ${nodes[0]!.url}/system/health/ready with 200 within ${READY_TIMEOUT_MS / 1000} s`;
+    ctx.io.err(`Error: the demo cluster did not become ready: ${why}\nHint: read the logs:\n${nodes.map((n) => `  ${n.log}`).join('\n')}`);
+    await stop();
+    return EXIT.failed;
+  }
+
+  const urls = nodes.map((n) => n.url).join(',');
+  const info = { nodes: nodes.map((n) => ({ name: n.name, url: n.url, peerPort: n.peerPort, dataDir: n.dir, log: n.log })), token };
+  ctx.print(info, () => [
+    `quorate demo: ${nodes.length}-node cluster ready`,
+    '',
+    ...nodes.map((n) => `  ${n.name}  ${n.url}  (data ${n.dir}, log ${n.log})`),
+    '',
+    `Admin token: ${token}`,
+    `Dashboard:   ${nodes[0]!.url}/`,
+    '',
+    'Try:',
+    `  quorate status --url ${urls} --token ${token}`,
+    `  quorate kv put hello world --url ${urls} --token ${token}`,
+    `  curl -s ${nodes[0]!.url}/system/health/ping`,
+    `  curl -s -H 'Authorization: Bearer ${token}' ${nodes[0]!.url}/system/health/cluster`,
+    `  curl -s -X PUT -H 'Authorization: Bearer ${token}' -H 'content-type: application/json' -d '{"value":"world"}' ${nodes[0]!.url}/v1/kv/hello`,
+    '',
+    'Press Ctrl-C to stop.',
+  ].join('\n'));
+
+  const signalled = await new Promise<boolean>((resolveStop) => {
+    const done = (bySignal: boolean) => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); resolveStop(bySignal); };
+    const onSignal = () => done(true);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    allExited = () => done(false);
+    if (exited.size === nodes.length) done(false);
+  });
+  if (!signalled) {
+    ctx.io.err(`Error: every demo node has exited\nHint: read the logs:\n${nodes.map((n) => `  ${n.log}`).join('\n')}`);
+    return EXIT.failed;
+  }
+  ctx.io.err('stopping the demo cluster...');
+  await stop();
+  ctx.io.err('stopped.');
+  return EXIT.ok;
+}

@@ -1,0 +1,187 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, parseConfig, type QuorateConfig } from './index.js';
+
+const NOENV = {};
+const base = { node: { nodeName: 'node1', advertisePeerUrl: 'https://10.0.1.10:5201' } };
+
+function fails(obj: unknown, pattern: RegExp, env: NodeJS.ProcessEnv = NOENV): ConfigError {
+  try {
+    parseConfig(obj, env, { baseDir: '/srv/q' });
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    assert.equal(err.code, 'invalid_config');
+    assert.match(err.message, pattern);
+    return err;
+  }
+  assert.fail(`expected a ConfigError matching ${String(pattern)}`);
+}
+
+function ok(obj: unknown, env: NodeJS.ProcessEnv = NOENV): QuorateConfig {
+  return parseConfig(obj, env, { baseDir: '/srv/q' });
+}
+
+test('defaults: {} is a valid single-node config', () => {
+  const c = ok({ node: { nodeName: 'n1' } });
+  assert.equal(c.node.role, 'voter');
+  assert.equal(c.node.apiAddress, '0.0.0.0:7101');
+  assert.equal(c.cluster.coordination, 'raft');
+  assert.equal(c.cluster.electionTimeoutMs, 1000);
+  assert.equal(c.cluster.heartbeatIntervalMs, 100);
+  assert.equal(c.cluster.maxLagOnFailover, 1000);
+  assert.equal(c.cluster.failover, 'automatic');
+  assert.equal(c.database.mode, 'local-sync');
+  assert.equal(c.database.writeQuorum, 1);
+  assert.equal(c.database.backup.retentionDays, 30);
+  assert.equal(c.redis.keyPrefix, 'quorate:');
+  assert.equal(c.security.tls, 'auto');
+  assert.equal(c.security.apiTls, undefined);
+  assert.equal(c.node.dataDir, '/srv/q/data');
+  assert.equal(c.security.adminTokenFile, '/srv/q/data/admin.token');
+});
+
+test('the SPEC §3 example parses as written', () => {
+  const c = ok({
+    node: { nodeName: 'node1', dataDir: './data/node1', apiAddress: '0.0.0.0:7101', peerAddress: '0.0.0.0:5201',
+      advertiseApiUrl: 'https://10.0.1.10:7101', advertisePeerUrl: 'https://10.0.1.10:5201', role: 'voter' },
+    cluster: { haId: 'prod-ha', peerEndpoints: ['https://10.0.1.11:5201', 'https://10.0.1.12:5201'], coordination: 'raft',
+      electionTimeoutMs: 1000, heartbeatIntervalMs: 100, leaderLockTtlSeconds: 30, leaderRenewalIntervalSeconds: 10,
+      failover: 'automatic', virtualIp: '', vipInterface: '', vipScript: '', loadBalanced: false, fenceScript: '' },
+    database: { mode: 'local-sync', writeQuorum: 2, external: { dbType: 'postgres', connectionString: '' },
+      outboxPollIntervalSeconds: 5, backup: { enabled: true, schedule: '0 2 * * *', retentionDays: 30, dir: './backups' } },
+    redis: { enabled: false, connectionString: '127.0.0.1:6379', keyPrefix: 'quorate:', tlsEnabled: false },
+    security: { tls: 'auto', adminTokenFile: '' },
+  });
+  assert.equal(c.database.writeQuorum, 2);
+  assert.equal(c.node.dataDir, '/srv/q/data/node1');
+  assert.equal(c.database.backup.dir, '/srv/q/backups');
+  assert.deepEqual(c.cluster.peerEndpoints, ['https://10.0.1.11:5201', 'https://10.0.1.12:5201']);
+});
+
+test('unknown key names its path, with a suggestion', () => {
+  fails({ cluster: { electionTimeout: 5 } }, /cluster\.electionTimeout: unknown key/);
+  fails({ node: { nodename: 'x' } }, /node\.nodename: unknown key \(did you mean "nodeName"\?\)/);
+  fails({ bogus: {} }, /^bogus: unknown key/);
+  fails({ database: { backup: { keep: 3 } } }, /database\.backup\.keep: unknown key/);
+});
+
+test('wrong type names the path and what was given', () => {
+  fails({ cluster: { electionTimeoutMs: '1000' } }, /cluster\.electionTimeoutMs: expected number, got string "1000"/);
+  fails({ cluster: { loadBalanced: 'yes' } }, /cluster\.loadBalanced: expected boolean/);
+  fails({ cluster: { peerEndpoints: 'a:1' } }, /cluster\.peerEndpoints: expected array/);
+  fails({ database: { writeQuorum: 1.5 } }, /database\.writeQuorum: must be an integer, got 1\.5/);
+  fails([], /must be a JSON object/);
+});
+
+test('enums: role, coordination, failover, mode', () => {
+  fails({ node: { role: 'leader' } }, /node\.role: must be one of "voter", "observer", "dr", got "leader"/);
+  fails({ cluster: { coordination: 'zk' } }, /cluster\.coordination: must be one of "raft", "redis"/);
+  fails({ cluster: { failover: 'auto' } }, /cluster\.failover: must be one of "automatic", "manual", "approval"/);
+  fails({ database: { mode: 'shared' } }, /database\.mode: must be one of "local-sync", "external-shared"/);
+  ok({ ...base, cluster: { failover: 'approval', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
+});
+
+test('electionTimeoutMs must be at least 5 × heartbeatIntervalMs', () => {
+  const e = fails({ cluster: { electionTimeoutMs: 300, heartbeatIntervalMs: 100 } }, /cluster\.electionTimeoutMs: must be at least 5 × heartbeatIntervalMs \(500\), got 300/);
+  assert.equal(e.path, 'cluster.electionTimeoutMs');
+  ok({ cluster: { electionTimeoutMs: 500, heartbeatIntervalMs: 100 } });
+});
+
+test('leader renewal must be shorter than the lock TTL', () => {
+  fails({ cluster: { leaderLockTtlSeconds: 10, leaderRenewalIntervalSeconds: 10 } }, /cluster\.leaderRenewalIntervalSeconds: must be less than leaderLockTtlSeconds \(10\), got 10/);
+});
+
+test('writeQuorum: at least a majority of voters, at most their number', () => {
+  const peers = ['https://10.0.1.11:5201', 'https://10.0.1.12:5201'];
+  fails({ ...base, cluster: { peerEndpoints: peers }, database: { writeQuorum: 1 } }, /database\.writeQuorum: must be at least a majority of the 3 voters .*: 2, got 1/);
+  fails({ ...base, cluster: { peerEndpoints: peers }, database: { writeQuorum: 4 } }, /database\.writeQuorum: must be at most the number of voters, 3 voters/);
+  assert.equal(ok({ ...base, cluster: { peerEndpoints: peers } }).database.writeQuorum, 2);
+  assert.equal(ok({ ...base, cluster: { peerEndpoints: peers }, database: { writeQuorum: 3 } }).database.writeQuorum, 3);
+  // Two nodes: majority is 2 (SPEC §2).
+  fails({ ...base, cluster: { peerEndpoints: peers.slice(0, 1) }, database: { writeQuorum: 1 } }, /at least a majority of the 2 voters .*: 2, got 1/);
+  // A dr node is not a voter: its peers are.
+  const dr = { node: { ...base.node, role: 'dr' }, cluster: { peerEndpoints: peers } };
+  assert.equal(ok(dr).database.writeQuorum, 2);
+  fails({ ...dr, database: { writeQuorum: 3 } }, /at most the number of voters, 2 voters/);
+  fails({ node: { role: 'dr' } }, /cluster\.peerEndpoints: a dr node needs at least one peer/);
+  fails({ database: { writeQuorum: 0 } }, /database\.writeQuorum: must be at least 1, got 0/);
+});
+
+test('peers: duplicates and self refused, addresses must be host:port', () => {
+  fails({ ...base, cluster: { peerEndpoints: ['https://10.0.1.11:5201', 'https://10.0.1.11:5201/'] } }, /cluster\.peerEndpoints\[1\]: duplicates cluster\.peerEndpoints\[0\] \(10\.0\.1\.11:5201\)/);
+  fails({ ...base, cluster: { peerEndpoints: ['10.0.1.11:5201', 'https://10.0.1.11:5201'] } }, /peerEndpoints\[1\]: duplicates/);
+  fails({ ...base, cluster: { peerEndpoints: ['https://10.0.1.10:5201'] } }, /cluster\.peerEndpoints\[0\]: is this node's own node\.advertisePeerUrl/);
+  fails({ cluster: { peerEndpoints: ['https://10.0.1.11'] } }, /cluster\.peerEndpoints\[0\]: must be a URL with a port/);
+  fails({ cluster: { peerEndpoints: ['ftp://10.0.1.11:21'] } }, /cluster\.peerEndpoints\[0\]: must be a URL with a port/);
+  fails({ node: { apiAddress: '7101' } }, /node\.apiAddress: must be host:port/);
+  fails({ node: { peerAddress: 'h:99999' } }, /node\.peerAddress: must be host:port/);
+  fails({ node: { apiAddress: '0.0.0.0:7101', peerAddress: '127.0.0.1:7101' } }, /node\.peerAddress: must not use the same port/);
+  const c = ok({ ...base, cluster: { peerEndpoints: ['10.0.1.11:5201', '[::1]:5202'] } });
+  assert.deepEqual(c.cluster.peerEndpoints, ['https://10.0.1.11:5201', 'https://[::1]:5202']);
+});
+
+test('security.tls: auto | off | files; off only on loopback; apiTls optional', () => {
+  fails({ security: { tls: 'on' } }, /security\.tls: must be "auto", "off" or \{"certFile","keyFile","caFile"\}, got "on"/);
+  fails({ security: { tls: { certFile: 'c.pem' } } }, /security\.tls\.keyFile: is required/);
+  const files = ok({ security: { tls: { certFile: 'c.pem', keyFile: '/k.pem', caFile: 'ca.pem' } } });
+  assert.deepEqual(files.security.tls, { certFile: '/srv/q/c.pem', keyFile: '/k.pem', caFile: '/srv/q/ca.pem' });
+  fails({ security: { tls: 'off' }, cluster: { peerEndpoints: ['http://10.0.1.11:5201'] } }, /security\.tls: "off" is accepted only when every peer address is loopback; cluster\.peerEndpoints\[0\] is 10\.0\.1\.11/);
+  fails({ security: { tls: 'off' } }, /node\.peerAddress is 0\.0\.0\.0/);
+  const off = ok({ node: { peerAddress: '127.0.0.1:5201', apiAddress: '127.0.0.1:7101' }, security: { tls: 'off' }, cluster: { peerEndpoints: ['127.0.0.1:5202', 'http://localhost:5203'] } });
+  assert.equal(off.node.advertisePeerUrl, 'http://127.0.0.1:5201');
+  assert.equal(off.node.advertiseApiUrl, 'http://127.0.0.1:7101');
+  assert.deepEqual(off.cluster.peerEndpoints, ['http://127.0.0.1:5202', 'http://localhost:5203']);
+  const api = ok({ node: { apiAddress: '10.1.1.1:7101' }, security: { apiTls: { certFile: 'a', keyFile: 'b' } } });
+  assert.equal(api.node.advertiseApiUrl, 'https://10.1.1.1:7101');
+  assert.deepEqual(api.security.apiTls, { certFile: '/srv/q/a', keyFile: '/srv/q/b' });
+  fails({ security: { apiTls: { certFile: 'a' } } }, /security\.apiTls\.keyFile: is required/);
+});
+
+test('mode and coordination requirements', () => {
+  fails({ database: { mode: 'external-shared' } }, /database\.external\.connectionString: required when database\.mode is "external-shared"/);
+  ok({ database: { mode: 'external-shared', external: { connectionString: 'postgres://db/q' } } });
+  fails({ cluster: { coordination: 'redis' } }, /redis\.enabled: must be true when cluster\.coordination is "redis"/);
+  fails({ cluster: { virtualIp: '10.0.1.100/24' } }, /cluster\.vipInterface: required when cluster\.virtualIp is set/);
+  ok({ cluster: { virtualIp: '10.0.1.100', loadBalanced: true } });
+});
+
+test('environment overrides', () => {
+  const c = ok({ cluster: { electionTimeoutMs: 2000 } }, {
+    QUORATE_CLUSTER_ELECTIONTIMEOUTMS: '800', QUORATE_NODE_NODENAME: 'x', quorate_cluster_loadbalanced: 'true',
+    QUORATE_CLUSTER_PEERENDPOINTS: '["http://127.0.0.1:5202","http://127.0.0.1:5203"]',
+    QUORATE_DATABASE_BACKUP_RETENTIONDAYS: '7', QUORATE_SECURITY_TLS: 'off', QUORATE_NODE_PEERADDRESS: '127.0.0.1:5201',
+    QUORATE_URL: 'http://x:1', QUORATE_TOKEN: 't', // the CLI's own: ignored
+  });
+  assert.equal(c.cluster.electionTimeoutMs, 800);
+  assert.equal(c.node.nodeName, 'x');
+  assert.equal(c.cluster.loadBalanced, true);
+  assert.equal(c.database.backup.retentionDays, 7);
+  assert.equal(c.database.writeQuorum, 2);
+  assert.equal(c.security.tls, 'off');
+});
+
+test('environment overrides: errors name the variable', () => {
+  fails({}, /QUORATE_CLUSTER_BOGUS: unknown key "BOGUS" in cluster/, { QUORATE_CLUSTER_BOGUS: '1' });
+  fails({}, /QUORATE_CLUSTER_HEARTBEATINTERVALMS: expected a number, got "fast"/, { QUORATE_CLUSTER_HEARTBEATINTERVALMS: 'fast' });
+  fails({}, /QUORATE_CLUSTER_LOADBALANCED: expected true or false/, { QUORATE_CLUSTER_LOADBALANCED: 'maybe' });
+  fails({}, /node\.role: must be one of .* \(set by QUORATE_NODE_ROLE\)/, { QUORATE_NODE_ROLE: 'boss' });
+  fails({}, /QUORATE_DATABASE_BACKUP_NOPE: unknown key "NOPE" in database\.backup/, { QUORATE_DATABASE_BACKUP_NOPE: '1' });
+  fails({}, /QUORATE_CLUSTER_PEERENDPOINTS: not valid JSON/, { QUORATE_CLUSTER_PEERENDPOINTS: '[oops' });
+});
+
+test('loadConfig: relative dataDir resolves against the file; bad JSON and missing file are ConfigErrors', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-config-'));
+  const file = join(dir, 'quorate.json');
+  writeFileSync(file, JSON.stringify({ node: { nodeName: 'n', dataDir: 'd' } }));
+  const c = loadConfig(file, {});
+  assert.equal(c.node.dataDir, join(dir, 'd'));
+  assert.equal(c.security.adminTokenFile, join(dir, 'd', 'admin.token'));
+  writeFileSync(file, '{ "node": ');
+  assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && /is not valid JSON/.test(e.message));
+  assert.throws(() => loadConfig(join(dir, 'missing.json'), {}), (e: unknown) => e instanceof ConfigError && /file not found/.test(e.message));
+  writeFileSync(file, JSON.stringify({ cluster: { electionTimeoutMs: 300 } }));
+  assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: cluster.electionTimeoutMs:`));
+});

@@ -1,0 +1,145 @@
+// The config file of SPEC §3 as a zod schema. Every object is strict (an
+// unknown key is an error) and every key has a default, so `{}` is a valid
+// single-node file. Cross-key rules (quorum, timeouts, duplicate peers) live in
+// ./validate.ts because they need the whole file.
+import { z } from 'zod';
+import { hostname } from 'node:os';
+
+/** "host:port" with a port 1..65535; host may be a name, IPv4 or [IPv6]. */
+export const HOST_PORT_RE = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/;
+
+const hostPort = z.string().superRefine((s, ctx) => {
+  const m = HOST_PORT_RE.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be host:port (e.g. 0.0.0.0:7101), got ${JSON.stringify(s)}` });
+  }
+});
+
+/** An http(s) URL with an explicit port; bare "host:port" is accepted too. */
+const endpoint = z.string().superRefine((s, ctx) => {
+  if (parseEndpoint(s) === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be a URL with a port (e.g. https://10.0.1.11:5201) or host:port, got ${JSON.stringify(s)}` });
+  }
+});
+
+/** An empty string means "derive from the bind address". */
+const optionalEndpoint = z.string().superRefine((s, ctx) => {
+  if (s !== '' && parseEndpoint(s) === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be a URL with a port (e.g. https://10.0.1.10:7101) or "", got ${JSON.stringify(s)}` });
+  }
+});
+
+export interface Endpoint { readonly scheme: 'http' | 'https' | ''; readonly host: string; readonly port: number }
+
+/** Parses "https://h:p", "http://h:p" or "h:p"; undefined when it is neither. */
+export function parseEndpoint(s: string): Endpoint | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s)) {
+    let u: URL;
+    try { u = new URL(s); } catch { return undefined; }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
+    if (u.port === '' || (u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '') return undefined;
+    const host = u.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    return { scheme: u.protocol === 'https:' ? 'https' : 'http', host, port: Number(u.port) };
+  }
+  const m = HOST_PORT_RE.exec(s);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (!(port >= 1 && port <= 65535)) return undefined;
+  return { scheme: '', host: (m[1] ?? '').replace(/^\[|\]$/g, '').toLowerCase(), port };
+}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
+
+export const ROLES = ['voter', 'observer', 'dr'] as const;
+export const COORDINATIONS = ['raft', 'redis'] as const;
+export const FAILOVER_MODES = ['automatic', 'manual', 'approval'] as const;
+export const DATABASE_MODES = ['local-sync', 'external-shared'] as const;
+
+const nodeSchema = z.object({
+  nodeName: z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must start with a letter or digit and hold only letters, digits, "_", "." and "-"')
+    .default(() => defaultNodeName()),
+  dataDir: z.string().min(1).default('./data'),
+  apiAddress: hostPort.default('0.0.0.0:7101'),
+  peerAddress: hostPort.default('0.0.0.0:5201'),
+  advertiseApiUrl: optionalEndpoint.default(''),
+  advertisePeerUrl: optionalEndpoint.default(''),
+  role: z.enum(ROLES).default('voter'),
+}).strict();
+
+const clusterSchema = z.object({
+  haId: z.string().min(1).max(128).default('quorate'),
+  peerEndpoints: z.array(endpoint).max(64).default([]),
+  coordination: z.enum(COORDINATIONS).default('raft'),
+  electionTimeoutMs: int(10, 600_000).default(1000),
+  heartbeatIntervalMs: int(1, 60_000).default(100),
+  leaderLockTtlSeconds: int(1, 3600).default(30),
+  leaderRenewalIntervalSeconds: int(1, 3600).default(10),
+  failover: z.enum(FAILOVER_MODES).default('automatic'),
+  virtualIp: z.string().default(''),
+  vipInterface: z.string().default(''),
+  vipScript: z.string().default(''),
+  loadBalanced: z.boolean().default(false),
+  fenceScript: z.string().default(''),
+  /** A standby more than this many log entries behind is "lagging" (not failover-ready). */
+  maxLagOnFailover: int(0).default(1000),
+}).strict();
+
+const backupSchema = z.object({
+  enabled: z.boolean().default(true),
+  schedule: z.string().min(1).default('0 2 * * *'),
+  retentionDays: int(1, 36_500).default(30),
+  dir: z.string().min(1).default('./backups'),
+}).strict();
+
+const databaseSchema = z.object({
+  mode: z.enum(DATABASE_MODES).default('local-sync'),
+  /** Absent: a majority of voters. */
+  writeQuorum: int(1).optional(),
+  external: z.object({
+    dbType: z.literal('postgres').default('postgres'),
+    connectionString: z.string().default(''),
+  }).strict().default({}),
+  outboxPollIntervalSeconds: int(1, 86_400).default(5),
+  backup: backupSchema.default({}),
+}).strict();
+
+const redisSchema = z.object({
+  enabled: z.boolean().default(false),
+  connectionString: z.string().min(1).default('127.0.0.1:6379'),
+  keyPrefix: z.string().default('quorate:'),
+  tlsEnabled: z.boolean().default(false),
+}).strict();
+
+const tlsFiles = z.object({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  caFile: z.string().min(1),
+}).strict();
+
+const securitySchema = z.object({
+  tls: z.union([z.literal('auto'), z.literal('off'), tlsFiles], {
+    errorMap: (issue, ctx) => (issue.code === z.ZodIssueCode.invalid_union
+      ? { message: `must be "auto", "off" or {"certFile","keyFile","caFile"}, got ${JSON.stringify(ctx.data)}` }
+      : { message: ctx.defaultError }),
+  }).default('auto'),
+  apiTls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
+  /** "" means <dataDir>/admin.token. */
+  adminTokenFile: z.string().default(''),
+}).strict();
+
+export const configSchema = z.object({
+  node: nodeSchema.default({}),
+  cluster: clusterSchema.default({}),
+  database: databaseSchema.default({}),
+  redis: redisSchema.default({}),
+  security: securitySchema.default({}),
+}).strict();
+
+/** The file after schema defaults, before cross-key rules and path resolution. */
+export type RawConfig = z.output<typeof configSchema>;
+
+function defaultNodeName(): string {
+  const h = hostname().split('.')[0] ?? '';
+  return /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(h) ? h.slice(0, 63) : 'node1';
+}

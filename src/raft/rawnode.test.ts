@@ -1,0 +1,563 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemCluster } from './testkit.js';
+import type { ConfigOverrides } from './testkit.js';
+import { RawNode } from './rawnode.js';
+import { SeededRandom } from './prng.js';
+import { encodeConfEntry } from './membership.js';
+import type { Entry, Membership, Message, RaftConfig } from './types.js';
+
+const enc = (s: string) => new TextEncoder().encode(s);
+
+function threeNodes(config: ConfigOverrides = {}) {
+  const c = new MemCluster({ voters: [1, 2, 3], config });
+  assert.equal(c.elect(1), 1);
+  return c;
+}
+
+function membership(voters: number[], extra: Membership['members'] = []): Membership {
+  return { members: [...voters.map((id) => ({ id, role: 'voter' as const })), ...extra].sort((a, b) => a.id - b.id), removed: [] };
+}
+
+/** A RawNode with a given log (terms of entries 1..n) and current term. */
+function nodeWithLog(id: number, terms: number[], term: number, m: Membership, cfg: Partial<RaftConfig> = {}): RawNode {
+  const entries: Entry[] = terms.map((t, i) => ({ term: t, index: i + 1, type: 'normal', data: enc(`e${i + 1}`) }));
+  return new RawNode(
+    { id, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(id), ...cfg },
+    { hardState: { term, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0, membership: m }, entries },
+  );
+}
+
+function msg(p: Partial<Message> & Pick<Message, 'type' | 'from' | 'to' | 'term'>): Message {
+  return { logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, context: 0, ...p };
+}
+
+function drain(n: RawNode): Message[] {
+  const out: Message[] = [];
+  while (n.hasReady()) {
+    const rd = n.ready();
+    out.push(...rd.messages);
+    n.advance();
+  }
+  return out;
+}
+
+describe('§5.2 leader election', () => {
+  test('a follower that hears from no leader for an election timeout pre-votes, campaigns and wins', () => {
+    const c = new MemCluster({ voters: [1, 2, 3] });
+    for (let i = 0; i < 20 && c.leader() === 0; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    const lead = c.leader();
+    assert.notEqual(lead, 0);
+    for (const id of [1, 2, 3]) assert.equal(c.node(id).raw.status().lead, lead);
+  });
+
+  test('election timeouts are randomized in [T, 2T)', () => {
+    const seen = new Set<number>();
+    for (let seed = 1; seed <= 40; seed++) {
+      const n = new RawNode({ id: 1, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(seed) },
+        { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0, membership: membership([1, 2, 3]) }, entries: [] });
+      let ticks = 0;
+      while (n.status().role === 'follower') {
+        n.tick();
+        ticks++;
+        assert.ok(ticks < 20, 'campaigned within 2T');
+      }
+      assert.ok(ticks >= 10, `waited at least T, got ${ticks}`);
+      seen.add(ticks);
+    }
+    assert.ok(seen.size > 3, 'timeouts vary across seeds');
+  });
+
+  test('a node grants at most one vote per term', () => {
+    const n = nodeWithLog(1, [], 1, membership([1, 2, 3]), { checkQuorum: false });
+    n.step(msg({ type: 'vote', from: 2, to: 1, term: 2 }));
+    n.step(msg({ type: 'vote', from: 3, to: 1, term: 2 }));
+    const resps = drain(n).filter((m) => m.type === 'voteResp');
+    assert.deepEqual(resps.map((m) => [m.to, m.reject]), [[2, false], [3, true]]);
+    assert.equal(n.status().vote, 2);
+  });
+
+  test('§5.4.1 a voter rejects a candidate whose log is less up-to-date', () => {
+    const n = nodeWithLog(1, [1, 2], 2, membership([1, 2, 3]), { checkQuorum: false });
+    n.step(msg({ type: 'vote', from: 2, to: 1, term: 3, index: 5, logTerm: 1 }));
+    n.step(msg({ type: 'vote', from: 3, to: 1, term: 4, index: 1, logTerm: 2 }));
+    const resps = drain(n).filter((m) => m.type === 'voteResp');
+    assert.deepEqual(resps.map((m) => m.reject), [true, true]);
+    n.step(msg({ type: 'vote', from: 3, to: 1, term: 5, index: 2, logTerm: 2 }));
+    assert.equal(drain(n).find((m) => m.type === 'voteResp')?.reject, false);
+  });
+
+  test('§4.2.3 votes are ignored while a live leader is known', () => {
+    const c = threeNodes();
+    const term = c.node(2).raw.status().term;
+    c.node(2).raw.step(msg({ type: 'vote', from: 3, to: 2, term: term + 1, index: 100, logTerm: 100 }));
+    assert.equal(c.node(2).raw.status().term, term, 'term unchanged');
+    assert.equal(c.node(2).raw.status().lead, 1);
+  });
+
+  test('the new leader appends a no-op entry of its term', () => {
+    const c = threeNodes();
+    const st = c.node(1).raw.status();
+    const e = c.node(1).raw.entry(st.lastIndex)!;
+    assert.equal(e.term, st.term);
+    assert.equal(e.data.length, 0);
+    assert.equal(st.commit, st.lastIndex);
+  });
+});
+
+describe('§9.6 PreVote and CheckQuorum', () => {
+  test('a partitioned node rejoining does not disrupt the leader (its term does not inflate)', () => {
+    const c = threeNodes();
+    const term = c.node(1).raw.status().term;
+    c.cut.add('3-1').add('3-2').add('1-3').add('2-3');
+    for (let i = 0; i < 100; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.equal(c.node(3).raw.status().term, term, 'pre-votes fail without bumping the term');
+    c.cut.clear();
+    for (let i = 0; i < 5; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.equal(c.leader(), 1);
+    assert.equal(c.node(1).raw.status().term, term);
+  });
+
+  test('a leader without a quorum steps down within an election timeout', () => {
+    const c = threeNodes();
+    c.cut.add('2-1').add('3-1');
+    let ticks = 0;
+    while (c.node(1).raw.status().role === 'leader') {
+      c.tick(1);
+      c.stabilize();
+      ticks++;
+      assert.ok(ticks <= 2 * 10, 'stepped down within two election timeouts of ticks');
+    }
+    assert.equal(c.node(1).raw.status().role, 'follower');
+  });
+
+  test('a follower that sees its leader connection reset campaigns within two heartbeats', () => {
+    const c = threeNodes();
+    c.cut.add('1-2').add('1-3').add('2-1').add('3-1');
+    c.node(2).raw.leaderUnreachable();
+    c.node(3).raw.leaderUnreachable();
+    let ticks = 0;
+    while (c.leader() === 1 || c.leader() === 0 || c.node(c.leader()).raw.status().term === c.node(1).raw.status().term) {
+      c.tick(2);
+      c.tick(3);
+      c.stabilize();
+      ticks++;
+      assert.ok(ticks <= 6, `new leader after ${ticks} ticks`);
+    }
+    assert.ok([2, 3].includes(c.leader()));
+  });
+});
+
+describe('§5.3 log replication', () => {
+  test('the leader replicates and commits; every node applies the same entries in order', () => {
+    const c = threeNodes();
+    for (let i = 0; i < 20; i++) c.propose(1, `v${i}`);
+    c.stabilize();
+    c.tickAll();
+    c.stabilize();
+    const want = Array.from({ length: 20 }, (_, i) => `v${i}`);
+    for (const id of [1, 2, 3]) assert.deepEqual(c.appliedText(id), want);
+  });
+
+  test('follower rejects mismatched prevLogTerm and hints where to probe', () => {
+    const n = nodeWithLog(2, [1, 1, 2, 2, 2], 3, membership([1, 2, 3]));
+    n.step(msg({ type: 'app', from: 1, to: 2, term: 4, index: 5, logTerm: 4, entries: [] }));
+    const r = drain(n).find((m) => m.type === 'appResp')!;
+    assert.equal(r.reject, true);
+    assert.equal(r.index, 5);
+    assert.equal(r.rejectHint, 5, 'all of term 2 < 4: the hint is the last index');
+    assert.equal(r.logTerm, 2);
+  });
+
+  test('a conflicting uncommitted suffix is overwritten by the leader', () => {
+    const n = nodeWithLog(2, [1, 2, 2], 3, membership([1, 2, 3]));
+    const entries: Entry[] = [{ term: 3, index: 2, type: 'normal', data: enc('x') }];
+    n.step(msg({ type: 'app', from: 1, to: 2, term: 3, index: 1, logTerm: 1, entries, commit: 2 }));
+    const rd = n.ready();
+    assert.deepEqual(rd.entries.map((e) => [e.index, e.term]), [[2, 3]]);
+    assert.deepEqual(rd.committedEntries.map((e) => e.index), [1, 2]);
+    n.advance();
+    assert.equal(n.status().lastIndex, 2);
+  });
+
+  test('Figure 7: a new leader brings every divergent follower in line', () => {
+    const m = membership([1, 2, 3, 4, 5, 6, 7]);
+    const leaderLog = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+    const followers: Record<number, number[]> = {
+      2: [1, 1, 1, 4, 4, 5, 5, 6, 6], // (a)
+      3: [1, 1, 1, 4], // (b)
+      4: [1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6], // (c)
+      5: [1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7], // (d)
+      6: [1, 1, 1, 4, 4, 4, 4], // (e)
+      7: [1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], // (f)
+    };
+    const nodes = new Map<number, RawNode>();
+    nodes.set(1, nodeWithLog(1, leaderLog, 7, m, { checkQuorum: false }));
+    for (const [id, log] of Object.entries(followers)) nodes.set(Number(id), nodeWithLog(Number(id), log, 7, m, { checkQuorum: false }));
+    // Node 1 wins term 8 with votes from a, b, c (e, f would also grant).
+    nodes.get(1)!.campaign();
+    let queue: Message[] = [];
+    const pump = () => {
+      for (let round = 0; round < 200; round++) {
+        for (const n of nodes.values()) queue.push(...drain(n));
+        if (queue.length === 0) return;
+        const batch = queue;
+        queue = [];
+        for (const x of batch) {
+          // (d) is partitioned so the leader is not d (which has more entries).
+          if (x.to === 5 && x.type !== 'app' && x.type !== 'heartbeat') continue;
+          nodes.get(x.to)?.step(x);
+        }
+      }
+    };
+    pump();
+    const leader = nodes.get(1)!;
+    assert.equal(leader.status().role, 'leader');
+    for (let i = 0; i < 3; i++) {
+      leader.tick();
+      pump();
+    }
+    const want = leader.status().lastIndex;
+    const termsOf = (n: RawNode) => Array.from({ length: n.status().lastIndex }, (_, i) => n.entry(i + 1)!.term);
+    for (const [id, n] of nodes) {
+      assert.equal(n.status().lastIndex, want, `node ${id} log length`);
+      assert.deepEqual(termsOf(n), termsOf(leader), `node ${id} log terms`);
+      assert.equal(n.status().commit, want, `node ${id} commit`);
+    }
+  });
+});
+
+describe('§5.4.2 Figure 8: committing entries from previous terms', () => {
+  function figure8(mutation?: RaftConfig['testMutation']) {
+    const m = membership([1, 2, 3, 4, 5]);
+    // S1 leads term 2 and replicated index 2 (term 2) only to S2; S5 led term 3
+    // with index 2 (term 3) only on itself. Now S1 leads term 4 (votes 1,2,3,4).
+    const cfg = { checkQuorum: false, ...(mutation ? { testMutation: mutation } : {}) };
+    const s1 = nodeWithLog(1, [1, 2], 3, m, cfg);
+    const s3 = nodeWithLog(3, [1], 3, m, cfg);
+    s1.campaign();
+    let out = drain(s1);
+    const preVotes = out.filter((x) => x.type === 'preVote');
+    for (const pv of preVotes) s1.step(msg({ type: 'preVoteResp', from: pv.to, to: 1, term: pv.term }));
+    out = drain(s1);
+    for (const v of out.filter((x) => x.type === 'vote')) s1.step(msg({ type: 'voteResp', from: v.to, to: 1, term: v.term }));
+    assert.equal(s1.status().role, 'leader');
+    assert.equal(s1.status().term, 4);
+    out = drain(s1);
+    // S1 replicates index 2 (term 2) to S3 but the no-op (index 3, term 4) is lost.
+    s3.step(msg({ type: 'app', from: 1, to: 3, term: 4, index: 1, logTerm: 1, entries: [s1.entry(2)!], commit: s1.status().commit }));
+    const ack = drain(s3).find((x) => x.type === 'appResp')!;
+    assert.equal(ack.reject, false);
+    assert.equal(ack.index, 2);
+    s1.step(ack);
+    s1.step(msg({ type: 'appResp', from: 2, to: 1, term: 4, index: 2 }));
+    drain(s1);
+    return s1.status().commit;
+  }
+
+  test('an entry from a previous term stored on a majority is not committed by counting', () => {
+    assert.equal(figure8(), 0);
+  });
+
+  test('the commitPreviousTermByCounting mutation does commit it (the check matters)', () => {
+    assert.equal(figure8('commitPreviousTermByCounting'), 2);
+  });
+});
+
+describe('persistence order', () => {
+  test('a single-node leader commits its entry only after advance (after its own fsync)', () => {
+    const c = new MemCluster({ voters: [1] });
+    c.elect(1);
+    const n = c.node(1).raw;
+    const { index } = n.propose(enc('x'));
+    const rd = n.ready();
+    assert.equal(rd.entries.at(-1)?.index, index);
+    assert.ok(rd.committedEntries.every((e) => e.index < index), 'not committed before persist');
+    n.advance();
+    const rd2 = n.ready();
+    assert.deepEqual(rd2.committedEntries.map((e) => e.index), [index]);
+    n.advance();
+  });
+
+  test('a vote is sent only in the same Ready as the hard state that records it (mustSync)', () => {
+    const n = nodeWithLog(1, [], 1, membership([1, 2, 3]), { checkQuorum: false });
+    n.step(msg({ type: 'vote', from: 2, to: 1, term: 2 }));
+    const rd = n.ready();
+    assert.equal(rd.hardState?.vote, 2);
+    assert.equal(rd.mustSync, true);
+    assert.ok(rd.messages.some((m) => m.type === 'voteResp' && !m.reject));
+    n.advance();
+  });
+
+  test('calling ready() twice without advance() is a bug and throws', () => {
+    const c = threeNodes();
+    c.propose(1, 'x');
+    c.node(1).raw.ready();
+    assert.throws(() => c.node(1).raw.ready(), /invariant/);
+  });
+
+  test('a restarted node recovers from its durable state and catches up', () => {
+    const c = threeNodes();
+    for (let i = 0; i < 5; i++) c.propose(1, `a${i}`);
+    c.stabilize();
+    c.cut.add('1-3');
+    for (let i = 0; i < 5; i++) c.propose(1, `b${i}`);
+    c.stabilize();
+    c.restart(3);
+    c.cut.clear();
+    for (let i = 0; i < 3; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.deepEqual(c.appliedText(3), c.appliedText(1));
+    assert.equal(c.appliedText(3).length, 10);
+  });
+});
+
+describe('§6.4 ReadIndex', () => {
+  test('a read is served at the commit index only after a quorum confirms leadership', () => {
+    const c = threeNodes();
+    c.propose(1, 'x');
+    c.stabilize();
+    const commit = c.node(1).raw.status().commit;
+    c.node(1).raw.readIndex(7);
+    c.processReady();
+    assert.equal(c.node(1).readStates.length, 0, 'not before heartbeat acks');
+    c.stabilize();
+    assert.deepEqual(c.node(1).readStates, [{ index: commit, ctx: 7 }]);
+  });
+
+  test('a deposed leader cut off from the quorum never serves a read', () => {
+    const c = threeNodes();
+    c.cut.add('1-2').add('1-3').add('2-1').add('3-1');
+    c.node(1).raw.readIndex(9);
+    for (let i = 0; i < 30; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.equal(c.node(1).readStates.length, 0);
+    assert.deepEqual(c.node(1).droppedReads, [9], 'the read fails when leadership is lost');
+  });
+
+  test('a new leader defers reads until it commits an entry of its term', () => {
+    const c = new MemCluster({ voters: [1, 2, 3] });
+    c.node(1).raw.campaign();
+    // Deliver only votes: the leader is elected but its no-op is not acked.
+    c.stabilize((m) => m.type !== 'appResp');
+    assert.equal(c.leader(), 1);
+    c.node(1).raw.readIndex(3);
+    c.stabilize((m) => m.type !== 'appResp');
+    assert.equal(c.node(1).readStates.length, 0);
+    c.tickAll();
+    c.stabilize();
+    assert.equal(c.node(1).readStates.length, 1);
+    assert.equal(c.node(1).readStates[0]!.index, c.node(1).raw.status().commit);
+  });
+});
+
+describe('roles and quorum', () => {
+  test('observers vote and count but never campaign; learners never vote and are not counted', () => {
+    const c = new MemCluster({ voters: [1], observers: [2, 3], learners: [4] });
+    for (let i = 0; i < 60; i++) {
+      c.tick(2);
+      c.tick(3);
+      c.tick(4);
+      c.stabilize();
+    }
+    assert.equal(c.leader(), 0, 'no observer or learner ever leads');
+    assert.equal(c.node(2).raw.status().term, 0);
+    assert.equal(c.elect(1), 1);
+    c.cut.add('1-2').add('1-3');
+    c.propose(1, 'x');
+    c.stabilize();
+    assert.deepEqual(c.appliedText(4), [], 'a learner ack does not make a quorum');
+    c.cut.clear();
+    c.tickAll();
+    c.stabilize();
+    assert.deepEqual(c.appliedText(4), ['x']);
+  });
+
+  test('writeQuorum above a majority waits for that many acks', () => {
+    const c = threeNodes({ writeQuorum: 3 });
+    c.cut.add('1-3');
+    c.propose(1, 'x');
+    c.stabilize();
+    assert.deepEqual(c.appliedText(1), [], 'two of three is not enough');
+    c.cut.clear();
+    c.tickAll();
+    c.stabilize();
+    assert.deepEqual(c.appliedText(1), ['x']);
+  });
+
+  test('back-pressure: proposals beyond maxUncommittedBytes fail with Overloaded, also after a term change', () => {
+    const c = threeNodes({ maxUncommittedBytes: 100, checkQuorum: false });
+    c.cut.add('1-3').add('3-1').add('2-1');
+    c.propose(1, 'a'.repeat(60));
+    assert.throws(() => c.propose(1, 'b'.repeat(60)), { code: 'overloaded' });
+    c.stabilize();
+    // Node 1 is lost; node 2, holding node 1's uncommitted entry, takes over.
+    c.cut.add('1-2').add('2-1');
+    c.cut.delete('1-3');
+    c.cut.delete('3-1');
+    c.cut.add('1-3').add('3-1');
+    c.node(2).raw.campaign();
+    c.stabilize((m) => m.type !== 'appResp');
+    assert.equal(c.leader(), 2);
+    assert.equal(c.node(2).raw.status().uncommittedBytes, 60, 'the old term entry still counts');
+    assert.throws(() => c.propose(2, 'c'.repeat(60)), { code: 'overloaded' });
+  });
+});
+
+describe('leadership transfer', () => {
+  test('TimeoutNow moves leadership to a caught-up voter; proposals are refused meanwhile', () => {
+    const c = threeNodes();
+    c.propose(1, 'x');
+    c.stabilize();
+    c.cut.add('1-2');
+    c.node(1).raw.transferLeadership(2);
+    assert.throws(() => c.propose(1, 'y'), { code: 'transfer_in_progress' });
+    c.cut.clear();
+    c.tickAll();
+    c.stabilize();
+    assert.equal(c.leader(), 2);
+    assert.equal(c.node(1).raw.status().role, 'follower');
+  });
+
+  test('a transfer that cannot finish is aborted after the transfer timeout', () => {
+    const c = threeNodes();
+    c.cut.add('1-2').add('2-1');
+    c.node(1).raw.transferLeadership(2);
+    for (let i = 0; i < 10; i++) {
+      c.tick(1);
+      c.stabilize();
+    }
+    assert.equal(c.node(1).raw.status().leadTransferee, 0);
+    c.propose(1, 'accepted again');
+  });
+
+  test('observers and learners refuse to lead', () => {
+    const c = new MemCluster({ voters: [1, 2], observers: [3], learners: [4] });
+    c.elect(1);
+    assert.throws(() => c.node(1).raw.transferLeadership(3), { code: 'invalid_transfer' });
+    assert.throws(() => c.node(1).raw.transferLeadership(4), { code: 'invalid_transfer' });
+    c.node(3).raw.step(msg({ type: 'timeoutNow', from: 1, to: 3, term: c.node(1).raw.status().term }));
+    c.stabilize();
+    assert.equal(c.leader(), 1);
+  });
+});
+
+describe('§4 membership changes', () => {
+  test('add a learner, promote it to voter, then remove a voter; ids are never reused', () => {
+    const c = threeNodes();
+    c.stabilize();
+    c.addNode(4);
+    c.node(1).raw.proposeConfChange({ op: 'add', id: 4, role: 'learner' });
+    c.stabilize();
+    c.tickAll();
+    c.stabilize();
+    c.propose(1, 'x');
+    c.stabilize();
+    assert.deepEqual(c.appliedText(4), ['x']);
+    c.node(1).raw.proposeConfChange({ op: 'setRole', id: 4, role: 'voter' });
+    c.stabilize();
+    c.node(1).raw.proposeConfChange({ op: 'remove', id: 3 });
+    c.stabilize();
+    c.tickAll();
+    c.stabilize();
+    const m = c.node(1).raw.status().membership;
+    assert.deepEqual(m.members.map((x) => [x.id, x.role]), [[1, 'voter'], [2, 'voter'], [4, 'voter']]);
+    assert.throws(() => c.node(1).raw.proposeConfChange({ op: 'add', id: 3, role: 'voter' }), { code: 'invalid_conf_change' });
+  });
+
+  test('one pending change at a time, and none before the leader commits in its term', () => {
+    const c = new MemCluster({ voters: [1, 2, 3] });
+    c.node(1).raw.campaign();
+    c.stabilize((m) => m.type !== 'appResp');
+    assert.throws(() => c.node(1).raw.proposeConfChange({ op: 'add', id: 4, role: 'voter' }), { code: 'conf_change_in_progress' });
+    c.tickAll();
+    c.stabilize();
+    c.cut.add('1-2').add('1-3');
+    c.node(1).raw.proposeConfChange({ op: 'add', id: 4, role: 'voter' });
+    assert.throws(() => c.node(1).raw.proposeConfChange({ op: 'add', id: 5, role: 'voter' }), { code: 'conf_change_in_progress' });
+  });
+
+  test('a removed leader steps down once its removal commits', () => {
+    const c = threeNodes();
+    c.node(1).raw.proposeConfChange({ op: 'remove', id: 1 });
+    c.stabilize();
+    c.tickAll();
+    c.stabilize();
+    assert.notEqual(c.node(1).raw.status().role, 'leader');
+    for (let i = 0; i < 40 && (c.leader() === 0 || c.leader() === 1); i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.ok([2, 3].includes(c.leader()));
+    c.propose(c.leader(), 'after');
+    c.stabilize();
+    assert.deepEqual(c.appliedText(2).at(-1), 'after');
+  });
+
+  test('a leadership transfer is aborted when its target is removed', () => {
+    const c = threeNodes();
+    c.cut.add('1-3');
+    c.node(1).raw.transferLeadership(3);
+    assert.equal(c.node(1).raw.status().leadTransferee, 3);
+    // The conf change path is refused during a transfer; abort happens on removal
+    // applied via the log, which another leader could append — simulate by ticking out.
+    assert.throws(() => c.node(1).raw.proposeConfChange({ op: 'remove', id: 3 }), { code: 'transfer_in_progress' });
+  });
+
+  test('a conf entry with malformed data is rejected with a clear error', () => {
+    const m = membership([1]);
+    const bad: Entry = { term: 1, index: 1, type: 'conf', data: enc('{"change":{"op":"add","id":-1},"membership":{"members":[],"removed":[]}}') };
+    assert.throws(
+      () => new RawNode({ id: 1, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(1) },
+        { hardState: { term: 1, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0, membership: m }, entries: [bad] }),
+      /positive integer/,
+    );
+    assert.ok(encodeConfEntry({ change: { op: 'remove', id: 2 }, membership: m }).length > 0);
+  });
+});
+
+describe('log compaction and snapshots', () => {
+  test('the core asks for a snapshot at the entry threshold and keeps trailing entries', () => {
+    const c = threeNodes({ snapshotEntries: 20, trailingEntries: 5 });
+    for (let i = 0; i < 50; i++) c.propose(1, `v${i}`);
+    c.stabilize();
+    c.tickAll();
+    c.stabilize();
+    const n = c.node(1);
+    assert.ok(n.snapshotsTaken >= 1);
+    const st = n.raw.status();
+    assert.ok(st.firstIndex > 1, 'log compacted');
+    assert.equal(st.firstIndex - 1, n.raw.status().firstIndex - 1);
+    assert.ok(n.snapshot.index - (st.firstIndex - 1) <= 5, 'at most trailingEntries kept before the snapshot');
+  });
+
+  test('a follower behind the compacted point is sent a snapshot and catches up', () => {
+    const c = threeNodes({ snapshotEntries: 10, trailingEntries: 2 });
+    c.cut.add('1-3').add('3-1');
+    for (let i = 0; i < 40; i++) {
+      c.propose(1, `v${i}`);
+      c.stabilize();
+    }
+    assert.ok(c.node(1).raw.status().firstIndex > 3);
+    c.cut.clear();
+    for (let i = 0; i < 5; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.deepEqual(c.appliedText(3), c.appliedText(1));
+    assert.equal(c.appliedText(3).length, 40);
+  });
+});

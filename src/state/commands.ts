@@ -1,0 +1,374 @@
+// KV commands and their wire encoding.
+//
+// An entry's data is one msgpack array with a fixed positional layout (no maps),
+// so equal commands always encode to equal bytes and decoding never depends on
+// key order. Absent optional fields are `nil`. Layout, format version 1:
+//
+//   [1, at, idempotencyKey|nil, tag, ...body]
+//   tag 0 noop:   (no body)
+//   tag 1 put:    key, value, ifRevision|nil, ttlMs|nil
+//   tag 2 delete: key, ifRevision|nil
+//   tag 3 txn:    [[key, target, op, value]...], successOps, failureOps
+//                 op = [1, key, value, ttlMs|nil] | [2, key]
+//                 target 0 revision 1 createRevision 2 version 3 value 4 exists
+//                 op 0 '=' 1 '!=' 2 '<' 3 '>'
+//   tag 4 expire: [[key, modRevision]...]
+//
+// A new field or command means a new format version; a node that meets a
+// version it does not know stops (UnsupportedCommandVersionError) rather than
+// diverge.
+import { Packr } from 'msgpackr';
+import { InvalidCommandError, StateError, UnsupportedCommandVersionError } from './errors.js';
+import {
+  MAX_EXPIRE_KEYS,
+  MAX_IDEMPOTENCY_KEY_BYTES,
+  MAX_TTL_MS,
+  MAX_TXN_COMPARES,
+  MAX_TXN_OPS,
+  utf8Bytes,
+  validateKey,
+  validateValue,
+} from './limits.js';
+
+export const COMMAND_FORMAT_VERSION = 1;
+
+export const COMPARE_TARGETS = ['revision', 'createRevision', 'version', 'value', 'exists'] as const;
+export const COMPARE_OPS = ['=', '!=', '<', '>'] as const;
+export type CompareTarget = (typeof COMPARE_TARGETS)[number];
+export type CompareOp = (typeof COMPARE_OPS)[number];
+
+/** Missing keys have revision/createRevision/version 0; a `value` compare on a missing key is false. */
+export type Compare =
+  | { readonly key: string; readonly target: 'revision' | 'createRevision' | 'version'; readonly op: CompareOp; readonly value: number }
+  | { readonly key: string; readonly target: 'value'; readonly op: CompareOp; readonly value: string }
+  | { readonly key: string; readonly target: 'exists'; readonly op: '=' | '!='; readonly value: boolean };
+
+export type TxnOp =
+  | { readonly type: 'put'; readonly key: string; readonly value: string; readonly ttlMs?: number }
+  | { readonly type: 'delete'; readonly key: string };
+
+export interface PutCommand {
+  readonly type: 'put';
+  readonly key: string;
+  readonly value: string;
+  /** Expected modRevision; 0 = the key must not exist. */
+  readonly ifRevision?: number;
+  /** Lease: the key is deleted by a leader-proposed `expire` once `at + ttlMs` has passed. */
+  readonly ttlMs?: number;
+}
+export interface DeleteCommand {
+  readonly type: 'delete';
+  readonly key: string;
+  readonly ifRevision?: number;
+}
+export interface TxnCommand {
+  readonly type: 'txn';
+  readonly compare: readonly Compare[];
+  readonly success: readonly TxnOp[];
+  readonly failure: readonly TxnOp[];
+}
+export interface ExpireKey {
+  readonly key: string;
+  readonly modRevision: number;
+}
+/** Proposed by the leader for keys whose lease deadline passed; a key is deleted only if its modRevision is unchanged. */
+export interface ExpireCommand {
+  readonly type: 'expire';
+  readonly keys: readonly ExpireKey[];
+}
+/** Changes nothing; advances the state machine's clock (session expiry) and serves as a barrier. */
+export interface NoopCommand {
+  readonly type: 'noop';
+}
+export type Command = PutCommand | DeleteCommand | TxnCommand | ExpireCommand | NoopCommand;
+
+export interface CommandEnvelope {
+  /** Leader wall-clock ms when proposed: the only time the state machine ever sees. */
+  readonly at: number;
+  /** Client-session key: a retry with the same key returns the recorded result. */
+  readonly idempotencyKey?: string;
+  readonly command: Command;
+}
+
+const TAG_NOOP = 0;
+const TAG_PUT = 1;
+const TAG_DELETE = 2;
+const TAG_TXN = 3;
+const TAG_EXPIRE = 4;
+const OP_PUT = 1;
+const OP_DELETE = 2;
+
+// useRecords false: plain msgpack arrays/maps, no shared-structure extension
+// whose bytes would depend on what this Packr encoded before.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+
+/** msgpack bytes of a plain value; always a fresh copy (msgpackr reuses its buffer). */
+export function packCanonical(value: unknown): Uint8Array {
+  const b = packr.pack(value);
+  return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+export function unpackCanonical(bytes: Uint8Array): unknown {
+  return packr.unpack(bytes);
+}
+
+// ---- validation -----------------------------------------------------------
+
+function fail(field: string, reason: string): never {
+  throw new InvalidCommandError(field, reason);
+}
+
+function checkRevision(field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(field, `must be a non-negative integer, got ${String(v)}`);
+  return v;
+}
+
+function checkTtl(field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v > MAX_TTL_MS) fail(field, `must be an integer in 1..${MAX_TTL_MS}, got ${String(v)}`);
+  return v;
+}
+
+function checkKey(field: string, v: unknown): string {
+  if (typeof v !== 'string') fail(field, 'must be a string');
+  try {
+    return validateKey(v);
+  } catch (err) {
+    if (err instanceof StateError) throw new InvalidCommandError(field, err.message, { cause: err });
+    throw err;
+  }
+}
+
+function checkValue(field: string, v: unknown): string {
+  if (typeof v !== 'string') fail(field, 'must be a string');
+  try {
+    return validateValue(v);
+  } catch (err) {
+    if (err instanceof StateError) throw new InvalidCommandError(field, err.message, { cause: err });
+    throw err;
+  }
+}
+
+function checkOps(field: string, ops: readonly TxnOp[]): void {
+  if (!Array.isArray(ops)) fail(field, 'must be an array');
+  if (ops.length > MAX_TXN_OPS) fail(field, `${ops.length} ops exceed the limit of ${MAX_TXN_OPS}`);
+  const seen = new Set<string>();
+  ops.forEach((op, i) => {
+    const f = `${field}[${i}]`;
+    const key = checkKey(`${f}.key`, op.key);
+    if (seen.has(key)) fail(`${f}.key`, `duplicate key ${JSON.stringify(key)} in one txn branch`);
+    seen.add(key);
+    if (op.type === 'put') {
+      checkValue(`${f}.value`, op.value);
+      if (op.ttlMs !== undefined) checkTtl(`${f}.ttlMs`, op.ttlMs);
+    } else if (op.type !== 'delete') {
+      fail(`${f}.type`, `must be 'put' or 'delete', got ${String((op as { type: unknown }).type)}`);
+    }
+  });
+}
+
+function checkCompare(field: string, c: Compare): void {
+  checkKey(`${field}.key`, c.key);
+  if (!COMPARE_OPS.includes(c.op)) fail(`${field}.op`, `must be one of ${COMPARE_OPS.join(' ')}, got ${String(c.op)}`);
+  switch (c.target) {
+    case 'revision':
+    case 'createRevision':
+    case 'version':
+      checkRevision(`${field}.value`, c.value);
+      return;
+    case 'value':
+      checkValue(`${field}.value`, c.value);
+      return;
+    case 'exists':
+      if (typeof c.value !== 'boolean') fail(`${field}.value`, 'must be a boolean for target exists');
+      if (c.op !== '=' && c.op !== '!=') fail(`${field}.op`, "must be '=' or '!=' for target exists");
+      return;
+    default:
+      fail(`${field}.target`, `must be one of ${COMPARE_TARGETS.join(', ')}, got ${String((c as { target: unknown }).target)}`);
+  }
+}
+
+/** Throws InvalidCommandError naming the field; the API layer calls this (via encodeCommand) before proposing. */
+export function validateEnvelope(env: CommandEnvelope): void {
+  if (typeof env.at !== 'number' || !Number.isSafeInteger(env.at) || env.at < 0) fail('at', `must be a non-negative integer (ms), got ${String(env.at)}`);
+  if (env.idempotencyKey !== undefined) {
+    if (typeof env.idempotencyKey !== 'string' || env.idempotencyKey.length === 0) fail('idempotencyKey', 'must be a non-empty string');
+    const n = utf8Bytes(env.idempotencyKey);
+    if (n > MAX_IDEMPOTENCY_KEY_BYTES) fail('idempotencyKey', `is ${n} bytes; the limit is ${MAX_IDEMPOTENCY_KEY_BYTES}`);
+  }
+  const c = env.command;
+  switch (c.type) {
+    case 'noop':
+      return;
+    case 'put':
+      checkKey('put.key', c.key);
+      checkValue('put.value', c.value);
+      if (c.ifRevision !== undefined) checkRevision('put.ifRevision', c.ifRevision);
+      if (c.ttlMs !== undefined) checkTtl('put.ttlMs', c.ttlMs);
+      return;
+    case 'delete':
+      checkKey('delete.key', c.key);
+      if (c.ifRevision !== undefined) checkRevision('delete.ifRevision', c.ifRevision);
+      return;
+    case 'txn':
+      if (!Array.isArray(c.compare)) fail('txn.compare', 'must be an array');
+      if (c.compare.length > MAX_TXN_COMPARES) fail('txn.compare', `${c.compare.length} compares exceed the limit of ${MAX_TXN_COMPARES}`);
+      c.compare.forEach((cmp, i) => checkCompare(`txn.compare[${i}]`, cmp));
+      checkOps('txn.success', c.success);
+      checkOps('txn.failure', c.failure);
+      return;
+    case 'expire': {
+      if (!Array.isArray(c.keys)) fail('expire.keys', 'must be an array');
+      if (c.keys.length > MAX_EXPIRE_KEYS) fail('expire.keys', `${c.keys.length} keys exceed the limit of ${MAX_EXPIRE_KEYS}`);
+      c.keys.forEach((k, i) => {
+        checkKey(`expire.keys[${i}].key`, k.key);
+        checkRevision(`expire.keys[${i}].modRevision`, k.modRevision);
+      });
+      return;
+    }
+    default:
+      fail('type', `unknown command type ${String((c as { type: unknown }).type)}`);
+  }
+}
+
+// ---- encoding -------------------------------------------------------------
+
+const opt = (v: number | undefined): number | null => (v === undefined ? null : v);
+
+function opTuple(op: TxnOp): unknown[] {
+  return op.type === 'put' ? [OP_PUT, op.key, op.value, opt(op.ttlMs)] : [OP_DELETE, op.key];
+}
+
+/** Validates, then encodes; equal envelopes give equal bytes. */
+export function encodeCommand(env: CommandEnvelope): Uint8Array {
+  validateEnvelope(env);
+  const head: unknown[] = [COMMAND_FORMAT_VERSION, env.at, env.idempotencyKey ?? null];
+  const c = env.command;
+  switch (c.type) {
+    case 'noop':
+      head.push(TAG_NOOP);
+      break;
+    case 'put':
+      head.push(TAG_PUT, c.key, c.value, opt(c.ifRevision), opt(c.ttlMs));
+      break;
+    case 'delete':
+      head.push(TAG_DELETE, c.key, opt(c.ifRevision));
+      break;
+    case 'txn':
+      head.push(
+        TAG_TXN,
+        c.compare.map((x) => [x.key, COMPARE_TARGETS.indexOf(x.target), COMPARE_OPS.indexOf(x.op), x.value]),
+        c.success.map(opTuple),
+        c.failure.map(opTuple),
+      );
+      break;
+    case 'expire':
+      head.push(TAG_EXPIRE, c.keys.map((k) => [k.key, k.modRevision]));
+      break;
+  }
+  return packCanonical(head);
+}
+
+// ---- decoding -------------------------------------------------------------
+
+function arr(field: string, v: unknown, len?: number): unknown[] {
+  if (!Array.isArray(v)) fail(field, 'must be an array');
+  if (len !== undefined && v.length !== len) fail(field, `must have ${len} elements, got ${v.length}`);
+  return v;
+}
+
+function optNum(v: unknown): number | undefined {
+  return v === null ? undefined : (v as number);
+}
+
+function decodeOp(field: string, v: unknown): TxnOp {
+  const a = arr(field, v);
+  if (a[0] === OP_PUT) {
+    arr(field, v, 4);
+    const ttlMs = optNum(a[3]);
+    const base = { type: 'put' as const, key: a[1] as string, value: a[2] as string };
+    return ttlMs === undefined ? base : { ...base, ttlMs };
+  }
+  if (a[0] === OP_DELETE) {
+    arr(field, v, 2);
+    return { type: 'delete', key: a[1] as string };
+  }
+  return fail(`${field}.type`, `unknown op tag ${String(a[0])}`);
+}
+
+function decodeCompare(field: string, v: unknown): Compare {
+  const a = arr(field, v, 4);
+  const target = COMPARE_TARGETS[a[1] as number];
+  const op = COMPARE_OPS[a[2] as number];
+  if (target === undefined) fail(`${field}.target`, `unknown target tag ${String(a[1])}`);
+  if (op === undefined) fail(`${field}.op`, `unknown op tag ${String(a[2])}`);
+  // Shapes are checked by validateEnvelope below.
+  return { key: a[0], target, op, value: a[3] } as Compare;
+}
+
+function withOpt<T extends object, K extends string>(base: T, name: K, v: number | undefined): T {
+  return v === undefined ? base : { ...base, [name]: v };
+}
+
+/**
+ * Decodes and validates entry data. Throws InvalidCommandError for malformed
+ * data and UnsupportedCommandVersionError for a format this build does not know.
+ */
+export function decodeCommand(data: Uint8Array): CommandEnvelope {
+  let raw: unknown;
+  try {
+    raw = unpackCanonical(data);
+  } catch (err) {
+    throw new InvalidCommandError('data', `not valid msgpack (${(err as Error).message})`, { cause: err });
+  }
+  const a = arr('data', raw);
+  if (a[0] !== COMMAND_FORMAT_VERSION) {
+    if (typeof a[0] === 'number' && Number.isInteger(a[0]) && a[0] > COMMAND_FORMAT_VERSION) throw new UnsupportedCommandVersionError(a[0]);
+    fail('version', `unknown command format version ${String(a[0])}`);
+  }
+  const at = a[1] as number;
+  const ik = a[2];
+  if (ik !== null && typeof ik !== 'string') fail('idempotencyKey', 'must be a string or nil');
+  let command: Command;
+  switch (a[3]) {
+    case TAG_NOOP:
+      arr('noop', raw, 4);
+      command = { type: 'noop' };
+      break;
+    case TAG_PUT: {
+      arr('put', raw, 8);
+      let put: PutCommand = { type: 'put', key: a[4] as string, value: a[5] as string };
+      put = withOpt(put, 'ifRevision', optNum(a[6]));
+      put = withOpt(put, 'ttlMs', optNum(a[7]));
+      command = put;
+      break;
+    }
+    case TAG_DELETE:
+      arr('delete', raw, 6);
+      command = withOpt<DeleteCommand, 'ifRevision'>({ type: 'delete', key: a[4] as string }, 'ifRevision', optNum(a[5]));
+      break;
+    case TAG_TXN:
+      arr('txn', raw, 7);
+      command = {
+        type: 'txn',
+        compare: arr('txn.compare', a[4]).map((x, i) => decodeCompare(`txn.compare[${i}]`, x)),
+        success: arr('txn.success', a[5]).map((x, i) => decodeOp(`txn.success[${i}]`, x)),
+        failure: arr('txn.failure', a[6]).map((x, i) => decodeOp(`txn.failure[${i}]`, x)),
+      };
+      break;
+    case TAG_EXPIRE:
+      arr('expire', raw, 5);
+      command = {
+        type: 'expire',
+        keys: arr('expire.keys', a[4]).map((x, i) => {
+          const k = arr(`expire.keys[${i}]`, x, 2);
+          return { key: k[0] as string, modRevision: k[1] as number };
+        }),
+      };
+      break;
+    default:
+      fail('type', `unknown command tag ${String(a[3])}`);
+  }
+  const env: CommandEnvelope = ik === null ? { at, command } : { at, idempotencyKey: ik, command };
+  validateEnvelope(env);
+  return env;
+}

@@ -1,0 +1,64 @@
+// Public surface of src/state: the replicated KV state machine.
+export { KvStateMachine } from './kv.js';
+export type { KeyRecord, KvOptions, RangeResult } from './kv.js';
+export {
+  COMMAND_FORMAT_VERSION,
+  COMPARE_OPS,
+  COMPARE_TARGETS,
+  decodeCommand,
+  encodeCommand,
+  validateEnvelope,
+} from './commands.js';
+export type {
+  Command,
+  CommandEnvelope,
+  Compare,
+  CompareOp,
+  CompareTarget,
+  DeleteCommand,
+  ExpireCommand,
+  ExpireKey,
+  NoopCommand,
+  PutCommand,
+  TxnCommand,
+  TxnOp,
+} from './commands.js';
+export type {
+  ApplyResult,
+  DeleteResult,
+  ExpireResult,
+  InvalidCommandResult,
+  RevisionMismatch,
+  TxnOpResponse,
+  TxnResult,
+  WriteResult,
+} from './results.js';
+export type { Unsubscribe, WatchEvent, WatchListener, WatchOptions } from './watch.js';
+export {
+  ApplyOrderError,
+  CompactedError,
+  InvalidCommandError,
+  InvalidKeyError,
+  SnapshotCorruptError,
+  SnapshotVersionError,
+  StateError,
+  TooLargeError,
+  UnsupportedCommandVersionError,
+} from './errors.js';
+export {
+  DEFAULT_SESSION_MAX,
+  DEFAULT_SESSION_TTL_MS,
+  DEFAULT_WATCH_HISTORY_BYTES,
+  DEFAULT_WATCH_HISTORY_EVENTS,
+  MAX_EXPIRE_KEYS,
+  MAX_IDEMPOTENCY_KEY_BYTES,
+  MAX_KEY_BYTES,
+  MAX_TTL_MS,
+  MAX_TXN_COMPARES,
+  MAX_TXN_OPS,
+  MAX_VALUE_BYTES,
+  utf8Bytes,
+  validateKey,
+  validateValue,
+} from './limits.js';
+export { SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC } from './snapshot.js';

@@ -1,0 +1,120 @@
+// Binary encodings of the WAL: segment header and entry records.
+//
+// Segment file  = header (16 bytes) + records.
+//   header      = "QWAL" | version u16 LE (1) | reserved u16 (0) | firstIndex u64 LE
+// Record        = length u32 LE | crc32c u32 LE | payload (length bytes)
+//   crc32c covers the 4 length bytes and the payload, so a damaged length is caught.
+//   payload     = type u8 (1 normal, 2 conf) | term u64 LE | index u64 LE | data
+// u64 values are written as two u32 halves and must be safe integers (< 2^53).
+import type { Entry, EntryType } from '../raft/types.js';
+import { crc32c } from './crc32c.js';
+
+export const SEGMENT_MAGIC = 0x4c415751; // "QWAL" read as u32 LE
+export const SEGMENT_VERSION = 1;
+export const SEGMENT_HEADER_BYTES = 16;
+export const RECORD_HEADER_BYTES = 8;
+export const ENTRY_FIXED_BYTES = 17;
+export const MIN_RECORD_BYTES = RECORD_HEADER_BYTES + ENTRY_FIXED_BYTES;
+/** Largest payload accepted; anything larger is treated as a damaged length. */
+export const RECORD_PAYLOAD_BYTES_MAX = 256 * 1024 * 1024;
+
+const TYPE_NORMAL = 1;
+const TYPE_CONF = 2;
+const TWO_32 = 0x1_0000_0000;
+
+export function segmentFileName(firstIndex: number): string {
+  return `${String(firstIndex).padStart(20, '0')}.seg`;
+}
+
+const SEGMENT_NAME = /^(\d{20})\.seg$/;
+export function parseSegmentFileName(name: string): number | undefined {
+  const m = SEGMENT_NAME.exec(name);
+  if (m === null) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+export function writeU64(buf: Buffer, value: number, at: number): void {
+  buf.writeUInt32LE(value >>> 0, at);
+  buf.writeUInt32LE(Math.floor(value / TWO_32), at + 4);
+}
+
+/** Returns -1 when the value is not a safe integer. */
+export function readU64(buf: Buffer, at: number): number {
+  const hi = buf.readUInt32LE(at + 4);
+  if (hi >= 0x20_0000) return -1;
+  return hi * TWO_32 + buf.readUInt32LE(at);
+}
+
+export function encodeSegmentHeader(firstIndex: number): Buffer {
+  const b = Buffer.alloc(SEGMENT_HEADER_BYTES);
+  b.writeUInt32LE(SEGMENT_MAGIC, 0);
+  b.writeUInt16LE(SEGMENT_VERSION, 4);
+  writeU64(b, firstIndex, 8);
+  return b;
+}
+
+export function recordBytes(entry: Entry): number {
+  return RECORD_HEADER_BYTES + ENTRY_FIXED_BYTES + entry.data.length;
+}
+
+/** Encodes one entry as a record into `buf` at `at` (caller ensures room); returns the end offset. */
+export function encodeRecord(entry: Entry, buf: Buffer, at: number): number {
+  const payloadLen = ENTRY_FIXED_BYTES + entry.data.length;
+  const p = at + RECORD_HEADER_BYTES;
+  buf.writeUInt32LE(payloadLen, at);
+  buf[p] = entry.type === 'conf' ? TYPE_CONF : TYPE_NORMAL;
+  writeU64(buf, entry.term, p + 1);
+  writeU64(buf, entry.index, p + 9);
+  buf.set(entry.data, p + ENTRY_FIXED_BYTES);
+  const end = p + payloadLen;
+  const crc = crc32c(buf.subarray(p, end), crc32c(buf.subarray(at, at + 4)));
+  buf.writeUInt32LE(crc, at + 4);
+  return end;
+}
+
+export type DecodeResult =
+  | { readonly ok: true; readonly term: number; readonly index: number; readonly type: EntryType; readonly dataStart: number; readonly end: number }
+  | { readonly ok: false; readonly reason: 'short header' | 'short payload' | 'bad length' | 'bad checksum' }
+  /** The checksum matched but the contents are not a valid entry: never a torn write. */
+  | { readonly ok: false; readonly reason: 'bad payload'; readonly detail: string };
+
+/** Decodes the record at `at` without copying; `data` is buf[dataStart, end). */
+export function decodeRecord(buf: Buffer, at: number): DecodeResult {
+  const len = buf.length;
+  if (at + RECORD_HEADER_BYTES > len) return { ok: false, reason: 'short header' };
+  const payloadLen = buf.readUInt32LE(at);
+  if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) return { ok: false, reason: 'bad length' };
+  const p = at + RECORD_HEADER_BYTES;
+  const end = p + payloadLen;
+  if (end > len) return { ok: false, reason: 'short payload' };
+  const stored = buf.readUInt32LE(at + 4);
+  if (crc32c(buf.subarray(p, end), crc32c(buf.subarray(at, at + 4))) !== stored) return { ok: false, reason: 'bad checksum' };
+  const t = buf[p];
+  if (t !== TYPE_NORMAL && t !== TYPE_CONF) return { ok: false, reason: 'bad payload', detail: `unknown entry type byte ${String(t)}` };
+  const term = readU64(buf, p + 1);
+  const index = readU64(buf, p + 9);
+  if (term < 0 || index < 1) return { ok: false, reason: 'bad payload', detail: 'term or index out of range' };
+  return { ok: true, term, index, type: t === TYPE_CONF ? 'conf' : 'normal', dataStart: p + ENTRY_FIXED_BYTES, end };
+}
+
+/**
+ * Looks for any record with a valid checksum starting in buf[from..] whose index
+ * is at least `minIndex`. Used to tell a torn tail (nothing valid follows) from
+ * corruption (valid records follow the damage). Cheap filters first, CRC last.
+ */
+export function findValidRecordAfter(buf: Buffer, from: number, minIndex: number): number | undefined {
+  const len = buf.length;
+  const maxIndex = minIndex + Math.ceil(len / MIN_RECORD_BYTES) + 1;
+  for (let p = from; p + MIN_RECORD_BYTES <= len; p++) {
+    const payloadLen = buf.readUInt32LE(p);
+    if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) continue;
+    if (p + RECORD_HEADER_BYTES + payloadLen > len) continue;
+    const t = buf[p + RECORD_HEADER_BYTES];
+    if (t !== TYPE_NORMAL && t !== TYPE_CONF) continue;
+    const index = readU64(buf, p + RECORD_HEADER_BYTES + 9);
+    if (index < minIndex || index > maxIndex) continue;
+    if (decodeRecord(buf, p).ok) return p;
+  }
+  return undefined;
+}

@@ -1,0 +1,21 @@
+// Public surface of src/storage: the durable storage of one node.
+export { WalStorage, toRaftStorageState } from './wal.js';
+export type { WalOptions, RecoveredState } from './wal.js';
+export type { LoadedSnapshot } from './snapshot.js';
+export { writeHaState, readHaState, HA_STATE_FILE } from './ha-state.js';
+export type { HaState } from './ha-state.js';
+export { crc32c } from './crc32c.js';
+export {
+  StorageError,
+  CorruptLogError,
+  CorruptSnapshotError,
+  CorruptHardStateError,
+  UnsupportedFormatError,
+  InvalidAppendError,
+  InvalidHardStateError,
+  InvalidSnapshotRequestError,
+  InvalidHaStateError,
+  StorageFailedError,
+  StorageClosedError,
+  RESTORE_ADVICE,
+} from './errors.js';

@@ -1,0 +1,79 @@
+// Options and public shapes of PeerTransport.
+import type { Message, SnapshotMeta } from '../raft/types.js';
+import type { FrameTypeName } from './codec.js';
+import type { TlsSetting } from './security.js';
+
+/** pino-compatible: (object, message). */
+export interface TransportLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export type DisconnectReason = 'reset' | 'closed' | 'timeout';
+
+export interface PeerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface PeerTransportOptions {
+  readonly nodeId: number;
+  readonly nodeName: string;
+  readonly haId: string;
+  readonly listenHost: string;
+  /** 0 picks a free port (see listen()). */
+  readonly listenPort: number;
+  /** Default 'off' (then every peer must be on loopback; see assertTransportSecurity). */
+  readonly tls?: TlsSetting;
+  readonly logger: TransportLogger;
+  /** A batch from one peer, validated, in the order sent. Called synchronously from socket I/O. */
+  onMessages(msgs: Message[]): void;
+  /**
+   * An established message connection with the peer ended: 'reset' when the
+   * peer closed or reset it (its process likely died), 'closed' when this node
+   * dropped it for a protocol error, 'timeout' when it went silent past
+   * idleTimeoutMs. Reported once per outage.
+   */
+  onPeerDisconnected(peerId: number, reason: DisconnectReason): void;
+  /** A snapshot stream arrived whole and verified (CRC-32C per chunk, SHA-256 overall). */
+  onSnapshot(from: number, meta: SnapshotMeta, data: Uint8Array, msg: Message): void;
+  /** Only accept dialers with these ids; 'peers' = the ids last given to setPeers(). Default: any id of the same haId. */
+  readonly allowedPeerIds?: readonly number[] | 'peers';
+  /** Per-peer outbound bound: queued + unsent socket bytes beyond which messages are dropped. Default 16 MiB. */
+  readonly maxPendingBytes?: number;
+  /** Default 1 MiB. */
+  readonly snapshotChunkBytes?: number;
+  /** Largest snapshot accepted from a peer (held in memory while verified). Default 1 GiB. */
+  readonly maxSnapshotBytes?: number;
+  /** Default 5000. */
+  readonly handshakeTimeoutMs?: number;
+  /** Dialers send a ping when idle this long. Default 1000. */
+  readonly pingIntervalMs?: number;
+  /** An inbound message connection silent this long is closed ('timeout'). Default 10000; 0 disables. */
+  readonly idleTimeoutMs?: number;
+  /** A snapshot stream with no progress this long fails. Default 30000. */
+  readonly snapshotIdleTimeoutMs?: number;
+  /** Reconnect backoff: doubles from initialMs to maxMs, each delay jittered ±50%. Default 50 → 2000. */
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Per-frame-type payload limits for received frames (see codec.ts DEFAULT_FRAME_LIMITS). */
+  readonly frameLimits?: Partial<Record<FrameTypeName, number>>;
+}
+
+export interface PeerStats {
+  /** Our outbound message connection to the peer is established. */
+  readonly connected: boolean;
+  /** The peer's message connection to us is established. */
+  readonly inboundConnected: boolean;
+  readonly bytesSent: number;
+  readonly msgsSent: number;
+  readonly bytesReceived: number;
+  readonly msgsReceived: number;
+  /** Messages dropped: peer not connected, or its outbound bound was full. */
+  readonly dropped: number;
+  /** Outbound connections re-established after the first. */
+  readonly reconnects: number;
+  readonly snapshotsSent: number;
+  readonly snapshotBytesSent: number;
+}

@@ -1,0 +1,541 @@
+// PeerTransport: Raft messages and snapshot streams between quorate nodes.
+//
+// Connections: each node dials every peer for its OWN outbound messages and
+// accepts the peers' connections for inbound ones — two TCP connections per
+// pair, one per direction. No tie-break when both sides dial at once, each
+// side owns exactly the socket it writes to (its queue, backoff and
+// backpressure), and a dead peer is seen on both (EOF / RST). Snapshots use a
+// third, short-lived connection each, so they never delay heartbeats.
+import { connect as netConnect, createServer as netCreateServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
+import type { Message } from '../raft/types.js';
+import {
+  decodeHello, decodeHelloAck, decodeMessages, decodeRefusal, DEFAULT_FRAME_LIMITS, encodeFrame, encodeHello,
+  encodeHelloAck, encodeMessages, encodeRefusal, estimateMessageBytes,
+} from './codec.js';
+import type { Channel, Frame, Hello } from './codec.js';
+import { FramedConn } from './connection.js';
+import type { CloseInfo } from './connection.js';
+import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed } from './errors.js';
+import { judgeHello, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from './handshake.js';
+import { assertTransportSecurity, clientTlsOptions, loadTlsMaterial, serverTlsOptions } from './security.js';
+import { sendSnapshotOver, SnapshotReceiver } from './snapshot.js';
+import type { SnapshotSend } from './snapshot.js';
+import type { DisconnectReason, PeerAddress, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
+
+const MiB = 1024 * 1024;
+
+interface MutableStats {
+  bytesSent: number;
+  msgsSent: number;
+  bytesReceived: number;
+  msgsReceived: number;
+  dropped: number;
+  reconnects: number;
+  snapshotsSent: number;
+  snapshotBytesSent: number;
+}
+
+/** Our outbound message connection to one peer. */
+interface Link {
+  readonly id: number;
+  addr: PeerAddress;
+  conn: FramedConn | undefined;
+  connected: boolean;
+  timer: NodeJS.Timeout | undefined;
+  attempt: number;
+  everConnected: boolean;
+  queue: Message[];
+  queuedBytes: number;
+  lastWriteMs: number;
+  /** Last dial problem logged (refusal or connect failure), to log each distinct one once per REFUSAL_RELOG_MS. */
+  lastProblem: string | undefined;
+  lastProblemLogMs: number;
+  /** The connection is being replaced on purpose (address change): not an outage. */
+  redialing: boolean;
+  lastDropLogMs: number;
+  removed: boolean;
+  readonly stats: MutableStats;
+}
+
+const REFUSAL_RELOG_MS = 30_000;
+const DROP_LOG_MS = 1_000;
+
+export class PeerTransport {
+  readonly #o: PeerTransportOptions;
+  readonly #log: TransportLogger;
+  readonly #tls: ReturnType<typeof loadTlsMaterial> | undefined;
+  readonly #maxPendingBytes: number;
+  readonly #chunkBytes: number;
+  readonly #frameBytesMax: number;
+  #server: Server | undefined;
+  #closing = false;
+  #links = new Map<number, Link>();
+  /** Established inbound message connections, by the dialer's node id. */
+  #inbound = new Map<number, FramedConn>();
+  /** At most one inbound snapshot stream per peer (each holds up to maxSnapshotBytes). */
+  #snapshotIn = new Map<number, FramedConn>();
+  /** Every accepted socket still open (handshaking, messages, snapshots). */
+  #accepted = new Set<FramedConn>();
+  #snapshotSends = new Set<SnapshotSend>();
+  /** Peers whose outage was already reported; cleared when any message connection with them is established. */
+  #reportedDown = new Set<number>();
+  #flushScheduled = false;
+  #pingTimer: NodeJS.Timeout | undefined;
+
+  constructor(opts: PeerTransportOptions) {
+    this.#o = opts;
+    this.#log = opts.logger;
+    const tls = opts.tls ?? 'off';
+    this.#tls = tls === 'off' ? undefined : loadTlsMaterial(tls);
+    this.#maxPendingBytes = opts.maxPendingBytes ?? 16 * MiB;
+    this.#chunkBytes = opts.snapshotChunkBytes ?? MiB;
+    // Our batches must fit the receiver's default limit for `messages` frames.
+    this.#frameBytesMax = Math.floor(DEFAULT_FRAME_LIMITS.messages / 2);
+  }
+
+  /** Start accepting peers. Resolves with the bound port (useful with listenPort 0). */
+  listen(): Promise<{ port: number }> {
+    if (this.#closing) return Promise.reject(new TransportClosed('listen() after close()'));
+    if (this.#server) return Promise.reject(new Error('PeerTransport.listen() called twice'));
+    const server = this.#tls
+      ? tlsCreateServer(serverTlsOptions(this.#tls), (s) => this.#accept(s))
+      : netCreateServer((s) => this.#accept(s));
+    if (this.#tls) {
+      server.on('tlsClientError', (err: Error & { code?: string }, s: Socket) => {
+        this.#log.warn({ event: 'peer_tls_rejected', remote: `${s.remoteAddress}:${s.remotePort}`, code: err.code, err: err.message }, `peer TLS handshake rejected: ${err.message}`);
+      });
+    }
+    this.#server = server;
+    this.#pingTimer = setInterval(() => this.#pingIdle(), this.#o.pingIntervalMs ?? 1000);
+    this.#pingTimer.unref();
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      server.once('error', onError);
+      server.listen(this.#o.listenPort, this.#o.listenHost, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.#log.error({ event: 'peer_listener_error', err: err.message }, `peer listener error: ${err.message}`));
+        const addr = server.address();
+        const port = typeof addr === 'object' && addr ? addr.port : this.#o.listenPort;
+        this.#log.info({ event: 'peer_listening', host: this.#o.listenHost, port, tls: this.#tls !== undefined }, `peer transport listening on ${this.#o.listenHost}:${port}`);
+        resolve({ port });
+      });
+    });
+  }
+
+  /** Replace the peer set: new peers are dialed, removed ones dropped, moved ones redialed. */
+  setPeers(peers: ReadonlyMap<number, PeerAddress>): void {
+    if (this.#closing) return;
+    assertTransportSecurity(this.#o.tls ?? 'off', [...peers.values()].map((p) => p.host));
+    for (const [id, link] of this.#links) {
+      const next = peers.get(id);
+      if (!next) {
+        this.#dropLink(link);
+        this.#links.delete(id);
+        if (this.#o.allowedPeerIds === 'peers') this.#inbound.get(id)?.close({ initiator: 'local', detail: `peer ${id} removed` });
+      } else if (next.host !== link.addr.host || next.port !== link.addr.port) {
+        link.addr = { host: next.host, port: next.port };
+        link.attempt = 0;
+        if (link.conn) {
+          link.redialing = true;
+          link.conn.close({ initiator: 'local', detail: 'peer address changed' });
+        }
+      }
+    }
+    for (const [id, addr] of peers) {
+      if (id === this.#o.nodeId || this.#links.has(id)) continue;
+      const link: Link = {
+        id, addr: { host: addr.host, port: addr.port }, conn: undefined, connected: false, timer: undefined, attempt: 0,
+        everConnected: false, queue: [], queuedBytes: 0, lastWriteMs: 0, lastProblem: undefined, lastProblemLogMs: 0,
+        redialing: false, lastDropLogMs: 0, removed: false,
+        stats: { bytesSent: 0, msgsSent: 0, bytesReceived: 0, msgsReceived: 0, dropped: 0, reconnects: 0, snapshotsSent: 0, snapshotBytesSent: 0 },
+      };
+      this.#links.set(id, link);
+      this.#dial(link);
+    }
+  }
+
+  /**
+   * Queue messages for their peers; never blocks. Batched per peer and written
+   * as one frame on the next setImmediate. Messages for an unconnected peer, or
+   * beyond its outbound bound, are dropped and counted (Raft retries).
+   */
+  send(msgs: readonly Message[]): void {
+    if (this.#closing) return;
+    for (const m of msgs) {
+      if (m.from !== this.#o.nodeId) {
+        // The receiver would treat this as spoofing and drop the whole connection.
+        this.#log.error({ event: 'peer_send_bad_from', from: m.from, to: m.to, type: m.type }, `dropping ${m.type} with from=${m.from}: this node is ${this.#o.nodeId}`);
+        continue;
+      }
+      const link = this.#links.get(m.to);
+      if (!link) {
+        this.#log.debug({ event: 'peer_send_unknown', to: m.to, type: m.type }, `dropping ${m.type} for unknown peer ${m.to}`);
+        continue;
+      }
+      if (!link.connected || !link.conn) {
+        link.stats.dropped++;
+        continue;
+      }
+      const size = estimateMessageBytes(m);
+      if (size > this.#frameBytesMax) {
+        link.stats.dropped++;
+        this.#log.error({ event: 'peer_send_too_large', peer: link.id, type: m.type, bytes: size, limit: this.#frameBytesMax }, `dropping a ${m.type} of about ${size} bytes to peer ${link.id}: larger than one frame may carry (${this.#frameBytesMax})`);
+        continue;
+      }
+      if (link.queuedBytes + link.conn.writableLength + size > this.#maxPendingBytes) {
+        link.stats.dropped++;
+        this.#noteDrop(link);
+        continue;
+      }
+      link.queue.push(m);
+      link.queuedBytes += size;
+    }
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+  }
+
+  /** Stream a snapshot to `to` on its own connection; resolves when the peer verified and took it. */
+  sendSnapshot(to: number, msg: Message, data: Uint8Array, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<void> {
+    if (this.#closing) return Promise.reject(new TransportClosed('sendSnapshot() after close()'));
+    const link = this.#links.get(to);
+    if (!link) return Promise.reject(new PeerUnknown(to));
+    if (msg.type !== 'snap' || msg.snapshot === undefined || msg.to !== to || msg.from !== this.#o.nodeId) {
+      return Promise.reject(new SnapshotTransferFailed(to, `the message must be a 'snap' from ${this.#o.nodeId} to ${to} with snapshot metadata (got '${msg.type}' from ${msg.from} to ${msg.to})`));
+    }
+    const socket = this.#dialSocket(link.addr);
+    const started = Date.now();
+    const send = sendSnapshotOver({
+      socket, hello: this.#hello(to, 'snapshot'), peerId: to, msg, data, chunkBytes: this.#chunkBytes,
+      handshakeTimeoutMs: this.#o.handshakeTimeoutMs ?? 5000, idleTimeoutMs: this.#o.snapshotIdleTimeoutMs ?? 30_000,
+      ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
+      ...(onProgress ? { onProgress } : {}),
+      onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: to, channel: 'snapshot', offset: err.offset, reason: err.reason }, `closing snapshot stream to peer ${to}: ${err.message}`),
+    });
+    this.#snapshotSends.add(send);
+    this.#log.info({ event: 'snapshot_send_start', peer: to, index: msg.snapshot.index, bytes: data.length }, `streaming snapshot at index ${msg.snapshot.index} (${data.length} bytes) to peer ${to}`);
+    return send.done.then(
+      () => {
+        this.#snapshotSends.delete(send);
+        link.stats.snapshotsSent++;
+        link.stats.snapshotBytesSent += data.length;
+        this.#log.info({ event: 'snapshot_send_done', peer: to, bytes: data.length, ms: Date.now() - started }, `snapshot delivered to peer ${to}`);
+      },
+      (err: unknown) => {
+        this.#snapshotSends.delete(send);
+        this.#log.warn({ event: 'snapshot_send_failed', peer: to, err: (err as Error).message }, (err as Error).message);
+        throw err;
+      },
+    );
+  }
+
+  /** Per-peer counters for the peers in the current peer set. */
+  stats(): Map<number, PeerStats> {
+    const out = new Map<number, PeerStats>();
+    for (const [id, l] of this.#links) {
+      out.set(id, { ...l.stats, connected: l.connected, inboundConnected: this.#inbound.has(id) });
+    }
+    return out;
+  }
+
+  /** Stop listening, drop every connection, fail snapshot streams in flight. No callbacks fire afterwards. */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    if (this.#pingTimer) clearInterval(this.#pingTimer);
+    for (const link of this.#links.values()) this.#dropLink(link);
+    this.#links.clear();
+    for (const s of this.#snapshotSends) s.abort('transport closed');
+    for (const c of this.#accepted) c.close({ initiator: 'local', detail: 'transport closed' });
+    this.#inbound.clear();
+    const server = this.#server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  // ---- outbound ----------------------------------------------------------
+
+  #hello(toId: number, channel: Channel): Hello {
+    return {
+      protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION, haId: this.#o.haId,
+      fromId: this.#o.nodeId, fromName: this.#o.nodeName, toId, channel,
+    };
+  }
+
+  #dialSocket(addr: PeerAddress): Socket {
+    return this.#tls
+      ? tlsConnect({ host: addr.host, port: addr.port, ...clientTlsOptions(this.#tls, addr.host) })
+      : netConnect({ host: addr.host, port: addr.port });
+  }
+
+  #dial(link: Link): void {
+    link.timer = undefined;
+    if (this.#closing || link.removed) return;
+    const socket = this.#dialSocket(link.addr);
+    const handshakeMs = this.#o.handshakeTimeoutMs ?? 5000;
+    const conn: FramedConn = new FramedConn(socket, {
+      ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
+      onFrame: (f) => this.#onDialerFrame(link, conn, f),
+      onClose: (info) => this.#onDialerClose(link, conn, info),
+      onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: link.id, channel: 'messages', offset: err.offset, reason: err.reason }, `closing connection to peer ${link.id}: ${err.message}`),
+    });
+    link.conn = conn;
+    socket.setTimeout(handshakeMs); // cleared once established
+    conn.write(encodeFrame('hello', encodeHello(this.#hello(link.id, 'messages'))));
+  }
+
+  #onDialerFrame(link: Link, conn: FramedConn, f: Frame): void {
+    if (f.type === 'refuse') {
+      const r = decodeRefusal(f.payload, f.offset);
+      this.#logDialProblem(link, 'error', { event: 'peer_refused', peer: link.id, code: r.code, reason: r.reason },
+        `peer ${link.id} at ${link.addr.host}:${link.addr.port} refused the connection: ${r.reason}`);
+      conn.close({ initiator: 'local', detail: `refused: ${r.reason}` });
+      return;
+    }
+    if (!link.connected && f.type === 'helloAck') {
+      const ack = decodeHelloAck(f.payload, f.offset);
+      if (ack.nodeId !== link.id || ack.haId !== this.#o.haId) {
+        const reason = `the address ${link.addr.host}:${link.addr.port} answers as node ${ack.nodeId} of cluster ${JSON.stringify(ack.haId)}, expected node ${link.id} of ${JSON.stringify(this.#o.haId)}`;
+        this.#log.error({ event: 'peer_identity_mismatch', peer: link.id, reason }, reason);
+        conn.close({ initiator: 'local', detail: reason });
+        return;
+      }
+      conn.markEstablished();
+      conn.socket.setTimeout(0);
+      link.connected = true;
+      link.attempt = 0;
+      link.lastProblem = undefined;
+      if (link.everConnected) link.stats.reconnects++;
+      link.everConnected = true;
+      this.#reportedDown.delete(link.id);
+      this.#log.info({ event: 'peer_connected', peer: link.id, name: ack.nodeName, version: ack.protocolVersion, direction: 'out' }, `connected to peer ${link.id} (${ack.nodeName})`);
+      return;
+    }
+    if (link.connected && f.type === 'ping') return;
+    throw new FrameError(f.offset, `unexpected ${f.type} frame from the acceptor of an outbound message connection`);
+  }
+
+  #onDialerClose(link: Link, conn: FramedConn, info: CloseInfo): void {
+    if (link.conn !== conn) return;
+    const wasConnected = link.connected;
+    link.conn = undefined;
+    link.connected = false;
+    if (link.queue.length > 0) {
+      link.stats.dropped += link.queue.length;
+      link.queue = [];
+      link.queuedBytes = 0;
+    }
+    if (this.#closing || link.removed) return;
+    if (link.redialing) {
+      link.redialing = false;
+      this.#dial(link);
+      return;
+    }
+    if (wasConnected) {
+      this.#log.warn({ event: 'peer_disconnected', peer: link.id, direction: 'out', initiator: info.initiator, detail: info.detail }, `connection to peer ${link.id} lost: ${info.detail}`);
+      this.#reportDown(link.id, info);
+    } else if (info.initiator !== 'local') {
+      this.#logDialProblem(link, 'warn', { event: 'peer_dial_failed', peer: link.id, detail: info.detail },
+        `cannot connect to peer ${link.id} at ${link.addr.host}:${link.addr.port}: ${info.detail}`);
+    }
+    this.#scheduleDial(link);
+  }
+
+  /** Log each distinct dial problem at `level` once per REFUSAL_RELOG_MS; repeats go to debug. */
+  #logDialProblem(link: Link, level: 'warn' | 'error', obj: Record<string, unknown>, text: string): void {
+    const now = Date.now();
+    const key = String(obj['reason'] ?? obj['detail']);
+    if (key !== link.lastProblem || now - link.lastProblemLogMs > REFUSAL_RELOG_MS) {
+      this.#log[level](obj, text);
+      link.lastProblemLogMs = now;
+    } else {
+      this.#log.debug(obj, text);
+    }
+    link.lastProblem = key;
+  }
+
+  #scheduleDial(link: Link): void {
+    if (link.timer || this.#closing || link.removed) return;
+    const { initialMs, maxMs } = this.#o.backoff ?? { initialMs: 50, maxMs: 2000 };
+    const base = Math.min(maxMs, initialMs * 2 ** Math.min(link.attempt, 30));
+    link.attempt++;
+    const delayMs = Math.round(base * (0.5 + Math.random()));
+    link.timer = setTimeout(() => this.#dial(link), delayMs);
+    link.timer.unref();
+  }
+
+  #dropLink(link: Link): void {
+    link.removed = true;
+    if (link.timer) clearTimeout(link.timer);
+    link.timer = undefined;
+    link.conn?.close({ initiator: 'local', detail: 'peer removed' });
+    link.conn = undefined;
+    link.connected = false;
+    link.queue = [];
+    link.queuedBytes = 0;
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#closing) return;
+    const now = Date.now();
+    for (const link of this.#links.values()) {
+      if (link.queue.length === 0) continue;
+      const queue = link.queue;
+      link.queue = [];
+      link.queuedBytes = 0;
+      const conn = link.conn;
+      if (!link.connected || !conn || conn.closed) {
+        link.stats.dropped += queue.length;
+        continue;
+      }
+      // One frame per flush, split only if a batch would exceed the frame limit.
+      let start = 0;
+      while (start < queue.length) {
+        let end = start;
+        let bytes = 0;
+        while (end < queue.length && (end === start || bytes + estimateMessageBytes(queue[end]!) <= this.#frameBytesMax)) {
+          bytes += estimateMessageBytes(queue[end]!);
+          end++;
+        }
+        const frame = encodeFrame('messages', encodeMessages(queue.slice(start, end)));
+        conn.write(frame);
+        link.stats.bytesSent += frame.length;
+        link.stats.msgsSent += end - start;
+        start = end;
+      }
+      link.lastWriteMs = now;
+    }
+  }
+
+  #pingIdle(): void {
+    const now = Date.now();
+    const interval = this.#o.pingIntervalMs ?? 1000;
+    for (const link of this.#links.values()) {
+      if (!link.connected || !link.conn || now - link.lastWriteMs < interval) continue;
+      link.conn.write(encodeFrame('ping'));
+      link.lastWriteMs = now;
+    }
+  }
+
+  #noteDrop(link: Link): void {
+    const now = Date.now();
+    if (now - link.lastDropLogMs < DROP_LOG_MS) return;
+    link.lastDropLogMs = now;
+    this.#log.warn({ event: 'peer_backpressure', peer: link.id, dropped: link.stats.dropped, pendingBytes: link.queuedBytes + (link.conn?.writableLength ?? 0), maxPendingBytes: this.#maxPendingBytes },
+      `peer ${link.id} is slow: outbound bound of ${this.#maxPendingBytes} bytes reached, dropping messages (${link.stats.dropped} so far)`);
+  }
+
+  #reportDown(peerId: number, info: CloseInfo): void {
+    if (this.#closing || this.#reportedDown.has(peerId)) return;
+    const reason: DisconnectReason = info.initiator === 'timeout' ? 'timeout' : info.initiator === 'local' ? 'closed' : 'reset';
+    this.#reportedDown.add(peerId);
+    this.#o.onPeerDisconnected(peerId, reason);
+  }
+
+  // ---- inbound -----------------------------------------------------------
+
+  #accept(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    let peerId = 0;
+    let state: 'hello' | 'messages' | 'snapshot' | 'done' = 'hello';
+    let receiver: SnapshotReceiver | undefined;
+    const handshakeTimer = setTimeout(() => conn.close({ initiator: 'timeout', detail: 'no hello in time' }), this.#o.handshakeTimeoutMs ?? 5000);
+    handshakeTimer.unref();
+
+    const conn: FramedConn = new FramedConn(socket, {
+      ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
+      onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: peerId || undefined, remote, channel: state, offset: err.offset, reason: err.reason }, `closing connection from ${peerId ? `peer ${peerId}` : remote}: ${err.message}`),
+      onFrame: (f) => {
+        if (state === 'hello') {
+          if (f.type !== 'hello') throw new FrameError(f.offset, `expected a hello frame first, got ${f.type}`);
+          const hello = decodeHello(f.payload, f.offset);
+          const allowed = this.#o.allowedPeerIds;
+          const verdict = judgeHello(hello, {
+            nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId,
+            protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION,
+            ...(allowed === undefined ? {} : { isAllowed: (id: number) => (allowed === 'peers' ? this.#links.has(id) : allowed.includes(id)) }),
+          });
+          clearTimeout(handshakeTimer);
+          if (!verdict.ok) {
+            this.#log.warn({ event: 'peer_refused_inbound', remote, fromId: hello.fromId, code: verdict.refusal.code, reason: verdict.refusal.reason }, `refused connection from ${remote}: ${verdict.refusal.reason}`);
+            state = 'done';
+            conn.endWith({ initiator: 'local', detail: verdict.refusal.reason }, encodeFrame('refuse', encodeRefusal(verdict.refusal)));
+            return;
+          }
+          peerId = hello.fromId;
+          conn.markEstablished();
+          conn.write(encodeFrame('helloAck', encodeHelloAck({ protocolVersion: verdict.version, nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId })));
+          if (hello.channel === 'snapshot') {
+            state = 'snapshot';
+            const older = this.#snapshotIn.get(peerId);
+            this.#snapshotIn.set(peerId, conn);
+            older?.close({ initiator: 'local', detail: 'superseded by a newer snapshot stream from the same peer' });
+            receiver = new SnapshotReceiver(peerId, this.#o.nodeId, this.#o.maxSnapshotBytes ?? 1024 * MiB);
+            socket.setTimeout(this.#o.snapshotIdleTimeoutMs ?? 30_000);
+            return;
+          }
+          state = 'messages';
+          const old = this.#inbound.get(peerId);
+          this.#inbound.set(peerId, conn);
+          if (old) {
+            // The peer redialed: the old connection is half-open or dying. Not an outage.
+            this.#log.info({ event: 'peer_redialed', peer: peerId }, `peer ${peerId} opened a new connection; closing its old one`);
+            old.close({ initiator: 'local', detail: 'superseded by a new connection from the same peer' });
+          }
+          this.#reportedDown.delete(peerId);
+          socket.setTimeout(this.#o.idleTimeoutMs ?? 10_000);
+          this.#log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version: verdict.version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
+          return;
+        }
+        if (state === 'messages') {
+          if (f.type === 'ping') return;
+          if (f.type !== 'messages') throw new FrameError(f.offset, `unexpected ${f.type} frame on an inbound message connection`);
+          const msgs = decodeMessages(f.payload, f.offset);
+          for (let i = 0; i < msgs.length; i++) {
+            const m = msgs[i]!;
+            if (m.from !== peerId) throw new FrameError(f.offset, `messages[${i}].from ${m.from} differs from the connection's node id ${peerId}`);
+            if (m.to !== this.#o.nodeId) throw new FrameError(f.offset, `messages[${i}].to ${m.to} is not this node (${this.#o.nodeId})`);
+          }
+          const st = this.#links.get(peerId)?.stats;
+          if (st) {
+            st.bytesReceived += f.payload.length + 5;
+            st.msgsReceived += msgs.length;
+          }
+          if (msgs.length > 0) this.#o.onMessages(msgs);
+          return;
+        }
+        if (state === 'snapshot' && receiver) {
+          const got = receiver.handle(f);
+          if (!got) return;
+          state = 'done';
+          this.#log.info({ event: 'snapshot_received', peer: peerId, index: got.meta.index, bytes: got.data.length }, `snapshot at index ${got.meta.index} (${got.data.length} bytes) received from peer ${peerId}`);
+          this.#o.onSnapshot(peerId, got.meta, got.data, got.msg);
+          conn.endWith({ initiator: 'local', detail: 'snapshot received' }, encodeFrame('snapshotAck'));
+          return;
+        }
+        throw new FrameError(f.offset, `unexpected ${f.type} frame after the stream ended`);
+      },
+      onClose: (info) => {
+        clearTimeout(handshakeTimer);
+        this.#accepted.delete(conn);
+        if (this.#snapshotIn.get(peerId) === conn) this.#snapshotIn.delete(peerId);
+        if (state === 'snapshot' && info.initiator !== 'local') {
+          this.#log.warn({ event: 'snapshot_receive_failed', peer: peerId, receivedBytes: receiver?.receivedBytes, detail: info.detail }, `snapshot stream from peer ${peerId} ended early: ${info.detail}`);
+        }
+        if (peerId === 0 || state !== 'messages' || this.#inbound.get(peerId) !== conn) return;
+        this.#inbound.delete(peerId);
+        if (this.#closing) return;
+        this.#log.warn({ event: 'peer_disconnected', peer: peerId, direction: 'in', initiator: info.initiator, detail: info.detail }, `connection from peer ${peerId} lost: ${info.detail}`);
+        this.#reportDown(peerId, info);
+      },
+    });
+    this.#accepted.add(conn);
+  }
+}
