@@ -83,6 +83,10 @@ const clusterSchema = z.object({
   fenceScript: z.string().default(''),
   /** A standby more than this many log entries behind is "lagging" (not failover-ready). */
   maxLagOnFailover: int(0).default(1000),
+  /** Take a snapshot and compact the log after this many applied entries. */
+  snapshotEntries: int(100, 100_000_000).default(10_000),
+  /** Entries kept in the log before a snapshot, so a briefly lagging follower catches up without one. */
+  snapshotTrailingEntries: int(0, 100_000_000).default(1000),
 }).strict();
 
 const backupSchema = z.object({

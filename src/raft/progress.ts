@@ -99,6 +99,17 @@ export class Progress {
     }
   }
 
+  /**
+   * Free the oldest in-flight slot. Called on a heartbeat response while the
+   * window is full: if every append in it (or every ack) was lost, nothing
+   * else would ever free it; the next append then hits a gap, the follower
+   * rejects it, and we fall back to probe.
+   */
+  freeFirstOne(): void {
+    const first = this.#inflight.shift();
+    if (first) this.#inflightBytes -= first.bytes;
+  }
+
   isPaused(): boolean {
     switch (this.state) {
       case 'probe':

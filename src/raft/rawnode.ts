@@ -298,14 +298,20 @@ export class RawNode {
     pr.probeSent = true;
   }
 
+  /** Metadata for a snapshot of the state machine at applied index `index` (term and membership there). */
+  snapshotMeta(index: number): SnapshotMeta {
+    invariant(index <= this.#applied, () => `snapshot index ${index} is beyond applied ${this.#applied}`);
+    const term = this.#log.term(index);
+    invariant(term !== undefined, () => `snapshot index ${index} is not in the log`);
+    return { index, term, membership: this.#log.membershipAt(index) };
+  }
+
   /** The caller persisted a snapshot of its state machine at `index`; compact the log. */
   snapshotTaken(index: number): { compactedTo: number } {
     this.#assertNotInReady('snapshotTaken');
     invariant(index <= this.#applied, () => `snapshot index ${index} is beyond applied ${this.#applied}`);
     if (index <= this.#log.snapshot().index) return { compactedTo: this.#log.firstIndex() - 1 };
-    const term = this.#log.term(index);
-    invariant(term !== undefined, () => `snapshot index ${index} is not in the log`);
-    const meta: SnapshotMeta = { index, term, membership: this.#log.membershipAt(index) };
+    const meta = this.snapshotMeta(index);
     const compactTo = Math.min(Math.max(this.#log.firstIndex() - 1, index - this.#cfg.trailingEntries), this.#log.stableIndex());
     this.#log.compact(meta, compactTo);
     return { compactedTo: this.#log.firstIndex() - 1 };
@@ -763,6 +769,7 @@ export class RawNode {
         pr.recentActive = true;
         pr.ticksSinceContact = 0;
         pr.probeSent = false;
+        if (pr.state === 'replicate' && pr.isPaused()) pr.freeFirstOne();
         // Even when entries look in flight, an empty append probes for ones the
         // network dropped: a follower missing them rejects and we fall back to probe.
         if (pr.match < this.#log.lastIndex()) this.#sendAppend(m.from, true);

@@ -349,6 +349,8 @@ export interface Hello {
   readonly fromName: string;
   readonly toId?: number;
   readonly channel: Channel;
+  /** The dialer's advertised HTTP API URL ('' when unknown): how peers learn where to forward requests. */
+  readonly apiUrl?: string;
 }
 
 export interface HelloAck {
@@ -395,8 +397,10 @@ export function decodeHello(payload: Uint8Array, offset: number): Hello {
       fromName: str(m.get('fromName'), 'hello.fromName'),
       channel,
     };
+    const apiUrl = m.get('apiUrl');
+    const withApi = apiUrl === undefined || apiUrl === null ? base : { ...base, apiUrl: str(apiUrl, 'hello.apiUrl') };
     const toId = m.get('toId');
-    return toId === undefined || toId === null ? base : { ...base, toId: nodeId(toId, 'hello.toId') };
+    return toId === undefined || toId === null ? withApi : { ...withApi, toId: nodeId(toId, 'hello.toId') };
   });
 }
 

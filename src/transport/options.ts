@@ -39,6 +39,10 @@ export interface PeerTransportOptions {
   onPeerDisconnected(peerId: number, reason: DisconnectReason): void;
   /** A snapshot stream arrived whole and verified (CRC-32C per chunk, SHA-256 overall). */
   onSnapshot(from: number, meta: SnapshotMeta, data: Uint8Array, msg: Message): void;
+  /** A peer completed a handshake on its message connection to us: its name and advertised API URL. */
+  onPeerHello?(peerId: number, info: { nodeName: string; apiUrl: string }): void;
+  /** This node's advertised API URL, sent in every hello. */
+  readonly apiUrl?: string;
   /** Only accept dialers with these ids; 'peers' = the ids last given to setPeers(). Default: any id of the same haId. */
   readonly allowedPeerIds?: readonly number[] | 'peers';
   /** Per-peer outbound bound: queued + unsent socket bytes beyond which messages are dropped. Default 16 MiB. */

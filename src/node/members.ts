@@ -1,0 +1,68 @@
+// Bootstrap identity: which node ids the initial cluster has. Every node of a
+// new cluster computes the same ids from the same set of peer URLs (its own
+// advertisePeerUrl plus peerEndpoints), sorted, numbered from 1. The result is
+// written to <dataDir>/bootstrap.json on first start and read from there
+// afterwards, so later config edits never renumber a running cluster.
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile, rename, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { QuorateConfig } from '../config/index.js';
+import type { Membership } from '../raft/index.js';
+
+export interface BootstrapMember {
+  readonly id: number;
+  readonly peerUrl: string;
+}
+
+export interface Bootstrap {
+  readonly haId: string;
+  readonly members: readonly BootstrapMember[];
+}
+
+export function normalizePeerUrl(u: string): string {
+  const url = new URL(u.includes('://') ? u : `tcp://${u}`);
+  return `${url.hostname.toLowerCase()}:${url.port}`;
+}
+
+export function computeBootstrap(config: QuorateConfig): Bootstrap {
+  const urls = [config.node.advertisePeerUrl, ...config.cluster.peerEndpoints].map(normalizePeerUrl);
+  const unique = [...new Set(urls)].sort();
+  return { haId: config.cluster.haId, members: unique.map((peerUrl, i) => ({ id: i + 1, peerUrl })) };
+}
+
+export function bootstrapMembership(b: Bootstrap): Membership {
+  return { members: b.members.map((m) => ({ id: m.id, role: 'voter' as const })), removed: [] };
+}
+
+/** Reads <dataDir>/bootstrap.json or creates it from the config (fsynced). */
+export async function loadOrCreateBootstrap(dataDir: string, config: QuorateConfig): Promise<Bootstrap> {
+  const path = join(dataDir, 'bootstrap.json');
+  if (existsSync(path)) {
+    const b = JSON.parse(readFileSync(path, 'utf8')) as Bootstrap;
+    if (b.haId !== config.cluster.haId) {
+      throw new Error(
+        `${path} belongs to cluster "${b.haId}" but cluster.haId is "${config.cluster.haId}": point node.dataDir at this cluster's data or fix cluster.haId`,
+      );
+    }
+    return b;
+  }
+  const b = computeBootstrap(config);
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, JSON.stringify(b, null, 2));
+  const fh = await open(tmp, 'r');
+  await fh.sync();
+  await fh.close();
+  await rename(tmp, path);
+  return b;
+}
+
+export function selfId(b: Bootstrap, config: QuorateConfig): number {
+  const me = normalizePeerUrl(config.node.advertisePeerUrl);
+  const m = b.members.find((x) => x.peerUrl === me);
+  if (!m) {
+    throw new Error(
+      `this node's node.advertisePeerUrl (${config.node.advertisePeerUrl}) is not among the cluster's bootstrap members (${b.members.map((x) => x.peerUrl).join(', ')})`,
+    );
+  }
+  return m.id;
+}

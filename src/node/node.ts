@@ -1,0 +1,803 @@
+// One quorate node: the loop that drives a RawNode and wires it to durable
+// storage, the peer transport and the replicated KV, in the order of the
+// core's contract (persist → send → apply → advance). Everything that touches
+// the core runs inside #run(), one Ready at a time; inputs that arrive while a
+// Ready is being persisted queue up and go into the next one, so one fsync
+// covers every proposal that arrived meanwhile (group commit).
+import type { Logger } from 'pino';
+import type { QuorateConfig } from '../config/index.js';
+import {
+  NONE,
+  RawNode,
+  RaftError,
+  decodeConfEntry,
+  majority,
+  roleOf,
+  isVoting,
+  type Entry,
+  type Message,
+  type NodeId,
+  type Ready,
+  type SnapshotMeta,
+  type SoftState,
+} from '../raft/index.js';
+import { SeededRandom } from '../raft/prng.js';
+import { WalStorage, writeHaState } from '../storage/index.js';
+import { KvStateMachine, encodeCommand, type ApplyResult, type Command } from '../state/index.js';
+import { PeerTransport } from '../transport/index.js';
+import { MetricsRegistry } from '../ops/metrics.js';
+import { NodeError, notLeader } from './errors.js';
+import type { NodeHandle, NodeRoleName, NodeStatus, PeerInfo, ProposeOptions } from './handle.js';
+import { bootstrapMembership, loadOrCreateBootstrap, normalizePeerUrl, selfId, type Bootstrap } from './members.js';
+
+export const VERSION = '0.1.0';
+
+interface ProposalWaiter {
+  readonly term: number;
+  readonly startedAt: number;
+  resolve(r: ApplyResult): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+interface ReadWaiter {
+  index: number;
+  resolve(): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+interface PeerMeta {
+  nodeName: string | undefined;
+  apiUrl: string | undefined;
+  peerUrl: string;
+  lastCaughtUpAt: number;
+}
+
+const DEFAULT_PROPOSE_TIMEOUT_MS = 10_000;
+
+export class QuorateNode implements NodeHandle {
+  readonly config: QuorateConfig;
+  readonly nodeName: string;
+  readonly nodeId: number;
+  readonly kv: KvStateMachine;
+  #log: Logger;
+  readonly #baseLog: Logger;
+  readonly #storage: WalStorage;
+  readonly #raw: RawNode;
+  readonly #transport: PeerTransport;
+  readonly #metrics = new MetricsRegistry();
+  readonly #tickMs: number;
+  readonly #peers = new Map<NodeId, PeerMeta>();
+  readonly #startedAt = new Date().toISOString();
+
+  #inbox: Array<() => void> = [];
+  #running = false;
+  #stopped = false;
+  #fatal: Error | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #proposals = new Map<number, ProposalWaiter>();
+  #reads = new Map<number, ReadWaiter>();
+  #readCtx = 0;
+  #soft: SoftState = { lead: NONE, role: 'follower' };
+  #term = 0;
+  #lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
+  #incomingSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
+  #snapshotInFlight = false;
+  #expireInFlight = false;
+  #leaderSince = 0;
+  #noLeaderSince = Date.now();
+  #lastWarnAt = 0;
+  #termLeaders = new Map<number, NodeId>();
+  #splitBrain: string | undefined;
+  #applyWaiters: Array<() => void> = [];
+
+  // metrics
+  readonly #mLeaderChanges;
+  readonly #mCommitted;
+  readonly #mFailed;
+  readonly #mCommitLatency;
+  readonly #mFsyncLatency;
+
+  private constructor(
+    config: QuorateConfig,
+    logger: Logger,
+    storage: WalStorage,
+    raw: RawNode,
+    kv: KvStateMachine,
+    id: NodeId,
+    bootstrap: Bootstrap,
+    tickMs: number,
+    lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined,
+  ) {
+    this.config = config;
+    this.nodeName = config.node.nodeName;
+    this.nodeId = id;
+    this.kv = kv;
+    this.#storage = storage;
+    this.#raw = raw;
+    this.#tickMs = tickMs;
+    this.#lastSnapshot = lastSnapshot;
+    this.#baseLog = logger;
+    this.#term = raw.status().term;
+    this.#log = logger.child({ node: config.node.nodeName, term: this.#term });
+    for (const m of bootstrap.members) {
+      this.#peers.set(m.id, {
+        nodeName: m.id === id ? config.node.nodeName : undefined,
+        apiUrl: m.id === id ? config.node.advertiseApiUrl : undefined,
+        peerUrl: m.peerUrl,
+        lastCaughtUpAt: Date.now(),
+      });
+    }
+    this.#mLeaderChanges = this.#metrics.counter('quorate_leader_changes_seen_total', 'Leader changes seen by this node');
+    this.#mCommitted = this.#metrics.counter('quorate_proposals_committed_total', 'Proposals committed and applied');
+    this.#mFailed = this.#metrics.counter('quorate_proposals_failed_total', 'Proposals that failed', ['reason']);
+    this.#mCommitLatency = this.#metrics.histogram('quorate_commit_latency_seconds', 'Proposal to apply latency on the leader', [
+      0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+    ]);
+    this.#mFsyncLatency = this.#metrics.histogram('quorate_fsync_latency_seconds', 'Latency of one persist (write + fdatasync) per Ready', [
+      0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+    ]);
+    const peerMap = new Map<number, { host: string; port: number }>();
+    for (const m of bootstrap.members) {
+      if (m.id === id) continue;
+      const u = new URL(`tcp://${m.peerUrl}`);
+      peerMap.set(m.id, { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) });
+    }
+    const tls = config.security.tls;
+    const peerAddr = new URL(`tcp://${config.node.peerAddress}`);
+    this.#transport = new PeerTransport({
+      nodeId: id,
+      nodeName: config.node.nodeName,
+      haId: config.cluster.haId,
+      listenHost: peerAddr.hostname.replace(/^\[|\]$/g, ''),
+      listenPort: Number(peerAddr.port),
+      tls: tls === 'auto' ? 'off' : tls,
+      apiUrl: config.node.advertiseApiUrl,
+      logger: this.#log,
+      onMessages: (msgs) => this.#enqueue(() => this.#stepAll(msgs)),
+      onPeerDisconnected: (peer, reason) => {
+        if (reason === 'reset') this.#enqueue(() => this.#peerReset(peer));
+      },
+      onSnapshot: (_from, meta, data, msg) => {
+        this.#incomingSnapshot = { meta, data };
+        this.#enqueue(() => this.#stepAll([msg]));
+      },
+      onPeerHello: (peer, info) => {
+        const p = this.#peers.get(peer);
+        if (p) {
+          p.nodeName = info.nodeName;
+          if (info.apiUrl !== '') p.apiUrl = info.apiUrl;
+        }
+      },
+      allowedPeerIds: 'peers',
+    });
+    this.#transport.setPeers(peerMap);
+  }
+
+  /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
+  static async start(config: QuorateConfig, logger: Logger): Promise<QuorateNode> {
+    const dataDir = config.node.dataDir;
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(dataDir, { recursive: true });
+    const bootstrap = await loadOrCreateBootstrap(dataDir, config);
+    const id = selfId(bootstrap, config);
+    const { storage, state } = await WalStorage.open(`${dataDir}/raft`);
+    for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
+    const kv = new KvStateMachine();
+    let lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
+    if (state.snapshot && state.snapshotData) {
+      kv.restore(state.snapshotData);
+      lastSnapshot = { meta: state.snapshot, data: state.snapshotData };
+    }
+    const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };
+    const tickMs = Math.max(1, Math.min(10, Math.floor(config.cluster.heartbeatIntervalMs / 5)));
+    const raw = new RawNode(
+      {
+        id,
+        electionTicks: Math.max(2, Math.round(config.cluster.electionTimeoutMs / tickMs)),
+        heartbeatTicks: Math.max(1, Math.round(config.cluster.heartbeatIntervalMs / tickMs)),
+        random: new SeededRandom((Date.now() ^ (id * 2654435761)) >>> 0),
+        writeQuorum: config.database.writeQuorum,
+        snapshotEntries: config.cluster.snapshotEntries,
+        trailingEntries: config.cluster.snapshotTrailingEntries,
+      },
+      { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index },
+    );
+    const node = new QuorateNode(config, logger, storage, raw, kv, id, bootstrap, tickMs, lastSnapshot);
+    await node.#transport.listen();
+    node.#startTimers();
+    node.#log.info(
+      { event: 'node_started', id, members: bootstrap.members.length, firstIndex: raw.status().firstIndex, lastIndex: raw.status().lastIndex, tickMs },
+      `node ${config.node.nodeName} (id ${id}) started; log ${raw.status().firstIndex}..${raw.status().lastIndex}`,
+    );
+    node.#enqueue(() => undefined);
+    void node.#writeHaState();
+    return node;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const t of this.#timers) clearInterval(t);
+    // Let the loop finish the Ready it is persisting.
+    for (let i = 0; i < 200 && this.#running; i++) await new Promise((r) => setTimeout(r, 5));
+    for (const [, w] of this.#proposals) {
+      clearTimeout(w.timer);
+      w.reject(new NodeError('commit_unknown', 'the node is shutting down; the write may or may not have been applied'));
+    }
+    this.#proposals.clear();
+    for (const [, r] of this.#reads) {
+      clearTimeout(r.timer);
+      r.reject(new NodeError('shutting_down', 'the node is shutting down; retry on another node'));
+    }
+    this.#reads.clear();
+    await this.#transport.close();
+    await this.#storage.close();
+    this.#log.info({ event: 'node_stopped' }, 'node stopped cleanly');
+  }
+
+  // ------------------------------------------------------------ NodeHandle
+
+  isLeader(): boolean {
+    return this.#soft.role === 'leader';
+  }
+
+  leaderApiUrl(): string | undefined {
+    const lead = this.#soft.lead;
+    if (lead === NONE) return undefined;
+    return this.#peers.get(lead)?.apiUrl;
+  }
+
+  propose(command: Command, options: ProposeOptions = {}): Promise<ApplyResult> {
+    const data = encodeCommand({
+      at: Date.now(),
+      ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
+      command,
+    });
+    const timeoutMs = options.timeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS;
+    return new Promise<ApplyResult>((resolve, reject) => {
+      this.#enqueue(() => {
+        const fail = this.#unavailable();
+        if (fail) return reject(fail);
+        let r: { index: number; term: number };
+        try {
+          r = this.#raw.propose(data);
+        } catch (e) {
+          this.#mFailed.inc({ reason: (e as RaftError).code ?? 'error' });
+          return reject(this.#mapRaftError(e));
+        }
+        const startedAt = performance.now();
+        const timer = setTimeout(() => {
+          if (this.#proposals.get(r.index) !== w) return;
+          this.#proposals.delete(r.index);
+          this.#mFailed.inc({ reason: 'commit_unknown' });
+          reject(
+            new NodeError('commit_unknown', `the write was proposed at index ${r.index} but not applied within ${timeoutMs} ms; it may or may not be applied. Retry with the same Idempotency-Key to learn its result`),
+          );
+        }, timeoutMs);
+        const w: ProposalWaiter = { term: r.term, startedAt, resolve, reject, timer };
+        this.#proposals.set(r.index, w);
+      });
+    });
+  }
+
+  readBarrier(timeoutMs = 5000): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#enqueue(() => {
+        const fail = this.#unavailable();
+        if (fail) return reject(fail);
+        const ctx = ++this.#readCtx;
+        try {
+          this.#raw.readIndex(ctx);
+        } catch (e) {
+          return reject(this.#mapRaftError(e));
+        }
+        const timer = setTimeout(() => {
+          if (!this.#reads.delete(ctx)) return;
+          reject(new NodeError('quorum_not_met', `a linearizable read could not confirm leadership with a quorum within ${timeoutMs} ms; retry, or read with consistency=stale`));
+        }, timeoutMs);
+        this.#reads.set(ctx, { index: -1, resolve, reject, timer });
+      });
+    });
+  }
+
+  async switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
+    if (!this.isLeader()) throw notLeader(this.#leaderName(), this.leaderApiUrl());
+    const st = this.#raw.status();
+    let target: NodeId | undefined;
+    if (to !== undefined) {
+      target = [...this.#peers].find(([, p]) => p.nodeName === to)?.[0];
+      if (target === undefined) throw new NodeError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
+    } else {
+      const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive).sort((a, b) => b.match - a.match);
+      target = candidates[0]?.id;
+      if (target === undefined) throw new NodeError('invalid_transfer', 'no other reachable voter can take over; add or start a voter first');
+    }
+    const started = performance.now();
+    await new Promise<void>((resolve, reject) =>
+      this.#enqueue(() => {
+        try {
+          this.#raw.transferLeadership(target);
+          resolve();
+        } catch (e) {
+          reject(this.#mapRaftError(e));
+        }
+      }),
+    );
+    const deadline = Date.now() + 2 * this.config.cluster.electionTimeoutMs + 500;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+      const s = this.#raw.status();
+      if (s.lead !== NONE && s.lead !== this.nodeId) {
+        return { from: this.nodeName, to: this.#nameOf(s.lead), term: s.term, pauseMs: Math.round(performance.now() - started) };
+      }
+    }
+    throw new NodeError('transfer_failed', `leadership did not move to ${this.#nameOf(target)} in time; it may be lagging or unreachable. This node still leads`);
+  }
+
+  async failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {
+    if (!this.isLeader()) throw notLeader(this.#leaderName(), this.leaderApiUrl());
+    const deadline = Date.now() + Math.min(Math.max(0, waitMs), 5000);
+    for (;;) {
+      const st = this.#raw.status();
+      const caughtUp = st.progress.filter((p) => p.role === 'voter' && p.match >= st.lastIndex && p.ticksSinceContact * this.#tickMs < this.config.cluster.electionTimeoutMs);
+      if (caughtUp.length > 0 || Date.now() >= deadline) {
+        return { safe: caughtUp.length > 0, caughtUp: caughtUp.map((p) => this.#nameOf(p.id)) };
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async snapshotNow(): Promise<{ index: number }> {
+    return new Promise((resolve, reject) =>
+      this.#enqueue(() => {
+        void this.#takeSnapshot().then(resolve, reject);
+      }),
+    );
+  }
+
+  metricsText(): string {
+    const st = this.status();
+    const g = (name: string, help: string, v: number, labels?: Record<string, string>) => this.#metrics.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
+    g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
+    g('quorate_is_leader', '1 if this node leads', st.raftRole === 'leader' ? 1 : 0);
+    g('quorate_term', 'Current Raft term', st.term);
+    g('quorate_commit_index', 'Commit index', st.commitIndex);
+    g('quorate_applied_index', 'Applied index', st.appliedIndex);
+    g('quorate_apply_lag_entries', 'Committed but not yet applied entries', st.commitIndex - st.appliedIndex);
+    g('quorate_quorum_met', '1 if a write quorum of voters is reachable', st.quorumMet ? 1 : 0);
+    for (const p of st.peers) {
+      if (p.self) continue;
+      g('quorate_replication_lag_entries', 'Entries a peer is behind the leader (leader only)', p.replicationLagEntries, { peer: p.nodeName });
+    }
+    return this.#metrics.text();
+  }
+
+  status(): NodeStatus {
+    const st = this.#raw.status();
+    const m = st.membership;
+    const voters = m.members.filter((x) => isVoting(x.role));
+    const now = Date.now();
+    const electionMs = this.config.cluster.electionTimeoutMs;
+    const maxLag = this.config.cluster.maxLagOnFailover;
+    const stats = this.#transport.stats();
+    const progress = new Map(st.progress.map((p) => [p.id, p]));
+    const peers: PeerInfo[] = m.members.map((mem) => {
+      const meta = this.#peers.get(mem.id);
+      const self = mem.id === this.nodeId;
+      const pr = progress.get(mem.id);
+      let matchIndex: number;
+      let lagEntries = 0;
+      let lagMs = 0;
+      let lastHeartbeat: string | undefined;
+      let status: PeerInfo['status'];
+      if (self) {
+        matchIndex = st.lastIndex;
+        status = st.role === 'leader' || st.lead !== NONE ? 'healthy' : 'isolated';
+        lastHeartbeat = new Date(now).toISOString();
+      } else if (pr) {
+        matchIndex = pr.match;
+        lagEntries = Math.max(0, st.lastIndex - pr.match);
+        if (lagEntries === 0 && meta) meta.lastCaughtUpAt = now;
+        lagMs = lagEntries === 0 ? 0 : now - (meta?.lastCaughtUpAt ?? now);
+        const contactMs = pr.ticksSinceContact * this.#tickMs;
+        lastHeartbeat = new Date(now - contactMs).toISOString();
+        status = contactMs > electionMs ? 'unreachable' : lagEntries > maxLag ? 'lagging' : 'healthy';
+      } else {
+        matchIndex = 0;
+        const s = stats.get(mem.id);
+        status = s && (s.connected || s.inboundConnected) ? 'healthy' : 'unreachable';
+      }
+      return {
+        id: mem.id,
+        nodeName: meta?.nodeName ?? `node-${mem.id}`,
+        apiUrl: meta?.apiUrl,
+        peerUrl: meta?.peerUrl ?? '',
+        role: this.#roleName(mem.id, st.role, st.lead, mem.role),
+        status,
+        matchIndex,
+        replicationLagEntries: lagEntries,
+        replicationLagMs: lagMs,
+        lastHeartbeat,
+        self,
+      };
+    });
+    const wq = Math.min(voters.length, Math.max(majority(voters.length), this.config.database.writeQuorum));
+    let reachable: number;
+    if (st.role === 'leader') reachable = st.reachableVoters;
+    else {
+      reachable = voters.filter((v) => v.id === this.nodeId || stats.get(v.id)?.connected || stats.get(v.id)?.inboundConnected).length;
+    }
+    const quorumMet = st.role === 'leader' ? reachable >= wq : st.lead !== NONE;
+    const storageError = this.#fatal?.message;
+    return {
+      id: this.nodeId,
+      nodeName: this.nodeName,
+      haId: this.config.cluster.haId,
+      role: this.#roleName(this.nodeId, st.role, st.lead, roleOf(m, this.nodeId)),
+      raftRole: st.role,
+      term: st.term,
+      leaderId: st.lead,
+      leaderName: st.lead === NONE ? undefined : this.#nameOf(st.lead),
+      leaderApiUrl: this.leaderApiUrl(),
+      commitIndex: st.commit,
+      appliedIndex: st.applied,
+      lastIndex: st.lastIndex,
+      firstIndex: st.firstIndex,
+      snapshotIndex: this.#lastSnapshot?.meta.index ?? 0,
+      revision: this.kv.revision,
+      quorumMet,
+      votersReachable: reachable,
+      votersTotal: voters.length,
+      writeQuorum: wq,
+      failureTolerance: Math.max(0, voters.length - wq),
+      peers,
+      storageHealthy: this.#fatal === undefined,
+      storageError,
+      splitBrainWarning: this.#splitBrain,
+      startedAt: this.#startedAt,
+      version: VERSION,
+    };
+  }
+
+  // ------------------------------------------------------------ the loop
+
+  #enqueue(op: () => void): void {
+    if (this.#stopped) return;
+    this.#inbox.push(op);
+    if (!this.#running) {
+      this.#running = true;
+      setImmediate(() => void this.#run());
+    }
+  }
+
+  async #run(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#fatal) return;
+        const ops = this.#inbox;
+        this.#inbox = [];
+        for (const op of ops) op();
+        if (!this.#raw.hasReady()) {
+          if (this.#inbox.length === 0) return;
+          continue;
+        }
+        await this.#handleReady(this.#raw.ready());
+      }
+    } catch (e) {
+      this.#die(e as Error);
+    } finally {
+      this.#running = false;
+      if (this.#inbox.length > 0 && !this.#fatal && !this.#stopped) {
+        this.#running = true;
+        setImmediate(() => void this.#run());
+      }
+    }
+  }
+
+  async #handleReady(rd: Ready): Promise<void> {
+    // 1. Persist.
+    if (rd.snapshot) await this.#installSnapshot(rd.snapshot);
+    if (rd.entries.length > 0 || rd.hardState || rd.mustSync) {
+      const t0 = performance.now();
+      await this.#storage.save(rd.hardState, rd.entries, rd.mustSync);
+      if (rd.mustSync) this.#mFsyncLatency.observe((performance.now() - t0) / 1000);
+    }
+    if (rd.hardState && rd.hardState.term !== this.#term) {
+      this.#term = rd.hardState.term;
+      // Every log line carries the node and its current term.
+      this.#log = this.#baseLog.child({ node: this.nodeName, term: this.#term });
+    }
+    // 2. Send.
+    const plain: Message[] = [];
+    for (const m of rd.messages) {
+      if (m.type === 'snap') this.#sendSnapshot(m);
+      else plain.push(m);
+    }
+    if (plain.length > 0) this.#transport.send(plain);
+    // 3. Apply.
+    for (const e of rd.committedEntries) this.#apply(e);
+    for (const rs of rd.readStates) {
+      const w = this.#reads.get(rs.ctx);
+      if (w) w.index = rs.index;
+    }
+    for (const ctx of rd.droppedReads) {
+      const w = this.#reads.get(ctx);
+      if (!w) continue;
+      this.#reads.delete(ctx);
+      clearTimeout(w.timer);
+      w.reject(new NodeError('no_leader', 'leadership changed during a linearizable read; retry (the read was not served)'));
+    }
+    this.#releaseReads();
+    // 4. Advance.
+    this.#raw.advance();
+    if (rd.softState) this.#onSoftState(rd.softState);
+    if (rd.snapshotRequest !== undefined && !this.#snapshotInFlight) void this.#takeSnapshot();
+  }
+
+  #apply(e: Entry): void {
+    let result: ApplyResult | undefined;
+    if (e.type === 'conf') {
+      const ce = decodeConfEntry(e.data);
+      this.#log.info({ event: 'membership_applied', index: e.index, change: ce.change }, `membership change applied at index ${e.index}: ${ce.change.op} node ${ce.change.id}`);
+      this.kv.apply(e.index, new Uint8Array(0));
+    } else {
+      result = this.kv.apply(e.index, e.data);
+    }
+    const w = this.#proposals.get(e.index);
+    if (w) {
+      this.#proposals.delete(e.index);
+      clearTimeout(w.timer);
+      if (w.term === e.term && result) {
+        this.#mCommitted.inc();
+        this.#mCommitLatency.observe((performance.now() - w.startedAt) / 1000);
+        w.resolve(result);
+      } else {
+        this.#mFailed.inc({ reason: 'proposal_dropped' });
+        w.reject(new NodeError('proposal_dropped', `the write was overwritten by a new leader at index ${e.index} and was not applied; retry`));
+      }
+    }
+  }
+
+  #releaseReads(): void {
+    const applied = this.kv.appliedIndex;
+    for (const [ctx, w] of this.#reads) {
+      if (w.index >= 0 && w.index <= applied) {
+        this.#reads.delete(ctx);
+        clearTimeout(w.timer);
+        w.resolve();
+      }
+    }
+    const waiters = this.#applyWaiters;
+    this.#applyWaiters = [];
+    for (const f of waiters) f();
+  }
+
+  #stepAll(msgs: Message[]): void {
+    for (const m of msgs) {
+      if (m.type === 'app' || m.type === 'heartbeat') this.#watchSplitBrain(m);
+      try {
+        this.#raw.step(m);
+      } catch (e) {
+        if (e instanceof RaftError && e.code !== 'invariant_violation') {
+          this.#log.warn({ event: 'step_rejected', from: m.from, type: m.type, err: e.message }, `message from peer ${m.from} rejected: ${e.message}`);
+        } else throw e;
+      }
+    }
+  }
+
+  #watchSplitBrain(m: Message): void {
+    const seen = this.#termLeaders.get(m.term);
+    const selfLeads = this.#soft.role === 'leader' && this.#term === m.term;
+    if ((seen !== undefined && seen !== m.from) || selfLeads) {
+      const other = selfLeads ? this.nodeName : this.#nameOf(seen!);
+      this.#splitBrain = `${this.#nameOf(m.from)} and ${other} both claimed leadership of term ${m.term}`;
+      this.#log.error({ event: 'split_brain', term: m.term }, `Split-brain warning: ${this.#splitBrain}`);
+    } else if (seen === undefined) {
+      this.#termLeaders.set(m.term, m.from);
+      if (this.#termLeaders.size > 64) this.#termLeaders.delete(this.#termLeaders.keys().next().value!);
+    }
+  }
+
+  #peerReset(peer: NodeId): void {
+    if (this.#soft.lead === peer && this.#soft.role === 'follower') {
+      this.#log.info({ event: 'leader_connection_reset', peer }, `connection to leader ${this.#nameOf(peer)} was reset; starting a pre-vote now`);
+      this.#raw.leaderUnreachable();
+    }
+  }
+
+  #onSoftState(s: SoftState): void {
+    const prev = this.#soft;
+    this.#soft = s;
+    if (s.lead !== prev.lead) {
+      this.#mLeaderChanges.inc();
+      if (s.lead === NONE) {
+        this.#noLeaderSince = Date.now();
+        this.#log.warn({ event: 'leader_lost', previous: prev.lead }, `lost leader ${prev.lead === NONE ? '' : this.#nameOf(prev.lead)}`);
+      } else {
+        this.#log.info({ event: 'leader_changed', leader: s.lead, leaderName: this.#nameOf(s.lead) }, `leader is now ${this.#nameOf(s.lead)}`);
+      }
+      void this.#writeHaState();
+    }
+    if (s.role === 'leader' && prev.role !== 'leader') {
+      this.#leaderSince = Date.now();
+      this.#log.info({ event: 'became_leader' }, `${this.nodeName} became the leader`);
+    }
+  }
+
+  // ------------------------------------------------------------ snapshots
+
+  async #takeSnapshot(): Promise<{ index: number }> {
+    if (this.#snapshotInFlight) throw new NodeError('snapshot_in_progress', 'a snapshot is already being written; try again shortly');
+    this.#snapshotInFlight = true;
+    try {
+      const index = this.kv.appliedIndex;
+      if (index <= (this.#lastSnapshot?.meta.index ?? 0)) return { index: this.#lastSnapshot?.meta.index ?? 0 };
+      const data = this.kv.snapshot();
+      const meta = this.#raw.snapshotMeta(index);
+      await this.#storage.saveSnapshot(meta, data);
+      this.#lastSnapshot = { meta, data };
+      const compactedTo = await new Promise<number>((resolve, reject) =>
+        this.#enqueue(() => {
+          try {
+            resolve(this.#raw.snapshotTaken(index).compactedTo);
+          } catch (e) {
+            reject(e as Error);
+          }
+        }),
+      );
+      if (compactedTo > 0) await this.#storage.compact(compactedTo);
+      this.#log.info({ event: 'snapshot_taken', index, bytes: data.length, compactedTo }, `snapshot at index ${index} (${data.length} bytes); log compacted to ${compactedTo}`);
+      return { index };
+    } finally {
+      this.#snapshotInFlight = false;
+    }
+  }
+
+  async #installSnapshot(meta: SnapshotMeta): Promise<void> {
+    const inc = this.#incomingSnapshot;
+    if (!inc || inc.meta.index !== meta.index || inc.meta.term !== meta.term) {
+      throw new Error(`snapshot ${meta.term}/${meta.index} to install has no received data`);
+    }
+    await this.#storage.saveSnapshot(meta, inc.data);
+    await this.#storage.resetToSnapshot(meta);
+    this.kv.restore(inc.data);
+    this.#lastSnapshot = inc;
+    this.#incomingSnapshot = undefined;
+    this.#log.info({ event: 'snapshot_installed', index: meta.index, bytes: inc.data.length }, `installed snapshot at index ${meta.index} (${inc.data.length} bytes) from the leader`);
+  }
+
+  #sendSnapshot(m: Message): void {
+    const snap = this.#lastSnapshot;
+    if (!snap || !m.snapshot || snap.meta.index !== m.snapshot.index) {
+      this.#enqueue(() => this.#raw.reportSnapshot(m.to, false));
+      return;
+    }
+    const total = snap.data.length;
+    let lastLog = 0;
+    this.#log.info({ event: 'snapshot_send_start', to: m.to, index: snap.meta.index, bytes: total }, `sending snapshot at index ${snap.meta.index} (${total} bytes) to ${this.#nameOf(m.to)}`);
+    this.#transport
+      .sendSnapshot(m.to, m, snap.data, (sent) => {
+        const now = Date.now();
+        if (now - lastLog > 1000) {
+          lastLog = now;
+          this.#log.info({ event: 'snapshot_send_progress', to: m.to, sent, total }, `snapshot to ${this.#nameOf(m.to)}: ${Math.round((100 * sent) / Math.max(1, total))}%`);
+        }
+      })
+      .then(
+        () => this.#enqueue(() => this.#raw.reportSnapshot(m.to, true)),
+        (e: Error) => {
+          this.#log.warn({ event: 'snapshot_send_failed', to: m.to, err: e.message }, `snapshot to ${this.#nameOf(m.to)} failed: ${e.message}`);
+          this.#enqueue(() => this.#raw.reportSnapshot(m.to, false));
+        },
+      );
+  }
+
+  // ------------------------------------------------------------ timers
+
+  #startTimers(): void {
+    this.#timers.push(setInterval(() => this.#enqueue(() => this.#raw.tick()), this.#tickMs));
+    this.#timers.push(setInterval(() => this.#housekeeping(), 250));
+  }
+
+  #housekeeping(): void {
+    if (this.#fatal || this.#stopped) return;
+    const st = this.status();
+    const now = Date.now();
+    // TTL: the leader proposes expiry with its clock; followers never expire on their own.
+    if (st.raftRole === 'leader' && !this.#expireInFlight && now - this.#leaderSince > 0) {
+      const keys = this.kv.expiredKeys(now, 1000);
+      if (keys.length > 0) {
+        this.#expireInFlight = true;
+        this.propose({ type: 'expire', keys })
+          .catch(() => undefined)
+          .finally(() => (this.#expireInFlight = false));
+      }
+    }
+    if (now - this.#lastWarnAt < 5000) return;
+    const electionMs = this.config.cluster.electionTimeoutMs;
+    if (st.leaderId === NONE && now - this.#noLeaderSince > 2 * electionMs) {
+      this.#lastWarnAt = now;
+      const q = majority(st.votersTotal);
+      this.#log.warn(
+        { event: 'election_failed', votersReachable: st.votersReachable, votersTotal: st.votersTotal },
+        `Leader election failed: no leader for ${now - this.#noLeaderSince} ms in term ${st.term}; ${st.votersReachable} of ${st.votersTotal} voters reachable, an election needs ${q}. Start the missing nodes or check that peers can reach each other's peer addresses`,
+      );
+    } else if (st.raftRole === 'leader' && !st.quorumMet) {
+      this.#lastWarnAt = now;
+      this.#log.warn(
+        { event: 'quorum_not_met', votersReachable: st.votersReachable, votersTotal: st.votersTotal, writeQuorum: st.writeQuorum },
+        `Quorum not met: ${st.votersReachable} of ${st.votersTotal} voters reachable (writes need ${st.writeQuorum}); writes wait until enough voters return`,
+      );
+    }
+  }
+
+  async #writeHaState(): Promise<void> {
+    try {
+      const leaderUrl = this.leaderApiUrl();
+      await writeHaState(this.config.node.dataDir, {
+        ConsensusID: String(this.nodeId),
+        ConsensusAddr: normalizePeerUrl(this.config.node.advertisePeerUrl),
+        ConsensusEnabled: true,
+        HaID: this.config.cluster.haId,
+        Observer: this.config.node.role === 'observer',
+        Passive: !this.isLeader(),
+        ApiUrl: this.config.node.advertiseApiUrl,
+        ...(leaderUrl ? { ActiveUri: leaderUrl } : {}),
+        Enabled: true,
+        LoadBalanced: this.config.cluster.loadBalanced,
+      });
+    } catch (e) {
+      this.#log.warn({ event: 'ha_state_write_failed', err: (e as Error).message }, `could not write ha-state.json: ${(e as Error).message}`);
+    }
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  #die(e: Error): void {
+    this.#fatal = e;
+    this.#log.fatal({ event: 'node_failed', err: e.message, stack: e.stack }, `node stopped serving: ${e.message}`);
+    for (const [, w] of this.#proposals) {
+      clearTimeout(w.timer);
+      w.reject(new NodeError('commit_unknown', `the node failed (${e.message}); the write may or may not have been applied`));
+    }
+    this.#proposals.clear();
+  }
+
+  #unavailable(): NodeError | undefined {
+    if (this.#fatal) return new NodeError('storage_failed', `this node's storage failed (${this.#fatal.message}); restart it`);
+    if (this.#stopped) return new NodeError('shutting_down', 'the node is shutting down; retry on another node');
+    return undefined;
+  }
+
+  #mapRaftError(e: unknown): Error {
+    if (!(e instanceof RaftError)) return e as Error;
+    switch (e.code) {
+      case 'not_leader':
+        return notLeader(this.#leaderName(), this.leaderApiUrl());
+      case 'overloaded':
+        return new NodeError('overloaded', `${e.message}`, { retryAfterMs: 100 });
+      default:
+        return new NodeError(e.code, e.message);
+    }
+  }
+
+  #leaderName(): string | undefined {
+    const lead = this.#raw.status().lead;
+    return lead === NONE ? undefined : this.#nameOf(lead);
+  }
+
+  #nameOf(id: NodeId): string {
+    return this.#peers.get(id)?.nodeName ?? `node-${id}`;
+  }
+
+  #roleName(id: NodeId, raftRole: string, lead: NodeId, memberRole: string | undefined): NodeRoleName {
+    if (memberRole === undefined) return 'removed';
+    if (id === lead) return 'primary';
+    if (memberRole === 'learner') return 'dr';
+    if (memberRole === 'observer') return 'observer';
+    if (id === this.nodeId && (raftRole === 'candidate' || raftRole === 'preCandidate')) return 'candidate';
+    return 'standby';
+  }
+}

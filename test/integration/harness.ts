@@ -1,0 +1,217 @@
+// Real node processes on loopback for integration tests: free ports, real
+// data dirs under the OS temp dir, kill -9 / SIGSTOP / restart, and a client.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { QuorateClient } from '../../src/api/client.js';
+
+export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+/** Ports the OS says are free now; each is held until all are chosen, so they are distinct. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<import('node:net').Server>((res, rej) => {
+      const s = createServer();
+      s.once('error', rej);
+      s.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => res(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+export interface NodeProc {
+  readonly name: string;
+  readonly dir: string;
+  readonly configPath: string;
+  readonly url: string;
+  readonly logPath: string;
+  proc: ChildProcess | undefined;
+  exitCode: number | null | undefined;
+}
+
+export interface ClusterOptions {
+  readonly nodes?: number;
+  readonly electionTimeoutMs?: number;
+  readonly heartbeatIntervalMs?: number;
+  readonly writeQuorum?: number;
+  readonly cluster?: Record<string, unknown>;
+}
+
+export const TOKEN = 'quorate-admin-0123456789abcdef0123456789abcdef';
+export const READER_TOKEN = 'quorate-reader-0123456789abcdef0123456789abcdef';
+export const OPERATOR_TOKEN = 'quorate-operator-0123456789abcdef0123456789abcd';
+
+export class TestCluster {
+  readonly root: string;
+  readonly nodes: NodeProc[] = [];
+
+  private constructor(root: string) {
+    this.root = root;
+  }
+
+  static async start(opts: ClusterOptions = {}): Promise<TestCluster> {
+    const n = opts.nodes ?? 3;
+    const c = new TestCluster(mkdtempSync(join(tmpdir(), 'quorate-it-')));
+    const ports = await freePorts(2 * n);
+    const peerUrls = Array.from({ length: n }, (_, i) => `http://127.0.0.1:${ports[n + i]}`);
+    for (let i = 0; i < n; i++) {
+      const name = `node${i + 1}`;
+      const dir = join(c.root, name);
+      mkdirSync(dir, { recursive: true });
+      const config = {
+        node: {
+          nodeName: name,
+          dataDir: dir,
+          apiAddress: `127.0.0.1:${ports[i]}`,
+          peerAddress: `127.0.0.1:${ports[n + i]}`,
+        },
+        cluster: {
+          haId: 'it',
+          peerEndpoints: peerUrls.filter((_, j) => j !== i),
+          electionTimeoutMs: opts.electionTimeoutMs ?? 1000,
+          heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 100,
+          ...(opts.cluster ?? {}),
+        },
+        database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}) },
+        security: { tls: 'off' },
+      };
+      const configPath = join(dir, 'quorate.json');
+      writeFileSync(configPath, JSON.stringify(config, null, 2));
+      writeFileSync(join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
+      writeFileSync(
+        join(dir, 'tokens.json'),
+        JSON.stringify([
+          { token: TOKEN, role: 'admin', name: 'admin' },
+          { token: OPERATOR_TOKEN, role: 'operator', name: 'op' },
+          { token: READER_TOKEN, role: 'reader', name: 'ro' },
+        ]),
+        { mode: 0o600 },
+      );
+      c.nodes.push({ name, dir, configPath, url: `http://127.0.0.1:${ports[i]}`, logPath: join(dir, 'node.log'), proc: undefined, exitCode: undefined });
+    }
+    for (let i = 0; i < n; i++) c.startNode(i);
+    return c;
+  }
+
+  startNode(i: number): void {
+    const nd = this.nodes[i]!;
+    const fd = openSync(nd.logPath, 'a');
+    const proc = spawn(process.execPath, [MAIN, 'agent', '--config', nd.configPath], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    nd.proc = proc;
+    nd.exitCode = undefined;
+    proc.on('exit', (code, signal) => {
+      nd.exitCode = code ?? (signal ? -1 : null);
+    });
+  }
+
+  /** Wait for the process to exit; resolves with its exit code. */
+  async waitExit(i: number, timeoutMs = 15_000): Promise<number | null> {
+    const nd = this.nodes[i]!;
+    const deadline = Date.now() + timeoutMs;
+    while (nd.exitCode === undefined) {
+      if (Date.now() > deadline) throw new Error(`${nd.name} did not exit within ${timeoutMs} ms`);
+      await sleep(20);
+    }
+    return nd.exitCode;
+  }
+
+  kill(i: number, signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.nodes[i]!.proc?.kill(signal);
+  }
+
+  client(opts: { urls?: string[]; token?: string; timeoutMs?: number } = {}): QuorateClient {
+    return new QuorateClient({ urls: opts.urls ?? this.nodes.map((n) => n.url), token: opts.token ?? TOKEN, timeoutMs: opts.timeoutMs ?? 5000 });
+  }
+
+  /** The index of the node that reports itself leader with a quorum; waits up to timeoutMs. */
+  async waitLeader(timeoutMs = 20_000, exclude: number[] = []): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      for (let i = 0; i < this.nodes.length; i++) {
+        if (exclude.includes(i) || this.nodes[i]!.exitCode !== undefined || !this.nodes[i]!.proc) continue;
+        if ((await status(this.nodes[i]!.url, '/system/health/leader')) === 200) return i;
+      }
+      await sleep(25);
+    }
+    throw new Error(`no leader within ${timeoutMs} ms; logs: ${this.nodes.map((n) => n.logPath).join(', ')}`);
+  }
+
+  async waitReady(i: number, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if ((await status(this.nodes[i]!.url, '/system/health/ready')) === 200) return;
+      await sleep(25);
+    }
+    throw new Error(`${this.nodes[i]!.name} not ready within ${timeoutMs} ms; log: ${this.nodes[i]!.logPath}`);
+  }
+
+  log(i: number): string {
+    return readFileSync(this.nodes[i]!.logPath, 'utf8');
+  }
+
+  async stop(): Promise<void> {
+    for (const nd of this.nodes) {
+      if (nd.proc && nd.exitCode === undefined) {
+        nd.proc.kill('SIGCONT');
+        nd.proc.kill('SIGTERM');
+      }
+    }
+    for (let i = 0; i < this.nodes.length; i++) {
+      const nd = this.nodes[i]!;
+      if (!nd.proc || nd.exitCode !== undefined) continue;
+      try {
+        await this.waitExit(i, 10_000);
+      } catch {
+        nd.proc.kill('SIGKILL');
+        await this.waitExit(i, 5000).catch(() => undefined);
+      }
+    }
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function status(url: string, path: string, token?: string): Promise<number> {
+  try {
+    const r = await fetch(`${url}${path}`, {
+      signal: AbortSignal.timeout(1000),
+      ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}),
+    });
+    await r.arrayBuffer();
+    return r.status;
+  } catch {
+    return 0;
+  }
+}
+
+export async function http(
+  url: string,
+  method: string,
+  path: string,
+  opts: { token?: string | undefined; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
+  let body: string | undefined;
+  if (opts.rawBody !== undefined) body = opts.rawBody;
+  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  if (body !== undefined && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(`${url}${path}`, { method, headers, signal: AbortSignal.timeout(10_000), ...(body !== undefined ? { body } : {}) });
+  const text = await r.text();
+  let parsed: Record<string, unknown> = {};
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    parsed = { text };
+  }
+  return { status: r.status, body: parsed, headers: r.headers };
+}

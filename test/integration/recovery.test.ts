@@ -1,0 +1,78 @@
+// Durability and bad input on disk and in config, with real processes:
+// catch-up by snapshot after compaction, a corrupt log record detected on
+// restart, a bad config naming the key, a clean exit on SIGTERM.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MAIN, TOKEN, TestCluster, http, sleep } from './harness.js';
+
+describe('recovery', () => {
+  let c: TestCluster | undefined;
+  after(async () => {
+    await c?.stop();
+  });
+
+  test('a follower restarted after the log was compacted past it catches up by snapshot', async () => {
+    c = await TestCluster.start({ nodes: 3, cluster: { snapshotEntries: 200, snapshotTrailingEntries: 20 } });
+    const leader = await c.waitLeader();
+    const lagger = (leader + 1) % 3;
+    c.kill(lagger);
+    await c.waitExit(lagger);
+    const client = c.client({ urls: c.nodes.map((n) => n.url).filter((_, i) => i !== lagger) });
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, w) => {
+        for (let i = 0; i < 60; i++) await client.kvPut(`snap/${w}/${i}`, `v${i}`);
+      }),
+    );
+    const snap = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
+    assert.equal(snap.status, 200, JSON.stringify(snap.body));
+    c.startNode(lagger);
+    await c.waitReady(lagger);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const r = await http(c.nodes[lagger]!.url, 'GET', '/v1/kv/snap/7/59?consistency=stale', { token: TOKEN });
+      if (r.status === 200 && r.body['value'] === 'v59') break;
+      assert.ok(Date.now() < deadline, `lagging node caught up (last status ${r.status})`);
+      await sleep(50);
+    }
+    assert.match(c.log(lagger), /installed snapshot/);
+  });
+
+  test('a corrupt log record is detected on restart: the node refuses to start, naming the file and byte offset', async () => {
+    assert.ok(c);
+    const victim = (await c.waitLeader() + 2) % 3;
+    c.kill(victim, 'SIGTERM');
+    assert.equal(await c.waitExit(victim), 0, 'clean exit on SIGTERM');
+    const walDir = join(c.nodes[victim]!.dir, 'raft', 'wal');
+    const seg = readdirSync(walDir).filter((f) => f.endsWith('.seg')).sort()[0]!;
+    const path = join(walDir, seg);
+    const buf = readFileSync(path);
+    assert.ok(buf.length > 4096, 'segment has records');
+    // Flip a byte well inside the segment (not the torn tail).
+    const off = Math.floor(buf.length / 3);
+    buf[off] = buf[off]! ^ 0xff;
+    writeFileSync(path, buf);
+    c.startNode(victim);
+    const code = await c.waitExit(victim, 20_000);
+    assert.notEqual(code, 0);
+    const log = c.log(victim);
+    assert.match(log, /corrupt/i);
+    assert.ok(log.includes(seg), 'the message names the segment file');
+    assert.match(log, /offset \d+/);
+  });
+});
+
+describe('configuration errors', () => {
+  test('a bad config stops the agent with exit 2 and names the key path', () => {
+    const dir = process.env['TMPDIR'] ?? '/tmp';
+    const path = join(dir, `quorate-bad-${process.pid}.json`);
+    writeFileSync(path, JSON.stringify({ cluster: { electionTimeoutMs: 300, heartbeatIntervalMs: 100, bogus: 1 } }));
+    const r = spawnSync(process.execPath, [MAIN, 'agent', '--config', path], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 2);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /cluster\.electionTimeoutMs/);
+    assert.match(out, /cluster\.bogus/);
+  });
+});
