@@ -158,7 +158,6 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
     ...nodes.map((n) => `  ${n.name}  ${n.url}  (data ${n.dir}, log ${n.log})`),
     '',
     `Admin token: ${token}`,
-    `Dashboard:   ${nodes[0]!.url}/`,
     '',
     'Try:',
     `  quorate status --url ${urls} --token ${token}`,

@@ -67,12 +67,17 @@ describe('recovery', () => {
 describe('configuration errors', () => {
   test('a bad config stops the agent with exit 2 and names the key path', () => {
     const dir = process.env['TMPDIR'] ?? '/tmp';
-    const path = join(dir, `quorate-bad-${process.pid}.json`);
-    writeFileSync(path, JSON.stringify({ cluster: { electionTimeoutMs: 300, heartbeatIntervalMs: 100, bogus: 1 } }));
-    const r = spawnSync(process.execPath, [MAIN, 'agent', '--config', path], { encoding: 'utf8', timeout: 20_000 });
-    assert.equal(r.status, 2);
-    const out = r.stdout + r.stderr;
-    assert.match(out, /cluster\.electionTimeoutMs/);
-    assert.match(out, /cluster\.bogus/);
+    const run = (obj: unknown) => {
+      const path = join(dir, `quorate-bad-${process.pid}.json`);
+      writeFileSync(path, JSON.stringify(obj));
+      const r = spawnSync(process.execPath, [MAIN, 'agent', '--config', path], { encoding: 'utf8', timeout: 20_000 });
+      return { status: r.status, out: r.stdout + r.stderr };
+    };
+    const unknown = run({ cluster: { bogus: 1 } });
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.out, /cluster\.bogus: unknown key/);
+    const impossible = run({ cluster: { electionTimeoutMs: 300, heartbeatIntervalMs: 100 } });
+    assert.equal(impossible.status, 2);
+    assert.match(impossible.out, /cluster\.electionTimeoutMs: must be at least 5 × heartbeatIntervalMs/);
   });
 });

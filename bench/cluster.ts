@@ -1,0 +1,269 @@
+// `npm run bench`: a three-node quorate cluster on loopback (real processes,
+// fsync on) under write and read load, failover after kill -9 of the leader,
+// RSS per node; and, when etcd is installed (Debian: apt-get install
+// etcd-server), the same workloads against a three-node etcd in the same run.
+// Prints one JSON report. Not part of `npm test`.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TestCluster, TOKEN, freePorts, sleep } from '../test/integration/harness.js';
+
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
+const CONCURRENCY = (process.env['BENCH_CONCURRENCY'] ?? '1,16,64,256').split(',').map(Number);
+const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
+const VALUE = 'v'.repeat(256);
+const KEYSPACE = 10_000;
+
+interface Target {
+  readonly name: string;
+  urls(): string[];
+  put(agent: http.Agent, url: string, key: string): Promise<boolean>;
+  get(agent: http.Agent, url: string, key: string): Promise<boolean>;
+  leader(): Promise<number>;
+  kill(i: number): void;
+  restart(i: number): Promise<void>;
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+function request(agent: http.Agent, url: string, method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve) => {
+    const u = new URL(url);
+    const req = http.request(
+      { agent, host: u.hostname, port: u.port, method, path, headers: { ...headers, ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) }, timeout: 5000 },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', () => resolve(0));
+      },
+    );
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+    req.end(body);
+  });
+}
+
+function quorateTarget(c: TestCluster): Target {
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  return {
+    name: 'quorate',
+    urls: () => c.nodes.map((n) => n.url),
+    put: async (agent, url, key) => (await request(agent, url, 'PUT', `/v1/kv/${key}`, JSON.stringify({ value: VALUE }), auth)) === 200,
+    get: async (agent, url, key) => [200, 404].includes(await request(agent, url, 'GET', `/v1/kv/${key}`, undefined, auth)),
+    leader: () => c.waitLeader(20_000),
+    kill: (i) => c.kill(i, 'SIGKILL'),
+    restart: async (i) => {
+      await c.waitExit(i);
+      c.startNode(i);
+      await c.waitReady(i);
+    },
+    pids: () => c.nodes.map((n) => n.proc?.pid ?? 0),
+    stop: () => c.stop(),
+  };
+}
+
+async function etcdTarget(bin: string): Promise<Target> {
+  const root = mkdtempSync(join(tmpdir(), 'quorate-bench-etcd-'));
+  const ports = await freePorts(6);
+  const names = ['e1', 'e2', 'e3'];
+  const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[3 + i]}`).join(',');
+  const procs: Array<ChildProcess | undefined> = [];
+  const start = (i: number) => {
+    const p = spawn(bin, [
+      '--name', names[i]!, '--data-dir', join(root, names[i]!),
+      '--listen-client-urls', `http://127.0.0.1:${ports[i]}`, '--advertise-client-urls', `http://127.0.0.1:${ports[i]}`,
+      '--listen-peer-urls', `http://127.0.0.1:${ports[3 + i]}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${ports[3 + i]}`,
+      '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', 'bench',
+      '--log-level', 'error',
+    ], { stdio: 'ignore' });
+    procs[i] = p;
+  };
+  for (let i = 0; i < 3; i++) start(i);
+  const urls = () => ports.slice(0, 3).map((p) => `http://127.0.0.1:${p}`);
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const agent = new http.Agent({ keepAlive: true });
+  const statusOf = async (url: string): Promise<{ leader: boolean } | undefined> => {
+    return new Promise((resolve) => {
+      const u = new URL(url);
+      const req = http.request({ agent, host: u.hostname, port: u.port, method: 'POST', path: '/v3/maintenance/status', headers: { 'content-type': 'application/json' }, timeout: 1000 }, (res) => {
+        let s = '';
+        res.on('data', (d: Buffer) => (s += d.toString()));
+        res.on('end', () => {
+          try {
+            const j = JSON.parse(s) as { leader?: string; header?: { member_id?: string } };
+            resolve({ leader: j.leader !== undefined && j.leader === j.header?.member_id });
+          } catch {
+            resolve(undefined);
+          }
+        });
+      });
+      req.on('error', () => resolve(undefined));
+      req.on('timeout', () => req.destroy());
+      req.end('{}');
+    });
+  };
+  const t: Target = {
+    name: 'etcd',
+    urls,
+    put: async (a, url, key) => (await request(a, url, 'POST', '/v3/kv/put', JSON.stringify({ key: b64(key), value: b64(VALUE) }), {})) === 200,
+    get: async (a, url, key) => (await request(a, url, 'POST', '/v3/kv/range', JSON.stringify({ key: b64(key) }), {})) === 200,
+    leader: async () => {
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        const us = urls();
+        for (let i = 0; i < 3; i++) {
+          if (!procs[i] || procs[i]!.exitCode !== null || procs[i]!.signalCode !== null) continue;
+          if ((await statusOf(us[i]!))?.leader) return i;
+        }
+        await sleep(25);
+      }
+      throw new Error('etcd: no leader');
+    },
+    kill: (i) => procs[i]?.kill('SIGKILL'),
+    restart: async (i) => {
+      await new Promise((r) => (procs[i]!.exitCode !== null || procs[i]!.signalCode !== null ? r(null) : procs[i]!.once('exit', r)));
+      start(i);
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && !(await statusOf(urls()[i]!))) await sleep(50);
+    },
+    pids: () => procs.map((p) => p?.pid ?? 0),
+    stop: async () => {
+      for (const p of procs) p?.kill('SIGTERM');
+      await sleep(500);
+      for (const p of procs) if (p && p.exitCode === null) p.kill('SIGKILL');
+      agent.destroy();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+  await t.leader();
+  return t;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function load(t: Target, url: string, concurrency: number, kind: 'write' | 'read', seconds: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const lat: number[] = [];
+  let ok = 0;
+  let failed = 0;
+  const end = performance.now() + seconds * 1000;
+  let seq = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const key = `bench-${seq++ % KEYSPACE}`;
+        const t0 = performance.now();
+        const good = kind === 'write' ? await t.put(agent, url, key) : await t.get(agent, url, key);
+        const dt = performance.now() - t0;
+        if (good) {
+          ok++;
+          lat.push(dt);
+        } else failed++;
+      }
+    }),
+  );
+  agent.destroy();
+  lat.sort((a, b) => a - b);
+  return { concurrency, ops: ok, failed, opsPerSecond: Math.round(ok / seconds), p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)) };
+}
+
+async function failover(t: Target, rounds: number) {
+  const results: Array<{ round: number; killToFirstWriteMs: number; newLeader: number }> = [];
+  for (let r = 0; r < rounds; r++) {
+    const leader = await t.leader();
+    const urls = t.urls();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    let stop = false;
+    let firstAckAfterKill = 0;
+    let killAt = 0;
+    // A steady writer on every surviving node (any node accepts writes).
+    const writers = urls.map(async (url, i) => {
+      if (i === leader) return;
+      let n = 0;
+      while (!stop) {
+        const started = performance.now();
+        const good = await t.put(agent, url, `failover-${r}-${i}-${n++}`);
+        if (good && killAt > 0 && started >= killAt && firstAckAfterKill === 0) firstAckAfterKill = performance.now();
+        if (!good) await sleep(5);
+      }
+    });
+    await sleep(500);
+    killAt = performance.now();
+    t.kill(leader);
+    const deadline = performance.now() + 15_000;
+    while (firstAckAfterKill === 0 && performance.now() < deadline) await sleep(2);
+    stop = true;
+    await Promise.all(writers);
+    agent.destroy();
+    results.push({ round: r + 1, killToFirstWriteMs: firstAckAfterKill ? round(firstAckAfterKill - killAt) : -1, newLeader: await t.leader() });
+    await t.restart(leader);
+    await sleep(1000);
+  }
+  const times = results.map((x) => x.killToFirstWriteMs).filter((x) => x >= 0).sort((a, b) => a - b);
+  return { rounds: results, medianMs: percentile(times, 50), maxMs: times[times.length - 1] ?? -1 };
+}
+
+function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? round(Number(m[1]) / 1024) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+async function runAll(t: Target) {
+  const leader = await t.leader();
+  const url = t.urls()[leader]!;
+  const writes = [];
+  for (const c of CONCURRENCY) writes.push(await load(t, url, c, 'write', SECONDS));
+  const reads = await load(t, url, 64, 'read', SECONDS);
+  const rss = t.pids().map(rssMb);
+  const fo = await failover(t, FAILOVER_ROUNDS);
+  return { writes, linearizableReads64: reads, rssMbPerNode: rss, failover: fo };
+}
+
+function findEtcd(): string | undefined {
+  for (const p of ['/usr/bin/etcd', '/usr/local/bin/etcd']) if (existsSync(p)) return p;
+  return undefined;
+}
+
+const report: Record<string, unknown> = { benchmark: 'cluster', nodes: 3, valueBytes: 256, secondsPerWorkload: SECONDS, nodeVersion: process.version };
+const q = await TestCluster.start({ nodes: 3 });
+try {
+  report['quorate'] = await runAll(quorateTarget(q));
+} finally {
+  await q.stop();
+}
+const etcdBin = findEtcd();
+if (etcdBin) {
+  const e = await etcdTarget(etcdBin);
+  try {
+    report['etcd'] = await runAll(e);
+  } finally {
+    await e.stop();
+  }
+  const qr = report['quorate'] as Awaited<ReturnType<typeof runAll>>;
+  const er = report['etcd'] as Awaited<ReturnType<typeof runAll>>;
+  report['ratios'] = {
+    writeThroughput: Object.fromEntries(qr.writes.map((w, i) => [`c${w.concurrency}`, round(w.opsPerSecond / Math.max(1, er.writes[i]!.opsPerSecond))])),
+    writeP99LatencyC64: (() => {
+      const i = CONCURRENCY.indexOf(64);
+      return i < 0 ? null : round(qr.writes[i]!.p99Ms / Math.max(0.001, er.writes[i]!.p99Ms));
+    })(),
+    readThroughputC64: round(qr.linearizableReads64.opsPerSecond / Math.max(1, er.linearizableReads64.opsPerSecond)),
+    failoverMedian: round(qr.failover.medianMs / Math.max(1, er.failover.medianMs)),
+  };
+} else {
+  report['etcd'] = 'not installed (apt-get install etcd-server to compare)';
+}
+console.log(JSON.stringify(report, null, 2));

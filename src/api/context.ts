@@ -1,0 +1,199 @@
+// Per-server state (App) and per-request helpers (RequestContext): reading
+// and size-limiting bodies, JSON parsing, query parsing and answering.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { NodeHandle } from '../node/handle.js';
+import type { Counter, Histogram, MetricsRegistry } from '../ops/metrics.js';
+import type { Principal, Role, TokenStore } from './auth.js';
+import { ApiError, badField } from './errors.js';
+import type { Forwarder } from './forward.js';
+
+/** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
+export const MAX_BODY_BYTES = 2 * 1024 * 1024;
+
+export const HEADER_SERVED_BY = 'x-quorate-served-by';
+export const HEADER_FORWARDED = 'x-quorate-forwarded';
+
+export interface App {
+  readonly node: NodeHandle;
+  readonly logger: Logger;
+  readonly tokens: TokenStore;
+  readonly forwarder: Forwarder;
+  readonly heartbeatMs: number;
+  readonly forwardTimeoutMs: number;
+  /** Stops every open watch stream (used by close()). */
+  readonly watches: Set<() => void>;
+  readonly registry: MetricsRegistry;
+  readonly requests: Counter;
+  readonly durations: Histogram;
+  closing: boolean;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export class RequestContext {
+  readonly app: App;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  /** Raw (still percent-encoded) path, without the query. */
+  readonly path: string;
+  /** Raw request target (path and query), as forwarded. */
+  readonly rawUrl: string;
+  readonly query: URLSearchParams;
+  readonly startedMs = performance.now();
+  principal: Principal | undefined;
+  /** Name of the node that answered (the leader's, when forwarded). */
+  servedBy: string;
+  /** Route template for logs and metrics. */
+  route = 'unmatched';
+  #body: Promise<Buffer> | undefined;
+
+  constructor(app: App, req: IncomingMessage, res: ServerResponse) {
+    this.app = app;
+    this.req = req;
+    this.res = res;
+    this.method = (req.method ?? 'GET').toUpperCase();
+    this.rawUrl = req.url ?? '/';
+    const q = this.rawUrl.indexOf('?');
+    this.path = q < 0 ? this.rawUrl : this.rawUrl.slice(0, q);
+    this.query = new URLSearchParams(q < 0 ? '' : this.rawUrl.slice(q + 1));
+    this.servedBy = app.node.nodeName;
+  }
+
+  /** True when another node forwarded this request here. */
+  get forwardedIn(): boolean {
+    return this.req.headers[HEADER_FORWARDED] !== undefined;
+  }
+
+  header(name: string): string | undefined {
+    const v = this.req.headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  }
+
+  /** The request body, at most MAX_BODY_BYTES (413 body_too_large past that, without reading the rest). */
+  rawBody(): Promise<Buffer> {
+    this.#body ??= readBody(this.req, MAX_BODY_BYTES);
+    return this.#body;
+  }
+
+  /**
+   * The body parsed as JSON. Content-Type must be application/json when there
+   * is a body; `optional` bodies may be empty (then undefined).
+   */
+  async jsonBody(optional = false): Promise<unknown> {
+    const buf = await this.rawBody();
+    if (buf.length === 0) {
+      if (optional) return undefined;
+      throw new ApiError('invalid_json', 'request body is empty; send a JSON object with Content-Type: application/json');
+    }
+    const ct = this.header('content-type') ?? '';
+    if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(ct)) {
+      throw new ApiError('invalid_content_type', `Content-Type must be application/json, got ${ct === '' ? 'none' : JSON.stringify(ct.slice(0, 100))}`);
+    }
+    let text: string;
+    try {
+      text = utf8.decode(buf);
+    } catch {
+      throw new ApiError('invalid_json', 'request body is not valid UTF-8');
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw new ApiError('invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+
+  /** Rejects query parameters the route does not know (a typo like `ifrevision` must not be ignored). */
+  checkQuery(allowed: readonly string[]): void {
+    for (const k of this.query.keys()) {
+      if (!allowed.includes(k)) {
+        throw badField(k, `unknown query parameter${allowed.length > 0 ? ` (allowed: ${allowed.join(', ')})` : ' (this endpoint takes none)'}`);
+      }
+    }
+  }
+
+  /** Non-negative integer query parameter, or undefined when absent. */
+  intParam(name: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+    const v = this.query.get(name);
+    if (v === null) return undefined;
+    const n = /^\d{1,16}$/.test(v) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      const range = max === Number.MAX_SAFE_INTEGER ? (min === 0 ? 'a non-negative integer' : `an integer >= ${min}`) : `an integer in ${min}..${max}`;
+      throw badField(name, `must be ${range}, got ${JSON.stringify(v.slice(0, 40))}`);
+    }
+    return n;
+  }
+
+  /** `consistency` query parameter: linearizable (default) or stale. */
+  consistency(): 'linearizable' | 'stale' {
+    const v = this.query.get('consistency');
+    if (v === null || v === 'linearizable') return 'linearizable';
+    if (v === 'stale') return 'stale';
+    throw badField('consistency', `must be linearizable or stale, got ${JSON.stringify(v.slice(0, 40))}`);
+  }
+
+  json(status: number, body: unknown, headers: Record<string, string> = {}): void {
+    const text = JSON.stringify(body);
+    this.res.writeHead(status, {
+      ...headers,
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(Buffer.byteLength(text)),
+      'cache-control': 'no-store',
+    });
+    this.res.end(text);
+  }
+
+  text(status: number, body: string, contentType: string): void {
+    this.res.writeHead(status, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' });
+    this.res.end(body);
+  }
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) {
+    return Promise.reject(tooLarge(limit, `Content-Length ${declared}`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let done = false;
+    const finish = (err: Error | undefined): void => {
+      if (done) return;
+      done = true;
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      if (err !== undefined) reject(err);
+      else resolve(Buffer.concat(chunks, total));
+    };
+    const onData = (c: Buffer): void => {
+      total += c.length;
+      if (total > limit) {
+        // Stop buffering at once; the response closes the connection.
+        req.pause();
+        finish(tooLarge(limit, `more than ${limit} bytes`));
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = (): void => finish(undefined);
+    const onError = (err: Error): void => finish(err);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+function tooLarge(limit: number, what: string): ApiError {
+  return new ApiError('body_too_large', `request body is ${what}; the limit is ${limit} bytes (2 MiB)`, { limitBytes: limit });
+}
+
+/** One method of one resource. `auth` null = no token needed (health probes). */
+export interface Route {
+  readonly auth: Role | null;
+  /** Allowed query parameters; undefined = not checked. */
+  readonly query?: readonly string[];
+  handle(ctx: RequestContext, key: string | undefined): Promise<void>;
+}

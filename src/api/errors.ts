@@ -1,0 +1,138 @@
+// The ONE table from error codes to HTTP statuses, and the conversion of any
+// thrown value into an API error response. Codes come from the API layer
+// itself, NodeHandle errors (src/node/errors.ts), the consensus core
+// (src/raft/errors.ts) and the state machine (src/state/errors.ts).
+
+/** HTTP status of every error code the API can answer with. */
+export const ERROR_STATUS = {
+  // 400: bad input; nothing was changed.
+  invalid_request: 400,
+  invalid_json: 400,
+  invalid_content_type: 400,
+  invalid_key: 400,
+  invalid_command: 400,
+  idempotency_key_too_large: 400,
+  invalid_conf_change: 400,
+  // 401 / 403: authentication and roles.
+  unauthorized: 401,
+  forbidden: 403,
+  // 404 / 405: routing and missing keys.
+  not_found: 404,
+  method_not_allowed: 405,
+  // 409: a precondition does not hold.
+  revision_mismatch: 409,
+  invalid_transfer: 409,
+  conf_change_in_progress: 409,
+  // 410: history no longer reaches back that far.
+  compacted: 410,
+  // 413: too large.
+  body_too_large: 413,
+  key_too_large: 413,
+  value_too_large: 413,
+  entry_too_large: 413,
+  // 429: back off (with Retry-After).
+  overloaded: 429,
+  // 500: a bug or an unexpected failure; details are logged, never sent.
+  internal: 500,
+  // 503: not served right now; nothing was applied, retrying is safe.
+  no_leader: 503,
+  not_leader: 503,
+  quorum_not_met: 503,
+  shutting_down: 503,
+  storage_failed: 503,
+  proposal_dropped: 503,
+  transfer_in_progress: 503,
+  // 504: the outcome is unknown (it may have been applied); retry with the same Idempotency-Key.
+  commit_unknown: 504,
+  timeout: 504,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_STATUS, code);
+}
+
+export type ExtraValue = string | number | boolean | null | readonly string[];
+
+/** An error answered to the client: `{"error": code, "message": text, ...extra}`. */
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly extra: Readonly<Record<string, ExtraValue>>;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(code: ErrorCode, message: string, extra: Record<string, ExtraValue> = {}, headers: Record<string, string> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.extra = extra;
+    this.headers = headers;
+  }
+
+  body(): Record<string, unknown> {
+    return { error: this.code, message: this.message, ...this.extra };
+  }
+}
+
+/** 400 invalid_request naming the field: `limit: must be an integer in 1..10000`. */
+export function badField(field: string, reason: string): ApiError {
+  return new ApiError('invalid_request', `${field}: ${reason}`, { field });
+}
+
+// Fields of thrown errors that may be shown to clients (numbers and names the
+// caller needs to react: revisions, retry delays, the leader to go to).
+const SAFE_EXTRA = [
+  'currentRevision',
+  'oldestRevision',
+  'requestedRevision',
+  'retryAfterMs',
+  'leaderName',
+  'leaderApiUrl',
+  'field',
+  'bytes',
+  'limitBytes',
+  'requiredRole',
+] as const;
+
+function safeExtra(src: unknown, into: Record<string, ExtraValue>): void {
+  if (typeof src !== 'object' || src === null) return;
+  const o = src as Record<string, unknown>;
+  for (const k of SAFE_EXTRA) {
+    const v = o[k];
+    if (typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'boolean') into[k] = v;
+  }
+}
+
+/** Seconds for Retry-After, at least 1. */
+export function retryAfterSeconds(ms: number): string {
+  return String(Math.max(1, Math.ceil(ms / 1000)));
+}
+
+/**
+ * Converts anything thrown while serving a request into an ApiError. Errors
+ * with a known `code` keep their message (those messages are written for
+ * operators); anything else becomes 500 `internal` and `internalCause` is set
+ * so the caller logs the stack.
+ */
+export function toApiError(err: unknown): { error: ApiError; internalCause?: unknown } {
+  if (err instanceof ApiError) return { error: err };
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (isErrorCode(code) && code !== 'internal') {
+    const extra: Record<string, ExtraValue> = {};
+    safeExtra(err, extra);
+    safeExtra((err as { extra?: unknown }).extra, extra);
+    const headers: Record<string, string> = {};
+    if (code === 'overloaded') {
+      const ms = typeof extra['retryAfterMs'] === 'number' ? extra['retryAfterMs'] : 1000;
+      headers['retry-after'] = retryAfterSeconds(ms);
+    }
+    const message = err instanceof Error && err.message !== '' ? err.message : code.replace(/_/g, ' ');
+    return { error: new ApiError(code, message, extra, headers, { cause: err }) };
+  }
+  return {
+    error: new ApiError('internal', 'internal error; the details are in the node log'),
+    internalCause: err,
+  };
+}

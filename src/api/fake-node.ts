@@ -1,0 +1,151 @@
+// An in-memory NodeHandle for API tests: a real KvStateMachine whose
+// proposals apply at once. It can play leader or follower (pointing at
+// another test server as the leader), and every NodeStatus field and failure
+// can be set by the test.
+import { parseConfig } from '../config/index.js';
+import type { QuorateConfig } from '../config/index.js';
+import type { NodeHandle, NodeStatus, PeerInfo, ProposeOptions } from '../node/handle.js';
+import { NodeError } from '../node/errors.js';
+import { MetricsRegistry } from '../ops/metrics.js';
+import { encodeCommand, KvStateMachine } from '../state/index.js';
+import type { ApplyResult, Command, KvOptions } from '../state/index.js';
+
+export interface FakeNodeOptions {
+  readonly nodeName: string;
+  readonly nodeId?: number;
+  readonly dataDir: string;
+  /** Start as leader (default) or follower. */
+  readonly leader?: boolean;
+  readonly kv?: KvOptions;
+}
+
+export class FakeNode implements NodeHandle {
+  readonly config: QuorateConfig;
+  readonly nodeName: string;
+  readonly nodeId: number;
+  readonly kv: KvStateMachine;
+  readonly metrics = new MetricsRegistry();
+  readonly #proposals = this.metrics.counter('quorate_proposals_total', 'Proposals applied by the fake node.', ['type']);
+
+  leader: boolean;
+  /** When a follower: the leader it knows (undefined = none). */
+  leaderName: string | undefined;
+  leaderUrl: string | undefined;
+  /** Fields merged into status(). */
+  statusOverrides: Partial<NodeStatus> = {};
+  /** Thrown by the next propose() instead of applying (then cleared). */
+  failNextPropose: Error | undefined;
+  /** Called before each propose applies (may throw or wait). */
+  beforePropose: ((command: Command, options: ProposeOptions) => Promise<void> | void) | undefined;
+  readBarriers = 0;
+  /** Proposals seen, with their idempotency keys. */
+  readonly proposals: { command: Command; idempotencyKey: string | undefined }[] = [];
+  failoverSafeResult = { safe: true, caughtUp: ['node2'] };
+  #index = 0;
+  #term = 1;
+
+  constructor(options: FakeNodeOptions) {
+    this.nodeName = options.nodeName;
+    this.nodeId = options.nodeId ?? 1;
+    this.config = parseConfig({ node: { nodeName: options.nodeName, dataDir: options.dataDir } }, {});
+    this.kv = new KvStateMachine(options.kv ?? {});
+    this.leader = options.leader ?? true;
+  }
+
+  isLeader(): boolean {
+    return this.leader;
+  }
+
+  leaderApiUrl(): string | undefined {
+    return this.leader ? undefined : this.leaderUrl;
+  }
+
+  #notLeader(): NodeError {
+    if (this.leaderName === undefined) return new NodeError('no_leader', 'no leader is known right now; retry and check `quorate status`');
+    return new NodeError('not_leader', `this node is not the leader; ${this.leaderName} leads`, { leaderName: this.leaderName });
+  }
+
+  status(): NodeStatus {
+    const self: PeerInfo = {
+      id: this.nodeId,
+      nodeName: this.nodeName,
+      apiUrl: undefined,
+      peerUrl: 'http://127.0.0.1:5201',
+      role: this.leader ? 'primary' : 'standby',
+      status: 'healthy',
+      matchIndex: this.#index,
+      replicationLagEntries: 0,
+      replicationLagMs: 0,
+      lastHeartbeat: '2026-04-06T10:30:00.000Z',
+      self: true,
+    };
+    const base: NodeStatus = {
+      id: this.nodeId,
+      nodeName: this.nodeName,
+      haId: 'test-ha',
+      role: this.leader ? 'primary' : 'standby',
+      raftRole: this.leader ? 'leader' : 'follower',
+      term: this.#term,
+      leaderId: this.leader ? this.nodeId : this.leaderName !== undefined ? 99 : 0,
+      leaderName: this.leader ? this.nodeName : this.leaderName,
+      leaderApiUrl: this.leaderApiUrl(),
+      commitIndex: this.#index,
+      appliedIndex: this.#index,
+      lastIndex: this.#index,
+      firstIndex: 1,
+      snapshotIndex: 0,
+      revision: this.kv.revision,
+      quorumMet: true,
+      votersReachable: 3,
+      votersTotal: 3,
+      writeQuorum: 2,
+      failureTolerance: 1,
+      peers: [self],
+      storageHealthy: true,
+      storageError: undefined,
+      splitBrainWarning: undefined,
+      startedAt: '2026-04-06T10:00:00.000Z',
+      version: '0.1.0',
+    };
+    return { ...base, ...this.statusOverrides };
+  }
+
+  async propose(command: Command, options: ProposeOptions = {}): Promise<ApplyResult> {
+    if (!this.leader) throw this.#notLeader();
+    this.proposals.push({ command, idempotencyKey: options.idempotencyKey });
+    const fail = this.failNextPropose;
+    if (fail !== undefined) {
+      this.failNextPropose = undefined;
+      throw fail;
+    }
+    await this.beforePropose?.(command, options);
+    const data = encodeCommand({ at: Date.now(), command, ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}) });
+    this.#proposals.inc({ type: command.type });
+    return this.kv.apply(++this.#index, data);
+  }
+
+  async readBarrier(): Promise<void> {
+    if (!this.leader) throw this.#notLeader();
+    this.readBarriers++;
+  }
+
+  async switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
+    if (!this.leader) throw this.#notLeader();
+    if (to === 'nobody') throw new NodeError('invalid_transfer', 'leadership transfer refused: no voter named nobody');
+    this.#term++;
+    return { from: this.nodeName, to: to ?? 'node2', term: this.#term, pauseMs: 12 };
+  }
+
+  async failoverSafe(_waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {
+    if (!this.leader) throw this.#notLeader();
+    return this.failoverSafeResult;
+  }
+
+  metricsText(): string {
+    return this.metrics.text();
+  }
+
+  async snapshotNow(): Promise<{ index: number }> {
+    return { index: this.#index };
+  }
+}

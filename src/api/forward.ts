@@ -1,0 +1,108 @@
+// Forwarding to the leader: a non-leader passes writes and linearizable reads
+// to the leader's API over keep-alive connections and relays its answer
+// (status, body and the leader's X-Quorate-Served-By) unchanged.
+//
+// Outcome rules (SPEC §1.4):
+// - the leader could not be reached (connect refused, DNS, ...): nothing was
+//   sent, so nothing was applied -> 503 no_leader;
+// - the connection failed after the request went out: a write may have been
+//   applied -> 504 commit_unknown; a read -> 503 no_leader.
+// - a request that already carries X-Quorate-Forwarded is never forwarded
+//   again (two nodes that each think the other leads would loop).
+import http from 'node:http';
+import https from 'node:https';
+import { ApiError } from './errors.js';
+import { HEADER_FORWARDED, HEADER_SERVED_BY } from './context.js';
+import type { RequestContext } from './context.js';
+
+// Error codes that prove the request never left this node.
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ERR_INVALID_URL']);
+
+const REQUEST_HEADERS = ['authorization', 'idempotency-key', 'content-type', 'accept', 'x-request-id'] as const;
+const RESPONSE_HEADERS = ['content-type', 'content-length', 'retry-after', 'www-authenticate', 'allow', 'cache-control', HEADER_SERVED_BY] as const;
+
+export interface ForwardOptions {
+  /** A write: a failure after sending is commit_unknown, not no_leader. */
+  readonly write: boolean;
+  readonly timeoutMs: number;
+}
+
+export class Forwarder {
+  readonly #http = new http.Agent({ keepAlive: true, maxSockets: 128, maxFreeSockets: 16 });
+  readonly #https = new https.Agent({ keepAlive: true, maxSockets: 128, maxFreeSockets: 16 });
+
+  destroy(): void {
+    this.#http.destroy();
+    this.#https.destroy();
+  }
+
+  /**
+   * Sends ctx's request (method, path and query, body, auth and idempotency
+   * headers) to `leaderUrl` and streams the answer back. Rejects with an
+   * ApiError only while nothing has been written to ctx.res.
+   */
+  async forward(ctx: RequestContext, leaderUrl: string, leaderName: string | undefined, options: ForwardOptions): Promise<void> {
+    const body = ctx.method === 'GET' || ctx.method === 'HEAD' ? Buffer.alloc(0) : await ctx.rawBody();
+    const who = `${leaderName ?? 'the leader'} (${leaderUrl})`;
+    let target: URL;
+    try {
+      target = new URL(`${leaderUrl.replace(/\/+$/, '')}${ctx.rawUrl}`);
+    } catch {
+      throw new ApiError('no_leader', `the leader's API URL ${JSON.stringify(leaderUrl)} is not usable; check advertiseApiUrl in its config and \`quorate status\``);
+    }
+    const headers: Record<string, string> = { [HEADER_FORWARDED]: '1', 'content-length': String(body.length) };
+    for (const h of REQUEST_HEADERS) {
+      const v = ctx.header(h);
+      if (v !== undefined) headers[h] = v;
+    }
+    const https_ = target.protocol === 'https:';
+    const mod = https_ ? https : http;
+
+    await new Promise<void>((resolve, reject) => {
+      let connected = false;
+      let responded = false;
+      const up = mod.request(target, { method: ctx.method, headers, agent: https_ ? this.#https : this.#http, timeout: options.timeoutMs });
+      up.on('socket', (s) => {
+        if (!s.connecting) connected = true;
+        else s.once('connect', () => { connected = true; });
+      });
+      up.on('timeout', () => up.destroy(Object.assign(new Error(`no answer within ${options.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      up.on('response', (ur) => {
+        responded = true;
+        const out: Record<string, string> = { 'x-quorate-forwarded-by': ctx.app.node.nodeName };
+        for (const h of RESPONSE_HEADERS) {
+          const v = ur.headers[h];
+          if (typeof v === 'string') out[h] = v;
+        }
+        ctx.servedBy = typeof ur.headers[HEADER_SERVED_BY] === 'string' ? ur.headers[HEADER_SERVED_BY] : (leaderName ?? leaderUrl);
+        ctx.res.removeHeader(HEADER_SERVED_BY);
+        ctx.res.writeHead(ur.statusCode ?? 502, out);
+        ur.pipe(ctx.res);
+        ur.on('end', () => resolve());
+        ur.on('error', () => { ctx.res.destroy(); resolve(); });
+        ur.on('aborted', () => { ctx.res.destroy(); resolve(); });
+      });
+      up.on('error', (err: NodeJS.ErrnoException) => {
+        if (responded) {
+          ctx.res.destroy();
+          resolve();
+          return;
+        }
+        const code = err.code ?? '';
+        const why = code !== '' ? `${code}: ${err.message}` : err.message;
+        if (!connected || NOT_SENT.has(code)) {
+          reject(new ApiError('no_leader', `cannot reach ${who} (${why}); nothing was applied. Retry in a moment (an election may be in progress) and check \`quorate status\``, leaderName !== undefined ? { leaderName } : {}));
+        } else if (options.write) {
+          reject(new ApiError('commit_unknown', `${who} did not answer after the write was sent (${why}); it may or may not have been applied. Retry with the same Idempotency-Key, or read the key back`, leaderName !== undefined ? { leaderName } : {}));
+        } else {
+          reject(new ApiError('no_leader', `${who} did not answer (${why}); retry in a moment and check \`quorate status\``, leaderName !== undefined ? { leaderName } : {}));
+        }
+      });
+      // The client went away: stop relaying (a write already sent stays sent).
+      ctx.res.on('close', () => {
+        if (!ctx.res.writableFinished) up.destroy();
+      });
+      up.end(body);
+    });
+  }
+}

@@ -1,0 +1,160 @@
+// /system/health/*: probes for load balancers and monitors (SPEC §4).
+// ping/leader/standby/ready need no token; cluster needs reader.
+import type { NodeHandle, NodeStatus } from '../node/handle.js';
+import type { RequestContext, Route } from './context.js';
+
+/** How long a follower waits for the leader's view of cluster health before answering with its own. */
+const CLUSTER_FORWARD_TIMEOUT_MS = 2000;
+
+interface Verdict {
+  readonly ok: boolean;
+  readonly reasons: string[];
+}
+
+function leaderKnown(s: NodeStatus): boolean {
+  return s.leaderName !== undefined || s.leaderId !== 0;
+}
+
+function storageReasons(s: NodeStatus): string[] {
+  return s.storageHealthy ? [] : [`storage failed: ${s.storageError ?? 'unknown error'}`];
+}
+
+function quorumReason(s: NodeStatus): string {
+  return `quorum not met: ${s.votersReachable} of ${s.votersTotal} voters reachable (writeQuorum ${s.writeQuorum})`;
+}
+
+export function pingVerdict(s: NodeStatus): Verdict {
+  const reasons = storageReasons(s);
+  return { ok: reasons.length === 0, reasons };
+}
+
+export function leaderVerdict(s: NodeStatus): Verdict {
+  const reasons = storageReasons(s);
+  if (s.raftRole !== 'leader') reasons.push(`not the leader (this node is ${s.role}; leader: ${s.leaderName ?? 'none known'})`);
+  else if (!s.quorumMet) reasons.push(quorumReason(s));
+  return { ok: reasons.length === 0, reasons };
+}
+
+export function standbyVerdict(s: NodeStatus, maxLag: number): Verdict {
+  const reasons = storageReasons(s);
+  if (s.raftRole === 'leader') reasons.push('this node is the leader, not a standby');
+  else if (!leaderKnown(s)) reasons.push('no leader is known (an election may be in progress)');
+  if (s.role === 'removed') reasons.push('this node was removed from the cluster');
+  if (s.raftRole !== 'leader') {
+    const self = s.peers.find((p) => p.self);
+    const lag = Math.max(s.commitIndex - s.appliedIndex, self?.replicationLagEntries ?? 0);
+    if (lag >= Math.max(1, maxLag)) reasons.push(`lagging: ${lag} entries behind the leader (maxLagOnFailover ${maxLag})`);
+  }
+  return { ok: reasons.length === 0, reasons };
+}
+
+export function readyVerdict(s: NodeStatus): Verdict {
+  const reasons = storageReasons(s);
+  if (s.role === 'removed') reasons.push('this node was removed from the cluster');
+  if (s.raftRole === 'leader') {
+    if (!s.quorumMet) reasons.push(quorumReason(s));
+  } else if (!leaderKnown(s)) {
+    reasons.push('no leader is known (an election may be in progress, or a majority of voters is unreachable)');
+  } else if (s.leaderApiUrl === undefined) {
+    reasons.push(`the leader ${s.leaderName ?? `#${s.leaderId}`} is known but its API URL is not, so requests cannot be forwarded yet`);
+  }
+  return { ok: reasons.length === 0, reasons };
+}
+
+function answer(ctx: RequestContext, s: NodeStatus, v: Verdict): Promise<void> {
+  const who = { nodeName: s.nodeName, role: s.role, leader: s.leaderName ?? null };
+  if (v.ok) ctx.json(200, { status: 'healthy', ...who });
+  else ctx.json(503, { status: 'unhealthy', ...who, reasons: v.reasons });
+  return Promise.resolve();
+}
+
+/** The body of GET /system/health/cluster (SPEC §4), from this node's view. */
+export async function clusterHealth(node: NodeHandle): Promise<Record<string, unknown>> {
+  const s = node.status();
+  let failoverSafe = false;
+  try {
+    failoverSafe = (await node.failoverSafe(0)).safe;
+  } catch {
+    // A follower may not know; report false rather than guess.
+  }
+  const mode = node.config.database.mode;
+  const nodes = s.peers.map((p) => ({
+    nodeName: p.nodeName,
+    role: p.role,
+    status: p.status,
+    lastHeartbeat: p.lastHeartbeat ?? null,
+    databaseMode: mode,
+    matchIndex: p.matchIndex,
+    replicationLagEntries: p.replicationLagEntries,
+    replicationLagMs: p.replicationLagMs,
+  }));
+  if (!s.peers.some((p) => p.self)) {
+    nodes.unshift({
+      nodeName: s.nodeName,
+      role: s.role,
+      status: s.storageHealthy ? 'healthy' : 'unreachable',
+      lastHeartbeat: new Date().toISOString(),
+      databaseMode: mode,
+      matchIndex: s.lastIndex,
+      replicationLagEntries: Math.max(0, s.commitIndex - s.appliedIndex),
+      replicationLagMs: 0,
+    });
+  }
+  const extra = s as unknown as { redisConnected?: unknown };
+  const leaderNode = s.leaderName ?? null;
+  const clusterHealthy = leaderNode !== null && s.quorumMet && s.storageHealthy && s.splitBrainWarning === undefined
+    && nodes.every((n) => n.status !== 'unreachable');
+  const body: Record<string, unknown> = {
+    clusterHealthy,
+    leaderNode,
+    term: s.term,
+    nodes,
+    redisConnected: typeof extra.redisConnected === 'boolean' ? extra.redisConnected : false,
+    writeQuorum: s.writeQuorum,
+    quorumMet: s.quorumMet,
+    failoverSafe,
+    failureTolerance: s.failureTolerance,
+  };
+  if (s.splitBrainWarning !== undefined) body['splitBrainWarning'] = s.splitBrainWarning;
+  return body;
+}
+
+export const healthRoutes: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
+  '/system/health/ping': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.node.status(); return answer(ctx, s, pingVerdict(s)); } } },
+  '/system/health/leader': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.node.status(); return answer(ctx, s, leaderVerdict(s)); } } },
+  '/system/health/standby': {
+    GET: {
+      auth: null,
+      handle: (ctx) => {
+        const s = ctx.app.node.status();
+        return answer(ctx, s, standbyVerdict(s, ctx.app.node.config.cluster.maxLagOnFailover));
+      },
+    },
+  },
+  '/system/health/ready': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.node.status(); return answer(ctx, s, readyVerdict(s)); } } },
+  '/system/health/cluster': {
+    GET: {
+      auth: 'reader',
+      query: [],
+      handle: async (ctx) => {
+        const node = ctx.app.node;
+        // The leader sees every follower's progress and heartbeats: ask it
+        // first. If it cannot be reached, answer with this node's own view
+        // (which then reports the cluster as it looks from here).
+        if (!node.isLeader() && !ctx.forwardedIn) {
+          const url = node.leaderApiUrl();
+          if (url !== undefined) {
+            try {
+              await ctx.app.forwarder.forward(ctx, url, node.status().leaderName, { write: false, timeoutMs: CLUSTER_FORWARD_TIMEOUT_MS });
+              return;
+            } catch (err) {
+              if (ctx.res.headersSent) throw err;
+              ctx.app.logger.debug({ err: (err as Error).message }, 'cluster health: leader unreachable, answering with the local view');
+            }
+          }
+        }
+        ctx.json(200, await clusterHealth(node));
+      },
+    },
+  },
+};

@@ -1,0 +1,206 @@
+// The HTTP API of one node (SPEC §4), on node:http (or node:https with
+// security.apiTls). Routing, auth, error answers, request logging and HTTP
+// metrics live here; the endpoints are in routes-*.ts and watch.ts.
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { NodeHandle } from '../node/handle.js';
+import { MetricsRegistry } from '../ops/metrics.js';
+import { TokenStore } from './auth.js';
+import { HEADER_SERVED_BY, RequestContext } from './context.js';
+import type { App, Route } from './context.js';
+import { ApiError, toApiError } from './errors.js';
+import { Forwarder } from './forward.js';
+import { clusterRoutes } from './routes-cluster.js';
+import { healthRoutes } from './routes-health.js';
+import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
+import { decodeKey } from './validate.js';
+import { watchRoutes } from './watch.js';
+
+export interface ApiServerOptions {
+  readonly node: NodeHandle;
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly logger: Logger;
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
+  /** SSE heartbeat comment interval. Default 15000. */
+  readonly watchHeartbeatMs?: number;
+  /** How often token files are checked for changes. Default 1000. */
+  readonly tokenCheckIntervalMs?: number;
+  /** Deadline for a request forwarded to the leader. Default 30000. */
+  readonly forwardTimeoutMs?: number;
+}
+
+export interface ApiServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
+  ...healthRoutes,
+  ...clusterRoutes,
+  '/v1/kv': kvListRoutes,
+  '/v1/watch': watchRoutes,
+};
+
+const KV_PREFIX = '/v1/kv/';
+
+interface Match {
+  readonly name: string;
+  readonly methods: Readonly<Record<string, Route>>;
+  readonly rawKey?: string;
+}
+
+function match(path: string): Match | undefined {
+  const methods = STATIC[path];
+  if (methods !== undefined) return { name: path, methods };
+  if (path.startsWith(KV_PREFIX)) {
+    const rawKey = path.slice(KV_PREFIX.length);
+    return { name: rawKey === 'txn' ? '/v1/kv/txn' : '/v1/kv/{key}', methods: kvKeyRoutes(rawKey), rawKey };
+  }
+  return undefined;
+}
+
+function allowed(methods: Readonly<Record<string, Route>>): string {
+  const m = Object.keys(methods);
+  if (m.includes('GET')) m.push('HEAD');
+  return m.join(', ');
+}
+
+async function dispatch(ctx: RequestContext): Promise<void> {
+  const m = match(ctx.path);
+  if (m === undefined) throw new ApiError('not_found', `no such endpoint: ${ctx.method} ${ctx.path.slice(0, 200)} (see docs/api.md)`);
+  ctx.route = m.name;
+  const route = m.methods[ctx.method] ?? (ctx.method === 'HEAD' ? m.methods['GET'] : undefined);
+  if (route === undefined) {
+    throw new ApiError('method_not_allowed', `${ctx.method} is not allowed on ${m.name}; allowed: ${allowed(m.methods)}`, {}, { allow: allowed(m.methods) });
+  }
+  if (ctx.app.closing) throw new ApiError('shutting_down', `${ctx.app.node.nodeName} is shutting down; retry on another node`, {}, { connection: 'close' });
+  if (route.auth !== null) ctx.principal = ctx.app.tokens.authorize(ctx.header('authorization'), route.auth);
+  if (route.query !== undefined) ctx.checkQuery(route.query);
+  const key = m.rawKey !== undefined ? decodeKey(m.rawKey) : undefined;
+  await route.handle(ctx, key);
+}
+
+function fail(ctx: RequestContext, err: unknown): void {
+  const { error, internalCause } = toApiError(err);
+  if (internalCause !== undefined) {
+    ctx.app.logger.error({ err: internalCause, method: ctx.method, path: ctx.path }, 'internal error while serving a request');
+  }
+  const res = ctx.res;
+  if (res.headersSent || res.destroyed) {
+    // Too late for an error body: cut the response so the client sees it failed.
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string> = { ...error.headers };
+  if (error.code === 'body_too_large') headers['connection'] = 'close';
+  ctx.json(error.status, error.body(), headers);
+}
+
+function logRequest(ctx: RequestContext): void {
+  const ms = Math.round((performance.now() - ctx.startedMs) * 10) / 10;
+  const status = ctx.res.statusCode;
+  const app = ctx.app;
+  app.requests.inc({ method: ctx.method, route: ctx.route, status: String(status) });
+  app.durations.observe(ms / 1000, { route: ctx.route });
+  const line = { method: ctx.method, path: ctx.path.slice(0, 512), status, ms, servedBy: ctx.servedBy, ...(ctx.principal ? { token: ctx.principal.name } : {}) };
+  // Probes of health endpoints answer 503 by design (a standby is not the leader): not worth a warning.
+  if (status >= 400 && !ctx.route.startsWith('/system/health/')) app.logger.warn(line, 'request failed');
+  else app.logger.debug(line, 'request');
+}
+
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const node = opts.node;
+  const logger = opts.logger.child({ component: 'api' });
+  const registry = new MetricsRegistry();
+  const forwarder = new Forwarder();
+  const adminTokenFiles = [join(opts.dataDir, 'admin.token')];
+  const configured = node.config.security.adminTokenFile;
+  if (configured !== '' && configured !== adminTokenFiles[0]) adminTokenFiles.push(configured);
+  const app: App = {
+    node,
+    logger,
+    tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000 }),
+    forwarder,
+    heartbeatMs: opts.watchHeartbeatMs ?? 15_000,
+    forwardTimeoutMs: opts.forwardTimeoutMs ?? 30_000,
+    watches: new Set(),
+    registry,
+    requests: registry.counter('quorate_http_requests_total', 'HTTP API requests answered, by method, route and status.', ['method', 'route', 'status']),
+    durations: registry.histogram('quorate_http_request_duration_seconds', 'HTTP API request latency by route (watch streams: their whole life).', [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], ['route']),
+    closing: false,
+  };
+  if (app.tokens.size === 0) {
+    logger.warn({ dataDir: opts.dataDir }, 'no API tokens configured (admin.token / tokens.json in the data dir): every authenticated call will get 401; run `quorate init`');
+  }
+
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const ctx = new RequestContext(app, req, res);
+    res.setHeader(HEADER_SERVED_BY, node.nodeName);
+    let logged = false;
+    const log = (): void => {
+      if (logged) return;
+      logged = true;
+      logRequest(ctx);
+    };
+    res.on('finish', log);
+    res.on('close', log);
+    dispatch(ctx).then(
+      () => {
+        if (!res.headersSent && !res.destroyed) fail(ctx, new Error(`handler of ${ctx.method} ${ctx.route} sent no response`));
+      },
+      (err: unknown) => fail(ctx, err),
+    );
+  };
+
+  const server = opts.tls
+    ? https.createServer({ cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) }, onRequest)
+    : http.createServer(onRequest);
+  // Longer than a forwarding node's idle keep-alive sockets (Node's agent honours this hint).
+  server.keepAliveTimeout = 10_000;
+  server.headersTimeout = 15_000;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable && !socket.destroyed) {
+      const body = JSON.stringify({ error: 'invalid_request', message: `malformed HTTP request (${err.code ?? 'parse error'})` });
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    } else {
+      socket.destroy();
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ host: opts.host, port, tls: opts.tls !== undefined }, 'HTTP API listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close(): Promise<void> {
+      closing ??= new Promise<void>((resolve) => {
+        app.closing = true;
+        for (const stop of [...app.watches]) stop();
+        const force = setTimeout(() => server.closeAllConnections(), 2000);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          forwarder.destroy();
+          logger.info('HTTP API closed');
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,201 @@
+// Request validation. Every message names the field (`value: must be a
+// string`); limits come from src/state so the API and the state machine agree.
+import {
+  COMPARE_OPS,
+  COMPARE_TARGETS,
+  InvalidCommandError,
+  InvalidKeyError,
+  MAX_IDEMPOTENCY_KEY_BYTES,
+  MAX_TTL_MS,
+  TooLargeError,
+  utf8Bytes,
+  validateEnvelope,
+  validateKey,
+  validateValue,
+} from '../state/index.js';
+import type { Command, Compare, CompareOp, PutCommand, TxnCommand, TxnOp } from '../state/index.js';
+import { ApiError, badField } from './errors.js';
+
+type Obj = Record<string, unknown>;
+
+function object(field: string, v: unknown): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw badField(field, `must be a JSON object, got ${kind(v)}`);
+  return v as Obj;
+}
+
+function kind(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v).slice(0, 40)}`;
+}
+
+function onlyFields(prefix: string, o: Obj, allowed: readonly string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) throw badField(`${prefix}${k}`, `unknown field (allowed: ${allowed.join(', ')})`);
+  }
+}
+
+function nonNegInt(field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw badField(field, `must be a non-negative integer, got ${kind(v)}`);
+  return v;
+}
+
+function ttl(field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > MAX_TTL_MS) throw badField(field, `must be an integer in 1..${MAX_TTL_MS} (ms), got ${kind(v)}`);
+  return v;
+}
+
+function str(field: string, v: unknown): string {
+  if (typeof v !== 'string') throw badField(field, v === undefined ? 'is required and must be a string' : `must be a string, got ${kind(v)}`);
+  return v;
+}
+
+/** Validates a key from the URL path (400 invalid_key / 413 key_too_large). */
+export function checkKey(key: string, field = 'key'): string {
+  try {
+    return validateKey(key);
+  } catch (err) {
+    throw fromStateError(field, err);
+  }
+}
+
+function checkValue(field: string, value: string): string {
+  try {
+    return validateValue(value);
+  } catch (err) {
+    throw fromStateError(field, err);
+  }
+}
+
+/** State-layer validation errors as API errors naming `field`. */
+function fromStateError(field: string, err: unknown): unknown {
+  if (err instanceof TooLargeError) return new ApiError(err.code as 'key_too_large' | 'value_too_large', `${field}: ${err.message}`, { field, bytes: err.bytes, limitBytes: err.limitBytes });
+  if (err instanceof InvalidKeyError) return new ApiError('invalid_key', `${field}: ${err.message}`, { field });
+  if (err instanceof InvalidCommandError) {
+    const cause = (err as { cause?: unknown }).cause;
+    if (cause instanceof TooLargeError || cause instanceof InvalidKeyError) return fromStateError(field, cause);
+    return badField(field, err.message.replace(/^invalid command: [^:]*: /, ''));
+  }
+  return err;
+}
+
+/** Decodes the `{key}` path tail (percent-encoded, may contain '/'). */
+export function decodeKey(raw: string): string {
+  let key: string;
+  try {
+    key = decodeURIComponent(raw);
+  } catch {
+    throw new ApiError('invalid_key', 'key: malformed percent-encoding in the URL path', { field: 'key' });
+  }
+  return checkKey(key);
+}
+
+/** Idempotency-Key header: 1..256 bytes, or undefined. */
+export function idempotencyKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (header === '') throw badField('Idempotency-Key', 'must not be empty');
+  const n = utf8Bytes(header);
+  if (n > MAX_IDEMPOTENCY_KEY_BYTES) {
+    throw new ApiError('idempotency_key_too_large', `Idempotency-Key: is ${n} bytes; the limit is ${MAX_IDEMPOTENCY_KEY_BYTES}`, { field: 'Idempotency-Key', bytes: n, limitBytes: MAX_IDEMPOTENCY_KEY_BYTES });
+  }
+  return header;
+}
+
+/** PUT /v1/kv/{key} body → put command. */
+export function parsePut(key: string, body: unknown): PutCommand {
+  const o = object('body', body);
+  onlyFields('', o, ['value', 'ifRevision', 'ttlMs']);
+  const value = checkValue('value', str('value', o['value']));
+  const cmd: { type: 'put'; key: string; value: string; ifRevision?: number; ttlMs?: number } = { type: 'put', key, value };
+  if (o['ifRevision'] !== undefined) cmd.ifRevision = nonNegInt('ifRevision', o['ifRevision']);
+  if (o['ttlMs'] !== undefined) cmd.ttlMs = ttl('ttlMs', o['ttlMs']);
+  return cmd;
+}
+
+const NUMERIC_TARGETS = ['revision', 'createRevision', 'version'] as const;
+
+function parseCompare(field: string, v: unknown): Compare {
+  const o = object(field, v);
+  onlyFields(`${field}.`, o, ['key', 'target', 'op', 'value', 'revision']);
+  const key = checkKey(str(`${field}.key`, o['key']), `${field}.key`);
+  // `revision` is accepted as shorthand for {target: 'revision', value: n}.
+  const target = o['target'] ?? (o['revision'] !== undefined ? 'revision' : undefined);
+  if (typeof target !== 'string' || !(COMPARE_TARGETS as readonly string[]).includes(target)) {
+    throw badField(`${field}.target`, `must be one of ${COMPARE_TARGETS.join(', ')}, got ${kind(target)}`);
+  }
+  const op = o['op'] ?? '=';
+  if (typeof op !== 'string' || !(COMPARE_OPS as readonly string[]).includes(op)) {
+    throw badField(`${field}.op`, `must be one of ${COMPARE_OPS.join(' ')}, got ${kind(op)}`);
+  }
+  const value = o['value'] !== undefined ? o['value'] : o['revision'];
+  if ((NUMERIC_TARGETS as readonly string[]).includes(target)) {
+    return { key, target: target as (typeof NUMERIC_TARGETS)[number], op: op as CompareOp, value: nonNegInt(`${field}.value`, value) };
+  }
+  if (target === 'value') return { key, target: 'value', op: op as CompareOp, value: checkValue(`${field}.value`, str(`${field}.value`, value)) };
+  if (typeof value !== 'boolean') throw badField(`${field}.value`, `must be a boolean for target exists, got ${kind(value)}`);
+  if (op !== '=' && op !== '!=') throw badField(`${field}.op`, `must be = or != for target exists, got ${op}`);
+  return { key, target: 'exists', op, value };
+}
+
+function parseOp(field: string, v: unknown): TxnOp {
+  const o = object(field, v);
+  onlyFields(`${field}.`, o, ['type', 'op', 'key', 'value', 'ttlMs']);
+  // `op` is accepted as an alias of `type` (QuorateClient's TxnOp shape).
+  const type = o['type'] ?? o['op'];
+  const tf = o['type'] !== undefined ? `${field}.type` : `${field}.op`;
+  const key = checkKey(str(`${field}.key`, o['key']), `${field}.key`);
+  if (type === 'put') {
+    const value = checkValue(`${field}.value`, str(`${field}.value`, o['value']));
+    return o['ttlMs'] !== undefined ? { type: 'put', key, value, ttlMs: ttl(`${field}.ttlMs`, o['ttlMs']) } : { type: 'put', key, value };
+  }
+  if (type === 'delete') {
+    if (o['value'] !== undefined) throw badField(`${field}.value`, 'not allowed on a delete');
+    if (o['ttlMs'] !== undefined) throw badField(`${field}.ttlMs`, 'not allowed on a delete');
+    return { type: 'delete', key };
+  }
+  throw badField(tf, `must be put or delete (txn ops are writes; read keys with GET /v1/kv/{key}), got ${kind(type)}`);
+}
+
+function list<T>(field: string, v: unknown, parse: (f: string, x: unknown) => T, required: boolean): T[] {
+  if (v === undefined && !required) return [];
+  if (!Array.isArray(v)) throw badField(field, `must be an array, got ${kind(v)}`);
+  return v.map((x, i) => parse(`${field}[${i}]`, x));
+}
+
+/** POST /v1/kv/txn body → txn command (fully validated, limits included). */
+export function parseTxn(body: unknown): TxnCommand {
+  const o = object('body', body);
+  onlyFields('', o, ['compare', 'success', 'failure']);
+  const cmd: TxnCommand = {
+    type: 'txn',
+    compare: list('compare', o['compare'], parseCompare, false),
+    success: list('success', o['success'], parseOp, true),
+    failure: list('failure', o['failure'], parseOp, false),
+  };
+  checkCommand(cmd);
+  return cmd;
+}
+
+/** Runs the state machine's own validation (counts, duplicate keys) and names the request field. */
+export function checkCommand(cmd: Command): void {
+  try {
+    validateEnvelope({ at: 0, command: cmd });
+  } catch (err) {
+    if (err instanceof InvalidCommandError) {
+      const field = err.field.replace(/^(txn|put|delete)\./, '');
+      throw fromStateError(field, err);
+    }
+    throw err;
+  }
+}
+
+/** POST /v1/cluster/switchover body (may be empty). */
+export function parseSwitchover(body: unknown): { to?: string } {
+  if (body === undefined) return {};
+  const o = object('body', body);
+  onlyFields('', o, ['to']);
+  if (o['to'] === undefined) return {};
+  const to = str('to', o['to']);
+  if (to === '') throw badField('to', 'must be a node name (omit it to let the cluster pick the most caught-up voter)');
+  return { to };
+}

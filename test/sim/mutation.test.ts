@@ -1,0 +1,33 @@
+// Mutation checks: a planted bug must be caught by a safety oracle within a
+// fixed seed budget. Three are planted in the core (RaftConfig.testMutation),
+// one in the simulator's node layer ('ackBeforePersist': acknowledge before
+// the fsync, so a crash loses acknowledged entries). A liveness failure does
+// not count as "caught": the planted bugs are safety bugs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SimMutation } from './cluster.js';
+import { runCampaign } from './campaign.js';
+
+const BUDGET: readonly { mutation: SimMutation; nodes: number; from: number; seeds: number }[] = [
+  { mutation: 'voteWithoutLogCheck', nodes: 3, from: 1, seeds: 40 },
+  { mutation: 'voteWithoutLogCheck', nodes: 5, from: 1, seeds: 40 },
+  { mutation: 'ignoreCommitQuorum', nodes: 3, from: 1, seeds: 40 },
+  { mutation: 'ignoreCommitQuorum', nodes: 5, from: 1, seeds: 40 },
+  { mutation: 'ackBeforePersist', nodes: 3, from: 1, seeds: 300 },
+  { mutation: 'commitPreviousTermByCounting', nodes: 3, from: 1000, seeds: 1500 },
+];
+
+for (const b of BUDGET) {
+  test(`mutation ${b.mutation} (${b.nodes} nodes) is caught within seeds ${b.from}..${b.from + b.seeds - 1}`, () => {
+    const sum = runCampaign({
+      seeds: Array.from({ length: b.seeds }, (_, i) => b.from + i),
+      nodes: b.nodes,
+      mutation: b.mutation,
+      stopWhen: (v) => v.oracle !== 'liveness',
+    });
+    const caught = sum.violations.filter((v) => v.oracle !== 'liveness');
+    assert.ok(caught.length > 0, `${b.mutation} survived ${sum.seedsRun} seeds (${sum.steps} steps)`);
+    const first = caught[0]!;
+    assert.ok(first.replay.includes(`--mutation ${b.mutation}`));
+  });
+}
