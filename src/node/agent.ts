@@ -10,7 +10,13 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
   logger.info({ event: 'agent_starting', node: config.node.nodeName, config: opts.configPath }, `starting quorate node ${config.node.nodeName}`);
   let node: QuorateNode;
   try {
-    node = await QuorateNode.start(config, logger);
+    node = await QuorateNode.start(config, logger, {
+      onFatal: (e) => {
+        logger.fatal({ event: 'agent_exit', node: config.node.nodeName, err: e.message }, `exiting after a fatal error: ${e.message}`);
+        logger.flush();
+        process.exit(1);
+      },
+    });
   } catch (e) {
     logger.fatal({ event: 'start_failed', node: config.node.nodeName, err: (e as Error).message }, `cannot start: ${(e as Error).message}`);
     logger.flush();

@@ -5,7 +5,7 @@
 // Ready is being persisted queue up and go into the next one, so one fsync
 // covers every proposal that arrived meanwhile (group commit).
 import type { Logger } from 'pino';
-import type { QuorateConfig } from '../config/index.js';
+import { isLoopback, type QuorateConfig } from '../config/index.js';
 import {
   NONE,
   RawNode,
@@ -81,6 +81,8 @@ export class QuorateNode implements NodeHandle {
   #readCtx = 0;
   #soft: SoftState = { lead: NONE, role: 'follower' };
   #term = 0;
+  #durableTerm = 0;
+  #durableVote: NodeId = NONE;
   #lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
   #incomingSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
   #snapshotInFlight = false;
@@ -90,7 +92,7 @@ export class QuorateNode implements NodeHandle {
   #lastWarnAt = 0;
   #termLeaders = new Map<number, NodeId>();
   #splitBrain: string | undefined;
-  #applyWaiters: Array<() => void> = [];
+  #onFatal: (e: Error) => void = () => undefined;
 
   // metrics
   readonly #mLeaderChanges;
@@ -120,6 +122,8 @@ export class QuorateNode implements NodeHandle {
     this.#lastSnapshot = lastSnapshot;
     this.#baseLog = logger;
     this.#term = raw.status().term;
+    this.#durableTerm = this.#term;
+    this.#durableVote = raw.status().vote;
     this.#log = logger.child({ node: config.node.nodeName, term: this.#term });
     for (const m of bootstrap.members) {
       this.#peers.set(m.id, {
@@ -176,12 +180,23 @@ export class QuorateNode implements NodeHandle {
   }
 
   /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
-  static async start(config: QuorateConfig, logger: Logger): Promise<QuorateNode> {
+  static async start(config: QuorateConfig, logger: Logger, opts: { onFatal?: (e: Error) => void } = {}): Promise<QuorateNode> {
     const dataDir = config.node.dataDir;
     const { mkdir } = await import('node:fs/promises');
     await mkdir(dataDir, { recursive: true });
     const bootstrap = await loadOrCreateBootstrap(dataDir, config);
     const id = selfId(bootstrap, config);
+    if (config.security.tls === 'auto') {
+      // Automatic certificates (the cluster CA) are not in this release: "auto"
+      // runs plain TCP only where that is safe, on loopback.
+      const remote = bootstrap.members.map((m) => m.peerUrl).filter((u) => !isLoopback(new URL(`tcp://${u}`).hostname.replace(/^\[|\]$/g, '')));
+      if (remote.length > 0) {
+        throw new Error(
+          `security.tls is "auto", but automatic certificate issuance is not available in this release and peer ${remote[0]} is not on loopback: set security.tls to {"certFile","keyFile","caFile"} (your own PKI) to encrypt peer traffic`,
+        );
+      }
+      logger.warn({ node: config.node.nodeName, event: 'tls_auto_loopback' }, 'security.tls "auto" on a loopback-only cluster: peer traffic is plain TCP on this machine');
+    }
     const { storage, state } = await WalStorage.open(`${dataDir}/raft`);
     for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     const kv = new KvStateMachine();
@@ -205,6 +220,7 @@ export class QuorateNode implements NodeHandle {
       { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index },
     );
     const node = new QuorateNode(config, logger, storage, raw, kv, id, bootstrap, tickMs, lastSnapshot);
+    if (opts.onFatal) node.#onFatal = opts.onFatal;
     await node.#transport.listen();
     node.#startTimers();
     node.#log.info(
@@ -497,6 +513,13 @@ export class QuorateNode implements NodeHandle {
   }
 
   async #handleReady(rd: Ready): Promise<void> {
+    // A leader whose term and vote are already durable may send its appends
+    // before its own fsync (as etcd does): followers persist before they ack,
+    // and the core counts the leader's own entries only after advance(), that
+    // is after this fsync. Anything else (votes, acks, a new term) waits.
+    const role = rd.softState?.role ?? this.#soft.role;
+    const early = role === 'leader' && !rd.snapshot && (!rd.hardState || (rd.hardState.term === this.#durableTerm && rd.hardState.vote === this.#durableVote));
+    if (early) this.#send(rd.messages);
     // 1. Persist.
     if (rd.snapshot) await this.#installSnapshot(rd.snapshot);
     if (rd.entries.length > 0 || rd.hardState || rd.mustSync) {
@@ -504,18 +527,17 @@ export class QuorateNode implements NodeHandle {
       await this.#storage.save(rd.hardState, rd.entries, rd.mustSync);
       if (rd.mustSync) this.#mFsyncLatency.observe((performance.now() - t0) / 1000);
     }
+    if (rd.hardState) {
+      this.#durableTerm = rd.hardState.term;
+      this.#durableVote = rd.hardState.vote;
+    }
     if (rd.hardState && rd.hardState.term !== this.#term) {
       this.#term = rd.hardState.term;
       // Every log line carries the node and its current term.
       this.#log = this.#baseLog.child({ node: this.nodeName, term: this.#term });
     }
     // 2. Send.
-    const plain: Message[] = [];
-    for (const m of rd.messages) {
-      if (m.type === 'snap') this.#sendSnapshot(m);
-      else plain.push(m);
-    }
-    if (plain.length > 0) this.#transport.send(plain);
+    if (!early) this.#send(rd.messages);
     // 3. Apply.
     for (const e of rd.committedEntries) this.#apply(e);
     for (const rs of rd.readStates) {
@@ -534,6 +556,15 @@ export class QuorateNode implements NodeHandle {
     this.#raw.advance();
     if (rd.softState) this.#onSoftState(rd.softState);
     if (rd.snapshotRequest !== undefined && !this.#snapshotInFlight) void this.#takeSnapshot();
+  }
+
+  #send(messages: readonly Message[]): void {
+    const plain: Message[] = [];
+    for (const m of messages) {
+      if (m.type === 'snap') this.#sendSnapshot(m);
+      else plain.push(m);
+    }
+    if (plain.length > 0) this.#transport.send(plain);
   }
 
   #apply(e: Entry): void {
@@ -569,9 +600,6 @@ export class QuorateNode implements NodeHandle {
         w.resolve();
       }
     }
-    const waiters = this.#applyWaiters;
-    this.#applyWaiters = [];
-    for (const f of waiters) f();
   }
 
   #stepAll(msgs: Message[]): void {
@@ -763,6 +791,8 @@ export class QuorateNode implements NodeHandle {
       w.reject(new NodeError('commit_unknown', `the node failed (${e.message}); the write may or may not have been applied`));
     }
     this.#proposals.clear();
+    // A broken invariant or a failed fsync: this process must not go on.
+    this.#onFatal(e);
   }
 
   #unavailable(): NodeError | undefined {

@@ -28,6 +28,8 @@ export interface SimOptions {
   readonly livenessMs?: number;
   /** Virtual ms after the clients stop by which every member must converge. */
   readonly convergeMs?: number;
+  /** Steps (events) allowed before the run is declared a runaway (a message storm or livelock); default 500k, ~50x a normal seed. */
+  readonly maxSteps?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -99,6 +101,8 @@ interface SimNode {
   readWaiting: ReadState[];
   /** Inputs that arrived while the core was between ready() and advance() (the loop was blocked on fsync). */
   inbox: (() => void)[];
+  /** Fault injection: crash right after persisting the current Ready, before sending its messages. */
+  crashBeforeSend: boolean;
   role: RaftRole;
   term: number;
   commit: number;
@@ -226,6 +230,7 @@ export class Simulation {
   readonly #faultMs: number;
   readonly #livenessMs: number;
   readonly #convergeMs: number;
+  readonly #maxSteps: number;
   #phase: 'faults' | 'liveness' | 'drain' | 'converge' | 'done' = 'faults';
   #healedAt = 0;
   #phaseDeadline = 0;
@@ -257,6 +262,7 @@ export class Simulation {
     this.#faultMs = opts.faultMs ?? 6000;
     this.#livenessMs = opts.livenessMs ?? 8000;
     this.#convergeMs = opts.convergeMs ?? 5000;
+    this.#maxSteps = opts.maxSteps ?? 500_000;
     const ids = Array.from({ length: opts.nodes }, (_, i) => i + 1);
     this.#nextId = opts.nodes + 1;
     this.#bootstrap = { members: ids.map((id) => ({ id, role: 'voter' as const })), removed: [] };
@@ -310,7 +316,9 @@ export class Simulation {
         const ev = this.#q.pop();
         if (ev === undefined) this.#fail('liveness', 'event queue ran dry');
         this.now = ev.at;
-        this.steps++;
+        if (++this.steps > this.#maxSteps) {
+          this.#fail('liveness', `runaway: ${this.#maxSteps} steps by ${this.now}ms virtual (a message storm or livelock); ${this.#livenessReport()}`);
+        }
         ev.run();
         if (this.#phase === 'done') break;
         if ((this.#phase === 'liveness' || this.#phase === 'drain' || this.#phase === 'converge') && this.now > this.#phaseDeadline) {
@@ -391,6 +399,7 @@ export class Simulation {
       reads: new Map(),
       readWaiting: [],
       inbox: [],
+      crashBeforeSend: false,
       role: 'follower',
       term: 0,
       commit: 0,
@@ -469,6 +478,11 @@ export class Simulation {
       }
       const rd = n.raft.ready();
       this.#persist(n, rd);
+      if (n.crashBeforeSend) {
+        n.crashBeforeSend = false;
+        this.#crash(n, 100 + this.#faultRng.int(1500), 'killOnCommit');
+        break;
+      }
       if (this.mutation === 'ackBeforePersist') this.#send(n, rd.messages);
       if (rd.mustSync) {
         n.busy = true;
@@ -523,13 +537,19 @@ export class Simulation {
       if (hs.commit < n.commit) this.#fail('commit-monotonic', `node ${n.id} commit went from ${n.commit} back to ${hs.commit}`);
       if (hs.term < n.term) this.#fail('term-monotonic', `node ${n.id} term went from ${n.term} back to ${hs.term}`);
       if (n.role === 'leader' && hs.commit > n.commit) {
-        if (n.log.termAt(hs.commit) !== hs.term) this.stats['oldTermCommit'] = (this.stats['oldTermCommit'] ?? 0) + 1;
-        if (this.#phase === 'faults' && this.#faultRng.chance(this.profile.killOnCommit)) {
-          const inc = n.inc;
-          this.#at(this.now, () => {
-            if (this.#alive(n, inc)) this.#crash(n, 100 + this.#faultRng.int(1500), 'killOnCommit');
-          });
+        if (n.log.termAt(hs.commit) !== hs.term) {
+          this.stats['oldTermCommit'] = (this.stats['oldTermCommit'] ?? 0) + 1;
+          const t = n.log.termAt(hs.commit)!;
+          for (const o of this.nodes.values()) {
+            const ot = o.log.termAt(hs.commit);
+            if (o !== n && ot !== undefined && ot > t && o.log.lastIndex >= hs.commit) {
+              this.stats['oldTermCommitDiverged'] = (this.stats['oldTermCommitDiverged'] ?? 0) + 1;
+              break;
+            }
+          }
         }
+        // Crash between persisting this Ready and sending its messages: nobody hears of the new commit.
+        if (this.#phase === 'faults' && this.#faultRng.chance(this.profile.killOnCommit)) n.crashBeforeSend = true;
       }
       n.commit = hs.commit;
       n.term = hs.term;
@@ -1006,19 +1026,19 @@ export class Simulation {
     this.#at(this.now + 1 + r.int(r.chance(0.5) ? 6 : 40), () => {
       if (this.#phase !== 'faults' || !this.#alive(n, inc)) return;
       if (r.chance(0.3)) return this.#crash(n, 50 + r.int(600), 'leaderKill');
+      // Isolations overlap and heal one by one, so a cut-off leader can stay
+      // cut off while the one before it returns (Figure 8 needs exactly that).
+      const links: number[] = [];
       for (const o of this.nodes.keys()) {
         if (o === n.id) continue;
-        this.#blocked.add(this.#linkKey(o, n.id));
-        this.#blocked.add(this.#linkKey(n.id, o));
+        links.push(this.#linkKey(o, n.id), this.#linkKey(n.id, o));
       }
+      for (const k of links) this.#blocked.add(k);
       this.#count('leaderIsolate');
       this.#trace('leaderIsolate', n.id);
-      const snapshot = new Set(this.#blocked);
       this.#at(this.now + 100 + r.int(700), () => {
-        if (snapshot.size === this.#blocked.size && [...snapshot].every((k) => this.#blocked.has(k))) {
-          this.#blocked.clear();
-          this.#trace('autoHeal');
-        }
+        for (const k of links) this.#blocked.delete(k);
+        this.#trace('isolationHealed', n.id);
       });
     });
   }

@@ -13,8 +13,8 @@ const BUDGET: readonly { mutation: SimMutation; nodes: number; from: number; see
   { mutation: 'voteWithoutLogCheck', nodes: 5, from: 1, seeds: 40 },
   { mutation: 'ignoreCommitQuorum', nodes: 3, from: 1, seeds: 40 },
   { mutation: 'ignoreCommitQuorum', nodes: 5, from: 1, seeds: 40 },
-  { mutation: 'ackBeforePersist', nodes: 3, from: 1, seeds: 300 },
-  { mutation: 'commitPreviousTermByCounting', nodes: 3, from: 1000, seeds: 1500 },
+  { mutation: 'ackBeforePersist', nodes: 3, from: 1, seeds: 500 },
+  { mutation: 'commitPreviousTermByCounting', nodes: 5, from: 1000, seeds: 800 },
 ];
 
 for (const b of BUDGET) {
