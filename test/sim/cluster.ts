@@ -103,6 +103,11 @@ interface SimNode {
   inbox: (() => void)[];
   /** Fault injection: crash right after persisting the current Ready, before sending its messages. */
   crashBeforeSend: boolean;
+  /** Term and vote as last fsynced: a leader may send before its fsync only when these did not change (as src/node does). */
+  durableTerm: number;
+  durableVote: NodeId;
+  /** This Ready's messages already went out before its fsync. */
+  sentEarly: boolean;
   role: RaftRole;
   term: number;
   commit: number;
@@ -400,6 +405,9 @@ export class Simulation {
       readWaiting: [],
       inbox: [],
       crashBeforeSend: false,
+      durableTerm: 0,
+      durableVote: 0,
+      sentEarly: false,
       role: 'follower',
       term: 0,
       commit: 0,
@@ -429,6 +437,8 @@ export class Simulation {
     n.busy = false;
     n.role = 'follower';
     n.term = st.hardState.term;
+    n.durableTerm = st.hardState.term;
+    n.durableVote = st.hardState.vote;
     const s = n.raft.status();
     if (s.commit < st.hardState.commit) this.#fail('commit-monotonic', `node ${n.id} restarted with commit ${s.commit} below its durable commit ${st.hardState.commit}`);
     n.commit = s.commit;
@@ -477,13 +487,21 @@ export class Simulation {
         continue;
       }
       const rd = n.raft.ready();
+      // The node layer's leader fast path (src/node/node.ts): a leader whose term
+      // and vote are already durable sends its appends before its own fsync.
+      const early =
+        (rd.softState?.role ?? n.role) === 'leader' &&
+        rd.snapshot === undefined &&
+        (rd.hardState === undefined || (rd.hardState.term === n.durableTerm && rd.hardState.vote === n.durableVote));
+      n.sentEarly = early || this.mutation === 'ackBeforePersist';
+      if (early) this.#send(n, rd.messages);
       this.#persist(n, rd);
       if (n.crashBeforeSend) {
         n.crashBeforeSend = false;
         this.#crash(n, 100 + this.#faultRng.int(1500), 'killOnCommit');
         break;
       }
-      if (this.mutation === 'ackBeforePersist') this.#send(n, rd.messages);
+      if (this.mutation === 'ackBeforePersist' && !early) this.#send(n, rd.messages);
       if (rd.mustSync) {
         n.busy = true;
         const inc = n.inc;
@@ -492,6 +510,10 @@ export class Simulation {
           if (this.#deferIfPaused(n, done)) return;
           this.#trace('sync', n.id, n.disk.pending.length);
           n.disk.sync();
+          if (rd.hardState) {
+            n.durableTerm = rd.hardState.term;
+            n.durableVote = rd.hardState.vote;
+          }
           n.busy = false;
           this.#finish(n, rd);
           this.#pump(n);
@@ -560,7 +582,7 @@ export class Simulation {
 
   #finish(n: SimNode, rd: Ready): void {
     if (!this.#alive(n)) return;
-    if (this.mutation !== 'ackBeforePersist') this.#send(n, rd.messages);
+    if (!n.sentEarly) this.#send(n, rd.messages);
     // The core asks for a snapshot at its applied index as of ready(): capture
     // the state machine before this Ready's entries are applied.
     let snap: { index: number; term: number; membership: Membership; bytes: Uint8Array } | undefined;
