@@ -54,7 +54,9 @@ interface PeerMeta {
   lastCaughtUpAt: number;
 }
 
-const DEFAULT_PROPOSE_TIMEOUT_MS = 10_000;
+// Below the client library's default timeout (10 s), so the client hears 504 commit_unknown
+// from the server rather than timing out itself.
+const DEFAULT_PROPOSE_TIMEOUT_MS = 5_000;
 
 export class QuorateNode implements NodeHandle {
   readonly config: QuorateConfig;

@@ -7,7 +7,7 @@
 //   payload     = type u8 (1 normal, 2 conf) | term u64 LE | index u64 LE | data
 // u64 values are written as two u32 halves and must be safe integers (< 2^53).
 import type { Entry, EntryType } from '../raft/types.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../lib/crc32c.js';
 
 export const SEGMENT_MAGIC = 0x4c415751; // "QWAL" read as u32 LE
 export const SEGMENT_VERSION = 1;

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import type { HardState } from '../raft/types.js';
 import { readU64, writeU64 } from './codec.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../lib/crc32c.js';
 import { CorruptHardStateError, InvalidHardStateError, UnsupportedFormatError } from './errors.js';
 import { atomicWriteFile } from './fsutil.js';
 

@@ -4,7 +4,7 @@ export type { WalOptions, RecoveredState } from './wal.js';
 export type { LoadedSnapshot } from './snapshot.js';
 export { writeHaState, readHaState, HA_STATE_FILE } from './ha-state.js';
 export type { HaState } from './ha-state.js';
-export { crc32c } from './crc32c.js';
+export { crc32c } from '../lib/crc32c.js';
 export {
   StorageError,
   CorruptLogError,

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { SnapshotMeta } from '../raft/types.js';
 import { readU64, writeU64 } from './codec.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../lib/crc32c.js';
 import { CorruptSnapshotError, InvalidSnapshotRequestError, UnsupportedFormatError } from './errors.js';
 import { atomicWriteFile, fsyncDir, unlinkIfExists } from './fsutil.js';
 

@@ -5,7 +5,7 @@ import {
   decodeHello, decodeMessages, decodeSnapshotChunk, encodeFrame, encodeFrameHeader, encodeHello, encodeMessages,
   encodeSnapshotChunkHeader, FrameDecoder, messageToTuple, pack,
 } from './codec.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
 import { judgeHello, negotiateVersion } from './handshake.js';
 import { msg, SNAP_META } from './test-helpers.js';

@@ -8,7 +8,7 @@
 // a peer's bytes are untrusted input.
 import { Packr, Unpackr } from 'msgpackr';
 import type { Entry, EntryType, Member, MemberRole, Message, MessageType, SnapshotMeta } from '../raft/types.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
 
 export const FRAME_HEADER_BYTES = 5;

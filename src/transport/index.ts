@@ -12,7 +12,7 @@ export { PROTOCOL_VERSION, MIN_COMPATIBLE_VERSION, negotiateVersion, judgeHello 
 export type { VersionRange, HelloVerdict, AcceptorIdentity } from './handshake.js';
 export { assertTransportSecurity, isLoopbackHost } from './security.js';
 export type { TlsFiles, TlsSetting } from './security.js';
-export { crc32c } from './crc32c.js';
+export { crc32c } from '../lib/crc32c.js';
 export {
   TransportError, FrameError, HandshakeRefused, PeerUnknown, TransportClosed, SnapshotTransferFailed, InsecureTransport,
   TransportConfigError,

@@ -1,4 +1,5 @@
-// CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven with
+// CRC32C (Castagnoli, reflected polynomial 0x82F63B78), shared by WAL records,
+// snapshot files and transport snapshot chunks. Table-driven with
 // slicing-by-8: eight 256-entry tables let the loop consume 8 bytes per step.
 // Chaining: crc32c(b, crc32c(a)) === crc32c(concat(a, b)).
 
