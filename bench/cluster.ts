@@ -28,11 +28,13 @@ interface Target {
   stop(): Promise<void>;
 }
 
+let requestTimeoutMs = 5000;
+
 function request(agent: http.Agent, url: string, method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve) => {
     const u = new URL(url);
     const req = http.request(
-      { agent, host: u.hostname, port: u.port, method, path, headers: { ...headers, ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) }, timeout: 5000 },
+      { agent, host: u.hostname, port: u.port, method, path, headers: { ...headers, ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) }, timeout: requestTimeoutMs },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
@@ -172,35 +174,45 @@ async function load(t: Target, url: string, concurrency: number, kind: 'write' |
   return { concurrency, ops: ok, failed, opsPerSecond: Math.round(ok / seconds), p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)) };
 }
 
+/**
+ * Kill -9 the leader under an open-loop writer: a new write starts every 5 ms on
+ * a surviving node (round robin), each with its own 2 s timeout, so a request
+ * stuck on the dead leader never hides a recovery. Measures kill → first
+ * acknowledged write that started after the kill.
+ */
 async function failover(t: Target, rounds: number) {
   const results: Array<{ round: number; killToFirstWriteMs: number; newLeader: number }> = [];
   for (let r = 0; r < rounds; r++) {
     const leader = await t.leader();
-    const urls = t.urls();
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-    let stop = false;
-    let firstAckAfterKill = 0;
-    let killAt = 0;
-    // A steady writer on every surviving node (any node accepts writes).
-    const writers = urls.map(async (url, i) => {
-      if (i === leader) return;
-      let n = 0;
-      while (!stop) {
-        const started = performance.now();
-        const good = await t.put(agent, url, `failover-${r}-${i}-${n++}`);
-        if (good && killAt > 0 && started >= killAt && firstAckAfterKill === 0) firstAckAfterKill = performance.now();
-        if (!good) await sleep(5);
+    const urls = t.urls().filter((_, i) => i !== leader);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+    let firstAck = 0;
+    let n = 0;
+    const inflight = new Set<Promise<void>>();
+    const killAt = performance.now() + 300;
+    let killed = false;
+    const deadline = killAt + 15_000;
+    requestTimeoutMs = 2000;
+    while (firstAck === 0 && performance.now() < deadline) {
+      if (!killed && performance.now() >= killAt) {
+        t.kill(leader);
+        killed = true;
       }
-    });
-    await sleep(500);
-    killAt = performance.now();
-    t.kill(leader);
-    const deadline = performance.now() + 15_000;
-    while (firstAckAfterKill === 0 && performance.now() < deadline) await sleep(2);
-    stop = true;
-    await Promise.all(writers);
+      if (inflight.size < 200) {
+        const started = performance.now();
+        const url = urls[n % urls.length]!;
+        const p = t.put(agent, url, `failover-${r}-${n++}`).then((good) => {
+          if (good && killed && started >= killAt && firstAck === 0) firstAck = performance.now();
+          inflight.delete(p);
+        });
+        inflight.add(p);
+      }
+      await sleep(5);
+    }
+    await Promise.all(inflight);
+    requestTimeoutMs = 5000;
     agent.destroy();
-    results.push({ round: r + 1, killToFirstWriteMs: firstAckAfterKill ? round(firstAckAfterKill - killAt) : -1, newLeader: await t.leader() });
+    results.push({ round: r + 1, killToFirstWriteMs: firstAck ? round(firstAck - killAt) : -1, newLeader: await t.leader() });
     await t.restart(leader);
     await sleep(1000);
   }

@@ -30,12 +30,9 @@ describe('failover (kill -9)', () => {
     const client = c.client();
     for (let i = 0; i < 50; i++) await client.kvPut(`pre/${i}`, `v${i}`);
     c.kill(first);
-    const t0 = Date.now();
     const second = await c.waitLeader(10_000, [first]);
     assert.notEqual(second, first);
     await client.kvPut('after-kill', 'yes');
-    const failoverMs = Date.now() - t0;
-    assert.ok(failoverMs < 10_000);
     for (let i = 0; i < 50; i++) await client.kvPut(`during/${i}`, `v${i}`);
     await c.waitExit(first);
     c.startNode(first);

@@ -40,6 +40,8 @@ export interface ClusterOptions {
   readonly heartbeatIntervalMs?: number;
   readonly writeQuorum?: number;
   readonly cluster?: Record<string, unknown>;
+  /** Extra Node.js flags for the node processes (e.g. --cpu-prof when profiling a benchmark). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export const TOKEN = 'quorate-admin-0123456789abcdef0123456789abcdef';
@@ -49,14 +51,16 @@ export const OPERATOR_TOKEN = 'quorate-operator-0123456789abcdef0123456789abcd';
 export class TestCluster {
   readonly root: string;
   readonly nodes: NodeProc[] = [];
+  readonly #nodeArgs: readonly string[];
 
-  private constructor(root: string) {
+  private constructor(root: string, nodeArgs: readonly string[]) {
     this.root = root;
+    this.#nodeArgs = nodeArgs;
   }
 
   static async start(opts: ClusterOptions = {}): Promise<TestCluster> {
     const n = opts.nodes ?? 3;
-    const c = new TestCluster(mkdtempSync(join(tmpdir(), 'quorate-it-')));
+    const c = new TestCluster(mkdtempSync(join(tmpdir(), 'quorate-it-')), opts.nodeArgs ?? []);
     const ports = await freePorts(2 * n);
     const peerUrls = Array.from({ length: n }, (_, i) => `http://127.0.0.1:${ports[n + i]}`);
     for (let i = 0; i < n; i++) {
@@ -101,7 +105,7 @@ export class TestCluster {
   startNode(i: number): void {
     const nd = this.nodes[i]!;
     const fd = openSync(nd.logPath, 'a');
-    const proc = spawn(process.execPath, [MAIN, 'agent', '--config', nd.configPath], { stdio: ['ignore', fd, fd] });
+    const proc = spawn(process.execPath, [...this.#nodeArgs, MAIN, 'agent', '--config', nd.configPath], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
     nd.proc = proc;
     nd.exitCode = undefined;
