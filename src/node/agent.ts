@@ -6,7 +6,16 @@ import { startApiServer } from '../api/server.js';
 import { QuorateNode } from './node.js';
 
 export async function runAgent(config: QuorateConfig, opts: { configPath: string }): Promise<void> {
-  const logger = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  // Every line carries the node's current term once the node is up.
+  let currentTerm: () => number | undefined = () => undefined;
+  const logger = pino({
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    mixin: () => {
+      const term = currentTerm();
+      return term === undefined ? {} : { term };
+    },
+  });
   logger.info({ event: 'agent_starting', node: config.node.nodeName, config: opts.configPath }, `starting quorate node ${config.node.nodeName}`);
   let node: QuorateNode;
   try {
@@ -22,6 +31,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     logger.flush();
     throw e;
   }
+  currentTerm = () => node.term;
   const api = config.node.apiAddress;
   const sep = api.lastIndexOf(':');
   const server = await startApiServer({

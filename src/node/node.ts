@@ -63,8 +63,7 @@ export class QuorateNode implements NodeHandle {
   readonly nodeName: string;
   readonly nodeId: number;
   readonly kv: KvStateMachine;
-  #log: Logger;
-  readonly #baseLog: Logger;
+  readonly #log: Logger;
   readonly #storage: WalStorage;
   readonly #raw: RawNode;
   readonly #transport: PeerTransport;
@@ -86,7 +85,8 @@ export class QuorateNode implements NodeHandle {
   #durableTerm = 0;
   #durableVote: NodeId = NONE;
   #lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
-  #incomingSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
+  /** Snapshots received from leaders, by "term/index", until the core asks to install one (at most 2 kept). */
+  #incoming = new Map<string, { meta: SnapshotMeta; data: Uint8Array }>();
   #snapshotInFlight = false;
   #expireInFlight = false;
   #leaderSince = 0;
@@ -122,11 +122,11 @@ export class QuorateNode implements NodeHandle {
     this.#raw = raw;
     this.#tickMs = tickMs;
     this.#lastSnapshot = lastSnapshot;
-    this.#baseLog = logger;
     this.#term = raw.status().term;
     this.#durableTerm = this.#term;
     this.#durableVote = raw.status().vote;
-    this.#log = logger.child({ node: config.node.nodeName, term: this.#term });
+    // The agent's root logger adds the current term to every line (pino mixin).
+    this.#log = logger.child({ node: config.node.nodeName });
     for (const m of bootstrap.members) {
       this.#peers.set(m.id, {
         nodeName: m.id === id ? config.node.nodeName : undefined,
@@ -166,7 +166,8 @@ export class QuorateNode implements NodeHandle {
         if (reason === 'reset') this.#enqueue(() => this.#peerReset(peer));
       },
       onSnapshot: (_from, meta, data, msg) => {
-        this.#incomingSnapshot = { meta, data };
+        this.#incoming.set(`${meta.term}/${meta.index}`, { meta, data });
+        while (this.#incoming.size > 2) this.#incoming.delete(this.#incoming.keys().next().value!);
         this.#enqueue(() => this.#stepAll([msg]));
       },
       onPeerHello: (peer, info) => {
@@ -226,7 +227,7 @@ export class QuorateNode implements NodeHandle {
     await node.#transport.listen();
     node.#startTimers();
     node.#log.info(
-      { event: 'node_started', id, members: bootstrap.members.length, firstIndex: raw.status().firstIndex, lastIndex: raw.status().lastIndex, tickMs },
+      { event: 'node_started', term: raw.status().term, id, members: bootstrap.members.length, firstIndex: raw.status().firstIndex, lastIndex: raw.status().lastIndex, tickMs },
       `node ${config.node.nodeName} (id ${id}) started; log ${raw.status().firstIndex}..${raw.status().lastIndex}`,
     );
     node.#enqueue(() => undefined);
@@ -256,6 +257,11 @@ export class QuorateNode implements NodeHandle {
   }
 
   // ------------------------------------------------------------ NodeHandle
+
+  /** The current Raft term (durable), for log lines and fencing tokens. */
+  get term(): number {
+    return this.#term;
+  }
 
   isLeader(): boolean {
     return this.#soft.role === 'leader';
@@ -533,11 +539,7 @@ export class QuorateNode implements NodeHandle {
       this.#durableTerm = rd.hardState.term;
       this.#durableVote = rd.hardState.vote;
     }
-    if (rd.hardState && rd.hardState.term !== this.#term) {
-      this.#term = rd.hardState.term;
-      // Every log line carries the node and its current term.
-      this.#log = this.#baseLog.child({ node: this.nodeName, term: this.#term });
-    }
+    if (rd.hardState) this.#term = rd.hardState.term;
     // 2. Send.
     if (!early) this.#send(rd.messages);
     // 3. Apply.
@@ -686,15 +688,13 @@ export class QuorateNode implements NodeHandle {
   }
 
   async #installSnapshot(meta: SnapshotMeta): Promise<void> {
-    const inc = this.#incomingSnapshot;
-    if (!inc || inc.meta.index !== meta.index || inc.meta.term !== meta.term) {
-      throw new Error(`snapshot ${meta.term}/${meta.index} to install has no received data`);
-    }
+    const inc = this.#incoming.get(`${meta.term}/${meta.index}`);
+    if (!inc) throw new Error(`snapshot ${meta.term}/${meta.index} to install has no received data`);
     await this.#storage.saveSnapshot(meta, inc.data);
     await this.#storage.resetToSnapshot(meta);
     this.kv.restore(inc.data);
     this.#lastSnapshot = inc;
-    this.#incomingSnapshot = undefined;
+    this.#incoming.clear();
     this.#log.info({ event: 'snapshot_installed', index: meta.index, bytes: inc.data.length }, `installed snapshot at index ${meta.index} (${inc.data.length} bytes) from the leader`);
   }
 
