@@ -34,7 +34,7 @@ test('defaults: {} is a valid single-node config', () => {
   assert.equal(c.cluster.maxLagOnFailover, 1000);
   assert.equal(c.cluster.failover, 'automatic');
   assert.equal(c.database.mode, 'local-sync');
-  assert.equal(c.database.writeQuorum, 1);
+  assert.equal(c.database.writeQuorum, undefined, 'unset: a majority of the live voters');
   assert.equal(c.database.backup.retentionDays, 30);
   assert.equal(c.redis.keyPrefix, 'quorate:');
   assert.equal(c.security.tls, 'auto');
@@ -98,13 +98,14 @@ test('writeQuorum: at least a majority of voters, at most their number', () => {
   const peers = ['https://10.0.1.11:5201', 'https://10.0.1.12:5201'];
   fails({ ...base, cluster: { peerEndpoints: peers }, database: { writeQuorum: 1 } }, /database\.writeQuorum: must be at least a majority of the 3 voters .*: 2, got 1/);
   fails({ ...base, cluster: { peerEndpoints: peers }, database: { writeQuorum: 4 } }, /database\.writeQuorum: must be at most the number of voters, 3 voters/);
-  assert.equal(ok({ ...base, cluster: { peerEndpoints: peers } }).database.writeQuorum, 2);
+  // Unset means "a majority of the current voters", decided by the node from the live membership.
+  assert.equal(ok({ ...base, cluster: { peerEndpoints: peers } }).database.writeQuorum, undefined);
   assert.equal(ok({ ...base, cluster: { peerEndpoints: peers }, database: { writeQuorum: 3 } }).database.writeQuorum, 3);
   // Two nodes: majority is 2 (SPEC §2).
   fails({ ...base, cluster: { peerEndpoints: peers.slice(0, 1) }, database: { writeQuorum: 1 } }, /at least a majority of the 2 voters .*: 2, got 1/);
   // A dr node is not a voter: its peers are.
   const dr = { node: { ...base.node, role: 'dr' }, cluster: { peerEndpoints: peers } };
-  assert.equal(ok(dr).database.writeQuorum, 2);
+  assert.equal(ok({ ...dr, database: { writeQuorum: 2 } }).database.writeQuorum, 2);
   fails({ ...dr, database: { writeQuorum: 3 } }, /at most the number of voters, 2 voters/);
   fails({ node: { role: 'dr' } }, /cluster\.peerEndpoints: a dr node needs at least one peer/);
   fails({ database: { writeQuorum: 0 } }, /database\.writeQuorum: must be at least 1, got 0/);
@@ -159,7 +160,7 @@ test('environment overrides', () => {
   assert.equal(c.node.nodeName, 'x');
   assert.equal(c.cluster.loadBalanced, true);
   assert.equal(c.database.backup.retentionDays, 7);
-  assert.equal(c.database.writeQuorum, 2);
+  assert.equal(c.database.writeQuorum, undefined);
   assert.equal(c.security.tls, 'off');
 });
 

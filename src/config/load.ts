@@ -11,7 +11,12 @@ import { configSchema, parseEndpoint, type RawConfig } from './schema.js';
 
 /** The validated configuration: defaults filled, paths absolute, derived values set. */
 export type QuorateConfig = Omit<RawConfig, 'database'> & {
-  readonly database: Omit<RawConfig['database'], 'writeQuorum'> & { writeQuorum: number };
+  /**
+   * writeQuorum stays undefined when the file does not set it: it then means a
+   * majority of the voters *in the current membership*, which the node knows
+   * and this file does not (a peer may be an observer or a DR node).
+   */
+  readonly database: RawConfig['database'];
 };
 
 export interface ParseOptions {
@@ -162,7 +167,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
     },
     database: {
       ...c.database,
-      writeQuorum: c.database.writeQuorum ?? majorityOf(votersOf(c)),
+      ...(c.database.writeQuorum !== undefined ? { writeQuorum: c.database.writeQuorum } : {}),
       backup: { ...c.database.backup, dir: abs(c.database.backup.dir) },
     },
     redis: c.redis,

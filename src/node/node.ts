@@ -15,6 +15,7 @@ import {
   roleOf,
   isVoting,
   type Entry,
+  type MemberRole,
   type Message,
   type NodeId,
   type Ready,
@@ -52,6 +53,15 @@ interface PeerMeta {
   apiUrl: string | undefined;
   peerUrl: string;
   lastCaughtUpAt: number;
+  /** The role the node's own config asks for (dr = learner), learned from its handshake. */
+  configuredRole: MemberRole | undefined;
+}
+
+/** Config role → membership role. */
+function memberRole(r: string | undefined): MemberRole | undefined {
+  if (r === 'voter' || r === 'observer') return r;
+  if (r === 'dr') return 'learner';
+  return undefined;
 }
 
 // Below the client library's default timeout (10 s), so the client hears 504 commit_unknown
@@ -133,6 +143,7 @@ export class QuorateNode implements NodeHandle {
         apiUrl: m.id === id ? config.node.advertiseApiUrl : undefined,
         peerUrl: m.peerUrl,
         lastCaughtUpAt: Date.now(),
+        configuredRole: m.id === id ? memberRole(config.node.role) : undefined,
       });
     }
     this.#mLeaderChanges = this.#metrics.counter('quorate_leader_changes_seen_total', 'Leader changes seen by this node');
@@ -160,6 +171,7 @@ export class QuorateNode implements NodeHandle {
       listenPort: Number(peerAddr.port),
       tls: tls === 'auto' ? 'off' : tls,
       apiUrl: config.node.advertiseApiUrl,
+      role: config.node.role,
       logger: this.#log,
       onMessages: (msgs) => this.#enqueue(() => this.#stepAll(msgs)),
       onPeerDisconnected: (peer, reason) => {
@@ -175,6 +187,8 @@ export class QuorateNode implements NodeHandle {
         if (p) {
           p.nodeName = info.nodeName;
           if (info.apiUrl !== '') p.apiUrl = info.apiUrl;
+          const role = memberRole(info.role);
+          if (role !== undefined) p.configuredRole = role;
         }
       },
       allowedPeerIds: 'peers',
@@ -216,7 +230,7 @@ export class QuorateNode implements NodeHandle {
         electionTicks: Math.max(2, Math.round(config.cluster.electionTimeoutMs / tickMs)),
         heartbeatTicks: Math.max(1, Math.round(config.cluster.heartbeatIntervalMs / tickMs)),
         random: new SeededRandom((Date.now() ^ (id * 2654435761)) >>> 0),
-        writeQuorum: config.database.writeQuorum,
+        ...(config.database.writeQuorum !== undefined ? { writeQuorum: config.database.writeQuorum } : {}),
         snapshotEntries: config.cluster.snapshotEntries,
         trailingEntries: config.cluster.snapshotTrailingEntries,
       },
@@ -447,7 +461,7 @@ export class QuorateNode implements NodeHandle {
         self,
       };
     });
-    const wq = Math.min(voters.length, Math.max(majority(voters.length), this.config.database.writeQuorum));
+    const wq = Math.min(voters.length, Math.max(majority(voters.length), this.config.database.writeQuorum ?? 0));
     let reachable: number;
     if (st.role === 'leader') reachable = st.reachableVoters;
     else {
@@ -745,6 +759,7 @@ export class QuorateNode implements NodeHandle {
           .finally(() => (this.#expireInFlight = false));
       }
     }
+    if (st.raftRole === 'leader') this.#reconcileRoles();
     if (now - this.#lastWarnAt < 5000) return;
     const electionMs = this.config.cluster.electionTimeoutMs;
     if (st.leaderId === NONE && now - this.#noLeaderSince > 2 * electionMs) {
@@ -761,6 +776,60 @@ export class QuorateNode implements NodeHandle {
         `Quorum not met: ${st.votersReachable} of ${st.votersTotal} voters reachable (writes need ${st.writeQuorum}); writes wait until enough voters return`,
       );
     }
+  }
+
+  /**
+   * The leader brings the membership in line with each node's configured role
+   * (voter / observer / dr), one single-server change at a time. Every
+   * bootstrap member starts as a voter; a node's role reaches the leader in its
+   * handshake. A leader that is itself configured as observer or dr first hands
+   * leadership to a voter; the new leader then changes its role.
+   */
+  #reconcileRoles(): void {
+    const st = this.#raw.status();
+    if (st.role !== 'leader' || st.leadTransferee !== NONE) return;
+    for (const mem of st.membership.members) {
+      const want = this.#peers.get(mem.id)?.configuredRole;
+      if (want === undefined || want === mem.role) continue;
+      if (mem.id === this.nodeId && want !== 'voter') {
+        const target = st.progress
+          .filter((p) => p.role === 'voter' && p.recentActive && (this.#peers.get(p.id)?.configuredRole ?? 'voter') === 'voter')
+          .sort((a, b) => b.match - a.match)[0];
+        if (target === undefined) {
+          this.#warnOnce('role_handover', `configured as ${this.config.node.role} but no other reachable voter can take over leadership yet`);
+          return;
+        }
+        this.#log.info({ event: 'role_handover', to: target.id }, `configured as ${this.config.node.role}: handing leadership to ${this.#nameOf(target.id)}`);
+        this.#enqueue(() => {
+          try {
+            this.#raw.transferLeadership(target.id);
+          } catch (e) {
+            this.#warnOnce('role_handover', (e as Error).message);
+          }
+        });
+        return;
+      }
+      const change = { op: 'setRole' as const, id: mem.id, role: want };
+      this.#enqueue(() => {
+        try {
+          const r = this.#raw.proposeConfChange(change);
+          this.#log.info({ event: 'role_change_proposed', id: mem.id, role: want, index: r.index }, `setting ${this.#nameOf(mem.id)}'s role to ${want === 'learner' ? 'dr' : want} (index ${r.index})`);
+        } catch (e) {
+          const code = (e as RaftError).code;
+          if (code !== 'conf_change_in_progress' && code !== 'transfer_in_progress' && code !== 'not_leader') {
+            this.#warnOnce(`role_${mem.id}`, `cannot set ${this.#nameOf(mem.id)}'s role to ${want}: ${(e as Error).message}`);
+          }
+        }
+      });
+      return;
+    }
+  }
+
+  #warned = new Set<string>();
+  #warnOnce(key: string, message: string): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#log.warn({ event: 'role_reconcile' }, message);
   }
 
   async #writeHaState(): Promise<void> {

@@ -351,6 +351,8 @@ export interface Hello {
   readonly channel: Channel;
   /** The dialer's advertised HTTP API URL ('' when unknown): how peers learn where to forward requests. */
   readonly apiUrl?: string;
+  /** The dialer's configured role (voter | observer | dr): the leader reconciles the membership to it. */
+  readonly role?: string;
 }
 
 export interface HelloAck {
@@ -398,7 +400,10 @@ export function decodeHello(payload: Uint8Array, offset: number): Hello {
       channel,
     };
     const apiUrl = m.get('apiUrl');
-    const withApi = apiUrl === undefined || apiUrl === null ? base : { ...base, apiUrl: str(apiUrl, 'hello.apiUrl') };
+    const withUrl = apiUrl === undefined || apiUrl === null ? base : { ...base, apiUrl: str(apiUrl, 'hello.apiUrl') };
+    const role = m.get('role');
+    if (role !== undefined && role !== null && role !== 'voter' && role !== 'observer' && role !== 'dr') fail('hello.role', "'voter', 'observer' or 'dr'", role);
+    const withApi = role === undefined || role === null ? withUrl : { ...withUrl, role: role as string };
     const toId = m.get('toId');
     return toId === undefined || toId === null ? withApi : { ...withApi, toId: nodeId(toId, 'hello.toId') };
   });

@@ -40,9 +40,11 @@ export interface PeerTransportOptions {
   /** A snapshot stream arrived whole and verified (CRC-32C per chunk, SHA-256 overall). */
   onSnapshot(from: number, meta: SnapshotMeta, data: Uint8Array, msg: Message): void;
   /** A peer completed a handshake on its message connection to us: its name and advertised API URL. */
-  onPeerHello?(peerId: number, info: { nodeName: string; apiUrl: string }): void;
+  onPeerHello?(peerId: number, info: { nodeName: string; apiUrl: string; role: string | undefined }): void;
   /** This node's advertised API URL, sent in every hello. */
   readonly apiUrl?: string;
+  /** This node's configured role (voter | observer | dr), sent in every hello. */
+  readonly role?: string;
   /** Only accept dialers with these ids; 'peers' = the ids last given to setPeers(). Default: any id of the same haId. */
   readonly allowedPeerIds?: readonly number[] | 'peers';
   /** Per-peer outbound bound: queued + unsent socket bytes beyond which messages are dropped. Default 16 MiB. */

@@ -262,6 +262,7 @@ export class PeerTransport {
       protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION, haId: this.#o.haId,
       fromId: this.#o.nodeId, fromName: this.#o.nodeName, toId, channel,
       ...(this.#o.apiUrl !== undefined ? { apiUrl: this.#o.apiUrl } : {}),
+      ...(this.#o.role !== undefined ? { role: this.#o.role } : {}),
     };
   }
 
@@ -493,7 +494,7 @@ export class PeerTransport {
           this.#reportedDown.delete(peerId);
           socket.setTimeout(this.#o.idleTimeoutMs ?? 10_000);
           this.#log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version: verdict.version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
-          this.#o.onPeerHello?.(peerId, { nodeName: hello.fromName, apiUrl: hello.apiUrl ?? '' });
+          this.#o.onPeerHello?.(peerId, { nodeName: hello.fromName, apiUrl: hello.apiUrl ?? '', role: hello.role });
           return;
         }
         if (state === 'messages') {

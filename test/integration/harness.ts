@@ -42,6 +42,8 @@ export interface ClusterOptions {
   readonly cluster?: Record<string, unknown>;
   /** Extra Node.js flags for the node processes (e.g. --cpu-prof when profiling a benchmark). */
   readonly nodeArgs?: readonly string[];
+  /** node.role per node (default voter). */
+  readonly roles?: readonly ('voter' | 'observer' | 'dr')[];
 }
 
 export const TOKEN = 'quorate-admin-0123456789abcdef0123456789abcdef';
@@ -73,6 +75,7 @@ export class TestCluster {
           dataDir: dir,
           apiAddress: `127.0.0.1:${ports[i]}`,
           peerAddress: `127.0.0.1:${ports[n + i]}`,
+          role: opts.roles?.[i] ?? 'voter',
         },
         cluster: {
           haId: 'it',
