@@ -44,6 +44,8 @@ export interface ClusterOptions {
   readonly nodeArgs?: readonly string[];
   /** node.role per node (default voter). */
   readonly roles?: readonly ('voter' | 'observer' | 'dr')[];
+  /** security.tls per node (default "off"). */
+  readonly tls?: (i: number) => unknown;
 }
 
 export const TOKEN = 'quorate-admin-0123456789abcdef0123456789abcdef';
@@ -85,7 +87,7 @@ export class TestCluster {
           ...(opts.cluster ?? {}),
         },
         database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}) },
-        security: { tls: 'off' },
+        security: { tls: opts.tls ? opts.tls(i) : 'off' },
       };
       const configPath = join(dir, 'quorate.json');
       writeFileSync(configPath, JSON.stringify(config, null, 2));
