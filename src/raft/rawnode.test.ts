@@ -507,14 +507,18 @@ describe('§4 membership changes', () => {
     assert.deepEqual(c.appliedText(2).at(-1), 'after');
   });
 
-  test('a leadership transfer is aborted when its target is removed', () => {
+  test('a transfer and a removal of its target never overlap: each refuses the other', () => {
     const c = threeNodes();
     c.cut.add('1-3');
     c.node(1).raw.transferLeadership(3);
     assert.equal(c.node(1).raw.status().leadTransferee, 3);
-    // The conf change path is refused during a transfer; abort happens on removal
-    // applied via the log, which another leader could append — simulate by ticking out.
     assert.throws(() => c.node(1).raw.proposeConfChange({ op: 'remove', id: 3 }), { code: 'transfer_in_progress' });
+    // Once the transfer times out, the removal is accepted; a transfer to the
+    // node being removed (already out of the membership in the log) is refused.
+    for (let i = 0; i < 10; i++) c.tick(1);
+    assert.equal(c.node(1).raw.status().leadTransferee, 0, 'transfer aborted after its timeout');
+    c.node(1).raw.proposeConfChange({ op: 'remove', id: 3 });
+    assert.throws(() => c.node(1).raw.transferLeadership(3), { code: 'invalid_transfer' });
   });
 
   test('a conf entry with malformed data is rejected with a clear error', () => {
