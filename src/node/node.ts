@@ -405,6 +405,12 @@ export class QuorateNode implements NodeHandle {
     g('quorate_applied_index', 'Applied index', st.appliedIndex);
     g('quorate_apply_lag_entries', 'Committed but not yet applied entries', st.commitIndex - st.appliedIndex);
     g('quorate_quorum_met', '1 if a write quorum of voters is reachable', st.quorumMet ? 1 : 0);
+    const mem = process.memoryUsage();
+    g('process_resident_memory_bytes', 'Resident memory size in bytes', mem.rss);
+    g('nodejs_heap_used_bytes', 'V8 heap used in bytes', mem.heapUsed);
+    g('nodejs_heap_total_bytes', 'V8 heap allocated in bytes', mem.heapTotal);
+    g('nodejs_external_memory_bytes', 'Memory of buffers and other objects outside the V8 heap', mem.external + mem.arrayBuffers);
+    g('quorate_log_entries_in_memory', 'Raft log entries held in memory (since the compaction point)', st.lastIndex - st.firstIndex + 1);
     for (const p of st.peers) {
       if (p.self) continue;
       g('quorate_replication_lag_entries', 'Entries a peer is behind the leader (leader only)', p.replicationLagEntries, { peer: p.nodeName });
