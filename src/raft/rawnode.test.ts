@@ -444,6 +444,21 @@ describe('leadership transfer', () => {
     c.propose(1, 'accepted again');
   });
 
+  test('a late TimeoutNow reaching a follower whose log is behind is ignored (no futile election)', () => {
+    const c = threeNodes();
+    c.propose(1, 'x');
+    c.stabilize();
+    const term = c.node(1).raw.status().term;
+    const last = c.node(1).raw.status().lastIndex;
+    c.node(2).raw.step(msg({ type: 'timeoutNow', from: 1, to: 2, term, index: last + 5 }));
+    c.stabilize();
+    assert.equal(c.leader(), 1);
+    assert.equal(c.node(2).raw.status().term, term, 'no campaign');
+    c.node(2).raw.step(msg({ type: 'timeoutNow', from: 1, to: 2, term, index: last }));
+    c.stabilize();
+    assert.equal(c.leader(), 2, 'a current one is obeyed');
+  });
+
   test('observers and learners refuse to lead', () => {
     const c = new MemCluster({ voters: [1, 2], observers: [3], learners: [4] });
     c.elect(1);

@@ -263,7 +263,7 @@ export class RawNode {
     this.#transferElapsed = 0;
     this.#electionElapsed = 0;
     const pr = this.#prs.get(to)!;
-    if (pr.match === this.#log.lastIndex()) this.#send({ type: 'timeoutNow', to, term: this.#term });
+    if (pr.match === this.#log.lastIndex()) this.#send({ type: 'timeoutNow', to, term: this.#term, index: this.#log.lastIndex() });
     else this.#sendAppend(to, true);
   }
 
@@ -667,8 +667,11 @@ export class RawNode {
         this.#handleSnapshot(m);
         return;
       case 'timeoutNow':
-        // Observers and learners refuse to lead.
-        if (this.#promotable()) this.#campaign('transfer');
+        // Observers and learners refuse to lead. A TimeoutNow carries the
+        // leader's last index when it was sent; a late one (its transfer may have
+        // been aborted) reaching a node whose log is behind that is ignored
+        // rather than forcing an election it cannot win.
+        if (this.#promotable() && this.#log.lastIndex() >= m.index) this.#campaign('transfer');
         return;
       default:
         return;
@@ -761,7 +764,7 @@ export class RawNode {
           this.#sendAppend(m.from, false);
         }
         if (m.from === this.#leadTransferee && pr.match === this.#log.lastIndex()) {
-          this.#send({ type: 'timeoutNow', to: m.from, term: this.#term });
+          this.#send({ type: 'timeoutNow', to: m.from, term: this.#term, index: this.#log.lastIndex() });
         }
         return;
       }

@@ -71,7 +71,7 @@ export interface Message {
   readonly term: number;
   /** app: prevLogTerm. vote/preVote: candidate's last log term. appResp reject: hint term. */
   readonly logTerm: number;
-  /** app: prevLogIndex. vote/preVote: candidate's last index. appResp: match/last index. */
+  /** app: prevLogIndex. vote/preVote: candidate's last index. appResp: match/last index. timeoutNow: leader's last index. */
   readonly index: number;
   readonly entries: readonly Entry[];
   /** Leader's commit index (app, heartbeat). */
