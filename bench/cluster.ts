@@ -256,7 +256,7 @@ try {
 } finally {
   await q.stop();
 }
-const etcdBin = findEtcd();
+const etcdBin = process.env['BENCH_ETCD'] === '0' ? undefined : findEtcd();
 if (etcdBin) {
   const e = await etcdTarget(etcdBin);
   try {

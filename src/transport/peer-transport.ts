@@ -158,7 +158,10 @@ export class PeerTransport {
 
   /**
    * Queue messages for their peers; never blocks. Batched per peer and written
-   * as one frame on the next setImmediate. Messages for an unconnected peer, or
+   * as one frame in a microtask: after the caller's synchronous work (every
+   * message of one Ready goes into one frame), but before any I/O the caller
+   * awaits next — a leader's appends leave before its own fsync, not after it.
+   * Messages for an unconnected peer, or
    * beyond its outbound bound, are dropped and counted (Raft retries).
    */
   send(msgs: readonly Message[]): void {
@@ -194,7 +197,7 @@ export class PeerTransport {
     }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
+      queueMicrotask(() => this.#flush());
     }
   }
 
