@@ -45,6 +45,7 @@ import { RawNode } from './rawnode.js';
 import { SeededRandom } from './prng.js';
 import { decodeConfEntry } from './membership.js';
 import { InvariantViolation, RaftError } from './errors.js';
+import { handleReady } from './testkit.js';
 import type { ConfChange, Entry, HardState, Member, MemberRole, Membership, Message, NodeId, RaftConfig, Ready, SnapshotMeta } from './types.js';
 
 // ------------------------------------------------------------------ locating testdata
@@ -366,34 +367,9 @@ class Env {
     }
     if (rd.readStates.length > 0) p(`ReadStates: ${rd.readStates.map((r) => `ctx=${r.ctx}@${r.index}`).join(' ')}`);
     if (rd.droppedReads.length > 0) p(`DroppedReads: ${rd.droppedReads.join(' ')}`);
-    // 1. persist
-    if (rd.snapshot) {
-      n.snapshot = rd.snapshot;
-      n.entries = [];
-      n.applied = [...n.incoming];
-      n.snapshotData = [...n.incoming];
-    }
-    if (rd.entries.length > 0) {
-      const first = rd.entries[0]!.index;
-      n.entries = n.entries.filter((e) => e.index < first).concat(rd.entries);
-    }
-    if (rd.hardState) n.hardState = rd.hardState;
-    // 2. send
-    this.msgs.push(...rd.messages);
-    // 3. apply
-    for (const e of rd.committedEntries) if (e.type === 'normal' && e.data.length > 0) n.applied.push(e);
-    // 4. advance
-    n.raw.advance();
-    if (rd.snapshotRequest !== undefined) {
-      const idx = rd.snapshotRequest;
-      const term = idx === n.snapshot.index ? n.snapshot.term : n.entries.find((e) => e.index === idx)?.term;
-      if (term === undefined) throw new Error(`node ${id}: term of snapshot index ${idx} unknown`);
-      const { compactedTo } = n.raw.snapshotTaken(idx);
-      n.snapshot = { index: idx, term, membership: n.raw.status().membership };
-      n.entries = n.entries.filter((e) => e.index > compactedTo);
-      n.snapshotData = n.applied.filter((e) => e.index <= idx);
-      p(`SnapshotRequest:${idx} -> snapshotTaken, log compacted to ${compactedTo}`);
-    }
+    // persist → send → apply → advance (and a snapshot if asked): one shared implementation.
+    const compactedTo = handleReady(n, rd, this.msgs);
+    if (compactedTo !== undefined) p(`SnapshotRequest:${rd.snapshotRequest} -> snapshotTaken, log compacted to ${compactedTo}`);
     return true;
   }
 

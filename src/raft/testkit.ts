@@ -3,9 +3,10 @@
 // benchmark drive the core through it. Pure (no I/O, no clock).
 import { RawNode } from './rawnode.js';
 import { SeededRandom } from './prng.js';
-import type { Entry, HardState, Membership, Message, NodeId, RaftConfig, ReadState, SnapshotMeta } from './types.js';
+import type { Entry, HardState, Membership, Message, NodeId, RaftConfig, ReadState, Ready, SnapshotMeta } from './types.js';
 
-export interface MemNode {
+/** What a caller keeps for one core: its durable state and its (toy) application state. */
+export interface CallerState {
   raw: RawNode;
   /** Durable state as the caller would keep it. */
   hardState: HardState;
@@ -13,13 +14,46 @@ export interface MemNode {
   entries: Entry[];
   /** Application state: applied normal entries with data, in order. */
   applied: Entry[];
-  readStates: ReadState[];
-  droppedReads: number[];
-  snapshotsTaken: number;
   /** The application state at `snapshot.index` (what a snapshot's bytes would hold). */
   snapshotData: Entry[];
   /** Bytes of the last snapshot received, installed when its Ready arrives. */
   incoming: Entry[];
+}
+
+export interface MemNode extends CallerState {
+  readStates: ReadState[];
+  droppedReads: number[];
+  snapshotsTaken: number;
+}
+
+/**
+ * Handle one Ready per the caller's contract: persist (snapshot, entries,
+ * hard state) → send (into `outbox`) → apply → advance, then take a snapshot
+ * if the core asked for one. Returns where the log was compacted to, if it was.
+ */
+export function handleReady(n: CallerState, rd: Ready, outbox: Message[]): number | undefined {
+  if (rd.snapshot) {
+    n.snapshot = rd.snapshot;
+    n.entries = [];
+    n.applied = [...n.incoming];
+    n.snapshotData = [...n.incoming];
+  }
+  if (rd.entries.length > 0) {
+    const first = rd.entries[0]!.index;
+    n.entries = n.entries.filter((e) => e.index < first).concat(rd.entries);
+  }
+  if (rd.hardState) n.hardState = rd.hardState;
+  outbox.push(...rd.messages);
+  for (const e of rd.committedEntries) if (e.type === 'normal' && e.data.length > 0) n.applied.push(e);
+  n.raw.advance();
+  if (rd.snapshotRequest === undefined) return undefined;
+  const idx = rd.snapshotRequest;
+  const meta = n.raw.snapshotMeta(idx);
+  const { compactedTo } = n.raw.snapshotTaken(idx);
+  n.snapshot = meta;
+  n.entries = n.entries.filter((e) => e.index > compactedTo);
+  n.snapshotData = n.applied.filter((e) => e.index <= idx);
+  return compactedTo;
 }
 
 export type ConfigOverrides = Omit<Partial<RaftConfig>, 'id' | 'random'>;
@@ -92,31 +126,9 @@ export class MemCluster {
       while (n.raw.hasReady()) {
         any = true;
         const rd = n.raw.ready();
-        if (rd.snapshot) {
-          n.snapshot = rd.snapshot;
-          n.entries = [];
-          n.applied = [...n.incoming];
-          n.snapshotData = [...n.incoming];
-        }
-        if (rd.entries.length > 0) {
-          const first = rd.entries[0]!.index;
-          n.entries = n.entries.filter((e) => e.index < first).concat(rd.entries);
-        }
-        if (rd.hardState) n.hardState = rd.hardState;
-        this.inflight.push(...rd.messages);
-        for (const e of rd.committedEntries) if (e.type === 'normal' && e.data.length > 0) n.applied.push(e);
         n.readStates.push(...rd.readStates);
         n.droppedReads.push(...rd.droppedReads);
-        n.raw.advance();
-        if (rd.snapshotRequest !== undefined) {
-          const idx = rd.snapshotRequest;
-          const { compactedTo } = n.raw.snapshotTaken(idx);
-          const st = n.raw.status();
-          n.snapshot = { index: idx, term: termOf(n, idx), membership: st.membership };
-          n.entries = n.entries.filter((e) => e.index > compactedTo);
-          n.snapshotData = n.applied.filter((e) => e.index <= idx);
-          n.snapshotsTaken++;
-        }
+        if (handleReady(n, rd, this.inflight) !== undefined) n.snapshotsTaken++;
       }
     }
     return any;
@@ -186,11 +198,4 @@ export class MemCluster {
   appliedText(id: NodeId): string[] {
     return this.node(id).applied.map((e) => new TextDecoder().decode(e.data));
   }
-}
-
-function termOf(n: MemNode, index: number): number {
-  if (index === n.snapshot.index) return n.snapshot.term;
-  const e = n.entries.find((x) => x.index === index);
-  if (!e) throw new Error(`term of ${index} unknown`);
-  return e.term;
 }
