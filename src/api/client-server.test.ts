@@ -2,20 +2,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QuorateClient, QuorateHttpError, type WatchEvent } from './client.js';
-import { harness, TOKENS, type Harness } from './testkit.js';
+import { leaderAndFollower, TOKENS, type Harness } from './testkit.js';
 
 let leader: Harness;
 let follower: Harness;
+let pair: Awaited<ReturnType<typeof leaderAndFollower>>;
 before(async () => {
-  leader = await harness({ nodeName: 'node1' });
-  follower = await harness({ nodeName: 'node2', nodeId: 2, leader: false });
-  follower.node.leaderName = 'node1';
-  follower.node.leaderUrl = leader.url;
+  pair = await leaderAndFollower();
+  ({ leader, follower } = pair);
 });
-after(async () => {
-  await follower.close();
-  await leader.close();
-});
+after(() => pair.close());
 
 describe('QuorateClient against the API server', () => {
   test('put, get, list and delete round trip (through a follower)', async () => {

@@ -2,20 +2,16 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { call, harness, type Harness } from './testkit.js';
+import { call, harness, leaderAndFollower, type Harness } from './testkit.js';
 
 let leader: Harness;
 let follower: Harness;
+let pair: Awaited<ReturnType<typeof leaderAndFollower>>;
 before(async () => {
-  leader = await harness({ nodeName: 'node1', nodeId: 1, leader: true });
-  follower = await harness({ nodeName: 'node2', nodeId: 2, leader: false });
-  follower.node.leaderName = 'node1';
-  follower.node.leaderUrl = leader.url;
+  pair = await leaderAndFollower();
+  ({ leader, follower } = pair);
 });
-after(async () => {
-  await follower.close();
-  await leader.close();
-});
+after(() => pair.close());
 
 function pointFollowerAt(url: string | undefined, name: string | undefined = 'node1'): void {
   follower.node.leaderUrl = url;

@@ -59,6 +59,22 @@ export async function harness(options: { nodeName?: string; nodeId?: number; lea
   };
 }
 
+/** A leader (node1) and a follower (node2) that forwards to it; close() stops both. */
+export async function leaderAndFollower(): Promise<{ leader: Harness; follower: Harness; close(): Promise<void> }> {
+  const leader = await harness({ nodeName: 'node1', nodeId: 1, leader: true });
+  const follower = await harness({ nodeName: 'node2', nodeId: 2, leader: false });
+  follower.node.leaderName = 'node1';
+  follower.node.leaderUrl = leader.url;
+  return {
+    leader,
+    follower,
+    async close() {
+      await follower.close();
+      await leader.close();
+    },
+  };
+}
+
 export interface Reply {
   readonly status: number;
   readonly headers: Headers;

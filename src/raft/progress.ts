@@ -120,8 +120,4 @@ export class Progress {
         return true;
     }
   }
-
-  inflightCount(): number {
-    return this.#inflight.length;
-  }
 }

@@ -827,7 +827,9 @@ export class RawNode {
     for (const id of [...this.#prs.keys()]) {
       if (roleOf(m, id) === undefined) this.#prs.delete(id);
     }
-    if (this.#leadTransferee !== NONE && roleOf(m, this.#leadTransferee) !== 'voter') this.#abortTransfer();
+    // Membership entries are never appended during a transfer (proposals are
+    // refused then), so the transferee is still a voter.
+    invariant(this.#leadTransferee === NONE || roleOf(m, this.#leadTransferee) === 'voter', () => `transferee ${this.#leadTransferee} is no longer a voter`);
   }
 
   #abortTransfer(): void {
