@@ -45,7 +45,7 @@ import { RawNode } from './rawnode.js';
 import { SeededRandom } from './prng.js';
 import { decodeConfEntry } from './membership.js';
 import { InvariantViolation, RaftError } from './errors.js';
-import { handleReady } from './testkit.js';
+import { handleReady, type CallerState } from './testkit.js';
 import type { ConfChange, Entry, HardState, Member, MemberRole, Membership, Message, NodeId, RaftConfig, Ready, SnapshotMeta } from './types.js';
 
 // ------------------------------------------------------------------ locating testdata
@@ -257,18 +257,8 @@ function fmtHard(h: HardState): string {
 
 // ------------------------------------------------------------------ the environment
 
-interface DNode {
-  raw: RawNode;
+interface DNode extends CallerState {
   readonly config: RaftConfig;
-  hardState: HardState;
-  snapshot: SnapshotMeta;
-  entries: Entry[];
-  /** Application state: applied normal entries with data. */
-  applied: Entry[];
-  /** The application state at snapshot.index (what a snapshot's bytes would hold). */
-  snapshotData: Entry[];
-  /** Bytes of the last snapshot received, installed with its Ready. */
-  incoming: Entry[];
 }
 
 const CFG_KEYS = [
