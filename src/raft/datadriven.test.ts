@@ -187,7 +187,9 @@ function fmtMembers(m: Membership): string {
 }
 
 function fmtChange(cc: ConfChange): string {
-  return cc.op === 'remove' ? `remove ${cc.id}` : `${cc.op} ${cc.id} ${cc.role}`;
+  if (cc.op === 'remove') return `remove ${cc.id}`;
+  if (cc.op === 'setMember') return `setMember ${cc.id} ${JSON.stringify(cc.member)}`;
+  return `${cc.op} ${cc.id} ${cc.role}`;
 }
 
 function fmtEntry(e: Entry): string {

@@ -46,11 +46,64 @@ export function applyConfChange(m: Membership, cc: ConfChange): Membership {
     case 'setRole': {
       if (current === undefined) throw new InvalidConfChange(`node ${cc.id} is not a member`);
       if (current === cc.role) throw new InvalidConfChange(`node ${cc.id} already has role ${cc.role}`);
-      const members = sorted(m.members.map((x) => (x.id === cc.id ? { id: x.id, role: cc.role } : x)));
+      // A role change ends any catch-up gate; the other recorded facts stay.
+      const members = sorted(m.members.map((x) => (x.id === cc.id ? withoutCatchUp({ ...x, role: cc.role }) : x)));
+      if (!members.some((x) => x.role === 'voter')) throw new InvalidConfChange(`node ${cc.id} is the last voter that can lead`);
+      return { members, removed: m.removed };
+    }
+    case 'setMember': {
+      if (current === undefined) throw new InvalidConfChange(`node ${cc.id} is not a member`);
+      const problem = memberProblem(cc.member);
+      if (problem !== undefined) throw new InvalidConfChange(`member record for node ${cc.id}: ${problem}`);
+      if (cc.member.id !== cc.id) throw new InvalidConfChange(`member record id ${cc.member.id} differs from the change's id ${cc.id}`);
+      const old = m.members.find((x) => x.id === cc.id)!;
+      if (sameMember(old, cc.member)) throw new InvalidConfChange(`node ${cc.id} already has that record`);
+      const members = sorted(m.members.map((x) => (x.id === cc.id ? normalizeMember(cc.member) : x)));
       if (!members.some((x) => x.role === 'voter')) throw new InvalidConfChange(`node ${cc.id} is the last voter that can lead`);
       return { members, removed: m.removed };
     }
   }
+}
+
+function withoutCatchUp(x: Member): Member {
+  const { catchUpTo: _drop, ...rest } = x;
+  return rest;
+}
+
+/** The member with only the fields that are set, in a fixed order (the record is compared and encoded). */
+export function normalizeMember(x: Member): Member {
+  return {
+    id: x.id,
+    role: x.role,
+    ...(x.incarnation !== undefined ? { incarnation: x.incarnation } : {}),
+    ...(x.apiUrl !== undefined ? { apiUrl: x.apiUrl } : {}),
+    ...(x.name !== undefined ? { name: x.name } : {}),
+    ...(x.catchUpTo !== undefined ? { catchUpTo: x.catchUpTo } : {}),
+  };
+}
+
+export function sameMember(a: Member, b: Member): boolean {
+  return a.id === b.id && a.role === b.role && a.incarnation === b.incarnation && a.apiUrl === b.apiUrl && a.name === b.name && a.catchUpTo === b.catchUpTo;
+}
+
+const META_MAX = 256;
+
+/** Why a member record is invalid, or undefined. Shared by every decoder of memberships. */
+export function memberProblem(v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null) return 'must be an object';
+  const r = v as Record<string, unknown>;
+  if (!isId(r['id'])) return 'id must be a positive integer';
+  if (typeof r['role'] !== 'string' || !ROLES.includes(r['role'])) return `role must be one of ${ROLES.join(', ')}`;
+  for (const k of ['incarnation', 'apiUrl', 'name'] as const) {
+    const f = r[k];
+    if (f !== undefined && (typeof f !== 'string' || f.length === 0 || f.length > META_MAX)) return `${k} must be a non-empty string of at most ${META_MAX} characters`;
+  }
+  const c = r['catchUpTo'];
+  if (c !== undefined && !(typeof c === 'number' && Number.isSafeInteger(c) && c >= 0)) return 'catchUpTo must be a non-negative integer';
+  for (const k of Object.keys(r)) {
+    if (!['id', 'role', 'incarnation', 'apiUrl', 'name', 'catchUpTo'].includes(k)) return `unknown field ${k}`;
+  }
+  return undefined;
 }
 
 const enc = new TextEncoder();
@@ -79,6 +132,11 @@ function parseChange(v: unknown): ConfChange {
   if (!isId(id)) throw new InvalidConfChange('conf entry field change.id must be a positive integer');
   const op = o['op'];
   if (op === 'remove') return { op, id };
+  if (op === 'setMember') {
+    const problem = memberProblem(o['member']);
+    if (problem !== undefined) throw new InvalidConfChange(`conf entry field change.member: ${problem}`);
+    return { op, id, member: normalizeMember(o['member'] as Member) };
+  }
   const role = o['role'];
   if ((op === 'add' || op === 'setRole') && typeof role === 'string' && ROLES.includes(role)) {
     return { op, id, role: role as MemberRole };
@@ -93,11 +151,9 @@ function parseMembership(v: unknown): Membership {
   const removed = o['removed'];
   if (!Array.isArray(members) || !Array.isArray(removed)) throw new InvalidConfChange('conf entry field membership needs members and removed arrays');
   const out: Member[] = members.map((m: unknown, i) => {
-    const r = m as Record<string, unknown> | null;
-    if (!r || !isId(r['id']) || typeof r['role'] !== 'string' || !ROLES.includes(r['role'])) {
-      throw new InvalidConfChange(`conf entry field membership.members[${i}] is invalid`);
-    }
-    return { id: r['id'], role: r['role'] as MemberRole };
+    const problem = memberProblem(m);
+    if (problem !== undefined) throw new InvalidConfChange(`conf entry field membership.members[${i}]: ${problem}`);
+    return normalizeMember(m as Member);
   });
   removed.forEach((id: unknown, i) => {
     if (!isId(id)) throw new InvalidConfChange(`conf entry field membership.removed[${i}] must be a positive integer`);

@@ -14,6 +14,8 @@ export class Progress {
   pendingSnapshot = 0;
   recentActive = false;
   ticksSinceContact = 0;
+  /** Non-zero while the follower is diverged: the match index it had acknowledged before its log went backwards. */
+  divergedFrom = 0;
   /** Highest ReadIndex heartbeat round this peer acknowledged. */
   readAckRound = 0;
   /** In-flight appends: last index and data bytes of each, oldest first. */
@@ -67,6 +69,7 @@ export class Progress {
     }
     this.next = Math.max(this.next, index + 1);
     this.#freeTo(index);
+    if (this.divergedFrom !== 0 && this.match >= this.divergedFrom) this.divergedFrom = 0;
     return updated;
   }
 
@@ -78,9 +81,26 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false; // stale
+    if (rejected <= this.match && this.match > 0) {
+      // The follower refuses an entry it acknowledged: its log went backwards.
+      this.markDiverged(probeAt);
+      return true;
+    }
     this.next = Math.max(Math.min(rejected, probeAt + 1), this.match + 1, 1);
     this.probeSent = false;
     return true;
+  }
+
+  /**
+   * The follower no longer holds entries it acknowledged (a lost log tail).
+   * What it still holds is unknown, so match restarts from 0 (it only ever
+   * delays commits) and probing resumes after `lastHeld`, its reported end.
+   */
+  markDiverged(lastHeld: number): void {
+    this.divergedFrom = Math.max(this.divergedFrom, this.match);
+    this.match = 0;
+    this.#reset('probe');
+    this.next = Math.max(1, lastHeld + 1);
   }
 
   sentEntries(lastIndex: number, bytes: number): void {

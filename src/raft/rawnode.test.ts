@@ -323,6 +323,58 @@ describe('persistence order', () => {
   });
 });
 
+describe('a follower whose log went backwards (lost tail)', () => {
+  function loseTail(c: MemCluster, id: number, keep: number): void {
+    const n = c.node(id);
+    n.entries = n.entries.filter((e) => e.index <= keep);
+    n.hardState = { ...n.hardState, commit: Math.min(n.hardState.commit, keep) };
+    c.restart(id);
+  }
+
+  test('an idle leader learns of it from the heartbeat, reports it diverged, and re-replicates until it is back', () => {
+    const c = threeNodes();
+    for (let i = 0; i < 6; i++) c.propose(1, `a${i}`);
+    c.stabilize();
+    const before = c.node(1).raw.status().progress.find((p) => p.id === 3)!;
+    assert.ok(before.match >= 7 && !before.diverged);
+    loseTail(c, 3, 3);
+    c.cut.add('3-1'); // hold 3's answers until the leader has sent one heartbeat round
+    c.tick(1);
+    c.stabilize();
+    c.cut.clear();
+    c.tick(1);
+    c.stabilize((m) => m.type === 'heartbeat' || m.type === 'heartbeatResp');
+    const during = c.node(1).raw.status().progress.find((p) => p.id === 3)!;
+    assert.equal(during.diverged, true, 'the leader marks the follower diverged');
+    assert.ok(during.match < before.match, `match went back from ${before.match} to ${during.match}`);
+    for (let i = 0; i < 3; i++) {
+      c.tick(1);
+      c.stabilize();
+    }
+    const after = c.node(1).raw.status().progress.find((p) => p.id === 3)!;
+    assert.equal(after.diverged, false);
+    assert.equal(after.match, c.node(1).raw.status().lastIndex);
+    assert.deepEqual(c.appliedText(3), c.appliedText(1));
+  });
+
+  test('a probe rejected below the match index marks it diverged instead of probing the same index forever', () => {
+    const c = threeNodes();
+    for (let i = 0; i < 4; i++) c.propose(1, `a${i}`);
+    c.stabilize();
+    loseTail(c, 3, 2);
+    c.propose(1, 'b');
+    c.stabilize((m) => !(m.type === 'appResp' && m.from === 3 && !m.reject));
+    const pr = c.node(1).raw.status().progress.find((p) => p.id === 3)!;
+    assert.equal(pr.diverged, true);
+    for (let i = 0; i < 3; i++) {
+      c.tick(1);
+      c.stabilize();
+    }
+    assert.deepEqual(c.appliedText(3), c.appliedText(1));
+    assert.equal(c.node(1).raw.status().progress.find((p) => p.id === 3)!.diverged, false);
+  });
+});
+
 describe('§6.4 ReadIndex', () => {
   test('a read is served at the commit index only after a quorum confirms leadership', () => {
     const c = threeNodes();
@@ -534,6 +586,29 @@ describe('§4 membership changes', () => {
     assert.equal(c.node(1).raw.status().leadTransferee, 0, 'transfer aborted after its timeout');
     c.node(1).raw.proposeConfChange({ op: 'remove', id: 3 });
     assert.throws(() => c.node(1).raw.transferLeadership(3), { code: 'invalid_transfer' });
+  });
+
+  test('setMember records a member\'s metadata through the log; invalid records are refused naming the field', () => {
+    const c = threeNodes();
+    c.stabilize();
+    c.node(1).raw.proposeConfChange({ op: 'setMember', id: 2, member: { id: 2, role: 'voter', incarnation: 'abc', apiUrl: 'http://127.0.0.1:7102', name: 'n2' } });
+    c.stabilize();
+    c.tickAll();
+    c.stabilize();
+    for (const id of [1, 2, 3]) {
+      const mem = c.node(id).raw.status().membership.members.find((x) => x.id === 2);
+      assert.deepEqual(mem, { id: 2, role: 'voter', incarnation: 'abc', apiUrl: 'http://127.0.0.1:7102', name: 'n2' });
+    }
+    assert.throws(() => c.node(1).raw.proposeConfChange({ op: 'setMember', id: 2, member: { id: 2, role: 'voter', incarnation: '' } }), /incarnation must be a non-empty string/);
+    assert.throws(() => c.node(1).raw.proposeConfChange({ op: 'setMember', id: 2, member: { id: 3, role: 'voter' } }), /differs/);
+    // setRole keeps the recorded facts but ends a catch-up gate.
+    c.node(1).raw.proposeConfChange({ op: 'setMember', id: 3, member: { id: 3, role: 'learner', incarnation: 'new', catchUpTo: 5 } });
+    c.stabilize();
+    c.tickAll();
+    c.stabilize();
+    c.node(1).raw.proposeConfChange({ op: 'setRole', id: 3, role: 'voter' });
+    c.stabilize();
+    assert.deepEqual(c.node(1).raw.status().membership.members.find((x) => x.id === 3), { id: 3, role: 'voter', incarnation: 'new' });
   });
 
   test('a conf entry with malformed data is rejected with a clear error', () => {

@@ -419,6 +419,7 @@ export class RawNode {
       state: pr.state,
       recentActive: pr.recentActive,
       ticksSinceContact: pr.ticksSinceContact,
+      diverged: pr.divergedFrom !== 0,
     }));
     return {
       id: this.#id,
@@ -659,7 +660,13 @@ export class RawNode {
         this.#electionElapsed = 0;
         this.#lead = m.from;
         if (m.commit > this.#commit) this.#commitTo(Math.min(m.commit, this.#log.lastIndex()));
-        this.#send({ type: 'heartbeatResp', to: m.from, term: this.#term, context: m.context });
+        if (m.commit > this.#log.lastIndex()) {
+          // The leader knows we acknowledged entries we no longer hold (a lost
+          // log tail): say so, with where our log ends, so it re-replicates.
+          this.#send({ type: 'heartbeatResp', to: m.from, term: this.#term, context: m.context, reject: true, rejectHint: this.#log.lastIndex() });
+        } else {
+          this.#send({ type: 'heartbeatResp', to: m.from, term: this.#term, context: m.context });
+        }
         return;
       case 'snap':
         this.#electionElapsed = 0;
@@ -772,6 +779,7 @@ export class RawNode {
         pr.recentActive = true;
         pr.ticksSinceContact = 0;
         pr.probeSent = false;
+        if (m.reject && m.rejectHint < pr.match) pr.markDiverged(m.rejectHint);
         if (pr.state === 'replicate' && pr.isPaused()) pr.freeFirstOne();
         // Even when entries look in flight, an empty append probes for ones the
         // network dropped: a follower missing them rejects and we fall back to probe.

@@ -16,6 +16,16 @@ export type MemberRole = 'voter' | 'observer' | 'learner';
 export interface Member {
   readonly id: NodeId;
   readonly role: MemberRole;
+  /**
+   * Node-level facts the leader records through the log (the core only
+   * carries them): the member's data-dir incarnation, its API URL and name as
+   * its authenticated handshake announced them, and, after it came back with
+   * a new incarnation, the commit index it must reach before it may vote again.
+   */
+  readonly incarnation?: string;
+  readonly apiUrl?: string;
+  readonly name?: string;
+  readonly catchUpTo?: number;
 }
 
 /** Cluster membership; `removed` keeps ids that may never be re-added. */
@@ -27,7 +37,9 @@ export interface Membership {
 export type ConfChange =
   | { readonly op: 'add'; readonly id: NodeId; readonly role: MemberRole }
   | { readonly op: 'remove'; readonly id: NodeId }
-  | { readonly op: 'setRole'; readonly id: NodeId; readonly role: MemberRole };
+  | { readonly op: 'setRole'; readonly id: NodeId; readonly role: MemberRole }
+  /** Replace a member's whole record (role and metadata); a single-server change like setRole. */
+  | { readonly op: 'setMember'; readonly id: NodeId; readonly member: Member };
 
 /** 'normal' entries carry application data (empty data = the leader's no-op); 'conf' entries carry an encoded ConfChange. */
 export type EntryType = 'normal' | 'conf';
@@ -128,6 +140,12 @@ export interface ProgressStatus {
   readonly recentActive: boolean;
   /** Ticks since this leader last heard from the peer. */
   readonly ticksSinceContact: number;
+  /**
+   * The follower's log went backwards (it rejected entries it had acknowledged:
+   * a lost log tail): the leader's match index for it was lowered to what it
+   * holds, and it stays diverged until it is back at the old match index.
+   */
+  readonly diverged: boolean;
 }
 
 export interface Status {
