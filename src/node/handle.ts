@@ -5,12 +5,13 @@ import type { QuorateConfig } from '../config/index.js';
 import type { ApplyResult, Command, KvStateMachine } from '../state/index.js';
 
 export type NodeRoleName = 'primary' | 'standby' | 'observer' | 'dr' | 'candidate' | 'removed';
-export type PeerHealth = 'healthy' | 'lagging' | 'unreachable' | 'isolated';
+/** diverged: the peer lost log entries it had acknowledged (a damaged log tail); the leader re-replicates them. */
+export type PeerHealth = 'healthy' | 'lagging' | 'diverged' | 'unreachable' | 'isolated';
 
 export interface PeerInfo {
   readonly id: number;
   readonly nodeName: string;
-  /** Advertised API URL, when known (learned from the peer's handshake). */
+  /** API URL recorded for the member in the membership (taken from its authenticated handshake by the leader), when known. */
   readonly apiUrl: string | undefined;
   readonly peerUrl: string;
   readonly role: NodeRoleName;

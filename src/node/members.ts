@@ -38,7 +38,7 @@ export function bootstrapMembership(b: Bootstrap): Membership {
 export async function loadOrCreateBootstrap(dataDir: string, config: QuorateConfig): Promise<Bootstrap> {
   const path = join(dataDir, 'bootstrap.json');
   if (existsSync(path)) {
-    const b = JSON.parse(readFileSync(path, 'utf8')) as Bootstrap;
+    const b = parseBootstrap(readFileSync(path, 'utf8'), path);
     if (b.haId !== config.cluster.haId) {
       throw new Error(
         `${path} belongs to cluster "${b.haId}" but cluster.haId is "${config.cluster.haId}": point node.dataDir at this cluster's data or fix cluster.haId`,
@@ -54,6 +54,36 @@ export async function loadOrCreateBootstrap(dataDir: string, config: QuorateConf
   await fh.close();
   await rename(tmp, path);
   return b;
+}
+
+/** Validates bootstrap.json; a damaged file is named with what is wrong and what to do. */
+export function parseBootstrap(text: string, path: string): Bootstrap {
+  const bad = (what: string): Error =>
+    new Error(
+      `${path} is damaged: ${what}. It records the cluster's initial node ids and is written once, on the first start. ` +
+        'Restore it from a backup of this data dir, or copy it from another member of the same cluster (every member has the same file); do not start this node with a hand-made one',
+    );
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw bad(`not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('the top level is not an object');
+  const o = v as Record<string, unknown>;
+  if (typeof o['haId'] !== 'string' || o['haId'] === '') throw bad('"haId" is not a non-empty string');
+  const members = o['members'];
+  if (!Array.isArray(members) || members.length === 0) throw bad('"members" is not a non-empty array');
+  const out: BootstrapMember[] = members.map((m: unknown, i) => {
+    const r = m as Record<string, unknown> | null;
+    if (typeof r !== 'object' || r === null) throw bad(`members[${i}] is not an object`);
+    const id = r['id'];
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) throw bad(`members[${i}].id is not a positive integer`);
+    if (typeof r['peerUrl'] !== 'string' || !/^[^\s]+:\d{1,5}$/.test(r['peerUrl'])) throw bad(`members[${i}].peerUrl is not host:port`);
+    return { id, peerUrl: r['peerUrl'] };
+  });
+  if (new Set(out.map((m) => m.id)).size !== out.length) throw bad('"members" repeats an id');
+  return { haId: o['haId'], members: out };
 }
 
 export function selfId(b: Bootstrap, config: QuorateConfig): number {

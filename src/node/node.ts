@@ -14,7 +14,9 @@ import {
   majority,
   roleOf,
   isVoting,
+  type ConfChange,
   type Entry,
+  type Member,
   type MemberRole,
   type Message,
   type NodeId,
@@ -25,7 +27,7 @@ import {
 import { SeededRandom } from '../raft/prng.js';
 import { WalStorage, writeHaState } from '../storage/index.js';
 import { KvStateMachine, encodeCommand, type ApplyResult, type Command } from '../state/index.js';
-import { PeerTransport } from '../transport/index.js';
+import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { NodeError, notLeader } from './errors.js';
 import type { NodeHandle, NodeRoleName, NodeStatus, PeerInfo, ProposeOptions } from './handle.js';
@@ -48,13 +50,25 @@ interface ReadWaiter {
   timer: NodeJS.Timeout;
 }
 
+/** What a member announced in its last authenticated handshake (or, for this node, its own config). */
+interface Announced {
+  readonly nodeName: string;
+  readonly apiUrl: string | undefined;
+  /** The role the node's own config asks for (dr = learner). */
+  readonly role: MemberRole | undefined;
+  /** Its data dir's incarnation id. */
+  readonly incarnation: string | undefined;
+}
+
 interface PeerMeta {
-  nodeName: string | undefined;
-  apiUrl: string | undefined;
   peerUrl: string;
   lastCaughtUpAt: number;
-  /** The role the node's own config asks for (dr = learner), learned from its handshake. */
-  configuredRole: MemberRole | undefined;
+  /**
+   * Announced facts are never used as they are: the leader records them in
+   * the membership through the log (setMember), and forwarding, status and
+   * vote counting use the recorded ones.
+   */
+  announced: Announced | undefined;
 }
 
 /** Config role → membership role. */
@@ -63,6 +77,9 @@ function memberRole(r: string | undefined): MemberRole | undefined {
   if (r === 'dr') return 'learner';
   return undefined;
 }
+
+/** Messages that count toward a quorum (elections, commits, leadership checks). */
+const COUNTED = new Set<Message['type']>(['voteResp', 'preVoteResp', 'appResp', 'heartbeatResp']);
 
 // Below the client library's default timeout (10 s), so the client hears 504 commit_unknown
 // from the server rather than timing out itself.
@@ -105,6 +122,19 @@ export class QuorateNode implements NodeHandle {
   #termLeaders = new Map<number, NodeId>();
   #splitBrain: string | undefined;
   #onFatal: (e: Error) => void = () => undefined;
+  readonly #incarnation: string;
+  /** The membership's member records by id (refreshed when the membership changes). */
+  #records = new Map<NodeId, Member>();
+  /**
+   * Voting members that came back with a new data dir (their authenticated
+   * incarnation differs from the recorded one): until the leader records them
+   * as learners, nothing they answer counts toward any quorum.
+   */
+  #fenced = new Set<NodeId>();
+  #fencedLogAt = new Map<NodeId, number>();
+  #reconcileQueued = false;
+  /** Something the reconciliation looks at changed (a handshake, leadership, a committed membership change). */
+  #membersDirty = true;
 
   // metrics
   readonly #mLeaderChanges;
@@ -123,6 +153,7 @@ export class QuorateNode implements NodeHandle {
     bootstrap: Bootstrap,
     tickMs: number,
     lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined,
+    security: { incarnation: string; clusterSecret: Uint8Array },
   ) {
     this.config = config;
     this.nodeName = config.node.nodeName;
@@ -132,6 +163,7 @@ export class QuorateNode implements NodeHandle {
     this.#raw = raw;
     this.#tickMs = tickMs;
     this.#lastSnapshot = lastSnapshot;
+    this.#incarnation = security.incarnation;
     this.#term = raw.status().term;
     this.#durableTerm = this.#term;
     this.#durableVote = raw.status().vote;
@@ -139,13 +171,14 @@ export class QuorateNode implements NodeHandle {
     this.#log = logger.child({ node: config.node.nodeName });
     for (const m of bootstrap.members) {
       this.#peers.set(m.id, {
-        nodeName: m.id === id ? config.node.nodeName : undefined,
-        apiUrl: m.id === id ? config.node.advertiseApiUrl : undefined,
         peerUrl: m.peerUrl,
         lastCaughtUpAt: Date.now(),
-        configuredRole: m.id === id ? memberRole(config.node.role) : undefined,
+        announced: m.id === id
+          ? { nodeName: config.node.nodeName, apiUrl: config.node.advertiseApiUrl, role: memberRole(config.node.role), incarnation: security.incarnation }
+          : undefined,
       });
     }
+    this.#refreshMembership();
     this.#mLeaderChanges = this.#metrics.counter('quorate_leader_changes_seen_total', 'Leader changes seen by this node');
     this.#mCommitted = this.#metrics.counter('quorate_proposals_committed_total', 'Proposals committed and applied');
     this.#mFailed = this.#metrics.counter('quorate_proposals_failed_total', 'Proposals that failed', ['reason']);
@@ -170,6 +203,9 @@ export class QuorateNode implements NodeHandle {
       listenHost: peerAddr.hostname.replace(/^\[|\]$/g, ''),
       listenPort: Number(peerAddr.port),
       tls: tls === 'auto' ? 'off' : tls,
+      clusterSecret: security.clusterSecret,
+      incarnation: security.incarnation,
+      ...(typeof tls === 'object' ? { expectedPeerHost: (peer: number) => peerMap.get(peer)?.host } : {}),
       apiUrl: config.node.advertiseApiUrl,
       role: config.node.role,
       logger: this.#log,
@@ -177,19 +213,28 @@ export class QuorateNode implements NodeHandle {
       onPeerDisconnected: (peer, reason) => {
         if (reason === 'reset') this.#enqueue(() => this.#peerReset(peer));
       },
-      onSnapshot: (_from, meta, data, msg) => {
+      onSnapshot: (from, meta, data, msg) => {
+        // Verified in full (checksums by the transport, a complete decode
+        // here) before the core hears of it: a snapshot that does not decode
+        // is dropped and changes nothing; the leader sends it again.
+        try {
+          new KvStateMachine().restore(data);
+        } catch (e) {
+          this.#log.error({ event: 'snapshot_rejected', peer: from, index: meta.index, term: meta.term, bytes: data.length, err: (e as Error).message },
+            `rejected the snapshot at index ${meta.index} from ${this.#nameOf(from)}: its contents do not decode (${(e as Error).message}); nothing was changed`);
+          return;
+        }
         this.#incoming.set(`${meta.term}/${meta.index}`, { meta, data });
         while (this.#incoming.size > 2) this.#incoming.delete(this.#incoming.keys().next().value!);
         this.#enqueue(() => this.#stepAll([msg]));
       },
       onPeerHello: (peer, info) => {
         const p = this.#peers.get(peer);
-        if (p) {
-          p.nodeName = info.nodeName;
-          if (info.apiUrl !== '') p.apiUrl = info.apiUrl;
-          const role = memberRole(info.role);
-          if (role !== undefined) p.configuredRole = role;
-        }
+        if (!p) return;
+        p.announced = { nodeName: info.nodeName, apiUrl: info.apiUrl === '' ? undefined : info.apiUrl, role: memberRole(info.role), incarnation: info.incarnation };
+        this.#refreshFenced();
+        this.#membersDirty = true;
+        this.#queueReconcile();
       },
       allowedPeerIds: 'peers',
     });
@@ -214,7 +259,8 @@ export class QuorateNode implements NodeHandle {
       }
       logger.warn({ node: config.node.nodeName, event: 'tls_auto_loopback' }, 'security.tls "auto" on a loopback-only cluster: peer traffic is plain TCP on this machine');
     }
-    const { storage, state } = await WalStorage.open(`${dataDir}/raft`);
+    const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
+    const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (data) => void new KvStateMachine().restore(data) });
     for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     const kv = new KvStateMachine();
     let lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
@@ -236,7 +282,7 @@ export class QuorateNode implements NodeHandle {
       },
       { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index },
     );
-    const node = new QuorateNode(config, logger, storage, raw, kv, id, bootstrap, tickMs, lastSnapshot);
+    const node = new QuorateNode(config, logger, storage, raw, kv, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret });
     if (opts.onFatal) node.#onFatal = opts.onFatal;
     await node.#transport.listen();
     node.#startTimers();
@@ -281,10 +327,12 @@ export class QuorateNode implements NodeHandle {
     return this.#soft.role === 'leader';
   }
 
+  /** The leader's API URL as recorded in the membership (never one merely announced on a connection). */
   leaderApiUrl(): string | undefined {
     const lead = this.#soft.lead;
     if (lead === NONE) return undefined;
-    return this.#peers.get(lead)?.apiUrl;
+    if (lead === this.nodeId) return this.config.node.advertiseApiUrl;
+    return this.#records.get(lead)?.apiUrl;
   }
 
   propose(command: Command, options: ProposeOptions = {}): Promise<ApplyResult> {
@@ -345,7 +393,7 @@ export class QuorateNode implements NodeHandle {
     const st = this.#raw.status();
     let target: NodeId | undefined;
     if (to !== undefined) {
-      target = [...this.#peers].find(([, p]) => p.nodeName === to)?.[0];
+      target = [...this.#peers.keys()].find((id) => this.#nameOf(id) === to);
       if (target === undefined) throw new NodeError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
     } else {
       const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive).sort((a, b) => b.match - a.match);
@@ -379,7 +427,7 @@ export class QuorateNode implements NodeHandle {
     const deadline = Date.now() + Math.min(Math.max(0, waitMs), 5000);
     for (;;) {
       const st = this.#raw.status();
-      const caughtUp = st.progress.filter((p) => p.role === 'voter' && p.match >= st.lastIndex && p.ticksSinceContact * this.#tickMs < this.config.cluster.electionTimeoutMs);
+      const caughtUp = st.progress.filter((p) => p.role === 'voter' && !p.diverged && !this.#fenced.has(p.id) && p.match >= st.lastIndex && p.ticksSinceContact * this.#tickMs < this.config.cluster.electionTimeoutMs);
       if (caughtUp.length > 0 || Date.now() >= deadline) {
         return { safe: caughtUp.length > 0, caughtUp: caughtUp.map((p) => this.#nameOf(p.id)) };
       }
@@ -447,7 +495,7 @@ export class QuorateNode implements NodeHandle {
         lagMs = lagEntries === 0 ? 0 : now - (meta?.lastCaughtUpAt ?? now);
         const contactMs = pr.ticksSinceContact * this.#tickMs;
         lastHeartbeat = new Date(now - contactMs).toISOString();
-        status = contactMs > electionMs ? 'unreachable' : lagEntries > maxLag ? 'lagging' : 'healthy';
+        status = contactMs > electionMs ? 'unreachable' : pr.diverged || this.#fenced.has(mem.id) ? 'diverged' : lagEntries > maxLag ? 'lagging' : 'healthy';
       } else {
         matchIndex = 0;
         const s = stats.get(mem.id);
@@ -455,8 +503,8 @@ export class QuorateNode implements NodeHandle {
       }
       return {
         id: mem.id,
-        nodeName: meta?.nodeName ?? `node-${mem.id}`,
-        apiUrl: meta?.apiUrl,
+        nodeName: this.#nameOf(mem.id),
+        apiUrl: self ? this.config.node.advertiseApiUrl : mem.apiUrl,
         peerUrl: meta?.peerUrl ?? '',
         role: this.#roleName(mem.id, st.role, st.lead, mem.role),
         status,
@@ -579,7 +627,10 @@ export class QuorateNode implements NodeHandle {
     // 4. Advance.
     this.#raw.advance();
     if (rd.softState) this.#onSoftState(rd.softState);
-    if (rd.snapshotRequest !== undefined && !this.#snapshotInFlight) void this.#takeSnapshot();
+    if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) this.#refreshMembership();
+    if (rd.snapshotRequest !== undefined && !this.#snapshotInFlight) void this.#takeSnapshot().catch(() => undefined);
+    if (rd.softState?.role === 'leader' || rd.committedEntries.some((e) => e.type === 'conf')) this.#membersDirty = true;
+    if (this.#soft.role === 'leader' && this.#membersDirty && rd.committedEntries.length > 0) this.#queueReconcile();
   }
 
   #send(messages: readonly Message[]): void {
@@ -628,6 +679,10 @@ export class QuorateNode implements NodeHandle {
 
   #stepAll(msgs: Message[]): void {
     for (const m of msgs) {
+      if (this.#fenced.has(m.from) && COUNTED.has(m.type)) {
+        this.#noteFenced(m);
+        continue;
+      }
       if (m.type === 'app' || m.type === 'heartbeat') this.#watchSplitBrain(m);
       try {
         this.#raw.step(m);
@@ -688,7 +743,14 @@ export class QuorateNode implements NodeHandle {
       if (index <= (this.#lastSnapshot?.meta.index ?? 0)) return { index: this.#lastSnapshot?.meta.index ?? 0 };
       const data = this.kv.snapshot();
       const meta = this.#raw.snapshotMeta(index);
-      await this.#storage.saveSnapshot(meta, data);
+      try {
+        await this.#storage.saveSnapshot(meta, data);
+      } catch (e) {
+        // Disk full or an I/O error: the storage is no longer trusted; stop
+        // through the fatal path (logged, exit) rather than an unhandled rejection.
+        this.#die(new Error(`writing the snapshot at index ${index} failed: ${(e as Error).message}`, { cause: e }));
+        throw new NodeError('storage_failed', `writing the snapshot at index ${index} failed (${(e as Error).message}); the node is stopping`);
+      }
       this.#lastSnapshot = { meta, data };
       const compactedTo = await new Promise<number>((resolve, reject) =>
         this.#enqueue(() => {
@@ -699,7 +761,14 @@ export class QuorateNode implements NodeHandle {
           }
         }),
       );
-      if (compactedTo > 0) await this.#storage.compact(compactedTo);
+      if (compactedTo > 0) {
+        try {
+          await this.#storage.compact(compactedTo);
+        } catch (e) {
+          this.#die(new Error(`compacting the log through index ${compactedTo} failed: ${(e as Error).message}`, { cause: e }));
+          throw new NodeError('storage_failed', `compacting the log failed (${(e as Error).message}); the node is stopping`);
+        }
+      }
       this.#log.info({ event: 'snapshot_taken', index, bytes: data.length, compactedTo }, `snapshot at index ${index} (${data.length} bytes); log compacted to ${compactedTo}`);
       return { index };
     } finally {
@@ -710,8 +779,9 @@ export class QuorateNode implements NodeHandle {
   async #installSnapshot(meta: SnapshotMeta): Promise<void> {
     const inc = this.#incoming.get(`${meta.term}/${meta.index}`);
     if (!inc) throw new Error(`snapshot ${meta.term}/${meta.index} to install has no received data`);
-    await this.#storage.saveSnapshot(meta, inc.data);
-    await this.#storage.resetToSnapshot(meta);
+    // Its contents were decoded in full when it arrived (onSnapshot), so the
+    // restore below cannot fail half-way; storage makes the install atomic.
+    await this.#storage.installSnapshot(meta, inc.data);
     this.kv.restore(inc.data);
     this.#lastSnapshot = inc;
     this.#incoming.clear();
@@ -765,7 +835,7 @@ export class QuorateNode implements NodeHandle {
           .finally(() => (this.#expireInFlight = false));
       }
     }
-    if (st.raftRole === 'leader') this.#reconcileRoles();
+    if (st.raftRole === 'leader') this.#queueReconcile();
     if (now - this.#lastWarnAt < 5000) return;
     const electionMs = this.config.cluster.electionTimeoutMs;
     if (st.leaderId === NONE && now - this.#noLeaderSince > 2 * electionMs) {
@@ -785,50 +855,129 @@ export class QuorateNode implements NodeHandle {
   }
 
   /**
-   * The leader brings the membership in line with each node's configured role
-   * (voter / observer / dr), one single-server change at a time. Every
-   * bootstrap member starts as a voter; a node's role reaches the leader in its
-   * handshake. A leader that is itself configured as observer or dr first hands
-   * leadership to a voter; the new leader then changes its role.
+   * The leader brings the membership in line with what each member announced
+   * in its authenticated handshake, one single-server change at a time:
+   * 1. a voting member that came back with a new data dir (new incarnation)
+   *    becomes a learner gated at the current commit index (an amnesiac node
+   *    never votes or counts until it holds what it may have acknowledged);
+   * 2. facts not yet recorded (incarnation, API URL, name) are recorded;
+   * 3. roles follow each node's config (voter / observer / dr); a gated
+   *    learner is promoted only once its match index reaches the gate. A
+   *    leader configured as observer or dr first hands leadership to a voter.
    */
-  #reconcileRoles(): void {
+  #reconcileMembers(): void {
+    if (this.#fatal || this.#stopped) return;
     const st = this.#raw.status();
     if (st.role !== 'leader' || st.leadTransferee !== NONE) return;
+    this.#membersDirty = false;
+    const match = new Map(st.progress.map((p) => [p.id, p.match]));
+    match.set(this.nodeId, st.lastIndex);
     for (const mem of st.membership.members) {
-      const want = this.#peers.get(mem.id)?.configuredRole;
-      if (want === undefined || want === mem.role) continue;
-      if (mem.id === this.nodeId && want !== 'voter') {
-        const target = st.progress
-          .filter((p) => p.role === 'voter' && p.recentActive && (this.#peers.get(p.id)?.configuredRole ?? 'voter') === 'voter')
-          .sort((a, b) => b.match - a.match)[0];
-        if (target === undefined) {
-          this.#warnOnce('role_handover', `configured as ${this.config.node.role} but no other reachable voter can take over leadership yet`);
+      const said = this.#peers.get(mem.id)?.announced;
+      if (said === undefined) continue;
+      const name = said.nodeName;
+      const apiUrl = said.apiUrl ?? mem.apiUrl;
+      const incarnation = said.incarnation ?? mem.incarnation;
+      let next: Member | undefined;
+      let why = '';
+      if (mem.incarnation !== undefined && said.incarnation !== undefined && said.incarnation !== mem.incarnation && mem.id !== this.nodeId) {
+        const gate = isVoting(mem.role) ? st.commit : mem.catchUpTo;
+        next = { id: mem.id, role: isVoting(mem.role) ? 'learner' : mem.role, incarnation: said.incarnation, name, ...(apiUrl ? { apiUrl } : {}), ...(gate !== undefined ? { catchUpTo: gate } : {}) };
+        why = `${name} came back with a new data dir (incarnation ${mem.incarnation} → ${said.incarnation}): it is a non-voting learner until it has caught up to index ${gate ?? st.commit}`;
+        this.#log.warn({ event: 'member_rejoined', id: mem.id, previous: mem.incarnation, incarnation: said.incarnation, catchUpTo: gate }, why);
+      } else if (incarnation !== mem.incarnation || apiUrl !== mem.apiUrl || name !== mem.name) {
+        next = { ...mem, name, ...(incarnation !== undefined ? { incarnation } : {}), ...(apiUrl !== undefined ? { apiUrl } : {}) };
+        why = `recording ${name}'s identity (incarnation ${incarnation ?? '-'}, API ${apiUrl ?? '-'})`;
+      } else {
+        const want = said.role ?? mem.role;
+        if (mem.catchUpTo !== undefined) {
+          if ((match.get(mem.id) ?? 0) < mem.catchUpTo) continue; // still catching up: stays a learner
+          if (want === mem.role) {
+            const { catchUpTo: _done, ...rest } = mem;
+            next = rest;
+            why = `${name} has caught up to index ${mem.catchUpTo}`;
+          }
+        }
+        if (next === undefined && want !== mem.role) {
+          if (mem.id === this.nodeId && want !== 'voter') {
+            this.#handOver(st);
+            return;
+          }
+          this.#proposeMemberChange({ op: 'setRole', id: mem.id, role: want }, `setting ${name}'s role to ${want === 'learner' ? 'dr' : want}`);
           return;
         }
-        this.#log.info({ event: 'role_handover', to: target.id }, `configured as ${this.config.node.role}: handing leadership to ${this.#nameOf(target.id)}`);
-        this.#enqueue(() => {
-          try {
-            this.#raw.transferLeadership(target.id);
-          } catch (e) {
-            this.#warnOnce('role_handover', (e as Error).message);
-          }
-        });
-        return;
+        if (next === undefined) continue;
       }
-      const change = { op: 'setRole' as const, id: mem.id, role: want };
-      this.#enqueue(() => {
-        try {
-          const r = this.#raw.proposeConfChange(change);
-          this.#log.info({ event: 'role_change_proposed', id: mem.id, role: want, index: r.index }, `setting ${this.#nameOf(mem.id)}'s role to ${want === 'learner' ? 'dr' : want} (index ${r.index})`);
-        } catch (e) {
-          const code = (e as RaftError).code;
-          if (code !== 'conf_change_in_progress' && code !== 'transfer_in_progress' && code !== 'not_leader') {
-            this.#warnOnce(`role_${mem.id}`, `cannot set ${this.#nameOf(mem.id)}'s role to ${want}: ${(e as Error).message}`);
-          }
-        }
-      });
+      this.#proposeMemberChange({ op: 'setMember', id: mem.id, member: next }, why);
       return;
     }
+  }
+
+  #handOver(st: ReturnType<RawNode['status']>): void {
+    const target = st.progress
+      .filter((p) => p.role === 'voter' && p.recentActive && !p.diverged && (this.#peers.get(p.id)?.announced?.role ?? 'voter') === 'voter')
+      .sort((a, b) => b.match - a.match)[0];
+    if (target === undefined) {
+      this.#warnOnce('role_handover', `configured as ${this.config.node.role} but no other reachable voter can take over leadership yet`);
+      return;
+    }
+    this.#log.info({ event: 'role_handover', to: target.id }, `configured as ${this.config.node.role}: handing leadership to ${this.#nameOf(target.id)}`);
+    try {
+      this.#raw.transferLeadership(target.id);
+    } catch (e) {
+      this.#warnOnce('role_handover', (e as Error).message);
+    }
+  }
+
+  #proposeMemberChange(change: ConfChange, why: string): void {
+    try {
+      const r = this.#raw.proposeConfChange(change);
+      this.#log.info({ event: 'membership_change_proposed', change, index: r.index }, `${why} (index ${r.index})`);
+    } catch (e) {
+      const code = (e as RaftError).code;
+      if (code === 'conf_change_in_progress') this.#membersDirty = true; // retried when the next entry commits
+      if (code !== 'conf_change_in_progress' && code !== 'transfer_in_progress' && code !== 'not_leader') {
+        this.#warnOnce(`member_${change.id}`, `cannot change ${this.#nameOf(change.id)}'s membership record: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /** Run the reconciliation in the loop soon (at most one queued). */
+  #queueReconcile(): void {
+    if (this.#reconcileQueued) return;
+    this.#reconcileQueued = true;
+    this.#enqueue(() => {
+      this.#reconcileQueued = false;
+      this.#reconcileMembers();
+    });
+  }
+
+  #refreshMembership(): void {
+    this.#records = new Map(this.#raw.membership().members.map((m) => [m.id, m]));
+    this.#refreshFenced();
+  }
+
+  #refreshFenced(): void {
+    const fenced = new Set<NodeId>();
+    for (const [id, rec] of this.#records) {
+      if (id === this.nodeId || !isVoting(rec.role) || rec.incarnation === undefined) continue;
+      const said = this.#peers.get(id)?.announced?.incarnation;
+      if (said !== undefined && said !== rec.incarnation) fenced.add(id);
+    }
+    for (const id of fenced) {
+      if (!this.#fenced.has(id)) {
+        this.#log.warn({ event: 'member_fenced', id, recorded: this.#records.get(id)?.incarnation, announced: this.#peers.get(id)?.announced?.incarnation },
+          `${this.#nameOf(id)} came back with a new data dir: its votes and acknowledgements do not count until the leader records it as a learner and it has caught up`);
+      }
+    }
+    this.#fenced = fenced;
+  }
+
+  #noteFenced(m: Message): void {
+    const now = Date.now();
+    if (now - (this.#fencedLogAt.get(m.from) ?? 0) < 5000) return;
+    this.#fencedLogAt.set(m.from, now);
+    this.#log.info({ event: 'fenced_message_ignored', from: m.from, type: m.type }, `ignoring ${m.type} from ${this.#nameOf(m.from)}: it has a new data dir and does not count yet`);
   }
 
   #warned = new Set<string>();
@@ -896,7 +1045,8 @@ export class QuorateNode implements NodeHandle {
   }
 
   #nameOf(id: NodeId): string {
-    return this.#peers.get(id)?.nodeName ?? `node-${id}`;
+    if (id === this.nodeId) return this.nodeName;
+    return this.#records.get(id)?.name ?? this.#peers.get(id)?.announced?.nodeName ?? `node-${id}`;
   }
 
   #roleName(id: NodeId, raftRole: string, lead: NodeId, memberRole: string | undefined): NodeRoleName {

@@ -19,6 +19,7 @@ import type {
   Entry,
   EntryType,
   HardState,
+  Membership,
   Message,
   MessageType,
   NodeId,
@@ -407,6 +408,11 @@ export class RawNode {
       // Our own log is durable up to p.lastIndex only now: count it.
       this.#maybeCommit();
     }
+  }
+
+  /** The membership in force: the latest in the log, committed or not (cheap; no copy). */
+  membership(): Membership {
+    return this.#log.membership();
   }
 
   status(): Status {
