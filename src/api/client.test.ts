@@ -147,10 +147,20 @@ test('429 honours Retry-After', async () => {
   assert.equal(f.seen[0]!.key, f.seen[1]!.key);
 });
 
-test('503 past the deadline surfaces QuorateHttpError (nothing applied)', async () => {
+test('503 after the retries are spent surfaces QuorateHttpError (nothing applied)', async () => {
   const f = await fake((_req, res) => json(res, 503, { error: 'quorum_not_met', message: 'Quorum not met: 1 of 2 voters reachable' }));
-  const c = new QuorateClient({ urls: [f.url], timeoutMs: 300, backoffMs: 20 });
+  const c = new QuorateClient({ urls: [f.url], timeoutMs: 10_000, backoffMs: 5, busyRetries: 2 });
   await assert.rejects(c.kvPut('a', 'b'), (err: unknown) => err instanceof QuorateHttpError && err.status === 503 && err.code === 'quorum_not_met');
+  assert.equal(f.seen.length, 3);
+});
+
+test('503 until the deadline surfaces QuorateHttpError, not commit-unknown (no attempt is started without time to finish)', async () => {
+  // The server answers slowly enough that an attempt started near the
+  // deadline would be cut off (an unknown outcome); the client must stop
+  // with the definite 503 it already has.
+  const f = await fake((_req, res) => void setTimeout(() => json(res, 503, { error: 'quorum_not_met', message: 'Quorum not met' }), 20));
+  const c = new QuorateClient({ urls: [f.url], timeoutMs: 2000, backoffMs: 5, busyRetries: 1000 });
+  await assert.rejects(c.kvPut('a', 'b'), (err: unknown) => err instanceof QuorateHttpError && err.status === 503);
 });
 
 test('kvGet 404 → undefined; kvList normalises; health answers 503 without throwing', async () => {

@@ -323,6 +323,10 @@ export class QuorateClient {
     for (;;) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) giveUp(lastErr ?? new UnavailableError(this.#urls, { cause: new Error(`timed out after ${this.#timeoutMs} ms`) }));
+      // A write attempt cut off by the deadline has an unknown outcome; one
+      // started with almost no time left would turn a definite answer already
+      // in hand (503: nothing applied) into that. Stop with the answer instead.
+      if (lastErr !== undefined && key !== undefined && remaining < Math.min(MIN_ATTEMPT_MS, this.#timeoutMs / 4)) giveUp(lastErr);
       const base = this.#urls[index]!;
       attempts++;
       let res: RawResponse;
@@ -470,6 +474,9 @@ function errMessage(err: unknown): string {
   const cause = (err as { cause?: unknown }).cause;
   return err.message === 'fetch failed' && cause instanceof Error ? cause.message : err.message;
 }
+
+/** A retry of a write is not started with less time than this left before the deadline. */
+const MIN_ATTEMPT_MS = 250;
 
 function sleep(ms: number, signal?: AbortSignal, deadline?: number): Promise<void> {
   const d = deadline !== undefined ? Math.max(0, Math.min(ms, deadline - Date.now())) : ms;

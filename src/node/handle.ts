@@ -4,7 +4,8 @@
 import type { QuorateConfig } from '../config/index.js';
 import type { ApplyResult, Command, KvStateMachine } from '../state/index.js';
 
-export type NodeRoleName = 'primary' | 'standby' | 'observer' | 'dr' | 'candidate' | 'removed';
+/** rejoining: a member that came back with a new data dir, a non-voting learner until it has caught up. */
+export type NodeRoleName = 'primary' | 'standby' | 'observer' | 'dr' | 'rejoining' | 'candidate' | 'removed';
 /** diverged: the peer lost log entries it had acknowledged (a damaged log tail); the leader re-replicates them. */
 export type PeerHealth = 'healthy' | 'lagging' | 'diverged' | 'unreachable' | 'isolated';
 

@@ -1052,7 +1052,7 @@ export class QuorateNode implements NodeHandle {
   #roleName(id: NodeId, raftRole: string, lead: NodeId, memberRole: string | undefined): NodeRoleName {
     if (memberRole === undefined) return 'removed';
     if (id === lead) return 'primary';
-    if (memberRole === 'learner') return 'dr';
+    if (memberRole === 'learner') return this.#records.get(id)?.catchUpTo !== undefined ? 'rejoining' : 'dr';
     if (memberRole === 'observer') return 'observer';
     if (id === this.nodeId && (raftRole === 'candidate' || raftRole === 'preCandidate')) return 'candidate';
     return 'standby';

@@ -48,6 +48,8 @@ export interface ClusterOptions {
   readonly tls?: (i: number) => unknown;
 }
 
+/** The cluster secret every test node shares (written to <dataDir>/cluster.secret). */
+export const CLUSTER_SECRET = 'c0ffee'.repeat(11).slice(0, 64);
 export const TOKEN = 'quorate-admin-0123456789abcdef0123456789abcdef';
 export const READER_TOKEN = 'quorate-reader-0123456789abcdef0123456789abcdef';
 export const OPERATOR_TOKEN = 'quorate-operator-0123456789abcdef0123456789abcd';
@@ -92,6 +94,7 @@ export class TestCluster {
       const configPath = join(dir, 'quorate.json');
       writeFileSync(configPath, JSON.stringify(config, null, 2));
       writeFileSync(join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
+      writeFileSync(join(dir, 'cluster.secret'), `${CLUSTER_SECRET}\n`, { mode: 0o600 });
       writeFileSync(
         join(dir, 'tokens.json'),
         JSON.stringify([
