@@ -67,8 +67,8 @@ export class SnapshotReceiver {
       if (this.#received + data.length > this.#declared) {
         throw new FrameError(at, `snapshotChunk overruns the declared ${this.#declared} bytes (already ${this.#received}, chunk ${data.length})`);
       }
-      // A copy: the frame's bytes may share a larger socket buffer.
-      this.#chunks.push(new Uint8Array(data));
+      // Frame payloads are never reused by the decoder: keep the view, copy once at the end.
+      this.#chunks.push(data);
       this.#hash.update(data);
       this.#received += data.length;
       return undefined;
