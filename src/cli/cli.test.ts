@@ -3,12 +3,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, statSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseConfig } from '../config/index.js';
+import { loadConfig, parseConfig } from '../config/index.js';
+import { loadClusterSecret } from '../transport/index.js';
 import { COMMANDS } from './main.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -201,29 +202,102 @@ test('unreachable node: exit 1 with a hint', async () => {
   assert.match(r.stderr, /is the node running\?.*pass --url/);
 });
 
-test('init writes a valid config and a 0600 token; refuses to overwrite without --force', async () => {
+test('init writes a valid config, a 0600 token and a 0600 cluster secret; refuses to overwrite without --force', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-init-'));
-  const r = await cli(['init', '--dir', dir, '--node-name', 'n1', '--peers', 'https://10.0.1.11:5201,https://10.0.1.12:5201']);
+  const r = await cli(['init', '--dir', dir, '--node-name', 'n1', '--peers', 'http://127.0.0.1:5202,http://127.0.0.1:5203']);
   assert.equal(r.code, 0, r.stderr);
   const file = JSON.parse(readFileSync(join(dir, 'quorate.json'), 'utf8')) as unknown;
   const cfg = parseConfig(file, {}, { baseDir: dir });
   assert.equal(cfg.node.nodeName, 'n1');
   assert.equal(cfg.database.writeQuorum, 2);
   assert.equal(cfg.node.dataDir, join(dir, 'data'));
+  assert.equal(cfg.node.peerAddress, '127.0.0.1:5201');
+  assert.equal(cfg.node.advertisePeerUrl, 'https://127.0.0.1:5201');
   const tokenPath = join(dir, 'data', 'admin.token');
   assert.equal(statSync(tokenPath).mode & 0o777, 0o600);
   const token = readFileSync(tokenPath, 'utf8').trim();
   assert.match(token, /^quorate-admin-[0-9a-f]{32}$/);
   assert.deepEqual(JSON.parse(readFileSync(join(dir, 'data', 'tokens.json'), 'utf8')), [{ token, role: 'admin', name: 'admin' }]);
+  const secretPath = join(dir, 'data', 'cluster.secret');
+  assert.equal(cfg.security.clusterSecretFile, secretPath);
+  assert.equal(statSync(secretPath).mode & 0o777, 0o600);
+  assert.match(readFileSync(secretPath, 'utf8'), /^[0-9a-f]{64}\n$/);
+  const secret = loadClusterSecret(secretPath);
+  assert.match(r.stdout, /cluster secret: +\S*cluster\.secret \(mode 0600\)/);
   const again = await cli(['init', '--dir', dir]);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already exists[\s\S]*--force/);
   assert.equal((await cli(['init', '--dir', dir, '--node-name', 'n1', '--force'])).code, 0);
   assert.notEqual(readFileSync(tokenPath, 'utf8').trim(), token);
-  const bad = await cli(['init', '--dir', join(dir, 'x'), '--peers', 'https://10.0.1.11:5201,https://10.0.1.11:5201']);
+  assert.notDeepEqual(loadClusterSecret(secretPath), secret, '--force makes a new secret');
+  const bad = await cli(['init', '--dir', join(dir, 'x'), '--peers', 'http://127.0.0.1:5202,http://127.0.0.1:5202']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /cluster\.peerEndpoints\[1\]: duplicates/);
   assert.ok(!existsSync(join(dir, 'x', 'quorate.json')));
+});
+
+test('init refuses to overwrite only the cluster secret too, and --secret-file copies another member\'s', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-init-secret-'));
+  assert.equal((await cli(['init', '--dir', join(dir, 'a'), '--node-name', 'a'])).code, 0);
+  const first = join(dir, 'a', 'data', 'cluster.secret');
+  const b = await cli(['init', '--dir', join(dir, 'b'), '--node-name', 'b', '--secret-file', first]);
+  assert.equal(b.code, 0, b.stderr);
+  assert.deepEqual(loadClusterSecret(join(dir, 'b', 'data', 'cluster.secret')), loadClusterSecret(first));
+  // Only the secret is in the way: still refused.
+  mkdirSync(join(dir, 'c', 'data'), { recursive: true });
+  writeFileSync(join(dir, 'c', 'data', 'cluster.secret'), 'x', { mode: 0o600 });
+  const c = await cli(['init', '--dir', join(dir, 'c'), '--node-name', 'c']);
+  assert.equal(c.code, 1);
+  assert.match(c.stderr, /cluster\.secret already exists[\s\S]*--force/);
+  assert.ok(!existsSync(join(dir, 'c', 'quorate.json')));
+  const missing = await cli(['init', '--dir', join(dir, 'd'), '--secret-file', join(dir, 'nope')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /does not exist: run `quorate init` to create it, or copy the file from another member/);
+});
+
+test('init: the default file loads and listens for peers on loopback; network peers need TLS files', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-init-tls-'));
+  assert.equal((await cli(['init', '--dir', dir, '--node-name', 'n1'])).code, 0);
+  const cfg = loadConfig(join(dir, 'quorate.json'), {});
+  assert.equal(cfg.security.tls, 'auto');
+  assert.equal(cfg.node.peerAddress, '127.0.0.1:5201');
+  assert.doesNotMatch(JSON.stringify(cfg), /192\.0\.2\./);
+  const net = await cli(['init', '--dir', join(dir, 'net'), '--peers', 'https://10.0.1.11:5201']);
+  assert.equal(net.code, 2);
+  assert.match(net.stderr, /cluster\.peerEndpoints\[0\]: security\.tls "auto" sends peer traffic in plain TCP .* or set security\.tls to \{"certFile","keyFile","caFile"\}/);
+  const wild = await cli(['init', '--dir', join(dir, 'wild'), '--bind', '0.0.0.0']);
+  assert.equal(wild.code, 2);
+  assert.match(wild.stderr, /node\.peerAddress: .*bind it to 127\.0\.0\.1/);
+  const half = await cli(['init', '--dir', join(dir, 'half'), '--tls-cert', 'c.pem']);
+  assert.equal(half.code, 2);
+  assert.match(half.stderr, /--tls-cert, --tls-key and --tls-ca go together/);
+  const tls = await cli(['init', '--dir', join(dir, 'tls'), '--node-name', 'n1', '--peers', 'https://10.0.1.11:5201,https://10.0.1.12:5201',
+    '--advertise-host', '10.0.1.10', '--tls-cert', 'n1.crt', '--tls-key', 'n1.key', '--tls-ca', 'ca.crt'], { cwd: dir });
+  assert.equal(tls.code, 0, tls.stderr);
+  const t = loadConfig(join(dir, 'tls', 'quorate.json'), {});
+  assert.deepEqual(t.security.tls, { certFile: join(dir, 'n1.crt'), keyFile: join(dir, 'n1.key'), caFile: join(dir, 'ca.crt') });
+  assert.equal(t.node.peerAddress, '0.0.0.0:5201');
+  assert.equal(t.node.advertisePeerUrl, 'https://10.0.1.10:5201');
+});
+
+test('demo writes one cluster secret (0600) into every node\'s data dir', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-demo-secret-'));
+  const base = 20000 + Math.floor(Math.random() * 20000);
+  const child = spawn(process.execPath, [MAIN, 'demo', '--nodes', '2', '--base-port', String(base), '--dir', join(dir, 'd')], {
+    env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    const paths = [1, 2].map((k) => join(dir, 'd', `node${k}`, 'cluster.secret'));
+    const deadline = Date.now() + 10_000;
+    while (!paths.every((p) => existsSync(p)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 100));
+    for (const p of paths) assert.equal(statSync(p).mode & 0o777, 0o600, p);
+    assert.deepEqual(loadClusterSecret(paths[0]!), loadClusterSecret(paths[1]!));
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
 });
 
 test('agent: a config error prints the key path and exits 2', async () => {

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { majorityOf, parseConfig } from '../config/index.js';
 import { UsageError, bool, int, str } from './args.js';
 import { EXIT, type Command, type Context } from './command.js';
-import { newAdminToken, writeAdminToken } from './init.js';
+import { loadClusterSecret, newClusterSecret } from '../transport/index.js';
+import { newAdminToken, writeAdminToken, writeClusterSecret } from './init.js';
 
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
@@ -36,7 +37,7 @@ export const demoCommand: Command = {
   name: 'demo',
   summary: 'start a local cluster in one command and print its URLs and token',
   usage: '[--nodes 3] [--dir ./.quorate-demo] [--base-port 7101] [--fresh]',
-  description: 'Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, and one shared admin token. Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. Ctrl-C stops every node.',
+  description: 'Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, one shared admin token and one shared cluster secret (DIR/nodeK/cluster.secret, mode 0600). Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. Ctrl-C stops every node.',
   flags: [
     { name: 'nodes', type: 'int', value: 'N', help: 'number of nodes, 1..9 (default 3)' },
     { name: 'dir', type: 'string', value: 'DIR', help: 'where configs, data and logs go (default ./.quorate-demo)' },
@@ -88,6 +89,9 @@ export const demoCommand: Command = {
     mkdirSync(dir, { recursive: true });
     const tokenPath = join(dir, 'node1', 'admin.token');
     const token = existsSync(tokenPath) ? readFileSync(tokenPath, 'utf8').trim() : newAdminToken();
+    // One cluster secret for every node (peers authenticate each other with it), kept across restarts.
+    const secretPath = join(dir, 'node1', 'cluster.secret');
+    const secret = existsSync(secretPath) ? loadClusterSecret(secretPath) : newClusterSecret();
     for (const n of nodes) {
       mkdirSync(n.dir, { recursive: true });
       const file = {
@@ -100,6 +104,7 @@ export const demoCommand: Command = {
       parseConfig(file, {}, { baseDir: n.dir, source: n.config }); // a bug here must not start nodes
       writeFileSync(n.config, `${JSON.stringify(file, null, 2)}\n`);
       writeAdminToken(n.dir, join(n.dir, 'admin.token'), token);
+      writeClusterSecret(join(n.dir, 'cluster.secret'), secret);
     }
     writeFileSync(metaPath, `${JSON.stringify({ nodes: count, basePort }, null, 2)}\n`);
 

@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig, type QuorateConfig } from './index.js';
 
 const NOENV = {};
-const base = { node: { nodeName: 'node1', advertisePeerUrl: 'https://10.0.1.10:5201' } };
+// Network peer addresses need peer TLS (own PKI): "auto" and "off" are plain TCP, loopback only.
+const TLS_FILES = { certFile: 'c.pem', keyFile: 'k.pem', caFile: 'ca.pem' };
+const base = { node: { nodeName: 'node1', advertisePeerUrl: 'https://10.0.1.10:5201' }, security: { tls: TLS_FILES } };
 
 function fails(obj: unknown, pattern: RegExp, env: NodeJS.ProcessEnv = NOENV): ConfigError {
   try {
@@ -28,6 +30,8 @@ test('defaults: {} is a valid single-node config', () => {
   const c = ok({ node: { nodeName: 'n1' } });
   assert.equal(c.node.role, 'voter');
   assert.equal(c.node.apiAddress, '0.0.0.0:7101');
+  assert.equal(c.node.peerAddress, '127.0.0.1:5201', 'peers on loopback: "auto" is plain TCP in this release');
+  assert.equal(c.node.advertisePeerUrl, 'https://127.0.0.1:5201');
   assert.equal(c.cluster.coordination, 'raft');
   assert.equal(c.cluster.electionTimeoutMs, 1000);
   assert.equal(c.cluster.heartbeatIntervalMs, 100);
@@ -41,23 +45,39 @@ test('defaults: {} is a valid single-node config', () => {
   assert.equal(c.security.apiTls, undefined);
   assert.equal(c.node.dataDir, '/srv/q/data');
   assert.equal(c.security.adminTokenFile, '/srv/q/data/admin.token');
+  assert.equal(c.security.clusterSecretFile, '/srv/q/data/cluster.secret');
+  // The very empty file loads too.
+  assert.equal(parseConfig({}, NOENV, { baseDir: '/srv/q' }).node.peerAddress, '127.0.0.1:5201');
 });
 
-test('the SPEC §3 example parses as written', () => {
-  const c = ok({
-    node: { nodeName: 'node1', dataDir: './data/node1', apiAddress: '0.0.0.0:7101', peerAddress: '0.0.0.0:5201',
-      advertiseApiUrl: 'https://10.0.1.10:7101', advertisePeerUrl: 'https://10.0.1.10:5201', role: 'voter' },
-    cluster: { haId: 'prod-ha', peerEndpoints: ['https://10.0.1.11:5201', 'https://10.0.1.12:5201'], coordination: 'raft',
-      electionTimeoutMs: 1000, heartbeatIntervalMs: 100, leaderLockTtlSeconds: 30, leaderRenewalIntervalSeconds: 10,
-      failover: 'automatic', virtualIp: '', vipInterface: '', vipScript: '', loadBalanced: false, fenceScript: '' },
-    database: { mode: 'local-sync', writeQuorum: 2, external: { dbType: 'postgres', connectionString: '' },
-      outboxPollIntervalSeconds: 5, backup: { enabled: true, schedule: '0 2 * * *', retentionDays: 30, dir: './backups' } },
-    redis: { enabled: false, connectionString: '127.0.0.1:6379', keyPrefix: 'quorate:', tlsEnabled: false },
-    security: { tls: 'auto', adminTokenFile: '' },
-  });
+test('security.clusterSecretFile resolves like adminTokenFile', () => {
+  assert.equal(ok({ security: { clusterSecretFile: 'secrets/cluster.secret' } }).security.clusterSecretFile, '/srv/q/secrets/cluster.secret');
+  assert.equal(ok({ security: { clusterSecretFile: '/etc/quorate/cluster.secret' } }).security.clusterSecretFile, '/etc/quorate/cluster.secret');
+  assert.equal(ok({}, { QUORATE_SECURITY_CLUSTERSECRETFILE: '/x/s' }).security.clusterSecretFile, '/x/s');
+  fails({ security: { clusterSecretFile: 5 } }, /security\.clusterSecretFile: expected string, got number/);
+});
+
+const SPEC_EXAMPLE = {
+  node: { nodeName: 'node1', dataDir: './data/node1', apiAddress: '0.0.0.0:7101', peerAddress: '0.0.0.0:5201',
+    advertiseApiUrl: 'https://10.0.1.10:7101', advertisePeerUrl: 'https://10.0.1.10:5201', role: 'voter' },
+  cluster: { haId: 'prod-ha', peerEndpoints: ['https://10.0.1.11:5201', 'https://10.0.1.12:5201'], coordination: 'raft',
+    electionTimeoutMs: 1000, heartbeatIntervalMs: 100, leaderLockTtlSeconds: 30, leaderRenewalIntervalSeconds: 10,
+    failover: 'automatic', virtualIp: '', vipInterface: '', vipScript: '', loadBalanced: false, fenceScript: '' },
+  database: { mode: 'local-sync', writeQuorum: 2, external: { dbType: 'postgres', connectionString: '' },
+    outboxPollIntervalSeconds: 5, backup: { enabled: true, schedule: '0 2 * * *', retentionDays: 30, dir: './backups' } },
+  redis: { enabled: false, connectionString: '127.0.0.1:6379', keyPrefix: 'quorate:', tlsEnabled: false },
+  security: { tls: 'auto', adminTokenFile: '' },
+};
+
+test('the SPEC §3 example: refused with tls "auto" (plain TCP on the network), parses with peer TLS files', () => {
+  const e = fails(SPEC_EXAMPLE, /4 problems/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['node.peerAddress', 'node.advertisePeerUrl', 'cluster.peerEndpoints[0]', 'cluster.peerEndpoints[1]']);
+  assert.match(e.message, /node\.peerAddress: security\.tls "auto" sends peer traffic in plain TCP in this release \(automatic certificates are not available yet\), which is accepted only when every peer address is loopback; node\.peerAddress binds 0\.0\.0\.0 \(every interface\): bind it to 127\.0\.0\.1 \(e\.g\. "127\.0\.0\.1:5201"\), or set security\.tls to \{"certFile","keyFile","caFile"\}/);
+  const c = ok({ ...SPEC_EXAMPLE, security: { ...SPEC_EXAMPLE.security, tls: TLS_FILES } });
   assert.equal(c.database.writeQuorum, 2);
   assert.equal(c.node.dataDir, '/srv/q/data/node1');
   assert.equal(c.database.backup.dir, '/srv/q/backups');
+  assert.equal(c.security.clusterSecretFile, '/srv/q/data/node1/cluster.secret');
   assert.deepEqual(c.cluster.peerEndpoints, ['https://10.0.1.11:5201', 'https://10.0.1.12:5201']);
 });
 
@@ -104,7 +124,7 @@ test('writeQuorum: at least a majority of voters, at most their number', () => {
   // Two nodes: majority is 2 (SPEC §2).
   fails({ ...base, cluster: { peerEndpoints: peers.slice(0, 1) }, database: { writeQuorum: 1 } }, /at least a majority of the 2 voters .*: 2, got 1/);
   // A dr node is not a voter: its peers are.
-  const dr = { node: { ...base.node, role: 'dr' }, cluster: { peerEndpoints: peers } };
+  const dr = { ...base, node: { ...base.node, role: 'dr' }, cluster: { peerEndpoints: peers } };
   assert.equal(ok({ ...dr, database: { writeQuorum: 2 } }).database.writeQuorum, 2);
   fails({ ...dr, database: { writeQuorum: 3 } }, /at most the number of voters, 2 voters/);
   fails({ node: { role: 'dr' } }, /cluster\.peerEndpoints: a dr node needs at least one peer/);
@@ -124,17 +144,24 @@ test('peers: duplicates and self refused, addresses must be host:port', () => {
   assert.deepEqual(c.cluster.peerEndpoints, ['https://10.0.1.11:5201', 'https://[::1]:5202']);
 });
 
-test('security.tls: auto | off | files; off only on loopback; apiTls optional', () => {
+test('security.tls: auto | off | files; auto and off only on loopback; apiTls optional', () => {
   fails({ security: { tls: 'on' } }, /security\.tls: must be "auto", "off" or \{"certFile","keyFile","caFile"\}, got "on"/);
   fails({ security: { tls: { certFile: 'c.pem' } } }, /security\.tls\.keyFile: is required/);
-  const files = ok({ security: { tls: { certFile: 'c.pem', keyFile: '/k.pem', caFile: 'ca.pem' } } });
+  const files = ok({ node: { peerAddress: '0.0.0.0:5201' }, security: { tls: { certFile: 'c.pem', keyFile: '/k.pem', caFile: 'ca.pem' } } });
   assert.deepEqual(files.security.tls, { certFile: '/srv/q/c.pem', keyFile: '/k.pem', caFile: '/srv/q/ca.pem' });
-  fails({ security: { tls: 'off' }, cluster: { peerEndpoints: ['http://10.0.1.11:5201'] } }, /security\.tls: "off" is accepted only when every peer address is loopback; cluster\.peerEndpoints\[0\] is 10\.0\.1\.11/);
-  fails({ security: { tls: 'off' } }, /node\.peerAddress is 0\.0\.0\.0/);
-  const off = ok({ node: { peerAddress: '127.0.0.1:5201', apiAddress: '127.0.0.1:7101' }, security: { tls: 'off' }, cluster: { peerEndpoints: ['127.0.0.1:5202', 'http://localhost:5203'] } });
+  for (const tls of ['off', 'auto']) {
+    fails({ security: { tls }, cluster: { peerEndpoints: ['http://10.0.1.11:5201'] } },
+      new RegExp(`cluster\\.peerEndpoints\\[0\\]: security\\.tls "${tls}" .*accepted only when every peer address is loopback; this peer is 10\\.0\\.1\\.11: list loopback peers only, or set security\\.tls to \\{"certFile","keyFile","caFile"\\}`));
+    for (const bind of ['0.0.0.0', '[::]', '10.0.1.10']) {
+      fails({ security: { tls }, node: { peerAddress: `${bind}:5201` } }, /node\.peerAddress: security\.tls .* node\.peerAddress binds .*: bind it to 127\.0\.0\.1 \(e\.g\. "127\.0\.0\.1:5201"\), or set security\.tls to/);
+    }
+    fails({ security: { tls }, node: { advertisePeerUrl: 'http://192.0.2.10:5201' } }, /node\.advertisePeerUrl: security\.tls .* node\.advertisePeerUrl is 192\.0\.2\.10: advertise a loopback address \(e\.g\. "http:\/\/127\.0\.0\.1:5201"\)/);
+  }
+  const off = ok({ node: { peerAddress: '127.0.0.1:5201', apiAddress: '127.0.0.1:7101' }, security: { tls: 'off' }, cluster: { peerEndpoints: ['127.0.0.1:5202', 'http://localhost:5203', 'http://[::1]:5204'] } });
   assert.equal(off.node.advertisePeerUrl, 'http://127.0.0.1:5201');
   assert.equal(off.node.advertiseApiUrl, 'http://127.0.0.1:7101');
-  assert.deepEqual(off.cluster.peerEndpoints, ['http://127.0.0.1:5202', 'http://localhost:5203']);
+  assert.deepEqual(off.cluster.peerEndpoints, ['http://127.0.0.1:5202', 'http://localhost:5203', 'http://[::1]:5204']);
+  // The HTTP API may listen on the network: only peer traffic is plain TCP.
   const api = ok({ node: { apiAddress: '10.1.1.1:7101' }, security: { apiTls: { certFile: 'a', keyFile: 'b' } } });
   assert.equal(api.node.advertiseApiUrl, 'https://10.1.1.1:7101');
   assert.deepEqual(api.security.apiTls, { certFile: '/srv/q/a', keyFile: '/srv/q/b' });

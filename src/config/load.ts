@@ -131,14 +131,23 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
     add('cluster.vipInterface', 'required when cluster.virtualIp is set and cluster.loadBalanced is false (or set cluster.vipScript), got ""');
   }
 
-  // Plain-TCP peer traffic only on loopback.
-  if (c.security.tls === 'off') {
+  // Plain-TCP peer traffic only on loopback. "auto" is plain TCP in this
+  // release (automatic certificates are not available yet), so it gets the
+  // same rule as "off": it must never mean plain TCP on a network address.
+  const tlsMode = c.security.tls;
+  if (tlsMode === 'off' || tlsMode === 'auto') {
+    const plain = `security.tls "${tlsMode}" ${tlsMode === 'auto' ? 'sends peer traffic in plain TCP in this release (automatic certificates are not available yet), which is' : 'is'} accepted only when every peer address is loopback`;
+    const fix = 'or set security.tls to {"certFile","keyFile","caFile"} (your own PKI) to run peers over mutual TLS';
+    if (peer && !isLoopback(peer.host)) {
+      add('node.peerAddress', `${plain}; node.peerAddress binds ${peer.host}${isWildcard(peer.host) ? ' (every interface)' : ''}: bind it to 127.0.0.1 (e.g. "127.0.0.1:${peer.port}"), ${fix}`);
+    }
+    if (self && !isLoopback(self.host)) {
+      add('node.advertisePeerUrl', `${plain}; node.advertisePeerUrl is ${self.host}: advertise a loopback address (e.g. "http://127.0.0.1:${self.port}"), ${fix}`);
+    }
     cl.peerEndpoints.forEach((s, i) => {
       const e = parseEndpoint(s);
-      if (e && !isLoopback(e.host)) add('security.tls', `"off" is accepted only when every peer address is loopback; cluster.peerEndpoints[${i}] is ${e.host} (use "auto")`);
+      if (e && !isLoopback(e.host)) add(`cluster.peerEndpoints[${i}]`, `${plain}; this peer is ${e.host}: list loopback peers only, ${fix}`);
     });
-    if (peer && !isLoopback(peer.host)) add('security.tls', `"off" is accepted only when every peer address is loopback; node.peerAddress is ${peer.host} (bind 127.0.0.1 or use "auto")`);
-    if (self && !isLoopback(self.host)) add('security.tls', `"off" is accepted only when every peer address is loopback; node.advertisePeerUrl is ${self.host} (use "auto")`);
   }
   return issues;
 }
@@ -176,6 +185,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },
       ...(c.security.apiTls ? { apiTls: { certFile: abs(c.security.apiTls.certFile), keyFile: abs(c.security.apiTls.keyFile) } } : {}),
       adminTokenFile: c.security.adminTokenFile !== '' ? abs(c.security.adminTokenFile) : join(dataDir, 'admin.token'),
+      clusterSecretFile: c.security.clusterSecretFile !== '' ? abs(c.security.clusterSecretFile) : join(dataDir, 'cluster.secret'),
     },
   };
 }
@@ -189,7 +199,9 @@ function isWildcard(host: string): boolean {
 }
 
 export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase();
+  let h = host.toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h.startsWith('::ffff:')) h = h.slice('::ffff:'.length);
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 

@@ -61,7 +61,8 @@ const nodeSchema = z.object({
     .default(() => defaultNodeName()),
   dataDir: z.string().min(1).default('./data'),
   apiAddress: hostPort.default('0.0.0.0:7101'),
-  peerAddress: hostPort.default('0.0.0.0:5201'),
+  /** Loopback by default: with security.tls "auto" or "off" peer traffic is plain TCP, accepted only on loopback. */
+  peerAddress: hostPort.default('127.0.0.1:5201'),
   advertiseApiUrl: optionalEndpoint.default(''),
   advertisePeerUrl: optionalEndpoint.default(''),
   role: z.enum(ROLES).default('voter'),
@@ -130,6 +131,8 @@ const securitySchema = z.object({
   apiTls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
   /** "" means <dataDir>/admin.token. */
   adminTokenFile: z.string().default(''),
+  /** The secret peers authenticate each other with in the handshake; "" means <dataDir>/cluster.secret. */
+  clusterSecretFile: z.string().default(''),
 }).strict();
 
 export const configSchema = z.object({

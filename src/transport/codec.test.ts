@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Message } from '../raft/types.js';
+import { Packr } from 'msgpackr';
 import {
-  decodeHello, decodeMessages, decodeSnapshotChunk, encodeFrame, encodeFrameHeader, encodeHello, encodeMessages,
-  encodeSnapshotChunkHeader, FrameDecoder, messageToTuple, pack,
+  decodeAuth, decodeHelloOpen, decodeMessages, decodeSnapshotChunk, encodeAuth, encodeFrame, encodeFrameHeader, encodeHelloOpen,
+  encodeMessages, encodeSnapshotChunkHeader, FrameDecoder, messageToTuple, pack, scanMsgpack, unpack,
 } from './codec.js';
 import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
-import { judgeHello, negotiateVersion } from './handshake.js';
-import { msg, SNAP_META } from './test-helpers.js';
+import { acceptorMac, dialerMac, judgeHello, macEqual, negotiateVersion } from './handshake.js';
+import { certificateNamesHost } from './security.js';
+import { defaultHello, msg, SNAP_META, TEST_SECRET } from './test-helpers.js';
 
 const sample: Message[] = [
   msg({ from: 1, to: 2, type: 'app', term: 5, logTerm: 4, index: 10, commit: 9, entries: [
@@ -70,12 +72,106 @@ describe('message codec', () => {
     expectFrameError(() => decodeMessages(new Uint8Array([...p, 0]), 0), /undecodable/);
   });
 
-  it('rejects a hello with a wrong-typed field', () => {
-    const h = { protocolVersion: 1, minCompatibleVersion: 1, haId: 'x', fromId: 2, fromName: 'n', channel: 'messages' };
-    assert.deepStrictEqual(decodeHello(encodeHello(h as never), 0), h);
-    expectFrameError(() => decodeHello(pack({ ...h, fromId: '2' }), 0), /hello\.fromId/);
-    expectFrameError(() => decodeHello(pack({ ...h, channel: 'x' }), 0), /hello\.channel/);
-    expectFrameError(() => decodeHello(pack([1, 2]), 0), /hello: expected a map/);
+  it('round-trips the opening and the auth frame; rejects wrong-typed fields', () => {
+    const nonce = new Uint8Array(32).fill(1);
+    assert.deepStrictEqual(decodeHelloOpen(encodeHelloOpen({ protocolVersion: 2, minCompatibleVersion: 2, nonce }), 0).open, { protocolVersion: 2, minCompatibleVersion: 2, nonce });
+    assert.match(decodeHelloOpen(pack({ protocolVersion: 2, minCompatibleVersion: 2, nonce: new Uint8Array(8) }), 0).problem ?? '', /hello\.nonce: expected 32 bytes/);
+    const h = defaultHello({ apiUrl: 'https://10.0.0.1:7101', role: 'voter', incarnation: 'x'.repeat(64) });
+    const mac = new Uint8Array(32).fill(2);
+    assert.deepStrictEqual(decodeAuth(encodeAuth({ hello: h, mac }), 0), { hello: h, mac });
+    const m = (over: object): Uint8Array => pack({ ...h, mac, ...over });
+    expectFrameError(() => decodeAuth(m({ fromId: '2' }), 0), /auth\.fromId/);
+    expectFrameError(() => decodeAuth(m({ channel: 'x' }), 0), /auth\.channel/);
+    expectFrameError(() => decodeAuth(m({ role: 'leader' }), 0), /auth\.role/);
+    expectFrameError(() => decodeAuth(m({ incarnation: 'x'.repeat(65) }), 0), /auth\.incarnation: expected a string of at most 64 characters/);
+    expectFrameError(() => decodeAuth(m({ apiUrl: 'http://10.0.0.1' }), 0), /auth\.apiUrl: expected an http\(s\) URL with a port/);
+    expectFrameError(() => decodeAuth(m({ mac: new Uint8Array(31) }), 0), /auth\.mac: expected 32 bytes/);
+    expectFrameError(() => decodeAuth(pack([1, 2]), 0), /auth: expected a map/);
+  });
+});
+
+describe('msgpack pre-scan', () => {
+  /**
+   * A msgpackr structured-clone + record payload whose values share
+   * references 40 levels deep, plus one trailing byte: on the old decoder the
+   * trailing-byte error serialized the 2^40-node value into its message.
+   */
+  function stallPayload(): Uint8Array {
+    let v: unknown = { haId: 'x' };
+    for (let i = 0; i < 40; i++) v = [v, v];
+    const body = new Packr({ useRecords: true, structuredClone: true }).pack(v);
+    return new Uint8Array([...body, 0]);
+  }
+
+  it('refuses the shared-structure/record stall payload within milliseconds, without quoting the value', () => {
+    const payload = stallPayload();
+    assert.ok(payload.length < 1024, `payload of ${payload.length} bytes`);
+    const t0 = performance.now();
+    const err = expectFrameError(() => unpack(payload, 5, 'hello'), /byte offset 5: undecodable hello payload: msgpack extension type \(0x[0-9a-f]+\) at byte \d+: not accepted$/);
+    assert.ok(performance.now() - t0 < 50, `took ${performance.now() - t0} ms`);
+    assert.ok(err.message.length < 120);
+  });
+
+  it('accepts what the codec writes and refuses ext types, reserved bytes, depth, lying lengths, trailing bytes', () => {
+    assert.equal(scanMsgpack(encodeMessages(sample)), undefined);
+    assert.equal(scanMsgpack(pack({ a: [1, 'x', new Uint8Array(300), -5, 1.5, null, true, 2 ** 40] })), undefined);
+    assert.match(scanMsgpack(new Uint8Array([0xd4, 0x72, 0x00])) ?? '', /extension type \(0xd4\) at byte 0/);
+    assert.match(scanMsgpack(new Uint8Array([0x92, 0x01, 0xc7, 0x01, 0x70, 0x00])) ?? '', /extension type \(0xc7\) at byte 2/);
+    assert.match(scanMsgpack(new Uint8Array([0xc1])) ?? '', /reserved msgpack byte 0xc1/);
+    assert.equal(scanMsgpack(new Uint8Array([...new Array<number>(8).fill(0x91), 0x01])), undefined);
+    assert.match(scanMsgpack(new Uint8Array([...new Array<number>(9).fill(0x91), 0x01])) ?? '', /nesting deeper than 8 at byte 8/);
+    assert.match(scanMsgpack(new Uint8Array([0xdc, 0xff, 0xff, 0x01])) ?? '', /declares 65535 elements, more than the 1 bytes that remain/);
+    assert.match(scanMsgpack(new Uint8Array([0xc6, 0x7f, 0xff, 0xff, 0xff, 0x00])) ?? '', /declares 2147483647 bytes, more than the 1 that remain/);
+    assert.match(scanMsgpack(new Uint8Array([0x01, 0x02])) ?? '', /1 trailing bytes after the value/);
+    assert.match(scanMsgpack(new Uint8Array([0x92, 0x01])) ?? '', /declares 2 elements, more than the 1 bytes that remain/);
+    assert.match(scanMsgpack(new Uint8Array([0xc4])) ?? '', /truncated at byte 1/);
+    // Siblings after a closed container do not count as deeper.
+    assert.equal(scanMsgpack(new Uint8Array([0x93, 0x91, 0x91, 0x01, 0x91, 0x01, 0x02])), undefined);
+  });
+});
+
+describe('handshake proofs', () => {
+  const nD = new Uint8Array(32).fill(3);
+  const nA = new Uint8Array(32).fill(4);
+  const h = defaultHello({ fromId: 1, toId: 2, apiUrl: 'http://127.0.0.1:7101', role: 'voter', incarnation: 'i1' });
+
+  it('bind both nonces, the secret and every claimed field', () => {
+    const mac = dialerMac(TEST_SECRET, nD, nA, h);
+    assert.ok(macEqual(mac, dialerMac(TEST_SECRET, nD, nA, { ...h })));
+    const variants = [
+      dialerMac(new Uint8Array(32).fill(8), nD, nA, h), dialerMac(TEST_SECRET, nA, nD, h), dialerMac(TEST_SECRET, nD, new Uint8Array(32), h),
+      ...(['haId', 'fromName', 'apiUrl', 'incarnation'] as const).map((k) => dialerMac(TEST_SECRET, nD, nA, { ...h, [k]: `${h[k]}x` })),
+      dialerMac(TEST_SECRET, nD, nA, { ...h, fromId: 3 }), dialerMac(TEST_SECRET, nD, nA, { ...h, toId: 3 }),
+      dialerMac(TEST_SECRET, nD, nA, { ...h, role: 'dr' }), dialerMac(TEST_SECRET, nD, nA, { ...h, channel: 'snapshot' }),
+      dialerMac(TEST_SECRET, nD, nA, { ...h, protocolVersion: 3 }), dialerMac(TEST_SECRET, nD, nA, { ...h, minCompatibleVersion: 1 }),
+      // Field boundaries are length-prefixed: moving a character between fields changes the proof.
+      dialerMac(TEST_SECRET, nD, nA, { ...h, haId: `${h.haId}r`, fromName: h.fromName.slice(1) }),
+    ];
+    for (const v of variants) assert.ok(!macEqual(mac, v));
+  });
+
+  it('are separated per direction: a dialer proof is never a valid acceptor proof', () => {
+    const dm = dialerMac(TEST_SECRET, nD, nA, h);
+    const ack = { protocolVersion: 2, nodeId: 2, nodeName: 'node2', haId: 'test-ha', incarnation: '' };
+    const am = acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', ack);
+    assert.ok(!macEqual(dm, am));
+    assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, new Uint8Array(32), 1, 'messages', ack)), 'binds the dialer proof');
+    assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, nodeId: 3 })));
+    assert.equal(macEqual(am, new Uint8Array(31)), false);
+  });
+});
+
+describe('certificate ↔ host', () => {
+  it('matches IP SANs to IP hosts and DNS SANs to names only', () => {
+    const san = 'DNS:node2.example, IP Address:10.0.1.12, IP Address:0:0:0:0:0:0:0:1, DNS:*.nodes.example';
+    assert.ok(certificateNamesHost(san, '10.0.1.12'));
+    assert.ok(certificateNamesHost(san, '::1'));
+    assert.ok(certificateNamesHost(san, '[::1]'));
+    assert.ok(certificateNamesHost(san, 'NODE2.example'));
+    assert.ok(certificateNamesHost(san, 'n3.nodes.example'));
+    for (const host of ['10.0.1.11', 'node3.example', 'a.b.nodes.example', 'nodes.example', '127.0.0.1']) assert.ok(!certificateNamesHost(san, host), host);
+    assert.ok(!certificateNamesHost(undefined, '10.0.1.12'));
+    assert.ok(!certificateNamesHost('DNS:10.0.1.12', '10.0.1.12'), 'a DNS SAN spelling an IP is not an IP SAN');
   });
 });
 
@@ -145,7 +241,7 @@ describe('snapshot chunk checksum', () => {
 
 describe('handshake policy', () => {
   const me = { nodeId: 1, nodeName: 'a', haId: 'prod', protocolVersion: 3, minCompatibleVersion: 2 };
-  const hello = { protocolVersion: 3, minCompatibleVersion: 2, haId: 'prod', fromId: 2, fromName: 'b', channel: 'messages' as const };
+  const hello = defaultHello({ protocolVersion: 3, minCompatibleVersion: 2, haId: 'prod', fromId: 2, fromName: 'b', toId: 1 });
 
   it('negotiates the lower version when the ranges overlap', () => {
     assert.equal(negotiateVersion(me, { protocolVersion: 2, minCompatibleVersion: 1 }), 2);
@@ -154,10 +250,10 @@ describe('handshake policy', () => {
     assert.equal(negotiateVersion(me, { protocolVersion: 1, minCompatibleVersion: 1 }), undefined);
   });
 
-  it('refuses another cluster, an unknown id, a wrong target and a duplicate id', () => {
+  it('refuses another cluster, an unknown id, a wrong target and a duplicate id (reasons for the local log)', () => {
     const r = (h: object, m: object = me) => judgeHello({ ...hello, ...h }, { ...me, ...m });
     assert.deepStrictEqual(r({}), { ok: true, version: 3 });
-    assert.match(JSON.stringify(r({ haId: 'dev' })), /peer belongs to cluster \\"dev\\", this node to \\"prod\\"/);
+    assert.match(JSON.stringify(r({ haId: 'dev' })), /belongs to cluster \\"dev\\", this node to \\"prod\\"/);
     assert.match(JSON.stringify(r({}, { isAllowed: (id: number) => id === 3 })), /peer_unknown/);
     assert.match(JSON.stringify(r({ toId: 9 })), /wrong_node/);
     assert.match(JSON.stringify(r({ fromId: 1 })), /duplicate_id/);

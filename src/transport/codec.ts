@@ -24,6 +24,8 @@ export const FrameType = {
   snapshotEnd: 7,
   ping: 8,
   snapshotAck: 9,
+  challenge: 10,
+  auth: 11,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;
 export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
@@ -37,9 +39,11 @@ const MiB = 1024 * KiB;
 
 /** Per-type payload limits (bytes). Control frames are tiny; bulk frames are bounded by what a sender may produce. */
 export const DEFAULT_FRAME_LIMITS: Readonly<Record<FrameTypeName, number>> = {
-  hello: 64 * KiB,
-  helloAck: 64 * KiB,
-  refuse: 64 * KiB,
+  hello: 256,
+  challenge: 256,
+  auth: 8 * KiB,
+  helloAck: 8 * KiB,
+  refuse: 8 * KiB,
   messages: 32 * MiB,
   snapshotBegin: 4 * MiB,
   snapshotChunk: 64 * MiB,
@@ -184,19 +188,103 @@ export function encodeFrame(type: FrameTypeName, payload: Uint8Array = EMPTY): B
 
 const EMPTY = new Uint8Array(0);
 const packr = new Packr({ useRecords: false, variableMapSize: true });
-// Maps decode to Map (never to plain objects: no prototype games from a peer's keys).
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false });
+// Maps decode to Map (never to plain objects: no prototype games from a peer's
+// keys). Every msgpackr extension is off; scanMsgpack refuses ext types anyway.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, structuredClone: false, bundleStrings: false, moreTypes: false });
 
 export function pack(value: unknown): Uint8Array {
   return packr.pack(value);
 }
 
-/** msgpack-decode a payload; any decoder complaint becomes a FrameError at `offset`. */
+/** Deepest container nesting a peer payload may use (messages need 5: batch → message → snapshot → members → member). */
+export const MSGPACK_MAX_DEPTH = 8;
+
+/**
+ * A strict pre-scan of msgpack bytes, before msgpackr sees them: exactly one
+ * value, no extension types (msgpackr's records, structured clone, bundled
+ * strings all ride on them), no reserved byte, nesting at most `maxDepth`,
+ * and no declared length or element count beyond the bytes that remain.
+ * Linear in the payload; returns the problem (naming a byte position, never a
+ * value) or undefined.
+ */
+export function scanMsgpack(b: Uint8Array, maxDepth = MSGPACK_MAX_DEPTH): string | undefined {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const n = b.length;
+  let p = 0;
+  const counts: number[] = [1];
+  while (counts.length > 0) {
+    const top = counts.length - 1;
+    if (counts[top] === 0) {
+      counts.pop();
+      continue;
+    }
+    counts[top]!--;
+    if (p >= n) return `truncated at byte ${p}`;
+    const at = p;
+    const t = b[p++]!;
+    let skip = 0;
+    let items = -1;
+    let lenBytes = 0;
+    if (t <= 0x7f || t >= 0xe0) {
+      // fixint
+    } else if (t <= 0x8f) items = (t & 0x0f) * 2;
+    else if (t <= 0x9f) items = t & 0x0f;
+    else if (t <= 0xbf) skip = t & 0x1f;
+    else {
+      switch (t) {
+        case 0xc0: case 0xc2: case 0xc3: break;
+        case 0xc4: case 0xd9: lenBytes = 1; break;
+        case 0xc5: case 0xda: lenBytes = 2; break;
+        case 0xc6: case 0xdb: lenBytes = 4; break;
+        case 0xcc: case 0xd0: skip = 1; break;
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xca: case 0xce: case 0xd2: skip = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+        case 0xdc: case 0xde:
+          if (p + 2 > n) return `truncated at byte ${p}`;
+          items = dv.getUint16(p) * (t === 0xde ? 2 : 1);
+          p += 2;
+          break;
+        case 0xdd: case 0xdf:
+          if (p + 4 > n) return `truncated at byte ${p}`;
+          items = dv.getUint32(p) * (t === 0xdf ? 2 : 1);
+          p += 4;
+          break;
+        case 0xc1: return `reserved msgpack byte 0xc1 at byte ${at}`;
+        default: return `msgpack extension type (0x${t.toString(16)}) at byte ${at}: not accepted`;
+      }
+    }
+    if (lenBytes > 0) {
+      if (p + lenBytes > n) return `truncated at byte ${p}`;
+      skip = lenBytes === 1 ? b[p]! : lenBytes === 2 ? dv.getUint16(p) : dv.getUint32(p);
+      p += lenBytes;
+    }
+    if (skip > 0) {
+      if (skip > n - p) return `the value at byte ${at} declares ${skip} bytes, more than the ${n - p} that remain`;
+      p += skip;
+    }
+    if (items >= 0) {
+      if (items > n - p) return `the container at byte ${at} declares ${items} elements, more than the ${n - p} bytes that remain`;
+      if (counts.length > maxDepth) return `nesting deeper than ${maxDepth} at byte ${at}`;
+      counts.push(items);
+    }
+  }
+  if (p !== n) return `${n - p} trailing bytes after the value`;
+  return undefined;
+}
+
+/**
+ * msgpack-decode a peer's payload after scanMsgpack; any complaint becomes a
+ * FrameError at `offset`. The message never holds the decoded value.
+ */
 export function unpack(payload: Uint8Array, offset: number, what: string): unknown {
+  const problem = scanMsgpack(payload);
+  if (problem !== undefined) throw new FrameError(offset, `undecodable ${what} payload: ${problem}`);
   try {
     return unpackr.unpack(payload);
   } catch (err) {
-    throw new FrameError(offset, `undecodable ${what} payload: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    void err; // its message may quote the value: never passed on
+    throw new FrameError(offset, `undecodable ${what} payload: the msgpack decoder rejected it`);
   }
 }
 
@@ -338,40 +426,77 @@ export function decodeMessages(payload: Uint8Array, offset: number): Message[] {
 }
 
 // ---- Handshake -----------------------------------------------------------
+//
+//   dialer → hello {protocolVersion, minCompatibleVersion, nonce}
+//   acceptor → challenge {nonce}
+//   dialer → auth {…Hello, mac}
+//   acceptor → helloAck {…, mac} | refuse {code: 'refused', reason: 'refused'}
+//
+// See handshake.ts for the MACs and README.md for what each side learns.
 
 export type Channel = 'messages' | 'snapshot';
 
+export const NONCE_BYTES = 32;
+export const MAC_BYTES = 32;
+export const INCARNATION_MAX = 64;
+
+/** The dialer's opening: versions and a fresh nonce; nothing about who it is. */
+export interface HelloOpen {
+  readonly protocolVersion: number;
+  readonly minCompatibleVersion: number;
+  readonly nonce: Uint8Array;
+}
+
+/** The acceptor's answer to an opening: only its own fresh nonce. */
+export interface Challenge {
+  readonly nonce: Uint8Array;
+}
+
+/** What a dialer claims; sent in the `auth` frame with a MAC over it and both nonces. */
 export interface Hello {
   readonly protocolVersion: number;
   readonly minCompatibleVersion: number;
   readonly haId: string;
   readonly fromId: number;
   readonly fromName: string;
-  readonly toId?: number;
+  readonly toId: number;
   readonly channel: Channel;
   /** The dialer's advertised HTTP API URL ('' when unknown): how peers learn where to forward requests. */
-  readonly apiUrl?: string;
-  /** The dialer's configured role (voter | observer | dr): the leader reconciles the membership to it. */
-  readonly role?: string;
+  readonly apiUrl: string;
+  /** The dialer's configured role, '' when not given. */
+  readonly role: 'voter' | 'observer' | 'dr' | '';
+  /** Opaque id of the dialer's data dir (≤ 64 characters), '' when not given. */
+  readonly incarnation: string;
+}
+
+export interface Auth {
+  readonly hello: Hello;
+  readonly mac: Uint8Array;
 }
 
 export interface HelloAck {
+  /** The version both sides now speak. */
   readonly protocolVersion: number;
   readonly nodeId: number;
   readonly nodeName: string;
   readonly haId: string;
+  readonly incarnation: string;
+  readonly mac: Uint8Array;
 }
 
 export interface Refusal {
-  /** Stable machine-readable reason: cluster_mismatch, version_incompatible, peer_unknown, … */
+  /** 'refused' before a handshake completed (nothing more is said); a FrameError code after it. */
   readonly code: string;
   readonly reason: string;
 }
 
+/** The only refusal an unauthenticated party ever gets. */
+export const REFUSED: Refusal = { code: 'refused', reason: 'refused' };
+
 const STRING_MAX = 1024;
 
-function str(v: unknown, path: string): string {
-  if (typeof v !== 'string' || v.length > STRING_MAX) fail(path, `a string of at most ${STRING_MAX} characters`, v);
+function str(v: unknown, path: string, max = STRING_MAX): string {
+  if (typeof v !== 'string' || v.length > max) fail(path, `a string of at most ${max} characters`, v);
   return v;
 }
 
@@ -380,37 +505,96 @@ function asMap(v: unknown, path: string): Map<unknown, unknown> {
   return v;
 }
 
-export function encodeHello(h: Hello): Uint8Array {
-  return pack(h);
+function fixedBytes(v: unknown, path: string, n: number): Uint8Array {
+  const b = bytes(v, path);
+  if (b.length !== n) fail(path, `${n} bytes`, b);
+  return b;
 }
 
-export function decodeHello(payload: Uint8Array, offset: number): Hello {
+/** "" or an http(s) URL with an explicit port and nothing after it. */
+export function isPeerApiUrl(s: string): boolean {
+  if (s === '') return true;
+  if (!/^https?:\/\//i.test(s)) return false;
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return false;
+  }
+  return (u.protocol === 'http:' || u.protocol === 'https:') && u.port !== '' && u.username === '' && u.password === ''
+    && (u.pathname === '/' || u.pathname === '') && u.search === '' && u.hash === '';
+}
+
+export function encodeHelloOpen(h: HelloOpen): Uint8Array {
+  return pack({ protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, nonce: h.nonce });
+}
+
+/** Versions first: an old peer's hello (no nonce) still yields its version range for the local log. */
+export function decodeHelloOpen(payload: Uint8Array, offset: number): { versions?: { protocolVersion: number; minCompatibleVersion: number }; open?: HelloOpen; problem?: string } {
   const v = unpack(payload, offset, 'hello');
-  return validated(offset, () => {
+  try {
     const m = asMap(v, 'hello');
-    const ch = m.get('channel');
-    if (ch !== 'messages' && ch !== 'snapshot') fail('hello.channel', "'messages' or 'snapshot'", ch);
-    const channel: Channel = ch;
-    const base = {
+    const versions = {
       protocolVersion: uint(m.get('protocolVersion'), 'hello.protocolVersion'),
       minCompatibleVersion: uint(m.get('minCompatibleVersion'), 'hello.minCompatibleVersion'),
-      haId: str(m.get('haId'), 'hello.haId'),
-      fromId: nodeId(m.get('fromId'), 'hello.fromId'),
-      fromName: str(m.get('fromName'), 'hello.fromName'),
-      channel,
     };
-    const apiUrl = m.get('apiUrl');
-    const withUrl = apiUrl === undefined || apiUrl === null ? base : { ...base, apiUrl: str(apiUrl, 'hello.apiUrl') };
+    try {
+      return { versions, open: { ...versions, nonce: fixedBytes(m.get('nonce'), 'hello.nonce', NONCE_BYTES) } };
+    } catch (err) {
+      if (err instanceof Invalid) return { versions, problem: err.message };
+      throw err;
+    }
+  } catch (err) {
+    if (err instanceof Invalid) return { problem: err.message };
+    throw err;
+  }
+}
+
+export function encodeChallenge(c: Challenge): Uint8Array {
+  return pack({ nonce: c.nonce });
+}
+
+export function decodeChallenge(payload: Uint8Array, offset: number): Challenge {
+  const v = unpack(payload, offset, 'challenge');
+  return validated(offset, () => ({ nonce: fixedBytes(asMap(v, 'challenge').get('nonce'), 'challenge.nonce', NONCE_BYTES) }));
+}
+
+export function encodeAuth(a: Auth): Uint8Array {
+  const h = a.hello;
+  return pack({
+    protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, haId: h.haId, fromId: h.fromId,
+    fromName: h.fromName, toId: h.toId, channel: h.channel, apiUrl: h.apiUrl, role: h.role, incarnation: h.incarnation, mac: a.mac,
+  });
+}
+
+export function decodeAuth(payload: Uint8Array, offset: number): Auth {
+  const v = unpack(payload, offset, 'auth');
+  return validated(offset, () => {
+    const m = asMap(v, 'auth');
+    const ch = m.get('channel');
+    if (ch !== 'messages' && ch !== 'snapshot') fail('auth.channel', "'messages' or 'snapshot'", ch);
     const role = m.get('role');
-    if (role !== undefined && role !== null && role !== 'voter' && role !== 'observer' && role !== 'dr') fail('hello.role', "'voter', 'observer' or 'dr'", role);
-    const withApi = role === undefined || role === null ? withUrl : { ...withUrl, role: role as string };
-    const toId = m.get('toId');
-    return toId === undefined || toId === null ? withApi : { ...withApi, toId: nodeId(toId, 'hello.toId') };
+    if (role !== '' && role !== 'voter' && role !== 'observer' && role !== 'dr') fail('auth.role', "'voter', 'observer', 'dr' or ''", role);
+    const apiUrl = str(m.get('apiUrl'), 'auth.apiUrl');
+    if (!isPeerApiUrl(apiUrl)) fail('auth.apiUrl', 'an http(s) URL with a port, or ""', apiUrl);
+    const hello: Hello = {
+      protocolVersion: uint(m.get('protocolVersion'), 'auth.protocolVersion'),
+      minCompatibleVersion: uint(m.get('minCompatibleVersion'), 'auth.minCompatibleVersion'),
+      haId: str(m.get('haId'), 'auth.haId'),
+      fromId: nodeId(m.get('fromId'), 'auth.fromId'),
+      fromName: str(m.get('fromName'), 'auth.fromName'),
+      toId: nodeId(m.get('toId'), 'auth.toId'),
+      channel: ch,
+      apiUrl,
+      role: role as Hello['role'],
+      incarnation: str(m.get('incarnation'), 'auth.incarnation', INCARNATION_MAX),
+    };
+    return { hello, mac: fixedBytes(m.get('mac'), 'auth.mac', MAC_BYTES) };
   });
 }
 
 export function encodeHelloAck(a: HelloAck): Uint8Array {
-  return pack(a);
+  return pack({ protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, mac: a.mac });
 }
 
 export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
@@ -422,6 +606,8 @@ export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
       nodeId: nodeId(m.get('nodeId'), 'helloAck.nodeId'),
       nodeName: str(m.get('nodeName'), 'helloAck.nodeName'),
       haId: str(m.get('haId'), 'helloAck.haId'),
+      incarnation: str(m.get('incarnation'), 'helloAck.incarnation', INCARNATION_MAX),
+      mac: fixedBytes(m.get('mac'), 'helloAck.mac', MAC_BYTES),
     };
   });
 }

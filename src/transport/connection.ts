@@ -1,6 +1,6 @@
 // One socket with a frame decoder, and a record of who ended it and why.
 import type { Socket } from 'node:net';
-import { encodeFrame, encodeRefusal, FrameDecoder } from './codec.js';
+import { encodeFrame, encodeRefusal, FrameDecoder, REFUSED } from './codec.js';
 import type { Frame, FrameTypeName } from './codec.js';
 import { FrameError } from './errors.js';
 
@@ -89,12 +89,17 @@ export class FramedConn {
     t.unref();
   }
 
-  /** Reject the stream: tell the peer why (a refuse frame), log via the handler, close. */
+  /**
+   * Reject the stream: log via the handler, send a refuse frame, close. Before
+   * the handshake completed the other side is unauthenticated and is told only
+   * "refused"; afterwards it is told why.
+   */
   reject(err: FrameError, refuse = true): void {
     if (this.closed) return;
     this.#handlers.onProtocolError(err);
     const info: CloseInfo = { initiator: 'local', detail: err.message };
-    if (refuse) this.endWith(info, encodeFrame('refuse', encodeRefusal({ code: err.code, reason: err.message })));
+    const refusal = this.#established ? { code: err.code, reason: err.message } : REFUSED;
+    if (refuse) this.endWith(info, encodeFrame('refuse', encodeRefusal(refusal)));
     else this.close(info);
   }
 

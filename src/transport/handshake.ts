@@ -1,10 +1,20 @@
-// Handshake policy: who the acceptor talks to. Pure functions, tested alone.
-import type { Hello, Refusal } from './codec.js';
+// Handshake: versions, the challenge–response proofs over the cluster secret,
+// and the acceptor's policy. Pure functions, tested alone.
+//
+// Both proofs are HMAC-SHA256 keyed with the cluster secret over a transcript:
+// a per-direction label, both fresh nonces, and every field the side asserts
+// (the acceptor's also covers the dialer's proof, so it binds the whole
+// exchange). The secret itself never goes on the wire.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Channel, Hello, HelloAck } from './codec.js';
+import { MAC_BYTES, NONCE_BYTES } from './codec.js';
 
 /** The wire protocol this build speaks. Bump on any change to frames or payloads. */
-export const PROTOCOL_VERSION = 1;
-/** The oldest protocol version this build still speaks (rolling upgrades span this range). */
-export const MIN_COMPATIBLE_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
+/** The oldest protocol version this build still speaks. 2: version 1 had no peer authentication, so it is refused. */
+export const MIN_COMPATIBLE_VERSION = 2;
+
+export const CLUSTER_SECRET_MIN_BYTES = 32;
 
 export interface VersionRange {
   readonly protocolVersion: number;
@@ -21,10 +31,58 @@ export function negotiateVersion(local: VersionRange, remote: VersionRange): num
   return v;
 }
 
-function range(r: VersionRange): string {
+export function describeRange(r: VersionRange): string {
   return r.minCompatibleVersion === r.protocolVersion
     ? `version ${r.protocolVersion} only`
     : `versions ${r.minCompatibleVersion} to ${r.protocolVersion}`;
+}
+
+export function newNonce(): Uint8Array {
+  return new Uint8Array(randomBytes(NONCE_BYTES));
+}
+
+const DIALER_LABEL = 'quorate peer handshake v2: dialer proof';
+const ACCEPTOR_LABEL = 'quorate peer handshake v2: acceptor proof';
+
+/** Length-prefixed, type-tagged fields: no two different field lists give the same bytes. */
+function transcript(label: string, fields: readonly (string | number | Uint8Array)[]): Buffer {
+  const parts: Buffer[] = [Buffer.from(`${label}\0`, 'utf8')];
+  for (const f of fields) {
+    const tag = typeof f === 'string' ? 1 : typeof f === 'number' ? 2 : 3;
+    const body = typeof f === 'string' ? Buffer.from(f, 'utf8') : typeof f === 'number' ? Buffer.from(String(f), 'ascii') : Buffer.from(f);
+    const head = Buffer.allocUnsafe(5);
+    head.writeUInt8(tag, 0);
+    head.writeUInt32BE(body.length, 1);
+    parts.push(head, body);
+  }
+  return Buffer.concat(parts);
+}
+
+function hmac(secret: Uint8Array, data: Buffer): Uint8Array {
+  return new Uint8Array(createHmac('sha256', secret).update(data).digest());
+}
+
+/** The dialer's proof: both nonces and everything it claims. */
+export function dialerMac(secret: Uint8Array, dialerNonce: Uint8Array, acceptorNonce: Uint8Array, h: Hello): Uint8Array {
+  return hmac(secret, transcript(DIALER_LABEL, [
+    dialerNonce, acceptorNonce, h.protocolVersion, h.minCompatibleVersion, h.haId, h.fromId, h.fromName, h.toId, h.channel,
+    h.apiUrl, h.role, h.incarnation,
+  ]));
+}
+
+/** The acceptor's proof: both nonces, the dialer's proof (hence its claims) and everything the acceptor answers. */
+export function acceptorMac(
+  secret: Uint8Array, dialerNonce: Uint8Array, acceptorNonce: Uint8Array, dialerProof: Uint8Array, dialerId: number, channel: Channel,
+  ack: Omit<HelloAck, 'mac'>,
+): Uint8Array {
+  return hmac(secret, transcript(ACCEPTOR_LABEL, [
+    dialerNonce, acceptorNonce, dialerProof, dialerId, channel, ack.protocolVersion, ack.haId, ack.nodeId, ack.nodeName, ack.incarnation,
+  ]));
+}
+
+/** Constant-time comparison of two MACs. */
+export function macEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === MAC_BYTES && b.length === MAC_BYTES && timingSafeEqual(a, b);
 }
 
 export interface AcceptorIdentity extends VersionRange {
@@ -35,19 +93,22 @@ export interface AcceptorIdentity extends VersionRange {
   readonly isAllowed?: (id: number) => boolean;
 }
 
-export type HelloVerdict = { readonly ok: true; readonly version: number } | { readonly ok: false; readonly refusal: Refusal };
+/**
+ * The acceptor's verdict on an authenticated hello. The reason is for the
+ * acceptor's own log only: the dialer is told just "refused".
+ */
+export type HelloVerdict = { readonly ok: true; readonly version: number } | { readonly ok: false; readonly code: string; readonly reason: string };
 
 export function judgeHello(hello: Hello, me: AcceptorIdentity): HelloVerdict {
   const who = `node ${JSON.stringify(hello.fromName)} (id ${hello.fromId})`;
   if (hello.haId !== me.haId) {
-    return refuse('cluster_mismatch', `peer belongs to cluster ${JSON.stringify(hello.haId)}, this node to ${JSON.stringify(me.haId)} (${who} dialed ${JSON.stringify(me.nodeName)}); check cluster.haId and cluster.peerEndpoints`);
+    return refuse('cluster_mismatch', `${who} belongs to cluster ${JSON.stringify(hello.haId)}, this node to ${JSON.stringify(me.haId)}; it holds this cluster's secret, so check its cluster.haId`);
   }
   const version = negotiateVersion(me, hello);
   if (version === undefined) {
-    return refuse('version_incompatible', `protocol versions incompatible: ${who} speaks ${range(hello)}, this node ${JSON.stringify(me.nodeName)} speaks ${range(me)}; ` +
-      `nodes connect only when each one's version is within the other's range (a rolling upgrade must move through versions both sides speak)`);
+    return refuse('version_incompatible', `protocol versions incompatible: ${who} speaks ${describeRange(hello)}, this node ${JSON.stringify(me.nodeName)} speaks ${describeRange(me)}`);
   }
-  if (hello.toId !== undefined && hello.toId !== me.nodeId) {
+  if (hello.toId !== me.nodeId) {
     return refuse('wrong_node', `${who} dialed node id ${hello.toId}, but this is node id ${me.nodeId} (${JSON.stringify(me.nodeName)}); check its peer addresses`);
   }
   if (hello.fromId === me.nodeId) {
@@ -60,5 +121,5 @@ export function judgeHello(hello: Hello, me: AcceptorIdentity): HelloVerdict {
 }
 
 function refuse(code: string, reason: string): HelloVerdict {
-  return { ok: false, refusal: { code, reason } };
+  return { ok: false, code, reason };
 }

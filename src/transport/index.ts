@@ -1,16 +1,23 @@
 // Public surface of the peer transport.
 export { PeerTransport } from './peer-transport.js';
-export type { DisconnectReason, PeerAddress, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
+export type { DisconnectReason, PeerAddress, PeerHelloInfo, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
 export {
   FrameDecoder, FrameType, DEFAULT_FRAME_LIMITS, FRAME_HEADER_BYTES, encodeFrame, encodeFrameHeader, encodeMessages,
-  decodeMessages, encodeHello, decodeHello, encodeHelloAck, decodeHelloAck, encodeRefusal, decodeRefusal,
-  encodeSnapshotBegin, decodeSnapshotBegin, encodeSnapshotChunkHeader, decodeSnapshotChunk, encodeSnapshotEnd,
-  decodeSnapshotEnd,
+  decodeMessages, encodeHelloOpen, decodeHelloOpen, encodeChallenge, decodeChallenge, encodeAuth, decodeAuth,
+  encodeHelloAck, decodeHelloAck, encodeRefusal, decodeRefusal, encodeSnapshotBegin, decodeSnapshotBegin,
+  encodeSnapshotChunkHeader, decodeSnapshotChunk, encodeSnapshotEnd, decodeSnapshotEnd, scanMsgpack, isPeerApiUrl,
+  REFUSED, INCARNATION_MAX,
 } from './codec.js';
-export type { Channel, Frame, FrameDecoderOptions, FrameTypeName, Hello, HelloAck, Refusal, SnapshotBegin, SnapshotEnd } from './codec.js';
-export { PROTOCOL_VERSION, MIN_COMPATIBLE_VERSION, negotiateVersion, judgeHello } from './handshake.js';
+export type {
+  Auth, Challenge, Channel, Frame, FrameDecoderOptions, FrameTypeName, Hello, HelloAck, HelloOpen, Refusal, SnapshotBegin, SnapshotEnd,
+} from './codec.js';
+export {
+  PROTOCOL_VERSION, MIN_COMPATIBLE_VERSION, CLUSTER_SECRET_MIN_BYTES, negotiateVersion, judgeHello, dialerMac, acceptorMac,
+} from './handshake.js';
 export type { VersionRange, HelloVerdict, AcceptorIdentity } from './handshake.js';
-export { assertTransportSecurity, isLoopbackHost } from './security.js';
+export {
+  assertTransportSecurity, isLoopbackHost, loadClusterSecret, newClusterSecret, formatClusterSecret, certificateNamesHost,
+} from './security.js';
 export type { TlsFiles, TlsSetting } from './security.js';
 export { crc32c } from '../lib/crc32c.js';
 export {

@@ -18,6 +18,13 @@ export interface PeerAddress {
   readonly port: number;
 }
 
+export interface PeerHelloInfo {
+  readonly nodeName: string;
+  readonly apiUrl: string;
+  readonly role: 'voter' | 'observer' | 'dr' | undefined;
+  readonly incarnation: string;
+}
+
 export interface PeerTransportOptions {
   readonly nodeId: number;
   readonly nodeName: string;
@@ -27,6 +34,23 @@ export interface PeerTransportOptions {
   readonly listenPort: number;
   /** Default 'off' (then every peer must be on loopback; see assertTransportSecurity). */
   readonly tls?: TlsSetting;
+  /**
+   * The cluster secret (security.clusterSecretFile, see loadClusterSecret): at
+   * least 32 bytes. Every connection, both directions, is authenticated by a
+   * challenge–response over it before any message is accepted; it never goes
+   * on the wire. REQUIRED: the constructor throws TransportConfigError without
+   * it. (Typed optional only until src/node/node.ts passes it; then make it
+   * required here.)
+   */
+  readonly clusterSecret?: Uint8Array;
+  /** Opaque id of this node's data dir (≤ 64 characters), sent in every hello. */
+  readonly incarnation?: string;
+  /**
+   * With TLS: the host a peer's client certificate must name (IP or DNS SAN)
+   * for it to be accepted as node `id`. Default: the host given for `id` to
+   * setPeers(). A dialer whose id has no expected host is refused.
+   */
+  expectedPeerHost?(id: number): string | undefined;
   readonly logger: TransportLogger;
   /** A batch from one peer, validated, in the order sent. Called synchronously from socket I/O. */
   onMessages(msgs: Message[]): void;
@@ -39,8 +63,14 @@ export interface PeerTransportOptions {
   onPeerDisconnected(peerId: number, reason: DisconnectReason): void;
   /** A snapshot stream arrived whole and verified (CRC-32C per chunk, SHA-256 overall). */
   onSnapshot(from: number, meta: SnapshotMeta, data: Uint8Array, msg: Message): void;
-  /** A peer completed a handshake on its message connection to us: its name and advertised API URL. */
-  onPeerHello?(peerId: number, info: { nodeName: string; apiUrl: string; role: string | undefined }): void;
+  /**
+   * A peer completed an authenticated handshake on its message connection to
+   * us. Called only after its proof over the cluster secret verified (and,
+   * with TLS, its certificate matched its id). apiUrl is '' or an http(s) URL
+   * with a port; role is undefined when the peer sent none; incarnation is ''
+   * when the peer sent none.
+   */
+  onPeerHello?(peerId: number, info: PeerHelloInfo): void;
   /** This node's advertised API URL, sent in every hello. */
   readonly apiUrl?: string;
   /** This node's configured role (voter | observer | dr), sent in every hello. */

@@ -9,17 +9,22 @@
 import { connect as netConnect, createServer as netCreateServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Message } from '../raft/types.js';
 import {
-  decodeHello, decodeHelloAck, decodeMessages, decodeRefusal, DEFAULT_FRAME_LIMITS, encodeFrame, encodeHello,
-  encodeHelloAck, encodeMessages, encodeRefusal, estimateMessageBytes,
+  decodeAuth, decodeHelloOpen, decodeMessages, DEFAULT_FRAME_LIMITS, encodeChallenge, encodeFrame, encodeHelloAck,
+  encodeMessages, encodeRefusal, estimateMessageBytes, INCARNATION_MAX, REFUSED,
 } from './codec.js';
 import type { Channel, Frame, Hello } from './codec.js';
 import { FramedConn } from './connection.js';
 import type { CloseInfo } from './connection.js';
-import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed } from './errors.js';
-import { judgeHello, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from './handshake.js';
-import { assertTransportSecurity, clientTlsOptions, loadTlsMaterial, serverTlsOptions } from './security.js';
+import { DialerHandshake } from './dialer-handshake.js';
+import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed, TransportConfigError } from './errors.js';
+import {
+  acceptorMac, CLUSTER_SECRET_MIN_BYTES, describeRange, dialerMac, judgeHello, macEqual, MIN_COMPATIBLE_VERSION,
+  negotiateVersion, newNonce, PROTOCOL_VERSION,
+} from './handshake.js';
+import { assertTransportSecurity, certificateNamesHost, clientTlsOptions, loadTlsMaterial, serverTlsOptions } from './security.js';
 import { sendSnapshotOver, SnapshotReceiver } from './snapshot.js';
 import type { SnapshotSend } from './snapshot.js';
 import type { DisconnectReason, PeerAddress, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
@@ -64,6 +69,7 @@ const DROP_LOG_MS = 1_000;
 
 export class PeerTransport {
   readonly #o: PeerTransportOptions;
+  readonly #secret: Uint8Array;
   readonly #log: TransportLogger;
   readonly #tls: ReturnType<typeof loadTlsMaterial> | undefined;
   readonly #maxPendingBytes: number;
@@ -87,6 +93,16 @@ export class PeerTransport {
   constructor(opts: PeerTransportOptions) {
     this.#o = opts;
     this.#log = opts.logger;
+    const secret: unknown = opts.clusterSecret;
+    if (!(secret instanceof Uint8Array) || secret.length < CLUSTER_SECRET_MIN_BYTES) {
+      throw new TransportConfigError(
+        `the cluster secret must be at least ${CLUSTER_SECRET_MIN_BYTES} bytes (security.clusterSecretFile; \`quorate init\` writes one), got ${secret instanceof Uint8Array ? `${secret.length} bytes` : 'none'}`,
+      );
+    }
+    this.#secret = new Uint8Array(secret);
+    if (opts.incarnation !== undefined && opts.incarnation.length > INCARNATION_MAX) {
+      throw new TransportConfigError(`incarnation must be at most ${INCARNATION_MAX} characters, got ${opts.incarnation.length}`);
+    }
     const tls = opts.tls ?? 'off';
     this.#tls = tls === 'off' ? undefined : loadTlsMaterial(tls);
     this.#maxPendingBytes = opts.maxPendingBytes ?? 16 * MiB;
@@ -212,7 +228,7 @@ export class PeerTransport {
     const socket = this.#dialSocket(link.addr);
     const started = Date.now();
     const send = sendSnapshotOver({
-      socket, hello: this.#hello(to, 'snapshot'), peerId: to, msg, data, chunkBytes: this.#chunkBytes,
+      socket, handshake: this.#dialerHandshake(link, 'snapshot'), peerId: to, msg, data, chunkBytes: this.#chunkBytes,
       handshakeTimeoutMs: this.#o.handshakeTimeoutMs ?? 5000, idleTimeoutMs: this.#o.snapshotIdleTimeoutMs ?? 30_000,
       ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
       ...(onProgress ? { onProgress } : {}),
@@ -264,9 +280,12 @@ export class PeerTransport {
     return {
       protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION, haId: this.#o.haId,
       fromId: this.#o.nodeId, fromName: this.#o.nodeName, toId, channel,
-      ...(this.#o.apiUrl !== undefined ? { apiUrl: this.#o.apiUrl } : {}),
-      ...(this.#o.role !== undefined ? { role: this.#o.role } : {}),
+      apiUrl: this.#o.apiUrl ?? '', role: (this.#o.role ?? '') as Hello['role'], incarnation: this.#o.incarnation ?? '',
     };
+  }
+
+  #dialerHandshake(link: Link, channel: Channel): DialerHandshake {
+    return new DialerHandshake(this.#secret, this.#hello(link.id, channel), `${link.addr.host}:${link.addr.port}`);
   }
 
   #dialSocket(addr: PeerAddress): Socket {
@@ -280,46 +299,50 @@ export class PeerTransport {
     if (this.#closing || link.removed) return;
     const socket = this.#dialSocket(link.addr);
     const handshakeMs = this.#o.handshakeTimeoutMs ?? 5000;
+    const hs = this.#dialerHandshake(link, 'messages');
     const conn: FramedConn = new FramedConn(socket, {
       ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
-      onFrame: (f) => this.#onDialerFrame(link, conn, f),
+      onFrame: (f) => this.#onDialerFrame(link, conn, hs, f),
       onClose: (info) => this.#onDialerClose(link, conn, info),
       onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: link.id, channel: 'messages', offset: err.offset, reason: err.reason }, `closing connection to peer ${link.id}: ${err.message}`),
     });
     link.conn = conn;
     socket.setTimeout(handshakeMs); // cleared once established
-    conn.write(encodeFrame('hello', encodeHello(this.#hello(link.id, 'messages'))));
+    conn.write(hs.openFrame());
   }
 
-  #onDialerFrame(link: Link, conn: FramedConn, f: Frame): void {
-    if (f.type === 'refuse') {
-      const r = decodeRefusal(f.payload, f.offset);
+  #onDialerFrame(link: Link, conn: FramedConn, hs: DialerHandshake, f: Frame): void {
+    if (link.connected) {
+      if (f.type === 'ping') return;
+      throw new FrameError(f.offset, `unexpected ${f.type} frame from the acceptor of an outbound message connection`);
+    }
+    const step = hs.step(f);
+    if (step.kind === 'send') {
+      conn.write(step.frame);
+      return;
+    }
+    if (step.kind === 'refused') {
+      const r = step.refusal;
       this.#logDialProblem(link, 'error', { event: 'peer_refused', peer: link.id, code: r.code, reason: r.reason },
-        `peer ${link.id} at ${link.addr.host}:${link.addr.port} refused the connection: ${r.reason}`);
+        `peer ${link.id} at ${link.addr.host}:${link.addr.port} refused the connection (${r.reason}); its log says why — check that both nodes hold the same cluster secret (security.clusterSecretFile), cluster.haId and compatible versions`);
       conn.close({ initiator: 'local', detail: `refused: ${r.reason}` });
       return;
     }
-    if (!link.connected && f.type === 'helloAck') {
-      const ack = decodeHelloAck(f.payload, f.offset);
-      if (ack.nodeId !== link.id || ack.haId !== this.#o.haId) {
-        const reason = `the address ${link.addr.host}:${link.addr.port} answers as node ${ack.nodeId} of cluster ${JSON.stringify(ack.haId)}, expected node ${link.id} of ${JSON.stringify(this.#o.haId)}`;
-        this.#log.error({ event: 'peer_identity_mismatch', peer: link.id, reason }, reason);
-        conn.close({ initiator: 'local', detail: reason });
-        return;
-      }
-      conn.markEstablished();
-      conn.socket.setTimeout(0);
-      link.connected = true;
-      link.attempt = 0;
-      link.lastProblem = undefined;
-      if (link.everConnected) link.stats.reconnects++;
-      link.everConnected = true;
-      this.#reportedDown.delete(link.id);
-      this.#log.info({ event: 'peer_connected', peer: link.id, name: ack.nodeName, version: ack.protocolVersion, direction: 'out' }, `connected to peer ${link.id} (${ack.nodeName})`);
+    if (step.kind === 'failed') {
+      this.#logDialProblem(link, 'error', { event: 'peer_auth_failed', peer: link.id, reason: step.reason }, step.reason);
+      conn.close({ initiator: 'local', detail: step.reason });
       return;
     }
-    if (link.connected && f.type === 'ping') return;
-    throw new FrameError(f.offset, `unexpected ${f.type} frame from the acceptor of an outbound message connection`);
+    const ack = step.ack;
+    conn.markEstablished();
+    conn.socket.setTimeout(0);
+    link.connected = true;
+    link.attempt = 0;
+    link.lastProblem = undefined;
+    if (link.everConnected) link.stats.reconnects++;
+    link.everConnected = true;
+    this.#reportedDown.delete(link.id);
+    this.#log.info({ event: 'peer_connected', peer: link.id, name: ack.nodeName, version: ack.protocolVersion, direction: 'out' }, `connected to peer ${link.id} (${ack.nodeName})`);
   }
 
   #onDialerClose(link: Link, conn: FramedConn, info: CloseInfo): void {
@@ -449,34 +472,76 @@ export class PeerTransport {
     }
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
     let peerId = 0;
-    let state: 'hello' | 'messages' | 'snapshot' | 'done' = 'hello';
+    let state: 'open' | 'auth' | 'messages' | 'snapshot' | 'done' = 'open';
     let receiver: SnapshotReceiver | undefined;
-    const handshakeTimer = setTimeout(() => conn.close({ initiator: 'timeout', detail: 'no hello in time' }), this.#o.handshakeTimeoutMs ?? 5000);
+    let dialerNonce: Uint8Array | undefined;
+    let acceptorNonce: Uint8Array | undefined;
+    let version = 0;
+    const handshakeTimer = setTimeout(() => conn.close({ initiator: 'timeout', detail: 'handshake not completed in time' }), this.#o.handshakeTimeoutMs ?? 5000);
     handshakeTimer.unref();
+    /** Refuse an unauthenticated dialer: it hears "refused"; the reason stays in this node's log. */
+    const refuse = (code: string, reason: string, extra: Record<string, unknown> = {}): void => {
+      clearTimeout(handshakeTimer);
+      this.#log.warn({ event: 'peer_refused_inbound', remote, code, reason, ...extra }, `refused connection from ${remote}: ${reason}`);
+      state = 'done';
+      conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal(REFUSED)));
+    };
 
     const conn: FramedConn = new FramedConn(socket, {
       ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
       onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: peerId || undefined, remote, channel: state, offset: err.offset, reason: err.reason }, `closing connection from ${peerId ? `peer ${peerId}` : remote}: ${err.message}`),
       onFrame: (f) => {
-        if (state === 'hello') {
+        if (state === 'open') {
           if (f.type !== 'hello') throw new FrameError(f.offset, `expected a hello frame first, got ${f.type}`);
-          const hello = decodeHello(f.payload, f.offset);
+          const open = decodeHelloOpen(f.payload, f.offset);
+          const me = { protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION };
+          if (open.versions && negotiateVersion(me, open.versions) === undefined) {
+            return refuse('version_incompatible', `protocol versions incompatible: the dialer speaks ${describeRange(open.versions)}, this node ${JSON.stringify(this.#o.nodeName)} speaks ${describeRange(me)}` +
+              (open.versions.protocolVersion < 2 ? ' (version 1 peers do not authenticate: upgrade them)' : ''));
+          }
+          if (!open.open) return refuse('hello_invalid', `invalid hello: ${open.problem ?? 'unreadable'}`);
+          dialerNonce = open.open.nonce;
+          acceptorNonce = newNonce();
+          state = 'auth';
+          conn.write(encodeFrame('challenge', encodeChallenge({ nonce: acceptorNonce })));
+          return;
+        }
+        if (state === 'auth') {
+          if (f.type !== 'auth') throw new FrameError(f.offset, `expected an auth frame, got ${f.type}`);
+          let auth: ReturnType<typeof decodeAuth>;
+          try {
+            auth = decodeAuth(f.payload, f.offset);
+          } catch (err) {
+            if (err instanceof FrameError) return refuse('hello_invalid', `invalid auth frame: ${err.reason}`);
+            throw err;
+          }
+          const hello = auth.hello;
+          const claimed = { claimedId: hello.fromId, claimedName: hello.fromName };
+          if (!macEqual(dialerMac(this.#secret, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
+            return refuse('auth_failed', `the dialer's proof did not verify: it does not hold this cluster's secret (security.clusterSecretFile), or the handshake was altered (it claimed node id ${hello.fromId})`, claimed);
+          }
           const allowed = this.#o.allowedPeerIds;
           const verdict = judgeHello(hello, {
             nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId,
             protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION,
             ...(allowed === undefined ? {} : { isAllowed: (id: number) => (allowed === 'peers' ? this.#links.has(id) : allowed.includes(id)) }),
           });
-          clearTimeout(handshakeTimer);
-          if (!verdict.ok) {
-            this.#log.warn({ event: 'peer_refused_inbound', remote, fromId: hello.fromId, code: verdict.refusal.code, reason: verdict.refusal.reason }, `refused connection from ${remote}: ${verdict.refusal.reason}`);
-            state = 'done';
-            conn.endWith({ initiator: 'local', detail: verdict.refusal.reason }, encodeFrame('refuse', encodeRefusal(verdict.refusal)));
-            return;
+          if (!verdict.ok) return refuse(verdict.code, verdict.reason, claimed);
+          if (this.#tls) {
+            const expected = this.#o.expectedPeerHost ? this.#o.expectedPeerHost(hello.fromId) : this.#links.get(hello.fromId)?.addr.host;
+            const san = (socket as TLSSocket).getPeerCertificate?.()?.subjectaltname;
+            if (expected === undefined) return refuse('certificate_mismatch', `node id ${hello.fromId} has no known peer host to check its certificate against`, claimed);
+            if (!certificateNamesHost(san, expected)) {
+              return refuse('certificate_mismatch', `the client certificate (subjectAltName ${san ?? 'none'}) does not name ${expected}, the host of node id ${hello.fromId}: a member may not claim another member's id`, claimed);
+            }
           }
+          clearTimeout(handshakeTimer);
+          version = verdict.version;
           peerId = hello.fromId;
           conn.markEstablished();
-          conn.write(encodeFrame('helloAck', encodeHelloAck({ protocolVersion: verdict.version, nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId })));
+          const ackBody = { protocolVersion: version, nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId, incarnation: this.#o.incarnation ?? '' };
+          const mac = acceptorMac(this.#secret, dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
+          conn.write(encodeFrame('helloAck', encodeHelloAck({ ...ackBody, mac })));
           if (hello.channel === 'snapshot') {
             state = 'snapshot';
             const older = this.#snapshotIn.get(peerId);
@@ -496,8 +561,10 @@ export class PeerTransport {
           }
           this.#reportedDown.delete(peerId);
           socket.setTimeout(this.#o.idleTimeoutMs ?? 10_000);
-          this.#log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version: verdict.version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
-          this.#o.onPeerHello?.(peerId, { nodeName: hello.fromName, apiUrl: hello.apiUrl ?? '', role: hello.role });
+          this.#log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
+          this.#o.onPeerHello?.(peerId, {
+            nodeName: hello.fromName, apiUrl: hello.apiUrl, role: hello.role === '' ? undefined : hello.role, incarnation: hello.incarnation,
+          });
           return;
         }
         if (state === 'messages') {

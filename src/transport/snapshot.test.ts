@@ -4,8 +4,10 @@ import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import type { Message } from '../raft/types.js';
+import { encodeFrame, encodeSnapshotBegin, encodeSnapshotChunkHeader } from './codec.js';
 import { PeerUnknown, SnapshotTransferFailed } from './errors.js';
-import { connected, mesh, msg, SNAP_META, startNode, until } from './test-helpers.js';
+import { SnapshotReceiver } from './snapshot.js';
+import { connected, mesh, msg, rawClient, SNAP_META, startNode, until } from './test-helpers.js';
 import type { Node } from './test-helpers.js';
 
 const snapMsg: Message = msg({ from: 1, to: 2, type: 'snap', term: 3, snapshot: SNAP_META });
@@ -130,5 +132,44 @@ describe('PeerTransport snapshots', () => {
     } finally {
       await Promise.all([a.t.close(), b.t.close()]);
     }
+  });
+
+  it('reserves no memory from a declared size: a 1 GiB snapshotBegin costs nothing until data arrives', async () => {
+    const b = await startNode(2, { maxSnapshotBytes: 2 ** 30 });
+    try {
+      const c = await rawClient(b.port);
+      await c.hello({ fromId: 1, channel: 'snapshot' });
+      assert.equal(await c.answer(), 'helloAck');
+      const before = process.memoryUsage().arrayBuffers;
+      c.socket.write(encodeFrame('snapshotBegin', encodeSnapshotBegin({ msg: { ...snapMsg, from: 1 }, totalBytes: 2 ** 30 })));
+      const chunk = new Uint8Array(1000).fill(5);
+      c.socket.write(Buffer.concat([encodeSnapshotChunkHeader(chunk), chunk]));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(c.closed, false);
+      const grew = process.memoryUsage().arrayBuffers - before;
+      assert.ok(grew < 64 * 1024 * 1024, `external memory grew by ${grew} bytes`);
+      c.socket.destroy();
+    } finally {
+      await b.t.close();
+    }
+  });
+
+  it('refuses a declared size above maxSnapshotBytes at once, and a chunk past the declared size', async () => {
+    const b = await startNode(2, { maxSnapshotBytes: 1000 });
+    try {
+      const c = await rawClient(b.port);
+      await c.hello({ fromId: 1, channel: 'snapshot' });
+      assert.equal(await c.answer(), 'helloAck');
+      c.socket.write(encodeFrame('snapshotBegin', encodeSnapshotBegin({ msg: { ...snapMsg, from: 1 }, totalBytes: 2 ** 40 })));
+      await until(() => c.closed, 'the oversize stream to be refused');
+      assert.ok(b.log.lines.some((l) => /snapshot of 1099511627776 bytes exceeds maxSnapshotBytes 1000/.test(String(l.obj['reason']))));
+    } finally {
+      await b.t.close();
+    }
+    const r = new SnapshotReceiver(1, 2, 1000);
+    r.handle({ type: 'snapshotBegin', payload: encodeSnapshotBegin({ msg: snapMsg, totalBytes: 10 }), offset: 0 });
+    const data = new Uint8Array(11);
+    const chunk = Buffer.concat([encodeSnapshotChunkHeader(data), data]).subarray(5);
+    assert.throws(() => r.handle({ type: 'snapshotChunk', payload: chunk, offset: 50 }), /snapshotChunk overruns the declared 10 bytes \(already 0, chunk 11\)/);
   });
 });

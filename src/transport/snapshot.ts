@@ -1,19 +1,20 @@
 // Snapshot streams: one dedicated connection per snapshot, so bulk bytes
 // never queue behind (or in front of) heartbeats on the message connection.
 //
-//   dialer:   hello(channel=snapshot) → snapshotBegin{msg,totalBytes}
+//   dialer:   hello → auth(channel=snapshot) → snapshotBegin{msg,totalBytes}
 //             → snapshotChunk[crc32c|bytes]* → snapshotEnd{totalBytes,sha256}
-//   acceptor: helloAck … snapshotAck (whole, verified, delivered) or refuse{reason}
+//   acceptor: challenge → helloAck … snapshotAck (whole, verified, delivered) or refuse{reason}
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Message, SnapshotMeta } from '../raft/types.js';
 import {
-  decodeHelloAck, decodeRefusal, decodeSnapshotBegin, decodeSnapshotChunk, decodeSnapshotEnd, encodeFrame,
-  encodeHello, encodeSnapshotBegin, encodeSnapshotChunkHeader, encodeSnapshotEnd,
+  decodeRefusal, decodeSnapshotBegin, decodeSnapshotChunk, decodeSnapshotEnd, encodeFrame,
+  encodeSnapshotBegin, encodeSnapshotChunkHeader, encodeSnapshotEnd,
 } from './codec.js';
-import type { Frame, FrameTypeName, Hello } from './codec.js';
+import type { Frame, FrameTypeName } from './codec.js';
 import { FramedConn } from './connection.js';
+import type { DialerHandshake } from './dialer-handshake.js';
 import { FrameError, SnapshotTransferFailed } from './errors.js';
 
 export interface ReceivedSnapshot {
@@ -28,7 +29,9 @@ export class SnapshotReceiver {
   readonly #nodeId: number;
   readonly #maxBytes: number;
   #msg: Message | undefined;
-  #buf: Uint8Array | undefined;
+  /** Declared by snapshotBegin (≤ maxBytes); memory is taken only as chunks arrive. */
+  #declared = 0;
+  #chunks: Uint8Array[] = [];
   #received = 0;
   #hash: Hash | undefined;
 
@@ -54,31 +57,34 @@ export class SnapshotReceiver {
       if (msg.to !== this.#nodeId) throw new FrameError(at, `snapshotBegin.msg.to ${msg.to} is not this node (${this.#nodeId})`);
       if (totalBytes > this.#maxBytes) throw new FrameError(at, `snapshot of ${totalBytes} bytes exceeds maxSnapshotBytes ${this.#maxBytes}`);
       this.#msg = msg;
-      this.#buf = new Uint8Array(totalBytes);
+      this.#declared = totalBytes;
       this.#hash = createHash('sha256');
       return undefined;
     }
-    if (!this.#msg || !this.#buf || !this.#hash) throw new FrameError(at, `${frame.type} frame before snapshotBegin`);
+    if (!this.#msg || !this.#hash) throw new FrameError(at, `${frame.type} frame before snapshotBegin`);
     if (frame.type === 'snapshotChunk') {
       const data = decodeSnapshotChunk(frame.payload, at);
-      if (this.#received + data.length > this.#buf.length) {
-        throw new FrameError(at, `snapshotChunk overruns the declared ${this.#buf.length} bytes (already ${this.#received}, chunk ${data.length})`);
+      if (this.#received + data.length > this.#declared) {
+        throw new FrameError(at, `snapshotChunk overruns the declared ${this.#declared} bytes (already ${this.#received}, chunk ${data.length})`);
       }
-      this.#buf.set(data, this.#received);
+      // Frame payloads are never reused by the decoder: keep the view, copy once at the end.
+      this.#chunks.push(data);
       this.#hash.update(data);
       this.#received += data.length;
       return undefined;
     }
     if (frame.type === 'snapshotEnd') {
       const end = decodeSnapshotEnd(frame.payload, at);
-      if (end.totalBytes !== this.#buf.length || this.#received !== this.#buf.length) {
-        throw new FrameError(at, `snapshotEnd after ${this.#received} bytes, but ${this.#buf.length} were declared and the end frame says ${end.totalBytes}`);
+      if (end.totalBytes !== this.#declared || this.#received !== this.#declared) {
+        throw new FrameError(at, `snapshotEnd after ${this.#received} bytes, but ${this.#declared} were declared and the end frame says ${end.totalBytes}`);
       }
       const digest = this.#hash.digest();
       if (!digest.equals(end.sha256)) {
         throw new FrameError(at, `snapshot SHA-256 mismatch (sender ${Buffer.from(end.sha256).toString('hex')}, received ${digest.toString('hex')})`);
       }
-      return { msg: this.#msg, meta: this.#msg.snapshot!, data: this.#buf };
+      const data = this.#chunks.length === 1 ? this.#chunks[0]! : new Uint8Array(Buffer.concat(this.#chunks, this.#received));
+      this.#chunks = [];
+      return { msg: this.#msg, meta: this.#msg.snapshot!, data };
     }
     throw new FrameError(at, `unexpected ${frame.type} frame on a snapshot stream`);
   }
@@ -86,7 +92,7 @@ export class SnapshotReceiver {
 
 export interface SendSnapshotParams {
   readonly socket: Socket;
-  readonly hello: Hello;
+  readonly handshake: DialerHandshake;
   readonly peerId: number;
   readonly msg: Message;
   readonly data: Uint8Array;
@@ -130,21 +136,29 @@ export function sendSnapshotOver(p: SendSnapshotParams): SnapshotSend {
     ...(p.limits ? { limits: p.limits } : {}),
     onProtocolError: p.onProtocolError,
     onFrame(frame) {
-      if (frame.type === 'refuse') {
-        const r = decodeRefusal(frame.payload, frame.offset);
-        finish(failed(`peer refused: ${r.reason}`));
-        return;
-      }
-      if (phase === 'hello' && frame.type === 'helloAck') {
-        const ack = decodeHelloAck(frame.payload, frame.offset);
-        if (ack.nodeId !== p.peerId) {
-          finish(failed(`the address answers as node ${ack.nodeId}, not ${p.peerId}`));
+      if (phase === 'hello') {
+        const step = p.handshake.step(frame);
+        if (step.kind === 'send') {
+          conn.write(step.frame);
+          return;
+        }
+        if (step.kind === 'refused') {
+          finish(failed(`peer refused: ${step.refusal.reason}`));
+          return;
+        }
+        if (step.kind === 'failed') {
+          finish(failed(step.reason));
           return;
         }
         conn.markEstablished();
         clearTimeout(handshakeTimer);
         phase = 'streaming';
         pump().catch((err: unknown) => finish(failed(`streaming failed: ${String(err)}`, err)));
+        return;
+      }
+      if (frame.type === 'refuse') {
+        const r = decodeRefusal(frame.payload, frame.offset);
+        finish(failed(`peer refused: ${r.reason}`));
         return;
       }
       if (phase === 'awaitAck' && frame.type === 'snapshotAck') {
@@ -160,7 +174,7 @@ export function sendSnapshotOver(p: SendSnapshotParams): SnapshotSend {
   p.socket.setTimeout(p.idleTimeoutMs);
   const handshakeTimer = setTimeout(() => finish(failed(`no handshake answer within ${p.handshakeTimeoutMs} ms`)), p.handshakeTimeoutMs);
   handshakeTimer.unref();
-  conn.write(encodeFrame('hello', encodeHello(p.hello)));
+  conn.write(p.handshake.openFrame());
 
   const drained = (): Promise<void> =>
     new Promise((resolve) => {

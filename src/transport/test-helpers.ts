@@ -2,8 +2,11 @@
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import type { Message, SnapshotMeta } from '../raft/types.js';
-import { encodeFrame, encodeHello, FrameDecoder } from './codec.js';
+import {
+  decodeAuth, decodeChallenge, decodeHelloOpen, encodeAuth, encodeChallenge, encodeFrame, encodeHelloAck, encodeHelloOpen, FrameDecoder,
+} from './codec.js';
 import type { Frame, Hello } from './codec.js';
+import { acceptorMac, dialerMac, MIN_COMPATIBLE_VERSION, newNonce, PROTOCOL_VERSION } from './handshake.js';
 import { PeerTransport } from './peer-transport.js';
 import type { DisconnectReason, PeerTransportOptions, TransportLogger } from './options.js';
 
@@ -47,6 +50,11 @@ export interface Node {
   readonly snapshots: { from: number; meta: SnapshotMeta; data: Uint8Array; msg: Message }[];
 }
 
+/** The cluster secret every test node shares (32 bytes). */
+export const TEST_SECRET = new Uint8Array(32).fill(7);
+/** Another cluster's secret. */
+export const OTHER_SECRET = new Uint8Array(32).fill(9);
+
 export async function startNode(id: number, over: Partial<PeerTransportOptions> = {}): Promise<Node> {
   const log = captureLogger();
   const received: Message[] = [];
@@ -55,6 +63,7 @@ export async function startNode(id: number, over: Partial<PeerTransportOptions> 
   const snapshots: Node['snapshots'] = [];
   const t = new PeerTransport({
     nodeId: id, nodeName: `node${id}`, haId: 'test-ha', listenHost: '127.0.0.1', listenPort: 0, tls: 'off', logger: log,
+    clusterSecret: TEST_SECRET,
     onMessages: (m) => {
       batches.push(m);
       received.push(...m);
@@ -83,21 +92,54 @@ export interface RawClient {
   readonly socket: Socket;
   readonly frames: Frame[];
   closed: boolean;
-  hello(over?: Partial<Hello>): void;
+  /** Send only the opening hello (versions + nonce), or raw bytes in its place. */
+  open(over?: { protocolVersion?: number; minCompatibleVersion?: number; payload?: Uint8Array }): void;
+  /**
+   * Run the dialer's side of the handshake: opening, wait for the challenge,
+   * then the auth frame with a proof under `secret` (default TEST_SECRET).
+   * `mac` replaces the proof. Resolves once auth is sent (or the socket closed).
+   */
+  hello(over?: Partial<Hello>, opts?: { secret?: Uint8Array; mac?: Uint8Array }): Promise<void>;
+  /** Resolves when the handshake was answered: 'helloAck', 'refuse', or 'closed'. */
+  answer(): Promise<string>;
 }
 
-export async function rawClient(port: number): Promise<RawClient> {
-  const socket = connect({ host: '127.0.0.1', port });
+export function defaultHello(over: Partial<Hello> = {}): Hello {
+  return {
+    protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION, haId: 'test-ha', fromId: 77, fromName: 'raw',
+    toId: 2, channel: 'messages', apiUrl: '', role: '', incarnation: '', ...over,
+  };
+}
+
+export async function rawClient(port: number, connectTo: () => Socket = () => connect({ host: '127.0.0.1', port })): Promise<RawClient> {
+  const socket = connectTo();
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);
+    socket.once('secureConnect', resolve);
     socket.once('error', reject);
   });
   const dec = new FrameDecoder();
+  const nonce = newNonce();
   const c: RawClient = {
     socket, frames: [], closed: false,
-    hello(over = {}) {
-      const h: Hello = { protocolVersion: 1, minCompatibleVersion: 1, haId: 'test-ha', fromId: 77, fromName: 'raw', channel: 'messages', ...over };
-      socket.write(encodeFrame('hello', encodeHello(h)));
+    open(over = {}) {
+      const payload = over.payload ?? encodeHelloOpen({
+        protocolVersion: over.protocolVersion ?? PROTOCOL_VERSION, minCompatibleVersion: over.minCompatibleVersion ?? MIN_COMPATIBLE_VERSION, nonce,
+      });
+      socket.write(encodeFrame('hello', payload));
+    },
+    async hello(over = {}, opts = {}) {
+      c.open();
+      await until(() => c.closed || c.frames.some((f) => f.type === 'challenge'), 'the challenge');
+      const ch = c.frames.find((f) => f.type === 'challenge');
+      if (!ch) return;
+      const h = defaultHello(over);
+      const mac = opts.mac ?? dialerMac(opts.secret ?? TEST_SECRET, nonce, decodeChallenge(ch.payload, ch.offset).nonce, h);
+      socket.write(encodeFrame('auth', encodeAuth({ hello: h, mac })));
+    },
+    async answer() {
+      await until(() => c.closed || c.frames.some((f) => f.type === 'helloAck' || f.type === 'refuse'), 'the handshake answer');
+      return c.frames.find((f) => f.type === 'helloAck' || f.type === 'refuse')?.type ?? 'closed';
     },
   };
   socket.on('data', (d: Buffer) => c.frames.push(...dec.push(d)));
@@ -106,4 +148,36 @@ export async function rawClient(port: number): Promise<RawClient> {
     c.closed = true;
   });
   return c;
+}
+
+/**
+ * The acceptor's side of the handshake on a raw socket, for fake peers:
+ * answers the opening with a challenge and an auth with a helloAck whose
+ * proof is made with `secret` (it does not check the dialer's proof).
+ */
+export function fakeAcceptorHandshake(socket: Socket, secret: Uint8Array, as: { nodeId: number; haId?: string }, onEstablished: (rest: Frame[]) => void): void {
+  const dec = new FrameDecoder();
+  const nonceA = newNonce();
+  let nonceD: Uint8Array | undefined;
+  let done = false;
+  socket.on('data', (d: Buffer) => {
+    if (done) return;
+    const frames = dec.push(d);
+    for (let i = 0; i < frames.length; i++) {
+      const f = frames[i]!;
+      if (f.type === 'hello') {
+        nonceD = decodeHelloOpen(f.payload, f.offset).open?.nonce;
+        socket.write(encodeFrame('challenge', encodeChallenge({ nonce: nonceA })));
+      } else if (f.type === 'auth' && nonceD) {
+        const auth = decodeAuth(f.payload, f.offset);
+        const body = { protocolVersion: PROTOCOL_VERSION, nodeId: as.nodeId, nodeName: 'fake', haId: as.haId ?? 'test-ha', incarnation: '' };
+        const mac = acceptorMac(secret, nonceD, nonceA, auth.mac, auth.hello.fromId, auth.hello.channel, body);
+        socket.write(encodeFrame('helloAck', encodeHelloAck({ ...body, mac })));
+        done = true;
+        onEstablished(frames.slice(i + 1));
+        return;
+      }
+    }
+  });
+  socket.on('error', () => undefined);
 }

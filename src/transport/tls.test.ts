@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
-import { encodeFrame, encodeHello, FrameDecoder } from './codec.js';
+import { decodeRefusal, encodeFrame, encodeHelloOpen, FrameDecoder } from './codec.js';
 import type { Frame } from './codec.js';
 import { TransportConfigError } from './errors.js';
+import { MIN_COMPATIBLE_VERSION, newNonce, PROTOCOL_VERSION } from './handshake.js';
 import { PeerTransport } from './peer-transport.js';
 import type { TlsFiles } from './security.js';
-import { captureLogger, connected, mesh, msg, startNode, until } from './test-helpers.js';
+import { captureLogger, connected, mesh, msg, rawClient, startNode, TEST_SECRET, until } from './test-helpers.js';
 
 let dir = '';
 const files = (name: string): TlsFiles => ({ certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`), caFile: join(dir, 'ca.crt') });
@@ -20,9 +21,9 @@ function openssl(...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
 }
 
-function issue(name: string): void {
+function issue(name: string, san = 'IP:127.0.0.1,DNS:localhost'): void {
   openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-  writeFileSync(join(dir, `${name}.ext`), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n');
+  writeFileSync(join(dir, `${name}.ext`), `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`);
   openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`);
 }
 
@@ -32,6 +33,8 @@ before(() => {
     '-subj', '/CN=quorate-test-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
   issue('node1');
   issue('node2');
+  // A member's certificate for another host: it holds the secret and a valid certificate, but not for node 1's address.
+  issue('node3', 'IP:127.0.0.3,DNS:node3.test');
 });
 
 after(() => {
@@ -53,7 +56,7 @@ async function probe(port: number, opts: { cert?: boolean; maxVersion?: 'TLSv1.2
   let closed = false;
   socket.on('secureConnect', () => {
     protocol = socket.getProtocol();
-    socket.write(encodeFrame('hello', encodeHello({ protocolVersion: 1, minCompatibleVersion: 1, haId: 'test-ha', fromId: 1, fromName: 'probe', channel: 'messages' })));
+    socket.write(encodeFrame('hello', encodeHelloOpen({ protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION, nonce: newNonce() })));
   });
   socket.on('data', (d: Buffer) => {
     frames.push(...dec.push(d));
@@ -83,9 +86,50 @@ describe('PeerTransport over TLS', () => {
       assert.deepStrictEqual(b.received[0]!.entries[0]!.data, new Uint8Array([42]));
       const ok = await probe(b.port, { cert: true });
       assert.equal(ok.protocol, 'TLSv1.3');
-      assert.equal(ok.frames[0]?.type, 'helloAck');
+      assert.equal(ok.frames[0]?.type, 'challenge');
     } finally {
       await Promise.all([a.t.close(), b.t.close()]);
+    }
+  });
+
+  it("binds the client certificate to the claimed node id: a member cannot claim another member's id", async () => {
+    const b = await startNode(2, { tls: files('node2') });
+    const hellos: number[] = [];
+    const b2 = await startNode(2, { tls: files('node2'), expectedPeerHost: (id) => (id === 3 ? '127.0.0.3' : undefined), onPeerHello: (id) => hellos.push(id) });
+    const tlsTo = (port: number, name: string) => () => {
+      const f = files(name);
+      return connect({ host: '127.0.0.1', port, ca: readFileSync(f.caFile), cert: readFileSync(f.certFile), key: readFileSync(f.keyFile) });
+    };
+    try {
+      // Node 1's address is 127.0.0.1 (from setPeers); node 3's certificate names 127.0.0.3 only.
+      b.t.setPeers(new Map([[1, { host: '127.0.0.1', port: 1 }]]));
+      const impostor = await rawClient(b.port, tlsTo(b.port, 'node3'));
+      await impostor.hello({ fromId: 1, fromName: 'node1' }, { secret: TEST_SECRET });
+      assert.equal(await impostor.answer(), 'refuse');
+      const f = impostor.frames.find((x) => x.type === 'refuse')!;
+      assert.deepStrictEqual(decodeRefusal(f.payload, f.offset), { code: 'refused', reason: 'refused' });
+      const line = b.log.lines.find((l) => l.obj['event'] === 'peer_refused_inbound')!;
+      assert.equal(line.obj['code'], 'certificate_mismatch');
+      assert.match(String(line.obj['reason']), /the client certificate \(subjectAltName IP Address:127\.0\.0\.3, DNS:node3\.test\) does not name 127\.0\.0\.1, the host of node id 1: a member may not claim another member's id/);
+
+      // The genuine node 1 certificate is accepted as node 1.
+      const genuine = await rawClient(b.port, tlsTo(b.port, 'node1'));
+      await genuine.hello({ fromId: 1, fromName: 'node1' });
+      assert.equal(await genuine.answer(), 'helloAck');
+      genuine.socket.destroy();
+
+      // expectedPeerHost overrides; an id without an expected host is refused.
+      const asThree = await rawClient(b2.port, tlsTo(b2.port, 'node3'));
+      await asThree.hello({ fromId: 3, fromName: 'node3' });
+      assert.equal(await asThree.answer(), 'helloAck');
+      asThree.socket.destroy();
+      const unknown = await rawClient(b2.port, tlsTo(b2.port, 'node1'));
+      await unknown.hello({ fromId: 1, fromName: 'node1' });
+      assert.equal(await unknown.answer(), 'refuse');
+      assert.match(String(b2.log.lines.find((l) => l.obj['event'] === 'peer_refused_inbound')!.obj['reason']), /node id 1 has no known peer host to check its certificate against/);
+      assert.deepStrictEqual(hellos, [3]);
+    } finally {
+      await Promise.all([b.t.close(), b2.t.close()]);
     }
   });
 
@@ -108,7 +152,7 @@ describe('PeerTransport over TLS', () => {
   it('refuses to start with unreadable TLS files, naming the file', () => {
     assert.throws(
       () => new PeerTransport({
-        nodeId: 1, nodeName: 'n', haId: 'h', listenHost: '127.0.0.1', listenPort: 0, logger: captureLogger(),
+        nodeId: 1, nodeName: 'n', haId: 'h', listenHost: '127.0.0.1', listenPort: 0, logger: captureLogger(), clusterSecret: TEST_SECRET,
         tls: { ...files('node1'), keyFile: join(dir, 'missing.key') },
         onMessages: () => undefined, onPeerDisconnected: () => undefined, onSnapshot: () => undefined,
       }),

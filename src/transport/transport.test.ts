@@ -2,9 +2,14 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { describe, it } from 'node:test';
+import { Packr } from 'msgpackr';
 import type { Message } from '../raft/types.js';
-import { decodeRefusal, encodeFrame, encodeHelloAck, encodeMessages, FrameDecoder } from './codec.js';
-import { connected, mesh, msg, rawClient, startNode, until } from './test-helpers.js';
+import { decodeRefusal, encodeFrame, encodeMessages, encodeSnapshotBegin, pack } from './codec.js';
+import { TransportConfigError } from './errors.js';
+import { PeerTransport } from './peer-transport.js';
+import {
+  captureLogger, connected, fakeAcceptorHandshake, mesh, msg, OTHER_SECRET, rawClient, SNAP_META, startNode, TEST_SECRET, until,
+} from './test-helpers.js';
 import type { Node, RawClient } from './test-helpers.js';
 
 async function closeAll(...nodes: Node[]): Promise<void> {
@@ -64,25 +69,30 @@ describe('PeerTransport messages', () => {
       mesh([a, b]);
       await connected(a, b);
 
+      // Before the handshake the dialer is unauthenticated: it hears only "refused"; the reason stays in node 2's log.
       const oversize = await rawClient(b.port);
       oversize.socket.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x04]));
       await until(() => oversize.closed, 'the oversize connection to close');
-      assert.match(refusalOf(oversize), /byte offset 0: frame length 4294967295 exceeds/);
+      assert.equal(refusalOf(oversize), 'refused');
 
+      // After it, an authenticated peer is told why.
       const unknownType = await rawClient(b.port);
-      unknownType.hello();
+      await unknownType.hello();
+      assert.equal(await unknownType.answer(), 'helloAck');
       unknownType.socket.write(Buffer.from([0, 0, 0, 0, 0x55]));
       await until(() => unknownType.closed, 'the unknown-type connection to close');
       assert.match(refusalOf(unknownType), /unknown frame type 0x55/);
 
       const garbage = await rawClient(b.port);
-      garbage.hello();
+      await garbage.hello();
+      assert.equal(await garbage.answer(), 'helloAck');
       garbage.socket.write(encodeFrame('messages', Buffer.from([0x93, 0x01])));
       await until(() => garbage.closed, 'the garbage connection to close');
       assert.match(refusalOf(garbage), /undecodable messages payload/);
 
       const spoof = await rawClient(b.port);
-      spoof.hello({ fromId: 77 });
+      await spoof.hello({ fromId: 77 });
+      assert.equal(await spoof.answer(), 'helloAck');
       spoof.socket.write(encodeFrame('messages', encodeMessages([msg({ from: 1, to: 2 })])));
       await until(() => spoof.closed, 'the spoofing connection to close');
       assert.match(refusalOf(spoof), /messages\[0\]\.from 1 differs from the connection's node id 77/);
@@ -90,6 +100,7 @@ describe('PeerTransport messages', () => {
       const warned = b.log.lines.filter((l) => l.level === 'warn' && l.obj['event'] === 'peer_frame_invalid');
       assert.equal(warned.length, 4);
       assert.equal(warned[0]!.obj['offset'], 0);
+      assert.match(String(warned[0]!.obj['reason']), /frame length 4294967295 exceeds/);
       assert.deepStrictEqual(b.received, [], 'nothing from the bad connections was delivered');
 
       a.t.send([msg({ from: 1, to: 2, context: 5 })]);
@@ -106,14 +117,7 @@ describe('PeerTransport messages', () => {
     const sockets: Socket[] = [];
     const slow: Server = createServer((s) => {
       sockets.push(s);
-      const dec = new FrameDecoder();
-      s.on('data', (d) => {
-        if (dec.push(d).some((f) => f.type === 'hello')) {
-          s.write(encodeFrame('helloAck', encodeHelloAck({ protocolVersion: 1, nodeId: 2, nodeName: 'slow', haId: 'test-ha' })));
-          s.pause();
-        }
-      });
-      s.on('error', () => undefined);
+      fakeAcceptorHandshake(s, TEST_SECRET, { nodeId: 2 }, () => s.pause());
     });
     await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
     const port = (slow.address() as { port: number }).port;
@@ -143,31 +147,169 @@ describe('PeerTransport messages', () => {
   });
 });
 
+function inboundRefusals(n: Node): { code: unknown; reason: string }[] {
+  return n.log.lines.filter((l) => l.obj['event'] === 'peer_refused_inbound').map((l) => ({ code: l.obj['code'], reason: String(l.obj['reason']) }));
+}
+
+/** Every byte node `n` sent to a refused raw client, as text: must hold no haId, node id or name. */
+function assertDisclosesNothing(c: RawClient): void {
+  for (const f of c.frames) {
+    assert.ok(f.type === 'challenge' || f.type === 'refuse', `unexpected ${f.type} frame to an unauthenticated dialer`);
+    if (f.type === 'refuse') assert.deepStrictEqual(decodeRefusal(f.payload, f.offset), { code: 'refused', reason: 'refused' });
+    const text = Buffer.from(f.payload).toString('latin1');
+    for (const secret of ['test-ha', 'node2', 'nodeId', 'haId']) assert.ok(!text.includes(secret), `the ${f.type} frame discloses ${secret}`);
+  }
+}
+
 describe('PeerTransport handshake', () => {
-  it('refuses a dialer from another cluster; the dialer logs an error with the reason', async () => {
+  it('refuses a dialer from another cluster; it learns only "refused", the acceptor logs why', async () => {
     const a = await startNode(1, { haId: 'alpha' });
     const b = await startNode(2, { haId: 'beta' });
     try {
       a.t.setPeers(new Map([[2, { host: '127.0.0.1', port: b.port }]]));
       await until(() => a.log.lines.some((l) => l.level === 'error' && l.obj['event'] === 'peer_refused'), 'the refusal at the dialer');
       const line = a.log.lines.find((l) => l.obj['event'] === 'peer_refused')!;
-      assert.equal(line.obj['code'], 'cluster_mismatch');
-      assert.match(String(line.obj['reason']), /peer belongs to cluster "alpha", this node to "beta"/);
-      assert.match(line.msg, /peer 2 at 127\.0\.0\.1:\d+ refused the connection: peer belongs to cluster/);
-      assert.ok(b.log.lines.some((l) => l.obj['event'] === 'peer_refused_inbound'));
+      assert.equal(line.obj['code'], 'refused');
+      assert.equal(line.obj['reason'], 'refused');
+      assert.match(line.msg, /peer 2 at 127\.0\.0\.1:\d+ refused the connection \(refused\); its log says why — check that both nodes hold the same cluster secret/);
+      assert.ok(!JSON.stringify(a.log.lines).includes('beta'), "the dialer never learns the acceptor's haId");
+      await until(() => inboundRefusals(b).length > 0, 'the refusal logged at the acceptor');
+      assert.equal(inboundRefusals(b)[0]!.code, 'cluster_mismatch');
+      assert.match(inboundRefusals(b)[0]!.reason, /node "node1" \(id 1\) belongs to cluster "alpha", this node to "beta"/);
       assert.equal(a.t.stats().get(2)!.connected, false);
     } finally {
       await closeAll(a, b);
     }
   });
 
-  it('refuses an incompatible protocol version with a message naming the compatible versions', async () => {
+  it('refuses a dialer without the cluster secret, in both directions of a pair', async () => {
+    const a = await startNode(1, { clusterSecret: OTHER_SECRET });
     const b = await startNode(2);
     try {
+      mesh([a, b]);
+      await until(() => inboundRefusals(b).some((r) => r.code === 'auth_failed'), 'node 2 refusing node 1');
+      await until(() => a.log.lines.some((l) => l.obj['event'] === 'peer_auth_failed' || l.obj['event'] === 'peer_refused'), 'node 1 failing too');
+      await until(() => inboundRefusals(a).some((r) => r.code === 'auth_failed'), 'node 1 refusing node 2');
+      assert.match(inboundRefusals(b)[0]!.reason, /the dialer's proof did not verify: it does not hold this cluster's secret \(security\.clusterSecretFile\)/);
+      assert.equal(a.t.stats().get(2)!.connected, false);
+      assert.equal(b.t.stats().get(1)!.connected, false);
+      assert.equal(a.t.stats().get(2)!.inboundConnected, false);
+    } finally {
+      await closeAll(a, b);
+    }
+  });
+
+  it('attack: a local process without the secret cannot post a forged append as the leader', async () => {
+    const hellos: unknown[] = [];
+    const b = await startNode(2, { allowedPeerIds: [1], onPeerHello: (id, info) => hellos.push([id, info]) });
+    try {
       const c = await rawClient(b.port);
-      c.hello({ protocolVersion: 7, minCompatibleVersion: 5 });
-      await until(() => c.closed, 'the refused connection to close');
-      assert.match(refusalOf(c), /protocol versions incompatible: node "raw" \(id 77\) speaks versions 5 to 7, this node "node2" speaks version 1 only/);
+      // It claims to be node 1 (the leader) with a fake API URL and role dr; its proof is made with a guessed secret.
+      await c.hello({ fromId: 1, fromName: 'node1', apiUrl: 'http://127.0.0.1:6666', role: 'dr' }, { secret: OTHER_SECRET });
+      c.socket.write(encodeFrame('messages', encodeMessages([msg({ from: 1, to: 2, type: 'app', term: 99, entries: [{ term: 99, index: 1, type: 'normal', data: new Uint8Array([1]) }] })])));
+      assert.equal(await c.answer(), 'refuse');
+      await until(() => c.closed, 'the forger to be cut off');
+      assertDisclosesNothing(c);
+      assert.deepStrictEqual(b.received, [], 'no forged append delivered');
+      assert.deepStrictEqual(hellos, [], 'no fake API URL or role reached the node');
+      assert.equal(inboundRefusals(b)[0]!.code, 'auth_failed');
+      // Replaying a proof does not help either: the acceptor's nonce is fresh for every connection.
+      const d = await rawClient(b.port);
+      await d.hello({ fromId: 1 }, { mac: new Uint8Array(32) });
+      assert.equal(await d.answer(), 'refuse');
+      assertDisclosesNothing(d);
+    } finally {
+      await closeAll(b);
+    }
+  });
+
+  it('attack: messages or a snapshot sent before (or instead of) the handshake are refused unread', async () => {
+    const b = await startNode(2);
+    try {
+      const early = await rawClient(b.port);
+      early.socket.write(encodeFrame('messages', encodeMessages([msg({ from: 1, to: 2 })])));
+      await until(() => early.closed, 'the early sender to be closed');
+      assertDisclosesNothing(early);
+      const snap = await rawClient(b.port);
+      snap.open();
+      await until(() => snap.frames.some((f) => f.type === 'challenge'), 'the challenge');
+      snap.socket.write(encodeFrame('snapshotBegin', encodeSnapshotBegin({ msg: msg({ from: 1, to: 2, type: 'snap', snapshot: SNAP_META }), totalBytes: 10 })));
+      await until(() => snap.closed, 'the snapshot forger to be closed');
+      assertDisclosesNothing(snap);
+      assert.deepStrictEqual(b.received, []);
+      assert.deepStrictEqual(b.snapshots, []);
+    } finally {
+      await closeAll(b);
+    }
+  });
+
+  it('attack: a fake acceptor without the secret cannot pose as a peer', async () => {
+    const sockets: Socket[] = [];
+    const fake: Server = createServer((s) => {
+      sockets.push(s);
+      fakeAcceptorHandshake(s, OTHER_SECRET, { nodeId: 2 }, () => undefined);
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const a = await startNode(1);
+    try {
+      a.t.setPeers(new Map([[2, { host: '127.0.0.1', port: (fake.address() as { port: number }).port }]]));
+      await until(() => a.log.lines.some((l) => l.obj['event'] === 'peer_auth_failed'), 'the dialer to reject the fake acceptor');
+      assert.match(String(a.log.lines.find((l) => l.obj['event'] === 'peer_auth_failed')!.obj['reason']), /did not prove knowledge of the cluster secret/);
+      assert.equal(a.t.stats().get(2)!.connected, false);
+      a.t.send([msg({ from: 1, to: 2 })]);
+      assert.equal(a.t.stats().get(2)!.msgsSent, 0);
+      await assert.rejects(a.t.sendSnapshot(2, msg({ from: 1, to: 2, type: 'snap', snapshot: SNAP_META }), new Uint8Array(10)), /did not prove knowledge of the cluster secret/);
+    } finally {
+      await closeAll(a);
+      for (const s of sockets) s.destroy();
+      fake.close();
+    }
+  });
+
+  it('delivers apiUrl, role and incarnation to onPeerHello only after authentication', async () => {
+    const hellos: [number, unknown][] = [];
+    const a = await startNode(1, { apiUrl: 'http://127.0.0.1:7101', role: 'observer', incarnation: 'inc-abc' });
+    const b = await startNode(2, { onPeerHello: (id, info) => hellos.push([id, info]) });
+    try {
+      mesh([a, b]);
+      await connected(a, b);
+      assert.deepStrictEqual(hellos, [[1, { nodeName: 'node1', apiUrl: 'http://127.0.0.1:7101', role: 'observer', incarnation: 'inc-abc' }]]);
+    } finally {
+      await closeAll(a, b);
+    }
+  });
+
+  it('refuses an authenticated hello whose apiUrl is not an http(s) URL with a port', async () => {
+    const hellos: unknown[] = [];
+    const b = await startNode(2, { onPeerHello: (id, info) => hellos.push([id, info]) });
+    try {
+      for (const apiUrl of ['javascript:alert(1)', 'http://127.0.0.1', 'ftp://127.0.0.1:21', 'http://u:p@127.0.0.1:1']) {
+        const c = await rawClient(b.port);
+        await c.hello({ apiUrl });
+        assert.equal(await c.answer(), 'refuse', apiUrl);
+        assertDisclosesNothing(c);
+      }
+      assert.deepStrictEqual(hellos, []);
+      assert.match(inboundRefusals(b)[0]!.reason, /auth\.apiUrl: expected an http\(s\) URL with a port/);
+    } finally {
+      await closeAll(b);
+    }
+  });
+
+  it('refuses old (version 1, unauthenticated) and incompatible peers with only "refused", logging the versions locally', async () => {
+    const b = await startNode(2);
+    try {
+      const v1 = await rawClient(b.port);
+      v1.open({ payload: pack({ protocolVersion: 1, minCompatibleVersion: 1, haId: 'test-ha', fromId: 77, fromName: 'raw', channel: 'messages' }) });
+      assert.equal(await v1.answer(), 'refuse');
+      assertDisclosesNothing(v1);
+      const future = await rawClient(b.port);
+      future.open({ protocolVersion: 7, minCompatibleVersion: 5 });
+      assert.equal(await future.answer(), 'refuse');
+      assertDisclosesNothing(future);
+      const r = inboundRefusals(b);
+      assert.match(r[0]!.reason, /protocol versions incompatible: the dialer speaks version 1 only, this node "node2" speaks version 2 only \(version 1 peers do not authenticate: upgrade them\)/);
+      assert.match(r[1]!.reason, /the dialer speaks versions 5 to 7, this node "node2" speaks version 2 only/);
     } finally {
       await closeAll(b);
     }
@@ -180,19 +322,102 @@ describe('PeerTransport handshake', () => {
       mesh([a, b]);
       await connected(a, b);
       const c = await rawClient(b.port);
-      c.hello({ fromId: 9 });
-      await until(() => c.closed, 'the unknown dialer to be closed');
-      assert.match(refusalOf(c), /node "raw" \(id 9\) is not a known member of cluster "test-ha"/);
+      await c.hello({ fromId: 9 });
+      assert.equal(await c.answer(), 'refuse');
+      assertDisclosesNothing(c);
+      assert.match(inboundRefusals(b)[0]!.reason, /node "raw" \(id 9\) is not a known member of cluster "test-ha"/);
     } finally {
       await closeAll(a, b);
     }
   });
 
-  it('closes a connection that never says hello', async () => {
+  it('closes a connection that never completes the handshake', async () => {
     const b = await startNode(2, { handshakeTimeoutMs: 200 });
     try {
       const c = await rawClient(b.port);
       await until(() => c.closed, 'the silent connection to be closed', 3000);
+      const d = await rawClient(b.port);
+      d.open(); // the opening, then nothing
+      await until(() => d.closed, 'the half-done handshake to be closed', 3000);
+    } finally {
+      await closeAll(b);
+    }
+  });
+
+  it('refuses to start without a cluster secret of at least 32 bytes, naming security.clusterSecretFile', () => {
+    for (const clusterSecret of [undefined, new Uint8Array(31)]) {
+      assert.throws(
+        () => new PeerTransport({
+          nodeId: 1, nodeName: 'n', haId: 'h', listenHost: '127.0.0.1', listenPort: 0, logger: captureLogger(),
+          ...(clusterSecret ? { clusterSecret } : {}),
+          onMessages: () => undefined, onPeerDisconnected: () => undefined, onSnapshot: () => undefined,
+        }),
+        (err: unknown) => err instanceof TransportConfigError && /the cluster secret must be at least 32 bytes \(security\.clusterSecretFile/.test(err.message),
+      );
+    }
+  });
+});
+
+describe('PeerTransport hostile payloads', () => {
+  /**
+   * A msgpackr record + structured-clone hello whose values share references
+   * 17 levels deep, plus one trailing byte (233 bytes, under the hello limit):
+   * the old decoder's trailing-byte error serialized the 2^17-fold value
+   * (each further level doubles the stall: 22 levels took 4 s).
+   */
+  function stallFrame(): Buffer {
+    let v: unknown = { haId: 'x', fromId: 1 };
+    for (let i = 0; i < 17; i++) v = [v, v];
+    const body = new Packr({ useRecords: true, structuredClone: true }).pack(v);
+    return encodeFrame('hello', Buffer.concat([body, Buffer.from([0])]));
+  }
+
+  it('refuses a record/structured-clone hello with a trailing byte within milliseconds; the transport keeps working', async () => {
+    const a = await startNode(1);
+    const b = await startNode(2);
+    try {
+      mesh([a, b]);
+      await connected(a, b);
+      const c = await rawClient(b.port);
+      const frame = stallFrame();
+      assert.ok(frame.length - 5 <= 256, `hello payload of ${frame.length - 5} bytes`);
+      let lag = 0;
+      const t0 = performance.now();
+      const probe = setImmediate(() => {
+        lag = performance.now() - t0;
+      });
+      c.socket.write(frame);
+      await until(() => c.closed, 'the hostile connection to be closed', 2000);
+      clearImmediate(probe);
+      assert.ok(performance.now() - t0 < 500, `refused after ${performance.now() - t0} ms`);
+      assert.ok(lag < 200, `event loop blocked ${lag} ms`);
+      assertDisclosesNothing(c);
+      const line = b.log.lines.find((l) => l.obj['event'] === 'peer_frame_invalid')!;
+      assert.match(String(line.obj['reason']), /undecodable hello payload: msgpack extension type/);
+      assert.ok(String(line.obj['reason']).length < 200, 'the decoded value is never in the message');
+      a.t.send([msg({ from: 1, to: 2, context: 3 })]);
+      await until(() => b.received.length === 1, 'node 1 still served');
+    } finally {
+      await closeAll(a, b);
+    }
+  });
+
+  it('refuses deep nesting and lengths beyond the payload before decoding, even from an authenticated peer', async () => {
+    const b = await startNode(2);
+    try {
+      const deep = await rawClient(b.port);
+      await deep.hello();
+      assert.equal(await deep.answer(), 'helloAck');
+      deep.socket.write(encodeFrame('messages', Buffer.from([...new Array<number>(12).fill(0x91), 0x01])));
+      await until(() => deep.closed, 'the deep payload to be refused');
+      assert.match(refusalOf(deep), /undecodable messages payload: nesting deeper than 8/);
+      const huge = await rawClient(b.port);
+      await huge.hello();
+      assert.equal(await huge.answer(), 'helloAck');
+      huge.socket.write(encodeFrame('messages', Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff, 0x01])));
+      await until(() => huge.closed, 'the lying length to be refused');
+      assert.match(refusalOf(huge), /declares 4294967295 elements, more than the 1 bytes that remain/);
+      assert.deepStrictEqual(b.received, []);
     } finally {
       await closeAll(b);
     }
@@ -247,7 +472,7 @@ describe('PeerTransport failure detection and reconnect', () => {
     const b = await startNode(2, { idleTimeoutMs: 200 });
     try {
       const c = await rawClient(b.port);
-      c.hello({ fromId: 77 });
+      await c.hello({ fromId: 77 });
       await until(() => b.disconnects.length === 1, 'the idle report', 3000);
       assert.deepStrictEqual(b.disconnects.map((d) => [d.peer, d.reason]), [[77, 'timeout']]);
       await until(() => c.closed, 'the idle connection to close');

@@ -1,0 +1,63 @@
+// The dialer's side of the handshake, shared by message links and snapshot
+// streams: opening → (challenge) → auth → (helloAck, verified) | (refuse).
+import {
+  decodeChallenge, decodeHelloAck, decodeRefusal, encodeAuth, encodeFrame, encodeHelloOpen,
+} from './codec.js';
+import type { Frame, Hello, HelloAck, Refusal } from './codec.js';
+import { FrameError } from './errors.js';
+import { acceptorMac, dialerMac, macEqual, newNonce } from './handshake.js';
+
+export type DialerStep =
+  | { readonly kind: 'send'; readonly frame: Buffer }
+  | { readonly kind: 'established'; readonly ack: HelloAck }
+  | { readonly kind: 'refused'; readonly refusal: Refusal }
+  /** The acceptor's answer did not verify: not a member holding this secret, or not the node dialed. Log locally, close. */
+  | { readonly kind: 'failed'; readonly reason: string };
+
+export class DialerHandshake {
+  readonly #secret: Uint8Array;
+  readonly #hello: Hello;
+  readonly #nonce = newNonce();
+  readonly #where: string;
+  #acceptorNonce: Uint8Array | undefined;
+  #proof: Uint8Array | undefined;
+
+  /** `where`: the dialed address, for messages. */
+  constructor(secret: Uint8Array, hello: Hello, where: string) {
+    this.#secret = secret;
+    this.#hello = hello;
+    this.#where = where;
+  }
+
+  /** The first frame: versions and our nonce, nothing about who we are. */
+  openFrame(): Buffer {
+    const h = this.#hello;
+    return encodeFrame('hello', encodeHelloOpen({ protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, nonce: this.#nonce }));
+  }
+
+  /** Feed one frame from the acceptor while the handshake runs; throws FrameError on a frame out of place. */
+  step(f: Frame): DialerStep {
+    if (f.type === 'refuse') return { kind: 'refused', refusal: decodeRefusal(f.payload, f.offset) };
+    if (f.type === 'challenge' && this.#acceptorNonce === undefined) {
+      this.#acceptorNonce = decodeChallenge(f.payload, f.offset).nonce;
+      this.#proof = dialerMac(this.#secret, this.#nonce, this.#acceptorNonce, this.#hello);
+      return { kind: 'send', frame: encodeFrame('auth', encodeAuth({ hello: this.#hello, mac: this.#proof })) };
+    }
+    if (f.type === 'helloAck' && this.#acceptorNonce !== undefined && this.#proof !== undefined) {
+      const ack = decodeHelloAck(f.payload, f.offset);
+      const want = acceptorMac(this.#secret, this.#nonce, this.#acceptorNonce, this.#proof, this.#hello.fromId, this.#hello.channel, ack);
+      if (!macEqual(want, ack.mac)) {
+        return { kind: 'failed', reason: `the process at ${this.#where} did not prove knowledge of the cluster secret: it is not a member of this cluster, or its security.clusterSecretFile differs` };
+      }
+      const h = this.#hello;
+      if (ack.nodeId !== h.toId || ack.haId !== h.haId) {
+        return { kind: 'failed', reason: `the address ${this.#where} answers as node ${ack.nodeId} of cluster ${JSON.stringify(ack.haId)}, expected node ${h.toId} of ${JSON.stringify(h.haId)}` };
+      }
+      if (ack.protocolVersion > h.protocolVersion || ack.protocolVersion < h.minCompatibleVersion) {
+        return { kind: 'failed', reason: `the node at ${this.#where} chose protocol version ${ack.protocolVersion}, outside this node's range ${h.minCompatibleVersion}..${h.protocolVersion}` };
+      }
+      return { kind: 'established', ack };
+    }
+    throw new FrameError(f.offset, `unexpected ${f.type} frame during the handshake`);
+  }
+}
