@@ -300,7 +300,15 @@ const ROLES: readonly MemberRole[] = ['voter', 'observer', 'learner'];
 type Tuple = unknown[];
 
 function snapshotToTuple(s: SnapshotMeta): Tuple {
-  return [s.index, s.term, s.membership.members.map((m) => [m.id, ROLES.indexOf(m.role)]), [...s.membership.removed]];
+  return [s.index, s.term, s.membership.members.map(memberToTuple), [...s.membership.removed]];
+}
+
+/** [id, role code] plus, when recorded, [incarnation, apiUrl, name, catchUpTo] (null where absent). */
+function memberToTuple(m: Member): Tuple {
+  const t: Tuple = [m.id, ROLES.indexOf(m.role)];
+  if (m.incarnation === undefined && m.apiUrl === undefined && m.name === undefined && m.catchUpTo === undefined) return t;
+  t.push(m.incarnation ?? null, m.apiUrl ?? null, m.name ?? null, m.catchUpTo ?? null);
+  return t;
 }
 
 export function messageToTuple(m: Message): Tuple {
@@ -316,7 +324,7 @@ export function messageToTuple(m: Message): Tuple {
 export function estimateMessageBytes(m: Message): number {
   let n = 64;
   for (const e of m.entries) n += 24 + e.data.length;
-  if (m.snapshot) n += 32 + 12 * (m.snapshot.membership.members.length + m.snapshot.membership.removed.length);
+  if (m.snapshot) n += 32 + 12 * m.snapshot.membership.removed.length + 800 * m.snapshot.membership.members.length;
   return n;
 }
 
@@ -373,12 +381,26 @@ function bytes(v: unknown, path: string): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
+function metaStr(v: unknown, path: string): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 256) fail(path, 'a string of 1 to 256 characters', v);
+  return v;
+}
+
 function snapshotFromTuple(v: unknown, path: string): SnapshotMeta {
   const t = tuple(v, path, 4, 4);
   const members: Member[] = array(t[2], `${path}.membership.members`).map((mv, i) => {
     const p = `${path}.membership.members[${i}]`;
-    const mt = tuple(mv, p, 2, 2);
-    return { id: nodeId(mt[0], `${p}.id`), role: code(ROLES, mt[1], `${p}.role`) };
+    const mt = tuple(mv, p, 2, 6);
+    const opt = (k: number, what: string): string | undefined => (mt[k] === undefined || mt[k] === null ? undefined : metaStr(mt[k], `${p}.${what}`));
+    const incarnation = opt(2, 'incarnation');
+    const apiUrl = opt(3, 'apiUrl');
+    const name = opt(4, 'name');
+    const catchUpTo = mt[5] === undefined || mt[5] === null ? undefined : uint(mt[5], `${p}.catchUpTo`);
+    return {
+      id: nodeId(mt[0], `${p}.id`), role: code(ROLES, mt[1], `${p}.role`),
+      ...(incarnation !== undefined ? { incarnation } : {}), ...(apiUrl !== undefined ? { apiUrl } : {}),
+      ...(name !== undefined ? { name } : {}), ...(catchUpTo !== undefined ? { catchUpTo } : {}),
+    };
   });
   const removed = array(t[3], `${path}.membership.removed`).map((x, i) => nodeId(x, `${path}.membership.removed[${i}]`));
   return { index: uint(t[0], `${path}.index`), term: uint(t[1], `${path}.term`), membership: { members, removed } };

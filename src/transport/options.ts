@@ -39,10 +39,9 @@ export interface PeerTransportOptions {
    * least 32 bytes. Every connection, both directions, is authenticated by a
    * challenge–response over it before any message is accepted; it never goes
    * on the wire. REQUIRED: the constructor throws TransportConfigError without
-   * it. (Typed optional only until src/node/node.ts passes it; then make it
-   * required here.)
+   * it.
    */
-  readonly clusterSecret?: Uint8Array;
+  readonly clusterSecret: Uint8Array;
   /** Opaque id of this node's data dir (≤ 64 characters), sent in every hello. */
   readonly incarnation?: string;
   /**

@@ -349,7 +349,8 @@ describe('PeerTransport handshake', () => {
       assert.throws(
         () => new PeerTransport({
           nodeId: 1, nodeName: 'n', haId: 'h', listenHost: '127.0.0.1', listenPort: 0, logger: captureLogger(),
-          ...(clusterSecret ? { clusterSecret } : {}),
+          // A JavaScript caller (or a config gone wrong) may pass nothing at all.
+          clusterSecret: clusterSecret as Uint8Array,
           onMessages: () => undefined, onPeerDisconnected: () => undefined, onSnapshot: () => undefined,
         }),
         (err: unknown) => err instanceof TransportConfigError && /the cluster secret must be at least 32 bytes \(security\.clusterSecretFile/.test(err.message),

@@ -49,7 +49,7 @@ export interface ClusterOptions {
 }
 
 /** The cluster secret every test node shares (written to <dataDir>/cluster.secret). */
-export const CLUSTER_SECRET = 'c0ffee'.repeat(11).slice(0, 64);
+export const CLUSTER_SECRET = 'c0ffee01'.repeat(8);
 export const TOKEN = 'quorate-admin-0123456789abcdef0123456789abcdef';
 export const READER_TOKEN = 'quorate-reader-0123456789abcdef0123456789abcdef';
 export const OPERATOR_TOKEN = 'quorate-operator-0123456789abcdef0123456789abcd';
