@@ -387,6 +387,32 @@ describe('kv', () => {
     assert.deepEqual(a.body, b.body);
     assert.equal(h.node.proposals.at(-1)?.idempotencyKey, 'req-42');
   });
+
+  test('an Idempotency-Key reused for a different request answers 422 idempotency_key_reused and changes nothing', async () => {
+    resetNode();
+    const ik = { 'idempotency-key': 'reuse-1' };
+    const first = await call(h.url, 'PUT', '/v1/kv/reuse/a', { body: { value: '1' }, headers: ik });
+    assert.equal(first.status, 200);
+    const other = [
+      await call(h.url, 'PUT', '/v1/kv/reuse/a', { body: { value: '2' }, headers: ik }), // other body
+      await call(h.url, 'PUT', '/v1/kv/reuse/b', { body: { value: '1' }, headers: ik }), // other path
+      await call(h.url, 'DELETE', '/v1/kv/reuse/a', { headers: ik }), // other method
+      await call(h.url, 'POST', '/v1/kv/txn', { body: { success: [{ type: 'put', key: 'reuse/a', value: '1' }] }, headers: ik }),
+    ];
+    for (const r of other) {
+      assert.equal(r.status, 422, r.text);
+      assert.equal(r.body['error'], 'idempotency_key_reused');
+      assert.equal(r.body['field'], 'Idempotency-Key');
+      assert.match(String(r.body['message']), /already used for a different request.*nothing was changed.*new Idempotency-Key/);
+    }
+    const a = await call(h.url, 'GET', '/v1/kv/reuse/a');
+    assert.equal(a.body['value'], '1');
+    assert.equal(a.body['revision'], first.body['revision']);
+    assert.equal((await call(h.url, 'GET', '/v1/kv/reuse/b')).status, 404);
+    // The same request again still gets the first result (JSON formatting does not matter).
+    const again = await call(h.url, 'PUT', '/v1/kv/reuse/a', { raw: '{ "value" : "1" }', headers: { ...ik, 'content-type': 'application/json' } });
+    assert.deepEqual(again.body, first.body);
+  });
 });
 
 describe('cluster endpoints', () => {
