@@ -173,6 +173,13 @@ export class RequestContext {
     throw badField('consistency', `must be linearizable or stale, got ${JSON.stringify(v.slice(0, 40))}`);
   }
 
+  /** The request has a body that has not been received completely (so answering now would leave it to drain). */
+  get bodyUnread(): boolean {
+    const h = this.req.headers;
+    const hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
+    return hasBody && !this.req.complete;
+  }
+
   /**
    * Answer with `Connection: close`: Node ends the socket once the answer is
    * flushed, without reading the rest of the request body. A client that
@@ -196,7 +203,7 @@ export class RequestContext {
   json(status: number, body: unknown, headers: Record<string, string> = {}): void {
     // A body we did not read (e.g. an error answered before reading it): do
     // not keep the connection alive to drain it at the client's pace.
-    if (!this.req.complete) this.closeConnection();
+    if (this.bodyUnread) this.closeConnection();
     const text = JSON.stringify(body);
     this.res.writeHead(status, {
       ...headers,
@@ -208,7 +215,7 @@ export class RequestContext {
   }
 
   text(status: number, body: string, contentType: string): void {
-    if (!this.req.complete) this.closeConnection();
+    if (this.bodyUnread) this.closeConnection();
     this.res.writeHead(status, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' });
     this.res.end(body);
   }

@@ -94,6 +94,10 @@ export class KvStateMachine {
   get sessionCount(): number {
     return this.#sessions.size;
   }
+  /** Open watches (node-local). */
+  get watcherCount(): number {
+    return this.#watch.watcherCount;
+  }
   /** Oldest revision a watch may start from. */
   get oldestWatchRevision(): number {
     return this.#watch.oldestRevision;
