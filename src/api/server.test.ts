@@ -213,6 +213,35 @@ describe('kv', () => {
     assert.equal(ct.body['error'], 'invalid_content_type');
   });
 
+  test('hostile JSON bodies are refused naming the field and change nothing', async () => {
+    resetNode();
+    const before = h.node.kv.revision;
+    const json = { 'content-type': 'application/json' };
+    // Deep nesting where a string is expected.
+    const deep = await call(h.url, 'PUT', '/v1/kv/hostile', { raw: `{"value":${'['.repeat(200_000)}${']'.repeat(200_000)}}`, headers: json });
+    assert.equal(deep.status, 400);
+    assert.match(String(deep.body['message']), /^value: must be a string, got an array/);
+    // Far more txn entries than allowed: refused by count, naming the list.
+    const many = await call(h.url, 'POST', '/v1/kv/txn', { body: { compare: Array.from({ length: 20_000 }, (_, i) => ({ key: `k${i}`, target: 'exists', value: true })), success: [] } });
+    assert.equal(many.status, 400);
+    assert.equal(many.body['field'], 'compare');
+    assert.match(String(many.body['message']), /^compare: 20000 compares exceed the limit of 128/);
+    const ops = await call(h.url, 'POST', '/v1/kv/txn', { body: { success: Array.from({ length: 129 }, (_, i) => ({ type: 'delete', key: `k${i}` })) } });
+    assert.match(String(ops.body['message']), /^success: 129 ops exceed the limit of 128/);
+    // A prototype key is just an unknown field.
+    const proto = await call(h.url, 'PUT', '/v1/kv/hostile', { raw: '{"value":"x","__proto__":{"ttlMs":1}}', headers: json });
+    assert.equal(proto.status, 400);
+    assert.match(String(proto.body['message']), /^__proto__: unknown field/);
+    // Not UTF-8; numbers beyond the safe range.
+    const bin = await call(h.url, 'PUT', '/v1/kv/hostile', { raw: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), headers: json });
+    assert.equal(bin.body['error'], 'invalid_json');
+    assert.match(String(bin.body['message']), /not valid UTF-8/);
+    const huge = await call(h.url, 'PUT', '/v1/kv/hostile', { raw: '{"value":"x","ifRevision":1e400}', headers: json });
+    assert.match(String(huge.body['message']), /^ifRevision: must be a non-negative integer/);
+    assert.equal(h.node.kv.revision, before);
+    assert.equal(h.node.kv.get('hostile'), undefined);
+  });
+
   test('400 naming the bad field', async () => {
     resetNode();
     const value = await call(h.url, 'PUT', '/v1/kv/a', { body: { value: 5 } });
