@@ -11,6 +11,43 @@ import type { Forwarder } from './forward.js';
 /** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
 
+/**
+ * Resource bounds of one API server (SPEC §4 hardening). Not config keys:
+ * ApiServerOptions.limits overrides them (tests use small values).
+ */
+export interface ApiLimits {
+  /** Open watch streams per node; more answer 429 too_many_watches. */
+  readonly maxWatches: number;
+  /** Open watch streams per token (by its name) on this node. */
+  readonly maxWatchesPerToken: number;
+  /** A watch whose unsent bytes (socket buffer + queued events) pass this is closed. */
+  readonly watchMaxBufferedBytes: number;
+  /** A watch with more live events queued than this (not yet written) is closed. */
+  readonly watchMaxQueuedEvents: number;
+  /** Concurrent TCP connections; excess connections are closed on accept. */
+  readonly maxConnections: number;
+  /** Request line and headers must arrive within this (408). */
+  readonly headersTimeoutMs: number;
+  /** The whole request (headers and body) must arrive within this (408). Responses (watch streams) are not limited. */
+  readonly requestTimeoutMs: number;
+  /** How often the header/request deadlines are checked (Node's connectionsCheckingInterval). */
+  readonly timeoutCheckIntervalMs: number;
+  /** After an error answered with Connection: close, the socket is destroyed at the latest this long after the answer was flushed. */
+  readonly closeLingerMs: number;
+}
+
+export const DEFAULT_API_LIMITS: ApiLimits = {
+  maxWatches: 256,
+  maxWatchesPerToken: 64,
+  watchMaxBufferedBytes: 8 * 1024 * 1024,
+  watchMaxQueuedEvents: 10_000,
+  maxConnections: 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  timeoutCheckIntervalMs: 1000,
+  closeLingerMs: 2000,
+};
+
 export const HEADER_SERVED_BY = 'x-quorate-served-by';
 export const HEADER_FORWARDED = 'x-quorate-forwarded';
 
@@ -21,8 +58,11 @@ export interface App {
   readonly forwarder: Forwarder;
   readonly heartbeatMs: number;
   readonly forwardTimeoutMs: number;
-  /** Stops every open watch stream (used by close()). */
+  readonly limits: ApiLimits;
+  /** Stops every open watch stream (used by close()); its size is the open watch count. */
   readonly watches: Set<() => void>;
+  /** Open watch streams by token name. */
+  readonly watchesByToken: Map<string, number>;
   readonly registry: MetricsRegistry;
   readonly requests: Counter;
   readonly durations: Histogram;
@@ -133,7 +173,37 @@ export class RequestContext {
     throw badField('consistency', `must be linearizable or stale, got ${JSON.stringify(v.slice(0, 40))}`);
   }
 
+  /** The request has a body that has not been received completely (so answering now would leave it to drain). */
+  get bodyUnread(): boolean {
+    const h = this.req.headers;
+    const hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
+    return hasBody && !this.req.complete;
+  }
+
+  /**
+   * Answer with `Connection: close`: Node ends the socket once the answer is
+   * flushed, without reading the rest of the request body. A client that
+   * keeps sending may hold the socket half-open, so it is destroyed
+   * closeLingerMs after the answer was flushed at the latest.
+   */
+  closeConnection(): void {
+    const res = this.res;
+    if (res.headersSent || res.getHeader('connection') === 'close') return;
+    res.setHeader('connection', 'close');
+    const socket = this.req.socket;
+    const linger = this.app.limits.closeLingerMs;
+    res.once('finish', () => {
+      if (socket.destroyed) return;
+      const t = setTimeout(() => socket.destroy(), linger);
+      t.unref();
+      socket.once('close', () => clearTimeout(t));
+    });
+  }
+
   json(status: number, body: unknown, headers: Record<string, string> = {}): void {
+    // A body we did not read (e.g. an error answered before reading it): do
+    // not keep the connection alive to drain it at the client's pace.
+    if (this.bodyUnread) this.closeConnection();
     const text = JSON.stringify(body);
     this.res.writeHead(status, {
       ...headers,
@@ -145,6 +215,7 @@ export class RequestContext {
   }
 
   text(status: number, body: string, contentType: string): void {
+    if (this.bodyUnread) this.closeConnection();
     this.res.writeHead(status, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' });
     this.res.end(body);
   }

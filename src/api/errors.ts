@@ -23,6 +23,8 @@ export const ERROR_STATUS = {
   revision_mismatch: 409,
   invalid_transfer: 409,
   conf_change_in_progress: 409,
+  // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
+  request_timeout: 408,
   // 410: history no longer reaches back that far.
   compacted: 410,
   // 413: too large.
@@ -30,8 +32,11 @@ export const ERROR_STATUS = {
   key_too_large: 413,
   value_too_large: 413,
   entry_too_large: 413,
+  // 422: well-formed but refused: the Idempotency-Key was used for a different request.
+  idempotency_key_reused: 422,
   // 429: back off (with Retry-After).
   overloaded: 429,
+  too_many_watches: 429,
   // 500: a bug or an unexpected failure; details are logged, never sent.
   internal: 500,
   // 503: not served right now; nothing was applied, retrying is safe.

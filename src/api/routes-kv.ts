@@ -44,6 +44,7 @@ function answerWrite(ctx: RequestContext, r: ApplyResult): void {
       const now = r.currentRevision === 0 ? 'the key does not exist (revision 0)' : `the key is at revision ${r.currentRevision}`;
       throw new ApiError('revision_mismatch', `ifRevision does not match: ${now}; nothing was changed`, { currentRevision: r.currentRevision });
     }
+    if (r.error === 'idempotency_key_reused') throw new ApiError('idempotency_key_reused', r.message, { field: 'Idempotency-Key' });
     throw new ApiError('invalid_command', r.message);
   }
   ctx.json(200, r);

@@ -213,6 +213,35 @@ describe('kv', () => {
     assert.equal(ct.body['error'], 'invalid_content_type');
   });
 
+  test('hostile JSON bodies are refused naming the field and change nothing', async () => {
+    resetNode();
+    const before = h.node.kv.revision;
+    const json = { 'content-type': 'application/json' };
+    // Deep nesting where a string is expected.
+    const deep = await call(h.url, 'PUT', '/v1/kv/hostile', { raw: `{"value":${'['.repeat(200_000)}${']'.repeat(200_000)}}`, headers: json });
+    assert.equal(deep.status, 400);
+    assert.match(String(deep.body['message']), /^value: must be a string, got an array/);
+    // Far more txn entries than allowed: refused by count, naming the list.
+    const many = await call(h.url, 'POST', '/v1/kv/txn', { body: { compare: Array.from({ length: 20_000 }, (_, i) => ({ key: `k${i}`, target: 'exists', value: true })), success: [] } });
+    assert.equal(many.status, 400);
+    assert.equal(many.body['field'], 'compare');
+    assert.match(String(many.body['message']), /^compare: 20000 compares exceed the limit of 128/);
+    const ops = await call(h.url, 'POST', '/v1/kv/txn', { body: { success: Array.from({ length: 129 }, (_, i) => ({ type: 'delete', key: `k${i}` })) } });
+    assert.match(String(ops.body['message']), /^success: 129 ops exceed the limit of 128/);
+    // A prototype key is just an unknown field.
+    const proto = await call(h.url, 'PUT', '/v1/kv/hostile', { raw: '{"value":"x","__proto__":{"ttlMs":1}}', headers: json });
+    assert.equal(proto.status, 400);
+    assert.match(String(proto.body['message']), /^__proto__: unknown field/);
+    // Not UTF-8; numbers beyond the safe range.
+    const bin = await call(h.url, 'PUT', '/v1/kv/hostile', { raw: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), headers: json });
+    assert.equal(bin.body['error'], 'invalid_json');
+    assert.match(String(bin.body['message']), /not valid UTF-8/);
+    const huge = await call(h.url, 'PUT', '/v1/kv/hostile', { raw: '{"value":"x","ifRevision":1e400}', headers: json });
+    assert.match(String(huge.body['message']), /^ifRevision: must be a non-negative integer/);
+    assert.equal(h.node.kv.revision, before);
+    assert.equal(h.node.kv.get('hostile'), undefined);
+  });
+
   test('400 naming the bad field', async () => {
     resetNode();
     const value = await call(h.url, 'PUT', '/v1/kv/a', { body: { value: 5 } });
@@ -386,6 +415,32 @@ describe('kv', () => {
     const b = await call(h.url, 'PUT', '/v1/kv/idem', { body: { value: '1' }, headers: { 'idempotency-key': 'req-42' } });
     assert.deepEqual(a.body, b.body);
     assert.equal(h.node.proposals.at(-1)?.idempotencyKey, 'req-42');
+  });
+
+  test('an Idempotency-Key reused for a different request answers 422 idempotency_key_reused and changes nothing', async () => {
+    resetNode();
+    const ik = { 'idempotency-key': 'reuse-1' };
+    const first = await call(h.url, 'PUT', '/v1/kv/reuse/a', { body: { value: '1' }, headers: ik });
+    assert.equal(first.status, 200);
+    const other = [
+      await call(h.url, 'PUT', '/v1/kv/reuse/a', { body: { value: '2' }, headers: ik }), // other body
+      await call(h.url, 'PUT', '/v1/kv/reuse/b', { body: { value: '1' }, headers: ik }), // other path
+      await call(h.url, 'DELETE', '/v1/kv/reuse/a', { headers: ik }), // other method
+      await call(h.url, 'POST', '/v1/kv/txn', { body: { success: [{ type: 'put', key: 'reuse/a', value: '1' }] }, headers: ik }),
+    ];
+    for (const r of other) {
+      assert.equal(r.status, 422, r.text);
+      assert.equal(r.body['error'], 'idempotency_key_reused');
+      assert.equal(r.body['field'], 'Idempotency-Key');
+      assert.match(String(r.body['message']), /already used for a different request.*nothing was changed.*new Idempotency-Key/);
+    }
+    const a = await call(h.url, 'GET', '/v1/kv/reuse/a');
+    assert.equal(a.body['value'], '1');
+    assert.equal(a.body['revision'], first.body['revision']);
+    assert.equal((await call(h.url, 'GET', '/v1/kv/reuse/b')).status, 404);
+    // The same request again still gets the first result (JSON formatting does not matter).
+    const again = await call(h.url, 'PUT', '/v1/kv/reuse/a', { raw: '{ "value" : "1" }', headers: { ...ik, 'content-type': 'application/json' } });
+    assert.deepEqual(again.body, first.body);
   });
 });
 

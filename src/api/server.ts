@@ -10,8 +10,8 @@ import type { Logger } from 'pino';
 import type { NodeHandle } from '../node/handle.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { TokenStore } from './auth.js';
-import { HEADER_SERVED_BY, RequestContext } from './context.js';
-import type { App, Route } from './context.js';
+import { DEFAULT_API_LIMITS, HEADER_SERVED_BY, RequestContext } from './context.js';
+import type { ApiLimits, App, Route } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { Forwarder } from './forward.js';
 import { clusterRoutes } from './routes-cluster.js';
@@ -33,6 +33,46 @@ export interface ApiServerOptions {
   readonly tokenCheckIntervalMs?: number;
   /** Deadline for a request forwarded to the leader. Default 30000. */
   readonly forwardTimeoutMs?: number;
+  /** Resource bounds; unset fields keep DEFAULT_API_LIMITS. */
+  readonly limits?: Partial<ApiLimits>;
+}
+
+/**
+ * The API could not start: `key` names the config key to fix
+ * (`node.apiAddress`, `security.apiTls.certFile`, `security.apiTls.keyFile`).
+ */
+export class ApiStartError extends Error {
+  readonly code = 'api_start_failed';
+  readonly key: string;
+  constructor(key: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ApiStartError';
+    this.key = key;
+  }
+}
+
+function readTlsFile(key: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'is a directory' : e.message;
+    throw new ApiStartError(key, `${key}: cannot read ${JSON.stringify(file)} (${why}); the HTTP API cannot start over TLS without it. Fix the path or the file's permissions, or remove security.apiTls to serve plain HTTP`, { cause: err });
+  }
+}
+
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): ApiStartError {
+  const addr = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return new ApiStartError('node.apiAddress', `node.apiAddress ${addr} is already in use (EADDRINUSE): another process (or another quorate node) listens there; stop it or choose another port in node.apiAddress`, { cause: err });
+    case 'EACCES':
+      return new ApiStartError('node.apiAddress', `node.apiAddress ${addr}: permission denied (EACCES); ports below 1024 need privileges, choose a higher port`, { cause: err });
+    case 'EADDRNOTAVAIL':
+      return new ApiStartError('node.apiAddress', `node.apiAddress ${addr}: the address is not assigned to this host (EADDRNOTAVAIL); use one of its addresses, or 0.0.0.0`, { cause: err });
+    default:
+      return new ApiStartError('node.apiAddress', `node.apiAddress ${addr}: cannot listen (${err.code ?? 'error'}: ${err.message})`, { cause: err });
+  }
 }
 
 export interface ApiServer {
@@ -98,7 +138,10 @@ function fail(ctx: RequestContext, err: unknown): void {
     return;
   }
   const headers: Record<string, string> = { ...error.headers };
-  if (error.code === 'body_too_large') headers['connection'] = 'close';
+  // Close instead of keeping the connection alive when the client is not
+  // trusted (401/403) or its body was not (fully) read: keep-alive would mean
+  // reading and discarding whatever it still sends, at its pace.
+  if (error.status === 401 || error.status === 403 || error.code === 'body_too_large') ctx.closeConnection();
   ctx.json(error.status, error.body(), headers);
 }
 
@@ -118,6 +161,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const node = opts.node;
   const logger = opts.logger.child({ component: 'api' });
   const registry = new MetricsRegistry();
+  const limits: ApiLimits = { ...DEFAULT_API_LIMITS, ...opts.limits };
+  // Read (and check) TLS material before anything else, naming the key on failure.
+  const tls = opts.tls ? { cert: readTlsFile('security.apiTls.certFile', opts.tls.certFile), key: readTlsFile('security.apiTls.keyFile', opts.tls.keyFile) } : undefined;
   const forwarder = new Forwarder();
   const adminTokenFiles = [join(opts.dataDir, 'admin.token')];
   const configured = node.config.security.adminTokenFile;
@@ -129,7 +175,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     forwarder,
     heartbeatMs: opts.watchHeartbeatMs ?? 15_000,
     forwardTimeoutMs: opts.forwardTimeoutMs ?? 30_000,
+    limits,
     watches: new Set(),
+    watchesByToken: new Map(),
     registry,
     requests: registry.counter('quorate_http_requests_total', 'HTTP API requests answered, by method, route and status.', ['method', 'route', 'status']),
     durations: registry.histogram('quorate_http_request_duration_seconds', 'HTTP API request latency by route (watch streams: their whole life).', [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], ['route']),
@@ -158,28 +206,73 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     );
   };
 
-  const server = opts.tls
-    ? https.createServer({ cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) }, onRequest)
-    : http.createServer(onRequest);
+  // headersTimeout / requestTimeout bound how long a client may take to SEND
+  // its request (Node answers 408 via clientError); they do not cover the
+  // response, so watch streams and long polls (requests without a body, fully
+  // received at once) are not cut. The deadlines are checked every
+  // timeoutCheckIntervalMs (Node's default is 30 s, too coarse).
+  const serverOptions: http.ServerOptions = {
+    requestTimeout: limits.requestTimeoutMs,
+    headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+    connectionsCheckingInterval: limits.timeoutCheckIntervalMs,
+  };
+  let server: http.Server;
+  if (tls !== undefined) {
+    try {
+      server = https.createServer({ ...serverOptions, cert: tls.cert, key: tls.key }, onRequest);
+    } catch (err) {
+      const msg = (err as Error).message;
+      const key = /key/i.test(msg) && !/certificate/i.test(msg) ? 'security.apiTls.keyFile' : 'security.apiTls.certFile';
+      throw new ApiStartError(key, `security.apiTls.certFile / security.apiTls.keyFile: ${JSON.stringify(opts.tls!.certFile)} and ${JSON.stringify(opts.tls!.keyFile)} are not a usable PEM certificate and private key pair (${msg}); the HTTP API cannot start over TLS`, { cause: err });
+    }
+  } else {
+    server = http.createServer(serverOptions, onRequest);
+  }
   // Longer than a forwarding node's idle keep-alive sockets (Node's agent honours this hint).
   server.keepAliveTimeout = 10_000;
-  server.headersTimeout = 15_000;
+  // Excess connections are closed as soon as they are accepted.
+  server.maxConnections = limits.maxConnections;
+  let dropped = 0;
+  let dropWarnedMs = -Infinity;
+  server.on('drop', () => {
+    dropped++;
+    const now = Date.now();
+    if (now - dropWarnedMs < 10_000) return;
+    dropWarnedMs = now;
+    logger.warn({ event: 'api_connections_refused', refused: dropped, maxConnections: limits.maxConnections }, `refused ${dropped} connection(s): ${limits.maxConnections} are open (the limit per node)`);
+    dropped = 0;
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && !socket.destroyed) {
-      const body = JSON.stringify({ error: 'invalid_request', message: `malformed HTTP request (${err.code ?? 'parse error'})` });
-      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    // Never write a raw answer into a response that has already started.
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !socket.destroyed && inFlight?.headersSent !== true) {
+      const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const body = JSON.stringify(
+        timeout
+          ? { error: 'request_timeout', message: `the request did not arrive in time (headers within ${limits.headersTimeoutMs} ms, the whole request within ${limits.requestTimeoutMs} ms); connection closed` }
+          : { error: 'invalid_request', message: `malformed HTTP request (${err.code ?? 'parse error'})` },
+      );
+      socket.end(`HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      const t = setTimeout(() => socket.destroy(), limits.closeLingerMs);
+      t.unref();
+      socket.once('close', () => clearTimeout(t));
     } else {
       socket.destroy();
     }
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const onError = (err: NodeJS.ErrnoException): void => {
+      forwarder.destroy();
+      reject(listenError(err, opts.host, opts.port));
+    };
+    server.once('error', onError);
     server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
+      server.off('error', onError);
       resolve();
     });
   });
+  server.on('error', (err) => logger.error({ err }, 'HTTP API server error'));
   const port = (server.address() as AddressInfo).port;
   logger.info({ host: opts.host, port, tls: opts.tls !== undefined }, 'HTTP API listening');
 

@@ -7,6 +7,8 @@ import {
   InvalidKeyError,
   MAX_IDEMPOTENCY_KEY_BYTES,
   MAX_TTL_MS,
+  MAX_TXN_COMPARES,
+  MAX_TXN_OPS,
   TooLargeError,
   utf8Bytes,
   validateEnvelope,
@@ -156,9 +158,11 @@ function parseOp(field: string, v: unknown): TxnOp {
   throw badField(tf, `must be put or delete (txn ops are writes; read keys with GET /v1/kv/{key}), got ${kind(type)}`);
 }
 
-function list<T>(field: string, v: unknown, parse: (f: string, x: unknown) => T, required: boolean): T[] {
+function list<T>(field: string, v: unknown, parse: (f: string, x: unknown) => T, required: boolean, max: number, what: string): T[] {
   if (v === undefined && !required) return [];
   if (!Array.isArray(v)) throw badField(field, `must be an array, got ${kind(v)}`);
+  // Count first: a 2 MiB body can hold ~10^5 entries; refuse before parsing them.
+  if (v.length > max) throw badField(field, `${v.length} ${what} exceed the limit of ${max}`);
   return v.map((x, i) => parse(`${field}[${i}]`, x));
 }
 
@@ -168,9 +172,9 @@ export function parseTxn(body: unknown): TxnCommand {
   onlyFields('', o, ['compare', 'success', 'failure']);
   const cmd: TxnCommand = {
     type: 'txn',
-    compare: list('compare', o['compare'], parseCompare, false),
-    success: list('success', o['success'], parseOp, true),
-    failure: list('failure', o['failure'], parseOp, false),
+    compare: list('compare', o['compare'], parseCompare, false, MAX_TXN_COMPARES, 'compares'),
+    success: list('success', o['success'], parseOp, true, MAX_TXN_OPS, 'ops'),
+    failure: list('failure', o['failure'], parseOp, false, MAX_TXN_OPS, 'ops'),
   };
   checkCommand(cmd);
   return cmd;

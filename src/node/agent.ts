@@ -1,8 +1,11 @@
 // `quorate agent`: run one node (storage, consensus, transport, HTTP API) until
 // SIGTERM/SIGINT, then shut down cleanly (flush, close connections, exit 0).
+// A node whose HTTP API cannot start (address in use, unreadable TLS files)
+// does not run on without it: it stops the node and exits 1, naming the key.
 import pino from 'pino';
 import type { QuorateConfig } from '../config/index.js';
-import { startApiServer } from '../api/server.js';
+import { ApiStartError, startApiServer } from '../api/server.js';
+import type { ApiServer } from '../api/server.js';
 import { QuorateNode } from './node.js';
 
 export async function runAgent(config: QuorateConfig, opts: { configPath: string }): Promise<void> {
@@ -34,14 +37,35 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
   currentTerm = () => node.term;
   const api = config.node.apiAddress;
   const sep = api.lastIndexOf(':');
-  const server = await startApiServer({
-    node,
-    host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
-    port: Number(api.slice(sep + 1)),
-    dataDir: config.node.dataDir,
-    logger: logger.child({ node: config.node.nodeName }),
-    ...(config.security.apiTls ? { tls: config.security.apiTls } : {}),
-  });
+  let server: ApiServer;
+  try {
+    server = await startApiServer({
+      node,
+      host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
+      port: Number(api.slice(sep + 1)),
+      dataDir: config.node.dataDir,
+      logger: logger.child({ node: config.node.nodeName }),
+      ...(config.security.apiTls ? { tls: config.security.apiTls } : {}),
+    });
+  } catch (e) {
+    // A node without its API cannot be managed, forwarded to or health-checked:
+    // stop it cleanly and exit non-zero instead of running on as a bare Raft member.
+    const message = (e as Error).message;
+    const key = e instanceof ApiStartError ? e.key : 'node.apiAddress';
+    logger.fatal(
+      { event: 'api_start_failed', node: config.node.nodeName, key, apiAddress: api, err: message },
+      `the HTTP API cannot start: ${message}; stopping the node and exiting`,
+    );
+    try {
+      await node.stop();
+    } catch (stopErr) {
+      logger.error({ event: 'stop_failed', node: config.node.nodeName, err: (stopErr as Error).message }, `error while stopping the node: ${(stopErr as Error).message}`);
+    }
+    logger.info({ event: 'agent_exit', node: config.node.nodeName, code: 1 }, 'node stopped; exiting with code 1');
+    logger.flush();
+    process.stderr.write(`Error: the HTTP API cannot start: ${message}\nHint: fix ${key} in ${opts.configPath} (docs/configuration.md), then start the node again.\n`);
+    process.exit(1);
+  }
   logger.info({ event: 'api_listening', node: config.node.nodeName, url: config.node.advertiseApiUrl }, `API listening on ${config.node.advertiseApiUrl}`);
   await new Promise<void>((resolve) => {
     let stopping = false;

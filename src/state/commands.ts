@@ -17,6 +17,7 @@
 // A new field or command means a new format version; a node that meets a
 // version it does not know stops (UnsupportedCommandVersionError) rather than
 // diverge.
+import { createHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { InvalidCommandError, StateError, UnsupportedCommandVersionError } from './errors.js';
 import {
@@ -238,34 +239,43 @@ function opTuple(op: TxnOp): unknown[] {
   return op.type === 'put' ? [OP_PUT, op.key, op.value, opt(op.ttlMs)] : [OP_DELETE, op.key];
 }
 
-/** Validates, then encodes; equal envelopes give equal bytes. */
-export function encodeCommand(env: CommandEnvelope): Uint8Array {
-  validateEnvelope(env);
-  const head: unknown[] = [COMMAND_FORMAT_VERSION, env.at, env.idempotencyKey ?? null];
-  const c = env.command;
+/** The command part of the layout: `[tag, ...body]` (no version, `at` or idempotency key). */
+function commandTuple(c: Command): unknown[] {
   switch (c.type) {
     case 'noop':
-      head.push(TAG_NOOP);
-      break;
+      return [TAG_NOOP];
     case 'put':
-      head.push(TAG_PUT, c.key, c.value, opt(c.ifRevision), opt(c.ttlMs));
-      break;
+      return [TAG_PUT, c.key, c.value, opt(c.ifRevision), opt(c.ttlMs)];
     case 'delete':
-      head.push(TAG_DELETE, c.key, opt(c.ifRevision));
-      break;
+      return [TAG_DELETE, c.key, opt(c.ifRevision)];
     case 'txn':
-      head.push(
+      return [
         TAG_TXN,
         c.compare.map((x) => [x.key, COMPARE_TARGETS.indexOf(x.target), COMPARE_OPS.indexOf(x.op), x.value]),
         c.success.map(opTuple),
         c.failure.map(opTuple),
-      );
-      break;
+      ];
     case 'expire':
-      head.push(TAG_EXPIRE, c.keys.map((k) => [k.key, k.modRevision]));
-      break;
+      return [TAG_EXPIRE, c.keys.map((k) => [k.key, k.modRevision])];
   }
-  return packCanonical(head);
+}
+
+/** Validates, then encodes; equal envelopes give equal bytes. */
+export function encodeCommand(env: CommandEnvelope): Uint8Array {
+  validateEnvelope(env);
+  return packCanonical([COMMAND_FORMAT_VERSION, env.at, env.idempotencyKey ?? null, ...commandTuple(env.command)]);
+}
+
+/**
+ * Fingerprint of what a command does (type and every field, not `at` nor the
+ * idempotency key): hex of the first 128 bits of SHA-256 over its canonical
+ * encoding. Client sessions keep it with an idempotency key so that the key
+ * reused for a different request is refused instead of answered with the
+ * first request's result. Deterministic: equal commands give equal
+ * fingerprints on every node and every build that encodes them alike.
+ */
+export function commandFingerprint(command: Command): string {
+  return createHash('sha256').update(packCanonical(commandTuple(command))).digest('hex').slice(0, 32);
 }
 
 // ---- decoding -------------------------------------------------------------

@@ -88,7 +88,7 @@ export class SnapshotCorruptError extends StateError {
 export class SnapshotVersionError extends StateError {
   readonly version: number;
   constructor(version: number, supported: number) {
-    super('snapshot_version_unsupported', `snapshot format version ${version} is not supported (this build reads version ${supported})`);
+    super('snapshot_version_unsupported', `snapshot format version ${version} is not supported (this build reads versions up to ${supported}); upgrade this node`);
     this.version = version;
   }
 }

@@ -6,7 +6,7 @@
 // Revisions work like etcd's: one global counter, bumped once per command that
 // changes something (a txn bumps once however many keys it writes); each key
 // keeps createRevision, modRevision and version (writes since creation).
-import { decodeCommand, packCanonical, unpackCanonical } from './commands.js';
+import { commandFingerprint, decodeCommand, packCanonical, unpackCanonical } from './commands.js';
 import type { Command, CommandEnvelope, Compare, ExpireKey, TxnOp } from './commands.js';
 import { ApplyOrderError, InvalidCommandError, SnapshotCorruptError } from './errors.js';
 import {
@@ -94,6 +94,10 @@ export class KvStateMachine {
   get sessionCount(): number {
     return this.#sessions.size;
   }
+  /** Open watches (node-local). */
+  get watcherCount(): number {
+    return this.#watch.watcherCount;
+  }
   /** Oldest revision a watch may start from. */
   get oldestWatchRevision(): number {
     return this.#watch.oldestRevision;
@@ -125,16 +129,25 @@ export class KvStateMachine {
     if (env.at > this.#clockMs) this.#clockMs = env.at;
     this.#sessions.expire(this.#clockMs);
     const ik = env.idempotencyKey;
+    const fingerprint = ik !== undefined ? commandFingerprint(env.command) : undefined;
     if (ik !== undefined) {
       const recorded = this.#sessions.lookup(ik);
       if (recorded !== undefined) {
         this.#appliedIndex = index;
-        return recorded;
+        if (recorded.fingerprint !== undefined && recorded.fingerprint !== fingerprint) {
+          // Same key, different request: refuse (deterministically, on every
+          // node) rather than answer with another request's result.
+          return {
+            error: 'idempotency_key_reused',
+            message: `Idempotency-Key ${JSON.stringify(ik.slice(0, 64))} was already used for a different request (other method, key or body); nothing was changed. Send a new Idempotency-Key for a new request`,
+          };
+        }
+        return recorded.result;
       }
     }
     const events: WatchEvent[] = [];
     const result = this.#execute(env.command, env.at, events);
-    if (ik !== undefined) this.#sessions.record(ik, this.#clockMs, result);
+    if (ik !== undefined) this.#sessions.record(ik, this.#clockMs, fingerprint, result);
     this.#appliedIndex = index;
     this.#watch.publish(events);
     return result;
@@ -318,7 +331,10 @@ export class KvStateMachine {
   // Body: msgpack array
   //   [appliedIndex, revision, clockMs,
   //    [[key, value, createRevision, modRevision, version, leaseDeadlineMs|nil]...] sorted by key,
-  //    [[idempotencyKey, atMs, resultTuple]...] in insertion order]
+  //    [[idempotencyKey, atMs, resultTuple, fingerprint|nil]...] in insertion order]
+  // Snapshot format 2 (written now) has the 4-element session tuples; format 1
+  // (still read) had 3 elements, without the fingerprint: such records come
+  // back with fingerprint undefined.
 
   #body(): Uint8Array {
     const keys: unknown[] = [];
@@ -327,7 +343,7 @@ export class KvStateMachine {
       keys.push([r.key, r.value, r.createRevision, r.modRevision, r.version, r.leaseDeadlineMs ?? null]);
     }
     const sessions: unknown[] = [];
-    for (const s of this.#sessions.values()) sessions.push([s.key, s.atMs, resultToTuple(s.result)]);
+    for (const s of this.#sessions.values()) sessions.push([s.key, s.atMs, resultToTuple(s.result), s.fingerprint ?? null]);
     return packCanonical([this.#appliedIndex, this.#revision, this.#clockMs, keys, sessions]);
   }
 
@@ -348,7 +364,8 @@ export class KvStateMachine {
    * watches are cancelled (their onCancel gets a CompactedError).
    */
   restore(bytes: Uint8Array): void {
-    const body = unframeSnapshot(bytes);
+    const { version, body } = unframeSnapshot(bytes);
+    const sessionFields = version === 1 ? 3 : 4;
     const at = SNAPSHOT_HEADER_BYTES;
     const bad = (field: string, reason: string): never => {
       throw new SnapshotCorruptError(at, field, reason);
@@ -405,8 +422,8 @@ export class KvStateMachine {
     let prevAt = 0;
     (sessionsRaw as unknown[]).forEach((t, i) => {
       const f = `sessions[${i}]`;
-      if (!Array.isArray(t) || t.length !== 3) bad(f, 'expected [idempotencyKey, atMs, result]');
-      const [key, atRaw, resultRaw] = t as unknown[];
+      if (!Array.isArray(t) || t.length !== sessionFields) bad(f, sessionFields === 3 ? 'expected [idempotencyKey, atMs, result]' : 'expected [idempotencyKey, atMs, result, fingerprint]');
+      const [key, atRaw, resultRaw, fpRaw] = t as unknown[];
       if (typeof key !== 'string' || key.length === 0) return bad(`${f}.idempotencyKey`, 'expected a non-empty string');
       if (seen.has(key)) bad(`${f}.idempotencyKey`, `duplicate ${JSON.stringify(key)}`);
       seen.add(key);
@@ -415,7 +432,12 @@ export class KvStateMachine {
       prevAt = atMs;
       const result = resultFromTuple(resultRaw);
       if (result === undefined) return bad(`${f}.result`, 'malformed result tuple');
-      sessions.push({ key, atMs, result });
+      let fingerprint: string | undefined;
+      if (fpRaw !== undefined && fpRaw !== null) {
+        if (typeof fpRaw !== 'string' || !/^[0-9a-f]{32}$/.test(fpRaw)) return bad(`${f}.fingerprint`, 'expected 32 lowercase hex digits or nil');
+        fingerprint = fpRaw;
+      }
+      sessions.push({ key, atMs, fingerprint, result });
     });
 
     // All checked: swap in.

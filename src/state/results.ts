@@ -30,7 +30,16 @@ export interface InvalidCommandResult {
   readonly error: 'invalid_command';
   readonly message: string;
 }
-export type ApplyResult = WriteResult | DeleteResult | RevisionMismatch | TxnResult | ExpireResult | InvalidCommandResult;
+/**
+ * The command carried an idempotency key already recorded for a DIFFERENT
+ * command (its fingerprint differs); nothing changed. Never recorded itself,
+ * so the key keeps answering its first request.
+ */
+export interface IdempotencyKeyReusedResult {
+  readonly error: 'idempotency_key_reused';
+  readonly message: string;
+}
+export type ApplyResult = WriteResult | DeleteResult | RevisionMismatch | TxnResult | ExpireResult | InvalidCommandResult | IdempotencyKeyReusedResult;
 
 const R_WRITE = 0;
 const R_DELETE = 1;
@@ -38,9 +47,13 @@ const R_MISMATCH = 2;
 const R_TXN = 3;
 const R_EXPIRE = 4;
 const R_INVALID = 5;
+const R_REUSED = 6;
 
 export function resultToTuple(r: ApplyResult): unknown[] {
-  if ('error' in r) return r.error === 'revision_mismatch' ? [R_MISMATCH, r.currentRevision] : [R_INVALID, r.message];
+  if ('error' in r) {
+    if (r.error === 'revision_mismatch') return [R_MISMATCH, r.currentRevision];
+    return [r.error === 'invalid_command' ? R_INVALID : R_REUSED, r.message];
+  }
   if ('succeeded' in r) {
     return [R_TXN, r.succeeded, r.revision, r.responses.map((x) => (x.type === 'put' ? [0, x.revision] : [1, x.deleted]))];
   }
@@ -65,6 +78,8 @@ export function resultFromTuple(t: unknown): ApplyResult | undefined {
       return t.length === 3 && isNat(t[1]) && isNat(t[2]) ? { revision: t[1], expired: t[2] } : undefined;
     case R_INVALID:
       return t.length === 2 && typeof t[1] === 'string' ? { error: 'invalid_command', message: t[1] } : undefined;
+    case R_REUSED:
+      return t.length === 2 && typeof t[1] === 'string' ? { error: 'idempotency_key_reused', message: t[1] } : undefined;
     case R_TXN: {
       if (t.length !== 4 || typeof t[1] !== 'boolean' || !isNat(t[2]) || !Array.isArray(t[3])) return undefined;
       const responses: TxnOpResponse[] = [];

@@ -1,9 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeCommand } from './commands.js';
+import { encodeCommand, packCanonical } from './commands.js';
 import type { Command } from './commands.js';
 import { KvStateMachine } from './kv.js';
 import type { KvOptions } from './kv.js';
+import { resultToTuple } from './results.js';
+import { frameSnapshot } from './snapshot.js';
 
 function driver(options: KvOptions = {}) {
   const kv = new KvStateMachine(options);
@@ -66,14 +68,68 @@ describe('client sessions', () => {
     assert.deepEqual(d.run(11, { type: 'put', key: 'k1', value: 'v' }, 'r1'), { revision: 6 });
   });
 
-  it('sessions survive snapshot and restore', () => {
+  it('sessions survive snapshot and restore, fingerprints included', () => {
     const d = driver();
-    const first = d.run(10, { type: 'txn', compare: [], success: [{ type: 'put', key: 'a', value: '1' }], failure: [] }, 'tx');
+    const cmd: Command = { type: 'txn', compare: [], success: [{ type: 'put', key: 'a', value: '1' }], failure: [] };
+    const first = d.run(10, cmd, 'tx');
     const other = new KvStateMachine();
     other.restore(d.kv.snapshot());
     assert.equal(other.sessionCount, 1);
-    const again = other.apply(2, encodeCommand({ at: 11, idempotencyKey: 'tx', command: { type: 'put', key: 'zzz', value: 'no' } }));
-    assert.deepEqual(again, first);
+    assert.deepEqual(other.apply(2, encodeCommand({ at: 11, idempotencyKey: 'tx', command: cmd })), first);
+    // The restored replica refuses the key for another command exactly like the original.
+    const reused = other.apply(3, encodeCommand({ at: 12, idempotencyKey: 'tx', command: { type: 'put', key: 'zzz', value: 'no' } }));
+    assert.equal((reused as { error?: string }).error, 'idempotency_key_reused');
     assert.equal(other.get('zzz'), undefined);
+    assert.deepEqual(d.run(11, cmd, 'tx'), first);
+    assert.deepEqual(reused, d.run(12, { type: 'put', key: 'zzz', value: 'no' }, 'tx'));
+    assert.equal(other.checksum(), d.kv.checksum());
+  });
+
+  it('an idempotency key reused for a different command is refused and changes nothing; the key keeps its first result', () => {
+    const d = driver();
+    const first = d.run(10, { type: 'put', key: 'a', value: '1' }, 'req');
+    const before = d.kv.checksum();
+    const variants: Command[] = [
+      { type: 'put', key: 'a', value: '2' }, // other body
+      { type: 'put', key: 'b', value: '1' }, // other path
+      { type: 'put', key: 'a', value: '1', ifRevision: 1 }, // other precondition
+      { type: 'put', key: 'a', value: '1', ttlMs: 1000 },
+      { type: 'delete', key: 'a' }, // other method
+      { type: 'txn', compare: [], success: [{ type: 'put', key: 'a', value: '1' }], failure: [] }, // other command
+    ];
+    for (const c of variants) {
+      const r = d.run(11, c, 'req') as { error?: string; message?: string };
+      assert.equal(r.error, 'idempotency_key_reused', JSON.stringify(c));
+      assert.match(String(r.message), /Idempotency-Key "req" was already used for a different request/);
+    }
+    assert.equal(d.kv.revision, 1);
+    assert.equal(d.kv.get('a')?.value, '1');
+    // Only the applied index moved (checksum covers it); state and the session are as before.
+    assert.notEqual(d.kv.checksum(), before);
+    assert.deepEqual(d.run(12, { type: 'put', key: 'a', value: '1' }, 'req'), first);
+    assert.equal(d.kv.sessionCount, 1);
+  });
+
+  it('a format-1 snapshot (sessions without fingerprints) still restores; its records answer any command with their result', () => {
+    // Body as format 1 wrote it: session tuples [key, atMs, result].
+    const body = packCanonical([1, 1, 10, [['a', '1', 1, 1, 1, null]], [['old', 10, resultToTuple({ revision: 1 })]]]);
+    const kv = new KvStateMachine();
+    kv.restore(frameSnapshot(body, 1));
+    assert.equal(kv.sessionCount, 1);
+    assert.equal(kv.get('a')?.value, '1');
+    assert.deepEqual(kv.apply(2, encodeCommand({ at: 11, idempotencyKey: 'old', command: { type: 'put', key: 'a', value: '1' } })), { revision: 1 });
+    assert.deepEqual(kv.apply(3, encodeCommand({ at: 12, idempotencyKey: 'old', command: { type: 'delete', key: 'a' } })), { revision: 1 });
+    assert.equal(kv.revision, 1);
+    // Written back in format 2 (fingerprint nil) and read again.
+    const again = new KvStateMachine();
+    again.restore(kv.snapshot());
+    assert.equal(again.checksum(), kv.checksum());
+  });
+
+  it('a format-2 snapshot with a malformed fingerprint is refused naming the field', () => {
+    const body = packCanonical([1, 1, 10, [], [['k', 10, resultToTuple({ revision: 1 }), 'not-hex']]]);
+    assert.throws(() => new KvStateMachine().restore(frameSnapshot(body, 2)), /sessions\[0\]\.fingerprint/);
+    const short = packCanonical([1, 1, 10, [], [['k', 10, resultToTuple({ revision: 1 })]]]);
+    assert.throws(() => new KvStateMachine().restore(frameSnapshot(short, 2)), /sessions\[0\].*expected \[idempotencyKey, atMs, result, fingerprint\]/);
   });
 });

@@ -5,12 +5,22 @@
 // command `at` seen, never a local clock. Records are kept in insertion order,
 // which is the same on every node, and their times never decrease (the clock
 // is monotonic), so pruning from the front is exact.
+//
+// Each record also keeps the fingerprint of the command that created it
+// (commandFingerprint: a hash of the command, computed inside apply, so every
+// replica stores the same one). A later command with the same key but another
+// fingerprint is a different request reusing the key: it is refused
+// (`idempotency_key_reused`), not answered with this record's result. Records
+// restored from a format-1 snapshot have no fingerprint (undefined) and keep
+// the old behaviour: any command with their key gets their result.
 import type { ApplyResult } from './results.js';
 
 export interface SessionRecord {
   readonly key: string;
   /** State-machine clock (ms) when the result was recorded. */
   readonly atMs: number;
+  /** commandFingerprint of the recorded command; undefined for records from format-1 snapshots. */
+  readonly fingerprint: string | undefined;
   readonly result: ApplyResult;
 }
 
@@ -28,8 +38,8 @@ export class SessionTable {
     return this.#records.size;
   }
 
-  lookup(key: string): ApplyResult | undefined {
-    return this.#records.get(key)?.result;
+  lookup(key: string): SessionRecord | undefined {
+    return this.#records.get(key);
   }
 
   /** Drops records recorded at or before `nowMs - ttlMs`. */
@@ -40,9 +50,9 @@ export class SessionTable {
     }
   }
 
-  record(key: string, atMs: number, result: ApplyResult): void {
+  record(key: string, atMs: number, fingerprint: string | undefined, result: ApplyResult): void {
     if (this.#records.has(key)) return;
-    this.#records.set(key, { key, atMs, result });
+    this.#records.set(key, { key, atMs, fingerprint, result });
     this.#evictOverflow();
   }
 

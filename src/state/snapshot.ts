@@ -9,11 +9,18 @@
 //
 // The body is checked against the digest before anything is decoded, so a
 // corrupt snapshot is never applied.
+//
+// Versions: 2 (written) adds the command fingerprint to client-session
+// records; 1 is still read (see KvStateMachine.restore). A build that only
+// knows 1 refuses a 2 with SnapshotVersionError (upgrade it) instead of
+// misreading it.
 import { createHash } from 'node:crypto';
 import { SnapshotCorruptError, SnapshotVersionError } from './errors.js';
 
 export const SNAPSHOT_MAGIC = 'QKVS';
-export const SNAPSHOT_FORMAT_VERSION = 1;
+export const SNAPSHOT_FORMAT_VERSION = 2;
+/** Oldest format version this build still reads. */
+export const SNAPSHOT_MIN_FORMAT_VERSION = 1;
 export const SNAPSHOT_HEADER_BYTES = 48;
 
 const MAGIC_BYTES = new TextEncoder().encode(SNAPSHOT_MAGIC);
@@ -22,19 +29,19 @@ export function sha256(bytes: Uint8Array): Uint8Array {
   return createHash('sha256').update(bytes).digest();
 }
 
-export function frameSnapshot(body: Uint8Array): Uint8Array {
+export function frameSnapshot(body: Uint8Array, version: number = SNAPSHOT_FORMAT_VERSION): Uint8Array {
   const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + body.length);
   const view = new DataView(out.buffer);
   out.set(MAGIC_BYTES, 0);
-  view.setUint32(4, SNAPSHOT_FORMAT_VERSION);
+  view.setUint32(4, version);
   view.setBigUint64(8, BigInt(body.length));
   out.set(sha256(body), 16);
   out.set(body, SNAPSHOT_HEADER_BYTES);
   return out;
 }
 
-/** Checks the header and digest; returns the body (a view, not a copy). */
-export function unframeSnapshot(bytes: Uint8Array): Uint8Array {
+/** Checks the header and digest; returns the format version and the body (a view, not a copy). */
+export function unframeSnapshot(bytes: Uint8Array): { version: number; body: Uint8Array } {
   if (bytes.length < SNAPSHOT_HEADER_BYTES) {
     throw new SnapshotCorruptError(bytes.length, 'header', `truncated: ${bytes.length} bytes, the header alone is ${SNAPSHOT_HEADER_BYTES}`);
   }
@@ -43,7 +50,7 @@ export function unframeSnapshot(bytes: Uint8Array): Uint8Array {
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = view.getUint32(4);
-  if (version !== SNAPSHOT_FORMAT_VERSION) {
+  if (version < SNAPSHOT_MIN_FORMAT_VERSION || version > SNAPSHOT_FORMAT_VERSION) {
     if (version > SNAPSHOT_FORMAT_VERSION) throw new SnapshotVersionError(version, SNAPSHOT_FORMAT_VERSION);
     throw new SnapshotCorruptError(4, 'version', `unknown format version ${version}`);
   }
@@ -60,5 +67,5 @@ export function unframeSnapshot(bytes: Uint8Array): Uint8Array {
       throw new SnapshotCorruptError(16, 'checksum', `SHA-256 of body bytes ${SNAPSHOT_HEADER_BYTES}..${bytes.length} does not match the header`);
     }
   }
-  return body;
+  return { version, body };
 }
