@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,10 @@ interface Exit {
 function runAgent(dir: string, config: unknown): Promise<Exit> {
   const configPath = join(dir, 'quorate.json');
   writeFileSync(configPath, JSON.stringify(config));
+  // Every node needs the cluster secret (default <dataDir>/cluster.secret) before its API starts.
+  const dataDir = (config as { node?: { dataDir?: string } }).node?.dataDir ?? join(dir, 'data');
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(join(dataDir, 'cluster.secret'), `${'5e'.repeat(32)}\n`, { mode: 0o600 });
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [MAIN, 'agent', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -1,5 +1,6 @@
 // Helpers shared by this folder's tests (not part of the public surface).
 import { connect } from 'node:net';
+import { Packr } from 'msgpackr';
 import type { Socket } from 'node:net';
 import type { Message, SnapshotMeta } from '../raft/types.js';
 import {
@@ -180,4 +181,17 @@ export function fakeAcceptorHandshake(socket: Socket, secret: Uint8Array, as: { 
     }
   });
   socket.on('error', () => undefined);
+}
+
+/**
+ * A msgpackr record + structured-clone hello whose values share references
+ * 17 levels deep, plus one trailing byte (233 bytes, under the hello limit):
+ * the old decoder's trailing-byte error serialized the 2^17-fold value
+ * (each further level doubles the stall: 22 levels took 4 s).
+ */
+export function stallFrame(): Buffer {
+  let v: unknown = { haId: 'x', fromId: 1 };
+  for (let i = 0; i < 17; i++) v = [v, v];
+  const body = new Packr({ useRecords: true, structuredClone: true }).pack(v);
+  return encodeFrame('hello', Buffer.concat([body, Buffer.from([0])]));
 }

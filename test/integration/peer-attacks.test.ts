@@ -1,0 +1,116 @@
+// The review's attacks on the peer port, replayed against three real node
+// processes from a local process that does not hold the cluster secret:
+// posing as the leader (forged append, forged snapshot), announcing a fake
+// API URL and a `dr` role for a voter, and a msgpack payload that used to
+// stall the event loop for seconds. Each must fail safely: refused with no
+// disclosure, nothing committed, no role changed, the leader kept.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { encodeFrame, encodeMessages } from '../../src/transport/codec.js';
+import { rawClient, stallFrame, until, type RawClient } from '../../src/transport/test-helpers.js';
+import { TOKEN, TestCluster, http, sleep } from './harness.js';
+
+const HA = 'attack-test-cluster-name';
+
+interface Status { id: number; nodeName: string; term: number; leader: string | null; leaderId: number; commitIndex: number; peers: { nodeName: string; role: string; apiUrl: string | null }[] }
+
+async function clusterStatus(url: string): Promise<Status> {
+  return (await http(url, 'GET', '/v1/cluster/status', { token: TOKEN })).body as unknown as Status;
+}
+
+/** Nothing the cluster would rather keep to itself crossed the wire to an unauthenticated dialer. */
+function assertDisclosesNothing(c: RawClient, names: string[]): void {
+  const bytes = Buffer.concat(c.frames.map((f) => Buffer.from(f.payload)));
+  for (const s of [HA, ...names]) assert.ok(!bytes.includes(Buffer.from(s)), `the answer discloses ${JSON.stringify(s)}`);
+  for (const f of c.frames) assert.ok(['challenge', 'refuse'].includes(f.type), `only a challenge or a refusal, got ${f.type}`);
+}
+
+function peerPort(c: TestCluster, i: number): number {
+  const cfg = JSON.parse(readFileSync(c.nodes[i]!.configPath, 'utf8')) as { node: { peerAddress: string } };
+  return Number(cfg.node.peerAddress.split(':').pop());
+}
+
+describe('peer port attacks from a process without the cluster secret', () => {
+  let c: TestCluster | undefined;
+  let trap: Server | undefined;
+  after(async () => {
+    await c?.stop();
+    await new Promise((r) => (trap ? trap.close(r) : r(undefined)));
+  });
+
+  test('forged appends, snapshots, API URLs and roles are refused without disclosure; a stalling payload is refused at once; the leader is kept', async () => {
+    c = await TestCluster.start({ nodes: 3, cluster: { haId: HA } });
+    const leader = await c.waitLeader();
+    const follower = (leader + 1) % 3;
+    const client = c.client();
+    await client.kvPut('before', '1');
+    const before = await clusterStatus(c.nodes[leader]!.url);
+    const names = c.nodes.map((n) => n.name);
+
+    // A listener where a fake API URL would send forwarded client writes.
+    let trapped = 0;
+    trap = createServer((_req, res) => {
+      trapped++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"revision":1}');
+    });
+    await new Promise<void>((r) => trap!.listen(0, '127.0.0.1', r));
+    const trapUrl = `http://127.0.0.1:${(trap.address() as import('node:net').AddressInfo).port}`;
+
+    const port = peerPort(c, follower);
+    const wrong = randomBytes(32);
+    // 1. Posing as the leader with the wrong secret, announcing a fake API URL and role dr.
+    for (const channel of ['messages', 'snapshot'] as const) {
+      const a = await rawClient(port);
+      await a.hello({ haId: HA, fromId: before.leaderId, fromName: before.nodeName, toId: follower + 1, channel, apiUrl: trapUrl, role: 'dr', incarnation: 'forged' }, { secret: wrong });
+      assert.notEqual(await a.answer(), 'helloAck');
+      await until(() => a.closed, 'the refused connection to close', 5000);
+      assertDisclosesNothing(a, names);
+    }
+    // 2. A forged append sent without any handshake: the connection is dropped, nothing applied.
+    const forged = await rawClient(port);
+    const entry = { term: before.term + 5, index: before.commitIndex + 1, type: 'normal' as const, data: new Uint8Array([1, 2, 3]) };
+    forged.socket.write(encodeFrame('messages', encodeMessages([{
+      type: 'app', from: before.leaderId, to: follower + 1, term: before.term + 5, logTerm: before.term, index: before.commitIndex, commit: before.commitIndex + 1,
+      entries: [entry], reject: false, rejectHint: 0, context: 0,
+    }])));
+    await until(() => forged.closed, 'the forged append connection to close', 5000);
+    assertDisclosesNothing(forged, names);
+    // 3. The payload that stalled the event loop for seconds.
+    const stall = await rawClient(peerPort(c, leader));
+    const t0 = Date.now();
+    stall.socket.write(stallFrame());
+    await until(() => stall.closed, 'the stalling hello to be refused', 5000);
+    assert.ok(Date.now() - t0 < 2000, `refused after ${Date.now() - t0} ms`);
+    assertDisclosesNothing(stall, names);
+
+    // Nothing changed: the same leader and term, no role changed, forwarding
+    // goes to the recorded leader (never the trap), every node has every write.
+    await sleep(500);
+    const after = await clusterStatus(c.nodes[leader]!.url);
+    assert.equal(after.leaderId, before.leaderId);
+    assert.equal(after.term, before.term);
+    assert.deepEqual(after.peers.map((p) => p.role).sort(), ['primary', 'standby', 'standby']);
+    assert.ok(after.peers.every((p) => p.apiUrl === null || !p.apiUrl.startsWith(trapUrl)));
+    const viaFollower = c.client({ urls: [c.nodes[follower]!.url] });
+    for (let i = 0; i < 20; i++) await viaFollower.kvPut(`after/${i}`, `v${i}`);
+    assert.equal(trapped, 0, 'no client write was forwarded to the fake API URL');
+    for (const n of c.nodes) {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const r = await http(n.url, 'GET', '/v1/kv/after/19?consistency=stale', { token: TOKEN });
+        if (r.status === 200) {
+          assert.equal(r.body['value'], 'v19');
+          break;
+        }
+        assert.ok(Date.now() < deadline, `${n.name} has the writes`);
+        await sleep(50);
+      }
+      // The forged append (term + 5) would have moved this node's term.
+      assert.equal((await clusterStatus(n.url)).term, before.term, `${n.name} kept term ${before.term}`);
+    }
+    assert.doesNotMatch(c.log(follower), /split_brain/);
+  });
+});
