@@ -113,7 +113,7 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
       throw new CorruptLogError(
         path,
         at,
-        `the file ends at byte ${buf.length}, after the record for index ${expected - 1}, without the zero tail every version-2 segment keeps after its last record: the file was shortened (records from index ${expected} on may be lost)`,
+        `the file ends at byte ${buf.length}, after ${expected > firstIndex ? `the record for index ${expected - 1}` : 'the segment header'}, without the zero tail every version-2 segment keeps after its last record: the file was shortened (records from index ${expected} on may be lost)`,
       );
     }
     const length = buf.readUInt32LE(at);
