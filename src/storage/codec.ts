@@ -19,6 +19,8 @@ export const SEGMENT_VERSION_LEGACY = 1;
 export const ZERO_TAIL_BYTES = 8;
 /** Torn-write granularity assumed at recovery (as etcd: a sector is written whole or not at all). */
 export const SECTOR_BYTES = 512;
+/** Page-cache writeback unit: an unfinished write may lose whole pages, in any order. */
+export const PAGE_BYTES = 4096;
 export const SEGMENT_HEADER_BYTES = 16;
 export const RECORD_HEADER_BYTES = 8;
 export const ENTRY_FIXED_BYTES = 17;
@@ -136,6 +138,16 @@ export function isZero(buf: Buffer, from: number, to: number): boolean {
     if (ZERO_CHUNK.compare(buf, at, end, 0, end - at) !== 0) return false;
   }
   return true;
+}
+
+/** Offset of the first non-zero byte of buf[from, to), or `to` when all are zero. */
+export function firstNonZero(buf: Buffer, from: number, to = buf.length): number {
+  for (let at = from; at < to; at += ZERO_CHUNK.length) {
+    const end = Math.min(to, at + ZERO_CHUNK.length);
+    if (ZERO_CHUNK.compare(buf, at, end, 0, end - at) === 0) continue;
+    for (let i = at; i < end; i++) if (buf[i] !== 0) return i;
+  }
+  return to;
 }
 
 /** One past the last non-zero byte of buf[from, to), or `from` when all are zero. */

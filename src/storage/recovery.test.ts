@@ -174,6 +174,17 @@ test('non-zero bytes after the end of the log are an unfinished write only if no
     await writeFile(seg, b);
     await rejectsCorrupt(WalStorage.open(dir), (e) => assert.match(e.message, /records are missing in the middle of the log/));
   }
+  {
+    // A flipped byte far out in the zero tail: no write of this log reaches there.
+    const b = Buffer.from(pristine);
+    const far = Math.floor(b.length / 3);
+    b[far] = 0xff;
+    await writeFile(seg, b);
+    await rejectsCorrupt(WalStorage.open(dir), (e) => {
+      assert.equal(e.offset, far);
+      assert.match(e.message, /farther out than an interrupted write can reach/);
+    });
+  }
 });
 
 test('a commit index beyond the recovered log stops the node', async (t) => {

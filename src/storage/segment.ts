@@ -3,8 +3,9 @@
 //
 // Version 2 (preallocated, zero tail) — only what a torn write can explain is cut:
 //   - a zero length prefix is the end of the log; non-zero bytes after it in the
-//     last segment are the rest of an unfinished write (zeroed) unless a valid
-//     record follows (then records are missing in the middle: corruption);
+//     last segment are the rest of an unfinished write (zeroed) if they start
+//     within the page after the one holding the end and no valid record is
+//     among them; otherwise corruption (records missing, or foreign bytes);
 //   - a record whose checksum fails is torn only in the last segment, only if
 //     part of it lies in an all-zero (never written) sector, and only if no
 //     valid record follows it;
@@ -21,8 +22,10 @@ import {
   SEGMENT_VERSION_LEGACY,
   ZERO_TAIL_BYTES,
   decodeRecord,
+  PAGE_BYTES,
   endOfNonZero,
   findValidRecordAfter,
+  firstNonZero,
   hasZeroSector,
   isZero,
   readU64,
@@ -122,6 +125,16 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
       const nz = endOfNonZero(buf, at);
       if (nz === at) return { version, offsets, terms, entries, end: at };
       if (!isLast) throw new CorruptLogError(path, at, `non-zero bytes up to byte offset ${nz} after the last record (index ${expected - 1}) of a sealed segment`);
+      // An unfinished write that lost its first page(s) leaves data right after
+      // them; bytes farther out were never written by this log.
+      const first = firstNonZero(buf, at, nz);
+      if (first >= (Math.floor(at / PAGE_BYTES) + 2) * PAGE_BYTES) {
+        throw new CorruptLogError(
+          path,
+          first,
+          `non-zero bytes at byte offset ${first}, ${first - at} bytes after the end of the log (index ${expected - 1}), farther out than an interrupted write can reach`,
+        );
+      }
       const valid = findValidRecordAfter(buf, at + 1, expected, nz);
       if (valid !== undefined) {
         throw new CorruptLogError(path, at, `zero record length (end of log) where the record for index ${expected} belongs, but a valid record follows at byte offset ${valid}: records are missing in the middle of the log`);
