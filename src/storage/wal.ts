@@ -835,12 +835,19 @@ export class WalStorage {
     this.#durableIndex = recoveredEnd;
     this.#hs = hs;
     this.#walTail = this.#segments.at(-1)?.firstIndex ?? 0;
-    const incarnation = await this.#loadIncarnation(incPath, fresh, warnings);
-    const p = stored?.hs;
-    if (stored === undefined || stored.version !== 2 || stored.walTail !== this.#walTail || p?.term !== hs.term || p.vote !== hs.vote || p.commit > hs.commit) {
-      await this.#writeHs();
-    } else {
-      this.#persistedHs = stored.hs;
+    let incarnation: string;
+    try {
+      incarnation = await this.#loadIncarnation(incPath, fresh, warnings);
+      const p = stored?.hs;
+      if (stored === undefined || stored.version !== 2 || stored.walTail !== this.#walTail || p?.term !== hs.term || p.vote !== hs.vote || p.commit > hs.commit) {
+        await this.#writeHs();
+      } else {
+        this.#persistedHs = stored.hs;
+      }
+    } catch (err) {
+      await this.#fh?.close();
+      this.#fh = undefined;
+      throw err;
     }
     return { hardState: hs, snapshot: snap, snapshotData: loaded?.data, entries, warnings, incarnation };
   }
