@@ -1,7 +1,9 @@
 // Binary encodings of the WAL: segment header and entry records.
 //
-// Segment file  = header (16 bytes) + records.
-//   header      = "QWAL" | version u16 LE (1) | reserved u16 (0) | firstIndex u64 LE
+// Segment file  = header (16 bytes) + records (+ zero tail in version 2).
+//   header      = "QWAL" | version u16 LE (2; 1 still read) | reserved u16 (0) | firstIndex u64 LE
+//   Version 2 files are preallocated (sparse zeros) and always keep at least
+//   ZERO_TAIL_BYTES zero bytes after the last record: a zero length = end of log.
 // Record        = length u32 LE | crc32c u32 LE | payload (length bytes)
 //   crc32c covers the 4 length bytes and the payload, so a damaged length is caught.
 //   payload     = type u8 (1 normal, 2 conf) | term u64 LE | index u64 LE | data
@@ -10,7 +12,15 @@ import type { Entry, EntryType } from '../raft/types.js';
 import { crc32c } from '../lib/crc32c.js';
 
 export const SEGMENT_MAGIC = 0x4c415751; // "QWAL" read as u32 LE
-export const SEGMENT_VERSION = 1;
+export const SEGMENT_VERSION = 2;
+/** Written by the previous release: no preallocation, read with the old torn-tail rules. */
+export const SEGMENT_VERSION_LEGACY = 1;
+/** A version-2 segment always has at least this many zero bytes after its last record. */
+export const ZERO_TAIL_BYTES = 8;
+/** Torn-write granularity assumed at recovery (as etcd: a sector is written whole or not at all). */
+export const SECTOR_BYTES = 512;
+/** Page-cache writeback unit: an unfinished write may lose whole pages, in any order. */
+export const PAGE_BYTES = 4096;
 export const SEGMENT_HEADER_BYTES = 16;
 export const RECORD_HEADER_BYTES = 8;
 export const ENTRY_FIXED_BYTES = 17;
@@ -46,10 +56,10 @@ export function readU64(buf: Buffer, at: number): number {
   return hi * TWO_32 + buf.readUInt32LE(at);
 }
 
-export function encodeSegmentHeader(firstIndex: number): Buffer {
+export function encodeSegmentHeader(firstIndex: number, version = SEGMENT_VERSION): Buffer {
   const b = Buffer.alloc(SEGMENT_HEADER_BYTES);
   b.writeUInt32LE(SEGMENT_MAGIC, 0);
-  b.writeUInt16LE(SEGMENT_VERSION, 4);
+  b.writeUInt16LE(version, 4);
   writeU64(b, firstIndex, 8);
   return b;
 }
@@ -103,13 +113,13 @@ export function decodeRecord(buf: Buffer, at: number): DecodeResult {
  * is at least `minIndex`. Used to tell a torn tail (nothing valid follows) from
  * corruption (valid records follow the damage). Cheap filters first, CRC last.
  */
-export function findValidRecordAfter(buf: Buffer, from: number, minIndex: number): number | undefined {
-  const len = buf.length;
+export function findValidRecordAfter(buf: Buffer, from: number, minIndex: number, to = buf.length): number | undefined {
+  const len = to;
   const maxIndex = minIndex + Math.ceil(len / MIN_RECORD_BYTES) + 1;
   for (let p = from; p + MIN_RECORD_BYTES <= len; p++) {
     const payloadLen = buf.readUInt32LE(p);
     if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) continue;
-    if (p + RECORD_HEADER_BYTES + payloadLen > len) continue;
+    if (p + RECORD_HEADER_BYTES + payloadLen > buf.length) continue;
     const t = buf[p + RECORD_HEADER_BYTES];
     if (t !== TYPE_NORMAL && t !== TYPE_CONF) continue;
     const index = readU64(buf, p + RECORD_HEADER_BYTES + 9);
@@ -117,4 +127,54 @@ export function findValidRecordAfter(buf: Buffer, from: number, minIndex: number
     if (decodeRecord(buf, p).ok) return p;
   }
   return undefined;
+}
+
+const ZERO_CHUNK = Buffer.alloc(64 * 1024);
+
+/** True when buf[from, to) is all zero (native compares, 64 KiB at a time). */
+export function isZero(buf: Buffer, from: number, to: number): boolean {
+  for (let at = from; at < to; at += ZERO_CHUNK.length) {
+    const end = Math.min(to, at + ZERO_CHUNK.length);
+    if (ZERO_CHUNK.compare(buf, at, end, 0, end - at) !== 0) return false;
+  }
+  return true;
+}
+
+/** Offset of the first non-zero byte of buf[from, to), or `to` when all are zero. */
+export function firstNonZero(buf: Buffer, from: number, to = buf.length): number {
+  for (let at = from; at < to; at += ZERO_CHUNK.length) {
+    const end = Math.min(to, at + ZERO_CHUNK.length);
+    if (ZERO_CHUNK.compare(buf, at, end, 0, end - at) === 0) continue;
+    for (let i = at; i < end; i++) if (buf[i] !== 0) return i;
+  }
+  return to;
+}
+
+/** One past the last non-zero byte of buf[from, to), or `from` when all are zero. */
+export function endOfNonZero(buf: Buffer, from: number, to = buf.length): number {
+  let end = to;
+  while (end > from) {
+    const start = Math.max(from, end - ZERO_CHUNK.length);
+    if (ZERO_CHUNK.compare(buf, start, end, 0, end - start) === 0) {
+      end = start;
+      continue;
+    }
+    for (let i = end - 1; i >= start; i--) if (buf[i] !== 0) return i + 1;
+  }
+  return from;
+}
+
+/**
+ * etcd's isTornEntry: a record whose checksum fails was torn by a crash only if
+ * part of it lies in a sector that was never written (all zero). The record's
+ * bytes are split at file-offset sector boundaries; any all-zero piece counts.
+ */
+export function hasZeroSector(buf: Buffer, from: number, to: number): boolean {
+  let at = from;
+  while (at < to) {
+    const end = Math.min(to, (Math.floor(at / SECTOR_BYTES) + 1) * SECTOR_BYTES);
+    if (isZero(buf, at, end)) return true;
+    at = end;
+  }
+  return false;
 }

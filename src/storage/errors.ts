@@ -2,9 +2,15 @@
 // codes to HTTP statuses in one table. Corruption errors name the file and say
 // what the operator should do.
 
-/** What an operator does when a node's own data is damaged. */
+/**
+ * What an operator does when a node's own data is damaged. Only names commands
+ * that exist (`quorate status`); never "wipe the data dir and restart": a voter
+ * that forgot entries it acknowledged could help elect a leader that lacks them.
+ */
 export const RESTORE_ADVICE =
-  'restore this node from a peer: stop it, move its data dir aside, start it empty and re-enroll it (quorate enroll)';
+  "keep this node stopped; the cluster tolerates its absence. To restore this node from a peer: stop it, move its data dir aside (keep it for analysis), " +
+  "and start it with an empty data dir so that it receives the leader's snapshot (the cluster treats a node with a new data dir as a non-voting learner " +
+  'until it has caught up); follow its progress with `quorate status`';
 
 export class StorageError extends Error {
   readonly code: string;
@@ -45,11 +51,21 @@ export class CorruptHardStateError extends StorageError {
   }
 }
 
+/** The incarnation id file of a data dir is unreadable or malformed. */
+export class CorruptIncarnationError extends StorageError {
+  readonly path: string;
+  constructor(path: string, reason: string) {
+    super('corrupt_incarnation', `corrupt incarnation file ${path}: ${reason}; ${RESTORE_ADVICE}`);
+    this.name = 'CorruptIncarnationError';
+    this.path = path;
+  }
+}
+
 /** A file written by a newer (or foreign) format version. */
 export class UnsupportedFormatError extends StorageError {
   readonly path: string;
   constructor(path: string, reason: string) {
-    super('unsupported_format', `unsupported storage format in ${path}: ${reason}; run the quorate version that wrote it, or restore this node from a peer`);
+    super('unsupported_format', `unsupported storage format in ${path}: ${reason}; run the quorate version that wrote it, or ${RESTORE_ADVICE}`);
     this.name = 'UnsupportedFormatError';
     this.path = path;
   }

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readHardState, writeHardState } from './hardstate.js';
+import { encodeHardStateV1, readHardState, readStoredHardState, writeHardState } from './hardstate.js';
 import { WalStorage } from './wal.js';
-import { CorruptHardStateError } from './errors.js';
+import { CorruptHardStateError, CorruptIncarnationError } from './errors.js';
 import { tempDir } from './test-helpers.js';
 
 test('hard state is written atomically and read back exactly', async (t) => {
@@ -38,4 +38,22 @@ test('a temp file left by a crash mid-write is ignored and removed', async (t) =
   assert.deepEqual(state.hardState, { term: 4, vote: 2, commit: 0 });
   assert.ok(!(await readdir(dir)).includes('hardstate.tmp'));
   await storage.close();
+});
+
+test('a version-1 hard state file (previous release) is read; writes are version 2 with the newest segment', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'hardstate');
+  await writeFile(path, encodeHardStateV1({ term: 3, vote: 2, commit: 7 }));
+  assert.deepEqual(await readStoredHardState(path), { hs: { term: 3, vote: 2, commit: 7 }, walTail: 0, version: 1 });
+  await writeHardState(path, { term: 3, vote: 2, commit: 7 }, 41);
+  assert.deepEqual(await readStoredHardState(path), { hs: { term: 3, vote: 2, commit: 7 }, walTail: 41, version: 2 });
+  assert.equal((await readFile(path)).length, 44);
+});
+
+test('a damaged incarnation file stops the node naming it', async (t) => {
+  const dir = await tempDir(t);
+  const { storage } = await WalStorage.open(dir);
+  await storage.close();
+  await writeFile(join(dir, 'incarnation'), 'not-an-id\n');
+  await assert.rejects(WalStorage.open(dir), (e: unknown) => e instanceof CorruptIncarnationError && e.code === 'corrupt_incarnation' && e.message.includes(join(dir, 'incarnation')));
 });

@@ -17,5 +17,6 @@ export {
   InvalidHaStateError,
   StorageFailedError,
   StorageClosedError,
+  CorruptIncarnationError,
   RESTORE_ADVICE,
 } from './errors.js';

@@ -1,17 +1,52 @@
 // Reading one WAL segment at recovery: verify the header and every record,
-// and classify a failure as a torn tail (truncate) or corruption (stop).
+// and classify a failure as a torn write (cut it off) or corruption (stop).
+//
+// Version 2 (preallocated, zero tail) — only what a torn write can explain is cut:
+//   - a zero length prefix is the end of the log; non-zero bytes after it in the
+//     last segment are the rest of an unfinished write (zeroed) if they start
+//     within the page after the one holding the end and no valid record is
+//     among them; otherwise corruption (records missing, or foreign bytes);
+//   - a record whose checksum fails is torn only in the last segment, only if
+//     part of it lies in an all-zero (never written) sector, and only if no
+//     valid record follows it;
+//   - a length running past the end of the file, a file that ends without its
+//     zero tail, a checksum failure in a complete record: corruption.
+// Version 1 (previous release) keeps the old rules: in the last segment any
+// failure with no valid record after it is a torn tail (the file is shortened).
 import type { Entry } from '../raft/types.js';
-import { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SEGMENT_VERSION, decodeRecord, findValidRecordAfter, readU64 } from './codec.js';
+import {
+  RECORD_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_MAGIC,
+  SEGMENT_VERSION,
+  SEGMENT_VERSION_LEGACY,
+  ZERO_TAIL_BYTES,
+  decodeRecord,
+  PAGE_BYTES,
+  endOfNonZero,
+  findValidRecordAfter,
+  firstNonZero,
+  hasZeroSector,
+  isZero,
+  readU64,
+} from './codec.js';
 import { CorruptLogError, UnsupportedFormatError } from './errors.js';
 
 export interface ParsedSegment {
+  readonly version: number;
   /** Byte offset of each record; record i holds index firstIndex + i. */
   readonly offsets: number[];
   readonly terms: number[];
   /** Copies of the entries with index >= keepFrom. */
   readonly entries: Entry[];
-  /** Set when the tail is torn: truncate the file to `offset` (0 = the header itself is torn). */
-  readonly torn?: { readonly offset: number; readonly reason: string };
+  /** End of the last valid record (after any repair below). */
+  readonly end: number;
+  /** The last segment's header was never completely written: remove the file. */
+  readonly headerTorn?: string;
+  /** Version 1: the tail is torn; shorten the file to `offset`. */
+  readonly truncate?: { readonly offset: number; readonly reason: string };
+  /** Version 2: an unfinished write; zero bytes [from, to) (the file keeps its size). */
+  readonly zeroFill?: { readonly from: number; readonly to: number; readonly reason: string };
 }
 
 export interface ParseOptions {
@@ -25,27 +60,24 @@ export interface ParseOptions {
   readonly isLast: boolean;
 }
 
-function allZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
-}
-
 export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
   const { path, firstIndex, isLast } = o;
   const offsets: number[] = [];
   const terms: number[] = [];
   const entries: Entry[] = [];
   // Header. A short or all-zero header can only come from a crash while the
-  // last segment was being created.
-  if (buf.length < SEGMENT_HEADER_BYTES || allZero(buf.subarray(0, SEGMENT_HEADER_BYTES))) {
-    if (isLast && (buf.length < SEGMENT_HEADER_BYTES || allZero(buf))) {
-      return { offsets, terms, entries, torn: { offset: 0, reason: `segment header torn (${buf.length} bytes in file)` } };
+  // last segment was being created (the caller checks that it was not durable).
+  if (buf.length < SEGMENT_HEADER_BYTES || isZero(buf, 0, SEGMENT_HEADER_BYTES)) {
+    if (isLast && (buf.length < SEGMENT_HEADER_BYTES || isZero(buf, 0, buf.length))) {
+      return { version: 0, offsets, terms, entries, end: 0, headerTorn: `segment header torn (${buf.length} bytes in file, no header)` };
     }
     throw new CorruptLogError(path, 0, `segment header is missing or damaged (${buf.length} bytes in file)`);
   }
   if (buf.readUInt32LE(0) !== SEGMENT_MAGIC) throw new CorruptLogError(path, 0, 'bad segment magic (not a quorate WAL segment)');
   const version = buf.readUInt16LE(4);
-  if (version !== SEGMENT_VERSION) throw new UnsupportedFormatError(path, `WAL segment version ${version}, this build reads ${SEGMENT_VERSION}`);
+  if (version !== SEGMENT_VERSION && version !== SEGMENT_VERSION_LEGACY) {
+    throw new UnsupportedFormatError(path, `WAL segment version ${version}, this build reads ${SEGMENT_VERSION_LEGACY} and ${SEGMENT_VERSION}`);
+  }
   if (buf.readUInt16LE(6) !== 0) throw new CorruptLogError(path, 6, 'reserved header bytes are not zero');
   const headerFirst = readU64(buf, 8);
   if (headerFirst !== firstIndex) throw new CorruptLogError(path, 8, `header says first index ${headerFirst} but the file name says ${firstIndex}`);
@@ -53,15 +85,7 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
   let at = SEGMENT_HEADER_BYTES;
   let expected = firstIndex;
   let prevTerm = o.prevTerm;
-  while (at < buf.length) {
-    const r = decodeRecord(buf, at);
-    if (!r.ok) {
-      if (r.reason === 'bad payload') throw new CorruptLogError(path, at, `record has a valid checksum but ${r.detail}`);
-      if (!isLast) throw new CorruptLogError(path, at, `${r.reason} in record for index ${expected} (not the last segment, so not a torn write)`);
-      const valid = findValidRecordAfter(buf, at + 1, expected);
-      if (valid !== undefined) throw new CorruptLogError(path, at, `${r.reason} in record for index ${expected}, followed by a valid record at byte offset ${valid}`);
-      return { offsets, terms, entries, torn: { offset: at, reason: r.reason } };
-    }
+  const accept = (r: { term: number; index: number; type: Entry['type']; dataStart: number; end: number }): void => {
     if (r.index !== expected) throw new CorruptLogError(path, at, `record holds index ${r.index}, expected ${expected}`);
     if (r.term < prevTerm) throw new CorruptLogError(path, at, `record for index ${r.index} has term ${r.term}, lower than the previous entry's term ${prevTerm}`);
     offsets.push(at);
@@ -70,6 +94,72 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
     prevTerm = r.term;
     expected++;
     at = r.end;
+  };
+
+  if (version === SEGMENT_VERSION_LEGACY) {
+    while (at < buf.length) {
+      const r = decodeRecord(buf, at);
+      if (!r.ok) {
+        if (r.reason === 'bad payload') throw new CorruptLogError(path, at, `record for index ${expected} has a valid checksum but ${r.detail}`);
+        if (!isLast) throw new CorruptLogError(path, at, `${r.reason} in record for index ${expected} (not the last segment, so not a torn write)`);
+        const valid = findValidRecordAfter(buf, at + 1, expected);
+        if (valid !== undefined) throw new CorruptLogError(path, at, `${r.reason} in record for index ${expected}, followed by a valid record at byte offset ${valid}`);
+        return { version, offsets, terms, entries, end: at, truncate: { offset: at, reason: r.reason } };
+      }
+      accept(r);
+    }
+    return { version, offsets, terms, entries, end: at };
   }
-  return { offsets, terms, entries };
+
+  for (;;) {
+    if (at + ZERO_TAIL_BYTES > buf.length) {
+      throw new CorruptLogError(
+        path,
+        at,
+        `the file ends at byte ${buf.length}, after ${expected > firstIndex ? `the record for index ${expected - 1}` : 'the segment header'}, without the zero tail every version-2 segment keeps after its last record: the file was shortened (records from index ${expected} on may be lost)`,
+      );
+    }
+    const length = buf.readUInt32LE(at);
+    if (length === 0) {
+      // End of the log. What follows must be zero, or the rest of an unfinished write.
+      const nz = endOfNonZero(buf, at);
+      if (nz === at) return { version, offsets, terms, entries, end: at };
+      if (!isLast) throw new CorruptLogError(path, at, `non-zero bytes up to byte offset ${nz} after the last record (index ${expected - 1}) of a sealed segment`);
+      // An unfinished write that lost its first page(s) leaves data right after
+      // them; bytes farther out were never written by this log.
+      const first = firstNonZero(buf, at, nz);
+      if (first >= (Math.floor(at / PAGE_BYTES) + 2) * PAGE_BYTES) {
+        throw new CorruptLogError(
+          path,
+          first,
+          `non-zero bytes at byte offset ${first}, ${first - at} bytes after the end of the log (index ${expected - 1}), farther out than an interrupted write can reach`,
+        );
+      }
+      const valid = findValidRecordAfter(buf, at + 1, expected, nz);
+      if (valid !== undefined) {
+        throw new CorruptLogError(path, at, `zero record length (end of log) where the record for index ${expected} belongs, but a valid record follows at byte offset ${valid}: records are missing in the middle of the log`);
+      }
+      return { version, offsets, terms, entries, end: at, zeroFill: { from: at, to: nz, reason: `bytes of an unfinished write after the record for index ${expected - 1}` } };
+    }
+    const r = decodeRecord(buf, at);
+    if (r.ok) {
+      accept(r);
+      continue;
+    }
+    if (r.reason === 'bad payload') throw new CorruptLogError(path, at, `record for index ${expected} has a valid checksum but ${r.detail}`);
+    if (r.reason === 'bad length') throw new CorruptLogError(path, at, `record for index ${expected} has an impossible length ${length}`);
+    const recEnd = at + RECORD_HEADER_BYTES + length;
+    if (r.reason === 'short payload' || r.reason === 'short header') {
+      throw new CorruptLogError(path, at, `record for index ${expected} has length ${length}, which runs past the end of the file (${buf.length} bytes): the file was shortened`);
+    }
+    // Checksum mismatch in a record that lies wholly inside the file.
+    if (!isLast) throw new CorruptLogError(path, at, `checksum mismatch in the record for index ${expected} (bytes ${at}..${recEnd}; not the last segment, so not a torn write)`);
+    if (!hasZeroSector(buf, at, recEnd)) {
+      throw new CorruptLogError(path, at, `checksum mismatch in the complete record for index ${expected} (bytes ${at}..${recEnd}), which has no unwritten (all-zero) sector, so it is not a torn write`);
+    }
+    const nz = Math.max(recEnd, endOfNonZero(buf, recEnd));
+    const valid = findValidRecordAfter(buf, at + 1, expected, nz);
+    if (valid !== undefined) throw new CorruptLogError(path, at, `checksum mismatch in the record for index ${expected}, followed by a valid record at byte offset ${valid}`);
+    return { version, offsets, terms, entries, end: at, zeroFill: { from: at, to: nz, reason: `torn record for index ${expected}: checksum mismatch, part of it never written (an all-zero sector)` } };
+  }
 }

@@ -2,6 +2,9 @@
 //   "QSNP" | version u32 LE (1) | metaLen u32 | meta (JSON of SnapshotMeta) | dataLen u64 | data | crc32c u32
 // The CRC covers every byte before it. Files are written atomically (temp,
 // fsync, rename, fsync dir); the newest `keep` are kept.
+// A snapshot received from the leader is first written as
+// `<term>-<index>.snap.install` (an install marker), then the log is dropped,
+// then it is renamed into place; recovery completes an install it finds.
 import { readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -14,6 +17,9 @@ import { atomicWriteFile, fsyncDir, unlinkIfExists } from './fsutil.js';
 const MAGIC = 0x504e5351; // "QSNP"
 const VERSION = 1;
 const NAME = /^(\d{20})-(\d{20})\.snap$/;
+const ANY_NAME = /^(\d{20})-(\d{20})\.snap(\.install)?$/;
+const MARKER = /^(\d{20})-(\d{20})\.snap\.install$/;
+export const INSTALL_SUFFIX = '.install';
 
 const metaSchema = z
   .object({
@@ -80,6 +86,14 @@ export function decodeSnapshot(b: Buffer, path: string): LoadedSnapshot {
   return { meta: r.data, data: b.subarray(dataAt, crcAt), path };
 }
 
+/** The whole file as buffers (header, data, crc). */
+export function encodeSnapshot(meta: SnapshotMeta, data: Uint8Array): Uint8Array[] {
+  const header = encodeHeader(meta, data.length);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32LE(crc32c(data, crc32c(header)));
+  return [header, data, crc];
+}
+
 export class SnapshotStore {
   readonly dir: string;
   readonly #keep: number;
@@ -100,26 +114,52 @@ export class SnapshotStore {
     return out.sort((a, b) => b.index - a.index || b.term - a.term);
   }
 
+  /** Install markers (snapshots received from the leader, install not finished), newest first. */
+  async listInstallMarkers(): Promise<SnapshotFile[]> {
+    const out: SnapshotFile[] = [];
+    for (const name of await readdir(this.dir)) {
+      const m = MARKER.exec(name);
+      if (m !== null) out.push({ path: join(this.dir, name), term: Number(m[1]), index: Number(m[2]) });
+    }
+    return out.sort((a, b) => b.index - a.index || b.term - a.term);
+  }
+
   /** Removes temp files left by a crash during save. */
   async removeTemps(): Promise<void> {
-    for (const name of await readdir(this.dir)) if (name.endsWith('.snap.tmp')) await unlink(join(this.dir, name));
+    for (const name of await readdir(this.dir)) if (name.endsWith('.tmp')) await unlink(join(this.dir, name));
   }
 
   async save(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
+    const path = await this.#write(meta, data, '');
+    await this.#prune();
+    return path;
+  }
+
+  /** Writes a received snapshot durably under its install-marker name; returns that path. */
+  writeInstallMarker(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
+    return this.#write(meta, data, INSTALL_SUFFIX);
+  }
+
+  /** Renames an install marker into place (durably) and prunes; returns the snapshot's path. */
+  async promote(markerPath: string): Promise<string> {
+    const path = markerPath.slice(0, -INSTALL_SUFFIX.length);
+    await rename(markerPath, path);
+    await fsyncDir(this.dir);
+    await this.#prune();
+    return path;
+  }
+
+  async #write(meta: SnapshotMeta, data: Uint8Array, suffix: string): Promise<string> {
     const r = metaSchema.safeParse(meta);
     if (!r.success) throw new InvalidSnapshotRequestError(`invalid snapshot meta: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
-    const header = encodeHeader(meta, data.length);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32LE(crc32c(data, crc32c(header)));
-    const path = join(this.dir, snapshotFileName(meta));
-    await atomicWriteFile(path, [header, data, crc], 0o600);
-    await this.#prune();
+    const path = join(this.dir, snapshotFileName(meta) + suffix);
+    await atomicWriteFile(path, encodeSnapshot(meta, data), 0o600);
     return path;
   }
 
   async load(path: string): Promise<LoadedSnapshot> {
     const loaded = decodeSnapshot(await readFile(path), path);
-    const m = NAME.exec(path.slice(this.dir.length + 1));
+    const m = ANY_NAME.exec(path.slice(this.dir.length + 1));
     if (m !== null && (Number(m[1]) !== loaded.meta.term || Number(m[2]) !== loaded.meta.index)) {
       throw new CorruptSnapshotError(path, `meta says term ${loaded.meta.term} index ${loaded.meta.index}, which does not match the file name`);
     }
@@ -127,21 +167,48 @@ export class SnapshotStore {
   }
 
   /**
+   * Loads and verifies one file: framing and checksum, then the content with
+   * `validate` (the state machine's own check); a rejection is reported as a
+   * CorruptSnapshotError naming the file.
+   */
+  async loadValid(path: string, validate?: (data: Uint8Array) => void): Promise<LoadedSnapshot> {
+    const loaded = await this.load(path);
+    if (validate !== undefined) {
+      try {
+        validate(loaded.data);
+      } catch (err) {
+        throw new CorruptSnapshotError(path, `its checksum is valid but validateSnapshot rejected its content (${err instanceof Error ? err.message : String(err)})`);
+      }
+    }
+    return loaded;
+  }
+
+  /**
+   * The newest snapshot that verifies (and passes `validate`), plus the newer
+   * files that did not (newest first, with their file-name index). Never throws
+   * for corrupt files: the caller decides whether the fallback suffices.
+   */
+  async findNewest(validate?: (data: Uint8Array) => void): Promise<{ loaded: LoadedSnapshot | undefined; corrupt: { error: CorruptSnapshotError; index: number }[] }> {
+    const corrupt: { error: CorruptSnapshotError; index: number }[] = [];
+    for (const f of await this.list()) {
+      try {
+        return { loaded: await this.loadValid(f.path, validate), corrupt };
+      } catch (err) {
+        if (!(err instanceof CorruptSnapshotError)) throw err;
+        corrupt.push({ error: err, index: f.index });
+      }
+    }
+    return { loaded: undefined, corrupt };
+  }
+
+  /**
    * The newest snapshot that verifies, plus the newer files that did not (newest
    * first). Throws when snapshots exist but none verifies.
    */
-  async loadNewest(): Promise<{ loaded: LoadedSnapshot | undefined; corrupt: CorruptSnapshotError[] }> {
-    const corrupt: CorruptSnapshotError[] = [];
-    for (const f of await this.list()) {
-      try {
-        return { loaded: await this.load(f.path), corrupt };
-      } catch (err) {
-        if (!(err instanceof CorruptSnapshotError)) throw err;
-        corrupt.push(err);
-      }
-    }
-    if (corrupt[0] !== undefined) throw corrupt[0];
-    return { loaded: undefined, corrupt };
+  async loadNewest(validate?: (data: Uint8Array) => void): Promise<{ loaded: LoadedSnapshot | undefined; corrupt: CorruptSnapshotError[] }> {
+    const { loaded, corrupt } = await this.findNewest(validate);
+    if (loaded === undefined && corrupt[0] !== undefined) throw corrupt[0].error;
+    return { loaded, corrupt: corrupt.map((c) => c.error) };
   }
 
   /** Moves a corrupt file aside (kept for inspection, ignored from now on). */

@@ -35,3 +35,33 @@ export function meta(index: number, term: number): SnapshotMeta {
 export function plain(entries: readonly Entry[]): { index: number; term: number; type: EntryType; data: number[] }[] {
   return entries.map((e) => ({ index: e.index, term: e.term, type: e.type, data: [...e.data] }));
 }
+
+/**
+ * Rewrites a data dir as the previous release wrote it: version-1 segments
+ * (no preallocation: the file ends at its last record) and a version-1 hard
+ * state. The incarnation file is kept unless `dropIncarnation`.
+ */
+export async function toLegacyV1(dir: string, dropIncarnation = false): Promise<void> {
+  const { readFile, writeFile, rm } = await import('node:fs/promises');
+  const { parseSegment } = await import('./segment.js');
+  const { encodeHardStateV1, readHardState } = await import('./hardstate.js');
+  for (const name of await segmentFiles(dir)) {
+    const path = join(dir, 'wal', name);
+    const buf = await readFile(path);
+    const parsed = parseSegment(buf, { path, firstIndex: Number(name.slice(0, 20)), prevTerm: 0, keepFrom: Infinity, isLast: true });
+    const out = Buffer.from(buf.subarray(0, parsed.end));
+    out.writeUInt16LE(1, 4);
+    await writeFile(path, out);
+  }
+  const hsPath = join(dir, 'hardstate');
+  await writeFile(hsPath, encodeHardStateV1(await readHardState(hsPath)));
+  if (dropIncarnation) await rm(join(dir, 'incarnation'), { force: true });
+}
+
+/** End of the last record of a version-2 segment file. */
+export async function recordsEnd(path: string): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const { parseSegment } = await import('./segment.js');
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  return parseSegment(await readFile(path), { path, firstIndex: Number(name.slice(0, 20)), prevTerm: 0, keepFrom: Infinity, isLast: true }).end;
+}

@@ -3,9 +3,10 @@ import assert from 'node:assert/strict';
 import { readFile, stat, truncate, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WalStorage } from './wal.js';
+import { SnapshotStore } from './snapshot.js';
 import { CorruptLogError, InvalidAppendError, StorageError } from './errors.js';
 import { SEGMENT_HEADER_BYTES, RECORD_HEADER_BYTES, ENTRY_FIXED_BYTES } from './codec.js';
-import { ent, meta, plain, range, segmentFiles, tempDir } from './test-helpers.js';
+import { ent, meta, plain, range, recordsEnd, segmentFiles, tempDir, toLegacyV1 } from './test-helpers.js';
 
 const SMALL = { segmentBytesMax: 1024 };
 const recBytes = (size: number): number => RECORD_HEADER_BYTES + ENTRY_FIXED_BYTES + size;
@@ -93,10 +94,10 @@ test('entries already stored with the same term are skipped, not rewritten', asy
   const { storage } = await WalStorage.open(dir);
   await storage.append(range(1, 5, 1));
   await storage.sync();
-  const size = (await stat(join(dir, 'wal', '00000000000000000001.seg'))).size;
+  const end = await recordsEnd(join(dir, 'wal', '00000000000000000001.seg'));
   await storage.append(range(3, 7, 1));
   await storage.sync();
-  assert.equal((await stat(join(dir, 'wal', '00000000000000000001.seg'))).size, size + 2 * recBytes(16));
+  assert.equal(await recordsEnd(join(dir, 'wal', '00000000000000000001.seg')), end + 2 * recBytes(16));
   await storage.close();
   const { storage: s2, state } = await WalStorage.open(dir);
   assert.deepEqual(plain(state.entries), plain(range(1, 7, 1)));
@@ -119,9 +120,10 @@ test('appends that would leave a gap, go backwards or overwrite the snapshot are
   await storage.close();
 });
 
-test('a torn final record is truncated and reported', async (t) => {
+test('a torn final record in a version-1 segment (previous release) is truncated and reported', async (t) => {
   const dir = await tempDir(t);
   await writeLog(dir);
+  await toLegacyV1(dir);
   const seg = join(dir, 'wal', '00000000000000000001.seg');
   const full = (await stat(seg)).size;
   await truncate(seg, full - 5); // short payload
@@ -141,7 +143,7 @@ test('a torn final record is truncated and reported', async (t) => {
   await again.storage.close();
 });
 
-test('a torn record header, a zero-filled tail and a bad checksum in the last record are all truncated', async (t) => {
+test('in a version-1 segment (previous release) a torn record header, a zero-filled tail and a bad checksum in the last record are all truncated', async (t) => {
   const cases: [string, (seg: string, size: number) => Promise<void>][] = [
     ['short header', (seg, size) => truncate(seg, size - recBytes(16) + 3)],
     ['zero-filled tail', (seg) => appendFile(seg, new Uint8Array(4096))],
@@ -150,6 +152,7 @@ test('a torn record header, a zero-filled tail and a bad checksum in the last re
   for (const [name, damage] of cases) {
     const dir = await tempDir(t);
     await writeLog(dir);
+    await toLegacyV1(dir);
     const seg = join(dir, 'wal', '00000000000000000001.seg');
     await damage(seg, (await stat(seg)).size);
     const { storage, state } = await WalStorage.open(dir);
@@ -183,7 +186,7 @@ test('a bad checksum at the end of a sealed segment is corruption, not a torn wr
   await writeLog(dir, range(1, 60, 1, 40), SMALL);
   const files = await segmentFiles(dir);
   const first = join(dir, 'wal', files[0]!);
-  await flipByte(first, (await stat(first)).size - 1);
+  await flipByte(first, (await recordsEnd(first)) - 1); // the last byte of its last record
   await assert.rejects(WalStorage.open(dir, SMALL), (e: unknown) => e instanceof CorruptLogError && e.path === first);
 });
 
@@ -199,15 +202,17 @@ test('a missing segment in the middle of the log is reported as corruption', asy
 test('a record is never returned if its checksum fails, whichever byte is damaged', async (t) => {
   const dir = await tempDir(t);
   const written = range(1, 4, 3, 5);
-  await writeLog(dir, written);
+  await writeLog(dir, written, SMALL);
   const seg = join(dir, 'wal', '00000000000000000001.seg');
   const pristine = await readFile(seg);
-  for (let pos = 0; pos < pristine.length; pos++) {
+  // Every byte of the header and the records (the zero tail after them holds no record).
+  const end = await recordsEnd(seg);
+  for (let pos = 0; pos < end; pos++) {
     const b = Buffer.from(pristine);
     b[pos] = b[pos]! ^ 0x01;
     await writeFile(seg, b);
     try {
-      const { storage, state } = await WalStorage.open(dir);
+      const { storage, state } = await WalStorage.open(dir, SMALL);
       // Whatever is returned is an undamaged prefix of what was written.
       assert.ok(state.entries.length < written.length, `byte ${pos}: the damaged record was dropped`);
       assert.deepEqual(plain(state.entries), plain(written.slice(0, state.entries.length)), `byte ${pos}`);
@@ -248,7 +253,7 @@ test('commit-only changes are written lazily, every N entries', async (t) => {
   await storage.close();
 });
 
-test('recovery clamps a commit index that runs ahead of the durable log', async (t) => {
+test('the commit index is never persisted beyond the durable log', async (t) => {
   const dir = await tempDir(t);
   const { storage } = await WalStorage.open(dir, { commitPersistEveryEntries: 0 });
   await storage.save({ term: 1, vote: 1, commit: 0 }, range(1, 5, 1), true);
@@ -313,12 +318,14 @@ test('resetToSnapshot drops the whole log and appends continue after the snapsho
   await s2.close();
 });
 
-test('recovery discards a log that an installed snapshot supersedes', async (t) => {
+test('in a version-1 dir (previous release) recovery discards a log that an installed snapshot supersedes', async (t) => {
   const dir = await tempDir(t);
   const { storage } = await WalStorage.open(dir);
   await storage.save({ term: 3, vote: 0, commit: 0 }, range(1, 10, 1), true);
-  await storage.saveSnapshot(meta(20, 3), new Uint8Array([9]));
-  await storage.close(); // crash before resetToSnapshot
+  await storage.close();
+  await toLegacyV1(dir);
+  // The previous release saved the snapshot, then crashed before resetToSnapshot.
+  await new SnapshotStore(join(dir, 'snap')).save(meta(20, 3), new Uint8Array([9]));
   const { storage: s2, state } = await WalStorage.open(dir);
   assert.deepEqual(state.entries, []);
   assert.equal(state.warnings.length, 1);

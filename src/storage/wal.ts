@@ -3,13 +3,25 @@
 //
 // All async methods run one at a time in call order (an internal queue), but
 // the node loop should still await each call: persist → send → apply.
-import { fdatasyncSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { fdatasyncSync, ftruncateSync, writeSync } from 'node:fs';
 import { mkdir, open, readdir, readFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Entry, HardState, RaftStorageState, SnapshotMeta } from '../raft/types.js';
-import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, recordBytes, segmentFileName } from './codec.js';
 import {
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_VERSION,
+  ZERO_TAIL_BYTES,
+  encodeRecord,
+  encodeSegmentHeader,
+  parseSegmentFileName,
+  recordBytes,
+  segmentFileName,
+} from './codec.js';
+import {
+  CorruptHardStateError,
+  CorruptIncarnationError,
   CorruptLogError,
   CorruptSnapshotError,
   InvalidAppendError,
@@ -19,14 +31,17 @@ import {
   StorageError,
   StorageFailedError,
 } from './errors.js';
-import { SerialQueue, fsyncDir, unlinkIfExists } from './fsutil.js';
-import { EMPTY_HARD_STATE, readHardState, validateHardState, writeHardState } from './hardstate.js';
+import { SerialQueue, atomicWriteFile, fsyncDir, unlinkIfExists } from './fsutil.js';
+import { EMPTY_HARD_STATE, readStoredHardState, validateHardState, writeHardState } from './hardstate.js';
 import { SnapshotStore } from './snapshot.js';
 import type { LoadedSnapshot } from './snapshot.js';
 import { parseSegment } from './segment.js';
 
 export interface WalOptions {
-  /** Roll to a new segment file when the current one would exceed this; default 64 MiB. */
+  /**
+   * Segment file size: new segments are preallocated (sparse) to this size and
+   * the log rolls to a new one when a record would not fit; default 64 MiB.
+   */
   readonly segmentBytesMax?: number;
   /**
    * Commit-only hard state changes are persisted once commit has advanced by
@@ -38,6 +53,13 @@ export interface WalOptions {
   readonly snapshotsKept?: number;
   /** Unsynced appended bytes handed to the OS (write, no fsync) beyond this; default 4 MiB. */
   readonly pendingBytesMax?: number;
+  /**
+   * Checks a snapshot's content (the state machine's own format), throwing if
+   * it is unusable. A snapshot it rejects is treated like one whose checksum
+   * fails: recovery falls back to an older snapshot or the log when they
+   * suffice, and stops with CorruptSnapshotError otherwise.
+   */
+  readonly validateSnapshot?: (data: Uint8Array) => void;
 }
 
 /** What recovery found on disk. `warnings` are for the caller to log. */
@@ -49,6 +71,8 @@ export interface RecoveredState {
   /** Entries after the snapshot index, contiguous. */
   readonly entries: readonly Entry[];
   readonly warnings: readonly string[];
+  /** Random 128-bit id (32 hex digits) of this data dir, created at its first open. */
+  readonly incarnation: string;
 }
 
 /** Builds the core's RaftStorageState, using `bootstrap` (index 0) when no snapshot exists. */
@@ -64,10 +88,17 @@ interface Segment {
   readonly terms: number[];
   /** False for segments wholly below the snapshot, not read at recovery. */
   readonly parsed: boolean;
+  /** Segment format version (1 = previous release, never appended to). */
+  readonly version: number;
+  /** End of the last record (sealed segments; the active one uses #written). */
+  end: number;
 }
 
 const MiB = 1024 * 1024;
 const PENDING_INITIAL_BYTES = 64 * 1024;
+const EXTEND_STEP_BYTES = 64 * 1024;
+const INCARNATION_FILE = 'incarnation';
+const INCARNATION = /^[0-9a-f]{32}$/;
 
 export class WalStorage {
   readonly dir: string;
@@ -77,24 +108,31 @@ export class WalStorage {
   readonly #segmentBytesMax: number;
   readonly #commitEvery: number;
   readonly #pendingBytesMax: number;
+  readonly #validateSnapshot: ((data: Uint8Array) => void) | undefined;
   readonly #queue = new SerialQueue();
   readonly #snapQueue = new SerialQueue();
 
-  /** Ascending by firstIndex; the last one is open for appending as #fh. */
+  /** Ascending by firstIndex. When #fh is set, the last one is open for appending. */
   #segments: Segment[] = [];
+  /** The active (version 2) segment; undefined = the next append creates a segment. */
   #fh: FileHandle | undefined;
-  /** Bytes of the active segment already written to the file. */
+  /** End of the last record written to the active segment. */
   #written = 0;
+  /** Size of the active segment file (>= #written + ZERO_TAIL_BYTES). */
+  #fileSize = 0;
   /** Encoded records not yet written (they follow #written). */
   #pending: Buffer = Buffer.allocUnsafe(PENDING_INITIAL_BYTES);
   #pendingLen = 0;
   #dataDirty = false;
-  #dirDirty = false;
   #lastIndex = 0;
+  /** Highest index known durable (fdatasynced log or snapshot). */
+  #durableIndex = 0;
   #snapshot: SnapshotMeta | undefined;
   #hs: HardState = EMPTY_HARD_STATE;
   #persistedHs: HardState = EMPTY_HARD_STATE;
   #hsDirty = false;
+  /** First index of the newest segment, as recorded in (or due for) the hard state. */
+  #walTail = 0;
   #failed: unknown = undefined;
   #closed = false;
 
@@ -106,6 +144,7 @@ export class WalStorage {
     this.#segmentBytesMax = options.segmentBytesMax ?? 64 * MiB;
     this.#commitEvery = options.commitPersistEveryEntries ?? 1024;
     this.#pendingBytesMax = options.pendingBytesMax ?? 4 * MiB;
+    this.#validateSnapshot = options.validateSnapshot;
     if (!(this.#segmentBytesMax >= 1024)) throw new StorageError('invalid_option', `segmentBytesMax must be at least 1024, got ${this.#segmentBytesMax}`);
   }
 
@@ -156,6 +195,7 @@ export class WalStorage {
   /**
    * Records the hard state (in memory). Term or vote changes are written
    * atomically at the next sync(), before anything that depends on them is sent.
+   * The commit index written is never beyond the log made durable by an earlier sync.
    */
   setHardState(hs: HardState): void {
     this.#checkUsable();
@@ -166,8 +206,7 @@ export class WalStorage {
       throw new InvalidHardStateError(`vote changed from ${cur.vote} to ${hs.vote} within term ${hs.term}`);
     }
     this.#hs = hs;
-    const p = this.#persistedHs;
-    if (hs.term !== p.term || hs.vote !== p.vote || (hs.commit !== p.commit && hs.commit - p.commit >= this.#commitEvery)) this.#hsDirty = true;
+    this.#markHsDirtyIfDue();
   }
 
   /** Makes everything since the last sync durable: one write and one fdatasync for all appends (group commit). */
@@ -182,26 +221,47 @@ export class WalStorage {
     if (mustSync) await this.sync();
   }
 
-  /** Writes a snapshot file durably; keeps the newest `snapshotsKept`. Returns its path. */
+  /**
+   * Writes a locally taken snapshot durably; keeps the newest `snapshotsKept`.
+   * Returns its path. A snapshot the stored log does not contain (beyond the
+   * last index, or a different term at its index) can only come from the
+   * leader: it is installed as by installSnapshot (the log is dropped).
+   */
   saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
     return this.#snapQueue.run(async () => {
       this.#checkUsable();
+      const t = meta.index > this.#lastIndex ? undefined : this.termAt(meta.index);
+      if (meta.index > this.#lastIndex || (t !== undefined && t !== meta.term)) return this.#run(() => this.#install(meta, data));
       const path = await this.#snaps.save(meta, data);
       if (this.#snapshot === undefined || meta.index >= this.#snapshot.index) this.#snapshot = meta;
       return path;
     });
   }
 
+  /**
+   * Installs a snapshot received from the leader, as one step: writes it as
+   * `<name>.snap.install`, drops the whole log, renames it into place. A crash
+   * at any point recovers either the old state or the installed snapshot (a
+   * marker found at recovery completes the install). The next entry is
+   * meta.index + 1. Returns the snapshot's path.
+   */
+  installSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
+    return this.#snapQueue.run(async () => {
+      this.#checkUsable();
+      return this.#run(() => this.#install(meta, data));
+    });
+  }
+
   /** The newest snapshot that verifies; `warnings` name newer files that did not. Throws if all are corrupt. */
   loadSnapshot(): Promise<{ snapshot: LoadedSnapshot | undefined; warnings: string[] }> {
     return this.#snapQueue.run(async () => {
-      const { loaded, corrupt } = await this.#snaps.loadNewest();
+      const { loaded, corrupt } = await this.#snaps.loadNewest(this.#validateSnapshot);
       return { snapshot: loaded, warnings: corrupt.map((e) => `${e.message} (using an older snapshot)`) };
     });
   }
 
   /**
-   * Removes whole segments whose entries are all <= `index` (never the active
+   * Removes whole segments whose entries are all <= `index` (never the newest
    * one). `index` must not exceed the newest durable snapshot. Returns how many.
    */
   compact(index: number): Promise<number> {
@@ -220,8 +280,9 @@ export class WalStorage {
   }
 
   /**
-   * After installing a snapshot from the leader (saved first with
-   * saveSnapshot): drops the whole log; the next entry is meta.index + 1.
+   * @deprecated Use installSnapshot(meta, data), which does both steps safely.
+   * After saveSnapshot of a snapshot from the leader: drops the whole log (a
+   * no-op when saveSnapshot already installed it); the next entry is meta.index + 1.
    */
   resetToSnapshot(meta: SnapshotMeta): Promise<void> {
     return this.#run(async () => {
@@ -231,8 +292,9 @@ export class WalStorage {
           `resetToSnapshot(term ${meta.term}, index ${meta.index}) needs that snapshot saved first with saveSnapshot; newest saved: ${s === undefined ? 'none' : `term ${s.term}, index ${s.index}`}`,
         );
       }
-      await this.#dropAllSegments();
+      if (this.#segments.length > 0 || this.#lastIndex !== meta.index) await this.#dropAllSegments();
       this.#lastIndex = meta.index;
+      this.#durableIndex = Math.max(this.#durableIndex, meta.index);
       if (this.#hs.commit < meta.index) this.#hs = { ...this.#hs, commit: meta.index };
     });
   }
@@ -246,6 +308,8 @@ export class WalStorage {
         if (this.#failed === undefined) {
           if (this.#hs.commit !== this.#persistedHs.commit) this.#hsDirty = true;
           await this.#sync();
+          // The sync above wrote commit only up to the log durable before it.
+          if (Math.min(this.#hs.commit, this.#durableIndex) !== this.#persistedHs.commit) await this.#writeHs();
         }
       } finally {
         this.#closed = true;
@@ -275,6 +339,20 @@ export class WalStorage {
         throw err;
       }
     });
+  }
+
+  #markHsDirtyIfDue(): void {
+    const hs = this.#hs;
+    const p = this.#persistedHs;
+    if (hs.term !== p.term || hs.vote !== p.vote || (hs.commit !== p.commit && hs.commit - p.commit >= this.#commitEvery)) this.#hsDirty = true;
+  }
+
+  /** Writes the hard state now, with commit capped at the durable log. */
+  async #writeHs(): Promise<void> {
+    const hs = { ...this.#hs, commit: Math.min(this.#hs.commit, this.#durableIndex) };
+    this.#hsDirty = false;
+    await writeHardState(this.#hsPath, hs, this.#walTail);
+    this.#persistedHs = hs;
   }
 
   #findSegment(index: number): number {
@@ -320,7 +398,7 @@ export class WalStorage {
       const e = entries[i]!;
       const size = recordBytes(e);
       if (this.#fh === undefined) await this.#createSegment(e.index);
-      else if (this.#segments.at(-1)!.offsets.length > 0 && this.#written + this.#pendingLen + size > this.#segmentBytesMax) await this.#roll(e.index);
+      else if (this.#segments.at(-1)!.offsets.length > 0 && this.#written + this.#pendingLen + size + ZERO_TAIL_BYTES > this.#segmentBytesMax) await this.#roll(e.index);
       const seg = this.#segments.at(-1)!;
       this.#reservePending(size);
       seg.offsets.push(this.#written + this.#pendingLen);
@@ -347,6 +425,16 @@ export class WalStorage {
   async #flushPending(): Promise<void> {
     if (this.#pendingLen === 0) return;
     const fd = this.#fh!.fd;
+    // The zero tail must stay: a record never reaches the end of the file. The
+    // (rare) extension is made durable before records land in it, so a crash
+    // can never leave records at the end of a file without their zero tail.
+    const need = this.#written + this.#pendingLen + ZERO_TAIL_BYTES;
+    if (need > this.#fileSize) {
+      const size = Math.ceil(need / EXTEND_STEP_BYTES) * EXTEND_STEP_BYTES;
+      ftruncateSync(fd, size);
+      fdatasyncSync(fd);
+      this.#fileSize = size;
+    }
     const buf = this.#pending.subarray(0, this.#pendingLen);
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, this.#written + off);
@@ -357,36 +445,44 @@ export class WalStorage {
   }
 
   async #sync(): Promise<void> {
-    // Hard state first: if we crash before the log's fdatasync, recovery clamps
-    // commit to the durable log; the reverse order could leave log terms above
-    // the stored term.
-    if (this.#hsDirty) {
-      const hs = this.#hs;
-      this.#hsDirty = false;
-      await writeHardState(this.#hsPath, hs);
-      this.#persistedHs = hs;
-    }
+    // Hard state first: the log terms must never run above the stored term. Its
+    // commit is capped at the log made durable by earlier syncs (#writeHs), so a
+    // crash before the fdatasync below can lose only uncommitted entries.
+    if (this.#hsDirty) await this.#writeHs();
     await this.#flushPending();
     if (this.#dataDirty) {
       fdatasyncSync(this.#fh!.fd);
       this.#dataDirty = false;
     }
-    if (this.#dirDirty) {
-      await fsyncDir(this.#walDir);
-      this.#dirDirty = false;
-    }
+    this.#durableIndex = Math.max(this.#durableIndex, this.#lastIndex);
+    // A commit held back by the cap above goes out with a later sync.
+    this.#markHsDirtyIfDue();
   }
 
+  /**
+   * Creates a version-2 segment durably: preallocated (sparse zeros) to
+   * segmentBytesMax, header written, file and directory fsynced. The hard state
+   * records it as the newest segment at the next sync.
+   */
   async #createSegment(firstIndex: number): Promise<void> {
     const path = join(this.#walDir, segmentFileName(firstIndex));
-    this.#fh = await open(path, 'w', 0o600);
-    this.#segments.push({ firstIndex, path, offsets: [], terms: [], parsed: true });
-    this.#written = 0;
+    const fh = await open(path, 'w', 0o600);
+    try {
+      await fh.truncate(this.#segmentBytesMax);
+      await fh.write(encodeSegmentHeader(firstIndex), 0, SEGMENT_HEADER_BYTES, 0);
+      await fh.datasync();
+      await fsyncDir(this.#walDir);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    this.#fh = fh;
+    this.#segments.push({ firstIndex, path, offsets: [], terms: [], parsed: true, version: SEGMENT_VERSION, end: SEGMENT_HEADER_BYTES });
+    this.#written = SEGMENT_HEADER_BYTES;
+    this.#fileSize = this.#segmentBytesMax;
     this.#pendingLen = 0;
-    this.#reservePending(SEGMENT_HEADER_BYTES);
-    encodeSegmentHeader(firstIndex).copy(this.#pending, 0);
-    this.#pendingLen = SEGMENT_HEADER_BYTES;
-    this.#dirDirty = true;
+    this.#walTail = firstIndex;
+    this.#hsDirty = true;
   }
 
   /**
@@ -397,79 +493,180 @@ export class WalStorage {
     await this.#flushPending();
     if (this.#dataDirty) await this.#fh!.datasync();
     this.#dataDirty = false;
-    if (this.#dirDirty) await fsyncDir(this.#walDir);
-    this.#dirDirty = false;
+    this.#segments.at(-1)!.end = this.#written;
     const fh = this.#fh!;
     this.#fh = undefined;
     await fh.close();
     await this.#createSegment(nextIndex);
   }
 
+  /** Overwrites [from, to) of a file with zeros and fdatasyncs it. */
+  async #zeroFill(fh: FileHandle, from: number, to: number): Promise<void> {
+    const zeros = Buffer.alloc(Math.min(to - from, MiB));
+    for (let at = from; at < to; ) {
+      const n = Math.min(zeros.length, to - at);
+      const { bytesWritten } = await fh.write(zeros, 0, n, at);
+      at += bytesWritten;
+    }
+    await fh.datasync();
+  }
+
   /** Removes entries >= index (index within the stored log, above the snapshot). */
   async #truncateFrom(index: number): Promise<void> {
     const k = this.#findSegment(index);
     const seg = this.#segments[k]!;
+    this.#durableIndex = Math.min(this.#durableIndex, index - 1);
     if (k < this.#segments.length - 1) {
-      // Later segments go first, newest first, so a crash leaves a contiguous prefix.
-      const fh = this.#fh!;
+      const fh = this.#fh;
       this.#fh = undefined;
       this.#pendingLen = 0;
       this.#dataDirty = false;
-      await fh.close();
+      await fh?.close();
+      // Record the new newest segment before deleting the later ones, newest
+      // first, so that a crash leaves a contiguous log that is not "missing" any.
+      this.#walTail = seg.firstIndex;
+      await this.#writeHs();
       for (let j = this.#segments.length - 1; j > k; j--) await unlinkIfExists(this.#segments[j]!.path);
       await fsyncDir(this.#walDir);
-      this.#dirDirty = false;
       this.#segments.length = k + 1;
-      this.#fh = await open(seg.path, 'r+');
-      this.#written = (await this.#fh.stat()).size;
+      if (seg.version === SEGMENT_VERSION) {
+        this.#fh = await open(seg.path, 'r+');
+        this.#written = seg.end;
+        this.#fileSize = (await this.#fh.stat()).size;
+      }
     }
-    const off = seg.offsets[index - seg.firstIndex]!;
-    if (off >= this.#written) {
-      this.#pendingLen = off - this.#written;
+    const keep = index - seg.firstIndex;
+    const off = seg.offsets[keep]!;
+    if (this.#fh !== undefined) {
+      if (off >= this.#written) {
+        this.#pendingLen = off - this.#written;
+      } else {
+        // Zero-filled, not shortened (the zero tail marks the end of the log),
+        // and durable at once: stale records must never reappear behind a
+        // later torn write.
+        this.#pendingLen = 0;
+        await this.#zeroFill(this.#fh, off, this.#written);
+        this.#written = off;
+        this.#dataDirty = false;
+      }
     } else {
-      // Made durable at once: stale records must never reappear after a later torn write.
-      this.#pendingLen = 0;
-      await this.#fh!.truncate(off);
-      await this.#fh!.datasync();
-      this.#written = off;
-      this.#dataDirty = false;
+      // A version-1 segment (previous release): shortened, as that format requires.
+      const fh = await open(seg.path, 'r+');
+      try {
+        await fh.truncate(off);
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      seg.end = off;
+      if (keep === 0) {
+        this.#segments.pop();
+        this.#walTail = this.#segments.at(-1)?.firstIndex ?? 0;
+        await this.#writeHs();
+        await unlinkIfExists(seg.path);
+        await fsyncDir(this.#walDir);
+      }
     }
-    seg.offsets.length = index - seg.firstIndex;
-    seg.terms.length = index - seg.firstIndex;
+    seg.offsets.length = keep;
+    seg.terms.length = keep;
     this.#lastIndex = index - 1;
   }
 
+  /** Drops the whole log: the hard state stops naming a newest segment first. */
   async #dropAllSegments(): Promise<void> {
     const fh = this.#fh;
     this.#fh = undefined;
     this.#pendingLen = 0;
     this.#dataDirty = false;
     await fh?.close();
+    this.#walTail = 0;
+    await this.#writeHs();
     for (let j = this.#segments.length - 1; j >= 0; j--) await unlinkIfExists(this.#segments[j]!.path);
     await fsyncDir(this.#walDir);
-    this.#dirDirty = false;
     this.#segments = [];
+  }
+
+  async #install(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
+    const marker = await this.#snaps.writeInstallMarker(meta, data);
+    await this.#dropAllSegments();
+    const path = await this.#snaps.promote(marker);
+    this.#snapshot = meta;
+    this.#lastIndex = meta.index;
+    this.#durableIndex = meta.index;
+    if (this.#hs.commit < meta.index) this.#hs = { ...this.#hs, commit: meta.index };
+    this.#markHsDirtyIfDue();
+    return path;
   }
 
   async #recover(): Promise<RecoveredState> {
     await mkdir(this.#walDir, { recursive: true });
     await mkdir(this.#snaps.dir, { recursive: true });
     const warnings: string[] = [];
+    const incPath = join(this.dir, INCARNATION_FILE);
     await unlinkIfExists(`${this.#hsPath}.tmp`);
+    await unlinkIfExists(`${incPath}.tmp`);
     await this.#snaps.removeTemps();
-    let hs = await readHardState(this.#hsPath);
-    const persistedHs = hs;
-    const { loaded, corrupt } = await this.#snaps.loadNewest();
+    const stored = await readStoredHardState(this.#hsPath);
+    const legacyHs = stored !== undefined && stored.version === 1;
+    let hs = stored?.hs ?? EMPTY_HARD_STATE;
+    let recordedTail = stored?.walTail ?? 0;
+
+    const listSegments = async (): Promise<{ path: string; firstIndex: number }[]> => {
+      const out: { path: string; firstIndex: number }[] = [];
+      for (const name of await readdir(this.#walDir)) {
+        const firstIndex = parseSegmentFileName(name);
+        if (firstIndex !== undefined) out.push({ path: join(this.#walDir, name), firstIndex });
+      }
+      return out.sort((a, b) => a.firstIndex - b.firstIndex);
+    };
+    let files = await listSegments();
+    const markers = await this.#snaps.listInstallMarkers();
+    const snapFiles = await this.#snaps.list();
+    const fresh = stored === undefined && files.length === 0 && markers.length === 0 && snapFiles.length === 0;
+    if (stored === undefined && (markers.length > 0 || snapFiles.length > 0)) {
+      const f = markers[0] ?? snapFiles[0]!;
+      throw new CorruptHardStateError(this.#hsPath, `the file is missing, but snapshot ${f.path} exists: starting without it would forget this node's term and vote`);
+    }
+
+    // A snapshot received from the leader whose install a crash interrupted:
+    // it is verified and committed, so finish the install (drop the log).
+    const marker = markers[0];
+    if (marker !== undefined) {
+      let loaded: LoadedSnapshot;
+      try {
+        loaded = await this.#snaps.loadValid(marker.path, this.#validateSnapshot);
+      } catch (err) {
+        if (!(err instanceof CorruptSnapshotError)) throw err;
+        throw new CorruptSnapshotError(marker.path, `an interrupted snapshot install from the leader cannot be completed: ${reasonOf(err)}`);
+      }
+      this.#hs = hs;
+      this.#durableIndex = Math.min(hs.commit, loaded.meta.index);
+      this.#persistedHs = hs;
+      this.#segments = files.map((f) => ({ ...f, offsets: [], terms: [], parsed: false, version: 0, end: 0 }));
+      await this.#dropAllSegments();
+      const path = await this.#snaps.promote(marker.path);
+      for (const m of markers.slice(1)) await unlinkIfExists(m.path);
+      warnings.push(
+        `completed the install of snapshot ${path} (term ${loaded.meta.term}, index ${loaded.meta.index}) received from the leader, which a crash had interrupted: dropped the log it replaces${files.length > 0 ? ` (${files.length} segment file(s) from ${files[0]!.path})` : ''}`,
+      );
+      files = [];
+      recordedTail = 0;
+    }
+
+    const { loaded, corrupt } = await this.#snaps.findNewest(this.#validateSnapshot);
     const snap = loaded?.meta;
     const snapIndex = snap?.index ?? 0;
     this.#snapshot = snap;
 
-    const files: { path: string; firstIndex: number }[] = [];
-    for (const name of await readdir(this.#walDir)) {
-      const firstIndex = parseSegmentFileName(name);
-      if (firstIndex !== undefined) files.push({ path: join(this.#walDir, name), firstIndex });
+    // A newest segment older than the one the hard state records: segments were lost.
+    const newestOnDisk = files.at(-1);
+    if (recordedTail > 0 && (newestOnDisk === undefined || newestOnDisk.firstIndex < recordedTail)) {
+      throw new CorruptLogError(
+        join(this.#walDir, segmentFileName(recordedTail)),
+        0,
+        `segment file is missing: the hard state ${this.#hsPath} records it as the newest segment (entries from index ${recordedTail} on), but the newest segment on disk is ${newestOnDisk?.path ?? 'none'}`,
+      );
     }
-    files.sort((a, b) => a.firstIndex - b.firstIndex);
 
     const segs: Segment[] = [];
     let entries: Entry[] = [];
@@ -479,16 +676,19 @@ export class WalStorage {
       const next = files[k + 1];
       if (next !== undefined && next.firstIndex <= snapIndex) {
         // Wholly below the snapshot: never returned, so not read (compact() removes it).
-        segs.push({ firstIndex, path, offsets: [], terms: [], parsed: false });
+        segs.push({ firstIndex, path, offsets: [], terms: [], parsed: false, version: 0, end: 0 });
         prevTerm = 0;
         continue;
       }
       const buf = await readFile(path);
       const parsed = parseSegment(buf, { path, firstIndex, prevTerm, keepFrom: snapIndex + 1, isLast: next === undefined });
-      if (parsed.torn !== undefined && parsed.torn.offset === 0) {
+      if (parsed.headerTorn !== undefined) {
+        if (firstIndex <= recordedTail) {
+          throw new CorruptLogError(path, 0, `${parsed.headerTorn}, but the hard state ${this.#hsPath} records this segment as durable`);
+        }
         await unlinkIfExists(path);
         await fsyncDir(this.#walDir);
-        warnings.push(`${parsed.torn.reason} in ${path}: removed the empty last segment`);
+        warnings.push(`${parsed.headerTorn} in ${path}: removed the empty last segment (its creation was interrupted by a crash)`);
         break;
       }
       const prev = segs.at(-1);
@@ -498,17 +698,29 @@ export class WalStorage {
           throw new CorruptLogError(path, 0, `segment starts at index ${firstIndex} but the previous segment ends at index ${prevLast}: a segment is missing or damaged`);
         }
       }
-      if (parsed.torn !== undefined) {
+      if (parsed.truncate !== undefined) {
         const fh = await open(path, 'r+');
         try {
-          await fh.truncate(parsed.torn.offset);
+          await fh.truncate(parsed.truncate.offset);
           await fh.datasync();
         } finally {
           await fh.close();
         }
-        warnings.push(`torn final record in ${path} at byte offset ${parsed.torn.offset} (${parsed.torn.reason}): truncated ${buf.length - parsed.torn.offset} bytes (a write interrupted by a crash, never acknowledged)`);
+        warnings.push(
+          `torn final record in ${path} (version-1 segment) at byte offset ${parsed.truncate.offset} (${parsed.truncate.reason}): truncated ${buf.length - parsed.truncate.offset} bytes (a write interrupted by a crash)`,
+        );
       }
-      segs.push({ firstIndex, path, offsets: parsed.offsets, terms: parsed.terms, parsed: true });
+      if (parsed.zeroFill !== undefined) {
+        const { from, to, reason } = parsed.zeroFill;
+        const fh = await open(path, 'r+');
+        try {
+          await this.#zeroFill(fh, from, to);
+        } finally {
+          await fh.close();
+        }
+        warnings.push(`torn final record in ${path} at byte offset ${from} (${reason}): zeroed ${to - from} bytes of a write interrupted by a crash before its fdatasync`);
+      }
+      segs.push({ firstIndex, path, offsets: parsed.offsets, terms: parsed.terms, parsed: true, version: parsed.version, end: parsed.end });
       for (const e of parsed.entries) entries.push(e);
       prevTerm = parsed.terms.at(-1) ?? prevTerm;
     }
@@ -517,47 +729,145 @@ export class WalStorage {
     const last = segs.at(-1);
     this.#lastIndex = last === undefined ? snapIndex : last.firstIndex + last.offsets.length - 1;
     const first = segs[0];
+    if (stored === undefined && first !== undefined && this.#lastIndex >= first.firstIndex) {
+      throw new CorruptHardStateError(
+        this.#hsPath,
+        `the file is missing, but the log in ${this.#walDir} holds indexes ${first.firstIndex}..${this.#lastIndex}: starting without it would forget this node's term, vote and commit index`,
+      );
+    }
+    const snapPath = loaded?.path ?? '';
     if (first !== undefined) {
       if (snap !== undefined) {
         const termAtSnap = this.#termAtStored(snapIndex);
         if (this.#lastIndex < snapIndex || (termAtSnap !== undefined && termAtSnap !== snap.term)) {
+          const why = this.#lastIndex < snapIndex ? `ends at index ${this.#lastIndex}` : `holds term ${termAtSnap} at index ${snapIndex}`;
+          if (!legacyHs) {
+            throw new CorruptLogError(
+              last!.path,
+              last!.end,
+              `the log (indexes ${first.firstIndex}..${this.#lastIndex}) ${why}, so it does not contain snapshot ${snapPath} (term ${snap.term}, index ${snapIndex}), and no snapshot install was in progress: log entries are missing`,
+            );
+          }
+          // Version-1 hard state (previous release): a snapshot installed from
+          // the leader and a crash before the log reset looked exactly like this.
           warnings.push(
             `log (indexes ${first.firstIndex}..${this.#lastIndex}) does not continue snapshot term ${snap.term} index ${snapIndex}: discarded it (a snapshot was installed and the log not yet reset)`,
           );
+          this.#hs = hs;
+          this.#persistedHs = hs;
+          this.#durableIndex = Math.min(hs.commit, snapIndex);
           await this.#dropAllSegments();
           entries = [];
           this.#lastIndex = snapIndex;
         } else if (first.firstIndex > snapIndex + 1) {
           const newest = corrupt[0];
-          if (newest !== undefined) throw new CorruptSnapshotError(newest.path, `checksum or format failure, and the older snapshot (index ${snapIndex}) does not reach the log, which starts at index ${first.firstIndex}`);
+          if (newest !== undefined) {
+            throw new CorruptSnapshotError(
+              newest.error.path,
+              `${reasonOf(newest.error)}, and the older snapshot (index ${snapIndex}) does not reach the log, which starts at index ${first.firstIndex}`,
+            );
+          }
           throw new CorruptLogError(first.path, 0, `log starts at index ${first.firstIndex} but the newest snapshot ends at index ${snapIndex}: the entries in between are missing`);
         }
       } else if (first.firstIndex !== 1) {
+        const newest = corrupt[0];
+        if (newest !== undefined) {
+          throw new CorruptSnapshotError(newest.error.path, `${reasonOf(newest.error)}, and there is no older valid snapshot; the log starts at index ${first.firstIndex}, so it does not reach back to the start`);
+        }
         throw new CorruptLogError(first.path, 0, `log starts at index ${first.firstIndex} and there is no snapshot covering the entries before it`);
       }
     }
+    const recoveredEnd = Math.max(this.#lastIndex, snapIndex);
+    const newestCorrupt = corrupt[0];
+    if (newestCorrupt !== undefined && recoveredEnd < newestCorrupt.index) {
+      throw new CorruptSnapshotError(
+        newestCorrupt.error.path,
+        `${reasonOf(newestCorrupt.error)}, and neither an older snapshot nor the log reaches its index ${newestCorrupt.index} (recovered state ends at index ${recoveredEnd})`,
+      );
+    }
     for (const c of corrupt) {
-      const moved = await this.#snaps.quarantine(c.path);
-      warnings.push(`${c.message}; moved it to ${moved} and recovered from the older snapshot ${loaded?.path ?? ''}`);
+      const moved = await this.#snaps.quarantine(c.error.path);
+      warnings.push(`${c.error.message}; moved it to ${moved} and recovered from ${loaded !== undefined ? `the older snapshot ${loaded.path}` : 'the log'}`);
     }
 
+    // The commit index is never persisted beyond the durable log (version 2),
+    // so a commit beyond the recovered log means committed entries were lost.
+    if (hs.commit > recoveredEnd) {
+      if (legacyHs) {
+        warnings.push(
+          `hard state ${this.#hsPath} (version 1, written by the previous release) records commit index ${hs.commit} beyond the recovered log, which ends at index ${recoveredEnd}: lowered it (that release could write commit before the log's fdatasync)`,
+        );
+      } else {
+        throw new CorruptLogError(
+          last?.path ?? this.#walDir,
+          last?.end ?? 0,
+          `the log ends at index ${recoveredEnd}, but the hard state ${this.#hsPath} records commit index ${hs.commit}: committed entries ${recoveredEnd + 1}..${hs.commit} are missing (commit is never written beyond the durable log, so this is damage, not a torn write)`,
+        );
+      }
+    }
     const lastTerm = this.termAt(this.#lastIndex) ?? 0;
     if (lastTerm > hs.term) {
       warnings.push(`hard state term ${hs.term} is below the log's last term ${lastTerm}: raised the term (no vote)`);
       hs = { term: lastTerm, vote: 0, commit: hs.commit };
     }
-    // Commit is persisted lazily and may be stale or ahead of an unsynced log: clamp it.
-    const commit = Math.min(Math.max(hs.commit, snapIndex), this.#lastIndex);
+    const commit = Math.min(Math.max(hs.commit, snapIndex), recoveredEnd);
     if (commit !== hs.commit) hs = { ...hs, commit };
-    this.#hs = hs;
-    this.#persistedHs = persistedHs;
-    this.#hsDirty = hs.term !== persistedHs.term || hs.vote !== persistedHs.vote;
 
-    if (last !== undefined && this.#segments.length > 0) {
-      this.#fh = await open(last.path, 'r+');
-      this.#written = (await this.#fh.stat()).size;
+    // A version-1 last segment is never appended to: the next append starts a
+    // version-2 segment. One left without records holds nothing: removed.
+    const lastSeg = this.#segments.at(-1);
+    if (lastSeg !== undefined && lastSeg.parsed && lastSeg.version !== SEGMENT_VERSION && lastSeg.offsets.length === 0) {
+      this.#segments.pop();
+      await unlinkIfExists(lastSeg.path);
+      await fsyncDir(this.#walDir);
     }
-    return { hardState: hs, snapshot: snap, snapshotData: loaded?.data, entries, warnings };
+    const active = this.#segments.at(-1);
+    if (active !== undefined && active.parsed) {
+      const fh = await open(active.path, 'r+');
+      // Records recovered from the page cache after a process crash become durable now.
+      await fh.datasync();
+      if (active.version === SEGMENT_VERSION) {
+        this.#fh = fh;
+        this.#written = active.end;
+        this.#fileSize = (await fh.stat()).size;
+      } else await fh.close();
+    }
+    this.#durableIndex = recoveredEnd;
+    this.#hs = hs;
+    this.#walTail = this.#segments.at(-1)?.firstIndex ?? 0;
+    let incarnation: string;
+    try {
+      incarnation = await this.#loadIncarnation(incPath, fresh, warnings);
+      const p = stored?.hs;
+      if (stored === undefined || stored.version !== 2 || stored.walTail !== this.#walTail || p?.term !== hs.term || p.vote !== hs.vote || p.commit > hs.commit) {
+        await this.#writeHs();
+      } else {
+        this.#persistedHs = stored.hs;
+      }
+    } catch (err) {
+      await this.#fh?.close();
+      this.#fh = undefined;
+      throw err;
+    }
+    return { hardState: hs, snapshot: snap, snapshotData: loaded?.data, entries, warnings, incarnation };
+  }
+
+  async #loadIncarnation(path: string, fresh: boolean, warnings: string[]): Promise<string> {
+    let text: string | undefined;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (text !== undefined) {
+      const id = text.trim();
+      if (!INCARNATION.test(id)) throw new CorruptIncarnationError(path, 'expected 32 lowercase hex digits');
+      return id;
+    }
+    const id = randomBytes(16).toString('hex');
+    await atomicWriteFile(path, [Buffer.from(`${id}\n`)], 0o600);
+    if (!fresh) warnings.push(`${path} was missing (a data dir written by a release without incarnation ids): created incarnation ${id}; the data in this dir is kept`);
+    return id;
   }
 
   /** Term of a stored log entry, ignoring the snapshot. */
@@ -566,4 +876,12 @@ export class WalStorage {
     if (seg === undefined || !seg.parsed) return undefined;
     return seg.terms[index - seg.firstIndex];
   }
+}
+
+/** The reason part of a storage error message (between the file and the advice). */
+function reasonOf(err: CorruptSnapshotError): string {
+  const m = err.message;
+  const start = m.indexOf(': ') + 2;
+  const end = m.indexOf('; keep this node stopped');
+  return m.slice(start, end < 0 ? undefined : end);
 }
