@@ -8,7 +8,8 @@
 import { readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { SnapshotMeta } from '../raft/types.js';
+import type { Member, SnapshotMeta } from '../raft/types.js';
+import { normalizeMember } from '../raft/membership.js';
 import { readU64, writeU64 } from './codec.js';
 import { crc32c } from '../lib/crc32c.js';
 import { CorruptSnapshotError, InvalidSnapshotRequestError, UnsupportedFormatError } from './errors.js';
@@ -27,7 +28,15 @@ const metaSchema = z
     term: z.number().int().nonnegative().safe(),
     membership: z
       .object({
-        members: z.array(z.object({ id: z.number().int().positive().safe(), role: z.enum(['voter', 'observer', 'learner']) }).strict()),
+        members: z.array(z.object({
+          id: z.number().int().positive().safe(),
+          role: z.enum(['voter', 'observer', 'learner']),
+          // What the leader recorded for the member (src/raft Member).
+          incarnation: z.string().min(1).max(256).optional(),
+          apiUrl: z.string().min(1).max(256).optional(),
+          name: z.string().min(1).max(256).optional(),
+          catchUpTo: z.number().int().nonnegative().safe().optional(),
+        }).strict()),
         removed: z.array(z.number().int().positive().safe()),
       })
       .strict(),
@@ -83,7 +92,8 @@ export function decodeSnapshot(b: Buffer, path: string): LoadedSnapshot {
   }
   const r = metaSchema.safeParse(parsed);
   if (!r.success) throw new CorruptSnapshotError(path, `meta invalid: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
-  return { meta: r.data, data: b.subarray(dataAt, crcAt), path };
+  const meta: SnapshotMeta = { index: r.data.index, term: r.data.term, membership: { members: r.data.membership.members.map((m) => normalizeMember(m as Member)), removed: r.data.membership.removed } };
+  return { meta, data: b.subarray(dataAt, crcAt), path };
 }
 
 /** The whole file as buffers (header, data, crc). */

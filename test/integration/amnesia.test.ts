@@ -59,9 +59,14 @@ describe('a node that comes back with a new data dir', () => {
       return p?.role === 'standby' && p.status === 'healthy';
     });
     assert.match(c.log(leader), /has caught up to index \d+/);
-    const r = await http(c.nodes[victim]!.url, 'GET', '/v1/kv/amnesia/39?consistency=stale', { token: TOKEN });
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    assert.equal(r.body['value'], 'v39');
+    // It holds every entry (match reached the gate); it applies them once it learns the commit index.
+    let value: unknown;
+    await waitFor(`${victimName} serves the writes made before its wipe`, async () => {
+      const r = await http(c!.nodes[victim]!.url, 'GET', '/v1/kv/amnesia/39?consistency=stale', { token: TOKEN });
+      value = r.body['value'];
+      return r.status === 200;
+    });
+    assert.equal(value, 'v39');
     // The cluster still takes writes through the rejoined node.
     const viaVictim = c.client({ urls: [c.nodes[victim]!.url] });
     assert.ok((await viaVictim.kvPut('amnesia/after', 'ok')).revision > 0);
