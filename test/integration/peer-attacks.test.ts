@@ -10,8 +10,9 @@ import { createServer, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { encodeFrame, encodeMessages } from '../../src/transport/codec.js';
-import { rawClient, stallFrame, until, type RawClient } from '../../src/transport/test-helpers.js';
-import { TOKEN, TestCluster, http, sleep } from './harness.js';
+import { PeerTransport } from '../../src/transport/peer-transport.js';
+import { captureLogger, rawClient, stallFrame, until, type RawClient } from '../../src/transport/test-helpers.js';
+import { CLUSTER_SECRET, TOKEN, TestCluster, http, sleep } from './harness.js';
 
 const HA = 'attack-test-cluster-name';
 
@@ -112,5 +113,56 @@ describe('peer port attacks from a process without the cluster secret', () => {
       assert.equal((await clusterStatus(n.url)).term, before.term, `${n.name} kept term ${before.term}`);
     }
     assert.doesNotMatch(c.log(follower), /split_brain/);
+  });
+});
+
+describe('a snapshot whose contents do not decode', () => {
+  let c: TestCluster | undefined;
+  let fake: PeerTransport | undefined;
+  after(async () => {
+    await fake?.close();
+    await c?.stop();
+  });
+
+  test('is rejected before anything is persisted, even from a peer holding the secret; the node keeps serving and restarts', async () => {
+    c = await TestCluster.start({ nodes: 3, cluster: { haId: HA } });
+    const leader = await c.waitLeader();
+    const victim = (leader + 1) % 3;
+    const client = c.client();
+    for (let i = 0; i < 10; i++) await client.kvPut(`keep/${i}`, `v${i}`);
+    const st = await clusterStatus(c.nodes[leader]!.url);
+    // A process with the cluster secret poses as the leader on the snapshot channel.
+    fake = new PeerTransport({
+      nodeId: st.leaderId, nodeName: 'impostor', haId: HA, listenHost: '127.0.0.1', listenPort: 0, tls: 'off',
+      clusterSecret: Buffer.from(CLUSTER_SECRET, 'hex'), logger: captureLogger(),
+      onMessages: () => undefined, onPeerDisconnected: () => undefined, onSnapshot: () => undefined,
+    });
+    const victimId = victim + 1;
+    fake.setPeers(new Map([[victimId, { host: '127.0.0.1', port: peerPort(c, victim) }]]));
+    const garbage = randomBytes(4096);
+    const meta = { index: st.commitIndex + 1000, term: st.term, membership: { members: [1, 2, 3].map((id) => ({ id, role: 'voter' as const })), removed: [] } };
+    await fake.sendSnapshot(victimId, {
+      type: 'snap', from: st.leaderId, to: victimId, term: st.term, logTerm: 0, index: 0, commit: 0, entries: [], reject: false, rejectHint: 0, context: 0, snapshot: meta,
+    }, garbage).catch(() => undefined);
+    await until(() => /snapshot_rejected/.test(c!.log(victim)), 'the victim to reject the snapshot', 10_000);
+    assert.match(c.log(victim), /its contents do not decode .*nothing was changed/);
+    await fake.close();
+    fake = undefined;
+
+    // Still serving, data intact; and nothing was persisted: it restarts.
+    const r = await http(c.nodes[victim]!.url, 'GET', '/v1/kv/keep/9?consistency=stale', { token: TOKEN });
+    assert.equal(r.body['value'], 'v9');
+    c.kill(victim, 'SIGTERM');
+    assert.equal(await c.waitExit(victim), 0);
+    c.startNode(victim);
+    await c.waitReady(victim);
+    await client.kvPut('keep/after', 'x');
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const again = await http(c.nodes[victim]!.url, 'GET', '/v1/kv/keep/after?consistency=stale', { token: TOKEN });
+      if (again.status === 200) break;
+      assert.ok(Date.now() < deadline, 'the restarted node catches up');
+      await sleep(50);
+    }
   });
 });

@@ -4,7 +4,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MAIN, TOKEN, TestCluster, http, sleep } from './harness.js';
 
@@ -49,9 +49,12 @@ describe('recovery', () => {
     const seg = readdirSync(walDir).filter((f) => f.endsWith('.seg')).sort()[0]!;
     const path = join(walDir, seg);
     const buf = readFileSync(path);
-    assert.ok(buf.length > 4096, 'segment has records');
-    // Flip a byte well inside the segment (not the torn tail).
-    const off = Math.floor(buf.length / 3);
+    // Segments are preallocated (a zero tail follows the records): flip a byte
+    // inside the records, well before their end (not a torn final record).
+    let end = buf.length;
+    while (end > 0 && buf[end - 1] === 0) end--;
+    assert.ok(end > 4096, 'segment has records');
+    const off = Math.floor(end / 3);
     buf[off] = buf[off]! ^ 0xff;
     writeFileSync(path, buf);
     c.startNode(victim);
@@ -61,6 +64,30 @@ describe('recovery', () => {
     assert.match(log, /corrupt/i);
     assert.ok(log.includes(seg), 'the message names the segment file');
     assert.match(log, /offset \d+/);
+  });
+});
+
+describe('a failed automatic snapshot', () => {
+  let c: TestCluster | undefined;
+  after(async () => {
+    await c?.stop();
+  });
+
+  test('stops the node through its fatal path with a log line naming the snapshot (no unhandled rejection)', async () => {
+    c = await TestCluster.start({ nodes: 1, cluster: { snapshotEntries: 100, snapshotTrailingEntries: 10 } });
+    await c.waitLeader();
+    // The snapshot directory becomes unusable (as on a full or failing disk).
+    const snapDir = join(c.nodes[0]!.dir, 'raft', 'snap');
+    rmSync(snapDir, { recursive: true, force: true });
+    writeFileSync(snapDir, 'not a directory');
+    const client = c.client({ timeoutMs: 3000 });
+    for (let i = 0; i < 150 && c.nodes[0]!.exitCode === undefined; i++) await client.kvPut(`fill/${i}`, 'x').catch(() => undefined);
+    const code = await c.waitExit(0, 20_000);
+    assert.equal(code, 1);
+    const log = c.log(0);
+    assert.match(log, /"event":"node_failed".*writing the snapshot at index \d+ failed/);
+    assert.match(log, /"event":"agent_exit"/);
+    assert.doesNotMatch(log, /UnhandledPromiseRejection|triggerUncaughtException/);
   });
 });
 
