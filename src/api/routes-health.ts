@@ -40,6 +40,7 @@ export function standbyVerdict(s: NodeStatus, maxLag: number): Verdict {
   if (s.raftRole === 'leader') reasons.push('this node is the leader, not a standby');
   else if (!leaderKnown(s)) reasons.push('no leader is known (an election may be in progress)');
   if (s.role === 'removed') reasons.push('this node was removed from the cluster');
+  if (s.role === 'rejoining') reasons.push('this node came back with a new data dir: it is a non-voting learner until it has caught up with the leader');
   if (s.raftRole !== 'leader') {
     const self = s.peers.find((p) => p.self);
     const lag = Math.max(s.commitIndex - s.appliedIndex, self?.replicationLagEntries ?? 0);
@@ -103,7 +104,7 @@ export async function clusterHealth(node: NodeHandle): Promise<Record<string, un
   const extra = s as unknown as { redisConnected?: unknown };
   const leaderNode = s.leaderName ?? null;
   const clusterHealthy = leaderNode !== null && s.quorumMet && s.storageHealthy && s.splitBrainWarning === undefined
-    && nodes.every((n) => n.status !== 'unreachable');
+    && nodes.every((n) => n.status !== 'unreachable' && n.status !== 'diverged');
   const body: Record<string, unknown> = {
     clusterHealthy,
     leaderNode,
