@@ -12,6 +12,9 @@ import {
   RaftError,
   decodeConfEntry,
   majority,
+  writeQuorum,
+  failureTolerance,
+  quorumMet,
   roleOf,
   isVoting,
   type ConfChange,
@@ -78,6 +81,10 @@ function memberRole(r: string | undefined): MemberRole | undefined {
   return undefined;
 }
 
+/** Bounds on client work waiting in this node (beyond them: 429 overloaded). */
+const MAX_INBOX_OPS = 50_000;
+const MAX_PENDING_READS = 20_000;
+
 /** Messages that count toward a quorum (elections, commits, leadership checks). */
 const COUNTED = new Set<Message['type']>(['voteResp', 'preVoteResp', 'appResp', 'heartbeatResp']);
 
@@ -133,6 +140,7 @@ export class QuorateNode implements NodeHandle {
   #fenced = new Set<NodeId>();
   #fencedLogAt = new Map<NodeId, number>();
   #reconcileQueued = false;
+  #catchUpSample: { at: number; lastIndex: number } | undefined;
   /** Something the reconciliation looks at changed (a handshake, leadership, a committed membership change). */
   #membersDirty = true;
 
@@ -342,6 +350,11 @@ export class QuorateNode implements NodeHandle {
       command,
     });
     const timeoutMs = options.timeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS;
+    const busy = this.#overloaded();
+    if (busy) {
+      this.#mFailed.inc({ reason: 'overloaded' });
+      return Promise.reject(busy);
+    }
     return new Promise<ApplyResult>((resolve, reject) => {
       this.#enqueue(() => {
         const fail = this.#unavailable();
@@ -350,6 +363,7 @@ export class QuorateNode implements NodeHandle {
         try {
           r = this.#raw.propose(data);
         } catch (e) {
+          if (this.#fatalIfBroken(e)) return reject(new NodeError('commit_unknown', `the node stopped on an internal error (${(e as Error).message}); retry on another node`));
           this.#mFailed.inc({ reason: (e as RaftError).code ?? 'error' });
           return reject(this.#mapRaftError(e));
         }
@@ -363,12 +377,22 @@ export class QuorateNode implements NodeHandle {
           );
         }, timeoutMs);
         const w: ProposalWaiter = { term: r.term, startedAt, resolve, reject, timer };
+        const displaced = this.#proposals.get(r.index);
+        if (displaced) {
+          // Our log was truncated at this index and we lead again: the old
+          // entry was overwritten, so it was never committed. Settle it.
+          clearTimeout(displaced.timer);
+          this.#mFailed.inc({ reason: 'proposal_dropped' });
+          displaced.reject(new NodeError('proposal_dropped', `the write proposed at index ${r.index} in term ${displaced.term} was overwritten by a later leader and was not applied; retry`));
+        }
         this.#proposals.set(r.index, w);
       });
     });
   }
 
   readBarrier(timeoutMs = 5000): Promise<void> {
+    const busy = this.#overloaded();
+    if (busy) return Promise.reject(busy);
     return new Promise<void>((resolve, reject) => {
       this.#enqueue(() => {
         const fail = this.#unavailable();
@@ -377,6 +401,7 @@ export class QuorateNode implements NodeHandle {
         try {
           this.#raw.readIndex(ctx);
         } catch (e) {
+          if (this.#fatalIfBroken(e)) return reject(new NodeError('shutting_down', `the node stopped on an internal error (${(e as Error).message}); retry on another node`));
           return reject(this.#mapRaftError(e));
         }
         const timer = setTimeout(() => {
@@ -407,6 +432,7 @@ export class QuorateNode implements NodeHandle {
           this.#raw.transferLeadership(target);
           resolve();
         } catch (e) {
+          if (this.#fatalIfBroken(e)) return reject(new NodeError('shutting_down', `the node stopped on an internal error (${(e as Error).message})`));
           reject(this.#mapRaftError(e));
         }
       }),
@@ -491,7 +517,7 @@ export class QuorateNode implements NodeHandle {
       } else if (pr) {
         matchIndex = pr.match;
         lagEntries = Math.max(0, st.lastIndex - pr.match);
-        if (lagEntries === 0 && meta) meta.lastCaughtUpAt = now;
+        // lastCaughtUpAt is kept by the loop (#trackCatchUp); status() only reads.
         lagMs = lagEntries === 0 ? 0 : now - (meta?.lastCaughtUpAt ?? now);
         const contactMs = pr.ticksSinceContact * this.#tickMs;
         lastHeartbeat = new Date(now - contactMs).toISOString();
@@ -515,13 +541,13 @@ export class QuorateNode implements NodeHandle {
         self,
       };
     });
-    const wq = Math.min(voters.length, Math.max(majority(voters.length), this.config.database.writeQuorum ?? 0));
+    const wq = writeQuorum(voters.length, this.config.database.writeQuorum);
     let reachable: number;
     if (st.role === 'leader') reachable = st.reachableVoters;
     else {
       reachable = voters.filter((v) => v.id === this.nodeId || stats.get(v.id)?.connected || stats.get(v.id)?.inboundConnected).length;
     }
-    const quorumMet = st.role === 'leader' ? reachable >= wq : st.lead !== NONE;
+    const quorumOk = st.role === 'leader' ? quorumMet(reachable, wq) : st.lead !== NONE;
     const storageError = this.#fatal?.message;
     return {
       id: this.nodeId,
@@ -539,11 +565,11 @@ export class QuorateNode implements NodeHandle {
       firstIndex: st.firstIndex,
       snapshotIndex: this.#lastSnapshot?.meta.index ?? 0,
       revision: this.kv.revision,
-      quorumMet,
+      quorumMet: quorumOk,
       votersReachable: reachable,
       votersTotal: voters.length,
       writeQuorum: wq,
-      failureTolerance: Math.max(0, voters.length - wq),
+      failureTolerance: failureTolerance(reachable, wq),
       peers,
       storageHealthy: this.#fatal === undefined,
       storageError,
@@ -757,6 +783,7 @@ export class QuorateNode implements NodeHandle {
           try {
             resolve(this.#raw.snapshotTaken(index).compactedTo);
           } catch (e) {
+            this.#fatalIfBroken(e);
             reject(e as Error);
           }
         }),
@@ -821,10 +848,27 @@ export class QuorateNode implements NodeHandle {
     this.#timers.push(setInterval(() => this.#housekeeping(), 250));
   }
 
+  /** When each follower was last fully caught up (the leader's view), for replicationLagMs. */
+  // A follower that holds everything the leader had at the previous sample
+  // was caught up then: lagMs is the age of what it misses (±250 ms), also
+  // under a steady stream of writes where it is never exactly at lastIndex.
+  #trackCatchUp(now: number): void {
+    const st = this.#raw.status();
+    const prev = this.#catchUpSample;
+    for (const pr of st.progress) {
+      const meta = this.#peers.get(pr.id);
+      if (!meta) continue;
+      if (pr.match >= st.lastIndex) meta.lastCaughtUpAt = now;
+      else if (prev !== undefined && pr.match >= prev.lastIndex) meta.lastCaughtUpAt = Math.max(meta.lastCaughtUpAt, prev.at);
+    }
+    this.#catchUpSample = { at: now, lastIndex: st.lastIndex };
+  }
+
   #housekeeping(): void {
     if (this.#fatal || this.#stopped) return;
-    const st = this.status();
     const now = Date.now();
+    this.#trackCatchUp(now);
+    const st = this.status();
     // TTL: the leader proposes expiry with its clock; followers never expire on their own.
     if (st.raftRole === 'leader' && !this.#expireInFlight && now - this.#leaderSince > 0) {
       const keys = this.kv.expiredKeys(now, 1000);
@@ -925,6 +969,7 @@ export class QuorateNode implements NodeHandle {
     try {
       this.#raw.transferLeadership(target.id);
     } catch (e) {
+      if (this.#fatalIfBroken(e)) return;
       this.#warnOnce('role_handover', (e as Error).message);
     }
   }
@@ -934,6 +979,7 @@ export class QuorateNode implements NodeHandle {
       const r = this.#raw.proposeConfChange(change);
       this.#log.info({ event: 'membership_change_proposed', change, index: r.index }, `${why} (index ${r.index})`);
     } catch (e) {
+      if (this.#fatalIfBroken(e)) return;
       const code = (e as RaftError).code;
       if (code === 'conf_change_in_progress') this.#membersDirty = true; // retried when the next entry commits
       if (code !== 'conf_change_in_progress' && code !== 'transfer_in_progress' && code !== 'not_leader') {
@@ -1019,6 +1065,28 @@ export class QuorateNode implements NodeHandle {
     this.#proposals.clear();
     // A broken invariant or a failed fsync: this process must not go on.
     this.#onFatal(e);
+  }
+
+  /**
+   * A broken invariant in the core (or anything the core throws that is not
+   * one of its documented refusals) means this process can no longer be
+   * trusted: stop it through the fatal path. Returns true when it did.
+   */
+  #fatalIfBroken(e: unknown): boolean {
+    if (e instanceof RaftError && e.code !== 'invariant_violation') return false;
+    this.#die(e instanceof Error ? e : new Error(String(e)));
+    return true;
+  }
+
+  /** Client work beyond these bounds is refused at once (429, retry) rather than queued without limit. */
+  #overloaded(): NodeError | undefined {
+    if (this.#inbox.length >= MAX_INBOX_OPS) {
+      return new NodeError('overloaded', `this node has ${this.#inbox.length} operations waiting for its loop (limit ${MAX_INBOX_OPS}); retry shortly`, { retryAfterMs: 100 });
+    }
+    if (this.#reads.size >= MAX_PENDING_READS) {
+      return new NodeError('overloaded', `this node has ${this.#reads.size} linearizable reads waiting (limit ${MAX_PENDING_READS}); retry shortly, or read with consistency=stale`, { retryAfterMs: 100 });
+    }
+    return undefined;
   }
 
   #unavailable(): NodeError | undefined {

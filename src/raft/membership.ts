@@ -19,9 +19,7 @@ export function votingIds(m: Membership): NodeId[] {
   return m.members.filter((x) => isVoting(x.role)).map((x) => x.id);
 }
 
-export function majority(n: number): number {
-  return Math.floor(n / 2) + 1;
-}
+export { majority } from './quorum.js';
 
 function sorted(members: Member[]): Member[] {
   return members.sort((a, b) => a.id - b.id);

@@ -12,7 +12,8 @@ import {
   invariant,
 } from './errors.js';
 import { RaftLog } from './log.js';
-import { applyConfChange, encodeConfEntry, isVoting, majority, roleOf, votingIds } from './membership.js';
+import { applyConfChange, encodeConfEntry, isVoting, roleOf, votingIds } from './membership.js';
+import { majority, writeQuorum } from './quorum.js';
 import { Progress } from './progress.js';
 import type {
   ConfChange,
@@ -853,7 +854,7 @@ export class RawNode {
 
   #quorumSize(voters: number): number {
     if (this.#cfg.mutation === 'ignoreCommitQuorum') return 1;
-    return Math.min(voters, Math.max(majority(voters), this.#cfg.writeQuorum));
+    return writeQuorum(voters, this.#cfg.writeQuorum);
   }
 
   /** Advance commit to the highest index held by a write quorum, if of this term. */
