@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parseConfig, type QuorateConfig } from './index.js';
+import { ConfigError, UNBUILT, configSchema, loadConfig, parseConfig, type QuorateConfig } from './index.js';
 
 const NOENV = {};
 // Network peer addresses need peer TLS (own PKI): "auto" and "off" are plain TCP, loopback only.
@@ -40,6 +40,7 @@ test('defaults: {} is a valid single-node config', () => {
   assert.equal(c.database.mode, 'local-sync');
   assert.equal(c.database.writeQuorum, undefined, 'unset: a majority of the live voters');
   assert.equal(c.database.backup.retentionDays, 30);
+  assert.equal(c.database.backup.enabled, false, 'backups do not exist yet');
   assert.equal(c.redis.keyPrefix, 'quorate:');
   assert.equal(c.security.tls, 'auto');
   assert.equal(c.security.apiTls, undefined);
@@ -48,6 +49,10 @@ test('defaults: {} is a valid single-node config', () => {
   assert.equal(c.security.clusterSecretFile, '/srv/q/data/cluster.secret');
   // The very empty file loads too.
   assert.equal(parseConfig({}, NOENV, { baseDir: '/srv/q' }).node.peerAddress, '127.0.0.1:5201');
+  // So does every key written out at its default (what `quorate init` writes).
+  const full = JSON.parse(JSON.stringify(configSchema.parse({ node: { nodeName: 'n1' } }))) as Record<string, unknown>;
+  assert.equal((full['cluster'] as Record<string, unknown>)['failover'], 'automatic');
+  assert.equal(ok(full).database.backup.enabled, false);
 });
 
 test('security.clusterSecretFile resolves like adminTokenFile', () => {
@@ -69,11 +74,19 @@ const SPEC_EXAMPLE = {
   security: { tls: 'auto', adminTokenFile: '' },
 };
 
-test('the SPEC §3 example: refused with tls "auto" (plain TCP on the network), parses with peer TLS files', () => {
-  const e = fails(SPEC_EXAMPLE, /4 problems/);
-  assert.deepEqual(e.issues.map((i) => i.path), ['node.peerAddress', 'node.advertisePeerUrl', 'cluster.peerEndpoints[0]', 'cluster.peerEndpoints[1]']);
+test('the SPEC §3 example: refused for backup.enabled true (backups do not exist) and tls "auto" on the network; parses with backups off and peer TLS files', () => {
+  const e = fails(SPEC_EXAMPLE, /5 problems/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['database.backup.enabled', 'node.peerAddress', 'node.advertisePeerUrl', 'cluster.peerEndpoints[0]', 'cluster.peerEndpoints[1]']);
+  assert.equal(e.path, 'database.backup.enabled');
+  assert.match(e.message, /database\.backup\.enabled: true is not available in this version \(only false\); remove the key or set it to false — backups do not exist yet, so none would be taken/);
   assert.match(e.message, /node\.peerAddress: security\.tls "auto" sends peer traffic in plain TCP in this release \(automatic certificates are not available yet\), which is accepted only when every peer address is loopback; node\.peerAddress binds 0\.0\.0\.0 \(every interface\): bind it to 127\.0\.0\.1 \(e\.g\. "127\.0\.0\.1:5201"\), or set security\.tls to \{"certFile","keyFile","caFile"\}/);
-  const c = ok({ ...SPEC_EXAMPLE, security: { ...SPEC_EXAMPLE.security, tls: TLS_FILES } });
+  // With peer TLS files only backup.enabled is left: every other key of the example is built or at its default.
+  const withTls = { ...SPEC_EXAMPLE, security: { ...SPEC_EXAMPLE.security, tls: TLS_FILES } };
+  const only = fails(withTls, /^database\.backup\.enabled: true is not available in this version/);
+  assert.deepEqual(only.issues.map((i) => i.path), ['database.backup.enabled']);
+  const c = ok({ ...withTls, database: { ...SPEC_EXAMPLE.database, backup: { ...SPEC_EXAMPLE.database.backup, enabled: false } } });
+  assert.equal(c.cluster.failover, 'automatic');
+  assert.equal(c.database.backup.enabled, false);
   assert.equal(c.database.writeQuorum, 2);
   assert.equal(c.node.dataDir, '/srv/q/data/node1');
   assert.equal(c.database.backup.dir, '/srv/q/backups');
@@ -101,7 +114,9 @@ test('enums: role, coordination, failover, mode', () => {
   fails({ cluster: { coordination: 'zk' } }, /cluster\.coordination: must be one of "raft", "redis"/);
   fails({ cluster: { failover: 'auto' } }, /cluster\.failover: must be one of "automatic", "manual", "approval"/);
   fails({ database: { mode: 'shared' } }, /database\.mode: must be one of "local-sync", "external-shared"/);
-  ok({ ...base, cluster: { failover: 'approval', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
+  // The SPEC's values that are not built yet are valid enum members, refused as "not available" (below).
+  fails({ ...base, cluster: { failover: 'approval', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } }, /^cluster\.failover: "approval" is not available in this version/);
+  ok({ ...base, cluster: { failover: 'automatic', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
 });
 
 test('electionTimeoutMs must be at least 5 × heartbeatIntervalMs', () => {
@@ -110,9 +125,6 @@ test('electionTimeoutMs must be at least 5 × heartbeatIntervalMs', () => {
   ok({ cluster: { electionTimeoutMs: 500, heartbeatIntervalMs: 100 } });
 });
 
-test('leader renewal must be shorter than the lock TTL', () => {
-  fails({ cluster: { leaderLockTtlSeconds: 10, leaderRenewalIntervalSeconds: 10 } }, /cluster\.leaderRenewalIntervalSeconds: must be less than leaderLockTtlSeconds \(10\), got 10/);
-});
 
 test('writeQuorum: at least a majority of voters, at most their number', () => {
   const peers = ['https://10.0.1.11:5201', 'https://10.0.1.12:5201'];
@@ -168,25 +180,101 @@ test('security.tls: auto | off | files; auto and off only on loopback; apiTls op
   fails({ security: { apiTls: { certFile: 'a' } } }, /security\.apiTls\.keyFile: is required/);
 });
 
-test('mode and coordination requirements', () => {
-  fails({ database: { mode: 'external-shared' } }, /database\.external\.connectionString: required when database\.mode is "external-shared"/);
-  ok({ database: { mode: 'external-shared', external: { connectionString: 'postgres://db/q' } } });
-  fails({ cluster: { coordination: 'redis' } }, /redis\.enabled: must be true when cluster\.coordination is "redis"/);
-  fails({ cluster: { virtualIp: '10.0.1.100/24' } }, /cluster\.vipInterface: required when cluster\.virtualIp is set/);
-  ok({ cluster: { virtualIp: '10.0.1.100', loadBalanced: true } });
+// Every value SPEC §3 names for a feature this version does not have, with the message's key and reason.
+const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: string, why: RegExp]> = [
+  [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /until Redis coordination exists the leader is elected by Raft/],
+  [{ cluster: { leaderLockTtlSeconds: 60 } }, 'cluster.leaderLockTtlSeconds', '60', '30', /Redis leader lease.*would be ignored/],
+  [{ cluster: { leaderRenewalIntervalSeconds: 5 } }, 'cluster.leaderRenewalIntervalSeconds', '5', '10', /Redis leader lease.*would be ignored/],
+  [{ cluster: { failover: 'manual' } }, 'cluster.failover', '"manual"', '"automatic"', /until manual failover exists a node would fail over automatically$/],
+  [{ cluster: { failover: 'approval' } }, 'cluster.failover', '"approval"', '"automatic"', /until failover on approval exists a node would fail over automatically$/],
+  [{ cluster: { virtualIp: '10.0.1.100/24' } }, 'cluster.virtualIp', '"10.0.1.100/24"', '""', /does not manage a virtual IP yet, so no node would hold this address/],
+  [{ cluster: { virtualIp: '10.0.1.100', loadBalanced: true } }, 'cluster.virtualIp', '"10.0.1.100"', '""', /virtual IP/],
+  [{ cluster: { vipInterface: 'eth0' } }, 'cluster.vipInterface', '"eth0"', '""', /virtual IP/],
+  [{ cluster: { vipScript: '/usr/local/bin/vip' } }, 'cluster.vipScript', '"/usr/local/bin/vip"', '""', /this script would never run/],
+  [{ cluster: { fenceScript: '/usr/local/bin/fence' } }, 'cluster.fenceScript', '"/usr/local/bin/fence"', '""', /a deposed leader would not be fenced/],
+  [{ database: { mode: 'external-shared' } }, 'database.mode', '"external-shared"', '"local-sync"', /until external-shared exists every node keeps its own copy/],
+  [{ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, 'database.external.connectionString', 'the value (not shown: it may hold a password)', '""', /external-shared database mode does not exist yet/],
+  [{ database: { outboxPollIntervalSeconds: 1 } }, 'database.outboxPollIntervalSeconds', '1', '5', /the outbox does not exist yet/],
+  [{ database: { backup: { enabled: true } } }, 'database.backup.enabled', 'true', 'false', /backups do not exist yet, so none would be taken$/],
+  [{ database: { backup: { schedule: '0 3 * * *' } } }, 'database.backup.schedule', '"0 3 \\* \\* \\*"', '"0 2 \\* \\* \\*"', /backups do not exist yet/],
+  [{ database: { backup: { retentionDays: 7 } } }, 'database.backup.retentionDays', '7', '30', /backups do not exist yet/],
+  [{ database: { backup: { dir: '/var/backups/q' } } }, 'database.backup.dir', '"/var/backups/q"', '"./backups"', /backups do not exist yet/],
+  [{ redis: { enabled: true } }, 'redis.enabled', 'true', 'false', /Redis support does not exist yet/],
+  [{ redis: { connectionString: 'redis://:hunter2@10.0.0.5:6379' } }, 'redis.connectionString', 'the value (not shown: it may hold a password)', '"127.0.0.1:6379"', /Redis support does not exist yet/],
+  [{ redis: { keyPrefix: 'prod:' } }, 'redis.keyPrefix', '"prod:"', '"quorate:"', /Redis support does not exist yet/],
+  [{ redis: { tlsEnabled: true } }, 'redis.tlsEnabled', 'true', 'false', /Redis support does not exist yet/],
+];
+
+const re = (s: string) => s.replace(/[.[\]()/|]/g, (c) => `\\${c}`);
+
+test('a value for a feature this version does not have is refused at load, naming the key', () => {
+  for (const [obj, path, shown, only, why] of REFUSED) {
+    const e = fails(obj, new RegExp(`^${re(path)}: ${re(shown)} is not available in this version \\(only ${re(only)}\\); remove the key or set it to ${re(only)} — `));
+    assert.deepEqual(e.issues.map((i) => i.path), [path], `${path}: one issue, nothing else (no cross-key noise)`);
+    assert.equal(e.path, path);
+    assert.match(e.issues[0]!.message, why, path);
+    assert.doesNotMatch(e.message, /hunter2/, 'a connection string is never echoed');
+  }
+  // The exact message of the issue's example.
+  fails({ cluster: { failover: 'manual' } }, /^cluster\.failover: "manual" is not available in this version \(only "automatic"\); remove the key or set it to "automatic" — until manual failover exists a node would fail over automatically$/);
+  // Every row is exercised above.
+  assert.deepEqual([...new Set(REFUSED.map((r) => r[1]))].sort(), UNBUILT.map((r) => r.path).sort());
+});
+
+test('unbuilt keys: the allowed value is the schema default, accepted when written out; all refusals are listed at once', () => {
+  const defaults = configSchema.parse({}) as unknown as Record<string, Record<string, unknown>>;
+  const at = (o: unknown, path: string): unknown => path.split('.').reduce<unknown>((cur, k) => (cur as Record<string, unknown>)[k], o);
+  for (const row of UNBUILT) assert.equal(at(defaults, row.path), row.allowed, `${row.path}: allowed value is the default`);
+  // Every allowed value written explicitly loads.
+  const explicit: Record<string, Record<string, unknown>> = {};
+  for (const row of UNBUILT) {
+    const keys = row.path.split('.');
+    let cur: Record<string, unknown> = explicit;
+    for (const k of keys.slice(0, -1)) cur = (cur[k] ??= {}) as Record<string, unknown>;
+    cur[keys[keys.length - 1]!] = row.allowed;
+  }
+  ok(explicit);
+  // Several refused values: one issue each, in table order, in one error.
+  const e = fails({ cluster: { coordination: 'redis', failover: 'manual', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^6 problems:/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.failover', 'cluster.fenceScript', 'database.mode', 'database.backup.enabled', 'redis.enabled']);
+  // loadBalanced is built (written to ha-state.json): both values load.
+  assert.equal(ok({ cluster: { loadBalanced: true } }).cluster.loadBalanced, true);
+});
+
+test('every schema key is either built or in the table of unbuilt features', () => {
+  // A new key must be classified: used by the node, or refused at a non-default value.
+  const BUILT = [
+    'node.nodeName', 'node.dataDir', 'node.apiAddress', 'node.peerAddress', 'node.advertiseApiUrl', 'node.advertisePeerUrl', 'node.role',
+    'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced',
+    'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries',
+    'database.writeQuorum', 'database.external.dbType',
+    'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
+  ];
+  const leaves: string[] = [];
+  const walk = (s: unknown, prefix: string): void => {
+    let t = s as { _def: { innerType?: unknown; typeName: string }; shape?: Record<string, unknown> };
+    while (t._def.innerType !== undefined) t = t._def.innerType as typeof t;
+    if (t._def.typeName === 'ZodObject' && (prefix.split('.').length < 2 || prefix === 'database.external' || prefix === 'database.backup')) {
+      for (const [k, v] of Object.entries(t.shape!)) walk(v, prefix === '' ? k : `${prefix}.${k}`);
+    } else {
+      leaves.push(prefix);
+    }
+  };
+  walk(configSchema, '');
+  assert.deepEqual(leaves.sort(), [...BUILT, ...UNBUILT.map((r) => r.path)].sort());
 });
 
 test('environment overrides', () => {
   const c = ok({ cluster: { electionTimeoutMs: 2000 } }, {
     QUORATE_CLUSTER_ELECTIONTIMEOUTMS: '800', QUORATE_NODE_NODENAME: 'x', quorate_cluster_loadbalanced: 'true',
     QUORATE_CLUSTER_PEERENDPOINTS: '["http://127.0.0.1:5202","http://127.0.0.1:5203"]',
-    QUORATE_DATABASE_BACKUP_RETENTIONDAYS: '7', QUORATE_SECURITY_TLS: 'off', QUORATE_NODE_PEERADDRESS: '127.0.0.1:5201',
+    QUORATE_DATABASE_EXTERNAL_DBTYPE: 'postgres', QUORATE_SECURITY_TLS: 'off', QUORATE_NODE_PEERADDRESS: '127.0.0.1:5201',
     QUORATE_URL: 'http://x:1', QUORATE_TOKEN: 't', // the CLI's own: ignored
   });
   assert.equal(c.cluster.electionTimeoutMs, 800);
   assert.equal(c.node.nodeName, 'x');
   assert.equal(c.cluster.loadBalanced, true);
-  assert.equal(c.database.backup.retentionDays, 7);
+  assert.equal(c.database.external.dbType, 'postgres');
   assert.equal(c.database.writeQuorum, undefined);
   assert.equal(c.security.tls, 'off');
 });
@@ -198,6 +286,8 @@ test('environment overrides: errors name the variable', () => {
   fails({}, /node\.role: must be one of .* \(set by QUORATE_NODE_ROLE\)/, { QUORATE_NODE_ROLE: 'boss' });
   fails({}, /QUORATE_DATABASE_BACKUP_NOPE: unknown key "NOPE" in database\.backup/, { QUORATE_DATABASE_BACKUP_NOPE: '1' });
   fails({}, /QUORATE_CLUSTER_PEERENDPOINTS: not valid JSON/, { QUORATE_CLUSTER_PEERENDPOINTS: '[oops' });
+  fails({}, /^cluster\.failover: "manual" is not available in this version .* \(set by QUORATE_CLUSTER_FAILOVER\)$/, { QUORATE_CLUSTER_FAILOVER: 'manual' });
+  fails({}, /^database\.backup\.enabled: true is not available in this version .* \(set by QUORATE_DATABASE_BACKUP_ENABLED\)$/, { QUORATE_DATABASE_BACKUP_ENABLED: 'true' });
 });
 
 test('loadConfig: relative dataDir resolves against the file; bad JSON and missing file are ConfigErrors', () => {
@@ -212,4 +302,6 @@ test('loadConfig: relative dataDir resolves against the file; bad JSON and missi
   assert.throws(() => loadConfig(join(dir, 'missing.json'), {}), (e: unknown) => e instanceof ConfigError && /file not found/.test(e.message));
   writeFileSync(file, JSON.stringify({ cluster: { electionTimeoutMs: 300 } }));
   assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: cluster.electionTimeoutMs:`));
+  writeFileSync(file, JSON.stringify({ redis: { enabled: true } }));
+  assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: redis.enabled: true is not available in this version`));
 });

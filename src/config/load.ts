@@ -1,5 +1,6 @@
 // loadConfig / parseConfig: file → env overrides → schema (types, defaults,
-// unknown keys) → cross-key rules → path resolution. Any problem is one
+// unknown keys) → keys for unbuilt features (./unbuilt.ts) → cross-key rules →
+// path resolution. Any problem is one
 // ConfigError listing every issue by key path.
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
@@ -8,6 +9,7 @@ import { z } from 'zod';
 import { applyEnvOverrides, type AppliedOverride } from './env.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
 import { configSchema, parseEndpoint, type RawConfig } from './schema.js';
+import { unbuiltIssues } from './unbuilt.js';
 
 /** The validated configuration: defaults filled, paths absolute, derived values set. */
 export type QuorateConfig = Omit<RawConfig, 'database'> & {
@@ -57,7 +59,7 @@ export function parseConfig(obj: unknown, env: NodeJS.ProcessEnv = process.env, 
     throw new ConfigError(withEnvNames(parsed.error.issues.flatMap((i) => describeIssue(i, merged)), applied), srcOpt);
   }
   const raw = parsed.data;
-  const issues = crossChecks(raw);
+  const issues = [...unbuiltIssues(raw), ...crossChecks(raw)];
   if (issues.length > 0) throw new ConfigError(withEnvNames(issues, applied), srcOpt);
   return finish(raw, options.baseDir ?? process.cwd());
 }
@@ -78,9 +80,6 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
 
   if (cl.electionTimeoutMs < 5 * cl.heartbeatIntervalMs) {
     add('cluster.electionTimeoutMs', `must be at least 5 × heartbeatIntervalMs (${5 * cl.heartbeatIntervalMs}), got ${cl.electionTimeoutMs}`);
-  }
-  if (cl.leaderRenewalIntervalSeconds >= cl.leaderLockTtlSeconds) {
-    add('cluster.leaderRenewalIntervalSeconds', `must be less than leaderLockTtlSeconds (${cl.leaderLockTtlSeconds}), got ${cl.leaderRenewalIntervalSeconds}`);
   }
 
   // Peers: no duplicates, none equal to this node.
@@ -120,16 +119,10 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
     add('node.role', 'an observer never leads, so a cluster of one observer has no leader: add peerEndpoints or use role "voter"');
   }
 
-  // Modes.
-  if (c.database.mode === 'external-shared' && c.database.external.connectionString === '') {
-    add('database.external.connectionString', 'required when database.mode is "external-shared", got ""');
-  }
-  if (cl.coordination === 'redis' && !c.redis.enabled) {
-    add('redis.enabled', 'must be true when cluster.coordination is "redis", got false');
-  }
-  if (cl.virtualIp !== '' && !cl.loadBalanced && cl.vipInterface === '' && cl.vipScript === '') {
-    add('cluster.vipInterface', 'required when cluster.virtualIp is set and cluster.loadBalanced is false (or set cluster.vipScript), got ""');
-  }
+  // The rules of coordination "redis" (redis.enabled, lease renewal < TTL),
+  // external-shared (a connection string) and the virtual IP (an interface or
+  // script) come back with those features: until then ./unbuilt.ts refuses
+  // every config that could break them.
 
   // Plain-TCP peer traffic only on loopback. "auto" is plain TCP in this
   // release (automatic certificates are not available yet), so it gets the

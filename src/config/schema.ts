@@ -1,7 +1,8 @@
 // The config file of SPEC §3 as a zod schema. Every object is strict (an
 // unknown key is an error) and every key has a default, so `{}` is a valid
 // single-node file. Cross-key rules (quorum, timeouts, duplicate peers) live in
-// ./validate.ts because they need the whole file.
+// ./load.ts because they need the whole file. Keys for features this version
+// does not have accept only their default: ./unbuilt.ts.
 import { z } from 'zod';
 import { hostname } from 'node:os';
 
@@ -91,7 +92,8 @@ const clusterSchema = z.object({
 }).strict();
 
 const backupSchema = z.object({
-  enabled: z.boolean().default(true),
+  /** false: backups do not exist yet (./unbuilt.ts refuses true). */
+  enabled: z.boolean().default(false),
   schedule: z.string().min(1).default('0 2 * * *'),
   retentionDays: int(1, 36_500).default(30),
   dir: z.string().min(1).default('./backups'),

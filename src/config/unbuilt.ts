@@ -1,0 +1,93 @@
+// Keys of SPEC §3 that configure a feature this version does not have. Each
+// row accepts exactly one value, the key's schema default (so `{}` and the file
+// `quorate init` writes load); any other value is refused at load, naming the
+// key, rather than accepted and silently ignored (an operator who asks for
+// manual failover must not get automatic failover). The schema keeps the full
+// SPEC enums, so a typo is still "must be one of ..." and a real but unbuilt
+// value gets the message below.
+//
+// The issue that builds a feature removes its rows, and adds back the cross-key
+// rules the feature needs (noted per group below), which are left out while
+// every config that could break them is refused here.
+import type { ConfigIssue } from './errors.js';
+import type { RawConfig } from './schema.js';
+
+type Value = string | number | boolean;
+
+export interface UnbuiltKey {
+  /** Dotted key path, e.g. "cluster.failover". */
+  readonly path: string;
+  /** The one value accepted in this version: the schema default. */
+  readonly allowed: Value;
+  /** What a refused value would (not) do: the end of the message, after "—". */
+  readonly why: string | ((value: Value) => string);
+  /** Do not echo the value (it may hold a password). */
+  readonly secret?: boolean;
+}
+
+const REDIS_LEASE = 'it configures the Redis leader lease, and Redis coordination does not exist yet, so the value would be ignored';
+const NO_VIP = 'quorate does not manage a virtual IP yet';
+const NO_EXTERNAL = 'the external-shared database mode does not exist yet';
+const NO_BACKUPS = 'backups do not exist yet';
+const NO_REDIS = 'Redis support does not exist yet';
+
+export const UNBUILT: readonly UnbuiltKey[] = [
+  // Redis coordination. When built: coordination "redis" needs redis.enabled;
+  // leaderRenewalIntervalSeconds < leaderLockTtlSeconds.
+  { path: 'cluster.coordination', allowed: 'raft', why: 'until Redis coordination exists the leader is elected by Raft among the voters, with no Redis lease' },
+  { path: 'cluster.leaderLockTtlSeconds', allowed: 30, why: REDIS_LEASE },
+  { path: 'cluster.leaderRenewalIntervalSeconds', allowed: 10, why: REDIS_LEASE },
+  // Manual and approval failover.
+  { path: 'cluster.failover', allowed: 'automatic',
+    why: (v) => `until ${v === 'approval' ? 'failover on approval' : `${String(v)} failover`} exists a node would fail over automatically` },
+  // Virtual IP and fencing. When built: virtualIp without loadBalanced needs
+  // vipInterface or vipScript. (cluster.loadBalanced is built: it only says an
+  // external load balancer routes traffic, and is written to ha-state.json.)
+  { path: 'cluster.virtualIp', allowed: '', why: `${NO_VIP}, so no node would hold this address (an external load balancer can route by the health endpoints; set cluster.loadBalanced: true)` },
+  { path: 'cluster.vipInterface', allowed: '', why: `${NO_VIP}, so nothing would be brought up on this interface` },
+  { path: 'cluster.vipScript', allowed: '', why: `${NO_VIP}, so this script would never run` },
+  { path: 'cluster.fenceScript', allowed: '', why: 'fencing does not exist yet, so this script would never run and a deposed leader would not be fenced' },
+  // external-shared mode. When built: it needs external.connectionString.
+  { path: 'database.mode', allowed: 'local-sync', why: `until external-shared exists every node keeps its own copy, replicated through the log, and no external database is used` },
+  { path: 'database.external.connectionString', allowed: '', secret: true, why: `${NO_EXTERNAL}, so no node would connect to this database` },
+  // The outbox (SPEC §3 "outbox" section).
+  { path: 'database.outboxPollIntervalSeconds', allowed: 5, why: 'the outbox does not exist yet, so nothing would poll at this interval' },
+  // Backups.
+  { path: 'database.backup.enabled', allowed: false, why: `${NO_BACKUPS}, so none would be taken` },
+  { path: 'database.backup.schedule', allowed: '0 2 * * *', why: `${NO_BACKUPS}, so nothing would run on this schedule` },
+  { path: 'database.backup.retentionDays', allowed: 30, why: `${NO_BACKUPS}, so there is nothing to keep or delete` },
+  { path: 'database.backup.dir', allowed: './backups', why: `${NO_BACKUPS}, so nothing would be written there` },
+  // Redis.
+  { path: 'redis.enabled', allowed: false, why: `${NO_REDIS}, so no node would connect to Redis` },
+  { path: 'redis.connectionString', allowed: '127.0.0.1:6379', secret: true, why: `${NO_REDIS}, so no node would connect to this address` },
+  { path: 'redis.keyPrefix', allowed: 'quorate:', why: `${NO_REDIS}, so nothing would be written under this prefix` },
+  { path: 'redis.tlsEnabled', allowed: false, why: `${NO_REDIS}, so there is no Redis connection to protect` },
+];
+
+/** One issue per key of `table` whose value (after defaults and env overrides) is not the allowed one. */
+export function unbuiltIssues(c: RawConfig, table: readonly UnbuiltKey[] = UNBUILT): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const row of table) {
+    const value = valueAt(c, row.path);
+    if (value === undefined || value === row.allowed) continue;
+    const allowed = JSON.stringify(row.allowed);
+    const got = row.secret === true ? 'the value (not shown: it may hold a password)' : show(value);
+    const why = typeof row.why === 'string' ? row.why : row.why(value as Value);
+    issues.push({ path: row.path, message: `${got} is not available in this version (only ${allowed}); remove the key or set it to ${allowed} — ${why}` });
+  }
+  return issues;
+}
+
+function valueAt(obj: unknown, path: string): unknown {
+  let cur = obj;
+  for (const p of path.split('.')) {
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return cur;
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
+  return String(v);
+}
