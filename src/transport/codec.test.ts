@@ -152,11 +152,12 @@ describe('handshake proofs', () => {
 
   it('are separated per direction: a dialer proof is never a valid acceptor proof', () => {
     const dm = dialerMac(TEST_SECRET, nD, nA, h);
-    const ack = { protocolVersion: 2, nodeId: 2, nodeName: 'node2', haId: 'test-ha', incarnation: '' };
+    const ack = { protocolVersion: 2, nodeId: 2, nodeName: 'node2', haId: 'test-ha', incarnation: '', knownIncarnation: 'abc' };
     const am = acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', ack);
     assert.ok(!macEqual(dm, am));
     assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, new Uint8Array(32), 1, 'messages', ack)), 'binds the dialer proof');
     assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, nodeId: 3 })));
+    assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, knownIncarnation: 'xyz' })), 'binds what it records of the dialer');
     assert.equal(macEqual(am, new Uint8Array(31)), false);
   });
 });

@@ -503,6 +503,12 @@ export interface HelloAck {
   readonly nodeName: string;
   readonly haId: string;
   readonly incarnation: string;
+  /**
+   * The incarnation the acceptor's membership records for the dialer ('' when
+   * none): a node that finds it differs from its own came back with a new
+   * data dir, and withholds its vote until it has caught up.
+   */
+  readonly knownIncarnation: string;
   readonly mac: Uint8Array;
 }
 
@@ -616,7 +622,7 @@ export function decodeAuth(payload: Uint8Array, offset: number): Auth {
 }
 
 export function encodeHelloAck(a: HelloAck): Uint8Array {
-  return pack({ protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, mac: a.mac });
+  return pack({ protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, knownIncarnation: a.knownIncarnation, mac: a.mac });
 }
 
 export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
@@ -629,6 +635,7 @@ export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
       nodeName: str(m.get('nodeName'), 'helloAck.nodeName'),
       haId: str(m.get('haId'), 'helloAck.haId'),
       incarnation: str(m.get('incarnation'), 'helloAck.incarnation', INCARNATION_MAX),
+      knownIncarnation: str(m.get('knownIncarnation') ?? '', 'helloAck.knownIncarnation', INCARNATION_MAX),
       mac: fixedBytes(m.get('mac'), 'helloAck.mac', MAC_BYTES),
     };
   });

@@ -76,7 +76,7 @@ export function acceptorMac(
   ack: Omit<HelloAck, 'mac'>,
 ): Uint8Array {
   return hmac(secret, transcript(ACCEPTOR_LABEL, [
-    dialerNonce, acceptorNonce, dialerProof, dialerId, channel, ack.protocolVersion, ack.haId, ack.nodeId, ack.nodeName, ack.incarnation,
+    dialerNonce, acceptorNonce, dialerProof, dialerId, channel, ack.protocolVersion, ack.haId, ack.nodeId, ack.nodeName, ack.incarnation, ack.knownIncarnation,
   ]));
 }
 

@@ -44,6 +44,10 @@ export interface PeerTransportOptions {
   readonly clusterSecret: Uint8Array;
   /** Opaque id of this node's data dir (≤ 64 characters), sent in every hello. */
   readonly incarnation?: string;
+  /** The incarnation this node's membership records for peer `id`, told to it in the helloAck (authenticated). */
+  recordedIncarnation?(id: number): string | undefined;
+  /** A peer accepted our message connection and told us the incarnation it records for us (undefined: none). */
+  onPeerAck?(peerId: number, info: { knownIncarnation: string | undefined }): void;
   /**
    * With TLS: the host a peer's client certificate must name (IP or DNS SAN)
    * for it to be accepted as node `id`. Default: the host given for `id` to

@@ -343,6 +343,7 @@ export class PeerTransport {
     link.everConnected = true;
     this.#reportedDown.delete(link.id);
     this.#log.info({ event: 'peer_connected', peer: link.id, name: ack.nodeName, version: ack.protocolVersion, direction: 'out' }, `connected to peer ${link.id} (${ack.nodeName})`);
+    this.#o.onPeerAck?.(link.id, { knownIncarnation: ack.knownIncarnation === '' ? undefined : ack.knownIncarnation });
   }
 
   #onDialerClose(link: Link, conn: FramedConn, info: CloseInfo): void {
@@ -539,7 +540,10 @@ export class PeerTransport {
           version = verdict.version;
           peerId = hello.fromId;
           conn.markEstablished();
-          const ackBody = { protocolVersion: version, nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId, incarnation: this.#o.incarnation ?? '' };
+          const ackBody = {
+            protocolVersion: version, nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId, incarnation: this.#o.incarnation ?? '',
+            knownIncarnation: this.#o.recordedIncarnation?.(hello.fromId) ?? '',
+          };
           const mac = acceptorMac(this.#secret, dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
           conn.write(encodeFrame('helloAck', encodeHelloAck({ ...ackBody, mac })));
           if (hello.channel === 'snapshot') {

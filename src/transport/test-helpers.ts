@@ -171,7 +171,7 @@ export function fakeAcceptorHandshake(socket: Socket, secret: Uint8Array, as: { 
         socket.write(encodeFrame('challenge', encodeChallenge({ nonce: nonceA })));
       } else if (f.type === 'auth' && nonceD) {
         const auth = decodeAuth(f.payload, f.offset);
-        const body = { protocolVersion: PROTOCOL_VERSION, nodeId: as.nodeId, nodeName: 'fake', haId: as.haId ?? 'test-ha', incarnation: '' };
+        const body = { protocolVersion: PROTOCOL_VERSION, nodeId: as.nodeId, nodeName: 'fake', haId: as.haId ?? 'test-ha', incarnation: '', knownIncarnation: '' };
         const mac = acceptorMac(secret, nonceD, nonceA, auth.mac, auth.hello.fromId, auth.hello.channel, body);
         socket.write(encodeFrame('helloAck', encodeHelloAck({ ...body, mac })));
         done = true;
