@@ -1,9 +1,16 @@
 // The ONE table from error codes to HTTP statuses, and the conversion of any
 // thrown value into an API error response. Codes come from the API layer
 // itself, NodeHandle errors (src/node/errors.ts), the consensus core
-// (src/raft/errors.ts) and the state machine (src/state/errors.ts).
+// (src/raft/errors.ts, through the node) and the state machine (src/state/errors.ts).
+import type { NodeErrorCode } from '../node/errors.js';
 
-/** HTTP status of every error code the API can answer with. */
+/**
+ * HTTP status of every error code the API can answer with. Every node error
+ * code (NodeErrorCode, src/node/errors.ts) must be here: NODE_ERROR_STATUS
+ * below fails to compile otherwise. Errors with a code in this table are
+ * answered with their own message (written for operators); anything else is
+ * 500 `internal`.
+ */
 export const ERROR_STATUS = {
   // 400: bad input; nothing was changed.
   invalid_request: 400,
@@ -12,6 +19,7 @@ export const ERROR_STATUS = {
   invalid_key: 400,
   invalid_command: 400,
   idempotency_key_too_large: 400,
+  // A membership change that can never be valid as given (e.g. removing an unknown node).
   invalid_conf_change: 400,
   // 401 / 403: authentication and roles.
   unauthorized: 401,
@@ -19,10 +27,24 @@ export const ERROR_STATUS = {
   // 404 / 405: routing and missing keys.
   not_found: 404,
   method_not_allowed: 405,
-  // 409: a precondition does not hold.
+  // 409: a precondition does not hold; nothing was changed. Not retried
+  // automatically by clients: the caller has to look at the message.
   revision_mismatch: 409,
+  // The transfer target is no member, a learner or already the leader, or no
+  // voter can take over: the cluster's current state refuses the request
+  // (a name may become valid once the member is added), so 409 rather than 400.
   invalid_transfer: 409,
+  // The previous membership change is not committed yet; retry when it is.
   conf_change_in_progress: 409,
+  // Leadership did not move in time (target lagging or unreachable); this
+  // node still leads. A definite outcome, so 409 and not 503: clients retry
+  // 503 on other nodes, which would repeat a multi-second transfer at the
+  // same target. The message says what to check and how to retry.
+  transfer_failed: 409,
+  // This node is already writing a snapshot; retry on THIS node after
+  // Retry-After (503 would send clients to another node, which snapshots a
+  // different node).
+  snapshot_in_progress: 409,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,
   // 410: history no longer reaches back that far.
@@ -31,26 +53,43 @@ export const ERROR_STATUS = {
   body_too_large: 413,
   key_too_large: 413,
   value_too_large: 413,
+  // The encoded entry exceeds the Raft core's maxEntryBytes.
   entry_too_large: 413,
   // 422: well-formed but refused: the Idempotency-Key was used for a different request.
   idempotency_key_reused: 422,
-  // 429: back off (with Retry-After).
+  // 429: back off (with Retry-After) and retry on the same node.
+  // Too many uncommitted bytes on the leader: load, not a fault.
   overloaded: 429,
   too_many_watches: 429,
   // 500: a bug or an unexpected failure; details are logged, never sent.
   internal: 500,
-  // 503: not served right now; nothing was applied, retrying is safe.
+  // 503: not served right now; nothing was applied, retrying (possibly on
+  // another node) is safe.
   no_leader: 503,
   not_leader: 503,
   quorum_not_met: 503,
   shutting_down: 503,
+  // This node's disk failed and it is stopping: the cluster may well serve
+  // the request elsewhere, so 503 (retry another node) and not 500 (a bug);
+  // the message names the failure for the operator.
   storage_failed: 503,
+  // The entry was overwritten by a new leader and will never apply.
   proposal_dropped: 503,
+  // A leadership transfer is under way; writes resume within an election timeout.
   transfer_in_progress: 503,
   // 504: the outcome is unknown (it may have been applied); retry with the same Idempotency-Key.
   commit_unknown: 504,
   timeout: 504,
 } as const satisfies Record<string, number>;
+
+/** The statuses of the node's error codes; fails to compile if a NodeErrorCode has no entry in ERROR_STATUS. */
+export const NODE_ERROR_STATUS: Readonly<Record<NodeErrorCode, number>> = ERROR_STATUS;
+
+/** Default Retry-After (ms) for codes that ask the client to retry the same node, unless the error carries retryAfterMs. */
+const RETRY_AFTER_MS: Partial<Record<ErrorCode, number>> = {
+  overloaded: 1000,
+  snapshot_in_progress: 1000,
+};
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
@@ -129,8 +168,9 @@ export function toApiError(err: unknown): { error: ApiError; internalCause?: unk
     safeExtra(err, extra);
     safeExtra((err as { extra?: unknown }).extra, extra);
     const headers: Record<string, string> = {};
-    if (code === 'overloaded') {
-      const ms = typeof extra['retryAfterMs'] === 'number' ? extra['retryAfterMs'] : 1000;
+    const retryMs = RETRY_AFTER_MS[code];
+    if (retryMs !== undefined) {
+      const ms = typeof extra['retryAfterMs'] === 'number' ? extra['retryAfterMs'] : retryMs;
       headers['retry-after'] = retryAfterSeconds(ms);
     }
     const message = err instanceof Error && err.message !== '' ? err.message : code.replace(/_/g, ' ');

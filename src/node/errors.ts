@@ -1,9 +1,46 @@
 // Errors a running node reports to the API layer. `code` is stable and mapped
-// to an HTTP status in one table (src/api/errors.ts).
+// to an HTTP status in one table (src/api/errors.ts, ERROR_STATUS); that table
+// must have an entry for every code below or the build fails.
+
+/**
+ * Every code a NodeError can carry. Raft errors reach the API only through
+ * the node's #mapRaftError, which maps each one to a code of this list (a
+ * broken invariant is the exception: it is fatal, never a client error).
+ */
+export const NODE_ERROR_CODES = [
+  // Leadership and quorum.
+  'not_leader',
+  'no_leader',
+  'quorum_not_met',
+  // Writes.
+  'commit_unknown',
+  'proposal_dropped',
+  'overloaded',
+  'entry_too_large',
+  // Leadership transfer (switchover).
+  'invalid_transfer',
+  'transfer_in_progress',
+  'transfer_failed',
+  // Membership changes.
+  'conf_change_in_progress',
+  'invalid_conf_change',
+  // Snapshots.
+  'snapshot_in_progress',
+  // The node itself.
+  'storage_failed',
+  'shutting_down',
+] as const;
+
+export type NodeErrorCode = (typeof NODE_ERROR_CODES)[number];
+
+export function isNodeErrorCode(code: unknown): code is NodeErrorCode {
+  return typeof code === 'string' && (NODE_ERROR_CODES as readonly string[]).includes(code);
+}
+
 export class NodeError extends Error {
-  readonly code: string;
+  readonly code: NodeErrorCode;
   readonly extra: Readonly<Record<string, unknown>>;
-  constructor(code: string, message: string, extra: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+  constructor(code: NodeErrorCode, message: string, extra: Record<string, unknown> = {}, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'NodeError';
     this.code = code;

@@ -445,7 +445,7 @@ export class QuorateNode implements NodeHandle {
         return { from: this.nodeName, to: this.#nameOf(s.lead), term: s.term, pauseMs: Math.round(performance.now() - started) };
       }
     }
-    throw new NodeError('transfer_failed', `leadership did not move to ${this.#nameOf(target)} in time; it may be lagging or unreachable. This node still leads`);
+    throw new NodeError('transfer_failed', `leadership did not move to ${this.#nameOf(target)} in time; it may be lagging or unreachable. This node still leads: check \`quorate peers\` (lag, status), then retry or pick another target with \`quorate switchover --to NAME\``);
   }
 
   async failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {
@@ -1102,8 +1102,18 @@ export class QuorateNode implements NodeHandle {
         return notLeader(this.#leaderName(), this.leaderApiUrl());
       case 'overloaded':
         return new NodeError('overloaded', `${e.message}`, { retryAfterMs: 100 });
-      default:
+      case 'proposal_dropped':
+      case 'transfer_in_progress':
+      case 'invalid_transfer':
+      case 'conf_change_in_progress':
+      case 'invalid_conf_change':
+      case 'entry_too_large':
         return new NodeError(e.code, e.message);
+      default:
+        // invariant_violation is a bug and fatal: it is never a client error,
+        // so it (like any code not listed above) is passed on unchanged and
+        // answered 500 internal with its stack logged.
+        return e;
     }
   }
 
