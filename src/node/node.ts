@@ -140,6 +140,8 @@ export class QuorateNode implements NodeHandle {
   #fenced = new Set<NodeId>();
   #fencedLogAt = new Map<NodeId, number>();
   #reconcileQueued = false;
+  /** This node came back with a new data dir (see #markRejoining). */
+  #rejoining = false;
   #catchUpSample: { at: number; lastIndex: number } | undefined;
   /** Something the reconciliation looks at changed (a handshake, leadership, a committed membership change). */
   #membersDirty = true;
@@ -213,6 +215,12 @@ export class QuorateNode implements NodeHandle {
       tls: tls === 'auto' ? 'off' : tls,
       clusterSecret: security.clusterSecret,
       incarnation: security.incarnation,
+      recordedIncarnation: (peer) => this.#records.get(peer)?.incarnation,
+      onPeerAck: (peer, info) => {
+        if (info.knownIncarnation !== undefined && info.knownIncarnation !== security.incarnation) {
+          this.#enqueue(() => this.#markRejoining(peer, info.knownIncarnation!));
+        }
+      },
       ...(typeof tls === 'object' ? { expectedPeerHost: (peer: number) => peerMap.get(peer)?.host } : {}),
       apiUrl: config.node.advertiseApiUrl,
       role: config.node.role,
@@ -286,6 +294,7 @@ export class QuorateNode implements NodeHandle {
         random: new SeededRandom((Date.now() ^ (id * 2654435761)) >>> 0),
         ...(config.database.writeQuorum !== undefined ? { writeQuorum: config.database.writeQuorum } : {}),
         snapshotEntries: config.cluster.snapshotEntries,
+        incarnation: state.incarnation,
         trailingEntries: config.cluster.snapshotTrailingEntries,
       },
       { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index },
@@ -1001,6 +1010,24 @@ export class QuorateNode implements NodeHandle {
   #refreshMembership(): void {
     this.#records = new Map(this.#raw.membership().members.map((m) => [m.id, m]));
     this.#refreshFenced();
+    if (this.#rejoining && this.#records.get(this.nodeId)?.incarnation === this.#incarnation) {
+      this.#rejoining = false;
+      this.#raw.setRejoining(false);
+      this.#log.info({ event: 'rejoin_recorded', incarnation: this.#incarnation }, `the cluster has recorded this node's new data dir (incarnation ${this.#incarnation}); it votes again once the leader promotes it`);
+    }
+  }
+
+  /**
+   * A peer records another incarnation for this node: this data dir is new
+   * under an id the cluster knows (wiped or replaced). Withhold votes and
+   * candidacy until the membership records this incarnation.
+   */
+  #markRejoining(peer: NodeId, known: string): void {
+    if (this.#rejoining || this.#records.get(this.nodeId)?.incarnation === this.#incarnation) return;
+    this.#rejoining = true;
+    this.#raw.setRejoining(true);
+    this.#log.warn({ event: 'rejoining', peer, recorded: known, incarnation: this.#incarnation },
+      `${this.#nameOf(peer)} knows this node with another data dir (incarnation ${known}; this one is ${this.#incarnation}): this node grants no vote and does not campaign until the leader has recorded it and it has caught up`);
   }
 
   #refreshFenced(): void {

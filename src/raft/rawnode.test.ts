@@ -375,6 +375,38 @@ describe('a follower whose log went backwards (lost tail)', () => {
   });
 });
 
+describe('a node that came back with a new data dir (amnesia)', () => {
+  const voteReq = (term: number) => msg({ type: 'vote', from: 1, to: 3, term, logTerm: 0, index: 0 });
+  const recorded = (inc3: string | undefined): Membership => membership([1, 2], [{ id: 3, role: 'voter', ...(inc3 ? { incarnation: inc3 } : {}) }]);
+
+  test('when its membership records another incarnation for it, it grants no vote and never campaigns', () => {
+    const n = nodeWithLog(3, [], 0, recorded('old'), { incarnation: 'new' });
+    n.step(voteReq(5));
+    const resp = drain(n).find((m) => m.type === 'voteResp')!;
+    assert.equal(resp.reject, true, 'vote refused');
+    for (let i = 0; i < 100; i++) n.tick();
+    assert.ok(!drain(n).some((m) => m.type === 'preVote' || m.type === 'vote'), 'no campaign');
+    // The same node whose record matches (or that has none) votes as usual.
+    for (const m of [recorded('new'), recorded(undefined)]) {
+      const ok = nodeWithLog(3, [], 0, m, { incarnation: 'new' });
+      ok.step(voteReq(5));
+      assert.equal(drain(ok).find((x) => x.type === 'voteResp')!.reject, false);
+    }
+  });
+
+  test('told by a peer that it is rejoining (setRejoining), it withholds its vote until cleared', () => {
+    const n = nodeWithLog(3, [], 0, recorded(undefined), { incarnation: 'new' });
+    n.setRejoining(true);
+    n.step(voteReq(5));
+    assert.equal(drain(n).find((m) => m.type === 'voteResp')!.reject, true);
+    n.step(msg({ type: 'preVote', from: 1, to: 3, term: 7, logTerm: 0, index: 0 }));
+    assert.equal(drain(n).find((m) => m.type === 'preVoteResp')!.reject, true);
+    n.setRejoining(false);
+    n.step(voteReq(9));
+    assert.equal(drain(n).find((m) => m.type === 'voteResp')!.reject, false);
+  });
+});
+
 describe('§6.4 ReadIndex', () => {
   test('a read is served at the commit index only after a quorum confirms leadership', () => {
     const c = threeNodes();

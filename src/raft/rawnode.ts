@@ -58,6 +58,7 @@ interface Normalized {
   readonly trailingEntries: number;
   readonly transferTicks: number;
   readonly mutation: TestMutation | undefined;
+  readonly incarnation: string | undefined;
 }
 
 function normalize(c: RaftConfig): Normalized {
@@ -71,6 +72,7 @@ function normalize(c: RaftConfig): Normalized {
     electionTicks: c.electionTicks,
     heartbeatTicks: c.heartbeatTicks,
     writeQuorum: c.writeQuorum ?? 0,
+    incarnation: c.incarnation,
     preVote: c.preVote ?? true,
     checkQuorum,
     readOnly,
@@ -117,6 +119,8 @@ export class RawNode {
   #commit: number;
   #applied: number;
   #lead: NodeId = NONE;
+  /** Set by the caller when a peer's authenticated handshake says this node's incarnation is not the one it records. */
+  #rejoining = false;
   #role: RaftRole = 'follower';
 
   #electionElapsed = 0;
@@ -272,7 +276,7 @@ export class RawNode {
   /** Start an election now (tests, and operator-forced failover on a voter). */
   campaign(): void {
     this.#assertNotInReady('campaign');
-    if (this.#role === 'leader' || !this.#promotable()) return;
+    if (this.#role === 'leader' || !this.#mayCampaign()) return;
     this.#campaign(this.#cfg.preVote ? 'pre' : 'election');
   }
 
@@ -411,6 +415,15 @@ export class RawNode {
     }
   }
 
+  /**
+   * The caller learned (from a peer's authenticated handshake) that the
+   * cluster records another incarnation for this node, or that it no longer
+   * does: while set, this node grants no vote and does not campaign.
+   */
+  setRejoining(rejoining: boolean): void {
+    this.#rejoining = rejoining;
+  }
+
   /** The membership in force: the latest in the log, committed or not (cheap; no copy). */
   membership(): Membership {
     return this.#log.membership();
@@ -506,6 +519,24 @@ export class RawNode {
     return roleOf(this.#log.membership(), this.#id) === 'voter';
   }
 
+  /** May this node start an election (pre-vote, vote, or on TimeoutNow)? */
+  #mayCampaign(): boolean {
+    return this.#promotable() && !this.#withholdsVote();
+  }
+
+  /**
+   * An amnesiac node (new data dir under a known id) neither votes nor
+   * campaigns: its peers told it so (setRejoining), or its own log's
+   * membership records another incarnation for it.
+   */
+  #withholdsVote(): boolean {
+    if (this.#rejoining) return true;
+    const mine = this.#cfg.incarnation;
+    if (mine === undefined) return false;
+    const recorded = this.#log.membership().members.find((x) => x.id === this.#id)?.incarnation;
+    return recorded !== undefined && recorded !== mine;
+  }
+
   #campaign(kind: 'pre' | 'election' | 'transfer'): void {
     const voters = votingIds(this.#log.membership());
     let term: number;
@@ -566,7 +597,7 @@ export class RawNode {
     this.#electionElapsed++;
     if (this.#electionElapsed >= this.#randomizedElectionTimeout) {
       this.#electionElapsed = 0;
-      if (this.#promotable()) this.#campaign(this.#cfg.preVote ? 'pre' : 'election');
+      if (this.#mayCampaign()) this.#campaign(this.#cfg.preVote ? 'pre' : 'election');
       else this.#resetTimers();
     }
   }
@@ -621,7 +652,7 @@ export class RawNode {
       m.logTerm > this.#log.lastTerm() ||
       (m.logTerm === this.#log.lastTerm() && m.index >= this.#log.lastIndex());
     const respType = isPre ? 'preVoteResp' : 'voteResp';
-    if (canVote && upToDate) {
+    if (canVote && upToDate && !this.#withholdsVote()) {
       this.#send({ type: respType, to: m.from, term: m.term });
       if (!isPre) {
         this.#electionElapsed = 0;
@@ -685,7 +716,7 @@ export class RawNode {
         // leader's last index when it was sent; a late one (its transfer may have
         // been aborted) reaching a node whose log is behind that is ignored
         // rather than forcing an election it cannot win.
-        if (this.#promotable() && this.#log.lastIndex() >= m.index) this.#campaign('transfer');
+        if (this.#mayCampaign() && this.#log.lastIndex() >= m.index) this.#campaign('transfer');
         return;
       default:
         return;

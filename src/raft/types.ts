@@ -195,6 +195,13 @@ export interface RaftConfig {
   readonly trailingEntries?: number; // default 1000
   /** Ticks a leadership transfer may take before it is aborted; default electionTicks. */
   readonly transferTicks?: number;
+  /**
+   * This node's data-dir incarnation. When the membership records a different
+   * one for this node, the node came back with a new data dir (it forgot its
+   * votes and what it acknowledged): it grants no vote and never campaigns
+   * until the leader has recorded it anew (as a gated learner; see Member).
+   */
+  readonly incarnation?: string;
   /** Test-only: a deliberately broken variant (see TestMutation). */
   readonly testMutation?: TestMutation;
 }

@@ -59,6 +59,10 @@ describe('a node that comes back with a new data dir', () => {
       return p?.role === 'standby' && p.status === 'healthy';
     });
     assert.match(c.log(leader), /has caught up to index \d+/);
+    // The node itself learned from its peers' handshakes that it is rejoining
+    // and withheld its vote until the cluster recorded its new data dir.
+    await waitFor('the rejoined node logs that the cluster recorded it', () => /"event":"rejoin_recorded"/.test(c!.log(victim)));
+    assert.match(c.log(victim), /"event":"rejoining".*grants no vote and does not campaign/);
     // It holds every entry (match reached the gate); it applies them once it learns the commit index.
     let value: unknown;
     await waitFor(`${victimName} serves the writes made before its wipe`, async () => {
