@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { encodeFrame, encodeMessages } from '../../src/transport/codec.js';
 import { PeerTransport } from '../../src/transport/peer-transport.js';
-import { captureLogger, rawClient, stallFrame, until, type RawClient } from '../../src/transport/test-helpers.js';
+import { captureLogger } from '../support/log.js';
+import { rawClient, stallFrame, until, type RawClient } from '../support/transport.js';
 import { CLUSTER_SECRET, TOKEN, TestCluster, http, sleep } from './harness.js';
 
 const HA = 'attack-test-cluster-name';
