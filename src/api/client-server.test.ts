@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QuorateClient, QuorateHttpError, type WatchEvent } from './client.js';
-import { leaderAndFollower, TOKENS, type Harness } from './testkit.js';
+import { leaderAndFollower, TOKENS, type Harness } from '../../test/support/api.js';
 
 let leader: Harness;
 let follower: Harness;

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { call, harness, leaderAndFollower, type Harness } from './testkit.js';
+import { call, harness, leaderAndFollower, type Harness } from '../../test/support/api.js';
 
 let leader: Harness;
 let follower: Harness;

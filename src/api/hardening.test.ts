@@ -9,9 +9,9 @@ import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { FakeNode } from './fake-node.js';
+import { FakeNode } from '../../test/support/fake-node.js';
 import { ApiStartError, startApiServer } from './server.js';
-import { harness, TOKENS, type Harness } from './testkit.js';
+import { harness, TOKENS, type Harness } from '../../test/support/api.js';
 
 /** Polls `cond` (every 10 ms) until true; fails after `timeoutMs` naming `what`. */
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {

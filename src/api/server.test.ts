@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NodeError } from '../node/errors.js';
 import { MAX_VALUE_BYTES } from '../state/index.js';
-import { call, harness, type Harness } from './testkit.js';
+import { call, harness, type Harness } from '../../test/support/api.js';
 
 let h: Harness;
 before(async () => {
@@ -514,14 +514,14 @@ describe('request logging', () => {
     await call(h.url, 'GET', '/v1/kv/missing-for-log');
     const ok = h.logs.find((l) => l['msg'] === 'request' && l['path'] === '/system/health/ping');
     assert.ok(ok);
-    assert.equal(ok['level'], 20);
+    assert.equal(ok['level'], 'debug');
     assert.equal(ok['method'], 'GET');
     assert.equal(ok['status'], 200);
     assert.equal(ok['servedBy'], 'node1');
     assert.equal(typeof ok['ms'], 'number');
     const failed = h.logs.find((l) => l['msg'] === 'request failed' && l['path'] === '/v1/kv/missing-for-log');
     assert.ok(failed);
-    assert.equal(failed['level'], 40);
+    assert.equal(failed['level'], 'warn');
     assert.equal(failed['status'], 404);
   });
 });

@@ -5,9 +5,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { FakeNode } from './fake-node.js';
+import { FakeNode } from '../../test/support/fake-node.js';
 import { startApiServer } from './server.js';
-import { call, harness, TOKENS, writeTokens, type Harness } from './testkit.js';
+import { call, harness, TOKENS, writeTokens, type Harness } from '../../test/support/api.js';
 
 let h: Harness;
 before(async () => {

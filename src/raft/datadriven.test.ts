@@ -45,7 +45,7 @@ import { RawNode } from './rawnode.js';
 import { SeededRandom } from './prng.js';
 import { decodeConfEntry } from './membership.js';
 import { InvariantViolation, RaftError } from './errors.js';
-import { handleReady, type CallerState } from './testkit.js';
+import { handleReady, type CallerState } from '../../test/support/raft.js';
 import type { ConfChange, Entry, HardState, Member, MemberRole, Membership, Message, NodeId, RaftConfig, Ready, SnapshotMeta } from './types.js';
 
 // ------------------------------------------------------------------ locating testdata

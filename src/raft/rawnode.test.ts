@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemCluster } from './testkit.js';
-import type { ConfigOverrides } from './testkit.js';
+import { MemCluster } from '../../test/support/raft.js';
+import type { ConfigOverrides } from '../../test/support/raft.js';
 import { RawNode } from './rawnode.js';
 import { SeededRandom } from './prng.js';
 import { encodeConfEntry } from './membership.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { readHaState, writeHaState } from './ha-state.js';
 import type { HaState } from './ha-state.js';
 import { InvalidHaStateError } from './errors.js';
-import { tempDir } from './test-helpers.js';
+import { tempDir } from '../../test/support/storage.js';
 
 const fields: HaState = {
   ConsensusID: 'node1',

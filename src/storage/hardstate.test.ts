@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { encodeHardStateV1, readHardState, readStoredHardState, writeHardState } from './hardstate.js';
 import { WalStorage } from './wal.js';
 import { CorruptHardStateError, CorruptIncarnationError } from './errors.js';
-import { tempDir } from './test-helpers.js';
+import { tempDir } from '../../test/support/storage.js';
 
 test('hard state is written atomically and read back exactly', async (t) => {
   const dir = await tempDir(t);

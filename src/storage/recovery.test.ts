@@ -9,7 +9,7 @@ import { CorruptHardStateError, CorruptLogError, CorruptSnapshotError, RESTORE_A
 import { RECORD_HEADER_BYTES, SECTOR_BYTES, SEGMENT_HEADER_BYTES } from './codec.js';
 import { readStoredHardState, writeHardState } from './hardstate.js';
 import { encodeSnapshot, snapshotFileName } from './snapshot.js';
-import { ent, meta, plain, range, recordsEnd, segmentFiles, tempDir, toLegacyV1 } from './test-helpers.js';
+import { ent, meta, plain, range, recordsEnd, segmentFiles, tempDir, toLegacyV1 } from '../../test/support/storage.js';
 
 const SMALL = { segmentBytesMax: 1024 };
 const CLI_VERBS = ['status', 'leader', 'active', 'id', 'peers', 'state', 'dump', 'kv', 'snapshot', 'switchover', 'failover-safe', 'init', 'agent', 'demo'];

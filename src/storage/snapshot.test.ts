@@ -4,7 +4,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WalStorage } from './wal.js';
 import { CorruptSnapshotError } from './errors.js';
-import { meta, plain, range, tempDir } from './test-helpers.js';
+import { meta, plain, range, tempDir } from '../../test/support/storage.js';
 
 const snapFiles = async (dir: string): Promise<string[]> => (await readdir(join(dir, 'snap'))).sort();
 

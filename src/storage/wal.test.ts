@@ -6,7 +6,7 @@ import { WalStorage } from './wal.js';
 import { SnapshotStore } from './snapshot.js';
 import { CorruptLogError, InvalidAppendError, StorageError } from './errors.js';
 import { SEGMENT_HEADER_BYTES, RECORD_HEADER_BYTES, ENTRY_FIXED_BYTES } from './codec.js';
-import { ent, meta, plain, range, recordsEnd, segmentFiles, tempDir, toLegacyV1 } from './test-helpers.js';
+import { ent, meta, plain, range, recordsEnd, segmentFiles, tempDir, toLegacyV1 } from '../../test/support/storage.js';
 
 const SMALL = { segmentBytesMax: 1024 };
 const recBytes = (size: number): number => RECORD_HEADER_BYTES + ENTRY_FIXED_BYTES + size;

@@ -10,7 +10,7 @@ import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
 import { acceptorMac, dialerMac, judgeHello, macEqual, negotiateVersion } from './handshake.js';
 import { certificateNamesHost } from './security.js';
-import { defaultHello, msg, SNAP_META, TEST_SECRET } from './test-helpers.js';
+import { defaultHello, msg, SNAP_META, TEST_SECRET } from '../../test/support/transport.js';
 
 const sample: Message[] = [
   msg({ from: 1, to: 2, type: 'app', term: 5, logTerm: 4, index: 10, commit: 9, entries: [

@@ -7,8 +7,8 @@ import type { Message } from '../raft/types.js';
 import { encodeFrame, encodeSnapshotBegin, encodeSnapshotChunkHeader } from './codec.js';
 import { PeerUnknown, SnapshotTransferFailed } from './errors.js';
 import { SnapshotReceiver } from './snapshot.js';
-import { connected, mesh, msg, rawClient, SNAP_META, startNode, until } from './test-helpers.js';
-import type { Node } from './test-helpers.js';
+import { connected, mesh, msg, rawClient, SNAP_META, startNode, until } from '../../test/support/transport.js';
+import type { Node } from '../../test/support/transport.js';
 
 const snapMsg: Message = msg({ from: 1, to: 2, type: 'snap', term: 3, snapshot: SNAP_META });
 
@@ -100,7 +100,7 @@ describe('PeerTransport snapshots', () => {
         return true;
       });
       assert.equal(b.snapshots.length, 0);
-      assert.ok(b.log.lines.some((l) => l.obj['event'] === 'peer_frame_invalid' && l.obj['channel'] === 'snapshot'));
+      assert.ok(b.log.lines.some((l) => l['event'] === 'peer_frame_invalid' && l['channel'] === 'snapshot'));
       assert.equal(a.t.stats().get(2)!.snapshotsSent, 0);
     } finally {
       proxy.close();
@@ -162,7 +162,7 @@ describe('PeerTransport snapshots', () => {
       assert.equal(await c.answer(), 'helloAck');
       c.socket.write(encodeFrame('snapshotBegin', encodeSnapshotBegin({ msg: { ...snapMsg, from: 1 }, totalBytes: 2 ** 40 })));
       await until(() => c.closed, 'the oversize stream to be refused');
-      assert.ok(b.log.lines.some((l) => /snapshot of 1099511627776 bytes exceeds maxSnapshotBytes 1000/.test(String(l.obj['reason']))));
+      assert.ok(b.log.lines.some((l) => /snapshot of 1099511627776 bytes exceeds maxSnapshotBytes 1000/.test(String(l['reason']))));
     } finally {
       await b.t.close();
     }

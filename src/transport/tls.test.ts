@@ -12,7 +12,8 @@ import { TransportConfigError } from './errors.js';
 import { MIN_COMPATIBLE_VERSION, newNonce, PROTOCOL_VERSION } from './handshake.js';
 import { PeerTransport } from './peer-transport.js';
 import type { TlsFiles } from './security.js';
-import { captureLogger, connected, mesh, msg, rawClient, startNode, TEST_SECRET, until } from './test-helpers.js';
+import { connected, mesh, msg, rawClient, startNode, TEST_SECRET, until } from '../../test/support/transport.js';
+import { captureLogger } from '../../test/support/log.js';
 
 let dir = '';
 const files = (name: string): TlsFiles => ({ certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`), caFile: join(dir, 'ca.crt') });
@@ -108,9 +109,9 @@ describe('PeerTransport over TLS', () => {
       assert.equal(await impostor.answer(), 'refuse');
       const f = impostor.frames.find((x) => x.type === 'refuse')!;
       assert.deepStrictEqual(decodeRefusal(f.payload, f.offset), { code: 'refused', reason: 'refused' });
-      const line = b.log.lines.find((l) => l.obj['event'] === 'peer_refused_inbound')!;
-      assert.equal(line.obj['code'], 'certificate_mismatch');
-      assert.match(String(line.obj['reason']), /the client certificate \(subjectAltName IP Address:127\.0\.0\.3, DNS:node3\.test\) does not name 127\.0\.0\.1, the host of node id 1: a member may not claim another member's id/);
+      const line = b.log.lines.find((l) => l['event'] === 'peer_refused_inbound')!;
+      assert.equal(line['code'], 'certificate_mismatch');
+      assert.match(String(line['reason']), /the client certificate \(subjectAltName IP Address:127\.0\.0\.3, DNS:node3\.test\) does not name 127\.0\.0\.1, the host of node id 1: a member may not claim another member's id/);
 
       // The genuine node 1 certificate is accepted as node 1.
       const genuine = await rawClient(b.port, tlsTo(b.port, 'node1'));
@@ -126,7 +127,7 @@ describe('PeerTransport over TLS', () => {
       const unknown = await rawClient(b2.port, tlsTo(b2.port, 'node1'));
       await unknown.hello({ fromId: 1, fromName: 'node1' });
       assert.equal(await unknown.answer(), 'refuse');
-      assert.match(String(b2.log.lines.find((l) => l.obj['event'] === 'peer_refused_inbound')!.obj['reason']), /node id 1 has no known peer host to check its certificate against/);
+      assert.match(String(b2.log.lines.find((l) => l['event'] === 'peer_refused_inbound')!['reason']), /node id 1 has no known peer host to check its certificate against/);
       assert.deepStrictEqual(hellos, [3]);
     } finally {
       await Promise.all([b.t.close(), b2.t.close()]);
@@ -139,7 +140,7 @@ describe('PeerTransport over TLS', () => {
       const noCert = await probe(b.port, { cert: false });
       assert.deepStrictEqual(noCert.frames, [], 'no handshake answer without a client certificate');
       assert.ok(noCert.error !== undefined, 'the client sees a TLS alert');
-      await until(() => b.log.lines.some((l) => l.obj['event'] === 'peer_tls_rejected'), 'the server to log the rejected client');
+      await until(() => b.log.lines.some((l) => l['event'] === 'peer_tls_rejected'), 'the server to log the rejected client');
 
       const old = await probe(b.port, { cert: true, maxVersion: 'TLSv1.2' });
       assert.deepStrictEqual(old.frames, []);

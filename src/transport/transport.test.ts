@@ -7,9 +7,10 @@ import { decodeRefusal, encodeFrame, encodeMessages, encodeSnapshotBegin, pack }
 import { TransportConfigError } from './errors.js';
 import { PeerTransport } from './peer-transport.js';
 import {
-  captureLogger, connected, fakeAcceptorHandshake, mesh, msg, OTHER_SECRET, rawClient, SNAP_META, stallFrame, startNode, TEST_SECRET, until,
-} from './test-helpers.js';
-import type { Node, RawClient } from './test-helpers.js';
+  connected, fakeAcceptorHandshake, mesh, msg, OTHER_SECRET, rawClient, SNAP_META, stallFrame, startNode, TEST_SECRET, until,
+} from '../../test/support/transport.js';
+import type { Node, RawClient } from '../../test/support/transport.js';
+import { captureLogger } from '../../test/support/log.js';
 
 async function closeAll(...nodes: Node[]): Promise<void> {
   await Promise.all(nodes.map((n) => n.t.close()));
@@ -96,10 +97,10 @@ describe('PeerTransport messages', () => {
       await until(() => spoof.closed, 'the spoofing connection to close');
       assert.match(refusalOf(spoof), /messages\[0\]\.from 1 differs from the connection's node id 77/);
 
-      const warned = b.log.lines.filter((l) => l.level === 'warn' && l.obj['event'] === 'peer_frame_invalid');
+      const warned = b.log.lines.filter((l) => l.level === 'warn' && l['event'] === 'peer_frame_invalid');
       assert.equal(warned.length, 4);
-      assert.equal(warned[0]!.obj['offset'], 0);
-      assert.match(String(warned[0]!.obj['reason']), /frame length 4294967295 exceeds/);
+      assert.equal(warned[0]!['offset'], 0);
+      assert.match(String(warned[0]!['reason']), /frame length 4294967295 exceeds/);
       assert.deepStrictEqual(b.received, [], 'nothing from the bad connections was delivered');
 
       a.t.send([msg({ from: 1, to: 2, context: 5 })]);
@@ -137,7 +138,7 @@ describe('PeerTransport messages', () => {
       assert.ok(s.dropped >= 20, `expected drops, got ${JSON.stringify(s)}`);
       assert.ok(s.msgsSent < 400);
       assert.ok(slowestSendMs < 50, `send took ${slowestSendMs} ms`);
-      assert.ok(a.log.lines.some((l) => l.obj['event'] === 'peer_backpressure'));
+      assert.ok(a.log.lines.some((l) => l['event'] === 'peer_backpressure'));
     } finally {
       await closeAll(a);
       for (const s of sockets) s.destroy();
@@ -147,7 +148,7 @@ describe('PeerTransport messages', () => {
 });
 
 function inboundRefusals(n: Node): { code: unknown; reason: string }[] {
-  return n.log.lines.filter((l) => l.obj['event'] === 'peer_refused_inbound').map((l) => ({ code: l.obj['code'], reason: String(l.obj['reason']) }));
+  return n.log.lines.filter((l) => l['event'] === 'peer_refused_inbound').map((l) => ({ code: l['code'], reason: String(l['reason']) }));
 }
 
 /** Every byte node `n` sent to a refused raw client, as text: must hold no haId, node id or name. */
@@ -166,11 +167,11 @@ describe('PeerTransport handshake', () => {
     const b = await startNode(2, { haId: 'beta' });
     try {
       a.t.setPeers(new Map([[2, { host: '127.0.0.1', port: b.port }]]));
-      await until(() => a.log.lines.some((l) => l.level === 'error' && l.obj['event'] === 'peer_refused'), 'the refusal at the dialer');
-      const line = a.log.lines.find((l) => l.obj['event'] === 'peer_refused')!;
-      assert.equal(line.obj['code'], 'refused');
-      assert.equal(line.obj['reason'], 'refused');
-      assert.match(line.msg, /peer 2 at 127\.0\.0\.1:\d+ refused the connection \(refused\); its log says why — check that both nodes hold the same cluster secret/);
+      await until(() => a.log.lines.some((l) => l.level === 'error' && l['event'] === 'peer_refused'), 'the refusal at the dialer');
+      const line = a.log.lines.find((l) => l['event'] === 'peer_refused')!;
+      assert.equal(line['code'], 'refused');
+      assert.equal(line['reason'], 'refused');
+      assert.match(String(line.msg), /peer 2 at 127\.0\.0\.1:\d+ refused the connection \(refused\); its log says why — check that both nodes hold the same cluster secret/);
       assert.ok(!JSON.stringify(a.log.lines).includes('beta'), "the dialer never learns the acceptor's haId");
       await until(() => inboundRefusals(b).length > 0, 'the refusal logged at the acceptor');
       assert.equal(inboundRefusals(b)[0]!.code, 'cluster_mismatch');
@@ -187,7 +188,7 @@ describe('PeerTransport handshake', () => {
     try {
       mesh([a, b]);
       await until(() => inboundRefusals(b).some((r) => r.code === 'auth_failed'), 'node 2 refusing node 1');
-      await until(() => a.log.lines.some((l) => l.obj['event'] === 'peer_auth_failed' || l.obj['event'] === 'peer_refused'), 'node 1 failing too');
+      await until(() => a.log.lines.some((l) => l['event'] === 'peer_auth_failed' || l['event'] === 'peer_refused'), 'node 1 failing too');
       await until(() => inboundRefusals(a).some((r) => r.code === 'auth_failed'), 'node 1 refusing node 2');
       assert.match(inboundRefusals(b)[0]!.reason, /the dialer's proof did not verify: it does not hold this cluster's secret \(security\.clusterSecretFile\)/);
       assert.equal(a.t.stats().get(2)!.connected, false);
@@ -252,8 +253,8 @@ describe('PeerTransport handshake', () => {
     const a = await startNode(1);
     try {
       a.t.setPeers(new Map([[2, { host: '127.0.0.1', port: (fake.address() as { port: number }).port }]]));
-      await until(() => a.log.lines.some((l) => l.obj['event'] === 'peer_auth_failed'), 'the dialer to reject the fake acceptor');
-      assert.match(String(a.log.lines.find((l) => l.obj['event'] === 'peer_auth_failed')!.obj['reason']), /did not prove knowledge of the cluster secret/);
+      await until(() => a.log.lines.some((l) => l['event'] === 'peer_auth_failed'), 'the dialer to reject the fake acceptor');
+      assert.match(String(a.log.lines.find((l) => l['event'] === 'peer_auth_failed')!['reason']), /did not prove knowledge of the cluster secret/);
       assert.equal(a.t.stats().get(2)!.connected, false);
       a.t.send([msg({ from: 1, to: 2 })]);
       assert.equal(a.t.stats().get(2)!.msgsSent, 0);
@@ -381,9 +382,9 @@ describe('PeerTransport hostile payloads', () => {
       assert.ok(performance.now() - t0 < 2000, `refused after ${performance.now() - t0} ms`);
       assert.ok(lag < 1000, `event loop blocked ${lag} ms`);
       assertDisclosesNothing(c);
-      const line = b.log.lines.find((l) => l.obj['event'] === 'peer_frame_invalid')!;
-      assert.match(String(line.obj['reason']), /undecodable hello payload: msgpack extension type/);
-      assert.ok(String(line.obj['reason']).length < 200, 'the decoded value is never in the message');
+      const line = b.log.lines.find((l) => l['event'] === 'peer_frame_invalid')!;
+      assert.match(String(line['reason']), /undecodable hello payload: msgpack extension type/);
+      assert.ok(String(line['reason']).length < 200, 'the decoded value is never in the message');
       a.t.send([msg({ from: 1, to: 2, context: 3 })]);
       await until(() => b.received.length === 1, 'node 1 still served');
     } finally {

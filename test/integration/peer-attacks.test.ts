@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { encodeFrame, encodeMessages } from '../../src/transport/codec.js';
 import { PeerTransport } from '../../src/transport/peer-transport.js';
-import { captureLogger, rawClient, stallFrame, until, type RawClient } from '../../src/transport/test-helpers.js';
+import { captureLogger } from '../support/log.js';
+import { rawClient, stallFrame, until, type RawClient } from '../support/transport.js';
 import { CLUSTER_SECRET, TOKEN, TestCluster, http, sleep } from './harness.js';
 
 const HA = 'attack-test-cluster-name';
@@ -49,6 +50,8 @@ describe('peer port attacks from a process without the cluster secret', () => {
     const client = c.client();
     await client.kvPut('before', '1');
     const before = await clusterStatus(c.nodes[leader]!.url);
+    // Raft ids are not the index in c.nodes: ask the node.
+    const followerId = (await clusterStatus(c.nodes[follower]!.url)).id;
     const names = c.nodes.map((n) => n.name);
 
     // A listener where a fake API URL would send forwarded client writes.
@@ -65,7 +68,7 @@ describe('peer port attacks from a process without the cluster secret', () => {
     // 1. Posing as the leader with the wrong secret, announcing a fake API URL and role dr.
     for (const channel of ['messages', 'snapshot'] as const) {
       const a = await rawClient(port);
-      await a.hello({ haId: HA, fromId: before.leaderId, fromName: before.nodeName, toId: follower + 1, channel, apiUrl: trapUrl, role: 'dr', incarnation: 'forged' }, { secret: wrong });
+      await a.hello({ haId: HA, fromId: before.leaderId, fromName: before.nodeName, toId: followerId, channel, apiUrl: trapUrl, role: 'dr', incarnation: 'forged' }, { secret: wrong });
       assert.notEqual(await a.answer(), 'helloAck');
       await until(() => a.closed, 'the refused connection to close', 5000);
       assertDisclosesNothing(a, names);
@@ -74,7 +77,7 @@ describe('peer port attacks from a process without the cluster secret', () => {
     const forged = await rawClient(port);
     const entry = { term: before.term + 5, index: before.commitIndex + 1, type: 'normal' as const, data: new Uint8Array([1, 2, 3]) };
     forged.socket.write(encodeFrame('messages', encodeMessages([{
-      type: 'app', from: before.leaderId, to: follower + 1, term: before.term + 5, logTerm: before.term, index: before.commitIndex, commit: before.commitIndex + 1,
+      type: 'app', from: before.leaderId, to: followerId, term: before.term + 5, logTerm: before.term, index: before.commitIndex, commit: before.commitIndex + 1,
       entries: [entry], reject: false, rejectHint: 0, context: 0,
     }])));
     await until(() => forged.closed, 'the forged append connection to close', 5000);
@@ -137,7 +140,8 @@ describe('a snapshot whose contents do not decode', () => {
       clusterSecret: Buffer.from(CLUSTER_SECRET, 'hex'), logger: captureLogger(),
       onMessages: () => undefined, onPeerDisconnected: () => undefined, onSnapshot: () => undefined,
     });
-    const victimId = victim + 1;
+    // Raft ids are not the index in c.nodes: ask the node.
+    const victimId = (await clusterStatus(c.nodes[victim]!.url)).id;
     fake.setPeers(new Map([[victimId, { host: '127.0.0.1', port: peerPort(c, victim) }]]));
     const garbage = randomBytes(4096);
     const meta = { index: st.commitIndex + 1000, term: st.term, membership: { members: [1, 2, 3].map((id) => ({ id, role: 'voter' as const })), removed: [] } };

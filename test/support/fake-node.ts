@@ -2,13 +2,13 @@
 // proposals apply at once. It can play leader or follower (pointing at
 // another test server as the leader), and every NodeStatus field and failure
 // can be set by the test.
-import { parseConfig } from '../config/index.js';
-import type { QuorateConfig } from '../config/index.js';
-import type { NodeHandle, NodeStatus, PeerInfo, ProposeOptions } from '../node/handle.js';
-import { NodeError } from '../node/errors.js';
-import { MetricsRegistry } from '../ops/metrics.js';
-import { encodeCommand, KvStateMachine } from '../state/index.js';
-import type { ApplyResult, Command, KvOptions } from '../state/index.js';
+import { parseConfig } from '../../src/config/index.js';
+import type { QuorateConfig } from '../../src/config/index.js';
+import type { NodeHandle, NodeStatus, PeerInfo, ProposeOptions } from '../../src/node/handle.js';
+import { NodeError } from '../../src/node/errors.js';
+import { MetricsRegistry } from '../../src/ops/metrics.js';
+import { encodeCommand, KvStateMachine } from '../../src/state/index.js';
+import type { ApplyResult, Command, KvOptions } from '../../src/state/index.js';
 
 export interface FakeNodeOptions {
   readonly nodeName: string;

@@ -1,29 +1,18 @@
-// Helpers shared by this folder's tests (not part of the public surface).
+// Helpers shared by the transport tests (src/transport/*.test.ts) and the
+// peer-port attack integration test.
 import { connect } from 'node:net';
 import { Packr } from 'msgpackr';
 import type { Socket } from 'node:net';
-import type { Message, SnapshotMeta } from '../raft/types.js';
+import type { Message, SnapshotMeta } from '../../src/raft/types.js';
 import {
   decodeAuth, decodeChallenge, decodeHelloOpen, encodeAuth, encodeChallenge, encodeFrame, encodeHelloAck, encodeHelloOpen, FrameDecoder,
-} from './codec.js';
-import type { Frame, Hello } from './codec.js';
-import { acceptorMac, dialerMac, MIN_COMPATIBLE_VERSION, newNonce, PROTOCOL_VERSION } from './handshake.js';
-import { PeerTransport } from './peer-transport.js';
-import type { DisconnectReason, PeerTransportOptions, TransportLogger } from './options.js';
-
-export interface LogLine {
-  readonly level: 'info' | 'warn' | 'error' | 'debug';
-  readonly obj: Record<string, unknown>;
-  readonly msg: string;
-}
-
-export function captureLogger(): TransportLogger & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: LogLine['level']) => (obj: object, msg?: string): void => {
-    lines.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
-  };
-  return { lines, info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
-}
+} from '../../src/transport/codec.js';
+import type { Frame, Hello } from '../../src/transport/codec.js';
+import { acceptorMac, dialerMac, MIN_COMPATIBLE_VERSION, newNonce, PROTOCOL_VERSION } from '../../src/transport/handshake.js';
+import { PeerTransport } from '../../src/transport/peer-transport.js';
+import type { DisconnectReason, PeerTransportOptions } from '../../src/transport/options.js';
+import { captureLogger } from './log.js';
+import type { CaptureLogger } from './log.js';
 
 /** Poll `cond` until true; fails after `timeoutMs` naming what was awaited. */
 export async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
@@ -44,7 +33,7 @@ export interface Node {
   readonly t: PeerTransport;
   readonly id: number;
   port: number;
-  readonly log: ReturnType<typeof captureLogger>;
+  readonly log: CaptureLogger;
   readonly received: Message[];
   readonly batches: Message[][];
   readonly disconnects: { peer: number; reason: DisconnectReason; atMs: number }[];

@@ -3,12 +3,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import type { Logger } from 'pino';
 import { FakeNode } from './fake-node.js';
-import { startApiServer } from './server.js';
-import type { ApiServer, ApiServerOptions } from './server.js';
+import { captureLogger } from './log.js';
+import type { LogLine } from './log.js';
+import { startApiServer } from '../../src/api/server.js';
+import type { ApiServer, ApiServerOptions } from '../../src/api/server.js';
 
 export const TOKENS = { admin: 'admin-secret-token', operator: 'operator-secret-token', reader: 'reader-secret-token' } as const;
 
@@ -17,18 +16,9 @@ export interface Harness {
   readonly server: ApiServer;
   readonly url: string;
   readonly dir: string;
-  readonly logs: Record<string, unknown>[];
+  /** Every line the server logged (see captureLogger). */
+  readonly logs: LogLine[];
   close(): Promise<void>;
-}
-
-export function captureLogger(logs: Record<string, unknown>[]): Logger {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return pino({ level: 'debug' }, sink);
 }
 
 export function writeTokens(dir: string): void {
@@ -44,14 +34,14 @@ export async function harness(options: { nodeName?: string; nodeId?: number; lea
   writeTokens(dir);
   const nodeName = options.nodeName ?? 'node1';
   const node = new FakeNode({ nodeName, nodeId: options.nodeId ?? 1, dataDir: dir, leader: options.leader ?? true });
-  const logs: Record<string, unknown>[] = [];
-  const server = await startApiServer({ node, host: '127.0.0.1', port: 0, dataDir: dir, logger: captureLogger(logs), ...options.server });
+  const logger = captureLogger();
+  const server = await startApiServer({ node, host: '127.0.0.1', port: 0, dataDir: dir, logger, ...options.server });
   return {
     node,
     server,
     url: `http://127.0.0.1:${server.port}`,
     dir,
-    logs,
+    logs: logger.lines,
     async close() {
       await server.close();
       rmSync(dir, { recursive: true, force: true });

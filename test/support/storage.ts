@@ -1,8 +1,8 @@
-// Helpers shared by the storage tests (not exported from index.ts).
+// Helpers shared by the storage tests (src/storage/*.test.ts).
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Entry, EntryType, SnapshotMeta } from '../raft/types.js';
+import type { Entry, EntryType, SnapshotMeta } from '../../src/raft/types.js';
 
 export async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'quorate-storage-'));
@@ -43,8 +43,8 @@ export function plain(entries: readonly Entry[]): { index: number; term: number;
  */
 export async function toLegacyV1(dir: string, dropIncarnation = false): Promise<void> {
   const { readFile, writeFile, rm } = await import('node:fs/promises');
-  const { parseSegment } = await import('./segment.js');
-  const { encodeHardStateV1, readHardState } = await import('./hardstate.js');
+  const { parseSegment } = await import('../../src/storage/segment.js');
+  const { encodeHardStateV1, readHardState } = await import('../../src/storage/hardstate.js');
   for (const name of await segmentFiles(dir)) {
     const path = join(dir, 'wal', name);
     const buf = await readFile(path);
@@ -61,7 +61,7 @@ export async function toLegacyV1(dir: string, dropIncarnation = false): Promise<
 /** End of the last record of a version-2 segment file. */
 export async function recordsEnd(path: string): Promise<number> {
   const { readFile } = await import('node:fs/promises');
-  const { parseSegment } = await import('./segment.js');
+  const { parseSegment } = await import('../../src/storage/segment.js');
   const name = path.slice(path.lastIndexOf('/') + 1);
   return parseSegment(await readFile(path), { path, firstIndex: Number(name.slice(0, 20)), prevTerm: 0, keepFrom: Infinity, isLast: true }).end;
 }

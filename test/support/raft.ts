@@ -1,9 +1,10 @@
 // An in-memory cluster of RawNodes that follows the caller's contract
-// synchronously: the scenario tests, the datadriven scripts and the core
-// benchmark drive the core through it. Pure (no I/O, no clock).
-import { RawNode } from './rawnode.js';
-import { SeededRandom } from './prng.js';
-import type { Entry, HardState, Membership, Message, NodeId, RaftConfig, ReadState, Ready, SnapshotMeta } from './types.js';
+// synchronously: the scenario tests (src/raft/rawnode.test.ts) and the
+// datadriven scripts drive the core through it. Pure (no I/O, no clock): the
+// lint fence of src/raft covers this file too.
+import { RawNode } from '../../src/raft/rawnode.js';
+import { SeededRandom } from '../../src/raft/prng.js';
+import type { Entry, HardState, Membership, Message, NodeId, RaftConfig, ReadState, Ready, SnapshotMeta } from '../../src/raft/types.js';
 
 /** What a caller keeps for one core: its durable state and its (toy) application state. */
 export interface CallerState {
