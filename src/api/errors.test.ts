@@ -14,7 +14,7 @@ import {
   TransferInProgress,
 } from '../raft/errors.js';
 import { ERROR_STATUS, NODE_ERROR_STATUS, isErrorCode, toApiError } from './errors.js';
-import { call, harness, leaderAndFollower, type Harness } from './testkit.js';
+import { call, harness, leaderAndFollower, type Harness } from '../../test/support/api.js';
 
 // Node error codes that are answered 500 on purpose. None today: a node error
 // is something the client can act on; bugs are not NodeErrors.
