@@ -1,0 +1,479 @@
+// The Replica: one Raft replica's loop, in the order of the core's contract
+// (persist → send → apply → advance), built from ports (a log store, a peer
+// network, a state machine, a clock) so that what it runs on can change
+// without the loop changing. It owns the applied state, the proposal and
+// read waiters, and snapshots (take, send, receive, install). Everything that
+// touches the core runs inside #run(), one Ready at a time; inputs that arrive
+// while a Ready is being persisted queue up and go into the next one, so one
+// fsync covers every proposal that arrived meanwhile (group commit).
+//
+// What is not the replica's (member identity, status, leader-only work,
+// metrics presentation) lives with the node (./node.ts) and plugs in through
+// ReplicaHooks.
+import type { Logger } from 'pino';
+import { NONE, RaftError, RawNode, decodeConfEntry, type ConfEntry, type Entry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
+import type { ApplyResult } from '../state/index.js';
+import { NodeError } from './errors.js';
+import type { Clock, LogStore, PeerNetwork, StateMachine } from './ports.js';
+import { Snapshots } from './snapshots.js';
+
+export { REAL_CLOCK, type Clock, type LogStore, type PeerNetwork, type StateMachine } from './ports.js';
+
+/** What the node plugs into the loop. Every hook runs inside the loop. */
+export interface ReplicaHooks {
+  /** May this message reach the core? (e.g. fenced peers' acknowledgements do not) */
+  admit(m: Message): boolean;
+  /** Leadership or the known leader changed (after advance). */
+  onSoftState(prev: SoftState, next: SoftState): void;
+  /** A Ready was handled (after advance): membership may have changed. */
+  afterReady(rd: Ready): void;
+  /** A membership entry was applied. */
+  onConfApplied(index: number, ce: ConfEntry): void;
+  /** This replica cannot go on (a broken invariant, a failed fsync): stop the process. */
+  onFatal(e: Error): void;
+  /** A NotLeader refusal, with whatever the node knows of the leader. */
+  notLeader(): NodeError;
+  nameOf(id: NodeId): string;
+}
+
+export interface ReplicaMetrics {
+  committed(): void;
+  failed(reason: string): void;
+  commitLatency(seconds: number): void;
+  fsyncLatency(seconds: number): void;
+}
+
+interface ProposalWaiter {
+  readonly term: number;
+  readonly startedAt: number;
+  resolve(r: ApplyResult): void;
+  reject(e: Error): void;
+  cancel: () => void;
+}
+
+interface ReadWaiter {
+  index: number;
+  resolve(): void;
+  reject(e: Error): void;
+  cancel: () => void;
+}
+
+/** Bounds on client work waiting in this replica (beyond them: 429 overloaded). */
+const MAX_INBOX_OPS = 50_000;
+const MAX_PENDING_READS = 20_000;
+
+export interface ReplicaOptions {
+  readonly raw: RawNode;
+  readonly log: LogStore;
+  readonly net: PeerNetwork;
+  readonly sm: StateMachine;
+  readonly clock: Clock;
+  readonly tickMs: number;
+  readonly logger: Logger;
+  readonly metrics: ReplicaMetrics;
+  readonly hooks: ReplicaHooks;
+  /** The newest durable snapshot at start (served to followers that need it). */
+  readonly lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
+}
+
+export class Replica {
+  readonly #raw: RawNode;
+  readonly #store: LogStore;
+  readonly #net: PeerNetwork;
+  readonly #sm: StateMachine;
+  readonly #clock: Clock;
+  readonly #tickMs: number;
+  readonly #log: Logger;
+  readonly #metrics: ReplicaMetrics;
+  readonly #hooks: ReplicaHooks;
+
+  #inbox: Array<() => void> = [];
+  #running = false;
+  #stopped = false;
+  #fatal: Error | undefined;
+  #stopTick: (() => void) | undefined;
+  #proposals = new Map<number, ProposalWaiter>();
+  #reads = new Map<number, ReadWaiter>();
+  #readCtx = 0;
+  #soft: SoftState = { lead: NONE, role: 'follower' };
+  #term: number;
+  #durableTerm: number;
+  #durableVote: NodeId;
+  readonly #snapshots: Snapshots;
+
+  constructor(o: ReplicaOptions) {
+    this.#raw = o.raw;
+    this.#store = o.log;
+    this.#net = o.net;
+    this.#sm = o.sm;
+    this.#clock = o.clock;
+    this.#tickMs = o.tickMs;
+    this.#log = o.logger;
+    this.#metrics = o.metrics;
+    this.#hooks = o.hooks;
+    this.#snapshots = new Snapshots({
+      raw: o.raw, store: o.log, net: o.net, sm: o.sm, logger: o.logger, last: o.lastSnapshot,
+      host: { run: (op) => this.run(op), die: (e) => this.die(e), fatalIfBroken: (e) => this.fatalIfBroken(e), nameOf: (id) => this.#hooks.nameOf(id) },
+    });
+    const st = o.raw.status();
+    this.#term = st.term;
+    this.#durableTerm = st.term;
+    this.#durableVote = st.vote;
+  }
+
+  /** Start ticking and process whatever is pending. */
+  start(): void {
+    this.#stopTick = this.#clock.every(this.#tickMs, () => this.run(() => this.#raw.tick()));
+    this.run(() => undefined);
+  }
+
+  /** Stop ticking, let the Ready being persisted finish, settle every waiter. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#stopTick?.();
+    for (let i = 0; i < 200 && this.#running; i++) await new Promise((r) => setTimeout(r, 5));
+    for (const [, w] of this.#proposals) {
+      w.cancel();
+      w.reject(new NodeError('commit_unknown', 'the node is shutting down; the write may or may not have been applied'));
+    }
+    this.#proposals.clear();
+    for (const [, r] of this.#reads) {
+      r.cancel();
+      r.reject(new NodeError('shutting_down', 'the node is shutting down; retry on another node'));
+    }
+    this.#reads.clear();
+  }
+
+  /** The core, for reads of its state (status, membership); never step or propose on it directly: use run(). */
+  get core(): Pick<RawNode, 'status' | 'membership' | 'snapshotMeta'> {
+    return this.#raw;
+  }
+
+  /** The durable term (for log lines and fencing tokens). */
+  get term(): number {
+    return this.#term;
+  }
+
+  get soft(): SoftState {
+    return this.#soft;
+  }
+
+  get fatal(): Error | undefined {
+    return this.#fatal;
+  }
+
+  get snapshotIndex(): number {
+    return this.#snapshots.index;
+  }
+
+  /** Run `op` inside the loop, where it may use the core (`raw`). */
+  run(op: (raw: RawNode) => void): void {
+    if (this.#stopped) return;
+    this.#inbox.push(() => op(this.#raw));
+    if (!this.#running) {
+      this.#running = true;
+      this.#clock.soon(() => void this.#loop());
+    }
+  }
+
+  // ------------------------------------------------------------ inputs
+
+  /** Messages from a peer (already validated by the transport). */
+  receive(msgs: Message[]): void {
+    this.run(() => this.#stepAll(msgs));
+  }
+
+  /**
+   * A snapshot stream arrived whole and checksummed. Its contents are decoded
+   * in full (`verify`) before the core hears of it: one that does not decode
+   * is dropped and changes nothing; the leader sends it again.
+   */
+  receiveSnapshot(from: NodeId, meta: SnapshotMeta, data: Uint8Array, msg: Message, verify: (data: Uint8Array) => void): void {
+    try {
+      verify(data);
+    } catch (e) {
+      this.#log.error({ event: 'snapshot_rejected', peer: from, index: meta.index, term: meta.term, bytes: data.length, err: (e as Error).message },
+        `rejected the snapshot at index ${meta.index} from ${this.#hooks.nameOf(from)}: its contents do not decode (${(e as Error).message}); nothing was changed`);
+      return;
+    }
+    this.#snapshots.received(meta, data);
+    this.run(() => this.#stepAll([msg]));
+  }
+
+  /** The connection to `peer` was reset (its process likely died): if it led us, pre-vote now. */
+  peerReset(peer: NodeId): void {
+    this.run((raw) => {
+      if (this.#soft.lead === peer && this.#soft.role === 'follower') {
+        this.#log.info({ event: 'leader_connection_reset', peer }, `connection to leader ${this.#hooks.nameOf(peer)} was reset; starting a pre-vote now`);
+        raw.leaderUnreachable();
+      }
+    });
+  }
+
+  propose(data: Uint8Array, timeoutMs: number): Promise<ApplyResult> {
+    const busy = this.#overloaded();
+    if (busy) {
+      this.#metrics.failed('overloaded');
+      return Promise.reject(busy);
+    }
+    return new Promise<ApplyResult>((resolve, reject) => {
+      this.run((raw) => {
+        const fail = this.#unavailable();
+        if (fail) return reject(fail);
+        let r: { index: number; term: number };
+        try {
+          r = raw.propose(data);
+        } catch (e) {
+          if (this.fatalIfBroken(e)) return reject(new NodeError('commit_unknown', `the node stopped on an internal error (${(e as Error).message}); retry on another node`));
+          this.#metrics.failed((e as RaftError).code ?? 'error');
+          return reject(this.mapRaftError(e));
+        }
+        const w: ProposalWaiter = {
+          term: r.term, startedAt: performance.now(), resolve, reject,
+          cancel: this.#clock.after(timeoutMs, () => {
+            if (this.#proposals.get(r.index) !== w) return;
+            this.#proposals.delete(r.index);
+            this.#metrics.failed('commit_unknown');
+            reject(new NodeError('commit_unknown', `the write was proposed at index ${r.index} but not applied within ${timeoutMs} ms; it may or may not be applied. Retry with the same Idempotency-Key to learn its result`));
+          }),
+        };
+        const displaced = this.#proposals.get(r.index);
+        if (displaced) {
+          // Our log was truncated at this index and we lead again: the old
+          // entry was overwritten, so it was never committed. Settle it.
+          displaced.cancel();
+          this.#metrics.failed('proposal_dropped');
+          displaced.reject(new NodeError('proposal_dropped', `the write proposed at index ${r.index} in term ${displaced.term} was overwritten by a later leader and was not applied; retry`));
+        }
+        this.#proposals.set(r.index, w);
+      });
+    });
+  }
+
+  readBarrier(timeoutMs: number): Promise<void> {
+    const busy = this.#overloaded();
+    if (busy) return Promise.reject(busy);
+    return new Promise<void>((resolve, reject) => {
+      this.run((raw) => {
+        const fail = this.#unavailable();
+        if (fail) return reject(fail);
+        const ctx = ++this.#readCtx;
+        try {
+          raw.readIndex(ctx);
+        } catch (e) {
+          if (this.fatalIfBroken(e)) return reject(new NodeError('shutting_down', `the node stopped on an internal error (${(e as Error).message}); retry on another node`));
+          return reject(this.mapRaftError(e));
+        }
+        this.#reads.set(ctx, {
+          index: -1, resolve, reject,
+          cancel: this.#clock.after(timeoutMs, () => {
+            if (!this.#reads.delete(ctx)) return;
+            reject(new NodeError('quorum_not_met', `a linearizable read could not confirm leadership with a quorum within ${timeoutMs} ms; retry, or read with consistency=stale`));
+          }),
+        });
+      });
+    });
+  }
+
+  /** Take a snapshot of the applied state now (and compact the log). */
+  snapshotNow(): Promise<{ index: number }> {
+    return new Promise((resolve, reject) => this.run(() => void this.#snapshots.take().then(resolve, reject)));
+  }
+
+  // ------------------------------------------------------------ the loop
+
+  async #loop(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#fatal) return;
+        const ops = this.#inbox;
+        this.#inbox = [];
+        for (const op of ops) op();
+        if (!this.#raw.hasReady()) {
+          if (this.#inbox.length === 0) return;
+          continue;
+        }
+        await this.#handleReady(this.#raw.ready());
+      }
+    } catch (e) {
+      this.die(e as Error);
+    } finally {
+      this.#running = false;
+      if (this.#inbox.length > 0 && !this.#fatal && !this.#stopped) {
+        this.#running = true;
+        this.#clock.soon(() => void this.#loop());
+      }
+    }
+  }
+
+  async #handleReady(rd: Ready): Promise<void> {
+    // A leader whose term and vote are already durable may send its appends
+    // before its own fsync (as etcd does): followers persist before they ack,
+    // and the core counts the leader's own entries only after advance(), that
+    // is after this fsync. Anything else (votes, acks, a new term) waits.
+    const role = rd.softState?.role ?? this.#soft.role;
+    const early = role === 'leader' && !rd.snapshot && (!rd.hardState || (rd.hardState.term === this.#durableTerm && rd.hardState.vote === this.#durableVote));
+    if (early) this.#send(rd.messages);
+    // 1. Persist.
+    if (rd.snapshot) await this.#snapshots.install(rd.snapshot);
+    if (rd.entries.length > 0 || rd.hardState || rd.mustSync) {
+      const t0 = performance.now();
+      await this.#store.save(rd.hardState, rd.entries, rd.mustSync);
+      if (rd.mustSync) this.#metrics.fsyncLatency((performance.now() - t0) / 1000);
+    }
+    if (rd.hardState) {
+      this.#durableTerm = rd.hardState.term;
+      this.#durableVote = rd.hardState.vote;
+      this.#term = rd.hardState.term;
+    }
+    // 2. Send.
+    if (!early) this.#send(rd.messages);
+    // 3. Apply.
+    for (const e of rd.committedEntries) this.#apply(e);
+    for (const rs of rd.readStates) {
+      const w = this.#reads.get(rs.ctx);
+      if (w) w.index = rs.index;
+    }
+    for (const ctx of rd.droppedReads) {
+      const w = this.#reads.get(ctx);
+      if (!w) continue;
+      this.#reads.delete(ctx);
+      w.cancel();
+      w.reject(new NodeError('no_leader', 'leadership changed during a linearizable read; retry (the read was not served)'));
+    }
+    this.#releaseReads();
+    // 4. Advance.
+    this.#raw.advance();
+    if (rd.softState) {
+      const prev = this.#soft;
+      this.#soft = rd.softState;
+      this.#hooks.onSoftState(prev, rd.softState);
+    }
+    this.#hooks.afterReady(rd);
+    if (rd.snapshotRequest !== undefined && !this.#snapshots.inFlight) void this.#snapshots.take().catch(() => undefined);
+  }
+
+  #send(messages: readonly Message[]): void {
+    const plain: Message[] = [];
+    for (const m of messages) {
+      if (m.type === 'snap') this.#snapshots.send(m);
+      else plain.push(m);
+    }
+    if (plain.length > 0) this.#net.send(plain);
+  }
+
+  #apply(e: Entry): void {
+    let result: ApplyResult | undefined;
+    if (e.type === 'conf') {
+      this.#hooks.onConfApplied(e.index, decodeConfEntry(e.data));
+      // The state machine's index follows the log's (membership entries hold no application data).
+      this.#sm.apply(e.index, new Uint8Array(0));
+    } else {
+      result = this.#sm.apply(e.index, e.data);
+    }
+    const w = this.#proposals.get(e.index);
+    if (w) {
+      this.#proposals.delete(e.index);
+      w.cancel();
+      if (w.term === e.term && result) {
+        this.#metrics.committed();
+        this.#metrics.commitLatency((performance.now() - w.startedAt) / 1000);
+        w.resolve(result);
+      } else {
+        this.#metrics.failed('proposal_dropped');
+        w.reject(new NodeError('proposal_dropped', `the write was overwritten by a new leader at index ${e.index} and was not applied; retry`));
+      }
+    }
+  }
+
+  #releaseReads(): void {
+    const applied = this.#sm.appliedIndex;
+    for (const [ctx, w] of this.#reads) {
+      if (w.index >= 0 && w.index <= applied) {
+        this.#reads.delete(ctx);
+        w.cancel();
+        w.resolve();
+      }
+    }
+  }
+
+  #stepAll(msgs: Message[]): void {
+    for (const m of msgs) {
+      if (!this.#hooks.admit(m)) continue;
+      try {
+        this.#raw.step(m);
+      } catch (e) {
+        if (e instanceof RaftError && e.code !== 'invariant_violation') {
+          this.#log.warn({ event: 'step_rejected', from: m.from, type: m.type, err: e.message }, `message from peer ${m.from} rejected: ${e.message}`);
+        } else throw e;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ failure
+
+  /** Stop serving for good: every waiter settles, the node's fatal path runs. */
+  die(e: Error): void {
+    if (this.#fatal) return;
+    this.#fatal = e;
+    this.#log.fatal({ event: 'node_failed', err: e.message, stack: e.stack }, `node stopped serving: ${e.message}`);
+    for (const [, w] of this.#proposals) {
+      w.cancel();
+      w.reject(new NodeError('commit_unknown', `the node failed (${e.message}); the write may or may not have been applied`));
+    }
+    this.#proposals.clear();
+    // A broken invariant or a failed fsync: this process must not go on.
+    this.#hooks.onFatal(e);
+  }
+
+  /**
+   * A broken invariant in the core (or anything the core throws that is not
+   * one of its documented refusals) means this process can no longer be
+   * trusted: stop it through the fatal path. Returns true when it did.
+   */
+  fatalIfBroken(e: unknown): boolean {
+    if (e instanceof RaftError && e.code !== 'invariant_violation') return false;
+    this.die(e instanceof Error ? e : new Error(String(e)));
+    return true;
+  }
+
+  /** A core refusal as the node error the API maps to HTTP. */
+  mapRaftError(e: unknown): Error {
+    if (!(e instanceof RaftError)) return e as Error;
+    switch (e.code) {
+      case 'not_leader':
+        return this.#hooks.notLeader();
+      case 'overloaded':
+        return new NodeError('overloaded', e.message, { retryAfterMs: 100 });
+      case 'entry_too_large':
+      case 'invalid_transfer':
+      case 'transfer_in_progress':
+      case 'conf_change_in_progress':
+      case 'invalid_conf_change':
+      case 'proposal_dropped':
+        return new NodeError(e.code, e.message);
+      default:
+        // invariant_violation is fatal (fatalIfBroken) and never reaches a
+        // client as such; anything else passes through as an internal error.
+        return e;
+    }
+  }
+
+  /** Client work beyond these bounds is refused at once (429, retry) rather than queued without limit. */
+  #overloaded(): NodeError | undefined {
+    if (this.#inbox.length >= MAX_INBOX_OPS) {
+      return new NodeError('overloaded', `this node has ${this.#inbox.length} operations waiting for its loop (limit ${MAX_INBOX_OPS}); retry shortly`, { retryAfterMs: 100 });
+    }
+    if (this.#reads.size >= MAX_PENDING_READS) {
+      return new NodeError('overloaded', `this node has ${this.#reads.size} linearizable reads waiting (limit ${MAX_PENDING_READS}); retry shortly, or read with consistency=stale`, { retryAfterMs: 100 });
+    }
+    return undefined;
+  }
+
+  #unavailable(): NodeError | undefined {
+    if (this.#fatal) return new NodeError('storage_failed', `this node's storage failed (${this.#fatal.message}); restart it`);
+    if (this.#stopped) return new NodeError('shutting_down', 'the node is shutting down; retry on another node');
+    return undefined;
+  }
+}
