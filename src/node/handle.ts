@@ -2,7 +2,7 @@
 // node (src/node/node.ts) implements it; the API never touches raft, storage
 // or transport directly.
 import type { QuorateConfig } from '../config/index.js';
-import type { ApplyResult, Command, KvStateMachine } from '../state/index.js';
+import type { ApplyResult, Command, KvReader } from '../state/index.js';
 
 /** rejoining: a member that came back with a new data dir, a non-voting learner until it has caught up. */
 export type NodeRoleName = 'primary' | 'standby' | 'observer' | 'dr' | 'rejoining' | 'candidate' | 'removed';
@@ -71,8 +71,8 @@ export interface NodeHandle {
   readonly config: QuorateConfig;
   readonly nodeName: string;
   readonly nodeId: number;
-  /** The replicated KV; read-only use (get, range, watch, revision, checksum, appliedIndex). */
-  readonly kv: KvStateMachine;
+  /** Reads of the replicated KV (writes go through propose). */
+  readonly kv: KvReader;
 
   isLeader(): boolean;
   /** Leader's API URL (undefined when no leader is known or its URL is unknown). */

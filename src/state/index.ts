@@ -1,6 +1,6 @@
 // Public surface of src/state: the replicated KV state machine.
 export { KvStateMachine } from './kv.js';
-export type { KeyRecord, KvOptions, RangeResult } from './kv.js';
+export type { KeyRecord, KvOptions, KvReader, RangeResult } from './kv.js';
 export {
   COMMAND_FORMAT_VERSION,
   COMPARE_OPS,

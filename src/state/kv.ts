@@ -58,7 +58,22 @@ export interface KvOptions {
 
 const EMPTY_RESULT_REVISION = (revision: number): ApplyResult => ({ revision });
 
-export class KvStateMachine {
+/**
+ * What readers of the replicated KV (the HTTP API) may use: reads of the
+ * applied state and watches. Writes go through the node (propose), never
+ * here; a PostgreSQL-backed implementation can stand behind this interface.
+ */
+export interface KvReader {
+  readonly appliedIndex: number;
+  readonly revision: number;
+  get(key: string): KeyRecord | undefined;
+  range(prefix: string, limit: number, startAfter?: string): RangeResult;
+  watch(prefix: string, fromRevision: number | undefined, listener: WatchListener, options?: WatchOptions): Unsubscribe;
+  /** SHA-256 of the canonical state (equal on replicas at the same applied index). */
+  checksum(): string;
+}
+
+export class KvStateMachine implements KvReader {
   #records = new Map<string, KeyRecord>();
   #keys = new SortedKeys();
   /** key -> lease deadline, for keys written with a TTL. */
