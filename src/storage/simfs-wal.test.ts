@@ -1,0 +1,170 @@
+// WalStorage over the simulated file system (test/support/simfs.ts): seeded
+// crash campaigns (test/support/wal-campaign.ts) and the SimFs durability
+// model itself.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SeededRandom } from '../raft/prng.js';
+import type { StorageFile, StorageFs } from './fs.js';
+import { SECTOR_BYTES, SimFs } from '../../test/support/simfs.js';
+import { runCampaign } from '../../test/support/wal-campaign.js';
+import type { CampaignResult } from '../../test/support/wal-campaign.js';
+
+const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
+const CYCLES = 60;
+
+async function campaign(seeds: readonly number[], cycles: number, wrapFs?: (fs: SimFs) => StorageFs): Promise<CampaignResult[]> {
+  const out: CampaignResult[] = [];
+  for (const seed of seeds) out.push(await runCampaign({ seed, cycles, ...(wrapFs !== undefined ? { wrapFs } : {}) }));
+  return out;
+}
+
+test('every entry acknowledged by sync survives every crash, and recovery never fails on a crash-only history', async () => {
+  const t0 = Date.now();
+  const results = await campaign(SEEDS, CYCLES);
+  const failures = results.filter((r) => r.failure !== undefined).map((r) => r.failure);
+  assert.deepEqual(failures, []);
+  const sum = (k: 'cycles' | 'crashes' | 'midOpCrashes' | 'tornWrites' | 'ops'): number => results.reduce((a, r) => a + r[k], 0);
+  assert.equal(sum('cycles'), SEEDS.length * CYCLES);
+  assert.ok(sum('midOpCrashes') > 100, `crashes inside operations: ${sum('midOpCrashes')}`);
+  assert.ok(sum('tornWrites') > 20, `torn writes: ${sum('tornWrites')}`);
+  const done: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.done)) done[k] = (done[k] ?? 0) + v;
+  for (const k of ['sync', 'overwrite', 'snapshot', 'compact', 'install', 'restart']) assert.ok((done[k] ?? 0) > 10, `completed ${k}: ${done[k]}`);
+  console.log(`# completed: ${JSON.stringify(done)}`);
+  console.log(`# ${sum('cycles')} crash cycles, ${sum('crashes')} crashes (${sum('midOpCrashes')} inside an operation), ${sum('tornWrites')} torn writes, ${sum('ops')} fs operations in ${Date.now() - t0} ms`);
+});
+
+/** A file system on which fdatasync of the hot path does nothing: sync() is acknowledged before the data is durable. */
+function skipHotPathDatasync(fs: SimFs): StorageFs {
+  return wrapFiles(fs, (f) => ({ ...bindFile(f), datasyncSync: () => undefined }));
+}
+
+/** A file system on which directory fsyncs do nothing: new segments and renames are acknowledged before they are durable. */
+function skipDirFsync(fs: SimFs): StorageFs {
+  return { ...bindFs(fs), fsyncDir: async () => undefined };
+}
+
+test('the campaign catches a WalStorage that acknowledges sync() without its fdatasync', async () => {
+  const results = await campaign(SEEDS, CYCLES, skipHotPathDatasync);
+  const failure = results.find((r) => r.failure !== undefined)?.failure;
+  assert.ok(failure !== undefined, 'the mutant survived the campaign');
+  assert.match(failure, /acknowledged entry|acknowledged snapshot|acknowledged hard state|recovery failed/);
+});
+
+test('the campaign catches a WalStorage whose directory fsyncs do nothing', async () => {
+  const results = await campaign(SEEDS, CYCLES, skipDirFsync);
+  const failure = results.find((r) => r.failure !== undefined)?.failure;
+  assert.ok(failure !== undefined, 'the mutant survived the campaign');
+});
+
+test('SimFs: unsynced writes are lost at a crash, synced ones survive', async () => {
+  const fs = new SimFs();
+  await fs.mkdir('/d', { recursive: true });
+  await fs.fsyncDir('/');
+  const f = await fs.open('/d/a', 'w');
+  await fs.fsyncDir('/d');
+  f.writeSync(Buffer.from('hello'), 0, 5, 0);
+  f.datasyncSync();
+  f.writeSync(Buffer.from('world'), 0, 5, 5);
+  fs.crash(new SeededRandom(1), { keepPrefix: 0 });
+  assert.equal((await fs.readFile('/d/a')).toString(), 'hello');
+  await assert.rejects(f.write(Buffer.from('x'), 0, 1, 0), { code: 'EBADF' });
+});
+
+test('SimFs: a create or rename without a directory fsync may be lost; with one it survives', async () => {
+  const fs = new SimFs();
+  await fs.mkdir('/d', { recursive: true });
+  await fs.fsyncDir('/');
+  await fs.fsyncDir('/d');
+  const f = await fs.open('/d/x.tmp', 'w');
+  await f.write(Buffer.from('v1'), 0, 2, 0);
+  await f.sync();
+  await f.close();
+  await fs.rename('/d/x.tmp', '/d/x');
+  fs.crash(new SeededRandom(1), { keepPrefix: 0 });
+  assert.deepEqual(await fs.readdir('/d'), []);
+  const g = await fs.open('/d/x.tmp', 'w');
+  await g.write(Buffer.from('v2'), 0, 2, 0);
+  await g.sync();
+  await g.close();
+  await fs.rename('/d/x.tmp', '/d/x');
+  await fs.fsyncDir('/d');
+  fs.crash(new SeededRandom(1), { keepPrefix: 0 });
+  assert.deepEqual(await fs.readdir('/d'), ['x']);
+  assert.equal((await fs.readFile('/d/x')).toString(), 'v2');
+});
+
+test('SimFs: a torn write keeps a sector-aligned prefix and the previous content after it, deterministically from the seed', async () => {
+  const tornContents = new Set<string>();
+  for (let seed = 1; seed <= 40; seed++) {
+    const runOnce = async (): Promise<Buffer> => {
+      const fs = new SimFs();
+      await fs.mkdir('/d', { recursive: true });
+      await fs.fsyncDir('/');
+      const f = await fs.open('/d/seg', 'w');
+      await fs.fsyncDir('/d');
+      f.truncateSync(8 * SECTOR_BYTES);
+      f.datasyncSync();
+      f.writeSync(Buffer.alloc(5 * SECTOR_BYTES, 0xab), 0, 5 * SECTOR_BYTES, 100);
+      fs.crash(new SeededRandom(seed), { keepPrefix: 1, tear: 1 });
+      return fs.readFile('/d/seg');
+    };
+    const a = await runOnce();
+    assert.deepEqual(a, await runOnce(), 'same seed, same crash');
+    assert.equal(a.length, 8 * SECTOR_BYTES);
+    const written = a.subarray(100, 100 + 5 * SECTOR_BYTES);
+    const kept = written.indexOf(0);
+    const cut = kept < 0 ? written.length : kept;
+    assert.ok(cut === 0 || cut === written.length || (100 + cut) % SECTOR_BYTES === 0, `cut at ${100 + cut} is not a sector boundary`);
+    assert.ok(written.subarray(0, cut).every((b) => b === 0xab) && written.subarray(cut).every((b) => b === 0));
+    tornContents.add(String(cut));
+  }
+  assert.ok(tornContents.size > 2, 'tears vary with the seed');
+});
+
+test('SimFs: operations settle at once (no timers), and a scheduled crash fails every later operation until reboot', async () => {
+  const fs = new SimFs();
+  let settled = false;
+  void fs.mkdir('/d', { recursive: true }).then(() => (settled = true));
+  await Promise.resolve();
+  assert.ok(settled);
+  fs.scheduleCrash(1, new SeededRandom(3));
+  await fs.fsyncDir('/');
+  await assert.rejects(fs.readdir('/d'), { name: 'SimCrashError' });
+  await assert.rejects(fs.readdir('/'), { name: 'SimCrashError' });
+  fs.reboot();
+  assert.deepEqual(await fs.readdir('/'), ['d']);
+});
+
+// ---- wrappers for mutants ----
+
+function bindFile(f: StorageFile): StorageFile {
+  return {
+    writeSync: (b, o, l, p) => f.writeSync(b, o, l, p),
+    datasyncSync: () => f.datasyncSync(),
+    truncateSync: (n) => f.truncateSync(n),
+    write: (b, o, l, p) => f.write(b, o, l, p),
+    writev: (bs, p) => f.writev(bs, p),
+    truncate: (n) => f.truncate(n),
+    datasync: () => f.datasync(),
+    sync: () => f.sync(),
+    stat: () => f.stat(),
+    close: () => f.close(),
+  };
+}
+
+function bindFs(fs: StorageFs): StorageFs {
+  return {
+    open: (p, fl, m) => fs.open(p, fl, m),
+    readFile: (p) => fs.readFile(p),
+    readdir: (p) => fs.readdir(p),
+    rename: (a, b) => fs.rename(a, b),
+    unlink: (p) => fs.unlink(p),
+    mkdir: (p, o) => fs.mkdir(p, o),
+    fsyncDir: (p) => fs.fsyncDir(p),
+  };
+}
+
+function wrapFiles(fs: StorageFs, wrap: (f: StorageFile) => StorageFile): StorageFs {
+  return { ...bindFs(fs), open: async (p, fl, m) => wrap(await fs.open(p, fl, m)) };
+}
