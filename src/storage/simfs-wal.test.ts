@@ -7,6 +7,8 @@ import { SeededRandom } from '../raft/prng.js';
 import type { StorageFile, StorageFs } from './fs.js';
 import { SECTOR_BYTES, SimFs } from '../../test/support/simfs.js';
 import { runCampaign } from '../../test/support/wal-campaign.js';
+import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader } from './codec.js';
+import { parseSegment } from './segment.js';
 import type { CampaignResult } from '../../test/support/wal-campaign.js';
 
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
@@ -55,6 +57,34 @@ test('the campaign catches a WalStorage whose directory fsyncs do nothing', asyn
   const results = await campaign(SEEDS, CYCLES, skipDirFsync);
   const failure = results.find((r) => r.failure !== undefined)?.failure;
   assert.ok(failure !== undefined, 'the mutant survived the campaign');
+});
+
+// Regressions found by the campaign (seed, cycles that reach the failure).
+
+test('regression (seed 124): a crash that persists part of the zero-fill of an overwritten suffix is completed at recovery, not reported as records missing in the middle of the log', async () => {
+  const r = await runCampaign({ seed: 124, cycles: 10 });
+  assert.equal(r.failure, undefined);
+});
+
+test('regression (seed 171): a write torn inside a record length field (an impossible length before an unwritten sector) is cut as torn, not reported as corruption', async () => {
+  const r = await runCampaign({ seed: 171, cycles: 50 });
+  assert.equal(r.failure, undefined);
+});
+
+test('a record length field torn at a sector boundary is a torn write in the last segment and corruption in a sealed one', () => {
+  const buf = Buffer.alloc(4096);
+  encodeSegmentHeader(1).copy(buf, 0);
+  // Record 1 ends at byte 511, so record 2's length field spans bytes 511..514.
+  let at = encodeRecord({ index: 1, term: 1, type: 'normal', data: new Uint8Array(511 - SEGMENT_HEADER_BYTES - 25) }, buf, SEGMENT_HEADER_BYTES);
+  assert.equal(at, 511);
+  // Payload length 272 = 0x110: the byte kept before the boundary reads as length 16, impossible.
+  at = encodeRecord({ index: 2, term: 1, type: 'normal', data: new Uint8Array(272 - 17) }, buf, at);
+  buf.fill(0, SECTOR_BYTES);
+  const parsed = parseSegment(buf, { path: 'seg', firstIndex: 1, prevTerm: 0, keepFrom: 1, isLast: true });
+  assert.equal(parsed.entries.length, 1);
+  assert.equal(parsed.end, 511);
+  assert.deepEqual({ from: parsed.zeroFill?.from, to: parsed.zeroFill?.to }, { from: 511, to: 515 });
+  assert.throws(() => parseSegment(buf, { path: 'seg', firstIndex: 1, prevTerm: 0, keepFrom: 1, isLast: false }), /impossible length 16/);
 });
 
 test('SimFs: unsynced writes are lost at a crash, synced ones survive', async () => {

@@ -11,6 +11,7 @@ import {
   SEGMENT_VERSION,
   ZERO_TAIL_BYTES,
   encodeRecord,
+  endOfNonZero,
   encodeSegmentHeader,
   parseSegmentFileName,
   recordBytes,
@@ -99,6 +100,13 @@ const MiB = 1024 * 1024;
 const PENDING_INITIAL_BYTES = 64 * 1024;
 const EXTEND_STEP_BYTES = 64 * 1024;
 const INCARNATION_FILE = 'incarnation';
+/**
+ * `<dir>/zero-fill`: a zero-fill of a segment's tail is in progress (overwriting
+ * a suffix, or repairing a torn tail). A crash can persist any part of that
+ * write, leaving zeros before stale records, which would look like records
+ * lost in the middle of the log; recovery finishes the zero-fill it names first.
+ */
+const ZERO_FILL_FILE = 'zero-fill';
 const INCARNATION = /^[0-9a-f]{32}$/;
 
 export class WalStorage {
@@ -503,6 +511,58 @@ export class WalStorage {
     await this.#createSegment(nextIndex);
   }
 
+  /**
+   * Zero-fills [from, to) of segment `firstIndex` durably, with the intent
+   * recorded first (ZERO_FILL_FILE) so that recovery completes it after a crash.
+   */
+  async #zeroFillSegment(fh: StorageFile, firstIndex: number, from: number, to: number): Promise<void> {
+    const marker = join(this.dir, ZERO_FILL_FILE);
+    await atomicWriteFile(marker, [Buffer.from(`${JSON.stringify({ segment: firstIndex, from })}\n`)], 0o600, this.#fs);
+    await this.#zeroFill(fh, from, to);
+    await this.#fs.unlink(marker);
+    await this.#fs.fsyncDir(this.dir);
+  }
+
+  /** Completes a zero-fill a crash interrupted (see ZERO_FILL_FILE). */
+  async #finishZeroFill(warnings: string[]): Promise<void> {
+    const marker = join(this.dir, ZERO_FILL_FILE);
+    let text: string;
+    try {
+      text = (await this.#fs.readFile(marker)).toString('utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    let intent: { segment: number; from: number };
+    try {
+      intent = JSON.parse(text) as { segment: number; from: number };
+      if (!Number.isSafeInteger(intent.segment) || !Number.isSafeInteger(intent.from) || intent.segment < 1 || intent.from < SEGMENT_HEADER_BYTES) throw new Error('bad fields');
+    } catch (err) {
+      throw new CorruptLogError(marker, 0, `zero-fill intent is not valid (${(err as Error).message}); it is written atomically, so this is damage`);
+    }
+    const path = join(this.#walDir, segmentFileName(intent.segment));
+    let buf: Buffer | undefined;
+    try {
+      buf = await this.#fs.readFile(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (buf !== undefined && intent.from < buf.length) {
+      const to = endOfNonZero(buf, intent.from);
+      if (to > intent.from) {
+        const fh = await this.#fs.open(path, 'r+');
+        try {
+          await this.#zeroFill(fh, intent.from, to);
+        } finally {
+          await fh.close();
+        }
+        warnings.push(`completed zeroing bytes ${intent.from}..${to} of ${path}, which a crash had interrupted (entries being overwritten, or a torn tail being repaired)`);
+      }
+    }
+    await this.#fs.unlink(marker);
+    await this.#fs.fsyncDir(this.dir);
+  }
+
   /** Overwrites [from, to) of a file with zeros and fdatasyncs it. */
   async #zeroFill(fh: StorageFile, from: number, to: number): Promise<void> {
     const zeros = Buffer.alloc(Math.min(to - from, MiB));
@@ -548,7 +608,7 @@ export class WalStorage {
         // and durable at once: stale records must never reappear behind a
         // later torn write.
         this.#pendingLen = 0;
-        await this.#zeroFill(this.#fh, off, this.#written);
+        await this.#zeroFillSegment(this.#fh, seg.firstIndex, off, this.#written);
         this.#written = off;
         this.#dataDirty = false;
       }
@@ -609,6 +669,8 @@ export class WalStorage {
     await this.#unlinkIfExists(`${this.#hsPath}.tmp`);
     await this.#unlinkIfExists(`${incPath}.tmp`);
     await this.#snaps.removeTemps();
+    await this.#unlinkIfExists(`${join(this.dir, ZERO_FILL_FILE)}.tmp`);
+    await this.#finishZeroFill(warnings);
     const stored = await readStoredHardState(this.#hsPath, this.#fs);
     const legacyHs = stored !== undefined && stored.version === 1;
     let hs = stored?.hs ?? EMPTY_HARD_STATE;
@@ -717,7 +779,7 @@ export class WalStorage {
         const { from, to, reason } = parsed.zeroFill;
         const fh = await this.#fs.open(path, 'r+');
         try {
-          await this.#zeroFill(fh, from, to);
+          await this.#zeroFillSegment(fh, firstIndex, from, to);
         } finally {
           await fh.close();
         }

@@ -116,7 +116,7 @@ class SimFile implements StorageFile {
   }
 
   writeSync(buf: Uint8Array, offset: number, length: number, position: number): number {
-    const n = this.#check('write');
+    const n = this.#check(`write ${position}+${length}`);
     const op: FileOp = { kind: 'write', pos: position, bytes: Buffer.from(buf.subarray(offset, offset + length)) };
     n.data = applyFileOp(n.data, op);
     n.unsynced.push(op);
@@ -184,10 +184,14 @@ export class SimFs implements StorageFs {
   #crashOptions: CrashOptions = {};
   #lastReport: CrashReport | undefined;
 
+  /** Observer of every operation (debugging a failing seed). */
+  trace: ((what: string) => void) | undefined;
+
   /** Called at the start of every operation: fires a scheduled crash. */
   enter(what: string): void {
     if (this.#down) throw new SimCrashError(`file system is down (${what})`);
     this.ops++;
+    this.trace?.(what);
     if (this.#crashIn === undefined) return;
     if (this.#crashIn > 0) {
       this.#crashIn--;
@@ -248,6 +252,7 @@ export class SimFs implements StorageFs {
         if (ops.length > 0) {
           const k = rng.chance(keep) ? 1 + rng.int(ops.length) : 0;
           lostFileOps += ops.length - k;
+          this.trace?.(`file keeps ${k} of ${ops.length} unsynced ops: ${ops.map((x) => (x.kind === 'write' ? `w${x.pos}+${x.bytes.length}` : `t${x.size}`)).join(' ')}`);
           for (let i = 0; i < k; i++) {
             const op = ops[i]!;
             if (i === k - 1 && op.kind === 'write' && op.bytes.length > 0 && rng.chance(tear)) {
@@ -255,6 +260,7 @@ export class SimFs implements StorageFs {
               const cuts = [op.pos];
               for (let b = (Math.floor(op.pos / SECTOR_BYTES) + 1) * SECTOR_BYTES; b < op.pos + op.bytes.length; b += SECTOR_BYTES) cuts.push(b);
               const cut = cuts[rng.int(cuts.length)]!;
+              this.trace?.(`tear write ${op.pos}+${op.bytes.length} at ${cut} (op ${i + 1} of ${ops.length})`);
               const end = op.pos + op.bytes.length;
               if (end > data.length) data = applyFileOp(data, { kind: 'truncate', size: end });
               data = applyFileOp(data, { kind: 'write', pos: op.pos, bytes: op.bytes.subarray(0, cut - op.pos) });
@@ -291,6 +297,7 @@ export class SimFs implements StorageFs {
     this.generation++;
     this.crashes++;
     this.#lastReport = { lostFileOps, lostDirOps, tornWrites };
+    this.trace?.(`CRASH ${JSON.stringify(this.#lastReport)}`);
     return this.#lastReport;
   }
 

@@ -29,6 +29,8 @@ export interface CampaignOptions {
   readonly crash?: CrashOptions;
   /** Stop after this many milliseconds (the result says how many cycles ran). */
   readonly budgetMs?: number;
+  /** Receives every file-system operation and crash (debugging a failing seed). */
+  readonly trace?: (line: string) => void;
 }
 
 export interface CampaignResult {
@@ -65,6 +67,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   await sim.fsyncDir('/');
   await sim.fsyncDir('/data');
   await sim.fsyncDir(DIR);
+  sim.trace = o.trace;
   const fs = o.wrapFs?.(sim) ?? sim;
   const walOptions = { fs, segmentBytesMax: 4096, pendingBytesMax: rng.chance(0.5) ? 64 : 1500, commitPersistEveryEntries: rng.int(4), snapshotsKept: 2 };
   const started = Date.now();
