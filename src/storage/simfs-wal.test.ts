@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { SeededRandom } from '../raft/prng.js';
 import type { StorageFile, StorageFs } from './fs.js';
 import { SECTOR_BYTES, SimFs } from '../../test/support/simfs.js';
+import type { CrashOptions } from '../../test/support/simfs.js';
 import { runCampaign } from '../../test/support/wal-campaign.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader } from './codec.js';
 import { parseSegment } from './segment.js';
@@ -14,9 +15,9 @@ import type { CampaignResult } from '../../test/support/wal-campaign.js';
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 const CYCLES = 60;
 
-async function campaign(seeds: readonly number[], cycles: number, wrapFs?: (fs: SimFs) => StorageFs): Promise<CampaignResult[]> {
+async function campaign(seeds: readonly number[], cycles: number, wrapFs?: (fs: SimFs) => StorageFs, crash?: CrashOptions): Promise<CampaignResult[]> {
   const out: CampaignResult[] = [];
-  for (const seed of seeds) out.push(await runCampaign({ seed, cycles, ...(wrapFs !== undefined ? { wrapFs } : {}) }));
+  for (const seed of seeds) out.push(await runCampaign({ seed, cycles, ...(wrapFs !== undefined ? { wrapFs } : {}), ...(crash !== undefined ? { crash } : {}) }));
   return out;
 }
 
@@ -46,17 +47,23 @@ function skipDirFsync(fs: SimFs): StorageFs {
   return { ...bindFs(fs), fsyncDir: async () => undefined };
 }
 
-test('the campaign catches a WalStorage that acknowledges sync() without its fdatasync', async () => {
-  const results = await campaign(SEEDS, CYCLES, skipHotPathDatasync);
-  const failure = results.find((r) => r.failure !== undefined)?.failure;
-  assert.ok(failure !== undefined, 'the mutant survived the campaign');
-  assert.match(failure, /acknowledged entry|acknowledged snapshot|acknowledged hard state|recovery failed/);
+test('with every unsynced write kept and torn, acknowledged state still survives and recovery never fails', async () => {
+  const results = await campaign([11, 12, 13, 14], CYCLES, undefined, { keepPrefix: 1, tear: 1 });
+  assert.deepEqual(results.filter((r) => r.failure !== undefined).map((r) => r.failure), []);
+  assert.ok(results.reduce((a, r) => a + r.tornWrites, 0) > 50);
 });
 
-test('the campaign catches a WalStorage whose directory fsyncs do nothing', async () => {
+test('the campaign catches a WalStorage that acknowledges sync() without its fdatasync, on every seed', async () => {
+  const results = await campaign(SEEDS, CYCLES, skipHotPathDatasync);
+  for (const r of results) {
+    assert.ok(r.failure !== undefined, `the mutant survived seed ${r.seed}`);
+    assert.match(r.failure, /acknowledged entry|acknowledged snapshot|acknowledged hard state|recovery failed/);
+  }
+});
+
+test('the campaign catches a WalStorage whose directory fsyncs do nothing, on every seed', async () => {
   const results = await campaign(SEEDS, CYCLES, skipDirFsync);
-  const failure = results.find((r) => r.failure !== undefined)?.failure;
-  assert.ok(failure !== undefined, 'the mutant survived the campaign');
+  for (const r of results) assert.ok(r.failure !== undefined, `the mutant survived seed ${r.seed}`);
 });
 
 // Regressions found by the campaign (seed, cycles that reach the failure).
