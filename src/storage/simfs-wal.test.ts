@@ -10,6 +10,8 @@ import type { CrashOptions } from '../../test/support/simfs.js';
 import { runCampaign } from '../../test/support/wal-campaign.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader } from './codec.js';
 import { parseSegment } from './segment.js';
+import { WalStorage } from './wal.js';
+import { plain, range } from '../../test/support/storage.js';
 import type { CampaignResult } from '../../test/support/wal-campaign.js';
 
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
@@ -76,6 +78,42 @@ test('regression (seed 124): a crash that persists part of the zero-fill of an o
 test('regression (seed 171): a write torn inside a record length field (an impossible length before an unwritten sector) is cut as torn, not reported as corruption', async () => {
   const r = await runCampaign({ seed: 171, cycles: 50 });
   assert.equal(r.failure, undefined);
+});
+
+test('recovery completes a zero-fill of an overwritten suffix that a crash left half done (zeros, then stale records)', async () => {
+  const scenario = async (crashAt?: { op: number; seed: number }): Promise<{ sim: SimFs; zeroFillOp: number }> => {
+    const sim = new SimFs();
+    await sim.mkdir('/d', { recursive: true });
+    await sim.fsyncDir('/');
+    const { storage } = await WalStorage.open('/d', { fs: sim, segmentBytesMax: 8192 });
+    await storage.append(range(1, 10, 1, 200));
+    storage.setHardState({ term: 2, vote: 0, commit: 2 });
+    await storage.sync();
+    let zeroFillOp = -1;
+    sim.trace = (what) => {
+      if (zeroFillOp < 0 && what.startsWith('write ') && what.includes('.seg')) zeroFillOp = sim.ops;
+    };
+    // scheduleCrash(n): crash before operation number sim.ops + n + 1.
+    if (crashAt !== undefined) sim.scheduleCrash(crashAt.op - sim.ops, new SeededRandom(crashAt.seed), { keepPrefix: 1, tear: 1 });
+    await storage.append(range(3, 4, 2, 200)).catch(() => undefined);
+    return { sim, zeroFillOp };
+  };
+  const { zeroFillOp } = await scenario();
+  assert.ok(zeroFillOp > 0);
+  let halfDone = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    // Crash before the operation after the zero-fill write (its fdatasync).
+    const { sim } = await scenario({ op: zeroFillOp, seed });
+    assert.ok(sim.down);
+    sim.reboot();
+    const seg = sim.peek('/d/wal/00000000000000000001.seg')!;
+    const third = 16 + 2 * (8 + 17 + 200);
+    if (seg.readUInt32LE(third) === 0 && seg.indexOf(Buffer.from(range(10, 10, 1, 200)[0]!.data), third) > 0) halfDone++;
+    const { storage, state } = await WalStorage.open('/d', { fs: sim, segmentBytesMax: 8192 });
+    assert.deepEqual(plain(state.entries), plain(range(1, 2, 1, 200)));
+    await storage.close();
+  }
+  assert.ok(halfDone > 0, 'no crash left the zero-fill half done');
 });
 
 test('a record length field torn at a sector boundary is a torn write in the last segment and corruption in a sealed one', () => {

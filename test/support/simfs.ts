@@ -415,7 +415,7 @@ export class SimFs implements StorageFs {
     for (let i = 0; i < parts.length; i++) {
       const node = dir.entries.get(parts[i]!);
       if (node === undefined || dir.durable.get(parts[i]!) !== node) return false;
-      if (i === parts.length - 1) return node.kind === 'dir' ? node.unsynced.length === 0 : node.unsynced.length === 0;
+      if (i === parts.length - 1) return node.unsynced.length === 0;
       if (node.kind !== 'dir') return false;
       dir = node;
     }

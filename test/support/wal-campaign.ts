@@ -121,7 +121,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     });
     const recLast = snapIndex + st.entries.length;
     check(storage.lastIndex === recLast, () => `lastIndex ${storage.lastIndex}, but recovered entries end at ${recLast}`);
-    if (!interruptedInstall) {
+    if (interruptedInstall) {
+      check(st.entries.length === 0, () => `an interrupted install of snapshot index ${snapIndex} was completed but ${st.entries.length} log entries remain after it`);
+    } else {
       for (let i = Math.max(snapIndex, base) + 1; i <= durableUpTo; i++) {
         const want = log[i - base - 1]!;
         const got = st.entries[i - snapIndex - 1];
