@@ -1,24 +1,20 @@
 // Small durable-file helpers shared by the WAL, hard state, snapshots and ha-state.
-import { open, rename, unlink } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+// All file access goes through the StorageFs port (./fs.ts).
 import { dirname } from 'node:path';
+import { nodeFs } from './fs.js';
+import type { StorageFile, StorageFs } from './fs.js';
 
 /** fsync a directory so that creations, renames and unlinks in it are durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+export function fsyncDir(dir: string, fs: StorageFs = nodeFs): Promise<void> {
+  return fs.fsyncDir(dir);
 }
 
 /** Writes all of `buffers` at `position`: one writev, looping only on a short write. */
-export async function writeFully(fh: FileHandle, buffers: readonly Uint8Array[], position: number): Promise<void> {
+export async function writeFully(fh: StorageFile, buffers: readonly Uint8Array[], position: number): Promise<void> {
   let total = 0;
   for (const b of buffers) total += b.length;
   if (total === 0) return;
-  let written = buffers.length === 1 ? (await fh.write(buffers[0]!, 0, total, position)).bytesWritten : (await fh.writev(buffers as Uint8Array[], position)).bytesWritten;
+  let written = buffers.length === 1 ? await fh.write(buffers[0]!, 0, total, position) : await fh.writev(buffers, position);
   // Short write (rare for regular files): finish buffer by buffer.
   let pos = position + written;
   let skip = written;
@@ -30,7 +26,7 @@ export async function writeFully(fh: FileHandle, buffers: readonly Uint8Array[],
     let off = skip;
     skip = 0;
     while (off < b.length) {
-      const { bytesWritten } = await fh.write(b, off, b.length - off, pos);
+      const bytesWritten = await fh.write(b, off, b.length - off, pos);
       off += bytesWritten;
       pos += bytesWritten;
       written += bytesWritten;
@@ -42,23 +38,23 @@ export async function writeFully(fh: FileHandle, buffers: readonly Uint8Array[],
  * Atomically replaces `path`: write `path.tmp`, fsync it, rename over `path`,
  * fsync the directory. A crash leaves either the old file or the new one.
  */
-export async function atomicWriteFile(path: string, buffers: readonly Uint8Array[], mode = 0o644): Promise<void> {
+export async function atomicWriteFile(path: string, buffers: readonly Uint8Array[], mode = 0o644, fs: StorageFs = nodeFs): Promise<void> {
   const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', mode);
+  const fh = await fs.open(tmp, 'w', mode);
   try {
     await writeFully(fh, buffers, 0);
     await fh.sync();
   } finally {
     await fh.close();
   }
-  await rename(tmp, path);
-  await fsyncDir(dirname(path));
+  await fs.rename(tmp, path);
+  await fs.fsyncDir(dirname(path));
 }
 
 /** unlink that ignores a missing file. */
-export async function unlinkIfExists(path: string): Promise<void> {
+export async function unlinkIfExists(path: string, fs: StorageFs = nodeFs): Promise<void> {
   try {
-    await unlink(path);
+    await fs.unlink(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }

@@ -1,11 +1,12 @@
 // `<dataDir>/ha-state.json`: the per-node HA identity file, with the fields of
 // Digital Rebar's ha-state.json that apply to quorate. Secrets (Token, Roots)
 // are deliberately not part of it: tokens live in their own 0600 files.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { InvalidHaStateError } from './errors.js';
 import { atomicWriteFile } from './fsutil.js';
+import { nodeFs } from './fs.js';
+import type { StorageFs } from './fs.js';
 
 export const HA_STATE_FILE = 'ha-state.json';
 
@@ -42,20 +43,20 @@ function describe(err: z.ZodError): string {
 }
 
 /** Validates and atomically writes `<dir>/ha-state.json`. Returns the path. */
-export async function writeHaState(dir: string, fields: HaState): Promise<string> {
+export async function writeHaState(dir: string, fields: HaState, fs: StorageFs = nodeFs): Promise<string> {
   const path = join(dir, HA_STATE_FILE);
   const r = haStateSchema.safeParse(fields);
   if (!r.success) throw new InvalidHaStateError(path, describe(r.error));
-  await atomicWriteFile(path, [Buffer.from(`${JSON.stringify(r.data, null, 2)}\n`, 'utf8')], 0o644);
+  await atomicWriteFile(path, [Buffer.from(`${JSON.stringify(r.data, null, 2)}\n`, 'utf8')], 0o644, fs);
   return path;
 }
 
 /** Reads `<dir>/ha-state.json`; undefined when absent; InvalidHaStateError naming the field when wrong. */
-export async function readHaState(dir: string): Promise<HaState | undefined> {
+export async function readHaState(dir: string, fs: StorageFs = nodeFs): Promise<HaState | undefined> {
   const path = join(dir, HA_STATE_FILE);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = (await fs.readFile(path)).toString('utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;

@@ -5,12 +5,13 @@
 // a newest segment on disk older than that means segments were lost.
 // commit is never written beyond the durable log (v2), so at recovery a commit
 // beyond the recovered log is corruption; a v1 commit may be ahead (clamped).
-import { readFile } from 'node:fs/promises';
 import type { HardState } from '../raft/types.js';
 import { readU64, writeU64 } from './codec.js';
 import { crc32c } from '../lib/crc32c.js';
 import { CorruptHardStateError, InvalidHardStateError, UnsupportedFormatError } from './errors.js';
 import { atomicWriteFile } from './fsutil.js';
+import { nodeFs } from './fs.js';
+import type { StorageFs } from './fs.js';
 
 const MAGIC = 0x54534851; // "QHST"
 const VERSION = 2;
@@ -63,10 +64,10 @@ export function decodeHardState(b: Buffer, path: string): StoredHardState {
 }
 
 /** Reads the whole hard state file; undefined when it does not exist. */
-export async function readStoredHardState(path: string): Promise<StoredHardState | undefined> {
+export async function readStoredHardState(path: string, fs: StorageFs = nodeFs): Promise<StoredHardState | undefined> {
   let b: Buffer;
   try {
-    b = await readFile(path);
+    b = await fs.readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -75,14 +76,14 @@ export async function readStoredHardState(path: string): Promise<StoredHardState
 }
 
 /** Reads the hard state; a missing file is a new node (term 0, no vote, commit 0). */
-export async function readHardState(path: string): Promise<HardState> {
-  return (await readStoredHardState(path))?.hs ?? EMPTY_HARD_STATE;
+export async function readHardState(path: string, fs: StorageFs = nodeFs): Promise<HardState> {
+  return (await readStoredHardState(path, fs))?.hs ?? EMPTY_HARD_STATE;
 }
 
-export async function writeHardState(path: string, hs: HardState, walTail = 0): Promise<void> {
+export async function writeHardState(path: string, hs: HardState, walTail = 0, fs: StorageFs = nodeFs): Promise<void> {
   validateHardState(hs);
   if (!Number.isSafeInteger(walTail) || walTail < 0) throw new InvalidHardStateError(`walTail must be a non-negative safe integer, got ${walTail}`);
-  await atomicWriteFile(path, [encodeHardState(hs, walTail)], 0o600);
+  await atomicWriteFile(path, [encodeHardState(hs, walTail)], 0o600, fs);
 }
 
 /** A version-1 file, as the previous release wrote it (for upgrade tests). */

@@ -2,6 +2,8 @@
 export { WalStorage, toRaftStorageState } from './wal.js';
 export type { WalOptions, RecoveredState } from './wal.js';
 export type { LoadedSnapshot } from './snapshot.js';
+export { nodeFs } from './fs.js';
+export type { StorageFs, StorageFile } from './fs.js';
 export { writeHaState, readHaState, HA_STATE_FILE } from './ha-state.js';
 export type { HaState } from './ha-state.js';
 export { crc32c } from '../lib/crc32c.js';

@@ -9,6 +9,9 @@
 //   - a record whose checksum fails is torn only in the last segment, only if
 //     part of it lies in an all-zero (never written) sector, and only if no
 //     valid record follows it;
+//   - an impossible length is torn only in the last segment, only if the length
+//     field crosses a sector boundary and the sector after it is all zero (a
+//     write cut inside the field), and only if no valid record follows it;
 //   - a length running past the end of the file, a file that ends without its
 //     zero tail, a checksum failure in a complete record: corruption.
 // Version 1 (previous release) keeps the old rules: in the last segment any
@@ -23,6 +26,7 @@ import {
   ZERO_TAIL_BYTES,
   decodeRecord,
   PAGE_BYTES,
+  SECTOR_BYTES,
   endOfNonZero,
   findValidRecordAfter,
   firstNonZero,
@@ -147,7 +151,17 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
       continue;
     }
     if (r.reason === 'bad payload') throw new CorruptLogError(path, at, `record for index ${expected} has a valid checksum but ${r.detail}`);
-    if (r.reason === 'bad length') throw new CorruptLogError(path, at, `record for index ${expected} has an impossible length ${length}`);
+    if (r.reason === 'bad length') {
+      // A write torn inside the length field keeps its low bytes (the sector
+      // before the boundary) and leaves the rest zero (the unwritten sector after it).
+      const boundary = (Math.floor(at / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+      const tornLength = isLast && boundary < at + 4 && isZero(buf, boundary, Math.min(buf.length, boundary + SECTOR_BYTES));
+      if (!tornLength) throw new CorruptLogError(path, at, `record for index ${expected} has an impossible length ${length}`);
+      const nz = Math.max(at + 4, endOfNonZero(buf, at));
+      const valid = findValidRecordAfter(buf, at + 1, expected, nz);
+      if (valid !== undefined) throw new CorruptLogError(path, at, `record for index ${expected} has an impossible length ${length}, followed by a valid record at byte offset ${valid}`);
+      return { version, offsets, terms, entries, end: at, zeroFill: { from: at, to: nz, reason: `torn record for index ${expected}: its length field was cut at the sector boundary ${boundary} (the sector after it never written)` } };
+    }
     const recEnd = at + RECORD_HEADER_BYTES + length;
     if (r.reason === 'short payload' || r.reason === 'short header') {
       throw new CorruptLogError(path, at, `record for index ${expected} has length ${length}, which runs past the end of the file (${buf.length} bytes): the file was shortened`);

@@ -5,7 +5,6 @@
 // A snapshot received from the leader is first written as
 // `<term>-<index>.snap.install` (an install marker), then the log is dropped,
 // then it is renamed into place; recovery completes an install it finds.
-import { readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Member, SnapshotMeta } from '../raft/types.js';
@@ -13,7 +12,9 @@ import { normalizeMember } from '../raft/membership.js';
 import { readU64, writeU64 } from './codec.js';
 import { crc32c } from '../lib/crc32c.js';
 import { CorruptSnapshotError, InvalidSnapshotRequestError, UnsupportedFormatError } from './errors.js';
-import { atomicWriteFile, fsyncDir, unlinkIfExists } from './fsutil.js';
+import { atomicWriteFile, unlinkIfExists } from './fsutil.js';
+import { nodeFs } from './fs.js';
+import type { StorageFs } from './fs.js';
 
 const MAGIC = 0x504e5351; // "QSNP"
 const VERSION = 1;
@@ -107,16 +108,18 @@ export function encodeSnapshot(meta: SnapshotMeta, data: Uint8Array): Uint8Array
 export class SnapshotStore {
   readonly dir: string;
   readonly #keep: number;
+  readonly #fs: StorageFs;
 
-  constructor(dir: string, keep = 2) {
+  constructor(dir: string, keep = 2, fs: StorageFs = nodeFs) {
     this.dir = dir;
     this.#keep = Math.max(1, keep);
+    this.#fs = fs;
   }
 
   /** Snapshot files by name, newest (highest index, then term) first. */
   async list(): Promise<SnapshotFile[]> {
     const out: SnapshotFile[] = [];
-    for (const name of await readdir(this.dir)) {
+    for (const name of await this.#fs.readdir(this.dir)) {
       const m = NAME.exec(name);
       if (m === null) continue;
       out.push({ path: join(this.dir, name), term: Number(m[1]), index: Number(m[2]) });
@@ -127,7 +130,7 @@ export class SnapshotStore {
   /** Install markers (snapshots received from the leader, install not finished), newest first. */
   async listInstallMarkers(): Promise<SnapshotFile[]> {
     const out: SnapshotFile[] = [];
-    for (const name of await readdir(this.dir)) {
+    for (const name of await this.#fs.readdir(this.dir)) {
       const m = MARKER.exec(name);
       if (m !== null) out.push({ path: join(this.dir, name), term: Number(m[1]), index: Number(m[2]) });
     }
@@ -136,7 +139,7 @@ export class SnapshotStore {
 
   /** Removes temp files left by a crash during save. */
   async removeTemps(): Promise<void> {
-    for (const name of await readdir(this.dir)) if (name.endsWith('.tmp')) await unlink(join(this.dir, name));
+    for (const name of await this.#fs.readdir(this.dir)) if (name.endsWith('.tmp')) await this.#fs.unlink(join(this.dir, name));
   }
 
   async save(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
@@ -153,8 +156,8 @@ export class SnapshotStore {
   /** Renames an install marker into place (durably) and prunes; returns the snapshot's path. */
   async promote(markerPath: string): Promise<string> {
     const path = markerPath.slice(0, -INSTALL_SUFFIX.length);
-    await rename(markerPath, path);
-    await fsyncDir(this.dir);
+    await this.#fs.rename(markerPath, path);
+    await this.#fs.fsyncDir(this.dir);
     await this.#prune();
     return path;
   }
@@ -163,12 +166,12 @@ export class SnapshotStore {
     const r = metaSchema.safeParse(meta);
     if (!r.success) throw new InvalidSnapshotRequestError(`invalid snapshot meta: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
     const path = join(this.dir, snapshotFileName(meta) + suffix);
-    await atomicWriteFile(path, encodeSnapshot(meta, data), 0o600);
+    await atomicWriteFile(path, encodeSnapshot(meta, data), 0o600, this.#fs);
     return path;
   }
 
   async load(path: string): Promise<LoadedSnapshot> {
-    const loaded = decodeSnapshot(await readFile(path), path);
+    const loaded = decodeSnapshot(await this.#fs.readFile(path), path);
     const m = ANY_NAME.exec(path.slice(this.dir.length + 1));
     if (m !== null && (Number(m[1]) !== loaded.meta.term || Number(m[2]) !== loaded.meta.index)) {
       throw new CorruptSnapshotError(path, `meta says term ${loaded.meta.term} index ${loaded.meta.index}, which does not match the file name`);
@@ -224,15 +227,15 @@ export class SnapshotStore {
   /** Moves a corrupt file aside (kept for inspection, ignored from now on). */
   async quarantine(path: string): Promise<string> {
     const to = `${path}.corrupt`;
-    await rename(path, to);
-    await fsyncDir(this.dir);
+    await this.#fs.rename(path, to);
+    await this.#fs.fsyncDir(this.dir);
     return to;
   }
 
   async #prune(): Promise<void> {
     const files = await this.list();
     if (files.length <= this.#keep) return;
-    for (const f of files.slice(this.#keep)) await unlinkIfExists(f.path);
-    await fsyncDir(this.dir);
+    for (const f of files.slice(this.#keep)) await unlinkIfExists(f.path, this.#fs);
+    await this.#fs.fsyncDir(this.dir);
   }
 }

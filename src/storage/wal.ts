@@ -4,9 +4,6 @@
 // All async methods run one at a time in call order (an internal queue), but
 // the node loop should still await each call: persist → send → apply.
 import { randomBytes } from 'node:crypto';
-import { fdatasyncSync, ftruncateSync, writeSync } from 'node:fs';
-import { mkdir, open, readdir, readFile } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Entry, HardState, RaftStorageState, SnapshotMeta } from '../raft/types.js';
 import {
@@ -14,6 +11,7 @@ import {
   SEGMENT_VERSION,
   ZERO_TAIL_BYTES,
   encodeRecord,
+  endOfNonZero,
   encodeSegmentHeader,
   parseSegmentFileName,
   recordBytes,
@@ -31,7 +29,9 @@ import {
   StorageError,
   StorageFailedError,
 } from './errors.js';
-import { SerialQueue, atomicWriteFile, fsyncDir, unlinkIfExists } from './fsutil.js';
+import { SerialQueue, atomicWriteFile, unlinkIfExists } from './fsutil.js';
+import { nodeFs } from './fs.js';
+import type { StorageFile, StorageFs } from './fs.js';
 import { EMPTY_HARD_STATE, readStoredHardState, validateHardState, writeHardState } from './hardstate.js';
 import { SnapshotStore } from './snapshot.js';
 import type { LoadedSnapshot } from './snapshot.js';
@@ -60,6 +60,8 @@ export interface WalOptions {
    * suffice, and stops with CorruptSnapshotError otherwise.
    */
   readonly validateSnapshot?: (data: Uint8Array) => void;
+  /** The file system (./fs.ts); default the real one (nodeFs). Tests pass a simulated one. */
+  readonly fs?: StorageFs;
 }
 
 /** What recovery found on disk. `warnings` are for the caller to log. */
@@ -98,6 +100,13 @@ const MiB = 1024 * 1024;
 const PENDING_INITIAL_BYTES = 64 * 1024;
 const EXTEND_STEP_BYTES = 64 * 1024;
 const INCARNATION_FILE = 'incarnation';
+/**
+ * `<dir>/zero-fill`: a zero-fill of a segment's tail is in progress (overwriting
+ * a suffix, or repairing a torn tail). A crash can persist any part of that
+ * write, leaving zeros before stale records, which would look like records
+ * lost in the middle of the log; recovery finishes the zero-fill it names first.
+ */
+const ZERO_FILL_FILE = 'zero-fill';
 const INCARNATION = /^[0-9a-f]{32}$/;
 
 export class WalStorage {
@@ -109,13 +118,14 @@ export class WalStorage {
   readonly #commitEvery: number;
   readonly #pendingBytesMax: number;
   readonly #validateSnapshot: ((data: Uint8Array) => void) | undefined;
+  readonly #fs: StorageFs;
   readonly #queue = new SerialQueue();
   readonly #snapQueue = new SerialQueue();
 
   /** Ascending by firstIndex. When #fh is set, the last one is open for appending. */
   #segments: Segment[] = [];
   /** The active (version 2) segment; undefined = the next append creates a segment. */
-  #fh: FileHandle | undefined;
+  #fh: StorageFile | undefined;
   /** End of the last record written to the active segment. */
   #written = 0;
   /** Size of the active segment file (>= #written + ZERO_TAIL_BYTES). */
@@ -140,7 +150,8 @@ export class WalStorage {
     this.dir = dir;
     this.#walDir = join(dir, 'wal');
     this.#hsPath = join(dir, 'hardstate');
-    this.#snaps = new SnapshotStore(join(dir, 'snap'), options.snapshotsKept ?? 2);
+    this.#fs = options.fs ?? nodeFs;
+    this.#snaps = new SnapshotStore(join(dir, 'snap'), options.snapshotsKept ?? 2, this.#fs);
     this.#segmentBytesMax = options.segmentBytesMax ?? 64 * MiB;
     this.#commitEvery = options.commitPersistEveryEntries ?? 1024;
     this.#pendingBytesMax = options.pendingBytesMax ?? 4 * MiB;
@@ -272,8 +283,8 @@ export class WalStorage {
       while (n < this.#segments.length - 1 && this.#segments[n + 1]!.firstIndex - 1 <= index) n++;
       if (n === 0) return 0;
       // Oldest first: a crash part-way leaves a contiguous suffix of the log.
-      for (let j = 0; j < n; j++) await unlinkIfExists(this.#segments[j]!.path);
-      await fsyncDir(this.#walDir);
+      for (let j = 0; j < n; j++) await this.#unlinkIfExists(this.#segments[j]!.path);
+      await this.#fs.fsyncDir(this.#walDir);
       this.#segments.splice(0, n);
       return n;
     });
@@ -351,7 +362,7 @@ export class WalStorage {
   async #writeHs(): Promise<void> {
     const hs = { ...this.#hs, commit: Math.min(this.#hs.commit, this.#durableIndex) };
     this.#hsDirty = false;
-    await writeHardState(this.#hsPath, hs, this.#walTail);
+    await writeHardState(this.#hsPath, hs, this.#walTail, this.#fs);
     this.#persistedHs = hs;
   }
 
@@ -418,26 +429,26 @@ export class WalStorage {
   }
 
   /** One write syscall for everything appended since the last flush. */
-  // The hot path (one write + one fdatasync per batch) uses synchronous calls
-  // on the segment's fd: the consensus loop waits for durability anyway, and
+  // The hot path (one write + one fdatasync per batch) uses the synchronous
+  // calls of the StorageFs port (nodeFs: writeSync/fdatasyncSync on the fd): the consensus loop waits for durability anyway, and
   // two thread-pool round trips per batch cost more than the I/O itself on a
   // busy machine (measured: 1.26 ms vs 0.3 ms per batch).
   async #flushPending(): Promise<void> {
     if (this.#pendingLen === 0) return;
-    const fd = this.#fh!.fd;
+    const fh = this.#fh!;
     // The zero tail must stay: a record never reaches the end of the file. The
     // (rare) extension is made durable before records land in it, so a crash
     // can never leave records at the end of a file without their zero tail.
     const need = this.#written + this.#pendingLen + ZERO_TAIL_BYTES;
     if (need > this.#fileSize) {
       const size = Math.ceil(need / EXTEND_STEP_BYTES) * EXTEND_STEP_BYTES;
-      ftruncateSync(fd, size);
-      fdatasyncSync(fd);
+      fh.truncateSync(size);
+      fh.datasyncSync();
       this.#fileSize = size;
     }
     const buf = this.#pending.subarray(0, this.#pendingLen);
     let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, this.#written + off);
+    while (off < buf.length) off += fh.writeSync(buf, off, buf.length - off, this.#written + off);
     this.#written += this.#pendingLen;
     this.#pendingLen = 0;
     this.#dataDirty = true;
@@ -451,7 +462,7 @@ export class WalStorage {
     if (this.#hsDirty) await this.#writeHs();
     await this.#flushPending();
     if (this.#dataDirty) {
-      fdatasyncSync(this.#fh!.fd);
+      this.#fh!.datasyncSync();
       this.#dataDirty = false;
     }
     this.#durableIndex = Math.max(this.#durableIndex, this.#lastIndex);
@@ -466,12 +477,12 @@ export class WalStorage {
    */
   async #createSegment(firstIndex: number): Promise<void> {
     const path = join(this.#walDir, segmentFileName(firstIndex));
-    const fh = await open(path, 'w', 0o600);
+    const fh = await this.#fs.open(path, 'w', 0o600);
     try {
       await fh.truncate(this.#segmentBytesMax);
       await fh.write(encodeSegmentHeader(firstIndex), 0, SEGMENT_HEADER_BYTES, 0);
       await fh.datasync();
-      await fsyncDir(this.#walDir);
+      await this.#fs.fsyncDir(this.#walDir);
     } catch (err) {
       await fh.close();
       throw err;
@@ -500,12 +511,64 @@ export class WalStorage {
     await this.#createSegment(nextIndex);
   }
 
+  /**
+   * Zero-fills [from, to) of segment `firstIndex` durably, with the intent
+   * recorded first (ZERO_FILL_FILE) so that recovery completes it after a crash.
+   */
+  async #zeroFillSegment(fh: StorageFile, firstIndex: number, from: number, to: number): Promise<void> {
+    const marker = join(this.dir, ZERO_FILL_FILE);
+    await atomicWriteFile(marker, [Buffer.from(`${JSON.stringify({ segment: firstIndex, from })}\n`)], 0o600, this.#fs);
+    await this.#zeroFill(fh, from, to);
+    await this.#fs.unlink(marker);
+    await this.#fs.fsyncDir(this.dir);
+  }
+
+  /** Completes a zero-fill a crash interrupted (see ZERO_FILL_FILE). */
+  async #finishZeroFill(warnings: string[]): Promise<void> {
+    const marker = join(this.dir, ZERO_FILL_FILE);
+    let text: string;
+    try {
+      text = (await this.#fs.readFile(marker)).toString('utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    let intent: { segment: number; from: number };
+    try {
+      intent = JSON.parse(text) as { segment: number; from: number };
+      if (!Number.isSafeInteger(intent.segment) || !Number.isSafeInteger(intent.from) || intent.segment < 1 || intent.from < SEGMENT_HEADER_BYTES) throw new Error('bad fields');
+    } catch (err) {
+      throw new CorruptLogError(marker, 0, `zero-fill intent is not valid (${(err as Error).message}); it is written atomically, so this is damage`);
+    }
+    const path = join(this.#walDir, segmentFileName(intent.segment));
+    let buf: Buffer | undefined;
+    try {
+      buf = await this.#fs.readFile(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (buf !== undefined && intent.from < buf.length) {
+      const to = endOfNonZero(buf, intent.from);
+      if (to > intent.from) {
+        const fh = await this.#fs.open(path, 'r+');
+        try {
+          await this.#zeroFill(fh, intent.from, to);
+        } finally {
+          await fh.close();
+        }
+        warnings.push(`completed zeroing bytes ${intent.from}..${to} of ${path}, which a crash had interrupted (entries being overwritten, or a torn tail being repaired)`);
+      }
+    }
+    await this.#fs.unlink(marker);
+    await this.#fs.fsyncDir(this.dir);
+  }
+
   /** Overwrites [from, to) of a file with zeros and fdatasyncs it. */
-  async #zeroFill(fh: FileHandle, from: number, to: number): Promise<void> {
+  async #zeroFill(fh: StorageFile, from: number, to: number): Promise<void> {
     const zeros = Buffer.alloc(Math.min(to - from, MiB));
     for (let at = from; at < to; ) {
       const n = Math.min(zeros.length, to - at);
-      const { bytesWritten } = await fh.write(zeros, 0, n, at);
+      const bytesWritten = await fh.write(zeros, 0, n, at);
       at += bytesWritten;
     }
     await fh.datasync();
@@ -526,11 +589,11 @@ export class WalStorage {
       // first, so that a crash leaves a contiguous log that is not "missing" any.
       this.#walTail = seg.firstIndex;
       await this.#writeHs();
-      for (let j = this.#segments.length - 1; j > k; j--) await unlinkIfExists(this.#segments[j]!.path);
-      await fsyncDir(this.#walDir);
+      for (let j = this.#segments.length - 1; j > k; j--) await this.#unlinkIfExists(this.#segments[j]!.path);
+      await this.#fs.fsyncDir(this.#walDir);
       this.#segments.length = k + 1;
       if (seg.version === SEGMENT_VERSION) {
-        this.#fh = await open(seg.path, 'r+');
+        this.#fh = await this.#fs.open(seg.path, 'r+');
         this.#written = seg.end;
         this.#fileSize = (await this.#fh.stat()).size;
       }
@@ -545,13 +608,13 @@ export class WalStorage {
         // and durable at once: stale records must never reappear behind a
         // later torn write.
         this.#pendingLen = 0;
-        await this.#zeroFill(this.#fh, off, this.#written);
+        await this.#zeroFillSegment(this.#fh, seg.firstIndex, off, this.#written);
         this.#written = off;
         this.#dataDirty = false;
       }
     } else {
       // A version-1 segment (previous release): shortened, as that format requires.
-      const fh = await open(seg.path, 'r+');
+      const fh = await this.#fs.open(seg.path, 'r+');
       try {
         await fh.truncate(off);
         await fh.datasync();
@@ -563,8 +626,8 @@ export class WalStorage {
         this.#segments.pop();
         this.#walTail = this.#segments.at(-1)?.firstIndex ?? 0;
         await this.#writeHs();
-        await unlinkIfExists(seg.path);
-        await fsyncDir(this.#walDir);
+        await this.#unlinkIfExists(seg.path);
+        await this.#fs.fsyncDir(this.#walDir);
       }
     }
     seg.offsets.length = keep;
@@ -581,8 +644,8 @@ export class WalStorage {
     await fh?.close();
     this.#walTail = 0;
     await this.#writeHs();
-    for (let j = this.#segments.length - 1; j >= 0; j--) await unlinkIfExists(this.#segments[j]!.path);
-    await fsyncDir(this.#walDir);
+    for (let j = this.#segments.length - 1; j >= 0; j--) await this.#unlinkIfExists(this.#segments[j]!.path);
+    await this.#fs.fsyncDir(this.#walDir);
     this.#segments = [];
   }
 
@@ -599,21 +662,23 @@ export class WalStorage {
   }
 
   async #recover(): Promise<RecoveredState> {
-    await mkdir(this.#walDir, { recursive: true });
-    await mkdir(this.#snaps.dir, { recursive: true });
+    await this.#fs.mkdir(this.#walDir, { recursive: true });
+    await this.#fs.mkdir(this.#snaps.dir, { recursive: true });
     const warnings: string[] = [];
     const incPath = join(this.dir, INCARNATION_FILE);
-    await unlinkIfExists(`${this.#hsPath}.tmp`);
-    await unlinkIfExists(`${incPath}.tmp`);
+    await this.#unlinkIfExists(`${this.#hsPath}.tmp`);
+    await this.#unlinkIfExists(`${incPath}.tmp`);
     await this.#snaps.removeTemps();
-    const stored = await readStoredHardState(this.#hsPath);
+    await this.#unlinkIfExists(`${join(this.dir, ZERO_FILL_FILE)}.tmp`);
+    await this.#finishZeroFill(warnings);
+    const stored = await readStoredHardState(this.#hsPath, this.#fs);
     const legacyHs = stored !== undefined && stored.version === 1;
     let hs = stored?.hs ?? EMPTY_HARD_STATE;
     let recordedTail = stored?.walTail ?? 0;
 
     const listSegments = async (): Promise<{ path: string; firstIndex: number }[]> => {
       const out: { path: string; firstIndex: number }[] = [];
-      for (const name of await readdir(this.#walDir)) {
+      for (const name of await this.#fs.readdir(this.#walDir)) {
         const firstIndex = parseSegmentFileName(name);
         if (firstIndex !== undefined) out.push({ path: join(this.#walDir, name), firstIndex });
       }
@@ -645,7 +710,7 @@ export class WalStorage {
       this.#segments = files.map((f) => ({ ...f, offsets: [], terms: [], parsed: false, version: 0, end: 0 }));
       await this.#dropAllSegments();
       const path = await this.#snaps.promote(marker.path);
-      for (const m of markers.slice(1)) await unlinkIfExists(m.path);
+      for (const m of markers.slice(1)) await this.#unlinkIfExists(m.path);
       warnings.push(
         `completed the install of snapshot ${path} (term ${loaded.meta.term}, index ${loaded.meta.index}) received from the leader, which a crash had interrupted: dropped the log it replaces${files.length > 0 ? ` (${files.length} segment file(s) from ${files[0]!.path})` : ''}`,
       );
@@ -680,14 +745,14 @@ export class WalStorage {
         prevTerm = 0;
         continue;
       }
-      const buf = await readFile(path);
+      const buf = await this.#fs.readFile(path);
       const parsed = parseSegment(buf, { path, firstIndex, prevTerm, keepFrom: snapIndex + 1, isLast: next === undefined });
       if (parsed.headerTorn !== undefined) {
         if (firstIndex <= recordedTail) {
           throw new CorruptLogError(path, 0, `${parsed.headerTorn}, but the hard state ${this.#hsPath} records this segment as durable`);
         }
-        await unlinkIfExists(path);
-        await fsyncDir(this.#walDir);
+        await this.#unlinkIfExists(path);
+        await this.#fs.fsyncDir(this.#walDir);
         warnings.push(`${parsed.headerTorn} in ${path}: removed the empty last segment (its creation was interrupted by a crash)`);
         break;
       }
@@ -699,7 +764,7 @@ export class WalStorage {
         }
       }
       if (parsed.truncate !== undefined) {
-        const fh = await open(path, 'r+');
+        const fh = await this.#fs.open(path, 'r+');
         try {
           await fh.truncate(parsed.truncate.offset);
           await fh.datasync();
@@ -712,9 +777,9 @@ export class WalStorage {
       }
       if (parsed.zeroFill !== undefined) {
         const { from, to, reason } = parsed.zeroFill;
-        const fh = await open(path, 'r+');
+        const fh = await this.#fs.open(path, 'r+');
         try {
-          await this.#zeroFill(fh, from, to);
+          await this.#zeroFillSegment(fh, firstIndex, from, to);
         } finally {
           await fh.close();
         }
@@ -818,12 +883,12 @@ export class WalStorage {
     const lastSeg = this.#segments.at(-1);
     if (lastSeg !== undefined && lastSeg.parsed && lastSeg.version !== SEGMENT_VERSION && lastSeg.offsets.length === 0) {
       this.#segments.pop();
-      await unlinkIfExists(lastSeg.path);
-      await fsyncDir(this.#walDir);
+      await this.#unlinkIfExists(lastSeg.path);
+      await this.#fs.fsyncDir(this.#walDir);
     }
     const active = this.#segments.at(-1);
     if (active !== undefined && active.parsed) {
-      const fh = await open(active.path, 'r+');
+      const fh = await this.#fs.open(active.path, 'r+');
       // Records recovered from the page cache after a process crash become durable now.
       await fh.datasync();
       if (active.version === SEGMENT_VERSION) {
@@ -855,7 +920,7 @@ export class WalStorage {
   async #loadIncarnation(path: string, fresh: boolean, warnings: string[]): Promise<string> {
     let text: string | undefined;
     try {
-      text = await readFile(path, 'utf8');
+      text = (await this.#fs.readFile(path)).toString('utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
@@ -865,9 +930,14 @@ export class WalStorage {
       return id;
     }
     const id = randomBytes(16).toString('hex');
-    await atomicWriteFile(path, [Buffer.from(`${id}\n`)], 0o600);
+    await atomicWriteFile(path, [Buffer.from(`${id}\n`)], 0o600, this.#fs);
     if (!fresh) warnings.push(`${path} was missing (a data dir written by a release without incarnation ids): created incarnation ${id}; the data in this dir is kept`);
     return id;
+  }
+
+  /** unlink that ignores a missing file. */
+  #unlinkIfExists(path: string): Promise<void> {
+    return unlinkIfExists(path, this.#fs);
   }
 
   /** Term of a stored log entry, ignoring the snapshot. */

@@ -1,0 +1,120 @@
+// The file-system port of src/storage: exactly the operations the WAL, the
+// segment, snapshot and hard-state code and fsutil.ts use. `nodeFs` is the real
+// file system (the default everywhere); tests pass a simulated one
+// (test/support/simfs.ts) that loses what was not made durable at a crash.
+//
+// The WAL's group-commit hot path (one write + one fdatasync per batch on the
+// active segment) uses the synchronous calls of StorageFile; the real
+// implementation forwards them to writeSync/fdatasyncSync/ftruncateSync on the
+// file's descriptor, with no allocation or promise per call.
+import { fdatasyncSync, ftruncateSync, writeSync } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+
+/** An open regular file. Positions are absolute byte offsets. */
+export interface StorageFile {
+  /** Synchronous positional write (hot path); returns bytes written (may be short). */
+  writeSync(buf: Uint8Array, offset: number, length: number, position: number): number;
+  /** Synchronous fdatasync (hot path). */
+  datasyncSync(): void;
+  /** Synchronous ftruncate (sets the size; extending reads back as zeros). */
+  truncateSync(size: number): void;
+  /** Positional write; resolves to bytes written (may be short). */
+  write(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  /** Gathered positional write; resolves to bytes written (may be short). */
+  writev(buffers: readonly Uint8Array[], position: number): Promise<number>;
+  truncate(size: number): Promise<void>;
+  /** fdatasync: the file's data (and size) are durable when it resolves. */
+  datasync(): Promise<void>;
+  /** fsync: as datasync, plus the inode's other metadata. */
+  sync(): Promise<void>;
+  stat(): Promise<{ readonly size: number }>;
+  close(): Promise<void>;
+}
+
+/**
+ * The file-system operations of src/storage. Errors carry Node's `code`
+ * ('ENOENT', 'EEXIST', ...) as fs errors do; callers test for 'ENOENT'.
+ */
+export interface StorageFs {
+  /** 'r+': read/write an existing file; 'w': create or truncate, write. */
+  open(path: string, flags: 'r+' | 'w', mode?: number): Promise<StorageFile>;
+  readFile(path: string): Promise<Buffer>;
+  readdir(path: string): Promise<string[]>;
+  /** Atomic replace of `to` (same directory in src/storage). Durable only after fsyncDir. */
+  rename(from: string, to: string): Promise<void>;
+  /** Durable only after fsyncDir of the parent. */
+  unlink(path: string): Promise<void>;
+  mkdir(path: string, options: { readonly recursive: true }): Promise<void>;
+  /** fsync of a directory: creations, renames and unlinks in it become durable. */
+  fsyncDir(path: string): Promise<void>;
+}
+
+class NodeFile implements StorageFile {
+  readonly #fh: FileHandle;
+  readonly #fd: number;
+  constructor(fh: FileHandle) {
+    this.#fh = fh;
+    this.#fd = fh.fd;
+  }
+  writeSync(buf: Uint8Array, offset: number, length: number, position: number): number {
+    return writeSync(this.#fd, buf, offset, length, position);
+  }
+  datasyncSync(): void {
+    fdatasyncSync(this.#fd);
+  }
+  truncateSync(size: number): void {
+    ftruncateSync(this.#fd, size);
+  }
+  async write(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    return (await this.#fh.write(buf, offset, length, position)).bytesWritten;
+  }
+  async writev(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    return (await this.#fh.writev(buffers as Uint8Array[], position)).bytesWritten;
+  }
+  truncate(size: number): Promise<void> {
+    return this.#fh.truncate(size);
+  }
+  datasync(): Promise<void> {
+    return this.#fh.datasync();
+  }
+  sync(): Promise<void> {
+    return this.#fh.sync();
+  }
+  stat(): Promise<{ readonly size: number }> {
+    return this.#fh.stat();
+  }
+  close(): Promise<void> {
+    return this.#fh.close();
+  }
+}
+
+/** The real file system (node:fs). */
+export const nodeFs: StorageFs = {
+  async open(path, flags, mode) {
+    return new NodeFile(await open(path, flags, mode));
+  },
+  readFile(path) {
+    return readFile(path);
+  },
+  readdir(path) {
+    return readdir(path);
+  },
+  rename(from, to) {
+    return rename(from, to);
+  },
+  unlink(path) {
+    return unlink(path);
+  },
+  async mkdir(path, options) {
+    await mkdir(path, options);
+  },
+  async fsyncDir(path) {
+    const fh = await open(path, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  },
+};
