@@ -109,6 +109,19 @@ describe('§5.2 leader election', () => {
 });
 
 describe('§9.6 PreVote and CheckQuorum', () => {
+  test('two followers whose pre-votes cross after the leader dies elect one leader at once (no split vote)', () => {
+    const c = threeNodes();
+    c.propose(1, 'x');
+    c.stabilize();
+    c.cut.add('1-2').add('1-3').add('2-1').add('3-1');
+    c.node(2).raw.campaign();
+    c.node(3).raw.campaign();
+    c.stabilize();
+    const leader = c.leader();
+    assert.ok(leader === 2 || leader === 3, `a new leader without waiting for an election timeout (got ${leader})`);
+    assert.equal(c.node(2).raw.status().term, c.node(3).raw.status().term);
+  });
+
   test('a partitioned node rejoining does not disrupt the leader (its term does not inflate)', () => {
     const c = threeNodes();
     const term = c.node(1).raw.status().term;

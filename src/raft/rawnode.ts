@@ -651,8 +651,15 @@ export class RawNode {
       this.#cfg.mutation === 'voteWithoutLogCheck' ||
       m.logTerm > this.#log.lastTerm() ||
       (m.logTerm === this.#log.lastTerm() && m.index >= this.#log.lastIndex());
+    // Two followers that lose the leader at the same moment pre-vote at once
+    // and would grant each other, then split the real vote and wait a whole
+    // election timeout. A pre-candidate whose log is exactly as up to date
+    // yields only to a lower id, so one of them goes on. (Pre-votes change no
+    // state; the real vote keeps every check.)
+    const crossedPreVote = isPre && this.#role === 'preCandidate' && m.from > this.#id &&
+      m.logTerm === this.#log.lastTerm() && m.index === this.#log.lastIndex();
     const respType = isPre ? 'preVoteResp' : 'voteResp';
-    if (canVote && upToDate && !this.#withholdsVote()) {
+    if (canVote && upToDate && !crossedPreVote && !this.#withholdsVote()) {
       this.#send({ type: respType, to: m.from, term: m.term });
       if (!isPre) {
         this.#electionElapsed = 0;
