@@ -6,10 +6,13 @@
 // CRC-32C) and empty ones (ping, snapshotAck). Raft messages travel as
 // positional tuples (see README.md) and every field is validated on decode:
 // a peer's bytes are untrusted input.
-import { Packr, Unpackr } from 'msgpackr';
 import type { Entry, EntryType, Member, MemberRole, Message, MessageType, SnapshotMeta } from '../raft/types.js';
 import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
+import { array, bytes, code, fail, nodeId, pack, tuple, uint, unpack, validated, type Tuple } from './msgpack.js';
+
+export { MSGPACK_MAX_DEPTH, pack, scanMsgpack, unpack } from './msgpack.js';
+export * from './handshake-codec.js';
 
 export const FRAME_HEADER_BYTES = 5;
 
@@ -187,107 +190,6 @@ export function encodeFrame(type: FrameTypeName, payload: Uint8Array = EMPTY): B
 }
 
 const EMPTY = new Uint8Array(0);
-const packr = new Packr({ useRecords: false, variableMapSize: true });
-// Maps decode to Map (never to plain objects: no prototype games from a peer's
-// keys). Every msgpackr extension is off; scanMsgpack refuses ext types anyway.
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, structuredClone: false, bundleStrings: false, moreTypes: false });
-
-export function pack(value: unknown): Uint8Array {
-  return packr.pack(value);
-}
-
-/** Deepest container nesting a peer payload may use (messages need 5: batch → message → snapshot → members → member). */
-export const MSGPACK_MAX_DEPTH = 8;
-
-/**
- * A strict pre-scan of msgpack bytes, before msgpackr sees them: exactly one
- * value, no extension types (msgpackr's records, structured clone, bundled
- * strings all ride on them), no reserved byte, nesting at most `maxDepth`,
- * and no declared length or element count beyond the bytes that remain.
- * Linear in the payload; returns the problem (naming a byte position, never a
- * value) or undefined.
- */
-export function scanMsgpack(b: Uint8Array, maxDepth = MSGPACK_MAX_DEPTH): string | undefined {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const n = b.length;
-  let p = 0;
-  const counts: number[] = [1];
-  while (counts.length > 0) {
-    const top = counts.length - 1;
-    if (counts[top] === 0) {
-      counts.pop();
-      continue;
-    }
-    counts[top]!--;
-    if (p >= n) return `truncated at byte ${p}`;
-    const at = p;
-    const t = b[p++]!;
-    let skip = 0;
-    let items = -1;
-    let lenBytes = 0;
-    if (t <= 0x7f || t >= 0xe0) {
-      // fixint
-    } else if (t <= 0x8f) items = (t & 0x0f) * 2;
-    else if (t <= 0x9f) items = t & 0x0f;
-    else if (t <= 0xbf) skip = t & 0x1f;
-    else {
-      switch (t) {
-        case 0xc0: case 0xc2: case 0xc3: break;
-        case 0xc4: case 0xd9: lenBytes = 1; break;
-        case 0xc5: case 0xda: lenBytes = 2; break;
-        case 0xc6: case 0xdb: lenBytes = 4; break;
-        case 0xcc: case 0xd0: skip = 1; break;
-        case 0xcd: case 0xd1: skip = 2; break;
-        case 0xca: case 0xce: case 0xd2: skip = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
-        case 0xdc: case 0xde:
-          if (p + 2 > n) return `truncated at byte ${p}`;
-          items = dv.getUint16(p) * (t === 0xde ? 2 : 1);
-          p += 2;
-          break;
-        case 0xdd: case 0xdf:
-          if (p + 4 > n) return `truncated at byte ${p}`;
-          items = dv.getUint32(p) * (t === 0xdf ? 2 : 1);
-          p += 4;
-          break;
-        case 0xc1: return `reserved msgpack byte 0xc1 at byte ${at}`;
-        default: return `msgpack extension type (0x${t.toString(16)}) at byte ${at}: not accepted`;
-      }
-    }
-    if (lenBytes > 0) {
-      if (p + lenBytes > n) return `truncated at byte ${p}`;
-      skip = lenBytes === 1 ? b[p]! : lenBytes === 2 ? dv.getUint16(p) : dv.getUint32(p);
-      p += lenBytes;
-    }
-    if (skip > 0) {
-      if (skip > n - p) return `the value at byte ${at} declares ${skip} bytes, more than the ${n - p} that remain`;
-      p += skip;
-    }
-    if (items >= 0) {
-      if (items > n - p) return `the container at byte ${at} declares ${items} elements, more than the ${n - p} bytes that remain`;
-      if (counts.length > maxDepth) return `nesting deeper than ${maxDepth} at byte ${at}`;
-      counts.push(items);
-    }
-  }
-  if (p !== n) return `${n - p} trailing bytes after the value`;
-  return undefined;
-}
-
-/**
- * msgpack-decode a peer's payload after scanMsgpack; any complaint becomes a
- * FrameError at `offset`. The message never holds the decoded value.
- */
-export function unpack(payload: Uint8Array, offset: number, what: string): unknown {
-  const problem = scanMsgpack(payload);
-  if (problem !== undefined) throw new FrameError(offset, `undecodable ${what} payload: ${problem}`);
-  try {
-    return unpackr.unpack(payload);
-  } catch (err) {
-    void err; // its message may quote the value: never passed on
-    throw new FrameError(offset, `undecodable ${what} payload: the msgpack decoder rejected it`);
-  }
-}
-
 // ---- Raft messages -------------------------------------------------------
 
 /** Wire codes: index in these lists. Append only. */
@@ -297,7 +199,6 @@ const MESSAGE_TYPES: readonly MessageType[] = [
 const ENTRY_TYPES: readonly EntryType[] = ['normal', 'conf'];
 const ROLES: readonly MemberRole[] = ['voter', 'observer', 'learner'];
 
-type Tuple = unknown[];
 
 function snapshotToTuple(s: SnapshotMeta): Tuple {
   return [s.index, s.term, s.membership.members.map(memberToTuple), [...s.membership.removed]];
@@ -331,54 +232,6 @@ export function estimateMessageBytes(m: Message): number {
 /** Payload of one `messages` frame. */
 export function encodeMessages(msgs: readonly Message[]): Uint8Array {
   return pack(msgs.map(messageToTuple));
-}
-
-class Invalid extends Error {}
-
-function fail(path: string, expected: string, got: unknown): never {
-  throw new Invalid(`${path}: expected ${expected}, got ${describe(got)}`);
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v instanceof Uint8Array) return `${v.length} bytes`;
-  if (Array.isArray(v)) return `an array of ${v.length}`;
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  return typeof v;
-}
-
-function uint(v: unknown, path: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(path, 'a non-negative integer', v);
-  return v;
-}
-
-function nodeId(v: unknown, path: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) fail(path, 'a positive integer node id', v);
-  return v;
-}
-
-function tuple(v: unknown, path: string, min: number, max: number): Tuple {
-  if (!Array.isArray(v) || v.length < min || v.length > max) {
-    fail(path, min === max ? `an array of ${min}` : `an array of ${min} to ${max}`, v);
-  }
-  return v as Tuple;
-}
-
-function array(v: unknown, path: string): Tuple {
-  if (!Array.isArray(v)) fail(path, 'an array', v);
-  return v as Tuple;
-}
-
-function code<T>(list: readonly T[], v: unknown, path: string): T {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= list.length) fail(path, `a code 0..${list.length - 1}`, v);
-  return list[v]!;
-}
-
-function bytes(v: unknown, path: string): Uint8Array {
-  if (!(v instanceof Uint8Array)) fail(path, 'binary data', v);
-  // A plain Uint8Array view (msgpackr gives Buffers); no copy.
-  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
 function metaStr(v: unknown, path: string): string {
@@ -432,225 +285,11 @@ export function messageFromTuple(v: unknown, path = 'message'): Message {
   return base;
 }
 
-function validated<T>(offset: number, fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof Invalid) throw new FrameError(offset, err.message);
-    throw err;
-  }
-}
 
 /** Decode and validate a `messages` payload. */
 export function decodeMessages(payload: Uint8Array, offset: number): Message[] {
   const v = unpack(payload, offset, 'messages');
   return validated(offset, () => array(v, 'messages').map((m, i) => messageFromTuple(m, `messages[${i}]`)));
-}
-
-// ---- Handshake -----------------------------------------------------------
-//
-//   dialer → hello {protocolVersion, minCompatibleVersion, nonce}
-//   acceptor → challenge {nonce}
-//   dialer → auth {…Hello, mac}
-//   acceptor → helloAck {…, mac} | refuse {code: 'refused', reason: 'refused'}
-//
-// See handshake.ts for the MACs and README.md for what each side learns.
-
-export type Channel = 'messages' | 'snapshot';
-
-export const NONCE_BYTES = 32;
-export const MAC_BYTES = 32;
-export const INCARNATION_MAX = 64;
-
-/** The dialer's opening: versions and a fresh nonce; nothing about who it is. */
-export interface HelloOpen {
-  readonly protocolVersion: number;
-  readonly minCompatibleVersion: number;
-  readonly nonce: Uint8Array;
-}
-
-/** The acceptor's answer to an opening: only its own fresh nonce. */
-export interface Challenge {
-  readonly nonce: Uint8Array;
-}
-
-/** What a dialer claims; sent in the `auth` frame with a MAC over it and both nonces. */
-export interface Hello {
-  readonly protocolVersion: number;
-  readonly minCompatibleVersion: number;
-  readonly haId: string;
-  readonly fromId: number;
-  readonly fromName: string;
-  readonly toId: number;
-  readonly channel: Channel;
-  /** The dialer's advertised HTTP API URL ('' when unknown): how peers learn where to forward requests. */
-  readonly apiUrl: string;
-  /** The dialer's configured role, '' when not given. */
-  readonly role: 'voter' | 'observer' | 'dr' | '';
-  /** Opaque id of the dialer's data dir (≤ 64 characters), '' when not given. */
-  readonly incarnation: string;
-}
-
-export interface Auth {
-  readonly hello: Hello;
-  readonly mac: Uint8Array;
-}
-
-export interface HelloAck {
-  /** The version both sides now speak. */
-  readonly protocolVersion: number;
-  readonly nodeId: number;
-  readonly nodeName: string;
-  readonly haId: string;
-  readonly incarnation: string;
-  /**
-   * The incarnation the acceptor's membership records for the dialer ('' when
-   * none): a node that finds it differs from its own came back with a new
-   * data dir, and withholds its vote until it has caught up.
-   */
-  readonly knownIncarnation: string;
-  readonly mac: Uint8Array;
-}
-
-export interface Refusal {
-  /** 'refused' before a handshake completed (nothing more is said); a FrameError code after it. */
-  readonly code: string;
-  readonly reason: string;
-}
-
-/** The only refusal an unauthenticated party ever gets. */
-export const REFUSED: Refusal = { code: 'refused', reason: 'refused' };
-
-const STRING_MAX = 1024;
-
-function str(v: unknown, path: string, max = STRING_MAX): string {
-  if (typeof v !== 'string' || v.length > max) fail(path, `a string of at most ${max} characters`, v);
-  return v;
-}
-
-function asMap(v: unknown, path: string): Map<unknown, unknown> {
-  if (!(v instanceof Map)) fail(path, 'a map', v);
-  return v;
-}
-
-function fixedBytes(v: unknown, path: string, n: number): Uint8Array {
-  const b = bytes(v, path);
-  if (b.length !== n) fail(path, `${n} bytes`, b);
-  return b;
-}
-
-/** "" or an http(s) URL with an explicit port and nothing after it. */
-export function isPeerApiUrl(s: string): boolean {
-  if (s === '') return true;
-  if (!/^https?:\/\//i.test(s)) return false;
-  let u: URL;
-  try {
-    u = new URL(s);
-  } catch {
-    return false;
-  }
-  return (u.protocol === 'http:' || u.protocol === 'https:') && u.port !== '' && u.username === '' && u.password === ''
-    && (u.pathname === '/' || u.pathname === '') && u.search === '' && u.hash === '';
-}
-
-export function encodeHelloOpen(h: HelloOpen): Uint8Array {
-  return pack({ protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, nonce: h.nonce });
-}
-
-/** Versions first: an old peer's hello (no nonce) still yields its version range for the local log. */
-export function decodeHelloOpen(payload: Uint8Array, offset: number): { versions?: { protocolVersion: number; minCompatibleVersion: number }; open?: HelloOpen; problem?: string } {
-  const v = unpack(payload, offset, 'hello');
-  try {
-    const m = asMap(v, 'hello');
-    const versions = {
-      protocolVersion: uint(m.get('protocolVersion'), 'hello.protocolVersion'),
-      minCompatibleVersion: uint(m.get('minCompatibleVersion'), 'hello.minCompatibleVersion'),
-    };
-    try {
-      return { versions, open: { ...versions, nonce: fixedBytes(m.get('nonce'), 'hello.nonce', NONCE_BYTES) } };
-    } catch (err) {
-      if (err instanceof Invalid) return { versions, problem: err.message };
-      throw err;
-    }
-  } catch (err) {
-    if (err instanceof Invalid) return { problem: err.message };
-    throw err;
-  }
-}
-
-export function encodeChallenge(c: Challenge): Uint8Array {
-  return pack({ nonce: c.nonce });
-}
-
-export function decodeChallenge(payload: Uint8Array, offset: number): Challenge {
-  const v = unpack(payload, offset, 'challenge');
-  return validated(offset, () => ({ nonce: fixedBytes(asMap(v, 'challenge').get('nonce'), 'challenge.nonce', NONCE_BYTES) }));
-}
-
-export function encodeAuth(a: Auth): Uint8Array {
-  const h = a.hello;
-  return pack({
-    protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, haId: h.haId, fromId: h.fromId,
-    fromName: h.fromName, toId: h.toId, channel: h.channel, apiUrl: h.apiUrl, role: h.role, incarnation: h.incarnation, mac: a.mac,
-  });
-}
-
-export function decodeAuth(payload: Uint8Array, offset: number): Auth {
-  const v = unpack(payload, offset, 'auth');
-  return validated(offset, () => {
-    const m = asMap(v, 'auth');
-    const ch = m.get('channel');
-    if (ch !== 'messages' && ch !== 'snapshot') fail('auth.channel', "'messages' or 'snapshot'", ch);
-    const role = m.get('role');
-    if (role !== '' && role !== 'voter' && role !== 'observer' && role !== 'dr') fail('auth.role', "'voter', 'observer', 'dr' or ''", role);
-    const apiUrl = str(m.get('apiUrl'), 'auth.apiUrl');
-    if (!isPeerApiUrl(apiUrl)) fail('auth.apiUrl', 'an http(s) URL with a port, or ""', apiUrl);
-    const hello: Hello = {
-      protocolVersion: uint(m.get('protocolVersion'), 'auth.protocolVersion'),
-      minCompatibleVersion: uint(m.get('minCompatibleVersion'), 'auth.minCompatibleVersion'),
-      haId: str(m.get('haId'), 'auth.haId'),
-      fromId: nodeId(m.get('fromId'), 'auth.fromId'),
-      fromName: str(m.get('fromName'), 'auth.fromName'),
-      toId: nodeId(m.get('toId'), 'auth.toId'),
-      channel: ch,
-      apiUrl,
-      role: role as Hello['role'],
-      incarnation: str(m.get('incarnation'), 'auth.incarnation', INCARNATION_MAX),
-    };
-    return { hello, mac: fixedBytes(m.get('mac'), 'auth.mac', MAC_BYTES) };
-  });
-}
-
-export function encodeHelloAck(a: HelloAck): Uint8Array {
-  return pack({ protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, knownIncarnation: a.knownIncarnation, mac: a.mac });
-}
-
-export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
-  const v = unpack(payload, offset, 'helloAck');
-  return validated(offset, () => {
-    const m = asMap(v, 'helloAck');
-    return {
-      protocolVersion: uint(m.get('protocolVersion'), 'helloAck.protocolVersion'),
-      nodeId: nodeId(m.get('nodeId'), 'helloAck.nodeId'),
-      nodeName: str(m.get('nodeName'), 'helloAck.nodeName'),
-      haId: str(m.get('haId'), 'helloAck.haId'),
-      incarnation: str(m.get('incarnation'), 'helloAck.incarnation', INCARNATION_MAX),
-      knownIncarnation: str(m.get('knownIncarnation') ?? '', 'helloAck.knownIncarnation', INCARNATION_MAX),
-      mac: fixedBytes(m.get('mac'), 'helloAck.mac', MAC_BYTES),
-    };
-  });
-}
-
-export function encodeRefusal(r: Refusal): Uint8Array {
-  return pack({ code: r.code, reason: r.reason });
-}
-
-export function decodeRefusal(payload: Uint8Array, offset: number): Refusal {
-  const v = unpack(payload, offset, 'refuse');
-  return validated(offset, () => {
-    const m = asMap(v, 'refuse');
-    return { code: str(m.get('code'), 'refuse.code'), reason: str(m.get('reason'), 'refuse.reason') };
-  });
 }
 
 // ---- Snapshot stream -----------------------------------------------------

@@ -1,0 +1,209 @@
+// Handshake payloads (see handshake.ts for the MACs and README.md for what
+// each side learns). Every field is validated on decode.
+import { Invalid, bytes, fail, nodeId, pack, uint, unpack, validated } from './msgpack.js';
+
+// ---- Handshake -----------------------------------------------------------
+//
+//   dialer → hello {protocolVersion, minCompatibleVersion, nonce}
+//   acceptor → challenge {nonce}
+//   dialer → auth {…Hello, mac}
+//   acceptor → helloAck {…, mac} | refuse {code: 'refused', reason: 'refused'}
+//
+// See handshake.ts for the MACs and README.md for what each side learns.
+
+export type Channel = 'messages' | 'snapshot';
+
+export const NONCE_BYTES = 32;
+export const MAC_BYTES = 32;
+export const INCARNATION_MAX = 64;
+
+/** The dialer's opening: versions and a fresh nonce; nothing about who it is. */
+export interface HelloOpen {
+  readonly protocolVersion: number;
+  readonly minCompatibleVersion: number;
+  readonly nonce: Uint8Array;
+}
+
+/** The acceptor's answer to an opening: only its own fresh nonce. */
+export interface Challenge {
+  readonly nonce: Uint8Array;
+}
+
+/** What a dialer claims; sent in the `auth` frame with a MAC over it and both nonces. */
+export interface Hello {
+  readonly protocolVersion: number;
+  readonly minCompatibleVersion: number;
+  readonly haId: string;
+  readonly fromId: number;
+  readonly fromName: string;
+  readonly toId: number;
+  readonly channel: Channel;
+  /** The dialer's advertised HTTP API URL ('' when unknown): how peers learn where to forward requests. */
+  readonly apiUrl: string;
+  /** The dialer's configured role, '' when not given. */
+  readonly role: 'voter' | 'observer' | 'dr' | '';
+  /** Opaque id of the dialer's data dir (≤ 64 characters), '' when not given. */
+  readonly incarnation: string;
+}
+
+export interface Auth {
+  readonly hello: Hello;
+  readonly mac: Uint8Array;
+}
+
+export interface HelloAck {
+  /** The version both sides now speak. */
+  readonly protocolVersion: number;
+  readonly nodeId: number;
+  readonly nodeName: string;
+  readonly haId: string;
+  readonly incarnation: string;
+  /**
+   * The incarnation the acceptor's membership records for the dialer ('' when
+   * none): a node that finds it differs from its own came back with a new
+   * data dir, and withholds its vote until it has caught up.
+   */
+  readonly knownIncarnation: string;
+  readonly mac: Uint8Array;
+}
+
+export interface Refusal {
+  /** 'refused' before a handshake completed (nothing more is said); a FrameError code after it. */
+  readonly code: string;
+  readonly reason: string;
+}
+
+/** The only refusal an unauthenticated party ever gets. */
+export const REFUSED: Refusal = { code: 'refused', reason: 'refused' };
+
+const STRING_MAX = 1024;
+
+function str(v: unknown, path: string, max = STRING_MAX): string {
+  if (typeof v !== 'string' || v.length > max) fail(path, `a string of at most ${max} characters`, v);
+  return v;
+}
+
+function asMap(v: unknown, path: string): Map<unknown, unknown> {
+  if (!(v instanceof Map)) fail(path, 'a map', v);
+  return v;
+}
+
+function fixedBytes(v: unknown, path: string, n: number): Uint8Array {
+  const b = bytes(v, path);
+  if (b.length !== n) fail(path, `${n} bytes`, b);
+  return b;
+}
+
+/** "" or an http(s) URL with an explicit port and nothing after it. */
+export function isPeerApiUrl(s: string): boolean {
+  if (s === '') return true;
+  if (!/^https?:\/\//i.test(s)) return false;
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return false;
+  }
+  return (u.protocol === 'http:' || u.protocol === 'https:') && u.port !== '' && u.username === '' && u.password === ''
+    && (u.pathname === '/' || u.pathname === '') && u.search === '' && u.hash === '';
+}
+
+export function encodeHelloOpen(h: HelloOpen): Uint8Array {
+  return pack({ protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, nonce: h.nonce });
+}
+
+/** Versions first: an old peer's hello (no nonce) still yields its version range for the local log. */
+export function decodeHelloOpen(payload: Uint8Array, offset: number): { versions?: { protocolVersion: number; minCompatibleVersion: number }; open?: HelloOpen; problem?: string } {
+  const v = unpack(payload, offset, 'hello');
+  try {
+    const m = asMap(v, 'hello');
+    const versions = {
+      protocolVersion: uint(m.get('protocolVersion'), 'hello.protocolVersion'),
+      minCompatibleVersion: uint(m.get('minCompatibleVersion'), 'hello.minCompatibleVersion'),
+    };
+    try {
+      return { versions, open: { ...versions, nonce: fixedBytes(m.get('nonce'), 'hello.nonce', NONCE_BYTES) } };
+    } catch (err) {
+      if (err instanceof Invalid) return { versions, problem: err.message };
+      throw err;
+    }
+  } catch (err) {
+    if (err instanceof Invalid) return { problem: err.message };
+    throw err;
+  }
+}
+
+export function encodeChallenge(c: Challenge): Uint8Array {
+  return pack({ nonce: c.nonce });
+}
+
+export function decodeChallenge(payload: Uint8Array, offset: number): Challenge {
+  const v = unpack(payload, offset, 'challenge');
+  return validated(offset, () => ({ nonce: fixedBytes(asMap(v, 'challenge').get('nonce'), 'challenge.nonce', NONCE_BYTES) }));
+}
+
+export function encodeAuth(a: Auth): Uint8Array {
+  const h = a.hello;
+  return pack({
+    protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, haId: h.haId, fromId: h.fromId,
+    fromName: h.fromName, toId: h.toId, channel: h.channel, apiUrl: h.apiUrl, role: h.role, incarnation: h.incarnation, mac: a.mac,
+  });
+}
+
+export function decodeAuth(payload: Uint8Array, offset: number): Auth {
+  const v = unpack(payload, offset, 'auth');
+  return validated(offset, () => {
+    const m = asMap(v, 'auth');
+    const ch = m.get('channel');
+    if (ch !== 'messages' && ch !== 'snapshot') fail('auth.channel', "'messages' or 'snapshot'", ch);
+    const role = m.get('role');
+    if (role !== '' && role !== 'voter' && role !== 'observer' && role !== 'dr') fail('auth.role', "'voter', 'observer', 'dr' or ''", role);
+    const apiUrl = str(m.get('apiUrl'), 'auth.apiUrl');
+    if (!isPeerApiUrl(apiUrl)) fail('auth.apiUrl', 'an http(s) URL with a port, or ""', apiUrl);
+    const hello: Hello = {
+      protocolVersion: uint(m.get('protocolVersion'), 'auth.protocolVersion'),
+      minCompatibleVersion: uint(m.get('minCompatibleVersion'), 'auth.minCompatibleVersion'),
+      haId: str(m.get('haId'), 'auth.haId'),
+      fromId: nodeId(m.get('fromId'), 'auth.fromId'),
+      fromName: str(m.get('fromName'), 'auth.fromName'),
+      toId: nodeId(m.get('toId'), 'auth.toId'),
+      channel: ch,
+      apiUrl,
+      role: role as Hello['role'],
+      incarnation: str(m.get('incarnation'), 'auth.incarnation', INCARNATION_MAX),
+    };
+    return { hello, mac: fixedBytes(m.get('mac'), 'auth.mac', MAC_BYTES) };
+  });
+}
+
+export function encodeHelloAck(a: HelloAck): Uint8Array {
+  return pack({ protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, knownIncarnation: a.knownIncarnation, mac: a.mac });
+}
+
+export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
+  const v = unpack(payload, offset, 'helloAck');
+  return validated(offset, () => {
+    const m = asMap(v, 'helloAck');
+    return {
+      protocolVersion: uint(m.get('protocolVersion'), 'helloAck.protocolVersion'),
+      nodeId: nodeId(m.get('nodeId'), 'helloAck.nodeId'),
+      nodeName: str(m.get('nodeName'), 'helloAck.nodeName'),
+      haId: str(m.get('haId'), 'helloAck.haId'),
+      incarnation: str(m.get('incarnation'), 'helloAck.incarnation', INCARNATION_MAX),
+      knownIncarnation: str(m.get('knownIncarnation') ?? '', 'helloAck.knownIncarnation', INCARNATION_MAX),
+      mac: fixedBytes(m.get('mac'), 'helloAck.mac', MAC_BYTES),
+    };
+  });
+}
+
+export function encodeRefusal(r: Refusal): Uint8Array {
+  return pack({ code: r.code, reason: r.reason });
+}
+
+export function decodeRefusal(payload: Uint8Array, offset: number): Refusal {
+  const v = unpack(payload, offset, 'refuse');
+  return validated(offset, () => {
+    const m = asMap(v, 'refuse');
+    return { code: str(m.get('code'), 'refuse.code'), reason: str(m.get('reason'), 'refuse.reason') };
+  });
+}
