@@ -70,6 +70,8 @@ export class MemberRegistry {
   /** Something the reconciliation looks at changed (a handshake, leadership, a committed membership change). */
   dirty = true;
   #warned = new Set<string>();
+  /** The leader's last index at the previous catch-up sample (trackCatchUp). */
+  #catchUpSample: { at: number; lastIndex: number } | undefined;
 
   constructor(o: RegistryOptions) {
     this.selfId = o.selfId;
@@ -245,8 +247,6 @@ export class MemberRegistry {
     }
     this.#catchUpSample = { at: now, lastIndex: st.lastIndex };
   }
-
-  #catchUpSample: { at: number; lastIndex: number } | undefined;
 
   #refreshFenced(): void {
     const fenced = new Set<NodeId>();

@@ -132,7 +132,7 @@ export class Replica {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#stopTick?.();
-    for (let i = 0; i < 200 && this.#running; i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 200 && this.#running; i++) await new Promise<void>((r) => this.#clock.after(5, r));
     for (const [, w] of this.#proposals) {
       w.cancel();
       w.reject(new NodeError('commit_unknown', 'the node is shutting down; the write may or may not have been applied'));

@@ -7,21 +7,13 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { TOKEN, TestCluster, http, sleep } from './harness.js';
+import { TOKEN, TestCluster, http, waitFor } from './harness.js';
 
 interface PeerView { nodeName: string; role: string; status: string; apiUrl: string | null }
 
 async function peersOf(c: TestCluster, i: number): Promise<PeerView[]> {
   const r = await http(c.nodes[i]!.url, 'GET', '/v1/cluster/status', { token: TOKEN });
   return (r.body['peers'] as PeerView[] | undefined) ?? [];
-}
-
-async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    assert.ok(Date.now() < deadline, `timed out waiting for: ${what}`);
-    await sleep(50);
-  }
 }
 
 const KEEP = new Set(['quorate.json', 'admin.token', 'tokens.json', 'cluster.secret', 'node.log']);

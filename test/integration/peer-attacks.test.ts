@@ -13,7 +13,7 @@ import { encodeFrame, encodeMessages } from '../../src/transport/codec.js';
 import { PeerTransport } from '../../src/transport/peer-transport.js';
 import { captureLogger } from '../support/log.js';
 import { rawClient, stallFrame, until, type RawClient } from '../support/transport.js';
-import { CLUSTER_SECRET, TOKEN, TestCluster, http, sleep } from './harness.js';
+import { CLUSTER_SECRET, TOKEN, TestCluster, http, sleep, waitFor } from './harness.js';
 
 const HA = 'attack-test-cluster-name';
 
@@ -102,16 +102,13 @@ describe('peer port attacks from a process without the cluster secret', () => {
     for (let i = 0; i < 20; i++) await viaFollower.kvPut(`after/${i}`, `v${i}`);
     assert.equal(trapped, 0, 'no client write was forwarded to the fake API URL');
     for (const n of c.nodes) {
-      const deadline = Date.now() + 10_000;
-      for (;;) {
+      let value: unknown;
+      await waitFor(`${n.name} has the writes`, async () => {
         const r = await http(n.url, 'GET', '/v1/kv/after/19?consistency=stale', { token: TOKEN });
-        if (r.status === 200) {
-          assert.equal(r.body['value'], 'v19');
-          break;
-        }
-        assert.ok(Date.now() < deadline, `${n.name} has the writes`);
-        await sleep(50);
-      }
+        value = r.body['value'];
+        return r.status === 200;
+      }, 10_000);
+      assert.equal(value, 'v19');
       // The forged append (term + 5) would have moved this node's term.
       assert.equal((await clusterStatus(n.url)).term, before.term, `${n.name} kept term ${before.term}`);
     }
@@ -161,12 +158,6 @@ describe('a snapshot whose contents do not decode', () => {
     c.startNode(victim);
     await c.waitReady(victim);
     await client.kvPut('keep/after', 'x');
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const again = await http(c.nodes[victim]!.url, 'GET', '/v1/kv/keep/after?consistency=stale', { token: TOKEN });
-      if (again.status === 200) break;
-      assert.ok(Date.now() < deadline, 'the restarted node catches up');
-      await sleep(50);
-    }
+    await waitFor('the restarted node catches up', async () => (await http(c!.nodes[victim]!.url, 'GET', '/v1/kv/keep/after?consistency=stale', { token: TOKEN })).status === 200, 10_000);
   });
 });
