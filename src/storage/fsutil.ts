@@ -9,6 +9,31 @@ export function fsyncDir(dir: string, fs: StorageFs = nodeFs): Promise<void> {
   return fs.fsyncDir(dir);
 }
 
+/**
+ * mkdir -p that survives a power loss: creating a directory adds an entry to
+ * its parent, which is durable only once the parent is fsynced. Without that,
+ * a crash soon after a node's first start could take the whole new data
+ * directory with it, and every vote and entry written under it since (the
+ * simulator found this). Fsyncs the parent of every directory it creates,
+ * deepest last; existing directories are left alone.
+ */
+export async function mkdirDurable(path: string, fs: StorageFs = nodeFs): Promise<void> {
+  const created: string[] = [];
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      await fs.readdir(p);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      created.push(p);
+      if (dirname(p) === p) break;
+    }
+  }
+  if (created.length === 0) return;
+  await fs.mkdir(path, { recursive: true });
+  for (const p of created.reverse()) await fs.fsyncDir(dirname(p));
+}
+
 /** Writes all of `buffers` at `position`: one writev, looping only on a short write. */
 export async function writeFully(fh: StorageFile, buffers: readonly Uint8Array[], position: number): Promise<void> {
   let total = 0;

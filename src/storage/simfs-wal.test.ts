@@ -243,3 +243,18 @@ function bindFs(fs: StorageFs): StorageFs {
 function wrapFiles(fs: StorageFs, wrap: (f: StorageFile) => StorageFile): StorageFs {
   return { ...bindFs(fs), open: async (p, fl, m) => wrap(await fs.open(p, fl, m)) };
 }
+
+test('a new data directory survives a power loss right after the first synced write (its creation is made durable)', async () => {
+  // Found by the cluster simulator: mkdir -p of the data dir was never made
+  // durable, so a crash soon after a node's first start lost the whole
+  // directory, and with it votes and entries it had acknowledged.
+  const fs = new SimFs();
+  const { storage } = await WalStorage.open('/var/lib/quorate/raft', { fs });
+  await storage.save({ term: 2, vote: 1, commit: 0 }, [{ index: 1, term: 2, type: 'normal', data: new Uint8Array([7]) }], true);
+  fs.crash(new SeededRandom(1), { keepPrefix: 0 });
+  fs.reboot();
+  const { state } = await WalStorage.open('/var/lib/quorate/raft', { fs });
+  assert.deepEqual(state.hardState, { term: 2, vote: 1, commit: 0 });
+  assert.equal(state.entries.length, 1);
+  assert.deepEqual([...state.entries[0]!.data], [7]);
+});

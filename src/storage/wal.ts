@@ -29,7 +29,7 @@ import {
   StorageError,
   StorageFailedError,
 } from './errors.js';
-import { SerialQueue, atomicWriteFile, unlinkIfExists } from './fsutil.js';
+import { SerialQueue, atomicWriteFile, mkdirDurable, unlinkIfExists } from './fsutil.js';
 import { nodeFs } from './fs.js';
 import type { StorageFile, StorageFs } from './fs.js';
 import { EMPTY_HARD_STATE, readStoredHardState, validateHardState, writeHardState } from './hardstate.js';
@@ -662,8 +662,8 @@ export class WalStorage {
   }
 
   async #recover(): Promise<RecoveredState> {
-    await this.#fs.mkdir(this.#walDir, { recursive: true });
-    await this.#fs.mkdir(this.#snaps.dir, { recursive: true });
+    await mkdirDurable(this.#walDir, this.#fs);
+    await mkdirDurable(this.#snaps.dir, this.#fs);
     const warnings: string[] = [];
     const incPath = join(this.dir, INCARNATION_FILE);
     await this.#unlinkIfExists(`${this.#hsPath}.tmp`);

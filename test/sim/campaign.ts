@@ -33,7 +33,7 @@ export function isSimMutation(s: string): s is SimMutation {
   return (SIM_MUTATIONS as readonly string[]).includes(s);
 }
 
-export function runCampaign(o: CampaignOptions, onViolation?: (v: Violation, r: SimResult) => void): CampaignSummary {
+export async function runCampaign(o: CampaignOptions, onViolation?: (v: Violation, r: SimResult) => void): Promise<CampaignSummary> {
   const sum: CampaignSummary = {
     seedsRun: 0,
     nodes: o.nodes,
@@ -51,7 +51,7 @@ export function runCampaign(o: CampaignOptions, onViolation?: (v: Violation, r: 
   };
   const t0 = performance.now();
   for (const seed of o.seeds) {
-    const r = runSeed({
+    const r = await runSeed({
       seed,
       nodes: o.nodes,
       ...(o.mutation !== undefined ? { mutation: o.mutation } : {}),

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { SIM_MUTATIONS } from './cluster.js';
 import { formatViolation, isSimMutation, runCampaign } from './campaign.js';
 
-function main(): number {
+async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       seeds: { type: 'string' },
@@ -39,7 +39,7 @@ function main(): number {
     throw new Error(`--mutation must be one of ${SIM_MUTATIONS.join(', ')}, got ${JSON.stringify(mutation)}`);
   }
   const seeds = Array.from({ length: count }, (_, i) => (start + i) >>> 0);
-  const summary = runCampaign(
+  const summary = await runCampaign(
     {
       seeds,
       nodes,
@@ -54,9 +54,12 @@ function main(): number {
   return summary.violations.length > 0 ? 1 : 0;
 }
 
-try {
-  process.exitCode = main();
-} catch (e) {
-  console.error(e instanceof Error ? e.message : String(e));
-  process.exitCode = 2;
-}
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(e instanceof Error ? e.message : String(e));
+    process.exitCode = 2;
+  },
+);

@@ -1,20 +1,39 @@
-// The deterministic cluster simulator (TigerBeetle's VOPR idea): N real
-// RawNodes in one process, virtual time, one seed driving every choice —
-// network, disk, faults, clients. Oracles run after every step; at the end
-// the client history is checked for linearizability and the healed cluster
-// for liveness and convergence. Same seed => same trace, bit for bit.
-import { RawNode } from '../../src/raft/index.js';
-import { NotLeader, RaftError } from '../../src/raft/errors.js';
+// The deterministic cluster simulator (TigerBeetle's VOPR idea): N shipped
+// replicas in one process, virtual time, one seed driving every choice —
+// network, disk, faults, clients. Each node is the agent's own `Replica`
+// (src/node/replica.ts) over the agent's `WalStorage` on a simulated file
+// system that loses unsynced writes and tears the last one at a crash
+// (test/support/simfs.ts), the real `KvStateMachine`, a simulated network and
+// virtual time. Oracles run on what the nodes persist, send and apply; at the
+// end the client history is checked for linearizability and the healed
+// cluster for liveness and convergence. Same seed => same trace, bit for bit.
+import { pino } from 'pino';
+import { NONE, RawNode, applyConfChange } from '../../src/raft/index.js';
+import { RaftError } from '../../src/raft/errors.js';
 import { SeededRandom } from '../../src/raft/prng.js';
-import type { ConfChange, Entry, Membership, Message, MessageType, NodeId, RaftConfig, RaftRole, ReadState, Ready, TestMutation } from '../../src/raft/types.js';
-import { SimDisk } from './disk.js';
+import type { ConfEntry } from '../../src/raft/membership.js';
+import type { ConfChange, Entry, HardState, Membership, Message, MessageType, NodeId, RaftConfig, RaftRole, SnapshotMeta, TestMutation } from '../../src/raft/types.js';
+import { NodeError } from '../../src/node/errors.js';
+import { Replica, type Clock, type LogStore, type PeerNetwork, type ReplicaHooks, type StateMachine } from '../../src/node/replica.js';
+import type { StorageFile, StorageFs } from '../../src/storage/fs.js';
+import { WalStorage } from '../../src/storage/wal.js';
+import { KvStateMachine, encodeCommand, type ApplyResult, type Command } from '../../src/state/index.js';
+import { SimCrashError, SimFs } from '../support/simfs.js';
 import { EventQueue } from './heap.js';
-import { KvMachine, encodeCommand, entryHash, mix, type Command } from './kv.js';
+import { fnv, mix } from './hash.js';
 import { checkHistory, formatHistory, type HistoryEntry, type KvOp, type KvOutput } from './linearizability.js';
 import { LogView } from './logview.js';
 
-export type SimMutation = TestMutation | 'ackBeforePersist';
-export const SIM_MUTATIONS: readonly SimMutation[] = ['voteWithoutLogCheck', 'commitPreviousTermByCounting', 'ignoreCommitQuorum', 'ackBeforePersist'];
+/**
+ * Planted bugs the oracles must catch: three in the core (RaftConfig.testMutation),
+ * 'ackBeforePersist' in the node's log store (save() resolves before the write
+ * is durable, so the replica acknowledges entries a crash then loses), and
+ * 'walSkipsFsync' in the storage layer (the fdatasync of the WAL's hot path
+ * does nothing, so the WAL acknowledges appends that are not durable).
+ */
+export type SimMutation = TestMutation | 'ackBeforePersist' | 'walSkipsFsync';
+export const SIM_MUTATIONS: readonly SimMutation[] = ['voteWithoutLogCheck', 'commitPreviousTermByCounting', 'ignoreCommitQuorum', 'ackBeforePersist', 'walSkipsFsync'];
+const NODE_MUTATIONS: ReadonlySet<SimMutation> = new Set(['ackBeforePersist', 'walSkipsFsync']);
 
 export interface SimOptions {
   readonly seed: number;
@@ -74,6 +93,12 @@ class SimViolation extends Error {
 }
 
 const TICK_MS = 10;
+/** Longer than any run: the simulator's clients time out first (CLIENT_TIMEOUT_MS). */
+const REPLICA_TIMEOUT_MS = 600_000;
+const DATA_DIR = '/data/raft';
+const SILENT = pino({ level: 'silent' });
+const NO_METRICS = { committed: () => undefined, failed: () => undefined, commitLatency: () => undefined, fsyncLatency: () => undefined };
+const NEVER = new Promise<never>(() => undefined);
 const ELECTION_TICKS = 10;
 const HEARTBEAT_TICKS = 2;
 const CLIENT_TIMEOUT_MS = 1500;
@@ -84,30 +109,25 @@ const posKey = (index: number, term: number): number => index * 1048576 + term;
 
 interface SimNode {
   readonly id: NodeId;
-  raft: RawNode | null;
-  state: 'up' | 'down' | 'gone';
+  state: 'up' | 'booting' | 'down' | 'gone';
   pausedUntil: number;
+  /** Bumped at every boot and crash: callbacks of an earlier incarnation are dropped. */
   inc: number;
-  readonly disk: SimDisk;
-  sm: KvMachine;
-  busy: boolean;
+  /** The node's disk: survives crashes (losing what was not durable). */
+  readonly fs: SimFs;
+  raft: RawNode | null;
+  replica: Replica | null;
+  kv: KvStateMachine | null;
+  /** What the node has written to its log (chain hashes), for log matching. */
   readonly log: LogView;
-  /** Snapshot bytes this node holds, by posKey(index, term). */
-  snaps: Map<number, Uint8Array>;
-  readonly incoming: Map<number, Uint8Array>;
-  readonly proposals: Map<number, number>;
-  /** ReadIndex ctx -> the client op (client id, op seq) that asked. */
-  readonly reads: Map<number, { cid: number; seq: number }>;
-  readWaiting: ReadState[];
-  /** Inputs that arrived while the core was between ready() and advance() (the loop was blocked on fsync). */
-  inbox: (() => void)[];
+  /** The membership as of the applied index, computed by the simulator from the conf changes alone. */
+  membership: Membership;
   /** Fault injection: crash right after persisting the current Ready, before sending its messages. */
   crashBeforeSend: boolean;
-  /** Term and vote as last fsynced: a leader may send before its fsync only when these did not change (as src/node does). */
-  durableTerm: number;
-  durableVote: NodeId;
-  /** This Ready's messages already went out before its fsync. */
-  sentEarly: boolean;
+  /** A crash scheduled inside the file system (at one of the next operations) has not fired yet. */
+  crashPending: boolean;
+  /** 'ackBeforePersist': writes acknowledged but not yet on disk, in order. */
+  lagging: Promise<void>;
   role: RaftRole;
   term: number;
   commit: number;
@@ -119,8 +139,10 @@ interface PendingOp {
   readonly seq: number;
   readonly op: KvOp;
   readonly invokeAt: number;
-  readonly cmdId: number;
+  /** A write was handed to a replica and has not been refused: it may apply. */
   proposed: boolean;
+  /** An attempt is in flight (waiting for the replica's answer). */
+  busy: boolean;
 }
 
 interface SimClient {
@@ -161,6 +183,12 @@ export interface SimProfile {
   readonly leaderKill: number;
   /** On a leader's commit advancing: chance to crash it at once, before it tells anyone. */
   readonly killOnCommit: number;
+  /** WAL segment size (small sizes exercise rollover and preallocation). */
+  readonly segmentBytes: number;
+  /** WalOptions.commitPersistEveryEntries. */
+  readonly commitPersistEvery: number;
+  /** Share of crashes that strike inside a file-system operation (mid-write) rather than between them. */
+  readonly midOpCrash: number;
 }
 
 function drawProfile(r: SeededRandom): SimProfile {
@@ -179,6 +207,9 @@ function drawProfile(r: SeededRandom): SimProfile {
       trailingEntries: 50,
       leaderKill: 0.5 + 0.4 * r.next(),
       killOnCommit: [0.1, 0.3][r.int(2)]!,
+      segmentBytes: 16 * 1024,
+      commitPersistEvery: [0, 1024][r.int(2)]!,
+      midOpCrash: 0.3,
     };
   }
   return {
@@ -202,6 +233,9 @@ function drawProfile(r: SeededRandom): SimProfile {
     trailingEntries: [0, 8, 50][r.int(3)]!,
     leaderKill: [0, 0.2, 0.6][r.int(3)]!,
     killOnCommit: [0, 0, 0.02][r.int(3)]!,
+    segmentBytes: [8 * 1024, 64 * 1024, 1024 * 1024][r.int(3)]!,
+    commitPersistEvery: [0, 16, 1024][r.int(3)]!,
+    midOpCrash: [0, 0.3, 0.7][r.int(3)]!,
   };
 }
 
@@ -228,10 +262,7 @@ export class Simulation {
   readonly #blocked = new Set<number>();
   #weather: Weather = { ...CALM };
   #nextId: NodeId;
-  #nextCmd = 1;
-  #nextCtx = 1;
   readonly #bootstrap: Membership;
-  readonly #bootstrapBytes: Uint8Array;
   readonly #faultMs: number;
   readonly #livenessMs: number;
   readonly #convergeMs: number;
@@ -243,6 +274,9 @@ export class Simulation {
   #traceHash = 0x811c9dc5;
   readonly #ring: string[] = [];
   #ringPos = 0;
+  /** The first failure raised inside a replica's asynchronous work (rethrown by the event loop). */
+  #asyncFailure: unknown;
+  #over = false;
   // Oracle state.
   readonly #leaderOfTerm = new Map<number, NodeId>();
   readonly #chainAt = new Map<number, number>();
@@ -250,7 +284,7 @@ export class Simulation {
   #maxCommitted = 0;
   readonly #checkpoints: { index: number; term: number }[] = [];
   readonly #appliedAt = new Map<number, number>();
-  readonly #digestAt = new Map<number, number>();
+  readonly #digestAt = new Map<number, string>();
 
   constructor(opts: SimOptions) {
     if (![3, 5, 7].includes(opts.nodes) && !(opts.nodes >= 1 && opts.nodes <= 9)) throw new Error(`--nodes must be 1..9, got ${opts.nodes}`);
@@ -271,7 +305,6 @@ export class Simulation {
     const ids = Array.from({ length: opts.nodes }, (_, i) => i + 1);
     this.#nextId = opts.nodes + 1;
     this.#bootstrap = { members: ids.map((id) => ({ id, role: 'voter' as const })), removed: [] };
-    this.#bootstrapBytes = new KvMachine(this.#bootstrap).snapshotBytes();
     this.#chainAt.set(posKey(0, 0), 0);
     for (const id of ids) this.#addNode(id);
     const nKeys = 3 + this.#clientRng.int(3);
@@ -289,6 +322,7 @@ export class Simulation {
   // ---------------------------------------------------------------- events
 
   #at(at: number, run: () => void): void {
+    if (this.#over) return;
     this.#q.push(Math.max(at, this.now), run);
   }
 
@@ -312,7 +346,12 @@ export class Simulation {
     throw new SimViolation(oracle, message);
   }
 
-  run(): SimResult {
+  /** Records a failure raised in asynchronous work; the event loop rethrows it after the current step. */
+  #failLater(e: unknown): void {
+    if (this.#asyncFailure === undefined) this.#asyncFailure = e;
+  }
+
+  async run(): Promise<SimResult> {
     const t0 = performance.now();
     let violation: Violation | undefined;
     let lin = 'not checked';
@@ -325,6 +364,11 @@ export class Simulation {
           this.#fail('liveness', `runaway: ${this.#maxSteps} steps by ${this.now}ms virtual (a message storm or livelock); ${this.#livenessReport()}`);
         }
         ev.run();
+        // Let the replicas' promise continuations (their loops resuming after
+        // a write, waiters settling) run before virtual time moves on. Nothing
+        // in a simulated node does real I/O, so this is deterministic.
+        await drainMicrotasks();
+        if (this.#asyncFailure !== undefined) throw this.#asyncFailure;
         if (this.#phase === 'done') break;
         if ((this.#phase === 'liveness' || this.#phase === 'drain' || this.#phase === 'converge') && this.now > this.#phaseDeadline) {
           this.#fail('liveness', this.#livenessReport());
@@ -348,6 +392,10 @@ export class Simulation {
         replay: replayCommand(this.seed, this.opts.nodes, this.mutation),
         trace: this.#traceTail(),
       };
+    } finally {
+      // Abandon every replica: nothing they still have queued may run.
+      this.#over = true;
+      for (const n of this.nodes.values()) n.inc++;
     }
     return {
       seed: this.seed,
@@ -383,31 +431,25 @@ export class Simulation {
       trailingEntries: this.profile.trailingEntries,
     };
     const m = this.mutation;
-    return m !== undefined && m !== 'ackBeforePersist' ? { ...base, testMutation: m } : base;
+    return m !== undefined && !NODE_MUTATIONS.has(m) ? { ...base, testMutation: m as TestMutation } : base;
   }
 
   #addNode(id: NodeId): SimNode {
     const rng = this.#nodeRng.fork();
     const n: SimNode = {
       id,
-      raft: null,
       state: 'down',
       pausedUntil: 0,
       inc: 0,
-      disk: new SimDisk({ index: 0, term: 0, membership: this.#bootstrap }, this.#bootstrapBytes),
-      sm: new KvMachine(this.#bootstrap),
-      busy: false,
+      fs: new SimFs(),
+      raft: null,
+      replica: null,
+      kv: null,
       log: new LogView(),
-      snaps: new Map([[posKey(0, 0), this.#bootstrapBytes]]),
-      incoming: new Map(),
-      proposals: new Map(),
-      reads: new Map(),
-      readWaiting: [],
-      inbox: [],
+      membership: this.#bootstrap,
       crashBeforeSend: false,
-      durableTerm: 0,
-      durableVote: 0,
-      sentEarly: false,
+      crashPending: false,
+      lagging: Promise.resolve(),
       role: 'follower',
       term: 0,
       commit: 0,
@@ -419,37 +461,69 @@ export class Simulation {
     return n;
   }
 
-  /** Boots (or reboots) a node from its durable state. */
+  /** Boots (or reboots) a node from its disk: the agent's recovery, then the agent's replica. */
   #start(n: SimNode): void {
-    const st = n.disk.recover();
-    const d = n.disk.durable;
-    n.sm = KvMachine.fromSnapshot(d.snapshotBytes);
-    if (n.sm.applied !== d.snapshot.index) this.#fail('sim', `node ${n.id}: snapshot bytes at ${n.sm.applied} but meta at ${d.snapshot.index}`);
-    this.#checkDigest(n);
-    const base = this.#chainAt.get(posKey(d.snapshot.index, d.snapshot.term));
-    if (base === undefined) this.#fail('log-matching', `node ${n.id} recovered a snapshot at (${d.snapshot.index}, ${d.snapshot.term}) that no log ever held`);
-    n.log.reset(d.snapshot.index, d.snapshot.term, base);
-    for (const e of st.entries) this.#logWrite(n, e);
-    n.snaps = new Map([[posKey(d.snapshot.index, d.snapshot.term), d.snapshotBytes]]);
-    n.raft = new RawNode(this.#config(n.id, n.rng), st);
-    n.state = 'up';
     n.inc++;
-    n.busy = false;
-    n.role = 'follower';
-    n.term = st.hardState.term;
-    n.durableTerm = st.hardState.term;
-    n.durableVote = st.hardState.vote;
-    const s = n.raft.status();
-    if (s.commit < st.hardState.commit) this.#fail('commit-monotonic', `node ${n.id} restarted with commit ${s.commit} below its durable commit ${st.hardState.commit}`);
-    n.commit = s.commit;
-    this.#trace('start', n.id, n.inc, st.hardState.term, st.hardState.commit, d.snapshot.index, n.log.lastIndex);
+    n.state = 'booting';
+    n.fs.cancelCrash();
+    n.fs.reboot();
+    n.crashPending = false;
+    n.lagging = Promise.resolve();
     const inc = n.inc;
-    this.#at(this.now + n.rng.int(n.tickMs), () => this.#tick(n, inc));
-    this.#pump(n);
+    void this.#boot(n, inc).catch((e: unknown) => {
+      if (e instanceof SimCrashError) return; // the disk crashed under recovery: #crash() restarts it
+      // The history is crash-only: recovery must never find damage.
+      this.#failLater(e instanceof SimViolation ? e : new SimViolation('recovery', `node ${n.id} cannot recover its disk after crashes alone: ${(e as Error).message}`));
+    });
   }
 
-  #alive(n: SimNode | undefined, inc?: number): n is SimNode & { raft: RawNode } {
-    return n !== undefined && n.state === 'up' && n.raft !== null && (inc === undefined || n.inc === inc);
+  async #boot(n: SimNode, inc: number): Promise<void> {
+    const fs: StorageFs = this.mutation === 'walSkipsFsync' ? skipFsync(n.fs) : n.fs;
+    const { storage, state } = await WalStorage.open(DATA_DIR, {
+      fs,
+      segmentBytesMax: this.profile.segmentBytes,
+      commitPersistEveryEntries: this.profile.commitPersistEvery,
+      validateSnapshot: (data) => void new KvStateMachine().restore(data),
+    });
+    if (n.inc !== inc) return;
+    for (const w of state.warnings) this.#trace(`recovery-warning ${w.replace(/\s+/g, '_').slice(0, 60)}`, n.id);
+    const kv = new KvStateMachine();
+    if (state.snapshot && state.snapshotData) kv.restore(state.snapshotData);
+    const snap: SnapshotMeta = state.snapshot ?? { index: 0, term: 0, membership: this.#bootstrap };
+    if (kv.appliedIndex !== snap.index) this.#fail('snapshot-meta', `node ${n.id}: recovered snapshot meta at ${snap.index} but its state is at ${kv.appliedIndex}`);
+    this.#checkDigest(n, kv);
+    const base = this.#chainAt.get(posKey(snap.index, snap.term));
+    if (base === undefined) this.#fail('log-matching', `node ${n.id} recovered a snapshot at (${snap.index}, ${snap.term}) that no log ever held`);
+    n.log.reset(snap.index, snap.term, base);
+    for (const e of state.entries) this.#logWrite(n, e);
+    n.membership = snap.membership;
+    const raft = new RawNode(this.#config(n.id, n.rng), { hardState: state.hardState, snapshot: snap, entries: state.entries, applied: snap.index });
+    const s = raft.status();
+    if (s.commit < state.hardState.commit) this.#fail('commit-monotonic', `node ${n.id} restarted with commit ${s.commit} below its durable commit ${state.hardState.commit}`);
+    n.raft = raft;
+    n.kv = kv;
+    n.state = 'up';
+    n.role = 'follower';
+    n.term = state.hardState.term;
+    n.commit = s.commit;
+    n.replica = new Replica({
+      raw: raft,
+      log: this.#logStore(n, inc, storage),
+      net: this.#network(n, inc),
+      sm: this.#stateMachine(n, kv),
+      clock: this.#clock(n, inc),
+      tickMs: n.tickMs,
+      logger: SILENT,
+      metrics: NO_METRICS,
+      hooks: this.#hooks(n, inc),
+      lastSnapshot: state.snapshot && state.snapshotData ? { meta: state.snapshot, data: state.snapshotData } : undefined,
+    });
+    this.#trace('start', n.id, n.inc, state.hardState.term, state.hardState.commit, snap.index, n.log.lastIndex);
+    n.replica.start();
+  }
+
+  #alive(n: SimNode | undefined, inc?: number): n is SimNode & { raft: RawNode; replica: Replica; kv: KvStateMachine } {
+    return n !== undefined && n.state === 'up' && n.replica !== null && (inc === undefined || n.inc === inc);
   }
 
   /** Defers `run` while the node is paused; returns true if it did. */
@@ -459,103 +533,115 @@ export class Simulation {
     return true;
   }
 
-  #tick(n: SimNode, inc: number): void {
-    if (!this.#alive(n, inc)) return;
-    if (this.#deferIfPaused(n, () => this.#tick(n, inc))) return;
-    this.#exec(n, () => {
-      this.#trace('tick', n.id);
-      n.raft!.tick();
-    });
-    this.#at(this.now + n.tickMs + (n.rng.chance(0.2) ? n.rng.int(3) - 1 : 0), () => this.#tick(n, inc));
+  /** Runs `fn` at `at` if incarnation `inc` of the node is still up, later if it is paused then. */
+  #onNode(n: SimNode, inc: number, at: number, fn: () => void): void {
+    const go = (): void => {
+      if (!this.#alive(n, inc)) return;
+      if (this.#deferIfPaused(n, go)) return;
+      fn();
+    };
+    this.#at(at, go);
   }
 
-  /** Runs `fn` against the core now, or queues it while the node's loop is blocked on an fsync. */
-  #exec(n: SimNode, fn: () => void): void {
-    if (!this.#alive(n)) return;
-    n.inbox.push(fn);
-    if (!n.busy) this.#pump(n);
-  }
+  // The replica's ports, per incarnation: everything an earlier incarnation
+  // (crashed, its promises abandoned) still tries to do is dropped.
 
-  /** Drives Ready processing: persist -> (sync) -> send -> apply -> advance; then queued inputs. */
-  #pump(n: SimNode): void {
-    for (;;) {
-      if (!this.#alive(n) || n.busy || n.pausedUntil > this.now) break;
-      if (!n.raft.hasReady()) {
-        const f = n.inbox.shift();
-        if (f === undefined) break;
-        f();
-        continue;
-      }
-      const rd = n.raft.ready();
-      // The node layer's leader fast path (src/node/node.ts): a leader whose term
-      // and vote are already durable sends its appends before its own fsync.
-      const early =
-        (rd.softState?.role ?? n.role) === 'leader' &&
-        rd.snapshot === undefined &&
-        (rd.hardState === undefined || (rd.hardState.term === n.durableTerm && rd.hardState.vote === n.durableVote));
-      n.sentEarly = early || this.mutation === 'ackBeforePersist';
-      if (early) this.#send(n, rd.messages);
-      this.#persist(n, rd);
-      if (n.crashBeforeSend) {
-        n.crashBeforeSend = false;
-        this.#crash(n, 100 + this.#faultRng.int(1500), 'killOnCommit');
-        break;
-      }
-      if (this.mutation === 'ackBeforePersist' && !early) this.#send(n, rd.messages);
-      if (rd.mustSync) {
-        n.busy = true;
-        const inc = n.inc;
-        const done = (): void => {
-          if (!this.#alive(n, inc)) return;
-          if (this.#deferIfPaused(n, done)) return;
-          this.#trace('sync', n.id, n.disk.pending.length);
-          n.disk.sync();
-          if (rd.hardState) {
-            n.durableTerm = rd.hardState.term;
-            n.durableVote = rd.hardState.vote;
-          }
-          n.busy = false;
-          this.#finish(n, rd);
-          this.#pump(n);
+  #clock(n: SimNode, inc: number): Clock {
+    return {
+      every: (ms, fn) => {
+        let on = true;
+        const loop = (): void => {
+          if (!on) return;
+          fn();
+          this.#onNode(n, inc, this.now + ms + (n.rng.chance(0.2) ? n.rng.int(3) - 1 : 0), loop);
         };
-        this.#at(this.now + 1 + this.#diskRng.int(this.profile.diskMaxMs), done);
-        break;
-      }
-      this.#finish(n, rd);
-    }
-    if (this.#alive(n)) this.#observe(n);
+        this.#onNode(n, inc, this.now + n.rng.int(ms), loop);
+        return () => void (on = false);
+      },
+      after: (ms, fn) => {
+        let on = true;
+        this.#onNode(n, inc, this.now + ms, () => on && fn());
+        return () => void (on = false);
+      },
+      soon: (fn) => this.#onNode(n, inc, this.now, fn),
+    };
   }
 
-  #persist(n: SimNode & { raft: RawNode }, rd: Ready): void {
-    if (rd.softState) n.role = rd.softState.role;
-    if (rd.snapshot) {
-      const s = rd.snapshot;
-      const key = posKey(s.index, s.term);
-      const bytes = n.incoming.get(key);
-      if (bytes === undefined) this.#fail('sim', `node ${n.id} must install snapshot (${s.index}, ${s.term}) but no bytes arrived for it`);
-      const base = this.#chainAt.get(key);
-      if (base === undefined) this.#fail('log-matching', `node ${n.id} installs a snapshot at (${s.index}, ${s.term}) that no log ever held`);
-      n.disk.write({ kind: 'snapshot', meta: s, bytes });
-      n.sm = KvMachine.fromSnapshot(bytes);
-      if (n.sm.applied !== s.index || JSON.stringify(n.sm.membership) !== JSON.stringify(s.membership)) {
-        this.#fail(
-          'snapshot-meta',
-          `node ${n.id}: snapshot meta (${s.index}, ${s.term}) membership ${JSON.stringify(s.membership)} but its state is at ${n.sm.applied} with membership ${JSON.stringify(n.sm.membership)}`,
-        );
-      }
-      n.log.reset(s.index, s.term, base);
-      n.snaps.set(key, bytes);
-      n.incoming.clear();
-      this.#trace('install', n.id, s.index, s.term);
-      this.#checkDigest(n);
+  #hooks(n: SimNode, inc: number): ReplicaHooks {
+    return {
+      admit: () => true,
+      onSoftState: (_prev, next) => {
+        n.role = next.role;
+      },
+      afterReady: () => this.#observe(n, inc),
+      onConfApplied: (index, ce) => this.#onConfApplied(n, index, ce),
+      onFatal: (e) => this.#nodeFailed(n, inc, e),
+      notLeader: () => Object.assign(new NodeError('not_leader', 'not the leader'), { lead: n.raft?.status().lead ?? NONE }),
+      nameOf: (id) => `n${id}`,
+    };
+  }
+
+  /** A replica stopped on an error: a crash of its disk, an oracle, or a real failure (a violation). */
+  #nodeFailed(n: SimNode, inc: number, e: Error): void {
+    if (n.inc !== inc) return;
+    if (n.fs.down) {
+      // A crash scheduled inside the file system fired in the middle of an operation.
+      this.#down(n, 20 + this.#faultRng.int(1500), 'midOpCrash');
+      return;
     }
-    if (rd.entries.length > 0) {
-      n.disk.write({ kind: 'entries', entries: rd.entries });
-      for (const e of rd.entries) this.#logWrite(n, e);
-    }
-    if (rd.hardState) {
-      const hs = rd.hardState;
-      n.disk.write({ kind: 'hardState', hardState: hs });
+    this.#failLater(e instanceof SimViolation ? e : new SimViolation('node-failed', `node ${n.id} stopped: ${e.message}\n${e.stack ?? ''}`));
+  }
+
+  #logStore(n: SimNode, inc: number, wal: WalStorage): LogStore {
+    return {
+      save: async (hs, entries, mustSync) => {
+        this.#persisting(n, hs, entries);
+        if (this.mutation === 'ackBeforePersist') {
+          // Planted bug: acknowledge now, write (and sync) after the disk's latency.
+          const delay = 1 + this.#diskRng.int(this.profile.diskMaxMs);
+          n.lagging = n.lagging.then(() => new Promise<void>((r) => this.#onNode(n, inc, this.now + delay, r))).then(() => wal.save(hs, entries, mustSync));
+          n.lagging.catch(() => undefined);
+        } else {
+          // The disk is busy for a while: a crash meanwhile loses the write.
+          if (mustSync) await new Promise<void>((r) => this.#onNode(n, inc, this.now + 1 + this.#diskRng.int(this.profile.diskMaxMs), r));
+          await wal.save(hs, entries, mustSync);
+        }
+        if (n.inc !== inc) return NEVER;
+        if (n.crashBeforeSend) {
+          // Persisted a Ready that advances the leader's commit; crash before its messages go out.
+          n.crashBeforeSend = false;
+          this.#crash(n, 100 + this.#faultRng.int(1500), 'killOnCommit');
+          return NEVER;
+        }
+      },
+      saveSnapshot: async (meta, data) => {
+        const r = await wal.saveSnapshot(meta, data);
+        this.#trace('snapshot', n.id, meta.index, meta.term);
+        return r;
+      },
+      installSnapshot: async (meta, data) => {
+        const base = this.#chainAt.get(posKey(meta.index, meta.term));
+        if (base === undefined) this.#fail('log-matching', `node ${n.id} installs a snapshot at (${meta.index}, ${meta.term}) that no log ever held`);
+        const r = await wal.installSnapshot(meta, data);
+        n.log.reset(meta.index, meta.term, base);
+        n.membership = meta.membership;
+        this.#trace('install', n.id, meta.index, meta.term);
+        return r;
+      },
+      compact: async (index) => {
+        const r = await wal.compact(index);
+        n.log.compact(index);
+        return r;
+      },
+    };
+  }
+
+  /** Oracles on what a node is about to persist (the log it writes, its hard state). */
+  #persisting(n: SimNode, hs: HardState | undefined, entries: readonly Entry[]): void {
+    if (!this.#alive(n)) return;
+    n.role = n.raft.status().role;
+    for (const e of entries) this.#logWrite(n, e);
+    if (hs) {
       if (hs.commit < n.commit) this.#fail('commit-monotonic', `node ${n.id} commit went from ${n.commit} back to ${hs.commit}`);
       if (hs.term < n.term) this.#fail('term-monotonic', `node ${n.id} term went from ${n.term} back to ${hs.term}`);
       if (n.role === 'leader' && hs.commit > n.commit) {
@@ -570,7 +656,6 @@ export class Simulation {
             }
           }
         }
-        // Crash between persisting this Ready and sending its messages: nobody hears of the new commit.
         if (this.#phase === 'faults' && this.#faultRng.chance(this.profile.killOnCommit)) n.crashBeforeSend = true;
       }
       n.commit = hs.commit;
@@ -580,76 +665,58 @@ export class Simulation {
     if (n.role === 'leader') this.#checkLeaderCompleteness(n);
   }
 
-  #finish(n: SimNode, rd: Ready): void {
-    if (!this.#alive(n)) return;
-    if (!n.sentEarly) this.#send(n, rd.messages);
-    // The core asks for a snapshot at its applied index as of ready(): capture
-    // the state machine before this Ready's entries are applied.
-    let snap: { index: number; term: number; membership: Membership; bytes: Uint8Array } | undefined;
-    if (rd.snapshotRequest !== undefined) {
-      const index = rd.snapshotRequest;
-      const term = n.log.termAt(index);
-      if (n.sm.applied !== index || term === undefined) {
-        this.#fail('sim', `node ${n.id}: snapshotRequest ${index} but applied is ${n.sm.applied} (log [${n.log.baseIndex}, ${n.log.lastIndex}])`);
-      }
-      snap = { index, term, membership: n.sm.membership, bytes: n.sm.snapshotBytes() };
-    }
-    if (rd.committedEntries.length > 0) {
-      const last = rd.committedEntries[rd.committedEntries.length - 1]!;
-      this.#observeCommit(n, last.index);
-      for (const e of rd.committedEntries) this.#apply(n, e);
-    }
-    for (const rs of rd.readStates) n.readWaiting.push(rs);
-    for (const ctx of rd.droppedReads) {
-      const who = n.reads.get(ctx);
-      n.reads.delete(ctx);
-      if (who !== undefined) this.#readFailed(who.cid, who.seq);
-    }
-    this.#serveReads(n);
-    n.raft!.advance();
-    if (snap !== undefined) {
-      n.disk.saveSnapshot({ index: snap.index, term: snap.term, membership: snap.membership }, snap.bytes);
-      // Keep the previous one too: a 'snap' message in flight may name it.
-      const keep = [...n.snaps.entries()].slice(-1);
-      n.snaps = new Map([...keep, [posKey(snap.index, snap.term), snap.bytes]]);
-      n.raft!.snapshotTaken(snap.index);
-      n.log.compact(snap.index);
-      this.#trace('snapshot', n.id, snap.index, snap.term);
-    }
+  #stateMachine(n: SimNode, kv: KvStateMachine): StateMachine {
+    return {
+      get appliedIndex() {
+        return kv.appliedIndex;
+      },
+      apply: (index, data) => {
+        const h = mix(fnv(data), index);
+        const prev = this.#appliedAt.get(index);
+        if (prev === undefined) this.#appliedAt.set(index, h);
+        else if (prev !== h) this.#fail('state-machine-safety', `node ${n.id} applied a different entry at index ${index} than another node did`);
+        const committed = this.#committedHash[index];
+        const mine = n.log.hashAt(index);
+        if (committed !== undefined && mine !== undefined && committed !== mine) {
+          this.#fail('state-machine-safety', `node ${n.id} applies entry ${index}, which is not the entry committed there`);
+        }
+        const r = kv.apply(index, data);
+        this.#checkDigest(n, kv);
+        return r;
+      },
+      snapshot: () => kv.snapshot(),
+      restore: (data) => {
+        kv.restore(data);
+        this.#checkDigest(n, kv);
+      },
+    };
   }
 
-  #apply(n: SimNode, e: Entry): void {
-    if (e.index <= n.sm.applied) return; // covered by an installed snapshot
-    const h = entryHash(e);
-    const prev = this.#appliedAt.get(e.index);
-    if (prev === undefined) this.#appliedAt.set(e.index, h);
-    else if (prev !== h) this.#fail('state-machine-safety', `node ${n.id} applied a different entry at index ${e.index} (term ${e.term}) than another node did`);
-    if (n.log.termAt(e.index) !== undefined && n.log.termAt(e.index) !== e.term) {
-      this.#fail('state-machine-safety', `node ${n.id} applied entry ${e.index} of term ${e.term} but its log has term ${n.log.termAt(e.index)}`);
-    }
-    const res = n.sm.apply(e);
-    if (n.sm.confMismatch !== undefined) this.#fail('membership', `node ${n.id}: ${n.sm.confMismatch}`);
-    this.#checkDigest(n);
-    if (e.type === 'conf') this.#onConfApplied(n, e);
-    if (res !== undefined) {
-      const cid = n.proposals.get(res.id);
-      if (cid !== undefined) {
-        n.proposals.delete(res.id);
-        this.#respondWrite(cid, res.id, res.ok);
-      }
-    }
+  #checkDigest(n: SimNode, kv: KvStateMachine): void {
+    const d = kv.checksum();
+    const prev = this.#digestAt.get(kv.appliedIndex);
+    if (prev === undefined) this.#digestAt.set(kv.appliedIndex, d);
+    else if (prev !== d) this.#fail('state-machine-safety', `node ${n.id} state machine at applied ${kv.appliedIndex} differs from another node's at the same index`);
   }
 
-  #checkDigest(n: SimNode): void {
-    const d = n.sm.digest();
-    const prev = this.#digestAt.get(n.sm.applied);
-    if (prev === undefined) this.#digestAt.set(n.sm.applied, d);
-    else if (prev !== d) this.#fail('state-machine-safety', `node ${n.id} state machine at applied ${n.sm.applied} differs from another node's at the same index`);
-  }
-
-  #onConfApplied(n: SimNode, _e: Entry): void {
+  #onConfApplied(n: SimNode, index: number, ce: ConfEntry): void {
+    // The entry carries the resulting membership; recompute it from the
+    // change as a cross-check of the core's membership bookkeeping.
+    let mine: Membership | undefined;
+    try {
+      mine = applyConfChange(n.membership, ce.change);
+    } catch {
+      mine = undefined;
+    }
+    if (mine === undefined || JSON.stringify(mine) !== JSON.stringify(ce.membership)) {
+      this.#fail(
+        'membership',
+        `node ${n.id}: conf entry ${index} (${JSON.stringify(ce.change)}) carries membership ${JSON.stringify(ce.membership)} but applying the change to ${JSON.stringify(n.membership)} gives ${mine === undefined ? 'an invalid change' : JSON.stringify(mine)}`,
+      );
+    }
+    n.membership = ce.membership;
     // Decommission nodes whose removal has been applied somewhere.
-    for (const id of n.sm.membership.removed) {
+    for (const id of ce.membership.removed) {
       if (this.#removedIds.has(id)) continue;
       this.#removedIds.add(id);
       this.#at(this.now + 300, () => {
@@ -657,25 +724,12 @@ export class Simulation {
         if (r === undefined || r.state === 'gone') return;
         r.state = 'gone';
         r.raft = null;
+        r.replica = null;
+        r.kv = null;
         r.inc++;
         this.#trace('decommission', id);
       });
     }
-  }
-
-  #serveReads(n: SimNode): void {
-    if (n.readWaiting.length === 0) return;
-    const still: ReadState[] = [];
-    for (const rs of n.readWaiting) {
-      if (rs.index > n.sm.applied) {
-        still.push(rs);
-        continue;
-      }
-      const who = n.reads.get(rs.ctx);
-      n.reads.delete(rs.ctx);
-      if (who !== undefined) this.#respondRead(who.cid, who.seq, rs.ctx, n);
-    }
-    n.readWaiting = still;
   }
 
   // --------------------------------------------------------------- network
@@ -684,59 +738,70 @@ export class Simulation {
     return from * 4096 + to;
   }
 
+  #network(n: SimNode, inc: number): PeerNetwork {
+    return {
+      send: (msgs) => {
+        if (this.#alive(n, inc)) this.#send(n, msgs);
+      },
+      sendSnapshot: (_to, msg, data) =>
+        new Promise<void>((resolve, reject) => {
+          if (!this.#alive(n, inc)) return; // abandoned with its replica
+          this.#sendSnapshot(n, msg, data, resolve, reject);
+        }),
+    };
+  }
+
   #send(n: SimNode, msgs: readonly Message[]): void {
     for (const m of msgs) {
-      let bytes: Uint8Array | undefined;
-      if (m.type === 'snap') {
-        if (m.snapshot === undefined) this.#fail('sim', `node ${n.id} sent a snap message without snapshot meta`);
-        bytes = n.snaps.get(posKey(m.snapshot.index, m.snapshot.term));
-        if (bytes === undefined) this.#fail('sim', `node ${n.id} sent snapshot (${m.snapshot.index}, ${m.snapshot.term}) it does not hold`);
-      }
       const copies = this.#netRng.chance(this.#weather.dup) ? 2 : 1;
       for (let i = 0; i < copies; i++) {
         if (this.#netRng.chance(this.#weather.drop)) {
           this.#trace('drop', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index);
-          if (m.type === 'snap') this.#reportSnapshot(m.from, n.inc, m.to, false);
           continue;
         }
         const delay = 1 + this.#netRng.int(this.#weather.delayMaxMs);
-        this.#at(this.now + delay, () => this.#deliver(m, bytes));
+        this.#at(this.now + delay, () => this.#deliver(m));
       }
     }
   }
 
-  #deliver(m: Message, bytes: Uint8Array | undefined): void {
+  #sendSnapshot(n: SimNode, m: Message, data: Uint8Array, resolve: () => void, reject: (e: Error) => void): void {
+    if (this.#netRng.chance(this.#weather.drop)) {
+      this.#trace('drop', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index);
+      this.#at(this.now + 1, () => reject(new Error('snapshot stream lost')));
+      return;
+    }
+    const delay = 1 + this.#netRng.int(this.#weather.delayMaxMs);
+    const deliver = (): void => {
+      const t = this.nodes.get(m.to);
+      if (!this.#alive(t) || this.#blocked.has(this.#linkKey(m.from, m.to))) {
+        this.#trace('lost', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index);
+        reject(new Error('snapshot stream broken'));
+        return;
+      }
+      if (this.#deferIfPaused(t, deliver)) return;
+      this.#trace('deliver', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index, m.entries.length, m.commit, m.reject ? 1 : 0);
+      t.replica.receiveSnapshot(m.from, m.snapshot!, data, m, (d) => void new KvStateMachine().restore(d));
+      resolve();
+    };
+    this.#at(this.now + delay, deliver);
+  }
+
+  #deliver(m: Message): void {
     const t = this.nodes.get(m.to);
     const from = this.nodes.get(m.from);
     const fromInc = from?.inc ?? 0;
     if (!this.#alive(t) || this.#blocked.has(this.#linkKey(m.from, m.to))) {
       // The sender's transport sees the connection fail (a silent 'drop' above it does not).
       this.#trace('lost', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index);
-      if (m.type === 'snap') this.#reportSnapshot(m.from, fromInc, m.to, false);
-      else if (from !== undefined && this.#alive(from, fromInc) && this.#netRng.chance(0.5)) {
-        this.#at(this.now + 1, () => {
-          if (this.#alive(from, fromInc) && from.pausedUntil <= this.now) this.#exec(from, () => from.raft!.reportUnreachable(m.to));
-        });
+      if (from !== undefined && this.#alive(from, fromInc) && this.#netRng.chance(0.5)) {
+        this.#onNode(from, fromInc, this.now + 1, () => from.replica!.run((raw) => raw.reportUnreachable(m.to)));
       }
       return;
     }
-    if (this.#deferIfPaused(t, () => this.#deliver(m, bytes))) return;
+    if (this.#deferIfPaused(t, () => this.#deliver(m))) return;
     this.#trace('deliver', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index, m.entries.length, m.commit, m.reject ? 1 : 0);
-    if (bytes !== undefined && m.snapshot !== undefined) t.incoming.set(posKey(m.snapshot.index, m.snapshot.term), bytes);
-    this.#exec(t, () => t.raft!.step(m));
-    if (m.type === 'snap') this.#reportSnapshot(m.from, fromInc, m.to, true);
-  }
-
-  #reportSnapshot(from: NodeId, inc: number, to: NodeId, ok: boolean): void {
-    this.#at(this.now + 1, () => {
-      const n = this.nodes.get(from);
-      if (!this.#alive(n, inc)) return;
-      if (this.#deferIfPaused(n, () => this.#reportSnapshot(from, inc, to, ok))) return;
-      this.#exec(n, () => {
-        this.#trace('reportSnapshot', from, to, ok ? 1 : 0);
-        n.raft!.reportSnapshot(to, ok);
-      });
-    });
+    t.replica.receive([m]);
   }
 
   // --------------------------------------------------------------- oracles
@@ -779,7 +844,7 @@ export class Simulation {
     this.#maxCommitted = commit;
     this.#checkpoints.push({ index: commit, term: n.term });
     this.#trace('committed', n.id, commit, n.term);
-    for (const o of this.nodes.values()) if (o.role === 'leader' && !o.busy && this.#alive(o)) this.#checkLeaderCompleteness(o);
+    for (const o of this.nodes.values()) if (o.role === 'leader' && this.#alive(o)) this.#checkLeaderCompleteness(o);
   }
 
   /** Leader completeness: a leader of term T holds every entry committed in a term below T. */
@@ -800,9 +865,11 @@ export class Simulation {
     }
   }
 
-  /** Polls the core's role: election safety (one leader per term, ever). */
-  #observe(n: SimNode & { raft: RawNode }): void {
+  /** After each Ready: election safety (one leader per term, ever) and commit monotonic. */
+  #observe(n: SimNode, inc: number): void {
+    if (!this.#alive(n, inc)) return;
     const s = n.raft.status();
+    n.role = s.role;
     if (s.role === 'leader') {
       const prev = this.#leaderOfTerm.get(s.term);
       if (prev === undefined) {
@@ -832,7 +899,7 @@ export class Simulation {
       const seen = c.lastSeen.get(key);
       op = { kind: 'cas', key, expected: r.chance(0.2) || seen === undefined ? null : seen, value };
     }
-    c.op = { seq, op, invokeAt: this.now, cmdId: this.#nextCmd++, proposed: false };
+    c.op = { seq, op, invokeAt: this.now, proposed: false, busy: false };
     this.#trace('invoke', c.id, seq, op.kind === 'read' ? 0 : op.kind === 'write' ? 1 : 2);
     this.#at(this.now + CLIENT_TIMEOUT_MS, () => this.#timeout(c, seq));
     this.#attempt(c, seq);
@@ -850,37 +917,59 @@ export class Simulation {
 
   #attempt(c: SimClient, seq: number): void {
     const p = c.op;
-    if (p === null || p.seq !== seq || p.proposed) return;
+    if (p === null || p.seq !== seq || p.busy) return;
     const n = this.nodes.get(c.guess);
     if (!this.#alive(n)) return this.#retry(c, seq, 5 + this.#clientRng.int(20), 0);
     if (n.pausedUntil > this.now) return this.#retry(c, seq, 100, 0);
-    this.#exec(n, () => this.#attemptOn(c, seq, n));
-  }
-
-  #attemptOn(c: SimClient, seq: number, n: SimNode & { raft: RawNode }): void {
-    const p = c.op;
-    if (p === null || p.seq !== seq || p.proposed) return;
-    try {
-      if (p.op.kind === 'read') {
-        const ctx = this.#nextCtx++;
-        n.reads.set(ctx, { cid: c.id, seq });
-        n.raft.readIndex(ctx);
-        this.#trace('readIndex', c.id, n.id, ctx);
-      } else {
-        const cmd: Command =
-          p.op.kind === 'write'
-            ? { id: p.cmdId, kind: 'write', key: p.op.key, value: p.op.value }
-            : { id: p.cmdId, kind: 'cas', key: p.op.key, expected: p.op.expected, value: p.op.value };
-        n.raft.propose(encodeCommand(cmd));
-        p.proposed = true;
-        n.proposals.set(p.cmdId, c.id);
-        this.#trace('propose', c.id, n.id, p.cmdId);
-      }
-    } catch (e) {
-      if (e instanceof NotLeader) return this.#retry(c, seq, 5 + this.#clientRng.int(20), e.leaderHint);
-      if (e instanceof RaftError && e.code !== 'invariant_violation') return this.#retry(c, seq, 20 + this.#clientRng.int(40), c.guess);
-      throw e;
+    const inc = n.inc;
+    p.busy = true;
+    const refused = (e: unknown): void => {
+      if (c.op !== p) return;
+      p.busy = false;
+      if (!(e instanceof NodeError)) return this.#failLater(e);
+      const lead = (e as NodeError & { lead?: NodeId }).lead ?? 0;
+      this.#retry(c, seq, (e.code === 'not_leader' ? 5 : 20) + this.#clientRng.int(20), e.code === 'not_leader' ? lead : 0);
+    };
+    if (p.op.kind === 'read') {
+      const key = p.op.key;
+      this.#trace('readIndex', c.id, n.id);
+      n.replica.readBarrier(REPLICA_TIMEOUT_MS).then(() => {
+        // Read the node's state as of now (it applied at least the read index).
+        if (!this.#alive(n, inc) || c.op !== p) return;
+        const value = n.kv.get(key)?.value ?? null;
+        this.#trace('readServed', c.id, n.id, n.kv.appliedIndex);
+        this.#at(this.now + 1 + this.#clientRng.int(5), () => {
+          if (c.op === p) this.#complete(c, { kind: 'read', value });
+        });
+      }, refused);
+      return;
     }
+    const op = p.op;
+    const command: Command =
+      op.kind === 'write'
+        ? { type: 'put', key: op.key, value: op.value }
+        : {
+            type: 'txn',
+            compare: [op.expected === null ? { key: op.key, target: 'exists', op: '=', value: false } : { key: op.key, target: 'value', op: '=', value: op.expected }],
+            success: [{ type: 'put', key: op.key, value: op.value }],
+            failure: [],
+          };
+    p.proposed = true;
+    this.#trace('propose', c.id, n.id, seq);
+    n.replica.propose(encodeCommand({ at: this.now, command }), REPLICA_TIMEOUT_MS).then((res: ApplyResult) => {
+      if (c.op !== p) return;
+      const ok = 'succeeded' in res ? res.succeeded : !('error' in res);
+      if ('error' in res) this.#failLater(new SimViolation('sim', `client ${c.id}: command refused by the state machine: ${JSON.stringify(res)}`));
+      this.#at(this.now + 1 + this.#clientRng.int(5), () => {
+        if (c.op === p) this.#complete(c, ok ? { kind: 'ok' } : { kind: 'fail' });
+      });
+    }, (e: unknown) => {
+      // Refused before it reached the log, or overwritten there (never applied):
+      // either way it did not take effect; commit_unknown leaves it uncertain.
+      if (e instanceof NodeError && e.code === 'commit_unknown') return;
+      if (c.op === p) p.proposed = false;
+      refused(e);
+    });
   }
 
   #complete(c: SimClient, output: KvOutput): void {
@@ -910,34 +999,6 @@ export class Simulation {
     this.#at(this.now + this.#clientRng.int(30), () => this.#issue(c));
   }
 
-  #respondWrite(cid: number, cmdId: number, ok: boolean): void {
-    this.#at(this.now + 1 + this.#clientRng.int(5), () => {
-      const c = this.#clients[cid - 1]!;
-      if (c.op === null || c.op.cmdId !== cmdId) return;
-      this.#complete(c, ok ? { kind: 'ok' } : { kind: 'fail' });
-    });
-  }
-
-  #respondRead(cid: number, seq: number, ctx: number, n: SimNode): void {
-    const c = this.#clients[cid - 1]!;
-    const p = c.op;
-    // The op that asked may have timed out meanwhile: never answer a later op with this read.
-    if (p === null || p.seq !== seq || p.op.kind !== 'read') return;
-    const value = n.sm.get(p.op.key);
-    this.#trace('readServed', cid, n.id, ctx, n.sm.applied);
-    this.#at(this.now + 1 + this.#clientRng.int(5), () => {
-      if (c.op === null || c.op.seq !== seq) return;
-      this.#complete(c, { kind: 'read', value });
-    });
-  }
-
-  #readFailed(cid: number, seq: number): void {
-    const c = this.#clients[cid - 1]!;
-    const p = c.op;
-    if (p === null || p.seq !== seq || p.op.kind !== 'read') return;
-    this.#retry(c, p.seq, 10 + this.#clientRng.int(20), 0);
-  }
-
   #timeout(c: SimClient, seq: number): void {
     const p = c.op;
     if (p === null || p.seq !== seq) return;
@@ -949,14 +1010,12 @@ export class Simulation {
     this.#next(c);
   }
 
-  // ---------------------------------------------------------------- faults
-
   #count(kind: string): void {
     this.faults[kind] = (this.faults[kind] ?? 0) + 1;
   }
 
-  #leader(): (SimNode & { raft: RawNode }) | undefined {
-    let best: (SimNode & { raft: RawNode }) | undefined;
+  #leader(): (SimNode & { raft: RawNode; replica: Replica; kv: KvStateMachine }) | undefined {
+    let best: (SimNode & { raft: RawNode; replica: Replica; kv: KvStateMachine }) | undefined;
     for (const n of this.nodes.values()) {
       if (this.#alive(n) && n.role === 'leader' && n.pausedUntil <= this.now && (best === undefined || n.term > best.term)) best = n;
     }
@@ -1023,10 +1082,10 @@ export class Simulation {
         this.#trace('weather', this.#weather.drop * 100, this.#weather.dup * 100, this.#weather.delayMaxMs);
         return;
       case 'membership':
-        if (leader) this.#exec(leader, () => this.#membershipChange(leader));
+        if (leader) leader.replica.run((raw) => this.#membershipChange(leader, raw));
         return;
       case 'transfer':
-        if (leader) this.#exec(leader, () => this.#transfer(leader));
+        if (leader) leader.replica.run((raw) => this.#transfer(leader, raw));
         return;
       case 'burst': {
         // A burst of background writes (not in the checked history): long uncommitted tails to lose.
@@ -1066,11 +1125,12 @@ export class Simulation {
   }
 
   #burst(target: SimNode, k: number): void {
+    if (!this.#alive(target)) return;
     this.#count('burst');
-    this.#exec(target, () => {
+    target.replica.run((raw) => {
       for (let i = 0; i < k; i++) {
         try {
-          target.raft!.propose(encodeCommand({ id: this.#nextCmd++, kind: 'write', key: '_bulk', value: `b${i}` }));
+          raw.propose(encodeCommand({ at: this.now, command: { type: 'put', key: '_bulk', value: `b${i}` } }));
         } catch (e) {
           if (!(e instanceof RaftError) || e.code === 'invariant_violation') throw e;
           break;
@@ -1081,28 +1141,48 @@ export class Simulation {
   }
 
   #crash(n: SimNode, downMs: number, kind: string): void {
+    if (n.state !== 'up' || n.crashPending) return;
+    if (kind === 'crash' && this.#faultRng.chance(this.profile.midOpCrash)) {
+      // Strike inside one of the next file-system operations (a write half
+      // done, a rename not yet durable); if the node does not touch its disk
+      // soon, crash it between operations instead.
+      n.crashPending = true;
+      const inc = n.inc;
+      n.fs.scheduleCrash(this.#faultRng.int(6), this.#diskRng.fork());
+      this.#at(this.now + 30, () => {
+        if (n.inc !== inc || n.state !== 'up') return;
+        n.crashPending = false;
+        if (n.fs.down) return this.#down(n, downMs, 'midOpCrash');
+        n.fs.cancelCrash();
+        this.#crash(n, downMs, kind);
+      });
+      return;
+    }
+    n.fs.crash(this.#diskRng);
+    this.#down(n, downMs, kind);
+  }
+
+  /** The node's process is gone (its disk already crashed): everything it had in memory is lost. */
+  #down(n: SimNode, downMs: number, kind: string): void {
     if (n.state !== 'up') return;
-    const rep = n.disk.crash(this.#diskRng, 0.5);
+    const rep = n.fs.lastCrash;
     n.state = 'down';
     n.raft = null;
+    n.replica = null;
+    n.kv = null;
     n.inc++;
-    n.busy = false;
     n.pausedUntil = 0;
     n.role = 'follower';
-    n.proposals.clear();
-    n.reads.clear();
-    n.readWaiting = [];
-    n.incoming.clear();
-    n.inbox = [];
+    n.crashPending = false;
+    n.crashBeforeSend = false;
     this.#count(kind);
-    if (rep.torn) this.#count('tornWrite');
-    this.#trace(kind, n.id, rep.lostWrites, rep.torn ? 1 : 0);
+    if (rep && rep.tornWrites > 0) this.#count('tornWrite');
+    this.#trace(kind, n.id, rep?.lostFileOps ?? 0, rep?.tornWrites ?? 0);
     // Peers whose connection to it reset may pre-vote at once.
     for (const o of this.nodes.values()) {
       if (this.#alive(o) && o.raft.status().lead === n.id && this.#faultRng.chance(0.5)) {
-        this.#at(this.now + 1 + this.#faultRng.int(5), () => {
-          if (this.#alive(o) && o.pausedUntil <= this.now) this.#exec(o, () => o.raft!.leaderUnreachable());
-        });
+        const oi = o.inc;
+        this.#onNode(o, oi, this.now + 1 + this.#faultRng.int(5), () => o.replica!.peerReset(n.id));
       }
     }
     const inc = n.inc;
@@ -1160,9 +1240,9 @@ export class Simulation {
     }
   }
 
-  #membershipChange(leader: SimNode & { raft: RawNode }): void {
+  #membershipChange(leader: SimNode, raft: RawNode): void {
     const r = this.#faultRng;
-    const mem = leader.raft.status().membership;
+    const mem = raft.status().membership;
     const voting = mem.members.filter((m) => m.role !== 'learner');
     const learners = mem.members.filter((m) => m.role === 'learner');
     const removable = mem.members.filter((m) => m.id !== leader.id && (m.role === 'learner' || voting.length > Math.max(3, this.opts.nodes - 1)));
@@ -1179,7 +1259,7 @@ export class Simulation {
       cc = { op: 'add', id: fresh, role: 'learner' };
     } else return;
     try {
-      leader.raft.proposeConfChange(cc);
+      raft.proposeConfChange(cc);
       this.#count(`conf-${cc.op}`);
       this.#trace('confChange', leader.id, cc.op === 'add' ? 0 : cc.op === 'remove' ? 1 : 2, cc.id);
       if (fresh !== undefined) this.#addNode(fresh);
@@ -1190,16 +1270,16 @@ export class Simulation {
     }
   }
 
-  #transfer(leader: SimNode & { raft: RawNode }): void {
+  #transfer(leader: SimNode, raft: RawNode): void {
     const r = this.#faultRng;
-    const voters = leader.raft
+    const voters = raft
       .status()
       .membership.members.filter((m) => m.role === 'voter' && m.id !== leader.id)
       .map((m) => m.id);
     if (voters.length === 0) return;
     const to = voters[r.int(voters.length)]!;
     try {
-      leader.raft.transferLeadership(to);
+      raft.transferLeadership(to);
       this.#count('transfer');
       this.#trace('transfer', leader.id, to);
     } catch (e) {
@@ -1226,14 +1306,15 @@ export class Simulation {
   #checkConverged(): void {
     if (this.#phase !== 'converge') return;
     const leader = this.#leader();
-    if (leader !== undefined && !leader.busy) {
+    if (leader !== undefined) {
       const s = leader.raft.status();
       const members = s.membership.members;
+      const digest = leader.kv.checksum();
       const ok = members.every((m) => {
         const n = this.nodes.get(m.id);
-        return this.#alive(n) && n.sm.applied === s.commit && n.sm.digest() === leader.sm.digest();
+        return this.#alive(n) && n.kv.appliedIndex === s.commit && n.kv.checksum() === digest;
       });
-      if (ok && leader.sm.applied === s.commit) {
+      if (ok && leader.kv.appliedIndex === s.commit) {
         this.#phase = 'done';
         this.#trace('converged', s.commit);
         return;
@@ -1247,7 +1328,7 @@ export class Simulation {
       .map((n) => {
         const s = this.#alive(n) ? n.raft.status() : undefined;
         const prs = s && s.role === 'leader' ? ` progress[${s.progress.map((p) => `${p.id}:${p.state} m${p.match} n${p.next}${p.recentActive ? '' : ' inactive'}`).join(', ')}] first${s.firstIndex}` : '';
-        return `n${n.id}:${n.state}${s ? `/${s.role} t${s.term} c${s.commit} a${n.sm.applied} last${s.lastIndex}${prs}` : ''}`;
+        return `n${n.id}:${n.state}${s ? `/${s.role} t${s.term} c${s.commit} a${n.kv!.appliedIndex} last${s.lastIndex}${prs}` : ''}`;
       })
       .join(' ');
     const clients = this.#clients.map((c) => `c${c.id}:${c.op ? `${c.op.op.kind}@${c.op.invokeAt}` : 'idle'}${c.liveAfterHeal ? '+' : '-'}`).join(' ');
@@ -1255,8 +1336,34 @@ export class Simulation {
   }
 }
 
-export function runSeed(opts: SimOptions): SimResult {
+export function runSeed(opts: SimOptions): Promise<SimResult> {
   return new Simulation(opts).run();
+}
+
+/** Resolves once every queued promise continuation has run (a macrotask comes after all microtasks). */
+function drainMicrotasks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** 'walSkipsFsync': the fdatasync of the WAL's hot path (append + sync of the active segment) does nothing. */
+function skipFsync(fs: SimFs): StorageFs {
+  const wrap = (f: StorageFile): StorageFile =>
+    new Proxy(f, {
+      get(target, prop, receiver) {
+        if (prop === 'datasyncSync') return () => undefined;
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  return {
+    open: async (path, flags, mode) => wrap(await fs.open(path, flags, mode)),
+    readFile: (p) => fs.readFile(p),
+    readdir: (p) => fs.readdir(p),
+    rename: (a, b) => fs.rename(a, b),
+    unlink: (p) => fs.unlink(p),
+    mkdir: (p, o) => fs.mkdir(p, o),
+    fsyncDir: (p) => fs.fsyncDir(p),
+  };
 }
 
 export function formatViolation(v: Violation): string {

@@ -3,7 +3,7 @@
 // "equal chain hash at (index, term)" means "identical logs up to index".
 // That turns the log-matching oracle into one map lookup per written entry.
 import type { Entry } from '../../src/raft/types.js';
-import { entryHash, mix } from './kv.js';
+import { entryHash, mix } from './hash.js';
 
 export class LogView {
   baseIndex = 0;

@@ -24,8 +24,8 @@ const REGRESSIONS: readonly { name: string; seed: number; nodes: number; why: st
 ];
 
 for (const r of REGRESSIONS) {
-  test(`regression ${r.name} (seed ${r.seed}, ${r.nodes} nodes)`, () => {
-    const res = runSeed({ seed: r.seed, nodes: r.nodes });
+  test(`regression ${r.name} (seed ${r.seed}, ${r.nodes} nodes)`, async () => {
+    const res = await runSeed({ seed: r.seed, nodes: r.nodes });
     assert.equal(res.violation, undefined, res.violation ? `${r.why}\n${formatViolation(res.violation)}` : '');
   });
 }

@@ -10,9 +10,9 @@ function range(from: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => from + i);
 }
 
-function assertClean(o: CampaignOptions): void {
+async function assertClean(o: CampaignOptions): Promise<void> {
   const details: string[] = [];
-  const sum = runCampaign(o, (v) => details.push(formatViolation(v)));
+  const sum = await runCampaign(o, (v) => details.push(formatViolation(v)));
   const head = `${sum.seedsRun} seeds, ${sum.steps} steps, ${sum.opsChecked} ops checked, ${sum.stepsPerSecond} steps/s`;
   assert.equal(sum.violations.length, 0, `${head}\n${details.join('\n\n')}`);
   assert.equal(sum.linearizabilityGaveUp, 0, `${head}: the linearizability search gave up on some seed`);
@@ -23,21 +23,21 @@ test('3 nodes: seeds 1..600', () => assertClean({ seeds: range(1, 600), nodes: 3
 test('5 nodes: seeds 1..400', () => assertClean({ seeds: range(1, 400), nodes: 5 }));
 test('7 nodes: seeds 1..100', () => assertClean({ seeds: range(1, 100), nodes: 7 }));
 
-test('same seed, same trace; another seed, another trace', () => {
+test('same seed, same trace; another seed, another trace', async () => {
   for (const nodes of [3, 5]) {
-    const a = runSeed({ seed: 4242, nodes });
-    const b = runSeed({ seed: 4242, nodes });
+    const a = await runSeed({ seed: 4242, nodes });
+    const b = await runSeed({ seed: 4242, nodes });
     assert.equal(a.traceHash, b.traceHash);
     assert.equal(a.steps, b.steps);
     assert.equal(a.opsChecked, b.opsChecked);
     assert.deepEqual(a.faults, b.faults);
-    const c = runSeed({ seed: 4243, nodes });
+    const c = await runSeed({ seed: 4243, nodes });
     assert.notEqual(a.traceHash, c.traceHash);
   }
 });
 
-test('the fault mix actually injects every kind of fault', () => {
-  const sum = runCampaign({ seeds: range(500, 30), nodes: 5 });
+test('the fault mix actually injects every kind of fault', async () => {
+  const sum = await runCampaign({ seeds: range(500, 30), nodes: 5 });
   for (const kind of ['crash', 'powerLoss', 'tornWrite', 'pause', 'partition', 'oneWayPartition', 'bridgePartition', 'heal', 'weather', 'conf-add', 'conf-setRole', 'conf-remove', 'transfer', 'burst', 'leaderKill']) {
     assert.ok((sum.faults[kind] ?? 0) > 0, `no '${kind}' fault in 30 seeds: ${JSON.stringify(sum.faults)}`);
   }

@@ -124,7 +124,12 @@ class SimFile implements StorageFile {
   }
   datasyncSync(): void {
     const n = this.#check('fdatasync');
-    n.durable = Buffer.from(n.data);
+    // Replay the unsynced operations onto the durable copy (in place where
+    // they fit) rather than copying the whole file: a preallocated segment
+    // would otherwise be copied at every sync.
+    let d = n.durable;
+    for (const op of n.unsynced) d = applyFileOp(d, op);
+    n.durable = d;
     n.unsynced = [];
   }
   truncateSync(size: number): void {
