@@ -4,7 +4,7 @@
 import type { QuorateConfig } from '../config/index.js';
 import { NONE, failureTolerance, isVoting, quorumMet, roleOf, writeQuorum, type NodeId, type RawNode } from '../raft/index.js';
 import type { PeerStats } from '../transport/index.js';
-import type { NodeRoleName, NodeStatus, PeerInfo } from './handle.js';
+import type { NodeRoleName, NodeStatus, PeerInfo } from '../api/ports.js';
 import type { MemberRegistry } from './registry.js';
 
 export const VERSION = '0.1.0';
