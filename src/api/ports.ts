@@ -15,7 +15,11 @@
 import type { QuorateConfig } from '../config/index.js';
 import type { ApplyResult, Command, KvReader } from '../state/index.js';
 
-/** rejoining: a member that came back with a new data dir, a non-voting learner until it has caught up. */
+/**
+ * The role a node shows in status (`role` of /v1/cluster/status, of each
+ * peer, and of /system/health/*). How config roles and membership roles map
+ * to these: docs/concepts.md "Roles" (code: src/node/roles.ts).
+ */
 export type NodeRoleName = 'primary' | 'standby' | 'observer' | 'dr' | 'rejoining' | 'candidate' | 'removed';
 /** diverged: the peer lost log entries it had acknowledged (a damaged log tail); the leader re-replicates them. */
 export type PeerHealth = 'healthy' | 'lagging' | 'diverged' | 'unreachable' | 'isolated';

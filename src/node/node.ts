@@ -18,8 +18,9 @@ import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../a
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
 import { bootstrapMembership, loadOrCreateBootstrap, normalizePeerUrl, selfId, type Bootstrap } from './members.js';
 import { kvServiceOf } from './kv-service.js';
-import { MemberRegistry, memberRole } from './registry.js';
+import { MemberRegistry } from './registry.js';
 import { REAL_CLOCK, Replica } from './replica.js';
+import { memberRole } from './roles.js';
 import { buildStatus } from './status.js';
 
 export { VERSION } from './status.js';
