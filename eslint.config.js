@@ -1,5 +1,6 @@
 // Lint: typescript-eslint's recommended rules everywhere, plus a fence around
-// src/raft so the consensus core stays pure and deterministic.
+// src/raft so the consensus core stays pure and deterministic, and one around
+// src/api so it reaches a node only through its ports.
 import tseslint from 'typescript-eslint';
 
 const purity = {
@@ -40,4 +41,14 @@ export default tseslint.config(
   },
   // The in-memory cluster the raft tests drive is held to the same fence.
   { files: ['src/raft/**/*.ts', 'test/support/raft.ts'], ignores: ['src/raft/**/*.test.ts'], rules: purity },
+  // The API declares what it needs of a node (src/api/ports.ts) and never
+  // imports the node's implementation; only the node's error codes cross.
+  {
+    files: ['src/api/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/node/*', '!**/node/errors.js'], message: 'src/api must not import src/node (only its error codes): declare what the API needs in src/api/ports.ts.' }],
+      }],
+    },
+  },
 );

@@ -2,11 +2,11 @@
 // and size-limiting bodies, JSON parsing, query parsing and answering.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { NodeHandle } from '../node/handle.js';
 import type { Counter, Histogram, MetricsRegistry } from '../ops/metrics.js';
 import type { Principal, Role, TokenStore } from './auth.js';
 import { ApiError, badField } from './errors.js';
 import type { Forwarder } from './forward.js';
+import type { ClusterControl, KvService } from './ports.js';
 
 /** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -52,7 +52,10 @@ export const HEADER_SERVED_BY = 'x-quorate-served-by';
 export const HEADER_FORWARDED = 'x-quorate-forwarded';
 
 export interface App {
-  readonly node: NodeHandle;
+  /** This node and the cluster: identity, status, switchover, failover-safe, snapshot, metrics. */
+  readonly cluster: ClusterControl;
+  /** The replicated KV: reads, writes, linearizable read barrier. */
+  readonly kv: KvService;
   readonly logger: Logger;
   readonly tokens: TokenStore;
   readonly forwarder: Forwarder;
@@ -98,7 +101,7 @@ export class RequestContext {
     const q = this.rawUrl.indexOf('?');
     this.path = q < 0 ? this.rawUrl : this.rawUrl.slice(0, q);
     this.query = new URLSearchParams(q < 0 ? '' : this.rawUrl.slice(q + 1));
-    this.servedBy = app.node.nodeName;
+    this.servedBy = app.cluster.nodeName;
   }
 
   /** True when another node forwarded this request here. */

@@ -1,7 +1,8 @@
 // The ONE table from error codes to HTTP statuses, and the conversion of any
 // thrown value into an API error response. Codes come from the API layer
-// itself, NodeHandle errors (src/node/errors.ts), the consensus core
-// (src/raft/errors.ts, through the node) and the state machine (src/state/errors.ts).
+// itself, the errors thrown behind ClusterControl / KvService (./ports.ts;
+// NodeError, src/node/errors.ts), the consensus core (src/raft/errors.ts,
+// through the node) and the state machine (src/state/errors.ts).
 import type { NodeErrorCode } from '../node/errors.js';
 
 /**

@@ -69,7 +69,7 @@ export class Forwarder {
       up.on('timeout', () => up.destroy(Object.assign(new Error(`no answer within ${options.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
       up.on('response', (ur) => {
         responded = true;
-        const out: Record<string, string> = { 'x-quorate-forwarded-by': ctx.app.node.nodeName };
+        const out: Record<string, string> = { 'x-quorate-forwarded-by': ctx.app.cluster.nodeName };
         for (const h of RESPONSE_HEADERS) {
           const v = ur.headers[h];
           if (typeof v === 'string') out[h] = v;

@@ -7,14 +7,14 @@ const codeOf = (err: unknown): unknown => (typeof err === 'object' && err !== nu
 
 /** Forwards ctx to the leader, or throws 503 no_leader saying what to do. */
 export async function forwardToLeader(ctx: RequestContext, write: boolean, timeoutMs = ctx.app.forwardTimeoutMs): Promise<void> {
-  const node = ctx.app.node;
+  const cluster = ctx.app.cluster;
   if (ctx.forwardedIn) {
     // Another node sent this here believing we lead; we do not (an election
     // is under way or views differ). Never bounce it on: that could loop.
-    throw new ApiError('no_leader', `${node.nodeName} is not the leader either (the request was already forwarded once; leadership is changing). Retry in a moment and check \`quorate status\``);
+    throw new ApiError('no_leader', `${cluster.nodeName} is not the leader either (the request was already forwarded once; leadership is changing). Retry in a moment and check \`quorate status\``);
   }
-  const url = node.leaderApiUrl();
-  const st = node.status();
+  const url = cluster.leaderApiUrl();
+  const st = cluster.status();
   if (url === undefined) {
     const why = st.leaderName !== undefined
       ? `the leader ${st.leaderName}'s API URL is not known yet`
@@ -30,7 +30,7 @@ export async function forwardToLeader(ctx: RequestContext, write: boolean, timeo
  * applied), the request is forwarded to the new leader too.
  */
 export async function onLeader(ctx: RequestContext, write: boolean, local: () => Promise<void>, timeoutMs?: number): Promise<void> {
-  if (!ctx.app.node.isLeader()) return forwardToLeader(ctx, write, timeoutMs);
+  if (!ctx.app.cluster.isLeader()) return forwardToLeader(ctx, write, timeoutMs);
   try {
     await local();
   } catch (err) {

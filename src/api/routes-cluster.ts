@@ -9,7 +9,7 @@ import { parseSwitchover } from './validate.js';
 export const MAX_FAILOVER_WAIT_MS = 5000;
 
 function clusterStatus(ctx: RequestContext): Record<string, unknown> {
-  const s = ctx.app.node.status();
+  const s = ctx.app.cluster.status();
   return {
     id: s.id,
     nodeName: s.nodeName,
@@ -71,8 +71,8 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
         const waitMs = Math.min(MAX_FAILOVER_WAIT_MS, ctx.intParam('waitMs') ?? 0);
         // The leader knows its followers' progress; a follower that cannot tell passes the question on.
         await tryLocalThenLeader(ctx, async () => {
-          const r = await ctx.app.node.failoverSafe(waitMs);
-          ctx.json(200, { failoverSafe: r.safe, caughtUp: r.caughtUp, nodeName: ctx.app.node.nodeName });
+          const r = await ctx.app.cluster.failoverSafe(waitMs);
+          ctx.json(200, { failoverSafe: r.safe, caughtUp: r.caughtUp, nodeName: ctx.app.cluster.nodeName });
         }, waitMs + ctx.app.forwardTimeoutMs);
       },
     },
@@ -84,7 +84,7 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       handle: async (ctx) => {
         const { to } = parseSwitchover(await ctx.jsonBody(true));
         await tryLocalThenLeader(ctx, async () => {
-          const r = await ctx.app.node.switchover(to);
+          const r = await ctx.app.cluster.switchover(to);
           ctx.app.logger.info({ from: r.from, to: r.to, term: r.term, pauseMs: r.pauseMs, by: ctx.principal?.name }, 'switchover done');
           ctx.json(200, { ...r, leader: r.to });
         });
@@ -97,8 +97,8 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       query: [],
       handle: async (ctx) => {
         await ctx.jsonBody(true); // an optional empty JSON object; anything else is an error
-        const r = await ctx.app.node.snapshotNow();
-        ctx.json(200, { nodeName: ctx.app.node.nodeName, index: r.index });
+        const r = await ctx.app.cluster.snapshotNow();
+        ctx.json(200, { nodeName: ctx.app.cluster.nodeName, index: r.index });
       },
     },
   },
@@ -107,10 +107,10 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       auth: 'reader',
       query: ['checksum'],
       handle: async (ctx) => {
-        const kv = ctx.app.node.kv;
+        const kv = ctx.app.kv;
         const withChecksum = flag(ctx, 'checksum');
         // appliedIndex, revision and checksum are read in one tick, so they describe the same state.
-        const body: Record<string, unknown> = { nodeName: ctx.app.node.nodeName, appliedIndex: kv.appliedIndex, revision: kv.revision };
+        const body: Record<string, unknown> = { nodeName: ctx.app.cluster.nodeName, appliedIndex: kv.appliedIndex, revision: kv.revision };
         if (withChecksum) body['checksum'] = kv.checksum();
         ctx.json(200, body);
       },
@@ -121,7 +121,7 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       auth: 'reader',
       query: [],
       handle: async (ctx) => {
-        let text = ctx.app.node.metricsText();
+        let text = ctx.app.cluster.metricsText();
         if (text !== '' && !text.endsWith('\n')) text += '\n';
         ctx.text(200, text + ctx.app.registry.text(), PROMETHEUS_CONTENT_TYPE);
       },

@@ -1,7 +1,7 @@
 // /system/health/*: probes for load balancers and monitors (SPEC §4).
 // ping/leader/standby/ready need no token; cluster needs reader.
-import type { NodeHandle, NodeStatus } from '../node/handle.js';
 import type { RequestContext, Route } from './context.js';
+import type { ClusterControl, NodeStatus } from './ports.js';
 
 /** How long a follower waits for the leader's view of cluster health before answering with its own. */
 const CLUSTER_FORWARD_TIMEOUT_MS = 2000;
@@ -70,15 +70,15 @@ function answer(ctx: RequestContext, s: NodeStatus, v: Verdict): Promise<void> {
 }
 
 /** The body of GET /system/health/cluster (SPEC §4), from this node's view. */
-export async function clusterHealth(node: NodeHandle): Promise<Record<string, unknown>> {
-  const s = node.status();
+export async function clusterHealth(cluster: ClusterControl): Promise<Record<string, unknown>> {
+  const s = cluster.status();
   let failoverSafe = false;
   try {
-    failoverSafe = (await node.failoverSafe(0)).safe;
+    failoverSafe = (await cluster.failoverSafe(0)).safe;
   } catch {
     // A follower may not know; report false rather than guess.
   }
-  const mode = node.config.database.mode;
+  const mode = cluster.config.database.mode;
   const nodes = s.peers.map((p) => ({
     nodeName: p.nodeName,
     role: p.role,
@@ -121,32 +121,32 @@ export async function clusterHealth(node: NodeHandle): Promise<Record<string, un
 }
 
 export const healthRoutes: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
-  '/system/health/ping': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.node.status(); return answer(ctx, s, pingVerdict(s)); } } },
-  '/system/health/leader': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.node.status(); return answer(ctx, s, leaderVerdict(s)); } } },
+  '/system/health/ping': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.cluster.status(); return answer(ctx, s, pingVerdict(s)); } } },
+  '/system/health/leader': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.cluster.status(); return answer(ctx, s, leaderVerdict(s)); } } },
   '/system/health/standby': {
     GET: {
       auth: null,
       handle: (ctx) => {
-        const s = ctx.app.node.status();
-        return answer(ctx, s, standbyVerdict(s, ctx.app.node.config.cluster.maxLagOnFailover));
+        const s = ctx.app.cluster.status();
+        return answer(ctx, s, standbyVerdict(s, ctx.app.cluster.config.cluster.maxLagOnFailover));
       },
     },
   },
-  '/system/health/ready': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.node.status(); return answer(ctx, s, readyVerdict(s)); } } },
+  '/system/health/ready': { GET: { auth: null, handle: (ctx) => { const s = ctx.app.cluster.status(); return answer(ctx, s, readyVerdict(s)); } } },
   '/system/health/cluster': {
     GET: {
       auth: 'reader',
       query: [],
       handle: async (ctx) => {
-        const node = ctx.app.node;
+        const cluster = ctx.app.cluster;
         // The leader sees every follower's progress and heartbeats: ask it
         // first. If it cannot be reached, answer with this node's own view
         // (which then reports the cluster as it looks from here).
-        if (!node.isLeader() && !ctx.forwardedIn) {
-          const url = node.leaderApiUrl();
+        if (!cluster.isLeader() && !ctx.forwardedIn) {
+          const url = cluster.leaderApiUrl();
           if (url !== undefined) {
             try {
-              await ctx.app.forwarder.forward(ctx, url, node.status().leaderName, { write: false, timeoutMs: CLUSTER_FORWARD_TIMEOUT_MS });
+              await ctx.app.forwarder.forward(ctx, url, cluster.status().leaderName, { write: false, timeoutMs: CLUSTER_FORWARD_TIMEOUT_MS });
               return;
             } catch (err) {
               if (ctx.res.headersSent) throw err;
@@ -154,7 +154,7 @@ export const healthRoutes: Readonly<Record<string, Readonly<Record<string, Route
             }
           }
         }
-        ctx.json(200, await clusterHealth(node));
+        ctx.json(200, await clusterHealth(cluster));
       },
     },
   },

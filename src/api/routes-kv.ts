@@ -1,11 +1,11 @@
 // /v1/kv: key reads, writes, range reads and transactions (SPEC §4 "Data").
 // Writes and linearizable reads run on the leader (forwarded from other
 // nodes); `consistency=stale` reads are served from this node's copy.
-import type { ProposeOptions } from '../node/handle.js';
 import type { ApplyResult, Command, KeyRecord } from '../state/index.js';
 import type { RequestContext, Route } from './context.js';
 import { ApiError, badField } from './errors.js';
 import { onLeader } from './leader.js';
+import type { ProposeOptions } from './ports.js';
 import { checkKey, idempotencyKey, parsePut, parseTxn } from './validate.js';
 
 export const DEFAULT_LIST_LIMIT = 1000;
@@ -24,7 +24,7 @@ async function read(ctx: RequestContext, serve: () => void): Promise<void> {
     return;
   }
   await onLeader(ctx, false, async () => {
-    await ctx.app.node.readBarrier();
+    await ctx.app.kv.readBarrier();
     serve();
   });
 }
@@ -33,7 +33,7 @@ async function propose(ctx: RequestContext, cmd: Command): Promise<void> {
   const ik = idempotencyKey(ctx.header('idempotency-key'));
   const options: ProposeOptions = ik !== undefined ? { idempotencyKey: ik } : {};
   await onLeader(ctx, true, async () => {
-    const r = await ctx.app.node.propose(cmd, options);
+    const r = await ctx.app.kv.propose(cmd, options);
     answerWrite(ctx, r);
   });
 }
@@ -55,7 +55,7 @@ const key: Readonly<Record<string, Route>> = {
     auth: 'reader',
     query: ['consistency'],
     handle: (ctx, k) => read(ctx, () => {
-      const r = ctx.app.node.kv.get(k!);
+      const r = ctx.app.kv.get(k!);
       if (r === undefined) throw new ApiError('not_found', `key ${JSON.stringify(k!.slice(0, 200))} not found`, { key: k!.slice(0, 200) });
       ctx.json(200, entry(r));
     }),
@@ -96,7 +96,7 @@ const list: Route = {
       limit = Math.min(MAX_LIST_LIMIT, Number(raw));
     }
     return read(ctx, () => {
-      const r = ctx.app.node.kv.range(prefix, limit, startAfter);
+      const r = ctx.app.kv.range(prefix, limit, startAfter);
       ctx.json(200, { items: r.records.map(entry), revision: r.revision, more: r.more });
     });
   },

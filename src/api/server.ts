@@ -7,7 +7,6 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { NodeHandle } from '../node/handle.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { TokenStore } from './auth.js';
 import { DEFAULT_API_LIMITS, HEADER_SERVED_BY, RequestContext } from './context.js';
@@ -16,15 +15,22 @@ import { ApiError, toApiError } from './errors.js';
 import { Forwarder } from './forward.js';
 import { clusterRoutes } from './routes-cluster.js';
 import { healthRoutes } from './routes-health.js';
+import type { ClusterControl, KvService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
 import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
 
 export interface ApiServerOptions {
-  readonly node: NodeHandle;
+  /** This node and the cluster (src/api/ports.ts). */
+  readonly cluster: ClusterControl;
+  /** The replicated KV (src/api/ports.ts). */
+  readonly kv: KvService;
   readonly host: string;
   readonly port: number;
+  /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
   readonly dataDir: string;
+  /** security.adminTokenFile, read besides `<dataDir>/admin.token` when it is another file. */
+  readonly adminTokenFile?: string;
   readonly logger: Logger;
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
   /** SSE heartbeat comment interval. Default 15000. */
@@ -119,7 +125,7 @@ async function dispatch(ctx: RequestContext): Promise<void> {
   if (route === undefined) {
     throw new ApiError('method_not_allowed', `${ctx.method} is not allowed on ${m.name}; allowed: ${allowed(m.methods)}`, {}, { allow: allowed(m.methods) });
   }
-  if (ctx.app.closing) throw new ApiError('shutting_down', `${ctx.app.node.nodeName} is shutting down; retry on another node`, {}, { connection: 'close' });
+  if (ctx.app.closing) throw new ApiError('shutting_down', `${ctx.app.cluster.nodeName} is shutting down; retry on another node`, {}, { connection: 'close' });
   if (route.auth !== null) ctx.principal = ctx.app.tokens.authorize(ctx.header('authorization'), route.auth);
   if (route.query !== undefined) ctx.checkQuery(route.query);
   const key = m.rawKey !== undefined ? decodeKey(m.rawKey) : undefined;
@@ -158,7 +164,7 @@ function logRequest(ctx: RequestContext): void {
 }
 
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
-  const node = opts.node;
+  const { cluster, kv } = opts;
   const logger = opts.logger.child({ component: 'api' });
   const registry = new MetricsRegistry();
   const limits: ApiLimits = { ...DEFAULT_API_LIMITS, ...opts.limits };
@@ -166,10 +172,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const tls = opts.tls ? { cert: readTlsFile('security.apiTls.certFile', opts.tls.certFile), key: readTlsFile('security.apiTls.keyFile', opts.tls.keyFile) } : undefined;
   const forwarder = new Forwarder();
   const adminTokenFiles = [join(opts.dataDir, 'admin.token')];
-  const configured = node.config.security.adminTokenFile;
+  const configured = opts.adminTokenFile ?? '';
   if (configured !== '' && configured !== adminTokenFiles[0]) adminTokenFiles.push(configured);
   const app: App = {
-    node,
+    cluster,
+    kv,
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000 }),
     forwarder,
@@ -189,7 +196,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const ctx = new RequestContext(app, req, res);
-    res.setHeader(HEADER_SERVED_BY, node.nodeName);
+    res.setHeader(HEADER_SERVED_BY, cluster.nodeName);
     let logged = false;
     const log = (): void => {
       if (logged) return;

@@ -53,7 +53,7 @@ function reserve(ctx: RequestContext, token: string): void {
 
 async function serveWatch(ctx: RequestContext): Promise<void> {
   const app = ctx.app;
-  const { node, logger, limits } = app;
+  const { cluster, kv, logger, limits } = app;
   const prefix = ctx.query.get('prefix') ?? '';
   if (prefix !== '') checkKey(prefix, 'prefix');
   const from = ctx.intParam('fromRevision');
@@ -120,7 +120,7 @@ async function serveWatch(ctx: RequestContext): Promise<void> {
     // Count the slot from here on; kv.watch may throw (410 compacted).
     app.watchesByToken.set(token, (app.watchesByToken.get(token) ?? 0) + 1);
     try {
-      return node.kv.watch(prefix, fromRevision, onEvent, {
+      return kv.watch(prefix, fromRevision, onEvent, {
         onCancel: (err) => {
           if (closed) return;
           // History was skipped (snapshot install): tell the client, then end.
@@ -185,9 +185,9 @@ async function serveWatch(ctx: RequestContext): Promise<void> {
       'cache-control': 'no-store',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
-      [HEADER_SERVED_BY]: node.nodeName,
+      [HEADER_SERVED_BY]: cluster.nodeName,
     });
-    write(`retry: 1000\n: watching ${JSON.stringify(prefix)} from revision ${fromRevision ?? node.kv.revision + 1}\n\n`);
+    write(`retry: 1000\n: watching ${JSON.stringify(prefix)} from revision ${fromRevision ?? kv.revision + 1}\n\n`);
     live = true;
     flush();
   });

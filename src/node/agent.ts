@@ -40,10 +40,12 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
   let server: ApiServer;
   try {
     server = await startApiServer({
-      node,
+      cluster: node,
+      kv: node.kvService,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,
+      adminTokenFile: config.security.adminTokenFile,
       logger: logger.child({ node: config.node.nodeName }),
       ...(config.security.apiTls ? { tls: config.security.apiTls } : {}),
     });

@@ -3,7 +3,8 @@
 // (./registry.ts) knows who the members are and reconciles the membership;
 // RaftLeadership + LeaderServices (./leadership.ts) run leader-only work
 // while this node leads with a quorum; ./status.ts presents it all. This file
-// builds them from the config and implements NodeHandle for the HTTP API.
+// builds them from the config and provides the HTTP API's ports
+// (src/api/ports.ts): it is the ClusterControl; `kvService` is the KvService.
 import type { Logger } from 'pino';
 import { isLoopback, type QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, majority, votingIds, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
@@ -13,11 +14,13 @@ import { KvStateMachine, encodeCommand, type ApplyResult, type Command } from '.
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { NodeError, notLeader } from './errors.js';
-import type { NodeHandle, NodeStatus, ProposeOptions } from './handle.js';
+import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
 import { bootstrapMembership, loadOrCreateBootstrap, normalizePeerUrl, selfId, type Bootstrap } from './members.js';
-import { MemberRegistry, memberRole } from './registry.js';
+import { kvServiceOf } from './kv-service.js';
+import { MemberRegistry } from './registry.js';
 import { REAL_CLOCK, Replica } from './replica.js';
+import { memberRole } from './roles.js';
 import { buildStatus } from './status.js';
 
 export { VERSION } from './status.js';
@@ -27,11 +30,13 @@ export { VERSION } from './status.js';
 const DEFAULT_PROPOSE_TIMEOUT_MS = 5_000;
 const HOUSEKEEPING_MS = 250;
 
-export class QuorateNode implements NodeHandle {
+export class QuorateNode implements ClusterControl {
   readonly config: QuorateConfig;
   readonly nodeName: string;
   readonly nodeId: number;
   readonly kv: KvStateMachine;
+  /** The replicated KV as the HTTP API's KvService (./kv-service.ts). */
+  readonly kvService: KvService = kvServiceOf(this);
   readonly #log: Logger;
   readonly #storage: WalStorage;
   readonly #replica: Replica;
@@ -223,7 +228,7 @@ export class QuorateNode implements NodeHandle {
     this.#log.info({ event: 'node_stopped' }, 'node stopped cleanly');
   }
 
-  // ------------------------------------------------------------ NodeHandle
+  // ------------------------------------------------------------ ClusterControl (src/api/ports.ts), propose, readBarrier
 
   /** The current Raft term (durable), for log lines and fencing tokens. */
   get term(): number {

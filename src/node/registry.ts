@@ -8,6 +8,7 @@ import {
   NONE, RaftError, isVoting,
   type ConfChange, type Member, type MemberRole, type Message, type NodeId, type RawNode,
 } from '../raft/index.js';
+import { configRole } from './roles.js';
 
 /** What a member announced in its last authenticated handshake (or, for this node, its own config). */
 export interface Announced {
@@ -25,13 +26,6 @@ export interface PeerMeta {
   lastCaughtUpAt: number;
   /** Never used as it is: the leader records it in the membership through the log. */
   announced: Announced | undefined;
-}
-
-/** Config role → membership role. */
-export function memberRole(r: string | undefined): MemberRole | undefined {
-  if (r === 'voter' || r === 'observer') return r;
-  if (r === 'dr') return 'learner';
-  return undefined;
 }
 
 /** Messages that count toward a quorum (elections, commits, leadership checks). */
@@ -190,7 +184,7 @@ export class MemberRegistry {
             this.#handOver(raw, st);
             return;
           }
-          this.#propose(raw, { op: 'setRole', id: mem.id, role: want }, `setting ${name}'s role to ${want === 'learner' ? 'dr' : want}`);
+          this.#propose(raw, { op: 'setRole', id: mem.id, role: want }, `setting ${name}'s role to ${configRole(want)}`);
           return;
         }
         if (next === undefined) continue;

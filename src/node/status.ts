@@ -2,10 +2,11 @@
 // from the core's status, the member registry and the transport's
 // connection state. Pure: reads its inputs, changes nothing.
 import type { QuorateConfig } from '../config/index.js';
-import { NONE, failureTolerance, isVoting, quorumMet, roleOf, writeQuorum, type NodeId, type RawNode } from '../raft/index.js';
+import { NONE, failureTolerance, isVoting, quorumMet, roleOf, writeQuorum, type MemberRole, type NodeId, type RawNode } from '../raft/index.js';
 import type { PeerStats } from '../transport/index.js';
-import type { NodeRoleName, NodeStatus, PeerInfo } from './handle.js';
+import type { NodeRoleName, NodeStatus, PeerInfo } from '../api/ports.js';
 import type { MemberRegistry } from './registry.js';
+import { statusRole } from './roles.js';
 
 export const VERSION = '0.1.0';
 
@@ -23,14 +24,13 @@ export interface StatusInput {
   readonly startedAt: string;
 }
 
-/** Status vocabulary: membership role + Raft role → what operators see. */
-export function roleName(registry: MemberRegistry, id: NodeId, raftRole: string, lead: NodeId, memberRole: string | undefined): NodeRoleName {
-  if (memberRole === undefined) return 'removed';
-  if (id === lead) return 'primary';
-  if (memberRole === 'learner') return registry.record(id)?.catchUpTo !== undefined ? 'rejoining' : 'dr';
-  if (memberRole === 'observer') return 'observer';
-  if (id === registry.selfId && (raftRole === 'candidate' || raftRole === 'preCandidate')) return 'candidate';
-  return 'standby';
+/** The status role of member `id` (the vocabulary: ./roles.ts, docs/concepts.md "Roles"). */
+export function roleName(registry: MemberRegistry, id: NodeId, raftRole: string, lead: NodeId, memberRole: MemberRole | undefined): NodeRoleName {
+  return statusRole(memberRole, {
+    leads: id === lead,
+    catchingUp: registry.record(id)?.catchUpTo !== undefined,
+    campaigning: id === registry.selfId && (raftRole === 'candidate' || raftRole === 'preCandidate'),
+  });
 }
 
 export function buildStatus(i: StatusInput): NodeStatus {

@@ -1,10 +1,13 @@
-// An in-memory NodeHandle for API tests: a real KvStateMachine whose
-// proposals apply at once. It can play leader or follower (pointing at
-// another test server as the leader), and every NodeStatus field and failure
-// can be set by the test.
+// An in-memory node for API tests, behind the API's two ports
+// (src/api/ports.ts): the FakeNode itself is the ClusterControl, and
+// `kvService` is the KvService over a real KvStateMachine whose proposals
+// apply at once. It can play leader or follower (pointing at another test
+// server as the leader), and every NodeStatus field and failure can be set by
+// the test. Methods are looked up at call time, so a test may replace one
+// (`h.node.switchover = ...`).
 import { parseConfig } from '../../src/config/index.js';
 import type { QuorateConfig } from '../../src/config/index.js';
-import type { NodeHandle, NodeStatus, PeerInfo, ProposeOptions } from '../../src/node/handle.js';
+import type { ClusterControl, KvService, NodeStatus, PeerInfo, ProposeOptions } from '../../src/api/ports.js';
 import { NodeError } from '../../src/node/errors.js';
 import { MetricsRegistry } from '../../src/ops/metrics.js';
 import { encodeCommand, KvStateMachine } from '../../src/state/index.js';
@@ -19,11 +22,13 @@ export interface FakeNodeOptions {
   readonly kv?: KvOptions;
 }
 
-export class FakeNode implements NodeHandle {
+export class FakeNode implements ClusterControl {
   readonly config: QuorateConfig;
   readonly nodeName: string;
   readonly nodeId: number;
   readonly kv: KvStateMachine;
+  /** The KvService the API is given: reads of `kv`, writes through propose(), barriers through readBarrier(). */
+  readonly kvService: KvService;
   readonly metrics = new MetricsRegistry();
   readonly #proposals = this.metrics.counter('quorate_proposals_total', 'Proposals applied by the fake node.', ['type']);
 
@@ -49,6 +54,21 @@ export class FakeNode implements NodeHandle {
     this.nodeId = options.nodeId ?? 1;
     this.config = parseConfig({ node: { nodeName: options.nodeName, dataDir: options.dataDir } }, {});
     this.kv = new KvStateMachine(options.kv ?? {});
+    const kv = this.kv;
+    this.kvService = {
+      get appliedIndex() {
+        return kv.appliedIndex;
+      },
+      get revision() {
+        return kv.revision;
+      },
+      get: (key) => kv.get(key),
+      range: (prefix, limit, startAfter) => kv.range(prefix, limit, startAfter),
+      watch: (prefix, fromRevision, listener, opts) => kv.watch(prefix, fromRevision, listener, opts),
+      checksum: () => kv.checksum(),
+      propose: (command, opts) => this.propose(command, opts),
+      readBarrier: () => this.readBarrier(),
+    };
     this.leader = options.leader ?? true;
   }
 

@@ -1,0 +1,129 @@
+// What the HTTP API needs from whatever runs behind it, declared here, by the
+// API (the consumer), so the API never imports the node's implementation:
+//
+// - ClusterControl: this node's identity and the cluster-level operations
+//   (status, switchover, failover-safe, snapshot, metrics);
+// - KvService: the replicated KV as a service (reads of this node's copy,
+//   writes, a linearizable read barrier), with nothing of Raft in it.
+//
+// QuorateNode (src/node/node.ts) provides both today (it is the
+// ClusterControl; `node.kvService` is the KvService). A PostgreSQL-backed
+// implementation (the external-shared mode) is meant to stand behind the same
+// two interfaces. The dependency points one way: src/node imports these
+// types, src/api imports nothing of src/node but its error codes
+// (src/node/errors.ts, mapped to HTTP in ./errors.ts).
+import type { QuorateConfig } from '../config/index.js';
+import type { ApplyResult, Command, KvReader } from '../state/index.js';
+
+/**
+ * The role a node shows in status (`role` of /v1/cluster/status, of each
+ * peer, and of /system/health/*). How config roles and membership roles map
+ * to these: docs/concepts.md "Roles" (code: src/node/roles.ts).
+ */
+export type NodeRoleName = 'primary' | 'standby' | 'observer' | 'dr' | 'rejoining' | 'candidate' | 'removed';
+/** diverged: the peer lost log entries it had acknowledged (a damaged log tail); the leader re-replicates them. */
+export type PeerHealth = 'healthy' | 'lagging' | 'diverged' | 'unreachable' | 'isolated';
+
+export interface PeerInfo {
+  readonly id: number;
+  readonly nodeName: string;
+  /** API URL recorded for the member in the membership (taken from its authenticated handshake by the leader), when known. */
+  readonly apiUrl: string | undefined;
+  readonly peerUrl: string;
+  readonly role: NodeRoleName;
+  readonly status: PeerHealth;
+  readonly matchIndex: number;
+  readonly replicationLagEntries: number;
+  readonly replicationLagMs: number;
+  /** ISO time of the last message from this peer (leader's view), or undefined. */
+  readonly lastHeartbeat: string | undefined;
+  readonly self: boolean;
+}
+
+/** One node's view of the cluster: what /v1/cluster/status and /system/health/* present. */
+export interface NodeStatus {
+  readonly id: number;
+  readonly nodeName: string;
+  readonly haId: string;
+  readonly role: NodeRoleName;
+  readonly raftRole: 'follower' | 'preCandidate' | 'candidate' | 'leader';
+  readonly term: number;
+  readonly leaderId: number;
+  readonly leaderName: string | undefined;
+  readonly leaderApiUrl: string | undefined;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastIndex: number;
+  readonly firstIndex: number;
+  readonly snapshotIndex: number;
+  readonly revision: number;
+  readonly quorumMet: boolean;
+  readonly votersReachable: number;
+  readonly votersTotal: number;
+  readonly writeQuorum: number;
+  readonly failureTolerance: number;
+  readonly peers: readonly PeerInfo[];
+  readonly storageHealthy: boolean;
+  readonly storageError: string | undefined;
+  readonly splitBrainWarning: string | undefined;
+  readonly startedAt: string;
+  readonly version: string;
+}
+
+/** The config values the API reads through ClusterControl (a QuorateConfig is one). */
+export interface ClusterConfigView {
+  readonly cluster: Pick<QuorateConfig['cluster'], 'maxLagOnFailover'>;
+  readonly database: Pick<QuorateConfig['database'], 'mode'>;
+}
+
+/**
+ * This node and the cluster as the API sees them. Errors carry a stable
+ * `code` of NODE_ERROR_CODES (src/node/errors.ts; mapped to HTTP in
+ * ./errors.ts): not_leader (with leaderApiUrl/leaderName), no_leader,
+ * invalid_transfer, transfer_in_progress, transfer_failed,
+ * snapshot_in_progress, storage_failed, shutting_down.
+ */
+export interface ClusterControl {
+  readonly nodeName: string;
+  readonly nodeId: number;
+  readonly config: ClusterConfigView;
+
+  isLeader(): boolean;
+  /** Leader's API URL (undefined when no leader is known or its URL is unknown). */
+  leaderApiUrl(): string | undefined;
+  status(): NodeStatus;
+
+  /** Planned leadership transfer; `to` is a node name (default: the most caught-up voter). Resolves when the new leader is known. Throws not_leader on a follower. */
+  switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }>;
+  /** True when at least one voter other than the leader is fully caught up; waits up to waitMs for it. Throws not_leader on a follower. */
+  failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }>;
+  /** Prometheus text exposition of this node's metrics. */
+  metricsText(): string;
+  /** Snapshot and compact the log now. */
+  snapshotNow(): Promise<{ index: number }>;
+}
+
+export interface ProposeOptions {
+  readonly idempotencyKey?: string;
+  /** How long to wait for the entry to apply before answering commit_unknown. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * The KV as a service. Reads (the KvReader surface) are of this node's copy,
+ * as of now; `propose` and `readBarrier` run on the leader and throw
+ * not_leader elsewhere (the API then forwards). Errors carry a stable `code`
+ * of NODE_ERROR_CODES: not_leader, no_leader, quorum_not_met,
+ * commit_unknown, proposal_dropped, overloaded (with retryAfterMs),
+ * entry_too_large, storage_failed, shutting_down.
+ *
+ * Reads are synchronous: the dump route reads appliedIndex, revision and
+ * checksum in one tick, and a watch replays its history inside watch() so a
+ * compacted start can still answer 410.
+ */
+export interface KvService extends KvReader {
+  /** Apply a command (put, delete, txn); resolves with the applied result (a revision mismatch is a result, not an error). */
+  propose(command: Command, options?: ProposeOptions): Promise<ApplyResult>;
+  /** Linearizable read barrier: resolves once this node's copy reflects every write acknowledged before the call. */
+  readBarrier(timeoutMs?: number): Promise<void>;
+}
