@@ -52,6 +52,8 @@ export interface NodeStatus {
   readonly splitBrainWarning: string | undefined;
   readonly startedAt: string;
   readonly version: string;
+  /** The cluster feature level as this node computes it: the lowest feature level its members announced (1 for one not heard from); entry format 2 is proposed only at 2 or more. */
+  readonly featureLevel: number;
 }
 
 export interface ProposeOptions {

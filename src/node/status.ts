@@ -21,6 +21,8 @@ export interface StatusInput {
   readonly fatal: Error | undefined;
   readonly splitBrain: string | undefined;
   readonly startedAt: string;
+  /** The cluster feature level as this node computes it. */
+  readonly featureLevel: number;
 }
 
 /** Status vocabulary: membership role + Raft role → what operators see. */
@@ -112,5 +114,6 @@ export function buildStatus(i: StatusInput): NodeStatus {
     splitBrainWarning: i.splitBrain,
     startedAt: i.startedAt,
     version: VERSION,
+    featureLevel: i.featureLevel,
   };
 }
