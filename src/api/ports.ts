@@ -68,6 +68,8 @@ export interface NodeStatus {
   readonly splitBrainWarning: string | undefined;
   readonly startedAt: string;
   readonly version: string;
+  /** The cluster feature level as this node computes it: the lowest feature level its members announced (1 for one not heard from); entry format 2 is proposed only at 2 or more. */
+  readonly featureLevel: number;
 }
 
 /** The config values the API reads through ClusterControl (a QuorateConfig is one). */

@@ -36,6 +36,7 @@ function clusterStatus(ctx: RequestContext): Record<string, unknown> {
     splitBrainWarning: s.splitBrainWarning ?? null,
     startedAt: s.startedAt,
     version: s.version,
+    featureLevel: s.featureLevel,
     peers: s.peers.map((p) => ({
       id: p.id,
       nodeName: p.nodeName,

@@ -10,11 +10,12 @@ import { isLoopback, type QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, majority, votingIds, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { SeededRandom } from '../raft/prng.js';
 import { WalStorage, writeHaState } from '../storage/index.js';
-import { KvStateMachine, encodeCommand, type ApplyResult, type Command } from '../state/index.js';
+import { KV_MACHINE_ID, KvStateMachine, encodeCommand, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { NodeError, notLeader } from './errors.js';
 import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
+import { FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
 import { bootstrapMembership, loadOrCreateBootstrap, normalizePeerUrl, selfId, type Bootstrap } from './members.js';
 import { kvServiceOf } from './kv-service.js';
@@ -55,6 +56,8 @@ export class QuorateNode implements ClusterControl {
   #splitBrain: string | undefined;
   #reconcileQueued = false;
   #onFatal: (e: Error) => void = () => undefined;
+  /** The cluster feature level last computed when proposing (for the log line when it changes). */
+  #proposedLevel = 0;
   readonly #mLeaderChanges;
 
   private constructor(
@@ -68,6 +71,7 @@ export class QuorateNode implements ClusterControl {
     tickMs: number,
     lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined,
     security: { incarnation: string; clusterSecret: Uint8Array },
+    featureLevel: number,
   ) {
     this.config = config;
     this.nodeName = config.node.nodeName;
@@ -91,6 +95,7 @@ export class QuorateNode implements ClusterControl {
       logger: this.#log,
       configuredRole: config.node.role,
       fatalIfBroken: (e) => this.#replica.fatalIfBroken(e),
+      featureLevel,
     });
     const peerMap = new Map<number, { host: string; port: number }>();
     for (const b of bootstrap.members) {
@@ -109,8 +114,10 @@ export class QuorateNode implements ClusterControl {
       tls: tls === 'auto' ? 'off' : tls,
       clusterSecret: security.clusterSecret,
       incarnation: security.incarnation,
+      featureLevel,
       recordedIncarnation: (peer) => this.#registry.record(peer)?.incarnation,
       onPeerAck: (peer, info) => {
+        this.#registry.hearFeatureLevel(peer, info.featureLevel);
         const known = info.knownIncarnation;
         if (known !== undefined && known !== security.incarnation) this.#replica.run((r) => this.#registry.markRejoining(r, peer, known));
       },
@@ -120,10 +127,13 @@ export class QuorateNode implements ClusterControl {
       logger: this.#log,
       onMessages: (msgs) => this.#replica.receive(msgs),
       onPeerDisconnected: (peer, reason) => {
+        // It may come back as another build: count it as level 1 until it says again.
+        this.#registry.hearFeatureLevel(peer, undefined);
         if (reason === 'reset') this.#replica.peerReset(peer);
       },
       onSnapshot: (from, meta, data, msg) => this.#replica.receiveSnapshot(from, meta, data, msg, (d) => void new KvStateMachine().restore(d)),
       onPeerHello: (peer, info) => {
+        this.#registry.hearFeatureLevel(peer, info.featureLevel);
         this.#registry.announce(peer, { nodeName: info.nodeName, apiUrl: info.apiUrl === '' ? undefined : info.apiUrl, role: memberRole(info.role), incarnation: info.incarnation });
         this.#queueReconcile();
       },
@@ -182,7 +192,11 @@ export class QuorateNode implements ClusterControl {
     const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
     const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (data) => void new KvStateMachine().restore(data) });
     for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
-    const kv = new KvStateMachine();
+    // FEATURE_LEVEL unless a test runs this node as the previous release.
+    const featureLevel = featureLevelFromEnv();
+    if (featureLevel !== FEATURE_LEVEL) logger.warn({ node: config.node.nodeName, event: 'test_feature_level', featureLevel }, `QUORATE_TEST_FEATURE_LEVEL: running as feature level ${featureLevel} (tests only)`);
+    // The entry format applied is the feature level: a level-1 node stops on a format-2 entry, as an old build would.
+    const kv = new KvStateMachine({ maxFormatVersion: featureLevel });
     let lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
     if (state.snapshot && state.snapshotData) {
       kv.restore(state.snapshotData);
@@ -203,7 +217,7 @@ export class QuorateNode implements ClusterControl {
       },
       { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index },
     );
-    const node = new QuorateNode(config, logger, storage, raw, kv, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret });
+    const node = new QuorateNode(config, logger, storage, raw, kv, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret }, featureLevel);
     if (opts.onFatal) node.#onFatal = opts.onFatal;
     await node.#transport.listen();
     node.#replica.start();
@@ -252,12 +266,25 @@ export class QuorateNode implements ClusterControl {
     return this.#registry.record(lead)?.apiUrl;
   }
 
+  /** The cluster feature level as this node computes it (features.ts): the lowest level heard from the current members. */
+  featureLevel(): number {
+    return this.#registry.clusterFeatureLevel(this.#replica.core.membership().members);
+  }
+
   propose(command: Command, options: ProposeOptions = {}): Promise<ApplyResult> {
-    const data = encodeCommand({
-      at: Date.now(),
-      ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
-      command,
-    });
+    const at = Date.now();
+    const ik = options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {};
+    // Format-2 envelopes only once every member applies them; else the KV's format 1.
+    const level = this.featureLevel();
+    if (level !== this.#proposedLevel) {
+      if (this.#proposedLevel !== 0 || level !== FEATURE_LEVEL) {
+        this.#log.info({ event: 'feature_level_changed', from: this.#proposedLevel, to: level }, `cluster feature level is ${level}: proposing entry format ${level >= 2 ? 2 : 1}`);
+      }
+      this.#proposedLevel = level;
+    }
+    const data = level >= 2
+      ? encodeEnvelope({ machine: KV_MACHINE_ID, at, ...ik, payload: encodeKvPayload(command) })
+      : encodeCommand({ at, ...ik, command });
     return this.#replica.propose(data, options.timeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS);
   }
 
@@ -327,6 +354,8 @@ export class QuorateNode implements ClusterControl {
     g('quorate_applied_index', 'Applied index', st.appliedIndex);
     g('quorate_apply_lag_entries', 'Committed but not yet applied entries', st.commitIndex - st.appliedIndex);
     g('quorate_quorum_met', '1 if a write quorum of voters is reachable', st.quorumMet ? 1 : 0);
+    g('quorate_feature_level', 'Cluster feature level as this node computes it (lowest level announced by the members)', st.featureLevel);
+    for (const f of [1, 2]) g('quorate_applied_commands_by_format', 'Commands applied since start, by entry format', this.kv.machines.appliedByFormat(f), { format: String(f) });
     const mem = process.memoryUsage();
     g('process_resident_memory_bytes', 'Resident memory size in bytes', mem.rss);
     g('nodejs_heap_used_bytes', 'V8 heap used in bytes', mem.heapUsed);
@@ -353,6 +382,7 @@ export class QuorateNode implements ClusterControl {
       fatal: this.#replica.fatal,
       splitBrain: this.#splitBrain,
       startedAt: this.#startedAt,
+      featureLevel: this.featureLevel(),
     });
   }
 

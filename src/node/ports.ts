@@ -20,10 +20,18 @@ export interface PeerNetwork {
   sendSnapshot(to: NodeId, msg: Message, data: Uint8Array, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<void>;
 }
 
-/** The replicated state: deterministic apply, snapshot, restore. */
+/**
+ * The replicated state: deterministic apply, snapshot, restore. Today the
+ * KvStateMachine, which hosts the MachineRegistry (src/state/machines.ts)
+ * that routes each entry to its machine and owns the applied index.
+ */
 export interface StateMachine {
+  /** The last entry applied, membership entries included. */
   readonly appliedIndex: number;
+  /** A committed normal entry (either envelope format). */
   apply(index: number, data: Uint8Array): ApplyResult;
+  /** A committed entry no state machine sees (a membership entry): only the applied index moves. */
+  markApplied(index: number): void;
   snapshot(): Uint8Array;
   restore(data: Uint8Array): void;
 }

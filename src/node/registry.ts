@@ -4,6 +4,7 @@
 // rejoining, and the leader's reconciliation of the membership with what the
 // members announce. See README.md "Identity and roles".
 import type { Logger } from 'pino';
+import { clusterFeatureLevel } from './features.js';
 import {
   NONE, RaftError, isVoting,
   type ConfChange, type Member, type MemberRole, type Message, type NodeId, type RawNode,
@@ -41,6 +42,8 @@ export interface RegistryOptions {
   readonly configuredRole: string;
   /** Stop the process on a broken invariant (see Replica.fatalIfBroken). */
   readonly fatalIfBroken: (e: unknown) => boolean;
+  /** This node's feature level (features.ts). */
+  readonly featureLevel: number;
 }
 
 export class MemberRegistry {
@@ -66,6 +69,9 @@ export class MemberRegistry {
   #warned = new Set<string>();
   /** The leader's last index at the previous catch-up sample (trackCatchUp). */
   #catchUpSample: { at: number; lastIndex: number } | undefined;
+  readonly featureLevel: number;
+  /** Feature level each peer announced on its current authenticated connection (features.ts). */
+  readonly #levels = new Map<NodeId, number>();
 
   constructor(o: RegistryOptions) {
     this.selfId = o.selfId;
@@ -73,6 +79,7 @@ export class MemberRegistry {
     this.#log = o.logger;
     this.#configuredRole = o.configuredRole;
     this.#fatalIfBroken = o.fatalIfBroken;
+    this.featureLevel = o.featureLevel;
     for (const [id, peerUrl] of o.members) {
       this.peers.set(id, { peerUrl, lastCaughtUpAt: Date.now(), announced: id === o.selfId ? o.self : undefined });
     }
@@ -98,6 +105,17 @@ export class MemberRegistry {
     p.announced = said;
     this.#refreshFenced();
     this.dirty = true;
+  }
+
+  /** A peer announced its feature level in an authenticated handshake (from transport I/O); undefined: its connection ended, forget it. */
+  hearFeatureLevel(peer: NodeId, level: number | undefined): void {
+    if (level === undefined) this.#levels.delete(peer);
+    else this.#levels.set(peer, level);
+  }
+
+  /** The cluster feature level over the membership's current members, as this node has heard them. */
+  clusterFeatureLevel(members: readonly Member[]): number {
+    return clusterFeatureLevel(members, { id: this.selfId, level: this.featureLevel }, this.#levels);
   }
 
   /** The membership changed (in the loop): re-read the records. */

@@ -367,8 +367,8 @@ export class Replica {
     let result: ApplyResult | undefined;
     if (e.type === 'conf') {
       this.#hooks.onConfApplied(e.index, decodeConfEntry(e.data));
-      // The state machine's index follows the log's (membership entries hold no application data).
-      this.#sm.apply(e.index, new Uint8Array(0));
+      // Membership entries hold nothing for any state machine: only the applied index moves.
+      this.#sm.markApplied(e.index);
     } else {
       result = this.#sm.apply(e.index, e.data);
     }

@@ -22,6 +22,8 @@ export interface StatusInput {
   readonly fatal: Error | undefined;
   readonly splitBrain: string | undefined;
   readonly startedAt: string;
+  /** The cluster feature level as this node computes it. */
+  readonly featureLevel: number;
 }
 
 /** The status role of member `id` (the vocabulary: ./roles.ts, docs/concepts.md "Roles"). */
@@ -112,5 +114,6 @@ export function buildStatus(i: StatusInput): NodeStatus {
     splitBrainWarning: i.splitBrain,
     startedAt: i.startedAt,
     version: VERSION,
+    featureLevel: i.featureLevel,
   };
 }

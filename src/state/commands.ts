@@ -190,13 +190,22 @@ function checkCompare(field: string, c: Compare): void {
 
 /** Throws InvalidCommandError naming the field; the API layer calls this (via encodeCommand) before proposing. */
 export function validateEnvelope(env: CommandEnvelope): void {
-  if (typeof env.at !== 'number' || !Number.isSafeInteger(env.at) || env.at < 0) fail('at', `must be a non-negative integer (ms), got ${String(env.at)}`);
-  if (env.idempotencyKey !== undefined) {
-    if (typeof env.idempotencyKey !== 'string' || env.idempotencyKey.length === 0) fail('idempotencyKey', 'must be a non-empty string');
-    const n = utf8Bytes(env.idempotencyKey);
+  validateEnvelopeFields(env.at, env.idempotencyKey);
+  validateCommand(env.command);
+}
+
+/** The envelope fields every machine's entries share (format 1 and 2): the leader's time and the client-session key. */
+export function validateEnvelopeFields(at: number, idempotencyKey: string | undefined): void {
+  if (typeof at !== 'number' || !Number.isSafeInteger(at) || at < 0) fail('at', `must be a non-negative integer (ms), got ${String(at)}`);
+  if (idempotencyKey !== undefined) {
+    if (typeof idempotencyKey !== 'string' || idempotencyKey.length === 0) fail('idempotencyKey', 'must be a non-empty string');
+    const n = utf8Bytes(idempotencyKey);
     if (n > MAX_IDEMPOTENCY_KEY_BYTES) fail('idempotencyKey', `is ${n} bytes; the limit is ${MAX_IDEMPOTENCY_KEY_BYTES}`);
   }
-  const c = env.command;
+}
+
+/** Validates one KV command (no envelope fields). Throws InvalidCommandError naming the field. */
+export function validateCommand(c: Command): void {
   switch (c.type) {
     case 'noop':
       return;
@@ -260,10 +269,34 @@ function commandTuple(c: Command): unknown[] {
   }
 }
 
-/** Validates, then encodes; equal envelopes give equal bytes. */
+/** Validates, then encodes as a format-1 entry; equal envelopes give equal bytes. */
 export function encodeCommand(env: CommandEnvelope): Uint8Array {
   validateEnvelope(env);
   return packCanonical([COMMAND_FORMAT_VERSION, env.at, env.idempotencyKey ?? null, ...commandTuple(env.command)]);
+}
+
+/**
+ * The KV machine's payload inside a format-2 envelope (src/state/envelope.ts):
+ * `[tag, ...body]`, the command part of the format-1 layout. These are exactly
+ * the bytes commandFingerprint hashes, so a client-session record made by a
+ * format-1 entry matches the same command sent in a format-2 one.
+ */
+export function encodeKvPayload(command: Command): Uint8Array {
+  validateCommand(command);
+  return packCanonical(commandTuple(command));
+}
+
+/** Decodes and validates a KV payload (see encodeKvPayload); throws InvalidCommandError. */
+export function decodeKvPayload(payload: Uint8Array): Command {
+  let raw: unknown;
+  try {
+    raw = unpackCanonical(payload);
+  } catch (err) {
+    throw new InvalidCommandError('payload', `not valid msgpack (${(err as Error).message})`, { cause: err });
+  }
+  const command = decodeCommandTuple(arr('payload', raw), 0);
+  validateCommand(command);
+  return command;
 }
 
 /**
@@ -319,6 +352,51 @@ function withOpt<T extends object, K extends string>(base: T, name: K, v: number
   return v === undefined ? base : { ...base, [name]: v };
 }
 
+/** The command part `[tag, ...body]` of an entry, starting at a[off]; shapes are checked by the caller (validateCommand). */
+function decodeCommandTuple(a: unknown[], off: number): Command {
+  let command: Command;
+  switch (a[off]) {
+    case TAG_NOOP:
+      arr('noop', a, off + 1);
+      command = { type: 'noop' };
+      break;
+    case TAG_PUT: {
+      arr('put', a, off + 5);
+      let put: PutCommand = { type: 'put', key: a[off + 1] as string, value: a[off + 2] as string };
+      put = withOpt(put, 'ifRevision', optNum(a[off + 3]));
+      put = withOpt(put, 'ttlMs', optNum(a[off + 4]));
+      command = put;
+      break;
+    }
+    case TAG_DELETE:
+      arr('delete', a, off + 3);
+      command = withOpt<DeleteCommand, 'ifRevision'>({ type: 'delete', key: a[off + 1] as string }, 'ifRevision', optNum(a[off + 2]));
+      break;
+    case TAG_TXN:
+      arr('txn', a, off + 4);
+      command = {
+        type: 'txn',
+        compare: arr('txn.compare', a[off + 1]).map((x, i) => decodeCompare(`txn.compare[${i}]`, x)),
+        success: arr('txn.success', a[off + 2]).map((x, i) => decodeOp(`txn.success[${i}]`, x)),
+        failure: arr('txn.failure', a[off + 3]).map((x, i) => decodeOp(`txn.failure[${i}]`, x)),
+      };
+      break;
+    case TAG_EXPIRE:
+      arr('expire', a, off + 2);
+      command = {
+        type: 'expire',
+        keys: arr('expire.keys', a[off + 1]).map((x, i) => {
+          const k = arr(`expire.keys[${i}]`, x, 2);
+          return { key: k[0] as string, modRevision: k[1] as number };
+        }),
+      };
+      break;
+    default:
+      fail('type', `unknown command tag ${String(a[off])}`);
+  }
+  return command;
+}
+
 /**
  * Decodes and validates entry data. Throws InvalidCommandError for malformed
  * data and UnsupportedCommandVersionError for a format this build does not know.
@@ -338,46 +416,7 @@ export function decodeCommand(data: Uint8Array): CommandEnvelope {
   const at = a[1] as number;
   const ik = a[2];
   if (ik !== null && typeof ik !== 'string') fail('idempotencyKey', 'must be a string or nil');
-  let command: Command;
-  switch (a[3]) {
-    case TAG_NOOP:
-      arr('noop', raw, 4);
-      command = { type: 'noop' };
-      break;
-    case TAG_PUT: {
-      arr('put', raw, 8);
-      let put: PutCommand = { type: 'put', key: a[4] as string, value: a[5] as string };
-      put = withOpt(put, 'ifRevision', optNum(a[6]));
-      put = withOpt(put, 'ttlMs', optNum(a[7]));
-      command = put;
-      break;
-    }
-    case TAG_DELETE:
-      arr('delete', raw, 6);
-      command = withOpt<DeleteCommand, 'ifRevision'>({ type: 'delete', key: a[4] as string }, 'ifRevision', optNum(a[5]));
-      break;
-    case TAG_TXN:
-      arr('txn', raw, 7);
-      command = {
-        type: 'txn',
-        compare: arr('txn.compare', a[4]).map((x, i) => decodeCompare(`txn.compare[${i}]`, x)),
-        success: arr('txn.success', a[5]).map((x, i) => decodeOp(`txn.success[${i}]`, x)),
-        failure: arr('txn.failure', a[6]).map((x, i) => decodeOp(`txn.failure[${i}]`, x)),
-      };
-      break;
-    case TAG_EXPIRE:
-      arr('expire', raw, 5);
-      command = {
-        type: 'expire',
-        keys: arr('expire.keys', a[4]).map((x, i) => {
-          const k = arr(`expire.keys[${i}]`, x, 2);
-          return { key: k[0] as string, modRevision: k[1] as number };
-        }),
-      };
-      break;
-    default:
-      fail('type', `unknown command tag ${String(a[3])}`);
-  }
+  const command = decodeCommandTuple(a, 3);
   const env: CommandEnvelope = ik === null ? { at, command } : { at, idempotencyKey: ik, command };
   validateEnvelope(env);
   return env;

@@ -92,3 +92,16 @@ export class SnapshotVersionError extends StateError {
     this.version = version;
   }
 }
+
+/**
+ * A committed format-2 entry names a state machine this build does not run
+ * (a newer node proposed it). Like an unknown format version, the node must
+ * stop and be upgraded, never skip it.
+ */
+export class UnsupportedMachineError extends StateError {
+  readonly machine: string;
+  constructor(machine: string) {
+    super('machine_unsupported', `state machine ${JSON.stringify(machine.slice(0, 64))} is not run by this build; upgrade this node`);
+    this.machine = machine;
+  }
+}

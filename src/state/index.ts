@@ -1,4 +1,4 @@
-// Public surface of src/state: the replicated KV state machine.
+// Public surface of src/state: state machines (the replicated KV), their registry and entry envelopes.
 export { KvStateMachine } from './kv.js';
 export type { KeyRecord, KvOptions, KvReader, RangeResult } from './kv.js';
 export {
@@ -7,9 +7,16 @@ export {
   COMPARE_TARGETS,
   commandFingerprint,
   decodeCommand,
+  decodeKvPayload,
   encodeCommand,
+  encodeKvPayload,
+  validateCommand,
   validateEnvelope,
 } from './commands.js';
+export { ENVELOPE_FORMAT_VERSION, decodeEntry, encodeEnvelope } from './envelope.js';
+export type { DecodedEntry, Envelope } from './envelope.js';
+export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
+export type { ApplyContext, MachineRegistryOptions, RegistryState, StateMachine } from './machines.js';
 export type {
   Command,
   CommandEnvelope,
@@ -46,6 +53,7 @@ export {
   StateError,
   TooLargeError,
   UnsupportedCommandVersionError,
+  UnsupportedMachineError,
 } from './errors.js';
 export {
   DEFAULT_SESSION_MAX,

@@ -6,19 +6,22 @@
 // Revisions work like etcd's: one global counter, bumped once per command that
 // changes something (a txn bumps once however many keys it writes); each key
 // keeps createRevision, modRevision and version (writes since creation).
-import { commandFingerprint, decodeCommand, packCanonical, unpackCanonical } from './commands.js';
-import type { Command, CommandEnvelope, Compare, ExpireKey, TxnOp } from './commands.js';
-import { ApplyOrderError, InvalidCommandError, SnapshotCorruptError } from './errors.js';
+//
+// It is the "kv" machine of a MachineRegistry (machines.ts), which owns the
+// applied index, the leader clock and the client sessions; for now the KV also
+// hosts the registry and keeps the registry's state in its snapshot body.
+import { commandFingerprint, decodeKvPayload, packCanonical, unpackCanonical } from './commands.js';
+import type { Command, Compare, ExpireKey, TxnOp } from './commands.js';
+import { SnapshotCorruptError } from './errors.js';
+import { KV_MACHINE_ID, MachineRegistry } from './machines.js';
+import type { StateMachine } from './machines.js';
 import {
-  DEFAULT_SESSION_MAX,
-  DEFAULT_SESSION_TTL_MS,
   DEFAULT_WATCH_HISTORY_BYTES,
   DEFAULT_WATCH_HISTORY_EVENTS,
   MAX_EXPIRE_KEYS,
 } from './limits.js';
 import { resultFromTuple, resultToTuple } from './results.js';
 import type { ApplyResult, TxnOpResponse } from './results.js';
-import { SessionTable } from './sessions.js';
 import type { SessionRecord } from './sessions.js';
 import { frameSnapshot, sha256, SNAPSHOT_HEADER_BYTES, unframeSnapshot } from './snapshot.js';
 import { SortedKeys } from './sorted-keys.js';
@@ -54,9 +57,9 @@ export interface KvOptions {
   readonly watchHistoryBytes?: number;
   /** A watch listener threw; the default ignores it (apply is never affected). */
   readonly onListenerError?: (err: unknown, event: WatchEvent | undefined) => void;
+  /** The newest entry format applied (default 2); 1 = behave as the previous release (see MachineRegistryOptions). */
+  readonly maxFormatVersion?: number;
 }
-
-const EMPTY_RESULT_REVISION = (revision: number): ApplyResult => ({ revision });
 
 /**
  * What readers of the replicated KV (the HTTP API) may use: reads of the
@@ -79,13 +82,29 @@ export class KvStateMachine implements KvReader {
   /** key -> lease deadline, for keys written with a TTL. */
   #leases = new Map<string, number>();
   #revision = 0;
-  #appliedIndex = 0;
-  #clockMs = 0;
-  readonly #sessions: SessionTable;
   readonly #watch: WatchHub;
+  /** The registry this KV is the "kv" machine of (and, for now, the snapshot host of). */
+  readonly machines: MachineRegistry;
+  /** The KV as a machine of the registry. */
+  readonly machine: StateMachine<Command> = {
+    id: KV_MACHINE_ID,
+    decode: (payload) => decodeKvPayload(payload),
+    fingerprint: (command) => commandFingerprint(command),
+    apply: (command, ctx) => {
+      const events: WatchEvent[] = [];
+      const result = this.#execute(command, ctx.at, ctx.clockMs, events);
+      this.#watch.publish(events);
+      return result;
+    },
+  };
 
   constructor(options: KvOptions = {}) {
-    this.#sessions = new SessionTable(options.sessionMax ?? DEFAULT_SESSION_MAX, options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
+    this.machines = new MachineRegistry({
+      ...(options.sessionMax !== undefined ? { sessionMax: options.sessionMax } : {}),
+      ...(options.sessionTtlMs !== undefined ? { sessionTtlMs: options.sessionTtlMs } : {}),
+      ...(options.maxFormatVersion !== undefined ? { maxFormatVersion: options.maxFormatVersion } : {}),
+    });
+    this.machines.register(this.machine);
     this.#watch = new WatchHub(
       options.watchHistoryEvents ?? DEFAULT_WATCH_HISTORY_EVENTS,
       options.watchHistoryBytes ?? DEFAULT_WATCH_HISTORY_BYTES,
@@ -93,21 +112,22 @@ export class KvStateMachine implements KvReader {
     );
   }
 
+  /** The registry's applied index (every entry, membership entries included). */
   get appliedIndex(): number {
-    return this.#appliedIndex;
+    return this.machines.appliedIndex;
   }
   get revision(): number {
     return this.#revision;
   }
   /** The state machine's clock: the largest command `at` applied. */
   get clockMs(): number {
-    return this.#clockMs;
+    return this.machines.clockMs;
   }
   get size(): number {
     return this.#records.size;
   }
   get sessionCount(): number {
-    return this.#sessions.size;
+    return this.machines.sessionCount;
   }
   /** Open watches (node-local). */
   get watcherCount(): number {
@@ -121,54 +141,22 @@ export class KvStateMachine implements KvReader {
   // ---- apply ----------------------------------------------------------------
 
   /**
-   * Applies one committed entry. `index` must exceed appliedIndex (gaps are
-   * fine: the caller handles conf entries). Empty data is a no-op that still
-   * advances appliedIndex. Malformed data yields an `invalid_command` result on
-   * every node; an unknown format version throws UnsupportedCommandVersionError
-   * (the node must stop, not skip).
+   * Applies one committed normal entry through the registry (either entry
+   * format; see MachineRegistry.apply). `index` must exceed appliedIndex.
+   * Empty data is a no-op that still advances appliedIndex. Malformed data
+   * yields an `invalid_command` result on every node; an unknown format version
+   * throws UnsupportedCommandVersionError (the node must stop, not skip).
    */
   apply(index: number, data: Uint8Array): ApplyResult {
-    if (!Number.isSafeInteger(index) || index <= this.#appliedIndex) throw new ApplyOrderError(index, this.#appliedIndex);
-    if (data.length === 0) {
-      this.#appliedIndex = index;
-      return EMPTY_RESULT_REVISION(this.#revision);
-    }
-    let env: CommandEnvelope;
-    try {
-      env = decodeCommand(data);
-    } catch (err) {
-      if (!(err instanceof InvalidCommandError)) throw err;
-      this.#appliedIndex = index;
-      return { error: 'invalid_command', message: err.message };
-    }
-    if (env.at > this.#clockMs) this.#clockMs = env.at;
-    this.#sessions.expire(this.#clockMs);
-    const ik = env.idempotencyKey;
-    const fingerprint = ik !== undefined ? commandFingerprint(env.command) : undefined;
-    if (ik !== undefined) {
-      const recorded = this.#sessions.lookup(ik);
-      if (recorded !== undefined) {
-        this.#appliedIndex = index;
-        if (recorded.fingerprint !== undefined && recorded.fingerprint !== fingerprint) {
-          // Same key, different request: refuse (deterministically, on every
-          // node) rather than answer with another request's result.
-          return {
-            error: 'idempotency_key_reused',
-            message: `Idempotency-Key ${JSON.stringify(ik.slice(0, 64))} was already used for a different request (other method, key or body); nothing was changed. Send a new Idempotency-Key for a new request`,
-          };
-        }
-        return recorded.result;
-      }
-    }
-    const events: WatchEvent[] = [];
-    const result = this.#execute(env.command, env.at, events);
-    if (ik !== undefined) this.#sessions.record(ik, this.#clockMs, fingerprint, result);
-    this.#appliedIndex = index;
-    this.#watch.publish(events);
-    return result;
+    return this.machines.apply(index, data) ?? { revision: this.#revision };
   }
 
-  #execute(c: Command, atMs: number, events: WatchEvent[]): ApplyResult {
+  /** Entry `index` holds nothing for any machine (a membership entry): only the applied index moves. */
+  markApplied(index: number): void {
+    this.machines.markApplied(index);
+  }
+
+  #execute(c: Command, atMs: number, clockMs: number, events: WatchEvent[]): ApplyResult {
     switch (c.type) {
       case 'noop':
         return { revision: this.#revision };
@@ -219,7 +207,7 @@ export class KvStateMachine implements KvReader {
         for (const k of c.keys) {
           const rec = this.#records.get(k.key);
           if (rec === undefined || rec.modRevision !== k.modRevision) continue;
-          if (rec.leaseDeadlineMs === undefined || rec.leaseDeadlineMs > this.#clockMs) continue;
+          if (rec.leaseDeadlineMs === undefined || rec.leaseDeadlineMs > clockMs) continue;
           this.#revision = rev;
           this.#delete(k.key, events);
           expired++;
@@ -358,8 +346,9 @@ export class KvStateMachine implements KvReader {
       keys.push([r.key, r.value, r.createRevision, r.modRevision, r.version, r.leaseDeadlineMs ?? null]);
     }
     const sessions: unknown[] = [];
-    for (const s of this.#sessions.values()) sessions.push([s.key, s.atMs, resultToTuple(s.result), s.fingerprint ?? null]);
-    return packCanonical([this.#appliedIndex, this.#revision, this.#clockMs, keys, sessions]);
+    for (const s of this.machines.sessionRecords()) sessions.push([s.key, s.atMs, resultToTuple(s.result), s.fingerprint ?? null]);
+    // appliedIndex, clockMs and sessions are the registry's state, kept in this body.
+    return packCanonical([this.machines.appliedIndex, this.#revision, this.machines.clockMs, keys, sessions]);
   }
 
   /** Deterministic: equal state gives equal bytes on every node. */
@@ -459,10 +448,8 @@ export class KvStateMachine implements KvReader {
     this.#records = records;
     this.#keys = SortedKeys.fromSorted(sorted);
     this.#leases = leases;
-    this.#appliedIndex = appliedIndex as number;
     this.#revision = rev;
-    this.#clockMs = clockMs as number;
-    this.#sessions.load(sessions);
+    this.machines.load({ appliedIndex: appliedIndex as number, clockMs: clockMs as number, sessions });
     this.#watch.reset(rev);
   }
 }

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { Message } from '../raft/types.js';
 import { Packr } from 'msgpackr';
 import {
-  decodeAuth, decodeHelloOpen, decodeMessages, decodeSnapshotChunk, encodeAuth, encodeFrame, encodeFrameHeader, encodeHelloOpen,
+  decodeAuth, decodeChallenge, decodeHelloAck, decodeHelloOpen, decodeMessages, encodeChallenge, encodeHelloAck, decodeSnapshotChunk, encodeAuth, encodeFrame, encodeFrameHeader, encodeHelloOpen,
   encodeMessages, encodeSnapshotChunkHeader, FrameDecoder, messageToTuple, pack, scanMsgpack, unpack,
 } from './codec.js';
 import { crc32c } from '../lib/crc32c.js';
@@ -88,6 +88,24 @@ describe('message codec', () => {
     expectFrameError(() => decodeAuth(m({ mac: new Uint8Array(31) }), 0), /auth\.mac: expected 32 bytes/);
     expectFrameError(() => decodeAuth(pack([1, 2]), 0), /auth: expected a map/);
   });
+
+  it('carries an optional feature level in auth, helloAck and the challenge; absent stays absent, anything but 1..255 is refused', () => {
+    const h = defaultHello({ featureLevel: 2 });
+    const mac = new Uint8Array(32).fill(2);
+    assert.deepStrictEqual(decodeAuth(encodeAuth({ hello: h, mac }), 0), { hello: h, mac });
+    assert.equal(decodeAuth(encodeAuth({ hello: defaultHello(), mac }), 0).hello.featureLevel, undefined);
+    for (const bad of [0, 256, 1.5, '2', null]) {
+      expectFrameError(() => decodeAuth(pack({ ...h, mac, featureLevel: bad }), 0), /auth\.featureLevel: expected an integer in 1\.\.255/);
+    }
+    const ack = { protocolVersion: 3, nodeId: 2, nodeName: 'n2', haId: 'test-ha', incarnation: '', knownIncarnation: '', mac };
+    assert.equal(decodeHelloAck(encodeHelloAck({ ...ack, featureLevel: 2 }), 0).featureLevel, 2);
+    assert.equal(decodeHelloAck(encodeHelloAck(ack), 0).featureLevel, undefined);
+    expectFrameError(() => decodeHelloAck(pack({ ...ack, featureLevel: -1 }), 0), /helloAck\.featureLevel/);
+    const nonce = new Uint8Array(32).fill(5);
+    assert.deepStrictEqual(decodeChallenge(encodeChallenge({ nonce }), 0), { nonce });
+    assert.deepStrictEqual(decodeChallenge(encodeChallenge({ nonce, protocolVersion: 3 }), 0), { nonce, protocolVersion: 3 });
+    expectFrameError(() => decodeChallenge(pack({ nonce, protocolVersion: 'x' }), 0), /challenge\.protocolVersion/);
+  });
 });
 
 describe('msgpack pre-scan', () => {
@@ -143,11 +161,16 @@ describe('handshake proofs', () => {
       ...(['haId', 'fromName', 'apiUrl', 'incarnation'] as const).map((k) => dialerMac(TEST_SECRET, nD, nA, { ...h, [k]: `${h[k]}x` })),
       dialerMac(TEST_SECRET, nD, nA, { ...h, fromId: 3 }), dialerMac(TEST_SECRET, nD, nA, { ...h, toId: 3 }),
       dialerMac(TEST_SECRET, nD, nA, { ...h, role: 'dr' }), dialerMac(TEST_SECRET, nD, nA, { ...h, channel: 'snapshot' }),
-      dialerMac(TEST_SECRET, nD, nA, { ...h, protocolVersion: 3 }), dialerMac(TEST_SECRET, nD, nA, { ...h, minCompatibleVersion: 1 }),
+      dialerMac(TEST_SECRET, nD, nA, { ...h, protocolVersion: 4 }), dialerMac(TEST_SECRET, nD, nA, { ...h, minCompatibleVersion: 1 }),
       // Field boundaries are length-prefixed: moving a character between fields changes the proof.
       dialerMac(TEST_SECRET, nD, nA, { ...h, haId: `${h.haId}r`, fromName: h.fromName.slice(1) }),
     ];
     for (const v of variants) assert.ok(!macEqual(mac, v));
+    // The feature level, when sent, is bound too (and sending none is not the same as sending 1).
+    const withLevel = dialerMac(TEST_SECRET, nD, nA, { ...h, featureLevel: 2 });
+    assert.ok(!macEqual(withLevel, mac));
+    assert.ok(!macEqual(withLevel, dialerMac(TEST_SECRET, nD, nA, { ...h, featureLevel: 3 })));
+    assert.ok(!macEqual(mac, dialerMac(TEST_SECRET, nD, nA, { ...h, featureLevel: 1 })));
   });
 
   it('are separated per direction: a dialer proof is never a valid acceptor proof', () => {
@@ -158,6 +181,7 @@ describe('handshake proofs', () => {
     assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, new Uint8Array(32), 1, 'messages', ack)), 'binds the dialer proof');
     assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, nodeId: 3 })));
     assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, knownIncarnation: 'xyz' })), 'binds what it records of the dialer');
+    assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, featureLevel: 2 })), 'binds its feature level when sent');
     assert.equal(macEqual(am, new Uint8Array(31)), false);
   });
 });

@@ -16,7 +16,7 @@ export type DialerStep =
 
 export class DialerHandshake {
   readonly #secret: Uint8Array;
-  readonly #hello: Hello;
+  #hello: Hello;
   readonly #nonce = newNonce();
   readonly #where: string;
   #acceptorNonce: Uint8Array | undefined;
@@ -39,7 +39,13 @@ export class DialerHandshake {
   step(f: Frame): DialerStep {
     if (f.type === 'refuse') return { kind: 'refused', refusal: decodeRefusal(f.payload, f.offset) };
     if (f.type === 'challenge' && this.#acceptorNonce === undefined) {
-      this.#acceptorNonce = decodeChallenge(f.payload, f.offset).nonce;
+      const ch = decodeChallenge(f.payload, f.offset);
+      this.#acceptorNonce = ch.nonce;
+      // A feature level only to an acceptor that knows the field (it is in the MAC).
+      if ((ch.protocolVersion ?? 2) < 3 && this.#hello.featureLevel !== undefined) {
+        const { featureLevel: _unknownToIt, ...older } = this.#hello;
+        this.#hello = older;
+      }
       this.#proof = dialerMac(this.#secret, this.#nonce, this.#acceptorNonce, this.#hello);
       return { kind: 'send', frame: encodeFrame('auth', encodeAuth({ hello: this.#hello, mac: this.#proof })) };
     }

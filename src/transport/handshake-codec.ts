@@ -5,9 +5,18 @@ import { Invalid, bytes, fail, nodeId, pack, uint, unpack, validated } from './m
 // ---- Handshake -----------------------------------------------------------
 //
 //   dialer → hello {protocolVersion, minCompatibleVersion, nonce}
-//   acceptor → challenge {nonce}
-//   dialer → auth {…Hello, mac}
-//   acceptor → helloAck {…, mac} | refuse {code: 'refused', reason: 'refused'}
+//   acceptor → challenge {nonce, protocolVersion?}
+//   dialer → auth {…Hello, featureLevel?, mac}
+//   acceptor → helloAck {…, featureLevel?, mac} | refuse {code: 'refused', reason: 'refused'}
+//
+// Feature levels (protocol version 3): each side announces the newest
+// replicated-data format it applies (src/node/features.ts), covered by its
+// MAC. An old acceptor computes the dialer's MAC without a field it does not
+// know, so a dialer sends featureLevel only to an acceptor whose challenge
+// says it speaks version 3 or later; an acceptor answers with its own only to
+// a dialer that sent one. A peer that sends none counts as level 1. (The
+// challenge's version is not authenticated: stripping it only makes both
+// sides count each other as level 1, the safe direction.)
 //
 // See handshake.ts for the MACs and README.md for what each side learns.
 
@@ -27,7 +36,11 @@ export interface HelloOpen {
 /** The acceptor's answer to an opening: only its own fresh nonce. */
 export interface Challenge {
   readonly nonce: Uint8Array;
+  /** The acceptor's newest protocol version (absent from version-2 acceptors). */
+  readonly protocolVersion?: number;
 }
+
+export const FEATURE_LEVEL_MAX = 255;
 
 /** What a dialer claims; sent in the `auth` frame with a MAC over it and both nonces. */
 export interface Hello {
@@ -44,6 +57,8 @@ export interface Hello {
   readonly role: 'voter' | 'observer' | 'dr' | '';
   /** Opaque id of the dialer's data dir (≤ 64 characters), '' when not given. */
   readonly incarnation: string;
+  /** The dialer's feature level; sent only to acceptors of protocol version 3+, absent = level 1. */
+  readonly featureLevel?: number;
 }
 
 export interface Auth {
@@ -64,6 +79,8 @@ export interface HelloAck {
    * data dir, and withholds its vote until it has caught up.
    */
   readonly knownIncarnation: string;
+  /** The acceptor's feature level; sent only to a dialer that sent its own, absent = level 1. */
+  readonly featureLevel?: number;
   readonly mac: Uint8Array;
 }
 
@@ -81,6 +98,13 @@ const STRING_MAX = 1024;
 function str(v: unknown, path: string, max = STRING_MAX): string {
   if (typeof v !== 'string' || v.length > max) fail(path, `a string of at most ${max} characters`, v);
   return v;
+}
+
+/** Absent, or an integer in 1..FEATURE_LEVEL_MAX. */
+function optFeatureLevel(v: unknown, path: string): { featureLevel?: number } {
+  if (v === undefined) return {};
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > FEATURE_LEVEL_MAX) fail(path, `an integer in 1..${FEATURE_LEVEL_MAX}`, v);
+  return { featureLevel: v };
 }
 
 function asMap(v: unknown, path: string): Map<unknown, unknown> {
@@ -134,19 +158,25 @@ export function decodeHelloOpen(payload: Uint8Array, offset: number): { versions
 }
 
 export function encodeChallenge(c: Challenge): Uint8Array {
-  return pack({ nonce: c.nonce });
+  return pack(c.protocolVersion === undefined ? { nonce: c.nonce } : { nonce: c.nonce, protocolVersion: c.protocolVersion });
 }
 
 export function decodeChallenge(payload: Uint8Array, offset: number): Challenge {
   const v = unpack(payload, offset, 'challenge');
-  return validated(offset, () => ({ nonce: fixedBytes(asMap(v, 'challenge').get('nonce'), 'challenge.nonce', NONCE_BYTES) }));
+  return validated(offset, () => {
+    const m = asMap(v, 'challenge');
+    const nonce = fixedBytes(m.get('nonce'), 'challenge.nonce', NONCE_BYTES);
+    const pv = m.get('protocolVersion');
+    return pv === undefined ? { nonce } : { nonce, protocolVersion: uint(pv, 'challenge.protocolVersion') };
+  });
 }
 
 export function encodeAuth(a: Auth): Uint8Array {
   const h = a.hello;
   return pack({
     protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, haId: h.haId, fromId: h.fromId,
-    fromName: h.fromName, toId: h.toId, channel: h.channel, apiUrl: h.apiUrl, role: h.role, incarnation: h.incarnation, mac: a.mac,
+    fromName: h.fromName, toId: h.toId, channel: h.channel, apiUrl: h.apiUrl, role: h.role, incarnation: h.incarnation,
+    ...(h.featureLevel !== undefined ? { featureLevel: h.featureLevel } : {}), mac: a.mac,
   });
 }
 
@@ -171,13 +201,17 @@ export function decodeAuth(payload: Uint8Array, offset: number): Auth {
       apiUrl,
       role: role as Hello['role'],
       incarnation: str(m.get('incarnation'), 'auth.incarnation', INCARNATION_MAX),
+      ...optFeatureLevel(m.get('featureLevel'), 'auth.featureLevel'),
     };
     return { hello, mac: fixedBytes(m.get('mac'), 'auth.mac', MAC_BYTES) };
   });
 }
 
 export function encodeHelloAck(a: HelloAck): Uint8Array {
-  return pack({ protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, knownIncarnation: a.knownIncarnation, mac: a.mac });
+  return pack({
+    protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, knownIncarnation: a.knownIncarnation,
+    ...(a.featureLevel !== undefined ? { featureLevel: a.featureLevel } : {}), mac: a.mac,
+  });
 }
 
 export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
@@ -191,6 +225,7 @@ export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
       haId: str(m.get('haId'), 'helloAck.haId'),
       incarnation: str(m.get('incarnation'), 'helloAck.incarnation', INCARNATION_MAX),
       knownIncarnation: str(m.get('knownIncarnation') ?? '', 'helloAck.knownIncarnation', INCARNATION_MAX),
+      ...optFeatureLevel(m.get('featureLevel'), 'helloAck.featureLevel'),
       mac: fixedBytes(m.get('mac'), 'helloAck.mac', MAC_BYTES),
     };
   });

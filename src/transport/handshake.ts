@@ -9,8 +9,11 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Channel, Hello, HelloAck } from './codec.js';
 import { MAC_BYTES, NONCE_BYTES } from './codec.js';
 
-/** The wire protocol this build speaks. Bump on any change to frames or payloads. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * The wire protocol this build speaks. Bump on any change to frames or payloads.
+ * 3: the challenge carries the acceptor's version, auth and helloAck a feature level.
+ */
+export const PROTOCOL_VERSION = 3;
 /** The oldest protocol version this build still speaks. 2: version 1 had no peer authentication, so it is refused. */
 export const MIN_COMPATIBLE_VERSION = 2;
 
@@ -67,6 +70,8 @@ export function dialerMac(secret: Uint8Array, dialerNonce: Uint8Array, acceptorN
   return hmac(secret, transcript(DIALER_LABEL, [
     dialerNonce, acceptorNonce, h.protocolVersion, h.minCompatibleVersion, h.haId, h.fromId, h.fromName, h.toId, h.channel,
     h.apiUrl, h.role, h.incarnation,
+    // Only when sent (version 3+): a version-2 acceptor's transcript has no such field.
+    ...(h.featureLevel !== undefined ? [h.featureLevel] : []),
   ]));
 }
 
@@ -77,6 +82,7 @@ export function acceptorMac(
 ): Uint8Array {
   return hmac(secret, transcript(ACCEPTOR_LABEL, [
     dialerNonce, acceptorNonce, dialerProof, dialerId, channel, ack.protocolVersion, ack.haId, ack.nodeId, ack.nodeName, ack.incarnation, ack.knownIncarnation,
+    ...(ack.featureLevel !== undefined ? [ack.featureLevel] : []),
   ]));
 }
 

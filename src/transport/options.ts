@@ -23,6 +23,8 @@ export interface PeerHelloInfo {
   readonly apiUrl: string;
   readonly role: 'voter' | 'observer' | 'dr' | undefined;
   readonly incarnation: string;
+  /** The feature level it announced (1 when it sent none). */
+  readonly featureLevel: number;
 }
 
 export interface PeerTransportOptions {
@@ -47,7 +49,9 @@ export interface PeerTransportOptions {
   /** The incarnation this node's membership records for peer `id`, told to it in the helloAck (authenticated). */
   recordedIncarnation?(id: number): string | undefined;
   /** A peer accepted our message connection and told us the incarnation it records for us (undefined: none). */
-  onPeerAck?(peerId: number, info: { knownIncarnation: string | undefined }): void;
+  onPeerAck?(peerId: number, info: { knownIncarnation: string | undefined; featureLevel: number }): void;
+  /** This node's feature level (src/node/features.ts), announced in the authenticated handshake to peers of protocol version 3+. */
+  readonly featureLevel?: number;
   /**
    * With TLS: the host a peer's client certificate must name (IP or DNS SAN)
    * for it to be accepted as node `id`. Default: the host given for `id` to

@@ -281,6 +281,7 @@ export class PeerTransport {
       protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION, haId: this.#o.haId,
       fromId: this.#o.nodeId, fromName: this.#o.nodeName, toId, channel,
       apiUrl: this.#o.apiUrl ?? '', role: (this.#o.role ?? '') as Hello['role'], incarnation: this.#o.incarnation ?? '',
+      ...(this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
     };
   }
 
@@ -343,7 +344,7 @@ export class PeerTransport {
     link.everConnected = true;
     this.#reportedDown.delete(link.id);
     this.#log.info({ event: 'peer_connected', peer: link.id, name: ack.nodeName, version: ack.protocolVersion, direction: 'out' }, `connected to peer ${link.id} (${ack.nodeName})`);
-    this.#o.onPeerAck?.(link.id, { knownIncarnation: ack.knownIncarnation === '' ? undefined : ack.knownIncarnation });
+    this.#o.onPeerAck?.(link.id, { knownIncarnation: ack.knownIncarnation === '' ? undefined : ack.knownIncarnation, featureLevel: ack.featureLevel ?? 1 });
   }
 
   #onDialerClose(link: Link, conn: FramedConn, info: CloseInfo): void {
@@ -504,7 +505,7 @@ export class PeerTransport {
           dialerNonce = open.open.nonce;
           acceptorNonce = newNonce();
           state = 'auth';
-          conn.write(encodeFrame('challenge', encodeChallenge({ nonce: acceptorNonce })));
+          conn.write(encodeFrame('challenge', encodeChallenge({ nonce: acceptorNonce, protocolVersion: PROTOCOL_VERSION })));
           return;
         }
         if (state === 'auth') {
@@ -543,6 +544,8 @@ export class PeerTransport {
           const ackBody = {
             protocolVersion: version, nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId, incarnation: this.#o.incarnation ?? '',
             knownIncarnation: this.#o.recordedIncarnation?.(hello.fromId) ?? '',
+            // Our level only to a dialer that sent its own: an older one would not verify our MAC over it.
+            ...(hello.featureLevel !== undefined && this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
           };
           const mac = acceptorMac(this.#secret, dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
           conn.write(encodeFrame('helloAck', encodeHelloAck({ ...ackBody, mac })));
@@ -568,6 +571,7 @@ export class PeerTransport {
           this.#log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
           this.#o.onPeerHello?.(peerId, {
             nodeName: hello.fromName, apiUrl: hello.apiUrl, role: hello.role === '' ? undefined : hello.role, incarnation: hello.incarnation,
+            featureLevel: hello.featureLevel ?? 1,
           });
           return;
         }

@@ -273,9 +273,51 @@ describe('PeerTransport handshake', () => {
     try {
       mesh([a, b]);
       await connected(a, b);
-      assert.deepStrictEqual(hellos, [[1, { nodeName: 'node1', apiUrl: 'http://127.0.0.1:7101', role: 'observer', incarnation: 'inc-abc' }]]);
+      assert.deepStrictEqual(hellos, [[1, { nodeName: 'node1', apiUrl: 'http://127.0.0.1:7101', role: 'observer', incarnation: 'inc-abc', featureLevel: 1 }]]);
     } finally {
       await closeAll(a, b);
+    }
+  });
+
+  it('announces feature levels both ways between version-3 nodes, and still connects to and from a node that announces none', async () => {
+    const hellos = new Map<number, number>();
+    const ackA: number[] = [];
+    const ackC: number[] = [];
+    const a = await startNode(1, { featureLevel: 2, onPeerAck: (id, info) => id === 2 && ackA.push(info.featureLevel) });
+    const b = await startNode(2, { featureLevel: 2, onPeerHello: (id, info) => hellos.set(id, info.featureLevel) });
+    // c has no level to announce (as a build before feature levels): it counts as 1, and b's level is not sent to it.
+    const c = await startNode(3, { onPeerAck: (id, info) => id === 2 && ackC.push(info.featureLevel) });
+    try {
+      mesh([a, b, c]);
+      await until(() => hellos.has(1) && hellos.has(3) && ackA.length > 0 && ackC.length > 0, 'the handshakes to report levels');
+      assert.deepStrictEqual([hellos.get(1), hellos.get(3)], [2, 1]);
+      assert.equal(ackA[0], 2, "a learns b's level from b's helloAck");
+      assert.equal(ackC[0], 1, 'b answers a dialer that sent no level without its own');
+    } finally {
+      await closeAll(a, b, c);
+    }
+  });
+
+  it('a dialer with a feature level connects to an acceptor of protocol version 2 (no level in its challenge) and counts it as level 1', async () => {
+    const sockets: Socket[] = [];
+    let sentLevel: unknown = 'unset';
+    const fake: Server = createServer((s) => {
+      sockets.push(s);
+      // Version-2 acceptor: its challenge has no version; it would not verify a MAC over a level.
+      fakeAcceptorHandshake(s, TEST_SECRET, { nodeId: 2 }, () => undefined, (hello) => (sentLevel = hello.featureLevel));
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const acks: number[] = [];
+    const a = await startNode(1, { featureLevel: 2, onPeerAck: (_id, info) => acks.push(info.featureLevel) });
+    try {
+      a.t.setPeers(new Map([[2, { host: '127.0.0.1', port: (fake.address() as { port: number }).port }]]));
+      await until(() => a.t.stats().get(2)?.connected === true, 'the dialer to connect to the version-2 acceptor');
+      assert.equal(sentLevel, undefined, 'no feature level sent to an acceptor that does not know the field');
+      assert.deepStrictEqual(acks, [1]);
+    } finally {
+      await closeAll(a);
+      for (const s of sockets) s.destroy();
+      fake.close();
     }
   });
 
@@ -308,8 +350,8 @@ describe('PeerTransport handshake', () => {
       assert.equal(await future.answer(), 'refuse');
       assertDisclosesNothing(future);
       const r = inboundRefusals(b);
-      assert.match(r[0]!.reason, /protocol versions incompatible: the dialer speaks version 1 only, this node "node2" speaks version 2 only \(version 1 peers do not authenticate: upgrade them\)/);
-      assert.match(r[1]!.reason, /the dialer speaks versions 5 to 7, this node "node2" speaks version 2 only/);
+      assert.match(r[0]!.reason, /protocol versions incompatible: the dialer speaks version 1 only, this node "node2" speaks versions 2 to 3 \(version 1 peers do not authenticate: upgrade them\)/);
+      assert.match(r[1]!.reason, /the dialer speaks versions 5 to 7, this node "node2" speaks versions 2 to 3/);
     } finally {
       await closeAll(b);
     }

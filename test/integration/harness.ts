@@ -46,6 +46,8 @@ export interface ClusterOptions {
   readonly roles?: readonly ('voter' | 'observer' | 'dr')[];
   /** security.tls per node (default "off"). */
   readonly tls?: (i: number) => unknown;
+  /** Extra environment variables per node (e.g. QUORATE_TEST_FEATURE_LEVEL). */
+  readonly env?: (i: number) => Record<string, string> | undefined;
 }
 
 /** The cluster secret every test node shares (written to <dataDir>/cluster.secret). */
@@ -106,14 +108,18 @@ export class TestCluster {
       );
       c.nodes.push({ name, dir, configPath, url: `http://127.0.0.1:${ports[i]}`, logPath: join(dir, 'node.log'), proc: undefined, exitCode: undefined });
     }
-    for (let i = 0; i < n; i++) c.startNode(i);
+    for (let i = 0; i < n; i++) c.startNode(i, opts.env?.(i));
     return c;
   }
 
-  startNode(i: number): void {
+  /** Start (or restart) node i; `env` adds to this process's environment. */
+  startNode(i: number, env?: Record<string, string>): void {
     const nd = this.nodes[i]!;
     const fd = openSync(nd.logPath, 'a');
-    const proc = spawn(process.execPath, [...this.#nodeArgs, MAIN, 'agent', '--config', nd.configPath], { stdio: ['ignore', fd, fd] });
+    const proc = spawn(process.execPath, [...this.#nodeArgs, MAIN, 'agent', '--config', nd.configPath], {
+      stdio: ['ignore', fd, fd],
+      ...(env ? { env: { ...process.env, ...env } } : {}),
+    });
     closeSync(fd);
     nd.proc = proc;
     nd.exitCode = undefined;

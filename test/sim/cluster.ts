@@ -17,7 +17,7 @@ import { NodeError } from '../../src/node/errors.js';
 import { Replica, type Clock, type LogStore, type PeerNetwork, type ReplicaHooks, type StateMachine } from '../../src/node/replica.js';
 import type { StorageFile, StorageFs } from '../../src/storage/fs.js';
 import { WalStorage } from '../../src/storage/wal.js';
-import { KvStateMachine, encodeCommand, type ApplyResult, type Command } from '../../src/state/index.js';
+import { KV_MACHINE_ID, KvStateMachine, encodeCommand, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../../src/state/index.js';
 import { SimCrashError, SimFs } from '../support/simfs.js';
 import { EventQueue } from './heap.js';
 import { fnv, mix } from './hash.js';
@@ -684,6 +684,14 @@ export class Simulation {
         this.#checkDigest(n, kv);
         return r;
       },
+      markApplied: (index) => {
+        // A membership entry: it moves the applied index, nothing else.
+        const prev = this.#appliedAt.get(index);
+        if (prev === undefined) this.#appliedAt.set(index, -1);
+        else if (prev !== -1) this.#fail('state-machine-safety', `node ${n.id} applied a membership entry at index ${index} where another node applied a command`);
+        kv.markApplied(index);
+        this.#checkDigest(n, kv);
+      },
       snapshot: () => kv.snapshot(),
       restore: (data) => {
         kv.restore(data);
@@ -956,7 +964,7 @@ export class Simulation {
           };
     p.proposed = true;
     this.#trace('propose', c.id, n.id, seq);
-    n.replica.propose(encodeCommand({ at: this.now, command }), REPLICA_TIMEOUT_MS).then((res: ApplyResult) => {
+    n.replica.propose(this.#encode(command), REPLICA_TIMEOUT_MS).then((res: ApplyResult) => {
       if (c.op !== p) return;
       const ok = 'succeeded' in res ? res.succeeded : !('error' in res);
       if ('error' in res) this.#failLater(new SimViolation('sim', `client ${c.id}: command refused by the state machine: ${JSON.stringify(res)}`));
@@ -970,6 +978,16 @@ export class Simulation {
       if (c.op === p) p.proposed = false;
       refused(e);
     });
+  }
+
+  /**
+   * An entry as a leader would write it: the previous release's format 1 or
+   * this release's envelope (format 2), mixed, as in a cluster mid-upgrade.
+   */
+  #encode(command: Command): Uint8Array {
+    return this.#clientRng.chance(0.5)
+      ? encodeEnvelope({ machine: KV_MACHINE_ID, at: this.now, payload: encodeKvPayload(command) })
+      : encodeCommand({ at: this.now, command });
   }
 
   #complete(c: SimClient, output: KvOutput): void {
@@ -1130,7 +1148,7 @@ export class Simulation {
     target.replica.run((raw) => {
       for (let i = 0; i < k; i++) {
         try {
-          raw.propose(encodeCommand({ at: this.now, command: { type: 'put', key: '_bulk', value: `b${i}` } }));
+          raw.propose(this.#encode({ type: 'put', key: '_bulk', value: `b${i}` }));
         } catch (e) {
           if (!(e instanceof RaftError) || e.code === 'invariant_violation') throw e;
           break;

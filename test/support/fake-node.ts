@@ -126,6 +126,7 @@ export class FakeNode implements ClusterControl {
       splitBrainWarning: undefined,
       startedAt: '2026-04-06T10:00:00.000Z',
       version: '0.1.0',
+      featureLevel: 2,
     };
     return { ...base, ...this.statusOverrides };
   }

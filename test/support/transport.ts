@@ -145,7 +145,10 @@ export async function rawClient(port: number, connectTo: () => Socket = () => co
  * answers the opening with a challenge and an auth with a helloAck whose
  * proof is made with `secret` (it does not check the dialer's proof).
  */
-export function fakeAcceptorHandshake(socket: Socket, secret: Uint8Array, as: { nodeId: number; haId?: string }, onEstablished: (rest: Frame[]) => void): void {
+/** A version-2 acceptor (no version in its challenge, no feature level in its helloAck). */
+export function fakeAcceptorHandshake(
+  socket: Socket, secret: Uint8Array, as: { nodeId: number; haId?: string }, onEstablished: (rest: Frame[]) => void, onHello?: (hello: Hello) => void,
+): void {
   const dec = new FrameDecoder();
   const nonceA = newNonce();
   let nonceD: Uint8Array | undefined;
@@ -160,6 +163,7 @@ export function fakeAcceptorHandshake(socket: Socket, secret: Uint8Array, as: { 
         socket.write(encodeFrame('challenge', encodeChallenge({ nonce: nonceA })));
       } else if (f.type === 'auth' && nonceD) {
         const auth = decodeAuth(f.payload, f.offset);
+        onHello?.(auth.hello);
         const body = { protocolVersion: PROTOCOL_VERSION, nodeId: as.nodeId, nodeName: 'fake', haId: as.haId ?? 'test-ha', incarnation: '', knownIncarnation: '' };
         const mac = acceptorMac(secret, nonceD, nonceA, auth.mac, auth.hello.fromId, auth.hello.channel, body);
         socket.write(encodeFrame('helloAck', encodeHelloAck({ ...body, mac })));

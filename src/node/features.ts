@@ -1,0 +1,49 @@
+// Feature levels: how a cluster upgrades its replicated data formats without
+// stopping. Each build applies formats up to its FEATURE_LEVEL and announces
+// that level in the authenticated peer handshake (src/transport). The leader
+// writes a newer format only once every current member (voters, observers,
+// learners) has announced a level that applies it; a member not heard from
+// yet counts as level 1. So no node ever meets an entry it cannot apply, as
+// long as members are not downgraded once the cluster has moved up (entries
+// already in the log stay in the newer format).
+//
+//   level 1: the previous release: KV commands in entry format 1
+//   level 2: this release: format-2 envelopes ([2, machine, at, key, payload])
+import type { Member, NodeId } from '../raft/index.js';
+
+/** The level this build supports. */
+export const FEATURE_LEVEL = 2;
+/** What a peer that announces nothing (a previous release) counts as. */
+export const BASE_FEATURE_LEVEL = 1;
+
+/**
+ * The cluster feature level: the lowest level over all current members. This
+ * node counts with its own level; every other member with the level last
+ * heard from it on an authenticated connection, or BASE_FEATURE_LEVEL if none.
+ */
+export function clusterFeatureLevel(
+  members: readonly Pick<Member, 'id'>[],
+  self: { readonly id: NodeId; readonly level: number },
+  heard: ReadonlyMap<NodeId, number>,
+): number {
+  let level = self.level;
+  for (const m of members) {
+    const l = m.id === self.id ? self.level : (heard.get(m.id) ?? BASE_FEATURE_LEVEL);
+    if (l < level) level = l;
+  }
+  return Math.max(BASE_FEATURE_LEVEL, level);
+}
+
+/**
+ * Test-only: QUORATE_TEST_FEATURE_LEVEL=1 runs this build as the previous
+ * release: it announces level 1 and stops on a format-2 entry exactly as an
+ * old binary would (UnsupportedCommandVersionError → fatal). Values above
+ * FEATURE_LEVEL are capped; anything else that is not a positive integer is refused.
+ */
+export function featureLevelFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env['QUORATE_TEST_FEATURE_LEVEL'];
+  if (raw === undefined || raw === '') return FEATURE_LEVEL;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < BASE_FEATURE_LEVEL) throw new Error(`QUORATE_TEST_FEATURE_LEVEL must be an integer >= ${BASE_FEATURE_LEVEL}, got ${JSON.stringify(raw)}`);
+  return Math.min(n, FEATURE_LEVEL);
+}

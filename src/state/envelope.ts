@@ -1,0 +1,82 @@
+// The entry envelope, format 2: which state machine an entry is for, the
+// leader-stamped time and the client-session key, around the machine's own
+// payload. One msgpack array, positional, absent optionals nil:
+//
+//   [2, machineId, at, idempotencyKey|nil, payload(bin)]
+//
+// Format 1 (`[1, at, idempotencyKey|nil, tag, ...body]`, commands.ts) is the
+// KV's own layout; it is still applied (it is in existing logs and snapshots'
+// logs) and still proposed while any member runs a build that only knows it
+// (the cluster feature level, src/node/features.ts). Decoding peeks at the
+// version: a version above what this build (or its test cap) applies throws
+// UnsupportedCommandVersionError, and the node must stop, not skip.
+import { decodeCommand, packCanonical, unpackCanonical, validateEnvelopeFields } from './commands.js';
+import type { CommandEnvelope } from './commands.js';
+import { InvalidCommandError, UnsupportedCommandVersionError } from './errors.js';
+
+export const ENVELOPE_FORMAT_VERSION = 2;
+export const MACHINE_ID_MAX = 64;
+const MACHINE_ID_RE = /^[a-z][a-z0-9_-]*$/;
+
+export interface Envelope {
+  /** The state machine the payload is for ("kv"). */
+  readonly machine: string;
+  /** Leader wall-clock ms when proposed: the only time state machines ever see. */
+  readonly at: number;
+  /** Client-session key: a retry with the same key returns the recorded result. */
+  readonly idempotencyKey?: string;
+  /** The machine's own encoding of its command. */
+  readonly payload: Uint8Array;
+}
+
+/** A decoded entry: format 1 is always the KV's; format 2 names its machine. */
+export type DecodedEntry =
+  | { readonly version: 1; readonly kv: CommandEnvelope }
+  | { readonly version: 2; readonly envelope: Envelope };
+
+function fail(field: string, reason: string): never {
+  throw new InvalidCommandError(field, reason);
+}
+
+export function validateMachineId(id: unknown): string {
+  if (typeof id !== 'string' || id.length === 0 || id.length > MACHINE_ID_MAX || !MACHINE_ID_RE.test(id)) {
+    fail('machine', `must match ${String(MACHINE_ID_RE)} and be at most ${MACHINE_ID_MAX} characters, got ${JSON.stringify(String(id).slice(0, 80))}`);
+  }
+  return id;
+}
+
+/** Validates, then encodes a format-2 entry; equal envelopes give equal bytes. */
+export function encodeEnvelope(e: Envelope): Uint8Array {
+  validateMachineId(e.machine);
+  validateEnvelopeFields(e.at, e.idempotencyKey);
+  if (!(e.payload instanceof Uint8Array)) fail('payload', 'must be bytes');
+  return packCanonical([ENVELOPE_FORMAT_VERSION, e.machine, e.at, e.idempotencyKey ?? null, e.payload]);
+}
+
+/**
+ * Decodes entry data of either format. `maxVersion` is the newest format this
+ * node applies (2; 1 for a node run as the previous release). Throws
+ * InvalidCommandError for malformed data (it applies as `invalid_command` on
+ * every node) and UnsupportedCommandVersionError for a newer format (fatal).
+ */
+export function decodeEntry(data: Uint8Array, maxVersion: number = ENVELOPE_FORMAT_VERSION): DecodedEntry {
+  let raw: unknown;
+  try {
+    raw = unpackCanonical(data);
+  } catch (err) {
+    throw new InvalidCommandError('data', `not valid msgpack (${(err as Error).message})`, { cause: err });
+  }
+  if (!Array.isArray(raw)) fail('data', 'must be an array');
+  const v = raw[0];
+  if (typeof v === 'number' && Number.isInteger(v) && v > Math.min(maxVersion, ENVELOPE_FORMAT_VERSION)) throw new UnsupportedCommandVersionError(v);
+  if (v === 1) return { version: 1, kv: decodeCommand(data) };
+  if (v !== ENVELOPE_FORMAT_VERSION) fail('version', `unknown entry format version ${String(v)}`);
+  if (raw.length !== 5) fail('envelope', `must have 5 elements, got ${raw.length}`);
+  const [, machine, at, ik, payload] = raw as unknown[];
+  validateMachineId(machine);
+  if (ik !== null && typeof ik !== 'string') fail('idempotencyKey', 'must be a string or nil');
+  validateEnvelopeFields(at as number, ik === null ? undefined : (ik as string));
+  if (!(payload instanceof Uint8Array)) fail('payload', 'must be bytes (msgpack bin)');
+  const base = { machine: machine as string, at: at as number, payload };
+  return { version: 2, envelope: ik === null ? base : { ...base, idempotencyKey: ik as string } };
+}

@@ -1,0 +1,90 @@
+// A rolling upgrade of the replicated data format. One node runs as the
+// previous release (QUORATE_TEST_FEATURE_LEVEL=1: it announces feature level 1
+// and stops on a format-2 entry, as an old binary would). While it is a
+// member the leader writes format-1 KV commands and that node keeps applying
+// them; once it restarts as this release (level 2) the cluster level becomes
+// 2, the leader writes format-2 envelopes, every node applies them, and an
+// idempotency key recorded before the switch still deduplicates after it.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TOKEN, TestCluster, http, waitFor } from './harness.js';
+
+const OLD = 2;
+
+async function statusOf(c: TestCluster, i: number): Promise<Record<string, unknown>> {
+  return (await http(c.nodes[i]!.url, 'GET', '/v1/cluster/status', { token: TOKEN })).body;
+}
+
+/** Commands this node applied since it started, by entry format (from /metrics). */
+async function appliedByFormat(c: TestCluster, i: number, format: 1 | 2): Promise<number> {
+  const text = String((await http(c.nodes[i]!.url, 'GET', '/metrics', { token: TOKEN })).body['text'] ?? '');
+  const m = new RegExp(`quorate_applied_commands_by_format\\{format="${format}"\\} (\\d+)`).exec(text);
+  return m ? Number(m[1]) : -1;
+}
+
+async function dump(c: TestCluster, i: number): Promise<{ appliedIndex: number; revision: number; checksum: string }> {
+  return (await http(c.nodes[i]!.url, 'GET', '/v1/cluster/dump?checksum=true', { token: TOKEN })).body as never;
+}
+
+async function staleGet(c: TestCluster, i: number, key: string): Promise<unknown> {
+  const r = await http(c.nodes[i]!.url, 'GET', `/v1/kv/${key}?consistency=stale`, { token: TOKEN });
+  return r.status === 200 ? r.body['value'] : undefined;
+}
+
+describe('rolling upgrade of the entry format', () => {
+  let c: TestCluster | undefined;
+  after(async () => {
+    await c?.stop();
+  });
+
+  test('format 1 while a member is at level 1; format 2 once it is upgraded; sessions span the switch', async () => {
+    c = await TestCluster.start({ nodes: 3, env: (i) => (i === OLD ? { QUORATE_TEST_FEATURE_LEVEL: '1' } : undefined) });
+    const cl = c;
+    await cl.waitLeader();
+    await waitFor('the old node to say it runs as level 1', () => /"event":"test_feature_level"/.test(cl.log(OLD)));
+    const client = cl.client();
+
+    // Before the upgrade: every write is a format-1 KV command.
+    const first = await client.kvPut('up/a', 'one', { idempotencyKey: 'upgrade-key-1' });
+    for (let i = 0; i < 10; i++) await client.kvPut(`up/before/${i}`, `b${i}`);
+    const leader = await cl.waitLeader();
+    assert.equal((await statusOf(cl, leader))['featureLevel'], 1);
+    await waitFor('the old node applies the writes', async () => (await staleGet(cl, OLD, 'up/before/9')) === 'b9');
+    assert.equal(cl.nodes[OLD]!.exitCode, undefined, 'the old node is still running');
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await appliedByFormat(cl, i, 2), 0, `node ${i} applied no format-2 entry before the upgrade`);
+      assert.ok((await appliedByFormat(cl, i, 1)) >= 11, `node ${i} applied the format-1 writes`);
+    }
+
+    // The upgrade: the old node restarts as this release.
+    cl.kill(OLD, 'SIGTERM');
+    assert.equal(await cl.waitExit(OLD), 0);
+    cl.startNode(OLD);
+    await cl.waitReady(OLD);
+    await waitFor('the leader computes cluster feature level 2', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 2);
+
+    // The retry of a write recorded before the switch is answered from its session record, not applied again.
+    const revBefore = (await dump(cl, await cl.waitLeader())).revision;
+    const again = await client.kvPut('up/a', 'one', { idempotencyKey: 'upgrade-key-1' });
+    assert.equal(again.revision, first.revision);
+    // A reused key for a different write is refused across the switch too.
+    const reused = await http(cl.nodes[await cl.waitLeader()]!.url, 'PUT', '/v1/kv/up/a', { token: TOKEN, body: { value: 'two' }, headers: { 'idempotency-key': 'upgrade-key-1' } });
+    assert.equal(reused.body['code'] ?? reused.body['error'], 'idempotency_key_reused');
+    assert.equal((await dump(cl, await cl.waitLeader())).revision, revBefore, 'nothing was applied twice');
+
+    for (let i = 0; i < 10; i++) await client.kvPut(`up/after/${i}`, `a${i}`, { idempotencyKey: `after-${i}` });
+    const leaderNow = await cl.waitLeader();
+    const target = await dump(cl, leaderNow);
+    // Every node, the upgraded one included, applies the format-2 entries and reaches the same state.
+    for (let i = 0; i < 3; i++) {
+      await waitFor(`node ${i} reaches applied index ${target.appliedIndex}`, async () => (await dump(cl, i)).appliedIndex >= target.appliedIndex);
+      assert.ok((await appliedByFormat(cl, i, 2)) >= 10, `node ${i} applied the format-2 writes`);
+      assert.equal(await staleGet(cl, i, 'up/after/9'), 'a9');
+      assert.equal(await staleGet(cl, i, 'up/before/9'), 'b9');
+    }
+    const sums = await Promise.all([0, 1, 2].map(async (i) => dump(cl, i)));
+    if (sums.every((s) => s.appliedIndex === sums[0]!.appliedIndex)) assert.equal(new Set(sums.map((s) => s.checksum)).size, 1, 'same state on every node');
+    for (let i = 0; i < 3; i++) assert.equal(cl.nodes[i]!.exitCode, undefined, `node ${i} is running`);
+    assert.doesNotMatch(cl.log(OLD), /command_version_unsupported/);
+  });
+});
