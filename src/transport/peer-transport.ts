@@ -477,6 +477,7 @@ export class PeerTransport {
     let peerId = 0;
     let state: 'open' | 'auth' | 'messages' | 'snapshot' | 'done' = 'open';
     let receiver: SnapshotReceiver | undefined;
+    let lastProgressLog = Date.now();
     let dialerNonce: Uint8Array | undefined;
     let acceptorNonce: Uint8Array | undefined;
     let version = 0;
@@ -592,6 +593,12 @@ export class PeerTransport {
         }
         if (state === 'snapshot' && receiver) {
           const got = receiver.handle(f);
+          const now = Date.now();
+          if (!got && now - lastProgressLog >= 1000) {
+            lastProgressLog = now;
+            this.#log.info({ event: 'snapshot_receive_progress', peer: peerId, bytes: receiver.receivedBytes, total: receiver.declaredBytes },
+              `snapshot from peer ${peerId}: ${receiver.receivedBytes}/${receiver.declaredBytes} bytes received`);
+          }
           if (!got) return;
           state = 'done';
           this.#log.info({ event: 'snapshot_received', peer: peerId, index: got.meta.index, bytes: got.source.bytes }, `snapshot at index ${got.meta.index} (${got.source.bytes} bytes) received from peer ${peerId}`);

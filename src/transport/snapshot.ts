@@ -131,6 +131,11 @@ export class SnapshotReceiver {
     return this.#received;
   }
 
+  /** The size snapshotBegin announced (0 before it). */
+  get declaredBytes(): number {
+    return this.#declared;
+  }
+
   /** Returns the snapshot once the end frame verified it. */
   handle(frame: Frame): ReceivedSnapshot | undefined {
     const at = frame.offset;

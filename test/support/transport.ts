@@ -1,5 +1,6 @@
 // Helpers shared by the transport tests (src/transport/*.test.ts) and the
 // peer-port attack integration test.
+import { collectSnapshot } from '../../src/state/snapshot.js';
 import { connect } from 'node:net';
 import { Packr } from 'msgpackr';
 import type { Socket } from 'node:net';
@@ -59,7 +60,12 @@ export async function startNode(id: number, over: Partial<PeerTransportOptions> 
       received.push(...m);
     },
     onPeerDisconnected: (peer, reason) => disconnects.push({ peer, reason, atMs: Date.now() }),
-    onSnapshot: (from, meta, data, m) => snapshots.push({ from, meta, data, msg: m }),
+    // The snapshot arrives as a file: read it back whole (tests send small ones) and remove it.
+    onSnapshot: (from, meta, source, m) =>
+      void collectSnapshot(source.read()).then(async (data) => {
+        await source.discard();
+        snapshots.push({ from, meta, data, msg: m });
+      }),
     ...over,
   });
   const { port } = await t.listen();
