@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { encodeCommand, packCanonical } from './commands.js';
 import type { Command } from './commands.js';
 import { KvStateMachine } from './kv.js';
-import { collectSnapshot, frameSnapshot, snapshotChunksOf } from './snapshot.js';
+import { frameSnapshot, snapshotChunksOf } from './snapshot.js';
 import type { KvOptions } from './kv.js';
 import { resultToTuple } from './results.js';
 
