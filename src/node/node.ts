@@ -69,7 +69,7 @@ export class QuorateNode implements ClusterControl {
     id: NodeId,
     bootstrap: Bootstrap,
     tickMs: number,
-    lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined,
+    lastSnapshot: SnapshotMeta | undefined,
     security: { incarnation: string; clusterSecret: Uint8Array },
     featureLevel: number,
   ) {
@@ -131,7 +131,10 @@ export class QuorateNode implements ClusterControl {
         this.#registry.hearFeatureLevel(peer, undefined);
         if (reason === 'reset') this.#replica.peerReset(peer);
       },
-      onSnapshot: (from, meta, data, msg) => this.#replica.receiveSnapshot(from, meta, data, msg, (d) => void new KvStateMachine().restore(d)),
+      // Incoming snapshots land beside the stored ones (same file system);
+      // recovery removes a *.tmp left there by a crash.
+      snapshotSpoolDir: `${config.node.dataDir}/raft/snap`,
+      onSnapshot: (from, meta, source, msg) => this.#replica.receiveSnapshot(from, meta, source, msg, (chunks) => KvStateMachine.validateSnapshot(chunks)),
       onPeerHello: (peer, info) => {
         this.#registry.hearFeatureLevel(peer, info.featureLevel);
         this.#registry.announce(peer, { nodeName: info.nodeName, apiUrl: info.apiUrl === '' ? undefined : info.apiUrl, role: memberRole(info.role), incarnation: info.incarnation });
@@ -190,18 +193,15 @@ export class QuorateNode implements ClusterControl {
       logger.warn({ node: config.node.nodeName, event: 'tls_auto_loopback' }, 'security.tls "auto" on a loopback-only cluster: peer traffic is plain TCP on this machine');
     }
     const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
-    const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (data) => void new KvStateMachine().restore(data) });
+    const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => KvStateMachine.validateSnapshot(chunks) });
     for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     // FEATURE_LEVEL unless a test runs this node as the previous release.
     const featureLevel = featureLevelFromEnv();
     if (featureLevel !== FEATURE_LEVEL) logger.warn({ node: config.node.nodeName, event: 'test_feature_level', featureLevel }, `QUORATE_TEST_FEATURE_LEVEL: running as feature level ${featureLevel} (tests only)`);
     // The entry format applied is the feature level: a level-1 node stops on a format-2 entry, as an old build would.
     const kv = new KvStateMachine({ maxFormatVersion: featureLevel });
-    let lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
-    if (state.snapshot && state.snapshotData) {
-      kv.restore(state.snapshotData);
-      lastSnapshot = { meta: state.snapshot, data: state.snapshotData };
-    }
+    const lastSnapshot = state.snapshot;
+    if (state.snapshot) await kv.restore(state.openSnapshot());
     const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };
     const tickMs = Math.max(1, Math.min(10, Math.floor(config.cluster.heartbeatIntervalMs / 5)));
     const raw = new RawNode(

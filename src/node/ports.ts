@@ -5,19 +5,43 @@
 import type { Entry, HardState, Message, NodeId, SnapshotMeta } from '../raft/index.js';
 import type { ApplyResult } from '../state/index.js';
 
+/**
+ * A snapshot's bytes as a stream of chunks, read lazily: snapshots are never
+ * held in memory whole. Each chunk may be reused by its producer once the
+ * next one is asked for; copy what you keep.
+ */
+export type SnapshotChunks = AsyncIterable<Uint8Array>;
+
+/** A snapshot stored somewhere (a file): readable as chunks, as many times as needed. */
+export interface SnapshotSource {
+  /** Size of the snapshot (the state machine's bytes) in bytes. */
+  readonly bytes: number;
+  read(): SnapshotChunks;
+}
+
+/** A snapshot received from a peer into a temporary file. */
+export interface ReceivedSnapshotSource extends SnapshotSource {
+  /** Removes the temporary file (idempotent). */
+  discard(): Promise<void>;
+}
+
 /** Durable storage of the log, hard state and snapshots (WalStorage). */
 export interface LogStore {
   save(hardState: HardState | undefined, entries: readonly Entry[], mustSync: boolean): Promise<void>;
-  saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<unknown>;
-  /** Atomically replace the log with a snapshot received from the leader. */
-  installSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<unknown>;
+  /** Writes a snapshot streamed from `chunks` durably; `onProgress` sees the bytes written so far. */
+  saveSnapshot(meta: SnapshotMeta, chunks: SnapshotChunks, onProgress?: (bytes: number) => void): Promise<unknown>;
+  /** Atomically replace the log with a snapshot received from the leader, streamed from `chunks`. */
+  installSnapshot(meta: SnapshotMeta, chunks: SnapshotChunks, onProgress?: (bytes: number) => void): Promise<unknown>;
+  /** The stored snapshot `meta` names (the newest, or one still kept), readable as a stream; undefined if not stored. */
+  readSnapshot(meta: Pick<SnapshotMeta, 'term' | 'index'>): Promise<SnapshotSource | undefined>;
   compact(index: number): Promise<unknown>;
 }
 
 /** Messages to peers (PeerTransport). */
 export interface PeerNetwork {
   send(msgs: readonly Message[]): void;
-  sendSnapshot(to: NodeId, msg: Message, data: Uint8Array, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<void>;
+  /** Streams `totalBytes` bytes of `chunks` to `to` with back-pressure; resolves when the peer verified and took it. */
+  sendSnapshot(to: NodeId, msg: Message, chunks: SnapshotChunks, totalBytes: number, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<void>;
 }
 
 /**
@@ -32,8 +56,16 @@ export interface StateMachine {
   apply(index: number, data: Uint8Array): ApplyResult;
   /** A committed entry no state machine sees (a membership entry): only the applied index moves. */
   markApplied(index: number): void;
-  snapshot(): Uint8Array;
-  restore(data: Uint8Array): void;
+  /**
+   * The state as of appliedIndex at the call, captured synchronously and
+   * yielded lazily in chunks of at most 1 MiB; apply() may go on meanwhile.
+   */
+  snapshot(): SnapshotChunks;
+  /**
+   * Replaces the whole state with a snapshot's. Everything is checked before
+   * the live state changes; a bad stream throws and changes nothing.
+   */
+  restore(chunks: SnapshotChunks): Promise<void>;
 }
 
 /** Time and timers (the real clock in the agent). */

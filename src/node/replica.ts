@@ -14,10 +14,10 @@ import type { Logger } from 'pino';
 import { NONE, RaftError, RawNode, decodeConfEntry, type ConfEntry, type Entry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import type { ApplyResult } from '../state/index.js';
 import { NodeError } from './errors.js';
-import type { Clock, LogStore, PeerNetwork, StateMachine } from './ports.js';
+import type { Clock, LogStore, PeerNetwork, ReceivedSnapshotSource, SnapshotChunks, StateMachine } from './ports.js';
 import { Snapshots } from './snapshots.js';
 
-export { REAL_CLOCK, type Clock, type LogStore, type PeerNetwork, type StateMachine } from './ports.js';
+export { REAL_CLOCK, type Clock, type LogStore, type PeerNetwork, type ReceivedSnapshotSource, type SnapshotChunks, type SnapshotSource, type StateMachine } from './ports.js';
 
 /** What the node plugs into the loop. Every hook runs inside the loop. */
 export interface ReplicaHooks {
@@ -73,7 +73,7 @@ export interface ReplicaOptions {
   readonly metrics: ReplicaMetrics;
   readonly hooks: ReplicaHooks;
   /** The newest durable snapshot at start (served to followers that need it). */
-  readonly lastSnapshot: { meta: SnapshotMeta; data: Uint8Array } | undefined;
+  readonly lastSnapshot: SnapshotMeta | undefined;
 }
 
 export class Replica {
@@ -185,20 +185,23 @@ export class Replica {
   }
 
   /**
-   * A snapshot stream arrived whole and checksummed. Its contents are decoded
-   * in full (`verify`) before the core hears of it: one that does not decode
-   * is dropped and changes nothing; the leader sends it again.
+   * A snapshot stream arrived whole and checksummed, in a file (`source`).
+   * Its contents are validated in full, streaming (`verify`), before the core
+   * hears of it: one that does not decode is dropped (its file removed) and
+   * changes nothing; the leader sends it again.
    */
-  receiveSnapshot(from: NodeId, meta: SnapshotMeta, data: Uint8Array, msg: Message, verify: (data: Uint8Array) => void): void {
-    try {
-      verify(data);
-    } catch (e) {
-      this.#log.error({ event: 'snapshot_rejected', peer: from, index: meta.index, term: meta.term, bytes: data.length, err: (e as Error).message },
-        `rejected the snapshot at index ${meta.index} from ${this.#hooks.nameOf(from)}: its contents do not decode (${(e as Error).message}); nothing was changed`);
-      return;
-    }
-    this.#snapshots.received(meta, data);
-    this.run(() => this.#stepAll([msg]));
+  receiveSnapshot(from: NodeId, meta: SnapshotMeta, source: ReceivedSnapshotSource, msg: Message, verify: (chunks: SnapshotChunks) => Promise<void>): void {
+    verify(source.read()).then(
+      () => {
+        this.#snapshots.received(meta, source);
+        this.run(() => this.#stepAll([msg]));
+      },
+      (e: unknown) => {
+        void source.discard().catch(() => undefined);
+        this.#log.error({ event: 'snapshot_rejected', peer: from, index: meta.index, term: meta.term, bytes: source.bytes, err: (e as Error).message },
+          `rejected the snapshot at index ${meta.index} from ${this.#hooks.nameOf(from)}: its contents do not decode (${(e as Error).message}); nothing was changed`);
+      },
+    );
   }
 
   /** The connection to `peer` was reset (its process likely died): if it led us, pre-vote now. */

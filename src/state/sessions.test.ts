@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { encodeCommand, packCanonical } from './commands.js';
 import type { Command } from './commands.js';
 import { KvStateMachine } from './kv.js';
+import { frameSnapshot, snapshotChunksOf } from './snapshot.js';
 import type { KvOptions } from './kv.js';
 import { resultToTuple } from './results.js';
-import { frameSnapshot } from './snapshot.js';
 
 function driver(options: KvOptions = {}) {
   const kv = new KvStateMachine(options);
@@ -68,12 +68,12 @@ describe('client sessions', () => {
     assert.deepEqual(d.run(11, { type: 'put', key: 'k1', value: 'v' }, 'r1'), { revision: 6 });
   });
 
-  it('sessions survive snapshot and restore, fingerprints included', () => {
+  it('sessions survive snapshot and restore, fingerprints included', async () => {
     const d = driver();
     const cmd: Command = { type: 'txn', compare: [], success: [{ type: 'put', key: 'a', value: '1' }], failure: [] };
     const first = d.run(10, cmd, 'tx');
     const other = new KvStateMachine();
-    other.restore(d.kv.snapshot());
+    await other.restore(d.kv.snapshot());
     assert.equal(other.sessionCount, 1);
     assert.deepEqual(other.apply(2, encodeCommand({ at: 11, idempotencyKey: 'tx', command: cmd })), first);
     // The restored replica refuses the key for another command exactly like the original.
@@ -110,26 +110,26 @@ describe('client sessions', () => {
     assert.equal(d.kv.sessionCount, 1);
   });
 
-  it('a format-1 snapshot (sessions without fingerprints) still restores; its records answer any command with their result', () => {
+  it('a format-1 snapshot (sessions without fingerprints) still restores; its records answer any command with their result', async () => {
     // Body as format 1 wrote it: session tuples [key, atMs, result].
     const body = packCanonical([1, 1, 10, [['a', '1', 1, 1, 1, null]], [['old', 10, resultToTuple({ revision: 1 })]]]);
     const kv = new KvStateMachine();
-    kv.restore(frameSnapshot(body, 1));
+    await kv.restore(snapshotChunksOf(frameSnapshot(body, 1)));
     assert.equal(kv.sessionCount, 1);
     assert.equal(kv.get('a')?.value, '1');
     assert.deepEqual(kv.apply(2, encodeCommand({ at: 11, idempotencyKey: 'old', command: { type: 'put', key: 'a', value: '1' } })), { revision: 1 });
     assert.deepEqual(kv.apply(3, encodeCommand({ at: 12, idempotencyKey: 'old', command: { type: 'delete', key: 'a' } })), { revision: 1 });
     assert.equal(kv.revision, 1);
-    // Written back in format 2 (fingerprint nil) and read again.
+    // Written back in format 3 (fingerprint nil) and read again.
     const again = new KvStateMachine();
-    again.restore(kv.snapshot());
+    await again.restore(kv.snapshot());
     assert.equal(again.checksum(), kv.checksum());
   });
 
-  it('a format-2 snapshot with a malformed fingerprint is refused naming the field', () => {
+  it('a format-2 snapshot with a malformed fingerprint is refused naming the field', async () => {
     const body = packCanonical([1, 1, 10, [], [['k', 10, resultToTuple({ revision: 1 }), 'not-hex']]]);
-    assert.throws(() => new KvStateMachine().restore(frameSnapshot(body, 2)), /sessions\[0\]\.fingerprint/);
+    await assert.rejects(new KvStateMachine().restore(snapshotChunksOf(frameSnapshot(body, 2))), /sessions\[0\]\.fingerprint/);
     const short = packCanonical([1, 1, 10, [], [['k', 10, resultToTuple({ revision: 1 })]]]);
-    assert.throws(() => new KvStateMachine().restore(frameSnapshot(short, 2)), /sessions\[0\].*expected \[idempotencyKey, atMs, result, fingerprint\]/);
+    await assert.rejects(new KvStateMachine().restore(snapshotChunksOf(frameSnapshot(short, 2))), /sessions\[0\].*expected \[idempotencyKey, atMs, result, fingerprint\]/);
   });
 });

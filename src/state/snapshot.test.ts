@@ -1,11 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SeededRandom } from '../raft/prng.js';
-import { encodeCommand } from './commands.js';
+import { encodeCommand, packCanonical } from './commands.js';
 import type { Command, TxnOp } from './commands.js';
 import { SnapshotCorruptError, SnapshotVersionError } from './errors.js';
 import { KvStateMachine } from './kv.js';
-import { SNAPSHOT_HEADER_BYTES } from './snapshot.js';
+import { collectSnapshot, frameSnapshot, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_HEADER_BYTES, SNAPSHOT_STREAM_HEADER_BYTES, snapshotChunksOf } from './snapshot.js';
 
 /**
  * A seeded random command stream touching every command type, idempotency
@@ -64,82 +64,178 @@ function feed(kv: KvStateMachine, entries: readonly Uint8Array[]): unknown[] {
 }
 
 describe('determinism', () => {
-  it('two state machines fed the same seeded command sequence give identical results, checksums and snapshot bytes', () => {
+  it('two state machines fed the same seeded command sequence give identical results, checksums and snapshot bytes', async () => {
     for (const seed of [1, 2, 3]) {
       const entries = randomEntries(seed, 3000);
       const a = new KvStateMachine({ sessionMax: 20, sessionTtlMs: 5000, watchHistoryEvents: 10 });
       const b = new KvStateMachine({ sessionMax: 20, sessionTtlMs: 5000 }); // watch history is node-local
       assert.deepEqual(feed(a, entries), feed(b, entries), `seed ${seed}`);
       assert.equal(a.checksum(), b.checksum(), `seed ${seed}`);
-      assert.deepEqual(a.snapshot(), b.snapshot(), `seed ${seed}`);
+      assert.deepEqual(await collectSnapshot(a.snapshot()), await collectSnapshot(b.snapshot()), `seed ${seed}`);
       const results = feed(new KvStateMachine({ sessionMax: 20, sessionTtlMs: 5000 }), entries);
       const expired = results.reduce<number>((n, r) => n + ((r as { expired?: number }).expired ?? 0), 0);
       assert.ok(a.size > 0 && a.revision > 100 && expired > 10 && a.sessionCount > 0, `seed ${seed} exercised the store (expired ${expired})`);
     }
   });
 
-  it('a node restored from a mid-stream snapshot converges with one that applied everything', () => {
+  it('a node restored from a mid-stream snapshot converges with one that applied everything', async () => {
     const entries = randomEntries(42, 2000);
     const full = new KvStateMachine();
     feed(full, entries);
     const early = new KvStateMachine();
     feed(early, entries.slice(0, 1000));
     const late = new KvStateMachine();
-    late.restore(early.snapshot());
+    await late.restore(early.snapshot());
     for (let i = 1000; i < entries.length; i++) late.apply(i + 1, entries[i]!);
     assert.equal(late.checksum(), full.checksum());
-    assert.deepEqual(late.snapshot(), full.snapshot());
+    assert.deepEqual(await collectSnapshot(late.snapshot()), await collectSnapshot(full.snapshot()));
   });
 });
 
 describe('snapshot', () => {
-  it('restore of a snapshot reproduces the state exactly', () => {
+  it('restore of a snapshot reproduces the state exactly', async () => {
     const a = new KvStateMachine();
     feed(a, randomEntries(9, 1500));
-    const snap = a.snapshot();
+    const snap = await collectSnapshot(a.snapshot());
     const b = new KvStateMachine();
-    b.restore(snap);
+    await b.restore(snapshotChunksOf(snap));
     assert.equal(b.appliedIndex, a.appliedIndex);
     assert.equal(b.revision, a.revision);
     assert.equal(b.clockMs, a.clockMs);
     assert.equal(b.checksum(), a.checksum());
     assert.deepEqual(b.range('', 1000), a.range('', 1000));
     assert.deepEqual(b.expiredKeys(Number.MAX_SAFE_INTEGER, 1000), a.expiredKeys(Number.MAX_SAFE_INTEGER, 1000));
-    assert.deepEqual(b.snapshot(), snap);
+    assert.deepEqual(await collectSnapshot(b.snapshot()), snap);
   });
 
-  it('an empty store round-trips', () => {
+  it('an empty store round-trips', async () => {
     const b = new KvStateMachine();
-    b.restore(new KvStateMachine().snapshot());
+    await b.restore(new KvStateMachine().snapshot());
     assert.equal(b.revision, 0);
     assert.equal(b.size, 0);
   });
 
-  it('rejects a corrupt snapshot, naming offset and field, and keeps the old state', () => {
+  it('rejects a corrupt or truncated stream, naming offset and field, and keeps the old state', async () => {
     const a = new KvStateMachine();
     feed(a, randomEntries(5, 300));
-    const good = a.snapshot();
+    const good = await collectSnapshot(a.snapshot());
     const target = new KvStateMachine();
     target.apply(1, encodeCommand({ at: 1, command: { type: 'put', key: 'mine', value: 'x' } }));
     const before = target.checksum();
-    const expectCorrupt = (bytes: Uint8Array, field: string, offset: number): void => {
-      assert.throws(() => target.restore(bytes), (e: unknown) => e instanceof SnapshotCorruptError && e.code === 'snapshot_corrupt' && e.field === field && e.offset === offset);
-      assert.equal(target.checksum(), before);
+    const expectCorrupt = async (bytes: Uint8Array, field: string, offset: number): Promise<void> => {
+      for (const chunkBytes of [1 << 20, 7]) {
+        await assert.rejects(target.restore(snapshotChunksOf(bytes, chunkBytes)), (e: unknown) => {
+          assert.ok(e instanceof SnapshotCorruptError, String(e));
+          assert.equal(e.code, 'snapshot_corrupt');
+          assert.deepEqual([e.field, e.offset], [field, offset], e.message);
+          return true;
+        });
+        await assert.rejects(KvStateMachine.validateSnapshot(snapshotChunksOf(bytes, chunkBytes)), SnapshotCorruptError);
+        assert.equal(target.checksum(), before);
+      }
     };
-    const flipped = good.slice();
-    flipped[SNAPSHOT_HEADER_BYTES + 10]! ^= 0x01;
-    expectCorrupt(flipped, 'checksum', 16);
-    const badDigest = good.slice();
-    badDigest[20]! ^= 0xff;
-    expectCorrupt(badDigest, 'checksum', 16);
-    expectCorrupt(good.subarray(0, good.length - 1), 'bodyLength', 8);
-    expectCorrupt(good.subarray(0, 20), 'header', 20);
+    const n = good.length;
+    const badTrailer = good.slice();
+    badTrailer[n - 5]! ^= 0x01;
+    await expectCorrupt(badTrailer, 'checksum', n - 32);
+    await expectCorrupt(good.subarray(0, n - 1), 'checksum', n - 32);
+    await expectCorrupt(Buffer.concat([good, new Uint8Array([0])]), 'trailer', n);
+    await expectCorrupt(good.subarray(0, 20), 'head', SNAPSHOT_STREAM_HEADER_BYTES);
+    await expectCorrupt(good.subarray(0, 5), 'header', 5);
     const badMagic = good.slice();
     badMagic[1] = 0x00;
-    expectCorrupt(badMagic, 'magic', 1);
+    await expectCorrupt(badMagic, 'magic', 1);
+    const zeroLength = good.slice();
+    zeroLength.fill(0, SNAPSHOT_STREAM_HEADER_BYTES, SNAPSHOT_STREAM_HEADER_BYTES + 4);
+    await expectCorrupt(zeroLength, 'head', SNAPSHOT_STREAM_HEADER_BYTES);
+    // A flipped byte in the middle: caught by the record checks or, at the latest, by the trailer.
+    for (const at of [n >> 1, n >> 2, n - 40]) {
+      const flipped = good.slice();
+      flipped[at]! ^= 0x20;
+      await assert.rejects(target.restore(snapshotChunksOf(flipped)), (e: unknown) => e instanceof SnapshotCorruptError && e.offset >= SNAPSHOT_STREAM_HEADER_BYTES && e.offset <= n - 32);
+      assert.equal(target.checksum(), before);
+    }
     const newer = good.slice();
     new DataView(newer.buffer).setUint32(4, 99);
-    assert.throws(() => target.restore(newer), SnapshotVersionError);
+    await assert.rejects(target.restore(snapshotChunksOf(newer)), (e: unknown) => e instanceof SnapshotVersionError && /format version 99 is not supported .*up to 3/.test(e.message));
     assert.equal(target.get('mine')?.value, 'x');
+    await KvStateMachine.validateSnapshot(snapshotChunksOf(good, 5));
   });
+
+  it('a format-2 snapshot (previous release) still restores to the same state', async () => {
+    const a = new KvStateMachine();
+    feed(a, randomEntries(11, 500));
+    const keys = a.range('', 10_000).records.map((r) => [r.key, r.value, r.createRevision, r.modRevision, r.version, r.leaseDeadlineMs ?? null]);
+    const v2 = frameSnapshot(packCanonical([a.appliedIndex, a.revision, a.clockMs, keys, []]), 2);
+    const b = new KvStateMachine();
+    await b.restore(snapshotChunksOf(v2, 1000));
+    assert.deepEqual(b.range('', 10_000), a.range('', 10_000));
+    assert.equal(b.revision, a.revision);
+    const corrupt = v2.slice();
+    corrupt[SNAPSHOT_HEADER_BYTES + 3]! ^= 1;
+    await assert.rejects(new KvStateMachine().restore(snapshotChunksOf(corrupt)), (e: unknown) => e instanceof SnapshotCorruptError && e.field === 'checksum' && e.offset === 16);
+  });
+});
+
+describe('streaming snapshot', () => {
+  const put = (key: string, value: string): Uint8Array => encodeCommand({ at: 5, command: { type: 'put', key, value } });
+  const del = (key: string): Uint8Array => encodeCommand({ at: 5, command: { type: 'delete', key } });
+
+  it('streams the state as of the call in chunks of at most 1 MiB while applies go on', async () => {
+    const a = new KvStateMachine();
+    let i = 0;
+    const value = 'v'.repeat(1000);
+    for (let k = 0; k < 4000; k++) a.apply(++i, put(`key/${String(k).padStart(5, '0')}`, `${k}:${value}`));
+    const atCapture = await collectSnapshot(a.snapshot());
+    const checksumAtCapture = a.checksum();
+    const stream = a.snapshot();
+    const chunks: Uint8Array[] = [];
+    let round = 0;
+    for await (const c of stream) {
+      assert.ok(c.length > 0 && c.length <= SNAPSHOT_CHUNK_BYTES, `chunk of ${c.length} bytes`);
+      chunks.push(c.slice());
+      // Between chunks: rewrite keys already streamed and not yet streamed, delete some, create new ones.
+      round++;
+      for (let k = 0; k < 4000; k += 97) a.apply(++i, put(`key/${String((k + round) % 4000).padStart(5, '0')}`, `changed ${round}`));
+      a.apply(++i, del(`key/${String(3999 - round).padStart(5, '0')}`));
+      a.apply(++i, del(`key/${String(round * 13).padStart(5, '0')}`));
+      a.apply(++i, put(`key/${String(round * 13).padStart(5, '0')}`, 'recreated'));
+      a.apply(++i, put(`new/${round}`, 'new'));
+    }
+    assert.ok(chunks.length >= 4, `${chunks.length} chunks`);
+    const streamed = Buffer.concat(chunks);
+    assert.deepEqual(new Uint8Array(streamed), atCapture, 'the stream holds the state as of the call');
+    const b = new KvStateMachine();
+    await b.restore(snapshotChunksOf(streamed, 4096));
+    assert.equal(b.checksum(), checksumAtCapture);
+    assert.equal(b.get('new/1'), undefined);
+    assert.equal(b.get('key/00001')?.value, `1:${value}`);
+    assert.notEqual(a.checksum(), checksumAtCapture);
+    // Once the stream ended, later snapshots see the live state.
+    const c = new KvStateMachine();
+    await c.restore(a.snapshot());
+    assert.equal(c.checksum(), a.checksum());
+  });
+
+  it('two streams open at once each keep their own capture; a restore meanwhile does not disturb them', async () => {
+    const a = new KvStateMachine();
+    a.apply(1, put('x', '1'));
+    const first = a.snapshot();
+    a.apply(2, put('x', '2'));
+    const second = a.snapshot();
+    a.apply(3, put('x', '3'));
+    a.apply(4, del('x'));
+    const other = new KvStateMachine();
+    other.apply(9, put('y', 'z'));
+    await a.restore(other.snapshot());
+    a.apply(10, put('x', 'after restore'));
+    const one = new KvStateMachine();
+    await one.restore(first);
+    const two = new KvStateMachine();
+    await two.restore(second);
+    assert.deepEqual([one.get('x')?.value, one.appliedIndex], ['1', 1]);
+    assert.deepEqual([two.get('x')?.value, two.appliedIndex], ['2', 2]);
+    assert.equal(a.get('y')?.value, 'z');
+  });
+
 });

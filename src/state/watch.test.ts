@@ -4,6 +4,7 @@ import { encodeCommand } from './commands.js';
 import type { Command } from './commands.js';
 import { CompactedError } from './errors.js';
 import { KvStateMachine } from './kv.js';
+import { collectSnapshot, snapshotChunksOf } from './snapshot.js';
 import type { KvOptions } from './kv.js';
 import type { WatchEvent } from './watch.js';
 
@@ -87,14 +88,14 @@ describe('watch', () => {
     assert.equal(d.kv.get('a')?.value, '1');
   });
 
-  it('restore cancels open watches with a CompactedError', () => {
+  it('restore cancels open watches with a CompactedError', async () => {
     const d = driver();
     d.run({ type: 'put', key: 'a', value: '1' });
-    const snap = d.kv.snapshot();
+    const snap = await collectSnapshot(d.kv.snapshot());
     const other = driver();
     let cancelled: CompactedError | undefined;
     other.kv.watch('', 1, () => {}, { onCancel: (err) => (cancelled = err) });
-    other.kv.restore(snap);
+    await other.kv.restore(snapshotChunksOf(snap));
     assert.ok(cancelled instanceof CompactedError);
     assert.equal(other.kv.oldestWatchRevision, 2);
   });

@@ -28,6 +28,8 @@ export interface StorageFile {
   datasync(): Promise<void>;
   /** fsync: as datasync, plus the inode's other metadata. */
   sync(): Promise<void>;
+  /** Positional read into buf[offset..]; resolves to bytes read (0 at the end of the file, may be short). */
+  read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   stat(): Promise<{ readonly size: number }>;
   close(): Promise<void>;
 }
@@ -37,8 +39,8 @@ export interface StorageFile {
  * ('ENOENT', 'EEXIST', ...) as fs errors do; callers test for 'ENOENT'.
  */
 export interface StorageFs {
-  /** 'r+': read/write an existing file; 'w': create or truncate, write. */
-  open(path: string, flags: 'r+' | 'w', mode?: number): Promise<StorageFile>;
+  /** 'r': read an existing file; 'r+': read/write an existing file; 'w': create or truncate, write. */
+  open(path: string, flags: 'r' | 'r+' | 'w', mode?: number): Promise<StorageFile>;
   readFile(path: string): Promise<Buffer>;
   readdir(path: string): Promise<string[]>;
   /** Atomic replace of `to` (same directory in src/storage). Durable only after fsyncDir. */
@@ -80,6 +82,9 @@ class NodeFile implements StorageFile {
   }
   sync(): Promise<void> {
     return this.#fh.sync();
+  }
+  async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    return (await this.#fh.read(buf, offset, length, position)).bytesRead;
   }
   stat(): Promise<{ readonly size: number }> {
     return this.#fh.stat();

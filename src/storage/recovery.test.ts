@@ -1,5 +1,6 @@
 // Recovery of a damaged data dir: only a torn write is repaired; any other
 // damage stops the node with an error naming the files, offsets and indexes.
+import { collectSnapshot, snapshotChunksOf } from '../state/snapshot.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir, rename, stat, truncate, unlink, writeFile } from 'node:fs/promises';
@@ -232,7 +233,7 @@ test('a log or snapshot with no hard state refuses to start; an empty dir starts
   });
   const dir2 = await tempDir(t);
   const { storage } = await WalStorage.open(dir2);
-  await storage.installSnapshot(meta(5, 2), new Uint8Array([1]));
+  await storage.installSnapshot(meta(5, 2), snapshotChunksOf(new Uint8Array([1])));
   await storage.close();
   await unlink(join(dir2, 'hardstate'));
   await assert.rejects(WalStorage.open(dir2), (e: unknown) => e instanceof CorruptHardStateError && /snapshot .* exists/.test(e.message));
@@ -243,7 +244,7 @@ test('installSnapshot drops the log in one call; an install interrupted by a cra
   {
     const { storage } = await WalStorage.open(dir, SMALL);
     await storage.save({ term: 1, vote: 1, commit: 10 }, range(1, 40, 1, 40), true);
-    const path = await storage.installSnapshot(meta(100, 5), new Uint8Array([1, 2, 3]));
+    const path = await storage.installSnapshot(meta(100, 5), snapshotChunksOf(new Uint8Array([1, 2, 3])));
     assert.ok(path.endsWith(snapshotFileName(meta(100, 5))));
     assert.deepEqual(await segmentFiles(dir), []);
     assert.equal(storage.lastIndex, 100);
@@ -263,7 +264,7 @@ test('installSnapshot drops the log in one call; an install interrupted by a cra
   await writeFile(marker, Buffer.concat(encodeSnapshot(meta(60, 3), new Uint8Array([6]))));
   const { storage, state } = await WalStorage.open(dir2);
   assert.equal(state.snapshot?.index, 60);
-  assert.deepEqual([...(state.snapshotData ?? [])], [6]);
+  assert.deepEqual([...(await collectSnapshot(state.openSnapshot()))], [6]);
   assert.deepEqual(state.entries, []);
   assert.match(state.warnings[0]!, /completed the install of snapshot .* received from the leader/);
   assert.deepEqual(await segmentFiles(dir2), []);
@@ -286,7 +287,7 @@ test('saveSnapshot of a snapshot the log does not contain installs it (the previ
   const { storage } = await WalStorage.open(dir);
   await storage.save({ term: 1, vote: 1, commit: 10 }, range(1, 10, 1), true);
   await storage.save({ term: 3, vote: 0, commit: 10 }, [], true);
-  await storage.saveSnapshot(meta(20, 3), new Uint8Array([9])); // from the leader
+  await storage.saveSnapshot(meta(20, 3), snapshotChunksOf(new Uint8Array([9]))); // from the leader
   assert.deepEqual(await segmentFiles(dir), [], 'the log was dropped with the install');
   await storage.close(); // crash before resetToSnapshot
   const { storage: s2, state } = await WalStorage.open(dir);
@@ -324,15 +325,15 @@ test('each data dir gets an incarnation id at its first open; a dir from the pre
 });
 
 test('a snapshot whose content validateSnapshot rejects falls back to an older snapshot or the log, else stops naming it', async (t) => {
-  const reject30 = (data: Uint8Array): void => {
-    if (data[0] === 30) throw new Error('bad kv snapshot');
+  const reject30 = async (chunks: AsyncIterable<Uint8Array>): Promise<void> => {
+    if ((await collectSnapshot(chunks))[0] === 30) throw new Error('bad kv snapshot');
   };
   {
     const dir = await tempDir(t);
     const { storage } = await WalStorage.open(dir);
     await storage.save({ term: 1, vote: 1, commit: 40 }, range(1, 40, 1), true);
-    await storage.saveSnapshot(meta(20, 1), new Uint8Array([20]));
-    const newest = await storage.saveSnapshot(meta(30, 1), new Uint8Array([30]));
+    await storage.saveSnapshot(meta(20, 1), snapshotChunksOf(new Uint8Array([20])));
+    const newest = await storage.saveSnapshot(meta(30, 1), snapshotChunksOf(new Uint8Array([30])));
     await storage.close();
     const { storage: s2, state } = await WalStorage.open(dir, { validateSnapshot: reject30 });
     assert.equal(state.snapshot?.index, 20);
@@ -346,7 +347,7 @@ test('a snapshot whose content validateSnapshot rejects falls back to an older s
     const dir = await tempDir(t);
     const { storage } = await WalStorage.open(dir);
     await storage.save({ term: 1, vote: 1, commit: 40 }, range(1, 40, 1), true);
-    await storage.saveSnapshot(meta(30, 1), new Uint8Array([30]));
+    await storage.saveSnapshot(meta(30, 1), snapshotChunksOf(new Uint8Array([30])));
     await storage.close();
     const { storage: s2, state } = await WalStorage.open(dir, { validateSnapshot: reject30 });
     assert.equal(state.snapshot, undefined);
@@ -358,7 +359,7 @@ test('a snapshot whose content validateSnapshot rejects falls back to an older s
     // Nothing else holds those entries: stop, naming the file.
     const dir = await tempDir(t);
     const { storage } = await WalStorage.open(dir);
-    const path = await storage.installSnapshot(meta(30, 1), new Uint8Array([30]));
+    const path = await storage.installSnapshot(meta(30, 1), snapshotChunksOf(new Uint8Array([30])));
     await storage.close();
     await assert.rejects(WalStorage.open(dir, { validateSnapshot: reject30 }), (e: unknown) => {
       assert.ok(e instanceof CorruptSnapshotError);

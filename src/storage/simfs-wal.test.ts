@@ -223,6 +223,7 @@ function bindFile(f: StorageFile): StorageFile {
     truncate: (n) => f.truncate(n),
     datasync: () => f.datasync(),
     sync: () => f.sync(),
+    read: (b, o, l, p) => f.read(b, o, l, p),
     stat: () => f.stat(),
     close: () => f.close(),
   };

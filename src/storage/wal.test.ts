@@ -1,3 +1,4 @@
+import { collectSnapshot, snapshotChunksOf } from '../state/snapshot.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, stat, truncate, writeFile, appendFile } from 'node:fs/promises';
@@ -111,7 +112,7 @@ test('appends that would leave a gap, go backwards or overwrite the snapshot are
   await assert.rejects(storage.append([ent(7, 2)]), (e: unknown) => e instanceof InvalidAppendError && e.code === 'invalid_append' && /gap/.test(e.message));
   await assert.rejects(storage.append([ent(6, 2), ent(8, 2)]), /not contiguous/);
   await assert.rejects(storage.append([ent(6, 1)]), /lower than the previous entry's term/);
-  await storage.saveSnapshot(meta(3, 2), new Uint8Array([1]));
+  await storage.saveSnapshot(meta(3, 2), snapshotChunksOf(new Uint8Array([1])));
   await assert.rejects(storage.append([ent(2, 9)]), /at or below the snapshot index 3/);
   // A rejected append changes nothing and does not poison the storage.
   await storage.append([ent(6, 2)]);
@@ -282,7 +283,7 @@ test('compact removes whole segments at or below the index and keeps later entri
   await storage.sync();
   const before = await segmentFiles(dir);
   await assert.rejects(storage.compact(30), /newest durable snapshot ends at index 0/);
-  await storage.saveSnapshot(meta(30, 1), new Uint8Array([7, 7]));
+  await storage.saveSnapshot(meta(30, 1), snapshotChunksOf(new Uint8Array([7, 7])));
   const removed = await storage.compact(30);
   const after = await segmentFiles(dir);
   assert.ok(removed > 0);
@@ -293,7 +294,7 @@ test('compact removes whole segments at or below the index and keeps later entri
   await storage.close();
   const { storage: s2, state } = await WalStorage.open(dir, SMALL);
   assert.equal(state.snapshot?.index, 30);
-  assert.deepEqual([...(state.snapshotData ?? [])], [7, 7]);
+  assert.deepEqual([...(await collectSnapshot(state.openSnapshot()))], [7, 7]);
   assert.deepEqual(plain(state.entries), plain(all.slice(30)));
   await s2.close();
 });
@@ -304,7 +305,7 @@ test('resetToSnapshot drops the whole log and appends continue after the snapsho
   await storage.append(range(1, 40, 1, 40));
   await storage.sync();
   await assert.rejects(storage.resetToSnapshot(meta(100, 5)), /needs that snapshot saved first/);
-  await storage.saveSnapshot(meta(100, 5), new Uint8Array([1, 2, 3]));
+  await storage.saveSnapshot(meta(100, 5), snapshotChunksOf(new Uint8Array([1, 2, 3])));
   await storage.resetToSnapshot(meta(100, 5));
   assert.deepEqual(await segmentFiles(dir), []);
   assert.equal(storage.lastIndex, 100);
@@ -325,7 +326,7 @@ test('in a version-1 dir (previous release) recovery discards a log that an inst
   await storage.close();
   await toLegacyV1(dir);
   // The previous release saved the snapshot, then crashed before resetToSnapshot.
-  await new SnapshotStore(join(dir, 'snap')).save(meta(20, 3), new Uint8Array([9]));
+  await new SnapshotStore(join(dir, 'snap')).save(meta(20, 3), snapshotChunksOf(new Uint8Array([9])));
   const { storage: s2, state } = await WalStorage.open(dir);
   assert.deepEqual(state.entries, []);
   assert.equal(state.warnings.length, 1);
@@ -339,7 +340,7 @@ test('a log that starts after index 1 with no snapshot is corruption', async (t)
   const dir = await tempDir(t);
   const { storage } = await WalStorage.open(dir, SMALL);
   await storage.append(range(1, 60, 1, 40));
-  await storage.saveSnapshot(meta(50, 1), new Uint8Array(0));
+  await storage.saveSnapshot(meta(50, 1), snapshotChunksOf(new Uint8Array(0)));
   await storage.compact(50);
   await storage.close();
   const { rm } = await import('node:fs/promises');

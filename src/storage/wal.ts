@@ -34,7 +34,18 @@ import { nodeFs } from './fs.js';
 import type { StorageFile, StorageFs } from './fs.js';
 import { EMPTY_HARD_STATE, readStoredHardState, validateHardState, writeHardState } from './hardstate.js';
 import { SnapshotStore } from './snapshot.js';
-import type { LoadedSnapshot } from './snapshot.js';
+import type { LoadedSnapshot, SnapshotValidator } from './snapshot.js';
+
+/** A snapshot's bytes as a stream of chunks (the node's SnapshotChunks). */
+export type SnapshotChunks = AsyncIterable<Uint8Array>;
+
+/** A stored snapshot, readable as a stream (the node's SnapshotSource). */
+export interface StoredSnapshotSource {
+  readonly meta: SnapshotMeta;
+  readonly path: string;
+  readonly bytes: number;
+  read(): SnapshotChunks;
+}
 import { parseSegment } from './segment.js';
 
 export interface WalOptions {
@@ -59,7 +70,7 @@ export interface WalOptions {
    * fails: recovery falls back to an older snapshot or the log when they
    * suffice, and stops with CorruptSnapshotError otherwise.
    */
-  readonly validateSnapshot?: (data: Uint8Array) => void;
+  readonly validateSnapshot?: SnapshotValidator;
   /** The file system (./fs.ts); default the real one (nodeFs). Tests pass a simulated one. */
   readonly fs?: StorageFs;
 }
@@ -69,7 +80,13 @@ export interface RecoveredState {
   readonly hardState: HardState;
   /** The newest valid snapshot, or undefined for a node that never had one. */
   readonly snapshot: SnapshotMeta | undefined;
-  readonly snapshotData: Uint8Array | undefined;
+  /** Size of that snapshot's data in bytes (0 without one). */
+  readonly snapshotBytes: number;
+  /**
+   * That snapshot's data as a stream read from its file (the CRC is checked
+   * again at its end); nothing is held in memory. Each call reads anew.
+   */
+  openSnapshot(): SnapshotChunks;
   /** Entries after the snapshot index, contiguous. */
   readonly entries: readonly Entry[];
   readonly warnings: readonly string[];
@@ -117,7 +134,7 @@ export class WalStorage {
   readonly #segmentBytesMax: number;
   readonly #commitEvery: number;
   readonly #pendingBytesMax: number;
-  readonly #validateSnapshot: ((data: Uint8Array) => void) | undefined;
+  readonly #validateSnapshot: SnapshotValidator | undefined;
   readonly #fs: StorageFs;
   readonly #queue = new SerialQueue();
   readonly #snapQueue = new SerialQueue();
@@ -238,12 +255,12 @@ export class WalStorage {
    * last index, or a different term at its index) can only come from the
    * leader: it is installed as by installSnapshot (the log is dropped).
    */
-  saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
+  saveSnapshot(meta: SnapshotMeta, chunks: SnapshotChunks, onProgress?: (bytes: number) => void): Promise<string> {
     return this.#snapQueue.run(async () => {
       this.#checkUsable();
       const t = meta.index > this.#lastIndex ? undefined : this.termAt(meta.index);
-      if (meta.index > this.#lastIndex || (t !== undefined && t !== meta.term)) return this.#run(() => this.#install(meta, data));
-      const path = await this.#snaps.save(meta, data);
+      if (meta.index > this.#lastIndex || (t !== undefined && t !== meta.term)) return this.#run(() => this.#install(meta, chunks, onProgress));
+      const path = await this.#snaps.save(meta, chunks, onProgress);
       if (this.#snapshot === undefined || meta.index >= this.#snapshot.index) this.#snapshot = meta;
       return path;
     });
@@ -256,11 +273,29 @@ export class WalStorage {
    * marker found at recovery completes the install). The next entry is
    * meta.index + 1. Returns the snapshot's path.
    */
-  installSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
+  installSnapshot(meta: SnapshotMeta, chunks: SnapshotChunks, onProgress?: (bytes: number) => void): Promise<string> {
     return this.#snapQueue.run(async () => {
       this.#checkUsable();
-      return this.#run(() => this.#install(meta, data));
+      return this.#run(() => this.#install(meta, chunks, onProgress));
     });
+  }
+
+  /**
+   * A stored snapshot (the one `meta` names, if still kept) as a stream read
+   * from its file; undefined if no such file. The file is opened at each
+   * read(); its CRC is checked at the end of each.
+   */
+  readSnapshot(meta: Pick<SnapshotMeta, 'term' | 'index'>): Promise<StoredSnapshotSource | undefined> {
+    return this.#snapQueue.run(async () => {
+      const f = (await this.#snaps.list()).find((x) => x.index === meta.index && x.term === meta.term);
+      if (f === undefined) return undefined;
+      return this.#source(await this.#snaps.load(f.path));
+    });
+  }
+
+  #source(loaded: LoadedSnapshot): StoredSnapshotSource {
+    const snaps = this.#snaps;
+    return { meta: loaded.meta, path: loaded.path, bytes: loaded.dataBytes, read: () => snaps.read(loaded) };
   }
 
   /** The newest snapshot that verifies; `warnings` name newer files that did not. Throws if all are corrupt. */
@@ -649,8 +684,8 @@ export class WalStorage {
     this.#segments = [];
   }
 
-  async #install(meta: SnapshotMeta, data: Uint8Array): Promise<string> {
-    const marker = await this.#snaps.writeInstallMarker(meta, data);
+  async #install(meta: SnapshotMeta, chunks: SnapshotChunks, onProgress?: (bytes: number) => void): Promise<string> {
+    const marker = await this.#snaps.writeInstallMarker(meta, chunks, onProgress);
     await this.#dropAllSegments();
     const path = await this.#snaps.promote(marker);
     this.#snapshot = meta;
@@ -914,7 +949,14 @@ export class WalStorage {
       this.#fh = undefined;
       throw err;
     }
-    return { hardState: hs, snapshot: snap, snapshotData: loaded?.data, entries, warnings, incarnation };
+    const source = loaded === undefined ? undefined : this.#source(loaded);
+    return {
+      hardState: hs, snapshot: snap, snapshotBytes: source?.bytes ?? 0, entries, warnings, incarnation,
+      openSnapshot: () => {
+        if (source === undefined) throw new InvalidSnapshotRequestError('openSnapshot(): this data dir holds no snapshot');
+        return source.read();
+      },
+    };
   }
 
   async #loadIncarnation(path: string, fresh: boolean, warnings: string[]): Promise<string> {

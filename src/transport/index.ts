@@ -1,5 +1,7 @@
 // Public surface of the peer transport.
 export { PeerTransport } from './peer-transport.js';
+export { snapshotFile } from './snapshot.js';
+export type { ReceivedSnapshotFile } from './snapshot.js';
 export type { DisconnectReason, PeerAddress, PeerHelloInfo, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
 export {
   FrameDecoder, FrameType, DEFAULT_FRAME_LIMITS, FRAME_HEADER_BYTES, encodeFrame, encodeFrameHeader, encodeMessages,

@@ -1,5 +1,6 @@
 // Options and public shapes of PeerTransport.
 import type { Message, SnapshotMeta } from '../raft/types.js';
+import type { ReceivedSnapshotFile } from './snapshot.js';
 import type { FrameTypeName } from './codec.js';
 import type { TlsSetting } from './security.js';
 
@@ -68,8 +69,12 @@ export interface PeerTransportOptions {
    * idleTimeoutMs. Reported once per outage.
    */
   onPeerDisconnected(peerId: number, reason: DisconnectReason): void;
-  /** A snapshot stream arrived whole and verified (CRC-32C per chunk, SHA-256 overall). */
-  onSnapshot(from: number, meta: SnapshotMeta, data: Uint8Array, msg: Message): void;
+  /**
+   * A snapshot stream arrived whole and verified (CRC-32C per chunk, SHA-256
+   * overall), in a file of snapshotSpoolDir: the callee owns the file from now
+   * on (read it with source.read(), remove it with source.discard()).
+   */
+  onSnapshot(from: number, meta: SnapshotMeta, source: ReceivedSnapshotFile, msg: Message): void;
   /**
    * A peer completed an authenticated handshake on its message connection to
    * us. Called only after its proof over the cluster secret verified (and,
@@ -88,8 +93,14 @@ export interface PeerTransportOptions {
   readonly maxPendingBytes?: number;
   /** Default 1 MiB. */
   readonly snapshotChunkBytes?: number;
-  /** Largest snapshot accepted from a peer (held in memory while verified). Default 1 GiB. */
+  /** Largest snapshot accepted from a peer (written to a file as it arrives). Default 1 GiB. */
   readonly maxSnapshotBytes?: number;
+  /**
+   * Where incoming snapshots are written while they arrive (created if
+   * needed). The node passes a dir on the data dir's file system; default
+   * `<os tmpdir>/quorate-snapshots`.
+   */
+  readonly snapshotSpoolDir?: string;
   /** Default 5000. */
   readonly handshakeTimeoutMs?: number;
   /** Dialers send a ping when idle this long. Default 1000. */

@@ -6,6 +6,8 @@
 // side owns exactly the socket it writes to (its queue, backoff and
 // backpressure), and a dead peer is seen on both (EOF / RST). Snapshots use a
 // third, short-lived connection each, so they never delay heartbeats.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect as netConnect, createServer as netCreateServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
@@ -218,7 +220,7 @@ export class PeerTransport {
   }
 
   /** Stream a snapshot to `to` on its own connection; resolves when the peer verified and took it. */
-  sendSnapshot(to: number, msg: Message, data: Uint8Array, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<void> {
+  sendSnapshot(to: number, msg: Message, chunks: AsyncIterable<Uint8Array>, totalBytes: number, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<void> {
     if (this.#closing) return Promise.reject(new TransportClosed('sendSnapshot() after close()'));
     const link = this.#links.get(to);
     if (!link) return Promise.reject(new PeerUnknown(to));
@@ -228,20 +230,20 @@ export class PeerTransport {
     const socket = this.#dialSocket(link.addr);
     const started = Date.now();
     const send = sendSnapshotOver({
-      socket, handshake: this.#dialerHandshake(link, 'snapshot'), peerId: to, msg, data, chunkBytes: this.#chunkBytes,
+      socket, handshake: this.#dialerHandshake(link, 'snapshot'), peerId: to, msg, chunks, totalBytes, chunkBytes: this.#chunkBytes,
       handshakeTimeoutMs: this.#o.handshakeTimeoutMs ?? 5000, idleTimeoutMs: this.#o.snapshotIdleTimeoutMs ?? 30_000,
       ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
       ...(onProgress ? { onProgress } : {}),
       onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: to, channel: 'snapshot', offset: err.offset, reason: err.reason }, `closing snapshot stream to peer ${to}: ${err.message}`),
     });
     this.#snapshotSends.add(send);
-    this.#log.info({ event: 'snapshot_send_start', peer: to, index: msg.snapshot.index, bytes: data.length }, `streaming snapshot at index ${msg.snapshot.index} (${data.length} bytes) to peer ${to}`);
+    this.#log.info({ event: 'snapshot_send_start', peer: to, index: msg.snapshot.index, bytes: totalBytes }, `streaming snapshot at index ${msg.snapshot.index} (${totalBytes} bytes) to peer ${to}`);
     return send.done.then(
       () => {
         this.#snapshotSends.delete(send);
         link.stats.snapshotsSent++;
-        link.stats.snapshotBytesSent += data.length;
-        this.#log.info({ event: 'snapshot_send_done', peer: to, bytes: data.length, ms: Date.now() - started }, `snapshot delivered to peer ${to}`);
+        link.stats.snapshotBytesSent += totalBytes;
+        this.#log.info({ event: 'snapshot_send_done', peer: to, bytes: totalBytes, ms: Date.now() - started }, `snapshot delivered to peer ${to}`);
       },
       (err: unknown) => {
         this.#snapshotSends.delete(send);
@@ -476,6 +478,7 @@ export class PeerTransport {
     let peerId = 0;
     let state: 'open' | 'auth' | 'messages' | 'snapshot' | 'done' = 'open';
     let receiver: SnapshotReceiver | undefined;
+    let lastProgressLog = Date.now();
     let dialerNonce: Uint8Array | undefined;
     let acceptorNonce: Uint8Array | undefined;
     let version = 0;
@@ -554,7 +557,7 @@ export class PeerTransport {
             const older = this.#snapshotIn.get(peerId);
             this.#snapshotIn.set(peerId, conn);
             older?.close({ initiator: 'local', detail: 'superseded by a newer snapshot stream from the same peer' });
-            receiver = new SnapshotReceiver(peerId, this.#o.nodeId, this.#o.maxSnapshotBytes ?? 1024 * MiB);
+            receiver = new SnapshotReceiver(peerId, this.#o.nodeId, this.#o.maxSnapshotBytes ?? 1024 * MiB, this.#o.snapshotSpoolDir ?? join(tmpdir(), 'quorate-snapshots'));
             socket.setTimeout(this.#o.snapshotIdleTimeoutMs ?? 30_000);
             return;
           }
@@ -594,10 +597,16 @@ export class PeerTransport {
         }
         if (state === 'snapshot' && receiver) {
           const got = receiver.handle(f);
+          const now = Date.now();
+          if (!got && now - lastProgressLog >= 1000) {
+            lastProgressLog = now;
+            this.#log.info({ event: 'snapshot_receive_progress', peer: peerId, bytes: receiver.receivedBytes, total: receiver.declaredBytes },
+              `snapshot from peer ${peerId}: ${receiver.receivedBytes}/${receiver.declaredBytes} bytes received`);
+          }
           if (!got) return;
           state = 'done';
-          this.#log.info({ event: 'snapshot_received', peer: peerId, index: got.meta.index, bytes: got.data.length }, `snapshot at index ${got.meta.index} (${got.data.length} bytes) received from peer ${peerId}`);
-          this.#o.onSnapshot(peerId, got.meta, got.data, got.msg);
+          this.#log.info({ event: 'snapshot_received', peer: peerId, index: got.meta.index, bytes: got.source.bytes }, `snapshot at index ${got.meta.index} (${got.source.bytes} bytes) received from peer ${peerId}`);
+          this.#o.onSnapshot(peerId, got.meta, got.source, got.msg);
           conn.endWith({ initiator: 'local', detail: 'snapshot received' }, encodeFrame('snapshotAck'));
           return;
         }
@@ -607,6 +616,7 @@ export class PeerTransport {
         clearTimeout(handshakeTimer);
         this.#accepted.delete(conn);
         if (this.#snapshotIn.get(peerId) === conn) this.#snapshotIn.delete(peerId);
+        if (state === 'snapshot') receiver?.abort();
         if (state === 'snapshot' && info.initiator !== 'local') {
           this.#log.warn({ event: 'snapshot_receive_failed', peer: peerId, receivedBytes: receiver?.receivedBytes, detail: info.detail }, `snapshot stream from peer ${peerId} ended early: ${info.detail}`);
         }

@@ -4,7 +4,15 @@
 //   dialer:   hello → auth(channel=snapshot) → snapshotBegin{msg,totalBytes}
 //             → snapshotChunk[crc32c|bytes]* → snapshotEnd{totalBytes,sha256}
 //   acceptor: challenge → helloAck … snapshotAck (whole, verified, delivered) or refuse{reason}
-import { createHash } from 'node:crypto';
+//
+// Neither side holds the snapshot: the sender pulls chunks from its source
+// (a file) only when the socket has drained; the receiver writes each chunk
+// to a file in its spool dir as it arrives (a synchronous write, so the
+// socket is not read further meanwhile) and hands the node that file.
+import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes, createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Message, SnapshotMeta } from '../raft/types.js';
@@ -17,32 +25,115 @@ import { FramedConn } from './connection.js';
 import type { DialerHandshake } from './dialer-handshake.js';
 import { FrameError, SnapshotTransferFailed } from './errors.js';
 
+/** A received snapshot in a file of the spool dir: read it back as chunks, then discard it. */
+export interface ReceivedSnapshotFile {
+  readonly path: string;
+  readonly bytes: number;
+  /** The file's bytes in fresh chunks of at most 1 MiB (each call reads anew). */
+  read(): AsyncIterable<Uint8Array>;
+  /** Removes the file (idempotent; a missing file is fine). */
+  discard(): Promise<void>;
+}
+
 export interface ReceivedSnapshot {
   readonly msg: Message;
   readonly meta: SnapshotMeta;
-  readonly data: Uint8Array;
+  readonly source: ReceivedSnapshotFile;
 }
 
-/** Reassembles and verifies one inbound stream; `handle` throws FrameError on anything wrong. */
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/** A file of `bytes` bytes as a ReceivedSnapshotFile. */
+export function snapshotFile(path: string, bytes: number): ReceivedSnapshotFile {
+  return {
+    path,
+    bytes,
+    async *read() {
+      const fh = await open(path, 'r');
+      try {
+        for (let pos = 0; pos < bytes; ) {
+          const b = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, bytes - pos));
+          const { bytesRead } = await fh.read(b, 0, b.length, pos);
+          if (bytesRead === 0) throw new Error(`${path} ends at byte ${pos}, expected ${bytes} bytes`);
+          pos += bytesRead;
+          yield bytesRead === b.length ? b : b.subarray(0, bytesRead);
+        }
+      } finally {
+        await fh.close();
+      }
+    },
+    async discard() {
+      await unlink(path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    },
+  };
+}
+
+/**
+ * Verifies one inbound stream and writes it to a file in `spoolDir`
+ * (`incoming-<from>-<term>-<index>-<random>.tmp`); `handle` throws FrameError
+ * on anything wrong. Memory: one frame at a time, whatever the size.
+ */
 export class SnapshotReceiver {
   readonly #peerId: number;
   readonly #nodeId: number;
   readonly #maxBytes: number;
+  readonly #spoolDir: string;
   #msg: Message | undefined;
-  /** Declared by snapshotBegin (≤ maxBytes); memory is taken only as chunks arrive. */
+  /** Declared by snapshotBegin (≤ maxBytes); nothing is reserved from it. */
   #declared = 0;
-  #chunks: Uint8Array[] = [];
   #received = 0;
   #hash: Hash | undefined;
+  #fd: number | undefined;
+  #path: string | undefined;
 
-  constructor(peerId: number, nodeId: number, maxBytes: number) {
+  constructor(peerId: number, nodeId: number, maxBytes: number, spoolDir: string) {
     this.#peerId = peerId;
     this.#nodeId = nodeId;
     this.#maxBytes = maxBytes;
+    this.#spoolDir = spoolDir;
+  }
+
+  /** A local file error (disk full...) ends the stream: the sender hears why and retries later. */
+  #disk(at: number, op: () => void): void {
+    try {
+      op();
+    } catch (err) {
+      const path = this.#path;
+      this.abort();
+      throw new FrameError(at, `this node could not write the snapshot to ${path}: ${(err as Error).message}`);
+    }
+  }
+
+  /** The stream failed or was superseded: removes its file. Idempotent. */
+  abort(): void {
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // closing is best effort here
+      }
+    }
+    if (this.#path !== undefined) {
+      try {
+        unlinkSync(this.#path);
+      } catch {
+        // already gone
+      }
+    }
+    this.#path = undefined;
   }
 
   get receivedBytes(): number {
     return this.#received;
+  }
+
+  /** The size snapshotBegin announced (0 before it). */
+  get declaredBytes(): number {
+    return this.#declared;
   }
 
   /** Returns the snapshot once the end frame verified it. */
@@ -59,6 +150,12 @@ export class SnapshotReceiver {
       this.#msg = msg;
       this.#declared = totalBytes;
       this.#hash = createHash('sha256');
+      const s = msg.snapshot;
+      this.#path = join(this.#spoolDir, `incoming-${msg.from}-${s.term}-${s.index}-${randomBytes(4).toString('hex')}.tmp`);
+      this.#disk(at, () => {
+        mkdirSync(this.#spoolDir, { recursive: true });
+        this.#fd = openSync(this.#path!, 'w', 0o600);
+      });
       return undefined;
     }
     if (!this.#msg || !this.#hash) throw new FrameError(at, `${frame.type} frame before snapshotBegin`);
@@ -67,9 +164,10 @@ export class SnapshotReceiver {
       if (this.#received + data.length > this.#declared) {
         throw new FrameError(at, `snapshotChunk overruns the declared ${this.#declared} bytes (already ${this.#received}, chunk ${data.length})`);
       }
-      // Frame payloads are never reused by the decoder: keep the view, copy once at the end.
-      this.#chunks.push(data);
       this.#hash.update(data);
+      this.#disk(at, () => {
+        for (let off = 0; off < data.length; ) off += writeSync(this.#fd!, data, off, data.length - off, this.#received + off);
+      });
       this.#received += data.length;
       return undefined;
     }
@@ -82,9 +180,11 @@ export class SnapshotReceiver {
       if (!digest.equals(end.sha256)) {
         throw new FrameError(at, `snapshot SHA-256 mismatch (sender ${Buffer.from(end.sha256).toString('hex')}, received ${digest.toString('hex')})`);
       }
-      const data = this.#chunks.length === 1 ? this.#chunks[0]! : new Uint8Array(Buffer.concat(this.#chunks, this.#received));
-      this.#chunks = [];
-      return { msg: this.#msg, meta: this.#msg.snapshot!, data };
+      this.#disk(at, () => closeSync(this.#fd!));
+      this.#fd = undefined;
+      const path = this.#path!;
+      this.#path = undefined; // the node owns the file now
+      return { msg: this.#msg, meta: this.#msg.snapshot!, source: snapshotFile(path, this.#received) };
     }
     throw new FrameError(at, `unexpected ${frame.type} frame on a snapshot stream`);
   }
@@ -95,7 +195,10 @@ export interface SendSnapshotParams {
   readonly handshake: DialerHandshake;
   readonly peerId: number;
   readonly msg: Message;
-  readonly data: Uint8Array;
+  /** The snapshot, pulled only as the socket drains. */
+  readonly chunks: AsyncIterable<Uint8Array>;
+  /** Its size: announced first, and the chunks must add up to it exactly. */
+  readonly totalBytes: number;
   readonly chunkBytes: number;
   readonly handshakeTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -188,21 +291,26 @@ export function sendSnapshotOver(p: SendSnapshotParams): SnapshotSend {
     });
 
   async function pump(): Promise<void> {
-    const total = p.data.length;
+    const total = p.totalBytes;
     const hash = createHash('sha256');
     conn.write(encodeFrame('snapshotBegin', encodeSnapshotBegin({ msg: p.msg, totalBytes: total })));
     let sent = 0;
-    while (sent < total) {
-      if (settled) return;
-      const chunk = p.data.subarray(sent, Math.min(total, sent + p.chunkBytes));
-      hash.update(chunk);
-      conn.write(encodeSnapshotChunkHeader(chunk));
-      const more = conn.write(chunk);
-      sent += chunk.length;
-      p.onProgress?.(sent, total);
-      if (!more) await drained();
-      else await new Promise<void>((r) => setImmediate(r)); // yield: let heartbeats and I/O interleave
+    for await (const piece of p.chunks) {
+      for (let at = 0; at < piece.length; ) {
+        if (settled) return; // leaving the loop closes the source
+        const chunk = piece.subarray(at, Math.min(piece.length, at + p.chunkBytes));
+        at += chunk.length;
+        if (sent + chunk.length > total) throw new Error(`the snapshot source holds more than the ${total} bytes announced`);
+        hash.update(chunk);
+        conn.write(encodeSnapshotChunkHeader(chunk));
+        const more = conn.write(chunk);
+        sent += chunk.length;
+        p.onProgress?.(sent, total);
+        if (!more) await drained();
+        else await new Promise<void>((r) => setImmediate(r)); // yield: let heartbeats and I/O interleave
+      }
     }
+    if (sent !== total) throw new Error(`the snapshot source ended after ${sent} of the ${total} bytes announced`);
     if (settled) return;
     conn.write(encodeFrame('snapshotEnd', encodeSnapshotEnd({ totalBytes: total, sha256: hash.digest() })));
     phase = 'awaitAck';

@@ -1,3 +1,4 @@
+import { snapshotChunksOf } from '../state/snapshot.js';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
@@ -258,7 +259,7 @@ describe('PeerTransport handshake', () => {
       assert.equal(a.t.stats().get(2)!.connected, false);
       a.t.send([msg({ from: 1, to: 2 })]);
       assert.equal(a.t.stats().get(2)!.msgsSent, 0);
-      await assert.rejects(a.t.sendSnapshot(2, msg({ from: 1, to: 2, type: 'snap', snapshot: SNAP_META }), new Uint8Array(10)), /did not prove knowledge of the cluster secret/);
+      await assert.rejects(a.t.sendSnapshot(2, msg({ from: 1, to: 2, type: 'snap', snapshot: SNAP_META }), snapshotChunksOf(new Uint8Array(10)), 10), /did not prove knowledge of the cluster secret/);
     } finally {
       await closeAll(a);
       for (const s of sockets) s.destroy();

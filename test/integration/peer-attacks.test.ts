@@ -4,6 +4,7 @@
 // API URL and a `dr` role for a voter, and a msgpack payload that used to
 // stall the event loop for seconds. Each must fail safely: refused with no
 // disclosure, nothing committed, no role changed, the leader kept.
+import { snapshotChunksOf } from '../../src/state/snapshot.js';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -144,7 +145,7 @@ describe('a snapshot whose contents do not decode', () => {
     const meta = { index: st.commitIndex + 1000, term: st.term, membership: { members: [1, 2, 3].map((id) => ({ id, role: 'voter' as const })), removed: [] } };
     await fake.sendSnapshot(victimId, {
       type: 'snap', from: st.leaderId, to: victimId, term: st.term, logTerm: 0, index: 0, commit: 0, entries: [], reject: false, rejectHint: 0, context: 0, snapshot: meta,
-    }, garbage).catch(() => undefined);
+    }, snapshotChunksOf(garbage), garbage.length).catch(() => undefined);
     await until(() => /snapshot_rejected/.test(c!.log(victim)), 'the victim to reject the snapshot', 10_000);
     assert.match(c.log(victim), /its contents do not decode .*nothing was changed/);
     await fake.close();

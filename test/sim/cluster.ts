@@ -483,15 +483,16 @@ export class Simulation {
       fs,
       segmentBytesMax: this.profile.segmentBytes,
       commitPersistEveryEntries: this.profile.commitPersistEvery,
-      validateSnapshot: (data) => void new KvStateMachine().restore(data),
+      validateSnapshot: (chunks) => KvStateMachine.validateSnapshot(chunks),
     });
     if (n.inc !== inc) return;
     for (const w of state.warnings) this.#trace(`recovery-warning ${w.replace(/\s+/g, '_').slice(0, 60)}`, n.id);
     const kv = new KvStateMachine();
-    if (state.snapshot && state.snapshotData) kv.restore(state.snapshotData);
+    if (state.snapshot) await kv.restore(state.openSnapshot());
+    if (n.inc !== inc) return;
     const snap: SnapshotMeta = state.snapshot ?? { index: 0, term: 0, membership: this.#bootstrap };
     if (kv.appliedIndex !== snap.index) this.#fail('snapshot-meta', `node ${n.id}: recovered snapshot meta at ${snap.index} but its state is at ${kv.appliedIndex}`);
-    this.#checkDigest(n, kv);
+    this.#checkDigest(n, kv, true);
     const base = this.#chainAt.get(posKey(snap.index, snap.term));
     if (base === undefined) this.#fail('log-matching', `node ${n.id} recovered a snapshot at (${snap.index}, ${snap.term}) that no log ever held`);
     n.log.reset(snap.index, snap.term, base);
@@ -516,7 +517,7 @@ export class Simulation {
       logger: SILENT,
       metrics: NO_METRICS,
       hooks: this.#hooks(n, inc),
-      lastSnapshot: state.snapshot && state.snapshotData ? { meta: state.snapshot, data: state.snapshotData } : undefined,
+      lastSnapshot: state.snapshot,
     });
     this.#trace('start', n.id, n.inc, state.hardState.term, state.hardState.commit, snap.index, n.log.lastIndex);
     n.replica.start();
@@ -614,15 +615,16 @@ export class Simulation {
           return NEVER;
         }
       },
-      saveSnapshot: async (meta, data) => {
-        const r = await wal.saveSnapshot(meta, data);
+      readSnapshot: (meta) => wal.readSnapshot(meta),
+      saveSnapshot: async (meta, chunks, onProgress) => {
+        const r = await wal.saveSnapshot(meta, chunks, onProgress);
         this.#trace('snapshot', n.id, meta.index, meta.term);
         return r;
       },
-      installSnapshot: async (meta, data) => {
+      installSnapshot: async (meta, chunks, onProgress) => {
         const base = this.#chainAt.get(posKey(meta.index, meta.term));
         if (base === undefined) this.#fail('log-matching', `node ${n.id} installs a snapshot at (${meta.index}, ${meta.term}) that no log ever held`);
-        const r = await wal.installSnapshot(meta, data);
+        const r = await wal.installSnapshot(meta, chunks, onProgress);
         n.log.reset(meta.index, meta.term, base);
         n.membership = meta.membership;
         this.#trace('install', n.id, meta.index, meta.term);
@@ -693,19 +695,42 @@ export class Simulation {
         this.#checkDigest(n, kv);
       },
       snapshot: () => kv.snapshot(),
-      restore: (data) => {
-        kv.restore(data);
-        this.#checkDigest(n, kv);
+      restore: async (chunks) => {
+        await kv.restore(chunks);
+        this.#checkDigest(n, kv, true);
       },
     };
   }
 
-  #checkDigest(n: SimNode, kv: KvStateMachine): void {
-    const d = kv.checksum();
-    const prev = this.#digestAt.get(kv.appliedIndex);
-    if (prev === undefined) this.#digestAt.set(kv.appliedIndex, d);
-    else if (prev !== d) this.#fail('state-machine-safety', `node ${n.id} state machine at applied ${kv.appliedIndex} differs from another node's at the same index`);
+  /**
+   * State-machine safety: equal state at equal applied index on every node. A
+   * cheap digest of the keys at every index; the KV's full checksum (SHA-256
+   * of its snapshot stream, sessions and clock included) every 32nd index and
+   * at convergence.
+   */
+  #checkDigest(n: SimNode, kv: KvStateMachine, full = kv.appliedIndex % 32 === 0): void {
+    let h = mix(0x811c9dc5, kv.appliedIndex, kv.revision);
+    let after: string | undefined;
+    for (;;) {
+      const page = kv.range('', 1000, after);
+      for (const r of page.records) {
+        for (let i = 0; i < r.key.length; i++) h = Math.imul(h ^ r.key.charCodeAt(i), 0x01000193) >>> 0;
+        for (let i = 0; i < r.value.length; i++) h = Math.imul(h ^ r.value.charCodeAt(i), 0x01000193) >>> 0;
+        h = mix(h, r.createRevision, r.modRevision, r.version);
+      }
+      if (!page.more || page.records.length === 0) break;
+      after = page.records[page.records.length - 1]!.key;
+    }
+    this.#sameAt(n, kv.appliedIndex, `${h}`);
+    if (full) this.#sameAt(n, -kv.appliedIndex - 1, kv.checksum());
   }
+
+  #sameAt(n: SimNode, key: number, d: string): void {
+    const prev = this.#digestAt.get(key);
+    if (prev === undefined) this.#digestAt.set(key, d);
+    else if (prev !== d) this.#fail('state-machine-safety', `node ${n.id} state machine at applied ${key < 0 ? -key - 1 : key} differs from another node's at the same index`);
+  }
+
 
   #onConfApplied(n: SimNode, index: number, ce: ConfEntry): void {
     // The entry carries the resulting membership; recompute it from the
@@ -751,11 +776,16 @@ export class Simulation {
       send: (msgs) => {
         if (this.#alive(n, inc)) this.#send(n, msgs);
       },
-      sendSnapshot: (_to, msg, data) =>
-        new Promise<void>((resolve, reject) => {
+      sendSnapshot: async (_to, msg, chunks) => {
+        // The stream is read from the sender's disk at once (no virtual time
+        // passes), then travels as one message.
+        const parts: Uint8Array[] = [];
+        for await (const c of chunks) parts.push(c);
+        return new Promise<void>((resolve, reject) => {
           if (!this.#alive(n, inc)) return; // abandoned with its replica
-          this.#sendSnapshot(n, msg, data, resolve, reject);
-        }),
+          this.#sendSnapshot(n, msg, Buffer.concat(parts), resolve, reject);
+        });
+      },
     };
   }
 
@@ -789,7 +819,15 @@ export class Simulation {
       }
       if (this.#deferIfPaused(t, deliver)) return;
       this.#trace('deliver', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index, m.entries.length, m.commit, m.reject ? 1 : 0);
-      t.replica.receiveSnapshot(m.from, m.snapshot!, data, m, (d) => void new KvStateMachine().restore(d));
+      const source = {
+        bytes: data.length,
+        read: async function* (): AsyncGenerator<Uint8Array> {
+          // In chunks, as the transport delivers it.
+          for (let i = 0; i < data.length; i += 4096) yield data.subarray(i, Math.min(data.length, i + 4096));
+        },
+        discard: () => Promise.resolve(),
+      };
+      t.replica.receiveSnapshot(m.from, m.snapshot!, source, m, (chunks) => KvStateMachine.validateSnapshot(chunks));
       resolve();
     };
     this.#at(this.now + delay, deliver);

@@ -156,6 +156,14 @@ class SimFile implements StorageFile {
   sync(): Promise<void> {
     return settle(() => this.datasyncSync());
   }
+  read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    return settle(() => {
+      const data = this.#check(`read ${position}+${length}`).data;
+      const n = Math.max(0, Math.min(length, data.length - position));
+      data.copy(buf, offset, position, position + n);
+      return n;
+    });
+  }
   stat(): Promise<{ readonly size: number }> {
     return settle(() => ({ size: this.#check('fstat').data.length }));
   }
@@ -308,7 +316,7 @@ export class SimFs implements StorageFs {
 
   // ---- StorageFs ----
 
-  open(path: string, flags: 'r+' | 'w', _mode?: number): Promise<StorageFile> {
+  open(path: string, flags: 'r' | 'r+' | 'w', _mode?: number): Promise<StorageFile> {
     return settle(() => {
       this.enter(`open '${path}'`);
       const { dir, name } = this.#parent(path, 'open');

@@ -1,5 +1,6 @@
 // Helpers shared by the transport tests (src/transport/*.test.ts) and the
 // peer-port attack integration test.
+import { collectSnapshot } from '../../src/state/snapshot.js';
 import { connect } from 'node:net';
 import { Packr } from 'msgpackr';
 import type { Socket } from 'node:net';
@@ -15,9 +16,9 @@ import { captureLogger } from './log.js';
 import type { CaptureLogger } from './log.js';
 
 /** Poll `cond` until true; fails after `timeoutMs` naming what was awaited. */
-export async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -59,7 +60,12 @@ export async function startNode(id: number, over: Partial<PeerTransportOptions> 
       received.push(...m);
     },
     onPeerDisconnected: (peer, reason) => disconnects.push({ peer, reason, atMs: Date.now() }),
-    onSnapshot: (from, meta, data, m) => snapshots.push({ from, meta, data, msg: m }),
+    // The snapshot arrives as a file: read it back whole (tests send small ones) and remove it.
+    onSnapshot: (from, meta, source, m) =>
+      void collectSnapshot(source.read()).then(async (data) => {
+        await source.discard();
+        snapshots.push({ from, meta, data, msg: m });
+      }),
     ...over,
   });
   const { port } = await t.listen();

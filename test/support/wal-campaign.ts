@@ -17,6 +17,7 @@ import type { Entry, HardState, SnapshotMeta } from '../../src/raft/types.js';
 import type { StorageFs } from '../../src/storage/fs.js';
 import { WalStorage } from '../../src/storage/wal.js';
 import type { RecoveredState } from '../../src/storage/wal.js';
+import { collectSnapshot, snapshotChunksOf } from '../../src/state/snapshot.js';
 import { SimFs } from './simfs.js';
 import type { CrashOptions } from './simfs.js';
 
@@ -50,6 +51,16 @@ const DIR = '/data/node';
 const MEMBERSHIP = { members: [{ id: 1, role: 'voter' as const }], removed: [] };
 
 class Violation extends Error {}
+
+/** A snapshot's bytes: usually a few bytes, sometimes several streamed chunks (a crash can hit between their writes). */
+function snapshotBytes(meta: SnapshotMeta, rng: SeededRandom): Buffer {
+  const label = Buffer.from(`snapshot ${meta.term}-${meta.index}`);
+  if (!rng.chance(0.3)) return label;
+  const size = 700 + rng.int(3000);
+  const data = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) data[i] = label[i % label.length]! ^ (i >> 8);
+  return data;
+}
 
 function check(ok: boolean, what: () => string): void {
   if (!ok) throw new Violation(what());
@@ -103,13 +114,15 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     return e;
   };
 
-  const verify = (st: RecoveredState, storage: WalStorage): void => {
+  const verify = async (st: RecoveredState, storage: WalStorage): Promise<void> => {
     const snap = st.snapshot;
     const snapIndex = snap?.index ?? 0;
     const interruptedInstall = installing !== undefined && snap !== undefined && snap.index === installing.index && snap.term === installing.term;
     if (snap !== undefined) {
       const want = snapData.get(`${snap.term}-${snap.index}`);
-      check(want !== undefined && Buffer.compare(want, Buffer.from(st.snapshotData ?? [])) === 0, () => `recovered snapshot term ${snap.term} index ${snap.index} was never saved with this data`);
+      const got = await collectSnapshot(st.openSnapshot());
+      check(st.snapshotBytes === got.length, () => `recovered snapshot term ${snap.term} index ${snap.index}: snapshotBytes ${st.snapshotBytes}, but ${got.length} bytes read`);
+      check(want !== undefined && Buffer.compare(want, got) === 0, () => `recovered snapshot term ${snap.term} index ${snap.index} was never saved with this data`);
     }
     if (ackedSnap !== undefined) {
       check(snapIndex >= ackedSnap.index, () => `acknowledged snapshot index ${ackedSnap!.index} lost: recovered ${snap === undefined ? 'no snapshot' : `snapshot index ${snapIndex}`}`);
@@ -150,7 +163,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       try {
         const { storage, state } = await WalStorage.open(DIR, walOptions);
         sim.cancelCrash();
-        verify(state, storage);
+        await verify(state, storage);
         return storage;
       } catch (err) {
         if (!sim.down) {
@@ -219,9 +232,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
             if (top > lo) {
               const index = lo + 1 + rng.int(top - lo);
               const meta: SnapshotMeta = { index, term: termAt(index)!, membership: MEMBERSHIP };
-              const data = Buffer.from(`snapshot ${meta.term}-${index}`);
+              const data = snapshotBytes(meta, rng);
               snapData.set(`${meta.term}-${index}`, data);
-              await st.saveSnapshot(meta, data);
+              await st.saveSnapshot(meta, snapshotChunksOf(data, 700));
               ackedSnap = meta;
               done.snapshot!++;
               if (rng.chance(0.7)) {
@@ -233,10 +246,10 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
             // A snapshot from the leader, beyond the log.
             const index = lastIndex() + 1 + rng.int(5);
             const meta: SnapshotMeta = { index, term: hs.term, membership: MEMBERSHIP };
-            const data = Buffer.from(`snapshot ${meta.term}-${index}`);
+            const data = snapshotBytes(meta, rng);
             snapData.set(`${meta.term}-${index}`, data);
             installing = meta;
-            await st.installSnapshot(meta, data);
+            await st.installSnapshot(meta, snapshotChunksOf(data, 700));
             installing = undefined;
             ackedSnap = meta;
             base = index;
