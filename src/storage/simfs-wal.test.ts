@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SeededRandom } from '../raft/prng.js';
-import type { StorageFile, StorageFs } from './fs.js';
-import { SECTOR_BYTES, SimFs } from '../../test/support/simfs.js';
+import type { StorageFs } from './fs.js';
+import { SECTOR_BYTES, SimFs, bindFs, skipHotPathDatasync } from '../../test/support/simfs.js';
 import type { CrashOptions } from '../../test/support/simfs.js';
 import { runCampaign } from '../../test/support/wal-campaign.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader } from './codec.js';
@@ -39,10 +39,6 @@ test('every entry acknowledged by sync survives every crash, and recovery never 
   console.log(`# ${sum('cycles')} crash cycles, ${sum('crashes')} crashes (${sum('midOpCrashes')} inside an operation), ${sum('tornWrites')} torn writes, ${sum('ops')} fs operations in ${Date.now() - t0} ms`);
 });
 
-/** A file system on which fdatasync of the hot path does nothing: sync() is acknowledged before the data is durable. */
-function skipHotPathDatasync(fs: SimFs): StorageFs {
-  return wrapFiles(fs, (f) => ({ ...bindFile(f), datasyncSync: () => undefined }));
-}
 
 /** A file system on which directory fsyncs do nothing: new segments and renames are acknowledged before they are durable. */
 function skipDirFsync(fs: SimFs): StorageFs {
@@ -213,37 +209,6 @@ test('SimFs: operations settle at once (no timers), and a scheduled crash fails 
 
 // ---- wrappers for mutants ----
 
-function bindFile(f: StorageFile): StorageFile {
-  return {
-    writeSync: (b, o, l, p) => f.writeSync(b, o, l, p),
-    datasyncSync: () => f.datasyncSync(),
-    truncateSync: (n) => f.truncateSync(n),
-    write: (b, o, l, p) => f.write(b, o, l, p),
-    writev: (bs, p) => f.writev(bs, p),
-    truncate: (n) => f.truncate(n),
-    datasync: () => f.datasync(),
-    sync: () => f.sync(),
-    read: (b, o, l, p) => f.read(b, o, l, p),
-    stat: () => f.stat(),
-    close: () => f.close(),
-  };
-}
-
-function bindFs(fs: StorageFs): StorageFs {
-  return {
-    open: (p, fl, m) => fs.open(p, fl, m),
-    readFile: (p) => fs.readFile(p),
-    readdir: (p) => fs.readdir(p),
-    rename: (a, b) => fs.rename(a, b),
-    unlink: (p) => fs.unlink(p),
-    mkdir: (p, o) => fs.mkdir(p, o),
-    fsyncDir: (p) => fs.fsyncDir(p),
-  };
-}
-
-function wrapFiles(fs: StorageFs, wrap: (f: StorageFile) => StorageFile): StorageFs {
-  return { ...bindFs(fs), open: async (p, fl, m) => wrap(await fs.open(p, fl, m)) };
-}
 
 test('a new data directory survives a power loss right after the first synced write (its creation is made durable)', async () => {
   // Found by the cluster simulator: mkdir -p of the data dir was never made

@@ -15,10 +15,10 @@ import type { ConfEntry } from '../../src/raft/membership.js';
 import type { ConfChange, Entry, HardState, Membership, Message, MessageType, NodeId, RaftConfig, RaftRole, SnapshotMeta, TestMutation } from '../../src/raft/types.js';
 import { NodeError } from '../../src/node/errors.js';
 import { Replica, type Clock, type LogStore, type PeerNetwork, type ReplicaHooks, type StateMachine } from '../../src/node/replica.js';
-import type { StorageFile, StorageFs } from '../../src/storage/fs.js';
+import type { StorageFs } from '../../src/storage/fs.js';
 import { WalStorage } from '../../src/storage/wal.js';
 import { KV_MACHINE_ID, KvStateMachine, encodeCommand, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../../src/state/index.js';
-import { SimCrashError, SimFs } from '../support/simfs.js';
+import { SimCrashError, SimFs, skipHotPathDatasync } from '../support/simfs.js';
 import { EventQueue } from './heap.js';
 import { fnv, mix } from './hash.js';
 import { checkHistory, formatHistory, type HistoryEntry, type KvOp, type KvOutput } from './linearizability.js';
@@ -478,7 +478,7 @@ export class Simulation {
   }
 
   async #boot(n: SimNode, inc: number): Promise<void> {
-    const fs: StorageFs = this.mutation === 'walSkipsFsync' ? skipFsync(n.fs) : n.fs;
+    const fs: StorageFs = this.mutation === 'walSkipsFsync' ? skipHotPathDatasync(n.fs) : n.fs;
     const { storage, state } = await WalStorage.open(DATA_DIR, {
       fs,
       segmentBytesMax: this.profile.segmentBytes,
@@ -1401,26 +1401,6 @@ function drainMicrotasks(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** 'walSkipsFsync': the fdatasync of the WAL's hot path (append + sync of the active segment) does nothing. */
-function skipFsync(fs: SimFs): StorageFs {
-  const wrap = (f: StorageFile): StorageFile =>
-    new Proxy(f, {
-      get(target, prop, receiver) {
-        if (prop === 'datasyncSync') return () => undefined;
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-  return {
-    open: async (path, flags, mode) => wrap(await fs.open(path, flags, mode)),
-    readFile: (p) => fs.readFile(p),
-    readdir: (p) => fs.readdir(p),
-    rename: (a, b) => fs.rename(a, b),
-    unlink: (p) => fs.unlink(p),
-    mkdir: (p, o) => fs.mkdir(p, o),
-    fsyncDir: (p) => fs.fsyncDir(p),
-  };
-}
 
 export function formatViolation(v: Violation): string {
   return [

@@ -461,3 +461,42 @@ export class SimFs implements StorageFs {
     return { dir, name };
   }
 }
+
+// ---- wrappers that plant storage faults (mutation tests) ----
+
+export function bindFile(f: StorageFile): StorageFile {
+  return {
+    writeSync: (b, o, l, p) => f.writeSync(b, o, l, p),
+    datasyncSync: () => f.datasyncSync(),
+    truncateSync: (n) => f.truncateSync(n),
+    write: (b, o, l, p) => f.write(b, o, l, p),
+    writev: (bs, p) => f.writev(bs, p),
+    truncate: (n) => f.truncate(n),
+    datasync: () => f.datasync(),
+    sync: () => f.sync(),
+    read: (b, o, l, p) => f.read(b, o, l, p),
+    stat: () => f.stat(),
+    close: () => f.close(),
+  };
+}
+
+export function bindFs(fs: StorageFs): StorageFs {
+  return {
+    open: (p, fl, m) => fs.open(p, fl, m),
+    readFile: (p) => fs.readFile(p),
+    readdir: (p) => fs.readdir(p),
+    rename: (a, b) => fs.rename(a, b),
+    unlink: (p) => fs.unlink(p),
+    mkdir: (p, o) => fs.mkdir(p, o),
+    fsyncDir: (p) => fs.fsyncDir(p),
+  };
+}
+
+export function wrapFiles(fs: StorageFs, wrap: (f: StorageFile) => StorageFile): StorageFs {
+  return { ...bindFs(fs), open: async (p, fl, m) => wrap(await fs.open(p, fl, m)) };
+}
+
+/** A file system on which fdatasync of the hot path does nothing: sync() is acknowledged before the data is durable. */
+export function skipHotPathDatasync(fs: StorageFs): StorageFs {
+  return wrapFiles(fs, (f) => ({ ...bindFile(f), datasyncSync: () => undefined }));
+}
