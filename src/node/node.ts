@@ -5,23 +5,29 @@
 // while this node leads with a quorum; ./status.ts presents it all. This file
 // builds them from the config and provides the HTTP API's ports
 // (src/api/ports.ts): it is the ClusterControl; `kvService` is the KvService.
+// Split out: ./control.ts (switchover, failover-safe), ./node-metrics.ts,
+// ./split-brain.ts, ./housekeeping.ts (warnings, ha-state.json, TTL expiry).
 import type { Logger } from 'pino';
 import { isLoopback, type QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, majority, votingIds, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { SeededRandom } from '../raft/prng.js';
-import { WalStorage, writeHaState } from '../storage/index.js';
+import { WalStorage } from '../storage/index.js';
 import { KV_MACHINE_ID, KvStateMachine, encodeCommand, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
-import { NodeError, notLeader } from './errors.js';
+import { notLeader } from './errors.js';
 import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
-import { bootstrapMembership, loadOrCreateBootstrap, normalizePeerUrl, selfId, type Bootstrap } from './members.js';
+import { bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
 import { kvServiceOf } from './kv-service.js';
+import { failoverSafe, switchover, type ControlContext } from './control.js';
+import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
+import { metricsText, nodeMetrics } from './node-metrics.js';
 import { MemberRegistry } from './registry.js';
 import { REAL_CLOCK, Replica } from './replica.js';
 import { memberRole } from './roles.js';
+import { SplitBrainWatch } from './split-brain.js';
 import { buildStatus } from './status.js';
 
 export { VERSION } from './status.js';
@@ -50,10 +56,9 @@ export class QuorateNode implements ClusterControl {
   readonly #startedAt = new Date().toISOString();
   #stopped = false;
   #housekeepingTimer: NodeJS.Timeout | undefined;
-  #noLeaderSince = Date.now();
-  #lastWarnAt = 0;
-  #termLeaders = new Map<number, NodeId>();
-  #splitBrain: string | undefined;
+  readonly #warnings: HealthWarnings;
+  readonly #splitBrain: SplitBrainWatch;
+  readonly #control: ControlContext;
   #reconcileQueued = false;
   #onFatal: (e: Error) => void = () => undefined;
   /** The cluster feature level last computed when proposing (for the log line when it changes). */
@@ -81,12 +86,9 @@ export class QuorateNode implements ClusterControl {
     this.#tickMs = tickMs;
     // The agent's root logger adds the current term to every line (pino mixin).
     this.#log = logger.child({ node: config.node.nodeName });
-    const m = this.#metrics;
-    this.#mLeaderChanges = m.counter('quorate_leader_changes_seen_total', 'Leader changes seen by this node');
-    const committed = m.counter('quorate_proposals_committed_total', 'Proposals committed and applied');
-    const failed = m.counter('quorate_proposals_failed_total', 'Proposals that failed', ['reason']);
-    const commitLatency = m.histogram('quorate_commit_latency_seconds', 'Proposal to apply latency on the leader', [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
-    const fsyncLatency = m.histogram('quorate_fsync_latency_seconds', 'Latency of one persist (write + fdatasync) per Ready', [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
+    this.#warnings = new HealthWarnings(this.#log, config.cluster.electionTimeoutMs);
+    const metrics = nodeMetrics(this.#metrics);
+    this.#mLeaderChanges = metrics.leaderChanges;
 
     this.#registry = new MemberRegistry({
       selfId: id,
@@ -151,12 +153,7 @@ export class QuorateNode implements ClusterControl {
       tickMs,
       logger: this.#log,
       lastSnapshot,
-      metrics: {
-        committed: () => committed.inc(),
-        failed: (reason) => failed.inc({ reason }),
-        commitLatency: (s) => commitLatency.observe(s),
-        fsyncLatency: (s) => fsyncLatency.observe(s),
-      },
+      metrics: metrics.replica,
       hooks: {
         admit: (msg) => this.#admit(msg),
         onSoftState: (prev, next) => this.#onSoftState(prev, next),
@@ -167,9 +164,14 @@ export class QuorateNode implements ClusterControl {
         nameOf: (peer) => this.#registry.nameOf(peer),
       },
     });
+    this.#splitBrain = new SplitBrainWatch({ replica: this.#replica, nodeName: this.nodeName, nameOf: (peer) => this.#registry.nameOf(peer), logger: this.#log });
+    this.#control = {
+      replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs,
+      isLeader: () => this.isLeader(), notLeader: () => notLeader(this.#leaderName(), this.leaderApiUrl()),
+    };
     this.#registry.refresh(raw);
     this.#services = new LeaderServices(this.#leadership, this.#log);
-    this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, () => this.#expireKeys()));
+    this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#queueReconcile()));
     this.#transport.setPeers(peerMap);
   }
@@ -292,52 +294,12 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.readBarrier(timeoutMs);
   }
 
-  async switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
-    if (!this.isLeader()) throw notLeader(this.#leaderName(), this.leaderApiUrl());
-    const st = this.#replica.core.status();
-    let target: NodeId | undefined;
-    if (to !== undefined) {
-      target = [...this.#registry.peers.keys()].find((id) => this.#registry.nameOf(id) === to);
-      if (target === undefined) throw new NodeError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
-    } else {
-      const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive).sort((a, b) => b.match - a.match);
-      target = candidates[0]?.id;
-      if (target === undefined) throw new NodeError('invalid_transfer', 'no other reachable voter can take over; add or start a voter first');
-    }
-    const started = performance.now();
-    await new Promise<void>((resolve, reject) =>
-      this.#replica.run((raw) => {
-        try {
-          raw.transferLeadership(target);
-          resolve();
-        } catch (e) {
-          if (this.#replica.fatalIfBroken(e)) return reject(new NodeError('shutting_down', `the node stopped on an internal error (${(e as Error).message})`));
-          reject(this.#replica.mapRaftError(e));
-        }
-      }),
-    );
-    const deadline = Date.now() + 2 * this.config.cluster.electionTimeoutMs + 500;
-    while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-      const s = this.#replica.core.status();
-      if (s.lead !== NONE && s.lead !== this.nodeId) {
-        return { from: this.nodeName, to: this.#registry.nameOf(s.lead), term: s.term, pauseMs: Math.round(performance.now() - started) };
-      }
-    }
-    throw new NodeError('transfer_failed', `leadership did not move to ${this.#registry.nameOf(target)} in time; it may be lagging or unreachable. This node still leads: check \`quorate peers\` (lag, status), then retry or pick another target with \`quorate switchover --to NAME\``);
+  switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
+    return switchover(this.#control, to);
   }
 
-  async failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {
-    if (!this.isLeader()) throw notLeader(this.#leaderName(), this.leaderApiUrl());
-    const deadline = Date.now() + Math.min(Math.max(0, waitMs), 5000);
-    for (;;) {
-      const st = this.#replica.core.status();
-      const caughtUp = st.progress.filter((p) => p.role === 'voter' && !p.diverged && !this.#registry.isFenced(p.id) && p.match >= st.lastIndex && p.ticksSinceContact * this.#tickMs < this.config.cluster.electionTimeoutMs);
-      if (caughtUp.length > 0 || Date.now() >= deadline) {
-        return { safe: caughtUp.length > 0, caughtUp: caughtUp.map((p) => this.#registry.nameOf(p.id)) };
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {
+    return failoverSafe(this.#control, waitMs);
   }
 
   snapshotNow(): Promise<{ index: number }> {
@@ -345,28 +307,7 @@ export class QuorateNode implements ClusterControl {
   }
 
   metricsText(): string {
-    const st = this.status();
-    const g = (name: string, help: string, v: number, labels?: Record<string, string>) => this.#metrics.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
-    g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
-    g('quorate_is_leader', '1 if this node leads', st.raftRole === 'leader' ? 1 : 0);
-    g('quorate_term', 'Current Raft term', st.term);
-    g('quorate_commit_index', 'Commit index', st.commitIndex);
-    g('quorate_applied_index', 'Applied index', st.appliedIndex);
-    g('quorate_apply_lag_entries', 'Committed but not yet applied entries', st.commitIndex - st.appliedIndex);
-    g('quorate_quorum_met', '1 if a write quorum of voters is reachable', st.quorumMet ? 1 : 0);
-    g('quorate_feature_level', 'Cluster feature level as this node computes it (lowest level announced by the members)', st.featureLevel);
-    for (const f of [1, 2]) g('quorate_applied_commands_by_format', 'Commands applied since start, by entry format', this.kv.machines.appliedByFormat(f), { format: String(f) });
-    const mem = process.memoryUsage();
-    g('process_resident_memory_bytes', 'Resident memory size in bytes', mem.rss);
-    g('nodejs_heap_used_bytes', 'V8 heap used in bytes', mem.heapUsed);
-    g('nodejs_heap_total_bytes', 'V8 heap allocated in bytes', mem.heapTotal);
-    g('nodejs_external_memory_bytes', 'Memory of buffers and other objects outside the V8 heap', mem.external + mem.arrayBuffers);
-    g('quorate_log_entries_in_memory', 'Raft log entries held in memory (since the compaction point)', st.lastIndex - st.firstIndex + 1);
-    for (const p of st.peers) {
-      if (p.self) continue;
-      g('quorate_replication_lag_entries', 'Entries a peer is behind the leader (leader only)', p.replicationLagEntries, { peer: p.nodeName });
-    }
-    return this.#metrics.text();
+    return metricsText(this.#metrics, this.status(), this.kv);
   }
 
   status(): NodeStatus {
@@ -380,7 +321,7 @@ export class QuorateNode implements ClusterControl {
       snapshotIndex: this.#replica.snapshotIndex,
       revision: this.kv.revision,
       fatal: this.#replica.fatal,
-      splitBrain: this.#splitBrain,
+      splitBrain: this.#splitBrain.warning,
       startedAt: this.#startedAt,
       featureLevel: this.featureLevel(),
     });
@@ -390,7 +331,7 @@ export class QuorateNode implements ClusterControl {
 
   #admit(m: Message): boolean {
     if (!this.#registry.admit(m)) return false;
-    if (m.type === 'app' || m.type === 'heartbeat') this.#watchSplitBrain(m);
+    if (m.type === 'app' || m.type === 'heartbeat') this.#splitBrain.watch(m);
     return true;
   }
 
@@ -409,7 +350,7 @@ export class QuorateNode implements ClusterControl {
     if (s.lead !== prev.lead) {
       this.#mLeaderChanges.inc();
       if (s.lead === NONE) {
-        this.#noLeaderSince = Date.now();
+        this.#warnings.leaderLost();
         this.#log.warn({ event: 'leader_lost', previous: prev.lead }, `lost leader ${prev.lead === NONE ? '' : name(prev.lead)}`);
       } else {
         this.#log.info({ event: 'leader_changed', leader: s.lead, leaderName: name(s.lead) }, `leader is now ${name(s.lead)}`);
@@ -420,19 +361,6 @@ export class QuorateNode implements ClusterControl {
     this.#updateLeadership();
   }
 
-  #watchSplitBrain(m: Message): void {
-    const seen = this.#termLeaders.get(m.term);
-    const selfLeads = this.#replica.soft.role === 'leader' && this.#replica.term === m.term;
-    if ((seen !== undefined && seen !== m.from) || selfLeads) {
-      const other = selfLeads ? this.nodeName : this.#registry.nameOf(seen!);
-      this.#splitBrain = `${this.#registry.nameOf(m.from)} and ${other} both claimed leadership of term ${m.term}`;
-      this.#log.error({ event: 'split_brain', term: m.term }, `Split-brain warning: ${this.#splitBrain}`);
-    } else if (seen === undefined) {
-      this.#termLeaders.set(m.term, m.from);
-      if (this.#termLeaders.size > 64) this.#termLeaders.delete(this.#termLeaders.keys().next().value!);
-    }
-  }
-
   // ------------------------------------------------------------ leader-only work and housekeeping
 
   /** Leading, the term, and a quorum in the sense CheckQuorum keeps leadership: a majority of voters heard from. */
@@ -441,18 +369,6 @@ export class QuorateNode implements ClusterControl {
     const leading = st.role === 'leader';
     const quorum = leading && st.reachableVoters >= majority(votingIds(st.membership).length);
     this.#leadership.update({ leading, term: st.term, quorum });
-  }
-
-  /** TTL: the leader proposes expiry with its clock; followers never expire on their own. */
-  #expireInFlight = false;
-  #expireKeys(): void {
-    if (this.#expireInFlight || !this.isLeader()) return;
-    const keys = this.kv.expiredKeys(Date.now(), 1000);
-    if (keys.length === 0) return;
-    this.#expireInFlight = true;
-    this.propose({ type: 'expire', keys })
-      .catch(() => undefined)
-      .finally(() => (this.#expireInFlight = false));
   }
 
   /** Run the membership reconciliation in the loop soon (at most one queued). */
@@ -470,43 +386,11 @@ export class QuorateNode implements ClusterControl {
     const now = Date.now();
     this.#registry.trackCatchUp(this.#replica.core.status(), now);
     this.#updateLeadership();
-    if (now - this.#lastWarnAt < 5000) return;
-    const st = this.status();
-    const electionMs = this.config.cluster.electionTimeoutMs;
-    if (st.leaderId === NONE && now - this.#noLeaderSince > 2 * electionMs) {
-      this.#lastWarnAt = now;
-      const q = majority(st.votersTotal);
-      this.#log.warn(
-        { event: 'election_failed', votersReachable: st.votersReachable, votersTotal: st.votersTotal },
-        `Leader election failed: no leader for ${now - this.#noLeaderSince} ms in term ${st.term}; ${st.votersReachable} of ${st.votersTotal} voters reachable, an election needs ${q}. Start the missing nodes or check that peers can reach each other's peer addresses`,
-      );
-    } else if (st.raftRole === 'leader' && !st.quorumMet) {
-      this.#lastWarnAt = now;
-      this.#log.warn(
-        { event: 'quorum_not_met', votersReachable: st.votersReachable, votersTotal: st.votersTotal, writeQuorum: st.writeQuorum },
-        `Quorum not met: ${st.votersReachable} of ${st.votersTotal} voters reachable (writes need ${st.writeQuorum}); writes wait until enough voters return`,
-      );
-    }
+    this.#warnings.check(now, () => this.status());
   }
 
-  async #writeHaState(): Promise<void> {
-    try {
-      const leaderUrl = this.leaderApiUrl();
-      await writeHaState(this.config.node.dataDir, {
-        ConsensusID: String(this.nodeId),
-        ConsensusAddr: normalizePeerUrl(this.config.node.advertisePeerUrl),
-        ConsensusEnabled: true,
-        HaID: this.config.cluster.haId,
-        Observer: this.config.node.role === 'observer',
-        Passive: !this.isLeader(),
-        ApiUrl: this.config.node.advertiseApiUrl,
-        ...(leaderUrl ? { ActiveUri: leaderUrl } : {}),
-        Enabled: true,
-        LoadBalanced: this.config.cluster.loadBalanced,
-      });
-    } catch (e) {
-      this.#log.warn({ event: 'ha_state_write_failed', err: (e as Error).message }, `could not write ha-state.json: ${(e as Error).message}`);
-    }
+  #writeHaState(): Promise<void> {
+    return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader() });
   }
 
   #leaderName(): string | undefined {

@@ -2,7 +2,8 @@
 // (persist → send → apply → advance), built from ports (a log store, a peer
 // network, a state machine, a clock) so that what it runs on can change
 // without the loop changing. It owns the applied state, the proposal and
-// read waiters, and snapshots (take, send, receive, install). Everything that
+// read waiters (./waiters.ts), and snapshots (take, send, receive, install;
+// ./snapshots.ts). Everything that
 // touches the core runs inside #run(), one Ready at a time; inputs that arrive
 // while a Ready is being persisted queue up and go into the next one, so one
 // fsync covers every proposal that arrived meanwhile (group commit).
@@ -16,6 +17,7 @@ import type { ApplyResult } from '../state/index.js';
 import { NodeError } from './errors.js';
 import type { Clock, LogStore, PeerNetwork, ReceivedSnapshotSource, SnapshotChunks, StateMachine } from './ports.js';
 import { Snapshots } from './snapshots.js';
+import { Waiters } from './waiters.js';
 
 export { REAL_CLOCK, type Clock, type LogStore, type PeerNetwork, type ReceivedSnapshotSource, type SnapshotChunks, type SnapshotSource, type StateMachine } from './ports.js';
 
@@ -41,21 +43,6 @@ export interface ReplicaMetrics {
   failed(reason: string): void;
   commitLatency(seconds: number): void;
   fsyncLatency(seconds: number): void;
-}
-
-interface ProposalWaiter {
-  readonly term: number;
-  readonly startedAt: number;
-  resolve(r: ApplyResult): void;
-  reject(e: Error): void;
-  cancel: () => void;
-}
-
-interface ReadWaiter {
-  index: number;
-  resolve(): void;
-  reject(e: Error): void;
-  cancel: () => void;
 }
 
 /** Bounds on client work waiting in this replica (beyond them: 429 overloaded). */
@@ -92,9 +79,7 @@ export class Replica {
   #stopped = false;
   #fatal: Error | undefined;
   #stopTick: (() => void) | undefined;
-  #proposals = new Map<number, ProposalWaiter>();
-  #reads = new Map<number, ReadWaiter>();
-  #readCtx = 0;
+  readonly #waiters: Waiters;
   #soft: SoftState = { lead: NONE, role: 'follower' };
   #term: number;
   #durableTerm: number;
@@ -111,6 +96,7 @@ export class Replica {
     this.#log = o.logger;
     this.#metrics = o.metrics;
     this.#hooks = o.hooks;
+    this.#waiters = new Waiters(o.clock, o.metrics);
     this.#snapshots = new Snapshots({
       raw: o.raw, store: o.log, net: o.net, sm: o.sm, logger: o.logger, last: o.lastSnapshot,
       host: { run: (op) => this.run(op), die: (e) => this.die(e), fatalIfBroken: (e) => this.fatalIfBroken(e), nameOf: (id) => this.#hooks.nameOf(id) },
@@ -133,16 +119,8 @@ export class Replica {
     this.#stopped = true;
     this.#stopTick?.();
     for (let i = 0; i < 200 && this.#running; i++) await new Promise<void>((r) => this.#clock.after(5, r));
-    for (const [, w] of this.#proposals) {
-      w.cancel();
-      w.reject(new NodeError('commit_unknown', 'the node is shutting down; the write may or may not have been applied'));
-    }
-    this.#proposals.clear();
-    for (const [, r] of this.#reads) {
-      r.cancel();
-      r.reject(new NodeError('shutting_down', 'the node is shutting down; retry on another node'));
-    }
-    this.#reads.clear();
+    this.#waiters.rejectProposals(() => new NodeError('commit_unknown', 'the node is shutting down; the write may or may not have been applied'));
+    this.#waiters.rejectReads(() => new NodeError('shutting_down', 'the node is shutting down; retry on another node'));
   }
 
   /** The core, for reads of its state (status, membership); never step or propose on it directly: use run(). */
@@ -232,24 +210,7 @@ export class Replica {
           this.#metrics.failed((e as RaftError).code ?? 'error');
           return reject(this.mapRaftError(e));
         }
-        const w: ProposalWaiter = {
-          term: r.term, startedAt: performance.now(), resolve, reject,
-          cancel: this.#clock.after(timeoutMs, () => {
-            if (this.#proposals.get(r.index) !== w) return;
-            this.#proposals.delete(r.index);
-            this.#metrics.failed('commit_unknown');
-            reject(new NodeError('commit_unknown', `the write was proposed at index ${r.index} but not applied within ${timeoutMs} ms; it may or may not be applied. Retry with the same Idempotency-Key to learn its result`));
-          }),
-        };
-        const displaced = this.#proposals.get(r.index);
-        if (displaced) {
-          // Our log was truncated at this index and we lead again: the old
-          // entry was overwritten, so it was never committed. Settle it.
-          displaced.cancel();
-          this.#metrics.failed('proposal_dropped');
-          displaced.reject(new NodeError('proposal_dropped', `the write proposed at index ${r.index} in term ${displaced.term} was overwritten by a later leader and was not applied; retry`));
-        }
-        this.#proposals.set(r.index, w);
+        this.#waiters.addProposal(r.index, r.term, timeoutMs, resolve, reject);
       });
     });
   }
@@ -261,20 +222,14 @@ export class Replica {
       this.run((raw) => {
         const fail = this.#unavailable();
         if (fail) return reject(fail);
-        const ctx = ++this.#readCtx;
+        const ctx = this.#waiters.nextReadCtx();
         try {
           raw.readIndex(ctx);
         } catch (e) {
           if (this.fatalIfBroken(e)) return reject(new NodeError('shutting_down', `the node stopped on an internal error (${(e as Error).message}); retry on another node`));
           return reject(this.mapRaftError(e));
         }
-        this.#reads.set(ctx, {
-          index: -1, resolve, reject,
-          cancel: this.#clock.after(timeoutMs, () => {
-            if (!this.#reads.delete(ctx)) return;
-            reject(new NodeError('quorum_not_met', `a linearizable read could not confirm leadership with a quorum within ${timeoutMs} ms; retry, or read with consistency=stale`));
-          }),
-        });
+        this.#waiters.addRead(ctx, timeoutMs, resolve, reject);
       });
     });
   }
@@ -334,18 +289,7 @@ export class Replica {
     if (!early) this.#send(rd.messages);
     // 3. Apply.
     for (const e of rd.committedEntries) this.#apply(e);
-    for (const rs of rd.readStates) {
-      const w = this.#reads.get(rs.ctx);
-      if (w) w.index = rs.index;
-    }
-    for (const ctx of rd.droppedReads) {
-      const w = this.#reads.get(ctx);
-      if (!w) continue;
-      this.#reads.delete(ctx);
-      w.cancel();
-      w.reject(new NodeError('no_leader', 'leadership changed during a linearizable read; retry (the read was not served)'));
-    }
-    this.#releaseReads();
+    this.#waiters.readsReady(rd.readStates, rd.droppedReads, this.#sm.appliedIndex);
     // 4. Advance.
     this.#raw.advance();
     if (rd.softState) {
@@ -375,30 +319,7 @@ export class Replica {
     } else {
       result = this.#sm.apply(e.index, e.data);
     }
-    const w = this.#proposals.get(e.index);
-    if (w) {
-      this.#proposals.delete(e.index);
-      w.cancel();
-      if (w.term === e.term && result) {
-        this.#metrics.committed();
-        this.#metrics.commitLatency((performance.now() - w.startedAt) / 1000);
-        w.resolve(result);
-      } else {
-        this.#metrics.failed('proposal_dropped');
-        w.reject(new NodeError('proposal_dropped', `the write was overwritten by a new leader at index ${e.index} and was not applied; retry`));
-      }
-    }
-  }
-
-  #releaseReads(): void {
-    const applied = this.#sm.appliedIndex;
-    for (const [ctx, w] of this.#reads) {
-      if (w.index >= 0 && w.index <= applied) {
-        this.#reads.delete(ctx);
-        w.cancel();
-        w.resolve();
-      }
-    }
+    this.#waiters.applied(e, result);
   }
 
   #stepAll(msgs: Message[]): void {
@@ -421,11 +342,7 @@ export class Replica {
     if (this.#fatal) return;
     this.#fatal = e;
     this.#log.fatal({ event: 'node_failed', err: e.message, stack: e.stack }, `node stopped serving: ${e.message}`);
-    for (const [, w] of this.#proposals) {
-      w.cancel();
-      w.reject(new NodeError('commit_unknown', `the node failed (${e.message}); the write may or may not have been applied`));
-    }
-    this.#proposals.clear();
+    this.#waiters.rejectProposals(() => new NodeError('commit_unknown', `the node failed (${e.message}); the write may or may not have been applied`));
     // A broken invariant or a failed fsync: this process must not go on.
     this.#hooks.onFatal(e);
   }
@@ -468,8 +385,8 @@ export class Replica {
     if (this.#inbox.length >= MAX_INBOX_OPS) {
       return new NodeError('overloaded', `this node has ${this.#inbox.length} operations waiting for its loop (limit ${MAX_INBOX_OPS}); retry shortly`, { retryAfterMs: 100 });
     }
-    if (this.#reads.size >= MAX_PENDING_READS) {
-      return new NodeError('overloaded', `this node has ${this.#reads.size} linearizable reads waiting (limit ${MAX_PENDING_READS}); retry shortly, or read with consistency=stale`, { retryAfterMs: 100 });
+    if (this.#waiters.pendingReads >= MAX_PENDING_READS) {
+      return new NodeError('overloaded', `this node has ${this.#waiters.pendingReads} linearizable reads waiting (limit ${MAX_PENDING_READS}); retry shortly, or read with consistency=stale`, { retryAfterMs: 100 });
     }
     return undefined;
   }

@@ -1,0 +1,70 @@
+// The leader's operator commands of ClusterControl (src/api/ports.ts):
+// switchover (hand leadership to a named or the most caught-up reachable
+// voter, and wait until it has moved) and failover-safe (is some voter caught
+// up and in contact, so that losing this leader loses no acknowledged write?).
+// QuorateNode (./node.ts) calls these with what they need of it.
+import { NONE, type NodeId } from '../raft/index.js';
+import { NodeError } from './errors.js';
+import type { MemberRegistry } from './registry.js';
+import type { Replica } from './replica.js';
+
+/** What the commands need of the node. */
+export interface ControlContext {
+  readonly replica: Pick<Replica, 'core' | 'run' | 'fatalIfBroken' | 'mapRaftError'>;
+  readonly registry: Pick<MemberRegistry, 'peers' | 'nameOf' | 'isFenced'>;
+  readonly nodeId: NodeId;
+  readonly nodeName: string;
+  readonly electionTimeoutMs: number;
+  readonly tickMs: number;
+  isLeader(): boolean;
+  /** The NotLeader refusal, with whatever the node knows of the leader. */
+  notLeader(): NodeError;
+}
+
+export async function switchover(c: ControlContext, to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
+  if (!c.isLeader()) throw c.notLeader();
+  const st = c.replica.core.status();
+  let target: NodeId | undefined;
+  if (to !== undefined) {
+    target = [...c.registry.peers.keys()].find((id) => c.registry.nameOf(id) === to);
+    if (target === undefined) throw new NodeError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
+  } else {
+    const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive).sort((a, b) => b.match - a.match);
+    target = candidates[0]?.id;
+    if (target === undefined) throw new NodeError('invalid_transfer', 'no other reachable voter can take over; add or start a voter first');
+  }
+  const started = performance.now();
+  await new Promise<void>((resolve, reject) =>
+    c.replica.run((raw) => {
+      try {
+        raw.transferLeadership(target);
+        resolve();
+      } catch (e) {
+        if (c.replica.fatalIfBroken(e)) return reject(new NodeError('shutting_down', `the node stopped on an internal error (${(e as Error).message})`));
+        reject(c.replica.mapRaftError(e));
+      }
+    }),
+  );
+  const deadline = Date.now() + 2 * c.electionTimeoutMs + 500;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+    const s = c.replica.core.status();
+    if (s.lead !== NONE && s.lead !== c.nodeId) {
+      return { from: c.nodeName, to: c.registry.nameOf(s.lead), term: s.term, pauseMs: Math.round(performance.now() - started) };
+    }
+  }
+  throw new NodeError('transfer_failed', `leadership did not move to ${c.registry.nameOf(target)} in time; it may be lagging or unreachable. This node still leads: check \`quorate peers\` (lag, status), then retry or pick another target with \`quorate switchover --to NAME\``);
+}
+
+export async function failoverSafe(c: ControlContext, waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {
+  if (!c.isLeader()) throw c.notLeader();
+  const deadline = Date.now() + Math.min(Math.max(0, waitMs), 5000);
+  for (;;) {
+    const st = c.replica.core.status();
+    const caughtUp = st.progress.filter((p) => p.role === 'voter' && !p.diverged && !c.registry.isFenced(p.id) && p.match >= st.lastIndex && p.ticksSinceContact * c.tickMs < c.electionTimeoutMs);
+    if (caughtUp.length > 0 || Date.now() >= deadline) {
+      return { safe: caughtUp.length > 0, caughtUp: caughtUp.map((p) => c.registry.nameOf(p.id)) };
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,87 @@
+// The node's housekeeping: the operator warnings it logs while the cluster is
+// unhealthy (`election_failed`: no leader for two election timeouts;
+// `quorum_not_met`: this leader cannot reach a write quorum; at most one
+// every 5 s), `<dataDir>/ha-state.json` (written at start and whenever the
+// leader changes), and the leader's TTL expiry (run as a leader service).
+import type { Logger } from 'pino';
+import type { NodeStatus } from '../api/ports.js';
+import type { QuorateConfig } from '../config/index.js';
+import { NONE, majority } from '../raft/index.js';
+import type { ApplyResult, Command, KvStateMachine } from '../state/index.js';
+import { writeHaState } from '../storage/index.js';
+import { normalizePeerUrl } from './members.js';
+
+/** The warnings of an unhealthy cluster, rate-limited. */
+export class HealthWarnings {
+  readonly #log: Logger;
+  readonly #electionMs: number;
+  #noLeaderSince = Date.now();
+  #lastWarnAt = 0;
+
+  constructor(logger: Logger, electionTimeoutMs: number) {
+    this.#log = logger;
+    this.#electionMs = electionTimeoutMs;
+  }
+
+  /** The leader was lost (no leader is known from now on). */
+  leaderLost(): void {
+    this.#noLeaderSince = Date.now();
+  }
+
+  /** Warn if the cluster has been without a leader too long, or this leader lacks a quorum (`status` is read only when a warning may be due). */
+  check(now: number, status: () => NodeStatus): void {
+    if (now - this.#lastWarnAt < 5000) return;
+    const st = status();
+    const electionMs = this.#electionMs;
+    if (st.leaderId === NONE && now - this.#noLeaderSince > 2 * electionMs) {
+      this.#lastWarnAt = now;
+      const q = majority(st.votersTotal);
+      this.#log.warn(
+        { event: 'election_failed', votersReachable: st.votersReachable, votersTotal: st.votersTotal },
+        `Leader election failed: no leader for ${now - this.#noLeaderSince} ms in term ${st.term}; ${st.votersReachable} of ${st.votersTotal} voters reachable, an election needs ${q}. Start the missing nodes or check that peers can reach each other's peer addresses`,
+      );
+    } else if (st.raftRole === 'leader' && !st.quorumMet) {
+      this.#lastWarnAt = now;
+      this.#log.warn(
+        { event: 'quorum_not_met', votersReachable: st.votersReachable, votersTotal: st.votersTotal, writeQuorum: st.writeQuorum },
+        `Quorum not met: ${st.votersReachable} of ${st.votersTotal} voters reachable (writes need ${st.writeQuorum}); writes wait until enough voters return`,
+      );
+    }
+  }
+}
+
+/** Write `<dataDir>/ha-state.json` for this node; a failure is logged (`ha_state_write_failed`), never thrown. */
+export async function writeNodeHaState(o: { config: QuorateConfig; nodeId: number; logger: Logger; leaderApiUrl: () => string | undefined; isLeader: () => boolean }): Promise<void> {
+  const config = o.config;
+  try {
+    const leaderUrl = o.leaderApiUrl();
+    await writeHaState(config.node.dataDir, {
+      ConsensusID: String(o.nodeId),
+      ConsensusAddr: normalizePeerUrl(config.node.advertisePeerUrl),
+      ConsensusEnabled: true,
+      HaID: config.cluster.haId,
+      Observer: config.node.role === 'observer',
+      Passive: !o.isLeader(),
+      ApiUrl: config.node.advertiseApiUrl,
+      ...(leaderUrl ? { ActiveUri: leaderUrl } : {}),
+      Enabled: true,
+      LoadBalanced: config.cluster.loadBalanced,
+    });
+  } catch (e) {
+    o.logger.warn({ event: 'ha_state_write_failed', err: (e as Error).message }, `could not write ha-state.json: ${(e as Error).message}`);
+  }
+}
+
+/** TTL: the leader proposes expiry with its clock; followers never expire on their own. One expiry in flight at a time. */
+export function ttlExpiry(o: { kv: Pick<KvStateMachine, 'expiredKeys'>; isLeader: () => boolean; propose: (c: Command) => Promise<ApplyResult> }): () => void {
+  let inFlight = false;
+  return () => {
+    if (inFlight || !o.isLeader()) return;
+    const keys = o.kv.expiredKeys(Date.now(), 1000);
+    if (keys.length === 0) return;
+    inFlight = true;
+    o.propose({ type: 'expire', keys })
+      .catch(() => undefined)
+      .finally(() => (inFlight = false));
+  };
+}

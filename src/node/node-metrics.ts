@@ -1,0 +1,51 @@
+// The node's metrics: the counters and histograms the replica feeds, and the
+// gauges set from the node's status at each scrape (`GET /metrics`), in the
+// node's MetricsRegistry (src/ops/metrics.ts).
+import type { NodeStatus } from '../api/ports.js';
+import type { Counter, MetricsRegistry } from '../ops/metrics.js';
+import { NONE } from '../raft/index.js';
+import type { KvStateMachine } from '../state/index.js';
+import type { ReplicaMetrics } from './replica.js';
+
+/** Register the node's counters and histograms: the leader changes it sees, and what the replica reports. */
+export function nodeMetrics(m: MetricsRegistry): { leaderChanges: Counter; replica: ReplicaMetrics } {
+  const leaderChanges = m.counter('quorate_leader_changes_seen_total', 'Leader changes seen by this node');
+  const committed = m.counter('quorate_proposals_committed_total', 'Proposals committed and applied');
+  const failed = m.counter('quorate_proposals_failed_total', 'Proposals that failed', ['reason']);
+  const commitLatency = m.histogram('quorate_commit_latency_seconds', 'Proposal to apply latency on the leader', [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+  const fsyncLatency = m.histogram('quorate_fsync_latency_seconds', 'Latency of one persist (write + fdatasync) per Ready', [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
+  return {
+    leaderChanges,
+    replica: {
+      committed: () => committed.inc(),
+      failed: (reason) => failed.inc({ reason }),
+      commitLatency: (s) => commitLatency.observe(s),
+      fsyncLatency: (s) => fsyncLatency.observe(s),
+    },
+  };
+}
+
+/** Set the gauges from `st` (and the process's memory), then render every metric as text. */
+export function metricsText(m: MetricsRegistry, st: NodeStatus, kv: KvStateMachine): string {
+  const g = (name: string, help: string, v: number, labels?: Record<string, string>) => m.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
+  g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
+  g('quorate_is_leader', '1 if this node leads', st.raftRole === 'leader' ? 1 : 0);
+  g('quorate_term', 'Current Raft term', st.term);
+  g('quorate_commit_index', 'Commit index', st.commitIndex);
+  g('quorate_applied_index', 'Applied index', st.appliedIndex);
+  g('quorate_apply_lag_entries', 'Committed but not yet applied entries', st.commitIndex - st.appliedIndex);
+  g('quorate_quorum_met', '1 if a write quorum of voters is reachable', st.quorumMet ? 1 : 0);
+  g('quorate_feature_level', 'Cluster feature level as this node computes it (lowest level announced by the members)', st.featureLevel);
+  for (const f of [1, 2]) g('quorate_applied_commands_by_format', 'Commands applied since start, by entry format', kv.machines.appliedByFormat(f), { format: String(f) });
+  const mem = process.memoryUsage();
+  g('process_resident_memory_bytes', 'Resident memory size in bytes', mem.rss);
+  g('nodejs_heap_used_bytes', 'V8 heap used in bytes', mem.heapUsed);
+  g('nodejs_heap_total_bytes', 'V8 heap allocated in bytes', mem.heapTotal);
+  g('nodejs_external_memory_bytes', 'Memory of buffers and other objects outside the V8 heap', mem.external + mem.arrayBuffers);
+  g('quorate_log_entries_in_memory', 'Raft log entries held in memory (since the compaction point)', st.lastIndex - st.firstIndex + 1);
+  for (const p of st.peers) {
+    if (p.self) continue;
+    g('quorate_replication_lag_entries', 'Entries a peer is behind the leader (leader only)', p.replicationLagEntries, { peer: p.nodeName });
+  }
+  return m.text();
+}
