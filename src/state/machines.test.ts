@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { commandFingerprint, encodeCommand, encodeKvPayload, packCanonical } from './commands.js';
+import { encodeCommand, encodeKvPayload, packCanonical } from './commands.js';
 import type { Command } from './commands.js';
 import { decodeEntry, encodeEnvelope } from './envelope.js';
 import { ApplyOrderError, InvalidCommandError, UnsupportedCommandVersionError, UnsupportedMachineError } from './errors.js';
 import { TestKv, counterMachine } from '../../test/support/kv-state.js';
 import { MachineRegistry } from './machines.js';
 import { collectSnapshot } from './snapshot.js';
-import type { ApplyContext, StateMachine } from './machines.js';
 
 const v2 = (command: Command, at: number, idempotencyKey?: string): Uint8Array =>
   encodeEnvelope({ machine: 'kv', at, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}), payload: encodeKvPayload(command) });
