@@ -1,5 +1,5 @@
 // `npm run bench:snapshot`: memory of streaming a large KV snapshot end to end.
-// The sender (this process) fills a KvStateMachine with BENCH_STATE_MIB MiB of
+// The sender (this process) fills a KvStateMachine (through its registry) with BENCH_STATE_MIB MiB of
 // values (default 512), takes a snapshot into a WalStorage in a temp dir and
 // streams it over a real PeerTransport connection to a receiver in a child
 // process, which validates it (streaming), installs it into its own
@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Message, SnapshotMeta } from '../src/raft/types.js';
-import { encodeCommand, KvStateMachine } from '../src/state/index.js';
+import { createKvState, encodeCommand } from '../src/state/index.js';
 import { WalStorage } from '../src/storage/index.js';
 import { PeerTransport } from '../src/transport/index.js';
 import type { ReceivedSnapshotFile, TransportLogger } from '../src/transport/index.js';
@@ -104,17 +104,17 @@ async function receiver(): Promise<void> {
   process.send!({ port });
   const { meta, source } = await got;
   const receive = await receiving!.report;
-  const validate = await phase(source.bytes, () => KvStateMachine.validateSnapshot(source.read()));
+  const validate = await phase(source.bytes, () => createKvState().registry.validate(source.read()));
   const install = await phase(source.bytes, async () => {
     await storage.installSnapshot(meta, source.read());
   });
   await source.discard();
-  const kv = new KvStateMachine();
+  const { registry, kv } = createKvState();
   gc();
   const beforeRestore = rss();
   const restore = await phase(source.bytes, async () => {
     const stored = await storage.readSnapshot(meta);
-    await kv.restore(stored!.read());
+    await registry.restore(stored!.read());
   });
   gc();
   const restoredStateBytes = rss() - beforeRestore;
@@ -151,13 +151,13 @@ async function sender(): Promise<void> {
 
   gc();
   const rssEmpty = rss();
-  const kv = new KvStateMachine();
+  const { registry } = createKvState();
   const keys = Math.ceil((STATE_MIB * MiB) / VALUE_BYTES);
   const filler = 'x'.repeat(VALUE_BYTES - 16);
   const t0 = performance.now();
   for (let i = 0; i < keys; i++) {
     const value = `${String(i).padStart(15, '0')}:${filler}`;
-    kv.apply(i + 1, encodeCommand({ at: 1, command: { type: 'put', key: `key/${String(i).padStart(8, '0')}`, value } }));
+    registry.apply(i + 1, encodeCommand({ at: 1, command: { type: 'put', key: `key/${String(i).padStart(8, '0')}`, value } }));
   }
   const fillSeconds = (performance.now() - t0) / 1000;
   gc();
@@ -165,12 +165,12 @@ async function sender(): Promise<void> {
   const stateBytes = keys * VALUE_BYTES;
 
   const { storage } = await WalStorage.open(join(dir, 'raft'));
-  const meta: SnapshotMeta = { ...META, index: kv.appliedIndex };
+  const meta: SnapshotMeta = { ...META, index: registry.appliedIndex };
   // The stored log must contain the snapshot index for a local save; an
   // install (what a follower does) has no such need, and writes the same file.
   let snapshotBytes = 0;
   const take = await phase(stateBytes, async () => {
-    await storage.installSnapshot(meta, kv.snapshot(), (n) => (snapshotBytes = n));
+    await storage.installSnapshot(meta, registry.snapshot('composite'), (n) => (snapshotBytes = n));
   });
 
   const t = new PeerTransport({
@@ -212,10 +212,10 @@ async function sender(): Promise<void> {
     withinTarget: worstStreaming <= 64,
     notes: [
       'peakAboveBaselineMiB: highest RSS sampled every 5 ms during the phase, minus the RSS at its start (after a GC)',
-      'take: KvStateMachine.snapshot() streamed into WalStorage (temp file, CRC, fsync, rename) in the sender, which holds the state',
+      'take: MachineRegistry.snapshot() (composite) streamed into WalStorage (temp file, CRC, fsync, rename) in the sender, which holds the state',
       'send: WalStorage.readSnapshot -> PeerTransport.sendSnapshot over loopback TCP, until the receiver acknowledged',
       'receiver.receive: the receiving PeerTransport writing the stream to its spool file (child process, no state)',
-      'receiver.restore: builds the state from the stored file into an empty KvStateMachine; restoreOverheadAboveStateMiB = its peak minus the restored state that stays',
+      'receiver.restore: builds the state from the stored file into an empty registry with the KV; restoreOverheadAboveStateMiB = its peak minus the restored state that stays',
     ],
   }, null, 2));
 }

@@ -491,7 +491,7 @@ describe('cluster endpoints', () => {
     assert.deepEqual(Object.keys(plain.body).sort(), ['appliedIndex', 'nodeName', 'revision']);
     const withSum = await call(h.url, 'GET', '/v1/cluster/dump?checksum=1', { token: 'reader' });
     assert.equal(withSum.body['checksum'], h.node.kv.checksum());
-    assert.equal(withSum.body['appliedIndex'], h.node.kv.appliedIndex);
+    assert.equal(withSum.body['appliedIndex'], h.node.machines.appliedIndex);
   });
 
   test('metrics are Prometheus text including the node metrics and HTTP request counts', async () => {

@@ -7,8 +7,8 @@
 // long as members are not downgraded once the cluster has moved up (entries
 // already in the log stay in the newer format).
 //
-//   level 1: the previous release: KV commands in entry format 1
-//   level 2: this release: format-2 envelopes ([2, machine, at, key, payload])
+//   level 1: the previous release: KV commands in entry format 1, KV snapshots (QKVS 1/2)
+//   level 2: this release: format-2 envelopes ([2, machine, at, key, payload]), composite snapshots (QSMS)
 import type { Member, NodeId } from '../raft/index.js';
 
 /** The level this build supports. */

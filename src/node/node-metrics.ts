@@ -4,7 +4,7 @@
 import type { NodeStatus } from '../api/ports.js';
 import type { Counter, MetricsRegistry } from '../ops/metrics.js';
 import { NONE } from '../raft/index.js';
-import type { KvStateMachine } from '../state/index.js';
+import type { MachineRegistry } from '../state/index.js';
 import type { ReplicaMetrics } from './replica.js';
 
 /** Register the node's counters and histograms: the leader changes it sees, and what the replica reports. */
@@ -26,7 +26,7 @@ export function nodeMetrics(m: MetricsRegistry): { leaderChanges: Counter; repli
 }
 
 /** Set the gauges from `st` (and the process's memory), then render every metric as text. */
-export function metricsText(m: MetricsRegistry, st: NodeStatus, kv: KvStateMachine): string {
+export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry): string {
   const g = (name: string, help: string, v: number, labels?: Record<string, string>) => m.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
   g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
   g('quorate_is_leader', '1 if this node leads', st.raftRole === 'leader' ? 1 : 0);
@@ -36,7 +36,7 @@ export function metricsText(m: MetricsRegistry, st: NodeStatus, kv: KvStateMachi
   g('quorate_apply_lag_entries', 'Committed but not yet applied entries', st.commitIndex - st.appliedIndex);
   g('quorate_quorum_met', '1 if a write quorum of voters is reachable', st.quorumMet ? 1 : 0);
   g('quorate_feature_level', 'Cluster feature level as this node computes it (lowest level announced by the members)', st.featureLevel);
-  for (const f of [1, 2]) g('quorate_applied_commands_by_format', 'Commands applied since start, by entry format', kv.machines.appliedByFormat(f), { format: String(f) });
+  for (const f of [1, 2]) g('quorate_applied_commands_by_format', 'Commands applied since start, by entry format', machines.appliedByFormat(f), { format: String(f) });
   const mem = process.memoryUsage();
   g('process_resident_memory_bytes', 'Resident memory size in bytes', mem.rss);
   g('nodejs_heap_used_bytes', 'V8 heap used in bytes', mem.heapUsed);

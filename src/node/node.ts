@@ -12,7 +12,7 @@ import { isLoopback, type QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, majority, votingIds, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { SeededRandom } from '../raft/prng.js';
 import { WalStorage } from '../storage/index.js';
-import { KV_MACHINE_ID, KvStateMachine, encodeCommand, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../state/index.js';
+import { KV_MACHINE_ID, createKvState, type KvState, type KvStateMachine, type MachineRegistry, encodeCommand, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader } from './errors.js';
@@ -42,6 +42,8 @@ export class QuorateNode implements ClusterControl {
   readonly nodeName: string;
   readonly nodeId: number;
   readonly kv: KvStateMachine;
+  /** The replicated state (the Replica's state machine): applies entries to the KV, owns the applied index, writes snapshots. */
+  readonly machines: MachineRegistry;
   /** The replicated KV as the HTTP API's KvService (./kv-service.ts). */
   readonly kvService: KvService = kvServiceOf(this);
   readonly #log: Logger;
@@ -70,7 +72,7 @@ export class QuorateNode implements ClusterControl {
     logger: Logger,
     storage: WalStorage,
     raw: RawNode,
-    kv: KvStateMachine,
+    state: KvState,
     id: NodeId,
     bootstrap: Bootstrap,
     tickMs: number,
@@ -81,7 +83,8 @@ export class QuorateNode implements ClusterControl {
     this.config = config;
     this.nodeName = config.node.nodeName;
     this.nodeId = id;
-    this.kv = kv;
+    this.kv = state.kv;
+    this.machines = state.registry;
     this.#storage = storage;
     this.#tickMs = tickMs;
     // The agent's root logger adds the current term to every line (pino mixin).
@@ -129,14 +132,12 @@ export class QuorateNode implements ClusterControl {
       logger: this.#log,
       onMessages: (msgs) => this.#replica.receive(msgs),
       onPeerDisconnected: (peer, reason) => {
-        // It may come back as another build: count it as level 1 until it says again.
-        this.#registry.hearFeatureLevel(peer, undefined);
         if (reason === 'reset') this.#replica.peerReset(peer);
       },
       // Incoming snapshots land beside the stored ones (same file system);
       // recovery removes a *.tmp left there by a crash.
       snapshotSpoolDir: `${config.node.dataDir}/raft/snap`,
-      onSnapshot: (from, meta, source, msg) => this.#replica.receiveSnapshot(from, meta, source, msg, (chunks) => KvStateMachine.validateSnapshot(chunks)),
+      onSnapshot: (from, meta, source, msg) => this.#replica.receiveSnapshot(from, meta, source, msg, (chunks) => this.machines.validate(chunks)),
       onPeerHello: (peer, info) => {
         this.#registry.hearFeatureLevel(peer, info.featureLevel);
         this.#registry.announce(peer, { nodeName: info.nodeName, apiUrl: info.apiUrl === '' ? undefined : info.apiUrl, role: memberRole(info.role), incarnation: info.incarnation });
@@ -148,7 +149,7 @@ export class QuorateNode implements ClusterControl {
       raw,
       log: storage,
       net: this.#transport,
-      sm: kv,
+      sm: state.registry,
       clock: REAL_CLOCK,
       tickMs,
       logger: this.#log,
@@ -171,7 +172,7 @@ export class QuorateNode implements ClusterControl {
     };
     this.#registry.refresh(raw);
     this.#services = new LeaderServices(this.#leadership, this.#log);
-    this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
+    this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#queueReconcile()));
     this.#transport.setPeers(peerMap);
   }
@@ -195,15 +196,16 @@ export class QuorateNode implements ClusterControl {
       logger.warn({ node: config.node.nodeName, event: 'tls_auto_loopback' }, 'security.tls "auto" on a loopback-only cluster: peer traffic is plain TCP on this machine');
     }
     const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
-    const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => KvStateMachine.validateSnapshot(chunks) });
-    for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     // FEATURE_LEVEL unless a test runs this node as the previous release.
     const featureLevel = featureLevelFromEnv();
     if (featureLevel !== FEATURE_LEVEL) logger.warn({ node: config.node.nodeName, event: 'test_feature_level', featureLevel }, `QUORATE_TEST_FEATURE_LEVEL: running as feature level ${featureLevel} (tests only)`);
-    // The entry format applied is the feature level: a level-1 node stops on a format-2 entry, as an old build would.
-    const kv = new KvStateMachine({ maxFormatVersion: featureLevel });
+    // The entry and snapshot formats read are the feature level's: a level-1 node stops on a format-2 entry and
+    // refuses a composite snapshot, as an old build would. Snapshots are written by the cluster level (set below).
+    const replicated = createKvState({ maxFormatVersion: featureLevel });
+    const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks) });
+    for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     const lastSnapshot = state.snapshot;
-    if (state.snapshot) await kv.restore(state.openSnapshot());
+    if (state.snapshot) await replicated.registry.restore(state.openSnapshot());
     const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };
     const tickMs = Math.max(1, Math.min(10, Math.floor(config.cluster.heartbeatIntervalMs / 5)));
     const raw = new RawNode(
@@ -219,7 +221,9 @@ export class QuorateNode implements ClusterControl {
       },
       { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index },
     );
-    const node = new QuorateNode(config, logger, storage, raw, kv, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret }, featureLevel);
+    const node = new QuorateNode(config, logger, storage, raw, replicated, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret }, featureLevel);
+    // Snapshots in the composite format only once every member reads it (cluster feature level >= 2).
+    replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
     if (opts.onFatal) node.#onFatal = opts.onFatal;
     await node.#transport.listen();
     node.#replica.start();
@@ -307,7 +311,7 @@ export class QuorateNode implements ClusterControl {
   }
 
   metricsText(): string {
-    return metricsText(this.#metrics, this.status(), this.kv);
+    return metricsText(this.#metrics, this.status(), this.machines);
   }
 
   status(): NodeStatus {

@@ -1,6 +1,6 @@
 // The ports a Replica is built from: durable log storage, the peer network,
 // the replicated state machine, and a clock. The agent plugs in WalStorage,
-// PeerTransport, KvStateMachine and the real clock; a simulator can plug in
+// PeerTransport, the MachineRegistry (with the KV in it) and the real clock; a simulator can plug in
 // its own (virtual time, a simulated network and file system).
 import type { Entry, HardState, Message, NodeId, SnapshotMeta } from '../raft/index.js';
 import type { ApplyResult } from '../state/index.js';
@@ -45,20 +45,23 @@ export interface PeerNetwork {
 }
 
 /**
- * The replicated state: deterministic apply, snapshot, restore. Today the
- * KvStateMachine, which hosts the MachineRegistry (src/state/machines.ts)
- * that routes each entry to its machine and owns the applied index.
+ * The replicated state: deterministic apply, snapshot, restore. The
+ * MachineRegistry (src/state/machines.ts): it routes each entry to its
+ * machine, owns the applied index, clock and sessions, and writes the
+ * snapshot of every machine (in the format the cluster feature level allows).
  */
 export interface StateMachine {
   /** The last entry applied, membership entries included. */
   readonly appliedIndex: number;
-  /** A committed normal entry (either envelope format). */
-  apply(index: number, data: Uint8Array): ApplyResult;
+  /** A committed normal entry (either envelope format); undefined for an empty entry (a new leader's no-op). */
+  apply(index: number, data: Uint8Array): ApplyResult | undefined;
   /** A committed entry no state machine sees (a membership entry): only the applied index moves. */
   markApplied(index: number): void;
   /**
    * The state as of appliedIndex at the call, captured synchronously and
    * yielded lazily in chunks of at most 1 MiB; apply() may go on meanwhile.
+   * The format is the state machine's choice (the registry's: by the cluster
+   * feature level, so that every member can install it).
    */
   snapshot(): SnapshotChunks;
   /**

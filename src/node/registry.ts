@@ -107,10 +107,15 @@ export class MemberRegistry {
     this.dirty = true;
   }
 
-  /** A peer announced its feature level in an authenticated handshake (from transport I/O); undefined: its connection ended, forget it. */
-  hearFeatureLevel(peer: NodeId, level: number | undefined): void {
-    if (level === undefined) this.#levels.delete(peer);
-    else this.#levels.set(peer, level);
+  /**
+   * A peer announced its feature level in an authenticated handshake (from
+   * transport I/O). Kept when its connection drops: a member that is down for
+   * a while (the usual case during a failure) does not send the cluster back
+   * to the previous formats; one that comes back as an older build says so in
+   * its next handshake, and the level drops then.
+   */
+  hearFeatureLevel(peer: NodeId, level: number): void {
+    this.#levels.set(peer, level);
   }
 
   /** The cluster feature level over the membership's current members, as this node has heard them. */

@@ -77,10 +77,27 @@ export class CompactedError extends StateError {
 export class SnapshotCorruptError extends StateError {
   readonly offset: number;
   readonly field: string;
+  readonly reason: string;
   constructor(offset: number, field: string, reason: string, options?: { cause?: unknown }) {
     super('snapshot_corrupt', `corrupt snapshot at byte ${offset} (${field}): ${reason}`, options);
     this.offset = offset;
     this.field = field;
+    this.reason = reason;
+  }
+}
+
+/**
+ * A snapshot holds a section for a state machine this build does not run
+ * (a newer node wrote it): refused, never skipped (that machine's state would
+ * be lost). Upgrade this node.
+ */
+export class SnapshotMachineError extends StateError {
+  readonly machine: string;
+  readonly offset: number;
+  constructor(machine: string, offset: number) {
+    super('snapshot_machine_unsupported', `snapshot holds state of machine ${JSON.stringify(machine.slice(0, 64))} (section at byte ${offset}), which this build does not run; upgrade this node`);
+    this.machine = machine;
+    this.offset = offset;
   }
 }
 

@@ -1,6 +1,8 @@
 // Public surface of src/state: state machines (the replicated KV), their registry and entry envelopes.
 export { KvStateMachine } from './kv.js';
-export type { KeyRecord, KvOptions, KvReader, RangeResult } from './kv.js';
+export type { KeyRecord, KvMachineReader, KvOptions, KvReader, RangeResult } from './kv.js';
+export { createKvState, kvReaderOf } from './kv-state.js';
+export type { KvState, KvStateOptions } from './kv-state.js';
 export {
   COMMAND_FORMAT_VERSION,
   COMPARE_OPS,
@@ -16,7 +18,7 @@ export {
 export { ENVELOPE_FORMAT_VERSION, decodeEntry, encodeEnvelope } from './envelope.js';
 export type { DecodedEntry, Envelope } from './envelope.js';
 export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
-export type { ApplyContext, MachineRegistryOptions, RegistryState, StateMachine } from './machines.js';
+export type { ApplyContext, LegacyKvMachine, MachineRegistryOptions, RegistryState, RestoreCommit, SnapshotWriteFormat, StateMachine } from './machines.js';
 export type {
   Command,
   CommandEnvelope,
@@ -49,6 +51,7 @@ export {
   InvalidCommandError,
   InvalidKeyError,
   SnapshotCorruptError,
+  SnapshotMachineError,
   SnapshotVersionError,
   StateError,
   TooLargeError,
@@ -71,4 +74,4 @@ export {
   validateKey,
   validateValue,
 } from './limits.js';
-export { SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC } from './snapshot.js';
+export { COMPOSITE_SNAPSHOT_MAGIC, COMPOSITE_SNAPSHOT_VERSION, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC } from './snapshot.js';

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { encodeCommand, packCanonical } from './commands.js';
 import type { Command, TxnCommand } from './commands.js';
 import { ApplyOrderError, UnsupportedCommandVersionError } from './errors.js';
-import { KvStateMachine } from './kv.js';
+import { TestKv } from '../../test/support/kv-state.js';
 import type { ApplyResult } from './results.js';
 
 /** Drives a state machine with consecutive indexes and command time `at`. */
-function driver(kv = new KvStateMachine()) {
+function driver(kv = new TestKv()) {
   let index = kv.appliedIndex;
   let at = 1000;
   return {
@@ -204,7 +204,7 @@ describe('TTL expiry', () => {
 
 describe('apply contract', () => {
   it('empty data is a no-op that advances appliedIndex; gaps are allowed', () => {
-    const kv = new KvStateMachine();
+    const kv = new TestKv();
     assert.deepEqual(kv.apply(1, new Uint8Array()), { revision: 0 });
     assert.equal(kv.appliedIndex, 1);
     kv.apply(5, encodeCommand({ at: 1, command: { type: 'put', key: 'a', value: 'b' } }));
@@ -212,14 +212,14 @@ describe('apply contract', () => {
   });
 
   it('rejects an index that is not past appliedIndex', () => {
-    const kv = new KvStateMachine();
+    const kv = new TestKv();
     kv.apply(3, new Uint8Array());
     assert.throws(() => kv.apply(3, new Uint8Array()), ApplyOrderError);
     assert.throws(() => kv.apply(2, new Uint8Array()), (e: unknown) => e instanceof ApplyOrderError && e.code === 'apply_out_of_order');
   });
 
   it('malformed data yields invalid_command and changes nothing but appliedIndex', () => {
-    const kv = new KvStateMachine();
+    const kv = new TestKv();
     const r = kv.apply(1, new Uint8Array([1, 2, 3]));
     assert.ok('error' in r && r.error === 'invalid_command');
     assert.equal(kv.appliedIndex, 1);
@@ -227,7 +227,7 @@ describe('apply contract', () => {
   });
 
   it('a newer command format stops apply without advancing', () => {
-    const kv = new KvStateMachine();
+    const kv = new TestKv();
     assert.throws(() => kv.apply(1, packCanonical([9, 0, null, 0])), UnsupportedCommandVersionError);
     assert.equal(kv.appliedIndex, 0);
   });

@@ -8,26 +8,22 @@
 // keeps createRevision, modRevision and version (writes since creation).
 //
 // It is the "kv" machine of a MachineRegistry (machines.ts), which owns the
-// applied index, the leader clock and the client sessions; for now the KV also
-// hosts the registry and keeps the registry's state in its snapshot.
-import { commandFingerprint, decodeKvPayload, packCanonical, unpackCanonical } from './commands.js';
+// applied index, the leader clock and the client sessions, and writes the
+// snapshot (the KV's section of it is the KV's own state only: revision and
+// keys). createKvState (kv-state.ts) builds a registry with the KV in it.
+import { commandFingerprint, decodeKvPayload, packCanonical } from './commands.js';
 import type { Command, Compare, ExpireKey, TxnOp } from './commands.js';
-import { createHash } from 'node:crypto';
-import { SnapshotCorruptError, SnapshotVersionError } from './errors.js';
-import { KV_MACHINE_ID, MachineRegistry } from './machines.js';
-import type { StateMachine } from './machines.js';
+import { SnapshotVersionError } from './errors.js';
+import { KV_MACHINE_ID } from './machines.js';
+import type { ApplyContext, LegacyKvMachine, RestoreCommit, StateMachine } from './machines.js';
 import {
   DEFAULT_WATCH_HISTORY_BYTES,
   DEFAULT_WATCH_HISTORY_EVENTS,
   MAX_EXPIRE_KEYS,
 } from './limits.js';
-import { resultFromTuple, resultToTuple } from './results.js';
 import type { ApplyResult, TxnOpResponse } from './results.js';
-import type { SessionRecord } from './sessions.js';
-import {
-  ChunkReader, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_BYTES, SNAPSHOT_LEGACY_FORMAT_VERSION, SNAPSHOT_MAGIC,
-  SNAPSHOT_MAGIC_BYTES, SNAPSHOT_RECORD_BYTES_MAX, SNAPSHOT_STREAM_HEADER_BYTES, unframeSnapshot,
-} from './snapshot.js';
+import { ChunkBuilder, ChunkReader, RecordReader, nat } from './snapshot.js';
+import type { Bad } from './snapshot.js';
 import { SortedKeys } from './sorted-keys.js';
 import { WatchHub } from './watch.js';
 import type { Unsubscribe, WatchEvent, WatchListener, WatchOptions } from './watch.js';
@@ -52,23 +48,18 @@ export interface RangeResult {
 }
 
 export interface KvOptions {
-  /** Client-session records kept (oldest evicted). Replicated behaviour: must be equal on every node. */
-  readonly sessionMax?: number;
-  /** Session record lifetime in command time. Replicated behaviour: must be equal on every node. */
-  readonly sessionTtlMs?: number;
   /** Watch history bounds (node-local; any value is safe). */
   readonly watchHistoryEvents?: number;
   readonly watchHistoryBytes?: number;
   /** A watch listener threw; the default ignores it (apply is never affected). */
   readonly onListenerError?: (err: unknown, event: WatchEvent | undefined) => void;
-  /** The newest entry format applied (default 2); 1 = behave as the previous release (see MachineRegistryOptions). */
-  readonly maxFormatVersion?: number;
 }
 
 /**
  * What readers of the replicated KV (the HTTP API) may use: reads of the
  * applied state and watches. Writes go through the node (propose), never
  * here; a PostgreSQL-backed implementation can stand behind this interface.
+ * `appliedIndex` is the registry's (kvReaderOf in kv-state.ts joins the two).
  */
 export interface KvReader {
   readonly appliedIndex: number;
@@ -80,37 +71,21 @@ export interface KvReader {
   checksum(): string;
 }
 
-export class KvStateMachine implements KvReader {
+/** The KV's reads: everything of KvReader but the applied index, which is the registry's. */
+export type KvMachineReader = Omit<KvReader, 'appliedIndex'>;
+
+export class KvStateMachine implements StateMachine<Command>, LegacyKvMachine, KvMachineReader {
+  readonly id = KV_MACHINE_ID;
   #records = new Map<string, KeyRecord>();
   #keys = new SortedKeys();
   /** key -> lease deadline, for keys written with a TTL. */
   #leases = new Map<string, number>();
   #revision = 0;
   readonly #watch: WatchHub;
-  /** The registry this KV is the "kv" machine of (and, for now, the snapshot host of). */
-  readonly machines: MachineRegistry;
-  /** The KV as a machine of the registry. */
-  readonly machine: StateMachine<Command> = {
-    id: KV_MACHINE_ID,
-    decode: (payload) => decodeKvPayload(payload),
-    fingerprint: (command) => commandFingerprint(command),
-    apply: (command, ctx) => {
-      const events: WatchEvent[] = [];
-      const result = this.#execute(command, ctx.at, ctx.clockMs, events);
-      this.#watch.publish(events);
-      return result;
-    },
-  };
   /** Snapshot streams open now (see snapshot()). */
   readonly #captures = new Set<Capture>();
 
   constructor(options: KvOptions = {}) {
-    this.machines = new MachineRegistry({
-      ...(options.sessionMax !== undefined ? { sessionMax: options.sessionMax } : {}),
-      ...(options.sessionTtlMs !== undefined ? { sessionTtlMs: options.sessionTtlMs } : {}),
-      ...(options.maxFormatVersion !== undefined ? { maxFormatVersion: options.maxFormatVersion } : {}),
-    });
-    this.machines.register(this.machine);
     this.#watch = new WatchHub(
       options.watchHistoryEvents ?? DEFAULT_WATCH_HISTORY_EVENTS,
       options.watchHistoryBytes ?? DEFAULT_WATCH_HISTORY_BYTES,
@@ -118,22 +93,11 @@ export class KvStateMachine implements KvReader {
     );
   }
 
-  /** The registry's applied index (every entry, membership entries included). */
-  get appliedIndex(): number {
-    return this.machines.appliedIndex;
-  }
   get revision(): number {
     return this.#revision;
   }
-  /** The state machine's clock: the largest command `at` applied. */
-  get clockMs(): number {
-    return this.machines.clockMs;
-  }
   get size(): number {
     return this.#records.size;
-  }
-  get sessionCount(): number {
-    return this.machines.sessionCount;
   }
   /** Open watches (node-local). */
   get watcherCount(): number {
@@ -144,22 +108,22 @@ export class KvStateMachine implements KvReader {
     return this.#watch.oldestRevision;
   }
 
-  // ---- apply ----------------------------------------------------------------
+  // ---- the machine: decode, fingerprint, apply --------------------------------
 
-  /**
-   * Applies one committed normal entry through the registry (either entry
-   * format; see MachineRegistry.apply). `index` must exceed appliedIndex.
-   * Empty data is a no-op that still advances appliedIndex. Malformed data
-   * yields an `invalid_command` result on every node; an unknown format version
-   * throws UnsupportedCommandVersionError (the node must stop, not skip).
-   */
-  apply(index: number, data: Uint8Array): ApplyResult {
-    return this.machines.apply(index, data) ?? { revision: this.#revision };
+  decode(payload: Uint8Array): Command {
+    return decodeKvPayload(payload);
   }
 
-  /** Entry `index` holds nothing for any machine (a membership entry): only the applied index moves. */
-  markApplied(index: number): void {
-    this.machines.markApplied(index);
+  fingerprint(command: Command): string {
+    return commandFingerprint(command);
+  }
+
+  /** Applies a decoded command (the registry calls this; apply entries through MachineRegistry.apply). */
+  apply(command: Command, ctx: ApplyContext): ApplyResult {
+    const events: WatchEvent[] = [];
+    const result = this.#execute(command, ctx.at, ctx.clockMs, events);
+    this.#watch.publish(events);
+    return result;
   }
 
   #execute(c: Command, atMs: number, clockMs: number, events: WatchEvent[]): ApplyResult {
@@ -339,33 +303,24 @@ export class KvStateMachine implements KvReader {
 
   // ---- snapshot -------------------------------------------------------------
   //
-  // Format 3 (./snapshot.ts): header, then length-prefixed msgpack records
-  //   [appliedIndex, revision, clockMs, keyCount, sessionCount]
+  // The KV's section of a composite snapshot (machines.ts frames it, checks
+  // it and adds the registry's state): length-prefixed msgpack records
+  //   [1 (section version), revision, keyCount]
   //   keyCount x [key, value, createRevision, modRevision, version, leaseDeadlineMs|nil], sorted by key
-  //   sessionCount x [idempotencyKey, atMs, resultTuple, fingerprint|nil], in insertion order
-  // then the SHA-256 of every byte before it. Formats 1 and 2 (one msgpack
-  // array [appliedIndex, revision, clockMs, keys, sessions]; format 1 without
-  // the session fingerprint) are still read.
+  // and nothing else. An empty stream is the empty KV (a snapshot without a
+  // KV section). In a legacy (QKVS 1/2) snapshot the registry writes and
+  // reads the KV's fields through legacyCapture / legacyRestore.
   //
   // snapshot() captures the state without copying it: the key list (string
-  // references) and the scalar and session state are taken at the call; while
-  // the stream is open, the first change of a key records its previous record
-  // in the capture's overlay (records are immutable objects, so that is a
-  // reference too), and the stream serializes overlay-or-live.
+  // references) and the revision are taken at the call; while the stream is
+  // open, the first change of a key records its previous record in the
+  // capture's overlay (records are immutable objects, so that is a reference
+  // too), and the stream serializes overlay-or-live.
 
   #capture(): Capture {
     const keys: string[] = [];
     for (const key of this.#keys.from('')) keys.push(key);
-    const sessions: unknown[] = [];
-    for (const s of this.machines.sessionRecords()) sessions.push([s.key, s.atMs, resultToTuple(s.result), s.fingerprint ?? null]);
-    // appliedIndex, clockMs and sessions are the registry's state, kept in this snapshot.
-    const cap: Capture = {
-      records: this.#records,
-      keys,
-      overlay: new Map(),
-      head: [this.machines.appliedIndex, this.#revision, this.machines.clockMs, keys.length, sessions.length],
-      sessions,
-    };
+    const cap: Capture = { records: this.#records, keys, overlay: new Map(), revision: this.#revision };
     this.#captures.add(cap);
     return cap;
   }
@@ -377,70 +332,90 @@ export class KvStateMachine implements KvReader {
   }
 
   /**
-   * The state as of this call, as a stream of chunks (each at most 1 MiB),
-   * produced lazily; apply() may go on meanwhile. Deterministic: equal state
-   * gives equal bytes on every node. Iterate it once, to the end or until
-   * `return()` (a `for await` that breaks does): until then, keys changed
+   * The KV's section as of this call, as a stream of chunks (each at most
+   * 1 MiB), produced lazily; apply() may go on meanwhile. Deterministic:
+   * equal state gives equal bytes on every node. Iterate it to the end or
+   * `return()` it (a `for await` that breaks does): until then, keys changed
    * since the call keep their old record in memory.
    */
   snapshot(): AsyncIterable<Uint8Array> {
     const cap = this.#capture();
     const captures = this.#captures;
-    async function* stream(): AsyncGenerator<Uint8Array> {
-      try {
-        yield* serializeCapture(cap);
-      } finally {
-        captures.delete(cap);
-      }
-    }
-    return stream();
+    const gen = serializeCapture(cap, new ChunkBuilder());
+    const release = (): void => {
+      captures.delete(cap);
+    };
+    const it: AsyncIterator<Uint8Array> = {
+      next: async () => {
+        const r = gen.next();
+        if (r.done === true) release();
+        return r.done === true ? { done: true, value: undefined } : r;
+      },
+      return: async () => {
+        release();
+        gen.return();
+        return { done: true, value: undefined };
+      },
+    };
+    return { [Symbol.asyncIterator]: () => it };
   }
 
-  /** Hex SHA-256 of the canonical state (the format-3 snapshot's trailer): equal on nodes at the same applied index. */
+  /** Hex SHA-256 of the KV's section (its revision and keys): equal on nodes at the same applied index. */
   checksum(): string {
     const cap = this.#capture();
     try {
-      let last: Uint8Array = new Uint8Array(0);
-      let tail: Uint8Array = new Uint8Array(0);
-      for (const c of serializeCapture(cap)) {
-        tail = last;
-        last = c;
-      }
-      const bytes = last.length >= 32 ? last : Buffer.concat([tail, last]);
-      return Buffer.from(bytes.subarray(bytes.length - 32)).toString('hex');
+      const b = new ChunkBuilder();
+      for (const chunk of serializeCapture(cap, b)) void chunk;
+      return Buffer.from(b.finish()).toString('hex');
     } finally {
       this.#captures.delete(cap);
     }
   }
 
-  /**
-   * Checks a snapshot stream completely (framing, checksum, every record)
-   * without keeping the state: the receive-side check and the storage's
-   * validateSnapshot. Throws SnapshotCorruptError (offset, field) or
-   * SnapshotVersionError.
-   */
-  static async validateSnapshot(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    await readSnapshot(chunks, false);
+  /** Checks a KV section completely without keeping it. Throws SnapshotCorruptError (offset within the section, field) or SnapshotVersionError. */
+  async validate(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    await readSection(chunks, false);
   }
 
   /**
-   * Replaces the whole state with a snapshot's. The new state is built aside
-   * and swapped in only when the whole stream has checked out; a bad stream
-   * throws SnapshotCorruptError (offset and field) or SnapshotVersionError and
-   * leaves the state as it was. Open watches are cancelled (their onCancel
-   * gets a CompactedError).
+   * Reads a KV section and builds the new state aside; the returned commit
+   * swaps it in (and cancels open watches: their onCancel gets a
+   * CompactedError). A bad stream throws SnapshotCorruptError or
+   * SnapshotVersionError and changes nothing. While building, the old and
+   * the new state are both in memory.
    */
-  async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    const p = (await readSnapshot(chunks, true))!;
-    // All checked: swap in. Open snapshot streams keep the old maps, which
-    // nothing changes any more, so they need no overlay from now on.
-    this.#captures.clear();
-    this.#records = p.records;
-    this.#keys = SortedKeys.fromSorted(p.sorted);
-    this.#leases = p.leases;
-    this.#revision = p.revision;
-    this.machines.load({ appliedIndex: p.appliedIndex, clockMs: p.clockMs, sessions: p.sessions });
-    this.#watch.reset(p.revision);
+  async restore(chunks: AsyncIterable<Uint8Array>): Promise<RestoreCommit> {
+    return this.#commitOf((await readSection(chunks, true))!);
+  }
+
+  #commitOf(p: ParsedKv): RestoreCommit {
+    return () => {
+      // Open snapshot streams keep the old maps, which nothing changes any
+      // more, so they need no overlay from now on.
+      this.#captures.clear();
+      this.#records = p.records;
+      this.#keys = SortedKeys.fromSorted(p.sorted);
+      this.#leases = p.leases;
+      this.#revision = p.revision;
+      this.#watch.reset(p.revision);
+    };
+  }
+
+  /** The KV's fields of a legacy (QKVS 1/2) body, as of the call: [revision, key tuples sorted by key]. */
+  legacyCapture(): { readonly revision: number; readonly keys: readonly unknown[] } {
+    const keys: unknown[] = [];
+    for (const key of this.#keys.from('')) keys.push(keyTuple(this.#records.get(key)!));
+    return { revision: this.#revision, keys };
+  }
+
+  /** Checks the KV's fields of a legacy body (already unframed and digest-checked) and builds them aside; the commit swaps them in. */
+  legacyRestore(revision: unknown, keys: unknown, bad: Bad): RestoreCommit {
+    const rev = nat(bad, 'revision', revision);
+    if (!Array.isArray(keys)) return bad('keys', 'expected an array');
+    const check = new KeyChecker(rev);
+    const p = emptyParsed(rev);
+    (keys as unknown[]).forEach((t, i) => addKey(p, check.key(t, `keys[${i}]`, bad)));
+    return this.#commitOf(p);
   }
 }
 
@@ -448,106 +423,35 @@ interface Capture {
   readonly records: ReadonlyMap<string, KeyRecord>;
   readonly keys: readonly string[];
   readonly overlay: Map<string, KeyRecord>;
-  readonly head: readonly [number, number, number, number, number];
-  readonly sessions: readonly unknown[];
+  readonly revision: number;
 }
 
-/**
- * Accumulates records into chunks of SNAPSHOT_CHUNK_BYTES, hashing them. The
- * first buffer starts small and doubles up to the chunk size, so that a small
- * state (checksum() runs after every apply in the simulator) costs no 1 MiB
- * allocation.
- */
-class ChunkBuilder {
-  #out = Buffer.allocUnsafe(4096);
-  #n = 0;
-  readonly full: Uint8Array[] = [];
-  readonly #hash = createHash('sha256');
-  readonly #len = Buffer.alloc(4);
+/** The KV section's version (its head record's first field). */
+export const KV_SECTION_VERSION = 1;
 
-  write(b: Uint8Array): void {
-    let at = 0;
-    while (at < b.length) {
-      if (this.#n === this.#out.length) {
-        const bigger = Buffer.allocUnsafe(Math.min(SNAPSHOT_CHUNK_BYTES, this.#out.length * 2));
-        this.#out.copy(bigger, 0, 0, this.#n);
-        this.#out = bigger;
-      }
-      const take = Math.min(b.length - at, this.#out.length - this.#n);
-      this.#out.set(b.subarray(at, at + take), this.#n);
-      this.#n += take;
-      at += take;
-      if (this.#n === SNAPSHOT_CHUNK_BYTES) this.#flush();
-    }
-  }
+const keyTuple = (r: KeyRecord): unknown[] => [r.key, r.value, r.createRevision, r.modRevision, r.version, r.leaseDeadlineMs ?? null];
 
-  record(tuple: unknown): void {
-    const body = packCanonical(tuple);
-    this.#len.writeUInt32BE(body.length, 0);
-    this.write(this.#len);
-    this.write(body);
-  }
-
-  #flush(): void {
-    if (this.#n === 0) return;
-    const c = this.#out.subarray(0, this.#n);
-    this.#hash.update(c);
-    this.full.push(c);
-    this.#out = Buffer.allocUnsafe(SNAPSHOT_CHUNK_BYTES);
-    this.#n = 0;
-  }
-
-  /** Flushes and appends the trailer (SHA-256 of everything before it). */
-  finish(): void {
-    this.#flush();
-    this.full.push(this.#hash.digest());
-  }
-}
-
-function* serializeCapture(cap: Capture): Generator<Uint8Array, void, undefined> {
-  const b = new ChunkBuilder();
-  const header = Buffer.alloc(SNAPSHOT_STREAM_HEADER_BYTES);
-  header.set(SNAPSHOT_MAGIC_BYTES, 0);
-  header.writeUInt32BE(SNAPSHOT_FORMAT_VERSION, 4);
-  b.write(header);
-  b.record(cap.head);
+function* serializeCapture(cap: Capture, b: ChunkBuilder): Generator<Uint8Array, void, undefined> {
+  b.record(packCanonical([KV_SECTION_VERSION, cap.revision, cap.keys.length]));
   for (const key of cap.keys) {
-    const r = cap.overlay.get(key) ?? cap.records.get(key)!;
-    b.record([r.key, r.value, r.createRevision, r.modRevision, r.version, r.leaseDeadlineMs ?? null]);
-    while (b.full.length > 0) yield b.full.shift()!;
-  }
-  for (const s of cap.sessions) {
-    b.record(s);
+    b.record(packCanonical(keyTuple(cap.overlay.get(key) ?? cap.records.get(key)!)));
     while (b.full.length > 0) yield b.full.shift()!;
   }
   b.finish();
   while (b.full.length > 0) yield b.full.shift()!;
 }
 
-interface ParsedSnapshot {
-  appliedIndex: number;
+interface ParsedKv {
   revision: number;
-  clockMs: number;
   records: Map<string, KeyRecord>;
   sorted: string[];
   leases: Map<string, number>;
-  sessions: SessionRecord[];
 }
 
-/** Largest format-1/2 snapshot read (those are held in memory whole). */
-const LEGACY_SNAPSHOT_BYTES_MAX = 2 ** 31 - 1;
-
-type Bad = (field: string, reason: string) => never;
-
-const nat = (bad: Bad, field: string, v: unknown): number =>
-  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : bad(field, `expected a non-negative integer, got ${String(v)}`);
-
-/** Per-record checks shared by every format; `prevKey` / `prevAt` / `seen` carry order between records. */
-class RecordChecker {
+/** Per-key checks shared by both formats; `prevKey` carries the order between records. */
+class KeyChecker {
   prevKey: string | undefined;
-  prevAt = 0;
-  readonly seen = new Set<string>();
-  constructor(readonly revision: number, readonly clockMs: number, readonly sessionFields: 3 | 4) {}
+  constructor(readonly revision: number) {}
 
   key(t: unknown, f: string, bad: Bad): KeyRecord {
     if (!Array.isArray(t) || t.length !== 6) bad(f, 'expected [key, value, createRevision, modRevision, version, leaseDeadlineMs]');
@@ -567,132 +471,46 @@ class RecordChecker {
     if (lease === null) return Object.freeze(base);
     return Object.freeze({ ...base, leaseDeadlineMs: nat(bad, `${f}.leaseDeadlineMs`, lease) });
   }
-
-  session(t: unknown, f: string, bad: Bad): SessionRecord {
-    const n = this.sessionFields;
-    if (!Array.isArray(t) || t.length !== n) bad(f, n === 3 ? 'expected [idempotencyKey, atMs, result]' : 'expected [idempotencyKey, atMs, result, fingerprint]');
-    const [key, atRaw, resultRaw, fpRaw] = t as unknown[];
-    if (typeof key !== 'string' || key.length === 0) return bad(`${f}.idempotencyKey`, 'expected a non-empty string');
-    if (this.seen.has(key)) bad(`${f}.idempotencyKey`, `duplicate ${JSON.stringify(key)}`);
-    this.seen.add(key);
-    const atMs = nat(bad, `${f}.atMs`, atRaw);
-    if (atMs < this.prevAt || atMs > this.clockMs) bad(`${f}.atMs`, `expected non-decreasing times <= clockMs (${this.clockMs})`);
-    this.prevAt = atMs;
-    const result = resultFromTuple(resultRaw);
-    if (result === undefined) return bad(`${f}.result`, 'malformed result tuple');
-    let fingerprint: string | undefined;
-    if (fpRaw !== undefined && fpRaw !== null) {
-      if (typeof fpRaw !== 'string' || !/^[0-9a-f]{32}$/.test(fpRaw)) return bad(`${f}.fingerprint`, 'expected 32 lowercase hex digits or nil');
-      fingerprint = fpRaw;
-    }
-    return { key, atMs, fingerprint, result };
-  }
 }
 
-function emptyParsed(appliedIndex: number, revision: number, clockMs: number): ParsedSnapshot {
-  return { appliedIndex, revision, clockMs, records: new Map(), sorted: [], leases: new Map(), sessions: [] };
+function emptyParsed(revision: number): ParsedKv {
+  return { revision, records: new Map(), sorted: [], leases: new Map() };
 }
 
-function addKey(p: ParsedSnapshot, rec: KeyRecord): void {
+function addKey(p: ParsedKv, rec: KeyRecord): void {
   p.records.set(rec.key, rec);
   p.sorted.push(rec.key);
   if (rec.leaseDeadlineMs !== undefined) p.leases.set(rec.key, rec.leaseDeadlineMs);
 }
 
-/** Reads and checks a whole snapshot stream; builds the state only when `build`. */
-async function readSnapshot(chunks: AsyncIterable<Uint8Array>, build: boolean): Promise<ParsedSnapshot | undefined> {
+/** Reads and checks a whole KV section; builds the state only when `build`. An empty stream is the empty KV. */
+async function readSection(chunks: AsyncIterable<Uint8Array>, build: boolean): Promise<ParsedKv | undefined> {
   const r = new ChunkReader(chunks);
+  r.hashing = false;
   try {
-    const header = await r.read(SNAPSHOT_STREAM_HEADER_BYTES);
-    if (header === undefined) throw new SnapshotCorruptError(r.offset, 'header', `truncated: ${r.offset} bytes, the header alone is ${SNAPSHOT_STREAM_HEADER_BYTES}`);
-    for (let i = 0; i < SNAPSHOT_MAGIC_BYTES.length; i++) {
-      if (header[i] !== SNAPSHOT_MAGIC_BYTES[i]) throw new SnapshotCorruptError(i, 'magic', `expected "${SNAPSHOT_MAGIC}"`);
+    if (await r.atEnd()) return emptyParsed(0);
+    const rr = new RecordReader(r);
+    const head = await rr.next('kv.head');
+    if (!Array.isArray(head) || head.length !== 3) return rr.bad('kv.head', 'expected [sectionVersion, revision, keyCount]');
+    if (head[0] !== KV_SECTION_VERSION) {
+      if (typeof head[0] === 'number' && Number.isSafeInteger(head[0]) && head[0] > KV_SECTION_VERSION) throw new SnapshotVersionError(head[0], KV_SECTION_VERSION);
+      return rr.bad('kv.version', `unknown KV section version ${String(head[0])}`);
     }
-    const version = Buffer.from(header.buffer, header.byteOffset, header.byteLength).readUInt32BE(4);
-    if (version > SNAPSHOT_FORMAT_VERSION) throw new SnapshotVersionError(version, SNAPSHOT_FORMAT_VERSION);
-    if (version <= SNAPSHOT_LEGACY_FORMAT_VERSION) {
-      const rest = await r.rest(LEGACY_SNAPSHOT_BYTES_MAX);
-      return readLegacy(Buffer.concat([header, rest]), build);
+    const revision = nat(rr.bad, 'kv.revision', head[1]);
+    const keyCount = nat(rr.bad, 'kv.keyCount', head[2]);
+    const check = new KeyChecker(revision);
+    const p = build ? emptyParsed(revision) : undefined;
+    for (let i = 0; i < keyCount; i++) {
+      const f = `kv.keys[${i}]`;
+      const rec = check.key(await rr.next(f), f, rr.bad);
+      if (p) addKey(p, rec);
     }
-    return await readStream(r, build);
+    if (!(await r.atEnd())) {
+      rr.at = r.offset;
+      rr.bad('kv.end', `bytes follow the ${keyCount} key records the head announced`);
+    }
+    return p;
   } finally {
     await r.close();
   }
-}
-
-async function readStream(r: ChunkReader, build: boolean): Promise<ParsedSnapshot | undefined> {
-  let at = r.offset;
-  const bad: Bad = (field, reason) => {
-    throw new SnapshotCorruptError(at, field, reason);
-  };
-  const next = async (field: string): Promise<unknown> => {
-    at = r.offset;
-    const len = await r.read(4);
-    if (len === undefined) return bad(field, `truncated: the stream ends at byte ${r.offset}, inside the length of a record`);
-    const n = ((len[0]! << 24) | (len[1]! << 16) | (len[2]! << 8) | len[3]!) >>> 0;
-    if (n === 0 || n > SNAPSHOT_RECORD_BYTES_MAX) return bad(field, `record length ${n} is outside 1..${SNAPSHOT_RECORD_BYTES_MAX}`);
-    const body = await r.read(n);
-    if (body === undefined) return bad(field, `truncated: the stream ends at byte ${r.offset}, inside a record of ${n} bytes`);
-    try {
-      return unpackCanonical(body);
-    } catch (err) {
-      return bad(field, `not valid msgpack (${(err as Error).message})`);
-    }
-  };
-  const head = await next('head');
-  if (!Array.isArray(head) || head.length !== 5) return bad('head', 'expected [appliedIndex, revision, clockMs, keyCount, sessionCount]');
-  const appliedIndex = nat(bad, 'appliedIndex', head[0]);
-  const revision = nat(bad, 'revision', head[1]);
-  const clockMs = nat(bad, 'clockMs', head[2]);
-  const keyCount = nat(bad, 'keyCount', head[3]);
-  const sessionCount = nat(bad, 'sessionCount', head[4]);
-  const check = new RecordChecker(revision, clockMs, 4);
-  const p = build ? emptyParsed(appliedIndex, revision, clockMs) : undefined;
-  for (let i = 0; i < keyCount; i++) {
-    const f = `keys[${i}]`;
-    const rec = check.key(await next(f), f, bad);
-    if (p) addKey(p, rec);
-  }
-  for (let i = 0; i < sessionCount; i++) {
-    const f = `sessions[${i}]`;
-    const s = check.session(await next(f), f, bad);
-    p?.sessions.push(s);
-  }
-  at = r.offset;
-  const digest = r.hash.digest();
-  r.hashing = false;
-  const stored = await r.read(32);
-  if (stored === undefined) return bad('checksum', `truncated: the stream ends at byte ${r.offset}, before the 32-byte SHA-256 trailer`);
-  if (!digest.equals(stored)) bad('checksum', `SHA-256 of bytes 0..${at} does not match the trailer`);
-  if (!(await r.atEnd())) {
-    at = r.offset;
-    bad('trailer', 'bytes follow the SHA-256 trailer');
-  }
-  return p;
-}
-
-function readLegacy(bytes: Uint8Array, build: boolean): ParsedSnapshot | undefined {
-  const { version, body } = unframeSnapshot(bytes);
-  const at = SNAPSHOT_HEADER_BYTES;
-  const bad: Bad = (field, reason) => {
-    throw new SnapshotCorruptError(at, field, reason);
-  };
-  let raw: unknown;
-  try {
-    raw = unpackCanonical(body);
-  } catch (err) {
-    throw new SnapshotCorruptError(at, 'body', `not valid msgpack (${(err as Error).message})`, { cause: err });
-  }
-  if (!Array.isArray(raw) || raw.length !== 5) return bad('body', 'expected an array of 5 fields');
-  const [appliedIndex, revision, clockMs, keysRaw, sessionsRaw] = raw as unknown[];
-  nat(bad, 'appliedIndex', appliedIndex);
-  nat(bad, 'revision', revision);
-  nat(bad, 'clockMs', clockMs);
-  if (!Array.isArray(keysRaw)) return bad('keys', 'expected an array');
-  if (!Array.isArray(sessionsRaw)) return bad('sessions', 'expected an array');
-  const check = new RecordChecker(revision as number, clockMs as number, version === 1 ? 3 : 4);
-  const p = emptyParsed(appliedIndex as number, revision as number, clockMs as number);
-  (keysRaw as unknown[]).forEach((t, i) => addKey(p, check.key(t, `keys[${i}]`, bad)));
-  (sessionsRaw as unknown[]).forEach((t, i) => p.sessions.push(check.session(t, `sessions[${i}]`, bad)));
-  return build ? p : undefined;
 }

@@ -1,38 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { commandFingerprint, encodeCommand, encodeKvPayload, packCanonical } from './commands.js';
+import { encodeCommand, encodeKvPayload, packCanonical } from './commands.js';
 import type { Command } from './commands.js';
 import { decodeEntry, encodeEnvelope } from './envelope.js';
 import { ApplyOrderError, InvalidCommandError, UnsupportedCommandVersionError, UnsupportedMachineError } from './errors.js';
-import { KvStateMachine } from './kv.js';
+import { TestKv, counterMachine } from '../../test/support/kv-state.js';
 import { MachineRegistry } from './machines.js';
-import type { ApplyContext, StateMachine } from './machines.js';
+import { collectSnapshot } from './snapshot.js';
 
 const v2 = (command: Command, at: number, idempotencyKey?: string): Uint8Array =>
   encodeEnvelope({ machine: 'kv', at, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}), payload: encodeKvPayload(command) });
 const v1 = (command: Command, at: number, idempotencyKey?: string): Uint8Array =>
   encodeCommand({ at, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}), command });
 
-/** A counter machine: payload = one msgpack integer to add. */
-function counter(): StateMachine<number> & { total: number; seen: ApplyContext[] } {
-  const m = {
-    id: 'counter',
-    total: 0,
-    seen: [] as ApplyContext[],
-    decode(payload: Uint8Array): number {
-      const n = JSON.parse(new TextDecoder().decode(payload)) as unknown;
-      if (typeof n !== 'number') throw new InvalidCommandError('payload', 'must be a number');
-      return n;
-    },
-    fingerprint: (n: number) => commandFingerprint({ type: 'put', key: `counter/${n}`, value: '' }),
-    apply(n: number, ctx: ApplyContext) {
-      m.total += n;
-      m.seen.push(ctx);
-      return { revision: m.total };
-    },
-  };
-  return m;
-}
+const counter = (): ReturnType<typeof counterMachine> => counterMachine();
 
 describe('entry envelope format 2', () => {
   it('round-trips and is canonical', () => {
@@ -62,10 +43,10 @@ describe('entry envelope format 2', () => {
 
 describe('MachineRegistry', () => {
   it('routes format-2 entries by machine id with the leader clock, and owns the applied index', () => {
-    const kv = new KvStateMachine();
+    const kv = new TestKv();
     const c = counter();
-    kv.machines.register(c);
-    assert.throws(() => kv.machines.register(counter()), /already registered/);
+    kv.registry.register(c);
+    assert.throws(() => kv.registry.register(counter()), /already registered/);
     kv.apply(1, v2({ type: 'put', key: 'a', value: '1' }, 100));
     const r = kv.apply(2, encodeEnvelope({ machine: 'counter', at: 90, payload: new TextEncoder().encode('7') }));
     assert.deepStrictEqual(r, { revision: 7 });
@@ -107,7 +88,7 @@ describe('MachineRegistry', () => {
   });
 
   it('deduplicates a KV command across the format switch: recorded by a format-1 entry, retried in a format-2 one (and back)', () => {
-    const kv = new KvStateMachine();
+    const kv = new TestKv();
     const put: Command = { type: 'put', key: 'a', value: '1' };
     const first = kv.apply(1, v1(put, 10, 'k'));
     assert.deepStrictEqual(kv.apply(2, v2(put, 20, 'k')), first);
@@ -116,11 +97,11 @@ describe('MachineRegistry', () => {
     assert.deepStrictEqual(kv.apply(4, v1({ type: 'put', key: 'b', value: '2' }, 40, 'k2')), second);
     assert.equal(kv.revision, 2);
     assert.match(String((kv.apply(5, v2({ type: 'put', key: 'a', value: 'other' }, 50, 'k')) as { error: string }).error), /idempotency_key_reused/);
-    assert.equal(kv.machines.appliedByFormat(1), 2);
-    assert.equal(kv.machines.appliedByFormat(2), 3);
+    assert.equal(kv.registry.appliedByFormat(1), 2);
+    assert.equal(kv.registry.appliedByFormat(2), 3);
   });
 
-  it('format 1 and format 2 give the same state, results and snapshot bytes', () => {
+  it('format 1 and format 2 give the same state, results and snapshot bytes', async () => {
     const cmds: [Command, number, string | undefined][] = [
       [{ type: 'put', key: 'a', value: '1', ttlMs: 1000 }, 10, 'k1'],
       [{ type: 'txn', compare: [{ key: 'a', target: 'version', op: '=', value: 1 }], success: [{ type: 'put', key: 'b', value: '2' }], failure: [] }, 20, undefined],
@@ -128,24 +109,25 @@ describe('MachineRegistry', () => {
       [{ type: 'delete', key: 'zz' }, 40, 'k2'],
       [{ type: 'expire', keys: [{ key: 'a', modRevision: 1 }] }, 2000, undefined],
     ];
-    const a = new KvStateMachine();
-    const b = new KvStateMachine();
+    const a = new TestKv();
+    const b = new TestKv();
     cmds.forEach(([c, at, k], i) => {
       assert.deepStrictEqual(a.apply(i + 1, v1(c, at, k)), b.apply(i + 1, v2(c, at, k)));
     });
     a.markApplied(6);
     b.markApplied(6);
-    assert.deepStrictEqual(a.snapshot(), b.snapshot());
+    assert.deepStrictEqual(await collectSnapshot(a.snapshot()), await collectSnapshot(b.snapshot()));
+    assert.deepStrictEqual(await collectSnapshot(a.snapshot('legacy')), await collectSnapshot(b.snapshot('legacy')));
     assert.equal(a.revision, 3, 'noop and a delete of a missing key do not bump; the expire does');
-    const c = new KvStateMachine();
-    c.restore(b.snapshot());
+    const c = new TestKv();
+    await c.restore(b.snapshot());
     assert.equal(c.appliedIndex, 6);
     assert.equal(c.sessionCount, 2);
     assert.equal(c.checksum(), a.checksum());
   });
 
   it('a node run as the previous release (maxFormatVersion 1) stops on a format-2 entry and applies format 1', () => {
-    const old = new KvStateMachine({ maxFormatVersion: 1 });
+    const old = new TestKv({ maxFormatVersion: 1 });
     assert.deepStrictEqual(old.apply(1, v1({ type: 'put', key: 'a', value: '1' }, 1)), { revision: 1 });
     assert.throws(() => old.apply(2, v2({ type: 'put', key: 'a', value: '2' }, 2)), UnsupportedCommandVersionError);
     assert.equal(old.appliedIndex, 1);

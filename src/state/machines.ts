@@ -15,14 +15,31 @@
 //   machine it is for and whichever envelope format carried it.
 //
 // Everything here is replicated state: it must be equal on every node at the
-// same applied index. Its state lives in the KV snapshot for now (kv.ts:
-// appliedIndex, clockMs and sessions are fields of that body).
-import { InvalidCommandError, ApplyOrderError, UnsupportedMachineError } from './errors.js';
-import { decodeEntry, ENVELOPE_FORMAT_VERSION } from './envelope.js';
+// same applied index. The registry is the Replica's state machine port
+// (src/node/ports.ts): it applies entries, and writes and restores the whole
+// snapshot: its own state (applied index, clock, sessions), then one section
+// per machine, each machine's own stream (snapshot.ts has the layout).
+//
+// Snapshot format by cluster feature level: below 2 the previous release's
+// (legacy QKVS version 2: the KV and the registry's state in one msgpack
+// body, built whole in memory), at 2 and above the composite streaming
+// format. Both are read; a registry run as the previous release
+// (maxFormatVersion 1) reads only the legacy one, as an old binary does.
+import { createHash } from 'node:crypto';
+import { packCanonical, unpackCanonical } from './commands.js';
+import { InvalidCommandError, ApplyOrderError, SnapshotCorruptError, SnapshotMachineError, SnapshotVersionError, UnsupportedMachineError } from './errors.js';
+import { decodeEntry, ENVELOPE_FORMAT_VERSION, validateMachineId } from './envelope.js';
 import { DEFAULT_SESSION_MAX, DEFAULT_SESSION_TTL_MS } from './limits.js';
+import { resultFromTuple, resultToTuple } from './results.js';
 import type { ApplyResult } from './results.js';
 import { SessionTable } from './sessions.js';
 import type { SessionRecord } from './sessions.js';
+import {
+  COMPOSITE_MAGIC_BYTES, COMPOSITE_SNAPSHOT_VERSION, ChunkBuilder, ChunkReader, EMPTY_SNAPSHOT, RecordReader, SECTION_FRAME_BYTES,
+  SNAPSHOT_CHUNK_BYTES, SNAPSHOT_LEGACY_FORMAT_VERSION, SNAPSHOT_MAGIC_BYTES, SNAPSHOT_STREAM_HEADER_BYTES, frameSnapshot, nat,
+  snapshotChunksOf, unframeSnapshot,
+} from './snapshot.js';
+import type { Bad } from './snapshot.js';
 
 /** The machine format-1 entries belong to. */
 export const KV_MACHINE_ID = 'kv';
@@ -62,7 +79,49 @@ export interface StateMachine<C = unknown> {
   fingerprint(command: C): string;
   /** Applies a decoded command. Must not throw for a command `decode` returned. */
   apply(command: C, ctx: ApplyContext): ApplyResult;
+  /**
+   * The machine's state as of the call (captured synchronously), yielded
+   * lazily; apply() may go on meanwhile. Its bytes are the machine's own
+   * business (the registry frames them into the machine's section) but must
+   * be deterministic: equal state, equal bytes on every node. The consumer
+   * iterates it to the end or calls `return()`; either releases the capture.
+   */
+  snapshot(): AsyncIterable<Uint8Array>;
+  /**
+   * Reads a stream snapshot() produced, checks all of it, and builds the new
+   * state aside; nothing changes until the returned commit runs (the
+   * registry runs every machine's commit only once the whole snapshot,
+   * trailer included, checked out, so a bad snapshot changes no machine).
+   * The commit must not fail (a machine whose state lives in files prepares
+   * them aside and renames at commit). An empty stream (no bytes) is the
+   * machine's empty state: a snapshot without its section. Bad input throws
+   * SnapshotCorruptError (offset within the machine's stream, field) or
+   * SnapshotVersionError. Read the stream to its end.
+   */
+  restore(chunks: AsyncIterable<Uint8Array>): Promise<RestoreCommit>;
+  /** The checks of restore() without keeping anything (the receive-side and storage checks). */
+  validate(chunks: AsyncIterable<Uint8Array>): Promise<void>;
+  /** Hex SHA-256 of the machine's canonical state (its snapshot stream's bytes): equal on nodes at the same applied index. */
+  checksum(): string;
 }
+
+/** Swaps a restored state in: synchronous, must not fail. */
+export type RestoreCommit = () => void;
+
+/**
+ * The KV's part of a legacy (QKVS 1/2) snapshot, whose single body mixes the
+ * KV's fields (revision, keys) with the registry's: the registry writes and
+ * reads those through the "kv" machine.
+ */
+export interface LegacyKvMachine {
+  /** [revision, key tuples sorted by key] as of the call. */
+  legacyCapture(): { readonly revision: number; readonly keys: readonly unknown[] };
+  /** Checks the KV's fields of a legacy body and builds them aside; throws through `bad` (SnapshotCorruptError). */
+  legacyRestore(revision: unknown, keys: unknown, bad: Bad): RestoreCommit;
+}
+
+/** How a snapshot is written: 'composite' (QSMS 1, streaming) or 'legacy' (QKVS 2, whole in memory, readable by the previous release). */
+export type SnapshotWriteFormat = 'composite' | 'legacy';
 
 export interface MachineRegistryOptions {
   /** Client-session records kept (oldest evicted). Replicated behaviour: equal on every node. */
@@ -72,9 +131,17 @@ export interface MachineRegistryOptions {
   /**
    * The newest entry format this node applies: 2 (default). 1 makes it behave
    * as the previous release: a format-2 entry stops it (tests of rolling
-   * upgrades, QUORATE_TEST_FEATURE_LEVEL).
+   * upgrades, QUORATE_TEST_FEATURE_LEVEL). It also makes it write and read
+   * only legacy (QKVS 1/2) snapshots, as the previous release did.
    */
   readonly maxFormatVersion?: number;
+  /**
+   * The cluster feature level as this node computes it (src/node/features.ts),
+   * asked at each snapshot(): below 2 snapshots are written in the legacy
+   * format, which the previous release reads. Default: always 2 (composite).
+   * The node sets it after it is built (useClusterFeatureLevel).
+   */
+  readonly clusterFeatureLevel?: () => number;
 }
 
 /** The registry's replicated state, as the snapshot keeps it. */
@@ -89,6 +156,7 @@ export class MachineRegistry {
   readonly #machines = new Map<string, StateMachine>();
   readonly #sessions: SessionTable;
   readonly #maxFormat: number;
+  #clusterLevel: () => number;
   #appliedIndex = 0;
   #clockMs = 0;
   /** Commands applied per entry format since start (node-local, for metrics). */
@@ -97,11 +165,28 @@ export class MachineRegistry {
   constructor(o: MachineRegistryOptions = {}) {
     this.#sessions = new SessionTable(o.sessionMax ?? DEFAULT_SESSION_MAX, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
     this.#maxFormat = o.maxFormatVersion ?? ENVELOPE_FORMAT_VERSION;
+    this.#clusterLevel = o.clusterFeatureLevel ?? (() => ENVELOPE_FORMAT_VERSION);
   }
 
   register<C>(m: StateMachine<C>): void {
+    validateMachineId(m.id);
     if (this.#machines.has(m.id)) throw new Error(`state machine ${JSON.stringify(m.id)} is already registered`);
     this.#machines.set(m.id, m as StateMachine);
+  }
+
+  /** The registered machine `id`, if any. */
+  machine(id: string): StateMachine | undefined {
+    return this.#machines.get(id);
+  }
+
+  /** Where the cluster feature level comes from (the node, once it is built); see MachineRegistryOptions.clusterFeatureLevel. */
+  useClusterFeatureLevel(level: () => number): void {
+    this.#clusterLevel = level;
+  }
+
+  /** The format snapshot() writes now: legacy while this node runs as the previous release or the cluster feature level is below 2. */
+  get snapshotFormat(): SnapshotWriteFormat {
+    return this.#maxFormat < 2 || this.#clusterLevel() < 2 ? 'legacy' : 'composite';
   }
 
   get appliedIndex(): number {
@@ -198,7 +283,225 @@ export class MachineRegistry {
     return m;
   }
 
-  // ---- state for the snapshot host (kv.ts) ------------------------------------
+  // ---- snapshot --------------------------------------------------------------
+
+  #sessionTuples(): unknown[] {
+    const out: unknown[] = [];
+    for (const s of this.#sessions.values()) out.push([s.key, s.atMs, resultToTuple(s.result), s.fingerprint ?? null]);
+    return out;
+  }
+
+  /** Registered machines in id order (the order of sections). */
+  #ordered(): StateMachine[] {
+    return [...this.#machines.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /**
+   * The whole replicated state as of this call (captured synchronously: the
+   * registry's state and every machine's snapshot()), yielded lazily in
+   * chunks of at most 1 MiB; apply() may go on meanwhile. `format` defaults
+   * to `snapshotFormat` (by the cluster feature level). Deterministic: equal
+   * state, equal bytes on every node. Iterate it to the end or `return()` it.
+   */
+  snapshot(format: SnapshotWriteFormat = this.snapshotFormat): AsyncIterable<Uint8Array> {
+    return format === 'legacy' ? this.#legacySnapshot() : this.#compositeSnapshot();
+  }
+
+  #compositeSnapshot(): AsyncIterable<Uint8Array> {
+    const machines = this.#ordered();
+    const sessions = this.#sessionTuples();
+    const head = packCanonical([this.#appliedIndex, this.#clockMs, sessions.length, machines.length]);
+    const sections = machines.map((m) => ({ id: m.id, it: m.snapshot()[Symbol.asyncIterator]() }));
+    const releaseAll = async (): Promise<void> => {
+      for (const s of sections) await s.it.return?.();
+    };
+    const gen = writeComposite(head, sessions, sections);
+    const it: AsyncIterator<Uint8Array> = {
+      next: async () => {
+        try {
+          return await gen.next();
+        } catch (e) {
+          await releaseAll();
+          throw e;
+        }
+      },
+      return: async () => {
+        await gen.return(undefined);
+        await releaseAll();
+        return { done: true, value: undefined };
+      },
+    };
+    return { [Symbol.asyncIterator]: () => it };
+  }
+
+  /**
+   * The previous release's format: QKVS version 2, one msgpack body
+   * [appliedIndex, revision, clockMs, keys, sessions], framed with its
+   * SHA-256. The key tuples are captured at the call (references to the
+   * immutable records); the body is packed and framed whole at the first
+   * read: about twice the encoded state in memory while it is written (the
+   * previous release could not stream either). Only the KV can be in it.
+   */
+  #legacySnapshot(): AsyncIterable<Uint8Array> {
+    const kv = this.#legacyKv();
+    for (const id of this.#machines.keys()) {
+      if (id !== KV_MACHINE_ID) throw new Error(`a legacy (QKVS) snapshot holds only the KV; machine ${JSON.stringify(id)} needs the composite format (cluster feature level >= 2)`);
+    }
+    const { revision, keys } = kv.legacyCapture();
+    const body = [this.#appliedIndex, revision, this.#clockMs, keys, this.#sessionTuples()];
+    async function* stream(): AsyncGenerator<Uint8Array> {
+      yield* snapshotChunksOf(frameSnapshot(packCanonical(body), SNAPSHOT_LEGACY_FORMAT_VERSION), SNAPSHOT_CHUNK_BYTES);
+    }
+    return stream();
+  }
+
+  #legacyKv(): StateMachine & LegacyKvMachine {
+    const kv = this.#machines.get(KV_MACHINE_ID) as (StateMachine & Partial<LegacyKvMachine>) | undefined;
+    if (kv?.legacyCapture === undefined || kv.legacyRestore === undefined) throw new Error('a legacy (QKVS) snapshot needs the "kv" machine registered');
+    return kv as StateMachine & LegacyKvMachine;
+  }
+
+  /**
+   * Hex SHA-256 of the canonical replicated state: the registry record
+   * (appliedIndex, clockMs, sessions), then each machine's id and checksum()
+   * in id order. Equal on nodes at the same applied index, whatever format
+   * their snapshots are written in. (Not the composite trailer: it is
+   * computed without framing the machines' streams.)
+   */
+  checksum(): string {
+    const h = createHash('sha256');
+    h.update(packCanonical([this.#appliedIndex, this.#clockMs, this.#sessionTuples()]));
+    for (const m of this.#ordered()) h.update(packCanonical([m.id, m.checksum()]));
+    return h.digest('hex');
+  }
+
+  /**
+   * Replaces the whole replicated state with a snapshot's (composite or
+   * legacy). Every machine builds its new state aside; all swap in at the
+   * end, only when the whole stream checked out. A bad stream throws
+   * SnapshotCorruptError (offset, field), SnapshotVersionError or
+   * SnapshotMachineError (a machine this build does not run) and changes
+   * nothing. A registered machine without a section restores to empty.
+   */
+  async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const commit = await this.#read(chunks, true);
+    commit!();
+  }
+
+  /** The checks of restore() without keeping anything: the receive-side check and the storage's validateSnapshot. */
+  async validate(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    await this.#read(chunks, false);
+  }
+
+  async #read(chunks: AsyncIterable<Uint8Array>, build: boolean): Promise<RestoreCommit | undefined> {
+    const r = new ChunkReader(chunks);
+    try {
+      const header = await r.read(SNAPSHOT_STREAM_HEADER_BYTES);
+      if (header === undefined) throw new SnapshotCorruptError(r.offset, 'header', `truncated: ${r.offset} bytes, the header alone is ${SNAPSHOT_STREAM_HEADER_BYTES}`);
+      const version = Buffer.from(header.buffer, header.byteOffset, header.byteLength).readUInt32BE(4);
+      // A registry run as the previous release knows only QKVS, exactly as that release did.
+      if (this.#maxFormat >= 2 && startsWith(header, COMPOSITE_MAGIC_BYTES)) {
+        if (version > COMPOSITE_SNAPSHOT_VERSION) throw new SnapshotVersionError(version, COMPOSITE_SNAPSHOT_VERSION);
+        if (version !== COMPOSITE_SNAPSHOT_VERSION) throw new SnapshotCorruptError(4, 'version', `unknown composite format version ${version}`);
+        return await this.#readComposite(r, build);
+      }
+      for (let i = 0; i < SNAPSHOT_MAGIC_BYTES.length; i++) {
+        if (header[i] !== SNAPSHOT_MAGIC_BYTES[i]) {
+          throw new SnapshotCorruptError(i, 'magic', this.#maxFormat >= 2 ? `expected "QSMS" (composite) or "QKVS" (legacy)` : 'expected "QKVS"');
+        }
+      }
+      if (version > SNAPSHOT_LEGACY_FORMAT_VERSION) throw new SnapshotVersionError(version, SNAPSHOT_LEGACY_FORMAT_VERSION);
+      const rest = await r.rest(LEGACY_SNAPSHOT_BYTES_MAX);
+      return await this.#readLegacy(Buffer.concat([header, rest]), build);
+    } finally {
+      await r.close();
+    }
+  }
+
+  async #readLegacy(bytes: Uint8Array, build: boolean): Promise<RestoreCommit | undefined> {
+    const { version, body } = unframeSnapshot(bytes);
+    const at = 48;
+    const bad: Bad = (field, reason) => {
+      throw new SnapshotCorruptError(at, field, reason);
+    };
+    let raw: unknown;
+    try {
+      raw = unpackCanonical(body);
+    } catch (err) {
+      throw new SnapshotCorruptError(at, 'body', `not valid msgpack (${(err as Error).message})`, { cause: err });
+    }
+    if (!Array.isArray(raw) || raw.length !== 5) return bad('body', 'expected an array of 5 fields');
+    const [appliedIndexRaw, revision, clockMsRaw, keys, sessionsRaw] = raw as unknown[];
+    const appliedIndex = nat(bad, 'appliedIndex', appliedIndexRaw);
+    nat(bad, 'revision', revision);
+    const clockMs = nat(bad, 'clockMs', clockMsRaw);
+    if (!Array.isArray(keys)) return bad('keys', 'expected an array');
+    if (!Array.isArray(sessionsRaw)) return bad('sessions', 'expected an array');
+    const kvCommit = this.#machines.has(KV_MACHINE_ID)
+      ? this.#legacyKv().legacyRestore(revision, keys, bad)
+      : keys.length === 0 ? undefined : bad('keys', 'this registry runs no "kv" machine');
+    const check = new SessionChecker(clockMs, version === 1 ? 3 : 4);
+    const sessions = (sessionsRaw as unknown[]).map((t, i) => check.session(t, `sessions[${i}]`, bad));
+    if (!build) return undefined;
+    const others = [...this.#machines.values()].filter((m) => m.id !== KV_MACHINE_ID);
+    return this.#commitAll(kvCommit === undefined ? [] : [kvCommit], others, { appliedIndex, clockMs, sessions });
+  }
+
+  async #readComposite(r: ChunkReader, build: boolean): Promise<RestoreCommit | undefined> {
+    const rr = new RecordReader(r);
+    const head = await rr.next('head');
+    if (!Array.isArray(head) || head.length !== 4) return rr.bad('head', 'expected [appliedIndex, clockMs, sessionCount, sectionCount]');
+    const appliedIndex = nat(rr.bad, 'appliedIndex', head[0]);
+    const clockMs = nat(rr.bad, 'clockMs', head[1]);
+    const sessionCount = nat(rr.bad, 'sessionCount', head[2]);
+    const sectionCount = nat(rr.bad, 'sectionCount', head[3]);
+    const check = new SessionChecker(clockMs, 4);
+    const sessions: SessionRecord[] = [];
+    for (let i = 0; i < sessionCount; i++) {
+      const f = `sessions[${i}]`;
+      sessions.push(check.session(await rr.next(f), f, rr.bad));
+    }
+    const commits: RestoreCommit[] = [];
+    const seen = new Set<string>();
+    let prev: string | undefined;
+    for (let i = 0; i < sectionCount; i++) {
+      const id = await rr.next(`sections[${i}].machine`);
+      if (typeof id !== 'string' || id.length === 0) return rr.bad(`sections[${i}].machine`, 'expected a machine id (string)');
+      if (prev !== undefined && !(prev < id)) rr.bad(`sections[${i}].machine`, `sections out of id order or duplicated: ${JSON.stringify(prev)} then ${JSON.stringify(id)}`);
+      prev = id;
+      const m = this.#machines.get(id);
+      if (m === undefined) throw new SnapshotMachineError(id, rr.at);
+      seen.add(id);
+      const section = new SectionReader(r, id);
+      try {
+        if (build) commits.push(await m.restore(section));
+        else await m.validate(section);
+      } catch (e) {
+        throw section.translate(e);
+      }
+      if (!section.ended) throw new SnapshotCorruptError(r.offset, `${id}.end`, `machine ${JSON.stringify(id)} stopped reading before the end of its section`);
+    }
+    const at = r.offset;
+    const digest = r.hash.digest();
+    r.hashing = false;
+    const stored = await r.read(32);
+    if (stored === undefined) throw new SnapshotCorruptError(at, 'checksum', `truncated: the stream ends at byte ${r.offset}, before the 32-byte SHA-256 trailer`);
+    if (!Buffer.from(digest).equals(stored)) throw new SnapshotCorruptError(at, 'checksum', `SHA-256 of bytes 0..${at} does not match the trailer`);
+    if (!(await r.atEnd())) throw new SnapshotCorruptError(r.offset, 'trailer', 'bytes follow the SHA-256 trailer');
+    if (!build) return undefined;
+    return this.#commitAll(commits, [...this.#machines.values()].filter((m) => !seen.has(m.id)), { appliedIndex, clockMs, sessions });
+  }
+
+  /** Builds the empty state of the `absent` machines, then returns one commit for everything (the machines, then the registry). */
+  async #commitAll(commits: RestoreCommit[], absent: StateMachine[], s: RegistryState): Promise<RestoreCommit> {
+    for (const m of absent) commits.push(await m.restore(EMPTY_SNAPSHOT));
+    return () => {
+      for (const c of commits) c();
+      this.load(s);
+    };
+  }
+
+  // ---- the registry's own state ----------------------------------------------
 
   /** Session records in insertion order (the order snapshots keep). */
   sessionRecords(): IterableIterator<SessionRecord> {
@@ -211,4 +514,147 @@ export class MachineRegistry {
     this.#clockMs = s.clockMs;
     this.#sessions.load(s.sessions);
   }
+}
+
+/** Largest legacy (QKVS 1/2) snapshot read (those are held in memory whole). */
+const LEGACY_SNAPSHOT_BYTES_MAX = 2 ** 31 - 1;
+
+function startsWith(bytes: Uint8Array, magic: Uint8Array): boolean {
+  for (let i = 0; i < magic.length; i++) if (bytes[i] !== magic[i]) return false;
+  return true;
+}
+
+/** Checks session records of either format (`fields` 3: format 1, without the fingerprint). */
+class SessionChecker {
+  #prevAt = 0;
+  readonly #seen = new Set<string>();
+  constructor(readonly clockMs: number, readonly fields: 3 | 4) {}
+
+  session(t: unknown, f: string, bad: Bad): SessionRecord {
+    const n = this.fields;
+    if (!Array.isArray(t) || t.length !== n) bad(f, n === 3 ? 'expected [idempotencyKey, atMs, result]' : 'expected [idempotencyKey, atMs, result, fingerprint]');
+    const [key, atRaw, resultRaw, fpRaw] = t as unknown[];
+    if (typeof key !== 'string' || key.length === 0) return bad(`${f}.idempotencyKey`, 'expected a non-empty string');
+    if (this.#seen.has(key)) bad(`${f}.idempotencyKey`, `duplicate ${JSON.stringify(key)}`);
+    this.#seen.add(key);
+    const atMs = nat(bad, `${f}.atMs`, atRaw);
+    if (atMs < this.#prevAt || atMs > this.clockMs) bad(`${f}.atMs`, `expected non-decreasing times <= clockMs (${this.clockMs})`);
+    this.#prevAt = atMs;
+    const result = resultFromTuple(resultRaw);
+    if (result === undefined) return bad(`${f}.result`, 'malformed result tuple');
+    let fingerprint: string | undefined;
+    if (fpRaw !== undefined && fpRaw !== null) {
+      if (typeof fpRaw !== 'string' || !/^[0-9a-f]{32}$/.test(fpRaw)) return bad(`${f}.fingerprint`, 'expected 32 lowercase hex digits or nil');
+      fingerprint = fpRaw;
+    }
+    return { key, atMs, fingerprint, result };
+  }
+}
+
+/**
+ * One machine's section of a composite snapshot, read from the shared
+ * ChunkReader as the machine asks: data frames (uint32 length | bytes) up to
+ * the end frame (uint32 0). Every frame but the last is exactly
+ * SECTION_FRAME_BYTES long, so an offset in the machine's stream maps to one
+ * in the snapshot (translate). Holds one frame at most.
+ */
+class SectionReader implements AsyncIterable<Uint8Array> {
+  readonly #r: ChunkReader;
+  readonly #id: string;
+  /** Offset of the section's first frame. */
+  readonly #start: number;
+  #short = false;
+  ended = false;
+  /** Errors the framing itself raised (passed through as they are). */
+  readonly #own = new Set<unknown>();
+
+  constructor(r: ChunkReader, id: string) {
+    this.#r = r;
+    this.#id = id;
+    this.#start = r.offset;
+  }
+
+  #fail(offset: number, field: string, reason: string): never {
+    const e = new SnapshotCorruptError(offset, `${this.#id}.${field}`, reason);
+    this.#own.add(e);
+    throw e;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+    const r = this.#r;
+    while (!this.ended) {
+      const at = r.offset;
+      const len = await r.read(4);
+      if (len === undefined) this.#fail(at, 'frame', `truncated: the stream ends at byte ${r.offset}, inside a frame length`);
+      const n = ((len[0]! << 24) | (len[1]! << 16) | (len[2]! << 8) | len[3]!) >>> 0;
+      if (n === 0) {
+        this.ended = true;
+        return;
+      }
+      if (n > SECTION_FRAME_BYTES) this.#fail(at, 'frame', `frame length ${n} is over ${SECTION_FRAME_BYTES}`);
+      if (this.#short) this.#fail(at, 'frame', `a frame follows a short one (${n} bytes): only the last frame may be shorter than ${SECTION_FRAME_BYTES}`);
+      if (n < SECTION_FRAME_BYTES) this.#short = true;
+      const body = await r.read(n);
+      if (body === undefined) this.#fail(at, 'frame', `truncated: the stream ends at byte ${r.offset}, inside a frame of ${n} bytes`);
+      yield body;
+    }
+  }
+
+  /** A machine's error, with its offset mapped to the snapshot's and its field prefixed with the machine id. */
+  translate(e: unknown): unknown {
+    if (this.#own.has(e) || !(e instanceof SnapshotCorruptError)) return e;
+    const k = e.offset;
+    const abs = this.#start + 4 * (Math.floor(k / SECTION_FRAME_BYTES) + 1) + k;
+    const field = e.field.startsWith(`${this.#id}.`) ? e.field : `${this.#id}.${e.field}`;
+    return new SnapshotCorruptError(abs, field, `${e.reason} (byte ${k} of machine ${JSON.stringify(this.#id)}'s section)`, { cause: e });
+  }
+}
+
+/** Writes a composite snapshot (layout: snapshot.ts) from the captured registry state and the machines' streams. */
+async function* writeComposite(
+  head: Uint8Array,
+  sessions: readonly unknown[],
+  sections: readonly { readonly id: string; readonly it: AsyncIterator<Uint8Array> }[],
+): AsyncGenerator<Uint8Array> {
+  const b = new ChunkBuilder();
+  const header = Buffer.alloc(SNAPSHOT_STREAM_HEADER_BYTES);
+  header.set(COMPOSITE_MAGIC_BYTES, 0);
+  header.writeUInt32BE(COMPOSITE_SNAPSHOT_VERSION, 4);
+  b.write(header);
+  b.record(head);
+  for (const s of sessions) {
+    b.record(packCanonical(s));
+    while (b.full.length > 0) yield b.full.shift()!;
+  }
+  const frame = Buffer.allocUnsafe(SECTION_FRAME_BYTES);
+  for (const { id, it } of sections) {
+    b.record(packCanonical(id));
+    let n = 0;
+    for (;;) {
+      const r = await it.next();
+      if (r.done === true) break;
+      const c = r.value;
+      let at = 0;
+      while (at < c.length) {
+        const take = Math.min(c.length - at, SECTION_FRAME_BYTES - n);
+        frame.set(c.subarray(at, at + take), n);
+        n += take;
+        at += take;
+        if (n === SECTION_FRAME_BYTES) {
+          b.u32(n);
+          b.write(frame);
+          n = 0;
+        }
+      }
+      while (b.full.length > 0) yield b.full.shift()!;
+    }
+    if (n > 0) {
+      b.u32(n);
+      b.write(frame.subarray(0, n));
+    }
+    b.u32(0);
+  }
+  const digest = b.finish();
+  while (b.full.length > 0) yield b.full.shift()!;
+  yield digest;
 }

@@ -2,13 +2,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeCommand, packCanonical } from './commands.js';
 import type { Command } from './commands.js';
-import { KvStateMachine } from './kv.js';
+import { TestKv } from '../../test/support/kv-state.js';
 import { frameSnapshot, snapshotChunksOf } from './snapshot.js';
-import type { KvOptions } from './kv.js';
+import type { KvStateOptions as KvOptions } from './kv-state.js';
 import { resultToTuple } from './results.js';
 
 function driver(options: KvOptions = {}) {
-  const kv = new KvStateMachine(options);
+  const kv = new TestKv(options);
   let index = 0;
   return {
     kv,
@@ -72,7 +72,7 @@ describe('client sessions', () => {
     const d = driver();
     const cmd: Command = { type: 'txn', compare: [], success: [{ type: 'put', key: 'a', value: '1' }], failure: [] };
     const first = d.run(10, cmd, 'tx');
-    const other = new KvStateMachine();
+    const other = new TestKv();
     await other.restore(d.kv.snapshot());
     assert.equal(other.sessionCount, 1);
     assert.deepEqual(other.apply(2, encodeCommand({ at: 11, idempotencyKey: 'tx', command: cmd })), first);
@@ -113,7 +113,7 @@ describe('client sessions', () => {
   it('a format-1 snapshot (sessions without fingerprints) still restores; its records answer any command with their result', async () => {
     // Body as format 1 wrote it: session tuples [key, atMs, result].
     const body = packCanonical([1, 1, 10, [['a', '1', 1, 1, 1, null]], [['old', 10, resultToTuple({ revision: 1 })]]]);
-    const kv = new KvStateMachine();
+    const kv = new TestKv();
     await kv.restore(snapshotChunksOf(frameSnapshot(body, 1)));
     assert.equal(kv.sessionCount, 1);
     assert.equal(kv.get('a')?.value, '1');
@@ -121,15 +121,15 @@ describe('client sessions', () => {
     assert.deepEqual(kv.apply(3, encodeCommand({ at: 12, idempotencyKey: 'old', command: { type: 'delete', key: 'a' } })), { revision: 1 });
     assert.equal(kv.revision, 1);
     // Written back in format 3 (fingerprint nil) and read again.
-    const again = new KvStateMachine();
+    const again = new TestKv();
     await again.restore(kv.snapshot());
     assert.equal(again.checksum(), kv.checksum());
   });
 
   it('a format-2 snapshot with a malformed fingerprint is refused naming the field', async () => {
     const body = packCanonical([1, 1, 10, [], [['k', 10, resultToTuple({ revision: 1 }), 'not-hex']]]);
-    await assert.rejects(new KvStateMachine().restore(snapshotChunksOf(frameSnapshot(body, 2))), /sessions\[0\]\.fingerprint/);
+    await assert.rejects(new TestKv().restore(snapshotChunksOf(frameSnapshot(body, 2))), /sessions\[0\]\.fingerprint/);
     const short = packCanonical([1, 1, 10, [], [['k', 10, resultToTuple({ revision: 1 })]]]);
-    await assert.rejects(new KvStateMachine().restore(snapshotChunksOf(frameSnapshot(short, 2))), /sessions\[0\].*expected \[idempotencyKey, atMs, result, fingerprint\]/);
+    await assert.rejects(new TestKv().restore(snapshotChunksOf(frameSnapshot(short, 2))), /sessions\[0\].*expected \[idempotencyKey, atMs, result, fingerprint\]/);
   });
 });

@@ -4,7 +4,7 @@ import { SeededRandom } from '../raft/prng.js';
 import { encodeCommand, packCanonical } from './commands.js';
 import type { Command, TxnOp } from './commands.js';
 import { SnapshotCorruptError, SnapshotVersionError } from './errors.js';
-import { KvStateMachine } from './kv.js';
+import { TestKv } from '../../test/support/kv-state.js';
 import { collectSnapshot, frameSnapshot, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_HEADER_BYTES, SNAPSHOT_STREAM_HEADER_BYTES, snapshotChunksOf } from './snapshot.js';
 
 /**
@@ -14,7 +14,7 @@ import { collectSnapshot, frameSnapshot, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_HEADER_B
  */
 function randomEntries(seed: number, n: number): Uint8Array[] {
   const rnd = new SeededRandom(seed);
-  const leader = new KvStateMachine({ sessionMax: 20, sessionTtlMs: 5000 });
+  const leader = new TestKv({ sessionMax: 20, sessionTtlMs: 5000 });
   const key = () => `k/${rnd.int(40)}`;
   const val = () => (rnd.chance(0.1) ? 'ü✓'.repeat(rnd.int(5)) : String(rnd.int(1000)));
   const uniqueOps = (): TxnOp[] => {
@@ -59,7 +59,7 @@ function randomEntries(seed: number, n: number): Uint8Array[] {
   return out;
 }
 
-function feed(kv: KvStateMachine, entries: readonly Uint8Array[]): unknown[] {
+function feed(kv: TestKv, entries: readonly Uint8Array[]): unknown[] {
   return entries.map((data, i) => kv.apply(i + 1, data));
 }
 
@@ -67,12 +67,12 @@ describe('determinism', () => {
   it('two state machines fed the same seeded command sequence give identical results, checksums and snapshot bytes', async () => {
     for (const seed of [1, 2, 3]) {
       const entries = randomEntries(seed, 3000);
-      const a = new KvStateMachine({ sessionMax: 20, sessionTtlMs: 5000, watchHistoryEvents: 10 });
-      const b = new KvStateMachine({ sessionMax: 20, sessionTtlMs: 5000 }); // watch history is node-local
+      const a = new TestKv({ sessionMax: 20, sessionTtlMs: 5000, watchHistoryEvents: 10 });
+      const b = new TestKv({ sessionMax: 20, sessionTtlMs: 5000 }); // watch history is node-local
       assert.deepEqual(feed(a, entries), feed(b, entries), `seed ${seed}`);
       assert.equal(a.checksum(), b.checksum(), `seed ${seed}`);
       assert.deepEqual(await collectSnapshot(a.snapshot()), await collectSnapshot(b.snapshot()), `seed ${seed}`);
-      const results = feed(new KvStateMachine({ sessionMax: 20, sessionTtlMs: 5000 }), entries);
+      const results = feed(new TestKv({ sessionMax: 20, sessionTtlMs: 5000 }), entries);
       const expired = results.reduce<number>((n, r) => n + ((r as { expired?: number }).expired ?? 0), 0);
       assert.ok(a.size > 0 && a.revision > 100 && expired > 10 && a.sessionCount > 0, `seed ${seed} exercised the store (expired ${expired})`);
     }
@@ -80,11 +80,11 @@ describe('determinism', () => {
 
   it('a node restored from a mid-stream snapshot converges with one that applied everything', async () => {
     const entries = randomEntries(42, 2000);
-    const full = new KvStateMachine();
+    const full = new TestKv();
     feed(full, entries);
-    const early = new KvStateMachine();
+    const early = new TestKv();
     feed(early, entries.slice(0, 1000));
-    const late = new KvStateMachine();
+    const late = new TestKv();
     await late.restore(early.snapshot());
     for (let i = 1000; i < entries.length; i++) late.apply(i + 1, entries[i]!);
     assert.equal(late.checksum(), full.checksum());
@@ -94,10 +94,10 @@ describe('determinism', () => {
 
 describe('snapshot', () => {
   it('restore of a snapshot reproduces the state exactly', async () => {
-    const a = new KvStateMachine();
+    const a = new TestKv();
     feed(a, randomEntries(9, 1500));
     const snap = await collectSnapshot(a.snapshot());
-    const b = new KvStateMachine();
+    const b = new TestKv();
     await b.restore(snapshotChunksOf(snap));
     assert.equal(b.appliedIndex, a.appliedIndex);
     assert.equal(b.revision, a.revision);
@@ -109,17 +109,17 @@ describe('snapshot', () => {
   });
 
   it('an empty store round-trips', async () => {
-    const b = new KvStateMachine();
-    await b.restore(new KvStateMachine().snapshot());
+    const b = new TestKv();
+    await b.restore(new TestKv().snapshot());
     assert.equal(b.revision, 0);
     assert.equal(b.size, 0);
   });
 
   it('rejects a corrupt or truncated stream, naming offset and field, and keeps the old state', async () => {
-    const a = new KvStateMachine();
+    const a = new TestKv();
     feed(a, randomEntries(5, 300));
     const good = await collectSnapshot(a.snapshot());
-    const target = new KvStateMachine();
+    const target = new TestKv();
     target.apply(1, encodeCommand({ at: 1, command: { type: 'put', key: 'mine', value: 'x' } }));
     const before = target.checksum();
     const expectCorrupt = async (bytes: Uint8Array, field: string, offset: number): Promise<void> => {
@@ -130,7 +130,7 @@ describe('snapshot', () => {
           assert.deepEqual([e.field, e.offset], [field, offset], e.message);
           return true;
         });
-        await assert.rejects(KvStateMachine.validateSnapshot(snapshotChunksOf(bytes, chunkBytes)), SnapshotCorruptError);
+        await assert.rejects(new TestKv().validate(snapshotChunksOf(bytes, chunkBytes)), SnapshotCorruptError);
         assert.equal(target.checksum(), before);
       }
     };
@@ -157,23 +157,23 @@ describe('snapshot', () => {
     }
     const newer = good.slice();
     new DataView(newer.buffer).setUint32(4, 99);
-    await assert.rejects(target.restore(snapshotChunksOf(newer)), (e: unknown) => e instanceof SnapshotVersionError && /format version 99 is not supported .*up to 3/.test(e.message));
+    await assert.rejects(target.restore(snapshotChunksOf(newer)), (e: unknown) => e instanceof SnapshotVersionError && /format version 99 is not supported .*up to 1/.test(e.message));
     assert.equal(target.get('mine')?.value, 'x');
-    await KvStateMachine.validateSnapshot(snapshotChunksOf(good, 5));
+    await new TestKv().validate(snapshotChunksOf(good, 5));
   });
 
   it('a format-2 snapshot (previous release) still restores to the same state', async () => {
-    const a = new KvStateMachine();
+    const a = new TestKv();
     feed(a, randomEntries(11, 500));
     const keys = a.range('', 10_000).records.map((r) => [r.key, r.value, r.createRevision, r.modRevision, r.version, r.leaseDeadlineMs ?? null]);
     const v2 = frameSnapshot(packCanonical([a.appliedIndex, a.revision, a.clockMs, keys, []]), 2);
-    const b = new KvStateMachine();
+    const b = new TestKv();
     await b.restore(snapshotChunksOf(v2, 1000));
     assert.deepEqual(b.range('', 10_000), a.range('', 10_000));
     assert.equal(b.revision, a.revision);
     const corrupt = v2.slice();
     corrupt[SNAPSHOT_HEADER_BYTES + 3]! ^= 1;
-    await assert.rejects(new KvStateMachine().restore(snapshotChunksOf(corrupt)), (e: unknown) => e instanceof SnapshotCorruptError && e.field === 'checksum' && e.offset === 16);
+    await assert.rejects(new TestKv().restore(snapshotChunksOf(corrupt)), (e: unknown) => e instanceof SnapshotCorruptError && e.field === 'checksum' && e.offset === 16);
   });
 });
 
@@ -182,7 +182,7 @@ describe('streaming snapshot', () => {
   const del = (key: string): Uint8Array => encodeCommand({ at: 5, command: { type: 'delete', key } });
 
   it('streams the state as of the call in chunks of at most 1 MiB while applies go on', async () => {
-    const a = new KvStateMachine();
+    const a = new TestKv();
     let i = 0;
     const value = 'v'.repeat(1000);
     for (let k = 0; k < 4000; k++) a.apply(++i, put(`key/${String(k).padStart(5, '0')}`, `${k}:${value}`));
@@ -205,33 +205,33 @@ describe('streaming snapshot', () => {
     assert.ok(chunks.length >= 4, `${chunks.length} chunks`);
     const streamed = Buffer.concat(chunks);
     assert.deepEqual(new Uint8Array(streamed), atCapture, 'the stream holds the state as of the call');
-    const b = new KvStateMachine();
+    const b = new TestKv();
     await b.restore(snapshotChunksOf(streamed, 4096));
     assert.equal(b.checksum(), checksumAtCapture);
     assert.equal(b.get('new/1'), undefined);
     assert.equal(b.get('key/00001')?.value, `1:${value}`);
     assert.notEqual(a.checksum(), checksumAtCapture);
     // Once the stream ended, later snapshots see the live state.
-    const c = new KvStateMachine();
+    const c = new TestKv();
     await c.restore(a.snapshot());
     assert.equal(c.checksum(), a.checksum());
   });
 
   it('two streams open at once each keep their own capture; a restore meanwhile does not disturb them', async () => {
-    const a = new KvStateMachine();
+    const a = new TestKv();
     a.apply(1, put('x', '1'));
     const first = a.snapshot();
     a.apply(2, put('x', '2'));
     const second = a.snapshot();
     a.apply(3, put('x', '3'));
     a.apply(4, del('x'));
-    const other = new KvStateMachine();
+    const other = new TestKv();
     other.apply(9, put('y', 'z'));
     await a.restore(other.snapshot());
     a.apply(10, put('x', 'after restore'));
-    const one = new KvStateMachine();
+    const one = new TestKv();
     await one.restore(first);
-    const two = new KvStateMachine();
+    const two = new TestKv();
     await two.restore(second);
     assert.deepEqual([one.get('x')?.value, one.appliedIndex], ['1', 1]);
     assert.deepEqual([two.get('x')?.value, two.appliedIndex], ['2', 2]);

@@ -1,51 +1,68 @@
 // Snapshot framing.
 //
-// Format 3 (written now) is a stream, so a snapshot of any size is produced,
-// checked and restored in bounded memory:
+// The composite format ("QSMS", version 1; machines.ts writes and reads it)
+// is what this release writes once the cluster feature level is >= 2. It is a
+// stream, produced, checked and restored in bounded memory:
 //
 //   offset  size  field
-//   0       4     magic "QKVS"
-//   4       4     format version (3), uint32 big-endian
-//   8       ...   records: uint32 big-endian length | msgpack (see kv.ts)
+//   0       4     magic "QSMS"
+//   4       4     format version (1), uint32 big-endian
+//   8       ...   records: uint32 big-endian length (1..8 MiB) | msgpack
+//                   [appliedIndex, clockMs, sessionCount, sectionCount]
+//                   sessionCount x [idempotencyKey, atMs, resultTuple, fingerprint|nil]
+//                 then sectionCount sections, in machine-id order:
+//                   a record: the machine id (msgpack string)
+//                   data frames: uint32 length (1..64 KiB) | that many bytes of the machine's own stream
+//                   an end frame: uint32 0
 //   end-32  32    SHA-256 of every byte before it
 //
-// The first record says how many records follow, so the trailer's position
-// is known without reading ahead; nothing may follow the trailer.
+// A machine's stream is its own business (the KV's: kv.ts). The data frames
+// cut it into pieces of exactly SECTION_FRAME_BYTES (the last one shorter),
+// whatever chunks the machine yielded, so equal machine bytes give equal
+// snapshot bytes. Nothing may follow the trailer.
 //
-// Formats 1 and 2 (still read; the whole snapshot is then held in memory):
+// The legacy format ("QKVS", versions 1 and 2; the previous release's only
+// format) is one msgpack body held in memory whole:
 //
 //   offset  size  field
 //   0       4     magic "QKVS"
 //   4       4     format version, uint32 big-endian
 //   8       8     body length in bytes, uint64 big-endian
 //   16      32    SHA-256 of the body
-//   48      n     body
+//   48      n     body: [appliedIndex, revision, clockMs, keys, sessions]
 //
 // The body is checked against the digest before anything is decoded, so a
-// corrupt snapshot is never applied.
-//
-// Versions: 3 (written) streams; 2 adds the command fingerprint to client-session
-// records; 1 is still read (see KvStateMachine.restore). A build that only
-// knows 1 refuses a 2 with SnapshotVersionError (upgrade it) instead of
-// misreading it.
+// corrupt snapshot is never applied. Version 2 adds the command fingerprint
+// to client-session records. This release reads both and writes version 2
+// while the cluster feature level is 1. (KV format 3, a streaming QKVS of an
+// unreleased build, is not read.)
 import { createHash } from 'node:crypto';
+import { unpackCanonical } from './commands.js';
 import { SnapshotCorruptError, SnapshotVersionError } from './errors.js';
 
+/** Magic of the legacy (previous release) KV snapshot. */
 export const SNAPSHOT_MAGIC = 'QKVS';
-export const SNAPSHOT_FORMAT_VERSION = 3;
+/** The legacy format version written (while the cluster feature level is 1) and the newest read. */
+export const SNAPSHOT_FORMAT_VERSION = 2;
 /** The last format version with the whole-body framing (frameSnapshot/unframeSnapshot). */
 export const SNAPSHOT_LEGACY_FORMAT_VERSION = 2;
-/** Bytes of the format-3 header (magic, version). */
+/** Magic of the composite snapshot (registry state, then one section per machine). */
+export const COMPOSITE_SNAPSHOT_MAGIC = 'QSMS';
+export const COMPOSITE_SNAPSHOT_VERSION = 1;
+/** Bytes of a streaming header (magic, version): the composite's, and what restore reads first to tell the formats apart. */
 export const SNAPSHOT_STREAM_HEADER_BYTES = 8;
-/** Largest record of a format-3 snapshot (a key record is at most ~1 MiB value + 4 KiB key). */
+/** Largest length-prefixed record (a KV key record is at most ~1 MiB value + 4 KiB key). */
 export const SNAPSHOT_RECORD_BYTES_MAX = 8 * 1024 * 1024;
-/** Chunks yielded by KvStateMachine.snapshot() are at most this big. */
+/** Data frames of a composite section carry exactly this many bytes of the machine's stream (the last one fewer). */
+export const SECTION_FRAME_BYTES = 64 * 1024;
+/** Chunks yielded by snapshot() streams are at most this big. */
 export const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 /** Oldest format version this build still reads. */
 export const SNAPSHOT_MIN_FORMAT_VERSION = 1;
 export const SNAPSHOT_HEADER_BYTES = 48;
 
 const MAGIC_BYTES = new TextEncoder().encode(SNAPSHOT_MAGIC);
+export const COMPOSITE_MAGIC_BYTES = new TextEncoder().encode(COMPOSITE_SNAPSHOT_MAGIC);
 
 export function sha256(bytes: Uint8Array): Uint8Array {
   return createHash('sha256').update(bytes).digest();
@@ -94,6 +111,69 @@ export function unframeSnapshot(bytes: Uint8Array): { version: number; body: Uin
 }
 
 export { MAGIC_BYTES as SNAPSHOT_MAGIC_BYTES };
+
+/**
+ * Accumulates bytes and length-prefixed msgpack records into chunks of at
+ * most SNAPSHOT_CHUNK_BYTES, hashing them. The first buffer starts small and
+ * doubles up to the chunk size, so that a small state (checksum() runs after
+ * every apply in the simulator) costs no 1 MiB allocation. Take finished
+ * chunks from `full` as they appear; finish() flushes and returns the SHA-256
+ * of everything written.
+ */
+export class ChunkBuilder {
+  #out = Buffer.allocUnsafe(4096);
+  #n = 0;
+  readonly full: Uint8Array[] = [];
+  readonly #hash = createHash('sha256');
+  readonly #len = Buffer.alloc(4);
+
+  write(b: Uint8Array): void {
+    let at = 0;
+    while (at < b.length) {
+      if (this.#n === this.#out.length) {
+        const bigger = Buffer.allocUnsafe(Math.min(SNAPSHOT_CHUNK_BYTES, this.#out.length * 2));
+        this.#out.copy(bigger, 0, 0, this.#n);
+        this.#out = bigger;
+      }
+      const take = Math.min(b.length - at, this.#out.length - this.#n);
+      this.#out.set(b.subarray(at, at + take), this.#n);
+      this.#n += take;
+      at += take;
+      if (this.#n === SNAPSHOT_CHUNK_BYTES) this.#flush();
+    }
+  }
+
+  u32(n: number): void {
+    this.#len.writeUInt32BE(n, 0);
+    this.write(this.#len);
+  }
+
+  /** A record: uint32 length | msgpack of `tuple` (pack with packCanonical for deterministic bytes). */
+  record(body: Uint8Array): void {
+    this.u32(body.length);
+    this.write(body);
+  }
+
+  #flush(): void {
+    if (this.#n === 0) return;
+    const c = this.#out.subarray(0, this.#n);
+    this.#hash.update(c);
+    this.full.push(c);
+    this.#out = Buffer.allocUnsafe(SNAPSHOT_CHUNK_BYTES);
+    this.#n = 0;
+  }
+
+  #digest: Uint8Array | undefined;
+
+  /** Flushes; returns the SHA-256 of every byte written (again on later calls). */
+  finish(): Uint8Array {
+    if (this.#digest === undefined) {
+      this.#flush();
+      this.#digest = this.#hash.digest();
+    }
+    return this.#digest;
+  }
+}
 
 /**
  * Reads exact byte counts from a stream of chunks, tracking the absolute
@@ -200,3 +280,43 @@ export async function collectSnapshot(chunks: AsyncIterable<Uint8Array>): Promis
 export async function* snapshotChunksOf(bytes: Uint8Array, chunkBytes = SNAPSHOT_CHUNK_BYTES): AsyncGenerator<Uint8Array> {
   for (let at = 0; at < bytes.length; at += chunkBytes) yield bytes.subarray(at, Math.min(bytes.length, at + chunkBytes));
 }
+
+/** A check failed: throws SnapshotCorruptError at the current record's offset. */
+export type Bad = (field: string, reason: string) => never;
+
+/** Reads length-prefixed msgpack records (uint32 length 1..SNAPSHOT_RECORD_BYTES_MAX | msgpack) from a ChunkReader. */
+export class RecordReader {
+  /** Offset of the record being read (for errors). */
+  at: number;
+  readonly bad: Bad = (field, reason) => {
+    throw new SnapshotCorruptError(this.at, field, reason);
+  };
+
+  constructor(readonly r: ChunkReader) {
+    this.at = r.offset;
+  }
+
+  async next(field: string): Promise<unknown> {
+    const r = this.r;
+    this.at = r.offset;
+    const len = await r.read(4);
+    if (len === undefined) return this.bad(field, `truncated: the stream ends at byte ${r.offset}, inside the length of a record`);
+    const n = ((len[0]! << 24) | (len[1]! << 16) | (len[2]! << 8) | len[3]!) >>> 0;
+    if (n === 0 || n > SNAPSHOT_RECORD_BYTES_MAX) return this.bad(field, `record length ${n} is outside 1..${SNAPSHOT_RECORD_BYTES_MAX}`);
+    const body = await r.read(n);
+    if (body === undefined) return this.bad(field, `truncated: the stream ends at byte ${r.offset}, inside a record of ${n} bytes`);
+    try {
+      return unpackCanonical(body);
+    } catch (err) {
+      return this.bad(field, `not valid msgpack (${(err as Error).message})`);
+    }
+  }
+}
+
+export const nat = (bad: Bad, field: string, v: unknown): number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : bad(field, `expected a non-negative integer, got ${String(v)}`);
+
+/** An empty stream (a registered machine absent from a snapshot restores from it: its empty state). */
+export const EMPTY_SNAPSHOT: AsyncIterable<Uint8Array> = {
+  [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }),
+};

@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { encodeCommand } from './commands.js';
 import type { Command } from './commands.js';
 import { CompactedError } from './errors.js';
-import { KvStateMachine } from './kv.js';
+import { TestKv } from '../../test/support/kv-state.js';
 import { collectSnapshot, snapshotChunksOf } from './snapshot.js';
-import type { KvOptions } from './kv.js';
+import type { KvStateOptions as KvOptions } from './kv-state.js';
 import type { WatchEvent } from './watch.js';
 
 function driver(options: KvOptions = {}) {
-  const kv = new KvStateMachine(options);
+  const kv = new TestKv(options);
   let index = 0;
   return {
     kv,

@@ -7,6 +7,8 @@
 // idempotency key recorded before the switch still deduplicates after it.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { TOKEN, TestCluster, http, waitFor } from './harness.js';
 
 const OLD = 2;
@@ -86,5 +88,89 @@ describe('rolling upgrade of the entry format', () => {
     if (sums.every((s) => s.appliedIndex === sums[0]!.appliedIndex)) assert.equal(new Set(sums.map((s) => s.checksum)).size, 1, 'same state on every node');
     for (let i = 0; i < 3; i++) assert.equal(cl.nodes[i]!.exitCode, undefined, `node ${i} is running`);
     assert.doesNotMatch(cl.log(OLD), /command_version_unsupported/);
+  });
+});
+
+/** Snapshot installs this node logged (its log file spans restarts). */
+function installs(c: TestCluster, i: number): number {
+  return (c.log(i).match(/"event":"snapshot_installed"/g) ?? []).length;
+}
+
+/** Whether a snapshot file in node i's data dir holds `magic` ("QKVS": legacy, "QSMS": composite). */
+function storedSnapshotHas(c: TestCluster, i: number, magic: string): boolean {
+  const dir = join(c.nodes[i]!.dir, 'raft', 'snap');
+  return readdirSync(dir).some((f) => !f.endsWith('.tmp') && readFileSync(join(dir, f)).includes(magic));
+}
+
+describe('rolling upgrade of the snapshot format', () => {
+  let c: TestCluster | undefined;
+  after(async () => {
+    await c?.stop();
+  });
+
+  test('a level-1 node installs a snapshot taken while the cluster level is 1 (legacy QKVS); after the upgrade a composite snapshot (QSMS) is taken and installed', async () => {
+    c = await TestCluster.start({
+      nodes: 3,
+      cluster: { snapshotEntries: 100, snapshotTrailingEntries: 0 },
+      env: (i) => (i === OLD ? { QUORATE_TEST_FEATURE_LEVEL: '1' } : undefined),
+    });
+    const cl = c;
+    await cl.waitLeader();
+    const client = cl.client();
+    const first = await client.kvPut('snap/first', 'x', { idempotencyKey: 'snap-key-1' });
+    await waitFor('the old node applies the first write', async () => (await staleGet(cl, OLD, 'snap/first')) === 'x');
+
+    // The old node misses enough writes for the leader to snapshot and compact past it.
+    cl.kill(OLD, 'SIGTERM');
+    assert.equal(await cl.waitExit(OLD), 0);
+    for (let i = 0; i < 130; i++) await client.kvPut(`snap/old/${i}`, `o${i}`);
+    const leader = await cl.waitLeader();
+    await waitFor('the leader takes a snapshot', () => /"event":"snapshot_taken"/.test(cl.log(leader)));
+    assert.ok(storedSnapshotHas(cl, leader, 'QKVS'), 'at cluster level 1 the snapshot is in the legacy format');
+
+    // Back as the previous release: it can only catch up through that snapshot.
+    const before = installs(cl, OLD);
+    cl.startNode(OLD, { QUORATE_TEST_FEATURE_LEVEL: '1' });
+    await cl.waitReady(OLD);
+    await waitFor('the old node installs the snapshot', () => installs(cl, OLD) > before, 30_000);
+    await client.kvPut('snap/after-install', 'y');
+    await waitFor('the old node applies later writes', async () => (await staleGet(cl, OLD, 'snap/after-install')) === 'y');
+    assert.equal(await staleGet(cl, OLD, 'snap/old/129'), 'o129');
+    assert.equal(cl.nodes[OLD]!.exitCode, undefined, 'the old node is still running');
+    assert.doesNotMatch(cl.log(OLD), /snapshot_corrupt|snapshot_version_unsupported/);
+
+    // The upgrade.
+    cl.kill(OLD, 'SIGTERM');
+    assert.equal(await cl.waitExit(OLD), 0);
+    cl.startNode(OLD);
+    await cl.waitReady(OLD);
+    await waitFor('the leader computes cluster feature level 2', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 2);
+
+    // A follower falls behind while still connected (stopped, not disconnected: the level stays 2), the
+    // leader snapshots in the composite format and compacts past it, then the follower restarts.
+    const lead = await cl.waitLeader();
+    const f = [0, 1, 2].find((i) => i !== lead)!;
+    const fBefore = installs(cl, f);
+    const toLeader = cl.client({ urls: [cl.nodes[lead]!.url] });
+    cl.kill(f, 'SIGSTOP');
+    const taken = (cl.log(lead).match(/"event":"snapshot_taken"/g) ?? []).length;
+    for (let i = 0; i < 130; i++) await toLeader.kvPut(`snap/new/${i}`, `n${i}`);
+    await waitFor('the leader takes another snapshot', () => (cl.log(lead).match(/"event":"snapshot_taken"/g) ?? []).length > taken);
+    assert.ok(storedSnapshotHas(cl, lead, 'QSMS'), 'at cluster level 2 the snapshot is in the composite format');
+    cl.kill(f, 'SIGKILL');
+    await cl.waitExit(f);
+    cl.startNode(f);
+    await cl.waitReady(f);
+    await waitFor('the restarted follower installs the composite snapshot', () => installs(cl, f) > fBefore, 30_000);
+    assert.ok(storedSnapshotHas(cl, f, 'QSMS'));
+    await client.kvPut('snap/last', 'z');
+    for (let i = 0; i < 3; i++) await waitFor(`node ${i} applies the last write`, async () => (await staleGet(cl, i, 'snap/last')) === 'z');
+    assert.equal(await staleGet(cl, f, 'snap/new/129'), 'n129');
+    // The session recorded before both snapshots (carried by the legacy one, then the composite one) still answers a retry.
+    const again = await client.kvPut('snap/first', 'x', { idempotencyKey: 'snap-key-1' });
+    assert.equal(again.revision, first.revision);
+    const sums = await Promise.all([0, 1, 2].map(async (i) => dump(cl, i)));
+    if (sums.every((s) => s.appliedIndex === sums[0]!.appliedIndex)) assert.equal(new Set(sums.map((s) => s.checksum)).size, 1, 'same state on every node');
+    for (let i = 0; i < 3; i++) assert.equal(cl.nodes[i]!.exitCode, undefined, `node ${i} is running`);
   });
 });

@@ -3,7 +3,7 @@
 // network, disk, faults, clients. Each node is the agent's own `Replica`
 // (src/node/replica.ts) over the agent's `WalStorage` on a simulated file
 // system that loses unsynced writes and tears the last one at a crash
-// (test/support/simfs.ts), the real `KvStateMachine`, a simulated network and
+// (test/support/simfs.ts), the real `MachineRegistry` with the `KvStateMachine` in it, a simulated network and
 // virtual time. Oracles run on what the nodes persist, send and apply; at the
 // end the client history is checked for linearizability and the healed
 // cluster for liveness and convergence. Same seed => same trace, bit for bit.
@@ -17,7 +17,7 @@ import { NodeError } from '../../src/node/errors.js';
 import { Replica, type Clock, type LogStore, type PeerNetwork, type ReplicaHooks, type StateMachine } from '../../src/node/replica.js';
 import type { StorageFs } from '../../src/storage/fs.js';
 import { WalStorage } from '../../src/storage/wal.js';
-import { KV_MACHINE_ID, KvStateMachine, encodeCommand, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../../src/state/index.js';
+import { KV_MACHINE_ID, createKvState, encodeCommand, type KvReader, type KvState, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../../src/state/index.js';
 import { SimCrashError, SimFs, skipHotPathDatasync } from '../support/simfs.js';
 import { EventQueue } from './heap.js';
 import { fnv, mix } from './hash.js';
@@ -117,7 +117,8 @@ interface SimNode {
   readonly fs: SimFs;
   raft: RawNode | null;
   replica: Replica | null;
-  kv: KvStateMachine | null;
+  /** The KV's reads, with the registry's applied index and whole-state checksum (simView). */
+  kv: KvReader | null;
   /** What the node has written to its log (chain hashes), for log matching. */
   readonly log: LogView;
   /** The membership as of the applied index, computed by the simulator from the conf changes alone. */
@@ -247,6 +248,8 @@ export class Simulation {
   now = 0;
   steps = 0;
   readonly #q = new EventQueue();
+  /** Checks received snapshots (either format), as a node's registry does; keeps no state. */
+  readonly #validator = createKvState().registry;
   readonly #netRng: SeededRandom;
   readonly #faultRng: SeededRandom;
   readonly #clientRng: SeededRandom;
@@ -478,17 +481,19 @@ export class Simulation {
   }
 
   async #boot(n: SimNode, inc: number): Promise<void> {
+    // As in a cluster mid-upgrade: even nodes write legacy (QKVS 2) snapshots, odd ones composite (QSMS); every node reads both.
+    const replicated = createKvState({ clusterFeatureLevel: () => (n.id % 2 === 0 ? 1 : 2) });
     const fs: StorageFs = this.mutation === 'walSkipsFsync' ? skipHotPathDatasync(n.fs) : n.fs;
     const { storage, state } = await WalStorage.open(DATA_DIR, {
       fs,
       segmentBytesMax: this.profile.segmentBytes,
       commitPersistEveryEntries: this.profile.commitPersistEvery,
-      validateSnapshot: (chunks) => KvStateMachine.validateSnapshot(chunks),
+      validateSnapshot: (chunks) => replicated.registry.validate(chunks),
     });
     if (n.inc !== inc) return;
     for (const w of state.warnings) this.#trace(`recovery-warning ${w.replace(/\s+/g, '_').slice(0, 60)}`, n.id);
-    const kv = new KvStateMachine();
-    if (state.snapshot) await kv.restore(state.openSnapshot());
+    if (state.snapshot) await replicated.registry.restore(state.openSnapshot());
+    const kv = simView(replicated);
     if (n.inc !== inc) return;
     const snap: SnapshotMeta = state.snapshot ?? { index: 0, term: 0, membership: this.#bootstrap };
     if (kv.appliedIndex !== snap.index) this.#fail('snapshot-meta', `node ${n.id}: recovered snapshot meta at ${snap.index} but its state is at ${kv.appliedIndex}`);
@@ -511,7 +516,7 @@ export class Simulation {
       raw: raft,
       log: this.#logStore(n, inc, storage),
       net: this.#network(n, inc),
-      sm: this.#stateMachine(n, kv),
+      sm: this.#stateMachine(n, replicated, kv),
       clock: this.#clock(n, inc),
       tickMs: n.tickMs,
       logger: SILENT,
@@ -523,7 +528,7 @@ export class Simulation {
     n.replica.start();
   }
 
-  #alive(n: SimNode | undefined, inc?: number): n is SimNode & { raft: RawNode; replica: Replica; kv: KvStateMachine } {
+  #alive(n: SimNode | undefined, inc?: number): n is SimNode & { raft: RawNode; replica: Replica; kv: KvReader } {
     return n !== undefined && n.state === 'up' && n.replica !== null && (inc === undefined || n.inc === inc);
   }
 
@@ -667,10 +672,11 @@ export class Simulation {
     if (n.role === 'leader') this.#checkLeaderCompleteness(n);
   }
 
-  #stateMachine(n: SimNode, kv: KvStateMachine): StateMachine {
+  #stateMachine(n: SimNode, replicated: KvState, kv: KvReader): StateMachine {
+    const registry = replicated.registry;
     return {
       get appliedIndex() {
-        return kv.appliedIndex;
+        return registry.appliedIndex;
       },
       apply: (index, data) => {
         const h = mix(fnv(data), index);
@@ -682,7 +688,7 @@ export class Simulation {
         if (committed !== undefined && mine !== undefined && committed !== mine) {
           this.#fail('state-machine-safety', `node ${n.id} applies entry ${index}, which is not the entry committed there`);
         }
-        const r = kv.apply(index, data);
+        const r = registry.apply(index, data);
         this.#checkDigest(n, kv);
         return r;
       },
@@ -691,12 +697,12 @@ export class Simulation {
         const prev = this.#appliedAt.get(index);
         if (prev === undefined) this.#appliedAt.set(index, -1);
         else if (prev !== -1) this.#fail('state-machine-safety', `node ${n.id} applied a membership entry at index ${index} where another node applied a command`);
-        kv.markApplied(index);
+        registry.markApplied(index);
         this.#checkDigest(n, kv);
       },
-      snapshot: () => kv.snapshot(),
+      snapshot: () => registry.snapshot(),
       restore: async (chunks) => {
-        await kv.restore(chunks);
+        await registry.restore(chunks);
         this.#checkDigest(n, kv, true);
       },
     };
@@ -704,11 +710,11 @@ export class Simulation {
 
   /**
    * State-machine safety: equal state at equal applied index on every node. A
-   * cheap digest of the keys at every index; the KV's full checksum (SHA-256
-   * of its snapshot stream, sessions and clock included) every 32nd index and
+   * cheap digest of the keys at every index; the registry's full checksum (over its
+   * record, sessions and clock included, and each machine's section hash) every 32nd index and
    * at convergence.
    */
-  #checkDigest(n: SimNode, kv: KvStateMachine, full = kv.appliedIndex % 32 === 0): void {
+  #checkDigest(n: SimNode, kv: KvReader, full = kv.appliedIndex % 32 === 0): void {
     let h = mix(0x811c9dc5, kv.appliedIndex, kv.revision);
     let after: string | undefined;
     for (;;) {
@@ -827,7 +833,7 @@ export class Simulation {
         },
         discard: () => Promise.resolve(),
       };
-      t.replica.receiveSnapshot(m.from, m.snapshot!, source, m, (chunks) => KvStateMachine.validateSnapshot(chunks));
+      t.replica.receiveSnapshot(m.from, m.snapshot!, source, m, (chunks) => this.#validator.validate(chunks));
       resolve();
     };
     this.#at(this.now + delay, deliver);
@@ -1070,8 +1076,8 @@ export class Simulation {
     this.faults[kind] = (this.faults[kind] ?? 0) + 1;
   }
 
-  #leader(): (SimNode & { raft: RawNode; replica: Replica; kv: KvStateMachine }) | undefined {
-    let best: (SimNode & { raft: RawNode; replica: Replica; kv: KvStateMachine }) | undefined;
+  #leader(): (SimNode & { raft: RawNode; replica: Replica; kv: KvReader }) | undefined {
+    let best: (SimNode & { raft: RawNode; replica: Replica; kv: KvReader }) | undefined;
     for (const n of this.nodes.values()) {
       if (this.#alive(n) && n.role === 'leader' && n.pausedUntil <= this.now && (best === undefined || n.term > best.term)) best = n;
     }
@@ -1410,4 +1416,9 @@ export function formatViolation(v: Violation): string {
     'last events:',
     ...v.trace.map((l) => `  ${l}`),
   ].join('\n');
+}
+
+/** What the simulator reads of a node's state: the KV's reads, the registry's applied index, and the registry's checksum (the whole state: sessions and clock too). */
+function simView(s: KvState): KvReader {
+  return { ...s.reader, get appliedIndex() { return s.registry.appliedIndex; }, get revision() { return s.kv.revision; }, checksum: () => s.registry.checksum() };
 }

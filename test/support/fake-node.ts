@@ -1,6 +1,6 @@
 // An in-memory node for API tests, behind the API's two ports
 // (src/api/ports.ts): the FakeNode itself is the ClusterControl, and
-// `kvService` is the KvService over a real KvStateMachine whose proposals
+// `kvService` is the KvService over a real KvStateMachine (in its registry, createKvState) whose proposals
 // apply at once. It can play leader or follower (pointing at another test
 // server as the leader), and every NodeStatus field and failure can be set by
 // the test. Methods are looked up at call time, so a test may replace one
@@ -10,8 +10,8 @@ import type { QuorateConfig } from '../../src/config/index.js';
 import type { ClusterControl, KvService, NodeStatus, PeerInfo, ProposeOptions } from '../../src/api/ports.js';
 import { NodeError } from '../../src/node/errors.js';
 import { MetricsRegistry } from '../../src/ops/metrics.js';
-import { encodeCommand, KvStateMachine } from '../../src/state/index.js';
-import type { ApplyResult, Command, KvOptions } from '../../src/state/index.js';
+import { createKvState, encodeCommand } from '../../src/state/index.js';
+import type { ApplyResult, Command, KvStateMachine, KvStateOptions, MachineRegistry } from '../../src/state/index.js';
 
 export interface FakeNodeOptions {
   readonly nodeName: string;
@@ -19,7 +19,7 @@ export interface FakeNodeOptions {
   readonly dataDir: string;
   /** Start as leader (default) or follower. */
   readonly leader?: boolean;
-  readonly kv?: KvOptions;
+  readonly kv?: KvStateOptions;
 }
 
 export class FakeNode implements ClusterControl {
@@ -27,6 +27,7 @@ export class FakeNode implements ClusterControl {
   readonly nodeName: string;
   readonly nodeId: number;
   readonly kv: KvStateMachine;
+  readonly machines: MachineRegistry;
   /** The KvService the API is given: reads of `kv`, writes through propose(), barriers through readBarrier(). */
   readonly kvService: KvService;
   readonly metrics = new MetricsRegistry();
@@ -53,11 +54,14 @@ export class FakeNode implements ClusterControl {
     this.nodeName = options.nodeName;
     this.nodeId = options.nodeId ?? 1;
     this.config = parseConfig({ node: { nodeName: options.nodeName, dataDir: options.dataDir } }, {});
-    this.kv = new KvStateMachine(options.kv ?? {});
+    const state = createKvState(options.kv ?? {});
+    this.kv = state.kv;
+    this.machines = state.registry;
     const kv = this.kv;
+    const machines = this.machines;
     this.kvService = {
       get appliedIndex() {
-        return kv.appliedIndex;
+        return machines.appliedIndex;
       },
       get revision() {
         return kv.revision;
@@ -142,7 +146,7 @@ export class FakeNode implements ClusterControl {
     await this.beforePropose?.(command, options);
     const data = encodeCommand({ at: Date.now(), command, ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}) });
     this.#proposals.inc({ type: command.type });
-    return this.kv.apply(++this.#index, data);
+    return this.machines.apply(++this.#index, data) ?? { revision: this.kv.revision };
   }
 
   async readBarrier(): Promise<void> {

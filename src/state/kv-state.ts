@@ -1,0 +1,50 @@
+// The replicated state of a node today: a MachineRegistry with the KV
+// registered as its "kv" machine. The registry is the Replica's state machine
+// port (apply, snapshot, restore); the KV serves reads.
+import { KvStateMachine } from './kv.js';
+import type { KvOptions, KvReader } from './kv.js';
+import { MachineRegistry } from './machines.js';
+import type { MachineRegistryOptions } from './machines.js';
+
+export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
+
+export interface KvState {
+  /** Applies entries, owns the applied index, clock and sessions; writes and restores snapshots. */
+  readonly registry: MachineRegistry;
+  /** The "kv" machine: reads and watches. */
+  readonly kv: KvStateMachine;
+  /** The KV's reads with the registry's applied index (what the HTTP API reads). */
+  readonly reader: KvReader;
+}
+
+export function createKvState(o: KvStateOptions = {}): KvState {
+  const registry = new MachineRegistry({
+    ...(o.sessionMax !== undefined ? { sessionMax: o.sessionMax } : {}),
+    ...(o.sessionTtlMs !== undefined ? { sessionTtlMs: o.sessionTtlMs } : {}),
+    ...(o.maxFormatVersion !== undefined ? { maxFormatVersion: o.maxFormatVersion } : {}),
+    ...(o.clusterFeatureLevel !== undefined ? { clusterFeatureLevel: o.clusterFeatureLevel } : {}),
+  });
+  const kv = new KvStateMachine({
+    ...(o.watchHistoryEvents !== undefined ? { watchHistoryEvents: o.watchHistoryEvents } : {}),
+    ...(o.watchHistoryBytes !== undefined ? { watchHistoryBytes: o.watchHistoryBytes } : {}),
+    ...(o.onListenerError !== undefined ? { onListenerError: o.onListenerError } : {}),
+  });
+  registry.register(kv);
+  return { registry, kv, reader: kvReaderOf(registry, kv) };
+}
+
+/** The KV's reads, with the applied index taken from its registry. */
+export function kvReaderOf(registry: Pick<MachineRegistry, 'appliedIndex'>, kv: KvStateMachine): KvReader {
+  return {
+    get appliedIndex() {
+      return registry.appliedIndex;
+    },
+    get revision() {
+      return kv.revision;
+    },
+    get: (key) => kv.get(key),
+    range: (prefix, limit, startAfter) => kv.range(prefix, limit, startAfter),
+    watch: (prefix, fromRevision, listener, options) => kv.watch(prefix, fromRevision, listener, options),
+    checksum: () => kv.checksum(),
+  };
+}
