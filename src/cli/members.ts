@@ -69,7 +69,7 @@ const enroll: Command = {
     'until it is promoted (--json: one JSON event per line). A dr node stays a non-voting learner. Its old data, if any, is moved to a dated backup dir, printed here.',
   flags: [
     { name: 'peer-url', type: 'string', value: 'P', help: "the node's advertisePeerUrl (default: asked from the node itself)" },
-    { name: 'role', type: 'string', value: 'ROLE', help: 'voter (default), observer or dr' },
+    { name: 'role', type: 'string', value: 'ROLE', help: 'voter, observer or dr (default: the node.role the node reports; must match it)' },
     { name: 'force', type: 'boolean', help: "enroll even if the node holds another cluster's data (it is backed up first)" },
     { name: 'wait', type: 'duration', value: 'DURATION', help: 'how long to follow catch-up before giving up (default 2m; 0 = do not wait)' },
   ],
