@@ -37,6 +37,13 @@ export const ERROR_STATUS = {
   invalid_transfer: 409,
   // The previous membership change is not committed yet; retry when it is.
   conf_change_in_progress: 409,
+  // The joining node is unreachable, runs an incompatible version, holds
+  // another cluster's data (without --force), or did not complete the join:
+  // the message says which and what to do; nothing was changed.
+  enroll_refused: 409,
+  // Removing the node would leave fewer reachable voters than the new
+  // configuration's write quorum (the message gives the arithmetic).
+  removal_unsafe: 409,
   // Leadership did not move in time (target lagging or unreachable); this
   // node still leads. A definite outcome, so 409 and not 503: clients retry
   // 503 on other nodes, which would repeat a multi-second transfer at the
@@ -70,6 +77,9 @@ export const ERROR_STATUS = {
   not_leader: 503,
   quorum_not_met: 503,
   shutting_down: 503,
+  // This node was removed from the cluster (`quorate remove`): it serves no
+  // data; the cluster goes on without it, so another node answers.
+  removed: 503,
   // This node's disk failed and it is stopping: the cluster may well serve
   // the request elsewhere, so 503 (retry another node) and not 500 (a bug);
   // the message names the failure for the operator.

@@ -103,6 +103,33 @@ export interface ClusterControl {
   metricsText(): string;
   /** Snapshot and compact the log now. */
   snapshotNow(): Promise<{ index: number }>;
+
+  // Membership (src/node/enroll.ts; docs/operations.md runbooks). The three operations run on the leader and throw not_leader elsewhere.
+  /** Removed from the cluster: data calls answer 503 `removed`. */
+  isRemoved(): boolean;
+  /** A one-time join token valid for ttlMs, kept in the leader's memory. */
+  createJoinToken(ttlMs?: number): { token: string; expiresAt: string; ttlMs: number };
+  /** Enroll a node started with `quorate agent --join-token`: checks it, it joins as a learner, promoted once caught up. Throws enroll_refused with what to do. */
+  enroll(req: EnrollRequest): Promise<EnrollResult>;
+  /** Remove a member by name; removal_unsafe (with the arithmetic) when the remaining reachable voters could not commit. */
+  removeMember(nodeName: string): Promise<{ nodeName: string; nodeId: number; message: string }>;
+}
+
+export interface EnrollRequest {
+  readonly apiUrl: string;
+  readonly peerUrl: string;
+  readonly role: 'voter' | 'observer' | 'dr';
+  readonly force: boolean;
+}
+
+export interface EnrollResult {
+  readonly nodeName: string;
+  readonly nodeId: number;
+  readonly role: 'voter' | 'observer' | 'dr';
+  readonly catchUpTo: number;
+  /** Where the joiner moved its old data (null when its data dir was fresh). */
+  readonly backupDir: string | null;
+  readonly warnings: string[];
 }
 
 export interface ProposeOptions {

@@ -2,7 +2,7 @@
 import { PROMETHEUS_CONTENT_TYPE } from '../ops/metrics.js';
 import type { RequestContext, Route } from './context.js';
 import { badField } from './errors.js';
-import { tryLocalThenLeader } from './leader.js';
+import { onLeader, tryLocalThenLeader } from './leader.js';
 import { parseSwitchover } from './validate.js';
 
 /** failover-safe waits at most this long. */
@@ -60,6 +60,30 @@ function flag(ctx: RequestContext, name: string): boolean {
   throw badField(name, `must be 1/true or 0/false, got ${JSON.stringify(v.slice(0, 40))}`);
 }
 
+/** Join tokens live at most this long (and 10 minutes by default). */
+export const MAX_JOIN_TOKEN_TTL_MS = 24 * 3600_000;
+
+function object(v: unknown): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw badField('body', 'must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function onlyKeys(o: Record<string, unknown>, keys: readonly string[]): void {
+  for (const k of Object.keys(o)) if (!keys.includes(k)) throw badField(k, `unknown field (allowed: ${keys.join(', ')})`);
+}
+
+function httpUrl(o: Record<string, unknown>, k: string): string {
+  const v = o[k];
+  if (typeof v !== 'string' || !/^https?:\/\/[^\s/]+:\d{1,5}\/?$/.test(v)) throw badField(k, 'must be an http(s) URL with a port, e.g. "http://10.0.1.13:7101"');
+  return v.replace(/\/+$/, '');
+}
+
+function peerAddress(o: Record<string, unknown>, k: string): string {
+  const v = o[k];
+  if (typeof v !== 'string' || !/^([a-z][a-z0-9+.-]*:\/\/)?[^\s/]+:\d{1,5}\/?$/i.test(v)) throw badField(k, 'must be the node\'s advertisePeerUrl, e.g. "https://10.0.1.13:5201"');
+  return v;
+}
+
 export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   '/v1/cluster/status': {
     GET: { auth: 'reader', query: [], handle: async (ctx) => ctx.json(200, clusterStatus(ctx)) },
@@ -88,6 +112,63 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
           const r = await ctx.app.cluster.switchover(to);
           ctx.app.logger.info({ from: r.from, to: r.to, term: r.term, pauseMs: r.pauseMs, by: ctx.principal?.name }, 'switchover done');
           ctx.json(200, { ...r, leader: r.to });
+        });
+      },
+    },
+  },
+  '/v1/cluster/join-tokens': {
+    POST: {
+      auth: 'admin',
+      query: [],
+      handle: async (ctx) => {
+        const body = object((await ctx.jsonBody(true)) ?? {});
+        onlyKeys(body, ['ttlMs']);
+        const ttl = body['ttlMs'];
+        if (ttl !== undefined && !(typeof ttl === 'number' && Number.isSafeInteger(ttl) && ttl >= 1000 && ttl <= MAX_JOIN_TOKEN_TTL_MS)) {
+          throw badField('ttlMs', `must be an integer in 1000..${MAX_JOIN_TOKEN_TTL_MS} (ms)`);
+        }
+        await onLeader(ctx, true, async () => {
+          const t = ctx.app.cluster.createJoinToken(ttl as number | undefined);
+          ctx.app.logger.info({ event: 'join_token_created', by: ctx.principal?.name, expiresAt: t.expiresAt }, 'join token created');
+          ctx.json(200, { ...t, leader: ctx.app.cluster.nodeName });
+        });
+      },
+    },
+  },
+  '/v1/cluster/enroll': {
+    POST: {
+      auth: 'admin',
+      query: [],
+      handle: async (ctx) => {
+        const body = object(await ctx.jsonBody());
+        onlyKeys(body, ['apiUrl', 'peerUrl', 'role', 'force']);
+        const apiUrl = httpUrl(body, 'apiUrl');
+        const peerUrl = peerAddress(body, 'peerUrl');
+        const role = body['role'] ?? 'voter';
+        if (role !== 'voter' && role !== 'observer' && role !== 'dr') throw badField('role', 'must be "voter", "observer" or "dr"');
+        const force = body['force'] ?? false;
+        if (typeof force !== 'boolean') throw badField('force', 'must be true or false');
+        await onLeader(ctx, true, async () => {
+          const r = await ctx.app.cluster.enroll({ apiUrl, peerUrl, role, force });
+          ctx.app.logger.info({ event: 'enrolled', by: ctx.principal?.name, nodeName: r.nodeName, nodeId: r.nodeId, role }, `enrolled ${r.nodeName}`);
+          ctx.json(200, { ...r, leader: ctx.app.cluster.nodeName });
+        }, ctx.app.forwardTimeoutMs + 30_000);
+      },
+    },
+  },
+  '/v1/cluster/remove': {
+    POST: {
+      auth: 'admin',
+      query: [],
+      handle: async (ctx) => {
+        const body = object(await ctx.jsonBody());
+        onlyKeys(body, ['nodeName']);
+        const nodeName = body['nodeName'];
+        if (typeof nodeName !== 'string' || nodeName === '' || nodeName.length > 256) throw badField('nodeName', 'must be a member\'s node name');
+        await onLeader(ctx, true, async () => {
+          const r = await ctx.app.cluster.removeMember(nodeName);
+          ctx.app.logger.info({ event: 'removed', by: ctx.principal?.name, nodeName, nodeId: r.nodeId }, r.message);
+          ctx.json(200, { ...r, leader: ctx.app.cluster.nodeName });
         });
       },
     },

@@ -128,6 +128,9 @@ async function dispatch(ctx: RequestContext): Promise<void> {
   if (ctx.app.closing) throw new ApiError('shutting_down', `${ctx.app.cluster.nodeName} is shutting down; retry on another node`, {}, { connection: 'close' });
   if (route.auth !== null) ctx.principal = ctx.app.tokens.authorize(ctx.header('authorization'), route.auth);
   if (route.query !== undefined) ctx.checkQuery(route.query);
+  if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name === '/v1/watch')) {
+    throw new ApiError('removed', `${ctx.app.cluster.nodeName} was removed from the cluster and serves no data; use another node (\`quorate peers\` on a member lists them)`);
+  }
   const key = m.rawKey !== undefined ? decodeKey(m.rawKey) : undefined;
   await route.handle(ctx, key);
 }

@@ -11,8 +11,9 @@ import { Context, EXIT, allFlags, type Command, type Io } from './command.js';
 import { demoCommand } from './demo.js';
 import { initCommand } from './init.js';
 import { kvCommands } from './kv.js';
+import { memberCommands } from './members.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...kvCommands];
+export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...memberCommands, ...kvCommands];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 
 function flagLines(flags: readonly FlagSpec[]): string {

@@ -7,8 +7,9 @@ import type { QuorateConfig } from '../config/index.js';
 import { ApiStartError, startApiServer } from '../api/server.js';
 import type { ApiServer } from '../api/server.js';
 import { QuorateNode } from './node.js';
+import { awaitEnrollment, enrolledWith } from './join-agent.js';
 
-export async function runAgent(config: QuorateConfig, opts: { configPath: string }): Promise<void> {
+export async function runAgent(config: QuorateConfig, opts: { configPath: string; joinToken?: string }): Promise<void> {
   // Every line carries the node's current term once the node is up.
   let currentTerm: () => number | undefined = () => undefined;
   const logger = pino({
@@ -22,6 +23,8 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
   logger.info({ event: 'agent_starting', node: config.node.nodeName, config: opts.configPath }, `starting quorate node ${config.node.nodeName}`);
   let node: QuorateNode;
   try {
+    // A join token: wait to be enrolled first (unless this data dir already was, with this token).
+    if (opts.joinToken !== undefined && !enrolledWith(config.node.dataDir, opts.joinToken)) await awaitEnrollment(config, logger, opts.joinToken);
     node = await QuorateNode.start(config, logger, {
       onFatal: (e) => {
         logger.fatal({ event: 'agent_exit', node: config.node.nodeName, err: e.message }, `exiting after a fatal error: ${e.message}`);

@@ -24,6 +24,11 @@ export const NODE_ERROR_CODES = [
   // Membership changes.
   'conf_change_in_progress',
   'invalid_conf_change',
+  // Enroll and remove (src/node/enroll.ts).
+  'enroll_refused',
+  'removal_unsafe',
+  // This node was removed from the cluster: it serves no data.
+  'removed',
   // Snapshots.
   'snapshot_in_progress',
   // The node itself.

@@ -16,7 +16,14 @@ export interface BootstrapMember {
 
 export interface Bootstrap {
   readonly haId: string;
+  /** The cluster's initial (index-0) members: the same on every member, enrolled ones included. */
   readonly members: readonly BootstrapMember[];
+  /** An enrolled node (src/node/enroll.ts): its id, allocated by the leader. */
+  readonly self?: BootstrapMember;
+  /** An enrolled node: the members' addresses when it joined (until its log has the membership). */
+  readonly peers?: readonly BootstrapMember[];
+  /** An enrolled node: the id of the join token it was enrolled with (a restart with the same token starts normally). */
+  readonly enrolledWithToken?: string;
 }
 
 export function normalizePeerUrl(u: string): string {
@@ -83,11 +90,32 @@ export function parseBootstrap(text: string, path: string): Bootstrap {
     return { id, peerUrl: r['peerUrl'] };
   });
   if (new Set(out.map((m) => m.id)).size !== out.length) throw bad('"members" repeats an id');
-  return { haId: o['haId'], members: out };
+  const one = (r: unknown, where: string): BootstrapMember => {
+    const x = r as Record<string, unknown> | null;
+    if (typeof x !== 'object' || x === null) throw bad(`${where} is not an object`);
+    if (typeof x['id'] !== 'number' || !Number.isSafeInteger(x['id']) || x['id'] <= 0) throw bad(`${where}.id is not a positive integer`);
+    if (typeof x['peerUrl'] !== 'string' || !/^[^\s]+:\d{1,5}$/.test(x['peerUrl'])) throw bad(`${where}.peerUrl is not host:port`);
+    return { id: x['id'], peerUrl: x['peerUrl'] };
+  };
+  const b: { -readonly [K in keyof Bootstrap]: Bootstrap[K] } = { haId: o['haId'], members: out };
+  if (o['self'] !== undefined) b.self = one(o['self'], 'self');
+  if (o['peers'] !== undefined) {
+    if (!Array.isArray(o['peers'])) throw bad('"peers" is not an array');
+    b.peers = o['peers'].map((p: unknown, i) => one(p, `peers[${i}]`));
+  }
+  if (o['enrolledWithToken'] !== undefined) {
+    if (typeof o['enrolledWithToken'] !== 'string') throw bad('"enrolledWithToken" is not a string');
+    b.enrolledWithToken = o['enrolledWithToken'];
+  }
+  return b;
 }
 
 export function selfId(b: Bootstrap, config: QuorateConfig): number {
   const me = normalizePeerUrl(config.node.advertisePeerUrl);
+  if (b.self !== undefined) {
+    if (b.self.peerUrl !== me) throw new Error(`this node was enrolled with peer address ${b.self.peerUrl}, but node.advertisePeerUrl is now ${config.node.advertisePeerUrl}: restore the address it was enrolled with`);
+    return b.self.id;
+  }
   const m = b.members.find((x) => x.peerUrl === me);
   if (!m) {
     throw new Error(
@@ -95,4 +123,23 @@ export function selfId(b: Bootstrap, config: QuorateConfig): number {
     );
   }
   return m.id;
+}
+
+/** Every id → peer address a node knows at start: the bootstrap members, and for an enrolled node its peers at enrollment and itself. */
+export function bootstrapAddresses(b: Bootstrap): Map<number, string> {
+  const m = new Map(b.members.map((x) => [x.id, x.peerUrl]));
+  for (const p of b.peers ?? []) m.set(p.id, p.peerUrl);
+  if (b.self) m.set(b.self.id, b.self.peerUrl);
+  return m;
+}
+
+/** Writes <dataDir>/bootstrap.json (fsynced, atomically): for a node enrolled into a running cluster. */
+export async function writeBootstrap(dataDir: string, b: Bootstrap): Promise<void> {
+  const path = join(dataDir, 'bootstrap.json');
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, JSON.stringify(b, null, 2));
+  const fh = await open(tmp, 'r');
+  await fh.sync();
+  await fh.close();
+  await rename(tmp, path);
 }

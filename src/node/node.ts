@@ -19,7 +19,9 @@ import { notLeader } from './errors.js';
 import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
-import { bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
+import { bootstrapAddresses, bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
+import { DEFAULT_JOIN_TOKEN_TTL_MS, Enroller, type EnrollRequest, type EnrollResult } from './enroll.js';
+import { existsSync, writeFileSync } from 'node:fs';
 import { kvServiceOf } from './kv-service.js';
 import { failoverSafe, switchover, type ControlContext } from './control.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
@@ -28,7 +30,7 @@ import { MemberRegistry } from './registry.js';
 import { REAL_CLOCK, Replica } from './replica.js';
 import { memberRole } from './roles.js';
 import { SplitBrainWatch } from './split-brain.js';
-import { buildStatus } from './status.js';
+import { VERSION, buildStatus } from './status.js';
 
 export { VERSION } from './status.js';
 
@@ -66,6 +68,9 @@ export class QuorateNode implements ClusterControl {
   /** The cluster feature level last computed when proposing (for the log line when it changes). */
   #proposedLevel = 0;
   readonly #mLeaderChanges;
+  readonly #enroller: Enroller;
+  /** Removed from the cluster (its membership says so, a peer refused it as removed, or the marker file): serves no data. */
+  #removed = false;
 
   private constructor(
     config: QuorateConfig,
@@ -96,18 +101,14 @@ export class QuorateNode implements ClusterControl {
     this.#registry = new MemberRegistry({
       selfId: id,
       self: { nodeName: config.node.nodeName, apiUrl: config.node.advertiseApiUrl, role: memberRole(config.node.role), incarnation: security.incarnation },
-      members: new Map(bootstrap.members.map((b) => [b.id, b.peerUrl])),
+      members: bootstrapAddresses(bootstrap),
       logger: this.#log,
       configuredRole: config.node.role,
       fatalIfBroken: (e) => this.#replica.fatalIfBroken(e),
       featureLevel,
     });
-    const peerMap = new Map<number, { host: string; port: number }>();
-    for (const b of bootstrap.members) {
-      if (b.id === id) continue;
-      const u = new URL(`tcp://${b.peerUrl}`);
-      peerMap.set(b.id, { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) });
-    }
+    // Peers: from bootstrap.json, then from the membership's records (#syncPeers).
+    const peerMap = this.#peerMap();
     const tls = config.security.tls;
     const peerAddr = new URL(`tcp://${config.node.peerAddress}`);
     this.#transport = new PeerTransport({
@@ -144,6 +145,9 @@ export class QuorateNode implements ClusterControl {
         this.#queueReconcile();
       },
       allowedPeerIds: 'peers',
+      onJoin: (ja, jn, ln) => this.#enroller.onJoin(ja, jn, ln),
+      isRemovedPeer: (peer) => this.#replica.core.membership().removed.includes(peer),
+      onRemovedByPeer: (_peer, reason) => this.#markRemoved(reason),
     });
     this.#replica = new Replica({
       raw,
@@ -171,6 +175,12 @@ export class QuorateNode implements ClusterControl {
       isLeader: () => this.isLeader(), notLeader: () => notLeader(this.#leaderName(), this.leaderApiUrl()),
     };
     this.#registry.refresh(raw);
+    this.#enroller = new Enroller({
+      log: this.#log, haId: config.cluster.haId, selfId: id, version: VERSION, bootstrap, clusterSecret: security.clusterSecret,
+      replica: this.#replica, registry: this.#registry, isLeader: () => this.isLeader(),
+      notLeader: () => notLeader(this.#leaderName(), this.leaderApiUrl()), clusterFeatureLevel: () => this.featureLevel(),
+    });
+    if (existsSync(`${config.node.dataDir}/removed`) || this.#registry.removed) this.#markRemoved('the membership (or this data dir\'s "removed" marker) says so');
     this.#services = new LeaderServices(this.#leadership, this.#log);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#queueReconcile()));
@@ -314,7 +324,29 @@ export class QuorateNode implements ClusterControl {
     return metricsText(this.#metrics, this.status(), this.machines);
   }
 
+  /** Removed from the cluster: the API serves no data (503 removed) and health shows role removed. */
+  isRemoved(): boolean {
+    return this.#removed;
+  }
+
+  createJoinToken(ttlMs = DEFAULT_JOIN_TOKEN_TTL_MS): { token: string; expiresAt: string; ttlMs: number } {
+    return this.#enroller.createToken(ttlMs);
+  }
+
+  enroll(req: EnrollRequest): Promise<EnrollResult> {
+    return this.#enroller.enroll(req);
+  }
+
+  removeMember(nodeName: string): Promise<{ nodeName: string; nodeId: number; message: string }> {
+    return this.#enroller.remove(nodeName, { configuredWriteQuorum: this.config.database.writeQuorum, switchover: () => this.switchover() });
+  }
+
   status(): NodeStatus {
+    const s = this.#status();
+    return this.#removed ? { ...s, role: 'removed' } : s;
+  }
+
+  #status(): NodeStatus {
     return buildStatus({
       st: this.#replica.core.status(),
       config: this.config,
@@ -340,7 +372,11 @@ export class QuorateNode implements ClusterControl {
   }
 
   #afterReady(raw: RawNode, rd: Ready): void {
-    if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) this.#registry.refresh(raw);
+    if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) {
+      this.#registry.refresh(raw);
+      this.#transport.setPeers(this.#peerMap());
+      if (this.#registry.removed) this.#markRemoved('its membership records the removal');
+    }
     if (rd.softState?.role === 'leader' || rd.committedEntries.some((e) => e.type === 'conf')) this.#registry.dirty = true;
     if (this.#replica.soft.role === 'leader' && this.#registry.dirty && rd.committedEntries.length > 0) this.#queueReconcile();
   }
@@ -395,6 +431,26 @@ export class QuorateNode implements ClusterControl {
 
   #writeHaState(): Promise<void> {
     return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader() });
+  }
+
+  /** id → address of every peer the registry knows (bootstrap.json, then the membership's records). */
+  #peerMap(): Map<number, { host: string; port: number }> {
+    const out = new Map<number, { host: string; port: number }>();
+    for (const [pid, meta] of this.#registry.peers) {
+      if (pid === this.nodeId) continue;
+      const u = new URL(`tcp://${meta.peerUrl}`);
+      out.set(pid, { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) });
+    }
+    return out;
+  }
+
+  #markRemoved(why: string): void {
+    if (this.#removed) return;
+    this.#removed = true;
+    try {
+      writeFileSync(`${this.config.node.dataDir}/removed`, `${new Date().toISOString()} ${why}\n`);
+    } catch { /* the in-memory flag still holds; logged below */ }
+    this.#log.warn({ event: 'node_removed', reason: why }, `this node was removed from the cluster (${why}): it serves no data and answers health with role removed; its id is never reused. To bring this machine back, move its data dir aside and enroll it again (\`quorate enroll\`)`);
   }
 
   #leaderName(): string | undefined {

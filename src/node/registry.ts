@@ -22,7 +22,8 @@ export interface Announced {
 }
 
 export interface PeerMeta {
-  readonly peerUrl: string;
+  /** host:port; from bootstrap.json, then from the member's record in the membership (the leader records it). */
+  peerUrl: string;
   /** When it was last caught up with the leader (the leader's view; for replicationLagMs). */
   lastCaughtUpAt: number;
   /** Never used as it is: the leader records it in the membership through the log. */
@@ -64,6 +65,8 @@ export class MemberRegistry {
   #fencedLogAt = new Map<NodeId, number>();
   /** This node came back with a new data dir (see markRejoining). */
   #rejoining = false;
+  /** The membership this node holds lists it as removed. */
+  removed = false;
   /** Something the reconciliation looks at changed (a handshake, leadership, a committed membership change). */
   dirty = true;
   #warned = new Set<string>();
@@ -125,7 +128,17 @@ export class MemberRegistry {
 
   /** The membership changed (in the loop): re-read the records. */
   refresh(raw: RawNode): void {
-    this.#records = new Map(raw.membership().members.map((m) => [m.id, m]));
+    const membership = raw.membership();
+    this.#records = new Map(membership.members.map((m) => [m.id, m]));
+    // Peer addresses come from the membership (a member added online is reachable by all); removed ids are dropped.
+    for (const m of membership.members) {
+      if (m.peerUrl === undefined) continue;
+      const p = this.peers.get(m.id);
+      if (p === undefined) this.peers.set(m.id, { peerUrl: m.peerUrl, lastCaughtUpAt: Date.now(), announced: undefined });
+      else p.peerUrl = m.peerUrl;
+    }
+    for (const id of membership.removed) if (id !== this.selfId) this.peers.delete(id);
+    this.removed = membership.removed.includes(this.selfId);
     this.#refreshFenced();
     if (this.#rejoining && this.#records.get(this.selfId)?.incarnation === this.#self.incarnation) {
       this.#rejoining = false;
@@ -176,22 +189,25 @@ export class MemberRegistry {
     this.dirty = false;
     const match = new Map(st.progress.map((p) => [p.id, p.match]));
     match.set(this.selfId, st.lastIndex);
+    // Peer addresses go into the records only once every member applies the field (feature level 2, features.ts).
+    const recordPeerUrls = this.clusterFeatureLevel(st.membership.members) >= 2;
     for (const mem of st.membership.members) {
       const said = this.peers.get(mem.id)?.announced;
       if (said === undefined) continue;
       const name = said.nodeName;
       const apiUrl = said.apiUrl ?? mem.apiUrl;
       const incarnation = said.incarnation ?? mem.incarnation;
+      const peerUrl = mem.peerUrl ?? (recordPeerUrls ? this.peers.get(mem.id)?.peerUrl : undefined);
       let next: Member | undefined;
       let why = '';
       if (mem.incarnation !== undefined && said.incarnation !== undefined && said.incarnation !== mem.incarnation && mem.id !== this.selfId) {
         const gate = isVoting(mem.role) ? st.commit : mem.catchUpTo;
-        next = { id: mem.id, role: isVoting(mem.role) ? 'learner' : mem.role, incarnation: said.incarnation, name, ...(apiUrl ? { apiUrl } : {}), ...(gate !== undefined ? { catchUpTo: gate } : {}) };
+        next = { id: mem.id, role: isVoting(mem.role) ? 'learner' : mem.role, incarnation: said.incarnation, name, ...(apiUrl ? { apiUrl } : {}), ...(peerUrl ? { peerUrl } : {}), ...(gate !== undefined ? { catchUpTo: gate } : {}) };
         why = `${name} came back with a new data dir (incarnation ${mem.incarnation} → ${said.incarnation}): it is a non-voting learner until it has caught up to index ${gate ?? st.commit}`;
         this.#log.warn({ event: 'member_rejoined', id: mem.id, previous: mem.incarnation, incarnation: said.incarnation, catchUpTo: gate }, why);
-      } else if (incarnation !== mem.incarnation || apiUrl !== mem.apiUrl || name !== mem.name) {
-        next = { ...mem, name, ...(incarnation !== undefined ? { incarnation } : {}), ...(apiUrl !== undefined ? { apiUrl } : {}) };
-        why = `recording ${name}'s identity (incarnation ${incarnation ?? '-'}, API ${apiUrl ?? '-'})`;
+      } else if (incarnation !== mem.incarnation || apiUrl !== mem.apiUrl || name !== mem.name || peerUrl !== mem.peerUrl) {
+        next = { ...mem, name, ...(incarnation !== undefined ? { incarnation } : {}), ...(apiUrl !== undefined ? { apiUrl } : {}), ...(peerUrl !== undefined ? { peerUrl } : {}) };
+        why = `recording ${name}'s identity (incarnation ${incarnation ?? '-'}, API ${apiUrl ?? '-'}, peer ${peerUrl ?? '-'})`;
       } else {
         const want = said.role ?? mem.role;
         if (mem.catchUpTo !== undefined) {

@@ -33,6 +33,12 @@ export function applyConfChange(m: Membership, cc: ConfChange): Membership {
     case 'add': {
       if (current !== undefined) throw new InvalidConfChange(`node ${cc.id} is already a member (${current})`);
       if (m.removed.includes(cc.id)) throw new InvalidConfChange(`node id ${cc.id} was removed before and may not be reused`);
+      if (cc.member !== undefined) {
+        const problem = memberProblem(cc.member);
+        if (problem !== undefined) throw new InvalidConfChange(`member record for node ${cc.id}: ${problem}`);
+        if (cc.member.id !== cc.id || cc.member.role !== cc.role) throw new InvalidConfChange(`member record (id ${cc.member.id}, ${cc.member.role}) differs from the change (id ${cc.id}, ${cc.role})`);
+        return { members: sorted([...m.members, normalizeMember(cc.member)]), removed: m.removed };
+      }
       return { members: sorted([...m.members, { id: cc.id, role: cc.role }]), removed: m.removed };
     }
     case 'remove': {
@@ -75,13 +81,14 @@ export function normalizeMember(x: Member): Member {
     role: x.role,
     ...(x.incarnation !== undefined ? { incarnation: x.incarnation } : {}),
     ...(x.apiUrl !== undefined ? { apiUrl: x.apiUrl } : {}),
+    ...(x.peerUrl !== undefined ? { peerUrl: x.peerUrl } : {}),
     ...(x.name !== undefined ? { name: x.name } : {}),
     ...(x.catchUpTo !== undefined ? { catchUpTo: x.catchUpTo } : {}),
   };
 }
 
 export function sameMember(a: Member, b: Member): boolean {
-  return a.id === b.id && a.role === b.role && a.incarnation === b.incarnation && a.apiUrl === b.apiUrl && a.name === b.name && a.catchUpTo === b.catchUpTo;
+  return a.id === b.id && a.role === b.role && a.incarnation === b.incarnation && a.apiUrl === b.apiUrl && a.peerUrl === b.peerUrl && a.name === b.name && a.catchUpTo === b.catchUpTo;
 }
 
 const META_MAX = 256;
@@ -92,14 +99,14 @@ export function memberProblem(v: unknown): string | undefined {
   const r = v as Record<string, unknown>;
   if (!isId(r['id'])) return 'id must be a positive integer';
   if (typeof r['role'] !== 'string' || !ROLES.includes(r['role'])) return `role must be one of ${ROLES.join(', ')}`;
-  for (const k of ['incarnation', 'apiUrl', 'name'] as const) {
+  for (const k of ['incarnation', 'apiUrl', 'peerUrl', 'name'] as const) {
     const f = r[k];
     if (f !== undefined && (typeof f !== 'string' || f.length === 0 || f.length > META_MAX)) return `${k} must be a non-empty string of at most ${META_MAX} characters`;
   }
   const c = r['catchUpTo'];
   if (c !== undefined && !(typeof c === 'number' && Number.isSafeInteger(c) && c >= 0)) return 'catchUpTo must be a non-negative integer';
   for (const k of Object.keys(r)) {
-    if (!['id', 'role', 'incarnation', 'apiUrl', 'name', 'catchUpTo'].includes(k)) return `unknown field ${k}`;
+    if (!['id', 'role', 'incarnation', 'apiUrl', 'peerUrl', 'name', 'catchUpTo'].includes(k)) return `unknown field ${k}`;
   }
   return undefined;
 }
@@ -137,6 +144,11 @@ function parseChange(v: unknown): ConfChange {
   }
   const role = o['role'];
   if ((op === 'add' || op === 'setRole') && typeof role === 'string' && ROLES.includes(role)) {
+    if (op === 'add' && o['member'] !== undefined) {
+      const problem = memberProblem(o['member']);
+      if (problem !== undefined) throw new InvalidConfChange(`conf entry field change.member: ${problem}`);
+      return { op, id, role: role as MemberRole, member: normalizeMember(o['member'] as Member) };
+    }
     return { op, id, role: role as MemberRole };
   }
   throw new InvalidConfChange(`conf entry field change has invalid op/role: ${JSON.stringify(o)}`);

@@ -24,6 +24,8 @@ export interface Member {
    */
   readonly incarnation?: string;
   readonly apiUrl?: string;
+  /** Its peer address (host:port), recorded by the leader when it is added or announces itself: how every node's transport reaches it. */
+  readonly peerUrl?: string;
   readonly name?: string;
   readonly catchUpTo?: number;
 }
@@ -35,7 +37,8 @@ export interface Membership {
 }
 
 export type ConfChange =
-  | { readonly op: 'add'; readonly id: NodeId; readonly role: MemberRole }
+  /** `member`, when given, is the new member's whole record (its id and role must match the change's). */
+  | { readonly op: 'add'; readonly id: NodeId; readonly role: MemberRole; readonly member?: Member }
   | { readonly op: 'remove'; readonly id: NodeId }
   | { readonly op: 'setRole'; readonly id: NodeId; readonly role: MemberRole }
   /** Replace a member's whole record (role and metadata); a single-server change like setRole. */

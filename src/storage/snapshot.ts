@@ -41,6 +41,7 @@ const metaSchema = z
           // What the leader recorded for the member (src/raft Member).
           incarnation: z.string().min(1).max(256).optional(),
           apiUrl: z.string().min(1).max(256).optional(),
+          peerUrl: z.string().min(1).max(256).optional(),
           name: z.string().min(1).max(256).optional(),
           catchUpTo: z.number().int().nonnegative().safe().optional(),
         }).strict()),

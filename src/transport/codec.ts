@@ -29,6 +29,9 @@ export const FrameType = {
   snapshotAck: 9,
   challenge: 10,
   auth: 11,
+  /** The join exchange (join.ts): a joiner's proof of a join token, the leader's sealed answer. */
+  joinAuth: 12,
+  joinAck: 13,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;
 export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
@@ -53,6 +56,8 @@ export const DEFAULT_FRAME_LIMITS: Readonly<Record<FrameTypeName, number>> = {
   snapshotEnd: 4 * KiB,
   ping: 0,
   snapshotAck: 0,
+  joinAuth: 8 * KiB,
+  joinAck: 256 * KiB,
 };
 const ABSOLUTE_FRAME_MAX_BYTES = 64 * MiB;
 
@@ -204,11 +209,12 @@ function snapshotToTuple(s: SnapshotMeta): Tuple {
   return [s.index, s.term, s.membership.members.map(memberToTuple), [...s.membership.removed]];
 }
 
-/** [id, role code] plus, when recorded, [incarnation, apiUrl, name, catchUpTo] (null where absent). */
+/** [id, role code] plus, when recorded, [incarnation, apiUrl, name, catchUpTo] and then [peerUrl] (null where absent; appended, so older tuples still decode). */
 function memberToTuple(m: Member): Tuple {
   const t: Tuple = [m.id, ROLES.indexOf(m.role)];
-  if (m.incarnation === undefined && m.apiUrl === undefined && m.name === undefined && m.catchUpTo === undefined) return t;
+  if (m.incarnation === undefined && m.apiUrl === undefined && m.name === undefined && m.catchUpTo === undefined && m.peerUrl === undefined) return t;
   t.push(m.incarnation ?? null, m.apiUrl ?? null, m.name ?? null, m.catchUpTo ?? null);
+  if (m.peerUrl !== undefined) t.push(m.peerUrl);
   return t;
 }
 
@@ -243,16 +249,18 @@ function snapshotFromTuple(v: unknown, path: string): SnapshotMeta {
   const t = tuple(v, path, 4, 4);
   const members: Member[] = array(t[2], `${path}.membership.members`).map((mv, i) => {
     const p = `${path}.membership.members[${i}]`;
-    const mt = tuple(mv, p, 2, 6);
+    const mt = tuple(mv, p, 2, 7);
     const opt = (k: number, what: string): string | undefined => (mt[k] === undefined || mt[k] === null ? undefined : metaStr(mt[k], `${p}.${what}`));
     const incarnation = opt(2, 'incarnation');
     const apiUrl = opt(3, 'apiUrl');
     const name = opt(4, 'name');
+    const peerUrl = opt(6, 'peerUrl');
     const catchUpTo = mt[5] === undefined || mt[5] === null ? undefined : uint(mt[5], `${p}.catchUpTo`);
     return {
       id: nodeId(mt[0], `${p}.id`), role: code(ROLES, mt[1], `${p}.role`),
       ...(incarnation !== undefined ? { incarnation } : {}), ...(apiUrl !== undefined ? { apiUrl } : {}),
       ...(name !== undefined ? { name } : {}), ...(catchUpTo !== undefined ? { catchUpTo } : {}),
+      ...(peerUrl !== undefined ? { peerUrl } : {}),
     };
   });
   const removed = array(t[3], `${path}.membership.removed`).map((x, i) => nodeId(x, `${path}.membership.removed[${i}]`));

@@ -242,3 +242,73 @@ export function decodeRefusal(payload: Uint8Array, offset: number): Refusal {
     return { code: str(m.get('code'), 'refuse.code'), reason: str(m.get('reason'), 'refuse.reason') };
   });
 }
+
+// ---- Join exchange (join.ts) ----------------------------------------------
+
+export interface JoinAuthFrame {
+  readonly tokenId: string;
+  readonly haId: string;
+  readonly nodeName: string;
+  readonly apiUrl: string;
+  readonly peerUrl: string;
+  readonly featureLevel: number;
+  readonly incarnation: string;
+  readonly mac: Uint8Array;
+}
+
+export interface JoinAckFrame {
+  readonly haId: string;
+  readonly nodeId: number;
+  readonly leaderId: number;
+  readonly bootstrap: string;
+  readonly peers: string;
+  readonly iv: Uint8Array;
+  readonly sealed: Uint8Array;
+  readonly mac: Uint8Array;
+}
+
+export function encodeJoinAuth(a: JoinAuthFrame): Uint8Array {
+  return pack({ ...a });
+}
+
+export function decodeJoinAuth(payload: Uint8Array, offset: number): JoinAuthFrame {
+  const v = unpack(payload, offset, 'joinAuth');
+  return validated(offset, () => {
+    const m = asMap(v, 'joinAuth');
+    const apiUrl = str(m.get('apiUrl'), 'joinAuth.apiUrl');
+    if (apiUrl === '' || !isPeerApiUrl(apiUrl)) fail('joinAuth.apiUrl', 'an http(s) URL with a port', apiUrl);
+    const fl = optFeatureLevel(m.get('featureLevel'), 'joinAuth.featureLevel').featureLevel;
+    if (fl === undefined) fail('joinAuth.featureLevel', 'an integer', undefined);
+    return {
+      tokenId: str(m.get('tokenId'), 'joinAuth.tokenId', 64),
+      haId: str(m.get('haId'), 'joinAuth.haId'),
+      nodeName: str(m.get('nodeName'), 'joinAuth.nodeName', 256),
+      apiUrl,
+      peerUrl: str(m.get('peerUrl'), 'joinAuth.peerUrl', 256),
+      featureLevel: fl,
+      incarnation: str(m.get('incarnation'), 'joinAuth.incarnation', INCARNATION_MAX),
+      mac: fixedBytes(m.get('mac'), 'joinAuth.mac', MAC_BYTES),
+    };
+  });
+}
+
+export function encodeJoinAck(a: JoinAckFrame): Uint8Array {
+  return pack({ ...a });
+}
+
+export function decodeJoinAck(payload: Uint8Array, offset: number): JoinAckFrame {
+  const v = unpack(payload, offset, 'joinAck');
+  return validated(offset, () => {
+    const m = asMap(v, 'joinAck');
+    return {
+      haId: str(m.get('haId'), 'joinAck.haId'),
+      nodeId: nodeId(m.get('nodeId'), 'joinAck.nodeId'),
+      leaderId: nodeId(m.get('leaderId'), 'joinAck.leaderId'),
+      bootstrap: str(m.get('bootstrap'), 'joinAck.bootstrap', 64 * 1024),
+      peers: str(m.get('peers'), 'joinAck.peers', 64 * 1024),
+      iv: fixedBytes(m.get('iv'), 'joinAck.iv', 12),
+      sealed: bytes(m.get('sealed'), 'joinAck.sealed'),
+      mac: fixedBytes(m.get('mac'), 'joinAck.mac', MAC_BYTES),
+    };
+  });
+}

@@ -121,7 +121,7 @@ export function judgeHello(hello: Hello, me: AcceptorIdentity): HelloVerdict {
     return refuse('duplicate_id', `${who} has this node's own id ${me.nodeId}; node ids must be unique`);
   }
   if (me.isAllowed && !me.isAllowed(hello.fromId)) {
-    return refuse('peer_unknown', `${who} is not a known member of cluster ${JSON.stringify(me.haId)} on this node`);
+    return refuse('peer_unknown', `${who} is not a known member of cluster ${JSON.stringify(me.haId)} on this node: a node is added to a running cluster with \`quorate join-token create\` and \`quorate enroll\` (adding it to peerEndpoints does not make it a member)`);
   }
   return { ok: true, version };
 }

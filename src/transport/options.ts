@@ -1,7 +1,7 @@
 // Options and public shapes of PeerTransport.
 import type { Message, SnapshotMeta } from '../raft/types.js';
 import type { ReceivedSnapshotFile } from './snapshot.js';
-import type { FrameTypeName } from './codec.js';
+import type { FrameTypeName, JoinAuthFrame } from './codec.js';
 import type { TlsSetting } from './security.js';
 
 /** pino-compatible: (object, message). */
@@ -83,6 +83,16 @@ export interface PeerTransportOptions {
    * when the peer sent none.
    */
   onPeerHello?(peerId: number, info: PeerHelloInfo): void;
+  /**
+   * A joiner sent a join request (join.ts) after the ordinary opening and
+   * challenge: resolve with the whole frame to answer (joinAck or refuse);
+   * the connection ends after it. Absent: join requests are refused.
+   */
+  onJoin?(auth: JoinAuthFrame, joinerNonce: Uint8Array, leaderNonce: Uint8Array): Promise<Buffer>;
+  /** Was this id removed from the membership? An authenticated dialer with such an id is refused with code 'removed' and told why. */
+  isRemovedPeer?(id: number): boolean;
+  /** A peer refused our authenticated dial with code 'removed': the membership it holds removed this node. */
+  onRemovedByPeer?(peer: number, reason: string): void;
   /** This node's advertised API URL, sent in every hello. */
   readonly apiUrl?: string;
   /** This node's configured role (voter | observer | dr), sent in every hello. */

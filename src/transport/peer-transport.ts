@@ -14,7 +14,7 @@ import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls
 import type { TLSSocket } from 'node:tls';
 import type { Message } from '../raft/types.js';
 import {
-  decodeAuth, decodeHelloOpen, decodeMessages, DEFAULT_FRAME_LIMITS, encodeChallenge, encodeFrame, encodeHelloAck,
+  decodeAuth, decodeHelloOpen, decodeJoinAuth, decodeMessages, DEFAULT_FRAME_LIMITS, encodeChallenge, encodeFrame, encodeHelloAck,
   encodeMessages, encodeRefusal, estimateMessageBytes, INCARNATION_MAX, REFUSED,
 } from './codec.js';
 import type { Channel, Frame, Hello } from './codec.js';
@@ -326,6 +326,7 @@ export class PeerTransport {
     }
     if (step.kind === 'refused') {
       const r = step.refusal;
+      if (r.code === 'removed') this.#o.onRemovedByPeer?.(link.id, r.reason);
       this.#logDialProblem(link, 'error', { event: 'peer_refused', peer: link.id, code: r.code, reason: r.reason },
         `peer ${link.id} at ${link.addr.host}:${link.addr.port} refused the connection (${r.reason}); its log says why — check that both nodes hold the same cluster secret (security.clusterSecretFile), cluster.haId and compatible versions`);
       conn.close({ initiator: 'local', detail: `refused: ${r.reason}` });
@@ -511,6 +512,29 @@ export class PeerTransport {
           conn.write(encodeFrame('challenge', encodeChallenge({ nonce: acceptorNonce, protocolVersion: PROTOCOL_VERSION })));
           return;
         }
+        if (state === 'auth' && f.type === 'joinAuth') {
+          // The join exchange (join.ts): the node decides and builds the answer frame.
+          const onJoin = this.#o.onJoin;
+          if (onJoin === undefined) return refuse('join_unsupported', 'a join request arrived, but this node does not take joins');
+          let ja: ReturnType<typeof decodeJoinAuth>;
+          try {
+            ja = decodeJoinAuth(f.payload, f.offset);
+          } catch (err) {
+            if (err instanceof FrameError) return refuse('hello_invalid', `invalid joinAuth frame: ${err.reason}`);
+            throw err;
+          }
+          clearTimeout(handshakeTimer);
+          state = 'done';
+          socket.setTimeout(30_000);
+          void onJoin(ja, dialerNonce!, acceptorNonce!).then(
+            (frame) => conn.endWith({ initiator: 'local', detail: 'join answered' }, frame),
+            (err: unknown) => {
+              this.#log.warn({ event: 'join_failed', remote, err: (err as Error).message }, `join request from ${remote} failed: ${(err as Error).message}`);
+              conn.endWith({ initiator: 'local', detail: 'join failed' }, encodeFrame('refuse', encodeRefusal(REFUSED)));
+            },
+          );
+          return;
+        }
         if (state === 'auth') {
           if (f.type !== 'auth') throw new FrameError(f.offset, `expected an auth frame, got ${f.type}`);
           let auth: ReturnType<typeof decodeAuth>;
@@ -531,6 +555,15 @@ export class PeerTransport {
             protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION,
             ...(allowed === undefined ? {} : { isAllowed: (id: number) => (allowed === 'peers' ? this.#links.has(id) : allowed.includes(id)) }),
           });
+          if (!verdict.ok && verdict.code === 'peer_unknown' && this.#o.isRemovedPeer?.(hello.fromId)) {
+            // It proved the cluster secret: tell it why, so it stops serving (src/node: role removed).
+            const reason = `node id ${hello.fromId} was removed from cluster ${JSON.stringify(this.#o.haId)}; its id is never reused`;
+            clearTimeout(handshakeTimer);
+            this.#log.warn({ event: 'peer_refused_inbound', remote, code: 'removed', reason, ...claimed }, `refused connection from ${remote}: ${reason}`);
+            state = 'done';
+            conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal({ code: 'removed', reason })));
+            return;
+          }
           if (!verdict.ok) return refuse(verdict.code, verdict.reason, claimed);
           if (this.#tls) {
             const expected = this.#o.expectedPeerHost ? this.#o.expectedPeerHost(hello.fromId) : this.#links.get(hello.fromId)?.addr.host;

@@ -7,7 +7,7 @@
 // (`h.node.switchover = ...`).
 import { parseConfig } from '../../src/config/index.js';
 import type { QuorateConfig } from '../../src/config/index.js';
-import type { ClusterControl, KvService, NodeStatus, PeerInfo, ProposeOptions } from '../../src/api/ports.js';
+import type { ClusterControl, EnrollResult, KvService, NodeStatus, PeerInfo, ProposeOptions } from '../../src/api/ports.js';
 import { NodeError } from '../../src/node/errors.js';
 import { MetricsRegistry } from '../../src/ops/metrics.js';
 import { createKvState, encodeCommand } from '../../src/state/index.js';
@@ -172,5 +172,26 @@ export class FakeNode implements ClusterControl {
 
   async snapshotNow(): Promise<{ index: number }> {
     return { index: this.#index };
+  }
+
+  removed = false;
+
+  isRemoved(): boolean {
+    return this.removed;
+  }
+
+  createJoinToken(ttlMs = 600_000): { token: string; expiresAt: string; ttlMs: number } {
+    if (!this.leader) throw this.#notLeader();
+    return { token: `qjt-${'ab'.repeat(32)}`, expiresAt: new Date(Date.now() + ttlMs).toISOString(), ttlMs };
+  }
+
+  async enroll(): Promise<EnrollResult> {
+    if (!this.leader) throw this.#notLeader();
+    throw new NodeError('enroll_refused', 'the fake node enrolls nobody');
+  }
+
+  async removeMember(nodeName: string): Promise<{ nodeName: string; nodeId: number; message: string }> {
+    if (!this.leader) throw this.#notLeader();
+    throw new NodeError('invalid_conf_change', `no member named ${JSON.stringify(nodeName)}`);
   }
 }
