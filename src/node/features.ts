@@ -9,7 +9,9 @@
 //
 //   level 1: the previous release: KV commands in entry format 1, KV snapshots (QKVS 1/2)
 //   level 2: this release: format-2 envelopes ([2, machine, at, key, payload]), composite snapshots (QSMS)
+import type { Logger } from 'pino';
 import type { Member, NodeId } from '../raft/index.js';
+import { KV_MACHINE_ID, encodeCommand, encodeEnvelope, encodeKvPayload, type Command } from '../state/index.js';
 
 /** The level this build supports. */
 export const FEATURE_LEVEL = 2;
@@ -46,4 +48,30 @@ export function featureLevelFromEnv(env: NodeJS.ProcessEnv = process.env): numbe
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < BASE_FEATURE_LEVEL) throw new Error(`QUORATE_TEST_FEATURE_LEVEL must be an integer >= ${BASE_FEATURE_LEVEL}, got ${JSON.stringify(raw)}`);
   return Math.min(n, FEATURE_LEVEL);
+}
+
+/**
+ * Encodes what the node proposes in the format the cluster reads: format-2
+ * envelopes only once every member applies them (cluster feature level >= 2),
+ * else the KV's format 1. Logs `feature_level_changed` when the level moves.
+ */
+export class EntryEncoder {
+  readonly #log: Logger;
+  /** The level last used (0: none yet). */
+  #level = 0;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  encodeKv(command: Command, at: number, idempotencyKey: string | undefined, level: number): Uint8Array {
+    if (level !== this.#level) {
+      if (this.#level !== 0 || level !== FEATURE_LEVEL) {
+        this.#log.info({ event: 'feature_level_changed', from: this.#level, to: level }, `cluster feature level is ${level}: proposing entry format ${level >= 2 ? 2 : 1}`);
+      }
+      this.#level = level;
+    }
+    const ik = idempotencyKey !== undefined ? { idempotencyKey } : {};
+    return level >= 2 ? encodeEnvelope({ machine: KV_MACHINE_ID, at, ...ik, payload: encodeKvPayload(command) }) : encodeCommand({ at, ...ik, command });
+  }
 }

@@ -3,6 +3,7 @@
 // `quorum_not_met`: this leader cannot reach a write quorum; at most one
 // every 5 s), `<dataDir>/ha-state.json` (written at start and whenever the
 // leader changes), and the leader's TTL expiry (run as a leader service).
+import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { NodeStatus } from '../api/ports.js';
 import type { QuorateConfig } from '../config/index.js';
@@ -84,4 +85,12 @@ export function ttlExpiry(o: { kv: Pick<KvStateMachine, 'expiredKeys'>; isLeader
       .catch(() => undefined)
       .finally(() => (inFlight = false));
   };
+}
+
+/** The node was removed from the cluster: a marker file in the data dir (kept across restarts) and the log line operators look for. */
+export function recordRemoval(dataDir: string, logger: Logger, why: string): void {
+  try {
+    writeFileSync(`${dataDir}/removed`, `${new Date().toISOString()} ${why}\n`);
+  } catch { /* the in-memory flag still holds; logged below */ }
+  logger.warn({ event: 'node_removed', reason: why }, `this node was removed from the cluster (${why}): it serves no data and answers health with role removed; its id is never reused. To bring this machine back, move its data dir aside and enroll it again (\`quorate enroll\`)`);
 }

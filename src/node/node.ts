@@ -8,23 +8,23 @@
 // Split out: ./control.ts (switchover, failover-safe), ./node-metrics.ts,
 // ./split-brain.ts, ./housekeeping.ts (warnings, ha-state.json, TTL expiry).
 import type { Logger } from 'pino';
-import { isLoopback, type QuorateConfig } from '../config/index.js';
+import type { QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, majority, votingIds, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
-import { SeededRandom } from '../raft/prng.js';
 import { WalStorage } from '../storage/index.js';
-import { KV_MACHINE_ID, createKvState, type KvState, type KvStateMachine, type MachineRegistry, encodeCommand, encodeEnvelope, encodeKvPayload, type ApplyResult, type Command } from '../state/index.js';
+import { createKvState, type KvState, type KvStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader } from './errors.js';
 import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
-import { FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
+import { EntryEncoder, FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
 import { bootstrapAddresses, bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
 import { DEFAULT_JOIN_TOKEN_TTL_MS, Enroller, type EnrollRequest, type EnrollResult } from './enroll.js';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { kvServiceOf } from './kv-service.js';
 import { failoverSafe, switchover, type ControlContext } from './control.js';
-import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
+import { HealthWarnings, recordRemoval, ttlExpiry, writeNodeHaState } from './housekeeping.js';
+import { checkTlsAuto, raftConfigFor, tickMsFor } from './boot.js';
 import { metricsText, nodeMetrics } from './node-metrics.js';
 import { MemberRegistry } from './registry.js';
 import { REAL_CLOCK, Replica } from './replica.js';
@@ -65,8 +65,7 @@ export class QuorateNode implements ClusterControl {
   readonly #control: ControlContext;
   #reconcileQueued = false;
   #onFatal: (e: Error) => void = () => undefined;
-  /** The cluster feature level last computed when proposing (for the log line when it changes). */
-  #proposedLevel = 0;
+  readonly #entries: EntryEncoder;
   readonly #mLeaderChanges;
   readonly #enroller: Enroller;
   /** Removed from the cluster (its membership says so, a peer refused it as removed, or the marker file): serves no data. */
@@ -94,6 +93,7 @@ export class QuorateNode implements ClusterControl {
     this.#tickMs = tickMs;
     // The agent's root logger adds the current term to every line (pino mixin).
     this.#log = logger.child({ node: config.node.nodeName });
+    this.#entries = new EntryEncoder(this.#log);
     this.#warnings = new HealthWarnings(this.#log, config.cluster.electionTimeoutMs);
     const metrics = nodeMetrics(this.#metrics);
     this.#mLeaderChanges = metrics.leaderChanges;
@@ -108,7 +108,7 @@ export class QuorateNode implements ClusterControl {
       featureLevel,
     });
     // Peers: from bootstrap.json, then from the membership's records (#syncPeers).
-    const peerMap = this.#peerMap();
+    const peerMap = this.#registry.peerAddresses();
     const tls = config.security.tls;
     const peerAddr = new URL(`tcp://${config.node.peerAddress}`);
     this.#transport = new PeerTransport({
@@ -194,17 +194,7 @@ export class QuorateNode implements ClusterControl {
     await mkdir(dataDir, { recursive: true });
     const bootstrap = await loadOrCreateBootstrap(dataDir, config);
     const id = selfId(bootstrap, config);
-    if (config.security.tls === 'auto') {
-      // Automatic certificates (the cluster CA) are not in this release: "auto"
-      // runs plain TCP only where that is safe, on loopback.
-      const remote = bootstrap.members.map((b) => b.peerUrl).filter((u) => !isLoopback(new URL(`tcp://${u}`).hostname.replace(/^\[|\]$/g, '')));
-      if (remote.length > 0) {
-        throw new Error(
-          `security.tls is "auto", but automatic certificate issuance is not available in this release and peer ${remote[0]} is not on loopback: set security.tls to {"certFile","keyFile","caFile"} (your own PKI) to encrypt peer traffic`,
-        );
-      }
-      logger.warn({ node: config.node.nodeName, event: 'tls_auto_loopback' }, 'security.tls "auto" on a loopback-only cluster: peer traffic is plain TCP on this machine');
-    }
+    checkTlsAuto(config, bootstrap, logger);
     const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
     // FEATURE_LEVEL unless a test runs this node as the previous release.
     const featureLevel = featureLevelFromEnv();
@@ -217,20 +207,8 @@ export class QuorateNode implements ClusterControl {
     const lastSnapshot = state.snapshot;
     if (state.snapshot) await replicated.registry.restore(state.openSnapshot());
     const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };
-    const tickMs = Math.max(1, Math.min(10, Math.floor(config.cluster.heartbeatIntervalMs / 5)));
-    const raw = new RawNode(
-      {
-        id,
-        electionTicks: Math.max(2, Math.round(config.cluster.electionTimeoutMs / tickMs)),
-        heartbeatTicks: Math.max(1, Math.round(config.cluster.heartbeatIntervalMs / tickMs)),
-        random: new SeededRandom((Date.now() ^ (id * 2654435761)) >>> 0),
-        ...(config.database.writeQuorum !== undefined ? { writeQuorum: config.database.writeQuorum } : {}),
-        snapshotEntries: config.cluster.snapshotEntries,
-        incarnation: state.incarnation,
-        trailingEntries: config.cluster.snapshotTrailingEntries,
-      },
-      { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index },
-    );
+    const tickMs = tickMsFor(config);
+    const raw = new RawNode(raftConfigFor(config, id, tickMs, state.incarnation), { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index });
     const node = new QuorateNode(config, logger, storage, raw, replicated, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret }, featureLevel);
     // Snapshots in the composite format only once every member reads it (cluster feature level >= 2).
     replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
@@ -288,19 +266,7 @@ export class QuorateNode implements ClusterControl {
   }
 
   propose(command: Command, options: ProposeOptions = {}): Promise<ApplyResult> {
-    const at = Date.now();
-    const ik = options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {};
-    // Format-2 envelopes only once every member applies them; else the KV's format 1.
-    const level = this.featureLevel();
-    if (level !== this.#proposedLevel) {
-      if (this.#proposedLevel !== 0 || level !== FEATURE_LEVEL) {
-        this.#log.info({ event: 'feature_level_changed', from: this.#proposedLevel, to: level }, `cluster feature level is ${level}: proposing entry format ${level >= 2 ? 2 : 1}`);
-      }
-      this.#proposedLevel = level;
-    }
-    const data = level >= 2
-      ? encodeEnvelope({ machine: KV_MACHINE_ID, at, ...ik, payload: encodeKvPayload(command) })
-      : encodeCommand({ at, ...ik, command });
+    const data = this.#entries.encodeKv(command, Date.now(), options.idempotencyKey, this.featureLevel());
     return this.#replica.propose(data, options.timeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS);
   }
 
@@ -374,7 +340,7 @@ export class QuorateNode implements ClusterControl {
   #afterReady(raw: RawNode, rd: Ready): void {
     if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) {
       this.#registry.refresh(raw);
-      this.#transport.setPeers(this.#peerMap());
+      this.#transport.setPeers(this.#registry.peerAddresses());
       if (this.#registry.removed) this.#markRemoved('its membership records the removal');
     }
     if (rd.softState?.role === 'leader' || rd.committedEntries.some((e) => e.type === 'conf')) this.#registry.dirty = true;
@@ -433,24 +399,10 @@ export class QuorateNode implements ClusterControl {
     return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader() });
   }
 
-  /** id → address of every peer the registry knows (bootstrap.json, then the membership's records). */
-  #peerMap(): Map<number, { host: string; port: number }> {
-    const out = new Map<number, { host: string; port: number }>();
-    for (const [pid, meta] of this.#registry.peers) {
-      if (pid === this.nodeId) continue;
-      const u = new URL(`tcp://${meta.peerUrl}`);
-      out.set(pid, { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) });
-    }
-    return out;
-  }
-
   #markRemoved(why: string): void {
     if (this.#removed) return;
     this.#removed = true;
-    try {
-      writeFileSync(`${this.config.node.dataDir}/removed`, `${new Date().toISOString()} ${why}\n`);
-    } catch { /* the in-memory flag still holds; logged below */ }
-    this.#log.warn({ event: 'node_removed', reason: why }, `this node was removed from the cluster (${why}): it serves no data and answers health with role removed; its id is never reused. To bring this machine back, move its data dir aside and enroll it again (\`quorate enroll\`)`);
+    recordRemoval(this.config.node.dataDir, this.#log, why);
   }
 
   #leaderName(): string | undefined {

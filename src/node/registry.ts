@@ -121,6 +121,17 @@ export class MemberRegistry {
     this.#levels.set(peer, level);
   }
 
+  /** id → address of every other peer known (bootstrap.json, then the membership's records), for the transport. */
+  peerAddresses(): Map<NodeId, { host: string; port: number }> {
+    const out = new Map<NodeId, { host: string; port: number }>();
+    for (const [pid, meta] of this.peers) {
+      if (pid === this.selfId) continue;
+      const u = new URL(`tcp://${meta.peerUrl}`);
+      out.set(pid, { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) });
+    }
+    return out;
+  }
+
   /** The cluster feature level over the membership's current members, as this node has heard them. */
   clusterFeatureLevel(members: readonly Member[]): number {
     return clusterFeatureLevel(members, { id: this.selfId, level: this.featureLevel }, this.#levels);

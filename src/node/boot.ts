@@ -1,0 +1,43 @@
+// What a node's start derives from its config before anything runs: the tick
+// length, the core's RaftConfig, and the check that security.tls "auto" is
+// only used where plain TCP is safe (loopback). Part of QuorateNode.start
+// (./node.ts), kept apart for size.
+import type { Logger } from 'pino';
+import { isLoopback, type QuorateConfig } from '../config/index.js';
+import type { NodeId, RaftConfig } from '../raft/index.js';
+import { SeededRandom } from '../raft/prng.js';
+import type { Bootstrap } from './members.js';
+
+/** The core's tick: a fifth of the heartbeat interval, 1..10 ms. */
+export function tickMsFor(config: QuorateConfig): number {
+  return Math.max(1, Math.min(10, Math.floor(config.cluster.heartbeatIntervalMs / 5)));
+}
+
+export function raftConfigFor(config: QuorateConfig, id: NodeId, tickMs: number, incarnation: string): RaftConfig {
+  return {
+    id,
+    electionTicks: Math.max(2, Math.round(config.cluster.electionTimeoutMs / tickMs)),
+    heartbeatTicks: Math.max(1, Math.round(config.cluster.heartbeatIntervalMs / tickMs)),
+    random: new SeededRandom((Date.now() ^ (id * 2654435761)) >>> 0),
+    ...(config.database.writeQuorum !== undefined ? { writeQuorum: config.database.writeQuorum } : {}),
+    snapshotEntries: config.cluster.snapshotEntries,
+    incarnation,
+    trailingEntries: config.cluster.snapshotTrailingEntries,
+  };
+}
+
+/**
+ * Automatic certificates (the cluster CA) are not in this release: "auto"
+ * runs plain TCP only where that is safe, on loopback; anything else is
+ * refused at start with what to configure instead.
+ */
+export function checkTlsAuto(config: QuorateConfig, bootstrap: Bootstrap, logger: Logger): void {
+  if (config.security.tls !== 'auto') return;
+  const remote = bootstrap.members.map((b) => b.peerUrl).filter((u) => !isLoopback(new URL(`tcp://${u}`).hostname.replace(/^\[|\]$/g, '')));
+  if (remote.length > 0) {
+    throw new Error(
+      `security.tls is "auto", but automatic certificate issuance is not available in this release and peer ${remote[0]} is not on loopback: set security.tls to {"certFile","keyFile","caFile"} (your own PKI) to encrypt peer traffic`,
+    );
+  }
+  logger.warn({ node: config.node.nodeName, event: 'tls_auto_loopback' }, 'security.tls "auto" on a loopback-only cluster: peer traffic is plain TCP on this machine');
+}
