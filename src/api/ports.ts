@@ -13,7 +13,7 @@
 // types, src/api imports nothing of src/node but its error codes
 // (src/node/errors.ts, mapped to HTTP in ./errors.ts).
 import type { QuorateConfig } from '../config/index.js';
-import type { ApplyResult, Command, KvReader } from '../state/index.js';
+import type { ApplyResult, Command, HistoryRecord, KvReader } from '../state/index.js';
 
 /**
  * The role a node shows in status (`role` of /v1/cluster/status, of each
@@ -103,6 +103,8 @@ export interface ClusterControl {
   metricsText(): string;
   /** Snapshot and compact the log now. */
   snapshotNow(): Promise<{ index: number }>;
+  /** The newest `limit` (default all) cluster history records of this node's applied state, oldest first, with the applied index they reflect. */
+  clusterHistory(limit?: number): { records: readonly HistoryRecord[]; appliedIndex: number };
 
   // Membership (src/node/enroll.ts; docs/operations.md runbooks). The three operations run on the leader and throw not_leader elsewhere.
   /** Removed from the cluster: data calls answer 503 `removed`. */

@@ -1,5 +1,6 @@
 // /v1/cluster/* and /metrics (SPEC §4 "Cluster administration").
 import { PROMETHEUS_CONTENT_TYPE } from '../ops/metrics.js';
+import { HISTORY_MAX_LIMIT, type HistoryRecord } from '../state/index.js';
 import type { RequestContext, Route } from './context.js';
 import { badField } from './errors.js';
 import { onLeader, tryLocalThenLeader } from './leader.js';
@@ -58,6 +59,18 @@ function flag(ctx: RequestContext, name: string): boolean {
   if (v === null || v === '0' || v === 'false') return false;
   if (v === '1' || v === 'true' || v === '') return true;
   throw badField(name, `must be 1/true or 0/false, got ${JSON.stringify(v.slice(0, 40))}`);
+}
+
+/** `limit` of GET /v1/cluster/history: at most the largest bound (cluster.historyMax). */
+export const MAX_HISTORY_LIMIT = HISTORY_MAX_LIMIT;
+
+/** A history record as JSON: `at` as an ISO time, absent optionals as null. */
+function historyJson(r: HistoryRecord): Record<string, unknown> {
+  const base = { seq: r.seq, index: r.index, at: new Date(r.at).toISOString(), kind: r.kind, term: r.term };
+  if (r.kind === 'leader') {
+    return { ...base, leaderId: r.leaderId, leaderName: r.leaderName, previousLeaderId: r.previousLeaderId ?? null, previousLeaderName: r.previousLeaderName ?? null, reason: r.reason };
+  }
+  return { ...base, op: r.op, nodeId: r.nodeId, nodeName: r.nodeName ?? null, role: r.role ?? null, confIndex: r.confIndex };
 }
 
 /** Join tokens live at most this long (and 10 minutes by default). */
@@ -181,6 +194,18 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
         await ctx.jsonBody(true); // an optional empty JSON object; anything else is an error
         const r = await ctx.app.cluster.snapshotNow();
         ctx.json(200, { nodeName: ctx.app.cluster.nodeName, index: r.index });
+      },
+    },
+  },
+  '/v1/cluster/history': {
+    GET: {
+      auth: 'reader',
+      query: ['limit'],
+      handle: async (ctx) => {
+        // This node's applied state: a follower may lag the leader by what it has not applied yet (see appliedIndex).
+        const limit = ctx.intParam('limit', 1, MAX_HISTORY_LIMIT);
+        const h = ctx.app.cluster.clusterHistory(limit);
+        ctx.json(200, { nodeName: ctx.app.cluster.nodeName, appliedIndex: h.appliedIndex, records: h.records.map(historyJson) });
       },
     },
   },

@@ -119,6 +119,13 @@ test('enums: role, coordination, failover, mode', () => {
   ok({ ...base, cluster: { failover: 'automatic', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
 });
 
+test('cluster.historyMax: 1..100000, default 1000', () => {
+  assert.equal(ok({}).cluster.historyMax, 1000);
+  assert.equal(ok({ cluster: { historyMax: 5 } }).cluster.historyMax, 5);
+  fails({ cluster: { historyMax: 0 } }, /cluster\.historyMax/);
+  fails({ cluster: { historyMax: 100_001 } }, /cluster\.historyMax/);
+});
+
 test('electionTimeoutMs must be at least 5 × heartbeatIntervalMs', () => {
   const e = fails({ cluster: { electionTimeoutMs: 300, heartbeatIntervalMs: 100 } }, /cluster\.electionTimeoutMs: must be at least 5 × heartbeatIntervalMs \(500\), got 300/);
   assert.equal(e.path, 'cluster.electionTimeoutMs');
@@ -246,7 +253,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
   const BUILT = [
     'node.nodeName', 'node.dataDir', 'node.apiAddress', 'node.peerAddress', 'node.advertiseApiUrl', 'node.advertisePeerUrl', 'node.role',
     'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced',
-    'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries',
+    'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
   ];

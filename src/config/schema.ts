@@ -89,6 +89,8 @@ const clusterSchema = z.object({
   snapshotEntries: int(100, 100_000_000).default(10_000),
   /** Entries kept in the log before a snapshot, so a briefly lagging follower catches up without one. */
   snapshotTrailingEntries: int(0, 100_000_000).default(1000),
+  /** Cluster history records kept (oldest dropped); the leader puts its value in each history entry. */
+  historyMax: int(1, 100_000).default(1000),
 }).strict();
 
 const backupSchema = z.object({

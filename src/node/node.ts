@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, majority, votingIds, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { WalStorage } from '../storage/index.js';
-import { createKvState, type KvState, type KvStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
+import { HISTORY_MACHINE_ID, createKvState, encodeEnvelope, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader } from './errors.js';
@@ -23,6 +23,7 @@ import { DEFAULT_JOIN_TOKEN_TTL_MS, Enroller, type EnrollRequest, type EnrollRes
 import { existsSync } from 'node:fs';
 import { kvServiceOf } from './kv-service.js';
 import { failoverSafe, switchover, type ControlContext } from './control.js';
+import { HistoryRecorder } from './history-recorder.js';
 import { HealthWarnings, recordRemoval, ttlExpiry, writeNodeHaState } from './housekeeping.js';
 import { checkTlsAuto, raftConfigFor, tickMsFor } from './boot.js';
 import { metricsText, nodeMetrics } from './node-metrics.js';
@@ -44,6 +45,8 @@ export class QuorateNode implements ClusterControl {
   readonly nodeName: string;
   readonly nodeId: number;
   readonly kv: KvStateMachine;
+  /** The cluster history (the "history" machine): leadership and membership events. */
+  readonly history: HistoryStateMachine;
   /** The replicated state (the Replica's state machine): applies entries to the KV, owns the applied index, writes snapshots. */
   readonly machines: MachineRegistry;
   /** The replicated KV as the HTTP API's KvService (./kv-service.ts). */
@@ -68,6 +71,7 @@ export class QuorateNode implements ClusterControl {
   readonly #entries: EntryEncoder;
   readonly #mLeaderChanges;
   readonly #enroller: Enroller;
+  readonly #historyRecorder: HistoryRecorder;
   /** Removed from the cluster (its membership says so, a peer refused it as removed, or the marker file): serves no data. */
   #removed = false;
 
@@ -88,6 +92,7 @@ export class QuorateNode implements ClusterControl {
     this.nodeName = config.node.nodeName;
     this.nodeId = id;
     this.kv = state.kv;
+    this.history = state.history;
     this.machines = state.registry;
     this.#storage = storage;
     this.#tickMs = tickMs;
@@ -133,7 +138,9 @@ export class QuorateNode implements ClusterControl {
       logger: this.#log,
       onMessages: (msgs) => this.#replica.receive(msgs),
       onPeerDisconnected: (peer, reason) => {
-        if (reason === 'reset') this.#replica.peerReset(peer);
+        if (reason !== 'reset') return;
+        this.#replica.run(() => this.#historyRecorder.peerReset(peer, this.#replica.soft.lead, this.#replica.soft.role));
+        this.#replica.peerReset(peer);
       },
       // Incoming snapshots land beside the stored ones (same file system);
       // recovery removes a *.tmp left there by a crash.
@@ -181,7 +188,13 @@ export class QuorateNode implements ClusterControl {
       notLeader: () => notLeader(this.#leaderName(), this.leaderApiUrl()), clusterFeatureLevel: () => this.featureLevel(),
     });
     if (existsSync(`${config.node.dataDir}/removed`) || this.#registry.removed) this.#markRemoved('the membership (or this data dir\'s "removed" marker) says so');
+    this.#historyRecorder = new HistoryRecorder({
+      log: this.#log, history: state.history, selfId: id, selfName: this.nodeName, historyMax: config.cluster.historyMax,
+      featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex, status: () => this.#replica.core.status(),
+      nameOf: (peer) => this.#registry.nameOf(peer), propose: (payload) => this.#proposeTo(HISTORY_MACHINE_ID, payload),
+    });
     this.#services = new LeaderServices(this.#leadership, this.#log);
+    this.#services.add(this.#historyRecorder);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#queueReconcile()));
     this.#transport.setPeers(peerMap);
@@ -270,6 +283,16 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.propose(data, options.timeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS);
   }
 
+  /** A format-2 entry for `machine` (callers check the cluster feature level is >= 2). */
+  #proposeTo(machine: string, payload: Uint8Array): Promise<ApplyResult> {
+    return this.#replica.propose(encodeEnvelope({ machine, at: Date.now(), payload }), DEFAULT_PROPOSE_TIMEOUT_MS);
+  }
+
+  /** The newest `limit` history records of this node's applied state, oldest first. */
+  clusterHistory(limit?: number): { records: readonly HistoryRecord[]; appliedIndex: number } {
+    return { records: this.history.records(limit), appliedIndex: this.machines.appliedIndex };
+  }
+
   readBarrier(timeoutMs = 5000): Promise<void> {
     return this.#replica.readBarrier(timeoutMs);
   }
@@ -349,6 +372,7 @@ export class QuorateNode implements ClusterControl {
 
   #onConfApplied(index: number, ce: ConfEntry): void {
     this.#log.info({ event: 'membership_applied', index, change: ce.change }, `membership change applied at index ${index}: ${ce.change.op} node ${ce.change.id}`);
+    this.#historyRecorder.confApplied(index, ce, (id) => this.#registry.nameOf(id));
   }
 
   #onSoftState(prev: SoftState, s: SoftState): void {
@@ -364,6 +388,7 @@ export class QuorateNode implements ClusterControl {
       void this.#writeHaState();
     }
     if (s.role === 'leader' && prev.role !== 'leader') this.#log.info({ event: 'became_leader' }, `${this.nodeName} became the leader`);
+    this.#historyRecorder.softState(prev, s);
     this.#updateLeadership();
   }
 

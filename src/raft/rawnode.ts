@@ -141,6 +141,8 @@ export class RawNode {
 
   #leadTransferee: NodeId = NONE;
   #transferElapsed = 0;
+  /** How the latest real candidacy began (Status.campaign). */
+  #lastCampaign: 'none' | 'election' | 'transfer' = 'none';
   #uncommittedBytes = 0;
 
   #pendingSnapshotInstall: SnapshotMeta | undefined;
@@ -456,6 +458,7 @@ export class RawNode {
       progress,
       reachableVoters: this.#role === 'leader' ? this.#votersInContact() : 0,
       uncommittedBytes: this.#uncommittedBytes,
+      campaign: this.#lastCampaign,
     };
   }
 
@@ -548,6 +551,7 @@ export class RawNode {
       type = 'preVote';
     } else {
       this.#reset(this.#term + 1);
+      this.#lastCampaign = kind === 'transfer' ? 'transfer' : 'election';
       this.#role = 'candidate';
       this.#vote = this.#id;
       term = this.#term;

@@ -168,6 +168,12 @@ export interface Status {
   /** Leader: voters (self included) heard from within the last election timeout. */
   readonly reachableVoters: number;
   readonly uncommittedBytes: number;
+  /**
+   * How this node's latest candidacy (a real vote, not a pre-vote) began:
+   * 'transfer' on a TimeoutNow (a leadership transfer), 'election' otherwise;
+   * 'none' before any. For a leader: how it won its term.
+   */
+  readonly campaign: 'none' | 'election' | 'transfer';
 }
 
 /** Deterministic random source; `next()` returns a float in [0, 1). */

@@ -2,6 +2,17 @@
 export { KvStateMachine } from './kv.js';
 export type { KeyRecord, KvMachineReader, KvOptions, KvReader, RangeResult } from './kv.js';
 export { createKvState, kvReaderOf } from './kv-state.js';
+export {
+  DEFAULT_HISTORY_MAX,
+  HISTORY_MACHINE_ID,
+  HISTORY_MAX_LIMIT,
+  HistoryStateMachine,
+  LEADER_REASONS,
+  MEMBERSHIP_OPS,
+  decodeHistoryPayload,
+  encodeHistoryPayload,
+} from './history.js';
+export type { HistoryCommand, HistoryRecord, LeaderHistoryCommand, LeaderReason, MembershipHistoryCommand, MembershipOp } from './history.js';
 export type { KvState, KvStateOptions } from './kv-state.js';
 export {
   COMMAND_FORMAT_VERSION,

@@ -1,6 +1,8 @@
 // The replicated state of a node today: a MachineRegistry with the KV
-// registered as its "kv" machine. The registry is the Replica's state machine
-// port (apply, snapshot, restore); the KV serves reads.
+// registered as its "kv" machine and the cluster history as "history". The
+// registry is the Replica's state machine port (apply, snapshot, restore); the
+// KV serves reads; the history serves GET /v1/cluster/history.
+import { HistoryStateMachine } from './history.js';
 import { KvStateMachine } from './kv.js';
 import type { KvOptions, KvReader } from './kv.js';
 import { MachineRegistry } from './machines.js';
@@ -13,6 +15,8 @@ export interface KvState {
   readonly registry: MachineRegistry;
   /** The "kv" machine: reads and watches. */
   readonly kv: KvStateMachine;
+  /** The "history" machine: leadership and membership events. */
+  readonly history: HistoryStateMachine;
   /** The KV's reads with the registry's applied index (what the HTTP API reads). */
   readonly reader: KvReader;
 }
@@ -30,7 +34,9 @@ export function createKvState(o: KvStateOptions = {}): KvState {
     ...(o.onListenerError !== undefined ? { onListenerError: o.onListenerError } : {}),
   });
   registry.register(kv);
-  return { registry, kv, reader: kvReaderOf(registry, kv) };
+  const history = new HistoryStateMachine();
+  registry.register(history);
+  return { registry, kv, history, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

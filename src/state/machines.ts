@@ -103,6 +103,14 @@ export interface StateMachine<C = unknown> {
   validate(chunks: AsyncIterable<Uint8Array>): Promise<void>;
   /** Hex SHA-256 of the machine's canonical state (its snapshot stream's bytes): equal on nodes at the same applied index. */
   checksum(): string;
+  /**
+   * Optional: the machine holds nothing yet. A machine other than the KV
+   * that says so lets the registry still write a legacy (QKVS) snapshot,
+   * which has no section for it, while the cluster feature level is below 2;
+   * one that holds state (or does not say) makes it write the composite
+   * format (its state came from format-2 entries, so every member reads it).
+   */
+  isEmpty?(): boolean;
 }
 
 /** Swaps a restored state in: synchronous, must not fail. */
@@ -186,7 +194,15 @@ export class MachineRegistry {
 
   /** The format snapshot() writes now: legacy while this node runs as the previous release or the cluster feature level is below 2. */
   get snapshotFormat(): SnapshotWriteFormat {
-    return this.#maxFormat < 2 || this.#clusterLevel() < 2 ? 'legacy' : 'composite';
+    if (this.#maxFormat < 2) return 'legacy';
+    if (this.#clusterLevel() >= 2) return 'composite';
+    // Below level 2, but a machine only format-2 entries feed holds state: the
+    // cluster was at level 2 when it was written (members are never
+    // downgraded), so every member reads composite snapshots; a legacy one
+    // could not hold that state. (A node that just started counts members it
+    // has not heard from yet as level 1.)
+    for (const m of this.#machines.values()) if (m.id !== KV_MACHINE_ID && m.isEmpty?.() !== true) return 'composite';
+    return 'legacy';
   }
 
   get appliedIndex(): number {
@@ -344,8 +360,8 @@ export class MachineRegistry {
    */
   #legacySnapshot(): AsyncIterable<Uint8Array> {
     const kv = this.#legacyKv();
-    for (const id of this.#machines.keys()) {
-      if (id !== KV_MACHINE_ID) throw new Error(`a legacy (QKVS) snapshot holds only the KV; machine ${JSON.stringify(id)} needs the composite format (cluster feature level >= 2)`);
+    for (const [id, m] of this.#machines) {
+      if (id !== KV_MACHINE_ID && m.isEmpty?.() !== true) throw new Error(`a legacy (QKVS) snapshot holds only the KV; machine ${JSON.stringify(id)} needs the composite format (cluster feature level >= 2)`);
     }
     const { revision, keys } = kv.legacyCapture();
     const body = [this.#appliedIndex, revision, this.#clockMs, keys, this.#sessionTuples()];

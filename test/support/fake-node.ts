@@ -11,7 +11,7 @@ import type { ClusterControl, EnrollResult, KvService, NodeStatus, PeerInfo, Pro
 import { NodeError } from '../../src/node/errors.js';
 import { MetricsRegistry } from '../../src/ops/metrics.js';
 import { createKvState, encodeCommand } from '../../src/state/index.js';
-import type { ApplyResult, Command, KvStateMachine, KvStateOptions, MachineRegistry } from '../../src/state/index.js';
+import type { ApplyResult, Command, HistoryRecord, HistoryStateMachine, KvStateMachine, KvStateOptions, MachineRegistry } from '../../src/state/index.js';
 
 export interface FakeNodeOptions {
   readonly nodeName: string;
@@ -57,6 +57,7 @@ export class FakeNode implements ClusterControl {
     const state = createKvState(options.kv ?? {});
     this.kv = state.kv;
     this.machines = state.registry;
+    this.history = state.history;
     const kv = this.kv;
     const machines = this.machines;
     this.kvService = {
@@ -172,6 +173,13 @@ export class FakeNode implements ClusterControl {
 
   async snapshotNow(): Promise<{ index: number }> {
     return { index: this.#index };
+  }
+
+  /** The "history" machine of the fake's registry (apply records through machines.apply with a format-2 envelope). */
+  history: HistoryStateMachine;
+
+  clusterHistory(limit?: number): { records: readonly HistoryRecord[]; appliedIndex: number } {
+    return { records: this.history.records(limit), appliedIndex: this.machines.appliedIndex };
   }
 
   removed = false;
