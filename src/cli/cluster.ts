@@ -1,5 +1,5 @@
-// Cluster verbs: status, leader, active, id, peers, state, dump, failover-safe, switchover.
-import { duration, str, bool } from './args.js';
+// Cluster verbs: status, leader, active, id, peers, state, dump, failover-safe, switchover, history.
+import { UsageError, duration, int, str, bool } from './args.js';
 import { EXIT, cell, keyValues, objectTable, table, type Command } from './command.js';
 import type { ClusterHealth, ClusterStatus } from '../api/client.js';
 
@@ -179,4 +179,41 @@ const switchover: Command = {
   },
 };
 
-export const clusterCommands: readonly Command[] = [status, leader, active, id, peers, state, dump, failoverSafe, switchover];
+/** One history record as a table row: time, kind, term, from → to, reason. */
+function historyRow(r: Record<string, unknown>): string[] {
+  const name = (n: unknown, id: unknown): string => (typeof n === 'string' && n !== '' ? n : id === null || id === undefined ? '-' : `node ${cell(id)}`);
+  if (r['kind'] === 'leader') {
+    const from = r['previousLeaderId'] === null || r['previousLeaderId'] === undefined ? '-' : name(r['previousLeaderName'], r['previousLeaderId']);
+    return [cell(r['at']), 'leader', cell(r['term']), `${from} → ${name(r['leaderName'], r['leaderId'])}`, cell(r['reason'])];
+  }
+  const who = name(r['nodeName'], r['nodeId']);
+  const op = cell(r['op']);
+  const change = op === 'add' ? `- → ${who}` : op === 'remove' ? `${who} → -` : `${who} → ${cell(r['role'])}`;
+  return [cell(r['at']), 'membership', cell(r['term']), change, `${op} (index ${cell(r['confIndex'])})`];
+}
+
+const history: Command = {
+  name: 'history',
+  summary: 'leadership and membership changes, with times, terms and reasons',
+  usage: '[--limit N]',
+  description:
+    'Calls GET /v1/cluster/history on the node asked: its applied copy of the replicated history (a follower may be a few entries behind the leader), ' +
+    'oldest first. Leadership reasons: startup (first election after the cluster started), election (the leader\'s election timeout ran out), ' +
+    'leader-unreachable (the leader\'s connection reset: its process died), switchover (planned transfer), failover, promotion. ' +
+    'Kept for the newest cluster.historyMax records (default 1000); recorded only once every member runs this release (feature level 2).',
+  flags: [{ name: 'limit', type: 'int', value: 'N', help: 'only the newest N records (1..100000)' }],
+  examples: ['quorate history', 'quorate history --limit 20 --json'],
+  remote: true,
+  async run(ctx) {
+    const limit = int(ctx.args, 'limit');
+    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1 || limit > 100_000)) throw new UsageError('--limit must be an integer in 1..100000', 'history');
+    const body = (await ctx.client().request<{ records?: Record<string, unknown>[] }>('GET', '/v1/cluster/history', limit !== undefined ? { query: { limit: String(limit) } } : {})).body;
+    const records = body.records ?? [];
+    ctx.print(body, () => (records.length === 0
+      ? '(no history recorded yet)'
+      : table(['TIME', 'KIND', 'TERM', 'FROM → TO', 'REASON'], records.map(historyRow))));
+    return EXIT.ok;
+  },
+};
+
+export const clusterCommands: readonly Command[] = [status, leader, active, id, peers, state, dump, failoverSafe, switchover, history];
