@@ -126,6 +126,10 @@ export class HistoryRecorder implements LeaderService {
     const st = d.status();
     if (st.role !== 'leader' || d.featureLevel() < 2) return;
     const ch = ce.change as { op: 'add' | 'remove' | 'setRole' | 'setMember'; id: NodeId; role?: string; member?: { role?: string } };
+    // setMember records who a member is (name, addresses, data-dir id), which
+    // the leader does for every member at start: not a membership change an
+    // operator looks for in the history (a rejoin is logged as member_rejoined).
+    if (ch.op === 'setMember') return;
     const nodeName = nameOf(ch.id);
     const role = ch.role ?? ch.member?.role;
     const c: HistoryCommand = {
