@@ -5,10 +5,16 @@ import { ApiError } from './errors.js';
 
 const codeOf = (err: unknown): unknown => (typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined);
 
-/** Forwards ctx to the leader, or throws 503 no_leader saying what to do. */
-export async function forwardToLeader(ctx: RequestContext, write: boolean, timeoutMs = ctx.app.forwardTimeoutMs): Promise<void> {
+/**
+ * Forwards ctx to the leader, or throws 503 no_leader saying what to do.
+ * `lostLeadership`: this node led when the request arrived and lost it while
+ * serving it (a switchover it made itself, e.g. removing the leader): one
+ * more hop is allowed even for a forwarded request; the node it reaches sees
+ * the forwarded header and never forwards again, so this stays bounded.
+ */
+export async function forwardToLeader(ctx: RequestContext, write: boolean, timeoutMs = ctx.app.forwardTimeoutMs, lostLeadership = false): Promise<void> {
   const cluster = ctx.app.cluster;
-  if (ctx.forwardedIn) {
+  if (ctx.forwardedIn && !lostLeadership) {
     // Another node sent this here believing we lead; we do not (an election
     // is under way or views differ). Never bounce it on: that could loop.
     throw new ApiError('no_leader', `${cluster.nodeName} is not the leader either (the request was already forwarded once; leadership is changing). Retry in a moment and check \`quorate status\``);
@@ -34,7 +40,7 @@ export async function onLeader(ctx: RequestContext, write: boolean, local: () =>
   try {
     await local();
   } catch (err) {
-    if (codeOf(err) === 'not_leader' && !ctx.res.headersSent) return forwardToLeader(ctx, write, timeoutMs);
+    if (codeOf(err) === 'not_leader' && !ctx.res.headersSent) return forwardToLeader(ctx, write, timeoutMs, true);
     throw err;
   }
 }
