@@ -5,6 +5,7 @@ import { KvStateMachine } from './kv.js';
 import type { KvOptions, KvReader } from './kv.js';
 import { MachineRegistry } from './machines.js';
 import type { MachineRegistryOptions } from './machines.js';
+import { SettingsMachine } from './settings.js';
 
 export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
 
@@ -15,6 +16,8 @@ export interface KvState {
   readonly kv: KvStateMachine;
   /** The KV's reads with the registry's applied index (what the HTTP API reads). */
   readonly reader: KvReader;
+  /** The "settings" machine: failover mode, paused, drained nodes. */
+  readonly settings: SettingsMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -30,7 +33,8 @@ export function createKvState(o: KvStateOptions = {}): KvState {
     ...(o.onListenerError !== undefined ? { onListenerError: o.onListenerError } : {}),
   });
   registry.register(kv);
-  return { registry, kv, reader: kvReaderOf(registry, kv) };
+  const settings = new SettingsMachine(); registry.register(settings);
+  return { registry, kv, reader: kvReaderOf(registry, kv), settings };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

@@ -103,6 +103,12 @@ export interface StateMachine<C = unknown> {
   validate(chunks: AsyncIterable<Uint8Array>): Promise<void>;
   /** Hex SHA-256 of the machine's canonical state (its snapshot stream's bytes): equal on nodes at the same applied index. */
   checksum(): string;
+  /**
+   * Optional: true while the machine holds its empty state (its section would
+   * have no bytes). A legacy (QKVS) snapshot, which holds only the KV, may be
+   * written while every other machine is empty.
+   */
+  isEmpty?(): boolean;
 }
 
 /** Swaps a restored state in: synchronous, must not fail. */
@@ -308,7 +314,8 @@ export class MachineRegistry {
   }
 
   #compositeSnapshot(): AsyncIterable<Uint8Array> {
-    const machines = this.#ordered();
+    // A machine in its empty state (isEmpty) gets no section: it restores to empty.
+    const machines = this.#ordered().filter((m) => !(m.isEmpty?.() ?? false));
     const sessions = this.#sessionTuples();
     const head = packCanonical([this.#appliedIndex, this.#clockMs, sessions.length, machines.length]);
     const sections = machines.map((m) => ({ id: m.id, it: m.snapshot()[Symbol.asyncIterator]() }));
@@ -345,7 +352,7 @@ export class MachineRegistry {
   #legacySnapshot(): AsyncIterable<Uint8Array> {
     const kv = this.#legacyKv();
     for (const id of this.#machines.keys()) {
-      if (id !== KV_MACHINE_ID) throw new Error(`a legacy (QKVS) snapshot holds only the KV; machine ${JSON.stringify(id)} needs the composite format (cluster feature level >= 2)`);
+      if (id !== KV_MACHINE_ID && !(this.#machines.get(id)!.isEmpty?.() ?? false)) throw new Error(`a legacy (QKVS) snapshot holds only the KV; machine ${JSON.stringify(id)} needs the composite format (cluster feature level >= 2)`);
     }
     const { revision, keys } = kv.legacyCapture();
     const body = [this.#appliedIndex, revision, this.#clockMs, keys, this.#sessionTuples()];
