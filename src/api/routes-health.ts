@@ -73,7 +73,9 @@ export function modesBody(cluster: ClusterControl): Record<string, unknown> {
 }
 
 function answer(ctx: RequestContext, s: NodeStatus, v: Verdict): Promise<void> {
-  const who = { nodeName: s.nodeName, role: s.role, leader: s.leaderName ?? null, ...modesBody(ctx.app.cluster) };
+  // The SPEC's shape; plus the modes and what to run while this node's automatic failover is off.
+  const off = ctx.app.cluster.modes?.().autoFailover === false;
+  const who = { nodeName: s.nodeName, role: s.role, leader: s.leaderName ?? null, ...(off ? modesBody(ctx.app.cluster) : {}) };
   if (v.ok) ctx.json(200, { status: 'healthy', ...who });
   else ctx.json(503, { status: 'unhealthy', ...who, reasons: v.reasons });
   return Promise.resolve();

@@ -29,6 +29,8 @@ describe('failover modes (manual, paused, drained)', () => {
     assert.equal(h.body['failoverMode'], 'manual');
     assert.equal(h.body['autoFailover'], false);
     assert.match(String(h.body['notice']), /quorate failover/);
+    const ping = await http(c.nodes[alive[1]!]!.url, 'GET', '/system/health/ping');
+    assert.match(String(ping.body['notice']), /automatic failover is disabled.*quorate failover/, 'every health endpoint says what to run');
     c.kill(first);
     await c.waitExit(first);
     await sleep(3 * ELECTION_MS + 300);
