@@ -58,6 +58,7 @@ export interface ClusterHealthNode {
 export interface ClusterHealth {
   clusterHealthy: boolean; leaderNode: string | null; term: number; nodes: ClusterHealthNode[];
   redisConnected?: boolean; writeQuorum: number; quorumMet: boolean; failoverSafe: boolean; failureTolerance: number;
+  failoverMode?: string; paused?: boolean; drained?: string[]; autoFailover?: boolean; notice?: string;
   [k: string]: unknown;
 }
 export interface ClusterStatus {

@@ -49,6 +49,8 @@ export const ERROR_STATUS = {
   // 503 on other nodes, which would repeat a multi-second transfer at the
   // same target. The message says what to check and how to retry.
   transfer_failed: 409,
+  // An operator's failover elected no leader; the message says what to check.
+  failover_failed: 409,
   // This node is already writing a snapshot; retry on THIS node after
   // Retry-After (503 would send clients to another node, which snapshots a
   // different node).

@@ -115,6 +115,28 @@ export interface ClusterControl {
   enroll(req: EnrollRequest): Promise<EnrollResult>;
   /** Remove a member by name; removal_unsafe (with the arithmetic) when the remaining reachable voters could not commit. */
   removeMember(nodeName: string): Promise<{ nodeName: string; nodeId: number; message: string }>;
+
+  // Failover modes, pause, drain (src/node/modes.ts). Optional so test doubles may leave them out.
+  /** The cluster's failover mode, paused, drained nodes, and whether this node campaigns by itself. */
+  modes?(): ModesInfo;
+  /** An operator's failover on this node: it stands for election; resolves with who leads after it, or throws failover_failed. */
+  failoverHere?(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }>;
+  /** Leader only (not_leader elsewhere): put a cluster-wide setting in the log and wait until it applies. */
+  proposeSetting?(c: SettingChange): Promise<void>;
+}
+
+export type SettingChange =
+  | { readonly key: 'failover'; readonly value: 'automatic' | 'manual' }
+  | { readonly key: 'paused'; readonly value: boolean }
+  | { readonly key: 'drained'; readonly nodeName: string; readonly value: boolean };
+
+export interface ModesInfo {
+  readonly failoverMode: 'automatic' | 'manual';
+  readonly failoverModeSource: 'replicated' | 'file';
+  readonly paused: boolean;
+  readonly drained: readonly string[];
+  readonly autoFailover: boolean;
+  readonly notice: string | undefined;
 }
 
 export interface EnrollRequest {

@@ -4,6 +4,9 @@ import { HISTORY_MAX_LIMIT, type HistoryRecord } from '../state/index.js';
 import type { RequestContext, Route } from './context.js';
 import { badField } from './errors.js';
 import { onLeader, tryLocalThenLeader } from './leader.js';
+import { modesBody } from './routes-health.js';
+import { ApiError } from './errors.js';
+import type { ClusterControl, SettingChange } from './ports.js';
 import { parseSwitchover } from './validate.js';
 
 /** failover-safe waits at most this long. */
@@ -38,7 +41,9 @@ function clusterStatus(ctx: RequestContext): Record<string, unknown> {
     startedAt: s.startedAt,
     version: s.version,
     featureLevel: s.featureLevel,
+    ...modesBody(ctx.app.cluster),
     peers: s.peers.map((p) => ({
+      drained: (ctx.app.cluster.modes?.().drained ?? []).includes(p.nodeName),
       id: p.id,
       nodeName: p.nodeName,
       role: p.role,
@@ -97,6 +102,40 @@ function peerAddress(o: Record<string, unknown>, k: string): string {
   return v;
 }
 
+function need<K extends 'modes' | 'failoverHere' | 'proposeSetting'>(c: ClusterControl, k: K): NonNullable<ClusterControl[K]> {
+  const f = c[k];
+  if (f === undefined) throw new ApiError('not_found', `this node does not support ${k}`);
+  return (f as (...a: never[]) => unknown).bind(c) as NonNullable<ClusterControl[K]>;
+}
+
+/** A settings change on the leader (forwarded there), answered with the modes after it applied. */
+function settingRoute(parse: (body: Record<string, unknown>) => SettingChange, event: string): Route {
+  return {
+    auth: 'admin',
+    query: [],
+    handle: async (ctx) => {
+      const change = parse(object((await ctx.jsonBody(true)) ?? {}));
+      await onLeader(ctx, true, async () => {
+        await need(ctx.app.cluster, 'proposeSetting')(change);
+        ctx.app.logger.info({ event, by: ctx.principal?.name, change }, `cluster setting changed: ${JSON.stringify(change)}`);
+        ctx.json(200, { ...modesBody(ctx.app.cluster), leader: ctx.app.cluster.status().leaderName ?? null });
+      }, ctx.app.forwardTimeoutMs + 10_000);
+    },
+  };
+}
+
+/** Another node's status over the API, with the caller's token (undefined when it does not answer within 1 s). */
+async function peerStatus(apiUrl: string, authorization: string | undefined): Promise<{ lastIndex: number; role: string } | undefined> {
+  try {
+    const r = await fetch(`${apiUrl.replace(/\/+$/, '')}/v1/cluster/status`, { headers: authorization !== undefined ? { authorization } : {}, signal: AbortSignal.timeout(1000) });
+    if (!r.ok) return undefined;
+    const b = (await r.json()) as { lastIndex?: unknown; role?: unknown };
+    return typeof b.lastIndex === 'number' ? { lastIndex: b.lastIndex, role: String(b.role) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   '/v1/cluster/status': {
     GET: { auth: 'reader', query: [], handle: async (ctx) => ctx.json(200, clusterStatus(ctx)) },
@@ -128,6 +167,73 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
         });
       },
     },
+  },
+  '/v1/cluster/failover': {
+    POST: {
+      auth: 'admin',
+      query: [],
+      handle: async (ctx) => {
+        const body = object((await ctx.jsonBody(true)) ?? {});
+        onlyKeys(body, ['to', 'approve']);
+        if (body['approve'] !== undefined) throw badField('approve', 'approval failover is not available in this version (cluster.failover "approval" is refused); run `quorate failover [--to NAME]`');
+        const to = body['to'];
+        if (to !== undefined && (typeof to !== 'string' || to === '' || to.length > 256)) throw badField('to', 'must be a voter\'s node name');
+        const cluster = ctx.app.cluster;
+        const s = cluster.status();
+        const voters = s.peers.filter((p) => p.role !== 'observer' && p.role !== 'dr' && p.role !== 'removed');
+        const drained = new Set(need(cluster, 'modes')().drained);
+        let target: string;
+        let chosen: Record<string, unknown> = {};
+        if (to !== undefined) {
+          if (!s.peers.some((p) => p.nodeName === to) && to !== cluster.nodeName) throw new ApiError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
+          target = to;
+        } else if (ctx.forwardedIn) {
+          target = cluster.nodeName;
+        } else {
+          // The voter with the highest last index among those that answer (this node included).
+          const auth = ctx.header('authorization');
+          const seen = await Promise.all(voters.filter((p) => !drained.has(p.nodeName)).map(async (p) => ({
+            nodeName: p.nodeName,
+            st: p.self || p.nodeName === cluster.nodeName ? { lastIndex: s.lastIndex, role: s.role } : p.apiUrl !== undefined ? await peerStatus(p.apiUrl, auth) : undefined,
+          })));
+          const reachable = seen.filter((x) => x.st !== undefined).sort((a, b) => b.st!.lastIndex - a.st!.lastIndex || (a.nodeName === cluster.nodeName ? -1 : 0));
+          if (reachable.length === 0) throw new ApiError('failover_failed', 'no voter answered; check that a majority of voters is running (`quorate status` on each node)');
+          target = reachable[0]!.nodeName;
+          chosen = { chosenBy: 'highest last index among reachable voters', candidates: reachable.map((x) => ({ nodeName: x.nodeName, lastIndex: x.st!.lastIndex })) };
+        }
+        if (target !== cluster.nodeName) {
+          const peer = s.peers.find((p) => p.nodeName === target);
+          if (peer?.apiUrl === undefined) throw new ApiError('failover_failed', `the API URL of ${target} is not known here; run the command against ${target} directly`);
+          if (ctx.forwardedIn) throw new ApiError('failover_failed', 'the request was already forwarded once; run it against the target node directly');
+          await ctx.app.forwarder.forward(ctx, peer.apiUrl, target, { write: false, timeoutMs: ctx.app.forwardTimeoutMs + 20_000 });
+          return;
+        }
+        const r = await need(cluster, 'failoverHere')();
+        ctx.app.logger.info({ event: 'failover', by: ctx.principal?.name, ...r }, r.elected ? `failover: ${r.campaigned} was elected leader (term ${r.term})` : `failover: ${r.campaigned} stood for election; ${r.leader} leads (term ${r.term})`);
+        ctx.json(200, { ...r, ...chosen });
+      },
+    },
+  },
+  '/v1/cluster/settings': {
+    POST: settingRoute((b) => {
+      onlyKeys(b, ['failover']);
+      const v = b['failover'];
+      if (v === 'approval') throw badField('failover', 'approval failover is not available in this version; use "automatic" or "manual"');
+      if (v !== 'automatic' && v !== 'manual') throw badField('failover', 'must be "automatic" or "manual"');
+      return { key: 'failover', value: v };
+    }, 'setting_changed'),
+  },
+  '/v1/cluster/pause': { POST: settingRoute((b) => (onlyKeys(b, []), { key: 'paused', value: true }), 'paused') },
+  '/v1/cluster/resume': { POST: settingRoute((b) => (onlyKeys(b, []), { key: 'paused', value: false }), 'resumed') },
+  '/v1/cluster/drain': {
+    POST: settingRoute((b) => {
+      onlyKeys(b, ['nodeName', 'drained']);
+      const n = b['nodeName'];
+      if (typeof n !== 'string' || n === '' || n.length > 256) throw badField('nodeName', 'must be a member\'s node name');
+      const d = b['drained'] ?? true;
+      if (typeof d !== 'boolean') throw badField('drained', 'must be true or false');
+      return { key: 'drained', nodeName: n, value: d };
+    }, 'drain_changed'),
   },
   '/v1/cluster/join-tokens': {
     POST: {

@@ -62,8 +62,20 @@ export function readyVerdict(s: NodeStatus): Verdict {
   return { ok: reasons.length === 0, reasons };
 }
 
+/** Failover mode, paused, drained and the operator notice, for health and status bodies (absent when the node has no modes). */
+export function modesBody(cluster: ClusterControl): Record<string, unknown> {
+  const m = cluster.modes?.();
+  if (m === undefined) return {};
+  return {
+    failoverMode: m.failoverMode, paused: m.paused, drained: m.drained, autoFailover: m.autoFailover,
+    ...(m.notice !== undefined ? { notice: m.notice } : {}),
+  };
+}
+
 function answer(ctx: RequestContext, s: NodeStatus, v: Verdict): Promise<void> {
-  const who = { nodeName: s.nodeName, role: s.role, leader: s.leaderName ?? null };
+  // The SPEC's shape; plus the modes and what to run while this node's automatic failover is off.
+  const off = ctx.app.cluster.modes?.().autoFailover === false;
+  const who = { nodeName: s.nodeName, role: s.role, leader: s.leaderName ?? null, ...(off ? modesBody(ctx.app.cluster) : {}) };
   if (v.ok) ctx.json(200, { status: 'healthy', ...who });
   else ctx.json(503, { status: 'unhealthy', ...who, reasons: v.reasons });
   return Promise.resolve();
@@ -79,8 +91,10 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
     // A follower may not know; report false rather than guess.
   }
   const mode = cluster.config.database.mode;
+  const drained = new Set(cluster.modes?.().drained ?? []);
   const nodes = s.peers.map((p) => ({
     nodeName: p.nodeName,
+    drained: drained.has(p.nodeName),
     role: p.role,
     status: p.status,
     lastHeartbeat: p.lastHeartbeat ?? null,
@@ -92,6 +106,7 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
   if (!s.peers.some((p) => p.self)) {
     nodes.unshift({
       nodeName: s.nodeName,
+      drained: drained.has(s.nodeName),
       role: s.role,
       status: s.storageHealthy ? 'healthy' : 'unreachable',
       lastHeartbeat: new Date().toISOString(),
@@ -115,6 +130,7 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
     quorumMet: s.quorumMet,
     failoverSafe,
     failureTolerance: s.failureTolerance,
+    ...modesBody(cluster),
   };
   if (s.splitBrainWarning !== undefined) body['splitBrainWarning'] = s.splitBrainWarning;
   return body;

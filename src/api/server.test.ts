@@ -96,7 +96,11 @@ describe('health endpoints', () => {
     assert.equal((await call(h.url, 'GET', '/system/health/cluster', { token: null })).status, 401);
     const r = await call(h.url, 'GET', '/system/health/cluster', { token: 'reader' });
     assert.equal(r.status, 200);
-    assert.deepEqual(Object.keys(r.body).sort(), ['clusterHealthy', 'failoverSafe', 'failureTolerance', 'leaderNode', 'nodes', 'quorumMet', 'redisConnected', 'term', 'writeQuorum'].sort());
+    assert.deepEqual(Object.keys(r.body).sort(), ['clusterHealthy', 'failoverSafe', 'failureTolerance', 'leaderNode', 'nodes', 'quorumMet', 'redisConnected', 'term', 'writeQuorum',
+      // SPEC §4: "the cluster body also reports paused, drained nodes and the failover mode".
+      'failoverMode', 'paused', 'drained', 'autoFailover'].sort());
+    assert.equal(r.body['failoverMode'], 'automatic');
+    assert.equal(r.body['paused'], false);
     assert.equal(r.body['clusterHealthy'], true);
     assert.equal(r.body['leaderNode'], 'node1');
     assert.equal(r.body['term'], h.node.status().term);
@@ -107,7 +111,7 @@ describe('health endpoints', () => {
     assert.equal(r.body['redisConnected'], false);
     const nodes = r.body['nodes'] as Record<string, unknown>[];
     assert.equal(nodes.length, 1);
-    assert.deepEqual(Object.keys(nodes[0]!).sort(), ['databaseMode', 'lastHeartbeat', 'matchIndex', 'nodeName', 'replicationLagEntries', 'replicationLagMs', 'role', 'status'].sort());
+    assert.deepEqual(Object.keys(nodes[0]!).sort(), ['databaseMode', 'drained', 'lastHeartbeat', 'matchIndex', 'nodeName', 'replicationLagEntries', 'replicationLagMs', 'role', 'status'].sort());
     assert.deepEqual(
       { nodeName: nodes[0]!['nodeName'], role: nodes[0]!['role'], status: nodes[0]!['status'], databaseMode: nodes[0]!['databaseMode'] },
       { nodeName: 'node1', role: 'primary', status: 'healthy', databaseMode: 'local-sync' },

@@ -27,12 +27,14 @@ export function renderHealth(h: ClusterHealth): string {
     ['failover safe', cell(h.failoverSafe)],
     ['tolerates', `${cell(h.failureTolerance)} node failure${h.failureTolerance === 1 ? '' : 's'}`],
     ...(h.redisConnected !== undefined ? [['redis', h.redisConnected ? 'connected' : 'disconnected'] as const] : []),
+    ...(h.failoverMode !== undefined ? [['failover', `${h.failoverMode}${h.paused === true ? ' (PAUSED)' : ''}${h.autoFailover === false ? ' — automatic failover disabled' : ''}`] as const] : []),
+    ...(h.drained !== undefined && h.drained.length > 0 ? [['drained', h.drained.join(', ')] as const] : []),
   ]);
   const rows = (h.nodes ?? []).map((n) => [
     n.nodeName === h.leaderNode ? `${n.nodeName} *` : n.nodeName, cell(n.role), cell(n.status), cell(n.databaseMode),
     cell(n.matchIndex), cell(n.replicationLagEntries), cell(n.replicationLagMs), cell(n.lastHeartbeat),
   ]);
-  return `${head}\n\n${table(['NODE', 'ROLE', 'STATUS', 'MODE', 'MATCH', 'LAG ENTRIES', 'LAG MS', 'LAST HEARTBEAT'], rows)}`;
+  return `${head}${h.notice !== undefined ? `\n${h.notice}` : ''}\n\n${table(['NODE', 'ROLE', 'STATUS', 'MODE', 'MATCH', 'LAG ENTRIES', 'LAG MS', 'LAST HEARTBEAT'], rows)}`;
 }
 
 function nameOf(s: ClusterStatus): string | undefined {

@@ -117,6 +117,7 @@ test('enums: role, coordination, failover, mode', () => {
   // The SPEC's values that are not built yet are valid enum members, refused as "not available" (below).
   fails({ ...base, cluster: { failover: 'approval', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } }, /^cluster\.failover: "approval" is not available in this version/);
   ok({ ...base, cluster: { failover: 'automatic', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
+  ok({ ...base, cluster: { failover: 'manual', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
 });
 
 test('cluster.historyMax: 1..100000, default 1000', () => {
@@ -192,8 +193,7 @@ const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: s
   [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /until Redis coordination exists the leader is elected by Raft/],
   [{ cluster: { leaderLockTtlSeconds: 60 } }, 'cluster.leaderLockTtlSeconds', '60', '30', /Redis leader lease.*would be ignored/],
   [{ cluster: { leaderRenewalIntervalSeconds: 5 } }, 'cluster.leaderRenewalIntervalSeconds', '5', '10', /Redis leader lease.*would be ignored/],
-  [{ cluster: { failover: 'manual' } }, 'cluster.failover', '"manual"', '"automatic"', /until manual failover exists a node would fail over automatically$/],
-  [{ cluster: { failover: 'approval' } }, 'cluster.failover', '"approval"', '"automatic"', /until failover on approval exists a node would fail over automatically$/],
+  [{ cluster: { failover: 'approval' } }, 'cluster.failover', '"approval"', '"automatic" or "manual"', /until failover on approval exists a node would fail over automatically; "manual" is available/],
   [{ cluster: { virtualIp: '10.0.1.100/24' } }, 'cluster.virtualIp', '"10.0.1.100/24"', '""', /does not manage a virtual IP yet, so no node would hold this address/],
   [{ cluster: { virtualIp: '10.0.1.100', loadBalanced: true } }, 'cluster.virtualIp', '"10.0.1.100"', '""', /virtual IP/],
   [{ cluster: { vipInterface: 'eth0' } }, 'cluster.vipInterface', '"eth0"', '""', /virtual IP/],
@@ -223,7 +223,9 @@ test('a value for a feature this version does not have is refused at load, namin
     assert.doesNotMatch(e.message, /hunter2/, 'a connection string is never echoed');
   }
   // The exact message of the issue's example.
-  fails({ cluster: { failover: 'manual' } }, /^cluster\.failover: "manual" is not available in this version \(only "automatic"\); remove the key or set it to "automatic" — until manual failover exists a node would fail over automatically$/);
+  fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" is not available in this version \(only "raft"\); remove the key or set it to "raft" — until Redis coordination exists/);
+  // cluster.failover "manual" is built; "approval" is not.
+  assert.equal(ok({ cluster: { failover: 'manual' } }).cluster.failover, 'manual');
   // Every row is exercised above.
   assert.deepEqual([...new Set(REFUSED.map((r) => r[1]))].sort(), UNBUILT.map((r) => r.path).sort());
 });
@@ -242,7 +244,7 @@ test('unbuilt keys: the allowed value is the schema default, accepted when writt
   }
   ok(explicit);
   // Several refused values: one issue each, in table order, in one error.
-  const e = fails({ cluster: { coordination: 'redis', failover: 'manual', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^6 problems:/);
+  const e = fails({ cluster: { coordination: 'redis', failover: 'approval', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^6 problems:/);
   assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.failover', 'cluster.fenceScript', 'database.mode', 'database.backup.enabled', 'redis.enabled']);
   // loadBalanced is built (written to ha-state.json): both values load.
   assert.equal(ok({ cluster: { loadBalanced: true } }).cluster.loadBalanced, true);
@@ -293,7 +295,7 @@ test('environment overrides: errors name the variable', () => {
   fails({}, /node\.role: must be one of .* \(set by QUORATE_NODE_ROLE\)/, { QUORATE_NODE_ROLE: 'boss' });
   fails({}, /QUORATE_DATABASE_BACKUP_NOPE: unknown key "NOPE" in database\.backup/, { QUORATE_DATABASE_BACKUP_NOPE: '1' });
   fails({}, /QUORATE_CLUSTER_PEERENDPOINTS: not valid JSON/, { QUORATE_CLUSTER_PEERENDPOINTS: '[oops' });
-  fails({}, /^cluster\.failover: "manual" is not available in this version .* \(set by QUORATE_CLUSTER_FAILOVER\)$/, { QUORATE_CLUSTER_FAILOVER: 'manual' });
+  fails({}, /^cluster\.failover: "approval" is not available in this version .* \(set by QUORATE_CLUSTER_FAILOVER\)$/, { QUORATE_CLUSTER_FAILOVER: 'approval' });
   fails({}, /^database\.backup\.enabled: true is not available in this version .* \(set by QUORATE_DATABASE_BACKUP_ENABLED\)$/, { QUORATE_DATABASE_BACKUP_ENABLED: 'true' });
 });
 

@@ -21,6 +21,8 @@ export interface UnbuiltKey {
   readonly allowed: Value;
   /** What a refused value would (not) do: the end of the message, after "—". */
   readonly why: string | ((value: Value) => string);
+  /** Other values already built (the rest of the key's enum is still refused). */
+  readonly alsoBuilt?: readonly Value[];
   /** Do not echo the value (it may hold a password). */
   readonly secret?: boolean;
 }
@@ -37,9 +39,9 @@ export const UNBUILT: readonly UnbuiltKey[] = [
   { path: 'cluster.coordination', allowed: 'raft', why: 'until Redis coordination exists the leader is elected by Raft among the voters, with no Redis lease' },
   { path: 'cluster.leaderLockTtlSeconds', allowed: 30, why: REDIS_LEASE },
   { path: 'cluster.leaderRenewalIntervalSeconds', allowed: 10, why: REDIS_LEASE },
-  // Manual and approval failover.
-  { path: 'cluster.failover', allowed: 'automatic',
-    why: (v) => `until ${v === 'approval' ? 'failover on approval' : `${String(v)} failover`} exists a node would fail over automatically` },
+  // Approval failover ("manual" is built: src/node/modes.ts).
+  { path: 'cluster.failover', allowed: 'automatic', alsoBuilt: ['manual'],
+    why: () => 'until failover on approval exists a node would fail over automatically; "manual" is available (an operator runs `quorate failover`)' },
   // Virtual IP and fencing. When built: virtualIp without loadBalanced needs
   // vipInterface or vipScript. (cluster.loadBalanced is built: it only says an
   // external load balancer routes traffic, and is written to ha-state.json.)
@@ -69,8 +71,8 @@ export function unbuiltIssues(c: RawConfig, table: readonly UnbuiltKey[] = UNBUI
   const issues: ConfigIssue[] = [];
   for (const row of table) {
     const value = valueAt(c, row.path);
-    if (value === undefined || value === row.allowed) continue;
-    const allowed = JSON.stringify(row.allowed);
+    if (value === undefined || value === row.allowed || row.alsoBuilt?.includes(value as Value) === true) continue;
+    const allowed = [row.allowed, ...(row.alsoBuilt ?? [])].map((v) => JSON.stringify(v)).join(' or ');
     const got = row.secret === true ? 'the value (not shown: it may hold a password)' : show(value);
     const why = typeof row.why === 'string' ? row.why : row.why(value as Value);
     issues.push({ path: row.path, message: `${got} is not available in this version (only ${allowed}); remove the key or set it to ${allowed} — ${why}` });

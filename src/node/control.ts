@@ -19,6 +19,8 @@ export interface ControlContext {
   isLeader(): boolean;
   /** The NotLeader refusal, with whatever the node knows of the leader. */
   notLeader(): NodeError;
+  /** Drained nodes are never switchover targets (./modes.ts). */
+  isDrained?(nodeName: string): boolean;
 }
 
 export async function switchover(c: ControlContext, to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
@@ -28,8 +30,9 @@ export async function switchover(c: ControlContext, to?: string): Promise<{ from
   if (to !== undefined) {
     target = [...c.registry.peers.keys()].find((id) => c.registry.nameOf(id) === to);
     if (target === undefined) throw new NodeError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
+    if (c.isDrained?.(to) === true) throw new NodeError('invalid_transfer', `${to} is drained and may not take over; run \`quorate undrain ${to}\` first or pick another voter`);
   } else {
-    const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive).sort((a, b) => b.match - a.match);
+    const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive && c.isDrained?.(c.registry.nameOf(p.id)) !== true).sort((a, b) => b.match - a.match);
     target = candidates[0]?.id;
     if (target === undefined) throw new NodeError('invalid_transfer', 'no other reachable voter can take over; add or start a voter first');
   }

@@ -21,6 +21,8 @@ export const NODE_ERROR_CODES = [
   'invalid_transfer',
   'transfer_in_progress',
   'transfer_failed',
+  // An operator's failover elected no leader (src/node/modes.ts).
+  'failover_failed',
   // Membership changes.
   'conf_change_in_progress',
   'invalid_conf_change',

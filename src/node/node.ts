@@ -11,10 +11,10 @@ import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, majority, votingIds, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { WalStorage } from '../storage/index.js';
-import { HISTORY_MACHINE_ID, createKvState, encodeEnvelope, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
+import { HISTORY_MACHINE_ID, createKvState, encodeEnvelope, type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
-import { notLeader } from './errors.js';
+import { NodeError, notLeader } from './errors.js';
 import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { EntryEncoder, FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
@@ -24,6 +24,7 @@ import { existsSync } from 'node:fs';
 import { kvServiceOf } from './kv-service.js';
 import { failoverSafe, switchover, type ControlContext } from './control.js';
 import { HistoryRecorder } from './history-recorder.js';
+import { Modes, campaignNow, encodeSetting, type ModesView } from './modes.js';
 import { HealthWarnings, recordRemoval, ttlExpiry, writeNodeHaState } from './housekeeping.js';
 import { checkTlsAuto, raftConfigFor, tickMsFor } from './boot.js';
 import { metricsText, nodeMetrics } from './node-metrics.js';
@@ -72,6 +73,8 @@ export class QuorateNode implements ClusterControl {
   readonly #mLeaderChanges;
   readonly #enroller: Enroller;
   readonly #historyRecorder: HistoryRecorder;
+  /** Failover mode, paused, drained: whether this node campaigns by itself (./modes.ts). */
+  readonly #modes: Modes;
   /** Removed from the cluster (its membership says so, a peer refused it as removed, or the marker file): serves no data. */
   #removed = false;
 
@@ -100,6 +103,7 @@ export class QuorateNode implements ClusterControl {
     this.#log = logger.child({ node: config.node.nodeName });
     this.#entries = new EntryEncoder(this.#log);
     this.#warnings = new HealthWarnings(this.#log, config.cluster.electionTimeoutMs);
+    this.#modes = new Modes({ settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log });
     const metrics = nodeMetrics(this.#metrics);
     this.#mLeaderChanges = metrics.leaderChanges;
 
@@ -180,6 +184,7 @@ export class QuorateNode implements ClusterControl {
     this.#control = {
       replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs,
       isLeader: () => this.isLeader(), notLeader: () => notLeader(this.#leaderName(), this.leaderApiUrl()),
+      isDrained: (name) => this.modes().drained.includes(name),
     };
     this.#registry.refresh(raw);
     this.#enroller = new Enroller({
@@ -226,6 +231,8 @@ export class QuorateNode implements ClusterControl {
     // Snapshots in the composite format only once every member reads it (cluster feature level >= 2).
     replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
     if (opts.onFatal) node.#onFatal = opts.onFatal;
+    node.#modes.appended(state.entries);
+    node.#modes.sync(raw, replicated.registry.appliedIndex);
     await node.#transport.listen();
     node.#replica.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
@@ -301,6 +308,27 @@ export class QuorateNode implements ClusterControl {
     return switchover(this.#control, to);
   }
 
+  /** Failover mode, paused, drained nodes, and whether this node campaigns by itself. */
+  modes(): ModesView {
+    return this.#modes.view(this.machines.appliedIndex);
+  }
+
+  /** An operator's failover on this node: stand for election now (./modes.ts campaignNow). */
+  failoverHere(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }> {
+    return campaignNow({ replica: this.#replica, nodeId: this.nodeId, electionTimeoutMs: this.config.cluster.electionTimeoutMs, nameOf: (id) => this.#registry.nameOf(id) });
+  }
+
+  /** Leader only: puts a cluster-wide setting in the log (format-2 envelope; refused below feature level 2) and waits until it applies. */
+  async proposeSetting(c: SettingsCommand): Promise<void> {
+    if (!this.isLeader()) throw notLeader(this.#leaderName(), this.leaderApiUrl());
+    if (c.key === 'drained' && ![...this.#registry.peers.keys()].some((id) => this.#registry.nameOf(id) === c.nodeName)) {
+      throw new NodeError('invalid_transfer', `no member named "${c.nodeName}"; see \`quorate peers\` for names`);
+    }
+    await this.#replica.propose(encodeSetting(c, this.featureLevel(), Date.now()), DEFAULT_PROPOSE_TIMEOUT_MS);
+    // Draining the leader: hand leadership to another voter (drained nodes are never switchover targets).
+    if (c.key === 'drained' && c.value && c.nodeName === this.nodeName && this.isLeader()) await this.switchover();
+  }
+
   failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {
     return failoverSafe(this.#control, waitMs);
   }
@@ -361,6 +389,8 @@ export class QuorateNode implements ClusterControl {
   }
 
   #afterReady(raw: RawNode, rd: Ready): void {
+    this.#modes.appended(rd.entries);
+    this.#modes.sync(raw, this.machines.appliedIndex);
     if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) {
       this.#registry.refresh(raw);
       this.#transport.setPeers(this.#registry.peerAddresses());

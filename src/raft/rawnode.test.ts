@@ -700,3 +700,82 @@ describe('log compaction and snapshots', () => {
     assert.equal(c.appliedText(3).length, 40);
   });
 });
+
+describe('setAutoCampaign(false): manual failover, paused, drained', () => {
+  test('a node with auto-campaign off never pre-votes or campaigns on election timeout once something committed', () => {
+    const n = nodeWithLog(2, [1, 1], 1, membership([1, 2, 3]));
+    n.step(msg({ type: 'heartbeat', from: 1, to: 2, term: 1, commit: 2 }));
+    drain(n);
+    assert.equal(n.status().lead, 1);
+    n.setAutoCampaign(false);
+    for (let i = 0; i < 200; i++) n.tick();
+    const out = drain(n);
+    assert.ok(!out.some((m) => m.type === 'preVote' || m.type === 'vote'), 'no pre-vote, no vote request');
+    assert.equal(n.status().role, 'follower');
+    assert.equal(n.status().term, 1, 'term unchanged');
+    assert.equal(n.status().lead, 0, 'a leader not heard from for an election timeout is forgotten');
+    n.setAutoCampaign(true);
+    for (let i = 0; i < 20; i++) n.tick();
+    assert.ok(drain(n).some((m) => m.type === 'preVote'), 'campaigns again once switched back on');
+  });
+
+  test('it still votes, and campaigns (pre-vote first) when told to', () => {
+    const n = nodeWithLog(2, [1, 1], 1, membership([1, 2, 3]));
+    n.step(msg({ type: 'heartbeat', from: 1, to: 2, term: 1, commit: 2 }));
+    drain(n);
+    n.setAutoCampaign(false);
+    for (let i = 0; i < 30; i++) n.tick();
+    drain(n);
+    n.step(msg({ type: 'preVote', from: 3, to: 2, term: 2, logTerm: 1, index: 2 }));
+    assert.equal(drain(n).find((m) => m.type === 'preVoteResp')!.reject, false, 'grants a pre-vote');
+    n.step(msg({ type: 'vote', from: 3, to: 2, term: 2, logTerm: 1, index: 2 }));
+    assert.equal(drain(n).find((m) => m.type === 'voteResp')!.reject, false, 'grants a vote');
+    n.campaign();
+    const sent = drain(n);
+    assert.equal(sent.filter((m) => m.type === 'preVote').length, 2, 'campaign() pre-votes to both peers');
+    assert.equal(n.status().role, 'preCandidate');
+    // Nobody answers: the requested campaign ends as a follower, with no retry.
+    for (let i = 0; i < 40; i++) n.tick();
+    assert.ok(!drain(n).some((m) => m.type === 'preVote' || m.type === 'vote'));
+    assert.equal(n.status().role, 'follower');
+  });
+
+  test('in a 3-node cluster with auto-campaign off everywhere, a dead leader is replaced only on campaign()', () => {
+    const c = threeNodes();
+    c.propose(1, 'x');
+    c.stabilize();
+    for (const id of [1, 2, 3]) c.node(id).raw.setAutoCampaign(false);
+    c.cut.add('1-2').add('1-3').add('2-1').add('3-1');
+    for (let i = 0; i < 100; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.equal(c.node(1).raw.status().role, 'follower', 'the isolated leader steps down (CheckQuorum)');
+    assert.equal(c.node(2).raw.status().role, 'follower');
+    assert.equal(c.node(3).raw.status().role, 'follower');
+    const term = c.node(2).raw.status().term;
+    c.node(3).raw.campaign();
+    c.stabilize();
+    assert.equal(c.node(2).raw.status().lead, 3);
+    assert.equal(c.node(3).raw.status().role, 'leader');
+    assert.equal(c.node(3).raw.status().term, term + 1);
+  });
+
+  test('switchover (TimeoutNow) still works with auto-campaign off', () => {
+    const c = threeNodes();
+    for (const id of [1, 2, 3]) c.node(id).raw.setAutoCampaign(false);
+    c.node(1).raw.transferLeadership(2);
+    c.stabilize();
+    assert.equal(c.node(2).raw.status().role, 'leader');
+  });
+
+  test('a brand-new cluster (nothing committed) still elects its first leader with auto-campaign off', () => {
+    const c = new MemCluster({ voters: [1, 2, 3] });
+    for (const id of [1, 2, 3]) c.node(id).raw.setAutoCampaign(false);
+    for (let i = 0; i < 40 && c.leader() === 0; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.notEqual(c.leader(), 0);
+  });
+});

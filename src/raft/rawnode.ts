@@ -121,6 +121,8 @@ export class RawNode {
   #lead: NodeId = NONE;
   /** Set by the caller when a peer's authenticated handshake says this node's incarnation is not the one it records. */
   #rejoining = false;
+  /** Campaign on election timeout (false: manual failover, paused, drained; see setAutoCampaign). */
+  #autoCampaign = true;
   #role: RaftRole = 'follower';
 
   #electionElapsed = 0;
@@ -426,6 +428,28 @@ export class RawNode {
     this.#rejoining = rejoining;
   }
 
+  /**
+   * Whether this node starts elections by itself when its election timeout
+   * elapses (default true). With false it never pre-votes or campaigns on a
+   * timeout; it still votes, still campaigns on campaign() (an operator's
+   * failover) and on a leader's TimeoutNow (switchover); a leader still steps
+   * down without a quorum (CheckQuorum). A follower that hears from no leader
+   * for an election timeout forgets it (lead = NONE: no lease, so it grants an
+   * operator's candidate its vote), and a candidate whose election times out
+   * goes back to follower instead of retrying. Exception: while nothing has
+   * ever been committed (a brand-new cluster), timeouts still campaign, so the
+   * first leader is elected. This restricts only who starts elections; the
+   * vote rule is unchanged, so safety is too.
+   */
+  setAutoCampaign(on: boolean): void {
+    this.#autoCampaign = on;
+  }
+
+  /** See setAutoCampaign: false while this node's own election timeouts start nothing. */
+  get autoCampaign(): boolean {
+    return this.#autoCampaign;
+  }
+
   /** The membership in force: the latest in the log, committed or not (cheap; no copy). */
   membership(): Membership {
     return this.#log.membership();
@@ -601,6 +625,12 @@ export class RawNode {
     this.#electionElapsed++;
     if (this.#electionElapsed >= this.#randomizedElectionTimeout) {
       this.#electionElapsed = 0;
+      if (!this.#autoCampaign && this.#commit > 0) {
+        // Manual failover / paused / drained: no election of our own.
+        if (this.#role !== 'follower') this.#becomeFollower(this.#term, NONE);
+        else this.#lead = NONE;
+        return;
+      }
       if (this.#mayCampaign()) this.#campaign(this.#cfg.preVote ? 'pre' : 'election');
       else this.#resetTimers();
     }

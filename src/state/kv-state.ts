@@ -7,6 +7,7 @@ import { KvStateMachine } from './kv.js';
 import type { KvOptions, KvReader } from './kv.js';
 import { MachineRegistry } from './machines.js';
 import type { MachineRegistryOptions } from './machines.js';
+import { SettingsMachine } from './settings.js';
 
 export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
 
@@ -19,6 +20,8 @@ export interface KvState {
   readonly history: HistoryStateMachine;
   /** The KV's reads with the registry's applied index (what the HTTP API reads). */
   readonly reader: KvReader;
+  /** The "settings" machine: failover mode, paused, drained nodes. */
+  readonly settings: SettingsMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -36,7 +39,9 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(kv);
   const history = new HistoryStateMachine();
   registry.register(history);
-  return { registry, kv, history, reader: kvReaderOf(registry, kv) };
+  const settings = new SettingsMachine();
+  registry.register(settings);
+  return { registry, kv, history, settings, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

@@ -324,7 +324,8 @@ export class MachineRegistry {
   }
 
   #compositeSnapshot(): AsyncIterable<Uint8Array> {
-    const machines = this.#ordered();
+    // A machine in its empty state (isEmpty) gets no section: it restores to empty.
+    const machines = this.#ordered().filter((m) => !(m.isEmpty?.() ?? false));
     const sessions = this.#sessionTuples();
     const head = packCanonical([this.#appliedIndex, this.#clockMs, sessions.length, machines.length]);
     const sections = machines.map((m) => ({ id: m.id, it: m.snapshot()[Symbol.asyncIterator]() }));

@@ -202,4 +202,8 @@ export class FakeNode implements ClusterControl {
     if (!this.leader) throw this.#notLeader();
     throw new NodeError('invalid_conf_change', `no member named ${JSON.stringify(nodeName)}`);
   }
+
+  modes(): { failoverMode: 'automatic'; failoverModeSource: 'file'; paused: boolean; drained: string[]; autoFailover: boolean; notice: undefined } {
+    return { failoverMode: 'automatic', failoverModeSource: 'file', paused: false, drained: [], autoFailover: true, notice: undefined };
+  }
 }

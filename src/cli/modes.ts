@@ -1,0 +1,98 @@
+// Failover and maintenance verbs: failover, config set, pause, resume, drain, undrain (src/node/modes.ts).
+import { str } from './args.js';
+import { UsageError } from './args.js';
+import { EXIT, cell, type Command } from './command.js';
+
+type Body = Record<string, unknown>;
+
+function modesLine(r: Body): string {
+  const parts = [`failover mode ${cell(r['failoverMode'])}`, r['paused'] === true ? 'PAUSED' : 'not paused'];
+  const drained = r['drained'];
+  if (Array.isArray(drained) && drained.length > 0) parts.push(`drained: ${drained.join(', ')}`);
+  return parts.join('; ') + (typeof r['notice'] === 'string' ? `\n${r['notice']}` : '');
+}
+
+const failover: Command = {
+  name: 'failover',
+  summary: 'elect a leader now (manual failover, or while paused)',
+  usage: '[--to NAME]',
+  description:
+    'Makes a voter stand for election: NAME, or else the voter with the highest last index among those that answer. '
+    + 'Raft\'s vote rule still decides: a target whose log is behind loses, and the command says so (exit 1). '
+    + 'Works with no leader: any node answers. Prints who leads afterwards.',
+  flags: [{ name: 'to', type: 'string', value: 'NAME', help: 'the voter that should stand for election' }],
+  examples: ['quorate failover', 'quorate failover --to node2 --json'],
+  remote: true,
+  async run(ctx) {
+    const to = str(ctx.args, 'to');
+    const r = (await ctx.client().request<Body>('POST', '/v1/cluster/failover', { body: to !== undefined ? { to } : {} })).body;
+    ctx.print(r, () => {
+      const chosen = Array.isArray(r['candidates']) ? `chose ${cell(r['campaigned'])} (highest last index of ${(r['candidates'] as Body[]).map((c) => `${cell(c['nodeName'])}=${cell(c['lastIndex'])}`).join(', ')})\n` : '';
+      return r['elected'] === true
+        ? `${chosen}failover done: ${cell(r['leader'])} is the leader (term ${cell(r['term'])})`
+        : `${chosen}${cell(r['campaigned'])} stood for election; ${cell(r['leader'])} leads (term ${cell(r['term'])})`;
+    });
+    return EXIT.ok;
+  },
+};
+
+const configSet: Command = {
+  name: 'config set',
+  summary: 'change a cluster-wide setting kept in the replicated state',
+  usage: 'KEY VALUE',
+  description: 'Keys: failover (automatic | manual). The replicated value wins over every node\'s config file (a node whose file disagrees logs a warning naming the key). Needs every member at this release (cluster feature level 2).',
+  flags: [],
+  examples: ['quorate config set failover manual', 'quorate config set failover automatic'],
+  remote: true,
+  async run(ctx) {
+    const [key, value, ...more] = ctx.args.positionals;
+    if (key === undefined || value === undefined || more.length > 0) throw new UsageError('give KEY VALUE, e.g. `quorate config set failover manual`', 'config set');
+    if (key !== 'failover') throw new UsageError(`unknown setting ${JSON.stringify(key)} (known: failover)`, 'config set');
+    if (value !== 'automatic' && value !== 'manual') throw new UsageError('failover must be automatic or manual', 'config set');
+    const r = (await ctx.client().request<Body>('POST', '/v1/cluster/settings', { body: { failover: value }, write: true })).body;
+    ctx.print(r, () => modesLine(r));
+    return EXIT.ok;
+  },
+};
+
+function flagCommand(name: 'pause' | 'resume', summary: string, description: string): Command {
+  return {
+    name, summary, usage: '', description, flags: [], examples: [`quorate ${name}`], remote: true,
+    async run(ctx) {
+      if (ctx.args.positionals.length > 0) throw new UsageError(`${name} takes no arguments`, name);
+      const r = (await ctx.client().request<Body>('POST', `/v1/cluster/${name}`, { body: {}, write: true })).body;
+      ctx.print(r, () => modesLine(r));
+      return EXIT.ok;
+    },
+  };
+}
+
+function drainCommand(name: 'drain' | 'undrain'): Command {
+  return {
+    name,
+    summary: name === 'drain' ? 'keep a node from ever starting an election or taking over' : 'end a drain',
+    usage: 'NAME',
+    description: name === 'drain'
+      ? 'A drained node keeps replicating and voting, never campaigns by itself and is never a switchover target. Draining the leader hands leadership to another voter first.'
+      : 'The node may campaign and be a switchover target again.',
+    flags: [],
+    examples: [`quorate ${name} node2`],
+    remote: true,
+    async run(ctx) {
+      const nodeName = ctx.args.positionals[0];
+      if (nodeName === undefined || ctx.args.positionals.length > 1) throw new UsageError('give exactly one node name (see `quorate peers`)', name);
+      const r = (await ctx.client().request<Body>('POST', '/v1/cluster/drain', { body: { nodeName, drained: name === 'drain' }, write: true })).body;
+      ctx.print(r, () => `${modesLine(r)}\nleader: ${cell(r['leader'])}`);
+      return EXIT.ok;
+    },
+  };
+}
+
+export const modeCommands: readonly Command[] = [
+  failover,
+  configSet,
+  flagCommand('pause', 'maintenance mode: no automatic failover until resume', 'A replicated flag, in force as soon as its entry is in a node\'s log: while paused no node starts an election by itself (a leader that loses its quorum still steps down). `quorate failover` still elects a leader; switchover still works.'),
+  flagCommand('resume', 'end maintenance mode: automatic failover again', 'Clears the paused flag (if there is no leader, run `quorate failover` first).'),
+  drainCommand('drain'),
+  drainCommand('undrain'),
+];

@@ -1,0 +1,147 @@
+// Failover modes, pause and drain: who may start an election by itself.
+//
+// One switch: the core's setAutoCampaign (src/raft). This node campaigns on
+// its own election timeout only when the cluster's failover mode is
+// "automatic", the cluster is not paused and this node is not drained. The
+// values come from the replicated "settings" machine (src/state/settings.ts);
+// the config file's cluster.failover only seeds the mode until one is set in
+// the replicated state. A settings entry counts from the moment it is
+// appended to this node's log, as a membership change does (and is forgotten
+// if that suffix is truncated), so a paused cluster that loses its leader
+// stays paused even where the resume/pause has not been applied yet.
+//
+// The operator's commands (failover, config set, pause, resume, drain) are
+// here too: campaignNow makes this node stand for election (Raft's vote rule
+// still decides), proposeSetting puts a settings entry in the log.
+import type { Logger } from 'pino';
+import { NONE, type Entry, type NodeId, type RawNode } from '../raft/index.js';
+import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, type FailoverMode, type SettingsCommand, type SettingsMachine } from '../state/index.js';
+import { NodeError } from './errors.js';
+
+export interface ModesView {
+  readonly failoverMode: FailoverMode;
+  /** Where the mode comes from: the replicated settings, or this node's file (nothing replicated yet). */
+  readonly failoverModeSource: 'replicated' | 'file';
+  readonly paused: boolean;
+  readonly drained: readonly string[];
+  /** Whether this node starts elections by itself. */
+  readonly autoFailover: boolean;
+  /** For status and health: what an operator should know and run, when automatic failover is off. */
+  readonly notice: string | undefined;
+}
+
+export class Modes {
+  readonly #settings: SettingsMachine;
+  readonly #fileMode: FailoverMode;
+  readonly #nodeName: string;
+  readonly #log: Logger;
+  /** Settings entries appended but not applied yet, by index. */
+  readonly #pending = new Map<number, SettingsCommand>();
+  #warned: FailoverMode | undefined;
+
+  constructor(o: { settings: SettingsMachine; fileMode: FailoverMode; nodeName: string; log: Logger }) {
+    this.#settings = o.settings;
+    this.#fileMode = o.fileMode;
+    this.#nodeName = o.nodeName;
+    this.#log = o.log;
+  }
+
+  /** Entries appended to this node's log (a Ready's entries, or the recovered log): they may overwrite a suffix. */
+  appended(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const first = entries[0]!.index;
+    for (const i of [...this.#pending.keys()]) if (i >= first) this.#pending.delete(i);
+    for (const e of entries) {
+      if (e.type !== 'normal' || e.data.length === 0) continue;
+      const c = settingsCommandOf(e.data);
+      if (c !== undefined) this.#pending.set(e.index, c);
+    }
+  }
+
+  view(appliedIndex: number): ModesView {
+    let s: { failover: FailoverMode | undefined; paused: boolean; drained: ReadonlySet<string> } = { ...this.#settings.view, drained: new Set(this.#settings.view.drained) };
+    for (const i of [...this.#pending.keys()].sort((a, b) => a - b)) {
+      if (i <= appliedIndex) this.#pending.delete(i);
+      else s = applySetting(s, this.#pending.get(i)!);
+    }
+    const replicated = s.failover;
+    if (replicated !== undefined && replicated !== this.#fileMode && this.#warned !== replicated) {
+      this.#warned = replicated;
+      this.#log.warn({ event: 'config_overridden', key: 'cluster.failover', file: this.#fileMode, replicated },
+        `cluster.failover is "${this.#fileMode}" in this node's config file but "${replicated}" in the cluster's replicated settings; the replicated value applies (change it with \`quorate config set failover ${this.#fileMode}\`)`);
+    }
+    const failoverMode = replicated ?? this.#fileMode;
+    const drained = [...s.drained].sort();
+    const selfDrained = drained.includes(this.#nodeName);
+    const autoFailover = failoverMode === 'automatic' && !s.paused && !selfDrained;
+    const notice = s.paused
+      ? 'the cluster is paused (maintenance): automatic failover is disabled; run `quorate resume` to end it (`quorate failover` elects a leader meanwhile)'
+      : failoverMode === 'manual'
+        ? 'automatic failover is disabled (failover mode manual): if the leader fails, run `quorate failover [--to NAME]`'
+        : selfDrained ? `${this.#nodeName} is drained: it never starts an election itself; run \`quorate undrain ${this.#nodeName}\` to end it` : undefined;
+    return { failoverMode, failoverModeSource: replicated === undefined ? 'file' : 'replicated', paused: s.paused, drained, autoFailover, notice };
+  }
+
+  /** Sets the core's switch from the current view (in the loop). */
+  sync(raw: RawNode, appliedIndex: number): void {
+    const on = this.view(appliedIndex).autoFailover;
+    if (raw.autoCampaign !== on) {
+      raw.setAutoCampaign(on);
+      this.#log.info({ event: 'auto_failover', enabled: on }, on ? 'automatic failover enabled on this node' : 'automatic failover disabled on this node (manual mode, paused or drained)');
+    }
+  }
+}
+
+/** The settings command in an entry, if it is one (anything else, or undecodable: undefined). */
+export function settingsCommandOf(data: Uint8Array): SettingsCommand | undefined {
+  try {
+    const d = decodeEntry(data, 2);
+    if (d.version !== 2 || d.envelope.machine !== SETTINGS_MACHINE_ID) return undefined;
+    return decodeSettingsPayload(d.envelope.payload);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A settings entry (format-2 envelope); refused below cluster feature level 2. */
+export function encodeSetting(c: SettingsCommand, featureLevel: number, at: number): Uint8Array {
+  if (featureLevel < 2) {
+    throw new NodeError('invalid_transfer', `cluster-wide settings need cluster feature level 2 (this cluster is at ${featureLevel}: some member runs the previous release or has not been heard from); upgrade every member, then retry`);
+  }
+  return encodeEnvelope({ machine: SETTINGS_MACHINE_ID, at, payload: encodeSettingsPayload(c) });
+}
+
+/** What campaignNow needs of the node. */
+export interface CampaignContext {
+  readonly replica: { readonly core: Pick<RawNode, 'status'>; run(fn: (raw: RawNode) => void): void };
+  readonly nodeId: NodeId;
+  readonly electionTimeoutMs: number;
+  nameOf(id: NodeId): string;
+}
+
+/**
+ * An operator's failover on this node: stand for election now (pre-vote, then
+ * vote), again after each election timeout while no leader is known, up to
+ * three times. Resolves with the leader that emerged (which may be another
+ * node) or throws failover_failed.
+ */
+export async function campaignNow(c: CampaignContext): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }> {
+  const me = c.nameOf(c.nodeId);
+  const st0 = c.replica.core.status();
+  if (st0.role === 'leader') return { campaigned: me, leader: me, term: st0.term, elected: true };
+  if (st0.lead !== NONE) {
+    throw new NodeError('invalid_transfer', `${c.nameOf(st0.lead)} leads (term ${st0.term}); a failover is for when there is no leader. Use \`quorate switchover --to ${me}\` to move leadership`);
+  }
+  const deadline = Date.now() + 3 * c.electionTimeoutMs + 1000;
+  let nextTry = 0;
+  while (Date.now() < deadline) {
+    const st = c.replica.core.status();
+    if (st.lead !== NONE) return { campaigned: me, leader: c.nameOf(st.lead), term: st.term, elected: st.lead === c.nodeId };
+    if (Date.now() >= nextTry && st.role === 'follower') {
+      c.replica.run((raw) => raw.campaign());
+      nextTry = Date.now() + c.electionTimeoutMs;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new NodeError('failover_failed', `${me} stood for election but no leader emerged: its log may be behind the other voters' (they refuse their votes), or a majority of voters is unreachable. Check \`quorate status\` on each node, then run \`quorate failover\` without --to (it picks the most up-to-date reachable voter)`);
+}
