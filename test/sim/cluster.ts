@@ -164,7 +164,7 @@ interface Weather {
 
 const CALM: Weather = { drop: 0, dup: 0, delayMaxMs: 5 };
 
-const FAULT_KINDS = ['crash', 'powerLoss', 'pause', 'partition', 'heal', 'weather', 'membership', 'transfer', 'burst', 'quiet'] as const;
+const FAULT_KINDS = ['crash', 'powerLoss', 'pause', 'partition', 'heal', 'weather', 'membership', 'transfer', 'burst', 'quiet', 'manual'] as const;
 type FaultKind = (typeof FAULT_KINDS)[number];
 
 /**
@@ -199,7 +199,7 @@ function drawProfile(r: SeededRandom): SimProfile {
     // divergent uncommitted tail, replicated in small chunks, while nodes
     // crash and return quickly. This is what old-term commit bugs need.
     return {
-      weights: { crash: 10, powerLoss: 0, pause: 3, partition: 6, heal: 6, weather: 0, membership: 0, transfer: 4, burst: 12, quiet: 4 },
+      weights: { crash: 10, powerLoss: 0, pause: 3, partition: 6, heal: 6, weather: 0, membership: 0, transfer: 4, burst: 12, quiet: 4, manual: 0 },
       faultGapMs: 100,
       diskMaxMs: 3,
       maxMsgBytes: 256,
@@ -213,7 +213,7 @@ function drawProfile(r: SeededRandom): SimProfile {
       midOpCrash: 0.3,
     };
   }
-  return {
+  const p: SimProfile = {
     weights: {
       crash: w(16),
       powerLoss: w(6),
@@ -225,6 +225,7 @@ function drawProfile(r: SeededRandom): SimProfile {
       transfer: w(8),
       burst: w(10),
       quiet: w(7),
+      manual: 0, // drawn last (below), so that seeds without it keep their traces
     },
     faultGapMs: [60, 150, 300][r.int(3)]!,
     diskMaxMs: [3, 8, 25][r.int(3)]!,
@@ -238,6 +239,9 @@ function drawProfile(r: SeededRandom): SimProfile {
     commitPersistEvery: [0, 16, 1024][r.int(3)]!,
     midOpCrash: [0, 0.3, 0.7][r.int(3)]!,
   };
+  // Manual-failover periods (cluster.failover "manual", or paused): half the seeds.
+  if (r.chance(0.5)) (p.weights as Record<FaultKind, number>).manual = 4 + 8 * r.next();
+  return p;
 }
 
 export class Simulation {
@@ -271,6 +275,8 @@ export class Simulation {
   readonly #convergeMs: number;
   readonly #maxSteps: number;
   #phase: 'faults' | 'liveness' | 'drain' | 'converge' | 'done' = 'faults';
+  /** A manual-failover period: no node campaigns on its own; the simulated operator runs failover. */
+  #manual = false;
   #healedAt = 0;
   #phaseDeadline = 0;
   readonly #removedIds = new Set<NodeId>();
@@ -525,6 +531,7 @@ export class Simulation {
       lastSnapshot: state.snapshot,
     });
     this.#trace('start', n.id, n.inc, state.hardState.term, state.hardState.commit, snap.index, n.log.lastIndex);
+    if (this.#manual) raft.setAutoCampaign(false);
     n.replica.start();
   }
 
@@ -1157,6 +1164,9 @@ export class Simulation {
       }
       case 'quiet':
         return;
+      case 'manual':
+        if (!this.#manual) this.#manualPeriod(100 + r.int(2500));
+        return;
     }
   }
 
@@ -1352,7 +1362,45 @@ export class Simulation {
 
   // ------------------------------------------------------- heal, liveness
 
+  /**
+   * Failover mode "manual" (or a paused cluster) for a while: no node starts
+   * an election on its own (RawNode.setAutoCampaign(false)); a leader that
+   * loses its quorum still steps down. The simulated operator notices that
+   * no leader is known and runs `quorate failover` on a random voter, which
+   * campaigns; Raft's vote rule still decides, so it can lose.
+   */
+  #manualPeriod(ms: number): void {
+    this.#manual = true;
+    this.#count('manual');
+    this.#trace('manual', ms);
+    for (const n of this.nodes.values()) if (this.#alive(n)) n.replica.run((raw) => raw.setAutoCampaign(false));
+    const until = this.now + ms;
+    const operator = (): void => {
+      if (!this.#manual) return;
+      if (this.now >= until || this.#phase !== 'faults') return this.#automatic();
+      if (this.#leader() === undefined) {
+        const voters = this.#upNodes().filter((n) => this.#alive(n) && n.raft.membership().members.some((m) => m.id === n.id && m.role === 'voter'));
+        const v = voters.length > 0 ? voters[this.#faultRng.int(voters.length)] : undefined;
+        if (v !== undefined && this.#alive(v)) {
+          this.#count('manualFailover');
+          this.#trace('operatorFailover', v.id);
+          v.replica.run((raw) => raw.campaign());
+        }
+      }
+      this.#at(this.now + 100 + this.#faultRng.int(300), operator);
+    };
+    this.#at(this.now + 100 + this.#faultRng.int(300), operator);
+  }
+
+  #automatic(): void {
+    if (!this.#manual) return;
+    this.#manual = false;
+    this.#trace('automatic');
+    for (const n of this.nodes.values()) if (this.#alive(n)) n.replica.run((raw) => raw.setAutoCampaign(true));
+  }
+
   #heal(): void {
+    this.#automatic();
     this.#phase = 'liveness';
     this.#healedAt = this.now;
     this.#phaseDeadline = this.now + this.#livenessMs;

@@ -38,7 +38,7 @@ test('same seed, same trace; another seed, another trace', async () => {
 
 test('the fault mix actually injects every kind of fault', async () => {
   const sum = await runCampaign({ seeds: range(500, 30), nodes: 5 });
-  for (const kind of ['crash', 'midOpCrash', 'powerLoss', 'tornWrite', 'pause', 'partition', 'oneWayPartition', 'bridgePartition', 'heal', 'weather', 'conf-add', 'conf-setRole', 'conf-remove', 'transfer', 'burst', 'leaderKill']) {
+  for (const kind of ['crash', 'midOpCrash', 'powerLoss', 'tornWrite', 'pause', 'partition', 'oneWayPartition', 'bridgePartition', 'heal', 'weather', 'conf-add', 'conf-setRole', 'conf-remove', 'transfer', 'burst', 'leaderKill', 'manual', 'manualFailover']) {
     assert.ok((sum.faults[kind] ?? 0) > 0, `no '${kind}' fault in 30 seeds: ${JSON.stringify(sum.faults)}`);
   }
 });
