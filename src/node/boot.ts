@@ -1,11 +1,12 @@
 // What a node's start derives from its config before anything runs: the tick
-// length, the core's RaftConfig, and the check that security.tls "auto" is
-// only used where plain TCP is safe (loopback). Part of QuorateNode.start
+// length, the core's RaftConfig, the peer transport's options, and the check
+// that security.tls "auto" is only used where plain TCP is safe (loopback). Part of QuorateNode.start
 // (./node.ts), kept apart for size.
 import type { Logger } from 'pino';
 import { isLoopback, type QuorateConfig } from '../config/index.js';
 import type { NodeId, RaftConfig } from '../raft/index.js';
 import { SeededRandom } from '../raft/prng.js';
+import type { PeerTransportOptions } from '../transport/index.js';
 import type { Bootstrap } from './members.js';
 
 /** The core's tick: a fifth of the heartbeat interval, 1..10 ms. */
@@ -23,6 +24,34 @@ export function raftConfigFor(config: QuorateConfig, id: NodeId, tickMs: number,
     snapshotEntries: config.cluster.snapshotEntries,
     incarnation,
     trailingEntries: config.cluster.snapshotTrailingEntries,
+  };
+}
+
+/** The peer transport's options that come from the config (moved from node.ts); the node adds its hooks. */
+export function transportOptionsFor(
+  config: QuorateConfig,
+  o: { id: NodeId; incarnation: string; clusterSecret: Uint8Array; featureLevel: number; logger: Logger; peerHost: (peer: NodeId) => string | undefined },
+): Omit<PeerTransportOptions, 'onMessages' | 'onPeerDisconnected' | 'onSnapshot'> {
+  const tls = config.security.tls;
+  const peerAddr = new URL(`tcp://${config.node.peerAddress}`);
+  return {
+    nodeId: o.id,
+    nodeName: config.node.nodeName,
+    haId: config.cluster.haId,
+    listenHost: peerAddr.hostname.replace(/^\[|\]$/g, ''),
+    listenPort: Number(peerAddr.port),
+    tls: tls === 'auto' ? 'off' : tls,
+    clusterSecret: o.clusterSecret,
+    incarnation: o.incarnation,
+    featureLevel: o.featureLevel,
+    ...(typeof tls === 'object' ? { expectedPeerHost: (peer: number) => o.peerHost(peer) } : {}),
+    apiUrl: config.node.advertiseApiUrl,
+    role: config.node.role,
+    logger: o.logger,
+    // Incoming snapshots land beside the stored ones (same file system);
+    // recovery removes a *.tmp left there by a crash.
+    snapshotSpoolDir: `${config.node.dataDir}/raft/snap`,
+    allowedPeerIds: 'peers',
   };
 }
 

@@ -13,7 +13,9 @@ import {
 } from '../transport/join.js';
 import { encodeFrame, encodeJoinAck, encodeRefusal, REFUSED, type JoinAuthFrame } from '../transport/codec.js';
 import { MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from '../transport/handshake.js';
+import { existsSync } from 'node:fs';
 import { NodeError } from './errors.js';
+import { recordRemoval } from './housekeeping.js';
 import { normalizePeerUrl, type Bootstrap } from './members.js';
 import type { MemberRegistry } from './registry.js';
 import type { Replica } from './replica.js';
@@ -140,6 +142,10 @@ export interface EnrollContext {
   isLeader(): boolean;
   notLeader(): NodeError;
   clusterFeatureLevel(): number;
+  /** config database.writeQuorum, for remove's quorum arithmetic. */
+  readonly configuredWriteQuorum: number | undefined;
+  /** The node's switchover (remove hands leadership over first when it is the one removed). */
+  switchover(): Promise<unknown>;
 }
 
 interface Pending {
@@ -302,7 +308,7 @@ export class Enroller {
   }
 
   /** Remove a member by name (the leader hands over first when it is the one removed). */
-  async remove(nodeName: string, o: { configuredWriteQuorum: number | undefined; switchover: (to?: string) => Promise<unknown> }): Promise<{ nodeName: string; nodeId: number; message: string }> {
+  async remove(nodeName: string): Promise<{ nodeName: string; nodeId: number; message: string }> {
     const c = this.#c;
     if (!c.isLeader()) throw c.notLeader();
     const m = c.replica.core.membership();
@@ -312,15 +318,42 @@ export class Enroller {
     }
     const st = c.replica.core.status();
     const live = new Set<NodeId>([c.selfId, ...st.progress.filter((p) => p.recentActive && !p.diverged).map((p) => p.id)]);
-    const check = checkRemoval(m.members, target.id, live, o.configuredWriteQuorum, (id) => c.registry.nameOf(id));
+    const check = checkRemoval(m.members, target.id, live, c.configuredWriteQuorum, (id) => c.registry.nameOf(id));
     if (!check.ok) throw new NodeError('removal_unsafe', check.message);
     if (target.id === c.selfId) {
       c.log.info({ event: 'remove_leader_handover', nodeName }, `removing the leader ${nodeName}: handing leadership over first`);
-      await o.switchover();
+      await c.switchover();
       throw c.notLeader(); // the API forwards the request to the new leader, which removes this node
     }
     await this.#proposeAndWait({ op: 'remove', id: target.id }, target.id);
     c.log.info({ event: 'member_removed', id: target.id, nodeName }, `${nodeName} (id ${target.id}) removed from the cluster; its id is never reused (${check.message})`);
     return { nodeName, nodeId: target.id, message: `${nodeName} removed; ${check.message}` };
+  }
+}
+
+// ---------------------------------------------------------------- this node's removed state (moved from node.ts)
+
+/** Removed from the cluster (its membership says so, a peer refused it as removed, or the marker file): serves no data. */
+export class RemovedState {
+  readonly #dataDir: string;
+  readonly #log: Logger;
+  #removed = false;
+
+  /** At start: removed already if the data dir's marker file is there or `byMembership`. */
+  constructor(dataDir: string, log: Logger, byMembership: boolean) {
+    this.#dataDir = dataDir;
+    this.#log = log;
+    if (existsSync(`${dataDir}/removed`) || byMembership) this.mark('the membership (or this data dir\'s "removed" marker) says so');
+  }
+
+  get removed(): boolean {
+    return this.#removed;
+  }
+
+  /** Marks this node removed once: the marker file and the `node_removed` line (housekeeping.ts recordRemoval). */
+  mark(why: string): void {
+    if (this.#removed) return;
+    this.#removed = true;
+    recordRemoval(this.#dataDir, this.#log, why);
   }
 }

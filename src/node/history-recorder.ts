@@ -14,7 +14,7 @@
 // election timeout ran out).
 import type { Logger } from 'pino';
 import { NONE, type ConfEntry, type NodeId, type Status } from '../raft/index.js';
-import { encodeHistoryPayload, type ApplyResult, type HistoryCommand, type HistoryStateMachine, type LeaderReason } from '../state/index.js';
+import { HISTORY_MACHINE_ID, encodeEnvelope, encodeHistoryPayload, type ApplyResult, type HistoryCommand, type HistoryRecord, type HistoryStateMachine, type LeaderReason } from '../state/index.js';
 import type { LeaderService } from './leadership.js';
 
 /** Retry / wait step of the recorder. */
@@ -31,8 +31,8 @@ export interface HistoryRecorderDeps {
   appliedIndex(): number;
   status(): Pick<Status, 'term' | 'role' | 'campaign' | 'lastIndex'>;
   nameOf(id: NodeId): string;
-  /** Proposes a format-2 entry for machine "history". */
-  propose(payload: Uint8Array): Promise<ApplyResult>;
+  /** Proposes an entry (with the node's proposal timeout); the recorder builds the format-2 envelope for machine "history". */
+  propose(entry: Uint8Array): Promise<ApplyResult>;
 }
 
 interface Elected {
@@ -59,6 +59,16 @@ export class HistoryRecorder implements LeaderService {
 
   constructor(d: HistoryRecorderDeps) {
     this.#d = d;
+  }
+
+  /** The newest `limit` history records of this node's applied state, oldest first (QuorateNode.clusterHistory, moved from node.ts). */
+  clusterHistory(limit?: number): { records: readonly HistoryRecord[]; appliedIndex: number } {
+    return { records: this.#d.history.records(limit), appliedIndex: this.#d.appliedIndex() };
+  }
+
+  /** A format-2 entry for machine "history" (callers check the cluster feature level is >= 2; moved from node.ts #proposeTo). */
+  #propose(payload: Uint8Array): Promise<ApplyResult> {
+    return this.#d.propose(encodeEnvelope({ machine: HISTORY_MACHINE_ID, at: Date.now(), payload }));
   }
 
   /** The transport reset the connection to `peer` (call before Replica.peerReset). */
@@ -110,7 +120,7 @@ export class HistoryRecorder implements LeaderService {
           previousLeaderId: prevId, previousLeaderName: prevName, reason: e.reason,
         };
         try {
-          await d.propose(encodeHistoryPayload(c));
+          await this.#propose(encodeHistoryPayload(c));
           return;
         } catch (err) {
           d.log.debug({ event: 'history_propose_failed', err: (err as Error).message }, `recording the leadership change failed: ${(err as Error).message}; retrying`);
@@ -136,7 +146,7 @@ export class HistoryRecorder implements LeaderService {
       kind: 'membership', max: d.historyMax, term: st.term, op: ch.op, nodeId: ch.id,
       nodeName: nodeName === undefined || nodeName === '' ? undefined : nodeName, role, confIndex: index,
     };
-    d.propose(encodeHistoryPayload(c)).catch((err: unknown) => {
+    this.#propose(encodeHistoryPayload(c)).catch((err: unknown) => {
       d.log.warn({ event: 'history_propose_failed', index, err: (err as Error).message }, `recording the membership change at index ${index} failed: ${(err as Error).message}`);
     });
   }

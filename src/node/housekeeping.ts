@@ -29,6 +29,16 @@ export class HealthWarnings {
     this.#noLeaderSince = Date.now();
   }
 
+  /** The known leader changed (in the loop): `leader_lost` (and leaderLost) or `leader_changed` (moved from node.ts #onSoftState). */
+  leaderChanged(prev: number, lead: number, name: (id: number) => string): void {
+    if (lead === NONE) {
+      this.leaderLost();
+      this.#log.warn({ event: 'leader_lost', previous: prev }, `lost leader ${prev === NONE ? '' : name(prev)}`);
+    } else {
+      this.#log.info({ event: 'leader_changed', leader: lead, leaderName: name(lead) }, `leader is now ${name(lead)}`);
+    }
+  }
+
   /** Warn if the cluster has been without a leader too long, or this leader lacks a quorum (`status` is read only when a warning may be due). */
   check(now: number, status: () => NodeStatus): void {
     if (now - this.#lastWarnAt < 5000) return;

@@ -4,6 +4,7 @@
 // loses either. Raft provides leadership now (RaftLeadership, fed by the node
 // loop); a Redis lease can provide it later behind the same interface.
 import type { Logger } from 'pino';
+import { majority, votingIds, type Status } from '../raft/index.js';
 
 export interface LeadershipState {
   /** This node leads. */
@@ -39,6 +40,13 @@ export class RaftLeadership implements Leadership {
     if (s.leading === next.leading && s.term === next.term && s.quorum === next.quorum) return;
     this.#state = next;
     for (const l of this.#listeners) l(next);
+  }
+
+  /** From the core's status (moved from node.ts): leading, the term, and a quorum in the sense CheckQuorum keeps leadership: a majority of voters heard from. */
+  updateFrom(st: Pick<Status, 'role' | 'term' | 'reachableVoters' | 'membership'>): void {
+    const leading = st.role === 'leader';
+    const quorum = leading && st.reachableVoters >= majority(votingIds(st.membership).length);
+    this.update({ leading, term: st.term, quorum });
   }
 }
 

@@ -17,6 +17,8 @@ import type { Logger } from 'pino';
 import { NONE, type Entry, type NodeId, type RawNode } from '../raft/index.js';
 import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, type FailoverMode, type SettingsCommand, type SettingsMachine } from '../state/index.js';
 import { NodeError } from './errors.js';
+import type { MemberRegistry } from './registry.js';
+import type { Replica } from './replica.js';
 
 export interface ModesView {
   readonly failoverMode: FailoverMode;
@@ -30,21 +32,71 @@ export interface ModesView {
   readonly notice: string | undefined;
 }
 
+/** What Modes needs of the node for the loop glue and the operator's commands (moved here from node.ts). */
+export interface ModesNode {
+  readonly replica: Pick<Replica, 'core' | 'run' | 'propose'>;
+  readonly registry: Pick<MemberRegistry, 'peers' | 'nameOf'>;
+  readonly nodeId: NodeId;
+  readonly electionTimeoutMs: number;
+  /** The node's proposal timeout (node.ts DEFAULT_PROPOSE_TIMEOUT_MS). */
+  readonly proposeTimeoutMs: number;
+  appliedIndex(): number;
+  featureLevel(): number;
+  isLeader(): boolean;
+  notLeader(): NodeError;
+  switchover(): Promise<unknown>;
+}
+
 export class Modes {
   readonly #settings: SettingsMachine;
   readonly #fileMode: FailoverMode;
   readonly #nodeName: string;
   readonly #log: Logger;
+  readonly #n: ModesNode;
   /** Settings entries appended but not applied yet, by index. */
   readonly #pending = new Map<number, SettingsCommand>();
   #warned: FailoverMode | undefined;
 
-  constructor(o: { settings: SettingsMachine; fileMode: FailoverMode; nodeName: string; log: Logger }) {
+  constructor(o: { settings: SettingsMachine; fileMode: FailoverMode; nodeName: string; log: Logger; node: ModesNode }) {
     this.#settings = o.settings;
     this.#fileMode = o.fileMode;
     this.#nodeName = o.nodeName;
     this.#log = o.log;
+    this.#n = o.node;
   }
+
+  // ---- node glue (moved from node.ts): QuorateNode.modes(), failoverHere(), proposeSetting(), the loop's scan
+
+  /** The view at this node's applied index (QuorateNode.modes()). */
+  current(): ModesView {
+    return this.view(this.#n.appliedIndex());
+  }
+
+  /** Entries appended to the log (a Ready's, or at start the recovered log), then the core's switch (in the loop). */
+  scan(raw: RawNode, entries: readonly Entry[]): void {
+    this.appended(entries);
+    this.sync(raw, this.#n.appliedIndex());
+  }
+
+  /** An operator's failover on this node: stand for election now (campaignNow below). */
+  failoverHere(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }> {
+    const n = this.#n;
+    return campaignNow({ replica: n.replica, nodeId: n.nodeId, electionTimeoutMs: n.electionTimeoutMs, nameOf: (id) => n.registry.nameOf(id) });
+  }
+
+  /** Leader only: puts a cluster-wide setting in the log (format-2 envelope; refused below feature level 2) and waits until it applies. */
+  async proposeSetting(c: SettingsCommand): Promise<void> {
+    const n = this.#n;
+    if (!n.isLeader()) throw n.notLeader();
+    if (c.key === 'drained' && ![...n.registry.peers.keys()].some((id) => n.registry.nameOf(id) === c.nodeName)) {
+      throw new NodeError('invalid_transfer', `no member named "${c.nodeName}"; see \`quorate peers\` for names`);
+    }
+    await n.replica.propose(encodeSetting(c, n.featureLevel(), Date.now()), n.proposeTimeoutMs);
+    // Draining the leader: hand leadership to another voter (drained nodes are never switchover targets).
+    if (c.key === 'drained' && c.value && c.nodeName === this.#nodeName && n.isLeader()) await n.switchover();
+  }
+
+  // ---- the switch
 
   /** Entries appended to this node's log (a Ready's entries, or the recovered log): they may overwrite a suffix. */
   appended(entries: readonly Entry[]): void {

@@ -6,27 +6,28 @@
 // builds them from the config and provides the HTTP API's ports
 // (src/api/ports.ts): it is the ClusterControl; `kvService` is the KvService.
 // Split out: ./control.ts (switchover, failover-safe), ./node-metrics.ts,
-// ./split-brain.ts, ./housekeeping.ts (warnings, ha-state.json, TTL expiry).
+// ./split-brain.ts, ./housekeeping.ts (warnings, ha-state.json, TTL expiry),
+// ./boot.ts (transport options); the glue of ./modes.ts, ./history-recorder.ts
+// and ./enroll.ts (remove, removed state) lives in those modules.
 import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
-import { NONE, RawNode, majority, votingIds, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
+import { NONE, RawNode, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { WalStorage } from '../storage/index.js';
-import { HISTORY_MACHINE_ID, createKvState, encodeEnvelope, type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
+import { createKvState, type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
-import { NodeError, notLeader } from './errors.js';
+import { notLeader, type NodeError } from './errors.js';
 import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { EntryEncoder, FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
 import { bootstrapAddresses, bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
-import { DEFAULT_JOIN_TOKEN_TTL_MS, Enroller, type EnrollRequest, type EnrollResult } from './enroll.js';
-import { existsSync } from 'node:fs';
+import { DEFAULT_JOIN_TOKEN_TTL_MS, Enroller, RemovedState, type EnrollRequest, type EnrollResult } from './enroll.js';
 import { kvServiceOf } from './kv-service.js';
 import { failoverSafe, switchover, type ControlContext } from './control.js';
 import { HistoryRecorder } from './history-recorder.js';
-import { Modes, campaignNow, encodeSetting, type ModesView } from './modes.js';
-import { HealthWarnings, recordRemoval, ttlExpiry, writeNodeHaState } from './housekeeping.js';
-import { checkTlsAuto, raftConfigFor, tickMsFor } from './boot.js';
+import { Modes, type ModesView } from './modes.js';
+import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
+import { checkTlsAuto, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
 import { metricsText, nodeMetrics } from './node-metrics.js';
 import { MemberRegistry } from './registry.js';
 import { REAL_CLOCK, Replica } from './replica.js';
@@ -67,7 +68,6 @@ export class QuorateNode implements ClusterControl {
   readonly #warnings: HealthWarnings;
   readonly #splitBrain: SplitBrainWatch;
   readonly #control: ControlContext;
-  #reconcileQueued = false;
   #onFatal: (e: Error) => void = () => undefined;
   readonly #entries: EntryEncoder;
   readonly #mLeaderChanges;
@@ -75,8 +75,8 @@ export class QuorateNode implements ClusterControl {
   readonly #historyRecorder: HistoryRecorder;
   /** Failover mode, paused, drained: whether this node campaigns by itself (./modes.ts). */
   readonly #modes: Modes;
-  /** Removed from the cluster (its membership says so, a peer refused it as removed, or the marker file): serves no data. */
-  #removed = false;
+  /** Removed from the cluster: serves no data (./enroll.ts). */
+  readonly #removal: RemovedState;
 
   private constructor(
     config: QuorateConfig,
@@ -103,7 +103,6 @@ export class QuorateNode implements ClusterControl {
     this.#log = logger.child({ node: config.node.nodeName });
     this.#entries = new EntryEncoder(this.#log);
     this.#warnings = new HealthWarnings(this.#log, config.cluster.electionTimeoutMs);
-    this.#modes = new Modes({ settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log });
     const metrics = nodeMetrics(this.#metrics);
     this.#mLeaderChanges = metrics.leaderChanges;
 
@@ -118,47 +117,29 @@ export class QuorateNode implements ClusterControl {
     });
     // Peers: from bootstrap.json, then from the membership's records (#syncPeers).
     const peerMap = this.#registry.peerAddresses();
-    const tls = config.security.tls;
-    const peerAddr = new URL(`tcp://${config.node.peerAddress}`);
     this.#transport = new PeerTransport({
-      nodeId: id,
-      nodeName: config.node.nodeName,
-      haId: config.cluster.haId,
-      listenHost: peerAddr.hostname.replace(/^\[|\]$/g, ''),
-      listenPort: Number(peerAddr.port),
-      tls: tls === 'auto' ? 'off' : tls,
-      clusterSecret: security.clusterSecret,
-      incarnation: security.incarnation,
-      featureLevel,
+      ...transportOptionsFor(config, { id, ...security, featureLevel, logger: this.#log, peerHost: (peer) => peerMap.get(peer)?.host }),
       recordedIncarnation: (peer) => this.#registry.record(peer)?.incarnation,
       onPeerAck: (peer, info) => {
         this.#registry.hearFeatureLevel(peer, info.featureLevel);
         const known = info.knownIncarnation;
         if (known !== undefined && known !== security.incarnation) this.#replica.run((r) => this.#registry.markRejoining(r, peer, known));
       },
-      ...(typeof tls === 'object' ? { expectedPeerHost: (peer: number) => peerMap.get(peer)?.host } : {}),
-      apiUrl: config.node.advertiseApiUrl,
-      role: config.node.role,
-      logger: this.#log,
       onMessages: (msgs) => this.#replica.receive(msgs),
       onPeerDisconnected: (peer, reason) => {
         if (reason !== 'reset') return;
         this.#replica.run(() => this.#historyRecorder.peerReset(peer, this.#replica.soft.lead, this.#replica.soft.role));
         this.#replica.peerReset(peer);
       },
-      // Incoming snapshots land beside the stored ones (same file system);
-      // recovery removes a *.tmp left there by a crash.
-      snapshotSpoolDir: `${config.node.dataDir}/raft/snap`,
       onSnapshot: (from, meta, source, msg) => this.#replica.receiveSnapshot(from, meta, source, msg, (chunks) => this.machines.validate(chunks)),
       onPeerHello: (peer, info) => {
         this.#registry.hearFeatureLevel(peer, info.featureLevel);
         this.#registry.announce(peer, { nodeName: info.nodeName, apiUrl: info.apiUrl === '' ? undefined : info.apiUrl, role: memberRole(info.role), incarnation: info.incarnation });
-        this.#queueReconcile();
+        this.#registry.queueReconcile(this.#replica);
       },
-      allowedPeerIds: 'peers',
       onJoin: (ja, jn, ln) => this.#enroller.onJoin(ja, jn, ln),
       isRemovedPeer: (peer) => this.#replica.core.membership().removed.includes(peer),
-      onRemovedByPeer: (_peer, reason) => this.#markRemoved(reason),
+      onRemovedByPeer: (_peer, reason) => this.#removal.mark(reason),
     });
     this.#replica = new Replica({
       raw,
@@ -176,32 +157,40 @@ export class QuorateNode implements ClusterControl {
         afterReady: (rd) => this.#afterReady(raw, rd),
         onConfApplied: (index, ce) => this.#onConfApplied(index, ce),
         onFatal: (e) => this.#onFatal(e),
-        notLeader: () => notLeader(this.#leaderName(), this.leaderApiUrl()),
+        notLeader: () => this.#notLeader(),
         nameOf: (peer) => this.#registry.nameOf(peer),
       },
     });
     this.#splitBrain = new SplitBrainWatch({ replica: this.#replica, nodeName: this.nodeName, nameOf: (peer) => this.#registry.nameOf(peer), logger: this.#log });
     this.#control = {
       replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs,
-      isLeader: () => this.isLeader(), notLeader: () => notLeader(this.#leaderName(), this.leaderApiUrl()),
+      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       isDrained: (name) => this.modes().drained.includes(name),
     };
     this.#registry.refresh(raw);
     this.#enroller = new Enroller({
       log: this.#log, haId: config.cluster.haId, selfId: id, version: VERSION, bootstrap, clusterSecret: security.clusterSecret,
       replica: this.#replica, registry: this.#registry, isLeader: () => this.isLeader(),
-      notLeader: () => notLeader(this.#leaderName(), this.leaderApiUrl()), clusterFeatureLevel: () => this.featureLevel(),
+      notLeader: () => this.#notLeader(), clusterFeatureLevel: () => this.featureLevel(),
+      configuredWriteQuorum: config.database.writeQuorum, switchover: () => this.switchover(),
     });
-    if (existsSync(`${config.node.dataDir}/removed`) || this.#registry.removed) this.#markRemoved('the membership (or this data dir\'s "removed" marker) says so');
+    this.#removal = new RemovedState(config.node.dataDir, this.#log, this.#registry.removed);
     this.#historyRecorder = new HistoryRecorder({
       log: this.#log, history: state.history, selfId: id, selfName: this.nodeName, historyMax: config.cluster.historyMax,
       featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex, status: () => this.#replica.core.status(),
-      nameOf: (peer) => this.#registry.nameOf(peer), propose: (payload) => this.#proposeTo(HISTORY_MACHINE_ID, payload),
+      nameOf: (peer) => this.#registry.nameOf(peer), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS),
+    });
+    this.#modes = new Modes({
+      settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log,
+      node: {
+        replica: this.#replica, registry: this.#registry, nodeId: id, electionTimeoutMs: config.cluster.electionTimeoutMs, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS,
+        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), switchover: () => this.switchover(),
+      },
     });
     this.#services = new LeaderServices(this.#leadership, this.#log);
     this.#services.add(this.#historyRecorder);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
-    this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#queueReconcile()));
+    this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
     this.#transport.setPeers(peerMap);
   }
 
@@ -231,8 +220,7 @@ export class QuorateNode implements ClusterControl {
     // Snapshots in the composite format only once every member reads it (cluster feature level >= 2).
     replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
     if (opts.onFatal) node.#onFatal = opts.onFatal;
-    node.#modes.appended(state.entries);
-    node.#modes.sync(raw, replicated.registry.appliedIndex);
+    node.#modes.scan(raw, state.entries);
     await node.#transport.listen();
     node.#replica.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
@@ -290,14 +278,9 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.propose(data, options.timeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS);
   }
 
-  /** A format-2 entry for `machine` (callers check the cluster feature level is >= 2). */
-  #proposeTo(machine: string, payload: Uint8Array): Promise<ApplyResult> {
-    return this.#replica.propose(encodeEnvelope({ machine, at: Date.now(), payload }), DEFAULT_PROPOSE_TIMEOUT_MS);
-  }
-
-  /** The newest `limit` history records of this node's applied state, oldest first. */
+  /** The newest `limit` history records of this node's applied state, oldest first (./history-recorder.ts). */
   clusterHistory(limit?: number): { records: readonly HistoryRecord[]; appliedIndex: number } {
-    return { records: this.history.records(limit), appliedIndex: this.machines.appliedIndex };
+    return this.#historyRecorder.clusterHistory(limit);
   }
 
   readBarrier(timeoutMs = 5000): Promise<void> {
@@ -310,23 +293,17 @@ export class QuorateNode implements ClusterControl {
 
   /** Failover mode, paused, drained nodes, and whether this node campaigns by itself. */
   modes(): ModesView {
-    return this.#modes.view(this.machines.appliedIndex);
+    return this.#modes.current();
   }
 
-  /** An operator's failover on this node: stand for election now (./modes.ts campaignNow). */
+  /** An operator's failover on this node: stand for election now (./modes.ts). */
   failoverHere(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }> {
-    return campaignNow({ replica: this.#replica, nodeId: this.nodeId, electionTimeoutMs: this.config.cluster.electionTimeoutMs, nameOf: (id) => this.#registry.nameOf(id) });
+    return this.#modes.failoverHere();
   }
 
-  /** Leader only: puts a cluster-wide setting in the log (format-2 envelope; refused below feature level 2) and waits until it applies. */
-  async proposeSetting(c: SettingsCommand): Promise<void> {
-    if (!this.isLeader()) throw notLeader(this.#leaderName(), this.leaderApiUrl());
-    if (c.key === 'drained' && ![...this.#registry.peers.keys()].some((id) => this.#registry.nameOf(id) === c.nodeName)) {
-      throw new NodeError('invalid_transfer', `no member named "${c.nodeName}"; see \`quorate peers\` for names`);
-    }
-    await this.#replica.propose(encodeSetting(c, this.featureLevel(), Date.now()), DEFAULT_PROPOSE_TIMEOUT_MS);
-    // Draining the leader: hand leadership to another voter (drained nodes are never switchover targets).
-    if (c.key === 'drained' && c.value && c.nodeName === this.nodeName && this.isLeader()) await this.switchover();
+  /** Leader only: puts a cluster-wide setting in the log and waits until it applies (./modes.ts). */
+  proposeSetting(c: SettingsCommand): Promise<void> {
+    return this.#modes.proposeSetting(c);
   }
 
   failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {
@@ -343,7 +320,7 @@ export class QuorateNode implements ClusterControl {
 
   /** Removed from the cluster: the API serves no data (503 removed) and health shows role removed. */
   isRemoved(): boolean {
-    return this.#removed;
+    return this.#removal.removed;
   }
 
   createJoinToken(ttlMs = DEFAULT_JOIN_TOKEN_TTL_MS): { token: string; expiresAt: string; ttlMs: number } {
@@ -355,16 +332,11 @@ export class QuorateNode implements ClusterControl {
   }
 
   removeMember(nodeName: string): Promise<{ nodeName: string; nodeId: number; message: string }> {
-    return this.#enroller.remove(nodeName, { configuredWriteQuorum: this.config.database.writeQuorum, switchover: () => this.switchover() });
+    return this.#enroller.remove(nodeName);
   }
 
   status(): NodeStatus {
-    const s = this.#status();
-    return this.#removed ? { ...s, role: 'removed' } : s;
-  }
-
-  #status(): NodeStatus {
-    return buildStatus({
+    const s = buildStatus({
       st: this.#replica.core.status(),
       config: this.config,
       registry: this.#registry,
@@ -378,6 +350,7 @@ export class QuorateNode implements ClusterControl {
       startedAt: this.#startedAt,
       featureLevel: this.featureLevel(),
     });
+    return this.#removal.removed ? { ...s, role: 'removed' } : s;
   }
 
   // ------------------------------------------------------------ hooks (in the loop)
@@ -389,15 +362,14 @@ export class QuorateNode implements ClusterControl {
   }
 
   #afterReady(raw: RawNode, rd: Ready): void {
-    this.#modes.appended(rd.entries);
-    this.#modes.sync(raw, this.machines.appliedIndex);
+    this.#modes.scan(raw, rd.entries);
     if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) {
       this.#registry.refresh(raw);
       this.#transport.setPeers(this.#registry.peerAddresses());
-      if (this.#registry.removed) this.#markRemoved('its membership records the removal');
+      if (this.#registry.removed) this.#removal.mark('its membership records the removal');
     }
     if (rd.softState?.role === 'leader' || rd.committedEntries.some((e) => e.type === 'conf')) this.#registry.dirty = true;
-    if (this.#replica.soft.role === 'leader' && this.#registry.dirty && rd.committedEntries.length > 0) this.#queueReconcile();
+    if (this.#replica.soft.role === 'leader' && this.#registry.dirty && rd.committedEntries.length > 0) this.#registry.queueReconcile(this.#replica);
   }
 
   #onConfApplied(index: number, ce: ConfEntry): void {
@@ -409,44 +381,21 @@ export class QuorateNode implements ClusterControl {
     const name = (id: NodeId) => this.#registry.nameOf(id);
     if (s.lead !== prev.lead) {
       this.#mLeaderChanges.inc();
-      if (s.lead === NONE) {
-        this.#warnings.leaderLost();
-        this.#log.warn({ event: 'leader_lost', previous: prev.lead }, `lost leader ${prev.lead === NONE ? '' : name(prev.lead)}`);
-      } else {
-        this.#log.info({ event: 'leader_changed', leader: s.lead, leaderName: name(s.lead) }, `leader is now ${name(s.lead)}`);
-      }
+      this.#warnings.leaderChanged(prev.lead, s.lead, name);
       void this.#writeHaState();
     }
     if (s.role === 'leader' && prev.role !== 'leader') this.#log.info({ event: 'became_leader' }, `${this.nodeName} became the leader`);
     this.#historyRecorder.softState(prev, s);
-    this.#updateLeadership();
+    this.#leadership.updateFrom(this.#replica.core.status());
   }
 
   // ------------------------------------------------------------ leader-only work and housekeeping
-
-  /** Leading, the term, and a quorum in the sense CheckQuorum keeps leadership: a majority of voters heard from. */
-  #updateLeadership(): void {
-    const st = this.#replica.core.status();
-    const leading = st.role === 'leader';
-    const quorum = leading && st.reachableVoters >= majority(votingIds(st.membership).length);
-    this.#leadership.update({ leading, term: st.term, quorum });
-  }
-
-  /** Run the membership reconciliation in the loop soon (at most one queued). */
-  #queueReconcile(): void {
-    if (this.#reconcileQueued) return;
-    this.#reconcileQueued = true;
-    this.#replica.run((raw) => {
-      this.#reconcileQueued = false;
-      if (!this.#replica.fatal) this.#registry.reconcile(raw);
-    });
-  }
 
   #housekeeping(): void {
     if (this.#replica.fatal || this.#stopped) return;
     const now = Date.now();
     this.#registry.trackCatchUp(this.#replica.core.status(), now);
-    this.#updateLeadership();
+    this.#leadership.updateFrom(this.#replica.core.status());
     this.#warnings.check(now, () => this.status());
   }
 
@@ -454,14 +403,8 @@ export class QuorateNode implements ClusterControl {
     return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader() });
   }
 
-  #markRemoved(why: string): void {
-    if (this.#removed) return;
-    this.#removed = true;
-    recordRemoval(this.config.node.dataDir, this.#log, why);
-  }
-
-  #leaderName(): string | undefined {
+  #notLeader(): NodeError {
     const lead = this.#replica.soft.lead;
-    return lead === NONE ? undefined : this.#registry.nameOf(lead);
+    return notLeader(lead === NONE ? undefined : this.#registry.nameOf(lead), this.leaderApiUrl());
   }
 }

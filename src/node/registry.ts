@@ -182,6 +182,18 @@ export class MemberRegistry {
     return false;
   }
 
+  #reconcileQueued = false;
+
+  /** Run the reconciliation in the loop soon, at most one queued (moved from node.ts). */
+  queueReconcile(replica: { readonly fatal: Error | undefined; run(op: (raw: RawNode) => void): void }): void {
+    if (this.#reconcileQueued) return;
+    this.#reconcileQueued = true;
+    replica.run((raw) => {
+      this.#reconcileQueued = false;
+      if (!replica.fatal) this.reconcile(raw);
+    });
+  }
+
   /**
    * The leader brings the membership in line with what each member announced
    * in its authenticated handshake, one single-server change at a time:
