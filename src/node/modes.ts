@@ -184,7 +184,9 @@ export async function campaignNow(c: CampaignContext): Promise<{ campaigned: str
   if (st0.lead !== NONE) {
     throw new NodeError('invalid_transfer', `${c.nameOf(st0.lead)} leads (term ${st0.term}); a failover is for when there is no leader. Use \`quorate switchover --to ${me}\` to move leadership`);
   }
-  const deadline = Date.now() + 3 * c.electionTimeoutMs + 1000;
+  // An operator's command: give the election time to finish on a loaded
+  // machine (several election timeouts, at least 8 s), retrying each timeout.
+  const deadline = Date.now() + Math.max(8000, 5 * c.electionTimeoutMs);
   let nextTry = 0;
   while (Date.now() < deadline) {
     const st = c.replica.core.status();
