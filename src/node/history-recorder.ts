@@ -7,7 +7,8 @@
 //
 // Why a node became leader is decided here, at the moment it does
 // (`electedAs`): `switchover` if the core says its candidacy began with a
-// TimeoutNow (Status.campaign 'transfer'); else `startup` if it had seen no
+// TimeoutNow (Status.campaign 'transfer'); else `failover` if an operator's
+// `quorate failover` made it stand (seconds before); else `startup` if it had seen no
 // leader since its process started; else `leader-unreachable` if the
 // connection to the leader it followed was reset (it pre-voted at once,
 // Replica.peerReset) and it saw no leader since; else `election` (its
@@ -16,6 +17,9 @@ import type { Logger } from 'pino';
 import { NONE, type ConfEntry, type NodeId, type Status } from '../raft/index.js';
 import { HISTORY_MACHINE_ID, encodeEnvelope, encodeHistoryPayload, type ApplyResult, type HistoryCommand, type HistoryRecord, type HistoryStateMachine, type LeaderReason } from '../state/index.js';
 import type { LeaderService } from './leadership.js';
+
+/** A win this soon after `quorate failover` asked this node to campaign is recorded as `failover` (the command waits at most ~8 s). */
+const FAILOVER_WINDOW_MS = 15_000;
 
 /** Retry / wait step of the recorder. */
 const STEP_MS = 100;
@@ -52,6 +56,7 @@ export class HistoryRecorder implements LeaderService {
   /** The followed leader's connection was reset and no leader was seen since. */
   #leaderReset = false;
   #lastLeader: NodeId = NONE;
+  #failoverAt: number | undefined;
   #elected: Elected | undefined;
   /** Bumped by start/stop: a running loop whose generation is stale ends. */
   #generation = 0;
@@ -71,6 +76,11 @@ export class HistoryRecorder implements LeaderService {
     return this.#d.propose(encodeEnvelope({ machine: HISTORY_MACHINE_ID, at: Date.now(), payload }));
   }
 
+  /** An operator ran `quorate failover` on this node (it is about to stand for election): its win is recorded as `failover`. */
+  failoverRequested(): void {
+    this.#failoverAt = Date.now();
+  }
+
   /** The transport reset the connection to `peer` (call before Replica.peerReset). */
   peerReset(peer: NodeId, lead: NodeId, role: string): void {
     if (peer === lead && role === 'follower') this.#leaderReset = true;
@@ -80,7 +90,9 @@ export class HistoryRecorder implements LeaderService {
   softState(prev: { lead: NodeId; role: string }, next: { lead: NodeId; role: string }): void {
     if (next.role === 'leader' && prev.role !== 'leader') {
       const st = this.#d.status();
-      const reason: LeaderReason = st.campaign === 'transfer' ? 'switchover' : !this.#leaderSeen ? 'startup' : this.#leaderReset ? 'leader-unreachable' : 'election';
+      const byOperator = this.#failoverAt !== undefined && Date.now() - this.#failoverAt < FAILOVER_WINDOW_MS;
+      this.#failoverAt = undefined;
+      const reason: LeaderReason = st.campaign === 'transfer' ? 'switchover' : byOperator ? 'failover' : !this.#leaderSeen ? 'startup' : this.#leaderReset ? 'leader-unreachable' : 'election';
       this.#elected = { term: st.term, reason, firstIndex: st.lastIndex, previous: this.#lastLeader };
       this.#d.log.info({ event: 'elected', reason, term: st.term }, `${this.#d.selfName} won term ${st.term} (${reason})`);
     }

@@ -298,6 +298,7 @@ export class QuorateNode implements ClusterControl {
 
   /** An operator's failover on this node: stand for election now (./modes.ts). */
   failoverHere(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }> {
+    this.#historyRecorder.failoverRequested();
     return this.#modes.failoverHere();
   }
 

@@ -41,6 +41,12 @@ describe('failover modes (manual, paused, drained)', () => {
     assert.ok(Array.isArray(r.body['candidates']), 'reports the candidates it chose from');
     const second = await c.waitLeader(5000, [first]);
     assert.equal(c.nodes[second]!.name, r.body['leader']);
+    // The history records why: the operator's failover.
+    await waitFor('the failover in the history', async () => {
+      const hist = await http(c.nodes[second]!.url, 'GET', '/v1/cluster/history', { token: TOKEN });
+      const last = (hist.body['records'] as { kind: string; reason?: string; leaderName?: string }[]).filter((x) => x.kind === 'leader').pop();
+      return last?.reason === 'failover' && last.leaderName === c.nodes[second]!.name;
+    }, 10_000);
     await c.client().kvPut('b', '2');
     c.startNode(first);
     await c.waitReady(first);
