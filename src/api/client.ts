@@ -286,8 +286,20 @@ export class QuorateClient {
     return { safe: v === true, body: b };
   }
 
-  async switchover(to?: string): Promise<Record<string, unknown>> {
-    return (await this.request<Record<string, unknown>>('POST', '/v1/cluster/switchover', { body: to !== undefined ? { to } : {}, write: true })).body;
+  /** A switchover now, or scheduled on the leader with `at` (ISO time with a zone, or "+10m"). */
+  async switchover(to?: string, at?: string): Promise<Record<string, unknown>> {
+    const body = { ...(to !== undefined ? { to } : {}), ...(at !== undefined ? { at } : {}) };
+    return (await this.request<Record<string, unknown>>('POST', '/v1/cluster/switchover', { body, write: true })).body;
+  }
+
+  /** The switchover scheduled on the leader (`scheduled`: null when none) and the last one that ran. */
+  async scheduledSwitchover(): Promise<Record<string, unknown>> {
+    return (await this.request<Record<string, unknown>>('GET', '/v1/cluster/switchover')).body;
+  }
+
+  /** Cancels the scheduled switchover (404 not_found when none is scheduled). */
+  async cancelSwitchover(): Promise<Record<string, unknown>> {
+    return (await this.request<Record<string, unknown>>('DELETE', '/v1/cluster/switchover', { write: true })).body;
   }
 
   /** Prometheus text. */

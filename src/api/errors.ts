@@ -49,6 +49,11 @@ export const ERROR_STATUS = {
   // 503 on other nodes, which would repeat a multi-second transfer at the
   // same target. The message says what to check and how to retry.
   transfer_failed: 409,
+  // The switchover target is not caught up (entries and ms behind in the
+  // message and fields); nothing was changed.
+  target_not_caught_up: 409,
+  // Another switchover is already scheduled; cancel it first.
+  switchover_scheduled: 409,
   // An operator's failover elected no leader; the message says what to check.
   failover_failed: 409,
   // This node is already writing a snapshot; retry on THIS node after
@@ -147,6 +152,14 @@ const SAFE_EXTRA = [
   'retryAfterMs',
   'leaderName',
   'leaderApiUrl',
+  // target_not_caught_up (switchover).
+  'target',
+  'behindEntries',
+  'behindMs',
+  'lastContactMs',
+  // switchover_scheduled: the pending one's time and target.
+  'scheduledAt',
+  'scheduledTo',
   'field',
   'bytes',
   'limitBytes',

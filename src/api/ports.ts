@@ -123,6 +123,24 @@ export interface ClusterControl {
   failoverHere?(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }>;
   /** Leader only (not_leader elsewhere): put a cluster-wide setting in the log and wait until it applies. */
   proposeSetting?(c: SettingChange): Promise<void>;
+  /** Scheduled switchover, kept in the leader's memory (src/node/scheduled-switchover.ts); each call throws not_leader on a follower. */
+  readonly switchoverSchedule?: SwitchoverSchedulePort;
+}
+
+export interface ScheduledSwitchoverInfo {
+  readonly to: string | undefined;
+  /** Epoch ms. */
+  readonly at: number;
+  readonly scheduledBy: string | undefined;
+  readonly scheduledAt: number;
+}
+
+export interface SwitchoverSchedulePort {
+  /** Throws switchover_scheduled when one is pending, invalid_transfer for a past time or an unknown target. */
+  schedule(at: number, to: string | undefined, by?: string): ScheduledSwitchoverInfo;
+  current(): { scheduled: ScheduledSwitchoverInfo | undefined; last: (ScheduledSwitchoverInfo & { outcome: { ok: boolean; from: string; to?: string; term?: number; pauseMs?: number; error?: { code: string; message: string } } }) | undefined };
+  /** The cancelled schedule, or undefined when none was pending. */
+  cancel(by?: string): ScheduledSwitchoverInfo | undefined;
 }
 
 export type SettingChange =

@@ -6,8 +6,8 @@ import { badField } from './errors.js';
 import { onLeader, tryLocalThenLeader } from './leader.js';
 import { modesBody } from './routes-health.js';
 import { ApiError } from './errors.js';
-import type { ClusterControl, SettingChange } from './ports.js';
-import { parseSwitchover } from './validate.js';
+import type { ClusterControl, ScheduledSwitchoverInfo, SettingChange, SwitchoverSchedulePort } from './ports.js';
+import { parseSwitchover, parseSwitchoverAt } from './validate.js';
 
 /** failover-safe waits at most this long. */
 export const MAX_FAILOVER_WAIT_MS = 5000;
@@ -124,6 +124,17 @@ function settingRoute(parse: (body: Record<string, unknown>) => SettingChange, e
   };
 }
 
+const SCHEDULE_NOTE = 'kept in the leader\'s memory: if leadership moves (or the leader loses its quorum) before the time, the schedule is cancelled and the old leader logs it';
+
+function schedules(c: ClusterControl): SwitchoverSchedulePort {
+  if (c.switchoverSchedule === undefined) throw new ApiError('not_found', 'this node does not support scheduled switchovers');
+  return c.switchoverSchedule;
+}
+
+function scheduleJson(p: ScheduledSwitchoverInfo): Record<string, unknown> {
+  return { to: p.to ?? null, at: new Date(p.at).toISOString(), inMs: Math.max(0, p.at - Date.now()), scheduledBy: p.scheduledBy ?? null, scheduledAt: new Date(p.scheduledAt).toISOString() };
+}
+
 /** Another node's status over the API, with the caller's token (undefined when it does not answer within 1 s). */
 async function peerStatus(apiUrl: string, authorization: string | undefined): Promise<{ lastIndex: number; role: string } | undefined> {
   try {
@@ -159,11 +170,43 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       auth: 'admin',
       query: [],
       handle: async (ctx) => {
-        const { to } = parseSwitchover(await ctx.jsonBody(true));
+        const { to, at } = parseSwitchover(await ctx.jsonBody(true));
         await tryLocalThenLeader(ctx, async () => {
+          if (at !== undefined) {
+            // Parsed here, on the leader: a relative time counts from its clock.
+            const p = schedules(ctx.app.cluster).schedule(parseSwitchoverAt(at, Date.now())!, to, ctx.principal?.name);
+            ctx.json(200, { scheduled: scheduleJson(p), leader: ctx.app.cluster.nodeName, note: SCHEDULE_NOTE });
+            return;
+          }
           const r = await ctx.app.cluster.switchover(to);
           ctx.app.logger.info({ from: r.from, to: r.to, term: r.term, pauseMs: r.pauseMs, by: ctx.principal?.name }, 'switchover done');
           ctx.json(200, { ...r, leader: r.to });
+        });
+      },
+    },
+    GET: {
+      auth: 'reader',
+      query: [],
+      handle: async (ctx) => {
+        await tryLocalThenLeader(ctx, async () => {
+          const { scheduled, last } = schedules(ctx.app.cluster).current();
+          ctx.json(200, {
+            scheduled: scheduled === undefined ? null : scheduleJson(scheduled),
+            lastRun: last === undefined ? null : { ...scheduleJson(last), outcome: last.outcome },
+            leader: ctx.app.cluster.nodeName,
+            now: new Date().toISOString(),
+          });
+        });
+      },
+    },
+    DELETE: {
+      auth: 'admin',
+      query: [],
+      handle: async (ctx) => {
+        await tryLocalThenLeader(ctx, async () => {
+          const p = schedules(ctx.app.cluster).cancel(ctx.principal?.name);
+          if (p === undefined) throw new ApiError('not_found', `no switchover is scheduled on the leader ${ctx.app.cluster.nodeName}; see \`quorate switchover --show\``);
+          ctx.json(200, { cancelled: scheduleJson(p), leader: ctx.app.cluster.nodeName });
         });
       },
     },

@@ -193,13 +193,35 @@ export function checkCommand(cmd: Command): void {
   }
 }
 
-/** POST /v1/cluster/switchover body (may be empty). */
-export function parseSwitchover(body: unknown): { to?: string } {
+/** Parses `at` as an ISO 8601 time with a zone or "+DURATION" (500ms, 90s, 10m, 2h) relative to `now`. Undefined when it is neither. */
+export function parseSwitchoverAt(s: string, now: number): number | undefined {
+  const rel = /^\+(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s.trim());
+  if (rel) {
+    const unit = rel[2];
+    const mult = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
+    return now + Math.round(Number(rel[1]) * mult);
+  }
+  // A date and a time with a zone (Z or ±hh:mm); a local time would depend on the leader's TZ.
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(s.trim())) return undefined;
+  const t = Date.parse(s);
+  return Number.isFinite(t) ? t : undefined;
+}
+
+/** POST /v1/cluster/switchover body (may be empty); `at` is parsed again on the leader (parseSwitchoverAt), relative times by its clock. */
+export function parseSwitchover(body: unknown): { to?: string; at?: string } {
   if (body === undefined) return {};
   const o = object('body', body);
-  onlyFields('', o, ['to']);
-  if (o['to'] === undefined) return {};
-  const to = str('to', o['to']);
-  if (to === '') throw badField('to', 'must be a node name (omit it to let the cluster pick the most caught-up voter)');
-  return { to };
+  onlyFields('', o, ['to', 'at']);
+  const r: { to?: string; at?: string } = {};
+  if (o['to'] !== undefined) {
+    const to = str('to', o['to']);
+    if (to === '' || to.length > 256) throw badField('to', 'must be a node name (omit it to let the cluster pick the most caught-up voter)');
+    r.to = to;
+  }
+  if (o['at'] !== undefined) {
+    const at = str('at', o['at']);
+    if (parseSwitchoverAt(at, Date.now()) === undefined) throw badField('at', `must be an ISO 8601 time with a zone such as "2026-12-01T02:00:00Z", or "+DURATION" such as "+10m" (ms, s, m, h), got ${JSON.stringify(at.slice(0, 60))}`);
+    r.at = at;
+  }
+  return r;
 }

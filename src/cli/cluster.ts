@@ -165,14 +165,51 @@ const failoverSafe: Command = {
 
 const switchover: Command = {
   name: 'switchover',
-  summary: 'planned leadership transfer to a caught-up voter',
-  usage: '[--to NAME]',
-  description: 'No acknowledged write is lost; writes pause for less than one election timeout. Without --to the cluster picks the most caught-up voter.',
-  flags: [{ name: 'to', type: 'string', value: 'NAME', help: 'node to hand leadership to' }],
-  examples: ['quorate switchover', 'quorate switchover --to node2'],
+  summary: 'planned leadership transfer to a caught-up voter, now or at a set time',
+  usage: '[--to NAME] [--at TIME] | --show | --cancel',
+  description:
+    'No acknowledged write is lost; writes pause for less than one election timeout. Without --to the cluster picks the most caught-up voter. ' +
+    'A target that is not caught up is refused (409 target_not_caught_up) with how far behind it is, in entries and ms. ' +
+    'With --at the leader schedules it (one at a time) and runs the same switchover, with the same check, when the time comes, logging the outcome. ' +
+    'TIME is an ISO 8601 time with a zone (2026-12-01T02:00:00Z) or +DURATION (+10m, +90s, +2h) counted from the leader\'s clock. ' +
+    'The schedule is kept in the leader\'s memory: if leadership moves or the leader loses its quorum first, it is cancelled (the old leader logs it); schedule it again. ' +
+    '--show prints the scheduled one and the outcome of the last one run; --cancel cancels it.',
+  flags: [
+    { name: 'to', type: 'string', value: 'NAME', help: 'node to hand leadership to' },
+    { name: 'at', type: 'string', value: 'TIME', help: 'schedule it: 2026-12-01T02:00:00Z or +10m' },
+    { name: 'show', type: 'boolean', help: 'show the scheduled switchover' },
+    { name: 'cancel', type: 'boolean', help: 'cancel the scheduled switchover' },
+  ],
+  examples: ['quorate switchover', 'quorate switchover --to node2', 'quorate switchover --to node2 --at 2026-12-01T02:00:00Z', 'quorate switchover --at +10m', 'quorate switchover --show', 'quorate switchover --cancel'],
   remote: true,
   async run(ctx) {
-    const r = await ctx.client().switchover(str(ctx.args, 'to'));
+    const to = str(ctx.args, 'to');
+    const at = str(ctx.args, 'at');
+    const show = bool(ctx.args, 'show');
+    const cancel = bool(ctx.args, 'cancel');
+    if ((show || cancel) && (to !== undefined || at !== undefined || (show && cancel))) throw new UsageError('--show and --cancel take no other switchover flag', 'switchover');
+    if (at !== undefined && !/^\+\d+(\.\d+)?(ms|s|m|h)$/.test(at) && !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(at)) {
+      throw new UsageError(`--at needs an ISO 8601 time with a zone (2026-12-01T02:00:00Z) or +DURATION (+10m), got ${JSON.stringify(at)}`, 'switchover');
+    }
+    const client = ctx.client();
+    if (show) {
+      const r = await client.scheduledSwitchover();
+      ctx.print(r, () => renderSchedule(r));
+      return EXIT.ok;
+    }
+    if (cancel) {
+      const r = await client.cancelSwitchover();
+      const c = r['cancelled'] as Record<string, unknown> | undefined;
+      ctx.print(r, () => `scheduled switchover cancelled${c !== undefined ? `: ${c['to'] !== null ? `to ${cell(c['to'])} ` : ''}at ${cell(c['at'])}` : ''}`);
+      return EXIT.ok;
+    }
+    const r = await client.switchover(to, at);
+    if (at !== undefined) {
+      const p = r['scheduled'] as Record<string, unknown>;
+      ctx.print(r, () => `switchover ${p['to'] !== null ? `to ${cell(p['to'])}` : '(to the most caught-up voter)'} scheduled on ${cell(r['leader'])} for ${cell(p['at'])} (in ${Math.round(Number(p['inMs']) / 1000)} s)\n` +
+        'Kept in the leader\'s memory: a leader change cancels it (the old leader logs it). Check with `quorate switchover --show`, cancel with `quorate switchover --cancel`.');
+      return EXIT.ok;
+    }
     ctx.print(r, () => {
       const to = r['leader'] ?? r['to'] ?? r['newLeader'];
       return `switchover done${to !== undefined ? `: leader is now ${cell(to)}` : ''}${r['term'] !== undefined ? ` (term ${cell(r['term'])})` : ''}`;
@@ -180,6 +217,19 @@ const switchover: Command = {
     return EXIT.ok;
   },
 };
+
+function renderSchedule(r: Record<string, unknown>): string {
+  const p = r['scheduled'] as Record<string, unknown> | null;
+  const last = r['lastRun'] as (Record<string, unknown> & { outcome: Record<string, unknown> }) | null;
+  const lines = [p === null ? `no switchover is scheduled (leader ${cell(r['leader'])})`
+    : `switchover ${p['to'] !== null ? `to ${cell(p['to'])}` : '(to the most caught-up voter)'} scheduled on ${cell(r['leader'])} for ${cell(p['at'])} (in ${Math.round(Number(p['inMs']) / 1000)} s, by ${cell(p['scheduledBy'])})`];
+  if (last !== null) {
+    const o = last.outcome;
+    const err = o['error'] as { code: string; message: string } | undefined;
+    lines.push(`last scheduled run (${cell(last['at'])}): ${o['ok'] === true ? `done, ${cell(o['from'])} -> ${cell(o['to'])} (term ${cell(o['term'])})` : `FAILED ${err?.code ?? ''}: ${err?.message ?? ''}`}`);
+  }
+  return lines.join('\n');
+}
 
 /** One history record as a table row: time, kind, term, from → to, reason. */
 function historyRow(r: Record<string, unknown>): string[] {

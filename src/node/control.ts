@@ -12,6 +12,8 @@ import type { Replica } from './replica.js';
 export interface ControlContext {
   readonly replica: Pick<Replica, 'core' | 'run' | 'fatalIfBroken' | 'mapRaftError'>;
   readonly registry: Pick<MemberRegistry, 'peers' | 'nameOf' | 'isFenced'>;
+  /** cluster.maxLagOnFailover: a target more entries behind than this is not caught up. */
+  readonly maxLagEntries?: number;
   readonly nodeId: NodeId;
   readonly nodeName: string;
   readonly electionTimeoutMs: number;
@@ -28,14 +30,13 @@ export async function switchover(c: ControlContext, to?: string): Promise<{ from
   const st = c.replica.core.status();
   let target: NodeId | undefined;
   if (to !== undefined) {
-    target = [...c.registry.peers.keys()].find((id) => c.registry.nameOf(id) === to);
-    if (target === undefined) throw new NodeError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
-    if (c.isDrained?.(to) === true) throw new NodeError('invalid_transfer', `${to} is drained and may not take over; run \`quorate undrain ${to}\` first or pick another voter`);
+    target = checkTarget(c, to);
   } else {
     const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive && c.isDrained?.(c.registry.nameOf(p.id)) !== true).sort((a, b) => b.match - a.match);
     target = candidates[0]?.id;
     if (target === undefined) throw new NodeError('invalid_transfer', 'no other reachable voter can take over; add or start a voter first');
   }
+  checkCaughtUp(c, target, to === undefined);
   const started = performance.now();
   await new Promise<void>((resolve, reject) =>
     c.replica.run((raw) => {
@@ -57,6 +58,42 @@ export async function switchover(c: ControlContext, to?: string): Promise<{ from
     }
   }
   throw new NodeError('transfer_failed', `leadership did not move to ${c.registry.nameOf(target)} in time; it may be lagging or unreachable. This node still leads: check \`quorate peers\` (lag, status), then retry or pick another target with \`quorate switchover --to NAME\``);
+}
+
+/** The member named `to`, when it may take over (it exists and is not drained); throws invalid_transfer otherwise. */
+export function checkTarget(c: ControlContext, to: string): NodeId {
+  const target = [...c.registry.peers.keys()].find((id) => c.registry.nameOf(id) === to);
+  if (target === undefined) throw new NodeError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
+  if (c.isDrained?.(to) === true) throw new NodeError('invalid_transfer', `${to} is drained and may not take over; run \`quorate undrain ${to}\` first or pick another voter`);
+  return target;
+}
+
+/**
+ * Refuses a target that is not caught up, naming how far behind it is: out of
+ * contact for more than an election timeout, missing entries it has not held
+ * for more than an election timeout (the age of what it misses, as
+ * replicationLagMs of status), or more than maxLagEntries entries behind.
+ * Under a steady stream of writes a healthy follower is a few entries behind
+ * at any instant; it passes, and the transfer waits for it to catch up.
+ */
+export function checkCaughtUp(c: ControlContext, target: NodeId, picked: boolean, now = Date.now()): void {
+  const st = c.replica.core.status();
+  const p = st.progress.find((x) => x.id === target);
+  const name = c.registry.nameOf(target);
+  if (p === undefined) return; // not a member this leader tracks: raft refuses it (invalid_transfer)
+  const entries = Math.max(0, st.lastIndex - p.match);
+  const contactMs = p.ticksSinceContact * c.tickMs;
+  const lastCaughtUp = c.registry.peers.get(target)?.lastCaughtUpAt;
+  const ms = entries === 0 ? 0 : lastCaughtUp === undefined || lastCaughtUp === 0 ? contactMs : Math.max(0, now - lastCaughtUp);
+  const maxEntries = Math.max(1, c.maxLagEntries ?? 1000);
+  const why = contactMs > c.electionTimeoutMs ? `not heard from for ${contactMs} ms`
+    : ms > c.electionTimeoutMs ? `missing entries for ${ms} ms (more than the election timeout, ${c.electionTimeoutMs} ms)`
+      : entries > maxEntries ? `more than cluster.maxLagOnFailover (${maxEntries}) entries behind` : undefined;
+  if (why === undefined) return;
+  const hint = picked ? 'wait until a voter has caught up (`quorate peers`: lag) and retry' : 'wait until it has caught up (`quorate peers`: lag) or pick another target with `quorate switchover --to NAME`';
+  throw new NodeError('target_not_caught_up',
+    `${picked ? 'the most caught-up voter, ' : ''}${name} is not caught up: ${entries} entries and ${ms} ms behind the leader (match index ${p.match}, leader's last index ${st.lastIndex}; ${why}); ${hint}`,
+    { target: name, behindEntries: entries, behindMs: ms, lastContactMs: contactMs });
 }
 
 export async function failoverSafe(c: ControlContext, waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }> {

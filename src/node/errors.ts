@@ -21,6 +21,10 @@ export const NODE_ERROR_CODES = [
   'invalid_transfer',
   'transfer_in_progress',
   'transfer_failed',
+  // The switchover target is behind (the message names by how much) or not in contact.
+  'target_not_caught_up',
+  // A scheduled switchover is already pending (src/node/scheduled-switchover.ts).
+  'switchover_scheduled',
   // An operator's failover elected no leader (src/node/modes.ts).
   'failover_failed',
   // Membership changes.

@@ -23,7 +23,8 @@ import { LeaderServices, RaftLeadership, periodicService } from './leadership.js
 import { bootstrapAddresses, bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
 import { DEFAULT_JOIN_TOKEN_TTL_MS, Enroller, RemovedState, type EnrollRequest, type EnrollResult } from './enroll.js';
 import { kvServiceOf } from './kv-service.js';
-import { failoverSafe, switchover, type ControlContext } from './control.js';
+import { checkTarget, failoverSafe, switchover, type ControlContext } from './control.js';
+import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
@@ -77,6 +78,8 @@ export class QuorateNode implements ClusterControl {
   readonly #modes: Modes;
   /** Removed from the cluster: serves no data (./enroll.ts). */
   readonly #removal: RemovedState;
+  /** `switchover --at`: kept in the leader's memory, a leader service (./scheduled-switchover.ts). */
+  readonly switchoverSchedule: SwitchoverScheduler;
 
   private constructor(
     config: QuorateConfig,
@@ -163,7 +166,7 @@ export class QuorateNode implements ClusterControl {
     });
     this.#splitBrain = new SplitBrainWatch({ replica: this.#replica, nodeName: this.nodeName, nameOf: (peer) => this.#registry.nameOf(peer), logger: this.#log });
     this.#control = {
-      replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs,
+      replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs, maxLagEntries: config.cluster.maxLagOnFailover,
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       isDrained: (name) => this.modes().drained.includes(name),
     };
@@ -189,6 +192,9 @@ export class QuorateNode implements ClusterControl {
     });
     this.#services = new LeaderServices(this.#leadership, this.#log);
     this.#services.add(this.#historyRecorder);
+    this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
+      checkTarget: (to) => void checkTarget(this.#control, to) });
+    this.#services.add(this.switchoverSchedule);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
     this.#transport.setPeers(peerMap);
@@ -338,18 +344,9 @@ export class QuorateNode implements ClusterControl {
 
   status(): NodeStatus {
     const s = buildStatus({
-      st: this.#replica.core.status(),
-      config: this.config,
-      registry: this.#registry,
-      stats: this.#transport.stats(),
-      tickMs: this.#tickMs,
-      leaderApiUrl: this.leaderApiUrl(),
-      snapshotIndex: this.#replica.snapshotIndex,
-      revision: this.kv.revision,
-      fatal: this.#replica.fatal,
-      splitBrain: this.#splitBrain.warning,
-      startedAt: this.#startedAt,
-      featureLevel: this.featureLevel(),
+      st: this.#replica.core.status(), config: this.config, registry: this.#registry, stats: this.#transport.stats(), tickMs: this.#tickMs,
+      leaderApiUrl: this.leaderApiUrl(), snapshotIndex: this.#replica.snapshotIndex, revision: this.kv.revision, fatal: this.#replica.fatal,
+      splitBrain: this.#splitBrain.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
     return this.#removal.removed ? { ...s, role: 'removed' } : s;
   }
