@@ -300,6 +300,39 @@ test('demo writes one cluster secret (0600) into every node\'s data dir', async 
   }
 });
 
+test('demo --nodes 3 --observers 1: prints names, roles and URLs; status shows 3 voters and 1 observer', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-demo-roles-'));
+  const base = 20000 + Math.floor(Math.random() * 20000);
+  const child = spawn(process.execPath, [MAIN, 'demo', '--nodes', '3', '--observers', '1', '--base-port', String(base), '--dir', join(dir, 'd')], {
+    env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('Press Ctrl-C') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.match(out, /4-node cluster ready \(3 voters, 1 observer\)/);
+    assert.match(out, new RegExp(`node4 +observer +http://127\\.0\\.0\\.1:${base + 3}`));
+    assert.match(out, new RegExp(`node1 +voter +http://127\\.0\\.0\\.1:${base}`));
+    const cfg = JSON.parse(readFileSync(join(dir, 'd', 'node4', 'quorate.json'), 'utf8')) as { node: { role: string } };
+    assert.equal(cfg.node.role, 'observer');
+    const token = readFileSync(join(dir, 'd', 'node1', 'admin.token'), 'utf8').trim();
+    const urls = [0, 1, 2, 3].map((k) => `http://127.0.0.1:${base + k}`).join(',');
+    let roles: string[] = [];
+    while (Date.now() < deadline) {
+      const r = await cli(['status', '--url', urls, '--token', token, '--json']);
+      if (r.stdout.startsWith('{')) roles = ((JSON.parse(r.stdout) as { nodes: { role: string }[] }).nodes).map((n) => n.role).sort();
+      if (roles.join() === 'observer,primary,standby,standby') break;
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    assert.deepEqual(roles, ['observer', 'primary', 'standby', 'standby']);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+});
+
 test('agent: a config error prints the key path and exits 2', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-agent-'));
   const cfg = join(dir, 'quorate.json');

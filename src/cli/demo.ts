@@ -13,7 +13,7 @@ import { newAdminToken, writeAdminToken, writeClusterSecret } from './init.js';
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 
-interface DemoNode { name: string; dir: string; config: string; log: string; apiPort: number; peerPort: number; url: string }
+interface DemoNode { name: string; role: 'voter' | 'observer' | 'dr'; dir: string; config: string; log: string; apiPort: number; peerPort: number; url: string }
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((res) => {
@@ -36,20 +36,28 @@ async function readyOn(url: string): Promise<boolean> {
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'start a local cluster in one command and print its URLs and token',
-  usage: '[--nodes 3] [--dir ./.quorate-demo] [--base-port 7101] [--fresh]',
-  description: 'Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, one shared admin token and one shared cluster secret (DIR/nodeK/cluster.secret, mode 0600). Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. Ctrl-C stops every node.',
+  usage: '[--nodes 3] [--observers 0] [--dr 0] [--dir ./.quorate-demo] [--base-port 7101] [--fresh]',
+  description: '--nodes voters, then --observers observers (vote, never lead) and --dr DR nodes (receive every write, do not vote), numbered on: `--nodes 3 --observers 1` starts node1..node3 (voters) and node4 (node.role observer). Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, one shared admin token and one shared cluster secret (DIR/nodeK/cluster.secret, mode 0600). Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. Ctrl-C stops every node.',
   flags: [
-    { name: 'nodes', type: 'int', value: 'N', help: 'number of nodes, 1..9 (default 3)' },
+    { name: 'nodes', type: 'int', value: 'N', help: 'number of voters, 1..9 (default 3)' },
+    { name: 'observers', type: 'int', value: 'N', help: 'observers besides them, 0..4 (default 0)' },
+    { name: 'dr', type: 'int', value: 'N', help: 'DR nodes besides them, 0..4 (default 0)' },
     { name: 'dir', type: 'string', value: 'DIR', help: 'where configs, data and logs go (default ./.quorate-demo)' },
     { name: 'base-port', type: 'int', value: 'P', help: 'API port of node1 (default 7101)' },
     { name: 'fresh', type: 'boolean', help: 'wipe DIR first instead of reusing its data' },
   ],
-  examples: ['quorate demo', 'quorate demo --nodes 5 --base-port 8101', 'quorate demo --fresh'],
+  examples: ['quorate demo', 'quorate demo --nodes 5 --base-port 8101', 'quorate demo --nodes 5 --observers 1 --dr 1', 'quorate demo --fresh'],
   remote: false,
   async run(ctx) {
     if (ctx.args.positionals.length > 0) throw new UsageError(`"quorate demo" takes no positional arguments, got ${JSON.stringify(ctx.args.positionals[0])}`, 'demo');
-    const count = int(ctx.args, 'nodes') ?? 3;
-    if (count < 1 || count > 9) throw new UsageError(`--nodes must be 1..9, got ${count}`, 'demo');
+    const voters = int(ctx.args, 'nodes') ?? 3;
+    if (voters < 1 || voters > 9) throw new UsageError(`--nodes must be 1..9, got ${voters}`, 'demo');
+    const observers = int(ctx.args, 'observers') ?? 0;
+    if (observers < 0 || observers > 4) throw new UsageError(`--observers must be 0..4, got ${observers}`, 'demo');
+    const drs = int(ctx.args, 'dr') ?? 0;
+    if (drs < 0 || drs > 4) throw new UsageError(`--dr must be 0..4, got ${drs}`, 'demo');
+    const count = voters + observers + drs;
+    const roleOf = (k: number): DemoNode['role'] => (k <= voters ? 'voter' : k <= voters + observers ? 'observer' : 'dr');
     const basePort = int(ctx.args, 'base-port') ?? 7101;
     const peerBase = basePort === 7101 ? 5201 : basePort + 100;
     if (basePort < 1024 || Math.max(basePort, peerBase) + count - 1 > 65535) throw new UsageError(`--base-port must leave room for ${count} ports in 1024..65535, got ${basePort}`, 'demo');
@@ -64,9 +72,10 @@ export const demoCommand: Command = {
       rmSync(dir, { recursive: true, force: true });
     }
     if (existsSync(metaPath)) {
-      const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as { nodes?: number; basePort?: number };
-      if (meta.nodes !== count || meta.basePort !== basePort) {
-        ctx.io.err(`Error: ${dir} holds a ${String(meta.nodes)}-node demo on base port ${String(meta.basePort)}\nHint: rerun with --nodes ${String(meta.nodes)} --base-port ${String(meta.basePort)} to restart it, or add --fresh to wipe it.`);
+      const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as { nodes?: number; basePort?: number; observers?: number; dr?: number };
+      if (meta.nodes !== voters || meta.basePort !== basePort || (meta.observers ?? 0) !== observers || (meta.dr ?? 0) !== drs) {
+        const flags = `--nodes ${String(meta.nodes)}${(meta.observers ?? 0) > 0 ? ` --observers ${String(meta.observers)}` : ''}${(meta.dr ?? 0) > 0 ? ` --dr ${String(meta.dr)}` : ''} --base-port ${String(meta.basePort)}`;
+        ctx.io.err(`Error: ${dir} holds another demo (${flags})\nHint: rerun with ${flags} to restart it, or add --fresh to wipe it.`);
         return EXIT.failed;
       }
     }
@@ -74,7 +83,7 @@ export const demoCommand: Command = {
     const nodes: DemoNode[] = [];
     for (let k = 1; k <= count; k++) {
       const nd = join(dir, `node${k}`);
-      nodes.push({ name: `node${k}`, dir: nd, config: join(nd, 'quorate.json'), log: join(nd, 'node.log'), apiPort: basePort + k - 1, peerPort: peerBase + k - 1, url: `http://127.0.0.1:${basePort + k - 1}` });
+      nodes.push({ name: `node${k}`, role: roleOf(k), dir: nd, config: join(nd, 'quorate.json'), log: join(nd, 'node.log'), apiPort: basePort + k - 1, peerPort: peerBase + k - 1, url: `http://127.0.0.1:${basePort + k - 1}` });
     }
     for (const n of nodes) {
       for (const p of [n.apiPort, n.peerPort]) {
@@ -96,9 +105,10 @@ export const demoCommand: Command = {
       mkdirSync(n.dir, { recursive: true });
       const file = {
         node: { nodeName: n.name, dataDir: '.', apiAddress: `127.0.0.1:${n.apiPort}`, peerAddress: `127.0.0.1:${n.peerPort}`,
-          advertiseApiUrl: n.url, advertisePeerUrl: `http://127.0.0.1:${n.peerPort}`, role: 'voter' },
+          advertiseApiUrl: n.url, advertisePeerUrl: `http://127.0.0.1:${n.peerPort}`, role: n.role },
         cluster: { haId: 'quorate-demo', peerEndpoints: nodes.filter((o) => o !== n).map((o) => `http://127.0.0.1:${o.peerPort}`) },
-        database: { writeQuorum: majorityOf(count), backup: { dir: './backups' } },
+        // Observers vote (docs/concepts.md "Roles"); DR nodes do not.
+        database: { writeQuorum: majorityOf(voters + observers), backup: { dir: './backups' } },
         security: { tls: 'off' },
       };
       parseConfig(file, {}, { baseDir: n.dir, source: n.config }); // a bug here must not start nodes
@@ -106,11 +116,17 @@ export const demoCommand: Command = {
       writeAdminToken(n.dir, join(n.dir, 'admin.token'), token);
       writeClusterSecret(join(n.dir, 'cluster.secret'), secret);
     }
-    writeFileSync(metaPath, `${JSON.stringify({ nodes: count, basePort }, null, 2)}\n`);
+    writeFileSync(metaPath, `${JSON.stringify({ nodes: voters, observers, dr: drs, basePort }, null, 2)}\n`);
 
     return runCluster(ctx, nodes, token);
   },
 };
+
+function summary(nodes: readonly DemoNode[]): string {
+  const n = (r: DemoNode['role']) => nodes.filter((x) => x.role === r).length;
+  const part = (k: number, one: string, many: string) => (k === 0 ? [] : [`${k} ${k === 1 ? one : many}`]);
+  return [...part(n('voter'), 'voter', 'voters'), ...part(n('observer'), 'observer', 'observers'), ...part(n('dr'), 'DR node', 'DR nodes')].join(', ');
+}
 
 async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promise<number> {
   const main = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -156,11 +172,12 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
   }
 
   const urls = nodes.map((n) => n.url).join(',');
-  const info = { nodes: nodes.map((n) => ({ name: n.name, url: n.url, peerPort: n.peerPort, dataDir: n.dir, log: n.log })), token };
+  const info = { nodes: nodes.map((n) => ({ name: n.name, role: n.role, url: n.url, peerPort: n.peerPort, dataDir: n.dir, log: n.log })), token };
   ctx.print(info, () => [
-    `quorate demo: ${nodes.length}-node cluster ready`,
+    `quorate demo: ${nodes.length}-node cluster ready (${summary(nodes)})`,
     '',
-    ...nodes.map((n) => `  ${n.name}  ${n.url}  (data ${n.dir}, log ${n.log})`),
+    ...nodes.map((n) => `  ${n.name}  ${n.role.padEnd(8)}  ${n.url}  (data ${n.dir}, log ${n.log})`),
+    ...(nodes.some((n) => n.role !== 'voter') ? ['', 'Observers and DR nodes start as voters; the leader applies their roles within seconds (`quorate status` shows them).'] : []),
     '',
     `Admin token: ${token}`,
     '',
