@@ -254,7 +254,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
   // A new key must be classified: used by the node, or refused at a non-default value.
   const BUILT = [
     'node.nodeName', 'node.dataDir', 'node.apiAddress', 'node.peerAddress', 'node.advertiseApiUrl', 'node.advertisePeerUrl', 'node.role',
-    'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced',
+    'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced', 'cluster.failover',
     'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
