@@ -59,6 +59,7 @@ export interface ClusterHealth {
   clusterHealthy: boolean; leaderNode: string | null; term: number; nodes: ClusterHealthNode[];
   redisConnected?: boolean; writeQuorum: number; quorumMet: boolean; failoverSafe: boolean; failureTolerance: number;
   failoverMode?: string; paused?: boolean; drained?: string[]; autoFailover?: boolean; notice?: string;
+  approval?: { candidate: string | null; term: number | null; since: string | null; command: string | null; reason?: string };
   [k: string]: unknown;
 }
 export interface ClusterStatus {

@@ -56,6 +56,8 @@ export const ERROR_STATUS = {
   switchover_scheduled: 409,
   // An operator's failover elected no leader; the message says what to check.
   failover_failed: 409,
+  // failover --approve named another candidate or term than the proposal (failover mode approval).
+  approval_mismatch: 409,
   // This node is already writing a snapshot; retry on THIS node after
   // Retry-After (503 would send clients to another node, which snapshots a
   // different node).

@@ -125,6 +125,12 @@ export interface ClusterControl {
   proposeSetting?(c: SettingChange): Promise<void>;
   /** Scheduled switchover, kept in the leader's memory (src/node/scheduled-switchover.ts); each call throws not_leader on a follower. */
   readonly switchoverSchedule?: SwitchoverSchedulePort;
+  /** Failover mode approval (src/node/approval.ts): the answer to another voter's probe (undefined: bad proof), and a fresh proposal. */
+  readonly approval?: {
+    probe(proof: string | undefined): object | undefined;
+    /** Polls the voters now; `mismatch` says why NAME/term are not the proposal (absent when they are). */
+    check(name: string, term: number): Promise<{ proposal: ApprovalInfo; mismatch?: string }>;
+  };
 }
 
 export interface ScheduledSwitchoverInfo {
@@ -144,17 +150,29 @@ export interface SwitchoverSchedulePort {
 }
 
 export type SettingChange =
-  | { readonly key: 'failover'; readonly value: 'automatic' | 'manual' }
+  | { readonly key: 'failover'; readonly value: 'automatic' | 'manual' | 'approval' }
   | { readonly key: 'paused'; readonly value: boolean }
   | { readonly key: 'drained'; readonly nodeName: string; readonly value: boolean };
 
 export interface ModesInfo {
-  readonly failoverMode: 'automatic' | 'manual';
+  readonly failoverMode: 'automatic' | 'manual' | 'approval';
   readonly failoverModeSource: 'replicated' | 'file';
   readonly paused: boolean;
   readonly drained: readonly string[];
   readonly autoFailover: boolean;
   readonly notice: string | undefined;
+  /** Failover mode approval with no leader known: the proposal. */
+  readonly approval?: ApprovalInfo;
+}
+
+/** The proposed candidate and term (null while there is none; `reason` says why), and the exact command. */
+export interface ApprovalInfo {
+  readonly candidate: string | null;
+  readonly term: number | null;
+  readonly since: string | null;
+  readonly command: string | null;
+  readonly reason?: string;
+  readonly seen: readonly { nodeName: string; term: number; lastTerm: number; lastIndex: number; eligible: boolean }[];
 }
 
 export interface EnrollRequest {

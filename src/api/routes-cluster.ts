@@ -147,7 +147,51 @@ async function peerStatus(apiUrl: string, authorization: string | undefined): Pr
   }
 }
 
+/**
+ * failover --approve NAME --term T (failover mode approval): refused (409
+ * approval_mismatch, with this node's proposal) unless NAME and T are the
+ * candidate and term this node computes from a fresh poll of the voters. On a
+ * match: the candidate (undefined when this node is it, or the request was
+ * forwarded here by another node, which then already forwarded it to the
+ * candidate; this node checks again).
+ */
+async function approved(ctx: RequestContext, body: Record<string, unknown>): Promise<string | undefined> {
+  const name = body['approve'];
+  const term = body['term'];
+  if (typeof name !== 'string' || name === '' || name.length > 256) throw badField('approve', 'must be the proposed candidate\'s node name (see `quorate status`)');
+  if (typeof term !== 'number' || !Number.isSafeInteger(term) || term < 1) throw badField('term', 'must be the proposed term, a positive integer (see `quorate status`)');
+  if (body['to'] !== undefined) throw badField('to', 'give either to or approve, not both');
+  const cluster = ctx.app.cluster;
+  const mode = need(cluster, 'modes')();
+  if (mode.failoverMode !== 'approval' || cluster.approval === undefined) {
+    throw new ApiError('approval_mismatch', `the failover mode is ${mode.failoverMode}, not approval: there is nothing to approve; run \`quorate failover [--to NAME]\``);
+  }
+  const lead = cluster.status().leaderName;
+  if (lead !== undefined) throw new ApiError('invalid_transfer', `${lead} leads (term ${cluster.status().term}); a failover is for when there is no leader`);
+  const { proposal: p, mismatch: why } = await cluster.approval.check(name, term);
+  if (why !== undefined) {
+    ctx.app.logger.warn({ event: 'approval_refused', by: ctx.principal?.name, approve: name, term, candidate: p.candidate, proposedTerm: p.term }, `failover approval refused: ${why}`);
+    throw new ApiError('approval_mismatch', why, { candidate: p.candidate, term: p.term, since: p.since, command: p.command });
+  }
+  ctx.app.logger.info({ event: 'approval_accepted', by: ctx.principal?.name, candidate: name, term }, `failover approved: ${name} stands for election (proposed term ${term})`);
+  return name === cluster.nodeName ? undefined : name;
+}
+
+/** An approval probe from another voter (failover mode approval): authenticated by the cluster secret, not a token (src/node/approval.ts). */
+const approvalProbe: Route = {
+  auth: null,
+  query: [],
+  handle: async (ctx) => {
+    const a = ctx.app.cluster.approval;
+    if (a === undefined) throw new ApiError('not_found', 'this node does not answer approval probes');
+    const info = a.probe(ctx.header('x-quorate-probe'));
+    if (info === undefined) throw new ApiError('unauthorized', 'approval probes are for cluster members: missing, stale or wrong x-quorate-probe proof');
+    ctx.json(200, info as Record<string, unknown>);
+  },
+};
+
 export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
+  '/v1/cluster/approval-probe': { GET: approvalProbe },
   '/v1/cluster/status': {
     GET: { auth: 'reader', query: [], handle: async (ctx) => ctx.json(200, clusterStatus(ctx)) },
   },
@@ -217,11 +261,14 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       query: [],
       handle: async (ctx) => {
         const body = object((await ctx.jsonBody(true)) ?? {});
-        onlyKeys(body, ['to', 'approve']);
-        if (body['approve'] !== undefined) throw badField('approve', 'approval failover is not available in this version (cluster.failover "approval" is refused); run `quorate failover [--to NAME]`');
+        onlyKeys(body, ['to', 'approve', 'term']);
+        const cluster = ctx.app.cluster;
+        if (body['approve'] !== undefined || body['term'] !== undefined) {
+          const target = await approved(ctx, body);
+          if (target !== undefined) body['to'] = target;
+        }
         const to = body['to'];
         if (to !== undefined && (typeof to !== 'string' || to === '' || to.length > 256)) throw badField('to', 'must be a voter\'s node name');
-        const cluster = ctx.app.cluster;
         const s = cluster.status();
         const voters = s.peers.filter((p) => p.role !== 'observer' && p.role !== 'dr' && p.role !== 'removed');
         const drained = new Set(need(cluster, 'modes')().drained);
@@ -261,8 +308,7 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
     POST: settingRoute((b) => {
       onlyKeys(b, ['failover']);
       const v = b['failover'];
-      if (v === 'approval') throw badField('failover', 'approval failover is not available in this version; use "automatic" or "manual"');
-      if (v !== 'automatic' && v !== 'manual') throw badField('failover', 'must be "automatic" or "manual"');
+      if (v !== 'automatic' && v !== 'manual' && v !== 'approval') throw badField('failover', 'must be "automatic", "manual" or "approval"');
       return { key: 'failover', value: v };
     }, 'setting_changed'),
   },

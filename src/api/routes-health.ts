@@ -69,6 +69,7 @@ export function modesBody(cluster: ClusterControl): Record<string, unknown> {
   return {
     failoverMode: m.failoverMode, paused: m.paused, drained: m.drained, autoFailover: m.autoFailover,
     ...(m.notice !== undefined ? { notice: m.notice } : {}),
+    ...(m.approval !== undefined ? { approval: m.approval } : {}),
   };
 }
 

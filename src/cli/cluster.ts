@@ -29,6 +29,7 @@ export function renderHealth(h: ClusterHealth): string {
     ...(h.redisConnected !== undefined ? [['redis', h.redisConnected ? 'connected' : 'disconnected'] as const] : []),
     ...(h.failoverMode !== undefined ? [['failover', `${h.failoverMode}${h.paused === true ? ' (PAUSED)' : ''}${h.autoFailover === false ? ' — automatic failover disabled' : ''}`] as const] : []),
     ...(h.drained !== undefined && h.drained.length > 0 ? [['drained', h.drained.join(', ')] as const] : []),
+    ...(h.approval !== undefined ? [['approval', h.approval.candidate !== null ? `candidate ${h.approval.candidate}, term ${cell(h.approval.term)} (since ${cell(h.approval.since)})` : `no candidate: ${h.approval.reason ?? ''}`] as const] : []),
   ]);
   const rows = (h.nodes ?? []).map((n) => [
     n.nodeName === h.leaderNode ? `${n.nodeName} *` : n.nodeName, cell(n.role), cell(n.status), cell(n.databaseMode),

@@ -1,5 +1,5 @@
 // Failover and maintenance verbs: failover, config set, pause, resume, drain, undrain (src/node/modes.ts).
-import { str } from './args.js';
+import { int, str } from './args.js';
 import { UsageError } from './args.js';
 import { EXIT, cell, type Command } from './command.js';
 
@@ -14,18 +14,30 @@ function modesLine(r: Body): string {
 
 const failover: Command = {
   name: 'failover',
-  summary: 'elect a leader now (manual failover, or while paused)',
-  usage: '[--to NAME]',
+  summary: 'elect a leader now (manual failover, approval failover, or while paused)',
+  usage: '[--to NAME] | --approve NAME --term T',
   description:
     'Makes a voter stand for election: NAME, or else the voter with the highest last index among those that answer. '
     + 'Raft\'s vote rule still decides: a target whose log is behind loses, and the command says so (exit 1). '
-    + 'Works with no leader: any node answers. Prints who leads afterwards.',
-  flags: [{ name: 'to', type: 'string', value: 'NAME', help: 'the voter that should stand for election' }],
-  examples: ['quorate failover', 'quorate failover --to node2 --json'],
+    + 'Works with no leader: any node answers. Prints who leads afterwards. '
+    + 'Failover mode approval: --approve NAME --term T must name the candidate and term the nodes propose (`quorate status` shows them '
+    + 'and this command); anything else is refused (exit 1) with the current proposal.',
+  flags: [
+    { name: 'to', type: 'string', value: 'NAME', help: 'the voter that should stand for election' },
+    { name: 'approve', type: 'string', value: 'NAME', help: 'approval mode: the proposed candidate (with --term)' },
+    { name: 'term', type: 'string', value: 'T', help: 'approval mode: the proposed term (with --approve)' },
+  ],
+  examples: ['quorate failover', 'quorate failover --to node2 --json', 'quorate failover --approve node2 --term 7'],
   remote: true,
   async run(ctx) {
     const to = str(ctx.args, 'to');
-    const r = (await ctx.client().request<Body>('POST', '/v1/cluster/failover', { body: to !== undefined ? { to } : {} })).body;
+    const approve = str(ctx.args, 'approve');
+    const term = int(ctx.args, 'term');
+    if ((approve === undefined) !== (term === undefined)) throw new UsageError('give --approve NAME and --term T together (both as `quorate status` shows them)', 'failover');
+    if (term !== undefined && !(Number.isSafeInteger(term) && term > 0)) throw new UsageError('--term must be a positive integer', 'failover');
+    if (approve !== undefined && to !== undefined) throw new UsageError('give either --to or --approve, not both', 'failover');
+    const body = approve !== undefined ? { approve, term } : to !== undefined ? { to } : {};
+    const r = (await ctx.client().request<Body>('POST', '/v1/cluster/failover', { body })).body;
     ctx.print(r, () => {
       const chosen = Array.isArray(r['candidates']) ? `chose ${cell(r['campaigned'])} (highest last index of ${(r['candidates'] as Body[]).map((c) => `${cell(c['nodeName'])}=${cell(c['lastIndex'])}`).join(', ')})\n` : '';
       return r['elected'] === true
@@ -40,15 +52,15 @@ const configSet: Command = {
   name: 'config set',
   summary: 'change a cluster-wide setting kept in the replicated state',
   usage: 'KEY VALUE',
-  description: 'Keys: failover (automatic | manual). The replicated value wins over every node\'s config file (a node whose file disagrees logs a warning naming the key). Needs every member at this release (cluster feature level 2).',
+  description: 'Keys: failover (automatic | manual | approval). The replicated value wins over every node\'s config file (a node whose file disagrees logs a warning naming the key). Needs every member at this release (cluster feature level 2).',
   flags: [],
-  examples: ['quorate config set failover manual', 'quorate config set failover automatic'],
+  examples: ['quorate config set failover manual', 'quorate config set failover approval', 'quorate config set failover automatic'],
   remote: true,
   async run(ctx) {
     const [key, value, ...more] = ctx.args.positionals;
     if (key === undefined || value === undefined || more.length > 0) throw new UsageError('give KEY VALUE, e.g. `quorate config set failover manual`', 'config set');
     if (key !== 'failover') throw new UsageError(`unknown setting ${JSON.stringify(key)} (known: failover)`, 'config set');
-    if (value !== 'automatic' && value !== 'manual') throw new UsageError('failover must be automatic or manual', 'config set');
+    if (value !== 'automatic' && value !== 'manual' && value !== 'approval') throw new UsageError('failover must be automatic, manual or approval', 'config set');
     const r = (await ctx.client().request<Body>('POST', '/v1/cluster/settings', { body: { failover: value }, write: true })).body;
     ctx.print(r, () => modesLine(r));
     return EXIT.ok;

@@ -115,7 +115,7 @@ test('enums: role, coordination, failover, mode', () => {
   fails({ cluster: { failover: 'auto' } }, /cluster\.failover: must be one of "automatic", "manual", "approval"/);
   fails({ database: { mode: 'shared' } }, /database\.mode: must be one of "local-sync", "external-shared"/);
   // The SPEC's values that are not built yet are valid enum members, refused as "not available" (below).
-  fails({ ...base, cluster: { failover: 'approval', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } }, /^cluster\.failover: "approval" is not available in this version/);
+  ok({ ...base, cluster: { failover: 'approval', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
   ok({ ...base, cluster: { failover: 'automatic', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
   ok({ ...base, cluster: { failover: 'manual', peerEndpoints: ['https://10.0.1.11:5201'] }, node: { ...base.node, role: 'observer' } });
 });
@@ -193,7 +193,6 @@ const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: s
   [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /until Redis coordination exists the leader is elected by Raft/],
   [{ cluster: { leaderLockTtlSeconds: 60 } }, 'cluster.leaderLockTtlSeconds', '60', '30', /Redis leader lease.*would be ignored/],
   [{ cluster: { leaderRenewalIntervalSeconds: 5 } }, 'cluster.leaderRenewalIntervalSeconds', '5', '10', /Redis leader lease.*would be ignored/],
-  [{ cluster: { failover: 'approval' } }, 'cluster.failover', '"approval"', '"automatic" or "manual"', /until failover on approval exists a node would fail over automatically; "manual" is available/],
   [{ cluster: { virtualIp: '10.0.1.100/24' } }, 'cluster.virtualIp', '"10.0.1.100/24"', '""', /does not manage a virtual IP yet, so no node would hold this address/],
   [{ cluster: { virtualIp: '10.0.1.100', loadBalanced: true } }, 'cluster.virtualIp', '"10.0.1.100"', '""', /virtual IP/],
   [{ cluster: { vipInterface: 'eth0' } }, 'cluster.vipInterface', '"eth0"', '""', /virtual IP/],
@@ -224,8 +223,9 @@ test('a value for a feature this version does not have is refused at load, namin
   }
   // The exact message of the issue's example.
   fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" is not available in this version \(only "raft"\); remove the key or set it to "raft" — until Redis coordination exists/);
-  // cluster.failover "manual" is built; "approval" is not.
+  // cluster.failover "manual" and "approval" are built.
   assert.equal(ok({ cluster: { failover: 'manual' } }).cluster.failover, 'manual');
+  assert.equal(ok({ cluster: { failover: 'approval' } }).cluster.failover, 'approval');
   // Every row is exercised above.
   assert.deepEqual([...new Set(REFUSED.map((r) => r[1]))].sort(), UNBUILT.map((r) => r.path).sort());
 });
@@ -244,8 +244,8 @@ test('unbuilt keys: the allowed value is the schema default, accepted when writt
   }
   ok(explicit);
   // Several refused values: one issue each, in table order, in one error.
-  const e = fails({ cluster: { coordination: 'redis', failover: 'approval', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^6 problems:/);
-  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.failover', 'cluster.fenceScript', 'database.mode', 'database.backup.enabled', 'redis.enabled']);
+  const e = fails({ cluster: { coordination: 'redis', failover: 'approval', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^5 problems:/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.fenceScript', 'database.mode', 'database.backup.enabled', 'redis.enabled']);
   // loadBalanced is built (written to ha-state.json): both values load.
   assert.equal(ok({ cluster: { loadBalanced: true } }).cluster.loadBalanced, true);
 });
@@ -254,7 +254,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
   // A new key must be classified: used by the node, or refused at a non-default value.
   const BUILT = [
     'node.nodeName', 'node.dataDir', 'node.apiAddress', 'node.peerAddress', 'node.advertiseApiUrl', 'node.advertisePeerUrl', 'node.role',
-    'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced',
+    'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced', 'cluster.failover',
     'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
@@ -295,7 +295,7 @@ test('environment overrides: errors name the variable', () => {
   fails({}, /node\.role: must be one of .* \(set by QUORATE_NODE_ROLE\)/, { QUORATE_NODE_ROLE: 'boss' });
   fails({}, /QUORATE_DATABASE_BACKUP_NOPE: unknown key "NOPE" in database\.backup/, { QUORATE_DATABASE_BACKUP_NOPE: '1' });
   fails({}, /QUORATE_CLUSTER_PEERENDPOINTS: not valid JSON/, { QUORATE_CLUSTER_PEERENDPOINTS: '[oops' });
-  fails({}, /^cluster\.failover: "approval" is not available in this version .* \(set by QUORATE_CLUSTER_FAILOVER\)$/, { QUORATE_CLUSTER_FAILOVER: 'approval' });
+  fails({}, /^cluster\.coordination: "redis" is not available in this version .* \(set by QUORATE_CLUSTER_COORDINATION\)$/, { QUORATE_CLUSTER_COORDINATION: 'redis' });
   fails({}, /^database\.backup\.enabled: true is not available in this version .* \(set by QUORATE_DATABASE_BACKUP_ENABLED\)$/, { QUORATE_DATABASE_BACKUP_ENABLED: 'true' });
 });
 

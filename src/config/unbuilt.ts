@@ -39,9 +39,6 @@ export const UNBUILT: readonly UnbuiltKey[] = [
   { path: 'cluster.coordination', allowed: 'raft', why: 'until Redis coordination exists the leader is elected by Raft among the voters, with no Redis lease' },
   { path: 'cluster.leaderLockTtlSeconds', allowed: 30, why: REDIS_LEASE },
   { path: 'cluster.leaderRenewalIntervalSeconds', allowed: 10, why: REDIS_LEASE },
-  // Approval failover ("manual" is built: src/node/modes.ts).
-  { path: 'cluster.failover', allowed: 'automatic', alsoBuilt: ['manual'],
-    why: () => 'until failover on approval exists a node would fail over automatically; "manual" is available (an operator runs `quorate failover`)' },
   // Virtual IP and fencing. When built: virtualIp without loadBalanced needs
   // vipInterface or vipScript. (cluster.loadBalanced is built: it only says an
   // external load balancer routes traffic, and is written to ha-state.json.)

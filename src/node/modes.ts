@@ -14,8 +14,9 @@
 // here too: campaignNow makes this node stand for election (Raft's vote rule
 // still decides), proposeSetting puts a settings entry in the log.
 import type { Logger } from 'pino';
-import { NONE, type Entry, type NodeId, type RawNode } from '../raft/index.js';
+import { NONE, isVoting, type Entry, type NodeId, type RawNode } from '../raft/index.js';
 import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, type FailoverMode, type SettingsCommand, type SettingsMachine } from '../state/index.js';
+import { Approval, type ApprovalState, type ProbeInfo } from './approval.js';
 import { NodeError } from './errors.js';
 import type { MemberRegistry } from './registry.js';
 import type { Replica } from './replica.js';
@@ -30,14 +31,19 @@ export interface ModesView {
   readonly autoFailover: boolean;
   /** For status and health: what an operator should know and run, when automatic failover is off. */
   readonly notice: string | undefined;
+  /** Failover mode approval with no leader known: the proposed candidate and term (./approval.ts). */
+  readonly approval?: ApprovalState;
 }
 
 /** What Modes needs of the node for the loop glue and the operator's commands (moved here from node.ts). */
 export interface ModesNode {
-  readonly replica: Pick<Replica, 'core' | 'run' | 'propose'>;
-  readonly registry: Pick<MemberRegistry, 'peers' | 'nameOf'>;
+  readonly replica: Pick<Replica, 'core' | 'run' | 'propose' | 'fatal'>;
+  readonly registry: Pick<MemberRegistry, 'peers' | 'nameOf' | 'record'>;
   readonly nodeId: NodeId;
   readonly electionTimeoutMs: number;
+  readonly heartbeatMs: number;
+  /** Authenticates the approval probes between members (./approval.ts). */
+  readonly clusterSecret: Uint8Array;
   /** The node's proposal timeout (node.ts DEFAULT_PROPOSE_TIMEOUT_MS). */
   readonly proposeTimeoutMs: number;
   appliedIndex(): number;
@@ -56,6 +62,8 @@ export class Modes {
   /** Settings entries appended but not applied yet, by index. */
   readonly #pending = new Map<number, SettingsCommand>();
   #warned: FailoverMode | undefined;
+  /** Failover mode approval: the proposal, polled from the other voters (./approval.ts); tick() from the node's housekeeping. */
+  readonly approval: Approval;
 
   constructor(o: { settings: SettingsMachine; fileMode: FailoverMode; nodeName: string; log: Logger; node: ModesNode }) {
     this.#settings = o.settings;
@@ -63,13 +71,39 @@ export class Modes {
     this.#nodeName = o.nodeName;
     this.#log = o.log;
     this.#n = o.node;
+    const n = o.node;
+    const voting = () => n.replica.core.status().membership.members.filter((m) => isVoting(m.role));
+    this.approval = new Approval({
+      nodeName: o.nodeName, clusterSecret: n.clusterSecret, pollMs: Math.max(250, 3 * n.heartbeatMs),
+      active: () => this.view(n.appliedIndex()).failoverMode === 'approval' && n.replica.core.status().lead === NONE,
+      self: () => this.probeInfo(),
+      others: () => voting().filter((m) => m.id !== n.nodeId).map((m) => ({ nodeName: n.registry.nameOf(m.id), apiUrl: n.registry.record(m.id)?.apiUrl })),
+      inputs: () => ({
+        voting: voting().map((m) => n.registry.nameOf(m.id)),
+        candidates: voting().filter((m) => m.role === 'voter').map((m) => n.registry.nameOf(m.id)),
+        drained: new Set(this.view(n.appliedIndex()).drained),
+      }),
+    });
+  }
+
+  /** What this node reports of itself to an approval probe. */
+  probeInfo(): ProbeInfo {
+    const n = this.#n;
+    const st = n.replica.core.status();
+    return { nodeName: this.#nodeName, term: st.term, lastTerm: st.lastTerm, lastIndex: st.lastIndex, role: st.role, healthy: n.replica.fatal === undefined, leader: st.lead === NONE ? null : n.registry.nameOf(st.lead) };
   }
 
   // ---- node glue (moved from node.ts): QuorateNode.modes(), failoverHere(), proposeSetting(), the loop's scan
 
   /** The view at this node's applied index (QuorateNode.modes()). */
   current(): ModesView {
-    return this.view(this.#n.appliedIndex());
+    const v = this.view(this.#n.appliedIndex());
+    const a = this.approval.view();
+    if (a === undefined) return v;
+    const notice = a.command !== null
+      ? `no leader: the proposed candidate is ${a.candidate} (term ${a.term}); approve it with \`${a.command}\``
+      : `no leader, and no candidate to approve yet: ${a.reason ?? 'polling the voters'}`;
+    return { ...v, approval: a, notice };
   }
 
   /** Entries appended to the log (a Ready's, or at start the recovered log), then the core's switch (in the loop). */
@@ -130,6 +164,8 @@ export class Modes {
       ? 'the cluster is paused (maintenance): automatic failover is disabled; run `quorate resume` to end it (`quorate failover` elects a leader meanwhile)'
       : failoverMode === 'manual'
         ? 'automatic failover is disabled (failover mode manual): if the leader fails, run `quorate failover [--to NAME]`'
+        : failoverMode === 'approval'
+          ? 'automatic failover is disabled (failover mode approval): if the leader fails, the nodes propose a candidate and term (shown by `quorate status`); run `quorate failover --approve NAME --term T` with them'
         : selfDrained ? `${this.#nodeName} is drained: it never starts an election itself; run \`quorate undrain ${this.#nodeName}\` to end it` : undefined;
     return { failoverMode, failoverModeSource: replicated === undefined ? 'file' : 'replicated', paused: s.paused, drained, autoFailover, notice };
   }

@@ -7,7 +7,7 @@
 // (src/api/ports.ts): it is the ClusterControl; `kvService` is the KvService.
 // Split out: ./control.ts (switchover, failover-safe), ./node-metrics.ts,
 // ./split-brain.ts, ./housekeeping.ts (warnings, ha-state.json, TTL expiry),
-// ./boot.ts (transport options); the glue of ./modes.ts, ./history-recorder.ts
+// ./boot.ts (transport options); the glue of ./modes.ts (and ./approval.ts), ./history-recorder.ts
 // and ./enroll.ts (remove, removed state) lives in those modules.
 import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
@@ -185,10 +185,8 @@ export class QuorateNode implements ClusterControl {
     });
     this.#modes = new Modes({
       settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log,
-      node: {
-        replica: this.#replica, registry: this.#registry, nodeId: id, electionTimeoutMs: config.cluster.electionTimeoutMs, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS,
-        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), switchover: () => this.switchover(),
-      },
+      node: { ...this.#control, replica: this.#replica, registry: this.#registry, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS, heartbeatMs: config.cluster.heartbeatIntervalMs, clusterSecret: security.clusterSecret,
+        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover() },
     });
     this.#services = new LeaderServices(this.#leadership, this.#log);
     this.#services.add(this.#historyRecorder);
@@ -302,6 +300,9 @@ export class QuorateNode implements ClusterControl {
     return this.#modes.current();
   }
 
+  /** Failover mode approval: the probe answered to other voters, and the proposal (./approval.ts). */
+  get approval(): Modes['approval'] { return this.#modes.approval; }
+
   /** An operator's failover on this node: stand for election now (./modes.ts). */
   failoverHere(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }> {
     this.#historyRecorder.failoverRequested();
@@ -395,6 +396,7 @@ export class QuorateNode implements ClusterControl {
     this.#registry.trackCatchUp(this.#replica.core.status(), now);
     this.#leadership.updateFrom(this.#replica.core.status());
     this.#warnings.check(now, () => this.status());
+    this.#modes.approval.tick(now);
   }
 
   #writeHaState(): Promise<void> {

@@ -474,6 +474,7 @@ export class RawNode {
       commit: this.#commit,
       applied: this.#applied,
       lastIndex: this.#log.lastIndex(),
+      lastTerm: this.#log.lastTerm(),
       firstIndex: this.#log.firstIndex(),
       lead: this.#lead,
       role: this.#role,

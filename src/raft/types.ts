@@ -158,6 +158,8 @@ export interface Status {
   readonly commit: number;
   readonly applied: number;
   readonly lastIndex: number;
+  /** The term of the last entry (the vote rule compares (lastTerm, lastIndex)). */
+  readonly lastTerm: number;
   readonly firstIndex: number;
   readonly lead: NodeId;
   readonly role: RaftRole;

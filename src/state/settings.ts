@@ -3,7 +3,7 @@
 // same values at the same index, so one node whose config file says otherwise
 // cannot defeat them.
 //
-//   failover: "automatic" | "manual" — unset until first set (the node then
+//   failover: "automatic" | "manual" | "approval" — unset until first set (the node then
 //             uses its file's cluster.failover: the file seeds it)
 //   paused:   maintenance mode: no node campaigns by itself
 //   drained:  node names that never campaign by themselves and are never a
@@ -22,7 +22,7 @@ import type { WriteResult } from './results.js';
 
 export const SETTINGS_MACHINE_ID = 'settings';
 const VERSION = 1;
-export const FAILOVER_MODES = ['automatic', 'manual'] as const;
+export const FAILOVER_MODES = ['automatic', 'manual', 'approval'] as const;
 export type FailoverMode = (typeof FAILOVER_MODES)[number];
 const MAX_NAME = 256;
 
