@@ -59,6 +59,8 @@ export interface ClusterHealth {
   clusterHealthy: boolean; leaderNode: string | null; term: number; nodes: ClusterHealthNode[];
   redisConnected?: boolean; writeQuorum: number; quorumMet: boolean; failoverSafe: boolean; failureTolerance: number;
   failoverMode?: string; paused?: boolean; drained?: string[]; autoFailover?: boolean; notice?: string;
+  /** Config keys that must agree across members but differ (each line names the key and both values). */
+  configWarnings?: string[];
   [k: string]: unknown;
 }
 export interface ClusterStatus {

@@ -130,6 +130,7 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
     quorumMet: s.quorumMet,
     failoverSafe,
     failureTolerance: s.failureTolerance,
+    configWarnings: s.configWarnings ?? [],
     ...modesBody(cluster),
   };
   if (s.splitBrainWarning !== undefined) body['splitBrainWarning'] = s.splitBrainWarning;
