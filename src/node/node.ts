@@ -119,7 +119,7 @@ export class QuorateNode implements ClusterControl {
     const peerMap = this.#registry.peerAddresses();
     this.#transport = new PeerTransport({
       ...transportOptionsFor(config, { id, ...security, featureLevel, logger: this.#log, peerHost: (peer) => peerMap.get(peer)?.host }),
-      recordedIncarnation: (peer) => this.#registry.record(peer)?.incarnation,
+      ...this.#registry.transportHooks(),
       onPeerAck: (peer, info) => {
         this.#registry.hear(peer, info);
         const known = info.knownIncarnation;

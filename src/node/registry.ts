@@ -11,6 +11,7 @@ import {
 } from '../raft/index.js';
 import { configRole } from './roles.js';
 import { ConfigCheck } from './config-check.js';
+import { staticAddProblem } from './static-add.js';
 import type { ClusterSettings } from '../transport/index.js';
 
 /** What a member announced in its last authenticated handshake (or, for this node, its own config). */
@@ -131,6 +132,14 @@ export class MemberRegistry {
   hear(peer: NodeId, info: { readonly featureLevel: number; readonly nodeName: string; readonly settings?: ClusterSettings | undefined }): void {
     this.hearFeatureLevel(peer, info.featureLevel);
     this.#configCheck?.hear(peer, this.#records.get(peer)?.name ?? info.nodeName, info.settings);
+  }
+
+  /** The transport's hooks that read the membership records: the incarnation told to a peer, and the static-add check (./static-add.ts). */
+  transportHooks(): { recordedIncarnation(peer: NodeId): string | undefined; identityProblem(hello: { fromId: number; fromName: string; incarnation: string }): string | undefined } {
+    return {
+      recordedIncarnation: (peer) => this.#records.get(peer)?.incarnation,
+      identityProblem: (hello) => staticAddProblem(this.#records.get(hello.fromId), hello),
+    };
   }
 
   /** Config keys on which a member's file differs from this node's (./config-check.ts). */

@@ -144,13 +144,13 @@ export function judgeHello(hello: Hello, me: AcceptorIdentity): HelloVerdict {
     return refuse('version_incompatible', `protocol versions incompatible: ${who} speaks ${describeRange(hello)}, this node ${JSON.stringify(me.nodeName)} speaks ${describeRange(me)}`);
   }
   if (hello.toId !== me.nodeId) {
-    return refuse('wrong_node', `${who} dialed node id ${hello.toId}, but this is node id ${me.nodeId} (${JSON.stringify(me.nodeName)}); check its peer addresses`);
+    return refuse('wrong_node', `${who} dialed node id ${hello.toId}, but this is node id ${me.nodeId} (${JSON.stringify(me.nodeName)}); check its peer addresses (a node added to cluster.peerEndpoints of a running cluster numbers the peers from its own list: add it with \`quorate enroll\` instead)`);
   }
   if (hello.fromId === me.nodeId) {
     return refuse('duplicate_id', `${who} has this node's own id ${me.nodeId}; node ids must be unique`);
   }
   if (me.isAllowed && !me.isAllowed(hello.fromId)) {
-    return refuse('peer_unknown', `${who} is not a known member of cluster ${JSON.stringify(me.haId)} on this node: a node is added to a running cluster with \`quorate join-token create\` and \`quorate enroll\` (adding it to peerEndpoints does not make it a member)`);
+    return refuse('peer_unknown', `${who} is not a known member of cluster ${JSON.stringify(me.haId)} on this node: a node is added to a running cluster with \`quorate join-token create\` and \`quorate enroll\` (adding it to peerEndpoints does not make it a member; stop it, empty its node.dataDir and enroll it)`);
   }
   if (me.settings !== undefined && hello.settings !== undefined) {
     const wq = settingsDiffer(me.settings, hello.settings).find((d) => d.key === 'database.writeQuorum');

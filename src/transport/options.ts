@@ -105,6 +105,12 @@ export interface PeerTransportOptions {
    * the connection ends after it. Absent: join requests are refused.
    */
   onJoin?(auth: JoinAuthFrame, joinerNonce: Uint8Array, leaderNonce: Uint8Array): Promise<Buffer>;
+  /**
+   * After the policy checks: why an authenticated dialer is not the member
+   * whose id it claims (undefined: accept). Refused with code
+   * identity_mismatch, the reason logged here only.
+   */
+  identityProblem?(hello: { readonly fromId: number; readonly fromName: string; readonly incarnation: string }): string | undefined;
   /** Was this id removed from the membership? An authenticated dialer with such an id is refused with code 'removed' and told why. */
   isRemovedPeer?(id: number): boolean;
   /** A peer refused our authenticated dial with code 'removed': the membership it holds removed this node. */

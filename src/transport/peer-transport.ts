@@ -570,6 +570,8 @@ export class PeerTransport {
             return;
           }
           if (!verdict.ok) return refuse(verdict.code, verdict.reason, claimed);
+          const identity = this.#o.identityProblem?.(hello);
+          if (identity !== undefined) return refuse('identity_mismatch', identity, claimed);
           if (this.#tls) {
             const expected = this.#o.expectedPeerHost ? this.#o.expectedPeerHost(hello.fromId) : this.#links.get(hello.fromId)?.addr.host;
             const san = (socket as TLSSocket).getPeerCertificate?.()?.subjectaltname;
