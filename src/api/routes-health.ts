@@ -130,10 +130,11 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
     quorumMet: s.quorumMet,
     failoverSafe,
     failureTolerance: s.failureTolerance,
-    configWarnings: s.configWarnings ?? [],
     ...modesBody(cluster),
   };
   if (s.splitBrainWarning !== undefined) body['splitBrainWarning'] = s.splitBrainWarning;
+  // Like splitBrainWarning, only when there is one: the SPEC shape stays exact while the files agree.
+  if (s.configWarnings !== undefined && s.configWarnings.length > 0) body['configWarnings'] = s.configWarnings;
   return body;
 }
 
