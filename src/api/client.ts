@@ -60,6 +60,8 @@ export interface ClusterHealth {
   redisConnected?: boolean; writeQuorum: number; quorumMet: boolean; failoverSafe: boolean; failureTolerance: number;
   failoverMode?: string; paused?: boolean; drained?: string[]; autoFailover?: boolean; notice?: string;
   approval?: { candidate: string | null; term: number | null; since: string | null; command: string | null; reason?: string };
+  /** Config keys that must agree across members but differ (each line names the key and both values). */
+  configWarnings?: string[];
   [k: string]: unknown;
 }
 export interface ClusterStatus {

@@ -70,6 +70,8 @@ export interface NodeStatus {
   readonly version: string;
   /** The cluster feature level as this node computes it: the lowest feature level its members announced (1 for one not heard from); entry format 2 is proposed only at 2 or more. */
   readonly featureLevel: number;
+  /** Config keys that must agree across members but differ on a peer (src/node/config-check.ts); empty when all agree. */
+  readonly configWarnings?: readonly string[];
 }
 
 /** The config values the API reads through ClusterControl (a QuorateConfig is one). */

@@ -41,6 +41,7 @@ function clusterStatus(ctx: RequestContext): Record<string, unknown> {
     startedAt: s.startedAt,
     version: s.version,
     featureLevel: s.featureLevel,
+    configWarnings: s.configWarnings ?? [],
     ...modesBody(ctx.app.cluster),
     peers: s.peers.map((p) => ({
       drained: (ctx.app.cluster.modes?.().drained ?? []).includes(p.nodeName),

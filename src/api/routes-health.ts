@@ -134,6 +134,8 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
     ...modesBody(cluster),
   };
   if (s.splitBrainWarning !== undefined) body['splitBrainWarning'] = s.splitBrainWarning;
+  // Like splitBrainWarning, only when there is one: the SPEC shape stays exact while the files agree.
+  if (s.configWarnings !== undefined && s.configWarnings.length > 0) body['configWarnings'] = s.configWarnings;
   return body;
 }
 

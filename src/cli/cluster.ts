@@ -35,7 +35,8 @@ export function renderHealth(h: ClusterHealth): string {
     n.nodeName === h.leaderNode ? `${n.nodeName} *` : n.nodeName, cell(n.role), cell(n.status), cell(n.databaseMode),
     cell(n.matchIndex), cell(n.replicationLagEntries), cell(n.replicationLagMs), cell(n.lastHeartbeat),
   ]);
-  return `${head}${h.notice !== undefined ? `\n${h.notice}` : ''}\n\n${table(['NODE', 'ROLE', 'STATUS', 'MODE', 'MATCH', 'LAG ENTRIES', 'LAG MS', 'LAST HEARTBEAT'], rows)}`;
+  const warnings = (h.configWarnings ?? []).map((w) => `\nWarning: ${w}`).join('');
+  return `${head}${h.notice !== undefined ? `\n${h.notice}` : ''}${warnings}\n\n${table(['NODE', 'ROLE', 'STATUS', 'MODE', 'MATCH', 'LAG ENTRIES', 'LAG MS', 'LAST HEARTBEAT'], rows)}`;
 }
 
 function nameOf(s: ClusterStatus): string | undefined {

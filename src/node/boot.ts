@@ -8,6 +8,9 @@ import type { NodeId, RaftConfig } from '../raft/index.js';
 import { SeededRandom } from '../raft/prng.js';
 import type { PeerTransportOptions } from '../transport/index.js';
 import type { Bootstrap } from './members.js';
+import { clusterSettingsOf } from './config-check.js';
+
+export { clusterSettingsOf } from './config-check.js';
 
 /** The core's tick: a fifth of the heartbeat interval, 1..10 ms. */
 export function tickMsFor(config: QuorateConfig): number {
@@ -44,6 +47,7 @@ export function transportOptionsFor(
     clusterSecret: o.clusterSecret,
     incarnation: o.incarnation,
     featureLevel: o.featureLevel,
+    clusterSettings: clusterSettingsOf(config),
     ...(typeof tls === 'object' ? { expectedPeerHost: (peer: number) => o.peerHost(peer) } : {}),
     apiUrl: config.node.advertiseApiUrl,
     role: config.node.role,

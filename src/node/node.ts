@@ -28,7 +28,7 @@ import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
-import { checkTlsAuto, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
+import { checkTlsAuto, clusterSettingsOf, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
 import { metricsText, nodeMetrics } from './node-metrics.js';
 import { MemberRegistry } from './registry.js';
 import { REAL_CLOCK, Replica } from './replica.js';
@@ -116,15 +116,15 @@ export class QuorateNode implements ClusterControl {
       logger: this.#log,
       configuredRole: config.node.role,
       fatalIfBroken: (e) => this.#replica.fatalIfBroken(e),
-      featureLevel,
+      featureLevel, settings: clusterSettingsOf(config),
     });
     // Peers: from bootstrap.json, then from the membership's records (#syncPeers).
     const peerMap = this.#registry.peerAddresses();
     this.#transport = new PeerTransport({
       ...transportOptionsFor(config, { id, ...security, featureLevel, logger: this.#log, peerHost: (peer) => peerMap.get(peer)?.host }),
-      recordedIncarnation: (peer) => this.#registry.record(peer)?.incarnation,
+      ...this.#registry.transportHooks(),
       onPeerAck: (peer, info) => {
-        this.#registry.hearFeatureLevel(peer, info.featureLevel);
+        this.#registry.hear(peer, info);
         const known = info.knownIncarnation;
         if (known !== undefined && known !== security.incarnation) this.#replica.run((r) => this.#registry.markRejoining(r, peer, known));
       },
@@ -136,7 +136,7 @@ export class QuorateNode implements ClusterControl {
       },
       onSnapshot: (from, meta, source, msg) => this.#replica.receiveSnapshot(from, meta, source, msg, (chunks) => this.machines.validate(chunks)),
       onPeerHello: (peer, info) => {
-        this.#registry.hearFeatureLevel(peer, info.featureLevel);
+        this.#registry.hear(peer, info);
         this.#registry.announce(peer, { nodeName: info.nodeName, apiUrl: info.apiUrl === '' ? undefined : info.apiUrl, role: memberRole(info.role), incarnation: info.incarnation });
         this.#registry.queueReconcile(this.#replica);
       },

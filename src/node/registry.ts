@@ -10,6 +10,9 @@ import {
   type ConfChange, type Member, type MemberRole, type Message, type NodeId, type RawNode,
 } from '../raft/index.js';
 import { configRole } from './roles.js';
+import { ConfigCheck } from './config-check.js';
+import { staticAddProblem } from './static-add.js';
+import type { ClusterSettings } from '../transport/index.js';
 
 /** What a member announced in its last authenticated handshake (or, for this node, its own config). */
 export interface Announced {
@@ -45,6 +48,8 @@ export interface RegistryOptions {
   readonly fatalIfBroken: (e: unknown) => boolean;
   /** This node's feature level (features.ts). */
   readonly featureLevel: number;
+  /** This node's config keys that must agree across members (./config-check.ts); compared with what peers announce. */
+  readonly settings?: ClusterSettings;
 }
 
 export class MemberRegistry {
@@ -75,6 +80,7 @@ export class MemberRegistry {
   readonly featureLevel: number;
   /** Feature level each peer announced on its current authenticated connection (features.ts). */
   readonly #levels = new Map<NodeId, number>();
+  readonly #configCheck: ConfigCheck | undefined;
 
   constructor(o: RegistryOptions) {
     this.selfId = o.selfId;
@@ -83,6 +89,7 @@ export class MemberRegistry {
     this.#configuredRole = o.configuredRole;
     this.#fatalIfBroken = o.fatalIfBroken;
     this.featureLevel = o.featureLevel;
+    this.#configCheck = o.settings === undefined ? undefined : new ConfigCheck(o.settings, o.self.nodeName, o.logger);
     for (const [id, peerUrl] of o.members) {
       this.peers.set(id, { peerUrl, lastCaughtUpAt: Date.now(), announced: id === o.selfId ? o.self : undefined });
     }
@@ -121,6 +128,25 @@ export class MemberRegistry {
     this.#levels.set(peer, level);
   }
 
+  /** What a peer's authenticated handshake (hello or helloAck) announced: its feature level and cluster settings. */
+  hear(peer: NodeId, info: { readonly featureLevel: number; readonly nodeName: string; readonly settings?: ClusterSettings | undefined }): void {
+    this.hearFeatureLevel(peer, info.featureLevel);
+    this.#configCheck?.hear(peer, this.#records.get(peer)?.name ?? info.nodeName, info.settings);
+  }
+
+  /** The transport's hooks that read the membership records: the incarnation told to a peer, and the static-add check (./static-add.ts). */
+  transportHooks(): { recordedIncarnation(peer: NodeId): string | undefined; identityProblem(hello: { fromId: number; fromName: string; incarnation: string }): string | undefined } {
+    return {
+      recordedIncarnation: (peer) => this.#records.get(peer)?.incarnation,
+      identityProblem: (hello) => staticAddProblem(this.#records.get(hello.fromId), hello),
+    };
+  }
+
+  /** Config keys on which a member's file differs from this node's (./config-check.ts). */
+  configWarnings(): string[] {
+    return this.#configCheck?.warnings() ?? [];
+  }
+
   /** id → address of every other peer known (bootstrap.json, then the membership's records), for the transport. */
   peerAddresses(): Map<NodeId, { host: string; port: number }> {
     const out = new Map<NodeId, { host: string; port: number }>();
@@ -148,7 +174,11 @@ export class MemberRegistry {
       if (p === undefined) this.peers.set(m.id, { peerUrl: m.peerUrl, lastCaughtUpAt: Date.now(), announced: undefined });
       else p.peerUrl = m.peerUrl;
     }
-    for (const id of membership.removed) if (id !== this.selfId) this.peers.delete(id);
+    for (const id of membership.removed) {
+      if (id === this.selfId) continue;
+      this.peers.delete(id);
+      this.#configCheck?.forget(id);
+    }
     this.removed = membership.removed.includes(this.selfId);
     this.#refreshFenced();
     if (this.#rejoining && this.#records.get(this.selfId)?.incarnation === this.#self.incarnation) {

@@ -115,5 +115,6 @@ export function buildStatus(i: StatusInput): NodeStatus {
     startedAt: i.startedAt,
     version: VERSION,
     featureLevel: i.featureLevel,
+    configWarnings: registry.configWarnings(),
   };
 }

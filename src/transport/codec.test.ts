@@ -8,7 +8,7 @@ import {
 } from './codec.js';
 import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
-import { acceptorMac, dialerMac, judgeHello, macEqual, negotiateVersion } from './handshake.js';
+import { acceptorMac, dialerMac, judgeHello, macEqual, negotiateVersion, settingsDiffer } from './handshake.js';
 import { certificateNamesHost } from './security.js';
 import { defaultHello, msg, SNAP_META, TEST_SECRET } from '../../test/support/transport.js';
 
@@ -106,6 +106,21 @@ describe('message codec', () => {
     assert.deepStrictEqual(decodeChallenge(encodeChallenge({ nonce, protocolVersion: 3 }), 0), { nonce, protocolVersion: 3 });
     expectFrameError(() => decodeChallenge(pack({ nonce, protocolVersion: 'x' }), 0), /challenge\.protocolVersion/);
   });
+
+  it('carries optional cluster settings in auth and helloAck; absent stays absent, a bad value is refused naming the field', () => {
+    const settings = { writeQuorum: 0, electionTimeoutMs: 1000, heartbeatIntervalMs: 100 };
+    const h = defaultHello({ featureLevel: 2, settings });
+    const mac = new Uint8Array(32).fill(2);
+    assert.deepStrictEqual(decodeAuth(encodeAuth({ hello: h, mac }), 0), { hello: h, mac });
+    assert.equal(decodeAuth(encodeAuth({ hello: defaultHello(), mac }), 0).hello.settings, undefined);
+    expectFrameError(() => decodeAuth(pack({ ...h, mac, settings: { ...settings, electionTimeoutMs: 0 } }), 0), /auth\.settings\.electionTimeoutMs: expected an integer in 1\.\./);
+    expectFrameError(() => decodeAuth(pack({ ...h, mac, settings: { ...settings, writeQuorum: -1 } }), 0), /auth\.settings\.writeQuorum/);
+    expectFrameError(() => decodeAuth(pack({ ...h, mac, settings: 5 }), 0), /auth\.settings: expected a map/);
+    const ack = { protocolVersion: 4, nodeId: 2, nodeName: 'n2', haId: 'test-ha', incarnation: '', knownIncarnation: '', mac };
+    assert.deepStrictEqual(decodeHelloAck(encodeHelloAck({ ...ack, settings }), 0).settings, settings);
+    assert.equal(decodeHelloAck(encodeHelloAck(ack), 0).settings, undefined);
+    expectFrameError(() => decodeHelloAck(pack({ ...ack, settings: { ...settings, heartbeatIntervalMs: 'x' } }), 0), /helloAck\.settings\.heartbeatIntervalMs/);
+  });
 });
 
 describe('msgpack pre-scan', () => {
@@ -161,7 +176,7 @@ describe('handshake proofs', () => {
       ...(['haId', 'fromName', 'apiUrl', 'incarnation'] as const).map((k) => dialerMac(TEST_SECRET, nD, nA, { ...h, [k]: `${h[k]}x` })),
       dialerMac(TEST_SECRET, nD, nA, { ...h, fromId: 3 }), dialerMac(TEST_SECRET, nD, nA, { ...h, toId: 3 }),
       dialerMac(TEST_SECRET, nD, nA, { ...h, role: 'dr' }), dialerMac(TEST_SECRET, nD, nA, { ...h, channel: 'snapshot' }),
-      dialerMac(TEST_SECRET, nD, nA, { ...h, protocolVersion: 4 }), dialerMac(TEST_SECRET, nD, nA, { ...h, minCompatibleVersion: 1 }),
+      dialerMac(TEST_SECRET, nD, nA, { ...h, protocolVersion: h.protocolVersion + 1 }), dialerMac(TEST_SECRET, nD, nA, { ...h, minCompatibleVersion: 1 }),
       // Field boundaries are length-prefixed: moving a character between fields changes the proof.
       dialerMac(TEST_SECRET, nD, nA, { ...h, haId: `${h.haId}r`, fromName: h.fromName.slice(1) }),
     ];
@@ -171,6 +186,14 @@ describe('handshake proofs', () => {
     assert.ok(!macEqual(withLevel, mac));
     assert.ok(!macEqual(withLevel, dialerMac(TEST_SECRET, nD, nA, { ...h, featureLevel: 3 })));
     assert.ok(!macEqual(mac, dialerMac(TEST_SECRET, nD, nA, { ...h, featureLevel: 1 })));
+    // Cluster settings, when sent, are bound: each key, and with or without a feature level.
+    const settings = { writeQuorum: 2, electionTimeoutMs: 1000, heartbeatIntervalMs: 100 };
+    const withSettings = dialerMac(TEST_SECRET, nD, nA, { ...h, settings });
+    assert.ok(!macEqual(withSettings, mac));
+    for (const k of ['writeQuorum', 'electionTimeoutMs', 'heartbeatIntervalMs'] as const) {
+      assert.ok(!macEqual(withSettings, dialerMac(TEST_SECRET, nD, nA, { ...h, settings: { ...settings, [k]: settings[k] + 1 } })), k);
+    }
+    assert.ok(!macEqual(dialerMac(TEST_SECRET, nD, nA, { ...h, featureLevel: 2, settings }), withSettings));
   });
 
   it('are separated per direction: a dialer proof is never a valid acceptor proof', () => {
@@ -182,6 +205,10 @@ describe('handshake proofs', () => {
     assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, nodeId: 3 })));
     assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, knownIncarnation: 'xyz' })), 'binds what it records of the dialer');
     assert.ok(!macEqual(am, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, featureLevel: 2 })), 'binds its feature level when sent');
+    const settings = { writeQuorum: 0, electionTimeoutMs: 1000, heartbeatIntervalMs: 100 };
+    const withSettings = acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, settings });
+    assert.ok(!macEqual(am, withSettings), 'binds its settings when sent');
+    assert.ok(!macEqual(withSettings, acceptorMac(TEST_SECRET, nD, nA, dm, 1, 'messages', { ...ack, settings: { ...settings, electionTimeoutMs: 1001 } })));
     assert.equal(macEqual(am, new Uint8Array(31)), false);
   });
 });
@@ -282,5 +309,21 @@ describe('handshake policy', () => {
     assert.match(JSON.stringify(r({}, { isAllowed: (id: number) => id === 3 })), /peer_unknown/);
     assert.match(JSON.stringify(r({ toId: 9 })), /wrong_node/);
     assert.match(JSON.stringify(r({ fromId: 1 })), /duplicate_id/);
+  });
+
+  it('compares cluster settings key by key and refuses only a different database.writeQuorum', () => {
+    const mine = { writeQuorum: 0, electionTimeoutMs: 1000, heartbeatIntervalMs: 100 };
+    assert.deepStrictEqual(settingsDiffer(mine, mine), []);
+    assert.deepStrictEqual(settingsDiffer(mine, { writeQuorum: 2, electionTimeoutMs: 3000, heartbeatIntervalMs: 200 }), [
+      { key: 'database.writeQuorum', mine: 'unset (a majority of the voters)', theirs: '2' },
+      { key: 'cluster.electionTimeoutMs', mine: '1000', theirs: '3000' },
+      { key: 'cluster.heartbeatIntervalMs', mine: '100', theirs: '200' },
+    ]);
+    const r = (h: object, m: object = me) => judgeHello({ ...hello, ...h }, { ...me, ...m });
+    assert.deepStrictEqual(r({ settings: { ...mine, electionTimeoutMs: 3000 } }, { settings: mine }), { ok: true, version: 3 }, 'timing differences are warnings, not refusals');
+    assert.deepStrictEqual(r({}, { settings: mine }), { ok: true, version: 3 }, 'a dialer that sends none is not compared');
+    const v = r({ settings: { ...mine, writeQuorum: 3 } }, { settings: { ...mine, writeQuorum: 2 } });
+    assert.equal(v.ok, false);
+    assert.match(JSON.stringify(v), /config_mismatch.*node \\"b\\" \(id 2\) has database\.writeQuorum 3, this node \\"a\\" has 2/);
   });
 });

@@ -5,7 +5,7 @@ import {
 } from './codec.js';
 import type { Frame, Hello, HelloAck, Refusal } from './codec.js';
 import { FrameError } from './errors.js';
-import { acceptorMac, dialerMac, macEqual, newNonce } from './handshake.js';
+import { acceptorMac, dialerMac, macEqual, newNonce, SETTINGS_VERSION } from './handshake.js';
 
 export type DialerStep =
   | { readonly kind: 'send'; readonly frame: Buffer }
@@ -44,6 +44,11 @@ export class DialerHandshake {
       // A feature level only to an acceptor that knows the field (it is in the MAC).
       if ((ch.protocolVersion ?? 2) < 3 && this.#hello.featureLevel !== undefined) {
         const { featureLevel: _unknownToIt, ...older } = this.#hello;
+        this.#hello = older;
+      }
+      // Cluster settings likewise only to an acceptor of version 4+.
+      if ((ch.protocolVersion ?? 2) < SETTINGS_VERSION && this.#hello.settings !== undefined) {
+        const { settings: _unknownToIt, ...older } = this.#hello;
         this.#hello = older;
       }
       this.#proof = dialerMac(this.#secret, this.#nonce, this.#acceptorNonce, this.#hello);

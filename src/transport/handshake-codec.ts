@@ -18,6 +18,12 @@ import { Invalid, bytes, fail, nodeId, pack, uint, unpack, validated } from './m
 // challenge's version is not authenticated: stripping it only makes both
 // sides count each other as level 1, the safe direction.)
 //
+// Cluster settings (protocol version 4): each side also announces the config
+// keys that must agree across members (ClusterSettings), covered by its MAC,
+// under the same rule one version later: a dialer sends them only to an
+// acceptor whose challenge says 4 or later, an acceptor answers with its own
+// only to a dialer that sent them. Absent = unknown (nothing is compared).
+//
 // See handshake.ts for the MACs and README.md for what each side learns.
 
 export type Channel = 'messages' | 'snapshot';
@@ -42,6 +48,17 @@ export interface Challenge {
 
 export const FEATURE_LEVEL_MAX = 255;
 
+/**
+ * Config keys that must agree across members, announced in the handshake
+ * (version 4+): the receiver compares them with its own (handshake.ts
+ * settingsDiffer). writeQuorum 0 = unset (a majority of the voters).
+ */
+export interface ClusterSettings {
+  readonly writeQuorum: number;
+  readonly electionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+}
+
 /** What a dialer claims; sent in the `auth` frame with a MAC over it and both nonces. */
 export interface Hello {
   readonly protocolVersion: number;
@@ -59,6 +76,8 @@ export interface Hello {
   readonly incarnation: string;
   /** The dialer's feature level; sent only to acceptors of protocol version 3+, absent = level 1. */
   readonly featureLevel?: number;
+  /** The dialer's cluster settings; sent only to acceptors of protocol version 4+, absent = unknown. */
+  readonly settings?: ClusterSettings;
 }
 
 export interface Auth {
@@ -81,6 +100,8 @@ export interface HelloAck {
   readonly knownIncarnation: string;
   /** The acceptor's feature level; sent only to a dialer that sent its own, absent = level 1. */
   readonly featureLevel?: number;
+  /** The acceptor's cluster settings; sent only to a dialer that sent its own, absent = unknown. */
+  readonly settings?: ClusterSettings;
   readonly mac: Uint8Array;
 }
 
@@ -105,6 +126,24 @@ function optFeatureLevel(v: unknown, path: string): { featureLevel?: number } {
   if (v === undefined) return {};
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > FEATURE_LEVEL_MAX) fail(path, `an integer in 1..${FEATURE_LEVEL_MAX}`, v);
   return { featureLevel: v };
+}
+
+const SETTING_MAX = 86_400_000;
+
+/** Absent, or a map of the three ClusterSettings integers. */
+function optSettings(v: unknown, path: string): { settings?: ClusterSettings } {
+  if (v === undefined) return {};
+  const m = asMap(v, path);
+  const int = (k: keyof ClusterSettings, min: number): number => {
+    const x = m.get(k);
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min || x > SETTING_MAX) fail(`${path}.${k}`, `an integer in ${min}..${SETTING_MAX}`, x);
+    return x;
+  };
+  return { settings: { writeQuorum: int('writeQuorum', 0), electionTimeoutMs: int('electionTimeoutMs', 1), heartbeatIntervalMs: int('heartbeatIntervalMs', 1) } };
+}
+
+function packSettings(s: ClusterSettings | undefined): { settings?: ClusterSettings } {
+  return s === undefined ? {} : { settings: { writeQuorum: s.writeQuorum, electionTimeoutMs: s.electionTimeoutMs, heartbeatIntervalMs: s.heartbeatIntervalMs } };
 }
 
 function asMap(v: unknown, path: string): Map<unknown, unknown> {
@@ -176,7 +215,7 @@ export function encodeAuth(a: Auth): Uint8Array {
   return pack({
     protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, haId: h.haId, fromId: h.fromId,
     fromName: h.fromName, toId: h.toId, channel: h.channel, apiUrl: h.apiUrl, role: h.role, incarnation: h.incarnation,
-    ...(h.featureLevel !== undefined ? { featureLevel: h.featureLevel } : {}), mac: a.mac,
+    ...(h.featureLevel !== undefined ? { featureLevel: h.featureLevel } : {}), ...packSettings(h.settings), mac: a.mac,
   });
 }
 
@@ -202,6 +241,7 @@ export function decodeAuth(payload: Uint8Array, offset: number): Auth {
       role: role as Hello['role'],
       incarnation: str(m.get('incarnation'), 'auth.incarnation', INCARNATION_MAX),
       ...optFeatureLevel(m.get('featureLevel'), 'auth.featureLevel'),
+      ...optSettings(m.get('settings'), 'auth.settings'),
     };
     return { hello, mac: fixedBytes(m.get('mac'), 'auth.mac', MAC_BYTES) };
   });
@@ -210,7 +250,7 @@ export function decodeAuth(payload: Uint8Array, offset: number): Auth {
 export function encodeHelloAck(a: HelloAck): Uint8Array {
   return pack({
     protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, knownIncarnation: a.knownIncarnation,
-    ...(a.featureLevel !== undefined ? { featureLevel: a.featureLevel } : {}), mac: a.mac,
+    ...(a.featureLevel !== undefined ? { featureLevel: a.featureLevel } : {}), ...packSettings(a.settings), mac: a.mac,
   });
 }
 
@@ -226,6 +266,7 @@ export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
       incarnation: str(m.get('incarnation'), 'helloAck.incarnation', INCARNATION_MAX),
       knownIncarnation: str(m.get('knownIncarnation') ?? '', 'helloAck.knownIncarnation', INCARNATION_MAX),
       ...optFeatureLevel(m.get('featureLevel'), 'helloAck.featureLevel'),
+      ...optSettings(m.get('settings'), 'helloAck.settings'),
       mac: fixedBytes(m.get('mac'), 'helloAck.mac', MAC_BYTES),
     };
   });

@@ -6,14 +6,17 @@
 // (the acceptor's also covers the dialer's proof, so it binds the whole
 // exchange). The secret itself never goes on the wire.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Channel, Hello, HelloAck } from './codec.js';
+import type { Channel, ClusterSettings, Hello, HelloAck } from './codec.js';
 import { MAC_BYTES, NONCE_BYTES } from './codec.js';
 
 /**
  * The wire protocol this build speaks. Bump on any change to frames or payloads.
  * 3: the challenge carries the acceptor's version, auth and helloAck a feature level.
+ * 4: auth and helloAck carry the cluster settings that must agree (ClusterSettings).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+/** The first version whose auth/helloAck carry ClusterSettings. */
+export const SETTINGS_VERSION = 4;
 /** The oldest protocol version this build still speaks. 2: version 1 had no peer authentication, so it is refused. */
 export const MIN_COMPATIBLE_VERSION = 2;
 
@@ -72,6 +75,7 @@ export function dialerMac(secret: Uint8Array, dialerNonce: Uint8Array, acceptorN
     h.apiUrl, h.role, h.incarnation,
     // Only when sent (version 3+): a version-2 acceptor's transcript has no such field.
     ...(h.featureLevel !== undefined ? [h.featureLevel] : []),
+    ...settingsFields(h.settings),
   ]));
 }
 
@@ -83,7 +87,30 @@ export function acceptorMac(
   return hmac(secret, transcript(ACCEPTOR_LABEL, [
     dialerNonce, acceptorNonce, dialerProof, dialerId, channel, ack.protocolVersion, ack.haId, ack.nodeId, ack.nodeName, ack.incarnation, ack.knownIncarnation,
     ...(ack.featureLevel !== undefined ? [ack.featureLevel] : []),
+    ...settingsFields(ack.settings),
   ]));
+}
+
+/** Only when sent (version 4+); the string tag keeps the transcript unambiguous with or without a feature level. */
+function settingsFields(s: ClusterSettings | undefined): (string | number)[] {
+  return s === undefined ? [] : ['settings', s.writeQuorum, s.electionTimeoutMs, s.heartbeatIntervalMs];
+}
+
+/** One config key on which two members disagree, as the operator writes it in quorate.json. */
+export interface SettingDifference {
+  readonly key: 'database.writeQuorum' | 'cluster.electionTimeoutMs' | 'cluster.heartbeatIntervalMs';
+  readonly mine: string;
+  readonly theirs: string;
+}
+
+/** The keys of ClusterSettings on which `theirs` differs from `mine`, writeQuorum first (the one that refuses). */
+export function settingsDiffer(mine: ClusterSettings, theirs: ClusterSettings): SettingDifference[] {
+  const out: SettingDifference[] = [];
+  const wq = (n: number): string => (n === 0 ? 'unset (a majority of the voters)' : String(n));
+  if (mine.writeQuorum !== theirs.writeQuorum) out.push({ key: 'database.writeQuorum', mine: wq(mine.writeQuorum), theirs: wq(theirs.writeQuorum) });
+  if (mine.electionTimeoutMs !== theirs.electionTimeoutMs) out.push({ key: 'cluster.electionTimeoutMs', mine: String(mine.electionTimeoutMs), theirs: String(theirs.electionTimeoutMs) });
+  if (mine.heartbeatIntervalMs !== theirs.heartbeatIntervalMs) out.push({ key: 'cluster.heartbeatIntervalMs', mine: String(mine.heartbeatIntervalMs), theirs: String(theirs.heartbeatIntervalMs) });
+  return out;
 }
 
 /** Constant-time comparison of two MACs. */
@@ -97,6 +124,8 @@ export interface AcceptorIdentity extends VersionRange {
   readonly haId: string;
   /** When given, only these dialer ids are accepted. */
   readonly isAllowed?: (id: number) => boolean;
+  /** This node's cluster settings: a dialer that announces another database.writeQuorum is refused. */
+  readonly settings?: ClusterSettings;
 }
 
 /**
@@ -115,13 +144,19 @@ export function judgeHello(hello: Hello, me: AcceptorIdentity): HelloVerdict {
     return refuse('version_incompatible', `protocol versions incompatible: ${who} speaks ${describeRange(hello)}, this node ${JSON.stringify(me.nodeName)} speaks ${describeRange(me)}`);
   }
   if (hello.toId !== me.nodeId) {
-    return refuse('wrong_node', `${who} dialed node id ${hello.toId}, but this is node id ${me.nodeId} (${JSON.stringify(me.nodeName)}); check its peer addresses`);
+    return refuse('wrong_node', `${who} dialed node id ${hello.toId}, but this is node id ${me.nodeId} (${JSON.stringify(me.nodeName)}); check its peer addresses (a node added to cluster.peerEndpoints of a running cluster numbers the peers from its own list: add it with \`quorate enroll\` instead)`);
   }
   if (hello.fromId === me.nodeId) {
     return refuse('duplicate_id', `${who} has this node's own id ${me.nodeId}; node ids must be unique`);
   }
   if (me.isAllowed && !me.isAllowed(hello.fromId)) {
-    return refuse('peer_unknown', `${who} is not a known member of cluster ${JSON.stringify(me.haId)} on this node: a node is added to a running cluster with \`quorate join-token create\` and \`quorate enroll\` (adding it to peerEndpoints does not make it a member)`);
+    return refuse('peer_unknown', `${who} is not a known member of cluster ${JSON.stringify(me.haId)} on this node: a node is added to a running cluster with \`quorate join-token create\` and \`quorate enroll\` (adding it to peerEndpoints does not make it a member; stop it, empty its node.dataDir and enroll it)`);
+  }
+  if (me.settings !== undefined && hello.settings !== undefined) {
+    const wq = settingsDiffer(me.settings, hello.settings).find((d) => d.key === 'database.writeQuorum');
+    if (wq !== undefined) {
+      return refuse('config_mismatch', `${who} has database.writeQuorum ${wq.theirs}, this node ${JSON.stringify(me.nodeName)} has ${wq.mine}: members that count commits differently must not form one cluster; give every member the same database.writeQuorum in its config file and restart the one that differs`);
+    }
   }
   return { ok: true, version };
 }

@@ -2,7 +2,7 @@
 export { PeerTransport } from './peer-transport.js';
 export { snapshotFile } from './snapshot.js';
 export type { ReceivedSnapshotFile } from './snapshot.js';
-export type { DisconnectReason, PeerAddress, PeerHelloInfo, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
+export type { DisconnectReason, PeerAckInfo, PeerAddress, PeerHelloInfo, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
 export {
   FrameDecoder, FrameType, DEFAULT_FRAME_LIMITS, FRAME_HEADER_BYTES, encodeFrame, encodeFrameHeader, encodeMessages,
   decodeMessages, encodeHelloOpen, decodeHelloOpen, encodeChallenge, decodeChallenge, encodeAuth, decodeAuth,
@@ -11,12 +11,12 @@ export {
   REFUSED, INCARNATION_MAX,
 } from './codec.js';
 export type {
-  Auth, Challenge, Channel, Frame, FrameDecoderOptions, FrameTypeName, Hello, HelloAck, HelloOpen, Refusal, SnapshotBegin, SnapshotEnd,
+  Auth, Challenge, Channel, ClusterSettings, Frame, FrameDecoderOptions, FrameTypeName, Hello, HelloAck, HelloOpen, Refusal, SnapshotBegin, SnapshotEnd,
 } from './codec.js';
 export {
-  PROTOCOL_VERSION, MIN_COMPATIBLE_VERSION, CLUSTER_SECRET_MIN_BYTES, negotiateVersion, judgeHello, dialerMac, acceptorMac,
+  PROTOCOL_VERSION, MIN_COMPATIBLE_VERSION, CLUSTER_SECRET_MIN_BYTES, SETTINGS_VERSION, negotiateVersion, judgeHello, dialerMac, acceptorMac, settingsDiffer,
 } from './handshake.js';
-export type { VersionRange, HelloVerdict, AcceptorIdentity } from './handshake.js';
+export type { VersionRange, HelloVerdict, AcceptorIdentity, SettingDifference } from './handshake.js';
 export {
   assertTransportSecurity, isLoopbackHost, loadClusterSecret, newClusterSecret, formatClusterSecret, certificateNamesHost,
 } from './security.js';

@@ -1,7 +1,7 @@
 // Options and public shapes of PeerTransport.
 import type { Message, SnapshotMeta } from '../raft/types.js';
 import type { ReceivedSnapshotFile } from './snapshot.js';
-import type { FrameTypeName, JoinAuthFrame } from './codec.js';
+import type { ClusterSettings, FrameTypeName, JoinAuthFrame } from './codec.js';
 import type { TlsSetting } from './security.js';
 
 /** pino-compatible: (object, message). */
@@ -26,6 +26,16 @@ export interface PeerHelloInfo {
   readonly incarnation: string;
   /** The feature level it announced (1 when it sent none). */
   readonly featureLevel: number;
+  /** The cluster settings it announced (protocol 4+); absent when it sent none. */
+  readonly settings?: ClusterSettings;
+}
+
+/** What a peer's helloAck told the dialer (authenticated). */
+export interface PeerAckInfo {
+  readonly knownIncarnation: string | undefined;
+  readonly featureLevel: number;
+  readonly nodeName: string;
+  readonly settings?: ClusterSettings;
 }
 
 export interface PeerTransportOptions {
@@ -50,9 +60,15 @@ export interface PeerTransportOptions {
   /** The incarnation this node's membership records for peer `id`, told to it in the helloAck (authenticated). */
   recordedIncarnation?(id: number): string | undefined;
   /** A peer accepted our message connection and told us the incarnation it records for us (undefined: none). */
-  onPeerAck?(peerId: number, info: { knownIncarnation: string | undefined; featureLevel: number }): void;
+  onPeerAck?(peerId: number, info: PeerAckInfo): void;
   /** This node's feature level (src/node/features.ts), announced in the authenticated handshake to peers of protocol version 3+. */
   readonly featureLevel?: number;
+  /**
+   * This node's config keys that must agree across members, announced in the
+   * authenticated handshake to peers of protocol version 4+. A dialer that
+   * announces another database.writeQuorum is refused (code config_mismatch).
+   */
+  readonly clusterSettings?: ClusterSettings;
   /**
    * With TLS: the host a peer's client certificate must name (IP or DNS SAN)
    * for it to be accepted as node `id`. Default: the host given for `id` to
@@ -89,6 +105,12 @@ export interface PeerTransportOptions {
    * the connection ends after it. Absent: join requests are refused.
    */
   onJoin?(auth: JoinAuthFrame, joinerNonce: Uint8Array, leaderNonce: Uint8Array): Promise<Buffer>;
+  /**
+   * After the policy checks: why an authenticated dialer is not the member
+   * whose id it claims (undefined: accept). Refused with code
+   * identity_mismatch, the reason logged here only.
+   */
+  identityProblem?(hello: { readonly fromId: number; readonly fromName: string; readonly incarnation: string }): string | undefined;
   /** Was this id removed from the membership? An authenticated dialer with such an id is refused with code 'removed' and told why. */
   isRemovedPeer?(id: number): boolean;
   /** A peer refused our authenticated dial with code 'removed': the membership it holds removed this node. */

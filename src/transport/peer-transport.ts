@@ -284,6 +284,7 @@ export class PeerTransport {
       fromId: this.#o.nodeId, fromName: this.#o.nodeName, toId, channel,
       apiUrl: this.#o.apiUrl ?? '', role: (this.#o.role ?? '') as Hello['role'], incarnation: this.#o.incarnation ?? '',
       ...(this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
+      ...(this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
     };
   }
 
@@ -347,7 +348,10 @@ export class PeerTransport {
     link.everConnected = true;
     this.#reportedDown.delete(link.id);
     this.#log.info({ event: 'peer_connected', peer: link.id, name: ack.nodeName, version: ack.protocolVersion, direction: 'out' }, `connected to peer ${link.id} (${ack.nodeName})`);
-    this.#o.onPeerAck?.(link.id, { knownIncarnation: ack.knownIncarnation === '' ? undefined : ack.knownIncarnation, featureLevel: ack.featureLevel ?? 1 });
+    this.#o.onPeerAck?.(link.id, {
+      knownIncarnation: ack.knownIncarnation === '' ? undefined : ack.knownIncarnation, featureLevel: ack.featureLevel ?? 1,
+      nodeName: ack.nodeName, ...(ack.settings !== undefined ? { settings: ack.settings } : {}),
+    });
   }
 
   #onDialerClose(link: Link, conn: FramedConn, info: CloseInfo): void {
@@ -554,6 +558,7 @@ export class PeerTransport {
             nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId,
             protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION,
             ...(allowed === undefined ? {} : { isAllowed: (id: number) => (allowed === 'peers' ? this.#links.has(id) : allowed.includes(id)) }),
+            ...(this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
           });
           if (!verdict.ok && verdict.code === 'peer_unknown' && this.#o.isRemovedPeer?.(hello.fromId)) {
             // It proved the cluster secret: tell it why, so it stops serving (src/node: role removed).
@@ -565,6 +570,8 @@ export class PeerTransport {
             return;
           }
           if (!verdict.ok) return refuse(verdict.code, verdict.reason, claimed);
+          const identity = this.#o.identityProblem?.(hello);
+          if (identity !== undefined) return refuse('identity_mismatch', identity, claimed);
           if (this.#tls) {
             const expected = this.#o.expectedPeerHost ? this.#o.expectedPeerHost(hello.fromId) : this.#links.get(hello.fromId)?.addr.host;
             const san = (socket as TLSSocket).getPeerCertificate?.()?.subjectaltname;
@@ -582,6 +589,8 @@ export class PeerTransport {
             knownIncarnation: this.#o.recordedIncarnation?.(hello.fromId) ?? '',
             // Our level only to a dialer that sent its own: an older one would not verify our MAC over it.
             ...(hello.featureLevel !== undefined && this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
+            // Likewise our settings only to a dialer that sent its own (version 4+).
+            ...(hello.settings !== undefined && this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
           };
           const mac = acceptorMac(this.#secret, dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
           conn.write(encodeFrame('helloAck', encodeHelloAck({ ...ackBody, mac })));
@@ -607,7 +616,7 @@ export class PeerTransport {
           this.#log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
           this.#o.onPeerHello?.(peerId, {
             nodeName: hello.fromName, apiUrl: hello.apiUrl, role: hello.role === '' ? undefined : hello.role, incarnation: hello.incarnation,
-            featureLevel: hello.featureLevel ?? 1,
+            featureLevel: hello.featureLevel ?? 1, ...(hello.settings !== undefined ? { settings: hello.settings } : {}),
           });
           return;
         }

@@ -322,6 +322,52 @@ describe('PeerTransport handshake', () => {
     }
   });
 
+  it('announces cluster settings both ways between version-4 nodes; a dialer with another database.writeQuorum is refused, the acceptor logs the key', async () => {
+    const base = { writeQuorum: 0, electionTimeoutMs: 1000, heartbeatIntervalMs: 100 };
+    const hellos = new Map<number, unknown>();
+    const acks = new Map<number, unknown>();
+    const a = await startNode(1, { clusterSettings: base, onPeerAck: (id, info) => acks.set(id, info.settings) });
+    const b = await startNode(2, { clusterSettings: { ...base, electionTimeoutMs: 3000 }, onPeerHello: (id, info) => hellos.set(id, info.settings) });
+    const c = await startNode(3, { clusterSettings: { ...base, writeQuorum: 3 } });
+    try {
+      mesh([a, b]);
+      await until(() => hellos.has(1) && acks.has(2), 'the handshakes to report settings');
+      assert.deepStrictEqual(hellos.get(1), base);
+      assert.deepStrictEqual(acks.get(2), { ...base, electionTimeoutMs: 3000 }, "a learns b's settings from b's helloAck");
+      c.t.setPeers(new Map([[2, { host: '127.0.0.1', port: b.port }]]));
+      await until(() => inboundRefusals(b).some((r) => r.code === 'config_mismatch'), 'b refusing c');
+      assert.match(inboundRefusals(b).find((r) => r.code === 'config_mismatch')!.reason,
+        /node "node3" \(id 3\) has database\.writeQuorum 3, this node "node2" has unset \(a majority of the voters\)/);
+      await until(() => c.log.lines.some((l) => l['event'] === 'peer_refused'), 'c to hear the refusal');
+      assert.equal(c.log.lines.find((l) => l['event'] === 'peer_refused')!['reason'], 'refused', 'the dialer learns only "refused"');
+      assert.equal(c.t.stats().get(2)!.connected, false);
+    } finally {
+      await closeAll(a, b, c);
+    }
+  });
+
+  it('sends no cluster settings to an acceptor of protocol version 3, and connects', async () => {
+    const sockets: Socket[] = [];
+    let sent: unknown = 'unset';
+    let level: unknown;
+    const fake: Server = createServer((s) => {
+      sockets.push(s);
+      fakeAcceptorHandshake(s, TEST_SECRET, { nodeId: 2, challengeVersion: 3 }, () => undefined, (hello) => { sent = hello.settings; level = hello.featureLevel; });
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const a = await startNode(1, { featureLevel: 2, clusterSettings: { writeQuorum: 2, electionTimeoutMs: 1000, heartbeatIntervalMs: 100 } });
+    try {
+      a.t.setPeers(new Map([[2, { host: '127.0.0.1', port: (fake.address() as { port: number }).port }]]));
+      await until(() => a.t.stats().get(2)?.connected === true, 'the dialer to connect to the version-3 acceptor');
+      assert.equal(sent, undefined, 'no settings to an acceptor that does not know the field');
+      assert.equal(level, 2, 'the feature level is still sent to version 3');
+    } finally {
+      await closeAll(a);
+      for (const s of sockets) s.destroy();
+      fake.close();
+    }
+  });
+
   it('refuses an authenticated hello whose apiUrl is not an http(s) URL with a port', async () => {
     const hellos: unknown[] = [];
     const b = await startNode(2, { onPeerHello: (id, info) => hellos.push([id, info]) });
@@ -351,8 +397,8 @@ describe('PeerTransport handshake', () => {
       assert.equal(await future.answer(), 'refuse');
       assertDisclosesNothing(future);
       const r = inboundRefusals(b);
-      assert.match(r[0]!.reason, /protocol versions incompatible: the dialer speaks version 1 only, this node "node2" speaks versions 2 to 3 \(version 1 peers do not authenticate: upgrade them\)/);
-      assert.match(r[1]!.reason, /the dialer speaks versions 5 to 7, this node "node2" speaks versions 2 to 3/);
+      assert.match(r[0]!.reason, /protocol versions incompatible: the dialer speaks version 1 only, this node "node2" speaks versions 2 to 4 \(version 1 peers do not authenticate: upgrade them\)/);
+      assert.match(r[1]!.reason, /the dialer speaks versions 5 to 7, this node "node2" speaks versions 2 to 4/);
     } finally {
       await closeAll(b);
     }

@@ -151,9 +151,9 @@ export async function rawClient(port: number, connectTo: () => Socket = () => co
  * answers the opening with a challenge and an auth with a helloAck whose
  * proof is made with `secret` (it does not check the dialer's proof).
  */
-/** A version-2 acceptor (no version in its challenge, no feature level in its helloAck). */
+/** A version-2 acceptor (no version in its challenge, no feature level in its helloAck); `challengeVersion` makes it claim a version in its challenge. */
 export function fakeAcceptorHandshake(
-  socket: Socket, secret: Uint8Array, as: { nodeId: number; haId?: string }, onEstablished: (rest: Frame[]) => void, onHello?: (hello: Hello) => void,
+  socket: Socket, secret: Uint8Array, as: { nodeId: number; haId?: string; challengeVersion?: number }, onEstablished: (rest: Frame[]) => void, onHello?: (hello: Hello) => void,
 ): void {
   const dec = new FrameDecoder();
   const nonceA = newNonce();
@@ -166,7 +166,7 @@ export function fakeAcceptorHandshake(
       const f = frames[i]!;
       if (f.type === 'hello') {
         nonceD = decodeHelloOpen(f.payload, f.offset).open?.nonce;
-        socket.write(encodeFrame('challenge', encodeChallenge({ nonce: nonceA })));
+        socket.write(encodeFrame('challenge', encodeChallenge(as.challengeVersion === undefined ? { nonce: nonceA } : { nonce: nonceA, protocolVersion: as.challengeVersion })));
       } else if (f.type === 'auth' && nonceD) {
         const auth = decodeAuth(f.payload, f.offset);
         onHello?.(auth.hello);
