@@ -260,13 +260,14 @@ export class QuorateNode implements ClusterControl {
     return this.#leadership;
   }
 
+  /** The core's view now, as health and status report it (the replica's soft state follows one Ready later). */
   isLeader(): boolean {
-    return this.#replica.soft.role === 'leader';
+    return this.#replica.core.softState().role === 'leader';
   }
 
   /** The leader's API URL as recorded in the membership (never one merely announced on a connection). */
   leaderApiUrl(): string | undefined {
-    const lead = this.#replica.soft.lead;
+    const lead = this.#replica.core.softState().lead;
     if (lead === NONE) return undefined;
     if (lead === this.nodeId) return this.config.node.advertiseApiUrl;
     return this.#registry.record(lead)?.apiUrl;
@@ -404,7 +405,7 @@ export class QuorateNode implements ClusterControl {
   }
 
   #notLeader(): NodeError {
-    const lead = this.#replica.soft.lead;
+    const lead = this.#replica.core.softState().lead;
     return notLeader(lead === NONE ? undefined : this.#registry.nameOf(lead), this.leaderApiUrl());
   }
 }

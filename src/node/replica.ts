@@ -124,7 +124,7 @@ export class Replica {
   }
 
   /** The core, for reads of its state (status, membership); never step or propose on it directly: use run(). */
-  get core(): Pick<RawNode, 'status' | 'membership' | 'snapshotMeta'> {
+  get core(): Pick<RawNode, 'status' | 'softState' | 'membership' | 'snapshotMeta'> {
     return this.#raw;
   }
 

@@ -450,6 +450,11 @@ export class RawNode {
     return this.#autoCampaign;
   }
 
+  /** Who leads and this node's role right now, as status() says them, without building a status (cheap). */
+  softState(): SoftState {
+    return { lead: this.#lead, role: this.#role };
+  }
+
   /** The membership in force: the latest in the log, committed or not (cheap; no copy). */
   membership(): Membership {
     return this.#log.membership();
