@@ -1,7 +1,7 @@
 // Spawns the compiled CLI against a fake node:http server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -298,6 +298,9 @@ test('demo writes one cluster secret (0600) into every node\'s data dir', async 
     child.kill('SIGTERM');
     await exited;
   }
+  // Stopped while its nodes were still starting: it stops them too (none is left running).
+  const left = spawnSync('pgrep', ['-f', join(dir, 'd')], { encoding: 'utf8' });
+  assert.equal(left.stdout.trim(), '', `demo left node processes running: ${left.stdout}`);
 });
 
 test('demo --nodes 3 --observers 1: prints names, roles and URLs; status shows 3 voters and 1 observer', async () => {

@@ -134,6 +134,20 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
   let stopping = false;
   const exited = new Map<DemoNode, string>();
   let allExited: (() => void) | undefined;
+  // Ctrl-C (or SIGTERM) at any time, also while the nodes start, stops them:
+  // the handlers are in place before the first node is spawned.
+  let signalled = false;
+  let onStopSignal: (() => void) | undefined;
+  const onSignal = (): void => {
+    signalled = true;
+    onStopSignal?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const unhook = (): void => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
   for (const n of nodes) {
     const fd = openSync(n.log, 'a');
     const child = spawn(process.execPath, [main, 'agent', '--config', n.config], { stdio: ['ignore', fd, fd], env: ctx.io.env });
@@ -159,15 +173,23 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
   process.stderr.write(`starting ${nodes.length} node${nodes.length === 1 ? '' : 's'} `);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let ready = false;
-  while (!ready && Date.now() < deadline && exited.size < nodes.length) {
+  while (!ready && !signalled && Date.now() < deadline && exited.size < nodes.length) {
     for (const n of nodes) if (!exited.has(n) && (await readyOn(n.url))) { ready = true; break; }
     if (!ready) { process.stderr.write('.'); await new Promise((r) => setTimeout(r, 500)); }
   }
   process.stderr.write('\n');
+  if (signalled) {
+    ctx.io.err('stopping the demo cluster...');
+    await stop();
+    unhook();
+    ctx.io.err('stopped.');
+    return EXIT.ok;
+  }
   if (!ready) {
     const why = exited.size === nodes.length ? 'every node exited' : `no node answered ${nodes[0]!.url}/system/health/ready with 200 within ${READY_TIMEOUT_MS / 1000} s`;
     ctx.io.err(`Error: the demo cluster did not become ready: ${why}\nHint: read the logs:\n${nodes.map((n) => `  ${n.log}`).join('\n')}`);
     await stop();
+    unhook();
     return EXIT.failed;
   }
 
@@ -191,15 +213,14 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
     'Press Ctrl-C to stop.',
   ].join('\n'));
 
-  const signalled = await new Promise<boolean>((resolveStop) => {
-    const done = (bySignal: boolean) => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); resolveStop(bySignal); };
-    const onSignal = () => done(true);
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    allExited = () => done(false);
-    if (exited.size === nodes.length) done(false);
+  const bySignal = await new Promise<boolean>((resolveStop) => {
+    onStopSignal = () => resolveStop(true);
+    allExited = () => resolveStop(false);
+    if (signalled) resolveStop(true);
+    else if (exited.size === nodes.length) resolveStop(false);
   });
-  if (!signalled) {
+  unhook();
+  if (!bySignal) {
     ctx.io.err(`Error: every demo node has exited\nHint: read the logs:\n${nodes.map((n) => `  ${n.log}`).join('\n')}`);
     return EXIT.failed;
   }
