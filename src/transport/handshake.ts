@@ -50,8 +50,8 @@ export function newNonce(): Uint8Array {
 const DIALER_LABEL = 'quorate peer handshake v2: dialer proof';
 const ACCEPTOR_LABEL = 'quorate peer handshake v2: acceptor proof';
 
-/** Length-prefixed, type-tagged fields: no two different field lists give the same bytes. */
-function transcript(label: string, fields: readonly (string | number | Uint8Array)[]): Buffer {
+/** Length-prefixed, type-tagged fields: no two different field lists give the same bytes (the peer handshake's and the join exchange's MAC input). */
+export function transcript(label: string, fields: readonly (string | number | Uint8Array)[]): Buffer {
   const parts: Buffer[] = [Buffer.from(`${label}\0`, 'utf8')];
   for (const f of fields) {
     const tag = typeof f === 'string' ? 1 : typeof f === 'number' ? 2 : 3;

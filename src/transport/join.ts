@@ -18,6 +18,7 @@
 // anything is believed: the joiner accepts the answer only after the
 // leader's MAC verifies, which an impostor without the token cannot produce.
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { transcript } from './handshake.js';
 
 /** A join token as printed: `qjt-` and 64 hex digits (32 random bytes). */
 export const JOIN_TOKEN_PREFIX = 'qjt-';
@@ -79,18 +80,6 @@ const JOINER_LABEL = 'quorate join v1: joiner proof';
 const LEADER_LABEL = 'quorate join v1: leader proof';
 const AAD_LABEL = 'quorate join v1: sealed secret';
 
-function transcript(label: string, fields: readonly (string | number | Uint8Array)[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`${label}\0`, 'utf8')];
-  for (const f of fields) {
-    const tag = typeof f === 'string' ? 1 : typeof f === 'number' ? 2 : 3;
-    const body = typeof f === 'string' ? Buffer.from(f, 'utf8') : typeof f === 'number' ? Buffer.from(String(f), 'ascii') : Buffer.from(f);
-    const head = Buffer.allocUnsafe(5);
-    head.writeUInt8(tag, 0);
-    head.writeUInt32BE(body.length, 1);
-    parts.push(head, body);
-  }
-  return Buffer.concat(parts);
-}
 
 function claimFields(c: JoinClaims): (string | number)[] {
   return [c.tokenId, c.haId, c.nodeName, c.apiUrl, c.peerUrl, c.featureLevel, c.incarnation];

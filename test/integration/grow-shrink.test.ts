@@ -4,34 +4,12 @@
 // and the clients' history is linearizable (test/sim/linearizability.ts).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { QuorateHttpError } from '../../src/api/client.js';
 import { checkHistory, type HistoryEntry, type KvOp, type KvOutput } from '../sim/linearizability.js';
-import { TOKEN, TestCluster, freePorts, http, sleep, waitFor } from './harness.js';
+import { TOKEN, TestCluster, http, sleep, waitFor } from './harness.js';
 
 interface PeerView { nodeName: string; role: string }
 
-async function addJoiner(c: TestCluster, name: string, token: string): Promise<number> {
-  const [api, peer] = await freePorts(2);
-  const dir = join(c.root, name);
-  mkdirSync(dir, { recursive: true });
-  const config = {
-    node: { nodeName: name, dataDir: dir, apiAddress: `127.0.0.1:${api}`, peerAddress: `127.0.0.1:${peer}`, role: 'voter' },
-    cluster: { haId: 'it', peerEndpoints: [], electionTimeoutMs: 1000, heartbeatIntervalMs: 100 },
-    database: { mode: 'local-sync' },
-    security: { tls: 'off' },
-  };
-  const configPath = join(dir, 'quorate.json');
-  writeFileSync(configPath, JSON.stringify(config, null, 2));
-  writeFileSync(join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
-  writeFileSync(join(dir, 'tokens.json'), JSON.stringify([{ token: TOKEN, role: 'admin', name: 'admin' }]), { mode: 0o600 });
-  c.nodes.push({ name, dir, configPath, url: `http://127.0.0.1:${api}`, logPath: join(dir, 'node.log'), proc: undefined, exitCode: undefined });
-  const i = c.nodes.length - 1;
-  c.startNode(i, { QUORATE_JOIN_TOKEN: token });
-  await waitFor(`${name} waits to be enrolled`, async () => (await http(c.nodes[i]!.url, 'GET', '/v1/cluster/join-info').catch(() => ({ status: 0 }))).status === 200, 15_000);
-  return i;
-}
 
 async function peers(url: string): Promise<PeerView[]> {
   const r = await http(url, 'GET', '/v1/cluster/status', { token: TOKEN });
@@ -94,7 +72,7 @@ describe('membership: grow 1 -> 3 -> 5 voters and shrink to 3 online', () => {
       const leader = c.nodes[await c.waitLeader(10_000)]!.url;
       const tok = await http(leader, 'POST', '/v1/cluster/join-tokens', { token: TOKEN, body: {} });
       assert.equal(tok.status, 200, JSON.stringify(tok.body));
-      const j = await addJoiner(c, name, tok.body['token'] as string);
+      const j = await c.addJoiner(name, { QUORATE_JOIN_TOKEN: tok.body['token'] as string });
       const info = await http(c.nodes[j]!.url, 'GET', '/v1/cluster/join-info');
       const r = await http(leader, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: c.nodes[j]!.url, peerUrl: info.body['peerUrl'], role: 'voter' } });
       assert.equal(r.status, 200, JSON.stringify(r.body));

@@ -113,6 +113,34 @@ export class TestCluster {
   }
 
   /** Start (or restart) node i; `env` adds to this process's environment. */
+  /**
+   * Starts a new node (not a member) that waits to be enrolled: its own
+   * config with no peers (an observer or dr node names the first node's peer
+   * address, as config validation asks), the test tokens, and `env` (e.g.
+   * QUORATE_JOIN_TOKEN). Resolves with its index once it answers join-info.
+   */
+  async addJoiner(name: string, env: Record<string, string>, role: 'voter' | 'observer' | 'dr' = 'voter'): Promise<number> {
+    const [api, peer] = await freePorts(2);
+    const dir = join(this.root, name);
+    mkdirSync(dir, { recursive: true });
+    const first = JSON.parse(readFileSync(this.nodes[0]!.configPath, 'utf8')) as { node: { peerAddress: string } };
+    const config = {
+      node: { nodeName: name, dataDir: dir, apiAddress: `127.0.0.1:${api}`, peerAddress: `127.0.0.1:${peer}`, role },
+      cluster: { haId: 'it', peerEndpoints: role === 'voter' ? [] : [`http://${first.node.peerAddress}`], electionTimeoutMs: 1000, heartbeatIntervalMs: 100 },
+      database: { mode: 'local-sync' },
+      security: { tls: 'off' },
+    };
+    const configPath = join(dir, 'quorate.json');
+    writeFileSync(configPath, JSON.stringify(config, null, 2));
+    writeFileSync(join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'tokens.json'), JSON.stringify([{ token: TOKEN, role: 'admin', name: 'admin' }]), { mode: 0o600 });
+    this.nodes.push({ name, dir, configPath, url: `http://127.0.0.1:${api}`, logPath: join(dir, 'node.log'), proc: undefined, exitCode: undefined });
+    const i = this.nodes.length - 1;
+    this.startNode(i, env);
+    await waitFor(`${name} waits to be enrolled`, async () => (await http(this.nodes[i]!.url, 'GET', '/v1/cluster/join-info').catch(() => ({ status: 0 }))).status === 200, 15_000);
+    return i;
+  }
+
   startNode(i: number, env?: Record<string, string>): void {
     const nd = this.nodes[i]!;
     const fd = openSync(nd.logPath, 'a');

@@ -4,39 +4,14 @@
 // no data; an incompatible joiner and wrong / reused tokens are refused.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLUSTER_SECRET, TOKEN, TestCluster, freePorts, http, sleep, waitFor } from './harness.js';
+import { CLUSTER_SECRET, TOKEN, TestCluster, http, sleep, waitFor } from './harness.js';
 
 interface PeerView { nodeName: string; role: string; matchIndex: number }
 
 /** Adds a node that waits to be enrolled (no cluster secret, no peers) and starts it with `env`. */
-async function addJoiner(c: TestCluster, name: string, env: Record<string, string>, role = 'voter'): Promise<number> {
-  const [api, peer] = await freePorts(2);
-  const dir = join(c.root, name);
-  mkdirSync(dir, { recursive: true });
-  const config = {
-    node: { nodeName: name, dataDir: dir, apiAddress: `127.0.0.1:${api}`, peerAddress: `127.0.0.1:${peer}`, role },
-    // An observer's config must name a peer (a lone observer could never lead); once enrolled, bootstrap.json decides.
-    cluster: { haId: 'it', peerEndpoints: role === 'voter' ? [] : [firstPeer(c)], electionTimeoutMs: 1000, heartbeatIntervalMs: 100 },
-    database: { mode: 'local-sync' },
-    security: { tls: 'off' },
-  };
-  const configPath = join(dir, 'quorate.json');
-  writeFileSync(configPath, JSON.stringify(config, null, 2));
-  writeFileSync(join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
-  writeFileSync(join(dir, 'tokens.json'), JSON.stringify([{ token: TOKEN, role: 'admin', name: 'admin' }]), { mode: 0o600 });
-  c.nodes.push({ name, dir, configPath, url: `http://127.0.0.1:${api}`, logPath: join(dir, 'node.log'), proc: undefined, exitCode: undefined });
-  const i = c.nodes.length - 1;
-  c.startNode(i, env);
-  await waitFor(`${name} waits to be enrolled`, async () => (await http(c.nodes[i]!.url, 'GET', '/v1/cluster/join-info').catch(() => ({ status: 0 }))).status === 200, 15_000);
-  return i;
-}
 
-function firstPeer(c: TestCluster): string {
-  const cfg = JSON.parse(readFileSync(c.nodes[0]!.configPath, 'utf8')) as { node: { peerAddress: string } };
-  return `http://${cfg.node.peerAddress}`;
-}
 
 async function peers(url: string): Promise<PeerView[]> {
   const r = await http(url, 'GET', '/v1/cluster/status', { token: TOKEN });
@@ -84,7 +59,7 @@ describe('membership: enroll and remove online', () => {
     const httpBodies: string[] = [];
     for (const name of ['node2', 'node3']) {
       const token = await newToken(c.nodes[0]!.url);
-      const j = await addJoiner(c, name, { QUORATE_JOIN_TOKEN: token });
+      const j = await c.addJoiner(name, { QUORATE_JOIN_TOKEN: token });
       const leaderIdx = await c.waitLeader(10_000);
       const r = await enroll(c.nodes[leaderIdx]!.url, c.nodes[j]!.url);
       httpBodies.push(JSON.stringify(r.body));
@@ -150,13 +125,13 @@ describe('membership: enroll and remove online', () => {
     const lurl = c.nodes[leader]!.url;
     // Wrong token: the joiner's join is refused; nothing changes.
     await newToken(lurl);
-    const wrong = await addJoiner(c, 'node4', { QUORATE_JOIN_TOKEN: `qjt-${'0'.repeat(64)}` });
+    const wrong = await c.addJoiner('node4', { QUORATE_JOIN_TOKEN: `qjt-${'0'.repeat(64)}` });
     const r1 = await enroll(lurl, c.nodes[wrong]!.url);
     assert.equal(r1.status, 409, JSON.stringify(r1.body));
     assert.match(String(r1.body['message']), /unknown or expired|create a new one with `quorate join-token create`/);
     // Incompatible version: refused with what to upgrade.
     const token = await newToken(lurl);
-    const old = await addJoiner(c, 'node5', { QUORATE_JOIN_TOKEN: token, QUORATE_TEST_FEATURE_LEVEL: '1' }, 'observer');
+    const old = await c.addJoiner('node5', { QUORATE_JOIN_TOKEN: token, QUORATE_TEST_FEATURE_LEVEL: '1' }, 'observer');
     const r2 = await enroll(lurl, c.nodes[old]!.url, 'observer');
     assert.equal(r2.status, 409, JSON.stringify(r2.body));
     assert.match(String(r2.body['message']), /feature level 1.*needs feature level 2.*upgrade node5 to quorate/);
