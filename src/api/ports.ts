@@ -171,9 +171,12 @@ export interface ModesInfo {
 export interface ApprovalInfo {
   readonly candidate: string | null;
   readonly term: number | null;
+  /** When this node first computed this (candidate, term) (ISO time). */
   readonly since: string | null;
+  /** The exact command to run. */
   readonly command: string | null;
   readonly reason?: string;
+  /** The voters that answered (this node included), as seen. */
   readonly seen: readonly { nodeName: string; term: number; lastTerm: number; lastIndex: number; eligible: boolean }[];
 }
 

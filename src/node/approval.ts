@@ -16,6 +16,7 @@
 // its own; the admin token file may differ per node or be absent). The request
 // names the target and a timestamp (replays are refused after 30 s).
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { ApprovalInfo } from '../api/ports.js';
 
 /** What one voter reports of itself (the probe's answer). */
 export interface ProbeInfo {
@@ -30,18 +31,8 @@ export interface ProbeInfo {
   readonly leader: string | null;
 }
 
-/** The proposal as status shows it (all null while there is none; `reason` then says why). */
-export interface ApprovalState {
-  readonly candidate: string | null;
-  readonly term: number | null;
-  /** When this node first computed this (candidate, term) (ISO time). */
-  readonly since: string | null;
-  /** The exact command to run. */
-  readonly command: string | null;
-  readonly reason?: string;
-  /** The voters that answered (this node included), as seen. */
-  readonly seen: readonly { nodeName: string; term: number; lastTerm: number; lastIndex: number; eligible: boolean }[];
-}
+/** The proposal as status shows it: the API's ApprovalInfo (all null while there is none; `reason` then says why). */
+export type ApprovalState = ApprovalInfo;
 
 export interface ProposalInputs {
   /** Names of the voting members (role voter or observer): the majority is over them. */

@@ -4,7 +4,7 @@
 // written to <dataDir>/bootstrap.json on first start and read from there
 // afterwards, so later config edits never renumber a running cluster.
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFile, rename, open } from 'node:fs/promises';
+import { atomicWriteFile } from '../storage/fsutil.js';
 import { join } from 'node:path';
 import type { QuorateConfig } from '../config/index.js';
 import type { Membership } from '../raft/index.js';
@@ -54,12 +54,7 @@ export async function loadOrCreateBootstrap(dataDir: string, config: QuorateConf
     return b;
   }
   const b = computeBootstrap(config);
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, JSON.stringify(b, null, 2));
-  const fh = await open(tmp, 'r');
-  await fh.sync();
-  await fh.close();
-  await rename(tmp, path);
+  await atomicWriteFile(path, [Buffer.from(JSON.stringify(b, null, 2))]);
   return b;
 }
 
@@ -135,11 +130,5 @@ export function bootstrapAddresses(b: Bootstrap): Map<number, string> {
 
 /** Writes <dataDir>/bootstrap.json (fsynced, atomically): for a node enrolled into a running cluster. */
 export async function writeBootstrap(dataDir: string, b: Bootstrap): Promise<void> {
-  const path = join(dataDir, 'bootstrap.json');
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, JSON.stringify(b, null, 2));
-  const fh = await open(tmp, 'r');
-  await fh.sync();
-  await fh.close();
-  await rename(tmp, path);
+  await atomicWriteFile(join(dataDir, 'bootstrap.json'), [Buffer.from(JSON.stringify(b, null, 2))]);
 }

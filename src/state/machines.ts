@@ -26,20 +26,16 @@
 // format. Both are read; a registry run as the previous release
 // (maxFormatVersion 1) reads only the legacy one, as an old binary does.
 import { createHash } from 'node:crypto';
-import { packCanonical, unpackCanonical } from './commands.js';
-import { InvalidCommandError, ApplyOrderError, SnapshotCorruptError, SnapshotMachineError, SnapshotVersionError, UnsupportedMachineError } from './errors.js';
+import { packCanonical } from './commands.js';
+import { InvalidCommandError, ApplyOrderError, UnsupportedMachineError } from './errors.js';
 import { decodeEntry, ENVELOPE_FORMAT_VERSION, validateMachineId } from './envelope.js';
 import { DEFAULT_SESSION_MAX, DEFAULT_SESSION_TTL_MS } from './limits.js';
-import { resultFromTuple, resultToTuple } from './results.js';
+import { resultToTuple } from './results.js';
 import type { ApplyResult } from './results.js';
 import { SessionTable } from './sessions.js';
 import type { SessionRecord } from './sessions.js';
-import {
-  COMPOSITE_MAGIC_BYTES, COMPOSITE_SNAPSHOT_VERSION, ChunkBuilder, ChunkReader, EMPTY_SNAPSHOT, RecordReader, SECTION_FRAME_BYTES,
-  SNAPSHOT_CHUNK_BYTES, SNAPSHOT_LEGACY_FORMAT_VERSION, SNAPSHOT_MAGIC_BYTES, SNAPSHOT_STREAM_HEADER_BYTES, frameSnapshot, nat,
-  snapshotChunksOf, unframeSnapshot,
-} from './snapshot.js';
 import type { Bad } from './snapshot.js';
+import { RegistrySnapshots } from './registry-snapshot.js';
 
 /** The machine format-1 entries belong to. */
 export const KV_MACHINE_ID = 'kv';
@@ -164,6 +160,8 @@ export class MachineRegistry {
   readonly #machines = new Map<string, StateMachine>();
   readonly #sessions: SessionTable;
   readonly #maxFormat: number;
+  /** Writing and reading whole snapshots (./registry-snapshot.ts). */
+  readonly #snaps: RegistrySnapshots;
   #clusterLevel: () => number;
   #appliedIndex = 0;
   #clockMs = 0;
@@ -173,6 +171,15 @@ export class MachineRegistry {
   constructor(o: MachineRegistryOptions = {}) {
     this.#sessions = new SessionTable(o.sessionMax ?? DEFAULT_SESSION_MAX, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
     this.#maxFormat = o.maxFormatVersion ?? ENVELOPE_FORMAT_VERSION;
+    this.#snaps = new RegistrySnapshots({
+      machines: this.#machines,
+      ordered: () => this.#ordered(),
+      sessionTuples: () => this.#sessionTuples(),
+      appliedIndex: () => this.#appliedIndex,
+      clockMs: () => this.#clockMs,
+      maxFormat: this.#maxFormat,
+      load: (s) => this.load(s),
+    });
     this.#clusterLevel = o.clusterFeatureLevel ?? (() => ENVELOPE_FORMAT_VERSION);
   }
 
@@ -320,62 +327,7 @@ export class MachineRegistry {
    * state, equal bytes on every node. Iterate it to the end or `return()` it.
    */
   snapshot(format: SnapshotWriteFormat = this.snapshotFormat): AsyncIterable<Uint8Array> {
-    return format === 'legacy' ? this.#legacySnapshot() : this.#compositeSnapshot();
-  }
-
-  #compositeSnapshot(): AsyncIterable<Uint8Array> {
-    // A machine in its empty state (isEmpty) gets no section: it restores to empty.
-    const machines = this.#ordered().filter((m) => !(m.isEmpty?.() ?? false));
-    const sessions = this.#sessionTuples();
-    const head = packCanonical([this.#appliedIndex, this.#clockMs, sessions.length, machines.length]);
-    const sections = machines.map((m) => ({ id: m.id, it: m.snapshot()[Symbol.asyncIterator]() }));
-    const releaseAll = async (): Promise<void> => {
-      for (const s of sections) await s.it.return?.();
-    };
-    const gen = writeComposite(head, sessions, sections);
-    const it: AsyncIterator<Uint8Array> = {
-      next: async () => {
-        try {
-          return await gen.next();
-        } catch (e) {
-          await releaseAll();
-          throw e;
-        }
-      },
-      return: async () => {
-        await gen.return(undefined);
-        await releaseAll();
-        return { done: true, value: undefined };
-      },
-    };
-    return { [Symbol.asyncIterator]: () => it };
-  }
-
-  /**
-   * The previous release's format: QKVS version 2, one msgpack body
-   * [appliedIndex, revision, clockMs, keys, sessions], framed with its
-   * SHA-256. The key tuples are captured at the call (references to the
-   * immutable records); the body is packed and framed whole at the first
-   * read: about twice the encoded state in memory while it is written (the
-   * previous release could not stream either). Only the KV can be in it.
-   */
-  #legacySnapshot(): AsyncIterable<Uint8Array> {
-    const kv = this.#legacyKv();
-    for (const [id, m] of this.#machines) {
-      if (id !== KV_MACHINE_ID && m.isEmpty?.() !== true) throw new Error(`a legacy (QKVS) snapshot holds only the KV; machine ${JSON.stringify(id)} needs the composite format (cluster feature level >= 2)`);
-    }
-    const { revision, keys } = kv.legacyCapture();
-    const body = [this.#appliedIndex, revision, this.#clockMs, keys, this.#sessionTuples()];
-    async function* stream(): AsyncGenerator<Uint8Array> {
-      yield* snapshotChunksOf(frameSnapshot(packCanonical(body), SNAPSHOT_LEGACY_FORMAT_VERSION), SNAPSHOT_CHUNK_BYTES);
-    }
-    return stream();
-  }
-
-  #legacyKv(): StateMachine & LegacyKvMachine {
-    const kv = this.#machines.get(KV_MACHINE_ID) as (StateMachine & Partial<LegacyKvMachine>) | undefined;
-    if (kv?.legacyCapture === undefined || kv.legacyRestore === undefined) throw new Error('a legacy (QKVS) snapshot needs the "kv" machine registered');
-    return kv as StateMachine & LegacyKvMachine;
+    return format === 'legacy' ? this.#snaps.legacySnapshot() : this.#snaps.compositeSnapshot();
   }
 
   /**
@@ -401,121 +353,13 @@ export class MachineRegistry {
    * nothing. A registered machine without a section restores to empty.
    */
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    const commit = await this.#read(chunks, true);
+    const commit = await this.#snaps.read(chunks, true);
     commit!();
   }
 
   /** The checks of restore() without keeping anything: the receive-side check and the storage's validateSnapshot. */
   async validate(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    await this.#read(chunks, false);
-  }
-
-  async #read(chunks: AsyncIterable<Uint8Array>, build: boolean): Promise<RestoreCommit | undefined> {
-    const r = new ChunkReader(chunks);
-    try {
-      const header = await r.read(SNAPSHOT_STREAM_HEADER_BYTES);
-      if (header === undefined) throw new SnapshotCorruptError(r.offset, 'header', `truncated: ${r.offset} bytes, the header alone is ${SNAPSHOT_STREAM_HEADER_BYTES}`);
-      const version = Buffer.from(header.buffer, header.byteOffset, header.byteLength).readUInt32BE(4);
-      // A registry run as the previous release knows only QKVS, exactly as that release did.
-      if (this.#maxFormat >= 2 && startsWith(header, COMPOSITE_MAGIC_BYTES)) {
-        if (version > COMPOSITE_SNAPSHOT_VERSION) throw new SnapshotVersionError(version, COMPOSITE_SNAPSHOT_VERSION);
-        if (version !== COMPOSITE_SNAPSHOT_VERSION) throw new SnapshotCorruptError(4, 'version', `unknown composite format version ${version}`);
-        return await this.#readComposite(r, build);
-      }
-      for (let i = 0; i < SNAPSHOT_MAGIC_BYTES.length; i++) {
-        if (header[i] !== SNAPSHOT_MAGIC_BYTES[i]) {
-          throw new SnapshotCorruptError(i, 'magic', this.#maxFormat >= 2 ? `expected "QSMS" (composite) or "QKVS" (legacy)` : 'expected "QKVS"');
-        }
-      }
-      if (version > SNAPSHOT_LEGACY_FORMAT_VERSION) throw new SnapshotVersionError(version, SNAPSHOT_LEGACY_FORMAT_VERSION);
-      const rest = await r.rest(LEGACY_SNAPSHOT_BYTES_MAX);
-      return await this.#readLegacy(Buffer.concat([header, rest]), build);
-    } finally {
-      await r.close();
-    }
-  }
-
-  async #readLegacy(bytes: Uint8Array, build: boolean): Promise<RestoreCommit | undefined> {
-    const { version, body } = unframeSnapshot(bytes);
-    const at = 48;
-    const bad: Bad = (field, reason) => {
-      throw new SnapshotCorruptError(at, field, reason);
-    };
-    let raw: unknown;
-    try {
-      raw = unpackCanonical(body);
-    } catch (err) {
-      throw new SnapshotCorruptError(at, 'body', `not valid msgpack (${(err as Error).message})`, { cause: err });
-    }
-    if (!Array.isArray(raw) || raw.length !== 5) return bad('body', 'expected an array of 5 fields');
-    const [appliedIndexRaw, revision, clockMsRaw, keys, sessionsRaw] = raw as unknown[];
-    const appliedIndex = nat(bad, 'appliedIndex', appliedIndexRaw);
-    nat(bad, 'revision', revision);
-    const clockMs = nat(bad, 'clockMs', clockMsRaw);
-    if (!Array.isArray(keys)) return bad('keys', 'expected an array');
-    if (!Array.isArray(sessionsRaw)) return bad('sessions', 'expected an array');
-    const kvCommit = this.#machines.has(KV_MACHINE_ID)
-      ? this.#legacyKv().legacyRestore(revision, keys, bad)
-      : keys.length === 0 ? undefined : bad('keys', 'this registry runs no "kv" machine');
-    const check = new SessionChecker(clockMs, version === 1 ? 3 : 4);
-    const sessions = (sessionsRaw as unknown[]).map((t, i) => check.session(t, `sessions[${i}]`, bad));
-    if (!build) return undefined;
-    const others = [...this.#machines.values()].filter((m) => m.id !== KV_MACHINE_ID);
-    return this.#commitAll(kvCommit === undefined ? [] : [kvCommit], others, { appliedIndex, clockMs, sessions });
-  }
-
-  async #readComposite(r: ChunkReader, build: boolean): Promise<RestoreCommit | undefined> {
-    const rr = new RecordReader(r);
-    const head = await rr.next('head');
-    if (!Array.isArray(head) || head.length !== 4) return rr.bad('head', 'expected [appliedIndex, clockMs, sessionCount, sectionCount]');
-    const appliedIndex = nat(rr.bad, 'appliedIndex', head[0]);
-    const clockMs = nat(rr.bad, 'clockMs', head[1]);
-    const sessionCount = nat(rr.bad, 'sessionCount', head[2]);
-    const sectionCount = nat(rr.bad, 'sectionCount', head[3]);
-    const check = new SessionChecker(clockMs, 4);
-    const sessions: SessionRecord[] = [];
-    for (let i = 0; i < sessionCount; i++) {
-      const f = `sessions[${i}]`;
-      sessions.push(check.session(await rr.next(f), f, rr.bad));
-    }
-    const commits: RestoreCommit[] = [];
-    const seen = new Set<string>();
-    let prev: string | undefined;
-    for (let i = 0; i < sectionCount; i++) {
-      const id = await rr.next(`sections[${i}].machine`);
-      if (typeof id !== 'string' || id.length === 0) return rr.bad(`sections[${i}].machine`, 'expected a machine id (string)');
-      if (prev !== undefined && !(prev < id)) rr.bad(`sections[${i}].machine`, `sections out of id order or duplicated: ${JSON.stringify(prev)} then ${JSON.stringify(id)}`);
-      prev = id;
-      const m = this.#machines.get(id);
-      if (m === undefined) throw new SnapshotMachineError(id, rr.at);
-      seen.add(id);
-      const section = new SectionReader(r, id);
-      try {
-        if (build) commits.push(await m.restore(section));
-        else await m.validate(section);
-      } catch (e) {
-        throw section.translate(e);
-      }
-      if (!section.ended) throw new SnapshotCorruptError(r.offset, `${id}.end`, `machine ${JSON.stringify(id)} stopped reading before the end of its section`);
-    }
-    const at = r.offset;
-    const digest = r.hash.digest();
-    r.hashing = false;
-    const stored = await r.read(32);
-    if (stored === undefined) throw new SnapshotCorruptError(at, 'checksum', `truncated: the stream ends at byte ${r.offset}, before the 32-byte SHA-256 trailer`);
-    if (!Buffer.from(digest).equals(stored)) throw new SnapshotCorruptError(at, 'checksum', `SHA-256 of bytes 0..${at} does not match the trailer`);
-    if (!(await r.atEnd())) throw new SnapshotCorruptError(r.offset, 'trailer', 'bytes follow the SHA-256 trailer');
-    if (!build) return undefined;
-    return this.#commitAll(commits, [...this.#machines.values()].filter((m) => !seen.has(m.id)), { appliedIndex, clockMs, sessions });
-  }
-
-  /** Builds the empty state of the `absent` machines, then returns one commit for everything (the machines, then the registry). */
-  async #commitAll(commits: RestoreCommit[], absent: StateMachine[], s: RegistryState): Promise<RestoreCommit> {
-    for (const m of absent) commits.push(await m.restore(EMPTY_SNAPSHOT));
-    return () => {
-      for (const c of commits) c();
-      this.load(s);
-    };
+    await this.#snaps.read(chunks, false);
   }
 
   // ---- the registry's own state ----------------------------------------------
@@ -531,147 +375,4 @@ export class MachineRegistry {
     this.#clockMs = s.clockMs;
     this.#sessions.load(s.sessions);
   }
-}
-
-/** Largest legacy (QKVS 1/2) snapshot read (those are held in memory whole). */
-const LEGACY_SNAPSHOT_BYTES_MAX = 2 ** 31 - 1;
-
-function startsWith(bytes: Uint8Array, magic: Uint8Array): boolean {
-  for (let i = 0; i < magic.length; i++) if (bytes[i] !== magic[i]) return false;
-  return true;
-}
-
-/** Checks session records of either format (`fields` 3: format 1, without the fingerprint). */
-class SessionChecker {
-  #prevAt = 0;
-  readonly #seen = new Set<string>();
-  constructor(readonly clockMs: number, readonly fields: 3 | 4) {}
-
-  session(t: unknown, f: string, bad: Bad): SessionRecord {
-    const n = this.fields;
-    if (!Array.isArray(t) || t.length !== n) bad(f, n === 3 ? 'expected [idempotencyKey, atMs, result]' : 'expected [idempotencyKey, atMs, result, fingerprint]');
-    const [key, atRaw, resultRaw, fpRaw] = t as unknown[];
-    if (typeof key !== 'string' || key.length === 0) return bad(`${f}.idempotencyKey`, 'expected a non-empty string');
-    if (this.#seen.has(key)) bad(`${f}.idempotencyKey`, `duplicate ${JSON.stringify(key)}`);
-    this.#seen.add(key);
-    const atMs = nat(bad, `${f}.atMs`, atRaw);
-    if (atMs < this.#prevAt || atMs > this.clockMs) bad(`${f}.atMs`, `expected non-decreasing times <= clockMs (${this.clockMs})`);
-    this.#prevAt = atMs;
-    const result = resultFromTuple(resultRaw);
-    if (result === undefined) return bad(`${f}.result`, 'malformed result tuple');
-    let fingerprint: string | undefined;
-    if (fpRaw !== undefined && fpRaw !== null) {
-      if (typeof fpRaw !== 'string' || !/^[0-9a-f]{32}$/.test(fpRaw)) return bad(`${f}.fingerprint`, 'expected 32 lowercase hex digits or nil');
-      fingerprint = fpRaw;
-    }
-    return { key, atMs, fingerprint, result };
-  }
-}
-
-/**
- * One machine's section of a composite snapshot, read from the shared
- * ChunkReader as the machine asks: data frames (uint32 length | bytes) up to
- * the end frame (uint32 0). Every frame but the last is exactly
- * SECTION_FRAME_BYTES long, so an offset in the machine's stream maps to one
- * in the snapshot (translate). Holds one frame at most.
- */
-class SectionReader implements AsyncIterable<Uint8Array> {
-  readonly #r: ChunkReader;
-  readonly #id: string;
-  /** Offset of the section's first frame. */
-  readonly #start: number;
-  #short = false;
-  ended = false;
-  /** Errors the framing itself raised (passed through as they are). */
-  readonly #own = new Set<unknown>();
-
-  constructor(r: ChunkReader, id: string) {
-    this.#r = r;
-    this.#id = id;
-    this.#start = r.offset;
-  }
-
-  #fail(offset: number, field: string, reason: string): never {
-    const e = new SnapshotCorruptError(offset, `${this.#id}.${field}`, reason);
-    this.#own.add(e);
-    throw e;
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
-    const r = this.#r;
-    while (!this.ended) {
-      const at = r.offset;
-      const len = await r.read(4);
-      if (len === undefined) this.#fail(at, 'frame', `truncated: the stream ends at byte ${r.offset}, inside a frame length`);
-      const n = ((len[0]! << 24) | (len[1]! << 16) | (len[2]! << 8) | len[3]!) >>> 0;
-      if (n === 0) {
-        this.ended = true;
-        return;
-      }
-      if (n > SECTION_FRAME_BYTES) this.#fail(at, 'frame', `frame length ${n} is over ${SECTION_FRAME_BYTES}`);
-      if (this.#short) this.#fail(at, 'frame', `a frame follows a short one (${n} bytes): only the last frame may be shorter than ${SECTION_FRAME_BYTES}`);
-      if (n < SECTION_FRAME_BYTES) this.#short = true;
-      const body = await r.read(n);
-      if (body === undefined) this.#fail(at, 'frame', `truncated: the stream ends at byte ${r.offset}, inside a frame of ${n} bytes`);
-      yield body;
-    }
-  }
-
-  /** A machine's error, with its offset mapped to the snapshot's and its field prefixed with the machine id. */
-  translate(e: unknown): unknown {
-    if (this.#own.has(e) || !(e instanceof SnapshotCorruptError)) return e;
-    const k = e.offset;
-    const abs = this.#start + 4 * (Math.floor(k / SECTION_FRAME_BYTES) + 1) + k;
-    const field = e.field.startsWith(`${this.#id}.`) ? e.field : `${this.#id}.${e.field}`;
-    return new SnapshotCorruptError(abs, field, `${e.reason} (byte ${k} of machine ${JSON.stringify(this.#id)}'s section)`, { cause: e });
-  }
-}
-
-/** Writes a composite snapshot (layout: snapshot.ts) from the captured registry state and the machines' streams. */
-async function* writeComposite(
-  head: Uint8Array,
-  sessions: readonly unknown[],
-  sections: readonly { readonly id: string; readonly it: AsyncIterator<Uint8Array> }[],
-): AsyncGenerator<Uint8Array> {
-  const b = new ChunkBuilder();
-  const header = Buffer.alloc(SNAPSHOT_STREAM_HEADER_BYTES);
-  header.set(COMPOSITE_MAGIC_BYTES, 0);
-  header.writeUInt32BE(COMPOSITE_SNAPSHOT_VERSION, 4);
-  b.write(header);
-  b.record(head);
-  for (const s of sessions) {
-    b.record(packCanonical(s));
-    while (b.full.length > 0) yield b.full.shift()!;
-  }
-  const frame = Buffer.allocUnsafe(SECTION_FRAME_BYTES);
-  for (const { id, it } of sections) {
-    b.record(packCanonical(id));
-    let n = 0;
-    for (;;) {
-      const r = await it.next();
-      if (r.done === true) break;
-      const c = r.value;
-      let at = 0;
-      while (at < c.length) {
-        const take = Math.min(c.length - at, SECTION_FRAME_BYTES - n);
-        frame.set(c.subarray(at, at + take), n);
-        n += take;
-        at += take;
-        if (n === SECTION_FRAME_BYTES) {
-          b.u32(n);
-          b.write(frame);
-          n = 0;
-        }
-      }
-      while (b.full.length > 0) yield b.full.shift()!;
-    }
-    if (n > 0) {
-      b.u32(n);
-      b.write(frame.subarray(0, n));
-    }
-    b.u32(0);
-  }
-  const digest = b.finish();
-  while (b.full.length > 0) yield b.full.shift()!;
-  yield digest;
 }

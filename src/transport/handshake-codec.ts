@@ -286,7 +286,8 @@ export function decodeRefusal(payload: Uint8Array, offset: number): Refusal {
 
 // ---- Join exchange (join.ts) ----------------------------------------------
 
-export interface JoinAuthFrame {
+/** What a joiner claims (covered by its MAC, join.ts). */
+export interface JoinClaims {
   readonly tokenId: string;
   readonly haId: string;
   readonly nodeName: string;
@@ -294,6 +295,9 @@ export interface JoinAuthFrame {
   readonly peerUrl: string;
   readonly featureLevel: number;
   readonly incarnation: string;
+}
+
+export interface JoinAuthFrame extends JoinClaims {
   readonly mac: Uint8Array;
 }
 

@@ -19,6 +19,9 @@
 // leader's MAC verifies, which an impostor without the token cannot produce.
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { transcript } from './handshake.js';
+import type { JoinClaims } from './handshake-codec.js';
+
+export type { JoinClaims } from './handshake-codec.js';
 
 /** A join token as printed: `qjt-` and 64 hex digits (32 random bytes). */
 export const JOIN_TOKEN_PREFIX = 'qjt-';
@@ -54,16 +57,6 @@ export function deriveJoinKeys(token: string, joinerNonce: Uint8Array, leaderNon
   return { mac: okm.subarray(0, 32), enc: okm.subarray(32, 64) };
 }
 
-/** What the joiner claims (covered by its MAC). */
-export interface JoinClaims {
-  readonly tokenId: string;
-  readonly haId: string;
-  readonly nodeName: string;
-  readonly apiUrl: string;
-  readonly peerUrl: string;
-  readonly featureLevel: number;
-  readonly incarnation: string;
-}
 
 /** What the leader answers (covered by its MAC and authenticated as the AES-GCM additional data). */
 export interface JoinAnswer {
