@@ -118,13 +118,13 @@ export interface ClusterControl {
   /** Remove a member by name; removal_unsafe (with the arithmetic) when the remaining reachable voters could not commit. */
   removeMember(nodeName: string): Promise<{ nodeName: string; nodeId: number; message: string }>;
 
-  // Failover modes, pause, drain (src/node/modes.ts). Optional so test doubles may leave them out.
+  // Failover modes, pause, drain (src/node/modes.ts).
   /** The cluster's failover mode, paused, drained nodes, and whether this node campaigns by itself. */
-  modes?(): ModesInfo;
+  modes(): ModesInfo;
   /** An operator's failover on this node: it stands for election; resolves with who leads after it, or throws failover_failed. */
-  failoverHere?(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }>;
+  failoverHere(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }>;
   /** Leader only (not_leader elsewhere): put a cluster-wide setting in the log and wait until it applies. */
-  proposeSetting?(c: SettingChange): Promise<void>;
+  proposeSetting(c: SettingChange): Promise<void>;
   /** Scheduled switchover, kept in the leader's memory (src/node/scheduled-switchover.ts); each call throws not_leader on a follower. */
   readonly switchoverSchedule?: SwitchoverSchedulePort;
   /** Failover mode approval (src/node/approval.ts): the answer to another voter's probe (undefined: bad proof), and a fresh proposal. */

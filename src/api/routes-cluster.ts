@@ -44,7 +44,7 @@ function clusterStatus(ctx: RequestContext): Record<string, unknown> {
     configWarnings: s.configWarnings ?? [],
     ...modesBody(ctx.app.cluster),
     peers: s.peers.map((p) => ({
-      drained: (ctx.app.cluster.modes?.().drained ?? []).includes(p.nodeName),
+      drained: (ctx.app.cluster.modes().drained ?? []).includes(p.nodeName),
       id: p.id,
       nodeName: p.nodeName,
       role: p.role,
@@ -103,11 +103,6 @@ function peerAddress(o: Record<string, unknown>, k: string): string {
   return v;
 }
 
-function need<K extends 'modes' | 'failoverHere' | 'proposeSetting'>(c: ClusterControl, k: K): NonNullable<ClusterControl[K]> {
-  const f = c[k];
-  if (f === undefined) throw new ApiError('not_found', `this node does not support ${k}`);
-  return (f as (...a: never[]) => unknown).bind(c) as NonNullable<ClusterControl[K]>;
-}
 
 /** A settings change on the leader (forwarded there), answered with the modes after it applied. */
 function settingRoute(parse: (body: Record<string, unknown>) => SettingChange, event: string): Route {
@@ -117,7 +112,7 @@ function settingRoute(parse: (body: Record<string, unknown>) => SettingChange, e
     handle: async (ctx) => {
       const change = parse(object((await ctx.jsonBody(true)) ?? {}));
       await onLeader(ctx, true, async () => {
-        await need(ctx.app.cluster, 'proposeSetting')(change);
+        await ctx.app.cluster.proposeSetting(change);
         ctx.app.logger.info({ event, by: ctx.principal?.name, change }, `cluster setting changed: ${JSON.stringify(change)}`);
         ctx.json(200, { ...modesBody(ctx.app.cluster), leader: ctx.app.cluster.status().leaderName ?? null });
       }, ctx.app.forwardTimeoutMs + 10_000);
@@ -163,7 +158,7 @@ async function approved(ctx: RequestContext, body: Record<string, unknown>): Pro
   if (typeof term !== 'number' || !Number.isSafeInteger(term) || term < 1) throw badField('term', 'must be the proposed term, a positive integer (see `quorate status`)');
   if (body['to'] !== undefined) throw badField('to', 'give either to or approve, not both');
   const cluster = ctx.app.cluster;
-  const mode = need(cluster, 'modes')();
+  const mode = cluster.modes();
   if (mode.failoverMode !== 'approval' || cluster.approval === undefined) {
     throw new ApiError('approval_mismatch', `the failover mode is ${mode.failoverMode}, not approval: there is nothing to approve; run \`quorate failover [--to NAME]\``);
   }
@@ -272,7 +267,7 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
         if (to !== undefined && (typeof to !== 'string' || to === '' || to.length > 256)) throw badField('to', 'must be a voter\'s node name');
         const s = cluster.status();
         const voters = s.peers.filter((p) => p.role !== 'observer' && p.role !== 'dr' && p.role !== 'removed');
-        const drained = new Set(need(cluster, 'modes')().drained);
+        const drained = new Set(cluster.modes().drained);
         let target: string;
         let chosen: Record<string, unknown> = {};
         if (to !== undefined) {
@@ -299,7 +294,7 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
           await ctx.app.forwarder.forward(ctx, peer.apiUrl, target, { write: false, timeoutMs: ctx.app.forwardTimeoutMs + 20_000 });
           return;
         }
-        const r = await need(cluster, 'failoverHere')();
+        const r = await cluster.failoverHere();
         ctx.app.logger.info({ event: 'failover', by: ctx.principal?.name, ...r }, r.elected ? `failover: ${r.campaigned} was elected leader (term ${r.term})` : `failover: ${r.campaigned} stood for election; ${r.leader} leads (term ${r.term})`);
         ctx.json(200, { ...r, ...chosen });
       },

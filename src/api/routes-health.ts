@@ -64,7 +64,7 @@ export function readyVerdict(s: NodeStatus): Verdict {
 
 /** Failover mode, paused, drained and the operator notice, for health and status bodies (absent when the node has no modes). */
 export function modesBody(cluster: ClusterControl): Record<string, unknown> {
-  const m = cluster.modes?.();
+  const m = cluster.modes();
   if (m === undefined) return {};
   return {
     failoverMode: m.failoverMode, paused: m.paused, drained: m.drained, autoFailover: m.autoFailover,
@@ -75,7 +75,7 @@ export function modesBody(cluster: ClusterControl): Record<string, unknown> {
 
 function answer(ctx: RequestContext, s: NodeStatus, v: Verdict): Promise<void> {
   // The SPEC's shape; plus the modes and what to run while this node's automatic failover is off.
-  const off = ctx.app.cluster.modes?.().autoFailover === false;
+  const off = ctx.app.cluster.modes().autoFailover === false;
   const who = { nodeName: s.nodeName, role: s.role, leader: s.leaderName ?? null, ...(off ? modesBody(ctx.app.cluster) : {}) };
   if (v.ok) ctx.json(200, { status: 'healthy', ...who });
   else ctx.json(503, { status: 'unhealthy', ...who, reasons: v.reasons });
@@ -92,7 +92,7 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
     // A follower may not know; report false rather than guess.
   }
   const mode = cluster.config.database.mode;
-  const drained = new Set(cluster.modes?.().drained ?? []);
+  const drained = new Set(cluster.modes().drained ?? []);
   const nodes = s.peers.map((p) => ({
     nodeName: p.nodeName,
     drained: drained.has(p.nodeName),

@@ -7,7 +7,7 @@
 // (`h.node.switchover = ...`).
 import { parseConfig } from '../../src/config/index.js';
 import type { QuorateConfig } from '../../src/config/index.js';
-import type { ClusterControl, EnrollResult, KvService, NodeStatus, PeerInfo, ProposeOptions } from '../../src/api/ports.js';
+import type { ClusterControl, EnrollResult, KvService, NodeStatus, PeerInfo, ProposeOptions, SettingChange } from '../../src/api/ports.js';
 import { NodeError } from '../../src/node/errors.js';
 import { MetricsRegistry } from '../../src/ops/metrics.js';
 import { createKvState, encodeCommand } from '../../src/state/index.js';
@@ -205,5 +205,16 @@ export class FakeNode implements ClusterControl {
 
   modes(): { failoverMode: 'automatic'; failoverModeSource: 'file'; paused: boolean; drained: string[]; autoFailover: boolean; notice: undefined } {
     return { failoverMode: 'automatic', failoverModeSource: 'file', paused: false, drained: [], autoFailover: true, notice: undefined };
+  }
+
+  /** The fake always has a leader (itself or node1): a failover is refused as on a real node that knows one. */
+  failoverHere(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }> {
+    return Promise.reject(new NodeError('invalid_transfer', `${this.leader ? this.nodeName : 'node1'} leads (term ${this.#term}); a failover is for when there is no leader`));
+  }
+
+  /** Settings are not modelled by the fake (always automatic): a change is refused. */
+  proposeSetting(_c: SettingChange): Promise<void> {
+    if (!this.leader) return Promise.reject(this.#notLeader());
+    return Promise.reject(new NodeError('invalid_transfer', 'the fake node keeps failover mode automatic'));
   }
 }
