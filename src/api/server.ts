@@ -19,6 +19,7 @@ import type { ClusterControl, KvService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
 import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
+import { handleCors, uiRoute, uiRoutes } from './ui.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
@@ -91,6 +92,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...clusterRoutes,
   '/v1/kv': kvListRoutes,
   '/v1/watch': watchRoutes,
+  ...uiRoutes,
 };
 
 const KV_PREFIX = '/v1/kv/';
@@ -108,6 +110,8 @@ function match(path: string): Match | undefined {
     const rawKey = path.slice(KV_PREFIX.length);
     return { name: rawKey === 'txn' ? '/v1/kv/txn' : '/v1/kv/{key}', methods: kvKeyRoutes(rawKey), rawKey };
   }
+  const ui = uiRoute(path);
+  if (ui !== undefined) return { name: '/ui/', methods: { GET: ui } };
   return undefined;
 }
 
@@ -118,6 +122,7 @@ function allowed(methods: Readonly<Record<string, Route>>): string {
 }
 
 async function dispatch(ctx: RequestContext): Promise<void> {
+  if (handleCors(ctx)) return;
   const m = match(ctx.path);
   if (m === undefined) throw new ApiError('not_found', `no such endpoint: ${ctx.method} ${ctx.path.slice(0, 200)} (see docs/api.md)`);
   ctx.route = m.name;
