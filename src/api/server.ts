@@ -20,6 +20,7 @@ import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
 import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
 import { handleCors, uiRoute, uiRoutes } from './ui.js';
+import { eventRoutes } from './events.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
@@ -93,6 +94,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   '/v1/kv': kvListRoutes,
   '/v1/watch': watchRoutes,
   ...uiRoutes,
+  ...eventRoutes,
 };
 
 const KV_PREFIX = '/v1/kv/';

@@ -120,6 +120,40 @@ export class Connection {
     throw new ApiFailure(0, 'unreachable', `no node answers (${String((lastErr as Error)?.message ?? lastErr)})`, {});
   }
 
+  /**
+   * Follows GET /v1/events of the node calls go to now, calling onEvent for
+   * each event, until `signal` aborts; reconnects (through whichever node
+   * answers calls then) a second after the stream ends or fails.
+   */
+  async follow(onEvent: (type: string, data: Record<string, unknown>) => void, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        const r = await fetch(`${this.#base}/v1/events`, { headers: { authorization: `Bearer ${session.token() ?? ''}` }, signal });
+        if (r.ok && r.body !== null) {
+          const dec = new TextDecoder();
+          let buf = '';
+          const reader = r.body.getReader();
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buf += dec.decode(value, { stream: true });
+            let i: number;
+            while ((i = buf.indexOf('\n\n')) >= 0) {
+              const block = buf.slice(0, i);
+              buf = buf.slice(i + 2);
+              const type = /^event: (.*)$/m.exec(block)?.[1];
+              const data = /^data: (.*)$/m.exec(block)?.[1];
+              if (type !== undefined && data !== undefined) onEvent(type, JSON.parse(data) as Record<string, unknown>);
+            }
+          }
+        }
+      } catch {
+        // the node went away or the page is leaving: retry below unless aborted
+      }
+      await new Promise((res) => setTimeout(res, 1000));
+    }
+  }
+
   async #once(base: string, method: string, path: string, body: unknown): Promise<unknown> {
     const headers: Record<string, string> = { authorization: `Bearer ${session.token() ?? ''}` };
     if (body !== undefined) headers['content-type'] = 'application/json';

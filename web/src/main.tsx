@@ -9,8 +9,11 @@ import { leaderView } from './model';
 import { Banners, Headline, Replication, Timeline, Topology } from './views';
 
 const conn = new Connection();
-const POLL_MS = 1000;
-const HISTORY_EVERY = 3;
+/** Fallback refresh: events from the serving node (GET /v1/events) trigger refreshes sooner. */
+const POLL_MS = 2000;
+const HISTORY_EVERY = 2;
+/** At most one refresh per this many ms however many events arrive. */
+const EVENT_REFRESH_MS = 250;
 
 function Login({ onLogin, error }: { onLogin: (t: string) => void; error: string | null }) {
   const [token, setToken] = useState('');
@@ -110,7 +113,14 @@ function App() {
     };
     void poll();
     const id = setInterval(() => void poll(), POLL_MS);
-    return () => { stop = true; clearInterval(id); };
+    // Live: a change this node sees (role, health, membership, lag) refreshes the views at once.
+    const ac = new AbortController();
+    let pendingRefresh: ReturnType<typeof setTimeout> | undefined;
+    void conn.follow((type) => {
+      if (type === 'role' || type === 'membership') tick.current = 0; // the timeline changes with these
+      pendingRefresh ??= setTimeout(() => { pendingRefresh = undefined; void poll(); }, EVENT_REFRESH_MS);
+    }, ac.signal);
+    return () => { stop = true; clearInterval(id); ac.abort(); if (pendingRefresh !== undefined) clearTimeout(pendingRefresh); };
   }, [who]);
 
   if (who === null) return <Login onLogin={(t) => void login(t)} error={loginError} />;
