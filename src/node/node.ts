@@ -324,7 +324,7 @@ export class QuorateNode implements ClusterControl {
   }
 
   metricsText(): string {
-    return metricsText(this.#metrics, this.status(), this.machines);
+    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir);
   }
 
   /** Removed from the cluster: the API serves no data (503 removed) and health shows role removed. */
