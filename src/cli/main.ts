@@ -10,12 +10,13 @@ import { clusterCommands } from './cluster.js';
 import { Context, EXIT, allFlags, type Command, type Io } from './command.js';
 import { demoCommand } from './demo.js';
 import { doctorCommand } from './doctor.js';
+import { installServiceCommand } from './service.js';
 import { initCommand } from './init.js';
 import { kvCommands } from './kv.js';
 import { memberCommands } from './members.js';
 import { modeCommands } from './modes.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, doctorCommand, ...memberCommands, ...modeCommands, ...kvCommands];
+export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, installServiceCommand, ...clusterCommands, doctorCommand, ...memberCommands, ...modeCommands, ...kvCommands];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 
 function flagLines(flags: readonly FlagSpec[]): string {
