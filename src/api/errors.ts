@@ -62,6 +62,8 @@ export const ERROR_STATUS = {
   // Retry-After (503 would send clients to another node, which snapshots a
   // different node).
   snapshot_in_progress: 409,
+  // The leader is writing a backup into its backup dir now (src/node/backups.ts).
+  backup_in_progress: 409,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,
   // 410: history no longer reaches back that far.

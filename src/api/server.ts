@@ -13,6 +13,7 @@ import { DEFAULT_API_LIMITS, HEADER_SERVED_BY, RequestContext } from './context.
 import type { ApiLimits, App, Route } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { Forwarder } from './forward.js';
+import { backupRoutes } from './routes-backup.js';
 import { clusterRoutes } from './routes-cluster.js';
 import { healthRoutes } from './routes-health.js';
 import type { ClusterControl, KvService } from './ports.js';
@@ -91,6 +92,7 @@ export interface ApiServer {
 const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...healthRoutes,
   ...clusterRoutes,
+  ...backupRoutes,
   '/v1/kv': kvListRoutes,
   '/v1/watch': watchRoutes,
   ...uiRoutes,

@@ -5,6 +5,7 @@
 // does not have accept only their default: ./unbuilt.ts.
 import { z } from 'zod';
 import { hostname } from 'node:os';
+import { Cron } from 'croner';
 
 /** "host:port" with a port 1..65535; host may be a name, IPv4 or [IPv6]. */
 export const HOST_PORT_RE = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/;
@@ -93,10 +94,19 @@ const clusterSchema = z.object({
   historyMax: int(1, 100_000).default(1000),
 }).strict();
 
+/** A cron pattern croner accepts: 5 fields (minute first) or 6 (seconds first), in the node's local time zone. */
+export const cronPattern = z.string().min(1).superRefine((s, ctx) => {
+  try {
+    new Cron(s, { paused: true });
+  } catch (e) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be a cron pattern such as "0 2 * * *" (minute hour day-of-month month day-of-week, optionally seconds first), got ${JSON.stringify(s.slice(0, 80))}: ${(e as Error).message.replace(/^CronPattern: /, '')}` });
+  }
+});
+
 const backupSchema = z.object({
-  /** false: backups do not exist yet (./unbuilt.ts refuses true). */
+  /** Scheduled backups by the leader (src/node/backups.ts). */
   enabled: z.boolean().default(false),
-  schedule: z.string().min(1).default('0 2 * * *'),
+  schedule: cronPattern.default('0 2 * * *'),
   retentionDays: int(1, 36_500).default(30),
   dir: z.string().min(1).default('./backups'),
 }).strict();

@@ -30,7 +30,6 @@ export interface UnbuiltKey {
 const REDIS_LEASE = 'it configures the Redis leader lease, and Redis coordination does not exist yet, so the value would be ignored';
 const NO_VIP = 'quorate does not manage a virtual IP yet';
 const NO_EXTERNAL = 'the external-shared database mode does not exist yet';
-const NO_BACKUPS = 'backups do not exist yet';
 const NO_REDIS = 'Redis support does not exist yet';
 
 export const UNBUILT: readonly UnbuiltKey[] = [
@@ -51,11 +50,6 @@ export const UNBUILT: readonly UnbuiltKey[] = [
   { path: 'database.external.connectionString', allowed: '', secret: true, why: `${NO_EXTERNAL}, so no node would connect to this database` },
   // The outbox (SPEC §3 "outbox" section).
   { path: 'database.outboxPollIntervalSeconds', allowed: 5, why: 'the outbox does not exist yet, so nothing would poll at this interval' },
-  // Backups.
-  { path: 'database.backup.enabled', allowed: false, why: `${NO_BACKUPS}, so none would be taken` },
-  { path: 'database.backup.schedule', allowed: '0 2 * * *', why: `${NO_BACKUPS}, so nothing would run on this schedule` },
-  { path: 'database.backup.retentionDays', allowed: 30, why: `${NO_BACKUPS}, so there is nothing to keep or delete` },
-  { path: 'database.backup.dir', allowed: './backups', why: `${NO_BACKUPS}, so nothing would be written there` },
   // Redis.
   { path: 'redis.enabled', allowed: false, why: `${NO_REDIS}, so no node would connect to Redis` },
   { path: 'redis.connectionString', allowed: '127.0.0.1:6379', secret: true, why: `${NO_REDIS}, so no node would connect to this address` },

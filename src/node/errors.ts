@@ -37,6 +37,8 @@ export const NODE_ERROR_CODES = [
   'removed',
   // Snapshots.
   'snapshot_in_progress',
+  // Backups (src/node/backups.ts): one is being written into the backup dir now.
+  'backup_in_progress',
   // The node itself.
   'storage_failed',
   'shutting_down',

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { WalStorage } from '../storage/index.js';
-import { createKvState, type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
+import { type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader, type NodeError } from './errors.js';
@@ -35,6 +35,10 @@ import { REAL_CLOCK, Replica } from './replica.js';
 import { memberRole } from './roles.js';
 import { SplitBrainWatch } from './split-brain.js';
 import { VERSION, buildStatus } from './status.js';
+import { scheduledWork } from './scheduled-work.js';
+import { createNodeState } from './node-state.js';
+import type { LeaderScheduler } from './scheduler.js';
+import type { Backups } from './backups.js';
 
 export { VERSION } from './status.js';
 
@@ -80,6 +84,9 @@ export class QuorateNode implements ClusterControl {
   readonly #removal: RemovedState;
   /** `switchover --at`: kept in the leader's memory, a leader service (./scheduled-switchover.ts). */
   readonly switchoverSchedule: SwitchoverScheduler;
+  /** The leader-only scheduler (./scheduler.ts) and backups (./backups.ts), wired in ./scheduled-work.ts. */
+  readonly scheduler: LeaderScheduler;
+  readonly backups: Backups;
 
   private constructor(
     config: QuorateConfig,
@@ -195,6 +202,10 @@ export class QuorateNode implements ClusterControl {
     this.#services.add(this.switchoverSchedule);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
+    ({ scheduler: this.scheduler, backups: this.backups } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
+      run: (op) => this.#replica.run(op), proposeEntry: (e) => this.#replica.propose(e, DEFAULT_PROPOSE_TIMEOUT_MS), featureLevel: () => this.featureLevel(),
+      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier() }));
+    this.#services.add(this.scheduler);
     this.#transport.setPeers(peerMap);
   }
 
@@ -212,7 +223,7 @@ export class QuorateNode implements ClusterControl {
     if (featureLevel !== FEATURE_LEVEL) logger.warn({ node: config.node.nodeName, event: 'test_feature_level', featureLevel }, `QUORATE_TEST_FEATURE_LEVEL: running as feature level ${featureLevel} (tests only)`);
     // The entry and snapshot formats read are the feature level's: a level-1 node stops on a format-2 entry and
     // refuses a composite snapshot, as an old build would. Snapshots are written by the cluster level (set below).
-    const replicated = createKvState({ maxFormatVersion: featureLevel });
+    const replicated = createNodeState({ dataDir, maxFormatVersion: featureLevel });
     const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks) });
     for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     const lastSnapshot = state.snapshot;

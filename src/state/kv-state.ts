@@ -8,6 +8,7 @@ import type { KvOptions, KvReader } from './kv.js';
 import { MachineRegistry } from './machines.js';
 import type { MachineRegistryOptions } from './machines.js';
 import { SettingsMachine } from './settings.js';
+import { SchedulerMachine } from './scheduler-machine.js';
 
 export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
 
@@ -22,6 +23,8 @@ export interface KvState {
   readonly reader: KvReader;
   /** The "settings" machine: failover mode, paused, drained nodes. */
   readonly settings: SettingsMachine;
+  /** The "scheduler" machine: slots claimed by the leader-only scheduler (src/node/scheduler.ts). */
+  readonly scheduler: SchedulerMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -41,7 +44,9 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(history);
   const settings = new SettingsMachine();
   registry.register(settings);
-  return { registry, kv, history, settings, reader: kvReaderOf(registry, kv) };
+  const scheduler = new SchedulerMachine();
+  registry.register(scheduler);
+  return { registry, kv, history, settings, scheduler, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

@@ -46,6 +46,8 @@ export interface ClusterOptions {
   readonly roles?: readonly ('voter' | 'observer' | 'dr')[];
   /** security.tls per node (default "off"). */
   readonly tls?: (i: number) => unknown;
+  /** Extra keys of the `database` section (e.g. backup). */
+  readonly database?: Record<string, unknown>;
   /** Extra environment variables per node (e.g. QUORATE_TEST_FEATURE_LEVEL). */
   readonly env?: (i: number) => Record<string, string> | undefined;
 }
@@ -90,7 +92,7 @@ export class TestCluster {
           heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 100,
           ...(opts.cluster ?? {}),
         },
-        database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}) },
+        database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}), ...(opts.database ?? {}) },
         security: { tls: opts.tls ? opts.tls(i) : 'off' },
       };
       const configPath = join(dir, 'quorate.json');
