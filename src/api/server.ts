@@ -19,12 +19,16 @@ import type { ClusterControl, KvService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
 import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
+import { appStaticRoutes, matchApp } from './routes-app.js';
+import type { AppCoordination } from './ports-app.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
   readonly cluster: ClusterControl;
   /** The replicated KV (src/api/ports.ts). */
   readonly kv: KvService;
+  /** Queues, locks, outbox, application health checks (./ports-app.ts). */
+  readonly coord?: AppCoordination;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -91,6 +95,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...clusterRoutes,
   '/v1/kv': kvListRoutes,
   '/v1/watch': watchRoutes,
+  ...appStaticRoutes,
 };
 
 const KV_PREFIX = '/v1/kv/';
@@ -104,6 +109,8 @@ interface Match {
 function match(path: string): Match | undefined {
   const methods = STATIC[path];
   if (methods !== undefined) return { name: path, methods };
+  const app = matchApp(path);
+  if (app !== undefined) return app;
   if (path.startsWith(KV_PREFIX)) {
     const rawKey = path.slice(KV_PREFIX.length);
     return { name: rawKey === 'txn' ? '/v1/kv/txn' : '/v1/kv/{key}', methods: kvKeyRoutes(rawKey), rawKey };
@@ -180,6 +187,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const app: App = {
     cluster,
     kv,
+    coord: opts.coord,
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000 }),
     forwarder,

@@ -200,7 +200,6 @@ const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: s
   [{ cluster: { fenceScript: '/usr/local/bin/fence' } }, 'cluster.fenceScript', '"/usr/local/bin/fence"', '""', /a deposed leader would not be fenced/],
   [{ database: { mode: 'external-shared' } }, 'database.mode', '"external-shared"', '"local-sync"', /until external-shared exists every node keeps its own copy/],
   [{ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, 'database.external.connectionString', 'the value (not shown: it may hold a password)', '""', /external-shared database mode does not exist yet/],
-  [{ database: { outboxPollIntervalSeconds: 1 } }, 'database.outboxPollIntervalSeconds', '1', '5', /the outbox does not exist yet/],
   [{ database: { backup: { enabled: true } } }, 'database.backup.enabled', 'true', 'false', /backups do not exist yet, so none would be taken$/],
   [{ database: { backup: { schedule: '0 3 * * *' } } }, 'database.backup.schedule', '"0 3 \\* \\* \\*"', '"0 2 \\* \\* \\*"', /backups do not exist yet/],
   [{ database: { backup: { retentionDays: 7 } } }, 'database.backup.retentionDays', '7', '30', /backups do not exist yet/],
@@ -258,6 +257,8 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
+    'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
+    'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {

@@ -49,8 +49,6 @@ export const UNBUILT: readonly UnbuiltKey[] = [
   // external-shared mode. When built: it needs external.connectionString.
   { path: 'database.mode', allowed: 'local-sync', why: `until external-shared exists every node keeps its own copy, replicated through the log, and no external database is used` },
   { path: 'database.external.connectionString', allowed: '', secret: true, why: `${NO_EXTERNAL}, so no node would connect to this database` },
-  // The outbox (SPEC §3 "outbox" section).
-  { path: 'database.outboxPollIntervalSeconds', allowed: 5, why: 'the outbox does not exist yet, so nothing would poll at this interval' },
   // Backups.
   { path: 'database.backup.enabled', allowed: false, why: `${NO_BACKUPS}, so none would be taken` },
   { path: 'database.backup.schedule', allowed: '0 2 * * *', why: `${NO_BACKUPS}, so nothing would run on this schedule` },

@@ -37,6 +37,8 @@ export const NODE_ERROR_CODES = [
   'removed',
   // Snapshots.
   'snapshot_in_progress',
+  // A feature whose entries only level-2 members apply (queues, locks, outbox) while a member is older.
+  'feature_unavailable',
   // The node itself.
   'storage_failed',
   'shutting_down',

@@ -35,6 +35,7 @@ import { REAL_CLOCK, Replica } from './replica.js';
 import { memberRole } from './roles.js';
 import { SplitBrainWatch } from './split-brain.js';
 import { VERSION, buildStatus } from './status.js';
+import { AppServices } from './app-services.js';
 
 export { VERSION } from './status.js';
 
@@ -80,6 +81,8 @@ export class QuorateNode implements ClusterControl {
   readonly #removal: RemovedState;
   /** `switchover --at`: kept in the leader's memory, a leader service (./scheduled-switchover.ts). */
   readonly switchoverSchedule: SwitchoverScheduler;
+  /** Health checks, role-change hooks, queues/locks/outbox (./app-services.ts): the API's AppCoordination. */
+  readonly appServices: AppServices;
 
   private constructor(
     config: QuorateConfig,
@@ -169,6 +172,7 @@ export class QuorateNode implements ClusterControl {
       replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs, maxLagEntries: config.cluster.maxLagOnFailover,
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       isDrained: (name) => this.modes().drained.includes(name),
+      isUnhealthy: (name) => this.appServices.isUnhealthy(name),
     };
     this.#registry.refresh(raw);
     this.#enroller = new Enroller({
@@ -186,7 +190,8 @@ export class QuorateNode implements ClusterControl {
     this.#modes = new Modes({
       settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log,
       node: { ...this.#control, replica: this.#replica, registry: this.#registry, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS, heartbeatMs: config.cluster.heartbeatIntervalMs, clusterSecret: security.clusterSecret,
-        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover() },
+        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover(),
+        appHealthy: () => this.appServices.checks.view().healthy },
     });
     this.#services = new LeaderServices(this.#leadership, this.#log);
     this.#services.add(this.#historyRecorder);
@@ -195,6 +200,14 @@ export class QuorateNode implements ClusterControl {
     this.#services.add(this.switchoverSchedule);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
+    this.appServices = new AppServices({
+      config, logger: this.#log, metrics: this.#metrics, leadership: this.#leadership, services: this.#services, app: state.app,
+      clockMs: () => this.machines.clockMs, proposeEntry: (data) => this.#replica.propose(data, DEFAULT_PROPOSE_TIMEOUT_MS), readBarrier: () => this.readBarrier(),
+      featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
+      leaderName: () => { const l = this.#replica.core.softState().lead; return l === NONE ? null : this.#registry.nameOf(l); },
+      peers: () => this.#replica.core.membership().members.filter((m) => m.id !== id).flatMap((m) => { const u = this.#registry.record(m.id)?.apiUrl; return u === undefined ? [] : [{ nodeName: this.#registry.nameOf(m.id), apiUrl: u }]; }),
+      switchover: () => this.switchover(),
+    });
     this.#transport.setPeers(peerMap);
   }
 
@@ -228,6 +241,7 @@ export class QuorateNode implements ClusterControl {
     await node.#transport.listen();
     node.#replica.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
+    node.appServices.start();
     const st = raw.status();
     node.#log.info(
       { event: 'node_started', term: st.term, id, members: bootstrap.members.length, firstIndex: st.firstIndex, lastIndex: st.lastIndex, tickMs },
@@ -241,6 +255,7 @@ export class QuorateNode implements ClusterControl {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#housekeepingTimer) clearInterval(this.#housekeepingTimer);
+    await this.appServices.stop();
     this.#services.close();
     await this.#replica.stop();
     await this.#transport.close();

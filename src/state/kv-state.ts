@@ -8,6 +8,7 @@ import type { KvOptions, KvReader } from './kv.js';
 import { MachineRegistry } from './machines.js';
 import type { MachineRegistryOptions } from './machines.js';
 import { SettingsMachine } from './settings.js';
+import { AppStateMachine } from './app-machine.js';
 
 export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
 
@@ -22,6 +23,8 @@ export interface KvState {
   readonly reader: KvReader;
   /** The "settings" machine: failover mode, paused, drained nodes. */
   readonly settings: SettingsMachine;
+  /** The "app" machine: work queues, locks, the outbox (./app-machine.ts). */
+  readonly app: AppStateMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -41,7 +44,9 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(history);
   const settings = new SettingsMachine();
   registry.register(settings);
-  return { registry, kv, history, settings, reader: kvReaderOf(registry, kv) };
+  const app = new AppStateMachine();
+  registry.register(app);
+  return { registry, kv, history, settings, app, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */
