@@ -95,13 +95,17 @@ export function queueRoutes(q: string, action: string | undefined): Methods | un
         const cmd: AppCommand = { op: 'claim', queue: q, max: num(b, 'max', 1, 1, MAX_CLAIM), visibilityMs: num(b, 'visibilityMs', 30_000, 1, Number.MAX_SAFE_INTEGER) };
         validateAppCommand(cmd);
         const deadline = Date.now() + num(b, 'waitMs', 0, 0, MAX_WAIT_MS);
+        // The n-th claim of this request carries "<Idempotency-Key>#n": a retry of the request after a lost answer gets the same claims back.
+        const ik = idempotencyKey(ctx.header('idempotency-key'));
+        let attempt = 0;
+        const keyed = () => (ik === undefined ? {} : { idempotencyKey: attempt++ === 0 ? ik : `${ik.slice(0, 200)}#${attempt}` });
         await onLeader(ctx, true, async () => {
           const c = coord(ctx);
           await c.readBarrier();
           // Propose only when the leader's state has something to give: an empty claim answered from it is linearizable (after the barrier).
           for (;;) {
             if (c.queueStats(q, Date.now()).ready > 0) {
-              const d = (await c.propose(cmd)) as { messages: unknown[] };
+              const d = (await c.propose(cmd, keyed())) as { messages: unknown[] };
               if (d.messages.length > 0 || Date.now() >= deadline) return ctx.json(200, d);
             } else if (Date.now() >= deadline) {
               return ctx.json(200, { claimToken: null, messages: [] });
