@@ -22,12 +22,16 @@ import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
 import { handleCors, uiRoute, uiRoutes } from './ui.js';
 import { eventRoutes } from './events.js';
+import { appStaticRoutes, matchApp } from './routes-app.js';
+import type { AppCoordination } from './ports-app.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
   readonly cluster: ClusterControl;
   /** The replicated KV (src/api/ports.ts). */
   readonly kv: KvService;
+  /** Queues, locks, outbox, application health checks (./ports-app.ts). */
+  readonly coord?: AppCoordination;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -97,6 +101,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   '/v1/watch': watchRoutes,
   ...uiRoutes,
   ...eventRoutes,
+  ...appStaticRoutes,
 };
 
 const KV_PREFIX = '/v1/kv/';
@@ -110,6 +115,8 @@ interface Match {
 function match(path: string): Match | undefined {
   const methods = STATIC[path];
   if (methods !== undefined) return { name: path, methods };
+  const app = matchApp(path);
+  if (app !== undefined) return app;
   if (path.startsWith(KV_PREFIX)) {
     const rawKey = path.slice(KV_PREFIX.length);
     return { name: rawKey === 'txn' ? '/v1/kv/txn' : '/v1/kv/{key}', methods: kvKeyRoutes(rawKey), rawKey };
@@ -189,6 +196,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const app: App = {
     cluster,
     kv,
+    coord: opts.coord,
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000 }),
     forwarder,

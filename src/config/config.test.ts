@@ -204,7 +204,6 @@ const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: s
   [{ cluster: { fenceScript: '/usr/local/bin/fence' } }, 'cluster.fenceScript', '"/usr/local/bin/fence"', '""', /a deposed leader would not be fenced/],
   [{ database: { mode: 'external-shared' } }, 'database.mode', '"external-shared"', '"local-sync"', /until external-shared exists every node keeps its own copy/],
   [{ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, 'database.external.connectionString', 'the value (not shown: it may hold a password)', '""', /external-shared database mode does not exist yet/],
-  [{ database: { outboxPollIntervalSeconds: 1 } }, 'database.outboxPollIntervalSeconds', '1', '5', /the outbox does not exist yet/],
   [{ redis: { enabled: true } }, 'redis.enabled', 'true', 'false', /Redis support does not exist yet/],
   [{ redis: { connectionString: 'redis://:hunter2@10.0.0.5:6379' } }, 'redis.connectionString', 'the value (not shown: it may hold a password)', '"127.0.0.1:6379"', /Redis support does not exist yet/],
   [{ redis: { keyPrefix: 'prod:' } }, 'redis.keyPrefix', '"prod:"', '"quorate:"', /Redis support does not exist yet/],
@@ -259,6 +258,8 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'database.writeQuorum', 'database.external.dbType',
     'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
+    'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
+    'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {

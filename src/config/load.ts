@@ -119,6 +119,18 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
     add('node.role', 'an observer never leads, so a cluster of one observer has no leader: add peerEndpoints or use role "voter"');
   }
 
+  // health.checks: one kind each, unique names.
+  const names = new Set<string>();
+  c.health.checks.forEach((h, i) => {
+    const kinds = [h.command !== undefined && 'command', h.url !== undefined && 'url', h.builtin !== undefined && 'builtin'].filter(Boolean);
+    if (kinds.length !== 1) add(`health.checks[${i}]`, `must have exactly one of command, url, builtin, got ${kinds.length === 0 ? 'none' : kinds.join(' and ')}`);
+    if (names.has(h.name)) add(`health.checks[${i}].name`, `duplicates another check's name ${JSON.stringify(h.name)}`);
+    names.add(h.name);
+  });
+  if (c.health.failoverOnFailure && !c.health.checks.some((h) => h.critical)) {
+    add('health.failoverOnFailure', 'needs at least one check with "critical": true (only a failing critical check moves leadership)');
+  }
+
   // The rules of coordination "redis" (redis.enabled, lease renewal < TTL),
   // external-shared (a connection string) and the virtual IP (an interface or
   // script) come back with those features: until then ./unbuilt.ts refuses
@@ -173,6 +185,9 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
       backup: { ...c.database.backup, dir: abs(c.database.backup.dir) },
     },
     redis: c.redis,
+    health: c.health,
+    hooks: c.hooks,
+    outbox: c.outbox,
     security: {
       ...c.security,
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },

@@ -48,8 +48,6 @@ export const UNBUILT: readonly UnbuiltKey[] = [
   // external-shared mode. When built: it needs external.connectionString.
   { path: 'database.mode', allowed: 'local-sync', why: `until external-shared exists every node keeps its own copy, replicated through the log, and no external database is used` },
   { path: 'database.external.connectionString', allowed: '', secret: true, why: `${NO_EXTERNAL}, so no node would connect to this database` },
-  // The outbox (SPEC §3 "outbox" section).
-  { path: 'database.outboxPollIntervalSeconds', allowed: 5, why: 'the outbox does not exist yet, so nothing would poll at this interval' },
   // Redis.
   { path: 'redis.enabled', allowed: false, why: `${NO_REDIS}, so no node would connect to Redis` },
   { path: 'redis.connectionString', allowed: '127.0.0.1:6379', secret: true, why: `${NO_REDIS}, so no node would connect to this address` },

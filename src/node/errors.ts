@@ -39,6 +39,8 @@ export const NODE_ERROR_CODES = [
   'snapshot_in_progress',
   // Backups (src/node/backups.ts): one is being written into the backup dir now.
   'backup_in_progress',
+  // A feature whose entries only level-2 members apply (queues, locks, outbox) while a member is older.
+  'feature_unavailable',
   // The node itself.
   'storage_failed',
   'shutting_down',

@@ -39,6 +39,7 @@ import { scheduledWork } from './scheduled-work.js';
 import { createNodeState } from './node-state.js';
 import type { LeaderScheduler } from './scheduler.js';
 import type { Backups } from './backups.js';
+import { AppServices } from './app-services.js';
 
 export { VERSION } from './status.js';
 
@@ -87,6 +88,8 @@ export class QuorateNode implements ClusterControl {
   /** The leader-only scheduler (./scheduler.ts) and backups (./backups.ts), wired in ./scheduled-work.ts. */
   readonly scheduler: LeaderScheduler;
   readonly backups: Backups;
+  /** Health checks, role-change hooks, queues/locks/outbox (./app-services.ts): the API's AppCoordination. */
+  readonly appServices: AppServices;
 
   private constructor(
     config: QuorateConfig,
@@ -176,6 +179,7 @@ export class QuorateNode implements ClusterControl {
       replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs, maxLagEntries: config.cluster.maxLagOnFailover,
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       isDrained: (name) => this.modes().drained.includes(name),
+      isUnhealthy: (name) => this.appServices.isUnhealthy(name),
     };
     this.#registry.refresh(raw);
     this.#enroller = new Enroller({
@@ -193,7 +197,8 @@ export class QuorateNode implements ClusterControl {
     this.#modes = new Modes({
       settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log,
       node: { ...this.#control, replica: this.#replica, registry: this.#registry, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS, heartbeatMs: config.cluster.heartbeatIntervalMs, clusterSecret: security.clusterSecret,
-        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover() },
+        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover(),
+        appHealthy: () => this.appServices.checks.view().healthy },
     });
     this.#services = new LeaderServices(this.#leadership, this.#log);
     this.#services.add(this.#historyRecorder);
@@ -206,6 +211,14 @@ export class QuorateNode implements ClusterControl {
       run: (op) => this.#replica.run(op), proposeEntry: (e) => this.#replica.propose(e, DEFAULT_PROPOSE_TIMEOUT_MS), featureLevel: () => this.featureLevel(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier() }));
     this.#services.add(this.scheduler);
+    this.appServices = new AppServices({
+      config, logger: this.#log, metrics: this.#metrics, leadership: this.#leadership, services: this.#services, app: state.app,
+      clockMs: () => this.machines.clockMs, proposeEntry: (data) => this.#replica.propose(data, DEFAULT_PROPOSE_TIMEOUT_MS), readBarrier: () => this.readBarrier(),
+      featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
+      leaderName: () => { const l = this.#replica.core.softState().lead; return l === NONE ? null : this.#registry.nameOf(l); },
+      peers: () => this.#replica.core.membership().members.filter((m) => m.id !== id).flatMap((m) => { const u = this.#registry.record(m.id)?.apiUrl; return u === undefined ? [] : [{ nodeName: this.#registry.nameOf(m.id), apiUrl: u }]; }),
+      switchover: () => this.switchover(),
+    });
     this.#transport.setPeers(peerMap);
   }
 
@@ -239,6 +252,7 @@ export class QuorateNode implements ClusterControl {
     await node.#transport.listen();
     node.#replica.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
+    node.appServices.start();
     const st = raw.status();
     node.#log.info(
       { event: 'node_started', term: st.term, id, members: bootstrap.members.length, firstIndex: st.firstIndex, lastIndex: st.lastIndex, tickMs },
@@ -252,6 +266,7 @@ export class QuorateNode implements ClusterControl {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#housekeepingTimer) clearInterval(this.#housekeepingTimer);
+    await this.appServices.stop();
     this.#services.close();
     await this.#replica.stop();
     await this.#transport.close();

@@ -214,8 +214,8 @@ export class LeaderScheduler implements LeaderService {
       let seq: number;
       try {
         const r = await d.propose({ op: 'claim', name: job.name, slotMs, term, kind });
-        if ('error' in r) {
-          d.log.info({ event: 'job_slot_taken', job: job.name, slot, err: r.error }, `job ${job.name}: slot ${slot} was already claimed; not run`);
+        if (!('revision' in r)) {
+          d.log.info({ event: 'job_slot_taken', job: job.name, slot, err: 'error' in r ? r.error : 'unexpected result' }, `job ${job.name}: slot ${slot} was already claimed; not run`);
           return undefined;
         }
         seq = r.revision;

@@ -26,6 +26,10 @@ export {
   validateCommand,
   validateEnvelope,
 } from './commands.js';
+export { AppStateMachine, dlqOf } from './app-machine.js';
+export type { LockView, OutboxMessage, QueueStats } from './app-machine.js';
+export { APP_MACHINE_ID, APP_NAME_RE, DEFAULT_MAX_DELIVERIES, MAX_CLAIM, MAX_APP_TTL_MS, MAX_APP_BODY_BYTES, encodeAppPayload, validateAppCommand } from './app-commands.js';
+export type { AppCommand } from './app-commands.js';
 export { ENVELOPE_FORMAT_VERSION, decodeEntry, encodeEnvelope } from './envelope.js';
 export type { DecodedEntry, Envelope } from './envelope.js';
 export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
@@ -50,6 +54,7 @@ export type {
 } from './commands.js';
 export type {
   ApplyResult,
+  DataResult,
   DeleteResult,
   ExpireResult,
   IdempotencyKeyReusedResult,

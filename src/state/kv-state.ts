@@ -9,6 +9,7 @@ import { MachineRegistry } from './machines.js';
 import type { MachineRegistryOptions } from './machines.js';
 import { SettingsMachine } from './settings.js';
 import { SchedulerMachine } from './scheduler-machine.js';
+import { AppStateMachine } from './app-machine.js';
 
 export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
 
@@ -25,6 +26,8 @@ export interface KvState {
   readonly settings: SettingsMachine;
   /** The "scheduler" machine: slots claimed by the leader-only scheduler (src/node/scheduler.ts). */
   readonly scheduler: SchedulerMachine;
+  /** The "app" machine: work queues, locks, the outbox (./app-machine.ts). */
+  readonly app: AppStateMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -46,7 +49,9 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(settings);
   const scheduler = new SchedulerMachine();
   registry.register(scheduler);
-  return { registry, kv, history, settings, scheduler, reader: kvReaderOf(registry, kv) };
+  const app = new AppStateMachine();
+  registry.register(app);
+  return { registry, kv, history, settings, scheduler, app, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

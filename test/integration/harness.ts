@@ -50,6 +50,8 @@ export interface ClusterOptions {
   readonly database?: Record<string, unknown>;
   /** Extra environment variables per node (e.g. QUORATE_TEST_FEATURE_LEVEL). */
   readonly env?: (i: number) => Record<string, string> | undefined;
+  /** More config sections for node i (health, hooks, outbox, ...); `database` keys merge into the database section. */
+  readonly extraConfig?: (i: number) => Record<string, unknown>;
 }
 
 /** The cluster secret every test node shares (written to <dataDir>/cluster.secret). */
@@ -95,6 +97,8 @@ export class TestCluster {
         database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}), ...(opts.database ?? {}) },
         security: { tls: opts.tls ? opts.tls(i) : 'off' },
       };
+      const extra = opts.extraConfig?.(i) ?? {};
+      Object.assign(config, { ...extra, database: { ...config.database, ...(extra['database'] as Record<string, unknown> | undefined) } });
       const configPath = join(dir, 'quorate.json');
       writeFileSync(configPath, JSON.stringify(config, null, 2));
       writeFileSync(join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
