@@ -35,6 +35,7 @@ import { REAL_CLOCK, Replica } from './replica.js';
 import { memberRole } from './roles.js';
 import { SplitBrainWatch } from './split-brain.js';
 import { VERSION, buildStatus } from './status.js';
+import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
 
 export { VERSION } from './status.js';
 
@@ -80,6 +81,8 @@ export class QuorateNode implements ClusterControl {
   readonly #removal: RemovedState;
   /** `switchover --at`: kept in the leader's memory, a leader service (./scheduled-switchover.ts). */
   readonly switchoverSchedule: SwitchoverScheduler;
+  /** With redis.enabled: the Raft leader mirrored to Redis and cross-checked (src/coord/redis-mirror.ts). */
+  readonly #redisMirror: LeaderMirror | undefined;
 
   private constructor(
     config: QuorateConfig,
@@ -196,6 +199,10 @@ export class QuorateNode implements ClusterControl {
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
     this.#transport.setPeers(peerMap);
+    this.#redisMirror = leaderMirrorFor(config, this.#log, () => {
+      const lead = this.#replica.core.softState().lead;
+      return { leading: this.isLeader(), term: this.#replica.term, leaderName: lead === NONE ? undefined : this.#registry.nameOf(lead) };
+    });
   }
 
   /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
@@ -227,6 +234,7 @@ export class QuorateNode implements ClusterControl {
     node.#modes.scan(raw, state.entries);
     await node.#transport.listen();
     node.#replica.start();
+    node.#redisMirror?.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
     const st = raw.status();
     node.#log.info(
@@ -244,6 +252,7 @@ export class QuorateNode implements ClusterControl {
     this.#services.close();
     await this.#replica.stop();
     await this.#transport.close();
+    await this.#redisMirror?.stop();
     await this.#storage.close();
     this.#log.info({ event: 'node_stopped' }, 'node stopped cleanly');
   }
@@ -348,9 +357,10 @@ export class QuorateNode implements ClusterControl {
     const s = buildStatus({
       st: this.#replica.core.status(), config: this.config, registry: this.#registry, stats: this.#transport.stats(), tickMs: this.#tickMs,
       leaderApiUrl: this.leaderApiUrl(), snapshotIndex: this.#replica.snapshotIndex, revision: this.kv.revision, fatal: this.#replica.fatal,
-      splitBrain: this.#splitBrain.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
+      splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
-    return this.#removal.removed ? { ...s, role: 'removed' } : s;
+    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : s;
+    return this.#removal.removed ? { ...withRedis, role: 'removed' } : withRedis;
   }
 
   // ------------------------------------------------------------ hooks (in the loop)
@@ -386,6 +396,7 @@ export class QuorateNode implements ClusterControl {
     }
     if (s.role === 'leader' && prev.role !== 'leader') this.#log.info({ event: 'became_leader' }, `${this.nodeName} became the leader`);
     this.#historyRecorder.softState(prev, s);
+    this.#redisMirror?.poke();
     this.#leadership.updateFrom(this.#replica.core.status());
   }
 
