@@ -48,6 +48,8 @@ export interface ClusterOptions {
   readonly tls?: (i: number) => unknown;
   /** Extra environment variables per node (e.g. QUORATE_TEST_FEATURE_LEVEL). */
   readonly env?: (i: number) => Record<string, string> | undefined;
+  /** The `redis` config section of every node. */
+  readonly redis?: Record<string, unknown>;
 }
 
 /** The cluster secret every test node shares (written to <dataDir>/cluster.secret). */
@@ -92,6 +94,7 @@ export class TestCluster {
         },
         database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}) },
         security: { tls: opts.tls ? opts.tls(i) : 'off' },
+        ...(opts.redis ? { redis: opts.redis } : {}),
       };
       const configPath = join(dir, 'quorate.json');
       writeFileSync(configPath, JSON.stringify(config, null, 2));
