@@ -13,11 +13,11 @@ export class LeaseProc {
   stderr = '';
   readonly #proc: ChildProcess;
 
-  constructor(name: string, o: { redis: string; ttlMs: number; renewMs: number; prefix?: string }) {
+  constructor(name: string, o: { redis: string; ttlMs: number; renewMs: number; prefix?: string; env?: Record<string, string> }) {
     this.name = name;
     this.#proc = spawn(process.execPath, [CHILD], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LEASE_REDIS: o.redis, LEASE_NAME: name, LEASE_TTL_MS: String(o.ttlMs), LEASE_RENEW_MS: String(o.renewMs), LEASE_PREFIX: o.prefix ?? 'quorate:' },
+      env: { ...process.env, LEASE_REDIS: o.redis, LEASE_NAME: name, LEASE_TTL_MS: String(o.ttlMs), LEASE_RENEW_MS: String(o.renewMs), LEASE_PREFIX: o.prefix ?? 'quorate:', ...(o.env ?? {}) },
     });
     let buf = '';
     this.#proc.stdout!.on('data', (d: Buffer) => {

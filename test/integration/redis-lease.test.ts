@@ -12,6 +12,9 @@ import { TestRedis } from '../support/redis-server.js';
 import { captureLogger } from '../support/log.js';
 import { LeaseProc } from './lease-proc.js';
 import { sleep, waitFor } from './harness.js';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const TTL_MS = 2000;
 const RENEW_MS = 500;
@@ -142,5 +145,40 @@ test('a leader that stops cleanly releases the lease: a standby takes over at on
     await a.close();
     await b.close();
     await redis.stop();
+  }
+});
+
+// libfaketime from the Debian package (installed on the CI machine kind: faketime).
+const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/faketime/libfaketime.so.1'].find((p) => existsSync(p));
+
+test('a wall-clock jump of an hour on the leader (faketime) changes nothing: it keeps the lease, no standby takes over', async () => {
+  assert.ok(LIBFAKETIME !== undefined, 'libfaketime is installed (apt-get install faketime)');
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-faketime-'));
+  const clockFile = join(dir, 'offset');
+  writeFileSync(clockFile, '+0\n');
+  const redis = await TestRedis.start();
+  // The wall clock follows the file, re-read at each call; the monotonic clock stays real, as with an NTP step.
+  const env = { LD_PRELOAD: LIBFAKETIME!, FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: '1', FAKETIME_DONT_FAKE_MONOTONIC: '1' };
+  const a = new LeaseProc('a', { redis: redis.address, ttlMs: TTL_MS, renewMs: RENEW_MS, env });
+  let b: LeaseProc | undefined;
+  try {
+    await a.waitLeading();
+    b = new LeaseProc('b', { redis: redis.address, ttlMs: TTL_MS, renewMs: RENEW_MS });
+    await sleep(RENEW_MS);
+    writeFileSync(clockFile, '+1h\n');
+    await sleep(2 * TTL_MS);
+    writeFileSync(clockFile, '-1h\n');
+    await sleep(2 * TTL_MS);
+    const writes = a.events.filter((e) => e.event === 'write').map((e) => e.at);
+    assert.ok(writes.some((t) => t > Date.now() + 50 * 60_000), "the leader's wall clock did jump forward an hour");
+    assert.ok(writes.some((t) => t < Date.now() - 50 * 60_000), 'and back an hour behind');
+    assert.deepEqual(a.events.filter((e) => e.event === 'state').map((e) => e.leading), [true], 'the leader never stepped down');
+    assert.equal(b.events.some((e) => e.event === 'state' && e.leading === true), false, 'the standby never took over');
+    assert.doesNotMatch(a.stderr, /stepped down/);
+  } finally {
+    await a.stop();
+    await b?.stop();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
