@@ -138,8 +138,8 @@ export class RedisLease implements Leadership {
 
   /** Start contending (connects; polls, acquires, renews). */
   start(): void {
-    this.#o.link.open();
-    this.#schedule(0);
+    // The first look once the first connection attempt settled (not a false "unreachable" at start).
+    void this.#o.link.open().finally(() => this.#schedule(0));
   }
 
   /** Stop for good: step down, release the lease (compare-and-delete) so a standby takes over at once, close nothing (the link is the caller's). */

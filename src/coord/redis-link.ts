@@ -29,9 +29,9 @@ export class RedisLink {
     this.client.on('close', () => { this.#ok = false; });
   }
 
-  /** Opens the connection (reconnects by itself afterwards, with backoff). */
-  open(): void {
-    this.client.connect().catch((e: unknown) => { this.#lastError = redisErrorText(e); });
+  /** Opens the connection (reconnects by itself afterwards, with backoff); settles when the first attempt does. */
+  open(): Promise<void> {
+    return this.client.connect().catch((e: unknown) => { this.#lastError = redisErrorText(e); });
   }
 
   /** The socket is ready and the last command succeeded. */

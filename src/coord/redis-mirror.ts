@@ -70,9 +70,11 @@ export class RedisLeaderMirror {
   get warning(): string | undefined { return this.#warning; }
 
   start(): void {
-    this.#link.open();
-    this.#timer = setInterval(() => void this.#tick(), CHECK_MS);
-    this.#timer.unref();
+    void this.#link.open().finally(() => {
+      if (this.#stopped) return;
+      this.#timer = setInterval(() => void this.#tick(), CHECK_MS);
+      this.#timer.unref();
+    });
   }
 
   /** Leadership changed: write at once rather than at the next tick. */

@@ -45,6 +45,11 @@ export class LeaseProc {
     return this.events.find((e) => e.at >= since && pred(e))?.at;
   }
 
+  /** The process has looked at the lease at least once (it reported the holder's token). */
+  waitWatching(timeoutMs = 15_000): Promise<void> {
+    return waitFor(`${this.name} watches the lease; stderr: ${this.stderr.slice(-2000)}`, () => this.events.some((e) => e.event === 'state'), timeoutMs);
+  }
+
   waitLeading(timeoutMs = 15_000): Promise<void> {
     return waitFor(`${this.name} leads; stderr: ${this.stderr.slice(-2000)}`, () => this.leading, timeoutMs);
   }

@@ -36,6 +36,7 @@ test('a kill -9 leader is replaced after the lease TTL, with a strictly higher f
   try {
     await a.waitLeading();
     b = new LeaseProc('b', { redis: redis.address, ttlMs: TTL_MS, renewMs: RENEW_MS });
+    await b.waitWatching();
     await sleep(3 * RENEW_MS);
     assert.equal(b.leading, false, 'the standby does not take a lease that is held and renewed');
     assert.equal(a.leading, true);
@@ -60,6 +61,7 @@ test('a leader paused past its TTL has stepped down when it resumes: no action o
   try {
     await a.waitLeading();
     b = new LeaseProc('b', { redis: redis.address, ttlMs: TTL_MS, renewMs: RENEW_MS });
+    await b.waitWatching();
     await sleep(RENEW_MS);
     a.signal('SIGSTOP');
     await b.waitLeading(TTL_MS + 10_000);
@@ -164,6 +166,7 @@ test('a wall-clock jump of an hour on the leader (faketime) changes nothing: it 
   try {
     await a.waitLeading();
     b = new LeaseProc('b', { redis: redis.address, ttlMs: TTL_MS, renewMs: RENEW_MS });
+    await b.waitWatching();
     await sleep(RENEW_MS);
     writeFileSync(clockFile, '+1h\n');
     await sleep(2 * TTL_MS);

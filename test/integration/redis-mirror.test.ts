@@ -13,6 +13,7 @@ interface Rec { nodeName: string; term: number; apiUrl: string }
 test('the Raft leader is mirrored to Redis and cross-checked: a record naming another leader is a Split-brain warning; Redis down is reported', async () => {
   const redis = await TestRedis.start();
   const raw = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true, maxRetriesPerRequest: 1 });
+  raw.on('error', () => undefined); // the test's own client sees Redis killed too
   await raw.connect();
   const c = await TestCluster.start({ nodes: 3, redis: { enabled: true, connectionString: `${redis.address},ssl=false`, keyPrefix: 'it:' }, cluster: { leaderLockTtlSeconds: 3, leaderRenewalIntervalSeconds: 1 } });
   const record = async (): Promise<Rec | undefined> => {
