@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { parseRedisConnectionString, RedisLease, RedisLink } from '../../src/coord/index.js';
-import type { LeadershipState } from '../../src/node/leadership.js';
+import { LeaderServices, type LeadershipState } from '../../src/node/leadership.js';
 import { TestRedis } from '../support/redis-server.js';
 import { captureLogger } from '../support/log.js';
 import { LeaseProc } from './lease-proc.js';
@@ -85,9 +85,14 @@ test('a leader paused past its TTL has stepped down when it resumes: no action o
 test('Redis killed: "Leader election failed: Redis unreachable at host:port", the leader steps down before its lease could expire; Redis back empty: a leader again, token not lower', async () => {
   const redis = await TestRedis.start({ password: 'pw-never-logged-7f3a' });
   const a = inProcess(`${redis.address},password=pw-never-logged-7f3a,ssl=false`, 'a');
+  // Leader-only work on the lease, through the same seam as on Raft.
+  const events: string[] = [];
+  const services = new LeaderServices(a.lease, a.logger);
+  services.add({ name: 'job', start: (t) => events.push(`start ${t}`), stop: () => events.push('stop') });
   try {
     await waitFor('a leads', () => a.lease.current().leading, 10_000);
     const firstToken = a.lease.current().term;
+    assert.deepEqual(events, [`start ${firstToken}`], 'leader services start with the fencing token');
     await sleep(RENEW_MS * 2);
     const killedAt = performance.now();
     await redis.kill();
@@ -102,9 +107,11 @@ test('Redis killed: "Leader election failed: Redis unreachable at host:port", th
     await redis.restart();
     await waitFor('a leads again', () => a.lease.current().leading, 15_000);
     assert.ok(a.lease.current().term > firstToken, `token ${a.lease.current().term} > ${firstToken} although Redis lost its counter`);
+    assert.deepEqual(events, [`start ${firstToken}`, 'stop', `start ${a.lease.current().term}`], 'stopped at the step-down, restarted with the new token');
     assert.ok(a.logger.lines.some((l) => l['event'] === 'redis_reachable'));
     assert.ok(!JSON.stringify(a.logger.lines).includes('pw-never-logged-7f3a'), 'the password is never logged');
   } finally {
+    services.close();
     await a.close();
     await redis.stop();
   }
