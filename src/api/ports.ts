@@ -72,6 +72,8 @@ export interface NodeStatus {
   readonly featureLevel: number;
   /** Config keys that must agree across members but differ on a peer (src/node/config-check.ts); empty when all agree. */
   readonly configWarnings?: readonly string[];
+  /** Whether this node's Redis connection works; absent when the node does not use Redis. */
+  readonly redisConnected?: boolean;
 }
 
 /** The config values the API reads through ClusterControl (a QuorateConfig is one). */

@@ -139,7 +139,6 @@ export async function clusterHealth(cluster: ClusterControl, coord?: AppCoordina
       ...appOf(s.nodeName),
     });
   }
-  const extra = s as unknown as { redisConnected?: unknown };
   const leaderNode = s.leaderName ?? null;
   const clusterHealthy = leaderNode !== null && s.quorumMet && s.storageHealthy && s.splitBrainWarning === undefined
     && nodes.every((n) => n.status !== 'unreachable' && n.status !== 'diverged' && (n as { appHealthy?: boolean }).appHealthy !== false);
@@ -148,7 +147,8 @@ export async function clusterHealth(cluster: ClusterControl, coord?: AppCoordina
     leaderNode,
     term: s.term,
     nodes,
-    redisConnected: typeof extra.redisConnected === 'boolean' ? extra.redisConnected : false,
+    // null when this node does not use Redis (not `false`: nothing is disconnected).
+    redisConnected: s.redisConnected ?? null,
     writeQuorum: s.writeQuorum,
     quorumMet: s.quorumMet,
     failoverSafe,

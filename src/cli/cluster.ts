@@ -60,7 +60,7 @@ export function renderHealth(h: ClusterHealth): string {
     ['quorum', `${h.quorumMet ? 'met' : 'NOT MET'} (writeQuorum ${cell(h.writeQuorum)})`],
     ['failover safe', cell(h.failoverSafe)],
     ['tolerates', `${cell(h.failureTolerance)} node failure${h.failureTolerance === 1 ? '' : 's'}`],
-    ...(h.redisConnected !== undefined ? [['redis', h.redisConnected ? 'connected' : 'disconnected'] as const] : []),
+    ...(h.redisConnected !== undefined && h.redisConnected !== null ? [['redis', h.redisConnected ? 'connected' : 'disconnected'] as const] : []),
     ...(h.failoverMode !== undefined ? [['failover', `${h.failoverMode}${h.paused === true ? ' (PAUSED)' : ''}${h.autoFailover === false ? ' — automatic failover disabled' : ''}`] as const] : []),
     ...(h.drained !== undefined && h.drained.length > 0 ? [['drained', h.drained.join(', ')] as const] : []),
     ...(h.approval !== undefined ? [['approval', h.approval.candidate !== null ? `candidate ${h.approval.candidate}, term ${cell(h.approval.term)} (since ${cell(h.approval.since)})` : `no candidate: ${h.approval.reason ?? ''}`] as const] : []),

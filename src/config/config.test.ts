@@ -194,9 +194,7 @@ test('security.tls: auto | off | files; auto and off only on loopback; apiTls op
 
 // Every value SPEC §3 names for a feature this version does not have, with the message's key and reason.
 const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: string, why: RegExp]> = [
-  [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /until Redis coordination exists the leader is elected by Raft/],
-  [{ cluster: { leaderLockTtlSeconds: 60 } }, 'cluster.leaderLockTtlSeconds', '60', '30', /Redis leader lease.*would be ignored/],
-  [{ cluster: { leaderRenewalIntervalSeconds: 5 } }, 'cluster.leaderRenewalIntervalSeconds', '5', '10', /Redis leader lease.*would be ignored/],
+  [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /the Redis leader lease leads only external-shared clusters .*, which do not exist yet; until then the leader is elected by Raft/],
   [{ cluster: { virtualIp: '10.0.1.100/24' } }, 'cluster.virtualIp', '"10.0.1.100/24"', '""', /does not manage a virtual IP yet, so no node would hold this address/],
   [{ cluster: { virtualIp: '10.0.1.100', loadBalanced: true } }, 'cluster.virtualIp', '"10.0.1.100"', '""', /virtual IP/],
   [{ cluster: { vipInterface: 'eth0' } }, 'cluster.vipInterface', '"eth0"', '""', /virtual IP/],
@@ -204,10 +202,6 @@ const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: s
   [{ cluster: { fenceScript: '/usr/local/bin/fence' } }, 'cluster.fenceScript', '"/usr/local/bin/fence"', '""', /a deposed leader would not be fenced/],
   [{ database: { mode: 'external-shared' } }, 'database.mode', '"external-shared"', '"local-sync"', /until external-shared exists every node keeps its own copy/],
   [{ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, 'database.external.connectionString', 'the value (not shown: it may hold a password)', '""', /external-shared database mode does not exist yet/],
-  [{ redis: { enabled: true } }, 'redis.enabled', 'true', 'false', /Redis support does not exist yet/],
-  [{ redis: { connectionString: 'redis://:hunter2@10.0.0.5:6379' } }, 'redis.connectionString', 'the value (not shown: it may hold a password)', '"127.0.0.1:6379"', /Redis support does not exist yet/],
-  [{ redis: { keyPrefix: 'prod:' } }, 'redis.keyPrefix', '"prod:"', '"quorate:"', /Redis support does not exist yet/],
-  [{ redis: { tlsEnabled: true } }, 'redis.tlsEnabled', 'true', 'false', /Redis support does not exist yet/],
 ];
 
 const re = (s: string) => s.replace(/[.[\]()/|]/g, (c) => `\\${c}`);
@@ -221,7 +215,7 @@ test('a value for a feature this version does not have is refused at load, namin
     assert.doesNotMatch(e.message, /hunter2/, 'a connection string is never echoed');
   }
   // The exact message of the issue's example.
-  fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" is not available in this version \(only "raft"\); remove the key or set it to "raft" — until Redis coordination exists/);
+  fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" is not available in this version \(only "raft"\); remove the key or set it to "raft" — the Redis leader lease leads only external-shared clusters/);
   // cluster.failover "manual" and "approval" are built.
   assert.equal(ok({ cluster: { failover: 'manual' } }).cluster.failover, 'manual');
   assert.equal(ok({ cluster: { failover: 'approval' } }).cluster.failover, 'approval');
@@ -243,8 +237,8 @@ test('unbuilt keys: the allowed value is the schema default, accepted when writt
   }
   ok(explicit);
   // Several refused values: one issue each, in table order, in one error.
-  const e = fails({ cluster: { coordination: 'redis', failover: 'approval', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^4 problems:/);
-  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.fenceScript', 'database.mode', 'redis.enabled']);
+  const e = fails({ cluster: { coordination: 'redis', failover: 'approval', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^3 problems:/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.fenceScript', 'database.mode']);
   // loadBalanced is built (written to ha-state.json): both values load.
   assert.equal(ok({ cluster: { loadBalanced: true } }).cluster.loadBalanced, true);
 });
@@ -256,10 +250,11 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced', 'cluster.failover',
     'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
-    'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
     'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
+    'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
+    'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {
@@ -313,6 +308,6 @@ test('loadConfig: relative dataDir resolves against the file; bad JSON and missi
   assert.throws(() => loadConfig(join(dir, 'missing.json'), {}), (e: unknown) => e instanceof ConfigError && /file not found/.test(e.message));
   writeFileSync(file, JSON.stringify({ cluster: { electionTimeoutMs: 300 } }));
   assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: cluster.electionTimeoutMs:`));
-  writeFileSync(file, JSON.stringify({ redis: { enabled: true } }));
-  assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: redis.enabled: true is not available in this version`));
+  writeFileSync(file, JSON.stringify({ redis: { enabled: true, connectionString: 'redis://:hunter2@10.0.0.5:99999' } }));
+  assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: redis.connectionString: the value (not shown`) && !e.message.includes('hunter2'));
 });

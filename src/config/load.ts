@@ -10,6 +10,7 @@ import { applyEnvOverrides, type AppliedOverride } from './env.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
 import { configSchema, parseEndpoint, type RawConfig } from './schema.js';
 import { unbuiltIssues } from './unbuilt.js';
+import { redisIssues } from './redis-rules.js';
 
 /** The validated configuration: defaults filled, paths absolute, derived values set. */
 export type QuorateConfig = Omit<RawConfig, 'database'> & {
@@ -59,7 +60,9 @@ export function parseConfig(obj: unknown, env: NodeJS.ProcessEnv = process.env, 
     throw new ConfigError(withEnvNames(parsed.error.issues.flatMap((i) => describeIssue(i, merged)), applied), srcOpt);
   }
   const raw = parsed.data;
-  const issues = [...unbuiltIssues(raw), ...crossChecks(raw)];
+  const unbuilt = unbuiltIssues(raw);
+  // One issue per key: a key refused as unbuilt gets no cross-key rule on top.
+  const issues = [...unbuilt, ...[...crossChecks(raw), ...redisIssues(raw)].filter((i) => !unbuilt.some((u) => u.path === i.path))];
   if (issues.length > 0) throw new ConfigError(withEnvNames(issues, applied), srcOpt);
   return finish(raw, options.baseDir ?? process.cwd());
 }
@@ -131,7 +134,7 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
     add('health.failoverOnFailure', 'needs at least one check with "critical": true (only a failing critical check moves leadership)');
   }
 
-  // The rules of coordination "redis" (redis.enabled, lease renewal < TTL),
+  // The rules of Redis and coordination "redis": ./redis-rules.ts. Those of
   // external-shared (a connection string) and the virtual IP (an interface or
   // script) come back with those features: until then ./unbuilt.ts refuses
   // every config that could break them.

@@ -40,6 +40,7 @@ import { createNodeState } from './node-state.js';
 import type { LeaderScheduler } from './scheduler.js';
 import type { Backups } from './backups.js';
 import { AppServices } from './app-services.js';
+import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
 
 export { VERSION } from './status.js';
 
@@ -90,6 +91,8 @@ export class QuorateNode implements ClusterControl {
   readonly backups: Backups;
   /** Health checks, role-change hooks, queues/locks/outbox (./app-services.ts): the API's AppCoordination. */
   readonly appServices: AppServices;
+  /** With redis.enabled: the Raft leader mirrored to Redis and cross-checked (src/coord/redis-mirror.ts). */
+  readonly #redisMirror: LeaderMirror | undefined;
 
   private constructor(
     config: QuorateConfig,
@@ -220,6 +223,10 @@ export class QuorateNode implements ClusterControl {
       switchover: () => this.switchover(),
     });
     this.#transport.setPeers(peerMap);
+    this.#redisMirror = leaderMirrorFor(config, this.#log, () => {
+      const lead = this.#replica.core.softState().lead;
+      return { leading: this.isLeader(), term: this.#replica.term, leaderName: lead === NONE ? undefined : this.#registry.nameOf(lead) };
+    });
   }
 
   /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
@@ -251,6 +258,7 @@ export class QuorateNode implements ClusterControl {
     node.#modes.scan(raw, state.entries);
     await node.#transport.listen();
     node.#replica.start();
+    node.#redisMirror?.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
     node.appServices.start();
     const st = raw.status();
@@ -270,6 +278,7 @@ export class QuorateNode implements ClusterControl {
     this.#services.close();
     await this.#replica.stop();
     await this.#transport.close();
+    await this.#redisMirror?.stop();
     await this.#storage.close();
     this.#log.info({ event: 'node_stopped' }, 'node stopped cleanly');
   }
@@ -374,9 +383,10 @@ export class QuorateNode implements ClusterControl {
     const s = buildStatus({
       st: this.#replica.core.status(), config: this.config, registry: this.#registry, stats: this.#transport.stats(), tickMs: this.#tickMs,
       leaderApiUrl: this.leaderApiUrl(), snapshotIndex: this.#replica.snapshotIndex, revision: this.kv.revision, fatal: this.#replica.fatal,
-      splitBrain: this.#splitBrain.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
+      splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
-    return this.#removal.removed ? { ...s, role: 'removed' } : s;
+    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : s;
+    return this.#removal.removed ? { ...withRedis, role: 'removed' } : withRedis;
   }
 
   // ------------------------------------------------------------ hooks (in the loop)
@@ -412,6 +422,7 @@ export class QuorateNode implements ClusterControl {
     }
     if (s.role === 'leader' && prev.role !== 'leader') this.#log.info({ event: 'became_leader' }, `${this.nodeName} became the leader`);
     this.#historyRecorder.softState(prev, s);
+    this.#redisMirror?.poke();
     this.#leadership.updateFrom(this.#replica.core.status());
   }
 

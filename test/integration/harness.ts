@@ -52,6 +52,8 @@ export interface ClusterOptions {
   readonly env?: (i: number) => Record<string, string> | undefined;
   /** More config sections for node i (health, hooks, outbox, ...); `database` keys merge into the database section. */
   readonly extraConfig?: (i: number) => Record<string, unknown>;
+  /** The `redis` config section of every node. */
+  readonly redis?: Record<string, unknown>;
 }
 
 /** The cluster secret every test node shares (written to <dataDir>/cluster.secret). */
@@ -96,6 +98,7 @@ export class TestCluster {
         },
         database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}), ...(opts.database ?? {}) },
         security: { tls: opts.tls ? opts.tls(i) : 'off' },
+        ...(opts.redis ? { redis: opts.redis } : {}),
       };
       const extra = opts.extraConfig?.(i) ?? {};
       Object.assign(config, { ...extra, database: { ...config.database, ...(extra['database'] as Record<string, unknown> | undefined) } });
