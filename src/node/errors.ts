@@ -37,6 +37,11 @@ export const NODE_ERROR_CODES = [
   'removed',
   // Snapshots.
   'snapshot_in_progress',
+  // Managed API tokens (src/node/security.ts): the name is taken; the bound is reached.
+  'token_exists',
+  'too_many_tokens',
+  // A replicated feature needs a higher cluster feature level (a member runs an older build).
+  'feature_unavailable',
   // The node itself.
   'storage_failed',
   'shutting_down',

@@ -26,6 +26,8 @@ import { kvServiceOf } from './kv-service.js';
 import { checkTarget, failoverSafe, switchover, type ControlContext } from './control.js';
 import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
+import { NodeSecurity } from './security.js';
+import { DEFAULT_AUDIT_MAX } from '../state/index.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
 import { checkTlsAuto, clusterSettingsOf, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
@@ -80,6 +82,8 @@ export class QuorateNode implements ClusterControl {
   readonly #removal: RemovedState;
   /** `switchover --at`: kept in the leader's memory, a leader service (./scheduled-switchover.ts). */
   readonly switchoverSchedule: SwitchoverScheduler;
+  /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
+  readonly security: NodeSecurity;
 
   private constructor(
     config: QuorateConfig,
@@ -188,6 +192,9 @@ export class QuorateNode implements ClusterControl {
       node: { ...this.#control, replica: this.#replica, registry: this.#registry, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS, heartbeatMs: config.cluster.heartbeatIntervalMs, clusterSecret: security.clusterSecret,
         appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover() },
     });
+    this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
+      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
+      leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.#services = new LeaderServices(this.#leadership, this.#log);
     this.#services.add(this.#historyRecorder);
     this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
@@ -242,6 +249,7 @@ export class QuorateNode implements ClusterControl {
     this.#stopped = true;
     if (this.#housekeepingTimer) clearInterval(this.#housekeepingTimer);
     this.#services.close();
+    this.security.close();
     await this.#replica.stop();
     await this.#transport.close();
     await this.#storage.close();

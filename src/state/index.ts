@@ -31,6 +31,10 @@ export type { DecodedEntry, Envelope } from './envelope.js';
 export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
 export { FAILOVER_MODES, SETTINGS_MACHINE_ID, SettingsMachine, applySetting, decodeSettingsPayload, encodeSettingsPayload } from './settings.js';
 export type { FailoverMode, SettingsCommand, SettingsView } from './settings.js';
+export { TOKENS_MACHINE_ID, TOKENS_MAX, TOKEN_NAME_RE, TOKEN_ROLES, TokensMachine, decodeTokensPayload, encodeTokensPayload } from './tokens.js';
+export type { StoredToken, TokenRole, TokensCommand } from './tokens.js';
+export { AUDIT_FIELD_MAX, AUDIT_MACHINE_ID, AUDIT_MAX_LIMIT, AuditMachine, DEFAULT_AUDIT_MAX, decodeAuditPayload, encodeAuditPayload } from './audit.js';
+export type { AuditCommand, AuditEntry, AuditRecord } from './audit.js';
 export type { ApplyContext, LegacyKvMachine, MachineRegistryOptions, RegistryState, RestoreCommit, SnapshotWriteFormat, StateMachine } from './machines.js';
 export type {
   Command,

@@ -8,6 +8,8 @@ import type { KvOptions, KvReader } from './kv.js';
 import { MachineRegistry } from './machines.js';
 import type { MachineRegistryOptions } from './machines.js';
 import { SettingsMachine } from './settings.js';
+import { TokensMachine } from './tokens.js';
+import { AuditMachine } from './audit.js';
 
 export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
 
@@ -22,6 +24,10 @@ export interface KvState {
   readonly reader: KvReader;
   /** The "settings" machine: failover mode, paused, drained nodes. */
   readonly settings: SettingsMachine;
+  /** The "tokens" machine: API tokens (hashes) with roles. */
+  readonly tokens: TokensMachine;
+  /** The "audit" machine: operator and admin actions. */
+  readonly audit: AuditMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -41,7 +47,11 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(history);
   const settings = new SettingsMachine();
   registry.register(settings);
-  return { registry, kv, history, settings, reader: kvReaderOf(registry, kv) };
+  const tokens = new TokensMachine();
+  registry.register(tokens);
+  const audit = new AuditMachine();
+  registry.register(audit);
+  return { registry, kv, history, settings, tokens, audit, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */
