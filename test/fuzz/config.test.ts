@@ -62,7 +62,8 @@ describe('fuzz: config files and environment overrides', { timeout: timeoutMs(60
   it('every refusal is a ConfigError naming the key', () => {
     fc.assert(fc.property(fc.array(fileMutation, { maxLength: 3 }), fc.array(envVar, { maxLength: 2 }), (muts, envs) => {
       const obj = structuredClone(BASE) as Record<string, unknown>;
-      for (const m of muts) setAt(obj, m.path, m.value);
+      // Each value copied: a config comes from JSON text, where no two keys share an object (fast-check may reuse one while shrinking).
+      for (const m of muts) setAt(obj, m.path, m.value === undefined ? undefined : JSON.parse(JSON.stringify(m.value)) as unknown);
       const env: NodeJS.ProcessEnv = Object.fromEntries(envs.map((e) => [e.name, e.value]));
       try {
         parseConfig(obj, env);
