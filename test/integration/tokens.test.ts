@@ -60,6 +60,38 @@ describe('managed tokens and audit across a cluster', () => {
       assert.equal(r['result'], 'ok');
       assert.match(String(r['address']), /127\.0\.0\.1 via 127\.0\.0\.1/);
     }
+    // Each admin action, made on a follower or the leader, is audited once with its result.
+    const target = [0, 1, 2].find((i) => i !== leader && i !== follower)!;
+    const actions: [number, string, string, unknown][] = [
+      [follower, 'POST', '/v1/cluster/pause', {}],
+      [follower, 'POST', '/v1/cluster/resume', {}],
+      [leader, 'POST', '/v1/cluster/settings', { failover: 'manual' }],
+      [leader, 'POST', '/v1/cluster/settings', { failover: 'automatic' }],
+      [follower, 'POST', '/v1/cluster/drain', { nodeName: c.nodes[target]!.name }],
+      [follower, 'POST', '/v1/cluster/drain', { nodeName: c.nodes[target]!.name, drained: false }],
+      [follower, 'POST', '/v1/cluster/join-tokens', {}],
+      [follower, 'POST', '/v1/cluster/snapshot', {}],
+      [leader, 'POST', '/v1/cluster/switchover', { to: c.nodes[follower]!.name }],
+    ];
+    for (const [i, method, path, body] of actions) {
+      const r = await http(urls[i]!, method, path, { token: TOKEN, body });
+      assert.ok(r.status < 300, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    }
+    let records: { actor: string; action: string; result: string; node: string; target: string | null }[] = [];
+    await waitFor('every admin action audited', async () => {
+      const r = await http(urls[follower]!, 'GET', '/v1/audit', { token: TOKEN });
+      // The admin token's calls (the reader token's refused calls above are audited too, as forbidden).
+      records = r.status === 200 ? (r.body['records'] as typeof records).filter((x) => x.actor === 'admin') : [];
+      return actions.every(([, m, p]) => records.filter((x) => x.action === `${m} ${p}`).length >= actions.filter(([, m2, p2]) => m2 === m && p2 === p).length);
+    }, 20_000);
+    for (const [, m, p] of actions) {
+      const n = actions.filter(([, m2, p2]) => m2 === m && p2 === p).length;
+      const got = records.filter((x) => x.action === `${m} ${p}`);
+      assert.equal(got.length, n, `${m} ${p} audited once per call: ${JSON.stringify(got)}`);
+      assert.ok(got.every((x) => x.result === 'ok'));
+    }
+    assert.equal(records.find((x) => x.action === 'POST /v1/cluster/snapshot')!.node, c.nodes[follower]!.name, 'a follower\'s own action is recorded via the leader');
+    assert.equal(records.find((x) => x.action === 'POST /v1/cluster/switchover')!.target, c.nodes[follower]!.name);
     const human = await run(process.execPath, [MAIN, 'audit', '--url', urls[leader]!, '--token', TOKEN]);
     assert.match(human.stdout, /TIME +WHO +ACTION/);
     assert.match(human.stdout, /admin +POST \/v1\/tokens +grafana/);
