@@ -1,6 +1,8 @@
 // Bearer-token authentication and roles.
 //
-// Tokens come from `<dataDir>/tokens.json` ([{token, role, name}], written by
+// Managed tokens (`quorate token create`, /v1/tokens) live in the replicated
+// state and are checked through `replicated` (the node's SecurityPort).
+// File tokens come from `<dataDir>/tokens.json` ([{token, role, name}], written by
 // `quorate init`) plus the admin token file (`<dataDir>/admin.token`, or
 // security.adminTokenFile). Both are re-read when they change: a stat at most
 // once per `checkIntervalMs`, so rotating a token needs no restart. A file
@@ -44,6 +46,8 @@ export interface TokenStoreOptions {
   readonly logger: Logger;
   /** How often the files are stat'ed for changes. Default 1000. */
   readonly checkIntervalMs?: number;
+  /** Managed tokens in the replicated state (src/api/ports-security.ts), by SHA-256; checked after the files. */
+  readonly replicated?: (sha256: Buffer) => Principal | undefined;
 }
 
 const digest = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
@@ -62,6 +66,7 @@ export class TokenStore {
   readonly #adminFiles: readonly string[];
   readonly #logger: Logger;
   readonly #checkIntervalMs: number;
+  readonly #replicated: ((sha256: Buffer) => Principal | undefined) | undefined;
   readonly #files = new Map<string, FileState>();
   #lastCheckMs = -Infinity;
   #entries: Entry[] = [];
@@ -71,6 +76,7 @@ export class TokenStore {
     this.#adminFiles = [...new Set(options.adminTokenFiles)].filter((f) => f !== options.tokensFile);
     this.#logger = options.logger;
     this.#checkIntervalMs = options.checkIntervalMs ?? 1000;
+    this.#replicated = options.replicated;
     this.refresh(true);
   }
 
@@ -149,7 +155,10 @@ export class TokenStore {
       // No early exit: every entry is compared.
       if (timingSafeEqual(d, e.digest) && found === undefined) found = e;
     }
-    return found === undefined ? undefined : { name: found.name, role: found.role };
+    if (found !== undefined) return { name: found.name, role: found.role };
+    // Managed tokens: looked up by the SHA-256 of a high-entropy secret, so
+    // the lookup's timing tells nothing usable about any stored token.
+    return this.#replicated?.(d);
   }
 
   /**
@@ -165,7 +174,7 @@ export class TokenStore {
     }
     const p = this.verify(m[1]!);
     if (p === undefined) {
-      throw new ApiError('unauthorized', 'invalid bearer token (tokens are read from tokens.json and admin.token in the data dir)', {}, {
+      throw new ApiError('unauthorized', 'invalid bearer token (revoked, expired or unknown: managed tokens are listed by `quorate token ls`; file tokens are read from tokens.json and admin.token in the data dir)', {}, {
         'www-authenticate': 'Bearer realm="quorate", error="invalid_token"',
       });
     }

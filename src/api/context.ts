@@ -4,6 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Counter, Histogram, MetricsRegistry } from '../ops/metrics.js';
 import type { Principal, Role, TokenStore } from './auth.js';
+import type { AuthFailureLimiter } from './auth-limit.js';
+import type { SecurityPort } from './ports-security.js';
 import { ApiError, badField } from './errors.js';
 import type { Forwarder } from './forward.js';
 import type { ClusterControl, KvService } from './ports.js';
@@ -61,6 +63,10 @@ export interface App {
   readonly coord: AppCoordination | undefined;
   readonly logger: Logger;
   readonly tokens: TokenStore;
+  /** Managed tokens and the audit log (./ports-security.ts). */
+  readonly security: SecurityPort;
+  /** Failed authentications per client address (./auth-limit.ts). */
+  readonly authLimiter: AuthFailureLimiter;
   readonly forwarder: Forwarder;
   readonly heartbeatMs: number;
   readonly forwardTimeoutMs: number;
@@ -93,6 +99,11 @@ export class RequestContext {
   servedBy: string;
   /** Route template for logs and metrics. */
   route = 'unmatched';
+  /** The audited action of this call (./guard.ts), what it acted on, the error code answered, the parsed JSON body. */
+  auditAction: string | undefined;
+  auditTarget: string | undefined;
+  errorCode: string | undefined;
+  parsedBody: unknown;
   #body: Promise<Buffer> | undefined;
 
   constructor(app: App, req: IncomingMessage, res: ServerResponse) {
@@ -144,7 +155,8 @@ export class RequestContext {
       throw new ApiError('invalid_json', 'request body is not valid UTF-8');
     }
     try {
-      return JSON.parse(text) as unknown;
+      this.parsedBody = JSON.parse(text) as unknown;
+      return this.parsedBody;
     } catch (err) {
       throw new ApiError('invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
     }

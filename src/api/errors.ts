@@ -72,6 +72,10 @@ export const ERROR_STATUS = {
   lock_held: 409,
   not_lock_holder: 409,
   outbox_not_configured: 409,
+  // A token with this name exists (revoke it first); the token bound is reached.
+  token_exists: 409,
+  too_many_tokens: 409,
+  // The cluster feature level is too low for this replicated feature (upgrade every member).
   feature_unavailable: 409,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,
@@ -89,6 +93,8 @@ export const ERROR_STATUS = {
   // Too many uncommitted bytes on the leader: load, not a fault.
   overloaded: 429,
   too_many_watches: 429,
+  // Too many failed authentications from this client address (src/api/auth-limit.ts).
+  too_many_auth_failures: 429,
   // 500: a bug or an unexpected failure; details are logged, never sent.
   internal: 500,
   // 503: not served right now; nothing was applied, retrying (possibly on

@@ -14,6 +14,7 @@ import https from 'node:https';
 import { ApiError } from './errors.js';
 import { HEADER_FORWARDED, HEADER_SERVED_BY } from './context.js';
 import type { RequestContext } from './context.js';
+import { HEADER_FORWARDED_FOR, clientAddress } from './guard.js';
 
 // Error codes that prove the request never left this node.
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ERR_INVALID_URL']);
@@ -50,7 +51,7 @@ export class Forwarder {
     } catch {
       throw new ApiError('no_leader', `the leader's API URL ${JSON.stringify(leaderUrl)} is not usable; check advertiseApiUrl in its config and \`quorate status\``);
     }
-    const headers: Record<string, string> = { [HEADER_FORWARDED]: '1', 'content-length': String(body.length) };
+    const headers: Record<string, string> = { [HEADER_FORWARDED]: '1', 'content-length': String(body.length), [HEADER_FORWARDED_FOR]: clientAddress(ctx) };
     for (const h of REQUEST_HEADERS) {
       const v = ctx.header(h);
       if (v !== undefined) headers[h] = v;

@@ -234,7 +234,7 @@ describe('connection cap', { timeout: 120_000 }, () => {
 describe('start-up failures name the config key', { timeout: 120_000 }, () => {
   const start = async (dir: string, extra: Partial<Parameters<typeof startApiServer>[0]>) => {
     const node = new FakeNode({ nodeName: 'n', dataDir: dir });
-    return startApiServer({ cluster: node, kv: node.kvService, host: '127.0.0.1', port: 0, dataDir: dir, logger: pino({ level: 'silent' }), ...extra });
+    return startApiServer({ cluster: node, kv: node.kvService, security: node.security, host: '127.0.0.1', port: 0, dataDir: dir, logger: pino({ level: 'silent' }), ...extra });
   };
 
   test('an API address in use rejects with ApiStartError naming node.apiAddress', async () => {

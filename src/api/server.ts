@@ -24,6 +24,10 @@ import { handleCors, uiRoute, uiRoutes } from './ui.js';
 import { eventRoutes } from './events.js';
 import { appStaticRoutes, matchApp } from './routes-app.js';
 import type { AppCoordination } from './ports-app.js';
+import { AuthFailureLimiter, DEFAULT_AUTH_LIMIT, type AuthLimitOptions } from './auth-limit.js';
+import { auditAfter, guard } from './guard.js';
+import type { SecurityPort } from './ports-security.js';
+import { auditRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
@@ -32,6 +36,10 @@ export interface ApiServerOptions {
   readonly kv: KvService;
   /** Queues, locks, outbox, application health checks (./ports-app.ts). */
   readonly coord?: AppCoordination;
+  /** Managed tokens and the audit log (src/api/ports-security.ts). */
+  readonly security: SecurityPort;
+  /** Failed authentications per client address; unset fields keep DEFAULT_AUTH_LIMIT. */
+  readonly authLimit?: Partial<AuthLimitOptions>;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -102,7 +110,17 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...uiRoutes,
   ...eventRoutes,
   ...appStaticRoutes,
+  '/v1/tokens': tokensRoutes,
+  '/v1/audit': auditRoutes,
 };
+
+const TOKENS_PREFIX = '/v1/tokens/';
+
+/** Every route and the role it needs (docs/security.md has this table; a test keeps them equal). */
+export function routeTable(): { route: string; method: string; auth: string }[] {
+  const all: Record<string, Readonly<Record<string, Route>>> = { ...STATIC, '/v1/kv/{key}': kvKeyRoutes('k'), '/v1/kv/txn': kvKeyRoutes('txn'), '/v1/tokens/{name}': tokenRoutes('n') };
+  return Object.entries(all).flatMap(([route, methods]) => Object.entries(methods).map(([method, r]) => ({ route, method, auth: r.auth ?? 'none' })));
+}
 
 const KV_PREFIX = '/v1/kv/';
 
@@ -123,6 +141,7 @@ function match(path: string): Match | undefined {
   }
   const ui = uiRoute(path);
   if (ui !== undefined) return { name: '/ui/', methods: { GET: ui } };
+  if (path.startsWith(TOKENS_PREFIX)) return { name: '/v1/tokens/{name}', methods: tokenRoutes(path.slice(TOKENS_PREFIX.length)) };
   return undefined;
 }
 
@@ -142,7 +161,7 @@ async function dispatch(ctx: RequestContext): Promise<void> {
     throw new ApiError('method_not_allowed', `${ctx.method} is not allowed on ${m.name}; allowed: ${allowed(m.methods)}`, {}, { allow: allowed(m.methods) });
   }
   if (ctx.app.closing) throw new ApiError('shutting_down', `${ctx.app.cluster.nodeName} is shutting down; retry on another node`, {}, { connection: 'close' });
-  if (route.auth !== null) ctx.principal = ctx.app.tokens.authorize(ctx.header('authorization'), route.auth);
+  guard(ctx, m.name, route);
   if (route.query !== undefined) ctx.checkQuery(route.query);
   if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name === '/v1/watch')) {
     throw new ApiError('removed', `${ctx.app.cluster.nodeName} was removed from the cluster and serves no data; use another node (\`quorate peers\` on a member lists them)`);
@@ -153,6 +172,7 @@ async function dispatch(ctx: RequestContext): Promise<void> {
 
 function fail(ctx: RequestContext, err: unknown): void {
   const { error, internalCause } = toApiError(err);
+  ctx.errorCode = error.code;
   if (internalCause !== undefined) {
     ctx.app.logger.error({ err: internalCause, method: ctx.method, path: ctx.path }, 'internal error while serving a request');
   }
@@ -198,7 +218,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     kv,
     coord: opts.coord,
     logger,
-    tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000 }),
+    tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000, replicated: (d) => opts.security.verifyToken(d) }),
+    security: opts.security,
+    authLimiter: new AuthFailureLimiter({ ...DEFAULT_AUTH_LIMIT, ...opts.authLimit }, logger),
     forwarder,
     heartbeatMs: opts.watchHeartbeatMs ?? 15_000,
     forwardTimeoutMs: opts.forwardTimeoutMs ?? 30_000,
@@ -210,8 +232,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     durations: registry.histogram('quorate_http_request_duration_seconds', 'HTTP API request latency by route (watch streams: their whole life).', [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], ['route']),
     closing: false,
   };
-  if (app.tokens.size === 0) {
-    logger.warn({ dataDir: opts.dataDir }, 'no API tokens configured (admin.token / tokens.json in the data dir): every authenticated call will get 401; run `quorate init`');
+  if (app.tokens.size === 0 && opts.security.listTokens().length === 0) {
+    logger.warn({ dataDir: opts.dataDir }, 'no API tokens configured (admin.token / tokens.json in the data dir, none replicated): every authenticated call will get 401; run `quorate init`');
   }
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -222,6 +244,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       if (logged) return;
       logged = true;
       logRequest(ctx);
+      auditAfter(ctx);
     };
     res.on('finish', log);
     res.on('close', log);

@@ -107,7 +107,7 @@ describe('watch (server-sent events)', () => {
     writeTokens(dir);
     // A node whose KV keeps only 2 events of history.
     const node = new FakeNode({ nodeName: 'tiny', dataDir: dir, kv: { watchHistoryEvents: 2 } });
-    const srv = await startApiServer({ cluster: node, kv: node.kvService, host: '127.0.0.1', port: 0, dataDir: dir, logger: pino({ level: 'silent' }) });
+    const srv = await startApiServer({ cluster: node, kv: node.kvService, security: node.security, host: '127.0.0.1', port: 0, dataDir: dir, logger: pino({ level: 'silent' }) });
     try {
       const url = `http://127.0.0.1:${srv.port}`;
       for (let i = 0; i < 5; i++) await call(url, 'PUT', `/v1/kv/k${i}`, { body: { value: String(i) } });

@@ -16,6 +16,7 @@ import { initCommand } from './init.js';
 import { kvCommands } from './kv.js';
 import { memberCommands } from './members.js';
 import { modeCommands } from './modes.js';
+import { securityCommands } from './security.js';
 
 // One entry per line, so that features add verbs without touching each other's lines.
 export const COMMANDS: readonly Command[] = [
@@ -29,6 +30,7 @@ export const COMMANDS: readonly Command[] = [
   ...modeCommands,
   ...kvCommands,
   ...backupCommands,
+  ...securityCommands,
 ];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 

@@ -26,6 +26,8 @@ import { kvServiceOf } from './kv-service.js';
 import { checkTarget, failoverSafe, switchover, type ControlContext } from './control.js';
 import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
+import { NodeSecurity } from './security.js';
+import { DEFAULT_AUDIT_MAX } from '../state/index.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
 import { checkTlsAuto, clusterSettingsOf, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
@@ -93,6 +95,8 @@ export class QuorateNode implements ClusterControl {
   readonly appServices: AppServices;
   /** With redis.enabled: the Raft leader mirrored to Redis and cross-checked (src/coord/redis-mirror.ts). */
   readonly #redisMirror: LeaderMirror | undefined;
+  /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
+  readonly security: NodeSecurity;
 
   private constructor(
     config: QuorateConfig,
@@ -203,6 +207,9 @@ export class QuorateNode implements ClusterControl {
         appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover(),
         appHealthy: () => this.appServices.checks.view().healthy },
     });
+    this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
+      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
+      leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.#services = new LeaderServices(this.#leadership, this.#log);
     this.#services.add(this.#historyRecorder);
     this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
@@ -276,6 +283,7 @@ export class QuorateNode implements ClusterControl {
     if (this.#housekeepingTimer) clearInterval(this.#housekeepingTimer);
     await this.appServices.stop();
     this.#services.close();
+    this.security.close();
     await this.#replica.stop();
     await this.#transport.close();
     await this.#redisMirror?.stop();

@@ -37,6 +37,10 @@ export { FAILOVER_MODES, SETTINGS_MACHINE_ID, SettingsMachine, applySetting, dec
 export type { FailoverMode, SettingsCommand, SettingsView } from './settings.js';
 export { RUN_KINDS, SCHEDULER_MACHINE_ID, SCHEDULER_MAX_NAME, SchedulerMachine, decodeSchedulerPayload, encodeSchedulerPayload } from './scheduler-machine.js';
 export type { JobRecord, JobRun, RunKind, SchedulerCommand } from './scheduler-machine.js';
+export { TOKENS_MACHINE_ID, TOKENS_MAX, TOKEN_NAME_RE, TOKEN_ROLES, TokensMachine, decodeTokensPayload, encodeTokensPayload } from './tokens.js';
+export type { StoredToken, TokenRole, TokensCommand } from './tokens.js';
+export { AUDIT_FIELD_MAX, AUDIT_MACHINE_ID, AUDIT_MAX_LIMIT, AuditMachine, DEFAULT_AUDIT_MAX, decodeAuditPayload, encodeAuditPayload } from './audit.js';
+export type { AuditCommand, AuditEntry, AuditRecord } from './audit.js';
 export type { ApplyContext, LegacyKvMachine, MachineRegistryOptions, RegistryState, RestoreCommit, SnapshotWriteFormat, StateMachine } from './machines.js';
 export type {
   Command,

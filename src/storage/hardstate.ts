@@ -54,7 +54,7 @@ export function decodeHardState(b: Buffer, path: string): StoredHardState {
   const size = version === 1 ? V1_BYTES : BYTES;
   if (b.length !== size) throw new CorruptHardStateError(path, `expected ${size} bytes, found ${b.length}`);
   if (b.readUInt32LE(size - 4) !== crc32c(b.subarray(0, size - 4))) throw new CorruptHardStateError(path, `checksum mismatch at byte offset ${size - 4}`);
-  if (version !== VERSION && version !== 1) throw new UnsupportedFormatError(path, `hard state version ${version}, this build reads 1 and ${VERSION}`);
+  if (version !== VERSION && version !== 1) throw new UnsupportedFormatError(path, `hard state version ${version} (byte offset 4), this build reads 1 and ${VERSION}`);
   const term = readU64(b, 8);
   const vote = readU64(b, 16);
   const commit = readU64(b, 24);

@@ -80,7 +80,7 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
   if (buf.readUInt32LE(0) !== SEGMENT_MAGIC) throw new CorruptLogError(path, 0, 'bad segment magic (not a quorate WAL segment)');
   const version = buf.readUInt16LE(4);
   if (version !== SEGMENT_VERSION && version !== SEGMENT_VERSION_LEGACY) {
-    throw new UnsupportedFormatError(path, `WAL segment version ${version}, this build reads ${SEGMENT_VERSION_LEGACY} and ${SEGMENT_VERSION}`);
+    throw new UnsupportedFormatError(path, `WAL segment version ${version} (byte offset 4), this build reads ${SEGMENT_VERSION_LEGACY} and ${SEGMENT_VERSION}`);
   }
   if (buf.readUInt16LE(6) !== 0) throw new CorruptLogError(path, 6, 'reserved header bytes are not zero');
   const headerFirst = readU64(buf, 8);

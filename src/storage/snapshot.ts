@@ -149,7 +149,7 @@ export async function openSnapshotFile(fs: StorageFs, path: string): Promise<Loa
     const version = head.readUInt32LE(4);
     if (version !== 1 && version !== VERSION) {
       await checkCrc(fs, path);
-      throw new UnsupportedFormatError(path, `snapshot version ${version}, this build reads 1 and ${VERSION}`);
+      throw new UnsupportedFormatError(path, `snapshot version ${version} (byte offset 4), this build reads 1 and ${VERSION}`);
     }
     const metaLen = head.readUInt32LE(8);
     if (metaLen > META_BYTES_MAX || 12 + metaLen + 12 > size) return await structural(`meta length ${metaLen} runs past the end of the file`);

@@ -135,6 +135,8 @@ export interface PeerTransportOptions {
   readonly snapshotSpoolDir?: string;
   /** Default 5000. */
   readonly handshakeTimeoutMs?: number;
+  /** Open inbound connections per remote address, counted from accept (before any handshake); more are cut at once. Default 16. */
+  readonly maxConnectionsPerAddress?: number;
   /** Dialers send a ping when idle this long. Default 1000. */
   readonly pingIntervalMs?: number;
   /** An inbound message connection silent this long is closed ('timeout'). Default 10000; 0 disables. */

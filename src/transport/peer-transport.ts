@@ -21,6 +21,7 @@ import type { Channel, Frame, Hello } from './codec.js';
 import { FramedConn } from './connection.js';
 import type { CloseInfo } from './connection.js';
 import { DialerHandshake } from './dialer-handshake.js';
+import { AddressLimit, DEFAULT_MAX_PEER_CONNECTIONS_PER_ADDRESS } from './address-limit.js';
 import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed, TransportConfigError } from './errors.js';
 import {
   acceptorMac, CLUSTER_SECRET_MIN_BYTES, describeRange, dialerMac, judgeHello, macEqual, MIN_COMPATIBLE_VERSION,
@@ -125,6 +126,9 @@ export class PeerTransport {
         this.#log.warn({ event: 'peer_tls_rejected', remote: `${s.remoteAddress}:${s.remotePort}`, code: err.code, err: err.message }, `peer TLS handshake rejected: ${err.message}`);
       });
     }
+    // Before any handshake: at most maxConnectionsPerAddress open connections per remote address (./address-limit.ts).
+    const perAddress = new AddressLimit(this.#o.maxConnectionsPerAddress ?? DEFAULT_MAX_PEER_CONNECTIONS_PER_ADDRESS, this.#log);
+    server.prependListener('connection', (s: Socket) => void perAddress.admit(s));
     this.#server = server;
     this.#pingTimer = setInterval(() => this.#pingIdle(), this.#o.pingIntervalMs ?? 1000);
     this.#pingTimer.unref();
@@ -475,7 +479,7 @@ export class PeerTransport {
   // ---- inbound -----------------------------------------------------------
 
   #accept(socket: Socket): void {
-    if (this.#closing) {
+    if (this.#closing || socket.destroyed) {
       socket.destroy();
       return;
     }

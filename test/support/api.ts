@@ -35,7 +35,7 @@ export async function harness(options: { nodeName?: string; nodeId?: number; lea
   const nodeName = options.nodeName ?? 'node1';
   const node = new FakeNode({ nodeName, nodeId: options.nodeId ?? 1, dataDir: dir, leader: options.leader ?? true });
   const logger = captureLogger();
-  const server = await startApiServer({ cluster: node, kv: node.kvService, host: '127.0.0.1', port: 0, dataDir: dir, logger, ...options.server });
+  const server = await startApiServer({ cluster: node, kv: node.kvService, security: node.security, host: '127.0.0.1', port: 0, dataDir: dir, logger, ...options.server });
   return {
     node,
     server,

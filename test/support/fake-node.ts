@@ -9,6 +9,8 @@ import { parseConfig } from '../../src/config/index.js';
 import type { QuorateConfig } from '../../src/config/index.js';
 import type { ClusterControl, EnrollResult, KvService, NodeStatus, PeerInfo, ProposeOptions, SettingChange } from '../../src/api/ports.js';
 import { NodeError } from '../../src/node/errors.js';
+import { NodeSecurity } from '../../src/node/security.js';
+import pino from 'pino';
 import { MetricsRegistry } from '../../src/ops/metrics.js';
 import { createKvState, encodeCommand } from '../../src/state/index.js';
 import type { ApplyResult, Command, HistoryRecord, HistoryStateMachine, KvStateMachine, KvStateOptions, MachineRegistry } from '../../src/state/index.js';
@@ -30,6 +32,10 @@ export class FakeNode implements ClusterControl {
   readonly machines: MachineRegistry;
   /** The KvService the API is given: reads of `kv`, writes through propose(), barriers through readBarrier(). */
   readonly kvService: KvService;
+  /** The real NodeSecurity over this node's "tokens" and "audit" machines; its proposals apply at once (leader) or go to leaderUrl (follower). */
+  readonly security: NodeSecurity;
+  /** The cluster secret that signs audit entries sent to the leader (equal on every FakeNode). */
+  static readonly CLUSTER_SECRET = new Uint8Array(32).fill(7);
   readonly metrics = new MetricsRegistry();
   readonly #proposals = this.metrics.counter('quorate_proposals_total', 'Proposals applied by the fake node.', ['type']);
 
@@ -75,6 +81,15 @@ export class FakeNode implements ClusterControl {
       readBarrier: () => this.readBarrier(),
     };
     this.leader = options.leader ?? true;
+    this.security = new NodeSecurity({
+      log: pino({ level: 'silent' }), nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: FakeNode.CLUSTER_SECRET, auditMax: 1000,
+      isLeader: () => this.leader, notLeader: () => this.#notLeader(), featureLevel: () => 2, appliedIndex: () => machines.appliedIndex,
+      leaderApiUrl: () => this.leaderApiUrl(),
+      propose: async (entry) => {
+        if (!this.leader) throw this.#notLeader();
+        return this.machines.apply(++this.#index, entry) ?? { revision: this.kv.revision };
+      },
+    });
   }
 
   isLeader(): boolean {

@@ -1,0 +1,69 @@
+// What the API needs from a node for managed tokens and the audit log (SPEC
+// §4 `/v1/tokens`, `/v1/audit`): a separate port beside ClusterControl and
+// KvService. The node implements it over its replicated "tokens" and "audit"
+// machines (src/node/security.ts).
+import type { Role } from './auth.js';
+
+export interface TokenInfo {
+  readonly name: string;
+  readonly role: Role;
+  /** ISO times. */
+  readonly createdAt: string;
+  readonly expiresAt: string | null;
+  readonly createdBy: string;
+  readonly expired: boolean;
+}
+
+export interface CreatedToken {
+  /** The bearer token, in full: shown once, never stored. */
+  readonly token: string;
+  readonly info: TokenInfo;
+}
+
+/** One audited action; `actor` is the token's name, `address` the client's. */
+export interface AuditInput {
+  readonly actor: string;
+  readonly action: string;
+  readonly target?: string | undefined;
+  readonly address: string;
+  /** HTTP status answered; 0 for actions not made over HTTP. */
+  readonly status: number;
+  /** `ok` or the error code. */
+  readonly result: string;
+  readonly detail?: string | undefined;
+}
+
+export interface AuditView {
+  readonly seq: number;
+  readonly index: number;
+  readonly at: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string | null;
+  readonly address: string;
+  readonly node: string;
+  readonly status: number;
+  readonly result: string;
+  readonly detail: string | null;
+}
+
+export interface SecurityPort {
+  /** The replicated token whose SHA-256 this is, unless expired or unknown. */
+  verifyToken(sha256: Buffer): { readonly name: string; readonly role: Role } | undefined;
+  /** The replicated tokens (never their secrets). */
+  listTokens(): readonly TokenInfo[];
+  /** Leader only (not_leader otherwise): creates a token and waits until it applied. */
+  createToken(req: { readonly name: string; readonly role: Role; readonly ttlMs: number | undefined; readonly createdBy: string }): Promise<CreatedToken>;
+  /** Leader only: revokes by name; false when there is no such token. */
+  revokeToken(name: string): Promise<boolean>;
+  /**
+   * Records one audit entry, in the background: proposed on the leader, or
+   * sent to it (authenticated with the cluster secret) from another node.
+   * Never throws; a failure to record is logged.
+   */
+  recordAudit(entry: AuditInput): void;
+  /** The newest `limit` audit records of this node's applied state, oldest first. */
+  audit(limit: number | undefined): { readonly records: readonly AuditView[]; readonly seq: number; readonly appliedIndex: number };
+  /** An audit entry another node sent here: checks its signature (cluster secret) and records it. False: bad signature. */
+  acceptForwardedAudit(body: Buffer, signature: string): boolean;
+}
