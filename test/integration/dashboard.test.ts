@@ -61,6 +61,14 @@ describe('dashboard in chromium', () => {
     assert.equal(await page.locator(`article.card.leader[data-node=${c.nodes[leader]!.name}]`).count(), 1);
     await shot(page, 'dashboard-topology');
 
+    // Operations: a backup from the page, then the audit log shows it.
+    await page.locator('[data-action=backup]').click();
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await waitFor('the backup is reported done', async () => ((await page.locator('[data-testid=outcome]').textContent().catch(() => '')) ?? '').startsWith('Back up now: done'), 30_000);
+    await waitFor('the audit log lists the backup', async () => ((await page.locator('#au-h + table, section[aria-labelledby=au-h]').textContent().catch(() => '')) ?? '').includes('backup'), 20_000);
+    await page.locator('section[aria-labelledby=bk-h] td').first().waitFor();
+    await shot(page, 'dashboard-operations');
+
     // kill -9 of the leader: the new one appears without a reload.
     const t0 = Date.now();
     c.kill(leader);

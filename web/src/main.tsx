@@ -7,6 +7,7 @@ import { ApiFailure, Connection, session, type HistoryRecord, type Views, type W
 import { CardActions, Confirm, preparePause, type Outcome, type Pending } from './actions';
 import { leaderView } from './model';
 import { Banners, Headline, Replication, Timeline, Topology } from './views';
+import { Audit, Backups, HealthChecks } from './ops';
 
 const conn = new Connection();
 /** Fallback refresh: events from the serving node (GET /v1/events) trigger refreshes sooner. */
@@ -147,6 +148,9 @@ function App() {
         <Topology views={list} now={now} {...(admin ? { actions: (v, l) => <CardActions conn={conn} view={v} lead={l} prepare={prepare} /> } : {})} />
         <Replication views={list} now={now} />
         <Timeline records={history} />
+        <HealthChecks conn={conn} />
+        {admin ? <Backups conn={conn} prepare={prepare} refreshKey={outcome} /> : null}
+        {admin ? <Audit conn={conn} refreshKey={outcome} /> : null}
         <KvBrowser />
       </main>
       {pending ? <Confirm pending={pending} onCancel={() => setPending(null)} onDone={(o) => { setPending(null); setOutcome(o); }} /> : null}
