@@ -15,8 +15,9 @@ import { ApiError, toApiError } from './errors.js';
 import { Forwarder } from './forward.js';
 import { clusterRoutes } from './routes-cluster.js';
 import { healthRoutes } from './routes-health.js';
-import type { ClusterControl, KvService } from './ports.js';
+import type { ClusterControl, KvService, SqlService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
+import { sqlRoutes } from './routes-sql.js';
 import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
 
@@ -25,6 +26,8 @@ export interface ApiServerOptions {
   readonly cluster: ClusterControl;
   /** The replicated KV (src/api/ports.ts). */
   readonly kv: KvService;
+  /** Replicated SQL (src/api/ports.ts); without it /v1/db answers 404. */
+  readonly sql?: SqlService;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -90,6 +93,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...healthRoutes,
   ...clusterRoutes,
   '/v1/kv': kvListRoutes,
+  ...sqlRoutes,
   '/v1/watch': watchRoutes,
 };
 
@@ -128,7 +132,7 @@ async function dispatch(ctx: RequestContext): Promise<void> {
   if (ctx.app.closing) throw new ApiError('shutting_down', `${ctx.app.cluster.nodeName} is shutting down; retry on another node`, {}, { connection: 'close' });
   if (route.auth !== null) ctx.principal = ctx.app.tokens.authorize(ctx.header('authorization'), route.auth);
   if (route.query !== undefined) ctx.checkQuery(route.query);
-  if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name === '/v1/watch')) {
+  if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name.startsWith('/v1/db') || m.name === '/v1/watch')) {
     throw new ApiError('removed', `${ctx.app.cluster.nodeName} was removed from the cluster and serves no data; use another node (\`quorate peers\` on a member lists them)`);
   }
   const key = m.rawKey !== undefined ? decodeKey(m.rawKey) : undefined;
@@ -180,6 +184,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const app: App = {
     cluster,
     kv,
+    ...(opts.sql !== undefined ? { sql: opts.sql } : {}),
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000 }),
     forwarder,

@@ -13,8 +13,9 @@ import { initCommand } from './init.js';
 import { kvCommands } from './kv.js';
 import { memberCommands } from './members.js';
 import { modeCommands } from './modes.js';
+import { sqlCommands } from './sql.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...memberCommands, ...modeCommands, ...kvCommands];
+export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...memberCommands, ...modeCommands, ...kvCommands, ...sqlCommands];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 
 function flagLines(flags: readonly FlagSpec[]): string {

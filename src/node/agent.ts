@@ -45,6 +45,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     server = await startApiServer({
       cluster: node,
       kv: node.kvService,
+      sql: node.sqlService,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,
