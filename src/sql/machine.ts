@@ -104,7 +104,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     this.limits = { ...SQL_LIMITS, ...o.limits };
   }
 
-  /** Starts the apply worker (which removes any previous file and opens an empty database) and the read pool. */
+  /** Starts the apply worker (which removes any previous file and opens an empty database; not waited for) and the read pool (workers start on first use). */
   static async open(o: SqlMachineOptions): Promise<SqlStateMachine> {
     await mkdir(o.dir, { recursive: true });
     const m = new SqlStateMachine(o);
@@ -118,21 +118,16 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     for (const f of await readdir(this.#o.dir)) if (f.endsWith('.tmp')) await rm(join(this.#o.dir, f), { force: true });
     const w = new Worker(APPLY_WORKER_URL, { workerData: { file: this.#file, limits: this.limits } });
     this.#worker = w;
-    await new Promise<void>((resolve, reject) => {
-      const onMessage = (m: FromApplyWorker): void => {
-        if (m.t === 'ready') {
-          w.off('message', onMessage);
-          w.on('message', (x: FromApplyWorker) => this.#onMessage(x));
-          resolve();
-        } else if (m.t === 'fatal') reject(new Error(`the SQL apply worker could not start: ${m.message}`));
-      };
-      w.on('message', onMessage);
-      w.once('error', reject);
-    });
+    // Not waited for: commands posted before the worker has loaded wait in its queue (a
+    // node's start does not pay for loading SQLite); a failure to open comes as 'fatal'.
+    w.on('message', (x: FromApplyWorker) => this.#onMessage(x));
     w.on('error', (e) => this.#die(new Error(`the SQL apply worker failed: ${e.message}`, { cause: e })));
     w.on('exit', (code) => {
       if (!this.#closing) this.#die(new Error(`the SQL apply worker exited (code ${code})`));
     });
+    // The node's servers and timers keep the process alive; the idle worker alone must not
+    // (a node whose start fails after this point exits as before). After the listeners: adding one refs it again.
+    w.unref();
     this.#pool = new SqlReadPool({ file: this.#file, size: this.#o.readers ?? 2, timeoutMs: this.limits.queryTimeoutMs, maxRows: this.limits.queryRows, maxBytes: this.limits.queryBytes, logger: this.#o.logger });
   }
 
@@ -147,6 +142,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     }
     const p = this.#pending.get(m.seq);
     this.#pending.delete(m.seq);
+    if (this.#pending.size === 0) this.#worker.unref();
     this.#doneSeq = m.seq;
     p?.resolve(m);
     while (this.#barriers.length > 0 && this.#barriers[0]!.seq <= this.#doneSeq) this.#barriers.shift()!.resolve();
@@ -165,6 +161,8 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     if (this.#fatal) return Promise.reject(this.#fatal);
     const seq = ++this.#seq;
     return new Promise<Done>((resolve, reject) => {
+      // Referenced while it owes an answer (so a process waiting only for it stays up).
+      if (this.#pending.size === 0) this.#worker.ref();
       this.#pending.set(seq, { resolve, reject });
       this.#worker.postMessage({ ...m, seq });
     });

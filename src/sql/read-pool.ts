@@ -96,7 +96,23 @@ export class SqlReadPool {
     });
   }
 
+  /** Idle workers do not keep the process alive; a query waiting or running does. */
+  #keepAlive: NodeJS.Timeout | undefined;
+  #updateRef(): void {
+    const busy = this.#queue.length > 0 || this.#slots.some((s) => s.job !== undefined);
+    if (busy && this.#keepAlive === undefined) this.#keepAlive = setInterval(() => undefined, 60_000);
+    else if (!busy && this.#keepAlive !== undefined) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
+  }
+
   #pump(): void {
+    this.#pumpSlots();
+    this.#updateRef();
+  }
+
+  #pumpSlots(): void {
     for (const slot of this.#slots) {
       if (this.#queue.length === 0) return;
       if (slot.job !== undefined || !slot.ready) continue;
@@ -150,6 +166,8 @@ export class SqlReadPool {
 
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
     for (const j of this.#queue.splice(0)) j.reject(new SqlError('sql_unavailable', 'the node is stopping; retry on another node'));
     await Promise.all(this.#slots.map(async (s) => {
       if (s.job) {
