@@ -8,8 +8,8 @@ import type { AuthFailureLimiter } from './auth-limit.js';
 import type { SecurityPort } from './ports-security.js';
 import { ApiError, badField } from './errors.js';
 import type { Forwarder } from './forward.js';
-import type { ClusterControl, KvService } from './ports.js';
 import type { AppCoordination } from './ports-app.js';
+import type { ClusterControl, KvService, SqlService } from './ports.js';
 
 /** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -61,6 +61,8 @@ export interface App {
   readonly kv: KvService;
   /** Queues, locks, outbox, application health checks (./ports-app.ts); undefined on a server without them. */
   readonly coord: AppCoordination | undefined;
+  /** Replicated SQL (/v1/db); absent on servers built without it (API tests with a fake node). */
+  readonly sql?: SqlService;
   readonly logger: Logger;
   readonly tokens: TokenStore;
   /** Managed tokens and the audit log (./ports-security.ts). */

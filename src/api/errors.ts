@@ -77,6 +77,11 @@ export const ERROR_STATUS = {
   too_many_tokens: 409,
   // The cluster feature level is too low for this replicated feature (upgrade every member).
   feature_unavailable: 409,
+  // Replicated SQL (/v1/db): a statement refused before anything ran (non-deterministic,
+  // reaching outside the database, a write in a query), or a statement SQLite failed
+  // deterministically (syntax, constraint: with a transaction nothing was kept). `statement` names it.
+  sql_refused: 400,
+  sql_error: 400,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,
   // 410: history no longer reaches back that far.
@@ -87,8 +92,14 @@ export const ERROR_STATUS = {
   value_too_large: 413,
   // The encoded entry exceeds the Raft core's maxEntryBytes.
   entry_too_large: 413,
+  // SQL limits (docs/api.md "Replicated SQL"); `limit` names the one exceeded.
+  sql_statement_too_large: 413,
+  sql_too_many_statements: 413,
+  sql_result_too_large: 413,
   // 422: well-formed but refused: the Idempotency-Key was used for a different request.
   idempotency_key_reused: 422,
+  // A query ran past the time limit; its read worker was killed. Not retried (it would run as long again).
+  sql_query_timeout: 422,
   // 429: back off (with Retry-After) and retry on the same node.
   // Too many uncommitted bytes on the leader: load, not a fault.
   overloaded: 429,
@@ -110,6 +121,8 @@ export const ERROR_STATUS = {
   // the request elsewhere, so 503 (retry another node) and not 500 (a bug);
   // the message names the failure for the operator.
   storage_failed: 503,
+  // Replicated SQL is not served yet: a member runs the previous release (cluster feature level below 2).
+  sql_unavailable: 503,
   // The entry was overwritten by a new leader and will never apply.
   proposal_dropped: 503,
   // A leadership transfer is under way; writes resume within an election timeout.
@@ -183,6 +196,11 @@ const SAFE_EXTRA = [
   'bytes',
   'limitBytes',
   'requiredRole',
+  // Replicated SQL: the statement (0-based) that failed or was refused, SQLite's result code, statements kept, the limit exceeded.
+  'statement',
+  'sqliteCode',
+  'applied',
+  'limit',
 ] as const;
 
 function safeExtra(src: unknown, into: Record<string, ExtraValue>): void {

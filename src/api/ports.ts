@@ -255,3 +255,40 @@ export interface KvService extends KvReader {
   /** Linearizable read barrier: resolves once this node's copy reflects every write acknowledged before the call. */
   readBarrier(timeoutMs?: number): Promise<void>;
 }
+
+/** An SQL parameter or value of a statement (blobs as bytes). */
+export type SqlParamValue = null | number | string | Uint8Array;
+
+export interface SqlExecuteRequest {
+  readonly statements: readonly { readonly sql: string; readonly params: readonly SqlParamValue[] }[];
+  /** true: all statements or none; false: each on its own, stopping at the first that fails. */
+  readonly transaction: boolean;
+}
+
+/** The limits the SQL service enforces (named in its errors; docs/api.md). */
+export interface SqlServiceLimits {
+  readonly statementBytes: number;
+  readonly statementsPerRequest: number;
+  readonly paramsPerStatement: number;
+  readonly queryRows: number;
+  readonly queryBytes: number;
+  readonly queryTimeoutMs: number;
+}
+
+/**
+ * Replicated SQL (src/node/sql-service.ts, src/sql). `execute` runs on the
+ * leader and throws not_leader elsewhere (the API forwards); `query` reads
+ * this node's copy as of now (after `readBarrier` for a linearizable read).
+ * Errors carry codes sql_refused, sql_error, sql_result_too_large,
+ * sql_query_timeout, sql_unavailable, overloaded, and the node's codes.
+ */
+export interface SqlService {
+  readonly limits: SqlServiceLimits;
+  /** Resolves with the applied result: `{sql: [...]}` (with `failed` when a statement failed deterministically) or an idempotency/invalid-command error result. */
+  execute(req: SqlExecuteRequest, options?: ProposeOptions): Promise<ApplyResult>;
+  query(sql: string, params: readonly SqlParamValue[]): Promise<{ columns: string[]; rows: unknown[][] }>;
+  /** Linearizable: resolves once this node's database reflects every write acknowledged before the call. */
+  readBarrier(timeoutMs?: number): Promise<void>;
+  /** Content checksum of the database at the applied index it names. */
+  checksum(): Promise<{ appliedIndex: number; checksum: string }>;
+}

@@ -410,6 +410,9 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
         // appliedIndex, revision and checksum are read in one tick, so they describe the same state.
         const body: Record<string, unknown> = { nodeName: ctx.app.cluster.nodeName, appliedIndex: kv.appliedIndex, revision: kv.revision };
         if (withChecksum) body['checksum'] = kv.checksum();
+        // Replicated SQL: its content checksum, asked in the same tick (so at the same appliedIndex), computed off the loop.
+        const sql = withChecksum ? ctx.app.sql?.checksum() : undefined;
+        if (sql !== undefined) body['sqlChecksum'] = (await sql).checksum;
         ctx.json(200, body);
       },
     },

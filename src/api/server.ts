@@ -16,8 +16,9 @@ import { Forwarder } from './forward.js';
 import { backupRoutes } from './routes-backup.js';
 import { clusterRoutes } from './routes-cluster.js';
 import { healthRoutes } from './routes-health.js';
-import type { ClusterControl, KvService } from './ports.js';
+import type { ClusterControl, KvService, SqlService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
+import { sqlRoutes } from './routes-sql.js';
 import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
 import { handleCors, uiRoute, uiRoutes } from './ui.js';
@@ -40,6 +41,8 @@ export interface ApiServerOptions {
   readonly security: SecurityPort;
   /** Failed authentications per client address; unset fields keep DEFAULT_AUTH_LIMIT. */
   readonly authLimit?: Partial<AuthLimitOptions>;
+  /** Replicated SQL (src/api/ports.ts); without it /v1/db answers 404. */
+  readonly sql?: SqlService;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -106,6 +109,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...clusterRoutes,
   ...backupRoutes,
   '/v1/kv': kvListRoutes,
+  ...sqlRoutes,
   '/v1/watch': watchRoutes,
   ...uiRoutes,
   ...eventRoutes,
@@ -163,7 +167,7 @@ async function dispatch(ctx: RequestContext): Promise<void> {
   if (ctx.app.closing) throw new ApiError('shutting_down', `${ctx.app.cluster.nodeName} is shutting down; retry on another node`, {}, { connection: 'close' });
   guard(ctx, m.name, route);
   if (route.query !== undefined) ctx.checkQuery(route.query);
-  if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name === '/v1/watch')) {
+  if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name.startsWith('/v1/db') || m.name === '/v1/watch')) {
     throw new ApiError('removed', `${ctx.app.cluster.nodeName} was removed from the cluster and serves no data; use another node (\`quorate peers\` on a member lists them)`);
   }
   const key = m.rawKey !== undefined ? decodeKey(m.rawKey) : undefined;
@@ -217,6 +221,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     cluster,
     kv,
     coord: opts.coord,
+    ...(opts.sql !== undefined ? { sql: opts.sql } : {}),
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000, replicated: (d) => opts.security.verifyToken(d) }),
     security: opts.security,

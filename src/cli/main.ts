@@ -31,7 +31,10 @@ export const COMMANDS: readonly Command[] = [
   ...kvCommands,
   ...backupCommands,
   ...securityCommands,
+  ...sqlCommands,
 ];
+import { sqlCommands } from './sql.js';
+
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 
 function flagLines(flags: readonly FlagSpec[]): string {

@@ -47,6 +47,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       kv: node.kvService,
       coord: node.appServices,
       security: node.security,
+      sql: node.sqlService,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,

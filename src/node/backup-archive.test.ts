@@ -9,14 +9,14 @@ import { encodeCommand, encodeEnvelope, encodeSchedulerPayload, encodeSettingsPa
 import { ARCHIVE_TRAILER_BYTES, ArchiveError, archiveChunks, checkArchive, readManifest, type ManifestBase } from './backup-archive.js';
 import { verifyBackup } from './backup-restore.js';
 import { Backups, type CapturedState } from './backups.js';
-import { createNodeState } from './node-state.js';
+import { createNodeState, type NodeState } from './node-state.js';
 
 const root = mkdtempSync(join(tmpdir(), 'quorate-backup-unit-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 /** A node state with KV keys (some with idempotency keys), a setting and a scheduler claim: several machines, several frames. */
-function stateWith(keys: number): ReturnType<typeof createNodeState> {
-  const s = createNodeState({ dataDir: root });
+async function stateWith(keys: number): Promise<NodeState> {
+  const s = await createNodeState({ dataDir: root, logger: pino({ level: 'silent' }), onFatal: (e) => { throw e; } });
   let i = 0;
   for (let k = 0; k < keys; k++) {
     s.registry.apply(++i, encodeCommand({ at: 1000 + i, ...(k % 7 === 0 ? { idempotencyKey: `ik-${k}` } : {}), command: { type: 'put', key: `key/${k}`, value: `value-${k}-${'x'.repeat(k % 300)}` } }));
@@ -27,13 +27,13 @@ function stateWith(keys: number): ReturnType<typeof createNodeState> {
   return s;
 }
 
-function captured(s: ReturnType<typeof createNodeState>): CapturedState {
+function captured(s: NodeState): CapturedState {
   return { index: s.registry.appliedIndex, term: 3, membership: { members: [{ id: 1, role: 'voter' }], removed: [] }, chunks: s.registry.snapshot('composite') };
 }
 
 const BASE: Omit<ManifestBase, 'index' | 'term' | 'membership'> = { clusterId: 'unit', takenBy: 'n1', takenAt: '2026-01-01T00:00:00.000Z', quorateVersion: '0.1.0', kind: 'manual' };
 
-async function writeArchive(path: string, s: ReturnType<typeof createNodeState>): Promise<void> {
+async function writeArchive(path: string, s: NodeState): Promise<void> {
   const c = captured(s);
   const fh = await open(path, 'w');
   for await (const chunk of archiveChunks(c.chunks, { ...BASE, index: c.index, term: c.term, membership: c.membership })) await fh.write(chunk);
@@ -42,7 +42,7 @@ async function writeArchive(path: string, s: ReturnType<typeof createNodeState>)
 
 describe('backup archive', () => {
   it('holds every machine as a part whose SHA-256 is the machine checksum; verify restores it and gives the same parts', async () => {
-    const s = stateWith(3000);
+    const s = await stateWith(3000);
     const path = join(root, 'a.qbak');
     await writeArchive(path, s);
     const { manifest } = await readManifest(path);
@@ -58,7 +58,7 @@ describe('backup archive', () => {
   });
 
   it('verify catches a single changed byte anywhere: header, state, manifest, trailer', async () => {
-    const s = stateWith(500);
+    const s = await stateWith(500);
     const good = join(root, 'good.qbak');
     await writeArchive(good, s);
     const bytes = readFileSync(good);
@@ -84,7 +84,7 @@ describe('backup archive', () => {
 
 describe('backups in a dir', () => {
   const log = pino({ level: 'silent' });
-  function backups(dir: string, s: ReturnType<typeof createNodeState>, now: () => number): Backups {
+  function backups(dir: string, s: NodeState, now: () => number): Backups {
     return new Backups({
       log, clusterId: 'unit/1', nodeName: 'n1', version: '0.1.0', dir, retentionDays: 7,
       capture: async () => captured(s), barrier: async () => undefined, isLeader: () => true, notLeader: () => new Error('not leader'), now,
@@ -93,7 +93,7 @@ describe('backups in a dir', () => {
 
   it('writes one archive per run (no temp file left), lists newest first, and retention deletes those older than retentionDays but never the newest', async () => {
     const dir = join(root, 'dir');
-    const s = stateWith(50);
+    const s = await stateWith(50);
     let now = Date.parse('2026-01-01T02:00:00Z');
     const b = backups(dir, s, () => now);
     const first = await b.writeToDir('scheduled', { slot: new Date(now).toISOString(), fencingTerm: 3 });
@@ -115,7 +115,7 @@ describe('backups in a dir', () => {
 
   it('a scheduled run aborted by the loss of leadership leaves nothing behind', async () => {
     const dir = join(root, 'aborted');
-    const s = stateWith(2000);
+    const s = await stateWith(2000);
     const b = backups(dir, s, () => Date.now());
     const ac = new AbortController();
     ac.abort();

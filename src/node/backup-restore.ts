@@ -20,6 +20,7 @@ import type { QuorateConfig } from '../config/index.js';
 import { WalStorage } from '../storage/index.js';
 import { ArchiveError, PartHasher, checkArchive, compareParts, stateChunks, type BackupManifest } from './backup-archive.js';
 import { loadOrCreateBootstrap, selfId } from './members.js';
+import pino from 'pino';
 import { createNodeState } from './node-state.js';
 
 export type Progress = (phase: string, bytes: number, total: number) => void;
@@ -36,18 +37,24 @@ export async function verifyBackup(path: string, scratchParent: string, progress
   const { manifest, fileBytes } = await checkArchive(path, (n, t) => progress?.('read', n, t));
   const scratch = await mkdtemp(join(scratchParent, 'quorate-verify-'));
   try {
-    const state = createNodeState({ dataDir: scratch });
-    await state.registry.restore(stateChunks(path, manifest, (n) => progress?.('restore', n, manifest.state.bytes)));
-    const hasher = new PartHasher();
-    for await (const c of state.registry.snapshot('composite')) {
-      hasher.update(c);
-      progress?.('compare', hasher.bytes, manifest.state.bytes);
+    let fatal: Error | undefined;
+    const state = await createNodeState({ dataDir: scratch, logger: pino({ level: 'silent' }), onFatal: (e) => { fatal ??= e; } });
+    try {
+      await state.registry.restore(stateChunks(path, manifest, (n) => progress?.('restore', n, manifest.state.bytes)));
+      const hasher = new PartHasher();
+      for await (const c of state.registry.snapshot('composite')) {
+        hasher.update(c);
+        progress?.('compare', hasher.bytes, manifest.state.bytes);
+      }
+      const diff = compareParts(manifest, hasher.finish());
+      if (diff !== undefined) throw new ArchiveError(manifest.state.offset, 'state', `the restored state differs from the manifest: ${diff}`);
+      const checksums: Record<string, string> = {};
+      for (const p of manifest.parts) if (p.name !== 'registry') checksums[p.name] = (await state.registry.machine(p.name)?.checksum()) ?? '';
+      if (fatal !== undefined) throw fatal;
+      return { manifest, fileBytes, checksums };
+    } finally {
+      await state.sql.close();
     }
-    const diff = compareParts(manifest, hasher.finish());
-    if (diff !== undefined) throw new ArchiveError(manifest.state.offset, 'state', `the restored state differs from the manifest: ${diff}`);
-    const checksums: Record<string, string> = {};
-    for (const p of manifest.parts) if (p.name !== 'registry') checksums[p.name] = state.registry.machine(p.name)?.checksum() ?? '';
-    return { manifest, fileBytes, checksums };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

@@ -3,7 +3,11 @@
 // (`quorate backup verify` restores an archive into a scratch copy of it), so
 // a machine registered here is in every backup, verified and restored
 // without further code. A machine whose state lives in files keeps them
-// under `dataDir` (the node's data dir, or verify's scratch dir).
+// under `dataDir` (the node's data dir, or verify's scratch dir): the SQL
+// machine's database is `<dataDir>/sql/`, applied on its own worker thread.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { SqlStateMachine } from '../sql/machine.js';
 import { createKvState, type KvState } from '../state/index.js';
 
 export interface NodeStateOptions {
@@ -11,8 +15,19 @@ export interface NodeStateOptions {
   readonly dataDir: string;
   /** The newest entry format applied (QUORATE_TEST_FEATURE_LEVEL=1 runs as the previous release). */
   readonly maxFormatVersion?: number;
+  readonly logger: Logger;
+  /** A non-deterministic failure of a machine's own storage (SQLite I/O error, disk full): the node must stop. */
+  readonly onFatal: (e: Error) => void;
 }
 
-export function createNodeState(o: NodeStateOptions): KvState {
-  return createKvState(o.maxFormatVersion !== undefined ? { maxFormatVersion: o.maxFormatVersion } : {});
+export interface NodeState extends KvState {
+  /** The "sql" machine (src/sql): its worker threads and processes stop with close(). */
+  readonly sql: SqlStateMachine;
+}
+
+export async function createNodeState(o: NodeStateOptions): Promise<NodeState> {
+  const state = createKvState(o.maxFormatVersion !== undefined ? { maxFormatVersion: o.maxFormatVersion } : {});
+  const sql = await SqlStateMachine.open({ dir: join(o.dataDir, 'sql'), logger: o.logger.child({ component: 'sql' }), onFatal: o.onFatal });
+  state.registry.register(sql);
+  return { ...state, sql };
 }

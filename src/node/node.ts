@@ -13,11 +13,14 @@ import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { WalStorage } from '../storage/index.js';
-import { type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
+import { encodeEnvelope, type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader, type NodeError } from './errors.js';
 import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
+import { sqlServiceOf } from './sql-service.js';
+import type { SqlStateMachine } from '../sql/machine.js';
+import type { SqlService } from '../api/ports.js';
 import { EntryEncoder, FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
 import { bootstrapAddresses, bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
@@ -62,6 +65,9 @@ export class QuorateNode implements ClusterControl {
   readonly machines: MachineRegistry;
   /** The replicated KV as the HTTP API's KvService (./kv-service.ts). */
   readonly kvService: KvService = kvServiceOf(this);
+  /** Replicated SQL (the "sql" machine, src/sql) and its API service (./sql-service.ts); set by start(). */
+  sql!: SqlStateMachine;
+  sqlService!: SqlService;
   readonly #log: Logger;
   readonly #storage: WalStorage;
   readonly #replica: Replica;
@@ -250,7 +256,10 @@ export class QuorateNode implements ClusterControl {
     if (featureLevel !== FEATURE_LEVEL) logger.warn({ node: config.node.nodeName, event: 'test_feature_level', featureLevel }, `QUORATE_TEST_FEATURE_LEVEL: running as feature level ${featureLevel} (tests only)`);
     // The entry and snapshot formats read are the feature level's: a level-1 node stops on a format-2 entry and
     // refuses a composite snapshot, as an old build would. Snapshots are written by the cluster level (set below).
-    const replicated = createNodeState({ dataDir, maxFormatVersion: featureLevel });
+    // SQLite runs on worker threads; a non-deterministic failure there stops the node (set once it is built).
+    let sqlFatal: (e: Error) => void = (e) => logger.fatal({ event: 'sql_failed', err: e.message }, e.message);
+    const replicated = await createNodeState({ dataDir, maxFormatVersion: featureLevel, logger: logger.child({ node: config.node.nodeName }), onFatal: (e) => sqlFatal(e) });
+    const sql = replicated.sql;
     const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks) });
     for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     const lastSnapshot = state.snapshot;
@@ -262,6 +271,9 @@ export class QuorateNode implements ClusterControl {
     // Snapshots in the composite format only once every member reads it (cluster feature level >= 2).
     replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
     if (opts.onFatal) node.#onFatal = opts.onFatal;
+    node.sql = sql;
+    node.sqlService = sqlServiceOf(node, sql);
+    sqlFatal = (e) => node.#replica.die(e);
     node.#modes.scan(raw, state.entries);
     await node.#transport.listen();
     node.#replica.start();
@@ -288,6 +300,7 @@ export class QuorateNode implements ClusterControl {
     await this.#transport.close();
     await this.#redisMirror?.stop();
     await this.#storage.close();
+    await this.sql.close();
     this.#log.info({ event: 'node_stopped' }, 'node stopped cleanly');
   }
 
@@ -323,6 +336,12 @@ export class QuorateNode implements ClusterControl {
 
   propose(command: Command, options: ProposeOptions = {}): Promise<ApplyResult> {
     const data = this.#entries.encodeKv(command, Date.now(), options.idempotencyKey, this.featureLevel());
+    return this.#replica.propose(data, options.timeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS);
+  }
+
+  /** A format-2 entry for `machine` (callers check the cluster feature level: ./sql-service.ts). */
+  proposeEnvelope(machine: string, payload: Uint8Array, options: ProposeOptions = {}): Promise<ApplyResult> {
+    const data = encodeEnvelope({ machine, at: Date.now(), ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}), payload });
     return this.#replica.propose(data, options.timeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS);
   }
 

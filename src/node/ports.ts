@@ -53,8 +53,14 @@ export interface PeerNetwork {
 export interface StateMachine {
   /** The last entry applied, membership entries included. */
   readonly appliedIndex: number;
-  /** A committed normal entry (either envelope format); undefined for an empty entry (a new leader's no-op). */
-  apply(index: number, data: Uint8Array): ApplyResult | undefined;
+  /**
+   * A committed normal entry (either envelope format); undefined for an empty
+   * entry (a new leader's no-op). The applied index moves at the call. A
+   * machine that applies off the loop (SQL) answers with a Promise: the
+   * command was handed over in log order; the promise settles with its
+   * result, or rejects for a non-deterministic failure (the replica then stops).
+   */
+  apply(index: number, data: Uint8Array): ApplyResult | Promise<ApplyResult> | undefined;
   /** A committed entry no state machine sees (a membership entry): only the applied index moves. */
   markApplied(index: number): void;
   /**

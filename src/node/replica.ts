@@ -311,13 +311,15 @@ export class Replica {
   }
 
   #apply(e: Entry): void {
-    let result: ApplyResult | undefined;
+    let result: ApplyResult | Promise<ApplyResult> | undefined;
     if (e.type === 'conf') {
       this.#hooks.onConfApplied(e.index, decodeConfEntry(e.data));
       // Membership entries hold nothing for any state machine: only the applied index moves.
       this.#sm.markApplied(e.index);
     } else {
       result = this.#sm.apply(e.index, e.data);
+      // Applied off the loop: a rejection is a non-deterministic failure (I/O, disk full): stop.
+      if (result instanceof Promise) result.catch((err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))));
     }
     this.#waiters.applied(e, result);
   }

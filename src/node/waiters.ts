@@ -73,12 +73,22 @@ export class Waiters {
   }
 
   /** Entry `e` was applied (`result`: the state machine's, none for a membership entry): settle its proposal, if any. */
-  applied(e: Entry, result: ApplyResult | undefined): void {
+  applied(e: Entry, result: ApplyResult | Promise<ApplyResult> | undefined): void {
     const w = this.#proposals.get(e.index);
     if (w) {
       this.#proposals.delete(e.index);
       w.cancel();
-      if (w.term === e.term && result) {
+      if (w.term === e.term && result instanceof Promise) {
+        // Applied off the loop (SQL): the entry is committed; its result settles when the machine answers.
+        result.then(
+          (r) => {
+            this.#metrics.committed();
+            this.#metrics.commitLatency((performance.now() - w.startedAt) / 1000);
+            w.resolve(r);
+          },
+          (err: unknown) => w.reject(new NodeError('commit_unknown', `the write was committed at index ${e.index} but this node failed applying it (${(err as Error).message}); it is applied on the other nodes. Retry with the same Idempotency-Key on another node to learn its result`)),
+        );
+      } else if (w.term === e.term && result !== undefined && !(result instanceof Promise)) {
         this.#metrics.committed();
         this.#metrics.commitLatency((performance.now() - w.startedAt) / 1000);
         w.resolve(result);

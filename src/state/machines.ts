@@ -73,8 +73,26 @@ export interface StateMachine<C = unknown> {
    * than the KV must mix its id in, so that keys do not match across machines.
    */
   fingerprint(command: C): string;
-  /** Applies a decoded command. Must not throw for a command `decode` returned. */
-  apply(command: C, ctx: ApplyContext): ApplyResult;
+  /**
+   * Applies a decoded command. Must not throw for a command `decode` returned.
+   * A machine that applies off the event loop (the "sql" machine: SQLite on a
+   * worker thread) returns a Promise instead: it must hand the command over
+   * in this call, in log order, so that its state follows the log exactly
+   * (its snapshot() and checksum() are ordered behind what was handed over),
+   * and it must keep its own client sessions (`ownSessions`). The promise
+   * settles with the deterministic result; it rejects only for a failure that
+   * is not a function of the log (I/O error, disk full), and then the node
+   * stops (the replica's fatal path).
+   */
+  apply(command: C, ctx: ApplyContext): ApplyResult | Promise<ApplyResult>;
+  /**
+   * Optional: the machine keeps client sessions itself, inside its own state
+   * (so that a snapshot holds exactly the sessions of the state it holds): the
+   * registry neither looks up nor records idempotency keys of its commands and
+   * hands `ctx.idempotencyKey` to apply(). Required of a machine whose apply()
+   * returns a Promise (the registry could not record a result it does not have).
+   */
+  readonly ownSessions?: boolean;
   /**
    * The machine's state as of the call (captured synchronously), yielded
    * lazily; apply() may go on meanwhile. Its bytes are the machine's own
@@ -97,8 +115,12 @@ export interface StateMachine<C = unknown> {
   restore(chunks: AsyncIterable<Uint8Array>): Promise<RestoreCommit>;
   /** The checks of restore() without keeping anything (the receive-side and storage checks). */
   validate(chunks: AsyncIterable<Uint8Array>): Promise<void>;
-  /** Hex SHA-256 of the machine's canonical state (its snapshot stream's bytes): equal on nodes at the same applied index. */
-  checksum(): string;
+  /**
+   * Hex SHA-256 of the machine's canonical state: equal on nodes at the same
+   * applied index. A machine that applies off the loop answers with a Promise
+   * (of its state at the registry's applied index at the call).
+   */
+  checksum(): string | Promise<string>;
   /**
    * Optional: the machine holds nothing yet. A machine other than the KV
    * that says so lets the registry still write a legacy (QKVS) snapshot,
@@ -248,7 +270,7 @@ export class MachineRegistry {
    * machine throws (UnsupportedCommandVersionError, UnsupportedMachineError):
    * the node must stop, not skip it.
    */
-  apply(index: number, data: Uint8Array): ApplyResult | undefined {
+  apply(index: number, data: Uint8Array): ApplyResult | Promise<ApplyResult> | undefined {
     this.#checkOrder(index);
     if (data.length === 0) {
       this.#appliedIndex = index;
@@ -278,6 +300,10 @@ export class MachineRegistry {
     this.#appliedByFormat.set(version, (this.#appliedByFormat.get(version) ?? 0) + 1);
     if (at > this.#clockMs) this.#clockMs = at;
     this.#sessions.expire(this.#clockMs);
+    if (machine.ownSessions === true) {
+      this.#appliedIndex = index;
+      return machine.apply(command, { index, at, clockMs: this.#clockMs, idempotencyKey: ik });
+    }
     const fingerprint = ik !== undefined ? machine.fingerprint(command) : undefined;
     if (ik !== undefined) {
       const recorded = this.#sessions.lookup(ik);
@@ -296,6 +322,7 @@ export class MachineRegistry {
     }
     this.#appliedIndex = index;
     const result = machine.apply(command, { index, at, clockMs: this.#clockMs, idempotencyKey: ik });
+    if (result instanceof Promise) throw new Error(`state machine ${JSON.stringify(machine.id)} answered apply() with a Promise but does not keep its own sessions (ownSessions)`);
     if (ik !== undefined) this.#sessions.record(ik, this.#clockMs, fingerprint, result);
     return result;
   }
@@ -340,8 +367,27 @@ export class MachineRegistry {
   checksum(): string {
     const h = createHash('sha256');
     h.update(packCanonical([this.#appliedIndex, this.#clockMs, this.#sessionTuples()]));
-    for (const m of this.#ordered()) h.update(packCanonical([m.id, m.checksum()]));
+    for (const m of this.#ordered()) {
+      const c = m.checksum();
+      if (typeof c !== 'string') throw new Error(`state machine ${JSON.stringify(m.id)} computes its checksum off the loop: use checksumAsync()`);
+      h.update(packCanonical([m.id, c]));
+    }
     return h.digest('hex');
+  }
+
+  /**
+   * checksum() for registries with machines that apply off the loop: the
+   * registry record and every machine's checksum are asked at the call (so
+   * they describe the state at one applied index), then awaited.
+   */
+  async checksumAsync(): Promise<{ appliedIndex: number; checksum: string }> {
+    const appliedIndex = this.#appliedIndex;
+    const head = packCanonical([appliedIndex, this.#clockMs, this.#sessionTuples()]);
+    const parts = this.#ordered().map((m) => ({ id: m.id, c: m.checksum() }));
+    const h = createHash('sha256');
+    h.update(head);
+    for (const p of parts) h.update(packCanonical([p.id, await p.c]));
+    return { appliedIndex, checksum: h.digest('hex') };
   }
 
   /**

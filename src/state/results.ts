@@ -43,7 +43,29 @@ export interface IdempotencyKeyReusedResult {
 export interface DataResult {
   readonly data: unknown;
 }
-export type ApplyResult = WriteResult | DeleteResult | RevisionMismatch | TxnResult | ExpireResult | InvalidCommandResult | IdempotencyKeyReusedResult | DataResult;
+/** One statement of a /v1/db/execute entry (the "sql" machine, src/sql). */
+export interface SqlStatementResult {
+  readonly rowsAffected: number;
+  readonly lastInsertId: number;
+  /** Only for a statement that returns rows (RETURNING, SELECT). */
+  readonly columns?: readonly string[];
+  readonly rows?: readonly (readonly unknown[])[];
+}
+/** The statement that failed deterministically (a constraint, a syntax error): with `transaction`, nothing of the entry was kept. */
+export interface SqlFailure {
+  readonly statement: number;
+  readonly sqliteCode: string | null;
+  readonly message: string;
+}
+/**
+ * A /v1/db/execute entry's result. The "sql" machine keeps its own client
+ * sessions (inside its database), so the registry never records these.
+ */
+export interface SqlExecResult {
+  readonly sql: readonly SqlStatementResult[];
+  readonly failed?: SqlFailure;
+}
+export type ApplyResult = WriteResult | DeleteResult | RevisionMismatch | TxnResult | ExpireResult | InvalidCommandResult | IdempotencyKeyReusedResult | DataResult | SqlExecResult;
 
 const R_WRITE = 0;
 const R_DELETE = 1;
@@ -56,6 +78,7 @@ const R_DATA = 7;
 
 export function resultToTuple(r: ApplyResult): unknown[] {
   if ('data' in r) return [R_DATA, r.data];
+  if ('sql' in r) throw new Error('a sql result is recorded by the sql machine\'s own sessions, never by the registry');
   if ('error' in r) {
     if (r.error === 'revision_mismatch') return [R_MISMATCH, r.currentRevision];
     return [r.error === 'invalid_command' ? R_INVALID : R_REUSED, r.message];

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { archiveChunks, readManifest, type BackupManifest } from '../../src/node/backup-archive.js';
+import pino from 'pino';
 import { createNodeState } from '../../src/node/node-state.js';
 import { encodeCommand } from '../../src/state/index.js';
 import { MAIN, TOKEN, TestCluster, freePorts, http, sleep, waitFor } from './harness.js';
@@ -38,7 +39,7 @@ async function manifests(dir: string): Promise<BackupManifest[]> {
 /** A valid archive taken 10 days ago (for retention). */
 async function plantOldArchive(dir: string): Promise<string> {
   mkdirSync(dir, { recursive: true });
-  const s = createNodeState({ dataDir: dir });
+  const s = await createNodeState({ dataDir: dir, logger: pino({ level: 'silent' }), onFatal: (e) => { throw e; } });
   s.registry.apply(1, encodeCommand({ at: 1, command: { type: 'put', key: 'old', value: 'old' } }));
   const takenAt = new Date(Date.now() - 10 * 86_400_000);
   const file = join(dir, `quorate-it-old-${takenAt.getTime()}.qbak`);

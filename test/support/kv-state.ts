@@ -40,7 +40,9 @@ export class TestKv {
   }
   /** An empty entry gives `{ revision }`, as the KV used to answer. */
   apply(index: number, data: Uint8Array): ApplyResult {
-    return this.registry.apply(index, data) ?? { revision: this.kv.revision };
+    const r = this.registry.apply(index, data) ?? { revision: this.kv.revision };
+    if (r instanceof Promise) throw new Error('the test KV state has no machine that applies off the loop');
+    return r;
   }
   markApplied(index: number): void {
     this.registry.markApplied(index);
