@@ -1,14 +1,12 @@
 // Replicated SQL as the HTTP API's SqlService (src/api/ports.ts): the
-// "sql" machine (src/sql) opened in the node's data dir and registered in
-// its MachineRegistry; executes proposed as format-2 entries through the
+// "sql" machine (src/sql), opened in the node's data dir and registered in
+// its MachineRegistry by ./node-state.ts; executes proposed as format-2 entries through the
 // node (only once every member applies them: cluster feature level >= 2),
 // reads run on the machine's read pool, linearizable ones after the node's
 // read barrier and after the apply worker has caught up with it.
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import type { Logger } from 'pino';
 import type { ProposeOptions, SqlExecuteRequest, SqlService } from '../api/ports.js';
-import type { ApplyResult, MachineRegistry } from '../state/index.js';
+import type { ApplyResult } from '../state/index.js';
 import { SQL_MACHINE_ID, SQL_SEED_BYTES, encodeSqlPayload } from '../sql/command.js';
 import { SqlError } from '../sql/errors.js';
 import { SqlStateMachine } from '../sql/machine.js';
