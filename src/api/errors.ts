@@ -64,6 +64,8 @@ export const ERROR_STATUS = {
   snapshot_in_progress: 409,
   // The leader is writing a backup into its backup dir now (src/node/backups.ts).
   backup_in_progress: 409,
+  // A job asked to run now is running (src/node/scheduler.ts).
+  job_running: 409,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,
   // 410: history no longer reaches back that far.

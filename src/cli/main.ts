@@ -7,6 +7,7 @@ import { ConfigError } from '../config/index.js';
 import { GLOBAL_FLAGS, UsageError, bool, parseArgs, splitVerb, type FlagSpec } from './args.js';
 import { agentCommand } from './agent.js';
 import { backupCommands } from './backup.js';
+import { jobCommands } from './jobs.js';
 import { clusterCommands } from './cluster.js';
 import { Context, EXIT, allFlags, type Command, type Io } from './command.js';
 import { demoCommand } from './demo.js';
@@ -15,7 +16,7 @@ import { kvCommands } from './kv.js';
 import { memberCommands } from './members.js';
 import { modeCommands } from './modes.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...memberCommands, ...modeCommands, ...kvCommands, ...backupCommands];
+export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...memberCommands, ...modeCommands, ...kvCommands, ...backupCommands, ...jobCommands];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 
 function flagLines(flags: readonly FlagSpec[]): string {

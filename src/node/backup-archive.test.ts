@@ -22,7 +22,7 @@ function stateWith(keys: number): ReturnType<typeof createNodeState> {
     s.registry.apply(++i, encodeCommand({ at: 1000 + i, ...(k % 7 === 0 ? { idempotencyKey: `ik-${k}` } : {}), command: { type: 'put', key: `key/${k}`, value: `value-${k}-${'x'.repeat(k % 300)}` } }));
   }
   s.registry.apply(++i, encodeEnvelope({ machine: 'settings', at: 1000 + i, payload: encodeSettingsPayload({ key: 'paused', value: true }) }));
-  s.registry.apply(++i, encodeEnvelope({ machine: 'scheduler', at: 1000 + i, payload: encodeSchedulerPayload({ op: 'claim', name: 'backup', slotMs: 5000, term: 3, kind: 'scheduled' }) }));
+  s.registry.apply(++i, encodeEnvelope({ machine: 'scheduler', at: 1000 + i, payload: encodeSchedulerPayload({ op: 'claim', name: 'backup', slotMs: 5000, term: 3, kind: 'scheduled', node: 'n1' }) }));
   s.registry.markApplied(++i);
   return s;
 }

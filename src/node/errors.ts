@@ -39,6 +39,8 @@ export const NODE_ERROR_CODES = [
   'snapshot_in_progress',
   // Backups (src/node/backups.ts): one is being written into the backup dir now.
   'backup_in_progress',
+  // Jobs (src/node/scheduler.ts): the job is running now, or its slot could not be claimed.
+  'job_running',
   // The node itself.
   'storage_failed',
   'shutting_down',

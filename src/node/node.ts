@@ -17,7 +17,7 @@ import { type FailoverMode, type SettingsCommand, type KvState, type KvStateMach
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader, type NodeError } from './errors.js';
-import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
+import type { ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { EntryEncoder, FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
 import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
 import { bootstrapAddresses, bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
@@ -87,6 +87,7 @@ export class QuorateNode implements ClusterControl {
   /** The leader-only scheduler (./scheduler.ts) and backups (./backups.ts), wired in ./scheduled-work.ts. */
   readonly scheduler: LeaderScheduler;
   readonly backups: Backups;
+  readonly jobs: JobsPort;
 
   private constructor(
     config: QuorateConfig,
@@ -202,7 +203,7 @@ export class QuorateNode implements ClusterControl {
     this.#services.add(this.switchoverSchedule);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
-    ({ scheduler: this.scheduler, backups: this.backups } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
+    ({ scheduler: this.scheduler, backups: this.backups, jobs: this.jobs } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
       run: (op) => this.#replica.run(op), proposeEntry: (e) => this.#replica.propose(e, DEFAULT_PROPOSE_TIMEOUT_MS), featureLevel: () => this.featureLevel(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier() }));
     this.#services.add(this.scheduler);
