@@ -113,6 +113,19 @@ describe('backups in a dir', () => {
     assert.deepEqual((await b.list()).map((x) => x.file), [third.file]);
   });
 
+  it('a stream given up before its first read still releases the captured state', async () => {
+    let released = false;
+    const it: AsyncIterator<Uint8Array> = { next: async () => ({ done: true, value: undefined }), return: async () => { released = true; return { done: true, value: undefined }; } };
+    const b = new Backups({
+      log, clusterId: 'unit', nodeName: 'n1', version: '0.1.0', dir: join(root, 'never'), retentionDays: 7,
+      capture: async () => ({ index: 1, term: 1, membership: null, chunks: { [Symbol.asyncIterator]: () => it } }),
+      barrier: async () => undefined, isLeader: () => true, notLeader: () => new Error('not leader'),
+    });
+    const s = await b.open();
+    await s.chunks[Symbol.asyncIterator]().return!();
+    assert.equal(released, true);
+  });
+
   it('a scheduled run aborted by the loss of leadership leaves nothing behind', async () => {
     const dir = join(root, 'aborted');
     const s = stateWith(2000);
