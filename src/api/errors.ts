@@ -82,6 +82,8 @@ export const ERROR_STATUS = {
   // deterministically (syntax, constraint: with a transaction nothing was kept). `statement` names it.
   sql_refused: 400,
   sql_error: 400,
+  // A job asked to run now is running (src/node/scheduler.ts).
+  job_running: 409,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,
   // 410: history no longer reaches back that far.

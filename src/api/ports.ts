@@ -131,6 +131,8 @@ export interface ClusterControl {
   readonly switchoverSchedule?: SwitchoverSchedulePort;
   /** Backups of the replicated state (src/node/backups.ts; routes-backup.ts). */
   readonly backups?: BackupPort;
+  /** Leader-only scheduled jobs of the config (src/node/jobs.ts; routes-jobs.ts). */
+  readonly jobs?: JobsPort;
   /** Failover mode approval (src/node/approval.ts): the answer to another voter's probe (undefined: bad proof), and a fresh proposal. */
   readonly approval?: {
     probe(proof: string | undefined): object | undefined;
@@ -167,6 +169,48 @@ export interface BackupPort {
   writeToDir(kind: 'manual'): Promise<BackupInfo>;
   /** The archives in this node's backup dir, newest first. */
   list(): Promise<BackupInfo[]>;
+}
+
+/** A configured job and where it stands (src/node/jobs.ts). */
+export interface JobInfo {
+  readonly name: string;
+  readonly schedule: string;
+  readonly catchUp: 'once' | 'skip';
+  readonly timeoutSeconds: number;
+  /** The next slot (ISO), by this node's clock. */
+  readonly nextRunAt: string | null;
+  /** The newest slot claimed (or the slot it was armed at), from the replicated record. */
+  readonly lastSlot: string | null;
+  /** Runs ever claimed. */
+  readonly runs: number;
+  /** Running now on this node (meaningful on the leader). */
+  readonly running: boolean;
+}
+
+/** One run of a job, from the replicated, bounded history. */
+export interface JobRunInfo {
+  readonly seq: number;
+  readonly slot: string;
+  /** The leader term that claimed and ran it (its QUORATE_FENCING_TOKEN). */
+  readonly term: number;
+  readonly node: string;
+  /** scheduled | catch-up | manual */
+  readonly kind: string;
+  readonly startedAt: string;
+  readonly endedAt: string | null;
+  /** running (or its leader died without a word yet) | ran | failed | timed-out | interrupted */
+  readonly outcome: string;
+  readonly exitCode: number | null;
+  /** Exit code or reason, and the output tail. */
+  readonly message: string | null;
+}
+
+export interface JobsPort {
+  list(): JobInfo[];
+  /** Newest first; undefined for a job not in the config. */
+  runs(name: string, limit?: number): JobRunInfo[] | undefined;
+  /** Leader only (not_leader elsewhere): claim the current time as a slot and start the job; resolves once started. */
+  runNow(name: string): Promise<{ seq: number; slot: string }>;
 }
 
 export interface ScheduledSwitchoverInfo {

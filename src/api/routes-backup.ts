@@ -21,6 +21,13 @@ export const backupRoutes: Readonly<Record<string, Readonly<Record<string, Route
       auth: 'admin',
       query: [],
       handle: async (ctx) => {
+        if (ctx.method === 'HEAD') {
+          // No capture for a HEAD: only what a GET would answer with.
+          backupsOf(ctx);
+          ctx.res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
+          ctx.res.end();
+          return;
+        }
         const b = await backupsOf(ctx).open();
         ctx.res.writeHead(200, {
           'content-type': 'application/octet-stream',
@@ -28,11 +35,6 @@ export const backupRoutes: Readonly<Record<string, Readonly<Record<string, Route
           'x-quorate-backup-index': String(b.index),
           'cache-control': 'no-store',
         });
-        if (ctx.method === 'HEAD') {
-          await (b.chunks as AsyncGenerator<Uint8Array>).return?.(undefined);
-          ctx.res.end();
-          return;
-        }
         await pipeline(Readable.from(b.chunks, { objectMode: false }), ctx.res);
       },
     },

@@ -15,6 +15,7 @@ import { ApiError, toApiError } from './errors.js';
 import { Forwarder } from './forward.js';
 import { backupRoutes } from './routes-backup.js';
 import { clusterRoutes } from './routes-cluster.js';
+import { jobRoutes, matchJobPath } from './routes-jobs.js';
 import { healthRoutes } from './routes-health.js';
 import type { ClusterControl, KvService, SqlService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
@@ -108,6 +109,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...healthRoutes,
   ...clusterRoutes,
   ...backupRoutes,
+  ...jobRoutes,
   '/v1/kv': kvListRoutes,
   ...sqlRoutes,
   '/v1/watch': watchRoutes,
@@ -139,6 +141,8 @@ function match(path: string): Match | undefined {
   if (methods !== undefined) return { name: path, methods };
   const app = matchApp(path);
   if (app !== undefined) return app;
+  const job = matchJobPath(path);
+  if (job !== undefined) return job;
   if (path.startsWith(KV_PREFIX)) {
     const rawKey = path.slice(KV_PREFIX.length);
     return { name: rawKey === 'txn' ? '/v1/kv/txn' : '/v1/kv/{key}', methods: kvKeyRoutes(rawKey), rawKey };

@@ -7,6 +7,7 @@ import { ConfigError } from '../config/index.js';
 import { GLOBAL_FLAGS, UsageError, bool, parseArgs, splitVerb, type FlagSpec } from './args.js';
 import { agentCommand } from './agent.js';
 import { backupCommands } from './backup.js';
+import { jobCommands } from './jobs.js';
 import { clusterCommands } from './cluster.js';
 import { Context, EXIT, allFlags, type Command, type Io } from './command.js';
 import { demoCommand } from './demo.js';
@@ -30,6 +31,7 @@ export const COMMANDS: readonly Command[] = [
   ...modeCommands,
   ...kvCommands,
   ...backupCommands,
+  ...jobCommands,
   ...securityCommands,
   ...sqlCommands,
 ];

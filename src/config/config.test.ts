@@ -98,6 +98,18 @@ test('database.backup.schedule must be a cron pattern (5 fields, or 6 with secon
   fails({ database: { backup: { retentionDays: 0 } } }, /^database\.backup\.retentionDays: /);
 });
 
+test('jobs: commands from the config, cron schedules, unique names; "backup" is reserved', () => {
+  const c = ok({ jobs: [{ name: 'report', schedule: '0 3 * * *', command: './report.sh' }, { name: 'tick', schedule: '*/10 * * * * *', command: 'true', catchUp: 'once', timeoutSeconds: 5 }] });
+  assert.deepEqual(c.jobs[0], { name: 'report', schedule: '0 3 * * *', command: './report.sh', timeoutSeconds: 3600, catchUp: 'skip' });
+  assert.equal(c.jobs[1]!.catchUp, 'once');
+  fails({ jobs: [{ name: 'a', schedule: 'hourly', command: 'x' }] }, /^jobs\[0\]\.schedule: must be a cron pattern/);
+  fails({ jobs: [{ name: 'a', schedule: '* * * * *', command: 'x' }, { name: 'a', schedule: '* * * * *', command: 'y' }] }, /^jobs\[1\]\.name: duplicates jobs\[0\]\.name/);
+  fails({ jobs: [{ name: 'backup', schedule: '* * * * *', command: 'x' }] }, /^jobs\[0\]\.name: "backup" is the name of the scheduled backup/);
+  fails({ jobs: [{ name: 'a b', schedule: '* * * * *', command: 'x' }] }, /^jobs\[0\]\.name: must be 1-64 letters/);
+  fails({ jobs: [{ name: 'a', schedule: '* * * * *', command: 'x', catchUp: 'all' }] }, /^jobs\[0\]\.catchUp: /);
+  fails({ jobs: [{ name: 'a', schedule: '* * * * *' }] }, /^jobs\[0\]\.command: /);
+});
+
 test('unknown key names its path, with a suggestion', () => {
   fails({ cluster: { electionTimeout: 5 } }, /cluster\.electionTimeout: unknown key/);
   fails({ node: { nodename: 'x' } }, /node\.nodename: unknown key \(did you mean "nodeName"\?\)/);
@@ -250,6 +262,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced', 'cluster.failover',
     'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
+    'jobs',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
     'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',

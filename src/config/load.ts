@@ -107,6 +107,15 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
     add('node.peerAddress', `must not use the same port as node.apiAddress (${c.node.apiAddress}), got ${c.node.peerAddress}`);
   }
 
+  // Jobs: unique names; "backup" is the scheduled backup's (database.backup).
+  const jobNames = new Map<string, number>();
+  c.jobs.forEach((j, i) => {
+    const first = jobNames.get(j.name);
+    if (first !== undefined) add(`jobs[${i}].name`, `duplicates jobs[${first}].name (${JSON.stringify(j.name)}): job names must be unique`);
+    else if (j.name === 'backup') add(`jobs[${i}].name`, '"backup" is the name of the scheduled backup (database.backup); choose another name');
+    else jobNames.set(j.name, i);
+  });
+
   // Quorum.
   const voters = votersOf(c);
   if (voters === 0) {
@@ -187,6 +196,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
       ...(c.database.writeQuorum !== undefined ? { writeQuorum: c.database.writeQuorum } : {}),
       backup: { ...c.database.backup, dir: abs(c.database.backup.dir) },
     },
+    jobs: c.jobs,
     redis: c.redis,
     health: c.health,
     hooks: c.hooks,

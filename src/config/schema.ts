@@ -191,10 +191,21 @@ const outboxSchema = z.object({
   webhookUrl: z.union([z.literal(''), z.string().url().regex(/^https?:\/\//i, 'must be an http:// or https:// URL')]).default(''),
 }).strict();
 
+/** jobs[]: leader-only scheduled jobs (src/node/jobs.ts). Names are checked unique in ./load.ts. */
+const jobSchema = z.object({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit'),
+  schedule: cronPattern,
+  /** Run with /bin/sh -c on the leader. */
+  command: z.string().min(1).max(4096),
+  timeoutSeconds: int(1, 7 * 86_400).default(3600),
+  catchUp: z.enum(['once', 'skip']).default('skip'),
+}).strict();
+
 export const configSchema = z.object({
   node: nodeSchema.default({}),
   cluster: clusterSchema.default({}),
   database: databaseSchema.default({}),
+  jobs: z.array(jobSchema).max(64).default([]),
   redis: redisSchema.default({}),
   security: securitySchema.default({}),
   health: healthSchema.default({}),

@@ -22,7 +22,7 @@ async function stateWith(keys: number): Promise<NodeState> {
     s.registry.apply(++i, encodeCommand({ at: 1000 + i, ...(k % 7 === 0 ? { idempotencyKey: `ik-${k}` } : {}), command: { type: 'put', key: `key/${k}`, value: `value-${k}-${'x'.repeat(k % 300)}` } }));
   }
   s.registry.apply(++i, encodeEnvelope({ machine: 'settings', at: 1000 + i, payload: encodeSettingsPayload({ key: 'paused', value: true }) }));
-  s.registry.apply(++i, encodeEnvelope({ machine: 'scheduler', at: 1000 + i, payload: encodeSchedulerPayload({ op: 'claim', name: 'backup', slotMs: 5000, term: 3, kind: 'scheduled' }) }));
+  s.registry.apply(++i, encodeEnvelope({ machine: 'scheduler', at: 1000 + i, payload: encodeSchedulerPayload({ op: 'claim', name: 'backup', slotMs: 5000, term: 3, kind: 'scheduled', node: 'n1' }) }));
   s.registry.markApplied(++i);
   return s;
 }
@@ -111,6 +111,19 @@ describe('backups in a dir', () => {
     now += 100 * 86_400_000;
     assert.equal((await b.prune()).length, 1);
     assert.deepEqual((await b.list()).map((x) => x.file), [third.file]);
+  });
+
+  it('a stream given up before its first read still releases the captured state', async () => {
+    let released = false;
+    const it: AsyncIterator<Uint8Array> = { next: async () => ({ done: true, value: undefined }), return: async () => { released = true; return { done: true, value: undefined }; } };
+    const b = new Backups({
+      log, clusterId: 'unit', nodeName: 'n1', version: '0.1.0', dir: join(root, 'never'), retentionDays: 7,
+      capture: async () => ({ index: 1, term: 1, membership: null, chunks: { [Symbol.asyncIterator]: () => it } }),
+      barrier: async () => undefined, isLeader: () => true, notLeader: () => new Error('not leader'),
+    });
+    const s = await b.open();
+    await s.chunks[Symbol.asyncIterator]().return!();
+    assert.equal(released, true);
   });
 
   it('a scheduled run aborted by the loss of leadership leaves nothing behind', async () => {

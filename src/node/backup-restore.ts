@@ -13,7 +13,7 @@
 //   as its snapshot at the backup's index (membership: this node alone, as a
 //   voter), with the hard state at the backup's term. The node then starts
 //   as usual; other nodes are enrolled into it (`quorate enroll`).
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { QuorateConfig } from '../config/index.js';
@@ -96,13 +96,4 @@ export async function restoreBackup(path: string, config: QuorateConfig, progres
     await storage.close();
   }
   return { manifest: m, nodeId: id, dataDir };
-}
-
-/** The files a data dir holds (for messages). */
-export function dataDirEntries(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }

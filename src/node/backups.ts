@@ -116,7 +116,21 @@ export class Backups {
         yield x;
       }
     }
-    return { filename: backupFileName(this.#d.clusterId, Date.parse(base.takenAt), c.index), index: c.index, chunks: counted() };
+    const gen = counted();
+    let started = false;
+    // A consumer that stops before its first read (a client gone at once) must still release the capture.
+    const it: AsyncIterableIterator<Uint8Array> = {
+      next: () => {
+        started = true;
+        return gen.next();
+      },
+      return: async () => {
+        if (!started) await c.chunks[Symbol.asyncIterator]().return?.();
+        return gen.return(undefined);
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return { filename: backupFileName(this.#d.clusterId, Date.parse(base.takenAt), c.index), index: c.index, chunks: it };
   }
 
   /**
@@ -131,17 +145,20 @@ export class Backups {
     let tmp: string | undefined;
     try {
       await mkdir(dir, { recursive: true });
-      const c = await this.#d.capture();
-      const base = this.#base(c, kind, { ...(extra.slot !== undefined ? { slot: extra.slot } : {}), ...(extra.fencingTerm !== undefined ? { fencingTerm: extra.fencingTerm } : {}) });
-      const file = backupFileName(this.#d.clusterId, Date.parse(base.takenAt), c.index);
-      tmp = join(dir, `.${file}.tmp`);
-      const started = Date.now();
-      this.#d.log.info({ event: 'backup_started', index: c.index, term: c.term, kind, file }, `writing backup ${file} (index ${c.index})`);
-      const progress = this.#progress(`backup ${file}`, { index: c.index, file });
+      // The file first, then the capture: once captured, the stream below is always read to its end or returned.
+      tmp = join(dir, `.backup-${process.pid}-${Date.now()}.tmp`);
+      const fh = await open(tmp, 'wx', 0o600);
+      let file = '';
+      let c: CapturedState | undefined;
       let manifest: BackupManifest | undefined;
       let bytes = 0;
-      const fh = await open(tmp, 'wx', 0o600);
+      const started = Date.now();
       try {
+        c = await this.#d.capture();
+        const base = this.#base(c, kind, { ...(extra.slot !== undefined ? { slot: extra.slot } : {}), ...(extra.fencingTerm !== undefined ? { fencingTerm: extra.fencingTerm } : {}) });
+        file = backupFileName(this.#d.clusterId, Date.parse(base.takenAt), c.index);
+        this.#d.log.info({ event: 'backup_started', index: c.index, term: c.term, kind, file }, `writing backup ${file} (index ${c.index})`);
+        const progress = this.#progress(`backup ${file}`, { index: c.index, file });
         for await (const chunk of archiveChunks(c.chunks, base, (m) => (manifest = m))) {
           if (extra.signal?.aborted === true) throw new Error(`leadership was lost while writing ${file}; nothing was kept`);
           let off = 0;
@@ -159,8 +176,8 @@ export class Backups {
       tmp = undefined;
       await fsyncDir(dir);
       const info = infoOf(file, path, bytes, manifest!);
-      this.#d.log.info({ event: 'backup_written', file, path, index: c.index, term: c.term, bytes, ms: Date.now() - started, kind },
-        `backup ${file} written: index ${c.index}, ${bytes} bytes in ${Date.now() - started} ms`);
+      this.#d.log.info({ event: 'backup_written', file, path, index: info.index, term: info.term, bytes, ms: Date.now() - started, kind },
+        `backup ${file} written: index ${info.index}, ${bytes} bytes in ${Date.now() - started} ms`);
       return info;
     } catch (e) {
       if (tmp !== undefined) await unlink(tmp).catch(() => undefined);

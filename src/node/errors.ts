@@ -44,6 +44,8 @@ export const NODE_ERROR_CODES = [
   'too_many_tokens',
   // A replicated feature (queues, locks, outbox, tokens, audit) needs a higher cluster feature level (a member runs an older build).
   'feature_unavailable',
+  // Jobs (src/node/scheduler.ts): the job is running now, or its slot could not be claimed.
+  'job_running',
   // The node itself.
   'storage_failed',
   'shutting_down',

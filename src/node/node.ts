@@ -17,7 +17,7 @@ import { encodeEnvelope, type FailoverMode, type SettingsCommand, type KvState, 
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader, type NodeError } from './errors.js';
-import type { ClusterControl, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
+import type { ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { sqlServiceOf } from './sql-service.js';
 import type { SqlStateMachine } from '../sql/machine.js';
 import type { SqlService } from '../api/ports.js';
@@ -103,6 +103,7 @@ export class QuorateNode implements ClusterControl {
   readonly #redisMirror: LeaderMirror | undefined;
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
+  readonly jobs: JobsPort;
 
   private constructor(
     config: QuorateConfig,
@@ -223,7 +224,7 @@ export class QuorateNode implements ClusterControl {
     this.#services.add(this.switchoverSchedule);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
-    ({ scheduler: this.scheduler, backups: this.backups } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
+    ({ scheduler: this.scheduler, backups: this.backups, jobs: this.jobs } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
       run: (op) => this.#replica.run(op), proposeEntry: (e) => this.#replica.propose(e, DEFAULT_PROPOSE_TIMEOUT_MS), featureLevel: () => this.featureLevel(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier() }));
     this.#services.add(this.scheduler);

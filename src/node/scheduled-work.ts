@@ -1,11 +1,13 @@
-// Wiring of the leader-only scheduler (./scheduler.ts) and backups
-// (./backups.ts) into a node: kept here so node.ts only adds a few lines.
+// Wiring of the leader-only scheduler (./scheduler.ts), backups
+// (./backups.ts) and the config's jobs (./jobs.ts) into a node: kept here so node.ts only adds a few lines.
 import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import type { RawNode } from '../raft/index.js';
 import { SCHEDULER_MACHINE_ID, encodeEnvelope, encodeSchedulerPayload, type ApplyResult, type MachineRegistry, type SchedulerMachine } from '../state/index.js';
 import { Backups, type CapturedState } from './backups.js';
 import { NodeError } from './errors.js';
+import type { JobsPort } from '../api/ports.js';
+import { commandJob, jobsPort } from './jobs.js';
 import { LeaderScheduler } from './scheduler.js';
 
 const CAPTURE_TIMEOUT_MS = 10_000;
@@ -26,10 +28,11 @@ export interface ScheduledWorkDeps {
   readBarrier(): Promise<void>;
 }
 
-export function scheduledWork(d: ScheduledWorkDeps): { scheduler: LeaderScheduler; backups: Backups } {
+export function scheduledWork(d: ScheduledWorkDeps): { scheduler: LeaderScheduler; backups: Backups; jobs: JobsPort } {
   const log = d.log.child({ component: 'scheduler' });
   const scheduler = new LeaderScheduler({
     log,
+    nodeName: d.config.node.nodeName,
     claims: d.claims,
     propose: (c) => d.proposeEntry(encodeEnvelope({ machine: SCHEDULER_MACHINE_ID, at: Date.now(), payload: encodeSchedulerPayload(c) })),
     featureLevel: () => d.featureLevel(),
@@ -46,7 +49,8 @@ export function scheduledWork(d: ScheduledWorkDeps): { scheduler: LeaderSchedule
     notLeader: () => d.notLeader(),
   });
   if (b.enabled) scheduler.add(backups.job(b.schedule));
-  return { scheduler, backups };
+  for (const j of d.config.jobs) scheduler.add(commandJob(j, log.child({ job: j.name })));
+  return { scheduler, backups, jobs: jobsPort({ jobs: d.config.jobs, scheduler, claims: d.claims, notLeader: () => d.notLeader() }) };
 }
 
 /** The whole replicated state at the applied index, captured in the loop, with the term and membership at that index. */

@@ -16,7 +16,7 @@ function log1(): { machine: SchedulerMachine; propose: (c: SchedulerCommand) => 
 }
 
 function leader(l: ReturnType<typeof log1>, runs: JobContext[], catchUp: CatchUp, name = 'tick'): LeaderScheduler {
-  const s = new LeaderScheduler({ log, claims: l.machine, propose: l.propose, featureLevel: () => 2, barrier: async () => undefined });
+  const s = new LeaderScheduler({ log, nodeName: 'n1', claims: l.machine, propose: l.propose, featureLevel: () => 2, barrier: async () => undefined });
   s.add({ name, schedule: '* * * * * *', catchUp, run: async (ctx) => void runs.push(ctx) });
   return s;
 }
@@ -26,14 +26,14 @@ describe('scheduler machine', () => {
     const m = new SchedulerMachine();
     const ctx = (index: number) => ({ index, at: 1000 + index, clockMs: 1000 + index, idempotencyKey: undefined });
     assert.deepEqual(m.apply({ op: 'arm', name: 'j', slotMs: 100 }, ctx(1)), { revision: 0 });
-    assert.deepEqual(m.apply({ op: 'claim', name: 'j', slotMs: 100, term: 2, kind: 'scheduled' }, ctx(2)), { error: 'revision_mismatch', currentRevision: 100 }, 'armed: slots <= 100 are not due');
-    assert.deepEqual(m.apply({ op: 'claim', name: 'j', slotMs: 200, term: 2, kind: 'scheduled' }, ctx(3)), { revision: 1 });
-    assert.deepEqual(m.apply({ op: 'claim', name: 'j', slotMs: 200, term: 3, kind: 'catch-up' }, ctx(4)), { error: 'revision_mismatch', currentRevision: 200 }, 'a second leader loses the same slot');
+    assert.deepEqual(m.apply({ op: 'claim', name: 'j', slotMs: 100, term: 2, kind: 'scheduled', node: 'n1' }, ctx(2)), { error: 'revision_mismatch', currentRevision: 100 }, 'armed: slots <= 100 are not due');
+    assert.deepEqual(m.apply({ op: 'claim', name: 'j', slotMs: 200, term: 2, kind: 'scheduled', node: 'n1' }, ctx(3)), { revision: 1 });
+    assert.deepEqual(m.apply({ op: 'claim', name: 'j', slotMs: 200, term: 3, kind: 'catch-up', node: 'n2' }, ctx(4)), { error: 'revision_mismatch', currentRevision: 200 }, 'a second leader loses the same slot');
     assert.deepEqual(m.apply({ op: 'arm', name: 'j', slotMs: 999 }, ctx(5)), { revision: 0 });
     assert.equal(m.job('j')!.lastSlotMs, 200, 'arm is a no-op for a known job');
     m.apply({ op: 'finish', name: 'j', seq: 1, ok: false, message: 'disk full' }, ctx(6));
-    assert.deepEqual(m.job('j')!.runs, [{ seq: 1, slotMs: 200, term: 2, kind: 'scheduled', index: 3, at: 1003, ok: false, finishedAt: 1006, message: 'disk full' }]);
-    for (let k = 0; k < SCHEDULER_RUNS_KEPT + 5; k++) m.apply({ op: 'claim', name: 'j', slotMs: 300 + k, term: 3, kind: 'scheduled' }, ctx(10 + k));
+    assert.deepEqual(m.job('j')!.runs, [{ seq: 1, slotMs: 200, term: 2, kind: 'scheduled', node: 'n1', index: 3, at: 1003, ok: false, finishedAt: 1006, message: 'disk full' }]);
+    for (let k = 0; k < SCHEDULER_RUNS_KEPT + 5; k++) m.apply({ op: 'claim', name: 'j', slotMs: 300 + k, term: 3, kind: 'scheduled', node: 'n1' }, ctx(10 + k));
     assert.equal(m.job('j')!.runs.length, SCHEDULER_RUNS_KEPT, 'runs are bounded');
     assert.equal(m.job('j')!.seq, SCHEDULER_RUNS_KEPT + 6);
     assert.throws(() => decodeSchedulerPayload(encodeSchedulerPayload({ op: 'arm', name: '', slotMs: 1 })), InvalidCommandError);
@@ -41,7 +41,7 @@ describe('scheduler machine', () => {
 
   it('snapshot round-trips, and equal state gives equal checksums', async () => {
     const a = new SchedulerMachine();
-    a.apply({ op: 'claim', name: 'b', slotMs: 5, term: 1, kind: 'manual' }, { index: 1, at: 9, clockMs: 9, idempotencyKey: undefined });
+    a.apply({ op: 'claim', name: 'b', slotMs: 5, term: 1, kind: 'manual', node: 'n1' }, { index: 1, at: 9, clockMs: 9, idempotencyKey: undefined });
     a.apply({ op: 'arm', name: 'a', slotMs: 7 }, { index: 2, at: 10, clockMs: 10, idempotencyKey: undefined });
     const b = new SchedulerMachine();
     (await b.restore(a.snapshot()))();

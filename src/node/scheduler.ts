@@ -22,6 +22,7 @@
 import { Cron } from 'croner';
 import type { Logger } from 'pino';
 import { encodeSchedulerPayload, type ApplyResult, type JobRecord, type RunKind, type SchedulerCommand } from '../state/index.js';
+import { NodeError } from './errors.js';
 import type { LeaderService } from './leadership.js';
 
 export type CatchUp = 'once' | 'skip';
@@ -56,6 +57,8 @@ export interface SchedulerDeps {
   propose(c: SchedulerCommand): Promise<ApplyResult>;
   /** The cluster feature level: claims need format-2 entries (>= 2). */
   featureLevel(): number;
+  /** This node's name (recorded with each run it claims). */
+  readonly nodeName: string;
   /** Resolves once this leader has applied everything committed before its term (a linearizable read barrier); throws if it cannot. */
   barrier(): Promise<void>;
   now?(): number;
@@ -124,17 +127,20 @@ export class LeaderScheduler implements LeaderService {
 
   /**
    * Runs `name` now (an operator's request), claiming the current time as its
-   * slot: refused while not leading or while the job is running.
+   * slot: resolves once the run is claimed and started (it goes on in the
+   * background); refused while not leading or while the job is running.
    */
-  async runNow(name: string): Promise<{ seq: number; slotMs: number; ok: boolean; message: string }> {
+  async runNow(name: string): Promise<{ seq: number; slotMs: number }> {
     const e = this.#jobs.get(name);
-    if (e === undefined) throw new Error(`no job named ${JSON.stringify(name)}`);
+    if (e === undefined) throw new Error(`no job named ${JSON.stringify(name)} in this node's config (jobs lists them)`);
     const term = this.#term;
     if (term === undefined) throw new Error('this node does not run the scheduler (it is not the leader with a quorum)');
-    if (this.#running.has(name)) throw new Error(`job ${JSON.stringify(name)} is running now; wait for it to end`);
-    const r = await this.#claimAndRun(e.job, this.#now(), term, this.#gen, 'manual');
-    if (r === undefined) throw new Error(`job ${JSON.stringify(name)}: the slot could not be claimed (leadership changed, or a later slot was claimed meanwhile)`);
-    return r;
+    if (this.#running.has(name)) throw new NodeError('job_running', `job ${JSON.stringify(name)} is running now; wait for it to end (quorate jobs history ${name})`);
+    return new Promise((resolve, reject) => {
+      void this.#claimAndRun(e.job, this.#now(), term, this.#gen, 'manual', (seq, slotMs) => resolve({ seq, slotMs })).then((r) => {
+        if (r === undefined) reject(new NodeError('job_running', `job ${JSON.stringify(name)}: the slot could not be claimed (leadership changed, or a later slot was claimed meanwhile)`));
+      });
+    });
   }
 
   #live(gen: number): boolean {
@@ -174,6 +180,11 @@ export class LeaderScheduler implements LeaderService {
     }
     if (!this.#live(gen)) return;
     try {
+      // Runs an earlier leader started and could not report (it died or lost leadership) end as interrupted.
+      for (const r of d.claims.job(name)?.runs ?? []) {
+        if (r.ok !== undefined || r.term >= term) continue;
+        await d.propose({ op: 'finish', name, seq: r.seq, ok: false, message: `interrupted: the leader of term ${r.term} died or lost leadership before run ${r.seq} ended` });
+      }
       const now = this.#now();
       const due = cron.previousRuns(1, new Date(now + 1))[0]?.getTime();
       const rec = d.claims.job(name);
@@ -206,14 +217,14 @@ export class LeaderScheduler implements LeaderService {
   }
 
   /** Claims `slotMs` for `job` through the log and runs it if the claim is this leader's; undefined when not claimed. */
-  async #claimAndRun(job: ScheduledJob, slotMs: number, term: number, gen: number, kind: RunKind): Promise<{ seq: number; slotMs: number; ok: boolean; message: string } | undefined> {
+  async #claimAndRun(job: ScheduledJob, slotMs: number, term: number, gen: number, kind: RunKind, onStarted?: (seq: number, slotMs: number) => void): Promise<{ seq: number; slotMs: number; ok: boolean; message: string } | undefined> {
     const d = this.#d;
     const slot = new Date(slotMs).toISOString();
     this.#running.add(job.name);
     try {
       let seq: number;
       try {
-        const r = await d.propose({ op: 'claim', name: job.name, slotMs, term, kind });
+        const r = await d.propose({ op: 'claim', name: job.name, slotMs, term, kind, node: d.nodeName });
         if (!('revision' in r)) {
           d.log.info({ event: 'job_slot_taken', job: job.name, slot, err: 'error' in r ? r.error : 'unexpected result' }, `job ${job.name}: slot ${slot} was already claimed; not run`);
           return undefined;
@@ -232,6 +243,7 @@ export class LeaderScheduler implements LeaderService {
       d.log.info({ event: 'job_started', job: job.name, slot, seq, kind, fencingTerm: term }, `job ${job.name} run ${seq} started (slot ${slot}, ${kind}, term ${term})`);
       let ok = true;
       let message = '';
+      onStarted?.(seq, slotMs);
       try {
         message = (await job.run({ term, slotMs, seq, kind, signal: this.#abort.signal })) ?? '';
       } catch (e) {

@@ -7,7 +7,7 @@
 //
 // Commands (payload, msgpack, positional):
 //   [1, "arm", name, slotMs]                      a job seen for the first time: slots <= slotMs are not due
-//   [1, "claim", name, slotMs, term, kind]        run slot slotMs (kind "scheduled" | "catch-up" | "manual")
+//   [1, "claim", name, slotMs, term, kind, node] run slot slotMs (kind "scheduled" | "catch-up" | "manual") on leader `node`
 //   [1, "finish", name, seq, ok, message]         the run `seq` ended (message <= 512 chars)
 // Results: claim → {revision: seq} when claimed, {error: "revision_mismatch",
 // currentRevision: lastSlotMs} when the slot is not later than the last
@@ -16,7 +16,7 @@
 // that applies as invalid_command), RUNS_KEPT runs per job (oldest dropped).
 // Proposed only in format-2 envelopes (cluster feature level >= 2).
 //
-// Snapshot section: [1, [[name, lastSlot, seq, [[seq, slot, term, kind, index,
+// Snapshot section: [1, [[name, lastSlot, seq, [[seq, slot, term, kind, node, index,
 // at, ok|nil, finishedAt|nil, message|nil], ...oldest first]], ...by name]],
 // or no bytes for the empty state.
 import { createHash } from 'node:crypto';
@@ -38,7 +38,7 @@ export type RunKind = (typeof RUN_KINDS)[number];
 
 export type SchedulerCommand =
   | { readonly op: 'arm'; readonly name: string; readonly slotMs: number }
-  | { readonly op: 'claim'; readonly name: string; readonly slotMs: number; readonly term: number; readonly kind: RunKind }
+  | { readonly op: 'claim'; readonly name: string; readonly slotMs: number; readonly term: number; readonly kind: RunKind; readonly node: string }
   | { readonly op: 'finish'; readonly name: string; readonly seq: number; readonly ok: boolean; readonly message: string };
 
 export interface JobRun {
@@ -48,6 +48,8 @@ export interface JobRun {
   /** The claiming leader's term (its fencing token). */
   readonly term: number;
   readonly kind: RunKind;
+  /** The leader that claimed (and ran) it. */
+  readonly node: string;
   /** Log index and leader time of the claim. */
   readonly index: number;
   readonly at: number;
@@ -72,7 +74,7 @@ const goodName = (v: unknown): v is string => typeof v === 'string' && v.length 
 
 export function encodeSchedulerPayload(c: SchedulerCommand): Uint8Array {
   if (c.op === 'arm') return packCanonical([VERSION, 'arm', c.name, c.slotMs]);
-  if (c.op === 'claim') return packCanonical([VERSION, 'claim', c.name, c.slotMs, c.term, c.kind]);
+  if (c.op === 'claim') return packCanonical([VERSION, 'claim', c.name, c.slotMs, c.term, c.kind, c.node]);
   return packCanonical([VERSION, 'finish', c.name, c.seq, c.ok, c.message.slice(0, SCHEDULER_MAX_MESSAGE)]);
 }
 
@@ -84,10 +86,10 @@ export function decodeSchedulerPayload(payload: Uint8Array): SchedulerCommand {
     throw new InvalidCommandError('scheduler', `not valid msgpack (${(e as Error).message})`);
   }
   if (!Array.isArray(raw) || raw[0] !== VERSION) throw new InvalidCommandError('scheduler', `expected [${VERSION}, op, ...]`);
-  const [, op, name, a, b, c] = raw as unknown[];
+  const [, op, name, a, b, c, d] = raw as unknown[];
   if (!goodName(name)) throw new InvalidCommandError('scheduler.name', `must be a string of 1..${SCHEDULER_MAX_NAME} characters`);
   if (op === 'arm' && raw.length === 4 && nat(a)) return { op, name, slotMs: a };
-  if (op === 'claim' && raw.length === 6 && nat(a) && nat(b) && (RUN_KINDS as readonly unknown[]).includes(c)) return { op, name, slotMs: a, term: b, kind: c as RunKind };
+  if (op === 'claim' && raw.length === 7 && nat(a) && nat(b) && (RUN_KINDS as readonly unknown[]).includes(c) && goodName(d)) return { op, name, slotMs: a, term: b, kind: c as RunKind, node: d };
   if (op === 'finish' && raw.length === 6 && nat(a) && typeof b === 'boolean' && typeof c === 'string' && c.length <= SCHEDULER_MAX_MESSAGE) return { op, name, seq: a, ok: b, message: c };
   throw new InvalidCommandError('scheduler', `unknown operation or bad arguments: ${JSON.stringify(raw).slice(0, 120)}`);
 }
@@ -129,7 +131,7 @@ export class SchedulerMachine implements StateMachine<SchedulerCommand> {
     if (c.op === 'claim') {
       if (rec !== undefined && c.slotMs <= rec.lastSlotMs) return { error: 'revision_mismatch', currentRevision: rec.lastSlotMs };
       const seq = (rec?.seq ?? 0) + 1;
-      const run: JobRun = { seq, slotMs: c.slotMs, term: c.term, kind: c.kind, index: ctx.index, at: ctx.at };
+      const run: JobRun = { seq, slotMs: c.slotMs, term: c.term, kind: c.kind, node: c.node, index: ctx.index, at: ctx.at };
       const runs = [...(rec?.runs ?? []), run];
       if (runs.length > SCHEDULER_RUNS_KEPT) runs.splice(0, runs.length - SCHEDULER_RUNS_KEPT);
       this.#jobs.set(c.name, { name: c.name, lastSlotMs: c.slotMs, seq, runs });
@@ -148,7 +150,7 @@ export class SchedulerMachine implements StateMachine<SchedulerCommand> {
 
   #bytes(jobs: readonly JobRecord[]): Uint8Array {
     if (jobs.length === 0) return new Uint8Array(0);
-    return packCanonical([VERSION, jobs.map((j) => [j.name, j.lastSlotMs, j.seq, j.runs.map((r) => [r.seq, r.slotMs, r.term, r.kind, r.index, r.at, r.ok ?? null, r.finishedAt ?? null, r.message ?? null])])]);
+    return packCanonical([VERSION, jobs.map((j) => [j.name, j.lastSlotMs, j.seq, j.runs.map((r) => [r.seq, r.slotMs, r.term, r.kind, r.node, r.index, r.at, r.ok ?? null, r.finishedAt ?? null, r.message ?? null])])]);
   }
 
   snapshot(): AsyncIterable<Uint8Array> {
@@ -202,13 +204,13 @@ async function readSection(chunks: AsyncIterable<Uint8Array>): Promise<Map<strin
     if (j[0] <= prev) throw new SnapshotCorruptError(0, f, 'names must be sorted and distinct');
     prev = j[0];
     const runs: JobRun[] = (j[3] as unknown[]).map((r, k) => {
-      if (!Array.isArray(r) || r.length !== 9 || !nat(r[0]) || !nat(r[1]) || !nat(r[2]) || !(RUN_KINDS as readonly unknown[]).includes(r[3]) || !nat(r[4]) || !nat(r[5])
-        || (r[6] !== null && typeof r[6] !== 'boolean') || (r[7] !== null && !nat(r[7])) || (r[8] !== null && typeof r[8] !== 'string')) {
-        throw new SnapshotCorruptError(0, `${f}.runs[${k}]`, 'expected [seq, slot, term, kind, index, at, ok|nil, finishedAt|nil, message|nil]');
+      if (!Array.isArray(r) || r.length !== 10 || !nat(r[0]) || !nat(r[1]) || !nat(r[2]) || !(RUN_KINDS as readonly unknown[]).includes(r[3]) || !goodName(r[4]) || !nat(r[5]) || !nat(r[6])
+        || (r[7] !== null && typeof r[7] !== 'boolean') || (r[8] !== null && !nat(r[8])) || (r[9] !== null && typeof r[9] !== 'string')) {
+        throw new SnapshotCorruptError(0, `${f}.runs[${k}]`, 'expected [seq, slot, term, kind, node, index, at, ok|nil, finishedAt|nil, message|nil]');
       }
       return {
-        seq: r[0], slotMs: r[1], term: r[2], kind: r[3] as RunKind, index: r[4], at: r[5],
-        ...(r[6] !== null ? { ok: r[6] as boolean } : {}), ...(r[7] !== null ? { finishedAt: r[7] as number } : {}), ...(r[8] !== null ? { message: r[8] as string } : {}),
+        seq: r[0], slotMs: r[1], term: r[2], kind: r[3] as RunKind, node: r[4] as string, index: r[5], at: r[6],
+        ...(r[7] !== null ? { ok: r[7] as boolean } : {}), ...(r[8] !== null ? { finishedAt: r[8] as number } : {}), ...(r[9] !== null ? { message: r[9] as string } : {}),
       };
     });
     jobs.set(j[0], { name: j[0], lastSlotMs: j[1], seq: j[2], runs });

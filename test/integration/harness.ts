@@ -46,6 +46,8 @@ export interface ClusterOptions {
   readonly roles?: readonly ('voter' | 'observer' | 'dr')[];
   /** security.tls per node (default "off"). */
   readonly tls?: (i: number) => unknown;
+  /** The `jobs` section (leader-only scheduled jobs). */
+  readonly jobs?: readonly Record<string, unknown>[];
   /** Extra keys of the `database` section (e.g. backup). */
   readonly database?: Record<string, unknown>;
   /** Extra environment variables per node (e.g. QUORATE_TEST_FEATURE_LEVEL). */
@@ -99,6 +101,7 @@ export class TestCluster {
         database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}), ...(opts.database ?? {}) },
         security: { tls: opts.tls ? opts.tls(i) : 'off' },
         ...(opts.redis ? { redis: opts.redis } : {}),
+        ...(opts.jobs ? { jobs: opts.jobs } : {}),
       };
       const extra = opts.extraConfig?.(i) ?? {};
       Object.assign(config, { ...extra, database: { ...config.database, ...(extra['database'] as Record<string, unknown> | undefined) } });
