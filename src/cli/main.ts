@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `quorate` command. Talks to a node's HTTP API only (except init, agent, demo).
+import { appCommands } from './app.js';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CommitUnknownError, QuorateClientError, QuorateHttpError, UnavailableError } from '../api/client.js';
@@ -14,7 +15,7 @@ import { kvCommands } from './kv.js';
 import { memberCommands } from './members.js';
 import { modeCommands } from './modes.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...memberCommands, ...modeCommands, ...kvCommands];
+export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...memberCommands, ...modeCommands, ...kvCommands, ...appCommands];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 
 function flagLines(flags: readonly FlagSpec[]): string {
