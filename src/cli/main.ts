@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `quorate` command. Talks to a node's HTTP API only (except init, agent, demo).
+import { appCommands } from './app.js';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CommitUnknownError, QuorateClientError, QuorateHttpError, UnavailableError } from '../api/client.js';
@@ -32,6 +33,7 @@ export const COMMANDS: readonly Command[] = [
   ...kvCommands,
   ...backupCommands,
   ...jobCommands,
+  ...appCommands,
   ...securityCommands,
   ...sqlCommands,
 ];

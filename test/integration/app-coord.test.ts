@@ -10,7 +10,20 @@ import type { AddressInfo } from 'node:net';
 import session from 'express-session';
 import { QuorateClient, QuorateHttpError, type QueueMessage } from '../../src/api/client.js';
 import { quorateSessionStore } from '../../src/session-store.js';
-import { TOKEN, TestCluster, sleep, waitFor } from './harness.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { MAIN, TOKEN, TestCluster, sleep, waitFor } from './harness.js';
+
+/** `quorate <argv> --json` against the cluster: exit code and parsed output. */
+async function cli(urls: string, ...argv: string[]): Promise<{ code: number; out: Record<string, unknown> }> {
+  try {
+    const r = await promisify(execFile)(process.execPath, [MAIN, ...argv, '--url', urls, '--token', TOKEN, '--json', '--timeout', '20s']);
+    return { code: 0, out: JSON.parse(r.stdout) as Record<string, unknown> };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: x.code ?? -1, out: { stdout: x.stdout, stderr: x.stderr } };
+  }
+}
 
 const MESSAGES = 300;
 
@@ -83,7 +96,8 @@ describe('queues, locks, elections, sessions, outbox', () => {
     assert.deepEqual(twice, [], 'no message acked twice');
     const missing = Array.from({ length: MESSAGES }, (_, i) => `m-${i}`).filter((b) => !acks.has(b));
     assert.deepEqual(missing, [], 'no message lost');
-    const stats = await q.stats();
+    const urls = c.nodes.map((n) => n.url).join(',');
+    const stats = (await cli(urls, 'queue', 'stats', 'work')).out;
     assert.equal(stats['acked'], MESSAGES);
     assert.equal(stats['enqueued'], MESSAGES, 'enqueue retries were deduplicated');
     assert.equal(stats['ready'], 0);
@@ -124,9 +138,15 @@ describe('queues, locks, elections, sessions, outbox', () => {
     await assert.rejects(a.renew(leaseA.fencingToken), (e: unknown) => e instanceof QuorateHttpError && e.code === 'not_lock_holder');
     assert.deepEqual(writes, ['A1', 'B1']);
     // Released by withLock: A gets it again, with a token higher than B's.
-    const again = await a.acquire({ ttlMs: 1000, waitMs: 5000 });
+    const again = await a.acquire({ ttlMs: 60_000, waitMs: 5000 });
     assert.ok(again.fencingToken > tokenB);
-    await a.release(again.fencingToken);
+    const urls = c.nodes.map((n) => n.url).join(',');
+    const listed = await cli(urls, 'lock', 'ls');
+    assert.deepEqual((listed.out['locks'] as Record<string, unknown>[]).map((l) => [l['name'], l['owner'], l['fencingToken']]), [['resource', a.owner, again.fencingToken]]);
+    const busy = await cli(urls, 'lock', 'acquire', 'resource', '--owner', 'someone-else', '--ttl', '1s');
+    assert.equal(busy.code, 1, JSON.stringify(busy.out));
+    assert.match(String(busy.out['stderr']), /held by/);
+    assert.equal((await cli(urls, 'lock', 'release', 'resource', '--owner', a.owner, '--fencing-token', String(again.fencingToken))).code, 0);
 
     // Elections: the first campaigner leads; the second leads after it resigns, with a higher token.
     const e1 = clientVia(0).election('scheduler', { value: 'app-1', ttlMs: 3000 });
@@ -213,6 +233,8 @@ describe('queues, locks, elections, sessions, outbox', () => {
     const tokens = deliveries.map((d) => d.token);
     assert.deepEqual(tokens, [...tokens].sort((a, b) => a - b), 'fencing tokens never decrease');
     await waitFor('the outbox is empty', async () => (await c!.client().request<{ size: number }>('GET', '/v1/outbox')).body.size === 0, 30_000);
+    const ls = await cli(c.nodes.filter((_, i) => i !== leader).map((n) => n.url).join(','), 'outbox', 'ls');
+    assert.equal(ls.out['size'], 0, JSON.stringify(ls.out));
     console.log(`# outbox: ${ids.length} messages, ${deliveries.length} deliveries (${deliveries.length - ids.length} redelivered after the kill of ${c.nodes[leader]!.name}), 3 refused by the webhook and retried`);
     c.startNode(leader);
   });

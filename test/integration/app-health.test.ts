@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TOKEN, TestCluster, http, status, waitFor } from './harness.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { MAIN, TOKEN, TestCluster, http, status, waitFor } from './harness.js';
 
 function hookLines(f: string): string[][] {
   return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter((l) => l !== '').map((l) => l.split(' ')) : [];
@@ -82,6 +84,10 @@ describe('application health checks and role-change hooks', () => {
       const checks = await http(c.nodes[leader]!.url, 'GET', '/v1/checks', { token: TOKEN });
       assert.equal(checks.status, 200);
       assert.deepEqual(checks.body['failingCritical'], ['app']);
+      // The CLI: exit 3 while a critical check fails on the node asked.
+      const cli = await promisify(execFile)(process.execPath, [MAIN, 'checks', '--url', c.nodes[leader]!.url, '--token', TOKEN]).then(() => ({ code: 0, stdout: '' }), (e: { code: number; stdout: string }) => e);
+      assert.equal(cli.code, 3);
+      assert.match(cli.stdout, /UNHEALTHY[\s\S]*app +command +yes +unhealthy/);
 
       // Hooks: the old leader was told primary, then standby, with increasing terms; the new one primary in the newer term.
       await waitFor('the role-change hooks ran', () => hookLines(hooks(leader)).some((l) => l[0] === 'onRoleChange' && l[1] === 'standby')
