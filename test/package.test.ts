@@ -61,7 +61,7 @@ describe("the package's exports", () => {
 });
 
 describe('npm pack', () => {
-  test('ships the compiled sources, their types and the docs; no tests, test support or benchmarks', () => {
+  test('ships the compiled sources, their types, the built dashboard and the docs; no tests, test support or benchmarks', () => {
     const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', shell: process.platform === 'win32' });
     assert.equal(r.status, 0, r.stderr);
     const [pack] = JSON.parse(r.stdout) as [{ files: { path: string }[] }];
@@ -71,6 +71,7 @@ describe('npm pack', () => {
       ['package.json', 'README.md', 'LICENSE'].includes(f)
       || /^docs\/[^/]+\.md$/.test(f)
       || (/^dist\/src\/.+\.(js|d\.ts)$/.test(f) && !/\.test\.(js|d\.ts)$/.test(f))
+      || /^dist\/web\/(index\.html|app\.js|app\.css)$/.test(f)
     ));
     assert.deepEqual(stray, [], 'files npm would publish that are no part of the package');
 
@@ -79,9 +80,11 @@ describe('npm pack', () => {
       assert.ok(files.includes(normalize(target)), `${target} (named in package.json) is packed`);
     }
 
+    for (const asset of ['dist/web/index.html', 'dist/web/app.js', 'dist/web/app.css']) assert.ok(files.includes(asset), `the dashboard's ${asset} is packed`);
+
     // Every relative import of a shipped module is shipped too (nothing reaches into test/).
     const shipped = new Set(files);
-    for (const f of files.filter((p) => p.endsWith('.js') || p.endsWith('.d.ts'))) {
+    for (const f of files.filter((p) => (p.endsWith('.js') || p.endsWith('.d.ts')) && !p.startsWith('dist/web/'))) {
       const text = readFileSync(join(ROOT, f), 'utf8');
       for (const m of text.matchAll(/(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
         const target = normalize(join(dirname(f), m[1]!));

@@ -30,7 +30,7 @@ export interface ClusterHealthNode {
 }
 export interface ClusterHealth {
   clusterHealthy: boolean; leaderNode: string | null; term: number; nodes: ClusterHealthNode[];
-  redisConnected?: boolean; writeQuorum: number; quorumMet: boolean; failoverSafe: boolean; failureTolerance: number;
+  /** null: the node does not use Redis. */ redisConnected?: boolean | null; writeQuorum: number; quorumMet: boolean; failoverSafe: boolean; failureTolerance: number;
   failoverMode?: string; paused?: boolean; drained?: string[]; autoFailover?: boolean; notice?: string;
   approval?: { candidate: string | null; term: number | null; since: string | null; command: string | null; reason?: string };
   /** Config keys that must agree across members but differ (each line names the key and both values). */

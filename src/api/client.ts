@@ -10,6 +10,7 @@
 // Every write carries one Idempotency-Key for all its attempts, so a retried
 // write that had in fact committed returns the original result instead of
 // being applied twice.
+import { Election, LockHandle, QueueHandle } from './client-coord.js';
 import { randomUUID } from 'node:crypto';
 import {
   CommitUnknownError, QuorateClientError, QuorateHttpError, UnavailableError, errCode, errMessage,
@@ -18,6 +19,8 @@ import {
 } from './client-types.js';
 
 export { CommitUnknownError, QuorateClientError, QuorateHttpError, UnavailableError } from './client-types.js';
+export { Election, LockHandle, QueueHandle } from './client-coord.js';
+export type { Claim, ClaimOutcome, ElectionLeadership, LockLease, QueueMessage, WorkOptions, Worker } from './client-coord.js';
 export type {
   ClusterDump, ClusterHealth, ClusterHealthNode, ClusterStatus, Consistency, FailoverSafeResult, HealthKind, HealthResult,
   KvDeleteResult, KvEntry, KvListResult, KvPutResult, TxnCompare, TxnOp, TxnRequest, TxnResult, WatchEvent,
@@ -183,6 +186,12 @@ export class QuorateClient {
     void run();
     return () => ctl.abort();
   }
+
+  // ---- application coordination (./client-coord.ts) ----------------------
+
+  queue(name: string): QueueHandle { return new QueueHandle(this, name); }
+  lock(name: string, owner?: string): LockHandle { return new LockHandle(this, name, owner); }
+  election(name: string, options: { value?: string; ttlMs?: number } = {}): Election { return new Election(this, name, options); }
 
   // ---- cluster -----------------------------------------------------------
 

@@ -9,6 +9,7 @@ import type { SecurityPort } from './ports-security.js';
 import { ApiError, badField } from './errors.js';
 import type { Forwarder } from './forward.js';
 import type { ClusterControl, KvService } from './ports.js';
+import type { AppCoordination } from './ports-app.js';
 
 /** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -58,6 +59,8 @@ export interface App {
   readonly cluster: ClusterControl;
   /** The replicated KV: reads, writes, linearizable read barrier. */
   readonly kv: KvService;
+  /** Queues, locks, outbox, application health checks (./ports-app.ts); undefined on a server without them. */
+  readonly coord: AppCoordination | undefined;
   readonly logger: Logger;
   readonly tokens: TokenStore;
   /** Managed tokens and the audit log (./ports-security.ts). */

@@ -65,7 +65,16 @@ export const ERROR_STATUS = {
   // A token with this name exists (revoke it first); the token bound is reached.
   token_exists: 409,
   too_many_tokens: 409,
-  // The cluster feature level is too low for this replicated feature (upgrade every member).
+  // The leader is writing a backup into its backup dir now (src/node/backups.ts).
+  backup_in_progress: 409,
+  // Queues, locks, outbox (src/api/routes-app.ts): a claim token that expired or
+  // was replaced; a lock held by another owner; a renew/release by one who does
+  // not hold it (or whose TTL ran out); POST /v1/outbox with no outbox.webhookUrl;
+  // a member still runs a release without these machines.
+  stale_claim: 409,
+  lock_held: 409,
+  not_lock_holder: 409,
+  outbox_not_configured: 409,
   feature_unavailable: 409,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,

@@ -72,6 +72,8 @@ export interface NodeStatus {
   readonly featureLevel: number;
   /** Config keys that must agree across members but differ on a peer (src/node/config-check.ts); empty when all agree. */
   readonly configWarnings?: readonly string[];
+  /** Whether this node's Redis connection works; absent when the node does not use Redis. */
+  readonly redisConnected?: boolean;
 }
 
 /** The config values the API reads through ClusterControl (a QuorateConfig is one). */
@@ -127,12 +129,44 @@ export interface ClusterControl {
   proposeSetting(c: SettingChange): Promise<void>;
   /** Scheduled switchover, kept in the leader's memory (src/node/scheduled-switchover.ts); each call throws not_leader on a follower. */
   readonly switchoverSchedule?: SwitchoverSchedulePort;
+  /** Backups of the replicated state (src/node/backups.ts; routes-backup.ts). */
+  readonly backups?: BackupPort;
   /** Failover mode approval (src/node/approval.ts): the answer to another voter's probe (undefined: bad proof), and a fresh proposal. */
   readonly approval?: {
     probe(proof: string | undefined): object | undefined;
     /** Polls the voters now; `mismatch` says why NAME/term are not the proposal (absent when they are). */
     check(name: string, term: number): Promise<{ proposal: ApprovalInfo; mismatch?: string }>;
   };
+}
+
+/** One backup archive in a node's backup dir (src/node/backups.ts). */
+export interface BackupInfo {
+  readonly file: string;
+  readonly path: string;
+  readonly bytes: number;
+  /** ISO time the state was captured (the manifest's). */
+  readonly takenAt: string;
+  readonly index: number;
+  readonly term: number;
+  /** scheduled | catch-up | manual | download */
+  readonly kind: string;
+  readonly takenBy: string;
+  readonly clusterId: string;
+  /** The scheduler slot of a scheduled run (ISO). */
+  readonly slot?: string;
+  /** The file is not a readable archive: why. */
+  readonly error?: string;
+}
+
+export interface BackupPort {
+  /** This node's backup dir (database.backup.dir). */
+  readonly dir: string;
+  /** A consistent backup of this node's applied state (the leader's after a read barrier), streamed; the manifest is at its end. */
+  open(): Promise<{ filename: string; index: number; chunks: AsyncIterable<Uint8Array> }>;
+  /** Leader only (not_leader elsewhere): write one archive into the backup dir now. backup_in_progress while one is being written. */
+  writeToDir(kind: 'manual'): Promise<BackupInfo>;
+  /** The archives in this node's backup dir, newest first. */
+  list(): Promise<BackupInfo[]>;
 }
 
 export interface ScheduledSwitchoverInfo {

@@ -12,7 +12,7 @@ import { parseSwitchover, parseSwitchoverAt } from './validate.js';
 /** failover-safe waits at most this long. */
 export const MAX_FAILOVER_WAIT_MS = 5000;
 
-function clusterStatus(ctx: RequestContext): Record<string, unknown> {
+export function clusterStatus(ctx: Pick<RequestContext, 'app'>): Record<string, unknown> {
   const s = ctx.app.cluster.status();
   return {
     id: s.id,

@@ -2,6 +2,7 @@
 // ping/leader/standby/ready need no token; cluster needs reader.
 import type { RequestContext, Route } from './context.js';
 import type { ClusterControl, NodeStatus } from './ports.js';
+import type { AppCoordination } from './ports-app.js';
 
 /** How long a follower waits for the leader's view of cluster health before answering with its own. */
 const CLUSTER_FORWARD_TIMEOUT_MS = 2000;
@@ -73,17 +74,29 @@ export function modesBody(cluster: ClusterControl): Record<string, unknown> {
   };
 }
 
-function answer(ctx: RequestContext, s: NodeStatus, v: Verdict): Promise<void> {
-  // The SPEC's shape; plus the modes and what to run while this node's automatic failover is off.
+/** A failing critical application health check (health.checks) makes every probe answer 503, naming it. */
+function withAppChecks(ctx: RequestContext, v: Verdict): { v: Verdict; body: Record<string, unknown> } {
+  const h = ctx.app.coord?.health();
+  if (h === undefined) return { v, body: {} };
+  const body = { appChecks: { healthy: h.healthy, failingCritical: h.failingCritical, failing: h.failing } };
+  const failing = h.checks.filter((c) => !c.healthy && c.critical);
+  if (failing.length === 0) return { v, body };
+  const reasons = [...v.reasons, ...failing.map((c) => `critical health check ${c.name} failing (${c.consecutiveFailures} consecutive failures): ${c.lastError ?? 'unknown error'}`)];
+  return { v: { ok: false, reasons }, body };
+}
+
+function answer(ctx: RequestContext, s: NodeStatus, verdict: Verdict): Promise<void> {
+  // The SPEC's shape; plus the modes and what to run while this node's automatic failover is off, and the application checks.
   const off = ctx.app.cluster.modes().autoFailover === false;
-  const who = { nodeName: s.nodeName, role: s.role, leader: s.leaderName ?? null, ...(off ? modesBody(ctx.app.cluster) : {}) };
+  const { v, body } = withAppChecks(ctx, verdict);
+  const who = { nodeName: s.nodeName, role: s.role, leader: s.leaderName ?? null, ...(off ? modesBody(ctx.app.cluster) : {}), ...body };
   if (v.ok) ctx.json(200, { status: 'healthy', ...who });
   else ctx.json(503, { status: 'unhealthy', ...who, reasons: v.reasons });
   return Promise.resolve();
 }
 
 /** The body of GET /system/health/cluster (SPEC §4), from this node's view. */
-export async function clusterHealth(cluster: ClusterControl): Promise<Record<string, unknown>> {
+export async function clusterHealth(cluster: ClusterControl, coord?: AppCoordination): Promise<Record<string, unknown>> {
   const s = cluster.status();
   let failoverSafe = false;
   try {
@@ -93,6 +106,13 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
   }
   const mode = cluster.config.database.mode;
   const drained = new Set(cluster.modes().drained ?? []);
+  // Application checks per node: this node's own, the others' as the leader last polled them (absent: none configured or not known).
+  const own = coord?.health();
+  const peerChecks = coord?.peerHealth() ?? {};
+  const appOf = (name: string): Record<string, unknown> => {
+    const h = name === s.nodeName ? own : peerChecks[name];
+    return h === undefined ? {} : { appHealthy: h.healthy, failingChecks: h.failing };
+  };
   const nodes = s.peers.map((p) => ({
     nodeName: p.nodeName,
     drained: drained.has(p.nodeName),
@@ -103,6 +123,7 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
     matchIndex: p.matchIndex,
     replicationLagEntries: p.replicationLagEntries,
     replicationLagMs: p.replicationLagMs,
+    ...appOf(p.nodeName),
   }));
   if (!s.peers.some((p) => p.self)) {
     nodes.unshift({
@@ -115,18 +136,19 @@ export async function clusterHealth(cluster: ClusterControl): Promise<Record<str
       matchIndex: s.lastIndex,
       replicationLagEntries: Math.max(0, s.commitIndex - s.appliedIndex),
       replicationLagMs: 0,
+      ...appOf(s.nodeName),
     });
   }
-  const extra = s as unknown as { redisConnected?: unknown };
   const leaderNode = s.leaderName ?? null;
   const clusterHealthy = leaderNode !== null && s.quorumMet && s.storageHealthy && s.splitBrainWarning === undefined
-    && nodes.every((n) => n.status !== 'unreachable' && n.status !== 'diverged');
+    && nodes.every((n) => n.status !== 'unreachable' && n.status !== 'diverged' && (n as { appHealthy?: boolean }).appHealthy !== false);
   const body: Record<string, unknown> = {
     clusterHealthy,
     leaderNode,
     term: s.term,
     nodes,
-    redisConnected: typeof extra.redisConnected === 'boolean' ? extra.redisConnected : false,
+    // null when this node does not use Redis (not `false`: nothing is disconnected).
+    redisConnected: s.redisConnected ?? null,
     writeQuorum: s.writeQuorum,
     quorumMet: s.quorumMet,
     failoverSafe,
@@ -173,7 +195,7 @@ export const healthRoutes: Readonly<Record<string, Readonly<Record<string, Route
             }
           }
         }
-        ctx.json(200, await clusterHealth(cluster));
+        ctx.json(200, await clusterHealth(cluster, ctx.app.coord));
       },
     },
   },

@@ -108,7 +108,7 @@ describe('health endpoints', () => {
     assert.equal(r.body['quorumMet'], true);
     assert.equal(r.body['failoverSafe'], true);
     assert.equal(r.body['failureTolerance'], 1);
-    assert.equal(r.body['redisConnected'], false);
+    assert.equal(r.body['redisConnected'], null, 'a node that does not use Redis reports null, not a disconnection');
     const nodes = r.body['nodes'] as Record<string, unknown>[];
     assert.equal(nodes.length, 1);
     assert.deepEqual(Object.keys(nodes[0]!).sort(), ['databaseMode', 'drained', 'lastHeartbeat', 'matchIndex', 'nodeName', 'replicationLagEntries', 'replicationLagMs', 'role', 'status'].sort());

@@ -13,6 +13,7 @@ import { DEFAULT_API_LIMITS, HEADER_SERVED_BY, RequestContext } from './context.
 import type { ApiLimits, App, Route } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { Forwarder } from './forward.js';
+import { backupRoutes } from './routes-backup.js';
 import { clusterRoutes } from './routes-cluster.js';
 import { healthRoutes } from './routes-health.js';
 import type { ClusterControl, KvService } from './ports.js';
@@ -23,6 +24,10 @@ import { AuthFailureLimiter, DEFAULT_AUTH_LIMIT, type AuthLimitOptions } from '.
 import { auditAfter, guard } from './guard.js';
 import type { SecurityPort } from './ports-security.js';
 import { auditRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
+import { handleCors, uiRoute, uiRoutes } from './ui.js';
+import { eventRoutes } from './events.js';
+import { appStaticRoutes, matchApp } from './routes-app.js';
+import type { AppCoordination } from './ports-app.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
@@ -33,6 +38,8 @@ export interface ApiServerOptions {
   readonly security: SecurityPort;
   /** Failed authentications per client address; unset fields keep DEFAULT_AUTH_LIMIT. */
   readonly authLimit?: Partial<AuthLimitOptions>;
+  /** Queues, locks, outbox, application health checks (./ports-app.ts). */
+  readonly coord?: AppCoordination;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -97,10 +104,14 @@ export interface ApiServer {
 const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...healthRoutes,
   ...clusterRoutes,
+  ...backupRoutes,
   '/v1/kv': kvListRoutes,
   '/v1/watch': watchRoutes,
   '/v1/tokens': tokensRoutes,
   '/v1/audit': auditRoutes,
+  ...uiRoutes,
+  ...eventRoutes,
+  ...appStaticRoutes,
 };
 
 const TOKENS_PREFIX = '/v1/tokens/';
@@ -108,6 +119,10 @@ const TOKENS_PREFIX = '/v1/tokens/';
 /** Every route and the role it needs (docs/security.md has this table; a test keeps them equal). */
 export function routeTable(): { route: string; method: string; auth: string }[] {
   const all: Record<string, Readonly<Record<string, Route>>> = { ...STATIC, '/v1/kv/{key}': kvKeyRoutes('k'), '/v1/kv/txn': kvKeyRoutes('txn'), '/v1/tokens/{name}': tokenRoutes('n') };
+  for (const p of ['/v1/queues/q', '/v1/queues/q/messages', '/v1/queues/q/claim', '/v1/queues/q/ack', '/v1/queues/q/nack', '/v1/queues/q/extend', '/v1/locks/l', '/v1/locks/l/renew']) {
+    const m = matchApp(p);
+    if (m !== undefined) all[m.name] = m.methods;
+  }
   return Object.entries(all).flatMap(([route, methods]) => Object.entries(methods).map(([method, r]) => ({ route, method, auth: r.auth ?? 'none' })));
 }
 
@@ -122,11 +137,15 @@ interface Match {
 function match(path: string): Match | undefined {
   const methods = STATIC[path];
   if (methods !== undefined) return { name: path, methods };
+  const app = matchApp(path);
+  if (app !== undefined) return app;
   if (path.startsWith(KV_PREFIX)) {
     const rawKey = path.slice(KV_PREFIX.length);
     return { name: rawKey === 'txn' ? '/v1/kv/txn' : '/v1/kv/{key}', methods: kvKeyRoutes(rawKey), rawKey };
   }
   if (path.startsWith(TOKENS_PREFIX)) return { name: '/v1/tokens/{name}', methods: tokenRoutes(path.slice(TOKENS_PREFIX.length)) };
+  const ui = uiRoute(path);
+  if (ui !== undefined) return { name: '/ui/', methods: { GET: ui } };
   return undefined;
 }
 
@@ -137,6 +156,7 @@ function allowed(methods: Readonly<Record<string, Route>>): string {
 }
 
 async function dispatch(ctx: RequestContext): Promise<void> {
+  if (handleCors(ctx)) return;
   const m = match(ctx.path);
   if (m === undefined) throw new ApiError('not_found', `no such endpoint: ${ctx.method} ${ctx.path.slice(0, 200)} (see docs/api.md)`);
   ctx.route = m.name;
@@ -200,6 +220,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const app: App = {
     cluster,
     kv,
+    coord: opts.coord,
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000, replicated: (d) => opts.security.verifyToken(d) }),
     security: opts.security,

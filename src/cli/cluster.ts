@@ -6,15 +6,49 @@ import type { ClusterHealth, ClusterStatus } from '../api/client.js';
 const status: Command = {
   name: 'status',
   summary: 'cluster table: every node, its role, health and replication lag',
-  usage: '',
-  description: 'Shows GET /system/health/cluster. Exits 3 when the cluster is unhealthy, so it can gate scripts and monitors.',
-  flags: [],
-  examples: ['quorate status', 'quorate status --url http://10.0.1.10:7101,http://10.0.1.11:7101 --json'],
+  usage: '[--watch [--interval 2s] [--count N]]',
+  description: 'Shows GET /system/health/cluster. Exits 3 when the cluster is unhealthy, so it can gate scripts and monitors. With --watch the table is redrawn every --interval until Ctrl-C (or --count refreshes); a refresh that fails shows the error and the next one tries again; with --json each refresh is one JSON line.',
+  flags: [
+    { name: 'watch', type: 'boolean', help: 'redraw the table every --interval until Ctrl-C' },
+    { name: 'interval', type: 'duration', value: 'DURATION', help: 'refresh period with --watch (default 2s, at least 200ms)' },
+    { name: 'count', type: 'int', value: 'N', help: 'with --watch, stop after N refreshes' },
+  ],
+  examples: ['quorate status', 'quorate status --url http://10.0.1.10:7101,http://10.0.1.11:7101 --json', 'quorate status --watch --interval 1s'],
   remote: true,
   async run(ctx) {
-    const h = await ctx.client().health('cluster');
-    ctx.print(h, () => renderHealth(h));
-    return h.clusterHealthy ? EXIT.ok : EXIT.unhealthy;
+    if (!bool(ctx.args, 'watch')) {
+      const h = await ctx.client().health('cluster');
+      ctx.print(h, () => renderHealth(h));
+      return h.clusterHealthy ? EXIT.ok : EXIT.unhealthy;
+    }
+    const every = duration(ctx.args, 'interval') ?? 2000;
+    if (every < 200) throw new UsageError('--interval must be at least 200ms', 'status');
+    const count = int(ctx.args, 'count');
+    if (count !== undefined && count < 1) throw new UsageError('--count must be at least 1', 'status');
+    const tty = process.stdout.isTTY === true && !ctx.json;
+    let stop = false;
+    const onSignal = (): void => { stop = true; };
+    process.once('SIGINT', onSignal);
+    let last: number = EXIT.ok;
+    try {
+      for (let n = 0; !stop && (count === undefined || n < count); n++) {
+        if (n > 0) await new Promise((r) => setTimeout(r, every));
+        if (stop) break;
+        let text: string;
+        try {
+          const h = await ctx.client().health('cluster');
+          last = h.clusterHealthy ? EXIT.ok : EXIT.unhealthy;
+          text = ctx.json ? JSON.stringify({ at: new Date().toISOString(), ...h }) : `${new Date().toLocaleTimeString()}  (every ${every} ms, Ctrl-C stops)\n${renderHealth(h)}`;
+        } catch (err) {
+          last = EXIT.failed;
+          text = ctx.json ? JSON.stringify({ at: new Date().toISOString(), error: (err as Error).message }) : `${new Date().toLocaleTimeString()}  cannot read the cluster status: ${(err as Error).message} (retrying)`;
+        }
+        ctx.io.out(tty ? `\x1b[H\x1b[2J${text}` : text);
+      }
+    } finally {
+      process.off('SIGINT', onSignal);
+    }
+    return last;
   },
 };
 
@@ -26,7 +60,7 @@ export function renderHealth(h: ClusterHealth): string {
     ['quorum', `${h.quorumMet ? 'met' : 'NOT MET'} (writeQuorum ${cell(h.writeQuorum)})`],
     ['failover safe', cell(h.failoverSafe)],
     ['tolerates', `${cell(h.failureTolerance)} node failure${h.failureTolerance === 1 ? '' : 's'}`],
-    ...(h.redisConnected !== undefined ? [['redis', h.redisConnected ? 'connected' : 'disconnected'] as const] : []),
+    ...(h.redisConnected !== undefined && h.redisConnected !== null ? [['redis', h.redisConnected ? 'connected' : 'disconnected'] as const] : []),
     ...(h.failoverMode !== undefined ? [['failover', `${h.failoverMode}${h.paused === true ? ' (PAUSED)' : ''}${h.autoFailover === false ? ' — automatic failover disabled' : ''}`] as const] : []),
     ...(h.drained !== undefined && h.drained.length > 0 ? [['drained', h.drained.join(', ')] as const] : []),
     ...(h.approval !== undefined ? [['approval', h.approval.candidate !== null ? `candidate ${h.approval.candidate}, term ${cell(h.approval.term)} (since ${cell(h.approval.since)})` : `no candidate: ${h.approval.reason ?? ''}`] as const] : []),

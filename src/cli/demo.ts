@@ -194,7 +194,7 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
   }
 
   const urls = nodes.map((n) => n.url).join(',');
-  const info = { nodes: nodes.map((n) => ({ name: n.name, role: n.role, url: n.url, peerPort: n.peerPort, dataDir: n.dir, log: n.log })), token };
+  const info = { nodes: nodes.map((n) => ({ name: n.name, role: n.role, url: n.url, peerPort: n.peerPort, dataDir: n.dir, log: n.log })), token, dashboard: `${nodes[0]!.url}/ui/` };
   ctx.print(info, () => [
     `quorate demo: ${nodes.length}-node cluster ready (${summary(nodes)})`,
     '',
@@ -202,6 +202,7 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
     ...(nodes.some((n) => n.role !== 'voter') ? ['', 'Observers and DR nodes start as voters; the leader applies their roles within seconds (`quorate status` shows them).'] : []),
     '',
     `Admin token: ${token}`,
+    `Dashboard:   ${nodes[0]!.url}/ui/  (any node serves it; log in with the admin token)`,
     '',
     'Try:',
     `  quorate status --url ${urls} --token ${token}`,

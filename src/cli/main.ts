@@ -6,16 +6,32 @@ import { CommitUnknownError, QuorateClientError, QuorateHttpError, UnavailableEr
 import { ConfigError } from '../config/index.js';
 import { GLOBAL_FLAGS, UsageError, bool, parseArgs, splitVerb, type FlagSpec } from './args.js';
 import { agentCommand } from './agent.js';
+import { backupCommands } from './backup.js';
 import { clusterCommands } from './cluster.js';
 import { Context, EXIT, allFlags, type Command, type Io } from './command.js';
 import { demoCommand } from './demo.js';
+import { doctorCommand } from './doctor.js';
+import { installServiceCommand } from './service.js';
 import { initCommand } from './init.js';
 import { kvCommands } from './kv.js';
 import { memberCommands } from './members.js';
 import { modeCommands } from './modes.js';
 import { securityCommands } from './security.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, initCommand, agentCommand, ...clusterCommands, ...memberCommands, ...modeCommands, ...kvCommands, ...securityCommands];
+// One entry per line, so that features add verbs without touching each other's lines.
+export const COMMANDS: readonly Command[] = [
+  demoCommand,
+  initCommand,
+  agentCommand,
+  installServiceCommand,
+  ...clusterCommands,
+  doctorCommand,
+  ...memberCommands,
+  ...modeCommands,
+  ...kvCommands,
+  ...backupCommands,
+  ...securityCommands,
+];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 
 function flagLines(flags: readonly FlagSpec[]): string {

@@ -40,7 +40,7 @@ test('defaults: {} is a valid single-node config', () => {
   assert.equal(c.database.mode, 'local-sync');
   assert.equal(c.database.writeQuorum, undefined, 'unset: a majority of the live voters');
   assert.equal(c.database.backup.retentionDays, 30);
-  assert.equal(c.database.backup.enabled, false, 'backups do not exist yet');
+  assert.equal(c.database.backup.enabled, false, 'scheduled backups are off by default');
   assert.equal(c.redis.keyPrefix, 'quorate:');
   assert.equal(c.security.tls, 'auto');
   assert.equal(c.security.apiTls, undefined);
@@ -74,24 +74,28 @@ const SPEC_EXAMPLE = {
   security: { tls: 'auto', adminTokenFile: '' },
 };
 
-test('the SPEC §3 example: refused for backup.enabled true (backups do not exist) and tls "auto" on the network; parses with backups off and peer TLS files', () => {
-  const e = fails(SPEC_EXAMPLE, /5 problems/);
-  assert.deepEqual(e.issues.map((i) => i.path), ['database.backup.enabled', 'node.peerAddress', 'node.advertisePeerUrl', 'cluster.peerEndpoints[0]', 'cluster.peerEndpoints[1]']);
-  assert.equal(e.path, 'database.backup.enabled');
-  assert.match(e.message, /database\.backup\.enabled: true is not available in this version \(only false\); remove the key or set it to false — backups do not exist yet, so none would be taken/);
+test('the SPEC §3 example: refused only for tls "auto" on the network; parses with peer TLS files, backups on', () => {
+  const e = fails(SPEC_EXAMPLE, /4 problems/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['node.peerAddress', 'node.advertisePeerUrl', 'cluster.peerEndpoints[0]', 'cluster.peerEndpoints[1]']);
   assert.match(e.message, /node\.peerAddress: security\.tls "auto" sends peer traffic in plain TCP in this release \(automatic certificates are not available yet\), which is accepted only when every peer address is loopback; node\.peerAddress binds 0\.0\.0\.0 \(every interface\): bind it to 127\.0\.0\.1 \(e\.g\. "127\.0\.0\.1:5201"\), or set security\.tls to \{"certFile","keyFile","caFile"\}/);
-  // With peer TLS files only backup.enabled is left: every other key of the example is built or at its default.
-  const withTls = { ...SPEC_EXAMPLE, security: { ...SPEC_EXAMPLE.security, tls: TLS_FILES } };
-  const only = fails(withTls, /^database\.backup\.enabled: true is not available in this version/);
-  assert.deepEqual(only.issues.map((i) => i.path), ['database.backup.enabled']);
-  const c = ok({ ...withTls, database: { ...SPEC_EXAMPLE.database, backup: { ...SPEC_EXAMPLE.database.backup, enabled: false } } });
+  // With peer TLS files every key of the example is built or at its default.
+  const c = ok({ ...SPEC_EXAMPLE, security: { ...SPEC_EXAMPLE.security, tls: TLS_FILES } });
   assert.equal(c.cluster.failover, 'automatic');
-  assert.equal(c.database.backup.enabled, false);
+  assert.equal(c.database.backup.enabled, true);
+  assert.equal(c.database.backup.schedule, '0 2 * * *');
   assert.equal(c.database.writeQuorum, 2);
   assert.equal(c.node.dataDir, '/srv/q/data/node1');
   assert.equal(c.database.backup.dir, '/srv/q/backups');
   assert.equal(c.security.clusterSecretFile, '/srv/q/data/node1/cluster.secret');
   assert.deepEqual(c.cluster.peerEndpoints, ['https://10.0.1.11:5201', 'https://10.0.1.12:5201']);
+});
+
+test('database.backup.schedule must be a cron pattern (5 fields, or 6 with seconds); a bad one names the key', () => {
+  assert.equal(ok({ database: { backup: { enabled: true, schedule: '*/5 * * * * *' } } }).database.backup.schedule, '*/5 * * * * *');
+  assert.equal(ok({ database: { backup: { schedule: '30 3 * * 1-5' } } }).database.backup.schedule, '30 3 * * 1-5');
+  fails({ database: { backup: { schedule: 'every day' } } }, /^database\.backup\.schedule: must be a cron pattern such as "0 2 \* \* \*".*got "every day"/);
+  fails({ database: { backup: { schedule: '61 * * * *' } } }, /^database\.backup\.schedule: must be a cron pattern/);
+  fails({ database: { backup: { retentionDays: 0 } } }, /^database\.backup\.retentionDays: /);
 });
 
 test('unknown key names its path, with a suggestion', () => {
@@ -190,9 +194,7 @@ test('security.tls: auto | off | files; auto and off only on loopback; apiTls op
 
 // Every value SPEC §3 names for a feature this version does not have, with the message's key and reason.
 const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: string, why: RegExp]> = [
-  [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /until Redis coordination exists the leader is elected by Raft/],
-  [{ cluster: { leaderLockTtlSeconds: 60 } }, 'cluster.leaderLockTtlSeconds', '60', '30', /Redis leader lease.*would be ignored/],
-  [{ cluster: { leaderRenewalIntervalSeconds: 5 } }, 'cluster.leaderRenewalIntervalSeconds', '5', '10', /Redis leader lease.*would be ignored/],
+  [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /the Redis leader lease leads only external-shared clusters .*, which do not exist yet; until then the leader is elected by Raft/],
   [{ cluster: { virtualIp: '10.0.1.100/24' } }, 'cluster.virtualIp', '"10.0.1.100/24"', '""', /does not manage a virtual IP yet, so no node would hold this address/],
   [{ cluster: { virtualIp: '10.0.1.100', loadBalanced: true } }, 'cluster.virtualIp', '"10.0.1.100"', '""', /virtual IP/],
   [{ cluster: { vipInterface: 'eth0' } }, 'cluster.vipInterface', '"eth0"', '""', /virtual IP/],
@@ -200,15 +202,6 @@ const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: s
   [{ cluster: { fenceScript: '/usr/local/bin/fence' } }, 'cluster.fenceScript', '"/usr/local/bin/fence"', '""', /a deposed leader would not be fenced/],
   [{ database: { mode: 'external-shared' } }, 'database.mode', '"external-shared"', '"local-sync"', /until external-shared exists every node keeps its own copy/],
   [{ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, 'database.external.connectionString', 'the value (not shown: it may hold a password)', '""', /external-shared database mode does not exist yet/],
-  [{ database: { outboxPollIntervalSeconds: 1 } }, 'database.outboxPollIntervalSeconds', '1', '5', /the outbox does not exist yet/],
-  [{ database: { backup: { enabled: true } } }, 'database.backup.enabled', 'true', 'false', /backups do not exist yet, so none would be taken$/],
-  [{ database: { backup: { schedule: '0 3 * * *' } } }, 'database.backup.schedule', '"0 3 \\* \\* \\*"', '"0 2 \\* \\* \\*"', /backups do not exist yet/],
-  [{ database: { backup: { retentionDays: 7 } } }, 'database.backup.retentionDays', '7', '30', /backups do not exist yet/],
-  [{ database: { backup: { dir: '/var/backups/q' } } }, 'database.backup.dir', '"/var/backups/q"', '"./backups"', /backups do not exist yet/],
-  [{ redis: { enabled: true } }, 'redis.enabled', 'true', 'false', /Redis support does not exist yet/],
-  [{ redis: { connectionString: 'redis://:hunter2@10.0.0.5:6379' } }, 'redis.connectionString', 'the value (not shown: it may hold a password)', '"127.0.0.1:6379"', /Redis support does not exist yet/],
-  [{ redis: { keyPrefix: 'prod:' } }, 'redis.keyPrefix', '"prod:"', '"quorate:"', /Redis support does not exist yet/],
-  [{ redis: { tlsEnabled: true } }, 'redis.tlsEnabled', 'true', 'false', /Redis support does not exist yet/],
 ];
 
 const re = (s: string) => s.replace(/[.[\]()/|]/g, (c) => `\\${c}`);
@@ -222,7 +215,7 @@ test('a value for a feature this version does not have is refused at load, namin
     assert.doesNotMatch(e.message, /hunter2/, 'a connection string is never echoed');
   }
   // The exact message of the issue's example.
-  fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" is not available in this version \(only "raft"\); remove the key or set it to "raft" — until Redis coordination exists/);
+  fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" is not available in this version \(only "raft"\); remove the key or set it to "raft" — the Redis leader lease leads only external-shared clusters/);
   // cluster.failover "manual" and "approval" are built.
   assert.equal(ok({ cluster: { failover: 'manual' } }).cluster.failover, 'manual');
   assert.equal(ok({ cluster: { failover: 'approval' } }).cluster.failover, 'approval');
@@ -244,8 +237,8 @@ test('unbuilt keys: the allowed value is the schema default, accepted when writt
   }
   ok(explicit);
   // Several refused values: one issue each, in table order, in one error.
-  const e = fails({ cluster: { coordination: 'redis', failover: 'approval', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^5 problems:/);
-  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.fenceScript', 'database.mode', 'database.backup.enabled', 'redis.enabled']);
+  const e = fails({ cluster: { coordination: 'redis', failover: 'approval', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^3 problems:/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.fenceScript', 'database.mode']);
   // loadBalanced is built (written to ha-state.json): both values load.
   assert.equal(ok({ cluster: { loadBalanced: true } }).cluster.loadBalanced, true);
 });
@@ -258,6 +251,10 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
+    'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
+    'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
+    'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
+    'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {
@@ -296,7 +293,7 @@ test('environment overrides: errors name the variable', () => {
   fails({}, /QUORATE_DATABASE_BACKUP_NOPE: unknown key "NOPE" in database\.backup/, { QUORATE_DATABASE_BACKUP_NOPE: '1' });
   fails({}, /QUORATE_CLUSTER_PEERENDPOINTS: not valid JSON/, { QUORATE_CLUSTER_PEERENDPOINTS: '[oops' });
   fails({}, /^cluster\.coordination: "redis" is not available in this version .* \(set by QUORATE_CLUSTER_COORDINATION\)$/, { QUORATE_CLUSTER_COORDINATION: 'redis' });
-  fails({}, /^database\.backup\.enabled: true is not available in this version .* \(set by QUORATE_DATABASE_BACKUP_ENABLED\)$/, { QUORATE_DATABASE_BACKUP_ENABLED: 'true' });
+  fails({}, /^database\.backup\.schedule: must be a cron pattern.* \(set by QUORATE_DATABASE_BACKUP_SCHEDULE\)$/, { QUORATE_DATABASE_BACKUP_SCHEDULE: 'nightly' });
 });
 
 test('loadConfig: relative dataDir resolves against the file; bad JSON and missing file are ConfigErrors', () => {
@@ -311,6 +308,6 @@ test('loadConfig: relative dataDir resolves against the file; bad JSON and missi
   assert.throws(() => loadConfig(join(dir, 'missing.json'), {}), (e: unknown) => e instanceof ConfigError && /file not found/.test(e.message));
   writeFileSync(file, JSON.stringify({ cluster: { electionTimeoutMs: 300 } }));
   assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: cluster.electionTimeoutMs:`));
-  writeFileSync(file, JSON.stringify({ redis: { enabled: true } }));
-  assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: redis.enabled: true is not available in this version`));
+  writeFileSync(file, JSON.stringify({ redis: { enabled: true, connectionString: 'redis://:hunter2@10.0.0.5:99999' } }));
+  assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: redis.connectionString: the value (not shown`) && !e.message.includes('hunter2'));
 });

@@ -10,6 +10,7 @@ import { applyEnvOverrides, type AppliedOverride } from './env.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
 import { configSchema, parseEndpoint, type RawConfig } from './schema.js';
 import { unbuiltIssues } from './unbuilt.js';
+import { redisIssues } from './redis-rules.js';
 
 /** The validated configuration: defaults filled, paths absolute, derived values set. */
 export type QuorateConfig = Omit<RawConfig, 'database'> & {
@@ -59,7 +60,9 @@ export function parseConfig(obj: unknown, env: NodeJS.ProcessEnv = process.env, 
     throw new ConfigError(withEnvNames(parsed.error.issues.flatMap((i) => describeIssue(i, merged)), applied), srcOpt);
   }
   const raw = parsed.data;
-  const issues = [...unbuiltIssues(raw), ...crossChecks(raw)];
+  const unbuilt = unbuiltIssues(raw);
+  // One issue per key: a key refused as unbuilt gets no cross-key rule on top.
+  const issues = [...unbuilt, ...[...crossChecks(raw), ...redisIssues(raw)].filter((i) => !unbuilt.some((u) => u.path === i.path))];
   if (issues.length > 0) throw new ConfigError(withEnvNames(issues, applied), srcOpt);
   return finish(raw, options.baseDir ?? process.cwd());
 }
@@ -119,7 +122,19 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
     add('node.role', 'an observer never leads, so a cluster of one observer has no leader: add peerEndpoints or use role "voter"');
   }
 
-  // The rules of coordination "redis" (redis.enabled, lease renewal < TTL),
+  // health.checks: one kind each, unique names.
+  const names = new Set<string>();
+  c.health.checks.forEach((h, i) => {
+    const kinds = [h.command !== undefined && 'command', h.url !== undefined && 'url', h.builtin !== undefined && 'builtin'].filter(Boolean);
+    if (kinds.length !== 1) add(`health.checks[${i}]`, `must have exactly one of command, url, builtin, got ${kinds.length === 0 ? 'none' : kinds.join(' and ')}`);
+    if (names.has(h.name)) add(`health.checks[${i}].name`, `duplicates another check's name ${JSON.stringify(h.name)}`);
+    names.add(h.name);
+  });
+  if (c.health.failoverOnFailure && !c.health.checks.some((h) => h.critical)) {
+    add('health.failoverOnFailure', 'needs at least one check with "critical": true (only a failing critical check moves leadership)');
+  }
+
+  // The rules of Redis and coordination "redis": ./redis-rules.ts. Those of
   // external-shared (a connection string) and the virtual IP (an interface or
   // script) come back with those features: until then ./unbuilt.ts refuses
   // every config that could break them.
@@ -173,6 +188,9 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
       backup: { ...c.database.backup, dir: abs(c.database.backup.dir) },
     },
     redis: c.redis,
+    health: c.health,
+    hooks: c.hooks,
+    outbox: c.outbox,
     security: {
       ...c.security,
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },

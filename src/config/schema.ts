@@ -5,6 +5,7 @@
 // does not have accept only their default: ./unbuilt.ts.
 import { z } from 'zod';
 import { hostname } from 'node:os';
+import { Cron } from 'croner';
 
 /** "host:port" with a port 1..65535; host may be a name, IPv4 or [IPv6]. */
 export const HOST_PORT_RE = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/;
@@ -93,10 +94,19 @@ const clusterSchema = z.object({
   historyMax: int(1, 100_000).default(1000),
 }).strict();
 
+/** A cron pattern croner accepts: 5 fields (minute first) or 6 (seconds first), in the node's local time zone. */
+export const cronPattern = z.string().min(1).superRefine((s, ctx) => {
+  try {
+    new Cron(s, { paused: true });
+  } catch (e) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be a cron pattern such as "0 2 * * *" (minute hour day-of-month month day-of-week, optionally seconds first), got ${JSON.stringify(s.slice(0, 80))}: ${(e as Error).message.replace(/^CronPattern: /, '')}` });
+  }
+});
+
 const backupSchema = z.object({
-  /** false: backups do not exist yet (./unbuilt.ts refuses true). */
+  /** Scheduled backups by the leader (src/node/backups.ts). */
   enabled: z.boolean().default(false),
-  schedule: z.string().min(1).default('0 2 * * *'),
+  schedule: cronPattern.default('0 2 * * *'),
   retentionDays: int(1, 36_500).default(30),
   dir: z.string().min(1).default('./backups'),
 }).strict();
@@ -139,12 +149,57 @@ const securitySchema = z.object({
   clusterSecretFile: z.string().default(''),
 }).strict();
 
+/** A command: argv (["/usr/bin/check", "--x"]) or one string run by /bin/sh -c. */
+const commandSpec = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(64)], {
+  errorMap: (issue, ctx) => (issue.code === z.ZodIssueCode.invalid_union
+    ? { message: `must be a command line (string, run by /bin/sh -c) or an argv array of non-empty strings, got ${JSON.stringify(ctx.data)?.slice(0, 80)}` }
+    : { message: ctx.defaultError }),
+});
+
+export const BUILTIN_CHECKS = ['storage-writable', 'disk-free'] as const;
+
+/** health.checks[]: exactly one of command, url, builtin (checked in ./load.ts). */
+const healthCheckSchema = z.object({
+  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must start with a letter or digit and hold only letters, digits, "_", "." and "-"'),
+  command: commandSpec.optional(),
+  /** http(s) URL; healthy on a 2xx answer. */
+  url: z.string().url().optional(),
+  builtin: z.enum(BUILTIN_CHECKS).optional(),
+  /** disk-free: unhealthy below this percentage of free space on the data dir's file system. */
+  minFreePercent: z.number().min(0).max(100).default(10),
+  intervalMs: int(100, 3_600_000).default(5000),
+  timeoutMs: int(10, 600_000).default(2000),
+  failuresBeforeUnhealthy: int(1, 1000).default(3),
+  critical: z.boolean().default(false),
+}).strict();
+
+const healthSchema = z.object({
+  checks: z.array(healthCheckSchema).max(64).default([]),
+  /** A leader whose critical check fails hands leadership to a healthy caught-up voter. */
+  failoverOnFailure: z.boolean().default(false),
+}).strict();
+
+const hooksSchema = z.object({
+  onRoleChange: commandSpec.optional(),
+  onStart: commandSpec.optional(),
+  onStop: commandSpec.optional(),
+  timeoutMs: int(100, 3_600_000).default(30_000),
+}).strict();
+
+const outboxSchema = z.object({
+  /** Where the leader delivers outbox messages (POST, Idempotency-Key = message id); "" = no delivery. */
+  webhookUrl: z.union([z.literal(''), z.string().url().regex(/^https?:\/\//i, 'must be an http:// or https:// URL')]).default(''),
+}).strict();
+
 export const configSchema = z.object({
   node: nodeSchema.default({}),
   cluster: clusterSchema.default({}),
   database: databaseSchema.default({}),
   redis: redisSchema.default({}),
   security: securitySchema.default({}),
+  health: healthSchema.default({}),
+  hooks: hooksSchema.default({}),
+  outbox: outboxSchema.default({}),
 }).strict();
 
 /** The file after schema defaults, before cross-key rules and path resolution. */

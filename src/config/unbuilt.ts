@@ -27,18 +27,14 @@ export interface UnbuiltKey {
   readonly secret?: boolean;
 }
 
-const REDIS_LEASE = 'it configures the Redis leader lease, and Redis coordination does not exist yet, so the value would be ignored';
 const NO_VIP = 'quorate does not manage a virtual IP yet';
 const NO_EXTERNAL = 'the external-shared database mode does not exist yet';
-const NO_BACKUPS = 'backups do not exist yet';
-const NO_REDIS = 'Redis support does not exist yet';
 
 export const UNBUILT: readonly UnbuiltKey[] = [
-  // Redis coordination. When built: coordination "redis" needs redis.enabled;
-  // leaderRenewalIntervalSeconds < leaderLockTtlSeconds.
-  { path: 'cluster.coordination', allowed: 'raft', why: 'until Redis coordination exists the leader is elected by Raft among the voters, with no Redis lease' },
-  { path: 'cluster.leaderLockTtlSeconds', allowed: 30, why: REDIS_LEASE },
-  { path: 'cluster.leaderRenewalIntervalSeconds', allowed: 10, why: REDIS_LEASE },
+  // Redis coordination: the lease is built (src/coord/redis-lease.ts) but leads
+  // only external-shared clusters, which do not exist yet. Its rules
+  // (redis.enabled, renewal < TTL, refused with local-sync): ./redis-rules.ts.
+  { path: 'cluster.coordination', allowed: 'raft', why: 'the Redis leader lease leads only external-shared clusters (database.mode "external-shared"), which do not exist yet; until then the leader is elected by Raft among the voters (with redis.enabled, the Raft leader is mirrored to Redis)' },
   // Virtual IP and fencing. When built: virtualIp without loadBalanced needs
   // vipInterface or vipScript. (cluster.loadBalanced is built: it only says an
   // external load balancer routes traffic, and is written to ha-state.json.)
@@ -49,18 +45,6 @@ export const UNBUILT: readonly UnbuiltKey[] = [
   // external-shared mode. When built: it needs external.connectionString.
   { path: 'database.mode', allowed: 'local-sync', why: `until external-shared exists every node keeps its own copy, replicated through the log, and no external database is used` },
   { path: 'database.external.connectionString', allowed: '', secret: true, why: `${NO_EXTERNAL}, so no node would connect to this database` },
-  // The outbox (SPEC §3 "outbox" section).
-  { path: 'database.outboxPollIntervalSeconds', allowed: 5, why: 'the outbox does not exist yet, so nothing would poll at this interval' },
-  // Backups.
-  { path: 'database.backup.enabled', allowed: false, why: `${NO_BACKUPS}, so none would be taken` },
-  { path: 'database.backup.schedule', allowed: '0 2 * * *', why: `${NO_BACKUPS}, so nothing would run on this schedule` },
-  { path: 'database.backup.retentionDays', allowed: 30, why: `${NO_BACKUPS}, so there is nothing to keep or delete` },
-  { path: 'database.backup.dir', allowed: './backups', why: `${NO_BACKUPS}, so nothing would be written there` },
-  // Redis.
-  { path: 'redis.enabled', allowed: false, why: `${NO_REDIS}, so no node would connect to Redis` },
-  { path: 'redis.connectionString', allowed: '127.0.0.1:6379', secret: true, why: `${NO_REDIS}, so no node would connect to this address` },
-  { path: 'redis.keyPrefix', allowed: 'quorate:', why: `${NO_REDIS}, so nothing would be written under this prefix` },
-  { path: 'redis.tlsEnabled', allowed: false, why: `${NO_REDIS}, so there is no Redis connection to protect` },
 ];
 
 /** One issue per key of `table` whose value (after defaults and env overrides) is not the allowed one. */

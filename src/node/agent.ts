@@ -46,6 +46,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       cluster: node,
       kv: node.kvService,
       security: node.security,
+      coord: node.appServices,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,

@@ -23,6 +23,8 @@ export interface ControlContext {
   notLeader(): NodeError;
   /** Drained nodes are never switchover targets (./modes.ts). */
   isDrained?(nodeName: string): boolean;
+  /** Members whose critical application health checks fail are never switchover targets (./app-services.ts). */
+  isUnhealthy?(nodeName: string): boolean;
 }
 
 export async function switchover(c: ControlContext, to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
@@ -32,9 +34,9 @@ export async function switchover(c: ControlContext, to?: string): Promise<{ from
   if (to !== undefined) {
     target = checkTarget(c, to);
   } else {
-    const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive && c.isDrained?.(c.registry.nameOf(p.id)) !== true).sort((a, b) => b.match - a.match);
+    const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive && c.isDrained?.(c.registry.nameOf(p.id)) !== true && c.isUnhealthy?.(c.registry.nameOf(p.id)) !== true).sort((a, b) => b.match - a.match);
     target = candidates[0]?.id;
-    if (target === undefined) throw new NodeError('invalid_transfer', 'no other reachable voter can take over; add or start a voter first');
+    if (target === undefined) throw new NodeError('invalid_transfer', 'no other reachable, healthy voter can take over; add or start a voter first (or fix the failing health checks: `quorate checks`)');
   }
   checkCaughtUp(c, target, to === undefined);
   const started = performance.now();
@@ -65,6 +67,7 @@ export function checkTarget(c: ControlContext, to: string): NodeId {
   const target = [...c.registry.peers.keys()].find((id) => c.registry.nameOf(id) === to);
   if (target === undefined) throw new NodeError('invalid_transfer', `no member named "${to}"; see \`quorate peers\` for names`);
   if (c.isDrained?.(to) === true) throw new NodeError('invalid_transfer', `${to} is drained and may not take over; run \`quorate undrain ${to}\` first or pick another voter`);
+  if (c.isUnhealthy?.(to) === true) throw new NodeError('invalid_transfer', `${to} fails a critical application health check and may not take over; see \`quorate checks --url\` on it, or pick another voter`);
   return target;
 }
 

@@ -40,7 +40,9 @@ export const NODE_ERROR_CODES = [
   // Managed API tokens (src/node/security.ts): the name is taken; the bound is reached.
   'token_exists',
   'too_many_tokens',
-  // A replicated feature needs a higher cluster feature level (a member runs an older build).
+  // Backups (src/node/backups.ts): one is being written into the backup dir now.
+  'backup_in_progress',
+  // A feature whose entries only level-2 members apply (queues, locks, outbox) while a member is older.
   'feature_unavailable',
   // The node itself.
   'storage_failed',

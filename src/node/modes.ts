@@ -51,6 +51,8 @@ export interface ModesNode {
   isLeader(): boolean;
   notLeader(): NodeError;
   switchover(): Promise<unknown>;
+  /** No critical application health check fails here (./app-services.ts); an unhealthy node is not an approval candidate. */
+  appHealthy?(): boolean;
 }
 
 export class Modes {
@@ -90,7 +92,7 @@ export class Modes {
   probeInfo(): ProbeInfo {
     const n = this.#n;
     const st = n.replica.core.status();
-    return { nodeName: this.#nodeName, term: st.term, lastTerm: st.lastTerm, lastIndex: st.lastIndex, role: st.role, healthy: n.replica.fatal === undefined, leader: st.lead === NONE ? null : n.registry.nameOf(st.lead) };
+    return { nodeName: this.#nodeName, term: st.term, lastTerm: st.lastTerm, lastIndex: st.lastIndex, role: st.role, healthy: n.replica.fatal === undefined && n.appHealthy?.() !== false, leader: st.lead === NONE ? null : n.registry.nameOf(st.lead) };
   }
 
   // ---- node glue (moved from node.ts): QuorateNode.modes(), failoverHere(), proposeSetting(), the loop's scan

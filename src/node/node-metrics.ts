@@ -1,6 +1,7 @@
 // The node's metrics: the counters and histograms the replica feeds, and the
 // gauges set from the node's status at each scrape (`GET /metrics`), in the
 // node's MetricsRegistry (src/ops/metrics.ts).
+import { statfsSync } from 'node:fs';
 import type { NodeStatus } from '../api/ports.js';
 import type { Counter, MetricsRegistry } from '../ops/metrics.js';
 import { NONE } from '../raft/index.js';
@@ -26,7 +27,7 @@ export function nodeMetrics(m: MetricsRegistry): { leaderChanges: Counter; repli
 }
 
 /** Set the gauges from `st` (and the process's memory), then render every metric as text. */
-export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry): string {
+export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry, dataDir?: string): string {
   const g = (name: string, help: string, v: number, labels?: Record<string, string>) => m.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
   g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
   g('quorate_is_leader', '1 if this node leads', st.raftRole === 'leader' ? 1 : 0);
@@ -35,6 +36,9 @@ export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: Machin
   g('quorate_applied_index', 'Applied index', st.appliedIndex);
   g('quorate_apply_lag_entries', 'Committed but not yet applied entries', st.commitIndex - st.appliedIndex);
   g('quorate_quorum_met', '1 if a write quorum of voters is reachable', st.quorumMet ? 1 : 0);
+  g('quorate_failure_tolerance', 'Voters the cluster can lose now and keep a quorum (as this node sees it; the leader\'s view is authoritative)', st.failureTolerance);
+  g('quorate_storage_healthy', '1 while the data dir accepts writes and fsyncs', st.storageHealthy ? 1 : 0);
+  g('quorate_split_brain_warning', '1 while this node has seen two leaders for one term (see the split_brain log line)', st.splitBrainWarning !== undefined ? 1 : 0);
   g('quorate_feature_level', 'Cluster feature level as this node computes it (lowest level announced by the members)', st.featureLevel);
   for (const f of [1, 2]) g('quorate_applied_commands_by_format', 'Commands applied since start, by entry format', machines.appliedByFormat(f), { format: String(f) });
   const mem = process.memoryUsage();
@@ -46,6 +50,16 @@ export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: Machin
   for (const p of st.peers) {
     if (p.self) continue;
     g('quorate_replication_lag_entries', 'Entries a peer is behind the leader (leader only)', p.replicationLagEntries, { peer: p.nodeName });
+    g('quorate_replication_lag_seconds', 'How long a peer has been behind the leader\'s last index (leader only; 0 when caught up)', p.replicationLagMs / 1000, { peer: p.nodeName });
+  }
+  if (dataDir !== undefined) {
+    try {
+      const fs = statfsSync(dataDir);
+      g('quorate_data_dir_free_bytes', 'Free bytes (for unprivileged users) on the data dir\'s file system', fs.bavail * fs.bsize);
+      g('quorate_data_dir_size_bytes', 'Size in bytes of the data dir\'s file system', fs.blocks * fs.bsize);
+    } catch {
+      // the storage health gauge and the node's log say what is wrong with the data dir
+    }
   }
   return m.text();
 }

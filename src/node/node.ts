@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import { NONE, RawNode, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
 import { WalStorage } from '../storage/index.js';
-import { createKvState, type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
+import { type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader, type NodeError } from './errors.js';
@@ -37,6 +37,12 @@ import { REAL_CLOCK, Replica } from './replica.js';
 import { memberRole } from './roles.js';
 import { SplitBrainWatch } from './split-brain.js';
 import { VERSION, buildStatus } from './status.js';
+import { scheduledWork } from './scheduled-work.js';
+import { createNodeState } from './node-state.js';
+import type { LeaderScheduler } from './scheduler.js';
+import type { Backups } from './backups.js';
+import { AppServices } from './app-services.js';
+import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
 
 export { VERSION } from './status.js';
 
@@ -84,6 +90,13 @@ export class QuorateNode implements ClusterControl {
   readonly switchoverSchedule: SwitchoverScheduler;
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
+  /** The leader-only scheduler (./scheduler.ts) and backups (./backups.ts), wired in ./scheduled-work.ts. */
+  readonly scheduler: LeaderScheduler;
+  readonly backups: Backups;
+  /** Health checks, role-change hooks, queues/locks/outbox (./app-services.ts): the API's AppCoordination. */
+  readonly appServices: AppServices;
+  /** With redis.enabled: the Raft leader mirrored to Redis and cross-checked (src/coord/redis-mirror.ts). */
+  readonly #redisMirror: LeaderMirror | undefined;
 
   private constructor(
     config: QuorateConfig,
@@ -173,6 +186,7 @@ export class QuorateNode implements ClusterControl {
       replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs, maxLagEntries: config.cluster.maxLagOnFailover,
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       isDrained: (name) => this.modes().drained.includes(name),
+      isUnhealthy: (name) => this.appServices.isUnhealthy(name),
     };
     this.#registry.refresh(raw);
     this.#enroller = new Enroller({
@@ -190,7 +204,8 @@ export class QuorateNode implements ClusterControl {
     this.#modes = new Modes({
       settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log,
       node: { ...this.#control, replica: this.#replica, registry: this.#registry, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS, heartbeatMs: config.cluster.heartbeatIntervalMs, clusterSecret: security.clusterSecret,
-        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover() },
+        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover(),
+        appHealthy: () => this.appServices.checks.view().healthy },
     });
     this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
@@ -202,7 +217,23 @@ export class QuorateNode implements ClusterControl {
     this.#services.add(this.switchoverSchedule);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
+    ({ scheduler: this.scheduler, backups: this.backups } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
+      run: (op) => this.#replica.run(op), proposeEntry: (e) => this.#replica.propose(e, DEFAULT_PROPOSE_TIMEOUT_MS), featureLevel: () => this.featureLevel(),
+      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier() }));
+    this.#services.add(this.scheduler);
+    this.appServices = new AppServices({
+      config, logger: this.#log, metrics: this.#metrics, leadership: this.#leadership, services: this.#services, app: state.app,
+      clockMs: () => this.machines.clockMs, proposeEntry: (data) => this.#replica.propose(data, DEFAULT_PROPOSE_TIMEOUT_MS), readBarrier: () => this.readBarrier(),
+      featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
+      leaderName: () => { const l = this.#replica.core.softState().lead; return l === NONE ? null : this.#registry.nameOf(l); },
+      peers: () => this.#replica.core.membership().members.filter((m) => m.id !== id).flatMap((m) => { const u = this.#registry.record(m.id)?.apiUrl; return u === undefined ? [] : [{ nodeName: this.#registry.nameOf(m.id), apiUrl: u }]; }),
+      switchover: () => this.switchover(),
+    });
     this.#transport.setPeers(peerMap);
+    this.#redisMirror = leaderMirrorFor(config, this.#log, () => {
+      const lead = this.#replica.core.softState().lead;
+      return { leading: this.isLeader(), term: this.#replica.term, leaderName: lead === NONE ? undefined : this.#registry.nameOf(lead) };
+    });
   }
 
   /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
@@ -219,7 +250,7 @@ export class QuorateNode implements ClusterControl {
     if (featureLevel !== FEATURE_LEVEL) logger.warn({ node: config.node.nodeName, event: 'test_feature_level', featureLevel }, `QUORATE_TEST_FEATURE_LEVEL: running as feature level ${featureLevel} (tests only)`);
     // The entry and snapshot formats read are the feature level's: a level-1 node stops on a format-2 entry and
     // refuses a composite snapshot, as an old build would. Snapshots are written by the cluster level (set below).
-    const replicated = createKvState({ maxFormatVersion: featureLevel });
+    const replicated = createNodeState({ dataDir, maxFormatVersion: featureLevel });
     const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks) });
     for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     const lastSnapshot = state.snapshot;
@@ -234,7 +265,9 @@ export class QuorateNode implements ClusterControl {
     node.#modes.scan(raw, state.entries);
     await node.#transport.listen();
     node.#replica.start();
+    node.#redisMirror?.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
+    node.appServices.start();
     const st = raw.status();
     node.#log.info(
       { event: 'node_started', term: st.term, id, members: bootstrap.members.length, firstIndex: st.firstIndex, lastIndex: st.lastIndex, tickMs },
@@ -248,10 +281,12 @@ export class QuorateNode implements ClusterControl {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#housekeepingTimer) clearInterval(this.#housekeepingTimer);
+    await this.appServices.stop();
     this.#services.close();
     this.security.close();
     await this.#replica.stop();
     await this.#transport.close();
+    await this.#redisMirror?.stop();
     await this.#storage.close();
     this.#log.info({ event: 'node_stopped' }, 'node stopped cleanly');
   }
@@ -332,7 +367,7 @@ export class QuorateNode implements ClusterControl {
   }
 
   metricsText(): string {
-    return metricsText(this.#metrics, this.status(), this.machines);
+    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir);
   }
 
   /** Removed from the cluster: the API serves no data (503 removed) and health shows role removed. */
@@ -356,9 +391,10 @@ export class QuorateNode implements ClusterControl {
     const s = buildStatus({
       st: this.#replica.core.status(), config: this.config, registry: this.#registry, stats: this.#transport.stats(), tickMs: this.#tickMs,
       leaderApiUrl: this.leaderApiUrl(), snapshotIndex: this.#replica.snapshotIndex, revision: this.kv.revision, fatal: this.#replica.fatal,
-      splitBrain: this.#splitBrain.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
+      splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
-    return this.#removal.removed ? { ...s, role: 'removed' } : s;
+    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : s;
+    return this.#removal.removed ? { ...withRedis, role: 'removed' } : withRedis;
   }
 
   // ------------------------------------------------------------ hooks (in the loop)
@@ -394,6 +430,7 @@ export class QuorateNode implements ClusterControl {
     }
     if (s.role === 'leader' && prev.role !== 'leader') this.#log.info({ event: 'became_leader' }, `${this.nodeName} became the leader`);
     this.#historyRecorder.softState(prev, s);
+    this.#redisMirror?.poke();
     this.#leadership.updateFrom(this.#replica.core.status());
   }
 

@@ -26,6 +26,10 @@ export {
   validateCommand,
   validateEnvelope,
 } from './commands.js';
+export { AppStateMachine, dlqOf } from './app-machine.js';
+export type { LockView, OutboxMessage, QueueStats } from './app-machine.js';
+export { APP_MACHINE_ID, APP_NAME_RE, DEFAULT_MAX_DELIVERIES, MAX_CLAIM, MAX_APP_TTL_MS, MAX_APP_BODY_BYTES, encodeAppPayload, validateAppCommand } from './app-commands.js';
+export type { AppCommand } from './app-commands.js';
 export { ENVELOPE_FORMAT_VERSION, decodeEntry, encodeEnvelope } from './envelope.js';
 export type { DecodedEntry, Envelope } from './envelope.js';
 export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
@@ -35,6 +39,8 @@ export { TOKENS_MACHINE_ID, TOKENS_MAX, TOKEN_NAME_RE, TOKEN_ROLES, TokensMachin
 export type { StoredToken, TokenRole, TokensCommand } from './tokens.js';
 export { AUDIT_FIELD_MAX, AUDIT_MACHINE_ID, AUDIT_MAX_LIMIT, AuditMachine, DEFAULT_AUDIT_MAX, decodeAuditPayload, encodeAuditPayload } from './audit.js';
 export type { AuditCommand, AuditEntry, AuditRecord } from './audit.js';
+export { RUN_KINDS, SCHEDULER_MACHINE_ID, SCHEDULER_MAX_NAME, SchedulerMachine, decodeSchedulerPayload, encodeSchedulerPayload } from './scheduler-machine.js';
+export type { JobRecord, JobRun, RunKind, SchedulerCommand } from './scheduler-machine.js';
 export type { ApplyContext, LegacyKvMachine, MachineRegistryOptions, RegistryState, RestoreCommit, SnapshotWriteFormat, StateMachine } from './machines.js';
 export type {
   Command,
@@ -52,6 +58,7 @@ export type {
 } from './commands.js';
 export type {
   ApplyResult,
+  DataResult,
   DeleteResult,
   ExpireResult,
   IdempotencyKeyReusedResult,

@@ -10,6 +10,8 @@ import type { MachineRegistryOptions } from './machines.js';
 import { SettingsMachine } from './settings.js';
 import { TokensMachine } from './tokens.js';
 import { AuditMachine } from './audit.js';
+import { SchedulerMachine } from './scheduler-machine.js';
+import { AppStateMachine } from './app-machine.js';
 
 export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
 
@@ -28,6 +30,10 @@ export interface KvState {
   readonly tokens: TokensMachine;
   /** The "audit" machine: operator and admin actions. */
   readonly audit: AuditMachine;
+  /** The "scheduler" machine: slots claimed by the leader-only scheduler (src/node/scheduler.ts). */
+  readonly scheduler: SchedulerMachine;
+  /** The "app" machine: work queues, locks, the outbox (./app-machine.ts). */
+  readonly app: AppStateMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -51,7 +57,11 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(tokens);
   const audit = new AuditMachine();
   registry.register(audit);
-  return { registry, kv, history, settings, tokens, audit, reader: kvReaderOf(registry, kv) };
+  const scheduler = new SchedulerMachine();
+  registry.register(scheduler);
+  const app = new AppStateMachine();
+  registry.register(app);
+  return { registry, kv, history, settings, scheduler, app, tokens, audit, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

@@ -39,7 +39,11 @@ export interface IdempotencyKeyReusedResult {
   readonly error: 'idempotency_key_reused';
   readonly message: string;
 }
-export type ApplyResult = WriteResult | DeleteResult | RevisionMismatch | TxnResult | ExpireResult | InvalidCommandResult | IdempotencyKeyReusedResult;
+/** A machine's own structured result (the "app" machine: queues, locks, outbox); plain msgpack-encodable data. */
+export interface DataResult {
+  readonly data: unknown;
+}
+export type ApplyResult = WriteResult | DeleteResult | RevisionMismatch | TxnResult | ExpireResult | InvalidCommandResult | IdempotencyKeyReusedResult | DataResult;
 
 const R_WRITE = 0;
 const R_DELETE = 1;
@@ -48,8 +52,10 @@ const R_TXN = 3;
 const R_EXPIRE = 4;
 const R_INVALID = 5;
 const R_REUSED = 6;
+const R_DATA = 7;
 
 export function resultToTuple(r: ApplyResult): unknown[] {
+  if ('data' in r) return [R_DATA, r.data];
   if ('error' in r) {
     if (r.error === 'revision_mismatch') return [R_MISMATCH, r.currentRevision];
     return [r.error === 'invalid_command' ? R_INVALID : R_REUSED, r.message];
@@ -80,6 +86,8 @@ export function resultFromTuple(t: unknown): ApplyResult | undefined {
       return t.length === 2 && typeof t[1] === 'string' ? { error: 'invalid_command', message: t[1] } : undefined;
     case R_REUSED:
       return t.length === 2 && typeof t[1] === 'string' ? { error: 'idempotency_key_reused', message: t[1] } : undefined;
+    case R_DATA:
+      return t.length === 2 ? { data: t[1] } : undefined;
     case R_TXN: {
       if (t.length !== 4 || typeof t[1] !== 'boolean' || !isNat(t[2]) || !Array.isArray(t[3])) return undefined;
       const responses: TxnOpResponse[] = [];

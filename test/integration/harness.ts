@@ -46,8 +46,14 @@ export interface ClusterOptions {
   readonly roles?: readonly ('voter' | 'observer' | 'dr')[];
   /** security.tls per node (default "off"). */
   readonly tls?: (i: number) => unknown;
+  /** Extra keys of the `database` section (e.g. backup). */
+  readonly database?: Record<string, unknown>;
   /** Extra environment variables per node (e.g. QUORATE_TEST_FEATURE_LEVEL). */
   readonly env?: (i: number) => Record<string, string> | undefined;
+  /** More config sections for node i (health, hooks, outbox, ...); `database` keys merge into the database section. */
+  readonly extraConfig?: (i: number) => Record<string, unknown>;
+  /** The `redis` config section of every node. */
+  readonly redis?: Record<string, unknown>;
 }
 
 /** The cluster secret every test node shares (written to <dataDir>/cluster.secret). */
@@ -90,9 +96,12 @@ export class TestCluster {
           heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 100,
           ...(opts.cluster ?? {}),
         },
-        database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}) },
+        database: { mode: 'local-sync', ...(opts.writeQuorum ? { writeQuorum: opts.writeQuorum } : {}), ...(opts.database ?? {}) },
         security: { tls: opts.tls ? opts.tls(i) : 'off' },
+        ...(opts.redis ? { redis: opts.redis } : {}),
       };
+      const extra = opts.extraConfig?.(i) ?? {};
+      Object.assign(config, { ...extra, database: { ...config.database, ...(extra['database'] as Record<string, unknown> | undefined) } });
       const configPath = join(dir, 'quorate.json');
       writeFileSync(configPath, JSON.stringify(config, null, 2));
       writeFileSync(join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });

@@ -105,6 +105,9 @@ export class FakeNode implements ClusterControl {
     return new NodeError('not_leader', `this node is not the leader; ${this.leaderName} leads`, { leaderName: this.leaderName });
   }
 
+  /** Other members this node reports in its status (dashboard views, CORS origins). */
+  otherPeers: PeerInfo[] = [];
+
   status(): NodeStatus {
     const self: PeerInfo = {
       id: this.nodeId,
@@ -140,7 +143,7 @@ export class FakeNode implements ClusterControl {
       votersTotal: 3,
       writeQuorum: 2,
       failureTolerance: 1,
-      peers: [self],
+      peers: [self, ...this.otherPeers],
       storageHealthy: true,
       storageError: undefined,
       splitBrainWarning: undefined,

@@ -1,0 +1,43 @@
+// Cross-key rules of Redis (the leader mirror and the leader lease):
+// - redis.connectionString must parse (host:port[,password=…][,ssl=…] or a
+//   redis:// / rediss:// URL); the message never echoes it (it may hold a password);
+// - leaderRenewalIntervalSeconds < leaderLockTtlSeconds (the mirror's record
+//   and the lease must be rewritten before they expire);
+// - coordination "redis" needs redis.enabled, leaves the leader room to step
+//   down before its lease expires (src/coord/redis-lease.ts stepDownAfterMs),
+//   and is refused with database.mode "local-sync": a lease alone does not
+//   make a node's local copy safe to promote (that needs the two-node witness).
+import { parseRedisConnectionString, RedisConnectionStringError } from '../coord/redis-conn.js';
+import { CLOCK_RATE_BOUND, DEFAULT_STOP_BUDGET_MS, stepDownAfterMs } from '../coord/redis-lease.js';
+import type { ConfigIssue } from './errors.js';
+import type { RawConfig } from './schema.js';
+
+export function redisIssues(c: RawConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const add = (path: string, message: string) => issues.push({ path, message });
+  const cl = c.cluster;
+  const usesRedis = c.redis.enabled || cl.coordination === 'redis';
+  if (usesRedis) {
+    try {
+      parseRedisConnectionString(c.redis.connectionString, c.redis.tlsEnabled);
+    } catch (e) {
+      if (!(e instanceof RedisConnectionStringError)) throw e;
+      add('redis.connectionString', `the value (not shown: it may hold a password) ${e.message}`);
+    }
+    if (cl.leaderRenewalIntervalSeconds >= cl.leaderLockTtlSeconds) {
+      add('cluster.leaderRenewalIntervalSeconds', `must be below cluster.leaderLockTtlSeconds (${cl.leaderLockTtlSeconds}), got ${cl.leaderRenewalIntervalSeconds}: the leader record in Redis would expire before it is renewed`);
+    }
+  }
+  if (cl.coordination === 'redis') {
+    if (!c.redis.enabled) add('cluster.coordination', '"redis" needs redis.enabled: true (and redis.connectionString): the leader lease is kept in Redis');
+    if (c.database.mode === 'local-sync') {
+      add('cluster.coordination', '"redis" is accepted only with database.mode "external-shared": with "local-sync" a Redis lease alone does not make a node\'s own copy safe to promote (it may lack acknowledged writes); use "raft" (three or more voters, or two with an observer)');
+    }
+    const ttlMs = cl.leaderLockTtlSeconds * 1000;
+    const room = stepDownAfterMs(ttlMs);
+    if (cl.leaderRenewalIntervalSeconds < cl.leaderLockTtlSeconds && room <= cl.leaderRenewalIntervalSeconds * 1000) {
+      add('cluster.leaderLockTtlSeconds', `${cl.leaderLockTtlSeconds} s leaves the leader ${room} ms after a renewal before it must step down (TTL / ${1 + CLOCK_RATE_BOUND} − ${DEFAULT_STOP_BUDGET_MS} ms for its stop), not more than leaderRenewalIntervalSeconds (${cl.leaderRenewalIntervalSeconds} s): raise the TTL or renew more often`);
+    }
+  }
+  return issues;
+}

@@ -1,0 +1,113 @@
+// The dashboard in a real browser (playwright-core driving Debian's chromium,
+// no browser download) against three real node processes: login, the three
+// nodes and the leader, a kill -9 of the leader seen without reload, a
+// switchover from the page, the page carrying on through another member when
+// the node that served it dies, and a reader token that gets no action buttons.
+// With QUORATE_SCREENSHOTS=DIR set, each view is saved there as a PNG
+// (docs/images/ holds the committed ones: `npm run screenshots`).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { READER_TOKEN, TOKEN, TestCluster, waitFor } from './harness.js';
+
+const CHROMIUM = process.env['QUORATE_CHROMIUM'] ?? '/usr/bin/chromium';
+const SHOTS = process.env['QUORATE_SCREENSHOTS'];
+
+async function shot(page: Page, name: string): Promise<void> {
+  if (SHOTS === undefined) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function login(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(`${url}/ui/`);
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.locator('[data-testid=leader]').waitFor({ timeout: 15_000 });
+}
+
+async function shownLeader(page: Page): Promise<string> {
+  return (await page.locator('[data-testid=leader]').textContent()) ?? '';
+}
+
+describe('dashboard in chromium', () => {
+  let c: TestCluster | undefined;
+  let browser: Browser | undefined;
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium; .ci/run does it)`);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  });
+  after(async () => {
+    await browser?.close();
+    await c?.stop();
+  });
+
+  test('login, three nodes, leader change without reload, switchover from the page, failover of the serving node, reader sees no actions', async () => {
+    c = await TestCluster.start({ nodes: 3 });
+    const leader = await c.waitLeader();
+    await c.client().kvPut('app/config', 'v1');
+    const serving = [0, 1, 2].find((i) => i !== leader)!;
+    const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+    const csp = (await page.request.get(`${c.nodes[serving]!.url}/ui/`)).headers()['content-security-policy'] ?? '';
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+
+    await login(page, c.nodes[serving]!.url, TOKEN);
+    await page.locator('article.card').nth(2).waitFor();
+    assert.equal(await page.locator('article.card').count(), 3);
+    await waitFor('the page names the leader', async () => (await shownLeader(page)).includes(c!.nodes[leader]!.name), 10_000);
+    assert.equal(await page.locator(`article.card.leader[data-node=${c.nodes[leader]!.name}]`).count(), 1);
+    await shot(page, 'dashboard-topology');
+
+    // kill -9 of the leader: the new one appears without a reload.
+    const t0 = Date.now();
+    c.kill(leader);
+    await waitFor('a new leader shown', async () => {
+      const t = await shownLeader(page);
+      return t.startsWith('Leader:') && !t.includes(c!.nodes[leader]!.name);
+    }, 20_000);
+    console.log(`# dashboard showed the new leader ${Date.now() - t0} ms after kill -9`);
+    await shot(page, 'dashboard-leader-killed');
+
+    // Switchover from the page to the other live node.
+    const now = await c.waitLeader(20_000, [leader]);
+    const target = [0, 1, 2].find((i) => i !== leader && i !== now)!;
+    await page.locator(`article.card[data-node=${c.nodes[target]!.name}] [data-action=switchover]`).click();
+    await page.getByRole('dialog').waitFor();
+    assert.match((await page.getByRole('dialog').textContent()) ?? '', new RegExp(`quorate switchover --to ${c.nodes[target]!.name}`));
+    await shot(page, 'dashboard-switchover-confirm');
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await waitFor(`${c.nodes[target]!.name} shown as leader`, async () => (await shownLeader(page)).includes(c!.nodes[target]!.name), 20_000);
+    assert.equal(await c.waitLeader(20_000, [leader]), target);
+
+    // The node that served the page dies: the page goes on through another member.
+    c.startNode(leader);
+    await c.waitReady(leader);
+    const servingNow = serving;
+    if (servingNow === (await c.waitLeader())) {
+      // serving node leads: hand leadership away so killing it keeps a quorum and a leader
+      await page.locator(`article.card[data-node=${c.nodes[leader]!.name}] [data-action=switchover]`).click();
+      await page.getByRole('button', { name: 'Confirm' }).click();
+      await waitFor('leadership moved off the serving node', async () => (await c!.waitLeader()) !== servingNow, 20_000);
+    }
+    c.kill(servingNow);
+    await waitFor('the page says its node does not answer and keeps showing a leader', async () => {
+      const text = (await page.locator('.banners').textContent().catch(() => '')) ?? '';
+      return text.includes('does not answer') && (await shownLeader(page)).startsWith('Leader:');
+    }, 20_000);
+    await page.locator('#kv-prefix').fill('app/');
+    await page.getByRole('button', { name: 'List (first 50)' }).click();
+    await page.getByRole('cell', { name: 'app/config' }).waitFor({ timeout: 10_000 });
+    await shot(page, 'dashboard-failed-over');
+
+    // A reader token: the same views, no action buttons.
+    const reader = await browser!.newPage({ viewport: { width: 420, height: 900 } });
+    const live = [0, 1, 2].find((i) => i !== servingNow)!;
+    await login(reader, c.nodes[live]!.url, READER_TOKEN);
+    await reader.locator('article.card').first().waitFor();
+    assert.equal(await reader.locator('[data-action]').count(), 0);
+    await shot(reader, 'dashboard-reader-narrow');
+  });
+});
