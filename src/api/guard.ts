@@ -3,8 +3,8 @@
 // `/v1/audit`). The rule of what is audited is here, once:
 //
 //   every call of a route that needs the operator or admin role, other than
-//   GET/HEAD, other than the data (/v1/kv*, /v1/watch): writes are not audited
-//   one by one. Authenticated calls refused for their role (403) are audited
+//   GET/HEAD, other than the data (/v1/kv*, /v1/watch, /v1/queues*, /v1/locks*,
+//   /v1/outbox): writes are not audited one by one. Authenticated calls refused for their role (403) are audited
 //   too; calls without a valid token (401) are not (they would let anyone
 //   flood the bounded log): they are rate-limited and logged.
 //
@@ -19,7 +19,7 @@ import { ApiError } from './errors.js';
 /** Set by a forwarding node: the address of the client it serves. */
 export const HEADER_FORWARDED_FOR = 'x-quorate-forwarded-for';
 
-const DATA_ROUTES = /^\/v1\/(kv|watch)(\/|$)/;
+const DATA_ROUTES = /^\/v1\/(kv|watch|queues|locks|outbox)(\/|$)/;
 
 /** Where the call came from: the socket's address, or for a forwarded call the client's as the forwarding node saw it, "via" that node. */
 export function clientAddress(ctx: RequestContext): string {

@@ -172,7 +172,8 @@ describe('audit log', () => {
 describe('failed authentications per address', () => {
   let h: Harness;
   before(async () => {
-    h = await harness({ server: { authLimit: { burst: 3, refillPerSecond: 1 } } });
+    // One retry earned back every 4 s: long enough for the checks below under any load, short enough to see it come back.
+    h = await harness({ server: { authLimit: { burst: 3, refillPerSecond: 0.25 } } });
   });
   after(() => h.close());
 
@@ -185,6 +186,6 @@ describe('failed authentications per address', () => {
     assert.equal((await call(h.url, 'GET', '/v1/cluster/status')).status, 429, 'a right guess is not revealed while limited');
     assert.equal((await call(h.url, 'GET', '/system/health/ping', { token: null })).status < 500, true, 'health probes need no token and are not limited');
     assert.ok(h.logs.some((l) => l['event'] === 'auth_rate_limited'));
-    await until('the address earns a retry back', async () => ((await call(h.url, 'GET', '/v1/cluster/status')).status === 200 ? true : undefined));
+    await until('the address earns a retry back', async () => ((await call(h.url, 'GET', '/v1/cluster/status')).status === 200 ? true : undefined), 20_000);
   });
 });

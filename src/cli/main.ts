@@ -19,6 +19,7 @@ import { kvCommands } from './kv.js';
 import { memberCommands } from './members.js';
 import { modeCommands } from './modes.js';
 import { securityCommands } from './security.js';
+import { sqlCommands } from './sql.js';
 
 // One entry per line, so that features add verbs without touching each other's lines.
 export const COMMANDS: readonly Command[] = [
@@ -37,8 +38,6 @@ export const COMMANDS: readonly Command[] = [
   ...securityCommands,
   ...sqlCommands,
 ];
-import { sqlCommands } from './sql.js';
-
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 
 function flagLines(flags: readonly FlagSpec[]): string {

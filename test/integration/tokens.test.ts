@@ -19,7 +19,7 @@ describe('managed tokens and audit across a cluster', () => {
 
   test('create on a follower, use everywhere, revoke everywhere; every admin action audited once', async () => {
     c = await TestCluster.start({ nodes: 3 });
-    const leader = await c.waitLeader();
+    const leader = await c.waitLeader(60_000);
     const follower = [0, 1, 2].find((i) => i !== leader)!;
     const urls = c.nodes.map((n) => n.url);
 
