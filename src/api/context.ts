@@ -6,7 +6,7 @@ import type { Counter, Histogram, MetricsRegistry } from '../ops/metrics.js';
 import type { Principal, Role, TokenStore } from './auth.js';
 import { ApiError, badField } from './errors.js';
 import type { Forwarder } from './forward.js';
-import type { ClusterControl, KvService } from './ports.js';
+import type { ClusterControl, DrControl, KvService } from './ports.js';
 
 /** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -56,6 +56,8 @@ export interface App {
   readonly cluster: ClusterControl;
   /** The replicated KV: reads, writes, linearizable read barrier. */
   readonly kv: KvService;
+  /** DR promotion and isolation, when the server was given them. */
+  readonly dr?: DrControl;
   readonly logger: Logger;
   readonly tokens: TokenStore;
   readonly forwarder: Forwarder;

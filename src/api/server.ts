@@ -14,8 +14,9 @@ import type { ApiLimits, App, Route } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { Forwarder } from './forward.js';
 import { clusterRoutes } from './routes-cluster.js';
+import { drRoutes } from './routes-dr.js';
 import { healthRoutes } from './routes-health.js';
-import type { ClusterControl, KvService } from './ports.js';
+import type { ClusterControl, DrControl, KvService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
 import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
@@ -25,6 +26,8 @@ export interface ApiServerOptions {
   readonly cluster: ClusterControl;
   /** The replicated KV (src/api/ports.ts). */
   readonly kv: KvService;
+  /** DR promotion and isolation (src/api/ports.ts DrControl); absent: those routes answer 404. */
+  readonly dr?: DrControl;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -89,6 +92,7 @@ export interface ApiServer {
 const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...healthRoutes,
   ...clusterRoutes,
+  ...drRoutes,
   '/v1/kv': kvListRoutes,
   '/v1/watch': watchRoutes,
 };
@@ -180,6 +184,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const app: App = {
     cluster,
     kv,
+    ...(opts.dr !== undefined ? { dr: opts.dr } : {}),
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000 }),
     forwarder,

@@ -35,6 +35,8 @@ import { REAL_CLOCK, Replica } from './replica.js';
 import { memberRole } from './roles.js';
 import { SplitBrainWatch } from './split-brain.js';
 import { VERSION, buildStatus } from './status.js';
+import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
+import { asPromoted, memberReachable } from './dr-wiring.js';
 
 export { VERSION } from './status.js';
 
@@ -80,6 +82,9 @@ export class QuorateNode implements ClusterControl {
   readonly #removal: RemovedState;
   /** `switchover --at`: kept in the leader's memory, a leader service (./scheduled-switchover.ts). */
   readonly switchoverSchedule: SwitchoverScheduler;
+  /** DR promotion (./promotion.ts): the replication lag, and the agent's restart (absent outside `quorate agent`). */
+  readonly #lag = new LagTracker();
+  #restart: ((rewrite: () => Promise<void>) => Promise<void>) | undefined;
 
   private constructor(
     config: QuorateConfig,
@@ -122,6 +127,9 @@ export class QuorateNode implements ClusterControl {
     const peerMap = this.#registry.peerAddresses();
     this.#transport = new PeerTransport({
       ...transportOptionsFor(config, { id, ...security, featureLevel, logger: this.#log, peerHost: (peer) => peerMap.get(peer)?.host }),
+      // The cluster generation (./generation.ts): a peer of another one is refused at the handshake.
+      generation: bootstrap.generation ?? 0,
+      onSupersededByPeer: (_peer, reason) => this.#removal.mark(`a peer refused it: ${reason}`),
       ...this.#registry.transportHooks(),
       onPeerAck: (peer, info) => {
         this.#registry.hear(peer, info);
@@ -199,11 +207,13 @@ export class QuorateNode implements ClusterControl {
   }
 
   /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
-  static async start(config: QuorateConfig, logger: Logger, opts: { onFatal?: (e: Error) => void } = {}): Promise<QuorateNode> {
-    const dataDir = config.node.dataDir;
+  static async start(fileConfig: QuorateConfig, logger: Logger, opts: { onFatal?: (e: Error) => void; restart?: (rewrite: () => Promise<void>) => Promise<void> } = {}): Promise<QuorateNode> {
+    const dataDir = fileConfig.node.dataDir;
     const { mkdir } = await import('node:fs/promises');
     await mkdir(dataDir, { recursive: true });
-    const bootstrap = await loadOrCreateBootstrap(dataDir, config);
+    const bootstrap = await loadOrCreateBootstrap(dataDir, fileConfig);
+    // A promoted DR node (or a forced recovery's survivor) is a voter whatever its file says (./dr-wiring.ts).
+    const config = asPromoted(fileConfig, bootstrap, logger);
     const id = selfId(bootstrap, config);
     checkTlsAuto(config, bootstrap, logger);
     const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
@@ -224,6 +234,8 @@ export class QuorateNode implements ClusterControl {
     // Snapshots in the composite format only once every member reads it (cluster feature level >= 2).
     replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
     if (opts.onFatal) node.#onFatal = opts.onFatal;
+    node.#restart = opts.restart;
+    if (bootstrap.promoted !== undefined && raw.status().lastIndex === bootstrap.promoted.index) node.#historyRecorder.promotionPending();
     node.#modes.scan(raw, state.entries);
     await node.#transport.listen();
     node.#replica.start();
@@ -344,6 +356,15 @@ export class QuorateNode implements ClusterControl {
     return this.#enroller.remove(nodeName);
   }
 
+  /** Promote this DR node: the only voter of a new cluster generation (./promotion.ts). */
+  promoteDr(req: { nodeName: string; force: boolean }): Promise<PromotionResult> {
+    return promoteDr({
+      log: this.#log, nodeName: this.nodeName, nodeId: this.nodeId, dataDir: this.config.node.dataDir, configuredRole: this.config.node.role, lag: this.#lag,
+      membership: () => this.#replica.core.membership(), lastIndex: () => this.#replica.core.status().lastIndex, nameOf: (id) => this.#registry.nameOf(id),
+      reachable: (id) => memberReachable(this.#registry.record(id)?.apiUrl, this.#transport.stats().get(id)), restart: this.#restart,
+    }, req);
+  }
+
   status(): NodeStatus {
     const s = buildStatus({
       st: this.#replica.core.status(), config: this.config, registry: this.#registry, stats: this.#transport.stats(), tickMs: this.#tickMs,
@@ -357,12 +378,17 @@ export class QuorateNode implements ClusterControl {
 
   #admit(m: Message): boolean {
     if (!this.#registry.admit(m)) return false;
-    if (m.type === 'app' || m.type === 'heartbeat') this.#splitBrain.watch(m);
+    if (m.type === 'app' || m.type === 'heartbeat') {
+      this.#splitBrain.watch(m);
+      this.#lag.heard(m.commit);
+    }
     return true;
   }
 
   #afterReady(raw: RawNode, rd: Ready): void {
     this.#modes.scan(raw, rd.entries);
+    const last = rd.entries.at(-1)?.index ?? rd.snapshot?.index;
+    if (last !== undefined) this.#lag.appended(last);
     if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) {
       this.#registry.refresh(raw);
       this.#transport.setPeers(this.#registry.peerAddresses());

@@ -23,7 +23,7 @@ import type { CloseInfo } from './connection.js';
 import { DialerHandshake } from './dialer-handshake.js';
 import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed, TransportConfigError } from './errors.js';
 import {
-  acceptorMac, CLUSTER_SECRET_MIN_BYTES, describeRange, dialerMac, judgeHello, macEqual, MIN_COMPATIBLE_VERSION,
+  acceptorMac, CLUSTER_SECRET_MIN_BYTES, describeRange, dialerMac, GENERATION_SUPERSEDED, judgeHello, macEqual, MIN_COMPATIBLE_VERSION,
   negotiateVersion, newNonce, PROTOCOL_VERSION,
 } from './handshake.js';
 import { assertTransportSecurity, certificateNamesHost, clientTlsOptions, loadTlsMaterial, serverTlsOptions } from './security.js';
@@ -285,6 +285,7 @@ export class PeerTransport {
       apiUrl: this.#o.apiUrl ?? '', role: (this.#o.role ?? '') as Hello['role'], incarnation: this.#o.incarnation ?? '',
       ...(this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
       ...(this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
+      ...((this.#o.generation ?? 0) > 0 ? { generation: this.#o.generation } : {}),
     };
   }
 
@@ -328,6 +329,7 @@ export class PeerTransport {
     if (step.kind === 'refused') {
       const r = step.refusal;
       if (r.code === 'removed') this.#o.onRemovedByPeer?.(link.id, r.reason);
+      if (r.code === GENERATION_SUPERSEDED) this.#o.onSupersededByPeer?.(link.id, r.reason);
       this.#logDialProblem(link, 'error', { event: 'peer_refused', peer: link.id, code: r.code, reason: r.reason },
         `peer ${link.id} at ${link.addr.host}:${link.addr.port} refused the connection (${r.reason}); its log says why — check that both nodes hold the same cluster secret (security.clusterSecretFile), cluster.haId and compatible versions`);
       conn.close({ initiator: 'local', detail: `refused: ${r.reason}` });
@@ -559,7 +561,17 @@ export class PeerTransport {
             protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION,
             ...(allowed === undefined ? {} : { isAllowed: (id: number) => (allowed === 'peers' ? this.#links.has(id) : allowed.includes(id)) }),
             ...(this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
+            generation: this.#o.generation ?? 0,
           });
+          if (!verdict.ok && (verdict.code === GENERATION_SUPERSEDED || verdict.code === 'generation_newer')) {
+            // It proved the cluster secret: tell it why (an old-generation node then serves no data, src/node/generation.ts).
+            clearTimeout(handshakeTimer);
+            this.#log.warn({ event: 'peer_refused_generation', remote, code: verdict.code, generation: this.#o.generation ?? 0, theirs: hello.generation ?? 0, reason: verdict.reason, ...claimed },
+              `refused connection from ${remote}: ${verdict.reason}`);
+            state = 'done';
+            conn.endWith({ initiator: 'local', detail: verdict.reason }, encodeFrame('refuse', encodeRefusal({ code: verdict.code, reason: verdict.reason })));
+            return;
+          }
           if (!verdict.ok && verdict.code === 'peer_unknown' && this.#o.isRemovedPeer?.(hello.fromId)) {
             // It proved the cluster secret: tell it why, so it stops serving (src/node: role removed).
             const reason = `node id ${hello.fromId} was removed from cluster ${JSON.stringify(this.#o.haId)}; its id is never reused`;
@@ -591,6 +603,7 @@ export class PeerTransport {
             ...(hello.featureLevel !== undefined && this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
             // Likewise our settings only to a dialer that sent its own (version 4+).
             ...(hello.settings !== undefined && this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
+            ...((this.#o.generation ?? 0) > 0 ? { generation: this.#o.generation } : {}),
           };
           const mac = acceptorMac(this.#secret, dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
           conn.write(encodeFrame('helloAck', encodeHelloAck({ ...ackBody, mac })));
