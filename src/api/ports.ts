@@ -230,6 +230,8 @@ export interface KvService extends KvReader {
 export interface DrControl {
   /** Make this DR node the only voter of a new cluster generation; throws promotion_refused with the reason. */
   promoteDr(req: { nodeName: string; force: boolean }): Promise<PromotionResult>;
+  /** Leader only (throws not_leader elsewhere): remove a suspected-compromised node and rotate the cluster secret. */
+  isolate(nodeName: string): Promise<{ nodeName: string; nodeId: number; removed: string; secretRotated: boolean; message: string }>;
 }
 
 /** What promote-dr answers: the lag at promotion and what the new configuration dropped. */

@@ -2,6 +2,7 @@
 // POST /v1/cluster/isolate. Served when the server was given a DrControl.
 import type { RequestContext, Route } from './context.js';
 import { ApiError, badField } from './errors.js';
+import { onLeader } from './leader.js';
 import type { DrControl } from './ports.js';
 
 function body(v: unknown, keys: readonly string[]): Record<string, unknown> {
@@ -54,6 +55,22 @@ export const drRoutes: Record<string, Record<string, Route>> = {
         const r = await dr.promoteDr({ nodeName, force });
         ctx.app.logger.warn({ event: 'promote_dr', by: ctx.principal?.name, nodeName, generation: r.generation, lag: r.lag, forced: force }, r.message);
         ctx.json(200, { ...r });
+      },
+    },
+  },
+  '/v1/cluster/isolate': {
+    POST: {
+      auth: 'admin',
+      query: [],
+      handle: async (ctx) => {
+        const o = body(await ctx.jsonBody(), ['nodeName']);
+        const nodeName = nodeNameOf(o);
+        const dr = drOf(ctx);
+        await onLeader(ctx, true, async () => {
+          const r = await dr.isolate(nodeName);
+          ctx.app.logger.warn({ event: 'isolated', by: ctx.principal?.name, nodeName, nodeId: r.nodeId }, r.message);
+          ctx.json(200, { ...r, leader: ctx.app.cluster.nodeName });
+        });
       },
     },
   },

@@ -119,4 +119,25 @@ const recover: Command = {
   },
 };
 
-export const drCommands: readonly Command[] = [promoteDr, recover];
+const isolate: Command = {
+  name: 'isolate',
+  summary: 'remove a suspected-compromised node at once and rotate the cluster secret',
+  usage: 'NAME',
+  description:
+    'Calls POST /v1/cluster/isolate (forwarded to the leader): removes NAME (as `quorate remove`, with its quorum check; isolating the leader hands leadership over first), ' +
+    'so every member refuses its handshake from then on, then rotates the cluster secret it knew: a new secret, sealed under the old one, goes through the log to the ' +
+    'remaining members, each writes it to its security.clusterSecretFile at apply. A member that was down meanwhile is refused (code secret_rotated) until the current ' +
+    'file is copied to it from a member. Runbook: docs/operations.md "Isolate a node".',
+  flags: [],
+  examples: ['quorate isolate node3', 'quorate isolate node3 --json'],
+  remote: true,
+  async run(ctx) {
+    const name = ctx.args.positionals[0];
+    if (name === undefined || ctx.args.positionals.length > 1) throw new UsageError('give exactly one node name (see `quorate peers`)', 'isolate');
+    const r = (await ctx.client().request<Record<string, unknown>>('POST', '/v1/cluster/isolate', { body: { nodeName: name }, write: true, extraMs: 20_000 })).body;
+    ctx.print(r, () => String(r['message']));
+    return EXIT.ok;
+  },
+};
+
+export const drCommands: readonly Command[] = [promoteDr, recover, isolate];

@@ -37,6 +37,7 @@ import { SplitBrainWatch } from './split-brain.js';
 import { VERSION, buildStatus } from './status.js';
 import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
 import { asPromoted, memberReachable } from './dr-wiring.js';
+import { followRotations, isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
 
 export { VERSION } from './status.js';
 
@@ -85,6 +86,8 @@ export class QuorateNode implements ClusterControl {
   /** DR promotion (./promotion.ts): the replication lag, and the agent's restart (absent outside `quorate agent`). */
   readonly #lag = new LagTracker();
   #restart: ((rewrite: () => Promise<void>) => Promise<void>) | undefined;
+  /** Isolate and the cluster-secret rotations it makes (./isolate.ts). */
+  readonly #isolate: IsolateDeps;
 
   private constructor(
     config: QuorateConfig,
@@ -204,6 +207,13 @@ export class QuorateNode implements ClusterControl {
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
     this.#transport.setPeers(peerMap);
+    this.#isolate = {
+      log: this.#log, enroller: this.#enroller, secret: security.clusterSecret, secretFile: config.security.clusterSecretFile, featureLevel: () => this.featureLevel(),
+      removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),
+      propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS), setTransportSecret: (sec) => this.#transport.setClusterSecret(sec),
+    };
+    state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
+    if (state.secrets.rotations.length > 0) followRotations(this.#isolate, state.secrets.rotations);
   }
 
   /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
@@ -354,6 +364,11 @@ export class QuorateNode implements ClusterControl {
 
   removeMember(nodeName: string): Promise<{ nodeName: string; nodeId: number; message: string }> {
     return this.#enroller.remove(nodeName);
+  }
+
+  /** Leader only: remove a suspected-compromised node and rotate the cluster secret (./isolate.ts). */
+  isolate(nodeName: string): Promise<IsolateResult> {
+    return isolate(this.#isolate, nodeName);
   }
 
   /** Promote this DR node: the only voter of a new cluster generation (./promotion.ts). */

@@ -2,6 +2,7 @@
 // registered as its "kv" machine and the cluster history as "history". The
 // registry is the Replica's state machine port (apply, snapshot, restore); the
 // KV serves reads; the history serves GET /v1/cluster/history.
+import { SecretsMachine } from './secrets.js';
 import { HistoryStateMachine } from './history.js';
 import { KvStateMachine } from './kv.js';
 import type { KvOptions, KvReader } from './kv.js';
@@ -22,6 +23,8 @@ export interface KvState {
   readonly reader: KvReader;
   /** The "settings" machine: failover mode, paused, drained nodes. */
   readonly settings: SettingsMachine;
+  /** The "secrets" machine: cluster-secret rotations by `quorate isolate` (./secrets.ts). */
+  readonly secrets: SecretsMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -41,7 +44,9 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(history);
   const settings = new SettingsMachine();
   registry.register(settings);
-  return { registry, kv, history, settings, reader: kvReaderOf(registry, kv) };
+  const secrets = new SecretsMachine();
+  registry.register(secrets);
+  return { registry, kv, history, settings, secrets, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

@@ -71,7 +71,9 @@ const DROP_LOG_MS = 1_000;
 
 export class PeerTransport {
   readonly #o: PeerTransportOptions;
-  readonly #secret: Uint8Array;
+  #secret: Uint8Array;
+  /** The secret before the last rotation: a dialer proving it is refused with code secret_rotated (told why), never accepted. */
+  #previousSecret: Uint8Array | undefined;
   readonly #log: TransportLogger;
   readonly #tls: ReturnType<typeof loadTlsMaterial> | undefined;
   readonly #maxPendingBytes: number;
@@ -111,6 +113,20 @@ export class PeerTransport {
     this.#chunkBytes = opts.snapshotChunkBytes ?? MiB;
     // Our batches must fit the receiver's default limit for `messages` frames.
     this.#frameBytesMax = Math.floor(DEFAULT_FRAME_LIMITS.messages / 2);
+  }
+
+  /**
+   * The cluster secret was rotated (`quorate isolate`): new handshakes, both
+   * ways, prove the new one. Established connections stay: they were
+   * authenticated among members (the isolated node's are closed by setPeers,
+   * its id being removed), and a member that has not applied the rotation yet
+   * still hears the commit over them.
+   */
+  setClusterSecret(secret: Uint8Array): void {
+    if (secret.length < CLUSTER_SECRET_MIN_BYTES) throw new TransportConfigError(`the cluster secret must be at least ${CLUSTER_SECRET_MIN_BYTES} bytes`);
+    if (Buffer.from(secret).equals(Buffer.from(this.#secret))) return;
+    this.#previousSecret = this.#secret;
+    this.#secret = new Uint8Array(secret);
   }
 
   /** Start accepting peers. Resolves with the bound port (useful with listenPort 0). */
@@ -552,6 +568,17 @@ export class PeerTransport {
           }
           const hello = auth.hello;
           const claimed = { claimedId: hello.fromId, claimedName: hello.fromName };
+          const prev = this.#previousSecret;
+          if (prev !== undefined && macEqual(dialerMac(prev, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
+            // It holds the secret before the last rotation: say so (to it too: it proved that secret), never accept it.
+            const reason = `node ${JSON.stringify(hello.fromName)} (claiming id ${hello.fromId}) proved the previous cluster secret, rotated since by \`quorate isolate\`: ` +
+              'a member that was down during the rotation gets the current one by copying security.clusterSecretFile from a member (then restart it), or by enrollment; an isolated node stays refused';
+            clearTimeout(handshakeTimer);
+            this.#log.warn({ event: 'peer_refused_inbound', remote, code: 'secret_rotated', reason, ...claimed }, `refused connection from ${remote}: ${reason}`);
+            state = 'done';
+            conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal({ code: 'secret_rotated', reason })));
+            return;
+          }
           if (!macEqual(dialerMac(this.#secret, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
             return refuse('auth_failed', `the dialer's proof did not verify: it does not hold this cluster's secret (security.clusterSecretFile), or the handshake was altered (it claimed node id ${hello.fromId})`, claimed);
           }
