@@ -122,9 +122,15 @@ export class HistoryRecorder implements LeaderService {
 
   async #recordLeader(term: number, gen: number): Promise<void> {
     const d = this.#d;
-    const e = this.#elected;
-    if (e === undefined || e.term !== term) return; // leading a term this node did not see itself win (cannot happen), nothing to say
     while (gen === this.#generation) {
+      // The leadership seam can start this service from the core's status (housekeeping) before the loop's
+      // soft-state hook has recorded the win (a lone voter wins within one tick): wait for it.
+      const e = this.#elected;
+      if (e === undefined || e.term < term) {
+        await new Promise((r) => setTimeout(r, STEP_MS));
+        continue;
+      }
+      if (e.term !== term) return; // a later term: that win records itself
       const last = d.history.lastLeader();
       if (last !== undefined && last.term >= term) return;
       if (d.featureLevel() < 2) {

@@ -17,7 +17,7 @@ describe('isolate', () => {
 
   test('the isolated node is removed and refused with the old secret; the rest rotate the secret and keep working across a restart', async () => {
     c = await TestCluster.start({ nodes: 3 });
-    await c.waitLeader(20_000);
+    await c.waitLeader(40_000);
     for (let n = 0; n < 10; n++) await c.client().kvPut(`k/${n}`, `v${n}`);
     const secret = (i: number) => readFileSync(join(c!.nodes[i]!.dir, 'cluster.secret'), 'utf8').trim();
 
