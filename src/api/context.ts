@@ -9,7 +9,7 @@ import type { SecurityPort } from './ports-security.js';
 import { ApiError, badField } from './errors.js';
 import type { Forwarder } from './forward.js';
 import type { AppCoordination } from './ports-app.js';
-import type { ClusterControl, KvService, SqlService } from './ports.js';
+import type { ClusterControl, DrControl, KvService, SqlService } from './ports.js';
 
 /** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -63,6 +63,8 @@ export interface App {
   readonly coord: AppCoordination | undefined;
   /** Replicated SQL (/v1/db); absent on servers built without it (API tests with a fake node). */
   readonly sql?: SqlService;
+  /** DR promotion and isolation, when the server was given them. */
+  readonly dr?: DrControl;
   readonly logger: Logger;
   readonly tokens: TokenStore;
   /** Managed tokens and the audit log (./ports-security.ts). */

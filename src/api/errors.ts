@@ -22,6 +22,8 @@ export const ERROR_STATUS = {
   idempotency_key_too_large: 400,
   // A membership change that can never be valid as given (e.g. removing an unknown node).
   invalid_conf_change: 400,
+  // A destructive operation (promote-dr) was asked without "confirm": true; nothing was changed.
+  confirm_required: 400,
   // 401 / 403: authentication and roles.
   unauthorized: 401,
   forbidden: 403,
@@ -44,6 +46,9 @@ export const ERROR_STATUS = {
   // Removing the node would leave fewer reachable voters than the new
   // configuration's write quorum (the message gives the arithmetic).
   removal_unsafe: 409,
+  // promote-dr refused: the named node is not a DR node, or a quorum of the old
+  // voters is still reachable from it (without force); nothing was changed.
+  promotion_refused: 409,
   // Leadership did not move in time (target lagging or unreachable); this
   // node still leads. A definite outcome, so 409 and not 503: clients retry
   // 503 on other nodes, which would repeat a multi-second transfer at the

@@ -336,3 +336,30 @@ export interface SqlService {
   /** Content checksum of the database at the applied index it names. */
   checksum(): Promise<{ appliedIndex: number; checksum: string }>;
 }
+
+/**
+ * DR promotion and isolation (src/node/promotion.ts, src/node/isolate.ts;
+ * docs/operations.md "DR promotion and failback", "Isolate a node"). A
+ * separate port: the API serves these routes only when the server was given it.
+ */
+export interface DrControl {
+  /** Make this DR node the only voter of a new cluster generation; throws promotion_refused with the reason. */
+  promoteDr(req: { nodeName: string; force: boolean }): Promise<PromotionResult>;
+  /** Leader only (throws not_leader elsewhere): remove a suspected-compromised node and rotate the cluster secret. */
+  isolate(nodeName: string): Promise<{ nodeName: string; nodeId: number; removed: string; secretRotated: boolean; message: string }>;
+}
+
+/** What promote-dr answers: the lag at promotion and what the new configuration dropped. */
+export interface PromotionResult {
+  readonly nodeName: string;
+  readonly generation: number;
+  readonly previousGeneration: number;
+  /** Replication lag at promotion: entries committed but never received, ms between the last time this node held everything it had heard committed and the last commit index heard (lastCommitHeard, at lastHeardAt); lastIndex = its own log's end. */
+  readonly lag: { readonly entries: number; readonly ms: number; readonly lastCommitHeard: number; readonly lastHeardAt: string | null; readonly lastIndex: number };
+  readonly oldVoters: { readonly total: number; readonly reachable: readonly string[] };
+  readonly dropped: readonly string[];
+  /** Entries of this node's log not known committed: kept, and committed in the new generation. */
+  readonly notKnownCommitted: { readonly from: number; readonly to: number; readonly count: number };
+  readonly forced: boolean;
+  readonly message: string;
+}

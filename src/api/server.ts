@@ -16,8 +16,9 @@ import { Forwarder } from './forward.js';
 import { backupRoutes } from './routes-backup.js';
 import { clusterRoutes } from './routes-cluster.js';
 import { jobRoutes, matchJobPath } from './routes-jobs.js';
+import { drRoutes } from './routes-dr.js';
 import { healthRoutes } from './routes-health.js';
-import type { ClusterControl, KvService, SqlService } from './ports.js';
+import type { ClusterControl, DrControl, KvService, SqlService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
 import { sqlRoutes } from './routes-sql.js';
 import { decodeKey } from './validate.js';
@@ -44,6 +45,8 @@ export interface ApiServerOptions {
   readonly authLimit?: Partial<AuthLimitOptions>;
   /** Replicated SQL (src/api/ports.ts); without it /v1/db answers 404. */
   readonly sql?: SqlService;
+  /** DR promotion and isolation (src/api/ports.ts DrControl); absent: those routes answer 404. */
+  readonly dr?: DrControl;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -110,6 +113,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...clusterRoutes,
   ...backupRoutes,
   ...jobRoutes,
+  ...drRoutes,
   '/v1/kv': kvListRoutes,
   ...sqlRoutes,
   '/v1/watch': watchRoutes,
@@ -226,6 +230,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     kv,
     coord: opts.coord,
     ...(opts.sql !== undefined ? { sql: opts.sql } : {}),
+    ...(opts.dr !== undefined ? { dr: opts.dr } : {}),
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000, replicated: (d) => opts.security.verifyToken(d) }),
     security: opts.security,

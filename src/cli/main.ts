@@ -17,6 +17,7 @@ import { installServiceCommand } from './service.js';
 import { initCommand } from './init.js';
 import { kvCommands } from './kv.js';
 import { memberCommands } from './members.js';
+import { drCommands } from './dr.js';
 import { modeCommands } from './modes.js';
 import { securityCommands } from './security.js';
 import { sqlCommands } from './sql.js';
@@ -30,6 +31,7 @@ export const COMMANDS: readonly Command[] = [
   ...clusterCommands,
   doctorCommand,
   ...memberCommands,
+  ...drCommands,
   ...modeCommands,
   ...kvCommands,
   ...backupCommands,

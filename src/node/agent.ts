@@ -6,7 +6,7 @@ import pino from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import { ApiStartError, startApiServer } from '../api/server.js';
 import type { ApiServer } from '../api/server.js';
-import { QuorateNode } from './node.js';
+import { NodeHost } from './node-host.js';
 import { awaitEnrollment, enrolledWith } from './join-agent.js';
 
 export async function runAgent(config: QuorateConfig, opts: { configPath: string; joinToken?: string }): Promise<void> {
@@ -21,33 +21,33 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     },
   });
   logger.info({ event: 'agent_starting', node: config.node.nodeName, config: opts.configPath }, `starting quorate node ${config.node.nodeName}`);
-  let node: QuorateNode;
+  let host: NodeHost;
   try {
     // A join token: wait to be enrolled first (unless this data dir already was, with this token).
     if (opts.joinToken !== undefined && !enrolledWith(config.node.dataDir, opts.joinToken)) await awaitEnrollment(config, logger, opts.joinToken);
-    node = await QuorateNode.start(config, logger, {
-      onFatal: (e) => {
-        logger.fatal({ event: 'agent_exit', node: config.node.nodeName, err: e.message }, `exiting after a fatal error: ${e.message}`);
-        logger.flush();
-        process.exit(1);
-      },
+    // The host restarts the node in place for a DR promotion (./node-host.ts); the API serves the current one.
+    host = await NodeHost.start(config, logger, (e) => {
+      logger.fatal({ event: 'agent_exit', node: config.node.nodeName, err: e.message }, `exiting after a fatal error: ${e.message}`);
+      logger.flush();
+      process.exit(1);
     });
   } catch (e) {
     logger.fatal({ event: 'start_failed', node: config.node.nodeName, err: (e as Error).message }, `cannot start: ${(e as Error).message}`);
     logger.flush();
     throw e;
   }
-  currentTerm = () => node.term;
+  currentTerm = () => host.node.term;
   const api = config.node.apiAddress;
   const sep = api.lastIndexOf(':');
   let server: ApiServer;
   try {
     server = await startApiServer({
-      cluster: node,
-      kv: node.kvService,
-      coord: node.appServices,
-      security: node.security,
-      sql: node.sqlService,
+      cluster: host.cluster,
+      kv: host.kv,
+      dr: host.dr,
+      coord: host.coord,
+      security: host.security,
+      sql: host.sql,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,
@@ -65,7 +65,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       `the HTTP API cannot start: ${message}; stopping the node and exiting`,
     );
     try {
-      await node.stop();
+      await host.node.stop();
     } catch (stopErr) {
       logger.error({ event: 'stop_failed', node: config.node.nodeName, err: (stopErr as Error).message }, `error while stopping the node: ${(stopErr as Error).message}`);
     }
@@ -83,7 +83,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       logger.info({ event: 'agent_stopping', node: config.node.nodeName, signal }, `received ${signal}; shutting down`);
       void (async () => {
         await server.close().catch(() => undefined);
-        await node.stop();
+        await host.node.stop();
         logger.flush();
         resolve();
       })();

@@ -271,7 +271,10 @@ export class Enroller {
     const peers = c.replica.core.membership().members
       .map((m) => ({ id: m.id, peerUrl: m.peerUrl ?? c.registry.peers.get(m.id)?.peerUrl }))
       .filter((m): m is { id: number; peerUrl: string } => m.peerUrl !== undefined);
-    const answer: JoinAnswer = { haId: c.haId, nodeId: id, leaderId: c.selfId, bootstrap: JSON.stringify(c.bootstrap.members), peers: JSON.stringify(peers) };
+    const generation = c.bootstrap.generation ?? 0;
+    const answer: JoinAnswer = {
+      haId: c.haId, nodeId: id, leaderId: c.selfId, bootstrap: JSON.stringify(c.bootstrap.members), peers: JSON.stringify(peers), ...(generation > 0 ? { generation } : {}),
+    };
     const { iv, sealed } = sealSecret(keys, c.clusterSecret, answer);
     const mac = leaderMac(keys, joinerNonce, leaderNonce, ja.mac, answer, iv, sealed);
     c.log.info({ event: 'member_enrolled', id, nodeName: ja.nodeName, peerUrl: peerKey, role: p.req.role, catchUpTo: gate },

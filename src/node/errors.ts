@@ -33,6 +33,8 @@ export const NODE_ERROR_CODES = [
   // Enroll and remove (src/node/enroll.ts).
   'enroll_refused',
   'removal_unsafe',
+  // DR promotion refused: not a DR node, or a quorum of the old voters is still reachable (./promotion.ts).
+  'promotion_refused',
   // This node was removed from the cluster: it serves no data.
   'removed',
   // Snapshots.

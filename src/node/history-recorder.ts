@@ -61,6 +61,7 @@ export class HistoryRecorder implements LeaderService {
   /** Bumped by start/stop: a running loop whose generation is stale ends. */
   #generation = 0;
   #levelWarned = false;
+  #promotion = false;
 
   constructor(d: HistoryRecorderDeps) {
     this.#d = d;
@@ -74,6 +75,11 @@ export class HistoryRecorder implements LeaderService {
   /** A format-2 entry for machine "history" (callers check the cluster feature level is >= 2; moved from node.ts #proposeTo). */
   #propose(payload: Uint8Array): Promise<ApplyResult> {
     return this.#d.propose(encodeEnvelope({ machine: HISTORY_MACHINE_ID, at: Date.now(), payload }));
+  }
+
+  /** This node was just made the only voter of a new generation (./generation.ts): its first win is recorded as `promotion`. */
+  promotionPending(): void {
+    this.#promotion = true;
   }
 
   /** An operator ran `quorate failover` on this node (it is about to stand for election): its win is recorded as `failover`. */
@@ -92,7 +98,9 @@ export class HistoryRecorder implements LeaderService {
       const st = this.#d.status();
       const byOperator = this.#failoverAt !== undefined && Date.now() - this.#failoverAt < FAILOVER_WINDOW_MS;
       this.#failoverAt = undefined;
-      const reason: LeaderReason = st.campaign === 'transfer' ? 'switchover' : byOperator ? 'failover' : !this.#leaderSeen ? 'startup' : this.#leaderReset ? 'leader-unreachable' : 'election';
+      const promotion = this.#promotion;
+      this.#promotion = false;
+      const reason: LeaderReason = promotion ? 'promotion' : st.campaign === 'transfer' ? 'switchover' : byOperator ? 'failover' : !this.#leaderSeen ? 'startup' : this.#leaderReset ? 'leader-unreachable' : 'election';
       this.#elected = { term: st.term, reason, firstIndex: st.lastIndex, previous: this.#lastLeader };
       this.#d.log.info({ event: 'elected', reason, term: st.term }, `${this.#d.selfName} won term ${st.term} (${reason})`);
     }
@@ -114,9 +122,15 @@ export class HistoryRecorder implements LeaderService {
 
   async #recordLeader(term: number, gen: number): Promise<void> {
     const d = this.#d;
-    const e = this.#elected;
-    if (e === undefined || e.term !== term) return; // leading a term this node did not see itself win (cannot happen), nothing to say
     while (gen === this.#generation) {
+      // The leadership seam can start this service from the core's status (housekeeping) before the loop's
+      // soft-state hook has recorded the win (a lone voter wins within one tick): wait for it.
+      const e = this.#elected;
+      if (e === undefined || e.term < term) {
+        await new Promise((r) => setTimeout(r, STEP_MS));
+        continue;
+      }
+      if (e.term !== term) return; // a later term: that win records itself
       const last = d.history.lastLeader();
       if (last !== undefined && last.term >= term) return;
       if (d.featureLevel() < 2) {

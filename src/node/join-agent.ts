@@ -122,6 +122,7 @@ export async function awaitEnrollment(config: QuorateConfig, logger: Logger, tok
             const peers = JSON.parse(r.answer.peers) as BootstrapMember[];
             await writeBootstrap(config.node.dataDir, {
               haId: r.answer.haId, members, self: { id: r.answer.nodeId, peerUrl: normalizePeerUrl(config.node.advertisePeerUrl) }, peers, enrolledWithToken: joinTokenId(token),
+              ...(r.answer.generation !== undefined ? { generation: r.answer.generation } : {}),
             });
             log.info({ event: 'joined', nodeId: r.answer.nodeId, backupDir }, `joined cluster ${r.answer.haId} as node id ${r.answer.nodeId}${backupDir ? `; the old data was moved to ${backupDir}` : ''}; starting`);
             send(res, 200, { nodeId: r.answer.nodeId, backupDir });

@@ -24,6 +24,19 @@ export interface Bootstrap {
   readonly peers?: readonly BootstrapMember[];
   /** An enrolled node: the id of the join token it was enrolled with (a restart with the same token starts normally). */
   readonly enrolledWithToken?: string;
+  /** The cluster generation (./generation.ts): absent = 0; bumped by DR promotion and forced recovery, taken over at enrollment. */
+  readonly generation?: number;
+  /** Set on the node that a DR promotion or forced recovery made the cluster's only voter (./generation.ts). */
+  readonly promoted?: PromotionRecord;
+}
+
+/** How this node became the only voter of a new generation. */
+export interface PromotionRecord {
+  readonly kind: 'promote-dr' | 'force-new-cluster';
+  readonly at: string;
+  readonly generation: number;
+  /** The index of the conf entry that made it the only voter. */
+  readonly index: number;
 }
 
 export function normalizePeerUrl(u: string): string {
@@ -101,6 +114,16 @@ export function parseBootstrap(text: string, path: string): Bootstrap {
   if (o['enrolledWithToken'] !== undefined) {
     if (typeof o['enrolledWithToken'] !== 'string') throw bad('"enrolledWithToken" is not a string');
     b.enrolledWithToken = o['enrolledWithToken'];
+  }
+  if (o['generation'] !== undefined) {
+    if (typeof o['generation'] !== 'number' || !Number.isSafeInteger(o['generation']) || o['generation'] < 0) throw bad('"generation" is not a non-negative integer');
+    b.generation = o['generation'];
+  }
+  if (o['promoted'] !== undefined) {
+    const p = o['promoted'] as Record<string, unknown> | null;
+    if (typeof p !== 'object' || p === null || (p['kind'] !== 'promote-dr' && p['kind'] !== 'force-new-cluster') || typeof p['at'] !== 'string'
+      || typeof p['generation'] !== 'number' || typeof p['index'] !== 'number') throw bad('"promoted" is not {kind, at, generation, index}');
+    b.promoted = { kind: p['kind'], at: p['at'], generation: p['generation'], index: p['index'] };
   }
   return b;
 }

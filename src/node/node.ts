@@ -46,6 +46,9 @@ import type { LeaderScheduler } from './scheduler.js';
 import type { Backups } from './backups.js';
 import { AppServices } from './app-services.js';
 import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
+import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
+import { asPromoted, memberReachable } from './dr-wiring.js';
+import { followRotations, isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
 
 export { VERSION } from './status.js';
 
@@ -104,6 +107,11 @@ export class QuorateNode implements ClusterControl {
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
   readonly jobs: JobsPort;
+  /** DR promotion (./promotion.ts): the replication lag, and the agent's restart (absent outside `quorate agent`). */
+  readonly #lag = new LagTracker();
+  #restart: ((rewrite: () => Promise<void>) => Promise<void>) | undefined;
+  /** Isolate and the cluster-secret rotations it makes (./isolate.ts). */
+  readonly #isolate: IsolateDeps;
 
   private constructor(
     config: QuorateConfig,
@@ -146,6 +154,9 @@ export class QuorateNode implements ClusterControl {
     const peerMap = this.#registry.peerAddresses();
     this.#transport = new PeerTransport({
       ...transportOptionsFor(config, { id, ...security, featureLevel, logger: this.#log, peerHost: (peer) => peerMap.get(peer)?.host }),
+      // The cluster generation (./generation.ts): a peer of another one is refused at the handshake.
+      generation: bootstrap.generation ?? 0,
+      onSupersededByPeer: (_peer, reason) => this.#removal.mark(`a peer refused it: ${reason}`),
       ...this.#registry.transportHooks(),
       onPeerAck: (peer, info) => {
         this.#registry.hear(peer, info);
@@ -241,14 +252,23 @@ export class QuorateNode implements ClusterControl {
       const lead = this.#replica.core.softState().lead;
       return { leading: this.isLeader(), term: this.#replica.term, leaderName: lead === NONE ? undefined : this.#registry.nameOf(lead) };
     });
+    this.#isolate = {
+      log: this.#log, enroller: this.#enroller, secret: security.clusterSecret, secretFile: config.security.clusterSecretFile, featureLevel: () => this.featureLevel(),
+      removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),
+      propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS), setTransportSecret: (sec) => this.#transport.setClusterSecret(sec),
+    };
+    state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
+    if (state.secrets.rotations.length > 0) followRotations(this.#isolate, state.secrets.rotations);
   }
 
   /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
-  static async start(config: QuorateConfig, logger: Logger, opts: { onFatal?: (e: Error) => void } = {}): Promise<QuorateNode> {
-    const dataDir = config.node.dataDir;
+  static async start(fileConfig: QuorateConfig, logger: Logger, opts: { onFatal?: (e: Error) => void; restart?: (rewrite: () => Promise<void>) => Promise<void> } = {}): Promise<QuorateNode> {
+    const dataDir = fileConfig.node.dataDir;
     const { mkdir } = await import('node:fs/promises');
     await mkdir(dataDir, { recursive: true });
-    const bootstrap = await loadOrCreateBootstrap(dataDir, config);
+    const bootstrap = await loadOrCreateBootstrap(dataDir, fileConfig);
+    // A promoted DR node (or a forced recovery's survivor) is a voter whatever its file says (./dr-wiring.ts).
+    const config = asPromoted(fileConfig, bootstrap, logger);
     const id = selfId(bootstrap, config);
     checkTlsAuto(config, bootstrap, logger);
     const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
@@ -275,6 +295,8 @@ export class QuorateNode implements ClusterControl {
     node.sql = sql;
     node.sqlService = sqlServiceOf(node, sql);
     sqlFatal = (e) => node.#replica.die(e);
+    node.#restart = opts.restart;
+    if (bootstrap.promoted !== undefined && raw.status().lastIndex === bootstrap.promoted.index) node.#historyRecorder.promotionPending();
     node.#modes.scan(raw, state.entries);
     await node.#transport.listen();
     node.#replica.start();
@@ -407,6 +429,20 @@ export class QuorateNode implements ClusterControl {
     return this.#enroller.remove(nodeName);
   }
 
+  /** Leader only: remove a suspected-compromised node and rotate the cluster secret (./isolate.ts). */
+  isolate(nodeName: string): Promise<IsolateResult> {
+    return isolate(this.#isolate, nodeName);
+  }
+
+  /** Promote this DR node: the only voter of a new cluster generation (./promotion.ts). */
+  promoteDr(req: { nodeName: string; force: boolean }): Promise<PromotionResult> {
+    return promoteDr({
+      log: this.#log, nodeName: this.nodeName, nodeId: this.nodeId, dataDir: this.config.node.dataDir, configuredRole: this.config.node.role, lag: this.#lag,
+      membership: () => this.#replica.core.membership(), lastIndex: () => this.#replica.core.status().lastIndex, nameOf: (id) => this.#registry.nameOf(id),
+      reachable: (id) => memberReachable(this.#registry.record(id)?.apiUrl, this.#transport.stats().get(id)), restart: this.#restart,
+    }, req);
+  }
+
   status(): NodeStatus {
     const s = buildStatus({
       st: this.#replica.core.status(), config: this.config, registry: this.#registry, stats: this.#transport.stats(), tickMs: this.#tickMs,
@@ -421,12 +457,17 @@ export class QuorateNode implements ClusterControl {
 
   #admit(m: Message): boolean {
     if (!this.#registry.admit(m)) return false;
-    if (m.type === 'app' || m.type === 'heartbeat') this.#splitBrain.watch(m);
+    if (m.type === 'app' || m.type === 'heartbeat') {
+      this.#splitBrain.watch(m);
+      this.#lag.heard(m.commit);
+    }
     return true;
   }
 
   #afterReady(raw: RawNode, rd: Ready): void {
     this.#modes.scan(raw, rd.entries);
+    const last = rd.entries.at(-1)?.index ?? rd.snapshot?.index;
+    if (last !== undefined) this.#lag.appended(last);
     if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) {
       this.#registry.refresh(raw);
       this.#transport.setPeers(this.#registry.peerAddresses());

@@ -2,6 +2,7 @@
 // registered as its "kv" machine and the cluster history as "history". The
 // registry is the Replica's state machine port (apply, snapshot, restore); the
 // KV serves reads; the history serves GET /v1/cluster/history.
+import { SecretsMachine } from './secrets.js';
 import { HistoryStateMachine } from './history.js';
 import { KvStateMachine } from './kv.js';
 import type { KvOptions, KvReader } from './kv.js';
@@ -34,6 +35,8 @@ export interface KvState {
   readonly tokens: TokensMachine;
   /** The "audit" machine: operator and admin actions. */
   readonly audit: AuditMachine;
+  /** The "secrets" machine: cluster-secret rotations by `quorate isolate` (./secrets.ts). */
+  readonly secrets: SecretsMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -61,7 +64,9 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(tokens);
   const audit = new AuditMachine();
   registry.register(audit);
-  return { registry, kv, history, settings, scheduler, app, tokens, audit, reader: kvReaderOf(registry, kv) };
+  const secrets = new SecretsMachine();
+  registry.register(secrets);
+  return { registry, kv, history, settings, scheduler, app, tokens, audit, secrets, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

@@ -5,7 +5,7 @@ import {
 } from './codec.js';
 import type { Frame, Hello, HelloAck, Refusal } from './codec.js';
 import { FrameError } from './errors.js';
-import { acceptorMac, dialerMac, macEqual, newNonce, SETTINGS_VERSION } from './handshake.js';
+import { acceptorMac, dialerMac, GENERATION_VERSION, macEqual, newNonce, SETTINGS_VERSION } from './handshake.js';
 
 export type DialerStep =
   | { readonly kind: 'send'; readonly frame: Buffer }
@@ -51,6 +51,11 @@ export class DialerHandshake {
         const { settings: _unknownToIt, ...older } = this.#hello;
         this.#hello = older;
       }
+      // A generation above 0 means nothing to an acceptor older than version 5: it could not refuse a node of
+      // another generation, so this node does not talk to it at all.
+      if ((ch.protocolVersion ?? 2) < GENERATION_VERSION && (this.#hello.generation ?? 0) > 0) {
+        return { kind: 'failed', reason: `the node at ${this.#where} speaks protocol version ${ch.protocolVersion ?? 2}, which has no cluster generations, and this node is at generation ${this.#hello.generation}: upgrade it and enroll it into this cluster` };
+      }
       this.#proof = dialerMac(this.#secret, this.#nonce, this.#acceptorNonce, this.#hello);
       return { kind: 'send', frame: encodeFrame('auth', encodeAuth({ hello: this.#hello, mac: this.#proof })) };
     }
@@ -66,6 +71,9 @@ export class DialerHandshake {
       }
       if (ack.protocolVersion > h.protocolVersion || ack.protocolVersion < h.minCompatibleVersion) {
         return { kind: 'failed', reason: `the node at ${this.#where} chose protocol version ${ack.protocolVersion}, outside this node's range ${h.minCompatibleVersion}..${h.protocolVersion}` };
+      }
+      if ((ack.generation ?? 0) !== (h.generation ?? 0)) {
+        return { kind: 'failed', reason: `the node at ${this.#where} is of cluster generation ${ack.generation ?? 0}, this node of generation ${h.generation ?? 0}: nodes of different generations never exchange messages (docs/operations.md "DR promotion and failback")` };
       }
       return { kind: 'established', ack };
     }

@@ -78,6 +78,8 @@ export interface Hello {
   readonly featureLevel?: number;
   /** The dialer's cluster settings; sent only to acceptors of protocol version 4+, absent = unknown. */
   readonly settings?: ClusterSettings;
+  /** The dialer's cluster generation (src/node/generation.ts); sent only when above 0, to acceptors of version 5+; absent = 0. */
+  readonly generation?: number;
 }
 
 export interface Auth {
@@ -102,6 +104,8 @@ export interface HelloAck {
   readonly featureLevel?: number;
   /** The acceptor's cluster settings; sent only to a dialer that sent its own, absent = unknown. */
   readonly settings?: ClusterSettings;
+  /** The acceptor's cluster generation; sent only when above 0, absent = 0. */
+  readonly generation?: number;
   readonly mac: Uint8Array;
 }
 
@@ -140,6 +144,17 @@ function optSettings(v: unknown, path: string): { settings?: ClusterSettings } {
     return x;
   };
   return { settings: { writeQuorum: int('writeQuorum', 0), electionTimeoutMs: int('electionTimeoutMs', 1), heartbeatIntervalMs: int('heartbeatIntervalMs', 1) } };
+}
+
+/** Absent, or a positive integer: a cluster generation (absent = 0). */
+function optGeneration(v: unknown, path: string): { generation?: number } {
+  if (v === undefined) return {};
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) fail(path, 'a positive integer', v);
+  return { generation: v };
+}
+
+function packGeneration(g: number | undefined): { generation?: number } {
+  return g === undefined || g === 0 ? {} : { generation: g };
 }
 
 function packSettings(s: ClusterSettings | undefined): { settings?: ClusterSettings } {
@@ -215,7 +230,7 @@ export function encodeAuth(a: Auth): Uint8Array {
   return pack({
     protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, haId: h.haId, fromId: h.fromId,
     fromName: h.fromName, toId: h.toId, channel: h.channel, apiUrl: h.apiUrl, role: h.role, incarnation: h.incarnation,
-    ...(h.featureLevel !== undefined ? { featureLevel: h.featureLevel } : {}), ...packSettings(h.settings), mac: a.mac,
+    ...(h.featureLevel !== undefined ? { featureLevel: h.featureLevel } : {}), ...packSettings(h.settings), ...packGeneration(h.generation), mac: a.mac,
   });
 }
 
@@ -242,6 +257,7 @@ export function decodeAuth(payload: Uint8Array, offset: number): Auth {
       incarnation: str(m.get('incarnation'), 'auth.incarnation', INCARNATION_MAX),
       ...optFeatureLevel(m.get('featureLevel'), 'auth.featureLevel'),
       ...optSettings(m.get('settings'), 'auth.settings'),
+      ...optGeneration(m.get('generation'), 'auth.generation'),
     };
     return { hello, mac: fixedBytes(m.get('mac'), 'auth.mac', MAC_BYTES) };
   });
@@ -250,7 +266,7 @@ export function decodeAuth(payload: Uint8Array, offset: number): Auth {
 export function encodeHelloAck(a: HelloAck): Uint8Array {
   return pack({
     protocolVersion: a.protocolVersion, nodeId: a.nodeId, nodeName: a.nodeName, haId: a.haId, incarnation: a.incarnation, knownIncarnation: a.knownIncarnation,
-    ...(a.featureLevel !== undefined ? { featureLevel: a.featureLevel } : {}), ...packSettings(a.settings), mac: a.mac,
+    ...(a.featureLevel !== undefined ? { featureLevel: a.featureLevel } : {}), ...packSettings(a.settings), ...packGeneration(a.generation), mac: a.mac,
   });
 }
 
@@ -267,6 +283,7 @@ export function decodeHelloAck(payload: Uint8Array, offset: number): HelloAck {
       knownIncarnation: str(m.get('knownIncarnation') ?? '', 'helloAck.knownIncarnation', INCARNATION_MAX),
       ...optFeatureLevel(m.get('featureLevel'), 'helloAck.featureLevel'),
       ...optSettings(m.get('settings'), 'helloAck.settings'),
+      ...optGeneration(m.get('generation'), 'helloAck.generation'),
       mac: fixedBytes(m.get('mac'), 'helloAck.mac', MAC_BYTES),
     };
   });
@@ -307,6 +324,8 @@ export interface JoinAckFrame {
   readonly leaderId: number;
   readonly bootstrap: string;
   readonly peers: string;
+  /** The cluster generation the joiner joins (absent = 0). */
+  readonly generation?: number;
   readonly iv: Uint8Array;
   readonly sealed: Uint8Array;
   readonly mac: Uint8Array;
@@ -351,6 +370,7 @@ export function decodeJoinAck(payload: Uint8Array, offset: number): JoinAckFrame
       leaderId: nodeId(m.get('leaderId'), 'joinAck.leaderId'),
       bootstrap: str(m.get('bootstrap'), 'joinAck.bootstrap', 64 * 1024),
       peers: str(m.get('peers'), 'joinAck.peers', 64 * 1024),
+      ...optGeneration(m.get('generation'), 'joinAck.generation'),
       iv: fixedBytes(m.get('iv'), 'joinAck.iv', 12),
       sealed: bytes(m.get('sealed'), 'joinAck.sealed'),
       mac: fixedBytes(m.get('mac'), 'joinAck.mac', MAC_BYTES),

@@ -13,10 +13,13 @@ import { MAC_BYTES, NONCE_BYTES } from './codec.js';
  * The wire protocol this build speaks. Bump on any change to frames or payloads.
  * 3: the challenge carries the acceptor's version, auth and helloAck a feature level.
  * 4: auth and helloAck carry the cluster settings that must agree (ClusterSettings).
+ * 5: auth and helloAck carry the cluster generation when above 0 (src/node/generation.ts).
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** The first version whose auth/helloAck carry ClusterSettings. */
 export const SETTINGS_VERSION = 4;
+/** The first version whose auth/helloAck carry a cluster generation. */
+export const GENERATION_VERSION = 5;
 /** The oldest protocol version this build still speaks. 2: version 1 had no peer authentication, so it is refused. */
 export const MIN_COMPATIBLE_VERSION = 2;
 
@@ -76,6 +79,7 @@ export function dialerMac(secret: Uint8Array, dialerNonce: Uint8Array, acceptorN
     // Only when sent (version 3+): a version-2 acceptor's transcript has no such field.
     ...(h.featureLevel !== undefined ? [h.featureLevel] : []),
     ...settingsFields(h.settings),
+    ...generationFields(h.generation),
   ]));
 }
 
@@ -88,7 +92,13 @@ export function acceptorMac(
     dialerNonce, acceptorNonce, dialerProof, dialerId, channel, ack.protocolVersion, ack.haId, ack.nodeId, ack.nodeName, ack.incarnation, ack.knownIncarnation,
     ...(ack.featureLevel !== undefined ? [ack.featureLevel] : []),
     ...settingsFields(ack.settings),
+    ...generationFields(ack.generation),
   ]));
+}
+
+/** Only when above 0 (generation 0 keeps the version-4 transcript); tagged like the settings. */
+function generationFields(g: number | undefined): (string | number)[] {
+  return g === undefined || g === 0 ? [] : ['generation', g];
 }
 
 /** Only when sent (version 4+); the string tag keeps the transcript unambiguous with or without a feature level. */
@@ -126,6 +136,8 @@ export interface AcceptorIdentity extends VersionRange {
   readonly isAllowed?: (id: number) => boolean;
   /** This node's cluster settings: a dialer that announces another database.writeQuorum is refused. */
   readonly settings?: ClusterSettings;
+  /** This node's cluster generation (0 when never promoted or recovered): a dialer of another generation is refused. */
+  readonly generation?: number;
 }
 
 /**
@@ -138,6 +150,16 @@ export function judgeHello(hello: Hello, me: AcceptorIdentity): HelloVerdict {
   const who = `node ${JSON.stringify(hello.fromName)} (id ${hello.fromId})`;
   if (hello.haId !== me.haId) {
     return refuse('cluster_mismatch', `${who} belongs to cluster ${JSON.stringify(hello.haId)}, this node to ${JSON.stringify(me.haId)}; it holds this cluster's secret, so check its cluster.haId`);
+  }
+  const mine = me.generation ?? 0;
+  const theirs = hello.generation ?? 0;
+  if (theirs < mine) {
+    return refuse(GENERATION_SUPERSEDED, `${who} is of cluster generation ${theirs}, this cluster is at generation ${mine}: its data predates a DR promotion or forced recovery and ` +
+      `may hold a different history, so it must not rejoin by itself. Enroll it into this cluster (\`quorate agent --join-token T\` on it, then \`quorate enroll URL --role R --force\`; its data is moved aside)`);
+  }
+  if (theirs > mine) {
+    return refuse('generation_newer', `${who} is of cluster generation ${theirs}, this node ${JSON.stringify(me.nodeName)} only of generation ${mine}: this node's data predates a DR promotion or forced recovery; ` +
+      'stop it and enroll it into the cluster of the newer generation (its data is moved aside)');
   }
   const version = negotiateVersion(me, hello);
   if (version === undefined) {
@@ -160,6 +182,9 @@ export function judgeHello(hello: Hello, me: AcceptorIdentity): HelloVerdict {
   }
   return { ok: true, version };
 }
+
+/** The refusal code that tells a dialer its generation was superseded (it then serves no data). */
+export const GENERATION_SUPERSEDED = 'generation_superseded';
 
 function refuse(code: string, reason: string): HelloVerdict {
   return { ok: false, code, reason };

@@ -67,6 +67,8 @@ export interface JoinAnswer {
   readonly bootstrap: string;
   /** JSON: the current members' addresses [{id, peerUrl}]. */
   readonly peers: string;
+  /** The cluster generation (src/node/generation.ts) the joiner joins; absent = 0. */
+  readonly generation?: number;
 }
 
 const JOINER_LABEL = 'quorate join v1: joiner proof';
@@ -79,7 +81,7 @@ function claimFields(c: JoinClaims): (string | number)[] {
 }
 
 function answerFields(a: JoinAnswer): (string | number)[] {
-  return [a.haId, a.nodeId, a.leaderId, a.bootstrap, a.peers];
+  return [a.haId, a.nodeId, a.leaderId, a.bootstrap, a.peers, ...(a.generation !== undefined && a.generation > 0 ? ['generation', a.generation] : [])];
 }
 
 export function joinerMac(keys: JoinKeys, joinerNonce: Uint8Array, leaderNonce: Uint8Array, c: JoinClaims): Uint8Array {

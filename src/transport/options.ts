@@ -115,6 +115,14 @@ export interface PeerTransportOptions {
   isRemovedPeer?(id: number): boolean;
   /** A peer refused our authenticated dial with code 'removed': the membership it holds removed this node. */
   onRemovedByPeer?(peer: number, reason: string): void;
+  /**
+   * This node's cluster generation (src/node/generation.ts; 0 or absent: never promoted or recovered), sent in
+   * every hello and helloAck when above 0 and covered by the MACs. A peer of another generation is refused at the
+   * handshake, so no message of another generation is ever delivered: a transport has one generation for life.
+   */
+  readonly generation?: number;
+  /** A peer refused our authenticated dial with code generation_superseded: the cluster moved to a newer generation without this node. */
+  onSupersededByPeer?(peer: number, reason: string): void;
   /** This node's advertised API URL, sent in every hello. */
   readonly apiUrl?: string;
   /** This node's configured role (voter | observer | dr), sent in every hello. */

@@ -24,7 +24,7 @@ import { DialerHandshake } from './dialer-handshake.js';
 import { AddressLimit, DEFAULT_MAX_PEER_CONNECTIONS_PER_ADDRESS } from './address-limit.js';
 import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed, TransportConfigError } from './errors.js';
 import {
-  acceptorMac, CLUSTER_SECRET_MIN_BYTES, describeRange, dialerMac, judgeHello, macEqual, MIN_COMPATIBLE_VERSION,
+  acceptorMac, CLUSTER_SECRET_MIN_BYTES, describeRange, dialerMac, GENERATION_SUPERSEDED, judgeHello, macEqual, MIN_COMPATIBLE_VERSION,
   negotiateVersion, newNonce, PROTOCOL_VERSION,
 } from './handshake.js';
 import { assertTransportSecurity, certificateNamesHost, clientTlsOptions, loadTlsMaterial, serverTlsOptions } from './security.js';
@@ -72,7 +72,9 @@ const DROP_LOG_MS = 1_000;
 
 export class PeerTransport {
   readonly #o: PeerTransportOptions;
-  readonly #secret: Uint8Array;
+  #secret: Uint8Array;
+  /** The secret before the last rotation: a dialer proving it is refused with code secret_rotated (told why), never accepted. */
+  #previousSecret: Uint8Array | undefined;
   readonly #log: TransportLogger;
   readonly #tls: ReturnType<typeof loadTlsMaterial> | undefined;
   readonly #maxPendingBytes: number;
@@ -112,6 +114,20 @@ export class PeerTransport {
     this.#chunkBytes = opts.snapshotChunkBytes ?? MiB;
     // Our batches must fit the receiver's default limit for `messages` frames.
     this.#frameBytesMax = Math.floor(DEFAULT_FRAME_LIMITS.messages / 2);
+  }
+
+  /**
+   * The cluster secret was rotated (`quorate isolate`): new handshakes, both
+   * ways, prove the new one. Established connections stay: they were
+   * authenticated among members (the isolated node's are closed by setPeers,
+   * its id being removed), and a member that has not applied the rotation yet
+   * still hears the commit over them.
+   */
+  setClusterSecret(secret: Uint8Array): void {
+    if (secret.length < CLUSTER_SECRET_MIN_BYTES) throw new TransportConfigError(`the cluster secret must be at least ${CLUSTER_SECRET_MIN_BYTES} bytes`);
+    if (Buffer.from(secret).equals(Buffer.from(this.#secret))) return;
+    this.#previousSecret = this.#secret;
+    this.#secret = new Uint8Array(secret);
   }
 
   /** Start accepting peers. Resolves with the bound port (useful with listenPort 0). */
@@ -289,6 +305,7 @@ export class PeerTransport {
       apiUrl: this.#o.apiUrl ?? '', role: (this.#o.role ?? '') as Hello['role'], incarnation: this.#o.incarnation ?? '',
       ...(this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
       ...(this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
+      ...((this.#o.generation ?? 0) > 0 ? { generation: this.#o.generation } : {}),
     };
   }
 
@@ -332,6 +349,7 @@ export class PeerTransport {
     if (step.kind === 'refused') {
       const r = step.refusal;
       if (r.code === 'removed') this.#o.onRemovedByPeer?.(link.id, r.reason);
+      if (r.code === GENERATION_SUPERSEDED) this.#o.onSupersededByPeer?.(link.id, r.reason);
       this.#logDialProblem(link, 'error', { event: 'peer_refused', peer: link.id, code: r.code, reason: r.reason },
         `peer ${link.id} at ${link.addr.host}:${link.addr.port} refused the connection (${r.reason}); its log says why — check that both nodes hold the same cluster secret (security.clusterSecretFile), cluster.haId and compatible versions`);
       conn.close({ initiator: 'local', detail: `refused: ${r.reason}` });
@@ -554,6 +572,17 @@ export class PeerTransport {
           }
           const hello = auth.hello;
           const claimed = { claimedId: hello.fromId, claimedName: hello.fromName };
+          const prev = this.#previousSecret;
+          if (prev !== undefined && macEqual(dialerMac(prev, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
+            // It holds the secret before the last rotation: say so (to it too: it proved that secret), never accept it.
+            const reason = `node ${JSON.stringify(hello.fromName)} (claiming id ${hello.fromId}) proved the previous cluster secret, rotated since by \`quorate isolate\`: ` +
+              'a member that was down during the rotation gets the current one by copying security.clusterSecretFile from a member (then restart it), or by enrollment; an isolated node stays refused';
+            clearTimeout(handshakeTimer);
+            this.#log.warn({ event: 'peer_refused_inbound', remote, code: 'secret_rotated', reason, ...claimed }, `refused connection from ${remote}: ${reason}`);
+            state = 'done';
+            conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal({ code: 'secret_rotated', reason })));
+            return;
+          }
           if (!macEqual(dialerMac(this.#secret, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
             return refuse('auth_failed', `the dialer's proof did not verify: it does not hold this cluster's secret (security.clusterSecretFile), or the handshake was altered (it claimed node id ${hello.fromId})`, claimed);
           }
@@ -563,7 +592,17 @@ export class PeerTransport {
             protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION,
             ...(allowed === undefined ? {} : { isAllowed: (id: number) => (allowed === 'peers' ? this.#links.has(id) : allowed.includes(id)) }),
             ...(this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
+            generation: this.#o.generation ?? 0,
           });
+          if (!verdict.ok && (verdict.code === GENERATION_SUPERSEDED || verdict.code === 'generation_newer')) {
+            // It proved the cluster secret: tell it why (an old-generation node then serves no data, src/node/generation.ts).
+            clearTimeout(handshakeTimer);
+            this.#log.warn({ event: 'peer_refused_generation', remote, code: verdict.code, generation: this.#o.generation ?? 0, theirs: hello.generation ?? 0, reason: verdict.reason, ...claimed },
+              `refused connection from ${remote}: ${verdict.reason}`);
+            state = 'done';
+            conn.endWith({ initiator: 'local', detail: verdict.reason }, encodeFrame('refuse', encodeRefusal({ code: verdict.code, reason: verdict.reason })));
+            return;
+          }
           if (!verdict.ok && verdict.code === 'peer_unknown' && this.#o.isRemovedPeer?.(hello.fromId)) {
             // It proved the cluster secret: tell it why, so it stops serving (src/node: role removed).
             const reason = `node id ${hello.fromId} was removed from cluster ${JSON.stringify(this.#o.haId)}; its id is never reused`;
@@ -595,6 +634,7 @@ export class PeerTransport {
             ...(hello.featureLevel !== undefined && this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
             // Likewise our settings only to a dialer that sent its own (version 4+).
             ...(hello.settings !== undefined && this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
+            ...((this.#o.generation ?? 0) > 0 ? { generation: this.#o.generation } : {}),
           };
           const mac = acceptorMac(this.#secret, dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
           conn.write(encodeFrame('helloAck', encodeHelloAck({ ...ackBody, mac })));
