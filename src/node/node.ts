@@ -41,6 +41,8 @@ import type { LeaderScheduler } from './scheduler.js';
 import type { Backups } from './backups.js';
 import { AppServices } from './app-services.js';
 import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
+import { virtualIpFor, type VirtualIp } from './vip.js';
+import type { FenceTarget } from './vip-commands.js';
 
 export { VERSION } from './status.js';
 
@@ -93,6 +95,9 @@ export class QuorateNode implements ClusterControl {
   readonly appServices: AppServices;
   /** With redis.enabled: the Raft leader mirrored to Redis and cross-checked (src/coord/redis-mirror.ts). */
   readonly #redisMirror: LeaderMirror | undefined;
+  /** cluster.virtualIp: a leader service (./vip.ts); the previous leader is what fenceScript is run against. */
+  readonly #vip: VirtualIp | undefined;
+  #previousLeader: FenceTarget | undefined;
 
   private constructor(
     config: QuorateConfig,
@@ -204,6 +209,8 @@ export class QuorateNode implements ClusterControl {
         appHealthy: () => this.appServices.checks.view().healthy },
     });
     this.#services = new LeaderServices(this.#leadership, this.#log);
+    this.#vip = virtualIpFor(config, { log: this.#log, confirm: () => this.readBarrier(2000), wonByTransfer: () => this.#replica.core.status().campaign === 'transfer', previousLeader: () => this.#previousLeader });
+    if (this.#vip) this.#services.add(this.#vip);
     this.#services.add(this.#historyRecorder);
     this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
       checkTarget: (to) => void checkTarget(this.#control, to) });
@@ -256,6 +263,7 @@ export class QuorateNode implements ClusterControl {
     replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
     if (opts.onFatal) node.#onFatal = opts.onFatal;
     node.#modes.scan(raw, state.entries);
+    await node.#vip?.cleanupAtStart();
     await node.#transport.listen();
     node.#replica.start();
     node.#redisMirror?.start();
@@ -276,6 +284,7 @@ export class QuorateNode implements ClusterControl {
     if (this.#housekeepingTimer) clearInterval(this.#housekeepingTimer);
     await this.appServices.stop();
     this.#services.close();
+    await this.#vip?.close();
     await this.#replica.stop();
     await this.#transport.close();
     await this.#redisMirror?.stop();
@@ -327,8 +336,14 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.readBarrier(timeoutMs);
   }
 
-  switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
-    return switchover(this.#control, to);
+  async switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
+    // A clean switchover: the VIP is removed before leadership moves, so the new leader takes it at once (./vip.ts).
+    if (this.isLeader()) await this.#vip?.releaseForSwitchover();
+    try {
+      return await switchover(this.#control, to);
+    } finally {
+      if (this.isLeader()) this.#vip?.resumeAfterSwitchover();
+    }
   }
 
   /** Failover mode, paused, drained nodes, and whether this node campaigns by itself. */
@@ -386,7 +401,8 @@ export class QuorateNode implements ClusterControl {
       splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
     const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : s;
-    return this.#removal.removed ? { ...withRedis, role: 'removed' } : withRedis;
+    const withVip = this.#vip ? { ...withRedis, vip: this.#vip.status() } : withRedis;
+    return this.#removal.removed ? { ...withVip, role: 'removed' } : withVip;
   }
 
   // ------------------------------------------------------------ hooks (in the loop)
@@ -416,6 +432,7 @@ export class QuorateNode implements ClusterControl {
   #onSoftState(prev: SoftState, s: SoftState): void {
     const name = (id: NodeId) => this.#registry.nameOf(id);
     if (s.lead !== prev.lead) {
+      if (s.lead !== NONE && s.lead !== this.nodeId) this.#previousLeader = { nodeName: name(s.lead), apiUrl: this.#registry.record(s.lead)?.apiUrl ?? '', peerUrl: this.#registry.peers.get(s.lead)?.peerUrl ?? '', term: this.#replica.core.status().term };
       this.#mLeaderChanges.inc();
       this.#warnings.leaderChanged(prev.lead, s.lead, name);
       void this.#writeHaState();
