@@ -105,12 +105,15 @@ describe('lb-config with real HAProxy and nginx', { skip: !existsSync(HAPROXY) |
     await killLeaderBehind(c, `http://127.0.0.1:${port}`, h);
     report['haproxy'] = h;
     await stopProc(lb);
-    await c.stop();
-    c = undefined;
+    // The next test uses the same cluster: the killed node back as a standby.
+    const dead = c.nodes.findIndex((n) => n.exitCode !== undefined);
+    c.startNode(dead);
+    const cc = c;
+    await waitFor(`${c.nodes[dead]!.name} back as a standby`, async () => (await status(cc.nodes[dead]!.url, '/system/health/standby')) === 200, 30_000);
   });
 
   test('nginx (active-standby: leader primary, standbys backup, passive checks): writes through it resume after the leader is killed, none acknowledged is lost', async () => {
-    c = await TestCluster.start({ nodes: 3 });
+    c ??= await TestCluster.start({ nodes: 3 });
     const leader = await c.waitLeader();
     const [port] = await freePorts(1);
     const r = cli(['lb-config', 'nginx', '--listen', `127.0.0.1:${port}`, '--url', c.nodes.map((n) => n.url).join(','), '--token', TOKEN]);

@@ -60,7 +60,7 @@ describe('virtual IP in network namespaces', { skip }, () => {
     console.log(`# vip report ${JSON.stringify(report)}`);
   });
 
-  test('the VIP follows the leader through kill -9 and SIGSTOP/SIGCONT, is never on two nodes, and a stale one is removed at start', async () => {
+  test('the VIP follows the leader through kill -9, SIGSTOP/SIGCONT, a switchover and a partition of the leader, is never on two nodes, and a stale one is removed at start', async () => {
     // A stale address left by a crashed run, without a lifetime.
     execFileSync('ip', ['-n', nodeNs(1), 'addr', 'add', VIP_CIDR, 'dev', 'eth0']);
     sampler = new VipSampler([0, 1, 2].map(nodeNs));
@@ -113,6 +113,21 @@ describe('virtual IP in network namespaces', { skip }, () => {
     await until(`the VIP on ${nodeNs(to)} after the switchover`, () => (smp.holder() === nodeNs(to) ? true : undefined));
     report['switchoverVipMoveMs'] = Date.now() - t;
     assert.ok((report['switchoverVipMoveMs'] as number) < T_MS + VIP_MARGIN_MS, `a switchover does not wait out the lease (${String(report['switchoverVipMoveMs'])} ms)`);
+
+    // Partition the leader (its link down): it loses its quorum and steps down; the others elect a leader that takes the address.
+    await until(`${c.nodes[l3]!.name} back`, async () => ((await cli.http(cl.nodes[l3]!.url, 'GET', '/system/health/standby')).status === 200 ? true : undefined));
+    t = Date.now();
+    execFileSync('ip', ['-n', nodeNs(to), 'link', 'set', 'eth0', 'down']);
+    try {
+      const l5 = await until('a new leader after the partition', () => leader(cl, cli, [to]));
+      await until(`the VIP on ${nodeNs(l5)}`, () => (smp.holder() === nodeNs(l5) ? true : undefined));
+      report['partitionVipMoveMs'] = Date.now() - t;
+      report['partitionWritesResumeMs'] = await writesResume(cli, t, t + (report['partitionVipMoveMs'] as number));
+      assert.match(c.log(to), /"event":"vip_removed"[^\n]*"reason":"stopped leading with a quorum"/, 'the partitioned leader removed the address when it lost its quorum');
+    } finally {
+      execFileSync('ip', ['-n', nodeNs(to), 'link', 'set', 'eth0', 'up']);
+    }
+    await sleep(2000);
 
     const w = await cli.call({ op: 'write-stop' }) as { acked: string[]; unknown: string[]; failures: number; gaps: { fromMs: number; toMs: number }[] };
     report['writes'] = { acked: w.acked.length, unknown: w.unknown.length, failures: w.failures, gaps: w.gaps };
