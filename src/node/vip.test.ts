@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { VirtualIp, type VipDeps } from './vip.js';
 import type { CommandResult, VipCommands } from './vip-commands.js';
+import { captureLogger } from '../../test/support/log.js';
 
 const ok = (command: string): CommandResult => ({ ok: true, command, detail: '' });
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -72,4 +73,24 @@ test('after a switchover win the address is taken at once; a failing fence holds
   assert.deepEqual(fenced, ['node1 4', 'node1 4', 'node1 4']);
   assert.equal(f.calls[0], 'add 2', 'taken right after the fence succeeded');
   await f.vip.close();
+});
+
+test('a failing add is retried every renewal, shown in status with the command\'s output, and logged once, not at every retry', async () => {
+  const log = captureLogger('info');
+  const calls: string[] = [];
+  const vip = new VirtualIp({
+    cidr: '10.0.0.1/24', iface: 'eth9', script: '', fenceScript: '', leaseSeconds: 3, marginMs: 0, log,
+    commands: {
+      add: () => { calls.push('add'); return Promise.resolve({ ok: false, command: 'ip -4 addr replace 10.0.0.1/24 dev eth9', detail: 'exit 1: Cannot find device "eth9"' }); },
+      remove: () => Promise.resolve(ok('remove')), present: () => Promise.resolve(false), announce: () => Promise.resolve(undefined),
+    },
+    confirm: () => Promise.resolve(), wonByTransfer: () => true, previousLeader: () => undefined,
+  });
+  vip.start(1);
+  await sleep(2500);
+  assert.ok(calls.length >= 2, `retried (${calls.length} attempts)`);
+  assert.equal(vip.status().holding, false);
+  assert.match(vip.status().lastError ?? '', /Cannot find device "eth9"/);
+  assert.equal(log.lines.filter((l) => l['event'] === 'vip_add_failed').length, 1, 'logged once');
+  await vip.close();
 });

@@ -70,6 +70,7 @@ export class VirtualIp implements LeaderService {
   #lastError: string | undefined;
   #suspended = false;
   #fencedTerm = 0;
+  #lastFailLogAt = -Infinity;
   #lastTick = performance.now();
   readonly #watch: NodeJS.Timeout;
 
@@ -240,8 +241,14 @@ export class VirtualIp implements LeaderService {
   }
 
   #fail(event: string, r: CommandResult, what: string): void {
-    this.#lastError = `${r.command}: ${r.detail}`;
-    this.#log.error({ event, command: r.command, output: r.detail }, `${what} (${r.command}: ${r.detail})`);
+    const err = `${r.command}: ${r.detail}`;
+    // A failure repeated at every renewal (no CAP_NET_ADMIN, a wrong interface) is logged once per 30 s.
+    const now = performance.now();
+    const repeat = err === this.#lastError && now - this.#lastFailLogAt < 30_000;
+    this.#lastError = err;
+    if (repeat) return;
+    this.#lastFailLogAt = now;
+    this.#log.error({ event, command: r.command, output: r.detail }, `${what} (${err})`);
   }
 
   /** Sleeps until `at` (performance.now()); false when the epoch ended meanwhile. */
