@@ -74,6 +74,24 @@ export interface NodeStatus {
   readonly configWarnings?: readonly string[];
   /** Whether this node's Redis connection works; absent when the node does not use Redis. */
   readonly redisConnected?: boolean;
+  /** The virtual IP on this node (cluster.virtualIp), when one is configured (src/node/vip.ts). */
+  readonly vip?: VipView;
+}
+
+/** This node's side of the virtual IP: whether it holds the address, or waits / fences before taking it. */
+export interface VipView {
+  readonly address: string;
+  readonly interface: string;
+  readonly script: string;
+  /** standby: not leading; waiting: leading, waiting out the previous leader's lease; fencing: running fenceScript; holding: on this node; released: handed over in a switchover. */
+  readonly state: 'standby' | 'waiting' | 'fencing' | 'holding' | 'released';
+  readonly holding: boolean;
+  /** When a waiting leader takes the address (ISO). */
+  readonly takeAt?: string;
+  readonly fence?: { readonly target: string; readonly term: number; readonly attempts: number; readonly ok: boolean; readonly lastError?: string };
+  readonly lastError?: string;
+  /** T: the kernel lifetime of the address, in seconds, from the leader's last quorum confirmation. */
+  readonly leaseSeconds: number;
 }
 
 /** The config values the API reads through ClusterControl (a QuorateConfig is one). */

@@ -42,6 +42,7 @@ export function clusterStatus(ctx: Pick<RequestContext, 'app'>): Record<string, 
     version: s.version,
     featureLevel: s.featureLevel,
     configWarnings: s.configWarnings ?? [],
+    ...(s.vip ? { vip: s.vip } : {}),
     ...modesBody(ctx.app.cluster),
     peers: s.peers.map((p) => ({
       drained: (ctx.app.cluster.modes().drained ?? []).includes(p.nodeName),

@@ -16,6 +16,7 @@ import { doctorCommand } from './doctor.js';
 import { installServiceCommand } from './service.js';
 import { initCommand } from './init.js';
 import { kvCommands } from './kv.js';
+import { lbConfigCommand } from './lb-config.js';
 import { memberCommands } from './members.js';
 import { drCommands } from './dr.js';
 import { modeCommands } from './modes.js';
@@ -39,6 +40,7 @@ export const COMMANDS: readonly Command[] = [
   ...appCommands,
   ...securityCommands,
   ...sqlCommands,
+  lbConfigCommand,
 ];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 

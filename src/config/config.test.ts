@@ -207,11 +207,6 @@ test('security.tls: auto | off | files; auto and off only on loopback; apiTls op
 // Every value SPEC §3 names for a feature this version does not have, with the message's key and reason.
 const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: string, why: RegExp]> = [
   [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /the Redis leader lease leads only external-shared clusters .*, which do not exist yet; until then the leader is elected by Raft/],
-  [{ cluster: { virtualIp: '10.0.1.100/24' } }, 'cluster.virtualIp', '"10.0.1.100/24"', '""', /does not manage a virtual IP yet, so no node would hold this address/],
-  [{ cluster: { virtualIp: '10.0.1.100', loadBalanced: true } }, 'cluster.virtualIp', '"10.0.1.100"', '""', /virtual IP/],
-  [{ cluster: { vipInterface: 'eth0' } }, 'cluster.vipInterface', '"eth0"', '""', /virtual IP/],
-  [{ cluster: { vipScript: '/usr/local/bin/vip' } }, 'cluster.vipScript', '"/usr/local/bin/vip"', '""', /this script would never run/],
-  [{ cluster: { fenceScript: '/usr/local/bin/fence' } }, 'cluster.fenceScript', '"/usr/local/bin/fence"', '""', /a deposed leader would not be fenced/],
   [{ database: { mode: 'external-shared' } }, 'database.mode', '"external-shared"', '"local-sync"', /until external-shared exists every node keeps its own copy/],
   [{ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, 'database.external.connectionString', 'the value (not shown: it may hold a password)', '""', /external-shared database mode does not exist yet/],
 ];
@@ -249,8 +244,8 @@ test('unbuilt keys: the allowed value is the schema default, accepted when writt
   }
   ok(explicit);
   // Several refused values: one issue each, in table order, in one error.
-  const e = fails({ cluster: { coordination: 'redis', failover: 'approval', fenceScript: 'f' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^3 problems:/);
-  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'cluster.fenceScript', 'database.mode']);
+  const e = fails({ cluster: { coordination: 'redis', failover: 'approval' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^2 problems:/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'database.mode']);
   // loadBalanced is built (written to ha-state.json): both values load.
   assert.equal(ok({ cluster: { loadBalanced: true } }).cluster.loadBalanced, true);
 });
@@ -260,6 +255,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
   const BUILT = [
     'node.nodeName', 'node.dataDir', 'node.apiAddress', 'node.peerAddress', 'node.advertiseApiUrl', 'node.advertisePeerUrl', 'node.role',
     'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced', 'cluster.failover',
+    'cluster.virtualIp', 'cluster.vipInterface', 'cluster.vipScript', 'cluster.fenceScript',
     'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
     'jobs',

@@ -11,6 +11,7 @@ import { ConfigError, type ConfigIssue } from './errors.js';
 import { configSchema, parseEndpoint, type RawConfig } from './schema.js';
 import { unbuiltIssues } from './unbuilt.js';
 import { redisIssues } from './redis-rules.js';
+import { vipChecks } from './vip-rules.js';
 
 /** The validated configuration: defaults filled, paths absolute, derived values set. */
 export type QuorateConfig = Omit<RawConfig, 'database'> & {
@@ -143,10 +144,11 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
     add('health.failoverOnFailure', 'needs at least one check with "critical": true (only a failing critical check moves leadership)');
   }
 
-  // The rules of Redis and coordination "redis": ./redis-rules.ts. Those of
-  // external-shared (a connection string) and the virtual IP (an interface or
-  // script) come back with those features: until then ./unbuilt.ts refuses
-  // every config that could break them.
+  // The rules of Redis and coordination "redis": ./redis-rules.ts; of the
+  // virtual IP and fencing: ./vip-rules.ts. Those of external-shared (a
+  // connection string) come back with that feature: until then ./unbuilt.ts
+  // refuses every config that could break them.
+  issues.push(...vipChecks(cl));
 
   // Plain-TCP peer traffic only on loopback. "auto" is plain TCP in this
   // release (automatic certificates are not available yet), so it gets the

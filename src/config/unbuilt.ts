@@ -27,7 +27,6 @@ export interface UnbuiltKey {
   readonly secret?: boolean;
 }
 
-const NO_VIP = 'quorate does not manage a virtual IP yet';
 const NO_EXTERNAL = 'the external-shared database mode does not exist yet';
 
 export const UNBUILT: readonly UnbuiltKey[] = [
@@ -35,13 +34,6 @@ export const UNBUILT: readonly UnbuiltKey[] = [
   // only external-shared clusters, which do not exist yet. Its rules
   // (redis.enabled, renewal < TTL, refused with local-sync): ./redis-rules.ts.
   { path: 'cluster.coordination', allowed: 'raft', why: 'the Redis leader lease leads only external-shared clusters (database.mode "external-shared"), which do not exist yet; until then the leader is elected by Raft among the voters (with redis.enabled, the Raft leader is mirrored to Redis)' },
-  // Virtual IP and fencing. When built: virtualIp without loadBalanced needs
-  // vipInterface or vipScript. (cluster.loadBalanced is built: it only says an
-  // external load balancer routes traffic, and is written to ha-state.json.)
-  { path: 'cluster.virtualIp', allowed: '', why: `${NO_VIP}, so no node would hold this address (an external load balancer can route by the health endpoints; set cluster.loadBalanced: true)` },
-  { path: 'cluster.vipInterface', allowed: '', why: `${NO_VIP}, so nothing would be brought up on this interface` },
-  { path: 'cluster.vipScript', allowed: '', why: `${NO_VIP}, so this script would never run` },
-  { path: 'cluster.fenceScript', allowed: '', why: 'fencing does not exist yet, so this script would never run and a deposed leader would not be fenced' },
   // external-shared mode. When built: it needs external.connectionString.
   { path: 'database.mode', allowed: 'local-sync', why: `until external-shared exists every node keeps its own copy, replicated through the log, and no external database is used` },
   { path: 'database.external.connectionString', allowed: '', secret: true, why: `${NO_EXTERNAL}, so no node would connect to this database` },

@@ -77,6 +77,10 @@ export async function writeNodeHaState(o: { config: QuorateConfig; nodeId: numbe
       ...(leaderUrl ? { ActiveUri: leaderUrl } : {}),
       Enabled: true,
       LoadBalanced: config.cluster.loadBalanced,
+      // Digital Rebar's VIP fields (./vip.ts holds the address on the leader).
+      ...(config.cluster.virtualIp !== '' ? { VirtAddr: config.cluster.virtualIp } : {}),
+      ...(config.cluster.vipInterface !== '' ? { VirtInterface: config.cluster.vipInterface } : {}),
+      ...(config.cluster.vipScript !== '' ? { VirtInterfaceScript: config.cluster.vipScript } : {}),
     });
   } catch (e) {
     o.logger.warn({ event: 'ha_state_write_failed', err: (e as Error).message }, `could not write ha-state.json: ${(e as Error).message}`);

@@ -49,6 +49,8 @@ import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
 import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
 import { asPromoted, memberReachable } from './dr-wiring.js';
 import { followRotations, isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
+import { virtualIpFor, type VirtualIp } from './vip.js';
+import type { FenceTarget } from './vip-commands.js';
 
 export { VERSION } from './status.js';
 
@@ -112,6 +114,9 @@ export class QuorateNode implements ClusterControl {
   #restart: ((rewrite: () => Promise<void>) => Promise<void>) | undefined;
   /** Isolate and the cluster-secret rotations it makes (./isolate.ts). */
   readonly #isolate: IsolateDeps;
+  /** cluster.virtualIp: a leader service (./vip.ts); the previous leader is what fenceScript is run against. */
+  readonly #vip: VirtualIp | undefined;
+  #previousLeader: FenceTarget | undefined;
 
   private constructor(
     config: QuorateConfig,
@@ -229,6 +234,8 @@ export class QuorateNode implements ClusterControl {
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.#services = new LeaderServices(this.#leadership, this.#log);
+    this.#vip = virtualIpFor(config, { log: this.#log, confirm: () => this.readBarrier(2000), wonByTransfer: () => this.#replica.core.status().campaign === 'transfer', previousLeader: () => this.#previousLeader });
+    if (this.#vip) this.#services.add(this.#vip);
     this.#services.add(this.#historyRecorder);
     this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
       checkTarget: (to) => void checkTarget(this.#control, to) });
@@ -298,6 +305,7 @@ export class QuorateNode implements ClusterControl {
     node.#restart = opts.restart;
     if (bootstrap.promoted !== undefined && raw.status().lastIndex === bootstrap.promoted.index) node.#historyRecorder.promotionPending();
     node.#modes.scan(raw, state.entries);
+    await node.#vip?.cleanupAtStart();
     await node.#transport.listen();
     node.#replica.start();
     node.#redisMirror?.start();
@@ -319,6 +327,7 @@ export class QuorateNode implements ClusterControl {
     await this.appServices.stop();
     this.#services.close();
     this.security.close();
+    await this.#vip?.close();
     await this.#replica.stop();
     await this.#transport.close();
     await this.#redisMirror?.stop();
@@ -377,8 +386,14 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.readBarrier(timeoutMs);
   }
 
-  switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
-    return switchover(this.#control, to);
+  async switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {
+    // A clean switchover: the VIP is removed before leadership moves, so the new leader takes it at once (./vip.ts).
+    if (this.isLeader()) await this.#vip?.releaseForSwitchover();
+    try {
+      return await switchover(this.#control, to);
+    } finally {
+      if (this.isLeader()) this.#vip?.resumeAfterSwitchover();
+    }
   }
 
   /** Failover mode, paused, drained nodes, and whether this node campaigns by itself. */
@@ -450,7 +465,8 @@ export class QuorateNode implements ClusterControl {
       splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
     const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : s;
-    return this.#removal.removed ? { ...withRedis, role: 'removed' } : withRedis;
+    const withVip = this.#vip ? { ...withRedis, vip: this.#vip.status() } : withRedis;
+    return this.#removal.removed ? { ...withVip, role: 'removed' } : withVip;
   }
 
   // ------------------------------------------------------------ hooks (in the loop)
@@ -485,6 +501,7 @@ export class QuorateNode implements ClusterControl {
   #onSoftState(prev: SoftState, s: SoftState): void {
     const name = (id: NodeId) => this.#registry.nameOf(id);
     if (s.lead !== prev.lead) {
+      if (s.lead !== NONE && s.lead !== this.nodeId) this.#previousLeader = { nodeName: name(s.lead), apiUrl: this.#registry.record(s.lead)?.apiUrl ?? '', peerUrl: this.#registry.peers.get(s.lead)?.peerUrl ?? '', term: this.#replica.core.status().term };
       this.#mLeaderChanges.inc();
       this.#warnings.leaderChanged(prev.lead, s.lead, name);
       void this.#writeHaState();
