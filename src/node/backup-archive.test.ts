@@ -12,11 +12,17 @@ import { Backups, type CapturedState } from './backups.js';
 import { createNodeState, type NodeState } from './node-state.js';
 
 const root = mkdtempSync(join(tmpdir(), 'quorate-backup-unit-'));
-after(() => rmSync(root, { recursive: true, force: true }));
+/** Failures of a state's own storage (its SQLite database): none expected. */
+const fatal: Error[] = [];
+after(() => {
+  rmSync(root, { recursive: true, force: true });
+  assert.deepEqual(fatal.map((e) => e.message), [], 'no state machine storage failed');
+});
 
 /** A node state with KV keys (some with idempotency keys), a setting and a scheduler claim: several machines, several frames. */
 async function stateWith(keys: number): Promise<NodeState> {
-  const s = await createNodeState({ dataDir: root, logger: pino({ level: 'silent' }), onFatal: (e) => { throw e; } });
+  // Each state its own data dir: the SQL machine keeps its database there.
+  const s = await createNodeState({ dataDir: mkdtempSync(join(root, 'state-')), logger: pino({ level: 'silent' }), onFatal: (e) => { fatal.push(e); } });
   let i = 0;
   for (let k = 0; k < keys; k++) {
     s.registry.apply(++i, encodeCommand({ at: 1000 + i, ...(k % 7 === 0 ? { idempotencyKey: `ik-${k}` } : {}), command: { type: 'put', key: `key/${k}`, value: `value-${k}-${'x'.repeat(k % 300)}` } }));

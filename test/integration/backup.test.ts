@@ -3,8 +3,9 @@
 // one-node cluster under write load.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -39,7 +40,8 @@ async function manifests(dir: string): Promise<BackupManifest[]> {
 /** A valid archive taken 10 days ago (for retention). */
 async function plantOldArchive(dir: string): Promise<string> {
   mkdirSync(dir, { recursive: true });
-  const s = await createNodeState({ dataDir: dir, logger: pino({ level: 'silent' }), onFatal: (e) => { throw e; } });
+  // A scratch state of its own (its SQL machine keeps a database in its data dir), not in the backup dir.
+  const s = await createNodeState({ dataDir: mkdtempSync(join(tmpdir(), 'quorate-plant-')), logger: pino({ level: 'silent' }), onFatal: (e) => { throw e; } });
   s.registry.apply(1, encodeCommand({ at: 1, command: { type: 'put', key: 'old', value: 'old' } }));
   const takenAt = new Date(Date.now() - 10 * 86_400_000);
   const file = join(dir, `quorate-it-old-${takenAt.getTime()}.qbak`);

@@ -46,6 +46,7 @@ describe('node roles from config', () => {
   });
 
   test('a DR node receives every write but does not count toward quorum', async () => {
+    await c?.stop(); // the previous test's cluster, when it failed before stopping it
     c = await TestCluster.start({ nodes: 4, roles: ['voter', 'voter', 'voter', 'dr'] });
     await waitRole(c, await c.waitLeader(), 'node4', 'dr');
     // Bootstrap members start as voters, so node4 may have led at first and handed over.

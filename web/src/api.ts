@@ -120,6 +120,12 @@ export class Connection {
     throw new ApiFailure(0, 'unreachable', `no node answers (${String((lastErr as Error)?.message ?? lastErr)})`, {});
   }
 
+  /** One call to a given member's API origin (CORS allows member origins), without failover. */
+  async callOn<T>(apiUrl: string, method: string, path: string, body?: unknown): Promise<T> {
+    const base = new URL(apiUrl).origin;
+    return (await this.#once(base === location.origin ? '' : base, method, path, body)) as T;
+  }
+
   /**
    * Follows GET /v1/events of the node calls go to now, calling onEvent for
    * each event, until `signal` aborts; reconnects (through whichever node

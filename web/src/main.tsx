@@ -149,7 +149,7 @@ function App() {
         <Replication views={list} now={now} />
         <Timeline records={history} />
         <HealthChecks conn={conn} />
-        {admin ? <Backups conn={conn} prepare={prepare} refreshKey={outcome} /> : null}
+        {admin ? <Backups conn={conn} prepare={prepare} refreshKey={outcome} leaderApiUrl={list.find((v) => v.status?.raftRole === 'leader')?.apiUrl ?? null} /> : null}
         {admin ? <Audit conn={conn} refreshKey={outcome} /> : null}
         <KvBrowser />
       </main>

@@ -11,14 +11,14 @@ interface Checks { nodeName: string; healthy: boolean; failing: string[]; failin
 interface Backup { file: string; bytes: number; takenAt: string; index: number; term: number; kind: string; takenBy: string; error?: string }
 interface AuditRecord { seq: number; at: string; actor: string; action: string; target: string | null; address: string | null; node: string; status: number; result: string; detail: string | null }
 
-function useLoad<T>(conn: Connection, path: string, everyMs: number, key: unknown = 0): { data: T | null; error: string | null } {
+function useLoad<T>(conn: Connection, path: string, everyMs: number, key: unknown = 0, on?: string | null): { data: T | null; error: string | null } {
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     let stop = false;
     const load = async (): Promise<void> => {
       try {
-        const d = await conn.call<T>('GET', path);
+        const d = on ? await conn.callOn<T>(on, 'GET', path) : await conn.call<T>('GET', path);
         if (!stop) { setData(d); setError(null); }
       } catch (e) {
         if (!stop) setError((e as Error).message);
@@ -27,7 +27,7 @@ function useLoad<T>(conn: Connection, path: string, everyMs: number, key: unknow
     void load();
     const id = setInterval(() => void load(), everyMs);
     return () => { stop = true; clearInterval(id); };
-  }, [path, key]);
+  }, [path, key, on]);
   return { data, error };
 }
 
@@ -62,8 +62,9 @@ export function HealthChecks({ conn }: { conn: Connection }) {
   );
 }
 
-export function Backups({ conn, prepare, refreshKey }: { conn: Connection; prepare: (p: Pending) => void; refreshKey: unknown }) {
-  const { data, error } = useLoad<{ nodeName: string; dir: string; backups: Backup[] }>(conn, '/v1/cluster/backups', 15000, refreshKey);
+/** The leader's backup dir (backups are written by whichever node leads; `leaderApiUrl` from the views). */
+export function Backups({ conn, prepare, refreshKey, leaderApiUrl }: { conn: Connection; prepare: (p: Pending) => void; refreshKey: unknown; leaderApiUrl: string | null }) {
+  const { data, error } = useLoad<{ nodeName: string; dir: string; backups: Backup[] }>(conn, '/v1/cluster/backups', 15000, refreshKey, leaderApiUrl);
   const now: Pending = {
     title: 'Back up now',
     effect: 'The leader writes a consistent backup of the whole replicated state (KV, history, settings, queues, tokens as hashes; no secrets) into its backup dir.',
