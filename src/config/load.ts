@@ -138,6 +138,7 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
     const kinds = [h.command !== undefined && 'command', h.url !== undefined && 'url', h.builtin !== undefined && 'builtin'].filter(Boolean);
     if (kinds.length !== 1) add(`health.checks[${i}]`, `must have exactly one of command, url, builtin, got ${kinds.length === 0 ? 'none' : kinds.join(' and ')}`);
     if (names.has(h.name)) add(`health.checks[${i}].name`, `duplicates another check's name ${JSON.stringify(h.name)}`);
+    if (h.builtin === 'redis' && !c.redis.enabled) add(`health.checks[${i}].builtin`, '"redis" checks the node\'s Redis connection, which exists only with redis.enabled: true (and redis.connectionString); enable Redis or remove the check');
     names.add(h.name);
   });
   if (c.health.failoverOnFailure && !c.health.checks.some((h) => h.critical)) {

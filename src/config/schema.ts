@@ -156,7 +156,8 @@ const commandSpec = z.union([z.string().min(1), z.array(z.string().min(1)).min(1
     : { message: ctx.defaultError }),
 });
 
-export const BUILTIN_CHECKS = ['storage-writable', 'disk-free'] as const;
+/** `redis` needs redis.enabled (./load.ts). */
+export const BUILTIN_CHECKS = ['storage-writable', 'disk-free', 'database', 'redis'] as const;
 
 /** health.checks[]: exactly one of command, url, builtin (checked in ./load.ts). */
 const healthCheckSchema = z.object({

@@ -12,6 +12,8 @@ export interface LeaderMirror {
   /** Leadership changed here: write the record now. */
   poke(): void;
   stop(): Promise<void>;
+  /** PING on the mirror's connection (the health check `redis`); rejects when Redis does not answer. */
+  ping(): Promise<void>;
   readonly connected: boolean;
   readonly warning: string | undefined;
 }
@@ -30,6 +32,7 @@ export function leaderMirrorFor(config: QuorateConfig, logger: Logger, view: () 
     start: () => mirror.start(),
     poke: () => mirror.poke(),
     stop: async () => { mirror.stop(); await link.close(); },
+    ping: async () => { await link.client.ping(); },
     get connected() { return link.connected; },
     get warning() { return mirror.warning; },
   };

@@ -3,8 +3,11 @@
 // `failuresBeforeUnhealthy` consecutive failures and healthy again after one
 // success. Kinds: `command` (exit 0 = healthy; argv, or a string run by
 // /bin/sh -c), `url` (a 2xx answer), built-ins `storage-writable` (a file
-// written, fsynced and removed in the data dir) and `disk-free` (free space of
-// the data dir's file system at least `minFreePercent`). Results feed
+// written, fsynced and removed in the data dir), `disk-free` (free space of
+// the data dir's file system at least `minFreePercent`), `database` (the
+// node's SQLite database answers a trivial read through the SQL machine's read
+// path) and `redis` (the node's Redis connection answers PING; accepted only
+// with redis.enabled). Results feed
 // /system/health/* (reasons, 503 on a failing critical check), the metrics,
 // the leader's failover-on-failure and its choice of switchover targets.
 import { spawn } from 'node:child_process';
@@ -38,18 +41,31 @@ export interface AppHealthView {
 
 interface Running { spec: CheckSpec; status: CheckStatus; timer: NodeJS.Timeout | undefined; busy: boolean }
 
+/** The `database` check's read: the schema, through the SQL machine's read path (a read worker on the file). */
+export const DATABASE_CHECK_SQL = 'SELECT count(*) FROM sqlite_schema';
+
+/** What the built-ins `database` and `redis` probe; each resolves when the dependency answered, rejects with why not. */
+export interface BuiltinProbes {
+  /** A trivial read of the node's SQL database through its read path. */
+  database(): Promise<void>;
+  /** PING on the node's Redis connection. */
+  redis(): Promise<void>;
+}
+
 export class AppHealth {
   readonly #checks: Running[];
   readonly #log: Logger;
   readonly #dataDir: string;
+  readonly #probes: BuiltinProbes | undefined;
   readonly #listeners = new Set<(v: AppHealthView) => void>();
   readonly #gHealthy;
   readonly #cFailures;
   #stopped = false;
 
-  constructor(o: { specs: readonly CheckSpec[]; dataDir: string; logger: Logger; metrics: MetricsRegistry }) {
+  constructor(o: { specs: readonly CheckSpec[]; dataDir: string; logger: Logger; metrics: MetricsRegistry; probes?: BuiltinProbes }) {
     this.#log = o.logger;
     this.#dataDir = o.dataDir;
+    this.#probes = o.probes;
     this.#gHealthy = o.metrics.gauge('quorate_health_check_healthy', 'Application health check state: 1 healthy, 0 unhealthy', ['check', 'critical']);
     this.#cFailures = o.metrics.counter('quorate_health_check_failures_total', 'Failed runs of application health checks', ['check']);
     this.#checks = o.specs.map((spec) => ({
@@ -137,7 +153,16 @@ export class AppHealth {
       const pct = st.blocks === 0 ? 100 : (Number(st.bavail) / Number(st.blocks)) * 100;
       return pct >= s.minFreePercent ? null : `${pct.toFixed(1)}% free on the file system of ${this.#dataDir}, below minFreePercent ${s.minFreePercent}`;
     }
+    if (s.builtin === 'database' || s.builtin === 'redis') return this.#probeDependency(s.builtin, s.timeoutMs);
     return withTimeout(storageWritable(this.#dataDir), s.timeoutMs, `writing to ${this.#dataDir} took longer than ${s.timeoutMs} ms`);
+  }
+
+  async #probeDependency(which: 'database' | 'redis', timeoutMs: number): Promise<string | null> {
+    const what = which === 'database' ? 'the SQL database (a read through its read path)' : 'Redis (PING)';
+    const p = this.#probes;
+    if (p === undefined) return `${what} cannot be checked on this node`;
+    const run = Promise.resolve().then(() => (which === 'database' ? p.database() : p.redis())).then(() => null, (e: Error) => `${what} failed: ${e.message}`);
+    return withTimeout(run, timeoutMs, `${what} did not answer within ${timeoutMs} ms`);
   }
 }
 

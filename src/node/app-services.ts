@@ -10,18 +10,22 @@
 // - the "app" machine (queues, locks, outbox) as the API's AppCoordination
 //   port (src/api/ports-app.ts), proposed in format-2 envelopes only
 //   (cluster feature level >= 2);
-// - the outbox delivery (./outbox.ts), a leader service.
+// - the outbox delivery (./outbox.ts), leader services: one for the app
+//   machine's outbox, one for the SQL machine's `quorate_outbox` rows
+//   (./sql-outbox.ts).
 import type { Logger } from 'pino';
 import type { AppCoordination, PeerAppHealth } from '../api/ports-app.js';
+import type { SqlService } from '../api/ports.js';
 import type { QuorateConfig } from '../config/index.js';
 import type { MetricsRegistry } from '../ops/metrics.js';
 import { APP_MACHINE_ID, encodeAppPayload, encodeEnvelope, type AppCommand, type AppStateMachine, type ApplyResult } from '../state/index.js';
-import { AppHealth } from './app-health.js';
+import { AppHealth, DATABASE_CHECK_SQL } from './app-health.js';
 import { NodeError } from './errors.js';
 import { HookRunner } from './hooks.js';
 import type { Leadership, LeaderServices } from './leadership.js';
 import { periodicService } from './leadership.js';
-import { OutboxDelivery } from './outbox.js';
+import { OutboxDelivery, appOutboxSource } from './outbox.js';
+import { sqlOutboxSource } from './sql-outbox.js';
 
 const PEER_POLL_MS = 1000;
 const FAILOVER_RETRY_MS = 2000;
@@ -45,6 +49,10 @@ export interface AppNode {
   /** The other members with a known API URL. */
   peers(): { nodeName: string; apiUrl: string }[];
   switchover(): Promise<{ to: string; term: number; pauseMs: number }>;
+  /** Replicated SQL (set once the node started): the outbox table's reads and removals, the `database` check. */
+  sql(): SqlService;
+  /** PING on the node's Redis connection (the `redis` check); rejects when Redis is not used or does not answer. */
+  redisPing(): Promise<void>;
 }
 
 export class AppServices implements AppCoordination {
@@ -59,15 +67,17 @@ export class AppServices implements AppCoordination {
   constructor(n: AppNode) {
     this.#n = n;
     const c = n.config;
-    this.checks = new AppHealth({ specs: c.health.checks, dataDir: c.node.dataDir, logger: n.logger, metrics: n.metrics });
+    this.checks = new AppHealth({
+      specs: c.health.checks, dataDir: c.node.dataDir, logger: n.logger, metrics: n.metrics,
+      probes: { database: async () => { await n.sql().query(DATABASE_CHECK_SQL, []); }, redis: () => n.redisPing() },
+    });
     this.#hooks = new HookRunner({ hooks: c.hooks, leadership: n.leadership, nodeName: c.node.nodeName, configuredRole: c.node.role, leaderName: () => n.leaderName(), logger: n.logger });
     this.outboxEnabled = c.outbox.webhookUrl !== '';
     this.failoverOnFailure = c.health.failoverOnFailure;
     if (this.outboxEnabled) {
-      n.services.add(new OutboxDelivery({
-        app: n.app, webhookUrl: c.outbox.webhookUrl, pollMs: c.database.outboxPollIntervalSeconds * 1000, log: n.logger, metrics: n.metrics,
-        propose: (cmd) => this.propose(cmd), readBarrier: () => n.readBarrier(),
-      }));
+      const common = { webhookUrl: c.outbox.webhookUrl, pollMs: c.database.outboxPollIntervalSeconds * 1000, log: n.logger, metrics: n.metrics };
+      n.services.add(new OutboxDelivery({ ...common, source: appOutboxSource({ app: n.app, propose: (cmd) => this.propose(cmd), readBarrier: () => n.readBarrier() }) }));
+      n.services.add(new OutboxDelivery({ ...common, source: sqlOutboxSource(() => n.sql()) }));
     }
     // Members may run different checks: the leader polls whatever they report.
     n.services.add(periodicService('peer-health-poll', PEER_POLL_MS, () => void this.#pollPeers()));

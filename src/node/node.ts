@@ -253,6 +253,7 @@ export class QuorateNode implements ClusterControl {
       leaderName: () => { const l = this.#replica.core.softState().lead; return l === NONE ? null : this.#registry.nameOf(l); },
       peers: () => this.#replica.core.membership().members.filter((m) => m.id !== id).flatMap((m) => { const u = this.#registry.record(m.id)?.apiUrl; return u === undefined ? [] : [{ nodeName: this.#registry.nameOf(m.id), apiUrl: u }]; }),
       switchover: () => this.switchover(),
+      sql: () => this.sqlService, redisPing: () => this.#redisMirror?.ping() ?? Promise.reject(new Error('Redis is not used by this node (redis.enabled is false)')),
     });
     this.#transport.setPeers(peerMap);
     this.#redisMirror = leaderMirrorFor(config, this.#log, () => {

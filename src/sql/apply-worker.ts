@@ -28,7 +28,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { SqlExecResult, SqlFailure, SqlStatementResult } from '../state/results.js';
 import { isFatalSqliteCode, type ApplyWorkerData, type FromApplyWorker, type SqlCommand, type SqlStatement, type ToApplyWorker } from './command.js';
-import { REFUSED_FUNCTIONS, SqlRefusedError, checkExecuteStatement } from './statements.js';
+import { REFUSED_FUNCTIONS, SQL_OUTBOX_TABLE, SqlRefusedError, checkExecuteStatement } from './statements.js';
 import { contentChecksum, jsonValue } from './values.js';
 
 const { file, limits } = workerData as ApplyWorkerData;
@@ -121,6 +121,14 @@ function open(): void {
            CREATE INDEX IF NOT EXISTS _quorate_sessions_seq ON _quorate_sessions(seq);
            CREATE INDEX IF NOT EXISTS _quorate_sessions_at ON _quorate_sessions(at);
            CREATE TABLE IF NOT EXISTS _quorate_reset (id INTEGER PRIMARY KEY);`);
+  // The transactional outbox (src/node/sql-outbox.ts): part of every database from its
+  // first open, so equal on every node; it cannot be dropped or altered (./statements.ts).
+  // AUTOINCREMENT: the id of a delivered (deleted) row is never reused. content_type is an
+  // HTTP header value: 1-128 printable ASCII characters (a row the webhook request could
+  // not carry would hold up every later row).
+  db.exec(`CREATE TABLE IF NOT EXISTS ${SQL_OUTBOX_TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL,
+           content_type TEXT NOT NULL DEFAULT 'application/json' CHECK (length(content_type) BETWEEN 1 AND 128 AND content_type NOT GLOB '*[^ -~]*'),
+           created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)`);
   installFunctions(db);
   q = {
     lookup: db.prepare('SELECT fingerprint, result FROM _quorate_sessions WHERE key = ?'),

@@ -41,6 +41,14 @@ const TX_WORDS = new Set(['begin', 'commit', 'end', 'rollback', 'savepoint', 're
 /** Names reserved for quorate's own tables in the database. */
 export const RESERVED_PREFIX = '_quorate';
 
+/**
+ * The transactional outbox table, created in every database by the apply
+ * worker: applications insert, read, update and delete its rows; dropping or
+ * altering it is refused (it is recreated at every open, so a node that
+ * restarted would hold a table the others dropped).
+ */
+export const SQL_OUTBOX_TABLE = 'quorate_outbox';
+
 export class SqlRefusedError extends Error {
   readonly code = 'sql_refused';
   constructor(
@@ -150,6 +158,7 @@ function commonChecks(toks: readonly Token[], statement: number, where: string, 
  * restored a snapshot would not have), transaction control (use
  * `transaction`), VACUUM INTO, temporary tables/views/triggers (they live in
  * the connection, not the replicated file), names starting with _quorate,
+ * DROP or ALTER of the outbox table (SQL_OUTBOX_TABLE),
  * load_extension() and the functions of REFUSED_FUNCTIONS.
  */
 export function checkExecuteStatement(sql: string, statement: number): void {
@@ -159,6 +168,9 @@ export function checkExecuteStatement(sql: string, statement: number): void {
   if (first === 'pragma') throw new SqlRefusedError(`statement ${statement}: PRAGMA is refused in ${where}: a pragma changes the connection or the file outside the replicated state (read pragmas with /v1/db/query)`, statement);
   if (TX_WORDS.has(first)) throw new SqlRefusedError(`statement ${statement}: ${first.toUpperCase()} is refused: transactions are set by the request's "transaction" flag`, statement);
   if (first === 'vacuum' && toks.some((t) => lower(t) === 'into')) throw new SqlRefusedError(`statement ${statement}: VACUUM INTO is refused: it writes a file outside the replicated database`, statement);
+  if ((first === 'drop' || first === 'alter') && toks.some((t) => (t.kind === 'word' || t.kind === 'ident') && t.text.toLowerCase() === SQL_OUTBOX_TABLE)) {
+    throw new SqlRefusedError(`statement ${statement}: ${first.toUpperCase()} of ${SQL_OUTBOX_TABLE} is refused: it is quorate's outbox table (rows inserted there are delivered to outbox.webhookUrl); insert, update and delete its rows instead`, statement);
+  }
   if (first === 'create' && (lower(toks[1]) === 'temp' || lower(toks[1]) === 'temporary')) {
     throw new SqlRefusedError(`statement ${statement}: CREATE ${toks[1]!.text.toUpperCase()} is refused: temporary objects live in one node's connection, not in the replicated database`, statement);
   }
