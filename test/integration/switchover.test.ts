@@ -17,6 +17,8 @@ describe('switchover: scheduled, cancelled, lagging target refused', () => {
     const target = [0, 1, 2].find((i) => i !== leader)!;
     const targetName = c.nodes[target]!.name;
     await c.client().kvPut('warm', 'up');
+    // The follower forwards once it knows the leader's API URL (recorded in the membership after the election).
+    await waitFor('the follower knows the leader\'s API URL', async () => (await http(c!.nodes[target]!.url, 'GET', '/v1/cluster/status', { token: TOKEN })).body['leaderApiUrl'] !== null, 10_000);
     // Sent to a follower: forwarded to the leader, which keeps the schedule.
     const s = await http(c.nodes[target]!.url, 'POST', '/v1/cluster/switchover', { token: TOKEN, body: { to: targetName, at: '+1s' } });
     assert.equal(s.status, 200, JSON.stringify(s.body));
