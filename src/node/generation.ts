@@ -28,7 +28,7 @@
 // At its next start the node is a one-voter cluster and elects itself.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeConfEntry, encodeConfEntry, type Entry, type Member, type Membership, type NodeId } from '../raft/index.js';
+import { decodeConfEntry, encodeConfEntry, type Entry, type HardState, type Member, type Membership, type NodeId } from '../raft/index.js';
 import { HA_STATE_FILE, WalStorage } from '../storage/index.js';
 import { bootstrapMembership, parseBootstrap, writeBootstrap, type Bootstrap, type PromotionRecord } from './members.js';
 
@@ -107,25 +107,44 @@ export async function forceNewCluster(o: {
       notKnownCommitted: { from: commit + 1, to: lastIndex, count: lastIndex - commit }, confIndex: lastIndex + 1,
     };
     if (o.dryRun) return report;
-    const { catchUpTo: _gate, ...rest } = self;
-    const membership: Membership = {
-      members: [{ ...rest, role: 'voter' }],
-      removed: [...new Set([...m.removed, ...others.map((x) => x.id)])].sort((a, c) => a - c),
-    };
-    const term = Math.max(hs.term, lastTerm);
-    const entry: Entry = { term, index: lastIndex + 1, type: 'conf', data: encodeConfEntry({ change: { op: 'setRole', id, role: 'voter' }, membership }) };
+    const forced = planSoleVoter(m, id, hs, lastIndex, lastTerm);
     // 1. The generation first (see the file comment).
-    const promoted: PromotionRecord = { kind: o.kind, at: (o.now ?? new Date()).toISOString(), generation: from + 1, index: entry.index };
+    const promoted: PromotionRecord = { kind: o.kind, at: (o.now ?? new Date()).toISOString(), generation: from + 1, index: forced.entry.index };
     await writeBootstrap(o.dataDir, { ...b, generation: from + 1, promoted });
-    // 2. The conf entry, durable before 3. the commit index names it.
-    await storage.append([entry]);
-    await storage.sync();
-    storage.setHardState({ term, vote: term === hs.term ? hs.vote : 0, commit: entry.index });
-    await storage.sync();
+    await writeSoleVoter(storage, forced);
     return report;
   } finally {
     await storage.close();
   }
+}
+
+/** Steps 2 and 3 of the rewrite (see the file comment): the conf entry making `id` the only voter, and the hard state that commits it. */
+export interface SoleVoterRewrite {
+  readonly entry: Entry;
+  readonly membership: Membership;
+  readonly hardState: HardState;
+}
+
+/** Plans the rewrite of a log whose membership at its end is `m` (pure; the simulator runs it too). */
+export function planSoleVoter(m: Membership, id: NodeId, hs: HardState, lastIndex: number, lastTerm: number): SoleVoterRewrite {
+  const self = m.members.find((x) => x.id === id);
+  if (self === undefined) throw new ForceNewClusterError(`node id ${id} is not a member of the configuration (it was removed); nothing was changed`);
+  const { catchUpTo: _gate, ...rest } = self;
+  const membership: Membership = {
+    members: [{ ...rest, role: 'voter' }],
+    removed: [...new Set([...m.removed, ...m.members.filter((x) => x.id !== id).map((x) => x.id)])].sort((a, c) => a - c),
+  };
+  const term = Math.max(hs.term, lastTerm);
+  const entry: Entry = { term, index: lastIndex + 1, type: 'conf', data: encodeConfEntry({ change: { op: 'setRole', id, role: 'voter' }, membership }) };
+  return { entry, membership, hardState: { term, vote: term === hs.term ? hs.vote : 0, commit: entry.index } };
+}
+
+/** Writes a planned rewrite: the conf entry, durable before the commit index names it. */
+export async function writeSoleVoter(storage: WalStorage, r: SoleVoterRewrite): Promise<void> {
+  await storage.append([r.entry]);
+  await storage.sync();
+  storage.setHardState(r.hardState);
+  await storage.sync();
 }
 
 /** The lines `quorate recover` and the promotion log print about what may be lost. */

@@ -1,10 +1,12 @@
 // Runs many seeds and sums what they did: the CLI and the tests share this.
-import { SIM_MUTATIONS, formatViolation, runSeed, type SimMutation, type SimResult, type Violation } from './cluster.js';
+import { SIM_MUTATIONS, SIM_SCENARIOS, formatViolation, runSeed, type SimMutation, type SimResult, type SimScenario, type Violation } from './cluster.js';
 
 export interface CampaignOptions {
   readonly seeds: readonly number[];
   readonly nodes: number;
   readonly mutation?: SimMutation;
+  /** Default 'none' (the CLI's default is 'mixed'). */
+  readonly scenario?: SimScenario;
   readonly trace?: boolean;
   readonly stopOnFirstViolation?: boolean;
   /** Stop at the first violation this accepts (e.g. mutation checks stop at the first safety violation). */
@@ -17,6 +19,9 @@ export interface CampaignSummary {
   seedsRun: number;
   nodes: number;
   mutation: SimMutation | null;
+  scenario: SimScenario;
+  /** Seeds that ran each scenario ('mixed' resolved per seed). */
+  scenarios: Record<string, number>;
   steps: number;
   virtualMs: number;
   faults: Record<string, number>;
@@ -29,6 +34,10 @@ export interface CampaignSummary {
   stepsPerSecond: number;
 }
 
+export function isSimScenario(s: string): s is SimScenario {
+  return (SIM_SCENARIOS as readonly string[]).includes(s);
+}
+
 export function isSimMutation(s: string): s is SimMutation {
   return (SIM_MUTATIONS as readonly string[]).includes(s);
 }
@@ -38,6 +47,8 @@ export async function runCampaign(o: CampaignOptions, onViolation?: (v: Violatio
     seedsRun: 0,
     nodes: o.nodes,
     mutation: o.mutation ?? null,
+    scenario: o.scenario ?? 'none',
+    scenarios: {},
     steps: 0,
     virtualMs: 0,
     faults: {},
@@ -55,11 +66,13 @@ export async function runCampaign(o: CampaignOptions, onViolation?: (v: Violatio
       seed,
       nodes: o.nodes,
       ...(o.mutation !== undefined ? { mutation: o.mutation } : {}),
+      ...(o.scenario !== undefined ? { scenario: o.scenario } : {}),
       ...(o.trace !== undefined ? { trace: o.trace } : {}),
       ...(o.faultMs !== undefined ? { faultMs: o.faultMs } : {}),
       ...(o.log !== undefined ? { log: o.log } : {}),
     });
     sum.seedsRun++;
+    sum.scenarios[r.scenarioRun] = (sum.scenarios[r.scenarioRun] ?? 0) + 1;
     sum.steps += r.steps;
     sum.virtualMs += r.virtualMs;
     sum.opsChecked += r.opsChecked;

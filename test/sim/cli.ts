@@ -1,8 +1,8 @@
 // npm run sim -- --seeds N [--nodes 5] [--seed S] [--trace] [--mutation NAME] [--stop-on-first]
 // Runs a campaign of seeds S, S+1, ... and prints a JSON summary; exit 1 on any violation.
 import { parseArgs } from 'node:util';
-import { SIM_MUTATIONS } from './cluster.js';
-import { formatViolation, isSimMutation, runCampaign } from './campaign.js';
+import { SIM_MUTATIONS, SIM_SCENARIOS } from './cluster.js';
+import { formatViolation, isSimMutation, isSimScenario, runCampaign } from './campaign.js';
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -12,6 +12,7 @@ async function main(): Promise<number> {
       nodes: { type: 'string', default: '3' },
       trace: { type: 'boolean', default: false },
       mutation: { type: 'string' },
+      scenario: { type: 'string', default: 'mixed' },
       'fault-ms': { type: 'string' },
       'stop-on-first': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -20,7 +21,9 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      `usage: npm run sim -- [--seeds N] [--seed S] [--nodes 3|5|7] [--trace] [--mutation ${SIM_MUTATIONS.join('|')}] [--fault-ms MS] [--stop-on-first]`,
+      `usage: npm run sim -- [--seeds N] [--seed S] [--nodes 3|5|7] [--trace] [--mutation ${SIM_MUTATIONS.join('|')}] [--scenario ${SIM_SCENARIOS.join('|')}] [--fault-ms MS] [--stop-on-first]\n` +
+        '  --scenario: promote-dr (a DR learner promoted after the voters\' site is lost; the old site comes back), wipe (nodes come back with an empty data dir),\n' +
+        '  none, or mixed (the default: drawn per seed, most seeds none); the summary counts the seeds of each',
     );
     return 0;
   }
@@ -38,12 +41,15 @@ async function main(): Promise<number> {
   if (mutation !== undefined && !isSimMutation(mutation)) {
     throw new Error(`--mutation must be one of ${SIM_MUTATIONS.join(', ')}, got ${JSON.stringify(mutation)}`);
   }
+  const scenario = values.scenario;
+  if (!isSimScenario(scenario)) throw new Error(`--scenario must be one of ${SIM_SCENARIOS.join(', ')}, got ${JSON.stringify(scenario)}`);
   const seeds = Array.from({ length: count }, (_, i) => (start + i) >>> 0);
   const summary = await runCampaign(
     {
       seeds,
       nodes,
       ...(mutation !== undefined ? { mutation } : {}),
+      scenario,
       trace: values.trace,
       stopOnFirstViolation: values['stop-on-first'],
       ...(values['fault-ms'] !== undefined ? { faultMs: int('fault-ms', values['fault-ms'], 6000) } : {}),

