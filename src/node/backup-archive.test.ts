@@ -14,7 +14,11 @@ import { createNodeState, type NodeState } from './node-state.js';
 const root = mkdtempSync(join(tmpdir(), 'quorate-backup-unit-'));
 /** Failures of a state's own storage (its SQLite database): none expected. */
 const fatal: Error[] = [];
+// The SQL machine's worker thread is unreferenced while idle (a node's servers keep its process
+// alive); a unit test has nothing else, so this keeps the loop alive while the tests run.
+const keepAlive = setInterval(() => undefined, 1000);
 after(() => {
+  clearInterval(keepAlive);
   rmSync(root, { recursive: true, force: true });
   assert.deepEqual(fatal.map((e) => e.message), [], 'no state machine storage failed');
 });

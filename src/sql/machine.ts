@@ -125,16 +125,25 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     w.on('exit', (code) => {
       if (!this.#closing) this.#die(new Error(`the SQL apply worker exited (code ${code})`));
     });
-    // The node's servers and timers keep the process alive; the idle worker alone must not
-    // (a node whose start fails after this point exits as before). After the listeners: adding one refs it again.
-    w.unref();
+    // Referenced until it has opened the database (its 'ready'), and afterwards while it owes an
+    // answer: the node's servers and timers keep the process alive, the idle worker alone must not
+    // (a node whose start fails after this point exits as before, once the worker has loaded).
     this.#pool = new SqlReadPool({ file: this.#file, size: this.#o.readers ?? 2, timeoutMs: this.limits.queryTimeoutMs, maxRows: this.limits.queryRows, maxBytes: this.limits.queryBytes, logger: this.#o.logger });
   }
 
   #closing = false;
+  /** The apply worker has opened the database (and created quorate_outbox): reads may start. */
+  #ready = false;
+  #onReady: () => void = () => undefined;
+  readonly #readyP = new Promise<void>((resolve) => { this.#onReady = resolve; });
 
   #onMessage(m: FromApplyWorker): void {
-    if (m.t === 'ready') return;
+    if (m.t === 'ready') {
+      this.#ready = true;
+      if (this.#pending.size === 0) this.#worker.unref();
+      this.#onReady();
+      return;
+    }
     if (m.t === 'fatal') {
       const e = new Error(`SQLite failed on this node (${m.code ?? 'error'}: ${m.message}); the node stops rather than diverge from the others. Check the disk (space, I/O errors) and restart it: the database is rebuilt from the snapshot and the log`);
       this.#die(e);
@@ -142,7 +151,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     }
     const p = this.#pending.get(m.seq);
     this.#pending.delete(m.seq);
-    if (this.#pending.size === 0) this.#worker.unref();
+    if (this.#pending.size === 0 && this.#ready) this.#worker.unref();
     this.#doneSeq = m.seq;
     p?.resolve(m);
     while (this.#barriers.length > 0 && this.#barriers[0]!.seq <= this.#doneSeq) this.#barriers.shift()!.resolve();
@@ -151,6 +160,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
   #die(e: Error): void {
     if (this.#fatal) return;
     this.#fatal = e;
+    this.#onReady(); // readers waiting for the open wake up and see the failure
     for (const p of this.#pending.values()) p.reject(e);
     this.#pending.clear();
     for (const b of this.#barriers.splice(0)) b.reject(e);
@@ -275,13 +285,18 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
   }
 
   /** Runs a read on the pool, against the state as of now (call caughtUp() first for what was applied before). */
-  query(sql: string, params: readonly SqlParam[]): Promise<QueryAnswer> {
+  async query(sql: string, params: readonly SqlParam[]): Promise<QueryAnswer> {
+    // Not before the apply worker has opened the database: a read process would find no schema yet.
+    if (!this.#ready) await this.#readyP;
+    if (this.#fatal) throw this.#fatal;
     return this.#pool.query(sql, params, this.#generation);
   }
 
   async close(): Promise<void> {
     this.#closing = true;
     await this.#pool.close();
+    // Referenced while it terminates, so that a process waiting only for this close stays up.
+    this.#worker.ref();
     await this.#worker.terminate();
   }
 }
