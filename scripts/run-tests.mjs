@@ -18,5 +18,7 @@ if (files.length === 0) {
   console.error('no test files found under dist/ (did the build run?)');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
+// A test that hangs (a promise that never settles while a timer keeps the process alive) fails
+// after 10 minutes instead of holding the whole run.
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=600000', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

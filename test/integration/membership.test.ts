@@ -46,8 +46,10 @@ describe('membership: enroll and remove online', () => {
     // A client writes all along.
     const acked: string[] = [];
     let writing = true;
+    // Bounded: if an assertion below fails, the writer must not keep the test process alive.
+    const writerDeadline = Date.now() + 180_000;
     const writer = (async () => {
-      for (let n = 0; writing; n++) {
+      for (let n = 0; writing && Date.now() < writerDeadline; n++) {
         try {
           await client.kvPut(`w/${n}`, `v${n}`);
           acked.push(`w/${n}`);
