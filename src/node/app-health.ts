@@ -16,28 +16,13 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import type { MetricsRegistry } from '../ops/metrics.js';
+import type { AppHealthSummary, CheckStatusView } from '../api/ports-app.js';
 
 export type CheckSpec = QuorateConfig['health']['checks'][number];
 
-export interface CheckStatus {
-  readonly name: string;
-  readonly kind: 'command' | 'url' | 'builtin';
-  readonly critical: boolean;
-  /** undefined until the first run finished. */
-  readonly healthy: boolean;
-  readonly consecutiveFailures: number;
-  readonly lastError: string | null;
-  readonly lastRunAt: string | null;
-  readonly lastDurationMs: number | null;
-}
-
-export interface AppHealthView {
-  /** No critical check is unhealthy. */
-  readonly healthy: boolean;
-  readonly failingCritical: readonly string[];
-  readonly failing: readonly string[];
-  readonly checks: readonly CheckStatus[];
-}
+/** One check's state and the node's summary: the API's types (src/api/ports-app.ts), not a copy. */
+export type CheckStatus = CheckStatusView;
+export type AppHealthView = AppHealthSummary;
 
 interface Running { spec: CheckSpec; status: CheckStatus; timer: NodeJS.Timeout | undefined; busy: boolean }
 
