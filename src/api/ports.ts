@@ -227,7 +227,7 @@ export interface JobRunInfo {
   readonly kind: string;
   readonly startedAt: string;
   readonly endedAt: string | null;
-  /** running (or its leader died without a word yet) | ran | failed | timed-out | interrupted */
+  /** running (or its leader died without a word yet) | ran | failed | timed-out | interrupted | skipped (the slot was decided without a run: catchUp skip, or the previous run was still going) */
   readonly outcome: string;
   readonly exitCode: number | null;
   /** Exit code or reason, and the output tail. */
