@@ -1,3 +1,4 @@
+// quorate-test: serial (network namespaces with fixed names and addresses; see scripts/run-tests.mjs)
 // The virtual IP in real network namespaces (./netns.ts): three node
 // namespaces and a client namespace on a bridge, agents in the namespaces, a
 // sampler of every node namespace's addresses every 10 ms.

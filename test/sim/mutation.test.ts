@@ -1,3 +1,4 @@
+// quorate-test: serial (CPU-bound simulator campaign; see scripts/run-tests.mjs)
 // Mutation checks: a planted bug must be caught by a safety oracle within a
 // fixed seed budget. Three are planted in the core (RaftConfig.testMutation),
 // one in the replica's log store ('ackBeforePersist': save() resolves before

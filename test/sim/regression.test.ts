@@ -1,3 +1,4 @@
+// quorate-test: serial (CPU-bound simulator seeds; see scripts/run-tests.mjs)
 // Every seed that once failed, by name. Each replays exactly (determinism), so
 // a fix stays fixed; "why" says what it caught. Seeds found with earlier
 // simulator builds replay a different trace now but stay as extra coverage.

@@ -1,3 +1,4 @@
+// quorate-test: serial (CPU-bound simulator campaign; see scripts/run-tests.mjs)
 // The CI seed budget: fixed seeds for 3, 5 and 7 nodes, every oracle on, and
 // the determinism check. A failure prints each violation with its seed and a
 // one-line replay command.
