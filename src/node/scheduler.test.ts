@@ -77,10 +77,14 @@ describe('leader scheduler', () => {
     assert.equal(runsB[0]!.kind, 'catch-up', 'the new leader first runs the missed slot');
     assert.ok(runsB[0]!.slotMs > Math.max(...aSlots), 'the catch-up slot is one the old leader did not run');
     assert.equal(runsB.filter((r) => r.kind === 'catch-up').length, 1, 'caught up once, not once per missed slot');
+    const superseded = l.machine.job('tick')!.runs.filter((r) => r.kind === 'skipped');
+    assert.ok(superseded.length <= 1, 'one skipped record stands for the earlier missed slots');
+    if (superseded.length === 1) assert.ok(superseded[0]!.slotMs < runsB[0]!.slotMs && superseded[0]!.slotMs > Math.max(...aSlots), 'it is the missed slot just before the catch-up');
     assert.ok(runsA.every((r) => r.term === 1) && runsB.every((r) => r.term === 2), 'each run carries its leader\'s term as fencing token');
-    // The replicated record shows the runs in slot order with their terms.
+    // The replicated record shows the runs (and the skipped slot standing for the earlier missed ones) in slot order.
     const rec = l.machine.job('tick')!;
-    assert.deepEqual(rec.runs.map((r) => r.slotMs), [...all].sort((x, y) => x - y));
+    assert.deepEqual(rec.runs.filter((r) => r.kind !== 'skipped').map((r) => r.slotMs), [...all].sort((x, y) => x - y));
+    assert.deepEqual(rec.runs.map((r) => r.slotMs), [...rec.runs.map((r) => r.slotMs)].sort((x, y) => x - y));
     assert.ok(rec.runs.every((r) => r.ok === true));
   });
 

@@ -193,6 +193,9 @@ export class LeaderScheduler implements LeaderService {
       } else if (due !== undefined && due > rec.lastSlotMs) {
         if (job.catchUp === 'once') {
           d.log.info({ event: 'job_catch_up', job: name, slot: new Date(due).toISOString(), lastSlot: new Date(rec.lastSlotMs).toISOString() }, `job ${name} missed its slot ${new Date(due).toISOString()}: running it once now (catchUp once)`);
+          // Earlier slots missed in the same outage are not run: the latest of them is recorded as skipped (it stands for all of them).
+          const before = cron.previousRuns(1, new Date(due))[0]?.getTime();
+          if (before !== undefined && before > rec.lastSlotMs) await this.#recordSkip(name, before, term, 'superseded');
           await this.#claimAndRun(job, due, term, gen, 'catch-up');
         } else {
           d.log.info({ event: 'job_slot_skipped', job: name, slot: new Date(due).toISOString(), reason: 'missed' }, `job ${name} missed its slot ${new Date(due).toISOString()}: skipped (catchUp skip)`);

@@ -10,7 +10,9 @@
 //   [1, "claim", name, slotMs, term, kind, node] run slot slotMs (kind "scheduled" | "catch-up" | "manual") on leader `node`
 //   [1, "claim", name, slotMs, term, "skipped", node, reason]
 //                                                 slot slotMs is decided without a run (reason "missed": catchUp skip;
-//                                                 "running": the previous run was still going); recorded as ended at once
+//                                                 "running": the previous run was still going; "superseded": catchUp once
+//                                                 runs only the latest missed slot, this one and the missed ones before it
+//                                                 are not run); recorded as ended at once
 //   [1, "finish", name, seq, ok, message]         the run `seq` ended (message <= 512 chars)
 // Results: claim → {revision: seq} when claimed, {error: "revision_mismatch",
 // currentRevision: lastSlotMs} when the slot is not later than the last
@@ -39,8 +41,13 @@ export const SCHEDULER_MAX_MESSAGE = 512;
 export const RUN_KINDS = ['scheduled', 'catch-up', 'manual', 'skipped'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
 /** Why a slot was skipped (kind "skipped"). */
-export const SKIP_REASONS = ['missed', 'running'] as const;
+export const SKIP_REASONS = ['missed', 'running', 'superseded'] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
+const SKIP_MESSAGES: Record<SkipReason, string> = {
+  missed: 'missed (catchUp skip)',
+  running: 'the previous run was still going',
+  superseded: 'missed, with the missed slots before it (catchUp once runs only the latest missed slot)',
+};
 
 export type SchedulerCommand =
   | { readonly op: 'arm'; readonly name: string; readonly slotMs: number }
@@ -140,7 +147,7 @@ export class SchedulerMachine implements StateMachine<SchedulerCommand> {
       if (rec !== undefined && c.slotMs <= rec.lastSlotMs) return { error: 'revision_mismatch', currentRevision: rec.lastSlotMs };
       const seq = (rec?.seq ?? 0) + 1;
       const run: JobRun = c.kind === 'skipped'
-        ? { seq, slotMs: c.slotMs, term: c.term, kind: c.kind, node: c.node, index: ctx.index, at: ctx.at, ok: true, finishedAt: ctx.at, message: `skipped: ${c.reason === 'missed' ? 'missed (catchUp skip)' : 'the previous run was still going'}` }
+        ? { seq, slotMs: c.slotMs, term: c.term, kind: c.kind, node: c.node, index: ctx.index, at: ctx.at, ok: true, finishedAt: ctx.at, message: `skipped: ${SKIP_MESSAGES[c.reason]}` }
         : { seq, slotMs: c.slotMs, term: c.term, kind: c.kind, node: c.node, index: ctx.index, at: ctx.at };
       const runs = [...(rec?.runs ?? []), run];
       if (runs.length > SCHEDULER_RUNS_KEPT) runs.splice(0, runs.length - SCHEDULER_RUNS_KEPT);
