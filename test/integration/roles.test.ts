@@ -3,7 +3,7 @@
 // the data but neither votes nor counts toward quorum.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TOKEN, TestCluster, http, sleep, waitFor } from './harness.js';
+import { TOKEN, TestCluster, http, sleep } from './harness.js';
 
 async function rolesOf(c: TestCluster, via: number): Promise<Record<string, string>> {
   const r = await http(c.nodes[via]!.url, 'GET', '/system/health/cluster', { token: TOKEN });
