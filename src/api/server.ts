@@ -106,6 +106,8 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Ap
 export interface ApiServer {
   readonly port: number;
   close(): Promise<void>;
+  /** Over HTTPS: serve new connections with this certificate and key (security.apiTls "auto" renews them). */
+  setTlsCertificate(m: { readonly cert: string | Buffer; readonly key: string | Buffer }): void;
 }
 
 const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
@@ -358,6 +360,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         server.closeIdleConnections();
       });
       return closing;
+    },
+    setTlsCertificate(m): void {
+      if (!(server instanceof https.Server)) throw new Error('the HTTP API is not served over TLS (security.apiTls is not set)');
+      server.setSecureContext({ cert: m.cert, key: m.key });
+      logger.info({ event: 'api_tls_certificate' }, 'HTTP API certificate replaced');
     },
   };
 }

@@ -7,6 +7,7 @@ import type { QuorateConfig } from '../config/index.js';
 import { ApiStartError, startApiServer } from '../api/server.js';
 import type { ApiServer } from '../api/server.js';
 import { NodeHost } from './node-host.js';
+import { autoApiTlsFiles } from './tls-auto.js';
 import { awaitEnrollment, enrolledWith } from './join-agent.js';
 
 export async function runAgent(config: QuorateConfig, opts: { configPath: string; joinToken?: string }): Promise<void> {
@@ -53,7 +54,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       dataDir: config.node.dataDir,
       adminTokenFile: config.security.adminTokenFile,
       logger: logger.child({ node: config.node.nodeName }),
-      ...(config.security.apiTls ? { tls: config.security.apiTls } : {}),
+      ...(config.security.apiTls === 'auto' ? { tls: autoApiTlsFiles(config) } : config.security.apiTls ? { tls: config.security.apiTls } : {}),
     });
   } catch (e) {
     // A node without its API cannot be managed, forwarded to or health-checked:
@@ -74,6 +75,8 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     process.stderr.write(`Error: the HTTP API cannot start: ${message}\nHint: fix ${key} in ${opts.configPath} (docs/configuration.md), then start the node again.\n`);
     process.exit(1);
   }
+  // security.apiTls "auto": the API follows the node's certificate renewals (./tls-auto.ts).
+  if (config.security.apiTls === 'auto') host.node.autoTls?.onMaterial((m) => server.setTlsCertificate(m));
   logger.info({ event: 'api_listening', node: config.node.nodeName, url: config.node.advertiseApiUrl }, `API listening on ${config.node.advertiseApiUrl}`);
   await new Promise<void>((resolve) => {
     let stopping = false;
