@@ -274,7 +274,10 @@ export class QuorateNode implements ClusterControl {
         void this.autoTls?.refresh();
       },
     };
-    this.autoTls?.onMaterial((m) => this.#transport.setTlsMaterial(m));
+    this.autoTls?.onMaterial((m) => {
+      this.#transport.setTlsMaterial(m);
+      void this.#writeHaState();
+    });
     state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
     if (state.secrets.rotations.length > 0) followRotations(this.#isolate, state.secrets.rotations);
   }
