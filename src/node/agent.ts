@@ -7,7 +7,7 @@ import type { QuorateConfig } from '../config/index.js';
 import { ApiStartError, startApiServer } from '../api/server.js';
 import type { ApiServer } from '../api/server.js';
 import { NodeHost } from './node-host.js';
-import { autoApiTlsFiles } from './tls-auto.js';
+import { autoApiTlsFiles, trustClusterCa } from './tls-auto.js';
 import { awaitEnrollment, enrolledWith } from './join-agent.js';
 
 export async function runAgent(config: QuorateConfig, opts: { configPath: string; joinToken?: string }): Promise<void> {
@@ -40,6 +40,8 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
   currentTerm = () => host.node.term;
   const api = config.node.apiAddress;
   const sep = api.lastIndexOf(':');
+  // security.apiTls "auto": this daemon's own calls to other nodes' APIs (forwarding, audit, probes, health) trust the cluster CA.
+  const trustCa = config.security.apiTls === 'auto' ? trustClusterCa(() => host.node.autoTls) : undefined;
   let server: ApiServer;
   try {
     server = await startApiServer({
@@ -55,6 +57,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       adminTokenFile: config.security.adminTokenFile,
       logger: logger.child({ node: config.node.nodeName }),
       ...(config.security.apiTls === 'auto' ? { tls: autoApiTlsFiles(config) } : config.security.apiTls ? { tls: config.security.apiTls } : {}),
+      ...(trustCa !== undefined ? { trustCa } : {}),
     });
   } catch (e) {
     // A node without its API cannot be managed, forwarded to or health-checked:

@@ -235,6 +235,7 @@ export class QuorateNode implements ClusterControl {
         appHealthy: () => this.appServices.checks.view().healthy },
     });
     this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
+      ca: () => this.autoTls?.view(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.#services = new LeaderServices(this.#leadership, this.#log);

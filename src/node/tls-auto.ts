@@ -11,7 +11,10 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
+import { fetchTrusting } from '../api/ca-fetch.js';
 import type { Logger } from 'pino';
+import type { CaInfo } from '../api/ports-security.js';
 import { isLoopback, type QuorateConfig } from '../config/index.js';
 import { atomicWriteFile } from '../storage/fsutil.js';
 import type { TlsAuto, TlsMaterial } from '../transport/security.js';
@@ -21,19 +24,32 @@ import {
 } from './cluster-ca.js';
 import type { Bootstrap } from './members.js';
 
-export interface CaView {
-  readonly period: number;
-  readonly periodSeconds: number;
-  readonly roots: readonly { readonly period: number; readonly fingerprint: string; readonly notBefore: string; readonly notAfter: string; readonly pem: string }[];
-  readonly nodeCertificate: { readonly notAfter: string; readonly issuedFromPeriod: number };
-  readonly token: string;
-}
 
 const hostOf = (u: string): string => new URL(u.includes('://') ? u : `tcp://${u}`).hostname.replace(/^\[|\]$/g, '');
 
 /** security.apiTls "auto": the API serves the node's certificate files (written before the API starts). */
 export function autoApiTlsFiles(config: QuorateConfig): { certFile: string; keyFile: string } {
   return { certFile: join(config.node.dataDir, 'tls', 'node.crt'), keyFile: join(config.node.dataDir, 'tls', 'node.key') };
+}
+
+/**
+ * security.apiTls "auto" in the daemon: the CA certificates its https calls to other nodes trust (Node's store
+ * plus the cluster CA's roots, following re-issues), and the process's global fetch made to trust them (Node 20's
+ * fetch takes no CA option; see src/api/ca-fetch.ts). One node per agent process, so the global is this node's.
+ */
+export function trustClusterCa(current: () => AutoTls | undefined): () => readonly (string | Buffer)[] {
+  let seen: TlsMaterial | undefined;
+  let list: readonly string[] = rootCertificates;
+  const trust = (): readonly string[] => {
+    const m = current()?.material();
+    if (m !== undefined && m !== seen) {
+      seen = m;
+      list = [...rootCertificates, ...(m.ca as string[])];
+    }
+    return list;
+  };
+  globalThis.fetch = fetchTrusting(trust);
+  return trust;
 }
 
 /** True when security.tls "auto" must use the cluster CA: some peer-facing address is not loopback, or the API is served with a CA certificate (apiTls "auto"). */
@@ -183,7 +199,7 @@ export class AutoTls {
     return { Roots: this.#roots.map((r) => r.pem), Token: this.#secretRef };
   }
 
-  view(): CaView {
+  view(): CaInfo {
     return {
       period: periodOf(this.#now(), this.#periodMs),
       periodSeconds: this.#periodMs / 1000,
