@@ -280,9 +280,11 @@ test('init: the default file loads and listens for peers on loopback; network pe
   const off = await cli(['init', '--dir', join(dir, 'off'), '--tls', 'off', '--peers', 'https://10.0.1.11:5201']);
   assert.equal(off.code, 2);
   assert.match(off.stderr, /cluster\.peerEndpoints\[0\]: security\.tls "off" is accepted only when every peer address is loopback/);
-  const wild = await cli(['init', '--dir', join(dir, 'wild'), '--bind', '0.0.0.0']);
+  const wild = await cli(['init', '--dir', join(dir, 'wild'), '--bind', '0.0.0.0', '--tls', 'off']);
   assert.equal(wild.code, 2);
   assert.match(wild.stderr, /node\.peerAddress: .*bind it to 127\.0\.0\.1/);
+  const wildAuto = await cli(['init', '--dir', join(dir, 'wild-auto'), '--bind', '0.0.0.0']);
+  assert.equal(wildAuto.code, 0, wildAuto.stderr);
   const half = await cli(['init', '--dir', join(dir, 'half'), '--tls-cert', 'c.pem']);
   assert.equal(half.code, 2);
   assert.match(half.stderr, /--tls-cert, --tls-key and --tls-ca go together/);
