@@ -153,7 +153,10 @@ export class PeerTransport {
       : netCreateServer((s) => this.#accept(s));
     if (this.#tls) {
       server.on('tlsClientError', (err: Error & { code?: string }, s: Socket) => {
-        this.#log.warn({ event: 'peer_tls_rejected', remote: `${s.remoteAddress}:${s.remotePort}`, code: err.code, err: err.message }, `peer TLS handshake rejected: ${err.message}`);
+        // A reset socket no longer knows its peer; the accepted TCP socket under it cached it (read by AddressLimit).
+        const raw = (s as Socket & { _parent?: Socket })._parent;
+        const remote = s.remoteAddress !== undefined ? `${s.remoteAddress}:${s.remotePort}` : `${raw?.remoteAddress}:${raw?.remotePort}`;
+        this.#log.warn({ event: 'peer_tls_rejected', remote, code: err.code, err: err.message }, `peer TLS handshake rejected from ${remote}: ${err.message}`);
       });
     }
     // Before any handshake: at most maxConnectionsPerAddress open connections per remote address (./address-limit.ts).
