@@ -79,7 +79,21 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     process.exit(1);
   }
   // security.apiTls "auto": the API follows the node's certificate renewals (./tls-auto.ts).
-  if (config.security.apiTls === 'auto') host.node.autoTls?.onMaterial((m) => server.setTlsCertificate(m));
+  // Checked every second rather than subscribed: a DR promotion replaces the node (and its AutoTls) under the API.
+  if (config.security.apiTls === 'auto') {
+    let served = host.node.autoTls?.material();
+    const follow = setInterval(() => {
+      const m = host.node.autoTls?.material();
+      if (m === undefined || m === served) return;
+      served = m;
+      try {
+        server.setTlsCertificate(m);
+      } catch (e) {
+        logger.error({ event: 'api_tls_certificate_failed', err: (e as Error).message }, `could not serve the renewed certificate: ${(e as Error).message}`);
+      }
+    }, 1000);
+    follow.unref();
+  }
   logger.info({ event: 'api_listening', node: config.node.nodeName, url: config.node.advertiseApiUrl }, `API listening on ${config.node.advertiseApiUrl}`);
   await new Promise<void>((resolve) => {
     let stopping = false;

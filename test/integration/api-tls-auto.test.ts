@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { QuorateClient } from '../../src/api/client.js';
 import { MAIN, TOKEN, TestCluster, waitFor } from './harness.js';
@@ -31,7 +32,7 @@ describe('security.apiTls "auto"', () => {
   });
 
   test('the API is served over HTTPS from the cluster CA; ca export + --ca and the client `ca` option trust it; a follower forwards over HTTPS', async () => {
-    c = await TestCluster.start({ nodes: 3, extraConfig: () => ({ security: { tls: 'auto', apiTls: 'auto' } }) });
+    c = await TestCluster.start({ nodes: 3, extraConfig: () => ({ security: { tls: 'auto', apiTls: 'auto', caRotationSeconds: 10 } }) });
     const https = c.nodes.map((n) => n.url.replace(/^http:/, 'https:'));
     await waitFor('every node wrote its certificate', () => c!.nodes.every((n) => existsSync(join(n.dir, 'tls', 'ca.crt'))), 30_000);
     const ca = readFileSync(join(c.nodes[0]!.dir, 'tls', 'ca.crt'));
@@ -64,6 +65,19 @@ describe('security.apiTls "auto"', () => {
     const put = await cli(['kv', 'put', 'api-tls/fwd', 'v2', '--url', https[follower]!, '--ca', caFile]);
     assert.equal(put.code, 0, put.stderr);
     assert.equal((await client.kvGet('api-tls/fwd'))?.value, 'v2');
+
+    // At the next period the API serves a renewed certificate; a client holding the exported roots still trusts it.
+    const servedCert = async (): Promise<string> => new Promise((resolve, reject) => {
+      const u = new URL(https[follower]!);
+      const s = tlsConnect({ host: u.hostname, port: Number(u.port), ca: readFileSync(caFile) }, () => {
+        resolve(s.getPeerX509Certificate()?.fingerprint256 ?? '');
+        s.destroy();
+      });
+      s.once('error', reject);
+    });
+    const first = await servedCert();
+    await waitFor('the API serves a renewed certificate', async () => (await servedCert()) !== first, 25_000);
+    assert.equal((await new QuorateClient({ urls: [https[follower]!], token: TOKEN, ca: readFileSync(caFile) }).kvGet('api-tls/fwd'))?.value, 'v2');
 
     // Without the CA the CLI refuses the node's certificate.
     const untrusted = await cli(['kv', 'get', 'api-tls/k', '--url', https[follower]!, '--timeout', '3s']);
