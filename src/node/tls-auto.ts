@@ -95,7 +95,9 @@ export class AutoTls {
       logger.warn({ node: config.node.nodeName, event: 'tls_auto_loopback' }, 'security.tls "auto" on a loopback-only cluster: peer traffic is plain TCP on this machine');
       return undefined;
     }
-    const hosts = [...new Set([config.node.advertisePeerUrl, config.node.advertiseApiUrl].map(hostOf))];
+    // The advertised hosts, and the peer bind address when it is a specific one (peers may list it in peerEndpoints).
+    const bind = hostOf(config.node.peerAddress);
+    const hosts = [...new Set([config.node.advertisePeerUrl, config.node.advertiseApiUrl].map(hostOf).concat(bind === '0.0.0.0' || bind === '::' ? [] : [bind]))];
     const id: NodeIdentity = { haId: config.cluster.haId, nodeId, nodeName: config.node.nodeName, hosts };
     const t = await AutoTls.open({ log: logger.child({ node: config.node.nodeName }), dir: join(config.node.dataDir, 'tls'), id, periodMs: config.security.caRotationSeconds * 1000, secret, now });
     return t;
