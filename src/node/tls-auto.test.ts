@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { AutoTls } from './tls-auto.js';
+import { AutoTls, needsClusterCa } from './tls-auto.js';
+import { parseConfig } from '../config/index.js';
 import { memberIdOf } from './cluster-ca.js';
 import { captureLogger } from '../../test/support/log.js';
 import { connected, mesh, msg, rawClient, startNode, TEST_SECRET, until, type Node } from '../../test/support/transport.js';
@@ -137,5 +138,18 @@ describe('security.tls "auto": the cluster CA at the peer transport', () => {
     } finally {
       await Promise.all([a.t.close(), b.t.close()]);
     }
+  });
+});
+
+describe('when "auto" uses the cluster CA', () => {
+  const cfg = (o: Record<string, unknown>) => parseConfig(o, {}, { baseDir: '/srv/q', source: 'test' });
+  it('loopback-only stays plain TCP; a network peer, address or apiTls "auto" turns the CA on; "off" and files never', () => {
+    assert.equal(needsClusterCa(cfg({}), { members: [] }), false);
+    assert.equal(needsClusterCa(cfg({ cluster: { peerEndpoints: ['https://10.0.1.11:5201'] } }), { members: [] }), true);
+    assert.equal(needsClusterCa(cfg({ node: { peerAddress: '0.0.0.0:5201' } }), { members: [] }), true);
+    assert.equal(needsClusterCa(cfg({}), { members: [{ peerUrl: '10.0.1.12:5201' }] }), true, 'an enrolled node learns network peers from bootstrap.json');
+    assert.equal(needsClusterCa(cfg({ security: { apiTls: 'auto' } }), { members: [] }), true);
+    assert.equal(needsClusterCa(cfg({ security: { tls: 'off' } }), { members: [] }), false);
+    assert.equal(needsClusterCa(cfg({ node: { peerAddress: '0.0.0.0:5201' }, security: { tls: { certFile: 'c', keyFile: 'k', caFile: 'a' } } }), { members: [] }), false);
   });
 });
