@@ -145,7 +145,9 @@ export const initCommand: Command = {
     ctx.print(result, () => `${keyValues([
       ['config', cfgPath], ['data dir', cfg.node.dataDir], ['admin token', `${cfg.security.adminTokenFile} (mode 0600)`], ['roles', result.tokensFile],
       ['cluster secret', `${secretPath} (mode 0600)`],
-    ])}\n\nNext: quorate agent --config ${relative(ctx.io.cwd, cfgPath) || cfgPath}\n${next}${onNetwork || tls === 'auto' && !isLoopback(host) ? '' : '\n(peers on loopback only: plain TCP on this machine; for a cluster across machines pass --peers with their addresses (security.tls "auto": the cluster CA) or --tls-cert/--tls-key/--tls-ca)'}`);
+    ])}\n\nNext: quorate agent --config ${relative(ctx.io.cwd, cfgPath) || cfgPath}\n${next}${tls === 'auto' && onNetwork
+      ? '\n(peer TLS: the automatic cluster CA, derived from the cluster secret; the node makes its key and certificate in <dataDir>/tls/ at its first start; clients of an HTTPS API trust `quorate ca export`)'
+      : onNetwork ? '' : '\n(peers on loopback only: plain TCP on this machine; for a cluster across machines pass --peers with their addresses (security.tls "auto": the cluster CA) or --tls-cert/--tls-key/--tls-ca)'}`);
     return EXIT.ok;
   },
 };
