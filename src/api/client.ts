@@ -12,6 +12,7 @@
 // being applied twice.
 import { Election, LockHandle, QueueHandle } from './client-coord.js';
 import { randomUUID } from 'node:crypto';
+import { fetchTrusting } from './ca-fetch.js';
 import {
   CommitUnknownError, QuorateClientError, QuorateHttpError, UnavailableError, errCode, errMessage,
   type ClusterDump, type ClusterHealth, type ClusterStatus, type Consistency, type FailoverSafeResult, type HealthKind, type HealthResult,
@@ -39,6 +40,12 @@ export interface QuorateClientOptions {
   readonly busyRetries?: number;
   /** First backoff delay; doubles per retry up to 2000 ms. Default 50. */
   readonly backoffMs?: number;
+  /**
+   * CA certificates (PEM) to trust for https URLs, besides Node's default
+   * store: the cluster CA's roots (`quorate ca export`) when nodes serve the
+   * API with security.apiTls "auto". Ignored when `fetch` is given.
+   */
+  readonly ca?: string | Buffer | readonly (string | Buffer)[];
   /** Replaceable for tests. Default: global fetch. */
   readonly fetch?: typeof fetch;
 }
@@ -85,7 +92,7 @@ export class QuorateClient {
     this.#commitUnknownRetries = options.commitUnknownRetries ?? 3;
     this.#busyRetries = options.busyRetries ?? 8;
     this.#backoffMs = options.backoffMs ?? 50;
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#fetch = options.fetch ?? (options.ca !== undefined ? fetchTrusting(options.ca) : globalThis.fetch);
   }
 
   /** The URL that answered last (tried first next time). */

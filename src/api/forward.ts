@@ -31,6 +31,12 @@ export interface ForwardOptions {
 export class Forwarder {
   readonly #http = new http.Agent({ keepAlive: true, maxSockets: 128, maxFreeSockets: 16 });
   readonly #https = new https.Agent({ keepAlive: true, maxSockets: 128, maxFreeSockets: 16 });
+  /** The CA certificates an https leader is checked against (security.apiTls "auto": the cluster CA's roots too); default: Node's store. */
+  readonly #trust: (() => readonly (string | Buffer)[]) | undefined;
+
+  constructor(trust?: () => readonly (string | Buffer)[]) {
+    this.#trust = trust;
+  }
 
   destroy(): void {
     this.#http.destroy();
@@ -69,7 +75,10 @@ export class Forwarder {
     await new Promise<void>((resolve, reject) => {
       let connected = false;
       let responded = false;
-      const up = mod.request(target, { method: ctx.method, headers, agent: https_ ? this.#https : this.#http, timeout: options.timeoutMs });
+      const up = mod.request(target, {
+        method: ctx.method, headers, agent: https_ ? this.#https : this.#http, timeout: options.timeoutMs,
+        ...(https_ && this.#trust !== undefined ? { ca: this.#trust() as (string | Buffer)[] } : {}),
+      });
       up.on('socket', (s) => {
         if (!s.connecting) connected = true;
         else s.once('connect', () => { connected = true; });

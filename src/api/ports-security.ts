@@ -47,7 +47,21 @@ export interface AuditView {
   readonly detail: string | null;
 }
 
+/** The automatic cluster CA as this node sees it (GET /v1/ca; security.tls "auto" off loopback). */
+export interface CaInfo {
+  /** The current period (root) number and the rotation period. */
+  readonly period: number;
+  readonly periodSeconds: number;
+  /** The roots trusted now (previous, current, next), public certificates. */
+  readonly roots: readonly { readonly period: number; readonly fingerprint: string; readonly notBefore: string; readonly notAfter: string; readonly pem: string }[];
+  readonly nodeCertificate: { readonly notAfter: string; readonly issuedFromPeriod: number };
+  /** A reference to the cluster secret the roots derive from (ha-state.json Token), never the secret. */
+  readonly token: string;
+}
+
 export interface SecurityPort {
+  /** The cluster CA, when this node uses it (undefined: security.tls is not "auto", or the cluster is loopback-only). */
+  caInfo?(): CaInfo | undefined;
   /** The replicated token whose SHA-256 this is, unless expired or unknown. */
   verifyToken(sha256: Buffer): { readonly name: string; readonly role: Role } | undefined;
   /** The replicated tokens (never their secrets). */

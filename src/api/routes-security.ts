@@ -110,3 +110,18 @@ export const auditRoutes: Readonly<Record<string, Route>> = {
     },
   },
 };
+
+/** GET /v1/ca: the cluster CA's roots trusted now (public certificates; what `quorate ca export` writes for clients' --ca). */
+export const caRoutes: Readonly<Record<string, Route>> = {
+  GET: {
+    auth: 'reader',
+    query: [],
+    handle: async (ctx) => {
+      const ca = ctx.app.security.caInfo?.();
+      if (ca === undefined) {
+        throw new ApiError('not_found', `node ${ctx.app.cluster.nodeName} does not use the automatic cluster CA: security.tls is not "auto", or every peer is on loopback (plain TCP); with your own PKI ({"certFile","keyFile","caFile"}) clients trust your caFile`);
+      }
+      ctx.json(200, { nodeName: ctx.app.cluster.nodeName, ...ca, bundle: ca.roots.map((r) => r.pem).join('') });
+    },
+  },
+};

@@ -30,7 +30,7 @@ import type { AppCoordination } from './ports-app.js';
 import { AuthFailureLimiter, DEFAULT_AUTH_LIMIT, type AuthLimitOptions } from './auth-limit.js';
 import { auditAfter, checkForwarded, guard } from './guard.js';
 import type { SecurityPort } from './ports-security.js';
-import { auditRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
+import { auditRoutes, caRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
@@ -55,6 +55,8 @@ export interface ApiServerOptions {
   readonly adminTokenFile?: string;
   readonly logger: Logger;
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
+  /** CA certificates requests forwarded to an https leader are checked against (security.apiTls "auto": Node's store and the cluster CA's roots). */
+  readonly trustCa?: () => readonly (string | Buffer)[];
   /** SSE heartbeat comment interval. Default 15000. */
   readonly watchHeartbeatMs?: number;
   /** How often token files are checked for changes. Default 1000. */
@@ -106,6 +108,8 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Ap
 export interface ApiServer {
   readonly port: number;
   close(): Promise<void>;
+  /** Over HTTPS: serve new connections with this certificate and key (security.apiTls "auto" renews them). */
+  setTlsCertificate(m: { readonly cert: string | Buffer; readonly key: string | Buffer }): void;
 }
 
 const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
@@ -122,6 +126,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...appStaticRoutes,
   '/v1/tokens': tokensRoutes,
   '/v1/audit': auditRoutes,
+  '/v1/ca': caRoutes,
 };
 
 const TOKENS_PREFIX = '/v1/tokens/';
@@ -222,7 +227,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const limits: ApiLimits = { ...DEFAULT_API_LIMITS, ...opts.limits };
   // Read (and check) TLS material before anything else, naming the key on failure.
   const tls = opts.tls ? { cert: readTlsFile('security.apiTls.certFile', opts.tls.certFile), key: readTlsFile('security.apiTls.keyFile', opts.tls.keyFile) } : undefined;
-  const forwarder = new Forwarder();
+  const forwarder = new Forwarder(opts.trustCa);
   const adminTokenFiles = [join(opts.dataDir, 'admin.token')];
   const configured = opts.adminTokenFile ?? '';
   if (configured !== '' && configured !== adminTokenFiles[0]) adminTokenFiles.push(configured);
@@ -359,6 +364,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         server.closeIdleConnections();
       });
       return closing;
+    },
+    setTlsCertificate(m): void {
+      if (!(server instanceof https.Server)) throw new Error('the HTTP API is not served over TLS (security.apiTls is not set)');
+      server.setSecureContext({ cert: m.cert, key: m.key });
+      logger.info({ event: 'api_tls_certificate' }, 'HTTP API certificate replaced');
     },
   };
 }

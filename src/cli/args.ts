@@ -31,6 +31,7 @@ export const GLOBAL_FLAGS: readonly FlagSpec[] = [
   { name: 'token', type: 'string', value: 'TOKEN', help: 'bearer token; default $QUORATE_TOKEN, else <data-dir>/admin.token' },
   { name: 'token-file', type: 'string', value: 'FILE', help: 'read the bearer token from FILE' },
   { name: 'data-dir', type: 'string', value: 'DIR', help: 'data dir holding admin.token (default ./data, or the one in ./quorate.json)' },
+  { name: 'ca', type: 'string', value: 'FILE', help: 'trust the CA certificates in FILE (PEM) for https URLs: the cluster CA from `quorate ca export` (default $QUORATE_CA)' },
   { name: 'timeout', type: 'duration', value: 'DURATION', help: 'deadline per request including retries (default 10s)' },
   { name: 'json', type: 'boolean', help: 'print raw JSON instead of tables' },
   { name: 'help', type: 'boolean', help: 'show help' },

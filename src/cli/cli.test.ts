@@ -264,19 +264,27 @@ test('init refuses to overwrite only the cluster secret too, and --secret-file c
   assert.match(missing.stderr, /does not exist: run `quorate init` to create it, or copy the file from another member/);
 });
 
-test('init: the default file loads and listens for peers on loopback; network peers need TLS files', async () => {
+test('init: the default file loads and listens for peers on loopback; network peers get tls "auto" (the cluster CA) or TLS files', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-init-tls-'));
   assert.equal((await cli(['init', '--dir', dir, '--node-name', 'n1'])).code, 0);
   const cfg = loadConfig(join(dir, 'quorate.json'), {});
   assert.equal(cfg.security.tls, 'auto');
   assert.equal(cfg.node.peerAddress, '127.0.0.1:5201');
   assert.doesNotMatch(JSON.stringify(cfg), /192\.0\.2\./);
-  const net = await cli(['init', '--dir', join(dir, 'net'), '--peers', 'https://10.0.1.11:5201']);
-  assert.equal(net.code, 2);
-  assert.match(net.stderr, /cluster\.peerEndpoints\[0\]: security\.tls "auto" sends peer traffic in plain TCP .* or set security\.tls to \{"certFile","keyFile","caFile"\}/);
-  const wild = await cli(['init', '--dir', join(dir, 'wild'), '--bind', '0.0.0.0']);
+  const net = await cli(['init', '--dir', join(dir, 'net'), '--peers', 'https://10.0.1.11:5201', '--advertise-host', '10.0.1.10']);
+  assert.equal(net.code, 0, net.stderr);
+  const n = loadConfig(join(dir, 'net', 'quorate.json'), {});
+  assert.equal(n.security.tls, 'auto');
+  assert.equal(n.node.peerAddress, '0.0.0.0:5201');
+  assert.equal(n.node.advertisePeerUrl, 'https://10.0.1.10:5201');
+  const off = await cli(['init', '--dir', join(dir, 'off'), '--tls', 'off', '--peers', 'https://10.0.1.11:5201']);
+  assert.equal(off.code, 2);
+  assert.match(off.stderr, /cluster\.peerEndpoints\[0\]: security\.tls "off" is accepted only when every peer address is loopback/);
+  const wild = await cli(['init', '--dir', join(dir, 'wild'), '--bind', '0.0.0.0', '--tls', 'off']);
   assert.equal(wild.code, 2);
   assert.match(wild.stderr, /node\.peerAddress: .*bind it to 127\.0\.0\.1/);
+  const wildAuto = await cli(['init', '--dir', join(dir, 'wild-auto'), '--bind', '0.0.0.0']);
+  assert.equal(wildAuto.code, 0, wildAuto.stderr);
   const half = await cli(['init', '--dir', join(dir, 'half'), '--tls-cert', 'c.pem']);
   assert.equal(half.code, 2);
   assert.match(half.stderr, /--tls-cert, --tls-key and --tls-ca go together/);

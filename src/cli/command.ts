@@ -72,9 +72,19 @@ export class Context {
     if (this.#client) return this.#client;
     const token = this.token();
     const timeoutMs = duration(this.args, 'timeout');
+    const caFile = str(this.args, 'ca') ?? this.io.env['QUORATE_CA'];
+    let ca: Buffer | undefined;
+    if (caFile !== undefined && caFile !== '') {
+      try {
+        ca = readFileSync(resolve(this.io.cwd, caFile));
+      } catch (err) {
+        throw new Error(`cannot read the CA file ${caFile} (--ca / QUORATE_CA): ${(err as Error).message}; write it with \`quorate ca export > ca.pem\``, { cause: err });
+      }
+    }
     this.#client = new QuorateClient({
       urls: this.urls(),
       ...(token !== undefined ? { token } : {}),
+      ...(ca !== undefined ? { ca } : {}),
       ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     });
     return this.#client;

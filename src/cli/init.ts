@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { configSchema, majorityOf, parseConfig } from '../config/index.js';
+import { configSchema, isLoopback, majorityOf, parseConfig } from '../config/index.js';
 import { formatClusterSecret, loadClusterSecret, newClusterSecret } from '../transport/index.js';
 import { UsageError, bool, int, str } from './args.js';
 import { EXIT, keyValues, type Command } from './command.js';
@@ -47,7 +47,7 @@ export const initCommand: Command = {
   name: 'init',
   summary: 'write a starter quorate.json, an admin token and the cluster secret',
   usage: '[--dir D] [--node-name N] [--api-port P] [--peer-port P] [--peers URL,URL] [--tls-cert F --tls-key F --tls-ca F] [--secret-file F] [--force]',
-  description: 'Writes D/quorate.json (validated like `quorate agent` does, so the node starts as written), a random admin token in <dataDir>/admin.token (mode 0600), <dataDir>/tokens.json and the cluster secret peers authenticate each other with in <dataDir>/cluster.secret (mode 0600). Refuses to overwrite any of them without --force. Without peer TLS files the peers talk plain TCP, so everything peer-facing binds and advertises 127.0.0.1 (a cluster on one machine); for a cluster across machines pass --tls-cert/--tls-key/--tls-ca. Every node of a cluster needs the same cluster secret and admin token: on the other nodes pass --secret-file with a copy of the first node\'s cluster.secret, and copy its tokens.json.',
+  description: 'Writes D/quorate.json (validated like `quorate agent` does, so the node starts as written), a random admin token in <dataDir>/admin.token (mode 0600), <dataDir>/tokens.json and the cluster secret peers authenticate each other with in <dataDir>/cluster.secret (mode 0600). Refuses to overwrite any of them without --force. With --peers on the network and the default --tls auto, the nodes secure peer traffic with the automatic cluster CA (derived from the cluster secret; each node makes its key and certificate at its first start) and bind 0.0.0.0; --tls-cert/--tls-key/--tls-ca use your own PKI instead. With no peers (or loopback ones) everything peer-facing binds and advertises 127.0.0.1 (a cluster on one machine, plain TCP). Every node of a cluster needs the same cluster secret and admin token: on the other nodes pass --secret-file with a copy of the first node\'s cluster.secret, and copy its tokens.json.',
   flags: [
     { name: 'dir', type: 'string', value: 'D', help: 'directory for quorate.json (default .)' },
     { name: 'node-name', type: 'string', value: 'N', help: 'this node\'s name (default: the host name)' },
@@ -59,7 +59,7 @@ export const initCommand: Command = {
     { name: 'bind', type: 'string', value: 'HOST', help: 'address to listen on (default 127.0.0.1; 0.0.0.0 with --tls-cert)' },
     { name: 'api-bind', type: 'string', value: 'HOST', help: 'address the HTTP API listens on (default: --bind)' },
     { name: 'advertise-host', type: 'string', value: 'HOST', help: 'address other nodes and clients use (default 127.0.0.1; with --tls-cert the first non-loopback IPv4)' },
-    { name: 'tls', type: 'string', value: 'auto|off', help: 'peer TLS without files (default auto; both mean plain TCP on loopback in this release)' },
+    { name: 'tls', type: 'string', value: 'auto|off', help: 'peer TLS without files (default auto: mutual TLS 1.3 with certificates from the cluster CA when a peer is on the network, plain TCP on a loopback-only cluster; off: plain TCP, loopback only)' },
     { name: 'tls-cert', type: 'string', value: 'F', help: 'this node\'s peer certificate (PEM; with --tls-key and --tls-ca): mutual TLS between peers' },
     { name: 'tls-key', type: 'string', value: 'F', help: 'its private key (PEM)' },
     { name: 'tls-ca', type: 'string', value: 'F', help: 'the CA that issued every node\'s certificate (PEM)' },
@@ -91,12 +91,14 @@ export const initCommand: Command = {
       ? { certFile: resolve(ctx.io.cwd, certFile), keyFile: resolve(ctx.io.cwd, keyFile), caFile: resolve(ctx.io.cwd, caFile) }
       : undefined;
     const tls = tlsFiles ?? tlsMode;
-    // Plain-TCP peers ("auto"/"off" in this release) are accepted on loopback only: default to it, so the file starts as written.
-    const bind = str(ctx.args, 'bind') ?? (tlsFiles ? '0.0.0.0' : '127.0.0.1');
-    const apiBind = str(ctx.args, 'api-bind') ?? bind;
-    const host = str(ctx.args, 'advertise-host') ?? (tlsFiles ? defaultAdvertiseHost() : '127.0.0.1');
     const secretFrom = str(ctx.args, 'secret-file');
     const peers = (str(ctx.args, 'peers') ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+    // Peers on the network need TLS: files, or "auto" (the cluster CA, derived from the cluster secret at the node's
+    // first start). Otherwise (no peers, or loopback ones) everything peer-facing stays on loopback, so the file starts as written.
+    const onNetwork = tlsFiles !== undefined || (tlsMode === 'auto' && peers.some((p) => !isLoopback(new URL(p.includes('://') ? p : `tcp://${p}`).hostname.replace(/^\[|\]$/g, ''))));
+    const bind = str(ctx.args, 'bind') ?? (onNetwork ? '0.0.0.0' : '127.0.0.1');
+    const apiBind = str(ctx.args, 'api-bind') ?? bind;
+    const host = str(ctx.args, 'advertise-host') ?? (onNetwork ? defaultAdvertiseHost() : '127.0.0.1');
     const role = str(ctx.args, 'role') ?? 'voter';
     const nodeName = str(ctx.args, 'node-name') ?? (hostname().split('.')[0] || 'node1');
     const h = host.includes(':') ? `[${host}]` : host;
@@ -143,7 +145,9 @@ export const initCommand: Command = {
     ctx.print(result, () => `${keyValues([
       ['config', cfgPath], ['data dir', cfg.node.dataDir], ['admin token', `${cfg.security.adminTokenFile} (mode 0600)`], ['roles', result.tokensFile],
       ['cluster secret', `${secretPath} (mode 0600)`],
-    ])}\n\nNext: quorate agent --config ${relative(ctx.io.cwd, cfgPath) || cfgPath}\n${next}${tlsFiles ? '' : '\n(no peer TLS files: peers talk plain TCP, so this node listens for peers on loopback only)'}`);
+    ])}\n\nNext: quorate agent --config ${relative(ctx.io.cwd, cfgPath) || cfgPath}\n${next}${tls === 'auto' && onNetwork
+      ? '\n(peer TLS: the automatic cluster CA, derived from the cluster secret; the node makes its key and certificate in <dataDir>/tls/ at its first start; clients of an HTTPS API trust `quorate ca export`)'
+      : onNetwork ? '' : '\n(peers on loopback only: plain TCP on this machine; for a cluster across machines pass --peers with their addresses (security.tls "auto": the cluster CA) or --tls-cert/--tls-key/--tls-ca)'}`);
     return EXIT.ok;
   },
 };

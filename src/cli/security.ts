@@ -101,4 +101,40 @@ const audit: Command = {
   },
 };
 
-export const securityCommands: readonly Command[] = [create, ls, revoke, audit];
+const caExport: Command = {
+  name: 'ca export',
+  summary: 'print the cluster CA\'s trusted roots (PEM) for clients\' --ca',
+  usage: '',
+  description:
+    'Calls GET /v1/ca on the node asked and prints the root certificates it trusts now (previous, current and next period), PEM, for `--ca FILE` of the CLI, the `ca` option of the client library or a load balancer. ' +
+    'Only with security.tls "auto" off loopback (the automatic cluster CA). Roots rotate every security.caRotationSeconds (30 days): export again within a period after a rotation, and at once after `quorate isolate`, which re-roots the cluster.',
+  flags: [],
+  examples: ['quorate ca export > ca.pem', 'quorate --url https://10.0.1.10:7101 --ca ca.pem status'],
+  remote: true,
+  async run(ctx) {
+    const body = (await ctx.client().request<{ bundle?: string }>('GET', '/v1/ca')).body;
+    ctx.print(body, () => String(body.bundle ?? '').trimEnd());
+    return EXIT.ok;
+  },
+};
+
+const caShow: Command = {
+  name: 'ca show',
+  summary: 'the cluster CA: trusted roots, their validity, this node\'s certificate, the secret reference',
+  usage: '',
+  description: 'Calls GET /v1/ca on the node asked: the roots it trusts now (period, SHA-256 fingerprint, validity), which root its own certificate was issued from and until when it is valid, and Token, the reference of the cluster secret the roots derive from (changes when `quorate isolate` rotates it).',
+  flags: [],
+  examples: ['quorate ca show', 'quorate ca show --json'],
+  remote: true,
+  async run(ctx) {
+    const b = (await ctx.client().request<{ nodeName?: string; period?: number; periodSeconds?: number; token?: string; roots?: Record<string, unknown>[]; nodeCertificate?: Record<string, unknown> }>('GET', '/v1/ca')).body;
+    const roots = b.roots ?? [];
+    ctx.print(b, () => `${keyValues([
+      ['node', String(b.nodeName)], ['period', `${String(b.period)} (a new root every ${String(b.periodSeconds)} s)`], ['token', String(b.token)],
+      ['node certificate', `from root ${String(b.nodeCertificate?.['issuedFromPeriod'])}, valid until ${String(b.nodeCertificate?.['notAfter'])}`],
+    ])}\n\n${table(['ROOT', 'FINGERPRINT (SHA-256)', 'NOT BEFORE', 'NOT AFTER'], roots.map((r) => [String(r['period']), String(r['fingerprint']), String(r['notBefore']), String(r['notAfter'])]))}`);
+    return EXIT.ok;
+  },
+};
+
+export const securityCommands: readonly Command[] = [create, ls, revoke, audit, caExport, caShow];

@@ -74,10 +74,11 @@ const SPEC_EXAMPLE = {
   security: { tls: 'auto', adminTokenFile: '' },
 };
 
-test('the SPEC §3 example: refused only for tls "auto" on the network; parses with peer TLS files, backups on', () => {
-  const e = fails(SPEC_EXAMPLE, /4 problems/);
-  assert.deepEqual(e.issues.map((i) => i.path), ['node.peerAddress', 'node.advertisePeerUrl', 'cluster.peerEndpoints[0]', 'cluster.peerEndpoints[1]']);
-  assert.match(e.message, /node\.peerAddress: security\.tls "auto" sends peer traffic in plain TCP in this release \(automatic certificates are not available yet\), which is accepted only when every peer address is loopback; node\.peerAddress binds 0\.0\.0\.0 \(every interface\): bind it to 127\.0\.0\.1 \(e\.g\. "127\.0\.0\.1:5201"\), or set security\.tls to \{"certFile","keyFile","caFile"\}/);
+test('the SPEC §3 example parses as written (tls "auto" on the network: the cluster CA), and with peer TLS files, backups on', () => {
+  const auto = ok(SPEC_EXAMPLE);
+  assert.equal(auto.security.tls, 'auto');
+  assert.equal(auto.security.caRotationSeconds, 30 * 86400);
+  assert.equal(auto.node.advertisePeerUrl, 'https://10.0.1.10:5201');
   // With peer TLS files every key of the example is built or at its default.
   const c = ok({ ...SPEC_EXAMPLE, security: { ...SPEC_EXAMPLE.security, tls: TLS_FILES } });
   assert.equal(c.cluster.failover, 'automatic');
@@ -180,14 +181,14 @@ test('peers: duplicates and self refused, addresses must be host:port', () => {
   assert.deepEqual(c.cluster.peerEndpoints, ['https://10.0.1.11:5201', 'https://[::1]:5202']);
 });
 
-test('security.tls: auto | off | files; auto and off only on loopback; apiTls optional', () => {
+test('security.tls: auto | off | files; off only on loopback; apiTls optional, "auto" only with tls "auto"', () => {
   fails({ security: { tls: 'on' } }, /security\.tls: must be "auto", "off" or \{"certFile","keyFile","caFile"\}, got "on"/);
   fails({ security: { tls: { certFile: 'c.pem' } } }, /security\.tls\.keyFile: is required/);
   const files = ok({ node: { peerAddress: '0.0.0.0:5201' }, security: { tls: { certFile: 'c.pem', keyFile: '/k.pem', caFile: 'ca.pem' } } });
   assert.deepEqual(files.security.tls, { certFile: '/srv/q/c.pem', keyFile: '/k.pem', caFile: '/srv/q/ca.pem' });
-  for (const tls of ['off', 'auto']) {
+  for (const tls of ['off']) {
     fails({ security: { tls }, cluster: { peerEndpoints: ['http://10.0.1.11:5201'] } },
-      new RegExp(`cluster\\.peerEndpoints\\[0\\]: security\\.tls "${tls}" .*accepted only when every peer address is loopback; this peer is 10\\.0\\.1\\.11: list loopback peers only, or set security\\.tls to \\{"certFile","keyFile","caFile"\\}`));
+      new RegExp(`cluster\\.peerEndpoints\\[0\\]: security\\.tls "${tls}" .*accepted only when every peer address is loopback; this peer is 10\\.0\\.1\\.11: list loopback peers only, or set security\\.tls to "auto" .* or \\{"certFile","keyFile","caFile"\\}`));
     for (const bind of ['0.0.0.0', '[::]', '10.0.1.10']) {
       fails({ security: { tls }, node: { peerAddress: `${bind}:5201` } }, /node\.peerAddress: security\.tls .* node\.peerAddress binds .*: bind it to 127\.0\.0\.1 \(e\.g\. "127\.0\.0\.1:5201"\), or set security\.tls to/);
     }
@@ -202,6 +203,13 @@ test('security.tls: auto | off | files; auto and off only on loopback; apiTls op
   assert.equal(api.node.advertiseApiUrl, 'https://10.1.1.1:7101');
   assert.deepEqual(api.security.apiTls, { certFile: '/srv/q/a', keyFile: '/srv/q/b' });
   fails({ security: { apiTls: { certFile: 'a' } } }, /security\.apiTls\.keyFile: is required/);
+  // "auto": the cluster CA's certificate, so only with tls "auto"; https advertised.
+  const autoApi = ok({ node: { apiAddress: '10.1.1.1:7101' }, security: { apiTls: 'auto' } });
+  assert.equal(autoApi.security.apiTls, 'auto');
+  assert.equal(autoApi.node.advertiseApiUrl, 'https://10.1.1.1:7101');
+  fails({ security: { tls: 'off', apiTls: 'auto' } }, /security\.apiTls: "auto" serves the API with a certificate from the cluster CA, which exists only with security\.tls "auto"/);
+  fails({ security: { apiTls: 'on' } }, /security\.apiTls: must be "auto" \(a certificate from the cluster CA\) or \{"certFile","keyFile"\}, got "on"/);
+  fails({ security: { caRotationSeconds: 5 } }, /security\.caRotationSeconds/);
 });
 
 // Every value SPEC §3 names for a feature this version does not have, with the message's key and reason.
@@ -259,7 +267,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
     'jobs',
-    'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile',
+    'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile', 'security.caRotationSeconds',
     'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
     'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',

@@ -151,13 +151,13 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
   // refuses every config that could break them.
   issues.push(...vipChecks(cl));
 
-  // Plain-TCP peer traffic only on loopback. "auto" is plain TCP in this
-  // release (automatic certificates are not available yet), so it gets the
-  // same rule as "off": it must never mean plain TCP on a network address.
+  // Plain-TCP peer traffic only on loopback. "auto" is plain TCP on a
+  // loopback-only cluster and the cluster CA's mutual TLS 1.3 anywhere else
+  // (src/node/tls-auto.ts), so only "off" has the rule.
   const tlsMode = c.security.tls;
-  if (tlsMode === 'off' || tlsMode === 'auto') {
-    const plain = `security.tls "${tlsMode}" ${tlsMode === 'auto' ? 'sends peer traffic in plain TCP in this release (automatic certificates are not available yet), which is' : 'is'} accepted only when every peer address is loopback`;
-    const fix = 'or set security.tls to {"certFile","keyFile","caFile"} (your own PKI) to run peers over mutual TLS';
+  if (tlsMode === 'off') {
+    const plain = 'security.tls "off" is accepted only when every peer address is loopback';
+    const fix = 'or set security.tls to "auto" (certificates from the cluster CA) or {"certFile","keyFile","caFile"} (your own PKI) to run peers over mutual TLS';
     if (peer && !isLoopback(peer.host)) {
       add('node.peerAddress', `${plain}; node.peerAddress binds ${peer.host}${isWildcard(peer.host) ? ' (every interface)' : ''}: bind it to 127.0.0.1 (e.g. "127.0.0.1:${peer.port}"), ${fix}`);
     }
@@ -168,6 +168,9 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
       const e = parseEndpoint(s);
       if (e && !isLoopback(e.host)) add(`cluster.peerEndpoints[${i}]`, `${plain}; this peer is ${e.host}: list loopback peers only, ${fix}`);
     });
+  }
+  if (c.security.apiTls === 'auto' && tlsMode !== 'auto') {
+    add('security.apiTls', `"auto" serves the API with a certificate from the cluster CA, which exists only with security.tls "auto" (security.tls is ${JSON.stringify(tlsMode)}): set security.tls to "auto", or give security.apiTls {"certFile","keyFile"}`);
   }
   return issues;
 }
@@ -207,7 +210,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
     security: {
       ...c.security,
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },
-      ...(c.security.apiTls ? { apiTls: { certFile: abs(c.security.apiTls.certFile), keyFile: abs(c.security.apiTls.keyFile) } } : {}),
+      ...(c.security.apiTls === 'auto' ? { apiTls: 'auto' as const } : c.security.apiTls ? { apiTls: { certFile: abs(c.security.apiTls.certFile), keyFile: abs(c.security.apiTls.keyFile) } } : {}),
       adminTokenFile: c.security.adminTokenFile !== '' ? abs(c.security.adminTokenFile) : join(dataDir, 'admin.token'),
       clusterSecretFile: c.security.clusterSecretFile !== '' ? abs(c.security.clusterSecretFile) : join(dataDir, 'cluster.secret'),
     },

@@ -142,7 +142,13 @@ const securitySchema = z.object({
       ? { message: `must be "auto", "off" or {"certFile","keyFile","caFile"}, got ${JSON.stringify(ctx.data)}` }
       : { message: ctx.defaultError }),
   }).default('auto'),
-  apiTls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
+  apiTls: z.union([z.literal('auto'), z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict()], {
+    errorMap: (issue, ctx) => (issue.code === z.ZodIssueCode.invalid_union
+      ? { message: `must be "auto" (a certificate from the cluster CA) or {"certFile","keyFile"}, got ${JSON.stringify(ctx.data)}` }
+      : { message: ctx.defaultError }),
+  }).optional(),
+  /** security.tls "auto": a new root every this many seconds, each valid three periods (default 30 days). */
+  caRotationSeconds: z.number().int().min(10).max(10 * 365 * 86400).default(30 * 86400),
   /** "" means <dataDir>/admin.token. */
   adminTokenFile: z.string().default(''),
   /** The secret peers authenticate each other with in the handshake; "" means <dataDir>/cluster.secret. */

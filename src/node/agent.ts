@@ -7,6 +7,7 @@ import type { QuorateConfig } from '../config/index.js';
 import { ApiStartError, startApiServer } from '../api/server.js';
 import type { ApiServer } from '../api/server.js';
 import { NodeHost } from './node-host.js';
+import { autoApiTlsFiles, trustClusterCa } from './tls-auto.js';
 import { awaitEnrollment, enrolledWith } from './join-agent.js';
 
 export async function runAgent(config: QuorateConfig, opts: { configPath: string; joinToken?: string }): Promise<void> {
@@ -39,6 +40,8 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
   currentTerm = () => host.node.term;
   const api = config.node.apiAddress;
   const sep = api.lastIndexOf(':');
+  // security.apiTls "auto": this daemon's own calls to other nodes' APIs (forwarding, audit, probes, health) trust the cluster CA.
+  const trustCa = config.security.apiTls === 'auto' ? trustClusterCa(() => host.node.autoTls) : undefined;
   let server: ApiServer;
   try {
     server = await startApiServer({
@@ -53,7 +56,8 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       dataDir: config.node.dataDir,
       adminTokenFile: config.security.adminTokenFile,
       logger: logger.child({ node: config.node.nodeName }),
-      ...(config.security.apiTls ? { tls: config.security.apiTls } : {}),
+      ...(config.security.apiTls === 'auto' ? { tls: autoApiTlsFiles(config) } : config.security.apiTls ? { tls: config.security.apiTls } : {}),
+      ...(trustCa !== undefined ? { trustCa } : {}),
     });
   } catch (e) {
     // A node without its API cannot be managed, forwarded to or health-checked:
@@ -73,6 +77,22 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     logger.flush();
     process.stderr.write(`Error: the HTTP API cannot start: ${message}\nHint: fix ${key} in ${opts.configPath} (docs/configuration.md), then start the node again.\n`);
     process.exit(1);
+  }
+  // security.apiTls "auto": the API follows the node's certificate renewals (./tls-auto.ts).
+  // Checked every second rather than subscribed: a DR promotion replaces the node (and its AutoTls) under the API.
+  if (config.security.apiTls === 'auto') {
+    let served = host.node.autoTls?.material();
+    const follow = setInterval(() => {
+      const m = host.node.autoTls?.material();
+      if (m === undefined || m === served) return;
+      served = m;
+      try {
+        server.setTlsCertificate(m);
+      } catch (e) {
+        logger.error({ event: 'api_tls_certificate_failed', err: (e as Error).message }, `could not serve the renewed certificate: ${(e as Error).message}`);
+      }
+    }, 1000);
+    follow.unref();
   }
   logger.info({ event: 'api_listening', node: config.node.nodeName, url: config.node.advertiseApiUrl }, `API listening on ${config.node.advertiseApiUrl}`);
   await new Promise<void>((resolve) => {

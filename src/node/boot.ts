@@ -1,14 +1,14 @@
 // What a node's start derives from its config before anything runs: the tick
 // length, the core's RaftConfig, the peer transport's options, and the check
-// that security.tls "auto" is only used where plain TCP is safe (loopback). Part of QuorateNode.start
+// (security.tls "auto" comes from ./tls-auto.ts). Part of QuorateNode.start
 // (./node.ts), kept apart for size.
 import type { Logger } from 'pino';
-import { isLoopback, type QuorateConfig } from '../config/index.js';
+import type { QuorateConfig } from '../config/index.js';
 import type { NodeId, RaftConfig } from '../raft/index.js';
 import { SeededRandom } from '../raft/prng.js';
 import type { PeerTransportOptions } from '../transport/index.js';
-import type { Bootstrap } from './members.js';
 import { clusterSettingsOf } from './config-check.js';
+import type { AutoTls } from './tls-auto.js';
 
 export { clusterSettingsOf } from './config-check.js';
 
@@ -33,8 +33,9 @@ export function raftConfigFor(config: QuorateConfig, id: NodeId, tickMs: number,
 /** The peer transport's options that come from the config (moved from node.ts); the node adds its hooks. */
 export function transportOptionsFor(
   config: QuorateConfig,
-  o: { id: NodeId; incarnation: string; clusterSecret: Uint8Array; featureLevel: number; logger: Logger; peerHost: (peer: NodeId) => string | undefined },
+  o: { id: NodeId; incarnation: string; clusterSecret: Uint8Array; featureLevel: number; logger: Logger; peerHost: (peer: NodeId) => string | undefined; autoTls?: AutoTls | undefined },
 ): Omit<PeerTransportOptions, 'onMessages' | 'onPeerDisconnected' | 'onSnapshot'> {
+  const auto = o.autoTls;
   const tls = config.security.tls;
   const peerAddr = new URL(`tcp://${config.node.peerAddress}`);
   return {
@@ -43,7 +44,9 @@ export function transportOptionsFor(
     haId: config.cluster.haId,
     listenHost: peerAddr.hostname.replace(/^\[|\]$/g, ''),
     listenPort: Number(peerAddr.port),
-    tls: tls === 'auto' ? 'off' : tls,
+    // "auto": the cluster CA (./tls-auto.ts), or plain TCP on a loopback-only cluster.
+    tls: auto !== undefined ? auto.transportSetting() : tls === 'auto' ? 'off' : tls,
+    ...(auto !== undefined ? { peerCertificateProblem: (peer: number, san: string | undefined) => auto.peerCertificateProblem(peer, san) } : {}),
     clusterSecret: o.clusterSecret,
     incarnation: o.incarnation,
     featureLevel: o.featureLevel,
@@ -57,20 +60,4 @@ export function transportOptionsFor(
     snapshotSpoolDir: `${config.node.dataDir}/raft/snap`,
     allowedPeerIds: 'peers',
   };
-}
-
-/**
- * Automatic certificates (the cluster CA) are not in this release: "auto"
- * runs plain TCP only where that is safe, on loopback; anything else is
- * refused at start with what to configure instead.
- */
-export function checkTlsAuto(config: QuorateConfig, bootstrap: Bootstrap, logger: Logger): void {
-  if (config.security.tls !== 'auto') return;
-  const remote = bootstrap.members.map((b) => b.peerUrl).filter((u) => !isLoopback(new URL(`tcp://${u}`).hostname.replace(/^\[|\]$/g, '')));
-  if (remote.length > 0) {
-    throw new Error(
-      `security.tls is "auto", but automatic certificate issuance is not available in this release and peer ${remote[0]} is not on loopback: set security.tls to {"certFile","keyFile","caFile"} (your own PKI) to encrypt peer traffic`,
-    );
-  }
-  logger.warn({ node: config.node.nodeName, event: 'tls_auto_loopback' }, 'security.tls "auto" on a loopback-only cluster: peer traffic is plain TCP on this machine');
 }

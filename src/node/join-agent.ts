@@ -14,6 +14,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import { dialJoin } from '../transport/join-dialer.js';
+import { needsClusterCa } from './tls-auto.js';
 import { isJoinToken, joinTokenId } from '../transport/join.js';
 import { formatClusterSecret } from '../transport/security.js';
 import { MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from '../transport/handshake.js';
@@ -109,7 +110,9 @@ export async function awaitEnrollment(config: QuorateConfig, logger: Logger, tok
             if (typeof leader !== 'string' || body['haId'] !== config.cluster.haId) throw new Error(`the offer is not for cluster ${JSON.stringify(config.cluster.haId)}`);
             if (info.data !== null && body['force'] !== true) throw new Error(`this data dir holds data of cluster ${JSON.stringify(info.data.haId)}; enroll with --force to back it up and replace it`);
             const u = new URL(`tcp://${normalizePeerUrl(leader)}`);
-            const tls = config.security.tls === 'auto' ? 'off' : config.security.tls;
+            // "auto": the joiner has no certificate yet; off loopback it dials TLS 1.3 without one (the leader takes that for
+            // the join exchange only, which the join token authenticates both ways) and makes its own at its first start.
+            const tls = config.security.tls !== 'auto' ? config.security.tls : needsClusterCa(config, { members: [{ peerUrl: leader }] }) ? 'join-anonymous' as const : 'off' as const;
             log.info({ event: 'join_started', leader }, `joining cluster ${config.cluster.haId} through the leader's peer address ${leader}`);
             const r = await dialJoin({
               host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), tls, token,

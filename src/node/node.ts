@@ -33,7 +33,7 @@ import { NodeSecurity } from './security.js';
 import { DEFAULT_AUDIT_MAX } from '../state/index.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
-import { checkTlsAuto, clusterSettingsOf, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
+import { clusterSettingsOf, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
 import { metricsText, nodeMetrics } from './node-metrics.js';
 import { MemberRegistry } from './registry.js';
 import { REAL_CLOCK, Replica } from './replica.js';
@@ -52,6 +52,7 @@ import { followRotations, isolate, type IsolateDeps, type IsolateResult } from '
 import { virtualIpFor, type VirtualIp } from './vip.js';
 import { Fencing } from './fencing.js';
 import type { FenceTarget } from './vip-commands.js';
+import { AutoTls } from './tls-auto.js';
 
 export { VERSION } from './status.js';
 
@@ -109,6 +110,8 @@ export class QuorateNode implements ClusterControl {
   readonly #redisMirror: LeaderMirror | undefined;
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
+  /** security.tls "auto" off loopback: the node's certificate from the cluster CA (./tls-auto.ts). */
+  readonly autoTls: AutoTls | undefined;
   readonly jobs: JobsPort;
   /** DR promotion (./promotion.ts): the replication lag, and the agent's restart (absent outside `quorate agent`). */
   readonly #lag = new LagTracker();
@@ -131,9 +134,10 @@ export class QuorateNode implements ClusterControl {
     bootstrap: Bootstrap,
     tickMs: number,
     lastSnapshot: SnapshotMeta | undefined,
-    security: { incarnation: string; clusterSecret: Uint8Array },
+    security: { incarnation: string; clusterSecret: Uint8Array; autoTls: AutoTls | undefined },
     featureLevel: number,
   ) {
+    this.autoTls = security.autoTls;
     this.config = config;
     this.nodeName = config.node.nodeName;
     this.nodeId = id;
@@ -234,6 +238,7 @@ export class QuorateNode implements ClusterControl {
         appHealthy: () => this.appServices.checks.view().healthy },
     });
     this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
+      ca: () => this.autoTls?.view(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.#services = new LeaderServices(this.#leadership, this.#log);
@@ -270,8 +275,17 @@ export class QuorateNode implements ClusterControl {
     this.#isolate = {
       log: this.#log, enroller: this.#enroller, secret: security.clusterSecret, secretFile: config.security.clusterSecretFile, featureLevel: () => this.featureLevel(),
       removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),
-      propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS), setTransportSecret: (sec) => this.#transport.setClusterSecret(sec),
+      propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS),
+      setTransportSecret: (sec) => {
+        this.#transport.setClusterSecret(sec);
+        // The roots derive from the secret: re-root at once (the isolated node could derive the old ones).
+        void this.autoTls?.refresh();
+      },
     };
+    this.autoTls?.onMaterial((m) => {
+      this.#transport.setTlsMaterial(m);
+      void this.#writeHaState();
+    });
     state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
     if (state.secrets.rotations.length > 0) followRotations(this.#isolate, state.secrets.rotations);
   }
@@ -285,8 +299,9 @@ export class QuorateNode implements ClusterControl {
     // A promoted DR node (or a forced recovery's survivor) is a voter whatever its file says (./dr-wiring.ts).
     const config = asPromoted(fileConfig, bootstrap, logger);
     const id = selfId(bootstrap, config);
-    checkTlsAuto(config, bootstrap, logger);
     const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
+    // security.tls "auto" off loopback: this node's certificate from the cluster CA (./tls-auto.ts).
+    const autoTls = await AutoTls.forNode(config, bootstrap, id, clusterSecret, logger);
     // FEATURE_LEVEL unless a test runs this node as the previous release.
     const featureLevel = featureLevelFromEnv();
     if (featureLevel !== FEATURE_LEVEL) logger.warn({ node: config.node.nodeName, event: 'test_feature_level', featureLevel }, `QUORATE_TEST_FEATURE_LEVEL: running as feature level ${featureLevel} (tests only)`);
@@ -303,7 +318,7 @@ export class QuorateNode implements ClusterControl {
     const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };
     const tickMs = tickMsFor(config);
     const raw = new RawNode(raftConfigFor(config, id, tickMs, state.incarnation), { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index });
-    const node = new QuorateNode(config, logger, storage, raw, replicated, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret }, featureLevel);
+    const node = new QuorateNode(config, logger, storage, raw, replicated, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret, autoTls }, featureLevel);
     // Snapshots in the composite format only once every member reads it (cluster feature level >= 2).
     replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
     if (opts.onFatal) node.#onFatal = opts.onFatal;
@@ -315,6 +330,7 @@ export class QuorateNode implements ClusterControl {
     node.#modes.scan(raw, state.entries);
     await node.#vip?.cleanupAtStart();
     await node.#transport.listen();
+    node.autoTls?.start();
     node.#replica.start();
     node.#redisMirror?.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
@@ -335,6 +351,7 @@ export class QuorateNode implements ClusterControl {
     await this.appServices.stop();
     this.#services.close();
     this.security.close();
+    this.autoTls?.close();
     await this.#vip?.close();
     await this.#replica.stop();
     await this.#transport.close();
@@ -533,7 +550,7 @@ export class QuorateNode implements ClusterControl {
   }
 
   #writeHaState(): Promise<void> {
-    return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader() });
+    return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader(), tls: this.autoTls });
   }
 
   #notLeader(): NodeError {

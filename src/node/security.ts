@@ -13,7 +13,7 @@
 // `record()` is the one call other features use (backups, drills, rotation).
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AuditInput, AuditView, CreatedToken, SecurityPort, TokenInfo } from '../api/ports-security.js';
+import type { AuditInput, AuditView, CaInfo, CreatedToken, SecurityPort, TokenInfo } from '../api/ports-security.js';
 import type { Role } from '../api/auth.js';
 import {
   AUDIT_FIELD_MAX, AUDIT_MACHINE_ID, TOKENS_MACHINE_ID, TOKENS_MAX,
@@ -47,6 +47,8 @@ export interface NodeSecurityOptions {
   /** Proposes an entry on this node (the leader) and waits until it applied. */
   propose(entry: Uint8Array): Promise<ApplyResult>;
   now?: () => number;
+  /** The automatic cluster CA's view (./tls-auto.ts), when used. */
+  ca?: () => CaInfo | undefined;
 }
 
 interface Pending {
@@ -104,6 +106,10 @@ export class NodeSecurity implements SecurityPort {
       name: t.name, role: t.role, createdAt: iso(t.createdAt), expiresAt: t.expiresAt === undefined ? null : iso(t.expiresAt),
       createdBy: t.createdBy, expired: t.expiresAt !== undefined && t.expiresAt <= this.#now(),
     };
+  }
+
+  caInfo(): CaInfo | undefined {
+    return this.#o.ca?.();
   }
 
   verifyToken(sha256: Buffer): { name: string; role: Role } | undefined {

@@ -1,6 +1,8 @@
 // `<dataDir>/ha-state.json`: the per-node HA identity file, with the fields of
-// Digital Rebar's ha-state.json that apply to quorate. Secrets (Token, Roots)
-// are deliberately not part of it: tokens live in their own 0600 files.
+// Digital Rebar's ha-state.json that apply to quorate. No secret is in it:
+// `Roots` are the public root certificates trusted now and `Token` is a
+// reference to the cluster secret (a hash prefix that changes when it is
+// rotated), both only with security.tls "auto" (src/node/tls-auto.ts).
 import { join } from 'node:path';
 import { z } from 'zod';
 import { InvalidHaStateError } from './errors.js';
@@ -33,6 +35,10 @@ const haStateSchema = z
     VirtAddr: z.string().optional(),
     VirtInterface: z.string().optional(),
     VirtInterfaceScript: z.string().optional(),
+    /** security.tls "auto": the cluster CA's roots trusted now (PEM certificates). */
+    Roots: z.array(z.string().startsWith('-----BEGIN CERTIFICATE-----')).optional(),
+    /** security.tls "auto": `sha256:` and 32 hex digits identifying the cluster secret, never the secret itself. */
+    Token: z.string().regex(/^sha256:[0-9a-f]{32}$/).optional(),
   })
   .strict();
 

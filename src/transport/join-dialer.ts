@@ -11,7 +11,8 @@ import { clientTlsOptions, loadTlsMaterial, type TlsSetting } from './security.j
 export interface JoinRequest {
   readonly host: string;
   readonly port: number;
-  readonly tls: TlsSetting;
+  /** 'join-anonymous': TLS 1.3 without a client certificate and without checking the leader's (the join token authenticates both sides; security.tls "auto" before this node has a certificate). */
+  readonly tls: TlsSetting | 'join-anonymous';
   readonly token: string;
   readonly claims: Omit<JoinClaims, 'tokenId'>;
   readonly timeoutMs?: number;
@@ -26,7 +27,9 @@ export function dialJoin(r: JoinRequest): Promise<JoinResult> {
   const where = `${r.host}:${r.port}`;
   const socket = r.tls === 'off'
     ? netConnect({ host: r.host, port: r.port })
-    : tlsConnect({ host: r.host, port: r.port, ...clientTlsOptions(loadTlsMaterial(r.tls), r.host) });
+    : r.tls === 'join-anonymous'
+      ? tlsConnect({ host: r.host, port: r.port, minVersion: 'TLSv1.3', rejectUnauthorized: false })
+      : tlsConnect({ host: r.host, port: r.port, ...clientTlsOptions(loadTlsMaterial(r.tls), r.host) });
   const nonce = newNonce();
   const claims: JoinClaims = { ...r.claims, tokenId: joinTokenId(r.token) };
   const decoder = new FrameDecoder();

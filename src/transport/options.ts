@@ -75,6 +75,13 @@ export interface PeerTransportOptions {
    * setPeers(). A dialer whose id has no expected host is refused.
    */
   expectedPeerHost?(id: number): string | undefined;
+  /**
+   * With TLS: why the dialer's client certificate (its subjectAltName as Node
+   * prints it) may not be node `id`'s (undefined: accept). Replaces the
+   * expectedPeerHost check; the automatic cluster CA binds each certificate
+   * to a member id (src/node/cluster-ca.ts).
+   */
+  peerCertificateProblem?(id: number, subjectAltName: string | undefined): string | undefined;
   readonly logger: TransportLogger;
   /** A batch from one peer, validated, in the order sent. Called synchronously from socket I/O. */
   onMessages(msgs: Message[]): void;

@@ -27,7 +27,7 @@ import {
   acceptorMac, CLUSTER_SECRET_MIN_BYTES, describeRange, dialerMac, GENERATION_SUPERSEDED, judgeHello, macEqual, MIN_COMPATIBLE_VERSION,
   negotiateVersion, newNonce, PROTOCOL_VERSION,
 } from './handshake.js';
-import { assertTransportSecurity, certificateNamesHost, clientTlsOptions, loadTlsMaterial, serverTlsOptions } from './security.js';
+import { assertTransportSecurity, certificateNamesHost, clientTlsOptions, isTlsAuto, loadTlsMaterial, serverTlsOptions, type TlsMaterial } from './security.js';
 import { sendSnapshotOver, SnapshotReceiver } from './snapshot.js';
 import type { SnapshotSend } from './snapshot.js';
 import type { DisconnectReason, PeerAddress, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
@@ -76,7 +76,8 @@ export class PeerTransport {
   /** The secret before the last rotation: a dialer proving it is refused with code secret_rotated (told why), never accepted. */
   #previousSecret: Uint8Array | undefined;
   readonly #log: TransportLogger;
-  readonly #tls: ReturnType<typeof loadTlsMaterial> | undefined;
+  #tls: TlsMaterial | undefined;
+  readonly #tlsAuto: boolean;
   readonly #maxPendingBytes: number;
   readonly #chunkBytes: number;
   readonly #frameBytesMax: number;
@@ -110,6 +111,7 @@ export class PeerTransport {
     }
     const tls = opts.tls ?? 'off';
     this.#tls = tls === 'off' ? undefined : loadTlsMaterial(tls);
+    this.#tlsAuto = isTlsAuto(tls);
     this.#maxPendingBytes = opts.maxPendingBytes ?? 16 * MiB;
     this.#chunkBytes = opts.snapshotChunkBytes ?? MiB;
     // Our batches must fit the receiver's default limit for `messages` frames.
@@ -130,16 +132,31 @@ export class PeerTransport {
     this.#secret = new Uint8Array(secret);
   }
 
+  /**
+   * New certificate, key and trust roots (security.tls "auto": a renewal, a
+   * root rotation, a re-rooting after the cluster secret was rotated). New
+   * handshakes, both ways, use them; established connections stay.
+   */
+  setTlsMaterial(m: TlsMaterial): void {
+    if (!this.#tlsAuto) throw new TransportConfigError('setTlsMaterial needs a transport started with tls {auto}');
+    this.#tls = m;
+    (this.#server as ReturnType<typeof tlsCreateServer> | undefined)?.setSecureContext({ cert: m.cert, key: m.key, ca: m.ca as string[], minVersion: 'TLSv1.3' });
+    this.#log.info({ event: 'peer_tls_material' }, 'peer TLS certificate and trust roots replaced');
+  }
+
   /** Start accepting peers. Resolves with the bound port (useful with listenPort 0). */
   listen(): Promise<{ port: number }> {
     if (this.#closing) return Promise.reject(new TransportClosed('listen() after close()'));
     if (this.#server) return Promise.reject(new Error('PeerTransport.listen() called twice'));
     const server = this.#tls
-      ? tlsCreateServer(serverTlsOptions(this.#tls), (s) => this.#accept(s))
+      ? tlsCreateServer(serverTlsOptions(this.#tls, this.#tlsAuto), (s) => this.#accept(s))
       : netCreateServer((s) => this.#accept(s));
     if (this.#tls) {
       server.on('tlsClientError', (err: Error & { code?: string }, s: Socket) => {
-        this.#log.warn({ event: 'peer_tls_rejected', remote: `${s.remoteAddress}:${s.remotePort}`, code: err.code, err: err.message }, `peer TLS handshake rejected: ${err.message}`);
+        // A reset socket no longer knows its peer; the accepted TCP socket under it cached it (read by AddressLimit).
+        const raw = (s as Socket & { _parent?: Socket })._parent;
+        const remote = s.remoteAddress !== undefined ? `${s.remoteAddress}:${s.remotePort}` : `${raw?.remoteAddress}:${raw?.remotePort}`;
+        this.#log.warn({ event: 'peer_tls_rejected', remote, code: err.code, err: err.message }, `peer TLS handshake rejected from ${remote}: ${err.message}`);
       });
     }
     // Before any handshake: at most maxConnectionsPerAddress open connections per remote address (./address-limit.ts).
@@ -561,6 +578,11 @@ export class PeerTransport {
           );
           return;
         }
+        if (state === 'auth' && this.#tlsAuto && !(socket as TLSSocket).authorized) {
+          // Only the join exchange goes without a certificate of the cluster CA.
+          const why = (socket as TLSSocket).authorizationError;
+          return refuse('certificate_required', `the dialer presented no certificate of this cluster's CA (${why === null || why === undefined ? 'none' : String(why)}): only a join request may come without one`);
+        }
         if (state === 'auth') {
           if (f.type !== 'auth') throw new FrameError(f.offset, `expected an auth frame, got ${f.type}`);
           let auth: ReturnType<typeof decodeAuth>;
@@ -615,7 +637,10 @@ export class PeerTransport {
           if (!verdict.ok) return refuse(verdict.code, verdict.reason, claimed);
           const identity = this.#o.identityProblem?.(hello);
           if (identity !== undefined) return refuse('identity_mismatch', identity, claimed);
-          if (this.#tls) {
+          if (this.#tls && this.#o.peerCertificateProblem) {
+            const problem = this.#o.peerCertificateProblem(hello.fromId, (socket as TLSSocket).getPeerCertificate?.()?.subjectaltname);
+            if (problem !== undefined) return refuse('certificate_mismatch', problem, claimed);
+          } else if (this.#tls) {
             const expected = this.#o.expectedPeerHost ? this.#o.expectedPeerHost(hello.fromId) : this.#links.get(hello.fromId)?.addr.host;
             const san = (socket as TLSSocket).getPeerCertificate?.()?.subjectaltname;
             if (expected === undefined) return refuse('certificate_mismatch', `node id ${hello.fromId} has no known peer host to check its certificate against`, claimed);

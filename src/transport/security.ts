@@ -11,7 +11,18 @@ export interface TlsFiles {
   readonly keyFile: string;
   readonly caFile: string;
 }
-export type TlsSetting = TlsFiles | 'off';
+/**
+ * Certificates in memory, replaceable while running (PeerTransport.setTlsMaterial):
+ * the automatic cluster CA (src/node/cluster-ca.ts). The server also takes
+ * dialers without a client certificate, for the join exchange only (a joiner
+ * has no certificate yet; the exchange is authenticated by the join token).
+ */
+export interface TlsAuto {
+  readonly auto: TlsMaterial;
+}
+export type TlsSetting = TlsFiles | TlsAuto | 'off';
+
+export const isTlsAuto = (t: TlsSetting | undefined): t is TlsAuto => typeof t === 'object' && 'auto' in t;
 
 /** True for 127.0.0.0/8, ::1 (and its IPv4-mapped forms) and `localhost`. */
 export function isLoopbackHost(host: string): boolean {
@@ -32,13 +43,15 @@ export function assertTransportSecurity(tlsSetting: TlsSetting, peerHosts: reado
   if (exposed.length > 0) throw new InsecureTransport(exposed);
 }
 
-interface TlsMaterial {
-  readonly cert: Buffer;
-  readonly key: Buffer;
-  readonly ca: Buffer;
+export interface TlsMaterial {
+  readonly cert: Buffer | string;
+  readonly key: Buffer | string;
+  readonly ca: Buffer | string | readonly (Buffer | string)[];
 }
 
-export function loadTlsMaterial(files: TlsFiles): TlsMaterial {
+export function loadTlsMaterial(setting: TlsFiles | TlsAuto): TlsMaterial {
+  if ('auto' in setting) return setting.auto;
+  const files = setting;
   const read = (what: string, path: string): Buffer => {
     try {
       return readFileSync(path);
@@ -50,13 +63,15 @@ export function loadTlsMaterial(files: TlsFiles): TlsMaterial {
 }
 
 /** Server side: TLS 1.3 only, client certificate required and checked against the cluster CA. */
-export function serverTlsOptions(m: TlsMaterial): TlsOptions {
-  return { ...m, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: true };
+export function serverTlsOptions(m: TlsMaterial, allowJoinWithoutCert = false): TlsOptions {
+  // With allowJoinWithoutCert the TLS layer lets a dialer without a (valid) certificate in; the transport then
+  // refuses it for everything but the join exchange (see socket.authorized in peer-transport.ts).
+  return { ...m, ca: m.ca as TlsOptions['ca'], minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: !allowJoinWithoutCert };
 }
 
 /** Client side: TLS 1.3 only, presents its certificate, verifies the server against the cluster CA and the dialed host. */
 export function clientTlsOptions(m: TlsMaterial, host: string): ConnectionOptions {
-  const opts: ConnectionOptions = { ...m, minVersion: 'TLSv1.3', rejectUnauthorized: true };
+  const opts: ConnectionOptions = { ...m, ca: m.ca as ConnectionOptions['ca'], minVersion: 'TLSv1.3', rejectUnauthorized: true };
   // SNI must not be an IP address; the certificate's IP SANs are still checked.
   return isIP(host) === 0 ? { ...opts, servername: host } : opts;
 }

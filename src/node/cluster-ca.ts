@@ -1,0 +1,185 @@
+// The automatic cluster CA of `security.tls: "auto"` (SPEC §3): certificate
+// issuance and the trust set, with @peculiar/x509 over Node's webcrypto.
+//
+// Roots are derived, not stored. The root of period k (k = floor(now / P),
+// P = security.caRotationSeconds, 30 days by default) has an EC P-256 key
+// whose private scalar is HKDF-SHA256(cluster secret, haId, k): every member
+// holds the cluster secret (0600 file, handed to joiners sealed under the join
+// token), so every member derives the same roots without any exchange, any
+// leader can issue, and no CA key is ever written to disk (nothing to encrypt
+// at rest beyond the secret file itself). Root k is valid from (k-1)·P to
+// (k+2)·P (three periods); at any time a node trusts roots k-1, k and k+1, so
+// the next root is trusted a whole period before nodes issue from it (the
+// overlap Digital Rebar gets with cross-signing) and a node whose clock is up
+// to a period off still interoperates.
+//
+// Each node makes its own key (EC P-256, never leaves the node, 0600) and
+// issues its own certificate from the current root: SANs are the hosts of its
+// advertised peer and API URLs plus `urn:quorate:<haId>:node:<id>`, which
+// binds the certificate to its member id (checked at the peer handshake). It
+// is re-issued when the period changes, i.e. long before it expires at
+// (k+2)·P.
+//
+// Rotating the cluster secret (`quorate isolate`) changes every root at once:
+// members re-issue from the new chain and stop trusting the old one, so the
+// isolated node, which could derive the old roots, holds nothing trusted.
+import { createECDH, createHash, createPrivateKey, createPublicKey, hkdfSync, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
+import { isIP } from 'node:net';
+import '../lib/reflect-shim.js';
+import * as x509 from '@peculiar/x509';
+
+const subtle = webcrypto.subtle;
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
+/** The order of P-256. */
+const N = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+
+export const DEFAULT_CA_PERIOD_MS = 30 * 24 * 3600_000;
+
+export interface RootCa {
+  readonly period: number;
+  readonly cert: x509.X509Certificate;
+  readonly pem: string;
+  readonly key: CryptoKey;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** SHA-256 of the DER, hex. */
+  readonly fingerprint: string;
+}
+
+export interface NodeIdentity {
+  readonly haId: string;
+  readonly nodeId: number;
+  readonly nodeName: string;
+  /** Hosts (IP or DNS) the certificate must name: those of the advertised peer and API URLs. */
+  readonly hosts: readonly string[];
+}
+
+export const periodOf = (nowMs: number, periodMs: number): number => Math.floor(nowMs / periodMs);
+
+/** The URI SAN binding a certificate to member `id` of cluster `haId`. */
+export function memberUri(haId: string, id: number): string {
+  return `urn:quorate:${encodeURIComponent(haId)}:node:${id}`;
+}
+
+const pemOf = (c: x509.X509Certificate): string => `${c.toString('pem').trimEnd()}\n`;
+const b64u = (b: Buffer): string => b.toString('base64url');
+
+/** The root key of period k: a P-256 scalar from HKDF over the cluster secret (deterministic, never stored). */
+export async function deriveRootKey(secret: Uint8Array, haId: string, period: number): Promise<CryptoKeyPair> {
+  const okm = Buffer.from(hkdfSync('sha256', secret, Buffer.from(`quorate-ca-v1\0${haId}`, 'utf8'), Buffer.from(`root\0${period}`, 'utf8'), 48));
+  const d = (BigInt(`0x${okm.toString('hex')}`) % (N - 1n)) + 1n;
+  const dBytes = Buffer.from(d.toString(16).padStart(64, '0'), 'hex');
+  const ecdh = createECDH('prime256v1');
+  ecdh.setPrivateKey(dBytes);
+  const pub = ecdh.getPublicKey();
+  const jwk = { kty: 'EC', crv: 'P-256', x: b64u(pub.subarray(1, 33)), y: b64u(pub.subarray(33, 65)) };
+  const privateKey = await subtle.importKey('jwk', { ...jwk, d: b64u(dBytes), ext: true }, EC, true, ['sign']);
+  const publicKey = await subtle.importKey('jwk', { ...jwk, ext: true }, EC, true, ['verify']);
+  return { privateKey, publicKey };
+}
+
+/** Root k's self-signed certificate (same key, subject and validity on every member). */
+export async function rootCa(secret: Uint8Array, haId: string, period: number, periodMs: number): Promise<RootCa> {
+  const keys = await deriveRootKey(secret, haId, period);
+  const spki = Buffer.from(await subtle.exportKey('spki', keys.publicKey));
+  const notBefore = new Date((period - 1) * periodMs);
+  const notAfter = new Date((period + 2) * periodMs);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    // Positive, deterministic: the same on every member.
+    serialNumber: `01${createHash('sha256').update(spki).digest('hex').slice(0, 30)}`,
+    name: `CN=quorate ${haId.replace(/[,+="<>#;\\]/g, '_')} root ${period}`,
+    notBefore, notAfter, keys, signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const der = Buffer.from(cert.rawData);
+  return { period, cert, pem: pemOf(cert), key: keys.privateKey, notBefore, notAfter, fingerprint: createHash('sha256').update(der).digest('hex') };
+}
+
+/** The roots trusted at `nowMs`: periods k-1, k, k+1. */
+export async function trustedRoots(secret: Uint8Array, haId: string, nowMs: number, periodMs: number): Promise<RootCa[]> {
+  const k = periodOf(nowMs, periodMs);
+  return Promise.all([k - 1, k, k + 1].map((p) => rootCa(secret, haId, p, periodMs)));
+}
+
+/** A new node key pair (EC P-256) as PKCS#8 PEM. */
+export async function newNodeKeyPem(): Promise<string> {
+  const pair = (await subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const pkcs8 = Buffer.from(await subtle.exportKey('pkcs8', pair.privateKey));
+  return `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END PRIVATE KEY-----\n`;
+}
+
+/** The public key (SPKI DER) of a PEM private key. */
+function publicSpkiOf(keyPem: string): Buffer {
+  return Buffer.from(createPublicKey(createPrivateKey(keyPem)).export({ format: 'der', type: 'spki' }));
+}
+
+/** Issues a node certificate for `keyPem`'s public key from `root` (server and client auth). */
+export async function issueNodeCert(root: RootCa, id: NodeIdentity, keyPem: string, nowMs: number): Promise<string> {
+  const publicKey = await subtle.importKey('spki', publicSpkiOf(keyPem), EC, true, ['verify']);
+  const names: { type: 'dns' | 'ip' | 'url'; value: string }[] = [];
+  for (const h of new Set(id.hosts.map((x) => x.replace(/^\[|\]$/g, '').toLowerCase()))) names.push({ type: isIP(h) === 0 ? 'dns' : 'ip', value: h });
+  names.push({ type: 'url', value: memberUri(id.haId, id.nodeId) });
+  const notBefore = new Date(Math.max(root.notBefore.getTime(), nowMs - 3600_000));
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: `01${randomBytes(15).toString('hex')}`,
+    subject: `CN=${id.nodeName.replace(/[,+="<>#;\\]/g, '_')}`,
+    issuer: root.cert.subject,
+    notBefore, notAfter: root.notAfter,
+    publicKey, signingKey: root.key, signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension(names),
+      await x509.AuthorityKeyIdentifierExtension.create(root.cert.publicKey),
+    ],
+  });
+  return pemOf(cert);
+}
+
+/** The member id a peer certificate's subjectAltName (as Node prints it) binds it to in `haId`; undefined when none. */
+export function memberIdOf(subjectAltName: string | undefined, haId: string): number | undefined {
+  if (!subjectAltName) return undefined;
+  const prefix = `URI:${memberUri(haId, 0).slice(0, -1)}`;
+  for (const entry of subjectAltName.split(',')) {
+    const e = entry.trim();
+    if (e.startsWith(prefix)) {
+      const n = e.slice(prefix.length);
+      if (/^(0|[1-9][0-9]{0,15})$/.test(n)) return Number(n);
+    }
+  }
+  return undefined;
+}
+
+/** Why `certPem` is not a usable node certificate for `id` under `roots` at `nowMs` (undefined: usable). */
+export function certificateProblem(certPem: string, roots: readonly RootCa[], id: NodeIdentity, nowMs: number): string | undefined {
+  let c: NodeX509;
+  try {
+    c = new NodeX509(certPem);
+  } catch (e) {
+    return `not a certificate: ${(e as Error).message}`;
+  }
+  const issuer = roots.find((r) => c.checkIssued(new NodeX509(r.pem)) && c.verify(new NodeX509(r.pem).publicKey));
+  if (issuer === undefined) return 'not issued by a trusted root of the cluster CA';
+  if (Date.parse(c.validTo) <= nowMs || Date.parse(c.validFrom) > nowMs) return `outside its validity (${c.validFrom} – ${c.validTo})`;
+  if (memberIdOf(c.subjectAltName, id.haId) !== id.nodeId) return `it does not name member id ${id.nodeId}`;
+  for (const h of id.hosts) {
+    const host = h.replace(/^\[|\]$/g, '');
+    if (isIP(host) !== 0 ? c.checkIP(host) === undefined : c.checkHost(host) === undefined) return `it does not name ${host}`;
+  }
+  return undefined;
+}
+
+/** A short reference to the cluster secret (ha-state.json `Token`): never the secret, changes when it is rotated. */
+export function clusterTokenRef(secret: Uint8Array): string {
+  return `sha256:${createHash('sha256').update('quorate cluster token reference\0').update(secret).digest('hex').slice(0, 32)}`;
+}
