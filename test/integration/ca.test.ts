@@ -1,3 +1,4 @@
+// quorate-test: serial (network namespaces; see scripts/run-tests.mjs)
 // security.tls "auto" off loopback: the automatic cluster CA with real node
 // processes in network namespaces (addresses 10.231.9.0/24, not loopback, so
 // "auto" means mutual TLS 1.3 with certificates from the cluster CA, not plain
