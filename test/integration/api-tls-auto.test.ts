@@ -32,7 +32,7 @@ describe('security.apiTls "auto"', () => {
   });
 
   test('the API is served over HTTPS from the cluster CA; ca export + --ca and the client `ca` option trust it; a follower forwards over HTTPS', async () => {
-    c = await TestCluster.start({ nodes: 3, extraConfig: () => ({ security: { tls: 'auto', apiTls: 'auto', caRotationSeconds: 10 } }) });
+    c = await TestCluster.start({ nodes: 3, extraConfig: () => ({ security: { tls: 'auto', apiTls: 'auto', caRotationSeconds: 20 } }) });
     const https = c.nodes.map((n) => n.url.replace(/^http:/, 'https:'));
     await waitFor('every node wrote its certificate', () => c!.nodes.every((n) => existsSync(join(n.dir, 'tls', 'ca.crt'))), 30_000);
     const ca = readFileSync(join(c.nodes[0]!.dir, 'tls', 'ca.crt'));
@@ -75,8 +75,13 @@ describe('security.apiTls "auto"', () => {
       });
       s.once('error', reject);
     });
+    // Export the roots again just before (under load, the first export may be a period old by now): they hold the
+    // previous, current and next roots, and the renewal at the next period is issued by that next root.
+    const again = await cli(['ca', 'export', '--url', https[follower]!, '--ca', caFile]);
+    assert.equal(again.code, 0, again.stderr);
+    writeFileSync(caFile, again.stdout);
     const first = await servedCert();
-    await waitFor('the API serves a renewed certificate', async () => (await servedCert()) !== first, 25_000);
+    await waitFor('the API serves a renewed certificate', async () => (await servedCert()) !== first, 30_000);
     assert.equal((await new QuorateClient({ urls: [https[follower]!], token: TOKEN, ca: readFileSync(caFile) }).kvGet('api-tls/fwd'))?.value, 'v2');
 
     // Without the CA the CLI refuses the node's certificate.
