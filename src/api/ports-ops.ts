@@ -1,0 +1,65 @@
+// The port of the node's operations features: built-in alerts (src/node/alerts.ts,
+// GET /v1/alerts) and the diagnostic bundle (src/node/diagnostics.ts,
+// GET /v1/diagnostics). Declared here like ./ports.ts; the agent provides it.
+
+/** One alert condition, firing or resolved (docs/monitoring.md "Alert webhooks"). */
+export interface AlertView {
+  /** Stable per condition and subject: `name` or `name:subject` (cluster scope), `name:node[:subject]` (node scope). */
+  readonly id: string;
+  /** no_leader | quorum_lost | replication_lag | disk_low | health_check_failing | leader_flapping | storage_failing | split_brain */
+  readonly name: string;
+  readonly severity: 'critical' | 'warning';
+  /** cluster: evaluated and sent by the leader; node: by the node it is about. */
+  readonly scope: 'cluster' | 'node';
+  /** The node that evaluated it. */
+  readonly node: string;
+  /** The peer, check, ... it is about, when any. */
+  readonly subject?: string;
+  readonly summary: string;
+  readonly value?: number;
+  readonly threshold?: number;
+  /** When the condition was first seen holding (ISO). */
+  readonly since: string;
+  readonly firedAt: string;
+  /** Set once resolved. */
+  readonly resolvedAt?: string;
+}
+
+export interface AlertsView {
+  readonly nodeName: string;
+  /** The leader this node knows (null: none). */
+  readonly leader: string | null;
+  readonly active: readonly AlertView[];
+  /** Newest first: fired and resolved notifications of this node, bounded. */
+  readonly recent: readonly (AlertView & { readonly status: 'firing' | 'resolved' })[];
+  readonly thresholds: Readonly<Record<string, number>>;
+  /** The webhook: whether one is configured, signed, and how deliveries went. */
+  readonly webhook: {
+    readonly configured: boolean;
+    readonly signed: boolean;
+    readonly delivered: number;
+    readonly failed: number;
+    readonly pending: number;
+    readonly lastError: string | null;
+  };
+  readonly evaluatedAt: string | null;
+}
+
+export interface AlertsPort {
+  view(): AlertsView;
+}
+
+/** One node's part of the diagnostic bundle: JSON documents and text files by name, secrets already redacted. */
+export interface DiagnosticsPart {
+  readonly files: Readonly<Record<string, string>>;
+}
+
+export interface DiagnosticsPort {
+  /** This node's part (status, redacted config, alerts, metrics, recent logs when kept). */
+  localPart(): Promise<DiagnosticsPart>;
+}
+
+export interface OpsPort {
+  readonly alerts?: AlertsPort;
+  readonly diagnostics?: DiagnosticsPort;
+}
