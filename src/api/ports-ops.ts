@@ -59,7 +59,38 @@ export interface DiagnosticsPort {
   localPart(): Promise<DiagnosticsPart>;
 }
 
+/** Round trip of an HTTP request from this node to a member's /system/health/ping (null: no answer, see error). */
+export interface RttSample {
+  readonly nodeName: string;
+  readonly ms: number | null;
+  readonly at: string;
+  readonly error?: string;
+}
+
+/** The fsyncs of one sampling interval (ending at `at`). */
+export interface FsyncSample {
+  readonly at: string;
+  readonly count: number;
+  readonly meanMs: number | null;
+  /** The histogram bucket bound (ms) the 99th percentile lies under; null when none or above the largest bucket. */
+  readonly p99UpperMs: number | null;
+}
+
+export interface NetDiskView {
+  readonly nodeName: string;
+  readonly sampleMs: number;
+  readonly rtt: readonly RttSample[];
+  /** Oldest first. */
+  readonly fsync: readonly FsyncSample[];
+  readonly disk: { readonly freeBytes: number; readonly sizeBytes: number; readonly freePercent: number } | null;
+}
+
+export interface NetDiskPort {
+  view(): NetDiskView;
+}
+
 export interface OpsPort {
   readonly alerts?: AlertsPort;
   readonly diagnostics?: DiagnosticsPort;
+  readonly netdisk?: NetDiskPort;
 }

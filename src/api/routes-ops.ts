@@ -65,6 +65,17 @@ key, and every token and secret the node holds, wherever it appears.
 `;
 
 export const opsRoutes: Record<string, Record<string, Route>> = {
+  '/v1/cluster/netdisk': {
+    GET: {
+      auth: 'reader',
+      query: [],
+      handle: async (ctx) => {
+        const n = ctx.app.ops?.netdisk;
+        if (n === undefined) throw new ApiError('not_found', `${ctx.path} is served by \`quorate agent\` only`);
+        ctx.json(200, n.view());
+      },
+    },
+  },
   '/v1/alerts': {
     GET: {
       auth: 'reader',

@@ -10,6 +10,7 @@ import { AlertWebhook, loadAlertSecret } from './alert-webhook.js';
 import { NodeDiagnostics } from './diagnostics.js';
 import type { LogRing } from './log-ring.js';
 import type { NodeHost } from './node-host.js';
+import { NetDiskSampler } from './netdisk.js';
 
 /** Reads alerts.secretFile (throws naming the key when unusable or equal to a cluster secret). Call before starting the node. */
 export function alertSecretOf(config: QuorateConfig): string | undefined {
@@ -28,5 +29,7 @@ export function opsFor(config: QuorateConfig, host: NodeHost, logger: Logger, op
   }, log, webhook);
   alerts.start();
   const diagnostics = new NodeDiagnostics({ config, cluster: host.cluster, coord: host.coord, alerts, ...(opts.logs !== undefined ? { logs: opts.logs } : {}) });
-  return { ops: { alerts, diagnostics }, stop: () => alerts.stop() };
+  const netdisk = new NetDiskSampler({ nodeName: config.node.nodeName, dataDir: config.node.dataDir, status: () => host.cluster.status(), metricsText: () => host.cluster.metricsText() });
+  netdisk.start();
+  return { ops: { alerts, diagnostics, netdisk }, stop: () => { netdisk.stop(); return alerts.stop(); } };
 }
