@@ -76,6 +76,18 @@ export interface FsyncSample {
   readonly p99UpperMs: number | null;
 }
 
+/** A leadership change this node saw (src/node/leader-watch.ts). */
+export interface LeaderChangeSeen {
+  readonly term: number;
+  readonly from: string;
+  readonly to: string;
+  /** When this node first saw the new working leader (ISO). */
+  readonly at: string;
+  /** How long it saw no working leader (ms, to one poll): the write outage as this node saw it, without the time before it noticed. */
+  readonly noLeaderMs: number;
+  readonly pollMs: number;
+}
+
 export interface NetDiskView {
   readonly nodeName: string;
   readonly sampleMs: number;
@@ -83,6 +95,8 @@ export interface NetDiskView {
   /** Oldest first. */
   readonly fsync: readonly FsyncSample[];
   readonly disk: { readonly freeBytes: number; readonly sizeBytes: number; readonly freePercent: number } | null;
+  /** Leadership changes this node saw, oldest first. */
+  readonly leaderChanges: readonly LeaderChangeSeen[];
 }
 
 export interface NetDiskPort {

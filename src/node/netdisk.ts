@@ -58,6 +58,8 @@ export interface NetDiskSources {
   readonly dataDir: string;
   status(): NodeStatus;
   metricsText(): string;
+  /** Leadership changes this node saw (./leader-watch.ts). */
+  leaderChanges?(): NetDiskView['leaderChanges'];
 }
 
 export class NetDiskSampler {
@@ -123,6 +125,6 @@ export class NetDiskSampler {
       const size = fs.blocks * fs.bsize;
       disk = { freeBytes: fs.bavail * fs.bsize, sizeBytes: size, freePercent: size > 0 ? Math.round((1000 * fs.bavail) / fs.blocks) / 10 : 0 };
     } catch { /* the storage health in status says what is wrong */ }
-    return { nodeName: this.#s.nodeName, sampleMs: this.#sampleMs, rtt: this.#rtt, fsync: [...this.#fsync], disk };
+    return { nodeName: this.#s.nodeName, sampleMs: this.#sampleMs, rtt: this.#rtt, fsync: [...this.#fsync], disk, leaderChanges: this.#s.leaderChanges?.() ?? [] };
   }
 }

@@ -11,6 +11,7 @@ import { NodeDiagnostics } from './diagnostics.js';
 import type { LogRing } from './log-ring.js';
 import type { NodeHost } from './node-host.js';
 import { NetDiskSampler } from './netdisk.js';
+import { LeaderWatch } from './leader-watch.js';
 
 /** Reads alerts.secretFile (throws naming the key when unusable or equal to a cluster secret). Call before starting the node. */
 export function alertSecretOf(config: QuorateConfig): string | undefined {
@@ -29,7 +30,9 @@ export function opsFor(config: QuorateConfig, host: NodeHost, logger: Logger, op
   }, log, webhook);
   alerts.start();
   const diagnostics = new NodeDiagnostics({ config, cluster: host.cluster, coord: host.coord, alerts, ...(opts.logs !== undefined ? { logs: opts.logs } : {}) });
-  const netdisk = new NetDiskSampler({ nodeName: config.node.nodeName, dataDir: config.node.dataDir, status: () => host.cluster.status(), metricsText: () => host.cluster.metricsText() });
+  const leaders = new LeaderWatch(() => host.cluster.status());
+  leaders.start();
+  const netdisk = new NetDiskSampler({ nodeName: config.node.nodeName, dataDir: config.node.dataDir, status: () => host.cluster.status(), metricsText: () => host.cluster.metricsText(), leaderChanges: () => leaders.changes() });
   netdisk.start();
-  return { ops: { alerts, diagnostics, netdisk }, stop: () => { netdisk.stop(); return alerts.stop(); } };
+  return { ops: { alerts, diagnostics, netdisk }, stop: () => { netdisk.stop(); leaders.stop(); return alerts.stop(); } };
 }

@@ -93,6 +93,13 @@ describe('dashboard in chromium', () => {
       return t.startsWith('Leader:') && !t.includes(c!.nodes[leader]!.name);
     }, 20_000);
     console.log(`# dashboard showed the new leader ${Date.now() - t0} ms after kill -9`);
+    // The timeline gives the write outage of that leadership change as the new leader saw it.
+    let outage = '';
+    await waitFor('the timeline shows the outage of the new leader\'s election', async () => {
+      outage = (await page.locator('.timeline li', { hasText: `term` }).first().locator('[data-testid=outage]').textContent().catch(() => '')) ?? '';
+      return /^no leader for [\d.]+ (ms|s)/.test(outage);
+    }, 20_000);
+    console.log(`# timeline: ${outage}`);
     await shot(page, 'dashboard-leader-killed');
 
     // Switchover from the page to the other live node.

@@ -9,7 +9,7 @@ import { leaderView } from './model';
 import { Banners, Headline, Replication, Timeline, Topology } from './views';
 import { Audit, Backups, HealthChecks } from './ops';
 import { MemberActions } from './member-actions';
-import { Alerts, NetworkDisk } from './netdisk';
+import { Alerts, NetworkDisk, outageOf, useEach, type NetDisk } from './netdisk';
 
 const conn = new Connection();
 /** Fallback refresh: events from the serving node (GET /v1/events) trigger refreshes sooner. */
@@ -126,6 +126,7 @@ function App() {
     return () => { stop = true; clearInterval(id); ac.abort(); if (pendingRefresh !== undefined) clearTimeout(pendingRefresh); };
   }, [who]);
 
+  const netdisk = useEach<NetDisk>(conn, who === null ? [] : views?.views ?? [], '/v1/cluster/netdisk', 5000);
   if (who === null) return <Login onLogin={(t) => void login(t)} error={loginError} />;
   const list = views?.views ?? [];
   const lead = leaderView(list);
@@ -149,10 +150,10 @@ function App() {
         ) : null}
         <Topology views={list} now={now} {...(admin ? { actions: (v, l) => <><CardActions conn={conn} view={v} lead={l} prepare={prepare} /><MemberActions conn={conn} view={v} lead={l} prepare={prepare} /></> } : {})} />
         <Replication views={list} now={now} />
-        <Timeline records={history} />
+        <Timeline records={history} outage={(r) => outageOf(r, netdisk)} />
         <Alerts conn={conn} views={list} />
         <HealthChecks conn={conn} />
-        <NetworkDisk conn={conn} views={list} history={history} />
+        <NetworkDisk data={netdisk} views={list} history={history} />
         {admin ? <Backups conn={conn} prepare={prepare} refreshKey={outcome} leaderApiUrl={list.find((v) => v.status?.raftRole === 'leader')?.apiUrl ?? null} /> : null}
         {admin ? <Audit conn={conn} refreshKey={outcome} /> : null}
         <KvBrowser />

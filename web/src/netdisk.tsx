@@ -9,11 +9,12 @@ import { fmtMs } from './model';
 
 interface Rtt { nodeName: string; ms: number | null; at: string; error?: string }
 interface Fsync { at: string; count: number; meanMs: number | null; p99UpperMs: number | null }
-interface NetDisk { nodeName: string; sampleMs: number; rtt: Rtt[]; fsync: Fsync[]; disk: { freeBytes: number; sizeBytes: number; freePercent: number } | null }
+interface LeaderChangeSeen { term: number; from: string; to: string; at: string; noLeaderMs: number; pollMs: number }
+export interface NetDisk { nodeName: string; sampleMs: number; rtt: Rtt[]; fsync: Fsync[]; disk: { freeBytes: number; sizeBytes: number; freePercent: number } | null; leaderChanges: LeaderChangeSeen[] }
 interface Alert { id: string; name: string; severity: string; node: string; subject?: string; summary: string; since: string }
 
 /** Asks every answering member for `path` every `everyMs`; results by node name (an error text when it failed). */
-function useEach<T>(conn: Connection, views: readonly NodeView[], path: string, everyMs: number): Map<string, T | string> {
+export function useEach<T>(conn: Connection, views: readonly NodeView[], path: string, everyMs: number): Map<string, T | string> {
   const [data, setData] = useState<Map<string, T | string>>(new Map());
   const targets = views.filter((v) => v.apiUrl !== null).map((v) => `${v.nodeName}=${v.apiUrl!}`).join(',');
   useEffect(() => {
@@ -57,8 +58,25 @@ function FsyncChart({ samples, leaderChanges }: { samples: readonly Fsync[]; lea
   );
 }
 
-export function NetworkDisk({ conn, views, history }: { conn: Connection; views: readonly NodeView[]; history: readonly HistoryRecord[] }) {
-  const data = useEach<NetDisk>(conn, views, '/v1/cluster/netdisk', 5000);
+/**
+ * The write outage a leader record stands for, as the new leader saw it: how long it saw no working leader
+ * before it led with its quorum (else the longest any other member saw), with what it does not include.
+ */
+export function outageOf(r: HistoryRecord, data: ReadonlyMap<string, NetDisk | string>): string | undefined {
+  if (r.kind !== 'leader') return undefined;
+  const seen: { node: string; ms: number }[] = [];
+  for (const [node, d] of data) {
+    if (typeof d !== 'object') continue;
+    const c = d.leaderChanges.find((x) => x.term === r.term && x.to === r.leaderName);
+    if (c !== undefined) seen.push({ node, ms: c.noLeaderMs });
+  }
+  const own = seen.find((x) => x.node === r.leaderName) ?? seen.sort((a, b) => b.ms - a.ms)[0];
+  if (own === undefined) return undefined;
+  const before = r.reason === 'election' ? ' + the election timeout it took to notice' : '';
+  return `no leader for ${fmtMs(own.ms)}${before} (seen by ${own.node})`;
+}
+
+export function NetworkDisk({ data, views, history }: { data: ReadonlyMap<string, NetDisk | string>; views: readonly NodeView[]; history: readonly HistoryRecord[] }) {
   const names = views.map((v) => v.nodeName);
   const leaderChanges = history.filter((r) => r.kind === 'leader');
   return (
