@@ -51,6 +51,7 @@ function FsyncChart({ samples, leaderChanges }: { samples: readonly Fsync[]; lea
       {marks.map((r) => <line key={r.seq} x1={x(r.at)} y1="4" x2={x(r.at)} y2={H - 12} class="mark"><title>{`${r.leaderName ?? '?'} became leader (${r.reason ?? ''}) ${new Date(r.at).toLocaleTimeString()}`}</title></line>)}
       <polyline class="p99" points={pts.filter((s) => s.p99UpperMs !== null).map((s) => `${x(s.at)},${y(s.p99UpperMs!)}`).join(' ')} />
       <polyline class="mean" points={pts.map((s) => `${x(s.at)},${y(s.meanMs!)}`).join(' ')} />
+      {pts.map((s) => <circle key={s.at} class="dot" cx={x(s.at)} cy={y(s.meanMs!)} r="1.8"><title>{`${new Date(s.at).toLocaleTimeString()}: ${s.count} fsyncs, mean ${s.meanMs!.toFixed(2)} ms${s.p99UpperMs !== null ? `, p99 ≤ ${s.p99UpperMs} ms` : ''}`}</title></circle>)}
       <text x="6" y="11" class="lbl">{`max ${fmtMs(max)}`}</text>
       <text x="6" y={H - 1} class="lbl">{new Date(t0).toLocaleTimeString()}</text>
       <text x={W - 6} y={H - 1} class="lbl end">{new Date(t1).toLocaleTimeString()}</text>
