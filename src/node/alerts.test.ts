@@ -121,3 +121,29 @@ test('conditions: a removed node reports nothing', () => {
   assert.equal(cfg.replicationLagMsMax, 5000, 'rConfig\'s threshold by default');
   assert.equal(cfg.diskFreePercentMin, 20);
 });
+
+test('alerts.secretFile: read at start; refused when missing, empty, or the cluster secret (by path or content)', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const { loadAlertSecret, signAlert } = await import('./alert-webhook.js');
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-alert-secret-'));
+  try {
+    const cluster = join(dir, 'cluster.secret');
+    writeFileSync(cluster, 'the-cluster-secret\n');
+    const forbidden = [{ key: 'security.clusterSecretFile', file: cluster }];
+    const cfg = (secretFile: string) => parseConfig({ alerts: { secretFile } }, {}).alerts;
+    assert.equal(loadAlertSecret(cfg(''), forbidden), undefined);
+    assert.throws(() => loadAlertSecret(cfg(join(dir, 'nope')), forbidden), /^Error: alerts\.secretFile: cannot read .*ENOENT/);
+    writeFileSync(join(dir, 'empty'), '\n');
+    assert.throws(() => loadAlertSecret(cfg(join(dir, 'empty')), forbidden), /alerts\.secretFile: .* is empty/);
+    assert.throws(() => loadAlertSecret(cfg(cluster), forbidden), /must not be security\.clusterSecretFile/);
+    writeFileSync(join(dir, 'copy'), 'the-cluster-secret');
+    assert.throws(() => loadAlertSecret(cfg(join(dir, 'copy')), forbidden), /nor hold the same secret/);
+    writeFileSync(join(dir, 'alerts'), 'alerts-own-secret\n');
+    assert.equal(loadAlertSecret(cfg(join(dir, 'alerts')), forbidden), 'alerts-own-secret');
+    assert.match(signAlert('alerts-own-secret', '1700000000', '{}'), /^sha256=[0-9a-f]{64}$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
