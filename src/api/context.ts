@@ -10,6 +10,7 @@ import { ApiError, badField } from './errors.js';
 import type { Forwarder } from './forward.js';
 import type { AppCoordination } from './ports-app.js';
 import type { ClusterControl, DrControl, KvService, SqlService } from './ports.js';
+import type { OpsPort } from './ports-ops.js';
 
 /** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -68,6 +69,8 @@ export interface App {
   readonly sql?: SqlService;
   /** DR promotion and isolation, when the server was given them. */
   readonly dr?: DrControl;
+  /** Built-in alerts and the diagnostic bundle (./ports-ops.ts), when the server was given them. */
+  readonly ops?: OpsPort;
   readonly logger: Logger;
   readonly tokens: TokenStore;
   /** Managed tokens and the audit log (./ports-security.ts). */

@@ -72,7 +72,7 @@ function flag(ctx: RequestContext, name: string): boolean {
 export const MAX_HISTORY_LIMIT = HISTORY_MAX_LIMIT;
 
 /** A history record as JSON: `at` as an ISO time, absent optionals as null. */
-function historyJson(r: HistoryRecord): Record<string, unknown> {
+export function historyJson(r: HistoryRecord): Record<string, unknown> {
   const base = { seq: r.seq, index: r.index, at: new Date(r.at).toISOString(), kind: r.kind, term: r.term };
   if (r.kind === 'leader') {
     return { ...base, leaderId: r.leaderId, leaderName: r.leaderName, previousLeaderId: r.previousLeaderId ?? null, previousLeaderName: r.previousLeaderName ?? null, reason: r.reason };

@@ -31,6 +31,8 @@ import { AuthFailureLimiter, DEFAULT_AUTH_LIMIT, type AuthLimitOptions } from '.
 import { auditAfter, checkForwarded, guard } from './guard.js';
 import type { SecurityPort } from './ports-security.js';
 import { auditRoutes, caRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
+import { opsRoutes } from './routes-ops.js';
+import type { OpsPort } from './ports-ops.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
@@ -47,6 +49,8 @@ export interface ApiServerOptions {
   readonly sql?: SqlService;
   /** DR promotion and isolation (src/api/ports.ts DrControl); absent: those routes answer 404. */
   readonly dr?: DrControl;
+  /** Built-in alerts and the diagnostic bundle (./ports-ops.ts); absent: /v1/alerts and /v1/diagnostics answer 404. */
+  readonly ops?: OpsPort;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -127,6 +131,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   '/v1/tokens': tokensRoutes,
   '/v1/audit': auditRoutes,
   '/v1/ca': caRoutes,
+  ...opsRoutes,
 };
 
 const TOKENS_PREFIX = '/v1/tokens/';
@@ -237,6 +242,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     coord: opts.coord,
     ...(opts.sql !== undefined ? { sql: opts.sql } : {}),
     ...(opts.dr !== undefined ? { dr: opts.dr } : {}),
+    ...(opts.ops !== undefined ? { ops: opts.ops } : {}),
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000, replicated: (d) => opts.security.verifyToken(d) }),
     security: opts.security,

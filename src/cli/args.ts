@@ -61,7 +61,8 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], v
   const flags = new Map<string, string | boolean>();
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    // -o is --out for the verbs that have it (backup create, diagnostics).
+    const a = argv[i] === '-o' && specs.some((s) => s.name === 'out') ? '--out' : argv[i]!;
     if (a === '--') { positionals.push(...argv.slice(i + 1)); break; }
     if (a === '-h') { flags.set('help', true); continue; }
     if (!a.startsWith('-') || a === '-') { positionals.push(a); continue; }

@@ -207,6 +207,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
     health: c.health,
     hooks: c.hooks,
     outbox: c.outbox,
+    alerts: { ...c.alerts, secretFile: c.alerts.secretFile !== '' ? abs(c.alerts.secretFile) : '' },
     security: {
       ...c.security,
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },

@@ -198,6 +198,29 @@ const outboxSchema = z.object({
   webhookUrl: z.union([z.literal(''), z.string().url().regex(/^https?:\/\//i, 'must be an http:// or https:// URL')]).default(''),
 }).strict();
 
+/** alerts: built-in alert webhooks (src/node/alerts.ts; docs/monitoring.md "Alert webhooks"). */
+const alertsSchema = z.object({
+  /** Where fire/resolve notifications are POSTed (JSON); "" = evaluate and list (GET /v1/alerts) but send nothing. */
+  webhookUrl: z.union([z.literal(''), z.string().url().regex(/^https?:\/\//i, 'must be an http:// or https:// URL')]).default(''),
+  /** File holding the secret the X-Quorate-Signature HMAC-SHA256 header is computed with; "" = unsigned. Never the cluster secret. */
+  secretFile: z.string().default(''),
+  /** A peer further behind the leader than this (ms) fires replication_lag (rConfig: 5-10 s). */
+  replicationLagMsMax: int(1, 86_400_000).default(5000),
+  /** Free space on the data dir's file system below this percentage fires disk_low. */
+  diskFreePercentMin: z.number().min(0).max(100).default(20),
+  /** More leader changes than this within leaderChangesWindowSeconds fires leader_flapping (etcd's rule: 4 in 15 min). */
+  leaderChangesMax: int(1, 10_000).default(4),
+  leaderChangesWindowSeconds: int(10, 86_400).default(900),
+  /** A condition must hold this long before it fires (0 = at once), like a Prometheus rule's \`for\`. */
+  forSeconds: int(0, 86_400).default(30),
+  /** How often the node evaluates the conditions. */
+  evaluateIntervalMs: int(100, 600_000).default(5000),
+  /** Delivery attempts per notification (exponential backoff from retryBackoffMs, doubling). */
+  maxAttempts: int(1, 20).default(5),
+  retryBackoffMs: int(10, 600_000).default(1000),
+  timeoutMs: int(100, 120_000).default(5000),
+}).strict();
+
 /** jobs[]: leader-only scheduled jobs (src/node/jobs.ts). Names are checked unique in ./load.ts. */
 const jobSchema = z.object({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit'),
@@ -218,6 +241,7 @@ export const configSchema = z.object({
   health: healthSchema.default({}),
   hooks: hooksSchema.default({}),
   outbox: outboxSchema.default({}),
+  alerts: alertsSchema.default({}),
 }).strict();
 
 /** The file after schema defaults, before cross-key rules and path resolution. */

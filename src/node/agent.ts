@@ -9,10 +9,14 @@ import type { ApiServer } from '../api/server.js';
 import { NodeHost } from './node-host.js';
 import { autoApiTlsFiles, trustClusterCa } from './tls-auto.js';
 import { awaitEnrollment, enrolledWith } from './join-agent.js';
+import { LogRing } from './log-ring.js';
+import { alertSecretOf, opsFor } from './ops-wiring.js';
 
 export async function runAgent(config: QuorateConfig, opts: { configPath: string; joinToken?: string }): Promise<void> {
   // Every line carries the node's current term once the node is up.
   let currentTerm: () => number | undefined = () => undefined;
+  // The newest lines are also kept in memory for the diagnostic bundle (./log-ring.ts).
+  const logs = new LogRing();
   const logger = pino({
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
@@ -20,10 +24,12 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       const term = currentTerm();
       return term === undefined ? {} : { term };
     },
-  });
+  }, pino.multistream([{ stream: pino.destination({ dest: 1, sync: true }) }, { stream: logs }]));
   logger.info({ event: 'agent_starting', node: config.node.nodeName, config: opts.configPath }, `starting quorate node ${config.node.nodeName}`);
   let host: NodeHost;
+  let alertSecret: string | undefined;
   try {
+    alertSecret = alertSecretOf(config);
     // A join token: wait to be enrolled first (unless this data dir already was, with this token).
     if (opts.joinToken !== undefined && !enrolledWith(config.node.dataDir, opts.joinToken)) await awaitEnrollment(config, logger, opts.joinToken);
     // The host restarts the node in place for a DR promotion (./node-host.ts); the API serves the current one.
@@ -38,6 +44,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     throw e;
   }
   currentTerm = () => host.node.term;
+  const ops = opsFor(config, host, logger, { alertSecret, logs });
   const api = config.node.apiAddress;
   const sep = api.lastIndexOf(':');
   // security.apiTls "auto": this daemon's own calls to other nodes' APIs (forwarding, audit, probes, health) trust the cluster CA.
@@ -51,6 +58,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       coord: host.coord,
       security: host.security,
       sql: host.sql,
+      ops: ops.ops,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,
@@ -103,6 +111,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       logger.info({ event: 'agent_stopping', node: config.node.nodeName, signal }, `received ${signal}; shutting down`);
       void (async () => {
         await server.close().catch(() => undefined);
+        await ops.stop();
         await host.node.stop();
         logger.flush();
         resolve();

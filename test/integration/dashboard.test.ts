@@ -2,7 +2,9 @@
 // no browser download) against three real node processes: login, the three
 // nodes and the leader, a kill -9 of the leader seen without reload, a
 // switchover from the page, the page carrying on through another member when
-// the node that served it dies, and a reader token that gets no action buttons.
+// the node that served it dies, the network and disk view, remove and isolate
+// confirmations (a dead node removed from the page), and a reader token that
+// gets no action buttons.
 // With QUORATE_SCREENSHOTS=DIR set, each view is saved there as a PNG
 // (docs/images/ holds the committed ones: `npm run screenshots`).
 import { after, before, describe, test } from 'node:test';
@@ -61,6 +63,20 @@ describe('dashboard in chromium', () => {
     assert.equal(await page.locator(`article.card.leader[data-node=${c.nodes[leader]!.name}]`).count(), 1);
     await shot(page, 'dashboard-topology');
 
+    // Network and disk: every node's round trip to every other, fsync beside leader changes; alerts firing (none).
+    await waitFor('the round-trip matrix is filled', async () => (await page.locator('[data-testid=rtt-matrix] td', { hasText: / ms$/ }).count()) === 6, 20_000);
+    await page.locator(`[data-netdisk=${c.nodes[leader]!.name}] svg.chart`).waitFor({ timeout: 20_000 });
+    assert.match((await page.locator(`[data-netdisk=${c.nodes[leader]!.name}]`).textContent()) ?? '', /disk free\d+(\.\d)?%/);
+    await page.locator('[data-testid=alerts-none]').waitFor();
+    // No DR node in this cluster: no promote-dr control. Remove and isolate open a confirmation naming the command.
+    assert.equal(await page.locator('[data-action=promote-dr]').count(), 0);
+    const other = c.nodes[serving]!.name;
+    await page.locator(`article.card[data-node=${other}] [data-action=isolate]`).click();
+    assert.match((await page.getByRole('dialog').textContent()) ?? '', new RegExp(`quorate isolate ${other}.*`));
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await page.locator(`section[aria-labelledby=nd-h]`).scrollIntoViewIfNeeded();
+    await shot(page, 'dashboard-network-disk');
+
     // Operations: a backup from the page, then the audit log shows it.
     await page.locator('[data-action=backup]').click();
     await page.getByRole('button', { name: 'Confirm' }).click();
@@ -77,6 +93,13 @@ describe('dashboard in chromium', () => {
       return t.startsWith('Leader:') && !t.includes(c!.nodes[leader]!.name);
     }, 20_000);
     console.log(`# dashboard showed the new leader ${Date.now() - t0} ms after kill -9`);
+    // The timeline gives the write outage of that leadership change as the new leader saw it.
+    let outage = '';
+    await waitFor('the timeline shows the outage of the new leader\'s election', async () => {
+      outage = (await page.locator('.timeline li', { hasText: `term` }).first().locator('[data-testid=outage]').textContent().catch(() => '')) ?? '';
+      return /^no leader for [\d.]+ (ms|s)/.test(outage);
+    }, 20_000);
+    console.log(`# timeline: ${outage}`);
     await shot(page, 'dashboard-leader-killed');
 
     // Switchover from the page to the other live node.
@@ -109,6 +132,23 @@ describe('dashboard in chromium', () => {
     await page.getByRole('button', { name: 'List (first 50)' }).click();
     await page.getByRole('cell', { name: 'app/config' }).waitFor({ timeout: 10_000 });
     await shot(page, 'dashboard-failed-over');
+
+    // Remove the dead node from the page (opened on a live member: the dead one served the first page, and a
+    // removed node's origin is no longer allowed by the others), which warns about it; the card goes.
+    const dead = c.nodes[servingNow]!.name;
+    await page.locator(`article.card[data-node=${dead}] [data-action=remove]`).click();
+    assert.match((await page.getByRole('dialog').textContent()) ?? '', /This page was served by it/);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    const admin2 = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+    await login(admin2, c.nodes[[0, 1, 2].find((i) => i !== servingNow)!]!.url, TOKEN);
+    await admin2.locator(`article.card[data-node=${dead}] [data-action=remove]`).click();
+    const dialog = (await admin2.getByRole('dialog').textContent()) ?? '';
+    assert.match(dialog, new RegExp(`quorate remove ${dead}`));
+    assert.match(dialog, /tolerates no further failure/, 'the preflight says the tolerance drops to 0');
+    await shot(admin2, 'dashboard-remove-confirm');
+    await admin2.getByRole('button', { name: 'Confirm' }).click();
+    await waitFor('the removal is reported done', async () => ((await admin2.locator('[data-testid=outcome]').textContent().catch(() => '')) ?? '').startsWith(`Remove ${dead}: done`), 30_000);
+    await waitFor('two cards left', async () => (await admin2.locator('article.card[data-node]').count()) === 2, 20_000);
 
     // A reader token: the same views, no action buttons.
     const reader = await browser!.newPage({ viewport: { width: 420, height: 900 } });

@@ -14,6 +14,8 @@ export interface Pending {
   readonly run: () => Promise<unknown>;
   /** The answer in words (default: "done"). */
   readonly summarize?: (answer: Record<string, unknown>) => string;
+  /** Typed confirmation: Confirm is enabled only once this exact text is typed (e.g. the node name). */
+  readonly typed?: string;
 }
 
 export interface Outcome { readonly ok: boolean; readonly text: string }
@@ -63,6 +65,8 @@ export function prepareDrain(conn: Connection, lead: Status, node: string): Pend
 
 export function Confirm({ pending, onDone, onCancel }: { pending: Pending; onDone: (o: Outcome) => void; onCancel: () => void }) {
   const [busy, setBusy] = useState(false);
+  const [typed, setTyped] = useState('');
+  const blocked = pending.typed !== undefined && typed !== pending.typed;
   const go = async (): Promise<void> => {
     setBusy(true);
     try {
@@ -80,9 +84,15 @@ export function Confirm({ pending, onDone, onCancel }: { pending: Pending; onDon
         <p>{pending.effect}</p>
         {pending.warning ? <p class="warn-text" role="alert">{pending.warning}</p> : null}
         <p>Same as: <code>{pending.cli}</code></p>
+        {pending.typed !== undefined ? (
+          <p class="inline">
+            <label for="confirm-typed">Type <strong>{pending.typed}</strong> to confirm</label>
+            <input id="confirm-typed" autoComplete="off" value={typed} onInput={(e) => setTyped((e.target as HTMLInputElement).value)} autoFocus />
+          </p>
+        ) : null}
         <div class="buttons">
           <button type="button" onClick={onCancel} disabled={busy}>Cancel</button>
-          <button type="button" class="primary" onClick={() => void go()} disabled={busy} autoFocus>{busy ? 'Working…' : 'Confirm'}</button>
+          <button type="button" class="primary" onClick={() => void go()} disabled={busy || blocked} autoFocus={pending.typed === undefined}>{busy ? 'Working…' : 'Confirm'}</button>
         </div>
       </div>
     </div>

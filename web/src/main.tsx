@@ -8,6 +8,8 @@ import { CardActions, Confirm, preparePause, type Outcome, type Pending } from '
 import { leaderView } from './model';
 import { Banners, Headline, Replication, Timeline, Topology } from './views';
 import { Audit, Backups, HealthChecks } from './ops';
+import { MemberActions } from './member-actions';
+import { Alerts, NetworkDisk, outageOf, useEach, type NetDisk } from './netdisk';
 
 const conn = new Connection();
 /** Fallback refresh: events from the serving node (GET /v1/events) trigger refreshes sooner. */
@@ -124,6 +126,7 @@ function App() {
     return () => { stop = true; clearInterval(id); ac.abort(); if (pendingRefresh !== undefined) clearTimeout(pendingRefresh); };
   }, [who]);
 
+  const netdisk = useEach<NetDisk>(conn, who === null ? [] : views?.views ?? [], '/v1/cluster/netdisk', 5000);
   if (who === null) return <Login onLogin={(t) => void login(t)} error={loginError} />;
   const list = views?.views ?? [];
   const lead = leaderView(list);
@@ -145,10 +148,12 @@ function App() {
             <button type="button" data-action="pause" onClick={() => prepare(preparePause(conn, lead))}>{lead.paused ? 'Resume failover' : 'Pause failover'}</button>
           </div>
         ) : null}
-        <Topology views={list} now={now} {...(admin ? { actions: (v, l) => <CardActions conn={conn} view={v} lead={l} prepare={prepare} /> } : {})} />
+        <Topology views={list} now={now} {...(admin ? { actions: (v, l) => <><CardActions conn={conn} view={v} lead={l} prepare={prepare} /><MemberActions conn={conn} view={v} lead={l} prepare={prepare} /></> } : {})} />
         <Replication views={list} now={now} />
-        <Timeline records={history} />
+        <Timeline records={history} outage={(r) => outageOf(r, netdisk)} />
+        <Alerts conn={conn} views={list} />
         <HealthChecks conn={conn} />
+        <NetworkDisk data={netdisk} views={list} history={history} />
         {admin ? <Backups conn={conn} prepare={prepare} refreshKey={outcome} leaderApiUrl={list.find((v) => v.status?.raftRole === 'leader')?.apiUrl ?? null} /> : null}
         {admin ? <Audit conn={conn} refreshKey={outcome} /> : null}
         <KvBrowser />

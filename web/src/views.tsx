@@ -119,8 +119,8 @@ function describe(r: HistoryRecord): string {
   return `${r.kind} ${extra}`;
 }
 
-/** Leadership changes with the gap since the previous record of the same kind (an upper bound of the write outage is not known here, so none is claimed). */
-export function Timeline({ records }: { records: readonly HistoryRecord[] }) {
+/** Leadership and membership changes, newest first; with `outage`, the write outage each leadership change caused as the nodes saw it. */
+export function Timeline({ records, outage }: { records: readonly HistoryRecord[]; outage?: (r: HistoryRecord) => string | undefined }) {
   if (records.length === 0) return <section aria-labelledby="tl-h"><h2 id="tl-h">Timeline</h2><p>No history recorded yet.</p></section>;
   const newest = [...records].reverse();
   return (
@@ -132,6 +132,7 @@ export function Timeline({ records }: { records: readonly HistoryRecord[] }) {
             <time dateTime={r.at}>{new Date(r.at).toLocaleString()}</time>
             <span class="term">term {r.term}</span>
             <span>{describe(r)}</span>
+            {outage?.(r) !== undefined ? <span class="outage" data-testid="outage">{outage(r)}</span> : null}
           </li>
         ))}
       </ol>
