@@ -30,6 +30,8 @@ import type { AppCoordination } from './ports-app.js';
 import { AuthFailureLimiter, DEFAULT_AUTH_LIMIT, type AuthLimitOptions } from './auth-limit.js';
 import { auditAfter, checkForwarded, guard } from './guard.js';
 import type { SecurityPort } from './ports-security.js';
+import type { DrillPort } from './ports-drill.js';
+import { drillRoutes } from './routes-drills.js';
 import { auditRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
 
 export interface ApiServerOptions {
@@ -47,6 +49,8 @@ export interface ApiServerOptions {
   readonly sql?: SqlService;
   /** DR promotion and isolation (src/api/ports.ts DrControl); absent: those routes answer 404. */
   readonly dr?: DrControl;
+  /** Drill faults and reports (./ports-drill.ts); absent: those routes answer 404. */
+  readonly drills?: DrillPort;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -122,6 +126,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...appStaticRoutes,
   '/v1/tokens': tokensRoutes,
   '/v1/audit': auditRoutes,
+  ...drillRoutes,
 };
 
 const TOKENS_PREFIX = '/v1/tokens/';
@@ -232,6 +237,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     coord: opts.coord,
     ...(opts.sql !== undefined ? { sql: opts.sql } : {}),
     ...(opts.dr !== undefined ? { dr: opts.dr } : {}),
+    ...(opts.drills !== undefined ? { drills: opts.drills } : {}),
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000, replicated: (d) => opts.security.verifyToken(d) }),
     security: opts.security,

@@ -30,6 +30,7 @@ import { checkTarget, failoverSafe, switchover, type ControlContext } from './co
 import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
 import { NodeSecurity } from './security.js';
+import { NodeDrills } from './drills.js';
 import { DEFAULT_AUDIT_MAX } from '../state/index.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
@@ -110,6 +111,8 @@ export class QuorateNode implements ClusterControl {
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
   readonly jobs: JobsPort;
+  /** Drill faults on this node and the replicated drill reports (./drills.ts): the API's DrillPort. */
+  readonly drills: NodeDrills;
   /** DR promotion (./promotion.ts): the replication lag, and the agent's restart (absent outside `quorate agent`). */
   readonly #lag = new LagTracker();
   #restart: ((rewrite: () => Promise<void>) => Promise<void>) | undefined;
@@ -272,6 +275,8 @@ export class QuorateNode implements ClusterControl {
       removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),
       propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS), setTransportSecret: (sec) => this.#transport.setClusterSecret(sec),
     };
+    this.drills = new NodeDrills({ config, log: this.#log, machine: state.drills, appliedIndex: () => this.machines.appliedIndex, isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
+      term: () => this.term, featureLevel: () => this.featureLevel(), proposeEnvelope: (m, p) => this.proposeEnvelope(m, p), switchover: () => this.switchover(), dropPeerTraffic: (on) => this.#transport.setDropAll(on) });
     state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
     if (state.secrets.rotations.length > 0) followRotations(this.#isolate, state.secrets.rotations);
   }
