@@ -17,7 +17,7 @@ interface HistoryBody { reports: { seq: number; recordedAt: string; report: Dril
 export const drillCommand: Command = {
   name: 'drill',
   summary: 'run a failover drill: fault a node, measure detection, new leader, RTO and RPO (acknowledged writes lost)',
-  usage: '[--kill leader|random|NAME] [--fault crash|pause|isolate|switchover] [--rounds N] [--interval 30s] [--duration 5s] --confirm [--force] | --history',
+  usage: '[--kill leader|random|NAME] [--fault crash|pause|isolate|switchover] [--rounds N] [--interval 30s] [--duration 5s] [--wait 60s] --confirm [--force] | --history',
   description:
     'Each round waits for a healthy cluster (refused unless it is failover-safe with a failure tolerance >= 1; --force skips that), starts its own writers and readers, ' +
     'asks the target node to carry out the fault on itself (crash: exits hard and is restarted by its service manager; pause: SIGSTOP for --duration; ' +
@@ -32,6 +32,7 @@ export const drillCommand: Command = {
     { name: 'interval', type: 'duration', value: 'DURATION', help: 'pause between rounds (default 30s)' },
     { name: 'duration', type: 'duration', value: 'DURATION', help: 'how long a pause or isolate fault lasts (default 5s)' },
     { name: 'confirm', type: 'boolean', help: 'yes, fault the nodes (required to run a drill)' },
+    { name: 'wait', type: 'duration', value: 'DURATION', help: 'how long to wait for a healthy, failover-safe cluster before each round (default 60s)' },
     { name: 'force', type: 'boolean', help: 'run although the cluster is not failover-safe with a failure tolerance >= 1' },
     { name: 'history', type: 'boolean', help: 'list the drill reports kept in the cluster instead of running one' },
   ],
@@ -54,12 +55,14 @@ export const drillCommand: Command = {
     const intervalMs = duration(ctx.args, 'interval') ?? DEFAULT_INTERVAL_MS;
     const durationMs = duration(ctx.args, 'duration') ?? DEFAULT_DURATION_MS;
     if (durationMs < 1 || durationMs > 600_000) throw new UsageError(`--duration must be 1ms..10m, got ${durationMs} ms`, 'drill');
+    const waitMs = duration(ctx.args, 'wait');
     if (!bool(ctx.args, 'confirm')) {
       ctx.io.err(`Error: a drill ${fault === 'crash' ? 'crashes' : fault === 'pause' ? 'freezes' : fault === 'isolate' ? 'cuts off' : 'moves leadership away from'} ${kill === 'leader' ? 'the leader' : kill === 'random' ? 'a random voter' : kill} ${rounds} time(s) and writes test keys under quorate-drill/; nothing was done.\nHint: repeat with --confirm.`);
       return EXIT.failed;
     }
     const r = await runDrill({
       urls: ctx.urls(), token: ctx.token(), kill, fault, rounds, intervalMs, durationMs, force: bool(ctx.args, 'force'), runner: 'cli',
+      ...(waitMs !== undefined ? { settleTimeoutMs: waitMs } : {}),
       log: (line) => ctx.io.err(`drill: ${line}`),
     });
     const markdown = reportMarkdown(r.report);

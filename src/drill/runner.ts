@@ -119,13 +119,18 @@ export class DrillRunner {
     return m;
   }
 
-  /** The leader's status once every voter is healthy from its view and answers itself; refuses (unless forced) when not failover-safe. */
+  /**
+   * The leader's status once every member answers and is healthy from the
+   * leader's view, and the cluster is failover-safe with a failure tolerance
+   * >= 1; refused when that does not come within the wait. Forced: only a
+   * leader that answers is needed.
+   */
   async #settle(): Promise<{ leader: Member; status: ClusterStatus }> {
     const deadline = Date.now() + (this.#o.settleTimeoutMs ?? 60_000);
     let why = 'no node answered';
     for (;;) {
       await this.#refreshMembers().catch((e: Error) => { why = e.message; });
-      const ready = await this.#healthy().catch((e: Error) => { why = e.message; return undefined; });
+      const ready = await this.#healthy(this.#o.force).catch((e: Error) => { why = e.message; return undefined; });
       if (ready !== undefined) {
         if (this.#o.force) return ready;
         const h = await this.#one(ready.leader.apiUrl, 3000).health('cluster').catch(() => undefined);
@@ -134,20 +139,22 @@ export class DrillRunner {
         if (safe && tolerance >= 1) return ready;
         why = `the cluster is not failover-safe with a failure tolerance >= 1 (failoverSafe ${String(safe)}, failureTolerance ${tolerance} on the leader ${ready.leader.nodeName})`;
       }
-      if (Date.now() > deadline) throw new DrillRefusedError(`${why}; a drill would take the cluster down. Fix it first (\`quorate status\`), or pass --force to run anyway`);
+      if (Date.now() > deadline) throw new DrillRefusedError(`${why}; a drill would put the cluster at risk. Fix it first (\`quorate status\`), or pass --force to run anyway`);
       await sleep(250);
     }
   }
 
-  async #healthy(): Promise<{ leader: Member; status: ClusterStatus } | undefined> {
+  async #healthy(leaderOnly: boolean): Promise<{ leader: Member; status: ClusterStatus }> {
     const views = await Promise.all(this.#members.map(async (m) => ({ m, st: await this.#status(m.apiUrl) })));
+    const up = views.filter((v) => v.st !== undefined);
     const down = views.filter((v) => v.st === undefined).map((v) => v.m.nodeName);
-    if (down.length > 0) throw new Error(`${down.join(', ')} did not answer`);
-    const leaderName = views[0]!.st!.leader;
+    if (!leaderOnly && down.length > 0) throw new Error(`${down.join(', ')} did not answer`);
+    const leaderName = up.map((v) => v.st!.leader).find((l) => typeof l === 'string');
     if (typeof leaderName !== 'string') throw new Error('no leader is known');
     const lv = views.find((v) => v.m.nodeName === leaderName);
     if (lv?.st?.raftRole !== 'leader') throw new Error(`${leaderName} is not leading yet`);
-    const disagree = views.filter((v) => v.st!.leader !== leaderName).map((v) => v.m.nodeName);
+    if (leaderOnly) return { leader: lv.m, status: lv.st };
+    const disagree = up.filter((v) => v.st!.leader !== leaderName).map((v) => v.m.nodeName);
     if (disagree.length > 0) throw new Error(`${disagree.join(', ')} do not follow ${leaderName} yet`);
     const unhealthy = (lv.st.peers ?? []).filter((p) => p['status'] !== 'healthy').map((p) => `${p.nodeName} (${String(p['status'])})`);
     if (unhealthy.length > 0) throw new Error(`not every member is healthy: ${unhealthy.join(', ')}`);
@@ -206,7 +213,7 @@ export class DrillRunner {
     const target = rtoTargetMs ?? 15_000;
     return {
       id, runner: this.#o.runner, startedAt, finishedAt: new Date().toISOString(), kill: this.#o.kill, fault: this.#o.fault,
-      durationMs: this.#o.durationMs, intervalMs: this.#o.intervalMs, rtoTargetMs: target, forced: this.#o.force, rounds, summary: summarize(rounds, target),
+      durationMs: this.#o.fault === 'pause' || this.#o.fault === 'isolate' ? this.#o.durationMs : 0, intervalMs: this.#o.intervalMs, rtoTargetMs: target, forced: this.#o.force, rounds, summary: summarize(rounds, target),
     };
   }
 
@@ -284,7 +291,7 @@ export class DrillRunner {
     await sleep(300);
     await work.stop();
     if (leaderAfter === null) {
-      const s = await this.#healthy().catch(() => undefined);
+      const s = await this.#healthy(true).catch(() => undefined);
       if (s !== undefined) {
         leaderAfter = s.leader.nodeName;
         termAfter = typeof s.status.term === 'number' ? s.status.term : null;

@@ -1,0 +1,102 @@
+// `quorate drill --rounds 1` for each fault kind (crash, pause, isolate,
+// switchover) against a real 3-node `quorate demo` (child processes on
+// loopback; the demo restarts a node its crash fault killed): every report
+// has RPO 0 (no acknowledged write missing when read back), an RTO, a
+// rejoined target, and is kept in the cluster (`quorate drill --history`).
+// Then the refusals: without --confirm, and with a voter frozen (failure
+// tolerance 0: not failover-safe) unless --force.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MAIN, sleep, waitFor } from './harness.js';
+import type { DrillReport } from '../../src/drill/report.js';
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+function cli(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env['PATH'] ?? '' }, cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function pidOf(pattern: string): number | undefined {
+  const r = spawnSync('pgrep', ['-f', pattern], { encoding: 'utf8' });
+  const pid = Number(r.stdout.trim().split('\n')[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+test('quorate drill: one round of each fault against a 3-node demo, RPO 0, reports kept; refusals', { timeout: 240_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'quorate-drill-'));
+  const base = 20000 + Math.floor(Math.random() * 20000);
+  const demo = spawn(process.execPath, [MAIN, 'demo', '--nodes', '3', '--base-port', String(base), '--dir', join(dir, 'd')], {
+    env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  demo.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  demo.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  const exited = new Promise<void>((r) => demo.once('exit', () => r()));
+  let frozen: number | undefined;
+  t.after(async () => {
+    if (frozen !== undefined) try { process.kill(frozen, 'SIGCONT'); } catch { /* gone */ }
+    demo.kill('SIGTERM');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await waitFor('the demo cluster is ready', () => out.includes('Press Ctrl-C'), 60_000);
+  const token = readFileSync(join(dir, 'd', 'node1', 'admin.token'), 'utf8').trim();
+  const urls = [0, 1, 2].map((k) => `http://127.0.0.1:${base + k}`).join(',');
+  const common = ['--url', urls, '--token', token, '--json'];
+
+  // Refused without --confirm: nothing happens.
+  const unconfirmed = await cli(['drill', ...common]);
+  assert.equal(unconfirmed.code, 1);
+  assert.match(unconfirmed.stderr, /nothing was done[\s\S]*--confirm/);
+
+  const rtos: Record<string, number> = {};
+  for (const fault of ['crash', 'pause', 'isolate', 'switchover'] as const) {
+    const r = await cli(['drill', ...common, '--kill', 'leader', '--fault', fault, '--rounds', '1', '--duration', '2s', '--confirm']);
+    assert.equal(r.code, 0, `${fault}: ${r.stderr}\n${r.stdout}`);
+    const { report, recorded } = JSON.parse(r.stdout) as { report: DrillReport; recorded: boolean };
+    const round = report.rounds[0]!;
+    assert.equal(recorded, true, fault);
+    assert.equal(report.fault, fault);
+    assert.equal(report.summary.passed, true, JSON.stringify(report));
+    assert.equal(round.lost, 0, `${fault}: acknowledged writes lost`);
+    assert.ok(round.writesAcked > 0, fault);
+    assert.ok(round.targetWasLeader, fault);
+    assert.notEqual(round.leaderAfter, round.leaderBefore, `${fault}: leadership moved`);
+    assert.ok(round.newLeaderMs !== null && round.rtoMs !== null && round.rejoinMs !== null, JSON.stringify(round));
+    rtos[fault] = round.rtoMs;
+    if (fault === 'crash') assert.match(err, /exited \(signal SIGKILL\); restarting it/);
+  }
+  t.diagnostic(`RTO ms by fault (one round each): ${JSON.stringify(rtos)}`);
+
+  const hist = await cli(['drill', ...common, '--history']);
+  assert.equal(hist.code, 0, hist.stderr);
+  const kept = (JSON.parse(hist.stdout) as { reports: { report: DrillReport }[] }).reports.map((x) => x.report.fault);
+  assert.deepEqual(kept, ['switchover', 'isolate', 'pause', 'crash']);
+
+  // A voter frozen: failure tolerance 0, so the drill is refused (a failure would take the cluster down) unless --force.
+  await waitFor('every node is back', async () => (await cli(['status', ...common])).code === 0, 30_000);
+  const status = JSON.parse((await cli(['status', ...common])).stdout) as { nodes: { nodeName: string; role: string }[] };
+  const standby = status.nodes.find((n) => n.role === 'standby')!.nodeName;
+  frozen = pidOf(join(dir, 'd', standby, 'quorate.json'));
+  assert.ok(frozen !== undefined, `pid of ${standby}`);
+  process.kill(frozen, 'SIGSTOP');
+  await sleep(1500);
+  const refused = await cli(['drill', ...common, '--fault', 'switchover', '--wait', '3s', '--confirm']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /not failover-safe with a failure tolerance >= 1|did not answer|not every member is healthy/);
+  assert.match(refused.stderr, /--force/);
+  process.kill(frozen, 'SIGCONT');
+  frozen = undefined;
+});
