@@ -704,6 +704,10 @@ export class PeerTransport {
           return;
         }
         if (state === 'snapshot' && receiver) {
+          if (this.#dropAll) {
+            conn.close({ initiator: 'local', detail: 'peer traffic is dropped by a drill (isolate fault)' });
+            return;
+          }
           const got = receiver.handle(f);
           const now = Date.now();
           if (!got && now - lastProgressLog >= 1000) {
