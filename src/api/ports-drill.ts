@@ -52,6 +52,6 @@ export interface DrillPort {
   fault(req: DrillFaultRequest): Promise<{ result: DrillFaultResult; afterAnswer?: () => void }>;
   /** The newest `limit` reports (all when undefined), newest first. */
   reports(limit?: number): { reports: DrillRecordView[]; seq: number; appliedIndex: number };
-  /** Leader only (not_leader elsewhere): keep a report (JSON text) in the replicated history. */
-  record(reportJson: string): Promise<{ seq: number }>;
+  /** Leader only (not_leader elsewhere): keep a report (JSON text) in the replicated history; a retry with the same idempotency key records it once. */
+  record(reportJson: string, idempotencyKey?: string): Promise<{ seq: number }>;
 }

@@ -135,7 +135,7 @@ export const drillRoutes: Record<string, Record<string, Route>> = {
         if (text.length > REPORT_MAX) throw badField('report', `is ${text.length} characters of JSON; at most ${REPORT_MAX}`);
         const drills = drillsOf(ctx);
         await onLeader(ctx, true, async () => {
-          const r = await drills.record(text);
+          const r = await drills.record(text, ctx.header('idempotency-key'));
           ctx.json(200, { ...r, leader: ctx.app.cluster.nodeName });
         });
       },

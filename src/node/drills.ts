@@ -32,7 +32,7 @@ export interface NodeDrillsOptions {
   readonly notLeader: () => NodeError;
   readonly term: () => number;
   readonly featureLevel: () => number;
-  readonly proposeEnvelope: (machine: string, payload: Uint8Array) => Promise<ApplyResult>;
+  readonly proposeEnvelope: (machine: string, payload: Uint8Array, idempotencyKey?: string) => Promise<ApplyResult>;
   readonly switchover: () => Promise<{ to: string }>;
   /** The peer transport's drop switch (isolate). */
   readonly dropPeerTraffic: (on: boolean) => void;
@@ -123,10 +123,10 @@ export class NodeDrills implements DrillPort {
     return { reports, seq: this.#o.machine.seq, appliedIndex: this.#o.appliedIndex() };
   }
 
-  async record(reportJson: string): Promise<{ seq: number }> {
+  async record(reportJson: string, idempotencyKey?: string): Promise<{ seq: number }> {
     if (!this.#o.isLeader()) throw this.#o.notLeader();
     if (this.#o.featureLevel() < 2) throw new NodeError('feature_unavailable', 'drill reports need cluster feature level 2: some member runs the previous release; upgrade every member, then retry');
-    const r = await this.#o.proposeEnvelope(DRILLS_MACHINE_ID, encodeDrillsPayload({ max: DEFAULT_DRILLS_MAX, report: reportJson }));
+    const r = await this.#o.proposeEnvelope(DRILLS_MACHINE_ID, encodeDrillsPayload({ max: DEFAULT_DRILLS_MAX, report: reportJson }), idempotencyKey === undefined ? undefined : `drill:${idempotencyKey}`);
     if ('error' in r) throw new Error(`the drills machine refused the report: ${JSON.stringify(r).slice(0, 300)}`);
     return { seq: this.#o.machine.seq };
   }

@@ -276,7 +276,7 @@ export class QuorateNode implements ClusterControl {
       propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS), setTransportSecret: (sec) => this.#transport.setClusterSecret(sec),
     };
     this.drills = new NodeDrills({ config, log: this.#log, machine: state.drills, appliedIndex: () => this.machines.appliedIndex, isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
-      term: () => this.term, featureLevel: () => this.featureLevel(), proposeEnvelope: (m, p) => this.proposeEnvelope(m, p), switchover: () => this.switchover(), dropPeerTraffic: (on) => this.#transport.setDropAll(on) });
+      term: () => this.term, featureLevel: () => this.featureLevel(), proposeEnvelope: (m, p, k) => this.proposeEnvelope(m, p, k === undefined ? {} : { idempotencyKey: k }), switchover: () => this.switchover(), dropPeerTraffic: (on) => this.#transport.setDropAll(on) });
     state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
     if (state.secrets.rotations.length > 0) followRotations(this.#isolate, state.secrets.rotations);
   }
