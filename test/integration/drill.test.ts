@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MAIN, sleep, waitFor } from './harness.js';
+import { MAIN, OPERATOR_TOKEN, READER_TOKEN, TOKEN, TestCluster, http, sleep, waitFor } from './harness.js';
 import type { DrillReport } from '../../src/drill/report.js';
 
 interface Run { code: number | null; stdout: string; stderr: string }
@@ -99,4 +99,37 @@ test('quorate drill: one round of each fault against a 3-node demo, RPO 0, repor
   assert.match(refused.stderr, /--force/);
   process.kill(frozen, 'SIGCONT');
   frozen = undefined;
+});
+
+test('drills are off by default: the fault endpoint and POST /v1/drills refuse naming drills.enabled; roles; the CLI says what to do', { timeout: 120_000 }, async (t) => {
+  const c = await TestCluster.start({ nodes: 1 });
+  t.after(() => c.stop());
+  await c.waitLeader();
+  const url = c.nodes[0]!.url;
+  const off = await http(url, 'POST', '/v1/cluster/drill/fault', { token: TOKEN, body: { fault: 'crash' } });
+  assert.equal(off.status, 409);
+  assert.equal(off.body['error'], 'drills_disabled');
+  assert.match(String(off.body['message']), /drills\.enabled is false in node1's config/);
+  const dry = await http(url, 'POST', '/v1/cluster/drill/fault', { token: TOKEN, body: { fault: 'pause', dryRun: true } });
+  assert.equal(dry.body['error'], 'drills_disabled');
+  assert.equal((await http(url, 'POST', '/v1/cluster/drill/fault', { token: OPERATOR_TOKEN, body: { fault: 'crash' } })).status, 403);
+  const bad = await http(url, 'POST', '/v1/cluster/drill/fault', { token: TOKEN, body: { fault: 'melt' } });
+  assert.equal(bad.status, 400);
+  assert.match(String(bad.body['message']), /fault.*crash, pause, isolate, switchover/);
+  const unconfirmed = await http(url, 'POST', '/v1/drills', { token: TOKEN, body: {} });
+  assert.equal(unconfirmed.body['error'], 'confirm_required');
+  assert.equal((await http(url, 'POST', '/v1/drills', { token: TOKEN, body: { confirm: true } })).body['error'], 'drills_disabled');
+  const list = await http(url, 'GET', '/v1/drills', { token: READER_TOKEN });
+  assert.equal(list.status, 200);
+  assert.deepEqual(list.body['reports'], []);
+  assert.equal((await http(url, 'POST', '/v1/drills/reports', { token: OPERATOR_TOKEN, body: { report: {} } })).status, 403);
+  // The node is still up: nothing happened.
+  assert.equal((await http(url, 'GET', '/system/health/leader')).status, 200);
+  // One voter: failure tolerance 0, refused; forced, the target refuses (drills.enabled).
+  const refused = await cli(['drill', '--url', url, '--token', TOKEN, '--wait', '1s', '--confirm']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /not failover-safe with a failure tolerance >= 1 \(failoverSafe false, failureTolerance 0 on the leader node1\).*--force/);
+  const forced = await cli(['drill', '--url', url, '--token', TOKEN, '--force', '--confirm']);
+  assert.equal(forced.code, 1);
+  assert.match(forced.stderr, /drills\.enabled is false in node1's config.*HTTP 409 drills_disabled/);
 });
