@@ -50,6 +50,7 @@ export const drillCommand: Command = {
     if (kill === '') throw new UsageError('--kill needs leader, random or a node name', 'drill');
     const fault = (str(ctx.args, 'fault') ?? 'crash') as DrillFault;
     if (!(DRILL_FAULTS as readonly string[]).includes(fault)) throw new UsageError(`--fault must be one of ${DRILL_FAULTS.join(', ')}, got ${JSON.stringify(fault)}`, 'drill');
+    if (fault === 'switchover' && kill !== 'leader') throw new UsageError('--fault switchover moves leadership away from the leader: use it with --kill leader (the default)', 'drill');
     const rounds = int(ctx.args, 'rounds') ?? 1;
     if (rounds < 1 || rounds > 100) throw new UsageError(`--rounds must be 1..100, got ${rounds}`, 'drill');
     const intervalMs = duration(ctx.args, 'interval') ?? DEFAULT_INTERVAL_MS;

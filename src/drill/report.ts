@@ -86,9 +86,9 @@ export function reportMarkdown(r: DrillReport): string {
 }
 
 /** The summary of finished rounds against the targets. */
-export function summarize(rounds: readonly DrillRoundReport[], rtoTargetMs: number): DrillReport['summary'] {
+export function summarize(rounds: readonly DrillRoundReport[], rtoTargetMs: number, stopped: readonly string[] = []): DrillReport['summary'] {
   const rtos = rounds.map((r) => r.rtoMs).filter((v): v is number => v !== null);
-  const failures: string[] = [];
+  const failures: string[] = [...stopped];
   for (const r of rounds) {
     if (r.rtoMs === null) failures.push(`round ${r.round}: no write was acknowledged after the fault (RTO unknown, target ${rtoTargetMs} ms)`);
     else if (r.rtoMs > rtoTargetMs) failures.push(`round ${r.round}: RTO ${Math.round(r.rtoMs)} ms is above the target drills.rtoTargetMs = ${rtoTargetMs} ms`);

@@ -71,6 +71,7 @@ export class DrillRunner {
   constructor(o: DrillRunOptions) {
     if (o.urls.length === 0) throw new DrillRefusedError('no node URL given (--url)');
     if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 100) throw new DrillRefusedError(`rounds must be 1..100, got ${o.rounds}`);
+    if (o.fault === 'switchover' && o.kill !== 'leader') throw new DrillRefusedError(`a switchover drill targets the leader (the planned transfer moves leadership away from it): use --kill leader, not ${JSON.stringify(o.kill)}`);
     this.#o = o;
     this.#log = o.log ?? (() => undefined);
   }
@@ -195,25 +196,35 @@ export class DrillRunner {
     await this.#refreshMembers();
     const rounds: DrillRoundReport[] = [];
     let rtoTargetMs = this.#o.rtoTargetMs;
+    let stopped: string | undefined;
     for (let round = 1; round <= this.#o.rounds; round++) {
       if (round > 1 && this.#o.intervalMs > 0) {
         this.#log(`waiting ${this.#o.intervalMs} ms before round ${round}`);
         await sleep(this.#o.intervalMs);
       }
       const notes: string[] = [];
-      const { target, leader, status } = await this.#pickTarget(await this.#settle(), notes);
-      // Every target must allow faults (drills.enabled); the first one also gives the RTO target.
-      const dry = await this.#fault(target, true);
-      rtoTargetMs ??= dry.rtoTargetMs;
-      this.#log(`round ${round}: ${this.#o.fault} of ${target.nodeName}${target.nodeName === leader.nodeName ? ' (the leader)' : ''}`);
-      rounds.push(await this.#round(round, id, target, leader, status, notes, rtoTargetMs));
-      const r = rounds[rounds.length - 1]!;
+      let r: DrillRoundReport;
+      try {
+        const { target, leader, status } = await this.#pickTarget(await this.#settle(), notes);
+        // Every target must allow faults (drills.enabled); the first one also gives the RTO target.
+        const dry = await this.#fault(target, true);
+        rtoTargetMs ??= dry.rtoTargetMs;
+        this.#log(`round ${round}: ${this.#o.fault} of ${target.nodeName}${target.nodeName === leader.nodeName ? ' (the leader)' : ''}`);
+        r = await this.#round(round, id, target, leader, status, notes, rtoTargetMs);
+      } catch (e) {
+        // Nothing to report yet: the caller gets the error. Later: the report of the rounds run, failed.
+        if (rounds.length === 0) throw e;
+        stopped = `round ${round} did not run: ${(e as Error).message}`;
+        this.#log(stopped);
+        break;
+      }
+      rounds.push(r);
       this.#log(`round ${round}: RTO ${r.rtoMs ?? '-'} ms, new leader ${r.newLeaderMs ?? '-'} ms, lost ${r.lost}, unknown ${r.writesUnknown}, rejoin ${r.rejoinMs ?? '-'} ms: ${r.passed ? 'ok' : 'FAILED'}`);
     }
     const target = rtoTargetMs ?? 15_000;
     return {
       id, runner: this.#o.runner, startedAt, finishedAt: new Date().toISOString(), kill: this.#o.kill, fault: this.#o.fault,
-      durationMs: this.#o.fault === 'pause' || this.#o.fault === 'isolate' ? this.#o.durationMs : 0, intervalMs: this.#o.intervalMs, rtoTargetMs: target, forced: this.#o.force, rounds, summary: summarize(rounds, target),
+      durationMs: this.#o.fault === 'pause' || this.#o.fault === 'isolate' ? this.#o.durationMs : 0, intervalMs: this.#o.intervalMs, rtoTargetMs: target, forced: this.#o.force, rounds, summary: summarize(rounds, target, stopped === undefined ? [] : [stopped]),
     };
   }
 
