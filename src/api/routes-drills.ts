@@ -6,7 +6,7 @@
 // - POST /v1/drills/reports: keep a report in the replicated history (the
 //   CLI's runner sends it here); GET /v1/drills lists the history.
 import { DrillRefusedError, runDrill } from '../drill/runner.js';
-import { reportMarkdown } from '../drill/report.js';
+import { reportMarkdown, type DrillReport } from '../drill/report.js';
 import { QuorateHttpError } from './client.js';
 import type { RequestContext, Route } from './context.js';
 import { ApiError, badField } from './errors.js';
@@ -46,6 +46,15 @@ function faultOf(o: Record<string, unknown>, dflt?: DrillFault): DrillFault {
   return v as DrillFault;
 }
 
+/** The Markdown table of a kept report, or null for one this version cannot render. */
+function markdownOf(report: unknown): string | null {
+  try {
+    return reportMarkdown(report as DrillReport);
+  } catch {
+    return null;
+  }
+}
+
 function drillsOf(ctx: RequestContext): DrillPort {
   const d = ctx.app.drills;
   if (d === undefined) throw new ApiError('not_found', `${ctx.path} is served by \`quorate agent\` only`);
@@ -78,7 +87,8 @@ export const drillRoutes: Record<string, Record<string, Route>> = {
       query: ['limit'],
       handle: async (ctx) => {
         const limit = ctx.intParam('limit', 1, 1000);
-        ctx.json(200, drillsOf(ctx).reports(limit));
+        const r = drillsOf(ctx).reports(limit);
+        ctx.json(200, { ...r, reports: r.reports.map((x) => ({ ...x, markdown: markdownOf(x.report) })) });
       },
     },
     POST: {

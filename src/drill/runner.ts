@@ -61,6 +61,8 @@ interface Member { readonly nodeName: string; readonly apiUrl: string; readonly 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const NON_VOTING = new Set(['observer', 'dr', 'removed']);
+/** Deadline of one status call while waiting for a healthy cluster (a loaded node may be slow to answer; that is not "down"). */
+const SETTLE_CALL_MS = 3000;
 
 export class DrillRunner {
   readonly #o: DrillRunOptions;
@@ -92,9 +94,10 @@ export class DrillRunner {
     return new QuorateClient({ urls, ...(this.#o.token !== undefined ? { token: this.#o.token } : {}), timeoutMs });
   }
 
-  async #status(url: string): Promise<ClusterStatus | undefined> {
+  /** A node's status, or undefined when it does not answer within timeoutMs (short while a round is measured, longer while settling). */
+  async #status(url: string, timeoutMs = 800): Promise<ClusterStatus | undefined> {
     try {
-      return await this.#one(url, 800).clusterStatus();
+      return await this.#one(url, timeoutMs).clusterStatus();
     } catch {
       return undefined;
     }
@@ -102,7 +105,7 @@ export class DrillRunner {
 
   async #refreshMembers(): Promise<void> {
     for (const url of [...this.#members.map((m) => m.apiUrl), ...this.#o.urls]) {
-      const st = await this.#status(url);
+      const st = await this.#status(url, SETTLE_CALL_MS);
       const peers = st?.peers;
       if (!Array.isArray(peers)) continue;
       const members = peers.flatMap((p) => (typeof p.nodeName === 'string' && typeof p['apiUrl'] === 'string' ? [{ nodeName: p.nodeName, apiUrl: (p['apiUrl'] as string).replace(/\/$/, ''), voter: !NON_VOTING.has(String(p.role)) }] : []));
@@ -146,7 +149,7 @@ export class DrillRunner {
   }
 
   async #healthy(leaderOnly: boolean): Promise<{ leader: Member; status: ClusterStatus }> {
-    const views = await Promise.all(this.#members.map(async (m) => ({ m, st: await this.#status(m.apiUrl) })));
+    const views = await Promise.all(this.#members.map(async (m) => ({ m, st: await this.#status(m.apiUrl, SETTLE_CALL_MS) })));
     const up = views.filter((v) => v.st !== undefined);
     const down = views.filter((v) => v.st === undefined).map((v) => v.m.nodeName);
     if (!leaderOnly && down.length > 0) throw new Error(`${down.join(', ')} did not answer`);

@@ -63,7 +63,7 @@ test('quorate drill: one round of each fault against a 3-node demo, RPO 0, repor
 
   const rtos: Record<string, number> = {};
   for (const fault of ['crash', 'pause', 'isolate', 'switchover'] as const) {
-    const r = await cli(['drill', ...common, '--kill', 'leader', '--fault', fault, '--rounds', '1', '--duration', '2s', '--confirm']);
+    const r = await cli(['drill', ...common, '--kill', 'leader', '--fault', fault, '--rounds', '1', '--duration', '5s', '--confirm']);
     assert.equal(r.code, 0, `${fault}: ${r.stderr}\n${r.stdout}`);
     const { report, recorded } = JSON.parse(r.stdout) as { report: DrillReport; recorded: boolean };
     const round = report.rounds[0]!;
@@ -84,6 +84,8 @@ test('quorate drill: one round of each fault against a 3-node demo, RPO 0, repor
   assert.equal(hist.code, 0, hist.stderr);
   const kept = (JSON.parse(hist.stdout) as { reports: { report: DrillReport }[] }).reports.map((x) => x.report.fault);
   assert.deepEqual(kept, ['switchover', 'isolate', 'pause', 'crash']);
+  const first = (JSON.parse(hist.stdout) as { reports: { markdown: string }[] }).reports[0]!;
+  assert.match(first.markdown, /^### Drill .*: switchover of leader, 1 round\(s\), PASSED/);
 
   // A voter frozen: failure tolerance 0, so the drill is refused (a failure would take the cluster down) unless --force.
   await waitFor('every node is back', async () => (await cli(['status', ...common])).code === 0, 30_000);
@@ -104,7 +106,7 @@ test('quorate drill: one round of each fault against a 3-node demo, RPO 0, repor
 test('drills are off by default: the fault endpoint and POST /v1/drills refuse naming drills.enabled; roles; the CLI says what to do', { timeout: 120_000 }, async (t) => {
   const c = await TestCluster.start({ nodes: 1 });
   t.after(() => c.stop());
-  await c.waitLeader();
+  await c.waitLeader(60_000);
   const url = c.nodes[0]!.url;
   const off = await http(url, 'POST', '/v1/cluster/drill/fault', { token: TOKEN, body: { fault: 'crash' } });
   assert.equal(off.status, 409);
