@@ -87,6 +87,19 @@ test('quorate drill: one round of each fault against a 3-node demo, RPO 0, repor
   const first = (JSON.parse(hist.stdout) as { reports: { markdown: string }[] }).reports[0]!;
   assert.match(first.markdown, /^### Drill .*: switchover of leader, 1 round\(s\), PASSED/);
 
+  // POST /v1/drills on the leader: it runs the drill itself and never faults itself (it hands leadership away first).
+  await waitFor('every node is back', async () => (await cli(['status', ...common])).code === 0, 30_000);
+  const lead = JSON.parse((await cli(['status', ...common])).stdout) as { leaderNode: string; nodes: { nodeName: string }[] };
+  const leaderUrl = `http://127.0.0.1:${base + Number(lead.leaderNode.replace('node', '')) - 1}`;
+  const viaNode = await http(leaderUrl, 'POST', '/v1/drills', { token, body: { kill: 'leader', fault: 'switchover', confirm: true } });
+  assert.equal(viaNode.status, 200, JSON.stringify(viaNode.body));
+  const nodeReport = viaNode.body['report'] as DrillReport;
+  assert.equal(nodeReport.runner, `node:${lead.leaderNode}`);
+  assert.notEqual(nodeReport.rounds[0]!.target, lead.leaderNode);
+  assert.match(nodeReport.rounds[0]!.notes.join(' '), /running the drill\) led at the start of the round and handed leadership away first/);
+  assert.equal(nodeReport.summary.lostTotal, 0);
+  assert.equal(viaNode.body['recorded'], true);
+
   // A voter frozen: failure tolerance 0, so the drill is refused (a failure would take the cluster down) unless --force.
   await waitFor('every node is back', async () => (await cli(['status', ...common])).code === 0, 30_000);
   const status = JSON.parse((await cli(['status', ...common])).stdout) as { nodes: { nodeName: string; role: string }[] };
