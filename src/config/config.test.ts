@@ -274,6 +274,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
     'alerts.webhookUrl', 'alerts.secretFile', 'alerts.replicationLagMsMax', 'alerts.diskFreePercentMin', 'alerts.leaderChangesMax', 'alerts.leaderChangesWindowSeconds',
     'alerts.forSeconds', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',
+    'drills.enabled', 'drills.rtoTargetMs',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {
@@ -329,4 +330,12 @@ test('loadConfig: relative dataDir resolves against the file; bad JSON and missi
   assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: cluster.electionTimeoutMs:`));
   writeFileSync(file, JSON.stringify({ redis: { enabled: true, connectionString: 'redis://:hunter2@10.0.0.5:99999' } }));
   assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: redis.connectionString: the value (not shown`) && !e.message.includes('hunter2'));
+});
+
+test('drills: off by default; enabled and rtoTargetMs load; a bad or unknown key is refused naming it', () => {
+  const d = parseConfig({}, {});
+  assert.deepEqual(d.drills, { enabled: false, rtoTargetMs: 15_000 });
+  assert.deepEqual(parseConfig({ drills: { enabled: true, rtoTargetMs: 5000 } }, {}).drills, { enabled: true, rtoTargetMs: 5000 });
+  assert.throws(() => parseConfig({ drills: { rtoTargetMs: 0 } }, {}), /drills\.rtoTargetMs/);
+  assert.throws(() => parseConfig({ drills: { enable: true } }, {}), /drills/);
 });

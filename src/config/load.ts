@@ -208,6 +208,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
     hooks: c.hooks,
     outbox: c.outbox,
     alerts: { ...c.alerts, secretFile: c.alerts.secretFile !== '' ? abs(c.alerts.secretFile) : '' },
+    drills: c.drills,
     security: {
       ...c.security,
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },

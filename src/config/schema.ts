@@ -231,6 +231,12 @@ const jobSchema = z.object({
   catchUp: z.enum(['once', 'skip']).default('skip'),
 }).strict();
 
+/** `quorate drill` (src/drill/runner.ts): whether this node carries out faults on itself, and the RTO target. */
+const drillsSchema = z.object({
+  enabled: z.boolean().default(false),
+  rtoTargetMs: int(1, 3_600_000).default(15_000),
+}).strict();
+
 export const configSchema = z.object({
   node: nodeSchema.default({}),
   cluster: clusterSchema.default({}),
@@ -242,6 +248,7 @@ export const configSchema = z.object({
   hooks: hooksSchema.default({}),
   outbox: outboxSchema.default({}),
   alerts: alertsSchema.default({}),
+  drills: drillsSchema.default({}),
 }).strict();
 
 /** The file after schema defaults, before cross-key rules and path resolution. */
