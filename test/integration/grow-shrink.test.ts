@@ -87,12 +87,12 @@ describe('membership: grow 1 -> 3 -> 5 voters and shrink to 3 online', () => {
     // Shrink: remove the leader (sent to a follower: it hands over first), then a follower.
     const leader = await c.waitLeader(10_000);
     const follower0 = [0, 1, 2, 3, 4].find((i) => i !== leader)!;
-    const rm1 = await http(c.nodes[follower0]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[leader]!.name } , timeoutMs: 60_000 });
+    const rm1 = await http(c.nodes[follower0]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[leader]!.name }, timeoutMs: 60_000 });
     assert.equal(rm1.status, 200, JSON.stringify(rm1.body));
     urls = c.nodes.filter((_, i) => i !== leader).map((n) => n.url);
     const leader2 = await c.waitLeader(10_000, [leader]);
     const victim = [0, 1, 2, 3, 4].find((i) => i !== leader && i !== leader2)!;
-    const rm2 = await http(c.nodes[leader2]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[victim]!.name } , timeoutMs: 60_000 });
+    const rm2 = await http(c.nodes[leader2]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[victim]!.name }, timeoutMs: 60_000 });
     assert.equal(rm2.status, 200, JSON.stringify(rm2.body));
     const rest = [0, 1, 2, 3, 4].filter((i) => i !== leader && i !== victim);
     urls = rest.map((i) => c!.nodes[i]!.url);

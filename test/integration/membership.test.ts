@@ -86,7 +86,7 @@ describe('membership: enroll and remove online', () => {
     const other = (leader + 1) % 3;
     // Sent to a follower: forwarded to the leader, which hands over and
     // forwards it once more to the new leader, which removes it. One call.
-    const rm = await http(c.nodes[other]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: leaderName } , timeoutMs: 60_000 });
+    const rm = await http(c.nodes[other]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: leaderName }, timeoutMs: 60_000 });
     assert.equal(rm.status, 200, JSON.stringify(rm.body));
     writing = false;
     await writer;
@@ -161,7 +161,7 @@ describe('membership: enroll and remove online', () => {
     c.kill(old); // node5, an observer (a voter for quorum), is stopped
     await c.waitExit(old);
     await sleep(1500);
-    const r5 = await http(lurl, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[follower]!.name } , timeoutMs: 60_000 });
+    const r5 = await http(lurl, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[follower]!.name }, timeoutMs: 60_000 });
     assert.equal(r5.status, 409, JSON.stringify(r5.body));
     assert.equal(r5.body['error'], 'removal_unsafe');
     assert.match(String(r5.body['message']), /would leave 2 voters \(write quorum 2\) of which only 1 is reachable/);
