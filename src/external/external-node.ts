@@ -90,7 +90,7 @@ export class ExternalNode implements ClusterControl, DrControl {
       // The token never goes backwards, also when Redis lost its data: the fence row holds the highest that took over.
       minToken: () => this.#pg.fenceToken(),
     });
-    this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), onFatal });
+    this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), stepDown: (why) => this.lease.stepDown(why), onFatal });
     this.#services = new LeaderServices(this.lease, logger);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.security = new NodeSecurity({

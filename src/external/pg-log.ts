@@ -120,6 +120,8 @@ export class PgLog {
   /** Apply the migrations not applied yet (idempotent; serialized across nodes by an advisory lock). Returns the schema version. */
   async migrate(): Promise<number> {
     const c = await this.pool.connect();
+    const onError = () => undefined;
+    c.on('error', onError);
     try {
       await c.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
       try {
@@ -145,6 +147,7 @@ export class PgLog {
         await c.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
       }
     } finally {
+      c.removeListener('error', onError);
       c.release();
     }
   }
@@ -170,7 +173,8 @@ export class PgLog {
   /**
    * Append `payloads` as the next entries, fenced by `token`, in one
    * transaction. Resolves with the first index. Rejects with
-   * - `not_leader` when the fence holds another token (a newer leader took over),
+   * - `no_leader` naming the fencing row when the fence holds another token (a newer leader took over; this
+ *   node does not know which, and the API does not forward it: the client retries),
    * - `storage_failed` when the database failed before COMMIT (nothing written),
    * - `commit_unknown` when the connection failed during COMMIT.
    */
@@ -183,6 +187,10 @@ export class PgLog {
     }
     let broken: Error | undefined;
     let committing = false;
+    // A checked-out client whose connection fails emits 'error' (e.g. PostgreSQL ended an idle transaction of a
+    // paused process): the failing query rejects too, which is where it is handled.
+    const onError = (e: Error) => { broken = e; };
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       await c.query(`SET LOCAL lock_timeout = ${Math.floor(this.#o.lockTimeoutMs ?? 2000)}`);
@@ -190,7 +198,7 @@ export class PgLog {
       const fence = Number(f.rows[0]?.token ?? -1);
       if (fence !== token) {
         await c.query('ROLLBACK');
-        throw new NodeError('not_leader', `this node's write was refused by the fencing row in PostgreSQL: it holds fencing token ${fence}, this node's lease had token ${token} (a newer leader took over); nothing was written, retry on the current leader`);
+        throw new NodeError('no_leader', `this node's write was refused by the fencing row in PostgreSQL: it holds fencing token ${fence}, this node's lease had token ${token} (a newer leader took over); nothing was written, retry on the current leader`);
       }
       const m = await c.query<{ m: string }>('SELECT coalesce(max(idx), 0) AS m FROM quorate_log');
       const first = Number(m.rows[0]!.m) + 1;
@@ -210,6 +218,7 @@ export class PgLog {
       if (!broken) await c.query('ROLLBACK').catch(() => undefined);
       throw databaseUnavailable(this.target, e);
     } finally {
+      c.removeListener('error', onError);
       c.release(broken);
     }
   }

@@ -43,6 +43,8 @@ export interface SharedLogOptions {
   readonly leadership: Leadership;
   readonly logger: Logger;
   readonly notLeader: () => NodeError;
+  /** Give up leadership now (a write was refused by the fencing row, or the fence holds a newer token at takeover). */
+  readonly stepDown: (why: string) => void;
   /** A broken invariant (a gap in the log, an apply that failed): the node must stop. */
   readonly onFatal: (e: Error) => void;
 }
@@ -59,6 +61,8 @@ export class SharedLog {
   #takingOver: number | undefined;
   /** Entries applied here, by index, whose proposer waits (leader only). */
   readonly #waiters = new Map<number, Waiter>();
+  /** Results of this node's own entries applied before their append call returned (bounded). */
+  readonly #early = new Map<number, Promise<ApplyResult>>();
   readonly #readWaiters: { index: number; resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
   #pulling = false;
   #pullAgain = false;
@@ -70,6 +74,7 @@ export class SharedLog {
   /** The last index seen in the database (this node's view of the commit index). */
   #knownLast = 0;
   #splitBrain: string | undefined;
+  #splitBrainAt = 0;
   readonly #unsubscribe: () => void;
 
   constructor(o: SharedLogOptions) {
@@ -111,7 +116,8 @@ export class SharedLog {
   get databaseOk(): boolean { return this.#lastError === undefined; }
   get databaseError(): string | undefined { return this.#lastError; }
   get lastOkAt(): number { return this.#lastOkAt; }
-  get splitBrainWarning(): string | undefined { return this.#splitBrain; }
+  /** The last split-brain evidence, shown for a minute (the status's splitBrainWarning). */
+  get splitBrainWarning(): string | undefined { return this.#splitBrain !== undefined && Date.now() - this.#splitBrainAt < 60_000 ? this.#splitBrain : undefined; }
   get fatal(): Error | undefined { return this.#fatal; }
   /** Leading, and the fence row holds this node's token: writes are accepted. */
   get writable(): boolean {
@@ -178,8 +184,10 @@ export class SharedLog {
             this.#log.info({ event: 'fence_raised', fencingToken: token }, `took over the PostgreSQL log: the fencing row holds token ${token}; writes are accepted`);
             return;
           }
+          this.#splitBrainAt = Date.now();
           this.#splitBrain = `Split-brain warning: this node holds the leader lease with fencing token ${token} but PostgreSQL's fencing row already holds ${fence}: another node took over with a newer lease (is Redis shared by all nodes, and did it lose its data?); this node does not write`;
           this.#log.error({ event: 'split_brain', fencingToken: token, fence }, this.#splitBrain);
+          this.#o.stepDown(`the fencing row in PostgreSQL holds token ${fence}, newer than this lease's ${token}`);
           return;
         } catch (e) {
           this.#failed(e);
@@ -210,16 +218,27 @@ export class SharedLog {
           this.#ok();
         } catch (e) {
           const err = e instanceof NodeError ? e : databaseUnavailable(this.#pg.target, e);
-          if (err.code !== 'not_leader') this.#failed(e);
+          if (!/refused by the fencing row/.test(err.message)) this.#failed(e);
           else {
-            this.#log.warn({ event: 'write_fenced', fencingToken: token, err: err.message }, err.message);
+            this.#splitBrainAt = Date.now();
+            this.#splitBrain = `Split-brain warning: this node (fencing token ${token}) tried to write after a newer leader took over the PostgreSQL log; the fencing row refused it and nothing was written`;
+            this.#log.error({ event: 'write_fenced', fencingToken: token, err: err.message }, `${this.#splitBrain}: ${err.message}`);
             this.#fencedToken = 0;
+            this.#o.stepDown(`the fencing row in PostgreSQL holds a newer token than this node's (${token}): another node took over`);
           }
           for (const p of batch) p.reject(err);
           continue;
         }
         this.#knownLast = Math.max(this.#knownLast, first + batch.length - 1);
-        batch.forEach((p, i) => this.#waiters.set(first + i, { resolve: p.resolve, reject: p.reject }));
+        batch.forEach((p, i) => {
+          // The tail may have applied the entry already (the NOTIFY arrived before this continuation ran).
+          const done = this.#early.get(first + i);
+          if (done === undefined) this.#waiters.set(first + i, { resolve: p.resolve, reject: p.reject });
+          else {
+            this.#early.delete(first + i);
+            done.then(p.resolve, p.reject);
+          }
+        });
         this.pull();
       }
     } finally {
@@ -259,7 +278,7 @@ export class SharedLog {
             this.#die(new Error(`the PostgreSQL log has a gap: entry ${row.idx} follows ${expect - 1}; the log was changed outside quorate`));
             return;
           }
-          this.#apply(row.idx, row.payload);
+          this.#apply(row.idx, row.payload, row.token);
           this.#knownLast = Math.max(this.#knownLast, row.idx);
         }
         if (rows.length === READ_BATCH) this.#pullAgain = true;
@@ -270,7 +289,7 @@ export class SharedLog {
     }
   }
 
-  #apply(index: number, data: Uint8Array): void {
+  #apply(index: number, data: Uint8Array, token: number): void {
     let result: ApplyResult | Promise<ApplyResult> | undefined;
     try {
       result = this.#sm.apply(index, data);
@@ -278,8 +297,15 @@ export class SharedLog {
       this.#die(e as Error);
       return;
     }
-    const w = this.#waiters.get(index);
+    let w = this.#waiters.get(index);
     this.#waiters.delete(index);
+    if (w === undefined && token === this.#fencedToken && this.#appending) {
+      // Written by this node, whose append call has not returned yet: keep the result for it.
+      const p = new Promise<ApplyResult>((resolve, reject) => { w = { resolve, reject }; });
+      p.catch(() => undefined);
+      this.#early.set(index, p);
+      if (this.#early.size > 10_000) this.#early.delete(this.#early.keys().next().value!);
+    }
     if (result instanceof Promise) {
       result.then((r) => w?.resolve(r), (e: unknown) => { const err = e instanceof Error ? e : new Error(String(e)); w?.reject(new NodeError('commit_unknown', `the write was committed but applying it here failed (${err.message})`)); this.#die(err); });
     } else {

@@ -33,7 +33,7 @@ test('migrations, the fencing row, and a database that dies and comes back', asy
     assert.equal(await b.takeover(7), 7);
     await assert.rejects(a.append(5, [enc('late')]), (e: unknown) => {
       assert.ok(e instanceof NodeError);
-      assert.equal(e.code, 'not_leader');
+      assert.equal(e.code, 'no_leader');
       assert.match(e.message, /refused by the fencing row in PostgreSQL: it holds fencing token 7, this node's lease had token 5/);
       return true;
     });
