@@ -33,11 +33,13 @@ import { NodeSecurity } from '../node/security.js';
 import { sqlServiceOf } from '../node/sql-service.js';
 import { VERSION } from '../node/status.js';
 import { loadClusterSecret } from '../transport/index.js';
-import { PgLog } from './pg-log.js';
+import { isConnectionError, PgLog } from './pg-log.js';
 import { SharedLog } from './shared-log.js';
 
 const DEFAULT_PROPOSE_TIMEOUT_MS = 5_000;
 const HOUSEKEEPING_MS = 250;
+/** How long a starting node waits for an unreachable database before it gives up (exit 1, naming the key). */
+const START_WAIT_MS = 30_000;
 
 function unavailable(what: string): NodeError {
   return new NodeError('feature_unavailable', `${what} is not available with database.mode "external-shared": membership is whoever connects to the shared PostgreSQL and Redis; leadership moves when the Redis lease is released or expires (stop the leader's agent to move it)`);
@@ -120,13 +122,23 @@ export class ExternalNode implements ClusterControl, DrControl {
     const state = await createNodeState({ dataDir: stateDir, logger: log, onFatal: (e) => fatal(e) });
     const node = new ExternalNode(config, log, state, loadClusterSecret(config.security.clusterSecretFile), (e) => fatal(e));
     fatal = (e) => opts.onFatal?.(e);
-    try {
-      const version = await node.#pg.migrate();
-      log.info({ event: 'pg_schema', version, target: node.#pg.target }, `external PostgreSQL at ${node.#pg.target}: schema version ${version}`);
-    } catch (e) {
-      await node.#pg.close();
-      await state.sql.close();
-      throw new Error(`cannot prepare the external PostgreSQL database at ${node.#pg.target} (${(e as Error).message}); check database.external.connectionString and that the database accepts this node`);
+    // A database that is restarting when the node starts is waited for (with backoff), up to START_WAIT_MS.
+    const deadline = performance.now() + START_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const version = await node.#pg.migrate();
+        log.info({ event: 'pg_schema', version, target: node.#pg.target }, `external PostgreSQL at ${node.#pg.target}: schema version ${version}`);
+        break;
+      } catch (e) {
+        const why = `cannot prepare the external PostgreSQL database at ${node.#pg.target} (${(e as Error).message})`;
+        if (performance.now() >= deadline || !isConnectionError(e)) {
+          await node.#pg.close();
+          await state.sql.close();
+          throw new Error(`${why}; check database.external.connectionString and that the database accepts this node`);
+        }
+        if (attempt === 0) log.error({ event: 'database_unreachable', target: node.#pg.target, err: (e as Error).message }, `${why}; retrying for up to ${START_WAIT_MS / 1000} s`);
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      }
     }
     await node.log.start();
     node.lease.start();
@@ -149,9 +161,9 @@ export class ExternalNode implements ClusterControl, DrControl {
     this.#logger.info({ event: 'node_stopped' }, 'node stopped cleanly');
   }
 
-  /** The fencing token of this node's lease (0 when it does not lead), for log lines. */
+  /** The fencing token this node last wrote under (0 before it first led), for log lines; reads no clock, changes nothing. */
   get term(): number {
-    return this.lease.current().term;
+    return this.log.fencedToken;
   }
 
   isLeader(): boolean {

@@ -51,7 +51,9 @@ test('two nodes + Redis + PostgreSQL: kill -9 the leader under writes, then kill
     assert.equal(gaps[0]!.n, gaps[0]!.m, 'the log is contiguous');
     console.log(`# ${acked.length} writes acknowledged, none lost; ${unknown} answered commit_unknown`);
 
-    // PostgreSQL dies: writes fail with a clear error, readiness says why; after the restart writes resume.
+    // PostgreSQL dies under writes: writes fail with a clear error, readiness says why; after the restart writes resume.
+    writer = new Writer(() => [c.nodes[other]!.url], 4, 'k');
+    await waitFor('writes before PostgreSQL dies', () => writer!.acked.size >= 20, 20_000);
     await db.kill();
     const down = await http(c.nodes[other]!.url, 'PUT', '/v1/kv/while-down', { token: TOKEN, body: { value: 'x' } });
     assert.ok(down.status === 503 || down.status === 504, `status ${down.status}`);
@@ -67,6 +69,17 @@ test('two nodes + Redis + PostgreSQL: kill -9 the leader under writes, then kill
     await waitFor('writes resume after PostgreSQL restarted', async () => (await http(c.nodes[other]!.url, 'PUT', '/v1/kv/after-restart', { token: TOKEN, body: { value: 'ok' } })).status === 200, 30_000);
     console.log(`# PostgreSQL restarted: writes resumed ${Date.now() - restartedAt} ms after the restart began`);
     await waitFor('ready again', async () => (await status(c.nodes[other]!.url, '/system/health/ready')) === 200, 15_000);
+    const restarted = Date.now();
+    await waitFor('the writer goes on after the restart', () => writer!.outcomes.filter((o) => o.status === 200 && o.at > restarted).length >= 10, 20_000);
+    await writer.stop();
+    const failed = writer.outcomes.filter((o) => o.status !== 200);
+    const codes = [...new Set(failed.map((o) => o.code))].sort();
+    for (const code of codes) assert.ok(['storage_failed', 'commit_unknown', 'no_leader'].includes(code ?? ''), `unexpected error ${code}: ${failed.find((o) => o.code === code)?.message}`);
+    for (const [key, value] of writer.acked) {
+      const r = await http(c.nodes[other]!.url, 'GET', `/v1/kv/${encodeURIComponent(key)}`, { token: TOKEN });
+      assert.equal(r.body['value'], value, `${key} was acknowledged before/after the PostgreSQL restart and is lost`);
+    }
+    console.log(`# PostgreSQL killed under writes: ${writer.acked.size} acknowledged, none lost; refused: ${codes.map((k) => `${k} ×${failed.filter((o) => o.code === k).length}`).join(', ')}`);
     const got = await http(c.nodes[other]!.url, 'GET', '/v1/kv/hello', { token: TOKEN });
     assert.equal(got.body['value'], 'world');
     await sleep(10);
