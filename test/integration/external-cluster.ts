@@ -33,7 +33,8 @@ export async function startExternalCluster(o: { nodes?: number; ttlSeconds?: num
   }
 }
 
-export interface WriteOutcome { key: string; value: string; status: number; code?: string; message?: string; at: number; via: string }
+/** `sentAt`: when this attempt was sent; `at`: when its answer came. */
+export interface WriteOutcome { key: string; value: string; status: number; code?: string; message?: string; sentAt: number; at: number; via: string }
 
 /** Writes w/<n> = v<n> through `urls` (first that answers), `concurrency` at a time, until stop(). */
 export class Writer {
@@ -54,9 +55,10 @@ export class Writer {
       const value = `v${n}`;
       let done = false;
       for (const url of this.urls()) {
+        const sentAt = Date.now();
         const r = await http(url, 'PUT', `/v1/kv/${encodeURIComponent(key)}`, { token: TOKEN, body: { value } }).catch((e: Error) => ({ status: 0, body: { error: 'fetch_failed', message: e.message } as Record<string, unknown> }));
         const err = r.status === 200 ? undefined : { code: r.body['error'] as string | undefined, message: r.body['message'] as string | undefined };
-        this.outcomes.push({ key, value, status: r.status, ...(err?.code ? { code: err.code } : {}), ...(err?.message ? { message: err.message } : {}), at: Date.now(), via: url });
+        this.outcomes.push({ key, value, status: r.status, sentAt, ...(err?.code ? { code: err.code } : {}), ...(err?.message ? { message: err.message } : {}), at: Date.now(), via: url });
         if (r.status === 200) {
           this.acked.set(key, value);
           done = true;
@@ -69,8 +71,9 @@ export class Writer {
     }
   }
 
+  /** The first acknowledged write sent after `t`. */
   firstAckAfter(t: number): WriteOutcome | undefined {
-    return this.outcomes.find((o) => o.status === 200 && o.at > t);
+    return this.outcomes.find((o) => o.status === 200 && o.sentAt > t);
   }
 
   async stop(): Promise<void> {

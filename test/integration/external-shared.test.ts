@@ -3,13 +3,15 @@
 // redis-server. kill -9 of the leader under writes: the other node takes the
 // lease and writes resume (time printed), no acknowledged write lost; then
 // PostgreSQL killed: writes fail with an error naming the database, health
-// says why, and writes resume after its restart.
+// says why, and writes resume after its restart; then Redis killed: the
+// leader steps down, and Redis back empty → a leader again, its fencing token
+// above PostgreSQL's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { http, sleep, status, waitFor, TOKEN } from './harness.js';
+import { http, status, waitFor, TOKEN } from './harness.js';
 import { startExternalCluster, Writer } from './external-cluster.js';
 
-test('two nodes + Redis + PostgreSQL: kill -9 the leader under writes, then kill PostgreSQL', async () => {
+test('two nodes + Redis + PostgreSQL: kill -9 the leader under writes, kill PostgreSQL, kill Redis', async () => {
   const x = await startExternalCluster({ ttlSeconds: 3, renewSeconds: 1 });
   const { c, db } = x;
   let writer: Writer | undefined;
@@ -82,7 +84,25 @@ test('two nodes + Redis + PostgreSQL: kill -9 the leader under writes, then kill
     console.log(`# PostgreSQL killed under writes: ${writer.acked.size} acknowledged, none lost; refused: ${codes.map((k) => `${k} ×${failed.filter((o) => o.code === k).length}`).join(', ')}`);
     const got = await http(c.nodes[other]!.url, 'GET', '/v1/kv/hello', { token: TOKEN });
     assert.equal(got.body['value'], 'world');
-    await sleep(10);
+
+    // Redis dies: the leader steps down (no renewal), health says Redis is not connected; Redis back (empty) → a leader
+    // again, with a fencing token above every one recorded in PostgreSQL.
+    const before = Number((await db.query<{ token: string }>('SELECT token FROM quorate_fence'))[0]!.token);
+    await x.redis.kill();
+    const redisKilledAt = Date.now();
+    await waitFor('the leader steps down without Redis', async () => (await status(c.nodes[other]!.url, '/system/health/leader')) === 503, 15_000);
+    console.log(`# Redis killed: the leader stepped down after ${Date.now() - redisKilledAt} ms (TTL 3000 ms)`);
+    const health = await http(c.nodes[other]!.url, 'GET', '/system/health/cluster', { token: TOKEN });
+    assert.equal(health.body['redisConnected'], false, JSON.stringify(health.body));
+    await waitFor('the log names the failure', () => /Leader election failed: Redis unreachable at 127\.0\.0\.1:\d+/.test(c.log(other)), 10_000);
+    const refused = await http(c.nodes[other]!.url, 'PUT', '/v1/kv/no-redis', { token: TOKEN, body: { value: 'x' } });
+    assert.equal(refused.status, 503);
+    await x.redis.restart();
+    await c.waitLeader(20_000);
+    const after = Number((await db.query<{ token: string }>('SELECT token FROM quorate_fence'))[0]!.token);
+    assert.ok(after > before, `the fencing token went on from PostgreSQL's ${before} after Redis lost its data (now ${after})`);
+    const again = await http(c.nodes[other]!.url, 'PUT', '/v1/kv/redis-back', { token: TOKEN, body: { value: 'ok' } });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
   } finally {
     await writer?.stop();
     await x.stop();
