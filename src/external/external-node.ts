@@ -13,6 +13,7 @@
 // `<dataDir>/external-state`, emptied first): PostgreSQL holds the truth.
 // Raft-only operations (enroll, remove, DR promotion, isolate, snapshots,
 // failover modes) answer `feature_unavailable` naming the mode.
+import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -92,7 +93,7 @@ export class ExternalNode implements ClusterControl, DrControl {
       // The token never goes backwards, also when Redis lost its data: the fence row holds the highest that took over.
       minToken: () => this.#pg.fenceToken(),
     });
-    this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), stepDown: (why) => this.lease.stepDown(why), onFatal });
+    this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), owner: `${this.nodeName}/${randomUUID().slice(0, 8)}`, stepDown: (why) => this.lease.stepDown(why), onFatal });
     this.#services = new LeaderServices(this.lease, logger);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.security = new NodeSecurity({

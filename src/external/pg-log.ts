@@ -5,9 +5,11 @@
 //
 // - quorate_log(idx bigint primary key, token bigint, payload bytea,
 //   appended_at timestamptz): the entries, in order, contiguous from 1;
-// - quorate_fence(id = 1, token bigint): the highest fencing token that took
-//   over. A new leader raises it once (takeover: `UPDATE … SET token = $mine
-//   WHERE token < $mine`); every append transaction first reads it
+// - quorate_fence(id = 1, token bigint, owner text): the highest fencing
+//   token that took over, and which process raised it. A new leader raises it
+//   once (takeover: `UPDATE … SET token = $mine, owner = $me WHERE token <
+//   $mine`; the same token raised by another owner is refused too: two nodes
+//   on different Redis servers may draw the same token); every append transaction first reads it
 //   `FOR SHARE` (under a lock_timeout) and aborts unless it still holds its own
 //   token. A deposed leader whose lease expired while it was paused therefore
 //   cannot append, whatever it believes (Kleppmann's fencing: the token is
@@ -42,6 +44,8 @@ export const MIGRATIONS: readonly string[] = [
      token bigint NOT NULL
    );
    INSERT INTO quorate_fence (id, token) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`,
+  // Who raised the fence: two leaders holding the same token (nodes pointed at different Redis servers) cannot both take over.
+  `ALTER TABLE quorate_fence ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT '';`,
 ];
 
 export interface LogEntry {
@@ -159,15 +163,17 @@ export class PgLog {
   }
 
   /**
-   * Raise the fence to `token` (a new leader, once). Returns the fence's
-   * token after: `token` when this leader took over (or already had), higher
-   * when a newer leader has (this one must not write).
+   * Raise the fence to `token` for `owner` (a new leader, once). Returns the
+   * fence after: this token and owner when this leader took over (or already
+   * had); a higher token, or the same token raised by another owner (two
+   * leaders with one token: nodes on different Redis servers), when this one
+   * must not write.
    */
-  async takeover(token: number): Promise<number> {
-    const r = await this.pool.query<{ token: string }>(
-      `WITH up AS (UPDATE quorate_fence SET token = $1 WHERE id = 1 AND token < $1 RETURNING token)
-       SELECT token FROM up UNION ALL SELECT token FROM quorate_fence WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM up)`, [token]);
-    return Number(r.rows[0]?.token ?? 0);
+  async takeover(token: number, owner: string): Promise<{ token: number; owner: string }> {
+    const r = await this.pool.query<{ token: string; owner: string }>(
+      `WITH up AS (UPDATE quorate_fence SET token = $1, owner = $2 WHERE id = 1 AND token < $1 RETURNING token, owner)
+       SELECT token, owner FROM up UNION ALL SELECT token, owner FROM quorate_fence WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM up)`, [token, owner]);
+    return { token: Number(r.rows[0]?.token ?? 0), owner: r.rows[0]?.owner ?? '' };
   }
 
   /**

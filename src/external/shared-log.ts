@@ -43,6 +43,8 @@ export interface SharedLogOptions {
   readonly leadership: Leadership;
   readonly logger: Logger;
   readonly notLeader: () => NodeError;
+  /** This process in the fencing row: `<nodeName>/<random>` (unique per start). */
+  readonly owner: string;
   /** Give up leadership now (a write was refused by the fencing row, or the fence holds a newer token at takeover). */
   readonly stepDown: (why: string) => void;
   /** A broken invariant (a gap in the log, an apply that failed): the node must stop. */
@@ -176,18 +178,20 @@ export class SharedLog {
         const s = this.#o.leadership.current();
         if (!s.leading || s.term !== token) return;
         try {
-          const fence = await this.#pg.takeover(token);
+          const { token: fence, owner } = await this.#pg.takeover(token, this.#o.owner);
           this.#ok();
-          if (fence === token) {
+          if (fence === token && owner === this.#o.owner) {
             this.#fencedToken = token;
             this.#splitBrain = undefined;
             this.#log.info({ event: 'fence_raised', fencingToken: token }, `took over the PostgreSQL log: the fencing row holds token ${token}; writes are accepted`);
             return;
           }
           this.#splitBrainAt = Date.now();
-          this.#splitBrain = `Split-brain warning: this node holds the leader lease with fencing token ${token} but PostgreSQL's fencing row already holds ${fence}: another node took over with a newer lease (is Redis shared by all nodes, and did it lose its data?); this node does not write`;
+          this.#splitBrain = fence === token
+            ? `Split-brain warning: this node holds the leader lease with fencing token ${token}, and so does ${owner.split('/')[0]} (it raised PostgreSQL's fencing row with the same token): the nodes do not share one Redis (check redis.connectionString on every node); this node does not write`
+            : `Split-brain warning: this node holds the leader lease with fencing token ${token} but PostgreSQL's fencing row already holds ${fence} (raised by ${owner.split('/')[0]}): another node took over with a newer lease; this node does not write`;
           this.#log.error({ event: 'split_brain', fencingToken: token, fence }, this.#splitBrain);
-          this.#o.stepDown(`the fencing row in PostgreSQL holds token ${fence}, newer than this lease's ${token}`);
+          this.#o.stepDown(`the fencing row in PostgreSQL holds token ${fence} (raised by ${owner.split('/')[0]}), not this lease's ${token}`);
           return;
         } catch (e) {
           this.#failed(e);

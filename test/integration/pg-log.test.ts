@@ -27,10 +27,10 @@ test('migrations, the fencing row, and a database that dies and comes back', asy
     assert.equal(await a.fenceToken(), 0);
 
     // a takes over with token 5 and appends.
-    assert.equal(await a.takeover(5), 5);
+    assert.deepEqual(await a.takeover(5, 'a/1'), { token: 5, owner: 'a/1' });
     assert.equal(await a.append(5, [enc('a1'), enc('a2')]), 1);
     // b takes over with a newer token: from then on a's appends are refused by the row, whatever a believes.
-    assert.equal(await b.takeover(7), 7);
+    assert.deepEqual(await b.takeover(7, 'b/1'), { token: 7, owner: 'b/1' });
     await assert.rejects(a.append(5, [enc('late')]), (e: unknown) => {
       assert.ok(e instanceof NodeError);
       assert.equal(e.code, 'no_leader');
@@ -38,7 +38,9 @@ test('migrations, the fencing row, and a database that dies and comes back', asy
       return true;
     });
     // An older token cannot take the row back.
-    assert.equal(await a.takeover(6), 7, 'takeover with an older token leaves the newer one');
+    assert.deepEqual(await a.takeover(6, 'a/1'), { token: 7, owner: 'b/1' }, 'takeover with an older token leaves the newer one');
+    // The same token from another owner (nodes on different Redis servers) does not take the row either.
+    assert.deepEqual(await a.takeover(7, 'a/1'), { token: 7, owner: 'b/1' });
     await assert.rejects(a.append(6, [enc('late2')]), /fencing row/);
     assert.equal(await b.append(7, [enc('b1')]), 3);
     const rows = await b.read(0, 100);
