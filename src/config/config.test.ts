@@ -238,6 +238,10 @@ test('external-shared with the Redis lease loads; its rules name the key and nev
   assert.doesNotMatch(bad.message, /hunter2/);
   fails({ database: { mode: 'external-shared', external: { connectionString: 'host=db dbname=q user=quorate' } } }, /^database\.mode: "external-shared" is led by the Redis leader lease in this version: set cluster\.coordination to "redis"/);
   fails({ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, /^database\.external\.connectionString: is used only with database\.mode "external-shared"/);
+  const base = { cluster: { coordination: 'redis' }, redis: { enabled: true }, database: { mode: 'external-shared', external: { connectionString: 'postgres://db/q' } } };
+  const notHere = fails({ ...base, cluster: { coordination: 'redis', virtualIp: '10.0.0.5/24', vipInterface: 'eth0', failover: 'manual' }, node: { role: 'observer' }, jobs: [{ name: 'j', schedule: '* * * * *', command: '/bin/true' }], database: { ...base.database, backup: { enabled: true } } }, /problems:/);
+  assert.deepEqual([...new Set(notHere.issues.map((i) => i.path))].sort(), ['cluster.failover', 'cluster.virtualIp', 'database.backup.enabled', 'jobs', 'node.role'].sort(), JSON.stringify(notHere.issues));
+  assert.match(notHere.issues.find((i) => i.path === 'cluster.virtualIp')!.message, /^the virtual IP is not available with database\.mode "external-shared" in this version; remove it/);
   // coordination "redis" with local-sync stays refused (the two-node witness mode is another feature).
   fails({ cluster: { coordination: 'redis' }, redis: { enabled: true } }, /^cluster\.coordination: "redis" is accepted only with database\.mode "external-shared"/);
   fails({}, /^2 problems:\n {2}cluster\.coordination: "redis" needs redis\.enabled: true.* \(set by QUORATE_CLUSTER_COORDINATION\)\n/, { QUORATE_CLUSTER_COORDINATION: 'redis' });
