@@ -73,7 +73,9 @@ export class AppServices implements AppCoordination {
     const c = n.config;
     this.checks = new AppHealth({
       specs: c.health.checks, dataDir: c.node.dataDir, logger: n.logger, metrics: n.metrics,
-      probes: { database: n.databasePing ? () => n.databasePing!() : async () => { await n.sql().query(DATABASE_CHECK_SQL, []); }, redis: () => n.redisPing() },
+      probes: n.databasePing
+        ? { database: () => n.databasePing!(), databaseLabel: 'the external PostgreSQL database (SELECT 1)', redis: () => n.redisPing() }
+        : { database: async () => { await n.sql().query(DATABASE_CHECK_SQL, []); }, redis: () => n.redisPing() },
     });
     this.#hooks = new HookRunner({ hooks: c.hooks, leadership: n.leadership, nodeName: c.node.nodeName, configuredRole: c.node.role, leaderName: () => n.leaderName(), logger: n.logger });
     this.outboxEnabled = c.outbox.webhookUrl !== '';

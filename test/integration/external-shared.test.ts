@@ -12,7 +12,7 @@ import { http, status, waitFor, TOKEN } from './harness.js';
 import { startExternalCluster, Writer } from './external-cluster.js';
 
 test('two nodes + Redis + PostgreSQL: kill -9 the leader under writes, kill PostgreSQL, kill Redis', async () => {
-  const x = await startExternalCluster({ ttlSeconds: 3, renewSeconds: 1 });
+  const x = await startExternalCluster({ ttlSeconds: 3, renewSeconds: 1, extra: { health: { checks: [{ name: 'db', builtin: 'database', intervalMs: 200, failuresBeforeUnhealthy: 1 }] } } });
   const { c, db } = x;
   let writer: Writer | undefined;
   try {
@@ -66,11 +66,17 @@ test('two nodes + Redis + PostgreSQL: kill -9 the leader under writes, kill Post
       const r = await http(c.nodes[other]!.url, 'GET', '/system/health/ready');
       return r.status === 503 && /external PostgreSQL database at .* is unavailable/.test(JSON.stringify(r.body));
     }, 15_000);
+    await waitFor('the database check fails naming PostgreSQL', async () => {
+      const r = await http(c.nodes[other]!.url, 'GET', '/v1/checks', { token: TOKEN });
+      const db1 = (r.body['checks'] as { name: string; healthy: boolean; lastError: string | null }[] | undefined)?.find((k) => k.name === 'db');
+      return db1?.healthy === false && /the external PostgreSQL database \(SELECT 1\) (failed|did not answer)/.test(db1.lastError ?? '');
+    }, 15_000);
     const restartedAt = Date.now();
     await db.restart();
     await waitFor('writes resume after PostgreSQL restarted', async () => (await http(c.nodes[other]!.url, 'PUT', '/v1/kv/after-restart', { token: TOKEN, body: { value: 'ok' } })).status === 200, 30_000);
     console.log(`# PostgreSQL restarted: writes resumed ${Date.now() - restartedAt} ms after the restart began`);
     await waitFor('ready again', async () => (await status(c.nodes[other]!.url, '/system/health/ready')) === 200, 15_000);
+    await waitFor('the database check passes again', async () => ((await http(c.nodes[other]!.url, 'GET', '/v1/checks', { token: TOKEN })).body['failing'] as string[] | undefined)?.length === 0, 15_000);
     const restarted = Date.now();
     await waitFor('the writer goes on after the restart', () => writer!.outcomes.filter((o) => o.status === 200 && o.at > restarted).length >= 10, 20_000);
     await writer.stop();
