@@ -91,7 +91,15 @@ export class ExternalNode implements ClusterControl, DrControl {
     this.lease = new RedisLease({
       link: this.#link, logger, keyPrefix: config.redis.keyPrefix, nodeName: this.nodeName, apiUrl: config.node.advertiseApiUrl, ttlMs, renewMs,
       // The token never goes backwards, also when Redis lost its data: the fence row holds the highest that took over.
-      minToken: () => this.#pg.fenceToken(),
+      // PostgreSQL unreachable: the highest token this node saw (a lower token than the row's would be refused at
+      // takeover, and the node would contend again above it); never an error, which the lease would blame on Redis.
+      minToken: async () => {
+        try {
+          return Math.max(await this.#pg.fenceToken(), this.log.highestToken);
+        } catch {
+          return this.log.highestToken;
+        }
+      },
     });
     this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), owner: `${this.nodeName}/${randomUUID().slice(0, 8)}`, stepDown: (why) => this.lease.stepDown(why), onFatal });
     this.#services = new LeaderServices(this.lease, logger);

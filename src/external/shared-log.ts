@@ -77,6 +77,7 @@ export class SharedLog {
   #knownLast = 0;
   #splitBrain: string | undefined;
   #splitBrainAt = 0;
+  #highestToken = 0;
   readonly #unsubscribe: () => void;
 
   constructor(o: SharedLogOptions) {
@@ -112,6 +113,8 @@ export class SharedLog {
 
   get appliedIndex(): number { return this.#sm.appliedIndex; }
   get lastIndex(): number { return Math.max(this.#knownLast, this.#sm.appliedIndex); }
+  /** The highest fencing token seen in the log or the fence row (a floor for the next lease's token). */
+  get highestToken(): number { return Math.max(this.#highestToken, this.#fencedToken); }
   /** The fencing token the fence row holds for this node (0: none yet). */
   get fencedToken(): number { return this.#fencedToken; }
   /** The database answered the last round trip (append, read, poll). */
@@ -283,6 +286,7 @@ export class SharedLog {
             return;
           }
           this.#apply(row.idx, row.payload, row.token);
+          this.#highestToken = Math.max(this.#highestToken, row.token);
           this.#knownLast = Math.max(this.#knownLast, row.idx);
         }
         if (rows.length === READ_BATCH) this.#pullAgain = true;
