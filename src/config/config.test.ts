@@ -280,7 +280,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
     'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
-    'cluster.coordination', 'database.mode', 'database.external.connectionString',
+    'cluster.coordination', 'database.mode', 'database.external.connectionString', 'database.external.poolSize', 'database.external.statementTimeoutMs',
     'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
   ];
   const leaves: string[] = [];

@@ -83,6 +83,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     const renewMs = cl.leaderRenewalIntervalSeconds * 1000;
     this.#pg = new PgLog({
       connectionString: config.database.external.connectionString, logger,
+      poolSize: config.database.external.poolSize, statementTimeoutMs: config.database.external.statementTimeoutMs,
       // A leader paused inside an append transaction holds the fence's share lock: PostgreSQL ends that session
       // before the next leader's takeover would wait long (the paused leader's lease expired by then).
       idleInTransactionTimeoutMs: Math.max(1000, Math.floor(ttlMs / 2)),
