@@ -28,7 +28,7 @@ import { NodeError, notLeader } from '../node/errors.js';
 import { EntryEncoder, FEATURE_LEVEL } from '../node/features.js';
 import { ttlExpiry } from '../node/housekeeping.js';
 import { kvServiceOf } from '../node/kv-service.js';
-import { LeaderServices, periodicService } from '../node/leadership.js';
+import { LeaderServices, periodicService, type LeaderService } from '../node/leadership.js';
 import { createNodeState } from '../node/node-state.js';
 import { NodeSecurity } from '../node/security.js';
 import { sqlServiceOf } from '../node/sql-service.js';
@@ -112,7 +112,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     });
     this.sqlService = sqlServiceOf(this, state.sql);
     this.appServices = new AppServices({
-      config, logger, metrics: this.#metrics, leadership: this.lease, services: this.#services, app: state.app,
+      config, logger, metrics: this.#metrics, leadership: this.lease, services: this.#services, gated: (svc) => this.#afterFence(svc), app: state.app,
       clockMs: () => this.machines.clockMs, proposeEntry: (data) => this.log.propose(data), readBarrier: () => this.readBarrier(),
       featureLevel: () => FEATURE_LEVEL, isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       leaderName: () => this.lease.holder()?.nodeName ?? null,
@@ -251,6 +251,34 @@ export class ExternalNode implements ClusterControl, DrControl {
   proposeSetting(): Promise<void> { return Promise.reject(unavailable('a failover-mode setting')); }
   promoteDr(): ReturnType<DrControl['promoteDr']> { return Promise.reject(unavailable('DR promotion')); }
   isolate(): ReturnType<DrControl['isolate']> { return Promise.reject(unavailable('isolate')); }
+
+  /**
+   * Leader work with external effects (outbox deliveries) starts only once this node raised the fencing row with
+   * the lease's token: a leader that has the lease but not the log yet does not act.
+   */
+  #afterFence(svc: LeaderService): LeaderService {
+    let timer: NodeJS.Timeout | undefined;
+    let started = false;
+    return {
+      name: svc.name,
+      start: (term) => {
+        const check = () => {
+          if (this.log.fencedToken === term && this.lease.current().term === term) {
+            timer = undefined;
+            started = true;
+            svc.start(term);
+          } else timer = setTimeout(check, 100);
+        };
+        check();
+      },
+      stop: () => {
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+        if (started) svc.stop();
+        started = false;
+      },
+    };
+  }
 
   #timed(p: Promise<ApplyResult>, timeoutMs = DEFAULT_PROPOSE_TIMEOUT_MS): Promise<ApplyResult> {
     let timer: NodeJS.Timeout | undefined;
