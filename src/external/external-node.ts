@@ -42,6 +42,12 @@ const HOUSEKEEPING_MS = 250;
 /** How long a starting node waits for an unreachable database before it gives up (exit 1, naming the key). */
 const START_WAIT_MS = 30_000;
 
+/** Tests only: QUORATE_TEST_APPEND_DELAY_MS delays every append batch (a pause between accepting writes and writing them). */
+function testAppendDelayMs(): number {
+  const v = Number(process.env['QUORATE_TEST_APPEND_DELAY_MS'] ?? 0);
+  return Number.isFinite(v) && v > 0 ? Math.min(v, 10_000) : 0;
+}
+
 function unavailable(what: string): NodeError {
   return new NodeError('feature_unavailable', `${what} is not available with database.mode "external-shared": membership is whoever connects to the shared PostgreSQL and Redis; leadership moves when the Redis lease is released or expires (stop the leader's agent to move it)`);
 }
@@ -102,7 +108,9 @@ export class ExternalNode implements ClusterControl, DrControl {
         }
       },
     });
-    this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), owner: `${this.nodeName}/${randomUUID().slice(0, 8)}`, stepDown: (why) => this.lease.stepDown(why), onFatal });
+    this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), owner: `${this.nodeName}/${randomUUID().slice(0, 8)}`, stepDown: (why) => this.lease.stepDown(why), onFatal,
+      ...(testAppendDelayMs() > 0 ? { testAppendDelayMs: testAppendDelayMs() } : {}) });
+    if (testAppendDelayMs() > 0) logger.warn({ event: 'test_append_delay', ms: testAppendDelayMs() }, `QUORATE_TEST_APPEND_DELAY_MS: every append waits ${testAppendDelayMs()} ms (tests only)`);
     this.#services = new LeaderServices(this.lease, logger);
     this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
     this.security = new NodeSecurity({

@@ -47,6 +47,8 @@ export interface SharedLogOptions {
   readonly owner: string;
   /** Give up leadership now (a write was refused by the fencing row, or the fence holds a newer token at takeover). */
   readonly stepDown: (why: string) => void;
+  /** Tests only (QUORATE_TEST_APPEND_DELAY_MS): a delay between taking a batch and appending it. */
+  readonly testAppendDelayMs?: number;
   /** A broken invariant (a gap in the log, an apply that failed): the node must stop. */
   readonly onFatal: (e: Error) => void;
 }
@@ -219,6 +221,8 @@ export class SharedLog {
           for (const p of batch) p.reject(this.#o.notLeader());
           continue;
         }
+        // Tests only: widen the window between accepting a batch and writing it (a pause lands there).
+        if (this.#o.testAppendDelayMs) await new Promise((r) => setTimeout(r, this.#o.testAppendDelayMs));
         let first: number;
         try {
           first = await this.#pg.append(token, batch.map((p) => p.data));

@@ -13,7 +13,7 @@ export interface ExternalCluster {
   stop(): Promise<void>;
 }
 
-export async function startExternalCluster(o: { nodes?: number; ttlSeconds?: number; renewSeconds?: number; extra?: Record<string, unknown> } = {}): Promise<ExternalCluster> {
+export async function startExternalCluster(o: { nodes?: number; ttlSeconds?: number; renewSeconds?: number; extra?: Record<string, unknown>; env?: Record<string, string> } = {}): Promise<ExternalCluster> {
   const db = await TestPostgres.start();
   let redis: TestRedis | undefined;
   try {
@@ -22,6 +22,7 @@ export async function startExternalCluster(o: { nodes?: number; ttlSeconds?: num
       nodes: o.nodes ?? 2,
       cluster: { coordination: 'redis', leaderLockTtlSeconds: o.ttlSeconds ?? 3, leaderRenewalIntervalSeconds: o.renewSeconds ?? 1 },
       redis: { enabled: true, connectionString: redis.address },
+      ...(o.env ? { env: () => o.env } : {}),
       extraConfig: () => ({ ...(o.extra ?? {}), database: { mode: 'external-shared', external: { connectionString: db.connectionString } } }),
     });
     const r = redis;
