@@ -118,6 +118,10 @@ const databaseSchema = z.object({
   external: z.object({
     dbType: z.literal('postgres').default('postgres'),
     connectionString: z.string().default(''),
+    /** external-shared: PostgreSQL connections per node (src/external/pg-log.ts). */
+    poolSize: int(1, 100).default(4),
+    /** external-shared: statement_timeout of every connection, ms. */
+    statementTimeoutMs: int(100, 600_000).default(5000),
   }).strict().default({}),
   outboxPollIntervalSeconds: int(1, 86_400).default(5),
   backup: backupSchema.default({}),

@@ -12,6 +12,15 @@ import type { SecurityPort } from '../api/ports-security.js';
 import type { DrillPort } from '../api/ports-drill.js';
 import type { QuorateConfig } from '../config/index.js';
 import { QuorateNode } from './node.js';
+import { ExternalNode } from '../external/external-node.js';
+
+/** What the host runs: a Raft node, or an external-shared node (src/external/external-node.ts) with the same ports. */
+export type HostedNode = QuorateNode | ExternalNode;
+
+function startNode(config: QuorateConfig, logger: Logger, opts: { onFatal: (e: Error) => void; restart: (rewrite: () => Promise<void>) => Promise<void> }): Promise<HostedNode> {
+  if (config.database.mode === 'external-shared') return ExternalNode.start(config, logger, { onFatal: opts.onFatal });
+  return QuorateNode.start(config, logger, opts);
+}
 
 /** A view whose every property is read from the current target (methods bound to it). */
 function follow<T extends object>(current: () => T): T {
@@ -26,7 +35,7 @@ function follow<T extends object>(current: () => T): T {
 }
 
 export class NodeHost {
-  #node: QuorateNode;
+  #node: HostedNode;
   readonly #config: QuorateConfig;
   readonly #logger: Logger;
   readonly #onFatal: (e: Error) => void;
@@ -39,7 +48,7 @@ export class NodeHost {
   readonly sql: SqlService;
   readonly drills: DrillPort;
 
-  private constructor(node: QuorateNode, config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void) {
+  private constructor(node: HostedNode, config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void) {
     this.#node = node;
     this.#config = config;
     this.#logger = logger;
@@ -56,12 +65,12 @@ export class NodeHost {
   static async start(config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void): Promise<NodeHost> {
     const ref: { host?: NodeHost } = {};
     const restart = (rewrite: () => Promise<void>): Promise<void> => ref.host!.#restartWith(rewrite);
-    const node = await QuorateNode.start(config, logger, { onFatal, restart });
+    const node = await startNode(config, logger, { onFatal, restart });
     ref.host = new NodeHost(node, config, logger, onFatal);
     return ref.host;
   }
 
-  get node(): QuorateNode {
+  get node(): HostedNode {
     return this.#node;
   }
 
@@ -77,7 +86,7 @@ export class NodeHost {
       this.#logger.error({ node: name, event: 'rewrite_failed', err: failed.message }, `the rewrite failed (${failed.message}); starting the node again unchanged`);
     }
     try {
-      this.#node = await QuorateNode.start(this.#config, this.#logger, { onFatal: this.#onFatal, restart: (r) => this.#restartWith(r) });
+      this.#node = await startNode(this.#config, this.#logger, { onFatal: this.#onFatal, restart: (r) => this.#restartWith(r) });
     } catch (e) {
       this.#onFatal(e as Error);
       throw e;
