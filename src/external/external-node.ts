@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { DrillPort } from '../api/ports-drill.js';
 import type { ClusterControl, DrControl, KvService, NodeStatus, ProposeOptions, SqlService, ModesInfo, PeerInfo } from '../api/ports.js';
 import type { QuorateConfig } from '../config/index.js';
 import { RedisLease, RedisLink, parseRedisConnectionString } from '../coord/index.js';
@@ -65,6 +66,16 @@ export class ExternalNode implements ClusterControl, DrControl {
   readonly security: NodeSecurity;
   readonly appServices: AppServices;
   readonly lease: RedisLease;
+  /** No automatic cluster CA in this mode (security.apiTls "auto" is refused at load). */
+  readonly autoTls = undefined;
+  /** Drills are refused at load in this mode (drills.enabled); the routes answer what this mode lacks. */
+  readonly drills: DrillPort = {
+    enabled: false,
+    rtoTargetMs: 0,
+    fault: () => Promise.reject(unavailable('A drill fault')),
+    reports: () => ({ reports: [], seq: 0, appliedIndex: this.machines.appliedIndex }),
+    record: () => Promise.reject(unavailable('The drill report history')),
+  };
   readonly log: SharedLog;
   readonly #pg: PgLog;
   readonly #link: RedisLink;
