@@ -87,8 +87,10 @@ export const drillRoutes: Record<string, Record<string, Route>> = {
       query: ['limit'],
       handle: async (ctx) => {
         const limit = ctx.intParam('limit', 1, 1000);
-        const r = drillsOf(ctx).reports(limit);
-        ctx.json(200, { ...r, reports: r.reports.map((x) => ({ ...x, markdown: markdownOf(x.report) })) });
+        const d = drillsOf(ctx);
+        const r = d.reports(limit);
+        // enabled / rtoTargetMs: this node's drills settings (the dashboard offers "run a drill" only where drills are enabled).
+        ctx.json(200, { ...r, nodeName: ctx.app.cluster.nodeName, enabled: d.enabled, rtoTargetMs: d.rtoTargetMs, reports: r.reports.map((x) => ({ ...x, markdown: markdownOf(x.report) })) });
       },
     },
     POST: {
