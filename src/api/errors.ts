@@ -86,6 +86,15 @@ export const ERROR_STATUS = {
   // reaching outside the database, a write in a query), or a statement SQLite failed
   // deterministically (syntax, constraint: with a transaction nothing was kept). `statement` names it.
   sql_refused: 400,
+  // Replicated files (src/files).
+  invalid_path: 400,
+  file_checksum_mismatch: 409,
+  upload_unknown: 409,
+  upload_out_of_order: 409,
+  range_not_satisfiable: 416,
+  file_too_large: 413,
+  file_corrupt: 500,
+  files_unavailable: 503,
   sql_error: 400,
   // A job asked to run now is running (src/node/scheduler.ts).
   job_running: 409,
@@ -208,6 +217,8 @@ const SAFE_EXTRA = [
   'sqliteCode',
   'applied',
   'limit',
+  // Replicated files: the file a corruption or a refused upload is about.
+  'path',
 ] as const;
 
 function safeExtra(src: unknown, into: Record<string, ExtraValue>): void {

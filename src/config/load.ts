@@ -204,6 +204,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
     health: c.health,
     hooks: c.hooks,
     outbox: c.outbox,
+    files: c.files,
     security: {
       ...c.security,
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },

@@ -48,6 +48,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       coord: host.coord,
       security: host.security,
       sql: host.sql,
+      files: host.files,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { ClusterControl, DrControl, KvService, SqlService } from '../api/ports.js';
 import type { AppCoordination } from '../api/ports-app.js';
 import type { SecurityPort } from '../api/ports-security.js';
+import type { FilesService } from '../api/ports-files.js';
 import type { QuorateConfig } from '../config/index.js';
 import { QuorateNode } from './node.js';
 
@@ -36,6 +37,7 @@ export class NodeHost {
   readonly coord: AppCoordination;
   readonly security: SecurityPort;
   readonly sql: SqlService;
+  readonly files: FilesService;
 
   private constructor(node: QuorateNode, config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void) {
     this.#node = node;
@@ -48,6 +50,7 @@ export class NodeHost {
     this.coord = follow<AppCoordination>(() => this.#node.appServices);
     this.security = follow<SecurityPort>(() => this.#node.security);
     this.sql = follow<SqlService>(() => this.#node.sqlService);
+    this.files = follow<FilesService>(() => this.#node.filesService);
   }
 
   static async start(config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void): Promise<NodeHost> {

@@ -7,6 +7,7 @@
 // machine's database is `<dataDir>/sql/`, applied on its own worker thread.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { FilesStateMachine } from '../files/machine.js';
 import { SqlStateMachine } from '../sql/machine.js';
 import { createKvState, type KvState } from '../state/index.js';
 
@@ -23,11 +24,15 @@ export interface NodeStateOptions {
 export interface NodeState extends KvState {
   /** The "sql" machine (src/sql): its worker threads and processes stop with close(). */
   readonly sql: SqlStateMachine;
+  /** The "files" machine (src/files): its files live under `<dataDir>/files/`. */
+  readonly files: FilesStateMachine;
 }
 
 export async function createNodeState(o: NodeStateOptions): Promise<NodeState> {
   const state = createKvState(o.maxFormatVersion !== undefined ? { maxFormatVersion: o.maxFormatVersion } : {});
   const sql = await SqlStateMachine.open({ dir: join(o.dataDir, 'sql'), logger: o.logger.child({ component: 'sql' }), onFatal: o.onFatal });
   state.registry.register(sql);
-  return { ...state, sql };
+  const files = await FilesStateMachine.open({ dir: join(o.dataDir, 'files'), logger: o.logger.child({ component: 'files' }) });
+  state.registry.register(files);
+  return { ...state, sql, files };
 }
