@@ -69,6 +69,9 @@ export const ERROR_STATUS = {
   snapshot_in_progress: 409,
   // The leader is writing a backup into its backup dir now (src/node/backups.ts).
   backup_in_progress: 409,
+  // POST /v1/cluster/restore: the archive is of another cluster, or another restore runs; a damaged archive.
+  restore_refused: 409,
+  backup_corrupt: 400,
   // Queues, locks, outbox (src/api/routes-app.ts): a claim token that expired or
   // was replaced; a lock held by another owner; a renew/release by one who does
   // not hold it (or whose TTL ran out); POST /v1/outbox with no outbox.webhookUrl;

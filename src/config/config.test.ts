@@ -264,6 +264,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
     'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
     'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
+    'files.maxFileBytes',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {

@@ -33,6 +33,9 @@ export const DEFAULT_MAX_FILE_BYTES = 4 * 1024 ** 3;
 /** The hard ceiling the machine enforces on any upload (a config may lower the limit, not raise it past this). */
 export const FILE_HARD_MAX_BYTES = 64 * 1024 ** 3;
 
+/** Paths the cluster uses itself (a backup's state staged by a restore, src/node/cluster-restore.ts): refused to API clients, hidden from listings. */
+export const RESERVED_FILES_PREFIX = '.quorate/';
+
 const UPLOAD_ID_RE = /^[0-9a-f]{32}$/;
 const SHA256_RE = /^[0-9a-f]{64}$/;
 

@@ -359,8 +359,8 @@ export class FilesStateMachine implements StateMachine<FilesCommand> {
   }
 
   /** Files whose path starts with `prefix`, sorted by path, after `startAfter`, at most `limit` (as of the last applied command). */
-  list(prefix: string, limit: number, startAfter = ''): { files: FileMeta[]; more: boolean } {
-    const all = [...this.#files.values()].filter((f) => f.path.startsWith(prefix) && f.path > startAfter).sort((a, b) => (a.path < b.path ? -1 : 1));
+  list(prefix: string, limit: number, startAfter = '', hidden?: string): { files: FileMeta[]; more: boolean } {
+    const all = [...this.#files.values()].filter((f) => f.path.startsWith(prefix) && f.path > startAfter && (hidden === undefined || !f.path.startsWith(hidden))).sort((a, b) => (a.path < b.path ? -1 : 1));
     return { files: all.slice(0, limit), more: all.length > limit };
   }
 

@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { FilesStateMachine } from '../files/machine.js';
+import { ClusterRestoreMachine } from './cluster-restore.js';
 import { SqlStateMachine } from '../sql/machine.js';
 import { createKvState, type KvState } from '../state/index.js';
 
@@ -26,6 +27,8 @@ export interface NodeState extends KvState {
   readonly sql: SqlStateMachine;
   /** The "files" machine (src/files): its files live under `<dataDir>/files/`. */
   readonly files: FilesStateMachine;
+  /** The "restore" machine: a backup restored into the running cluster through the log (./cluster-restore.ts). */
+  readonly restore: ClusterRestoreMachine;
 }
 
 export async function createNodeState(o: NodeStateOptions): Promise<NodeState> {
@@ -34,5 +37,7 @@ export async function createNodeState(o: NodeStateOptions): Promise<NodeState> {
   state.registry.register(sql);
   const files = await FilesStateMachine.open({ dir: join(o.dataDir, 'files'), logger: o.logger.child({ component: 'files' }) });
   state.registry.register(files);
-  return { ...state, sql, files };
+  const restore = new ClusterRestoreMachine({ registry: state.registry, files, logger: o.logger.child({ component: 'restore' }) });
+  state.registry.register(restore);
+  return { ...state, sql, files, restore };
 }

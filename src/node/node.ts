@@ -20,6 +20,7 @@ import { notLeader, type NodeError } from './errors.js';
 import type { ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { sqlServiceOf } from './sql-service.js';
 import { filesServiceOf } from './files-service.js';
+import { ClusterRestore } from './cluster-restore.js';
 import type { FilesStateMachine } from '../files/machine.js';
 import type { FilesService } from '../api/ports-files.js';
 import type { SqlStateMachine } from '../sql/machine.js';
@@ -79,6 +80,8 @@ export class QuorateNode implements ClusterControl {
   /** Replicated files (the "files" machine, src/files) and their API service (./files-service.ts); set by start(). */
   files!: FilesStateMachine;
   filesService!: FilesService;
+  /** POST /v1/cluster/restore (./cluster-restore.ts); set by start(). */
+  clusterRestore!: ClusterRestore;
   readonly #log: Logger;
   readonly #storage: WalStorage;
   readonly #replica: Replica;
@@ -310,6 +313,8 @@ export class QuorateNode implements ClusterControl {
     node.sqlService = sqlServiceOf(node, sql);
     node.files = replicated.files;
     node.filesService = filesServiceOf(node, replicated.files, config.files.maxFileBytes);
+    node.clusterRestore = new ClusterRestore({ node: { featureLevel: () => node.featureLevel(), proposeEnvelope: (m, p, o) => node.proposeEnvelope(m, p, o), readBarrier: (t) => node.readBarrier(t), isLeader: () => node.isLeader(), notLeader: () => node.#notLeader() },
+      machine: replicated.restore, dataDir, clusterId: config.cluster.haId, logger: node.#log });
     sqlFatal = (e) => node.#replica.die(e);
     node.#restart = opts.restart;
     if (bootstrap.promoted !== undefined && raw.status().lastIndex === bootstrap.promoted.index) node.#historyRecorder.promotionPending();
