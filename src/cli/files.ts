@@ -32,7 +32,7 @@ function filePath(ctx: Context, p: string): string {
   return p.split('/').map(encodeURIComponent).join('/');
 }
 
-async function errorOf(res: IncomingMessage, url: string): Promise<QuorateHttpError> {
+export async function errorOf(res: IncomingMessage, url: string): Promise<QuorateHttpError> {
   const chunks: Buffer[] = [];
   for await (const c of res) chunks.push(c as Buffer);
   let body: Record<string, unknown> = {};
@@ -45,7 +45,7 @@ async function errorOf(res: IncomingMessage, url: string): Promise<QuorateHttpEr
 }
 
 /** One streamed request, trying each --url until one is reached (a body is only sent to the one that accepted the connection). */
-async function stream(ctx: Context, method: string, path: string, o: { body?: () => Readable; length?: number; headers?: Record<string, string> } = {}): Promise<{ res: IncomingMessage; url: string }> {
+export async function stream(ctx: Context, method: string, path: string, o: { body?: () => Readable; length?: number; headers?: Record<string, string> } = {}): Promise<{ res: IncomingMessage; url: string }> {
   const token = ctx.token();
   const ik = method === 'PUT' ? randomUUID() : undefined;
   let last: unknown;

@@ -6,7 +6,11 @@
 // confirm, a reader token, a damaged archive (nothing changes).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { READER_TOKEN, TOKEN, TestCluster, http, waitFor } from './harness.js';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MAIN, READER_TOKEN, TOKEN, TestCluster, http, waitFor } from './harness.js';
 
 async function raw(url: string, method: string, path: string, o: { token?: string; body?: Buffer; headers?: Record<string, string> } = {}): Promise<{ status: number; bytes: Buffer; json: Record<string, unknown> }> {
   const r = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${o.token ?? TOKEN}`, ...(o.headers ?? {}) }, ...(o.body !== undefined ? { body: o.body } : {}), signal: AbortSignal.timeout(60_000) });
@@ -103,5 +107,19 @@ describe('restore a backup into a running cluster (real processes)', () => {
     assert.equal((await http(follower, 'PUT', '/v1/kv/k3', { token: TOKEN, body: { value: 'after' } })).status, 200);
     await sql(follower, [['INSERT INTO t VALUES (3, ?)', 'three']]);
     assert.deepEqual(await rows(L), [[1, 'one'], [3, 'three']]);
+
+    // The CLI: backup restore FILE --running --confirm (without --confirm: a usage error, nothing sent).
+    const work = mkdtempSync(join(tmpdir(), 'quorate-restore-cli-'));
+    const file = join(work, 'b.qbak');
+    writeFileSync(file, backup.bytes);
+    const cli = (...args: string[]) => spawnSync(process.execPath, [MAIN, 'backup', 'restore', file, ...args, '--url', follower, '--token', TOKEN], { encoding: 'utf8', timeout: 60_000 });
+    const unconfirmed = cli('--running');
+    assert.equal(unconfirmed.status, 2, unconfirmed.stderr);
+    assert.match(unconfirmed.stderr, /--confirm/);
+    const viaCli = cli('--running', '--confirm', '--json');
+    assert.equal(viaCli.status, 0, viaCli.stderr);
+    assert.equal((JSON.parse(viaCli.stdout) as { backupIndex: number }).backupIndex, done.json['backupIndex']);
+    assert.equal((await http(L, 'GET', '/v1/kv/k3', { token: TOKEN })).status, 404, 'k3 was written after the backup');
+    rmSync(work, { recursive: true, force: true });
   });
 });
