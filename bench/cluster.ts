@@ -2,6 +2,10 @@
 // fsync on) under write and read load, failover after kill -9 of the leader,
 // RSS per node; and, when etcd is installed (Debian: apt-get install
 // etcd-server), the same workloads against a three-node etcd in the same run.
+// Replicated SQL in the same run: single-row inserts (one POST /v1/db/execute,
+// one log entry each) and linearizable point queries (POST /v1/db/query) at
+// BENCH_SQL_CONCURRENCY clients (default 64) against the quorate leader,
+// reported next to etcd's put and range at the same concurrency.
 // Prints one JSON report. Not part of `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,6 +19,7 @@ const CONCURRENCY = (process.env['BENCH_CONCURRENCY'] ?? '1,16,64,256').split(',
 const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
 const VALUE = 'v'.repeat(256);
 const KEYSPACE = 10_000;
+const SQL_CONCURRENCY = Number(process.env['BENCH_SQL_CONCURRENCY'] ?? 64);
 
 interface Target {
   readonly name: string;
@@ -244,6 +249,47 @@ async function runAll(t: Target) {
   return { writes, linearizableReads64: reads, rssMbPerNode: rss, failover: fo };
 }
 
+/** `concurrency` clients each running `op` back to back for `seconds`: throughput and latency of the ones that succeeded. */
+async function loadOp(concurrency: number, seconds: number, op: (agent: http.Agent, seq: number) => Promise<boolean>) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const lat: number[] = [];
+  let ok = 0;
+  let failed = 0;
+  let seq = 0;
+  const end = performance.now() + seconds * 1000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      if (await op(agent, seq++)) {
+        ok++;
+        lat.push(performance.now() - t0);
+      } else failed++;
+    }
+  }));
+  agent.destroy();
+  lat.sort((a, b) => a - b);
+  return { concurrency, ops: ok, failed, opsPerSecond: Math.round(ok / seconds), p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)) };
+}
+
+/** Replicated SQL against the leader: single-row inserts, then linearizable point queries by primary key over the rows inserted. */
+async function sqlRun(c: TestCluster) {
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const url = c.nodes[await c.waitLeader(20_000)]!.url;
+  const setup = new http.Agent({ keepAlive: true });
+  const created = await request(setup, url, 'POST', '/v1/db/execute', JSON.stringify({ statements: [['CREATE TABLE bench (id INTEGER PRIMARY KEY, v TEXT NOT NULL)']] }), auth);
+  setup.destroy();
+  if (created !== 200) throw new Error(`CREATE TABLE failed (HTTP ${created})`);
+  const inserts = await loadOp(SQL_CONCURRENCY, SECONDS, async (agent) =>
+    (await request(agent, url, 'POST', '/v1/db/execute', JSON.stringify({ statements: [['INSERT INTO bench (v) VALUES (?)', VALUE]] }), auth)) === 200);
+  const rows = Math.max(1, inserts.ops);
+  const queries = await loadOp(SQL_CONCURRENCY, SECONDS, async (agent, seq) =>
+    (await request(agent, url, 'POST', '/v1/db/query', JSON.stringify({ sql: 'SELECT v FROM bench WHERE id = ?', params: [1 + (seq * 7919) % rows], consistency: 'linearizable' }), auth)) === 200);
+  return {
+    insert: { statement: 'INSERT INTO bench (v) VALUES (?) (one row, one request, one log entry; 256-byte value)', ...inserts },
+    query: { statement: 'SELECT v FROM bench WHERE id = ? (linearizable, on the leader)', rows, ...queries },
+  };
+}
+
 function findEtcd(): string | undefined {
   for (const p of ['/usr/bin/etcd', '/usr/local/bin/etcd']) if (existsSync(p)) return p;
   return undefined;
@@ -252,6 +298,8 @@ function findEtcd(): string | undefined {
 const report: Record<string, unknown> = { benchmark: 'cluster', nodes: 3, valueBytes: 256, secondsPerWorkload: SECONDS, nodeVersion: process.version };
 const q = await TestCluster.start({ nodes: 3 });
 try {
+  // SQL first, on a cluster no failover has disturbed yet.
+  report['quorateSql'] = await sqlRun(q);
   report['quorate'] = await runAll(quorateTarget(q));
 } finally {
   await q.stop();
@@ -274,6 +322,15 @@ if (etcdBin) {
     })(),
     readThroughputC64: round(qr.linearizableReads64.opsPerSecond / Math.max(1, er.linearizableReads64.opsPerSecond)),
     failoverMedian: round(qr.failover.medianMs / Math.max(1, er.failover.medianMs)),
+    // Replicated SQL next to etcd's KV at the same concurrency (null when BENCH_CONCURRENCY lacks it).
+    ...(() => {
+      const s = report['quorateSql'] as Awaited<ReturnType<typeof sqlRun>>;
+      const i = CONCURRENCY.indexOf(SQL_CONCURRENCY);
+      return {
+        [`sqlInsertVsEtcdPutC${SQL_CONCURRENCY}`]: i < 0 ? null : round(s.insert.opsPerSecond / Math.max(1, er.writes[i]!.opsPerSecond)),
+        [`sqlQueryVsEtcdRangeC64`]: SQL_CONCURRENCY === 64 ? round(s.query.opsPerSecond / Math.max(1, er.linearizableReads64.opsPerSecond)) : null,
+      };
+    })(),
   };
 } else {
   report['etcd'] = 'not installed (apt-get install etcd-server to compare)';

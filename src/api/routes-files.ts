@@ -140,6 +140,7 @@ export function filePathRoutes(rawPath: string): Readonly<Record<string, Route>>
       query: [],
       handle: async (ctx) => {
         const path = filePathOf(rawPath);
+        ctx.auditTarget = path;
         const s = service(ctx);
         const o = options(ctx);
         const length = contentLength(ctx);
@@ -158,6 +159,7 @@ export function filePathRoutes(rawPath: string): Readonly<Record<string, Route>>
       query: [],
       handle: async (ctx) => {
         const path = filePathOf(rawPath);
+        ctx.auditTarget = path;
         const s = service(ctx);
         const o = options(ctx);
         await onLeader(ctx, true, async () => {
