@@ -5,9 +5,12 @@
 // Replicated SQL in the same run: single-row inserts (one POST /v1/db/execute,
 // one log entry each) and linearizable point queries (POST /v1/db/query) at
 // BENCH_SQL_CONCURRENCY clients (default 64) against the quorate leader,
-// reported next to etcd's put and range at the same concurrency.
+// reported next to etcd's put and range at the same concurrency; and one
+// replicated file of BENCH_FILE_MB MiB (default 256) streamed to the leader:
+// time, MiB/s and each node's RSS growth.
 // Prints one JSON report. Not part of `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -20,6 +23,7 @@ const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
 const VALUE = 'v'.repeat(256);
 const KEYSPACE = 10_000;
 const SQL_CONCURRENCY = Number(process.env['BENCH_SQL_CONCURRENCY'] ?? 64);
+const FILE_MB = Number(process.env['BENCH_FILE_MB'] ?? 256);
 
 interface Target {
   readonly name: string;
@@ -290,6 +294,54 @@ async function sqlRun(c: TestCluster) {
   };
 }
 
+/**
+ * One replicated file of FILE_MB MiB streamed to the leader (PUT /v1/files, chunked through the log):
+ * time, throughput, and each node's RSS growth while it is uploaded (sampled every 100 ms).
+ */
+async function filesRun(c: TestCluster) {
+  const url = new URL(c.nodes[await c.waitLeader(20_000)]!.url);
+  const pids = c.nodes.map((n) => n.proc?.pid ?? 0);
+  const before = pids.map(rssMb);
+  const peak = [...before];
+  const sampler = setInterval(() => pids.forEach((p, i) => { peak[i] = Math.max(peak[i]!, rssMb(p)); }), 100);
+  const block = Buffer.alloc(1024 * 1024);
+  const hash = createHash('sha256');
+  const t0 = performance.now();
+  let answer = '';
+  let status = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, method: 'PUT', path: '/v1/files/bench/big.bin', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream', 'content-length': FILE_MB * 1024 * 1024 } }, (res) => {
+        status = res.statusCode ?? 0;
+        res.on('data', (d: Buffer) => (answer += d.toString()));
+        res.on('end', () => resolve());
+      });
+      req.on('error', reject);
+      let i = 0;
+      const write = (): void => {
+        while (i < FILE_MB) {
+          block.writeUInt32BE(i++, 0); // every MiB differs
+          hash.update(block);
+          if (!req.write(Buffer.from(block))) {
+            req.once('drain', write);
+            return;
+          }
+        }
+        req.end();
+      };
+      write();
+    });
+  } finally {
+    clearInterval(sampler);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const body = JSON.parse(answer || '{}') as { sha256?: string };
+  return {
+    mib: FILE_MB, status, seconds: round(seconds), mibPerSecond: round(FILE_MB / seconds), sha256Matches: body.sha256 === hash.digest('hex'),
+    rssMbBefore: before, rssMbPeak: peak, rssGrowthMb: peak.map((p, i) => round(p - before[i]!)),
+  };
+}
+
 function findEtcd(): string | undefined {
   for (const p of ['/usr/bin/etcd', '/usr/local/bin/etcd']) if (existsSync(p)) return p;
   return undefined;
@@ -300,6 +352,7 @@ const q = await TestCluster.start({ nodes: 3 });
 try {
   // SQL first, on a cluster no failover has disturbed yet.
   report['quorateSql'] = await sqlRun(q);
+  report['quorateFileUpload'] = await filesRun(q);
   report['quorate'] = await runAll(quorateTarget(q));
 } finally {
   await q.stop();
