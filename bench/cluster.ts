@@ -6,7 +6,7 @@
 // one log entry each) and linearizable point queries (POST /v1/db/query) at
 // BENCH_SQL_CONCURRENCY clients (default 64) against the quorate leader,
 // reported next to etcd's put and range at the same concurrency; and one
-// replicated file of BENCH_FILE_MB MiB (default 256) streamed to the leader:
+// replicated file of BENCH_FILE_MB MiB (default 64) streamed to the leader:
 // time, MiB/s and each node's RSS growth.
 // Prints one JSON report. Not part of `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,7 +23,7 @@ const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
 const VALUE = 'v'.repeat(256);
 const KEYSPACE = 10_000;
 const SQL_CONCURRENCY = Number(process.env['BENCH_SQL_CONCURRENCY'] ?? 64);
-const FILE_MB = Number(process.env['BENCH_FILE_MB'] ?? 256);
+const FILE_MB = Number(process.env['BENCH_FILE_MB'] ?? 64);
 
 interface Target {
   readonly name: string;
