@@ -2,8 +2,15 @@
 // fsync on) under write and read load, failover after kill -9 of the leader,
 // RSS per node; and, when etcd is installed (Debian: apt-get install
 // etcd-server), the same workloads against a three-node etcd in the same run.
+// Replicated SQL in the same run: single-row inserts (one POST /v1/db/execute,
+// one log entry each) and linearizable point queries (POST /v1/db/query) at
+// BENCH_SQL_CONCURRENCY clients (default 64) against the quorate leader,
+// reported next to etcd's put and range at the same concurrency; and one
+// replicated file of BENCH_FILE_MB MiB (default 64) streamed to the leader:
+// time, MiB/s and each node's RSS growth.
 // Prints one JSON report. Not part of `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -15,6 +22,8 @@ const CONCURRENCY = (process.env['BENCH_CONCURRENCY'] ?? '1,16,64,256').split(',
 const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
 const VALUE = 'v'.repeat(256);
 const KEYSPACE = 10_000;
+const SQL_CONCURRENCY = Number(process.env['BENCH_SQL_CONCURRENCY'] ?? 64);
+const FILE_MB = Number(process.env['BENCH_FILE_MB'] ?? 64);
 
 interface Target {
   readonly name: string;
@@ -244,6 +253,95 @@ async function runAll(t: Target) {
   return { writes, linearizableReads64: reads, rssMbPerNode: rss, failover: fo };
 }
 
+/** `concurrency` clients each running `op` back to back for `seconds`: throughput and latency of the ones that succeeded. */
+async function loadOp(concurrency: number, seconds: number, op: (agent: http.Agent, seq: number) => Promise<boolean>) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const lat: number[] = [];
+  let ok = 0;
+  let failed = 0;
+  let seq = 0;
+  const end = performance.now() + seconds * 1000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      if (await op(agent, seq++)) {
+        ok++;
+        lat.push(performance.now() - t0);
+      } else failed++;
+    }
+  }));
+  agent.destroy();
+  lat.sort((a, b) => a - b);
+  return { concurrency, ops: ok, failed, opsPerSecond: Math.round(ok / seconds), p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)) };
+}
+
+/** Replicated SQL against the leader: single-row inserts, then linearizable point queries by primary key over the rows inserted. */
+async function sqlRun(c: TestCluster) {
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const url = c.nodes[await c.waitLeader(20_000)]!.url;
+  const setup = new http.Agent({ keepAlive: true });
+  const created = await request(setup, url, 'POST', '/v1/db/execute', JSON.stringify({ statements: [['CREATE TABLE bench (id INTEGER PRIMARY KEY, v TEXT NOT NULL)']] }), auth);
+  setup.destroy();
+  if (created !== 200) throw new Error(`CREATE TABLE failed (HTTP ${created})`);
+  const inserts = await loadOp(SQL_CONCURRENCY, SECONDS, async (agent) =>
+    (await request(agent, url, 'POST', '/v1/db/execute', JSON.stringify({ statements: [['INSERT INTO bench (v) VALUES (?)', VALUE]] }), auth)) === 200);
+  const rows = Math.max(1, inserts.ops);
+  const queries = await loadOp(SQL_CONCURRENCY, SECONDS, async (agent, seq) =>
+    (await request(agent, url, 'POST', '/v1/db/query', JSON.stringify({ sql: 'SELECT v FROM bench WHERE id = ?', params: [1 + (seq * 7919) % rows], consistency: 'linearizable' }), auth)) === 200);
+  return {
+    insert: { statement: 'INSERT INTO bench (v) VALUES (?) (one row, one request, one log entry; 256-byte value)', ...inserts },
+    query: { statement: 'SELECT v FROM bench WHERE id = ? (linearizable, on the leader)', rows, ...queries },
+  };
+}
+
+/**
+ * One replicated file of FILE_MB MiB streamed to the leader (PUT /v1/files, chunked through the log):
+ * time, throughput, and each node's RSS growth while it is uploaded (sampled every 100 ms).
+ */
+async function filesRun(c: TestCluster) {
+  const url = new URL(c.nodes[await c.waitLeader(20_000)]!.url);
+  const pids = c.nodes.map((n) => n.proc?.pid ?? 0);
+  const before = pids.map(rssMb);
+  const peak = [...before];
+  const sampler = setInterval(() => pids.forEach((p, i) => { peak[i] = Math.max(peak[i]!, rssMb(p)); }), 100);
+  const block = Buffer.alloc(1024 * 1024);
+  const hash = createHash('sha256');
+  const t0 = performance.now();
+  let answer = '';
+  let status = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, method: 'PUT', path: '/v1/files/bench/big.bin', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream', 'content-length': FILE_MB * 1024 * 1024 } }, (res) => {
+        status = res.statusCode ?? 0;
+        res.on('data', (d: Buffer) => (answer += d.toString()));
+        res.on('end', () => resolve());
+      });
+      req.on('error', reject);
+      let i = 0;
+      const write = (): void => {
+        while (i < FILE_MB) {
+          block.writeUInt32BE(i++, 0); // every MiB differs
+          hash.update(block);
+          if (!req.write(Buffer.from(block))) {
+            req.once('drain', write);
+            return;
+          }
+        }
+        req.end();
+      };
+      write();
+    });
+  } finally {
+    clearInterval(sampler);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const body = JSON.parse(answer || '{}') as { sha256?: string };
+  return {
+    mib: FILE_MB, status, seconds: round(seconds), mibPerSecond: round(FILE_MB / seconds), sha256Matches: body.sha256 === hash.digest('hex'),
+    rssMbBefore: before, rssMbPeak: peak, rssGrowthMb: peak.map((p, i) => round(p - before[i]!)),
+  };
+}
+
 function findEtcd(): string | undefined {
   for (const p of ['/usr/bin/etcd', '/usr/local/bin/etcd']) if (existsSync(p)) return p;
   return undefined;
@@ -252,6 +350,9 @@ function findEtcd(): string | undefined {
 const report: Record<string, unknown> = { benchmark: 'cluster', nodes: 3, valueBytes: 256, secondsPerWorkload: SECONDS, nodeVersion: process.version };
 const q = await TestCluster.start({ nodes: 3 });
 try {
+  // SQL first, on a cluster no failover has disturbed yet.
+  report['quorateSql'] = await sqlRun(q);
+  report['quorateFileUpload'] = await filesRun(q);
   report['quorate'] = await runAll(quorateTarget(q));
 } finally {
   await q.stop();
@@ -274,6 +375,15 @@ if (etcdBin) {
     })(),
     readThroughputC64: round(qr.linearizableReads64.opsPerSecond / Math.max(1, er.linearizableReads64.opsPerSecond)),
     failoverMedian: round(qr.failover.medianMs / Math.max(1, er.failover.medianMs)),
+    // Replicated SQL next to etcd's KV at the same concurrency (null when BENCH_CONCURRENCY lacks it).
+    ...(() => {
+      const s = report['quorateSql'] as Awaited<ReturnType<typeof sqlRun>>;
+      const i = CONCURRENCY.indexOf(SQL_CONCURRENCY);
+      return {
+        [`sqlInsertVsEtcdPutC${SQL_CONCURRENCY}`]: i < 0 ? null : round(s.insert.opsPerSecond / Math.max(1, er.writes[i]!.opsPerSecond)),
+        [`sqlQueryVsEtcdRangeC64`]: SQL_CONCURRENCY === 64 ? round(s.query.opsPerSecond / Math.max(1, er.linearizableReads64.opsPerSecond)) : null,
+      };
+    })(),
   };
 } else {
   report['etcd'] = 'not installed (apt-get install etcd-server to compare)';

@@ -12,6 +12,7 @@ import type { Forwarder } from './forward.js';
 import type { AppCoordination } from './ports-app.js';
 import type { ClusterControl, DrControl, KvService, SqlService } from './ports.js';
 import type { OpsPort } from './ports-ops.js';
+import type { FilesService } from './ports-files.js';
 
 /** Largest request body accepted (a 1 MiB value JSON-escaped fits). */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -68,6 +69,8 @@ export interface App {
   readonly coord: AppCoordination | undefined;
   /** Replicated SQL (/v1/db); absent on servers built without it (API tests with a fake node). */
   readonly sql?: SqlService;
+  /** Replicated files (/v1/files); absent on servers built without them. */
+  readonly files?: FilesService;
   /** DR promotion and isolation, when the server was given them. */
   readonly dr?: DrControl;
   /** Built-in alerts and the diagnostic bundle (./ports-ops.ts), when the server was given them. */

@@ -69,6 +69,9 @@ export const ERROR_STATUS = {
   snapshot_in_progress: 409,
   // The leader is writing a backup into its backup dir now (src/node/backups.ts).
   backup_in_progress: 409,
+  // POST /v1/cluster/restore: the archive is of another cluster, or another restore runs; a damaged archive.
+  restore_refused: 409,
+  backup_corrupt: 400,
   // Queues, locks, outbox (src/api/routes-app.ts): a claim token that expired or
   // was replaced; a lock held by another owner; a renew/release by one who does
   // not hold it (or whose TTL ran out); POST /v1/outbox with no outbox.webhookUrl;
@@ -86,6 +89,15 @@ export const ERROR_STATUS = {
   // reaching outside the database, a write in a query), or a statement SQLite failed
   // deterministically (syntax, constraint: with a transaction nothing was kept). `statement` names it.
   sql_refused: 400,
+  // Replicated files (src/files).
+  invalid_path: 400,
+  file_checksum_mismatch: 409,
+  upload_unknown: 409,
+  upload_out_of_order: 409,
+  range_not_satisfiable: 416,
+  file_too_large: 413,
+  file_corrupt: 500,
+  files_unavailable: 503,
   sql_error: 400,
   // A job asked to run now is running (src/node/scheduler.ts).
   job_running: 409,
@@ -212,6 +224,8 @@ const SAFE_EXTRA = [
   'sqliteCode',
   'applied',
   'limit',
+  // Replicated files: the file a corruption or a refused upload is about.
+  'path',
 ] as const;
 
 function safeExtra(src: unknown, into: Record<string, ExtraValue>): void {

@@ -19,13 +19,15 @@ import { HEADER_FORWARDED_FOR, clientAddress } from './guard.js';
 // Error codes that prove the request never left this node.
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ERR_INVALID_URL']);
 
-const REQUEST_HEADERS = ['authorization', 'idempotency-key', 'content-type', 'accept', 'x-request-id'] as const;
-const RESPONSE_HEADERS = ['content-type', 'content-length', 'retry-after', 'www-authenticate', 'allow', 'cache-control', HEADER_SERVED_BY] as const;
+const REQUEST_HEADERS = ['authorization', 'idempotency-key', 'content-type', 'accept', 'x-request-id', 'range', 'if-none-match'] as const;
+const RESPONSE_HEADERS = ['content-type', 'content-length', 'retry-after', 'www-authenticate', 'allow', 'cache-control', 'etag', 'accept-ranges', 'content-range', 'last-modified', 'x-quorate-file-revision', HEADER_SERVED_BY] as const;
 
 export interface ForwardOptions {
   /** A write: a failure after sending is commit_unknown, not no_leader. */
   readonly write: boolean;
   readonly timeoutMs: number;
+  /** Stream the request body through as it arrives (replicated files), instead of reading it (bounded by MAX_BODY_BYTES) first. */
+  readonly streamBody?: boolean;
 }
 
 export class Forwarder {
@@ -49,7 +51,8 @@ export class Forwarder {
    * ApiError only while nothing has been written to ctx.res.
    */
   async forward(ctx: RequestContext, leaderUrl: string, leaderName: string | undefined, options: ForwardOptions): Promise<void> {
-    const body = ctx.method === 'GET' || ctx.method === 'HEAD' ? Buffer.alloc(0) : await ctx.rawBody();
+    const stream = options.streamBody === true && ctx.method !== 'GET' && ctx.method !== 'HEAD';
+    const body = stream || ctx.method === 'GET' || ctx.method === 'HEAD' ? Buffer.alloc(0) : await ctx.rawBody();
     const who = `${leaderName ?? 'the leader'} (${leaderUrl})`;
     let target: URL;
     try {
@@ -63,8 +66,11 @@ export class Forwarder {
     const signed = ctx.app.security.signForward({ method: ctx.method, url: ctx.rawUrl, forwardedFor });
     const headers: Record<string, string> = {
       [HEADER_FORWARDED]: signed.node, [HEADER_FORWARD_AT]: String(signed.sentAt), [HEADER_FORWARD_SIG]: signed.signature,
-      'content-length': String(body.length), [HEADER_FORWARDED_FOR]: forwardedFor,
+      [HEADER_FORWARDED_FOR]: forwardedFor,
     };
+    // A streamed body keeps the client's length (or goes chunked without one).
+    const length = stream ? ctx.header('content-length') : String(body.length);
+    if (length !== undefined) headers['content-length'] = length;
     for (const h of REQUEST_HEADERS) {
       const v = ctx.header(h);
       if (v !== undefined) headers[h] = v;
@@ -119,7 +125,8 @@ export class Forwarder {
       ctx.res.on('close', () => {
         if (!ctx.res.writableFinished) up.destroy();
       });
-      up.end(body);
+      if (stream) ctx.req.pipe(up);
+      else up.end(body);
     });
   }
 }

@@ -12,7 +12,7 @@ const codeOf = (err: unknown): unknown => (typeof err === 'object' && err !== nu
  * more hop is allowed even for a forwarded request; the node it reaches sees
  * the forwarded header and never forwards again, so this stays bounded.
  */
-export async function forwardToLeader(ctx: RequestContext, write: boolean, timeoutMs = ctx.app.forwardTimeoutMs, lostLeadership = false): Promise<void> {
+export async function forwardToLeader(ctx: RequestContext, write: boolean, timeoutMs = ctx.app.forwardTimeoutMs, lostLeadership = false, streamBody = false): Promise<void> {
   const cluster = ctx.app.cluster;
   if (ctx.forwardedIn && !lostLeadership) {
     // Another node sent this here believing we lead; we do not (an election
@@ -27,7 +27,7 @@ export async function forwardToLeader(ctx: RequestContext, write: boolean, timeo
       : 'no leader is known right now (an election may be in progress, or a majority of voters is unreachable)';
     throw new ApiError('no_leader', `${why}; nothing was applied. Retry in a moment and check \`quorate status\``);
   }
-  await ctx.app.forwarder.forward(ctx, url, st.leaderName, { write, timeoutMs });
+  await ctx.app.forwarder.forward(ctx, url, st.leaderName, { write, timeoutMs, streamBody });
 }
 
 /**

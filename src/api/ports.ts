@@ -160,6 +160,8 @@ export interface ClusterControl {
   readonly switchoverSchedule?: SwitchoverSchedulePort;
   /** Backups of the replicated state (src/node/backups.ts; routes-backup.ts). */
   readonly backups?: BackupPort;
+  /** Restoring a backup into this running cluster through the log (src/node/cluster-restore.ts; POST /v1/cluster/restore). */
+  readonly clusterRestore?: ClusterRestorePort;
   /** Leader-only scheduled jobs of the config (src/node/jobs.ts; routes-jobs.ts). */
   readonly jobs?: JobsPort;
   /** Failover mode approval (src/node/approval.ts): the answer to another voter's probe (undefined: bad proof), and a fresh proposal. */
@@ -168,6 +170,11 @@ export interface ClusterControl {
     /** Polls the voters now; `mismatch` says why NAME/term are not the proposal (absent when they are). */
     check(name: string, term: number): Promise<{ proposal: ApprovalInfo; mismatch?: string }>;
   };
+}
+
+/** POST /v1/cluster/restore: leader only (not_leader elsewhere); checks the archive, then replaces the data machines' state through the log. */
+export interface ClusterRestorePort {
+  restore(archive: AsyncIterable<Uint8Array>): Promise<{ restored: true; clusterId: string; backupIndex: number; takenAt: string; index: number; machines: readonly string[]; bytes: number }>;
 }
 
 /** One backup archive in a node's backup dir (src/node/backups.ts). */

@@ -413,7 +413,10 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
         if (withChecksum) body['checksum'] = kv.checksum();
         // Replicated SQL: its content checksum, asked in the same tick (so at the same appliedIndex), computed off the loop.
         const sql = withChecksum ? ctx.app.sql?.checksum() : undefined;
+        // Replicated files: the checksum of the listing (path, size, SHA-256, revision), asked in the same tick.
+        const files = withChecksum ? ctx.app.files?.checksum() : undefined;
         if (sql !== undefined) body['sqlChecksum'] = (await sql).checksum;
+        if (files !== undefined) body['filesChecksum'] = (await files).checksum;
         ctx.json(200, body);
       },
     },

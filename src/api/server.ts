@@ -21,6 +21,8 @@ import { healthRoutes } from './routes-health.js';
 import type { ClusterControl, DrControl, KvService, SqlService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
 import { sqlRoutes } from './routes-sql.js';
+import { FILES_PREFIX, filePathRoutes, filesListRoutes } from './routes-files.js';
+import type { FilesService } from './ports-files.js';
 import { decodeKey } from './validate.js';
 import { watchRoutes } from './watch.js';
 import { handleCors, uiRoute, uiRoutes } from './ui.js';
@@ -49,6 +51,8 @@ export interface ApiServerOptions {
   readonly authLimit?: Partial<AuthLimitOptions>;
   /** Replicated SQL (src/api/ports.ts); without it /v1/db answers 404. */
   readonly sql?: SqlService;
+  /** Replicated files (src/api/ports-files.ts); without them /v1/files answers 404. */
+  readonly files?: FilesService;
   /** DR promotion and isolation (src/api/ports.ts DrControl); absent: those routes answer 404. */
   readonly dr?: DrControl;
   /** Built-in alerts and the diagnostic bundle (./ports-ops.ts); absent: /v1/alerts and /v1/diagnostics answer 404. */
@@ -128,6 +132,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...drRoutes,
   '/v1/kv': kvListRoutes,
   ...sqlRoutes,
+  '/v1/files': filesListRoutes,
   '/v1/watch': watchRoutes,
   ...uiRoutes,
   ...eventRoutes,
@@ -143,7 +148,7 @@ const TOKENS_PREFIX = '/v1/tokens/';
 
 /** Every route and the role it needs (docs/security.md has this table; a test keeps them equal). */
 export function routeTable(): { route: string; method: string; auth: string }[] {
-  const all: Record<string, Readonly<Record<string, Route>>> = { ...STATIC, '/v1/kv/{key}': kvKeyRoutes('k'), '/v1/kv/txn': kvKeyRoutes('txn'), '/v1/tokens/{name}': tokenRoutes('n') };
+  const all: Record<string, Readonly<Record<string, Route>>> = { ...STATIC, '/v1/kv/{key}': kvKeyRoutes('k'), '/v1/kv/txn': kvKeyRoutes('txn'), '/v1/tokens/{name}': tokenRoutes('n'), '/v1/files/{path}': filePathRoutes('p') };
   return Object.entries(all).flatMap(([route, methods]) => Object.entries(methods).map(([method, r]) => ({ route, method, auth: r.auth ?? 'none' })));
 }
 
@@ -168,6 +173,7 @@ function match(path: string): Match | undefined {
   }
   const ui = uiRoute(path);
   if (ui !== undefined) return { name: '/ui/', methods: { GET: ui } };
+  if (path.startsWith(FILES_PREFIX)) return { name: '/v1/files/{path}', methods: filePathRoutes(path.slice(FILES_PREFIX.length)) };
   if (path.startsWith(TOKENS_PREFIX)) return { name: '/v1/tokens/{name}', methods: tokenRoutes(path.slice(TOKENS_PREFIX.length)) };
   return undefined;
 }
@@ -191,7 +197,7 @@ async function dispatch(ctx: RequestContext): Promise<void> {
   checkForwarded(ctx);
   guard(ctx, m.name, route);
   if (route.query !== undefined) ctx.checkQuery(route.query);
-  if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name.startsWith('/v1/db') || m.name === '/v1/watch')) {
+  if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name.startsWith('/v1/db') || m.name.startsWith('/v1/files') || m.name === '/v1/watch')) {
     throw new ApiError('removed', `${ctx.app.cluster.nodeName} was removed from the cluster and serves no data; use another node (\`quorate peers\` on a member lists them)`);
   }
   const key = m.rawKey !== undefined ? decodeKey(m.rawKey) : undefined;
@@ -246,6 +252,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     kv,
     coord: opts.coord,
     ...(opts.sql !== undefined ? { sql: opts.sql } : {}),
+    ...(opts.files !== undefined ? { files: opts.files } : {}),
     ...(opts.dr !== undefined ? { dr: opts.dr } : {}),
     ...(opts.ops !== undefined ? { ops: opts.ops } : {}),
     ...(opts.drills !== undefined ? { drills: opts.drills } : {}),

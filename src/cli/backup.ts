@@ -1,7 +1,7 @@
 // Backup verbs (SPEC §5 `quorate backup create|list|verify|restore`; docs/cli.md "Backups").
 // create and list talk to a node's HTTP API; verify and restore work on local
 // files (an archive, a stopped node's data dir), like init.
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
@@ -15,6 +15,7 @@ import { restoreBackup, verifyBackup, type Progress } from '../node/backup-resto
 import { listBackups } from '../node/backups.js';
 import { UsageError, bool, str } from './args.js';
 import { EXIT, cell, keyValues, objectTable, type Command, type Context } from './command.js';
+import { errorOf, stream } from './files.js';
 
 function mib(n: number): string {
   return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
@@ -158,16 +159,22 @@ const verify: Command = {
 const restore: Command = {
   name: 'backup restore',
   summary: "restore an archive into a stopped node's empty data dir, as a new one-node cluster",
-  usage: 'FILE --config F',
+  usage: 'FILE --config F | FILE --running --confirm',
   description:
     'Verifies the archive, then makes the data dir of the node configured in F (which must hold no node data: move an old one aside; cluster.peerEndpoints must be empty, cluster.haId the backup\'s) ' +
     'the first node of a new one-node cluster holding the backup\'s state at its index. Start it with `quorate agent --config F`, then enroll the other nodes. ' +
-    'Tokens and the cluster secret are not in backups: the data dir keeps (or `quorate init` writes) its own. Local: no node involved.',
-  flags: [{ name: 'config', type: 'string', value: 'F', help: 'the config of the node to restore into (default ./quorate.json)' }],
-  examples: ['quorate backup restore cluster.qbak --config /etc/quorate/quorate.json && quorate agent --config /etc/quorate/quorate.json'],
-  remote: false,
+    'Tokens and the cluster secret are not in backups: the data dir keeps (or `quorate init` writes) its own. Local: no node involved. ' +
+    'With --running --confirm: sends the archive to a running cluster (POST /v1/cluster/restore, admin token): the leader checks it, then replaces the data (KV, SQL, files, queues, locks, outbox) on every node through the log; membership, tokens, revocations and the audit log stay.',
+  flags: [
+    { name: 'config', type: 'string', value: 'F', help: 'the config of the node to restore into (default ./quorate.json)' },
+    { name: 'running', type: 'boolean', help: 'restore into the running cluster at --url instead (POST /v1/cluster/restore)' },
+    { name: 'confirm', type: 'boolean', help: 'with --running: yes, replace the running cluster\'s data' },
+  ],
+  examples: ['quorate backup restore cluster.qbak --config /etc/quorate/quorate.json && quorate agent --config /etc/quorate/quorate.json', 'quorate backup restore cluster.qbak --running --confirm --url http://node1:7101'],
+  remote: true,
   async run(ctx) {
     const file = oneFile(ctx, 'backup restore');
+    if (bool(ctx.args, 'running')) return restoreRunning(ctx, file);
     const configPath = resolve(ctx.io.cwd, str(ctx.args, 'config') ?? 'quorate.json');
     const config = loadConfig(configPath, ctx.io.env);
     const r = await restoreBackup(file, config, progressPrinter(ctx));
@@ -179,5 +186,23 @@ const restore: Command = {
     return EXIT.ok;
   },
 };
+
+/** `backup restore FILE --running --confirm`: POST /v1/cluster/restore with the archive streamed. */
+async function restoreRunning(ctx: Context, file: string): Promise<number> {
+  if (!bool(ctx.args, 'confirm')) throw new UsageError('--running replaces the data of the running cluster on every node: add --confirm to do it', 'backup restore');
+  let length: number;
+  try {
+    length = statSync(file).size;
+  } catch (e) {
+    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'backup restore');
+  }
+  const { res, url } = await stream(ctx, 'POST', '/v1/cluster/restore?confirm=true', { body: () => createReadStream(file), length });
+  if (res.statusCode !== 200) throw await errorOf(res, url);
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  const r = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { clusterId: string; backupIndex: number; takenAt: string; index: number; machines: string[] };
+  ctx.print(r, () => `restored ${file} into the running cluster ${r.clusterId}: the state of ${r.machines.join(', ')} as of index ${r.backupIndex} (taken ${r.takenAt}), in effect from log index ${r.index} on every node`);
+  return EXIT.ok;
+}
 
 export const backupCommands: readonly Command[] = [create, list, verify, restore];

@@ -171,7 +171,7 @@ const dump: Command = {
   name: 'dump',
   summary: "this node's state plus its state-machine position (and checksum)",
   usage: '[--checksum]',
-  description: 'Calls GET /v1/cluster/status and GET /v1/cluster/dump. With --checksum the node also hashes its state: checksum (the KV) and sqlChecksum (the content of the replicated SQL database); every node at the same appliedIndex must print the same ones.',
+  description: 'Calls GET /v1/cluster/status and GET /v1/cluster/dump. With --checksum the node also hashes its state: checksum (the KV), sqlChecksum (the content of the replicated SQL database) and filesChecksum (the replicated files: path, size, SHA-256, revision); every node at the same appliedIndex must print the same ones.',
   flags: [{ name: 'checksum', type: 'boolean', help: 'compute the state-machine checksum at appliedIndex' }],
   examples: ['quorate dump --checksum', 'for u in http://n1:7101 http://n2:7101; do quorate dump --checksum --url $u; done'],
   remote: true,

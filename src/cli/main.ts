@@ -24,6 +24,7 @@ import { modeCommands } from './modes.js';
 import { securityCommands } from './security.js';
 import { sqlCommands } from './sql.js';
 import { opsCommands } from './ops.js';
+import { filesCommands } from './files.js';
 
 // One entry per line, so that features add verbs without touching each other's lines.
 export const COMMANDS: readonly Command[] = [
@@ -42,6 +43,7 @@ export const COMMANDS: readonly Command[] = [
   ...appCommands,
   ...securityCommands,
   ...sqlCommands,
+  ...filesCommands,
   lbConfigCommand,
   ...opsCommands,
   drillCommand,

@@ -209,6 +209,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
     outbox: c.outbox,
     alerts: { ...c.alerts, secretFile: c.alerts.secretFile !== '' ? abs(c.alerts.secretFile) : '' },
     drills: c.drills,
+    files: c.files,
     security: {
       ...c.security,
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },

@@ -253,6 +253,8 @@ export const configSchema = z.object({
   outbox: outboxSchema.default({}),
   alerts: alertsSchema.default({}),
   drills: drillsSchema.default({}),
+  /** Replicated files (src/files): the largest file accepted by PUT /v1/files (default 4 GiB, at most 64 GiB). */
+  files: z.object({ maxFileBytes: int(1, 64 * 1024 ** 3).default(4 * 1024 ** 3) }).strict().default({}),
 }).strict();
 
 /** The file after schema defaults, before cross-key rules and path resolution. */

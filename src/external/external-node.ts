@@ -18,6 +18,9 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DrillPort } from '../api/ports-drill.js';
+import type { FilesService } from '../api/ports-files.js';
+import { filesServiceOf } from '../node/files-service.js';
+import type { FilesStateMachine } from '../files/machine.js';
 import type { ClusterControl, DrControl, KvService, NodeStatus, ProposeOptions, SqlService, ModesInfo, PeerInfo } from '../api/ports.js';
 import type { QuorateConfig } from '../config/index.js';
 import { RedisLease, RedisLink, parseRedisConnectionString } from '../coord/index.js';
@@ -63,6 +66,9 @@ export class ExternalNode implements ClusterControl, DrControl {
   readonly kvService: KvService = kvServiceOf(this);
   readonly sql: SqlStateMachine;
   readonly sqlService: SqlService;
+  /** Replicated files, through the shared log like every other machine. */
+  readonly filesService: FilesService;
+  readonly #files: FilesStateMachine;
   readonly security: NodeSecurity;
   readonly appServices: AppServices;
   readonly lease: RedisLease;
@@ -94,6 +100,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     this.history = state.history;
     this.machines = state.registry;
     this.sql = state.sql;
+    this.#files = state.files;
     this.#entries = new EntryEncoder(logger);
     const cl = config.cluster;
     const ttlMs = cl.leaderLockTtlSeconds * 1000;
@@ -130,6 +137,7 @@ export class ExternalNode implements ClusterControl, DrControl {
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.log.propose(entry),
     });
     this.sqlService = sqlServiceOf(this, state.sql);
+    this.filesService = filesServiceOf(this, state.files, config.files.maxFileBytes);
     this.appServices = new AppServices({
       config, logger, metrics: this.#metrics, leadership: this.lease, services: this.#services, gated: (svc) => this.#afterFence(svc), app: state.app,
       clockMs: () => this.machines.clockMs, proposeEntry: (data) => this.log.propose(data), readBarrier: () => this.readBarrier(),
@@ -163,6 +171,7 @@ export class ExternalNode implements ClusterControl, DrControl {
         if (performance.now() >= deadline || !isConnectionError(e)) {
           await node.#pg.close();
           await state.sql.close();
+          await state.files.close();
           throw new Error(`${why}; check database.external.connectionString and that the database accepts this node`);
         }
         if (attempt === 0) log.error({ event: 'database_unreachable', target: node.#pg.target, err: (e as Error).message }, `${why}; retrying for up to ${START_WAIT_MS / 1000} s`);
@@ -187,6 +196,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     await this.#link.close();
     await this.#pg.close();
     await this.sql.close();
+    await this.#files.close();
     this.#logger.info({ event: 'node_stopped' }, 'node stopped cleanly');
   }
 

@@ -60,6 +60,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       sql: host.sql,
       ops: ops.ops,
       drills: host.drills,
+      files: host.files,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,

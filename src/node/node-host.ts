@@ -10,6 +10,7 @@ import type { ClusterControl, DrControl, KvService, SqlService } from '../api/po
 import type { AppCoordination } from '../api/ports-app.js';
 import type { SecurityPort } from '../api/ports-security.js';
 import type { DrillPort } from '../api/ports-drill.js';
+import type { FilesService } from '../api/ports-files.js';
 import type { QuorateConfig } from '../config/index.js';
 import { QuorateNode } from './node.js';
 import { ExternalNode } from '../external/external-node.js';
@@ -47,6 +48,7 @@ export class NodeHost {
   readonly security: SecurityPort;
   readonly sql: SqlService;
   readonly drills: DrillPort;
+  readonly files: FilesService;
 
   private constructor(node: HostedNode, config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void) {
     this.#node = node;
@@ -60,6 +62,7 @@ export class NodeHost {
     this.security = follow<SecurityPort>(() => this.#node.security);
     this.sql = follow<SqlService>(() => this.#node.sqlService);
     this.drills = follow<DrillPort>(() => this.#node.drills);
+    this.files = follow<FilesService>(() => this.#node.filesService);
   }
 
   static async start(config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void): Promise<NodeHost> {

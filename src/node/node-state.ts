@@ -7,6 +7,8 @@
 // machine's database is `<dataDir>/sql/`, applied on its own worker thread.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { FilesStateMachine } from '../files/machine.js';
+import { ClusterRestoreMachine } from './cluster-restore.js';
 import { SqlStateMachine } from '../sql/machine.js';
 import { createKvState, type KvState } from '../state/index.js';
 
@@ -23,11 +25,19 @@ export interface NodeStateOptions {
 export interface NodeState extends KvState {
   /** The "sql" machine (src/sql): its worker threads and processes stop with close(). */
   readonly sql: SqlStateMachine;
+  /** The "files" machine (src/files): its files live under `<dataDir>/files/`. */
+  readonly files: FilesStateMachine;
+  /** The "restore" machine: a backup restored into the running cluster through the log (./cluster-restore.ts). */
+  readonly restore: ClusterRestoreMachine;
 }
 
 export async function createNodeState(o: NodeStateOptions): Promise<NodeState> {
   const state = createKvState(o.maxFormatVersion !== undefined ? { maxFormatVersion: o.maxFormatVersion } : {});
   const sql = await SqlStateMachine.open({ dir: join(o.dataDir, 'sql'), logger: o.logger.child({ component: 'sql' }), onFatal: o.onFatal });
   state.registry.register(sql);
-  return { ...state, sql };
+  const files = await FilesStateMachine.open({ dir: join(o.dataDir, 'files'), logger: o.logger.child({ component: 'files' }) });
+  state.registry.register(files);
+  const restore = new ClusterRestoreMachine({ registry: state.registry, files, logger: o.logger.child({ component: 'restore' }) });
+  state.registry.register(restore);
+  return { ...state, sql, files, restore };
 }

@@ -19,6 +19,10 @@ import { MetricsRegistry } from '../ops/metrics.js';
 import { notLeader, type NodeError } from './errors.js';
 import type { ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { sqlServiceOf } from './sql-service.js';
+import { filesServiceOf } from './files-service.js';
+import { ClusterRestore } from './cluster-restore.js';
+import type { FilesStateMachine } from '../files/machine.js';
+import type { FilesService } from '../api/ports-files.js';
 import type { SqlStateMachine } from '../sql/machine.js';
 import type { SqlService } from '../api/ports.js';
 import { EntryEncoder, FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
@@ -76,6 +80,11 @@ export class QuorateNode implements ClusterControl {
   /** Replicated SQL (the "sql" machine, src/sql) and its API service (./sql-service.ts); set by start(). */
   sql!: SqlStateMachine;
   sqlService!: SqlService;
+  /** Replicated files (the "files" machine, src/files) and their API service (./files-service.ts); set by start(). */
+  files!: FilesStateMachine;
+  filesService!: FilesService;
+  /** POST /v1/cluster/restore (./cluster-restore.ts); set by start(). */
+  clusterRestore!: ClusterRestore;
   readonly #log: Logger;
   readonly #storage: WalStorage;
   readonly #replica: Replica;
@@ -329,6 +338,10 @@ export class QuorateNode implements ClusterControl {
     if (opts.onFatal) node.#onFatal = opts.onFatal;
     node.sql = sql;
     node.sqlService = sqlServiceOf(node, sql);
+    node.files = replicated.files;
+    node.filesService = filesServiceOf(node, replicated.files, config.files.maxFileBytes);
+    node.clusterRestore = new ClusterRestore({ node: { featureLevel: () => node.featureLevel(), proposeEnvelope: (m, p, o) => node.proposeEnvelope(m, p, o), readBarrier: (t) => node.readBarrier(t), isLeader: () => node.isLeader(), notLeader: () => node.#notLeader() },
+      machine: replicated.restore, dataDir, clusterId: config.cluster.haId, logger: node.#log });
     sqlFatal = (e) => node.#replica.die(e);
     node.#restart = opts.restart;
     if (bootstrap.promoted !== undefined && raw.status().lastIndex === bootstrap.promoted.index) node.#historyRecorder.promotionPending();
@@ -363,6 +376,7 @@ export class QuorateNode implements ClusterControl {
     await this.#redisMirror?.stop();
     await this.#storage.close();
     await this.sql.close();
+    await this.files.close();
     this.#log.info({ event: 'node_stopped' }, 'node stopped cleanly');
   }
 

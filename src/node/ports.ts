@@ -63,6 +63,8 @@ export interface StateMachine {
   apply(index: number, data: Uint8Array): ApplyResult | Promise<ApplyResult> | undefined;
   /** A committed entry no state machine sees (a membership entry): only the applied index moves. */
   markApplied(index: number): void;
+  /** Work the entry just applied asked to finish before any later entry applies (MachineRegistry.holdUntil); the replica awaits it. */
+  takeHold?(): Promise<void> | undefined;
   /**
    * The state as of appliedIndex at the call, captured synchronously and
    * yielded lazily in chunks of at most 1 MiB; apply() may go on meanwhile.

@@ -288,7 +288,12 @@ export class Replica {
     // 2. Send.
     if (!early) this.#send(rd.messages);
     // 3. Apply.
-    for (const e of rd.committedEntries) this.#apply(e);
+    for (const e of rd.committedEntries) {
+      this.#apply(e);
+      // An entry whose effect must be complete before the next one applies (a backup restored through the log).
+      const hold = this.#sm.takeHold?.();
+      if (hold !== undefined) await hold;
+    }
     this.#waiters.readsReady(rd.readStates, rd.droppedReads, this.#sm.appliedIndex);
     // 4. Advance.
     this.#raw.advance();

@@ -728,6 +728,20 @@ describe('log compaction and snapshots', () => {
     assert.ok(n.snapshot.index - (st.firstIndex - 1) <= 5, 'at most trailingEntries kept before the snapshot');
   });
 
+  test('the trailing entries are bounded in bytes too (large entries such as file chunks)', () => {
+    const c = threeNodes({ snapshotEntries: 20, trailingEntries: 15, trailingBytes: 3 * 100 });
+    for (let i = 0; i < 50; i++) c.propose(1, 'x'.repeat(100));
+    c.stabilize();
+    c.tickAll();
+    c.stabilize();
+    const n = c.node(1);
+    assert.ok(n.snapshotsTaken >= 1);
+    const st = n.raw.status();
+    const kept = n.snapshot.index - (st.firstIndex - 1);
+    assert.ok(kept <= 3, `at most trailingBytes of entries kept before the snapshot (kept ${kept} entries of 100 bytes)`);
+    assert.ok(kept >= 2, `the newest entries that fit are kept (kept ${kept})`);
+  });
+
   test('a follower behind the compacted point is sent a snapshot and catches up', () => {
     const c = threeNodes({ snapshotEntries: 10, trailingEntries: 2 });
     c.cut.add('1-3').add('3-1');

@@ -58,6 +58,7 @@ interface Normalized {
   readonly snapshotEntries: number;
   readonly snapshotBytes: number;
   readonly trailingEntries: number;
+  readonly trailingBytes: number;
   readonly transferTicks: number;
   readonly mutation: TestMutation | undefined;
   readonly incarnation: string | undefined;
@@ -86,6 +87,7 @@ function normalize(c: RaftConfig): Normalized {
     snapshotEntries: c.snapshotEntries ?? 10000,
     snapshotBytes: c.snapshotBytes ?? 64 * 1024 * 1024,
     trailingEntries: c.trailingEntries ?? 1000,
+    trailingBytes: c.trailingBytes ?? 32 * 1024 * 1024,
     transferTicks: c.transferTicks ?? c.electionTicks,
     mutation: c.testMutation,
   };
@@ -330,7 +332,17 @@ export class RawNode {
     invariant(index <= this.#applied, () => `snapshot index ${index} is beyond applied ${this.#applied}`);
     if (index <= this.#log.snapshot().index) return { compactedTo: this.#log.firstIndex() - 1 };
     const meta = this.snapshotMeta(index);
-    const compactTo = Math.min(Math.max(this.#log.firstIndex() - 1, index - this.#cfg.trailingEntries), this.#log.stableIndex());
+    let keepAfter = Math.max(this.#log.firstIndex() - 1, index - this.#cfg.trailingEntries);
+    // The trailing entries are bounded in bytes too: keep the newest ones whose data fits trailingBytes.
+    let bytes = 0;
+    for (let i = index; i > keepAfter; i--) {
+      bytes += this.#log.entry(i)?.data.length ?? 0;
+      if (bytes > this.#cfg.trailingBytes) {
+        keepAfter = i;
+        break;
+      }
+    }
+    const compactTo = Math.min(keepAfter, this.#log.stableIndex());
     this.#log.compact(meta, compactTo);
     return { compactedTo: this.#log.firstIndex() - 1 };
   }

@@ -207,6 +207,8 @@ export interface RaftConfig {
   readonly snapshotBytes?: number; // default 64 MiB
   /** Entries kept before the snapshot index when compacting, for slow followers. */
   readonly trailingEntries?: number; // default 1000
+  /** ... and at most this many bytes of entry data (large entries, such as replicated file chunks, would otherwise keep up to trailingEntries × their size in memory). */
+  readonly trailingBytes?: number; // default 32 MiB
   /** Ticks a leadership transfer may take before it is aborted; default electionTicks. */
   readonly transferTicks?: number;
   /**

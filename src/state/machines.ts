@@ -403,6 +403,37 @@ export class MachineRegistry {
     commit!();
   }
 
+  /**
+   * Replaces the state of the machines in `only` with their sections of a
+   * composite snapshot (machines of `only` without a section restore to
+   * empty); every other section is checked but not kept, and the registry's
+   * record (applied index, clock, sessions) stays. All or nothing, as restore().
+   * (A backup restored into a running cluster: src/node/cluster-restore.ts.)
+   */
+  async restoreMachines(chunks: AsyncIterable<Uint8Array>, only: ReadonlySet<string>): Promise<void> {
+    const commit = await this.#snaps.read(chunks, true, only);
+    commit!();
+  }
+
+  #hold: Promise<void> | undefined;
+
+  /**
+   * Called by a machine while it applies an entry: the replica applies no
+   * further entry until `p` settles (a rejection stops the node). For work
+   * that must finish, in log order, before anything after the entry applies
+   * on any machine (src/node/cluster-restore.ts).
+   */
+  holdUntil(p: Promise<void>): void {
+    this.#hold = p;
+  }
+
+  /** The hold set by the entry just applied, if any (the replica awaits it). */
+  takeHold(): Promise<void> | undefined {
+    const h = this.#hold;
+    this.#hold = undefined;
+    return h;
+  }
+
   /** The checks of restore() without keeping anything: the receive-side check and the storage's validateSnapshot. */
   async validate(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     await this.#snaps.read(chunks, false);

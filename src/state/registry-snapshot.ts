@@ -91,7 +91,12 @@ export class RegistrySnapshots {
   }
 
 
-  async read(chunks: AsyncIterable<Uint8Array>, build: boolean): Promise<RestoreCommit | undefined> {
+  /**
+   * `only`: restore just these machines (the others' sections are checked,
+   * not kept; their state and the registry's record stay as they are): a
+   * backup restored into a running cluster (composite snapshots only).
+   */
+  async read(chunks: AsyncIterable<Uint8Array>, build: boolean, only?: ReadonlySet<string>): Promise<RestoreCommit | undefined> {
     const r = new ChunkReader(chunks);
     try {
       const header = await r.read(SNAPSHOT_STREAM_HEADER_BYTES);
@@ -101,7 +106,7 @@ export class RegistrySnapshots {
       if (this.#h.maxFormat >= 2 && startsWith(header, COMPOSITE_MAGIC_BYTES)) {
         if (version > COMPOSITE_SNAPSHOT_VERSION) throw new SnapshotVersionError(version, COMPOSITE_SNAPSHOT_VERSION);
         if (version !== COMPOSITE_SNAPSHOT_VERSION) throw new SnapshotCorruptError(4, 'version', `unknown composite format version ${version}`);
-        return await this.#readComposite(r, build);
+        return await this.#readComposite(r, build, only);
       }
       for (let i = 0; i < SNAPSHOT_MAGIC_BYTES.length; i++) {
         if (header[i] !== SNAPSHOT_MAGIC_BYTES[i]) {
@@ -109,6 +114,7 @@ export class RegistrySnapshots {
         }
       }
       if (version > SNAPSHOT_LEGACY_FORMAT_VERSION) throw new SnapshotVersionError(version, SNAPSHOT_LEGACY_FORMAT_VERSION);
+      if (only !== undefined) throw new SnapshotCorruptError(0, 'magic', 'restoring some machines needs a composite ("QSMS") snapshot');
       const rest = await r.rest(LEGACY_SNAPSHOT_BYTES_MAX);
       return await this.#readLegacy(Buffer.concat([header, rest]), build);
     } finally {
@@ -145,7 +151,7 @@ export class RegistrySnapshots {
     return this.#commitAll(kvCommit === undefined ? [] : [kvCommit], others, { appliedIndex, clockMs, sessions });
   }
 
-  async #readComposite(r: ChunkReader, build: boolean): Promise<RestoreCommit | undefined> {
+  async #readComposite(r: ChunkReader, build: boolean, only?: ReadonlySet<string>): Promise<RestoreCommit | undefined> {
     const rr = new RecordReader(r);
     const head = await rr.next('head');
     if (!Array.isArray(head) || head.length !== 4) return rr.bad('head', 'expected [appliedIndex, clockMs, sessionCount, sectionCount]');
@@ -172,7 +178,7 @@ export class RegistrySnapshots {
       seen.add(id);
       const section = new SectionReader(r, id);
       try {
-        if (build) commits.push(await m.restore(section));
+        if (build && (only === undefined || only.has(id))) commits.push(await m.restore(section));
         else await m.validate(section);
       } catch (e) {
         throw section.translate(e);
@@ -187,15 +193,16 @@ export class RegistrySnapshots {
     if (!Buffer.from(digest).equals(stored)) throw new SnapshotCorruptError(at, 'checksum', `SHA-256 of bytes 0..${at} does not match the trailer`);
     if (!(await r.atEnd())) throw new SnapshotCorruptError(r.offset, 'trailer', 'bytes follow the SHA-256 trailer');
     if (!build) return undefined;
-    return this.#commitAll(commits, [...this.#h.machines.values()].filter((m) => !seen.has(m.id)), { appliedIndex, clockMs, sessions });
+    const absent = [...this.#h.machines.values()].filter((m) => !seen.has(m.id) && (only === undefined || only.has(m.id)));
+    return this.#commitAll(commits, absent, only === undefined ? { appliedIndex, clockMs, sessions } : undefined);
   }
 
   /** Builds the empty state of the `absent` machines, then returns one commit for everything (the machines, then the registry). */
-  async #commitAll(commits: RestoreCommit[], absent: StateMachine[], s: RegistryState): Promise<RestoreCommit> {
+  async #commitAll(commits: RestoreCommit[], absent: StateMachine[], s: RegistryState | undefined): Promise<RestoreCommit> {
     for (const m of absent) commits.push(await m.restore(EMPTY_SNAPSHOT));
     return () => {
       for (const c of commits) c();
-      this.#h.load(s);
+      if (s !== undefined) this.#h.load(s);
     };
   }
 }
