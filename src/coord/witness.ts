@@ -1,6 +1,7 @@
 // The Redis witness (design: ./WITNESS.md): one hash per cluster, and every
 // transition (acquire, renew, shrink, grow, release, create, confirm) is one
-// Lua script over that key, timed by Redis's own TIME. The scripts implement
+// Lua script over that key, timed by Redis's own TIME and stamped with the
+// identity (run_id/master_replid) of the Redis that runs it. The scripts implement
 // `transition()` of ./witness-record.ts; witness.test.ts runs one table of
 // cases against both.
 import type { WitnessOp, WitnessRecord, WitnessRefusal, WitnessResult } from './witness-record.js';
@@ -17,7 +18,8 @@ const PRELUDE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local k = KEYS[1]
-local stamp = ARGV[1]
+-- The identity of the Redis running this script, read here (not by the client) so that no restart can fall between reading it and using it.
+local stamp = (string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or '?') .. '/' .. (string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or '')
 local op = ARGV[2]
 local me = tonumber(ARGV[3])
 local function load()
@@ -145,9 +147,9 @@ export class RedisWitness {
     return `${runId}/${field(repl, 'master_replid')}`;
   }
 
-  /** Run one transition with the stamp of this connection's Redis (from stamp()). */
-  async run(op: WitnessOp, stamp: string): Promise<WitnessResult> {
-    const args: (string | number)[] = [stamp, op.op, op.me];
+  /** Run one transition (one EVAL). */
+  async run(op: WitnessOp): Promise<WitnessResult> {
+    const args: (string | number)[] = ['', op.op, op.me];
     switch (op.op) {
       case 'acquire': args.push(op.floor, op.ttl); break;
       case 'renew': args.push(op.epoch, op.ttl); break;

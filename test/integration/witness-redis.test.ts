@@ -31,7 +31,7 @@ async function withRedis(fn: (redis: TestRedis, client: Redis, w: RedisWitness) 
 }
 
 test('each witness script answers exactly as the pure model, case by case', async () => {
-  await withRedis(async (_redis, _client, w) => {
+  await withRedis(async (_redis, client, w) => {
     await w.checkPersistence();
     const stamp = await w.stamp();
     let model: WitnessRecord | undefined;
@@ -63,7 +63,7 @@ test('each witness script answers exactly as the pure model, case by case', asyn
       [{ op: 'renew', me: 1, epoch: 8, ttl: 30 }, 'ok'],
     ];
     const run = async (op: WitnessOp, want: string) => {
-      const got = await w.run(op, stamp);
+      const got = await w.run(op);
       const expect = transition(model, op, got.now, stamp);
       const code = got.ok ? 'ok' : got.refused;
       assert.equal(code, want, `${JSON.stringify(op)} answered ${code}`);
@@ -80,9 +80,11 @@ test('each witness script answers exactly as the pure model, case by case', asyn
     assert.equal(model?.epoch, 9);
     assert.equal(model?.leader, 2);
     // Another stamp (another Redis wrote the record): everything but confirm is refused.
-    const other = `${stamp}x`;
-    const got = await w.run({ op: 'renew', me: 2, epoch: 9, ttl: 5000 }, other);
+    await client.call('HSET', w.key, 'stamp', `${stamp}x`);
+    const got = await w.run({ op: 'renew', me: 2, epoch: 9, ttl: 5000 });
     assert.equal(got.ok ? 'ok' : got.refused, 'untrusted');
+    assert.ok((await w.run({ op: 'confirm', me: 2, floor: 0 })).ok);
+    assert.ok((await w.run({ op: 'renew', me: 2, epoch: 9, ttl: 5000 })).ok);
   });
 });
 
@@ -104,22 +106,22 @@ test('a Redis without appendonly yes / appendfsync always is refused with the tw
 test('a restarted Redis keeps the record but not the trust; one restarted empty has no record; confirm restores both', async () => {
   await withRedis(async (redis, client, w) => {
     const s1 = await w.stamp();
-    assert.ok((await w.run({ op: 'create', me: 1, voters: [1, 2], floor: 0 }, s1)).ok);
-    assert.ok((await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 60_000 }, s1)).ok);
+    assert.ok((await w.run({ op: 'create', me: 1, voters: [1, 2], floor: 0 })).ok);
+    assert.ok((await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 60_000 })).ok);
     await redis.kill();
     await redis.restart();
     await client.ping().catch(() => undefined);
     let s2 = '';
     for (let i = 0; i < 100 && s2 === ''; i++) s2 = await w.stamp().catch(async () => { await sleep(50); return ''; });
     assert.notEqual(s2, s1, 'a restart changes run_id');
-    const r = await w.run({ op: 'renew', me: 1, epoch: 1, ttl: 60_000 }, s2);
+    const r = await w.run({ op: 'renew', me: 1, epoch: 1, ttl: 60_000 });
     assert.equal(r.ok ? 'ok' : r.refused, 'untrusted');
     assert.equal(r.record?.epoch, 1, 'appendfsync always kept the record');
-    const acq = await w.run({ op: 'acquire', me: 2, floor: 0, ttl: 60_000 }, s2);
+    const acq = await w.run({ op: 'acquire', me: 2, floor: 0, ttl: 60_000 });
     assert.equal(acq.ok ? 'ok' : acq.refused, 'untrusted');
     // The operator confirms on node 1: re-stamped, epoch at least its term.
-    assert.ok((await w.run({ op: 'confirm', me: 1, floor: 4 }, s2)).ok);
-    const again = await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 60_000 }, s2);
+    assert.ok((await w.run({ op: 'confirm', me: 1, floor: 4 })).ok);
+    const again = await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 60_000 });
     assert.ok(again.ok);
     assert.equal(again.record.epoch, 5);
     assert.deepEqual(again.record.insync, [1, 2]);
@@ -129,12 +131,12 @@ test('a restarted Redis keeps the record but not the trust; one restarted empty 
     await redis.restart();
     let s3 = '';
     for (let i = 0; i < 100 && s3 === ''; i++) s3 = await w.stamp().catch(async () => { await sleep(50); return ''; });
-    const lost = await w.run({ op: 'acquire', me: 1, floor: 5, ttl: 60_000 }, s3);
+    const lost = await w.run({ op: 'acquire', me: 1, floor: 5, ttl: 60_000 });
     assert.equal(lost.ok ? 'ok' : lost.refused, 'missing');
-    assert.ok((await w.run({ op: 'confirm', me: 2, floor: 5 }, s3)).ok);
-    const b = await w.run({ op: 'acquire', me: 1, floor: 5, ttl: 60_000 }, s3);
+    assert.ok((await w.run({ op: 'confirm', me: 2, floor: 5 })).ok);
+    const b = await w.run({ op: 'acquire', me: 1, floor: 5, ttl: 60_000 });
     assert.equal(b.ok ? 'ok' : b.refused, 'not_in_sync');
-    const c = await w.run({ op: 'acquire', me: 2, floor: 5, ttl: 60_000 }, s3);
+    const c = await w.run({ op: 'acquire', me: 2, floor: 5, ttl: 60_000 });
     assert.ok(c.ok);
     assert.equal(c.record.epoch, 6, 'the epoch never goes back below a term a node has seen');
   });
