@@ -206,7 +206,6 @@ test('security.tls: auto | off | files; auto and off only on loopback; apiTls op
 
 // Every value SPEC §3 names for a feature this version does not have, with the message's key and reason.
 const REFUSED: ReadonlyArray<[obj: unknown, path: string, shown: string, only: string, why: RegExp]> = [
-  [{ cluster: { coordination: 'redis' } }, 'cluster.coordination', '"redis"', '"raft"', /the Redis leader lease leads only external-shared clusters .*, which do not exist yet; until then the leader is elected by Raft/],
   [{ database: { mode: 'external-shared' } }, 'database.mode', '"external-shared"', '"local-sync"', /until external-shared exists every node keeps its own copy/],
   [{ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, 'database.external.connectionString', 'the value (not shown: it may hold a password)', '""', /external-shared database mode does not exist yet/],
 ];
@@ -221,8 +220,9 @@ test('a value for a feature this version does not have is refused at load, namin
     assert.match(e.issues[0]!.message, why, path);
     assert.doesNotMatch(e.message, /hunter2/, 'a connection string is never echoed');
   }
-  // The exact message of the issue's example.
-  fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" is not available in this version \(only "raft"\); remove the key or set it to "raft" — the Redis leader lease leads only external-shared clusters/);
+  // coordination "redis" is built (the witness with local-sync; src/coord/WITNESS.md): it needs Redis.
+  fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" needs redis\.enabled: true/);
+  assert.equal(ok({ cluster: { coordination: 'redis' }, redis: { enabled: true } }).cluster.coordination, 'redis');
   // cluster.failover "manual" and "approval" are built.
   assert.equal(ok({ cluster: { failover: 'manual' } }).cluster.failover, 'manual');
   assert.equal(ok({ cluster: { failover: 'approval' } }).cluster.failover, 'approval');
@@ -244,8 +244,8 @@ test('unbuilt keys: the allowed value is the schema default, accepted when writt
   }
   ok(explicit);
   // Several refused values: one issue each, in table order, in one error.
-  const e = fails({ cluster: { coordination: 'redis', failover: 'approval' }, database: { mode: 'external-shared', backup: { enabled: true } }, redis: { enabled: true } }, /^2 problems:/);
-  assert.deepEqual(e.issues.map((i) => i.path), ['cluster.coordination', 'database.mode']);
+  const e = fails({ cluster: { coordination: 'redis', failover: 'approval' }, database: { mode: 'external-shared', backup: { enabled: true }, external: { connectionString: 'postgres://db/q' } }, redis: { enabled: true } }, /^2 problems:/);
+  assert.deepEqual(e.issues.map((i) => i.path), ['database.mode', 'database.external.connectionString']);
   // loadBalanced is built (written to ha-state.json): both values load.
   assert.equal(ok({ cluster: { loadBalanced: true } }).cluster.loadBalanced, true);
 });
@@ -264,6 +264,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
     'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
     'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
+    'cluster.coordination', 'database.inSyncDegrade',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {
@@ -301,7 +302,7 @@ test('environment overrides: errors name the variable', () => {
   fails({}, /node\.role: must be one of .* \(set by QUORATE_NODE_ROLE\)/, { QUORATE_NODE_ROLE: 'boss' });
   fails({}, /QUORATE_DATABASE_BACKUP_NOPE: unknown key "NOPE" in database\.backup/, { QUORATE_DATABASE_BACKUP_NOPE: '1' });
   fails({}, /QUORATE_CLUSTER_PEERENDPOINTS: not valid JSON/, { QUORATE_CLUSTER_PEERENDPOINTS: '[oops' });
-  fails({}, /^cluster\.coordination: "redis" is not available in this version .* \(set by QUORATE_CLUSTER_COORDINATION\)$/, { QUORATE_CLUSTER_COORDINATION: 'redis' });
+  fails({}, /^cluster\.coordination: "redis" needs redis\.enabled: true.* \(set by QUORATE_CLUSTER_COORDINATION\)$/, { QUORATE_CLUSTER_COORDINATION: 'redis' });
   fails({}, /^database\.backup\.schedule: must be a cron pattern.* \(set by QUORATE_DATABASE_BACKUP_SCHEDULE\)$/, { QUORATE_DATABASE_BACKUP_SCHEDULE: 'nightly' });
 });
 

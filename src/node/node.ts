@@ -46,6 +46,7 @@ import type { LeaderScheduler } from './scheduler.js';
 import type { Backups } from './backups.js';
 import { AppServices } from './app-services.js';
 import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
+import { WitnessDriver, usesWitness } from '../coord/witness-driver.js';
 import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
 import { asPromoted, memberReachable } from './dr-wiring.js';
 import { followRotations, isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
@@ -106,6 +107,8 @@ export class QuorateNode implements ClusterControl {
   readonly appServices: AppServices;
   /** With redis.enabled: the Raft leader mirrored to Redis and cross-checked (src/coord/redis-mirror.ts). */
   readonly #redisMirror: LeaderMirror | undefined;
+  /** coordination "redis" with local-sync: Redis as the witness of the in-sync set (src/coord/WITNESS.md). */
+  readonly witness: WitnessDriver | undefined;
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
   readonly jobs: JobsPort;
@@ -260,6 +263,10 @@ export class QuorateNode implements ClusterControl {
       const lead = this.#replica.core.softState().lead;
       return { leading: this.isLeader(), term: this.#replica.term, leaderName: lead === NONE ? undefined : this.#registry.nameOf(lead) };
     });
+    this.witness = usesWitness(config)
+      ? new WitnessDriver({ config, logger: this.#log, nodeId: id, tickMs, run: (op) => this.#replica.run(op),
+        voters: raw.membership().members.filter((m) => m.role === 'voter').map((m) => m.id) })
+      : undefined;
     this.#isolate = {
       log: this.#log, enroller: this.#enroller, secret: security.clusterSecret, secretFile: config.security.clusterSecretFile, featureLevel: () => this.featureLevel(),
       removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),
@@ -310,6 +317,7 @@ export class QuorateNode implements ClusterControl {
     await node.#transport.listen();
     node.#replica.start();
     node.#redisMirror?.start();
+    node.witness?.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
     node.appServices.start();
     const st = raw.status();
@@ -329,6 +337,7 @@ export class QuorateNode implements ClusterControl {
     this.#services.close();
     this.security.close();
     await this.#vip?.close();
+    await this.witness?.stop();
     await this.#replica.stop();
     await this.#transport.close();
     await this.#redisMirror?.stop();
