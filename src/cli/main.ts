@@ -22,6 +22,7 @@ import { drCommands } from './dr.js';
 import { modeCommands } from './modes.js';
 import { securityCommands } from './security.js';
 import { sqlCommands } from './sql.js';
+import { witnessCommands } from './witness.js';
 
 // One entry per line, so that features add verbs without touching each other's lines.
 export const COMMANDS: readonly Command[] = [
@@ -41,6 +42,7 @@ export const COMMANDS: readonly Command[] = [
   ...securityCommands,
   ...sqlCommands,
   lbConfigCommand,
+  ...witnessCommands,
 ];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 

@@ -109,6 +109,7 @@ export class QuorateNode implements ClusterControl {
   readonly #redisMirror: LeaderMirror | undefined;
   /** coordination "redis" with local-sync: Redis as the witness of the in-sync set (src/coord/WITNESS.md). */
   readonly witness: WitnessDriver | undefined;
+  readonly witnessConfirm: (() => Promise<{ epoch: number; inSync: readonly number[] }>) | undefined;
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
   readonly jobs: JobsPort;
@@ -267,6 +268,8 @@ export class QuorateNode implements ClusterControl {
       ? new WitnessDriver({ config, logger: this.#log, nodeId: id, tickMs, run: (op) => this.#replica.run(op),
         voters: raw.membership().members.filter((m) => m.role === 'voter').map((m) => m.id) })
       : undefined;
+    const w = this.witness;
+    this.witnessConfirm = w ? () => w.confirm() : undefined;
     this.#isolate = {
       log: this.#log, enroller: this.#enroller, secret: security.clusterSecret, secretFile: config.security.clusterSecretFile, featureLevel: () => this.featureLevel(),
       removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),
@@ -474,7 +477,7 @@ export class QuorateNode implements ClusterControl {
       leaderApiUrl: this.leaderApiUrl(), snapshotIndex: this.#replica.snapshotIndex, revision: this.kv.revision, fatal: this.#replica.fatal,
       splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
-    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : s;
+    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : this.witness ? { ...s, redisConnected: this.witness.view().redisConnected, witness: this.witness.view() } : s;
     const withVip = this.#vip ? { ...withRedis, vip: this.#vip.status() } : withRedis;
     return this.#removal.removed ? { ...withVip, role: 'removed' } : withVip;
   }
