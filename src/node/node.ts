@@ -46,7 +46,7 @@ import type { LeaderScheduler } from './scheduler.js';
 import type { Backups } from './backups.js';
 import { AppServices } from './app-services.js';
 import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
-import { WitnessDriver, usesWitness } from '../coord/witness-driver.js';
+import { WitnessDriver, usesWitness, type WitnessView } from '../coord/witness-driver.js';
 import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
 import { asPromoted, memberReachable } from './dr-wiring.js';
 import { followRotations, isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
@@ -477,7 +477,7 @@ export class QuorateNode implements ClusterControl {
       leaderApiUrl: this.leaderApiUrl(), snapshotIndex: this.#replica.snapshotIndex, revision: this.kv.revision, fatal: this.#replica.fatal,
       splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
-    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : this.witness ? { ...s, redisConnected: this.witness.view().redisConnected, witness: this.witness.view() } : s;
+    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : this.witness ? witnessStatus(s, this.witness.view()) : s;
     const withVip = this.#vip ? { ...withRedis, vip: this.#vip.status() } : withRedis;
     return this.#removal.removed ? { ...withVip, role: 'removed' } : withVip;
   }
@@ -544,4 +544,14 @@ export class QuorateNode implements ClusterControl {
     const lead = this.#replica.core.softState().lead;
     return notLeader(lead === NONE ? undefined : this.#registry.nameOf(lead), this.leaderApiUrl());
   }
+}
+
+/**
+ * Witness mode (src/coord/WITNESS.md): a leader can write when every node of
+ * its commit set is reachable and it holds the lease; `quorumMet` says that.
+ */
+function witnessStatus(s: NodeStatus, w: WitnessView): NodeStatus {
+  const reachable = (id: number) => s.peers.some((p) => p.id === id && (p.self || p.status !== 'unreachable'));
+  const quorumMet = s.raftRole === 'leader' ? w.leading && w.commitSet.every(reachable) : s.quorumMet;
+  return { ...s, quorumMet, redisConnected: w.redisConnected, witness: w };
 }

@@ -88,7 +88,7 @@ test('inSyncDegrade: kill -9 of the leader under writes: the standby takes the l
   await waitFor('writes resume with the leader alone', () => w.lastOkAt() > ledAt + 100, 20_000);
   const resumedAt = w.lastOkAt();
   console.log(`# witness failover (kill -9, inSyncDegrade): standby leads after ${Math.round(ledAt - killedAt)} ms, writes resume after ${Math.round(resumedAt - killedAt)} ms (lease TTL 2000 ms)`);
-  assert.match(c.log(standby), /"event":"witness_shrink"/, 'the standby removed the dead node from the in-sync set by the CAS');
+  await waitFor('the standby removed the dead node from the in-sync set by the CAS', () => /"event":"witness_shrink"/.test(c.log(standby)), 10_000);
   c.startNode(leader);
   await waitFor('the old leader rejoins the in-sync set', () => /"event":"witness_grow"/.test(c.log(standby)), 30_000);
   await sleep(500);
@@ -114,9 +114,10 @@ test('default (no inSyncDegrade): kill -9 of the leader: the standby leads but w
   await sleep(1500);
   const writesWhileAlone = w.history.filter((h) => h.op.kind === 'write' && h.output !== undefined && h.returnAt! > ledAt).length;
   assert.equal(writesWhileAlone, 0, 'no write is acknowledged with one node');
-  const health = await http(c.nodes[standby]!.url, 'GET', '/system/health/leader');
-  assert.equal(health.status, 503);
-  assert.match(JSON.stringify(health.body['reasons']), /quorum|reach/i, 'the leader says why writes wait');
+  await waitFor('the leader says why writes wait (quorum not met)', async () => {
+    const health = await http(c.nodes[standby]!.url, 'GET', '/system/health/leader');
+    return health.status === 503 && /quorum not met/.test(JSON.stringify(health.body['reasons']));
+  }, 10_000);
   c.startNode(leader);
   const restartedAt = w.now();
   await waitFor('writes resume with both nodes', () => w.history.some((h) => h.op.kind === 'write' && h.output !== undefined && h.returnAt! > restartedAt), 30_000);
@@ -126,4 +127,82 @@ test('default (no inSyncDegrade): kill -9 of the leader: the standby leads but w
   const lin = checkHistory(w.history);
   assert.equal(lin.result, 'linearizable', JSON.stringify(lin).slice(0, 2000));
   assert.equal((await http(c.nodes[standby]!.url, 'GET', '/v1/kv/k0', { token: TOKEN })).status, 200);
+});
+
+async function idOf(c: TestCluster, i: number): Promise<number> {
+  return (await http(c.nodes[i]!.url, 'GET', '/v1/cluster/status', { token: TOKEN })).body['id'] as number;
+}
+
+async function witnessOf(c: TestCluster, i: number): Promise<Record<string, unknown> | undefined> {
+  const r = await http(c.nodes[i]!.url, 'GET', '/v1/cluster/status', { token: TOKEN }).catch(() => undefined);
+  return r?.body['witness'] as Record<string, unknown> | undefined;
+}
+
+test('inSyncDegrade: the standby dies, the leader writes alone; then the leader dies: the standby (out of the set) does not lead and says why; the old leader comes back and leads with everything', async () => {
+  const { c } = await start(true);
+  let leader = -1;
+  await waitFor('a leader appointed through the witness', async () => (leader = await leaderOf(c, [0, 1])) >= 0, 30_000);
+  const standby = 1 - leader;
+  const client = c.client({ timeoutMs: 3000 });
+  await waitFor('both nodes in the in-sync set', async () => JSON.stringify((await witnessOf(c, leader))?.['inSync']) === '[1,2]', 20_000);
+  await client.kvPut('before', 'both');
+  c.kill(standby);
+  await c.waitExit(standby);
+  const t0 = performance.now();
+  await client.kvPut('alone', 'leader-only');
+  console.log(`# a write with the standby dead took ${Math.round(performance.now() - t0)} ms (it waited for the shrink)`);
+  const leaderId = await idOf(c, leader);
+  await waitFor('the leader shrank the in-sync set', async () => JSON.stringify((await witnessOf(c, leader))?.['inSync']) === `[${leaderId}]`, 10_000);
+  assert.match(c.log(leader), /"event":"witness_shrink"/);
+  for (let i = 0; i < 20; i++) await client.kvPut(`alone/${i}`, `v${i}`);
+  c.kill(leader);
+  await c.waitExit(leader);
+  c.startNode(standby);
+  await waitFor('the standby says why it does not lead', async () => /not in the in-sync set/.test(String((await witnessOf(c, standby))?.['waiting'] ?? '')), 20_000);
+  await sleep(3000);
+  assert.equal(await leaderOf(c, [standby]), -1, 'a node outside the in-sync set never promotes itself');
+  await waitFor('the standby logs why it waits', () => /"event":"witness_waiting".*not in the in-sync set/.test(c.log(standby)), 10_000);
+  c.startNode(leader);
+  await waitFor('the old leader leads again', async () => (await leaderOf(c, [leader])) === leader, 30_000);
+  assert.equal((await client.kvGet('alone'))?.value, 'leader-only');
+  assert.equal((await client.kvGet('alone/19'))?.value, 'v19', 'every write acknowledged while alone is there');
+  await waitFor('the standby is back in the in-sync set', async () => JSON.stringify((await witnessOf(c, leader))?.['inSync']) === '[1,2]', 30_000);
+  const r = await http(c.nodes[standby]!.url, 'GET', '/v1/kv/alone/19?consistency=stale', { token: TOKEN });
+  assert.equal(r.body['value'], 'v19', 'the standby caught up before it rejoined the set');
+});
+
+test('Redis restarted without its data: no node leads until an operator confirms; with its data but a new run_id: the same; confirm on the last leader restores writes', async () => {
+  const { c, redis } = await start(false);
+  let leader = -1;
+  await waitFor('a leader appointed through the witness', async () => (leader = await leaderOf(c, [0, 1])) >= 0, 30_000);
+  const client = c.client({ timeoutMs: 3000 });
+  await client.kvPut('x', '1');
+  await redis.kill();
+  rmSync(join(redis.persistDir!, 'appendonlydir'), { recursive: true, force: true });
+  await redis.restart();
+  await waitFor('the leader stepped down', async () => (await leaderOf(c, [0, 1])) === -1, 20_000);
+  await waitFor('both nodes say an operator must confirm', async () => {
+    const ws = await Promise.all([witnessOf(c, 0), witnessOf(c, 1)]);
+    return ws.every((w) => /quorate witness confirm/.test(String(w?.['waiting'] ?? '')));
+  }, 20_000);
+  await sleep(2500);
+  assert.equal(await leaderOf(c, [0, 1]), -1, 'no promotion without the operator');
+  const refused = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: {} });
+  assert.equal(refused.status, 400, JSON.stringify(refused.body));
+  const ok = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: { confirm: true } });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.deepEqual(ok.body['inSync'], [await idOf(c, leader)]);
+  await waitFor('the confirmed node leads', async () => (await leaderOf(c, [leader])) === leader, 20_000);
+  await client.kvPut('y', '2');
+  assert.equal((await client.kvGet('x'))?.value, '1');
+  await waitFor('the other node rejoins the in-sync set', async () => JSON.stringify((await witnessOf(c, leader))?.['inSync']) === '[1,2]', 20_000);
+  // A restart with the data (appendfsync always): the record is intact but written by another run_id.
+  await redis.kill();
+  await redis.restart();
+  await waitFor('no leader after the restart', async () => (await leaderOf(c, [0, 1])) === -1, 20_000);
+  await waitFor('an operator must confirm', async () => /another Redis instance/.test(String((await witnessOf(c, 1 - leader))?.['waiting'] ?? '')), 20_000);
+  assert.equal((await http(c.nodes[1 - leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: { confirm: true } })).status, 200);
+  await waitFor('a leader again', async () => (await leaderOf(c, [0, 1])) >= 0, 20_000);
+  await client.kvPut('z', '3');
+  assert.equal((await client.kvGet('y'))?.value, '2');
 });
