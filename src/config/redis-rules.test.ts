@@ -48,6 +48,9 @@ test('coordination "redis" needs redis.enabled and room to step down before the 
   const degrade = redisIssues(raw({ database: { inSyncDegrade: true } }));
   assert.deepEqual(degrade.map((i) => i.path), ['database.inSyncDegrade']);
   assert.match(degrade[0]!.message, /needs cluster\.coordination "redis" with database\.mode "local-sync"/);
+  const manual = redisIssues(raw({ cluster: { coordination: 'redis', failover: 'manual' }, redis: { enabled: true } }));
+  assert.deepEqual(manual.map((i) => i.path), ['cluster.failover']);
+  assert.match(manual[0]!.message, /not available with the Redis witness/);
   const ok = redisIssues(raw({ cluster: { coordination: 'redis' }, redis: { enabled: true }, database: { mode: 'external-shared' } }));
   assert.deepEqual(ok, []);
   const tight = redisIssues(raw({ cluster: { coordination: 'redis', leaderLockTtlSeconds: 2, leaderRenewalIntervalSeconds: 1 }, redis: { enabled: true }, database: { mode: 'external-shared' } }));

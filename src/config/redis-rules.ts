@@ -37,6 +37,9 @@ export function redisIssues(c: RawConfig): ConfigIssue[] {
       add('cluster.leaderLockTtlSeconds', `${cl.leaderLockTtlSeconds} s leaves the leader ${room} ms after a renewal before it must step down (TTL / ${1 + CLOCK_RATE_BOUND} − ${DEFAULT_STOP_BUDGET_MS} ms for its stop), not more than leaderRenewalIntervalSeconds (${cl.leaderRenewalIntervalSeconds} s): raise the TTL or renew more often`);
     }
   }
+  if (cl.coordination === 'redis' && c.database.mode === 'local-sync' && cl.failover !== 'automatic') {
+    add('cluster.failover', `${JSON.stringify(cl.failover)} is not available with the Redis witness (cluster.coordination "redis"): an in-sync standby takes the lease by itself when it expires; remove the key or set it to "automatic"`);
+  }
   if (c.database.inSyncDegrade && !(cl.coordination === 'redis' && c.database.mode === 'local-sync')) {
     add('database.inSyncDegrade', 'true needs cluster.coordination "redis" with database.mode "local-sync" (the Redis witness keeps the in-sync set it shrinks); remove the key or set cluster.coordination to "redis"');
   }
