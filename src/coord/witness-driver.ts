@@ -126,6 +126,12 @@ export class WitnessDriver {
       return next;
     });
     if (op === undefined || this.#stopped) return;
+    // Not awaited: the next steps still check the step-down deadline while the script is in flight
+    // (the agent runs one script at a time).
+    void this.#runScript(op).catch((e: unknown) => this.#log.error({ event: 'witness_failed', err: (e as Error).message }, `the witness driver failed: ${(e as Error).message}`));
+  }
+
+  async #runScript(op: WitnessOp): Promise<void> {
     if (op.op === 'create') this.#markSeen();
     const sentAt = performance.now();
     let res: WitnessResult | undefined;
