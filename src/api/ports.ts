@@ -114,7 +114,7 @@ export interface ClusterControl {
   readonly nodeId: number;
   readonly config: ClusterConfigView;
   /** Witness mode only (src/coord/WITNESS.md): the operator's confirm on this node. */
-  readonly witnessConfirm?: (() => Promise<{ epoch: number; inSync: readonly number[] }>) | undefined;
+  readonly witnessConfirm?: ((minEpoch?: number) => Promise<{ epoch: number; inSync: readonly number[] }>) | undefined;
 
   isLeader(): boolean;
   /** Leader's API URL (undefined when no leader is known or its URL is unknown). */

@@ -100,10 +100,14 @@ export class WitnessDriver {
     return { ...this.#agent.status(), redisConnected: this.#link.connected, problem: this.#problem };
   }
 
-  /** The operator's `quorate witness confirm` on this node: trust (or recreate) the record, with this node's term as the epoch floor. */
-  async confirm(): Promise<{ epoch: number; inSync: readonly number[] }> {
+  /**
+   * The operator's `quorate witness confirm` on this node: trust (or recreate)
+   * the record, with the epoch floor at least this node's term and `minEpoch`
+   * (the other node's term when it cannot be asked: WITNESS.md).
+   */
+  async confirm(minEpoch = 0): Promise<{ epoch: number; inSync: readonly number[] }> {
     const term = await this.#inLoop((raw) => raw.status().term);
-    const r = await this.#witness.run({ op: 'confirm', me: this.#o.nodeId, floor: term });
+    const r = await this.#witness.run({ op: 'confirm', me: this.#o.nodeId, floor: Math.max(term, minEpoch) });
     if (!r.ok) throw new Error(`the witness refused confirm (${r.refused})`);
     this.#markSeen();
     this.#log.warn({ event: 'witness_confirmed', epoch: r.record.epoch, inSync: r.record.insync }, `an operator confirmed the witness record on this node: epoch ${r.record.epoch}, in-sync set ${r.record.insync.join(',')}`);

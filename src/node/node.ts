@@ -109,7 +109,7 @@ export class QuorateNode implements ClusterControl {
   readonly #redisMirror: LeaderMirror | undefined;
   /** coordination "redis" with local-sync: Redis as the witness of the in-sync set (src/coord/WITNESS.md). */
   readonly witness: WitnessDriver | undefined;
-  readonly witnessConfirm: (() => Promise<{ epoch: number; inSync: readonly number[] }>) | undefined;
+  readonly witnessConfirm: ((minEpoch?: number) => Promise<{ epoch: number; inSync: readonly number[] }>) | undefined;
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
   readonly jobs: JobsPort;
@@ -269,7 +269,7 @@ export class QuorateNode implements ClusterControl {
         voters: raw.membership().members.filter((m) => m.role === 'voter').map((m) => m.id) })
       : undefined;
     const w = this.witness;
-    this.witnessConfirm = w ? () => w.confirm() : undefined;
+    this.witnessConfirm = w ? (minEpoch) => w.confirm(minEpoch) : undefined;
     this.#isolate = {
       log: this.#log, enroller: this.#enroller, secret: security.clusterSecret, secretFile: config.security.clusterSecretFile, featureLevel: () => this.featureLevel(),
       removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),

@@ -189,10 +189,11 @@ test('Redis restarted without its data: no node leads until an operator confirms
   assert.equal(await leaderOf(c, [0, 1]), -1, 'no promotion without the operator');
   const refused = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: {} });
   assert.equal(refused.status, 400, JSON.stringify(refused.body));
-  const ok = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: { confirm: true } });
+  const ok = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: { confirm: true, minEpoch: 50 } });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.deepEqual(ok.body['inSync'], [await idOf(c, leader)]);
   await waitFor('the confirmed node leads', async () => (await leaderOf(c, [leader])) === leader, 20_000);
+  assert.equal((await witnessOf(c, leader))?.['epoch'], 51, 'the epoch is above --min-epoch');
   await client.kvPut('y', '2');
   assert.equal((await client.kvGet('x'))?.value, '1');
   await waitFor('the other node rejoins the in-sync set', async () => JSON.stringify((await witnessOf(c, leader))?.['inSync']) === '[1,2]', 20_000);
