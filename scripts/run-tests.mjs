@@ -1,6 +1,16 @@
 // Runs every compiled test file under dist/ with node's test runner.
 // Usage: node scripts/run-tests.mjs [substring-filter ...]
-import { readdirSync, statSync } from 'node:fs';
+//
+// Two passes. Files whose source says `// quorate-test: serial` (network
+// namespaces with fixed names and addresses, CPU-bound simulator campaigns,
+// npm pack/install) run first, one at a time, with nothing else running.
+// Every other file runs next, QUORATE_TEST_CONCURRENCY at a time (default 2):
+// those are unit tests and real-process tests on free loopback ports, private
+// data dirs and private Redis/PostgreSQL instances, which spend most of their
+// time waiting on timers and sockets, so two at a time keep the run short
+// without starving each other on a 2-core machine. QUORATE_TEST_CONCURRENCY=1
+// runs everything one at a time.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -18,7 +28,19 @@ if (files.length === 0) {
   console.error('no test files found under dist/ (did the build run?)');
   process.exit(1);
 }
+const serial = files.filter((f) => readFileSync(f, 'utf8').includes('// quorate-test: serial'));
+const parallel = files.filter((f) => !serial.includes(f));
+const concurrency = Math.max(1, Number(process.env.QUORATE_TEST_CONCURRENCY ?? 2) || 2);
+
 // A test that hangs (a promise that never settles while a timer keeps the process alive) fails
 // after 10 minutes instead of holding the whole run.
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=600000', ...files], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+function run(list, n) {
+  if (list.length === 0) return 0;
+  const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${n}`, '--test-timeout=600000', ...list], { stdio: 'inherit' });
+  return r.status ?? 1;
+}
+const started = Date.now();
+const a = run(serial, 1);
+const b = run(parallel, concurrency);
+console.log(`# run-tests: ${serial.length} files one at a time, then ${parallel.length} files ${concurrency} at a time, in ${Math.round((Date.now() - started) / 1000)} s`);
+process.exit(a !== 0 ? a : b);

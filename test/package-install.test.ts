@@ -1,3 +1,4 @@
+// quorate-test: serial (npm pack and install, CPU- and disk-bound; see scripts/run-tests.mjs)
 // `npm install -g quorate` gives a working `quorate` command: the package is
 // packed and installed into a scratch prefix, and the installed command runs.
 // Dependencies come from npm's cache (filled by this checkout's install) or

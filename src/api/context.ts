@@ -53,6 +53,9 @@ export const DEFAULT_API_LIMITS: ApiLimits = {
 
 export const HEADER_SERVED_BY = 'x-quorate-served-by';
 export const HEADER_FORWARDED = 'x-quorate-forwarded';
+/** The forwarding node's send time (ms since the epoch) and its HMAC over the forward (src/node/security.ts forwardSignature). */
+export const HEADER_FORWARD_AT = 'x-quorate-forward-at';
+export const HEADER_FORWARD_SIG = 'x-quorate-forward-signature';
 
 export interface App {
   /** This node and the cluster: identity, status, switchover, failover-safe, snapshot, metrics. */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { call, harness, leaderAndFollower, type Harness } from '../../test/support/api.js';
+import { signedForward } from '../../test/support/fake-node.js';
 
 let leader: Harness;
 let follower: Harness;
@@ -31,6 +32,33 @@ async function blackHole(): Promise<{ url: string; server: Server; seen: string[
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, seen };
 }
+
+describe('forwarded requests must come from a current member', () => {
+  test('a request claiming to be forwarded without a valid signature is refused with 403, before anything is applied (a removed or isolated node cannot pose as a member)', async () => {
+    const before = leader.node.proposals.length;
+    const cases: [string, Record<string, string>][] = [
+      ['unsigned', { 'x-quorate-forwarded': '1', 'x-quorate-forwarded-for': '10.9.9.9' }],
+      ['signed with the old secret (isolated node)', signedForward('node3', 'PUT', '/v1/kv/fwd/evil', { secret: new Uint8Array(32).fill(9) })],
+      ['signed for another request line', signedForward('node2', 'PUT', '/v1/kv/fwd/other')],
+      ['a made-up client address', { ...signedForward('node2', 'PUT', '/v1/kv/fwd/evil'), 'x-quorate-forwarded-for': '10.9.9.9' }],
+      ['sent more than 5 minutes ago', signedForward('node2', 'PUT', '/v1/kv/fwd/evil', { sentAt: Date.now() - 6 * 60_000 })],
+    ];
+    for (const [what, headers] of cases) {
+      const r = await call(leader.url, 'PUT', '/v1/kv/fwd/evil', { body: { value: 'x' }, headers });
+      assert.equal(r.status, 403, `${what}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body['error'], 'forbidden');
+      assert.match(String(r.body['message']), /not signed with this cluster's secret.*removed or isolated node/);
+    }
+    assert.equal(leader.node.proposals.length, before, 'nothing was applied');
+    assert.equal(leader.node.kv.get('fwd/evil'), undefined);
+  });
+
+  test('a request signed by a member is served, with the client address it forwarded', async () => {
+    const r = await call(leader.url, 'PUT', '/v1/kv/fwd/signed', { body: { value: 'ok' }, headers: signedForward('node2', 'PUT', '/v1/kv/fwd/signed') });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(leader.node.kv.get('fwd/signed')?.value, 'ok');
+  });
+});
 
 describe('forwarding from a follower to the leader', () => {
   test('a write is forwarded: the leader applies it and answers with its own X-Quorate-Served-By', async () => {
@@ -78,7 +106,7 @@ describe('forwarding from a follower to the leader', () => {
 
   test('a forwarded request that reaches a non-leader is not forwarded again (503 no_leader)', async () => {
     pointFollowerAt(leader.url);
-    const r = await call(follower.url, 'PUT', '/v1/kv/loop', { body: { value: 'x' }, headers: { 'x-quorate-forwarded': '1' } });
+    const r = await call(follower.url, 'PUT', '/v1/kv/loop', { body: { value: 'x' }, headers: signedForward('node3', 'PUT', '/v1/kv/loop') });
     assert.equal(r.status, 503);
     assert.equal(r.body['error'], 'no_leader');
     assert.match(String(r.body['message']), /already forwarded/);

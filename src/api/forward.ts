@@ -12,7 +12,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ApiError } from './errors.js';
-import { HEADER_FORWARDED, HEADER_SERVED_BY } from './context.js';
+import { HEADER_FORWARDED, HEADER_FORWARD_AT, HEADER_FORWARD_SIG, HEADER_SERVED_BY } from './context.js';
 import type { RequestContext } from './context.js';
 import { HEADER_FORWARDED_FOR, clientAddress } from './guard.js';
 
@@ -51,7 +51,14 @@ export class Forwarder {
     } catch {
       throw new ApiError('no_leader', `the leader's API URL ${JSON.stringify(leaderUrl)} is not usable; check advertiseApiUrl in its config and \`quorate status\``);
     }
-    const headers: Record<string, string> = { [HEADER_FORWARDED]: '1', 'content-length': String(body.length), [HEADER_FORWARDED_FOR]: clientAddress(ctx) };
+    const forwardedFor = clientAddress(ctx);
+    // Signed with the cluster secret: the leader trusts the client address (rate limits, audit) and this
+    // node's name only from a current member, so a removed or isolated node cannot pose as one.
+    const signed = ctx.app.security.signForward({ method: ctx.method, url: ctx.rawUrl, forwardedFor });
+    const headers: Record<string, string> = {
+      [HEADER_FORWARDED]: signed.node, [HEADER_FORWARD_AT]: String(signed.sentAt), [HEADER_FORWARD_SIG]: signed.signature,
+      'content-length': String(body.length), [HEADER_FORWARDED_FOR]: forwardedFor,
+    };
     for (const h of REQUEST_HEADERS) {
       const v = ctx.header(h);
       if (v !== undefined) headers[h] = v;

@@ -12,7 +12,7 @@
 // call to the leader does not (the leader records it, with the client's
 // address as the forwarding node reported it, "via" that node).
 import type { RequestContext, Route } from './context.js';
-import { HEADER_FORWARDED } from './context.js';
+import { HEADER_FORWARDED, HEADER_FORWARD_AT, HEADER_FORWARD_SIG } from './context.js';
 import type { Principal, Role } from './auth.js';
 import { ApiError } from './errors.js';
 
@@ -20,6 +20,25 @@ import { ApiError } from './errors.js';
 export const HEADER_FORWARDED_FOR = 'x-quorate-forwarded-for';
 
 const DATA_ROUTES = /^\/v1\/(kv|watch|queues|locks|outbox)(\/|$)/;
+
+/**
+ * A call that says another node forwarded it must prove that node is a
+ * current member: the forwarder's name, send time, request line and client
+ * address are signed with the cluster secret. A removed node, or an isolated
+ * one (the secret was rotated when it was isolated), cannot sign, so it can
+ * neither pose as a member nor pass a made-up client address (rate limits and
+ * the audit log trust that address). Refused with 403 before the token is checked.
+ */
+export function checkForwarded(ctx: RequestContext): void {
+  const node = ctx.header(HEADER_FORWARDED);
+  if (node === undefined) return;
+  const at = Number(ctx.header(HEADER_FORWARD_AT));
+  const sig = ctx.header(HEADER_FORWARD_SIG) ?? '';
+  const claim = { node, sentAt: Number.isSafeInteger(at) ? at : -1, method: ctx.method, url: ctx.rawUrl, forwardedFor: ctx.header(HEADER_FORWARDED_FOR) ?? '' };
+  if (!ctx.app.security.verifyForward(claim, sig)) {
+    throw new ApiError('forbidden', `this request says a cluster member (${JSON.stringify(node.slice(0, 64))}) forwarded it, but it is not signed with this cluster's secret: it comes from a removed or isolated node, a node of another cluster, or a node whose clock is more than 5 minutes off. Send requests to a member directly, without the ${HEADER_FORWARDED} header`);
+  }
+}
 
 /** Where the call came from: the socket's address, or for a forwarded call the client's as the forwarding node saw it, "via" that node. */
 export function clientAddress(ctx: RequestContext): string {

@@ -66,4 +66,8 @@ export interface SecurityPort {
   audit(limit: number | undefined): { readonly records: readonly AuditView[]; readonly seq: number; readonly appliedIndex: number };
   /** An audit entry another node sent here: checks its signature (cluster secret) and records it. False: bad signature. */
   acceptForwardedAudit(body: Buffer, signature: string): boolean;
+  /** Signs a request this node forwards (cluster secret, with this node's name and the send time). */
+  signForward(c: { readonly method: string; readonly url: string; readonly forwardedFor: string }): { node: string; sentAt: number; signature: string };
+  /** Checks a forwarded request's signature and send time (clocks within 5 minutes). False: not signed by a current member. */
+  verifyForward(c: { readonly node: string; readonly sentAt: number; readonly method: string; readonly url: string; readonly forwardedFor: string }, signature: string): boolean;
 }

@@ -78,6 +78,17 @@ export interface NodeStatus {
   readonly witness?: { readonly leading: boolean; readonly epoch: number; readonly inSync: readonly number[]; readonly commitSet: readonly number[]; readonly waiting: string | undefined; readonly redisConnected: boolean; readonly problem: string | undefined };
   /** The virtual IP on this node (cluster.virtualIp), when one is configured (src/node/vip.ts). */
   readonly vip?: VipView;
+  /** With cluster.fenceScript: the last fencing of a previous leader; leader work with external effects waits for it. */
+  readonly fencing?: FenceView;
+}
+
+/** The last run of cluster.fenceScript against the previous leader (src/node/fencing.ts). */
+export interface FenceView {
+  readonly target: string;
+  readonly term: number;
+  readonly attempts: number;
+  readonly ok: boolean;
+  readonly lastError?: string;
 }
 
 /** This node's side of the virtual IP: whether it holds the address, or waits / fences before taking it. */
@@ -90,7 +101,7 @@ export interface VipView {
   readonly holding: boolean;
   /** When a waiting leader takes the address (ISO). */
   readonly takeAt?: string;
-  readonly fence?: { readonly target: string; readonly term: number; readonly attempts: number; readonly ok: boolean; readonly lastError?: string };
+  readonly fence?: FenceView;
   readonly lastError?: string;
   /** T: the kernel lifetime of the address, in seconds, from the leader's last quorum confirmation. */
   readonly leaseSeconds: number;
@@ -220,7 +231,7 @@ export interface JobRunInfo {
   readonly kind: string;
   readonly startedAt: string;
   readonly endedAt: string | null;
-  /** running (or its leader died without a word yet) | ran | failed | timed-out | interrupted */
+  /** running (or its leader died without a word yet) | ran | failed | timed-out | interrupted | skipped (the slot was decided without a run: catchUp skip, or the previous run was still going) */
   readonly outcome: string;
   readonly exitCode: number | null;
   /** Exit code or reason, and the output tail. */

@@ -29,7 +29,7 @@ import { eventRoutes } from './events.js';
 import { appStaticRoutes, matchApp } from './routes-app.js';
 import type { AppCoordination } from './ports-app.js';
 import { AuthFailureLimiter, DEFAULT_AUTH_LIMIT, type AuthLimitOptions } from './auth-limit.js';
-import { auditAfter, guard } from './guard.js';
+import { auditAfter, checkForwarded, guard } from './guard.js';
 import type { SecurityPort } from './ports-security.js';
 import { auditRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
 
@@ -175,6 +175,7 @@ async function dispatch(ctx: RequestContext): Promise<void> {
     throw new ApiError('method_not_allowed', `${ctx.method} is not allowed on ${m.name}; allowed: ${allowed(m.methods)}`, {}, { allow: allowed(m.methods) });
   }
   if (ctx.app.closing) throw new ApiError('shutting_down', `${ctx.app.cluster.nodeName} is shutting down; retry on another node`, {}, { connection: 'close' });
+  checkForwarded(ctx);
   guard(ctx, m.name, route);
   if (route.query !== undefined) ctx.checkQuery(route.query);
   if (ctx.app.cluster.isRemoved() && (m.name.startsWith('/v1/kv') || m.name.startsWith('/v1/db') || m.name === '/v1/watch')) {

@@ -27,7 +27,7 @@ const history: Command = {
   name: 'jobs history',
   summary: "a job's runs, newest first: slot, node, term (fencing token), start, end, outcome, exit code, output tail",
   usage: 'NAME [--limit N]',
-  description: 'Calls GET /v1/jobs/NAME/runs: the replicated history (the newest 50 runs are kept). Outcome: running, ran, failed (non-zero exit), timed-out, interrupted (leadership lost, or the leader died).',
+  description: 'Calls GET /v1/jobs/NAME/runs: the replicated history (the newest 50 runs are kept). Outcome: running, ran, failed (non-zero exit), timed-out, interrupted (leadership lost, or the leader died), skipped (a missed slot with catchUp skip, or a slot that came while the previous run was still going).',
   flags: [{ name: 'limit', type: 'int', value: 'N', help: 'only the newest N runs' }],
   examples: ['quorate jobs history nightly-report', 'quorate jobs history nightly-report --limit 5 --json'],
   remote: true,

@@ -37,6 +37,6 @@ test('loadBalanced excludes an interface and a script (the load balancer owns th
 });
 
 test('a fence script needs a virtual IP it guards and an absolute path', () => {
-  assert.match(issues({ fenceScript: '/usr/local/bin/fence' }).join('\n'), /^cluster\.fenceScript: fences a deposed leader before the virtual IP moves, so it needs cluster\.virtualIp/);
+  assert.deepEqual(issues({ fenceScript: '/usr/local/bin/fence' }), [], 'fencing also gates jobs, outbox delivery and backups, so it needs no virtual IP');
   assert.match(issues({ virtualIp: '10.0.1.1/24', vipInterface: 'eth0', fenceScript: 'fence' }).join('\n'), /^cluster\.fenceScript: must be an absolute path/);
 });

@@ -34,7 +34,6 @@ export function vipChecks(cl: RawConfig['cluster']): ConfigIssue[] {
   if (cl.vipScript !== '' && !isAbsolute(cl.vipScript)) add('cluster.vipScript', `must be an absolute path (it is run as SCRIPT add|remove IFACE ADDR), got ${JSON.stringify(cl.vipScript)}`);
   if (cl.fenceScript !== '') {
     if (!isAbsolute(cl.fenceScript)) add('cluster.fenceScript', `must be an absolute path (it is run as SCRIPT NODE_NAME PEER_URL TERM), got ${JSON.stringify(cl.fenceScript)}`);
-    if (vip === '' || cl.loadBalanced) add('cluster.fenceScript', 'fences a deposed leader before the virtual IP moves, so it needs cluster.virtualIp without loadBalanced (in this version the virtual IP is the only leader work with an external side effect); remove it or configure the virtual IP');
   }
   return issues;
 }

@@ -22,7 +22,7 @@ import { APP_MACHINE_ID, encodeAppPayload, encodeEnvelope, type AppCommand, type
 import { AppHealth, DATABASE_CHECK_SQL } from './app-health.js';
 import { NodeError } from './errors.js';
 import { HookRunner } from './hooks.js';
-import type { Leadership, LeaderServices } from './leadership.js';
+import type { Leadership, LeaderService, LeaderServices } from './leadership.js';
 import { periodicService } from './leadership.js';
 import { OutboxDelivery, appOutboxSource } from './outbox.js';
 import { sqlOutboxSource } from './sql-outbox.js';
@@ -38,6 +38,8 @@ export interface AppNode {
   readonly metrics: MetricsRegistry;
   readonly leadership: Leadership;
   readonly services: LeaderServices;
+  /** Wraps leader work with external effects so that it waits for fencing (./fencing.ts). */
+  gated(svc: LeaderService): LeaderService;
   readonly app: AppStateMachine;
   clockMs(): number;
   proposeEntry(data: Uint8Array): Promise<ApplyResult>;
@@ -76,8 +78,8 @@ export class AppServices implements AppCoordination {
     this.failoverOnFailure = c.health.failoverOnFailure;
     if (this.outboxEnabled) {
       const common = { webhookUrl: c.outbox.webhookUrl, pollMs: c.database.outboxPollIntervalSeconds * 1000, log: n.logger, metrics: n.metrics };
-      n.services.add(new OutboxDelivery({ ...common, source: appOutboxSource({ app: n.app, propose: (cmd) => this.propose(cmd), readBarrier: () => n.readBarrier() }) }));
-      n.services.add(new OutboxDelivery({ ...common, source: sqlOutboxSource(() => n.sql()) }));
+      n.services.add(n.gated(new OutboxDelivery({ ...common, source: appOutboxSource({ app: n.app, propose: (cmd) => this.propose(cmd), readBarrier: () => n.readBarrier() }) })));
+      n.services.add(n.gated(new OutboxDelivery({ ...common, source: sqlOutboxSource(() => n.sql()) })));
     }
     // Members may run different checks: the leader polls whatever they report.
     n.services.add(periodicService('peer-health-poll', PEER_POLL_MS, () => void this.#pollPeers()));

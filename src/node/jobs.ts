@@ -138,7 +138,7 @@ export function jobsPort(o: {
 
 function runInfo(r: JobRun): JobRunInfo {
   const m = r.message ?? null;
-  const outcome = r.ok === undefined ? 'running' : r.ok ? 'ran' : m?.startsWith('interrupted') === true ? 'interrupted' : m?.startsWith('timed out') === true ? 'timed-out' : 'failed';
+  const outcome = r.kind === 'skipped' ? 'skipped' : r.ok === undefined ? 'running' : r.ok ? 'ran' : m?.startsWith('interrupted') === true ? 'interrupted' : m?.startsWith('timed out') === true ? 'timed-out' : 'failed';
   const code = m !== null ? /^exit (\d+)/.exec(m) : null;
   return {
     seq: r.seq, slot: new Date(r.slotMs).toISOString(), term: r.term, node: r.node, kind: r.kind, startedAt: new Date(r.at).toISOString(),

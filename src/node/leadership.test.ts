@@ -45,3 +45,16 @@ test('a service added while leading starts at once; close stops everything; a fa
   lead.update({ leading: true, term: 9, quorum: true });
   assert.deepEqual(b.events, ['start 2', 'stop'], 'closed: no longer follows leadership');
 });
+
+test('an observer standing in as leader runs no leader services (it only hands over to a voter)', () => {
+  const lead = new RaftLeadership();
+  const services = new LeaderServices(lead, captureLogger());
+  const a = recorder('a');
+  services.add(a);
+  const membership = { members: [{ id: 1, role: 'voter' as const }, { id: 2, role: 'voter' as const }, { id: 3, role: 'observer' as const }], removed: [] };
+  lead.updateFrom({ id: 3, role: 'leader', term: 4, reachableVoters: 2, membership });
+  assert.deepEqual(a.events, [], 'the stand-in observer starts nothing');
+  assert.equal(lead.current().leading, false);
+  lead.updateFrom({ id: 1, role: 'leader', term: 5, reachableVoters: 2, membership });
+  assert.deepEqual(a.events, ['start 5'], 'a voter leading with a quorum does');
+});

@@ -4,7 +4,7 @@
 // loses either. Raft provides leadership now (RaftLeadership, fed by the node
 // loop); a Redis lease can provide it later behind the same interface.
 import type { Logger } from 'pino';
-import { majority, votingIds, type Status } from '../raft/index.js';
+import { majority, roleOf, votingIds, type Status } from '../raft/index.js';
 
 export interface LeadershipState {
   /** This node leads. */
@@ -43,8 +43,9 @@ export class RaftLeadership implements Leadership {
   }
 
   /** From the core's status (moved from node.ts): leading, the term, and a quorum in the sense CheckQuorum keeps leadership: a majority of voters heard from. */
-  updateFrom(st: Pick<Status, 'role' | 'term' | 'reachableVoters' | 'membership'>): void {
-    const leading = st.role === 'leader';
+  updateFrom(st: Pick<Status, 'id' | 'role' | 'term' | 'reachableVoters' | 'membership'>): void {
+    // An observer that stood in as leader (a last resort, see src/raft) only hands over to a voter: it runs no leader work.
+    const leading = st.role === 'leader' && roleOf(st.membership, st.id) === 'voter';
     const quorum = leading && st.reachableVoters >= majority(votingIds(st.membership).length);
     this.update({ leading, term: st.term, quorum });
   }

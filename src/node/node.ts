@@ -51,6 +51,7 @@ import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
 import { asPromoted, memberReachable } from './dr-wiring.js';
 import { followRotations, isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
 import { virtualIpFor, type VirtualIp } from './vip.js';
+import { Fencing } from './fencing.js';
 import type { FenceTarget } from './vip-commands.js';
 
 export { VERSION } from './status.js';
@@ -120,6 +121,8 @@ export class QuorateNode implements ClusterControl {
   readonly #isolate: IsolateDeps;
   /** cluster.virtualIp: a leader service (./vip.ts); the previous leader is what fenceScript is run against. */
   readonly #vip: VirtualIp | undefined;
+  /** cluster.fenceScript: the gate for leader work with external effects. */
+  readonly #fencing: Fencing;
   #previousLeader: FenceTarget | undefined;
 
   private constructor(
@@ -238,7 +241,11 @@ export class QuorateNode implements ClusterControl {
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.#services = new LeaderServices(this.#leadership, this.#log);
-    this.#vip = virtualIpFor(config, { log: this.#log, confirm: () => this.readBarrier(2000), wonByTransfer: () => this.#replica.core.status().campaign === 'transfer', previousLeader: () => this.#previousLeader });
+    const wonByTransfer = (): boolean => this.#replica.core.status().campaign === 'transfer';
+    // Fencing first: the VIP, jobs, backups and outbox delivery wait for its gate (./fencing.ts).
+    this.#fencing = new Fencing({ fenceScript: config.cluster.fenceScript, log: this.#log, wonByTransfer, previousLeader: () => this.#previousLeader });
+    this.#services.add(this.#fencing);
+    this.#vip = virtualIpFor(config, { log: this.#log, confirm: () => this.readBarrier(2000), wonByTransfer, previousLeader: () => this.#previousLeader, fencing: this.#fencing });
     if (this.#vip) this.#services.add(this.#vip);
     this.#services.add(this.#historyRecorder);
     this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
@@ -249,9 +256,9 @@ export class QuorateNode implements ClusterControl {
     ({ scheduler: this.scheduler, backups: this.backups, jobs: this.jobs } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
       run: (op) => this.#replica.run(op), proposeEntry: (e) => this.#replica.propose(e, DEFAULT_PROPOSE_TIMEOUT_MS), featureLevel: () => this.featureLevel(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier() }));
-    this.#services.add(this.scheduler);
+    this.#services.add(this.#fencing.gate(this.scheduler));
     this.appServices = new AppServices({
-      config, logger: this.#log, metrics: this.#metrics, leadership: this.#leadership, services: this.#services, app: state.app,
+      config, logger: this.#log, metrics: this.#metrics, leadership: this.#leadership, services: this.#services, gated: (svc) => this.#fencing.gate(svc), app: state.app,
       clockMs: () => this.machines.clockMs, proposeEntry: (data) => this.#replica.propose(data, DEFAULT_PROPOSE_TIMEOUT_MS), readBarrier: () => this.readBarrier(),
       featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       leaderName: () => { const l = this.#replica.core.softState().lead; return l === NONE ? null : this.#registry.nameOf(l); },
@@ -478,7 +485,8 @@ export class QuorateNode implements ClusterControl {
       splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
     const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : this.witness ? witnessStatus(s, this.witness.view()) : s;
-    const withVip = this.#vip ? { ...withRedis, vip: this.#vip.status() } : withRedis;
+    const fence = this.#fencing.status();
+    const withVip = { ...withRedis, ...(this.#vip ? { vip: this.#vip.status() } : {}), ...(fence ? { fencing: fence } : {}) };
     return this.#removal.removed ? { ...withVip, role: 'removed' } : withVip;
   }
 

@@ -77,10 +77,14 @@ describe('leader scheduler', () => {
     assert.equal(runsB[0]!.kind, 'catch-up', 'the new leader first runs the missed slot');
     assert.ok(runsB[0]!.slotMs > Math.max(...aSlots), 'the catch-up slot is one the old leader did not run');
     assert.equal(runsB.filter((r) => r.kind === 'catch-up').length, 1, 'caught up once, not once per missed slot');
+    const superseded = l.machine.job('tick')!.runs.filter((r) => r.kind === 'skipped');
+    assert.ok(superseded.length <= 1, 'one skipped record stands for the earlier missed slots');
+    if (superseded.length === 1) assert.ok(superseded[0]!.slotMs < runsB[0]!.slotMs && superseded[0]!.slotMs > Math.max(...aSlots), 'it is the missed slot just before the catch-up');
     assert.ok(runsA.every((r) => r.term === 1) && runsB.every((r) => r.term === 2), 'each run carries its leader\'s term as fencing token');
-    // The replicated record shows the runs in slot order with their terms.
+    // The replicated record shows the runs (and the skipped slot standing for the earlier missed ones) in slot order.
     const rec = l.machine.job('tick')!;
-    assert.deepEqual(rec.runs.map((r) => r.slotMs), [...all].sort((x, y) => x - y));
+    assert.deepEqual(rec.runs.filter((r) => r.kind !== 'skipped').map((r) => r.slotMs), [...all].sort((x, y) => x - y));
+    assert.deepEqual(rec.runs.map((r) => r.slotMs), [...rec.runs.map((r) => r.slotMs)].sort((x, y) => x - y));
     assert.ok(rec.runs.every((r) => r.ok === true));
   });
 
@@ -104,5 +108,33 @@ describe('leader scheduler', () => {
     assert.ok(runsB.every((r) => r.kind === 'scheduled'), 'no catch-up run with skip');
     const slots = [...runsA, ...runsB].map((r) => r.slotMs);
     assert.equal(new Set(slots).size, slots.length, `no slot ran twice: ${slots.join(', ')}`);
+    // The missed slot is in the replicated history as skipped, not silently absent.
+    const skipped = l.machine.job('tick')!.runs.filter((r) => r.kind === 'skipped');
+    assert.equal(skipped.length, 1, 'the missed slot is recorded once');
+    assert.equal(skipped[0]!.message, 'skipped: missed (catchUp skip)');
+    assert.ok(!slots.includes(skipped[0]!.slotMs), 'and was not run');
+  });
+
+  it('a slot that comes while the previous run is still going is skipped and recorded as such', async () => {
+    const l = log1();
+    const s = new LeaderScheduler({ log, nodeName: 'n1', claims: l.machine, propose: l.propose, featureLevel: () => 2, barrier: async () => undefined });
+    s.add({ name: 'slow', schedule: '* * * * * *', catchUp: 'skip', run: () => sleep(1600).then(() => undefined) });
+    s.start(1);
+    for (let i = 0; i < 80 && !(l.machine.job('slow')?.runs.some((r) => r.kind === 'skipped') ?? false); i++) await sleep(50);
+    s.stop();
+    const runs = l.machine.job('slow')!.runs;
+    const skip = runs.find((r) => r.kind === 'skipped');
+    assert.ok(skip, `a skipped slot is recorded: ${JSON.stringify(runs)}`);
+    assert.equal(skip.message, 'skipped: the previous run was still going');
+    assert.equal(skip.ok, true);
+    assert.equal(skip.finishedAt, skip.at, 'it ends when it is decided');
+    const kinds = new Set(runs.map((r) => r.slotMs));
+    assert.equal(kinds.size, runs.length, 'each slot is decided once');
+  });
+
+  it('a skipped claim decodes only with its reason, and a normal claim never carries one', () => {
+    const skip: SchedulerCommand = { op: 'claim', name: 'j', slotMs: 5, term: 2, kind: 'skipped', node: 'n1', reason: 'missed' };
+    assert.deepEqual(decodeSchedulerPayload(encodeSchedulerPayload(skip)), skip);
+    assert.throws(() => decodeSchedulerPayload(encodeSchedulerPayload({ op: 'claim', name: 'j', slotMs: 5, term: 2, kind: 'skipped', node: 'n1', reason: 'bogus' } as unknown as SchedulerCommand)), InvalidCommandError);
   });
 });

@@ -21,7 +21,7 @@
 // (logged `job_slot_skipped`): a job never overlaps itself.
 import { Cron } from 'croner';
 import type { Logger } from 'pino';
-import { encodeSchedulerPayload, type ApplyResult, type JobRecord, type RunKind, type SchedulerCommand } from '../state/index.js';
+import { encodeSchedulerPayload, type ApplyResult, type JobRecord, type RunKind, type SchedulerCommand, type SkipReason } from '../state/index.js';
 import { NodeError } from './errors.js';
 import type { LeaderService } from './leadership.js';
 
@@ -193,9 +193,13 @@ export class LeaderScheduler implements LeaderService {
       } else if (due !== undefined && due > rec.lastSlotMs) {
         if (job.catchUp === 'once') {
           d.log.info({ event: 'job_catch_up', job: name, slot: new Date(due).toISOString(), lastSlot: new Date(rec.lastSlotMs).toISOString() }, `job ${name} missed its slot ${new Date(due).toISOString()}: running it once now (catchUp once)`);
+          // Earlier slots missed in the same outage are not run: the latest of them is recorded as skipped (it stands for all of them).
+          const before = cron.previousRuns(1, new Date(due))[0]?.getTime();
+          if (before !== undefined && before > rec.lastSlotMs) await this.#recordSkip(name, before, term, 'superseded');
           await this.#claimAndRun(job, due, term, gen, 'catch-up');
         } else {
           d.log.info({ event: 'job_slot_skipped', job: name, slot: new Date(due).toISOString(), reason: 'missed' }, `job ${name} missed its slot ${new Date(due).toISOString()}: skipped (catchUp skip)`);
+          await this.#recordSkip(name, due, term, 'missed');
         }
       }
     } catch (e) {
@@ -210,14 +214,24 @@ export class LeaderScheduler implements LeaderService {
       after = next;
       if (this.#running.has(name)) {
         d.log.warn({ event: 'job_slot_skipped', job: name, slot: new Date(next).toISOString(), reason: 'running' }, `job ${name}: slot ${new Date(next).toISOString()} skipped, the previous run is still going`);
+        void this.#recordSkip(name, next, term, 'running');
         continue;
       }
       void this.#claimAndRun(job, next, term, gen, 'scheduled');
     }
   }
 
+  /** Records a skipped slot in the job's replicated history (it claims the slot, so no later leader runs it either). */
+  async #recordSkip(name: string, slotMs: number, term: number, reason: SkipReason): Promise<void> {
+    try {
+      await this.#d.propose({ op: 'claim', name, slotMs, term, kind: 'skipped', node: this.#d.nodeName, reason });
+    } catch (e) {
+      this.#d.log.debug({ event: 'job_skip_not_recorded', job: name, slot: new Date(slotMs).toISOString(), err: (e as Error).message }, `job ${name}: the skipped slot was not recorded`);
+    }
+  }
+
   /** Claims `slotMs` for `job` through the log and runs it if the claim is this leader's; undefined when not claimed. */
-  async #claimAndRun(job: ScheduledJob, slotMs: number, term: number, gen: number, kind: RunKind, onStarted?: (seq: number, slotMs: number) => void): Promise<{ seq: number; slotMs: number; ok: boolean; message: string } | undefined> {
+  async #claimAndRun(job: ScheduledJob, slotMs: number, term: number, gen: number, kind: Exclude<RunKind, 'skipped'>, onStarted?: (seq: number, slotMs: number) => void): Promise<{ seq: number; slotMs: number; ok: boolean; message: string } | undefined> {
     const d = this.#d;
     const slot = new Date(slotMs).toISOString();
     this.#running.add(job.name);

@@ -67,6 +67,19 @@ export function auditSignature(secret: Uint8Array, body: Buffer | string): strin
   return createHmac('sha256', secret).update('quorate-audit-v1\n').update(body).digest('hex');
 }
 
+/** What a forwarding node signs: who forwards, when, and the request line it forwards with the client's address. */
+export interface ForwardClaim {
+  readonly node: string;
+  readonly sentAt: number;
+  readonly method: string;
+  readonly url: string;
+  readonly forwardedFor: string;
+}
+
+export function forwardSignature(secret: Uint8Array, c: ForwardClaim): string {
+  return createHmac('sha256', secret).update('quorate-forward-v1\n').update([c.node, String(c.sentAt), c.method, c.url, c.forwardedFor].join('\n')).digest('hex');
+}
+
 export class NodeSecurity implements SecurityPort {
   readonly #o: NodeSecurityOptions;
   readonly #now: () => number;
@@ -160,6 +173,17 @@ export class NodeSecurity implements SecurityPort {
     }
     this.#queue.push({ entry, key, attempts: 0 });
     void this.#flush();
+  }
+
+  signForward(c: Omit<ForwardClaim, 'node' | 'sentAt'>): { node: string; sentAt: number; signature: string } {
+    const claim = { ...c, node: this.#o.nodeName, sentAt: this.#now() };
+    return { node: claim.node, sentAt: claim.sentAt, signature: forwardSignature(this.#o.clusterSecret, claim) };
+  }
+
+  verifyForward(c: ForwardClaim, signature: string): boolean {
+    const expected = Buffer.from(forwardSignature(this.#o.clusterSecret, c), 'hex');
+    const got = /^[0-9a-f]{64}$/.test(signature) ? Buffer.from(signature, 'hex') : Buffer.alloc(32);
+    return timingSafeEqual(expected, got) && Math.abs(this.#now() - c.sentAt) <= FORWARD_MAX_SKEW_MS;
   }
 
   acceptForwardedAudit(body: Buffer, signature: string): boolean {

@@ -23,7 +23,8 @@
 import type { Logger } from 'pino';
 import type { VipView } from '../api/ports.js';
 import type { LeaderService } from './leadership.js';
-import { ipCommands, runFenceScript, scriptCommands, type CommandResult, type FenceTarget, type VipCommands } from './vip-commands.js';
+import { Fencing } from './fencing.js';
+import { ipCommands, scriptCommands, type CommandResult, type FenceTarget, type VipCommands } from './vip-commands.js';
 
 /** How long the kernel keeps the address without a renewal, from the quorum confirmation: T. */
 export function vipLeaseSeconds(electionTimeoutMs: number): number {
@@ -52,6 +53,8 @@ export interface VipDeps {
   /** The previous leader, as this node last saw it (for the fence script). */
   previousLeader(): FenceTarget | undefined;
   runFence?: (t: FenceTarget) => Promise<CommandResult>;
+  /** The node's fencing gate (./fencing.ts), shared with the other gated leader work; without it the VIP runs its own. */
+  fencing?: Fencing;
   marginMs?: number;
 }
 
@@ -66,7 +69,9 @@ export class VirtualIp implements LeaderService {
   #leaseEnd = 0;
   #state: VipStatus['state'] = 'standby';
   #takeAt: number | undefined;
-  #fence: VipStatus['fence'];
+  readonly #fencing: Fencing;
+  /** The fencing gate is this VIP's own (started and stopped with it), not the node's shared one. */
+  readonly #ownsFencing: boolean;
   #lastError: string | undefined;
   #suspended = false;
   #fencedTerm = 0;
@@ -77,6 +82,8 @@ export class VirtualIp implements LeaderService {
   constructor(d: VipDeps) {
     this.#d = d;
     this.#log = d.log.child({ component: 'vip' });
+    this.#ownsFencing = d.fencing === undefined;
+    this.#fencing = d.fencing ?? new Fencing({ fenceScript: d.fenceScript, log: d.log, wonByTransfer: d.wonByTransfer, previousLeader: d.previousLeader, ...(d.runFence ? { runFence: d.runFence } : {}) });
     this.#watch = setInterval(() => this.#freezeCheck(), 100);
     this.#watch.unref();
   }
@@ -92,11 +99,13 @@ export class VirtualIp implements LeaderService {
   start(term: number): void {
     const epoch = ++this.#epoch;
     this.#suspended = false;
+    if (this.#ownsFencing) this.#fencing.start(term);
     void this.#run(term, epoch);
   }
 
   stop(): void {
     this.#epoch++;
+    if (this.#ownsFencing) this.#fencing.stop();
     this.#state = 'standby';
     this.#takeAt = undefined;
     void this.#remove('stopped leading with a quorum');
@@ -106,6 +115,7 @@ export class VirtualIp implements LeaderService {
   async close(): Promise<void> {
     clearInterval(this.#watch);
     this.#epoch++;
+    if (this.#ownsFencing) this.#fencing.stop();
     this.#state = 'standby';
     await this.#remove('node stopping');
   }
@@ -131,7 +141,7 @@ export class VirtualIp implements LeaderService {
     return {
       address: this.#d.cidr, interface: this.#d.iface, script: this.#d.script, state: this.#state, holding: this.#holding, leaseSeconds: this.#d.leaseSeconds,
       ...(this.#takeAt !== undefined ? { takeAt: new Date(Date.now() + Math.max(0, this.#takeAt - performance.now())).toISOString() } : {}),
-      ...(this.#fence ? { fence: this.#fence } : {}),
+      ...(this.#fencing.status() ? { fence: this.#fencing.status()! } : {}),
       ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {}),
     };
   }
@@ -145,18 +155,18 @@ export class VirtualIp implements LeaderService {
     const T = this.#d.leaseSeconds * 1000;
     if (this.#d.wonByTransfer()) {
       this.#log.info({ event: 'vip_take', reason: 'switchover', term }, `won term ${term} by a switchover: the previous leader released the virtual IP, taking it now`);
+    } else if (this.#d.fenceScript !== '' && this.#d.previousLeader() !== undefined) {
+      this.#state = 'fencing';
+      const o = await this.#fencing.whenReady(term);
+      if (o === 'ended' || !this.#alive(epoch)) return;
+      if (o === 'fenced') this.#log.info({ event: 'vip_take', reason: 'fenced', term }, `the previous leader was fenced: taking the virtual IP ${this.#d.cidr} now`);
     } else {
-      const prev = this.#d.fenceScript !== '' ? this.#d.previousLeader() : undefined;
-      if (prev !== undefined) {
-        if (!(await this.#fenceLoop(prev, epoch))) return;
-      } else {
-        this.#state = 'waiting';
-        this.#takeAt = startedAt + T + (this.#d.marginMs ?? VIP_MARGIN_MS);
-        this.#log.info({ event: 'vip_waiting', term, waitMs: Math.round(this.#takeAt - startedAt) },
-          `leading in term ${term}: taking the virtual IP ${this.#d.cidr} in ${Math.round(this.#takeAt - startedAt)} ms, when any lease of the previous leader has run out${this.#d.fenceScript === '' ? ' (set cluster.fenceScript to take it at once after fencing)' : ' (previous leader unknown, so nothing to fence)'}`);
-        if (!(await this.#sleepUntil(this.#takeAt, epoch))) return;
-        this.#takeAt = undefined;
-      }
+      this.#state = 'waiting';
+      this.#takeAt = startedAt + T + (this.#d.marginMs ?? VIP_MARGIN_MS);
+      this.#log.info({ event: 'vip_waiting', term, waitMs: Math.round(this.#takeAt - startedAt) },
+        `leading in term ${term}: taking the virtual IP ${this.#d.cidr} in ${Math.round(this.#takeAt - startedAt)} ms, when any lease of the previous leader has run out${this.#d.fenceScript === '' ? ' (set cluster.fenceScript to take it at once after fencing)' : ' (previous leader unknown, so nothing to fence)'}`);
+      if (!(await this.#sleepUntil(this.#takeAt, epoch))) return;
+      this.#takeAt = undefined;
     }
     if (!this.#alive(epoch)) return;
     this.#fencedTerm = term;
@@ -191,26 +201,6 @@ export class VirtualIp implements LeaderService {
       void this.#d.commands.announce().then((a) => {
         if (a && !a.ok) this.#log.warn({ event: 'vip_arp_failed', command: a.command, output: a.detail }, `gratuitous ARP for ${this.#d.cidr} failed (${a.detail}); clients' ARP caches update when their entries expire`);
       });
-    }
-  }
-
-  async #fenceLoop(prev: FenceTarget, epoch: number): Promise<boolean> {
-    this.#state = 'fencing';
-    const run = this.#d.runFence ?? ((t: FenceTarget) => runFenceScript(this.#d.fenceScript, t));
-    for (let attempt = 1; ; attempt++) {
-      this.#log.info({ event: 'fence_running', target: prev.nodeName, targetTerm: prev.term, attempt }, `fencing the previous leader ${prev.nodeName} (term ${prev.term}) with cluster.fenceScript before taking the virtual IP`);
-      const r = await run(prev);
-      if (!this.#alive(epoch)) return false;
-      if (r.ok) {
-        this.#fence = { target: prev.nodeName, term: prev.term, attempts: attempt, ok: true };
-        this.#log.info({ event: 'fence_succeeded', target: prev.nodeName, targetTerm: prev.term, attempt, output: r.detail }, `fenced ${prev.nodeName}: taking the virtual IP now`);
-        return true;
-      }
-      const backoff = Math.min(30_000, 1000 * 2 ** Math.min(attempt - 1, 5));
-      this.#fence = { target: prev.nodeName, term: prev.term, attempts: attempt, ok: false, lastError: r.detail };
-      this.#log.error({ event: 'fence_failed', target: prev.nodeName, command: r.command, output: r.detail, attempt, retryInMs: backoff },
-        `fencing ${prev.nodeName} failed (${r.command}: ${r.detail}); the virtual IP stays released until it succeeds, retrying in ${backoff} ms. Writes and reads are served meanwhile; fix the script or fence the node by hand`);
-      if (!(await this.#sleepUntil(performance.now() + backoff, epoch))) return false;
     }
   }
 
@@ -265,7 +255,7 @@ export class VirtualIp implements LeaderService {
 /** The VIP of this node's config, or undefined (no virtualIp, loadBalanced, or a node that never leads). */
 export function virtualIpFor(
   config: { readonly node: { readonly role: string }; readonly cluster: { readonly virtualIp: string; readonly vipInterface: string; readonly vipScript: string; readonly fenceScript: string; readonly loadBalanced: boolean; readonly electionTimeoutMs: number } },
-  deps: Pick<VipDeps, 'log' | 'confirm' | 'wonByTransfer' | 'previousLeader'>,
+  deps: Pick<VipDeps, 'log' | 'confirm' | 'wonByTransfer' | 'previousLeader' | 'fencing'>,
   commands: (cidr: string, iface: string, script: string) => VipCommands = (cidr, iface, script) => (script !== '' ? scriptCommands(script, cidr, iface) : ipCommands(cidr, iface)),
 ): VirtualIp | undefined {
   const c = config.cluster;

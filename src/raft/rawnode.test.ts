@@ -462,15 +462,16 @@ describe('§6.4 ReadIndex', () => {
 });
 
 describe('roles and quorum', () => {
-  test('observers vote and count but never campaign; learners never vote and are not counted', () => {
+  test('observers vote and count but do not campaign while a voter could; learners never vote and are not counted', () => {
     const c = new MemCluster({ voters: [1], observers: [2, 3], learners: [4] });
-    for (let i = 0; i < 60; i++) {
+    // Two election timeouts at most (timeouts are randomized in [T, 2T), T = 10 ticks): a voter would have campaigned.
+    for (let i = 0; i < 20; i++) {
       c.tick(2);
       c.tick(3);
       c.tick(4);
       c.stabilize();
     }
-    assert.equal(c.leader(), 0, 'no observer or learner ever leads');
+    assert.equal(c.leader(), 0, 'no observer or learner campaigns within two election timeouts');
     assert.equal(c.node(2).raw.status().term, 0);
     assert.equal(c.elect(1), 1);
     c.cut.add('1-2').add('1-3');
@@ -482,6 +483,50 @@ describe('roles and quorum', () => {
     c.stabilize();
     assert.deepEqual(c.appliedText(4), ['x']);
   });
+
+  test('an observer holding the only copy of a committed entry stands in as leader, takes no proposals, and hands over to the voter', () => {
+    // Voters 1 and 2, observer 3. Leader 1 commits "x" with the observer's ack alone, then dies: voter 2 lacks "x",
+    // so the observer (whose log is longer) refuses it every vote, and observers used never to campaign: no leader ever.
+    const c = new MemCluster({ voters: [1, 2], observers: [3] });
+    assert.equal(c.elect(1), 1);
+    c.cut.add('1-2');
+    c.propose(1, 'x');
+    c.stabilize();
+    assert.deepEqual(c.appliedText(1), ['x'], 'committed by leader + observer');
+    assert.deepEqual(c.appliedText(2), []);
+    c.nodes.delete(1);
+    c.cut.clear();
+    for (let i = 0; i < 200 && (c.leader() === 0 || c.node(c.leader()).raw.status().membership.members.find((m) => m.id === c.leader())?.role !== 'voter'); i++) {
+      c.tick(2);
+      c.tick(3);
+      c.stabilize();
+      if (c.leader() === 3) {
+        assert.throws(() => c.propose(3, 'y'), { code: 'not_leader' }, 'a stand-in leader takes no proposals');
+      }
+    }
+    assert.equal(c.leader(), 2, 'the voter leads after the hand-over');
+    assert.deepEqual(c.appliedText(2), ['x'], 'the entry only the observer held survived');
+    c.propose(2, 'y');
+    c.stabilize();
+    assert.deepEqual(c.appliedText(3), ['x', 'y']);
+  });
+
+  test('an observer never stands in while a voter that can win is alive', () => {
+    const c = new MemCluster({ voters: [1, 2, 3], observers: [4], seed: 7 });
+    assert.equal(c.elect(1), 1);
+    c.propose(1, 'x');
+    c.stabilize();
+    c.nodes.delete(1);
+    let observerLed = false;
+    for (let i = 0; i < 100 && c.leader() === 0; i++) {
+      c.tickAll();
+      c.stabilize();
+      if (c.leader() === 4) observerLed = true;
+    }
+    assert.ok([2, 3].includes(c.leader()), `a voter leads (leader ${c.leader()})`);
+    assert.equal(observerLed, false);
+  });
+
 
   test('writeQuorum above a majority waits for that many acks', () => {
     const c = threeNodes({ writeQuorum: 3 });

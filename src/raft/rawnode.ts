@@ -39,6 +39,8 @@ import { NONE } from './types.js';
 
 /** Vote/preVote context marking a leadership transfer (bypasses the leader lease). */
 const CTX_TRANSFER = 1;
+/** Leaderless election timeouts before an observer stands in (see #mayStandIn). */
+const OBSERVER_STAND_IN_TIMEOUTS = 3;
 const MAX_COMMITTED_BYTES_PER_READY = 16 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 
@@ -146,6 +148,8 @@ export class RawNode {
 
   #leadTransferee: NodeId = NONE;
   #transferElapsed = 0;
+  /** Election timeouts in a row that elapsed without a leader (an observer's last resort counts them). */
+  #leaderlessTimeouts = 0;
   /** How the latest real candidacy began (Status.campaign). */
   #lastCampaign: 'none' | 'election' | 'transfer' = 'none';
   #uncommittedBytes = 0;
@@ -275,6 +279,10 @@ export class RawNode {
       throw new InvalidTransfer(role === undefined ? `node ${to} is not a member` : `node ${to} is ${role === 'observer' ? 'an observer' : 'a learner'} and may not lead`);
     }
     if (this.#leadTransferee === to) return;
+    this.#startTransfer(to);
+  }
+
+  #startTransfer(to: NodeId): void {
     this.#leadTransferee = to;
     this.#transferElapsed = 0;
     this.#electionElapsed = 0;
@@ -561,6 +569,7 @@ export class RawNode {
     this.#reset(this.#term);
     this.#role = 'leader';
     this.#lead = this.#id;
+    this.#leaderlessTimeouts = 0;
     this.#syncProgress();
     for (const pr of this.#prs.values()) pr.recentActive = true;
     // Entries past the commit index from earlier terms count toward the bound
@@ -693,9 +702,41 @@ export class RawNode {
         else this.#lead = NONE;
         return;
       }
-      if (this.#mayCampaign()) this.#campaign(this.#cfg.preVote ? 'pre' : 'election');
+      this.#leaderlessTimeouts++;
+      if (this.#mayCampaign() || this.#mayStandIn()) this.#campaign(this.#cfg.preVote ? 'pre' : 'election');
       else this.#resetTimers();
     }
+  }
+
+  /**
+   * An observer's last resort. Observers vote and count toward the quorum, so
+   * an entry held only by a dead leader and an observer can be committed, and
+   * then no voter can win a vote (the observer's log is more up to date than
+   * theirs). After OBSERVER_STAND_IN_TIMEOUTS election timeouts in a row
+   * without a leader, an observer campaigns itself; once elected it serves no
+   * proposals and hands leadership to the most caught-up voter
+   * (#tickLeader). Voters campaign after one timeout, so where a voter can
+   * win, it does first. The vote rule is unchanged, so safety is too.
+   */
+  #mayStandIn(): boolean {
+    return roleOf(this.#log.membership(), this.#id) === 'observer' && !this.#withholdsVote() &&
+      this.#leaderlessTimeouts >= OBSERVER_STAND_IN_TIMEOUTS;
+  }
+
+  /** A stand-in leader (an observer) hands over to the reachable voter with the longest log. */
+  #handOff(): void {
+    let best: NodeId = NONE;
+    let bestMatch = -1;
+    for (const id of votingIds(this.#log.membership())) {
+      if (roleOf(this.#log.membership(), id) !== 'voter') continue;
+      const pr = this.#prs.get(id);
+      if (!pr || !pr.recentActive) continue;
+      if (pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    if (best !== NONE) this.#startTransfer(best);
   }
 
   #tickLeader(): void {
@@ -704,6 +745,7 @@ export class RawNode {
     if (this.#leadTransferee !== NONE && ++this.#transferElapsed >= this.#cfg.transferTicks) {
       this.#abortTransfer();
     }
+    if (this.#leadTransferee === NONE && !this.#promotable()) this.#handOff();
     if (this.#electionElapsed >= this.#cfg.electionTicks) {
       this.#electionElapsed = 0;
       if (this.#cfg.checkQuorum && !this.#cfg.witness) {
@@ -799,11 +841,13 @@ export class RawNode {
       case 'app':
         this.#electionElapsed = 0;
         this.#lead = m.from;
+        this.#leaderlessTimeouts = 0;
         this.#handleAppend(m);
         return;
       case 'heartbeat':
         this.#electionElapsed = 0;
         this.#lead = m.from;
+        this.#leaderlessTimeouts = 0;
         if (m.commit > this.#commit) this.#commitTo(Math.min(m.commit, this.#log.lastIndex()));
         if (m.commit > this.#log.lastIndex()) {
           // The leader knows we acknowledged entries we no longer hold (a lost
@@ -816,6 +860,7 @@ export class RawNode {
       case 'snap':
         this.#electionElapsed = 0;
         this.#lead = m.from;
+        this.#leaderlessTimeouts = 0;
         this.#handleSnapshot(m);
         return;
       case 'timeoutNow':
@@ -948,6 +993,8 @@ export class RawNode {
     this.#assertNotInReady('propose');
     if (this.#role !== 'leader') throw new NotLeader(this.#lead);
     if (this.#leadTransferee !== NONE) throw new TransferInProgress(this.#leadTransferee);
+    // A stand-in (observer) leader takes no proposals: it is handing over to a voter.
+    if (!this.#promotable()) throw new NotLeader(NONE);
   }
 
   #proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {

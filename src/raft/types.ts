@@ -8,7 +8,10 @@ export const NONE: NodeId = 0;
 
 /**
  * voter: votes, counts toward quorum, may campaign and lead.
- * observer: votes and counts toward quorum but never campaigns or leads.
+ * observer: votes and counts toward quorum; never campaigns while a voter
+ *   could win, and never leads for long: only as a last resort (three election
+ *   timeouts without a leader) does it stand in, taking no proposals and
+ *   handing leadership to the most caught-up voter at once.
  * learner: replicated to; never votes, never counted (the DR role).
  */
 export type MemberRole = 'voter' | 'observer' | 'learner';

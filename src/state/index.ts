@@ -36,7 +36,7 @@ export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
 export { FAILOVER_MODES, SETTINGS_MACHINE_ID, SettingsMachine, applySetting, decodeSettingsPayload, encodeSettingsPayload } from './settings.js';
 export type { FailoverMode, SettingsCommand, SettingsView } from './settings.js';
 export { RUN_KINDS, SCHEDULER_MACHINE_ID, SCHEDULER_MAX_NAME, SchedulerMachine, decodeSchedulerPayload, encodeSchedulerPayload } from './scheduler-machine.js';
-export type { JobRecord, JobRun, RunKind, SchedulerCommand } from './scheduler-machine.js';
+export type { JobRecord, JobRun, RunKind, SchedulerCommand, SkipReason } from './scheduler-machine.js';
 export { TOKENS_MACHINE_ID, TOKENS_MAX, TOKEN_NAME_RE, TOKEN_ROLES, TokensMachine, decodeTokensPayload, encodeTokensPayload } from './tokens.js';
 export type { StoredToken, TokenRole, TokensCommand } from './tokens.js';
 export { AUDIT_FIELD_MAX, AUDIT_MACHINE_ID, AUDIT_MAX_LIMIT, AuditMachine, DEFAULT_AUDIT_MAX, decodeAuditPayload, encodeAuditPayload } from './audit.js';

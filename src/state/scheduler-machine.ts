@@ -8,6 +8,11 @@
 // Commands (payload, msgpack, positional):
 //   [1, "arm", name, slotMs]                      a job seen for the first time: slots <= slotMs are not due
 //   [1, "claim", name, slotMs, term, kind, node] run slot slotMs (kind "scheduled" | "catch-up" | "manual") on leader `node`
+//   [1, "claim", name, slotMs, term, "skipped", node, reason]
+//                                                 slot slotMs is decided without a run (reason "missed": catchUp skip;
+//                                                 "running": the previous run was still going; "superseded": catchUp once
+//                                                 runs only the latest missed slot, this one and the missed ones before it
+//                                                 are not run); recorded as ended at once
 //   [1, "finish", name, seq, ok, message]         the run `seq` ended (message <= 512 chars)
 // Results: claim → {revision: seq} when claimed, {error: "revision_mismatch",
 // currentRevision: lastSlotMs} when the slot is not later than the last
@@ -33,12 +38,21 @@ export const SCHEDULER_MAX_JOBS = 256;
 export const SCHEDULER_RUNS_KEPT = 50;
 export const SCHEDULER_MAX_NAME = 100;
 export const SCHEDULER_MAX_MESSAGE = 512;
-export const RUN_KINDS = ['scheduled', 'catch-up', 'manual'] as const;
+export const RUN_KINDS = ['scheduled', 'catch-up', 'manual', 'skipped'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
+/** Why a slot was skipped (kind "skipped"). */
+export const SKIP_REASONS = ['missed', 'running', 'superseded'] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
+const SKIP_MESSAGES: Record<SkipReason, string> = {
+  missed: 'missed (catchUp skip)',
+  running: 'the previous run was still going',
+  superseded: 'missed, with the missed slots before it (catchUp once runs only the latest missed slot)',
+};
 
 export type SchedulerCommand =
   | { readonly op: 'arm'; readonly name: string; readonly slotMs: number }
-  | { readonly op: 'claim'; readonly name: string; readonly slotMs: number; readonly term: number; readonly kind: RunKind; readonly node: string }
+  | { readonly op: 'claim'; readonly name: string; readonly slotMs: number; readonly term: number; readonly kind: Exclude<RunKind, 'skipped'>; readonly node: string }
+  | { readonly op: 'claim'; readonly name: string; readonly slotMs: number; readonly term: number; readonly kind: 'skipped'; readonly node: string; readonly reason: SkipReason }
   | { readonly op: 'finish'; readonly name: string; readonly seq: number; readonly ok: boolean; readonly message: string };
 
 export interface JobRun {
@@ -74,7 +88,7 @@ const goodName = (v: unknown): v is string => typeof v === 'string' && v.length 
 
 export function encodeSchedulerPayload(c: SchedulerCommand): Uint8Array {
   if (c.op === 'arm') return packCanonical([VERSION, 'arm', c.name, c.slotMs]);
-  if (c.op === 'claim') return packCanonical([VERSION, 'claim', c.name, c.slotMs, c.term, c.kind, c.node]);
+  if (c.op === 'claim') return packCanonical(c.kind === 'skipped' ? [VERSION, 'claim', c.name, c.slotMs, c.term, c.kind, c.node, c.reason] : [VERSION, 'claim', c.name, c.slotMs, c.term, c.kind, c.node]);
   return packCanonical([VERSION, 'finish', c.name, c.seq, c.ok, c.message.slice(0, SCHEDULER_MAX_MESSAGE)]);
 }
 
@@ -86,10 +100,11 @@ export function decodeSchedulerPayload(payload: Uint8Array): SchedulerCommand {
     throw new InvalidCommandError('scheduler', `not valid msgpack (${(e as Error).message})`);
   }
   if (!Array.isArray(raw) || raw[0] !== VERSION) throw new InvalidCommandError('scheduler', `expected [${VERSION}, op, ...]`);
-  const [, op, name, a, b, c, d] = raw as unknown[];
+  const [, op, name, a, b, c, d, e] = raw as unknown[];
   if (!goodName(name)) throw new InvalidCommandError('scheduler.name', `must be a string of 1..${SCHEDULER_MAX_NAME} characters`);
   if (op === 'arm' && raw.length === 4 && nat(a)) return { op, name, slotMs: a };
-  if (op === 'claim' && raw.length === 7 && nat(a) && nat(b) && (RUN_KINDS as readonly unknown[]).includes(c) && goodName(d)) return { op, name, slotMs: a, term: b, kind: c as RunKind, node: d };
+  if (op === 'claim' && raw.length === 7 && nat(a) && nat(b) && c !== 'skipped' && (RUN_KINDS as readonly unknown[]).includes(c) && goodName(d)) return { op, name, slotMs: a, term: b, kind: c as Exclude<RunKind, 'skipped'>, node: d };
+  if (op === 'claim' && raw.length === 8 && nat(a) && nat(b) && c === 'skipped' && goodName(d) && (SKIP_REASONS as readonly unknown[]).includes(e)) return { op, name, slotMs: a, term: b, kind: c, node: d, reason: e as SkipReason };
   if (op === 'finish' && raw.length === 6 && nat(a) && typeof b === 'boolean' && typeof c === 'string' && c.length <= SCHEDULER_MAX_MESSAGE) return { op, name, seq: a, ok: b, message: c };
   throw new InvalidCommandError('scheduler', `unknown operation or bad arguments: ${JSON.stringify(raw).slice(0, 120)}`);
 }
@@ -131,7 +146,9 @@ export class SchedulerMachine implements StateMachine<SchedulerCommand> {
     if (c.op === 'claim') {
       if (rec !== undefined && c.slotMs <= rec.lastSlotMs) return { error: 'revision_mismatch', currentRevision: rec.lastSlotMs };
       const seq = (rec?.seq ?? 0) + 1;
-      const run: JobRun = { seq, slotMs: c.slotMs, term: c.term, kind: c.kind, node: c.node, index: ctx.index, at: ctx.at };
+      const run: JobRun = c.kind === 'skipped'
+        ? { seq, slotMs: c.slotMs, term: c.term, kind: c.kind, node: c.node, index: ctx.index, at: ctx.at, ok: true, finishedAt: ctx.at, message: `skipped: ${SKIP_MESSAGES[c.reason]}` }
+        : { seq, slotMs: c.slotMs, term: c.term, kind: c.kind, node: c.node, index: ctx.index, at: ctx.at };
       const runs = [...(rec?.runs ?? []), run];
       if (runs.length > SCHEDULER_RUNS_KEPT) runs.splice(0, runs.length - SCHEDULER_RUNS_KEPT);
       this.#jobs.set(c.name, { name: c.name, lastSlotMs: c.slotMs, seq, runs });

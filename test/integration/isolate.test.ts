@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLUSTER_SECRET, MAIN, TOKEN, TestCluster, http, waitFor } from './harness.js';
+import { forwardSignature } from '../../src/node/security.js';
 
 describe('isolate', () => {
   let c: TestCluster | undefined;
@@ -36,8 +37,19 @@ describe('isolate', () => {
     await waitFor('a member refuses the old secret', () => /secret_rotated/.test(c!.log(0)) || /secret_rotated/.test(c!.log(1)), 20_000);
     await waitFor('the isolated node says it is removed or refused', () => /"event":"peer_refused"/.test(c!.log(2)), 20_000);
 
+    // Its identity is refused at the API too: a request it forwards is signed with the old secret.
+    const sentAt = Date.now();
+    const forged = { node: 'node3', sentAt, method: 'PUT', url: '/v1/kv/forged', forwardedFor: '127.0.0.1' };
+    const asNode3 = await http(c.nodes[0]!.url, 'PUT', '/v1/kv/forged', {
+      token: TOKEN, body: { value: 'x' },
+      headers: { 'x-quorate-forwarded': 'node3', 'x-quorate-forward-at': String(sentAt), 'x-quorate-forward-signature': forwardSignature(Buffer.from(CLUSTER_SECRET, 'hex'), forged), 'x-quorate-forwarded-for': '127.0.0.1' },
+    });
+    assert.equal(asNode3.status, 403, JSON.stringify(asNode3.body));
+    assert.match(String(asNode3.body['message']), /removed or isolated node/);
+
     // The cluster keeps working, and a member restarted afterwards handshakes with the new secret (both are needed for a quorum of 2).
     await c.client({ urls: [c.nodes[0]!.url, c.nodes[1]!.url] }).kvPut('after', 'isolate');
+    assert.equal((await http(c.nodes[0]!.url, 'GET', '/v1/kv/forged', { token: TOKEN })).status, 404, 'the forged write was not applied');
     c.kill(0);
     await c.waitExit(0);
     c.startNode(0);

@@ -68,7 +68,8 @@ describe('leader-only jobs (real processes)', () => {
       assert.equal(run.term, l.token);
     }
     for (const run of runs) {
-      if (killed.some((k) => k.term === run.term)) assert.ok(['ran', 'interrupted'].includes(run.outcome), `run of a killed leader: ${run.outcome}`);
+      if (killed.some((k) => k.term === run.term)) assert.ok(['ran', 'interrupted', 'skipped'].includes(run.outcome), `run of a killed leader: ${run.outcome}`);
+      else assert.ok(['ran', 'skipped', 'running'].includes(run.outcome), `run of the live leader: ${run.outcome}`);
     }
     assert.ok(runs.some((x) => x.outcome === 'interrupted'), 'a run cut short by a kill is recorded as interrupted');
     const ls = await http(c.nodes[leader]!.url, 'GET', '/v1/jobs', { token: TOKEN });

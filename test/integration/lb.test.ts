@@ -1,3 +1,4 @@
+// quorate-test: serial (real HAProxy and nginx, and network namespaces; see scripts/run-tests.mjs)
 // `quorate lb-config` tested with the real HAProxy and nginx (Debian's
 // haproxy and nginx-light): each load balancer runs on a free loopback port in
 // front of a 3-node cluster, with the configuration the CLI printed; a client

@@ -1415,13 +1415,6 @@ export class Simulation {
     if (learners.length > 0 && p < 0.4) {
       const l = learners[r.int(learners.length)]!;
       cc = { op: 'setRole', id: l.id, role: r.chance(0.3) ? 'observer' : 'voter' };
-      // Known product liveness hazard (found by seed 34, 5 nodes, promote-dr): observers vote but never
-      // campaign, so where the voters alone are no quorum (a promoted node + one observer) and an observer's
-      // log is longer than every voter's (a leader crashed before its own write was durable), no one can
-      // ever be elected. Until the product refuses such a configuration, the promoted generation does not build it.
-      const after = voting.length + 1;
-      const voters = voting.filter((m) => m.role === 'voter').length;
-      if (this.#curGen > 0 && cc.role === 'observer' && voters < Math.floor(after / 2) + 1) cc = { ...cc, role: 'voter' };
     } else if (removable.length > 0 && (p < 0.7 || voting.length > this.opts.nodes + 1)) {
       cc = { op: 'remove', id: removable[r.int(removable.length)]!.id };
     } else if (mem.members.length < this.opts.nodes + 3) {

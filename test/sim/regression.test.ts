@@ -1,3 +1,4 @@
+// quorate-test: serial (CPU-bound simulator seeds; see scripts/run-tests.mjs)
 // Every seed that once failed, by name. Each replays exactly (determinism), so
 // a fix stays fixed; "why" says what it caught. Seeds found with earlier
 // simulator builds replay a different trace now but stay as extra coverage.
@@ -23,7 +24,7 @@ const REGRESSIONS: readonly { name: string; seed: number; nodes: number; why: st
   { name: 'replicate-stall-7-20', seed: 20, nodes: 7, why: 'F1 after the first fix attempt' },
   { name: 'wipe-two-voters-of-three', seed: 42, nodes: 3, scenario: 'wipe', why: 'sim bug: the operator wiped a second voter before the first had rejoined (two amnesiac voters elected an empty leader); wipes now wait for a healthy status' },
   { name: 'wipe-one-of-two-voters', seed: 51, nodes: 3, scenario: 'wipe', why: 'sim bug: wiping one of two voters leaves no quorum until the leader records it (inherent: its vote cannot count); wipes now need 3+ voters' },
-  { name: 'promote-dr-voter-and-observer', seed: 34, nodes: 5, scenario: 'promote-dr', why: 'product liveness hazard: the promoted voter + one observer with a longer log never elect (observers never campaign); the sim no longer builds that configuration' },
+  { name: 'promote-dr-voter-and-observer', seed: 34, nodes: 5, scenario: 'promote-dr', why: 'liveness: the promoted voter + one observer with a longer log never elected (observers never campaigned); fixed by the observer stand-in (src/raft rawnode #mayStandIn)' },
 ];
 
 for (const r of REGRESSIONS) {

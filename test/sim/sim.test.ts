@@ -1,3 +1,4 @@
+// quorate-test: serial (CPU-bound simulator campaign; see scripts/run-tests.mjs)
 // The CI seed budget: fixed seeds for 3, 5 and 7 nodes, every oracle on, and
 // the determinism check. A failure prints each violation with its seed and a
 // one-line replay command.
@@ -24,9 +25,11 @@ async function cleanCampaign(o: CampaignOptions): Promise<CampaignSummary> {
   return sum;
 }
 
-test('3 nodes: seeds 1..400', () => assertClean({ seeds: range(1, 400), nodes: 3 }));
-test('5 nodes: seeds 1..250', () => assertClean({ seeds: range(1, 250), nodes: 5 }));
-test('7 nodes: seeds 1..60', () => assertClean({ seeds: range(1, 60), nodes: 7 }));
+// The CI budget is bounded (about a minute of CPU in all); the campaigns of thousands of seeds
+// run with `npm run sim -- --seeds N --nodes 3|5|7` (their figures are in the notes of the issues).
+test('3 nodes: seeds 1..200', () => assertClean({ seeds: range(1, 200), nodes: 3 }));
+test('5 nodes: seeds 1..120', () => assertClean({ seeds: range(1, 120), nodes: 5 }));
+test('7 nodes: seeds 1..30', () => assertClean({ seeds: range(1, 30), nodes: 7 }));
 
 // Issue 8's scenarios (README "Scenarios"): each seed of these runs the scenario.
 test('promote-dr, then the old site comes back (3 nodes, seeds 1..40): every oracle holds per generation, no message crosses generations', async () => {

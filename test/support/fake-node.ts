@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/config/index.js';
 import type { QuorateConfig } from '../../src/config/index.js';
 import type { ClusterControl, EnrollResult, KvService, NodeStatus, PeerInfo, ProposeOptions, SettingChange } from '../../src/api/ports.js';
 import { NodeError } from '../../src/node/errors.js';
-import { NodeSecurity } from '../../src/node/security.js';
+import { NodeSecurity, forwardSignature } from '../../src/node/security.js';
 import pino from 'pino';
 import { MetricsRegistry } from '../../src/ops/metrics.js';
 import { createKvState, encodeCommand } from '../../src/state/index.js';
@@ -235,4 +235,12 @@ export class FakeNode implements ClusterControl {
     if (!this.leader) return Promise.reject(this.#notLeader());
     return Promise.reject(new NodeError('invalid_transfer', 'the fake node keeps failover mode automatic'));
   }
+}
+
+/** The headers a member (sharing the fake nodes' cluster secret, or `secret`) puts on a request it forwards. */
+export function signedForward(node: string, method: string, url: string, o: { secret?: Uint8Array; sentAt?: number; forwardedFor?: string } = {}): Record<string, string> {
+  const sentAt = o.sentAt ?? Date.now();
+  const forwardedFor = o.forwardedFor ?? '127.0.0.1';
+  const signature = forwardSignature(o.secret ?? FakeNode.CLUSTER_SECRET, { node, sentAt, method, url, forwardedFor });
+  return { 'x-quorate-forwarded': node, 'x-quorate-forward-at': String(sentAt), 'x-quorate-forward-signature': signature, 'x-quorate-forwarded-for': forwardedFor };
 }
