@@ -17,7 +17,7 @@ import { sleep } from './harness.js';
 
 async function withRedis(fn: (redis: TestRedis, client: Redis, w: RedisWitness) => Promise<void>, persist = true): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-witness-'));
-  const redis = await TestRedis.start(persist ? { persistDir: dir } : {});
+  const redis = await TestRedis.start(persist ? { persistDir: dir } : { workDir: dir });
   const client = new Redis({ host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: 1, lazyConnect: true });
   client.on('error', () => undefined);
   try {
