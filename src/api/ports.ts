@@ -74,6 +74,8 @@ export interface NodeStatus {
   readonly configWarnings?: readonly string[];
   /** Whether this node's Redis connection works; absent when the node does not use Redis. */
   readonly redisConnected?: boolean;
+  /** Witness mode (src/coord/WITNESS.md): the lease, the in-sync set, and why this node does not lead. */
+  readonly witness?: { readonly leading: boolean; readonly epoch: number; readonly inSync: readonly number[]; readonly commitSet: readonly number[]; readonly waiting: string | undefined; readonly redisConnected: boolean; readonly problem: string | undefined };
   /** The virtual IP on this node (cluster.virtualIp), when one is configured (src/node/vip.ts). */
   readonly vip?: VipView;
   /** With cluster.fenceScript: the last fencing of a previous leader; leader work with external effects waits for it. */
@@ -122,6 +124,8 @@ export interface ClusterControl {
   readonly nodeName: string;
   readonly nodeId: number;
   readonly config: ClusterConfigView;
+  /** Witness mode only (src/coord/WITNESS.md): the operator's confirm on this node. */
+  readonly witnessConfirm?: ((minEpoch?: number) => Promise<{ epoch: number; inSync: readonly number[] }>) | undefined;
 
   isLeader(): boolean;
   /** Leader's API URL (undefined when no leader is known or its URL is unknown). */

@@ -43,6 +43,7 @@ export function clusterStatus(ctx: Pick<RequestContext, 'app'>): Record<string, 
     featureLevel: s.featureLevel,
     configWarnings: s.configWarnings ?? [],
     ...(s.vip ? { vip: s.vip } : {}),
+    ...(s.witness ? { witness: { ...s.witness, waiting: s.witness.waiting ?? null, problem: s.witness.problem ?? null } } : {}),
     ...modesBody(ctx.app.cluster),
     peers: s.peers.map((p) => ({
       drained: (ctx.app.cluster.modes().drained ?? []).includes(p.nodeName),

@@ -17,6 +17,7 @@ import { backupRoutes } from './routes-backup.js';
 import { clusterRoutes } from './routes-cluster.js';
 import { jobRoutes, matchJobPath } from './routes-jobs.js';
 import { drRoutes } from './routes-dr.js';
+import { witnessRoutes } from './routes-witness.js';
 import { healthRoutes } from './routes-health.js';
 import type { ClusterControl, DrControl, KvService, SqlService } from './ports.js';
 import { kvKeyRoutes, kvListRoutes } from './routes-kv.js';
@@ -130,6 +131,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   ...backupRoutes,
   ...jobRoutes,
   ...drRoutes,
+  ...witnessRoutes,
   '/v1/kv': kvListRoutes,
   ...sqlRoutes,
   '/v1/files': filesListRoutes,

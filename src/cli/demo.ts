@@ -39,7 +39,7 @@ async function readyOn(url: string): Promise<boolean> {
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'start a local cluster in one command and print its URLs and token',
-  usage: '[--nodes 3] [--observers 0] [--dr 0] [--dir ./.quorate-demo] [--base-port 7101] [--fresh]',
+  usage: '[--nodes 3] [--observers 0] [--dr 0] [--dir ./.quorate-demo] [--base-port 7101] [--fresh] [--witness redis [--redis HOST:PORT]]',
   description: '--nodes voters, then --observers observers (vote, never lead) and --dr DR nodes (receive every write, do not vote), numbered on: `--nodes 3 --observers 1` starts node1..node3 (voters) and node4 (node.role observer). Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, one shared admin token and one shared cluster secret (DIR/nodeK/cluster.secret, mode 0600). Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. A node that exits (a crash, kill -9, a drill\'s crash fault) is started again after 1 s, as systemd Restart=always would (at most 5 times a minute); drills are enabled (drills.enabled), so `quorate drill` runs against it. Ctrl-C stops every node.',
   flags: [
     { name: 'nodes', type: 'int', value: 'N', help: 'number of voters, 1..9 (default 3)' },
@@ -48,8 +48,10 @@ export const demoCommand: Command = {
     { name: 'dir', type: 'string', value: 'DIR', help: 'where configs, data and logs go (default ./.quorate-demo)' },
     { name: 'base-port', type: 'int', value: 'P', help: 'API port of node1 (default 7101)' },
     { name: 'fresh', type: 'boolean', help: 'wipe DIR first instead of reusing its data' },
+    { name: 'witness', type: 'string', value: 'redis', help: 'two data nodes and a Redis witness (cluster.coordination "redis"; docs/operations.md "Two nodes and a Redis witness")' },
+    { name: 'redis', type: 'string', value: 'HOST:PORT', help: 'the Redis the witness uses (default 127.0.0.1:6379; it must run appendonly yes, appendfsync always); nothing else is started' },
   ],
-  examples: ['quorate demo', 'quorate demo --nodes 5 --base-port 8101', 'quorate demo --nodes 5 --observers 1 --dr 1', 'quorate demo --fresh'],
+  examples: ['quorate demo', 'quorate demo --nodes 5 --base-port 8101', 'quorate demo --nodes 5 --observers 1 --dr 1', 'quorate demo --fresh', 'quorate demo --nodes 2 --witness redis'],
   remote: false,
   async run(ctx) {
     if (ctx.args.positionals.length > 0) throw new UsageError(`"quorate demo" takes no positional arguments, got ${JSON.stringify(ctx.args.positionals[0])}`, 'demo');
@@ -59,6 +61,10 @@ export const demoCommand: Command = {
     if (observers < 0 || observers > 4) throw new UsageError(`--observers must be 0..4, got ${observers}`, 'demo');
     const drs = int(ctx.args, 'dr') ?? 0;
     if (drs < 0 || drs > 4) throw new UsageError(`--dr must be 0..4, got ${drs}`, 'demo');
+    const witness = str(ctx.args, 'witness');
+    if (witness !== undefined && witness !== 'redis') throw new UsageError(`--witness must be "redis", got ${JSON.stringify(witness)}`, 'demo');
+    if (witness !== undefined && (observers > 0 || drs > 0 || voters < 2)) throw new UsageError('--witness redis runs two or more data nodes (--nodes 2) and no observers or DR nodes', 'demo');
+    const redisAddr = str(ctx.args, 'redis') ?? '127.0.0.1:6379';
     const count = voters + observers + drs;
     const roleOf = (k: number): DemoNode['role'] => (k <= voters ? 'voter' : k <= voters + observers ? 'observer' : 'dr');
     const basePort = int(ctx.args, 'base-port') ?? 7101;
@@ -75,9 +81,9 @@ export const demoCommand: Command = {
       rmSync(dir, { recursive: true, force: true });
     }
     if (existsSync(metaPath)) {
-      const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as { nodes?: number; basePort?: number; observers?: number; dr?: number };
-      if (meta.nodes !== voters || meta.basePort !== basePort || (meta.observers ?? 0) !== observers || (meta.dr ?? 0) !== drs) {
-        const flags = `--nodes ${String(meta.nodes)}${(meta.observers ?? 0) > 0 ? ` --observers ${String(meta.observers)}` : ''}${(meta.dr ?? 0) > 0 ? ` --dr ${String(meta.dr)}` : ''} --base-port ${String(meta.basePort)}`;
+      const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as { nodes?: number; basePort?: number; observers?: number; dr?: number; witness?: string };
+      if (meta.nodes !== voters || meta.basePort !== basePort || (meta.observers ?? 0) !== observers || (meta.dr ?? 0) !== drs || meta.witness !== witness) {
+        const flags = `--nodes ${String(meta.nodes)}${(meta.observers ?? 0) > 0 ? ` --observers ${String(meta.observers)}` : ''}${(meta.dr ?? 0) > 0 ? ` --dr ${String(meta.dr)}` : ''}${meta.witness !== undefined ? ` --witness ${meta.witness}` : ''} --base-port ${String(meta.basePort)}`;
         ctx.io.err(`Error: ${dir} holds another demo (${flags})\nHint: rerun with ${flags} to restart it, or add --fresh to wipe it.`);
         return EXIT.failed;
       }
@@ -109,9 +115,11 @@ export const demoCommand: Command = {
       const file = {
         node: { nodeName: n.name, dataDir: '.', apiAddress: `127.0.0.1:${n.apiPort}`, peerAddress: `127.0.0.1:${n.peerPort}`,
           advertiseApiUrl: n.url, advertisePeerUrl: `http://127.0.0.1:${n.peerPort}`, role: n.role },
-        cluster: { haId: 'quorate-demo', peerEndpoints: nodes.filter((o) => o !== n).map((o) => `http://127.0.0.1:${o.peerPort}`) },
-        // Observers vote (docs/concepts.md "Roles"); DR nodes do not.
-        database: { writeQuorum: majorityOf(voters + observers), backup: { dir: './backups' } },
+        cluster: { haId: 'quorate-demo', peerEndpoints: nodes.filter((o) => o !== n).map((o) => `http://127.0.0.1:${o.peerPort}`),
+          ...(witness ? { coordination: 'redis', leaderLockTtlSeconds: 5, leaderRenewalIntervalSeconds: 1 } : {}) },
+        // Observers vote (docs/concepts.md "Roles"); DR nodes do not. With a witness, commits follow the in-sync set.
+        database: { ...(witness ? {} : { writeQuorum: majorityOf(voters + observers) }), backup: { dir: './backups' } },
+        ...(witness ? { redis: { enabled: true, connectionString: redisAddr, keyPrefix: `quorate-demo-${basePort}:` } } : {}),
         security: { tls: 'off' },
         // A playground: `quorate drill` may fault its nodes (they are restarted after a crash, below).
         drills: { enabled: true },
@@ -121,7 +129,7 @@ export const demoCommand: Command = {
       writeAdminToken(n.dir, join(n.dir, 'admin.token'), token);
       writeClusterSecret(join(n.dir, 'cluster.secret'), secret);
     }
-    writeFileSync(metaPath, `${JSON.stringify({ nodes: voters, observers, dr: drs, basePort }, null, 2)}\n`);
+    writeFileSync(metaPath, `${JSON.stringify({ nodes: voters, observers, dr: drs, basePort, ...(witness ? { witness } : {}) }, null, 2)}\n`);
 
     return runCluster(ctx, nodes, token);
   },

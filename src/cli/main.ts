@@ -25,6 +25,7 @@ import { securityCommands } from './security.js';
 import { sqlCommands } from './sql.js';
 import { opsCommands } from './ops.js';
 import { filesCommands } from './files.js';
+import { witnessCommands } from './witness.js';
 
 // One entry per line, so that features add verbs without touching each other's lines.
 export const COMMANDS: readonly Command[] = [
@@ -47,6 +48,7 @@ export const COMMANDS: readonly Command[] = [
   lbConfigCommand,
   ...opsCommands,
   drillCommand,
+  ...witnessCommands,
 ];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 

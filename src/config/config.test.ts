@@ -230,6 +230,9 @@ test('a value for a feature this version does not have is refused at load, namin
   assert.deepEqual(issues.map((i) => i.path), ['cluster.failover', 'database.external.connectionString']);
   assert.match(issues[0]!.message, /^"manual" is not available in this version \(only "automatic"\); remove the key or set it to "automatic" — not built \(a test table\)$/);
   assert.match(issues[1]!.message, /^the value \(not shown: it may hold a password\) is not available/);
+  // coordination "redis" is built (the witness with local-sync; src/coord/WITNESS.md): it needs Redis.
+  fails({ cluster: { coordination: 'redis' } }, /^cluster\.coordination: "redis" needs redis\.enabled: true/);
+  assert.equal(ok({ cluster: { coordination: 'redis' }, redis: { enabled: true } }).cluster.coordination, 'redis');
   // cluster.failover "manual" and "approval" are built.
   assert.equal(ok({ cluster: { failover: 'manual' } }).cluster.failover, 'manual');
   assert.equal(ok({ cluster: { failover: 'approval' } }).cluster.failover, 'approval');
@@ -294,6 +297,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'alerts.forSeconds', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',
     'drills.enabled', 'drills.rtoTargetMs',
     'files.maxFileBytes',
+    'cluster.coordination', 'database.inSyncDegrade',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {
@@ -331,6 +335,7 @@ test('environment overrides: errors name the variable', () => {
   fails({}, /node\.role: must be one of .* \(set by QUORATE_NODE_ROLE\)/, { QUORATE_NODE_ROLE: 'boss' });
   fails({}, /QUORATE_DATABASE_BACKUP_NOPE: unknown key "NOPE" in database\.backup/, { QUORATE_DATABASE_BACKUP_NOPE: '1' });
   fails({}, /QUORATE_CLUSTER_PEERENDPOINTS: not valid JSON/, { QUORATE_CLUSTER_PEERENDPOINTS: '[oops' });
+  fails({}, /^cluster\.coordination: "redis" needs redis\.enabled: true.* \(set by QUORATE_CLUSTER_COORDINATION\)$/, { QUORATE_CLUSTER_COORDINATION: 'redis' });
   fails({}, /^database\.backup\.schedule: must be a cron pattern.* \(set by QUORATE_DATABASE_BACKUP_SCHEDULE\)$/, { QUORATE_DATABASE_BACKUP_SCHEDULE: 'nightly' });
 });
 

@@ -39,12 +39,18 @@ test('leaderRenewalIntervalSeconds must be below leaderLockTtlSeconds when Redis
   assert.match(issues[0]!.message, /must be below cluster\.leaderLockTtlSeconds \(10\), got 10/);
 });
 
-test('coordination "redis" needs redis.enabled, room to step down before the lease expires, and is refused with local-sync naming the key', () => {
+test('coordination "redis" needs redis.enabled and room to step down before the lease expires; with local-sync it is the witness; inSyncDegrade needs it', () => {
   const raw = (o: Record<string, unknown>) => configSchema.parse(o);
   const local = redisIssues(raw({ cluster: { coordination: 'redis' } }));
-  assert.deepEqual(local.map((i) => i.path), ['cluster.coordination', 'cluster.coordination']);
+  assert.deepEqual(local.map((i) => i.path), ['cluster.coordination']);
   assert.match(local[0]!.message, /needs redis\.enabled: true/);
-  assert.match(local[1]!.message, /accepted only with database\.mode "external-shared": with "local-sync" a Redis lease alone does not make a node's own copy safe to promote/);
+  assert.deepEqual(redisIssues(raw({ cluster: { coordination: 'redis' }, redis: { enabled: true }, database: { inSyncDegrade: true } })), []);
+  const degrade = redisIssues(raw({ database: { inSyncDegrade: true } }));
+  assert.deepEqual(degrade.map((i) => i.path), ['database.inSyncDegrade']);
+  assert.match(degrade[0]!.message, /needs cluster\.coordination "redis" with database\.mode "local-sync"/);
+  const manual = redisIssues(raw({ cluster: { coordination: 'redis', failover: 'manual' }, redis: { enabled: true } }));
+  assert.deepEqual(manual.map((i) => i.path), ['cluster.failover']);
+  assert.match(manual[0]!.message, /not available with the Redis witness/);
   const ok = redisIssues(raw({ cluster: { coordination: 'redis' }, redis: { enabled: true }, database: { mode: 'external-shared' } }));
   assert.deepEqual(ok, []);
   const tight = redisIssues(raw({ cluster: { coordination: 'redis', leaderLockTtlSeconds: 2, leaderRenewalIntervalSeconds: 1 }, redis: { enabled: true }, database: { mode: 'external-shared' } }));

@@ -4,9 +4,10 @@
 // - leaderRenewalIntervalSeconds < leaderLockTtlSeconds (the mirror's record
 //   and the lease must be rewritten before they expire);
 // - coordination "redis" needs redis.enabled, leaves the leader room to step
-//   down before its lease expires (src/coord/redis-lease.ts stepDownAfterMs),
-//   and is refused with database.mode "local-sync": a lease alone does not
-//   make a node's local copy safe to promote (that needs the two-node witness).
+//   down before its lease expires (src/coord/redis-lease.ts stepDownAfterMs);
+//   with database.mode "local-sync" Redis is the witness of an in-sync set
+//   (src/coord/WITNESS.md), which is what makes a node's own copy safe to promote;
+// - database.inSyncDegrade needs that witness.
 import { parseRedisConnectionString, RedisConnectionStringError } from '../coord/redis-conn.js';
 import { CLOCK_RATE_BOUND, DEFAULT_STOP_BUDGET_MS, stepDownAfterMs } from '../coord/redis-lease.js';
 import type { ConfigIssue } from './errors.js';
@@ -30,14 +31,17 @@ export function redisIssues(c: RawConfig): ConfigIssue[] {
   }
   if (cl.coordination === 'redis') {
     if (!c.redis.enabled) add('cluster.coordination', '"redis" needs redis.enabled: true (and redis.connectionString): the leader lease is kept in Redis');
-    if (c.database.mode === 'local-sync') {
-      add('cluster.coordination', '"redis" is accepted only with database.mode "external-shared": with "local-sync" a Redis lease alone does not make a node\'s own copy safe to promote (it may lack acknowledged writes); use "raft" (three or more voters, or two with an observer)');
-    }
     const ttlMs = cl.leaderLockTtlSeconds * 1000;
     const room = stepDownAfterMs(ttlMs);
     if (cl.leaderRenewalIntervalSeconds < cl.leaderLockTtlSeconds && room <= cl.leaderRenewalIntervalSeconds * 1000) {
       add('cluster.leaderLockTtlSeconds', `${cl.leaderLockTtlSeconds} s leaves the leader ${room} ms after a renewal before it must step down (TTL / ${1 + CLOCK_RATE_BOUND} − ${DEFAULT_STOP_BUDGET_MS} ms for its stop), not more than leaderRenewalIntervalSeconds (${cl.leaderRenewalIntervalSeconds} s): raise the TTL or renew more often`);
     }
+  }
+  if (cl.coordination === 'redis' && c.database.mode === 'local-sync' && cl.failover !== 'automatic') {
+    add('cluster.failover', `${JSON.stringify(cl.failover)} is not available with the Redis witness (cluster.coordination "redis"): an in-sync standby takes the lease by itself when it expires; remove the key or set it to "automatic"`);
+  }
+  if (c.database.inSyncDegrade && !(cl.coordination === 'redis' && c.database.mode === 'local-sync')) {
+    add('database.inSyncDegrade', 'true needs cluster.coordination "redis" with database.mode "local-sync" (the Redis witness keeps the in-sync set it shrinks); remove the key or set cluster.coordination to "redis"');
   }
   return issues;
 }

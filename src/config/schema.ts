@@ -125,6 +125,8 @@ const databaseSchema = z.object({
   }).strict().default({}),
   outboxPollIntervalSeconds: int(1, 86_400).default(5),
   backup: backupSchema.default({}),
+  /** Witness mode (coordination "redis", local-sync): a standby silent for an election timeout leaves the in-sync set and writes go on with the leader alone (src/coord/WITNESS.md). */
+  inSyncDegrade: z.boolean().default(false),
 }).strict();
 
 const redisSchema = z.object({

@@ -27,6 +27,8 @@ export function raftConfigFor(config: QuorateConfig, id: NodeId, tickMs: number,
     snapshotEntries: config.cluster.snapshotEntries,
     incarnation,
     trailingEntries: config.cluster.snapshotTrailingEntries,
+    // Redis as the witness of an in-sync set (src/coord/WITNESS.md): leaders are appointed, not elected.
+    ...(config.cluster.coordination === 'redis' && config.database.mode === 'local-sync' ? { witness: true } : {}),
   };
 }
 

@@ -51,6 +51,7 @@ import type { LeaderScheduler } from './scheduler.js';
 import type { Backups } from './backups.js';
 import { AppServices } from './app-services.js';
 import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
+import { WitnessDriver, usesWitness, type WitnessView } from '../coord/witness-driver.js';
 import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
 import { asPromoted, memberReachable } from './dr-wiring.js';
 import { followRotations, isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
@@ -118,6 +119,9 @@ export class QuorateNode implements ClusterControl {
   readonly appServices: AppServices;
   /** With redis.enabled: the Raft leader mirrored to Redis and cross-checked (src/coord/redis-mirror.ts). */
   readonly #redisMirror: LeaderMirror | undefined;
+  /** coordination "redis" with local-sync: Redis as the witness of the in-sync set (src/coord/WITNESS.md). */
+  readonly witness: WitnessDriver | undefined;
+  readonly witnessConfirm: ((minEpoch?: number) => Promise<{ epoch: number; inSync: readonly number[] }>) | undefined;
   /** Managed API tokens and the audit log (./security.ts); `security.recordAudit(...)` audits an action. */
   readonly security: NodeSecurity;
   /** security.tls "auto" off loopback: the node's certificate from the cluster CA (./tls-auto.ts). */
@@ -284,6 +288,12 @@ export class QuorateNode implements ClusterControl {
       const lead = this.#replica.core.softState().lead;
       return { leading: this.isLeader(), term: this.#replica.term, leaderName: lead === NONE ? undefined : this.#registry.nameOf(lead) };
     });
+    this.witness = usesWitness(config)
+      ? new WitnessDriver({ config, logger: this.#log, nodeId: id, tickMs, run: (op) => this.#replica.run(op),
+        voters: raw.membership().members.filter((m) => m.role === 'voter').map((m) => m.id) })
+      : undefined;
+    const w = this.witness;
+    this.witnessConfirm = w ? (minEpoch) => w.confirm(minEpoch) : undefined;
     this.#isolate = {
       log: this.#log, enroller: this.#enroller, secret: security.clusterSecret, secretFile: config.security.clusterSecretFile, featureLevel: () => this.featureLevel(),
       removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),
@@ -351,6 +361,7 @@ export class QuorateNode implements ClusterControl {
     node.autoTls?.start();
     node.#replica.start();
     node.#redisMirror?.start();
+    node.witness?.start();
     node.#housekeepingTimer = setInterval(() => node.#housekeeping(), HOUSEKEEPING_MS);
     node.appServices.start();
     const st = raw.status();
@@ -371,6 +382,7 @@ export class QuorateNode implements ClusterControl {
     this.security.close();
     this.autoTls?.close();
     await this.#vip?.close();
+    await this.witness?.stop();
     await this.#replica.stop();
     await this.#transport.close();
     await this.#redisMirror?.stop();
@@ -508,7 +520,7 @@ export class QuorateNode implements ClusterControl {
       leaderApiUrl: this.leaderApiUrl(), snapshotIndex: this.#replica.snapshotIndex, revision: this.kv.revision, fatal: this.#replica.fatal,
       splitBrain: this.#splitBrain.warning ?? this.#redisMirror?.warning, startedAt: this.#startedAt, featureLevel: this.featureLevel(),
     });
-    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : s;
+    const withRedis = this.#redisMirror ? { ...s, redisConnected: this.#redisMirror.connected } : this.witness ? witnessStatus(s, this.witness.view()) : s;
     const fence = this.#fencing.status();
     const withVip = { ...withRedis, ...(this.#vip ? { vip: this.#vip.status() } : {}), ...(fence ? { fencing: fence } : {}) };
     return this.#removal.removed ? { ...withVip, role: 'removed' } : withVip;
@@ -576,4 +588,14 @@ export class QuorateNode implements ClusterControl {
     const lead = this.#replica.core.softState().lead;
     return notLeader(lead === NONE ? undefined : this.#registry.nameOf(lead), this.leaderApiUrl());
   }
+}
+
+/**
+ * Witness mode (src/coord/WITNESS.md): a leader can write when every node of
+ * its commit set is reachable and it holds the lease; `quorumMet` says that.
+ */
+function witnessStatus(s: NodeStatus, w: WitnessView): NodeStatus {
+  const reachable = (id: number) => s.peers.some((p) => p.id === id && (p.self || p.status !== 'unreachable'));
+  const quorumMet = s.raftRole === 'leader' ? w.leading && w.commitSet.every(reachable) : s.quorumMet;
+  return { ...s, quorumMet, redisConnected: w.redisConnected, witness: w };
 }

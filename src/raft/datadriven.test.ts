@@ -29,6 +29,8 @@
 //       leader's log or snapshot). cfg keys: electionTicks heartbeatTicks
 //       preVote checkQuorum readOnly snapshotEntries trailingEntries
 //       maxUncommittedBytes maxEntryBytes maxMsgBytes maxInflightMsgs writeQuorum transferTicks.
+//       witness=true: witness mode (no elections; appointment and a commit set).
+//   appoint ID epoch=N insync=(..) | set-commit-set ID ids=(..) | step-down ID
 //   campaign ID | propose ID DATA | propose-conf-change ID add|remove|setRole ID2 [role]
 //   transfer-leadership from=ID to=ID | read-index ID ctx=N
 //   tick-election ID... | tick-heartbeat ID... | tick ID N
@@ -312,10 +314,10 @@ class Env {
     const membership: Membership = { members, removed: [] };
     const overrides: Record<string, unknown> = {};
     for (const k of CFG_KEYS) if (a.kv.has(k)) overrides[k] = int(a.kv.get(k), k);
-    for (const k of ['preVote', 'checkQuorum'] as const) if (a.kv.has(k)) overrides[k] = a.kv.get(k) === 'true';
+    for (const k of ['preVote', 'checkQuorum', 'witness'] as const) if (a.kv.has(k)) overrides[k] = a.kv.get(k) === 'true';
     if (a.kv.has('readOnly')) overrides['readOnly'] = a.kv.get('readOnly');
     for (const k of a.kv.keys()) {
-      if (!['voters', 'learners', 'observers', 'preVote', 'checkQuorum', 'readOnly', ...CFG_KEYS].includes(k)) throw new Error(`add-nodes: unknown option ${k}`);
+      if (!['voters', 'learners', 'observers', 'preVote', 'checkQuorum', 'witness', 'readOnly', ...CFG_KEYS].includes(k)) throw new Error(`add-nodes: unknown option ${k}`);
     }
     for (const id of newIds) {
       const config = { electionTicks: 10, heartbeatTicks: 1, ...overrides, id, random: new SeededRandom(id * 7919) } as RaftConfig;
@@ -418,7 +420,8 @@ class Env {
     this.print(
       `${id} ${st.role} term=${st.term} vote=${st.vote} lead=${st.lead} commit=${st.commit} applied=${st.applied} log=${st.firstIndex}..${st.lastIndex}` +
         (st.leadTransferee !== 0 ? ` transferee=${st.leadTransferee}` : '') +
-        (st.role === 'leader' ? ` uncommittedBytes=${st.uncommittedBytes} reachableVoters=${st.reachableVoters}` : ''),
+        (st.role === 'leader' ? ` uncommittedBytes=${st.uncommittedBytes} reachableVoters=${st.reachableVoters}` : '') +
+        (st.commitSet ? ` commitSet=(${st.commitSet.join(',')})` : ''),
     );
     this.print(`members=${fmtMembers(st.membership)}`);
     for (const pr of [...st.progress].sort((a, b) => a.id - b.id)) {
@@ -445,6 +448,15 @@ class Env {
         return;
       case 'campaign':
         this.node(one()).raw.campaign();
+        return;
+      case 'appoint':
+        this.node(one()).raw.appoint(int(a.kv.get('epoch'), 'appoint epoch'), idList(a.kv.get('insync')));
+        return;
+      case 'set-commit-set':
+        this.node(one()).raw.setCommitSet(idList(a.kv.get('ids')));
+        return;
+      case 'step-down':
+        this.node(one()).raw.stepDown();
         return;
       case 'propose': {
         const data = a.pos[1];

@@ -62,6 +62,13 @@ export class InvalidTransfer extends RaftError {
   }
 }
 
+/** An appointment the core refuses: not in witness mode, an epoch not above the node's term, or a node outside the in-sync set. */
+export class InvalidAppointment extends RaftError {
+  constructor(reason: string) {
+    super('invalid_appointment', `appointment refused: ${reason}`);
+  }
+}
+
 export class EntryTooLarge extends RaftError {
   constructor(bytes: number, limit: number) {
     super('entry_too_large', `entry of ${bytes} bytes exceeds maxEntryBytes ${limit}`);

@@ -5,6 +5,7 @@
 import {
   ConfChangeInProgress,
   EntryTooLarge,
+  InvalidAppointment,
   InvalidTransfer,
   NotLeader,
   Overloaded,
@@ -62,6 +63,7 @@ interface Normalized {
   readonly transferTicks: number;
   readonly mutation: TestMutation | undefined;
   readonly incarnation: string | undefined;
+  readonly witness: boolean;
 }
 
 function normalize(c: RaftConfig): Normalized {
@@ -90,6 +92,7 @@ function normalize(c: RaftConfig): Normalized {
     trailingBytes: c.trailingBytes ?? 32 * 1024 * 1024,
     transferTicks: c.transferTicks ?? c.electionTicks,
     mutation: c.testMutation,
+    witness: c.witness ?? false,
   };
 }
 
@@ -158,6 +161,8 @@ export class RawNode {
   /** Bytes of entry data applied since the last snapshot request. */
   #appliedBytesSinceSnapshot = 0;
   #readHeartbeatPending = false;
+  /** Witness mode: the nodes that must hold an index durably before the leader commits it (always includes the leader). */
+  #commitSet: readonly NodeId[] = [];
 
   #prevHard: HardState;
   #prevSoft: SoftState;
@@ -269,6 +274,7 @@ export class RawNode {
   transferLeadership(to: NodeId): void {
     this.#assertNotInReady('transferLeadership');
     if (this.#role !== 'leader') throw new NotLeader(this.#lead);
+    if (this.#cfg.witness) throw new InvalidTransfer('leadership moves through the witness in this mode (the leader releases its lease; an in-sync standby takes it)');
     if (to === this.#id) throw new InvalidTransfer(`node ${to} is already the leader`);
     const role = roleOf(this.#log.membership(), to);
     if (role !== 'voter') {
@@ -290,7 +296,7 @@ export class RawNode {
   /** Start an election now (tests, and operator-forced failover on a voter). */
   campaign(): void {
     this.#assertNotInReady('campaign');
-    if (this.#role === 'leader' || !this.#mayCampaign()) return;
+    if (this.#role === 'leader' || !this.#mayCampaign() || this.#cfg.witness) return;
     this.#campaign(this.#cfg.preVote ? 'pre' : 'election');
   }
 
@@ -299,6 +305,7 @@ export class RawNode {
     this.#assertNotInReady('leaderUnreachable');
     if (this.#role !== 'follower' || this.#lead === NONE) return;
     this.#lead = NONE;
+    if (this.#cfg.witness) return;
     // Campaign after a short random delay (spread so two followers rarely collide).
     this.#electionElapsed = 0;
     this.#randomizedElectionTimeout = 1 + Math.floor(this.#random.next() * 2 * this.#cfg.heartbeatTicks);
@@ -345,6 +352,48 @@ export class RawNode {
     const compactTo = Math.min(keepAfter, this.#log.stableIndex());
     this.#log.compact(meta, compactTo);
     return { compactedTo: this.#log.firstIndex() - 1 };
+  }
+
+  /**
+   * Witness mode: this node took the witness's lease at `epoch` with in-sync
+   * set `inSync` (it must be in it). It becomes leader at term = epoch without
+   * a vote, with `inSync` as its commit set, and appends the no-op of its
+   * term. The new term is durable before any message leaves (Ready.mustSync).
+   */
+  appoint(epoch: number, inSync: readonly NodeId[]): void {
+    this.#assertNotInReady('appoint');
+    if (!this.#cfg.witness) throw new InvalidAppointment('this node is not in witness mode (cluster.coordination "redis")');
+    if (!Number.isSafeInteger(epoch) || epoch <= this.#term) throw new InvalidAppointment(`epoch ${epoch} is not above this node's term ${this.#term}`);
+    if (!inSync.includes(this.#id)) throw new InvalidAppointment(`node ${this.#id} is not in the in-sync set (${inSync.join(',')})`);
+    if (!this.#promotable()) throw new InvalidAppointment(`node ${this.#id} is not a voter`);
+    this.#reset(epoch);
+    this.#vote = this.#id;
+    this.#role = 'candidate';
+    this.#lastCampaign = 'election';
+    this.#commitSet = normalizeSet(inSync);
+    this.#becomeLeader();
+  }
+
+  /**
+   * Witness mode: the set of nodes that must hold an index durably before the
+   * leader commits it (the leader included). The caller keeps it a superset
+   * of the witness's in-sync set: it shrinks only after the witness's CAS
+   * succeeded, and grows before the CAS. Ignored on a follower's commits.
+   */
+  setCommitSet(ids: readonly NodeId[]): void {
+    this.#assertNotInReady('setCommitSet');
+    invariant(this.#cfg.witness, 'setCommitSet() outside witness mode');
+    if (this.#role !== 'leader') throw new NotLeader(this.#lead);
+    invariant(ids.includes(this.#id), () => `the commit set (${ids.join(',')}) must include the leader ${this.#id}`);
+    this.#commitSet = normalizeSet(ids);
+    this.#maybeCommit();
+    this.#releaseReads();
+  }
+
+  /** Witness mode: the lease is lost (or this node stops): the leader becomes a follower of no one, keeping its term. */
+  stepDown(): void {
+    this.#assertNotInReady('stepDown');
+    if (this.#role === 'leader') this.#becomeFollower(this.#term, NONE);
   }
 
   // ---------------------------------------------------------------- output
@@ -509,6 +558,7 @@ export class RawNode {
       reachableVoters: this.#role === 'leader' ? this.#votersInContact() : 0,
       uncommittedBytes: this.#uncommittedBytes,
       campaign: this.#lastCampaign,
+      ...(this.#cfg.witness && this.#role === 'leader' ? { commitSet: this.#commitSet } : {}),
     };
   }
 
@@ -523,6 +573,7 @@ export class RawNode {
     this.#reset(term);
     this.#role = 'follower';
     this.#lead = lead;
+    this.#commitSet = [];
   }
 
   #becomeLeader(): void {
@@ -652,6 +703,11 @@ export class RawNode {
     this.#electionElapsed++;
     if (this.#electionElapsed >= this.#randomizedElectionTimeout) {
       this.#electionElapsed = 0;
+      if (this.#cfg.witness) {
+        // No elections: a leader is appointed through the witness.
+        this.#lead = NONE;
+        return;
+      }
       if (!this.#autoCampaign && this.#commit > 0) {
         // Manual failover / paused / drained: no election of our own.
         if (this.#role !== 'follower') this.#becomeFollower(this.#term, NONE);
@@ -704,7 +760,7 @@ export class RawNode {
     if (this.#leadTransferee === NONE && !this.#promotable()) this.#handOff();
     if (this.#electionElapsed >= this.#cfg.electionTicks) {
       this.#electionElapsed = 0;
-      if (this.#cfg.checkQuorum) {
+      if (this.#cfg.checkQuorum && !this.#cfg.witness) {
         if (this.#reachableVoters() < majority(votingIds(this.#log.membership()).length)) {
           this.#becomeFollower(this.#term, NONE);
           return;
@@ -737,6 +793,10 @@ export class RawNode {
 
   #handleVoteRequest(m: Message): void {
     const isPre = m.type === 'preVote';
+    if (this.#cfg.witness) {
+      this.#send({ type: isPre ? 'preVoteResp' : 'voteResp', to: m.from, term: this.#term, reject: true });
+      return;
+    }
     const canVote =
       this.#vote === m.from ||
       (this.#vote === NONE && this.#lead === NONE) ||
@@ -820,7 +880,7 @@ export class RawNode {
         // leader's last index when it was sent; a late one (its transfer may have
         // been aborted) reaching a node whose log is behind that is ignored
         // rather than forcing an election it cannot win.
-        if (this.#mayCampaign() && this.#log.lastIndex() >= m.index) this.#campaign('transfer');
+        if (!this.#cfg.witness && this.#mayCampaign() && this.#log.lastIndex() >= m.index) this.#campaign('transfer');
         return;
       default:
         return;
@@ -998,14 +1058,19 @@ export class RawNode {
   #maybeCommit(): boolean {
     const m = this.#log.membership();
     const matches: number[] = [];
-    for (const mem of m.members) {
-      if (!isVoting(mem.role)) continue;
-      if (mem.id === this.#id) matches.push(this.#log.stableIndex());
-      else matches.push(this.#prs.get(mem.id)?.match ?? 0);
+    if (this.#cfg.witness) {
+      // Every member of the commit set must hold it durably (WITNESS.md).
+      for (const id of this.#commitSet) matches.push(id === this.#id ? this.#log.stableIndex() : this.#prs.get(id)?.match ?? 0);
+    } else {
+      for (const mem of m.members) {
+        if (!isVoting(mem.role)) continue;
+        if (mem.id === this.#id) matches.push(this.#log.stableIndex());
+        else matches.push(this.#prs.get(mem.id)?.match ?? 0);
+      }
     }
     if (matches.length === 0) return false;
     matches.sort((a, b) => b - a);
-    const candidate = matches[this.#quorumSize(matches.length) - 1]!;
+    const candidate = this.#cfg.witness ? matches[matches.length - 1]! : matches[this.#quorumSize(matches.length) - 1]!;
     if (candidate <= this.#commit) return false;
     // §5.4.2: only entries of the current term are committed by counting.
     if (this.#cfg.mutation !== 'commitPreviousTermByCounting' && this.#log.term(candidate) !== this.#term) return false;
@@ -1042,7 +1107,8 @@ export class RawNode {
   #registerRead(ctx: number): void {
     const voters = votingIds(this.#log.membership());
     const selfVotes = voters.includes(this.#id) ? 1 : 0;
-    if (this.#cfg.readOnly === 'lease' || (selfVotes === 1 && voters.length === 1)) {
+    const alone = this.#cfg.witness ? this.#commitSet.length === 1 : selfVotes === 1 && voters.length === 1;
+    if ((this.#cfg.readOnly === 'lease' && !this.#cfg.witness) || alone) {
       this.#readStates.push({ index: this.#commit, ctx });
       return;
     }
@@ -1054,8 +1120,10 @@ export class RawNode {
 
   #releaseReads(): void {
     const m = this.#log.membership();
-    const voters = votingIds(m);
-    const q = majority(voters.length);
+    // Witness mode: every member of the commit set confirms this leader's epoch
+    // (one that took a higher epoch would answer with it instead).
+    const voters = this.#cfg.witness ? [...this.#commitSet] : votingIds(m);
+    const q = this.#cfg.witness ? voters.length : majority(voters.length);
     while (this.#pendingReads.length > 0) {
       const r = this.#pendingReads[0]!;
       let acks = voters.includes(this.#id) ? 1 : 0;
@@ -1144,6 +1212,10 @@ export class RawNode {
   #softState(): SoftState {
     return { lead: this.#lead, role: this.#role };
   }
+}
+
+function normalizeSet(ids: readonly NodeId[]): readonly NodeId[] {
+  return [...new Set(ids)].sort((a, b) => a - b);
 }
 
 function sameHard(a: HardState, b: HardState): boolean {

@@ -179,6 +179,8 @@ export interface Status {
    * 'none' before any. For a leader: how it won its term.
    */
   readonly campaign: 'none' | 'election' | 'transfer';
+  /** Witness mode, on the leader: the commit set it was given (sorted). */
+  readonly commitSet?: readonly NodeId[];
 }
 
 /** Deterministic random source; `next()` returns a float in [0, 1). */
@@ -218,6 +220,17 @@ export interface RaftConfig {
    * until the leader has recorded it anew (as a gated learner; see Member).
    */
   readonly incarnation?: string;
+  /**
+   * Witness mode (`coordination: "redis"`, src/coord/WITNESS.md): no elections.
+   * A node leads only when appointed (`appoint(epoch, inSync)`, after it took
+   * the witness's lease) at term = epoch, and a leader commits an index of its
+   * term when every member of its commit set (`setCommitSet`) holds it
+   * durably, instead of a majority. Campaigns, votes and leadership transfer
+   * are refused; a leader never steps down by itself (the lease decides:
+   * `stepDown()`), and a follower forgets a leader it has not heard from for
+   * an election timeout.
+   */
+  readonly witness?: boolean;
   /** Test-only: a deliberately broken variant (see TestMutation). */
   readonly testMutation?: TestMutation;
 }

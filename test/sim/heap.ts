@@ -27,6 +27,11 @@ export class EventQueue {
     h[i] = ev;
   }
 
+  /** The time of the earliest event, or undefined when empty. */
+  peekAt(): number | undefined {
+    return this.#h[0]?.at;
+  }
+
   pop(): TimedEvent | undefined {
     const h = this.#h;
     const top = h[0];

@@ -12,15 +12,21 @@ export class TestRedis {
   readonly password: string | undefined;
   #proc: ChildProcess | undefined;
   #log = '';
+  /** With a data dir: appendonly yes, appendfsync always there (the witness's requirement). */
+  persistDir: string | undefined;
+  /** Without persistence: where Redis would write if a test turns appendonly on (default: the cwd). */
+  workDir: string | undefined;
 
   private constructor(port: number, password: string | undefined) {
     this.port = port;
     this.password = password;
   }
 
-  static async start(opts: { password?: string } = {}): Promise<TestRedis> {
+  static async start(opts: { password?: string; persistDir?: string; workDir?: string } = {}): Promise<TestRedis> {
     const [port] = await freePorts(1);
     const r = new TestRedis(port!, opts.password);
+    r.persistDir = opts.persistDir;
+    r.workDir = opts.workDir;
     await r.restart();
     return r;
   }
@@ -30,7 +36,9 @@ export class TestRedis {
 
   /** (Re)start on the same port, empty (no persistence: a restart loses the data, as a Redis without AOF would). */
   async restart(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'no'];
+    if (this.persistDir !== undefined) args.push('--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.persistDir);
+    else args.push('--appendonly', 'no', ...(this.workDir !== undefined ? ['--dir', this.workDir] : []));
     if (this.password !== undefined) args.push('--requirepass', this.password);
     const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout!.on('data', (d: Buffer) => { this.#log = (this.#log + d.toString()).slice(-4000); });
