@@ -253,9 +253,8 @@ test('external-shared with the Redis lease loads; its rules name the key and nev
   const notHere = fails({ ...base, cluster: { coordination: 'redis', virtualIp: '10.0.0.5/24', vipInterface: 'eth0', failover: 'manual' }, node: { role: 'observer' }, jobs: [{ name: 'j', schedule: '* * * * *', command: '/bin/true' }], database: { ...base.database, backup: { enabled: true } } }, /problems:/);
   assert.deepEqual([...new Set(notHere.issues.map((i) => i.path))].sort(), ['cluster.failover', 'cluster.virtualIp', 'database.backup.enabled', 'jobs', 'node.role'].sort(), JSON.stringify(notHere.issues));
   assert.match(notHere.issues.find((i) => i.path === 'cluster.virtualIp')!.message, /^the virtual IP is not available with database\.mode "external-shared" in this version; remove it/);
-  // coordination "redis" with local-sync stays refused (the two-node witness mode is another feature).
-  fails({ cluster: { coordination: 'redis' }, redis: { enabled: true } }, /^cluster\.coordination: "redis" is accepted only with database\.mode "external-shared"/);
-  fails({}, /^2 problems:\n {2}cluster\.coordination: "redis" needs redis\.enabled: true.* \(set by QUORATE_CLUSTER_COORDINATION\)\n/, { QUORATE_CLUSTER_COORDINATION: 'redis' });
+  // coordination "redis" with local-sync is the two-node witness mode (src/coord/WITNESS.md).
+  assert.equal(ok({ cluster: { coordination: 'redis' }, redis: { enabled: true } }).database.mode, 'local-sync');
 });
 
 test('unbuilt keys: the allowed value is the schema default, accepted when written out; all refusals are listed at once', () => {
@@ -297,7 +296,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'alerts.forSeconds', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',
     'drills.enabled', 'drills.rtoTargetMs',
     'files.maxFileBytes',
-    'cluster.coordination', 'database.inSyncDegrade',
+    'database.inSyncDegrade',
   ];
   const leaves: string[] = [];
   const walk = (s: unknown, prefix: string): void => {
