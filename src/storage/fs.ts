@@ -4,21 +4,24 @@
 // (test/support/simfs.ts) that loses what was not made durable at a crash.
 //
 // The WAL's group-commit hot path (one write + one fdatasync per batch on the
-// active segment) uses the synchronous calls of StorageFile; the real
-// implementation forwards them to writeSync/fdatasyncSync/ftruncateSync on the
-// file's descriptor, with no allocation or promise per call.
-import { fdatasyncSync, ftruncateSync, writeSync } from 'node:fs';
+// active segment) is writeLog(): the real implementation runs the write and
+// the fdatasync on libuv's thread pool (fs.write / fs.fdatasync on the file's
+// descriptor, callback API: no FileHandle promise machinery), so the event
+// loop keeps parsing requests, sending appends and answering heartbeats while
+// the disk works.
+import { fdatasync, write } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 
 /** An open regular file. Positions are absolute byte offsets. */
 export interface StorageFile {
-  /** Synchronous positional write (hot path); returns bytes written (may be short). */
-  writeSync(buf: Uint8Array, offset: number, length: number, position: number): number;
-  /** Synchronous fdatasync (hot path). */
-  datasyncSync(): void;
-  /** Synchronous ftruncate (sets the size; extending reads back as zeros). */
-  truncateSync(size: number): void;
+  /**
+   * The WAL's hot path: writes all of `buf` at `position` (retrying short
+   * writes), then, when `sync`, fdatasyncs the file. Resolves when done (the
+   * data durable when `sync`); off the event loop in the real implementation.
+   * `buf` must not change until it settles.
+   */
+  writeLog(buf: Uint8Array, position: number, sync: boolean): Promise<void>;
   /** Positional write; resolves to bytes written (may be short). */
   write(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   /** Gathered positional write; resolves to bytes written (may be short). */
@@ -59,14 +62,24 @@ class NodeFile implements StorageFile {
     this.#fh = fh;
     this.#fd = fh.fd;
   }
-  writeSync(buf: Uint8Array, offset: number, length: number, position: number): number {
-    return writeSync(this.#fd, buf, offset, length, position);
-  }
-  datasyncSync(): void {
-    fdatasyncSync(this.#fd);
-  }
-  truncateSync(size: number): void {
-    ftruncateSync(this.#fd, size);
+  writeLog(buf: Uint8Array, position: number, sync: boolean): Promise<void> {
+    const fd = this.#fd;
+    return new Promise<void>((resolve, reject) => {
+      const synced = (err: NodeJS.ErrnoException | null): void => (err ? reject(err) : resolve());
+      const wrote = (off: number) => (err: NodeJS.ErrnoException | null, n: number): void => {
+        if (err) return reject(err);
+        const next = off + n;
+        if (next < buf.length) write(fd, buf, next, buf.length - next, position + next, wrote(next));
+        else if (sync) fdatasync(fd, synced);
+        else resolve();
+      };
+      if (buf.length === 0) {
+        if (sync) fdatasync(fd, synced);
+        else resolve();
+        return;
+      }
+      write(fd, buf, 0, buf.length, position, wrote(0));
+    });
   }
   async write(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     return (await this.#fh.write(buf, offset, length, position)).bytesWritten;
