@@ -40,8 +40,10 @@ test('writeLog runs off the event loop: callbacks scheduled before it run before
   await withFile(async (path) => {
     const f = await nodeFs.open(path, 'w', 0o600);
     try {
-      // The write and the fdatasync are two thread-pool round trips: the event
-      // loop turns (its check phase runs setImmediate callbacks) in between.
+      // The first synced writeLog opens the O_DSYNC descriptor, then writes:
+      // two thread-pool jobs, and the event loop turns (its check phase runs
+      // setImmediate callbacks) in between. A synchronous implementation
+      // would settle before the loop turns.
       let immediateRan = false;
       setImmediate(() => {
         immediateRan = true;
@@ -51,6 +53,24 @@ test('writeLog runs off the event loop: callbacks scheduled before it run before
     } finally {
       await f.close();
     }
+  });
+});
+
+test('writeLog mixes unsynced writes, synced ones (then write + fdatasync) and plain writes in order', async () => {
+  await withFile(async (path) => {
+    const f = await nodeFs.open(path, 'w', 0o600);
+    try {
+      await f.truncate(64);
+      await f.writeLog(Buffer.from('aa'), 0, true); // O_DSYNC descriptor
+      await f.writeLog(Buffer.from('bb'), 2, false); // unsynced on the main descriptor
+      await f.writeLog(Buffer.from('cc'), 4, true); // write + fdatasync (covers bb)
+      await f.write(Buffer.from('dd'), 0, 2, 6);
+      await f.datasync();
+      await f.writeLog(Buffer.from('ee'), 8, true); // O_DSYNC again
+    } finally {
+      await f.close();
+    }
+    assert.equal((await readFile(path)).subarray(0, 10).toString('latin1'), 'aabbccddee');
   });
 });
 
