@@ -48,6 +48,14 @@ export interface ReplicaMetrics {
 /** Bounds on client work waiting in this replica (beyond them: 429 overloaded). */
 const MAX_INBOX_OPS = 50_000;
 const MAX_PENDING_READS = 20_000;
+/**
+ * Group commit's bound: proposal bytes taken into one Ready. The WAL's fsync
+ * runs off the event loop, so everything that arrives meanwhile waits in the
+ * inbox and goes into the next Ready (one fsync for all of it); beyond this
+ * bound the rest waits for the Ready after, so one batch's write and fsync,
+ * and the latency of the proposals at its head, stay bounded.
+ */
+const BATCH_BYTES_MAX = 1024 * 1024;
 
 export interface ReplicaOptions {
   readonly raw: RawNode;
@@ -75,6 +83,9 @@ export class Replica {
   readonly #hooks: ReplicaHooks;
 
   #inbox: Array<() => void> = [];
+  /** Proposal bytes taken since the inbox was last drained; set once a proposal was deferred to the next Ready. */
+  #batchBytes = 0;
+  #batchFull = false;
   #running = false;
   #stopped = false;
   #fatal: Error | undefined;
@@ -199,7 +210,11 @@ export class Replica {
       return Promise.reject(busy);
     }
     return new Promise<ApplyResult>((resolve, reject) => {
-      this.run((raw) => {
+      const op = (raw: RawNode): void => {
+        if (this.#deferToNextBatch(data.length)) {
+          this.#inbox.push(() => op(raw));
+          return;
+        }
         const fail = this.#unavailable();
         if (fail) return reject(fail);
         let r: { index: number; term: number };
@@ -211,8 +226,19 @@ export class Replica {
           return reject(this.mapRaftError(e));
         }
         this.#waiters.addProposal(r.index, r.term, timeoutMs, resolve, reject);
-      });
+      };
+      this.run(op);
     });
+  }
+
+  /** Group commit's byte bound (BATCH_BYTES_MAX): once one proposal is deferred, the later ones are too (their order is kept). */
+  #deferToNextBatch(bytes: number): boolean {
+    if (!this.#batchFull && (this.#batchBytes === 0 || this.#batchBytes + bytes <= BATCH_BYTES_MAX)) {
+      this.#batchBytes += bytes;
+      return false;
+    }
+    this.#batchFull = true;
+    return true;
   }
 
   readBarrier(timeoutMs: number): Promise<void> {
@@ -247,6 +273,8 @@ export class Replica {
         if (this.#fatal) return;
         const ops = this.#inbox;
         this.#inbox = [];
+        this.#batchBytes = 0;
+        this.#batchFull = false;
         for (const op of ops) op();
         if (!this.#raw.hasReady()) {
           if (this.#inbox.length === 0) return;

@@ -4,21 +4,26 @@
 // (test/support/simfs.ts) that loses what was not made durable at a crash.
 //
 // The WAL's group-commit hot path (one write + one fdatasync per batch on the
-// active segment) uses the synchronous calls of StorageFile; the real
-// implementation forwards them to writeSync/fdatasyncSync/ftruncateSync on the
-// file's descriptor, with no allocation or promise per call.
-import { fdatasyncSync, ftruncateSync, writeSync } from 'node:fs';
+// active segment) is writeLog(): the real implementation runs it on libuv's
+// thread pool (callback API: no FileHandle promise machinery), so the event
+// loop keeps parsing requests, sending appends and answering heartbeats while
+// the disk works. A synced writeLog is one write on a second descriptor
+// opened with O_DSYNC (write + fdatasync in one syscall, one thread-pool
+// job), unless earlier writes on the file await an fdatasync: then it is a
+// write and an fdatasync.
+import { close as closeFd, constants, open as openCb, write } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 
 /** An open regular file. Positions are absolute byte offsets. */
 export interface StorageFile {
-  /** Synchronous positional write (hot path); returns bytes written (may be short). */
-  writeSync(buf: Uint8Array, offset: number, length: number, position: number): number;
-  /** Synchronous fdatasync (hot path). */
-  datasyncSync(): void;
-  /** Synchronous ftruncate (sets the size; extending reads back as zeros). */
-  truncateSync(size: number): void;
+  /**
+   * The WAL's hot path: writes all of `buf` at `position` (retrying short
+   * writes), then, when `sync`, fdatasyncs the file. Resolves when done (the
+   * data durable when `sync`); off the event loop in the real implementation.
+   * `buf` must not change until it settles.
+   */
+  writeLog(buf: Uint8Array, position: number, sync: boolean): Promise<void>;
   /** Positional write; resolves to bytes written (may be short). */
   write(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   /** Gathered positional write; resolves to bytes written (may be short). */
@@ -55,33 +60,72 @@ export interface StorageFs {
 class NodeFile implements StorageFile {
   readonly #fh: FileHandle;
   readonly #fd: number;
-  constructor(fh: FileHandle) {
+  readonly #path: string;
+  readonly #writable: boolean;
+  /**
+   * A second descriptor of the same file opened with O_DSYNC (opened at the
+   * first synced writeLog): each write on it returns only once its data (and
+   * what is needed to read it back) is durable, like write + fdatasync, in
+   * one thread-pool round trip instead of two with the event loop between.
+   */
+  #dsync: number | undefined;
+  /** Writes or truncates on #fd not yet covered by an fdatasync: O_DSYNC covers only its own range, so those need a real fdatasync. */
+  #unsynced = false;
+  #closed = false;
+  constructor(fh: FileHandle, path: string, writable: boolean) {
     this.#fh = fh;
     this.#fd = fh.fd;
+    this.#path = path;
+    this.#writable = writable;
   }
-  writeSync(buf: Uint8Array, offset: number, length: number, position: number): number {
-    return writeSync(this.#fd, buf, offset, length, position);
-  }
-  datasyncSync(): void {
-    fdatasyncSync(this.#fd);
-  }
-  truncateSync(size: number): void {
-    ftruncateSync(this.#fd, size);
+  async writeLog(buf: Uint8Array, position: number, sync: boolean): Promise<void> {
+    if (sync && !this.#unsynced && buf.length > 0 && this.#writable && DSYNC !== undefined && !this.#closed) {
+      if (this.#dsync === undefined) {
+        const d = await openFd(this.#path, constants.O_RDWR | DSYNC);
+        if (this.#closed || this.#dsync !== undefined) {
+          closeFd(d, () => undefined);
+          if (this.#closed) throw Object.assign(new Error(`EBADF: bad file descriptor, write '${this.#path}'`), { code: 'EBADF', syscall: 'write' });
+        } else this.#dsync = d;
+      }
+      return writeAll(this.#dsync!, buf, position);
+    }
+    if (buf.length > 0) {
+      this.#unsynced = true;
+      await writeAll(this.#fd, buf, position);
+    }
+    if (sync) await this.datasync();
   }
   async write(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    this.#unsynced = true;
     return (await this.#fh.write(buf, offset, length, position)).bytesWritten;
   }
   async writev(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    this.#unsynced = true;
     return (await this.#fh.writev(buffers as Uint8Array[], position)).bytesWritten;
   }
   truncate(size: number): Promise<void> {
+    this.#unsynced = true;
     return this.#fh.truncate(size);
   }
-  datasync(): Promise<void> {
-    return this.#fh.datasync();
+  async datasync(): Promise<void> {
+    const was = this.#unsynced;
+    this.#unsynced = false;
+    try {
+      await this.#fh.datasync();
+    } catch (err) {
+      this.#unsynced = was;
+      throw err;
+    }
   }
-  sync(): Promise<void> {
-    return this.#fh.sync();
+  async sync(): Promise<void> {
+    const was = this.#unsynced;
+    this.#unsynced = false;
+    try {
+      await this.#fh.sync();
+    } catch (err) {
+      this.#unsynced = was;
+      throw err;
+    }
   }
   async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     return (await this.#fh.read(buf, offset, length, position)).bytesRead;
@@ -89,15 +133,39 @@ class NodeFile implements StorageFile {
   stat(): Promise<{ readonly size: number }> {
     return this.#fh.stat();
   }
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    this.#closed = true;
+    const d = this.#dsync;
+    this.#dsync = undefined;
+    if (d !== undefined) await new Promise<void>((resolve) => closeFd(d, () => resolve()));
     return this.#fh.close();
   }
+}
+
+/** O_DSYNC where the platform has it (Linux, macOS); elsewhere writeLog uses write + fdatasync. */
+const DSYNC: number | undefined = constants.O_DSYNC;
+
+function openFd(path: string, flags: number): Promise<number> {
+  return new Promise((resolve, reject) => openCb(path, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+/** Writes all of `buf` at `position` on `fd` (again after a short write), callback API: one thread-pool job per write. */
+function writeAll(fd: number, buf: Uint8Array, position: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const wrote = (off: number) => (err: NodeJS.ErrnoException | null, n: number): void => {
+      if (err) return reject(err);
+      const next = off + n;
+      if (next < buf.length) write(fd, buf, next, buf.length - next, position + next, wrote(next));
+      else resolve();
+    };
+    write(fd, buf, 0, buf.length, position, wrote(0));
+  });
 }
 
 /** The real file system (node:fs). */
 export const nodeFs: StorageFs = {
   async open(path, flags, mode) {
-    return new NodeFile(await open(path, flags, mode));
+    return new NodeFile(await open(path, flags, mode), path, flags !== 'r');
   },
   readFile(path) {
     return readFile(path);

@@ -134,9 +134,8 @@ test('SimFs: unsynced writes are lost at a crash, synced ones survive', async ()
   await fs.fsyncDir('/');
   const f = await fs.open('/d/a', 'w');
   await fs.fsyncDir('/d');
-  f.writeSync(Buffer.from('hello'), 0, 5, 0);
-  f.datasyncSync();
-  f.writeSync(Buffer.from('world'), 0, 5, 5);
+  await f.writeLog(Buffer.from('hello'), 0, true);
+  await f.writeLog(Buffer.from('world'), 5, false);
   fs.crash(new SeededRandom(1), { keepPrefix: 0 });
   assert.equal((await fs.readFile('/d/a')).toString(), 'hello');
   await assert.rejects(f.write(Buffer.from('x'), 0, 1, 0), { code: 'EBADF' });
@@ -174,9 +173,9 @@ test('SimFs: a torn write keeps a sector-aligned prefix and the previous content
       await fs.fsyncDir('/');
       const f = await fs.open('/d/seg', 'w');
       await fs.fsyncDir('/d');
-      f.truncateSync(8 * SECTOR_BYTES);
-      f.datasyncSync();
-      f.writeSync(Buffer.alloc(5 * SECTOR_BYTES, 0xab), 0, 5 * SECTOR_BYTES, 100);
+      await f.truncate(8 * SECTOR_BYTES);
+      await f.datasync();
+      await f.write(Buffer.alloc(5 * SECTOR_BYTES, 0xab), 0, 5 * SECTOR_BYTES, 100);
       fs.crash(new SeededRandom(seed), { keepPrefix: 1, tear: 1 });
       return fs.readFile('/d/seg');
     };

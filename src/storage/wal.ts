@@ -116,6 +116,7 @@ interface Segment {
 const MiB = 1024 * 1024;
 const PENDING_INITIAL_BYTES = 64 * 1024;
 const EXTEND_STEP_BYTES = 64 * 1024;
+const EMPTY = new Uint8Array(0);
 const INCARNATION_FILE = 'incarnation';
 /**
  * `<dir>/zero-fill`: a zero-fill of a segment's tail is in progress (overwriting
@@ -452,7 +453,7 @@ export class WalStorage {
       this.#pendingLen = encodeRecord(e, this.#pending, this.#pendingLen);
       this.#lastIndex = e.index;
     }
-    if (this.#pendingLen >= this.#pendingBytesMax) await this.#flushPending();
+    if (this.#pendingLen >= this.#pendingBytesMax) await this.#flushPending(false);
   }
 
   #reservePending(bytes: number): void {
@@ -463,30 +464,39 @@ export class WalStorage {
     this.#pending = next;
   }
 
-  /** One write syscall for everything appended since the last flush. */
-  // The hot path (one write + one fdatasync per batch) uses the synchronous
-  // calls of the StorageFs port (nodeFs: writeSync/fdatasyncSync on the fd): the consensus loop waits for durability anyway, and
-  // two thread-pool round trips per batch cost more than the I/O itself on a
-  // busy machine (measured: 1.26 ms vs 0.3 ms per batch).
-  async #flushPending(): Promise<void> {
-    if (this.#pendingLen === 0) return;
-    const fh = this.#fh!;
+  /**
+   * Everything appended since the last flush in one write (and, when `sync`,
+   * one fdatasync after it), both off the event loop (StorageFile.writeLog:
+   * libuv's thread pool). The internal queue runs one operation at a time, so
+   * nothing touches #pending until the write has settled; meanwhile the event
+   * loop serves the network, and the replica gathers the proposals and
+   * messages that arrive into its next Ready (group commit: the next fsync
+   * covers all of them).
+   */
+  async #flushPending(sync: boolean): Promise<void> {
+    const fh = this.#fh;
+    if (this.#pendingLen === 0) {
+      if (sync && this.#dataDirty) {
+        await fh!.writeLog(EMPTY, this.#written, true);
+        this.#dataDirty = false;
+      }
+      return;
+    }
     // The zero tail must stay: a record never reaches the end of the file. The
-    // (rare) extension is made durable before records land in it, so a crash
-    // can never leave records at the end of a file without their zero tail.
+    // (rare: once per EXTEND_STEP_BYTES) extension is made durable before
+    // records land in it, so a crash can never leave records at the end of a
+    // file without their zero tail.
     const need = this.#written + this.#pendingLen + ZERO_TAIL_BYTES;
     if (need > this.#fileSize) {
       const size = Math.ceil(need / EXTEND_STEP_BYTES) * EXTEND_STEP_BYTES;
-      fh.truncateSync(size);
-      fh.datasyncSync();
+      await fh!.truncate(size);
+      await fh!.datasync();
       this.#fileSize = size;
     }
-    const buf = this.#pending.subarray(0, this.#pendingLen);
-    let off = 0;
-    while (off < buf.length) off += fh.writeSync(buf, off, buf.length - off, this.#written + off);
+    await fh!.writeLog(this.#pending.subarray(0, this.#pendingLen), this.#written, sync);
     this.#written += this.#pendingLen;
     this.#pendingLen = 0;
-    this.#dataDirty = true;
+    this.#dataDirty = !sync;
     if (this.#pending.length > 16 * MiB) this.#pending = Buffer.allocUnsafe(PENDING_INITIAL_BYTES);
   }
 
@@ -495,11 +505,7 @@ export class WalStorage {
     // commit is capped at the log made durable by earlier syncs (#writeHs), so a
     // crash before the fdatasync below can lose only uncommitted entries.
     if (this.#hsDirty) await this.#writeHs();
-    await this.#flushPending();
-    if (this.#dataDirty) {
-      this.#fh!.datasyncSync();
-      this.#dataDirty = false;
-    }
+    if (this.#fh !== undefined) await this.#flushPending(true);
     this.#durableIndex = Math.max(this.#durableIndex, this.#lastIndex);
     // A commit held back by the cap above goes out with a later sync.
     this.#markHsDirtyIfDue();
@@ -536,9 +542,7 @@ export class WalStorage {
    * recovery only the last segment can have a torn tail.
    */
   async #roll(nextIndex: number): Promise<void> {
-    await this.#flushPending();
-    if (this.#dataDirty) await this.#fh!.datasync();
-    this.#dataDirty = false;
+    await this.#flushPending(true);
     this.#segments.at(-1)!.end = this.#written;
     const fh = this.#fh!;
     this.#fh = undefined;
