@@ -42,7 +42,7 @@ describe('failover mode approval', () => {
       proposals.length = 0;
       for (const i of alive) proposals.push((await http(c.nodes[i]!.url, 'GET', '/v1/cluster/status', { token: TOKEN })).body['approval'] as Approval);
       return proposals.every((p) => p?.candidate != null) && proposals[0]!.candidate === proposals[1]!.candidate && proposals[0]!.term === proposals[1]!.term;
-    }, 10_000);
+    }, 30_000); // each survivor must have probed the other (1 s probe deadline): several polls on a busy 2-core machine
     const { candidate, term } = proposals[0]! as { candidate: string; term: number };
     assert.ok(alive.some((i) => c.nodes[i]!.name === candidate), 'the candidate is a survivor');
     assert.equal(proposals[0]!.command, `quorate failover --approve ${candidate} --term ${term}`);
