@@ -14,8 +14,8 @@
 // every node alike: the staged bytes are the same everywhere). Uploads that
 // see no command for UPLOAD_IDLE_MS of the replicated clock are dropped.
 import { createHash } from 'node:crypto';
-import { packCanonical, unpackCanonical } from '../state/commands.js';
-import { InvalidCommandError, UnsupportedCommandVersionError } from '../state/errors.js';
+import { packCanonical, unpackVersionedArray } from '../state/commands.js';
+import { InvalidCommandError } from '../state/errors.js';
 
 export const FILES_MACHINE_ID = 'files';
 export const FILES_PAYLOAD_VERSION = 1;
@@ -103,14 +103,9 @@ function path(v: unknown): string {
 }
 
 export function decodeFilesPayload(payload: Uint8Array): FilesCommand {
-  let v: unknown;
-  try {
-    v = unpackCanonical(payload);
-  } catch (e) {
-    return bad('payload', `not msgpack: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(v)) return bad('payload', 'must be an array');
-  if (typeof v[0] === 'number' && v[0] > FILES_PAYLOAD_VERSION) throw new UnsupportedCommandVersionError(v[0]);
+  const r = unpackVersionedArray(payload, FILES_PAYLOAD_VERSION);
+  if (!r.ok) return bad(r.field, r.reason);
+  const v = r.v;
   if (v[0] !== FILES_PAYLOAD_VERSION) return bad('payload', `expected version ${FILES_PAYLOAD_VERSION}`);
   const op = v[1];
   switch (op) {

@@ -33,8 +33,8 @@ import type { Logger } from 'pino';
 import type { ProposeOptions } from '../api/ports.js';
 import { FILE_HARD_MAX_BYTES, RESERVED_FILES_PREFIX } from '../files/command.js';
 import type { FilesStateMachine } from '../files/machine.js';
-import { packCanonical, unpackCanonical } from '../state/commands.js';
-import { InvalidCommandError, UnsupportedCommandVersionError } from '../state/errors.js';
+import { packCanonical, unpackVersionedArray } from '../state/commands.js';
+import { InvalidCommandError } from '../state/errors.js';
 import type { ApplyContext, MachineRegistry, RestoreCommit, StateMachine } from '../state/machines.js';
 import type { ApplyResult } from '../state/results.js';
 import { checkArchive, stateChunks } from './backup-archive.js';
@@ -71,14 +71,9 @@ export function encodeRestorePayload(c: RestoreCommand): Uint8Array {
 }
 
 export function decodeRestorePayload(payload: Uint8Array): RestoreCommand {
-  let v: unknown;
-  try {
-    v = unpackCanonical(payload);
-  } catch (e) {
-    return bad('payload', `not msgpack: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(v)) return bad('payload', 'must be an array');
-  if (typeof v[0] === 'number' && v[0] > 1) throw new UnsupportedCommandVersionError(v[0]);
+  const r = unpackVersionedArray(payload, 1);
+  if (!r.ok) return bad(r.field, r.reason);
+  const v = r.v;
   if (v[0] !== 1 || v[1] !== 'restore' || v.length !== 8) return bad('payload', 'expected [1, "restore", path, sha256, size, machines, clusterId, backupIndex]');
   const [, , path, sha256, size, machines, clusterId, backupIndex] = v as unknown[];
   if (typeof path !== 'string' || !path.startsWith(STAGING_PREFIX)) bad('path', `must be under ${STAGING_PREFIX}`);

@@ -7,8 +7,8 @@
 // apply worker's random() and randomblob() are derived from it, so the values
 // are fixed by the entry and equal on every node.
 import { createHash } from 'node:crypto';
-import { packCanonical, unpackCanonical } from '../state/commands.js';
-import { InvalidCommandError, UnsupportedCommandVersionError } from '../state/errors.js';
+import { packCanonical, unpackVersionedArray } from '../state/commands.js';
+import { InvalidCommandError } from '../state/errors.js';
 import type { SqlExecResult } from '../state/results.js';
 
 export const SQL_MACHINE_ID = 'sql';
@@ -61,14 +61,9 @@ export function encodeSqlPayload(c: SqlCommand): Uint8Array {
 }
 
 export function decodeSqlPayload(payload: Uint8Array): SqlCommand {
-  let v: unknown;
-  try {
-    v = unpackCanonical(payload);
-  } catch (e) {
-    return bad('payload', `not msgpack: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(v)) return bad('payload', 'must be an array');
-  if (typeof v[0] === 'number' && v[0] > SQL_PAYLOAD_VERSION) throw new UnsupportedCommandVersionError(v[0]);
+  const r = unpackVersionedArray(payload, SQL_PAYLOAD_VERSION);
+  if (!r.ok) return bad(r.field, r.reason);
+  const v = r.v;
   if (v[0] !== SQL_PAYLOAD_VERSION || v.length !== 4) return bad('payload', `expected [${SQL_PAYLOAD_VERSION}, transaction, seed, statements]`);
   const [, tx, seed, stmts] = v as [number, unknown, unknown, unknown];
   if (typeof tx !== 'boolean') bad('transaction', 'must be a boolean');

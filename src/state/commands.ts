@@ -113,6 +113,24 @@ export function unpackCanonical(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
 }
 
+/**
+ * A machine payload `[version, ...]`: the array, or why it is not one (for the
+ * caller's own invalid-command error). A version newer than `version` throws
+ * UnsupportedCommandVersionError (a newer member wrote it: this node must stop
+ * rather than skip it).
+ */
+export function unpackVersionedArray(payload: Uint8Array, version: number): { ok: true; v: unknown[] } | { ok: false; field: 'payload'; reason: string } {
+  let v: unknown;
+  try {
+    v = unpackCanonical(payload);
+  } catch (e) {
+    return { ok: false, field: 'payload', reason: `not msgpack: ${(e as Error).message}` };
+  }
+  if (!Array.isArray(v)) return { ok: false, field: 'payload', reason: 'must be an array' };
+  if (typeof v[0] === 'number' && v[0] > version) throw new UnsupportedCommandVersionError(v[0]);
+  return { ok: true, v };
+}
+
 // ---- validation -----------------------------------------------------------
 
 function fail(field: string, reason: string): never {
