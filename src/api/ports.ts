@@ -133,7 +133,7 @@ export interface ClusterControl {
   /** True when at least one voter other than the leader is fully caught up; waits up to waitMs for it. Throws not_leader on a follower. */
   failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }>;
   /** Prometheus text exposition of this node's metrics. */
-  metricsText(): string;
+  metricsText(): Promise<string>;
   /** Snapshot and compact the log now. */
   snapshotNow(): Promise<{ index: number }>;
   /** The newest `limit` (default all) cluster history records of this node's applied state, oldest first, with the applied index they reflect. */

@@ -423,9 +423,9 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       auth: 'reader',
       query: [],
       handle: async (ctx) => {
-        let text = ctx.app.cluster.metricsText();
+        let text = await ctx.app.cluster.metricsText();
         if (text !== '' && !text.endsWith('\n')) text += '\n';
-        ctx.text(200, text + ctx.app.registry.text(), PROMETHEUS_CONTENT_TYPE);
+        ctx.text(200, text + (await ctx.app.registry.text()), PROMETHEUS_CONTENT_TYPE);
       },
     },
   },

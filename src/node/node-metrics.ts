@@ -27,7 +27,7 @@ export function nodeMetrics(m: MetricsRegistry): { leaderChanges: Counter; repli
 }
 
 /** Set the gauges from `st` (and the process's memory), then render every metric as text. */
-export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry, dataDir?: string): string {
+export async function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry, dataDir?: string): Promise<string> {
   const g = (name: string, help: string, v: number, labels?: Record<string, string>) => m.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
   g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
   g('quorate_is_leader', '1 if this node leads', st.raftRole === 'leader' ? 1 : 0);
@@ -61,5 +61,5 @@ export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: Machin
       // the storage health gauge and the node's log say what is wrong with the data dir
     }
   }
-  return m.text();
+  return await m.text();
 }

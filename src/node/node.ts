@@ -82,7 +82,7 @@ export class QuorateNode implements ClusterControl {
   readonly #leadership = new RaftLeadership();
   readonly #services: LeaderServices;
   readonly #transport: PeerTransport;
-  readonly #metrics = new MetricsRegistry();
+  readonly #metrics = new MetricsRegistry({ processMetrics: true });
   readonly #tickMs: number;
   readonly #startedAt = new Date().toISOString();
   #stopped = false;
@@ -448,7 +448,7 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.snapshotNow();
   }
 
-  metricsText(): string {
+  metricsText(): Promise<string> {
     return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir);
   }
 
