@@ -15,7 +15,7 @@
 // still decides), proposeSetting puts a settings entry in the log.
 import type { Logger } from 'pino';
 import { NONE, isVoting, type Entry, type NodeId, type RawNode } from '../raft/index.js';
-import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, settingsCommandHasHold, type FailoverMode, type SettingsCommand, type SettingsMachine, type SettingsState } from '../state/index.js';
+import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, settingsCommandHasHold, type FailoverMode, type SettingsCommand, type SettingsMachine, type SettingsState, type MaintenanceBy } from '../state/index.js';
 import type { Hold } from '../state/index.js';
 import { Approval, type ApprovalState, type ProbeInfo } from './approval.js';
 import { NodeError } from './errors.js';
@@ -58,6 +58,8 @@ export interface ModesNode {
   switchover(): Promise<unknown>;
   /** No critical application health check fails here (./app-services.ts); an unhealthy node is not an approval candidate. */
   appHealthy?(): boolean;
+  /** A pause/drain setting applied on the leader, by the operator or its expiry; `ended` is the hold it replaced (./maintenance-expiry.ts records it). */
+  settingApplied?(c: SettingsCommand, by: MaintenanceBy, ended: Hold | undefined): Promise<void>;
 }
 
 export class Modes {
@@ -126,13 +128,16 @@ export class Modes {
   }
 
   /** Leader only: puts a cluster-wide setting in the log (format-2 envelope; refused below feature level 2) and waits until it applies. */
-  async proposeSetting(c: SettingsCommand): Promise<void> {
+  async proposeSetting(c: SettingsCommand, by: MaintenanceBy = 'operator'): Promise<void> {
     const n = this.#n;
     if (!n.isLeader()) throw n.notLeader();
     if (c.key === 'drained' && ![...n.registry.peers.keys()].some((id) => n.registry.nameOf(id) === c.nodeName)) {
       throw new NodeError('invalid_transfer', `no member named "${c.nodeName}"; see \`quorate peers\` for names`);
     }
+    const before = this.view(n.appliedIndex());
+    const ended = c.key === 'paused' ? before.pause : c.key === 'drained' ? before.drains?.[c.nodeName] : undefined;
     await n.replica.propose(encodeSetting(c, n.featureLevel(), Date.now()), n.proposeTimeoutMs);
+    if (c.key !== 'failover') await n.settingApplied?.(c, by, ended);
     // Draining the leader: hand leadership to another voter (drained nodes are never switchover targets).
     if (c.key === 'drained' && c.value && c.nodeName === this.#nodeName && n.isLeader()) await n.switchover();
   }

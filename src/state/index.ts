@@ -12,7 +12,7 @@ export {
   decodeHistoryPayload,
   encodeHistoryPayload,
 } from './history.js';
-export type { HistoryCommand, HistoryRecord, LeaderHistoryCommand, LeaderReason, MembershipHistoryCommand, MembershipOp } from './history.js';
+export type { HistoryCommand, HistoryRecord, LeaderHistoryCommand, LeaderReason, MaintenanceBy, MaintenanceHistoryCommand, MaintenanceOp, MembershipHistoryCommand, MembershipOp } from './history.js';
 export type { KvState, KvStateOptions } from './kv-state.js';
 export {
   COMMAND_FORMAT_VERSION,
