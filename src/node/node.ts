@@ -456,7 +456,7 @@ export class QuorateNode implements ClusterControl {
   }
 
   metricsText(): Promise<string> {
-    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir);
+    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir, this.#modes.current());
   }
 
   /** Removed from the cluster: the API serves no data (503 removed) and health shows role removed. */

@@ -47,6 +47,9 @@ describe('pause and drain with a reason and an expiry', () => {
     assert.equal((h.body['pause'] as { reason: string }).reason, 'kernel upgrade');
     const ping = await http(c.nodes[follower]!.url, 'GET', '/system/health/ping');
     assert.match(String(ping.body['notice']), /paused \(maintenance\) \(reason: kernel upgrade\), until /);
+    const metrics = await (await fetch(`${c.nodes[follower]!.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    assert.match(metrics, /^quorate_paused 1$/m);
+    assert.ok(metrics.includes(`quorate_maintenance_expiry_timestamp_seconds{kind="pause",node=""} ${Date.parse(pause.expiresAt) / 1000}\n`), metrics);
     const st = spawnSync(process.execPath, [MAIN, 'status', '--url', c.nodes[follower]!.url, '--token', TOKEN], { encoding: 'utf8', timeout: 30_000 });
     assert.match(st.stdout, /paused:\s+reason: kernel upgrade, until \S+ \(\d+ (s|min) left\)/, st.stdout + st.stderr);
     // The leader ends it (generous bound: a loaded machine).
