@@ -46,7 +46,7 @@ test('MaintenanceExpiry.tick: ends an expired pause and expired drains once each
       proposed.push([c, by]);
       return new Promise<void>((r) => { release = r; });
     },
-    proposeHistory: () => Promise.resolve(),
+    proposeEntry: () => Promise.resolve(),
   });
   e.tick();
   assert.equal(proposed.length, 0, 'nothing expired yet');

@@ -10,7 +10,7 @@
 // time. Ending is an ordinary settings entry (resume / undrain), so every node
 // sees the same state at the same index.
 import type { Logger } from 'pino';
-import type { HistoryCommand, Hold, MaintenanceBy, SettingsCommand } from '../state/index.js';
+import { HISTORY_MACHINE_ID, encodeEnvelope, encodeHistoryPayload, type HistoryCommand, type Hold, type MaintenanceBy, type SettingsCommand } from '../state/index.js';
 import type { ModesView } from './modes.js';
 
 /** How often the leader looks for an expired pause or drain. */
@@ -27,8 +27,8 @@ export interface MaintenanceDeps {
   modes(): ModesView;
   /** Leader: proposes a settings command and waits until it applies (Modes.proposeSetting, recording it as `by`). */
   proposeSetting(c: SettingsCommand, by: MaintenanceBy): Promise<void>;
-  /** Leader: proposes a history command (format-2 envelope for machine "history"). */
-  proposeHistory(c: HistoryCommand): Promise<unknown>;
+  /** Leader: proposes an entry (the node's proposal timeout). */
+  proposeEntry(entry: Uint8Array): Promise<unknown>;
   now?(): number;
 }
 
@@ -57,7 +57,7 @@ export class MaintenanceExpiry {
     const r = maintenanceRecord(c, by, ended, d.term(), d.historyMax);
     if (r === undefined) return;
     try {
-      await d.proposeHistory(r);
+      await d.proposeEntry(encodeEnvelope({ machine: HISTORY_MACHINE_ID, at: Date.now(), payload: encodeHistoryPayload(r) }));
     } catch (err) {
       d.log.warn({ event: 'history_propose_failed', err: (err as Error).message }, `recording the ${c.key} change in the history failed: ${(err as Error).message}`);
     }

@@ -31,7 +31,7 @@ import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
 import { EXPIRY_CHECK_MS, MaintenanceExpiry } from './maintenance-expiry.js';
 import { NodeSecurity } from './security.js';
-import { DEFAULT_AUDIT_MAX, HISTORY_MACHINE_ID, encodeHistoryPayload } from '../state/index.js';
+import { DEFAULT_AUDIT_MAX } from '../state/index.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
 import { clusterSettingsOf, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
@@ -242,7 +242,7 @@ export class QuorateNode implements ClusterControl {
     });
     this.#maintenance = new MaintenanceExpiry({ log: this.#log, historyMax: config.cluster.historyMax, isLeader: () => this.isLeader(), featureLevel: () => this.featureLevel(),
       term: () => this.#replica.core.status().term, modes: () => this.#modes.current(), proposeSetting: (c, by) => this.#modes.proposeSetting(c, by),
-      proposeHistory: (c) => this.#replica.propose(encodeEnvelope({ machine: HISTORY_MACHINE_ID, at: Date.now(), payload: encodeHistoryPayload(c) }), DEFAULT_PROPOSE_TIMEOUT_MS) });
+      proposeEntry: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
       ca: () => this.autoTls?.view(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
