@@ -6,6 +6,7 @@ import type { Counter, Histogram, MetricsRegistry } from '../ops/metrics.js';
 import type { Principal, Role, TokenStore } from './auth.js';
 import type { AuthFailureLimiter } from './auth-limit.js';
 import type { SecurityPort } from './ports-security.js';
+import type { DrillPort } from './ports-drill.js';
 import { ApiError, badField } from './errors.js';
 import type { Forwarder } from './forward.js';
 import type { AppCoordination } from './ports-app.js';
@@ -71,6 +72,8 @@ export interface App {
   readonly dr?: DrControl;
   /** Built-in alerts and the diagnostic bundle (./ports-ops.ts), when the server was given them. */
   readonly ops?: OpsPort;
+  /** Drill faults and reports, when the server was given them. */
+  readonly drills?: DrillPort;
   readonly logger: Logger;
   readonly tokens: TokenStore;
   /** Managed tokens and the audit log (./ports-security.ts). */

@@ -89,6 +89,10 @@ export const ERROR_STATUS = {
   sql_error: 400,
   // A job asked to run now is running (src/node/scheduler.ts).
   job_running: 409,
+  // Drills (src/drill/runner.ts): the node's config has no drills.enabled: true; a drill refused
+  // (cluster not failover-safe, failure tolerance 0, no --confirm): the message says what to do.
+  drills_disabled: 409,
+  drill_refused: 409,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,
   // 410: history no longer reaches back that far.

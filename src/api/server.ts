@@ -33,6 +33,8 @@ import type { SecurityPort } from './ports-security.js';
 import { auditRoutes, caRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
 import { opsRoutes } from './routes-ops.js';
 import type { OpsPort } from './ports-ops.js';
+import type { DrillPort } from './ports-drill.js';
+import { drillRoutes } from './routes-drills.js';
 
 export interface ApiServerOptions {
   /** This node and the cluster (src/api/ports.ts). */
@@ -51,6 +53,8 @@ export interface ApiServerOptions {
   readonly dr?: DrControl;
   /** Built-in alerts and the diagnostic bundle (./ports-ops.ts); absent: /v1/alerts and /v1/diagnostics answer 404. */
   readonly ops?: OpsPort;
+  /** Drill faults and reports (./ports-drill.ts); absent: those routes answer 404. */
+  readonly drills?: DrillPort;
   readonly host: string;
   readonly port: number;
   /** Where tokens live: `<dataDir>/admin.token` and `<dataDir>/tokens.json`. */
@@ -132,6 +136,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   '/v1/audit': auditRoutes,
   '/v1/ca': caRoutes,
   ...opsRoutes,
+  ...drillRoutes,
 };
 
 const TOKENS_PREFIX = '/v1/tokens/';
@@ -243,6 +248,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     ...(opts.sql !== undefined ? { sql: opts.sql } : {}),
     ...(opts.dr !== undefined ? { dr: opts.dr } : {}),
     ...(opts.ops !== undefined ? { ops: opts.ops } : {}),
+    ...(opts.drills !== undefined ? { drills: opts.drills } : {}),
     logger,
     tokens: new TokenStore({ tokensFile: join(opts.dataDir, 'tokens.json'), adminTokenFiles, logger, checkIntervalMs: opts.tokenCheckIntervalMs ?? 1000, replicated: (d) => opts.security.verifyToken(d) }),
     security: opts.security,

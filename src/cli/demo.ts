@@ -12,6 +12,9 @@ import { newAdminToken, writeAdminToken, writeClusterSecret } from './init.js';
 
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
+const RESTART_DELAY_MS = 1000;
+const RESTART_BURST = 5;
+const RESTART_WINDOW_MS = 60_000;
 
 interface DemoNode { name: string; role: 'voter' | 'observer' | 'dr'; dir: string; config: string; log: string; apiPort: number; peerPort: number; url: string }
 
@@ -37,7 +40,7 @@ export const demoCommand: Command = {
   name: 'demo',
   summary: 'start a local cluster in one command and print its URLs and token',
   usage: '[--nodes 3] [--observers 0] [--dr 0] [--dir ./.quorate-demo] [--base-port 7101] [--fresh]',
-  description: '--nodes voters, then --observers observers (vote, never lead) and --dr DR nodes (receive every write, do not vote), numbered on: `--nodes 3 --observers 1` starts node1..node3 (voters) and node4 (node.role observer). Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, one shared admin token and one shared cluster secret (DIR/nodeK/cluster.secret, mode 0600). Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. Ctrl-C stops every node.',
+  description: '--nodes voters, then --observers observers (vote, never lead) and --dr DR nodes (receive every write, do not vote), numbered on: `--nodes 3 --observers 1` starts node1..node3 (voters) and node4 (node.role observer). Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, one shared admin token and one shared cluster secret (DIR/nodeK/cluster.secret, mode 0600). Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. A node that exits (a crash, kill -9, a drill\'s crash fault) is started again after 1 s, as systemd Restart=always would (at most 5 times a minute); drills are enabled (drills.enabled), so `quorate drill` runs against it. Ctrl-C stops every node.',
   flags: [
     { name: 'nodes', type: 'int', value: 'N', help: 'number of voters, 1..9 (default 3)' },
     { name: 'observers', type: 'int', value: 'N', help: 'observers besides them, 0..4 (default 0)' },
@@ -110,6 +113,8 @@ export const demoCommand: Command = {
         // Observers vote (docs/concepts.md "Roles"); DR nodes do not.
         database: { writeQuorum: majorityOf(voters + observers), backup: { dir: './backups' } },
         security: { tls: 'off' },
+        // A playground: `quorate drill` may fault its nodes (they are restarted after a crash, below).
+        drills: { enabled: true },
       };
       parseConfig(file, {}, { baseDir: n.dir, source: n.config }); // a bug here must not start nodes
       writeFileSync(n.config, `${JSON.stringify(file, null, 2)}\n`);
@@ -148,17 +153,40 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   };
-  for (const n of nodes) {
+  // Like systemd's Restart=always (docs/quorate.service): a node that exits while the demo runs
+  // (a crash, kill -9, a drill's crash fault) is started again after RESTART_DELAY_MS, unless it
+  // exited RESTART_BURST times within RESTART_WINDOW_MS (then it stays down, as StartLimitBurst).
+  const exits = new Map<DemoNode, number[]>();
+  let restartsPending = 0;
+  const startNode = (n: DemoNode): void => {
     const fd = openSync(n.log, 'a');
     const child = spawn(process.execPath, [main, 'agent', '--config', n.config], { stdio: ['ignore', fd, fd], env: ctx.io.env });
     closeSync(fd);
     children.set(n, child);
     child.on('exit', (code, signal) => {
-      exited.set(n, signal !== null ? `signal ${signal}` : `code ${String(code)}`);
-      if (!stopping) ctx.io.err(`\n${n.name} exited (${exited.get(n)!}); see ${n.log}`);
-      if (exited.size === nodes.length) allExited?.();
+      const how = signal !== null ? `signal ${signal}` : `code ${String(code)}`;
+      exited.set(n, how);
+      if (!stopping) {
+        const now = Date.now();
+        const recent = [...(exits.get(n) ?? []), now].filter((t) => now - t < RESTART_WINDOW_MS);
+        exits.set(n, recent);
+        if (recent.length < RESTART_BURST) {
+          ctx.io.err(`\n${n.name} exited (${how}); restarting it in ${RESTART_DELAY_MS / 1000} s (see ${n.log})`);
+          restartsPending++;
+          setTimeout(() => {
+            restartsPending--;
+            if (stopping) return;
+            exited.delete(n);
+            startNode(n);
+          }, RESTART_DELAY_MS);
+        } else {
+          ctx.io.err(`\n${n.name} exited (${how}) ${recent.length} times within ${RESTART_WINDOW_MS / 1000} s; not restarting it again (see ${n.log})`);
+        }
+      }
+      if (exited.size === nodes.length && restartsPending === 0) allExited?.();
     });
-  }
+  };
+  for (const n of nodes) startNode(n);
 
   const stop = async (): Promise<void> => {
     stopping = true;
@@ -218,7 +246,7 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
     onStopSignal = () => resolveStop(true);
     allExited = () => resolveStop(false);
     if (signalled) resolveStop(true);
-    else if (exited.size === nodes.length) resolveStop(false);
+    else if (exited.size === nodes.length && restartsPending === 0) resolveStop(false);
   });
   unhook();
   if (!bySignal) {

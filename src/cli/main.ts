@@ -19,6 +19,7 @@ import { kvCommands } from './kv.js';
 import { lbConfigCommand } from './lb-config.js';
 import { memberCommands } from './members.js';
 import { drCommands } from './dr.js';
+import { drillCommand } from './drill.js';
 import { modeCommands } from './modes.js';
 import { securityCommands } from './security.js';
 import { sqlCommands } from './sql.js';
@@ -43,6 +44,7 @@ export const COMMANDS: readonly Command[] = [
   ...sqlCommands,
   lbConfigCommand,
   ...opsCommands,
+  drillCommand,
 ];
 const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]!));
 

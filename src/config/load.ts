@@ -11,6 +11,7 @@ import { ConfigError, type ConfigIssue } from './errors.js';
 import { configSchema, parseEndpoint, type RawConfig } from './schema.js';
 import { unbuiltIssues } from './unbuilt.js';
 import { redisIssues } from './redis-rules.js';
+import { externalIssues } from './external-rules.js';
 import { vipChecks } from './vip-rules.js';
 
 /** The validated configuration: defaults filled, paths absolute, derived values set. */
@@ -63,7 +64,7 @@ export function parseConfig(obj: unknown, env: NodeJS.ProcessEnv = process.env, 
   const raw = parsed.data;
   const unbuilt = unbuiltIssues(raw);
   // One issue per key: a key refused as unbuilt gets no cross-key rule on top.
-  const issues = [...unbuilt, ...[...crossChecks(raw), ...redisIssues(raw)].filter((i) => !unbuilt.some((u) => u.path === i.path))];
+  const issues = [...unbuilt, ...[...crossChecks(raw), ...redisIssues(raw), ...externalIssues(raw)].filter((i) => !unbuilt.some((u) => u.path === i.path))];
   if (issues.length > 0) throw new ConfigError(withEnvNames(issues, applied), srcOpt);
   return finish(raw, options.baseDir ?? process.cwd());
 }
@@ -146,9 +147,8 @@ function crossChecks(c: RawConfig): ConfigIssue[] {
   }
 
   // The rules of Redis and coordination "redis": ./redis-rules.ts; of the
-  // virtual IP and fencing: ./vip-rules.ts. Those of external-shared (a
-  // connection string) come back with that feature: until then ./unbuilt.ts
-  // refuses every config that could break them.
+  // virtual IP and fencing: ./vip-rules.ts; of external-shared:
+  // ./external-rules.ts.
   issues.push(...vipChecks(cl));
 
   // Plain-TCP peer traffic only on loopback. "auto" is plain TCP on a
@@ -208,6 +208,7 @@ function finish(c: RawConfig, baseDir: string): QuorateConfig {
     hooks: c.hooks,
     outbox: c.outbox,
     alerts: { ...c.alerts, secretFile: c.alerts.secretFile !== '' ? abs(c.alerts.secretFile) : '' },
+    drills: c.drills,
     security: {
       ...c.security,
       tls: typeof tls === 'string' ? tls : { certFile: abs(tls.certFile), keyFile: abs(tls.keyFile), caFile: abs(tls.caFile) },

@@ -118,6 +118,10 @@ const databaseSchema = z.object({
   external: z.object({
     dbType: z.literal('postgres').default('postgres'),
     connectionString: z.string().default(''),
+    /** external-shared: PostgreSQL connections per node (src/external/pg-log.ts). */
+    poolSize: int(1, 100).default(4),
+    /** external-shared: statement_timeout of every connection, ms. */
+    statementTimeoutMs: int(100, 600_000).default(5000),
   }).strict().default({}),
   outboxPollIntervalSeconds: int(1, 86_400).default(5),
   backup: backupSchema.default({}),
@@ -231,6 +235,12 @@ const jobSchema = z.object({
   catchUp: z.enum(['once', 'skip']).default('skip'),
 }).strict();
 
+/** `quorate drill` (src/drill/runner.ts): whether this node carries out faults on itself, and the RTO target. */
+const drillsSchema = z.object({
+  enabled: z.boolean().default(false),
+  rtoTargetMs: int(1, 3_600_000).default(15_000),
+}).strict();
+
 export const configSchema = z.object({
   node: nodeSchema.default({}),
   cluster: clusterSchema.default({}),
@@ -242,6 +252,7 @@ export const configSchema = z.object({
   hooks: hooksSchema.default({}),
   outbox: outboxSchema.default({}),
   alerts: alertsSchema.default({}),
+  drills: drillsSchema.default({}),
 }).strict();
 
 /** The file after schema defaults, before cross-key rules and path resolution. */

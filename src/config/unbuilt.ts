@@ -27,16 +27,10 @@ export interface UnbuiltKey {
   readonly secret?: boolean;
 }
 
-const NO_EXTERNAL = 'the external-shared database mode does not exist yet';
-
 export const UNBUILT: readonly UnbuiltKey[] = [
-  // Redis coordination: the lease is built (src/coord/redis-lease.ts) but leads
-  // only external-shared clusters, which do not exist yet. Its rules
-  // (redis.enabled, renewal < TTL, refused with local-sync): ./redis-rules.ts.
-  { path: 'cluster.coordination', allowed: 'raft', why: 'the Redis leader lease leads only external-shared clusters (database.mode "external-shared"), which do not exist yet; until then the leader is elected by Raft among the voters (with redis.enabled, the Raft leader is mirrored to Redis)' },
-  // external-shared mode. When built: it needs external.connectionString.
-  { path: 'database.mode', allowed: 'local-sync', why: `until external-shared exists every node keeps its own copy, replicated through the log, and no external database is used` },
-  { path: 'database.external.connectionString', allowed: '', secret: true, why: `${NO_EXTERNAL}, so no node would connect to this database` },
+  // Empty: cluster.coordination "redis" and database.mode "external-shared"
+  // are built (src/coord, src/external; their rules: ./redis-rules.ts,
+  // ./external-rules.ts). A feature not built yet adds its rows here.
 ];
 
 /** One issue per key of `table` whose value (after defaults and env overrides) is not the allowed one. */

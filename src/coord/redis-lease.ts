@@ -167,6 +167,14 @@ export class RedisLease implements Leadership {
     return this.current().leading ? { nodeName: this.#o.nodeName, term: this.#token, apiUrl: this.#o.apiUrl } : this.#holder;
   }
 
+  /**
+   * Step down now on evidence from elsewhere (the external-shared log's fencing row holds a newer token): stop
+   * leading at once; the key is released only if it still holds this node's value (compare-and-delete).
+   */
+  stepDown(why: string): void {
+    this.#stepDown(why, 'error');
+  }
+
   /** The last split-brain evidence seen, for the status. */
   get warning(): string | undefined { return this.#warning; }
 

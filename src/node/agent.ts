@@ -59,6 +59,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       security: host.security,
       sql: host.sql,
       ops: ops.ops,
+      drills: host.drills,
       host: api.slice(0, sep).replace(/^\[|\]$/g, ''),
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,

@@ -35,6 +35,8 @@ export interface BuiltinProbes {
   database(): Promise<void>;
   /** PING on the node's Redis connection. */
   redis(): Promise<void>;
+  /** What `database` probes, for messages (default: the SQL database through its read path). */
+  readonly databaseLabel?: string;
 }
 
 export class AppHealth {
@@ -143,8 +145,8 @@ export class AppHealth {
   }
 
   async #probeDependency(which: 'database' | 'redis', timeoutMs: number): Promise<string | null> {
-    const what = which === 'database' ? 'the SQL database (a read through its read path)' : 'Redis (PING)';
     const p = this.#probes;
+    const what = which === 'database' ? (p?.databaseLabel ?? 'the SQL database (a read through its read path)') : 'Redis (PING)';
     if (p === undefined) return `${what} cannot be checked on this node`;
     const run = Promise.resolve().then(() => (which === 'database' ? p.database() : p.redis())).then(() => null, (e: Error) => `${what} failed: ${e.message}`);
     return withTimeout(run, timeoutMs, `${what} did not answer within ${timeoutMs} ms`);

@@ -55,6 +55,8 @@ export interface AppNode {
   sql(): SqlService;
   /** PING on the node's Redis connection (the `redis` check); rejects when Redis is not used or does not answer. */
   redisPing(): Promise<void>;
+  /** The `database` check's probe when the data lives elsewhere (external-shared: a round trip to PostgreSQL); default: a read of the SQL machine. */
+  databasePing?(): Promise<void>;
 }
 
 export class AppServices implements AppCoordination {
@@ -71,7 +73,9 @@ export class AppServices implements AppCoordination {
     const c = n.config;
     this.checks = new AppHealth({
       specs: c.health.checks, dataDir: c.node.dataDir, logger: n.logger, metrics: n.metrics,
-      probes: { database: async () => { await n.sql().query(DATABASE_CHECK_SQL, []); }, redis: () => n.redisPing() },
+      probes: n.databasePing
+        ? { database: () => n.databasePing!(), databaseLabel: 'the external PostgreSQL database (SELECT 1)', redis: () => n.redisPing() }
+        : { database: async () => { await n.sql().query(DATABASE_CHECK_SQL, []); }, redis: () => n.redisPing() },
     });
     this.#hooks = new HookRunner({ hooks: c.hooks, leadership: n.leadership, nodeName: c.node.nodeName, configuredRole: c.node.role, leaderName: () => n.leaderName(), logger: n.logger });
     this.outboxEnabled = c.outbox.webhookUrl !== '';

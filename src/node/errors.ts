@@ -48,6 +48,8 @@ export const NODE_ERROR_CODES = [
   'feature_unavailable',
   // Jobs (src/node/scheduler.ts): the job is running now, or its slot could not be claimed.
   'job_running',
+  // Drills (./drills.ts): drills.enabled is false in this node's config.
+  'drills_disabled',
   // The node itself.
   'storage_failed',
   'shutting_down',

@@ -9,8 +9,18 @@ import type { Logger } from 'pino';
 import type { ClusterControl, DrControl, KvService, SqlService } from '../api/ports.js';
 import type { AppCoordination } from '../api/ports-app.js';
 import type { SecurityPort } from '../api/ports-security.js';
+import type { DrillPort } from '../api/ports-drill.js';
 import type { QuorateConfig } from '../config/index.js';
 import { QuorateNode } from './node.js';
+import { ExternalNode } from '../external/external-node.js';
+
+/** What the host runs: a Raft node, or an external-shared node (src/external/external-node.ts) with the same ports. */
+export type HostedNode = QuorateNode | ExternalNode;
+
+function startNode(config: QuorateConfig, logger: Logger, opts: { onFatal: (e: Error) => void; restart: (rewrite: () => Promise<void>) => Promise<void> }): Promise<HostedNode> {
+  if (config.database.mode === 'external-shared') return ExternalNode.start(config, logger, { onFatal: opts.onFatal });
+  return QuorateNode.start(config, logger, opts);
+}
 
 /** A view whose every property is read from the current target (methods bound to it). */
 function follow<T extends object>(current: () => T): T {
@@ -25,7 +35,7 @@ function follow<T extends object>(current: () => T): T {
 }
 
 export class NodeHost {
-  #node: QuorateNode;
+  #node: HostedNode;
   readonly #config: QuorateConfig;
   readonly #logger: Logger;
   readonly #onFatal: (e: Error) => void;
@@ -36,8 +46,9 @@ export class NodeHost {
   readonly coord: AppCoordination;
   readonly security: SecurityPort;
   readonly sql: SqlService;
+  readonly drills: DrillPort;
 
-  private constructor(node: QuorateNode, config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void) {
+  private constructor(node: HostedNode, config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void) {
     this.#node = node;
     this.#config = config;
     this.#logger = logger;
@@ -48,17 +59,18 @@ export class NodeHost {
     this.coord = follow<AppCoordination>(() => this.#node.appServices);
     this.security = follow<SecurityPort>(() => this.#node.security);
     this.sql = follow<SqlService>(() => this.#node.sqlService);
+    this.drills = follow<DrillPort>(() => this.#node.drills);
   }
 
   static async start(config: QuorateConfig, logger: Logger, onFatal: (e: Error) => void): Promise<NodeHost> {
     const ref: { host?: NodeHost } = {};
     const restart = (rewrite: () => Promise<void>): Promise<void> => ref.host!.#restartWith(rewrite);
-    const node = await QuorateNode.start(config, logger, { onFatal, restart });
+    const node = await startNode(config, logger, { onFatal, restart });
     ref.host = new NodeHost(node, config, logger, onFatal);
     return ref.host;
   }
 
-  get node(): QuorateNode {
+  get node(): HostedNode {
     return this.#node;
   }
 
@@ -74,7 +86,7 @@ export class NodeHost {
       this.#logger.error({ node: name, event: 'rewrite_failed', err: failed.message }, `the rewrite failed (${failed.message}); starting the node again unchanged`);
     }
     try {
-      this.#node = await QuorateNode.start(this.#config, this.#logger, { onFatal: this.#onFatal, restart: (r) => this.#restartWith(r) });
+      this.#node = await startNode(this.#config, this.#logger, { onFatal: this.#onFatal, restart: (r) => this.#restartWith(r) });
     } catch (e) {
       this.#onFatal(e as Error);
       throw e;

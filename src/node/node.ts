@@ -31,6 +31,7 @@ import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
 import { EXPIRY_CHECK_MS, MaintenanceExpiry } from './maintenance-expiry.js';
 import { NodeSecurity } from './security.js';
+import { NodeDrills } from './drills.js';
 import { DEFAULT_AUDIT_MAX } from '../state/index.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
@@ -116,6 +117,8 @@ export class QuorateNode implements ClusterControl {
   /** security.tls "auto" off loopback: the node's certificate from the cluster CA (./tls-auto.ts). */
   readonly autoTls: AutoTls | undefined;
   readonly jobs: JobsPort;
+  /** Drill faults on this node and the replicated drill reports (./drills.ts): the API's DrillPort. */
+  readonly drills: NodeDrills;
   /** DR promotion (./promotion.ts): the replication lag, and the agent's restart (absent outside `quorate agent`). */
   readonly #lag = new LagTracker();
   #restart: ((rewrite: () => Promise<void>) => Promise<void>) | undefined;
@@ -293,6 +296,8 @@ export class QuorateNode implements ClusterControl {
       this.#transport.setTlsMaterial(m);
       void this.#writeHaState();
     });
+    this.drills = new NodeDrills({ config, log: this.#log, machine: state.drills, appliedIndex: () => this.machines.appliedIndex, isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
+      term: () => this.term, featureLevel: () => this.featureLevel(), proposeEnvelope: (m, p, k) => this.proposeEnvelope(m, p, k === undefined ? {} : { idempotencyKey: k }), switchover: () => this.switchover(), dropPeerTraffic: (on) => this.#transport.setDropAll(on) });
     state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
     if (state.secrets.rotations.length > 0) followRotations(this.#isolate, state.secrets.rotations);
   }

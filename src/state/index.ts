@@ -41,6 +41,8 @@ export { TOKENS_MACHINE_ID, TOKENS_MAX, TOKEN_NAME_RE, TOKEN_ROLES, TokensMachin
 export type { StoredToken, TokenRole, TokensCommand } from './tokens.js';
 export { AUDIT_FIELD_MAX, AUDIT_MACHINE_ID, AUDIT_MAX_LIMIT, AuditMachine, DEFAULT_AUDIT_MAX, decodeAuditPayload, encodeAuditPayload } from './audit.js';
 export type { AuditCommand, AuditEntry, AuditRecord } from './audit.js';
+export { DEFAULT_DRILLS_MAX, DRILLS_MACHINE_ID, DRILLS_MAX_LIMIT, DRILL_REPORT_MAX, DrillsMachine, decodeDrillsPayload, encodeDrillsPayload } from './drills.js';
+export type { DrillRecord, DrillsCommand } from './drills.js';
 export type { ApplyContext, LegacyKvMachine, MachineRegistryOptions, RegistryState, RestoreCommit, SnapshotWriteFormat, StateMachine } from './machines.js';
 export type {
   Command,

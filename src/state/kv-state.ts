@@ -13,6 +13,7 @@ import { SchedulerMachine } from './scheduler-machine.js';
 import { AppStateMachine } from './app-machine.js';
 import { TokensMachine } from './tokens.js';
 import { AuditMachine } from './audit.js';
+import { DrillsMachine } from './drills.js';
 
 export interface KvStateOptions extends KvOptions, MachineRegistryOptions {}
 
@@ -37,6 +38,8 @@ export interface KvState {
   readonly audit: AuditMachine;
   /** The "secrets" machine: cluster-secret rotations by `quorate isolate` (./secrets.ts). */
   readonly secrets: SecretsMachine;
+  /** The "drills" machine: `quorate drill` reports (./drills.ts). */
+  readonly drills: DrillsMachine;
 }
 
 export function createKvState(o: KvStateOptions = {}): KvState {
@@ -66,7 +69,9 @@ export function createKvState(o: KvStateOptions = {}): KvState {
   registry.register(audit);
   const secrets = new SecretsMachine();
   registry.register(secrets);
-  return { registry, kv, history, settings, scheduler, app, tokens, audit, secrets, reader: kvReaderOf(registry, kv) };
+  const drills = new DrillsMachine();
+  registry.register(drills);
+  return { registry, kv, history, settings, scheduler, app, tokens, audit, secrets, drills, reader: kvReaderOf(registry, kv) };
 }
 
 /** The KV's reads, with the applied index taken from its registry. */

@@ -95,6 +95,8 @@ export class PeerTransport {
   #reportedDown = new Set<number>();
   #flushScheduled = false;
   #pingTimer: NodeJS.Timeout | undefined;
+  /** A drill's isolate fault (src/node/drill-faults.ts): every Raft message in or out is dropped while set. */
+  #dropAll = false;
 
   constructor(opts: PeerTransportOptions) {
     this.#o = opts;
@@ -221,6 +223,10 @@ export class PeerTransport {
    */
   send(msgs: readonly Message[]): void {
     if (this.#closing) return;
+    if (this.#dropAll) {
+      for (const m of msgs) { const l = this.#links.get(m.to); if (l) l.stats.dropped++; }
+      return;
+    }
     for (const m of msgs) {
       if (m.from !== this.#o.nodeId) {
         // The receiver would treat this as spoofing and drop the whole connection.
@@ -259,6 +265,7 @@ export class PeerTransport {
   /** Stream a snapshot to `to` on its own connection; resolves when the peer verified and took it. */
   sendSnapshot(to: number, msg: Message, chunks: AsyncIterable<Uint8Array>, totalBytes: number, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<void> {
     if (this.#closing) return Promise.reject(new TransportClosed('sendSnapshot() after close()'));
+    if (this.#dropAll) return Promise.reject(new SnapshotTransferFailed(to, 'peer traffic is dropped by a drill (isolate fault)'));
     const link = this.#links.get(to);
     if (!link) return Promise.reject(new PeerUnknown(to));
     if (msg.type !== 'snap' || msg.snapshot === undefined || msg.to !== to || msg.from !== this.#o.nodeId) {
@@ -288,6 +295,21 @@ export class PeerTransport {
         throw err;
       },
     );
+  }
+
+  /**
+   * The drop switch of a drill's isolate fault: while on, every Raft message
+   * this node sends or receives is dropped (connections stay open, so the
+   * fault ends the moment it is switched off), and snapshot sends fail.
+   */
+  setDropAll(on: boolean): void {
+    if (on === this.#dropAll) return;
+    this.#dropAll = on;
+    this.#log.warn({ event: on ? 'peer_traffic_dropped' : 'peer_traffic_restored' }, on ? 'dropping all peer traffic (drill isolate fault)' : 'peer traffic restored (drill isolate fault over)');
+  }
+
+  get droppingAll(): boolean {
+    return this.#dropAll;
   }
 
   /** Per-peer counters for the peers in the current peer set. */
@@ -703,10 +725,14 @@ export class PeerTransport {
             st.bytesReceived += f.payload.length + 5;
             st.msgsReceived += msgs.length;
           }
-          if (msgs.length > 0) this.#o.onMessages(msgs);
+          if (msgs.length > 0 && !this.#dropAll) this.#o.onMessages(msgs);
           return;
         }
         if (state === 'snapshot' && receiver) {
+          if (this.#dropAll) {
+            conn.close({ initiator: 'local', detail: 'peer traffic is dropped by a drill (isolate fault)' });
+            return;
+          }
           const got = receiver.handle(f);
           const now = Date.now();
           if (!got && now - lastProgressLog >= 1000) {

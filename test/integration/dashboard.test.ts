@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { READER_TOKEN, TOKEN, TestCluster, waitFor } from './harness.js';
+import { READER_TOKEN, TOKEN, TestCluster, http, waitFor } from './harness.js';
 
 const CHROMIUM = process.env['QUORATE_CHROMIUM'] ?? '/usr/bin/chromium';
 const SHOTS = process.env['QUORATE_SCREENSHOTS'];
@@ -83,6 +83,17 @@ describe('dashboard in chromium', () => {
     await waitFor('the backup is reported done', async () => ((await page.locator('[data-testid=outcome]').textContent().catch(() => '')) ?? '').startsWith('Back up now: done'), 30_000);
     await waitFor('the audit log lists the backup', async () => ((await page.locator('#au-h + table, section[aria-labelledby=au-h]').textContent().catch(() => '')) ?? '').includes('backup'), 20_000);
     await page.locator('section[aria-labelledby=bk-h] td').first().waitFor();
+
+    // Drills: a recorded report is listed with its RTO and RPO; without drills.enabled on any node, no "run a drill" button.
+    const report = {
+      id: 'd-ui-1', runner: 'cli', startedAt: new Date().toISOString(), finishedAt: new Date().toISOString(), kill: 'leader', fault: 'crash', durationMs: 5000, intervalMs: 0,
+      rtoTargetMs: 15000, forced: false, rounds: [],
+      summary: { roundsRun: 1, rtoMsMax: 287, rtoMsAvg: 287, lostTotal: 0, unknownTotal: 0, passed: true, failures: [] },
+    };
+    assert.equal((await http(c.nodes[leader]!.url, 'POST', '/v1/drills/reports', { token: TOKEN, body: { report } })).status, 200);
+    await page.locator('[data-drill=d-ui-1]').waitFor({ timeout: 30_000 });
+    assert.match((await page.locator('[data-drill=d-ui-1]').textContent()) ?? '', /crash of leader.*287 ms.*passed/);
+    assert.equal(await page.locator('[data-action^=drill-]').count(), 0, 'no drill button where no node enables drills');
     await shot(page, 'dashboard-operations');
 
     // Pause with a reason and a duration: the confirmation shows the CLI flags, the header and banner the reason,

@@ -38,9 +38,9 @@ async function failBack(c: TestCluster, i: number, leaderUrl: string): Promise<R
   await waitFor(`${nd.name} waits to be enrolled`, async () => (await http(nd.url, 'GET', '/v1/cluster/join-info').catch(() => ({ status: 0 }))).status === 200, 15_000);
   const info = await http(nd.url, 'GET', '/v1/cluster/join-info');
   // Its data is of the old generation: refused without force.
-  const refused = await http(leaderUrl, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: nd.url, peerUrl: info.body['peerUrl'], role: 'voter' } });
+  const refused = await http(leaderUrl, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: nd.url, peerUrl: info.body['peerUrl'], role: 'voter' }, timeoutMs: 60_000 });
   assert.equal(refused.status, 409, JSON.stringify(refused.body));
-  const r = await http(leaderUrl, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: nd.url, peerUrl: info.body['peerUrl'], role: 'voter', force: true } });
+  const r = await http(leaderUrl, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: nd.url, peerUrl: info.body['peerUrl'], role: 'voter', force: true }, timeoutMs: 60_000 });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.match(String(r.body['backupDir']), /\.backup-/);
   await waitFor(`${nd.name} is a voter again`, async () => ((await st(leaderUrl))['peers'] as Rec[]).some((p) => p['nodeName'] === nd.name && p['role'] === 'standby'), 30_000);

@@ -74,7 +74,7 @@ describe('membership: grow 1 -> 3 -> 5 voters and shrink to 3 online', () => {
       assert.equal(tok.status, 200, JSON.stringify(tok.body));
       const j = await c.addJoiner(name, { QUORATE_JOIN_TOKEN: tok.body['token'] as string });
       const info = await http(c.nodes[j]!.url, 'GET', '/v1/cluster/join-info');
-      const r = await http(leader, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: c.nodes[j]!.url, peerUrl: info.body['peerUrl'], role: 'voter' } });
+      const r = await http(leader, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: c.nodes[j]!.url, peerUrl: info.body['peerUrl'], role: 'voter' }, timeoutMs: 60_000 });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       await waitFor(`${name} is promoted to voter`, async () => (await peers(leader)).some((p) => p.nodeName === name && (p.role === 'standby' || p.role === 'primary')), 20_000);
       urls = c.nodes.map((n) => n.url);
@@ -87,12 +87,12 @@ describe('membership: grow 1 -> 3 -> 5 voters and shrink to 3 online', () => {
     // Shrink: remove the leader (sent to a follower: it hands over first), then a follower.
     const leader = await c.waitLeader(10_000);
     const follower0 = [0, 1, 2, 3, 4].find((i) => i !== leader)!;
-    const rm1 = await http(c.nodes[follower0]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[leader]!.name } });
+    const rm1 = await http(c.nodes[follower0]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[leader]!.name }, timeoutMs: 60_000 });
     assert.equal(rm1.status, 200, JSON.stringify(rm1.body));
     urls = c.nodes.filter((_, i) => i !== leader).map((n) => n.url);
     const leader2 = await c.waitLeader(10_000, [leader]);
     const victim = [0, 1, 2, 3, 4].find((i) => i !== leader && i !== leader2)!;
-    const rm2 = await http(c.nodes[leader2]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[victim]!.name } });
+    const rm2 = await http(c.nodes[leader2]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[victim]!.name }, timeoutMs: 60_000 });
     assert.equal(rm2.status, 200, JSON.stringify(rm2.body));
     const rest = [0, 1, 2, 3, 4].filter((i) => i !== leader && i !== victim);
     urls = rest.map((i) => c!.nodes[i]!.url);

@@ -264,7 +264,7 @@ export async function http(
   url: string,
   method: string,
   path: string,
-  opts: { token?: string | undefined; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {},
+  opts: { token?: string | undefined; body?: unknown; rawBody?: string; headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
@@ -272,7 +272,7 @@ export async function http(
   if (opts.rawBody !== undefined) body = opts.rawBody;
   else if (opts.body !== undefined) body = JSON.stringify(opts.body);
   if (body !== undefined && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
-  const r = await fetch(`${url}${path}`, { method, headers, signal: AbortSignal.timeout(10_000), ...(body !== undefined ? { body } : {}) });
+  const r = await fetch(`${url}${path}`, { method, headers, signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000), ...(body !== undefined ? { body } : {}) });
   const text = await r.text();
   let parsed: Record<string, unknown> = {};
   try {

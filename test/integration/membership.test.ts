@@ -26,7 +26,9 @@ async function newToken(url: string): Promise<string> {
 
 async function enroll(url: string, joiner: string, role = 'voter', force = false): Promise<{ status: number; body: Record<string, unknown> }> {
   const info = await http(joiner, 'GET', '/v1/cluster/join-info');
-  return http(url, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: joiner, peerUrl: info.body['peerUrl'], role, force } });
+  // An enrollment moves the joiner's data dir aside and runs the join exchange (the leader commits the new
+  // member): seconds on a busy 2-core machine, more than the helper's default 10 s deadline at worst.
+  return http(url, 'POST', '/v1/cluster/enroll', { token: TOKEN, body: { apiUrl: joiner, peerUrl: info.body['peerUrl'], role, force }, timeoutMs: 60_000 });
 }
 
 describe('membership: enroll and remove online', () => {
@@ -84,7 +86,7 @@ describe('membership: enroll and remove online', () => {
     const other = (leader + 1) % 3;
     // Sent to a follower: forwarded to the leader, which hands over and
     // forwards it once more to the new leader, which removes it. One call.
-    const rm = await http(c.nodes[other]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: leaderName } });
+    const rm = await http(c.nodes[other]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: leaderName }, timeoutMs: 60_000 });
     assert.equal(rm.status, 200, JSON.stringify(rm.body));
     writing = false;
     await writer;
@@ -159,7 +161,7 @@ describe('membership: enroll and remove online', () => {
     c.kill(old); // node5, an observer (a voter for quorum), is stopped
     await c.waitExit(old);
     await sleep(1500);
-    const r5 = await http(lurl, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[follower]!.name } });
+    const r5 = await http(lurl, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[follower]!.name }, timeoutMs: 60_000 });
     assert.equal(r5.status, 409, JSON.stringify(r5.body));
     assert.equal(r5.body['error'], 'removal_unsafe');
     assert.match(String(r5.body['message']), /would leave 2 voters \(write quorum 2\) of which only 1 is reachable/);

@@ -127,9 +127,9 @@ export class Connection {
   }
 
   /** One call to a given member's API origin (CORS allows member origins), without failover. */
-  async callOn<T>(apiUrl: string, method: string, path: string, body?: unknown): Promise<T> {
+  async callOn<T>(apiUrl: string, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
     const base = new URL(apiUrl).origin;
-    return (await this.#once(base === location.origin ? '' : base, method, path, body)) as T;
+    return (await this.#once(base === location.origin ? '' : base, method, path, body, timeoutMs)) as T;
   }
 
   /**
@@ -166,14 +166,14 @@ export class Connection {
     }
   }
 
-  async #once(base: string, method: string, path: string, body: unknown): Promise<unknown> {
+  async #once(base: string, method: string, path: string, body: unknown, timeoutMs?: number): Promise<unknown> {
     const headers: Record<string, string> = { authorization: `Bearer ${session.token() ?? ''}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
     const r = await fetch(`${base}${path}`, {
       method,
       headers,
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(method === 'GET' ? 3000 : 30000),
+      signal: AbortSignal.timeout(timeoutMs ?? (method === 'GET' ? 3000 : 30000)),
     });
     const text = await r.text();
     let parsed: Record<string, unknown> = {};

@@ -10,6 +10,7 @@ import { Banners, Headline, Replication, Timeline, Topology } from './views';
 import { Audit, Backups, HealthChecks } from './ops';
 import { MemberActions } from './member-actions';
 import { Alerts, NetworkDisk, outageOf, useEach, type NetDisk } from './netdisk';
+import { Drills } from './drills';
 
 const conn = new Connection();
 /** Fallback refresh: events from the serving node (GET /v1/events) trigger refreshes sooner. */
@@ -154,6 +155,7 @@ function App() {
         <Alerts conn={conn} views={list} />
         <HealthChecks conn={conn} />
         <NetworkDisk data={netdisk} views={list} history={history} />
+        <Drills conn={conn} views={list} admin={admin} prepare={prepare} refreshKey={outcome} />
         {admin ? <Backups conn={conn} prepare={prepare} refreshKey={outcome} leaderApiUrl={list.find((v) => v.status?.raftRole === 'leader')?.apiUrl ?? null} /> : null}
         {admin ? <Audit conn={conn} refreshKey={outcome} /> : null}
         <KvBrowser />

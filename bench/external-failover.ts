@@ -1,0 +1,74 @@
+// `npm run bench:external`: failover of an external-shared cluster (two real
+// node processes, a private PostgreSQL and redis-server on loopback) under
+// writes: kill -9 of the leader → the first write acknowledged by the other
+// node among those sent after the kill; the killed node is restarted (it
+// rebuilds its state from PostgreSQL) before the next round. Also: write
+// latency (sequential, through the leader) and the restart's catch-up time.
+// BENCH_TTL_S (default 3), BENCH_RENEW_S (1), BENCH_ROUNDS (5).
+// Prints one JSON report. Not part of `npm test`.
+import { startExternalCluster, Writer } from '../test/integration/external-cluster.js';
+import { http, waitFor, TOKEN } from '../test/integration/harness.js';
+
+const TTL_S = Number(process.env['BENCH_TTL_S'] ?? 3);
+const RENEW_S = Number(process.env['BENCH_RENEW_S'] ?? 1);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
+
+function summary(xs: number[]): { samples: number[]; min: number; median: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  return { samples: xs.map(Math.round), min: Math.round(s[0] ?? 0), median: Math.round(s[Math.floor(s.length / 2)] ?? 0), max: Math.round(s.at(-1) ?? 0) };
+}
+
+function latencySummary(xs: number[]): { n: number; min: number; median: number; p99: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number) => Math.round((s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0) * 10) / 10;
+  return { n: s.length, min: at(0), median: at(0.5), p99: at(0.99), max: at(1) };
+}
+
+async function main(): Promise<void> {
+  const x = await startExternalCluster({ ttlSeconds: TTL_S, renewSeconds: RENEW_S });
+  const { c } = x;
+  const failover: number[] = [];
+  const catchUp: number[] = [];
+  const latency: number[] = [];
+  let lost = 0;
+  let unknown = 0;
+  try {
+    let l = await c.waitLeader(30_000);
+    await c.waitReady(1 - l, 20_000);
+    for (let i = 0; i < 200; i++) {
+      const t0 = performance.now();
+      const r = await http(c.nodes[l]!.url, 'PUT', `/v1/kv/lat/${i}`, { token: TOKEN, body: { value: String(i) } });
+      if (r.status === 200) latency.push(performance.now() - t0);
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      const other = 1 - l;
+      const writer = new Writer(() => c.nodes.filter((n) => n.exitCode === undefined).map((n) => n.url), 4, `r${round}`);
+      await waitFor('writes', () => writer.acked.size >= 30, 20_000);
+      const killedAt = Date.now();
+      c.kill(l, 'SIGKILL');
+      await c.waitExit(l);
+      await waitFor('writes resume', () => writer.firstAckAfter(killedAt) !== undefined, 60_000);
+      failover.push(writer.firstAckAfter(killedAt)!.at - killedAt);
+      await writer.stop();
+      unknown += writer.outcomes.filter((o) => o.code === 'commit_unknown').length;
+      for (const [key, value] of writer.acked) {
+        const r = await http(c.nodes[other]!.url, 'GET', `/v1/kv/${encodeURIComponent(key)}`, { token: TOKEN });
+        if (r.body['value'] !== value) lost++;
+      }
+      const restartAt = Date.now();
+      c.startNode(l);
+      await c.waitReady(l, 60_000);
+      catchUp.push(Date.now() - restartAt);
+      l = other;
+    }
+  } finally {
+    await x.stop();
+  }
+  console.log(JSON.stringify({
+    bench: 'external-shared failover (kill -9 of the leader under writes)', ttlSeconds: TTL_S, renewSeconds: RENEW_S, rounds: ROUNDS,
+    writesResumedAfterKillMs: summary(failover), restartedNodeReadyMs: summary(catchUp), sequentialWriteLatencyMs: latencySummary(latency),
+    acknowledgedWritesLost: lost, commitUnknownAnswers: unknown,
+  }, null, 1));
+}
+
+await main();

@@ -1,0 +1,315 @@
+// One node of an external-shared cluster (`database.mode: "external-shared"`,
+// `cluster.coordination: "redis"`): the same HTTP API ports as a Raft node
+// (src/api/ports.ts: ClusterControl, KvService, SqlService, SecurityPort,
+// AppCoordination), built on
+// - the Redis leader lease (src/coord/redis-lease.ts) for who leads, its
+//   fencing token as the term;
+// - the PostgreSQL log (./pg-log.ts, ./shared-log.ts) for what is
+//   replicated: every node applies it to the same MachineRegistry the Raft
+//   node uses (KV, history, settings, tokens, audit, app machine, SQL
+//   machine), so reads work on every node and writes are forwarded to the
+//   lease holder as in local-sync mode.
+// The machines' state is rebuilt from the log at every start (in
+// `<dataDir>/external-state`, emptied first): PostgreSQL holds the truth.
+// Raft-only operations (enroll, remove, DR promotion, isolate, snapshots,
+// failover modes) answer `feature_unavailable` naming the mode.
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { DrillPort } from '../api/ports-drill.js';
+import type { ClusterControl, DrControl, KvService, NodeStatus, ProposeOptions, SqlService, ModesInfo, PeerInfo } from '../api/ports.js';
+import type { QuorateConfig } from '../config/index.js';
+import { RedisLease, RedisLink, parseRedisConnectionString } from '../coord/index.js';
+import { MetricsRegistry } from '../ops/metrics.js';
+import { DEFAULT_AUDIT_MAX, encodeEnvelope, type ApplyResult, type Command, type HistoryRecord, type HistoryStateMachine, type KvStateMachine, type MachineRegistry } from '../state/index.js';
+import type { SqlStateMachine } from '../sql/machine.js';
+import { AppServices } from '../node/app-services.js';
+import { NodeError, notLeader } from '../node/errors.js';
+import { EntryEncoder, FEATURE_LEVEL } from '../node/features.js';
+import { ttlExpiry } from '../node/housekeeping.js';
+import { kvServiceOf } from '../node/kv-service.js';
+import { LeaderServices, periodicService, type LeaderService } from '../node/leadership.js';
+import { createNodeState } from '../node/node-state.js';
+import { NodeSecurity } from '../node/security.js';
+import { sqlServiceOf } from '../node/sql-service.js';
+import { VERSION } from '../node/status.js';
+import { loadClusterSecret } from '../transport/index.js';
+import { isConnectionError, PgLog } from './pg-log.js';
+import { SharedLog } from './shared-log.js';
+
+const DEFAULT_PROPOSE_TIMEOUT_MS = 5_000;
+const HOUSEKEEPING_MS = 250;
+/** How long a starting node waits for an unreachable database before it gives up (exit 1, naming the key). */
+const START_WAIT_MS = 30_000;
+
+/** Tests only: QUORATE_TEST_APPEND_DELAY_MS delays every append batch (a pause between accepting writes and writing them). */
+function testAppendDelayMs(): number {
+  const v = Number(process.env['QUORATE_TEST_APPEND_DELAY_MS'] ?? 0);
+  return Number.isFinite(v) && v > 0 ? Math.min(v, 10_000) : 0;
+}
+
+function unavailable(what: string): NodeError {
+  return new NodeError('feature_unavailable', `${what} is not available with database.mode "external-shared": membership is whoever connects to the shared PostgreSQL and Redis; leadership moves when the Redis lease is released or expires (stop the leader's agent to move it)`);
+}
+
+export class ExternalNode implements ClusterControl, DrControl {
+  readonly config: QuorateConfig;
+  readonly nodeName: string;
+  readonly nodeId = 1;
+  readonly kv: KvStateMachine;
+  readonly history: HistoryStateMachine;
+  readonly machines: MachineRegistry;
+  readonly kvService: KvService = kvServiceOf(this);
+  readonly sql: SqlStateMachine;
+  readonly sqlService: SqlService;
+  readonly security: NodeSecurity;
+  readonly appServices: AppServices;
+  readonly lease: RedisLease;
+  /** No automatic cluster CA in this mode (security.apiTls "auto" is refused at load). */
+  readonly autoTls = undefined;
+  /** Drills are refused at load in this mode (drills.enabled); the routes answer what this mode lacks. */
+  readonly drills: DrillPort = {
+    enabled: false,
+    rtoTargetMs: 0,
+    fault: () => Promise.reject(unavailable('A drill fault')),
+    reports: () => ({ reports: [], seq: 0, appliedIndex: this.machines.appliedIndex }),
+    record: () => Promise.reject(unavailable('The drill report history')),
+  };
+  readonly log: SharedLog;
+  readonly #pg: PgLog;
+  readonly #link: RedisLink;
+  readonly #services: LeaderServices;
+  readonly #entries: EntryEncoder;
+  readonly #logger: Logger;
+  readonly #metrics = new MetricsRegistry();
+  readonly #startedAt = new Date().toISOString();
+  #stopped = false;
+
+  private constructor(config: QuorateConfig, logger: Logger, state: Awaited<ReturnType<typeof createNodeState>>, clusterSecret: Uint8Array, onFatal: (e: Error) => void) {
+    this.config = config;
+    this.nodeName = config.node.nodeName;
+    this.#logger = logger;
+    this.kv = state.kv;
+    this.history = state.history;
+    this.machines = state.registry;
+    this.sql = state.sql;
+    this.#entries = new EntryEncoder(logger);
+    const cl = config.cluster;
+    const ttlMs = cl.leaderLockTtlSeconds * 1000;
+    const renewMs = cl.leaderRenewalIntervalSeconds * 1000;
+    this.#pg = new PgLog({
+      connectionString: config.database.external.connectionString, logger,
+      poolSize: config.database.external.poolSize, statementTimeoutMs: config.database.external.statementTimeoutMs,
+      // A leader paused inside an append transaction holds the fence's share lock: PostgreSQL ends that session
+      // before the next leader's takeover would wait long (the paused leader's lease expired by then).
+      idleInTransactionTimeoutMs: Math.max(1000, Math.floor(ttlMs / 2)),
+    });
+    this.#link = new RedisLink(parseRedisConnectionString(config.redis.connectionString, config.redis.tlsEnabled), logger, { commandTimeoutMs: Math.min(1000, renewMs), name: `quorate-${this.nodeName}` });
+    this.lease = new RedisLease({
+      link: this.#link, logger, keyPrefix: config.redis.keyPrefix, nodeName: this.nodeName, apiUrl: config.node.advertiseApiUrl, ttlMs, renewMs,
+      // The token never goes backwards, also when Redis lost its data: the fence row holds the highest that took over.
+      // PostgreSQL unreachable: the highest token this node saw (a lower token than the row's would be refused at
+      // takeover, and the node would contend again above it); never an error, which the lease would blame on Redis.
+      minToken: async () => {
+        try {
+          return Math.max(await this.#pg.fenceToken(), this.log.highestToken);
+        } catch {
+          return this.log.highestToken;
+        }
+      },
+    });
+    this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), owner: `${this.nodeName}/${randomUUID().slice(0, 8)}`, stepDown: (why) => this.lease.stepDown(why), onFatal,
+      ...(testAppendDelayMs() > 0 ? { testAppendDelayMs: testAppendDelayMs() } : {}) });
+    if (testAppendDelayMs() > 0) logger.warn({ event: 'test_append_delay', ms: testAppendDelayMs() }, `QUORATE_TEST_APPEND_DELAY_MS: every append waits ${testAppendDelayMs()} ms (tests only)`);
+    this.#services = new LeaderServices(this.lease, logger);
+    this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
+    this.security = new NodeSecurity({
+      log: logger, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
+      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => FEATURE_LEVEL, appliedIndex: () => this.machines.appliedIndex,
+      leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.log.propose(entry),
+    });
+    this.sqlService = sqlServiceOf(this, state.sql);
+    this.appServices = new AppServices({
+      config, logger, metrics: this.#metrics, leadership: this.lease, services: this.#services, gated: (svc) => this.#afterFence(svc), app: state.app,
+      clockMs: () => this.machines.clockMs, proposeEntry: (data) => this.log.propose(data), readBarrier: () => this.readBarrier(),
+      featureLevel: () => FEATURE_LEVEL, isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
+      leaderName: () => this.lease.holder()?.nodeName ?? null,
+      peers: () => { const h = this.lease.holder(); return h && h.nodeName !== this.nodeName ? [{ nodeName: h.nodeName, apiUrl: h.apiUrl }] : []; },
+      switchover: () => Promise.reject(unavailable('a switchover')),
+      sql: () => this.sqlService, redisPing: async () => { await this.#link.client.ping(); },
+      databasePing: () => this.#pg.ping(),
+    });
+  }
+
+  static async start(config: QuorateConfig, logger: Logger, opts: { onFatal?: (e: Error) => void } = {}): Promise<ExternalNode> {
+    const log = logger.child({ node: config.node.nodeName });
+    // The machines' files are rebuilt from the PostgreSQL log: start empty.
+    const stateDir = join(config.node.dataDir, 'external-state');
+    await rm(stateDir, { recursive: true, force: true });
+    let fatal: (e: Error) => void = (e) => log.fatal({ event: 'node_failed', err: e.message }, e.message);
+    const state = await createNodeState({ dataDir: stateDir, logger: log, onFatal: (e) => fatal(e) });
+    const node = new ExternalNode(config, log, state, loadClusterSecret(config.security.clusterSecretFile), (e) => fatal(e));
+    fatal = (e) => opts.onFatal?.(e);
+    // A database that is restarting when the node starts is waited for (with backoff), up to START_WAIT_MS.
+    const deadline = performance.now() + START_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const version = await node.#pg.migrate();
+        log.info({ event: 'pg_schema', version, target: node.#pg.target }, `external PostgreSQL at ${node.#pg.target}: schema version ${version}`);
+        break;
+      } catch (e) {
+        const why = `cannot prepare the external PostgreSQL database at ${node.#pg.target} (${(e as Error).message})`;
+        if (performance.now() >= deadline || !isConnectionError(e)) {
+          await node.#pg.close();
+          await state.sql.close();
+          throw new Error(`${why}; check database.external.connectionString and that the database accepts this node`);
+        }
+        if (attempt === 0) log.error({ event: 'database_unreachable', target: node.#pg.target, err: (e as Error).message }, `${why}; retrying for up to ${START_WAIT_MS / 1000} s`);
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      }
+    }
+    await node.log.start();
+    node.lease.start();
+    node.appServices.start();
+    log.info({ event: 'node_started', mode: 'external-shared', appliedIndex: node.machines.appliedIndex }, `node ${config.node.nodeName} started (external-shared on ${node.#pg.target}, leader lease in Redis at ${node.#link.target.display}); log applied up to ${node.machines.appliedIndex}`);
+    return node;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await this.appServices.stop();
+    this.#services.close();
+    this.security.close();
+    await this.lease.stop();
+    await this.log.stop();
+    await this.#link.close();
+    await this.#pg.close();
+    await this.sql.close();
+    this.#logger.info({ event: 'node_stopped' }, 'node stopped cleanly');
+  }
+
+  /** The fencing token this node last wrote under (0 before it first led), for log lines; reads no clock, changes nothing. */
+  get term(): number {
+    return this.log.fencedToken;
+  }
+
+  isLeader(): boolean {
+    return this.log.writable;
+  }
+
+  leaderApiUrl(): string | undefined {
+    return this.lease.holder()?.apiUrl;
+  }
+
+  featureLevel(): number {
+    return FEATURE_LEVEL;
+  }
+
+  propose(command: Command, options: ProposeOptions = {}): Promise<ApplyResult> {
+    return this.#timed(this.log.propose(this.#entries.encodeKv(command, Date.now(), options.idempotencyKey, FEATURE_LEVEL)), options.timeoutMs);
+  }
+
+  proposeEnvelope(machine: string, payload: Uint8Array, options: ProposeOptions = {}): Promise<ApplyResult> {
+    const data = encodeEnvelope({ machine, at: Date.now(), ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}), payload });
+    return this.#timed(this.log.propose(data), options.timeoutMs);
+  }
+
+  readBarrier(timeoutMs = 5000): Promise<void> {
+    return this.log.readBarrier(timeoutMs);
+  }
+
+  clusterHistory(limit = 100): { records: readonly HistoryRecord[]; appliedIndex: number } {
+    return { records: this.history.records(limit), appliedIndex: this.machines.appliedIndex };
+  }
+
+  status(): NodeStatus {
+    const lease = this.lease.current();
+    const holder = this.lease.holder();
+    const writable = this.log.writable;
+    const dbOk = this.log.databaseOk && this.log.fatal === undefined;
+    const applied = this.machines.appliedIndex;
+    const last = this.log.lastIndex;
+    const self: PeerInfo = {
+      id: this.nodeId, nodeName: this.nodeName, apiUrl: this.config.node.advertiseApiUrl, peerUrl: '', role: writable ? 'primary' : lease.leading ? 'candidate' : 'standby',
+      status: dbOk ? 'healthy' : 'unreachable', matchIndex: applied, replicationLagEntries: Math.max(0, last - applied), replicationLagMs: 0, lastHeartbeat: undefined, self: true,
+    };
+    const peers: PeerInfo[] = [self];
+    if (holder && holder.nodeName !== this.nodeName) {
+      peers.push({ id: 0, nodeName: holder.nodeName, apiUrl: holder.apiUrl, peerUrl: '', role: 'primary', status: 'healthy', matchIndex: last, replicationLagEntries: 0, replicationLagMs: 0, lastHeartbeat: undefined, self: false });
+    }
+    const storageError = this.log.fatal?.message ?? this.log.databaseError;
+    return {
+      id: this.nodeId, nodeName: this.nodeName, haId: this.config.cluster.haId, role: self.role, raftRole: writable ? 'leader' : lease.leading ? 'candidate' : 'follower',
+      term: holder?.term ?? lease.term, leaderId: holder ? (holder.nodeName === this.nodeName ? this.nodeId : 0) : 0, leaderName: holder?.nodeName, leaderApiUrl: holder?.apiUrl,
+      commitIndex: last, appliedIndex: applied, lastIndex: last, firstIndex: 1, snapshotIndex: 0, revision: this.kv.revision,
+      // The "quorum" of this mode: the lease holder raised the fence and PostgreSQL answers.
+      quorumMet: writable ? dbOk : holder !== undefined, votersReachable: holder !== undefined ? 1 : 0, votersTotal: 1, writeQuorum: 1, failureTolerance: 0,
+      peers, storageHealthy: dbOk, storageError, splitBrainWarning: this.log.splitBrainWarning ?? this.lease.warning, startedAt: this.#startedAt, version: VERSION,
+      featureLevel: FEATURE_LEVEL, redisConnected: this.#link.connected,
+    };
+  }
+
+  metricsText(): Promise<string> {
+    return this.#metrics.text();
+  }
+
+  modes(): ModesInfo {
+    return { failoverMode: 'automatic', failoverModeSource: 'file', paused: false, drained: [], autoFailover: true, notice: undefined };
+  }
+
+  isRemoved(): boolean { return false; }
+  switchover(): Promise<{ from: string; to: string; term: number; pauseMs: number }> { return Promise.reject(unavailable('a switchover')); }
+  failoverSafe(): Promise<{ safe: boolean; caughtUp: string[] }> { return Promise.reject(unavailable('failover-safe')); }
+  snapshotNow(): Promise<{ index: number }> { return Promise.reject(unavailable('a snapshot (the log lives in PostgreSQL: back it up with pg_dump)')); }
+  createJoinToken(): { token: string; expiresAt: string; ttlMs: number } { throw unavailable('a join token'); }
+  enroll(): ReturnType<ClusterControl['enroll']> { return Promise.reject(unavailable('enrolling a node')); }
+  removeMember(): ReturnType<ClusterControl['removeMember']> { return Promise.reject(unavailable('removing a member')); }
+  failoverHere(): ReturnType<ClusterControl['failoverHere']> { return Promise.reject(unavailable('an operator failover')); }
+  proposeSetting(): Promise<void> { return Promise.reject(unavailable('a failover-mode setting')); }
+  promoteDr(): ReturnType<DrControl['promoteDr']> { return Promise.reject(unavailable('DR promotion')); }
+  isolate(): ReturnType<DrControl['isolate']> { return Promise.reject(unavailable('isolate')); }
+
+  /**
+   * Leader work with external effects (outbox deliveries) starts only once this node raised the fencing row with
+   * the lease's token: a leader that has the lease but not the log yet does not act.
+   */
+  #afterFence(svc: LeaderService): LeaderService {
+    let timer: NodeJS.Timeout | undefined;
+    let started = false;
+    return {
+      name: svc.name,
+      start: (term) => {
+        const check = () => {
+          if (this.log.fencedToken === term && this.lease.current().term === term) {
+            timer = undefined;
+            started = true;
+            svc.start(term);
+          } else timer = setTimeout(check, 100);
+        };
+        check();
+      },
+      stop: () => {
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+        if (started) svc.stop();
+        started = false;
+      },
+    };
+  }
+
+  #timed(p: Promise<ApplyResult>, timeoutMs = DEFAULT_PROPOSE_TIMEOUT_MS): Promise<ApplyResult> {
+    let timer: NodeJS.Timeout | undefined;
+    const t = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new NodeError('commit_unknown', `the write did not complete within ${timeoutMs} ms (PostgreSQL at ${this.#pg.target} is slow or unreachable); it may or may not have been applied`)), timeoutMs);
+    });
+    return Promise.race([p, t]).finally(() => clearTimeout(timer));
+  }
+
+  #notLeader(): NodeError {
+    const h = this.lease.holder();
+    if (h && h.nodeName === this.nodeName && !this.log.writable) return new NodeError('no_leader', 'this node holds the leader lease but has not taken over the PostgreSQL log yet; retry in a moment');
+    return h && h.nodeName !== this.nodeName ? notLeader(h.nodeName, h.apiUrl) : notLeader(undefined, undefined);
+  }
+}
