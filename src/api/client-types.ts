@@ -28,10 +28,13 @@ export interface ClusterHealthNode {
   nodeName: string; role: string; status: string; lastHeartbeat?: string | null; databaseMode?: string;
   matchIndex?: number; replicationLagEntries?: number; replicationLagMs?: number; [k: string]: unknown;
 }
+export interface HoldJson { reason: string | null; since: string; expiresAt: string | null; expiresInMs: number | null }
 export interface ClusterHealth {
   clusterHealthy: boolean; leaderNode: string | null; term: number; nodes: ClusterHealthNode[];
   /** null: the node does not use Redis. */ redisConnected?: boolean | null; writeQuorum: number; quorumMet: boolean; failoverSafe: boolean; failureTolerance: number;
   failoverMode?: string; paused?: boolean; drained?: string[]; autoFailover?: boolean; notice?: string;
+  /** A pause's or drain's operator reason and expiry (ISO times; expiresInMs left), when given. */
+  pause?: HoldJson; drains?: Record<string, HoldJson>;
   approval?: { candidate: string | null; term: number | null; since: string | null; command: string | null; reason?: string };
   /** Config keys that must agree across members but differ (each line names the key and both values). */
   configWarnings?: string[];

@@ -137,7 +137,7 @@ export interface ClusterControl {
   /** True when at least one voter other than the leader is fully caught up; waits up to waitMs for it. Throws not_leader on a follower. */
   failoverSafe(waitMs: number): Promise<{ safe: boolean; caughtUp: string[] }>;
   /** Prometheus text exposition of this node's metrics. */
-  metricsText(): string;
+  metricsText(): Promise<string>;
   /** Snapshot and compact the log now. */
   snapshotNow(): Promise<{ index: number }>;
   /** The newest `limit` (default all) cluster history records of this node's applied state, oldest first, with the applied index they reflect. */
@@ -271,14 +271,29 @@ export interface SwitchoverSchedulePort {
 
 export type SettingChange =
   | { readonly key: 'failover'; readonly value: 'automatic' | 'manual' | 'approval' }
-  | { readonly key: 'paused'; readonly value: boolean }
-  | { readonly key: 'drained'; readonly nodeName: string; readonly value: boolean };
+  | ({ readonly key: 'paused'; readonly value: boolean } & HoldChange)
+  | ({ readonly key: 'drained'; readonly nodeName: string; readonly value: boolean } & HoldChange);
+
+/** A pause's or drain's operator reason and expiry (ms since the epoch); cluster feature level 3. */
+export interface HoldChange {
+  readonly reason?: string;
+  readonly expiresAt?: number;
+}
+
+/** A pause's or drain's reason, expiry and start (ms since the epoch, the leader's clock). */
+export interface HoldInfo extends HoldChange {
+  readonly since: number;
+}
 
 export interface ModesInfo {
   readonly failoverMode: 'automatic' | 'manual' | 'approval';
   readonly failoverModeSource: 'replicated' | 'file';
   readonly paused: boolean;
   readonly drained: readonly string[];
+  /** The pause's reason and expiry, when given. */
+  readonly pause?: HoldInfo;
+  /** Drained nodes' reasons and expiries, for those given one. */
+  readonly drains?: Readonly<Record<string, HoldInfo>>;
   readonly autoFailover: boolean;
   readonly notice: string | undefined;
   /** Failover mode approval with no leader known: the proposal. */

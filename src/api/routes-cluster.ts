@@ -6,7 +6,7 @@ import { badField } from './errors.js';
 import { onLeader, tryLocalThenLeader } from './leader.js';
 import { modesBody } from './routes-health.js';
 import { ApiError } from './errors.js';
-import type { ClusterControl, ScheduledSwitchoverInfo, SettingChange, SwitchoverSchedulePort } from './ports.js';
+import type { ClusterControl, ScheduledSwitchoverInfo, HoldChange, SettingChange, SwitchoverSchedulePort } from './ports.js';
 import { parseSwitchover, parseSwitchoverAt } from './validate.js';
 
 /** failover-safe waits at most this long. */
@@ -78,6 +78,9 @@ export function historyJson(r: HistoryRecord): Record<string, unknown> {
   if (r.kind === 'leader') {
     return { ...base, leaderId: r.leaderId, leaderName: r.leaderName, previousLeaderId: r.previousLeaderId ?? null, previousLeaderName: r.previousLeaderName ?? null, reason: r.reason };
   }
+  if (r.kind === 'maintenance') {
+    return { ...base, op: r.op, nodeName: r.nodeName ?? null, reason: r.reason ?? null, by: r.by, expiresAt: r.expiresAt !== undefined ? new Date(r.expiresAt).toISOString() : null };
+  }
   return { ...base, op: r.op, nodeId: r.nodeId, nodeName: r.nodeName ?? null, role: r.role ?? null, confIndex: r.confIndex };
 }
 
@@ -107,6 +110,18 @@ function peerAddress(o: Record<string, unknown>, k: string): string {
 
 
 /** A settings change on the leader (forwarded there), answered with the modes after it applied. */
+/** Longest pause or drain (`expiresInMs`): 30 days. */
+const MAX_HOLD_MS = 30 * 24 * 3_600_000;
+
+/** The optional `reason` and `expiresInMs` of a pause or drain; the expiry becomes an absolute time on the node that proposes it (the leader). */
+function holdOf(b: Record<string, unknown>): HoldChange {
+  const reason = b['reason'];
+  const ms = b['expiresInMs'];
+  if (reason !== undefined && !(typeof reason === 'string' && reason.trim() !== '' && reason.length <= 500)) throw badField('reason', 'must be a non-empty text of at most 500 characters');
+  if (ms !== undefined && !(typeof ms === 'number' && Number.isSafeInteger(ms) && ms >= 1000 && ms <= MAX_HOLD_MS)) throw badField('expiresInMs', `must be an integer in 1000..${MAX_HOLD_MS} (ms; at most 30 days)`);
+  return { ...(reason !== undefined ? { reason: (reason as string).trim() } : {}), ...(ms !== undefined ? { expiresAt: Date.now() + (ms as number) } : {}) };
+}
+
 function settingRoute(parse: (body: Record<string, unknown>) => SettingChange, event: string): Route {
   return {
     auth: 'admin',
@@ -310,16 +325,18 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       return { key: 'failover', value: v };
     }, 'setting_changed'),
   },
-  '/v1/cluster/pause': { POST: settingRoute((b) => (onlyKeys(b, []), { key: 'paused', value: true }), 'paused') },
+  '/v1/cluster/pause': { POST: settingRoute((b) => (onlyKeys(b, ['reason', 'expiresInMs']), { key: 'paused', value: true, ...holdOf(b) }), 'paused') },
   '/v1/cluster/resume': { POST: settingRoute((b) => (onlyKeys(b, []), { key: 'paused', value: false }), 'resumed') },
   '/v1/cluster/drain': {
     POST: settingRoute((b) => {
-      onlyKeys(b, ['nodeName', 'drained']);
+      onlyKeys(b, ['nodeName', 'drained', 'reason', 'expiresInMs']);
       const n = b['nodeName'];
       if (typeof n !== 'string' || n === '' || n.length > 256) throw badField('nodeName', 'must be a member\'s node name');
       const d = b['drained'] ?? true;
       if (typeof d !== 'boolean') throw badField('drained', 'must be true or false');
-      return { key: 'drained', nodeName: n, value: d };
+      const hold = holdOf(b);
+      if (!d && (hold.reason !== undefined || hold.expiresAt !== undefined)) throw badField(hold.reason !== undefined ? 'reason' : 'expiresInMs', 'applies to a drain, not to an undrain (drained: false)');
+      return { key: 'drained', nodeName: n, value: d, ...hold };
     }, 'drain_changed'),
   },
   '/v1/cluster/join-tokens': {
@@ -427,9 +444,9 @@ export const clusterRoutes: Readonly<Record<string, Readonly<Record<string, Rout
       auth: 'reader',
       query: [],
       handle: async (ctx) => {
-        let text = ctx.app.cluster.metricsText();
+        let text = await ctx.app.cluster.metricsText();
         if (text !== '' && !text.endsWith('\n')) text += '\n';
-        ctx.text(200, text + ctx.app.registry.text(), PROMETHEUS_CONTENT_TYPE);
+        ctx.text(200, text + (await ctx.app.registry.text()), PROMETHEUS_CONTENT_TYPE);
       },
     },
   },

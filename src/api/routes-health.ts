@@ -1,7 +1,7 @@
 // /system/health/*: probes for load balancers and monitors (SPEC §4).
 // ping/leader/standby/ready need no token; cluster needs reader.
 import type { RequestContext, Route } from './context.js';
-import type { ClusterControl, NodeStatus } from './ports.js';
+import type { ClusterControl, HoldInfo, NodeStatus } from './ports.js';
 import type { AppCoordination } from './ports-app.js';
 
 /** How long a follower waits for the leader's view of cluster health before answering with its own. */
@@ -63,12 +63,24 @@ export function readyVerdict(s: NodeStatus): Verdict {
   return { ok: reasons.length === 0, reasons };
 }
 
+/** A pause's or drain's reason and expiry as JSON: ISO times, and the ms left (0 once past: the leader ends it within seconds). */
+export function holdJson(h: HoldInfo): Record<string, unknown> {
+  return {
+    reason: h.reason ?? null,
+    since: new Date(h.since).toISOString(),
+    expiresAt: h.expiresAt !== undefined ? new Date(h.expiresAt).toISOString() : null,
+    expiresInMs: h.expiresAt !== undefined ? Math.max(0, h.expiresAt - Date.now()) : null,
+  };
+}
+
 /** Failover mode, paused, drained and the operator notice, for health and status bodies (absent when the node has no modes). */
 export function modesBody(cluster: ClusterControl): Record<string, unknown> {
   const m = cluster.modes();
   if (m === undefined) return {};
   return {
     failoverMode: m.failoverMode, paused: m.paused, drained: m.drained, autoFailover: m.autoFailover,
+    ...(m.pause !== undefined ? { pause: holdJson(m.pause) } : {}),
+    ...(m.drains !== undefined ? { drains: Object.fromEntries(Object.entries(m.drains).map(([n, h]) => [n, holdJson(h)])) } : {}),
     ...(m.notice !== undefined ? { notice: m.notice } : {}),
     ...(m.approval !== undefined ? { approval: m.approval } : {}),
   };
@@ -106,6 +118,7 @@ export async function clusterHealth(cluster: ClusterControl, coord?: AppCoordina
   }
   const mode = cluster.config.database.mode;
   const drained = new Set(cluster.modes().drained ?? []);
+  const drains = cluster.modes().drains ?? {};
   // Application checks per node: this node's own, the others' as the leader last polled them (absent: none configured or not known).
   const own = coord?.health();
   const peerChecks = coord?.peerHealth() ?? {};
@@ -116,6 +129,7 @@ export async function clusterHealth(cluster: ClusterControl, coord?: AppCoordina
   const nodes = s.peers.map((p) => ({
     nodeName: p.nodeName,
     drained: drained.has(p.nodeName),
+    ...(drains[p.nodeName] !== undefined ? { drain: holdJson(drains[p.nodeName]!) } : {}),
     role: p.role,
     status: p.status,
     lastHeartbeat: p.lastHeartbeat ?? null,

@@ -2,6 +2,7 @@
 import { UsageError, duration, int, str, bool } from './args.js';
 import { EXIT, cell, keyValues, objectTable, table, type Command } from './command.js';
 import type { ClusterHealth, ClusterStatus } from '../api/client.js';
+import { holdText } from './modes.js';
 
 const status: Command = {
   name: 'status',
@@ -62,7 +63,8 @@ export function renderHealth(h: ClusterHealth): string {
     ['tolerates', `${cell(h.failureTolerance)} node failure${h.failureTolerance === 1 ? '' : 's'}`],
     ...(h.redisConnected !== undefined && h.redisConnected !== null ? [['redis', h.redisConnected ? 'connected' : 'disconnected'] as const] : []),
     ...(h.failoverMode !== undefined ? [['failover', `${h.failoverMode}${h.paused === true ? ' (PAUSED)' : ''}${h.autoFailover === false ? ' — automatic failover disabled' : ''}`] as const] : []),
-    ...(h.drained !== undefined && h.drained.length > 0 ? [['drained', h.drained.join(', ')] as const] : []),
+    ...(h.pause !== undefined ? [['paused', holdText(h.pause).slice(2, -1)] as const] : []),
+    ...(h.drained !== undefined && h.drained.length > 0 ? [['drained', h.drained.map((d) => `${d}${holdText(h.drains?.[d])}`).join(', ')] as const] : []),
     ...(h.approval !== undefined ? [['approval', h.approval.candidate !== null ? `candidate ${h.approval.candidate}, term ${cell(h.approval.term)} (since ${cell(h.approval.since)})` : `no candidate: ${h.approval.reason ?? ''}`] as const] : []),
   ]);
   const rows = (h.nodes ?? []).map((n) => [
@@ -273,6 +275,11 @@ function historyRow(r: Record<string, unknown>): string[] {
   if (r['kind'] === 'leader') {
     const from = r['previousLeaderId'] === null || r['previousLeaderId'] === undefined ? '-' : name(r['previousLeaderName'], r['previousLeaderId']);
     return [cell(r['at']), 'leader', cell(r['term']), `${from} → ${name(r['leaderName'], r['leaderId'])}`, cell(r['reason'])];
+  }
+  if (r['kind'] === 'maintenance') {
+    const what = r['nodeName'] !== null && r['nodeName'] !== undefined ? `${cell(r['op'])} ${cell(r['nodeName'])}` : cell(r['op']);
+    const until = typeof r['expiresAt'] === 'string' ? `, until ${r['expiresAt']}` : '';
+    return [cell(r['at']), 'maintenance', cell(r['term']), what, `${r['by'] === 'expiry' ? 'expired' : 'by operator'}${typeof r['reason'] === 'string' ? `: ${r['reason']}` : ''}${until}`];
   }
   const who = name(r['nodeName'], r['nodeId']);
   const op = cell(r['op']);

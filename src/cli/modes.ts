@@ -1,14 +1,25 @@
 // Failover and maintenance verbs: failover, config set, pause, resume, drain, undrain (src/node/modes.ts).
-import { int, str } from './args.js';
+import { duration, int, str, type ParsedArgs } from './args.js';
 import { UsageError } from './args.js';
 import { EXIT, cell, type Command } from './command.js';
 
 type Body = Record<string, unknown>;
 
+/** " (reason: X, until T, N min left)" for a pause or drain that has either; '' otherwise. */
+export function holdText(h: unknown): string {
+  if (typeof h !== 'object' || h === null) return '';
+  const o = h as Body;
+  const bits: string[] = [];
+  if (typeof o['reason'] === 'string') bits.push(`reason: ${o['reason']}`);
+  if (typeof o['expiresAt'] === 'string') bits.push(`until ${o['expiresAt']}${typeof o['expiresInMs'] === 'number' ? ` (${o['expiresInMs'] < 120_000 ? `${Math.ceil(o['expiresInMs'] / 1000)} s` : `${Math.ceil(o['expiresInMs'] / 60_000)} min`} left)` : ''}`);
+  return bits.length > 0 ? ` (${bits.join(', ')})` : '';
+}
+
 function modesLine(r: Body): string {
-  const parts = [`failover mode ${cell(r['failoverMode'])}`, r['paused'] === true ? 'PAUSED' : 'not paused'];
+  const parts = [`failover mode ${cell(r['failoverMode'])}`, r['paused'] === true ? `PAUSED${holdText(r['pause'])}` : 'not paused'];
   const drained = r['drained'];
-  if (Array.isArray(drained) && drained.length > 0) parts.push(`drained: ${drained.join(', ')}`);
+  const drains = (typeof r['drains'] === 'object' && r['drains'] !== null ? r['drains'] : {}) as Body;
+  if (Array.isArray(drained) && drained.length > 0) parts.push(`drained: ${drained.map((d) => `${String(d)}${holdText(drains[String(d)])}`).join(', ')}`);
   return parts.join('; ') + (typeof r['notice'] === 'string' ? `\n${r['notice']}` : '');
 }
 
@@ -67,12 +78,29 @@ const configSet: Command = {
   },
 };
 
+const HOLD_FLAGS = [
+  { name: 'reason', type: 'string', value: 'TEXT', help: 'why (shown by status, health, the dashboard and the history; needs cluster feature level 3)' },
+  { name: 'for', type: 'string', value: 'DURATION', help: 'ends by itself after DURATION (e.g. 30m, 2h; 1s..720h): the leader resumes/undrains then' },
+] as const;
+
+/** The API body fields of --reason and --for. */
+function holdBody(args: ParsedArgs, name: string): Body {
+  const reason = str(args, 'reason');
+  const raw = str(args, 'for');
+  const ms = duration(args, 'for');
+  if (reason !== undefined && reason.trim() === '') throw new UsageError('--reason needs a text, e.g. --reason "kernel upgrade"', name);
+  if (raw !== undefined && (ms === undefined || ms < 1000 || ms > 720 * 3_600_000)) throw new UsageError(`--for must be a duration from 1s to 720h, e.g. 30m or 2h (got ${JSON.stringify(raw)})`, name);
+  return { ...(reason !== undefined ? { reason } : {}), ...(ms !== undefined ? { expiresInMs: ms } : {}) };
+}
+
 function flagCommand(name: 'pause' | 'resume', summary: string, description: string): Command {
+  const hold = name === 'pause';
   return {
-    name, summary, usage: '', description, flags: [], examples: [`quorate ${name}`], remote: true,
+    name, summary, usage: hold ? '[--reason TEXT] [--for DURATION]' : '', description, flags: hold ? [...HOLD_FLAGS] : [],
+    examples: hold ? ['quorate pause --reason "kernel upgrade" --for 2h', 'quorate pause --json'] : [`quorate ${name}`], remote: true,
     async run(ctx) {
       if (ctx.args.positionals.length > 0) throw new UsageError(`${name} takes no arguments`, name);
-      const r = (await ctx.client().request<Body>('POST', `/v1/cluster/${name}`, { body: {}, write: true })).body;
+      const r = (await ctx.client().request<Body>('POST', `/v1/cluster/${name}`, { body: hold ? holdBody(ctx.args, name) : {}, write: true })).body;
       ctx.print(r, () => modesLine(r));
       return EXIT.ok;
     },
@@ -83,17 +111,17 @@ function drainCommand(name: 'drain' | 'undrain'): Command {
   return {
     name,
     summary: name === 'drain' ? 'keep a node from ever starting an election or taking over' : 'end a drain',
-    usage: 'NAME',
+    usage: name === 'drain' ? 'NAME [--reason TEXT] [--for DURATION]' : 'NAME',
     description: name === 'drain'
-      ? 'A drained node keeps replicating and voting, never campaigns by itself and is never a switchover target. Draining the leader hands leadership to another voter first.'
+      ? 'A drained node keeps replicating and voting, never campaigns by itself and is never a switchover target. Draining the leader hands leadership to another voter first. With --for the leader undrains it when the time is up (recorded in `quorate history` with the reason).'
       : 'The node may campaign and be a switchover target again.',
-    flags: [],
-    examples: [`quorate ${name} node2`],
+    flags: name === 'drain' ? [...HOLD_FLAGS] : [],
+    examples: name === 'drain' ? ['quorate drain node2 --reason "disk swap" --for 30m', 'quorate drain node2'] : [`quorate ${name} node2`],
     remote: true,
     async run(ctx) {
       const nodeName = ctx.args.positionals[0];
       if (nodeName === undefined || ctx.args.positionals.length > 1) throw new UsageError('give exactly one node name (see `quorate peers`)', name);
-      const r = (await ctx.client().request<Body>('POST', '/v1/cluster/drain', { body: { nodeName, drained: name === 'drain' }, write: true })).body;
+      const r = (await ctx.client().request<Body>('POST', '/v1/cluster/drain', { body: { nodeName, drained: name === 'drain', ...(name === 'drain' ? holdBody(ctx.args, name) : {}) }, write: true })).body;
       ctx.print(r, () => `${modesLine(r)}\nleader: ${cell(r['leader'])}`);
       return EXIT.ok;
     },
@@ -103,7 +131,7 @@ function drainCommand(name: 'drain' | 'undrain'): Command {
 export const modeCommands: readonly Command[] = [
   failover,
   configSet,
-  flagCommand('pause', 'maintenance mode: no automatic failover until resume', 'A replicated flag, in force as soon as its entry is in a node\'s log: while paused no node starts an election by itself (a leader that loses its quorum still steps down). `quorate failover` still elects a leader; switchover still works.'),
+  flagCommand('pause', 'maintenance mode: no automatic failover until resume', 'A replicated flag, in force as soon as its entry is in a node\'s log: while paused no node starts an election by itself (a leader that loses its quorum still steps down). `quorate failover` still elects a leader; switchover still works. With --for the leader resumes by itself when the time is up (recorded in `quorate history` with the reason).'),
   flagCommand('resume', 'end maintenance mode: automatic failover again', 'Clears the paused flag (if there is no leader, run `quorate failover` first).'),
   drainCommand('drain'),
   drainCommand('undrain'),

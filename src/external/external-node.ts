@@ -261,7 +261,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     };
   }
 
-  metricsText(): string {
+  metricsText(): Promise<string> {
     return this.#metrics.text();
   }
 

@@ -106,7 +106,7 @@ export class NodeDiagnostics implements DiagnosticsPort {
     this.#s = s;
   }
 
-  localPart(): Promise<DiagnosticsPart> {
+  async localPart(): Promise<DiagnosticsPart> {
     const { config, cluster, coord, alerts, logs } = this.#s;
     const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
     const files: Record<string, string> = {
@@ -114,13 +114,13 @@ export class NodeDiagnostics implements DiagnosticsPort {
       'status.json': json(cluster.status()),
       'modes.json': json(cluster.modes()),
       'config.json': json(redactConfig(config)),
-      'metrics.txt': cluster.metricsText(),
+      'metrics.txt': await cluster.metricsText(),
     };
     const health = coord?.health();
     files['health.json'] = json({ checks: health ?? null, peers: coord?.peerHealth() ?? {} });
     if (alerts !== undefined) files['alerts.json'] = json(alerts.view());
     files['logs.jsonl'] = logs !== undefined ? logs.text() : '';
     const secrets = knownSecrets(config);
-    return Promise.resolve({ files: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, scrub(v, secrets)])) });
+    return { files: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, scrub(v, secrets)])) };
   }
 }

@@ -15,7 +15,8 @@
 // still decides), proposeSetting puts a settings entry in the log.
 import type { Logger } from 'pino';
 import { NONE, isVoting, type Entry, type NodeId, type RawNode } from '../raft/index.js';
-import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, type FailoverMode, type SettingsCommand, type SettingsMachine } from '../state/index.js';
+import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, settingsCommandHasHold, type FailoverMode, type SettingsCommand, type SettingsMachine, type SettingsState, type MaintenanceBy } from '../state/index.js';
+import type { Hold } from '../state/index.js';
 import { Approval, type ApprovalState, type ProbeInfo } from './approval.js';
 import { NodeError } from './errors.js';
 import type { MemberRegistry } from './registry.js';
@@ -27,6 +28,10 @@ export interface ModesView {
   readonly failoverModeSource: 'replicated' | 'file';
   readonly paused: boolean;
   readonly drained: readonly string[];
+  /** The pause's operator reason and expiry (ms since the epoch), when given (feature level 3). */
+  readonly pause?: Hold;
+  /** Drained nodes' reasons and expiries, for those given one. */
+  readonly drains?: Readonly<Record<string, Hold>>;
   /** Whether this node starts elections by itself. */
   readonly autoFailover: boolean;
   /** For status and health: what an operator should know and run, when automatic failover is off. */
@@ -53,6 +58,8 @@ export interface ModesNode {
   switchover(): Promise<unknown>;
   /** No critical application health check fails here (./app-services.ts); an unhealthy node is not an approval candidate. */
   appHealthy?(): boolean;
+  /** A pause/drain setting applied on the leader, by the operator or its expiry; `ended` is the hold it replaced (./maintenance-expiry.ts records it). */
+  settingApplied?(c: SettingsCommand, by: MaintenanceBy, ended: Hold | undefined): Promise<void>;
 }
 
 export class Modes {
@@ -62,7 +69,7 @@ export class Modes {
   readonly #log: Logger;
   readonly #n: ModesNode;
   /** Settings entries appended but not applied yet, by index. */
-  readonly #pending = new Map<number, SettingsCommand>();
+  readonly #pending = new Map<number, { c: SettingsCommand; at: number }>();
   #warned: FailoverMode | undefined;
   /** Failover mode approval: the proposal, polled from the other voters (./approval.ts); tick() from the node's housekeeping. */
   readonly approval: Approval;
@@ -121,13 +128,16 @@ export class Modes {
   }
 
   /** Leader only: puts a cluster-wide setting in the log (format-2 envelope; refused below feature level 2) and waits until it applies. */
-  async proposeSetting(c: SettingsCommand): Promise<void> {
+  async proposeSetting(c: SettingsCommand, by: MaintenanceBy = 'operator'): Promise<void> {
     const n = this.#n;
     if (!n.isLeader()) throw n.notLeader();
     if (c.key === 'drained' && ![...n.registry.peers.keys()].some((id) => n.registry.nameOf(id) === c.nodeName)) {
       throw new NodeError('invalid_transfer', `no member named "${c.nodeName}"; see \`quorate peers\` for names`);
     }
+    const before = this.view(n.appliedIndex());
+    const ended = c.key === 'paused' ? before.pause : c.key === 'drained' ? before.drains?.[c.nodeName] : undefined;
     await n.replica.propose(encodeSetting(c, n.featureLevel(), Date.now()), n.proposeTimeoutMs);
+    if (c.key !== 'failover') await n.settingApplied?.(c, by, ended);
     // Draining the leader: hand leadership to another voter (drained nodes are never switchover targets).
     if (c.key === 'drained' && c.value && c.nodeName === this.#nodeName && n.isLeader()) await n.switchover();
   }
@@ -141,16 +151,17 @@ export class Modes {
     for (const i of [...this.#pending.keys()]) if (i >= first) this.#pending.delete(i);
     for (const e of entries) {
       if (e.type !== 'normal' || e.data.length === 0) continue;
-      const c = settingsCommandOf(e.data);
+      const c = settingsEntryOf(e.data);
       if (c !== undefined) this.#pending.set(e.index, c);
     }
   }
 
   view(appliedIndex: number): ModesView {
-    let s: { failover: FailoverMode | undefined; paused: boolean; drained: ReadonlySet<string> } = { ...this.#settings.view, drained: new Set(this.#settings.view.drained) };
+    const sv = this.#settings.view;
+    let s: SettingsState = { failover: sv.failover, paused: sv.paused, drained: new Set(sv.drained), ...(sv.pause !== undefined ? { pause: sv.pause } : {}), drains: new Map(Object.entries(sv.drains ?? {})) };
     for (const i of [...this.#pending.keys()].sort((a, b) => a - b)) {
       if (i <= appliedIndex) this.#pending.delete(i);
-      else s = applySetting(s, this.#pending.get(i)!);
+      else s = applySetting(s, this.#pending.get(i)!.c, this.#pending.get(i)!.at);
     }
     const replicated = s.failover;
     if (replicated !== undefined && replicated !== this.#fileMode && this.#warned !== replicated) {
@@ -162,14 +173,18 @@ export class Modes {
     const drained = [...s.drained].sort();
     const selfDrained = drained.includes(this.#nodeName);
     const autoFailover = failoverMode === 'automatic' && !s.paused && !selfDrained;
+    const pauseWhy = s.pause === undefined ? '' : `${s.pause.reason !== undefined ? ` (reason: ${s.pause.reason})` : ''}${s.pause.expiresAt !== undefined ? `, until ${new Date(s.pause.expiresAt).toISOString()}` : ''}`;
+    const selfHold = s.drains?.get(this.#nodeName);
+    const drainWhy = selfHold === undefined ? '' : `${selfHold.reason !== undefined ? ` (reason: ${selfHold.reason})` : ''}${selfHold.expiresAt !== undefined ? ` until ${new Date(selfHold.expiresAt).toISOString()}` : ''}`;
     const notice = s.paused
-      ? 'the cluster is paused (maintenance): automatic failover is disabled; run `quorate resume` to end it (`quorate failover` elects a leader meanwhile)'
+      ? `the cluster is paused (maintenance)${pauseWhy}: automatic failover is disabled; run \`quorate resume\` to end it (\`quorate failover\` elects a leader meanwhile)`
       : failoverMode === 'manual'
         ? 'automatic failover is disabled (failover mode manual): if the leader fails, run `quorate failover [--to NAME]`'
         : failoverMode === 'approval'
           ? 'automatic failover is disabled (failover mode approval): if the leader fails, the nodes propose a candidate and term (shown by `quorate status`); run `quorate failover --approve NAME --term T` with them'
-        : selfDrained ? `${this.#nodeName} is drained: it never starts an election itself; run \`quorate undrain ${this.#nodeName}\` to end it` : undefined;
-    return { failoverMode, failoverModeSource: replicated === undefined ? 'file' : 'replicated', paused: s.paused, drained, autoFailover, notice };
+        : selfDrained ? `${this.#nodeName} is drained${drainWhy}: it never starts an election itself; run \`quorate undrain ${this.#nodeName}\` to end it` : undefined;
+    const drains = s.drains !== undefined && s.drains.size > 0 ? Object.fromEntries([...s.drains].sort(([a], [b]) => (a < b ? -1 : 1))) : undefined;
+    return { failoverMode, failoverModeSource: replicated === undefined ? 'file' : 'replicated', paused: s.paused, drained, ...(s.pause !== undefined ? { pause: s.pause } : {}), ...(drains !== undefined ? { drains } : {}), autoFailover, notice };
   }
 
   /** Sets the core's switch from the current view (in the loop). */
@@ -184,19 +199,30 @@ export class Modes {
 
 /** The settings command in an entry, if it is one (anything else, or undecodable: undefined). */
 export function settingsCommandOf(data: Uint8Array): SettingsCommand | undefined {
+  return settingsEntryOf(data)?.c;
+}
+
+/** The settings command in an entry with its leader-stamped time. */
+function settingsEntryOf(data: Uint8Array): { c: SettingsCommand; at: number } | undefined {
   try {
     const d = decodeEntry(data, 2);
     if (d.version !== 2 || d.envelope.machine !== SETTINGS_MACHINE_ID) return undefined;
-    return decodeSettingsPayload(d.envelope.payload);
+    return { c: decodeSettingsPayload(d.envelope.payload), at: d.envelope.at };
   } catch {
     return undefined;
   }
 }
 
-/** A settings entry (format-2 envelope); refused below cluster feature level 2. */
+/** Cluster feature level of settings commands with a reason or expiry (settings version 2). */
+export const HOLD_FEATURE_LEVEL = 3;
+
+/** A settings entry (format-2 envelope); refused below cluster feature level 2, and with a reason or expiry below level 3. */
 export function encodeSetting(c: SettingsCommand, featureLevel: number, at: number): Uint8Array {
   if (featureLevel < 2) {
     throw new NodeError('invalid_transfer', `cluster-wide settings need cluster feature level 2 (this cluster is at ${featureLevel}: some member runs the previous release or has not been heard from); upgrade every member, then retry`);
+  }
+  if (featureLevel < HOLD_FEATURE_LEVEL && settingsCommandHasHold(c)) {
+    throw new NodeError('invalid_transfer', `a pause or drain with a reason or expiry needs cluster feature level ${HOLD_FEATURE_LEVEL} (this cluster is at ${featureLevel}: some member runs an older release); upgrade every member, or retry without reason and expiresInMs (--reason, --for)`);
   }
   return encodeEnvelope({ machine: SETTINGS_MACHINE_ID, at, payload: encodeSettingsPayload(c) });
 }

@@ -6,16 +6,16 @@ import type { NodeStatus } from '../api/ports.js';
 import { fsyncDelta, parseHistogram } from './netdisk.js';
 import { LeaderWatch } from './leader-watch.js';
 
-test('parseHistogram and fsyncDelta: count, mean and the p99 bucket bound of one interval', () => {
+test('parseHistogram and fsyncDelta: count, mean and the p99 bucket bound of one interval', async () => {
   const m = new MetricsRegistry();
   const h = m.histogram('quorate_fsync_latency_seconds', 'x', [0.001, 0.01, 0.1]);
   for (let i = 0; i < 10; i++) h.observe(0.0005);
-  const a = parseHistogram(m.text(), 'quorate_fsync_latency_seconds')!;
+  const a = parseHistogram(await m.text(), 'quorate_fsync_latency_seconds')!;
   assert.equal(a.count, 10);
   for (let i = 0; i < 98; i++) h.observe(0.005);
   h.observe(0.05);
   h.observe(0.05);
-  const b = parseHistogram(m.text(), 'quorate_fsync_latency_seconds')!;
+  const b = parseHistogram(await m.text(), 'quorate_fsync_latency_seconds')!;
   const d = fsyncDelta(a, b, 'T');
   assert.equal(d.count, 100);
   assert.equal(d.p99UpperMs, 100, '2 of 100 above 10 ms: the 99th percentile lies under the 100 ms bound');

@@ -57,7 +57,7 @@ export interface NetDiskSources {
   readonly nodeName: string;
   readonly dataDir: string;
   status(): NodeStatus;
-  metricsText(): string;
+  metricsText(): Promise<string>;
   /** Leadership changes this node saw (./leader-watch.ts). */
   leaderChanges?(): NetDiskView['leaderChanges'];
 }
@@ -93,7 +93,7 @@ export class NetDiskSampler {
     this.#running = true;
     try {
       const at = new Date().toISOString();
-      const h = parseHistogram(this.#s.metricsText(), FSYNC);
+      const h = parseHistogram(await this.#s.metricsText(), FSYNC);
       if (h !== undefined) {
         if (this.#prev !== undefined) {
           this.#fsync.push(fsyncDelta(this.#prev, h, at));

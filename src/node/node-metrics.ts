@@ -6,6 +6,7 @@ import type { NodeStatus } from '../api/ports.js';
 import type { Counter, MetricsRegistry } from '../ops/metrics.js';
 import { NONE } from '../raft/index.js';
 import type { MachineRegistry } from '../state/index.js';
+import type { ModesView } from './modes.js';
 import type { ReplicaMetrics } from './replica.js';
 
 /** Register the node's counters and histograms: the leader changes it sees, and what the replica reports. */
@@ -27,7 +28,7 @@ export function nodeMetrics(m: MetricsRegistry): { leaderChanges: Counter; repli
 }
 
 /** Set the gauges from `st` (and the process's memory), then render every metric as text. */
-export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry, dataDir?: string): string {
+export async function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry, dataDir?: string, modes?: ModesView): Promise<string> {
   const g = (name: string, help: string, v: number, labels?: Record<string, string>) => m.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
   g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
   g('quorate_is_leader', '1 if this node leads', st.raftRole === 'leader' ? 1 : 0);
@@ -52,6 +53,16 @@ export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: Machin
     g('quorate_replication_lag_entries', 'Entries a peer is behind the leader (leader only)', p.replicationLagEntries, { peer: p.nodeName });
     g('quorate_replication_lag_seconds', 'How long a peer has been behind the leader\'s last index (leader only; 0 when caught up)', p.replicationLagMs / 1000, { peer: p.nodeName });
   }
+  if (modes !== undefined) {
+    g('quorate_paused', '1 while the cluster is paused (maintenance: no node starts an election by itself)', modes.paused ? 1 : 0);
+    const drained = m.gauge('quorate_drained', '1 for each drained node (never starts an election, never a switchover target)', ['node']);
+    drained.reset();
+    for (const n of modes.drained) drained.set({ node: n }, 1);
+    const expiry = m.gauge('quorate_maintenance_expiry_timestamp_seconds', 'When a pause (kind="pause") or a node\'s drain (kind="drain") given an expiry ends, as a Unix time; the leader ends it then', ['kind', 'node']);
+    expiry.reset();
+    if (modes.paused && modes.pause?.expiresAt !== undefined) expiry.set({ kind: 'pause', node: '' }, modes.pause.expiresAt / 1000);
+    for (const [n, h] of Object.entries(modes.drains ?? {})) if (h.expiresAt !== undefined) expiry.set({ kind: 'drain', node: n }, h.expiresAt / 1000);
+  }
   if (dataDir !== undefined) {
     try {
       const fs = statfsSync(dataDir);
@@ -61,5 +72,5 @@ export function metricsText(m: MetricsRegistry, st: NodeStatus, machines: Machin
       // the storage health gauge and the node's log say what is wrong with the data dir
     }
   }
-  return m.text();
+  return await m.text();
 }

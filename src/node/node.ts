@@ -33,6 +33,7 @@ import { kvServiceOf } from './kv-service.js';
 import { checkTarget, failoverSafe, switchover, type ControlContext } from './control.js';
 import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
+import { EXPIRY_CHECK_MS, MaintenanceExpiry } from './maintenance-expiry.js';
 import { NodeSecurity } from './security.js';
 import { NodeDrills } from './drills.js';
 import { DEFAULT_AUDIT_MAX } from '../state/index.js';
@@ -93,7 +94,7 @@ export class QuorateNode implements ClusterControl {
   readonly #leadership = new RaftLeadership();
   readonly #services: LeaderServices;
   readonly #transport: PeerTransport;
-  readonly #metrics = new MetricsRegistry();
+  readonly #metrics = new MetricsRegistry({ processMetrics: true });
   readonly #tickMs: number;
   readonly #startedAt = new Date().toISOString();
   #stopped = false;
@@ -106,6 +107,8 @@ export class QuorateNode implements ClusterControl {
   readonly #mLeaderChanges;
   readonly #enroller: Enroller;
   readonly #historyRecorder: HistoryRecorder;
+  /** Pauses and drains that end by themselves, and their history records (./maintenance-expiry.ts). */
+  readonly #maintenance: MaintenanceExpiry;
   /** Failover mode, paused, drained: whether this node campaigns by itself (./modes.ts). */
   readonly #modes: Modes;
   /** Removed from the cluster: serves no data (./enroll.ts). */
@@ -251,8 +254,11 @@ export class QuorateNode implements ClusterControl {
       settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log,
       node: { ...this.#control, replica: this.#replica, registry: this.#registry, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS, heartbeatMs: config.cluster.heartbeatIntervalMs, clusterSecret: security.clusterSecret,
         appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover(),
-        appHealthy: () => this.appServices.checks.view().healthy },
+        appHealthy: () => this.appServices.checks.view().healthy, settingApplied: (c, by, ended) => this.#maintenance.record(c, by, ended) },
     });
+    this.#maintenance = new MaintenanceExpiry({ log: this.#log, historyMax: config.cluster.historyMax, isLeader: () => this.isLeader(), featureLevel: () => this.featureLevel(),
+      term: () => this.#replica.core.status().term, modes: () => this.#modes.current(), proposeSetting: (c, by) => this.#modes.proposeSetting(c, by),
+      proposeEntry: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
       ca: () => this.autoTls?.view(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
@@ -265,6 +271,7 @@ export class QuorateNode implements ClusterControl {
     this.#vip = virtualIpFor(config, { log: this.#log, confirm: () => this.readBarrier(2000), wonByTransfer, previousLeader: () => this.#previousLeader, fencing: this.#fencing });
     if (this.#vip) this.#services.add(this.#vip);
     this.#services.add(this.#historyRecorder);
+    this.#services.add(periodicService(this.#maintenance.name, EXPIRY_CHECK_MS, () => this.#maintenance.tick()));
     this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
       checkTarget: (to) => void checkTarget(this.#control, to) });
     this.#services.add(this.switchoverSchedule);
@@ -479,8 +486,8 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.snapshotNow();
   }
 
-  metricsText(): string {
-    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir);
+  metricsText(): Promise<string> {
+    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir, this.#modes.current());
   }
 
   /** Removed from the cluster: the API serves no data (503 removed) and health shows role removed. */

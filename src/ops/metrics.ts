@@ -1,9 +1,16 @@
-// A small, dependency-free Prometheus registry: counters, gauges (both with
+// The node's Prometheus registry on prom-client: counters, gauges (both with
 // labels) and histograms, rendered in the text exposition format 0.0.4
 // (https://prometheus.io/docs/instrumenting/exposition_formats/).
 //
-// Why not prom-client: the node needs a handful of series, rendered on demand;
-// this keeps the dependency list short and the output fully under our control.
+// A thin port over prom-client keeps the calling forms the rest of the code uses
+// (`metrics.counter(name, help, labels).inc({..})`, `gauge.set(v)`,
+// `histogram.observe(v, labels)`) and adds what prom-client leaves to callers:
+// a missing or unknown label throws (naming it), labels render in declared order,
+// registering a name twice returns the same metric. With `processMetrics`, the
+// registry also renders prom-client's default process metrics (CPU, file
+// descriptors, event-loop lag, GC, heap spaces, ...) under their standard names,
+// except the few the node already exports under the same name (ours are kept).
+import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Labels = Readonly<Record<string, string | number>>;
 
@@ -16,20 +23,26 @@ export const DEFAULT_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1
 const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
-function escapeHelp(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
+/**
+ * prom-client default metrics the node exports itself under the same name (with
+ * its own help text, see src/node/node-metrics.ts), and the ones only set by the
+ * collector of a dropped one (prom-client's process_resident_memory_bytes gauge
+ * also sets the virtual memory and heap gauges): left out of the default set.
+ */
+const DEFAULTS_OWNED_BY_NODE = ['process_resident_memory_bytes', 'process_virtual_memory_bytes', 'process_heap_bytes', 'nodejs_external_memory_bytes'];
+/** Gauges named like counters (`promtool check metrics` flags them); their per-type gauges (nodejs_active_handles{type}, ...) stay. */
+const DEFAULTS_LINT = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-function escapeLabelValue(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
+let processDefaults: Registry | undefined;
 
-/** Sample value as Prometheus writes it (+Inf, -Inf, NaN, or a Go-parsable float). */
-export function formatValue(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  return String(v);
+/** One registry of prom-client's default metrics per process (they describe the process, and their observers are process-wide). */
+function processRegistry(): Registry {
+  if (processDefaults === undefined) {
+    processDefaults = new Registry();
+    collectDefaultMetrics({ register: processDefaults });
+    for (const name of [...DEFAULTS_OWNED_BY_NODE, ...DEFAULTS_LINT]) processDefaults.removeSingleMetric(name);
+  }
+  return processDefaults;
 }
 
 function checkLabelNames(metric: string, names: readonly string[], reserved: readonly string[] = []): void {
@@ -42,20 +55,30 @@ function checkLabelNames(metric: string, names: readonly string[], reserved: rea
   }
 }
 
-/** Labels in declared order, as `{a="1",b="2"}` ('' without labels); throws on a missing or unknown label. */
-function renderLabels(metric: string, names: readonly string[], labels: Labels | undefined, extra?: string): string {
+/** The labels in declared order with string values; throws on a missing or unknown label. */
+function normalize(metric: string, names: readonly string[], labels: Labels | undefined): Record<string, string> {
   const given = labels ?? {};
   for (const k of Object.keys(given)) {
     if (!names.includes(k)) throw new Error(`metric ${metric}: unknown label ${JSON.stringify(k)} (declared: ${names.join(', ') || 'none'})`);
   }
-  const parts: string[] = [];
+  const out: Record<string, string> = {};
   for (const n of names) {
     const v = given[n];
     if (v === undefined) throw new Error(`metric ${metric}: missing label ${JSON.stringify(n)}`);
-    parts.push(`${n}="${escapeLabelValue(String(v))}"`);
+    out[n] = String(v);
   }
-  if (extra !== undefined) parts.push(extra);
-  return parts.length === 0 ? '' : `{${parts.join(',')}}`;
+  return out;
+}
+
+function sameLabels(a: Readonly<Record<string, unknown>>, b: Record<string, string>, ignore?: string): boolean {
+  const ka = Object.keys(a).filter((k) => k !== ignore);
+  return ka.length === Object.keys(b).length && ka.every((k) => String(a[k]) === b[k]);
+}
+
+/** Splits the (labels?, n?) calling forms: inc(), inc(5), inc({a:'x'}), inc({a:'x'}, 5). */
+function args(a: Labels | number | undefined, b: number | undefined, dflt: number | undefined): [Labels | undefined, number | undefined] {
+  if (typeof a === 'number') return [undefined, a];
+  return [a, b ?? dflt];
 }
 
 abstract class Metric {
@@ -70,100 +93,78 @@ abstract class Metric {
     this.labelNames = [...labelNames];
   }
 
-  header(): string {
-    return `# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}\n`;
+  protected labels(labels: Labels | undefined): Record<string, string> {
+    return normalize(this.name, this.labelNames, labels);
   }
-
-  abstract samples(): string;
-}
-
-/** Splits the (labels?, n?) calling forms: inc(), inc(5), inc({a:'x'}), inc({a:'x'}, 5). */
-function args(a: Labels | number | undefined, b: number | undefined, dflt: number | undefined): [Labels | undefined, number | undefined] {
-  if (typeof a === 'number') return [undefined, a];
-  return [a, b ?? dflt];
 }
 
 abstract class LabeledValues extends Metric {
-  readonly #values = new Map<string, number>();
-
-  protected key(labels: Labels | undefined): string {
-    return renderLabels(this.name, this.labelNames, labels);
-  }
-
-  protected add(labels: Labels | undefined, n: number): void {
-    const k = this.key(labels);
-    this.#values.set(k, (this.#values.get(k) ?? 0) + n);
-  }
-
-  protected put(labels: Labels | undefined, v: number): void {
-    this.#values.set(this.key(labels), v);
-  }
+  protected abstract readonly prom: PromCounter | PromGauge;
 
   /** Current value of one series (0 when never touched). */
-  get(labels?: Labels): number {
-    return this.#values.get(this.key(labels)) ?? 0;
+  async get(labels?: Labels): Promise<number> {
+    const want = this.labels(labels);
+    const { values } = await this.prom.get();
+    return values.find((v) => sameLabels(v.labels, want))?.value ?? 0;
   }
 
   /** Removes every series (e.g. gauges describing peers that left). */
   reset(): void {
-    this.#values.clear();
-  }
-
-  samples(): string {
-    let out = '';
-    // A metric without labels shows 0 before the first update, as client libraries do.
-    if (this.#values.size === 0 && this.labelNames.length === 0) return `${this.name} 0\n`;
-    for (const [k, v] of this.#values) out += `${this.name}${k} ${formatValue(v)}\n`;
-    return out;
+    this.prom.reset();
   }
 }
 
 export class Counter extends LabeledValues {
   readonly type = 'counter' as const;
+  protected readonly prom: PromCounter;
+
+  constructor(name: string, help: string, labelNames: readonly string[], registry: Registry) {
+    super(name, help, labelNames);
+    this.prom = new PromCounter({ name, help, labelNames: [...labelNames], registers: [registry] });
+  }
 
   /** inc(), inc(n), inc(labels), inc(labels, n); n must be >= 0. */
   inc(labels?: Labels | number, n?: number): void {
     const [l, v] = args(labels, n, 1);
     const by = v ?? 1;
     if (!(by >= 0) || !Number.isFinite(by)) throw new Error(`counter ${this.name}: increment must be a finite number >= 0, got ${by}`);
-    this.add(l, by);
+    this.prom.inc(this.labels(l), by);
   }
 }
 
 export class Gauge extends LabeledValues {
   readonly type = 'gauge' as const;
+  protected readonly prom: PromGauge;
+
+  constructor(name: string, help: string, labelNames: readonly string[], registry: Registry) {
+    super(name, help, labelNames);
+    this.prom = new PromGauge({ name, help, labelNames: [...labelNames], registers: [registry] });
+  }
 
   /** set(v) or set(labels, v). */
   set(labels: Labels | number, v?: number): void {
     const [l, val] = args(labels, v, undefined);
     if (val === undefined) throw new Error(`gauge ${this.name}: set needs a value`);
-    this.put(l, val);
+    this.prom.set(this.labels(l), val);
   }
 
   inc(labels?: Labels | number, n?: number): void {
     const [l, v] = args(labels, n, 1);
-    this.add(l, v ?? 1);
+    this.prom.inc(this.labels(l), v ?? 1);
   }
 
   dec(labels?: Labels | number, n?: number): void {
     const [l, v] = args(labels, n, 1);
-    this.add(l, -(v ?? 1));
+    this.prom.dec(this.labels(l), v ?? 1);
   }
-}
-
-interface HistogramSeries {
-  readonly labelText: string;
-  readonly counts: number[];
-  sum: number;
-  count: number;
 }
 
 export class Histogram extends Metric {
   readonly type = 'histogram' as const;
   readonly buckets: readonly number[];
-  readonly #series = new Map<string, HistogramSeries>();
+  readonly #prom: PromHistogram;
 
-  constructor(name: string, help: string, buckets: readonly number[], labelNames: readonly string[]) {
+  constructor(name: string, help: string, buckets: readonly number[], labelNames: readonly string[], registry: Registry) {
     super(name, help, labelNames);
     checkLabelNames(name, labelNames, ['le']);
     if (buckets.length === 0) throw new Error(`histogram ${name}: needs at least one bucket`);
@@ -173,52 +174,42 @@ export class Histogram extends Metric {
       if (i > 0 && !(b > buckets[i - 1]!)) throw new Error(`histogram ${name}: buckets must increase strictly, got ${buckets[i - 1]} then ${b}`);
     }
     this.buckets = [...buckets];
-  }
-
-  #get(labels: Labels | undefined): HistogramSeries {
-    const labelText = renderLabels(this.name, this.labelNames, labels);
-    let s = this.#series.get(labelText);
-    if (s === undefined) {
-      s = { labelText, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
-      this.#series.set(labelText, s);
-    }
-    return s;
+    this.#prom = new PromHistogram({ name, help, buckets: [...buckets], labelNames: [...labelNames], registers: [registry] });
   }
 
   /** Records one observation (labels only when the histogram declares label names). */
   observe(v: number, labels?: Labels): void {
     if (Number.isNaN(v)) throw new Error(`histogram ${this.name}: cannot observe NaN`);
-    const s = this.#get(labels);
-    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) s.counts[i]!++;
-    s.sum += v;
-    s.count++;
+    const l = this.labels(labels);
+    if (this.labelNames.length === 0) this.#prom.observe(v);
+    else this.#prom.observe(l, v);
   }
 
   /** Observation count of one series. */
-  count(labels?: Labels): number {
-    return this.#series.get(renderLabels(this.name, this.labelNames, labels))?.count ?? 0;
-  }
-
-  samples(): string {
-    if (this.#series.size === 0 && this.labelNames.length === 0) this.#get(undefined);
-    let out = '';
-    for (const s of this.#series.values()) {
-      const inner = s.labelText === '' ? '' : `${s.labelText.slice(1, -1)},`;
-      this.buckets.forEach((b, i) => {
-        out += `${this.name}_bucket{${inner}le="${formatValue(b)}"} ${s.counts[i]}\n`;
-      });
-      out += `${this.name}_bucket{${inner}le="+Inf"} ${s.count}\n`;
-      out += `${this.name}_sum${s.labelText} ${formatValue(s.sum)}\n`;
-      out += `${this.name}_count${s.labelText} ${s.count}\n`;
-    }
-    return out;
+  async count(labels?: Labels): Promise<number> {
+    const want = this.labels(labels);
+    const { values } = await this.#prom.get();
+    return values.find((s) => s.metricName === `${this.name}_count` && sameLabels(s.labels, want))?.value ?? 0;
   }
 }
 
-export class MetricsRegistry {
-  readonly #metrics = new Map<string, Metric>();
+type AnyMetric = Counter | Gauge | Histogram;
 
-  #register<M extends Metric>(name: string, type: M['type'], labelNames: readonly string[], make: () => M): M {
+export interface MetricsRegistryOptions {
+  /** Also render prom-client's default process metrics (the node's registry; off for the API server's and in tests). */
+  readonly processMetrics?: boolean;
+}
+
+export class MetricsRegistry {
+  readonly #metrics = new Map<string, AnyMetric>();
+  readonly #registry = new Registry();
+  readonly #processMetrics: boolean;
+
+  constructor(opts: MetricsRegistryOptions = {}) {
+    this.#processMetrics = opts.processMetrics === true;
+  }
+
+  #register<M extends AnyMetric>(name: string, type: M['type'], labelNames: readonly string[], make: () => M): M {
     if (!METRIC_NAME_RE.test(name)) throw new Error(`invalid metric name ${JSON.stringify(name)}`);
     const existing = this.#metrics.get(name);
     if (existing !== undefined) {
@@ -233,22 +224,30 @@ export class MetricsRegistry {
 
   counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
     checkLabelNames(name, labelNames);
-    return this.#register(name, 'counter', labelNames, () => new Counter(name, help, labelNames));
+    return this.#register(name, 'counter', labelNames, () => new Counter(name, help, labelNames, this.#registry));
   }
 
   gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
     checkLabelNames(name, labelNames);
-    return this.#register(name, 'gauge', labelNames, () => new Gauge(name, help, labelNames));
+    return this.#register(name, 'gauge', labelNames, () => new Gauge(name, help, labelNames, this.#registry));
   }
 
   histogram(name: string, help: string, buckets: readonly number[] = DEFAULT_BUCKETS, labelNames: readonly string[] = []): Histogram {
-    return this.#register(name, 'histogram', labelNames, () => new Histogram(name, help, buckets, labelNames));
+    return this.#register(name, 'histogram', labelNames, () => new Histogram(name, help, buckets, labelNames, this.#registry));
   }
 
-  /** Text exposition format 0.0.4, metrics in registration order. */
-  text(): string {
-    let out = '';
-    for (const m of this.#metrics.values()) out += m.header() + m.samples();
-    return out;
+  /** Text exposition format 0.0.4: the registered metrics in registration order, then the process metrics (when asked for). */
+  async text(): Promise<string> {
+    let out = await this.#registry.metrics();
+    if (out !== '' && !out.endsWith('\n')) out += '\n';
+    if (this.#processMetrics) {
+      // A default the node registers itself under the same name is the node's (never twice in one exposition).
+      for (const m of processRegistry().getMetricsAsArray()) {
+        if (this.#metrics.has(m.name)) continue;
+        out += `${await processRegistry().getSingleMetricAsString(m.name)}\n`;
+      }
+    }
+    // prom-client separates some metrics with an empty line; one metric per block, no blank lines, keeps the output compact.
+    return out.replace(/\n{2,}/g, '\n');
   }
 }

@@ -10,6 +10,9 @@
 // Payload (msgpack, positional, absent optionals nil):
 //   [1, 'leader', max, term, leaderId, leaderName, previousLeaderId|nil, previousLeaderName|nil, reason]
 //   [1, 'membership', max, term, op, nodeId, nodeName|nil, role|nil, confIndex]
+//   [1, 'maintenance', max, term, op, nodeName|nil, reason|nil, by, expiresAt|nil]
+//     (cluster feature level >= 3: a pause, resume, drain or undrain, by the
+//     operator or by its expiry, with the operator's reason)
 // A leader record for a term not above the newest recorded leader term is a
 // no-op (a leader that re-records after losing and regaining its quorum, or a
 // retry of a proposal that did commit).
@@ -18,6 +21,7 @@
 // record tuple (oldest first):
 //   [seq, index, at, 'leader', term, leaderId, leaderName, prevId|nil, prevName|nil, reason]
 //   [seq, index, at, 'membership', term, op, nodeId, nodeName|nil, role|nil, confIndex]
+//   [seq, index, at, 'maintenance', term, op, nodeName|nil, reason|nil, by, expiresAt|nil]
 // `seq` numbers every record ever appended (1, 2, …), so a reader can tell
 // records were dropped; `index` is the log index of the history entry, `at`
 // its leader-stamped time.
@@ -39,6 +43,8 @@ export const DEFAULT_HISTORY_MAX = 1000;
 /** Largest bound a command may carry. */
 export const HISTORY_MAX_LIMIT = 100_000;
 const NAME_MAX = 256;
+/** Longest operator reason (as the settings machine's). */
+const REASON_MAX = 500;
 
 /**
  * Why a node became leader:
@@ -74,10 +80,29 @@ export interface MembershipHistoryCommand {
   /** Log index of the membership entry. */
   readonly confIndex: number;
 }
-export type HistoryCommand = LeaderHistoryCommand | MembershipHistoryCommand;
+export const MAINTENANCE_OPS = ['pause', 'resume', 'drain', 'undrain'] as const;
+export type MaintenanceOp = (typeof MAINTENANCE_OPS)[number];
+/** Who ended or started it: the operator's command, or the leader when its expiry passed. */
+export const MAINTENANCE_BY = ['operator', 'expiry'] as const;
+export type MaintenanceBy = (typeof MAINTENANCE_BY)[number];
+/** A pause, resume, drain or undrain (cluster feature level >= 3). */
+export interface MaintenanceHistoryCommand {
+  readonly kind: 'maintenance';
+  readonly max: number;
+  readonly term: number;
+  readonly op: MaintenanceOp;
+  /** The drained node (drain, undrain). */
+  readonly nodeName?: string | undefined;
+  /** The operator's reason (for an expiry: the reason of the pause or drain that ended). */
+  readonly reason?: string | undefined;
+  readonly by: MaintenanceBy;
+  /** When the pause or drain ends (ms since the epoch), if it was given an expiry. */
+  readonly expiresAt?: number | undefined;
+}
+export type HistoryCommand = LeaderHistoryCommand | MembershipHistoryCommand | MaintenanceHistoryCommand;
 
 /** A stored record: the command (without `max`), where and when it was applied. */
-export type HistoryRecord = (Omit<LeaderHistoryCommand, 'max'> | Omit<MembershipHistoryCommand, 'max'>) & {
+export type HistoryRecord = (Omit<LeaderHistoryCommand, 'max'> | Omit<MembershipHistoryCommand, 'max'> | Omit<MaintenanceHistoryCommand, 'max'>) & {
   /** Sequence number over every record ever appended (1, 2, …). */
   readonly seq: number;
   /** Log index of the history entry. */
@@ -95,7 +120,9 @@ export function encodeHistoryPayload(c: HistoryCommand): Uint8Array {
   });
   return packCanonical(c.kind === 'leader'
     ? [HISTORY_COMMAND_VERSION, 'leader', c.max, c.term, c.leaderId, c.leaderName, nil(c.previousLeaderId), nil(c.previousLeaderName), c.reason]
-    : [HISTORY_COMMAND_VERSION, 'membership', c.max, c.term, c.op, c.nodeId, nil(c.nodeName), nil(c.role), c.confIndex]);
+    : c.kind === 'membership'
+      ? [HISTORY_COMMAND_VERSION, 'membership', c.max, c.term, c.op, c.nodeId, nil(c.nodeName), nil(c.role), c.confIndex]
+      : [HISTORY_COMMAND_VERSION, 'maintenance', c.max, c.term, c.op, nil(c.nodeName), nil(c.reason), c.by, nil(c.expiresAt)]);
 }
 
 export function decodeHistoryPayload(payload: Uint8Array): HistoryCommand {
@@ -136,7 +163,14 @@ function tupleToCommand(t: unknown[], bad: Bad): HistoryCommand {
       nodeName: opt(t[5] as string | null), role: opt(t[6] as string | null), confIndex: t[7] as number,
     };
   }
-  return bad('kind', `expected "leader" or "membership", got ${JSON.stringify(kind)}`);
+  if (kind === 'maintenance') {
+    if (t.length !== 8) bad('payload', 'a maintenance record has 8 fields after the version');
+    return {
+      kind, max: t[1] as number, term: t[2] as number, op: t[3] as MaintenanceOp, nodeName: opt(t[4] as string | null),
+      reason: opt(t[5] as string | null), by: t[6] as MaintenanceBy, expiresAt: opt(t[7] as number | null),
+    };
+  }
+  return bad('kind', `expected "leader", "membership" or "maintenance", got ${JSON.stringify(kind)}`);
 }
 
 const isNat = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -151,6 +185,13 @@ function validateHistoryCommand(c: HistoryCommand, bad: Bad, withMax = true): vo
     if (c.previousLeaderId !== undefined && (!isNat(c.previousLeaderId) || c.previousLeaderId === 0)) bad('previousLeaderId', 'expected a positive integer or nil');
     if (c.previousLeaderName !== undefined && !isName(c.previousLeaderName)) bad('previousLeaderName', 'expected a name or nil');
     if (!(LEADER_REASONS as readonly string[]).includes(c.reason)) bad('reason', `expected one of ${LEADER_REASONS.join(', ')}`);
+  } else if (c.kind === 'maintenance') {
+    if (!(MAINTENANCE_OPS as readonly string[]).includes(c.op)) bad('op', `expected one of ${MAINTENANCE_OPS.join(', ')}`);
+    if ((c.op === 'drain' || c.op === 'undrain') !== (c.nodeName !== undefined)) bad('nodeName', 'expected a node name for drain and undrain, nil for pause and resume');
+    if (c.nodeName !== undefined && !isName(c.nodeName)) bad('nodeName', 'expected a name or nil');
+    if (c.reason !== undefined && !(typeof c.reason === 'string' && c.reason.length > 0 && c.reason.length <= REASON_MAX)) bad('reason', `expected 1..${REASON_MAX} characters or nil`);
+    if (!(MAINTENANCE_BY as readonly string[]).includes(c.by)) bad('by', `expected one of ${MAINTENANCE_BY.join(', ')}`);
+    if (c.expiresAt !== undefined && (!isNat(c.expiresAt) || c.expiresAt === 0)) bad('expiresAt', 'expected a positive integer or nil');
   } else {
     if (!(MEMBERSHIP_OPS as readonly string[]).includes(c.op)) bad('op', `expected one of ${MEMBERSHIP_OPS.join(', ')}`);
     if (!isNat(c.nodeId) || c.nodeId === 0) bad('nodeId', 'expected a positive integer');
@@ -163,7 +204,9 @@ function validateHistoryCommand(c: HistoryCommand, bad: Bad, withMax = true): vo
 function recordTuple(r: HistoryRecord): unknown[] {
   return r.kind === 'leader'
     ? [r.seq, r.index, r.at, 'leader', r.term, r.leaderId, r.leaderName, nil(r.previousLeaderId), nil(r.previousLeaderName), r.reason]
-    : [r.seq, r.index, r.at, 'membership', r.term, r.op, r.nodeId, nil(r.nodeName), nil(r.role), r.confIndex];
+    : r.kind === 'membership'
+      ? [r.seq, r.index, r.at, 'membership', r.term, r.op, r.nodeId, nil(r.nodeName), nil(r.role), r.confIndex]
+      : [r.seq, r.index, r.at, 'maintenance', r.term, r.op, nil(r.nodeName), nil(r.reason), r.by, nil(r.expiresAt)];
 }
 
 function recordOf(t: unknown, f: string, bad: Bad): HistoryRecord {

@@ -12,7 +12,7 @@ export {
   decodeHistoryPayload,
   encodeHistoryPayload,
 } from './history.js';
-export type { HistoryCommand, HistoryRecord, LeaderHistoryCommand, LeaderReason, MembershipHistoryCommand, MembershipOp } from './history.js';
+export type { HistoryCommand, HistoryRecord, LeaderHistoryCommand, LeaderReason, MaintenanceBy, MaintenanceHistoryCommand, MaintenanceOp, MembershipHistoryCommand, MembershipOp } from './history.js';
 export type { KvState, KvStateOptions } from './kv-state.js';
 export {
   COMMAND_FORMAT_VERSION,
@@ -33,8 +33,8 @@ export type { AppCommand } from './app-commands.js';
 export { ENVELOPE_FORMAT_VERSION, decodeEntry, encodeEnvelope } from './envelope.js';
 export type { DecodedEntry, Envelope } from './envelope.js';
 export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
-export { FAILOVER_MODES, SETTINGS_MACHINE_ID, SettingsMachine, applySetting, decodeSettingsPayload, encodeSettingsPayload } from './settings.js';
-export type { FailoverMode, SettingsCommand, SettingsView } from './settings.js';
+export { FAILOVER_MODES, SETTINGS_MACHINE_ID, SettingsMachine, applySetting, decodeSettingsPayload, encodeSettingsPayload, settingsCommandHasHold } from './settings.js';
+export type { FailoverMode, SettingsCommand, SettingsView, SettingsState, Hold, HoldOptions } from './settings.js';
 export { RUN_KINDS, SCHEDULER_MACHINE_ID, SCHEDULER_MAX_NAME, SchedulerMachine, decodeSchedulerPayload, encodeSchedulerPayload } from './scheduler-machine.js';
 export type { JobRecord, JobRun, RunKind, SchedulerCommand, SkipReason } from './scheduler-machine.js';
 export { TOKENS_MACHINE_ID, TOKENS_MAX, TOKEN_NAME_RE, TOKEN_ROLES, TokensMachine, decodeTokensPayload, encodeTokensPayload } from './tokens.js';

@@ -96,6 +96,22 @@ describe('dashboard in chromium', () => {
     assert.equal(await page.locator('[data-action^=drill-]').count(), 0, 'no drill button where no node enables drills');
     await shot(page, 'dashboard-operations');
 
+    // Pause with a reason and a duration: the confirmation shows the CLI flags, the header and banner the reason,
+    // the timeline the maintenance record; then resume (the kill -9 below needs automatic failover).
+    await page.locator('[data-action=pause]').click();
+    await page.getByLabel('Reason').fill('kernel upgrade');
+    await page.getByLabel('Ends after').fill('soon');
+    assert.equal(await page.getByRole('button', { name: 'Confirm' }).isDisabled(), true, 'a bad duration blocks Confirm');
+    await page.getByLabel('Ends after').fill('2h');
+    assert.match((await page.getByRole('dialog').textContent()) ?? '', /quorate pause --reason "kernel upgrade" --for 2h/);
+    await shot(page, 'dashboard-pause-confirm');
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await waitFor('the header shows the pause reason and expiry', async () => /reason: kernel upgrade; until .* \(1[12]\d min left\)/.test((await page.locator('[data-testid=pause-hold]').textContent().catch(() => '')) ?? ''), 20_000);
+    await waitFor('the timeline shows the pause with its reason', async () => ((await page.locator('.timeline').textContent().catch(() => '')) ?? '').includes('pause (by operator): kernel upgrade'), 20_000);
+    await page.locator('[data-action=pause]', { hasText: 'Resume failover' }).click();
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await waitFor('the pause ended', async () => (await page.locator('[data-action=pause]').textContent()) === 'Pause failover', 20_000);
+
     // kill -9 of the leader: the new one appears without a reload.
     const t0 = Date.now();
     c.kill(leader);

@@ -2,9 +2,12 @@
 // previous release (QUORATE_TEST_FEATURE_LEVEL=1: it announces feature level 1
 // and stops on a format-2 entry, as an old binary would). While it is a
 // member the leader writes format-1 KV commands and that node keeps applying
-// them; once it restarts as this release (level 2) the cluster level becomes
-// 2, the leader writes format-2 envelopes, every node applies them, and an
-// idempotency key recorded before the switch still deduplicates after it.
+// them; once it restarts as this release (level 3) the cluster level becomes
+// 3 (format-2 envelopes arrived with level 2), the leader writes format-2
+// envelopes, every node applies them, and an idempotency key recorded before
+// the switch still deduplicates after it. A member at level 2 (the release
+// before pause/drain reasons and expiries) keeps the cluster at 2: the leader
+// refuses a pause with a reason until that member is upgraded.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -63,7 +66,7 @@ describe('rolling upgrade of the entry format', () => {
     assert.equal(await cl.waitExit(OLD), 0);
     cl.startNode(OLD);
     await cl.waitReady(OLD);
-    await waitFor('the leader computes cluster feature level 2', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 2);
+    await waitFor('the leader computes cluster feature level 3 (every member runs this release)', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 3);
 
     // The retry of a write recorded before the switch is answered from its session record, not applied again.
     const revBefore = (await dump(cl, await cl.waitLeader())).revision;
@@ -144,9 +147,9 @@ describe('rolling upgrade of the snapshot format', () => {
     assert.equal(await cl.waitExit(OLD), 0);
     cl.startNode(OLD);
     await cl.waitReady(OLD);
-    await waitFor('the leader computes cluster feature level 2', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 2);
+    await waitFor('the leader computes cluster feature level 3 (every member runs this release)', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 3);
 
-    // A follower falls behind while still connected (stopped, not disconnected: the level stays 2), the
+    // A follower falls behind while still connected (stopped, not disconnected: the level stays 3), the
     // leader snapshots in the composite format and compacts past it, then the follower restarts.
     const lead = await cl.waitLeader();
     const f = [0, 1, 2].find((i) => i !== lead)!;
@@ -156,7 +159,7 @@ describe('rolling upgrade of the snapshot format', () => {
     const taken = (cl.log(lead).match(/"event":"snapshot_taken"/g) ?? []).length;
     for (let i = 0; i < 130; i++) await toLeader.kvPut(`snap/new/${i}`, `n${i}`);
     await waitFor('the leader takes another snapshot', () => (cl.log(lead).match(/"event":"snapshot_taken"/g) ?? []).length > taken);
-    assert.ok(storedSnapshotHas(cl, lead, 'QSMS'), 'at cluster level 2 the snapshot is in the composite format');
+    assert.ok(storedSnapshotHas(cl, lead, 'QSMS'), 'at cluster level 3 the snapshot is in the composite format');
     cl.kill(f, 'SIGKILL');
     await cl.waitExit(f);
     cl.startNode(f);
@@ -172,5 +175,41 @@ describe('rolling upgrade of the snapshot format', () => {
     const sums = await Promise.all([0, 1, 2].map(async (i) => dump(cl, i)));
     if (sums.every((s) => s.appliedIndex === sums[0]!.appliedIndex)) assert.equal(new Set(sums.map((s) => s.checksum)).size, 1, 'same state on every node');
     for (let i = 0; i < 3; i++) assert.equal(cl.nodes[i]!.exitCode, undefined, `node ${i} is running`);
+  });
+});
+
+describe('rolling upgrade from level 2: pause and drain reasons wait for every member', () => {
+  let c: TestCluster | undefined;
+  after(async () => {
+    await c?.stop();
+  });
+
+  test('a level-2 member keeps the cluster at 2: a pause with a reason is refused naming level 3, a plain pause works; after its upgrade the reason is kept', async () => {
+    c = await TestCluster.start({ nodes: 3, env: (i) => (i === OLD ? { QUORATE_TEST_FEATURE_LEVEL: '2' } : undefined) });
+    const cl = c;
+    const lead = await cl.waitLeader();
+    await waitFor('the leader computes cluster feature level 2', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 2);
+    const refused = await http(cl.nodes[lead]!.url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: { reason: 'kernel upgrade', expiresInMs: 60_000 } });
+    assert.notEqual(refused.status, 200);
+    assert.match(JSON.stringify(refused.body), /feature level 3 \(this cluster is at 2/);
+    const plain = await http(cl.nodes[lead]!.url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: {} });
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    assert.equal(plain.body['paused'], true);
+    assert.equal(plain.body['pause'], undefined);
+    await waitFor('the level-2 node applies the pause', async () => (await http(cl.nodes[OLD]!.url, 'GET', '/system/health/cluster', { token: TOKEN })).body['paused'] === true);
+    assert.equal(cl.nodes[OLD]!.exitCode, undefined, 'the level-2 node is running');
+    const resumed = await http(cl.nodes[lead]!.url, 'POST', '/v1/cluster/resume', { token: TOKEN, body: {} });
+    assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+
+    cl.kill(OLD, 'SIGTERM');
+    assert.equal(await cl.waitExit(OLD), 0);
+    cl.startNode(OLD);
+    await cl.waitReady(OLD);
+    await waitFor('the leader computes cluster feature level 3', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 3);
+    const held = await http(cl.nodes[await cl.waitLeader()]!.url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: { reason: 'kernel upgrade' } });
+    assert.equal(held.status, 200, JSON.stringify(held.body));
+    for (let i = 0; i < 3; i++) {
+      await waitFor(`node ${i} shows the reason`, async () => ((await http(cl.nodes[i]!.url, 'GET', '/system/health/cluster', { token: TOKEN })).body['pause'] as { reason?: string } | undefined)?.reason === 'kernel upgrade');
+    }
   });
 });

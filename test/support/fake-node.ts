@@ -185,7 +185,7 @@ export class FakeNode implements ClusterControl {
     return this.failoverSafeResult;
   }
 
-  metricsText(): string {
+  metricsText(): Promise<string> {
     return this.metrics.text();
   }
 

@@ -11,7 +11,10 @@ export interface Pending {
   readonly effect: string;
   readonly warning?: string;
   readonly cli: string;
-  readonly run: () => Promise<unknown>;
+  /** Sends it; a pause or drain gets the reason and duration typed in the confirmation. */
+  readonly run: (hold: HoldFields) => Promise<unknown>;
+  /** Pause and drain: the confirmation asks for a reason and a duration (the API's `reason`, `expiresInMs`). */
+  readonly hold?: boolean;
   /** The answer in words (default: "done"). */
   readonly summarize?: (answer: Record<string, unknown>) => string;
   /** Typed confirmation: Confirm is enabled only once this exact text is typed (e.g. the node name). */
@@ -19,6 +22,22 @@ export interface Pending {
 }
 
 export interface Outcome { readonly ok: boolean; readonly text: string }
+
+/** The API fields of a pause or drain's reason and expiry. */
+export interface HoldFields { readonly reason?: string; readonly expiresInMs?: number }
+
+/** "30m", "2h", "90s", "1.5h"; a bare number is seconds (as the CLI's --for). Undefined when it is not a duration. */
+export function parseDuration(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(s.trim());
+  if (!m) return undefined;
+  const unit = m[2] ?? 's';
+  return Math.round(Number(m[1]) * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000));
+}
+
+/** The CLI flags of a reason and a duration, as typed. */
+function holdFlags(reason: string, duration: string): string {
+  return `${reason.trim() !== '' ? ` --reason ${JSON.stringify(reason.trim())}` : ''}${duration.trim() !== '' ? ` --for ${duration.trim()}` : ''}`;
+}
 
 /** Builds the pending switchover to `to`, with a preflight of who is caught up. */
 export async function prepareSwitchover(conn: Connection, lead: Status, to: string): Promise<Pending> {
@@ -45,7 +64,7 @@ const modes = (a: Record<string, unknown>): string => `failover ${String(a['fail
 export function preparePause(conn: Connection, lead: Status): Pending {
   return lead.paused
     ? { title: 'Resume automatic failover', effect: 'Nodes campaign again on their own when the leader is lost.', cli: 'quorate resume', run: () => conn.call('POST', '/v1/cluster/resume'), summarize: modes }
-    : { title: 'Pause automatic failover (maintenance)', effect: 'No node campaigns on its own until resumed: if the leader fails, the cluster stays without a leader until `quorate failover` or resume. Switchover still works.', cli: 'quorate pause', run: () => conn.call('POST', '/v1/cluster/pause'), summarize: modes };
+    : { title: 'Pause automatic failover (maintenance)', effect: 'No node campaigns on its own until resumed (or until the duration has passed: the leader resumes then): if the leader fails, the cluster stays without a leader until `quorate failover` or resume. Switchover still works.', cli: 'quorate pause', hold: true, run: (h) => conn.call('POST', '/v1/cluster/pause', h), summarize: modes };
 }
 
 export function prepareDrain(conn: Connection, lead: Status, node: string): Pending {
@@ -58,7 +77,8 @@ export function prepareDrain(conn: Connection, lead: Status, node: string): Pend
     effect: `${node} keeps replicating and voting but never leads.${leading ? ' It leads now: leadership moves to another voter first.' : ''}`,
     ...(others.length === 0 ? { warning: 'No other healthy, undrained voter could lead: if the leader fails, no automatic failover can happen.' } : {}),
     cli: `quorate drain ${node}`,
-    run: () => conn.call('POST', '/v1/cluster/drain', { nodeName: node, drained: true }),
+    hold: true,
+    run: (h) => conn.call('POST', '/v1/cluster/drain', { nodeName: node, drained: true, ...h }),
     summarize: modes,
   };
 }
@@ -66,11 +86,16 @@ export function prepareDrain(conn: Connection, lead: Status, node: string): Pend
 export function Confirm({ pending, onDone, onCancel }: { pending: Pending; onDone: (o: Outcome) => void; onCancel: () => void }) {
   const [busy, setBusy] = useState(false);
   const [typed, setTyped] = useState('');
-  const blocked = pending.typed !== undefined && typed !== pending.typed;
+  const [reason, setReason] = useState('');
+  const [duration, setDuration] = useState('');
+  const ms = duration.trim() === '' ? undefined : parseDuration(duration);
+  const badDuration = pending.hold === true && duration.trim() !== '' && (ms === undefined || ms < 1000 || ms > 720 * 3_600_000);
+  const blocked = (pending.typed !== undefined && typed !== pending.typed) || badDuration;
   const go = async (): Promise<void> => {
     setBusy(true);
     try {
-      const r = (await pending.run()) as Record<string, unknown>;
+      const hold: HoldFields = pending.hold === true ? { ...(reason.trim() !== '' ? { reason: reason.trim() } : {}), ...(ms !== undefined ? { expiresInMs: ms } : {}) } : {};
+      const r = (await pending.run(hold)) as Record<string, unknown>;
       onDone({ ok: true, text: `${pending.title}: done${pending.summarize ? `: ${pending.summarize(r)}` : ''}.` });
     } catch (e) {
       const f = e as ApiFailure;
@@ -83,7 +108,20 @@ export function Confirm({ pending, onDone, onCancel }: { pending: Pending; onDon
         <h2 id="confirm-h">{pending.title}?</h2>
         <p>{pending.effect}</p>
         {pending.warning ? <p class="warn-text" role="alert">{pending.warning}</p> : null}
-        <p>Same as: <code>{pending.cli}</code></p>
+        {pending.hold === true ? (
+          <div class="hold-fields">
+            <p class="inline">
+              <label for="confirm-reason">Reason</label>
+              <input id="confirm-reason" autoComplete="off" maxLength={500} placeholder="e.g. kernel upgrade" value={reason} onInput={(e) => setReason((e.target as HTMLInputElement).value)} />
+            </p>
+            <p class="inline">
+              <label for="confirm-duration">Ends after</label>
+              <input id="confirm-duration" autoComplete="off" placeholder="e.g. 2h or 30m; empty: until resumed" aria-describedby="confirm-duration-help" aria-invalid={badDuration} value={duration} onInput={(e) => setDuration((e.target as HTMLInputElement).value)} />
+            </p>
+            <p id="confirm-duration-help" class={badDuration ? 'warn-text' : 'muted'}>{badDuration ? 'A duration from 1s to 720h, e.g. 30m or 2h.' : 'The leader ends it by itself when the time is up.'}</p>
+          </div>
+        ) : null}
+        <p>Same as: <code>{pending.hold === true ? `${pending.cli}${holdFlags(reason, duration)}` : pending.cli}</code></p>
         {pending.typed !== undefined ? (
           <p class="inline">
             <label for="confirm-typed">Type <strong>{pending.typed}</strong> to confirm</label>

@@ -38,10 +38,16 @@ export interface Status {
   readonly failoverMode: string;
   readonly paused: boolean;
   readonly drained?: readonly string[];
+  /** The pause's reason and expiry, when given (ISO times). */
+  readonly pause?: HoldView;
+  /** Drained nodes' reasons and expiries, for those given one. */
+  readonly drains?: Readonly<Record<string, HoldView>>;
   readonly notice?: string;
   readonly configWarnings: readonly string[];
   readonly peers: readonly PeerView[];
 }
+
+export interface HoldView { readonly reason: string | null; readonly since: string; readonly expiresAt: string | null; readonly expiresInMs: number | null }
 
 export interface NodeView {
   readonly nodeName: string;

@@ -1,5 +1,5 @@
 // The read-only views: headline, banners, topology cards, replication table, timeline.
-import type { HistoryRecord, NodeView, Status } from './api';
+import type { HistoryRecord, HoldView, NodeView, Status } from './api';
 import { age, disagreements, fmtMs, followerWhy, isVoter, leaderView, whatIf } from './model';
 
 export function Headline({ views }: { views: readonly NodeView[] }) {
@@ -14,6 +14,7 @@ export function Headline({ views }: { views: readonly NodeView[] }) {
       <div>term {s.term} · commit {s.commitIndex}</div>
       <div data-testid="tolerance">{leading ? (tol === 0 ? 'Can lose no node now' : `Can lose ${tol} node${tol === 1 ? '' : 's'} now`) : 'Writes are unavailable'}</div>
       <div>failover: {s.failoverMode}{s.paused ? ' (PAUSED)' : ''}</div>
+      {s.paused && s.pause ? <div data-testid="pause-hold">paused{holdText(s.pause)}</div> : null}
     </section>
   );
 }
@@ -24,12 +25,23 @@ export function Banners({ views, stale }: { views: readonly NodeView[]; stale: s
   if (stale !== null) items.push(stale);
   for (const d of disagreements(views)) items.push(d.text);
   for (const v of views) if (!v.ok) items.push(`${v.nodeName}: ${v.error ?? 'no answer'}`);
-  if (s?.paused) items.push('Maintenance: the cluster is paused; no automatic failover until resumed.');
+  if (s?.paused) items.push(`Maintenance: the cluster is paused${s.pause ? holdText(s.pause) : ''}; no automatic failover until resumed${s.pause?.expiresAt ? ' or the time is up' : ''}.`);
   if (s?.notice) items.push(s.notice);
   if (s?.splitBrainWarning) items.push(s.splitBrainWarning);
   for (const w of s?.configWarnings ?? []) items.push(w);
   if (items.length === 0) return null;
   return <ul class="banners" role="status">{items.map((t) => <li key={t}>{t}</li>)}</ul>;
+}
+
+/** " (reason: X; until HH:MM, N min left)" for a pause or drain with a reason or expiry. */
+export function holdText(h: HoldView): string {
+  const bits: string[] = [];
+  if (h.reason) bits.push(`reason: ${h.reason}`);
+  if (h.expiresAt) {
+    const left = h.expiresInMs ?? 0;
+    bits.push(`until ${new Date(h.expiresAt).toLocaleString()} (${left < 120_000 ? `${Math.ceil(left / 1000)} s` : `${Math.ceil(left / 60_000)} min`} left)`);
+  }
+  return bits.length > 0 ? ` (${bits.join('; ')})` : '';
 }
 
 function roleClass(role: string, leader: boolean, drained: boolean): string {
@@ -55,6 +67,7 @@ export function Topology({ views, now, actions }: { views: readonly NodeView[]; 
                 <span class="pill">{isLeader ? 'LEADER' : (peer?.role ?? own?.role ?? '?')}</span>
                 {peer?.drained ? <span class="pill muted">drained</span> : null}
               </header>
+              {peer?.drained && lead?.drains?.[v.nodeName] ? <p class="hold" data-testid="drain-hold">drained{holdText(lead.drains[v.nodeName]!)}</p> : null}
               {v.ok && own ? (
                 <dl>
                   <dt>health</dt><dd>{peer?.self && isLeader ? 'leading' : peer ? followerWhy(peer) : own.storageHealthy ? 'serving' : `storage: ${own.storageError}`}</dd>
@@ -115,6 +128,11 @@ function describe(r: HistoryRecord): string {
     return `${r.leaderName ?? '?'} became leader${from}: ${r.reason ?? ''}`;
   }
   if (r.kind === 'membership') return `${r.op ?? '?'} ${r.nodeName ?? ''}${r.role ? ` as ${r.role}` : ''}`;
+  if (r.kind === 'maintenance') {
+    const rec = r as HistoryRecord & { by?: string; reason?: string | null; expiresAt?: string | null };
+    const what = `${r.op ?? '?'}${r.nodeName ? ` ${r.nodeName}` : ''}`;
+    return `${what} ${rec.by === 'expiry' ? '(expired)' : '(by operator)'}${rec.reason ? `: ${rec.reason}` : ''}${rec.expiresAt ? `, until ${rec.expiresAt}` : ''}`;
+  }
   const extra = Object.entries(r).filter(([k]) => !['seq', 'index', 'at', 'kind', 'term'].includes(k)).map(([k, v]) => `${k}=${String(v)}`).join(' ');
   return `${r.kind} ${extra}`;
 }
