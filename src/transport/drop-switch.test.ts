@@ -3,15 +3,11 @@
 // connections stay up, and traffic flows again the moment it is switched off.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { connected, mesh, msg, startNode, until } from '../../test/support/transport.js';
+import { connectedPair, msg, until } from '../../test/support/transport.js';
 
 it('setDropAll: messages in and out are dropped while on, delivered again once off', async () => {
-  const a = await startNode(1);
-  const b = await startNode(2);
+  const [a, b] = await connectedPair();
   try {
-    mesh([a, b]);
-    await connected(a, b);
-    await connected(b, a);
     a.t.setDropAll(true);
     assert.equal(a.t.droppingAll, true);
     a.t.send([msg({ from: 1, to: 2, type: 'heartbeat', term: 2 })]);

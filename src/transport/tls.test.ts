@@ -12,7 +12,7 @@ import { TransportConfigError } from './errors.js';
 import { MIN_COMPATIBLE_VERSION, newNonce, PROTOCOL_VERSION } from './handshake.js';
 import { PeerTransport } from './peer-transport.js';
 import type { TlsFiles } from './security.js';
-import { connected, mesh, msg, rawClient, startNode, TEST_SECRET, until } from '../../test/support/transport.js';
+import { connectedPair, msg, rawClient, startNode, TEST_SECRET, until } from '../../test/support/transport.js';
 import { captureLogger } from '../../test/support/log.js';
 
 let dir = '';
@@ -75,12 +75,8 @@ async function probe(port: number, opts: { cert?: boolean; maxVersion?: 'TLSv1.2
 
 describe('PeerTransport over TLS', () => {
   it('round-trips messages over mutually authenticated TLS 1.3', async () => {
-    const a = await startNode(1, { tls: files('node1') });
-    const b = await startNode(2, { tls: files('node2') });
+    const [a, b] = await connectedPair({ tls: files('node1') }, { tls: files('node2') });
     try {
-      mesh([a, b]);
-      await connected(a, b);
-      await connected(b, a);
       a.t.send([msg({ from: 1, to: 2, type: 'app', entries: [{ term: 1, index: 1, type: 'normal', data: new Uint8Array([42]) }] })]);
       b.t.send([msg({ from: 2, to: 1, type: 'appResp', index: 1 })]);
       await until(() => b.received.length === 1 && a.received.length === 1, 'messages both ways');

@@ -8,8 +8,7 @@ import { decodeRefusal, encodeFrame, encodeMessages, encodeSnapshotBegin, pack }
 import { TransportConfigError } from './errors.js';
 import { PeerTransport } from './peer-transport.js';
 import {
-  connected, fakeAcceptorHandshake, mesh, msg, OTHER_SECRET, rawClient, SNAP_META, stallFrame, startNode, TEST_SECRET, until,
-} from '../../test/support/transport.js';
+  connected, fakeAcceptorHandshake, mesh, msg, OTHER_SECRET, rawClient, SNAP_META, stallFrame, startNode, TEST_SECRET, until, connectedPair } from '../../test/support/transport.js';
 import type { Node, RawClient } from '../../test/support/transport.js';
 import { captureLogger } from '../../test/support/log.js';
 
@@ -25,12 +24,8 @@ function refusalOf(c: RawClient): string {
 
 describe('PeerTransport messages', () => {
   it('delivers a batch sent in one tick as one frame, in order, in both directions', async () => {
-    const a = await startNode(1);
-    const b = await startNode(2);
+    const [a, b] = await connectedPair();
     try {
-      mesh([a, b]);
-      await connected(a, b);
-      await connected(b, a);
       const batch: Message[] = [
         msg({ from: 1, to: 2, type: 'app', term: 2, index: 1, logTerm: 1, commit: 1, entries: [{ term: 2, index: 2, type: 'normal', data: new Uint8Array([1, 2, 3]) }] }),
         msg({ from: 1, to: 2, type: 'heartbeat', term: 2, context: 1 }),
@@ -505,12 +500,8 @@ describe('PeerTransport hostile payloads', () => {
 
 describe('PeerTransport failure detection and reconnect', () => {
   it("reports 'reset' at once, and once, when the peer closes its connections", async () => {
-    const a = await startNode(1);
-    const b = await startNode(2);
+    const [a, b] = await connectedPair();
     try {
-      mesh([a, b]);
-      await connected(a, b);
-      await connected(b, a);
       const t0 = Date.now();
       await b.t.close();
       await until(() => a.disconnects.length > 0, 'onPeerDisconnected at node 1', 2000);

@@ -73,18 +73,30 @@ function writers(c: TestCluster, n: number) {
   return { history, now, lastOkAt: () => lastOkAt, stop: async () => { stop = true; await done; } };
 }
 
-test('inSyncDegrade: kill -9 of the leader under writes: the standby takes the lease, shrinks the set and writes resume; the old leader rejoins the set', async () => {
-  const { c } = await start(true);
+/** Starts `n` writers on the leader the witness appointed, waits for `flowing` acknowledged writes, kills the leader with -9 and waits for the standby to lead. */
+async function killLeaderUnderWrites(c: TestCluster, n: number, flowing: number): Promise<{ w: ReturnType<typeof writers>; leader: number; standby: number; killedAt: number; ledAt: number }> {
   let leader = -1;
   await waitFor('a leader appointed through the witness', async () => (leader = await leaderOf(c, [0, 1])) >= 0, 30_000);
-  const w = writers(c, 3);
-  await waitFor('writes flow', () => w.history.filter((h) => h.output?.kind === 'ok').length > 30, 20_000);
+  const w = writers(c, n);
+  await waitFor('writes flow', () => w.history.filter((h) => h.output?.kind === 'ok').length > flowing, 20_000);
   const standby = 1 - leader;
   const killedAt = w.now();
   c.kill(leader);
   await c.waitExit(leader);
   await waitFor('the standby leads', async () => (await leaderOf(c, [standby])) === standby, 20_000);
-  const ledAt = w.now();
+  return { w, leader, standby, killedAt, ledAt: w.now() };
+}
+
+/** Stops the writers and checks their whole history with the linearizability checker. */
+async function stopLinearizable(w: ReturnType<typeof writers>): Promise<void> {
+  await w.stop();
+  const lin = checkHistory(w.history);
+  assert.equal(lin.result, 'linearizable', JSON.stringify(lin).slice(0, 2000));
+}
+
+test('inSyncDegrade: kill -9 of the leader under writes: the standby takes the lease, shrinks the set and writes resume; the old leader rejoins the set', async () => {
+  const { c } = await start(true);
+  const { w, leader, standby, killedAt, ledAt } = await killLeaderUnderWrites(c, 3, 30);
   await waitFor('writes resume with the leader alone', () => w.lastOkAt() > ledAt + 100, 20_000);
   const resumedAt = w.lastOkAt();
   console.log(`# witness failover (kill -9, inSyncDegrade): standby leads after ${Math.round(ledAt - killedAt)} ms, writes resume after ${Math.round(resumedAt - killedAt)} ms (lease TTL 2000 ms)`);
@@ -92,25 +104,14 @@ test('inSyncDegrade: kill -9 of the leader under writes: the standby takes the l
   c.startNode(leader);
   await waitFor('the old leader rejoins the in-sync set', () => /"event":"witness_grow"/.test(c.log(standby)), 30_000);
   await sleep(500);
-  await w.stop();
-  const lin = checkHistory(w.history);
-  assert.equal(lin.result, 'linearizable', JSON.stringify(lin).slice(0, 2000));
+  await stopLinearizable(w);
   const acked = w.history.filter((h) => h.output !== undefined && h.op.kind === 'write').length;
   console.log(`# ${w.history.length} ops (${acked} acknowledged writes), linearizable`);
 });
 
 test('default (no inSyncDegrade): kill -9 of the leader: the standby leads but writes wait for both nodes; they resume when the old leader is back', async () => {
   const { c } = await start(false);
-  let leader = -1;
-  await waitFor('a leader appointed through the witness', async () => (leader = await leaderOf(c, [0, 1])) >= 0, 30_000);
-  const w = writers(c, 2);
-  await waitFor('writes flow', () => w.history.filter((h) => h.output?.kind === 'ok').length > 20, 20_000);
-  const standby = 1 - leader;
-  const killedAt = w.now();
-  c.kill(leader);
-  await c.waitExit(leader);
-  await waitFor('the standby leads', async () => (await leaderOf(c, [standby])) === standby, 20_000);
-  const ledAt = w.now();
+  const { w, leader, standby, killedAt, ledAt } = await killLeaderUnderWrites(c, 2, 20);
   await sleep(1500);
   const writesWhileAlone = w.history.filter((h) => h.op.kind === 'write' && h.output !== undefined && h.returnAt! > ledAt).length;
   assert.equal(writesWhileAlone, 0, 'no write is acknowledged with one node');
@@ -123,9 +124,7 @@ test('default (no inSyncDegrade): kill -9 of the leader: the standby leads but w
   await waitFor('writes resume with both nodes', () => w.history.some((h) => h.op.kind === 'write' && h.output !== undefined && h.returnAt! > restartedAt), 30_000);
   const resumedAt = w.history.filter((h) => h.op.kind === 'write' && h.output !== undefined && h.returnAt! > restartedAt)[0]!.returnAt!;
   console.log(`# witness failover (kill -9, default): standby leads after ${Math.round(ledAt - killedAt)} ms; writes resume ${Math.round(resumedAt - restartedAt)} ms after the old leader was restarted`);
-  await w.stop();
-  const lin = checkHistory(w.history);
-  assert.equal(lin.result, 'linearizable', JSON.stringify(lin).slice(0, 2000));
+  await stopLinearizable(w);
   assert.equal((await http(c.nodes[standby]!.url, 'GET', '/v1/kv/k0', { token: TOKEN })).status, 200);
 });
 

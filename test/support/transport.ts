@@ -83,6 +83,16 @@ export async function connected(a: Node, b: Node): Promise<void> {
   await until(() => a.t.stats().get(b.id)?.connected === true && b.t.stats().get(a.id)?.inboundConnected === true, `node ${a.id} connected to ${b.id}`);
 }
 
+/** Nodes 1 and 2 (with per-node option overrides), meshed and connected both ways. */
+export async function connectedPair(overA: Partial<PeerTransportOptions> = {}, overB: Partial<PeerTransportOptions> = {}): Promise<[Node, Node]> {
+  const a = await startNode(1, overA);
+  const b = await startNode(2, overB);
+  mesh([a, b]);
+  await connected(a, b);
+  await connected(b, a);
+  return [a, b];
+}
+
 /** A raw client for protocol-level tests: collects decoded frames and notes when the socket closes. */
 export interface RawClient {
   readonly socket: Socket;
