@@ -56,6 +56,26 @@ test('a corrupt newest snapshot is detected by checksum and the older valid one 
   await s2.close();
 });
 
+test('a byte flipped in the meta so that it disagrees with the file name is reported as a checksum failure with its byte offset (fuzz seed 134724782)', async (t) => {
+  const dir = await tempDir(t);
+  const { storage } = await WalStorage.open(dir);
+  await storage.save({ term: 1, vote: 1, commit: 40 }, range(1, 40, 1), true);
+  await storage.saveSnapshot(meta(10, 1), snapshotChunksOf(new Uint8Array([10])));
+  const newest = await storage.saveSnapshot(meta(20, 1), snapshotChunksOf(new Uint8Array([20])));
+  await storage.close();
+  // The meta is JSON from byte offset 12; find the index's digits and change "20" into "30" (a well-formed meta).
+  const b = await readFile(newest);
+  const at = b.indexOf('"index":20', 12) + '"index":'.length;
+  b[at] = '3'.charCodeAt(0);
+  await writeFile(newest, b);
+  const { storage: s2, state } = await WalStorage.open(dir);
+  assert.equal(state.snapshot?.index, 10, 'the older valid snapshot is used');
+  assert.equal(state.warnings.length, 1);
+  assert.match(state.warnings[0]!, /checksum mismatch \(stored at byte offset \d+\)/);
+  assert.ok(state.warnings[0]!.includes(newest));
+  await s2.close();
+});
+
 test('a corrupt snapshot with no valid older one throws CorruptSnapshotError naming the file', async (t) => {
   const dir = await tempDir(t);
   const { storage } = await WalStorage.open(dir);

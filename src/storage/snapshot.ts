@@ -328,7 +328,10 @@ export class SnapshotStore {
     const loaded = await openSnapshotFile(this.#fs, path);
     const m = ANY_NAME.exec(path.slice(this.dir.length + 1));
     if (m !== null && (Number(m[1]) !== loaded.meta.term || Number(m[2]) !== loaded.meta.index)) {
-      throw new CorruptSnapshotError(path, `meta says term ${loaded.meta.term} index ${loaded.meta.index}, which does not match the file name`);
+      // A damaged meta (the header's CRC is checked with the data, at the end) is reported as the checksum
+      // failure it is, with its byte offset; an intact file under another name, as the mismatch.
+      await checkCrc(this.#fs, path);
+      throw new CorruptSnapshotError(path, `meta (byte offset 12) says term ${loaded.meta.term} index ${loaded.meta.index}, which does not match the file name`);
     }
     return loaded;
   }
