@@ -141,7 +141,12 @@ describe('replicated SQL (real processes)', () => {
     await Promise.all(Array.from({ length: 4 }, async (_, w) => {
       for (let i = 0; i < 60; i++) await execute(rest, [['INSERT INTO incs (id) VALUES (?)', `late-${w}-${i}`]]);
     }));
-    const snap = await http(cl.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
+    // An automatic snapshot may be under way (409 snapshot_in_progress says to try again shortly).
+    let snap = await http(cl.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
+    for (let i = 0; i < 50 && snap.status === 409 && snap.body['error'] === 'snapshot_in_progress'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      snap = await http(cl.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
+    }
     assert.equal(snap.status, 200, JSON.stringify(snap.body));
     cl.startNode(lagger);
     await cl.waitReady(lagger, 30_000);
