@@ -5,7 +5,6 @@
 import {
   ConfChangeInProgress,
   EntryTooLarge,
-  InvalidAppointment,
   InvalidTransfer,
   NotLeader,
   Overloaded,
@@ -16,6 +15,7 @@ import { RaftLog } from './log.js';
 import { applyConfChange, encodeConfEntry, isVoting, roleOf, votingIds } from './membership.js';
 import { majority, writeQuorum } from './quorum.js';
 import { Progress } from './progress.js';
+import { WITNESS_TRANSFER_REFUSED, WitnessSets, checkAppointment } from './witness.js';
 import type {
   ConfChange,
   Entry,
@@ -161,8 +161,8 @@ export class RawNode {
   /** Bytes of entry data applied since the last snapshot request. */
   #appliedBytesSinceSnapshot = 0;
   #readHeartbeatPending = false;
-  /** Witness mode: the nodes that must hold an index durably before the leader commits it (always includes the leader). */
-  #commitSet: readonly NodeId[] = [];
+  /** Witness mode: the leader's commit set and in-sync set (./witness.ts). */
+  readonly #witness: WitnessSets;
 
   #prevHard: HardState;
   #prevSoft: SoftState;
@@ -172,6 +172,7 @@ export class RawNode {
     this.#id = config.id;
     this.#cfg = normalize(config);
     this.#random = config.random;
+    this.#witness = new WitnessSets(config.id);
     this.#log = new RaftLog(storage.snapshot, storage.entries);
     const hs = storage.hardState;
     this.#term = hs.term;
@@ -274,7 +275,7 @@ export class RawNode {
   transferLeadership(to: NodeId): void {
     this.#assertNotInReady('transferLeadership');
     if (this.#role !== 'leader') throw new NotLeader(this.#lead);
-    if (this.#cfg.witness) throw new InvalidTransfer('leadership moves through the witness in this mode (the leader releases its lease; an in-sync standby takes it)');
+    if (this.#cfg.witness) throw new InvalidTransfer(WITNESS_TRANSFER_REFUSED);
     if (to === this.#id) throw new InvalidTransfer(`node ${to} is already the leader`);
     const role = roleOf(this.#log.membership(), to);
     if (role !== 'voter') {
@@ -362,30 +363,27 @@ export class RawNode {
    */
   appoint(epoch: number, inSync: readonly NodeId[]): void {
     this.#assertNotInReady('appoint');
-    if (!this.#cfg.witness) throw new InvalidAppointment('this node is not in witness mode (cluster.coordination "redis")');
-    if (!Number.isSafeInteger(epoch) || epoch <= this.#term) throw new InvalidAppointment(`epoch ${epoch} is not above this node's term ${this.#term}`);
-    if (!inSync.includes(this.#id)) throw new InvalidAppointment(`node ${this.#id} is not in the in-sync set (${inSync.join(',')})`);
-    if (!this.#promotable()) throw new InvalidAppointment(`node ${this.#id} is not a voter`);
+    checkAppointment(this.#cfg.witness, this.#id, this.#term, epoch, inSync, this.#promotable());
     this.#reset(epoch);
     this.#vote = this.#id;
     this.#role = 'candidate';
     this.#lastCampaign = 'election';
-    this.#commitSet = normalizeSet(inSync);
+    this.#witness.appointed(inSync);
     this.#becomeLeader();
+    this.#witness.started(this.#log.lastIndex());
   }
 
   /**
-   * Witness mode: the set of nodes that must hold an index durably before the
-   * leader commits it (the leader included). The caller keeps it a superset
-   * of the witness's in-sync set: it shrinks only after the witness's CAS
-   * succeeded, and grows before the CAS. Ignored on a follower's commits.
+   * Witness mode: the leader's commit set `ids` (every member holds an index
+   * durably before it commits; a superset of the witness's in-sync set) and
+   * the in-sync set as the caller knows it (`inSync` ⊆ `ids`, default `ids`).
+   * Rules and invariants: ./witness.ts. Ignored on a follower's commits.
    */
-  setCommitSet(ids: readonly NodeId[]): void {
+  setCommitSet(ids: readonly NodeId[], inSync: readonly NodeId[] = ids): void {
     this.#assertNotInReady('setCommitSet');
     invariant(this.#cfg.witness, 'setCommitSet() outside witness mode');
     if (this.#role !== 'leader') throw new NotLeader(this.#lead);
-    invariant(ids.includes(this.#id), () => `the commit set (${ids.join(',')}) must include the leader ${this.#id}`);
-    this.#commitSet = normalizeSet(ids);
+    this.#witness.set(ids, inSync);
     this.#maybeCommit();
     this.#releaseReads();
   }
@@ -558,7 +556,7 @@ export class RawNode {
       reachableVoters: this.#role === 'leader' ? this.#votersInContact() : 0,
       uncommittedBytes: this.#uncommittedBytes,
       campaign: this.#lastCampaign,
-      ...(this.#cfg.witness && this.#role === 'leader' ? { commitSet: this.#commitSet } : {}),
+      ...(this.#cfg.witness && this.#role === 'leader' ? { commitSet: this.#witness.commitSet } : {}),
     };
   }
 
@@ -573,7 +571,7 @@ export class RawNode {
     this.#reset(term);
     this.#role = 'follower';
     this.#lead = lead;
-    this.#commitSet = [];
+    this.#witness.clear();
   }
 
   #becomeLeader(): void {
@@ -1056,22 +1054,8 @@ export class RawNode {
 
   /** Advance commit to the highest index held by a write quorum, if of this term. */
   #maybeCommit(): boolean {
-    const m = this.#log.membership();
-    const matches: number[] = [];
-    if (this.#cfg.witness) {
-      // Every member of the commit set must hold it durably (WITNESS.md).
-      for (const id of this.#commitSet) matches.push(id === this.#id ? this.#log.stableIndex() : this.#prs.get(id)?.match ?? 0);
-    } else {
-      for (const mem of m.members) {
-        if (!isVoting(mem.role)) continue;
-        if (mem.id === this.#id) matches.push(this.#log.stableIndex());
-        else matches.push(this.#prs.get(mem.id)?.match ?? 0);
-      }
-    }
-    if (matches.length === 0) return false;
-    matches.sort((a, b) => b - a);
-    const candidate = this.#cfg.witness ? matches[matches.length - 1]! : matches[this.#quorumSize(matches.length) - 1]!;
-    if (candidate <= this.#commit) return false;
+    const candidate = this.#cfg.witness ? this.#witnessCandidate() : this.#quorumCandidate();
+    if (candidate === undefined || candidate <= this.#commit) return false;
     // §5.4.2: only entries of the current term are committed by counting.
     if (this.#cfg.mutation !== 'commitPreviousTermByCounting' && this.#log.term(candidate) !== this.#term) return false;
     const before = this.#commit;
@@ -1079,6 +1063,23 @@ export class RawNode {
     this.#bcastCommit = true;
     this.#onCommitted(before);
     return true;
+  }
+
+  /** Witness mode: every member of the commit set holds it durably, or of the in-sync set up to the no-op (./witness.ts). */
+  #witnessCandidate(): number | undefined {
+    return this.#witness.commitCandidate((id) => (id === this.#id ? this.#log.stableIndex() : this.#prs.get(id)?.match ?? 0));
+  }
+
+  #quorumCandidate(): number | undefined {
+    const matches: number[] = [];
+    for (const mem of this.#log.membership().members) {
+      if (!isVoting(mem.role)) continue;
+      if (mem.id === this.#id) matches.push(this.#log.stableIndex());
+      else matches.push(this.#prs.get(mem.id)?.match ?? 0);
+    }
+    if (matches.length === 0) return undefined;
+    matches.sort((a, b) => b - a);
+    return matches[this.#quorumSize(matches.length) - 1]!;
   }
 
   #onCommitted(before: number): void {
@@ -1107,7 +1108,7 @@ export class RawNode {
   #registerRead(ctx: number): void {
     const voters = votingIds(this.#log.membership());
     const selfVotes = voters.includes(this.#id) ? 1 : 0;
-    const alone = this.#cfg.witness ? this.#commitSet.length === 1 : selfVotes === 1 && voters.length === 1;
+    const alone = this.#cfg.witness ? this.#witness.readsAlone() : selfVotes === 1 && voters.length === 1;
     if ((this.#cfg.readOnly === 'lease' && !this.#cfg.witness) || alone) {
       this.#readStates.push({ index: this.#commit, ctx });
       return;
@@ -1122,7 +1123,7 @@ export class RawNode {
     const m = this.#log.membership();
     // Witness mode: every member of the commit set confirms this leader's epoch
     // (one that took a higher epoch would answer with it instead).
-    const voters = this.#cfg.witness ? [...this.#commitSet] : votingIds(m);
+    const voters = this.#cfg.witness ? this.#witness.readConfirmers() : votingIds(m);
     const q = this.#cfg.witness ? voters.length : majority(voters.length);
     while (this.#pendingReads.length > 0) {
       const r = this.#pendingReads[0]!;
@@ -1212,10 +1213,6 @@ export class RawNode {
   #softState(): SoftState {
     return { lead: this.#lead, role: this.#role };
   }
-}
-
-function normalizeSet(ids: readonly NodeId[]): readonly NodeId[] {
-  return [...new Set(ids)].sort((a, b) => a - b);
 }
 
 function sameHard(a: HardState, b: HardState): boolean {
