@@ -87,3 +87,20 @@ test('a standby outside the in-sync set does not lead and says why; a missing re
   assert.match(b.status().waiting ?? '', /quorate witness confirm/);
   assert.equal(b.next(500, view({ term: 3 })).op?.op, 'acquire', 'it keeps asking, never creates');
 });
+
+test('default mode: a silent standby leaves the in-sync set by the CAS but stays in the commit set (writes wait); the core then knows the set is the leader alone', () => {
+  const { a, rec } = leaderAgent(false);
+  const silent = view({ leader: true, term: 1, commit: 5, peers: [{ id: 2, match: 5, silentMs: 700 }] });
+  const { op } = a.next(10, silent);
+  assert.equal(op?.op, 'shrink');
+  assert.deepEqual(a.syncSet(), [1, 2], 'in flight: the core still counts both');
+  const effects = a.result(op!, transition(rec, op!, 10, 's'), 10, 12, silent);
+  const sets = effects.flatMap((e) => (e.kind === 'commitSet' ? [e] : []));
+  assert.deepEqual(sets, [{ kind: 'commitSet', ids: [1, 2], inSync: [1] }]);
+  assert.ok((a.deadline() ?? 0) > 12, 'it holds the lease (services check this deadline)');
+  // Back and caught up: grown back in Patroni's order (in the sync set first, the witness after).
+  const back = view({ leader: true, term: 1, commit: 9, peers: [{ id: 2, match: 9, silentMs: 10 }] });
+  const g1 = a.next(20, back);
+  assert.deepEqual(g1.effects.flatMap((e) => (e.kind === 'commitSet' ? [e.inSync] : [])), [[1, 2]]);
+  assert.equal(a.next(30, back).op?.op, 'grow');
+});

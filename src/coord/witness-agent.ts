@@ -53,7 +53,8 @@ export interface CoreView {
 
 export type AgentEffect =
   | { readonly kind: 'appoint'; readonly epoch: number; readonly inSync: readonly number[] }
-  | { readonly kind: 'commitSet'; readonly ids: readonly number[] }
+  /** `inSync` ⊆ `ids`: the in-sync set as far as this node knows it (RawNode.setCommitSet). */
+  | { readonly kind: 'commitSet'; readonly ids: readonly number[]; readonly inSync: readonly number[] }
   | { readonly kind: 'stepDown'; readonly reason: string };
 
 interface Leading {
@@ -103,12 +104,28 @@ export class WitnessAgent {
 
   /** The set the core must commit over (WITNESS.md: insync ∪ growing ∪ unsettled ∪ (strict ? voters : ∅)). */
   commitSet(): number[] {
+    const s = new Set<number>(this.syncSet());
+    if (!this.#c.degrade) for (const v of this.#c.voters) s.add(v);
+    return parseSet(setKey([...s]));
+  }
+
+  /**
+   * The in-sync set as far as this node can know it: the last one the
+   * witness confirmed, with the nodes it may hold meanwhile (growing, and the
+   * `from` of a shrink or grow in flight or unsettled). Equal to the commit
+   * set with `inSyncDegrade`; in the default mode the commit set adds every
+   * voter.
+   */
+  syncSet(): number[] {
     const s = new Set<number>([this.#c.id, ...this.#confirmed, ...this.#growing]);
     if (this.#unsettled) for (const x of this.#unsettled.from) s.add(x);
     const inflight = this.#inFlight;
     if (inflight && (inflight.op === 'shrink' || inflight.op === 'grow') && this.#c.mutation !== 'commitBeforeShrinkCas') for (const x of inflight.from) s.add(x);
-    if (!this.#c.degrade) for (const v of this.#c.voters) s.add(v);
     return parseSet(setKey([...s]));
+  }
+
+  #setsEffect(): AgentEffect {
+    return { kind: 'commitSet', ids: this.commitSet(), inSync: this.syncSet() };
   }
 
   /**
@@ -117,6 +134,11 @@ export class WitnessAgent {
    */
   mayAct(now: number): boolean {
     return this.#leading !== undefined && now < this.#leading.deadline;
+  }
+
+  /** The step-down deadline of the lease this node holds (its clock), or undefined when it holds none. */
+  deadline(): number | undefined {
+    return this.#leading?.deadline;
   }
 
   /** The next script to run (none while one is in flight), and core inputs due now. */
@@ -140,7 +162,10 @@ export class WitnessAgent {
     const op = this.#leading ? this.#leaderOp(now, core, effects) : this.#standbyOp(now, core);
     if (op) {
       this.#inFlight = op;
-      if ((op.op === 'shrink') && this.#c.mutation === 'commitBeforeShrinkCas') effects.push({ kind: 'commitSet', ids: this.#withMutation(op.to) });
+      if ((op.op === 'shrink') && this.#c.mutation === 'commitBeforeShrinkCas') {
+        const ids = this.#withMutation(op.to);
+        effects.push({ kind: 'commitSet', ids, inSync: ids });
+      }
     }
     return op ? { op, effects } : { effects };
   }
@@ -156,8 +181,12 @@ export class WitnessAgent {
     if (now - l.lastSentAt >= this.#c.renewMs) return { op: 'renew', me, epoch: l.epoch, ttl: this.#c.ttlMs };
     if (this.#unsettled) return { op: this.#unsettled.op, me, epoch: l.epoch, from: this.#unsettled.from, to: this.#unsettled.to };
     const peer = (id: number) => core.peers.find((p) => p.id === id);
-    // Shrink: a standby in the set that stopped acknowledging (opt-in).
-    if (this.#c.degrade) {
+    // Shrink: a standby in the set that stopped acknowledging. With
+    // inSyncDegrade the leader then commits without it; in the default mode
+    // every voter stays in the commit set (writes wait for it), and the shrink
+    // only says who may lead: the leader alone, which lets it commit its no-op
+    // and serve linearizable reads (src/raft/witness.ts).
+    {
       for (const id of this.#confirmed) {
         if (id === me) continue;
         const p = peer(id);
@@ -165,7 +194,7 @@ export class WitnessAgent {
           const to = this.#confirmed.filter((x) => x !== id);
           if (this.#c.mutation === 'shrinkWithoutCas') {
             this.#confirmed = to;
-            effects.push({ kind: 'commitSet', ids: this.commitSet() });
+            effects.push(this.#setsEffect());
             return undefined;
           }
           return { op: 'shrink', me, epoch: l.epoch, from: this.#confirmed, to };
@@ -180,14 +209,14 @@ export class WitnessAgent {
       if (!this.#growing.has(id)) {
         if (live) {
           this.#growing.add(id);
-          effects.push({ kind: 'commitSet', ids: this.commitSet() });
+          effects.push(this.#setsEffect());
         }
         continue;
       }
       if (p === undefined || p.silentMs >= this.#c.degradeAfterMs) {
         // It went silent again before it caught up: it is not in the witness's set, so it may leave the commit set.
         this.#growing.delete(id);
-        effects.push({ kind: 'commitSet', ids: this.commitSet() });
+        effects.push(this.#setsEffect());
         continue;
       }
       if (p.match >= core.commit) return { op: 'grow', me, epoch: l.epoch, from: this.#confirmed, to: [...this.#confirmed, id] };
@@ -237,7 +266,7 @@ export class WitnessAgent {
         this.#unsettled = undefined;
         this.#waiting = undefined;
         effects.push({ kind: 'appoint', epoch: res.record.epoch, inSync: res.record.insync });
-        effects.push({ kind: 'commitSet', ids: this.commitSet() });
+        effects.push(this.#setsEffect());
         return effects;
       }
       case 'create':
@@ -269,7 +298,7 @@ export class WitnessAgent {
         this.#unsettled = undefined;
         this.#confirmed = res.record.insync;
         if (op.op === 'grow') for (const x of op.to) this.#growing.delete(x);
-        effects.push({ kind: 'commitSet', ids: this.commitSet() });
+        effects.push(this.#setsEffect());
         return effects;
       }
     }

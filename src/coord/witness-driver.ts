@@ -96,6 +96,11 @@ export class WitnessDriver {
     return this.#agent.mayAct(performance.now());
   }
 
+  /** The step-down deadline of the lease this node holds (performance.now() time), or undefined when it holds none. */
+  leaseDeadline(): number | undefined {
+    return this.#agent.deadline();
+  }
+
   view(): WitnessView {
     return { ...this.#agent.status(), redisConnected: this.#link.connected, problem: this.#problem };
   }
@@ -191,7 +196,7 @@ export class WitnessDriver {
           this.#log.info({ event: 'witness_appointed', epoch: e.epoch, inSync: e.inSync }, `${this.#o.config.node.nodeName} took the witness lease: leader at epoch ${e.epoch}, in-sync set ${e.inSync.join(',')}`);
         } else if (e.kind === 'commitSet') {
           if (raw.softState().role === 'leader') {
-            raw.setCommitSet(e.ids);
+            raw.setCommitSet(e.ids, e.inSync);
             this.#log.info({ event: 'witness_commit_set', commitSet: e.ids, inSync: this.#agent.status().inSync }, `commits now need nodes ${e.ids.join(',')} (in-sync set in the witness: ${this.#agent.status().inSync.join(',')})`);
           }
         } else if (raw.softState().role === 'leader') {

@@ -30,7 +30,7 @@
 //       preVote checkQuorum readOnly snapshotEntries trailingEntries
 //       maxUncommittedBytes maxEntryBytes maxMsgBytes maxInflightMsgs writeQuorum transferTicks.
 //       witness=true: witness mode (no elections; appointment and a commit set).
-//   appoint ID epoch=N insync=(..) | set-commit-set ID ids=(..) | step-down ID
+//   appoint ID epoch=N insync=(..) | set-commit-set ID ids=(..) [insync=(..)] | step-down ID
 //   campaign ID | propose ID DATA | propose-conf-change ID add|remove|setRole ID2 [role]
 //   transfer-leadership from=ID to=ID | read-index ID ctx=N
 //   tick-election ID... | tick-heartbeat ID... | tick ID N
@@ -453,7 +453,7 @@ class Env {
         this.node(one()).raw.appoint(int(a.kv.get('epoch'), 'appoint epoch'), idList(a.kv.get('insync')));
         return;
       case 'set-commit-set':
-        this.node(one()).raw.setCommitSet(idList(a.kv.get('ids')));
+        this.node(one()).raw.setCommitSet(idList(a.kv.get('ids')), ...(a.kv.has('insync') ? [idList(a.kv.get('insync'))] : []));
         return;
       case 'step-down':
         this.node(one()).raw.stepDown();

@@ -16,17 +16,18 @@ const violations: WitnessViolation[] = [];
 let ops = 0;
 let acked = 0;
 let appointments = 0;
+let readsWithNodeDown = 0;
 let gaveUp = 0;
 let run = 0;
 const faults: Record<string, number> = {};
 for (let s = first; s < first + seeds; s++) {
   const r = runWitnessSim({ seed: s, nodes, degrade, ...(mutation ? { mutation } : {}), ...(trace ? { trace: (l: string) => console.log(l) } : {}) });
   run++;
-  ops += r.ops; acked += r.acked; appointments += r.appointments;
+  ops += r.ops; acked += r.acked; appointments += r.appointments; readsWithNodeDown += r.readsWithNodeDown;
   if (r.linearizability === 'gaveUp') gaveUp++;
   for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
   for (const v of r.violations) { violations.push(v); console.error(`violation (${v.oracle}) seed ${v.seed}: ${v.message}\n  replay: ${v.replay}`); }
   if (stopOnFirst && r.violations.length > 0) break;
 }
-console.log(JSON.stringify({ seedsRun: run, firstSeed: first, nodes, degrade, mutation: mutation ?? null, ops, acked, appointments, linearizabilityGaveUp: gaveUp, faults, violations: violations.length, byOracle: violations.reduce<Record<string, number>>((a, v) => { a[v.oracle] = (a[v.oracle] ?? 0) + 1; return a; }, {}), wallMs: Date.now() - started }, null, 1));
+console.log(JSON.stringify({ seedsRun: run, firstSeed: first, nodes, degrade, mutation: mutation ?? null, ops, acked, appointments, readsWithNodeDown, linearizabilityGaveUp: gaveUp, faults, violations: violations.length, byOracle: violations.reduce<Record<string, number>>((a, v) => { a[v.oracle] = (a[v.oracle] ?? 0) + 1; return a; }, {}), wallMs: Date.now() - started }, null, 1));
 process.exitCode = violations.length > 0 ? 1 : 0;

@@ -51,6 +51,7 @@ export interface WitnessSimResult {
   readonly acked: number;
   readonly indeterminate: number;
   readonly appointments: number;
+  readonly readsWithNodeDown: number;
   readonly faults: Record<string, number>;
   readonly virtualMs: number;
 }
@@ -142,6 +143,8 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
   let acked = 0;
   let lastAckAt = -1;
   let readCtx = 0;
+  /** Linearizable reads answered while some node was down (in the default mode: by a leader whose in-sync set was shrunk to itself). */
+  let readsWithNodeDown = 0;
 
   const apply = (n: SimNode, from: number) => {
     for (const e of n.applied.slice(from)) {
@@ -187,7 +190,7 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
           if (!mine || mine.term !== c.term) violate('lost-write', `node ${n.id} appointed leader at epoch ${e.epoch} (in-sync ${e.inSync.join(',')}) lacks committed entry ${c.term}/${i} ${c.data} (its log ends at ${n.raw.status().lastIndex})`);
         }
       } else if (e.kind === 'commitSet') {
-        if (n.raw.softState().role === 'leader') n.raw.setCommitSet(e.ids);
+        if (n.raw.softState().role === 'leader') n.raw.setCommitSet(e.ids, e.inSync);
       } else {
         n.raw.stepDown();
         failPending(n);
@@ -273,6 +276,7 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
       const key = (h.op as { key: string }).key;
       h.output = { kind: 'read', value: valueOf(n, key, n.raw.status().applied) };
       h.returnAt = now;
+      if ([...nodes.values()].some((x) => !x.up)) readsWithNodeDown++;
     }
   };
 
@@ -378,5 +382,5 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
   if (lastAckAt < faultMs + HEAL_MS / 2) violate('liveness', `no write acknowledged in the second half of the ${HEAL_MS} ms after the faults healed (last at ${lastAckAt}; record ${JSON.stringify(record)})`);
   const lin = checkHistory(history, { maxStatesPerKey: 200_000 });
   if (lin.result === 'violation') violate('linearizability', `key ${lin.key}: the history is not linearizable: ${lin.detail}`);
-  return { seed: o.seed, violations, linearizability: lin.result, ops: history.length, acked, indeterminate: history.filter((h) => h.returnAt === undefined).length, appointments, faults, virtualMs: end };
+  return { seed: o.seed, violations, linearizability: lin.result, ops: history.length, acked, indeterminate: history.filter((h) => h.returnAt === undefined).length, appointments, readsWithNodeDown, faults, virtualMs: end };
 }
