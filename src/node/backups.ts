@@ -47,6 +47,8 @@ export interface BackupDeps {
   barrier(): Promise<void>;
   isLeader(): boolean;
   notLeader(): Error;
+  /** Witness mode: the lease still holds now (Fencing.leaseOk): asked before writing and before the archive is kept. */
+  mayAct?(): boolean;
   now?(): number;
 }
 
@@ -138,7 +140,7 @@ export class Backups {
    * aborts it when leadership is lost: nothing is left behind then.
    */
   async writeToDir(kind: string, extra: { slot?: string; fencingTerm?: number; signal?: AbortSignal } = {}): Promise<BackupInfo> {
-    if (!this.#d.isLeader()) throw this.#d.notLeader();
+    if (!this.#d.isLeader() || (this.#d.mayAct && !this.#d.mayAct())) throw this.#d.notLeader();
     if (this.#writing) throw new NodeError('backup_in_progress', 'a backup is being written now; wait for it to end (see `quorate backup list`)');
     this.#writing = true;
     const dir = this.#d.dir;
@@ -171,6 +173,7 @@ export class Backups {
         await fh.close();
       }
       if (extra.signal?.aborted === true) throw new Error(`leadership was lost while writing ${file}; nothing was kept`);
+      if (this.#d.mayAct && !this.#d.mayAct()) throw new Error(`the witness lease was not renewed in time while writing ${file} (this node is stepping down); nothing was kept`);
       const path = join(dir, file);
       await rename(tmp, path);
       tmp = undefined;

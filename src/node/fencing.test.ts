@@ -92,3 +92,48 @@ test('leadership lost while fencing: the gated work never starts, the retries st
   for (let i = 0; i < 100 && jobs.events.length === 0; i++) await tick();
   assert.deepEqual(jobs.events, ['start 6']);
 });
+
+test('witness mode: gated work stops at the lease step-down deadline by itself (a renewal moves it), and does not start without a lease', async () => {
+  let deadline: number | undefined = performance.now() + 40;
+  const { f } = fencing({ fenceScript: '', leaseDeadline: () => deadline });
+  const jobs = recorder();
+  const g = f.gate(jobs);
+  g.start(7);
+  f.start(7);
+  await tick();
+  assert.deepEqual(jobs.events, ['start 7']);
+  assert.equal(f.leaseOk(), true);
+  // A renewal before the deadline moves it: the work goes on past the first deadline.
+  const first = deadline!;
+  deadline = performance.now() + 1500;
+  await waitUntil(() => performance.now() > first + 50);
+  assert.deepEqual(jobs.events, ['start 7']);
+  // No renewal: stopped at the deadline, without anyone stepping the core down.
+  await waitUntil(() => jobs.events.length > 1, 10_000);
+  assert.ok(performance.now() >= deadline);
+  assert.deepEqual(jobs.events, ['start 7', 'stop']);
+  assert.equal(f.leaseOk(), false);
+  assert.match(f.leaseProblem(), /not renewed before its step-down deadline/);
+  // The core's stop later is a no-op; a new term without a lease does not start the work.
+  g.stop();
+  f.stop();
+  deadline = undefined;
+  g.start(8);
+  f.start(8);
+  await tick(20);
+  assert.deepEqual(jobs.events, ['start 7', 'stop']);
+  assert.match(f.leaseProblem(), /holds no witness lease/);
+});
+
+test('outside witness mode the lease never gates anything', () => {
+  const { f } = fencing({ fenceScript: '' });
+  assert.equal(f.leaseOk(), true);
+});
+
+async function waitUntil(cond: () => boolean, limitMs = 2000): Promise<void> {
+  const end = performance.now() + limitMs;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error('condition not met in time');
+    await tick(2);
+  }
+}

@@ -16,6 +16,12 @@
 //   - this node won its term by a clean switchover (the old leader stepped
 //     down and confirmed before handing over);
 //   - no previous leader is known (the first leader of the cluster).
+//
+// With Redis as the witness (src/coord/WITNESS.md), leadership also ends at
+// the witness lease's step-down deadline. The gate does not wait for the
+// witness driver to step the core down (it checks every 50 ms): each gated
+// service is stopped by a timer set at the deadline itself unless a renewal
+// moved it, and leader work asks `leaseOk()` at the moment it acts.
 import type { Logger } from 'pino';
 import type { FenceView } from '../api/ports.js';
 import type { LeaderService } from './leadership.js';
@@ -31,6 +37,13 @@ export interface FencingDeps {
   runFence?: (t: FenceTarget) => Promise<CommandResult>;
   /** Backoff after the n-th failure (ms); default 1 s doubling to 30 s. */
   backoffMs?: (attempt: number) => number;
+  /**
+   * Witness mode only: the step-down deadline of the witness lease this node
+   * holds (performance.now() time), undefined when it holds none.
+   */
+  leaseDeadline?: () => number | undefined;
+  /** Monotonic clock (tests); default performance.now. */
+  now?: () => number;
 }
 
 /** How a term's gate opened: the previous leader was fenced, or no fencing was needed; 'ended': the term ended first. */
@@ -85,31 +98,82 @@ export class Fencing implements LeaderService {
     return new Promise((resolve) => this.#waiters.push({ term, resolve }));
   }
 
+  /**
+   * Whether leader work with external effects may act now as far as the
+   * witness lease goes: always outside witness mode; in it, only before the
+   * step-down deadline of a lease this node holds.
+   */
+  leaseOk(): boolean {
+    const f = this.#d.leaseDeadline;
+    if (f === undefined) return true;
+    const d = f();
+    return d !== undefined && this.#now() < d;
+  }
+
+  /** Why `leaseOk()` is false, for errors and logs. */
+  leaseProblem(): string {
+    return this.#d.leaseDeadline?.() === undefined
+      ? 'this node holds no witness lease'
+      : 'the witness lease was not renewed before its step-down deadline';
+  }
+
+  #now(): number {
+    return this.#d.now?.() ?? performance.now();
+  }
+
   /** The last fencing attempt (for status), or undefined when none ran. */
   status(): FenceView | undefined {
     return this.#view;
   }
 
-  /** Wraps a leader service so that it starts only once this gate opens for its term. */
+  /**
+   * Wraps a leader service so that it starts only once this gate opens for
+   * its term (and, in witness mode, while the lease holds), and stops at the
+   * witness lease's step-down deadline if no renewal moved it.
+   */
   gate(inner: LeaderService): LeaderService {
     let gen = 0;
     let started = false;
+    let timer: NodeJS.Timeout | undefined;
+    const disarm = (): void => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    };
+    const halt = (): void => {
+      gen++;
+      disarm();
+      if (!started) return;
+      started = false;
+      inner.stop();
+    };
+    const watch = (mine: number): void => {
+      const d = this.#d.leaseDeadline?.();
+      if (mine !== gen || !started) return;
+      if (d === undefined || this.#now() >= d) {
+        this.#log.warn({ event: 'witness_lease_deadline', service: inner.name }, `stopping ${inner.name}: ${this.leaseProblem()} (leader work with external effects never outlives the witness lease)`);
+        halt();
+        return;
+      }
+      timer = setTimeout(() => watch(mine), Math.max(1, d - this.#now()));
+      timer.unref();
+    };
     return {
       name: inner.name,
       start: (term) => {
         const mine = ++gen;
+        disarm();
         void this.whenReady(term).then((o) => {
           if (o === 'ended' || mine !== gen) return;
+          if (!this.leaseOk()) {
+            this.#log.warn({ event: 'witness_lease_deadline', service: inner.name, term }, `not starting ${inner.name} in term ${term}: ${this.leaseProblem()}`);
+            return;
+          }
           started = true;
           inner.start(term);
+          if (this.#d.leaseDeadline !== undefined) watch(mine);
         });
       },
-      stop: () => {
-        gen++;
-        if (!started) return;
-        started = false;
-        inner.stop();
-      },
+      stop: halt,
     };
   }
 

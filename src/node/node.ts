@@ -16,7 +16,7 @@ import { WalStorage } from '../storage/index.js';
 import { encodeEnvelope, type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
-import { notLeader, type NodeError } from './errors.js';
+import { NodeError, notLeader } from './errors.js';
 import type { ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { sqlServiceOf } from './sql-service.js';
 import { filesServiceOf } from './files-service.js';
@@ -266,9 +266,11 @@ export class QuorateNode implements ClusterControl {
     this.#services = new LeaderServices(this.#leadership, this.#log);
     const wonByTransfer = (): boolean => this.#replica.core.status().campaign === 'transfer';
     // Fencing first: the VIP, jobs, backups and outbox delivery wait for its gate (./fencing.ts).
-    this.#fencing = new Fencing({ fenceScript: config.cluster.fenceScript, log: this.#log, wonByTransfer, previousLeader: () => this.#previousLeader });
+    // Witness mode: leader work with external effects also ends at the witness lease's step-down deadline.
+    const leaseDeadline = usesWitness(config) ? { leaseDeadline: () => this.witness?.leaseDeadline() } : {};
+    this.#fencing = new Fencing({ fenceScript: config.cluster.fenceScript, log: this.#log, wonByTransfer, previousLeader: () => this.#previousLeader, ...leaseDeadline });
     this.#services.add(this.#fencing);
-    this.#vip = virtualIpFor(config, { log: this.#log, confirm: () => this.readBarrier(2000), wonByTransfer, previousLeader: () => this.#previousLeader, fencing: this.#fencing });
+    this.#vip = virtualIpFor(config, { log: this.#log, confirm: () => this.readBarrier(2000), wonByTransfer, previousLeader: () => this.#previousLeader, fencing: this.#fencing, ...leaseDeadline });
     if (this.#vip) this.#services.add(this.#vip);
     this.#services.add(this.#historyRecorder);
     this.#services.add(periodicService(this.#maintenance.name, EXPIRY_CHECK_MS, () => this.#maintenance.tick()));
@@ -279,7 +281,7 @@ export class QuorateNode implements ClusterControl {
     this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
     ({ scheduler: this.scheduler, backups: this.backups, jobs: this.jobs } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
       run: (op) => this.#replica.run(op), proposeEntry: (e) => this.#replica.propose(e, DEFAULT_PROPOSE_TIMEOUT_MS), featureLevel: () => this.featureLevel(),
-      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier() }));
+      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier(), mayAct: () => this.#fencing.leaseOk() }));
     this.#services.add(this.#fencing.gate(this.scheduler));
     this.appServices = new AppServices({
       config, logger: this.#log, metrics: this.#metrics, leadership: this.#leadership, services: this.#services, gated: (svc) => this.#fencing.gate(svc), app: state.app,
@@ -445,8 +447,14 @@ export class QuorateNode implements ClusterControl {
     return this.#historyRecorder.clusterHistory(limit);
   }
 
-  readBarrier(timeoutMs = 5000): Promise<void> {
-    return this.#replica.readBarrier(timeoutMs);
+  async readBarrier(timeoutMs = 5000): Promise<void> {
+    await this.#replica.readBarrier(timeoutMs);
+    // Witness mode: a read is confirmed by the witness lease this leader holds at the moment it answers
+    // (with the in-sync set shrunk to it, no peer confirms it: src/raft/witness.ts).
+    const w = this.witness;
+    if (w !== undefined && !w.mayAct()) {
+      throw new NodeError('no_leader', 'this leader\'s witness lease was not renewed in time and it is stepping down; retry in a moment (the next leader answers) and check `quorate status`');
+    }
   }
 
   async switchover(to?: string): Promise<{ from: string; to: string; term: number; pauseMs: number }> {

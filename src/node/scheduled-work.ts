@@ -26,6 +26,8 @@ export interface ScheduledWorkDeps {
   isLeader(): boolean;
   notLeader(): Error;
   readBarrier(): Promise<void>;
+  /** Witness mode: the lease still holds now (Fencing.leaseOk). */
+  mayAct?(): boolean;
 }
 
 export function scheduledWork(d: ScheduledWorkDeps): { scheduler: LeaderScheduler; backups: Backups; jobs: JobsPort } {
@@ -37,6 +39,7 @@ export function scheduledWork(d: ScheduledWorkDeps): { scheduler: LeaderSchedule
     propose: (c) => d.proposeEntry(encodeEnvelope({ machine: SCHEDULER_MACHINE_ID, at: Date.now(), payload: encodeSchedulerPayload(c) })),
     featureLevel: () => d.featureLevel(),
     barrier: () => d.readBarrier(),
+    ...(d.mayAct ? { mayAct: d.mayAct } : {}),
   });
   const b = d.config.database.backup;
   const backups = new Backups({
@@ -47,6 +50,7 @@ export function scheduledWork(d: ScheduledWorkDeps): { scheduler: LeaderSchedule
     barrier: () => (d.isLeader() ? d.readBarrier() : Promise.resolve()),
     isLeader: () => d.isLeader(),
     notLeader: () => d.notLeader(),
+    ...(d.mayAct ? { mayAct: d.mayAct } : {}),
   });
   if (b.enabled) scheduler.add(backups.job(b.schedule));
   for (const j of d.config.jobs) scheduler.add(commandJob(j, log.child({ job: j.name })));

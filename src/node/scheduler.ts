@@ -61,6 +61,8 @@ export interface SchedulerDeps {
   readonly nodeName: string;
   /** Resolves once this leader has applied everything committed before its term (a linearizable read barrier); throws if it cannot. */
   barrier(): Promise<void>;
+  /** Witness mode: the lease still holds now (Fencing.leaseOk); asked when a run is about to start. */
+  mayAct?(): boolean;
   now?(): number;
 }
 
@@ -251,6 +253,10 @@ export class LeaderScheduler implements LeaderService {
       }
       if (!this.#live(gen)) {
         d.log.warn({ event: 'job_not_run', job: job.name, slot, seq }, `job ${job.name}: slot ${slot} was claimed but leadership was lost before it started; not run`);
+        return undefined;
+      }
+      if (d.mayAct && !d.mayAct()) {
+        d.log.warn({ event: 'job_not_run', job: job.name, slot, seq, reason: 'witness_lease' }, `job ${job.name}: slot ${slot} was claimed but the witness lease was not renewed in time (this node is about to step down); not run`);
         return undefined;
       }
       const started = this.#now();

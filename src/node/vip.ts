@@ -55,6 +55,8 @@ export interface VipDeps {
   runFence?: (t: FenceTarget) => Promise<CommandResult>;
   /** The node's fencing gate (./fencing.ts), shared with the other gated leader work; without it the VIP runs its own. */
   fencing?: Fencing;
+  /** Witness mode: the lease's step-down deadline (the same function the fencing gate was given). */
+  leaseDeadline?: () => number | undefined;
   marginMs?: number;
 }
 
@@ -83,7 +85,7 @@ export class VirtualIp implements LeaderService {
     this.#d = d;
     this.#log = d.log.child({ component: 'vip' });
     this.#ownsFencing = d.fencing === undefined;
-    this.#fencing = d.fencing ?? new Fencing({ fenceScript: d.fenceScript, log: d.log, wonByTransfer: d.wonByTransfer, previousLeader: d.previousLeader, ...(d.runFence ? { runFence: d.runFence } : {}) });
+    this.#fencing = d.fencing ?? new Fencing({ fenceScript: d.fenceScript, log: d.log, wonByTransfer: d.wonByTransfer, previousLeader: d.previousLeader, ...(d.runFence ? { runFence: d.runFence } : {}), ...(d.leaseDeadline ? { leaseDeadline: d.leaseDeadline } : {}) });
     this.#watch = setInterval(() => this.#freezeCheck(), 100);
     this.#watch.unref();
   }
@@ -172,7 +174,15 @@ export class VirtualIp implements LeaderService {
     this.#fencedTerm = term;
     while (this.#alive(epoch)) {
       if (!this.#suspended) await this.#renew(epoch, T);
-      if (!(await this.#sleepUntil(performance.now() + RENEW_MS, epoch))) return;
+      // Witness mode: wake at the lease's step-down deadline too, and give the address up then unless a renewal moved it.
+      const deadline = this.#fencing.leaseOk() ? this.#leaseDeadline() : undefined;
+      if (!(await this.#sleepUntil(Math.min(performance.now() + RENEW_MS, deadline ?? Infinity), epoch))) return;
+      if (!this.#fencing.leaseOk() && this.#holding) {
+        this.#lastError = this.#fencing.leaseProblem();
+        this.#state = 'standby';
+        this.#log.warn({ event: 'witness_lease_deadline', service: this.name }, `giving up the virtual IP ${this.#d.cidr}: ${this.#fencing.leaseProblem()}`);
+        await this.#remove('the witness lease was not renewed in time');
+      }
     }
   }
 
@@ -184,9 +194,14 @@ export class VirtualIp implements LeaderService {
       if (this.#alive(epoch)) this.#lastError = `quorum not confirmed: ${(e as Error).message}`;
       return;
     }
+    if (!this.#fencing.leaseOk()) {
+      if (this.#alive(epoch)) this.#lastError = `not taking the virtual IP: ${this.#fencing.leaseProblem()}`;
+      return;
+    }
     const r = await this.#exec(async () => {
       const secs = Math.floor((t0 + T - performance.now()) / 1000);
-      if (!this.#alive(epoch) || this.#suspended || secs < 1) return undefined;
+      // The witness lease is checked again at the moment the address is added.
+      if (!this.#alive(epoch) || this.#suspended || secs < 1 || !this.#fencing.leaseOk()) return undefined;
       const res = await this.#d.commands.add(secs);
       if (res.ok) this.#leaseEnd = t0 + T;
       return res;
@@ -241,6 +256,10 @@ export class VirtualIp implements LeaderService {
     this.#log.error({ event, command: r.command, output: r.detail }, `${what} (${err})`);
   }
 
+  #leaseDeadline(): number | undefined {
+    return this.#d.leaseDeadline?.();
+  }
+
   /** Sleeps until `at` (performance.now()); false when the epoch ended meanwhile. */
   async #sleepUntil(at: number, epoch: number): Promise<boolean> {
     while (this.#alive(epoch)) {
@@ -255,7 +274,7 @@ export class VirtualIp implements LeaderService {
 /** The VIP of this node's config, or undefined (no virtualIp, loadBalanced, or a node that never leads). */
 export function virtualIpFor(
   config: { readonly node: { readonly role: string }; readonly cluster: { readonly virtualIp: string; readonly vipInterface: string; readonly vipScript: string; readonly fenceScript: string; readonly loadBalanced: boolean; readonly electionTimeoutMs: number } },
-  deps: Pick<VipDeps, 'log' | 'confirm' | 'wonByTransfer' | 'previousLeader' | 'fencing'>,
+  deps: Pick<VipDeps, 'log' | 'confirm' | 'wonByTransfer' | 'previousLeader' | 'fencing' | 'leaseDeadline'>,
   commands: (cidr: string, iface: string, script: string) => VipCommands = (cidr, iface, script) => (script !== '' ? scriptCommands(script, cidr, iface) : ipCommands(cidr, iface)),
 ): VirtualIp | undefined {
   const c = config.cluster;
