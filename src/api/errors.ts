@@ -105,6 +105,8 @@ export const ERROR_STATUS = {
   // (cluster not failover-safe, failure tolerance 0, no --confirm): the message says what to do.
   drills_disabled: 409,
   drill_refused: 409,
+  // `quorate witness confirm` could not ask another data node for its term (src/api/routes-witness.ts).
+  witness_peer_unreachable: 409,
   // 408: the request did not arrive in time (headers within 10 s, the whole request within 60 s).
   request_timeout: 408,
   // 410: history no longer reaches back that far.

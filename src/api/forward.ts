@@ -46,6 +46,39 @@ export class Forwarder {
   }
 
   /**
+   * GET `url` (another member's API) with `headers`, over the same agents and
+   * trust as forwarding; resolves with the status and the parsed JSON body,
+   * rejects when it cannot be reached or does not answer in `timeoutMs`.
+   */
+  getJson(url: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; body: unknown }> {
+    const target = new URL(url);
+    const https_ = target.protocol === 'https:';
+    const mod = https_ ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = mod.request(target, {
+        method: 'GET', headers: { accept: 'application/json', ...headers }, agent: https_ ? this.#https : this.#http, timeout: timeoutMs,
+        ...(https_ && this.#trust !== undefined ? { ca: this.#trust() as (string | Buffer)[] } : {}),
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          try {
+            resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) as unknown });
+          } catch {
+            reject(new Error(`HTTP ${res.statusCode ?? 0} with a body that is not JSON`));
+          }
+        });
+      });
+      req.end();
+    });
+  }
+
+  /**
    * Sends ctx's request (method, path and query, body, auth and idempotency
    * headers) to `leaderUrl` and streams the answer back. Rejects with an
    * ApiError only while nothing has been written to ctx.res.

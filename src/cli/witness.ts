@@ -13,13 +13,15 @@ const witnessConfirm: Command = {
   description:
     'Calls POST /v1/cluster/witness/confirm on the node --url points at. Only in witness mode (cluster.coordination "redis" with database.mode "local-sync"). ' +
     'When Redis restarted, failed over or lost its data, the record can no longer be trusted and no node takes the lease. Confirming re-stamps the record; ' +
-    'when it is gone it is recreated with this node alone in the in-sync set and an epoch above this node\'s term. Run it on the node with the most data (the last leader): ' +
+    'when it is gone it is recreated with this node alone in the in-sync set. The node first asks every other data node for its term over its API (with your token) ' +
+    'and takes the next epoch above all of them, so no epoch a node already led at is handed out again; when a node cannot be asked it refuses ' +
+    '(409 witness_peer_unreachable, naming the node) unless --min-epoch gives that node\'s last term. Run it on the node with the most data (the last leader): ' +
     'another node may lack acknowledged writes. Refused without --confirm.',
   flags: [
     { name: 'confirm', type: 'boolean', help: 'yes, confirm on this node (it must hold every acknowledged write)' },
-    { name: 'min-epoch', type: 'int', value: 'N', help: 'the next epoch is above N too: pass the other node\'s term when it is down (`quorate status` on it shows `term`)' },
+    { name: 'min-epoch', type: 'int', value: 'N', help: 'only when another data node cannot be asked: the next epoch is above N, its last term (`quorate status` on it showed `term`; 0 only if its data is gone for good)' },
   ],
-  examples: ['quorate witness confirm --url http://10.0.1.11:7101 --confirm', 'quorate witness confirm --confirm --json'],
+  examples: ['quorate witness confirm --url http://10.0.1.11:7101 --confirm', 'quorate witness confirm --confirm --json', 'quorate witness confirm --url http://10.0.1.11:7101 --confirm --min-epoch 12'],
   remote: true,
   async run(ctx) {
     if (ctx.args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(ctx.args.positionals[0])}`, 'witness confirm');
@@ -28,6 +30,10 @@ const witnessConfirm: Command = {
       ['confirmed on', String(r['nodeName'])],
       ['epoch', String(r['epoch'])],
       ['in-sync set', Array.isArray(r['inSync']) ? (r['inSync'] as number[]).join(', ') : '?'],
+      ['epoch floor', String(r['floor'])],
+      ...(Array.isArray(r['peers']) ? (r['peers'] as Record<string, unknown>[]).map((p): [string, string] => [`asked ${String(p['nodeName'])}`,
+        typeof p['term'] === 'number' ? `term ${p['term']}, lastIndex ${String(p['lastIndex'])}` : `not reachable (${String(p['unreachable'])}): --min-epoch used`]) : []),
+      ...(typeof r['warning'] === 'string' ? [['warning', r['warning']] as [string, string]] : []),
       ['next', 'a member of the in-sync set takes the lease within a renewal interval; `quorate status` shows who leads'],
     ]));
     return EXIT.ok;
