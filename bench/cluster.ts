@@ -8,6 +8,11 @@
 // reported next to etcd's put and range at the same concurrency; and one
 // replicated file of BENCH_FILE_MB MiB (default 64) streamed to the leader:
 // time, MiB/s and each node's RSS growth.
+// Two data nodes and a Redis witness (src/coord/WITNESS.md; needs
+// redis-server, BENCH_WITNESS=0 skips it): kill -9 of the leader under
+// inSyncDegrade, the time until the standby leads and until writes resume
+// (./witness-run.ts, BENCH_FAILOVER_ROUNDS rounds, lease TTL 2 s), next to
+// the three-node failover.
 // Prints one JSON report. Not part of `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -16,6 +21,8 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestCluster, TOKEN, freePorts, sleep } from '../test/integration/harness.js';
+import { REDIS_SERVER } from '../test/support/redis-server.js';
+import { witnessFailover } from './witness-run.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const CONCURRENCY = (process.env['BENCH_CONCURRENCY'] ?? '1,16,64,256').split(',').map(Number);
@@ -357,6 +364,9 @@ try {
 } finally {
   await q.stop();
 }
+if (process.env['BENCH_WITNESS'] === '0') report['quorateTwoNodeWitness'] = 'skipped (BENCH_WITNESS=0)';
+else if (!existsSync(REDIS_SERVER)) report['quorateTwoNodeWitness'] = `${REDIS_SERVER} not installed (apt-get install redis-server to measure the two-node failover)`;
+else report['quorateTwoNodeWitness'] = await witnessFailover({ ttlSeconds: 2, renewSeconds: 1, rounds: FAILOVER_ROUNDS, degrade: true });
 const etcdBin = process.env['BENCH_ETCD'] === '0' ? undefined : findEtcd();
 if (etcdBin) {
   const e = await etcdTarget(etcdBin);
