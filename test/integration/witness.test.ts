@@ -109,7 +109,7 @@ test('inSyncDegrade: kill -9 of the leader under writes: the standby takes the l
   console.log(`# ${w.history.length} ops (${acked} acknowledged writes), linearizable`);
 });
 
-test('default (no inSyncDegrade): kill -9 of the leader: the standby leads but writes wait for both nodes; they resume when the old leader is back', async () => {
+test('default (no inSyncDegrade): kill -9 of the leader: the standby leads, writes wait for both nodes but linearizable reads go on; writes resume when the old leader is back', async () => {
   const { c } = await start(false);
   const { w, leader, standby, killedAt, ledAt } = await killLeaderUnderWrites(c, 2, 20);
   await sleep(1500);
@@ -119,6 +119,13 @@ test('default (no inSyncDegrade): kill -9 of the leader: the standby leads but w
     const health = await http(c.nodes[standby]!.url, 'GET', '/system/health/leader');
     return health.status === 503 && /quorum not met/.test(JSON.stringify(health.body['reasons']));
   }, 10_000);
+  // Linearizable reads go on on the survivor once it shrank the witness's in-sync set to itself (by the CAS;
+  // the commit set keeps both nodes, so writes still wait); the writers' reads are in the checked history.
+  await waitFor('the survivor shrank the in-sync set to itself', async () => JSON.stringify((await witnessOf(c, standby))?.['inSync']) === `[${await idOf(c, standby)}]`, 10_000);
+  const readsFrom = w.now();
+  await waitFor('linearizable reads answered with one node down', () => w.history.some((h) => h.op.kind === 'read' && h.output !== undefined && h.invokeAt > readsFrom), 20_000);
+  const lin = await http(c.nodes[standby]!.url, 'GET', '/v1/kv/k0?consistency=linearizable', { token: TOKEN });
+  assert.ok(lin.status === 200 || lin.status === 404, JSON.stringify(lin.body));
   c.startNode(leader);
   const restartedAt = w.now();
   await waitFor('writes resume with both nodes', () => w.history.some((h) => h.op.kind === 'write' && h.output !== undefined && h.returnAt! > restartedAt), 30_000);
@@ -191,6 +198,11 @@ test('Redis restarted without its data: no node leads until an operator confirms
   const ok = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: { confirm: true, minEpoch: 50 } });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.deepEqual(ok.body['inSync'], [await idOf(c, leader)]);
+  // The confirming node asked the other node for its term itself.
+  const peers = ok.body['peers'] as { nodeName: string; term?: number }[];
+  assert.equal(peers.length, 1, JSON.stringify(ok.body));
+  assert.equal(peers[0]!.nodeName, c.nodes[1 - leader]!.name);
+  assert.ok(typeof peers[0]!.term === 'number' && (ok.body['floor'] as number) >= peers[0]!.term, JSON.stringify(ok.body));
   await waitFor('the confirmed node leads', async () => (await leaderOf(c, [leader])) === leader, 20_000);
   assert.equal((await witnessOf(c, leader))?.['epoch'], 51, 'the epoch is above --min-epoch');
   await client.kvPut('y', '2');
@@ -201,8 +213,22 @@ test('Redis restarted without its data: no node leads until an operator confirms
   await redis.restart();
   await waitFor('no leader after the restart', async () => (await leaderOf(c, [0, 1])) === -1, 20_000);
   await waitFor('an operator must confirm', async () => /another Redis instance/.test(String((await witnessOf(c, 1 - leader))?.['waiting'] ?? '')), 20_000);
-  assert.equal((await http(c.nodes[1 - leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: { confirm: true } })).status, 200);
-  await waitFor('a leader again', async () => (await leaderOf(c, [0, 1])) >= 0, 20_000);
-  await client.kvPut('z', '3');
+  // The other node is down: confirm cannot ask it for its term and refuses, saying what to check.
+  const lastTerm = (await http(c.nodes[leader]!.url, 'GET', '/v1/cluster/status', { token: TOKEN })).body['term'] as number;
+  c.kill(leader);
+  await c.waitExit(leader);
+  const unasked = await http(c.nodes[1 - leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: { confirm: true } });
+  assert.equal(unasked.status, 409, JSON.stringify(unasked.body));
+  assert.equal(unasked.body['error'], 'witness_peer_unreachable');
+  assert.match(String(unasked.body['message']), new RegExp(`could not ask ${c.nodes[leader]!.name} for its term.*--min-epoch N`));
+  // The operator's override: at least the down node's last term.
+  const forced = await http(c.nodes[1 - leader]!.url, 'POST', '/v1/cluster/witness/confirm', { token: TOKEN, body: { confirm: true, minEpoch: lastTerm } });
+  assert.equal(forced.status, 200, JSON.stringify(forced.body));
+  assert.ok((forced.body['floor'] as number) >= lastTerm, JSON.stringify(forced.body));
+  await waitFor('a leader again', async () => (await leaderOf(c, [1 - leader])) === 1 - leader, 20_000);
+  assert.ok(((await witnessOf(c, 1 - leader))?.['epoch'] as number) > lastTerm, 'the new epoch is above the down node\'s term');
+  c.startNode(leader);
+  // Default mode: writes wait until the restarted node is back in the commit set.
+  await waitFor('writes resume once both nodes are up', async () => client.kvPut('z', '3').then(() => true, () => false), 40_000);
   assert.equal((await client.kvGet('y'))?.value, '2');
 });
