@@ -21,7 +21,7 @@ export const CLIENT_IP = `${SUBNET}.50`;
 /** Ports inside the node namespaces: each namespace has its own port space, so these collide with nothing on the host. */
 export const API_PORT = 7101;
 const PEER_PORT = 5201;
-const SWITCH = `${PREFIX}-sw`;
+export const SWITCH = `${PREFIX}-sw`;
 export const CLIENT_NS = `${PREFIX}-cl`;
 const CLIENT_MAIN = fileURLToPath(new URL('./ns-client.js', import.meta.url));
 
@@ -77,15 +77,15 @@ export function assertTestDestination(url: string): void {
   if (!(host.startsWith(`${SUBNET}.`) || host === '127.0.0.1')) throw new Error(`refusing to send to ${host}: not in the test subnet ${SUBNET}.0/24 or loopback`);
 }
 
-/** A CA and node certificates for peer TLS between the namespaces (peer traffic off loopback needs TLS). */
-function makeCerts(dir: string, nodes: number): void {
+/** A CA and node certificates for peer TLS between the namespaces (peer traffic off loopback needs TLS); `ipOf(i)` is node i's address. */
+export function makeCerts(dir: string, nodes: number, ipOf: (i: number) => string = nodeIp): void {
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1',
     '-subj', '/CN=quorate-vip-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
   for (let i = 0; i < nodes; i++) {
     const name = `node${i + 1}`;
     openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=IP:${nodeIp(i)}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`);
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=IP:${ipOf(i)}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`);
     openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`);
   }
 }
@@ -97,7 +97,8 @@ export class NsCluster {
   readonly root: string;
   readonly nodes: NsNode[] = [];
 
-  constructor(cluster: Record<string, unknown>, nodes = 3) {
+  /** `extra`: more top-level config sections (redis, database) for every node. */
+  constructor(cluster: Record<string, unknown>, nodes = 3, extra: Record<string, unknown> = {}) {
     this.root = mkdtempSync(join(tmpdir(), `${PREFIX}-it-`));
     makeCerts(this.root, nodes);
     for (let i = 0; i < nodes; i++) {
@@ -111,6 +112,7 @@ export class NsCluster {
           electionTimeoutMs: 1000, heartbeatIntervalMs: 100, virtualIp: VIP_CIDR, vipInterface: 'eth0', ...cluster,
         },
         security: { tls: { certFile: join(this.root, `${name}.crt`), keyFile: join(this.root, `${name}.key`), caFile: join(this.root, 'ca.crt') } },
+        ...extra,
       };
       const configPath = join(dir, 'quorate.json');
       writeFileSync(configPath, JSON.stringify(config, null, 2));
