@@ -1,4 +1,4 @@
-// npm run sim:witness -- [--seeds N] [--seed S] [--nodes 2|3] [--degrade] [--mutation NAME] [--trace] [--stop-on-first]
+// npm run sim:witness -- [--seeds N] [--seed S] [--nodes 2|3] [--degrade] [--mutation NAME] [--trace] [--stop-on-first] [--max-states N]
 // Runs the witness simulator (./witness-sim.ts) over seeds S..S+N-1 and prints a JSON summary; exit 1 on any violation.
 import { runWitnessSim, type WitnessSimMutation, type WitnessViolation } from './witness-sim.js';
 
@@ -11,6 +11,8 @@ const degrade = args.includes('--degrade');
 const trace = args.includes('--trace');
 const mutation = opt('--mutation') as WitnessSimMutation | undefined;
 const stopOnFirst = args.includes('--stop-on-first');
+const maxStates = opt('--max-states');
+const gaveUpSeeds: number[] = [];
 const started = Date.now();
 const violations: WitnessViolation[] = [];
 let ops = 0;
@@ -21,13 +23,13 @@ let gaveUp = 0;
 let run = 0;
 const faults: Record<string, number> = {};
 for (let s = first; s < first + seeds; s++) {
-  const r = runWitnessSim({ seed: s, nodes, degrade, ...(mutation ? { mutation } : {}), ...(trace ? { trace: (l: string) => console.log(l) } : {}) });
+  const r = runWitnessSim({ seed: s, nodes, degrade, ...(mutation ? { mutation } : {}), ...(maxStates !== undefined ? { maxStatesPerKey: Number(maxStates) } : {}), ...(trace ? { trace: (l: string) => console.log(l) } : {}) });
   run++;
   ops += r.ops; acked += r.acked; appointments += r.appointments; readsWithNodeDown += r.readsWithNodeDown;
-  if (r.linearizability === 'gaveUp') gaveUp++;
+  if (r.linearizability === 'gaveUp') { gaveUp++; gaveUpSeeds.push(s); }
   for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
   for (const v of r.violations) { violations.push(v); console.error(`violation (${v.oracle}) seed ${v.seed}: ${v.message}\n  replay: ${v.replay}`); }
   if (stopOnFirst && r.violations.length > 0) break;
 }
-console.log(JSON.stringify({ seedsRun: run, firstSeed: first, nodes, degrade, mutation: mutation ?? null, ops, acked, appointments, readsWithNodeDown, linearizabilityGaveUp: gaveUp, faults, violations: violations.length, byOracle: violations.reduce<Record<string, number>>((a, v) => { a[v.oracle] = (a[v.oracle] ?? 0) + 1; return a; }, {}), wallMs: Date.now() - started }, null, 1));
+console.log(JSON.stringify({ seedsRun: run, firstSeed: first, nodes, degrade, mutation: mutation ?? null, ops, acked, appointments, readsWithNodeDown, linearizabilityGaveUp: gaveUp, gaveUpSeeds, faults, violations: violations.length, byOracle: violations.reduce<Record<string, number>>((a, v) => { a[v.oracle] = (a[v.oracle] ?? 0) + 1; return a; }, {}), wallMs: Date.now() - started }, null, 1));
 process.exitCode = violations.length > 0 ? 1 : 0;

@@ -34,6 +34,8 @@ export interface WitnessSimOptions {
   readonly mutation?: WitnessSimMutation;
   readonly faultMs?: number;
   readonly trace?: (line: string) => void;
+  /** The linearizability search's state budget per key (default 200,000); past it the check gives up ('gaveUp'). */
+  readonly maxStatesPerKey?: number;
 }
 
 export interface WitnessViolation {
@@ -380,7 +382,7 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
   }
 
   if (lastAckAt < faultMs + HEAL_MS / 2) violate('liveness', `no write acknowledged in the second half of the ${HEAL_MS} ms after the faults healed (last at ${lastAckAt}; record ${JSON.stringify(record)})`);
-  const lin = checkHistory(history, { maxStatesPerKey: 200_000 });
+  const lin = checkHistory(history, { maxStatesPerKey: o.maxStatesPerKey ?? 200_000 });
   if (lin.result === 'violation') violate('linearizability', `key ${lin.key}: the history is not linearizable: ${lin.detail}`);
   return { seed: o.seed, violations, linearizability: lin.result, ops: history.length, acked, indeterminate: history.filter((h) => h.returnAt === undefined).length, appointments, readsWithNodeDown, faults, virtualMs: end };
 }
