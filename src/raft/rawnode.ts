@@ -16,6 +16,7 @@ import { applyConfChange, encodeConfEntry, isVoting, roleOf, votingIds } from '.
 import { majority, writeQuorum } from './quorum.js';
 import { Progress } from './progress.js';
 import { WITNESS_TRANSFER_REFUSED, WitnessSets, checkAppointment } from './witness.js';
+import { normalize, type Normalized } from './config.js';
 import type {
   ConfChange,
   Entry,
@@ -33,7 +34,6 @@ import type {
   SnapshotMeta,
   SoftState,
   Status,
-  TestMutation,
 } from './types.js';
 import { NONE } from './types.js';
 
@@ -43,58 +43,6 @@ const CTX_TRANSFER = 1;
 const OBSERVER_STAND_IN_TIMEOUTS = 3;
 const MAX_COMMITTED_BYTES_PER_READY = 16 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
-
-interface Normalized {
-  readonly electionTicks: number;
-  readonly heartbeatTicks: number;
-  readonly writeQuorum: number;
-  readonly preVote: boolean;
-  readonly checkQuorum: boolean;
-  readonly readOnly: 'safe' | 'lease';
-  readonly maxInflightMsgs: number;
-  readonly maxInflightBytes: number;
-  readonly maxMsgBytes: number;
-  readonly maxUncommittedBytes: number;
-  readonly maxEntryBytes: number;
-  readonly snapshotEntries: number;
-  readonly snapshotBytes: number;
-  readonly trailingEntries: number;
-  readonly trailingBytes: number;
-  readonly transferTicks: number;
-  readonly mutation: TestMutation | undefined;
-  readonly incarnation: string | undefined;
-  readonly witness: boolean;
-}
-
-function normalize(c: RaftConfig): Normalized {
-  invariant(Number.isSafeInteger(c.id) && c.id > 0, `config id must be a positive integer, got ${c.id}`);
-  invariant(c.heartbeatTicks >= 1, 'heartbeatTicks must be >= 1');
-  invariant(c.electionTicks > c.heartbeatTicks, 'electionTicks must exceed heartbeatTicks');
-  const checkQuorum = c.checkQuorum ?? true;
-  const readOnly = c.readOnly ?? 'safe';
-  invariant(readOnly === 'safe' || checkQuorum, "readOnly 'lease' requires checkQuorum");
-  return {
-    electionTicks: c.electionTicks,
-    heartbeatTicks: c.heartbeatTicks,
-    writeQuorum: c.writeQuorum ?? 0,
-    incarnation: c.incarnation,
-    preVote: c.preVote ?? true,
-    checkQuorum,
-    readOnly,
-    maxInflightMsgs: c.maxInflightMsgs ?? 256,
-    maxInflightBytes: c.maxInflightBytes ?? 16 * 1024 * 1024,
-    maxMsgBytes: c.maxMsgBytes ?? 1024 * 1024,
-    maxUncommittedBytes: c.maxUncommittedBytes ?? 64 * 1024 * 1024,
-    maxEntryBytes: c.maxEntryBytes ?? 8 * 1024 * 1024,
-    snapshotEntries: c.snapshotEntries ?? 10000,
-    snapshotBytes: c.snapshotBytes ?? 64 * 1024 * 1024,
-    trailingEntries: c.trailingEntries ?? 1000,
-    trailingBytes: c.trailingBytes ?? 32 * 1024 * 1024,
-    transferTicks: c.transferTicks ?? c.electionTicks,
-    mutation: c.testMutation,
-    witness: c.witness ?? false,
-  };
-}
 
 interface PendingRead {
   readonly ctx: number;
