@@ -294,7 +294,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
     'alerts.webhookUrl', 'alerts.secretFile', 'alerts.replicationLagMsMax', 'alerts.diskFreePercentMin', 'alerts.leaderChangesMax', 'alerts.leaderChangesWindowSeconds',
     'alerts.forSeconds', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',
-    'drills.enabled', 'drills.rtoTargetMs',
+    'drills.enabled', 'drills.rtoTargetMs', 'drills.maxIntervalHours',
     'files.maxFileBytes',
     'database.inSyncDegrade',
   ];
@@ -356,8 +356,11 @@ test('loadConfig: relative dataDir resolves against the file; bad JSON and missi
 
 test('drills: off by default; enabled and rtoTargetMs load; a bad or unknown key is refused naming it', () => {
   const d = parseConfig({}, {});
-  assert.deepEqual(d.drills, { enabled: false, rtoTargetMs: 15_000 });
-  assert.deepEqual(parseConfig({ drills: { enabled: true, rtoTargetMs: 5000 } }, {}).drills, { enabled: true, rtoTargetMs: 5000 });
+  assert.deepEqual(d.drills, { enabled: false, rtoTargetMs: 15_000, maxIntervalHours: 0 });
+  assert.deepEqual(parseConfig({ drills: { enabled: true, rtoTargetMs: 5000, maxIntervalHours: 168 } }, {}).drills, { enabled: true, rtoTargetMs: 5000, maxIntervalHours: 168 });
+  assert.throws(() => parseConfig({ drills: { maxIntervalHours: -1 } }, {}), /drills\.maxIntervalHours/);
+  assert.throws(() => parseConfig({ drills: { maxIntervalHours: 1.5 } }, {}), /drills\.maxIntervalHours/);
+  assert.throws(() => parseConfig({ drills: { maxIntervalHours: '7d' } }, {}), /drills\.maxIntervalHours/);
   assert.throws(() => parseConfig({ drills: { rtoTargetMs: 0 } }, {}), /drills\.rtoTargetMs/);
   assert.throws(() => parseConfig({ drills: { enable: true } }, {}), /drills/);
 });

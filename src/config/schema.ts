@@ -241,6 +241,8 @@ const jobSchema = z.object({
 const drillsSchema = z.object({
   enabled: z.boolean().default(false),
   rtoTargetMs: int(1, 3_600_000).default(15_000),
+  /** A passing drill is due at least this often (hours; 0 = no period, never overdue): drill_overdue, QuorateDrillOverdue, quorate doctor. */
+  maxIntervalHours: int(0, 87_600).default(0),
 }).strict();
 
 export const configSchema = z.object({

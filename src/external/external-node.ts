@@ -78,6 +78,8 @@ export class ExternalNode implements ClusterControl, DrControl {
   readonly drills: DrillPort = {
     enabled: false,
     rtoTargetMs: 0,
+    maxIntervalHours: 0,
+    schedule: () => ({ maxIntervalHours: 0, last: null, lastPassedAt: null, dueAt: null, overdue: false }),
     fault: () => Promise.reject(unavailable('A drill fault')),
     reports: () => ({ reports: [], seq: 0, appliedIndex: this.machines.appliedIndex }),
     record: () => Promise.reject(unavailable('The drill report history')),

@@ -20,6 +20,7 @@ import type { NodeStatus } from '../api/ports.js';
 import type { QuorateConfig } from '../config/index.js';
 import type { HistoryRecord } from '../state/index.js';
 import type { AlertWebhook } from './alert-webhook.js';
+import { spanText, type DrillSchedule } from '../drill/schedule.js';
 
 const RECENT_MAX = 100;
 const NO_LEADER = 0;
@@ -49,6 +50,8 @@ export interface AlertSources {
   health(): AppHealthSummary | undefined;
   /** The replicated cluster history (leader records count as leader changes). */
   history(): readonly HistoryRecord[];
+  /** The drill schedule (drills.maxIntervalHours; undefined: no drills here). */
+  drills?(): DrillSchedule | undefined;
   /** Free percentage of the data dir's file system; default: statfs. */
   diskFreePercent?(): number | undefined;
   now?(): number;
@@ -83,6 +86,16 @@ export function conditions(cfg: AlertsConfig, src: AlertSources, nowMs: number):
       if (p.self || p.replicationLagMs <= cfg.replicationLagMsMax) continue;
       out.push({ id: `replication_lag:${p.nodeName}`, name: 'replication_lag', severity: 'warning', scope: 'cluster', subject: p.nodeName, value: p.replicationLagMs, threshold: cfg.replicationLagMsMax,
         summary: `${p.nodeName} is ${(p.replicationLagMs / 1000).toFixed(1)} s (${p.replicationLagEntries} entries) behind the leader ${self}, over alerts.replicationLagMsMax ${cfg.replicationLagMsMax} ms: it is not failover-ready (status ${p.status})` });
+    }
+    const d = src.drills?.();
+    if (d?.overdue === true) {
+      const periodMs = d.maxIntervalHours * 3_600_000;
+      out.push({ id: 'drill_overdue', name: 'drill_overdue', severity: 'warning', scope: 'cluster', value: d.lastPassedAt === null ? 0 : Math.round((nowMs - Date.parse(d.lastPassedAt)) / 1000), threshold: periodMs / 1000,
+        summary: `${d.lastPassedAt === null ? 'no passing failover drill is kept' : `the last passing failover drill was ${spanText(nowMs - Date.parse(d.lastPassedAt))} ago (${d.lastPassedAt})`}, more than drills.maxIntervalHours ${d.maxIntervalHours} h: run one (quorate drill --kill leader --confirm, or the dashboard's drills view)` });
+    }
+    if (d?.last?.passed === false) {
+      out.push({ id: 'drill_failed', name: 'drill_failed', severity: d.last.lost > 0 ? 'critical' : 'warning', scope: 'cluster', value: d.last.lost, immediate: true,
+        summary: `the last failover drill (${d.last.id ?? 'no id'}, ${d.last.at}) FAILED${d.last.lost > 0 ? `, losing ${d.last.lost} acknowledged write(s)` : ''}: ${d.last.failures.join('; ') || 'see quorate drill --history'}; fix the cause and run a drill again` });
     }
     const since = nowMs - cfg.leaderChangesWindowSeconds * 1000;
     const changes = src.history().filter((r) => r.kind === 'leader' && r.at >= since).length;
