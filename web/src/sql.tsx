@@ -54,7 +54,7 @@ export function SqlBox({ conn }: { conn: Connection }) {
         <label for="sql-text">Read-only query (linearizable, answered by the leader)</label>
         <textarea id="sql-text" rows={3} spellcheck={false} value={sql} onInput={(e) => setSql((e.target as HTMLTextAreaElement).value)}
           onKeyDown={(e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); void run(); } }} />
-        <button type="submit" data-action="sql-run" disabled={busy || sql.trim() === ''}>{busy ? 'Running…' : 'Run query'}</button>
+        <button type="submit" data-testid="sql-run" disabled={busy || sql.trim() === ''}>{busy ? 'Running…' : 'Run query'}</button>
         <p class="hint">Writes go through <code>quorate sql --execute</code> or <code>POST /v1/db/execute</code> (operator); this box only reads. Ctrl+Enter runs.</p>
       </form>
       {err ? <p class="warn-text" role="alert" data-testid="sql-error">{err}</p> : null}
