@@ -84,4 +84,50 @@ describe('pause and drain with a reason and an expiry', () => {
     assert.equal(usage.status, 2);
     assert.match(usage.stderr, /--for must be a duration/);
   });
+
+  test('GET /v1/events: a pause re-applied with a new reason, then a new expiry, is a health event each time (paused stays true)', async () => {
+    const lead = await c.waitLeader();
+    const url = c.nodes[lead]!.url;
+    const first = await http(url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: { reason: 'patching', expiresInMs: 600_000 } });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const ac = new AbortController();
+    const res = await fetch(`${url}/v1/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: ac.signal });
+    assert.equal(res.status, 200);
+    const health: Record<string, unknown>[] = [];
+    const reading = (async () => {
+      const dec = new TextDecoder();
+      let buf = '';
+      try {
+        for await (const chunk of res.body!) {
+          buf += dec.decode(chunk as Uint8Array, { stream: true });
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            if (/^event: health$/m.test(block)) health.push(JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as Record<string, unknown>);
+          }
+        }
+      } catch { /* aborted */ }
+    })();
+    try {
+      const pauseOf = (e: Record<string, unknown>) => e['pause'] as { reason: string; expiresAt: string } | null;
+      await http(url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: { reason: 'patching, second wave', expiresInMs: 600_000 } });
+      await waitFor('a health event with the new reason', () => health.some((e) => e['paused'] === true && pauseOf(e)?.reason === 'patching, second wave'), 10_000);
+      const before = health.length;
+      const again = await http(url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: { reason: 'patching, second wave', expiresInMs: 1_200_000 } });
+      const expiresAt = (again.body['pause'] as { expiresAt: string }).expiresAt;
+      await waitFor('a health event with the new expiry', () => health.slice(before).some((e) => pauseOf(e)?.expiresAt === expiresAt), 10_000);
+      // `quorate doctor` names the pause with its reason and expiry.
+      const doc = spawnSync(process.execPath, [MAIN, 'doctor', '--json', '--url', url, '--token', TOKEN], { encoding: 'utf8', timeout: 30_000 });
+      const checks = (JSON.parse(doc.stdout) as { checks: { check: string; result: string; detail: string }[] }).checks;
+      const m = checks.find((x) => x.check === 'maintenance');
+      assert.equal(m?.result, 'warn', doc.stdout);
+      assert.match(m!.detail, new RegExp(`the cluster is paused \\(reason: patching, second wave\\), until ${expiresAt.replace(/[.]/g, '\\.')}`));
+      assert.equal(checks.find((x) => x.check === 'maintenance past its expiry'), undefined);
+    } finally {
+      ac.abort();
+      await reading;
+      await http(url, 'POST', '/v1/cluster/resume', { token: TOKEN });
+    }
+  });
 });
