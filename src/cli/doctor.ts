@@ -132,6 +132,7 @@ function certificates(ok: readonly View[], now: number, warnDays: number, add: A
   }
   if (rows.length === 0 && unreadable.length === 0) return;
   const name = (r: (typeof rows)[number]): string => `${r.node} ${r.c.cert} (${r.c.source === 'file' ? r.c.file ?? 'file' : 'cluster CA'})`;
+  rows.sort((a, b) => a.leftMs - b.leftMs || a.node.localeCompare(b.node));
   const expired = rows.filter((r) => r.leftMs <= 0);
   const near = rows.filter((r) => r.leftMs > 0 && (r.c.source === 'file' ? r.leftMs < warnDays * 86_400_000 : r.leftMs < (r.c.renewPeriodSeconds ?? 0) * 1000));
   const fileAction = 'replace the certificate file (same path) and restart the node';
