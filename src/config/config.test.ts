@@ -253,6 +253,8 @@ test('external-shared with the Redis lease loads; its rules name the key and nev
   const notHere = fails({ ...base, cluster: { coordination: 'redis', virtualIp: '10.0.0.5/24', vipInterface: 'eth0', failover: 'manual' }, node: { role: 'observer' }, jobs: [{ name: 'j', schedule: '* * * * *', command: '/bin/true' }], database: { ...base.database, backup: { enabled: true } } }, /problems:/);
   assert.deepEqual([...new Set(notHere.issues.map((i) => i.path))].sort(), ['cluster.failover', 'cluster.virtualIp', 'database.backup.enabled', 'jobs', 'node.role'].sort(), JSON.stringify(notHere.issues));
   assert.match(notHere.issues.find((i) => i.path === 'cluster.virtualIp')!.message, /^the virtual IP is not available with database\.mode "external-shared" in this version; remove it/);
+  fails({ ...base, drills: { maxIntervalHours: 168 } }, /^drills\.maxIntervalHours: a drill period \(there are no drills to be overdue\) is not available with database\.mode "external-shared"/);
+  assert.equal(ok({ ...base, drills: { maxIntervalHours: 0 } }).drills.maxIntervalHours, 0);
   // coordination "redis" with local-sync is the two-node witness mode (src/coord/WITNESS.md).
   assert.equal(ok({ cluster: { coordination: 'redis' }, redis: { enabled: true } }).database.mode, 'local-sync');
 });

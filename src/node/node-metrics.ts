@@ -37,7 +37,7 @@ export interface MetricsExtra {
 }
 
 /** The drill gauges: the period, the last drill and the last passing one (0 when none is kept). */
-function drillGauges(m: MetricsRegistry, d: DrillSchedule): void {
+export function drillGauges(m: MetricsRegistry, d: DrillSchedule): void {
   const g = (name: string, help: string, v: number) => m.gauge(name, help, []).set({}, v);
   g('quorate_drill_period_seconds', 'drills.maxIntervalHours of this node in seconds: a passing drill is due at least this often (0: no period)', d.maxIntervalHours * 3600);
   g('quorate_drill_last_success_timestamp_seconds', 'When the newest passing drill report was recorded, as a Unix time (0: none kept)', d.lastPassedAt === null ? 0 : Date.parse(d.lastPassedAt) / 1000);
@@ -48,7 +48,7 @@ function drillGauges(m: MetricsRegistry, d: DrillSchedule): void {
 }
 
 /** quorate_certificate_expiry_timestamp_seconds per certificate, and the renewal period of auto ones. */
-function certificateGauges(m: MetricsRegistry, certs: readonly CertificateInfo[]): void {
+export function certificateGauges(m: MetricsRegistry, certs: readonly CertificateInfo[]): void {
   const expiry = m.gauge('quorate_certificate_expiry_timestamp_seconds', 'When a certificate this node serves expires, as a Unix time (cert: peer, api or peer+api; source: auto = cluster CA, renewed by the node; file = a configured certFile)', ['cert', 'source', 'file']);
   const period = m.gauge('quorate_certificate_renew_period_seconds', 'How often the cluster CA renews an auto certificate (security.caRotationSeconds): one with less than this left was not renewed', ['cert']);
   expiry.reset();
