@@ -129,11 +129,11 @@ describe('dashboard in chromium', () => {
     // A passing drill: no longer overdue, the next one due within the period; a failed one after it: a red point in the chart, still not overdue.
     await page.locator('[data-testid=drills-due]').waitFor({ timeout: 30_000 });
     assert.match((await page.locator('[data-testid=drills-due]').textContent()) ?? '', /^Next drill due by .* \(every 1 day\(s\)\)\.$/);
-    const failedReport = { ...report, id: 'd-ui-2', startedAt: new Date().toISOString(), rtoTargetMs: 1500, summary: { ...report.summary, rtoMsMax: 1900, rtoMsAvg: 1900, passed: false, failures: ['round 1: RTO 1900 ms is above the target drills.rtoTargetMs = 1500 ms'] } };
+    const failedReport = { ...report, id: 'd-ui-2', startedAt: new Date().toISOString(), summary: { ...report.summary, rtoMsMax: 19_000, rtoMsAvg: 19_000, passed: false, failures: ['round 1: RTO 19000 ms is above the target drills.rtoTargetMs = 15000 ms'] } };
     assert.equal((await http(c.nodes[leader]!.url, 'POST', '/v1/drills/reports', { token: TOKEN, body: { report: failedReport } })).status, 200);
     await page.locator('[data-testid=drills-chart] circle.fail[data-drill-point=d-ui-2]').waitFor({ timeout: 30_000 });
     assert.equal(await page.locator('[data-testid=drills-chart] circle.pass[data-drill-point=d-ui-1]').count(), 1);
-    assert.match((await page.locator('[data-testid=drills-chart]').getAttribute('aria-label')) ?? '', /Worst RTO of the last 2 drill\(s\): from 287 ms to 1900 ms, target 1500 ms; 1 failed/);
+    assert.match((await page.locator('[data-testid=drills-chart]').getAttribute('aria-label')) ?? '', /Worst RTO of the last 2 drill\(s\): from 287 ms to 19000 ms, target 15000 ms; 1 failed/);
     assert.equal(await page.locator('[data-testid=drills-overdue]').count(), 0, 'a failed drill after a passing one does not make it overdue');
     await shotOf(page, 'section[aria-labelledby=dr-h]', 'dashboard-drills');
     await shot(page, 'dashboard-operations');

@@ -50,13 +50,18 @@ export function RtoChart({ reports }: { reports: readonly { recordedAt: string; 
   const pts = reports.map((r) => ({ t: Date.parse(r.recordedAt), rto: r.report.summary.rtoMsMax, target: r.report.rtoTargetMs, passed: r.report.summary.passed, id: r.report.id, fault: r.report.fault }))
     .filter((p) => Number.isFinite(p.t)).sort((a, b) => a.t - b.t);
   if (pts.length === 0) return null;
-  const W = 600, H = 180, L = 52, R = 12, T = 12, B = 28;
+  const W = 600, H = 180, L = 56, R = 12, T = 12, B = 28;
+  const axis = (v: number): string => (v >= 10_000 ? `${Math.round(v / 1000)} s` : v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
   const yMax = Math.max(1, ...pts.map((p) => Math.max(p.rto ?? 0, p.target))) * 1.1;
   const t0 = pts[0]!.t, t1 = pts[pts.length - 1]!.t;
   const x = (p: (typeof pts)[number], i: number): number => L + (pts.length === 1 ? (W - L - R) / 2 : t1 > t0 ? ((p.t - t0) / (t1 - t0)) * (W - L - R) : (i / (pts.length - 1)) * (W - L - R));
   const y = (v: number): number => T + (1 - v / yMax) * (H - T - B);
   const line = pts.map((p, i) => (p.rto === null ? null : `${x(p, i).toFixed(1)},${y(p.rto).toFixed(1)}`)).filter((s) => s !== null).join(' ');
   const target = pts[pts.length - 1]!.target;
+  // Each drill's own target (drills.rtoTargetMs of its first target node), as a dashed line through the drills.
+  // A step line: each target holds from its drill to the next one (the last to the right edge).
+  const targets = pts.length === 1 ? `${L},${y(target).toFixed(1)} ${W - R},${y(target).toFixed(1)}`
+    : pts.flatMap((p, i) => [`${x(p, i).toFixed(1)},${y(p.target).toFixed(1)}`, `${(i + 1 < pts.length ? x(pts[i + 1]!, i + 1) : W - R).toFixed(1)},${y(p.target).toFixed(1)}`]).join(' ');
   const failed = pts.filter((p) => !p.passed).length;
   return (
     <figure>
@@ -64,10 +69,10 @@ export function RtoChart({ reports }: { reports: readonly { recordedAt: string; 
         aria-label={`Worst RTO of the last ${pts.length} drill(s): from ${ms(Math.min(...pts.map((p) => p.rto ?? Infinity)))} to ${ms(Math.max(...pts.map((p) => p.rto ?? 0)))}, target ${target} ms; ${failed} failed`}>
         <line class="axis" x1={L} y1={T} x2={L} y2={H - B} />
         <line class="axis" x1={L} y1={H - B} x2={W - R} y2={H - B} />
-        <text x={L - 4} y={T + 4} text-anchor="end">{Math.round(yMax)} ms</text>
+        <text x={L - 4} y={T + 4} text-anchor="end">{axis(yMax)}</text>
         <text x={L - 4} y={H - B} text-anchor="end">0</text>
-        <line class="target" x1={L} y1={y(target)} x2={W - R} y2={y(target)} />
-        <text x={W - R} y={y(target) - 4} text-anchor="end">target {target} ms</text>
+        <polyline class="target" points={targets} />
+        <text x={W - R} y={y(target) - 4} text-anchor="end">target {axis(target)}</text>
         {line.includes(' ') ? <polyline class="rto" points={line} /> : null}
         {pts.map((p, i) => (
           <circle key={`${p.id}-${i}`} class={p.passed ? 'pass' : 'fail'} cx={x(p, i)} cy={y(p.rto ?? 0)} r={p.passed ? 4 : 5} data-drill-point={p.id}>
