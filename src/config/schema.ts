@@ -214,6 +214,8 @@ const alertsSchema = z.object({
   replicationLagMsMax: int(1, 86_400_000).default(5000),
   /** Free space on the data dir's file system below this percentage fires disk_low. */
   diskFreePercentMin: z.number().min(0).max(100).default(20),
+  /** A certificate file with fewer days left than this fires certificate_expiring (an auto one: less than one renewal period left). */
+  certificateDaysMin: int(1, 3650).default(14),
   /** More leader changes than this within leaderChangesWindowSeconds fires leader_flapping (etcd's rule: 4 in 15 min). */
   leaderChangesMax: int(1, 10_000).default(4),
   leaderChangesWindowSeconds: int(10, 86_400).default(900),

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { parseConfig } from '../config/index.js';
-import type { NodeStatus, PeerInfo } from '../api/ports.js';
+import type { CertificateInfo, NodeStatus, PeerInfo } from '../api/ports.js';
 import type { AppHealthSummary } from '../api/ports-app.js';
 import type { HistoryRecord } from '../state/index.js';
 import { AlertEngine, conditions, type AlertNotification } from './alerts.js';
@@ -174,4 +174,19 @@ test('drill_overdue (drills.maxIntervalHours) and drill_failed come from the lea
   assert.deepEqual(names({}, sched([{ at: now - 60_000, passed: false }], 24)), ['drill_overdue', 'drill_failed']);
   // Followers leave both to the leader.
   assert.deepEqual(names({ raftRole: 'follower', leaderId: 2, leaderName: 'n2' }, sched([{ at: now - 60_000, passed: false }], 24)), []);
+});
+
+test('certificate_expiring: a file under alerts.certificateDaysMin, an auto certificate under one renewal period, critical once expired; node scope', () => {
+  const cfg = parseConfig({ alerts: { certificateDaysMin: 14 } }, {}).alerts;
+  const now = Date.parse('2026-11-30T12:00:00Z');
+  const inDays = (d: number) => new Date(now + d * 86_400_000).toISOString();
+  const run = (certs: CertificateInfo[]) => conditions(cfg, { nodeName: 'n2', haId: 'h', dataDir: '/', status: () => status({ raftRole: 'follower', leaderId: 1 }), health: () => undefined, history: () => [], diskFreePercent: () => 50, certificates: () => certs }, now);
+  assert.deepEqual(run([{ cert: 'api', source: 'file', file: '/etc/q/api.crt', notAfter: inDays(30), subject: 'CN=n2' }, { cert: 'peer', source: 'auto', file: null, notAfter: inDays(70), subject: 'CN=n2', renewPeriodSeconds: 30 * 86400 }]), []);
+  const near = run([{ cert: 'api', source: 'file', file: '/etc/q/api.crt', notAfter: inDays(10), subject: 'CN=n2' }]);
+  assert.deepEqual(near.map((c) => [c.id, c.severity, c.scope, c.value, c.threshold]), [['certificate_expiring:n2:api', 'warning', 'node', 10 * 86400, 14 * 86400]]);
+  assert.match(near[0]!.summary, /the api certificate of n2 \(\/etc\/q\/api\.crt\) expires in 10 d .*under alerts\.certificateDaysMin 14 days: replace the file/);
+  const unrenewed = run([{ cert: 'peer+api', source: 'auto', file: null, notAfter: inDays(20), subject: 'CN=n2', renewPeriodSeconds: 30 * 86400 }]);
+  assert.match(unrenewed[0]!.summary, /cluster CA\) expires in 20 d .*failed to renew it/);
+  assert.equal(run([{ cert: 'peer', source: 'file', file: '/x', notAfter: inDays(-1), subject: 'CN=n2' }])[0]!.severity, 'critical');
+  assert.deepEqual(run([{ cert: 'peer', source: 'file', file: '/x', notAfter: null, subject: null, error: 'cannot read' }]), [], 'unreadable: doctor names it');
 });

@@ -16,7 +16,7 @@ import { statfsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { AppHealthSummary } from '../api/ports-app.js';
 import type { AlertView, AlertsPort, AlertsView } from '../api/ports-ops.js';
-import type { NodeStatus } from '../api/ports.js';
+import type { CertificateInfo, NodeStatus } from '../api/ports.js';
 import type { QuorateConfig } from '../config/index.js';
 import type { HistoryRecord } from '../state/index.js';
 import type { AlertWebhook } from './alert-webhook.js';
@@ -52,6 +52,8 @@ export interface AlertSources {
   history(): readonly HistoryRecord[];
   /** The drill schedule (drills.maxIntervalHours; undefined: no drills here). */
   drills?(): DrillSchedule | undefined;
+  /** The certificates this node serves (undefined: none to report). */
+  certificates?(): readonly CertificateInfo[];
   /** Free percentage of the data dir's file system; default: statfs. */
   diskFreePercent?(): number | undefined;
   now?(): number;
@@ -108,6 +110,15 @@ export function conditions(cfg: AlertsConfig, src: AlertSources, nowMs: number):
   if (free !== undefined && free < cfg.diskFreePercentMin) {
     out.push({ id: `disk_low:${self}`, name: 'disk_low', severity: 'warning', scope: 'node', value: Math.round(free * 10) / 10, threshold: cfg.diskFreePercentMin,
       summary: `the data dir of ${self} (${src.dataDir}) has ${free.toFixed(1)}% free, under alerts.diskFreePercentMin ${cfg.diskFreePercentMin}%: free space before the node stops on a full disk` });
+  }
+  for (const c of src.certificates?.() ?? []) {
+    if (c.notAfter === null) continue;
+    const left = Date.parse(c.notAfter) - nowMs;
+    const min = c.source === 'file' ? cfg.certificateDaysMin * 86_400_000 : (c.renewPeriodSeconds ?? 0) * 1000;
+    if (left >= min) continue;
+    const what = `the ${c.cert} certificate of ${self} (${c.source === 'file' ? c.file ?? 'file' : 'cluster CA'})`;
+    out.push({ id: `certificate_expiring:${self}:${c.cert}`, name: 'certificate_expiring', severity: left <= 0 ? 'critical' : 'warning', scope: 'node', subject: c.cert, value: Math.round(left / 1000), threshold: Math.round(min / 1000),
+      summary: left <= 0 ? `${what} expired at ${c.notAfter}: peers or clients refuse it` : `${what} expires in ${spanText(left)} (${c.notAfter}), ${c.source === 'file' ? `under alerts.certificateDaysMin ${cfg.certificateDaysMin} days: replace the file and restart the node` : 'less than one renewal period: the node failed to renew it (its tls_certificate_failed log lines; quorate ca show)'}` });
   }
   for (const c of src.health()?.checks ?? []) {
     if (c.healthy) continue;
@@ -235,7 +246,7 @@ export class AlertEngine implements AlertsPort {
       active: [...this.#active.values()],
       recent: [...this.#recent],
       thresholds: {
-        replicationLagMsMax: this.#cfg.replicationLagMsMax, diskFreePercentMin: this.#cfg.diskFreePercentMin, leaderChangesMax: this.#cfg.leaderChangesMax,
+        replicationLagMsMax: this.#cfg.replicationLagMsMax, diskFreePercentMin: this.#cfg.diskFreePercentMin, certificateDaysMin: this.#cfg.certificateDaysMin, leaderChangesMax: this.#cfg.leaderChangesMax,
         leaderChangesWindowSeconds: this.#cfg.leaderChangesWindowSeconds, forSeconds: this.#cfg.forSeconds,
       },
       webhook: { configured: this.#webhook !== undefined, signed: w?.signed ?? false, delivered: w?.delivered ?? 0, failed: w?.failed ?? 0, pending: w?.pending ?? 0, lastError: w?.lastError ?? null },
