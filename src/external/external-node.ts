@@ -21,7 +21,8 @@ import type { DrillPort } from '../api/ports-drill.js';
 import type { FilesService } from '../api/ports-files.js';
 import { filesServiceOf } from '../node/files-service.js';
 import type { FilesStateMachine } from '../files/machine.js';
-import type { ClusterControl, DrControl, KvService, NodeStatus, ProposeOptions, SqlService, ModesInfo, PeerInfo } from '../api/ports.js';
+import type { CertificateInfo, ClusterControl, DrControl, KvService, NodeStatus, ProposeOptions, SqlService, ModesInfo, PeerInfo } from '../api/ports.js';
+import { CertificateWatch } from '../node/certificates.js';
 import type { QuorateConfig } from '../config/index.js';
 import { RedisLease, RedisLink, parseRedisConnectionString } from '../coord/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
@@ -97,6 +98,7 @@ export class ExternalNode implements ClusterControl, DrControl {
   private constructor(config: QuorateConfig, logger: Logger, state: Awaited<ReturnType<typeof createNodeState>>, clusterSecret: Uint8Array, onFatal: (e: Error) => void) {
     this.config = config;
     this.nodeName = config.node.nodeName;
+    this.#certs = new CertificateWatch(config, () => undefined);
     this.#logger = logger;
     this.kv = state.kv;
     this.history = state.history;
@@ -266,6 +268,13 @@ export class ExternalNode implements ClusterControl, DrControl {
   metricsText(): Promise<string> {
     return this.#metrics.text();
   }
+
+  /** The API's certificate file (security.apiTls.certFile), when it serves HTTPS: status `certificates`, `quorate doctor`. */
+  certificates(): readonly CertificateInfo[] {
+    return this.#certs.list();
+  }
+
+  readonly #certs: CertificateWatch;
 
   modes(): ModesInfo {
     return { failoverMode: 'automatic', failoverModeSource: 'file', paused: false, drained: [], autoFailover: true, notice: undefined };
