@@ -2,26 +2,17 @@
 // data dirs under the OS temp dir, kill -9 / SIGSTOP / restart, and a client.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QuorateClient } from '../../src/api/client.js';
+import { reservePorts } from '../support/ports.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-/** Ports the OS says are free now; each is held until all are chosen, so they are distinct. */
+/** Ports free now and reserved for this test process (see test/support/ports.ts). */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<import('node:net').Server>((res, rej) => {
-      const s = createServer();
-      s.once('error', rej);
-      s.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => res(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
+  return reservePorts(n);
 }
 
 export interface NodeProc {
