@@ -188,7 +188,16 @@ export class TestCluster {
       }
       await sleep(25);
     }
-    throw new Error(`no leader within ${timeoutMs} ms; logs: ${this.nodes.map((n) => n.logPath).join(', ')}`);
+    throw new Error(`no leader within ${timeoutMs} ms; the nodes' last log lines (their data dirs are removed at stop):\n${this.logTails()}`);
+  }
+
+  /** The last lines of every node's log, for failure messages (the logs go with the data dirs at stop). */
+  logTails(lines = 6): string {
+    return this.nodes.map((n) => {
+      let tail = '';
+      try { tail = readFileSync(n.logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'); } catch (e) { tail = String(e); }
+      return `--- ${n.name} (${n.exitCode === undefined ? 'running' : `exited ${n.exitCode}`}):\n${tail}`;
+    }).join('\n');
   }
 
   async waitReady(i: number, timeoutMs = 20_000): Promise<void> {
@@ -197,7 +206,7 @@ export class TestCluster {
       if ((await status(this.nodes[i]!.url, '/system/health/ready')) === 200) return;
       await sleep(25);
     }
-    throw new Error(`${this.nodes[i]!.name} not ready within ${timeoutMs} ms; log: ${this.nodes[i]!.logPath}`);
+    throw new Error(`${this.nodes[i]!.name} not ready within ${timeoutMs} ms; the last log lines:\n${this.logTails()}`);
   }
 
   log(i: number): string {
