@@ -9,8 +9,9 @@
 //   node uses (KV, history, settings, tokens, audit, app machine, SQL
 //   machine), so reads work on every node and writes are forwarded to the
 //   lease holder as in local-sync mode.
-// The machines' state is rebuilt from the log at every start (in
-// `<dataDir>/external-state`, emptied first): PostgreSQL holds the truth.
+// The machines' state is rebuilt at every start (in `<dataDir>/external-state`,
+// emptied first) from the newest snapshot in PostgreSQL and the log after it:
+// PostgreSQL holds the truth. The leader compacts the log (./pg-snapshot.ts).
 // Raft-only operations (enroll, remove, DR promotion, isolate, snapshots,
 // failover modes) answer `feature_unavailable` naming the mode.
 import { randomUUID } from 'node:crypto';
@@ -127,6 +128,7 @@ export class ExternalNode implements ClusterControl, DrControl {
       },
     });
     this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), owner: `${this.nodeName}/${randomUUID().slice(0, 8)}`, stepDown: (why) => this.lease.stepDown(why), onFatal,
+      snapshotEntries: cl.snapshotEntries, snapshotTrailingEntries: cl.snapshotTrailingEntries,
       ...(testAppendDelayMs() > 0 ? { testAppendDelayMs: testAppendDelayMs() } : {}) });
     if (testAppendDelayMs() > 0) logger.warn({ event: 'test_append_delay', ms: testAppendDelayMs() }, `QUORATE_TEST_APPEND_DELAY_MS: every append waits ${testAppendDelayMs()} ms (tests only)`);
     this.#services = new LeaderServices(this.lease, logger);
@@ -241,6 +243,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     const dbOk = this.log.databaseOk && this.log.fatal === undefined;
     const applied = this.machines.appliedIndex;
     const last = this.log.lastIndex;
+    const snapIdx = this.log.compaction.snapshot?.idx ?? 0;
     const self: PeerInfo = {
       id: this.nodeId, nodeName: this.nodeName, apiUrl: this.config.node.advertiseApiUrl, peerUrl: '', role: writable ? 'primary' : lease.leading ? 'candidate' : 'standby',
       status: dbOk ? 'healthy' : 'unreachable', matchIndex: applied, replicationLagEntries: Math.max(0, last - applied), replicationLagMs: 0, lastHeartbeat: undefined, self: true,
@@ -253,7 +256,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     return {
       id: this.nodeId, nodeName: this.nodeName, haId: this.config.cluster.haId, role: self.role, raftRole: writable ? 'leader' : lease.leading ? 'candidate' : 'follower',
       term: holder?.term ?? lease.term, leaderId: holder ? (holder.nodeName === this.nodeName ? this.nodeId : 0) : 0, leaderName: holder?.nodeName, leaderApiUrl: holder?.apiUrl,
-      commitIndex: last, appliedIndex: applied, lastIndex: last, firstIndex: 1, snapshotIndex: 0, revision: this.kv.revision,
+      commitIndex: last, appliedIndex: applied, lastIndex: last, firstIndex: snapIdx > 0 ? Math.max(1, snapIdx - Math.max(1, this.config.cluster.snapshotTrailingEntries) + 1) : 1, snapshotIndex: snapIdx, revision: this.kv.revision,
       // The "quorum" of this mode: the lease holder raised the fence and PostgreSQL answers.
       quorumMet: writable ? dbOk : holder !== undefined, votersReachable: holder !== undefined ? 1 : 0, votersTotal: 1, writeQuorum: 1, failureTolerance: 0,
       peers, storageHealthy: dbOk, storageError, splitBrainWarning: this.log.splitBrainWarning ?? this.lease.warning, startedAt: this.#startedAt, version: VERSION,
@@ -272,7 +275,11 @@ export class ExternalNode implements ClusterControl, DrControl {
   isRemoved(): boolean { return false; }
   switchover(): Promise<{ from: string; to: string; term: number; pauseMs: number }> { return Promise.reject(unavailable('a switchover')); }
   failoverSafe(): Promise<{ safe: boolean; caughtUp: string[] }> { return Promise.reject(unavailable('failover-safe')); }
-  snapshotNow(): Promise<{ index: number }> { return Promise.reject(unavailable('a snapshot (the log lives in PostgreSQL: back it up with pg_dump)')); }
+  /** Leader only: a snapshot stored in PostgreSQL now, and the log compacted behind it. */
+  async snapshotNow(): Promise<{ index: number }> {
+    const s = await this.log.snapshotNow();
+    return { index: s.idx };
+  }
   createJoinToken(): { token: string; expiresAt: string; ttlMs: number } { throw unavailable('a join token'); }
   enroll(): ReturnType<ClusterControl['enroll']> { return Promise.reject(unavailable('enrolling a node')); }
   removeMember(): ReturnType<ClusterControl['removeMember']> { return Promise.reject(unavailable('removing a member')); }

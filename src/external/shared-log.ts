@@ -14,17 +14,31 @@
 // - readBarrier(): the log's last index read from PostgreSQL, then waits until
 //   this node applied it: a read after it sees every write acknowledged before
 //   it began (linearizable), on any node.
+// - compaction (./pg-snapshot.ts): the fenced leader stores a snapshot of the
+//   machines every `snapshotEntries` applied entries and deletes the log up to
+//   `snapshotTrailingEntries` before it; a node starts from the newest
+//   snapshot and replays the tail, and a node that finds the entries it needs
+//   deleted (it lagged behind the trailing entries) reloads the snapshot.
 import type { Logger } from 'pino';
 import type { Leadership } from '../node/leadership.js';
 import { NodeError } from '../node/errors.js';
 import type { ApplyResult } from '../state/index.js';
 import type { StateMachine } from '../node/ports.js';
-import { databaseUnavailable, type PgLog } from './pg-log.js';
+import { databaseUnavailable, isConnectionError, type PgLog } from './pg-log.js';
+import type { SnapshotInfo } from './pg-snapshot.js';
 
 const POLL_MS = 500;
 const READ_BATCH = 1000;
 const MAX_BATCH = 64;
 const MAX_PENDING = 20_000;
+/** After a failed snapshot write, the next automatic one waits this long. */
+const SNAPSHOT_RETRY_MS = 10_000;
+
+/** A failure of the database (connection, timeout, any SQLSTATE), not of the data read from it: retried. */
+function isDatabaseError(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return isConnectionError(e) || (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code));
+}
 
 interface Pending {
   readonly data: Uint8Array;
@@ -51,6 +65,20 @@ export interface SharedLogOptions {
   readonly testAppendDelayMs?: number;
   /** A broken invariant (a gap in the log, an apply that failed): the node must stop. */
   readonly onFatal: (e: Error) => void;
+  /** The leader stores a snapshot after this many entries applied since the last one (cluster.snapshotEntries). */
+  readonly snapshotEntries: number;
+  /** Entries kept in the log before the snapshot's index (cluster.snapshotTrailingEntries). */
+  readonly snapshotTrailingEntries: number;
+}
+
+/** What the node shows of compaction (status, logs). */
+export interface CompactionInfo {
+  /** The newest snapshot this node knows of in PostgreSQL (undefined: none). */
+  readonly snapshot: SnapshotInfo | undefined;
+  /** Snapshots this node loaded (at start, or because it lagged behind the deleted entries). */
+  readonly loads: number;
+  /** The last snapshot write that failed, and why (cleared by the next success). */
+  readonly lastError: string | undefined;
 }
 
 export class SharedLog {
@@ -80,6 +108,11 @@ export class SharedLog {
   #splitBrain: string | undefined;
   #splitBrainAt = 0;
   #highestToken = 0;
+  #snapshot: SnapshotInfo | undefined;
+  #snapshotting: Promise<SnapshotInfo> | undefined;
+  #snapshotError: string | undefined;
+  #snapshotRetryAt = 0;
+  #loads = 0;
   readonly #unsubscribe: () => void;
 
   constructor(o: SharedLogOptions) {
@@ -96,6 +129,17 @@ export class SharedLog {
   /** Start tailing (LISTEN and poll); catch up with the log first. */
   async start(): Promise<void> {
     await this.#pg.listen(() => this.pull());
+    // The newest snapshot first, then the log after it (the machines start empty).
+    if (this.#sm.appliedIndex === 0) {
+      try {
+        await this.#loadSnapshot('start');
+        this.#ok();
+      } catch (e) {
+        // The database went away meanwhile: the tail finds the gap and loads the snapshot when it is back.
+        if (!isDatabaseError(e)) throw new Error(`loading the newest snapshot from PostgreSQL at ${this.#pg.target} failed: ${(e as Error).message}`, { cause: e });
+        this.#failed(e);
+      }
+    }
     await this.#pullNow();
     this.#schedulePoll();
     const s = this.#o.leadership.current();
@@ -107,6 +151,7 @@ export class SharedLog {
     this.#unsubscribe();
     if (this.#pollTimer) clearTimeout(this.#pollTimer);
     for (let i = 0; i < 200 && (this.#appending || this.#pulling); i++) await new Promise((r) => setTimeout(r, 10));
+    await this.#snapshotting?.catch(() => undefined);
     this.#failQueued(() => new NodeError('shutting_down', 'the node is shutting down; retry on another node'));
     for (const [, w] of this.#waiters) w.reject(new NodeError('commit_unknown', 'the node is shutting down; the write was committed to PostgreSQL but not yet applied here: read it back on another node'));
     this.#waiters.clear();
@@ -126,6 +171,7 @@ export class SharedLog {
   /** The last split-brain evidence, shown for a minute (the status's splitBrainWarning). */
   get splitBrainWarning(): string | undefined { return this.#splitBrain !== undefined && Date.now() - this.#splitBrainAt < 60_000 ? this.#splitBrain : undefined; }
   get fatal(): Error | undefined { return this.#fatal; }
+  get compaction(): CompactionInfo { return { snapshot: this.#snapshot, loads: this.#loads, lastError: this.#snapshotError }; }
   /** Leading, and the fence row holds this node's token: writes are accepted. */
   get writable(): boolean {
     const s = this.#o.leadership.current();
@@ -173,6 +219,82 @@ export class SharedLog {
     void this.#pullNow();
   }
 
+  /**
+   * Leader only: store a snapshot of the machines as of the applied index now and compact the log (one
+   * transaction, fenced). Resolves with the snapshot (the newest one when nothing was applied since).
+   */
+  snapshotNow(): Promise<SnapshotInfo> {
+    if (!this.writable) return Promise.reject(this.#o.notLeader());
+    if (this.#snapshotting) return Promise.reject(new NodeError('snapshot_in_progress', 'a snapshot is already being written to PostgreSQL; try again shortly'));
+    const idx = this.#sm.appliedIndex;
+    if (this.#snapshot !== undefined && this.#snapshot.idx >= idx) return Promise.resolve(this.#snapshot);
+    const token = this.#fencedToken;
+    // Captured now, at idx (the machines' stream is lazy; apply goes on meanwhile).
+    const chunks = this.#sm.snapshot();
+    const compactTo = Math.max(0, Math.min(idx - 1, idx - this.#o.snapshotTrailingEntries));
+    const t0 = performance.now();
+    const p = this.#pg.writeSnapshot(token, idx, compactTo, chunks).then((r) => {
+      this.#ok();
+      this.#snapshot = r;
+      this.#snapshotError = undefined;
+      this.#log.info({ event: 'snapshot_stored', index: idx, fencingToken: token, bytes: r.bytes, chunks: r.chunks, logEntriesDeleted: r.deleted, compactedTo: compactTo, ms: Math.round(performance.now() - t0) },
+        `snapshot at index ${idx} stored in PostgreSQL (${r.bytes} bytes in ${r.chunks} chunks, ${Math.round(performance.now() - t0)} ms); log entries up to ${compactTo} deleted (${r.deleted})`);
+      return r;
+    }, (e: unknown) => {
+      const err = e as Error;
+      this.#snapshotError = `the snapshot at index ${idx} was not stored (${err.message})`;
+      this.#snapshotRetryAt = Date.now() + SNAPSHOT_RETRY_MS;
+      if (/refused by the fencing row/.test(err.message)) {
+        this.#log.error({ event: 'snapshot_fenced', index: idx, fencingToken: token }, `${err.message}`);
+        this.#fencedToken = 0;
+        this.#o.stepDown(`the fencing row in PostgreSQL holds a newer token than this node's (${token}): another node took over`);
+        throw err;
+      }
+      this.#failed(e);
+      this.#log.error({ event: 'snapshot_failed', index: idx, err: err.message }, `${this.#snapshotError}; the log is kept whole, retrying in ${SNAPSHOT_RETRY_MS / 1000} s`);
+      throw err instanceof NodeError ? err : databaseUnavailable(this.#pg.target, e);
+    }).finally(() => { this.#snapshotting = undefined; });
+    this.#snapshotting = p;
+    return p;
+  }
+
+  #maybeSnapshot(): void {
+    if (this.#snapshotting || !this.writable || this.#stopped || this.#fatal) return;
+    if (this.#sm.appliedIndex - (this.#snapshot?.idx ?? 0) < this.#o.snapshotEntries || Date.now() < this.#snapshotRetryAt) return;
+    this.snapshotNow().catch(() => undefined);
+  }
+
+  /**
+   * Replace the machines' state with the newest snapshot in PostgreSQL (at start, or when the entries after
+   * this node's applied index were deleted). False when there is none newer than what is applied here.
+   */
+  async #loadSnapshot(why: 'start' | 'behind'): Promise<boolean> {
+    const t0 = performance.now();
+    const from = this.#sm.appliedIndex;
+    const info = await this.#pg.withSnapshot(async (info, chunks) => {
+      if (info.idx <= this.#sm.appliedIndex) return undefined;
+      await this.#sm.restore(chunks);
+      return info;
+    });
+    if (info === undefined) return false;
+    if (this.#sm.appliedIndex !== info.idx) throw new Error(`the snapshot at index ${info.idx} in PostgreSQL restored to applied index ${this.#sm.appliedIndex}: it was changed outside quorate`);
+    this.#loads++;
+    this.#snapshot = this.#snapshot === undefined || this.#snapshot.idx < info.idx ? info : this.#snapshot;
+    this.#highestToken = Math.max(this.#highestToken, info.token);
+    this.#knownLast = Math.max(this.#knownLast, info.idx);
+    // Writes of this node covered by the snapshot: committed, but their results were not applied here.
+    for (const [i, w] of this.#waiters) {
+      if (i > info.idx) continue;
+      this.#waiters.delete(i);
+      w.reject(new NodeError('commit_unknown', `the write was committed at index ${i}, but this node loaded a snapshot past it before applying it, so its result is not known here: read it back`));
+    }
+    const ms = Math.round(performance.now() - t0);
+    this.#log.info({ event: 'snapshot_loaded', index: info.idx, bytes: info.bytes, from, why, ms },
+      why === 'start' ? `loaded the snapshot at index ${info.idx} from PostgreSQL (${info.bytes} bytes, ${ms} ms); replaying the log after it`
+        : `this node had applied up to ${from} but the log after it was compacted: loaded the snapshot at index ${info.idx} from PostgreSQL (${info.bytes} bytes, ${ms} ms)`);
+    return true;
+  }
+
   // ------------------------------------------------------------ leader
 
   async #takeover(token: number): Promise<void> {
@@ -186,6 +308,9 @@ export class SharedLog {
           const { token: fence, owner } = await this.#pg.takeover(token, this.#o.owner);
           this.#ok();
           if (fence === token && owner === this.#o.owner) {
+            // The newest snapshot (another leader may have taken one): the next is due snapshotEntries after it.
+            const latest = await this.#pg.latestSnapshot();
+            if (latest !== undefined && (this.#snapshot === undefined || this.#snapshot.idx < latest.idx)) this.#snapshot = latest;
             this.#fencedToken = token;
             this.#splitBrain = undefined;
             this.#log.info({ event: 'fence_raised', fencingToken: token }, `took over the PostgreSQL log: the fencing row holds token ${token}; writes are accepted`);
@@ -283,8 +408,28 @@ export class SharedLog {
           this.#failed(e);
           return;
         }
+        const first = rows[0];
+        if (first !== undefined && first.idx > this.#sm.appliedIndex + 1) {
+          // The entries this node needs were compacted away: the newest snapshot covers them (else a real gap).
+          let loaded = false;
+          try {
+            loaded = await this.#loadSnapshot('behind');
+            this.#ok();
+          } catch (e) {
+            if (isDatabaseError(e)) this.#failed(e);
+            else this.#die(new Error(`loading the newest snapshot from PostgreSQL failed: ${(e as Error).message}`, { cause: e }));
+            return;
+          }
+          if (!loaded) {
+            this.#die(new Error(`the PostgreSQL log has a gap: entry ${first.idx} follows ${this.#sm.appliedIndex}, and no snapshot covers it; the log was changed outside quorate`));
+            return;
+          }
+          this.#pullAgain = true;
+          continue;
+        }
         for (const row of rows) {
           const expect = this.#sm.appliedIndex + 1;
+          if (row.idx < expect) continue; // already in the snapshot loaded above
           if (row.idx !== expect) {
             this.#die(new Error(`the PostgreSQL log has a gap: entry ${row.idx} follows ${expect - 1}; the log was changed outside quorate`));
             return;
@@ -295,6 +440,7 @@ export class SharedLog {
         }
         if (rows.length === READ_BATCH) this.#pullAgain = true;
         this.#settleReads();
+        this.#maybeSnapshot();
       } while (this.#pullAgain && !this.#stopped && !this.#fatal);
     } finally {
       this.#pulling = false;
