@@ -290,7 +290,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
     'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
-    'cluster.coordination', 'database.mode', 'database.external.connectionString', 'database.external.poolSize', 'database.external.statementTimeoutMs',
+    'cluster.coordination', 'database.mode', 'database.external.connectionString', 'database.external.poolSize', 'database.external.statementTimeoutMs', 'database.external.sqlSchema',
     'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
     'alerts.webhookUrl', 'alerts.secretFile', 'alerts.replicationLagMsMax', 'alerts.diskFreePercentMin', 'alerts.leaderChangesMax', 'alerts.leaderChangesWindowSeconds',
     'alerts.forSeconds', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',

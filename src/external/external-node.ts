@@ -36,10 +36,10 @@ import { kvServiceOf } from '../node/kv-service.js';
 import { LeaderServices, periodicService, type LeaderService } from '../node/leadership.js';
 import { createNodeState } from '../node/node-state.js';
 import { NodeSecurity } from '../node/security.js';
-import { sqlServiceOf } from '../node/sql-service.js';
 import { VERSION } from '../node/status.js';
 import { loadClusterSecret } from '../transport/index.js';
 import { isConnectionError, PgLog } from './pg-log.js';
+import { PgSqlService } from './pg-sql.js';
 import { SharedLog } from './shared-log.js';
 
 const DEFAULT_PROPOSE_TIMEOUT_MS = 5_000;
@@ -66,7 +66,9 @@ export class ExternalNode implements ClusterControl, DrControl {
   readonly machines: MachineRegistry;
   readonly kvService: KvService = kvServiceOf(this);
   readonly sql: SqlStateMachine;
+  /** `/v1/db/*`: PostgreSQL's SQL on the shared database, fenced (./pg-sql.ts); the log's "sql" machine stays registered for entries written before. */
   readonly sqlService: SqlService;
+  readonly #pgSql: PgSqlService;
   /** Replicated files, through the shared log like every other machine. */
   readonly filesService: FilesService;
   readonly #files: FilesStateMachine;
@@ -138,7 +140,15 @@ export class ExternalNode implements ClusterControl, DrControl {
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => FEATURE_LEVEL, appliedIndex: () => this.machines.appliedIndex,
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.log.propose(entry),
     });
-    this.sqlService = sqlServiceOf(this, state.sql);
+    this.#pgSql = new PgSqlService({
+      connectionString: config.database.external.connectionString, schema: config.database.external.sqlSchema, limits: state.sql.limits, logger,
+      poolSize: config.database.external.poolSize, statementTimeoutMs: config.database.external.statementTimeoutMs,
+      fence: () => ({ writable: this.log.writable, token: this.log.fencedToken }),
+      fenced: (token, message) => this.log.fenceRefused(token, message),
+      notLeader: () => this.#notLeader(), appliedIndex: () => this.machines.appliedIndex,
+      ...(testAppendDelayMs() > 0 ? { testDelayMs: testAppendDelayMs() } : {}),
+    });
+    this.sqlService = this.#pgSql;
     this.filesService = filesServiceOf(this, state.files, config.files.maxFileBytes);
     this.appServices = new AppServices({
       config, logger, metrics: this.#metrics, leadership: this.lease, services: this.#services, gated: (svc) => this.#afterFence(svc), app: state.app,
@@ -166,12 +176,14 @@ export class ExternalNode implements ClusterControl, DrControl {
     for (let attempt = 0; ; attempt++) {
       try {
         const version = await node.#pg.migrate();
+        await node.#pgSql.prepare();
         log.info({ event: 'pg_schema', version, target: node.#pg.target }, `external PostgreSQL at ${node.#pg.target}: schema version ${version}`);
         break;
       } catch (e) {
         const why = `cannot prepare the external PostgreSQL database at ${node.#pg.target} (${(e as Error).message})`;
         if (performance.now() >= deadline || !isConnectionError(e)) {
           await node.#pg.close();
+          await node.#pgSql.close();
           await state.sql.close();
           await state.files.close();
           throw new Error(`${why}; check database.external.connectionString and that the database accepts this node`);
@@ -197,6 +209,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     await this.log.stop();
     await this.#link.close();
     await this.#pg.close();
+    await this.#pgSql.close();
     await this.sql.close();
     await this.#files.close();
     this.#logger.info({ event: 'node_stopped' }, 'node stopped cleanly');

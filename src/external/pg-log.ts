@@ -32,6 +32,16 @@ export const NOTIFY_CHANNEL = 'quorate_log';
 /** An advisory lock key for migrations (any constant; "quorate" in ASCII). */
 const MIGRATION_LOCK = 0x71756f72;
 
+/** Migration 4: the idempotency records of /v1/db/execute in external-shared mode (./pg-sql.ts). */
+const SQL_REQUEST_MIGRATION = `
+  CREATE TABLE IF NOT EXISTS quorate_sql_request (
+    key text PRIMARY KEY,
+    fingerprint bytea NOT NULL,
+    result jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE INDEX IF NOT EXISTS quorate_sql_request_created ON quorate_sql_request (created_at);`;
+
 /** Versioned migrations: index i is version i + 1. Never edit one that shipped; append a new one. */
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS quorate_log (
@@ -49,6 +59,8 @@ export const MIGRATIONS: readonly string[] = [
   `ALTER TABLE quorate_fence ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT '';`,
   // Compaction: snapshots of the state machines, and the log below them deleted (./pg-snapshot.ts).
   SNAPSHOT_MIGRATION,
+  // /v1/db/execute's idempotency records (./pg-sql.ts).
+  SQL_REQUEST_MIGRATION,
 ];
 
 /** The log's last index: its highest row, or the newest snapshot's index when compaction left no row above it. */

@@ -334,6 +334,15 @@ export class SharedLog {
     }
   }
 
+  /** A write of this node outside the log (PostgreSQL's SQL, ./pg-sql.ts) was refused by the fence row: step down. */
+  fenceRefused(token: number, message: string): void {
+    this.#splitBrainAt = Date.now();
+    this.#splitBrain = `Split-brain warning: this node (fencing token ${token}) tried to write after a newer leader took over the PostgreSQL database; the fencing row refused it and nothing was written`;
+    this.#log.error({ event: 'write_fenced', fencingToken: token, err: message }, `${this.#splitBrain}: ${message}`);
+    if (this.#fencedToken === token) this.#fencedToken = 0;
+    this.#o.stepDown(`the fencing row in PostgreSQL holds a newer token than this node's (${token}): another node took over`);
+  }
+
   async #appendLoop(): Promise<void> {
     this.#appending = true;
     try {
