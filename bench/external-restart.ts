@@ -42,13 +42,17 @@ async function main(): Promise<void> {
     const writeMs = performance.now() - tw;
     const logRows = async () => Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM quorate_log'))[0]!.n);
     const logBytes = async () => Number((await db.query<{ n: string | null }>('SELECT sum(length(payload)) AS n FROM quorate_log'))[0]!.n ?? 0);
+    const snapshotLoadMs: number[] = [];
     const restart = async (): Promise<number> => {
       c.kill(s, 'SIGKILL');
       await c.waitExit(s);
       const t0 = performance.now();
       c.startNode(s);
       await c.waitReady(s, 120_000);
-      return performance.now() - t0;
+      const ms = performance.now() - t0;
+      const loaded = [...c.log(s).matchAll(/loaded the snapshot at index \d+ from PostgreSQL \((\d+) bytes, (\d+) ms\)/g)].at(-1);
+      if (loaded) snapshotLoadMs.push(Number(loaded[2]));
+      return ms;
     };
     const before = { logRows: await logRows(), logBytes: await logBytes(), restartToReadyMs: [] as number[] };
     for (let i = 0; i < ROUNDS; i++) before.restartToReadyMs.push(await restart());
@@ -63,7 +67,7 @@ async function main(): Promise<void> {
       bench: 'external-restart', entries: ENTRIES, valueBytes: VALUE_BYTES, writeMs: Math.round(writeMs), writesPerSecond: Math.round(ENTRIES / (writeMs / 1000)),
       before: { ...before, restartToReadyMs: summary(before.restartToReadyMs) },
       snapshotWriteMs: Math.round(snapshotMs),
-      after: { ...after, restartToReadyMs: summary(after.restartToReadyMs) },
+      after: { ...after, restartToReadyMs: summary(after.restartToReadyMs), snapshotLoadMs: summary(snapshotLoadMs) },
     }, null, 2));
   } finally {
     await x.stop();

@@ -6,14 +6,18 @@
 //   fencing token as the term;
 // - the PostgreSQL log (./pg-log.ts, ./shared-log.ts) for what is
 //   replicated: every node applies it to the same MachineRegistry the Raft
-//   node uses (KV, history, settings, tokens, audit, app machine, SQL
-//   machine), so reads work on every node and writes are forwarded to the
-//   lease holder as in local-sync mode.
+//   node uses (KV, history, settings, tokens, audit, app machine, files),
+//   so reads work on every node and writes are forwarded to the lease
+//   holder as in local-sync mode;
+// - `/v1/db/*` as PostgreSQL's SQL on the shared database (./pg-sql.ts),
+//   each execute fenced by the same row in its own transaction (the log's
+//   "sql" machine stays registered: entries of earlier releases apply).
 // The machines' state is rebuilt at every start (in `<dataDir>/external-state`,
 // emptied first) from the newest snapshot in PostgreSQL and the log after it:
-// PostgreSQL holds the truth. The leader compacts the log (./pg-snapshot.ts).
-// Raft-only operations (enroll, remove, DR promotion, isolate, snapshots,
-// failover modes) answer `feature_unavailable` naming the mode.
+// PostgreSQL holds the truth. The leader compacts the log (./pg-snapshot.ts;
+// POST /v1/cluster/snapshot on the leader compacts now).
+// Raft-only operations (enroll, remove, DR promotion, isolate, failover
+// modes) answer `feature_unavailable` naming the mode.
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
