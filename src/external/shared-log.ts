@@ -33,6 +33,8 @@ const MAX_BATCH = 64;
 const MAX_PENDING = 20_000;
 /** After a failed snapshot write, the next automatic one waits this long. */
 const SNAPSHOT_RETRY_MS = 10_000;
+/** How often a node reads the newest snapshot's row for its status. */
+const SNAPSHOT_CHECK_MS = 10_000;
 
 /** A failure of the database (connection, timeout, any SQLSTATE), not of the data read from it: retried. */
 function isDatabaseError(e: unknown): boolean {
@@ -113,6 +115,7 @@ export class SharedLog {
   #snapshotError: string | undefined;
   #snapshotRetryAt = 0;
   #loads = 0;
+  #snapshotCheckedAt = 0;
   readonly #unsubscribe: () => void;
 
   constructor(o: SharedLogOptions) {
@@ -256,6 +259,17 @@ export class SharedLog {
     }).finally(() => { this.#snapshotting = undefined; });
     this.#snapshotting = p;
     return p;
+  }
+
+  /** The newest snapshot's row, for status (a standby neither writes nor, unless it lags, loads snapshots). */
+  async #refreshSnapshotInfo(): Promise<void> {
+    this.#snapshotCheckedAt = Date.now();
+    try {
+      const latest = await this.#pg.latestSnapshot();
+      if (latest !== undefined && (this.#snapshot === undefined || this.#snapshot.idx < latest.idx)) this.#snapshot = latest;
+    } catch {
+      // The next read reports the database's state.
+    }
   }
 
   #maybeSnapshot(): void {
@@ -450,6 +464,7 @@ export class SharedLog {
         if (rows.length === READ_BATCH) this.#pullAgain = true;
         this.#settleReads();
         this.#maybeSnapshot();
+        if (Date.now() - this.#snapshotCheckedAt > SNAPSHOT_CHECK_MS) await this.#refreshSnapshotInfo();
       } while (this.#pullAgain && !this.#stopped && !this.#fatal);
     } finally {
       this.#pulling = false;

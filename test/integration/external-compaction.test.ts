@@ -51,6 +51,8 @@ test('external-shared compaction: snapshots in PostgreSQL, a lagging node reload
     assert.ok(first >= Number(s1.idx) - 20 + 1 && first <= Number(s1.idx), `the trailing entries before the snapshot are kept (first row ${first}, snapshot ${s1.idx})`);
     assert.match(c.log(l), /snapshot at index \d+ stored in PostgreSQL \(\d+ bytes in \d+ chunks, \d+ ms\); log entries up to \d+ deleted/);
     await waitFor('both nodes hold the same state', sameState, 20_000);
+    // Both nodes' status names the newest snapshot (a standby reads its row every 10 s).
+    await waitFor('the standby\'s status shows the snapshot', async () => Number((await http(c.nodes[s]!.url, 'GET', '/v1/cluster/status', { token: TOKEN })).body['snapshotIndex']) >= Number(s1.idx), 20_000);
 
     // The standby is frozen while the entries it would need are deleted; resumed, it reloads the snapshot.
     const before = Number((await dump(s))!.body['appliedIndex']);
