@@ -14,7 +14,7 @@
 // - readBarrier(): the log's last index read from PostgreSQL, then waits until
 //   this node applied it: a read after it sees every write acknowledged before
 //   it began (linearizable), on any node.
-// - compaction (./pg-snapshot.ts): the fenced leader stores a snapshot of the
+// - compaction (./log-compaction.ts, ./pg-snapshot.ts): the fenced leader stores a snapshot of the
 //   machines every `snapshotEntries` applied entries and deletes the log up to
 //   `snapshotTrailingEntries` before it; a node starts from the newest
 //   snapshot and replays the tail, and a node that finds the entries it needs
@@ -25,16 +25,13 @@ import { NodeError } from '../node/errors.js';
 import type { ApplyResult } from '../state/index.js';
 import type { StateMachine } from '../node/ports.js';
 import { databaseUnavailable, isConnectionError, type PgLog } from './pg-log.js';
+import { LogCompaction, type CompactionInfo } from './log-compaction.js';
 import type { SnapshotInfo } from './pg-snapshot.js';
 
 const POLL_MS = 500;
 const READ_BATCH = 1000;
 const MAX_BATCH = 64;
 const MAX_PENDING = 20_000;
-/** After a failed snapshot write, the next automatic one waits this long. */
-const SNAPSHOT_RETRY_MS = 10_000;
-/** How often a node reads the newest snapshot's row for its status. */
-const SNAPSHOT_CHECK_MS = 10_000;
 
 /** A failure of the database (connection, timeout, any SQLSTATE), not of the data read from it: retried. */
 function isDatabaseError(e: unknown): boolean {
@@ -73,16 +70,6 @@ export interface SharedLogOptions {
   readonly snapshotTrailingEntries: number;
 }
 
-/** What the node shows of compaction (status, logs). */
-export interface CompactionInfo {
-  /** The newest snapshot this node knows of in PostgreSQL (undefined: none). */
-  readonly snapshot: SnapshotInfo | undefined;
-  /** Snapshots this node loaded (at start, or because it lagged behind the deleted entries). */
-  readonly loads: number;
-  /** The last snapshot write that failed, and why (cleared by the next success). */
-  readonly lastError: string | undefined;
-}
-
 export class SharedLog {
   readonly #o: SharedLogOptions;
   readonly #log: Logger;
@@ -110,12 +97,7 @@ export class SharedLog {
   #splitBrain: string | undefined;
   #splitBrainAt = 0;
   #highestToken = 0;
-  #snapshot: SnapshotInfo | undefined;
-  #snapshotting: Promise<SnapshotInfo> | undefined;
-  #snapshotError: string | undefined;
-  #snapshotRetryAt = 0;
-  #loads = 0;
-  #snapshotCheckedAt = 0;
+  readonly #compaction: LogCompaction;
   readonly #unsubscribe: () => void;
 
   constructor(o: SharedLogOptions) {
@@ -123,6 +105,28 @@ export class SharedLog {
     this.#log = o.logger;
     this.#pg = o.log;
     this.#sm = o.sm;
+    this.#compaction = new LogCompaction({
+      pg: o.log, sm: o.sm, logger: o.logger, snapshotEntries: o.snapshotEntries, snapshotTrailingEntries: o.snapshotTrailingEntries,
+      fencedToken: () => (this.writable ? this.#fencedToken : undefined),
+      running: () => !this.#stopped && this.#fatal === undefined,
+      notLeader: () => o.notLeader(),
+      ok: () => this.#ok(),
+      failed: (e) => this.#failed(e),
+      fenced: (token) => {
+        if (this.#fencedToken === token) this.#fencedToken = 0;
+        o.stepDown(`the fencing row in PostgreSQL holds a newer token than this node's (${token}): another node took over`);
+      },
+      loaded: (info) => {
+        this.#highestToken = Math.max(this.#highestToken, info.token);
+        this.#knownLast = Math.max(this.#knownLast, info.idx);
+        // Writes of this node covered by the snapshot: committed, but their results were not applied here.
+        for (const [i, w] of this.#waiters) {
+          if (i > info.idx) continue;
+          this.#waiters.delete(i);
+          w.reject(new NodeError('commit_unknown', `the write was committed at index ${i}, but this node loaded a snapshot past it before applying it, so its result is not known here: read it back`));
+        }
+      },
+    });
     this.#unsubscribe = o.leadership.onChange((s) => {
       if (s.leading && s.term !== this.#fencedToken) void this.#takeover(s.term);
       if (!s.leading) this.#failQueued(() => o.notLeader());
@@ -135,7 +139,7 @@ export class SharedLog {
     // The newest snapshot first, then the log after it (the machines start empty).
     if (this.#sm.appliedIndex === 0) {
       try {
-        await this.#loadSnapshot('start');
+        await this.#compaction.load('start');
         this.#ok();
       } catch (e) {
         // The database went away meanwhile: the tail finds the gap and loads the snapshot when it is back.
@@ -154,7 +158,7 @@ export class SharedLog {
     this.#unsubscribe();
     if (this.#pollTimer) clearTimeout(this.#pollTimer);
     for (let i = 0; i < 200 && (this.#appending || this.#pulling); i++) await new Promise((r) => setTimeout(r, 10));
-    await this.#snapshotting?.catch(() => undefined);
+    await this.#compaction.settle();
     this.#failQueued(() => new NodeError('shutting_down', 'the node is shutting down; retry on another node'));
     for (const [, w] of this.#waiters) w.reject(new NodeError('commit_unknown', 'the node is shutting down; the write was committed to PostgreSQL but not yet applied here: read it back on another node'));
     this.#waiters.clear();
@@ -174,7 +178,7 @@ export class SharedLog {
   /** The last split-brain evidence, shown for a minute (the status's splitBrainWarning). */
   get splitBrainWarning(): string | undefined { return this.#splitBrain !== undefined && Date.now() - this.#splitBrainAt < 60_000 ? this.#splitBrain : undefined; }
   get fatal(): Error | undefined { return this.#fatal; }
-  get compaction(): CompactionInfo { return { snapshot: this.#snapshot, loads: this.#loads, lastError: this.#snapshotError }; }
+  get compaction(): CompactionInfo { return this.#compaction.info; }
   /** Leading, and the fence row holds this node's token: writes are accepted. */
   get writable(): boolean {
     const s = this.#o.leadership.current();
@@ -222,91 +226,9 @@ export class SharedLog {
     void this.#pullNow();
   }
 
-  /**
-   * Leader only: store a snapshot of the machines as of the applied index now and compact the log (one
-   * transaction, fenced). Resolves with the snapshot (the newest one when nothing was applied since).
-   */
+  /** Leader only: a snapshot stored in PostgreSQL now, and the log compacted behind it (./log-compaction.ts). */
   snapshotNow(): Promise<SnapshotInfo> {
-    if (!this.writable) return Promise.reject(this.#o.notLeader());
-    if (this.#snapshotting) return Promise.reject(new NodeError('snapshot_in_progress', 'a snapshot is already being written to PostgreSQL; try again shortly'));
-    const idx = this.#sm.appliedIndex;
-    if (this.#snapshot !== undefined && this.#snapshot.idx >= idx) return Promise.resolve(this.#snapshot);
-    const token = this.#fencedToken;
-    // Captured now, at idx (the machines' stream is lazy; apply goes on meanwhile).
-    const chunks = this.#sm.snapshot();
-    const compactTo = Math.max(0, Math.min(idx - 1, idx - this.#o.snapshotTrailingEntries));
-    const t0 = performance.now();
-    const p = this.#pg.writeSnapshot(token, idx, compactTo, chunks).then((r) => {
-      this.#ok();
-      this.#snapshot = r;
-      this.#snapshotError = undefined;
-      this.#log.info({ event: 'snapshot_stored', index: idx, fencingToken: token, bytes: r.bytes, chunks: r.chunks, logEntriesDeleted: r.deleted, compactedTo: compactTo, ms: Math.round(performance.now() - t0) },
-        `snapshot at index ${idx} stored in PostgreSQL (${r.bytes} bytes in ${r.chunks} chunks, ${Math.round(performance.now() - t0)} ms); log entries up to ${compactTo} deleted (${r.deleted})`);
-      return r;
-    }, (e: unknown) => {
-      const err = e as Error;
-      this.#snapshotError = `the snapshot at index ${idx} was not stored (${err.message})`;
-      this.#snapshotRetryAt = Date.now() + SNAPSHOT_RETRY_MS;
-      if (/refused by the fencing row/.test(err.message)) {
-        this.#log.error({ event: 'snapshot_fenced', index: idx, fencingToken: token }, `${err.message}`);
-        this.#fencedToken = 0;
-        this.#o.stepDown(`the fencing row in PostgreSQL holds a newer token than this node's (${token}): another node took over`);
-        throw err;
-      }
-      this.#failed(e);
-      this.#log.error({ event: 'snapshot_failed', index: idx, err: err.message }, `${this.#snapshotError}; the log is kept whole, retrying in ${SNAPSHOT_RETRY_MS / 1000} s`);
-      throw err instanceof NodeError ? err : databaseUnavailable(this.#pg.target, e);
-    }).finally(() => { this.#snapshotting = undefined; });
-    this.#snapshotting = p;
-    return p;
-  }
-
-  /** The newest snapshot's row, for status (a standby neither writes nor, unless it lags, loads snapshots). */
-  async #refreshSnapshotInfo(): Promise<void> {
-    this.#snapshotCheckedAt = Date.now();
-    try {
-      const latest = await this.#pg.latestSnapshot();
-      if (latest !== undefined && (this.#snapshot === undefined || this.#snapshot.idx < latest.idx)) this.#snapshot = latest;
-    } catch {
-      // The next read reports the database's state.
-    }
-  }
-
-  #maybeSnapshot(): void {
-    if (this.#snapshotting || !this.writable || this.#stopped || this.#fatal) return;
-    if (this.#sm.appliedIndex - (this.#snapshot?.idx ?? 0) < this.#o.snapshotEntries || Date.now() < this.#snapshotRetryAt) return;
-    this.snapshotNow().catch(() => undefined);
-  }
-
-  /**
-   * Replace the machines' state with the newest snapshot in PostgreSQL (at start, or when the entries after
-   * this node's applied index were deleted). False when there is none newer than what is applied here.
-   */
-  async #loadSnapshot(why: 'start' | 'behind'): Promise<boolean> {
-    const t0 = performance.now();
-    const from = this.#sm.appliedIndex;
-    const info = await this.#pg.withSnapshot(async (info, chunks) => {
-      if (info.idx <= this.#sm.appliedIndex) return undefined;
-      await this.#sm.restore(chunks);
-      return info;
-    });
-    if (info === undefined) return false;
-    if (this.#sm.appliedIndex !== info.idx) throw new Error(`the snapshot at index ${info.idx} in PostgreSQL restored to applied index ${this.#sm.appliedIndex}: it was changed outside quorate`);
-    this.#loads++;
-    this.#snapshot = this.#snapshot === undefined || this.#snapshot.idx < info.idx ? info : this.#snapshot;
-    this.#highestToken = Math.max(this.#highestToken, info.token);
-    this.#knownLast = Math.max(this.#knownLast, info.idx);
-    // Writes of this node covered by the snapshot: committed, but their results were not applied here.
-    for (const [i, w] of this.#waiters) {
-      if (i > info.idx) continue;
-      this.#waiters.delete(i);
-      w.reject(new NodeError('commit_unknown', `the write was committed at index ${i}, but this node loaded a snapshot past it before applying it, so its result is not known here: read it back`));
-    }
-    const ms = Math.round(performance.now() - t0);
-    this.#log.info({ event: 'snapshot_loaded', index: info.idx, bytes: info.bytes, from, why, ms },
-      why === 'start' ? `loaded the snapshot at index ${info.idx} from PostgreSQL (${info.bytes} bytes, ${ms} ms); replaying the log after it`
-        : `this node had applied up to ${from} but the log after it was compacted: loaded the snapshot at index ${info.idx} from PostgreSQL (${info.bytes} bytes, ${ms} ms)`);
-    return true;
+    return this.#compaction.take();
   }
 
   // ------------------------------------------------------------ leader
@@ -323,8 +245,7 @@ export class SharedLog {
           this.#ok();
           if (fence === token && owner === this.#o.owner) {
             // The newest snapshot (another leader may have taken one): the next is due snapshotEntries after it.
-            const latest = await this.#pg.latestSnapshot();
-            if (latest !== undefined && (this.#snapshot === undefined || this.#snapshot.idx < latest.idx)) this.#snapshot = latest;
+            this.#compaction.note(await this.#pg.latestSnapshot());
             this.#fencedToken = token;
             this.#splitBrain = undefined;
             this.#log.info({ event: 'fence_raised', fencingToken: token }, `took over the PostgreSQL log: the fencing row holds token ${token}; writes are accepted`);
@@ -436,7 +357,7 @@ export class SharedLog {
           // The entries this node needs were compacted away: the newest snapshot covers them (else a real gap).
           let loaded = false;
           try {
-            loaded = await this.#loadSnapshot('behind');
+            loaded = await this.#compaction.load('behind');
             this.#ok();
           } catch (e) {
             if (isDatabaseError(e)) this.#failed(e);
@@ -463,8 +384,7 @@ export class SharedLog {
         }
         if (rows.length === READ_BATCH) this.#pullAgain = true;
         this.#settleReads();
-        this.#maybeSnapshot();
-        if (Date.now() - this.#snapshotCheckedAt > SNAPSHOT_CHECK_MS) await this.#refreshSnapshotInfo();
+        await this.#compaction.afterApply();
       } while (this.#pullAgain && !this.#stopped && !this.#fatal);
     } finally {
       this.#pulling = false;
