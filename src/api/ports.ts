@@ -400,6 +400,8 @@ export interface SqlServiceLimits {
  */
 export interface SqlService {
   readonly limits: SqlServiceLimits;
+  /** Whose SQL the statements are: the replicated SQLite machine (absent), or PostgreSQL's (external-shared mode, src/external/pg-sql.ts). */
+  readonly dialect?: 'postgresql';
   /** Resolves with the applied result: `{sql: [...]}` (with `failed` when a statement failed deterministically) or an idempotency/invalid-command error result. */
   execute(req: SqlExecuteRequest, options?: ProposeOptions): Promise<ApplyResult>;
   query(sql: string, params: readonly SqlParamValue[]): Promise<{ columns: string[]; rows: unknown[][] }>;

@@ -255,6 +255,12 @@ test('external-shared with the Redis lease loads; its rules name the key and nev
   assert.match(notHere.issues.find((i) => i.path === 'cluster.virtualIp')!.message, /^the virtual IP is not available with database\.mode "external-shared" in this version; remove it/);
   fails({ ...base, drills: { maxIntervalHours: 168 } }, /^drills\.maxIntervalHours: a drill period \(there are no drills to be overdue\) is not available with database\.mode "external-shared"/);
   assert.equal(ok({ ...base, drills: { maxIntervalHours: 0 } }).drills.maxIntervalHours, 0);
+  // /v1/db/* on PostgreSQL: the schema is the operator's choice, a lower-case identifier, only with external-shared.
+  assert.equal(c.database.external.sqlSchema, 'quorate_sql');
+  assert.equal(ok({ ...base, database: { ...base.database, external: { ...base.database.external, sqlSchema: 'rppam_app' } } }).database.external.sqlSchema, 'rppam_app');
+  fails({ ...base, database: { ...base.database, external: { ...base.database.external, sqlSchema: 'App; DROP' } } }, /^database\.external\.sqlSchema: must be a lower-case PostgreSQL identifier/);
+  fails({ ...base, database: { ...base.database, external: { ...base.database.external, sqlSchema: 'pg_mine' } } }, /^database\.external\.sqlSchema: must not start with "pg_"/);
+  fails({ database: { external: { sqlSchema: 'app' } } }, /^database\.external\.sqlSchema: is used only with database\.mode "external-shared"/);
   // coordination "redis" with local-sync is the two-node witness mode (src/coord/WITNESS.md).
   assert.equal(ok({ cluster: { coordination: 'redis' }, redis: { enabled: true } }).database.mode, 'local-sync');
 });
@@ -292,7 +298,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
     'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
-    'cluster.coordination', 'database.mode', 'database.external.connectionString', 'database.external.poolSize', 'database.external.statementTimeoutMs',
+    'cluster.coordination', 'database.mode', 'database.external.connectionString', 'database.external.poolSize', 'database.external.statementTimeoutMs', 'database.external.sqlSchema',
     'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
     'alerts.webhookUrl', 'alerts.secretFile', 'alerts.replicationLagMsMax', 'alerts.diskFreePercentMin', 'alerts.leaderChangesMax', 'alerts.leaderChangesWindowSeconds',
     'alerts.forSeconds', 'alerts.certificateDaysMin', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',

@@ -122,6 +122,9 @@ const databaseSchema = z.object({
     poolSize: int(1, 100).default(4),
     /** external-shared: statement_timeout of every connection, ms. */
     statementTimeoutMs: int(100, 600_000).default(5000),
+    /** external-shared: the PostgreSQL schema /v1/db/* statements run in (src/external/pg-sql.ts); created at start. */
+    sqlSchema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case PostgreSQL identifier: a letter or "_", then letters, digits or "_" (at most 63)')
+      .refine((v) => !v.startsWith('pg_'), 'must not start with "pg_" (reserved by PostgreSQL)').default('quorate_sql'),
   }).strict().default({}),
   outboxPollIntervalSeconds: int(1, 86_400).default(5),
   backup: backupSchema.default({}),

@@ -15,6 +15,10 @@ async function maintenanceRecords(c: TestCluster, i: number): Promise<Rec[]> {
   return (h.body['records'] as Rec[]).filter((r) => r.kind === 'maintenance');
 }
 
+// Long enough that the checks made while paused (several HTTP calls and a CLI process) finish before
+// it expires on two busy cores; the expiry itself is then awaited.
+const PAUSE_MS = 12_000;
+
 describe('pause and drain with a reason and an expiry', () => {
   let c: TestCluster;
   after(async () => {
@@ -33,7 +37,7 @@ describe('pause and drain with a reason and an expiry', () => {
     // Right after the election a follower may not know the leader's API URL yet (503 no_leader, nothing applied): retry that.
     await waitFor('the follower forwards the pause', async () => {
       t0 = Date.now();
-      p = await http(c.nodes[follower]!.url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: { reason: 'kernel upgrade', expiresInMs: 4000 } });
+      p = await http(c.nodes[follower]!.url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: { reason: 'kernel upgrade', expiresInMs: PAUSE_MS } });
       return p.status !== 503;
     }, 20_000);
     p = p!;
@@ -41,7 +45,7 @@ describe('pause and drain with a reason and an expiry', () => {
     assert.equal(p.body['paused'], true);
     const pause = p.body['pause'] as { reason: string; expiresAt: string; expiresInMs: number };
     assert.equal(pause.reason, 'kernel upgrade');
-    assert.ok(Date.parse(pause.expiresAt) >= t0 + 3000 && Date.parse(pause.expiresAt) <= Date.now() + 4000, pause.expiresAt);
+    assert.ok(Date.parse(pause.expiresAt) >= t0 + PAUSE_MS - 1000 && Date.parse(pause.expiresAt) <= Date.now() + PAUSE_MS, pause.expiresAt);
     // Health endpoints and status name the reason.
     const h = await http(c.nodes[follower]!.url, 'GET', '/system/health/cluster', { token: TOKEN });
     assert.equal((h.body['pause'] as { reason: string }).reason, 'kernel upgrade');
@@ -53,7 +57,7 @@ describe('pause and drain with a reason and an expiry', () => {
     const st = spawnSync(process.execPath, [MAIN, 'status', '--url', c.nodes[follower]!.url, '--token', TOKEN], { encoding: 'utf8', timeout: 30_000 });
     assert.match(st.stdout, /paused:\s+reason: kernel upgrade, until \S+ \(\d+ (s|min) left\)/, st.stdout + st.stderr);
     // The leader ends it (generous bound: a loaded machine).
-    await waitFor('the pause to expire', async () => (await http(c.nodes[follower]!.url, 'GET', '/system/health/cluster', { token: TOKEN })).body['paused'] === false, 30_000);
+    await waitFor('the pause to expire', async () => (await http(c.nodes[follower]!.url, 'GET', '/system/health/cluster', { token: TOKEN })).body['paused'] === false, PAUSE_MS + 30_000);
     assert.ok(Date.now() >= Date.parse(pause.expiresAt), 'not before its expiry');
     await waitFor('both ends in the history', async () => (await maintenanceRecords(c, follower)).length >= 2, 10_000);
     const [start, end] = await maintenanceRecords(c, follower);
