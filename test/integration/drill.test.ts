@@ -87,8 +87,14 @@ test('quorate drill: one round of each fault against a 3-node demo, RPO 0, repor
   const first = (JSON.parse(hist.stdout) as { reports: { markdown: string }[] }).reports[0]!;
   assert.match(first.markdown, /^### Drill .*: switchover of leader, 1 round\(s\), PASSED/);
 
-  // POST /v1/drills on the leader: it runs the drill itself and never faults itself (it hands leadership away first).
-  await waitFor('every node is back', async () => (await cli(['status', ...common])).code === 0, 30_000);
+  // POST /v1/drills on the leader: it runs the drill itself and never faults itself (it hands leadership away first),
+  // which needs another healthy caught-up voter: wait for failover safety, not only for every node to answer.
+  await waitFor('every node is back and the cluster is failover-safe', async () => {
+    const r = await cli(['status', ...common]);
+    if (r.code !== 0) return false;
+    const h = JSON.parse(r.stdout) as { failoverSafe?: boolean; failureTolerance?: number };
+    return h.failoverSafe === true && (h.failureTolerance ?? 0) >= 1;
+  }, 30_000);
   const lead = JSON.parse((await cli(['status', ...common])).stdout) as { leaderNode: string; nodes: { nodeName: string }[] };
   const leaderUrl = `http://127.0.0.1:${base + Number(lead.leaderNode.replace('node', '')) - 1}`;
   const viaNode = await http(leaderUrl, 'POST', '/v1/drills', { token, body: { kill: 'leader', fault: 'switchover', confirm: true } });
