@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { reservePorts } from '../../test/support/ports.js';
 
 const MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
@@ -60,9 +61,7 @@ describe('quorate agent when the HTTP API cannot start', { timeout: 120_000 }, (
   test('an API address in use: the node stops and the process exits 1 naming node.apiAddress', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'quorate-agent-start-'));
     const blocker = await listen();
-    const peer = await listen();
-    const peerPort = portOf(peer);
-    await close(peer);
+    const [peerPort] = await reservePorts(1);
     try {
       const apiAddress = `127.0.0.1:${portOf(blocker)}`;
       const r = await runAgent(dir, {
@@ -89,11 +88,7 @@ describe('quorate agent when the HTTP API cannot start', { timeout: 120_000 }, (
 
   test('a missing security.apiTls.certFile: exits 1 naming the key and the file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'quorate-agent-start-'));
-    const api = await listen();
-    const peer = await listen();
-    const [apiPort, peerPort] = [portOf(api), portOf(peer)];
-    await close(api);
-    await close(peer);
+    const [apiPort, peerPort] = await reservePorts(2);
     try {
       const r = await runAgent(dir, {
         node: { nodeName: 'solo', dataDir: join(dir, 'data'), apiAddress: `127.0.0.1:${apiPort}`, peerAddress: `127.0.0.1:${peerPort}` },

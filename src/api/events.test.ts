@@ -26,6 +26,23 @@ test('diffStatus: nothing but a lag sample when a leader\'s state is unchanged; 
   assert.deepEqual(diffStatus(undefined, follower).map((e) => e.type), ['role', 'health', 'membership']);
 });
 
+test('diffStatus: a pause or drain re-applied with a new reason or expiry is a health event; the shrinking expiresInMs alone is not', () => {
+  const hold = (reason: string, expiresAt: string, expiresInMs: number) => ({ reason, since: '2026-11-30T08:00:00.000Z', expiresAt, expiresInMs });
+  const paused: S = { ...base, paused: true, pause: hold('patching', '2026-11-30T09:00:00.000Z', 60_000) };
+  const later: S = { ...paused, pause: hold('patching', '2026-11-30T09:00:00.000Z', 59_000) };
+  assert.deepEqual(diffStatus(paused, later).map((e) => e.type), ['lag'], 'only the time left changed');
+  const reasoned: S = { ...paused, pause: hold('kernel update', '2026-11-30T09:00:00.000Z', 59_000) };
+  const ev = diffStatus(paused, reasoned);
+  assert.deepEqual(ev.map((e) => e.type), ['health', 'lag']);
+  assert.deepEqual(ev[0]!.data['pause'], { reason: 'kernel update', since: '2026-11-30T08:00:00.000Z', expiresAt: '2026-11-30T09:00:00.000Z' });
+  const extended: S = { ...paused, pause: hold('patching', '2026-11-30T10:00:00.000Z', 3_600_000) };
+  assert.deepEqual(diffStatus(paused, extended).map((e) => e.type), ['health', 'lag']);
+  const drained: S = { ...base, drained: ['n2'], drains: { n2: hold('disk swap', '2026-11-30T09:00:00.000Z', 1000) } };
+  const redrained: S = { ...drained, drains: { n2: hold('disk swap, second try', '2026-11-30T09:00:00.000Z', 1000) } };
+  assert.deepEqual(diffStatus(drained, redrained).map((e) => e.type), ['health', 'lag']);
+  assert.deepEqual((diffStatus(drained, redrained)[0]!.data['drains'] as Record<string, Record<string, unknown>>)['n2']!['reason'], 'disk swap, second try');
+});
+
 async function* sse(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: Record<string, unknown> }> {
   const dec = new TextDecoder();
   let buf = '';

@@ -4,7 +4,9 @@
 //   event: status      first, the whole /v1/cluster/status body (a baseline)
 //   event: role        this node's role, raft role, term or leader changed
 //   event: health      quorum, failure tolerance, storage, split-brain warning,
-//                      paused/failover mode, or a peer's health changed
+//                      paused/failover mode, a pause's or drain's reason or
+//                      expiry (a re-applied pause or drain), or a peer's
+//                      health changed
 //   event: membership  the set of members or their roles changed
 //   event: lag         every sample while this node leads: each follower's
 //                      match index and lag (entries, ms)
@@ -31,6 +33,17 @@ const pick = (s: Record<string, unknown>, keys: readonly string[]): Record<strin
 const ROLE_KEYS = ['nodeName', 'role', 'raftRole', 'term', 'leader'] as const;
 const HEALTH_KEYS = ['quorumMet', 'failureTolerance', 'votersReachable', 'votersTotal', 'storageHealthy', 'storageError', 'splitBrainWarning', 'failoverMode', 'paused'] as const;
 
+type Hold = { reason?: unknown; since?: unknown; expiresAt?: unknown } | null | undefined;
+/** A pause's or drain's reason and expiry, without the ever-shrinking expiresInMs (a change here is a re-applied hold). */
+const hold = (h: unknown): Record<string, unknown> | null => {
+  const x = h as Hold;
+  return x === null || x === undefined ? null : { reason: x.reason ?? null, since: x.since ?? null, expiresAt: x.expiresAt ?? null };
+};
+function maintenance(s: Status): Record<string, unknown> {
+  const drains = (s['drains'] ?? {}) as Record<string, unknown>;
+  return { pause: hold(s['pause']), drains: Object.fromEntries(Object.keys(drains).sort().map((n) => [n, hold(drains[n])])) };
+}
+
 function peerHealth(s: Status): Record<string, unknown>[] {
   return s.peers.map((p) => ({ nodeName: p['nodeName'], status: p['status'], drained: p['drained'] ?? false }));
 }
@@ -43,7 +56,7 @@ export function diffStatus(prev: Status | undefined, next: Status): ClusterEvent
   const out: ClusterEvent[] = [];
   const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
   if (prev === undefined || !same(pick(prev, ROLE_KEYS), pick(next, ROLE_KEYS))) out.push({ type: 'role', data: pick(next, ROLE_KEYS) });
-  const health = (s: Status): Record<string, unknown> => ({ ...pick(s, HEALTH_KEYS), peers: peerHealth(s) });
+  const health = (s: Status): Record<string, unknown> => ({ ...pick(s, HEALTH_KEYS), ...maintenance(s), peers: peerHealth(s) });
   if (prev === undefined || !same(health(prev), health(next))) out.push({ type: 'health', data: { nodeName: next['nodeName'], ...health(next) } });
   if (prev === undefined || !same(members(prev), members(next))) out.push({ type: 'membership', data: { nodeName: next['nodeName'], members: members(next) } });
   if (next['raftRole'] === 'leader') {

@@ -3,6 +3,8 @@
 // history (src/node/drills.ts over the "drills" machine, src/state/drills.ts).
 // Declared here, by the consumer, as the other ports are.
 
+import type { DrillSchedule } from '../drill/schedule.js';
+
 export const DRILL_FAULTS = ['crash', 'pause', 'isolate', 'switchover'] as const;
 export type DrillFault = (typeof DRILL_FAULTS)[number];
 
@@ -44,6 +46,10 @@ export interface DrillPort {
   readonly enabled: boolean;
   /** drills.rtoTargetMs of this node's config. */
   readonly rtoTargetMs: number;
+  /** drills.maxIntervalHours of this node's config (0: no period). */
+  readonly maxIntervalHours: number;
+  /** The last drill, the last passing one, and whether a passing drill is overdue. */
+  schedule(nowMs?: number): DrillSchedule;
   /**
    * Carries out the fault on this node; resolves before it takes effect
    * (crash and pause start once the answer was sent: `afterAnswer`).

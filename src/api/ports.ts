@@ -120,6 +120,21 @@ export interface ClusterConfigView {
  * invalid_transfer, transfer_in_progress, transfer_failed,
  * snapshot_in_progress, storage_failed, shutting_down.
  */
+/** A certificate the node serves (src/node/certificates.ts): the automatic cluster CA's node certificate or a configured file. */
+export interface CertificateInfo {
+  /** What it secures: peer traffic, the HTTP API, or both (the auto node certificate with security.apiTls "auto"). */
+  readonly cert: 'peer' | 'api' | 'peer+api';
+  /** "auto": issued by the cluster CA and renewed every renewPeriodSeconds; "file": a configured certFile nobody renews for you. */
+  readonly source: 'auto' | 'file';
+  readonly file: string | null;
+  /** ISO time it stops being valid (null: unreadable, see error). */
+  readonly notAfter: string | null;
+  readonly subject: string | null;
+  /** security.caRotationSeconds (auto only): an auto certificate with less than this left was not renewed. */
+  readonly renewPeriodSeconds?: number;
+  readonly error?: string;
+}
+
 export interface ClusterControl {
   readonly nodeName: string;
   readonly nodeId: number;
@@ -156,6 +171,8 @@ export interface ClusterControl {
   // Failover modes, pause, drain (src/node/modes.ts).
   /** The cluster's failover mode, paused, drained nodes, and whether this node campaigns by itself. */
   modes(): ModesInfo;
+  /** The certificates this node serves, with their expiry (absent: none to report, e.g. a test double). */
+  certificates?(): readonly CertificateInfo[];
   /** An operator's failover on this node: it stands for election; resolves with who leads after it, or throws failover_failed. */
   failoverHere(): Promise<{ campaigned: string; leader: string; term: number; elected: boolean }>;
   /** Leader only (not_leader elsewhere): put a cluster-wide setting in the log and wait until it applies. */
@@ -383,6 +400,8 @@ export interface SqlServiceLimits {
  */
 export interface SqlService {
   readonly limits: SqlServiceLimits;
+  /** Whose SQL the statements are: the replicated SQLite machine (absent), or PostgreSQL's (external-shared mode, src/external/pg-sql.ts). */
+  readonly dialect?: 'postgresql';
   /** Resolves with the applied result: `{sql: [...]}` (with `failed` when a statement failed deterministically) or an idempotency/invalid-command error result. */
   execute(req: SqlExecuteRequest, options?: ProposeOptions): Promise<ApplyResult>;
   query(sql: string, params: readonly SqlParamValue[]): Promise<{ columns: string[]; rows: unknown[][] }>;

@@ -12,6 +12,14 @@ import { parseSwitchover, parseSwitchoverAt } from './validate.js';
 /** failover-safe waits at most this long. */
 export const MAX_FAILOVER_WAIT_MS = 5000;
 
+/** The certificates the node serves (src/node/certificates.ts), with their expiry and how long is left. */
+function certificatesBody(cluster: ClusterControl): Record<string, unknown> {
+  const certs = cluster.certificates?.();
+  if (certs === undefined) return {};
+  const now = Date.now();
+  return { certificates: certs.map((c) => ({ ...c, expiresInSeconds: c.notAfter === null ? null : Math.floor((Date.parse(c.notAfter) - now) / 1000) })) };
+}
+
 export function clusterStatus(ctx: Pick<RequestContext, 'app'>): Record<string, unknown> {
   const s = ctx.app.cluster.status();
   return {
@@ -45,6 +53,7 @@ export function clusterStatus(ctx: Pick<RequestContext, 'app'>): Record<string, 
     ...(s.vip ? { vip: s.vip } : {}),
     ...(s.witness ? { witness: { ...s.witness, waiting: s.witness.waiting ?? null, problem: s.witness.problem ?? null } } : {}),
     ...modesBody(ctx.app.cluster),
+    ...certificatesBody(ctx.app.cluster),
     peers: s.peers.map((p) => ({
       drained: (ctx.app.cluster.modes().drained ?? []).includes(p.nodeName),
       id: p.id,

@@ -90,7 +90,8 @@ export const drillRoutes: Record<string, Record<string, Route>> = {
         const d = drillsOf(ctx);
         const r = d.reports(limit);
         // enabled / rtoTargetMs: this node's drills settings (the dashboard offers "run a drill" only where drills are enabled).
-        ctx.json(200, { ...r, nodeName: ctx.app.cluster.nodeName, enabled: d.enabled, rtoTargetMs: d.rtoTargetMs, reports: r.reports.map((x) => ({ ...x, markdown: markdownOf(x.report) })) });
+        // schedule: the last drill, the last passing one and whether one is overdue per this node's drills.maxIntervalHours.
+        ctx.json(200, { ...r, nodeName: ctx.app.cluster.nodeName, enabled: d.enabled, rtoTargetMs: d.rtoTargetMs, schedule: d.schedule(), reports: r.reports.map((x) => ({ ...x, markdown: markdownOf(x.report) })) });
       },
     },
     POST: {

@@ -88,7 +88,7 @@ const execute: Route = {
       if (!('sql' in r)) throw new Error('the sql machine answered with a result of another machine');
       if (r.failed !== undefined) {
         const kept = req.transaction ? 'nothing of this request was kept (transaction)' : `the ${r.sql.length} statement(s) before it were kept`;
-        throw new ApiError('sql_error', `${r.failed.message}; ${kept}`, { statement: r.failed.statement, ...(r.failed.sqliteCode !== null ? { sqliteCode: r.failed.sqliteCode } : {}), applied: r.sql.length });
+        throw new ApiError('sql_error', `${r.failed.message}; ${kept}`, { statement: r.failed.statement, ...(r.failed.sqliteCode !== null ? { sqliteCode: r.failed.sqliteCode } : {}), ...(r.failed.sqlState !== undefined ? { sqlState: r.failed.sqlState } : {}), applied: r.sql.length });
       }
       ctx.json(200, { results: r.sql });
     });

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { QuorateClient } from '../api/client.js';
+import { fetchTrusting } from '../api/ca-fetch.js';
 import { loadConfig } from '../config/index.js';
 import { GLOBAL_FLAGS, duration, str, bool, type FlagSpec, type ParsedArgs } from './args.js';
 
@@ -72,15 +73,7 @@ export class Context {
     if (this.#client) return this.#client;
     const token = this.token();
     const timeoutMs = duration(this.args, 'timeout');
-    const caFile = str(this.args, 'ca') ?? this.io.env['QUORATE_CA'];
-    let ca: Buffer | undefined;
-    if (caFile !== undefined && caFile !== '') {
-      try {
-        ca = readFileSync(resolve(this.io.cwd, caFile));
-      } catch (err) {
-        throw new Error(`cannot read the CA file ${caFile} (--ca / QUORATE_CA): ${(err as Error).message}; write it with \`quorate ca export > ca.pem\``, { cause: err });
-      }
-    }
+    const ca = this.#ca();
     this.#client = new QuorateClient({
       urls: this.urls(),
       ...(token !== undefined ? { token } : {}),
@@ -88,6 +81,23 @@ export class Context {
       ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     });
     return this.#client;
+  }
+
+  /** The CA certificates of --ca / QUORATE_CA (undefined: Node's default store). */
+  #ca(): Buffer | undefined {
+    const caFile = str(this.args, 'ca') ?? this.io.env['QUORATE_CA'];
+    if (caFile === undefined || caFile === '') return undefined;
+    try {
+      return readFileSync(resolve(this.io.cwd, caFile));
+    } catch (err) {
+      throw new Error(`cannot read the CA file ${caFile} (--ca / QUORATE_CA): ${(err as Error).message}; write it with \`quorate ca export > ca.pem\``, { cause: err });
+    }
+  }
+
+  /** A fetch that trusts --ca / QUORATE_CA for https URLs (for verbs that stream a download themselves). */
+  fetch(): typeof fetch {
+    const ca = this.#ca();
+    return ca === undefined ? globalThis.fetch : fetchTrusting(ca);
   }
 
   /** Prints raw JSON with --json, else the human rendering. */

@@ -84,7 +84,7 @@ const diagnostics: Command = {
     const part = `${path}.part`;
     const token = ctx.token();
     const url = ctx.urls()[0]!;
-    const res = await fetch(`${url}/v1/diagnostics`, { headers: token !== undefined ? { authorization: `Bearer ${token}` } : {} }).catch((e: unknown) => {
+    const res = await ctx.fetch()(`${url}/v1/diagnostics`, { headers: token !== undefined ? { authorization: `Bearer ${token}` } : {} }).catch((e: unknown) => {
       throw new Error(`cannot reach ${url} (${(e as Error).message}); is the node running? pass --url to reach another node`);
     });
     if (res.status !== 200 || res.body === null) {

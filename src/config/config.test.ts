@@ -253,6 +253,14 @@ test('external-shared with the Redis lease loads; its rules name the key and nev
   const notHere = fails({ ...base, cluster: { coordination: 'redis', virtualIp: '10.0.0.5/24', vipInterface: 'eth0', failover: 'manual' }, node: { role: 'observer' }, jobs: [{ name: 'j', schedule: '* * * * *', command: '/bin/true' }], database: { ...base.database, backup: { enabled: true } } }, /problems:/);
   assert.deepEqual([...new Set(notHere.issues.map((i) => i.path))].sort(), ['cluster.failover', 'cluster.virtualIp', 'database.backup.enabled', 'jobs', 'node.role'].sort(), JSON.stringify(notHere.issues));
   assert.match(notHere.issues.find((i) => i.path === 'cluster.virtualIp')!.message, /^the virtual IP is not available with database\.mode "external-shared" in this version; remove it/);
+  fails({ ...base, drills: { maxIntervalHours: 168 } }, /^drills\.maxIntervalHours: a drill period \(there are no drills to be overdue\) is not available with database\.mode "external-shared"/);
+  assert.equal(ok({ ...base, drills: { maxIntervalHours: 0 } }).drills.maxIntervalHours, 0);
+  // /v1/db/* on PostgreSQL: the schema is the operator's choice, a lower-case identifier, only with external-shared.
+  assert.equal(c.database.external.sqlSchema, 'quorate_sql');
+  assert.equal(ok({ ...base, database: { ...base.database, external: { ...base.database.external, sqlSchema: 'rppam_app' } } }).database.external.sqlSchema, 'rppam_app');
+  fails({ ...base, database: { ...base.database, external: { ...base.database.external, sqlSchema: 'App; DROP' } } }, /^database\.external\.sqlSchema: must be a lower-case PostgreSQL identifier/);
+  fails({ ...base, database: { ...base.database, external: { ...base.database.external, sqlSchema: 'pg_mine' } } }, /^database\.external\.sqlSchema: must not start with "pg_"/);
+  fails({ database: { external: { sqlSchema: 'app' } } }, /^database\.external\.sqlSchema: is used only with database\.mode "external-shared"/);
   // coordination "redis" with local-sync is the two-node witness mode (src/coord/WITNESS.md).
   assert.equal(ok({ cluster: { coordination: 'redis' }, redis: { enabled: true } }).database.mode, 'local-sync');
 });
@@ -290,11 +298,11 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'database.outboxPollIntervalSeconds', 'health.checks', 'health.failoverOnFailure',
     'hooks.onRoleChange', 'hooks.onStart', 'hooks.onStop', 'hooks.timeoutMs', 'outbox.webhookUrl',
     'database.backup.enabled', 'database.backup.schedule', 'database.backup.retentionDays', 'database.backup.dir',
-    'cluster.coordination', 'database.mode', 'database.external.connectionString', 'database.external.poolSize', 'database.external.statementTimeoutMs',
+    'cluster.coordination', 'database.mode', 'database.external.connectionString', 'database.external.poolSize', 'database.external.statementTimeoutMs', 'database.external.sqlSchema',
     'cluster.leaderLockTtlSeconds', 'cluster.leaderRenewalIntervalSeconds', 'redis.enabled', 'redis.connectionString', 'redis.keyPrefix', 'redis.tlsEnabled',
     'alerts.webhookUrl', 'alerts.secretFile', 'alerts.replicationLagMsMax', 'alerts.diskFreePercentMin', 'alerts.leaderChangesMax', 'alerts.leaderChangesWindowSeconds',
-    'alerts.forSeconds', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',
-    'drills.enabled', 'drills.rtoTargetMs',
+    'alerts.forSeconds', 'alerts.certificateDaysMin', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',
+    'drills.enabled', 'drills.rtoTargetMs', 'drills.maxIntervalHours',
     'files.maxFileBytes',
     'database.inSyncDegrade',
   ];
@@ -356,8 +364,11 @@ test('loadConfig: relative dataDir resolves against the file; bad JSON and missi
 
 test('drills: off by default; enabled and rtoTargetMs load; a bad or unknown key is refused naming it', () => {
   const d = parseConfig({}, {});
-  assert.deepEqual(d.drills, { enabled: false, rtoTargetMs: 15_000 });
-  assert.deepEqual(parseConfig({ drills: { enabled: true, rtoTargetMs: 5000 } }, {}).drills, { enabled: true, rtoTargetMs: 5000 });
+  assert.deepEqual(d.drills, { enabled: false, rtoTargetMs: 15_000, maxIntervalHours: 0 });
+  assert.deepEqual(parseConfig({ drills: { enabled: true, rtoTargetMs: 5000, maxIntervalHours: 168 } }, {}).drills, { enabled: true, rtoTargetMs: 5000, maxIntervalHours: 168 });
+  assert.throws(() => parseConfig({ drills: { maxIntervalHours: -1 } }, {}), /drills\.maxIntervalHours/);
+  assert.throws(() => parseConfig({ drills: { maxIntervalHours: 1.5 } }, {}), /drills\.maxIntervalHours/);
+  assert.throws(() => parseConfig({ drills: { maxIntervalHours: '7d' } }, {}), /drills\.maxIntervalHours/);
   assert.throws(() => parseConfig({ drills: { rtoTargetMs: 0 } }, {}), /drills\.rtoTargetMs/);
   assert.throws(() => parseConfig({ drills: { enable: true } }, {}), /drills/);
 });

@@ -33,9 +33,11 @@ export function externalIssues(c: RawConfig): ConfigIssue[] {
     if (c.jobs.length > 0) notHere('jobs', 'leader-only scheduled jobs');
     if (c.health.failoverOnFailure) notHere('health.failoverOnFailure', 'failover on a failing health check (it needs a switchover)');
     if (c.drills.enabled) notHere('drills.enabled', 'failover drills (`quorate drill`)');
+    if (c.drills.maxIntervalHours > 0) notHere('drills.maxIntervalHours', 'a drill period (there are no drills to be overdue)');
     if (c.security.apiTls === 'auto') notHere('security.apiTls', 'the API over HTTPS from the automatic cluster CA ("auto"); give {"certFile","keyFile"} instead, or leave it unset');
-  } else if (cs !== '') {
-    add('database.external.connectionString', `is used only with database.mode "external-shared" (this file says "${c.database.mode}", where every node keeps its own copy): remove it, or set database.mode to "external-shared"`);
+  } else {
+    if (cs !== '') add('database.external.connectionString', `is used only with database.mode "external-shared" (this file says "${c.database.mode}", where every node keeps its own copy): remove it, or set database.mode to "external-shared"`);
+    if (c.database.external.sqlSchema !== 'quorate_sql') add('database.external.sqlSchema', `is used only with database.mode "external-shared" (with "${c.database.mode}", /v1/db/* runs the replicated SQLite database): remove it`);
   }
   return issues;
 }

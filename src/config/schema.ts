@@ -122,6 +122,9 @@ const databaseSchema = z.object({
     poolSize: int(1, 100).default(4),
     /** external-shared: statement_timeout of every connection, ms. */
     statementTimeoutMs: int(100, 600_000).default(5000),
+    /** external-shared: the PostgreSQL schema /v1/db/* statements run in (src/external/pg-sql.ts); created at start. */
+    sqlSchema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case PostgreSQL identifier: a letter or "_", then letters, digits or "_" (at most 63)')
+      .refine((v) => !v.startsWith('pg_'), 'must not start with "pg_" (reserved by PostgreSQL)').default('quorate_sql'),
   }).strict().default({}),
   outboxPollIntervalSeconds: int(1, 86_400).default(5),
   backup: backupSchema.default({}),
@@ -214,6 +217,8 @@ const alertsSchema = z.object({
   replicationLagMsMax: int(1, 86_400_000).default(5000),
   /** Free space on the data dir's file system below this percentage fires disk_low. */
   diskFreePercentMin: z.number().min(0).max(100).default(20),
+  /** A certificate file with fewer days left than this fires certificate_expiring (an auto one: less than one renewal period left). */
+  certificateDaysMin: int(1, 3650).default(14),
   /** More leader changes than this within leaderChangesWindowSeconds fires leader_flapping (etcd's rule: 4 in 15 min). */
   leaderChangesMax: int(1, 10_000).default(4),
   leaderChangesWindowSeconds: int(10, 86_400).default(900),
@@ -241,6 +246,8 @@ const jobSchema = z.object({
 const drillsSchema = z.object({
   enabled: z.boolean().default(false),
   rtoTargetMs: int(1, 3_600_000).default(15_000),
+  /** A passing drill is due at least this often (hours; 0 = no period, never overdue): drill_overdue, QuorateDrillOverdue, quorate doctor. */
+  maxIntervalHours: int(0, 87_600).default(0),
 }).strict();
 
 export const configSchema = z.object({

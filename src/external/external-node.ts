@@ -6,13 +6,18 @@
 //   fencing token as the term;
 // - the PostgreSQL log (./pg-log.ts, ./shared-log.ts) for what is
 //   replicated: every node applies it to the same MachineRegistry the Raft
-//   node uses (KV, history, settings, tokens, audit, app machine, SQL
-//   machine), so reads work on every node and writes are forwarded to the
-//   lease holder as in local-sync mode.
-// The machines' state is rebuilt from the log at every start (in
-// `<dataDir>/external-state`, emptied first): PostgreSQL holds the truth.
-// Raft-only operations (enroll, remove, DR promotion, isolate, snapshots,
-// failover modes) answer `feature_unavailable` naming the mode.
+//   node uses (KV, history, settings, tokens, audit, app machine, files),
+//   so reads work on every node and writes are forwarded to the lease
+//   holder as in local-sync mode;
+// - `/v1/db/*` as PostgreSQL's SQL on the shared database (./pg-sql.ts),
+//   each execute fenced by the same row in its own transaction (the log's
+//   "sql" machine stays registered: entries of earlier releases apply).
+// The machines' state is rebuilt at every start (in `<dataDir>/external-state`,
+// emptied first) from the newest snapshot in PostgreSQL and the log after it:
+// PostgreSQL holds the truth. The leader compacts the log (./pg-snapshot.ts;
+// POST /v1/cluster/snapshot on the leader compacts now).
+// Raft-only operations (enroll, remove, DR promotion, isolate, failover
+// modes) answer `feature_unavailable` naming the mode.
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,7 +26,8 @@ import type { DrillPort } from '../api/ports-drill.js';
 import type { FilesService } from '../api/ports-files.js';
 import { filesServiceOf } from '../node/files-service.js';
 import type { FilesStateMachine } from '../files/machine.js';
-import type { ClusterControl, DrControl, KvService, NodeStatus, ProposeOptions, SqlService, ModesInfo, PeerInfo } from '../api/ports.js';
+import type { CertificateInfo, ClusterControl, DrControl, KvService, NodeStatus, ProposeOptions, SqlService, ModesInfo, PeerInfo } from '../api/ports.js';
+import { CertificateWatch } from '../node/certificates.js';
 import type { QuorateConfig } from '../config/index.js';
 import { RedisLease, RedisLink, parseRedisConnectionString } from '../coord/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
@@ -35,10 +41,10 @@ import { kvServiceOf } from '../node/kv-service.js';
 import { LeaderServices, periodicService, type LeaderService } from '../node/leadership.js';
 import { createNodeState } from '../node/node-state.js';
 import { NodeSecurity } from '../node/security.js';
-import { sqlServiceOf } from '../node/sql-service.js';
 import { VERSION } from '../node/status.js';
 import { loadClusterSecret } from '../transport/index.js';
 import { isConnectionError, PgLog } from './pg-log.js';
+import { PgSqlService } from './pg-sql.js';
 import { SharedLog } from './shared-log.js';
 
 const DEFAULT_PROPOSE_TIMEOUT_MS = 5_000;
@@ -65,7 +71,9 @@ export class ExternalNode implements ClusterControl, DrControl {
   readonly machines: MachineRegistry;
   readonly kvService: KvService = kvServiceOf(this);
   readonly sql: SqlStateMachine;
+  /** `/v1/db/*`: PostgreSQL's SQL on the shared database, fenced (./pg-sql.ts); the log's "sql" machine stays registered for entries written before. */
   readonly sqlService: SqlService;
+  readonly #pgSql: PgSqlService;
   /** Replicated files, through the shared log like every other machine. */
   readonly filesService: FilesService;
   readonly #files: FilesStateMachine;
@@ -78,6 +86,8 @@ export class ExternalNode implements ClusterControl, DrControl {
   readonly drills: DrillPort = {
     enabled: false,
     rtoTargetMs: 0,
+    maxIntervalHours: 0,
+    schedule: () => ({ maxIntervalHours: 0, last: null, lastPassedAt: null, dueAt: null, overdue: false }),
     fault: () => Promise.reject(unavailable('A drill fault')),
     reports: () => ({ reports: [], seq: 0, appliedIndex: this.machines.appliedIndex }),
     record: () => Promise.reject(unavailable('The drill report history')),
@@ -95,6 +105,7 @@ export class ExternalNode implements ClusterControl, DrControl {
   private constructor(config: QuorateConfig, logger: Logger, state: Awaited<ReturnType<typeof createNodeState>>, clusterSecret: Uint8Array, onFatal: (e: Error) => void) {
     this.config = config;
     this.nodeName = config.node.nodeName;
+    this.#certs = new CertificateWatch(config, () => undefined);
     this.#logger = logger;
     this.kv = state.kv;
     this.history = state.history;
@@ -127,6 +138,7 @@ export class ExternalNode implements ClusterControl, DrControl {
       },
     });
     this.log = new SharedLog({ log: this.#pg, sm: state.registry, leadership: this.lease, logger, notLeader: () => this.#notLeader(), owner: `${this.nodeName}/${randomUUID().slice(0, 8)}`, stepDown: (why) => this.lease.stepDown(why), onFatal,
+      snapshotEntries: cl.snapshotEntries, snapshotTrailingEntries: cl.snapshotTrailingEntries,
       ...(testAppendDelayMs() > 0 ? { testAppendDelayMs: testAppendDelayMs() } : {}) });
     if (testAppendDelayMs() > 0) logger.warn({ event: 'test_append_delay', ms: testAppendDelayMs() }, `QUORATE_TEST_APPEND_DELAY_MS: every append waits ${testAppendDelayMs()} ms (tests only)`);
     this.#services = new LeaderServices(this.lease, logger);
@@ -136,7 +148,15 @@ export class ExternalNode implements ClusterControl, DrControl {
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => FEATURE_LEVEL, appliedIndex: () => this.machines.appliedIndex,
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.log.propose(entry),
     });
-    this.sqlService = sqlServiceOf(this, state.sql);
+    this.#pgSql = new PgSqlService({
+      connectionString: config.database.external.connectionString, schema: config.database.external.sqlSchema, limits: state.sql.limits, logger,
+      poolSize: config.database.external.poolSize, statementTimeoutMs: config.database.external.statementTimeoutMs,
+      fence: () => ({ writable: this.log.writable, token: this.log.fencedToken }),
+      fenced: (token, message) => this.log.fenceRefused(token, message),
+      notLeader: () => this.#notLeader(), appliedIndex: () => this.machines.appliedIndex,
+      ...(testAppendDelayMs() > 0 ? { testDelayMs: testAppendDelayMs() } : {}),
+    });
+    this.sqlService = this.#pgSql;
     this.filesService = filesServiceOf(this, state.files, config.files.maxFileBytes);
     this.appServices = new AppServices({
       config, logger, metrics: this.#metrics, leadership: this.lease, services: this.#services, gated: (svc) => this.#afterFence(svc), app: state.app,
@@ -164,12 +184,14 @@ export class ExternalNode implements ClusterControl, DrControl {
     for (let attempt = 0; ; attempt++) {
       try {
         const version = await node.#pg.migrate();
+        await node.#pgSql.prepare();
         log.info({ event: 'pg_schema', version, target: node.#pg.target }, `external PostgreSQL at ${node.#pg.target}: schema version ${version}`);
         break;
       } catch (e) {
         const why = `cannot prepare the external PostgreSQL database at ${node.#pg.target} (${(e as Error).message})`;
         if (performance.now() >= deadline || !isConnectionError(e)) {
           await node.#pg.close();
+          await node.#pgSql.close();
           await state.sql.close();
           await state.files.close();
           throw new Error(`${why}; check database.external.connectionString and that the database accepts this node`);
@@ -195,6 +217,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     await this.log.stop();
     await this.#link.close();
     await this.#pg.close();
+    await this.#pgSql.close();
     await this.sql.close();
     await this.#files.close();
     this.#logger.info({ event: 'node_stopped' }, 'node stopped cleanly');
@@ -241,6 +264,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     const dbOk = this.log.databaseOk && this.log.fatal === undefined;
     const applied = this.machines.appliedIndex;
     const last = this.log.lastIndex;
+    const snapIdx = this.log.compaction.snapshot?.idx ?? 0;
     const self: PeerInfo = {
       id: this.nodeId, nodeName: this.nodeName, apiUrl: this.config.node.advertiseApiUrl, peerUrl: '', role: writable ? 'primary' : lease.leading ? 'candidate' : 'standby',
       status: dbOk ? 'healthy' : 'unreachable', matchIndex: applied, replicationLagEntries: Math.max(0, last - applied), replicationLagMs: 0, lastHeartbeat: undefined, self: true,
@@ -253,7 +277,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     return {
       id: this.nodeId, nodeName: this.nodeName, haId: this.config.cluster.haId, role: self.role, raftRole: writable ? 'leader' : lease.leading ? 'candidate' : 'follower',
       term: holder?.term ?? lease.term, leaderId: holder ? (holder.nodeName === this.nodeName ? this.nodeId : 0) : 0, leaderName: holder?.nodeName, leaderApiUrl: holder?.apiUrl,
-      commitIndex: last, appliedIndex: applied, lastIndex: last, firstIndex: 1, snapshotIndex: 0, revision: this.kv.revision,
+      commitIndex: last, appliedIndex: applied, lastIndex: last, firstIndex: snapIdx > 0 ? Math.max(1, snapIdx - Math.max(1, this.config.cluster.snapshotTrailingEntries) + 1) : 1, snapshotIndex: snapIdx, revision: this.kv.revision,
       // The "quorum" of this mode: the lease holder raised the fence and PostgreSQL answers.
       quorumMet: writable ? dbOk : holder !== undefined, votersReachable: holder !== undefined ? 1 : 0, votersTotal: 1, writeQuorum: 1, failureTolerance: 0,
       peers, storageHealthy: dbOk, storageError, splitBrainWarning: this.log.splitBrainWarning ?? this.lease.warning, startedAt: this.#startedAt, version: VERSION,
@@ -265,6 +289,13 @@ export class ExternalNode implements ClusterControl, DrControl {
     return this.#metrics.text();
   }
 
+  /** The API's certificate file (security.apiTls.certFile), when it serves HTTPS: status `certificates`, `quorate doctor`. */
+  certificates(): readonly CertificateInfo[] {
+    return this.#certs.list();
+  }
+
+  readonly #certs: CertificateWatch;
+
   modes(): ModesInfo {
     return { failoverMode: 'automatic', failoverModeSource: 'file', paused: false, drained: [], autoFailover: true, notice: undefined };
   }
@@ -272,7 +303,11 @@ export class ExternalNode implements ClusterControl, DrControl {
   isRemoved(): boolean { return false; }
   switchover(): Promise<{ from: string; to: string; term: number; pauseMs: number }> { return Promise.reject(unavailable('a switchover')); }
   failoverSafe(): Promise<{ safe: boolean; caughtUp: string[] }> { return Promise.reject(unavailable('failover-safe')); }
-  snapshotNow(): Promise<{ index: number }> { return Promise.reject(unavailable('a snapshot (the log lives in PostgreSQL: back it up with pg_dump)')); }
+  /** Leader only: a snapshot stored in PostgreSQL now, and the log compacted behind it. */
+  async snapshotNow(): Promise<{ index: number }> {
+    const s = await this.log.snapshotNow();
+    return { index: s.idx };
+  }
   createJoinToken(): { token: string; expiresAt: string; ttlMs: number } { throw unavailable('a join token'); }
   enroll(): ReturnType<ClusterControl['enroll']> { return Promise.reject(unavailable('enrolling a node')); }
   removeMember(): ReturnType<ClusterControl['removeMember']> { return Promise.reject(unavailable('removing a member')); }

@@ -26,10 +26,21 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { NodeError } from '../node/errors.js';
+import { SNAPSHOT_MIGRATION, latestSnapshot, openSnapshot, writeSnapshot, type SnapshotInfo } from './pg-snapshot.js';
 
 export const NOTIFY_CHANNEL = 'quorate_log';
 /** An advisory lock key for migrations (any constant; "quorate" in ASCII). */
 const MIGRATION_LOCK = 0x71756f72;
+
+/** Migration 4: the idempotency records of /v1/db/execute in external-shared mode (./pg-sql.ts). */
+const SQL_REQUEST_MIGRATION = `
+  CREATE TABLE IF NOT EXISTS quorate_sql_request (
+    key text PRIMARY KEY,
+    fingerprint bytea NOT NULL,
+    result jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE INDEX IF NOT EXISTS quorate_sql_request_created ON quorate_sql_request (created_at);`;
 
 /** Versioned migrations: index i is version i + 1. Never edit one that shipped; append a new one. */
 export const MIGRATIONS: readonly string[] = [
@@ -46,7 +57,14 @@ export const MIGRATIONS: readonly string[] = [
    INSERT INTO quorate_fence (id, token) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`,
   // Who raised the fence: two leaders holding the same token (nodes pointed at different Redis servers) cannot both take over.
   `ALTER TABLE quorate_fence ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT '';`,
+  // Compaction: snapshots of the state machines, and the log below them deleted (./pg-snapshot.ts).
+  SNAPSHOT_MIGRATION,
+  // /v1/db/execute's idempotency records (./pg-sql.ts).
+  SQL_REQUEST_MIGRATION,
 ];
+
+/** The log's last index: its highest row, or the newest snapshot's index when compaction left no row above it. */
+const LAST_INDEX_SQL = 'SELECT greatest((SELECT coalesce(max(idx), 0) FROM quorate_log), (SELECT coalesce(max(idx), 0) FROM quorate_snapshot)) AS m';
 
 export interface LogEntry {
   readonly idx: number;
@@ -206,7 +224,7 @@ export class PgLog {
         await c.query('ROLLBACK');
         throw new NodeError('no_leader', `this node's write was refused by the fencing row in PostgreSQL: it holds fencing token ${fence}, this node's lease had token ${token} (a newer leader took over); nothing was written, retry on the current leader`);
       }
-      const m = await c.query<{ m: string }>('SELECT coalesce(max(idx), 0) AS m FROM quorate_log');
+      const m = await c.query<{ m: string }>(LAST_INDEX_SQL);
       const first = Number(m.rows[0]!.m) + 1;
       const idx = payloads.map((_, i) => first + i);
       await c.query('INSERT INTO quorate_log (idx, token, payload) SELECT i, $1, p FROM unnest($2::bigint[], $3::bytea[]) AS t(i, p)',
@@ -237,8 +255,65 @@ export class PgLog {
 
   /** The last index in the log (0 when empty): a read barrier's target. */
   async lastIndex(): Promise<number> {
-    const r = await this.pool.query<{ m: string }>('SELECT coalesce(max(idx), 0) AS m FROM quorate_log');
+    const r = await this.pool.query<{ m: string }>(LAST_INDEX_SQL);
     return Number(r.rows[0]!.m);
+  }
+
+  /** The first index still in the log (0 when empty): entries below it are only in the newest snapshot. */
+  async firstIndex(): Promise<number> {
+    const r = await this.pool.query<{ m: string | null }>('SELECT min(idx) AS m FROM quorate_log');
+    return Number(r.rows[0]?.m ?? 0);
+  }
+
+  /** The newest snapshot's row (undefined: none taken yet). */
+  latestSnapshot(): Promise<SnapshotInfo | undefined> {
+    return latestSnapshot(this.pool);
+  }
+
+  /**
+   * Store a snapshot of the state as of `idx` and delete the log up to `compactTo`, in one transaction fenced by
+   * `token` (refused with `no_leader` when the fence row holds another token). See ./pg-snapshot.ts.
+   */
+  async writeSnapshot(token: number, idx: number, compactTo: number, chunks: AsyncIterable<Uint8Array>): Promise<SnapshotInfo & { deleted: number }> {
+    const c = await this.pool.connect();
+    let broken: Error | undefined;
+    const onError = (e: Error) => { broken = e; };
+    c.on('error', onError);
+    try {
+      return await writeSnapshot(c, { token, idx, compactTo, chunks, lockTimeoutMs: this.#o.lockTimeoutMs ?? 2000 });
+    } catch (e) {
+      if (isConnectionError(e)) broken = e as Error;
+      throw e;
+    } finally {
+      c.removeListener('error', onError);
+      c.release(broken);
+    }
+  }
+
+  /**
+   * Read the newest snapshot with `use` (its chunks, checked against the row's size and SHA-256), in one
+   * REPEATABLE READ transaction: a snapshot written meanwhile does not delete it under the reader.
+   */
+  async withSnapshot<T>(use: (info: SnapshotInfo, chunks: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T | undefined> {
+    const c = await this.pool.connect();
+    let broken: Error | undefined;
+    const onError = (e: Error) => { broken = e; };
+    c.on('error', onError);
+    try {
+      const s = await openSnapshot(c);
+      if (s === undefined) return undefined;
+      try {
+        return await use(s.info, s.chunks);
+      } finally {
+        await s.done();
+      }
+    } catch (e) {
+      if (isConnectionError(e)) broken = e as Error;
+      throw e;
+    } finally {
+      c.removeListener('error', onError);
+      c.release(broken);
+    }
   }
 
   /** A trivial round trip (the `database` health check). */

@@ -14,17 +14,30 @@
 // - readBarrier(): the log's last index read from PostgreSQL, then waits until
 //   this node applied it: a read after it sees every write acknowledged before
 //   it began (linearizable), on any node.
+// - compaction (./log-compaction.ts, ./pg-snapshot.ts): the fenced leader stores a snapshot of the
+//   machines every `snapshotEntries` applied entries and deletes the log up to
+//   `snapshotTrailingEntries` before it; a node starts from the newest
+//   snapshot and replays the tail, and a node that finds the entries it needs
+//   deleted (it lagged behind the trailing entries) reloads the snapshot.
 import type { Logger } from 'pino';
 import type { Leadership } from '../node/leadership.js';
 import { NodeError } from '../node/errors.js';
 import type { ApplyResult } from '../state/index.js';
 import type { StateMachine } from '../node/ports.js';
-import { databaseUnavailable, type PgLog } from './pg-log.js';
+import { databaseUnavailable, isConnectionError, type PgLog } from './pg-log.js';
+import { LogCompaction, type CompactionInfo } from './log-compaction.js';
+import type { SnapshotInfo } from './pg-snapshot.js';
 
 const POLL_MS = 500;
 const READ_BATCH = 1000;
 const MAX_BATCH = 64;
 const MAX_PENDING = 20_000;
+
+/** A failure of the database (connection, timeout, any SQLSTATE), not of the data read from it: retried. */
+function isDatabaseError(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return isConnectionError(e) || (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code));
+}
 
 interface Pending {
   readonly data: Uint8Array;
@@ -51,6 +64,10 @@ export interface SharedLogOptions {
   readonly testAppendDelayMs?: number;
   /** A broken invariant (a gap in the log, an apply that failed): the node must stop. */
   readonly onFatal: (e: Error) => void;
+  /** The leader stores a snapshot after this many entries applied since the last one (cluster.snapshotEntries). */
+  readonly snapshotEntries: number;
+  /** Entries kept in the log before the snapshot's index (cluster.snapshotTrailingEntries). */
+  readonly snapshotTrailingEntries: number;
 }
 
 export class SharedLog {
@@ -80,6 +97,7 @@ export class SharedLog {
   #splitBrain: string | undefined;
   #splitBrainAt = 0;
   #highestToken = 0;
+  readonly #compaction: LogCompaction;
   readonly #unsubscribe: () => void;
 
   constructor(o: SharedLogOptions) {
@@ -87,6 +105,28 @@ export class SharedLog {
     this.#log = o.logger;
     this.#pg = o.log;
     this.#sm = o.sm;
+    this.#compaction = new LogCompaction({
+      pg: o.log, sm: o.sm, logger: o.logger, snapshotEntries: o.snapshotEntries, snapshotTrailingEntries: o.snapshotTrailingEntries,
+      fencedToken: () => (this.writable ? this.#fencedToken : undefined),
+      running: () => !this.#stopped && this.#fatal === undefined,
+      notLeader: () => o.notLeader(),
+      ok: () => this.#ok(),
+      failed: (e) => this.#failed(e),
+      fenced: (token) => {
+        if (this.#fencedToken === token) this.#fencedToken = 0;
+        o.stepDown(`the fencing row in PostgreSQL holds a newer token than this node's (${token}): another node took over`);
+      },
+      loaded: (info) => {
+        this.#highestToken = Math.max(this.#highestToken, info.token);
+        this.#knownLast = Math.max(this.#knownLast, info.idx);
+        // Writes of this node covered by the snapshot: committed, but their results were not applied here.
+        for (const [i, w] of this.#waiters) {
+          if (i > info.idx) continue;
+          this.#waiters.delete(i);
+          w.reject(new NodeError('commit_unknown', `the write was committed at index ${i}, but this node loaded a snapshot past it before applying it, so its result is not known here: read it back`));
+        }
+      },
+    });
     this.#unsubscribe = o.leadership.onChange((s) => {
       if (s.leading && s.term !== this.#fencedToken) void this.#takeover(s.term);
       if (!s.leading) this.#failQueued(() => o.notLeader());
@@ -96,6 +136,17 @@ export class SharedLog {
   /** Start tailing (LISTEN and poll); catch up with the log first. */
   async start(): Promise<void> {
     await this.#pg.listen(() => this.pull());
+    // The newest snapshot first, then the log after it (the machines start empty).
+    if (this.#sm.appliedIndex === 0) {
+      try {
+        await this.#compaction.load('start');
+        this.#ok();
+      } catch (e) {
+        // The database went away meanwhile: the tail finds the gap and loads the snapshot when it is back.
+        if (!isDatabaseError(e)) throw new Error(`loading the newest snapshot from PostgreSQL at ${this.#pg.target} failed: ${(e as Error).message}`, { cause: e });
+        this.#failed(e);
+      }
+    }
     await this.#pullNow();
     this.#schedulePoll();
     const s = this.#o.leadership.current();
@@ -107,6 +158,7 @@ export class SharedLog {
     this.#unsubscribe();
     if (this.#pollTimer) clearTimeout(this.#pollTimer);
     for (let i = 0; i < 200 && (this.#appending || this.#pulling); i++) await new Promise((r) => setTimeout(r, 10));
+    await this.#compaction.settle();
     this.#failQueued(() => new NodeError('shutting_down', 'the node is shutting down; retry on another node'));
     for (const [, w] of this.#waiters) w.reject(new NodeError('commit_unknown', 'the node is shutting down; the write was committed to PostgreSQL but not yet applied here: read it back on another node'));
     this.#waiters.clear();
@@ -126,6 +178,7 @@ export class SharedLog {
   /** The last split-brain evidence, shown for a minute (the status's splitBrainWarning). */
   get splitBrainWarning(): string | undefined { return this.#splitBrain !== undefined && Date.now() - this.#splitBrainAt < 60_000 ? this.#splitBrain : undefined; }
   get fatal(): Error | undefined { return this.#fatal; }
+  get compaction(): CompactionInfo { return this.#compaction.info; }
   /** Leading, and the fence row holds this node's token: writes are accepted. */
   get writable(): boolean {
     const s = this.#o.leadership.current();
@@ -173,6 +226,11 @@ export class SharedLog {
     void this.#pullNow();
   }
 
+  /** Leader only: a snapshot stored in PostgreSQL now, and the log compacted behind it (./log-compaction.ts). */
+  snapshotNow(): Promise<SnapshotInfo> {
+    return this.#compaction.take();
+  }
+
   // ------------------------------------------------------------ leader
 
   async #takeover(token: number): Promise<void> {
@@ -186,6 +244,8 @@ export class SharedLog {
           const { token: fence, owner } = await this.#pg.takeover(token, this.#o.owner);
           this.#ok();
           if (fence === token && owner === this.#o.owner) {
+            // The newest snapshot (another leader may have taken one): the next is due snapshotEntries after it.
+            this.#compaction.note(await this.#pg.latestSnapshot());
             this.#fencedToken = token;
             this.#splitBrain = undefined;
             this.#log.info({ event: 'fence_raised', fencingToken: token }, `took over the PostgreSQL log: the fencing row holds token ${token}; writes are accepted`);
@@ -207,6 +267,15 @@ export class SharedLog {
     } finally {
       if (this.#takingOver === token) this.#takingOver = undefined;
     }
+  }
+
+  /** A write of this node outside the log (PostgreSQL's SQL, ./pg-sql.ts) was refused by the fence row: step down. */
+  fenceRefused(token: number, message: string): void {
+    this.#splitBrainAt = Date.now();
+    this.#splitBrain = `Split-brain warning: this node (fencing token ${token}) tried to write after a newer leader took over the PostgreSQL database; the fencing row refused it and nothing was written`;
+    this.#log.error({ event: 'write_fenced', fencingToken: token, err: message }, `${this.#splitBrain}: ${message}`);
+    if (this.#fencedToken === token) this.#fencedToken = 0;
+    this.#o.stepDown(`the fencing row in PostgreSQL holds a newer token than this node's (${token}): another node took over`);
   }
 
   async #appendLoop(): Promise<void> {
@@ -283,8 +352,28 @@ export class SharedLog {
           this.#failed(e);
           return;
         }
+        const first = rows[0];
+        if (first !== undefined && first.idx > this.#sm.appliedIndex + 1) {
+          // The entries this node needs were compacted away: the newest snapshot covers them (else a real gap).
+          let loaded = false;
+          try {
+            loaded = await this.#compaction.load('behind');
+            this.#ok();
+          } catch (e) {
+            if (isDatabaseError(e)) this.#failed(e);
+            else this.#die(new Error(`loading the newest snapshot from PostgreSQL failed: ${(e as Error).message}`, { cause: e }));
+            return;
+          }
+          if (!loaded) {
+            this.#die(new Error(`the PostgreSQL log has a gap: entry ${first.idx} follows ${this.#sm.appliedIndex}, and no snapshot covers it; the log was changed outside quorate`));
+            return;
+          }
+          this.#pullAgain = true;
+          continue;
+        }
         for (const row of rows) {
           const expect = this.#sm.appliedIndex + 1;
+          if (row.idx < expect) continue; // already in the snapshot loaded above
           if (row.idx !== expect) {
             this.#die(new Error(`the PostgreSQL log has a gap: entry ${row.idx} follows ${expect - 1}; the log was changed outside quorate`));
             return;
@@ -295,6 +384,7 @@ export class SharedLog {
         }
         if (rows.length === READ_BATCH) this.#pullAgain = true;
         this.#settleReads();
+        await this.#compaction.afterApply();
       } while (this.#pullAgain && !this.#stopped && !this.#fatal);
     } finally {
       this.#pulling = false;

@@ -3,10 +3,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { parseConfig } from '../config/index.js';
-import type { NodeStatus, PeerInfo } from '../api/ports.js';
+import type { CertificateInfo, NodeStatus, PeerInfo } from '../api/ports.js';
 import type { AppHealthSummary } from '../api/ports-app.js';
 import type { HistoryRecord } from '../state/index.js';
 import { AlertEngine, conditions, type AlertNotification } from './alerts.js';
+import { drillSchedule, type DrillSchedule } from '../drill/schedule.js';
 import type { AlertWebhook } from './alert-webhook.js';
 
 const peer = (name: string, lagMs: number, self = false): PeerInfo => ({ id: name === 'n1' ? 1 : 2, nodeName: name, apiUrl: undefined, peerUrl: '', role: 'standby', status: 'healthy', matchIndex: 1, replicationLagEntries: lagMs > 0 ? 3 : 0, replicationLagMs: lagMs, lastHeartbeat: undefined, self });
@@ -146,4 +147,46 @@ test('alerts.secretFile: read at start; refused when missing, empty, or the clus
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('drill_overdue (drills.maxIntervalHours) and drill_failed come from the leader, named with what to do', () => {
+  const cfg = parseConfig({}, {}).alerts;
+  const now = Date.parse('2026-11-30T12:00:00Z');
+  const src = (st: Partial<NodeStatus>, drills: DrillSchedule) => ({ nodeName: 'n1', haId: 'h', dataDir: '/', status: () => status(st), health: () => undefined, history: () => [], diskFreePercent: () => 50, drills: () => drills });
+  const sched = (records: { at: number; passed: boolean; lost?: number }[], hours: number) => drillSchedule(records.map((r) => ({ at: r.at, report: JSON.stringify({ id: `d${r.at}`, rtoTargetMs: 1000, summary: { passed: r.passed, lostTotal: r.lost ?? 0, rtoMsMax: 800, failures: r.passed ? [] : ['round 1: RTO 1500 ms is above the target'] } }) })), hours, now);
+  const names = (st: Partial<NodeStatus>, d: DrillSchedule) => conditions(cfg, src(st, d), now).map((c) => c.name);
+  // No period: never overdue, even with no drill at all.
+  assert.deepEqual(names({}, sched([], 0)), []);
+  // A period and no drill: overdue.
+  const none = conditions(cfg, src({}, sched([], 24)), now);
+  assert.deepEqual(none.map((c) => [c.name, c.scope, c.severity]), [['drill_overdue', 'cluster', 'warning']]);
+  assert.match(none[0]!.summary, /no passing failover drill is kept.*drills\.maxIntervalHours 24 h: run one \(quorate drill/);
+  // Passed 2 h ago with a 24 h period: fine; 30 h ago: overdue, and the summary says how long ago.
+  assert.deepEqual(names({}, sched([{ at: now - 2 * 3_600_000, passed: true }], 24)), []);
+  const old = conditions(cfg, src({}, sched([{ at: now - 30 * 3_600_000, passed: true }], 24)), now);
+  assert.match(old[0]!.summary, /the last passing failover drill was 30 h ago/);
+  assert.equal(old[0]!.value, 30 * 3600);
+  // A failed drill after a recent pass: drill_failed (critical when writes were lost), not overdue.
+  const failed = conditions(cfg, src({}, sched([{ at: now - 3_600_000, passed: true }, { at: now - 60_000, passed: false, lost: 2 }], 24)), now);
+  assert.deepEqual(failed.map((c) => [c.name, c.severity, c.value]), [['drill_failed', 'critical', 2]]);
+  assert.match(failed[0]!.summary, /FAILED, losing 2 acknowledged write\(s\): round 1: RTO 1500 ms/);
+  // A failure does not reset the period: a failed drill alone is overdue and failed.
+  assert.deepEqual(names({}, sched([{ at: now - 60_000, passed: false }], 24)), ['drill_overdue', 'drill_failed']);
+  // Followers leave both to the leader.
+  assert.deepEqual(names({ raftRole: 'follower', leaderId: 2, leaderName: 'n2' }, sched([{ at: now - 60_000, passed: false }], 24)), []);
+});
+
+test('certificate_expiring: a file under alerts.certificateDaysMin, an auto certificate under one renewal period, critical once expired; node scope', () => {
+  const cfg = parseConfig({ alerts: { certificateDaysMin: 14 } }, {}).alerts;
+  const now = Date.parse('2026-11-30T12:00:00Z');
+  const inDays = (d: number) => new Date(now + d * 86_400_000).toISOString();
+  const run = (certs: CertificateInfo[]) => conditions(cfg, { nodeName: 'n2', haId: 'h', dataDir: '/', status: () => status({ raftRole: 'follower', leaderId: 1 }), health: () => undefined, history: () => [], diskFreePercent: () => 50, certificates: () => certs }, now);
+  assert.deepEqual(run([{ cert: 'api', source: 'file', file: '/etc/q/api.crt', notAfter: inDays(30), subject: 'CN=n2' }, { cert: 'peer', source: 'auto', file: null, notAfter: inDays(70), subject: 'CN=n2', renewPeriodSeconds: 30 * 86400 }]), []);
+  const near = run([{ cert: 'api', source: 'file', file: '/etc/q/api.crt', notAfter: inDays(10), subject: 'CN=n2' }]);
+  assert.deepEqual(near.map((c) => [c.id, c.severity, c.scope, c.value, c.threshold]), [['certificate_expiring:n2:api', 'warning', 'node', 10 * 86400, 14 * 86400]]);
+  assert.match(near[0]!.summary, /the api certificate of n2 \(\/etc\/q\/api\.crt\) expires in 10 d .*under alerts\.certificateDaysMin 14 days: replace the file/);
+  const unrenewed = run([{ cert: 'peer+api', source: 'auto', file: null, notAfter: inDays(20), subject: 'CN=n2', renewPeriodSeconds: 30 * 86400 }]);
+  assert.match(unrenewed[0]!.summary, /cluster CA\) expires in 20 d .*failed to renew it/);
+  assert.equal(run([{ cert: 'peer', source: 'file', file: '/x', notAfter: inDays(-1), subject: 'CN=n2' }])[0]!.severity, 'critical');
+  assert.deepEqual(run([{ cert: 'peer', source: 'file', file: '/x', notAfter: null, subject: null, error: 'cannot read' }]), [], 'unreadable: doctor names it');
 });

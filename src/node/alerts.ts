@@ -16,10 +16,11 @@ import { statfsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { AppHealthSummary } from '../api/ports-app.js';
 import type { AlertView, AlertsPort, AlertsView } from '../api/ports-ops.js';
-import type { NodeStatus } from '../api/ports.js';
+import type { CertificateInfo, NodeStatus } from '../api/ports.js';
 import type { QuorateConfig } from '../config/index.js';
 import type { HistoryRecord } from '../state/index.js';
 import type { AlertWebhook } from './alert-webhook.js';
+import { spanText, type DrillSchedule } from '../drill/schedule.js';
 
 const RECENT_MAX = 100;
 const NO_LEADER = 0;
@@ -49,6 +50,10 @@ export interface AlertSources {
   health(): AppHealthSummary | undefined;
   /** The replicated cluster history (leader records count as leader changes). */
   history(): readonly HistoryRecord[];
+  /** The drill schedule (drills.maxIntervalHours; undefined: no drills here). */
+  drills?(): DrillSchedule | undefined;
+  /** The certificates this node serves (undefined: none to report). */
+  certificates?(): readonly CertificateInfo[];
   /** Free percentage of the data dir's file system; default: statfs. */
   diskFreePercent?(): number | undefined;
   now?(): number;
@@ -84,6 +89,16 @@ export function conditions(cfg: AlertsConfig, src: AlertSources, nowMs: number):
       out.push({ id: `replication_lag:${p.nodeName}`, name: 'replication_lag', severity: 'warning', scope: 'cluster', subject: p.nodeName, value: p.replicationLagMs, threshold: cfg.replicationLagMsMax,
         summary: `${p.nodeName} is ${(p.replicationLagMs / 1000).toFixed(1)} s (${p.replicationLagEntries} entries) behind the leader ${self}, over alerts.replicationLagMsMax ${cfg.replicationLagMsMax} ms: it is not failover-ready (status ${p.status})` });
     }
+    const d = src.drills?.();
+    if (d?.overdue === true) {
+      const periodMs = d.maxIntervalHours * 3_600_000;
+      out.push({ id: 'drill_overdue', name: 'drill_overdue', severity: 'warning', scope: 'cluster', value: d.lastPassedAt === null ? 0 : Math.round((nowMs - Date.parse(d.lastPassedAt)) / 1000), threshold: periodMs / 1000,
+        summary: `${d.lastPassedAt === null ? 'no passing failover drill is kept' : `the last passing failover drill was ${spanText(nowMs - Date.parse(d.lastPassedAt))} ago (${d.lastPassedAt})`}, more than drills.maxIntervalHours ${d.maxIntervalHours} h: run one (quorate drill --kill leader --confirm, or the dashboard's drills view)` });
+    }
+    if (d?.last?.passed === false) {
+      out.push({ id: 'drill_failed', name: 'drill_failed', severity: d.last.lost > 0 ? 'critical' : 'warning', scope: 'cluster', value: d.last.lost, immediate: true,
+        summary: `the last failover drill (${d.last.id ?? 'no id'}, ${d.last.at}) FAILED${d.last.lost > 0 ? `, losing ${d.last.lost} acknowledged write(s)` : ''}: ${d.last.failures.join('; ') || 'see quorate drill --history'}; fix the cause and run a drill again` });
+    }
     const since = nowMs - cfg.leaderChangesWindowSeconds * 1000;
     const changes = src.history().filter((r) => r.kind === 'leader' && r.at >= since).length;
     if (changes > cfg.leaderChangesMax) {
@@ -95,6 +110,15 @@ export function conditions(cfg: AlertsConfig, src: AlertSources, nowMs: number):
   if (free !== undefined && free < cfg.diskFreePercentMin) {
     out.push({ id: `disk_low:${self}`, name: 'disk_low', severity: 'warning', scope: 'node', value: Math.round(free * 10) / 10, threshold: cfg.diskFreePercentMin,
       summary: `the data dir of ${self} (${src.dataDir}) has ${free.toFixed(1)}% free, under alerts.diskFreePercentMin ${cfg.diskFreePercentMin}%: free space before the node stops on a full disk` });
+  }
+  for (const c of src.certificates?.() ?? []) {
+    if (c.notAfter === null) continue;
+    const left = Date.parse(c.notAfter) - nowMs;
+    const min = c.source === 'file' ? cfg.certificateDaysMin * 86_400_000 : (c.renewPeriodSeconds ?? 0) * 1000;
+    if (left >= min) continue;
+    const what = `the ${c.cert} certificate of ${self} (${c.source === 'file' ? c.file ?? 'file' : 'cluster CA'})`;
+    out.push({ id: `certificate_expiring:${self}:${c.cert}`, name: 'certificate_expiring', severity: left <= 0 ? 'critical' : 'warning', scope: 'node', subject: c.cert, value: Math.round(left / 1000), threshold: Math.round(min / 1000),
+      summary: left <= 0 ? `${what} expired at ${c.notAfter}: peers or clients refuse it` : `${what} expires in ${spanText(left)} (${c.notAfter}), ${c.source === 'file' ? `under alerts.certificateDaysMin ${cfg.certificateDaysMin} days: replace the file and restart the node` : 'less than one renewal period: the node failed to renew it (its tls_certificate_failed log lines; quorate ca show)'}` });
   }
   for (const c of src.health()?.checks ?? []) {
     if (c.healthy) continue;
@@ -222,7 +246,7 @@ export class AlertEngine implements AlertsPort {
       active: [...this.#active.values()],
       recent: [...this.#recent],
       thresholds: {
-        replicationLagMsMax: this.#cfg.replicationLagMsMax, diskFreePercentMin: this.#cfg.diskFreePercentMin, leaderChangesMax: this.#cfg.leaderChangesMax,
+        replicationLagMsMax: this.#cfg.replicationLagMsMax, diskFreePercentMin: this.#cfg.diskFreePercentMin, certificateDaysMin: this.#cfg.certificateDaysMin, leaderChangesMax: this.#cfg.leaderChangesMax,
         leaderChangesWindowSeconds: this.#cfg.leaderChangesWindowSeconds, forSeconds: this.#cfg.forSeconds,
       },
       webhook: { configured: this.#webhook !== undefined, signed: w?.signed ?? false, delivered: w?.delivered ?? 0, failed: w?.failed ?? 0, pending: w?.pending ?? 0, lastError: w?.lastError ?? null },

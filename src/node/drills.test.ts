@@ -8,7 +8,7 @@ import { NodeError } from './errors.js';
 function drills(enabled: boolean, over: Partial<NodeDrillsOptions> = {}): { d: NodeDrills; dropped: boolean[] } {
   const dropped: boolean[] = [];
   const d = new NodeDrills({
-    config: { drills: { enabled, rtoTargetMs: 4321 }, node: { nodeName: 'n1' } as NodeDrillsOptions['config']['node'] },
+    config: { drills: { enabled, rtoTargetMs: 4321, maxIntervalHours: 0 }, node: { nodeName: 'n1' } as NodeDrillsOptions['config']['node'] },
     log: pino({ level: 'silent' }), machine: new DrillsMachine(), appliedIndex: () => 0, isLeader: () => false,
     notLeader: () => new NodeError('not_leader', 'n2 leads', { leaderName: 'n2' }), term: () => 3, featureLevel: () => 2,
     proposeEnvelope: async () => ({ revision: 0 }), switchover: async () => ({ to: 'n2' }), dropPeerTraffic: (on) => { dropped.push(on); },

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import type { DrillFaultRequest, DrillFaultResult, DrillPort, DrillRecordView } from '../api/ports-drill.js';
 import type { QuorateConfig } from '../config/index.js';
 import { DEFAULT_DRILLS_MAX, DRILLS_MACHINE_ID, encodeDrillsPayload, type ApplyResult, type DrillsMachine } from '../state/index.js';
+import { drillSchedule, type DrillSchedule } from '../drill/schedule.js';
 import { NodeError } from './errors.js';
 
 /** Longest pause or isolation a drill may ask for. */
@@ -54,6 +55,19 @@ export class NodeDrills implements DrillPort {
   get rtoTargetMs(): number {
     return this.#o.config.drills.rtoTargetMs;
   }
+
+  get maxIntervalHours(): number {
+    return this.#o.config.drills.maxIntervalHours;
+  }
+
+  /** The last drill, the last passing one and whether one is overdue (drills.maxIntervalHours); parsed once per new report. */
+  schedule(nowMs = Date.now()): DrillSchedule {
+    const seq = this.#o.machine.seq;
+    if (this.#scheduleCache?.seq !== seq) this.#scheduleCache = { seq, records: this.#o.machine.records() };
+    return drillSchedule(this.#scheduleCache.records, this.maxIntervalHours, nowMs);
+  }
+
+  #scheduleCache: { seq: number; records: readonly { at: number; report: string }[] } | undefined;
 
   async fault(req: DrillFaultRequest): Promise<{ result: DrillFaultResult; afterAnswer?: () => void }> {
     const name = this.#o.config.node.nodeName;

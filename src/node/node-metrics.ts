@@ -2,7 +2,8 @@
 // gauges set from the node's status at each scrape (`GET /metrics`), in the
 // node's MetricsRegistry (src/ops/metrics.ts).
 import { statfsSync } from 'node:fs';
-import type { NodeStatus } from '../api/ports.js';
+import type { CertificateInfo, NodeStatus } from '../api/ports.js';
+import type { DrillSchedule } from '../drill/schedule.js';
 import type { Counter, MetricsRegistry } from '../ops/metrics.js';
 import { NONE } from '../raft/index.js';
 import type { MachineRegistry } from '../state/index.js';
@@ -28,7 +29,38 @@ export function nodeMetrics(m: MetricsRegistry): { leaderChanges: Counter; repli
 }
 
 /** Set the gauges from `st` (and the process's memory), then render every metric as text. */
-export async function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry, dataDir?: string, modes?: ModesView): Promise<string> {
+export interface MetricsExtra {
+  /** The drill schedule (drills.maxIntervalHours) from the replicated reports. */
+  readonly drills?: DrillSchedule;
+  /** The certificates this node serves (src/node/certificates.ts). */
+  readonly certificates?: readonly CertificateInfo[];
+}
+
+/** The drill gauges: the period, the last drill and the last passing one (0 when none is kept). */
+export function drillGauges(m: MetricsRegistry, d: DrillSchedule): void {
+  const g = (name: string, help: string, v: number) => m.gauge(name, help, []).set({}, v);
+  g('quorate_drill_period_seconds', 'drills.maxIntervalHours of this node in seconds: a passing drill is due at least this often (0: no period)', d.maxIntervalHours * 3600);
+  g('quorate_drill_last_success_timestamp_seconds', 'When the newest passing drill report was recorded, as a Unix time (0: none kept)', d.lastPassedAt === null ? 0 : Date.parse(d.lastPassedAt) / 1000);
+  g('quorate_drill_last_timestamp_seconds', 'When the newest drill report was recorded, as a Unix time (0: none kept)', d.last === null ? 0 : Date.parse(d.last.at) / 1000);
+  g('quorate_drill_last_passed', '1 if the newest drill passed (RTO within target, no acknowledged write lost), 0 if it failed or none is kept (see quorate_drill_last_timestamp_seconds)', d.last?.passed === true ? 1 : 0);
+  g('quorate_drill_last_lost_writes', 'Acknowledged writes the newest drill lost (RPO; must be 0)', d.last?.lost ?? 0);
+  g('quorate_drill_last_rto_seconds', 'Worst RTO of the newest drill\'s rounds in seconds (0: none kept, or no write was acknowledged after a fault)', (d.last?.rtoMsMax ?? 0) / 1000);
+}
+
+/** quorate_certificate_expiry_timestamp_seconds per certificate, and the renewal period of auto ones. */
+export function certificateGauges(m: MetricsRegistry, certs: readonly CertificateInfo[]): void {
+  const expiry = m.gauge('quorate_certificate_expiry_timestamp_seconds', 'When a certificate this node serves expires, as a Unix time (cert: peer, api or peer+api; source: auto = cluster CA, renewed by the node; file = a configured certFile)', ['cert', 'source', 'file']);
+  const period = m.gauge('quorate_certificate_renew_period_seconds', 'How often the cluster CA renews an auto certificate (security.caRotationSeconds): one with less than this left was not renewed', ['cert']);
+  expiry.reset();
+  period.reset();
+  for (const c of certs) {
+    if (c.notAfter === null) continue;
+    expiry.set({ cert: c.cert, source: c.source, file: c.file ?? '' }, Date.parse(c.notAfter) / 1000);
+    if (c.renewPeriodSeconds !== undefined) period.set({ cert: c.cert }, c.renewPeriodSeconds);
+  }
+}
+
+export async function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry, dataDir?: string, modes?: ModesView, extra: MetricsExtra = {}): Promise<string> {
   const g = (name: string, help: string, v: number, labels?: Record<string, string>) => m.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
   g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
   g('quorate_is_leader', '1 if this node leads', st.raftRole === 'leader' ? 1 : 0);
@@ -63,6 +95,8 @@ export async function metricsText(m: MetricsRegistry, st: NodeStatus, machines: 
     if (modes.paused && modes.pause?.expiresAt !== undefined) expiry.set({ kind: 'pause', node: '' }, modes.pause.expiresAt / 1000);
     for (const [n, h] of Object.entries(modes.drains ?? {})) if (h.expiresAt !== undefined) expiry.set({ kind: 'drain', node: n }, h.expiresAt / 1000);
   }
+  if (extra.drills !== undefined) drillGauges(m, extra.drills);
+  if (extra.certificates !== undefined) certificateGauges(m, extra.certificates);
   if (dataDir !== undefined) {
     try {
       const fs = statfsSync(dataDir);

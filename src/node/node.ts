@@ -17,7 +17,7 @@ import { encodeEnvelope, type FailoverMode, type SettingsCommand, type KvState, 
 import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { NodeError, notLeader } from './errors.js';
-import type { ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
+import type { CertificateInfo, ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
 import { sqlServiceOf } from './sql-service.js';
 import { filesServiceOf } from './files-service.js';
 import { ClusterRestore } from './cluster-restore.js';
@@ -36,6 +36,7 @@ import { HistoryRecorder } from './history-recorder.js';
 import { EXPIRY_CHECK_MS, MaintenanceExpiry } from './maintenance-expiry.js';
 import { NodeSecurity } from './security.js';
 import { NodeDrills } from './drills.js';
+import { CertificateWatch } from './certificates.js';
 import { DEFAULT_AUDIT_MAX } from '../state/index.js';
 import { Modes, type ModesView } from './modes.js';
 import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
@@ -129,6 +130,7 @@ export class QuorateNode implements ClusterControl {
   readonly security: NodeSecurity;
   /** security.tls "auto" off loopback: the node's certificate from the cluster CA (./tls-auto.ts). */
   readonly autoTls: AutoTls | undefined;
+  readonly #certs: CertificateWatch;
   readonly jobs: JobsPort;
   /** Drill faults on this node and the replicated drill reports (./drills.ts): the API's DrillPort. */
   readonly drills: NodeDrills;
@@ -157,6 +159,7 @@ export class QuorateNode implements ClusterControl {
     featureLevel: number,
   ) {
     this.autoTls = security.autoTls;
+    this.#certs = new CertificateWatch(config, () => this.autoTls);
     this.config = config;
     this.nodeName = config.node.nodeName;
     this.nodeId = id;
@@ -495,7 +498,12 @@ export class QuorateNode implements ClusterControl {
   }
 
   metricsText(): Promise<string> {
-    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir, this.#modes.current());
+    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir, this.#modes.current(), { drills: this.drills.schedule(), certificates: this.certificates() });
+  }
+
+  /** The certificates this node serves and their expiry (./certificates.ts). */
+  certificates(): readonly CertificateInfo[] {
+    return this.#certs.list();
   }
 
   /** Removed from the cluster: the API serves no data (503 removed) and health shows role removed. */

@@ -27,6 +27,8 @@ export function opsFor(config: QuorateConfig, host: NodeHost, logger: Logger, op
   const alerts = new AlertEngine(config.alerts, {
     nodeName: config.node.nodeName, haId: config.cluster.haId, dataDir: config.node.dataDir,
     status: () => host.cluster.status(), health: () => host.coord.health(), history: () => host.cluster.clusterHistory().records,
+    drills: () => host.drills.schedule(),
+    certificates: () => host.cluster.certificates?.() ?? [],
   }, log, webhook);
   alerts.start();
   const diagnostics = new NodeDiagnostics({ config, cluster: host.cluster, coord: host.coord, alerts, ...(opts.logs !== undefined ? { logs: opts.logs } : {}) });

@@ -29,7 +29,7 @@ export function sqlOutboxSource(sql: () => SqlService): OutboxSource {
     },
     async remove(m: OutboxItem): Promise<void> {
       const rowid = m.id.slice(SQL_OUTBOX_ID_PREFIX.length);
-      const r = await sql().execute({ transaction: true, statements: [{ sql: `DELETE FROM ${SQL_OUTBOX_TABLE} WHERE id = ?`, params: [Number(rowid)] }] });
+      const r = await sql().execute({ transaction: true, statements: [{ sql: `DELETE FROM ${SQL_OUTBOX_TABLE} WHERE id = ${sql().dialect === 'postgresql' ? '$1' : '?'}`, params: [Number(rowid)] }] });
       if ('error' in r) throw new Error(`removing ${m.id} from ${SQL_OUTBOX_TABLE} failed: ${'message' in r ? r.message : r.error}`);
       if (!('sql' in r)) throw new Error('the sql machine answered with a result of another machine');
       if (r.failed !== undefined) throw new Error(`removing ${m.id} from ${SQL_OUTBOX_TABLE} failed: ${r.failed.message}`);

@@ -15,6 +15,8 @@ export type SqlErrorCode =
 export interface SqlErrorExtra {
   readonly statement?: number;
   readonly sqliteCode?: string;
+  /** external-shared mode (PostgreSQL's SQL): the SQLSTATE. */
+  readonly sqlState?: string;
   readonly limit?: string;
   readonly field?: string;
   readonly retryAfterMs?: number;

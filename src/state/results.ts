@@ -55,6 +55,8 @@ export interface SqlStatementResult {
 export interface SqlFailure {
   readonly statement: number;
   readonly sqliteCode: string | null;
+  /** external-shared mode (PostgreSQL's SQL): the SQLSTATE of the failure. */
+  readonly sqlState?: string;
   readonly message: string;
 }
 /**

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { CLUSTER_SECRET, MAIN, OPERATOR_TOKEN, READER_TOKEN, TOKEN, TestCluster, http, waitFor } from './harness.js';
 
-interface Received { headers: IncomingHttpHeaders; body: string; json: { status: string; alert: { id: string; name: string; node: string; subject?: string }; sentBy: string; leader: string | null; leaderKnown: boolean; note?: string } }
+interface Received { headers: IncomingHttpHeaders; body: string; json: { status: string; alert: { id: string; name: string; node: string; subject?: string; scope?: string; severity?: string; summary: string }; sentBy: string; leader: string | null; leaderKnown: boolean; note?: string } }
 
 const ALERT_SECRET = 'alert-hmac-secret-5f1c2e9a7b3d4c60';
 const DB_PASSWORD = 'hunter2-db-password-77aa';
@@ -55,12 +55,29 @@ test('alerts: signed fire/resolve webhooks with retries, GET /v1/alerts, quorate
     nodes: 3,
     extraConfig: (i) => ({
       alerts: { webhookUrl: hookUrl, secretFile, forSeconds: 0, evaluateIntervalMs: 200, retryBackoffMs: 50, replicationLagMsMax: 1000 },
+      drills: { maxIntervalHours: 24 },
       ...(i === 0 ? { health: { checks: [{ name: 'app', command: `DB_PASSWORD=${DB_PASSWORD} test ! -e ${flag}`, intervalMs: 200, failuresBeforeUnhealthy: 1 }] } } : {}),
     }),
   });
   const has = (status: string, name: string, pred: (r: Received) => boolean = () => true) => received.some((r) => r.json.status === status && r.json.alert.name === name && pred(r));
   try {
     const leader = await c.waitLeader();
+    // A drill period and no drill: drill_overdue from the leader (cluster scope); a passing report resolves it.
+    await waitFor('drill_overdue firing', () => has('firing', 'drill_overdue'), 20_000);
+    const overdue = received.find((r) => r.json.status === 'firing' && r.json.alert.name === 'drill_overdue')!;
+    assert.equal(overdue.json.sentBy, c.nodes[leader]!.name);
+    assert.equal(overdue.json.alert.scope, 'cluster');
+    assert.match(overdue.json.alert.summary, /no passing failover drill is kept, more than drills\.maxIntervalHours 24 h: run one/);
+    const passing = { id: 'd-alerts', runner: 'cli', startedAt: new Date().toISOString(), finishedAt: new Date().toISOString(), kill: 'leader', fault: 'crash', durationMs: 0, intervalMs: 0, rtoTargetMs: 15000, forced: false, rounds: [], summary: { roundsRun: 1, rtoMsMax: 300, rtoMsAvg: 300, lostTotal: 0, unknownTotal: 0, passed: true, failures: [] } };
+    assert.equal((await http(c.nodes[leader]!.url, 'POST', '/v1/drills/reports', { token: TOKEN, body: { report: passing } })).status, 200);
+    await waitFor('drill_overdue resolved', () => has('resolved', 'drill_overdue'), 20_000);
+    // A failed drill after it: drill_failed at once (critical: it lost writes), resolved by the next passing one.
+    const failing = { ...passing, id: 'd-alerts-2', summary: { ...passing.summary, lostTotal: 1, passed: false, failures: ['round 1: 1 acknowledged write(s) lost (RPO must be 0)'] } };
+    assert.equal((await http(c.nodes[leader]!.url, 'POST', '/v1/drills/reports', { token: TOKEN, body: { report: failing } })).status, 200);
+    await waitFor('drill_failed firing', () => has('firing', 'drill_failed', (r) => r.json.alert.severity === 'critical'), 20_000);
+    assert.equal((await http(c.nodes[leader]!.url, 'POST', '/v1/drills/reports', { token: TOKEN, body: { report: { ...passing, id: 'd-alerts-3' } } })).status, 200);
+    await waitFor('drill_failed resolved', () => has('resolved', 'drill_failed'), 20_000);
+    assert.equal(received.filter((r) => r.json.status === 'firing' && r.json.alert.name === 'drill_overdue').length, 1, 'fired once');
     // A failing health check on node1: fired by node1 (node scope), signed with the alerts secret.
     writeFileSync(flag, 'x');
     await waitFor('health_check_failing firing', () => has('firing', 'health_check_failing'), 20_000);

@@ -5,7 +5,7 @@
 // follower forwards a write to the leader over HTTPS, trusting the CA.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -65,6 +65,26 @@ describe('security.apiTls "auto"', () => {
     const put = await cli(['kv', 'put', 'api-tls/fwd', 'v2', '--url', https[follower]!, '--ca', caFile]);
     assert.equal(put.code, 0, put.stderr);
     assert.equal((await client.kvGet('api-tls/fwd'))?.value, 'v2');
+
+    // The diagnostic bundle over HTTPS: the collecting node fetches every other member's part trusting the cluster CA
+    // (no error.txt), and each member's status and metrics show its certificate's expiry.
+    const bundleFile = join(c.root, 'diag-https.tar.gz');
+    const diag = await cli(['diagnostics', '-o', bundleFile, '--url', https[follower]!, '--ca', caFile]);
+    assert.equal(diag.code, 0, diag.stderr);
+    const listing = spawnSync('tar', ['tzf', bundleFile], { encoding: 'utf8' });
+    assert.equal(listing.status, 0, listing.stderr);
+    const entries = listing.stdout.trim().split('\n');
+    assert.deepEqual(entries.filter((e) => e.endsWith('/error.txt')), [], `a member's part failed over HTTPS: ${entries.join(', ')}`);
+    for (const n of c.nodes) assert.ok(entries.some((e) => e.endsWith(`/nodes/${n.name}/status.json`)), `${n.name}'s status in ${entries.join(', ')}`);
+    const manifestText = spawnSync('tar', ['xzfO', bundleFile, '--wildcards', '*/manifest.json'], { encoding: 'utf8' }).stdout;
+    assert.deepEqual((JSON.parse(manifestText) as { nodes: { ok: boolean }[] }).nodes.map((n) => n.ok), [true, true, true], manifestText);
+    const st = (await client.request<{ certificates: { cert: string; source: string; notAfter: string; renewPeriodSeconds: number }[] }>('GET', '/v1/cluster/status')).body;
+    assert.equal(st.certificates.length, 1, JSON.stringify(st.certificates));
+    assert.deepEqual([st.certificates[0]!.cert, st.certificates[0]!.source, st.certificates[0]!.renewPeriodSeconds], ['peer+api', 'auto', 20]);
+    assert.ok(Date.parse(st.certificates[0]!.notAfter) > Date.now(), st.certificates[0]!.notAfter);
+    const metrics = await new QuorateClient({ urls: [https[follower]!], token: TOKEN, ca }).metrics();
+    assert.match(String(metrics), /^quorate_certificate_expiry_timestamp_seconds\{cert="peer\+api",source="auto",file=""\} \d+/m);
+    assert.match(String(metrics), /^quorate_certificate_renew_period_seconds\{cert="peer\+api"\} 20$/m);
 
     // At the next period the API serves a renewed certificate; a client holding the exported roots still trusts it.
     const servedCert = async (): Promise<string> => new Promise((resolve, reject) => {

@@ -23,6 +23,13 @@ async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+/** One section of the page, for a view that is below the fold. */
+async function shotOf(page: Page, selector: string, name: string): Promise<void> {
+  if (SHOTS === undefined) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.locator(selector).screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
 async function login(page: Page, url: string, token: string): Promise<void> {
   await page.goto(`${url}/ui/`);
   await page.getByLabel('API token').fill(token);
@@ -47,9 +54,15 @@ describe('dashboard in chromium', () => {
   });
 
   test('login, three nodes, leader change without reload, switchover from the page, failover of the serving node, reader sees no actions', async () => {
-    c = await TestCluster.start({ nodes: 3 });
+    // A drill period (drills.maxIntervalHours): the drills view says when one is due, or that it is overdue.
+    c = await TestCluster.start({ nodes: 3, extraConfig: () => ({ drills: { maxIntervalHours: 24 } }) });
     const leader = await c.waitLeader();
     await c.client().kvPut('app/config', 'v1');
+    const sqlSetup = await http(c.nodes[leader]!.url, 'POST', '/v1/db/execute', { token: TOKEN, body: { statements: [
+      'CREATE TABLE inventory (sku TEXT PRIMARY KEY, qty INTEGER NOT NULL, note TEXT)',
+      ['INSERT INTO inventory VALUES (?, ?, ?)', 'A-100', 12, 'shelf 3'], ['INSERT INTO inventory VALUES (?, ?, ?)', 'B-200', 0, null], ['INSERT INTO inventory VALUES (?, ?, ?)', 'C-300', 7, 'returns'],
+    ] } });
+    assert.equal(sqlSetup.status, 200, JSON.stringify(sqlSetup.body));
     const serving = [0, 1, 2].find((i) => i !== leader)!;
     const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
     const csp = (await page.request.get(`${c.nodes[serving]!.url}/ui/`)).headers()['content-security-policy'] ?? '';
@@ -62,6 +75,25 @@ describe('dashboard in chromium', () => {
     await waitFor('the page names the leader', async () => (await shownLeader(page)).includes(c!.nodes[leader]!.name), 10_000);
     assert.equal(await page.locator(`article.card.leader[data-node=${c.nodes[leader]!.name}]`).count(), 1);
     await shot(page, 'dashboard-topology');
+
+    // Data: the SQL box (the cluster serves replicated SQL): a read-only query's rows in a table; a write is refused, the error shown.
+    await page.locator('#sql-text').fill('SELECT sku, qty, note FROM inventory ORDER BY sku');
+    await page.locator('[data-testid=sql-run]').click();
+    await page.locator('[data-testid=sql-rows] tbody tr').nth(2).waitFor({ timeout: 15_000 });
+    assert.deepEqual(await page.locator('[data-testid=sql-rows] thead th').allTextContents(), ['sku', 'qty', 'note']);
+    assert.deepEqual(await page.locator('[data-testid=sql-rows] tbody tr').first().locator('td').allTextContents(), ['A-100', '12', 'shelf 3']);
+    assert.deepEqual(await page.locator('[data-testid=sql-rows] tbody tr').nth(1).locator('td').allTextContents(), ['B-200', '0', 'NULL']);
+    await shotOf(page, 'section[aria-labelledby=sql-h]', 'dashboard-sql');
+    await page.locator('#sql-text').fill('DELETE FROM inventory');
+    await page.locator('[data-testid=sql-run]').click();
+    await page.locator('[data-testid=sql-error]').waitFor({ timeout: 15_000 });
+    assert.match((await page.locator('[data-testid=sql-error]').textContent()) ?? '', /^sql_refused: /);
+    assert.equal(await page.locator('[data-testid=sql-rows]').count(), 0, 'no rows shown under an error');
+    assert.equal((await c.client().request<{ rows: unknown[][] }>('POST', '/v1/db/query', { body: { sql: 'SELECT count(*) FROM inventory' } })).body.rows[0]![0], 3, 'nothing deleted');
+
+    // Drills: none run yet with a 24 h period: overdue.
+    await page.locator('[data-testid=drills-overdue]').waitFor({ timeout: 20_000 });
+    assert.match((await page.locator('[data-testid=drills-overdue]').textContent()) ?? '', /OVERDUE: no drill has passed yet; a passing drill is due every 1 day\(s\) \(drills\.maxIntervalHours 24\)/);
 
     // Network and disk: every node's round trip to every other, fsync beside leader changes; alerts firing (none).
     await waitFor('the round-trip matrix is filled', async () => (await page.locator('[data-testid=rtt-matrix] td', { hasText: / ms$/ }).count()) === 6, 20_000);
@@ -94,6 +126,16 @@ describe('dashboard in chromium', () => {
     await page.locator('[data-drill=d-ui-1]').waitFor({ timeout: 30_000 });
     assert.match((await page.locator('[data-drill=d-ui-1]').textContent()) ?? '', /crash of leader.*287 ms.*passed/);
     assert.equal(await page.locator('[data-action^=drill-]').count(), 0, 'no drill button where no node enables drills');
+    // A passing drill: no longer overdue, the next one due within the period; a failed one after it: a red point in the chart, still not overdue.
+    await page.locator('[data-testid=drills-due]').waitFor({ timeout: 30_000 });
+    assert.match((await page.locator('[data-testid=drills-due]').textContent()) ?? '', /^Next drill due by .* \(every 1 day\(s\)\)\.$/);
+    const failedReport = { ...report, id: 'd-ui-2', startedAt: new Date().toISOString(), summary: { ...report.summary, rtoMsMax: 19_000, rtoMsAvg: 19_000, passed: false, failures: ['round 1: RTO 19000 ms is above the target drills.rtoTargetMs = 15000 ms'] } };
+    assert.equal((await http(c.nodes[leader]!.url, 'POST', '/v1/drills/reports', { token: TOKEN, body: { report: failedReport } })).status, 200);
+    await page.locator('[data-testid=drills-chart] circle.fail[data-drill-point=d-ui-2]').waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator('[data-testid=drills-chart] circle.pass[data-drill-point=d-ui-1]').count(), 1);
+    assert.match((await page.locator('[data-testid=drills-chart]').getAttribute('aria-label')) ?? '', /Worst RTO of the last 2 drill\(s\): from 287 ms to 19000 ms, target 15000 ms; 1 failed/);
+    assert.equal(await page.locator('[data-testid=drills-overdue]').count(), 0, 'a failed drill after a passing one does not make it overdue');
+    await shotOf(page, 'section[aria-labelledby=dr-h]', 'dashboard-drills');
     await shot(page, 'dashboard-operations');
 
     // Pause with a reason and a duration: the confirmation shows the CLI flags, the header and banner the reason,

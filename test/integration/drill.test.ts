@@ -87,8 +87,14 @@ test('quorate drill: one round of each fault against a 3-node demo, RPO 0, repor
   const first = (JSON.parse(hist.stdout) as { reports: { markdown: string }[] }).reports[0]!;
   assert.match(first.markdown, /^### Drill .*: switchover of leader, 1 round\(s\), PASSED/);
 
-  // POST /v1/drills on the leader: it runs the drill itself and never faults itself (it hands leadership away first).
-  await waitFor('every node is back', async () => (await cli(['status', ...common])).code === 0, 30_000);
+  // POST /v1/drills on the leader: it runs the drill itself and never faults itself (it hands leadership away first),
+  // which needs another healthy caught-up voter: wait for failover safety, not only for every node to answer.
+  await waitFor('every node is back and the cluster is failover-safe', async () => {
+    const r = await cli(['status', ...common]);
+    if (r.code !== 0) return false;
+    const h = JSON.parse(r.stdout) as { failoverSafe?: boolean; failureTolerance?: number };
+    return h.failoverSafe === true && (h.failureTolerance ?? 0) >= 1;
+  }, 30_000);
   const lead = JSON.parse((await cli(['status', ...common])).stdout) as { leaderNode: string; nodes: { nodeName: string }[] };
   const leaderUrl = `http://127.0.0.1:${base + Number(lead.leaderNode.replace('node', '')) - 1}`;
   const viaNode = await http(leaderUrl, 'POST', '/v1/drills', { token, body: { kill: 'leader', fault: 'switchover', confirm: true } });
@@ -99,6 +105,17 @@ test('quorate drill: one round of each fault against a 3-node demo, RPO 0, repor
   assert.match(nodeReport.rounds[0]!.notes.join(' '), /running the drill\) led at the start of the round and handed leadership away first/);
   assert.equal(nodeReport.summary.lostTotal, 0);
   assert.equal(viaNode.body['recorded'], true);
+  // The schedule, the drill metrics and doctor's "last drill" row see it (the demo sets no period: never overdue).
+  await waitFor('the schedule names the newest drill', async () => ((await http(leaderUrl, 'GET', '/v1/drills?limit=1', { token })).body['schedule'] as { last: { id: string } | null }).last?.id === nodeReport.id, 10_000);
+  const schedule = (await http(leaderUrl, 'GET', '/v1/drills?limit=1', { token })).body['schedule'] as { maxIntervalHours: number; last: { passed: boolean; lost: number }; lastPassedAt: string; overdue: boolean };
+  assert.deepEqual([schedule.maxIntervalHours, schedule.last.passed, schedule.last.lost, schedule.overdue], [0, true, 0, false]);
+  const metricsText = await (await fetch(`${leaderUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+  assert.ok(metricsText.includes(`\nquorate_drill_last_success_timestamp_seconds ${Date.parse(schedule.lastPassedAt) / 1000}\n`), metricsText.split('\n').filter((l) => l.startsWith('quorate_drill')).join('\n'));
+  assert.match(metricsText, /^quorate_drill_last_passed 1$/m);
+  const doctor = await cli(['doctor', ...common]);
+  const lastDrill = (JSON.parse(doctor.stdout) as { checks: { check: string; result: string; detail: string }[] }).checks.find((x) => x.check === 'last drill');
+  assert.equal(lastDrill?.result, 'pass', doctor.stdout);
+  assert.match(lastDrill!.detail, new RegExp(`^${nodeReport.id} \\d+ min ago passed, worst RTO \\d+ ms \\(target 15000 ms\\); no period set`));
 
   // A voter frozen: failure tolerance 0, so the drill is refused (a failure would take the cluster down) unless --force.
   await waitFor('every node is back', async () => (await cli(['status', ...common])).code === 0, 30_000);

@@ -1,7 +1,7 @@
 // The HTTP API on an external-shared cluster (two real node processes, a
 // private PostgreSQL and redis-server): the KV under a leader kill -9 checked
 // with the linearizability checker (reads `consistency=linearizable` on
-// either node, writes through either node), the replicated SQL machine and
+// either node, writes through either node), SQL (PostgreSQL's, fenced) and
 // tokens through the PostgreSQL log, both nodes' state identical (dump
 // checksums), status and metrics, and the Raft-only operations refused
 // naming the mode; a clean stop of the leader hands the lease over at once.
@@ -19,8 +19,8 @@ test('external-shared: linearizable KV across a leader kill, SQL, tokens, identi
     const other = 1 - l;
     await c.waitReady(other, 20_000);
 
-    // SQL through the log: execute on the standby (forwarded), read on the leader.
-    const exec = await http(c.nodes[other]!.url, 'POST', '/v1/db/execute', { token: TOKEN, body: { statements: [['CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)'], ['INSERT INTO t (v) VALUES (?)', 'one']] } });
+    // SQL (PostgreSQL's, in database.external.sqlSchema): execute on the standby (forwarded to the leader), read on the leader.
+    const exec = await http(c.nodes[other]!.url, 'POST', '/v1/db/execute', { token: TOKEN, body: { statements: [['CREATE TABLE t (id serial PRIMARY KEY, v text)'], ['INSERT INTO t (v) VALUES ($1)', 'one']] } });
     assert.equal(exec.status, 200, JSON.stringify(exec.body));
     const rows = await http(c.nodes[l]!.url, 'POST', '/v1/db/query', { token: TOKEN, body: { sql: 'SELECT v FROM t', params: [], consistency: 'linearizable' } });
     assert.deepEqual(rows.body['rows'], [['one']]);
@@ -95,7 +95,7 @@ test('external-shared: linearizable KV across a leader kill, SQL, tokens, identi
       return sums.size === 1 && !sums.has('down');
     }, 20_000);
     const again = await http(c.nodes[l]!.url, 'POST', '/v1/db/query', { token: TOKEN, body: { sql: 'SELECT v FROM t', params: [] } });
-    assert.deepEqual(again.body['rows'], [['one']], 'the restarted node rebuilt the SQL machine from the log');
+    assert.deepEqual(again.body['rows'], [['one']], 'the restarted node reads the SQL table in PostgreSQL');
 
     // A clean stop (SIGTERM) releases the lease: the other node leads within a poll, not after the TTL.
     const leader = await c.waitLeader(10_000);

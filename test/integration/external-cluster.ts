@@ -13,17 +13,17 @@ export interface ExternalCluster {
   stop(): Promise<void>;
 }
 
-export async function startExternalCluster(o: { nodes?: number; ttlSeconds?: number; renewSeconds?: number; extra?: Record<string, unknown>; env?: Record<string, string> } = {}): Promise<ExternalCluster> {
+export async function startExternalCluster(o: { nodes?: number; ttlSeconds?: number; renewSeconds?: number; extra?: Record<string, unknown>; env?: Record<string, string>; cluster?: Record<string, unknown>; database?: Record<string, unknown> } = {}): Promise<ExternalCluster> {
   const db = await TestPostgres.start();
   let redis: TestRedis | undefined;
   try {
     redis = await TestRedis.start();
     const c = await TestCluster.start({
       nodes: o.nodes ?? 2,
-      cluster: { coordination: 'redis', leaderLockTtlSeconds: o.ttlSeconds ?? 3, leaderRenewalIntervalSeconds: o.renewSeconds ?? 1 },
+      cluster: { coordination: 'redis', leaderLockTtlSeconds: o.ttlSeconds ?? 3, leaderRenewalIntervalSeconds: o.renewSeconds ?? 1, ...(o.cluster ?? {}) },
       redis: { enabled: true, connectionString: redis.address },
       ...(o.env ? { env: () => o.env } : {}),
-      extraConfig: () => ({ ...(o.extra ?? {}), database: { mode: 'external-shared', external: { connectionString: db.connectionString } } }),
+      extraConfig: () => ({ ...(o.extra ?? {}), database: { mode: 'external-shared', ...(o.database ?? {}), external: { connectionString: db.connectionString, ...((o.database?.['external'] as Record<string, unknown> | undefined) ?? {}) } } }),
     });
     const r = redis;
     return { c, db, redis: r, stop: async () => { await c.stop(); await r.stop(); await db.stop(); } };

@@ -4,7 +4,10 @@
 // refused by PostgreSQL, whatever the resumed process believes; nothing of it
 // lands after the new leader's first entry. QUORATE_TEST_APPEND_DELAY_MS
 // (tests only) holds every append batch 800 ms after it was taken, so that the
-// pause lands in that window (where no timeout on the leader can help).
+// pause lands in that window (where no timeout on the leader can help). The
+// same holds for /v1/db/execute (PostgreSQL's SQL, outside the log): the
+// resumed leader runs its statements, the fencing row read in the same
+// transaction refuses them, and none is in PostgreSQL.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { http, sleep, waitFor, TOKEN } from './harness.js';
@@ -19,8 +22,12 @@ test('a leader paused with writes accepted but not yet appended: its late append
     await c.waitReady(b, 20_000);
     const ok = await http(c.nodes[a]!.url, 'PUT', '/v1/kv/before', { token: TOKEN, body: { value: '1' } });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const table = await http(c.nodes[a]!.url, 'POST', '/v1/db/execute', { token: TOKEN, body: { statements: [['CREATE TABLE late (v text)']] } });
+    assert.equal(table.status, 200, JSON.stringify(table.body));
     // Writes accepted by the leader (its lease is valid), then the pause inside the append window.
     const late = Array.from({ length: 5 }, (_, i) => http(c.nodes[a]!.url, 'PUT', `/v1/kv/late-${i}`, { token: TOKEN, body: { value: String(i) } })
+      .catch((e: Error) => ({ status: 0, body: { error: 'fetch_failed', message: e.message } as Record<string, unknown>, headers: new Headers() })));
+    const lateSql = Array.from({ length: 3 }, (_, i) => http(c.nodes[a]!.url, 'POST', '/v1/db/execute', { token: TOKEN, body: { statements: [['INSERT INTO late (v) VALUES ($1)', `sql-${i}`]] } })
       .catch((e: Error) => ({ status: 0, body: { error: 'fetch_failed', message: e.message } as Record<string, unknown>, headers: new Headers() })));
     await sleep(200);
     c.kill(a, 'SIGSTOP');
@@ -33,6 +40,12 @@ test('a leader paused with writes accepted but not yet appended: its late append
     c.kill(a, 'SIGCONT');
     const answers = await Promise.all(late);
     await waitFor('the resumed leader\'s append is refused by the fencing row', () => /refused by the fencing row in PostgreSQL/.test(c.log(a).slice(logFrom)), 10_000);
+    const sqlAnswers = await Promise.all(lateSql);
+    for (const r of sqlAnswers) assert.notEqual(r.status, 200, `no late SQL execute of the paused leader was acknowledged: ${JSON.stringify(r.body)}`);
+    await waitFor('the resumed leader\'s SQL transaction is refused by the fencing row', () => /SQL transaction was refused by the fencing row in PostgreSQL/.test(c.log(a).slice(logFrom)), 10_000);
+    const sqlSeen = sqlAnswers.map((r) => `${r.status} ${String(r.body['error'] ?? '')}`);
+    console.log(`# the paused leader's late SQL executes answered: ${[...new Set(sqlSeen)].map((k) => `${k} ×${sqlSeen.filter((x2) => x2 === k).length}`).join(', ')}`);
+    assert.equal((await db.query<{ n: string }>('SELECT count(*) AS n FROM quorate_sql.late'))[0]!.n, '0', 'a late SQL execute of the paused leader reached PostgreSQL');
     const after = c.log(a).slice(logFrom);
     assert.match(after, /Split-brain warning: this node \(fencing token (\d+)\) tried to write after a newer leader took over the PostgreSQL log; the fencing row refused it and nothing was written/);
     const seen = answers.map((r) => `${r.status} ${String(r.body['error'] ?? '')}`);

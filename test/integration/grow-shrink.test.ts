@@ -25,7 +25,7 @@ describe('membership: grow 1 -> 3 -> 5 voters and shrink to 3 online', () => {
   test('every acknowledged write survives on every remaining node; checksums agree; the history is linearizable', async (t) => {
     const started = Date.now();
     c = await TestCluster.start({ nodes: 1 });
-    await c.waitLeader(10_000);
+    await c.waitLeader();
     let urls = [c.nodes[0]!.url];
     const now = () => performance.now();
 
@@ -69,7 +69,7 @@ describe('membership: grow 1 -> 3 -> 5 voters and shrink to 3 online', () => {
 
     // Grow: node2..node5, one enroll at a time, each promoted before the next.
     for (const name of ['node2', 'node3', 'node4', 'node5']) {
-      const leader = c.nodes[await c.waitLeader(10_000)]!.url;
+      const leader = c.nodes[await c.waitLeader()]!.url;
       const tok = await http(leader, 'POST', '/v1/cluster/join-tokens', { token: TOKEN, body: {} });
       assert.equal(tok.status, 200, JSON.stringify(tok.body));
       const j = await c.addJoiner(name, { QUORATE_JOIN_TOKEN: tok.body['token'] as string });
@@ -85,7 +85,7 @@ describe('membership: grow 1 -> 3 -> 5 voters and shrink to 3 online', () => {
     t.diagnostic(`5 voters after ${Date.now() - started} ms, ${acked.length} writes acknowledged so far`);
 
     // Shrink: remove the leader (sent to a follower: it hands over first), then a follower.
-    const leader = await c.waitLeader(10_000);
+    const leader = await c.waitLeader();
     const follower0 = [0, 1, 2, 3, 4].find((i) => i !== leader)!;
     const rm1 = await http(c.nodes[follower0]!.url, 'POST', '/v1/cluster/remove', { token: TOKEN, body: { nodeName: c.nodes[leader]!.name }, timeoutMs: 60_000 });
     assert.equal(rm1.status, 200, JSON.stringify(rm1.body));

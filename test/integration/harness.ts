@@ -2,26 +2,17 @@
 // data dirs under the OS temp dir, kill -9 / SIGSTOP / restart, and a client.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QuorateClient } from '../../src/api/client.js';
+import { reservePorts } from '../support/ports.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-/** Ports the OS says are free now; each is held until all are chosen, so they are distinct. */
+/** Ports free now and reserved for this test process (see test/support/ports.ts). */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<import('node:net').Server>((res, rej) => {
-      const s = createServer();
-      s.once('error', rej);
-      s.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => res(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
+  return reservePorts(n);
 }
 
 export interface NodeProc {
@@ -197,7 +188,16 @@ export class TestCluster {
       }
       await sleep(25);
     }
-    throw new Error(`no leader within ${timeoutMs} ms; logs: ${this.nodes.map((n) => n.logPath).join(', ')}`);
+    throw new Error(`no leader within ${timeoutMs} ms; the nodes' last log lines (their data dirs are removed at stop):\n${this.logTails()}`);
+  }
+
+  /** The last lines of every node's log, for failure messages (the logs go with the data dirs at stop). */
+  logTails(lines = 6): string {
+    return this.nodes.map((n) => {
+      let tail = '';
+      try { tail = readFileSync(n.logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'); } catch (e) { tail = String(e); }
+      return `--- ${n.name} (${n.exitCode === undefined ? 'running' : `exited ${n.exitCode}`}):\n${tail}`;
+    }).join('\n');
   }
 
   async waitReady(i: number, timeoutMs = 20_000): Promise<void> {
@@ -206,7 +206,7 @@ export class TestCluster {
       if ((await status(this.nodes[i]!.url, '/system/health/ready')) === 200) return;
       await sleep(25);
     }
-    throw new Error(`${this.nodes[i]!.name} not ready within ${timeoutMs} ms; log: ${this.nodes[i]!.logPath}`);
+    throw new Error(`${this.nodes[i]!.name} not ready within ${timeoutMs} ms; the last log lines:\n${this.logTails()}`);
   }
 
   log(i: number): string {

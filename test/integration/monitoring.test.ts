@@ -16,7 +16,9 @@ const PROMQL_WORDS = new Set(['and', 'or', 'unless', 'by', 'on', 'without', 'ign
 function metricNames(exprs: readonly string[]): Set<string> {
   const out = new Set<string>();
   for (const e of exprs) {
-    const noLabels = e.replace(/\{[^}]*\}/g, '').replace(/\[[^\]]*\]/g, '').replace(/"[^"]*"/g, '');
+    // Label lists of matching and grouping clauses (on (instance, job), by (le), group_left (x)) name labels, not metrics.
+    const noLabels = e.replace(/\{[^}]*\}/g, '').replace(/\[[^\]]*\]/g, '').replace(/"[^"]*"/g, '')
+      .replace(/\b(on|ignoring|by|without|group_left|group_right)\s*\([^)]*\)/g, ' $1 ');
     for (const m of noLabels.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\()?/g)) {
       if (m[2] !== undefined || PROMQL_WORDS.has(m[1]!) || /^\d/.test(m[1]!)) continue;
       out.add(m[1]!);

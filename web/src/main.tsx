@@ -11,6 +11,7 @@ import { Audit, Backups, HealthChecks } from './ops';
 import { MemberActions } from './member-actions';
 import { Alerts, NetworkDisk, outageOf, useEach, type NetDisk } from './netdisk';
 import { Drills } from './drills';
+import { SqlBox } from './sql';
 
 const conn = new Connection();
 /** Fallback refresh: events from the serving node (GET /v1/events) trigger refreshes sooner. */
@@ -159,6 +160,7 @@ function App() {
         {admin ? <Backups conn={conn} prepare={prepare} refreshKey={outcome} leaderApiUrl={list.find((v) => v.status?.raftRole === 'leader')?.apiUrl ?? null} /> : null}
         {admin ? <Audit conn={conn} refreshKey={outcome} /> : null}
         <KvBrowser />
+        <SqlBox conn={conn} />
       </main>
       {pending ? <Confirm pending={pending} onCancel={() => setPending(null)} onDone={(o) => { setPending(null); setOutcome(o); }} /> : null}
     </>
