@@ -13,6 +13,13 @@
 // inSyncDegrade, the time until the standby leads and until writes resume
 // (./witness-run.ts, BENCH_FAILOVER_ROUNDS rounds, lease TTL 2 s), next to
 // the three-node failover.
+// Catch-up: a follower is killed, BENCH_CATCHUP_WRITES writes (default 10000,
+// 64 clients) go to the leader, the follower is restarted; reported are
+// restart → ready (process start to serving) and restart → the last of those
+// writes readable from the follower's own copy (stale/serializable read).
+// BENCH_ONLY=sql,files,writes,reads,catchup,failover,witness runs only those parts.
+// BENCH_NODE_ARGS (space-separated) are passed to node for each quorate agent
+// (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 // Prints one JSON report. Not part of `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -31,12 +38,17 @@ const VALUE = 'v'.repeat(256);
 const KEYSPACE = 10_000;
 const SQL_CONCURRENCY = Number(process.env['BENCH_SQL_CONCURRENCY'] ?? 64);
 const FILE_MB = Number(process.env['BENCH_FILE_MB'] ?? 64);
+const CATCHUP_WRITES = Number(process.env['BENCH_CATCHUP_WRITES'] ?? 10_000);
+const PARTS = new Set((process.env['BENCH_ONLY'] ?? 'sql,files,writes,reads,catchup,failover,witness').split(',').map((x) => x.trim()));
+const NODE_ARGS = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((x) => x !== '');
 
 interface Target {
   readonly name: string;
   urls(): string[];
   put(agent: http.Agent, url: string, key: string): Promise<boolean>;
   get(agent: http.Agent, url: string, key: string): Promise<boolean>;
+  /** Whether `key` is in this node's own copy (no leader involved). */
+  hasLocal(agent: http.Agent, url: string, key: string): Promise<boolean>;
   leader(): Promise<number>;
   kill(i: number): void;
   restart(i: number): Promise<void>;
@@ -63,6 +75,21 @@ function request(agent: http.Agent, url: string, method: string, path: string, b
   });
 }
 
+function requestBody(agent: http.Agent, url: string, method: string, path: string, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const u = new URL(url);
+    const req = http.request({ agent, host: u.hostname, port: u.port, method, path, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 1000 }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', () => resolve({ status: 0, body: '' }));
+    });
+    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.on('timeout', () => req.destroy());
+    req.end(body);
+  });
+}
+
 function quorateTarget(c: TestCluster): Target {
   const auth = { authorization: `Bearer ${TOKEN}` };
   return {
@@ -70,6 +97,7 @@ function quorateTarget(c: TestCluster): Target {
     urls: () => c.nodes.map((n) => n.url),
     put: async (agent, url, key) => (await request(agent, url, 'PUT', `/v1/kv/${key}`, JSON.stringify({ value: VALUE }), auth)) === 200,
     get: async (agent, url, key) => [200, 404].includes(await request(agent, url, 'GET', `/v1/kv/${key}`, undefined, auth)),
+    hasLocal: async (agent, url, key) => (await request(agent, url, 'GET', `/v1/kv/${key}?consistency=stale`, undefined, auth)) === 200,
     leader: () => c.waitLeader(20_000),
     kill: (i) => c.kill(i, 'SIGKILL'),
     restart: async (i) => {
@@ -127,6 +155,10 @@ async function etcdTarget(bin: string): Promise<Target> {
     urls,
     put: async (a, url, key) => (await request(a, url, 'POST', '/v3/kv/put', JSON.stringify({ key: b64(key), value: b64(VALUE) }), {})) === 200,
     get: async (a, url, key) => (await request(a, url, 'POST', '/v3/kv/range', JSON.stringify({ key: b64(key) }), {})) === 200,
+    hasLocal: async (a, url, key) => {
+      const r = await requestBody(a, url, 'POST', '/v3/kv/range', JSON.stringify({ key: b64(key), serializable: true }));
+      return r.status === 200 && (JSON.parse(r.body || '{}') as { kvs?: unknown[] }).kvs?.length === 1;
+    },
     leader: async () => {
       const deadline = Date.now() + 20_000;
       while (Date.now() < deadline) {
@@ -236,6 +268,47 @@ async function failover(t: Target, rounds: number) {
   return { rounds: results, medianMs: percentile(times, 50), maxMs: times[times.length - 1] ?? -1 };
 }
 
+/**
+ * A follower restarted after missing `n` writes: kill -9 it, write `n` keys to
+ * the leader (64 clients) and one last key, restart it, and time restart →
+ * ready and restart → the last key in its own copy. Log order means every
+ * earlier write is then applied too.
+ */
+async function catchUp(t: Target, n: number) {
+  const leader = await t.leader();
+  const f = (leader + 1) % 3;
+  const urls = t.urls();
+  t.kill(f);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const tag = `catchup-${Date.now()}`;
+  let next = 0;
+  let failed = 0;
+  const w0 = performance.now();
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (next < n) {
+      const k = next++;
+      if (!(await t.put(agent, urls[leader]!, `${tag}-${k % KEYSPACE}`))) failed++;
+    }
+  }));
+  const writeSeconds = (performance.now() - w0) / 1000;
+  const last = `${tag}-last`;
+  if (!(await t.put(agent, urls[leader]!, last))) throw new Error('catch-up: the last write failed');
+  const t0 = performance.now();
+  await t.restart(f);
+  const ready = performance.now() - t0;
+  const deadline = t0 + 60_000;
+  let caught = -1;
+  while (performance.now() < deadline) {
+    if (await t.hasLocal(agent, urls[f]!, last)) {
+      caught = performance.now() - t0;
+      break;
+    }
+    await sleep(5);
+  }
+  agent.destroy();
+  return { writesWhileDown: n, failedWrites: failed, writeSeconds: round(writeSeconds), restartToReadyMs: round(ready), restartToCaughtUpMs: round(caught) };
+}
+
 function rssMb(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -243,6 +316,11 @@ function rssMb(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
 }
 
 function round(x: number): number {
@@ -253,11 +331,12 @@ async function runAll(t: Target) {
   const leader = await t.leader();
   const url = t.urls()[leader]!;
   const writes = [];
-  for (const c of CONCURRENCY) writes.push(await load(t, url, c, 'write', SECONDS));
-  const reads = await load(t, url, 64, 'read', SECONDS);
+  if (PARTS.has('writes')) for (const c of CONCURRENCY) writes.push(await load(t, url, c, 'write', SECONDS));
+  const reads = PARTS.has('reads') ? await load(t, url, 64, 'read', SECONDS) : undefined;
   const rss = t.pids().map(rssMb);
-  const fo = await failover(t, FAILOVER_ROUNDS);
-  return { writes, linearizableReads64: reads, rssMbPerNode: rss, failover: fo };
+  const catchup = PARTS.has('catchup') ? await catchUp(t, CATCHUP_WRITES) : undefined;
+  const fo = PARTS.has('failover') ? await failover(t, FAILOVER_ROUNDS) : undefined;
+  return { writes, linearizableReads64: reads, rssMbPerNode: rss, catchUp: catchup, failover: fo };
 }
 
 /** `concurrency` clients each running `op` back to back for `seconds`: throughput and latency of the ones that succeeded. */
@@ -355,16 +434,16 @@ function findEtcd(): string | undefined {
 }
 
 const report: Record<string, unknown> = { benchmark: 'cluster', nodes: 3, valueBytes: 256, secondsPerWorkload: SECONDS, nodeVersion: process.version };
-const q = await TestCluster.start({ nodes: 3 });
+const q = await TestCluster.start({ nodes: 3, nodeArgs: NODE_ARGS });
 try {
   // SQL first, on a cluster no failover has disturbed yet.
-  report['quorateSql'] = await sqlRun(q);
-  report['quorateFileUpload'] = await filesRun(q);
+  if (PARTS.has('sql')) report['quorateSql'] = await sqlRun(q);
+  if (PARTS.has('files')) report['quorateFileUpload'] = await filesRun(q);
   report['quorate'] = await runAll(quorateTarget(q));
 } finally {
   await q.stop();
 }
-if (process.env['BENCH_WITNESS'] === '0') report['quorateTwoNodeWitness'] = 'skipped (BENCH_WITNESS=0)';
+if (process.env['BENCH_WITNESS'] === '0' || !PARTS.has('witness')) report['quorateTwoNodeWitness'] = 'skipped (BENCH_WITNESS=0 or not in BENCH_ONLY)';
 else if (!existsSync(REDIS_SERVER)) report['quorateTwoNodeWitness'] = `${REDIS_SERVER} not installed (apt-get install redis-server to measure the two-node failover)`;
 else report['quorateTwoNodeWitness'] = await witnessFailover({ ttlSeconds: 2, renewSeconds: 1, rounds: FAILOVER_ROUNDS, degrade: true });
 const etcdBin = process.env['BENCH_ETCD'] === '0' ? undefined : findEtcd();
@@ -377,23 +456,21 @@ if (etcdBin) {
   }
   const qr = report['quorate'] as Awaited<ReturnType<typeof runAll>>;
   const er = report['etcd'] as Awaited<ReturnType<typeof runAll>>;
+  const ratio = (a: number | undefined, b: number | undefined, min = 1): number | null => (a === undefined || b === undefined ? null : round(a / Math.max(min, b)));
+  const c64 = CONCURRENCY.indexOf(64);
+  const s = report['quorateSql'] as Awaited<ReturnType<typeof sqlRun>> | undefined;
+  const sqlI = CONCURRENCY.indexOf(SQL_CONCURRENCY);
   report['ratios'] = {
     writeThroughput: Object.fromEntries(qr.writes.map((w, i) => [`c${w.concurrency}`, round(w.opsPerSecond / Math.max(1, er.writes[i]!.opsPerSecond))])),
-    writeP99LatencyC64: (() => {
-      const i = CONCURRENCY.indexOf(64);
-      return i < 0 ? null : round(qr.writes[i]!.p99Ms / Math.max(0.001, er.writes[i]!.p99Ms));
-    })(),
-    readThroughputC64: round(qr.linearizableReads64.opsPerSecond / Math.max(1, er.linearizableReads64.opsPerSecond)),
-    failoverMedian: round(qr.failover.medianMs / Math.max(1, er.failover.medianMs)),
+    writeP99LatencyC64: c64 < 0 ? null : ratio(qr.writes[c64]?.p99Ms, er.writes[c64]?.p99Ms, 0.001),
+    readThroughputC64: ratio(qr.linearizableReads64?.opsPerSecond, er.linearizableReads64?.opsPerSecond),
+    failoverMedian: ratio(qr.failover?.medianMs, er.failover?.medianMs),
+    // Restarted follower: restart → the last write in its own copy (below 1 = quorate faster).
+    catchUpTime: ratio(qr.catchUp?.restartToCaughtUpMs, er.catchUp?.restartToCaughtUpMs),
+    rssPerNodeMedian: ratio(median(qr.rssMbPerNode), median(er.rssMbPerNode)),
     // Replicated SQL next to etcd's KV at the same concurrency (null when BENCH_CONCURRENCY lacks it).
-    ...(() => {
-      const s = report['quorateSql'] as Awaited<ReturnType<typeof sqlRun>>;
-      const i = CONCURRENCY.indexOf(SQL_CONCURRENCY);
-      return {
-        [`sqlInsertVsEtcdPutC${SQL_CONCURRENCY}`]: i < 0 ? null : round(s.insert.opsPerSecond / Math.max(1, er.writes[i]!.opsPerSecond)),
-        [`sqlQueryVsEtcdRangeC64`]: SQL_CONCURRENCY === 64 ? round(s.query.opsPerSecond / Math.max(1, er.linearizableReads64.opsPerSecond)) : null,
-      };
-    })(),
+    [`sqlInsertVsEtcdPutC${SQL_CONCURRENCY}`]: sqlI < 0 ? null : ratio(s?.insert.opsPerSecond, er.writes[sqlI]?.opsPerSecond),
+    sqlQueryVsEtcdRangeC64: SQL_CONCURRENCY === 64 ? ratio(s?.query.opsPerSecond, er.linearizableReads64?.opsPerSecond) : null,
   };
 } else {
   report['etcd'] = 'not installed (apt-get install etcd-server to compare)';

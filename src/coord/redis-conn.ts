@@ -5,7 +5,8 @@
 //   host:port[,password=…][,user=…][,ssl=true|false][,defaultDatabase=N]   (the RP-PAM / StackExchange.Redis form)
 //   redis://[user[:password]@]host[:port][/db]   rediss://… (TLS)
 // The password is kept out of every message: `display` is host:port only.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { ioredisModule } from '../lib/lazy-modules.js';
 
 export interface RedisTarget {
   readonly host: string;
@@ -99,7 +100,8 @@ function dbNumber(v: string): number {
  * reconnection with capped, jittered backoff.
  */
 export function redisClient(t: RedisTarget, o: { commandTimeoutMs: number; connectTimeoutMs: number; name: string }): Redis {
-  return new Redis({
+  const { Redis: RedisClient } = ioredisModule();
+  return new RedisClient({
     host: t.host,
     port: t.port,
     db: t.db,

@@ -23,7 +23,8 @@
 // only the holder of the fence appends, one batch at a time, so the log has
 // no gaps (the reader checks it). Every append NOTIFYs `quorate_log` with the
 // new last index, so followers tail it without waiting for their poll.
-import pg from 'pg';
+import type pg from 'pg';
+import { pgModule } from '../lib/lazy-modules.js';
 import type { Logger } from 'pino';
 import { NodeError } from '../node/errors.js';
 import { SNAPSHOT_MIGRATION, latestSnapshot, openSnapshot, writeSnapshot, type SnapshotInfo } from './pg-snapshot.js';
@@ -126,7 +127,7 @@ export class PgLog {
     this.#o = o;
     this.#log = o.logger;
     this.target = describeTarget(o.connectionString);
-    this.pool = new pg.Pool({
+    this.pool = new (pgModule().Pool)({
       connectionString: o.connectionString,
       max: o.poolSize ?? 4,
       statement_timeout: o.statementTimeoutMs ?? 5000,
@@ -327,7 +328,7 @@ export class PgLog {
    */
   async listen(onNotify: () => void): Promise<void> {
     if (this.#closed || this.#listener) return;
-    const c = new pg.Client({ connectionString: this.#o.connectionString, connectionTimeoutMillis: this.#o.connectTimeoutMs ?? 3000, application_name: 'quorate-listen' });
+    const c = new (pgModule().Client)({ connectionString: this.#o.connectionString, connectionTimeoutMillis: this.#o.connectTimeoutMs ?? 3000, application_name: 'quorate-listen' });
     this.#listener = c;
     const retry = () => {
       if (this.#listener !== c) return;

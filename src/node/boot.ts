@@ -27,6 +27,10 @@ export function raftConfigFor(config: QuorateConfig, id: NodeId, tickMs: number,
     snapshotEntries: config.cluster.snapshotEntries,
     incarnation,
     trailingEntries: config.cluster.snapshotTrailingEntries,
+    // Appends in flight to one follower, in entry data bytes: a quarter of the
+    // transport's per-peer outbound bound (16 MiB, which counts the framing too),
+    // so a follower being caught up is never sent more than the transport queues.
+    maxInflightBytes: 4 * 1024 * 1024,
     // Redis as the witness of an in-sync set (src/coord/WITNESS.md): leaders are appointed, not elected.
     ...(config.cluster.coordination === 'redis' && config.database.mode === 'local-sync' ? { witness: true } : {}),
   };

@@ -25,13 +25,12 @@
 // isolated node, which could derive the old roots, holds nothing trusted.
 import { createECDH, createHash, createPrivateKey, createPublicKey, hkdfSync, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
 import { isIP } from 'node:net';
-import '../lib/reflect-shim.js';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
+import { x509Module } from '../lib/lazy-modules.js';
 
 const subtle = webcrypto.subtle;
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
@@ -42,7 +41,7 @@ export const DEFAULT_CA_PERIOD_MS = 30 * 24 * 3600_000;
 
 export interface RootCa {
   readonly period: number;
-  readonly cert: x509.X509Certificate;
+  readonly cert: X509.X509Certificate;
   readonly pem: string;
   readonly key: CryptoKey;
   readonly notBefore: Date;
@@ -66,7 +65,7 @@ export function memberUri(haId: string, id: number): string {
   return `urn:quorate:${encodeURIComponent(haId)}:node:${id}`;
 }
 
-const pemOf = (c: x509.X509Certificate): string => `${c.toString('pem').trimEnd()}\n`;
+const pemOf = (c: X509.X509Certificate): string => `${c.toString('pem').trimEnd()}\n`;
 const b64u = (b: Buffer): string => b.toString('base64url');
 
 /** The root key of period k: a P-256 scalar from HKDF over the cluster secret (deterministic, never stored). */
@@ -89,6 +88,7 @@ export async function rootCa(secret: Uint8Array, haId: string, period: number, p
   const spki = Buffer.from(await subtle.exportKey('spki', keys.publicKey));
   const notBefore = new Date((period - 1) * periodMs);
   const notAfter = new Date((period + 2) * periodMs);
+  const x509 = x509Module();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     // Positive, deterministic: the same on every member.
     serialNumber: `01${createHash('sha256').update(spki).digest('hex').slice(0, 30)}`,
@@ -129,6 +129,7 @@ export async function issueNodeCert(root: RootCa, id: NodeIdentity, keyPem: stri
   for (const h of new Set(id.hosts.map((x) => x.replace(/^\[|\]$/g, '').toLowerCase()))) names.push({ type: isIP(h) === 0 ? 'dns' : 'ip', value: h });
   names.push({ type: 'url', value: memberUri(id.haId, id.nodeId) });
   const notBefore = new Date(Math.max(root.notBefore.getTime(), nowMs - 3600_000));
+  const x509 = x509Module();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: `01${randomBytes(15).toString('hex')}`,
     subject: `CN=${id.nodeName.replace(/[,+="<>#;\\]/g, '_')}`,

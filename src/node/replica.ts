@@ -56,6 +56,13 @@ const MAX_PENDING_READS = 20_000;
  * and the latency of the proposals at its head, stay bounded.
  */
 const BATCH_BYTES_MAX = 1024 * 1024;
+/** Bound on the append data held per peer while its snapshot is verified (#holdAppends). */
+const HELD_BYTES_MAX = 8 * 1024 * 1024;
+
+interface Held {
+  readonly msgs: Message[];
+  bytes: number;
+}
 
 export interface ReplicaOptions {
   readonly raw: RawNode;
@@ -83,6 +90,8 @@ export class Replica {
   readonly #hooks: ReplicaHooks;
 
   #inbox: Array<() => void> = [];
+  /** Peers whose snapshot is being verified, with the appends they sent meanwhile (#holdAppends). */
+  readonly #held = new Map<NodeId, Held>();
   /** Proposal bytes taken since the inbox was last drained; set once a proposal was deferred to the next Ready. */
   #batchBytes = 0;
   #batchFull = false;
@@ -170,7 +179,32 @@ export class Replica {
 
   /** Messages from a peer (already validated by the transport). */
   receive(msgs: Message[]): void {
-    this.run(() => this.#stepAll(msgs));
+    const now = this.#held.size > 0 ? this.#holdAppends(msgs) : msgs;
+    if (now.length > 0) this.run(() => this.#stepAll(now));
+  }
+
+  /**
+   * Appends from a peer whose snapshot is being verified are held and stepped
+   * right after it. The transport acknowledges a snapshot as soon as it is
+   * whole, so the leader probes while we still verify it; stepped before the
+   * snapshot, its probe would be refused and it would send the whole snapshot
+   * again. Beyond HELD_BYTES_MAX an append is dropped, as a lost message would be.
+   */
+  #holdAppends(msgs: Message[]): Message[] {
+    const out: Message[] = [];
+    for (const m of msgs) {
+      const h = m.type === 'app' ? this.#held.get(m.from) : undefined;
+      if (h === undefined) {
+        out.push(m);
+        continue;
+      }
+      let bytes = 0;
+      for (const e of m.entries) bytes += e.data.length;
+      if (h.bytes + bytes > HELD_BYTES_MAX) continue;
+      h.msgs.push(m);
+      h.bytes += bytes;
+    }
+    return out;
   }
 
   /**
@@ -180,12 +214,21 @@ export class Replica {
    * changes nothing; the leader sends it again.
    */
   receiveSnapshot(from: NodeId, meta: SnapshotMeta, source: ReceivedSnapshotSource, msg: Message, verify: (chunks: SnapshotChunks) => Promise<void>): void {
+    const held: Held = { msgs: [], bytes: 0 };
+    this.#held.set(from, held);
+    const release = (): Message[] => {
+      if (this.#held.get(from) === held) this.#held.delete(from);
+      return held.msgs;
+    };
     verify(source.read()).then(
       () => {
         this.#snapshots.received(meta, source);
-        this.run(() => this.#stepAll([msg]));
+        const after = release();
+        this.run(() => this.#stepAll([msg, ...after]));
       },
       (e: unknown) => {
+        const after = release();
+        if (after.length > 0) this.run(() => this.#stepAll(after));
         void source.discard().catch(() => undefined);
         this.#log.error({ event: 'snapshot_rejected', peer: from, index: meta.index, term: meta.term, bytes: source.bytes, err: (e as Error).message },
           `rejected the snapshot at index ${meta.index} from ${this.#hooks.nameOf(from)}: its contents do not decode (${(e as Error).message}); nothing was changed`);

@@ -916,7 +916,10 @@ export class RawNode {
         if (pr.state === 'probe') pr.becomeReplicate();
         else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
         if (!this.#maybeCommit() && (wasPaused || pr.match < this.#log.lastIndex())) {
-          this.#sendAppend(m.from, false);
+          // Replicate: fill the window (count and bytes in flight) with what the
+          // follower lacks, rather than one message per acknowledgement, so a
+          // follower far behind (restarted) is caught up pipelined.
+          while (this.#sendAppend(m.from, false) && pr.state === 'replicate');
         }
         if (m.from === this.#leadTransferee && pr.match === this.#log.lastIndex()) {
           this.#send({ type: 'timeoutNow', to: m.from, term: this.#term, index: this.#log.lastIndex() });

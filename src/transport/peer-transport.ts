@@ -454,6 +454,19 @@ export class PeerTransport {
     link.lastProblem = key;
   }
 
+  /**
+   * The peer is back (it dialed us and authenticated): dial it now instead of
+   * at the end of the backoff, which grew to seconds while it was down. A
+   * restarted follower then hears the leader within a round trip of its start.
+   */
+  #dialNowIfWaiting(peerId: number): void {
+    const link = this.#links.get(peerId);
+    if (!link || link.removed || this.#closing || link.conn !== undefined || link.timer === undefined) return;
+    clearTimeout(link.timer);
+    link.attempt = 0;
+    this.#dial(link);
+  }
+
   #scheduleDial(link: Link): void {
     if (link.timer || this.#closing || link.removed) return;
     const { initialMs, maxMs } = this.#o.backoff ?? { initialMs: 50, maxMs: 2000 };
@@ -705,6 +718,7 @@ export class PeerTransport {
           this.#reportedDown.delete(peerId);
           socket.setTimeout(this.#o.idleTimeoutMs ?? 10_000);
           this.#log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
+          this.#dialNowIfWaiting(peerId);
           this.#o.onPeerHello?.(peerId, {
             nodeName: hello.fromName, apiUrl: hello.apiUrl, role: hello.role === '' ? undefined : hello.role, incarnation: hello.incarnation,
             featureLevel: hello.featureLevel ?? 1, ...(hello.settings !== undefined ? { settings: hello.settings } : {}),

@@ -1,0 +1,106 @@
+// A follower verifying a snapshot from the leader: the leader's appends that
+// arrive meanwhile (its probe after the transport acknowledged the stream) are
+// stepped after the snapshot, so they are accepted instead of refused (a
+// refusal would make the leader send the whole snapshot again).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { RawNode } from '../raft/rawnode.js';
+import { SeededRandom } from '../raft/prng.js';
+import type { Message, SnapshotMeta } from '../raft/types.js';
+import type { ApplyResult } from '../state/index.js';
+import { NodeError } from './errors.js';
+import { REAL_CLOCK, Replica, type LogStore, type StateMachine } from './replica.js';
+
+const membership = { members: [{ id: 1, role: 'voter' as const }, { id: 2, role: 'voter' as const }, { id: 3, role: 'voter' as const }], removed: [] };
+const SNAP: SnapshotMeta = { index: 100, term: 2, membership };
+
+function message(p: Partial<Message> & Pick<Message, 'type'>): Message {
+  return { from: 1, to: 2, term: 2, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, context: 0, ...p };
+}
+
+function follower() {
+  const raw = new RawNode(
+    { id: 2, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(2) },
+    { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 0, term: 0, membership }, entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array(0) }] },
+  );
+  const sent: Message[] = [];
+  const bytes = (async function* () {})();
+  const log: LogStore = {
+    save: () => Promise.resolve(),
+    saveSnapshot: () => Promise.reject(new Error('not in this test')),
+    installSnapshot: async (_meta, chunks) => {
+      for await (const _ of chunks) void _;
+      return '/snap';
+    },
+    readSnapshot: (meta) => Promise.resolve({ meta: meta as SnapshotMeta, path: '/snap', bytes: 0, read: () => bytes }),
+    compact: () => Promise.resolve(0),
+  };
+  let appliedIndex = 0;
+  const sm: StateMachine = {
+    get appliedIndex() {
+      return appliedIndex;
+    },
+    apply: (index) => {
+      appliedIndex = index;
+      return { kind: 'write', revision: index } as unknown as ApplyResult;
+    },
+    markApplied: (index) => void (appliedIndex = index),
+    snapshot: () => (async function* () {})(),
+    restore: async () => {
+      appliedIndex = SNAP.index;
+    },
+  };
+  const replica = new Replica({
+    raw, log, sm, clock: REAL_CLOCK, tickMs: 1_000_000, logger: pino({ level: 'silent' }),
+    net: { send: (ms) => void sent.push(...ms), sendSnapshot: () => Promise.resolve() },
+    metrics: { committed: () => undefined, failed: () => undefined, commitLatency: () => undefined, fsyncLatency: () => undefined },
+    hooks: {
+      admit: () => true, onSoftState: () => undefined, afterReady: () => undefined, onConfApplied: () => undefined,
+      onFatal: (e) => assert.fail(e), notLeader: () => new NodeError('not_leader', 'not the leader'), nameOf: (id) => `n${id}`,
+    },
+    lastSnapshot: undefined,
+  });
+  return { raw, replica, sent };
+}
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(cond(), `timed out waiting for ${what}`);
+}
+
+test("the leader's append that arrives while its snapshot is verified is stepped after the snapshot, and accepted", async (t) => {
+  const f = follower();
+  f.replica.start();
+  t.after(() => f.replica.stop());
+  let verified!: () => void;
+  const verifying = new Promise<void>((r) => (verified = r));
+  const source = { bytes: 0, read: () => (async function* () {})(), discard: () => Promise.resolve() };
+  f.replica.receiveSnapshot(1, SNAP, source, message({ type: 'snap', snapshot: SNAP }), () => verifying);
+  // The leader probes right after the stream: an append right after the snapshot index.
+  const entry = { index: SNAP.index + 1, term: 2, type: 'normal' as const, data: new Uint8Array([7]) };
+  f.replica.receive([message({ type: 'app', index: SNAP.index, logTerm: SNAP.term, entries: [entry], commit: SNAP.index })]);
+  // Heartbeats are not held.
+  f.replica.receive([message({ type: 'heartbeat', commit: 0 })]);
+  await until('the heartbeat answered', () => f.sent.some((m) => m.type === 'heartbeatResp'));
+  assert.equal(f.sent.filter((m) => m.type === 'appResp').length, 0, 'the append was stepped before the snapshot was verified');
+  verified();
+  await until('the append answered', () => f.sent.filter((m) => m.type === 'appResp').length >= 2);
+  const resps = f.sent.filter((m) => m.type === 'appResp');
+  assert.ok(resps.every((m) => !m.reject), `an append was refused: ${JSON.stringify(resps)}`);
+  assert.equal(Math.max(...resps.map((m) => m.index)), SNAP.index + 1);
+});
+
+test('a snapshot that fails verification releases the held appends (the follower refuses them, as before)', async (t) => {
+  const f = follower();
+  f.replica.start();
+  t.after(() => f.replica.stop());
+  let fail!: () => void;
+  const verifying = new Promise<void>((_, reject) => (fail = () => reject(new Error('bad content'))));
+  const source = { bytes: 0, read: () => (async function* () {})(), discard: () => Promise.resolve() };
+  f.replica.receiveSnapshot(1, SNAP, source, message({ type: 'snap', snapshot: SNAP }), () => verifying);
+  f.replica.receive([message({ type: 'app', index: SNAP.index, logTerm: SNAP.term, entries: [], commit: SNAP.index })]);
+  fail();
+  await until('the append answered', () => f.sent.some((m) => m.type === 'appResp'));
+  assert.ok(f.sent.filter((m) => m.type === 'appResp').every((m) => m.reject), 'without the snapshot the append does not match');
+});
