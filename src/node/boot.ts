@@ -48,7 +48,7 @@ export function transportOptionsFor(
     listenPort: Number(peerAddr.port),
     // "auto": the cluster CA (./tls-auto.ts), or plain TCP on a loopback-only cluster.
     tls: auto !== undefined ? auto.transportSetting() : tls === 'auto' ? 'off' : tls,
-    ...(auto !== undefined ? { peerCertificateProblem: (peer: number, san: string | undefined) => auto.peerCertificateProblem(peer, san) } : {}),
+    ...(auto !== undefined ? { peerCertificateProblem: (peer: number, san: string | undefined, issuerCn?: string) => auto.peerCertificateProblem(peer, san, issuerCn) } : {}),
     clusterSecret: o.clusterSecret,
     incarnation: o.incarnation,
     featureLevel: o.featureLevel,

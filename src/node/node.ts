@@ -60,6 +60,7 @@ import { virtualIpFor, type VirtualIp } from './vip.js';
 import { Fencing } from './fencing.js';
 import type { FenceTarget } from './vip-commands.js';
 import { AutoTls } from './tls-auto.js';
+import { CA_ROTATION_CHECK_MS, CaRotation } from './ca-rotate.js';
 
 export { VERSION } from './status.js';
 
@@ -135,6 +136,8 @@ export class QuorateNode implements ClusterControl {
   /** DR promotion (./promotion.ts): the replication lag, and the agent's restart (absent outside `quorate agent`). */
   readonly #lag = new LagTracker();
   #restart: ((rewrite: () => Promise<void>) => Promise<void>) | undefined;
+  /** `quorate ca rotate` and the end of its grace (./ca-rotate.ts). */
+  readonly #caRotation: CaRotation;
   /** Isolate and the cluster-secret rotations it makes (./isolate.ts). */
   readonly #isolate: IsolateDeps;
   /** cluster.virtualIp: a leader service (./vip.ts); the previous leader is what fenceScript is run against. */
@@ -242,7 +245,7 @@ export class QuorateNode implements ClusterControl {
       log: this.#log, haId: config.cluster.haId, selfId: id, version: VERSION, bootstrap, clusterSecret: security.clusterSecret,
       replica: this.#replica, registry: this.#registry, isLeader: () => this.isLeader(),
       notLeader: () => this.#notLeader(), clusterFeatureLevel: () => this.featureLevel(),
-      configuredWriteQuorum: config.database.writeQuorum, switchover: () => this.switchover(),
+      configuredWriteQuorum: config.database.writeQuorum, switchover: () => this.switchover(), caEpoch: () => state.secrets.ca.epoch,
     });
     this.#removal = new RemovedState(config.node.dataDir, this.#log, this.#registry.removed);
     this.#historyRecorder = new HistoryRecorder({
@@ -260,7 +263,11 @@ export class QuorateNode implements ClusterControl {
       term: () => this.#replica.core.status().term, modes: () => this.#modes.current(), proposeSetting: (c, by) => this.#modes.proposeSetting(c, by),
       proposeEntry: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
-      ca: () => this.autoTls?.view(),
+      ca: () => {
+        const v = this.autoTls?.view();
+        return v === undefined ? undefined : { ...v, pending: this.#caRotation.pending() ?? null };
+      },
+      caRotate: () => this.#caRotation.rotate(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.#services = new LeaderServices(this.#leadership, this.#log);
@@ -272,6 +279,7 @@ export class QuorateNode implements ClusterControl {
     if (this.#vip) this.#services.add(this.#vip);
     this.#services.add(this.#historyRecorder);
     this.#services.add(periodicService(this.#maintenance.name, EXPIRY_CHECK_MS, () => this.#maintenance.tick()));
+    if (this.autoTls !== undefined) this.#services.add(periodicService('ca-rotation', CA_ROTATION_CHECK_MS, () => this.#caRotation.tick()));
     this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
       checkTarget: (to) => void checkTarget(this.#control, to) });
     this.#services.add(this.switchoverSchedule);
@@ -311,10 +319,19 @@ export class QuorateNode implements ClusterControl {
         void this.autoTls?.refresh();
       },
     };
-    this.autoTls?.onMaterial((m) => {
+    this.#caRotation = new CaRotation({
+      log: this.#log, autoTls: this.autoTls, selfId: id, featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), caState: () => state.secrets.ca,
+      members: () => this.#replica.core.membership().members.map((m) => ({ id: m.id, name: this.#registry.nameOf(m.id) ?? `node id ${m.id}` })),
+      propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS),
+    });
+    this.autoTls?.onMaterial((m, change) => {
       this.#transport.setTlsMaterial(m);
+      // A certificate of a new CA epoch: peers see it only in new handshakes (how the leader learns the grace can end).
+      if (change.epochChanged) this.#transport.redialAll('this node re-issued its certificate from a new CA epoch (ca rotate)');
       void this.#writeHaState();
     });
+    state.secrets.onCaChange = (ca) => void this.autoTls?.setCaEpochs(ca);
+    if (this.autoTls !== undefined && state.secrets.ca.epoch !== this.autoTls.caEpochs.epoch) void this.autoTls.setCaEpochs(state.secrets.ca);
     this.drills = new NodeDrills({ config, log: this.#log, machine: state.drills, appliedIndex: () => this.machines.appliedIndex, isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       term: () => this.term, featureLevel: () => this.featureLevel(), proposeEnvelope: (m, p, k) => this.proposeEnvelope(m, p, k === undefined ? {} : { idempotencyKey: k }), switchover: () => this.switchover(), dropPeerTraffic: (on) => this.#transport.setDropAll(on) });
     state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);

@@ -182,7 +182,9 @@ export function acceptPeer(h: AcceptorHost, socket: Socket): void {
         const identity = o.identityProblem?.(hello);
         if (identity !== undefined) return refuse('identity_mismatch', identity, claimed);
         if (h.tls() && o.peerCertificateProblem) {
-          const problem = o.peerCertificateProblem(hello.fromId, (socket as TLSSocket).getPeerCertificate?.()?.subjectaltname);
+          const cert = (socket as TLSSocket).getPeerCertificate?.();
+          const issuerCn = cert?.issuer?.CN;
+          const problem = o.peerCertificateProblem(hello.fromId, cert?.subjectaltname, Array.isArray(issuerCn) ? issuerCn[0] : issuerCn);
           if (problem !== undefined) return refuse('certificate_mismatch', problem, claimed);
         } else if (h.tls()) {
           const expected = o.expectedPeerHost ? o.expectedPeerHost(hello.fromId) : h.peerHost(hello.fromId);

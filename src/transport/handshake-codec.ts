@@ -153,6 +153,12 @@ function optGeneration(v: unknown, path: string): { generation?: number } {
   return { generation: v };
 }
 
+function optCaEpoch(v: unknown, path: string): { caEpoch?: number } {
+  if (v === undefined) return {};
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > 2 ** 31) fail(path, 'a positive integer', v);
+  return { caEpoch: v };
+}
+
 function packGeneration(g: number | undefined): { generation?: number } {
   return g === undefined || g === 0 ? {} : { generation: g };
 }
@@ -326,6 +332,8 @@ export interface JoinAckFrame {
   readonly peers: string;
   /** The cluster generation the joiner joins (absent = 0). */
   readonly generation?: number;
+  /** The cluster CA's epoch (absent = 0). */
+  readonly caEpoch?: number;
   readonly iv: Uint8Array;
   readonly sealed: Uint8Array;
   readonly mac: Uint8Array;
@@ -371,6 +379,7 @@ export function decodeJoinAck(payload: Uint8Array, offset: number): JoinAckFrame
       bootstrap: str(m.get('bootstrap'), 'joinAck.bootstrap', 64 * 1024),
       peers: str(m.get('peers'), 'joinAck.peers', 64 * 1024),
       ...optGeneration(m.get('generation'), 'joinAck.generation'),
+      ...optCaEpoch(m.get('caEpoch'), 'joinAck.caEpoch'),
       iv: fixedBytes(m.get('iv'), 'joinAck.iv', 12),
       sealed: bytes(m.get('sealed'), 'joinAck.sealed'),
       mac: fixedBytes(m.get('mac'), 'joinAck.mac', MAC_BYTES),

@@ -79,9 +79,10 @@ export interface PeerTransportOptions {
    * With TLS: why the dialer's client certificate (its subjectAltName as Node
    * prints it) may not be node `id`'s (undefined: accept). Replaces the
    * expectedPeerHost check; the automatic cluster CA binds each certificate
-   * to a member id (src/node/cluster-ca.ts).
+   * to a member id (src/node/cluster-ca.ts). `issuerCn` is the CN of the
+   * certificate's issuer (the cluster CA notes which CA epoch it comes from).
    */
-  peerCertificateProblem?(id: number, subjectAltName: string | undefined): string | undefined;
+  peerCertificateProblem?(id: number, subjectAltName: string | undefined, issuerCn?: string): string | undefined;
   readonly logger: TransportLogger;
   /** A batch from one peer, validated, in the order sent. Called synchronously from socket I/O. */
   onMessages(msgs: Message[]): void;

@@ -137,6 +137,25 @@ export class PeerTransport {
     this.#log.info({ event: 'peer_tls_material' }, 'peer TLS certificate and trust roots replaced');
   }
 
+  /**
+   * Replace every established outbound message connection by a new one (a
+   * reconnect, not an outage: no disconnect is reported). After a CA epoch
+   * change (`quorate ca rotate`) the peers learn this node's new certificate
+   * only from a new handshake.
+   */
+  redialAll(reason: string): void {
+    if (this.#closing) return;
+    let n = 0;
+    for (const link of this.#links.values()) {
+      if (!link.connected || !link.conn || link.redialing) continue;
+      link.redialing = true;
+      link.attempt = 0;
+      link.conn.close({ initiator: 'local', detail: reason });
+      n++;
+    }
+    if (n > 0) this.#log.info({ event: 'peer_redial_all', peers: n, reason }, `reconnecting to ${n} peer(s): ${reason}`);
+  }
+
   /** Start accepting peers. Resolves with the bound port (useful with listenPort 0). */
   listen(): Promise<{ port: number }> {
     if (this.#closing) return Promise.reject(new TransportClosed('listen() after close()'));
