@@ -171,8 +171,13 @@ export class AutoTls {
     this.#listeners.push(listener);
   }
 
-  /** The replicated CA epoch changed (apply, restore, start): re-issue from it (a new epoch also gets a new node key). */
+  /**
+   * The replicated CA epoch changed (apply, restore, start): re-issue from it (a new epoch also gets a new node key).
+   * Never backwards: a node restarting replays its log from a snapshot that may predate the epoch it already uses
+   * (ca-epoch.json); going back would make it issue from, and trust only, roots its peers no longer trust.
+   */
   setCaEpochs(ca: CaEpochState): Promise<void> {
+    if (ca.epoch < this.#ca.epoch) return this.refresh();
     this.#ca = ca;
     return this.refresh();
   }
