@@ -106,7 +106,7 @@ const caExport: Command = {
   summary: 'print the cluster CA\'s trusted roots (PEM) for clients\' --ca',
   usage: '',
   description:
-    'Calls GET /v1/ca on the node asked and prints the root certificates it trusts now (previous, current and next period), PEM, for `--ca FILE` of the CLI, the `ca` option of the client library or a load balancer. ' +
+    'Calls GET /v1/ca on the node asked and prints the root certificates it trusts now (previous, current and next period, of the current CA epoch and of the next one, and of the previous one during a `ca rotate` grace), PEM, for `--ca FILE` of the CLI, the `ca` option of the client library or a load balancer. ' +
     'Only with security.tls "auto" off loopback (the automatic cluster CA). Roots rotate every security.caRotationSeconds (30 days): export again within a period after a rotation, and at once after `quorate isolate`, which re-roots the cluster.',
   flags: [],
   examples: ['quorate ca export > ca.pem', 'quorate --url https://10.0.1.10:7101 --ca ca.pem status'],

@@ -50,6 +50,8 @@ export function transportOptionsFor(
     tls: auto !== undefined ? auto.transportSetting() : tls === 'auto' ? 'off' : tls,
     ...(auto !== undefined ? { peerCertificateProblem: (peer: number, san: string | undefined, issuerCn?: string) => auto.peerCertificateProblem(peer, san, issuerCn) } : {}),
     clusterSecret: o.clusterSecret,
+    // Per-period handshake keys (src/transport/handshake.ts): the same periods as the cluster CA's roots.
+    keyPeriodMs: config.security.caRotationSeconds * 1000,
     incarnation: o.incarnation,
     featureLevel: o.featureLevel,
     clusterSettings: clusterSettingsOf(config),

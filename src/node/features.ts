@@ -12,7 +12,8 @@
 //   level 3: pause and drain with the operator's reason and an expiry (settings commands
 //            and snapshot section version 2, src/state/settings.ts)
 //   level 4: this release: the cluster CA's epoch (`quorate ca rotate`: secrets commands and snapshot
-//            section version 2, src/state/secrets.ts, src/node/ca-rotate.ts)
+//            section version 2, src/state/secrets.ts, src/node/ca-rotate.ts); members dial with per-period
+//            handshake keys (protocol version 6, src/transport/handshake.ts)
 import type { Logger } from 'pino';
 import type { Member, NodeId } from '../raft/index.js';
 import { KV_MACHINE_ID, encodeCommand, encodeEnvelope, encodeKvPayload, type Command } from '../state/index.js';

@@ -61,6 +61,10 @@ import { Fencing } from './fencing.js';
 import type { FenceTarget } from './vip-commands.js';
 import { AutoTls } from './tls-auto.js';
 import { CA_ROTATION_CHECK_MS, CaRotation } from './ca-rotate.js';
+import { periodKeyRef } from '../transport/handshake.js';
+
+/** The feature level from which members dial with per-period handshake keys (src/transport/handshake.ts). */
+export const PERIOD_KEYS_FEATURE_LEVEL = 4;
 
 export { VERSION } from './status.js';
 
@@ -190,6 +194,8 @@ export class QuorateNode implements ClusterControl {
       ...transportOptionsFor(config, { id, ...security, featureLevel, logger: this.#log, peerHost: (peer) => peerMap.get(peer)?.host }),
       // The cluster generation (./generation.ts): a peer of another one is refused at the handshake.
       generation: bootstrap.generation ?? 0,
+      // Dial with per-period handshake keys once every member applies them (feature level 4); until then the secret itself.
+      usePeriodKeys: () => this.featureLevel() >= PERIOD_KEYS_FEATURE_LEVEL,
       onSupersededByPeer: (_peer, reason) => this.#removal.mark(`a peer refused it: ${reason}`),
       ...this.#registry.transportHooks(),
       onPeerAck: (peer, info) => {
@@ -602,10 +608,22 @@ export class QuorateNode implements ClusterControl {
     this.#leadership.updateFrom(this.#replica.core.status());
     this.#warnings.check(now, () => this.status());
     this.#modes.approval.tick(now);
+    // ha-state.json Token follows the period token (and the cluster reaching feature level 4).
+    if (this.autoTls !== undefined && this.#periodToken() !== this.#haStateToken) void this.#writeHaState();
   }
 
+  /** Per-period handshake keys (feature level 4): the current period's token reference (a hash; never the key or the secret). */
+  #periodToken(): string | undefined {
+    if (this.featureLevel() < PERIOD_KEYS_FEATURE_LEVEL) return undefined;
+    return periodKeyRef(this.#isolate.secret, this.config.cluster.haId, Math.floor(Date.now() / (this.config.security.caRotationSeconds * 1000)));
+  }
+
+  #haStateToken: string | undefined;
+
   #writeHaState(): Promise<void> {
-    return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader(), tls: this.autoTls });
+    this.#haStateToken = this.#periodToken();
+    return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader(), tls: this.autoTls,
+      periodToken: () => this.#haStateToken });
   }
 
   #notLeader(): NodeError {

@@ -14,7 +14,8 @@ import { FramedConn } from './connection.js';
 import type { CloseInfo } from './connection.js';
 import { FrameError } from './errors.js';
 import {
-  acceptorMac, describeRange, dialerMac, GENERATION_SUPERSEDED, judgeHello, macEqual, MIN_COMPATIBLE_VERSION, negotiateVersion, newNonce, PROTOCOL_VERSION,
+  acceptorMac, DEFAULT_KEY_PERIOD_MS, describeRange, describeSkew, dialerMac, GENERATION_SUPERSEDED, judgeHello, KEY_PERIOD_SKEW, macEqual, MIN_COMPATIBLE_VERSION,
+  negotiateVersion, newNonce, periodKey, PROTOCOL_VERSION,
 } from './handshake.js';
 import { certificateNamesHost, type TlsMaterial } from './security.js';
 import { SnapshotReceiver } from './snapshot.js';
@@ -49,6 +50,8 @@ export interface AcceptorHost {
   /** The host given for `id` to setPeers. */
   peerHost(id: number): string | undefined;
   peerStats(id: number): ReceiveStats | undefined;
+  /** This node's current key period (per-period handshake keys). */
+  keyPeriod(): number;
   /** A message connection with `id` is established: its outage is over. */
   peerUp(id: number): void;
   reportDown(id: number, info: CloseInfo): void;
@@ -96,7 +99,8 @@ export function acceptPeer(h: AcceptorHost, socket: Socket): void {
         dialerNonce = open.open.nonce;
         acceptorNonce = newNonce();
         state = 'auth';
-        conn.write(encodeFrame('challenge', encodeChallenge({ nonce: acceptorNonce, protocolVersion: PROTOCOL_VERSION })));
+        // Our key period: a dialer of version 6+ may key its proof with that period's handshake key.
+        conn.write(encodeFrame('challenge', encodeChallenge({ nonce: acceptorNonce, protocolVersion: PROTOCOL_VERSION, keyPeriod: h.keyPeriod() })));
         return;
       }
       if (state === 'auth' && f.type === 'joinAuth') {
@@ -138,8 +142,11 @@ export function acceptPeer(h: AcceptorHost, socket: Socket): void {
         }
         const hello = auth.hello;
         const claimed = { claimedId: hello.fromId, claimedName: hello.fromName };
+        // The proof is keyed with the secret itself, or (version 6) with the handshake key of the period the dialer names.
+        const kp = hello.keyPeriod;
+        const keyOf = (s: Uint8Array): Uint8Array => (kp === undefined ? s : periodKey(s, o.haId, kp));
         const prev = h.previousSecret();
-        if (prev !== undefined && macEqual(dialerMac(prev, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
+        if (prev !== undefined && macEqual(dialerMac(keyOf(prev), dialerNonce!, acceptorNonce!, hello), auth.mac)) {
           // It holds the secret before the last rotation: say so (to it too: it proved that secret), never accept it.
           const reason = `node ${JSON.stringify(hello.fromName)} (claiming id ${hello.fromId}) proved the previous cluster secret, rotated since by \`quorate isolate\`: ` +
             'a member that was down during the rotation gets the current one by copying security.clusterSecretFile from a member (then restart it), or by enrollment; an isolated node stays refused';
@@ -149,8 +156,19 @@ export function acceptPeer(h: AcceptorHost, socket: Socket): void {
           conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal({ code: 'secret_rotated', reason })));
           return;
         }
-        if (!macEqual(dialerMac(h.secret(), dialerNonce!, acceptorNonce!, hello), auth.mac)) {
+        const key = keyOf(h.secret());
+        if (!macEqual(dialerMac(key, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
           return refuse('auth_failed', `the dialer's proof did not verify: it does not hold this cluster's secret (security.clusterSecretFile), or the handshake was altered (it claimed node id ${hello.fromId})`, claimed);
+        }
+        if (kp !== undefined && Math.abs(kp - h.keyPeriod()) > KEY_PERIOD_SKEW) {
+          // It holds the secret, but its clock is too far from ours: tell it (it proved the secret) and say by how much.
+          const reason = `node ${JSON.stringify(hello.fromName)} (id ${hello.fromId}) proved the cluster secret with the handshake key of another period: ${describeSkew(kp, h.keyPeriod(), o.keyPeriodMs ?? DEFAULT_KEY_PERIOD_MS)}; fix the clocks (NTP) on both nodes`;
+          clearTimeout(handshakeTimer);
+          log.warn({ event: 'peer_clock_skew', remote, code: 'clock_skew', theirPeriod: kp, myPeriod: h.keyPeriod(), skewMs: (kp - h.keyPeriod()) * (o.keyPeriodMs ?? DEFAULT_KEY_PERIOD_MS), reason, ...claimed },
+            `refused connection from ${remote}: ${reason}`);
+          state = 'done';
+          conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal({ code: 'clock_skew', reason })));
+          return;
         }
         const allowed = o.allowedPeerIds;
         const verdict = judgeHello(hello, {
@@ -207,7 +225,7 @@ export function acceptPeer(h: AcceptorHost, socket: Socket): void {
           ...(hello.settings !== undefined && o.clusterSettings !== undefined ? { settings: o.clusterSettings } : {}),
           ...((o.generation ?? 0) > 0 ? { generation: o.generation } : {}),
         };
-        const mac = acceptorMac(h.secret(), dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
+        const mac = acceptorMac(key, dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
         conn.write(encodeFrame('helloAck', encodeHelloAck({ ...ackBody, mac })));
         if (hello.channel === 'snapshot') {
           state = 'snapshot';
@@ -228,7 +246,7 @@ export function acceptPeer(h: AcceptorHost, socket: Socket): void {
         }
         h.peerUp(peerId);
         socket.setTimeout(o.idleTimeoutMs ?? 10_000);
-        log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
+        log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version, direction: 'in', ...(kp !== undefined ? { keyPeriod: kp } : {}) }, `peer ${peerId} (${hello.fromName}) connected`);
         o.onPeerHello?.(peerId, {
           nodeName: hello.fromName, apiUrl: hello.apiUrl, role: hello.role === '' ? undefined : hello.role, incarnation: hello.incarnation,
           featureLevel: hello.featureLevel ?? 1, ...(hello.settings !== undefined ? { settings: hello.settings } : {}),

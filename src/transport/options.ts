@@ -61,6 +61,16 @@ export interface PeerTransportOptions {
   recordedIncarnation?(id: number): string | undefined;
   /** A peer accepted our message connection and told us the incarnation it records for us (undefined: none). */
   onPeerAck?(peerId: number, info: PeerAckInfo): void;
+  /**
+   * Per-period handshake keys (protocol version 6, handshake.ts): the length of a key period (the node passes
+   * security.caRotationSeconds; default 30 days). An acceptor always takes a dialer's key of its previous, current
+   * or next period.
+   */
+  readonly keyPeriodMs?: number;
+  /** Whether this node dials with period keys (the node: once the cluster is at feature level 4). Default false: the cluster secret itself. */
+  usePeriodKeys?(): boolean;
+  /** The clock key periods are counted with. Default Date.now (tests give another to simulate skew). */
+  readonly clock?: () => number;
   /** This node's feature level (src/node/features.ts), announced in the authenticated handshake to peers of protocol version 3+. */
   readonly featureLevel?: number;
   /**

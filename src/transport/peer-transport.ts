@@ -16,7 +16,7 @@ import type { CloseInfo } from './connection.js';
 import { DialerHandshake } from './dialer-handshake.js';
 import { AddressLimit, DEFAULT_MAX_PEER_CONNECTIONS_PER_ADDRESS } from './address-limit.js';
 import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed, TransportConfigError } from './errors.js';
-import { CLUSTER_SECRET_MIN_BYTES, GENERATION_SUPERSEDED, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from './handshake.js';
+import { CLUSTER_SECRET_MIN_BYTES, DEFAULT_KEY_PERIOD_MS, GENERATION_SUPERSEDED, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from './handshake.js';
 import { assertTransportSecurity, isTlsAuto, loadTlsMaterial, type TlsMaterial } from './security.js';
 import { sendSnapshotOver } from './snapshot.js';
 import type { SnapshotSend } from './snapshot.js';
@@ -350,7 +350,14 @@ export class PeerTransport {
   }
 
   #dialerHandshake(link: Link, channel: Channel): DialerHandshake {
-    return new DialerHandshake(this.#secret, this.#hello(link.id, channel), `${link.addr.host}:${link.addr.port}`);
+    const o = this.#o;
+    const keys = o.usePeriodKeys === undefined ? undefined : { enabled: () => o.usePeriodKeys!(), period: () => this.#keyPeriod() };
+    return new DialerHandshake(this.#secret, this.#hello(link.id, channel), `${link.addr.host}:${link.addr.port}`, keys);
+  }
+
+  /** This node's current key period (per-period handshake keys, handshake.ts). */
+  #keyPeriod(): number {
+    return Math.floor((this.#o.clock ?? Date.now)() / (this.#o.keyPeriodMs ?? DEFAULT_KEY_PERIOD_MS));
   }
 
   #dialSocket(addr: PeerAddress): Socket {
@@ -546,6 +553,7 @@ export class PeerTransport {
       peerHost: (id) => this.#links.get(id)?.addr.host,
       peerStats: (id) => this.#links.get(id)?.stats,
       peerUp: (id) => this.#reportedDown.delete(id),
+      keyPeriod: () => this.#keyPeriod(),
       reportDown: (id, info) => this.#reportDown(id, info),
     };
   }

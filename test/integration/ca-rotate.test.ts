@@ -8,6 +8,9 @@
 // - A member down across a rotation: the grace stays open naming it, a second
 //   rotation is refused meanwhile; restarted, it reconnects with its old
 //   certificate (trusted in the grace), catches up, re-issues, and the grace ends.
+// - Per-period handshake keys: none while a member is at level 3; at level 4
+//   every new connection (the restarted member's too) proves a period key, and
+//   ha-state.json's Token names the current period's key, changing each period.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -15,7 +18,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { QuorateClient } from '../../src/api/client.js';
-import { MAIN, TOKEN, TestCluster, sleep, waitFor } from './harness.js';
+import { periodKeyRef } from '../../src/transport/handshake.js';
+import { CLUSTER_SECRET, MAIN, TOKEN, TestCluster, sleep, waitFor } from './harness.js';
 
 const run = promisify(execFile);
 
@@ -60,7 +64,11 @@ describe('quorate ca rotate', () => {
     assert.match(String(mixed.body['message']), /ca rotate needs cluster feature level 4 \(this cluster is at 3/);
     assert.equal((await caOf(0)).epoch, 0);
 
+    const connectedLines = (i: number, from = 0): string[] => cl.log(i).slice(from).split('\n').filter((l) => l.includes('"event":"peer_connected"') && l.includes('"direction":"in"'));
+    for (const i of [0, 1, 2]) assert.ok(connectedLines(i).every((l) => !l.includes('"keyPeriod"')), `node${i + 1}: no period keys while a member is at level 3`);
+
     // The member is upgraded (restarted on this release): level 4.
+    const beforeUpgrade = [0, 1, 2].map((i) => cl.log(i).length);
     cl.kill(DOWN, 'SIGTERM');
     await cl.waitExit(DOWN);
     cl.startNode(DOWN);
@@ -83,6 +91,13 @@ describe('quorate ca rotate', () => {
         }
       }
     })();
+    // Under writes: ha-state.json Token: the current period's handshake key reference, and a new one each period.
+    const secret = new Uint8Array(Buffer.from(CLUSTER_SECRET, 'hex'));
+    const tokenOf = (i: number): string => (JSON.parse(readFileSync(join(cl.nodes[i]!.dir, 'ha-state.json'), 'utf8')) as { Token: string }).Token;
+    const expected = (): string[] => [-1, 0].map((d) => periodKeyRef(secret, 'it', Math.floor(Date.now() / 20_000) + d));
+    await waitFor('Token names the current period key', () => expected().includes(tokenOf(0)), 30_000);
+    const firstToken = tokenOf(0);
+    await waitFor('Token changes at the next period', () => tokenOf(0) !== firstToken && expected().includes(tokenOf(0)), 30_000);
     const graceEnded = async (epoch: number): Promise<boolean> => {
       for (const i of up) {
         const v = await caOf(i).catch(() => undefined);
@@ -133,13 +148,21 @@ describe('quorate ca rotate', () => {
     await waitFor('every member re-issued from epoch 2 and the grace ended', () => graceEnded(2), 60_000);
     assert.match(cl.log(victim).slice(logFrom[victim]), /"reason":"ca_rotated"/, 'the restarted member re-issued from epoch 2 by itself');
     for (const i of [0, 1, 2]) {
+      if (i === victim) continue;
+      const fromVictim = connectedLines(i, logFrom[i]).filter((l) => l.includes(`"name":"${victimName}"`));
+      // Its first dials after the start may use the secret itself (it has not heard the members' levels yet; both forms
+      // are accepted); once it has, and it redials after re-issuing, it proves the current period's key.
+      assert.ok(/"keyPeriod":\d+/.test(fromVictim.at(-1) ?? ''), `node${i + 1}: the member that was down proved a period key (${fromVictim.length} connections: ${fromVictim.join(' | ')})`);
+    }
+    const periods = new Set([0, 1, 2].flatMap((i) => connectedLines(i, beforeUpgrade[i]).map((l) => /"keyPeriod":(\d+)/.exec(l)?.[1]).filter((p) => p !== undefined)));
+    for (const i of [0, 1, 2]) {
       // (A peer_tls_rejected "socket hang up" is a dial given up mid-handshake, e.g. by a node stopping: not a refusal.)
       assert.doesNotMatch(cl.log(i).slice(logFrom[i]), /"code":"certificate_required"|"event":"peer_tls_rejected"[^\n]*certificate/, `node${i + 1} refused no member's certificate after the restart`);
     }
 
     writing = false;
     await writer;
-    console.log(`# ca-rotate: ${JSON.stringify({ writes, writesDuringRotations: writes - writesBefore, failed, rotation1Ms, totalMs: Date.now() - t0 })}`);
+    console.log(`# ca-rotate: ${JSON.stringify({ writes, writesDuringRotations: writes - writesBefore, failed, rotation1Ms, totalMs: Date.now() - t0, handshakeKeyPeriods: [...periods] })}`);
     assert.equal(failed, 0, `no write failed across the rotations: ${errors.slice(0, 3).join(' | ')}`);
     assert.ok(writes - writesBefore > 0);
 
