@@ -181,6 +181,9 @@ describe('CA epochs (quorate ca rotate) at the transport', () => {
       await until(() => a.log.lines.filter((l) => l['event'] === 'peer_connected' && l['direction'] === 'in').length >= 2, 'node 1 accepted the late node 2 (epoch 0 in grace)');
       assert.equal(auto1.peerEpoch(2), 0);
       await connected(a, b);
+      // The redials were make-before-break: neither side saw an outage.
+      assert.deepEqual([a.disconnects, b.disconnects], [[], []]);
+      assert.equal(a.log.lines.filter((l) => l['event'] === 'peer_reconnected').length, 1);
       // Node 2 catches up; the grace ends on both: the epoch-0 material is refused from now on.
       await auto2.setCaEpochs({ epoch: 1, graceEpoch: 0 });
       await auto1.setCaEpochs({ epoch: 1, graceEpoch: undefined });

@@ -53,6 +53,8 @@ interface Link {
   lastProblemLogMs: number;
   /** The connection is being replaced on purpose (address change): not an outage. */
   redialing: boolean;
+  /** A second connection being opened to replace the established one (redialAll): swapped in once established. */
+  replacement: FramedConn | undefined;
   lastDropLogMs: number;
   removed: boolean;
   readonly stats: MutableStats;
@@ -138,19 +140,19 @@ export class PeerTransport {
   }
 
   /**
-   * Replace every established outbound message connection by a new one (a
-   * reconnect, not an outage: no disconnect is reported). After a CA epoch
-   * change (`quorate ca rotate`) the peers learn this node's new certificate
-   * only from a new handshake.
+   * Replace every established outbound message connection by a new one,
+   * make-before-break: the new one is opened beside the old, and the old is
+   * closed only once the new one is established (the acceptor swaps them too),
+   * so no side sees an outage and messages keep flowing meanwhile. After a CA
+   * epoch change (`quorate ca rotate`) the peers learn this node's new
+   * certificate only from a new handshake.
    */
   redialAll(reason: string): void {
     if (this.#closing) return;
     let n = 0;
     for (const link of this.#links.values()) {
-      if (!link.connected || !link.conn || link.redialing) continue;
-      link.redialing = true;
-      link.attempt = 0;
-      link.conn.close({ initiator: 'local', detail: reason });
+      if (!link.connected || !link.conn || link.redialing || link.replacement) continue;
+      link.replacement = this.#open(link);
       n++;
     }
     if (n > 0) this.#log.info({ event: 'peer_redial_all', peers: n, reason }, `reconnecting to ${n} peer(s): ${reason}`);
@@ -206,7 +208,7 @@ export class PeerTransport {
       const link: Link = {
         id, addr: { host: addr.host, port: addr.port }, conn: undefined, connected: false, timer: undefined, attempt: 0,
         everConnected: false, queue: [], queuedBytes: 0, lastWriteMs: 0, lastProblem: undefined, lastProblemLogMs: 0,
-        redialing: false, lastDropLogMs: 0, removed: false,
+        redialing: false, replacement: undefined, lastDropLogMs: 0, removed: false,
         stats: { bytesSent: 0, msgsSent: 0, bytesReceived: 0, msgsReceived: 0, dropped: 0, reconnects: 0, snapshotsSent: 0, snapshotBytesSent: 0 },
       };
       this.#links.set(id, link);
@@ -367,6 +369,11 @@ export class PeerTransport {
   #dial(link: Link): void {
     link.timer = undefined;
     if (this.#closing || link.removed) return;
+    link.conn = this.#open(link);
+  }
+
+  /** A new outbound message connection to the link's peer, its handshake started. */
+  #open(link: Link): FramedConn {
     const socket = this.#dialSocket(link.addr);
     const handshakeMs = this.#o.handshakeTimeoutMs ?? 5000;
     const hs = this.#dialerHandshake(link, 'messages');
@@ -376,12 +383,13 @@ export class PeerTransport {
       onClose: (info) => this.#onDialerClose(link, conn, info),
       onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: link.id, channel: 'messages', offset: err.offset, reason: err.reason }, `closing connection to peer ${link.id}: ${err.message}`),
     });
-    link.conn = conn;
     socket.setTimeout(handshakeMs); // cleared once established
     conn.write(hs.openFrame());
+    return conn;
   }
 
   #onDialerFrame(link: Link, conn: FramedConn, hs: DialerHandshake, f: Frame): void {
+    if (conn === link.replacement) return this.#onReplacementFrame(link, conn, hs, f);
     if (link.connected) {
       if (f.type === 'ping') return;
       throw new FrameError(f.offset, `unexpected ${f.type} frame from the acceptor of an outbound message connection`);
@@ -421,8 +429,46 @@ export class PeerTransport {
     });
   }
 
+  /** The handshake of a replacement connection (redialAll); the established one carries the messages meanwhile. */
+  #onReplacementFrame(link: Link, conn: FramedConn, hs: DialerHandshake, f: Frame): void {
+    const step = hs.step(f);
+    if (step.kind === 'send') {
+      conn.write(step.frame);
+      return;
+    }
+    if (step.kind !== 'established') {
+      // Keep the established connection; the next redial (or reconnect) tries again.
+      const why = step.kind === 'refused' ? `refused: ${step.refusal.reason}` : step.reason;
+      link.replacement = undefined;
+      this.#log.warn({ event: 'peer_redial_failed', peer: link.id, reason: why }, `could not replace the connection to peer ${link.id} (${why}); keeping the established one`);
+      conn.close({ initiator: 'local', detail: why });
+      return;
+    }
+    const old = link.conn;
+    link.conn = conn;
+    link.replacement = undefined;
+    conn.markEstablished();
+    conn.socket.setTimeout(0);
+    this.#log.info({ event: 'peer_reconnected', peer: link.id, name: step.ack.nodeName, version: step.ack.protocolVersion, direction: 'out' }, `replaced the connection to peer ${link.id} (${step.ack.nodeName})`);
+    old?.close({ initiator: 'local', detail: 'replaced by a new connection' });
+  }
+
   #onDialerClose(link: Link, conn: FramedConn, info: CloseInfo): void {
+    if (conn === link.replacement) link.replacement = undefined;
     if (link.conn !== conn) return;
+    if (link.replacement) {
+      // The established connection ended while its replacement handshakes (typically the acceptor, having taken the
+      // new one, closed the old one first): the replacement becomes the link's connection, not an outage.
+      link.conn = link.replacement;
+      link.replacement = undefined;
+      link.connected = false;
+      if (link.queue.length > 0) {
+        link.stats.dropped += link.queue.length;
+        link.queue = [];
+        link.queuedBytes = 0;
+      }
+      return;
+    }
     const wasConnected = link.connected;
     link.conn = undefined;
     link.connected = false;
@@ -476,6 +522,8 @@ export class PeerTransport {
     link.timer = undefined;
     link.conn?.close({ initiator: 'local', detail: 'peer removed' });
     link.conn = undefined;
+    link.replacement?.close({ initiator: 'local', detail: 'peer removed' });
+    link.replacement = undefined;
     link.connected = false;
     link.queue = [];
     link.queuedBytes = 0;
