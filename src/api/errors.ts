@@ -85,6 +85,8 @@ export const ERROR_STATUS = {
   too_many_tokens: 409,
   // The cluster feature level is too low for this replicated feature (upgrade every member).
   feature_unavailable: 409,
+  // `quorate ca rotate`: the previous rotation still waits for members to re-issue, or the cluster CA is not in use.
+  ca_rotation_refused: 409,
   // Replicated SQL (/v1/db): a statement refused before anything ran (non-deterministic,
   // reaching outside the database, a write in a query), or a statement SQLite failed
   // deterministically (syntax, constraint: with a transaction nothing was kept). `statement` names it.

@@ -52,16 +52,23 @@ export interface CaInfo {
   /** The current period (root) number and the rotation period. */
   readonly period: number;
   readonly periodSeconds: number;
-  /** The roots trusted now (previous, current, next), public certificates. */
-  readonly roots: readonly { readonly period: number; readonly fingerprint: string; readonly notBefore: string; readonly notAfter: string; readonly pem: string }[];
-  readonly nodeCertificate: { readonly notAfter: string; readonly issuedFromPeriod: number };
+  /** The CA epoch (`quorate ca rotate` moves it), and the previous one while it is still trusted (the rotation's grace), else null. */
+  readonly epoch: number;
+  readonly graceEpoch: number | null;
+  /** The roots trusted now (previous, current, next period of each trusted epoch), public certificates. */
+  readonly roots: readonly { readonly period: number; readonly epoch: number; readonly fingerprint: string; readonly notBefore: string; readonly notAfter: string; readonly pem: string }[];
+  readonly nodeCertificate: { readonly notAfter: string; readonly issuedFromPeriod: number; readonly issuedFromEpoch: number };
   /** A reference to the cluster secret the roots derive from (ha-state.json Token), never the secret. */
   readonly token: string;
+  /** While a `ca rotate` is in its grace: the new epoch and the members not yet seen with a certificate of it (as this node saw them; the leader's view decides). */
+  readonly pending?: { readonly epoch: number; readonly waitingFor: readonly string[] } | null;
 }
 
 export interface SecurityPort {
   /** The cluster CA, when this node uses it (undefined: security.tls is not "auto", or the cluster is loopback-only). */
   caInfo?(): CaInfo | undefined;
+  /** `quorate ca rotate`, on the leader: move the cluster CA to its next epoch (./src/node/ca-rotate.ts). */
+  caRotate?(): Promise<{ readonly epoch: number; readonly message: string }>;
   /** The replicated token whose SHA-256 this is, unless expired or unknown. */
   verifyToken(sha256: Buffer): { readonly name: string; readonly role: Role } | undefined;
   /** The replicated tokens (never their secrets). */

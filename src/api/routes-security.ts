@@ -125,3 +125,28 @@ export const caRoutes: Readonly<Record<string, Route>> = {
     },
   },
 };
+
+/**
+ * POST /v1/cluster/ca/rotate (admin, audited): move the cluster CA to its next epoch without isolating anyone
+ * (src/node/ca-rotate.ts). Runs on the leader (forwarded there); 409 while a member runs an older release
+ * (feature level 4) or the previous rotation's grace is open.
+ */
+export const caRotateRoutes: Readonly<Record<string, Route>> = {
+  POST: {
+    auth: 'admin',
+    query: [],
+    handle: async (ctx) => {
+      const b = await ctx.jsonBody(true);
+      if (b !== undefined && (typeof b !== 'object' || b === null || Array.isArray(b) || Object.keys(b).length > 0)) throw badField('body', 'must be empty or {}');
+      const rotate = ctx.app.security.caRotate;
+      if (ctx.app.security.caInfo?.() === undefined || rotate === undefined) {
+        throw new ApiError('not_found', `node ${ctx.app.cluster.nodeName} does not use the automatic cluster CA: security.tls is not "auto", or every peer is on loopback (plain TCP) and apiTls is not "auto"; there is no root to rotate`);
+      }
+      await onLeader(ctx, true, async () => {
+        const r = await rotate.call(ctx.app.security);
+        ctx.app.logger.warn({ event: 'ca_rotated', by: ctx.principal?.name, epoch: r.epoch }, r.message);
+        ctx.json(200, { ...r, leader: ctx.app.cluster.nodeName });
+      });
+    },
+  },
+};

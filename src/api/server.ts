@@ -33,7 +33,7 @@ import type { AppCoordination } from './ports-app.js';
 import { AuthFailureLimiter, DEFAULT_AUTH_LIMIT, type AuthLimitOptions } from './auth-limit.js';
 import { auditAfter, checkForwarded, guard } from './guard.js';
 import type { SecurityPort } from './ports-security.js';
-import { auditRoutes, caRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
+import { auditRoutes, caRotateRoutes, caRoutes, tokenRoutes, tokensRoutes } from './routes-security.js';
 import { opsRoutes } from './routes-ops.js';
 import type { OpsPort } from './ports-ops.js';
 import type { DrillPort } from './ports-drill.js';
@@ -142,6 +142,7 @@ const STATIC: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   '/v1/tokens': tokensRoutes,
   '/v1/audit': auditRoutes,
   '/v1/ca': caRoutes,
+  '/v1/cluster/ca/rotate': caRotateRoutes,
   ...opsRoutes,
   ...drillRoutes,
 };

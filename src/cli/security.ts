@@ -106,7 +106,7 @@ const caExport: Command = {
   summary: 'print the cluster CA\'s trusted roots (PEM) for clients\' --ca',
   usage: '',
   description:
-    'Calls GET /v1/ca on the node asked and prints the root certificates it trusts now (previous, current and next period), PEM, for `--ca FILE` of the CLI, the `ca` option of the client library or a load balancer. ' +
+    'Calls GET /v1/ca on the node asked and prints the root certificates it trusts now (previous, current and next period, of the current CA epoch and of the next one, and of the previous one during a `ca rotate` grace), PEM, for `--ca FILE` of the CLI, the `ca` option of the client library or a load balancer. ' +
     'Only with security.tls "auto" off loopback (the automatic cluster CA). Roots rotate every security.caRotationSeconds (30 days): export again within a period after a rotation, and at once after `quorate isolate`, which re-roots the cluster.',
   flags: [],
   examples: ['quorate ca export > ca.pem', 'quorate --url https://10.0.1.10:7101 --ca ca.pem status'],
@@ -122,19 +122,41 @@ const caShow: Command = {
   name: 'ca show',
   summary: 'the cluster CA: trusted roots, their validity, this node\'s certificate, the secret reference',
   usage: '',
-  description: 'Calls GET /v1/ca on the node asked: the roots it trusts now (period, SHA-256 fingerprint, validity), which root its own certificate was issued from and until when it is valid, and Token, the reference of the cluster secret the roots derive from (changes when `quorate isolate` rotates it).',
+  description: 'Calls GET /v1/ca on the node asked: the CA epoch (moved by `quorate ca rotate`) and, during a rotation\'s grace, the members not yet seen with a certificate of the new epoch; the roots it trusts now (epoch, period, SHA-256 fingerprint, validity), which root its own certificate was issued from and until when it is valid, and Token, the reference of the cluster secret the roots derive from (changes when `quorate isolate` rotates it).',
   flags: [],
   examples: ['quorate ca show', 'quorate ca show --json'],
   remote: true,
   async run(ctx) {
-    const b = (await ctx.client().request<{ nodeName?: string; period?: number; periodSeconds?: number; token?: string; roots?: Record<string, unknown>[]; nodeCertificate?: Record<string, unknown> }>('GET', '/v1/ca')).body;
+    const b = (await ctx.client().request<{
+      nodeName?: string; period?: number; periodSeconds?: number; epoch?: number; token?: string; roots?: Record<string, unknown>[]; nodeCertificate?: Record<string, unknown>;
+      pending?: { epoch: number; waitingFor: string[] } | null;
+    }>('GET', '/v1/ca')).body;
     const roots = b.roots ?? [];
+    const grace = b.pending ? `open: epoch ${b.pending.epoch - 1} still trusted; ${b.pending.waitingFor.length > 0 ? `waiting for ${b.pending.waitingFor.join(', ')}` : 'every member re-issued'}` : 'none';
     ctx.print(b, () => `${keyValues([
-      ['node', String(b.nodeName)], ['period', `${String(b.period)} (a new root every ${String(b.periodSeconds)} s)`], ['token', String(b.token)],
-      ['node certificate', `from root ${String(b.nodeCertificate?.['issuedFromPeriod'])}, valid until ${String(b.nodeCertificate?.['notAfter'])}`],
-    ])}\n\n${table(['ROOT', 'FINGERPRINT (SHA-256)', 'NOT BEFORE', 'NOT AFTER'], roots.map((r) => [String(r['period']), String(r['fingerprint']), String(r['notBefore']), String(r['notAfter'])]))}`);
+      ['node', String(b.nodeName)], ['epoch', String(b.epoch ?? 0)], ['rotation grace', grace], ['period', `${String(b.period)} (a new root every ${String(b.periodSeconds)} s)`], ['token', String(b.token)],
+      ['node certificate', `from root ${String(b.nodeCertificate?.['issuedFromPeriod'])} of epoch ${String(b.nodeCertificate?.['issuedFromEpoch'] ?? 0)}, valid until ${String(b.nodeCertificate?.['notAfter'])}`],
+    ])}\n\n${table(['EPOCH', 'ROOT', 'FINGERPRINT (SHA-256)', 'NOT BEFORE', 'NOT AFTER'], roots.map((r) => [String(r['epoch'] ?? 0), String(r['period']), String(r['fingerprint']), String(r['notBefore']), String(r['notAfter'])]))}`);
     return EXIT.ok;
   },
 };
 
-export const securityCommands: readonly Command[] = [create, ls, revoke, audit, caExport, caShow];
+const caRotate: Command = {
+  name: 'ca rotate',
+  summary: 'move the cluster CA to new roots (and every node to a new key) without isolating anyone',
+  usage: '',
+  description:
+    'Calls POST /v1/cluster/ca/rotate (admin; forwarded to the leader; audited). The cluster CA moves to its next epoch: every member makes a new key, issues its certificate from the new roots and reconnects to its peers. ' +
+    'The previous epoch stays trusted until every current member has shown a certificate of the new one (`quorate ca show`: rotation grace), so a member that is down or slow catches up by itself; a new rotation is refused (409) until then. ' +
+    'Needs cluster feature level 4 (409 naming the level while a member runs an older release). The cluster secret is not changed: if it may have leaked, use `quorate isolate` (docs/operations.md). Clients that pinned the roots (--ca) export them again afterwards.',
+  flags: [],
+  examples: ['quorate ca rotate', 'quorate ca rotate --json', 'quorate ca show'],
+  remote: true,
+  async run(ctx) {
+    const r = (await ctx.client().request<{ epoch?: number; message?: string; leader?: string }>('POST', '/v1/cluster/ca/rotate', { body: {}, write: true })).body;
+    ctx.print(r, () => String(r.message));
+    return EXIT.ok;
+  },
+};
+
+export const securityCommands: readonly Command[] = [create, ls, revoke, audit, caExport, caShow, caRotate];

@@ -52,8 +52,10 @@ export function transportOptionsFor(
     listenPort: Number(peerAddr.port),
     // "auto": the cluster CA (./tls-auto.ts), or plain TCP on a loopback-only cluster.
     tls: auto !== undefined ? auto.transportSetting() : tls === 'auto' ? 'off' : tls,
-    ...(auto !== undefined ? { peerCertificateProblem: (peer: number, san: string | undefined) => auto.peerCertificateProblem(peer, san) } : {}),
+    ...(auto !== undefined ? { peerCertificateProblem: (peer: number, san: string | undefined, issuerCn?: string) => auto.peerCertificateProblem(peer, san, issuerCn) } : {}),
     clusterSecret: o.clusterSecret,
+    // Per-period handshake keys (src/transport/handshake.ts): the same periods as the cluster CA's roots.
+    keyPeriodMs: config.security.caRotationSeconds * 1000,
     incarnation: o.incarnation,
     featureLevel: o.featureLevel,
     clusterSettings: clusterSettingsOf(config),

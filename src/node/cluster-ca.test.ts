@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import {
-  certificateProblem, clusterTokenRef, issueNodeCert, memberIdOf, newNodeKeyPem, periodOf, rootCa, trustedRoots,
+  certificateProblem, clusterTokenRef, epochOfIssuer, issueNodeCert, memberIdOf, newNodeKeyPem, periodOf, rootCa, trustedEpochs, trustedRoots,
 } from './cluster-ca.js';
 
 const secret = new Uint8Array(32).fill(7);
@@ -81,4 +81,32 @@ test('the Token reference changes with the secret and does not contain it', () =
   assert.match(a, /^sha256:[0-9a-f]{32}$/);
   assert.notEqual(a, clusterTokenRef(other));
   assert.ok(!a.includes(Buffer.from(secret).toString('hex')));
+});
+
+test('CA epochs (ca rotate): epoch 0 is the pre-epoch root; a node at epoch e trusts e+1 ahead, keeps e-1 only in grace; the issuer names its epoch', async () => {
+  const k = 30;
+  const now = k * P + 1;
+  const e0 = await rootCa(secret, 'prod-ha', k, P);
+  assert.equal(e0.epoch, 0);
+  assert.equal(e0.cert.subject, 'CN=quorate prod-ha root 30', 'epoch 0 keeps the subject (and key) of the releases before epochs');
+  const e1 = await rootCa(secret, 'prod-ha', k, P, 1);
+  assert.equal(e1.cert.subject, 'CN=quorate prod-ha root 30 epoch 1');
+  assert.notEqual(Buffer.from(e1.cert.publicKey.rawData).toString('hex'), Buffer.from(e0.cert.publicKey.rawData).toString('hex'));
+  assert.equal(epochOfIssuer('quorate prod-ha root 30'), 0);
+  assert.equal(epochOfIssuer('quorate prod-ha root 30 epoch 7'), 7);
+  assert.equal(epochOfIssuer('someone else'), undefined);
+  assert.deepEqual(trustedEpochs(0, undefined), [0, 1]);
+  assert.deepEqual(trustedEpochs(1, 0), [0, 1, 2]);
+  assert.deepEqual(trustedEpochs(1, undefined), [1, 2]);
+  const keyPem = await newNodeKeyPem();
+  const late = await issueNodeCert(e0, id, keyPem, now); // a member that has not applied the rotation yet
+  const moved = await issueNodeCert(e1, id, keyPem, now); // one that has
+  const lateTrusts = await trustedRoots(secret, 'prod-ha', now, P, trustedEpochs(0, undefined));
+  const graceTrusts = await trustedRoots(secret, 'prod-ha', now, P, trustedEpochs(1, 0));
+  const afterTrusts = await trustedRoots(secret, 'prod-ha', now, P, trustedEpochs(1, undefined));
+  assert.equal(lateTrusts.length, 6);
+  assert.equal(certificateProblem(moved, lateTrusts, id, now), undefined, 'the late member trusts the new epoch ahead');
+  assert.equal(certificateProblem(late, graceTrusts, id, now), undefined, 'the others trust the late member during the grace');
+  assert.match(certificateProblem(late, afterTrusts, id, now) ?? '', /not issued by a trusted root/, 'and no longer once it ended');
+  assert.equal(epochOfIssuer(new X509Certificate(moved).issuer.replace(/^CN=/, '')), 1);
 });

@@ -23,6 +23,14 @@
 // Rotating the cluster secret (`quorate isolate`) changes every root at once:
 // members re-issue from the new chain and stop trusting the old one, so the
 // isolated node, which could derive the old roots, holds nothing trusted.
+//
+// CA epochs (`quorate ca rotate`, ./ca-rotate.ts): the roots also depend on a
+// replicated epoch e (0 until the first `ca rotate`; epoch 0 derives exactly
+// the roots of the releases before epochs). A node at epoch e trusts the roots
+// of e and e+1 (the next epoch's roots are derivable ahead, so a member that
+// applies the rotation late still trusts the certificates of those that
+// applied it), plus e-1 while the rotation's grace lasts (until every member
+// showed a certificate of e), and issues from e.
 import { createECDH, createHash, createPrivateKey, createPublicKey, hkdfSync, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
 import { isIP } from 'node:net';
 import type * as X509 from '@peculiar/x509';
@@ -41,6 +49,8 @@ export const DEFAULT_CA_PERIOD_MS = 30 * 24 * 3600_000;
 
 export interface RootCa {
   readonly period: number;
+  /** The CA epoch (0 before any `quorate ca rotate`). */
+  readonly epoch: number;
   readonly cert: X509.X509Certificate;
   readonly pem: string;
   readonly key: CryptoKey;
@@ -68,9 +78,10 @@ export function memberUri(haId: string, id: number): string {
 const pemOf = (c: X509.X509Certificate): string => `${c.toString('pem').trimEnd()}\n`;
 const b64u = (b: Buffer): string => b.toString('base64url');
 
-/** The root key of period k: a P-256 scalar from HKDF over the cluster secret (deterministic, never stored). */
-export async function deriveRootKey(secret: Uint8Array, haId: string, period: number): Promise<CryptoKeyPair> {
-  const okm = Buffer.from(hkdfSync('sha256', secret, Buffer.from(`quorate-ca-v1\0${haId}`, 'utf8'), Buffer.from(`root\0${period}`, 'utf8'), 48));
+/** The root key of period k in CA epoch e: a P-256 scalar from HKDF over the cluster secret (deterministic, never stored). */
+export async function deriveRootKey(secret: Uint8Array, haId: string, period: number, epoch = 0): Promise<CryptoKeyPair> {
+  const info = epoch === 0 ? `root\0${period}` : `root\0epoch ${epoch}\0${period}`;
+  const okm = Buffer.from(hkdfSync('sha256', secret, Buffer.from(`quorate-ca-v1\0${haId}`, 'utf8'), Buffer.from(info, 'utf8'), 48));
   const d = (BigInt(`0x${okm.toString('hex')}`) % (N - 1n)) + 1n;
   const dBytes = Buffer.from(d.toString(16).padStart(64, '0'), 'hex');
   const ecdh = createECDH('prime256v1');
@@ -82,9 +93,20 @@ export async function deriveRootKey(secret: Uint8Array, haId: string, period: nu
   return { privateKey, publicKey };
 }
 
-/** Root k's self-signed certificate (same key, subject and validity on every member). */
-export async function rootCa(secret: Uint8Array, haId: string, period: number, periodMs: number): Promise<RootCa> {
-  const keys = await deriveRootKey(secret, haId, period);
+/** The subject CN of root `period` in `epoch` (epoch 0: as before epochs existed). */
+function rootName(haId: string, period: number, epoch: number): string {
+  return `quorate ${haId.replace(/[,+="<>#;\\]/g, '_')} root ${period}${epoch === 0 ? '' : ` epoch ${epoch}`}`;
+}
+
+/** The CA epoch of a certificate issued by a root of this CA, from its issuer's CN (undefined: not one of ours). */
+export function epochOfIssuer(issuerCn: string | undefined): number | undefined {
+  const m = /^quorate .* root (0|[1-9][0-9]{0,15})(?: epoch ([1-9][0-9]{0,15}))?$/.exec(issuerCn ?? '');
+  return m === null ? undefined : m[2] === undefined ? 0 : Number(m[2]);
+}
+
+/** Root k's self-signed certificate in `epoch` (same key, subject and validity on every member). */
+export async function rootCa(secret: Uint8Array, haId: string, period: number, periodMs: number, epoch = 0): Promise<RootCa> {
+  const keys = await deriveRootKey(secret, haId, period, epoch);
   const spki = Buffer.from(await subtle.exportKey('spki', keys.publicKey));
   const notBefore = new Date((period - 1) * periodMs);
   const notAfter = new Date((period + 2) * periodMs);
@@ -92,7 +114,7 @@ export async function rootCa(secret: Uint8Array, haId: string, period: number, p
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     // Positive, deterministic: the same on every member.
     serialNumber: `01${createHash('sha256').update(spki).digest('hex').slice(0, 30)}`,
-    name: `CN=quorate ${haId.replace(/[,+="<>#;\\]/g, '_')} root ${period}`,
+    name: `CN=${rootName(haId, period, epoch)}`,
     notBefore, notAfter, keys, signingAlgorithm: SIGN,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
@@ -101,13 +123,20 @@ export async function rootCa(secret: Uint8Array, haId: string, period: number, p
     ],
   });
   const der = Buffer.from(cert.rawData);
-  return { period, cert, pem: pemOf(cert), key: keys.privateKey, notBefore, notAfter, fingerprint: createHash('sha256').update(der).digest('hex') };
+  return { period, epoch, cert, pem: pemOf(cert), key: keys.privateKey, notBefore, notAfter, fingerprint: createHash('sha256').update(der).digest('hex') };
 }
 
-/** The roots trusted at `nowMs`: periods k-1, k, k+1. */
-export async function trustedRoots(secret: Uint8Array, haId: string, nowMs: number, periodMs: number): Promise<RootCa[]> {
+/** The roots trusted at `nowMs`: periods k-1, k, k+1 of every epoch in `epochs` (default: epoch 0 only), epoch by epoch. */
+export async function trustedRoots(secret: Uint8Array, haId: string, nowMs: number, periodMs: number, epochs: readonly number[] = [0]): Promise<RootCa[]> {
   const k = periodOf(nowMs, periodMs);
-  return Promise.all([k - 1, k, k + 1].map((p) => rootCa(secret, haId, p, periodMs)));
+  return Promise.all(epochs.flatMap((e) => [k - 1, k, k + 1].map((p) => rootCa(secret, haId, p, periodMs, e))));
+}
+
+/** The epochs a node trusts: from the one kept during a rotation's grace (or the current one) to the next. */
+export function trustedEpochs(epoch: number, graceEpoch: number | undefined): number[] {
+  const out: number[] = [];
+  for (let e = Math.min(graceEpoch ?? epoch, epoch); e <= epoch + 1; e++) out.push(e);
+  return out;
 }
 
 /** A new node key pair (EC P-256) as PKCS#8 PEM. */

@@ -137,6 +137,8 @@ export interface EnrollContext {
   readonly version: string;
   readonly bootstrap: Bootstrap;
   readonly clusterSecret: Uint8Array;
+  /** The cluster CA's epoch (`quorate ca rotate`), told to a joiner so that its first certificate is of it (0: none). */
+  caEpoch?(): number;
   readonly replica: Pick<Replica, 'core' | 'run' | 'fatalIfBroken' | 'mapRaftError'>;
   readonly registry: Pick<MemberRegistry, 'peers' | 'nameOf'>;
   isLeader(): boolean;
@@ -272,8 +274,10 @@ export class Enroller {
       .map((m) => ({ id: m.id, peerUrl: m.peerUrl ?? c.registry.peers.get(m.id)?.peerUrl }))
       .filter((m): m is { id: number; peerUrl: string } => m.peerUrl !== undefined);
     const generation = c.bootstrap.generation ?? 0;
+    const caEpoch = c.caEpoch?.() ?? 0;
     const answer: JoinAnswer = {
       haId: c.haId, nodeId: id, leaderId: c.selfId, bootstrap: JSON.stringify(c.bootstrap.members), peers: JSON.stringify(peers), ...(generation > 0 ? { generation } : {}),
+      ...(caEpoch > 0 ? { caEpoch } : {}),
     };
     const { iv, sealed } = sealSecret(keys, c.clusterSecret, answer);
     const mac = leaderMac(keys, joinerNonce, leaderNonce, ja.mac, answer, iv, sealed);

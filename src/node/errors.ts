@@ -46,6 +46,8 @@ export const NODE_ERROR_CODES = [
   'too_many_tokens',
   // A replicated feature (queues, locks, outbox, tokens, audit) needs a higher cluster feature level (a member runs an older build).
   'feature_unavailable',
+  // `quorate ca rotate` (./ca-rotate.ts): the previous rotation's grace is still open, or this node does not use the cluster CA.
+  'ca_rotation_refused',
   // Jobs (src/node/scheduler.ts): the job is running now, or its slot could not be claimed.
   'job_running',
   // Drills (./drills.ts): drills.enabled is false in this node's config.

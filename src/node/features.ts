@@ -9,14 +9,17 @@
 //
 //   level 1: the previous release: KV commands in entry format 1, KV snapshots (QKVS 1/2)
 //   level 2: format-2 envelopes ([2, machine, at, key, payload]), composite snapshots (QSMS)
-//   level 3: this release: pause and drain with the operator's reason and an expiry (settings commands
+//   level 3: pause and drain with the operator's reason and an expiry (settings commands
 //            and snapshot section version 2, src/state/settings.ts)
+//   level 4: this release: the cluster CA's epoch (`quorate ca rotate`: secrets commands and snapshot
+//            section version 2, src/state/secrets.ts, src/node/ca-rotate.ts); members dial with per-period
+//            handshake keys (protocol version 6, src/transport/handshake.ts)
 import type { Logger } from 'pino';
 import type { Member, NodeId } from '../raft/index.js';
 import { KV_MACHINE_ID, encodeCommand, encodeEnvelope, encodeKvPayload, type Command } from '../state/index.js';
 
 /** The level this build supports. */
-export const FEATURE_LEVEL = 3;
+export const FEATURE_LEVEL = 4;
 /** What a peer that announces nothing (a previous release) counts as. */
 export const BASE_FEATURE_LEVEL = 1;
 

@@ -62,7 +62,9 @@ export class HealthWarnings {
 }
 
 /** Write `<dataDir>/ha-state.json` for this node; a failure is logged (`ha_state_write_failed`), never thrown. */
-export async function writeNodeHaState(o: { config: QuorateConfig; nodeId: number; logger: Logger; leaderApiUrl: () => string | undefined; isLeader: () => boolean; tls?: { haStateFields(): { Roots: string[]; Token: string } } | undefined }): Promise<void> {
+export async function writeNodeHaState(o: { config: QuorateConfig; nodeId: number; logger: Logger; leaderApiUrl: () => string | undefined; isLeader: () => boolean; tls?: { haStateFields(): { Roots: string[]; Token: string } } | undefined;
+  /** The current period's handshake token reference once period keys are in use (feature level 4): replaces the secret reference as `Token`. */
+  periodToken?: () => string | undefined }): Promise<void> {
   const config = o.config;
   try {
     const leaderUrl = o.leaderApiUrl();
@@ -83,6 +85,7 @@ export async function writeNodeHaState(o: { config: QuorateConfig; nodeId: numbe
       ...(config.cluster.vipScript !== '' ? { VirtInterfaceScript: config.cluster.vipScript } : {}),
       // security.tls "auto": the trusted roots (public certificates) and a reference to the cluster secret (./tls-auto.ts).
       ...(o.tls ? o.tls.haStateFields() : {}),
+      ...(o.tls && o.periodToken?.() !== undefined ? { Token: o.periodToken()! } : {}),
     });
   } catch (e) {
     o.logger.warn({ event: 'ha_state_write_failed', err: (e as Error).message }, `could not write ha-state.json: ${(e as Error).message}`);

@@ -14,7 +14,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import { dialJoin } from '../transport/join-dialer.js';
-import { needsClusterCa } from './tls-auto.js';
+import { needsClusterCa, writeCaEpochHint } from './tls-auto.js';
 import { isJoinToken, joinTokenId } from '../transport/join.js';
 import { formatClusterSecret } from '../transport/security.js';
 import { MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from '../transport/handshake.js';
@@ -119,6 +119,8 @@ export async function awaitEnrollment(config: QuorateConfig, logger: Logger, tok
               claims: { haId: config.cluster.haId, nodeName: config.node.nodeName, apiUrl: config.node.advertiseApiUrl, peerUrl: normalizePeerUrl(config.node.advertisePeerUrl), featureLevel, incarnation: '' },
             });
             const backupDir = await backupData(config);
+            // Its first certificate comes from the cluster CA's current epoch (`quorate ca rotate`), before its log is replayed.
+            if (r.answer.caEpoch !== undefined) await writeCaEpochHint(config.node.dataDir, r.answer.caEpoch);
             await writeFile(config.security.clusterSecretFile, formatClusterSecret(r.clusterSecret), { mode: 0o600 });
             await chmod(config.security.clusterSecretFile, 0o600);
             const members = JSON.parse(r.answer.bootstrap) as BootstrapMember[];

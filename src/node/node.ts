@@ -61,6 +61,11 @@ import { virtualIpFor, type VirtualIp } from './vip.js';
 import { Fencing } from './fencing.js';
 import type { FenceTarget } from './vip-commands.js';
 import { AutoTls } from './tls-auto.js';
+import { CA_ROTATION_CHECK_MS, CaRotation } from './ca-rotate.js';
+import { periodKeyRef } from '../transport/handshake.js';
+
+/** The feature level from which members dial with per-period handshake keys (src/transport/handshake.ts). */
+export const PERIOD_KEYS_FEATURE_LEVEL = 4;
 
 export { VERSION } from './status.js';
 
@@ -137,6 +142,8 @@ export class QuorateNode implements ClusterControl {
   /** DR promotion (./promotion.ts): the replication lag, and the agent's restart (absent outside `quorate agent`). */
   readonly #lag = new LagTracker();
   #restart: ((rewrite: () => Promise<void>) => Promise<void>) | undefined;
+  /** `quorate ca rotate` and the end of its grace (./ca-rotate.ts). */
+  readonly #caRotation: CaRotation;
   /** Isolate and the cluster-secret rotations it makes (./isolate.ts). */
   readonly #isolate: IsolateDeps;
   /** cluster.virtualIp: a leader service (./vip.ts); the previous leader is what fenceScript is run against. */
@@ -190,6 +197,8 @@ export class QuorateNode implements ClusterControl {
       ...transportOptionsFor(config, { id, ...security, featureLevel, logger: this.#log, peerHost: (peer) => peerMap.get(peer)?.host }),
       // The cluster generation (./generation.ts): a peer of another one is refused at the handshake.
       generation: bootstrap.generation ?? 0,
+      // Dial with per-period handshake keys once every member applies them (feature level 4); until then the secret itself.
+      usePeriodKeys: () => this.featureLevel() >= PERIOD_KEYS_FEATURE_LEVEL,
       onSupersededByPeer: (_peer, reason) => this.#removal.mark(`a peer refused it: ${reason}`),
       ...this.#registry.transportHooks(),
       onPeerAck: (peer, info) => {
@@ -245,7 +254,7 @@ export class QuorateNode implements ClusterControl {
       log: this.#log, haId: config.cluster.haId, selfId: id, version: VERSION, bootstrap, clusterSecret: security.clusterSecret,
       replica: this.#replica, registry: this.#registry, isLeader: () => this.isLeader(),
       notLeader: () => this.#notLeader(), clusterFeatureLevel: () => this.featureLevel(),
-      configuredWriteQuorum: config.database.writeQuorum, switchover: () => this.switchover(),
+      configuredWriteQuorum: config.database.writeQuorum, switchover: () => this.switchover(), caEpoch: () => state.secrets.ca.epoch,
     });
     this.#removal = new RemovedState(config.node.dataDir, this.#log, this.#registry.removed);
     this.#historyRecorder = new HistoryRecorder({
@@ -263,7 +272,11 @@ export class QuorateNode implements ClusterControl {
       term: () => this.#replica.core.status().term, modes: () => this.#modes.current(), proposeSetting: (c, by) => this.#modes.proposeSetting(c, by),
       proposeEntry: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
-      ca: () => this.autoTls?.view(),
+      ca: () => {
+        const v = this.autoTls?.view();
+        return v === undefined ? undefined : { ...v, pending: this.#caRotation.pending() ?? null };
+      },
+      caRotate: () => this.#caRotation.rotate(),
       isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
       leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
     this.#services = new LeaderServices(this.#leadership, this.#log);
@@ -277,6 +290,7 @@ export class QuorateNode implements ClusterControl {
     if (this.#vip) this.#services.add(this.#vip);
     this.#services.add(this.#historyRecorder);
     this.#services.add(periodicService(this.#maintenance.name, EXPIRY_CHECK_MS, () => this.#maintenance.tick()));
+    if (this.autoTls !== undefined) this.#services.add(periodicService('ca-rotation', CA_ROTATION_CHECK_MS, () => this.#caRotation.tick()));
     this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
       checkTarget: (to) => void checkTarget(this.#control, to) });
     this.#services.add(this.switchoverSchedule);
@@ -316,10 +330,19 @@ export class QuorateNode implements ClusterControl {
         void this.autoTls?.refresh();
       },
     };
-    this.autoTls?.onMaterial((m) => {
+    this.#caRotation = new CaRotation({
+      log: this.#log, autoTls: this.autoTls, selfId: id, featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), caState: () => state.secrets.ca,
+      members: () => this.#replica.core.membership().members.map((m) => ({ id: m.id, name: this.#registry.nameOf(m.id) ?? `node id ${m.id}` })),
+      propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS),
+    });
+    this.autoTls?.onMaterial((m, change) => {
       this.#transport.setTlsMaterial(m);
+      // A certificate of a new CA epoch: peers see it only in new handshakes (how the leader learns the grace can end).
+      if (change.epochChanged) this.#transport.redialAll('this node re-issued its certificate from a new CA epoch (ca rotate)');
       void this.#writeHaState();
     });
+    state.secrets.onCaChange = (ca) => void this.autoTls?.setCaEpochs(ca);
+    if (this.autoTls !== undefined && state.secrets.ca.epoch !== this.autoTls.caEpochs.epoch) void this.autoTls.setCaEpochs(state.secrets.ca);
     this.drills = new NodeDrills({ config, log: this.#log, machine: state.drills, appliedIndex: () => this.machines.appliedIndex, isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
       term: () => this.term, featureLevel: () => this.featureLevel(), proposeEnvelope: (m, p, k) => this.proposeEnvelope(m, p, k === undefined ? {} : { idempotencyKey: k }), switchover: () => this.switchover(), dropPeerTraffic: (on) => this.#transport.setDropAll(on) });
     state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
@@ -601,10 +624,22 @@ export class QuorateNode implements ClusterControl {
     this.#leadership.updateFrom(this.#replica.core.status());
     this.#warnings.check(now, () => this.status());
     this.#modes.approval.tick(now);
+    // ha-state.json Token follows the period token (and the cluster reaching feature level 4).
+    if (this.autoTls !== undefined && this.#periodToken() !== this.#haStateToken) void this.#writeHaState();
   }
 
+  /** Per-period handshake keys (feature level 4): the current period's token reference (a hash; never the key or the secret). */
+  #periodToken(): string | undefined {
+    if (this.featureLevel() < PERIOD_KEYS_FEATURE_LEVEL) return undefined;
+    return periodKeyRef(this.#isolate.secret, this.config.cluster.haId, Math.floor(Date.now() / (this.config.security.caRotationSeconds * 1000)));
+  }
+
+  #haStateToken: string | undefined;
+
   #writeHaState(): Promise<void> {
-    return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader(), tls: this.autoTls });
+    this.#haStateToken = this.#periodToken();
+    return writeNodeHaState({ config: this.config, nodeId: this.nodeId, logger: this.#log, leaderApiUrl: () => this.leaderApiUrl(), isLeader: () => this.isLeader(), tls: this.autoTls,
+      periodToken: () => this.#haStateToken });
   }
 
   #notLeader(): NodeError {

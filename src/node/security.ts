@@ -49,6 +49,8 @@ export interface NodeSecurityOptions {
   now?: () => number;
   /** The automatic cluster CA's view (./tls-auto.ts), when used. */
   ca?: () => CaInfo | undefined;
+  /** `quorate ca rotate` on this node, the leader (./ca-rotate.ts). */
+  caRotate?: () => Promise<{ readonly epoch: number; readonly message: string }>;
 }
 
 interface Pending {
@@ -110,6 +112,12 @@ export class NodeSecurity implements SecurityPort {
 
   caInfo(): CaInfo | undefined {
     return this.#o.ca?.();
+  }
+
+  caRotate(): Promise<{ readonly epoch: number; readonly message: string }> {
+    const rotate = this.#o.caRotate;
+    if (rotate === undefined) return Promise.reject(new Error('ca rotate is not wired on this node'));
+    return rotate();
   }
 
   verifyToken(sha256: Buffer): { name: string; role: Role } | undefined {

@@ -104,5 +104,6 @@ export {
   validateValue,
 } from './limits.js';
 export { COMPOSITE_SNAPSHOT_MAGIC, COMPOSITE_SNAPSHOT_VERSION, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_BYTES, SNAPSHOT_MAGIC } from './snapshot.js';
-export { SECRETS_MACHINE_ID, SecretsMachine, encodeSecretsPayload, latestSecret, openRotation, sealRotation, secretFingerprint } from './secrets.js';
+export { CA_EPOCH_FEATURE_LEVEL, SECRETS_MACHINE_ID, SecretsMachine, decodeSecretsCommand, encodeCaEpochPayload, encodeSecretsPayload, latestSecret, openRotation, sealRotation, secretFingerprint } from './secrets.js';
+export type { CaEpochCommand, CaEpochState, SecretsCommand } from './secrets.js';
 export type { SecretRotation } from './secrets.js';

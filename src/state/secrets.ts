@@ -11,7 +11,17 @@
 // SHA-256("quorate cluster secret" ‖ secret). The state keeps the newest
 // ROTATIONS_KEPT rotations (a member restored from a snapshot walks the chain
 // from the secret it holds) and the isolated nodes. Snapshot section:
-// [1, rotations, isolated], no bytes for the empty state.
+// [1, rotations], no bytes for the empty state.
+//
+// Feature level 4 (`quorate ca rotate`, src/node/ca-rotate.ts) adds the
+// cluster CA's epoch: [2, "reroot", epoch] moves it from epoch-1 to epoch and
+// opens a grace in which epoch-1 stays trusted; [2, "reroot-done", epoch]
+// ends that grace (proposed by the leader once every member showed a
+// certificate of `epoch`). A reroot while a grace is open, or not to the next
+// epoch, and a reroot-done for another epoch, apply as no-ops (two leaders'
+// proposals race harmlessly). Snapshot section with an epoch:
+// [2, rotations, epoch, graceEpoch | nil]; without one it stays [1, rotations]
+// (what a level-3 member reads).
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { packCanonical, unpackCanonical } from './commands.js';
 import { InvalidCommandError, SnapshotCorruptError, SnapshotVersionError } from './errors.js';
@@ -86,6 +96,49 @@ export function encodeSecretsPayload(r: SecretRotation): Uint8Array {
   return packCanonical([VERSION, 'rotate', r.isolatedName, r.isolatedId, r.oldFp, r.newFp, r.salt, r.iv, r.sealed]);
 }
 
+/** The feature level whose members apply the CA epoch commands (./secrets.ts header). */
+export const CA_EPOCH_FEATURE_LEVEL = 4;
+const CA_VERSION = 2;
+const MAX_EPOCH = 2 ** 31;
+
+/** `quorate ca rotate`'s commands: move to CA epoch `epoch` (grace opens), or end the grace of `epoch`. */
+export interface CaEpochCommand {
+  readonly kind: 'reroot' | 'reroot-done';
+  readonly epoch: number;
+}
+export type SecretsCommand = SecretRotation | CaEpochCommand;
+
+const isCaCommand = (c: SecretsCommand): c is CaEpochCommand => 'kind' in c;
+
+export function encodeCaEpochPayload(c: CaEpochCommand): Uint8Array {
+  return packCanonical([CA_VERSION, c.kind, c.epoch]);
+}
+
+/** Decodes any secrets command: a rotation (version 1) or a CA epoch command (version 2, feature level 4). */
+export function decodeSecretsCommand(payload: Uint8Array): SecretsCommand {
+  let raw: unknown;
+  try {
+    raw = unpackCanonical(payload);
+  } catch (e) {
+    throw new InvalidCommandError('secrets', `not valid msgpack (${(e as Error).message})`);
+  }
+  if (!Array.isArray(raw) || raw[0] !== CA_VERSION) return decodeSecretsPayload(payload);
+  if (raw.length !== 3 || (raw[1] !== 'reroot' && raw[1] !== 'reroot-done')) {
+    throw new InvalidCommandError('secrets.payload', `expected [${CA_VERSION}, "reroot" | "reroot-done", epoch]`);
+  }
+  const epoch: unknown = raw[2];
+  if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 1 || epoch > MAX_EPOCH) {
+    throw new InvalidCommandError('secrets.epoch', `expected an integer from 1 to ${MAX_EPOCH}, got ${JSON.stringify(epoch)}`);
+  }
+  return { kind: raw[1], epoch };
+}
+
+/** The cluster CA's epoch and the one still trusted while a `ca rotate` is in grace. */
+export interface CaEpochState {
+  readonly epoch: number;
+  readonly graceEpoch: number | undefined;
+}
+
 function bin(v: unknown, n: number | undefined, field: string, bad: (f: string, why: string) => never): Uint8Array {
   if (!(v instanceof Uint8Array) || (n !== undefined && v.length !== n) || v.length > 1024) bad(field, n !== undefined ? `expected ${n} bytes` : 'expected bytes');
   return v;
@@ -115,15 +168,22 @@ export function decodeSecretsPayload(payload: Uint8Array): SecretRotation {
   return rotationOf((raw as unknown[]).slice(2), bad);
 }
 
-export class SecretsMachine implements StateMachine<SecretRotation> {
+export class SecretsMachine implements StateMachine<SecretsCommand> {
   readonly id = SECRETS_MACHINE_ID;
   #rotations: SecretRotation[] = [];
+  #ca: CaEpochState = { epoch: 0, graceEpoch: undefined };
   /** Called at apply (in the loop) and after a restore: the node switches its secret (src/node/isolate.ts). */
   onChange: ((rotations: readonly SecretRotation[]) => void) | undefined;
+  /** Called when the CA epoch or its grace changed (apply, restore): the node re-issues (src/node/ca-rotate.ts). */
+  onCaChange: ((ca: CaEpochState) => void) | undefined;
 
   /** The empty state has no snapshot section (a legacy snapshot may leave it out). */
   isEmpty(): boolean {
-    return this.#rotations.length === 0;
+    return this.#rotations.length === 0 && this.#ca.epoch === 0;
+  }
+
+  get ca(): CaEpochState {
+    return this.#ca;
   }
 
   get rotations(): readonly SecretRotation[] {
@@ -135,15 +195,23 @@ export class SecretsMachine implements StateMachine<SecretRotation> {
     return this.#rotations.map((r) => r.isolatedId);
   }
 
-  decode(payload: Uint8Array): SecretRotation {
-    return decodeSecretsPayload(payload);
+  decode(payload: Uint8Array): SecretsCommand {
+    return decodeSecretsCommand(payload);
   }
 
-  fingerprint(c: SecretRotation): string {
-    return createHash('sha256').update(SECRETS_MACHINE_ID).update(encodeSecretsPayload(c)).digest('hex').slice(0, 32);
+  fingerprint(c: SecretsCommand): string {
+    return createHash('sha256').update(SECRETS_MACHINE_ID).update(isCaCommand(c) ? encodeCaEpochPayload(c) : encodeSecretsPayload(c)).digest('hex').slice(0, 32);
   }
 
-  apply(c: SecretRotation, _ctx: ApplyContext): WriteResult {
+  apply(c: SecretsCommand, _ctx: ApplyContext): WriteResult {
+    if (isCaCommand(c)) {
+      const ca = this.#ca;
+      if (c.kind === 'reroot' && c.epoch === ca.epoch + 1 && ca.graceEpoch === undefined) this.#ca = { epoch: c.epoch, graceEpoch: ca.epoch };
+      else if (c.kind === 'reroot-done' && c.epoch === ca.epoch && ca.graceEpoch !== undefined) this.#ca = { epoch: ca.epoch, graceEpoch: undefined };
+      else return { revision: 0 };
+      this.onCaChange?.(this.#ca);
+      return { revision: 0 };
+    }
     this.#rotations = [...this.#rotations, c].slice(-ROTATIONS_KEPT);
     this.onChange?.(this.#rotations);
     return { revision: 0 };
@@ -157,15 +225,20 @@ export class SecretsMachine implements StateMachine<SecretRotation> {
   }
 
   #bytes(): Uint8Array {
-    if (this.#rotations.length === 0) return new Uint8Array(0);
-    return packCanonical([VERSION, this.#rotations.map((r) => [r.isolatedName, r.isolatedId, r.oldFp, r.newFp, r.salt, r.iv, r.sealed])]);
+    if (this.isEmpty()) return new Uint8Array(0);
+    const rotations = this.#rotations.map((r) => [r.isolatedName, r.isolatedId, r.oldFp, r.newFp, r.salt, r.iv, r.sealed]);
+    if (this.#ca.epoch === 0) return packCanonical([VERSION, rotations]);
+    return packCanonical([CA_VERSION, rotations, this.#ca.epoch, this.#ca.graceEpoch ?? null]);
   }
 
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<RestoreCommit> {
     const s = await readState(chunks);
     return () => {
-      this.#rotations = s;
+      this.#rotations = s.rotations;
+      const caChanged = s.ca.epoch !== this.#ca.epoch || s.ca.graceEpoch !== this.#ca.graceEpoch;
+      this.#ca = s.ca;
       this.onChange?.(this.#rotations);
+      if (caChanged) this.onCaChange?.(this.#ca);
     };
   }
 
@@ -178,7 +251,7 @@ export class SecretsMachine implements StateMachine<SecretRotation> {
   }
 }
 
-async function readState(chunks: AsyncIterable<Uint8Array>): Promise<SecretRotation[]> {
+async function readState(chunks: AsyncIterable<Uint8Array>): Promise<{ rotations: SecretRotation[]; ca: CaEpochState }> {
   const parts: Uint8Array[] = [];
   let total = 0;
   for await (const c of chunks) {
@@ -186,7 +259,7 @@ async function readState(chunks: AsyncIterable<Uint8Array>): Promise<SecretRotat
     total += c.length;
     if (total > 1024 * 1024) throw new SnapshotCorruptError(0, 'secrets', 'section larger than 1 MiB');
   }
-  if (total === 0) return [];
+  if (total === 0) return { rotations: [], ca: { epoch: 0, graceEpoch: undefined } };
   const buf = Buffer.concat(parts);
   let raw: unknown;
   try {
@@ -194,14 +267,23 @@ async function readState(chunks: AsyncIterable<Uint8Array>): Promise<SecretRotat
   } catch (e) {
     throw new SnapshotCorruptError(0, 'secrets', `not valid msgpack (${(e as Error).message})`);
   }
-  if (!Array.isArray(raw) || raw.length !== 2) throw new SnapshotCorruptError(0, 'secrets', 'expected [version, rotations]');
-  if (raw[0] !== VERSION) throw new SnapshotVersionError(Number(raw[0]), VERSION);
+  if (!Array.isArray(raw) || raw.length < 2) throw new SnapshotCorruptError(0, 'secrets', 'expected [version, rotations, …]');
+  if (raw[0] !== VERSION && raw[0] !== CA_VERSION) throw new SnapshotVersionError(Number(raw[0]), CA_VERSION);
+  if (raw.length !== (raw[0] === VERSION ? 2 : 4)) throw new SnapshotCorruptError(0, 'secrets', raw[0] === VERSION ? 'expected [1, rotations]' : 'expected [2, rotations, epoch, graceEpoch]');
+  let ca: CaEpochState = { epoch: 0, graceEpoch: undefined };
+  if (raw[0] === CA_VERSION) {
+    const [, , epoch, grace] = raw as unknown[];
+    if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 1 || epoch > MAX_EPOCH) throw new SnapshotCorruptError(0, 'secrets.epoch', 'expected a positive integer');
+    if (grace !== null && grace !== epoch - 1) throw new SnapshotCorruptError(0, 'secrets.graceEpoch', `expected nil or ${epoch - 1}`);
+    ca = { epoch, graceEpoch: grace === null ? undefined : epoch - 1 };
+  }
   if (!Array.isArray(raw[1]) || raw[1].length > ROTATIONS_KEPT) throw new SnapshotCorruptError(0, 'secrets.rotations', `expected at most ${ROTATIONS_KEPT} rotations`);
   const bad = (f: string, why: string): never => {
     throw new SnapshotCorruptError(0, `secrets.rotations.${f}`, why);
   };
-  return (raw[1] as unknown[]).map((t) => {
+  const rotations = (raw[1] as unknown[]).map((t) => {
     if (!Array.isArray(t) || t.length !== 7) bad('', 'expected 7 fields');
     return rotationOf(t as unknown[], bad);
   });
+  return { rotations, ca };
 }

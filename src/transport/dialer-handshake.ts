@@ -5,7 +5,13 @@ import {
 } from './codec.js';
 import type { Frame, Hello, HelloAck, Refusal } from './codec.js';
 import { FrameError } from './errors.js';
-import { acceptorMac, dialerMac, GENERATION_VERSION, macEqual, newNonce, SETTINGS_VERSION } from './handshake.js';
+import { acceptorMac, dialerMac, GENERATION_VERSION, macEqual, newNonce, PERIOD_KEYS_VERSION, periodKey, SETTINGS_VERSION } from './handshake.js';
+
+/** Per-period handshake keys (handshake.ts): whether to use them and this node's current key period. */
+export interface DialerKeys {
+  enabled(): boolean;
+  period(): number;
+}
 
 export type DialerStep =
   | { readonly kind: 'send'; readonly frame: Buffer }
@@ -16,6 +22,9 @@ export type DialerStep =
 
 export class DialerHandshake {
   readonly #secret: Uint8Array;
+  readonly #keys: DialerKeys | undefined;
+  /** What the proofs are keyed with: the secret, or the handshake key of the period named in the hello. */
+  #key: Uint8Array;
   #hello: Hello;
   readonly #nonce = newNonce();
   readonly #where: string;
@@ -23,8 +32,10 @@ export class DialerHandshake {
   #proof: Uint8Array | undefined;
 
   /** `where`: the dialed address, for messages. */
-  constructor(secret: Uint8Array, hello: Hello, where: string) {
+  constructor(secret: Uint8Array, hello: Hello, where: string, keys?: DialerKeys) {
     this.#secret = secret;
+    this.#key = secret;
+    this.#keys = keys;
     this.#hello = hello;
     this.#where = where;
   }
@@ -56,12 +67,18 @@ export class DialerHandshake {
       if ((ch.protocolVersion ?? 2) < GENERATION_VERSION && (this.#hello.generation ?? 0) > 0) {
         return { kind: 'failed', reason: `the node at ${this.#where} speaks protocol version ${ch.protocolVersion ?? 2}, which has no cluster generations, and this node is at generation ${this.#hello.generation}: upgrade it and enroll it into this cluster` };
       }
-      this.#proof = dialerMac(this.#secret, this.#nonce, this.#acceptorNonce, this.#hello);
+      // Period keys only to an acceptor that announced its key period (version 6), and only once enabled (feature level 4).
+      if ((ch.protocolVersion ?? 2) >= PERIOD_KEYS_VERSION && ch.keyPeriod !== undefined && this.#keys?.enabled() === true) {
+        const p = this.#keys.period();
+        this.#hello = { ...this.#hello, keyPeriod: p };
+        this.#key = periodKey(this.#secret, this.#hello.haId, p);
+      }
+      this.#proof = dialerMac(this.#key, this.#nonce, this.#acceptorNonce, this.#hello);
       return { kind: 'send', frame: encodeFrame('auth', encodeAuth({ hello: this.#hello, mac: this.#proof })) };
     }
     if (f.type === 'helloAck' && this.#acceptorNonce !== undefined && this.#proof !== undefined) {
       const ack = decodeHelloAck(f.payload, f.offset);
-      const want = acceptorMac(this.#secret, this.#nonce, this.#acceptorNonce, this.#proof, this.#hello.fromId, this.#hello.channel, ack);
+      const want = acceptorMac(this.#key, this.#nonce, this.#acceptorNonce, this.#proof, this.#hello.fromId, this.#hello.channel, ack);
       if (!macEqual(want, ack.mac)) {
         return { kind: 'failed', reason: `the process at ${this.#where} did not prove knowledge of the cluster secret: it is not a member of this cluster, or its security.clusterSecretFile differs` };
       }

@@ -44,6 +44,8 @@ export interface Challenge {
   readonly nonce: Uint8Array;
   /** The acceptor's newest protocol version (absent from version-2 acceptors). */
   readonly protocolVersion?: number;
+  /** The acceptor's current key period (version 6+): the dialer may MAC with that period's handshake key. */
+  readonly keyPeriod?: number;
 }
 
 export const FEATURE_LEVEL_MAX = 255;
@@ -78,6 +80,8 @@ export interface Hello {
   readonly featureLevel?: number;
   /** The dialer's cluster settings; sent only to acceptors of protocol version 4+, absent = unknown. */
   readonly settings?: ClusterSettings;
+  /** The period of the handshake key the dialer's MAC is keyed with (version 6+); absent: keyed with the cluster secret itself. */
+  readonly keyPeriod?: number;
   /** The dialer's cluster generation (src/node/generation.ts); sent only when above 0, to acceptors of version 5+; absent = 0. */
   readonly generation?: number;
 }
@@ -153,6 +157,12 @@ function optGeneration(v: unknown, path: string): { generation?: number } {
   return { generation: v };
 }
 
+function optCaEpoch(v: unknown, path: string): { caEpoch?: number } {
+  if (v === undefined) return {};
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > 2 ** 31) fail(path, 'a positive integer', v);
+  return { caEpoch: v };
+}
+
 function packGeneration(g: number | undefined): { generation?: number } {
   return g === undefined || g === 0 ? {} : { generation: g };
 }
@@ -212,7 +222,9 @@ export function decodeHelloOpen(payload: Uint8Array, offset: number): { versions
 }
 
 export function encodeChallenge(c: Challenge): Uint8Array {
-  return pack(c.protocolVersion === undefined ? { nonce: c.nonce } : { nonce: c.nonce, protocolVersion: c.protocolVersion });
+  return pack({
+    nonce: c.nonce, ...(c.protocolVersion !== undefined ? { protocolVersion: c.protocolVersion } : {}), ...(c.keyPeriod !== undefined ? { keyPeriod: c.keyPeriod } : {}),
+  });
 }
 
 export function decodeChallenge(payload: Uint8Array, offset: number): Challenge {
@@ -221,7 +233,10 @@ export function decodeChallenge(payload: Uint8Array, offset: number): Challenge 
     const m = asMap(v, 'challenge');
     const nonce = fixedBytes(m.get('nonce'), 'challenge.nonce', NONCE_BYTES);
     const pv = m.get('protocolVersion');
-    return pv === undefined ? { nonce } : { nonce, protocolVersion: uint(pv, 'challenge.protocolVersion') };
+    const kp = m.get('keyPeriod');
+    return {
+      nonce, ...(pv === undefined ? {} : { protocolVersion: uint(pv, 'challenge.protocolVersion') }), ...(kp === undefined ? {} : { keyPeriod: uint(kp, 'challenge.keyPeriod') }),
+    };
   });
 }
 
@@ -230,7 +245,8 @@ export function encodeAuth(a: Auth): Uint8Array {
   return pack({
     protocolVersion: h.protocolVersion, minCompatibleVersion: h.minCompatibleVersion, haId: h.haId, fromId: h.fromId,
     fromName: h.fromName, toId: h.toId, channel: h.channel, apiUrl: h.apiUrl, role: h.role, incarnation: h.incarnation,
-    ...(h.featureLevel !== undefined ? { featureLevel: h.featureLevel } : {}), ...packSettings(h.settings), ...packGeneration(h.generation), mac: a.mac,
+    ...(h.featureLevel !== undefined ? { featureLevel: h.featureLevel } : {}), ...packSettings(h.settings), ...packGeneration(h.generation),
+    ...(h.keyPeriod !== undefined ? { keyPeriod: h.keyPeriod } : {}), mac: a.mac,
   });
 }
 
@@ -258,6 +274,7 @@ export function decodeAuth(payload: Uint8Array, offset: number): Auth {
       ...optFeatureLevel(m.get('featureLevel'), 'auth.featureLevel'),
       ...optSettings(m.get('settings'), 'auth.settings'),
       ...optGeneration(m.get('generation'), 'auth.generation'),
+      ...(m.get('keyPeriod') === undefined ? {} : { keyPeriod: uint(m.get('keyPeriod'), 'auth.keyPeriod') }),
     };
     return { hello, mac: fixedBytes(m.get('mac'), 'auth.mac', MAC_BYTES) };
   });
@@ -326,6 +343,8 @@ export interface JoinAckFrame {
   readonly peers: string;
   /** The cluster generation the joiner joins (absent = 0). */
   readonly generation?: number;
+  /** The cluster CA's epoch (absent = 0). */
+  readonly caEpoch?: number;
   readonly iv: Uint8Array;
   readonly sealed: Uint8Array;
   readonly mac: Uint8Array;
@@ -371,6 +390,7 @@ export function decodeJoinAck(payload: Uint8Array, offset: number): JoinAckFrame
       bootstrap: str(m.get('bootstrap'), 'joinAck.bootstrap', 64 * 1024),
       peers: str(m.get('peers'), 'joinAck.peers', 64 * 1024),
       ...optGeneration(m.get('generation'), 'joinAck.generation'),
+      ...optCaEpoch(m.get('caEpoch'), 'joinAck.caEpoch'),
       iv: fixedBytes(m.get('iv'), 'joinAck.iv', 12),
       sealed: bytes(m.get('sealed'), 'joinAck.sealed'),
       mac: fixedBytes(m.get('mac'), 'joinAck.mac', MAC_BYTES),

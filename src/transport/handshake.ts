@@ -5,7 +5,17 @@
 // a per-direction label, both fresh nonces, and every field the side asserts
 // (the acceptor's also covers the dialer's proof, so it binds the whole
 // exchange). The secret itself never goes on the wire.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+//
+// Period keys (protocol version 6, used once the cluster is at feature level
+// 4): the MAC key is not the secret itself but the handshake key of a period,
+// HKDF-SHA256(secret, haId, period number), period = ⌊now / P⌋ with P =
+// security.caRotationSeconds. The token in use thus changes every period with
+// no exchange; a member that was down derives the same key. The acceptor tells
+// its period in the challenge; the dialer names the period of its key in the
+// auth frame (covered by the MAC); the acceptor takes its previous, current
+// and next period (clock skew up to one period) and refuses a farther one that
+// verifies with code clock_skew, naming the skew (docs/security.md).
+import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Channel, ClusterSettings, Hello, HelloAck } from './codec.js';
 import { MAC_BYTES, NONCE_BYTES } from './codec.js';
 
@@ -14,8 +24,15 @@ import { MAC_BYTES, NONCE_BYTES } from './codec.js';
  * 3: the challenge carries the acceptor's version, auth and helloAck a feature level.
  * 4: auth and helloAck carry the cluster settings that must agree (ClusterSettings).
  * 5: auth and helloAck carry the cluster generation when above 0 (src/node/generation.ts).
+ * 6: the challenge carries the acceptor's key period; auth may carry the period of a per-period handshake key.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
+/** The first version whose challenge and auth carry key periods (per-period handshake keys). */
+export const PERIOD_KEYS_VERSION = 6;
+/** The key period when none is configured (the default security.caRotationSeconds, 30 days). */
+export const DEFAULT_KEY_PERIOD_MS = 30 * 24 * 3600_000;
+/** How many periods either way an acceptor takes a dialer's key from (clock skew tolerated). */
+export const KEY_PERIOD_SKEW = 1;
 /** The first version whose auth/helloAck carry ClusterSettings. */
 export const SETTINGS_VERSION = 4;
 /** The first version whose auth/helloAck carry a cluster generation. */
@@ -67,6 +84,23 @@ export function transcript(label: string, fields: readonly (string | number | Ui
   return Buffer.concat(parts);
 }
 
+/** The handshake key of `period`: HKDF-SHA256 over the cluster secret (what both sides MAC with in a period-keyed handshake). */
+export function periodKey(secret: Uint8Array, haId: string, period: number): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', secret, Buffer.from(`quorate peer handshake key v1\0${haId}`, 'utf8'), Buffer.from(`period\0${period}`, 'utf8'), 32));
+}
+
+/** A reference to a period's handshake key (ha-state.json `Token`): `sha256:` and 32 hex digits, never the key or the secret. */
+export function periodKeyRef(secret: Uint8Array, haId: string, period: number): string {
+  return `sha256:${createHash('sha256').update('quorate handshake token reference\0').update(periodKey(secret, haId, period)).digest('hex').slice(0, 32)}`;
+}
+
+/** The clock skew a key period difference means, in words (log messages). */
+export function describeSkew(theirs: number, mine: number, periodMs: number): string {
+  const d = theirs - mine;
+  const s = Math.round((Math.abs(d) * periodMs) / 1000);
+  return `its clock is about ${d > 0 ? `${s} s ahead of` : `${s} s behind`} this node's (its key period ${theirs}, this node's ${mine}; periods of ${periodMs / 1000} s; handshake keys are accepted ${KEY_PERIOD_SKEW} period either way)`;
+}
+
 function hmac(secret: Uint8Array, data: Buffer): Uint8Array {
   return new Uint8Array(createHmac('sha256', secret).update(data).digest());
 }
@@ -80,6 +114,7 @@ export function dialerMac(secret: Uint8Array, dialerNonce: Uint8Array, acceptorN
     ...(h.featureLevel !== undefined ? [h.featureLevel] : []),
     ...settingsFields(h.settings),
     ...generationFields(h.generation),
+    ...(h.keyPeriod !== undefined ? ['keyPeriod', h.keyPeriod] : []),
   ]));
 }
 

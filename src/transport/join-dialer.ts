@@ -69,7 +69,8 @@ export function dialJoin(r: JoinRequest): Promise<JoinResult> {
           }
           if (f.type === 'joinAck' && leaderNonce !== undefined && proof !== undefined) {
             const ack = decodeJoinAck(f.payload, f.offset);
-            const answer: JoinAnswer = { haId: ack.haId, nodeId: ack.nodeId, leaderId: ack.leaderId, bootstrap: ack.bootstrap, peers: ack.peers, ...(ack.generation !== undefined ? { generation: ack.generation } : {}) };
+            const answer: JoinAnswer = { haId: ack.haId, nodeId: ack.nodeId, leaderId: ack.leaderId, bootstrap: ack.bootstrap, peers: ack.peers, ...(ack.generation !== undefined ? { generation: ack.generation } : {}),
+              ...(ack.caEpoch !== undefined ? { caEpoch: ack.caEpoch } : {}) };
             const keys = deriveJoinKeys(r.token, nonce, leaderNonce);
             if (!macMatches(leaderMac(keys, nonce, leaderNonce, proof, answer, ack.iv, ack.sealed), ack.mac)) {
               return finish(new Error(`the process at ${where} did not prove knowledge of the join token: it is not the leader that issued it`));

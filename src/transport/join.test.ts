@@ -4,6 +4,7 @@ import {
   deriveJoinKeys, isJoinToken, joinTokenId, joinerMac, leaderMac, macMatches, newJoinToken, openSecret, sealSecret, type JoinAnswer, type JoinClaims,
 } from './join.js';
 import { newNonce } from './handshake.js';
+import { decodeJoinAck, encodeJoinAck } from './handshake-codec.js';
 
 const claims: JoinClaims = { tokenId: '', haId: 'prod', nodeName: 'node4', apiUrl: 'http://127.0.0.1:7104', peerUrl: '127.0.0.1:5204', featureLevel: 2, incarnation: '' };
 const answer: JoinAnswer = { haId: 'prod', nodeId: 4, leaderId: 1, bootstrap: '[{"id":1,"peerUrl":"127.0.0.1:5201"}]', peers: '[]' };
@@ -51,4 +52,24 @@ test('the cluster secret is sealed (AES-256-GCM): opens with the right key and a
   const lp = leaderMac(keys, nj, nl, jp, answer, iv, sealed);
   assert.ok(macMatches(lp, leaderMac(deriveJoinKeys(t, nj, nl), nj, nl, jp, answer, iv, sealed)));
   assert.ok(!macMatches(lp, leaderMac(keys, nj, nl, jp, { ...answer, leaderId: 2 }, iv, sealed)));
+});
+
+test('the CA epoch in the join answer (after `ca rotate`) is covered by the leader proof and the sealing, and round-trips the codec', () => {
+  const t = newJoinToken();
+  const nj = newNonce();
+  const nl = newNonce();
+  const keys = deriveJoinKeys(t, nj, nl);
+  const rotated: JoinAnswer = { ...answer, caEpoch: 3 };
+  const { iv, sealed } = sealSecret(keys, secret, rotated);
+  assert.throws(() => openSecret(keys, iv, sealed, { ...rotated, caEpoch: 2 }), /auth/i, 'another epoch does not open');
+  assert.throws(() => openSecret(keys, iv, sealed, answer));
+  const jp = joinerMac(keys, nj, nl, { ...claims, tokenId: joinTokenId(t) });
+  const lp = leaderMac(keys, nj, nl, jp, rotated, iv, sealed);
+  assert.ok(!macMatches(lp, leaderMac(keys, nj, nl, jp, { ...rotated, caEpoch: 2 }, iv, sealed)));
+  // Epoch 0 is sent as nothing: the answer and its proof are those of the releases before epochs.
+  assert.ok(macMatches(leaderMac(keys, nj, nl, jp, { ...answer, caEpoch: 0 }, iv, sealed), leaderMac(keys, nj, nl, jp, answer, iv, sealed)));
+  const frame = { ...rotated, iv, sealed, mac: lp };
+  assert.equal(decodeJoinAck(encodeJoinAck(frame), 0).caEpoch, 3);
+  assert.equal(decodeJoinAck(encodeJoinAck({ ...answer, iv, sealed, mac: lp }), 0).caEpoch, undefined);
+  assert.throws(() => decodeJoinAck(encodeJoinAck({ ...frame, caEpoch: -1 }), 0), /joinAck\.caEpoch/);
 });

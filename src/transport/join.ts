@@ -69,6 +69,8 @@ export interface JoinAnswer {
   readonly peers: string;
   /** The cluster generation (src/node/generation.ts) the joiner joins; absent = 0. */
   readonly generation?: number;
+  /** The cluster CA's epoch (`quorate ca rotate`, src/node/ca-rotate.ts); absent = 0. Sent only above 0 (feature level 4). */
+  readonly caEpoch?: number;
 }
 
 const JOINER_LABEL = 'quorate join v1: joiner proof';
@@ -81,7 +83,10 @@ function claimFields(c: JoinClaims): (string | number)[] {
 }
 
 function answerFields(a: JoinAnswer): (string | number)[] {
-  return [a.haId, a.nodeId, a.leaderId, a.bootstrap, a.peers, ...(a.generation !== undefined && a.generation > 0 ? ['generation', a.generation] : [])];
+  return [
+    a.haId, a.nodeId, a.leaderId, a.bootstrap, a.peers, ...(a.generation !== undefined && a.generation > 0 ? ['generation', a.generation] : []),
+    ...(a.caEpoch !== undefined && a.caEpoch > 0 ? ['caEpoch', a.caEpoch] : []),
+  ];
 }
 
 export function joinerMac(keys: JoinKeys, joinerNonce: Uint8Array, leaderNonce: Uint8Array, c: JoinClaims): Uint8Array {

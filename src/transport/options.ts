@@ -61,6 +61,16 @@ export interface PeerTransportOptions {
   recordedIncarnation?(id: number): string | undefined;
   /** A peer accepted our message connection and told us the incarnation it records for us (undefined: none). */
   onPeerAck?(peerId: number, info: PeerAckInfo): void;
+  /**
+   * Per-period handshake keys (protocol version 6, handshake.ts): the length of a key period (the node passes
+   * security.caRotationSeconds; default 30 days). An acceptor always takes a dialer's key of its previous, current
+   * or next period.
+   */
+  readonly keyPeriodMs?: number;
+  /** Whether this node dials with period keys (the node: once the cluster is at feature level 4). Default false: the cluster secret itself. */
+  usePeriodKeys?(): boolean;
+  /** The clock key periods are counted with. Default Date.now (tests give another to simulate skew). */
+  readonly clock?: () => number;
   /** This node's feature level (src/node/features.ts), announced in the authenticated handshake to peers of protocol version 3+. */
   readonly featureLevel?: number;
   /**
@@ -79,9 +89,10 @@ export interface PeerTransportOptions {
    * With TLS: why the dialer's client certificate (its subjectAltName as Node
    * prints it) may not be node `id`'s (undefined: accept). Replaces the
    * expectedPeerHost check; the automatic cluster CA binds each certificate
-   * to a member id (src/node/cluster-ca.ts).
+   * to a member id (src/node/cluster-ca.ts). `issuerCn` is the CN of the
+   * certificate's issuer (the cluster CA notes which CA epoch it comes from).
    */
-  peerCertificateProblem?(id: number, subjectAltName: string | undefined): string | undefined;
+  peerCertificateProblem?(id: number, subjectAltName: string | undefined, issuerCn?: string): string | undefined;
   readonly logger: TransportLogger;
   /** A batch from one peer, validated, in the order sent. Called synchronously from socket I/O. */
   onMessages(msgs: Message[]): void;

@@ -6,30 +6,21 @@
 // side owns exactly the socket it writes to (its queue, backoff and
 // backpressure), and a dead peer is seen on both (EOF / RST). Snapshots use a
 // third, short-lived connection each, so they never delay heartbeats.
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { connect as netConnect, createServer as netCreateServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
-import type { TLSSocket } from 'node:tls';
 import type { Message } from '../raft/types.js';
-import {
-  decodeAuth, decodeHelloOpen, decodeJoinAuth, decodeMessages, DEFAULT_FRAME_LIMITS, encodeChallenge, encodeFrame, encodeHelloAck,
-  encodeMessages, encodeRefusal, estimateMessageBytes, INCARNATION_MAX, REFUSED,
-} from './codec.js';
+import { DEFAULT_FRAME_LIMITS, encodeFrame, encodeMessages, estimateMessageBytes, INCARNATION_MAX } from './codec.js';
 import type { Channel, Frame, Hello } from './codec.js';
+import { acceptPeer, type AcceptorHost } from './acceptor.js';
 import { FramedConn } from './connection.js';
 import type { CloseInfo } from './connection.js';
 import { DialerHandshake } from './dialer-handshake.js';
 import { AddressLimit, DEFAULT_MAX_PEER_CONNECTIONS_PER_ADDRESS } from './address-limit.js';
 import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed, TransportConfigError } from './errors.js';
-import {
-  acceptorMac, CLUSTER_SECRET_MIN_BYTES, describeRange, dialerMac, GENERATION_SUPERSEDED, judgeHello, macEqual, MIN_COMPATIBLE_VERSION,
-  negotiateVersion, newNonce, PROTOCOL_VERSION,
-} from './handshake.js';
-import { assertTransportSecurity, certificateNamesHost, clientTlsOptions, isTlsAuto, loadTlsMaterial, serverTlsOptions, type TlsMaterial } from './security.js';
-import { sendSnapshotOver, SnapshotReceiver } from './snapshot.js';
+import { CLUSTER_SECRET_MIN_BYTES, DEFAULT_KEY_PERIOD_MS, GENERATION_SUPERSEDED, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from './handshake.js';
+import { assertTransportSecurity, isTlsAuto, loadTlsMaterial, type TlsMaterial } from './security.js';
+import { sendSnapshotOver } from './snapshot.js';
 import type { SnapshotSend } from './snapshot.js';
+import { createPeerServer, dialPeerSocket, replaceServerMaterial } from './tls-peer.js';
 import type { DisconnectReason, PeerAddress, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
 
 const MiB = 1024 * 1024;
@@ -62,6 +53,8 @@ interface Link {
   lastProblemLogMs: number;
   /** The connection is being replaced on purpose (address change): not an outage. */
   redialing: boolean;
+  /** A second connection being opened to replace the established one (redialAll): swapped in once established. */
+  replacement: FramedConn | undefined;
   lastDropLogMs: number;
   removed: boolean;
   readonly stats: MutableStats;
@@ -142,25 +135,35 @@ export class PeerTransport {
   setTlsMaterial(m: TlsMaterial): void {
     if (!this.#tlsAuto) throw new TransportConfigError('setTlsMaterial needs a transport started with tls {auto}');
     this.#tls = m;
-    (this.#server as ReturnType<typeof tlsCreateServer> | undefined)?.setSecureContext({ cert: m.cert, key: m.key, ca: m.ca as string[], minVersion: 'TLSv1.3' });
+    replaceServerMaterial(this.#server, m);
     this.#log.info({ event: 'peer_tls_material' }, 'peer TLS certificate and trust roots replaced');
+  }
+
+  /**
+   * Replace every established outbound message connection by a new one,
+   * make-before-break: the new one is opened beside the old, and the old is
+   * closed only once the new one is established (the acceptor swaps them too),
+   * so no side sees an outage and messages keep flowing meanwhile. After a CA
+   * epoch change (`quorate ca rotate`) the peers learn this node's new
+   * certificate only from a new handshake.
+   */
+  redialAll(reason: string): void {
+    if (this.#closing) return;
+    let n = 0;
+    for (const link of this.#links.values()) {
+      if (!link.connected || !link.conn || link.redialing || link.replacement) continue;
+      link.replacement = this.#open(link);
+      n++;
+    }
+    if (n > 0) this.#log.info({ event: 'peer_redial_all', peers: n, reason }, `reconnecting to ${n} peer(s): ${reason}`);
   }
 
   /** Start accepting peers. Resolves with the bound port (useful with listenPort 0). */
   listen(): Promise<{ port: number }> {
     if (this.#closing) return Promise.reject(new TransportClosed('listen() after close()'));
     if (this.#server) return Promise.reject(new Error('PeerTransport.listen() called twice'));
-    const server = this.#tls
-      ? tlsCreateServer(serverTlsOptions(this.#tls, this.#tlsAuto), (s) => this.#accept(s))
-      : netCreateServer((s) => this.#accept(s));
-    if (this.#tls) {
-      server.on('tlsClientError', (err: Error & { code?: string }, s: Socket) => {
-        // A reset socket no longer knows its peer; the accepted TCP socket under it cached it (read by AddressLimit).
-        const raw = (s as Socket & { _parent?: Socket })._parent;
-        const remote = s.remoteAddress !== undefined ? `${s.remoteAddress}:${s.remotePort}` : `${raw?.remoteAddress}:${raw?.remotePort}`;
-        this.#log.warn({ event: 'peer_tls_rejected', remote, code: err.code, err: err.message }, `peer TLS handshake rejected from ${remote}: ${err.message}`);
-      });
-    }
+    const host = this.#acceptorHost();
+    const server = createPeerServer(this.#tls, this.#tlsAuto, (s) => acceptPeer(host, s), this.#log);
     // Before any handshake: at most maxConnectionsPerAddress open connections per remote address (./address-limit.ts).
     const perAddress = new AddressLimit(this.#o.maxConnectionsPerAddress ?? DEFAULT_MAX_PEER_CONNECTIONS_PER_ADDRESS, this.#log);
     server.prependListener('connection', (s: Socket) => void perAddress.admit(s));
@@ -205,7 +208,7 @@ export class PeerTransport {
       const link: Link = {
         id, addr: { host: addr.host, port: addr.port }, conn: undefined, connected: false, timer: undefined, attempt: 0,
         everConnected: false, queue: [], queuedBytes: 0, lastWriteMs: 0, lastProblem: undefined, lastProblemLogMs: 0,
-        redialing: false, lastDropLogMs: 0, removed: false,
+        redialing: false, replacement: undefined, lastDropLogMs: 0, removed: false,
         stats: { bytesSent: 0, msgsSent: 0, bytesReceived: 0, msgsReceived: 0, dropped: 0, reconnects: 0, snapshotsSent: 0, snapshotBytesSent: 0 },
       };
       this.#links.set(id, link);
@@ -349,18 +352,28 @@ export class PeerTransport {
   }
 
   #dialerHandshake(link: Link, channel: Channel): DialerHandshake {
-    return new DialerHandshake(this.#secret, this.#hello(link.id, channel), `${link.addr.host}:${link.addr.port}`);
+    const o = this.#o;
+    const keys = o.usePeriodKeys === undefined ? undefined : { enabled: () => o.usePeriodKeys!(), period: () => this.#keyPeriod() };
+    return new DialerHandshake(this.#secret, this.#hello(link.id, channel), `${link.addr.host}:${link.addr.port}`, keys);
+  }
+
+  /** This node's current key period (per-period handshake keys, handshake.ts). */
+  #keyPeriod(): number {
+    return Math.floor((this.#o.clock ?? Date.now)() / (this.#o.keyPeriodMs ?? DEFAULT_KEY_PERIOD_MS));
   }
 
   #dialSocket(addr: PeerAddress): Socket {
-    return this.#tls
-      ? tlsConnect({ host: addr.host, port: addr.port, ...clientTlsOptions(this.#tls, addr.host) })
-      : netConnect({ host: addr.host, port: addr.port });
+    return dialPeerSocket(this.#tls, addr);
   }
 
   #dial(link: Link): void {
     link.timer = undefined;
     if (this.#closing || link.removed) return;
+    link.conn = this.#open(link);
+  }
+
+  /** A new outbound message connection to the link's peer, its handshake started. */
+  #open(link: Link): FramedConn {
     const socket = this.#dialSocket(link.addr);
     const handshakeMs = this.#o.handshakeTimeoutMs ?? 5000;
     const hs = this.#dialerHandshake(link, 'messages');
@@ -370,12 +383,13 @@ export class PeerTransport {
       onClose: (info) => this.#onDialerClose(link, conn, info),
       onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: link.id, channel: 'messages', offset: err.offset, reason: err.reason }, `closing connection to peer ${link.id}: ${err.message}`),
     });
-    link.conn = conn;
     socket.setTimeout(handshakeMs); // cleared once established
     conn.write(hs.openFrame());
+    return conn;
   }
 
   #onDialerFrame(link: Link, conn: FramedConn, hs: DialerHandshake, f: Frame): void {
+    if (conn === link.replacement) return this.#onReplacementFrame(link, conn, hs, f);
     if (link.connected) {
       if (f.type === 'ping') return;
       throw new FrameError(f.offset, `unexpected ${f.type} frame from the acceptor of an outbound message connection`);
@@ -415,8 +429,46 @@ export class PeerTransport {
     });
   }
 
+  /** The handshake of a replacement connection (redialAll); the established one carries the messages meanwhile. */
+  #onReplacementFrame(link: Link, conn: FramedConn, hs: DialerHandshake, f: Frame): void {
+    const step = hs.step(f);
+    if (step.kind === 'send') {
+      conn.write(step.frame);
+      return;
+    }
+    if (step.kind !== 'established') {
+      // Keep the established connection; the next redial (or reconnect) tries again.
+      const why = step.kind === 'refused' ? `refused: ${step.refusal.reason}` : step.reason;
+      link.replacement = undefined;
+      this.#log.warn({ event: 'peer_redial_failed', peer: link.id, reason: why }, `could not replace the connection to peer ${link.id} (${why}); keeping the established one`);
+      conn.close({ initiator: 'local', detail: why });
+      return;
+    }
+    const old = link.conn;
+    link.conn = conn;
+    link.replacement = undefined;
+    conn.markEstablished();
+    conn.socket.setTimeout(0);
+    this.#log.info({ event: 'peer_reconnected', peer: link.id, name: step.ack.nodeName, version: step.ack.protocolVersion, direction: 'out' }, `replaced the connection to peer ${link.id} (${step.ack.nodeName})`);
+    old?.close({ initiator: 'local', detail: 'replaced by a new connection' });
+  }
+
   #onDialerClose(link: Link, conn: FramedConn, info: CloseInfo): void {
+    if (conn === link.replacement) link.replacement = undefined;
     if (link.conn !== conn) return;
+    if (link.replacement) {
+      // The established connection ended while its replacement handshakes (typically the acceptor, having taken the
+      // new one, closed the old one first): the replacement becomes the link's connection, not an outage.
+      link.conn = link.replacement;
+      link.replacement = undefined;
+      link.connected = false;
+      if (link.queue.length > 0) {
+        link.stats.dropped += link.queue.length;
+        link.queue = [];
+        link.queuedBytes = 0;
+      }
+      return;
+    }
     const wasConnected = link.connected;
     link.conn = undefined;
     link.connected = false;
@@ -483,6 +535,8 @@ export class PeerTransport {
     link.timer = undefined;
     link.conn?.close({ initiator: 'local', detail: 'peer removed' });
     link.conn = undefined;
+    link.replacement?.close({ initiator: 'local', detail: 'peer removed' });
+    link.replacement = undefined;
     link.connected = false;
     link.queue = [];
     link.queuedBytes = 0;
@@ -546,238 +600,25 @@ export class PeerTransport {
     this.#o.onPeerDisconnected(peerId, reason);
   }
 
-  // ---- inbound -----------------------------------------------------------
+  // ---- inbound (./acceptor.ts) ------------------------------------------
 
-  #accept(socket: Socket): void {
-    if (this.#closing || socket.destroyed) {
-      socket.destroy();
-      return;
-    }
-    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    let peerId = 0;
-    let state: 'open' | 'auth' | 'messages' | 'snapshot' | 'done' = 'open';
-    let receiver: SnapshotReceiver | undefined;
-    let lastProgressLog = Date.now();
-    let dialerNonce: Uint8Array | undefined;
-    let acceptorNonce: Uint8Array | undefined;
-    let version = 0;
-    const handshakeTimer = setTimeout(() => conn.close({ initiator: 'timeout', detail: 'handshake not completed in time' }), this.#o.handshakeTimeoutMs ?? 5000);
-    handshakeTimer.unref();
-    /** Refuse an unauthenticated dialer: it hears "refused"; the reason stays in this node's log. */
-    const refuse = (code: string, reason: string, extra: Record<string, unknown> = {}): void => {
-      clearTimeout(handshakeTimer);
-      this.#log.warn({ event: 'peer_refused_inbound', remote, code, reason, ...extra }, `refused connection from ${remote}: ${reason}`);
-      state = 'done';
-      conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal(REFUSED)));
+  #acceptorHost(): AcceptorHost {
+    return {
+      o: this.#o, log: this.#log, inbound: this.#inbound, snapshotIn: this.#snapshotIn, accepted: this.#accepted, tlsAuto: this.#tlsAuto,
+      closing: () => this.#closing,
+      dropAll: () => this.#dropAll,
+      secret: () => this.#secret,
+      previousSecret: () => this.#previousSecret,
+      tls: () => this.#tls,
+      isPeer: (id) => this.#links.has(id),
+      peerHost: (id) => this.#links.get(id)?.addr.host,
+      peerStats: (id) => this.#links.get(id)?.stats,
+      peerUp: (id) => {
+        this.#reportedDown.delete(id);
+        this.#dialNowIfWaiting(id);
+      },
+      keyPeriod: () => this.#keyPeriod(),
+      reportDown: (id, info) => this.#reportDown(id, info),
     };
-
-    const conn: FramedConn = new FramedConn(socket, {
-      ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
-      onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: peerId || undefined, remote, channel: state, offset: err.offset, reason: err.reason }, `closing connection from ${peerId ? `peer ${peerId}` : remote}: ${err.message}`),
-      onFrame: (f) => {
-        if (state === 'open') {
-          if (f.type !== 'hello') throw new FrameError(f.offset, `expected a hello frame first, got ${f.type}`);
-          const open = decodeHelloOpen(f.payload, f.offset);
-          const me = { protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION };
-          if (open.versions && negotiateVersion(me, open.versions) === undefined) {
-            return refuse('version_incompatible', `protocol versions incompatible: the dialer speaks ${describeRange(open.versions)}, this node ${JSON.stringify(this.#o.nodeName)} speaks ${describeRange(me)}` +
-              (open.versions.protocolVersion < 2 ? ' (version 1 peers do not authenticate: upgrade them)' : ''));
-          }
-          if (!open.open) return refuse('hello_invalid', `invalid hello: ${open.problem ?? 'unreadable'}`);
-          dialerNonce = open.open.nonce;
-          acceptorNonce = newNonce();
-          state = 'auth';
-          conn.write(encodeFrame('challenge', encodeChallenge({ nonce: acceptorNonce, protocolVersion: PROTOCOL_VERSION })));
-          return;
-        }
-        if (state === 'auth' && f.type === 'joinAuth') {
-          // The join exchange (join.ts): the node decides and builds the answer frame.
-          const onJoin = this.#o.onJoin;
-          if (onJoin === undefined) return refuse('join_unsupported', 'a join request arrived, but this node does not take joins');
-          let ja: ReturnType<typeof decodeJoinAuth>;
-          try {
-            ja = decodeJoinAuth(f.payload, f.offset);
-          } catch (err) {
-            if (err instanceof FrameError) return refuse('hello_invalid', `invalid joinAuth frame: ${err.reason}`);
-            throw err;
-          }
-          clearTimeout(handshakeTimer);
-          state = 'done';
-          socket.setTimeout(30_000);
-          void onJoin(ja, dialerNonce!, acceptorNonce!).then(
-            (frame) => conn.endWith({ initiator: 'local', detail: 'join answered' }, frame),
-            (err: unknown) => {
-              this.#log.warn({ event: 'join_failed', remote, err: (err as Error).message }, `join request from ${remote} failed: ${(err as Error).message}`);
-              conn.endWith({ initiator: 'local', detail: 'join failed' }, encodeFrame('refuse', encodeRefusal(REFUSED)));
-            },
-          );
-          return;
-        }
-        if (state === 'auth' && this.#tlsAuto && !(socket as TLSSocket).authorized) {
-          // Only the join exchange goes without a certificate of the cluster CA.
-          const why = (socket as TLSSocket).authorizationError;
-          return refuse('certificate_required', `the dialer presented no certificate of this cluster's CA (${why === null || why === undefined ? 'none' : String(why)}): only a join request may come without one`);
-        }
-        if (state === 'auth') {
-          if (f.type !== 'auth') throw new FrameError(f.offset, `expected an auth frame, got ${f.type}`);
-          let auth: ReturnType<typeof decodeAuth>;
-          try {
-            auth = decodeAuth(f.payload, f.offset);
-          } catch (err) {
-            if (err instanceof FrameError) return refuse('hello_invalid', `invalid auth frame: ${err.reason}`);
-            throw err;
-          }
-          const hello = auth.hello;
-          const claimed = { claimedId: hello.fromId, claimedName: hello.fromName };
-          const prev = this.#previousSecret;
-          if (prev !== undefined && macEqual(dialerMac(prev, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
-            // It holds the secret before the last rotation: say so (to it too: it proved that secret), never accept it.
-            const reason = `node ${JSON.stringify(hello.fromName)} (claiming id ${hello.fromId}) proved the previous cluster secret, rotated since by \`quorate isolate\`: ` +
-              'a member that was down during the rotation gets the current one by copying security.clusterSecretFile from a member (then restart it), or by enrollment; an isolated node stays refused';
-            clearTimeout(handshakeTimer);
-            this.#log.warn({ event: 'peer_refused_inbound', remote, code: 'secret_rotated', reason, ...claimed }, `refused connection from ${remote}: ${reason}`);
-            state = 'done';
-            conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal({ code: 'secret_rotated', reason })));
-            return;
-          }
-          if (!macEqual(dialerMac(this.#secret, dialerNonce!, acceptorNonce!, hello), auth.mac)) {
-            return refuse('auth_failed', `the dialer's proof did not verify: it does not hold this cluster's secret (security.clusterSecretFile), or the handshake was altered (it claimed node id ${hello.fromId})`, claimed);
-          }
-          const allowed = this.#o.allowedPeerIds;
-          const verdict = judgeHello(hello, {
-            nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId,
-            protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION,
-            ...(allowed === undefined ? {} : { isAllowed: (id: number) => (allowed === 'peers' ? this.#links.has(id) : allowed.includes(id)) }),
-            ...(this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
-            generation: this.#o.generation ?? 0,
-          });
-          if (!verdict.ok && (verdict.code === GENERATION_SUPERSEDED || verdict.code === 'generation_newer')) {
-            // It proved the cluster secret: tell it why (an old-generation node then serves no data, src/node/generation.ts).
-            clearTimeout(handshakeTimer);
-            this.#log.warn({ event: 'peer_refused_generation', remote, code: verdict.code, generation: this.#o.generation ?? 0, theirs: hello.generation ?? 0, reason: verdict.reason, ...claimed },
-              `refused connection from ${remote}: ${verdict.reason}`);
-            state = 'done';
-            conn.endWith({ initiator: 'local', detail: verdict.reason }, encodeFrame('refuse', encodeRefusal({ code: verdict.code, reason: verdict.reason })));
-            return;
-          }
-          if (!verdict.ok && verdict.code === 'peer_unknown' && this.#o.isRemovedPeer?.(hello.fromId)) {
-            // It proved the cluster secret: tell it why, so it stops serving (src/node: role removed).
-            const reason = `node id ${hello.fromId} was removed from cluster ${JSON.stringify(this.#o.haId)}; its id is never reused`;
-            clearTimeout(handshakeTimer);
-            this.#log.warn({ event: 'peer_refused_inbound', remote, code: 'removed', reason, ...claimed }, `refused connection from ${remote}: ${reason}`);
-            state = 'done';
-            conn.endWith({ initiator: 'local', detail: reason }, encodeFrame('refuse', encodeRefusal({ code: 'removed', reason })));
-            return;
-          }
-          if (!verdict.ok) return refuse(verdict.code, verdict.reason, claimed);
-          const identity = this.#o.identityProblem?.(hello);
-          if (identity !== undefined) return refuse('identity_mismatch', identity, claimed);
-          if (this.#tls && this.#o.peerCertificateProblem) {
-            const problem = this.#o.peerCertificateProblem(hello.fromId, (socket as TLSSocket).getPeerCertificate?.()?.subjectaltname);
-            if (problem !== undefined) return refuse('certificate_mismatch', problem, claimed);
-          } else if (this.#tls) {
-            const expected = this.#o.expectedPeerHost ? this.#o.expectedPeerHost(hello.fromId) : this.#links.get(hello.fromId)?.addr.host;
-            const san = (socket as TLSSocket).getPeerCertificate?.()?.subjectaltname;
-            if (expected === undefined) return refuse('certificate_mismatch', `node id ${hello.fromId} has no known peer host to check its certificate against`, claimed);
-            if (!certificateNamesHost(san, expected)) {
-              return refuse('certificate_mismatch', `the client certificate (subjectAltName ${san ?? 'none'}) does not name ${expected}, the host of node id ${hello.fromId}: a member may not claim another member's id`, claimed);
-            }
-          }
-          clearTimeout(handshakeTimer);
-          version = verdict.version;
-          peerId = hello.fromId;
-          conn.markEstablished();
-          const ackBody = {
-            protocolVersion: version, nodeId: this.#o.nodeId, nodeName: this.#o.nodeName, haId: this.#o.haId, incarnation: this.#o.incarnation ?? '',
-            knownIncarnation: this.#o.recordedIncarnation?.(hello.fromId) ?? '',
-            // Our level only to a dialer that sent its own: an older one would not verify our MAC over it.
-            ...(hello.featureLevel !== undefined && this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
-            // Likewise our settings only to a dialer that sent its own (version 4+).
-            ...(hello.settings !== undefined && this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
-            ...((this.#o.generation ?? 0) > 0 ? { generation: this.#o.generation } : {}),
-          };
-          const mac = acceptorMac(this.#secret, dialerNonce!, acceptorNonce!, auth.mac, hello.fromId, hello.channel, ackBody);
-          conn.write(encodeFrame('helloAck', encodeHelloAck({ ...ackBody, mac })));
-          if (hello.channel === 'snapshot') {
-            state = 'snapshot';
-            const older = this.#snapshotIn.get(peerId);
-            this.#snapshotIn.set(peerId, conn);
-            older?.close({ initiator: 'local', detail: 'superseded by a newer snapshot stream from the same peer' });
-            receiver = new SnapshotReceiver(peerId, this.#o.nodeId, this.#o.maxSnapshotBytes ?? 1024 * MiB, this.#o.snapshotSpoolDir ?? join(tmpdir(), 'quorate-snapshots'));
-            socket.setTimeout(this.#o.snapshotIdleTimeoutMs ?? 30_000);
-            return;
-          }
-          state = 'messages';
-          const old = this.#inbound.get(peerId);
-          this.#inbound.set(peerId, conn);
-          if (old) {
-            // The peer redialed: the old connection is half-open or dying. Not an outage.
-            this.#log.info({ event: 'peer_redialed', peer: peerId }, `peer ${peerId} opened a new connection; closing its old one`);
-            old.close({ initiator: 'local', detail: 'superseded by a new connection from the same peer' });
-          }
-          this.#reportedDown.delete(peerId);
-          socket.setTimeout(this.#o.idleTimeoutMs ?? 10_000);
-          this.#log.info({ event: 'peer_connected', peer: peerId, name: hello.fromName, version, direction: 'in' }, `peer ${peerId} (${hello.fromName}) connected`);
-          this.#dialNowIfWaiting(peerId);
-          this.#o.onPeerHello?.(peerId, {
-            nodeName: hello.fromName, apiUrl: hello.apiUrl, role: hello.role === '' ? undefined : hello.role, incarnation: hello.incarnation,
-            featureLevel: hello.featureLevel ?? 1, ...(hello.settings !== undefined ? { settings: hello.settings } : {}),
-          });
-          return;
-        }
-        if (state === 'messages') {
-          if (f.type === 'ping') return;
-          if (f.type !== 'messages') throw new FrameError(f.offset, `unexpected ${f.type} frame on an inbound message connection`);
-          const msgs = decodeMessages(f.payload, f.offset);
-          for (let i = 0; i < msgs.length; i++) {
-            const m = msgs[i]!;
-            if (m.from !== peerId) throw new FrameError(f.offset, `messages[${i}].from ${m.from} differs from the connection's node id ${peerId}`);
-            if (m.to !== this.#o.nodeId) throw new FrameError(f.offset, `messages[${i}].to ${m.to} is not this node (${this.#o.nodeId})`);
-          }
-          const st = this.#links.get(peerId)?.stats;
-          if (st) {
-            st.bytesReceived += f.payload.length + 5;
-            st.msgsReceived += msgs.length;
-          }
-          if (msgs.length > 0 && !this.#dropAll) this.#o.onMessages(msgs);
-          return;
-        }
-        if (state === 'snapshot' && receiver) {
-          if (this.#dropAll) {
-            conn.close({ initiator: 'local', detail: 'peer traffic is dropped by a drill (isolate fault)' });
-            return;
-          }
-          const got = receiver.handle(f);
-          const now = Date.now();
-          if (!got && now - lastProgressLog >= 1000) {
-            lastProgressLog = now;
-            this.#log.info({ event: 'snapshot_receive_progress', peer: peerId, bytes: receiver.receivedBytes, total: receiver.declaredBytes },
-              `snapshot from peer ${peerId}: ${receiver.receivedBytes}/${receiver.declaredBytes} bytes received`);
-          }
-          if (!got) return;
-          state = 'done';
-          this.#log.info({ event: 'snapshot_received', peer: peerId, index: got.meta.index, bytes: got.source.bytes }, `snapshot at index ${got.meta.index} (${got.source.bytes} bytes) received from peer ${peerId}`);
-          this.#o.onSnapshot(peerId, got.meta, got.source, got.msg);
-          conn.endWith({ initiator: 'local', detail: 'snapshot received' }, encodeFrame('snapshotAck'));
-          return;
-        }
-        throw new FrameError(f.offset, `unexpected ${f.type} frame after the stream ended`);
-      },
-      onClose: (info) => {
-        clearTimeout(handshakeTimer);
-        this.#accepted.delete(conn);
-        if (this.#snapshotIn.get(peerId) === conn) this.#snapshotIn.delete(peerId);
-        if (state === 'snapshot') receiver?.abort();
-        if (state === 'snapshot' && info.initiator !== 'local') {
-          this.#log.warn({ event: 'snapshot_receive_failed', peer: peerId, receivedBytes: receiver?.receivedBytes, detail: info.detail }, `snapshot stream from peer ${peerId} ended early: ${info.detail}`);
-        }
-        if (peerId === 0 || state !== 'messages' || this.#inbound.get(peerId) !== conn) return;
-        this.#inbound.delete(peerId);
-        if (this.#closing) return;
-        this.#log.warn({ event: 'peer_disconnected', peer: peerId, direction: 'in', initiator: info.initiator, detail: info.detail }, `connection from peer ${peerId} lost: ${info.detail}`);
-        this.#reportDown(peerId, info);
-      },
-    });
-    this.#accepted.add(conn);
   }
 }

@@ -388,12 +388,12 @@ describe('PeerTransport handshake', () => {
       assert.equal(await v1.answer(), 'refuse');
       assertDisclosesNothing(v1);
       const future = await rawClient(b.port);
-      future.open({ protocolVersion: 8, minCompatibleVersion: 6 });
+      future.open({ protocolVersion: 9, minCompatibleVersion: 7 });
       assert.equal(await future.answer(), 'refuse');
       assertDisclosesNothing(future);
       const r = inboundRefusals(b);
-      assert.match(r[0]!.reason, /protocol versions incompatible: the dialer speaks version 1 only, this node "node2" speaks versions 2 to 5 \(version 1 peers do not authenticate: upgrade them\)/);
-      assert.match(r[1]!.reason, /the dialer speaks versions 6 to 8, this node "node2" speaks versions 2 to 5/);
+      assert.match(r[0]!.reason, /protocol versions incompatible: the dialer speaks version 1 only, this node "node2" speaks versions 2 to 6 \(version 1 peers do not authenticate: upgrade them\)/);
+      assert.match(r[1]!.reason, /the dialer speaks versions 7 to 9, this node "node2" speaks versions 2 to 6/);
     } finally {
       await closeAll(b);
     }

@@ -52,13 +52,14 @@ describe('security.apiTls "auto"', () => {
     const follower = (leader + 1) % 3;
     const exp = await cli(['ca', 'export', '--url', https[follower]!, '--ca', join(c.nodes[0]!.dir, 'tls', 'ca.crt')]);
     assert.equal(exp.code, 0, exp.stderr);
-    assert.equal((exp.stdout.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length, 3);
+    // Previous, current and next period of the current CA epoch and of the next one (trusted ahead for `ca rotate`).
+    assert.equal((exp.stdout.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length, 6);
     const caFile = join(c.root, 'exported-ca.pem');
     writeFileSync(caFile, exp.stdout);
     const show = await cli(['ca', 'show', '--json', '--url', https[follower]!, '--ca', caFile]);
     assert.equal(show.code, 0, show.stderr);
     const view = JSON.parse(show.stdout) as { roots: { fingerprint: string }[]; token: string };
-    assert.equal(view.roots.length, 3);
+    assert.equal(view.roots.length, 6);
     assert.match(view.token, /^sha256:[0-9a-f]{32}$/);
 
     // A write sent to a follower is forwarded to the leader over HTTPS (the node trusts the cluster CA).

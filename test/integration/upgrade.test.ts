@@ -12,6 +12,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { FEATURE_LEVEL } from '../../src/node/features.js';
 import { TOKEN, TestCluster, http, waitFor } from './harness.js';
 
 const OLD = 2;
@@ -66,7 +67,7 @@ describe('rolling upgrade of the entry format', () => {
     assert.equal(await cl.waitExit(OLD), 0);
     cl.startNode(OLD);
     await cl.waitReady(OLD);
-    await waitFor('the leader computes cluster feature level 3 (every member runs this release)', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 3);
+    await waitFor(`the leader computes cluster feature level ${FEATURE_LEVEL} (every member runs this release)`, async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === FEATURE_LEVEL);
 
     // The retry of a write recorded before the switch is answered from its session record, not applied again.
     const revBefore = (await dump(cl, await cl.waitLeader())).revision;
@@ -147,7 +148,7 @@ describe('rolling upgrade of the snapshot format', () => {
     assert.equal(await cl.waitExit(OLD), 0);
     cl.startNode(OLD);
     await cl.waitReady(OLD);
-    await waitFor('the leader computes cluster feature level 3 (every member runs this release)', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 3);
+    await waitFor(`the leader computes cluster feature level ${FEATURE_LEVEL} (every member runs this release)`, async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === FEATURE_LEVEL);
 
     // A follower falls behind while still connected (stopped, not disconnected: the level stays 3), the
     // leader snapshots in the composite format and compacts past it, then the follower restarts.
@@ -205,7 +206,7 @@ describe('rolling upgrade from level 2: pause and drain reasons wait for every m
     assert.equal(await cl.waitExit(OLD), 0);
     cl.startNode(OLD);
     await cl.waitReady(OLD);
-    await waitFor('the leader computes cluster feature level 3', async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === 3);
+    await waitFor(`the leader computes cluster feature level ${FEATURE_LEVEL}`, async () => (await statusOf(cl, await cl.waitLeader()))['featureLevel'] === FEATURE_LEVEL);
     const held = await http(cl.nodes[await cl.waitLeader()]!.url, 'POST', '/v1/cluster/pause', { token: TOKEN, body: { reason: 'kernel upgrade' } });
     assert.equal(held.status, 200, JSON.stringify(held.body));
     for (let i = 0; i < 3; i++) {
