@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, parseConfig } from '../config/index.js';
 import { loadClusterSecret } from '../transport/index.js';
 import { COMMANDS, main } from './main.js';
+import { reserveDemoPorts } from '../../test/support/ports.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const TOKEN = 'quorate-admin-test';
@@ -299,7 +300,7 @@ test('init: the default file loads and listens for peers on loopback; network pe
 
 test('demo writes one cluster secret (0600) into every node\'s data dir', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-demo-secret-'));
-  const base = 20000 + Math.floor(Math.random() * 20000);
+  const base = await reserveDemoPorts(2);
   const child = spawn(process.execPath, [MAIN, 'demo', '--nodes', '2', '--base-port', String(base), '--dir', join(dir, 'd')], {
     env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'ignore', 'ignore'],
   });
@@ -322,17 +323,19 @@ test('demo writes one cluster secret (0600) into every node\'s data dir', async 
 
 test('demo --nodes 3 --observers 1: prints names, roles and URLs; status shows 3 voters and 1 observer', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-cli-demo-roles-'));
-  const base = 20000 + Math.floor(Math.random() * 20000);
+  const base = await reserveDemoPorts(4);
   const child = spawn(process.execPath, [MAIN, 'demo', '--nodes', '3', '--observers', '1', '--base-port', String(base), '--dir', join(dir, 'd')], {
-    env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'ignore'],
+    env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  let err = '';
   child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   try {
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 60_000;
     while (!out.includes('Press Ctrl-C') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    assert.match(out, /4-node cluster ready \(3 voters, 1 observer\)/);
+    assert.match(out, /4-node cluster ready \(3 voters, 1 observer\)/, `demo stdout:\n${out}\nstderr:\n${err}`);
     assert.match(out, new RegExp(`node4 +observer +http://127\\.0\\.0\\.1:${base + 3}`));
     assert.match(out, new RegExp(`node1 +voter +http://127\\.0\\.0\\.1:${base}`));
     const cfg = JSON.parse(readFileSync(join(dir, 'd', 'node4', 'quorate.json'), 'utf8')) as { node: { role: string } };

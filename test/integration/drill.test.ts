@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MAIN, OPERATOR_TOKEN, READER_TOKEN, TOKEN, TestCluster, http, sleep, waitFor } from './harness.js';
 import type { DrillReport } from '../../src/drill/report.js';
+import { reserveDemoPorts } from '../support/ports.js';
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
@@ -35,7 +36,7 @@ function pidOf(pattern: string): number | undefined {
 
 test('quorate drill: one round of each fault against a 3-node demo, RPO 0, reports kept; refusals', { timeout: 240_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-drill-'));
-  const base = 20000 + Math.floor(Math.random() * 12000); // below the ephemeral port range (32768+)
+  const base = await reserveDemoPorts(3);
   const demo = spawn(process.execPath, [MAIN, 'demo', '--nodes', '3', '--base-port', String(base), '--dir', join(dir, 'd')], {
     env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'],
   });

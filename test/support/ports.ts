@@ -113,4 +113,33 @@ export async function reservePorts(n: number): Promise<number[]> {
   return out;
 }
 
+/**
+ * Ports at fixed offsets from one base (`quorate demo --base-port B` uses
+ * B..B+n-1 for its APIs and B+100.. for its peers), all reserved; returns the base.
+ */
+export async function reservePortBlock(offsets: readonly number[]): Promise<number> {
+  const span = Math.max(...offsets);
+  for (let tries = 0; tries < 500; tries++) {
+    const base = LOW + Math.floor(Math.random() * (HIGH - span - LOW + 1));
+    const got: number[] = [];
+    for (const o of offsets) {
+      if (!(await tryReserve(base + o))) break;
+      got.push(base + o);
+    }
+    if (got.length === offsets.length) return base;
+    for (const p of got) release(p);
+  }
+  throw new Error(`reservePortBlock: no free block of offsets ${offsets.join(',')} in ${LOW}-${HIGH} after 500 tries`);
+}
+
+function release(port: number): void {
+  held.delete(port);
+  rmSync(join(DIR, String(port)), { force: true });
+}
+
+/** The API and peer ports of `quorate demo --base-port B` for `count` nodes; returns B. */
+export function reserveDemoPorts(count: number): Promise<number> {
+  return reservePortBlock([...Array.from({ length: count }, (_, k) => k), ...Array.from({ length: count }, (_, k) => 100 + k)]);
+}
+
 export const PORTS_DIR = DIR;
