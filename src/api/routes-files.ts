@@ -144,6 +144,8 @@ export function filePathRoutes(rawPath: string): Readonly<Record<string, Route>>
         const s = service(ctx);
         const o = options(ctx);
         const length = contentLength(ctx);
+        // Any size: only an idle gap in the body ends it (408), not the 60 s request deadline.
+        ctx.streamedBody();
         if (length !== undefined && length > s.maxFileBytes) {
           throw new ApiError('file_too_large', `the file is ${length} bytes (Content-Length); the limit is ${s.maxFileBytes} bytes (files.maxFileBytes)`, { limit: `${s.maxFileBytes} bytes`, limitBytes: s.maxFileBytes, field: 'Content-Length' });
         }
