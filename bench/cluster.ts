@@ -6,16 +6,16 @@
 // one log entry each) and linearizable point queries (POST /v1/db/query) at
 // BENCH_SQL_CONCURRENCY clients (default 64) against the quorate leader,
 // reported next to etcd's put and range at the same concurrency; and one
-// replicated file of BENCH_FILE_MB MiB (default 64) streamed to the leader:
-// time, MiB/s and each node's RSS growth.
+// replicated file of each size in BENCH_FILE_MB (MiB, default 64,256) streamed to the
+// leader (bench/files-upload.ts): time, MiB/s and each node's RSS growth.
 // Prints one JSON report. Not part of `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestCluster, TOKEN, freePorts, sleep } from '../test/integration/harness.js';
+import { rssMb, uploadRun } from './files-upload.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const CONCURRENCY = (process.env['BENCH_CONCURRENCY'] ?? '1,16,64,256').split(',').map(Number);
@@ -23,7 +23,7 @@ const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
 const VALUE = 'v'.repeat(256);
 const KEYSPACE = 10_000;
 const SQL_CONCURRENCY = Number(process.env['BENCH_SQL_CONCURRENCY'] ?? 64);
-const FILE_MB = Number(process.env['BENCH_FILE_MB'] ?? 64);
+const FILE_MB = (process.env['BENCH_FILE_MB'] ?? '64,256').split(',').map(Number);
 
 interface Target {
   readonly name: string;
@@ -229,14 +229,6 @@ async function failover(t: Target, rounds: number) {
   return { rounds: results, medianMs: percentile(times, 50), maxMs: times[times.length - 1] ?? -1 };
 }
 
-function rssMb(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? round(Number(m[1]) / 1024) : 0;
-  } catch {
-    return 0;
-  }
-}
 
 function round(x: number): number {
   return Math.round(x * 100) / 100;
@@ -294,54 +286,6 @@ async function sqlRun(c: TestCluster) {
   };
 }
 
-/**
- * One replicated file of FILE_MB MiB streamed to the leader (PUT /v1/files, chunked through the log):
- * time, throughput, and each node's RSS growth while it is uploaded (sampled every 100 ms).
- */
-async function filesRun(c: TestCluster) {
-  const url = new URL(c.nodes[await c.waitLeader(20_000)]!.url);
-  const pids = c.nodes.map((n) => n.proc?.pid ?? 0);
-  const before = pids.map(rssMb);
-  const peak = [...before];
-  const sampler = setInterval(() => pids.forEach((p, i) => { peak[i] = Math.max(peak[i]!, rssMb(p)); }), 100);
-  const block = Buffer.alloc(1024 * 1024);
-  const hash = createHash('sha256');
-  const t0 = performance.now();
-  let answer = '';
-  let status = 0;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const req = http.request({ host: url.hostname, port: url.port, method: 'PUT', path: '/v1/files/bench/big.bin', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream', 'content-length': FILE_MB * 1024 * 1024 } }, (res) => {
-        status = res.statusCode ?? 0;
-        res.on('data', (d: Buffer) => (answer += d.toString()));
-        res.on('end', () => resolve());
-      });
-      req.on('error', reject);
-      let i = 0;
-      const write = (): void => {
-        while (i < FILE_MB) {
-          block.writeUInt32BE(i++, 0); // every MiB differs
-          hash.update(block);
-          if (!req.write(Buffer.from(block))) {
-            req.once('drain', write);
-            return;
-          }
-        }
-        req.end();
-      };
-      write();
-    });
-  } finally {
-    clearInterval(sampler);
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const body = JSON.parse(answer || '{}') as { sha256?: string };
-  return {
-    mib: FILE_MB, status, seconds: round(seconds), mibPerSecond: round(FILE_MB / seconds), sha256Matches: body.sha256 === hash.digest('hex'),
-    rssMbBefore: before, rssMbPeak: peak, rssGrowthMb: peak.map((p, i) => round(p - before[i]!)),
-  };
-}
-
 function findEtcd(): string | undefined {
   for (const p of ['/usr/bin/etcd', '/usr/local/bin/etcd']) if (existsSync(p)) return p;
   return undefined;
@@ -352,7 +296,8 @@ const q = await TestCluster.start({ nodes: 3 });
 try {
   // SQL first, on a cluster no failover has disturbed yet.
   report['quorateSql'] = await sqlRun(q);
-  report['quorateFileUpload'] = await filesRun(q);
+  report['quorateFileUploads'] = [];
+  for (const mib of FILE_MB) (report['quorateFileUploads'] as unknown[]).push(await uploadRun(q, mib));
   report['quorate'] = await runAll(quorateTarget(q));
 } finally {
   await q.stop();
