@@ -6,8 +6,8 @@
 // one log entry each) and linearizable point queries (POST /v1/db/query) at
 // BENCH_SQL_CONCURRENCY clients (default 64) against the quorate leader,
 // reported next to etcd's put and range at the same concurrency; and one
-// replicated file of BENCH_FILE_MB MiB (default 64) streamed to the leader:
-// time, MiB/s and each node's RSS growth.
+// replicated file of each size in BENCH_FILE_MB (MiB, default 64,256) streamed to the
+// leader (bench/files-upload.ts): time, MiB/s and each node's RSS growth.
 // Two data nodes and a Redis witness (src/coord/WITNESS.md; needs
 // redis-server, BENCH_WITNESS=0 skips it): kill -9 of the leader under
 // inSyncDegrade, the time until the standby leads and until writes resume
@@ -22,14 +22,14 @@
 // (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 // Prints one JSON report. Not part of `npm test`.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestCluster, TOKEN, freePorts, sleep } from '../test/integration/harness.js';
 import { REDIS_SERVER } from '../test/support/redis-server.js';
 import { witnessFailover } from './witness-run.js';
+import { rssMb, uploadRun } from './files-upload.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const CONCURRENCY = (process.env['BENCH_CONCURRENCY'] ?? '1,16,64,256').split(',').map(Number);
@@ -37,7 +37,7 @@ const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
 const VALUE = 'v'.repeat(256);
 const KEYSPACE = 10_000;
 const SQL_CONCURRENCY = Number(process.env['BENCH_SQL_CONCURRENCY'] ?? 64);
-const FILE_MB = Number(process.env['BENCH_FILE_MB'] ?? 64);
+const FILE_MB = (process.env['BENCH_FILE_MB'] ?? '64,256').split(',').map(Number);
 const CATCHUP_WRITES = Number(process.env['BENCH_CATCHUP_WRITES'] ?? 10_000);
 const PARTS = new Set((process.env['BENCH_ONLY'] ?? 'sql,files,writes,reads,catchup,failover,witness').split(',').map((x) => x.trim()));
 const NODE_ARGS = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((x) => x !== '');
@@ -309,15 +309,6 @@ async function catchUp(t: Target, n: number) {
   return { writesWhileDown: n, failedWrites: failed, writeSeconds: round(writeSeconds), restartToReadyMs: round(ready), restartToCaughtUpMs: round(caught) };
 }
 
-function rssMb(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? round(Number(m[1]) / 1024) : 0;
-  } catch {
-    return 0;
-  }
-}
-
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? 0;
@@ -380,54 +371,6 @@ async function sqlRun(c: TestCluster) {
   };
 }
 
-/**
- * One replicated file of FILE_MB MiB streamed to the leader (PUT /v1/files, chunked through the log):
- * time, throughput, and each node's RSS growth while it is uploaded (sampled every 100 ms).
- */
-async function filesRun(c: TestCluster) {
-  const url = new URL(c.nodes[await c.waitLeader(20_000)]!.url);
-  const pids = c.nodes.map((n) => n.proc?.pid ?? 0);
-  const before = pids.map(rssMb);
-  const peak = [...before];
-  const sampler = setInterval(() => pids.forEach((p, i) => { peak[i] = Math.max(peak[i]!, rssMb(p)); }), 100);
-  const block = Buffer.alloc(1024 * 1024);
-  const hash = createHash('sha256');
-  const t0 = performance.now();
-  let answer = '';
-  let status = 0;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const req = http.request({ host: url.hostname, port: url.port, method: 'PUT', path: '/v1/files/bench/big.bin', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream', 'content-length': FILE_MB * 1024 * 1024 } }, (res) => {
-        status = res.statusCode ?? 0;
-        res.on('data', (d: Buffer) => (answer += d.toString()));
-        res.on('end', () => resolve());
-      });
-      req.on('error', reject);
-      let i = 0;
-      const write = (): void => {
-        while (i < FILE_MB) {
-          block.writeUInt32BE(i++, 0); // every MiB differs
-          hash.update(block);
-          if (!req.write(Buffer.from(block))) {
-            req.once('drain', write);
-            return;
-          }
-        }
-        req.end();
-      };
-      write();
-    });
-  } finally {
-    clearInterval(sampler);
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const body = JSON.parse(answer || '{}') as { sha256?: string };
-  return {
-    mib: FILE_MB, status, seconds: round(seconds), mibPerSecond: round(FILE_MB / seconds), sha256Matches: body.sha256 === hash.digest('hex'),
-    rssMbBefore: before, rssMbPeak: peak, rssGrowthMb: peak.map((p, i) => round(p - before[i]!)),
-  };
-}
-
 function findEtcd(): string | undefined {
   for (const p of ['/usr/bin/etcd', '/usr/local/bin/etcd']) if (existsSync(p)) return p;
   return undefined;
@@ -438,7 +381,10 @@ const q = await TestCluster.start({ nodes: 3, nodeArgs: NODE_ARGS });
 try {
   // SQL first, on a cluster no failover has disturbed yet.
   if (PARTS.has('sql')) report['quorateSql'] = await sqlRun(q);
-  if (PARTS.has('files')) report['quorateFileUpload'] = await filesRun(q);
+  if (PARTS.has('files')) {
+    report['quorateFileUploads'] = [];
+    for (const mib of FILE_MB) (report['quorateFileUploads'] as unknown[]).push(await uploadRun(q, mib));
+  }
   report['quorate'] = await runAll(quorateTarget(q));
 } finally {
   await q.stop();

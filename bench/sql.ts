@@ -4,7 +4,9 @@
 // loopback (real processes, fsync on), side by side in the same run with raw
 // better-sqlite3 on one node (one connection, one transaction per insert, WAL
 // with synchronous FULL and NORMAL; one connection is synchronous, so
-// concurrency does not apply to it). Prints one JSON report. etcd's KV writes
+// concurrency does not apply to it); then point queries by primary key,
+// linearizable and stale, at BENCH_QUERY_CONCURRENCY clients (default 64).
+// Prints one JSON report. etcd's KV writes
 // are in `npm run bench` (bench/cluster.ts); not part of `npm test`.
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -15,6 +17,7 @@ import { TestCluster, TOKEN } from '../test/integration/harness.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const CONCURRENCY = (process.env['BENCH_CONCURRENCY'] ?? '1,16,64').split(',').map(Number);
+const QUERY_CONCURRENCY = (process.env['BENCH_QUERY_CONCURRENCY'] ?? '64').split(',').map(Number);
 const VALUE = 'v'.repeat(100);
 
 function post(agent: http.Agent, url: string, path: string, body: string): Promise<number> {
@@ -60,6 +63,30 @@ async function clusterRun(url: string, concurrency: number): Promise<Record<stri
   return { concurrency, insertsPerSecond: round(ok / SECONDS, 1), ok, failed, p50Ms: round(pct(lat, 50)), p99Ms: round(pct(lat, 99)) };
 }
 
+/** Point queries by primary key over the rows inserted, `consistency` linearizable (on the leader) or stale. */
+async function queryRun(url: string, concurrency: number, rows: number, consistency: 'linearizable' | 'stale'): Promise<Record<string, unknown>> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const lat: number[] = [];
+  let ok = 0;
+  let failed = 0;
+  let seq = 0;
+  const end = performance.now() + SECONDS * 1000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < end) {
+      const body = JSON.stringify({ sql: 'SELECT v FROM t WHERE id = ?', params: [1 + ((seq++ * 7919) % rows)], consistency });
+      const t0 = performance.now();
+      const status = await post(agent, url, '/v1/db/query', body);
+      if (status === 200) {
+        ok++;
+        lat.push(performance.now() - t0);
+      } else failed++;
+    }
+  }));
+  agent.destroy();
+  lat.sort((a, b) => a - b);
+  return { consistency, concurrency, queriesPerSecond: round(ok / SECONDS, 1), ok, failed, p50Ms: round(pct(lat, 50)), p99Ms: round(pct(lat, 99)) };
+}
+
 function rawRun(synchronous: 'FULL' | 'NORMAL'): Record<string, unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-bench-sql-'));
   try {
@@ -93,12 +120,20 @@ try {
   agent.destroy();
   const cluster: Record<string, number>[] = [];
   for (const conc of CONCURRENCY) cluster.push(await clusterRun(url, conc));
+  const rows = Math.max(1, cluster.reduce((a, r) => a + (r['ok'] ?? 0), 0));
+  const queries: Record<string, unknown>[] = [];
+  for (const conc of QUERY_CONCURRENCY) {
+    queries.push(await queryRun(url, conc, rows, 'linearizable'));
+    queries.push(await queryRun(url, conc, rows, 'stale'));
+  }
   const raw = [rawRun('FULL'), rawRun('NORMAL')];
   console.log(JSON.stringify({
     bench: 'sql-insert',
     seconds: SECONDS,
     statement: 'INSERT INTO t (v) VALUES (?) (one row, one request, one log entry)',
     quorate3Nodes: cluster,
+    query: 'SELECT v FROM t WHERE id = ? (a point query by primary key over the rows inserted, on the leader)',
+    quorate3NodesQueries: queries,
     rawBetterSqlite3OneNode: raw,
     context: "rqlite's published figures are context only (not measured here); etcd's KV writes and quorate's KV writes: npm run bench (bench/cluster.ts).",
   }, null, 2));

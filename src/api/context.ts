@@ -8,6 +8,7 @@ import type { AuthFailureLimiter } from './auth-limit.js';
 import type { SecurityPort } from './ports-security.js';
 import type { DrillPort } from './ports-drill.js';
 import { ApiError, badField } from './errors.js';
+import type { BodyDeadline } from './deadline.js';
 import type { Forwarder } from './forward.js';
 import type { AppCoordination } from './ports-app.js';
 import type { ClusterControl, DrControl, KvService, SqlService } from './ports.js';
@@ -36,6 +37,8 @@ export interface ApiLimits {
   readonly headersTimeoutMs: number;
   /** The whole request (headers and body) must arrive within this (408). Responses (watch streams) are not limited. */
   readonly requestTimeoutMs: number;
+  /** Streamed uploads (PUT /v1/files/*, POST /v1/cluster/restore) instead answer 408 when no byte of the body arrives for this long (files.uploadIdleTimeoutMs). */
+  readonly streamIdleTimeoutMs: number;
   /** How often the header/request deadlines are checked (Node's connectionsCheckingInterval). */
   readonly timeoutCheckIntervalMs: number;
   /** After an error answered with Connection: close, the socket is destroyed at the latest this long after the answer was flushed. */
@@ -50,6 +53,7 @@ export const DEFAULT_API_LIMITS: ApiLimits = {
   maxConnections: 1024,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 60_000,
+  streamIdleTimeoutMs: 60_000,
   timeoutCheckIntervalMs: 1000,
   closeLingerMs: 2000,
 };
@@ -120,6 +124,8 @@ export class RequestContext {
   auditTarget: string | undefined;
   errorCode: string | undefined;
   parsedBody: unknown;
+  /** The deadline for receiving the body (set by the server). */
+  deadline: BodyDeadline | undefined;
   #body: Promise<Buffer> | undefined;
 
   constructor(app: App, req: IncomingMessage, res: ServerResponse) {
@@ -132,6 +138,15 @@ export class RequestContext {
     this.path = q < 0 ? this.rawUrl : this.rawUrl.slice(0, q);
     this.query = new URLSearchParams(q < 0 ? '' : this.rawUrl.slice(q + 1));
     this.servedBy = app.cluster.nodeName;
+  }
+
+  /**
+   * This route streams a body of any size (an upload): from now on the body
+   * has no total deadline, only an idle one (no byte for streamIdleTimeoutMs
+   * while the handler waits for one).
+   */
+  streamedBody(): void {
+    this.deadline?.toIdle(this.app.limits.streamIdleTimeoutMs);
   }
 
   /** True when another node forwarded this request here. */

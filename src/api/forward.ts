@@ -125,6 +125,12 @@ export class Forwarder {
       up.on('timeout', () => up.destroy(Object.assign(new Error(`no answer within ${options.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
       up.on('response', (ur) => {
         responded = true;
+        if (ctx.res.headersSent || ctx.res.destroyed) {
+          // This node already answered (its body deadline expired: 408): drop the leader's late answer.
+          ur.resume();
+          resolve();
+          return;
+        }
         const out: Record<string, string> = { 'x-quorate-forwarded-by': ctx.app.cluster.nodeName };
         for (const h of RESPONSE_HEADERS) {
           const v = ur.headers[h];
@@ -158,7 +164,14 @@ export class Forwarder {
       ctx.res.on('close', () => {
         if (!ctx.res.writableFinished) up.destroy();
       });
-      if (stream) ctx.req.pipe(up);
+      if (stream) {
+        // A client body that ends early (the client went away, or this node's idle deadline ended it) ends the
+        // relay too, so that the leader aborts the upload now rather than at its own deadline.
+        ctx.req.once('close', () => {
+          if (!ctx.req.complete) up.destroy(Object.assign(new Error('the client\'s request body ended before it was complete'), { code: 'ECONNRESET' }));
+        });
+        ctx.req.pipe(up);
+      }
       else up.end(body);
     });
   }

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { FakeNode } from '../../test/support/fake-node.js';
-import { ApiStartError, startApiServer } from './server.js';
+import type { FilesService } from './ports-files.js';
+import { ApiStartError, startApiServer, type ApiServerOptions } from './server.js';
 import { harness, TOKENS, type Harness } from '../../test/support/api.js';
 
 /** Polls `cond` (every 10 ms) until true; fails after `timeoutMs` naming `what`. */
@@ -151,6 +152,84 @@ describe('request deadlines', { timeout: 120_000 }, () => {
       c.socket.write('GET /v1/kv/x HTTP/1.1\r\nHost: t\r\n');
       await c.closed;
       assert.equal(statusOf(c.received()), 408, c.received());
+    });
+  });
+
+  /** A files port whose put reads the whole body (the deadline is the API's; the log is not involved here). */
+  const filesPort = (received: { bytes: number; error?: string }): FilesService => ({
+    maxFileBytes: 1 << 20,
+    async put(_path, body) {
+      try {
+        for await (const c of body) received.bytes += c.length;
+      } catch (e) {
+        received.error = (e as Error).message;
+        throw e;
+      }
+      return { revision: 7, size: received.bytes, sha256: '0'.repeat(64) };
+    },
+    delete: () => Promise.reject(new Error('unused')),
+    readBarrier: () => Promise.resolve(),
+    caughtUp: () => Promise.resolve(),
+    list: () => ({ files: [], more: false, appliedIndex: 0 }),
+    open: () => Promise.resolve(undefined),
+    verify: () => Promise.resolve(),
+    checksum: () => Promise.resolve({ appliedIndex: 0, checksum: '' }),
+  });
+  const streamed = (received: { bytes: number; error?: string }): { server: Partial<ApiServerOptions> } => ({ server: { files: filesPort(received), limits: { headersTimeoutMs: 300, requestTimeoutMs: 600, streamIdleTimeoutMs: 400, timeoutCheckIntervalMs: 50 } } });
+
+  test('a file upload that keeps sending is not cut by the 60 s-style total deadline, only by an idle gap', async () => {
+    const received = { bytes: 0 };
+    await withHarness(streamed(received), async (h) => {
+      const c = await rawConnect(h.server.port);
+      // 40 bytes at one every 50 ms: about 2 s, well past requestTimeoutMs (600 ms), never idle for 400 ms.
+      c.socket.write(`PUT /v1/files/slow.bin HTTP/1.1\r\nHost: t\r\n${bearer('admin')}Content-Type: application/octet-stream\r\nContent-Length: 40\r\n\r\n`);
+      let sent = 0;
+      await new Promise<void>((resolve) => {
+        const drip = setInterval(() => {
+          if (c.socket.destroyed || sent === 40) {
+            clearInterval(drip);
+            resolve();
+            return;
+          }
+          c.socket.write('x');
+          sent++;
+        }, 50);
+      });
+      await waitFor(() => c.received().includes('"revision":7'), 'the upload\'s answer');
+      assert.equal(statusOf(c.received()), 200, c.received());
+      assert.equal(received.bytes, 40);
+      c.socket.destroy();
+    });
+  });
+
+  test('a file upload whose client stops sending gets 408 request_timeout once idle, and its body read fails', async () => {
+    const received: { bytes: number; error?: string } = { bytes: 0 };
+    await withHarness(streamed(received), async (h) => {
+      const c = await rawConnect(h.server.port);
+      c.socket.write(`PUT /v1/files/stalled.bin HTTP/1.1\r\nHost: t\r\n${bearer('admin')}Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n0123456789`);
+      await c.closed;
+      assert.equal(statusOf(c.received()), 408, c.received());
+      assert.match(c.received(), /"error":"request_timeout"/);
+      assert.match(c.received(), /files\.uploadIdleTimeoutMs/);
+      assert.match(c.received(), /\r\nconnection: close\r\n/i);
+      await waitFor(() => received.error !== undefined, 'the handler to see its body fail');
+      assert.equal(received.bytes, 10);
+    });
+  });
+
+  test('a KV write still has the total deadline when a files port is configured', async () => {
+    await withHarness(streamed({ bytes: 0 }), async (h) => {
+      const c = await rawConnect(h.server.port);
+      c.socket.write(`PUT /v1/kv/slow HTTP/1.1\r\nHost: t\r\n${bearer('admin')}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"value":"`);
+      const drip = setInterval(() => { if (!c.socket.destroyed) c.socket.write('x'); }, 50);
+      try {
+        await c.closed;
+      } finally {
+        clearInterval(drip);
+      }
+      assert.equal(statusOf(c.received()), 408, c.received());
+      assert.match(c.received(), /the whole request within 600 ms/);
+      assert.equal(h.node.kv.get('slow'), undefined, 'nothing was written');
     });
   });
 

@@ -29,7 +29,8 @@ export const backupRoutes: Readonly<Record<string, Readonly<Record<string, Route
         }
         const ct = ctx.header('content-type') ?? '';
         if (ct !== '' && !/^application\/octet-stream\s*(;|$)/i.test(ct)) throw new ApiError('invalid_content_type', `send the archive as Content-Type: application/octet-stream, got ${JSON.stringify(ct.slice(0, 80))}`);
-        // The archive is streamed to the leader (never read into memory here).
+        // The archive is streamed to the leader (never read into memory here), with an idle deadline only.
+        ctx.streamedBody();
         if (!ctx.app.cluster.isLeader()) return forwardToLeader(ctx, true, 10 * 60_000, false, true);
         ctx.auditTarget = 'cluster state';
         const result = await r.restore(ctx.req);

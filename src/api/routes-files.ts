@@ -144,11 +144,14 @@ export function filePathRoutes(rawPath: string): Readonly<Record<string, Route>>
         const s = service(ctx);
         const o = options(ctx);
         const length = contentLength(ctx);
+        // Any size: only an idle gap in the body ends it (408), not the 60 s request deadline.
+        ctx.streamedBody();
         if (length !== undefined && length > s.maxFileBytes) {
           throw new ApiError('file_too_large', `the file is ${length} bytes (Content-Length); the limit is ${s.maxFileBytes} bytes (files.maxFileBytes)`, { limit: `${s.maxFileBytes} bytes`, limitBytes: s.maxFileBytes, field: 'Content-Length' });
         }
         // Not onLeader: the body is streamed, so once it is being read here it cannot be forwarded any more.
-        if (!ctx.app.cluster.isLeader()) return forwardToLeader(ctx, true, undefined, false, true);
+        // The relay's socket may go quiet while the leader commits a large file (fsync) after the last byte: as long as a restore's.
+        if (!ctx.app.cluster.isLeader()) return forwardToLeader(ctx, true, 10 * 60_000, false, true);
         ctx.req.setTimeout(0);
         const r = await s.put(path, ctx.req, { ...o, ...(length !== undefined ? { contentLength: length } : {}) });
         ctx.json(200, { path, revision: r.revision, size: r.size, sha256: r.sha256 });

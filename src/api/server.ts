@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { TokenStore } from './auth.js';
 import { DEFAULT_API_LIMITS, HEADER_SERVED_BY, RequestContext } from './context.js';
+import { BodyDeadline } from './deadline.js';
 import type { ApiLimits, App, Route } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { Forwarder } from './forward.js';
@@ -281,6 +282,24 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const ctx = new RequestContext(app, req, res);
     res.setHeader(HEADER_SERVED_BY, cluster.nodeName);
+    const deadline = new BodyDeadline(req, limits.requestTimeoutMs, (why) => {
+      // The body did not arrive in time: answer 408 (when nothing was answered yet) and close the connection.
+      logger.warn({ event: 'request_timeout', method: ctx.method, path: ctx.path, bytesRead: req.socket.bytesRead }, `the request body did not arrive in time (${why}); connection closed`);
+      if (res.headersSent || res.destroyed) {
+        req.socket.destroy();
+        return;
+      }
+      ctx.errorCode = 'request_timeout';
+      ctx.closeConnection();
+      ctx.json(408, { error: 'request_timeout', message: `the request did not arrive in time (expected ${why}); connection closed. Check the client's network, or send large uploads steadily` });
+      // Node stops feeding a request whose response is done without erroring its body: end the handler's read of it
+      // once the socket closes (the client read the 408, or closeLingerMs passed), so an upload is aborted, not left waiting.
+      req.socket.once('close', () => {
+        if (!req.destroyed) req.destroy(Object.assign(new Error(`the request body did not arrive in time (${why})`), { code: 'request_timeout' }));
+      });
+    });
+    ctx.deadline = deadline;
+    res.once('close', () => deadline.stop());
     let logged = false;
     const log = (): void => {
       if (logged) return;
@@ -298,13 +317,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     );
   };
 
-  // headersTimeout / requestTimeout bound how long a client may take to SEND
-  // its request (Node answers 408 via clientError); they do not cover the
-  // response, so watch streams and long polls (requests without a body, fully
-  // received at once) are not cut. The deadlines are checked every
-  // timeoutCheckIntervalMs (Node's default is 30 s, too coarse).
+  // headersTimeout bounds how long a client may take to SEND its request line
+  // and headers (Node answers 408 via clientError); the body's deadline is
+  // ours, per request (./deadline.ts: the whole body within requestTimeoutMs,
+  // or for streamed uploads no idle gap over streamIdleTimeoutMs). Neither
+  // covers the response, so watch streams and long polls are not cut. Node's
+  // deadline is checked every timeoutCheckIntervalMs (its default, 30 s, is
+  // too coarse).
   const serverOptions: http.ServerOptions = {
-    requestTimeout: limits.requestTimeoutMs,
+    requestTimeout: 0,
     headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
     connectionsCheckingInterval: limits.timeoutCheckIntervalMs,
   };
@@ -341,7 +362,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       const body = JSON.stringify(
         timeout
-          ? { error: 'request_timeout', message: `the request did not arrive in time (headers within ${limits.headersTimeoutMs} ms, the whole request within ${limits.requestTimeoutMs} ms); connection closed` }
+          ? { error: 'request_timeout', message: `the request did not arrive in time (headers within ${limits.headersTimeoutMs} ms); connection closed` }
           : { error: 'invalid_request', message: `malformed HTTP request (${err.code ?? 'parse error'})` },
       );
       socket.end(`HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);

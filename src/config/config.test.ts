@@ -303,7 +303,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'alerts.webhookUrl', 'alerts.secretFile', 'alerts.replicationLagMsMax', 'alerts.diskFreePercentMin', 'alerts.leaderChangesMax', 'alerts.leaderChangesWindowSeconds',
     'alerts.forSeconds', 'alerts.certificateDaysMin', 'alerts.evaluateIntervalMs', 'alerts.maxAttempts', 'alerts.retryBackoffMs', 'alerts.timeoutMs',
     'drills.enabled', 'drills.rtoTargetMs', 'drills.maxIntervalHours',
-    'files.maxFileBytes',
+    'files.maxFileBytes', 'files.uploadIdleTimeoutMs',
     'database.inSyncDegrade',
   ];
   const leaves: string[] = [];

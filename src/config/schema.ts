@@ -262,8 +262,15 @@ export const configSchema = z.object({
   outbox: outboxSchema.default({}),
   alerts: alertsSchema.default({}),
   drills: drillsSchema.default({}),
-  /** Replicated files (src/files): the largest file accepted by PUT /v1/files (default 4 GiB, at most 64 GiB). */
-  files: z.object({ maxFileBytes: int(1, 64 * 1024 ** 3).default(4 * 1024 ** 3) }).strict().default({}),
+  /**
+   * Replicated files (src/files): the largest file accepted by PUT /v1/files (default 4 GiB, at most 64 GiB);
+   * how long a streamed upload (PUT /v1/files/*, POST /v1/cluster/restore) may go without a byte of its body
+   * before it is answered 408 (it has no total deadline).
+   */
+  files: z.object({
+    maxFileBytes: int(1, 64 * 1024 ** 3).default(4 * 1024 ** 3),
+    uploadIdleTimeoutMs: int(1000, 3_600_000).default(60_000),
+  }).strict().default({}),
 }).strict();
 
 /** The file after schema defaults, before cross-key rules and path resolution. */

@@ -65,6 +65,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       port: Number(api.slice(sep + 1)),
       dataDir: config.node.dataDir,
       adminTokenFile: config.security.adminTokenFile,
+      limits: { streamIdleTimeoutMs: config.files.uploadIdleTimeoutMs },
       logger: logger.child({ node: config.node.nodeName }),
       ...(config.security.apiTls === 'auto' ? { tls: autoApiTlsFiles(config) } : config.security.apiTls ? { tls: config.security.apiTls } : {}),
       ...(trustCa !== undefined ? { trustCa } : {}),

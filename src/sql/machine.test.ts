@@ -211,4 +211,22 @@ describe('sql machine: reads', () => {
     // The pool serves again with a fresh worker.
     assert.deepEqual((await r.sql.query('SELECT count(*) FROM q', [])).rows, [[10]]);
   });
+
+  it('pipelines queries to its worker: the ones queued behind a runaway query are run again by the next worker, not failed', async () => {
+    const r = await replica({ queryTimeoutMs: 300 });
+    await exec(r, [['CREATE TABLE p (a)'], ['INSERT INTO p VALUES (1)'], ['INSERT INTO p VALUES (2)']]);
+    // A statement reused from the worker's cache still sees new rows.
+    assert.deepEqual((await r.sql.query('SELECT count(*) FROM p', [])).rows, [[2]]);
+    await exec(r, [['INSERT INTO p VALUES (3)']]);
+    assert.deepEqual((await r.sql.query('SELECT count(*) FROM p', [])).rows, [[3]]);
+    const runaway = r.sql.query('WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c', []);
+    const behind = Array.from({ length: 20 }, (_, i) => r.sql.query('SELECT a FROM p WHERE a = ?', [1 + (i % 3)]));
+    await assert.rejects(runaway, (e: { code?: string }) => e.code === 'sql_query_timeout');
+    const answers = await Promise.all(behind);
+    answers.forEach((a, i) => assert.deepEqual(a.rows, [[1 + (i % 3)]], `query ${i}`));
+    // A prepare error is answered per query and does not poison the cache.
+    await assert.rejects(r.sql.query('SELECT nope FROM p', []), (e: { code?: string }) => e.code === 'sql_error');
+    await exec(r, [['ALTER TABLE p ADD COLUMN nope']]);
+    assert.deepEqual((await r.sql.query('SELECT nope FROM p WHERE a = 1', [])).rows, [[null]]);
+  });
 });

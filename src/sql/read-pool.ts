@@ -2,8 +2,11 @@
 // read-only connection, answering /v1/db/query off the event loop. A query
 // that runs past the time limit is ended by killing its worker (SIGKILL:
 // SQLite cannot be interrupted through better-sqlite3, and a worker thread
-// running native code cannot be terminated); a new worker takes its place. Queries beyond the queue bound are refused
-// (overloaded) rather than queued without limit.
+// running native code cannot be terminated); a new worker takes its place,
+// and the queries that were sent to the killed worker behind the slow one are
+// run again elsewhere. Up to PIPELINE queries are sent ahead to each worker.
+// Queries beyond the queue bound are refused (overloaded) rather than queued
+// without limit.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -35,12 +38,26 @@ interface Job {
   reject(e: Error): void;
 }
 
+interface Sent extends Job {
+  readonly id: number;
+  /** Only the query the worker runs now (the head of `jobs`) is timed. */
+  timer: NodeJS.Timeout | undefined;
+}
+
 interface Slot {
   worker: ChildProcess;
   /** The worker has loaded and can take a query (its start does not count against the time limit). */
   ready: boolean;
-  job: (Job & { id: number; timer: NodeJS.Timeout }) | undefined;
+  /** Queries sent to the worker, answered in this order (it runs one at a time); at most PIPELINE. */
+  jobs: Sent[];
 }
+
+/**
+ * Queries sent ahead to a worker: it starts the next one as soon as it has
+ * answered one, without waiting for a round trip through the pool (at 64
+ * clients the round trips, not SQLite, were the limit).
+ */
+const PIPELINE = 8;
 
 const WORKER_PATH = fileURLToPath(new URL('./read-worker.js', import.meta.url));
 
@@ -57,8 +74,8 @@ export class SqlReadPool {
 
   /** Workers start on demand (a node that serves no SQL reads starts none), up to `size`. */
   #grow(): void {
-    if (this.#slots.length >= this.#o.size || this.#slots.some((s) => s.job === undefined)) return;
-    const slot = { job: undefined } as unknown as Slot;
+    if (this.#slots.length >= this.#o.size || this.#slots.some((s) => s.jobs.length === 0)) return;
+    const slot = { jobs: [] } as unknown as Slot;
     this.#spawn(slot);
     this.#slots.push(slot);
   }
@@ -99,7 +116,7 @@ export class SqlReadPool {
   /** Idle workers do not keep the process alive; a query waiting or running does. */
   #keepAlive: NodeJS.Timeout | undefined;
   #updateRef(): void {
-    const busy = this.#queue.length > 0 || this.#slots.some((s) => s.job !== undefined);
+    const busy = this.#queue.length > 0 || this.#slots.some((s) => s.jobs.length > 0);
     if (busy && this.#keepAlive === undefined) this.#keepAlive = setInterval(() => undefined, 60_000);
     else if (!busy && this.#keepAlive !== undefined) {
       clearInterval(this.#keepAlive);
@@ -113,23 +130,34 @@ export class SqlReadPool {
   }
 
   #pumpSlots(): void {
-    for (const slot of this.#slots) {
-      if (this.#queue.length === 0) return;
-      if (slot.job !== undefined || !slot.ready) continue;
+    // The least loaded ready worker first, so that one slow query holds up as few others as possible.
+    while (this.#queue.length > 0) {
+      let best: Slot | undefined;
+      for (const slot of this.#slots) if (slot.ready && slot.jobs.length < PIPELINE && (best === undefined || slot.jobs.length < best.jobs.length)) best = slot;
+      if (best === undefined) return;
       const job = this.#queue.shift()!;
-      const id = this.#nextId++;
-      const timer = setTimeout(() => this.#timedOut(slot, id), this.#o.timeoutMs);
-      slot.job = { ...job, id, timer };
-      const req: ReadRequest = { id, generation: job.generation, sql: job.sql, params: job.params, maxRows: this.#o.maxRows, maxBytes: this.#o.maxBytes };
-      slot.worker.send(req);
+      const sent: Sent = { ...job, id: this.#nextId++, timer: undefined };
+      best.jobs.push(sent);
+      if (best.jobs.length === 1) this.#time(best);
+      const req: ReadRequest = { id: sent.id, generation: job.generation, sql: job.sql, params: job.params, maxRows: this.#o.maxRows, maxBytes: this.#o.maxBytes };
+      best.worker.send(req);
     }
   }
 
+  /** Starts the time limit of the query the worker runs now (the head). */
+  #time(slot: Slot): void {
+    const head = slot.jobs[0];
+    if (head === undefined || head.timer !== undefined) return;
+    const id = head.id;
+    head.timer = setTimeout(() => this.#timedOut(slot, id), this.#o.timeoutMs);
+  }
+
   #answered(slot: Slot, a: ReadAnswer): void {
-    const job = slot.job;
+    const job = slot.jobs[0];
     if (job === undefined || job.id !== a.id) return;
     clearTimeout(job.timer);
-    slot.job = undefined;
+    slot.jobs.shift();
+    this.#time(slot);
     if (a.ok) job.resolve({ columns: a.columns, rows: a.rows });
     else {
       const extra = { ...(a.sqliteCode !== null ? { sqliteCode: a.sqliteCode } : {}), ...(a.limit !== undefined ? { limit: a.limit } : {}) };
@@ -138,16 +166,22 @@ export class SqlReadPool {
     this.#pump();
   }
 
-  #replace(slot: Slot): void {
+  /** Kills the worker and starts another; the queries sent after its head go back to the front of the queue (reads: safe to run again). */
+  #replace(slot: Slot): Sent | undefined {
     const old = slot.worker;
-    slot.job = undefined;
+    const [head, ...rest] = slot.jobs;
+    if (head !== undefined) clearTimeout(head.timer);
+    for (const j of rest) clearTimeout(j.timer);
+    slot.jobs = [];
     slot.ready = false;
     old.kill('SIGKILL');
+    this.#queue.unshift(...rest.map(({ sql, params, generation, resolve, reject }) => ({ sql, params, generation, resolve, reject })));
     if (!this.#closed) this.#spawn(slot);
+    return head;
   }
 
   #timedOut(slot: Slot, id: number): void {
-    const job = slot.job;
+    const job = slot.jobs[0];
     if (job === undefined || job.id !== id) return;
     this.#o.logger.warn({ event: 'sql_query_timeout', limitMs: this.#o.timeoutMs, sql: job.sql.slice(0, 200) }, `an SQL query ran past ${this.#o.timeoutMs} ms; its read worker was terminated`);
     this.#replace(slot);
@@ -156,10 +190,8 @@ export class SqlReadPool {
   }
 
   #crashed(slot: Slot, e: Error): void {
-    const job = slot.job;
-    if (job !== undefined) clearTimeout(job.timer);
     this.#o.logger.error({ event: 'sql_read_worker_failed', err: e.message }, `an SQL read worker failed: ${e.message}; starting another`);
-    this.#replace(slot);
+    const job = this.#replace(slot);
     job?.reject(new SqlError('sql_error', `the query failed: ${e.message}`));
     this.#pump();
   }
@@ -170,10 +202,9 @@ export class SqlReadPool {
     this.#keepAlive = undefined;
     for (const j of this.#queue.splice(0)) j.reject(new SqlError('sql_unavailable', 'the node is stopping; retry on another node'));
     await Promise.all(this.#slots.map(async (s) => {
-      if (s.job) {
-        clearTimeout(s.job.timer);
-        s.job.reject(new SqlError('sql_unavailable', 'the node is stopping; retry on another node'));
-        s.job = undefined;
+      for (const j of s.jobs.splice(0)) {
+        clearTimeout(j.timer);
+        j.reject(new SqlError('sql_unavailable', 'the node is stopping; retry on another node'));
       }
       s.worker.kill('SIGKILL');
     }));

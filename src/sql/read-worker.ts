@@ -30,9 +30,13 @@ const send = (m: unknown): void => {
 };
 let db: Database.Database | undefined;
 let generation = -1;
+/** Prepared statements by SQL text (most recently used last), for this connection; at most STATEMENT_CACHE. */
+const statements = new Map<string, Database.Statement>();
+const STATEMENT_CACHE = 256;
 
 function connect(gen: number): Database.Database {
   if (db === undefined || gen !== generation) {
+    statements.clear();
     db?.close();
     db = new Database(file, { fileMustExist: true });
     db.pragma('query_only = ON');
@@ -41,11 +45,25 @@ function connect(gen: number): Database.Database {
   return db;
 }
 
+/** A prepared statement for `sql`, reused while the connection lasts (a schema change makes SQLite re-prepare it itself). */
+function prepare(d: Database.Database, sql: string): Database.Statement {
+  const hit = statements.get(sql);
+  if (hit !== undefined) {
+    statements.delete(sql);
+    statements.set(sql, hit);
+    return hit;
+  }
+  const st = d.prepare(sql);
+  statements.set(sql, st);
+  if (statements.size > STATEMENT_CACHE) statements.delete(statements.keys().next().value!);
+  return st;
+}
+
 function answer(r: ReadRequest): ReadAnswer {
   const d = connect(r.generation);
   let st: Database.Statement;
   try {
-    st = d.prepare(r.sql);
+    st = prepare(d, r.sql);
   } catch (e) {
     return { id: r.id, ok: false, code: 'sql_error', message: (e as Error).message, sqliteCode: (e as { code?: string }).code ?? null };
   }

@@ -1,0 +1,84 @@
+// One replicated file streamed to the leader (PUT /v1/files, chunked through
+// the log): time, throughput, and each node's RSS growth while it is uploaded
+// (sampled every 100 ms). Used by `npm run bench` (bench/cluster.ts) and
+// `npm run bench:files` (bench/files.ts).
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { TOKEN, type TestCluster } from '../test/integration/harness.js';
+
+const round = (x: number): number => Math.round(x * 10) / 10;
+
+export function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? round(Number(m[1]) / 1024) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export interface UploadReport {
+  readonly mib: number;
+  readonly status: number;
+  readonly seconds: number;
+  readonly mibPerSecond: number;
+  readonly sha256Matches: boolean;
+  readonly rssMbBefore: number[];
+  readonly rssMbPeak: number[];
+  readonly rssGrowthMb: number[];
+  readonly maxRssGrowthMb: number;
+  readonly error?: string;
+}
+
+export async function uploadRun(c: TestCluster, mib: number, path = `bench/big-${mib}.bin`): Promise<UploadReport> {
+  const url = new URL(c.nodes[await c.waitLeader(20_000)]!.url);
+  const pids = c.nodes.map((n) => n.proc?.pid ?? 0);
+  const before = pids.map(rssMb);
+  const peak = [...before];
+  const sampler = setInterval(() => pids.forEach((p, i) => { peak[i] = Math.max(peak[i]!, rssMb(p)); }), 100);
+  const block = Buffer.alloc(1024 * 1024);
+  const hash = createHash('sha256');
+  const t0 = performance.now();
+  let answer = '';
+  let status = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, method: 'PUT', path: `/v1/files/${path}`, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream', 'content-length': mib * 1024 * 1024 } }, (res) => {
+        status = res.statusCode ?? 0;
+        res.on('data', (d: Buffer) => (answer += d.toString()));
+        res.on('end', () => resolve());
+      });
+      req.on('error', reject);
+      let i = 0;
+      const write = (): void => {
+        while (i < mib) {
+          block.writeUInt32BE(i++, 0); // every MiB differs
+          block.writeUInt32BE(mib, 4);
+          hash.update(block);
+          if (!req.write(Buffer.from(block))) {
+            req.once('drain', write);
+            return;
+          }
+        }
+        req.end();
+      };
+      write();
+    });
+  } finally {
+    clearInterval(sampler);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  let body: { sha256?: string; message?: string } = {};
+  try {
+    body = JSON.parse(answer || '{}') as typeof body;
+  } catch {
+    body = { message: answer.slice(0, 200) };
+  }
+  const growth = peak.map((p, i) => round(p - before[i]!));
+  return {
+    mib, status, seconds: round(seconds), mibPerSecond: round(mib / seconds), sha256Matches: body.sha256 === hash.digest('hex'),
+    rssMbBefore: before, rssMbPeak: peak, rssGrowthMb: growth, maxRssGrowthMb: Math.max(...growth),
+    ...(status !== 200 ? { error: body.message ?? answer.slice(0, 200) } : {}),
+  };
+}
