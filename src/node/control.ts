@@ -103,11 +103,20 @@ export async function failoverSafe(c: ControlContext, waitMs: number): Promise<{
   if (!c.isLeader()) throw c.notLeader();
   const deadline = Date.now() + Math.min(Math.max(0, waitMs), 5000);
   for (;;) {
-    const st = c.replica.core.status();
-    const caughtUp = st.progress.filter((p) => p.role === 'voter' && !p.diverged && !c.registry.isFenced(p.id) && p.match >= st.lastIndex && p.ticksSinceContact * c.tickMs < c.electionTimeoutMs);
-    if (caughtUp.length > 0 || Date.now() >= deadline) {
-      return { safe: caughtUp.length > 0, caughtUp: caughtUp.map((p) => c.registry.nameOf(p.id)) };
-    }
+    const caughtUp = caughtUpVoters(c);
+    if (caughtUp.length > 0 || Date.now() >= deadline) return { safe: caughtUp.length > 0, caughtUp };
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * The voters (names) fully caught up with this leader now: not diverged, not
+ * fenced, holding its last index and heard from within an election timeout.
+ * failoverSafe waits for one; quorate_failover_safe is 1 while there is one.
+ */
+export function caughtUpVoters(c: Pick<ControlContext, 'replica' | 'registry' | 'tickMs' | 'electionTimeoutMs'>): string[] {
+  const st = c.replica.core.status();
+  return st.progress
+    .filter((p) => p.role === 'voter' && !p.diverged && !c.registry.isFenced(p.id) && p.match >= st.lastIndex && p.ticksSinceContact * c.tickMs < c.electionTimeoutMs)
+    .map((p) => c.registry.nameOf(p.id));
 }

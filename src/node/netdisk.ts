@@ -60,6 +60,8 @@ export interface NetDiskSources {
   metricsText(): Promise<string>;
   /** Leadership changes this node saw (./leader-watch.ts). */
   leaderChanges?(): NetDiskView['leaderChanges'];
+  /** Each round of round trips, once measured (quorate_peer_round_trip_seconds). */
+  onRtt?(samples: readonly RttSample[]): void;
 }
 
 export class NetDiskSampler {
@@ -113,6 +115,7 @@ export class NetDiskSampler {
           return { nodeName: p.nodeName, ms: null, at, error: (e as Error).name === 'TimeoutError' ? `no answer within ${PING_TIMEOUT_MS} ms` : (e as Error).message };
         }
       }));
+      this.#s.onRtt?.(this.#rtt);
     } finally {
       this.#running = false;
     }

@@ -3,6 +3,7 @@
 // node's MetricsRegistry (src/ops/metrics.ts).
 import { statfsSync } from 'node:fs';
 import type { CertificateInfo, NodeStatus } from '../api/ports.js';
+import type { RttSample } from '../api/ports-ops.js';
 import type { DrillSchedule } from '../drill/schedule.js';
 import type { Counter, MetricsRegistry } from '../ops/metrics.js';
 import { NONE } from '../raft/index.js';
@@ -12,6 +13,8 @@ import type { ReplicaMetrics } from './replica.js';
 
 /** Register the node's counters and histograms: the leader changes it sees, and what the replica reports. */
 export function nodeMetrics(m: MetricsRegistry): { leaderChanges: Counter; replica: ReplicaMetrics } {
+  const snapshotDuration = m.histogram('quorate_snapshot_duration_seconds', 'Duration of writing a snapshot of the applied state (kind="take") or of storing and restoring one received from the leader (kind="install")', [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], ['kind']);
+  const snapshotBytes = m.gauge('quorate_snapshot_bytes', 'Size in bytes of the newest snapshot this node took (kind="take") or installed from the leader (kind="install")', ['kind']);
   const leaderChanges = m.counter('quorate_leader_changes_seen_total', 'Leader changes seen by this node');
   const committed = m.counter('quorate_proposals_committed_total', 'Proposals committed and applied');
   const failed = m.counter('quorate_proposals_failed_total', 'Proposals that failed', ['reason']);
@@ -24,6 +27,10 @@ export function nodeMetrics(m: MetricsRegistry): { leaderChanges: Counter; repli
       failed: (reason) => failed.inc({ reason }),
       commitLatency: (s) => commitLatency.observe(s),
       fsyncLatency: (s) => fsyncLatency.observe(s),
+      snapshot: (kind, s, bytes) => {
+        snapshotDuration.observe(s, { kind });
+        snapshotBytes.set({ kind }, bytes);
+      },
     },
   };
 }
@@ -34,6 +41,51 @@ export interface MetricsExtra {
   readonly drills?: DrillSchedule;
   /** The certificates this node serves (src/node/certificates.ts). */
   readonly certificates?: readonly CertificateInfo[];
+  /** Leader only: a voter is fully caught up now (caughtUpVoters of ./control.ts, the failover-safe rule); undefined on other nodes. */
+  readonly failoverSafe?: boolean;
+  /** Client proposals waiting in the replica: in its inbox or proposed and not yet applied. */
+  readonly pendingProposals?: number;
+  /** Bytes of the peer message connections, per peer (cumulative; a peer's link made anew starts at 0). */
+  readonly peerTraffic?: readonly PeerTraffic[];
+  /** The newest round trip to every other member (./netdisk.ts); ms null: no answer. */
+  readonly peerRtt?: readonly RttSample[];
+}
+
+export interface PeerTraffic {
+  readonly peer: string;
+  readonly sentBytes: number;
+  readonly receivedBytes: number;
+}
+
+/** Per registry: the transport's byte totals last added to the counters, by peer and direction. */
+const trafficSeen = new WeakMap<MetricsRegistry, Map<string, number>>();
+
+/**
+ * quorate_peer_{sent,received}_bytes_total from the transport's cumulative
+ * per-link totals: each scrape adds what grew since the last one (a link made
+ * anew, its totals back at 0, adds its new total), so the counters never go back.
+ */
+export function peerTrafficCounters(m: MetricsRegistry, traffic: readonly PeerTraffic[]): void {
+  const sent = m.counter('quorate_peer_sent_bytes_total', 'Bytes sent to a peer on its message connection (framed Raft messages; snapshot streams not included)', ['peer']);
+  const received = m.counter('quorate_peer_received_bytes_total', 'Bytes received from a peer on its message connection (framed Raft messages; snapshot streams not included)', ['peer']);
+  let seen = trafficSeen.get(m);
+  if (seen === undefined) trafficSeen.set(m, seen = new Map());
+  for (const t of traffic) {
+    for (const [c, dir, total] of [[sent, 'sent', t.sentBytes], [received, 'received', t.receivedBytes]] as const) {
+      const key = `${dir}\0${t.peer}`;
+      const before = seen.get(key) ?? 0;
+      const grew = total >= before ? total - before : total;
+      if (grew > 0 || !seen.has(key)) c.inc({ peer: t.peer }, grew);
+      seen.set(key, total);
+    }
+  }
+}
+
+/** quorate_peer_round_trip_seconds: the newest answered ping per peer; a peer that did not answer has no series. */
+export function peerRttGauge(m: MetricsRegistry, rtt: readonly RttSample[]): void {
+  const g = m.gauge('quorate_peer_round_trip_seconds', 'Round trip of the newest HTTP ping from this node to a member\'s API (/system/health/ping, every 5 s); absent while the member does not answer', ['peer']);
+  g.reset();
+  for (const r of rtt) if (r.ms !== null) g.set({ peer: r.nodeName }, r.ms / 1000);
 }
 
 /** The drill gauges: the period, the last drill and the last passing one (0 when none is kept). */
@@ -95,6 +147,11 @@ export async function metricsText(m: MetricsRegistry, st: NodeStatus, machines: 
     if (modes.paused && modes.pause?.expiresAt !== undefined) expiry.set({ kind: 'pause', node: '' }, modes.pause.expiresAt / 1000);
     for (const [n, h] of Object.entries(modes.drains ?? {})) if (h.expiresAt !== undefined) expiry.set({ kind: 'drain', node: n }, h.expiresAt / 1000);
   }
+  if (st.vip !== undefined) g('quorate_vip_held', '1 while this node holds the virtual IP (cluster.virtualIp); absent when none is configured', st.vip.holding ? 1 : 0);
+  if (extra.pendingProposals !== undefined) g('quorate_proposals_pending', 'Client proposals waiting on this node: queued for the Raft loop or proposed and not yet applied', extra.pendingProposals);
+  g('quorate_failover_safe', 'Leader only: 1 while another voter is fully caught up and in contact, so losing this leader loses no acknowledged write (0 on other nodes)', extra.failoverSafe === true ? 1 : 0);
+  if (extra.peerTraffic !== undefined) peerTrafficCounters(m, extra.peerTraffic);
+  if (extra.peerRtt !== undefined) peerRttGauge(m, extra.peerRtt);
   if (extra.drills !== undefined) drillGauges(m, extra.drills);
   if (extra.certificates !== undefined) certificateGauges(m, extra.certificates);
   if (dataDir !== undefined) {

@@ -18,6 +18,7 @@ import { PeerTransport, loadClusterSecret } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { NodeError, notLeader } from './errors.js';
 import type { CertificateInfo, ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
+import type { RttSample } from '../api/ports-ops.js';
 import { sqlServiceOf } from './sql-service.js';
 import { filesServiceOf } from './files-service.js';
 import { ClusterRestore } from './cluster-restore.js';
@@ -30,7 +31,7 @@ import { LeaderServices, RaftLeadership, periodicService } from './leadership.js
 import { bootstrapAddresses, bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
 import { DEFAULT_JOIN_TOKEN_TTL_MS, Enroller, RemovedState, type EnrollRequest, type EnrollResult } from './enroll.js';
 import { kvServiceOf } from './kv-service.js';
-import { checkTarget, failoverSafe, switchover, type ControlContext } from './control.js';
+import { caughtUpVoters, checkTarget, failoverSafe, switchover, type ControlContext } from './control.js';
 import { SwitchoverScheduler } from './scheduled-switchover.js';
 import { HistoryRecorder } from './history-recorder.js';
 import { EXPIRY_CHECK_MS, MaintenanceExpiry } from './maintenance-expiry.js';
@@ -108,6 +109,7 @@ export class QuorateNode implements ClusterControl {
   readonly #warnings: HealthWarnings;
   readonly #splitBrain: SplitBrainWatch;
   readonly #control: ControlContext;
+  #peerRtt: readonly RttSample[] = [];
   #onFatal: (e: Error) => void = () => undefined;
   readonly #entries: EntryEncoder;
   readonly #mLeaderChanges;
@@ -521,7 +523,17 @@ export class QuorateNode implements ClusterControl {
   }
 
   metricsText(): Promise<string> {
-    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir, this.#modes.current(), { drills: this.drills.schedule(), certificates: this.certificates() });
+    const peerTraffic = [...this.#transport.stats()].map(([id, s]) => ({ peer: this.#registry.nameOf(id), sentBytes: s.bytesSent, receivedBytes: s.bytesReceived }));
+    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir, this.#modes.current(), {
+      drills: this.drills.schedule(), certificates: this.certificates(),
+      failoverSafe: this.isLeader() && caughtUpVoters(this.#control).length > 0,
+      pendingProposals: this.#replica.pendingProposals, peerTraffic, peerRtt: this.#peerRtt,
+    });
+  }
+
+  /** The newest round trips to the other members (./netdisk.ts, wired in ./ops-wiring.ts), for quorate_peer_round_trip_seconds. */
+  recordPeerRtt(samples: readonly RttSample[]): void {
+    this.#peerRtt = samples;
   }
 
   /** The certificates this node serves and their expiry (./certificates.ts). */

@@ -43,6 +43,8 @@ export interface ReplicaMetrics {
   failed(reason: string): void;
   commitLatency(seconds: number): void;
   fsyncLatency(seconds: number): void;
+  /** A snapshot written from the applied state (take) or installed from a leader (install): duration and size. */
+  snapshot?(kind: 'take' | 'install', seconds: number, bytes: number): void;
 }
 
 /** Bounds on client work waiting in this replica (beyond them: 429 overloaded). */
@@ -90,6 +92,8 @@ export class Replica {
   readonly #hooks: ReplicaHooks;
 
   #inbox: Array<() => void> = [];
+  /** Client proposals in the inbox, not yet given to the core (quorate_proposals_pending). */
+  #queuedProposals = 0;
   /** Peers whose snapshot is being verified, with the appends they sent meanwhile (#holdAppends). */
   readonly #held = new Map<NodeId, Held>();
   /** Proposal bytes taken since the inbox was last drained; set once a proposal was deferred to the next Ready. */
@@ -119,6 +123,7 @@ export class Replica {
     this.#waiters = new Waiters(o.clock, o.metrics);
     this.#snapshots = new Snapshots({
       raw: o.raw, store: o.log, net: o.net, sm: o.sm, logger: o.logger, last: o.lastSnapshot,
+      observe: (kind, seconds, bytes) => this.#metrics.snapshot?.(kind, seconds, bytes),
       host: { run: (op) => this.run(op), die: (e) => this.die(e), fatalIfBroken: (e) => this.fatalIfBroken(e), nameOf: (id) => this.#hooks.nameOf(id) },
     });
     const st = o.raw.status();
@@ -258,6 +263,7 @@ export class Replica {
           this.#inbox.push(() => op(raw));
           return;
         }
+        this.#queuedProposals--;
         const fail = this.#unavailable();
         if (fail) return reject(fail);
         let r: { index: number; term: number };
@@ -270,8 +276,15 @@ export class Replica {
         }
         this.#waiters.addProposal(r.index, r.term, timeoutMs, resolve, reject);
       };
+      if (this.#stopped) return;
+      this.#queuedProposals++;
       this.run(op);
     });
+  }
+
+  /** Client proposals waiting: in the inbox (not yet given to the core), and proposed but not yet applied. */
+  get pendingProposals(): number {
+    return this.#queuedProposals + this.#waiters.pendingProposals;
   }
 
   /** Group commit's byte bound (BATCH_BYTES_MAX): once one proposal is deferred, the later ones are too (their order is kept). */

@@ -27,6 +27,8 @@ export interface SnapshotsOptions {
   readonly host: SnapshotHost;
   /** The newest durable snapshot at start (its metadata; the bytes stay in storage). */
   readonly last: SnapshotMeta | undefined;
+  /** Called after a snapshot is written (take) or installed from a leader (install): its duration and size. */
+  readonly observe?: (kind: 'take' | 'install', seconds: number, bytes: number) => void;
 }
 
 /** Progress logging: bytes done (and the total when known), at most once per second. */
@@ -43,6 +45,7 @@ export class Snapshots {
   /** Snapshots received from leaders (files), by "term/index", until the core asks to install one (at most 2 kept). */
   #incoming = new Map<string, { meta: SnapshotMeta; source: ReceivedSnapshotSource }>();
   #inFlight = false;
+  readonly #observe: SnapshotsOptions['observe'];
 
   constructor(o: SnapshotsOptions) {
     this.#raw = o.raw;
@@ -52,6 +55,7 @@ export class Snapshots {
     this.#log = o.logger;
     this.#host = o.host;
     this.#last = o.last;
+    this.#observe = o.observe;
   }
 
   /** Index of the newest snapshot this replica holds (0: none). */
@@ -101,6 +105,7 @@ export class Snapshots {
       const meta = this.#raw.snapshotMeta(index);
       let bytes = 0;
       const progress = this.#progress('snapshot_take_progress', `snapshot at index ${index} written`, { index });
+      const t0 = performance.now();
       try {
         await this.#store.saveSnapshot(meta, chunks, (n) => {
           bytes = n;
@@ -113,6 +118,7 @@ export class Snapshots {
         throw new NodeError('storage_failed', `writing the snapshot at index ${index} failed (${(e as Error).message}); the node is stopping`);
       }
       this.#last = meta;
+      this.#observe?.('take', (performance.now() - t0) / 1000, bytes);
       const compactedTo = await new Promise<number>((resolve, reject) =>
         this.#host.run((raw) => {
           try {
@@ -143,6 +149,7 @@ export class Snapshots {
     if (!inc) throw new Error(`snapshot ${meta.term}/${meta.index} to install has no received data`);
     const total = inc.source.bytes;
     this.#log.info({ event: 'snapshot_install_start', index: meta.index, bytes: total }, `installing snapshot at index ${meta.index} (${total} bytes) from the leader`);
+    const t0 = performance.now();
     // Its contents were validated in full when it arrived (receiveSnapshot),
     // so the restore below should not fail; storage makes the install atomic.
     await this.#store.installSnapshot(meta, inc.source.read(), this.#progress('snapshot_install_progress', `snapshot at index ${meta.index} stored`, { index: meta.index }, total));
@@ -154,6 +161,7 @@ export class Snapshots {
     if (stored === undefined) throw new Error(`snapshot ${meta.term}/${meta.index} is not in storage right after its install`);
     await this.#sm.restore(stored.read());
     this.#last = meta;
+    this.#observe?.('install', (performance.now() - t0) / 1000, total);
     for (const v of this.#incoming.values()) await v.source.discard().catch(() => undefined);
     this.#incoming.clear();
     this.#log.info({ event: 'snapshot_installed', index: meta.index, bytes: total }, `installed snapshot at index ${meta.index} (${total} bytes) from the leader`);

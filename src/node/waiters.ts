@@ -43,6 +43,11 @@ export class Waiters {
     this.#metrics = metrics;
   }
 
+  /** Proposals accepted by the core and waiting to be applied (quorate_proposals_pending). */
+  get pendingProposals(): number {
+    return this.#proposals.size;
+  }
+
   /** Linearizable reads waiting (for the overload bound). */
   get pendingReads(): number {
     return this.#reads.size;

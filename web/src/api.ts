@@ -44,7 +44,18 @@ export interface Status {
   readonly drains?: Readonly<Record<string, HoldView>>;
   readonly notice?: string;
   readonly configWarnings: readonly string[];
+  /** The certificates the node serves, with their expiry (src/node/certificates.ts). */
+  readonly certificates?: readonly CertView[];
   readonly peers: readonly PeerView[];
+}
+
+export interface CertView {
+  readonly cert: string;
+  readonly source: 'auto' | 'file';
+  readonly file: string | null;
+  /** ISO time it stops being valid (null: unreadable, see error). */
+  readonly notAfter: string | null;
+  readonly error?: string;
 }
 
 export interface HoldView { readonly reason: string | null; readonly since: string; readonly expiresAt: string | null; readonly expiresInMs: number | null }

@@ -1,7 +1,7 @@
 // What the page derives from the nodes' own views: which view to trust for
 // the headline (the leader's), where nodes disagree, how many nodes the
 // cluster can lose, and what losing one node would do. Pure functions.
-import type { NodeView, PeerView, Status } from './api';
+import type { CertView, NodeView, PeerView, Status } from './api';
 
 export interface Disagreement { readonly text: string }
 
@@ -74,4 +74,19 @@ export function fmtMs(ms: number): string {
 export function age(iso: string | null | undefined, now: number): string {
   if (!iso) return '—';
   return `${fmtMs(Math.max(0, now - Date.parse(iso)))} ago`;
+}
+
+/** A certificate with less than this left is shown as a warning (the alert rule's threshold for files). */
+export const CERT_WARN_MS = 14 * 24 * 3600 * 1000;
+
+/** One line per certificate a node serves: what it secures, when it expires; warn under 14 days left, bad when expired or unreadable. */
+export function certLines(certs: readonly CertView[], now: number): { readonly text: string; readonly level: 'ok' | 'warn' | 'bad' }[] {
+  return certs.map((c) => {
+    const what = `${c.cert} cert (${c.source === 'auto' ? 'cluster CA' : c.file ?? 'file'})`;
+    if (c.notAfter === null) return { text: `${what}: unreadable${c.error ? ` (${c.error})` : ''}`, level: 'bad' };
+    const left = Date.parse(c.notAfter) - now;
+    const day = 24 * 3600 * 1000;
+    const when = left <= 0 ? `expired ${c.notAfter.slice(0, 10)}` : `expires ${c.notAfter.slice(0, 10)} (${left < 2 * day ? `${Math.max(1, Math.round(left / 3600_000))} h` : `${Math.floor(left / day)} days`})`;
+    return { text: `${what} ${when}`, level: left <= 0 ? 'bad' : left < CERT_WARN_MS ? 'warn' : 'ok' };
+  });
 }

@@ -1,6 +1,6 @@
 // The read-only views: headline, banners, topology cards, replication table, timeline.
 import type { HistoryRecord, HoldView, NodeView, Status } from './api';
-import { age, disagreements, fmtMs, followerWhy, isVoter, leaderView, whatIf } from './model';
+import { age, certLines, disagreements, fmtMs, followerWhy, isVoter, leaderView, whatIf } from './model';
 
 export function Headline({ views }: { views: readonly NodeView[] }) {
   const s = leaderView(views);
@@ -84,6 +84,11 @@ export function Topology({ views, now, actions }: { views: readonly NodeView[]; 
                   <dt>if it dies</dt><dd class="whatif">{lead ? whatIf(lead, v.nodeName) : '—'}</dd>
                 </dl>
               ) : <p class="down-why">{v.error}</p>}
+              {v.ok && own?.certificates && own.certificates.length > 0 ? (
+                <ul class="certs" data-testid="cert-expiry">
+                  {certLines(own.certificates, now).map((l) => <li key={l.text} class={l.level}>{l.text}</li>)}
+                </ul>
+              ) : null}
               <footer class="age">its own view, {age(v.at, now)}{v.ms > 0 ? ` (answered in ${v.ms} ms)` : ''}</footer>
               {actions ? actions(v, lead) : null}
             </article>
