@@ -107,10 +107,12 @@ test('proposals arriving while a save is in flight go into the next one, and non
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(h.saves.length, before + 1, 'a second save started before the first resolved');
   assert.equal(settled, 0, 'a proposal was acknowledged before its save resolved');
+  assert.equal(h.replica.pendingProposals, 11, 'one proposed and in its save, ten in the inbox: all pending');
   held.finish();
   await until('the next save', () => h.saves.length === before + 2);
   assert.equal(h.saves[before + 1]!.entries.length, 10, 'the ten proposals go into one save');
   await drive(h.saves, () => settled === 11);
+  assert.equal(h.replica.pendingProposals, 0, 'nothing pending once every proposal is applied');
   await h.replica.stop();
 });
 
