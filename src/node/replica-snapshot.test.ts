@@ -25,6 +25,7 @@ function follower() {
     { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 0, term: 0, membership }, entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array(0) }] },
   );
   const sent: Message[] = [];
+  const snaps: [string, number, number][] = [];
   const bytes = (async function* () {})();
   const log: LogStore = {
     save: () => Promise.resolve(),
@@ -54,14 +55,14 @@ function follower() {
   const replica = new Replica({
     raw, log, sm, clock: REAL_CLOCK, tickMs: 1_000_000, logger: pino({ level: 'silent' }),
     net: { send: (ms) => void sent.push(...ms), sendSnapshot: () => Promise.resolve() },
-    metrics: { committed: () => undefined, failed: () => undefined, commitLatency: () => undefined, fsyncLatency: () => undefined },
+    metrics: { committed: () => undefined, failed: () => undefined, commitLatency: () => undefined, fsyncLatency: () => undefined, snapshot: (kind, sec, n) => void snaps.push([kind, sec, n]) },
     hooks: {
       admit: () => true, onSoftState: () => undefined, afterReady: () => undefined, onConfApplied: () => undefined,
       onFatal: (e) => assert.fail(e), notLeader: () => new NodeError('not_leader', 'not the leader'), nameOf: (id) => `n${id}`,
     },
     lastSnapshot: undefined,
   });
-  return { raw, replica, sent };
+  return { raw, replica, sent, snaps };
 }
 
 async function until(what: string, cond: () => boolean): Promise<void> {
@@ -75,7 +76,7 @@ test("the leader's append that arrives while its snapshot is verified is stepped
   t.after(() => f.replica.stop());
   let verified!: () => void;
   const verifying = new Promise<void>((r) => (verified = r));
-  const source = { bytes: 0, read: () => (async function* () {})(), discard: () => Promise.resolve() };
+  const source = { bytes: 123, read: () => (async function* () {})(), discard: () => Promise.resolve() };
   f.replica.receiveSnapshot(1, SNAP, source, message({ type: 'snap', snapshot: SNAP }), () => verifying);
   // The leader probes right after the stream: an append right after the snapshot index.
   const entry = { index: SNAP.index + 1, term: 2, type: 'normal' as const, data: new Uint8Array([7]) };
@@ -89,6 +90,8 @@ test("the leader's append that arrives while its snapshot is verified is stepped
   const resps = f.sent.filter((m) => m.type === 'appResp');
   assert.ok(resps.every((m) => !m.reject), `an append was refused: ${JSON.stringify(resps)}`);
   assert.equal(Math.max(...resps.map((m) => m.index)), SNAP.index + 1);
+  // The install is reported to the metrics (quorate_snapshot_duration_seconds, quorate_snapshot_bytes) with its size.
+  assert.deepEqual(f.snaps.map(([k, sec, n]) => [k, sec >= 0, n]), [['install', true, 123]]);
 });
 
 test('a snapshot that fails verification releases the held appends (the follower refuses them, as before)', async (t) => {
