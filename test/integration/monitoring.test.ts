@@ -67,4 +67,27 @@ describe('monitoring: alert rules and dashboard', () => {
     const missing = [...used].filter((n) => !exported.has(n));
     assert.deepEqual(missing, [], `metrics used by docs/monitoring but not exported: ${missing.join(', ')}`);
   });
+
+  test('the leader exports failover-safe, pending proposals, peer bytes and round trips from real sources; promtool lints the exposition', async () => {
+    assert.ok(c !== undefined, 'the cluster of the previous test');
+    const leader = await c.waitLeader();
+    const others = c.nodes.filter((_, i) => i !== leader).map((n) => n.name);
+    let text = '';
+    const value = (re: RegExp): number | undefined => { const m = re.exec(text); return m === null ? undefined : Number(m[1]); };
+    await waitFor('failover-safe, peer round trips and peer bytes on the leader', async () => {
+      await c!.client().kvPut('m', String(Date.now()));
+      const r = await fetch(`${c!.nodes[leader]!.url}/metrics`, { headers: { authorization: `Bearer ${READER_TOKEN}` } });
+      text = await r.text();
+      return value(/^quorate_failover_safe (\S+)$/m) === 1
+        && others.every((p) => (value(new RegExp(`^quorate_peer_round_trip_seconds\\{peer="${p}"\\} (\\S+)$`, 'm')) ?? 0) > 0)
+        && others.every((p) => (value(new RegExp(`^quorate_peer_sent_bytes_total\\{peer="${p}"\\} (\\S+)$`, 'm')) ?? 0) > 0
+          && (value(new RegExp(`^quorate_peer_received_bytes_total\\{peer="${p}"\\} (\\S+)$`, 'm')) ?? 0) > 0);
+    }, 20_000);
+    assert.ok(value(/^quorate_proposals_pending (\S+)$/m) !== undefined, text);
+    assert.doesNotMatch(text, /^quorate_vip_held/m, 'no virtual IP is configured');
+    const follower = await fetch(`${c.nodes[(leader + 1) % c.nodes.length]!.url}/metrics`, { headers: { authorization: `Bearer ${READER_TOKEN}` } });
+    assert.match(await follower.text(), /^quorate_failover_safe 0$/m, 'a follower reports 0 (the gauge is the leader\'s)');
+    const lint = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    assert.equal(lint.status, 0, `promtool check metrics: ${lint.stdout}${lint.stderr}`);
+  });
 });
