@@ -9,12 +9,26 @@
 // (docs/images/ holds the committed ones: `npm run screenshots`).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { READER_TOKEN, TOKEN, TestCluster, http, waitFor } from './harness.js';
 
 const CHROMIUM = process.env['QUORATE_CHROMIUM'] ?? '/usr/bin/chromium';
+
+/** Peer TLS certificate files for node1..node3 from a throwaway CA, valid for `days` (openssl, as test/integration/tls.test.ts). */
+function peerCerts(dir: string, days: number): void {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30',
+    '-subj', '/CN=quorate-it-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  for (const name of ['node1', 'node2', 'node3']) {
+    openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    writeFileSync(join(dir, `${name}.ext`), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n');
+    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', String(days), '-extfile', `${name}.ext`);
+  }
+}
 const SHOTS = process.env['QUORATE_SCREENSHOTS'];
 
 async function shot(page: Page, name: string): Promise<void> {
@@ -44,6 +58,7 @@ async function shownLeader(page: Page): Promise<string> {
 describe('dashboard in chromium', () => {
   let c: TestCluster | undefined;
   let browser: Browser | undefined;
+  const certDir = mkdtempSync(join(tmpdir(), 'quorate-it-dash-tls-'));
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium; .ci/run does it)`);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
@@ -51,11 +66,17 @@ describe('dashboard in chromium', () => {
   after(async () => {
     await browser?.close();
     await c?.stop();
+    rmSync(certDir, { recursive: true, force: true });
   });
 
   test('login, three nodes, leader change without reload, switchover from the page, failover of the serving node, reader sees no actions', async () => {
     // A drill period (drills.maxIntervalHours): the drills view says when one is due, or that it is overdue.
-    c = await TestCluster.start({ nodes: 3, extraConfig: () => ({ drills: { maxIntervalHours: 24 } }) });
+    // Peer TLS from certificate files valid for 10 days: each card shows its node's certificate expiry, in the warning style (under 14 days).
+    peerCerts(certDir, 10);
+    c = await TestCluster.start({
+      nodes: 3, extraConfig: () => ({ drills: { maxIntervalHours: 24 } }),
+      tls: (i) => ({ certFile: join(certDir, `node${i + 1}.crt`), keyFile: join(certDir, `node${i + 1}.key`), caFile: join(certDir, 'ca.crt') }),
+    });
     const leader = await c.waitLeader();
     await c.client().kvPut('app/config', 'v1');
     const sqlSetup = await http(c.nodes[leader]!.url, 'POST', '/v1/db/execute', { token: TOKEN, body: { statements: [
@@ -74,6 +95,13 @@ describe('dashboard in chromium', () => {
     assert.equal(await page.locator('article.card').count(), 3);
     await waitFor('the page names the leader', async () => (await shownLeader(page)).includes(c!.nodes[leader]!.name), 10_000);
     assert.equal(await page.locator(`article.card.leader[data-node=${c.nodes[leader]!.name}]`).count(), 1);
+    // Each card shows its node's certificate expiry, under 14 days left: in the warning style.
+    for (const n of c.nodes) {
+      const cert = page.locator(`article.card[data-node=${n.name}] [data-testid=cert-expiry] li`);
+      await cert.first().waitFor();
+      assert.match(await cert.first().innerText(), new RegExp(`^peer cert \\(${n.name}\\.crt\\) expires \\d{4}-\\d\\d-\\d\\d \\((9|10) days\\)$`));
+      assert.equal(await cert.first().getAttribute('class'), 'warn');
+    }
     await shot(page, 'dashboard-topology');
 
     // Data: the SQL box (the cluster serves replicated SQL): a read-only query's rows in a table; a write is refused, the error shown.

@@ -82,7 +82,7 @@ export const CERT_WARN_MS = 14 * 24 * 3600 * 1000;
 /** One line per certificate a node serves: what it secures, when it expires; warn under 14 days left, bad when expired or unreadable. */
 export function certLines(certs: readonly CertView[], now: number): { readonly text: string; readonly level: 'ok' | 'warn' | 'bad' }[] {
   return certs.map((c) => {
-    const what = `${c.cert} cert (${c.source === 'auto' ? 'cluster CA' : c.file ?? 'file'})`;
+    const what = `${c.cert} cert (${c.source === 'auto' ? 'cluster CA' : c.file?.split(/[\\/]/).pop() ?? 'file'})`;
     if (c.notAfter === null) return { text: `${what}: unreadable${c.error ? ` (${c.error})` : ''}`, level: 'bad' };
     const left = Date.parse(c.notAfter) - now;
     const day = 24 * 3600 * 1000;
