@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { READER_TOKEN, TestCluster, waitFor } from './harness.js';
+import { READER_TOKEN, TOKEN, TestCluster, http, waitFor } from './harness.js';
 
 const DIR = fileURLToPath(new URL('../../../docs/monitoring/', import.meta.url));
 const PROMTOOL = process.env['QUORATE_PROMTOOL'] ?? '/usr/bin/promtool';
@@ -84,6 +84,13 @@ describe('monitoring: alert rules and dashboard', () => {
           && (value(new RegExp(`^quorate_peer_received_bytes_total\\{peer="${p}"\\} (\\S+)$`, 'm')) ?? 0) > 0);
     }, 20_000);
     assert.ok(value(/^quorate_proposals_pending (\S+)$/m) !== undefined, text);
+    // A snapshot taken through the API is timed and sized.
+    const takenBefore = value(/^quorate_snapshot_duration_seconds_count\{kind="take"\} (\S+)$/m) ?? 0;
+    const snap = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
+    assert.equal(snap.status, 200, JSON.stringify(snap.body));
+    text = await (await fetch(`${c.nodes[leader]!.url}/metrics`, { headers: { authorization: `Bearer ${READER_TOKEN}` } })).text();
+    assert.ok((value(/^quorate_snapshot_duration_seconds_count\{kind="take"\} (\S+)$/m) ?? 0) > takenBefore, text);
+    assert.ok((value(/^quorate_snapshot_bytes\{kind="take"\} (\S+)$/m) ?? 0) > 0, text);
     assert.doesNotMatch(text, /^quorate_vip_held/m, 'no virtual IP is configured');
     const follower = await fetch(`${c.nodes[(leader + 1) % c.nodes.length]!.url}/metrics`, { headers: { authorization: `Bearer ${READER_TOKEN}` } });
     assert.match(await follower.text(), /^quorate_failover_safe 0$/m, 'a follower reports 0 (the gauge is the leader\'s)');
