@@ -523,8 +523,15 @@ export class QuorateNode implements ClusterControl {
   }
 
   metricsText(): Promise<string> {
-    const peerTraffic = [...this.#transport.stats()].map(([id, s]) => ({ peer: this.#registry.nameOf(id), sentBytes: s.bytesSent, receivedBytes: s.bytesReceived }));
-    return metricsText(this.#metrics, this.status(), this.machines, this.config.node.dataDir, this.#modes.current(), {
+    const st = this.status();
+    // The other members, once their names are known (a counter's series keeps its label for good).
+    const stats = this.#transport.stats();
+    const peerTraffic = st.peers.flatMap((p) => {
+      const s = p.self ? undefined : stats.get(p.id);
+      const name = this.#registry.knownName(p.id);
+      return s === undefined || name === undefined ? [] : [{ peer: name, sentBytes: s.bytesSent, receivedBytes: s.bytesReceived }];
+    });
+    return metricsText(this.#metrics, st, this.machines, this.config.node.dataDir, this.#modes.current(), {
       drills: this.drills.schedule(), certificates: this.certificates(),
       failoverSafe: this.isLeader() && caughtUpVoters(this.#control).length > 0,
       pendingProposals: this.#replica.pendingProposals, peerTraffic, peerRtt: this.#peerRtt,

@@ -103,6 +103,12 @@ export class MemberRegistry {
     return this.#fenced.has(id);
   }
 
+  /** The member's name once known (its record, or its handshake); undefined before (nameOf then says `node-<id>`). */
+  knownName(id: NodeId): string | undefined {
+    if (id === this.selfId) return this.#self.nodeName;
+    return this.#records.get(id)?.name ?? this.peers.get(id)?.announced?.nodeName;
+  }
+
   nameOf(id: NodeId): string {
     if (id === this.selfId) return this.#self.nodeName;
     return this.#records.get(id)?.name ?? this.peers.get(id)?.announced?.nodeName ?? `node-${id}`;
