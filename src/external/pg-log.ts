@@ -276,19 +276,7 @@ export class PgLog {
    * `token` (refused with `no_leader` when the fence row holds another token). See ./pg-snapshot.ts.
    */
   async writeSnapshot(token: number, idx: number, compactTo: number, chunks: AsyncIterable<Uint8Array>): Promise<SnapshotInfo & { deleted: number }> {
-    const c = await this.pool.connect();
-    let broken: Error | undefined;
-    const onError = (e: Error) => { broken = e; };
-    c.on('error', onError);
-    try {
-      return await writeSnapshot(c, { token, idx, compactTo, chunks, lockTimeoutMs: this.#o.lockTimeoutMs ?? 2000 });
-    } catch (e) {
-      if (isConnectionError(e)) broken = e as Error;
-      throw e;
-    } finally {
-      c.removeListener('error', onError);
-      c.release(broken);
-    }
+    return this.#withConnection((c) => writeSnapshot(c, { token, idx, compactTo, chunks, lockTimeoutMs: this.#o.lockTimeoutMs ?? 2000 }));
   }
 
   /**
@@ -296,11 +284,7 @@ export class PgLog {
    * REPEATABLE READ transaction: a snapshot written meanwhile does not delete it under the reader.
    */
   async withSnapshot<T>(use: (info: SnapshotInfo, chunks: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T | undefined> {
-    const c = await this.pool.connect();
-    let broken: Error | undefined;
-    const onError = (e: Error) => { broken = e; };
-    c.on('error', onError);
-    try {
+    return this.#withConnection(async (c) => {
       const s = await openSnapshot(c);
       if (s === undefined) return undefined;
       try {
@@ -308,6 +292,20 @@ export class PgLog {
       } finally {
         await s.done();
       }
+    });
+  }
+
+  /**
+   * One pooled connection for `use`; a connection that failed (its 'error' event, or a connection error thrown
+   * by `use`) is destroyed on release instead of going back to the pool.
+   */
+  async #withConnection<T>(use: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    let broken: Error | undefined;
+    const onError = (e: Error) => { broken = e; };
+    c.on('error', onError);
+    try {
+      return await use(c);
     } catch (e) {
       if (isConnectionError(e)) broken = e as Error;
       throw e;
