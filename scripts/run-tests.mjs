@@ -4,11 +4,11 @@
 // Two passes. Files whose source says `// quorate-test: serial` (network
 // namespaces with fixed names and addresses, CPU-bound simulator campaigns,
 // npm pack/install) run first, one at a time, with nothing else running.
-// Every other file runs next, QUORATE_TEST_CONCURRENCY at a time (default 1).
-// Two at a time halves the run (8.6 min instead of about 17) but is not the
-// default: real-process tests pick "free" ports that a concurrent test's
-// processes can take between the pick and the bind (seen: 'fetch failed' in
-// static-add), and their timing assumptions were written for one test at a time.
+// Every other file runs next, QUORATE_TEST_CONCURRENCY at a time (default 2,
+// one per core: about 10 minutes instead of more than 15 one at a time).
+// Real-process tests take their ports from test/support/ports.ts, which keeps
+// them out of the kernel's ephemeral range and reserves each across test
+// processes until its owner exits, so two files cannot race for a port.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -29,7 +29,7 @@ if (files.length === 0) {
 }
 const serial = files.filter((f) => readFileSync(f, 'utf8').includes('// quorate-test: serial'));
 const parallel = files.filter((f) => !serial.includes(f));
-const concurrency = Math.max(1, Number(process.env.QUORATE_TEST_CONCURRENCY ?? 1) || 1);
+const concurrency = Math.max(1, Number(process.env.QUORATE_TEST_CONCURRENCY ?? 2) || 2);
 
 // A test that hangs (a promise that never settles while a timer keeps the process alive) fails
 // after 10 minutes instead of holding the whole run.
