@@ -93,6 +93,9 @@ export function checkPgStatement(sql: string, statement: number, where: '/v1/db/
   }
 }
 
+/** Advisory lock key serializing the creation of the SQL schema and its outbox table across nodes. */
+const PREPARE_LOCK = 0x71_73_71_6c; // 'qsql'
+
 export class PgSqlService implements SqlService {
   readonly limits: SqlServiceLimits;
   readonly dialect = 'postgresql' as const;
@@ -120,19 +123,28 @@ export class PgSqlService implements SqlService {
   async prepare(): Promise<void> {
     const r = await this.pool.query<{ s: string }>('SELECT current_schema() AS s');
     this.#home = r.rows[0]?.s ?? 'public';
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${this.#schema}`);
-        await this.pool.query(`CREATE TABLE IF NOT EXISTS ${this.#schema}.${SQL_OUTBOX_TABLE} (
-          id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL,
-          content_type text NOT NULL DEFAULT 'application/json' CHECK (length(content_type) BETWEEN 1 AND 128 AND content_type ~ '^[ -~]+$'),
-          created_at timestamptz NOT NULL DEFAULT now())`);
-        return;
-      } catch (e) {
-        // Two nodes creating the same schema or table at once: one wins, the other retries and finds it.
-        if (attempt < 3 && ['23505', '42P06', '42P07'].includes((e as PgErr).code ?? '')) continue;
-        throw e;
-      }
+    // Nodes starting together would race on CREATE … IF NOT EXISTS (it is not atomic: the loser fails with
+    // 23505, 42P06, 42P07 or 42710 depending on the moment), so creation is serialized by an advisory lock.
+    const c = await this.pool.connect();
+    let broken: Error | undefined;
+    const onError = (e: Error) => { broken = e; };
+    c.on('error', onError);
+    try {
+      await c.query('BEGIN');
+      await c.query('SELECT pg_advisory_xact_lock($1)', [PREPARE_LOCK]);
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.#schema}`);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.#schema}.${SQL_OUTBOX_TABLE} (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL,
+        content_type text NOT NULL DEFAULT 'application/json' CHECK (length(content_type) BETWEEN 1 AND 128 AND content_type ~ '^[ -~]+$'),
+        created_at timestamptz NOT NULL DEFAULT now())`);
+      await c.query('COMMIT');
+    } catch (e) {
+      if (isConnectionError(e)) broken = e as Error;
+      else await c.query('ROLLBACK').catch((err: Error) => { broken = err; });
+      throw e;
+    } finally {
+      c.removeListener('error', onError);
+      c.release(broken);
     }
   }
 
