@@ -15,7 +15,7 @@ import type { WitnessOp, WitnessResult } from './witness-record.js';
 import { parseSet, setKey } from './witness-record.js';
 import { stepDownAfterMs } from './redis-lease.js';
 
-export type AgentMutation = 'shrinkWithoutCas' | 'commitBeforeShrinkCas';
+export type AgentMutation = 'shrinkWithoutCas' | 'commitBeforeShrinkCas' | 'ignoreClockRateBound';
 
 export interface WitnessAgentConfig {
   readonly id: number;
@@ -91,7 +91,8 @@ export class WitnessAgent {
 
   constructor(c: WitnessAgentConfig) {
     this.#c = c;
-    this.#stepDownAfter = stepDownAfterMs(c.ttlMs, c.stopBudgetMs);
+    // The mutation 'ignoreClockRateBound' trusts its clock to run at Redis's rate: TTL − stopBudget, without the (1+ρ).
+    this.#stepDownAfter = c.mutation === 'ignoreClockRateBound' ? c.ttlMs - c.stopBudgetMs : stepDownAfterMs(c.ttlMs, c.stopBudgetMs);
     if (this.#stepDownAfter <= c.renewMs) throw new Error(`the witness lease TTL (${c.ttlMs} ms) leaves ${this.#stepDownAfter} ms after a renewal, not more than the renewal interval (${c.renewMs} ms)`);
   }
 

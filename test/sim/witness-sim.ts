@@ -9,16 +9,28 @@
 // from one node or from all (a script may be lost before it runs or run and
 // lose its answer), the witness restarted with its data (new stamp) or
 // without it (record lost); an operator confirms after a while, on the node
-// with the most data.
+// with the most data, no sooner than one lease TTL after the witness changed.
+//
+// Clocks: each node's monotonic clock and the witness's clock (Redis TIME)
+// run at their own rate, fixed per seed: (1+ρ)^u of real time with u in
+// [−drift/2, drift/2] (ρ = CLOCK_RATE_BOUND), so with the default drift 1
+// any two clocks run apart by at most the stated bound; half of the clocks
+// sit at an end of the range. The leader's deadline (its clock), the lease's
+// end in the witness (the witness's clock), the core's ticks and the
+// silences the agent measures all use their own clock. drift > 1 breaks the
+// assumption on purpose (a mutation check); drift 0 is one shared clock.
 //
 // Oracles: a node appointed leader holds every entry any node applied
 // (no acknowledged write lost); applied entries agree index by index; one
-// leader per epoch; the client history (writes and ReadIndex reads of
+// leader per epoch; a node that may act as leader (its deadline plus the
+// stop budget not passed, by its clock) holds a live lease in the witness at
+// that moment, by the witness's clock (I1, the lease oracle); the client history (writes and ReadIndex reads of
 // registers) is linearizable; after the faults heal, writes commit again.
 import { RawNode } from '../../src/raft/rawnode.js';
 import { SeededRandom } from '../../src/raft/prng.js';
 import type { Entry, Membership, Message, NodeId } from '../../src/raft/types.js';
 import { RaftError } from '../../src/raft/errors.js';
+import { CLOCK_RATE_BOUND } from '../../src/coord/redis-lease.js';
 import { WitnessAgent, type AgentEffect, type AgentMutation, type CoreView } from '../../src/coord/witness-agent.js';
 import { transition, type WitnessOp, type WitnessRecord, type WitnessResult } from '../../src/coord/witness-record.js';
 import { handleReady, type CallerState } from '../support/raft.js';
@@ -33,13 +45,15 @@ export interface WitnessSimOptions {
   readonly degrade: boolean;
   readonly mutation?: WitnessSimMutation;
   readonly faultMs?: number;
+  /** Clock-rate spread in units of the bound ρ: each clock runs at (1+ρ)^u of real time, u in [−drift/2, drift/2] (default 1; 0: no drift). */
+  readonly drift?: number;
   readonly trace?: (line: string) => void;
   /** The linearizability search's state budget per key (default 200,000); past it the check gives up ('gaveUp'). */
   readonly maxStatesPerKey?: number;
 }
 
 export interface WitnessViolation {
-  readonly oracle: 'lost-write' | 'state-machine' | 'two-leaders' | 'linearizability' | 'liveness';
+  readonly oracle: 'lost-write' | 'state-machine' | 'two-leaders' | 'lease' | 'linearizability' | 'liveness';
   readonly seed: number;
   readonly message: string;
   readonly replay: string;
@@ -56,12 +70,15 @@ export interface WitnessSimResult {
   readonly readsWithNodeDown: number;
   readonly faults: Record<string, number>;
   readonly virtualMs: number;
+  /** The clock rates (real time = 1): the witness's, then node 1, 2, … */
+  readonly clockRates: readonly number[];
 }
 
 const STEP_MS = 5;
 const TICK_MS = 50;
 const TTL_MS = 1000;
 const WITNESS_TIMEOUT_MS = 300;
+const STOP_BUDGET_MS = 50;
 const HEAL_MS = 8000;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -72,6 +89,11 @@ interface SimNode extends CallerState {
   agent: WitnessAgent;
   /** Durable: this node has seen (or is creating) a witness record. */
   sawRecord: boolean;
+  /** This node's clock rate (its clock reads rate × real time). */
+  readonly rate: number;
+  /** The last lease this node held: its epoch, and until when (its clock) its leader work may still be stopping: deadline + stop budget. */
+  acting: { epoch: number; until: number } | undefined;
+  /** When each peer was last heard from, by this node's clock. */
   lastHeard: Map<NodeId, number>;
   witnessCut: boolean;
   nextTick: number;
@@ -85,10 +107,18 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
   const rnd = (a: number, b: number) => a + Math.floor(rng.next() * (b - a + 1));
   const chance = (p: number) => rng.next() < p;
   const faultMs = o.faultMs ?? 8000;
+  const drift = o.drift ?? 1;
+  // The rates come from their own generator, so the fault and client schedules match those of drift 0 seed for seed.
+  const clockRng = new SeededRandom(o.seed * 40503 % 4294967296 + 7);
+  const clockRate = () => {
+    const u = clockRng.next() < 0.5 ? (clockRng.next() < 0.5 ? -0.5 : 0.5) : clockRng.next() - 0.5;
+    return Math.pow(1 + CLOCK_RATE_BOUND, u * drift);
+  };
+  const witnessRate = clockRate();
   const ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
   const membership: Membership = { members: ids.map((id) => ({ id, role: 'voter' as const })), removed: [] };
   const violations: WitnessViolation[] = [];
-  const replay = `npm run sim:witness -- --seed ${o.seed} --nodes ${o.nodes}${o.degrade ? ' --degrade' : ''}${o.mutation ? ` --mutation ${o.mutation}` : ''} --trace`;
+  const replay = `npm run sim:witness -- --seed ${o.seed} --nodes ${o.nodes}${o.degrade ? ' --degrade' : ''}${o.drift !== undefined && o.drift !== 1 ? ` --drift ${o.drift}` : ''}${o.mutation ? ` --mutation ${o.mutation}` : ''} --trace`;
   const violate = (oracle: WitnessViolation['oracle'], message: string) => {
     if (violations.some((v) => v.oracle === oracle)) return;
     violations.push({ oracle, seed: o.seed, message, replay });
@@ -106,19 +136,24 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
   let stamp = 'redis-1';
   let stampSeq = 1;
   let witnessDownForAll = false;
+  /** The witness's clock (Redis TIME). */
+  const wnow = () => now * witnessRate;
+  /** Every lease the witness granted, `epoch:leader` → its end by the witness's clock (the lease oracle; kept when the record is lost). */
+  const leases = new Map<string, number>();
   const exec = (op: WitnessOp): WitnessResult => {
-    let r = transition(record, op, now, stamp);
+    let r = transition(record, op, wnow(), stamp);
     if (o.mutation === 'promoteOutsideInSync' && op.op === 'acquire' && !r.ok && r.refused === 'not_in_sync' && record) {
       // The broken acquire lets the caller in (and so into the set).
-      r = transition({ ...record, insync: [...record.insync, op.me].sort((x, y) => x - y) }, op, now, stamp);
+      r = transition({ ...record, insync: [...record.insync, op.me].sort((x, y) => x - y) }, op, wnow(), stamp);
     }
     if (r.ok) record = r.record;
+    if (r.ok && (op.op === 'acquire' || op.op === 'renew' || op.op === 'release')) leases.set(`${op.op === 'acquire' ? r.record.epoch : op.epoch}:${op.me}`, r.record.expires);
     return r;
   };
 
   // ------------------------------------------------------------ nodes
   const agentFor = (id: NodeId) => new WitnessAgent({
-    id, voters: ids, ttlMs: TTL_MS, renewMs: 250, pollMs: 200, stopBudgetMs: 50,
+    id, voters: ids, ttlMs: TTL_MS, renewMs: 250, pollMs: 200, stopBudgetMs: STOP_BUDGET_MS,
     degrade: o.degrade, degradeAfterMs: 600,
     ...(o.mutation && o.mutation !== 'promoteOutsideInSync' ? { mutation: o.mutation } : {}),
   });
@@ -127,10 +162,12 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     { hardState: n.hardState, snapshot: n.snapshot, entries: n.entries },
   );
   const nodes = new Map<NodeId, SimNode>();
+  /** A node's clock now. */
+  const local = (n: Pick<SimNode, 'rate'>) => now * n.rate;
   for (const id of ids) {
     const base = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0, membership }, entries: [] as Entry[] };
     nodes.set(id, {
-      ...base, id, raw: rawFor(base, id), applied: [], snapshotData: [], incoming: [], up: true, agent: agentFor(id), sawRecord: false,
+      ...base, id, raw: rawFor(base, id), applied: [], snapshotData: [], incoming: [], up: true, agent: agentFor(id), sawRecord: false, rate: clockRate(), acting: undefined,
       lastHeard: new Map(), witnessCut: false, nextTick: rnd(0, TICK_MS), inflight: undefined, pendingWrites: new Map(), pendingReads: new Map(),
     });
   }
@@ -209,13 +246,13 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     return {
       leader, term: st.term, commit: st.commit,
       fresh: n.id === 1 && !n.sawRecord && st.term === 0 && st.lastIndex === 0,
-      peers: leader ? st.progress.map((p) => ({ id: p.id, match: p.match, silentMs: now - (n.lastHeard.get(p.id) ?? -Infinity) })) : [],
+      peers: leader ? st.progress.map((p) => ({ id: p.id, match: p.match, silentMs: local(n) - (n.lastHeard.get(p.id) ?? -Infinity) })) : [],
     };
   };
 
   let witnessSeq = 0;
   const sendWitness = (n: SimNode, op: WitnessOp) => {
-    const sentAt = now;
+    const sentAt = local(n);
     const seq = ++witnessSeq;
     n.inflight = { op, sentAt, seq };
     if (op.op === 'create') n.sawRecord = true;
@@ -224,10 +261,10 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
       n.inflight = undefined;
       if (res?.record) n.sawRecord = true;
       trace(`n${n.id} witness ${op.op} -> ${res ? (res.ok ? `ok epoch=${res.record.epoch} leader=${res.record.leader} insync=${res.record.insync.join(',')}` : res.refused) : 'no answer'}`);
-      for (const e of n.agent.result(op, res, sentAt, now, coreView(n))) effect(n, e);
+      for (const e of n.agent.result(op, res, sentAt, local(n), coreView(n))) effect(n, e);
     };
     const reachable = () => !n.witnessCut && !witnessDownForAll;
-    at(now + WITNESS_TIMEOUT_MS, () => answer(undefined));
+    at(now + Math.ceil(WITNESS_TIMEOUT_MS / n.rate), () => answer(undefined));
     if (!reachable() || chance(0.02)) {
       // Lost on the way there, or run and its answer lost on the way back.
       if (chance(0.5)) at(now + rnd(1, 40), () => { if (reachable()) exec(op); });
@@ -242,11 +279,11 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
 
   const driveNode = (n: SimNode) => {
     if (!n.up) return;
-    while (now >= n.nextTick) {
+    while (local(n) >= n.nextTick) {
       n.raw.tick();
       n.nextTick += TICK_MS;
     }
-    const { op, effects } = n.agent.next(now, coreView(n));
+    const { op, effects } = n.agent.next(local(n), coreView(n));
     for (const e of effects) effect(n, e);
     if (op) sendWitness(n, op);
     while (n.raw.hasReady()) {
@@ -287,7 +324,7 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     at(now + rnd(1, chance(0.05) ? 120 : 15), () => {
       const dst = nodes.get(m.to)!;
       if (!dst.up || cut.has(`${m.from}-${m.to}`)) return;
-      dst.lastHeard.set(m.from, now);
+      dst.lastHeard.set(m.from, local(dst));
       dst.raw.step(m);
     });
   };
@@ -297,6 +334,7 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     n.up = false;
     failPending(n);
     n.inflight = undefined;
+    n.acting = undefined;
     trace(`n${n.id} crashed`);
   };
   const restart = (n: SimNode) => {
@@ -305,12 +343,17 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     n.agent = agentFor(n.id);
     n.applied = n.applied.filter((e) => e.index <= n.hardState.commit);
     n.lastHeard = new Map();
-    n.nextTick = now + rnd(0, TICK_MS);
+    n.nextTick = local(n) + rnd(0, TICK_MS);
     n.up = true;
     trace(`n${n.id} restarted term=${n.hardState.term} commit=${n.hardState.commit} log=${n.entries.length}`);
   };
+  /** Real time the witness last lost its record or came back under a new stamp. */
+  let witnessChangedAt = -Infinity;
   const operatorConfirm = () => {
     if (record !== undefined && record.stamp === stamp) return;
+    // The operator confirms no sooner than one lease TTL after the witness changed: an old leader cut off from it
+    // may act until its deadline, and `confirm` on a lost record lets a node take the lease at once (WITNESS.md).
+    if (now < witnessChangedAt + TTL_MS) { at(witnessChangedAt + TTL_MS, operatorConfirm); return; }
     // The operator picks the node with the most data (highest last term, then index) and confirms there.
     let best = nodes.get(1)!;
     const key = (n: SimNode) => { const l = n.entries[n.entries.length - 1]; return [l?.term ?? 0, l?.index ?? 0] as const; };
@@ -318,6 +361,26 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     const floor = Math.max(...[...nodes.values()].map((n) => n.hardState.term));
     exec({ op: 'confirm', me: best.id, floor });
     trace(`operator: witness confirm on n${best.id} (floor ${floor})`);
+  };
+
+  /**
+   * I1: a node whose deadline plus stop budget has not passed by its clock
+   * (its leader work may still be stopping) holds a live lease in the
+   * witness, by the witness's clock.
+   */
+  const checkLease = (n: SimNode): boolean => {
+    if (!n.up) return false;
+    const d = n.agent.deadline();
+    // Its leader work may take the stop budget to stop: after the deadline, or after the agent let go of the lease earlier.
+    if (d !== undefined) n.acting = { epoch: n.agent.epoch, until: d + STOP_BUDGET_MS };
+    else if (n.acting !== undefined) n.acting.until = Math.min(n.acting.until, local(n) + STOP_BUDGET_MS);
+    if (n.acting === undefined || local(n) >= n.acting.until) return false;
+    const { epoch, until } = n.acting;
+    const end = leases.get(`${epoch}:${n.id}`);
+    if (end === undefined || wnow() >= end) {
+      violate('lease', `node ${n.id} may still act as leader at epoch ${epoch} (its clock ${local(n).toFixed(1)} < deadline + stop budget ${until.toFixed(1)}) but its lease ${end === undefined ? 'was never granted' : `ended in the witness at ${end.toFixed(1)} (witness clock now ${wnow().toFixed(1)})`}; clock rates: witness ${witnessRate.toFixed(5)}, node ${n.rate.toFixed(5)}`);
+    }
+    return true;
   };
 
   // ------------------------------------------------------------ schedule
@@ -358,8 +421,8 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     } else if (k < 65) { fault('witness-cut'); n.witnessCut = true; at(now + rnd(300, 3000), () => { n.witnessCut = false; }); }
     else if (k < 72) { fault('witness-down'); witnessDownForAll = true; at(now + rnd(300, 2500), () => { witnessDownForAll = false; }); }
     else if (k < 82) { fault('loss'); dropRate = 0.2; at(now + rnd(300, 2000), () => { dropRate = 0; }); }
-    else if (k < 85) { fault('witness-lost'); record = undefined; stamp = `redis-${++stampSeq}`; at(now + rnd(1000, 3000), operatorConfirm); }
-    else if (k < 88) { fault('witness-restart'); stamp = `redis-${++stampSeq}`; at(now + rnd(1000, 3000), operatorConfirm); }
+    else if (k < 85) { fault('witness-lost'); record = undefined; stamp = `redis-${++stampSeq}`; witnessChangedAt = now; at(now + rnd(1000, 3000), operatorConfirm); }
+    else if (k < 88) { fault('witness-restart'); stamp = `redis-${++stampSeq}`; witnessChangedAt = now; at(now + rnd(1000, 3000), operatorConfirm); }
     else { fault('crash-pair'); crash(n); crash(other); at(now + rnd(200, 2000), () => restart(n)); at(now + rnd(200, 2000), () => restart(other)); }
   };
 
@@ -378,11 +441,13 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     // Timed events due now (added during the run too), in time order, FIFO on ties.
     for (let t = events.peekAt(); t !== undefined && t <= now; t = events.peekAt()) events.pop()!.run();
     for (const n of nodes.values()) driveNode(n);
+    const acting = [...nodes.values()].filter(checkLease);
+    if (acting.length > 1) violate('two-leaders', `nodes ${acting.map((n) => `${n.id} (epoch ${n.acting!.epoch})`).join(' and ')} may both act as leader at real time ${now}`);
     if (now >= nextClient) { issue(); nextClient = now + rnd(5, 40); }
   }
 
   if (lastAckAt < faultMs + HEAL_MS / 2) violate('liveness', `no write acknowledged in the second half of the ${HEAL_MS} ms after the faults healed (last at ${lastAckAt}; record ${JSON.stringify(record)})`);
   const lin = checkHistory(history, { maxStatesPerKey: o.maxStatesPerKey ?? 200_000 });
   if (lin.result === 'violation') violate('linearizability', `key ${lin.key}: the history is not linearizable: ${lin.detail}`);
-  return { seed: o.seed, violations, linearizability: lin.result, ops: history.length, acked, indeterminate: history.filter((h) => h.returnAt === undefined).length, appointments, readsWithNodeDown, faults, virtualMs: end };
+  return { seed: o.seed, violations, linearizability: lin.result, ops: history.length, acked, indeterminate: history.filter((h) => h.returnAt === undefined).length, appointments, readsWithNodeDown, faults, virtualMs: end, clockRates: [witnessRate, ...[...nodes.values()].map((n) => n.rate)] };
 }
