@@ -112,7 +112,7 @@ export class WitnessDriver {
    */
   async confirm(minEpoch = 0): Promise<{ epoch: number; inSync: readonly number[] }> {
     const term = await this.#inLoop((raw) => raw.status().term);
-    const r = await this.#witness.run({ op: 'confirm', me: this.#o.nodeId, floor: Math.max(term, minEpoch) });
+    const r = await this.#witness.run({ op: 'confirm', me: this.#o.nodeId, floor: Math.max(term, minEpoch), ttl: this.#o.config.cluster.leaderLockTtlSeconds * 1000 });
     if (!r.ok) throw new Error(`the witness refused confirm (${r.refused})`);
     this.#markSeen();
     this.#log.warn({ event: 'witness_confirmed', epoch: r.record.epoch, inSync: r.record.insync }, `an operator confirmed the witness record on this node: epoch ${r.record.epoch}, in-sync set ${r.record.insync.join(',')}`);

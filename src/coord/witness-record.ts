@@ -24,8 +24,13 @@ export type WitnessOp =
   | { readonly op: 'release'; readonly me: number; readonly epoch: number }
   /** A brand-new cluster: the caller has never committed an entry. */
   | { readonly op: 'create'; readonly me: number; readonly voters: readonly number[]; readonly floor: number }
-  /** The operator's `quorate witness confirm` on node `me`. */
-  | { readonly op: 'confirm'; readonly me: number; readonly floor: number };
+  /**
+   * The operator's `quorate witness confirm` on node `me`. No node may acquire
+   * the lease for `ttl` ms after it: a leader cut off from the witness when it
+   * lost or changed its record may act until its own deadline, which is at most
+   * one lease TTL away (WITNESS.md, "confirm").
+   */
+  | { readonly op: 'confirm'; readonly me: number; readonly floor: number; readonly ttl: number };
 
 export type WitnessRefusal =
   | 'missing' // no record: a new cluster creates it; otherwise an operator must confirm
@@ -58,8 +63,8 @@ export function transition(rec: WitnessRecord | undefined, op: WitnessOp, now: n
   const no = (refused: WitnessRefusal): WitnessResult => ({ ok: false, refused, record: rec, now });
   const yes = (record: WitnessRecord): WitnessResult => ({ ok: true, record, now });
   if (op.op === 'confirm') {
-    if (rec === undefined) return yes({ leader: 0, epoch: op.floor, expires: 0, insync: [op.me], stamp });
-    return yes({ ...rec, epoch: Math.max(rec.epoch, op.floor), stamp });
+    if (rec === undefined) return yes({ leader: 0, epoch: op.floor, expires: now + op.ttl, insync: [op.me], stamp });
+    return yes({ ...rec, leader: 0, epoch: Math.max(rec.epoch, op.floor), expires: Math.max(rec.expires, now + op.ttl), stamp });
   }
   if (op.op === 'create') {
     if (rec !== undefined) return no('exists');
@@ -70,7 +75,8 @@ export function transition(rec: WitnessRecord | undefined, op: WitnessOp, now: n
   switch (op.op) {
     case 'acquire': {
       if (!rec.insync.includes(op.me)) return no('not_in_sync');
-      if (rec.leader !== 0 && rec.leader !== op.me && now < rec.expires) return no('held');
+      // Another node's lease runs, or (leader 0) the quiet period after a confirm.
+      if (rec.leader !== op.me && now < rec.expires) return no('held');
       return yes({ ...rec, leader: op.me, epoch: Math.max(rec.epoch, op.floor) + 1, expires: now + op.ttl });
     }
     case 'renew':

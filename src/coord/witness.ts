@@ -48,8 +48,11 @@ local r = load()
 const SCRIPT = `${PRELUDE}
 if op == 'confirm' then
   local floor = tonumber(ARGV[4])
-  if r == nil then return save({leader = 0, epoch = floor, expires = 0, insync = tostring(me), stamp = stamp}) end
+  local quiet = now + tonumber(ARGV[5])
+  if r == nil then return save({leader = 0, epoch = floor, expires = quiet, insync = tostring(me), stamp = stamp}) end
+  r.leader = 0
   r.epoch = math.max(r.epoch, floor)
+  r.expires = math.max(r.expires, quiet)
   r.stamp = stamp
   return save(r)
 end
@@ -62,7 +65,7 @@ if r.stamp ~= stamp then return out(0, 'untrusted', r) end
 if op == 'acquire' then
   local m = members(r.insync)
   if not m[me] then return out(0, 'not_in_sync', r) end
-  if r.leader ~= 0 and r.leader ~= me and now < r.expires then return out(0, 'held', r) end
+  if r.leader ~= me and now < r.expires then return out(0, 'held', r) end
   r.leader = me
   r.epoch = math.max(r.epoch, tonumber(ARGV[4])) + 1
   r.expires = now + tonumber(ARGV[5])
@@ -157,7 +160,7 @@ export class RedisWitness {
       case 'shrink':
       case 'grow': args.push(op.epoch, setKey(op.from), setKey(op.to)); break;
       case 'create': args.push(setKey(op.voters), op.floor); break;
-      case 'confirm': args.push(op.floor); break;
+      case 'confirm': args.push(op.floor, op.ttl); break;
     }
     const r = (await this.#c.eval(SCRIPT, 1, this.key, ...args)) as unknown[];
     return decode(r);

@@ -83,8 +83,15 @@ test('each witness script answers exactly as the pure model, case by case', asyn
     await client.call('HSET', w.key, 'stamp', `${stamp}x`);
     const got = await w.run({ op: 'renew', me: 2, epoch: 9, ttl: 5000 });
     assert.equal(got.ok ? 'ok' : got.refused, 'untrusted');
-    assert.ok((await w.run({ op: 'confirm', me: 2, floor: 0 })).ok);
-    assert.ok((await w.run({ op: 'renew', me: 2, epoch: 9, ttl: 5000 })).ok);
+    // Confirm re-stamps it and deposes every leader: nobody may take the lease until the recorded lease would have
+    // ended, nor for its ttl (an old leader cut off from the witness may act until its own deadline); the model agrees.
+    model = (await w.read())!;
+    const leaseEnd = model.expires;
+    await run({ op: 'confirm', me: 2, floor: 0, ttl: 60 }, 'ok');
+    assert.equal(model?.expires, leaseEnd, 'the running lease keeps the others off until its end');
+    await run({ op: 'renew', me: 2, epoch: 9, ttl: 5000 }, 'not_leader');
+    await run({ op: 'acquire', me: 2, floor: 0, ttl: 5000 }, 'held');
+    await run({ op: 'acquire', me: 1, floor: 0, ttl: 5000 }, 'held');
   });
 });
 
@@ -107,21 +114,28 @@ test('a restarted Redis keeps the record but not the trust; one restarted empty 
   await withRedis(async (redis, client, w) => {
     const s1 = await w.stamp();
     assert.ok((await w.run({ op: 'create', me: 1, voters: [1, 2], floor: 0 })).ok);
-    assert.ok((await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 60_000 })).ok);
+    assert.ok((await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 1500 })).ok);
     await redis.kill();
     await redis.restart();
     await client.ping().catch(() => undefined);
     let s2 = '';
     for (let i = 0; i < 100 && s2 === ''; i++) s2 = await w.stamp().catch(async () => { await sleep(50); return ''; });
     assert.notEqual(s2, s1, 'a restart changes run_id');
-    const r = await w.run({ op: 'renew', me: 1, epoch: 1, ttl: 60_000 });
+    const r = await w.run({ op: 'renew', me: 1, epoch: 1, ttl: 1500 });
     assert.equal(r.ok ? 'ok' : r.refused, 'untrusted');
     assert.equal(r.record?.epoch, 1, 'appendfsync always kept the record');
     const acq = await w.run({ op: 'acquire', me: 2, floor: 0, ttl: 60_000 });
     assert.equal(acq.ok ? 'ok' : acq.refused, 'untrusted');
     // The operator confirms on node 1: re-stamped, epoch at least its term.
-    assert.ok((await w.run({ op: 'confirm', me: 1, floor: 4 })).ok);
-    const again = await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 60_000 });
+    assert.ok((await w.run({ op: 'confirm', me: 1, floor: 4, ttl: 50 })).ok);
+    const quiet = await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 60_000 });
+    assert.equal(quiet.ok ? 'ok' : quiet.refused, 'held', 'no one leads in the quiet period after a confirm');
+    // The quiet period is the rest of the recorded lease (1.5 s from the acquire) or the confirm's ttl if longer.
+    let again = quiet;
+    for (let i = 0; i < 100 && !again.ok; i++) {
+      await sleep(50);
+      again = await w.run({ op: 'acquire', me: 1, floor: 0, ttl: 60_000 });
+    }
     assert.ok(again.ok);
     assert.equal(again.record.epoch, 5);
     assert.deepEqual(again.record.insync, [1, 2]);
@@ -133,7 +147,8 @@ test('a restarted Redis keeps the record but not the trust; one restarted empty 
     for (let i = 0; i < 100 && s3 === ''; i++) s3 = await w.stamp().catch(async () => { await sleep(50); return ''; });
     const lost = await w.run({ op: 'acquire', me: 1, floor: 5, ttl: 60_000 });
     assert.equal(lost.ok ? 'ok' : lost.refused, 'missing');
-    assert.ok((await w.run({ op: 'confirm', me: 2, floor: 5 })).ok);
+    assert.ok((await w.run({ op: 'confirm', me: 2, floor: 5, ttl: 50 })).ok);
+    await sleep(80);
     const b = await w.run({ op: 'acquire', me: 1, floor: 5, ttl: 60_000 });
     assert.equal(b.ok ? 'ok' : b.refused, 'not_in_sync');
     const c = await w.run({ op: 'acquire', me: 2, floor: 5, ttl: 60_000 });

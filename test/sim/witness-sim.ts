@@ -347,19 +347,16 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     n.up = true;
     trace(`n${n.id} restarted term=${n.hardState.term} commit=${n.hardState.commit} log=${n.entries.length}`);
   };
-  /** Real time the witness last lost its record or came back under a new stamp. */
-  let witnessChangedAt = -Infinity;
   const operatorConfirm = () => {
     if (record !== undefined && record.stamp === stamp) return;
-    // The operator confirms no sooner than one lease TTL after the witness changed: an old leader cut off from it
-    // may act until its deadline, and `confirm` on a lost record lets a node take the lease at once (WITNESS.md).
-    if (now < witnessChangedAt + TTL_MS) { at(witnessChangedAt + TTL_MS, operatorConfirm); return; }
     // The operator picks the node with the most data (highest last term, then index) and confirms there.
     let best = nodes.get(1)!;
     const key = (n: SimNode) => { const l = n.entries[n.entries.length - 1]; return [l?.term ?? 0, l?.index ?? 0] as const; };
     for (const n of nodes.values()) { const [t, i] = key(n); const [bt, bi] = key(best); if (t > bt || (t === bt && i > bi)) best = n; }
     const floor = Math.max(...[...nodes.values()].map((n) => n.hardState.term));
-    exec({ op: 'confirm', me: best.id, floor });
+    // Confirm itself keeps every node from taking the lease for one TTL (an old leader cut off from the witness may
+    // act until its deadline): the operator may confirm at once.
+    exec({ op: 'confirm', me: best.id, floor, ttl: TTL_MS });
     trace(`operator: witness confirm on n${best.id} (floor ${floor})`);
   };
 
@@ -421,8 +418,8 @@ export function runWitnessSim(o: WitnessSimOptions): WitnessSimResult {
     } else if (k < 65) { fault('witness-cut'); n.witnessCut = true; at(now + rnd(300, 3000), () => { n.witnessCut = false; }); }
     else if (k < 72) { fault('witness-down'); witnessDownForAll = true; at(now + rnd(300, 2500), () => { witnessDownForAll = false; }); }
     else if (k < 82) { fault('loss'); dropRate = 0.2; at(now + rnd(300, 2000), () => { dropRate = 0; }); }
-    else if (k < 85) { fault('witness-lost'); record = undefined; stamp = `redis-${++stampSeq}`; witnessChangedAt = now; at(now + rnd(1000, 3000), operatorConfirm); }
-    else if (k < 88) { fault('witness-restart'); stamp = `redis-${++stampSeq}`; witnessChangedAt = now; at(now + rnd(1000, 3000), operatorConfirm); }
+    else if (k < 85) { fault('witness-lost'); record = undefined; stamp = `redis-${++stampSeq}`; at(now + rnd(1000, 3000), operatorConfirm); }
+    else if (k < 88) { fault('witness-restart'); stamp = `redis-${++stampSeq}`; at(now + rnd(1000, 3000), operatorConfirm); }
     else { fault('crash-pair'); crash(n); crash(other); at(now + rnd(200, 2000), () => restart(n)); at(now + rnd(200, 2000), () => restart(other)); }
   };
 

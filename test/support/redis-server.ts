@@ -40,7 +40,9 @@ export class TestRedis {
     if (this.persistDir !== undefined) args.push('--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.persistDir);
     else args.push('--appendonly', 'no', ...(this.workDir !== undefined ? ['--dir', this.workDir] : []));
     if (this.password !== undefined) args.push('--requirepass', this.password);
-    const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so that kill() also ends the children it forks (an AOF rewrite after CONFIG SET
+    // appendonly yes), which would otherwise go on writing into a directory the test is removing.
+    const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     proc.stdout!.on('data', (d: Buffer) => { this.#log = (this.#log + d.toString()).slice(-4000); });
     proc.stderr!.on('data', (d: Buffer) => { this.#log = (this.#log + d.toString()).slice(-4000); });
     this.#proc = proc;
@@ -59,13 +61,26 @@ export class TestRedis {
     });
   }
 
-  /** kill -9 and wait for the exit. */
+  /** kill -9 of the server and any child it forked, and wait until all have exited. */
   async kill(): Promise<void> {
     const p = this.#proc;
     if (!p || !this.running) return;
     const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
+    const group = -(p.pid ?? 0);
+    try {
+      process.kill(group, 'SIGKILL');
+    } catch {
+      p.kill('SIGKILL');
+    }
     await exited;
+    for (let i = 0; i < 250; i++) {
+      try {
+        process.kill(group, 0);
+      } catch {
+        return; // no process left in the group
+      }
+      await sleep(20);
+    }
   }
 
   pause(): void { this.#proc?.kill('SIGSTOP'); }
