@@ -16,6 +16,7 @@ import { majority, writeQuorum } from './quorum.js';
 import { Progress } from './progress.js';
 import { WITNESS_TRANSFER_REFUSED, checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
+import { registerRead, releaseReads, requestRead } from './readindex.js';
 import type {
   ConfChange,
   Entry,
@@ -142,13 +143,7 @@ export class RawNode {
   readIndex(ctx: number): void {
     this.#assertNotInReady('readIndex');
     if (this.#c.role !== 'leader') throw new NotLeader(this.#c.lead);
-    if (this.#c.log.term(this.#c.commit) !== this.#c.term) {
-      // §6.4: the commit index is only known to be current once an entry of
-      // this term has committed.
-      this.#c.readsAwaitingTermCommit.push(ctx);
-      return;
-    }
-    this.#registerRead(ctx);
+    requestRead(this.#c, ctx);
   }
 
   transferLeadership(to: NodeId): void {
@@ -264,7 +259,7 @@ export class RawNode {
     if (this.#c.role !== 'leader') throw new NotLeader(this.#c.lead);
     this.#c.witness.set(ids, inSync);
     this.#maybeCommit();
-    this.#releaseReads();
+    releaseReads(this.#c);
   }
 
   /** Witness mode: the lease is lost (or this node stops): the leader becomes a follower of no one, keeping its term. */
@@ -804,7 +799,7 @@ export class RawNode {
         if (pr.match < this.#c.log.lastIndex()) this.#sendAppend(m.from, true);
         if (m.context > pr.readAckRound) {
           pr.readAckRound = m.context;
-          this.#releaseReads();
+          releaseReads(this.#c);
         }
         return;
       }
@@ -907,7 +902,7 @@ export class RawNode {
     if (this.#c.log.term(before) !== this.#c.term && this.#c.log.term(this.#c.commit) === this.#c.term) {
       const waiting = this.#c.readsAwaitingTermCommit;
       this.#c.readsAwaitingTermCommit = [];
-      for (const ctx of waiting) this.#registerRead(ctx);
+      for (const ctx of waiting) registerRead(this.#c, ctx);
     }
     // A leader that is no longer a voter steps down once that change commits
     // (dissertation §4.2.2); it keeps leading until then so the change commits.
@@ -921,38 +916,6 @@ export class RawNode {
   /** Tell followers the new commit index before stepping down. */
   #flushAppendsForCommit(): void {
     for (const id of this.#c.prs.keys()) this.#sendAppend(id, true);
-  }
-
-  #registerRead(ctx: number): void {
-    const voters = votingIds(this.#c.log.membership());
-    const selfVotes = voters.includes(this.#c.id) ? 1 : 0;
-    const alone = this.#c.cfg.witness ? this.#c.witness.readsAlone() : selfVotes === 1 && voters.length === 1;
-    if ((this.#c.cfg.readOnly === 'lease' && !this.#c.cfg.witness) || alone) {
-      this.#c.readStates.push({ index: this.#c.commit, ctx });
-      return;
-    }
-    // One heartbeat round per Ready confirms every read registered before it.
-    if (!this.#c.readHeartbeatPending) this.#c.readRound++;
-    this.#c.readHeartbeatPending = true;
-    this.#c.pendingReads.push({ ctx, index: this.#c.commit, round: this.#c.readRound });
-  }
-
-  #releaseReads(): void {
-    const m = this.#c.log.membership();
-    // Witness mode: every member of the commit set confirms this leader's epoch
-    // (one that took a higher epoch would answer with it instead).
-    const voters = this.#c.cfg.witness ? this.#c.witness.readConfirmers() : votingIds(m);
-    const q = this.#c.cfg.witness ? voters.length : majority(voters.length);
-    while (this.#c.pendingReads.length > 0) {
-      const r = this.#c.pendingReads[0]!;
-      let acks = voters.includes(this.#c.id) ? 1 : 0;
-      for (const id of voters) {
-        if (id !== this.#c.id && (this.#c.prs.get(id)?.readAckRound ?? 0) >= r.round) acks++;
-      }
-      if (acks < q) break;
-      this.#c.pendingReads.shift();
-      this.#c.readStates.push({ index: r.index, ctx: r.ctx });
-    }
   }
 
   #bcastHeartbeat(): void {
