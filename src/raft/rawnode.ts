@@ -12,11 +12,11 @@ import {
   invariant,
 } from './errors.js';
 import { applyConfChange, encodeConfEntry, isVoting, roleOf, votingIds } from './membership.js';
-import { majority, writeQuorum } from './quorum.js';
-import { Progress } from './progress.js';
+import { majority } from './quorum.js';
 import { WITNESS_TRANSFER_REFUSED, checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
-import { registerRead, releaseReads, requestRead } from './readindex.js';
+import { appendEntry, bcastHeartbeat, flushBroadcast, maybeCommit, sendAppend, stepLeader, syncProgress, type ProposeResult } from './replication.js';
+import { releaseReads, requestRead } from './readindex.js';
 import type {
   ConfChange,
   Entry,
@@ -50,10 +50,7 @@ interface InProgress {
   readonly appliedBytes: number;
 }
 
-export interface ProposeResult {
-  readonly index: number;
-  readonly term: number;
-}
+export type { ProposeResult } from './replication.js';
 
 export class RawNode {
   readonly #c: RaftCore;
@@ -110,7 +107,7 @@ export class RawNode {
     }
     switch (this.#c.role) {
       case 'leader':
-        this.#stepLeader(m);
+        stepLeader(this.#c, m);
         break;
       case 'candidate':
       case 'preCandidate':
@@ -165,7 +162,7 @@ export class RawNode {
     this.#c.electionElapsed = 0;
     const pr = this.#c.prs.get(to)!;
     if (pr.match === this.#c.log.lastIndex()) this.#c.send({ type: 'timeoutNow', to, term: this.#c.term, index: this.#c.log.lastIndex() });
-    else this.#sendAppend(to, true);
+    else sendAppend(this.#c, to, true);
   }
 
   /** Start an election now (tests, and operator-forced failover on a voter). */
@@ -258,7 +255,7 @@ export class RawNode {
     invariant(this.#c.cfg.witness, 'setCommitSet() outside witness mode');
     if (this.#c.role !== 'leader') throw new NotLeader(this.#c.lead);
     this.#c.witness.set(ids, inSync);
-    this.#maybeCommit();
+    maybeCommit(this.#c);
     releaseReads(this.#c);
   }
 
@@ -291,8 +288,8 @@ export class RawNode {
   ready(): Ready {
     invariant(!this.#inProgress, 'ready() called twice without advance()');
     if (this.#c.role === 'leader') {
-      this.#flushBroadcast();
-      if (this.#c.readHeartbeatPending) this.#bcastHeartbeat();
+      flushBroadcast(this.#c);
+      if (this.#c.readHeartbeatPending) bcastHeartbeat(this.#c);
     }
     this.#c.readHeartbeatPending = false;
     this.#c.bcastEntries = false;
@@ -356,7 +353,7 @@ export class RawNode {
     this.#prevSoft = p.softState;
     if (this.#c.role === 'leader') {
       // Our own log is durable up to p.lastIndex only now: count it.
-      this.#maybeCommit();
+      maybeCommit(this.#c);
     }
   }
 
@@ -447,14 +444,14 @@ export class RawNode {
     this.#c.role = 'leader';
     this.#c.lead = this.#c.id;
     this.#c.leaderlessTimeouts = 0;
-    this.#syncProgress();
+    syncProgress(this.#c);
     for (const pr of this.#c.prs.values()) pr.recentActive = true;
     // Entries past the commit index from earlier terms count toward the bound
     // too, so it holds across leader changes.
     this.#c.uncommittedBytes = this.#c.log.bytesAfter(this.#c.commit);
     // The no-op of the new term: committing it commits everything before it
     // (§5.4.2) and opens ReadIndex and membership changes.
-    this.#appendEntry('normal', EMPTY);
+    appendEntry(this.#c, 'normal', EMPTY);
   }
 
   #campaign(kind: 'pre' | 'election' | 'transfer'): void {
@@ -585,7 +582,7 @@ export class RawNode {
     }
     if (this.#c.heartbeatElapsed >= this.#c.cfg.heartbeatTicks) {
       this.#c.heartbeatElapsed = 0;
-      this.#bcastHeartbeat();
+      bcastHeartbeat(this.#c);
     }
   }
 
@@ -755,59 +752,6 @@ export class RawNode {
 
   // ---------------------------------------------------------------- leader
 
-  #stepLeader(m: Message): void {
-    const pr = this.#c.prs.get(m.from);
-    if (!pr) return;
-    switch (m.type) {
-      case 'appResp': {
-        pr.recentActive = true;
-        pr.ticksSinceContact = 0;
-        if (m.reject) {
-          const probeAt = this.#c.log.findConflictByTerm(m.rejectHint, m.logTerm);
-          if (pr.maybeDecrTo(m.index, probeAt)) {
-            if (pr.state === 'replicate') pr.becomeProbe();
-            this.#sendAppend(m.from, true);
-          }
-          return;
-        }
-        const wasPaused = pr.isPaused();
-        if (!pr.maybeUpdate(m.index)) {
-          if (wasPaused && !pr.isPaused()) this.#sendAppend(m.from, false);
-          return;
-        }
-        if (pr.state === 'probe') pr.becomeReplicate();
-        else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
-        if (!this.#maybeCommit() && (wasPaused || pr.match < this.#c.log.lastIndex())) {
-          // Replicate: fill the window (count and bytes in flight) with what the
-          // follower lacks, rather than one message per acknowledgement, so a
-          // follower far behind (restarted) is caught up pipelined.
-          while (this.#sendAppend(m.from, false) && pr.state === 'replicate');
-        }
-        if (m.from === this.#c.leadTransferee && pr.match === this.#c.log.lastIndex()) {
-          this.#c.send({ type: 'timeoutNow', to: m.from, term: this.#c.term, index: this.#c.log.lastIndex() });
-        }
-        return;
-      }
-      case 'heartbeatResp': {
-        pr.recentActive = true;
-        pr.ticksSinceContact = 0;
-        pr.probeSent = false;
-        if (m.reject && m.rejectHint < pr.match) pr.markDiverged(m.rejectHint);
-        if (pr.state === 'replicate' && pr.isPaused()) pr.freeFirstOne();
-        // Even when entries look in flight, an empty append probes for ones the
-        // network dropped: a follower missing them rejects and we fall back to probe.
-        if (pr.match < this.#c.log.lastIndex()) this.#sendAppend(m.from, true);
-        if (m.context > pr.readAckRound) {
-          pr.readAckRound = m.context;
-          releaseReads(this.#c);
-        }
-        return;
-      }
-      default:
-        return;
-    }
-  }
-
   #assertNotInReady(what: string): void {
     invariant(!this.#inProgress, () => `${what}() called between ready() and advance()`);
   }
@@ -826,143 +770,12 @@ export class RawNode {
     if (this.#c.uncommittedBytes > 0 && this.#c.uncommittedBytes + data.length > this.#c.cfg.maxUncommittedBytes) {
       throw new Overloaded(this.#c.uncommittedBytes, this.#c.cfg.maxUncommittedBytes);
     }
-    return this.#appendEntry(type, data);
-  }
-
-  #appendEntry(type: EntryType, data: Uint8Array): ProposeResult {
-    const e: Entry = { term: this.#c.term, index: this.#c.log.lastIndex() + 1, type, data };
-    this.#c.log.append([e], this.#c.commit);
-    this.#c.uncommittedBytes += data.length;
-    this.#c.bcastEntries = true;
-    if (type === 'conf') this.#syncProgress();
-    return { index: e.index, term: e.term };
-  }
-
-  /** Make the progress set match the membership at the end of the log. */
-  #syncProgress(): void {
-    const m = this.#c.log.membership();
-    for (const mem of m.members) {
-      if (mem.id === this.#c.id || this.#c.prs.has(mem.id)) continue;
-      const pr = new Progress(this.#c.log.lastIndex() + 1, this.#c.cfg.maxInflightMsgs, this.#c.cfg.maxInflightBytes);
-      pr.recentActive = true;
-      this.#c.prs.set(mem.id, pr);
-    }
-    for (const id of [...this.#c.prs.keys()]) {
-      if (roleOf(m, id) === undefined) this.#c.prs.delete(id);
-    }
-    // Membership entries are never appended during a transfer (proposals are
-    // refused then), so the transferee is still a voter.
-    invariant(this.#c.leadTransferee === NONE || roleOf(m, this.#c.leadTransferee) === 'voter', () => `transferee ${this.#c.leadTransferee} is no longer a voter`);
+    return appendEntry(this.#c, type, data);
   }
 
   #abortTransfer(): void {
     this.#c.leadTransferee = NONE;
     this.#c.transferElapsed = 0;
-  }
-
-  #quorumSize(voters: number): number {
-    if (this.#c.cfg.mutation === 'ignoreCommitQuorum') return 1;
-    return writeQuorum(voters, this.#c.cfg.writeQuorum);
-  }
-
-  /** Advance commit to the highest index held by a write quorum, if of this term. */
-  #maybeCommit(): boolean {
-    const candidate = this.#c.cfg.witness ? this.#witnessCandidate() : this.#quorumCandidate();
-    if (candidate === undefined || candidate <= this.#c.commit) return false;
-    // §5.4.2: only entries of the current term are committed by counting.
-    if (this.#c.cfg.mutation !== 'commitPreviousTermByCounting' && this.#c.log.term(candidate) !== this.#c.term) return false;
-    const before = this.#c.commit;
-    this.#c.commitTo(candidate);
-    this.#c.bcastCommit = true;
-    this.#onCommitted(before);
-    return true;
-  }
-
-  /** Witness mode: every member of the commit set holds it durably, or of the in-sync set up to the no-op (./witness.ts). */
-  #witnessCandidate(): number | undefined {
-    return this.#c.witness.commitCandidate((id) => (id === this.#c.id ? this.#c.log.stableIndex() : this.#c.prs.get(id)?.match ?? 0));
-  }
-
-  #quorumCandidate(): number | undefined {
-    const matches: number[] = [];
-    for (const mem of this.#c.log.membership().members) {
-      if (!isVoting(mem.role)) continue;
-      if (mem.id === this.#c.id) matches.push(this.#c.log.stableIndex());
-      else matches.push(this.#c.prs.get(mem.id)?.match ?? 0);
-    }
-    if (matches.length === 0) return undefined;
-    matches.sort((a, b) => b - a);
-    return matches[this.#quorumSize(matches.length) - 1]!;
-  }
-
-  #onCommitted(before: number): void {
-    let freed = 0;
-    for (let i = before + 1; i <= this.#c.commit; i++) freed += this.#c.log.entry(i)?.data.length ?? 0;
-    this.#c.uncommittedBytes = Math.max(0, this.#c.uncommittedBytes - freed);
-    if (this.#c.log.term(before) !== this.#c.term && this.#c.log.term(this.#c.commit) === this.#c.term) {
-      const waiting = this.#c.readsAwaitingTermCommit;
-      this.#c.readsAwaitingTermCommit = [];
-      for (const ctx of waiting) registerRead(this.#c, ctx);
-    }
-    // A leader that is no longer a voter steps down once that change commits
-    // (dissertation §4.2.2); it keeps leading until then so the change commits.
-    if (!this.#c.promotable() && this.#c.log.lastConfIndex() <= this.#c.commit) {
-      this.#c.bcastCommit = false;
-      this.#flushAppendsForCommit();
-      this.#c.becomeFollower(this.#c.term, NONE);
-    }
-  }
-
-  /** Tell followers the new commit index before stepping down. */
-  #flushAppendsForCommit(): void {
-    for (const id of this.#c.prs.keys()) this.#sendAppend(id, true);
-  }
-
-  #bcastHeartbeat(): void {
-    this.#c.heartbeatElapsed = 0;
-    for (const [id, pr] of this.#c.prs) {
-      this.#c.send({
-        type: 'heartbeat',
-        to: id,
-        term: this.#c.term,
-        commit: Math.min(pr.match, this.#c.commit),
-        context: this.#c.readRound,
-      });
-    }
-  }
-
-  #flushBroadcast(): void {
-    if (!this.#c.bcastEntries && !this.#c.bcastCommit) return;
-    const ifEmpty = this.#c.bcastCommit;
-    this.#c.bcastEntries = false;
-    this.#c.bcastCommit = false;
-    for (const id of this.#c.prs.keys()) this.#sendAppend(id, ifEmpty);
-  }
-
-  /** Send entries (or a snapshot) to a follower per its flow-control state. */
-  #sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
-    const pr = this.#c.prs.get(to);
-    if (!pr || pr.isPaused()) return false;
-    const prevIndex = pr.next - 1;
-    const prevTerm = this.#c.log.term(prevIndex);
-    const entries = this.#c.log.slice(pr.next, this.#c.log.lastIndex(), this.#c.cfg.maxMsgBytes);
-    if (prevTerm === undefined || entries === undefined) return this.#sendSnapshot(to, pr);
-    if (entries.length === 0 && !sendIfEmpty) return false;
-    let bytes = 0;
-    for (const e of entries) bytes += e.data.length;
-    this.#c.send({ type: 'app', to, term: this.#c.term, index: prevIndex, logTerm: prevTerm, entries, commit: this.#c.commit });
-    const last = entries[entries.length - 1];
-    if (last) pr.sentEntries(last.index, bytes);
-    else if (pr.state === 'probe') pr.probeSent = true;
-    return true;
-  }
-
-  #sendSnapshot(to: NodeId, pr: Progress): boolean {
-    if (!pr.recentActive) return false;
-    const snap = this.#c.log.snapshot();
-    pr.becomeSnapshot(snap.index);
-    this.#c.send({ type: 'snap', to, term: this.#c.term, snapshot: snap });
-    return true;
   }
 
   // ---------------------------------------------------------------- misc
