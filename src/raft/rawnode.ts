@@ -15,7 +15,8 @@ import { applyConfChange, encodeConfEntry, isVoting, roleOf, votingIds } from '.
 import { majority } from './quorum.js';
 import { WITNESS_TRANSFER_REFUSED, checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
-import { appendEntry, bcastHeartbeat, flushBroadcast, maybeCommit, sendAppend, stepLeader, syncProgress, type ProposeResult } from './replication.js';
+import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
+import { appendEntry, bcastHeartbeat, flushBroadcast, maybeCommit, sendAppend, stepLeader, type ProposeResult } from './replication.js';
 import { releaseReads, requestRead } from './readindex.js';
 import type {
   ConfChange,
@@ -24,7 +25,6 @@ import type {
   HardState,
   Membership,
   Message,
-  MessageType,
   NodeId,
   RaftConfig,
   RaftStorageState,
@@ -35,12 +35,9 @@ import type {
 } from './types.js';
 import { NONE } from './types.js';
 
-/** Vote/preVote context marking a leadership transfer (bypasses the leader lease). */
-const CTX_TRANSFER = 1;
 /** Leaderless election timeouts before an observer stands in (see #mayStandIn). */
 const OBSERVER_STAND_IN_TIMEOUTS = 3;
 const MAX_COMMITTED_BYTES_PER_READY = 16 * 1024 * 1024;
-const EMPTY = new Uint8Array(0);
 
 interface InProgress {
   readonly lastIndex: number;
@@ -102,7 +99,7 @@ export class RawNode {
     }
 
     if (m.type === 'vote' || m.type === 'preVote') {
-      this.#handleVoteRequest(m);
+      handleVoteRequest(this.#c, m);
       return;
     }
     switch (this.#c.role) {
@@ -111,7 +108,13 @@ export class RawNode {
         break;
       case 'candidate':
       case 'preCandidate':
-        this.#stepCandidate(m);
+        if (m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap') {
+          // A leader of our term (or newer) exists: follow it.
+          this.#c.becomeFollower(m.term, m.from);
+          this.#stepFollower(m);
+        } else {
+          stepCandidate(this.#c, m);
+        }
         break;
       case 'follower':
         this.#stepFollower(m);
@@ -169,7 +172,7 @@ export class RawNode {
   campaign(): void {
     this.#assertNotInReady('campaign');
     if (this.#c.role === 'leader' || !this.#c.mayCampaign() || this.#c.cfg.witness) return;
-    this.#campaign(this.#c.cfg.preVote ? 'pre' : 'election');
+    campaign(this.#c, this.#c.cfg.preVote ? 'pre' : 'election');
   }
 
   /** The transport saw the leader's connection reset: the leader's process is gone. */
@@ -240,7 +243,7 @@ export class RawNode {
     this.#c.role = 'candidate';
     this.#c.lastCampaign = 'election';
     this.#c.witness.appointed(inSync);
-    this.#becomeLeader();
+    becomeLeader(this.#c);
     this.#c.witness.started(this.#c.log.lastIndex());
   }
 
@@ -438,77 +441,6 @@ export class RawNode {
 
   // ---------------------------------------------------------------- roles
 
-  #becomeLeader(): void {
-    invariant(this.#c.role === 'candidate', 'only a candidate becomes leader');
-    this.#c.reset(this.#c.term);
-    this.#c.role = 'leader';
-    this.#c.lead = this.#c.id;
-    this.#c.leaderlessTimeouts = 0;
-    syncProgress(this.#c);
-    for (const pr of this.#c.prs.values()) pr.recentActive = true;
-    // Entries past the commit index from earlier terms count toward the bound
-    // too, so it holds across leader changes.
-    this.#c.uncommittedBytes = this.#c.log.bytesAfter(this.#c.commit);
-    // The no-op of the new term: committing it commits everything before it
-    // (§5.4.2) and opens ReadIndex and membership changes.
-    appendEntry(this.#c, 'normal', EMPTY);
-  }
-
-  #campaign(kind: 'pre' | 'election' | 'transfer'): void {
-    const voters = votingIds(this.#c.log.membership());
-    let term: number;
-    let type: MessageType;
-    if (kind === 'pre') {
-      this.#c.reset(this.#c.term);
-      this.#c.role = 'preCandidate';
-      term = this.#c.term + 1;
-      type = 'preVote';
-    } else {
-      this.#c.reset(this.#c.term + 1);
-      this.#c.lastCampaign = kind === 'transfer' ? 'transfer' : 'election';
-      this.#c.role = 'candidate';
-      this.#c.vote = this.#c.id;
-      term = this.#c.term;
-      type = 'vote';
-    }
-    this.#c.votes.set(this.#c.id, true);
-    if (this.#tally() === 'won') {
-      this.#wonElection();
-      return;
-    }
-    for (const id of voters) {
-      if (id === this.#c.id) continue;
-      this.#c.send({
-        type,
-        to: id,
-        term,
-        index: this.#c.log.lastIndex(),
-        logTerm: this.#c.log.lastTerm(),
-        context: kind === 'transfer' ? CTX_TRANSFER : 0,
-      });
-    }
-  }
-
-  #wonElection(): void {
-    if (this.#c.role === 'preCandidate') this.#campaign('election');
-    else this.#becomeLeader();
-  }
-
-  #tally(): 'won' | 'lost' | 'pending' {
-    const voters = votingIds(this.#c.log.membership());
-    let granted = 0;
-    let rejected = 0;
-    for (const id of voters) {
-      const v = this.#c.votes.get(id);
-      if (v === true) granted++;
-      else if (v === false) rejected++;
-    }
-    const q = majority(voters.length);
-    if (granted >= q) return 'won';
-    if (rejected > voters.length - q) return 'lost';
-    return 'pending';
-  }
-
   // ---------------------------------------------------------------- ticks
 
   #tickElection(): void {
@@ -527,7 +459,7 @@ export class RawNode {
         return;
       }
       this.#c.leaderlessTimeouts++;
-      if (this.#c.mayCampaign() || this.#mayStandIn()) this.#campaign(this.#c.cfg.preVote ? 'pre' : 'election');
+      if (this.#c.mayCampaign() || this.#mayStandIn()) campaign(this.#c, this.#c.cfg.preVote ? 'pre' : 'election');
       else this.#c.resetTimers();
     }
   }
@@ -603,61 +535,6 @@ export class RawNode {
 
   // ---------------------------------------------------------------- votes
 
-  #handleVoteRequest(m: Message): void {
-    const isPre = m.type === 'preVote';
-    if (this.#c.cfg.witness) {
-      this.#c.send({ type: isPre ? 'preVoteResp' : 'voteResp', to: m.from, term: this.#c.term, reject: true });
-      return;
-    }
-    const canVote =
-      this.#c.vote === m.from ||
-      (this.#c.vote === NONE && this.#c.lead === NONE) ||
-      (isPre && m.term > this.#c.term);
-    const upToDate =
-      this.#c.cfg.mutation === 'voteWithoutLogCheck' ||
-      m.logTerm > this.#c.log.lastTerm() ||
-      (m.logTerm === this.#c.log.lastTerm() && m.index >= this.#c.log.lastIndex());
-    // Two followers that lose the leader at the same moment pre-vote at once
-    // and would grant each other, then split the real vote and wait a whole
-    // election timeout. A pre-candidate whose log is exactly as up to date
-    // yields only to a lower id, so one of them goes on. (Pre-votes change no
-    // state; the real vote keeps every check.)
-    const crossedPreVote = isPre && this.#c.role === 'preCandidate' && m.from > this.#c.id &&
-      m.logTerm === this.#c.log.lastTerm() && m.index === this.#c.log.lastIndex();
-    const respType = isPre ? 'preVoteResp' : 'voteResp';
-    if (canVote && upToDate && !crossedPreVote && !this.#c.withholdsVote()) {
-      this.#c.send({ type: respType, to: m.from, term: m.term });
-      if (!isPre) {
-        this.#c.electionElapsed = 0;
-        this.#c.vote = m.from;
-      }
-    } else {
-      this.#c.send({ type: respType, to: m.from, term: this.#c.term, reject: true });
-    }
-  }
-
-  #stepCandidate(m: Message): void {
-    switch (m.type) {
-      case 'app':
-      case 'heartbeat':
-      case 'snap':
-        this.#c.becomeFollower(m.term, m.from);
-        this.#stepFollower(m);
-        return;
-      case 'voteResp':
-      case 'preVoteResp': {
-        if ((m.type === 'voteResp') !== (this.#c.role === 'candidate')) return;
-        this.#c.votes.set(m.from, !m.reject);
-        const r = this.#tally();
-        if (r === 'won') this.#wonElection();
-        else if (r === 'lost') this.#c.becomeFollower(this.#c.term, NONE);
-        return;
-      }
-      default:
-        return;
-    }
-  }
-
   // ---------------------------------------------------------------- follower
 
   #stepFollower(m: Message): void {
@@ -692,7 +569,7 @@ export class RawNode {
         // leader's last index when it was sent; a late one (its transfer may have
         // been aborted) reaching a node whose log is behind that is ignored
         // rather than forcing an election it cannot win.
-        if (!this.#c.cfg.witness && this.#c.mayCampaign() && this.#c.log.lastIndex() >= m.index) this.#campaign('transfer');
+        if (!this.#c.cfg.witness && this.#c.mayCampaign() && this.#c.log.lastIndex() >= m.index) campaign(this.#c, 'transfer');
         return;
       default:
         return;
