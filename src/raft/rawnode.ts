@@ -15,6 +15,7 @@ import { applyConfChange, encodeConfEntry, isVoting, roleOf, votingIds } from '.
 import { majority } from './quorum.js';
 import { WITNESS_TRANSFER_REFUSED, checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
+import { stepFollower } from './follower.js';
 import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
 import { appendEntry, bcastHeartbeat, flushBroadcast, maybeCommit, sendAppend, stepLeader, type ProposeResult } from './replication.js';
 import { releaseReads, requestRead } from './readindex.js';
@@ -111,13 +112,13 @@ export class RawNode {
         if (m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap') {
           // A leader of our term (or newer) exists: follow it.
           this.#c.becomeFollower(m.term, m.from);
-          this.#stepFollower(m);
+          stepFollower(this.#c, m);
         } else {
           stepCandidate(this.#c, m);
         }
         break;
       case 'follower':
-        this.#stepFollower(m);
+        stepFollower(this.#c, m);
         break;
     }
   }
@@ -536,96 +537,6 @@ export class RawNode {
   // ---------------------------------------------------------------- votes
 
   // ---------------------------------------------------------------- follower
-
-  #stepFollower(m: Message): void {
-    switch (m.type) {
-      case 'app':
-        this.#c.electionElapsed = 0;
-        this.#c.lead = m.from;
-        this.#c.leaderlessTimeouts = 0;
-        this.#handleAppend(m);
-        return;
-      case 'heartbeat':
-        this.#c.electionElapsed = 0;
-        this.#c.lead = m.from;
-        this.#c.leaderlessTimeouts = 0;
-        if (m.commit > this.#c.commit) this.#c.commitTo(Math.min(m.commit, this.#c.log.lastIndex()));
-        if (m.commit > this.#c.log.lastIndex()) {
-          // The leader knows we acknowledged entries we no longer hold (a lost
-          // log tail): say so, with where our log ends, so it re-replicates.
-          this.#c.send({ type: 'heartbeatResp', to: m.from, term: this.#c.term, context: m.context, reject: true, rejectHint: this.#c.log.lastIndex() });
-        } else {
-          this.#c.send({ type: 'heartbeatResp', to: m.from, term: this.#c.term, context: m.context });
-        }
-        return;
-      case 'snap':
-        this.#c.electionElapsed = 0;
-        this.#c.lead = m.from;
-        this.#c.leaderlessTimeouts = 0;
-        this.#handleSnapshot(m);
-        return;
-      case 'timeoutNow':
-        // Observers and learners refuse to lead. A TimeoutNow carries the
-        // leader's last index when it was sent; a late one (its transfer may have
-        // been aborted) reaching a node whose log is behind that is ignored
-        // rather than forcing an election it cannot win.
-        if (!this.#c.cfg.witness && this.#c.mayCampaign() && this.#c.log.lastIndex() >= m.index) campaign(this.#c, 'transfer');
-        return;
-      default:
-        return;
-    }
-  }
-
-  #handleAppend(m: Message): void {
-    if (m.index < this.#c.commit) {
-      this.#c.send({ type: 'appResp', to: m.from, term: this.#c.term, index: this.#c.commit });
-      return;
-    }
-    if (this.#c.log.matchTerm(m.index, m.logTerm)) {
-      const lastNew = m.index + m.entries.length;
-      const conflict = this.#c.log.findConflict(m.entries);
-      if (conflict !== 0) {
-        invariant(conflict > this.#c.commit, () => `leader ${m.from} overwrites committed entry ${conflict} (commit ${this.#c.commit})`);
-        this.#c.log.append(m.entries.slice(conflict - m.index - 1), this.#c.commit);
-      }
-      this.#c.commitTo(Math.min(m.commit, lastNew));
-      this.#c.send({ type: 'appResp', to: m.from, term: this.#c.term, index: lastNew });
-      return;
-    }
-    // Fast backtracking: point the leader at the last index whose term is not
-    // above the leader's prevLogTerm, skipping a whole divergent term at once.
-    const hint = this.#c.log.findConflictByTerm(Math.min(m.index, this.#c.log.lastIndex()), m.logTerm);
-    this.#c.send({
-      type: 'appResp',
-      to: m.from,
-      term: this.#c.term,
-      index: m.index,
-      reject: true,
-      rejectHint: hint,
-      logTerm: this.#c.log.term(hint) ?? 0,
-    });
-  }
-
-  #handleSnapshot(m: Message): void {
-    const s = m.snapshot;
-    if (!s) return;
-    if (s.index <= this.#c.commit) {
-      this.#c.send({ type: 'appResp', to: m.from, term: this.#c.term, index: this.#c.commit });
-      return;
-    }
-    if (this.#c.log.matchTerm(s.index, s.term)) {
-      // We already hold the snapshot's entries: fast-forward the commit index.
-      this.#c.commitTo(s.index);
-      this.#c.send({ type: 'appResp', to: m.from, term: this.#c.term, index: this.#c.commit });
-      return;
-    }
-    this.#c.log.restore(s);
-    this.#c.commit = s.index;
-    this.#c.applied = s.index;
-    this.#c.snapshotRequestedAt = s.index;
-    this.#c.pendingSnapshotInstall = s;
-    this.#c.send({ type: 'appResp', to: m.from, term: this.#c.term, index: s.index });
-  }
 
   // ---------------------------------------------------------------- leader
 
