@@ -5,7 +5,6 @@
 import {
   ConfChangeInProgress,
   EntryTooLarge,
-  InvalidTransfer,
   NotLeader,
   Overloaded,
   TransferInProgress,
@@ -13,11 +12,12 @@ import {
 } from './errors.js';
 import { applyConfChange, encodeConfEntry, isVoting, roleOf, votingIds } from './membership.js';
 import { majority } from './quorum.js';
-import { WITNESS_TRANSFER_REFUSED, checkAppointment } from './witness.js';
+import { checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
+import { abortTransfer, handOff, mayStandIn, transferLeadership } from './transfer.js';
 import { stepFollower } from './follower.js';
 import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
-import { appendEntry, bcastHeartbeat, flushBroadcast, maybeCommit, sendAppend, stepLeader, type ProposeResult } from './replication.js';
+import { appendEntry, bcastHeartbeat, flushBroadcast, maybeCommit, stepLeader, type ProposeResult } from './replication.js';
 import { releaseReads, requestRead } from './readindex.js';
 import type {
   ConfChange,
@@ -36,8 +36,6 @@ import type {
 } from './types.js';
 import { NONE } from './types.js';
 
-/** Leaderless election timeouts before an observer stands in (see #mayStandIn). */
-const OBSERVER_STAND_IN_TIMEOUTS = 3;
 const MAX_COMMITTED_BYTES_PER_READY = 16 * 1024 * 1024;
 
 interface InProgress {
@@ -149,24 +147,7 @@ export class RawNode {
 
   transferLeadership(to: NodeId): void {
     this.#assertNotInReady('transferLeadership');
-    if (this.#c.role !== 'leader') throw new NotLeader(this.#c.lead);
-    if (this.#c.cfg.witness) throw new InvalidTransfer(WITNESS_TRANSFER_REFUSED);
-    if (to === this.#c.id) throw new InvalidTransfer(`node ${to} is already the leader`);
-    const role = roleOf(this.#c.log.membership(), to);
-    if (role !== 'voter') {
-      throw new InvalidTransfer(role === undefined ? `node ${to} is not a member` : `node ${to} is ${role === 'observer' ? 'an observer' : 'a learner'} and may not lead`);
-    }
-    if (this.#c.leadTransferee === to) return;
-    this.#startTransfer(to);
-  }
-
-  #startTransfer(to: NodeId): void {
-    this.#c.leadTransferee = to;
-    this.#c.transferElapsed = 0;
-    this.#c.electionElapsed = 0;
-    const pr = this.#c.prs.get(to)!;
-    if (pr.match === this.#c.log.lastIndex()) this.#c.send({ type: 'timeoutNow', to, term: this.#c.term, index: this.#c.log.lastIndex() });
-    else sendAppend(this.#c, to, true);
+    transferLeadership(this.#c, to);
   }
 
   /** Start an election now (tests, and operator-forced failover on a voter). */
@@ -460,49 +441,18 @@ export class RawNode {
         return;
       }
       this.#c.leaderlessTimeouts++;
-      if (this.#c.mayCampaign() || this.#mayStandIn()) campaign(this.#c, this.#c.cfg.preVote ? 'pre' : 'election');
+      if (this.#c.mayCampaign() || mayStandIn(this.#c)) campaign(this.#c, this.#c.cfg.preVote ? 'pre' : 'election');
       else this.#c.resetTimers();
     }
-  }
-
-  /**
-   * An observer's last resort. Observers vote and count toward the quorum, so
-   * an entry held only by a dead leader and an observer can be committed, and
-   * then no voter can win a vote (the observer's log is more up to date than
-   * theirs). After OBSERVER_STAND_IN_TIMEOUTS election timeouts in a row
-   * without a leader, an observer campaigns itself; once elected it serves no
-   * proposals and hands leadership to the most caught-up voter
-   * (#tickLeader). Voters campaign after one timeout, so where a voter can
-   * win, it does first. The vote rule is unchanged, so safety is too.
-   */
-  #mayStandIn(): boolean {
-    return roleOf(this.#c.log.membership(), this.#c.id) === 'observer' && !this.#c.withholdsVote() &&
-      this.#c.leaderlessTimeouts >= OBSERVER_STAND_IN_TIMEOUTS;
-  }
-
-  /** A stand-in leader (an observer) hands over to the reachable voter with the longest log. */
-  #handOff(): void {
-    let best: NodeId = NONE;
-    let bestMatch = -1;
-    for (const id of votingIds(this.#c.log.membership())) {
-      if (roleOf(this.#c.log.membership(), id) !== 'voter') continue;
-      const pr = this.#c.prs.get(id);
-      if (!pr || !pr.recentActive) continue;
-      if (pr.match > bestMatch) {
-        best = id;
-        bestMatch = pr.match;
-      }
-    }
-    if (best !== NONE) this.#startTransfer(best);
   }
 
   #tickLeader(): void {
     this.#c.heartbeatElapsed++;
     this.#c.electionElapsed++;
     if (this.#c.leadTransferee !== NONE && ++this.#c.transferElapsed >= this.#c.cfg.transferTicks) {
-      this.#abortTransfer();
+      abortTransfer(this.#c);
     }
-    if (this.#c.leadTransferee === NONE && !this.#c.promotable()) this.#handOff();
+    if (this.#c.leadTransferee === NONE && !this.#c.promotable()) handOff(this.#c);
     if (this.#c.electionElapsed >= this.#c.cfg.electionTicks) {
       this.#c.electionElapsed = 0;
       if (this.#c.cfg.checkQuorum && !this.#c.cfg.witness) {
@@ -559,11 +509,6 @@ export class RawNode {
       throw new Overloaded(this.#c.uncommittedBytes, this.#c.cfg.maxUncommittedBytes);
     }
     return appendEntry(this.#c, type, data);
-  }
-
-  #abortTransfer(): void {
-    this.#c.leadTransferee = NONE;
-    this.#c.transferElapsed = 0;
   }
 
   // ---------------------------------------------------------------- misc
