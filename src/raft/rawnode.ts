@@ -10,11 +10,11 @@ import {
   TransferInProgress,
   invariant,
 } from './errors.js';
-import { applyConfChange, encodeConfEntry, isVoting, roleOf, votingIds } from './membership.js';
-import { majority } from './quorum.js';
+import { applyConfChange, encodeConfEntry, roleOf } from './membership.js';
 import { checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
-import { abortTransfer, handOff, mayStandIn, transferLeadership } from './transfer.js';
+import { tickElection, tickLeader, votersInContact } from './ticks.js';
+import { transferLeadership } from './transfer.js';
 import { stepFollower } from './follower.js';
 import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
 import { appendEntry, bcastHeartbeat, flushBroadcast, maybeCommit, stepLeader, type ProposeResult } from './replication.js';
@@ -66,8 +66,8 @@ export class RawNode {
   tick(): void {
     this.#assertNotInReady('tick');
     for (const pr of this.#c.prs.values()) pr.ticksSinceContact++;
-    if (this.#c.role === 'leader') this.#tickLeader();
-    else this.#tickElection();
+    if (this.#c.role === 'leader') tickLeader(this.#c);
+    else tickElection(this.#c);
   }
 
   step(m: Message): void {
@@ -409,7 +409,7 @@ export class RawNode {
       membership: m,
       leadTransferee: this.#c.leadTransferee,
       progress,
-      reachableVoters: this.#c.role === 'leader' ? this.#votersInContact() : 0,
+      reachableVoters: this.#c.role === 'leader' ? votersInContact(this.#c) : 0,
       uncommittedBytes: this.#c.uncommittedBytes,
       campaign: this.#c.lastCampaign,
       ...(this.#c.cfg.witness && this.#c.role === 'leader' ? { commitSet: this.#c.witness.commitSet } : {}),
@@ -424,65 +424,6 @@ export class RawNode {
   // ---------------------------------------------------------------- roles
 
   // ---------------------------------------------------------------- ticks
-
-  #tickElection(): void {
-    this.#c.electionElapsed++;
-    if (this.#c.electionElapsed >= this.#c.randomizedElectionTimeout) {
-      this.#c.electionElapsed = 0;
-      if (this.#c.cfg.witness) {
-        // No elections: a leader is appointed through the witness.
-        this.#c.lead = NONE;
-        return;
-      }
-      if (!this.#c.autoCampaign && this.#c.commit > 0) {
-        // Manual failover / paused / drained: no election of our own.
-        if (this.#c.role !== 'follower') this.#c.becomeFollower(this.#c.term, NONE);
-        else this.#c.lead = NONE;
-        return;
-      }
-      this.#c.leaderlessTimeouts++;
-      if (this.#c.mayCampaign() || mayStandIn(this.#c)) campaign(this.#c, this.#c.cfg.preVote ? 'pre' : 'election');
-      else this.#c.resetTimers();
-    }
-  }
-
-  #tickLeader(): void {
-    this.#c.heartbeatElapsed++;
-    this.#c.electionElapsed++;
-    if (this.#c.leadTransferee !== NONE && ++this.#c.transferElapsed >= this.#c.cfg.transferTicks) {
-      abortTransfer(this.#c);
-    }
-    if (this.#c.leadTransferee === NONE && !this.#c.promotable()) handOff(this.#c);
-    if (this.#c.electionElapsed >= this.#c.cfg.electionTicks) {
-      this.#c.electionElapsed = 0;
-      if (this.#c.cfg.checkQuorum && !this.#c.cfg.witness) {
-        if (this.#reachableVoters() < majority(votingIds(this.#c.log.membership()).length)) {
-          this.#c.becomeFollower(this.#c.term, NONE);
-          return;
-        }
-        for (const pr of this.#c.prs.values()) pr.recentActive = false;
-      }
-    }
-    if (this.#c.heartbeatElapsed >= this.#c.cfg.heartbeatTicks) {
-      this.#c.heartbeatElapsed = 0;
-      bcastHeartbeat(this.#c);
-    }
-  }
-
-  /** Voters (self included) heard from within the last election timeout, for status reports. */
-  #votersInContact(): number {
-    const m = this.#c.log.membership();
-    let n = isVoting(roleOf(m, this.#c.id)) ? 1 : 0;
-    for (const [id, pr] of this.#c.prs) if (pr.ticksSinceContact <= this.#c.cfg.electionTicks && isVoting(roleOf(m, id))) n++;
-    return n;
-  }
-
-  #reachableVoters(): number {
-    const m = this.#c.log.membership();
-    let n = isVoting(roleOf(m, this.#c.id)) ? 1 : 0;
-    for (const [id, pr] of this.#c.prs) if (pr.recentActive && isVoting(roleOf(m, id))) n++;
-    return n;
-  }
 
   // ---------------------------------------------------------------- votes
 
