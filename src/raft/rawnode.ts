@@ -2,27 +2,24 @@
 // propose(), readIndex(), transferLeadership(), proposeConfChange().
 // Output: ready(). The caller's contract (persist → send → apply → advance)
 // is in ./README.md; the state diagram in ./DESIGN.md.
-import {
-  ConfChangeInProgress,
-  EntryTooLarge,
-  NotLeader,
-  Overloaded,
-  TransferInProgress,
-  invariant,
-} from './errors.js';
-import { applyConfChange, encodeConfEntry, roleOf } from './membership.js';
+// The state lives in a RaftCore (./core.ts); what acts on it is split by
+// concern: ./elections.ts, ./follower.ts, ./replication.ts, ./readindex.ts,
+// ./propose.ts, ./transfer.ts, ./ticks.ts (witness mode: ./witness.ts).
+// This file holds the public API, the step dispatcher and the Ready cycle.
+import { NotLeader, invariant } from './errors.js';
+import { roleOf } from './membership.js';
 import { checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
-import { tickElection, tickLeader, votersInContact } from './ticks.js';
-import { transferLeadership } from './transfer.js';
-import { stepFollower } from './follower.js';
 import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
-import { appendEntry, bcastHeartbeat, flushBroadcast, maybeCommit, stepLeader, type ProposeResult } from './replication.js';
+import { stepFollower } from './follower.js';
+import { bcastHeartbeat, flushBroadcast, maybeCommit, stepLeader, type ProposeResult } from './replication.js';
 import { releaseReads, requestRead } from './readindex.js';
+import { proposeConfChange, proposeEntry } from './propose.js';
+import { transferLeadership } from './transfer.js';
+import { tickElection, tickLeader, votersInContact } from './ticks.js';
 import type {
   ConfChange,
   Entry,
-  EntryType,
   HardState,
   Membership,
   Message,
@@ -122,22 +119,15 @@ export class RawNode {
   }
 
   propose(data: Uint8Array): ProposeResult {
-    return this.#proposeEntry('normal', data);
+    this.#assertNotInReady('propose');
+    return proposeEntry(this.#c, 'normal', data);
   }
 
   proposeConfChange(cc: ConfChange): ProposeResult {
-    this.#assertCanPropose();
-    if (this.#c.log.term(this.#c.commit) !== this.#c.term) {
-      throw new ConfChangeInProgress('the leader has not yet committed an entry in its term; retry shortly');
-    }
-    if (this.#c.log.lastConfIndex() > this.#c.commit) {
-      throw new ConfChangeInProgress(`the previous membership change (index ${this.#c.log.lastConfIndex()}) is not committed yet`);
-    }
-    // Validate first (throws InvalidConfChange); the entry carries the whole
-    // resulting membership so any node, even one that joined later, applies it alone.
-    const membership = applyConfChange(this.#c.log.membership(), cc);
-    return this.#proposeEntry('conf', encodeConfEntry({ change: cc, membership }));
+    this.#assertNotInReady('propose');
+    return proposeConfChange(this.#c, cc);
   }
+
 
   readIndex(ctx: number): void {
     this.#assertNotInReady('readIndex');
@@ -421,38 +411,11 @@ export class RawNode {
     return this.#c.log.entry(index);
   }
 
-  // ---------------------------------------------------------------- roles
-
-  // ---------------------------------------------------------------- ticks
-
-  // ---------------------------------------------------------------- votes
-
-  // ---------------------------------------------------------------- follower
-
-  // ---------------------------------------------------------------- leader
-
   #assertNotInReady(what: string): void {
     invariant(!this.#inProgress, () => `${what}() called between ready() and advance()`);
   }
 
-  #assertCanPropose(): void {
-    this.#assertNotInReady('propose');
-    if (this.#c.role !== 'leader') throw new NotLeader(this.#c.lead);
-    if (this.#c.leadTransferee !== NONE) throw new TransferInProgress(this.#c.leadTransferee);
-    // A stand-in (observer) leader takes no proposals: it is handing over to a voter.
-    if (!this.#c.promotable()) throw new NotLeader(NONE);
-  }
 
-  #proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
-    this.#assertCanPropose();
-    if (data.length > this.#c.cfg.maxEntryBytes) throw new EntryTooLarge(data.length, this.#c.cfg.maxEntryBytes);
-    if (this.#c.uncommittedBytes > 0 && this.#c.uncommittedBytes + data.length > this.#c.cfg.maxUncommittedBytes) {
-      throw new Overloaded(this.#c.uncommittedBytes, this.#c.cfg.maxUncommittedBytes);
-    }
-    return appendEntry(this.#c, type, data);
-  }
-
-  // ---------------------------------------------------------------- misc
 
 }
 
