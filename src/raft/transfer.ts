@@ -46,7 +46,7 @@ export function abortTransfer(c: RaftCore): void {
  * theirs). After OBSERVER_STAND_IN_TIMEOUTS election timeouts in a row
  * without a leader, an observer campaigns itself; once elected it serves no
  * proposals and hands leadership to the most caught-up voter
- * (#tickLeader). Voters campaign after one timeout, so where a voter can
+ * (tickLeader in ./ticks.ts). Voters campaign after one timeout, so where a voter can
  * win, it does first. The vote rule is unchanged, so safety is too.
  */
 export function mayStandIn(c: RaftCore): boolean {
