@@ -64,12 +64,12 @@ export function campaign(c: RaftCore, kind: 'pre' | 'election' | 'transfer'): vo
   }
 }
 
-export function wonElection(c: RaftCore): void {
+function wonElection(c: RaftCore): void {
   if (c.role === 'preCandidate') campaign(c, 'election');
   else becomeLeader(c);
 }
 
-export function tally(c: RaftCore): 'won' | 'lost' | 'pending' {
+function tally(c: RaftCore): 'won' | 'lost' | 'pending' {
   const voters = votingIds(c.log.membership());
   let granted = 0;
   let rejected = 0;

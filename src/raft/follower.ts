@@ -45,7 +45,7 @@ export function stepFollower(c: RaftCore, m: Message): void {
   }
 }
 
-export function handleAppend(c: RaftCore, m: Message): void {
+function handleAppend(c: RaftCore, m: Message): void {
   if (m.index < c.commit) {
     c.send({ type: 'appResp', to: m.from, term: c.term, index: c.commit });
     return;
@@ -75,7 +75,7 @@ export function handleAppend(c: RaftCore, m: Message): void {
   });
 }
 
-export function handleSnapshot(c: RaftCore, m: Message): void {
+function handleSnapshot(c: RaftCore, m: Message): void {
   const s = m.snapshot;
   if (!s) return;
   if (s.index <= c.commit) {

@@ -109,17 +109,17 @@ export function maybeCommit(c: RaftCore): boolean {
   return true;
 }
 
-export function quorumSize(c: RaftCore, voters: number): number {
+function quorumSize(c: RaftCore, voters: number): number {
   if (c.cfg.mutation === 'ignoreCommitQuorum') return 1;
   return writeQuorum(voters, c.cfg.writeQuorum);
 }
 
 /** Witness mode: every member of the commit set holds it durably, or of the in-sync set up to the no-op (./witness.ts). */
-export function witnessCandidate(c: RaftCore): number | undefined {
+function witnessCandidate(c: RaftCore): number | undefined {
   return c.witness.commitCandidate((id) => (id === c.id ? c.log.stableIndex() : c.prs.get(id)?.match ?? 0));
 }
 
-export function quorumCandidate(c: RaftCore): number | undefined {
+function quorumCandidate(c: RaftCore): number | undefined {
   const matches: number[] = [];
   for (const mem of c.log.membership().members) {
     if (!isVoting(mem.role)) continue;
@@ -131,7 +131,7 @@ export function quorumCandidate(c: RaftCore): number | undefined {
   return matches[quorumSize(c, matches.length) - 1]!;
 }
 
-export function onCommitted(c: RaftCore, before: number): void {
+function onCommitted(c: RaftCore, before: number): void {
   let freed = 0;
   for (let i = before + 1; i <= c.commit; i++) freed += c.log.entry(i)?.data.length ?? 0;
   c.uncommittedBytes = Math.max(0, c.uncommittedBytes - freed);
@@ -150,7 +150,7 @@ export function onCommitted(c: RaftCore, before: number): void {
 }
 
 /** Tell followers the new commit index before stepping down. */
-export function flushAppendsForCommit(c: RaftCore): void {
+function flushAppendsForCommit(c: RaftCore): void {
   for (const id of c.prs.keys()) sendAppend(c, id, true);
 }
 
@@ -193,7 +193,7 @@ export function sendAppend(c: RaftCore, to: NodeId, sendIfEmpty: boolean): boole
   return true;
 }
 
-export function sendSnapshot(c: RaftCore, to: NodeId, pr: Progress): boolean {
+function sendSnapshot(c: RaftCore, to: NodeId, pr: Progress): boolean {
   if (!pr.recentActive) return false;
   const snap = c.log.snapshot();
   pr.becomeSnapshot(snap.index);

@@ -62,7 +62,7 @@ export function votersInContact(c: RaftCore): number {
   return n;
 }
 
-export function reachableVoters(c: RaftCore): number {
+function reachableVoters(c: RaftCore): number {
   const m = c.log.membership();
   let n = isVoting(roleOf(m, c.id)) ? 1 : 0;
   for (const [id, pr] of c.prs) if (pr.recentActive && isVoting(roleOf(m, id))) n++;

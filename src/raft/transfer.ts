@@ -25,7 +25,7 @@ export function transferLeadership(c: RaftCore, to: NodeId): void {
   startTransfer(c, to);
 }
 
-export function startTransfer(c: RaftCore, to: NodeId): void {
+function startTransfer(c: RaftCore, to: NodeId): void {
   c.leadTransferee = to;
   c.transferElapsed = 0;
   c.electionElapsed = 0;
