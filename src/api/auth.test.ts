@@ -57,6 +57,18 @@ describe('TokenStore', () => {
     assert.equal(s.verify('x'), undefined);
   });
 
+  test('a token listed twice in tokens.json keeps its first entry; the second is refused, naming both (fuzz seed -621838676)', () => {
+    writeFileSync(join(dir, 'tokens.json'), JSON.stringify([{ token: 'tok-a', role: 'admin', name: 'a' }, { token: ' tok-a ', role: 'reader', name: 'b' }]));
+    const warnings: string[] = [];
+    const s = new TokenStore({
+      tokensFile: join(dir, 'tokens.json'), adminTokenFiles: [],
+      logger: pino({ level: 'warn' }, { write: (l: string) => { warnings.push(String((JSON.parse(l) as { msg: string }).msg)); } }),
+    });
+    assert.deepEqual(s.verify('tok-a'), { name: 'a', role: 'admin' });
+    assert.equal(s.size, 1);
+    assert.ok(warnings.some((w) => w.startsWith('tokens[1].token: the same token as tokens[0]')), JSON.stringify(warnings));
+  });
+
   test('re-reads changed files, keeps the last good set when a file turns malformed, forgets a removed file', () => {
     writeFileSync(join(dir, 'tokens.json'), JSON.stringify([{ token: 't1', role: 'reader', name: 'a' }]));
     const s = store();

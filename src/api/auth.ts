@@ -123,6 +123,7 @@ export class TokenStore {
     const raw: unknown = JSON.parse(text);
     if (!Array.isArray(raw)) throw new Error('expected a JSON array of {token, role, name}');
     const out: Entry[] = [];
+    const seen = new Map<string, number>();
     raw.forEach((item: unknown, i) => {
       const o = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
       const token = o['token'];
@@ -136,7 +137,15 @@ export class TokenStore {
         this.#logger.warn({ file: this.#tokensFile, index: i }, `tokens[${i}].role: must be admin, operator or reader; entry ignored`);
         return;
       }
-      out.push({ name: typeof name === 'string' && name !== '' ? name : `token${i}`, role: role as Role, digest: digest(token.trim()) });
+      const d = digest(token.trim());
+      const first = seen.get(d.toString('hex'));
+      if (first !== undefined) {
+        // One token, two entries: which role would it have? The first entry keeps it; say so.
+        this.#logger.warn({ file: this.#tokensFile, index: i }, `tokens[${i}].token: the same token as tokens[${first}] (each token must be listed once); entry ignored, tokens[${first}] applies`);
+        return;
+      }
+      seen.set(d.toString('hex'), i);
+      out.push({ name: typeof name === 'string' && name !== '' ? name : `token${i}`, role: role as Role, digest: d });
     });
     return out;
   }
