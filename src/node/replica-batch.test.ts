@@ -8,8 +8,9 @@ import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/prng.js';
 import type { Entry, HardState } from '../raft/types.js';
 import type { ApplyResult } from '../state/index.js';
-import { NodeError } from './errors.js';
 import { REAL_CLOCK, Replica, type LogStore, type StateMachine } from './replica.js';
+import { QUIET_METRICS, testReplicaHooks } from '../../test/support/replica.js';
+import { until } from '../../test/support/transport.js';
 
 interface Save {
   readonly entries: readonly Entry[];
@@ -63,19 +64,11 @@ function harness() {
   const replica = new Replica({
     raw, log, sm, clock: REAL_CLOCK, tickMs: 1_000_000, logger: pino({ level: 'silent' }),
     net: { send: () => undefined, sendSnapshot: () => Promise.resolve() },
-    metrics: { committed: () => undefined, failed: () => undefined, commitLatency: () => undefined, fsyncLatency: () => undefined },
-    hooks: {
-      admit: () => true, onSoftState: () => undefined, afterReady: () => undefined, onConfApplied: () => undefined,
-      onFatal: (e) => assert.fail(e), notLeader: () => new NodeError('not_leader', 'not the leader'), nameOf: (id) => `n${id}`,
-    },
+    metrics: QUIET_METRICS,
+    hooks: testReplicaHooks(),
     lastSnapshot: undefined,
   });
   return { raw, replica, saves, applied };
-}
-
-async function until(what: string, cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(cond(), `timed out waiting for ${what}`);
 }
 
 /** Finishes every pending save until `cond` holds. */
@@ -98,7 +91,7 @@ test('proposals arriving while a save is in flight go into the next one, and non
   await leader(h);
   const before = h.saves.length;
   const first = h.replica.propose(new Uint8Array(10), 10_000);
-  await until('the first save', () => h.saves.length === before + 1);
+  await until(() => h.saves.length === before + 1, 'the first save', 10_000);
   const held = h.saves[before]!;
   // While that save is held (the fsync in flight), ten more proposals arrive.
   const rest = Array.from({ length: 10 }, () => h.replica.propose(new Uint8Array(10), 10_000));
@@ -109,7 +102,7 @@ test('proposals arriving while a save is in flight go into the next one, and non
   assert.equal(settled, 0, 'a proposal was acknowledged before its save resolved');
   assert.equal(h.replica.pendingProposals, 11, 'one proposed and in its save, ten in the inbox: all pending');
   held.finish();
-  await until('the next save', () => h.saves.length === before + 2);
+  await until(() => h.saves.length === before + 2, 'the next save', 10_000);
   assert.equal(h.saves[before + 1]!.entries.length, 10, 'the ten proposals go into one save');
   await drive(h.saves, () => settled === 11);
   assert.equal(h.replica.pendingProposals, 0, 'nothing pending once every proposal is applied');
@@ -121,7 +114,7 @@ test('one Ready takes at most 1 MiB of proposals; the rest follow in the next on
   await leader(h);
   const before = h.saves.length;
   const block = h.replica.propose(new Uint8Array(1), 10_000);
-  await until('the blocking save', () => h.saves.length === before + 1);
+  await until(() => h.saves.length === before + 1, 'the blocking save', 10_000);
   const sizes = [600_000, 600_000, 300_000, 200_000, 1_500_000, 10];
   const ps = sizes.map((n, i) => h.replica.propose(new Uint8Array(n).fill(i + 1), 10_000));
   h.saves[before]!.finish();

@@ -9,8 +9,9 @@ import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/prng.js';
 import type { Message, SnapshotMeta } from '../raft/types.js';
 import type { ApplyResult } from '../state/index.js';
-import { NodeError } from './errors.js';
 import { REAL_CLOCK, Replica, type LogStore, type StateMachine } from './replica.js';
+import { QUIET_METRICS, testReplicaHooks } from '../../test/support/replica.js';
+import { until } from '../../test/support/transport.js';
 
 const membership = { members: [{ id: 1, role: 'voter' as const }, { id: 2, role: 'voter' as const }, { id: 3, role: 'voter' as const }], removed: [] };
 const SNAP: SnapshotMeta = { index: 100, term: 2, membership };
@@ -55,19 +56,11 @@ function follower() {
   const replica = new Replica({
     raw, log, sm, clock: REAL_CLOCK, tickMs: 1_000_000, logger: pino({ level: 'silent' }),
     net: { send: (ms) => void sent.push(...ms), sendSnapshot: () => Promise.resolve() },
-    metrics: { committed: () => undefined, failed: () => undefined, commitLatency: () => undefined, fsyncLatency: () => undefined, snapshot: (kind, sec, n) => void snaps.push([kind, sec, n]) },
-    hooks: {
-      admit: () => true, onSoftState: () => undefined, afterReady: () => undefined, onConfApplied: () => undefined,
-      onFatal: (e) => assert.fail(e), notLeader: () => new NodeError('not_leader', 'not the leader'), nameOf: (id) => `n${id}`,
-    },
+    metrics: { ...QUIET_METRICS, snapshot: (kind, sec, n) => void snaps.push([kind, sec, n]) },
+    hooks: testReplicaHooks(),
     lastSnapshot: undefined,
   });
   return { raw, replica, sent, snaps };
-}
-
-async function until(what: string, cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(cond(), `timed out waiting for ${what}`);
 }
 
 test("the leader's append that arrives while its snapshot is verified is stepped after the snapshot, and accepted", async (t) => {
@@ -83,10 +76,10 @@ test("the leader's append that arrives while its snapshot is verified is stepped
   f.replica.receive([message({ type: 'app', index: SNAP.index, logTerm: SNAP.term, entries: [entry], commit: SNAP.index })]);
   // Heartbeats are not held.
   f.replica.receive([message({ type: 'heartbeat', commit: 0 })]);
-  await until('the heartbeat answered', () => f.sent.some((m) => m.type === 'heartbeatResp'));
+  await until(() => f.sent.some((m) => m.type === 'heartbeatResp'), 'the heartbeat answered', 10_000);
   assert.equal(f.sent.filter((m) => m.type === 'appResp').length, 0, 'the append was stepped before the snapshot was verified');
   verified();
-  await until('the append answered', () => f.sent.filter((m) => m.type === 'appResp').length >= 2);
+  await until(() => f.sent.filter((m) => m.type === 'appResp').length >= 2, 'the append answered', 10_000);
   const resps = f.sent.filter((m) => m.type === 'appResp');
   assert.ok(resps.every((m) => !m.reject), `an append was refused: ${JSON.stringify(resps)}`);
   assert.equal(Math.max(...resps.map((m) => m.index)), SNAP.index + 1);
@@ -104,6 +97,6 @@ test('a snapshot that fails verification releases the held appends (the follower
   f.replica.receiveSnapshot(1, SNAP, source, message({ type: 'snap', snapshot: SNAP }), () => verifying);
   f.replica.receive([message({ type: 'app', index: SNAP.index, logTerm: SNAP.term, entries: [], commit: SNAP.index })]);
   fail();
-  await until('the append answered', () => f.sent.some((m) => m.type === 'appResp'));
+  await until(() => f.sent.some((m) => m.type === 'appResp'), 'the append answered', 10_000);
   assert.ok(f.sent.filter((m) => m.type === 'appResp').every((m) => m.reject), 'without the snapshot the append does not match');
 });
