@@ -16,7 +16,8 @@ const witnessConfirm: Command = {
     'when it is gone it is recreated with this node alone in the in-sync set. The node first asks every other data node for its term over its API (with your token) ' +
     'and takes the next epoch above all of them, so no epoch a node already led at is handed out again; when a node cannot be asked it refuses ' +
     '(409 witness_peer_unreachable, naming the node) unless --min-epoch gives that node\'s last term. Run it on the node with the most data (the last leader): ' +
-    'another node may lack acknowledged writes. Refused without --confirm.',
+    'another node may lack acknowledged writes. After the confirm no node takes the lease for one lease TTL (cluster.leaderLockTtlSeconds), or until the lease recorded before it would have ended: ' +
+    'a leader cut off from Redis may act until its own deadline. Refused without --confirm.',
   flags: [
     { name: 'confirm', type: 'boolean', help: 'yes, confirm on this node (it must hold every acknowledged write)' },
     { name: 'min-epoch', type: 'int', value: 'N', help: 'only when another data node cannot be asked: the next epoch is above N, its last term (`quorate status` on it showed `term`; 0 only if its data is gone for good)' },
