@@ -74,6 +74,10 @@ export interface NodeStatus {
   readonly configWarnings?: readonly string[];
   /** Whether this node's Redis connection works; absent when the node does not use Redis. */
   readonly redisConnected?: boolean;
+  /** database.mode "external-shared": the fencing token of the current leader (the fence row's value it writes under; 0: none known). */
+  readonly fencingToken?: number;
+  /** external-shared with coordination "raft": the leader group's Raft term (the fencing token is not the term: ../external/README.md). */
+  readonly raftTerm?: number;
   /** Witness mode (src/coord/WITNESS.md): the lease, the in-sync set, and why this node does not lead. */
   readonly witness?: { readonly leading: boolean; readonly epoch: number; readonly inSync: readonly number[]; readonly commitSet: readonly number[]; readonly waiting: string | undefined; readonly redisConnected: boolean; readonly problem: string | undefined };
   /** The virtual IP on this node (cluster.virtualIp), when one is configured (src/node/vip.ts). */

@@ -247,7 +247,8 @@ test('external-shared with the Redis lease loads; its rules name the key and nev
   fails({ cluster: { coordination: 'redis' }, redis: { enabled: true }, database: { mode: 'external-shared' } }, /^database\.external\.connectionString: is required with database\.mode "external-shared"/);
   const bad = fails({ cluster: { coordination: 'redis' }, redis: { enabled: true }, database: { mode: 'external-shared', external: { connectionString: 'mysql://u:hunter2@db/q' } } }, /^database\.external\.connectionString: the value \(not shown: it may hold a password\) is neither a postgres/);
   assert.doesNotMatch(bad.message, /hunter2/);
-  fails({ database: { mode: 'external-shared', external: { connectionString: 'host=db dbname=q user=quorate' } } }, /^database\.mode: "external-shared" is led by the Redis leader lease in this version: set cluster\.coordination to "redis"/);
+  // Led by Raft: a single node (no peerEndpoints) is refused naming cluster.peerEndpoints (test below).
+  fails({ database: { mode: 'external-shared', external: { connectionString: 'host=db dbname=q user=quorate' } } }, /^cluster\.peerEndpoints: lists 0 other nodes, but "external-shared" led by Raft/);
   fails({ database: { external: { connectionString: 'postgres://u:hunter2@db/q' } } }, /^database\.external\.connectionString: is used only with database\.mode "external-shared"/);
   const base = { cluster: { coordination: 'redis' }, redis: { enabled: true }, database: { mode: 'external-shared', external: { connectionString: 'postgres://db/q' } } };
   const notHere = fails({ ...base, cluster: { coordination: 'redis', virtualIp: '10.0.0.5/24', vipInterface: 'eth0', failover: 'manual' }, node: { role: 'observer' }, jobs: [{ name: 'j', schedule: '* * * * *', command: '/bin/true' }], database: { ...base.database, backup: { enabled: true } } }, /problems:/);
@@ -263,6 +264,25 @@ test('external-shared with the Redis lease loads; its rules name the key and nev
   fails({ database: { external: { sqlSchema: 'app' } } }, /^database\.external\.sqlSchema: is used only with database\.mode "external-shared"/);
   // coordination "redis" with local-sync is the two-node witness mode (src/coord/WITNESS.md).
   assert.equal(ok({ cluster: { coordination: 'redis' }, redis: { enabled: true } }).database.mode, 'local-sync');
+});
+
+test('external-shared led by Raft loads with three or more voting members; fewer, redis.enabled and writeQuorum are refused naming the key', () => {
+  const db = { mode: 'external-shared', external: { connectionString: 'postgres://quorate:hunter2@db.example:5432/quorate' } };
+  const three = { cluster: { coordination: 'raft', peerEndpoints: ['http://10.0.0.2:5201', 'http://10.0.0.3:5201'] }, database: db };
+  const c = ok(three);
+  assert.equal(c.cluster.coordination, 'raft');
+  assert.equal(c.database.mode, 'external-shared');
+  assert.equal(ok({ ...three, cluster: { ...three.cluster, peerEndpoints: [...three.cluster.peerEndpoints, 'http://10.0.0.4:5201', 'http://10.0.0.5:5201'] } }).cluster.peerEndpoints.length, 4);
+  const two = fails({ ...three, cluster: { coordination: 'raft', peerEndpoints: ['http://10.0.0.2:5201'] } }, /^cluster\.peerEndpoints: lists 1 other node, but "external-shared" led by Raft \(cluster\.coordination "raft"\) needs at least 3 voting members: a 2-member Raft group cannot elect a leader after losing one/);
+  assert.match(two.message, /for two nodes set cluster\.coordination to "redis" \(the Redis leader lease/);
+  // The same endpoint twice is one member.
+  const dup = fails({ ...three, cluster: { coordination: 'raft', peerEndpoints: ['http://10.0.0.2:5201', 'http://10.0.0.2:5201'] } }, /problems:/);
+  assert.match(dup.message, /cluster\.peerEndpoints: lists 1 other node/);
+  fails({ ...three, redis: { enabled: true } }, /^redis\.enabled: true is not used with database\.mode "external-shared" led by Raft/);
+  fails({ ...three, database: { ...db, writeQuorum: 2 } }, /^database\.writeQuorum: is not used with database\.mode "external-shared"/);
+  // Features this mode does not run stay refused naming their key, as with the Redis lease.
+  fails({ ...three, cluster: { ...three.cluster, virtualIp: '10.0.0.9/24', vipInterface: 'eth0' } }, /^cluster\.virtualIp: the virtual IP is not available with database\.mode "external-shared"/);
+  fails({ ...three, node: { role: 'dr' } }, /^node\.role: role "dr" \(every node may lead; leave node\.role at "voter"\)/);
 });
 
 test('unbuilt keys: the allowed value is the schema default, accepted when written out; all refusals are listed at once', () => {

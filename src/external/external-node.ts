@@ -1,9 +1,10 @@
-// One node of an external-shared cluster (`database.mode: "external-shared"`,
-// `cluster.coordination: "redis"`): the same HTTP API ports as a Raft node
-// (src/api/ports.ts: ClusterControl, KvService, SqlService, SecurityPort,
-// AppCoordination), built on
-// - the Redis leader lease (src/coord/redis-lease.ts) for who leads, its
-//   fencing token as the term;
+// One node of an external-shared cluster (`database.mode: "external-shared"`):
+// the same HTTP API ports as a Raft node (src/api/ports.ts: ClusterControl,
+// KvService, SqlService, SecurityPort, AppCoordination), built on
+// - who leads, with its fencing token as the term: the Redis leader lease
+//   (`cluster.coordination: "redis"`, src/coord/redis-lease.ts), or a Raft
+//   group of the configured members whose log is the token counter
+//   (`cluster.coordination: "raft"`, ./raft-lead.ts);
 // - the PostgreSQL log (./pg-log.ts, ./shared-log.ts) for what is
 //   replicated: every node applies it to the same MachineRegistry the Raft
 //   node uses (KV, history, settings, tokens, audit, app machine, files),
@@ -30,6 +31,7 @@ import type { CertificateInfo, ClusterControl, DrControl, KvService, NodeStatus,
 import { CertificateWatch } from '../node/certificates.js';
 import type { QuorateConfig } from '../config/index.js';
 import { RedisLease, RedisLink, parseRedisConnectionString } from '../coord/index.js';
+import { RaftLead, type ExternalLeadership } from './raft-lead.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { DEFAULT_AUDIT_MAX, encodeEnvelope, type ApplyResult, type Command, type HistoryRecord, type HistoryStateMachine, type KvStateMachine, type MachineRegistry } from '../state/index.js';
 import type { SqlStateMachine } from '../sql/machine.js';
@@ -59,7 +61,7 @@ function testAppendDelayMs(): number {
 }
 
 function unavailable(what: string): NodeError {
-  return new NodeError('feature_unavailable', `${what} is not available with database.mode "external-shared": membership is whoever connects to the shared PostgreSQL and Redis; leadership moves when the Redis lease is released or expires (stop the leader's agent to move it)`);
+  return new NodeError('feature_unavailable', `${what} is not available with database.mode "external-shared": membership is whoever connects to the shared PostgreSQL (led by the Redis lease or by the Raft group of cluster.peerEndpoints); leadership moves when the leader's lease is released or expires, or when the Raft leader stops or loses its quorum (stop the leader's agent to move it)`);
 }
 
 export class ExternalNode implements ClusterControl, DrControl {
@@ -79,7 +81,10 @@ export class ExternalNode implements ClusterControl, DrControl {
   readonly #files: FilesStateMachine;
   readonly security: NodeSecurity;
   readonly appServices: AppServices;
-  readonly lease: RedisLease;
+  /** Who leads: the Redis lease (coordination "redis") or the Raft group (coordination "raft", ./raft-lead.ts). */
+  readonly lease: ExternalLeadership;
+  /** coordination "raft": the group (for the status's Raft term and voters). */
+  readonly #raft: RaftLead | undefined;
   /** No automatic cluster CA in this mode (security.apiTls "auto" is refused at load). */
   readonly autoTls = undefined;
   /** Drills are refused at load in this mode (drills.enabled); the routes answer what this mode lacks. */
@@ -94,7 +99,8 @@ export class ExternalNode implements ClusterControl, DrControl {
   };
   readonly log: SharedLog;
   readonly #pg: PgLog;
-  readonly #link: RedisLink;
+  /** coordination "redis" only. */
+  readonly #link: RedisLink | undefined;
   readonly #services: LeaderServices;
   readonly #entries: EntryEncoder;
   readonly #logger: Logger;
@@ -102,7 +108,7 @@ export class ExternalNode implements ClusterControl, DrControl {
   readonly #startedAt = new Date().toISOString();
   #stopped = false;
 
-  private constructor(config: QuorateConfig, logger: Logger, state: Awaited<ReturnType<typeof createNodeState>>, clusterSecret: Uint8Array, onFatal: (e: Error) => void) {
+  private constructor(config: QuorateConfig, logger: Logger, state: Awaited<ReturnType<typeof createNodeState>>, clusterSecret: Uint8Array, onFatal: (e: Error) => void, raft: RaftLead | undefined) {
     this.config = config;
     this.nodeName = config.node.nodeName;
     this.#certs = new CertificateWatch(config, () => undefined);
@@ -123,9 +129,11 @@ export class ExternalNode implements ClusterControl, DrControl {
       // before the next leader's takeover would wait long (the paused leader's lease expired by then).
       idleInTransactionTimeoutMs: Math.max(1000, Math.floor(ttlMs / 2)),
     });
-    this.#link = new RedisLink(parseRedisConnectionString(config.redis.connectionString, config.redis.tlsEnabled), logger, { commandTimeoutMs: Math.min(1000, renewMs), name: `quorate-${this.nodeName}` });
-    this.lease = new RedisLease({
-      link: this.#link, logger, keyPrefix: config.redis.keyPrefix, nodeName: this.nodeName, apiUrl: config.node.advertiseApiUrl, ttlMs, renewMs,
+    this.#raft = raft;
+    const link = raft ? undefined : new RedisLink(parseRedisConnectionString(config.redis.connectionString, config.redis.tlsEnabled), logger, { commandTimeoutMs: Math.min(1000, renewMs), name: `quorate-${this.nodeName}` });
+    this.#link = link;
+    this.lease = raft ?? new RedisLease({
+      link: link!, logger, keyPrefix: config.redis.keyPrefix, nodeName: this.nodeName, apiUrl: config.node.advertiseApiUrl, ttlMs, renewMs,
       // The token never goes backwards, also when Redis lost its data: the fence row holds the highest that took over.
       // PostgreSQL unreachable: the highest token this node saw (a lower token than the row's would be refused at
       // takeover, and the node would contend again above it); never an error, which the lease would blame on Redis.
@@ -165,7 +173,11 @@ export class ExternalNode implements ClusterControl, DrControl {
       leaderName: () => this.lease.holder()?.nodeName ?? null,
       peers: () => { const h = this.lease.holder(); return h && h.nodeName !== this.nodeName ? [{ nodeName: h.nodeName, apiUrl: h.apiUrl }] : []; },
       switchover: () => Promise.reject(unavailable('a switchover')),
-      sql: () => this.sqlService, redisPing: async () => { await this.#link.client.ping(); },
+      sql: () => this.sqlService,
+      redisPing: async () => {
+        if (!this.#link) throw new Error('Redis is not used by this node (cluster.coordination is "raft")');
+        await this.#link.client.ping();
+      },
       databasePing: () => this.#pg.ping(),
     });
   }
@@ -177,7 +189,13 @@ export class ExternalNode implements ClusterControl, DrControl {
     await rm(stateDir, { recursive: true, force: true });
     let fatal: (e: Error) => void = (e) => log.fatal({ event: 'node_failed', err: e.message }, e.message);
     const state = await createNodeState({ dataDir: stateDir, logger: log, onFatal: (e) => fatal(e) });
-    const node = new ExternalNode(config, log, state, loadClusterSecret(config.security.clusterSecretFile), (e) => fatal(e));
+    // coordination "raft": the leader group (./raft-lead.ts); its claims read the fencing row through this node's pool.
+    const ref: { node?: ExternalNode } = {};
+    const raft = config.cluster.coordination === 'raft'
+      ? await RaftLead.open({ config, logger: log, onFatal: (e) => fatal(e), fenceFloor: () => ref.node!.#pg.fenceToken() })
+      : undefined;
+    const node = new ExternalNode(config, log, state, loadClusterSecret(config.security.clusterSecretFile), (e) => fatal(e), raft);
+    ref.node = node;
     fatal = (e) => opts.onFatal?.(e);
     // A database that is restarting when the node starts is waited for (with backoff), up to START_WAIT_MS.
     const deadline = performance.now() + START_WAIT_MS;
@@ -190,6 +208,7 @@ export class ExternalNode implements ClusterControl, DrControl {
       } catch (e) {
         const why = `cannot prepare the external PostgreSQL database at ${node.#pg.target} (${(e as Error).message})`;
         if (performance.now() >= deadline || !isConnectionError(e)) {
+          await node.#raft?.stop();
           await node.#pg.close();
           await node.#pgSql.close();
           await state.sql.close();
@@ -201,9 +220,10 @@ export class ExternalNode implements ClusterControl, DrControl {
       }
     }
     await node.log.start();
-    node.lease.start();
+    await node.lease.start();
     node.appServices.start();
-    log.info({ event: 'node_started', mode: 'external-shared', appliedIndex: node.machines.appliedIndex }, `node ${config.node.nodeName} started (external-shared on ${node.#pg.target}, leader lease in Redis at ${node.#link.target.display}); log applied up to ${node.machines.appliedIndex}`);
+    const led = node.#link ? `leader lease in Redis at ${node.#link.target.display}` : `led by the Raft group of ${config.cluster.peerEndpoints.length + 1} members`;
+    log.info({ event: 'node_started', mode: 'external-shared', coordination: config.cluster.coordination, appliedIndex: node.machines.appliedIndex }, `node ${config.node.nodeName} started (external-shared on ${node.#pg.target}, ${led}); log applied up to ${node.machines.appliedIndex}`);
     return node;
   }
 
@@ -215,7 +235,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     this.security.close();
     await this.lease.stop();
     await this.log.stop();
-    await this.#link.close();
+    await this.#link?.close();
     await this.#pg.close();
     await this.#pgSql.close();
     await this.sql.close();
@@ -273,15 +293,21 @@ export class ExternalNode implements ClusterControl, DrControl {
     if (holder && holder.nodeName !== this.nodeName) {
       peers.push({ id: 0, nodeName: holder.nodeName, apiUrl: holder.apiUrl, peerUrl: '', role: 'primary', status: 'healthy', matchIndex: last, replicationLagEntries: 0, replicationLagMs: 0, lastHeartbeat: undefined, self: false });
     }
-    const storageError = this.log.fatal?.message ?? this.log.databaseError;
+    const storageError = this.log.fatal?.message ?? this.#raft?.fatal?.message ?? this.log.databaseError;
+    const raft = this.#raft;
+    const voters = raft?.voters;
     return {
       id: this.nodeId, nodeName: this.nodeName, haId: this.config.cluster.haId, role: self.role, raftRole: writable ? 'leader' : lease.leading ? 'candidate' : 'follower',
       term: holder?.term ?? lease.term, leaderId: holder ? (holder.nodeName === this.nodeName ? this.nodeId : 0) : 0, leaderName: holder?.nodeName, leaderApiUrl: holder?.apiUrl,
       commitIndex: last, appliedIndex: applied, lastIndex: last, firstIndex: snapIdx > 0 ? Math.max(1, snapIdx - Math.max(1, this.config.cluster.snapshotTrailingEntries) + 1) : 1, snapshotIndex: snapIdx, revision: this.kv.revision,
       // The "quorum" of this mode: the lease holder raised the fence and PostgreSQL answers.
-      quorumMet: writable ? dbOk : holder !== undefined, votersReachable: holder !== undefined ? 1 : 0, votersTotal: 1, writeQuorum: 1, failureTolerance: 0,
+      quorumMet: writable ? dbOk : holder !== undefined,
+      // coordination "raft": the leader group's voters (the leader hears them all; a follower counts itself and the leader).
+      votersReachable: voters ? voters.reachable : holder !== undefined ? 1 : 0, votersTotal: voters?.total ?? 1, writeQuorum: voters ? Math.floor(voters.total / 2) + 1 : 1,
+      failureTolerance: voters ? Math.floor((voters.total - 1) / 2) : 0,
+      fencingToken: holder?.term ?? this.log.fencedToken, ...(raft ? { raftTerm: raft.raftTerm } : {}),
       peers, storageHealthy: dbOk, storageError, splitBrainWarning: this.log.splitBrainWarning ?? this.lease.warning, startedAt: this.#startedAt, version: VERSION,
-      featureLevel: FEATURE_LEVEL, redisConnected: this.#link.connected,
+      featureLevel: FEATURE_LEVEL, ...(this.#link ? { redisConnected: this.#link.connected } : {}),
     };
   }
 

@@ -34,6 +34,34 @@ export async function startExternalCluster(o: { nodes?: number; ttlSeconds?: num
   }
 }
 
+export interface RaftExternalCluster {
+  readonly c: TestCluster;
+  readonly db: TestPostgres;
+  stop(): Promise<void>;
+}
+
+/**
+ * Three (or more) real node processes in database.mode "external-shared" led by Raft (cluster.coordination
+ * "raft", src/external/raft-lead.ts) on a private PostgreSQL; `beforeNodes` runs against the database first
+ * (e.g. a fence row left by a Redis-led era).
+ */
+export async function startRaftExternalCluster(o: { nodes?: number; env?: Record<string, string>; beforeNodes?: (db: TestPostgres) => Promise<void> } = {}): Promise<RaftExternalCluster> {
+  const db = await TestPostgres.start();
+  try {
+    await o.beforeNodes?.(db);
+    const c = await TestCluster.start({
+      nodes: o.nodes ?? 3,
+      cluster: { coordination: 'raft' },
+      ...(o.env ? { env: () => o.env } : {}),
+      extraConfig: () => ({ database: { mode: 'external-shared', external: { connectionString: db.connectionString } } }),
+    });
+    return { c, db, stop: async () => { await c.stop(); await db.stop(); } };
+  } catch (e) {
+    await db.stop();
+    throw e;
+  }
+}
+
 /** `sentAt`: when this attempt was sent; `at`: when its answer came. */
 export interface WriteOutcome { key: string; value: string; status: number; code?: string; message?: string; sentAt: number; at: number; via: string }
 

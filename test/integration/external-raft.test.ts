@@ -1,0 +1,201 @@
+// The external-shared mode led by Raft (cluster.coordination "raft",
+// src/external/raft-lead.ts) with three real node processes on a private
+// PostgreSQL:
+// 1. the fencing row pre-seeded with a large token (a Redis-led era's
+//    leftover): the Raft leader's token exceeds it; the status shows the
+//    Raft term and the token; kill -9 of the leader under writes → a new
+//    leader writes with a newer token, nothing acknowledged is lost, and the
+//    KV history (reads and writes on every node) checked with the
+//    linearizability checker; PostgreSQL killed → readiness fails naming it;
+// 2. the leader paused (SIGSTOP) while an append batch is held
+//    (QUORATE_TEST_APPEND_DELAY_MS, tests only): the other two elect a new
+//    leader that writes; resumed (SIGCONT), the old leader's late append is
+//    refused by the fencing row, and no entry of an older token follows one
+//    of a newer token in quorate_log.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { checkHistory, type HistoryEntry, type KvOp, type KvOutput } from '../sim/linearizability.js';
+import { http, sleep, status, waitFor, TOKEN } from './harness.js';
+import { startRaftExternalCluster, Writer, type RaftExternalCluster } from './external-cluster.js';
+import { PgLog } from '../../src/external/pg-log.js';
+
+const REDIS_ERA_TOKEN = 1_000_000;
+
+async function tokensOrdered(x: RaftExternalCluster): Promise<void> {
+  const bad = await x.db.query<{ n: string }>('SELECT count(*) AS n FROM quorate_log a JOIN quorate_log b ON a.idx < b.idx AND a.token > b.token');
+  assert.equal(bad[0]!.n, '0', 'an entry of an older fencing token landed after an entry of a newer one');
+  const c = await x.db.query<{ n: string; m: string }>('SELECT count(*) AS n, coalesce(max(idx), 0) AS m FROM quorate_log');
+  assert.equal(c[0]!.n, c[0]!.m, 'the log is contiguous');
+}
+
+async function clusterStatus(url: string): Promise<Record<string, unknown>> {
+  const r = await http(url, 'GET', '/v1/cluster/status', { token: TOKEN });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body;
+}
+
+function dumpLogs(x: RaftExternalCluster): void {
+  for (const n of x.c.nodes) console.log(`--- ${n.name}\n${x.c.log(x.c.nodes.indexOf(n)).split('\n').filter((l) => !l.includes('request failed')).slice(-30).join('\n')}`);
+}
+
+test('three nodes led by Raft on PostgreSQL: the token passes a Redis-era fence row, kill -9 of the leader loses nothing acknowledged, the KV history is linearizable', async () => {
+  const x = await startRaftExternalCluster({
+    // A fence row left by a Redis-led era: the migrations, then the row raised as that era's leader would have.
+    beforeNodes: async (db) => {
+      const pg = new PgLog({ connectionString: db.connectionString, logger: pino({ level: 'silent' }) });
+      try {
+        await pg.migrate();
+      } finally {
+        await pg.close();
+      }
+      await db.query(`UPDATE quorate_fence SET token = ${REDIS_ERA_TOKEN}, owner = 'redis-era/0000' WHERE id = 1`);
+    },
+  });
+  const { c, db } = x;
+  let writer: Writer | undefined;
+  try {
+    const l = await c.waitLeader(30_000);
+    for (let i = 0; i < 3; i++) await c.waitReady(i, 20_000);
+    const st = await clusterStatus(c.nodes[l]!.url);
+    const token = st['fencingToken'] as number;
+    assert.ok(token > REDIS_ERA_TOKEN, `the Raft leader's token ${token} exceeds the Redis-era fence row's ${REDIS_ERA_TOKEN}`);
+    assert.ok((st['raftTerm'] as number) >= 1 && (st['raftTerm'] as number) < token, `the Raft term (${String(st['raftTerm'])}) is not the token`);
+    assert.equal(st['term'], token);
+    assert.equal(st['votersTotal'], 3);
+    assert.equal(st['redisConnected'] ?? null, null, 'no Redis in this mode');
+    const fence = await db.query<{ token: string; owner: string }>('SELECT token, owner FROM quorate_fence WHERE id = 1');
+    assert.equal(Number(fence[0]!.token), token);
+    assert.match(fence[0]!.owner, new RegExp(`^${c.nodes[l]!.name}/`));
+    // A follower names the leader and the same token.
+    const f = await clusterStatus(c.nodes[(l + 1) % 3]!.url);
+    assert.equal(f['leader'], c.nodes[l]!.name);
+    assert.equal(f['fencingToken'], token);
+    console.log(`# Redis-era fence row ${REDIS_ERA_TOKEN}: ${c.nodes[l]!.name} leads Raft term ${String(st['raftTerm'])} with fencing token ${token}`);
+
+    // Writes through any live node, and KV clients whose history goes to the checker, across a leader kill -9.
+    const alive = () => c.nodes.filter((nd) => nd.exitCode === undefined);
+    writer = new Writer(() => alive().map((n) => n.url), 4, 'w');
+    const history: HistoryEntry[] = [];
+    const t0 = performance.now();
+    let stop = false;
+    let n = 0;
+    const clients = Array.from({ length: 4 }, async (_, client) => {
+      while (!stop) {
+        const nodes = alive();
+        const url = nodes[Math.floor(Math.random() * nodes.length)]!.url;
+        const key = `k${Math.floor(Math.random() * 3)}`;
+        const invokeAt = performance.now() - t0;
+        if (Math.random() < 0.5) {
+          const op: KvOp = { kind: 'read', key };
+          const r = await http(url, 'GET', `/v1/kv/${key}?consistency=linearizable`, { token: TOKEN }).catch(() => undefined);
+          const returnAt = performance.now() - t0;
+          if (r?.status === 200) history.push({ client, op, output: { kind: 'read', value: r.body['value'] as string }, invokeAt, returnAt });
+          else if (r?.status === 404) history.push({ client, op, output: { kind: 'read', value: null }, invokeAt, returnAt });
+        } else {
+          const value = `v${n++}`;
+          const op: KvOp = { kind: 'write', key, value };
+          const r = await http(url, 'PUT', `/v1/kv/${key}`, { token: TOKEN, body: { value } }).catch(() => undefined);
+          const returnAt = performance.now() - t0;
+          const output: KvOutput | undefined = r?.status === 200 ? { kind: 'ok' } : undefined;
+          // A definite refusal (nothing appended) is left out; anything else but an acknowledgement is indeterminate.
+          const refused = r?.status === 503 && ['no_leader', 'not_leader', 'storage_failed'].includes(String(r.body['error']));
+          if (!refused) history.push({ client, op, output, invokeAt, ...(output ? { returnAt } : { returnAt: undefined }) });
+        }
+        const last = history.at(-1);
+        if (last?.client === client && last.output === undefined) await sleep(20);
+      }
+    });
+    await waitFor('writes acknowledged before the kill', () => writer!.acked.size >= 30, 20_000);
+    const killedAt = Date.now();
+    c.kill(l, 'SIGKILL');
+    await c.waitExit(l);
+    const l2 = await c.waitLeader(30_000, [l]);
+    await waitFor('the new leader writes', () => writer!.firstAckAfter(killedAt) !== undefined, 30_000);
+    console.log(`# kill -9 of the leader: writes resumed through ${c.nodes[l2]!.name} ${writer.firstAckAfter(killedAt)!.at - killedAt} ms after the kill`);
+    await waitFor('more writes after the kill', () => writer!.outcomes.filter((o) => o.status === 200 && o.sentAt > killedAt).length >= 20, 20_000);
+    stop = true;
+    await Promise.all(clients);
+    await writer.stop();
+    const check = checkHistory(history);
+    assert.equal(check.result, 'linearizable', JSON.stringify(check).slice(0, 2000));
+    const acked = history.filter((h) => h.op.kind === 'write' && h.output !== undefined).length;
+    console.log(`# KV history across the leader kill: ${history.length} ops (${acked} acknowledged writes), linearizable`);
+
+    const st2 = await clusterStatus(c.nodes[l2]!.url);
+    assert.ok((st2['fencingToken'] as number) > token, `the new leader's token ${String(st2['fencingToken'])} is above the killed leader's ${token}`);
+    assert.ok((st2['raftTerm'] as number) > (st['raftTerm'] as number));
+    // Nothing acknowledged is lost: on the survivors (linearizable reads) and in PostgreSQL.
+    for (const i of [0, 1, 2].filter((j) => j !== l)) {
+      for (const [key, value] of writer.acked) {
+        const r = await http(c.nodes[i]!.url, 'GET', `/v1/kv/${encodeURIComponent(key)}?consistency=linearizable`, { token: TOKEN });
+        assert.equal(r.body['value'], value, `${key} was acknowledged and is missing on ${c.nodes[i]!.name}`);
+      }
+    }
+    await tokensOrdered(x);
+
+    // PostgreSQL killed: readiness and the leader check fail naming it; back: ready again.
+    await db.kill();
+    await waitFor('readiness fails naming PostgreSQL', async () => {
+      const r = await http(c.nodes[l2]!.url, 'GET', '/system/health/ready');
+      return r.status === 503 && /external PostgreSQL database at .* is unavailable/.test(JSON.stringify(r.body));
+    }, 20_000);
+    assert.equal(await status(c.nodes[l2]!.url, '/system/health/leader'), 503);
+    await db.restart();
+    await waitFor('writes resume after PostgreSQL restarted', async () => (await http(c.nodes[l2]!.url, 'PUT', '/v1/kv/after-restart', { token: TOKEN, body: { value: 'ok' } })).status === 200, 30_000);
+    await waitFor('ready again', async () => (await status(c.nodes[l2]!.url, '/system/health/ready')) === 200, 15_000);
+  } catch (e) {
+    dumpLogs(x);
+    throw e;
+  } finally {
+    await writer?.stop();
+    await x.stop();
+  }
+});
+
+test('a paused Raft leader\'s late append is refused by the fencing row after the new leader took over', async () => {
+  // Every append batch is held 400 ms before it is written (tests only): the pause lands while a batch is held.
+  const x = await startRaftExternalCluster({ env: { QUORATE_TEST_APPEND_DELAY_MS: '400' } });
+  const { c } = x;
+  let writer: Writer | undefined;
+  let w2: Writer | undefined;
+  try {
+    const a = await c.waitLeader(30_000);
+    for (let i = 0; i < 3; i++) await c.waitReady(i, 20_000);
+    const oldToken = (await clusterStatus(c.nodes[a]!.url))['fencingToken'] as number;
+    writer = new Writer(() => [c.nodes[a]!.url], 8, 'p');
+    await waitFor('writes acknowledged by the leader', () => writer!.acked.size >= 20, 20_000);
+    c.kill(a, 'SIGSTOP');
+    const stoppedAt = Date.now();
+    const b = await c.waitLeader(20_000, [a]);
+    console.log(`# paused leader: ${c.nodes[b]!.name} elected and leading ${Date.now() - stoppedAt} ms after the pause`);
+    w2 = new Writer(() => [c.nodes[b]!.url], 2, 'q');
+    await waitFor('the new leader writes', () => w2!.acked.size >= 5, 20_000);
+    const newToken = (await clusterStatus(c.nodes[b]!.url))['fencingToken'] as number;
+    assert.ok(newToken > oldToken, `the new leader's token ${newToken} is above the paused one's ${oldToken}`);
+    const resumedAt = Date.now();
+    c.kill(a, 'SIGCONT');
+    await waitFor('the held batch of the resumed leader is refused by the fencing row', () => writer!.outcomes.some((o) => o.at > resumedAt && /refused by the fencing row in PostgreSQL/.test(o.message ?? '')), 15_000);
+    await waitFor('the resumed node no longer leads', async () => (await status(c.nodes[a]!.url, '/system/health/leader')) === 503, 15_000);
+    assert.match(c.log(a), /Split-brain warning: this node \(fencing token \d+\) tried to write after a newer leader took over the PostgreSQL log; the fencing row refused it/);
+    await writer.stop();
+    await w2.stop();
+    await tokensOrdered(x);
+    const late = await x.db.query<{ n: string }>(`SELECT count(*) AS n FROM quorate_log WHERE token = ${oldToken} AND idx > (SELECT min(idx) FROM quorate_log WHERE token = ${newToken})`);
+    assert.equal(late[0]!.n, '0', 'an entry of the paused leader landed after the new leader\'s first');
+    // Every acknowledged write of either leader is readable on the resumed node (it follows the log again).
+    for (const w of [writer, w2]) {
+      for (const [key, value] of w.acked) {
+        const r = await http(c.nodes[a]!.url, 'GET', `/v1/kv/${encodeURIComponent(key)}?consistency=linearizable`, { token: TOKEN });
+        assert.equal(r.body['value'], value, `${key} acknowledged but not read back`);
+      }
+    }
+  } catch (e) {
+    dumpLogs(x);
+    throw e;
+  } finally {
+    await writer?.stop();
+    await w2?.stop();
+    await x.stop();
+  }
+});
