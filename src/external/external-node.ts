@@ -126,8 +126,9 @@ export class ExternalNode implements ClusterControl, DrControl {
       connectionString: config.database.external.connectionString, logger,
       poolSize: config.database.external.poolSize, statementTimeoutMs: config.database.external.statementTimeoutMs,
       // A leader paused inside an append transaction holds the fence's share lock: PostgreSQL ends that session
-      // before the next leader's takeover would wait long (the paused leader's lease expired by then).
-      idleInTransactionTimeoutMs: Math.max(1000, Math.floor(ttlMs / 2)),
+      // before the next leader's takeover would wait long (the paused leader's lease expired by then; led by Raft,
+      // the next leader is elected after about an election timeout).
+      idleInTransactionTimeoutMs: config.cluster.coordination === 'raft' ? Math.max(1000, 2 * cl.electionTimeoutMs) : Math.max(1000, Math.floor(ttlMs / 2)),
     });
     this.#raft = raft;
     const link = raft ? undefined : new RedisLink(parseRedisConnectionString(config.redis.connectionString, config.redis.tlsEnabled), logger, { commandTimeoutMs: Math.min(1000, renewMs), name: `quorate-${this.nodeName}` });
