@@ -90,14 +90,19 @@ export class RaftLead implements ExternalLeadership {
   #retryTimer: NodeJS.Timeout | undefined;
   #stopped = false;
 
-  private constructor(o: RaftLeadOptions, parts: { id: NodeId; claims: TokenClaims; storage: WalStorage; raw: RawNode; registry: MemberRegistry; autoTls: AutoTls | undefined; secret: Uint8Array; incarnation: string; generation: number; lastSnapshot: ConstructorParameters<typeof Replica>[0]['lastSnapshot'] }) {
+  private constructor(o: RaftLeadOptions, parts: { id: NodeId; claims: TokenClaims; storage: WalStorage; raw: RawNode; members: ReadonlyMap<NodeId, string>; autoTls: AutoTls | undefined; secret: Uint8Array; incarnation: string; generation: number; lastSnapshot: ConstructorParameters<typeof Replica>[0]['lastSnapshot'] }) {
     this.#o = o;
     const { config } = o;
     this.#log = o.logger;
     this.#id = parts.id;
     this.#claims = parts.claims;
     this.#storage = parts.storage;
-    this.#registry = parts.registry;
+    this.#registry = new MemberRegistry({
+      selfId: parts.id, self: { nodeName: config.node.nodeName, apiUrl: config.node.advertiseApiUrl, role: memberRole(config.node.role), incarnation: parts.incarnation },
+      members: parts.members, logger: this.#log, configuredRole: config.node.role, featureLevel: FEATURE_LEVEL, settings: clusterSettingsOf(config),
+      // A broken invariant stops the node; an operating error (a proposal refused) is the caller's to handle.
+      fatalIfBroken: (e) => this.#replica.fatalIfBroken(e),
+    });
     this.#autoTls = parts.autoTls;
     const raw = parts.raw;
     const peerMap = this.#registry.peerAddresses();
@@ -166,13 +171,8 @@ export class RaftLead implements ExternalLeadership {
     const { writeQuorum, ...rc } = raftConfigFor(config, id, tickMsFor(config), state.incarnation);
     void writeQuorum;
     const raw = new RawNode(rc, { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index });
-    const registry = new MemberRegistry({
-      selfId: id, self: { nodeName: config.node.nodeName, apiUrl: config.node.advertiseApiUrl, role: memberRole(config.node.role), incarnation: state.incarnation },
-      members: bootstrapAddresses(bootstrap), logger, configuredRole: config.node.role, featureLevel: FEATURE_LEVEL, settings: clusterSettingsOf(config),
-      fatalIfBroken: (e) => { if (!(e instanceof Error)) return false; o.onFatal(e); return true; },
-    });
     const autoTls = await AutoTls.forNode(config, bootstrap, id, secret, logger);
-    return new RaftLead(o, { id, claims, storage, raw, registry, autoTls, secret, incarnation: state.incarnation, generation: bootstrap.generation ?? 0, lastSnapshot: state.snapshot });
+    return new RaftLead(o, { id, claims, storage, raw, members: bootstrapAddresses(bootstrap), autoTls, secret, incarnation: state.incarnation, generation: bootstrap.generation ?? 0, lastSnapshot: state.snapshot });
   }
 
   async start(): Promise<void> {

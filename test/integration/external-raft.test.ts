@@ -106,14 +106,16 @@ test('three nodes led by Raft on PostgreSQL: the token passes a Redis-era fence 
         if (last?.client === client && last.output === undefined) await sleep(20);
       }
     });
-    await waitFor('writes acknowledged before the kill', () => writer!.acked.size >= 30, 20_000);
+    await waitFor('writes acknowledged and KV operations recorded before the kill', () => writer!.acked.size >= 30 && history.length >= 60, 30_000);
     const killedAt = Date.now();
+    const killedAtPerf = performance.now() - t0;
     c.kill(l, 'SIGKILL');
     await c.waitExit(l);
     const l2 = await c.waitLeader(30_000, [l]);
     await waitFor('the new leader writes', () => writer!.firstAckAfter(killedAt) !== undefined, 30_000);
     console.log(`# kill -9 of the leader: writes resumed through ${c.nodes[l2]!.name} ${writer.firstAckAfter(killedAt)!.at - killedAt} ms after the kill`);
-    await waitFor('more writes after the kill', () => writer!.outcomes.filter((o) => o.status === 200 && o.sentAt > killedAt).length >= 20, 20_000);
+    await waitFor('more writes and KV operations after the kill', () => writer!.outcomes.filter((o) => o.status === 200 && o.sentAt > killedAt).length >= 20
+      && history.filter((h) => h.invokeAt > killedAtPerf && h.output !== undefined).length >= 60, 30_000);
     stop = true;
     await Promise.all(clients);
     await writer.stop();
