@@ -12,6 +12,9 @@
 //    leader that writes; resumed (SIGCONT), the old leader's late append is
 //    refused by the fencing row, and no entry of an older token follows one
 //    of a newer token in quorate_log.
+// 3. both followers frozen: the leader, which still reaches PostgreSQL, steps
+//    down by CheckQuorum and appends nothing; with the quorum back a newer
+//    token leads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
@@ -204,6 +207,43 @@ test('a paused Raft leader\'s late append is refused by the fencing row after th
     dumpLogs(x);
     throw e;
   } finally {
+    await x.stop();
+  }
+});
+
+test('a Raft leader that loses its quorum stops writing although it still reaches PostgreSQL; with the quorum back a newer token leads', async () => {
+  const x = await startRaftExternalCluster();
+  const { c, db } = x;
+  const others: number[] = [];
+  try {
+    const l = await c.waitLeader(30_000);
+    for (let i = 0; i < 3; i++) await c.waitReady(i, 20_000);
+    const put = (key: string) => http(c.nodes[l]!.url, 'PUT', `/v1/kv/${key}`, { token: TOKEN, body: { value: key } });
+    assert.equal((await put('with-quorum')).status, 200);
+    const oldToken = (await clusterStatus(c.nodes[l]!.url))['fencingToken'] as number;
+    // Both followers frozen: the leader hears no quorum; CheckQuorum makes it step down (no election can happen).
+    others.push(...[0, 1, 2].filter((i) => i !== l));
+    for (const i of others) c.kill(i, 'SIGSTOP');
+    await waitFor('the leader without a quorum steps down', async () => (await status(c.nodes[l]!.url, '/system/health/leader')) === 503, 20_000);
+    assert.match(c.log(l), /stepped down as leader \(fencing token \d+\): this node is no longer the Raft leader of term \d+/);
+    const rows = async () => Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM quorate_log'))[0]!.n);
+    const before = await rows();
+    const r = await put('without-quorum');
+    assert.equal(r.status, 503, JSON.stringify(r.body));
+    assert.equal(r.body['error'], 'no_leader');
+    assert.equal(await rows(), before, 'nothing was appended by the node without a quorum');
+    for (const i of others.splice(0)) c.kill(i, 'SIGCONT');
+    const l2 = await c.waitLeader(30_000);
+    await waitFor('writes resume with the quorum back', async () => (await http(c.nodes[l2]!.url, 'PUT', '/v1/kv/quorum-back', { token: TOKEN, body: { value: '1' } })).status === 200, 20_000);
+    const newToken = (await clusterStatus(c.nodes[l2]!.url))['fencingToken'] as number;
+    assert.ok(newToken > oldToken, `the leader after the quorum came back holds a newer token (${newToken} > ${oldToken})`);
+    console.log(`# quorum lost and back: ${c.nodes[l]!.name} stepped down (token ${oldToken}); ${c.nodes[l2]!.name} leads with token ${newToken}`);
+    await tokensOrdered(x);
+  } catch (e) {
+    dumpLogs(x);
+    throw e;
+  } finally {
+    for (const i of others) c.kill(i, 'SIGCONT');
     await x.stop();
   }
 });
