@@ -67,7 +67,8 @@ function unavailable(what: string): NodeError {
 export class ExternalNode implements ClusterControl, DrControl {
   readonly config: QuorateConfig;
   readonly nodeName: string;
-  readonly nodeId = 1;
+  /** 1 with the Redis lease; led by Raft, this node's member id in the group. */
+  readonly nodeId: number;
   readonly kv: KvStateMachine;
   readonly history: HistoryStateMachine;
   readonly machines: MachineRegistry;
@@ -131,6 +132,7 @@ export class ExternalNode implements ClusterControl, DrControl {
       idleInTransactionTimeoutMs: config.cluster.coordination === 'raft' ? Math.max(1000, 2 * cl.electionTimeoutMs) : Math.max(1000, Math.floor(ttlMs / 2)),
     });
     this.#raft = raft;
+    this.nodeId = raft?.id ?? 1;
     const link = raft ? undefined : new RedisLink(parseRedisConnectionString(config.redis.connectionString, config.redis.tlsEnabled), logger, { commandTimeoutMs: Math.min(1000, renewMs), name: `quorate-${this.nodeName}` });
     this.#link = link;
     this.lease = raft ?? new RedisLease({
@@ -291,7 +293,14 @@ export class ExternalNode implements ClusterControl, DrControl {
       status: dbOk ? 'healthy' : 'unreachable', matchIndex: applied, replicationLagEntries: Math.max(0, last - applied), replicationLagMs: 0, lastHeartbeat: undefined, self: true,
     };
     const peers: PeerInfo[] = [self];
-    if (holder && holder.nodeName !== this.nodeName) {
+    if (this.#raft) {
+      // Led by Raft: every member of the group, reachable or not over the peer transport.
+      for (const m of this.#raft.others()) {
+        const leads = holder?.nodeName === m.nodeName;
+        peers.push({ id: m.id, nodeName: m.nodeName, apiUrl: leads ? holder.apiUrl : m.apiUrl, peerUrl: m.peerUrl, role: leads ? 'primary' : 'standby', status: m.connected ? 'healthy' : 'unreachable',
+          matchIndex: leads ? last : 0, replicationLagEntries: 0, replicationLagMs: 0, lastHeartbeat: undefined, self: false });
+      }
+    } else if (holder && holder.nodeName !== this.nodeName) {
       peers.push({ id: 0, nodeName: holder.nodeName, apiUrl: holder.apiUrl, peerUrl: '', role: 'primary', status: 'healthy', matchIndex: last, replicationLagEntries: 0, replicationLagMs: 0, lastHeartbeat: undefined, self: false });
     }
     const storageError = this.log.fatal?.message ?? this.#raft?.fatal?.message ?? this.log.databaseError;
@@ -299,7 +308,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     const voters = raft?.voters;
     return {
       id: this.nodeId, nodeName: this.nodeName, haId: this.config.cluster.haId, role: self.role, raftRole: writable ? 'leader' : lease.leading ? 'candidate' : 'follower',
-      term: holder?.term ?? lease.term, leaderId: holder ? (holder.nodeName === this.nodeName ? this.nodeId : 0) : 0, leaderName: holder?.nodeName, leaderApiUrl: holder?.apiUrl,
+      term: holder?.term ?? lease.term, leaderId: holder ? (holder.nodeName === this.nodeName ? this.nodeId : peers.find((p) => p.nodeName === holder.nodeName)?.id ?? 0) : 0, leaderName: holder?.nodeName, leaderApiUrl: holder?.apiUrl,
       commitIndex: last, appliedIndex: applied, lastIndex: last, firstIndex: snapIdx > 0 ? Math.max(1, snapIdx - Math.max(1, this.config.cluster.snapshotTrailingEntries) + 1) : 1, snapshotIndex: snapIdx, revision: this.kv.revision,
       // The "quorum" of this mode: the lease holder raised the fence and PostgreSQL answers.
       quorumMet: writable ? dbOk : holder !== undefined,

@@ -228,6 +228,8 @@ export class RaftLead implements ExternalLeadership {
   }
 
   get warning(): string | undefined { return undefined; }
+  /** This node's member id in the group (bootstrap.json). */
+  get id(): NodeId { return this.#id; }
   get highestToken(): number { return this.#claims.token; }
   /** The Raft term this node is in (durable). */
   get raftTerm(): number { return this.#replica.core.status().term; }
@@ -238,6 +240,15 @@ export class RaftLead implements ExternalLeadership {
     return { total, reachable: st.role === 'leader' ? st.reachableVoters : st.lead !== NONE ? 2 : 1 };
   }
   get fatal(): Error | undefined { return this.#replica.fatal; }
+
+  /** The other members of the group as this node sees them: name, addresses, and whether the peer connection is up. */
+  others(): { id: NodeId; nodeName: string; apiUrl: string | undefined; peerUrl: string; connected: boolean }[] {
+    const stats = this.#transport.stats();
+    return this.#replica.core.membership().members.filter((m) => m.id !== this.#id).map((m) => {
+      const s = stats.get(m.id);
+      return { id: m.id, nodeName: this.#registry.nameOf(m.id), apiUrl: this.#registry.record(m.id)?.apiUrl, peerUrl: this.#registry.peers.get(m.id)?.peerUrl ?? '', connected: s !== undefined && (s.connected || s.inboundConnected) };
+    });
+  }
 
   // ------------------------------------------------------------ claims
 

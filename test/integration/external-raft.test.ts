@@ -74,6 +74,11 @@ test('three nodes led by Raft on PostgreSQL: the token passes a Redis-era fence 
     const f = await clusterStatus(c.nodes[(l + 1) % 3]!.url);
     assert.equal(f['leader'], c.nodes[l]!.name);
     assert.equal(f['fencingToken'], token);
+    const peers = f['peers'] as { id: number; nodeName: string; role: string; status: string; self: boolean }[];
+    assert.deepEqual(peers.map((p) => p.nodeName).sort(), ['node1', 'node2', 'node3'], 'the status lists every member of the group');
+    assert.equal(peers.find((p) => p.nodeName === c.nodes[l]!.name)?.role, 'primary');
+    assert.ok(peers.every((p) => p.status === 'healthy'), JSON.stringify(peers));
+    assert.equal(f['leaderId'], peers.find((p) => p.nodeName === c.nodes[l]!.name)!.id, 'leaderId is the leader\'s member id');
     console.log(`# Redis-era fence row ${REDIS_ERA_TOKEN}: ${c.nodes[l]!.name} leads Raft term ${String(st['raftTerm'])} with fencing token ${token}`);
 
     // Writes through any live node, and KV clients whose history goes to the checker, across a leader kill -9.
@@ -138,6 +143,11 @@ test('three nodes led by Raft on PostgreSQL: the token passes a Redis-era fence 
       }
     }
     await tokensOrdered(x);
+    // The killed member shows as unreachable in the survivors' status.
+    await waitFor('the killed member is unreachable in the status', async () => {
+      const p = (await clusterStatus(c.nodes[l2]!.url))['peers'] as { nodeName: string; status: string }[];
+      return p.find((q) => q.nodeName === c.nodes[l]!.name)?.status === 'unreachable';
+    }, 15_000);
 
     // PostgreSQL killed: readiness and the leader check fail naming it; back: ready again.
     await db.kill();
