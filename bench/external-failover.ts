@@ -8,7 +8,8 @@
 // BENCH_TTL_S (default 3), BENCH_RENEW_S (1)). BENCH_COORDINATION=raft:
 // three node processes led by Raft (src/external/raft-lead.ts; election
 // timeout 1000 ms, heartbeat 100 ms, the test harness's values).
-// BENCH_ROUNDS (5). Prints one JSON report. Not part of `npm test`.
+// BENCH_ROUNDS (5); then 3 rounds of a clean stop (SIGTERM) of the leader
+// under writes. Prints one JSON report. Not part of `npm test`.
 import { startExternalCluster, startRaftExternalCluster, Writer } from '../test/integration/external-cluster.js';
 import { http, waitFor, TOKEN } from '../test/integration/harness.js';
 
@@ -34,6 +35,7 @@ async function main(): Promise<void> {
   const failover: number[] = [];
   const catchUp: number[] = [];
   const latency: number[] = [];
+  const cleanStop: number[] = [];
   let lost = 0;
   let unknown = 0;
   try {
@@ -56,7 +58,7 @@ async function main(): Promise<void> {
       await writer.stop();
       unknown += writer.outcomes.filter((o) => o.code === 'commit_unknown').length;
       for (const [key, value] of writer.acked) {
-        const r = await http(c.nodes[other]!.url, 'GET', `/v1/kv/${encodeURIComponent(key)}`, { token: TOKEN });
+        const r = await http(c.nodes[other]!.url, 'GET', `/v1/kv/${encodeURIComponent(key)}?consistency=linearizable`, { token: TOKEN });
         if (r.body['value'] !== value) lost++;
       }
       const restartAt = Date.now();
@@ -65,13 +67,29 @@ async function main(): Promise<void> {
       catchUp.push(Date.now() - restartAt);
       l = other;
     }
+    // A clean stop (SIGTERM) of the leader under writes: the Redis lease is released, a Raft leader's peers see its
+    // connections close and elect at once; the stopped node is started again before the next round.
+    for (let round = 0; round < 3; round++) {
+      const writer = new Writer(() => c.nodes.filter((n) => n.exitCode === undefined).map((n) => n.url), 4, `s${round}`);
+      await waitFor('writes', () => writer.acked.size >= 30, 20_000);
+      const stoppedAt = Date.now();
+      c.kill(l, 'SIGTERM');
+      await waitFor('writes resume', () => writer.firstAckAfter(stoppedAt) !== undefined, 60_000);
+      cleanStop.push(writer.firstAckAfter(stoppedAt)!.at - stoppedAt);
+      await writer.stop();
+      await c.waitExit(l);
+      const other = await c.waitLeader(10_000, [l]);
+      c.startNode(l);
+      await c.waitReady(l, 60_000);
+      l = other;
+    }
   } finally {
     await x.stop();
   }
   console.log(JSON.stringify({
     bench: 'external-shared failover (kill -9 of the leader under writes)', coordination: RAFT ? 'raft' : 'redis', nodes: c.nodes.length,
     ...(RAFT ? { electionTimeoutMs: 1000, heartbeatIntervalMs: 100 } : { ttlSeconds: TTL_S, renewSeconds: RENEW_S }), rounds: ROUNDS,
-    writesResumedAfterKillMs: summary(failover), restartedNodeReadyMs: summary(catchUp), sequentialWriteLatencyMs: latencySummary(latency),
+    writesResumedAfterKillMs: summary(failover), writesResumedAfterCleanStopMs: summary(cleanStop), restartedNodeReadyMs: summary(catchUp), sequentialWriteLatencyMs: latencySummary(latency),
     acknowledgedWritesLost: lost, commitUnknownAnswers: unknown,
   }, null, 1));
 }
