@@ -195,7 +195,7 @@ export class ExternalNode implements ClusterControl, DrControl {
     // coordination "raft": the leader group (./raft-lead.ts); its claims read the fencing row through this node's pool.
     const ref: { node?: ExternalNode } = {};
     const raft = config.cluster.coordination === 'raft'
-      ? await RaftLead.open({ config, logger: log, onFatal: (e) => fatal(e), fenceFloor: () => ref.node!.#pg.fenceToken() })
+      ? await RaftLead.open({ config, logger: log, rootLogger: logger, onFatal: (e) => fatal(e), fenceFloor: () => ref.node!.#pg.fenceToken() })
       : undefined;
     const node = new ExternalNode(config, log, state, loadClusterSecret(config.security.clusterSecretFile), (e) => fatal(e), raft);
     ref.node = node;

@@ -60,7 +60,10 @@ export interface ExternalLeadership extends Leadership {
 
 export interface RaftLeadOptions {
   readonly config: QuorateConfig;
+  /** This node's logger (with its name). */
   readonly logger: Logger;
+  /** The agent's logger, for the cluster CA's certificates (security.tls "auto"), which name the node themselves. */
+  readonly rootLogger?: Logger;
   /** The fencing row's token in PostgreSQL now; throws when the database cannot be read (the claim waits for it). */
   readonly fenceFloor: () => Promise<number>;
   readonly onFatal: (e: Error) => void;
@@ -171,7 +174,7 @@ export class RaftLead implements ExternalLeadership {
     const { writeQuorum, ...rc } = raftConfigFor(config, id, tickMsFor(config), state.incarnation);
     void writeQuorum;
     const raw = new RawNode(rc, { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index });
-    const autoTls = await AutoTls.forNode(config, bootstrap, id, secret, logger);
+    const autoTls = await AutoTls.forNode(config, bootstrap, id, secret, o.rootLogger ?? logger);
     return new RaftLead(o, { id, claims, storage, raw, members: bootstrapAddresses(bootstrap), autoTls, secret, incarnation: state.incarnation, generation: bootstrap.generation ?? 0, lastSnapshot: state.snapshot });
   }
 
