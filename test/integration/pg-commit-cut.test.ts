@@ -5,7 +5,8 @@
 // statements exactly once whichever way the COMMIT went. A TCP proxy between
 // the service and a private PostgreSQL forwards the COMMIT and then drops the
 // connection before PostgreSQL's answer reaches the service (the transaction
-// committed), or drops it with the COMMIT unsent (it did not).
+// committed), or drops it with the COMMIT unsent (it did not). The KV and
+// everything else in this mode go through the log append, tested the same way.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -119,6 +120,35 @@ test('an execute whose COMMIT loses its connection answers commit_unknown, and i
     }
   } finally {
     await svc.close();
+    await log.close();
+    await proxy.stop();
+    await db.stop();
+  }
+});
+
+test('a log append whose COMMIT loses its connection answers commit_unknown; the log holds the entry only if PostgreSQL got the COMMIT, and stays contiguous', async () => {
+  const db = await TestPostgres.start();
+  const [proxyPort] = await reservePorts(1);
+  const proxy = await CommitCutter.start(proxyPort!, db.port);
+  const log = new PgLog({ connectionString: db.connectionString.replace(`:${db.port}/`, `:${proxyPort}/`), logger: captureLogger('info') });
+  const enc = (s: string) => new TextEncoder().encode(s);
+  try {
+    await log.migrate();
+    await log.takeover(3, 'a/1');
+    assert.equal(await log.append(3, [enc('one')]), 1);
+    for (const [cut, end] of [['after-commit', 2], ['before-commit', 2]] as const) {
+      proxy.cut = cut;
+      await assert.rejects(log.append(3, [enc(cut)]), (e: unknown) => {
+        assert.ok(e instanceof NodeError, String(e));
+        assert.equal(e.code, 'commit_unknown', e.message);
+        assert.match(e.message, /failed during COMMIT .*may or may not have been applied: read the key back/);
+        return true;
+      });
+      assert.equal(await log.lastIndex(), end, `${cut}: the log's end`);
+    }
+    assert.equal(await log.append(3, [enc('next')]), 3, 'the next append follows without a gap');
+    assert.deepEqual((await log.read(0, 10)).map((r) => new TextDecoder().decode(r.payload)), ['one', 'after-commit', 'next']);
+  } finally {
     await log.close();
     await proxy.stop();
     await db.stop();
