@@ -3,8 +3,9 @@
 // `snapshotEntries` applied entries and deletes the log up to
 // `snapshotTrailingEntries` before it (./pg-snapshot.ts: one transaction,
 // fenced); a node loads the newest snapshot at start and when the entries it
-// needs were deleted; every node reads the newest snapshot's row now and
-// then for its status. Kept apart from the SharedLog for size.
+// needs were deleted; every node reads the newest snapshot's row when the
+// snapshot's NOTIFY arrives, and every 10 s in case one was missed, for its
+// status. Kept apart from the SharedLog for size.
 import type { Logger } from 'pino';
 import { NodeError } from '../node/errors.js';
 import type { StateMachine } from '../node/ports.js';
@@ -13,7 +14,7 @@ import type { SnapshotInfo } from './pg-snapshot.js';
 
 /** After a failed snapshot write, the next automatic one waits this long. */
 const RETRY_MS = 10_000;
-/** How often a node reads the newest snapshot's row for its status. */
+/** How often a node reads the newest snapshot's row for its status when no NOTIFY said a new one was stored. */
 const CHECK_MS = 10_000;
 
 /** What the node shows of compaction (status, logs). */
@@ -113,7 +114,13 @@ export class LogCompaction {
     return p;
   }
 
-  /** After applying: the leader takes a snapshot when one is due; every node reads the newest row now and then. */
+  /** A snapshot was stored (its NOTIFY arrived): read the newest row now, for status. */
+  refresh(): void {
+    this.#checkedAt = Date.now();
+    this.#h.pg.latestSnapshot().then((info) => this.note(info), () => undefined);
+  }
+
+  /** After applying: the leader takes a snapshot when one is due; every node reads the newest row now and then (the backstop when a NOTIFY was missed). */
   async afterApply(): Promise<void> {
     const h = this.#h;
     if (!this.#writing && h.running() && h.fencedToken() !== undefined && Date.now() >= this.#retryAt

@@ -276,7 +276,7 @@ export class PgLog {
    * `token` (refused with `no_leader` when the fence row holds another token). See ./pg-snapshot.ts.
    */
   async writeSnapshot(token: number, idx: number, compactTo: number, chunks: AsyncIterable<Uint8Array>): Promise<SnapshotInfo & { deleted: number }> {
-    return this.#withConnection((c) => writeSnapshot(c, { token, idx, compactTo, chunks, lockTimeoutMs: this.#o.lockTimeoutMs ?? 2000 }));
+    return this.#withConnection((c) => writeSnapshot(c, { token, idx, compactTo, chunks, lockTimeoutMs: this.#o.lockTimeoutMs ?? 2000, notifyChannel: NOTIFY_CHANNEL }));
   }
 
   /**
@@ -321,10 +321,10 @@ export class PgLog {
   }
 
   /**
-   * LISTEN for appends on a dedicated connection; `onNotify` on each. When the
+   * LISTEN for appends and snapshots on a dedicated connection; `onNotify` with each payload. When the
    * connection fails it is re-opened (the caller polls meanwhile).
    */
-  async listen(onNotify: () => void): Promise<void> {
+  async listen(onNotify: (payload: string) => void): Promise<void> {
     if (this.#closed || this.#listener) return;
     const c = new (pgModule().Client)({ connectionString: this.#o.connectionString, connectionTimeoutMillis: this.#o.connectTimeoutMs ?? 3000, application_name: 'quorate-listen' });
     this.#listener = c;
@@ -336,7 +336,7 @@ export class PgLog {
     };
     c.on('error', retry);
     c.on('end', retry);
-    c.on('notification', () => onNotify());
+    c.on('notification', (n) => onNotify(n.payload ?? ''));
     try {
       await c.connect();
       await c.query(`LISTEN ${NOTIFY_CHANNEL}`);

@@ -49,6 +49,8 @@ export interface SnapshotInfo {
 }
 
 /** How long a snapshot transaction may sit between two chunks (the machines' stream is produced locally). */
+/** The payload of the NOTIFY a snapshot's transaction sends: `snapshot:<idx>` (an append's payload is its last index). */
+export const SNAPSHOT_NOTIFY_PREFIX = 'snapshot:';
 const SNAPSHOT_IDLE_MS = 60_000;
 
 function fencedError(fence: number, token: number): NodeError {
@@ -68,7 +70,7 @@ export async function latestSnapshot(q: pg.Pool | pg.PoolClient): Promise<Snapsh
  * Write the snapshot `chunks` (the state as of log index `idx`) fenced by
  * `token`, and delete the log up to `compactTo` (< idx), in one transaction.
  */
-export async function writeSnapshot(c: pg.PoolClient, o: { token: number; idx: number; compactTo: number; chunks: AsyncIterable<Uint8Array>; lockTimeoutMs: number }): Promise<SnapshotInfo & { deleted: number }> {
+export async function writeSnapshot(c: pg.PoolClient, o: { token: number; idx: number; compactTo: number; chunks: AsyncIterable<Uint8Array>; lockTimeoutMs: number; notifyChannel: string }): Promise<SnapshotInfo & { deleted: number }> {
   if (o.compactTo >= o.idx) throw new Error(`compactTo (${o.compactTo}) must be below the snapshot's index (${o.idx}): the row at the snapshot's index is kept`);
   await c.query('BEGIN');
   try {
@@ -89,6 +91,8 @@ export async function writeSnapshot(c: pg.PoolClient, o: { token: number; idx: n
     const ins = await c.query<{ taken_at: Date }>('INSERT INTO quorate_snapshot (idx, token, bytes, chunks, sha256) VALUES ($1, $2, $3, $4, $5) RETURNING taken_at', [o.idx, o.token, bytes, seq, sha]);
     await c.query('DELETE FROM quorate_snapshot WHERE idx < $1', [o.idx]);
     const del = await c.query('DELETE FROM quorate_log WHERE idx <= $1', [o.compactTo]);
+    // Delivered at COMMIT: every node's listener reads the new row at once for its status.
+    await c.query('SELECT pg_notify($1, $2)', [o.notifyChannel, `${SNAPSHOT_NOTIFY_PREFIX}${o.idx}`]);
     await c.query('COMMIT');
     return { idx: o.idx, token: o.token, bytes, chunks: seq, sha256: sha.toString('hex'), takenAt: ins.rows[0]!.taken_at.toISOString(), deleted: del.rowCount ?? 0 };
   } catch (e) {

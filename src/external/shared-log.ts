@@ -26,7 +26,7 @@ import type { ApplyResult } from '../state/index.js';
 import type { StateMachine } from '../node/ports.js';
 import { databaseUnavailable, isConnectionError, type PgLog } from './pg-log.js';
 import { LogCompaction, type CompactionInfo } from './log-compaction.js';
-import type { SnapshotInfo } from './pg-snapshot.js';
+import { SNAPSHOT_NOTIFY_PREFIX, type SnapshotInfo } from './pg-snapshot.js';
 
 const POLL_MS = 500;
 const READ_BATCH = 1000;
@@ -135,7 +135,8 @@ export class SharedLog {
 
   /** Start tailing (LISTEN and poll); catch up with the log first. */
   async start(): Promise<void> {
-    await this.#pg.listen(() => this.pull());
+    // An append's NOTIFY: fetch the new entries; a snapshot's: read its row now, for status (./log-compaction.ts).
+    await this.#pg.listen((payload) => { if (payload.startsWith(SNAPSHOT_NOTIFY_PREFIX)) this.#compaction.refresh(); else this.pull(); });
     // The newest snapshot first, then the log after it (the machines start empty).
     if (this.#sm.appliedIndex === 0) {
       try {

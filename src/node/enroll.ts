@@ -156,6 +156,9 @@ interface Pending {
   joined: ((r: { id: number; catchUpTo: number }) => void) | undefined;
 }
 
+/** How long a membership change waits for the leader's first commit of its term, or the previous change, before it is refused. */
+const CONF_CHANGE_SETTLE_MS = 5_000;
+
 const fetchJson = async (url: string, init: RequestInit = {}): Promise<{ status: number; body: Record<string, unknown> }> => {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(30_000) });
   const text = await r.text();
@@ -295,7 +298,7 @@ export class Enroller {
 
   async #proposeAndWait(change: Parameters<import('../raft/index.js').RawNode['proposeConfChange']>[0], id: NodeId): Promise<void> {
     const c = this.#c;
-    await new Promise<void>((resolve, reject) => c.replica.run((raw) => {
+    const propose = () => new Promise<void>((resolve, reject) => c.replica.run((raw) => {
       try {
         raw.proposeConfChange(change);
         resolve();
@@ -304,6 +307,19 @@ export class Enroller {
         reject(c.replica.mapRaftError(e));
       }
     }));
+    // A leader just elected (after the handover of a remove of the old leader, say) has not committed an entry of
+    // its term yet, or the previous change is still being committed: both pass within a round trip, so wait for
+    // them (bounded) rather than refuse an operator's one call with "retry shortly".
+    const settleBy = Date.now() + CONF_CHANGE_SETTLE_MS;
+    for (;;) {
+      try {
+        await propose();
+        break;
+      } catch (e) {
+        if (!(e instanceof NodeError && e.code === 'conf_change_in_progress') || Date.now() > settleBy || !c.isLeader()) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     const deadline = Date.now() + 10_000;
     for (;;) {
       const st = c.replica.core.status();

@@ -4,7 +4,8 @@
 // mid-transaction), a deposed leader's snapshot is refused by the fencing row
 // and deletes nothing, the row at the snapshot's index is kept (so the log's
 // end is still max(idx)), and a reader of a snapshot keeps reading it while a
-// newer one replaces it.
+// newer one replaces it. Listeners hear of each stored snapshot (NOTIFY
+// `snapshot:<idx>`, sent at its COMMIT), never of one rolled back.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgLog } from '../../src/external/pg-log.js';
@@ -39,6 +40,12 @@ test('snapshot + compaction: one fenced transaction, crash safe, readers undistu
   const count = async () => Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM quorate_log'))[0]!.n);
   try {
     await a.migrate();
+    const heard: string[] = [];
+    await b.listen((payload) => heard.push(payload));
+    const hears = async (payload: string) => {
+      for (let i = 0; i < 200 && !heard.includes(payload); i++) await sleep(25);
+      assert.ok(heard.includes(payload), `a listener heard ${payload} (heard ${JSON.stringify(heard.slice(-5))})`);
+    };
     assert.deepEqual(await a.takeover(3, 'a/1'), { token: 3, owner: 'a/1' });
     for (let i = 0; i < 10; i++) await a.append(3, Array.from({ length: 10 }, (_, j) => enc(`e${i * 10 + j + 1}`)));
     assert.equal(await a.lastIndex(), 100);
@@ -76,6 +83,8 @@ test('snapshot + compaction: one fenced transaction, crash safe, readers undistu
     assert.deepEqual((await a.read(0, 1)).map((r) => r.idx), [51], 'the first row left is 51');
     assert.deepEqual(await collect(b), { idx: 60, text: 'state-at-60' });
     assert.equal(await a.firstIndex(), 51);
+    await hears('snapshot:60');
+    assert.ok(heard.includes('100'), 'appends notify with their last index');
     await assert.rejects(a.writeSnapshot(3, 100, 100, stream(['x'])), /must be below the snapshot's index/);
 
     // b takes over: a's snapshot (a deposed leader's) is refused by the row and deletes nothing.
@@ -105,6 +114,8 @@ test('snapshot + compaction: one fenced transaction, crash safe, readers undistu
     await firstChunk;
     const s2 = await b.writeSnapshot(4, 100, 99, stream(['state', '-at-', '100']));
     assert.equal(s2.deleted, 49);
+    await hears('snapshot:100');
+    assert.deepEqual(heard.filter((p) => p.startsWith('snapshot:')), ['snapshot:60', 'snapshot:100'], 'the failed, killed and refused snapshots sent no NOTIFY');
     resumeReader();
     assert.deepEqual(await reading, { idx: 60, text: 'state-at-60' }, 'the reader read the snapshot it opened, whole');
     assert.deepEqual(await collect(a), { idx: 100, text: 'state-at-100' });
