@@ -116,7 +116,8 @@ export class NodeSecurity implements SecurityPort {
 
   caRotate(): Promise<{ readonly epoch: number; readonly message: string }> {
     const rotate = this.#o.caRotate;
-    if (rotate === undefined) return Promise.reject(new Error('ca rotate is not wired on this node'));
+    // external-shared: the CA's epochs live in the replicated secrets of a local-sync cluster, which this mode does not have.
+    if (rotate === undefined) return Promise.reject(new NodeError('feature_unavailable', 'rotating the cluster CA is not available with database.mode "external-shared" in this version: its peers keep the CA they started with; see docs/operations.md "External-shared mode"'));
     return rotate();
   }
 
