@@ -393,6 +393,8 @@ export class QuorateNode implements ClusterControl {
     node.#restart = opts.restart;
     if (bootstrap.promoted !== undefined && raw.status().lastIndex === bootstrap.promoted.index) node.#historyRecorder.promotionPending();
     node.#modes.scan(raw, state.entries);
+    // A one-node cluster elects itself at the first tick, not after an election timeout (RawNode.soleVoterFastStart).
+    raw.soleVoterFastStart();
     await node.#vip?.cleanupAtStart();
     await node.#transport.listen();
     node.autoTls?.start();
