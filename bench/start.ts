@@ -13,10 +13,11 @@
 // Medians, plus min and max; the load average before and after. Prints one
 // JSON report. Not part of `npm test`.
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
-import { TestCluster, TOKEN, MAIN, sleep, status } from '../test/integration/harness.js';
+import { TestCluster, TOKEN, MAIN, sleep } from '../test/integration/harness.js';
 
 const RUNS = Number(process.env['BENCH_START_RUNS'] ?? 7);
 const KEYS = Number(process.env['BENCH_START_KEYS'] ?? 1000);
@@ -49,6 +50,19 @@ function childrenCpuMs(): number | undefined {
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(f[13]) + Number(f[14])) * TICK_MS;
   } catch { return undefined; }
+}
+
+/** GET on a new connection each time (no pooled socket to a process that is gone), answered within 500 ms or 0. */
+function status(url: string, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(`${url}${path}`, { agent: false, timeout: 500 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+  });
 }
 
 interface StartSample { listenMs: number; readyMs: number; cpuMs: number | undefined }
