@@ -5,9 +5,8 @@
 //   its cluster, never faulting itself, and answers with the report.
 // - POST /v1/drills/reports: keep a report in the replicated history (the
 //   CLI's runner sends it here); GET /v1/drills lists the history.
-import { DrillRefusedError, runDrill } from '../drill/runner.js';
 import { reportMarkdown, type DrillReport } from '../drill/report.js';
-import { QuorateHttpError } from './client.js';
+import { QuorateHttpError } from './client-types.js';
 import type { RequestContext, Route } from './context.js';
 import { ApiError, badField } from './errors.js';
 import { onLeader } from './leader.js';
@@ -121,6 +120,8 @@ export const drillRoutes: Record<string, Record<string, Route>> = {
           return;
         }
         const token = /^Bearer[ \t]+(\S+)/i.exec(ctx.header('authorization') ?? '')?.[1];
+        // The runner (and the API client it drives) is loaded at the first drill, not at every start.
+        const { DrillRefusedError, runDrill } = await import('../drill/runner.js');
         try {
           const r = await runDrill({
             urls: members.map((m) => m.apiUrl), token, kill, fault, rounds, intervalMs, durationMs, force, runner: `node:${self}`, exclude: self,

@@ -2,13 +2,12 @@
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig, type QuorateConfig } from '../config/index.js';
 import { UsageError, str } from './args.js';
-import { EXIT, type Command } from './command.js';
+import { EXIT, type Verb } from './command.js';
 
 type RunAgent = (config: QuorateConfig, opts: { configPath: string; joinToken?: string }) => Promise<void>;
 
-export const agentCommand: Command = {
+export const agentCommand: Verb = {
   name: 'agent',
-  summary: 'run one node (the daemon) from a config file',
   usage: '--config F [--join-token T]',
   description: 'Loads and validates the config (QUORATE_<SECTION>_<KEY> variables override single keys), then runs the node until SIGTERM / SIGINT. A config error prints the key path and exits 2.',
   flags: [

@@ -2,7 +2,7 @@
 // lock ls|acquire|release, outbox ls|push, checks (this node's application
 // health checks and what the leader knows of the others').
 import { UsageError, duration, int, str } from './args.js';
-import { EXIT, cell, table, type Command, type Context } from './command.js';
+import { EXIT, cell, table, type Verb, type Context } from './command.js';
 
 function args(ctx: Context, min: number, max: number, names: string): string[] {
   const p = ctx.args.positionals;
@@ -19,9 +19,8 @@ function need(ctx: Context, name: string): string {
 const enc = encodeURIComponent;
 type Rec = Record<string, unknown>;
 
-const queueStats: Command = {
+const queueStats: Verb = {
   name: 'queue stats',
-  summary: 'work queue depths: ready, delayed, in flight, acked, dead-lettered (all queues without Q)',
   usage: '[Q]',
   flags: [],
   examples: ['quorate queue stats', 'quorate queue stats emails --json'],
@@ -35,9 +34,8 @@ const queueStats: Command = {
   },
 };
 
-const queuePush: Command = {
+const queuePush: Verb = {
   name: 'queue push',
-  summary: 'enqueue a message (prints its id)',
   usage: 'Q BODY [--delay 10s] [--max-deliveries N] [--idempotency-key K]',
   flags: [
     { name: 'delay', type: 'duration', value: 'DURATION', help: 'visible only after this long' },
@@ -57,9 +55,8 @@ const queuePush: Command = {
   },
 };
 
-const queueClaim: Command = {
+const queueClaim: Verb = {
   name: 'queue claim',
-  summary: 'claim messages (hidden from others until the visibility timeout; prints the claim token)',
   usage: 'Q [--max N] [--visibility 30s] [--wait 5s]',
   flags: [
     { name: 'max', type: 'int', value: 'N', help: 'at most N messages (default 1, at most 100)' },
@@ -80,10 +77,9 @@ const queueClaim: Command = {
   },
 };
 
-function claimOp(op: 'ack' | 'nack'): Command {
+function claimOp(op: 'ack' | 'nack'): Verb {
   return {
     name: `queue ${op}`,
-    summary: op === 'ack' ? 'acknowledge claimed messages (removes them)' : 'give claimed messages back (visible again after --delay)',
     usage: `Q ID... --claim TOKEN${op === 'nack' ? ' [--delay 10s]' : ''}`,
     flags: [
       { name: 'claim', type: 'string', value: 'TOKEN', help: 'the claim token `queue claim` printed' },
@@ -102,9 +98,8 @@ function claimOp(op: 'ack' | 'nack'): Command {
   };
 }
 
-const lockLs: Command = {
+const lockLs: Verb = {
   name: 'lock ls',
-  summary: 'locks held now: owner, fencing token, expiry',
   usage: '',
   flags: [],
   examples: ['quorate lock ls', 'quorate lock ls --json'],
@@ -118,9 +113,8 @@ const lockLs: Command = {
   },
 };
 
-const lockAcquire: Command = {
+const lockAcquire: Verb = {
   name: 'lock acquire',
-  summary: 'acquire a lock for OWNER (prints the fencing token; exits 1 when another owner holds it)',
   usage: 'NAME --owner O [--ttl 30s] [--wait 10s]',
   flags: [
     { name: 'owner', type: 'string', value: 'O', help: 'who holds it (the same owner may acquire again to extend)' },
@@ -139,9 +133,8 @@ const lockAcquire: Command = {
   },
 };
 
-const lockRelease: Command = {
+const lockRelease: Verb = {
   name: 'lock release',
-  summary: 'release a lock held by OWNER with TOKEN',
   usage: 'NAME --owner O --fencing-token N',
   flags: [
     { name: 'owner', type: 'string', value: 'O', help: 'the owner that acquired it' },
@@ -159,9 +152,8 @@ const lockRelease: Command = {
   },
 };
 
-const outboxLs: Command = {
+const outboxLs: Verb = {
   name: 'outbox ls',
-  summary: 'messages waiting for delivery to outbox.webhookUrl, oldest first',
   usage: '[--limit N]',
   flags: [{ name: 'limit', type: 'int', value: 'N', help: 'at most N messages (default 100)' }],
   examples: ['quorate outbox ls', 'quorate outbox ls --json'],
@@ -176,9 +168,8 @@ const outboxLs: Command = {
   },
 };
 
-const outboxPush: Command = {
+const outboxPush: Verb = {
   name: 'outbox push',
-  summary: 'add a message for the leader to deliver to outbox.webhookUrl',
   usage: 'BODY [--content-type T] [--idempotency-key K]',
   flags: [
     { name: 'content-type', type: 'string', value: 'T', help: 'Content-Type of the delivery (default application/json)' },
@@ -196,9 +187,8 @@ const outboxPush: Command = {
   },
 };
 
-const checks: Command = {
+const checks: Verb = {
   name: 'checks',
-  summary: 'application health checks of the node at --url (exit 3 when a critical one fails), and the other nodes\' as its leader sees them',
   usage: '',
   flags: [],
   examples: ['quorate checks', 'quorate checks --url http://10.0.1.11:7101 --json'],
@@ -218,4 +208,4 @@ const checks: Command = {
   },
 };
 
-export const appCommands: readonly Command[] = [queueStats, queuePush, queueClaim, claimOp('ack'), claimOp('nack'), lockLs, lockAcquire, lockRelease, outboxLs, outboxPush, checks];
+export const appCommands: readonly Verb[] = [queueStats, queuePush, queueClaim, claimOp('ack'), claimOp('nack'), lockLs, lockAcquire, lockRelease, outboxLs, outboxPush, checks];

@@ -14,7 +14,7 @@ import { checkArchive } from '../node/backup-archive.js';
 import { restoreBackup, verifyBackup, type Progress } from '../node/backup-restore.js';
 import { listBackups } from '../node/backups.js';
 import { UsageError, bool, str } from './args.js';
-import { EXIT, cell, keyValues, objectTable, type Command, type Context } from './command.js';
+import { EXIT, cell, keyValues, objectTable, type Verb, type Context } from './command.js';
 import { errorOf, stream } from './files.js';
 
 function mib(n: number): string {
@@ -38,9 +38,8 @@ function oneFile(ctx: Context, verb: string): string {
   return resolve(ctx.io.cwd, file);
 }
 
-const create: Command = {
+const create: Verb = {
   name: 'backup create',
-  summary: 'take a backup now: the leader writes it into its backup dir, or --out downloads it here',
   usage: '[--out FILE]',
   description:
     'Without --out: POST /v1/cluster/backups (forwarded to the leader), which writes one archive into the leader\'s database.backup.dir (as scheduled backups are) and prints where. ' +
@@ -89,9 +88,8 @@ const create: Command = {
   },
 };
 
-const list: Command = {
+const list: Verb = {
   name: 'backup list',
-  summary: 'list backups with time, index, term and size',
   usage: '[--dir DIR] [--all]',
   description:
     'Calls GET /v1/cluster/backups: the archives in the backup dir of the node at --url (scheduled backups are written by whichever node led at the time). ' +
@@ -132,9 +130,8 @@ const list: Command = {
   },
 };
 
-const verify: Command = {
+const verify: Verb = {
   name: 'backup verify',
-  summary: 'check an archive: every part against the manifest, then a restore into a scratch dir',
   usage: 'FILE',
   description:
     'Reads the whole archive and checks the SHA-256 of every part against its manifest (a single changed byte anywhere fails, naming where), restores the state into a scratch copy of the state machines under the system temp dir, ' +
@@ -156,9 +153,8 @@ const verify: Command = {
   },
 };
 
-const restore: Command = {
+const restore: Verb = {
   name: 'backup restore',
-  summary: "restore an archive into a stopped node's empty data dir, as a new one-node cluster",
   usage: 'FILE --config F | FILE --running --confirm',
   description:
     'Verifies the archive, then makes the data dir of the node configured in F (which must hold no node data: move an old one aside; cluster.peerEndpoints must be empty, cluster.haId the backup\'s) ' +
@@ -205,4 +201,4 @@ async function restoreRunning(ctx: Context, file: string): Promise<number> {
   return EXIT.ok;
 }
 
-export const backupCommands: readonly Command[] = [create, list, verify, restore];
+export const backupCommands: readonly Verb[] = [create, list, verify, restore];

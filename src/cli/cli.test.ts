@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, parseConfig } from '../config/index.js';
 import { loadClusterSecret } from '../transport/index.js';
-import { COMMANDS, main } from './main.js';
+import { COMMANDS, VERB_MODULES, main } from './main.js';
 import { reserveDemoPorts } from '../../test/support/ports.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -110,12 +110,26 @@ test('--help for every verb exits 0 with usage and examples', async () => {
     assert.equal(r.code, 0, `${c.name} --help: ${r.stderr}`);
     assert.match(r.stdout, new RegExp(`^Usage: quorate ${c.name}`), c.name);
     assert.match(r.stdout, /Examples:\n {2}quorate /, c.name);
+    assert.ok(r.stdout.includes(`\n\n${c.summary[0]!.toUpperCase()}${c.summary.slice(1)}.`), `${c.name} --help shows its summary`);
   }
   // The binary itself (spawned) prints the same top-level help.
   const top = await cli(['--help']);
   assert.equal(top.code, 0);
   for (const c of COMMANDS) assert.ok(top.stdout.includes(c.name), c.name);
   assert.equal((await cliHere(['kv', '--help'])).code, 0);
+});
+
+test('every verb in COMMANDS is found in its module, and every verb of the modules is in COMMANDS', async () => {
+  const listed = new Set(COMMANDS.map((c) => c.name));
+  assert.equal(listed.size, COMMANDS.length, 'a verb is listed twice');
+  for (const c of COMMANDS) {
+    const v = await c.load();
+    assert.equal(v.name, c.name);
+    assert.equal(v.summary, c.summary);
+  }
+  for (const [module, load] of Object.entries(VERB_MODULES)) {
+    for (const v of ([] as { name: string }[]).concat(await load())) assert.ok(listed.has(v.name), `"${v.name}" of ${module} is missing from COMMANDS (src/cli/main.ts)`);
+  }
 });
 
 test('bad usage exits 2 naming the problem', async () => {

@@ -1,12 +1,11 @@
 // Cluster verbs: status, leader, active, id, peers, state, dump, failover-safe, switchover, history.
 import { UsageError, duration, int, str, bool } from './args.js';
-import { EXIT, cell, keyValues, objectTable, table, type Command } from './command.js';
+import { EXIT, cell, keyValues, objectTable, table, type Verb } from './command.js';
 import type { ClusterHealth, ClusterStatus } from '../api/client.js';
 import { holdText } from './modes.js';
 
-const status: Command = {
+const status: Verb = {
   name: 'status',
-  summary: 'cluster table: every node, its role, health and replication lag',
   usage: '[--watch [--interval 2s] [--count N]]',
   description: 'Shows GET /system/health/cluster. Exits 3 when the cluster is unhealthy, so it can gate scripts and monitors. With --watch the table is redrawn every --interval until Ctrl-C (or --count refreshes); a refresh that fails shows the error and the next one tries again; with --json each refresh is one JSON line.',
   flags: [
@@ -80,9 +79,8 @@ function nameOf(s: ClusterStatus): string | undefined {
   return v === undefined ? undefined : String(v);
 }
 
-const leader: Command = {
+const leader: Verb = {
   name: 'leader',
-  summary: 'name of the current Raft leader',
   usage: '',
   description: 'Prints the leader this node knows of. Exits 1 when there is none (an election is in progress or quorum is lost).',
   flags: [],
@@ -100,9 +98,8 @@ const leader: Command = {
   },
 };
 
-const active: Command = {
+const active: Verb = {
   name: 'active',
-  summary: 'name of the node serving client traffic (holds the VIP / leader-only work)',
   usage: '',
   description: 'Usually the leader; may be unset briefly during a failover. Exits 1 when unset.',
   flags: [],
@@ -120,9 +117,8 @@ const active: Command = {
   },
 };
 
-const id: Command = {
+const id: Verb = {
   name: 'id',
-  summary: 'name of the node you are talking to',
   usage: '',
   flags: [],
   examples: ['quorate id --url http://10.0.1.11:7101'],
@@ -134,9 +130,8 @@ const id: Command = {
   },
 };
 
-const peers: Command = {
+const peers: Verb = {
   name: 'peers',
-  summary: 'every known cluster member, with match index and last contact',
   usage: '',
   flags: [],
   examples: ['quorate peers', 'quorate peers --json'],
@@ -155,9 +150,8 @@ function renderState(s: ClusterStatus): string {
   return keyValues(pairs);
 }
 
-const state: Command = {
+const state: Verb = {
   name: 'state',
-  summary: "this node's HA state: role, term, leader, commit and applied index",
   usage: '',
   flags: [],
   examples: ['quorate state', 'quorate state --url http://10.0.1.12:7101 --json'],
@@ -169,9 +163,8 @@ const state: Command = {
   },
 };
 
-const dump: Command = {
+const dump: Verb = {
   name: 'dump',
-  summary: "this node's state plus its state-machine position (and checksum)",
   usage: '[--checksum]',
   description: 'Calls GET /v1/cluster/status and GET /v1/cluster/dump. With --checksum the node also hashes its state: checksum (the KV), sqlChecksum (the content of the replicated SQL database) and filesChecksum (the replicated files: path, size, SHA-256, revision); every node at the same appliedIndex must print the same ones.',
   flags: [{ name: 'checksum', type: 'boolean', help: 'compute the state-machine checksum at appliedIndex' }],
@@ -186,9 +179,8 @@ const dump: Command = {
   },
 };
 
-const failoverSafe: Command = {
+const failoverSafe: Verb = {
   name: 'failover-safe',
-  summary: 'exit 0 when at least one voter is fully caught up with the leader',
   usage: '[--wait 5s]',
   flags: [{ name: 'wait', type: 'duration', value: 'DURATION', help: 'wait up to this long (max 5s) for the cluster to become failover-safe' }],
   examples: ['quorate failover-safe', 'quorate failover-safe --wait 5s && systemctl stop quorate'],
@@ -201,9 +193,8 @@ const failoverSafe: Command = {
   },
 };
 
-const switchover: Command = {
+const switchover: Verb = {
   name: 'switchover',
-  summary: 'planned leadership transfer to a caught-up voter, now or at a set time',
   usage: '[--to NAME] [--at TIME] | --show | --cancel',
   description:
     'No acknowledged write is lost; writes pause for less than one election timeout. Without --to the cluster picks the most caught-up voter. ' +
@@ -287,9 +278,8 @@ function historyRow(r: Record<string, unknown>): string[] {
   return [cell(r['at']), 'membership', cell(r['term']), change, `${op} (index ${cell(r['confIndex'])})`];
 }
 
-const history: Command = {
+const history: Verb = {
   name: 'history',
-  summary: 'leadership and membership changes, with times, terms and reasons',
   usage: '[--limit N]',
   description:
     'Calls GET /v1/cluster/history on the node asked: its applied copy of the replicated history (a follower may be a few entries behind the leader), ' +
@@ -311,4 +301,4 @@ const history: Command = {
   },
 };
 
-export const clusterCommands: readonly Command[] = [status, leader, active, id, peers, state, dump, failoverSafe, switchover, history];
+export const clusterCommands: readonly Verb[] = [status, leader, active, id, peers, state, dump, failoverSafe, switchover, history];

@@ -3,16 +3,28 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { QuorateClient } from '../api/client.js';
 import { fetchTrusting } from '../api/ca-fetch.js';
-import { loadConfig } from '../config/index.js';
+import type * as ConfigModule from '../config/index.js';
 import { GLOBAL_FLAGS, duration, str, bool, type FlagSpec, type ParsedArgs } from './args.js';
+
+// The config module (zod and the schema) is loaded only when ./quorate.json
+// exists, the one case token() reads a config; most calls never need it.
+let configModule: typeof ConfigModule | undefined;
+
+/** Run before a verb: loads what token() needs to read ./quorate.json, if there is one. */
+export async function loadForToken(cwd: string): Promise<void> {
+  if (configModule === undefined && existsSync(join(cwd, 'quorate.json'))) configModule = await import('../config/index.js');
+}
 
 /** SPEC §5 exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unhealthy: 3 } as const;
 
-export interface Command {
+/**
+ * What a verb's module provides. Its one-line summary is in main.ts's table
+ * (COMMANDS), which the top help shows without loading any verb's module.
+ */
+export interface Verb {
   /** "status", "kv put" */
   readonly name: string;
-  readonly summary: string;
   /** Arguments after the verb, e.g. "KEY VALUE [--if-revision N]". */
   readonly usage: string;
   readonly description?: string;
@@ -21,6 +33,11 @@ export interface Command {
   /** Whether the verb talks to a node (shows the connection flags in help). */
   readonly remote: boolean;
   run(ctx: Context): Promise<number>;
+}
+
+/** A verb with its summary: what help shows and what runs. */
+export interface Command extends Verb {
+  readonly summary: string;
 }
 
 export interface Io {
@@ -60,9 +77,9 @@ export class Context {
     const dataDir = str(this.args, 'data-dir');
     if (dataDir !== undefined) return readToken(join(resolve(this.io.cwd, dataDir), 'admin.token'), true);
     const cfgPath = join(this.io.cwd, 'quorate.json');
-    if (existsSync(cfgPath)) {
+    if (configModule !== undefined && existsSync(cfgPath)) {
       try {
-        const t = readToken(loadConfig(cfgPath, {}).security.adminTokenFile, false);
+        const t = readToken(configModule.loadConfig(cfgPath, {}).security.adminTokenFile, false);
         if (t !== undefined) return t;
       } catch { /* an invalid config is not this verb's business */ }
     }

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { majorityOf, parseConfig } from '../config/index.js';
 import { UsageError, bool, int, str } from './args.js';
-import { EXIT, type Command, type Context } from './command.js';
+import { EXIT, type Verb, type Context } from './command.js';
 import { loadClusterSecret, newClusterSecret } from '../transport/index.js';
 import { newAdminToken, writeAdminToken, writeClusterSecret } from './init.js';
 
@@ -36,9 +36,8 @@ async function readyOn(url: string): Promise<boolean> {
   }
 }
 
-export const demoCommand: Command = {
+export const demoCommand: Verb = {
   name: 'demo',
-  summary: 'start a local cluster in one command and print its URLs and token',
   usage: '[--nodes 3] [--observers 0] [--dr 0] [--dir ./.quorate-demo] [--base-port 7101] [--fresh] [--witness redis [--redis HOST:PORT]]',
   description: '--nodes voters, then --observers observers (vote, never lead) and --dr DR nodes (receive every write, do not vote), numbered on: `--nodes 3 --observers 1` starts node1..node3 (voters) and node4 (node.role observer). Node K gets API port base+K-1 and peer port 5201+K-1 (with a non-default --base-port: base+100+K-1), data in DIR/nodeK, log in DIR/nodeK/node.log, one shared admin token and one shared cluster secret (DIR/nodeK/cluster.secret, mode 0600). Peer TLS is off (loopback only). Running it again reuses DIR\'s data (a restart); --fresh wipes it first. A node that exits (a crash, kill -9, a drill\'s crash fault) is started again after 1 s, as systemd Restart=always would (at most 5 times a minute); drills are enabled (drills.enabled), so `quorate drill` runs against it. Ctrl-C stops every node.',
   flags: [

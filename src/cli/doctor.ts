@@ -3,7 +3,7 @@
 // load-balancer health endpoints and clock, then prints one row per check:
 // pass / warn / fail, and what to do. Exit 1 when any check fails.
 import { UsageError, int } from './args.js';
-import { EXIT, table, type Command } from './command.js';
+import { EXIT, table, type Verb } from './command.js';
 import { spanText, type DrillSchedule } from '../drill/schedule.js';
 
 export type Verdict = 'pass' | 'warn' | 'fail';
@@ -185,9 +185,8 @@ async function probe(name: string, apiUrl: string): Promise<Probe> {
   }
 }
 
-export const doctorCommand: Command = {
+export const doctorCommand: Verb = {
   name: 'doctor',
-  summary: 'HA checklist: nodes, quorum, replication, load-balancer endpoints, clocks, storage, versions, certificates, maintenance, last drill',
   usage: '',
   description: 'Asks every member for its own status (GET /v1/cluster/views) and probes each node\'s /system/health/leader and /system/health/ready (and its clock, from the HTTP Date header). Also checks the certificates each node serves (a file with fewer than --cert-days days left warns; a cluster CA certificate with less than a renewal period left warns: it was not renewed; an expired one fails), a pause or drain past its expiry, and the last failover drill (GET /v1/drills: a failed one, or one that lost writes, fails; none passing within drills.maxIntervalHours warns). Prints pass/warn/fail per check with what to do. Exits 1 when a check fails.',
   flags: [{ name: 'cert-days', type: 'int', value: 'N', help: `warn when a certificate file has fewer than N days left (default ${CERT_WARN_DAYS})` }],

@@ -8,11 +8,10 @@ import { describeLoss, forceNewCluster, type ForceNewClusterReport } from '../no
 import { parseBootstrap, selfId } from '../node/members.js';
 import { HA_STATE_FILE } from '../storage/index.js';
 import { UsageError, bool, str } from './args.js';
-import { EXIT, keyValues, type Command } from './command.js';
+import { EXIT, keyValues, type Verb } from './command.js';
 
-const promoteDr: Command = {
+const promoteDr: Verb = {
   name: 'promote-dr',
-  summary: 'make a DR node the primary after the loss of the primary site (prints the lag at promotion)',
   usage: '--node NAME --confirm [--force]',
   description:
     'Calls POST /v1/cluster/promote-dr on the node --url points at (sent on to the DR node when that is another member). The DR node becomes the only voter ' +
@@ -75,9 +74,8 @@ function render(r: ForceNewClusterReport, done: boolean): string {
   ].join('\n');
 }
 
-const recover: Command = {
+const recover: Verb = {
   name: 'recover',
-  summary: 'forced recovery of a lone survivor: make a stopped node a one-voter cluster (--force-new-cluster)',
   usage: '--force-new-cluster --data-dir D [--config F] [--yes]',
   description:
     'Offline, on the data dir of a STOPPED node, after the loss of a quorum (like etcd --force-new-cluster): rewrites its membership to itself alone, as voter, under a new ' +
@@ -119,9 +117,8 @@ const recover: Command = {
   },
 };
 
-const isolate: Command = {
+const isolate: Verb = {
   name: 'isolate',
-  summary: 'remove a suspected-compromised node at once and rotate the cluster secret',
   usage: 'NAME',
   description:
     'Calls POST /v1/cluster/isolate (forwarded to the leader): removes NAME (as `quorate remove`, with its quorum check; isolating the leader hands leadership over first), ' +
@@ -140,4 +137,4 @@ const isolate: Command = {
   },
 };
 
-export const drCommands: readonly Command[] = [promoteDr, recover, isolate];
+export const drCommands: readonly Verb[] = [promoteDr, recover, isolate];

@@ -7,16 +7,15 @@ import { DRILL_FAULTS, type DrillFault } from '../api/ports-drill.js';
 import { reportMarkdown, type DrillReport } from '../drill/report.js';
 import { runDrill } from '../drill/runner.js';
 import { UsageError, bool, duration, int, str } from './args.js';
-import { EXIT, table, type Command } from './command.js';
+import { EXIT, table, type Verb } from './command.js';
 
 const DEFAULT_INTERVAL_MS = 30_000;
 const DEFAULT_DURATION_MS = 5000;
 
 interface HistoryBody { reports: { seq: number; recordedAt: string; report: DrillReport }[]; seq: number }
 
-export const drillCommand: Command = {
+export const drillCommand: Verb = {
   name: 'drill',
-  summary: 'run a failover drill: fault a node, measure detection, new leader, RTO and RPO (acknowledged writes lost)',
   usage: '[--kill leader|random|NAME] [--fault crash|pause|isolate|switchover] [--rounds N] [--interval 30s] [--duration 5s] [--wait 60s] --confirm [--force] | --history',
   description:
     'Each round waits for a healthy cluster (refused unless it is failover-safe with a failure tolerance >= 1; --force skips that), starts its own writers and readers, ' +
@@ -72,7 +71,7 @@ export const drillCommand: Command = {
   },
 };
 
-async function history(ctx: Parameters<Command['run']>[0]): Promise<number> {
+async function history(ctx: Parameters<Verb['run']>[0]): Promise<number> {
   const body = (await ctx.client().request<HistoryBody>('GET', '/v1/drills')).body;
   ctx.print(body, () => {
     if (body.reports.length === 0) return 'No drill reports kept yet (run `quorate drill --confirm`).';

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { QuorateHttpError, UnavailableError } from '../api/client.js';
 import { UsageError, int, str } from './args.js';
 import { validateFilePath } from '../files/command.js';
-import { EXIT, cell, table, type Command, type Context } from './command.js';
+import { EXIT, cell, table, type Verb, type Context } from './command.js';
 
 // Errors that prove the request never reached the node: the next URL is tried.
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
@@ -74,9 +74,8 @@ export async function stream(ctx: Context, method: string, path: string, o: { bo
   throw new UnavailableError(ctx.urls(), { cause: last });
 }
 
-const put: Command = {
+const put: Verb = {
   name: 'files put',
-  summary: 'upload a file to the replicated files (SOURCE "-" reads stdin)',
   usage: 'SOURCE PATH',
   description: 'Streams SOURCE to PUT /v1/files/PATH; the leader cuts it into chunks through the log and the file appears on every node at once, whole, when all of it is committed. Prints the revision, size and SHA-256.',
   flags: [],
@@ -103,9 +102,8 @@ const put: Command = {
   },
 };
 
-const get: Command = {
+const get: Verb = {
   name: 'files get',
-  summary: 'download a replicated file (to DEST, or stdout without it or with "-")',
   usage: 'PATH [DEST] [--consistency linearizable|stale]',
   description: 'The node checks the file against its SHA-256 before sending it; this command checks it again on arrival and writes DEST atomically (a temp file renamed into place), so DEST is never half written.',
   flags: [{ name: 'consistency', type: 'string', value: 'MODE', help: 'linearizable (default: as the leader sees it) or stale (this node\'s copy)' }],
@@ -142,9 +140,8 @@ const get: Command = {
 
 interface Listed { path: string; size: number; sha256: string; revision: number; modifiedAt: string }
 
-const ls: Command = {
+const ls: Verb = {
   name: 'files ls',
-  summary: 'list replicated files under a prefix, with size, SHA-256 and revision',
   usage: '[--prefix P] [--limit N] [--consistency linearizable|stale]',
   flags: [
     { name: 'prefix', type: 'string', value: 'P', help: 'only paths starting with P' },
@@ -166,9 +163,8 @@ const ls: Command = {
   },
 };
 
-const rmCmd: Command = {
+const rmCmd: Verb = {
   name: 'files rm',
-  summary: 'delete a replicated file',
   usage: 'PATH',
   flags: [],
   examples: ['quorate files rm isos/old.iso'],
@@ -181,4 +177,4 @@ const rmCmd: Command = {
   },
 };
 
-export const filesCommands: readonly Command[] = [put, get, ls, rmCmd];
+export const filesCommands: readonly Verb[] = [put, get, ls, rmCmd];

@@ -6,7 +6,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { configSchema, isLoopback, majorityOf, parseConfig } from '../config/index.js';
 import { formatClusterSecret, loadClusterSecret, newClusterSecret } from '../transport/index.js';
 import { UsageError, bool, int, str } from './args.js';
-import { EXIT, keyValues, type Command } from './command.js';
+import { EXIT, keyValues, type Verb } from './command.js';
 
 export function newAdminToken(): string {
   return `quorate-admin-${randomBytes(16).toString('hex')}`;
@@ -43,9 +43,8 @@ function port(v: number | undefined, def: number, flag: string): number {
   return p;
 }
 
-export const initCommand: Command = {
+export const initCommand: Verb = {
   name: 'init',
-  summary: 'write a starter quorate.json, an admin token and the cluster secret',
   usage: '[--dir D] [--node-name N] [--api-port P] [--peer-port P] [--peers URL,URL] [--tls-cert F --tls-key F --tls-ca F] [--secret-file F] [--force]',
   description: 'Writes D/quorate.json (validated like `quorate agent` does, so the node starts as written), a random admin token in <dataDir>/admin.token (mode 0600), <dataDir>/tokens.json and the cluster secret peers authenticate each other with in <dataDir>/cluster.secret (mode 0600). Refuses to overwrite any of them without --force. With --peers on the network and the default --tls auto, the nodes secure peer traffic with the automatic cluster CA (derived from the cluster secret; each node makes its key and certificate at its first start) and bind 0.0.0.0; --tls-cert/--tls-key/--tls-ca use your own PKI instead. With no peers (or loopback ones) everything peer-facing binds and advertises 127.0.0.1 (a cluster on one machine, plain TCP). Every node of a cluster needs the same cluster secret and admin token: on the other nodes pass --secret-file with a copy of the first node\'s cluster.secret, and copy its tokens.json.',
   flags: [

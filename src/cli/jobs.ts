@@ -1,6 +1,6 @@
 // Job verbs (SPEC §5 `quorate jobs ls|history|run`; docs/cli.md "Jobs"). Jobs are defined in the config file only.
 import { UsageError, int } from './args.js';
-import { EXIT, cell, objectTable, type Command, type Context } from './command.js';
+import { EXIT, cell, objectTable, type Verb, type Context } from './command.js';
 
 function oneName(ctx: Context, verb: string): string {
   const [name, ...extra] = ctx.args.positionals;
@@ -8,9 +8,8 @@ function oneName(ctx: Context, verb: string): string {
   return name;
 }
 
-const ls: Command = {
+const ls: Verb = {
   name: 'jobs ls',
-  summary: 'the leader-only scheduled jobs of the config, with their next slot and run count',
   usage: '',
   description: 'Calls GET /v1/jobs. Jobs run on the leader only, each slot at most once across failovers (config `jobs`, docs/configuration.md).',
   flags: [],
@@ -23,9 +22,8 @@ const ls: Command = {
   },
 };
 
-const history: Command = {
+const history: Verb = {
   name: 'jobs history',
-  summary: "a job's runs, newest first: slot, node, term (fencing token), start, end, outcome, exit code, output tail",
   usage: 'NAME [--limit N]',
   description: 'Calls GET /v1/jobs/NAME/runs: the replicated history (the newest 50 runs are kept). Outcome: running, ran, failed (non-zero exit), timed-out, interrupted (leadership lost, or the leader died), skipped (a missed slot with catchUp skip, or a slot that came while the previous run was still going).',
   flags: [{ name: 'limit', type: 'int', value: 'N', help: 'only the newest N runs' }],
@@ -40,9 +38,8 @@ const history: Command = {
   },
 };
 
-const runNow: Command = {
+const runNow: Verb = {
   name: 'jobs run',
-  summary: 'start a configured job now on the leader',
   usage: 'NAME',
   description: 'Calls POST /v1/jobs/NAME/run (forwarded to the leader): the leader claims the current time as a slot through the log and starts the job; the answer comes once it started (follow it with `quorate jobs history NAME`). 409 job_running while it runs.',
   flags: [],
@@ -56,4 +53,4 @@ const runNow: Command = {
   },
 };
 
-export const jobCommands: readonly Command[] = [ls, history, runNow];
+export const jobCommands: readonly Verb[] = [ls, history, runNow];

@@ -1,7 +1,7 @@
 // kv get | put | del | ls
 import { readFileSync } from 'node:fs';
 import { UsageError, duration, int, str } from './args.js';
-import { EXIT, cell, table, type Command, type Context } from './command.js';
+import { EXIT, cell, table, type Verb, type Context } from './command.js';
 
 function one(ctx: Context, n: number, names: string): string[] {
   const p = ctx.args.positionals;
@@ -9,9 +9,8 @@ function one(ctx: Context, n: number, names: string): string[] {
   return [...p];
 }
 
-const get: Command = {
+const get: Verb = {
   name: 'kv get',
-  summary: 'read a key (prints its value)',
   usage: 'KEY [--consistency linearizable|stale]',
   flags: [{ name: 'consistency', type: 'string', value: 'MODE', help: 'linearizable (default) or stale (served locally, may lag)' }],
   examples: ['quorate kv get config/mode', 'quorate kv get config/mode --json', 'quorate kv get config/mode --consistency stale'],
@@ -30,9 +29,8 @@ const get: Command = {
   },
 };
 
-const put: Command = {
+const put: Verb = {
   name: 'kv put',
-  summary: 'write a key (VALUE "-" reads stdin)',
   usage: 'KEY VALUE [--if-revision N] [--ttl 30s]',
   description: 'Prints the new revision. --if-revision makes it a compare-and-swap (0 = the key must not exist); a mismatch exits 1 and shows the current revision.',
   flags: [
@@ -52,9 +50,8 @@ const put: Command = {
   },
 };
 
-const del: Command = {
+const del: Verb = {
   name: 'kv del',
-  summary: 'delete a key',
   usage: 'KEY [--if-revision N]',
   flags: [{ name: 'if-revision', type: 'int', value: 'N', help: 'delete only if the key is at revision N' }],
   examples: ['quorate kv del config/mode', 'quorate kv del lock/job1 --if-revision 12'],
@@ -68,9 +65,8 @@ const del: Command = {
   },
 };
 
-const ls: Command = {
+const ls: Verb = {
   name: 'kv ls',
-  summary: 'list keys under a prefix, sorted',
   usage: '[--prefix P] [--limit N]',
   flags: [
     { name: 'prefix', type: 'string', value: 'P', help: 'only keys starting with P' },
@@ -91,4 +87,4 @@ const ls: Command = {
   },
 };
 
-export const kvCommands: readonly Command[] = [get, put, del, ls];
+export const kvCommands: readonly Verb[] = [get, put, del, ls];

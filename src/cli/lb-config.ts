@@ -12,7 +12,7 @@
 // linearizable reads): HAProxy checks /system/health/ready; nginx balances
 // over all nodes with passive checks.
 import { UsageError, str } from './args.js';
-import { EXIT, type Command } from './command.js';
+import { EXIT, type Verb } from './command.js';
 
 export type LbKind = 'haproxy' | 'nginx';
 export type LbMode = 'active-standby' | 'active-active';
@@ -120,9 +120,8 @@ export function nginxConfig(nodes: readonly LbNode[], o: LbOptions): string {
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+|\*):\d{1,5}$/;
 
-export const lbConfigCommand: Command = {
+export const lbConfigCommand: Verb = {
   name: 'lb-config',
-  summary: 'print a HAProxy or nginx config for this cluster (health-checked)',
   usage: 'haproxy|nginx [--mode active-standby|active-active] [--listen HOST:PORT]',
   description: 'Reads the members and their API addresses from the cluster (any node answers). active-standby (default): traffic only to the leader ' +
     '(HAProxy checks /system/health/leader; nginx: the leader as primary, the others as backup). active-active: every node (followers forward), ' +

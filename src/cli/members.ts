@@ -1,11 +1,10 @@
 // Membership verbs: join-token create, enroll, remove (SPEC §5; docs/cli.md).
 import { QuorateClient } from '../api/client.js';
 import { UsageError, bool, duration, str } from './args.js';
-import { EXIT, keyValues, type Command, type Context } from './command.js';
+import { EXIT, keyValues, type Verb, type Context } from './command.js';
 
-const joinTokenCreate: Command = {
+const joinTokenCreate: Verb = {
   name: 'join-token create',
-  summary: 'a one-time join token for enrolling a node (valid 10 minutes by default)',
   usage: '[--ttl 10m]',
   description:
     'Calls POST /v1/cluster/join-tokens (forwarded to the leader). Give the token to the joining node only, as QUORATE_JOIN_TOKEN (or --join-token) of its `quorate agent`; ' +
@@ -59,9 +58,8 @@ async function followProgress(ctx: Context, nodeName: string, target: string, wa
   return false;
 }
 
-const enroll: Command = {
+const enroll: Verb = {
   name: 'enroll',
-  summary: 'add a node to the cluster online (it joins as a learner, is promoted once caught up)',
   usage: 'URL [--peer-url P] [--role voter|observer|dr] [--force] [--wait 2m]',
   description:
     'URL is the API URL of a node started with `quorate agent --join-token T`. Calls POST /v1/cluster/enroll (forwarded to the leader), which checks the node ' +
@@ -108,9 +106,8 @@ const enroll: Command = {
   },
 };
 
-const remove: Command = {
+const remove: Verb = {
   name: 'remove',
-  summary: 'remove a node from the cluster online (its id is never reused)',
   usage: 'NAME',
   description:
     'Calls POST /v1/cluster/remove (forwarded to the leader). Removing the leader hands leadership over first. Refused (HTTP 409 removal_unsafe, with the arithmetic) when the voters left ' +
@@ -127,4 +124,4 @@ const remove: Command = {
   },
 };
 
-export const memberCommands: readonly Command[] = [joinTokenCreate, enroll, remove];
+export const memberCommands: readonly Verb[] = [joinTokenCreate, enroll, remove];

@@ -1,7 +1,7 @@
 // Failover and maintenance verbs: failover, config set, pause, resume, drain, undrain (src/node/modes.ts).
 import { duration, int, str, type ParsedArgs } from './args.js';
 import { UsageError } from './args.js';
-import { EXIT, cell, type Command } from './command.js';
+import { EXIT, cell, type Verb } from './command.js';
 
 type Body = Record<string, unknown>;
 
@@ -23,9 +23,8 @@ function modesLine(r: Body): string {
   return parts.join('; ') + (typeof r['notice'] === 'string' ? `\n${r['notice']}` : '');
 }
 
-const failover: Command = {
+const failover: Verb = {
   name: 'failover',
-  summary: 'elect a leader now (manual failover, approval failover, or while paused)',
   usage: '[--to NAME] | --approve NAME --term T',
   description:
     'Makes a voter stand for election: NAME, or else the voter with the highest last index among those that answer. '
@@ -59,9 +58,8 @@ const failover: Command = {
   },
 };
 
-const configSet: Command = {
+const configSet: Verb = {
   name: 'config set',
-  summary: 'change a cluster-wide setting kept in the replicated state',
   usage: 'KEY VALUE',
   description: 'Keys: failover (automatic | manual | approval). The replicated value wins over every node\'s config file (a node whose file disagrees logs a warning naming the key). Needs every member at this release (cluster feature level 2).',
   flags: [],
@@ -93,10 +91,10 @@ function holdBody(args: ParsedArgs, name: string): Body {
   return { ...(reason !== undefined ? { reason } : {}), ...(ms !== undefined ? { expiresInMs: ms } : {}) };
 }
 
-function flagCommand(name: 'pause' | 'resume', summary: string, description: string): Command {
+function flagCommand(name: 'pause' | 'resume', description: string): Verb {
   const hold = name === 'pause';
   return {
-    name, summary, usage: hold ? '[--reason TEXT] [--for DURATION]' : '', description, flags: hold ? [...HOLD_FLAGS] : [],
+    name, usage: hold ? '[--reason TEXT] [--for DURATION]' : '', description, flags: hold ? [...HOLD_FLAGS] : [],
     examples: hold ? ['quorate pause --reason "kernel upgrade" --for 2h', 'quorate pause --json'] : [`quorate ${name}`], remote: true,
     async run(ctx) {
       if (ctx.args.positionals.length > 0) throw new UsageError(`${name} takes no arguments`, name);
@@ -107,10 +105,9 @@ function flagCommand(name: 'pause' | 'resume', summary: string, description: str
   };
 }
 
-function drainCommand(name: 'drain' | 'undrain'): Command {
+function drainCommand(name: 'drain' | 'undrain'): Verb {
   return {
     name,
-    summary: name === 'drain' ? 'keep a node from ever starting an election or taking over' : 'end a drain',
     usage: name === 'drain' ? 'NAME [--reason TEXT] [--for DURATION]' : 'NAME',
     description: name === 'drain'
       ? 'A drained node keeps replicating and voting, never campaigns by itself and is never a switchover target. Draining the leader hands leadership to another voter first. With --for the leader undrains it when the time is up (recorded in `quorate history` with the reason).'
@@ -128,11 +125,11 @@ function drainCommand(name: 'drain' | 'undrain'): Command {
   };
 }
 
-export const modeCommands: readonly Command[] = [
+export const modeCommands: readonly Verb[] = [
   failover,
   configSet,
-  flagCommand('pause', 'maintenance mode: no automatic failover until resume', 'A replicated flag, in force as soon as its entry is in a node\'s log: while paused no node starts an election by itself (a leader that loses its quorum still steps down). `quorate failover` still elects a leader; switchover still works. With --for the leader resumes by itself when the time is up (recorded in `quorate history` with the reason).'),
-  flagCommand('resume', 'end maintenance mode: automatic failover again', 'Clears the paused flag (if there is no leader, run `quorate failover` first).'),
+  flagCommand('pause', 'A replicated flag, in force as soon as its entry is in a node\'s log: while paused no node starts an election by itself (a leader that loses its quorum still steps down). `quorate failover` still elects a leader; switchover still works. With --for the leader resumes by itself when the time is up (recorded in `quorate history` with the reason).'),
+  flagCommand('resume', 'Clears the paused flag (if there is no leader, run `quorate failover` first).'),
   drainCommand('drain'),
   drainCommand('undrain'),
 ];

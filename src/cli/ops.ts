@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { QuorateClient } from '../api/client.js';
 import { UsageError, bool, str } from './args.js';
-import { EXIT, objectTable, type Command, type Context } from './command.js';
+import { EXIT, objectTable, type Verb, type Context } from './command.js';
 
 interface AlertRow { id: string; name: string; severity: string; scope: string; node: string; subject?: string; summary: string; since: string; firedAt: string; resolvedAt?: string; status?: string }
 interface AlertsView { nodeName: string; leader: string | null; active: AlertRow[]; recent: AlertRow[]; webhook: { configured: boolean; signed: boolean; delivered: number; failed: number; pending: number; lastError: string | null } }
@@ -20,9 +20,8 @@ async function memberUrls(ctx: Context): Promise<string[]> {
   return [first, ...others.filter((u) => u !== first)];
 }
 
-const alerts: Command = {
+const alerts: Verb = {
   name: 'alerts',
-  summary: 'the built-in alerts firing now on every member, and the recent fired/resolved notifications',
   usage: '[--local] [--recent N]',
   description:
     'Calls GET /v1/alerts on every member (their URLs from GET /v1/cluster/status; --local: only the node at --url) and merges what is firing. ' +
@@ -66,9 +65,8 @@ const alerts: Command = {
   },
 };
 
-const diagnostics: Command = {
+const diagnostics: Verb = {
   name: 'diagnostics',
-  summary: 'download a diagnostic bundle (status, config with secrets redacted, logs, history, metrics of every member) for a support ticket',
   usage: '-o FILE',
   description:
     'Streams GET /v1/diagnostics (admin) from the node at --url into FILE (a .tar.gz; written as FILE.part, renamed when complete). ' +
@@ -108,4 +106,4 @@ const diagnostics: Command = {
   },
 };
 
-export const opsCommands: readonly Command[] = [alerts, diagnostics];
+export const opsCommands: readonly Verb[] = [alerts, diagnostics];

@@ -1,6 +1,6 @@
 // Security verbs: token create|ls|revoke, audit (SPEC §5; docs/cli.md).
 import { UsageError, int, str } from './args.js';
-import { EXIT, keyValues, table, type Command } from './command.js';
+import { EXIT, keyValues, table, type Verb } from './command.js';
 
 const ROLES = ['reader', 'operator', 'admin'];
 
@@ -13,9 +13,8 @@ export function parseTtlSeconds(s: string): number | undefined {
   return n >= 1 ? n : undefined;
 }
 
-const create: Command = {
+const create: Verb = {
   name: 'token create',
-  summary: 'create an API token with a role (shown once)',
   usage: '--name N --role reader|operator|admin [--ttl 30d]',
   description:
     'Calls POST /v1/tokens (forwarded to the leader). The token is kept in the replicated state as a SHA-256 hash only and works on every node as soon as its entry applies there; ' +
@@ -44,9 +43,8 @@ const create: Command = {
   },
 };
 
-const ls: Command = {
+const ls: Verb = {
   name: 'token ls',
-  summary: 'list the managed API tokens (names, roles, expiry; never the tokens)',
   usage: '',
   description: 'Calls GET /v1/tokens on the node asked (its applied copy). Tokens of tokens.json and admin.token files are not listed: they are node-local files.',
   flags: [],
@@ -62,9 +60,8 @@ const ls: Command = {
   },
 };
 
-const revoke: Command = {
+const revoke: Verb = {
   name: 'token revoke',
-  summary: 'revoke an API token by name (stops working on every node)',
   usage: 'NAME',
   description: 'Calls DELETE /v1/tokens/NAME (forwarded to the leader). The token stops working on each node when the revocation applies there: within a heartbeat on nodes in contact with the leader.',
   flags: [],
@@ -79,9 +76,8 @@ const revoke: Command = {
   },
 };
 
-const audit: Command = {
+const audit: Verb = {
   name: 'audit',
-  summary: 'the audit log: who did which operator/admin action, when, from where, with what result',
   usage: '[--limit N]',
   description:
     'Calls GET /v1/audit on the node asked (its applied copy of the replicated log), oldest first. Every call of an operator/admin endpoint that changes something is recorded ' +
@@ -101,9 +97,8 @@ const audit: Command = {
   },
 };
 
-const caExport: Command = {
+const caExport: Verb = {
   name: 'ca export',
-  summary: 'print the cluster CA\'s trusted roots (PEM) for clients\' --ca',
   usage: '',
   description:
     'Calls GET /v1/ca on the node asked and prints the root certificates it trusts now (previous, current and next period, of the current CA epoch and of the next one, and of the previous one during a `ca rotate` grace), PEM, for `--ca FILE` of the CLI, the `ca` option of the client library or a load balancer. ' +
@@ -118,9 +113,8 @@ const caExport: Command = {
   },
 };
 
-const caShow: Command = {
+const caShow: Verb = {
   name: 'ca show',
-  summary: 'the cluster CA: trusted roots, their validity, this node\'s certificate, the secret reference',
   usage: '',
   description: 'Calls GET /v1/ca on the node asked: the CA epoch (moved by `quorate ca rotate`) and, during a rotation\'s grace, the members not yet seen with a certificate of the new epoch; the roots it trusts now (epoch, period, SHA-256 fingerprint, validity), which root its own certificate was issued from and until when it is valid, and Token, the reference of the cluster secret the roots derive from (changes when `quorate isolate` rotates it).',
   flags: [],
@@ -141,9 +135,8 @@ const caShow: Command = {
   },
 };
 
-const caRotate: Command = {
+const caRotate: Verb = {
   name: 'ca rotate',
-  summary: 'move the cluster CA to new roots (and every node to a new key) without isolating anyone',
   usage: '',
   description:
     'Calls POST /v1/cluster/ca/rotate (admin; forwarded to the leader; audited). The cluster CA moves to its next epoch: every member makes a new key, issues its certificate from the new roots and reconnects to its peers. ' +
@@ -159,4 +152,4 @@ const caRotate: Command = {
   },
 };
 
-export const securityCommands: readonly Command[] = [create, ls, revoke, audit, caExport, caShow, caRotate];
+export const securityCommands: readonly Verb[] = [create, ls, revoke, audit, caExport, caShow, caRotate];

@@ -6,7 +6,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError, bool, str } from './args.js';
-import { EXIT, type Command } from './command.js';
+import { EXIT, type Verb } from './command.js';
 
 export interface UnitOptions {
   /** Absolute path of node. */
@@ -65,9 +65,8 @@ WantedBy=multi-user.target
 
 const DEFAULT_UNIT = '/etc/systemd/system/quorate.service';
 
-export const installServiceCommand: Command = {
+export const installServiceCommand: Verb = {
   name: 'install-service',
-  summary: 'write the systemd unit that runs this node (quorate agent) and say how to enable it',
   usage: '--config F [--user quorate] [--data-dir D] [--output FILE | --print] [--force]',
   description: `Writes a systemd unit (default ${DEFAULT_UNIT}) that runs \`quorate agent --config F\` as a dedicated user with Restart=always, LimitNOFILE and hardening options (the node may write only its data dir). It does not create the user or start anything: it prints the commands to run. --print writes the unit to stdout instead. On Windows, run the agent under a service wrapper (see docs/operations.md).`,
   flags: [

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { tokenize } from '../sql/statements.js';
 import { UsageError, bool, str } from './args.js';
-import { EXIT, cell, table, type Command, type Context } from './command.js';
+import { EXIT, cell, table, type Verb, type Context } from './command.js';
 
 /** Splits SQL text into statements at top-level semicolons (not inside strings, quoted names or comments). */
 export function splitStatements(text: string): string[] {
@@ -57,9 +57,8 @@ function paramsOf(ctx: Context): unknown[] {
 interface QueryBody { columns: string[]; rows: unknown[][] }
 interface ExecuteBody { results: { rowsAffected: number; lastInsertId: number; columns?: string[]; rows?: unknown[][] }[] }
 
-const sql: Command = {
+const sql: Verb = {
   name: 'sql',
-  summary: 'run SQL on the replicated database (a query, or --execute for writes)',
   usage: '"SQL" | - | --file F [--execute] [--params JSON] [--stale] [--no-transaction]',
   description:
     'Without --execute: one read statement through POST /v1/db/query, printed as a table (linearizable unless --stale). With --execute: the statements (separated by ";") through POST /v1/db/execute, in one transaction unless --no-transaction; prints rows affected and last insert id per statement. "-" or --file - reads the SQL from stdin. Non-deterministic functions, PRAGMA, ATTACH and the rest refused are listed in docs/api.md "Replicated SQL".',
@@ -107,4 +106,4 @@ function rowsTable(columns: readonly string[], rows: readonly (readonly unknown[
   return `${table(columns, rows.map((r) => r.map(text)))}\n(${rows.length} row${rows.length === 1 ? '' : 's'})`;
 }
 
-export const sqlCommands: readonly Command[] = [sql];
+export const sqlCommands: readonly Verb[] = [sql];

@@ -4,11 +4,10 @@
 // that should lead (src/coord/WITNESS.md; docs/operations.md "Two nodes and a
 // Redis witness").
 import { UsageError, bool, int } from './args.js';
-import { EXIT, keyValues, type Command } from './command.js';
+import { EXIT, keyValues, type Verb } from './command.js';
 
-const witnessConfirm: Command = {
+const witnessConfirm: Verb = {
   name: 'witness confirm',
-  summary: 'trust the Redis witness record again (or recreate it) after Redis restarted or lost its data',
   usage: '--confirm [--min-epoch N]',
   description:
     'Calls POST /v1/cluster/witness/confirm on the node --url points at. Only in witness mode (cluster.coordination "redis" with database.mode "local-sync"). ' +
@@ -41,4 +40,4 @@ const witnessConfirm: Command = {
   },
 };
 
-export const witnessCommands: readonly Command[] = [witnessConfirm];
+export const witnessCommands: readonly Verb[] = [witnessConfirm];

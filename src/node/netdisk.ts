@@ -64,10 +64,14 @@ export interface NetDiskSources {
   onRtt?(samples: readonly RttSample[]): void;
 }
 
+/** When the first sample is taken after start. */
+const FIRST_SAMPLE_MS = 1000;
+
 export class NetDiskSampler {
   readonly #s: NetDiskSources;
   readonly #sampleMs: number;
   #timer: NodeJS.Timeout | undefined;
+  #first: NodeJS.Timeout | undefined;
   #prev: Hist | undefined;
   readonly #fsync: FsyncSample[] = [];
   #rtt: RttSample[] = [];
@@ -80,13 +84,19 @@ export class NetDiskSampler {
 
   start(): void {
     if (this.#timer) return;
-    void this.sample();
+    // The first sample (the fsync baseline, and the first round trips) a moment after start, not on
+    // the path to serving: it renders every metric (loading prom-client's process metrics) and loads
+    // Node's fetch, about 50 ms of CPU a starting node has better uses for.
+    this.#first = setTimeout(() => void this.sample(), Math.min(FIRST_SAMPLE_MS, this.#sampleMs));
+    this.#first.unref();
     this.#timer = setInterval(() => void this.sample(), this.#sampleMs);
     this.#timer.unref();
   }
 
   stop(): void {
+    if (this.#first) clearTimeout(this.#first);
     if (this.#timer) clearInterval(this.#timer);
+    this.#first = undefined;
     this.#timer = undefined;
   }
 

@@ -13,13 +13,17 @@ import type { DrillPort } from '../api/ports-drill.js';
 import type { FilesService } from '../api/ports-files.js';
 import type { QuorateConfig } from '../config/index.js';
 import { QuorateNode } from './node.js';
-import { ExternalNode } from '../external/external-node.js';
+import type { ExternalNode } from '../external/external-node.js';
 
 /** What the host runs: a Raft node, or an external-shared node (src/external/external-node.ts) with the same ports. */
 export type HostedNode = QuorateNode | ExternalNode;
 
-function startNode(config: QuorateConfig, logger: Logger, opts: { onFatal: (e: Error) => void; restart: (rewrite: () => Promise<void>) => Promise<void> }): Promise<HostedNode> {
-  if (config.database.mode === 'external-shared') return ExternalNode.start(config, logger, { onFatal: opts.onFatal });
+async function startNode(config: QuorateConfig, logger: Logger, opts: { onFatal: (e: Error) => void; restart: (rewrite: () => Promise<void>) => Promise<void> }): Promise<HostedNode> {
+  if (config.database.mode === 'external-shared') {
+    // Loaded only in this mode: src/external and pg are about 60 ms of CPU at every start of a local-sync node.
+    const { ExternalNode } = await import('../external/external-node.js');
+    return ExternalNode.start(config, logger, { onFatal: opts.onFatal });
+  }
   return QuorateNode.start(config, logger, opts);
 }
 

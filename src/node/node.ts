@@ -2,8 +2,9 @@
 // the WAL, the peer transport and the KV; the MemberRegistry
 // (./registry.ts) knows who the members are and reconciles the membership;
 // RaftLeadership + LeaderServices (./leadership.ts) run leader-only work
-// while this node leads with a quorum; ./status.ts presents it all. This file
-// builds them from the config and provides the HTTP API's ports
+// while this node leads with a quorum; ./status.ts presents it all.
+// ./node-build.ts opens the data dir and builds and connects them; this file
+// holds them, starts and stops them, and provides the HTTP API's ports
 // (src/api/ports.ts): it is the ClusterControl; `kvService` is the KvService.
 // Split out: ./control.ts (switchover, failover-safe), ./node-metrics.ts,
 // ./split-brain.ts, ./housekeeping.ts (warnings, ha-state.json, TTL expiry),
@@ -11,10 +12,10 @@
 // and ./enroll.ts (remove, removed state) lives in those modules.
 import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
-import { NONE, RawNode, type ConfEntry, type Message, type NodeId, type Ready, type SnapshotMeta, type SoftState } from '../raft/index.js';
-import { WalStorage } from '../storage/index.js';
-import { encodeEnvelope, type FailoverMode, type SettingsCommand, type KvState, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
-import { PeerTransport, loadClusterSecret } from '../transport/index.js';
+import { NONE, type ConfEntry, type Message, type NodeId, type RawNode, type Ready, type SoftState } from '../raft/index.js';
+import type { WalStorage } from '../storage/index.js';
+import { encodeEnvelope, type SettingsCommand, type KvStateMachine, type HistoryRecord, type HistoryStateMachine, type MachineRegistry, type ApplyResult, type Command } from '../state/index.js';
+import type { PeerTransport } from '../transport/index.js';
 import { MetricsRegistry } from '../ops/metrics.js';
 import { NodeError, notLeader } from './errors.js';
 import type { CertificateInfo, ClusterControl, JobsPort, KvService, NodeStatus, ProposeOptions } from '../api/ports.js';
@@ -26,54 +27,42 @@ import type { FilesStateMachine } from '../files/machine.js';
 import type { FilesService } from '../api/ports-files.js';
 import type { SqlStateMachine } from '../sql/machine.js';
 import type { SqlService } from '../api/ports.js';
-import { EntryEncoder, FEATURE_LEVEL, featureLevelFromEnv } from './features.js';
-import { LeaderServices, RaftLeadership, periodicService } from './leadership.js';
-import { bootstrapAddresses, bootstrapMembership, loadOrCreateBootstrap, selfId, type Bootstrap } from './members.js';
-import { DEFAULT_JOIN_TOKEN_TTL_MS, Enroller, RemovedState, type EnrollRequest, type EnrollResult } from './enroll.js';
+import { EntryEncoder } from './features.js';
+import { RaftLeadership, type LeaderServices } from './leadership.js';
+import { DEFAULT_JOIN_TOKEN_TTL_MS, type Enroller, type RemovedState, type EnrollRequest, type EnrollResult } from './enroll.js';
 import { kvServiceOf } from './kv-service.js';
-import { caughtUpVoters, checkTarget, failoverSafe, switchover, type ControlContext } from './control.js';
-import { SwitchoverScheduler } from './scheduled-switchover.js';
-import { HistoryRecorder } from './history-recorder.js';
-import { EXPIRY_CHECK_MS, MaintenanceExpiry } from './maintenance-expiry.js';
-import { NodeSecurity } from './security.js';
-import { NodeDrills } from './drills.js';
+import { caughtUpVoters, failoverSafe, switchover, type ControlContext } from './control.js';
+import type { SwitchoverScheduler } from './scheduled-switchover.js';
+import type { HistoryRecorder } from './history-recorder.js';
+import type { MaintenanceExpiry } from './maintenance-expiry.js';
+import type { NodeSecurity } from './security.js';
+import type { NodeDrills } from './drills.js';
 import { CertificateWatch } from './certificates.js';
-import { DEFAULT_AUDIT_MAX } from '../state/index.js';
-import { Modes, type ModesView } from './modes.js';
-import { HealthWarnings, ttlExpiry, writeNodeHaState } from './housekeeping.js';
-import { clusterSettingsOf, raftConfigFor, tickMsFor, transportOptionsFor } from './boot.js';
-import { metricsText, nodeMetrics } from './node-metrics.js';
-import { MemberRegistry } from './registry.js';
-import { REAL_CLOCK, Replica } from './replica.js';
-import { memberRole } from './roles.js';
-import { SplitBrainWatch } from './split-brain.js';
-import { VERSION, buildStatus } from './status.js';
-import { scheduledWork } from './scheduled-work.js';
-import { createNodeState } from './node-state.js';
+import type { Modes, ModesView } from './modes.js';
+import { HealthWarnings, writeNodeHaState } from './housekeeping.js';
+import { metricsText } from './node-metrics.js';
+import type { MemberRegistry } from './registry.js';
+import type { Replica } from './replica.js';
+import type { SplitBrainWatch } from './split-brain.js';
+import { buildStatus, witnessStatus } from './status.js';
 import type { LeaderScheduler } from './scheduler.js';
 import type { Backups } from './backups.js';
-import { AppServices } from './app-services.js';
-import { leaderMirrorFor, type LeaderMirror } from '../coord/index.js';
-import { WitnessDriver, usesWitness, type WitnessView } from '../coord/witness-driver.js';
+import type { AppServices } from './app-services.js';
+import type { LeaderMirror } from '../coord/index.js';
+import type { WitnessDriver } from '../coord/witness-driver.js';
 import { LagTracker, promoteDr, type PromotionResult } from './promotion.js';
-import { asPromoted, memberReachable } from './dr-wiring.js';
-import { followRotations, isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
-import { virtualIpFor, type VirtualIp } from './vip.js';
-import { Fencing } from './fencing.js';
+import { memberReachable } from './dr-wiring.js';
+import { isolate, type IsolateDeps, type IsolateResult } from './isolate.js';
+import type { VirtualIp } from './vip.js';
+import type { Fencing } from './fencing.js';
 import type { FenceTarget } from './vip-commands.js';
-import { AutoTls } from './tls-auto.js';
-import { CA_ROTATION_CHECK_MS, CaRotation } from './ca-rotate.js';
+import type { AutoTls } from './tls-auto.js';
+import type { CaRotation } from './ca-rotate.js';
 import { periodKeyRef } from '../transport/handshake.js';
-
-/** The feature level from which members dial with per-period handshake keys (src/transport/handshake.ts). */
-export const PERIOD_KEYS_FEATURE_LEVEL = 4;
+import { DEFAULT_PROPOSE_TIMEOUT_MS, HOUSEKEEPING_MS, PERIOD_KEYS_FEATURE_LEVEL, buildNode, openNode, type OpenedNode } from './node-build.js';
 
 export { VERSION } from './status.js';
-
-// Below the client library's default timeout (10 s), so the client hears 504 commit_unknown
-// from the server rather than timing out itself.
-const DEFAULT_PROPOSE_TIMEOUT_MS = 5_000;
-const HOUSEKEEPING_MS = 250;
+export { PERIOD_KEYS_FEATURE_LEVEL } from './node-build.js';
 
 export class QuorateNode implements ClusterControl {
   readonly config: QuorateConfig;
@@ -154,19 +143,8 @@ export class QuorateNode implements ClusterControl {
   readonly #fencing: Fencing;
   #previousLeader: FenceTarget | undefined;
 
-  private constructor(
-    config: QuorateConfig,
-    logger: Logger,
-    storage: WalStorage,
-    raw: RawNode,
-    state: KvState,
-    id: NodeId,
-    bootstrap: Bootstrap,
-    tickMs: number,
-    lastSnapshot: SnapshotMeta | undefined,
-    security: { incarnation: string; clusterSecret: Uint8Array; autoTls: AutoTls | undefined },
-    featureLevel: number,
-  ) {
+  private constructor(o: OpenedNode, logger: Logger) {
+    const { config, storage, raw, replicated: state, id, bootstrap, tickMs, lastSnapshot, security, featureLevel } = o;
     this.autoTls = security.autoTls;
     this.#certs = new CertificateWatch(config, () => this.autoTls);
     this.config = config;
@@ -181,205 +159,43 @@ export class QuorateNode implements ClusterControl {
     this.#log = logger.child({ node: config.node.nodeName });
     this.#entries = new EntryEncoder(this.#log);
     this.#warnings = new HealthWarnings(this.#log, config.cluster.electionTimeoutMs);
-    const metrics = nodeMetrics(this.#metrics);
-    this.#mLeaderChanges = metrics.leaderChanges;
-
-    this.#registry = new MemberRegistry({
-      selfId: id,
-      self: { nodeName: config.node.nodeName, apiUrl: config.node.advertiseApiUrl, role: memberRole(config.node.role), incarnation: security.incarnation },
-      members: bootstrapAddresses(bootstrap),
-      logger: this.#log,
-      configuredRole: config.node.role,
-      fatalIfBroken: (e) => this.#replica.fatalIfBroken(e),
-      featureLevel, settings: clusterSettingsOf(config),
-    });
-    // Peers: from bootstrap.json, then from the membership's records (#syncPeers).
-    const peerMap = this.#registry.peerAddresses();
-    this.#transport = new PeerTransport({
-      ...transportOptionsFor(config, { id, ...security, featureLevel, logger: this.#log, peerHost: (peer) => peerMap.get(peer)?.host }),
-      // The cluster generation (./generation.ts): a peer of another one is refused at the handshake.
-      generation: bootstrap.generation ?? 0,
-      // Dial with per-period handshake keys once every member applies them (feature level 4); until then the secret itself.
-      usePeriodKeys: () => this.featureLevel() >= PERIOD_KEYS_FEATURE_LEVEL,
-      onSupersededByPeer: (_peer, reason) => this.#removal.mark(`a peer refused it: ${reason}`),
-      ...this.#registry.transportHooks(),
-      onPeerAck: (peer, info) => {
-        this.#registry.hear(peer, info);
-        const known = info.knownIncarnation;
-        if (known !== undefined && known !== security.incarnation) this.#replica.run((r) => this.#registry.markRejoining(r, peer, known));
-      },
-      onMessages: (msgs) => this.#replica.receive(msgs),
-      onPeerDisconnected: (peer, reason) => {
-        if (reason !== 'reset') return;
-        this.#replica.run(() => this.#historyRecorder.peerReset(peer, this.#replica.soft.lead, this.#replica.soft.role));
-        this.#replica.peerReset(peer);
-      },
-      onSnapshot: (from, meta, source, msg) => this.#replica.receiveSnapshot(from, meta, source, msg, (chunks) => this.machines.validate(chunks)),
-      onPeerHello: (peer, info) => {
-        this.#registry.hear(peer, info);
-        this.#registry.announce(peer, { nodeName: info.nodeName, apiUrl: info.apiUrl === '' ? undefined : info.apiUrl, role: memberRole(info.role), incarnation: info.incarnation });
-        this.#registry.queueReconcile(this.#replica);
-      },
-      onJoin: (ja, jn, ln) => this.#enroller.onJoin(ja, jn, ln),
-      isRemovedPeer: (peer) => this.#replica.core.membership().removed.includes(peer),
-      onRemovedByPeer: (_peer, reason) => this.#removal.mark(reason),
-    });
-    this.#replica = new Replica({
-      raw,
-      log: storage,
-      net: this.#transport,
-      sm: state.registry,
-      clock: REAL_CLOCK,
-      tickMs,
-      logger: this.#log,
-      lastSnapshot,
-      metrics: metrics.replica,
-      hooks: {
-        admit: (msg) => this.#admit(msg),
-        onSoftState: (prev, next) => this.#onSoftState(prev, next),
-        afterReady: (rd) => this.#afterReady(raw, rd),
-        onConfApplied: (index, ce) => this.#onConfApplied(index, ce),
-        onFatal: (e) => this.#onFatal(e),
-        notLeader: () => this.#notLeader(),
-        nameOf: (peer) => this.#registry.nameOf(peer),
-      },
-    });
-    this.#splitBrain = new SplitBrainWatch({ replica: this.#replica, nodeName: this.nodeName, nameOf: (peer) => this.#registry.nameOf(peer), logger: this.#log });
-    this.#control = {
-      replica: this.#replica, registry: this.#registry, nodeId: id, nodeName: this.nodeName, electionTimeoutMs: config.cluster.electionTimeoutMs, tickMs, maxLagEntries: config.cluster.maxLagOnFailover,
-      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
-      isDrained: (name) => this.modes().drained.includes(name),
-      isUnhealthy: (name) => this.appServices.isUnhealthy(name),
-    };
-    this.#registry.refresh(raw);
-    this.#enroller = new Enroller({
-      log: this.#log, haId: config.cluster.haId, selfId: id, version: VERSION, bootstrap, clusterSecret: security.clusterSecret,
-      replica: this.#replica, registry: this.#registry, isLeader: () => this.isLeader(),
-      notLeader: () => this.#notLeader(), clusterFeatureLevel: () => this.featureLevel(),
-      configuredWriteQuorum: config.database.writeQuorum, switchover: () => this.switchover(), caEpoch: () => state.secrets.ca.epoch,
-    });
-    this.#removal = new RemovedState(config.node.dataDir, this.#log, this.#registry.removed);
-    this.#historyRecorder = new HistoryRecorder({
-      log: this.#log, history: state.history, selfId: id, selfName: this.nodeName, historyMax: config.cluster.historyMax,
-      featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex, status: () => this.#replica.core.status(),
-      nameOf: (peer) => this.#registry.nameOf(peer), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS),
-    });
-    this.#modes = new Modes({
-      settings: state.settings, fileMode: config.cluster.failover as FailoverMode, nodeName: config.node.nodeName, log: this.#log,
-      node: { ...this.#control, replica: this.#replica, registry: this.#registry, proposeTimeoutMs: DEFAULT_PROPOSE_TIMEOUT_MS, heartbeatMs: config.cluster.heartbeatIntervalMs, clusterSecret: security.clusterSecret,
-        appliedIndex: () => this.machines.appliedIndex, featureLevel: () => this.featureLevel(), switchover: () => this.switchover(),
-        appHealthy: () => this.appServices.checks.view().healthy, settingApplied: (c, by, ended) => this.#maintenance.record(c, by, ended) },
-    });
-    this.#maintenance = new MaintenanceExpiry({ log: this.#log, historyMax: config.cluster.historyMax, isLeader: () => this.isLeader(), featureLevel: () => this.featureLevel(),
-      term: () => this.#replica.core.status().term, modes: () => this.#modes.current(), proposeSetting: (c, by) => this.#modes.proposeSetting(c, by),
-      proposeEntry: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
-    this.security = new NodeSecurity({ log: this.#log, nodeName: this.nodeName, tokens: state.tokens, audit: state.audit, clusterSecret: security.clusterSecret, auditMax: DEFAULT_AUDIT_MAX,
-      ca: () => {
-        const v = this.autoTls?.view();
-        return v === undefined ? undefined : { ...v, pending: this.#caRotation.pending() ?? null };
-      },
-      caRotate: () => this.#caRotation.rotate(),
-      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), featureLevel: () => this.featureLevel(), appliedIndex: () => this.machines.appliedIndex,
-      leaderApiUrl: () => this.leaderApiUrl(), propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS) });
-    this.#services = new LeaderServices(this.#leadership, this.#log);
-    const wonByTransfer = (): boolean => this.#replica.core.status().campaign === 'transfer';
-    // Fencing first: the VIP, jobs, backups and outbox delivery wait for its gate (./fencing.ts).
-    // Witness mode: leader work with external effects also ends at the witness lease's step-down deadline.
-    const leaseDeadline = usesWitness(config) ? { leaseDeadline: () => this.witness?.leaseDeadline() } : {};
-    this.#fencing = new Fencing({ fenceScript: config.cluster.fenceScript, log: this.#log, wonByTransfer, previousLeader: () => this.#previousLeader, ...leaseDeadline });
-    this.#services.add(this.#fencing);
-    this.#vip = virtualIpFor(config, { log: this.#log, confirm: () => this.readBarrier(2000), wonByTransfer, previousLeader: () => this.#previousLeader, fencing: this.#fencing, ...leaseDeadline });
-    if (this.#vip) this.#services.add(this.#vip);
-    this.#services.add(this.#historyRecorder);
-    this.#services.add(periodicService(this.#maintenance.name, EXPIRY_CHECK_MS, () => this.#maintenance.tick()));
-    if (this.autoTls !== undefined) this.#services.add(periodicService('ca-rotation', CA_ROTATION_CHECK_MS, () => this.#caRotation.tick()));
-    this.switchoverSchedule = new SwitchoverScheduler({ log: this.#log, nodeName: this.nodeName, switchover: (to) => this.switchover(to), notLeader: () => this.#notLeader(),
-      checkTarget: (to) => void checkTarget(this.#control, to) });
-    this.#services.add(this.switchoverSchedule);
-    this.#services.add(periodicService('ttl-expiry', HOUSEKEEPING_MS, ttlExpiry({ kv: state.kv, isLeader: () => this.isLeader(), propose: (c) => this.propose(c) })));
-    this.#services.add(periodicService('membership-reconciliation', HOUSEKEEPING_MS, () => this.#registry.queueReconcile(this.#replica)));
-    ({ scheduler: this.scheduler, backups: this.backups, jobs: this.jobs } = scheduledWork({ config, log: this.#log, version: VERSION, machines: state.registry, claims: state.scheduler,
-      run: (op) => this.#replica.run(op), proposeEntry: (e) => this.#replica.propose(e, DEFAULT_PROPOSE_TIMEOUT_MS), featureLevel: () => this.featureLevel(),
-      isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(), readBarrier: () => this.readBarrier(), mayAct: () => this.#fencing.leaseOk() }));
-    this.#services.add(this.#fencing.gate(this.scheduler));
-    this.appServices = new AppServices({
-      config, logger: this.#log, metrics: this.#metrics, leadership: this.#leadership, services: this.#services, gated: (svc) => this.#fencing.gate(svc), app: state.app,
-      clockMs: () => this.machines.clockMs, proposeEntry: (data) => this.#replica.propose(data, DEFAULT_PROPOSE_TIMEOUT_MS), readBarrier: () => this.readBarrier(),
-      featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
-      leaderName: () => { const l = this.#replica.core.softState().lead; return l === NONE ? null : this.#registry.nameOf(l); },
-      peers: () => this.#replica.core.membership().members.filter((m) => m.id !== id).flatMap((m) => { const u = this.#registry.record(m.id)?.apiUrl; return u === undefined ? [] : [{ nodeName: this.#registry.nameOf(m.id), apiUrl: u }]; }),
-      switchover: () => this.switchover(),
-      sql: () => this.sqlService, redisPing: () => this.#redisMirror?.ping() ?? Promise.reject(new Error('Redis is not used by this node (redis.enabled is false)')),
-    });
-    this.#transport.setPeers(peerMap);
-    this.#redisMirror = leaderMirrorFor(config, this.#log, () => {
-      const lead = this.#replica.core.softState().lead;
-      return { leading: this.isLeader(), term: this.#replica.term, leaderName: lead === NONE ? undefined : this.#registry.nameOf(lead) };
-    });
-    this.witness = usesWitness(config)
-      ? new WitnessDriver({ config, logger: this.#log, nodeId: id, tickMs, run: (op) => this.#replica.run(op),
-        voters: raw.membership().members.filter((m) => m.role === 'voter').map((m) => m.id) })
-      : undefined;
-    const w = this.witness;
-    this.witnessConfirm = w ? (minEpoch) => w.confirm(minEpoch) : undefined;
-    this.#isolate = {
-      log: this.#log, enroller: this.#enroller, secret: security.clusterSecret, secretFile: config.security.clusterSecretFile, featureLevel: () => this.featureLevel(),
-      removedIdNamed: (name) => this.#replica.core.membership().removed.find((rid) => this.#registry.nameOf(rid) === name),
-      propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS),
-      setTransportSecret: (sec) => {
-        this.#transport.setClusterSecret(sec);
-        // The roots derive from the secret: re-root at once (the isolated node could derive the old ones).
-        void this.autoTls?.refresh();
-      },
-    };
-    this.#caRotation = new CaRotation({
-      log: this.#log, autoTls: this.autoTls, selfId: id, featureLevel: () => this.featureLevel(), isLeader: () => this.isLeader(), caState: () => state.secrets.ca,
-      members: () => this.#replica.core.membership().members.map((m) => ({ id: m.id, name: this.#registry.nameOf(m.id) ?? `node id ${m.id}` })),
-      propose: (entry) => this.#replica.propose(entry, DEFAULT_PROPOSE_TIMEOUT_MS),
-    });
-    this.autoTls?.onMaterial((m, change) => {
-      this.#transport.setTlsMaterial(m);
-      // A certificate of a new CA epoch: peers see it only in new handshakes (how the leader learns the grace can end).
-      if (change.epochChanged) this.#transport.redialAll('this node re-issued its certificate from a new CA epoch (ca rotate)');
-      void this.#writeHaState();
-    });
-    state.secrets.onCaChange = (ca) => void this.autoTls?.setCaEpochs(ca);
-    if (this.autoTls !== undefined && state.secrets.ca.epoch !== this.autoTls.caEpochs.epoch) void this.autoTls.setCaEpochs(state.secrets.ca);
-    this.drills = new NodeDrills({ config, log: this.#log, machine: state.drills, appliedIndex: () => this.machines.appliedIndex, isLeader: () => this.isLeader(), notLeader: () => this.#notLeader(),
-      term: () => this.term, featureLevel: () => this.featureLevel(), proposeEnvelope: (m, p, k) => this.proposeEnvelope(m, p, k === undefined ? {} : { idempotencyKey: k }), switchover: () => this.switchover(), dropPeerTraffic: (on) => this.#transport.setDropAll(on) });
-    state.secrets.onChange = (rotations) => followRotations(this.#isolate, rotations);
-    if (state.secrets.rotations.length > 0) followRotations(this.#isolate, state.secrets.rotations);
+    ({
+      leaderChanges: this.#mLeaderChanges, registry: this.#registry, transport: this.#transport, replica: this.#replica, splitBrain: this.#splitBrain,
+      control: this.#control, enroller: this.#enroller, removal: this.#removal, historyRecorder: this.#historyRecorder, modes: this.#modes,
+      maintenance: this.#maintenance, security: this.security, services: this.#services, fencing: this.#fencing, vip: this.#vip,
+      switchoverSchedule: this.switchoverSchedule, scheduler: this.scheduler, backups: this.backups, jobs: this.jobs, appServices: this.appServices,
+      redisMirror: this.#redisMirror, witness: this.witness, witnessConfirm: this.witnessConfirm, isolate: this.#isolate, caRotation: this.#caRotation,
+      drills: this.drills,
+    } = buildNode({ config, log: this.#log, storage, raw, state, id, bootstrap, tickMs, lastSnapshot, security, featureLevel, metrics: this.#metrics, leadership: this.#leadership }, {
+      isLeader: () => this.isLeader(),
+      featureLevel: () => this.featureLevel(),
+      notLeader: () => this.#notLeader(),
+      term: () => this.term,
+      leaderApiUrl: () => this.leaderApiUrl(),
+      switchover: (to) => this.switchover(to),
+      readBarrier: (timeoutMs) => this.readBarrier(timeoutMs),
+      propose: (c) => this.propose(c),
+      proposeEnvelope: (m, p, o) => this.proposeEnvelope(m, p, o),
+      sqlService: () => this.sqlService,
+      previousLeader: () => this.#previousLeader,
+      writeHaState: () => this.#writeHaState(),
+      admit: (m) => this.#admit(m),
+      onSoftState: (prev, next) => this.#onSoftState(prev, next),
+      afterReady: (rd) => this.#afterReady(raw, rd),
+      onConfApplied: (index, ce) => this.#onConfApplied(index, ce),
+      onFatal: (e) => this.#onFatal(e),
+    }));
   }
 
   /** Open storage, recover, join the cluster. Throws with an operator-facing message on bad data. */
   static async start(fileConfig: QuorateConfig, logger: Logger, opts: { onFatal?: (e: Error) => void; restart?: (rewrite: () => Promise<void>) => Promise<void> } = {}): Promise<QuorateNode> {
-    const dataDir = fileConfig.node.dataDir;
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(dataDir, { recursive: true });
-    const bootstrap = await loadOrCreateBootstrap(dataDir, fileConfig);
-    // A promoted DR node (or a forced recovery's survivor) is a voter whatever its file says (./dr-wiring.ts).
-    const config = asPromoted(fileConfig, bootstrap, logger);
-    const id = selfId(bootstrap, config);
-    const clusterSecret = loadClusterSecret(config.security.clusterSecretFile);
-    // security.tls "auto" off loopback: this node's certificate from the cluster CA (./tls-auto.ts).
-    const autoTls = await AutoTls.forNode(config, bootstrap, id, clusterSecret, logger);
-    // FEATURE_LEVEL unless a test runs this node as the previous release.
-    const featureLevel = featureLevelFromEnv();
-    if (featureLevel !== FEATURE_LEVEL) logger.warn({ node: config.node.nodeName, event: 'test_feature_level', featureLevel }, `QUORATE_TEST_FEATURE_LEVEL: running as feature level ${featureLevel} (tests only)`);
-    // The entry and snapshot formats read are the feature level's: a level-1 node stops on a format-2 entry and
-    // refuses a composite snapshot, as an old build would. Snapshots are written by the cluster level (set below).
     // SQLite runs on worker threads; a non-deterministic failure there stops the node (set once it is built).
     let sqlFatal: (e: Error) => void = (e) => logger.fatal({ event: 'sql_failed', err: e.message }, e.message);
-    const replicated = await createNodeState({ dataDir, maxFormatVersion: featureLevel, logger: logger.child({ node: config.node.nodeName }), onFatal: (e) => sqlFatal(e) });
+    const o = await openNode(fileConfig, logger, (e) => sqlFatal(e));
+    const { config, replicated, raw, bootstrap, id, tickMs } = o;
+    const dataDir = config.node.dataDir;
     const sql = replicated.sql;
-    const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks) });
-    for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
-    const lastSnapshot = state.snapshot;
-    if (state.snapshot) await replicated.registry.restore(state.openSnapshot());
-    const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };
-    const tickMs = tickMsFor(config);
-    const raw = new RawNode(raftConfigFor(config, id, tickMs, state.incarnation), { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index });
-    const node = new QuorateNode(config, logger, storage, raw, replicated, id, bootstrap, tickMs, lastSnapshot, { incarnation: state.incarnation, clusterSecret, autoTls }, featureLevel);
+    const node = new QuorateNode(o, logger);
     // Snapshots in the composite format only once every member reads it (cluster feature level >= 2).
     replicated.registry.useClusterFeatureLevel(() => node.featureLevel());
     if (opts.onFatal) node.#onFatal = opts.onFatal;
@@ -392,7 +208,9 @@ export class QuorateNode implements ClusterControl {
     sqlFatal = (e) => node.#replica.die(e);
     node.#restart = opts.restart;
     if (bootstrap.promoted !== undefined && raw.status().lastIndex === bootstrap.promoted.index) node.#historyRecorder.promotionPending();
-    node.#modes.scan(raw, state.entries);
+    node.#modes.scan(raw, o.entries);
+    // A one-node cluster elects itself at the first tick, not after an election timeout (RawNode.soleVoterFastStart).
+    raw.soleVoterFastStart();
     await node.#vip?.cleanupAtStart();
     await node.#transport.listen();
     node.autoTls?.start();
@@ -665,14 +483,4 @@ export class QuorateNode implements ClusterControl {
     const lead = this.#replica.core.softState().lead;
     return notLeader(lead === NONE ? undefined : this.#registry.nameOf(lead), this.leaderApiUrl());
   }
-}
-
-/**
- * Witness mode (src/coord/WITNESS.md): a leader can write when every node of
- * its commit set is reachable and it holds the lease; `quorumMet` says that.
- */
-function witnessStatus(s: NodeStatus, w: WitnessView): NodeStatus {
-  const reachable = (id: number) => s.peers.some((p) => p.id === id && (p.self || p.status !== 'unreachable'));
-  const quorumMet = s.raftRole === 'leader' ? w.leading && w.commitSet.every(reachable) : s.quorumMet;
-  return { ...s, quorumMet, redisConnected: w.redisConnected, witness: w };
 }

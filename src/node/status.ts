@@ -7,6 +7,7 @@ import type { PeerStats } from '../transport/index.js';
 import type { NodeRoleName, NodeStatus, PeerInfo } from '../api/ports.js';
 import type { MemberRegistry } from './registry.js';
 import { statusRole } from './roles.js';
+import type { WitnessView } from '../coord/witness-driver.js';
 
 export const VERSION = '0.1.0';
 
@@ -117,4 +118,14 @@ export function buildStatus(i: StatusInput): NodeStatus {
     featureLevel: i.featureLevel,
     configWarnings: registry.configWarnings(),
   };
+}
+
+/**
+ * Witness mode (src/coord/WITNESS.md): a leader can write when every node of
+ * its commit set is reachable and it holds the lease; `quorumMet` says that.
+ */
+export function witnessStatus(s: NodeStatus, w: WitnessView): NodeStatus {
+  const reachable = (id: number) => s.peers.some((p) => p.id === id && (p.self || p.status !== 'unreachable'));
+  const quorumMet = s.raftRole === 'leader' ? w.leading && w.commitSet.every(reachable) : s.quorumMet;
+  return { ...s, quorumMet, redisConnected: w.redisConnected, witness: w };
 }

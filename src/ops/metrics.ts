@@ -10,7 +10,11 @@
 // registry also renders prom-client's default process metrics (CPU, file
 // descriptors, event-loop lag, GC, heap spaces, ...) under their standard names,
 // except the few the node already exports under the same name (ours are kept).
-import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry } from 'prom-client';
+import { promClasses, promDefaultMetrics } from '../lib/lazy-modules.js';
+
+// prom-client's classes without its index (../lib/lazy-modules.ts); the default process metrics at the first text().
+const { Registry: PromRegistry, Counter: PromCounterClass, Gauge: PromGaugeClass, Histogram: PromHistogramClass } = promClasses();
 
 export type Labels = Readonly<Record<string, string | number>>;
 
@@ -38,8 +42,8 @@ let processDefaults: Registry | undefined;
 /** One registry of prom-client's default metrics per process (they describe the process, and their observers are process-wide). */
 function processRegistry(): Registry {
   if (processDefaults === undefined) {
-    processDefaults = new Registry();
-    collectDefaultMetrics({ register: processDefaults });
+    processDefaults = new PromRegistry();
+    promDefaultMetrics()({ register: processDefaults });
     for (const name of [...DEFAULTS_OWNED_BY_NODE, ...DEFAULTS_LINT]) processDefaults.removeSingleMetric(name);
   }
   return processDefaults;
@@ -120,7 +124,7 @@ export class Counter extends LabeledValues {
 
   constructor(name: string, help: string, labelNames: readonly string[], registry: Registry) {
     super(name, help, labelNames);
-    this.prom = new PromCounter({ name, help, labelNames: [...labelNames], registers: [registry] });
+    this.prom = new PromCounterClass({ name, help, labelNames: [...labelNames], registers: [registry] });
   }
 
   /** inc(), inc(n), inc(labels), inc(labels, n); n must be >= 0. */
@@ -138,7 +142,7 @@ export class Gauge extends LabeledValues {
 
   constructor(name: string, help: string, labelNames: readonly string[], registry: Registry) {
     super(name, help, labelNames);
-    this.prom = new PromGauge({ name, help, labelNames: [...labelNames], registers: [registry] });
+    this.prom = new PromGaugeClass({ name, help, labelNames: [...labelNames], registers: [registry] });
   }
 
   /** set(v) or set(labels, v). */
@@ -174,7 +178,7 @@ export class Histogram extends Metric {
       if (i > 0 && !(b > buckets[i - 1]!)) throw new Error(`histogram ${name}: buckets must increase strictly, got ${buckets[i - 1]} then ${b}`);
     }
     this.buckets = [...buckets];
-    this.#prom = new PromHistogram({ name, help, buckets: [...buckets], labelNames: [...labelNames], registers: [registry] });
+    this.#prom = new PromHistogramClass({ name, help, buckets: [...buckets], labelNames: [...labelNames], registers: [registry] });
   }
 
   /** Records one observation (labels only when the histogram declares label names). */
@@ -202,7 +206,7 @@ export interface MetricsRegistryOptions {
 
 export class MetricsRegistry {
   readonly #metrics = new Map<string, AnyMetric>();
-  readonly #registry = new Registry();
+  readonly #registry = new PromRegistry();
   readonly #processMetrics: boolean;
 
   constructor(opts: MetricsRegistryOptions = {}) {

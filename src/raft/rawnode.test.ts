@@ -54,6 +54,33 @@ describe('§5.2 leader election', () => {
     for (const id of [1, 2, 3]) assert.equal(c.node(id).raw.status().lead, lead);
   });
 
+  test('the only voter of its configuration campaigns at its first tick after soleVoterFastStart, not after an election timeout', () => {
+    const n = nodeWithLog(1, [1, 1], 1, membership([1]));
+    assert.equal(n.soleVoterFastStart(), true);
+    n.tick();
+    drain(n);
+    assert.equal(n.status().role, 'leader');
+    assert.equal(n.soleVoterFastStart(), false, 'a leader is known');
+  });
+
+  test('soleVoterFastStart does nothing with other voters, and keeps the rules of the election tick', () => {
+    const three = nodeWithLog(1, [1, 1], 1, membership([1, 2, 3]));
+    assert.equal(three.soleVoterFastStart(), false);
+    three.tick();
+    assert.equal(three.status().role, 'follower', 'still waits out its election timeout');
+    const learner = nodeWithLog(2, [1, 1], 1, membership([1], [{ id: 2, role: 'learner' }]));
+    assert.equal(learner.soleVoterFastStart(), false, 'the one voter is another node');
+    const manual = new RawNode(
+      { id: 1, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(1) },
+      { hardState: { term: 1, vote: 1, commit: 2 }, snapshot: { index: 0, term: 0, membership: membership([1]) }, entries: [1, 1].map((t, i) => ({ term: t, index: i + 1, type: 'normal' as const, data: enc(`e${i + 1}`) })) },
+    );
+    manual.setAutoCampaign(false);
+    assert.equal(manual.soleVoterFastStart(), true);
+    manual.tick();
+    drain(manual);
+    assert.notEqual(manual.status().role, 'leader', 'automatic campaigns off (manual failover, paused): no election of its own');
+  });
+
   test('election timeouts are randomized in [T, 2T)', () => {
     const seen = new Set<number>();
     for (let seed = 1; seed <= 40; seed++) {

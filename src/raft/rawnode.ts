@@ -7,7 +7,7 @@
 // ./propose.ts, ./transfer.ts, ./ticks.ts (witness mode: ./witness.ts).
 // This file holds the public API, the step dispatcher and the Ready cycle.
 import { NotLeader, invariant } from './errors.js';
-import { roleOf } from './membership.js';
+import { roleOf, votingIds } from './membership.js';
 import { checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
 import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
@@ -156,6 +156,26 @@ export class RawNode {
     // Campaign after a short random delay (spread so two followers rarely collide).
     this.#c.electionElapsed = 0;
     this.#c.randomizedElectionTimeout = 1 + Math.floor(this.#c.random.next() * 2 * this.#c.cfg.heartbeatTicks);
+  }
+
+  /**
+   * For the start of a node that is the only voter of its configuration (a
+   * one-node cluster): no one else can lead or vote, so waiting out an
+   * election timeout (1-2 s by default) only delays its own election. The
+   * next tick's election timeout fires instead; every rule of that tick
+   * still applies (witness mode, automatic campaigns off, a node that
+   * withholds its vote). etcd fast-forwards a one-member cluster's election
+   * ticks the same way. Returns whether it did (false with other voters,
+   * or once a leader is known).
+   */
+  soleVoterFastStart(): boolean {
+    this.#assertNotInReady('soleVoterFastStart');
+    const c = this.#c;
+    if (c.role !== 'follower' || c.lead !== NONE) return false;
+    const voters = votingIds(c.log.membership());
+    if (voters.length !== 1 || voters[0] !== c.id) return false;
+    c.electionElapsed = Math.max(c.electionElapsed, c.randomizedElectionTimeout - 1);
+    return true;
   }
 
   reportUnreachable(id: NodeId): void {

@@ -6,61 +6,25 @@
 // side owns exactly the socket it writes to (its queue, backoff and
 // backpressure), and a dead peer is seen on both (EOF / RST). Snapshots use a
 // third, short-lived connection each, so they never delay heartbeats.
+// The dial side is ./dialer.ts, the accept side ./acceptor.ts.
 import type { Server, Socket } from 'node:net';
 import type { Message } from '../raft/types.js';
 import { DEFAULT_FRAME_LIMITS, encodeFrame, encodeMessages, estimateMessageBytes, INCARNATION_MAX } from './codec.js';
-import type { Channel, Frame, Hello } from './codec.js';
 import { acceptPeer, type AcceptorHost } from './acceptor.js';
 import { FramedConn } from './connection.js';
 import type { CloseInfo } from './connection.js';
-import { DialerHandshake } from './dialer-handshake.js';
 import { AddressLimit, DEFAULT_MAX_PEER_CONNECTIONS_PER_ADDRESS } from './address-limit.js';
-import { FrameError, PeerUnknown, SnapshotTransferFailed, TransportClosed, TransportConfigError } from './errors.js';
-import { CLUSTER_SECRET_MIN_BYTES, DEFAULT_KEY_PERIOD_MS, GENERATION_SUPERSEDED, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION } from './handshake.js';
+import { PeerUnknown, SnapshotTransferFailed, TransportClosed, TransportConfigError } from './errors.js';
+import { CLUSTER_SECRET_MIN_BYTES, DEFAULT_KEY_PERIOD_MS } from './handshake.js';
 import { assertTransportSecurity, isTlsAuto, loadTlsMaterial, type TlsMaterial } from './security.js';
 import { sendSnapshotOver } from './snapshot.js';
+import { Dialer, newLink, type Link } from './dialer.js';
 import type { SnapshotSend } from './snapshot.js';
-import { createPeerServer, dialPeerSocket, replaceServerMaterial } from './tls-peer.js';
+import { createPeerServer, replaceServerMaterial } from './tls-peer.js';
 import type { DisconnectReason, PeerAddress, PeerStats, PeerTransportOptions, TransportLogger } from './options.js';
 
 const MiB = 1024 * 1024;
 
-interface MutableStats {
-  bytesSent: number;
-  msgsSent: number;
-  bytesReceived: number;
-  msgsReceived: number;
-  dropped: number;
-  reconnects: number;
-  snapshotsSent: number;
-  snapshotBytesSent: number;
-}
-
-/** Our outbound message connection to one peer. */
-interface Link {
-  readonly id: number;
-  addr: PeerAddress;
-  conn: FramedConn | undefined;
-  connected: boolean;
-  timer: NodeJS.Timeout | undefined;
-  attempt: number;
-  everConnected: boolean;
-  queue: Message[];
-  queuedBytes: number;
-  lastWriteMs: number;
-  /** Last dial problem logged (refusal or connect failure), to log each distinct one once per REFUSAL_RELOG_MS. */
-  lastProblem: string | undefined;
-  lastProblemLogMs: number;
-  /** The connection is being replaced on purpose (address change): not an outage. */
-  redialing: boolean;
-  /** A second connection being opened to replace the established one (redialAll): swapped in once established. */
-  replacement: FramedConn | undefined;
-  lastDropLogMs: number;
-  removed: boolean;
-  readonly stats: MutableStats;
-}
-
-const REFUSAL_RELOG_MS = 30_000;
 const DROP_LOG_MS = 1_000;
 
 export class PeerTransport {
@@ -90,6 +54,7 @@ export class PeerTransport {
   #pingTimer: NodeJS.Timeout | undefined;
   /** A drill's isolate fault (src/node/drill-faults.ts): every Raft message in or out is dropped while set. */
   #dropAll = false;
+  readonly #dialer: Dialer;
 
   constructor(opts: PeerTransportOptions) {
     this.#o = opts;
@@ -111,6 +76,15 @@ export class PeerTransport {
     this.#chunkBytes = opts.snapshotChunkBytes ?? MiB;
     // Our batches must fit the receiver's default limit for `messages` frames.
     this.#frameBytesMax = Math.floor(DEFAULT_FRAME_LIMITS.messages / 2);
+    this.#dialer = new Dialer({
+      o: opts, log: this.#log,
+      closing: () => this.#closing,
+      secret: () => this.#secret,
+      tls: () => this.#tls,
+      keyPeriod: () => this.#keyPeriod(),
+      connected: (id) => this.#reportedDown.delete(id),
+      reportDown: (id, info) => this.#reportDown(id, info),
+    });
   }
 
   /**
@@ -152,7 +126,7 @@ export class PeerTransport {
     let n = 0;
     for (const link of this.#links.values()) {
       if (!link.connected || !link.conn || link.redialing || link.replacement) continue;
-      link.replacement = this.#open(link);
+      link.replacement = this.#dialer.open(link);
       n++;
     }
     if (n > 0) this.#log.info({ event: 'peer_redial_all', peers: n, reason }, `reconnecting to ${n} peer(s): ${reason}`);
@@ -191,7 +165,7 @@ export class PeerTransport {
     for (const [id, link] of this.#links) {
       const next = peers.get(id);
       if (!next) {
-        this.#dropLink(link);
+        this.#dialer.drop(link);
         this.#links.delete(id);
         if (this.#o.allowedPeerIds === 'peers') this.#inbound.get(id)?.close({ initiator: 'local', detail: `peer ${id} removed` });
       } else if (next.host !== link.addr.host || next.port !== link.addr.port) {
@@ -205,14 +179,9 @@ export class PeerTransport {
     }
     for (const [id, addr] of peers) {
       if (id === this.#o.nodeId || this.#links.has(id)) continue;
-      const link: Link = {
-        id, addr: { host: addr.host, port: addr.port }, conn: undefined, connected: false, timer: undefined, attempt: 0,
-        everConnected: false, queue: [], queuedBytes: 0, lastWriteMs: 0, lastProblem: undefined, lastProblemLogMs: 0,
-        redialing: false, replacement: undefined, lastDropLogMs: 0, removed: false,
-        stats: { bytesSent: 0, msgsSent: 0, bytesReceived: 0, msgsReceived: 0, dropped: 0, reconnects: 0, snapshotsSent: 0, snapshotBytesSent: 0 },
-      };
+      const link = newLink(id, addr);
       this.#links.set(id, link);
-      this.#dial(link);
+      this.#dialer.dial(link);
     }
   }
 
@@ -274,10 +243,10 @@ export class PeerTransport {
     if (msg.type !== 'snap' || msg.snapshot === undefined || msg.to !== to || msg.from !== this.#o.nodeId) {
       return Promise.reject(new SnapshotTransferFailed(to, `the message must be a 'snap' from ${this.#o.nodeId} to ${to} with snapshot metadata (got '${msg.type}' from ${msg.from} to ${msg.to})`));
     }
-    const socket = this.#dialSocket(link.addr);
+    const socket = this.#dialer.socket(link.addr);
     const started = Date.now();
     const send = sendSnapshotOver({
-      socket, handshake: this.#dialerHandshake(link, 'snapshot'), peerId: to, msg, chunks, totalBytes, chunkBytes: this.#chunkBytes,
+      socket, handshake: this.#dialer.handshake(link, 'snapshot'), peerId: to, msg, chunks, totalBytes, chunkBytes: this.#chunkBytes,
       handshakeTimeoutMs: this.#o.handshakeTimeoutMs ?? 5000, idleTimeoutMs: this.#o.snapshotIdleTimeoutMs ?? 30_000,
       ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
       ...(onProgress ? { onProgress } : {}),
@@ -329,7 +298,7 @@ export class PeerTransport {
     if (this.#closing) return;
     this.#closing = true;
     if (this.#pingTimer) clearInterval(this.#pingTimer);
-    for (const link of this.#links.values()) this.#dropLink(link);
+    for (const link of this.#links.values()) this.#dialer.drop(link);
     this.#links.clear();
     for (const s of this.#snapshotSends) s.abort('transport closed');
     for (const c of this.#accepted) c.close({ initiator: 'local', detail: 'transport closed' });
@@ -338,208 +307,14 @@ export class PeerTransport {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  // ---- outbound ----------------------------------------------------------
-
-  #hello(toId: number, channel: Channel): Hello {
-    return {
-      protocolVersion: PROTOCOL_VERSION, minCompatibleVersion: MIN_COMPATIBLE_VERSION, haId: this.#o.haId,
-      fromId: this.#o.nodeId, fromName: this.#o.nodeName, toId, channel,
-      apiUrl: this.#o.apiUrl ?? '', role: (this.#o.role ?? '') as Hello['role'], incarnation: this.#o.incarnation ?? '',
-      ...(this.#o.featureLevel !== undefined ? { featureLevel: this.#o.featureLevel } : {}),
-      ...(this.#o.clusterSettings !== undefined ? { settings: this.#o.clusterSettings } : {}),
-      ...((this.#o.generation ?? 0) > 0 ? { generation: this.#o.generation } : {}),
-    };
-  }
-
-  #dialerHandshake(link: Link, channel: Channel): DialerHandshake {
-    const o = this.#o;
-    const keys = o.usePeriodKeys === undefined ? undefined : { enabled: () => o.usePeriodKeys!(), period: () => this.#keyPeriod() };
-    return new DialerHandshake(this.#secret, this.#hello(link.id, channel), `${link.addr.host}:${link.addr.port}`, keys);
-  }
-
   /** This node's current key period (per-period handshake keys, handshake.ts). */
   #keyPeriod(): number {
     return Math.floor((this.#o.clock ?? Date.now)() / (this.#o.keyPeriodMs ?? DEFAULT_KEY_PERIOD_MS));
   }
 
-  #dialSocket(addr: PeerAddress): Socket {
-    return dialPeerSocket(this.#tls, addr);
-  }
-
-  #dial(link: Link): void {
-    link.timer = undefined;
-    if (this.#closing || link.removed) return;
-    link.conn = this.#open(link);
-  }
-
-  /** A new outbound message connection to the link's peer, its handshake started. */
-  #open(link: Link): FramedConn {
-    const socket = this.#dialSocket(link.addr);
-    const handshakeMs = this.#o.handshakeTimeoutMs ?? 5000;
-    const hs = this.#dialerHandshake(link, 'messages');
-    const conn: FramedConn = new FramedConn(socket, {
-      ...(this.#o.frameLimits ? { limits: this.#o.frameLimits } : {}),
-      onFrame: (f) => this.#onDialerFrame(link, conn, hs, f),
-      onClose: (info) => this.#onDialerClose(link, conn, info),
-      onProtocolError: (err) => this.#log.warn({ event: 'peer_frame_invalid', peer: link.id, channel: 'messages', offset: err.offset, reason: err.reason }, `closing connection to peer ${link.id}: ${err.message}`),
-    });
-    socket.setTimeout(handshakeMs); // cleared once established
-    conn.write(hs.openFrame());
-    return conn;
-  }
-
-  #onDialerFrame(link: Link, conn: FramedConn, hs: DialerHandshake, f: Frame): void {
-    if (conn === link.replacement) return this.#onReplacementFrame(link, conn, hs, f);
-    if (link.connected) {
-      if (f.type === 'ping') return;
-      throw new FrameError(f.offset, `unexpected ${f.type} frame from the acceptor of an outbound message connection`);
-    }
-    const step = hs.step(f);
-    if (step.kind === 'send') {
-      conn.write(step.frame);
-      return;
-    }
-    if (step.kind === 'refused') {
-      const r = step.refusal;
-      if (r.code === 'removed') this.#o.onRemovedByPeer?.(link.id, r.reason);
-      if (r.code === GENERATION_SUPERSEDED) this.#o.onSupersededByPeer?.(link.id, r.reason);
-      this.#logDialProblem(link, 'error', { event: 'peer_refused', peer: link.id, code: r.code, reason: r.reason },
-        `peer ${link.id} at ${link.addr.host}:${link.addr.port} refused the connection (${r.reason}); its log says why — check that both nodes hold the same cluster secret (security.clusterSecretFile), cluster.haId and compatible versions`);
-      conn.close({ initiator: 'local', detail: `refused: ${r.reason}` });
-      return;
-    }
-    if (step.kind === 'failed') {
-      this.#logDialProblem(link, 'error', { event: 'peer_auth_failed', peer: link.id, reason: step.reason }, step.reason);
-      conn.close({ initiator: 'local', detail: step.reason });
-      return;
-    }
-    const ack = step.ack;
-    conn.markEstablished();
-    conn.socket.setTimeout(0);
-    link.connected = true;
-    link.attempt = 0;
-    link.lastProblem = undefined;
-    if (link.everConnected) link.stats.reconnects++;
-    link.everConnected = true;
-    this.#reportedDown.delete(link.id);
-    this.#log.info({ event: 'peer_connected', peer: link.id, name: ack.nodeName, version: ack.protocolVersion, direction: 'out' }, `connected to peer ${link.id} (${ack.nodeName})`);
-    this.#o.onPeerAck?.(link.id, {
-      knownIncarnation: ack.knownIncarnation === '' ? undefined : ack.knownIncarnation, featureLevel: ack.featureLevel ?? 1,
-      nodeName: ack.nodeName, ...(ack.settings !== undefined ? { settings: ack.settings } : {}),
-    });
-  }
-
-  /** The handshake of a replacement connection (redialAll); the established one carries the messages meanwhile. */
-  #onReplacementFrame(link: Link, conn: FramedConn, hs: DialerHandshake, f: Frame): void {
-    const step = hs.step(f);
-    if (step.kind === 'send') {
-      conn.write(step.frame);
-      return;
-    }
-    if (step.kind !== 'established') {
-      // Keep the established connection; the next redial (or reconnect) tries again.
-      const why = step.kind === 'refused' ? `refused: ${step.refusal.reason}` : step.reason;
-      link.replacement = undefined;
-      this.#log.warn({ event: 'peer_redial_failed', peer: link.id, reason: why }, `could not replace the connection to peer ${link.id} (${why}); keeping the established one`);
-      conn.close({ initiator: 'local', detail: why });
-      return;
-    }
-    const old = link.conn;
-    link.conn = conn;
-    link.replacement = undefined;
-    conn.markEstablished();
-    conn.socket.setTimeout(0);
-    this.#log.info({ event: 'peer_reconnected', peer: link.id, name: step.ack.nodeName, version: step.ack.protocolVersion, direction: 'out' }, `replaced the connection to peer ${link.id} (${step.ack.nodeName})`);
-    old?.close({ initiator: 'local', detail: 'replaced by a new connection' });
-  }
-
-  #onDialerClose(link: Link, conn: FramedConn, info: CloseInfo): void {
-    if (conn === link.replacement) link.replacement = undefined;
-    if (link.conn !== conn) return;
-    if (link.replacement) {
-      // The established connection ended while its replacement handshakes (typically the acceptor, having taken the
-      // new one, closed the old one first): the replacement becomes the link's connection, not an outage.
-      link.conn = link.replacement;
-      link.replacement = undefined;
-      link.connected = false;
-      if (link.queue.length > 0) {
-        link.stats.dropped += link.queue.length;
-        link.queue = [];
-        link.queuedBytes = 0;
-      }
-      return;
-    }
-    const wasConnected = link.connected;
-    link.conn = undefined;
-    link.connected = false;
-    if (link.queue.length > 0) {
-      link.stats.dropped += link.queue.length;
-      link.queue = [];
-      link.queuedBytes = 0;
-    }
-    if (this.#closing || link.removed) return;
-    if (link.redialing) {
-      link.redialing = false;
-      this.#dial(link);
-      return;
-    }
-    if (wasConnected) {
-      this.#log.warn({ event: 'peer_disconnected', peer: link.id, direction: 'out', initiator: info.initiator, detail: info.detail }, `connection to peer ${link.id} lost: ${info.detail}`);
-      this.#reportDown(link.id, info);
-    } else if (info.initiator !== 'local') {
-      this.#logDialProblem(link, 'warn', { event: 'peer_dial_failed', peer: link.id, detail: info.detail },
-        `cannot connect to peer ${link.id} at ${link.addr.host}:${link.addr.port}: ${info.detail}`);
-    }
-    this.#scheduleDial(link);
-  }
-
-  /** Log each distinct dial problem at `level` once per REFUSAL_RELOG_MS; repeats go to debug. */
-  #logDialProblem(link: Link, level: 'warn' | 'error', obj: Record<string, unknown>, text: string): void {
-    const now = Date.now();
-    const key = String(obj['reason'] ?? obj['detail']);
-    if (key !== link.lastProblem || now - link.lastProblemLogMs > REFUSAL_RELOG_MS) {
-      this.#log[level](obj, text);
-      link.lastProblemLogMs = now;
-    } else {
-      this.#log.debug(obj, text);
-    }
-    link.lastProblem = key;
-  }
-
-  /**
-   * The peer is back (it dialed us and authenticated): dial it now instead of
-   * at the end of the backoff, which grew to seconds while it was down. A
-   * restarted follower then hears the leader within a round trip of its start.
-   */
   #dialNowIfWaiting(peerId: number): void {
     const link = this.#links.get(peerId);
-    if (!link || link.removed || this.#closing || link.conn !== undefined || link.timer === undefined) return;
-    clearTimeout(link.timer);
-    link.attempt = 0;
-    this.#dial(link);
-  }
-
-  #scheduleDial(link: Link): void {
-    if (link.timer || this.#closing || link.removed) return;
-    const { initialMs, maxMs } = this.#o.backoff ?? { initialMs: 50, maxMs: 2000 };
-    const base = Math.min(maxMs, initialMs * 2 ** Math.min(link.attempt, 30));
-    link.attempt++;
-    const delayMs = Math.round(base * (0.5 + Math.random()));
-    link.timer = setTimeout(() => this.#dial(link), delayMs);
-    link.timer.unref();
-  }
-
-  #dropLink(link: Link): void {
-    link.removed = true;
-    if (link.timer) clearTimeout(link.timer);
-    link.timer = undefined;
-    link.conn?.close({ initiator: 'local', detail: 'peer removed' });
-    link.conn = undefined;
-    link.replacement?.close({ initiator: 'local', detail: 'peer removed' });
-    link.replacement = undefined;
-    link.connected = false;
-    link.queue = [];
-    link.queuedBytes = 0;
+    if (link) this.#dialer.dialNowIfWaiting(link);
   }
 
   #flush(): void {
