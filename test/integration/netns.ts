@@ -6,6 +6,10 @@
 // crashed earlier run's leftovers are removed at setup. Agents run inside the
 // node namespaces (`ip netns exec`), the client helper (./ns-client.ts) in the
 // client namespace; the test process reaches them only through that helper.
+// A test may use its own prefix (`createNetwork(n, prefix)`, `NsCluster(...,
+// prefix)`): its namespaces then never collide with another test's, even in
+// another checkout running at the same time (the subnet lives inside the
+// switch namespace, so two families may use the same addresses).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +30,8 @@ export const CLIENT_NS = `${PREFIX}-cl`;
 const CLIENT_MAIN = fileURLToPath(new URL('./ns-client.js', import.meta.url));
 
 export const nodeNs = (i: number) => `${PREFIX}-n${i + 1}`;
+/** Node i's namespace in the family named `prefix` (nodeNs for the default one). */
+export const nodeNsOf = (prefix: string, i: number) => `${prefix}-n${i + 1}`;
 export const nodeIp = (i: number) => `${SUBNET}.${11 + i}`;
 
 /** Whether this process may create namespaces (root with iproute2); the reason when not. */
@@ -43,9 +49,9 @@ function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** Removes every namespace named PREFIX-* (killing what still runs in it: only this test starts processes there). */
-export function removeLeftovers(): void {
-  const names = ip('netns', 'list').split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`${PREFIX}-`));
+/** Removes every namespace named `prefix`-* (killing what still runs in it: only this test starts processes there). */
+export function removeLeftovers(prefix = PREFIX): void {
+  const names = ip('netns', 'list').split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`${prefix}-`));
   for (const ns of names) {
     for (const pid of ip('netns', 'pids', ns).split('\n').map(Number).filter((p) => p > 0)) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
@@ -54,21 +60,26 @@ export function removeLeftovers(): void {
   }
 }
 
-/** The switch, three node namespaces and the client namespace, wired and up. */
-export function createNetwork(nodes = 3): void {
-  removeLeftovers();
-  ip('netns', 'add', SWITCH);
-  ip('-n', SWITCH, 'link', 'add', 'br0', 'type', 'bridge');
-  ip('-n', SWITCH, 'link', 'set', 'br0', 'up');
-  const members = [...Array.from({ length: nodes }, (_, i) => [nodeNs(i), nodeIp(i)] as const), [CLIENT_NS, CLIENT_IP] as const];
-  members.forEach(([ns, addr], k) => {
-    ip('netns', 'add', ns);
-    ip('-n', SWITCH, 'link', 'add', `p${k}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-    ip('-n', SWITCH, 'link', 'set', `p${k}`, 'master', 'br0', 'up');
-    ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0');
-    ip('-n', ns, 'link', 'set', 'eth0', 'up');
-    ip('-n', ns, 'link', 'set', 'lo', 'up');
-  });
+/** The switch, three node namespaces and the client namespace (`prefix`-sw, -n1.., -cl), wired and up. */
+export function createNetwork(nodes = 3, prefix = PREFIX): void {
+  removeLeftovers(prefix);
+  const sw = `${prefix}-sw`;
+  ip('netns', 'add', sw);
+  ip('-n', sw, 'link', 'add', 'br0', 'type', 'bridge');
+  ip('-n', sw, 'link', 'set', 'br0', 'up');
+  const members = [...Array.from({ length: nodes }, (_, i) => [nodeNsOf(prefix, i), nodeIp(i)] as const), [`${prefix}-cl`, CLIENT_IP] as const];
+  members.forEach(([ns, addr], k) => attachNamespace(ns, addr, `p${k}`, prefix));
+}
+
+/** One more namespace `ns` on the switch of `prefix`, at `addr`/24, joined by the veth `port` (a name unused on that switch). */
+export function attachNamespace(ns: string, addr: string, port: string, prefix = PREFIX): void {
+  const sw = `${prefix}-sw`;
+  ip('netns', 'add', ns);
+  ip('-n', sw, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+  ip('-n', sw, 'link', 'set', port, 'master', 'br0', 'up');
+  ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0');
+  ip('-n', ns, 'link', 'set', 'eth0', 'up');
+  ip('-n', ns, 'link', 'set', 'lo', 'up');
 }
 
 /** The guard of every client: only the test's subnet or loopback. */
@@ -97,9 +108,9 @@ export class NsCluster {
   readonly root: string;
   readonly nodes: NsNode[] = [];
 
-  /** `extra`: more top-level config sections (redis, database) for every node. */
-  constructor(cluster: Record<string, unknown>, nodes = 3, extra: Record<string, unknown> = {}) {
-    this.root = mkdtempSync(join(tmpdir(), `${PREFIX}-it-`));
+  /** `extra`: more top-level config sections (redis, database) for every node; `prefix`: the namespace family (createNetwork's). */
+  constructor(cluster: Record<string, unknown>, nodes = 3, extra: Record<string, unknown> = {}, prefix = PREFIX) {
+    this.root = mkdtempSync(join(tmpdir(), `${prefix}-it-`));
     makeCerts(this.root, nodes);
     for (let i = 0; i < nodes; i++) {
       const name = `node${i + 1}`;
@@ -119,7 +130,7 @@ export class NsCluster {
       writeFileSync(join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
       writeFileSync(join(dir, 'cluster.secret'), `${CLUSTER_SECRET}\n`, { mode: 0o600 });
       writeFileSync(join(dir, 'tokens.json'), JSON.stringify([{ token: TOKEN, role: 'admin', name: 'admin' }]), { mode: 0o600 });
-      this.nodes.push({ name, ns: nodeNs(i), dir, configPath, logPath: join(dir, 'node.log'), url: `http://${nodeIp(i)}:${API_PORT}`, proc: undefined, exited: true });
+      this.nodes.push({ name, ns: nodeNsOf(prefix, i), dir, configPath, logPath: join(dir, 'node.log'), url: `http://${nodeIp(i)}:${API_PORT}`, proc: undefined, exited: true });
     }
   }
 

@@ -3,8 +3,12 @@
 // port (socket in the same dir), trust auth on loopback; stopped and removed
 // afterwards (the machine's own PostgreSQL on 5432 is never touched). As
 // root (initdb refuses root) the server runs as the `postgres` user.
+// `start({ netns, host })`: the server runs inside a network namespace and
+// listens on `host` there (the nodes' connection string names it); the test
+// process, outside that namespace, queries it through the Unix socket in the
+// temp dir (a path, not an address: it crosses namespaces).
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -21,23 +25,35 @@ function binDir(): string {
 
 const asRoot = process.getuid?.() === 0;
 
-function run(cmd: string, args: string[]): string {
+function run(cmd: string, args: string[], netns?: string): string {
   const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
-  return execFileSync(file, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const [f, a] = netns === undefined ? [file, argv] : ['ip', ['netns', 'exec', netns, file, ...argv]];
+  return execFileSync(f, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export interface TestPostgresOptions {
+  /** The network namespace to run the server in (root only: `ip netns exec`). */
+  readonly netns?: string;
+  /** The address it listens on (default 127.0.0.1). */
+  readonly host?: string;
+  /** A network (CIDR) whose clients are trusted too (pg_hba.conf), for a server off loopback. */
+  readonly trust?: string;
 }
 
 export class TestPostgres {
   readonly port: number;
   readonly dir: string;
   readonly #bin: string;
+  readonly #o: TestPostgresOptions;
 
-  private constructor(port: number, dir: string, bin: string) {
+  private constructor(port: number, dir: string, bin: string, o: TestPostgresOptions) {
     this.port = port;
     this.dir = dir;
     this.#bin = bin;
+    this.#o = o;
   }
 
-  static async start(): Promise<TestPostgres> {
+  static async start(o: TestPostgresOptions = {}): Promise<TestPostgres> {
     const [port] = await freePorts(1);
     const dir = mkdtempSync(join(tmpdir(), 'quorate-pg-'));
     if (asRoot) {
@@ -47,16 +63,20 @@ export class TestPostgres {
     }
     const bin = binDir();
     run(join(bin, 'initdb'), ['-D', join(dir, 'data'), '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
-    const p = new TestPostgres(port!, dir, bin);
+    if (o.trust !== undefined) appendFileSync(join(dir, 'data', 'pg_hba.conf'), `host all all ${o.trust} trust\n`);
+    const p = new TestPostgres(port!, dir, bin, o);
     await p.restart();
     return p;
   }
 
-  get connectionString(): string { return `postgres://postgres@127.0.0.1:${this.port}/postgres`; }
+  get host(): string { return this.#o.host ?? '127.0.0.1'; }
+
+  /** What the nodes connect to. */
+  get connectionString(): string { return `postgres://postgres@${this.host}:${this.port}/postgres`; }
 
   /** (Re)start on the same port and data dir. */
   async restart(): Promise<void> {
-    run(join(this.#bin, 'pg_ctl'), ['-D', join(this.dir, 'data'), '-l', join(this.dir, 'server.log'), '-w', '-t', '30', '-o', `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60`, 'start']);
+    run(join(this.#bin, 'pg_ctl'), ['-D', join(this.dir, 'data'), '-l', join(this.dir, 'server.log'), '-w', '-t', '30', '-o', `-p ${this.port} -k ${this.dir} -c listen_addresses=${this.host} -c fsync=off -c max_connections=60`, 'start'], this.#o.netns);
     const deadline = Date.now() + 15_000;
     for (;;) {
       try {
@@ -103,7 +123,9 @@ export class TestPostgres {
 
   /** One query on a fresh connection. */
   async query<T extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
-    const c = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 2000 });
+    const c = this.#o.netns === undefined
+      ? new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 2000 })
+      : new pg.Client({ host: this.dir, port: this.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 2000 });
     c.on('error', () => undefined);
     await c.connect();
     try {
