@@ -33,6 +33,8 @@ function cli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } 
 let server: Server;
 let url = '';
 let healthy = true;
+/** The node's status carries the Raft-led external-shared fields (raftTerm, fencingToken). */
+let raftLed = false;
 const kv = new Map<string, { value: string; revision: number }>();
 let revision = 0;
 const seenAuth: string[] = [];
@@ -61,7 +63,7 @@ before(async () => {
       if (u.pathname === '/system/health/cluster') { send(200, clusterBody()); return; }
       if (u.pathname === '/v1/cluster/status') {
         send(200, { id: 'node1', nodeName: 'node1', role: 'primary', term: 7, leader: 'node1', commitIndex: 1042, appliedIndex: 1042,
-          peers: [{ nodeName: 'node2', role: 'standby', matchIndex: 1040, lastContact: '2026-04-06T10:29:59Z' }] });
+          peers: [{ nodeName: 'node2', role: 'standby', matchIndex: 1040, lastContact: '2026-04-06T10:29:59Z' }], ...(raftLed ? { raftTerm: 3, fencingToken: 7 } : {}) });
         return;
       }
       if (u.pathname === '/v1/cluster/dump') { send(200, { appliedIndex: 1042, revision: 99, ...(u.searchParams.get('checksum') === '1' ? { checksum: 'crc32c:abcd' } : {}) }); return; }
@@ -158,6 +160,7 @@ test('status: table, --json, exit 3 when unhealthy', async () => {
   assert.match(human.stdout, /cluster: +healthy/);
   assert.match(human.stdout, /NODE +ROLE +STATUS/);
   assert.match(human.stdout, /node1 \* +primary +healthy/);
+  assert.doesNotMatch(human.stdout, /raft term|fencing token/, 'no Raft-led fields when the status has none');
   const json = await cli(['status', '--json', ...remote()]);
   assert.equal(json.code, 0);
   assert.deepEqual(JSON.parse(json.stdout), clusterBody());
@@ -167,6 +170,30 @@ test('status: table, --json, exit 3 when unhealthy', async () => {
   assert.equal((JSON.parse(bad.stdout) as { clusterHealthy: boolean }).clusterHealthy, false);
   assert.equal((await cli(['status', ...remote()])).code, 3);
   healthy = true;
+});
+
+test('status of a Raft-led external-shared cluster: the raft term and fencing token in the table, --json unchanged', async () => {
+  healthy = true;
+  raftLed = true;
+  try {
+    const human = await cli(['status', ...remote()]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /\nterm: +7\n/);
+    assert.match(human.stdout, /\nraft term: +3 \(as node1 sees it\)\n/);
+    assert.match(human.stdout, /\nfencing token: +7 \(as node1 sees it\)\n/);
+    const json = await cli(['status', '--json', ...remote()]);
+    assert.equal(json.code, 0);
+    assert.deepEqual(JSON.parse(json.stdout), clusterBody());
+    const watch = await cli(['status', '--watch', '--count', '1', ...remote()]);
+    assert.equal(watch.code, 0, watch.stderr);
+    assert.match(watch.stdout, /raft term: +3 /);
+    const watchJson = await cli(['status', '--watch', '--count', '1', '--json', ...remote()]);
+    const { at, ...rest } = JSON.parse(watchJson.stdout) as Record<string, unknown>;
+    assert.equal(typeof at, 'string');
+    assert.deepEqual(rest, clusterBody());
+  } finally {
+    raftLed = false;
+  }
 });
 
 test('token from QUORATE_TOKEN, --token-file and --data-dir; 401 gets a hint', async () => {

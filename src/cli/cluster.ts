@@ -1,13 +1,13 @@
 // Cluster verbs: status, leader, active, id, peers, state, dump, failover-safe, switchover, history.
 import { UsageError, duration, int, str, bool } from './args.js';
-import { EXIT, cell, keyValues, objectTable, table, type Verb } from './command.js';
+import { EXIT, cell, keyValues, objectTable, table, type Context, type Verb } from './command.js';
 import type { ClusterHealth, ClusterStatus } from '../api/client.js';
 import { holdText } from './modes.js';
 
 const status: Verb = {
   name: 'status',
   usage: '[--watch [--interval 2s] [--count N]]',
-  description: 'Shows GET /system/health/cluster. Exits 3 when the cluster is unhealthy, so it can gate scripts and monitors. With --watch the table is redrawn every --interval until Ctrl-C (or --count refreshes); a refresh that fails shows the error and the next one tries again; with --json each refresh is one JSON line.',
+  description: 'Shows GET /system/health/cluster; in database.mode "external-shared" also the fencing token and, led by Raft, the leader group\'s Raft term (from GET /v1/cluster/status of the node that answered; --json prints the health body only). Exits 3 when the cluster is unhealthy, so it can gate scripts and monitors. With --watch the table is redrawn every --interval until Ctrl-C (or --count refreshes); a refresh that fails shows the error and the next one tries again; with --json each refresh is one JSON line.',
   flags: [
     { name: 'watch', type: 'boolean', help: 'redraw the table every --interval until Ctrl-C' },
     { name: 'interval', type: 'duration', value: 'DURATION', help: 'refresh period with --watch (default 2s, at least 200ms)' },
@@ -18,7 +18,8 @@ const status: Verb = {
   async run(ctx) {
     if (!bool(ctx.args, 'watch')) {
       const h = await ctx.client().health('cluster');
-      ctx.print(h, () => renderHealth(h));
+      const st = ctx.json ? undefined : await leadFields(ctx);
+      ctx.print(h, () => renderHealth(h, st));
       return h.clusterHealthy ? EXIT.ok : EXIT.unhealthy;
     }
     const every = duration(ctx.args, 'interval') ?? 2000;
@@ -38,7 +39,7 @@ const status: Verb = {
         try {
           const h = await ctx.client().health('cluster');
           last = h.clusterHealthy ? EXIT.ok : EXIT.unhealthy;
-          text = ctx.json ? JSON.stringify({ at: new Date().toISOString(), ...h }) : `${new Date().toLocaleTimeString()}  (every ${every} ms, Ctrl-C stops)\n${renderHealth(h)}`;
+          text = ctx.json ? JSON.stringify({ at: new Date().toISOString(), ...h }) : `${new Date().toLocaleTimeString()}  (every ${every} ms, Ctrl-C stops)\n${renderHealth(h, await leadFields(ctx))}`;
         } catch (err) {
           last = EXIT.failed;
           text = ctx.json ? JSON.stringify({ at: new Date().toISOString(), error: (err as Error).message }) : `${new Date().toLocaleTimeString()}  cannot read the cluster status: ${(err as Error).message} (retrying)`;
@@ -52,11 +53,24 @@ const status: Verb = {
   },
 };
 
-export function renderHealth(h: ClusterHealth): string {
+/** The node's status (GET /v1/cluster/status), for the fields the health body lacks; undefined when it cannot be read (the table goes without them). */
+async function leadFields(ctx: Context): Promise<ClusterStatus | undefined> {
+  try {
+    return await ctx.client().clusterStatus();
+  } catch {
+    return undefined;
+  }
+}
+
+/** `st`: the answering node's status; its `fencingToken` (external-shared) and `raftTerm` (led by Raft) are shown when present. */
+export function renderHealth(h: ClusterHealth, st?: ClusterStatus): string {
+  const as = st?.nodeName !== undefined ? ` (as ${st.nodeName} sees it)` : '';
   const head = keyValues([
     ['cluster', h.clusterHealthy ? 'healthy' : 'UNHEALTHY'],
     ['leader', h.leaderNode ?? '(none)'],
     ['term', cell(h.term)],
+    ...(typeof st?.['raftTerm'] === 'number' ? [['raft term', `${st['raftTerm']}${as}`] as const] : []),
+    ...(typeof st?.['fencingToken'] === 'number' ? [['fencing token', `${st['fencingToken']}${as}`] as const] : []),
     ['quorum', `${h.quorumMet ? 'met' : 'NOT MET'} (writeQuorum ${cell(h.writeQuorum)})`],
     ['failover safe', cell(h.failoverSafe)],
     ['tolerates', `${cell(h.failureTolerance)} node failure${h.failureTolerance === 1 ? '' : 's'}`],
