@@ -15,7 +15,7 @@
 // What ExternalNode consumes (the same surface as the Redis lease,
 // src/coord/redis-lease.ts): current() leads only while this node is the
 // Raft leader in the term its claim committed in (CheckQuorum makes a leader
-// that lost its quorum step down within an election timeout), with the
+// that lost its quorum step down within two election timeouts), with the
 // claimed token as the term; holder() is the leader as its committed claim
 // names it; stepDown(why) when the fence row holds a newer token: this claim
 // is given up and, while the node still leads, a new one (above the row) is

@@ -77,6 +77,12 @@ async function clusterStatus(c: NsCluster, cl: NsClient, i: number): Promise<Rec
   return r.body;
 }
 
+/** The status, or undefined when the node did not answer (for conditions polled by waitFor). */
+async function statusOrNone(c: NsCluster, cl: NsClient, i: number): Promise<Record<string, unknown> | undefined> {
+  const r = await cl.http(c.nodes[i]!.url, 'GET', '/v1/cluster/status');
+  return r.status === 200 ? r.body : undefined;
+}
+
 function logTails(c: NsCluster): string {
   return c.nodes.map((n, i) => `--- ${n.name}\n${c.log(i).split('\n').filter((l) => !l.includes('request failed')).slice(-25).join('\n')}`).join('\n');
 }
@@ -164,9 +170,10 @@ test('the Raft leader cut off from the two other nodes (PostgreSQL still reachab
     assert.ok(token1 > token0, `the new leader's token ${token1} is above the cut-off leader's ${token0}`);
     assert.ok((st1['raftTerm'] as number) > term0, `a newer Raft term (${String(st1['raftTerm'])} > ${term0})`);
     await waitFor('writes through the majority after the cut', () => acked.filter((a) => a.at > cutAt && a.via !== l).length >= 20, 30_000);
+    // The row holds the majority leader's token (or a later one's, should leadership move again on these busy cores).
     const fence = await pg.query<{ token: string; owner: string }>('SELECT token, owner FROM quorate_fence WHERE id = 1');
-    assert.equal(Number(fence[0]!.token), token1, 'the new leader raised the fence row to its token');
-    assert.match(fence[0]!.owner, new RegExp(`^${c.nodes[l2]!.name}/`));
+    assert.ok(Number(fence[0]!.token) >= token1, `the new leader raised the fence row to its token ${token1}: ${JSON.stringify(fence[0])}`);
+    assert.ok(others.some((i) => fence[0]!.owner.startsWith(`${c.nodes[i]!.name}/`)), `the row names a node of the majority: ${fence[0]!.owner}`);
     const oldLog = c.log(l).slice(logFrom);
     // It stops leading either by CheckQuorum (no quorum heard within an election timeout) or, when the majority's
     // leader raised the fence row first (Raft leaders may overlap that briefly), because the row refused its append.
@@ -199,8 +206,10 @@ test('the Raft leader cut off from the two other nodes (PostgreSQL still reachab
     partition(c, l, 'del');
     cut = -1;
     await waitFor('the old leader follows the leader of the majority', async () => {
-      const s = await clusterStatus(c, cl, l);
-      return s['leader'] === c.nodes[l2]!.name && s['fencingToken'] === token1;
+      const s = await statusOrNone(c, cl, l);
+      const li = others.find((i) => c.nodes[i]!.name === s?.['leader']);
+      const ls = li === undefined ? undefined : await statusOrNone(c, cl, li);
+      return ls !== undefined && ls['leader'] === c.nodes[li!]!.name && s!['fencingToken'] === ls['fencingToken'] && (ls['fencingToken'] as number) >= token1;
     }, 30_000);
     await waitFor('KV operations after the heal on the old leader too', () => history.filter((h) => h.invokeAt > healAt && h.output !== undefined).length >= 40
       && acked.some((a) => a.at > healAt && a.via === l), 30_000);
@@ -225,7 +234,7 @@ test('the Raft leader cut off from the two other nodes (PostgreSQL still reachab
     const cnt = await pg.query<{ n: string; m: string }>('SELECT count(*) AS n, coalesce(max(idx), 0) AS m FROM quorate_log');
     assert.equal(cnt[0]!.n, cnt[0]!.m, 'the log is contiguous');
     const tokens = await pg.query<{ token: string }>('SELECT DISTINCT token FROM quorate_log ORDER BY token');
-    assert.ok(tokens.some((t) => Number(t.token) === token1), `entries of the new token ${token1} are in the log: ${JSON.stringify(tokens)}`);
+    assert.ok(tokens.some((t) => Number(t.token) >= token1), `entries of the new token ${token1} (or a later one) are in the log: ${JSON.stringify(tokens)}`);
   } catch (e) {
     console.log(logTails(c));
     throw e;
