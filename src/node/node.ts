@@ -372,7 +372,8 @@ export class QuorateNode implements ClusterControl {
     let sqlFatal: (e: Error) => void = (e) => logger.fatal({ event: 'sql_failed', err: e.message }, e.message);
     const replicated = await createNodeState({ dataDir, maxFormatVersion: featureLevel, logger: logger.child({ node: config.node.nodeName }), onFatal: (e) => sqlFatal(e) });
     const sql = replicated.sql;
-    const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks) });
+    // pendingBytesMax: appended entries are written out once they reach 1 MiB (the buffer is kept between writes: 1 MiB file chunks would keep 8 MiB at the default 4).
+    const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks), pendingBytesMax: 1024 * 1024 });
     for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
     const lastSnapshot = state.snapshot;
     if (state.snapshot) await replicated.registry.restore(state.openSnapshot());
