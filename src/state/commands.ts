@@ -18,7 +18,7 @@
 // version it does not know stops (UnsupportedCommandVersionError) rather than
 // diverge.
 import { createHash } from 'node:crypto';
-import { Packr } from 'msgpackr';
+import { Packr, RESET_BUFFER_MODE } from 'msgpackr';
 import { InvalidCommandError, StateError, UnsupportedCommandVersionError } from './errors.js';
 import {
   MAX_EXPIRE_KEYS,
@@ -103,9 +103,9 @@ const OP_DELETE = 2;
 // whose bytes would depend on what this Packr encoded before.
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 
-/** msgpack bytes of a plain value; always a fresh copy (msgpackr reuses its buffer). */
+/** msgpack bytes of a plain value; always a fresh copy (packed at the same place of the Packr's buffer each time, RESET_BUFFER_MODE). */
 export function packCanonical(value: unknown): Uint8Array {
-  const b = packr.pack(value);
+  const b = packr.pack(value, RESET_BUFFER_MODE);
   return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
@@ -120,7 +120,7 @@ export function packCanonical(value: unknown): Uint8Array {
 export function packCanonicalWithBytes(head: readonly unknown[], bytes: Uint8Array | readonly Uint8Array[]): Uint8Array {
   const parts = bytes instanceof Uint8Array ? [bytes] : bytes;
   if (head.length >= 15) return packCanonical([...head, parts.length === 1 ? parts[0] : Buffer.concat(parts)]);
-  const prefix = packr.pack(head);
+  const prefix = packr.pack(head, RESET_BUFFER_MODE);
   let n = 0;
   for (const p of parts) n += p.length;
   const binHeader = n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;

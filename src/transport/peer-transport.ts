@@ -8,7 +8,7 @@
 // third, short-lived connection each, so they never delay heartbeats.
 import type { Server, Socket } from 'node:net';
 import type { Message } from '../raft/types.js';
-import { DEFAULT_FRAME_LIMITS, encodeFrame, encodeFrameHeader, encodeMessages, estimateMessageBytes, FRAME_HEADER_BYTES, INCARNATION_MAX } from './codec.js';
+import { DEFAULT_FRAME_LIMITS, encodeFrame, encodeMessagesFrame, estimateMessageBytes, INCARNATION_MAX } from './codec.js';
 import type { Channel, Frame, Hello } from './codec.js';
 import { acceptPeer, type AcceptorHost } from './acceptor.js';
 import { FramedConn } from './connection.js';
@@ -565,12 +565,9 @@ export class PeerTransport {
           bytes += estimateMessageBytes(queue[end]!);
           end++;
         }
-        // Header and payload written apart: the payload (a view of the encoder's buffer, which is never
-        // written again where it lies) is not copied into a frame, a MiB per follower for each file chunk.
-        const payload = encodeMessages(queue.slice(start, end));
-        conn.write(encodeFrameHeader('messages', payload.length));
-        conn.write(payload);
-        link.stats.bytesSent += FRAME_HEADER_BYTES + payload.length;
+        const frame = encodeMessagesFrame(queue.slice(start, end));
+        conn.write(frame);
+        link.stats.bytesSent += frame.length;
         link.stats.msgsSent += end - start;
         start = end;
       }
