@@ -32,6 +32,8 @@ async function heapMb(url: string): Promise<{ heapTotal: number; external: numbe
 
 export interface UploadReport {
   readonly mib: number;
+  /** Index of the node the file was streamed to (the leader) in the per-node arrays. */
+  readonly leader: number;
   readonly status: number;
   readonly seconds: number;
   readonly mibPerSecond: number;
@@ -49,7 +51,8 @@ export interface UploadReport {
 }
 
 export async function uploadRun(c: TestCluster, mib: number, path = `bench/big-${mib}.bin`): Promise<UploadReport> {
-  const url = new URL(c.nodes[await c.waitLeader(20_000)]!.url);
+  const leader = await c.waitLeader(20_000);
+  const url = new URL(c.nodes[leader]!.url);
   const pids = c.nodes.map((n) => n.proc?.pid ?? 0);
   const before = pids.map(rssMb);
   const peak = [...before];
@@ -108,7 +111,7 @@ export async function uploadRun(c: TestCluster, mib: number, path = `bench/big-$
   }
   const growth = peak.map((p, i) => round(p - before[i]!));
   return {
-    mib, status, seconds: round(seconds), mibPerSecond: round(mib / seconds), sha256Matches: body.sha256 === hash.digest('hex'),
+    mib, leader, status, seconds: round(seconds), mibPerSecond: round(mib / seconds), sha256Matches: body.sha256 === hash.digest('hex'),
     rssMbBefore: before, rssMbPeak: peak, rssGrowthMb: growth, maxRssGrowthMb: Math.max(...growth),
     heapTotalMbPeak: heapPeak, externalMbPeak: externalPeak, loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
     ...(status !== 200 ? { error: body.message ?? answer.slice(0, 200) } : {}),

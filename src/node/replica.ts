@@ -392,12 +392,7 @@ export class Replica {
     if (rd.snapshotRequest !== undefined) this.#takeSnapshot();
   }
 
-  /**
-   * Takes a snapshot now, or right after the one being written: the core asks
-   * once per snapshotEntries / snapshotBytes applied, and a request dropped
-   * while a snapshot was written would leave its entries in memory until the
-   * next request (with 1 MiB file chunks, 8 MiB more per request dropped).
-   */
+  /** A snapshot now, or right after the one being written (a dropped request kept its entries in memory until the next). */
   #takeSnapshot(): void {
     if (this.#snapshots.inFlight) {
       this.#snapshotAgain = true;
