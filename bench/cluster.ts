@@ -6,7 +6,7 @@
 // one log entry each) and linearizable point queries (POST /v1/db/query) at
 // BENCH_SQL_CONCURRENCY clients (default 64) against the quorate leader,
 // reported next to etcd's put and range at the same concurrency; and one
-// replicated file of each size in BENCH_FILE_MB (MiB, default 64,256) streamed to the
+// replicated file of each size in BENCH_FILE_MB (MiB, default 64,1024) streamed to the
 // leader (bench/files-upload.ts): time, MiB/s and each node's RSS growth.
 // Two data nodes and a Redis witness (src/coord/WITNESS.md; needs
 // redis-server, BENCH_WITNESS=0 skips it): kill -9 of the leader under
@@ -37,7 +37,7 @@ const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
 const VALUE = 'v'.repeat(256);
 const KEYSPACE = 10_000;
 const SQL_CONCURRENCY = Number(process.env['BENCH_SQL_CONCURRENCY'] ?? 64);
-const FILE_MB = (process.env['BENCH_FILE_MB'] ?? '64,256').split(',').map(Number);
+const FILE_MB = (process.env['BENCH_FILE_MB'] ?? '64,1024').split(',').map(Number);
 const CATCHUP_WRITES = Number(process.env['BENCH_CATCHUP_WRITES'] ?? 10_000);
 const PARTS = new Set((process.env['BENCH_ONLY'] ?? 'sql,files,writes,reads,catchup,failover,witness').split(',').map((x) => x.trim()));
 const NODE_ARGS = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((x) => x !== '');

@@ -311,7 +311,7 @@ test('every schema key is either built or in the table of unbuilt features', () 
     'node.nodeName', 'node.dataDir', 'node.apiAddress', 'node.peerAddress', 'node.advertiseApiUrl', 'node.advertisePeerUrl', 'node.role',
     'cluster.haId', 'cluster.peerEndpoints', 'cluster.electionTimeoutMs', 'cluster.heartbeatIntervalMs', 'cluster.loadBalanced', 'cluster.failover',
     'cluster.virtualIp', 'cluster.vipInterface', 'cluster.vipScript', 'cluster.fenceScript',
-    'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.historyMax',
+    'cluster.maxLagOnFailover', 'cluster.snapshotEntries', 'cluster.snapshotTrailingEntries', 'cluster.snapshotBytes', 'cluster.snapshotTrailingBytes', 'cluster.historyMax',
     'database.writeQuorum', 'database.external.dbType',
     'jobs',
     'security.tls', 'security.apiTls', 'security.adminTokenFile', 'security.clusterSecretFile', 'security.caRotationSeconds',

@@ -90,6 +90,10 @@ const clusterSchema = z.object({
   snapshotEntries: int(100, 100_000_000).default(10_000),
   /** Entries kept in the log before a snapshot, so a briefly lagging follower catches up without one. */
   snapshotTrailingEntries: int(0, 100_000_000).default(1000),
+  /** ... or after this many bytes of applied entry data (large entries, such as file chunks, are held in memory until then). */
+  snapshotBytes: int(1024 * 1024, 1024 * 1024 * 1024).default(8 * 1024 * 1024),
+  /** The trailing entries are bounded in bytes of entry data too. */
+  snapshotTrailingBytes: int(0, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
   /** Cluster history records kept (oldest dropped); the leader puts its value in each history entry. */
   historyMax: int(1, 100_000).default(1000),
 }).strict();

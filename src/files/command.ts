@@ -14,7 +14,7 @@
 // every node alike: the staged bytes are the same everywhere). Uploads that
 // see no command for UPLOAD_IDLE_MS of the replicated clock are dropped.
 import { createHash } from 'node:crypto';
-import { packCanonical, unpackVersionedArray } from '../state/commands.js';
+import { packCanonical, packCanonicalWithBytes, unpackVersionedArray } from '../state/commands.js';
 import { InvalidCommandError } from '../state/errors.js';
 
 export const FILES_MACHINE_ID = 'files';
@@ -82,9 +82,14 @@ const bad = (field: string, reason: string): never => {
   throw new InvalidCommandError(field, reason);
 };
 
+/** The payload of a chunk command whose bytes come in parts (as read from a request body), copied once. */
+export function encodeChunkPayload(uploadId: string, offset: number, parts: readonly Uint8Array[]): Uint8Array {
+  return packCanonicalWithBytes([FILES_PAYLOAD_VERSION, 'chunk', uploadId, offset], parts);
+}
+
 export function encodeFilesPayload(c: FilesCommand): Uint8Array {
   switch (c.op) {
-    case 'chunk': return packCanonical([FILES_PAYLOAD_VERSION, 'chunk', c.uploadId, c.offset, c.bytes]);
+    case 'chunk': return packCanonicalWithBytes([FILES_PAYLOAD_VERSION, 'chunk', c.uploadId, c.offset], c.bytes);
     case 'commit': return packCanonical([FILES_PAYLOAD_VERSION, 'commit', c.uploadId, c.path, c.size, c.sha256]);
     case 'abort': return packCanonical([FILES_PAYLOAD_VERSION, 'abort', c.uploadId]);
     case 'delete': return packCanonical([FILES_PAYLOAD_VERSION, 'delete', c.path]);

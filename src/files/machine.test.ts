@@ -1,76 +1,18 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
+import { T0, apply, newId, read, removeReplicaDirs, replica, sha, upload } from '../../test/support/files-replica.js';
 import { packCanonical } from '../state/commands.js';
 import { encodeEnvelope } from '../state/envelope.js';
 import { SnapshotCorruptError } from '../state/errors.js';
-import { KvStateMachine } from '../state/kv.js';
-import { MachineRegistry } from '../state/machines.js';
-import type { ApplyResult } from '../state/results.js';
 import { collectSnapshot, snapshotChunksOf } from '../state/snapshot.js';
-import { FILES_MACHINE_ID, FILE_CHUNK_BYTES, FilePathError, UPLOAD_IDLE_MS, encodeFilesPayload, validateFilePath, type FilesCommand } from './command.js';
+import { FILES_MACHINE_ID, FILE_CHUNK_BYTES, FilePathError, UPLOAD_IDLE_MS, validateFilePath } from './command.js';
 import { FileCorruptError, FilesStateMachine } from './machine.js';
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-interface Replica {
-  readonly registry: MachineRegistry;
-  readonly files: FilesStateMachine;
-  readonly dir: string;
-  index: number;
-}
-
-async function replica(): Promise<Replica> {
-  const dir = await mkdtemp(join(tmpdir(), 'quorate-files-'));
-  dirs.push(dir);
-  const files = await FilesStateMachine.open({ dir, logger: pino({ level: 'silent' }) });
-  const registry = new MachineRegistry();
-  registry.register(new KvStateMachine());
-  registry.register(files);
-  return { registry, files, dir, index: 0 };
-}
-
-const T0 = 1_700_000_000_000;
-const entry = (c: FilesCommand, at = T0, ik?: string): Uint8Array =>
-  encodeEnvelope({ machine: FILES_MACHINE_ID, at, ...(ik !== undefined ? { idempotencyKey: ik } : {}), payload: encodeFilesPayload(c) });
-
-async function apply(r: Replica, c: FilesCommand, at = T0, ik?: string): Promise<ApplyResult> {
-  const res = r.registry.apply(++r.index, entry(c, at, ik));
-  assert.ok(res instanceof Promise, 'the files machine answers with a promise');
-  return res;
-}
-
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-const newId = (): string => randomBytes(16).toString('hex');
-
-/** The leader's side of an upload: chunks, then the commit. */
-async function upload(r: Replica, path: string, content: Uint8Array, o: { at?: number; ik?: string } = {}): Promise<ApplyResult> {
-  const id = newId();
-  for (let off = 0; off < content.length; off += FILE_CHUNK_BYTES) {
-    const res = await apply(r, { op: 'chunk', uploadId: id, offset: off, bytes: content.subarray(off, off + FILE_CHUNK_BYTES) }, o.at);
-    assert.ok('data' in res && (res.data as { staged?: number }).staged !== undefined, JSON.stringify(res));
-  }
-  return apply(r, { op: 'commit', uploadId: id, path, size: content.length, sha256: sha(content) }, o.at, o.ik);
-}
-
-async function read(r: Replica, path: string): Promise<Buffer | undefined> {
-  await r.files.caughtUp();
-  const f = await r.files.openFile(path);
-  if (f === undefined) return undefined;
-  try {
-    await FilesStateMachine.verify(f);
-    return await f.handle.readFile();
-  } finally {
-    await f.handle.close();
-  }
-}
+after(removeReplicaDirs);
 
 describe('files: path validation', () => {
   it('accepts relative paths and refuses "..", absolute paths, NUL, empty segments and long paths, naming the field', () => {

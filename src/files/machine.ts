@@ -22,7 +22,6 @@
 // (GET verifies before answering) and when streamed into a snapshot: a
 // file corrupted on disk is reported naming its path.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -32,22 +31,12 @@ import type { ApplyContext, RestoreCommit, StateMachine } from '../state/machine
 import { resultToTuple, type ApplyResult } from '../state/results.js';
 import { SessionTable } from '../state/sessions.js';
 import { FILES_MACHINE_ID, FILE_CHUNK_BYTES, FILE_HARD_MAX_BYTES, UPLOAD_IDLE_MS, decodeFilesPayload, filesFingerprint, type FilesCommand } from './command.js';
+import { FileCorruptError, HELD_SECTION_VERSION, HeldDirs, contentOf, fsyncDir } from './held.js';
 import { FILES_SECTION_VERSION, fileTuple, readSection, record, type FileMeta, type UploadState } from './section.js';
 
 export type { FileMeta } from './section.js';
 
-/** A file's content on disk does not match its SHA-256 (or its size): reported naming the path (HTTP 500 file_corrupt). */
-export class FileCorruptError extends Error {
-  readonly code = 'file_corrupt';
-  readonly path: string;
-  readonly diskFile: string;
-  constructor(path: string, diskFile: string, why: string) {
-    super(`the replicated file ${JSON.stringify(path)} is corrupt on this node's disk (${diskFile}: ${why}); read it from another node, and restart this node to rebuild its files from the snapshot and the log (check the disk)`);
-    this.name = 'FileCorruptError';
-    this.path = path;
-    this.diskFile = diskFile;
-  }
-}
+export { FileCorruptError } from './held.js';
 
 export interface FilesMachineOptions {
   /** `<dataDir>/files`. */
@@ -66,20 +55,12 @@ export interface OpenFile {
 
 const fail = (code: string, message: string): ApplyResult => ({ data: { error: code, message } });
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 export class FilesStateMachine implements StateMachine<FilesCommand> {
   readonly id = FILES_MACHINE_ID;
   readonly ownSessions = true;
   readonly #o: FilesMachineOptions;
   readonly #store: string;
+  #held!: HeldDirs;
   #files = new Map<string, FileMeta>();
   #uploads = new Map<string, UploadState>();
   readonly #sessions: SessionTable;
@@ -97,8 +78,10 @@ export class FilesStateMachine implements StateMachine<FilesCommand> {
   /** Removes what a previous run left (the state is rebuilt from the snapshot and the log) and starts empty. */
   static async open(o: FilesMachineOptions): Promise<FilesStateMachine> {
     await mkdir(o.dir, { recursive: true });
-    for (const f of await readdir(o.dir)) await rm(join(o.dir, f), { recursive: true, force: true });
+    // held/: the content of this node's local snapshots (./held.ts), which the newest snapshot may need now.
+    for (const f of await readdir(o.dir)) if (f !== 'held') await rm(join(o.dir, f), { recursive: true, force: true });
     const m = new FilesStateMachine(o);
+    m.#held = await HeldDirs.open(join(o.dir, 'held'));
     await mkdir(join(m.#store, 'objects'), { recursive: true });
     await mkdir(join(m.#store, 'staging'), { recursive: true });
     return m;
@@ -248,45 +231,50 @@ export class FilesStateMachine implements StateMachine<FilesCommand> {
     }
   }
 
-  snapshot(): AsyncIterable<Uint8Array> {
-    const dir = join(this.#o.dir, `snapshot-${process.pid}-${++this.#tmp}.tmp`);
-    // Ordered behind every command enqueued so far: the state at the registry's applied index now.
+  /** Links the state's objects and staged uploads into `dir` (run it in the queue: the state at the registry's applied index when enqueued). */
+  async #capture(dir: string, durable: boolean): Promise<{ files: FileMeta[]; uploads: { id: string; offset: number; startedAt: number; lastAt: number }[]; sessions: unknown[] }> {
     // Hard links keep the captured content while later commands replace or delete files.
-    const captured = this.#run(async () => {
-      await mkdir(dir);
-      const files = [...this.#files.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-      for (const f of files) await link(this.#object(f.revision), join(dir, `f${f.revision}`));
-      const uploads = [...this.#uploads.values()].sort((a, b) => (a.id < b.id ? -1 : 1)).map((u) => ({ id: u.id, offset: u.offset, startedAt: u.startedAt, lastAt: u.lastAt }));
-      for (const u of uploads) await link(this.#staging(u.id), join(dir, `u${u.id}`));
-      const sessions = [...this.#sessions.values()].map((s) => [s.key, s.atMs, resultToTuple(s.result), s.fingerprint ?? null]);
-      return { files, uploads, sessions };
-    }, false);
-    captured.catch(() => undefined);
-    async function* content(file: string, size: number, verify: FileMeta | undefined): AsyncGenerator<Uint8Array> {
-      const h = createHash('sha256');
-      let n = 0;
-      if (size > 0) {
-        for await (const c of createReadStream(file, { start: 0, end: size - 1, highWaterMark: FILE_CHUNK_BYTES })) {
-          const b = c as Buffer;
-          n += b.length;
-          h.update(b);
-          yield b;
+    await mkdir(dir, { recursive: true });
+    const files = [...this.#files.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    for (const f of files) await link(this.#object(f.revision), join(dir, `f${f.revision}`));
+    const uploads = [...this.#uploads.values()].sort((a, b) => (a.id < b.id ? -1 : 1)).map((u) => ({ id: u.id, offset: u.offset, startedAt: u.startedAt, lastAt: u.lastAt }));
+    for (const u of uploads) {
+      const to = join(dir, `u${u.id}`);
+      await link(this.#staging(u.id), to);
+      if (durable) {
+        // Staged chunks are not synced as they are written; a snapshot that refers to them must find them after a power loss.
+        const fh = await open(to, 'r+');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
         }
       }
-      if (n !== size) throw new FileCorruptError(verify?.path ?? file, file, `${n} bytes on disk, ${size} expected`);
-      if (verify !== undefined && h.digest('hex') !== verify.sha256) throw new FileCorruptError(verify.path, file, 'its content does not match its SHA-256');
     }
+    if (durable) {
+      await fsyncDir(dir);
+      await fsyncDir(this.#held.root);
+    }
+    const sessions = [...this.#sessions.values()].map((s) => [s.key, s.atMs, resultToTuple(s.result), s.fingerprint ?? null]);
+    return { files, uploads, sessions };
+  }
+
+  snapshot(): AsyncIterable<Uint8Array> {
+    const dir = join(this.#o.dir, `snapshot-${process.pid}-${++this.#tmp}.tmp`);
+    // Ordered behind every command enqueued so far.
+    const captured = this.#run(() => this.#capture(dir, false), false);
+    captured.catch(() => undefined);
     async function* stream(): AsyncGenerator<Uint8Array> {
       try {
         const s = await captured;
         yield record([FILES_SECTION_VERSION, s.files.length, s.uploads.length, s.sessions.length]);
         for (const f of s.files) {
           yield record(fileTuple(f));
-          yield* content(join(dir, `f${f.revision}`), f.size, f);
+          yield* contentOf(join(dir, `f${f.revision}`), f.size, f);
         }
         for (const u of s.uploads) {
           yield record([u.id, u.offset, u.startedAt, u.lastAt]);
-          yield* content(join(dir, `u${u.id}`), u.offset, undefined);
+          yield* contentOf(join(dir, `u${u.id}`), u.offset, undefined);
         }
         for (const t of s.sessions) yield record(t);
       } finally {
@@ -308,8 +296,44 @@ export class FilesStateMachine implements StateMachine<FilesCommand> {
     return { [Symbol.asyncIterator]: () => it };
   }
 
+  /**
+   * A local snapshot (section version 2, ./held.ts) for this node's own
+   * storage: the records only, the content hard-linked into a new held
+   * directory that outlives the stream (and restarts). Cheap whatever the
+   * size of the files; expandSection() turns it into snapshot()'s bytes.
+   */
+  snapshotLocal(): AsyncIterable<Uint8Array> {
+    const held = this.#held;
+    const captured = this.#run(async () => {
+      const name = await held.create();
+      return { name, s: await this.#capture(held.dirOf(name), true) };
+    }, false).then(async (c) => {
+      await this.#run(() => held.gc(), false).catch(() => undefined);
+      return c;
+    });
+    captured.catch(() => undefined);
+    async function* stream(): AsyncGenerator<Uint8Array> {
+      const { name, s } = await captured;
+      yield record([HELD_SECTION_VERSION, s.files.length, s.uploads.length, s.sessions.length, name]);
+      for (const f of s.files) yield record(fileTuple(f));
+      for (const u of s.uploads) yield record([u.id, u.offset, u.startedAt, u.lastAt]);
+      for (const t of s.sessions) yield record(t);
+    }
+    return stream();
+  }
+
+  /** A section of snapshotLocal() rewritten with every byte inline (snapshot()'s format); other sections pass through. */
+  expandSection(chunks: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+    return this.#held.expand(chunks);
+  }
+
+  /** Keeps the content of every local snapshot until the returned function is called. */
+  holdReferences(): () => void {
+    return this.#held.hold();
+  }
+
   async validate(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    await readSection(chunks, undefined);
+    await readSection(chunks, undefined, this.#held.root);
   }
 
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<RestoreCommit> {
@@ -318,7 +342,7 @@ export class FilesStateMachine implements StateMachine<FilesCommand> {
     await mkdir(join(aside, 'staging'), { recursive: true });
     let s: Awaited<ReturnType<typeof readSection>>;
     try {
-      s = await readSection(chunks, aside);
+      s = await readSection(chunks, aside, this.#held.root);
       await fsyncDir(join(aside, 'objects'));
       await fsyncDir(join(aside, 'staging'));
     } catch (e) {

@@ -8,8 +8,10 @@
 //
 // Records are u32 length | msgpack (as in the composite snapshot). The
 // content of every file is checked against its SHA-256 while it is read.
+// Version 2 is a local snapshot (./held.ts): the same records, the bytes in a
+// held directory of the node that took it.
 import { createHash, type Hash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import { link, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { packCanonical } from '../state/commands.js';
 import { SnapshotCorruptError, SnapshotVersionError } from '../state/errors.js';
@@ -17,8 +19,11 @@ import { resultFromTuple } from '../state/results.js';
 import type { SessionRecord } from '../state/sessions.js';
 import { ChunkReader, RecordReader, nat } from '../state/snapshot.js';
 import { FILE_CHUNK_BYTES, FILE_HARD_MAX_BYTES, validateFilePath } from './command.js';
+import { contentOf } from './held.js';
 
 export const FILES_SECTION_VERSION = 1;
+/** A local snapshot's section (./held.ts), read here from `heldRoot`. */
+const HELD_VERSION = 2;
 
 export interface FileMeta {
   readonly path: string;
@@ -56,24 +61,51 @@ export interface ReadSection {
 }
 
 /**
- * Reads a section. With `into` (a directory holding `objects/` and
+ * Reads a section (version 1, or with `heldRoot` a local version 2 whose
+ * bytes are in `heldRoot/<heldName>/`). With `into` (a directory holding `objects/` and
  * `staging/`), the content is written there (objects/<revision>,
  * staging/<uploadId>), fsynced; without, it is only checked. An empty stream
  * is the empty state.
  */
-export async function readSection(chunks: AsyncIterable<Uint8Array>, into: string | undefined): Promise<ReadSection> {
+export async function readSection(chunks: AsyncIterable<Uint8Array>, into: string | undefined, heldRoot?: string): Promise<ReadSection> {
   const r = new ChunkReader(chunks);
   r.hashing = false;
   const rr = new RecordReader(r);
   const out: ReadSection = { files: [], uploads: [], sessions: [] };
   if (await r.atEnd()) return out;
   const head = await rr.next('files.header');
-  if (!Array.isArray(head) || head.length !== 4) return rr.bad('files.header', 'expected [version, fileCount, uploadCount, sessionCount]');
-  if (typeof head[0] === 'number' && head[0] > FILES_SECTION_VERSION) throw new SnapshotVersionError(head[0], FILES_SECTION_VERSION);
-  if (head[0] !== FILES_SECTION_VERSION) return rr.bad('files.header', `unknown section version ${String(head[0])}`);
+  if (!Array.isArray(head)) return rr.bad('files.header', 'expected [version, fileCount, uploadCount, sessionCount]');
+  if (typeof head[0] === 'number' && head[0] > HELD_VERSION) throw new SnapshotVersionError(head[0], HELD_VERSION);
+  // Version 2: the bytes are in one of this node's held directories (./held.ts), not in the stream.
+  const heldDir = head[0] === HELD_VERSION && head.length === 5 && typeof head[4] === 'string' && /^\d{20}$/.test(head[4]) ? head[4] : undefined;
+  if (head[0] === HELD_VERSION && heldDir === undefined) return rr.bad('files.header', 'expected [2, fileCount, uploadCount, sessionCount, heldName]');
+  if (head[0] === FILES_SECTION_VERSION ? head.length !== 4 : heldDir === undefined) return rr.bad('files.header', head[0] === FILES_SECTION_VERSION ? 'expected [version, fileCount, uploadCount, sessionCount]' : `unknown section version ${String(head[0])}`);
+  if (heldDir !== undefined && heldRoot === undefined) return rr.bad('files.header', 'a local snapshot (section version 2, content held on the disk of the node that took it) is not read here');
+  const held = heldDir === undefined ? undefined : join(heldRoot!, heldDir);
   const [fileCount, uploadCount, sessionCount] = [nat(rr.bad, 'files.fileCount', head[1]), nat(rr.bad, 'files.uploadCount', head[2]), nat(rr.bad, 'files.sessionCount', head[3])];
-  const copy = async (size: number, dest: string | undefined, field: string): Promise<Hash> => {
+  const copy = async (size: number, dest: string | undefined, field: string, heldFile: string | undefined, isObject: boolean): Promise<Hash> => {
     const h = createHash('sha256');
+    if (heldFile !== undefined) {
+      // Checked in full (a local snapshot's bytes are verified as a streamed one's are); an object is linked, staged bytes are copied (the copy is appended to).
+      const fh = dest !== undefined && !isObject ? await open(dest, 'w') : undefined;
+      const start = r.offset;
+      try {
+        let n = 0;
+        for await (const b of contentOf(heldFile, size, undefined)) {
+          h.update(b);
+          n += b.length;
+          if (fh !== undefined) await fh.write(b);
+        }
+        if (n !== size) throw new Error(`${n} bytes`);
+        if (fh !== undefined) await fh.datasync();
+      } catch (e) {
+        throw new SnapshotCorruptError(start, field, `the local snapshot's content ${heldFile} cannot be read in full (${(e as Error).message}): it was removed or damaged; remove this node's data dir and add it to the cluster again`, { cause: e });
+      } finally {
+        await fh?.close();
+      }
+      if (dest !== undefined && isObject) await link(heldFile, dest);
+      return h;
+    }
     let fh: FileHandle | undefined;
     if (dest !== undefined) fh = await open(dest, 'w');
     try {
@@ -114,7 +146,7 @@ export async function readSection(chunks: AsyncIterable<Uint8Array>, into: strin
     revisions.add(revision);
     const at = nat(rr.bad, `${f}.at`, t[4]);
     const start = r.offset;
-    const h = await copy(size, into === undefined ? undefined : join(into, 'objects', String(revision)), `${f}.content`);
+    const h = await copy(size, into === undefined ? undefined : join(into, 'objects', String(revision)), `${f}.content`, held === undefined ? undefined : join(held, `f${revision}`), true);
     if (h.digest('hex') !== sha) throw new SnapshotCorruptError(start, `${f}.content`, `the content of ${JSON.stringify(path)} does not match its SHA-256`);
     out.files.push({ path, size, sha256: sha, revision, at });
   }
@@ -128,7 +160,7 @@ export async function readSection(chunks: AsyncIterable<Uint8Array>, into: strin
     prevId = id;
     const offset = nat(rr.bad, `${f}.offset`, t[1]);
     if (offset > FILE_HARD_MAX_BYTES) rr.bad(`${f}.offset`, `over ${FILE_HARD_MAX_BYTES}`);
-    const hash = await copy(offset, into === undefined ? undefined : join(into, 'staging', id), `${f}.content`);
+    const hash = await copy(offset, into === undefined ? undefined : join(into, 'staging', id), `${f}.content`, held === undefined ? undefined : join(held, `u${id}`), false);
     out.uploads.push({ id, offset, hash, startedAt: nat(rr.bad, `${f}.startedAt`, t[2]), lastAt: nat(rr.bad, `${f}.lastAt`, t[3]) });
   }
   for (let i = 0; i < sessionCount; i++) {

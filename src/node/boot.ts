@@ -27,6 +27,10 @@ export function raftConfigFor(config: QuorateConfig, id: NodeId, tickMs: number,
     snapshotEntries: config.cluster.snapshotEntries,
     incarnation,
     trailingEntries: config.cluster.snapshotTrailingEntries,
+    // The in-memory log holds the entries since the last snapshot and the trailing ones: bounded in bytes as
+    // well as in entries (file chunks are 1 MiB each). Snapshots of large state stay cheap (files: src/files/held.ts).
+    snapshotBytes: config.cluster.snapshotBytes,
+    trailingBytes: config.cluster.snapshotTrailingBytes,
     // Appends in flight to one follower, in entry data bytes: a quarter of the
     // transport's per-peer outbound bound (16 MiB, which counts the framing too),
     // so a follower being caught up is never sent more than the transport queues.

@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FilesService } from '../api/ports-files.js';
 import type { ProposeOptions } from '../api/ports.js';
-import { FILES_MACHINE_ID, FILE_CHUNK_BYTES, FilePathError, RESERVED_FILES_PREFIX, encodeFilesPayload, validateFilePath, type FilesCommand } from '../files/command.js';
+import { FILES_MACHINE_ID, FILE_CHUNK_BYTES, FilePathError, RESERVED_FILES_PREFIX, encodeChunkPayload, encodeFilesPayload, validateFilePath, type FilesCommand } from '../files/command.js';
 import { FilesError } from '../files/errors.js';
 import { FilesStateMachine } from '../files/machine.js';
 import type { ApplyResult } from '../state/index.js';
@@ -58,33 +58,46 @@ export async function uploadThroughLog(node: UploadNode, path: string, body: Asy
   const inflight: Promise<ApplyResult>[] = [];
   let sent = 0;
   let size = 0;
-  let pending: Buffer[] = [];
+  const pending: Uint8Array[] = [];
   let pendingBytes = 0;
-  const send = async (bytes: Buffer): Promise<void> => {
+  // The body's pieces are copied once, into the chunk's payload (encodeChunkPayload), never concatenated first.
+  const send = async (parts: readonly Uint8Array[], bytes: number): Promise<void> => {
     if (inflight.length >= WINDOW) check(await inflight.shift()!, path);
-    const p = propose({ op: 'chunk', uploadId, offset: sent, bytes });
+    const p = node.proposeEnvelope(FILES_MACHINE_ID, encodeChunkPayload(uploadId, sent, parts));
     p.catch(() => undefined);
     inflight.push(p);
-    sent += bytes.length;
+    sent += bytes;
   };
   try {
     for await (const c of body) {
       size += c.length;
       if (size > maxBytes) throw tooLarge(maxBytes, `over ${maxBytes} bytes`);
       hash.update(c);
-      pending.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+      pending.push(c);
       pendingBytes += c.length;
       while (pendingBytes >= FILE_CHUNK_BYTES) {
-        const all = Buffer.concat(pending, pendingBytes);
-        await send(all.subarray(0, FILE_CHUNK_BYTES));
-        pending = pendingBytes > FILE_CHUNK_BYTES ? [all.subarray(FILE_CHUNK_BYTES)] : [];
+        // The first FILE_CHUNK_BYTES of the pending pieces (the last one split).
+        const take: Uint8Array[] = [];
+        let n = 0;
+        while (n < FILE_CHUNK_BYTES) {
+          const p = pending.shift()!;
+          if (n + p.length <= FILE_CHUNK_BYTES) {
+            take.push(p);
+            n += p.length;
+          } else {
+            take.push(p.subarray(0, FILE_CHUNK_BYTES - n));
+            pending.unshift(p.subarray(FILE_CHUNK_BYTES - n));
+            n = FILE_CHUNK_BYTES;
+          }
+        }
         pendingBytes -= FILE_CHUNK_BYTES;
+        await send(take, FILE_CHUNK_BYTES);
       }
     }
     if (options.contentLength !== undefined && size !== options.contentLength) {
       throw Object.assign(new Error(`the body ended after ${size} of ${options.contentLength} bytes (Content-Length); nothing was written`), { code: 'invalid_request', field: 'body' });
     }
-    if (pendingBytes > 0) await send(Buffer.concat(pending, pendingBytes));
+    if (pendingBytes > 0) await send(pending, pendingBytes);
     while (inflight.length > 0) check(await inflight.shift()!, path);
     const sha256 = hash.digest('hex');
     const { contentLength: _l, ...proposeOptions } = options;

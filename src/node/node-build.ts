@@ -159,7 +159,8 @@ export async function openNode(fileConfig: QuorateConfig, logger: Logger, onSqlF
   // The entry and snapshot formats read are the feature level's: a level-1 node stops on a format-2 entry and
   // refuses a composite snapshot, as an old build would. Snapshots are written by the cluster level (set by the node).
   const replicated = await createNodeState({ dataDir, maxFormatVersion: featureLevel, logger: logger.child({ node: config.node.nodeName }), onFatal: onSqlFatal });
-  const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks) });
+  // pendingBytesMax: appended entries are written out once they reach 1 MiB (the buffer is kept between writes: 1 MiB file chunks would keep 8 MiB at the default 4).
+  const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks), pendingBytesMax: 1024 * 1024 });
   for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
   if (state.snapshot) await replicated.registry.restore(state.openSnapshot());
   const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };

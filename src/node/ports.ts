@@ -73,6 +73,15 @@ export interface StateMachine {
    */
   snapshot(): SnapshotChunks;
   /**
+   * Optional: a snapshot for this node's own storage (what Snapshots.take
+   * writes), which may refer to content on this node's disk instead of
+   * carrying it, so that taking one stays cheap. restore() reads it;
+   * anything sent to a peer goes through expandSnapshot().
+   */
+  localSnapshot?(): SnapshotChunks;
+  /** A stored snapshot (`read()` streams it) as snapshot() would write it, its size, and a release of what it refers to. */
+  expandSnapshot?(read: () => SnapshotChunks): Promise<{ bytes: number; chunks: SnapshotChunks; release: () => void }>;
+  /**
    * Replaces the whole state with a snapshot's. Everything is checked before
    * the live state changes; a bad stream throws and changes nothing.
    */

@@ -20,9 +20,9 @@ function message(p: Partial<Message> & Pick<Message, 'type'>): Message {
   return { from: 1, to: 2, term: 2, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, context: 0, ...p };
 }
 
-function follower() {
+function follower(o: { snapshotEntries?: number; saveSnapshot?: LogStore['saveSnapshot'] } = {}) {
   const raw = new RawNode(
-    { id: 2, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(2) },
+    { id: 2, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(2), ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}) },
     { hardState: { term: 1, vote: 0, commit: 1 }, snapshot: { index: 0, term: 0, membership }, entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array(0) }] },
   );
   const sent: Message[] = [];
@@ -30,7 +30,7 @@ function follower() {
   const bytes = (async function* () {})();
   const log: LogStore = {
     save: () => Promise.resolve(),
-    saveSnapshot: () => Promise.reject(new Error('not in this test')),
+    saveSnapshot: o.saveSnapshot ?? (() => Promise.reject(new Error('not in this test'))),
     installSnapshot: async (_meta, chunks) => {
       for await (const _ of chunks) void _;
       return '/snap';
@@ -99,4 +99,28 @@ test('a snapshot that fails verification releases the held appends (the follower
   fail();
   await until(() => f.sent.some((m) => m.type === 'appResp'), 'the append answered', 10_000);
   assert.ok(f.sent.filter((m) => m.type === 'appResp').every((m) => m.reject), 'without the snapshot the append does not match');
+});
+
+test('a snapshot the core asks for while one is being written is taken right after it (the entries are not kept until the next request)', async (t) => {
+  const saves: { index: number; done: () => void }[] = [];
+  const f = follower({
+    snapshotEntries: 2,
+    saveSnapshot: async (meta, chunks) => {
+      for await (const _ of chunks) void _;
+      await new Promise<void>((done) => saves.push({ index: meta.index, done }));
+    },
+  });
+  f.replica.start();
+  t.after(() => f.replica.stop());
+  const entries = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => ({ index: from + i, term: 1, type: 'normal' as const, data: new Uint8Array([i]) }));
+  f.replica.receive([message({ type: 'app', term: 1, index: 1, logTerm: 1, entries: entries(2, 3), commit: 3 })]);
+  await until(() => saves.length === 1, 'the first snapshot asked for', 10_000);
+  assert.equal(saves[0]!.index, 3);
+  // Two more entries applied while it is written: the core asks again, and the request must not be lost.
+  f.replica.receive([message({ type: 'app', term: 1, index: 3, logTerm: 1, entries: entries(4, 5), commit: 5 })]);
+  await until(() => f.sent.filter((m) => m.type === 'appResp' && m.index === 5).length > 0, 'the entries appended', 10_000);
+  saves[0]!.done();
+  await until(() => saves.length === 2, 'a second snapshot taken once the first was written, with nothing more applied', 10_000);
+  assert.equal(saves[1]!.index, 5);
+  saves[1]!.done();
 });

@@ -101,7 +101,7 @@ export class Snapshots {
       const index = this.#sm.appliedIndex;
       if (index <= (this.#last?.index ?? 0)) return { index: this.#last?.index ?? 0 };
       // Captured now, at `index`; streamed to disk while apply() goes on.
-      const chunks = this.#sm.snapshot();
+      const chunks = this.#sm.localSnapshot?.() ?? this.#sm.snapshot();
       const meta = this.#raw.snapshotMeta(index);
       let bytes = 0;
       const progress = this.#progress('snapshot_take_progress', `snapshot at index ${index} written`, { index });
@@ -177,10 +177,16 @@ export class Snapshots {
     void (async () => {
       const src = await this.#store.readSnapshot(last);
       if (src === undefined) throw new Error(`snapshot at index ${last.index} is no longer stored`);
-      const total = src.bytes;
-      this.#log.info({ event: 'snapshot_send_start', to: m.to, index: last.index, bytes: total }, `sending snapshot at index ${last.index} (${total} bytes) to ${name}`);
-      const progress = this.#progress('snapshot_send_progress', `snapshot to ${name}`, { to: m.to, index: last.index }, total);
-      await this.#net.sendSnapshot(m.to, m, src.read(), total, (sent) => progress(sent));
+      // A local snapshot refers to content on this disk: the peer is sent it expanded (counted first: the size goes first).
+      const x = this.#sm.expandSnapshot !== undefined ? await this.#sm.expandSnapshot(() => src.read()) : { bytes: src.bytes, chunks: src.read(), release: () => undefined };
+      try {
+        const total = x.bytes;
+        this.#log.info({ event: 'snapshot_send_start', to: m.to, index: last.index, bytes: total }, `sending snapshot at index ${last.index} (${total} bytes) to ${name}`);
+        const progress = this.#progress('snapshot_send_progress', `snapshot to ${name}`, { to: m.to, index: last.index }, total);
+        await this.#net.sendSnapshot(m.to, m, x.chunks, total, (sent) => progress(sent));
+      } finally {
+        x.release();
+      }
     })().then(
       () => this.#host.run((raw) => raw.reportSnapshot(m.to, true)),
       (e: Error) => {

@@ -18,7 +18,7 @@
 // version it does not know stops (UnsupportedCommandVersionError) rather than
 // diverge.
 import { createHash } from 'node:crypto';
-import { Packr } from 'msgpackr';
+import { Packr, RESET_BUFFER_MODE } from 'msgpackr';
 import { InvalidCommandError, StateError, UnsupportedCommandVersionError } from './errors.js';
 import {
   MAX_EXPIRE_KEYS,
@@ -103,10 +103,47 @@ const OP_DELETE = 2;
 // whose bytes would depend on what this Packr encoded before.
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 
-/** msgpack bytes of a plain value; always a fresh copy (msgpackr reuses its buffer). */
+/** msgpack bytes of a plain value; always a fresh copy (packed at the same place of the Packr's buffer each time, RESET_BUFFER_MODE). */
 export function packCanonical(value: unknown): Uint8Array {
-  const b = packr.pack(value);
+  const b = packr.pack(value, RESET_BUFFER_MODE);
   return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+/**
+ * packCanonical([...head, bytes]) with `bytes` copied once, into an output
+ * of exactly its size: the same bytes as packCanonical (msgpack arrays of
+ * fewer than 16 elements have a one-byte header; bytes are a bin of the
+ * smallest header), without the Packr's working buffer growing to four times
+ * a large payload and the copy out of it (a 1 MiB file chunk, then its
+ * envelope). `bytes` may come in parts (written one after the other, as one bin).
+ */
+export function packCanonicalWithBytes(head: readonly unknown[], bytes: Uint8Array | readonly Uint8Array[]): Uint8Array {
+  const parts = bytes instanceof Uint8Array ? [bytes] : bytes;
+  if (head.length >= 15) return packCanonical([...head, parts.length === 1 ? parts[0] : Buffer.concat(parts)]);
+  const prefix = packr.pack(head, RESET_BUFFER_MODE);
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const binHeader = n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+  const out = Buffer.allocUnsafeSlow(prefix.length + binHeader + n);
+  out.set(prefix, 0);
+  out[0] = 0x90 | (head.length + 1);
+  let at = prefix.length;
+  if (n < 0x100) {
+    out[at] = 0xc4;
+    out[at + 1] = n;
+  } else if (n < 0x10000) {
+    out[at] = 0xc5;
+    out.writeUInt16BE(n, at + 1);
+  } else {
+    out[at] = 0xc6;
+    out.writeUInt32BE(n, at + 1);
+  }
+  at += binHeader;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 export function unpackCanonical(bytes: Uint8Array): unknown {

@@ -10,7 +10,7 @@
 // (the cluster feature level, src/node/features.ts). Decoding peeks at the
 // version: a version above what this build (or its test cap) applies throws
 // UnsupportedCommandVersionError, and the node must stop, not skip.
-import { decodeCommand, packCanonical, unpackCanonical, validateEnvelopeFields } from './commands.js';
+import { decodeCommand, packCanonicalWithBytes, unpackCanonical, validateEnvelopeFields } from './commands.js';
 import type { CommandEnvelope } from './commands.js';
 import { InvalidCommandError, UnsupportedCommandVersionError } from './errors.js';
 
@@ -50,7 +50,7 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
   validateMachineId(e.machine);
   validateEnvelopeFields(e.at, e.idempotencyKey);
   if (!(e.payload instanceof Uint8Array)) fail('payload', 'must be bytes');
-  return packCanonical([ENVELOPE_FORMAT_VERSION, e.machine, e.at, e.idempotencyKey ?? null, e.payload]);
+  return packCanonicalWithBytes([ENVELOPE_FORMAT_VERSION, e.machine, e.at, e.idempotencyKey ?? null], e.payload);
 }
 
 /**

@@ -102,6 +102,18 @@ export interface StateMachine<C = unknown> {
    */
   snapshot(): AsyncIterable<Uint8Array>;
   /**
+   * Optional: a snapshot for this node's own storage only, cheap to take
+   * whatever the size of the state, because it refers to content kept on
+   * this node's disk instead of carrying it (src/files/held.ts). restore()
+   * and validate() read it on this node; expandSection() rewrites it into
+   * snapshot()'s bytes for any other use.
+   */
+  snapshotLocal?(): AsyncIterable<Uint8Array>;
+  /** Rewrites a section snapshotLocal() wrote into snapshot()'s bytes; any other section passes through unchanged. */
+  expandSection?(chunks: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array>;
+  /** Keeps what local snapshots refer to until the returned function is called (while one is expanded). */
+  holdReferences?(): () => void;
+  /**
    * Reads a stream snapshot() produced, checks all of it, and builds the new
    * state aside; nothing changes until the returned commit runs (the
    * registry runs every machine's commit only once the whole snapshot,
@@ -355,6 +367,38 @@ export class MachineRegistry {
    */
   snapshot(format: SnapshotWriteFormat = this.snapshotFormat): AsyncIterable<Uint8Array> {
     return format === 'legacy' ? this.#snaps.legacySnapshot() : this.#snaps.compositeSnapshot();
+  }
+
+  /**
+   * A snapshot for this node's storage (Snapshots.take): as snapshot(), but
+   * machines with snapshotLocal() refer to their content on this node's disk
+   * instead of copying it. Read it back here (restore, validate); anything
+   * sent elsewhere goes through expandSnapshot().
+   */
+  localSnapshot(): AsyncIterable<Uint8Array> {
+    return this.snapshotFormat === 'legacy' ? this.#snaps.legacySnapshot() : this.#snaps.compositeSnapshot(true);
+  }
+
+  /**
+   * A stored snapshot (`read()` streams it, as many times as asked) as
+   * snapshot() would have written it: local sections expanded, the trailer
+   * recomputed after the stored one was checked. Its size is counted by a
+   * first pass (the transport announces it before the bytes); what local
+   * snapshots refer to is held until `release()`.
+   */
+  async expandSnapshot(read: () => AsyncIterable<Uint8Array>): Promise<{ bytes: number; chunks: AsyncIterable<Uint8Array>; release: () => void }> {
+    const holds = [...this.#machines.values()].map((m) => m.holdReferences?.()).filter((h) => h !== undefined);
+    const release = (): void => {
+      for (const h of holds) h();
+    };
+    try {
+      let bytes = 0;
+      for await (const c of this.#snaps.expand(read())) bytes += c.length;
+      return { bytes, chunks: this.#snaps.expand(read()), release };
+    } catch (e) {
+      release();
+      throw e;
+    }
   }
 
   /**

@@ -35,12 +35,13 @@ export class RegistrySnapshots {
     this.#h = h;
   }
 
-  compositeSnapshot(): AsyncIterable<Uint8Array> {
+  /** `local`: machines with snapshotLocal() write that (a snapshot for this node's storage only). */
+  compositeSnapshot(local = false): AsyncIterable<Uint8Array> {
     // A machine in its empty state (isEmpty) gets no section: it restores to empty.
     const machines = this.#h.ordered().filter((m) => !(m.isEmpty?.() ?? false));
     const sessions = this.#h.sessionTuples();
     const head = packCanonical([this.#h.appliedIndex(), this.#h.clockMs(), sessions.length, machines.length]);
-    const sections = machines.map((m) => ({ id: m.id, it: m.snapshot()[Symbol.asyncIterator]() }));
+    const sections = machines.map((m) => ({ id: m.id, it: (local && m.snapshotLocal !== undefined ? m.snapshotLocal() : m.snapshot())[Symbol.asyncIterator]() }));
     const releaseAll = async (): Promise<void> => {
       for (const s of sections) await s.it.return?.();
     };
@@ -61,6 +62,48 @@ export class RegistrySnapshots {
       },
     };
     return { [Symbol.asyncIterator]: () => it };
+  }
+
+  /**
+   * A snapshot (composite or legacy) with every machine's section passed
+   * through its expandSection(): a local snapshot as snapshot() writes it.
+   * The stored trailer is checked (at the end: a consumer that must not act
+   * on a bad one reads it all first) and a new one written. Legacy
+   * snapshots pass through unchanged.
+   */
+  async *expand(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    const r = new ChunkReader(chunks);
+    const header = await r.read(SNAPSHOT_STREAM_HEADER_BYTES);
+    if (header === undefined || !startsWith(header, COMPOSITE_MAGIC_BYTES)) {
+      if (header !== undefined) yield header;
+      for (let c = await r.chunk(); c !== undefined; c = await r.chunk()) yield c;
+      return;
+    }
+    const rr = new RecordReader(r);
+    const head = await rr.next('head');
+    if (!Array.isArray(head) || head.length !== 4) return rr.bad('head', 'expected [appliedIndex, clockMs, sessionCount, sectionCount]');
+    const sessionCount = nat(rr.bad, 'sessionCount', head[2]);
+    const sectionCount = nat(rr.bad, 'sectionCount', head[3]);
+    const sessions: unknown[] = [];
+    for (let i = 0; i < sessionCount; i++) sessions.push(await rr.next(`sessions[${i}]`));
+    const machines = this.#h.machines;
+    async function* sections(): AsyncGenerator<{ id: string; it: AsyncIterator<Uint8Array> }> {
+      for (let i = 0; i < sectionCount; i++) {
+        const id = await rr.next(`sections[${i}].machine`);
+        if (typeof id !== 'string' || id.length === 0) return rr.bad(`sections[${i}].machine`, 'expected a machine id (string)');
+        const m = machines.get(id);
+        const section = new SectionReader(r, id);
+        yield { id, it: (m?.expandSection !== undefined ? m.expandSection(section) : section)[Symbol.asyncIterator]() };
+        if (!section.ended) throw new SnapshotCorruptError(r.offset, `${id}.end`, `machine ${JSON.stringify(id)} stopped reading before the end of its section`);
+      }
+    }
+    yield* writeComposite(packCanonical(head), sessions, sections());
+    const at = r.offset;
+    const digest = r.hash.digest();
+    r.hashing = false;
+    const stored = await r.read(32);
+    if (stored === undefined || !Buffer.from(digest).equals(stored)) throw new SnapshotCorruptError(at, 'checksum', `SHA-256 of bytes 0..${at} does not match the trailer`);
+    if (!(await r.atEnd())) throw new SnapshotCorruptError(r.offset, 'trailer', 'bytes follow the SHA-256 trailer');
   }
 
   /**
@@ -305,7 +348,7 @@ class SectionReader implements AsyncIterable<Uint8Array> {
 async function* writeComposite(
   head: Uint8Array,
   sessions: readonly unknown[],
-  sections: readonly { readonly id: string; readonly it: AsyncIterator<Uint8Array> }[],
+  sections: Iterable<{ readonly id: string; readonly it: AsyncIterator<Uint8Array> }> | AsyncIterable<{ readonly id: string; readonly it: AsyncIterator<Uint8Array> }>,
 ): AsyncGenerator<Uint8Array> {
   const b = new ChunkBuilder();
   const header = Buffer.alloc(SNAPSHOT_STREAM_HEADER_BYTES);
@@ -318,7 +361,7 @@ async function* writeComposite(
     while (b.full.length > 0) yield b.full.shift()!;
   }
   const frame = Buffer.allocUnsafe(SECTION_FRAME_BYTES);
-  for (const { id, it } of sections) {
+  for await (const { id, it } of sections) {
     b.record(packCanonical(id));
     let n = 0;
     for (;;) {

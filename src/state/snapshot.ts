@@ -239,6 +239,16 @@ export class ChunkReader {
     return out;
   }
 
+  /** The bytes available now (the rest of the current chunk), or undefined at the end of the stream. */
+  async chunk(): Promise<Uint8Array | undefined> {
+    if (!(await this.#fill())) return undefined;
+    const out = this.#buf.subarray(this.#pos);
+    this.#pos = this.#buf.length;
+    this.#offset += out.length;
+    if (this.hashing) this.hash.update(out);
+    return out;
+  }
+
   /** True when no byte is left. */
   async atEnd(): Promise<boolean> {
     return !(await this.#fill());

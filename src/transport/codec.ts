@@ -9,7 +9,7 @@
 import type { Entry, EntryType, Member, MemberRole, Message, MessageType, SnapshotMeta } from '../raft/types.js';
 import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
-import { array, bytes, code, fail, nodeId, pack, tuple, uint, unpack, validated, type Tuple } from './msgpack.js';
+import { array, bytes, code, fail, nodeId, pack, packTransient, tuple, uint, unpack, validated, type Tuple } from './msgpack.js';
 
 export { MSGPACK_MAX_DEPTH, pack, scanMsgpack, unpack } from './msgpack.js';
 export * from './handshake-codec.js';
@@ -238,6 +238,11 @@ export function estimateMessageBytes(m: Message): number {
 /** Payload of one `messages` frame. */
 export function encodeMessages(msgs: readonly Message[]): Uint8Array {
   return pack(msgs.map(messageToTuple));
+}
+
+/** A 'messages' frame of `msgs` (encoded in the encoder's reused buffer, copied into the frame). */
+export function encodeMessagesFrame(msgs: readonly Message[]): Buffer {
+  return encodeFrame('messages', packTransient(msgs.map(messageToTuple)));
 }
 
 function metaStr(v: unknown, path: string): string {

@@ -2,7 +2,7 @@
 // A peer's bytes are untrusted: scanMsgpack checks the raw bytes (no
 // extension types, bounded nesting, no declared length beyond the payload)
 // before msgpackr decodes anything, and validators name the field at fault.
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import { FrameError } from './errors.js';
 
 export type Tuple = unknown[];
@@ -14,6 +14,17 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, structure
 
 export function pack(value: unknown): Uint8Array {
   return packr.pack(value);
+}
+
+/**
+ * pack() into the encoder's buffer at the same place every time: the bytes
+ * are valid only until the next pack, so copy them at once (a frame). A
+ * message of 1 MiB file chunks then reuses one buffer instead of making the
+ * encoder grow a new one (four times the message) every few messages, which
+ * is garbage the V8 collects late (outside its heap).
+ */
+export function packTransient(value: unknown): Uint8Array {
+  return packr.pack(value, RESET_BUFFER_MODE);
 }
 
 /** Deepest container nesting a peer payload may use (messages need 5: batch → message → snapshot → members → member). */
