@@ -122,7 +122,7 @@ export class Snapshots {
       const compactedTo = await new Promise<number>((resolve, reject) =>
         this.#host.run((raw) => {
           try {
-            resolve(raw.snapshotTaken(index).compactedTo);
+            resolve(raw.snapshotTaken(index, bytes).compactedTo);
           } catch (e) {
             this.#host.fatalIfBroken(e);
             reject(e as Error);

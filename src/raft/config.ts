@@ -17,6 +17,7 @@ export interface Normalized {
   readonly maxEntryBytes: number;
   readonly snapshotEntries: number;
   readonly snapshotBytes: number;
+  readonly snapshotBytesMax: number;
   readonly trailingEntries: number;
   readonly trailingBytes: number;
   readonly transferTicks: number;
@@ -47,6 +48,7 @@ export function normalize(c: RaftConfig): Normalized {
     maxEntryBytes: c.maxEntryBytes ?? 8 * 1024 * 1024,
     snapshotEntries: c.snapshotEntries ?? 10000,
     snapshotBytes: c.snapshotBytes ?? 64 * 1024 * 1024,
+    snapshotBytesMax: Math.max(c.snapshotBytes ?? 64 * 1024 * 1024, c.snapshotBytesMax ?? 8 * (c.snapshotBytes ?? 64 * 1024 * 1024)),
     trailingEntries: c.trailingEntries ?? 1000,
     trailingBytes: c.trailingBytes ?? 32 * 1024 * 1024,
     transferTicks: c.transferTicks ?? c.electionTicks,

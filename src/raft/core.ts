@@ -77,6 +77,8 @@ export class RaftCore {
   snapshotRequestedAt = 0;
   /** Bytes of entry data applied since the last snapshot request. */
   appliedBytesSinceSnapshot = 0;
+  /** The size of the caller's last snapshot (snapshotTaken), which moves the bytes threshold (RaftConfig.snapshotBytesMax). */
+  lastSnapshotBytes = 0;
   readHeartbeatPending = false;
   /** Witness mode: the leader's commit set and in-sync set (./witness.ts). */
   readonly witness: WitnessSets;
@@ -180,7 +182,12 @@ export class RaftCore {
   wantSnapshot(): boolean {
     const since = this.applied - this.snapshotRequestedAt;
     if (since <= 0) return false;
-    return since >= this.cfg.snapshotEntries || this.appliedBytesSinceSnapshot >= this.cfg.snapshotBytes;
+    return since >= this.cfg.snapshotEntries || this.appliedBytesSinceSnapshot >= this.snapshotBytesThreshold();
+  }
+
+  /** Bytes of applied entry data that ask for the next snapshot: the last snapshot's size, within [snapshotBytes, snapshotBytesMax]. */
+  snapshotBytesThreshold(): number {
+    return Math.max(this.cfg.snapshotBytes, Math.min(this.lastSnapshotBytes, this.cfg.snapshotBytesMax));
   }
 
   hardState(): HardState {

@@ -769,6 +769,23 @@ describe('log compaction and snapshots', () => {
     assert.ok(kept >= 2, `the newest entries that fit are kept (kept ${kept})`);
   });
 
+  test('the bytes threshold grows with the snapshot\'s size up to snapshotBytesMax, so a large state is not copied after every few writes', () => {
+    // A state that grows by 100 bytes per entry: a fixed 1000-byte threshold would snapshot every 10 entries.
+    const c = threeNodes({ snapshotEntries: 1_000_000, snapshotBytes: 1000, snapshotBytesMax: 4000 });
+    const at: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      c.propose(1, 'x'.repeat(100));
+      c.stabilize();
+      const idx = c.node(1).snapshot.index;
+      if (idx > (at.at(-1) ?? 0)) at.push(idx);
+    }
+    const gaps = at.map((x, i) => x - (at[i - 1] ?? 0));
+    // About 10, 10, 20, 40, then 40 each: the threshold follows the state (1000, 2000, 4000 bytes) and stops at the max.
+    assert.ok(gaps[0]! <= 11 && gaps[1]! <= 11, `the first snapshots come at snapshotBytes (gaps ${gaps.join(', ')})`);
+    assert.ok(gaps.slice(3).every((g) => g >= 39 && g <= 41), `then one snapshot per snapshotBytesMax of writes (gaps ${gaps.join(', ')})`);
+    assert.ok(at.length <= 8, `${at.length} snapshots for 200 entries, not 20`);
+  });
+
   test('a follower behind the compacted point is sent a snapshot and catches up', () => {
     const c = threeNodes({ snapshotEntries: 10, trailingEntries: 2 });
     c.cut.add('1-3').add('3-1');

@@ -200,10 +200,11 @@ export class RawNode {
     return { index, term, membership: this.#c.log.membershipAt(index) };
   }
 
-  /** The caller persisted a snapshot of its state machine at `index`; compact the log. */
-  snapshotTaken(index: number): { compactedTo: number } {
+  /** The caller persisted a snapshot of its state machine at `index` (`snapshotBytes` long: it sets the next bytes threshold, RaftConfig.snapshotBytesMax); compact the log. */
+  snapshotTaken(index: number, snapshotBytes?: number): { compactedTo: number } {
     this.#assertNotInReady('snapshotTaken');
     invariant(index <= this.#c.applied, () => `snapshot index ${index} is beyond applied ${this.#c.applied}`);
+    if (snapshotBytes !== undefined) this.#c.lastSnapshotBytes = snapshotBytes;
     if (index <= this.#c.log.snapshot().index) return { compactedTo: this.#c.log.firstIndex() - 1 };
     const meta = this.snapshotMeta(index);
     let keepAfter = Math.max(this.#c.log.firstIndex() - 1, index - this.#c.cfg.trailingEntries);

@@ -207,6 +207,13 @@ export interface RaftConfig {
   /** Ask for a snapshot when this many applied entries sit in the log past the last snapshot. */
   readonly snapshotEntries?: number; // default 10000
   readonly snapshotBytes?: number; // default 64 MiB
+  /**
+   * The bytes threshold grows with the state: after a snapshot of S bytes the next is asked for after
+   * max(snapshotBytes, min(S, snapshotBytesMax)) bytes of applied entry data, so a large state is not copied
+   * after every few MiB of writes (at most one snapshot's worth of writes per snapshot), while a small one
+   * keeps the in-memory log at snapshotBytes.
+   */
+  readonly snapshotBytesMax?: number; // default 8 × snapshotBytes
   /** Entries kept before the snapshot index when compacting, for slow followers. */
   readonly trailingEntries?: number; // default 1000
   /** ... and at most this many bytes of entry data (large entries, such as replicated file chunks, would otherwise keep up to trailingEntries × their size in memory). */

@@ -50,10 +50,12 @@ export function handleReady(n: CallerState, rd: Ready, outbox: Message[]): numbe
   if (rd.snapshotRequest === undefined) return undefined;
   const idx = rd.snapshotRequest;
   const meta = n.raw.snapshotMeta(idx);
-  const { compactedTo } = n.raw.snapshotTaken(idx);
+  const data = n.applied.filter((e) => e.index <= idx);
+  // The toy state's size: the data of every entry applied (it only grows, as a KV of distinct keys).
+  const { compactedTo } = n.raw.snapshotTaken(idx, data.reduce((s, e) => s + e.data.length, 0));
   n.snapshot = meta;
   n.entries = n.entries.filter((e) => e.index > compactedTo);
-  n.snapshotData = n.applied.filter((e) => e.index <= idx);
+  n.snapshotData = data;
   return compactedTo;
 }
 
