@@ -89,12 +89,20 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     process.stderr.write(`Error: the HTTP API cannot start: ${message}\nHint: fix ${key} in ${opts.configPath} (docs/configuration.md), then start the node again.\n`);
     process.exit(1);
   }
-  // security.apiTls "auto": the API follows the node's certificate renewals (./tls-auto.ts).
-  // Checked every second rather than subscribed: a DR promotion replaces the node (and its AutoTls) under the API.
+  // security.apiTls "auto": the API follows the node's certificate renewals (./tls-auto.ts) at once: after a CA
+  // rotation the other members stop trusting the old root as soon as every member has its new certificate, and an
+  // API still serving the old one for a moment fails their forwarded requests (UNABLE_TO_VERIFY_LEAF_SIGNATURE).
+  // Also checked every second: a DR promotion replaces the node (and its AutoTls) under the API.
   if (config.security.apiTls === 'auto') {
     let served = host.node.autoTls?.material();
-    const follow = setInterval(() => {
-      const m = host.node.autoTls?.material();
+    let subscribed: unknown;
+    const follow = (): void => {
+      const tls = host.node.autoTls;
+      if (tls !== undefined && tls !== subscribed) {
+        subscribed = tls;
+        tls.onMaterial(() => follow());
+      }
+      const m = tls?.material();
       if (m === undefined || m === served) return;
       served = m;
       try {
@@ -102,8 +110,9 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
       } catch (e) {
         logger.error({ event: 'api_tls_certificate_failed', err: (e as Error).message }, `could not serve the renewed certificate: ${(e as Error).message}`);
       }
-    }, 1000);
-    follow.unref();
+    };
+    follow();
+    setInterval(follow, 1000).unref();
   }
   logger.info({ event: 'api_listening', node: config.node.nodeName, url: config.node.advertiseApiUrl }, `API listening on ${config.node.advertiseApiUrl}`);
   await new Promise<void>((resolve) => {

@@ -201,21 +201,13 @@ export class Dialer {
       link.conn = link.replacement;
       link.replacement = undefined;
       link.connected = false;
-      if (link.queue.length > 0) {
-        link.stats.dropped += link.queue.length;
-        link.queue = [];
-        link.queuedBytes = 0;
-      }
+      dropQueued(link);
       return;
     }
     const wasConnected = link.connected;
     link.conn = undefined;
     link.connected = false;
-    if (link.queue.length > 0) {
-      link.stats.dropped += link.queue.length;
-      link.queue = [];
-      link.queuedBytes = 0;
-    }
+    dropQueued(link);
     if (this.#h.closing() || link.removed) return;
     if (link.redialing) {
       link.redialing = false;
@@ -279,4 +271,12 @@ export class Dialer {
     link.queue = [];
     link.queuedBytes = 0;
   }
+}
+
+/** Messages queued for a connection that ended are dropped (counted): Raft retransmits what matters. */
+function dropQueued(link: Link): void {
+  if (link.queue.length === 0) return;
+  link.stats.dropped += link.queue.length;
+  link.queue = [];
+  link.queuedBytes = 0;
 }

@@ -107,7 +107,9 @@ describe('backups (real processes)', { concurrency: false }, () => {
     let failures = 0;
     let lastError = '';
     const writers = Array.from({ length: 4 }, async () => {
-      while (!stop) {
+      // Bounded: a failed assertion leaves `stop` false, and the loop must not keep the test process alive.
+      const until = Date.now() + 300_000;
+      while (!stop && Date.now() < until) {
         const key = `w/${String(n++).padStart(6, '0')}`;
         try {
           acked.set(key, (await client.kvPut(key, `value of ${key}`)).revision);

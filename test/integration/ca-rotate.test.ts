@@ -83,11 +83,13 @@ describe('quorate ca rotate', () => {
 
     // Writes run all along; a write that fails (after the client's own retries) is counted.
     let writing = true;
+    // Bounded: if an assertion below fails, the writer must not keep the test process alive (it did, for the 10 min test timeout).
+    const writerDeadline = Date.now() + 240_000;
     let writes = 0;
     let failed = 0;
     const errors: string[] = [];
     const writer = (async () => {
-      while (writing) {
+      while (writing && Date.now() < writerDeadline) {
         try {
           await client().kvPut(`rot/${writes}`, String(writes));
           writes++;

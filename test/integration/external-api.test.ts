@@ -7,9 +7,9 @@
 // naming the mode; a clean stop of the leader hands the lease over at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkHistory, type HistoryEntry, type KvOp, type KvOutput } from '../sim/linearizability.js';
+import { checkHistory, type HistoryEntry } from '../sim/linearizability.js';
 import { http, sleep, waitFor, TOKEN } from './harness.js';
-import { startExternalCluster } from './external-cluster.js';
+import { kvHistoryClients, startExternalCluster } from './external-cluster.js';
 
 test('external-shared: linearizable KV across a leader kill, SQL, tokens, identical state on both nodes', async () => {
   const x = await startExternalCluster({ ttlSeconds: 3, renewSeconds: 1 });
@@ -43,37 +43,8 @@ test('external-shared: linearizable KV across a leader kill, SQL, tokens, identi
     const history: HistoryEntry[] = [];
     const t0 = performance.now();
     let stop = false;
-    let n = 0;
     const alive = () => c.nodes.filter((nd) => nd.exitCode === undefined);
-    const clients = Array.from({ length: 4 }, async (_, client) => {
-      while (!stop) {
-        const nodes = alive();
-        const url = nodes[Math.floor(Math.random() * nodes.length)]!.url;
-        const key = `k${Math.floor(Math.random() * 3)}`;
-        const invokeAt = performance.now() - t0;
-        if (Math.random() < 0.5) {
-          const op: KvOp = { kind: 'read', key };
-          const r = await http(url, 'GET', `/v1/kv/${key}?consistency=linearizable`, { token: TOKEN }).catch(() => undefined);
-          const returnAt = performance.now() - t0;
-          if (r?.status === 200) history.push({ client, op, output: { kind: 'read', value: r.body['value'] as string }, invokeAt, returnAt });
-          else if (r?.status === 404) history.push({ client, op, output: { kind: 'read', value: null }, invokeAt, returnAt });
-          // A failed read observed nothing: left out.
-        } else {
-          const value = `v${n++}`;
-          const op: KvOp = { kind: 'write', key, value };
-          const r = await http(url, 'PUT', `/v1/kv/${key}`, { token: TOKEN, body: { value } }).catch(() => undefined);
-          const returnAt = performance.now() - t0;
-          const output: KvOutput | undefined = r?.status === 200 ? { kind: 'ok' } : undefined;
-          // A definite refusal (nothing was appended: no leader, refused by the fence, database unavailable before
-          // COMMIT) is left out; anything else but an acknowledgement is indeterminate (it may have landed).
-          const refused = r?.status === 503 && ['no_leader', 'not_leader', 'storage_failed'].includes(String(r.body['error']));
-          if (!refused) history.push({ client, op, output, invokeAt, ...(output ? { returnAt } : { returnAt: undefined }) });
-        }
-        if (!alive().length) return;
-        const last = history.at(-1);
-        if (last?.client === client && last.output === undefined) await sleep(20);
-      }
-    });
+    const clients = kvHistoryClients({ count: 4, urls: () => alive().map((nd) => nd.url), running: () => !stop, history, t0 });
     await sleep(1500);
     c.kill(l, 'SIGKILL');
     await c.waitExit(l);

@@ -3,6 +3,7 @@
 // private redis-server, and a writer that keeps writing through any node and
 // records what was acknowledged.
 import { TestCluster, http, sleep, TOKEN } from './harness.js';
+import type { HistoryEntry, KvOp, KvOutput } from '../sim/linearizability.js';
 import { TestPostgres } from '../support/pg-server.js';
 import { TestRedis } from '../support/redis-server.js';
 
@@ -78,7 +79,9 @@ export class Writer {
   }
 
   async #loop(): Promise<void> {
-    while (!this.#stopped) {
+    // Bounded: a failed assertion never calls stop(), and the writer must not keep the test process alive.
+    const until = Date.now() + 300_000;
+    while (!this.#stopped && Date.now() < until) {
       const n = this.#n++;
       const key = `${this.prefix}/${n}`;
       const value = `v${n}`;
@@ -109,4 +112,44 @@ export class Writer {
     this.#stopped = true;
     await Promise.all(this.#loops);
   }
+}
+
+/**
+ * `count` KV clients recording a history for the linearizability checker: each reads (linearizable) or writes
+ * one of three keys at a random node of `urls()` until `running()` turns false (or no node is left). A failed
+ * read observed nothing and is left out; a definite refusal of a write (nothing appended: no leader, refused by
+ * the fence, the database unavailable before COMMIT) is left out; anything else but an acknowledgement is
+ * indeterminate (it may have landed).
+ */
+export function kvHistoryClients(o: { count: number; urls: () => string[]; running: () => boolean; history: HistoryEntry[]; t0: number }): Promise<void>[] {
+  const { history, t0 } = o;
+  let n = 0;
+  // Bounded: a failed assertion leaves running() true, and the clients must not keep the test process alive.
+  const until = Date.now() + 300_000;
+  return Array.from({ length: o.count }, async (_, client) => {
+    while (o.running() && Date.now() < until) {
+      const urls = o.urls();
+      if (urls.length === 0) return;
+      const url = urls[Math.floor(Math.random() * urls.length)]!;
+      const key = `k${Math.floor(Math.random() * 3)}`;
+      const invokeAt = performance.now() - t0;
+      if (Math.random() < 0.5) {
+        const op: KvOp = { kind: 'read', key };
+        const r = await http(url, 'GET', `/v1/kv/${key}?consistency=linearizable`, { token: TOKEN }).catch(() => undefined);
+        const returnAt = performance.now() - t0;
+        if (r?.status === 200) history.push({ client, op, output: { kind: 'read', value: r.body['value'] as string }, invokeAt, returnAt });
+        else if (r?.status === 404) history.push({ client, op, output: { kind: 'read', value: null }, invokeAt, returnAt });
+      } else {
+        const value = `v${n++}`;
+        const op: KvOp = { kind: 'write', key, value };
+        const r = await http(url, 'PUT', `/v1/kv/${key}`, { token: TOKEN, body: { value } }).catch(() => undefined);
+        const returnAt = performance.now() - t0;
+        const output: KvOutput | undefined = r?.status === 200 ? { kind: 'ok' } : undefined;
+        const refused = r?.status === 503 && ['no_leader', 'not_leader', 'storage_failed'].includes(String(r.body['error']));
+        if (!refused) history.push({ client, op, output, invokeAt, ...(output ? { returnAt } : { returnAt: undefined }) });
+      }
+      const last = history.at(-1);
+      if (last?.client === client && last.output === undefined) await sleep(20);
+    }
+  });
 }

@@ -18,9 +18,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { checkHistory, type HistoryEntry, type KvOp, type KvOutput } from '../sim/linearizability.js';
+import { checkHistory, type HistoryEntry } from '../sim/linearizability.js';
 import { http, sleep, status, waitFor, TOKEN } from './harness.js';
-import { startRaftExternalCluster, Writer, type RaftExternalCluster } from './external-cluster.js';
+import { kvHistoryClients, startRaftExternalCluster, Writer, type RaftExternalCluster } from './external-cluster.js';
 import { PgLog } from '../../src/external/pg-log.js';
 
 const REDIS_ERA_TOKEN = 1_000_000;
@@ -87,33 +87,7 @@ test('three nodes led by Raft on PostgreSQL: the token passes a Redis-era fence 
     const history: HistoryEntry[] = [];
     const t0 = performance.now();
     let stop = false;
-    let n = 0;
-    const clients = Array.from({ length: 4 }, async (_, client) => {
-      while (!stop) {
-        const nodes = alive();
-        const url = nodes[Math.floor(Math.random() * nodes.length)]!.url;
-        const key = `k${Math.floor(Math.random() * 3)}`;
-        const invokeAt = performance.now() - t0;
-        if (Math.random() < 0.5) {
-          const op: KvOp = { kind: 'read', key };
-          const r = await http(url, 'GET', `/v1/kv/${key}?consistency=linearizable`, { token: TOKEN }).catch(() => undefined);
-          const returnAt = performance.now() - t0;
-          if (r?.status === 200) history.push({ client, op, output: { kind: 'read', value: r.body['value'] as string }, invokeAt, returnAt });
-          else if (r?.status === 404) history.push({ client, op, output: { kind: 'read', value: null }, invokeAt, returnAt });
-        } else {
-          const value = `v${n++}`;
-          const op: KvOp = { kind: 'write', key, value };
-          const r = await http(url, 'PUT', `/v1/kv/${key}`, { token: TOKEN, body: { value } }).catch(() => undefined);
-          const returnAt = performance.now() - t0;
-          const output: KvOutput | undefined = r?.status === 200 ? { kind: 'ok' } : undefined;
-          // A definite refusal (nothing appended) is left out; anything else but an acknowledgement is indeterminate.
-          const refused = r?.status === 503 && ['no_leader', 'not_leader', 'storage_failed'].includes(String(r.body['error']));
-          if (!refused) history.push({ client, op, output, invokeAt, ...(output ? { returnAt } : { returnAt: undefined }) });
-        }
-        const last = history.at(-1);
-        if (last?.client === client && last.output === undefined) await sleep(20);
-      }
-    });
+    const clients = kvHistoryClients({ count: 4, urls: () => alive().map((nd) => nd.url), running: () => !stop, history, t0 });
     await waitFor('writes acknowledged and KV operations recorded before the kill', () => writer!.acked.size >= 30 && history.length >= 60, 30_000);
     const killedAt = Date.now();
     const killedAtPerf = performance.now() - t0;

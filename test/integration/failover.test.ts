@@ -55,7 +55,9 @@ describe('failover (kill -9)', () => {
     const worker = async (id: number) => {
       const client = c.client({ timeoutMs: 3000 });
       let n = 0;
-      while (!stop) {
+      // Bounded: a failed assertion leaves `stop` false, and the loop must not keep the test process alive.
+      const until = Date.now() + 300_000;
+      while (!stop && Date.now() < until) {
         const key = keys[(id + n) % keys.length]!;
         const kind = n % 3;
         const value = `c${id}-${n++}`;

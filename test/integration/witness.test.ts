@@ -50,7 +50,9 @@ function writers(c: TestCluster, n: number) {
   const worker = async (id: number) => {
     const client = c.client({ timeoutMs: 3000 });
     let k = 0;
-    while (!stop) {
+    // Bounded: a failed assertion leaves `stop` false, and the loop must not keep the test process alive.
+    const until = Date.now() + 300_000;
+    while (!stop && Date.now() < until) {
       const key = `k${(id + k) % 3}`;
       const value = `c${id}-${k++}`;
       const op: KvOp = k % 3 === 0 ? { kind: 'read', key } : { kind: 'write', key, value };
