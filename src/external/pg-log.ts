@@ -111,6 +111,15 @@ export function describeTarget(connectionString: string): string {
 }
 
 /** The database refused or failed an append before COMMIT: nothing was written. */
+/** A pooled connection, or `storage_failed` naming the database when none can be had. */
+export async function checkout(pool: pg.Pool, target: string): Promise<pg.PoolClient> {
+  try {
+    return await pool.connect();
+  } catch (e) {
+    throw databaseUnavailable(target, e);
+  }
+}
+
 export function databaseUnavailable(target: string, e: unknown): NodeError {
   return new NodeError('storage_failed', `the external PostgreSQL database at ${target} is unavailable (${(e as Error).message}); nothing was written: retry when it is back (database.external.connectionString)`);
 }
@@ -204,12 +213,7 @@ export class PgLog {
    * - `commit_unknown` when the connection failed during COMMIT.
    */
   async append(token: number, payloads: readonly Uint8Array[]): Promise<number> {
-    let c: pg.PoolClient;
-    try {
-      c = await this.pool.connect();
-    } catch (e) {
-      throw databaseUnavailable(this.target, e);
-    }
+    const c = await checkout(this.pool, this.target);
     let broken: Error | undefined;
     let committing = false;
     // A checked-out client whose connection fails emits 'error' (e.g. PostgreSQL ended an idle transaction of a

@@ -26,7 +26,7 @@ import { NodeError } from '../node/errors.js';
 import { SqlError } from '../sql/errors.js';
 import { SQL_OUTBOX_TABLE } from '../sql/statements.js';
 import type { ApplyResult, SqlExecResult, SqlStatementResult } from '../state/index.js';
-import { databaseUnavailable, describeTarget, isConnectionError } from './pg-log.js';
+import { checkout, databaseUnavailable, describeTarget, isConnectionError } from './pg-log.js';
 
 /** Rows an execute statement may return (as the SQLite machine). */
 const EXECUTE_ROWS_MAX = 1000;
@@ -271,12 +271,7 @@ export class PgSqlService implements SqlService {
 
   /** A pooled connection for one request; cleaned (DISCARD ALL) after, or dropped when broken. */
   async #withClient<T>(use: (c: pg.PoolClient, state: { committing: boolean }) => Promise<T>): Promise<T> {
-    let c: pg.PoolClient;
-    try {
-      c = await this.pool.connect();
-    } catch (e) {
-      throw databaseUnavailable(this.target, e);
-    }
+    const c = await checkout(this.pool, this.target);
     let broken: Error | undefined;
     const onError = (e: Error) => { broken = e; };
     c.on('error', onError);

@@ -102,8 +102,6 @@ export class Replica {
   #running = false;
   #stopped = false;
   #fatal: Error | undefined;
-  /** The core asked for a snapshot while one was being written: take one when it is done. */
-  #snapshotAgain = false;
   #stopTick: (() => void) | undefined;
   readonly #waiters: Waiters;
   #soft: SoftState = { lead: NONE, role: 'follower' };
@@ -389,20 +387,7 @@ export class Replica {
       this.#hooks.onSoftState(prev, rd.softState);
     }
     this.#hooks.afterReady(rd);
-    if (rd.snapshotRequest !== undefined) this.#takeSnapshot();
-  }
-
-  /** A snapshot now, or right after the one being written (a dropped request kept its entries in memory until the next). */
-  #takeSnapshot(): void {
-    if (this.#snapshots.inFlight) {
-      this.#snapshotAgain = true;
-      return;
-    }
-    this.#snapshotAgain = false;
-    void this.#snapshots.take().catch(() => undefined).then(() => {
-      // Through the loop, as the core's own requests: between two Readies.
-      if (this.#snapshotAgain) this.run(() => this.#takeSnapshot());
-    });
+    if (rd.snapshotRequest !== undefined) this.#snapshots.request();
   }
 
   #send(messages: readonly Message[]): void {

@@ -45,6 +45,8 @@ export class Snapshots {
   /** Snapshots received from leaders (files), by "term/index", until the core asks to install one (at most 2 kept). */
   #incoming = new Map<string, { meta: SnapshotMeta; source: ReceivedSnapshotSource }>();
   #inFlight = false;
+  /** The core asked for a snapshot while one was being written: take one when it is done. */
+  #again = false;
   readonly #observe: SnapshotsOptions['observe'];
 
   constructor(o: SnapshotsOptions) {
@@ -64,8 +66,17 @@ export class Snapshots {
   }
 
   /** A snapshot is being taken now. */
-  get inFlight(): boolean {
-    return this.#inFlight;
+  /** The core asked for a snapshot: take one now, or right after the one being written (a dropped request kept its entries in memory until the next). */
+  request(): void {
+    if (this.#inFlight) {
+      this.#again = true;
+      return;
+    }
+    this.#again = false;
+    void this.take().catch(() => undefined).then(() => {
+      // Through the loop, as the core's own requests: between two Readies.
+      if (this.#again) this.#host.run(() => this.request());
+    });
   }
 
   /** A progress callback that logs `event` at most once per second. */

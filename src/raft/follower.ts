@@ -6,18 +6,21 @@ import type { RaftCore } from './core.js';
 import { campaign } from './elections.js';
 import type { Message } from './types.js';
 
+/** A message from the leader of this term: it is the leader, and the election timer starts again. */
+function heardFromLeader(c: RaftCore, m: Message): void {
+  c.electionElapsed = 0;
+  c.lead = m.from;
+  c.leaderlessTimeouts = 0;
+}
+
 export function stepFollower(c: RaftCore, m: Message): void {
   switch (m.type) {
     case 'app':
-      c.electionElapsed = 0;
-      c.lead = m.from;
-      c.leaderlessTimeouts = 0;
+      heardFromLeader(c, m);
       handleAppend(c, m);
       return;
     case 'heartbeat':
-      c.electionElapsed = 0;
-      c.lead = m.from;
-      c.leaderlessTimeouts = 0;
+      heardFromLeader(c, m);
       if (m.commit > c.commit) c.commitTo(Math.min(m.commit, c.log.lastIndex()));
       if (m.commit > c.log.lastIndex()) {
         // The leader knows we acknowledged entries we no longer hold (a lost
@@ -28,9 +31,7 @@ export function stepFollower(c: RaftCore, m: Message): void {
       }
       return;
     case 'snap':
-      c.electionElapsed = 0;
-      c.lead = m.from;
-      c.leaderlessTimeouts = 0;
+      heardFromLeader(c, m);
       handleSnapshot(c, m);
       return;
     case 'timeoutNow':
