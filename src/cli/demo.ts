@@ -1,4 +1,5 @@
 // quorate demo: a local N-node cluster in one command (child processes on loopback).
+import { AGENT_NODE_FLAGS, agentEnv } from '../node/runtime-env.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, closeSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -167,7 +168,7 @@ async function runCluster(ctx: Context, nodes: DemoNode[], token: string): Promi
   let restartsPending = 0;
   const startNode = (n: DemoNode): void => {
     const fd = openSync(n.log, 'a');
-    const child = spawn(process.execPath, [main, 'agent', '--config', n.config], { stdio: ['ignore', fd, fd], env: ctx.io.env });
+    const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, main, 'agent', '--config', n.config], { stdio: ['ignore', fd, fd], env: agentEnv(ctx.io.env) });
     closeSync(fd);
     children.set(n, child);
     child.on('exit', (code, signal) => {

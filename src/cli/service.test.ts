@@ -1,4 +1,5 @@
 // install-service: the unit it writes, and docs/quorate.service kept equal to it.
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../node/runtime-env.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -32,9 +33,10 @@ test('install-service writes a unit that restarts always, raises LimitNOFILE, ru
     assert.match(unit, /^Restart=always$/m);
     assert.match(unit, /^LimitNOFILE=65536$/m);
     assert.match(unit, /^User=svc$/m);
-    assert.match(unit, new RegExp(`^ExecStart=${process.execPath.replace(/[/.]/g, '\\$&')} \\S+/cli/main\\.js agent --config ${join(dir, 'q.json').replace(/[/.]/g, '\\$&')}$`, 'm'));
+    assert.match(unit, new RegExp(`^ExecStart=${[process.execPath, ...AGENT_NODE_FLAGS].join(' ').replace(/[/.]/g, '\\$&')} \\S+/cli/main\\.js agent --config ${join(dir, 'q.json').replace(/[/.]/g, '\\$&')}$`, 'm'));
     assert.match(unit, new RegExp(`^ReadWritePaths=${join(dir, 'data').replace(/[/.]/g, '\\$&')}$`, 'm'));
     assert.match(unit, /^ProtectSystem=strict$/m);
+    for (const [k, v] of Object.entries(AGENT_ENV)) assert.match(unit, new RegExp(`^Environment=${k}=${v}$`, 'm'), 'the memory settings of src/node/runtime-env.ts');
     const next = (JSON.parse(t.out.join('')) as { next: string[] }).next;
     assert.ok(next.some((s) => s.includes('systemctl enable --now quorate')));
     const verify = spawnSync('systemd-analyze', ['verify', join(dir, 'quorate.service')], { encoding: 'utf8' });

@@ -2,6 +2,7 @@
 // (docs/quorate.service is the same unit, rendered with the defaults).
 // Restart=always matters beyond convenience: drills crash a node on purpose
 // and count on the service manager to bring it back.
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../node/runtime-env.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +32,7 @@ After=network-online.target
 Type=simple
 User=${o.user}
 Group=${o.user}
-ExecStart=${o.node} ${o.cli} agent --config ${o.config}
+ExecStart=${[o.node, ...AGENT_NODE_FLAGS, o.cli].join(' ')} agent --config ${o.config}
 # Always come back: after a crash, a kill -9, an OOM kill, or a drill's crash fault.
 Restart=always
 RestartSec=1s
@@ -41,6 +42,8 @@ KillSignal=SIGTERM
 # Peer connections, client connections, WAL segments and snapshot files.
 LimitNOFILE=65536
 Environment=NODE_ENV=production
+# Memory: large Buffers returned to the system when freed (src/node/runtime-env.ts).
+${Object.entries(AGENT_ENV).map(([k, v]) => `Environment=${k}=${v}`).join('\n')}
 
 # Hardening: the node writes only its data dir.
 NoNewPrivileges=yes

@@ -117,6 +117,7 @@ export class RaftLead implements ExternalLeadership {
       ...this.#registry.transportHooks(),
       onPeerAck: (peer, info) => {
         this.#registry.hear(peer, info);
+        this.#replica.peerConnected(peer);
         const known = info.knownIncarnation;
         if (known !== undefined && known !== parts.incarnation) this.#replica.run((r) => this.#registry.markRejoining(r, peer, known));
       },

@@ -198,6 +198,7 @@ export function buildNode(i: NodeInputs, hooks: NodeHooks): NodeParts {
     ...registry.transportHooks(),
     onPeerAck: (peer, info) => {
       registry.hear(peer, info);
+      replica.peerConnected(peer);
       const known = info.knownIncarnation;
       if (known !== undefined && known !== security.incarnation) replica.run((r) => registry.markRejoining(r, peer, known));
     },

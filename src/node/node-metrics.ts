@@ -1,6 +1,7 @@
 // The node's metrics: the counters and histograms the replica feeds, and the
 // gauges set from the node's status at each scrape (`GET /metrics`), in the
 // node's MetricsRegistry (src/ops/metrics.ts).
+import { governorStats } from './memory-governor.js';
 import { statfsSync } from 'node:fs';
 import type { CertificateInfo, NodeStatus } from '../api/ports.js';
 import type { RttSample } from '../api/ports-ops.js';
@@ -112,6 +113,16 @@ export function certificateGauges(m: MetricsRegistry, certs: readonly Certificat
   }
 }
 
+/** What of the (process-wide) memory governor's counts each registry has been given. */
+const governorReported = new WeakMap<MetricsRegistry, { forced: number; seconds: number }>();
+
+function reportGovernor(m: MetricsRegistry): void {
+  const was = governorReported.get(m) ?? { forced: 0, seconds: 0 };
+  m.counter('quorate_gc_forced_total', 'Full garbage collections the memory governor started because Buffers outside the V8 heap grew quickly (uploads, snapshot streams)').inc(governorStats.forced - was.forced);
+  m.counter('quorate_gc_forced_seconds_total', 'Event-loop time spent in those collections').inc(Math.max(0, governorStats.forcedSeconds - was.seconds));
+  governorReported.set(m, { forced: governorStats.forced, seconds: governorStats.forcedSeconds });
+}
+
 export async function metricsText(m: MetricsRegistry, st: NodeStatus, machines: MachineRegistry, dataDir?: string, modes?: ModesView, extra: MetricsExtra = {}): Promise<string> {
   const g = (name: string, help: string, v: number, labels?: Record<string, string>) => m.gauge(name, help, labels ? Object.keys(labels) : []).set(labels ?? {}, v);
   g('quorate_has_leader', '1 if a leader is known', st.leaderId !== NONE ? 1 : 0);
@@ -130,7 +141,8 @@ export async function metricsText(m: MetricsRegistry, st: NodeStatus, machines: 
   g('process_resident_memory_bytes', 'Resident memory size in bytes', mem.rss);
   g('nodejs_heap_used_bytes', 'V8 heap used in bytes', mem.heapUsed);
   g('nodejs_heap_total_bytes', 'V8 heap allocated in bytes', mem.heapTotal);
-  g('nodejs_external_memory_bytes', 'Memory of buffers and other objects outside the V8 heap', mem.external + mem.arrayBuffers);
+  g('nodejs_external_memory_bytes', 'Memory of buffers and other objects outside the V8 heap (Buffers and ArrayBuffers included)', mem.external);
+  reportGovernor(m);
   g('quorate_log_entries_in_memory', 'Raft log entries held in memory (since the compaction point)', st.lastIndex - st.firstIndex + 1);
   for (const p of st.peers) {
     if (p.self) continue;

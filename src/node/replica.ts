@@ -251,6 +251,11 @@ export class Replica {
     });
   }
 
+  /** The transport's connection to `peer` is (re)established: a leader heartbeats it at once (RawNode.peerConnected). */
+  peerConnected(peer: NodeId): void {
+    this.run((raw) => raw.peerConnected(peer));
+  }
+
   propose(data: Uint8Array, timeoutMs: number): Promise<ApplyResult> {
     const busy = this.#overloaded();
     if (busy) {

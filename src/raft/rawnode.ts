@@ -12,7 +12,7 @@ import { checkAppointment } from './witness.js';
 import { RaftCore } from './core.js';
 import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
 import { stepFollower } from './follower.js';
-import { bcastHeartbeat, flushBroadcast, maybeCommit, stepLeader, type ProposeResult } from './replication.js';
+import { bcastHeartbeat, flushBroadcast, maybeCommit, sendHeartbeat, stepLeader, type ProposeResult } from './replication.js';
 import { releaseReads, requestRead } from './readindex.js';
 import { proposeConfChange, proposeEntry } from './propose.js';
 import { transferLeadership } from './transfer.js';
@@ -153,9 +153,13 @@ export class RawNode {
     if (this.#c.role !== 'follower' || this.#c.lead === NONE) return;
     this.#c.lead = NONE;
     if (this.#c.cfg.witness) return;
-    // Campaign after a short random delay (spread so two followers rarely collide).
+    // Campaign after a short random delay: at most half a heartbeat interval
+    // (10-50 ms at the defaults). Two followers that pre-vote at once do not
+    // split the vote: the one with the longer log wins, and with equal logs
+    // the crossed pre-vote tie-break (elections.ts) lets the lower id go on;
+    // the delay only spreads their pre-votes.
     this.#c.electionElapsed = 0;
-    this.#c.randomizedElectionTimeout = 1 + Math.floor(this.#c.random.next() * 2 * this.#c.cfg.heartbeatTicks);
+    this.#c.randomizedElectionTimeout = 1 + Math.floor(this.#c.random.next() * Math.ceil(this.#c.cfg.heartbeatTicks / 2));
   }
 
   /**
@@ -176,6 +180,18 @@ export class RawNode {
     if (voters.length !== 1 || voters[0] !== c.id) return false;
     c.electionElapsed = Math.max(c.electionElapsed, c.randomizedElectionTimeout - 1);
     return true;
+  }
+
+  /**
+   * The transport (re)established its connection to `id`. A leader
+   * heartbeats it now instead of at the next interval: a restarted follower
+   * learns who leads, and its reply starts the probe for what it lacks, one
+   * round trip after it connects rather than up to a heartbeat interval later.
+   */
+  peerConnected(id: NodeId): void {
+    this.#assertNotInReady('peerConnected');
+    if (this.#c.role !== 'leader' || id === this.#c.id) return;
+    sendHeartbeat(this.#c, id);
   }
 
   reportUnreachable(id: NodeId): void {

@@ -156,15 +156,14 @@ function flushAppendsForCommit(c: RaftCore): void {
 
 export function bcastHeartbeat(c: RaftCore): void {
   c.heartbeatElapsed = 0;
-  for (const [id, pr] of c.prs) {
-    c.send({
-      type: 'heartbeat',
-      to: id,
-      term: c.term,
-      commit: Math.min(pr.match, c.commit),
-      context: c.readRound,
-    });
-  }
+  for (const id of c.prs.keys()) sendHeartbeat(c, id);
+}
+
+/** A heartbeat to one follower (its commit capped at what it is known to hold). */
+export function sendHeartbeat(c: RaftCore, to: NodeId): void {
+  const pr = c.prs.get(to);
+  if (!pr) return;
+  c.send({ type: 'heartbeat', to, term: c.term, commit: Math.min(pr.match, c.commit), context: c.readRound });
 }
 
 export function flushBroadcast(c: RaftCore): void {

@@ -1,5 +1,6 @@
 // Real node processes on loopback for integration tests: free ports, real
 // data dirs under the OS temp dir, kill -9 / SIGSTOP / restart, and a client.
+import { AGENT_NODE_FLAGS, agentEnv } from '../../src/node/runtime-env.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -147,9 +148,10 @@ export class TestCluster {
   startNode(i: number, env?: Record<string, string>): void {
     const nd = this.nodes[i]!;
     const fd = openSync(nd.logPath, 'a');
-    const proc = spawn(process.execPath, [...this.#nodeArgs, MAIN, 'agent', '--config', nd.configPath], {
+    // Started as the product starts it (src/node/runtime-env.ts); nodeArgs come after, so a benchmark can override a flag.
+    const proc = spawn(process.execPath, [...AGENT_NODE_FLAGS, ...this.#nodeArgs, MAIN, 'agent', '--config', nd.configPath], {
       stdio: ['ignore', fd, fd],
-      ...(env ? { env: { ...process.env, ...env } } : {}),
+      env: agentEnv({ ...process.env, ...(env ?? {}) }),
     });
     closeSync(fd);
     nd.proc = proc;

@@ -604,6 +604,10 @@ export class Simulation {
     if (this.#manual) raft.setAutoCampaign(false);
     n.replica.start();
     if (n.registry !== null) this.#joinRegistry(n, inc, n.registry);
+    // Its peers' connections to it come up: a leader among them heartbeats it at once.
+    for (const o of this.nodes.values()) {
+      if (o !== n && this.#alive(o)) this.#onNode(o, o.inc, this.now + 1, () => o.replica!.peerConnected(n.id));
+    }
   }
 
   #alive(n: SimNode | undefined, inc?: number): n is SimNode & { raft: RawNode; replica: Replica; kv: KvReader } {
