@@ -21,6 +21,7 @@
 // is checked against its SHA-256 at commit (the staged bytes), when read
 // (GET verifies before answering) and when streamed into a snapshot: a
 // file corrupted on disk is reported naming its path.
+import { noteLargeBuffers } from '../lib/memory-governor.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -186,6 +187,7 @@ export class FilesStateMachine implements StateMachine<FilesCommand> {
         }
         u.offset += cmd.bytes.length;
         u.hash.update(cmd.bytes);
+        noteLargeBuffers(cmd.bytes.length);
         u.lastAt = ctx.at;
         return { data: { uploadId: u.id, staged: u.offset } };
       }

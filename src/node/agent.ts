@@ -10,7 +10,7 @@ import { NodeHost } from './node-host.js';
 import { autoApiTlsFiles, trustClusterCa } from './tls-auto.js';
 import { awaitEnrollment, enrolledWith } from './join-agent.js';
 import { LogRing } from './log-ring.js';
-import { startMemoryGovernor } from './memory-governor.js';
+import { startMemoryGovernor } from '../lib/memory-governor.js';
 import { alertSecretOf, opsFor } from './ops-wiring.js';
 
 export async function runAgent(config: QuorateConfig, opts: { configPath: string; joinToken?: string }): Promise<void> {
@@ -116,7 +116,7 @@ export async function runAgent(config: QuorateConfig, opts: { configPath: string
     setInterval(follow, 1000).unref();
   }
   logger.info({ event: 'api_listening', node: config.node.nodeName, url: config.node.advertiseApiUrl }, `API listening on ${config.node.advertiseApiUrl}`);
-  // Dead chunk Buffers of uploads and snapshot streams are collected early (./memory-governor.ts).
+  // Dead chunk Buffers of uploads and snapshot streams are collected early (src/lib/memory-governor.ts).
   if (startMemoryGovernor() === undefined) logger.warn({ event: 'memory_governor_unavailable' }, 'this runtime does not allow collecting garbage on demand; large uploads may grow memory by up to 64 MiB more per node');
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -1,7 +1,7 @@
 // The node's metrics: the counters and histograms the replica feeds, and the
 // gauges set from the node's status at each scrape (`GET /metrics`), in the
 // node's MetricsRegistry (src/ops/metrics.ts).
-import { governorStats } from './memory-governor.js';
+import { governorStats } from '../lib/memory-governor.js';
 import { statfsSync } from 'node:fs';
 import type { CertificateInfo, NodeStatus } from '../api/ports.js';
 import type { RttSample } from '../api/ports-ops.js';

@@ -9,6 +9,7 @@
 // (a file) only when the socket has drained; the receiver writes each chunk
 // to a file in its spool dir as it arrives (a synchronous write, so the
 // socket is not read further meanwhile) and hands the node that file.
+import { noteLargeBuffers } from '../lib/memory-governor.js';
 import { closeSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -169,6 +170,7 @@ export class SnapshotReceiver {
         for (let off = 0; off < data.length; ) off += writeSync(this.#fd!, data, off, data.length - off, this.#received + off);
       });
       this.#received += data.length;
+      noteLargeBuffers(data.length);
       return undefined;
     }
     if (frame.type === 'snapshotEnd') {
@@ -305,6 +307,7 @@ export function sendSnapshotOver(p: SendSnapshotParams): SnapshotSend {
         conn.write(encodeSnapshotChunkHeader(chunk));
         const more = conn.write(chunk);
         sent += chunk.length;
+        noteLargeBuffers(chunk.length);
         p.onProgress?.(sent, total);
         if (!more) await drained();
         else await new Promise<void>((r) => setImmediate(r)); // yield: let heartbeats and I/O interleave
