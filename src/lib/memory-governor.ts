@@ -31,7 +31,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
-const CHECK_MS = 50;
+const CHECK_MS = 20;
 
 export interface GovernorStats {
   forced: number;
