@@ -13,11 +13,12 @@
 // reported since the last collection, the governor collects once the memory
 // outside the heap has grown by `growthBytes` since its lowest point after
 // that collection (on the leader of an upload, each chunk leaves about 4 MiB
-// of dead Buffers: the request body's pieces and one frame per follower). Ordinary KV traffic makes small Buffers (several MiB a second
-// under load), which V8's own schedule handles well: it reports none, so it
-// never triggers a collection here (an earlier version that watched the
-// memory alone collected every second or so under KV load, for a visible
-// cost in throughput).
+// of dead Buffers: the request body's pieces and one frame per follower).
+// Ordinary KV traffic makes small Buffers (several MiB a second under load),
+// which V8's own schedule handles well: it reports none, so it never
+// triggers a collection here (an earlier version that watched the memory
+// alone collected every second or so under KV load, for a visible cost in
+// throughput).
 //
 // A forced collection pauses the event loop (a full mark-compact, about
 // 5-20 ms with a small heap): at most one per CHECK_MS, so heartbeats (every
