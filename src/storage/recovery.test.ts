@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile, readdir, rename, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WalStorage } from './wal.js';
+import { nodeFs, type StorageFs } from './fs.js';
 import { CorruptHardStateError, CorruptLogError, CorruptSnapshotError, RESTORE_ADVICE, StorageError } from './errors.js';
 import { RECORD_HEADER_BYTES, SECTOR_BYTES, SEGMENT_HEADER_BYTES } from './codec.js';
 import { readStoredHardState, writeHardState } from './hardstate.js';
@@ -411,4 +412,34 @@ test('storage error messages advise only commands that exist', () => {
   const e = new CorruptLogError('/x/wal/1.seg', 16, 'reason');
   assert.ok(e instanceof StorageError);
   assertSafeAdvice(e.message);
+});
+
+test('recovery parses a preallocated segment without reading its zero tail into memory, and still finds a byte in the tail', async (t) => {
+  const dir = await tempDir(t);
+  await acknowledged40(dir);
+  const seg = join(dir, 'wal', '00000000000000000001.seg');
+  let largest = 0;
+  const counting: StorageFs = {
+    ...nodeFs,
+    readFile: async (path) => {
+      const b = await nodeFs.readFile(path);
+      largest = Math.max(largest, b.length);
+      return b;
+    },
+  };
+  {
+    const { storage, state } = await WalStorage.open(dir, { fs: counting });
+    assert.equal(state.entries.length, 40);
+    assert.deepEqual(state.warnings, []);
+    await storage.close();
+    assert.ok(largest < 1024 * 1024, `the 64 MiB segment was read whole (${largest} bytes)`);
+  }
+  // The file's very last byte: found by the backward scan, judged on the whole file.
+  const b = await readFile(seg);
+  b[b.length - 1] = 0x01;
+  await writeFile(seg, b);
+  await rejectsCorrupt(WalStorage.open(dir, { fs: counting }), (e) => {
+    assert.equal(e.offset, b.length - 1);
+    assert.match(e.message, /farther out than an interrupted write can reach/);
+  });
 });

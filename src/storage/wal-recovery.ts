@@ -11,7 +11,7 @@ import { CorruptHardStateError, CorruptIncarnationError, CorruptLogError, Corrup
 import { atomicWriteFile, mkdirDurable } from './fsutil.js';
 import type { StorageFs } from './fs.js';
 import { EMPTY_HARD_STATE, readStoredHardState } from './hardstate.js';
-import { parseSegment } from './segment.js';
+import { readSegment } from './segment.js';
 import type { LoadedSnapshot, SnapshotStore, SnapshotValidator } from './snapshot.js';
 import type { Segment, WalLog } from './wal-log.js';
 import type { RecoveredState, StoredSnapshotSource } from './wal-types.js';
@@ -110,8 +110,7 @@ export async function recoverWal(w: WalLog, snaps: SnapshotStore, validateSnapsh
       prevTerm = 0;
       continue;
     }
-    const buf = await w.fs.readFile(path);
-    const parsed = parseSegment(buf, { path, firstIndex, prevTerm, keepFrom: snapIndex + 1, isLast: next === undefined });
+    const { parsed, fileBytes } = await readSegment(w.fs, { path, firstIndex, prevTerm, keepFrom: snapIndex + 1, isLast: next === undefined });
     if (parsed.headerTorn !== undefined) {
       if (firstIndex <= recordedTail) {
         throw new CorruptLogError(path, 0, `${parsed.headerTorn}, but the hard state ${w.hsPath} records this segment as durable`);
@@ -137,7 +136,7 @@ export async function recoverWal(w: WalLog, snaps: SnapshotStore, validateSnapsh
         await fh.close();
       }
       warnings.push(
-        `torn final record in ${path} (version-1 segment) at byte offset ${parsed.truncate.offset} (${parsed.truncate.reason}): truncated ${buf.length - parsed.truncate.offset} bytes (a write interrupted by a crash)`,
+        `torn final record in ${path} (version-1 segment) at byte offset ${parsed.truncate.offset} (${parsed.truncate.reason}): truncated ${fileBytes - parsed.truncate.offset} bytes (a write interrupted by a crash)`,
       );
     }
     if (parsed.zeroFill !== undefined) {
