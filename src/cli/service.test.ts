@@ -11,7 +11,7 @@ import { main } from './main.js';
 import { systemdUnit } from './service.js';
 
 const DOC = fileURLToPath(new URL('../../../docs/quorate.service', import.meta.url));
-const DOC_DEFAULTS = { node: '/usr/bin/node', cli: '/usr/lib/node_modules/quorate/dist/src/cli/main.js', config: '/etc/quorate/quorate.json', user: 'quorate', dataDir: '/var/lib/quorate' };
+const DOC_DEFAULTS = { node: '/usr/bin/node', cli: '/usr/lib/node_modules/quorate/dist/src/bundle/main.js', config: '/etc/quorate/quorate.json', user: 'quorate', dataDir: '/var/lib/quorate' };
 
 function io(cwd: string) {
   const out: string[] = [];

@@ -12,7 +12,7 @@ import { EXIT, type Verb } from './command.js';
 export interface UnitOptions {
   /** Absolute path of node. */
   readonly node: string;
-  /** Absolute path of the quorate CLI entry (dist/src/cli/main.js). */
+  /** Absolute path of the quorate CLI entry (dist/src/bundle/main.js, the bundle scripts/build-bundle.mjs makes). */
   readonly cli: string;
   readonly config: string;
   readonly user: string;

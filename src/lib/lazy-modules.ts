@@ -14,23 +14,23 @@ import type * as X509 from '@peculiar/x509';
 import type * as Prom from 'prom-client';
 import './reflect-shim.js';
 
-const require = createRequire(import.meta.url);
+const requireCjs = createRequire(import.meta.url);
 let ioredis: typeof IoRedis | undefined;
 let pg: typeof Pg | undefined;
 let x509: typeof X509 | undefined;
 
 export function ioredisModule(): typeof IoRedis {
-  return (ioredis ??= require('ioredis') as typeof IoRedis);
+  return (ioredis ??= requireCjs('ioredis') as typeof IoRedis);
 }
 
 export function pgModule(): typeof Pg {
-  return (pg ??= require('pg') as typeof Pg);
+  return (pg ??= requireCjs('pg') as typeof Pg);
 }
 
 /** @peculiar/x509 with Node's webcrypto as its provider (reflect-shim is loaded first, as tsyringe needs). */
 export function x509Module(): typeof X509 {
   if (x509 === undefined) {
-    const m = require('@peculiar/x509') as typeof X509;
+    const m = requireCjs('@peculiar/x509') as typeof X509;
     m.cryptoProvider.set(webcrypto as unknown as Parameters<typeof m.cryptoProvider.set>[0]);
     x509 = m;
   }
@@ -50,14 +50,14 @@ let prom: PromClasses | undefined;
  */
 export function promClasses(): PromClasses {
   return (prom ??= {
-    Registry: require('prom-client/lib/registry') as typeof Prom.Registry,
-    Counter: require('prom-client/lib/counter') as typeof Prom.Counter,
-    Gauge: require('prom-client/lib/gauge') as typeof Prom.Gauge,
-    Histogram: require('prom-client/lib/histogram') as typeof Prom.Histogram,
+    Registry: requireCjs('prom-client/lib/registry') as typeof Prom.Registry,
+    Counter: requireCjs('prom-client/lib/counter') as typeof Prom.Counter,
+    Gauge: requireCjs('prom-client/lib/gauge') as typeof Prom.Gauge,
+    Histogram: requireCjs('prom-client/lib/histogram') as typeof Prom.Histogram,
   });
 }
 
 /** prom-client's default process metrics (about 30 ms to load), at the first scrape that renders them. */
 export function promDefaultMetrics(): typeof Prom.collectDefaultMetrics {
-  return require('prom-client/lib/defaultMetrics') as typeof Prom.collectDefaultMetrics;
+  return requireCjs('prom-client/lib/defaultMetrics') as typeof Prom.collectDefaultMetrics;
 }

@@ -15,7 +15,7 @@
 // still decides), proposeSetting puts a settings entry in the log.
 import type { Logger } from 'pino';
 import { NONE, isVoting, type Entry, type NodeId, type RawNode } from '../raft/index.js';
-import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, settingsCommandHasHold, type FailoverMode, type SettingsCommand, type SettingsMachine, type SettingsState, type MaintenanceBy } from '../state/index.js';
+import { SETTINGS_MACHINE_ID, applySetting, decodeEntry, peekMachineId, decodeSettingsPayload, encodeEnvelope, encodeSettingsPayload, settingsCommandHasHold, type FailoverMode, type SettingsCommand, type SettingsMachine, type SettingsState, type MaintenanceBy } from '../state/index.js';
 import type { Hold } from '../state/index.js';
 import { Approval, type ApprovalState, type ProbeInfo } from './approval.js';
 import { NodeError } from './errors.js';
@@ -204,6 +204,8 @@ export function settingsCommandOf(data: Uint8Array): SettingsCommand | undefined
 
 /** The settings command in an entry with its leader-stamped time. */
 function settingsEntryOf(data: Uint8Array): { c: SettingsCommand; at: number } | undefined {
+  const peeked = peekMachineId(data);
+  if (peeked !== undefined && peeked !== SETTINGS_MACHINE_ID) return undefined; // most entries: no decode
   try {
     const d = decodeEntry(data, 2);
     if (d.version !== 2 || d.envelope.machine !== SETTINGS_MACHINE_ID) return undefined;

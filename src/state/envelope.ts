@@ -54,6 +54,31 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
 }
 
 /**
+ * The machine id of a format-2 entry whose id is a msgpack fixstr (every valid
+ * id: at most 64 ASCII characters; ids under 32 are fixstr), read from the
+ * bytes without decoding the entry: `[0x95, 0x02, 0xa0|len, id...]`. Undefined
+ * when the bytes do not start that way (format 1, a longer id, malformed data):
+ * the caller then decodes the entry. msgpack is unambiguous, so an id read here
+ * is the one decodeEntry would return if it accepts the entry at all. For the
+ * per-entry checks on the write path (is this a settings entry?) that would
+ * otherwise decode every entry twice.
+ */
+export function peekMachineId(data: Uint8Array): string | undefined {
+  if (data.length < 3 || data[0] !== 0x95 || data[1] !== ENVELOPE_FORMAT_VERSION) return undefined;
+  const tag = data[2]!;
+  if ((tag & 0xe0) !== 0xa0) return undefined;
+  const len = tag & 0x1f;
+  if (data.length < 3 + len) return undefined;
+  let id = '';
+  for (let i = 3; i < 3 + len; i++) {
+    const c = data[i]!;
+    if (c >= 0x80) return undefined;
+    id += String.fromCharCode(c);
+  }
+  return id;
+}
+
+/**
  * Decodes entry data of either format. `maxVersion` is the newest format this
  * node applies (2; 1 for a node run as the previous release). Throws
  * InvalidCommandError for malformed data (it applies as `invalid_command` on

@@ -30,7 +30,7 @@ export { AppStateMachine, dlqOf } from './app-machine.js';
 export type { LockView, OutboxMessage, QueueStats } from './app-machine.js';
 export { APP_MACHINE_ID, APP_NAME_RE, DEFAULT_MAX_DELIVERIES, MAX_CLAIM, MAX_APP_TTL_MS, MAX_APP_BODY_BYTES, encodeAppPayload, validateAppCommand } from './app-commands.js';
 export type { AppCommand } from './app-commands.js';
-export { ENVELOPE_FORMAT_VERSION, decodeEntry, encodeEnvelope } from './envelope.js';
+export { ENVELOPE_FORMAT_VERSION, decodeEntry, encodeEnvelope, peekMachineId } from './envelope.js';
 export type { DecodedEntry, Envelope } from './envelope.js';
 export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
 export { FAILOVER_MODES, SETTINGS_MACHINE_ID, SettingsMachine, applySetting, decodeSettingsPayload, encodeSettingsPayload, settingsCommandHasHold } from './settings.js';

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { QuorateClient } from '../../src/api/client.js';
 import { reservePorts } from '../support/ports.js';
 
-export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../../src/bundle/main.js', import.meta.url));
 
 /** Ports free now and reserved for this test process (see test/support/ports.ts). */
 export async function freePorts(n: number): Promise<number[]> {
