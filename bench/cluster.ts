@@ -19,6 +19,8 @@
 // restart → ready (process start to serving) and restart → the last of those
 // writes readable from the follower's own copy (stale/serializable read).
 // BENCH_ONLY=sql,files,writes,reads,catchup,failover,witness runs only those parts.
+// Before the write workloads each system serves BENCH_WARMUP_SECONDS (default 2)
+// of writes at 16 clients, not reported (0 skips it).
 // BENCH_NODE_ARGS (space-separated) are passed to node for each quorate agent
 // (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 // Prints one JSON report. Not part of `npm test`.
@@ -33,6 +35,7 @@ import { witnessFailover } from './witness-run.js';
 import { rssMb, uploadRun } from './files-upload.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
+const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
 const CONCURRENCY = (process.env['BENCH_CONCURRENCY'] ?? '1,16,64,256').split(',').map(Number);
 const FAILOVER_ROUNDS = Number(process.env['BENCH_FAILOVER_ROUNDS'] ?? 5);
 const VALUE = 'v'.repeat(256);
@@ -323,6 +326,9 @@ async function runAll(t: Target) {
   const leader = await t.leader();
   const url = t.urls()[leader]!;
   const writes = [];
+  // Both systems first serve WARMUP_SECONDS of writes (16 clients), not measured: a
+  // long-running cluster's figures, not those of its first seconds (JIT, caches).
+  if (WARMUP_SECONDS > 0 && (PARTS.has('writes') || PARTS.has('reads'))) await load(t, url, 16, 'write', WARMUP_SECONDS);
   if (PARTS.has('writes')) for (const c of CONCURRENCY) writes.push(await load(t, url, c, 'write', SECONDS));
   const reads = PARTS.has('reads') ? await load(t, url, 64, 'read', SECONDS) : undefined;
   const rss = t.pids().map(rssMb);
@@ -377,7 +383,7 @@ function findEtcd(): string | undefined {
   return undefined;
 }
 
-const report: Record<string, unknown> = { benchmark: 'cluster', nodes: 3, valueBytes: 256, secondsPerWorkload: SECONDS, nodeVersion: process.version };
+const report: Record<string, unknown> = { benchmark: 'cluster', nodes: 3, valueBytes: 256, secondsPerWorkload: SECONDS, warmupSeconds: WARMUP_SECONDS, nodeVersion: process.version };
 if (PARTS.has('files')) {
   report['quorateFileUploads'] = [];
   for (const mib of FILE_MB) {

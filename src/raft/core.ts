@@ -26,6 +26,9 @@ import type {
 } from './types.js';
 import { NONE } from './types.js';
 
+/** How far past its snapshot thresholds a node catching up may apply before it snapshots anyway (wantSnapshot). */
+export const CATCH_UP_SNAPSHOT_DEFER = 4;
+
 export interface PendingRead {
   readonly ctx: number;
   readonly index: number;
@@ -79,6 +82,8 @@ export class RaftCore {
   appliedBytesSinceSnapshot = 0;
   /** The size of the caller's last snapshot (snapshotTaken), which moves the bytes threshold (RaftConfig.snapshotBytesMax). */
   lastSnapshotBytes = 0;
+  /** The commit index in the latest append or heartbeat from the leader (a follower beyond its log end is catching up). */
+  leaderCommitSeen = 0;
   readHeartbeatPending = false;
   /** Witness mode: the leader's commit set and in-sync set (./witness.ts). */
   readonly witness: WitnessSets;
@@ -182,7 +187,26 @@ export class RaftCore {
   wantSnapshot(): boolean {
     const since = this.applied - this.snapshotRequestedAt;
     if (since <= 0) return false;
-    return since >= this.cfg.snapshotEntries || this.appliedBytesSinceSnapshot >= this.snapshotBytesThreshold();
+    if (since < this.cfg.snapshotEntries && this.appliedBytesSinceSnapshot < this.snapshotBytesThreshold()) return false;
+    // A node that is catching up applies first and snapshots once caught up: a
+    // snapshot costs the loop about as long as applying 10000 entries, and taking
+    // it mid-way delayed a restarted follower's catch-up by ~100 ms. Not forever:
+    // past CATCH_UP_SNAPSHOT_DEFER times the thresholds it snapshots anyway (the
+    // memory the log may hold stays bounded).
+    if (this.catchingUp()) return since >= CATCH_UP_SNAPSHOT_DEFER * this.cfg.snapshotEntries || this.appliedBytesSinceSnapshot >= this.cfg.snapshotBytesMax;
+    return true;
+  }
+
+  /**
+   * A node that is not the leader and has no leader yet (it just restarted and
+   * replays its log), or whose log ends before the leader's commit, or that
+   * has a backlog of committed entries to apply of at least a quarter of
+   * snapshotEntries (a large batch from the leader; a follower keeping up
+   * applies one small batch per Ready).
+   */
+  catchingUp(): boolean {
+    if (this.role === 'leader') return false;
+    return this.lead === NONE || this.leaderCommitSeen > this.log.lastIndex() || this.commit - this.applied >= Math.max(1, this.cfg.snapshotEntries / 4);
   }
 
   /** Bytes of applied entry data that ask for the next snapshot: the last snapshot's size, within [snapshotBytes, snapshotBytesMax]. */

@@ -10,6 +10,7 @@ import type { Message } from './types.js';
 function heardFromLeader(c: RaftCore, m: Message): void {
   c.electionElapsed = 0;
   c.lead = m.from;
+  c.leaderCommitSeen = m.commit;
   c.leaderlessTimeouts = 0;
 }
 

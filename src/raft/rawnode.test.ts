@@ -848,6 +848,47 @@ describe('log compaction and snapshots', () => {
   });
 });
 
+describe('snapshots while catching up', () => {
+  /** Follower 2 of leader 1 (term 1), snapshotting every 10 entries; `append` sends it entries from..to with the leader's commit, and returns the snapshot requests of its Readys. */
+  function follower() {
+    const n = new RawNode({ id: 2, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(2), snapshotEntries: 10 },
+      { hardState: { term: 1, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0, membership: membership([1, 2, 3]) }, entries: [] });
+    const append = (from: number, to: number, commit: number): number[] => {
+      const entries: Entry[] = [];
+      for (let i = from; i <= to; i++) entries.push({ term: 1, index: i, type: 'normal', data: enc(`e${i}`) });
+      n.step(msg({ type: 'app', from: 1, to: 2, term: 1, index: from - 1, logTerm: from === 1 ? 0 : 1, entries, commit }));
+      const asked: number[] = [];
+      while (n.hasReady()) {
+        const rd = n.ready();
+        if (rd.snapshotRequest !== undefined) asked.push(rd.snapshotRequest);
+        n.advance();
+      }
+      return asked;
+    };
+    return { n, append };
+  }
+
+  test('a follower behind the leader\'s commit applies first and asks for its snapshot once caught up', () => {
+    const { n, append } = follower();
+    assert.deepEqual(append(1, 15, 40), [], 'behind the leader (commit 40, log ends at 15): no snapshot yet');
+    assert.deepEqual(append(16, 30, 40), []);
+    assert.equal(n.status().applied, 30);
+    assert.deepEqual(append(31, 40, 40), [40], 'caught up: one snapshot, at the end');
+  });
+
+  test('the deferral is bounded: past 4 times the threshold it snapshots anyway', () => {
+    const { append } = follower();
+    assert.deepEqual(append(1, 39, 1000), []);
+    assert.deepEqual(append(40, 45, 1000), [45], 'at 4 x snapshotEntries applied, it no longer waits');
+  });
+
+  test('a follower that keeps up snapshots at the threshold as before', () => {
+    const { append } = follower();
+    assert.deepEqual(append(1, 5, 5), []);
+    assert.deepEqual(append(6, 12, 12), [12]);
+  });
+});
+
 describe('setAutoCampaign(false): manual failover, paused, drained', () => {
   test('a node with auto-campaign off never pre-votes or campaigns on election timeout once something committed', () => {
     const n = nodeWithLog(2, [1, 1], 1, membership([1, 2, 3]));
