@@ -88,8 +88,13 @@ const clusterSchema = z.object({
   maxLagOnFailover: int(0).default(1000),
   /** Take a snapshot and compact the log after this many applied entries. */
   snapshotEntries: int(100, 100_000_000).default(10_000),
-  /** Entries kept in the log before a snapshot, so a briefly lagging follower catches up without one. */
-  snapshotTrailingEntries: int(0, 100_000_000).default(1000),
+  /**
+   * Entries kept in the log before a snapshot, so a briefly lagging follower (a
+   * restart, a rolling upgrade) catches up without one: as many as snapshotEntries,
+   * so a follower that missed up to that many writes is sent entries, not the whole
+   * state (etcd keeps 5000). Bounded in bytes by snapshotTrailingBytes.
+   */
+  snapshotTrailingEntries: int(0, 100_000_000).default(10_000),
   /** ... or after this many bytes of applied entry data (large entries, such as file chunks, are held in memory until then). */
   snapshotBytes: int(1024 * 1024, 1024 * 1024 * 1024).default(8 * 1024 * 1024),
   /** The trailing entries are bounded in bytes of entry data too. */
