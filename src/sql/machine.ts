@@ -86,7 +86,8 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
   readonly limits: SqlLimits;
   readonly #o: SqlMachineOptions;
   readonly #file: string;
-  #worker!: Worker;
+  /** Started at the first command, query or snapshot (#ensureWorker): a node that never uses SQL runs no SQLite thread. */
+  #worker: Worker | undefined;
   #pool!: SqlReadPool;
   #seq = 0;
   #doneSeq = 0;
@@ -104,7 +105,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     this.limits = { ...SQL_LIMITS, ...o.limits };
   }
 
-  /** Starts the apply worker (which removes any previous file and opens an empty database; not waited for) and the read pool (workers start on first use). */
+  /** Prepares the directory and the read pool; the apply worker (which removes any previous file and opens an empty database) starts at first use, the read workers too. */
   static async open(o: SqlMachineOptions): Promise<SqlStateMachine> {
     await mkdir(o.dir, { recursive: true });
     const m = new SqlStateMachine(o);
@@ -116,19 +117,27 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     // Leftover temp files of a previous run.
     const { readdir } = await import('node:fs/promises');
     for (const f of await readdir(this.#o.dir)) if (f.endsWith('.tmp')) await rm(join(this.#o.dir, f), { force: true });
+    this.#pool = new SqlReadPool({ file: this.#file, size: this.#o.readers ?? 2, timeoutMs: this.limits.queryTimeoutMs, maxRows: this.limits.queryRows, maxBytes: this.limits.queryBytes, logger: this.#o.logger });
+  }
+
+  /**
+   * The apply worker, started at the first command, snapshot, checksum or query.
+   * A thread with SQLite loaded holds about 10 MB; most clusters use the KV alone.
+   * Commands posted before it has loaded wait in its queue (not waited for here); a
+   * failure to open comes as 'fatal'. Referenced until it has opened the database
+   * (its 'ready'), and afterwards while it owes an answer: the node's servers and
+   * timers keep the process alive, the idle worker alone must not.
+   */
+  #ensureWorker(): Worker {
+    if (this.#worker !== undefined) return this.#worker;
     const w = new Worker(APPLY_WORKER_URL, { workerData: { file: this.#file, limits: this.limits } });
     this.#worker = w;
-    // Not waited for: commands posted before the worker has loaded wait in its queue (a
-    // node's start does not pay for loading SQLite); a failure to open comes as 'fatal'.
     w.on('message', (x: FromApplyWorker) => this.#onMessage(x));
     w.on('error', (e) => this.#die(new Error(`the SQL apply worker failed: ${e.message}`, { cause: e })));
     w.on('exit', (code) => {
       if (!this.#closing) this.#die(new Error(`the SQL apply worker exited (code ${code})`));
     });
-    // Referenced until it has opened the database (its 'ready'), and afterwards while it owes an
-    // answer: the node's servers and timers keep the process alive, the idle worker alone must not
-    // (a node whose start fails after this point exits as before, once the worker has loaded).
-    this.#pool = new SqlReadPool({ file: this.#file, size: this.#o.readers ?? 2, timeoutMs: this.limits.queryTimeoutMs, maxRows: this.limits.queryRows, maxBytes: this.limits.queryBytes, logger: this.#o.logger });
+    return w;
   }
 
   #closing = false;
@@ -140,7 +149,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
   #onMessage(m: FromApplyWorker): void {
     if (m.t === 'ready') {
       this.#ready = true;
-      if (this.#pending.size === 0) this.#worker.unref();
+      if (this.#pending.size === 0) this.#worker?.unref();
       this.#onReady();
       return;
     }
@@ -151,7 +160,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     }
     const p = this.#pending.get(m.seq);
     this.#pending.delete(m.seq);
-    if (this.#pending.size === 0 && this.#ready) this.#worker.unref();
+    if (this.#pending.size === 0 && this.#ready) this.#worker?.unref();
     this.#doneSeq = m.seq;
     p?.resolve(m);
     while (this.#barriers.length > 0 && this.#barriers[0]!.seq <= this.#doneSeq) this.#barriers.shift()!.resolve();
@@ -169,12 +178,13 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
 
   #call(m: Msg): Promise<Done> {
     if (this.#fatal) return Promise.reject(this.#fatal);
+    const w = this.#ensureWorker();
     const seq = ++this.#seq;
     return new Promise<Done>((resolve, reject) => {
       // Referenced while it owes an answer (so a process waiting only for it stays up).
-      if (this.#pending.size === 0) this.#worker.ref();
+      if (this.#pending.size === 0) w.ref();
       this.#pending.set(seq, { resolve, reject });
-      this.#worker.postMessage({ ...m, seq });
+      w.postMessage({ ...m, seq });
     });
   }
 
@@ -261,6 +271,8 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     if (!image) await rm(path, { force: true });
     return () => {
       this.#nonEmpty = image;
+      // Empty into a worker never started: it opens an empty database when it starts.
+      if (!image && this.#worker === undefined) return;
       this.#call({ t: 'restore', path: image ? path : null }).then(
         () => {
           this.#generation++;
@@ -287,7 +299,11 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
   /** Runs a read on the pool, against the state as of now (call caughtUp() first for what was applied before). */
   async query(sql: string, params: readonly SqlParam[]): Promise<QueryAnswer> {
     // Not before the apply worker has opened the database: a read process would find no schema yet.
-    if (!this.#ready) await this.#readyP;
+    if (!this.#ready) {
+      if (this.#fatal) throw this.#fatal;
+      this.#ensureWorker();
+      await this.#readyP;
+    }
     if (this.#fatal) throw this.#fatal;
     return this.#pool.query(sql, params, this.#generation);
   }
@@ -295,6 +311,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
   async close(): Promise<void> {
     this.#closing = true;
     await this.#pool.close();
+    if (this.#worker === undefined) return;
     // Referenced while it terminates, so that a process waiting only for this close stays up.
     this.#worker.ref();
     await this.#worker.terminate();
