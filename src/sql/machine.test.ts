@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -228,5 +228,33 @@ describe('sql machine: reads', () => {
     await assert.rejects(r.sql.query('SELECT nope FROM p', []), (e: { code?: string }) => e.code === 'sql_error');
     await exec(r, [['ALTER TABLE p ADD COLUMN nope']]);
     assert.deepEqual((await r.sql.query('SELECT nope FROM p WHERE a = 1', [])).rows, [[null]]);
+  });
+});
+
+describe('sql machine: started at first use', () => {
+  it('opens no database until the first SQL command; a snapshot without SQL restores without one', async () => {
+    const r = await replica();
+    const file = join(dirs.at(-1)!, 'db.sqlite');
+    const exists = (): Promise<boolean> => stat(file).then(() => true, () => false);
+    // A snapshot of a registry whose SQL machine is empty carries no SQL section: it restores to empty.
+    const other = await replica();
+    const chunks: Uint8Array[] = [];
+    for await (const c of other.registry.snapshot('composite')) chunks.push(Buffer.from(c));
+    async function* replay(): AsyncGenerator<Uint8Array> {
+      yield* chunks;
+    }
+    await r.registry.restore(replay());
+    assert.equal(r.sql.isEmpty(), true);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(await exists(), false, 'no SQLite database (and no thread) on a node that has run no SQL');
+    await exec(r, [['CREATE TABLE t (a INTEGER)']]);
+    await exec(r, [['INSERT INTO t VALUES (1)']]);
+    assert.deepEqual(await rows(r, 'SELECT a FROM t'), [[1]]);
+    assert.equal(await exists(), true);
+  });
+
+  it('a query before any command opens the (empty) database and answers', async () => {
+    const r = await replica();
+    assert.deepEqual((await r.sql.query('SELECT 1 + 1', [])).rows, [[2]]);
   });
 });
