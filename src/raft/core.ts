@@ -191,22 +191,24 @@ export class RaftCore {
     // A node that is catching up applies first and snapshots once caught up: a
     // snapshot costs the loop about as long as applying 10000 entries, and taking
     // it mid-way delayed a restarted follower's catch-up by ~100 ms. Not forever:
-    // past CATCH_UP_SNAPSHOT_DEFER times the thresholds it snapshots anyway (the
-    // memory the log may hold stays bounded).
-    if (this.catchingUp()) return since >= CATCH_UP_SNAPSHOT_DEFER * this.cfg.snapshotEntries || this.appliedBytesSinceSnapshot >= this.cfg.snapshotBytesMax;
+    // past CATCH_UP_SNAPSHOT_DEFER times the entry threshold, or twice the bytes
+    // threshold, it snapshots anyway (the memory the log holds stays bounded).
+    if (this.catchingUp()) return since >= CATCH_UP_SNAPSHOT_DEFER * this.cfg.snapshotEntries || this.appliedBytesSinceSnapshot >= 2 * this.snapshotBytesThreshold();
     return true;
   }
 
   /**
    * A node that is not the leader and has no leader yet (it just restarted and
-   * replays its log), or whose log ends before the leader's commit, or that
-   * has a backlog of committed entries to apply of at least a quarter of
-   * snapshotEntries (a large batch from the leader; a follower keeping up
-   * applies one small batch per Ready).
+   * replays its log), or is at least a quarter of snapshotEntries behind: its
+   * log ends that far before the leader's commit, or it has that many committed
+   * entries still to apply (a large batch from the leader). A follower keeping
+   * up, even one a few entries behind the other (pipelined large entries such
+   * as file chunks), is not catching up.
    */
   catchingUp(): boolean {
     if (this.role === 'leader') return false;
-    return this.lead === NONE || this.leaderCommitSeen > this.log.lastIndex() || this.commit - this.applied >= Math.max(1, this.cfg.snapshotEntries / 4);
+    const far = Math.max(1, this.cfg.snapshotEntries / 4);
+    return this.lead === NONE || this.leaderCommitSeen - this.log.lastIndex() >= far || this.commit - this.applied >= far;
   }
 
   /** Bytes of applied entry data that ask for the next snapshot: the last snapshot's size, within [snapshotBytes, snapshotBytesMax]. */

@@ -882,10 +882,12 @@ describe('snapshots while catching up', () => {
     assert.deepEqual(append(40, 45, 1000), [45], 'at 4 x snapshotEntries applied, it no longer waits');
   });
 
-  test('a follower that keeps up snapshots at the threshold as before', () => {
+  test('a follower that keeps up snapshots at the threshold as before, also when a little behind the leader\'s commit', () => {
     const { append } = follower();
     assert.deepEqual(append(1, 5, 5), []);
-    assert.deepEqual(append(6, 12, 12), [12]);
+    assert.deepEqual(append(6, 11, 11), [11]);
+    // Pipelined: the leader's commit (the other follower acknowledged) one entry beyond this batch.
+    assert.deepEqual(append(12, 21, 22), [21], 'one entry behind the leader\'s commit is not catching up');
   });
 });
 
