@@ -52,7 +52,8 @@ async function killLeaderBehind(c: TestCluster, lbUrl: string, report: Record<st
     assert.ok((report['writesResumeMs'] as number) < 30_000);
     for (const key of w.acked) {
       const r = await client.http(lbUrl, 'GET', `/v1/kv/${key}`);
-      assert.equal(r.status, 200, `${key} was acknowledged through the load balancer, then read ${r.status}`);
+      // On a failure, say what the client saw (a status 0 is a closed connection or the 3 s timeout) and what the nodes logged.
+      if (r.status !== 200) assert.fail(`${key} was acknowledged through the load balancer, then read ${r.status} ${JSON.stringify(r.body)}; the nodes' last log lines:\n${c.logTails(12)}`);
       assert.equal(r.body['value'], key.split('/')[1]);
     }
   } finally {
