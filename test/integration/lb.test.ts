@@ -73,10 +73,12 @@ function stopProc(p: ChildProcess | undefined): Promise<void> {
 describe('lb-config with real HAProxy and nginx', { skip: !existsSync(HAPROXY) || !existsSync(NGINX) ? 'haproxy or nginx is not installed (apt-get install haproxy nginx-light)' : false }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'quorate-lb-'));
   let c: TestCluster | undefined;
-  let lb: ChildProcess | undefined;
+  // Every load balancer started, stopped at the end too: a test that fails midway
+  // (before stopping its own) must not leave it running, holding its port.
+  const lbs: ChildProcess[] = [];
   const report: Record<string, unknown> = {};
   after(async () => {
-    await stopProc(lb);
+    for (const p of lbs) await stopProc(p);
     await c?.stop();
     rmSync(dir, { recursive: true, force: true });
     console.log(`# lb report ${JSON.stringify(report)}`);
@@ -102,7 +104,8 @@ describe('lb-config with real HAProxy and nginx', { skip: !existsSync(HAPROXY) |
     const cfg = join(dir, 'haproxy.cfg');
     writeFileSync(cfg, r.stdout);
     execFileSync(HAPROXY, ['-c', '-f', cfg], { stdio: 'pipe' });
-    lb = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: 'ignore' });
+    const lb = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: 'ignore' });
+    lbs.push(lb);
     const h: Record<string, unknown> = {};
     await killLeaderBehind(c, `http://127.0.0.1:${port}`, h);
     report['haproxy'] = h;
@@ -141,7 +144,7 @@ describe('lb-config with real HAProxy and nginx', { skip: !existsSync(HAPROXY) |
       `  include ${join(prefix, 'quorate.conf')};`, '}', '',
     ].join('\n'));
     execFileSync(NGINX, ['-t', '-p', prefix, '-c', main, '-g', 'daemon off; user root;'], { stdio: 'pipe' });
-    lb = spawn(NGINX, ['-p', prefix, '-c', main, '-g', 'daemon off; user root;'], { stdio: 'ignore' });
+    lbs.push(spawn(NGINX, ['-p', prefix, '-c', main, '-g', 'daemon off; user root;'], { stdio: 'ignore' }));
     const h: Record<string, unknown> = {};
     await killLeaderBehind(c, `http://127.0.0.1:${port}`, h);
     report['nginx'] = h;
