@@ -27,7 +27,7 @@ import type {
 import { NONE } from './types.js';
 
 /** How far past its snapshot thresholds a node catching up may apply before it snapshots anyway (wantSnapshot). */
-export const CATCH_UP_SNAPSHOT_DEFER = 4;
+const CATCH_UP_SNAPSHOT_DEFER = 4;
 
 export interface PendingRead {
   readonly ctx: number;
@@ -82,7 +82,7 @@ export class RaftCore {
   appliedBytesSinceSnapshot = 0;
   /** The size of the caller's last snapshot (snapshotTaken), which moves the bytes threshold (RaftConfig.snapshotBytesMax). */
   lastSnapshotBytes = 0;
-  /** The commit index in the latest append or heartbeat from the leader (a follower beyond its log end is catching up). */
+  /** The commit index in the latest message from the leader (catchingUp: how far this node's log is behind it). */
   leaderCommitSeen = 0;
   readHeartbeatPending = false;
   /** Witness mode: the leader's commit set and in-sync set (./witness.ts). */

@@ -22,7 +22,7 @@
 //   newest snapshot and the log replayed), so it is never ahead of the state.
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open as openFile, mkdir, rm } from 'node:fs/promises';
+import { open as openFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
@@ -88,7 +88,7 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
   readonly #file: string;
   /** Started at the first command, query or snapshot (#ensureWorker): a node that never uses SQL runs no SQLite thread. */
   #worker: Worker | undefined;
-  #pool!: SqlReadPool;
+  readonly #pool: SqlReadPool;
   #seq = 0;
   #doneSeq = 0;
   readonly #pending = new Map<number, { resolve(d: Done): void; reject(e: Error): void }>();
@@ -103,21 +103,15 @@ export class SqlStateMachine implements StateMachine<SqlCommand> {
     this.#o = o;
     this.#file = join(o.dir, 'db.sqlite');
     this.limits = { ...SQL_LIMITS, ...o.limits };
+    this.#pool = new SqlReadPool({ file: this.#file, size: o.readers ?? 2, timeoutMs: this.limits.queryTimeoutMs, maxRows: this.limits.queryRows, maxBytes: this.limits.queryBytes, logger: o.logger });
   }
 
   /** Prepares the directory and the read pool; the apply worker (which removes any previous file and opens an empty database) starts at first use, the read workers too. */
   static async open(o: SqlMachineOptions): Promise<SqlStateMachine> {
     await mkdir(o.dir, { recursive: true });
-    const m = new SqlStateMachine(o);
-    await m.#start();
-    return m;
-  }
-
-  async #start(): Promise<void> {
     // Leftover temp files of a previous run.
-    const { readdir } = await import('node:fs/promises');
-    for (const f of await readdir(this.#o.dir)) if (f.endsWith('.tmp')) await rm(join(this.#o.dir, f), { force: true });
-    this.#pool = new SqlReadPool({ file: this.#file, size: this.#o.readers ?? 2, timeoutMs: this.limits.queryTimeoutMs, maxRows: this.limits.queryRows, maxBytes: this.limits.queryBytes, logger: this.#o.logger });
+    for (const f of await readdir(o.dir)) if (f.endsWith('.tmp')) await rm(join(o.dir, f), { force: true });
+    return new SqlStateMachine(o);
   }
 
   /**

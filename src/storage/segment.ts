@@ -35,7 +35,7 @@ import {
   readU64,
 } from './codec.js';
 import { CorruptLogError, UnsupportedFormatError } from './errors.js';
-import type { StorageFs } from './fs.js';
+import type { StorageFile, StorageFs } from './fs.js';
 
 export interface ParsedSegment {
   readonly version: number;
@@ -239,7 +239,7 @@ async function readBeforeZeroTail(fs: StorageFs, path: string): Promise<{ readon
   }
 }
 
-async function readFully(fh: Awaited<ReturnType<StorageFs['open']>>, buf: Buffer, length: number, position: number): Promise<number> {
+async function readFully(fh: StorageFile, buf: Buffer, length: number, position: number): Promise<number> {
   let done = 0;
   while (done < length) {
     const n = await fh.read(buf, done, length - done, position + done);
