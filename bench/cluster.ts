@@ -33,7 +33,8 @@ import { join } from 'node:path';
 import { TestCluster, TOKEN, freePorts, sleep } from '../test/integration/harness.js';
 import { REDIS_SERVER } from '../test/support/redis-server.js';
 import { witnessFailover } from './witness-run.js';
-import { rssMb, uploadRun } from './files-upload.js';
+import { uploadRun } from './files-upload.js';
+import { cpuMsOf, rssMb } from './proc.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
@@ -202,29 +203,10 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function load(t: Target, url: string, concurrency: number, kind: 'write' | 'read', seconds: number) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const lat: number[] = [];
-  let ok = 0;
-  let failed = 0;
-  const end = performance.now() + seconds * 1000;
-  let seq = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        const key = `bench-${seq++ % KEYSPACE}`;
-        const t0 = performance.now();
-        const good = kind === 'write' ? await t.put(agent, url, key) : await t.get(agent, url, key);
-        const dt = performance.now() - t0;
-        if (good) {
-          ok++;
-          lat.push(dt);
-        } else failed++;
-      }
-    }),
-  );
-  agent.destroy();
-  lat.sort((a, b) => a - b);
-  return { concurrency, ops: ok, failed, opsPerSecond: Math.round(ok / seconds), p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)) };
+  return loadOp(concurrency, seconds, (agent, seq) => {
+    const key = `bench-${seq % KEYSPACE}`;
+    return kind === 'write' ? t.put(agent, url, key) : t.get(agent, url, key);
+  }, t.pids());
 }
 
 /**
@@ -338,13 +320,19 @@ async function runAll(t: Target) {
   return { writes, linearizableReads64: reads, rssMbPerNode: rss, catchUp: catchup, failover: fo };
 }
 
-/** `concurrency` clients each running `op` back to back for `seconds`: throughput and latency of the ones that succeeded. */
-async function loadOp(concurrency: number, seconds: number, op: (agent: http.Agent, seq: number) => Promise<boolean>) {
+/**
+ * `concurrency` clients each running `op` back to back for `seconds`: throughput
+ * and latency of the ones that succeeded, and the CPU per operation of the
+ * processes `pids` and of this load generator.
+ */
+async function loadOp(concurrency: number, seconds: number, op: (agent: http.Agent, seq: number) => Promise<boolean>, pids: readonly number[]) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const lat: number[] = [];
   let ok = 0;
   let failed = 0;
   let seq = 0;
+  const cpu0 = pids.map((p) => cpuMsOf(p) ?? 0);
+  const client0 = cpuMsOf('self') ?? 0;
   const end = performance.now() + seconds * 1000;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() < end) {
@@ -357,7 +345,10 @@ async function loadOp(concurrency: number, seconds: number, op: (agent: http.Age
   }));
   agent.destroy();
   lat.sort((a, b) => a - b);
-  return { concurrency, ops: ok, failed, opsPerSecond: Math.round(ok / seconds), p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)) };
+  // CPU per acknowledged operation (µs; /proc, 10 ms ticks): each node's, and this load generator's (it shares the machine).
+  const perOp = (ms: number) => (ok > 0 ? Math.round((ms * 1000) / ok) : 0);
+  const cpuUsPerOp = { nodes: pids.map((p, i) => perOp((cpuMsOf(p) ?? 0) - cpu0[i]!)), client: perOp((cpuMsOf('self') ?? 0) - client0) };
+  return { concurrency, ops: ok, failed, opsPerSecond: Math.round(ok / seconds), p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)), cpuUsPerOp };
 }
 
 /** Replicated SQL against the leader: single-row inserts, then linearizable point queries by primary key over the rows inserted. */
@@ -368,11 +359,12 @@ async function sqlRun(c: TestCluster) {
   const created = await request(setup, url, 'POST', '/v1/db/execute', JSON.stringify({ statements: [['CREATE TABLE bench (id INTEGER PRIMARY KEY, v TEXT NOT NULL)']] }), auth);
   setup.destroy();
   if (created !== 200) throw new Error(`CREATE TABLE failed (HTTP ${created})`);
+  const pids = c.nodes.map((n) => n.proc?.pid ?? 0);
   const inserts = await loadOp(SQL_CONCURRENCY, SECONDS, async (agent) =>
-    (await request(agent, url, 'POST', '/v1/db/execute', JSON.stringify({ statements: [['INSERT INTO bench (v) VALUES (?)', VALUE]] }), auth)) === 200);
+    (await request(agent, url, 'POST', '/v1/db/execute', JSON.stringify({ statements: [['INSERT INTO bench (v) VALUES (?)', VALUE]] }), auth)) === 200, pids);
   const rows = Math.max(1, inserts.ops);
   const queries = await loadOp(SQL_CONCURRENCY, SECONDS, async (agent, seq) =>
-    (await request(agent, url, 'POST', '/v1/db/query', JSON.stringify({ sql: 'SELECT v FROM bench WHERE id = ?', params: [1 + (seq * 7919) % rows], consistency: 'linearizable' }), auth)) === 200);
+    (await request(agent, url, 'POST', '/v1/db/query', JSON.stringify({ sql: 'SELECT v FROM bench WHERE id = ?', params: [1 + (seq * 7919) % rows], consistency: 'linearizable' }), auth)) === 200, pids);
   return {
     insert: { statement: 'INSERT INTO bench (v) VALUES (?) (one row, one request, one log entry; 256-byte value)', ...inserts },
     query: { statement: 'SELECT v FROM bench WHERE id = ? (linearizable, on the leader)', rows, ...queries },

@@ -6,17 +6,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { TOKEN, type TestCluster } from '../test/integration/harness.js';
+import { rssMb } from './proc.js';
 
 const round = (x: number): number => Math.round(x * 10) / 10;
-
-export function rssMb(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? round(Number(m[1]) / 1024) : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /** nodejs_heap_size_total_bytes and nodejs_external_memory_bytes (MiB) from a node's /metrics; undefined when it does not answer. */
 async function heapMb(url: string): Promise<{ heapTotal: number; external: number } | undefined> {

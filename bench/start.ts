@@ -18,11 +18,11 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { TestCluster, TOKEN, MAIN, sleep } from '../test/integration/harness.js';
+import { childrenCpuMs, cpuMsOf } from './proc.js';
 
 const RUNS = Number(process.env['BENCH_START_RUNS'] ?? 7);
 const KEYS = Number(process.env['BENCH_START_KEYS'] ?? 1000);
 const NODE_ARGS = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((x) => x !== '');
-const TICK_MS = 10; // USER_HZ is 100 on Linux
 
 interface Spread { median: number; min: number; max: number }
 
@@ -32,24 +32,6 @@ function spread(xs: readonly number[]): Spread | null {
   const mid = s.length >> 1;
   const median = s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
   return { median: Math.round(median), min: Math.round(s[0]!), max: Math.round(s[s.length - 1]!) };
-}
-
-/** utime + stime of a process in ms (fields 14, 15 of /proc/PID/stat), or undefined off Linux. */
-function cpuMsOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * TICK_MS;
-  } catch { return undefined; }
-}
-
-/** CPU in ms of this process's waited-for children (cutime + cstime), or undefined off Linux. */
-function childrenCpuMs(): number | undefined {
-  try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[13]) + Number(f[14])) * TICK_MS;
-  } catch { return undefined; }
 }
 
 /** GET on a new connection each time (no pooled socket to a process that is gone), answered within 500 ms or 0. */

@@ -66,6 +66,12 @@ export class RaftCore {
   droppedReads: number[] = [];
   pendingReads: PendingRead[] = [];
   readsAwaitingTermCommit: number[] = [];
+  /**
+   * The last ReadIndex heartbeat round sent (heartbeats carry it as their
+   * context). Reads registered while `readHeartbeatPending` wait for round
+   * `readRound + 1`, which is sent at the next Ready once no earlier round
+   * is still unconfirmed (readindex.ts).
+   */
   readRound = 0;
 
   leadTransferee: NodeId = NONE;
@@ -84,6 +90,7 @@ export class RaftCore {
   lastSnapshotBytes = 0;
   /** The commit index in the latest message from the leader (catchingUp: how far this node's log is behind it). */
   leaderCommitSeen = 0;
+  /** Reads wait for a round not yet sent (round `readRound + 1`). */
   readHeartbeatPending = false;
   /** Witness mode: the leader's commit set and in-sync set (./witness.ts). */
   readonly witness: WitnessSets;
@@ -153,6 +160,7 @@ export class RaftCore {
     for (const ctx of this.readsAwaitingTermCommit) this.droppedReads.push(ctx);
     this.pendingReads = [];
     this.readsAwaitingTermCommit = [];
+    this.readHeartbeatPending = false;
   }
 
   resetTimers(): void {

@@ -516,6 +516,57 @@ describe('§6.4 ReadIndex', () => {
     assert.deepEqual(c.node(1).droppedReads, [9], 'the read fails when leadership is lost');
   });
 
+  test('one read round in flight at a time: reads that arrive meanwhile share the next round', () => {
+    const c = threeNodes();
+    c.propose(1, 'x');
+    c.stabilize();
+    const leader = c.node(1);
+    const heartbeats = () => c.inflight.filter((m) => m.type === 'heartbeat');
+    leader.raw.readIndex(1);
+    c.processReady();
+    const round1 = heartbeats();
+    assert.equal(round1.length, 2, 'one heartbeat per follower');
+    leader.raw.readIndex(2);
+    c.processReady();
+    leader.raw.readIndex(3);
+    c.processReady();
+    assert.equal(heartbeats().length, 2, 'no second round while the first is unconfirmed');
+    c.deliver(); // the followers get round 1
+    c.processReady();
+    c.deliver(); // the leader gets their answers
+    c.processReady();
+    assert.deepEqual(leader.readStates.map((r) => r.ctx), [1]);
+    const round2 = heartbeats();
+    assert.equal(round2.length, 2, 'one round for reads 2 and 3');
+    assert.ok(round2.every((m) => m.context > round1[0]!.context));
+    c.stabilize();
+    assert.deepEqual(leader.readStates.map((r) => r.ctx), [1, 2, 3]);
+  });
+
+  test('a read is never confirmed by a round sent before it arrived, even when the periodic heartbeat repeats that round', () => {
+    const c = threeNodes();
+    c.propose(1, 'x');
+    c.stabilize();
+    const leader = c.node(1);
+    leader.raw.readIndex(1);
+    c.processReady();
+    c.inflight = []; // round 1 is lost on the way
+    leader.raw.readIndex(2); // arrives after round 1 left
+    c.tick(1); // the periodic heartbeat carries round 1 again
+    c.processReady();
+    const repeated = c.inflight.filter((m) => m.type === 'heartbeat');
+    assert.equal(repeated.length, 2);
+    leader.raw.readIndex(3); // arrives after the periodic heartbeat left
+    c.deliver();
+    c.processReady();
+    c.deliver(); // the acknowledgements of the periodic heartbeat
+    c.processReady();
+    assert.deepEqual(leader.readStates.map((r) => r.ctx), [1], 'reads 2 and 3 wait for a round sent after them');
+    assert.ok(c.inflight.some((m) => m.type === 'heartbeat' && m.context > repeated[0]!.context), 'their round is on its way');
+    c.stabilize();
+    assert.deepEqual(leader.readStates.map((r) => r.ctx), [1, 2, 3]);
+  });
+
   test('a new leader defers reads until it commits an entry of its term', () => {
     const c = new MemCluster({ voters: [1, 2, 3] });
     c.node(1).raw.campaign();

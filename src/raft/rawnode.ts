@@ -13,7 +13,7 @@ import { RaftCore } from './core.js';
 import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
 import { stepFollower } from './follower.js';
 import { bcastHeartbeat, flushBroadcast, maybeCommit, sendHeartbeat, stepLeader, type ProposeResult } from './replication.js';
-import { releaseReads, requestRead } from './readindex.js';
+import { readRoundDue, releaseReads, requestRead, sendReadRound } from './readindex.js';
 import { proposeConfChange, proposeEntry } from './propose.js';
 import { transferLeadership } from './transfer.js';
 import { tickElection, tickLeader, votersInContact } from './ticks.js';
@@ -285,7 +285,7 @@ export class RawNode {
       this.#c.msgs.length > 0 ||
       this.#c.bcastEntries ||
       this.#c.bcastCommit ||
-      this.#c.readHeartbeatPending ||
+      (this.#c.role === 'leader' && readRoundDue(this.#c)) ||
       this.#c.log.hasUnstable() ||
       this.#c.pendingSnapshotInstall !== undefined ||
       this.#c.commit > this.#c.applied ||
@@ -301,9 +301,8 @@ export class RawNode {
     invariant(!this.#inProgress, 'ready() called twice without advance()');
     if (this.#c.role === 'leader') {
       flushBroadcast(this.#c);
-      if (this.#c.readHeartbeatPending) bcastHeartbeat(this.#c);
+      if (readRoundDue(this.#c)) sendReadRound(this.#c, () => bcastHeartbeat(this.#c));
     }
-    this.#c.readHeartbeatPending = false;
     this.#c.bcastEntries = false;
     this.#c.bcastCommit = false;
     const hs = this.#c.hardState();

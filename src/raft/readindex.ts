@@ -26,10 +26,36 @@ export function registerRead(c: RaftCore, ctx: number): void {
     c.readStates.push({ index: c.commit, ctx });
     return;
   }
-  // One heartbeat round per Ready confirms every read registered before it.
-  if (!c.readHeartbeatPending) c.readRound++;
+  // Every read registered before a round is sent waits for that round: one
+  // heartbeat to each peer confirms them all (sendReadRound).
   c.readHeartbeatPending = true;
-  c.pendingReads.push({ ctx, index: c.commit, round: c.readRound });
+  c.pendingReads.push({ ctx, index: c.commit, round: c.readRound + 1 });
+}
+
+/**
+ * Whether the leader sends the next read round now: reads wait for it, and
+ * no earlier round is still unconfirmed. With one round in flight at a time,
+ * a busy leader sends one heartbeat per peer per round trip, not per Ready,
+ * and the reads that arrive meanwhile share the next round. A lost heartbeat
+ * or response stalls the round only until the periodic heartbeat, which
+ * carries the same round.
+ */
+export function readRoundDue(c: RaftCore): boolean {
+  if (!c.readHeartbeatPending) return false;
+  const oldest = c.pendingReads[0];
+  return oldest === undefined || oldest.round > c.readRound;
+}
+
+/**
+ * Sends round `readRound + 1`. A heartbeat carries the last round sent, and
+ * every read of a round registered before its first heartbeat left (messages
+ * leave only with a Ready), so a quorum's acknowledgement of a heartbeat
+ * carrying round r confirms this leader after every read of round r arrived.
+ */
+export function sendReadRound(c: RaftCore, bcast: () => void): void {
+  c.readRound++;
+  c.readHeartbeatPending = false;
+  bcast();
 }
 
 export function releaseReads(c: RaftCore): void {
