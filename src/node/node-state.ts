@@ -32,7 +32,10 @@ export interface NodeState extends KvState {
 }
 
 export async function createNodeState(o: NodeStateOptions): Promise<NodeState> {
-  const state = createKvState(o.maxFormatVersion !== undefined ? { maxFormatVersion: o.maxFormatVersion } : {});
+  const state = createKvState({
+    ...(o.maxFormatVersion !== undefined ? { maxFormatVersion: o.maxFormatVersion } : {}),
+    yieldToLoop: () => new Promise<void>((resolve) => setImmediate(resolve)),
+  });
   const sql = await SqlStateMachine.open({ dir: join(o.dataDir, 'sql'), logger: o.logger.child({ component: 'sql' }), onFatal: o.onFatal });
   state.registry.register(sql);
   const files = await FilesStateMachine.open({ dir: join(o.dataDir, 'files'), logger: o.logger.child({ component: 'files' }) });

@@ -21,11 +21,24 @@ export const KV_SECTION_VERSION = 1;
 
 export const keyTuple = (r: KeyRecord): unknown[] => [r.key, r.value, r.createRevision, r.modRevision, r.version, r.leaseDeadlineMs ?? null];
 
+/** Records serialized between two PAUSE markers: about a millisecond of work. */
+const RECORDS_PER_SLICE = 256;
+
+/**
+ * Yielded by serializeCapture between slices of records, not a chunk: a
+ * consumer on the event loop lets other work run there (a 1 MiB chunk of
+ * small keys is several milliseconds of work, and the snapshot runs beside
+ * live traffic); any other consumer skips it.
+ */
+export const PAUSE: Uint8Array = new Uint8Array(0);
+
 export function* serializeCapture(cap: Capture, b: ChunkBuilder): Generator<Uint8Array, void, undefined> {
   b.record(packCanonical([KV_SECTION_VERSION, cap.revision, cap.keys.length]));
+  let n = 0;
   for (const key of cap.keys) {
     b.record(packCanonical(keyTuple(cap.overlay.get(key) ?? cap.records.get(key)!)));
     while (b.full.length > 0) yield b.full.shift()!;
+    if (++n % RECORDS_PER_SLICE === 0) yield PAUSE;
   }
   b.finish();
   while (b.full.length > 0) yield b.full.shift()!;

@@ -53,6 +53,7 @@ export function createKvState(o: KvStateOptions = {}): KvState {
     ...(o.watchHistoryEvents !== undefined ? { watchHistoryEvents: o.watchHistoryEvents } : {}),
     ...(o.watchHistoryBytes !== undefined ? { watchHistoryBytes: o.watchHistoryBytes } : {}),
     ...(o.onListenerError !== undefined ? { onListenerError: o.onListenerError } : {}),
+    ...(o.yieldToLoop !== undefined ? { yieldToLoop: o.yieldToLoop } : {}),
   });
   registry.register(kv);
   const history = new HistoryStateMachine();

@@ -26,7 +26,7 @@ import type { Bad } from './snapshot.js';
 import { SortedKeys } from './sorted-keys.js';
 import { WatchHub } from './watch.js';
 import type { Unsubscribe, WatchEvent, WatchListener, WatchOptions } from './watch.js';
-import { KeyChecker, addKey, emptyParsed, keyTuple, readSection, serializeCapture, type Capture, type ParsedKv } from './kv-section.js';
+import { KeyChecker, PAUSE, addKey, emptyParsed, keyTuple, readSection, serializeCapture, type Capture, type ParsedKv } from './kv-section.js';
 
 export { KV_SECTION_VERSION } from './kv-section.js';
 
@@ -55,6 +55,13 @@ export interface KvOptions {
   readonly watchHistoryBytes?: number;
   /** A watch listener threw; the default ignores it (apply is never affected). */
   readonly onListenerError?: (err: unknown, event: WatchEvent | undefined) => void;
+  /**
+   * Awaited between slices of a snapshot's records (a few hundred keys each):
+   * the agent passes a turn of its event loop, so a snapshot of a large KV
+   * does not hold requests and heartbeats for the milliseconds a 1 MiB chunk
+   * takes. Default: none (a simulator drives the loop itself).
+   */
+  readonly yieldToLoop?: () => Promise<void>;
 }
 
 /**
@@ -86,8 +93,10 @@ export class KvStateMachine implements StateMachine<Command>, LegacyKvMachine, K
   readonly #watch: WatchHub;
   /** Snapshot streams open now (see snapshot()). */
   readonly #captures = new Set<Capture>();
+  readonly #yieldToLoop: (() => Promise<void>) | undefined;
 
   constructor(options: KvOptions = {}) {
+    this.#yieldToLoop = options.yieldToLoop;
     this.#watch = new WatchHub(
       options.watchHistoryEvents ?? DEFAULT_WATCH_HISTORY_EVENTS,
       options.watchHistoryBytes ?? DEFAULT_WATCH_HISTORY_BYTES,
@@ -320,9 +329,7 @@ export class KvStateMachine implements StateMachine<Command>, LegacyKvMachine, K
   // too), and the stream serializes overlay-or-live.
 
   #capture(): Capture {
-    const keys: string[] = [];
-    for (const key of this.#keys.from('')) keys.push(key);
-    const cap: Capture = { records: this.#records, keys, overlay: new Map(), revision: this.#revision };
+    const cap: Capture = { records: this.#records, keys: this.#keys.toArray(), overlay: new Map(), revision: this.#revision };
     this.#captures.add(cap);
     return cap;
   }
@@ -349,7 +356,11 @@ export class KvStateMachine implements StateMachine<Command>, LegacyKvMachine, K
     };
     const it: AsyncIterator<Uint8Array> = {
       next: async () => {
-        const r = gen.next();
+        let r = gen.next();
+        while (r.done !== true && r.value === PAUSE) {
+          if (this.#yieldToLoop) await this.#yieldToLoop();
+          r = gen.next();
+        }
         if (r.done === true) release();
         return r.done === true ? { done: true, value: undefined } : r;
       },
@@ -367,7 +378,7 @@ export class KvStateMachine implements StateMachine<Command>, LegacyKvMachine, K
     const cap = this.#capture();
     try {
       const b = new ChunkBuilder();
-      for (const chunk of serializeCapture(cap, b)) void chunk;
+      for (const chunk of serializeCapture(cap, b)) void chunk; // the bytes go to b's hash (PAUSE adds none)
       return Buffer.from(b.finish()).toString('hex');
     } finally {
       this.#captures.delete(cap);

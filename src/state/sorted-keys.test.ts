@@ -20,6 +20,7 @@ describe('SortedKeys', () => {
     const sorted = [...model].sort();
     assert.equal(s.size, sorted.length);
     assert.deepEqual([...s.from('')], sorted);
+    assert.deepEqual(s.toArray(), sorted);
     assert.deepEqual([...s.from('k3')], sorted.filter((k) => k >= 'k3'));
   });
 
@@ -29,5 +30,7 @@ describe('SortedKeys', () => {
     s.add('x00000a');
     s.delete('x01999');
     assert.deepEqual([...s.from('')], [...keys.slice(0, 1), 'x00000a', ...keys.slice(1, 1999)]);
+    assert.deepEqual(s.toArray(), [...s.from('')]);
+    assert.deepEqual(new SortedKeys().toArray(), []);
   });
 });

@@ -82,6 +82,14 @@ export class SortedKeys {
     }
   }
 
+  /** Every key in order, as a new array (a snapshot's key list: a copy per chunk, no generator step per key). */
+  toArray(): string[] {
+    const out = new Array<string>(this.#size);
+    let at = 0;
+    for (const chunk of this.#chunks) for (let i = 0; i < chunk.length; i++) out[at++] = chunk[i]!;
+    return out;
+  }
+
   /** Builds from keys already sorted ascending and distinct (restore path). */
   static fromSorted(keys: readonly string[]): SortedKeys {
     const s = new SortedKeys();
