@@ -14,7 +14,7 @@
 // JSON report. Not part of `npm test`.
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { TestCluster, TOKEN, MAIN, sleep } from '../test/integration/harness.js';
