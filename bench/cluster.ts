@@ -35,6 +35,7 @@ import { REDIS_SERVER } from '../test/support/redis-server.js';
 import { witnessFailover } from './witness-run.js';
 import { uploadRun } from './files-upload.js';
 import { cpuMsOf, rssMb } from './proc.js';
+import { LoadClient } from './http-load.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
@@ -51,8 +52,8 @@ const NODE_ARGS = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((x) =
 interface Target {
   readonly name: string;
   urls(): string[];
-  put(agent: http.Agent, url: string, key: string): Promise<boolean>;
-  get(agent: http.Agent, url: string, key: string): Promise<boolean>;
+  put(agent: Client, url: string, key: string): Promise<boolean>;
+  get(agent: Client, url: string, key: string): Promise<boolean>;
   /** Whether `key` is in this node's own copy (no leader involved). */
   hasLocal(agent: http.Agent, url: string, key: string): Promise<boolean>;
   leader(): Promise<number>;
@@ -64,7 +65,11 @@ interface Target {
 
 let requestTimeoutMs = 5000;
 
-function request(agent: http.Agent, url: string, method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<number> {
+/** The load workloads send through a LoadClient (./http-load.ts); failover, catch-up and setup through Node's http client. */
+type Client = http.Agent | LoadClient;
+
+function request(agent: Client, url: string, method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<number> {
+  if (agent instanceof LoadClient) return agent.request(url, method, path, body, headers);
   return new Promise((resolve) => {
     const u = new URL(url);
     const req = http.request(
@@ -325,8 +330,8 @@ async function runAll(t: Target) {
  * and latency of the ones that succeeded, and the CPU per operation of the
  * processes `pids` and of this load generator.
  */
-async function loadOp(concurrency: number, seconds: number, op: (agent: http.Agent, seq: number) => Promise<boolean>, pids: readonly number[]) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+async function loadOp(concurrency: number, seconds: number, op: (agent: Client, seq: number) => Promise<boolean>, pids: readonly number[]) {
+  const agent = new LoadClient(requestTimeoutMs);
   const lat: number[] = [];
   let ok = 0;
   let failed = 0;
