@@ -28,6 +28,14 @@ import { NONE } from './types.js';
 
 /** How far past its snapshot thresholds a node catching up may apply before it snapshots anyway (wantSnapshot). */
 const CATCH_UP_SNAPSHOT_DEFER = 4;
+/**
+ * A follower this many entries behind (or a quarter of snapshotEntries, if
+ * fewer) is catching up: a few milliseconds of applying. Past it, a snapshot
+ * taken now would run beside the rest of the catch-up (at the default
+ * snapshotEntries, a quarter was 2500 entries: about 50 ms of work left when
+ * a restarted follower's snapshot began).
+ */
+const CATCH_UP_ENTRIES = 256;
 
 export interface PendingRead {
   readonly ctx: number;
@@ -207,15 +215,16 @@ export class RaftCore {
 
   /**
    * A node that is not the leader and has no leader yet (it just restarted and
-   * replays its log), or is at least a quarter of snapshotEntries behind: its
-   * log ends that far before the leader's commit, or it has that many committed
-   * entries still to apply (a large batch from the leader). A follower keeping
-   * up, even one a few entries behind the other (pipelined large entries such
-   * as file chunks), is not catching up.
+   * replays its log), or is at least CATCH_UP_ENTRIES (or a quarter of
+   * snapshotEntries, if fewer) behind: its log ends that far before the
+   * leader's commit, or it has that many committed entries still to apply (a
+   * large batch from the leader). A follower keeping up, even one a few
+   * entries behind the other (pipelined large entries such as file chunks),
+   * is not catching up.
    */
   catchingUp(): boolean {
     if (this.role === 'leader') return false;
-    const far = Math.max(1, this.cfg.snapshotEntries / 4);
+    const far = Math.max(1, Math.min(CATCH_UP_ENTRIES, this.cfg.snapshotEntries / 4));
     return this.lead === NONE || this.leaderCommitSeen - this.log.lastIndex() >= far || this.commit - this.applied >= far;
   }
 

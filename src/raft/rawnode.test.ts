@@ -901,8 +901,8 @@ describe('log compaction and snapshots', () => {
 
 describe('snapshots while catching up', () => {
   /** Follower 2 of leader 1 (term 1), snapshotting every 10 entries; `append` sends it entries from..to with the leader's commit, and returns the snapshot requests of its Readys. */
-  function follower() {
-    const n = new RawNode({ id: 2, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(2), snapshotEntries: 10 },
+  function follower(snapshotEntries = 10) {
+    const n = new RawNode({ id: 2, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(2), snapshotEntries },
       { hardState: { term: 1, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0, membership: membership([1, 2, 3]) }, entries: [] });
     const append = (from: number, to: number, commit: number): number[] => {
       const entries: Entry[] = [];
@@ -925,6 +925,13 @@ describe('snapshots while catching up', () => {
     assert.deepEqual(append(16, 30, 40), []);
     assert.equal(n.status().applied, 30);
     assert.deepEqual(append(31, 40, 40), [40], 'caught up: one snapshot, at the end');
+  });
+
+  test('with a large threshold, a follower within 256 entries of the leader\'s commit is no longer catching up', () => {
+    const { append } = follower(2000);
+    assert.deepEqual(append(1, 2000, 2400), [], '400 behind: still catching up');
+    // The request names what was applied when it was made: before this batch.
+    assert.deepEqual(append(2001, 2200, 2400), [2000], '200 behind: the snapshot is taken now, not after the last entries');
   });
 
   test('the deferral is bounded: past 4 times the threshold it snapshots anyway', () => {
