@@ -128,3 +128,46 @@ test('one Ready takes at most 1 MiB of proposals; the rest follow in the next on
   assert.deepEqual(order, [1, 2, 3, 4, 5, 6], 'proposals reach the log in the order they were made');
   await h.replica.stop();
 });
+
+test('a long batch of committed entries (a restart\'s replay) lets the event loop run between slices of 1024 entries', async () => {
+  const n = 3000;
+  const entries: Entry[] = Array.from({ length: n }, (_, i) => ({ term: 1, index: i + 1, type: 'normal' as const, data: new Uint8Array([1]) }));
+  const raw = new RawNode(
+    { id: 1, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(1) },
+    { hardState: { term: 1, vote: 1, commit: n }, snapshot: { index: 0, term: 0, membership: { members: [{ id: 1, role: 'voter' }], removed: [] } }, entries },
+  );
+  let appliedIndex = 0;
+  const sm: StateMachine = {
+    get appliedIndex() {
+      return appliedIndex;
+    },
+    apply: (index) => {
+      appliedIndex = index;
+      return { kind: 'write', revision: index } as unknown as ApplyResult;
+    },
+    markApplied: (index) => void (appliedIndex = index),
+    snapshot: () => (async function* () {})(),
+    restore: () => Promise.resolve(),
+  };
+  const replica = new Replica({
+    raw, sm, clock: REAL_CLOCK, tickMs: 1_000_000, logger: pino({ level: 'silent' }),
+    log: { save: () => Promise.resolve(), saveSnapshot: () => Promise.reject(new Error('not in this test')), installSnapshot: () => Promise.reject(new Error('not in this test')), readSnapshot: () => Promise.resolve(undefined), compact: () => Promise.resolve(0) },
+    net: { send: () => undefined, sendSnapshot: () => Promise.resolve() },
+    metrics: QUIET_METRICS,
+    hooks: testReplicaHooks(),
+    lastSnapshot: undefined,
+  });
+  // Another task of the event loop's check phase (as the loop's own turns are): it sees what was applied so far.
+  const seen: number[] = [];
+  let watching = true;
+  const watch = (): void => {
+    seen.push(appliedIndex);
+    if (watching) setImmediate(watch);
+  };
+  replica.start();
+  setImmediate(watch);
+  await until(() => appliedIndex === n, 'the replay', 10_000);
+  watching = false;
+  assert.ok(seen.some((i) => i > 0 && i < n), `other work ran while the ${n} entries were applied (saw ${seen.join(', ')})`);
+  await replica.stop();
+});

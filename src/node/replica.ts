@@ -60,6 +60,8 @@ const MAX_PENDING_READS = 20_000;
 const BATCH_BYTES_MAX = 1024 * 1024;
 /** Bound on the append data held per peer while its snapshot is verified (#holdAppends). */
 const HELD_BYTES_MAX = 8 * 1024 * 1024;
+/** A long batch of committed entries (a restart's replay, a follower catching up) lets the event loop run this often: peers connect and health checks answer meanwhile. */
+const APPLY_SLICE_ENTRIES = 1024;
 
 interface Held {
   readonly msgs: Message[];
@@ -377,11 +379,13 @@ export class Replica {
     // 2. Send.
     if (!early) this.#send(rd.messages);
     // 3. Apply.
+    let slice = 0;
     for (const e of rd.committedEntries) {
       this.#apply(e);
       // An entry whose effect must be complete before the next one applies (a backup restored through the log).
       const hold = this.#sm.takeHold?.();
       if (hold !== undefined) await hold;
+      if (++slice % APPLY_SLICE_ENTRIES === 0) await new Promise<void>((resolve) => this.#clock.soon(resolve));
     }
     this.#waiters.readsReady(rd.readStates, rd.droppedReads, this.#sm.appliedIndex);
     // 4. Advance.
