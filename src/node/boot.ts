@@ -25,6 +25,9 @@ export function raftConfigFor(config: QuorateConfig, id: NodeId, tickMs: number,
     random: new SeededRandom((Date.now() ^ (id * 2654435761)) >>> 0),
     ...(config.database.writeQuorum !== undefined ? { writeQuorum: config.database.writeQuorum } : {}),
     snapshotEntries: config.cluster.snapshotEntries,
+    // Each node snapshots after 1 to 1.5 times the thresholds, drawn anew each time, so a cluster's nodes do not
+    // all snapshot at once (docs/performance.md "Snapshots spread over the nodes").
+    snapshotJitter: 0.5,
     incarnation,
     trailingEntries: config.cluster.snapshotTrailingEntries,
     // The in-memory log holds the entries since the last snapshot and the trailing ones: bounded in bytes as

@@ -18,6 +18,7 @@ export interface Normalized {
   readonly snapshotEntries: number;
   readonly snapshotBytes: number;
   readonly snapshotBytesMax: number;
+  readonly snapshotJitter: number;
   readonly trailingEntries: number;
   readonly trailingBytes: number;
   readonly transferTicks: number;
@@ -33,6 +34,7 @@ export function normalize(c: RaftConfig): Normalized {
   const checkQuorum = c.checkQuorum ?? true;
   const readOnly = c.readOnly ?? 'safe';
   invariant(readOnly === 'safe' || checkQuorum, "readOnly 'lease' requires checkQuorum");
+  invariant(c.snapshotJitter === undefined || (c.snapshotJitter >= 0 && c.snapshotJitter <= 1), `snapshotJitter must be within [0, 1], got ${c.snapshotJitter}`);
   return {
     electionTicks: c.electionTicks,
     heartbeatTicks: c.heartbeatTicks,
@@ -49,6 +51,7 @@ export function normalize(c: RaftConfig): Normalized {
     snapshotEntries: c.snapshotEntries ?? 10000,
     snapshotBytes: c.snapshotBytes ?? 64 * 1024 * 1024,
     snapshotBytesMax: Math.max(c.snapshotBytes ?? 64 * 1024 * 1024, c.snapshotBytesMax ?? 8 * (c.snapshotBytes ?? 64 * 1024 * 1024)),
+    snapshotJitter: c.snapshotJitter ?? 0,
     trailingEntries: c.trailingEntries ?? 1000,
     trailingBytes: c.trailingBytes ?? 32 * 1024 * 1024,
     transferTicks: c.transferTicks ?? c.electionTicks,

@@ -92,6 +92,8 @@ export class RaftCore {
 
   pendingSnapshotInstall: SnapshotMeta | undefined;
   snapshotRequestedAt = 0;
+  /** This snapshot period's factor on the thresholds (RaftConfig.snapshotJitter; 1 without jitter). */
+  snapshotFactor = 1;
   /** Bytes of entry data applied since the last snapshot request. */
   appliedBytesSinceSnapshot = 0;
   /** The size of the caller's last snapshot (snapshotTaken), which moves the bytes threshold (RaftConfig.snapshotBytesMax). */
@@ -117,7 +119,7 @@ export class RaftCore {
     this.commit = Math.max(storage.snapshot.index, Math.min(hs.commit, this.log.lastIndex()));
     this.applied = Math.max(storage.applied ?? storage.snapshot.index, storage.snapshot.index);
     invariant(this.applied <= this.commit, () => `applied ${this.applied} exceeds commit ${this.commit}`);
-    this.snapshotRequestedAt = storage.snapshot.index;
+    this.startSnapshotPeriod(storage.snapshot.index);
     this.resetTimers();
   }
 
@@ -203,7 +205,7 @@ export class RaftCore {
   wantSnapshot(): boolean {
     const since = this.applied - this.snapshotRequestedAt;
     if (since <= 0) return false;
-    if (since < this.cfg.snapshotEntries && this.appliedBytesSinceSnapshot < this.snapshotBytesThreshold()) return false;
+    if (since < this.cfg.snapshotEntries * this.snapshotFactor && this.appliedBytesSinceSnapshot < this.snapshotBytesThreshold() * this.snapshotFactor) return false;
     // A node that is catching up applies first and snapshots once caught up: a
     // snapshot costs the loop about as long as applying 10000 entries, and taking
     // it mid-way delayed a restarted follower's catch-up by ~100 ms. Not forever:
@@ -211,6 +213,14 @@ export class RaftCore {
     // threshold, it snapshots anyway (the memory the log holds stays bounded).
     if (this.catchingUp()) return since >= CATCH_UP_SNAPSHOT_DEFER * this.cfg.snapshotEntries || this.appliedBytesSinceSnapshot >= 2 * this.snapshotBytesThreshold();
     return true;
+  }
+
+  /** The next snapshot is counted from `index` (a snapshot asked for, or installed); its thresholds' factor is drawn now. */
+  startSnapshotPeriod(index: number): void {
+    this.snapshotRequestedAt = index;
+    this.appliedBytesSinceSnapshot = 0;
+    // No draw without jitter: the random stream (elections) stays as it was.
+    this.snapshotFactor = this.cfg.snapshotJitter > 0 ? 1 + this.cfg.snapshotJitter * this.random.next() : 1;
   }
 
   /**

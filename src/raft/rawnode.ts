@@ -334,10 +334,7 @@ export class RawNode {
         hs.vote !== this.#prevHard.vote,
       ...(this.#c.wantSnapshot() ? { snapshotRequest: this.#c.applied } : {}),
     };
-    if (rd.snapshotRequest !== undefined) {
-      this.#c.snapshotRequestedAt = this.#c.applied;
-      this.#c.appliedBytesSinceSnapshot = 0;
-    }
+    if (rd.snapshotRequest !== undefined) this.#c.startSnapshotPeriod(this.#c.applied);
     this.#c.msgs = [];
     this.#c.readStates = [];
     this.#c.droppedReads = [];

@@ -214,6 +214,13 @@ export interface RaftConfig {
    * keeps the in-memory log at snapshotBytes.
    */
   readonly snapshotBytesMax?: number; // default 8 × snapshotBytes
+  /**
+   * Each snapshot period's thresholds (entries and bytes) are multiplied by 1 + snapshotJitter × r, r drawn
+   * from `random` in [0, 1) when the period starts. Nodes applying the same entries then do not all take their
+   * snapshot at the same index: a snapshot is a burst of CPU and disk, and all of a cluster's at once stall
+   * every commit (a 3-node cluster needs only one follower while the other snapshots). Default 0.
+   */
+  readonly snapshotJitter?: number;
   /** Entries kept before the snapshot index when compacting, for slow followers. */
   readonly trailingEntries?: number; // default 1000
   /** ... and at most this many bytes of entry data (large entries, such as replicated file chunks, would otherwise keep up to trailingEntries × their size in memory). */
