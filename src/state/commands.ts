@@ -110,6 +110,15 @@ export function packCanonical(value: unknown): Uint8Array {
 }
 
 /**
+ * packCanonical's bytes without the copy: a view of the Packr's working
+ * buffer, valid until the next pack of any kind. For a caller that copies it
+ * at once (a snapshot record written into its chunk).
+ */
+export function packCanonicalView(value: unknown): Uint8Array {
+  return packr.pack(value, RESET_BUFFER_MODE);
+}
+
+/**
  * packCanonical([...head, bytes]) with `bytes` copied once, into an output
  * of exactly its size: the same bytes as packCanonical (msgpack arrays of
  * fewer than 16 elements have a one-byte header; bytes are a bin of the

@@ -3,7 +3,7 @@
 // the KV, and parsing and checking a section back. Part of the KV (./kv.ts),
 // kept apart for size. Layout: records of [KV_SECTION_VERSION, revision,
 // keyCount], then keyCount key tuples sorted by key.
-import { packCanonical } from './commands.js';
+import { packCanonical, packCanonicalView } from './commands.js';
 import { SnapshotVersionError } from './errors.js';
 import type { KeyRecord } from './kv.js';
 import { ChunkBuilder, ChunkReader, RecordReader, nat } from './snapshot.js';
@@ -36,7 +36,8 @@ export function* serializeCapture(cap: Capture, b: ChunkBuilder): Generator<Uint
   b.record(packCanonical([KV_SECTION_VERSION, cap.revision, cap.keys.length]));
   let n = 0;
   for (const key of cap.keys) {
-    b.record(packCanonical(keyTuple(cap.overlay.get(key) ?? cap.records.get(key)!)));
+    // Copied into the chunk at once: no copy of its own (the view is reused by the next pack).
+    b.record(packCanonicalView(keyTuple(cap.overlay.get(key) ?? cap.records.get(key)!)));
     while (b.full.length > 0) yield b.full.shift()!;
     if (++n % RECORDS_PER_SLICE === 0) yield PAUSE;
   }
