@@ -9,7 +9,7 @@ import { SeededRandom } from '../raft/prng.js';
 import type { Entry, HardState } from '../raft/types.js';
 import type { ApplyResult } from '../state/index.js';
 import { REAL_CLOCK, Replica, type LogStore, type StateMachine } from './replica.js';
-import { QUIET_METRICS, testReplicaHooks } from '../../test/support/replica.js';
+import { QUIET_METRICS, countingStateMachine, testReplicaHooks } from '../../test/support/replica.js';
 import { until } from '../../test/support/transport.js';
 
 interface Save {
@@ -136,19 +136,7 @@ test('a long batch of committed entries (a restart\'s replay) lets the event loo
     { id: 1, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(1) },
     { hardState: { term: 1, vote: 1, commit: n }, snapshot: { index: 0, term: 0, membership: { members: [{ id: 1, role: 'voter' }], removed: [] } }, entries },
   );
-  let appliedIndex = 0;
-  const sm: StateMachine = {
-    get appliedIndex() {
-      return appliedIndex;
-    },
-    apply: (index) => {
-      appliedIndex = index;
-      return { kind: 'write', revision: index } as unknown as ApplyResult;
-    },
-    markApplied: (index) => void (appliedIndex = index),
-    snapshot: () => (async function* () {})(),
-    restore: () => Promise.resolve(),
-  };
+  const { sm, applied } = countingStateMachine();
   const replica = new Replica({
     raw, sm, clock: REAL_CLOCK, tickMs: 1_000_000, logger: pino({ level: 'silent' }),
     log: { save: () => Promise.resolve(), saveSnapshot: () => Promise.reject(new Error('not in this test')), installSnapshot: () => Promise.reject(new Error('not in this test')), readSnapshot: () => Promise.resolve(undefined), compact: () => Promise.resolve(0) },
@@ -161,12 +149,12 @@ test('a long batch of committed entries (a restart\'s replay) lets the event loo
   const seen: number[] = [];
   let watching = true;
   const watch = (): void => {
-    seen.push(appliedIndex);
+    seen.push(applied());
     if (watching) setImmediate(watch);
   };
   replica.start();
   setImmediate(watch);
-  await until(() => appliedIndex === n, 'the replay', 10_000);
+  await until(() => applied() === n, 'the replay', 10_000);
   watching = false;
   assert.ok(seen.some((i) => i > 0 && i < n), `other work ran while the ${n} entries were applied (saw ${seen.join(', ')})`);
   await replica.stop();

@@ -8,9 +8,8 @@ import { pino } from 'pino';
 import { RawNode } from '../raft/rawnode.js';
 import { SeededRandom } from '../raft/prng.js';
 import type { Message, SnapshotMeta } from '../raft/types.js';
-import type { ApplyResult } from '../state/index.js';
-import { REAL_CLOCK, Replica, type LogStore, type StateMachine } from './replica.js';
-import { QUIET_METRICS, testReplicaHooks } from '../../test/support/replica.js';
+import { REAL_CLOCK, Replica, type LogStore } from './replica.js';
+import { QUIET_METRICS, countingStateMachine, testReplicaHooks } from '../../test/support/replica.js';
 import { until } from '../../test/support/transport.js';
 
 const membership = { members: [{ id: 1, role: 'voter' as const }, { id: 2, role: 'voter' as const }, { id: 3, role: 'voter' as const }], removed: [] };
@@ -38,21 +37,7 @@ function follower(o: { snapshotEntries?: number; saveSnapshot?: LogStore['saveSn
     readSnapshot: (meta) => Promise.resolve({ meta: meta as SnapshotMeta, path: '/snap', bytes: 0, read: () => bytes }),
     compact: () => Promise.resolve(0),
   };
-  let appliedIndex = 0;
-  const sm: StateMachine = {
-    get appliedIndex() {
-      return appliedIndex;
-    },
-    apply: (index) => {
-      appliedIndex = index;
-      return { kind: 'write', revision: index } as unknown as ApplyResult;
-    },
-    markApplied: (index) => void (appliedIndex = index),
-    snapshot: () => (async function* () {})(),
-    restore: async () => {
-      appliedIndex = SNAP.index;
-    },
-  };
+  const { sm } = countingStateMachine(SNAP.index);
   const replica = new Replica({
     raw, log, sm, clock: REAL_CLOCK, tickMs: 1_000_000, logger: pino({ level: 'silent' }),
     net: { send: (ms) => void sent.push(...ms), sendSnapshot: () => Promise.resolve() },
