@@ -124,10 +124,11 @@ describe('rolling upgrade of the snapshot format', () => {
     const first = await client.kvPut('snap/first', 'x', { idempotencyKey: 'snap-key-1' });
     await waitFor('the old node applies the first write', async () => (await staleGet(cl, OLD, 'snap/first')) === 'x');
 
-    // The old node misses enough writes for the leader to snapshot and compact past it.
+    // The old node misses enough writes for the leader to snapshot and compact past it (a node snapshots
+    // after 1 to 1.5 times snapshotEntries: cluster.snapshotEntries in docs/configuration.md).
     cl.kill(OLD, 'SIGTERM');
     assert.equal(await cl.waitExit(OLD), 0);
-    for (let i = 0; i < 130; i++) await client.kvPut(`snap/old/${i}`, `o${i}`);
+    for (let i = 0; i < 160; i++) await client.kvPut(`snap/old/${i}`, `o${i}`);
     const leader = await cl.waitLeader();
     await waitFor('the leader takes a snapshot', () => /"event":"snapshot_taken"/.test(cl.log(leader)));
     assert.ok(storedSnapshotHas(cl, leader, 'QKVS'), 'at cluster level 1 the snapshot is in the legacy format');
@@ -139,7 +140,7 @@ describe('rolling upgrade of the snapshot format', () => {
     await waitFor('the old node installs the snapshot', () => installs(cl, OLD) > before, 30_000);
     await client.kvPut('snap/after-install', 'y');
     await waitFor('the old node applies later writes', async () => (await staleGet(cl, OLD, 'snap/after-install')) === 'y');
-    assert.equal(await staleGet(cl, OLD, 'snap/old/129'), 'o129');
+    assert.equal(await staleGet(cl, OLD, 'snap/old/159'), 'o159');
     assert.equal(cl.nodes[OLD]!.exitCode, undefined, 'the old node is still running');
     assert.doesNotMatch(cl.log(OLD), /snapshot_corrupt|snapshot_version_unsupported/);
 
@@ -158,7 +159,7 @@ describe('rolling upgrade of the snapshot format', () => {
     const toLeader = cl.client({ urls: [cl.nodes[lead]!.url] });
     cl.kill(f, 'SIGSTOP');
     const taken = (cl.log(lead).match(/"event":"snapshot_taken"/g) ?? []).length;
-    for (let i = 0; i < 130; i++) await toLeader.kvPut(`snap/new/${i}`, `n${i}`);
+    for (let i = 0; i < 160; i++) await toLeader.kvPut(`snap/new/${i}`, `n${i}`);
     await waitFor('the leader takes another snapshot', () => (cl.log(lead).match(/"event":"snapshot_taken"/g) ?? []).length > taken);
     assert.ok(storedSnapshotHas(cl, lead, 'QSMS'), 'at cluster level 3 the snapshot is in the composite format');
     cl.kill(f, 'SIGKILL');
@@ -169,7 +170,7 @@ describe('rolling upgrade of the snapshot format', () => {
     assert.ok(storedSnapshotHas(cl, f, 'QSMS'));
     await client.kvPut('snap/last', 'z');
     for (let i = 0; i < 3; i++) await waitFor(`node ${i} applies the last write`, async () => (await staleGet(cl, i, 'snap/last')) === 'z');
-    assert.equal(await staleGet(cl, f, 'snap/new/129'), 'n129');
+    assert.equal(await staleGet(cl, f, 'snap/new/159'), 'n159');
     // The session recorded before both snapshots (carried by the legacy one, then the composite one) still answers a retry.
     const again = await client.kvPut('snap/first', 'x', { idempotencyKey: 'snap-key-1' });
     assert.equal(again.revision, first.revision);
