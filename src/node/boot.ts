@@ -25,7 +25,7 @@ export function raftConfigFor(config: QuorateConfig, id: NodeId, tickMs: number,
     random: new SeededRandom((Date.now() ^ (id * 2654435761)) >>> 0),
     ...(config.database.writeQuorum !== undefined ? { writeQuorum: config.database.writeQuorum } : {}),
     snapshotEntries: config.cluster.snapshotEntries,
-    // Each node snapshots after 1 to 1.5 times the thresholds, drawn anew each time, so a cluster's nodes do not
+    // Each node snapshots after 0.75 to 1.25 times snapshotEntries, drawn anew each time, so a cluster's nodes do not
     // all snapshot at once (docs/performance.md "Snapshots spread over the nodes").
     snapshotJitter: 0.5,
     incarnation,

@@ -92,7 +92,7 @@ export class RaftCore {
 
   pendingSnapshotInstall: SnapshotMeta | undefined;
   snapshotRequestedAt = 0;
-  /** This snapshot period's factor on the thresholds (RaftConfig.snapshotJitter; 1 without jitter). */
+  /** This snapshot period's factor on the entries threshold (RaftConfig.snapshotJitter; 1 without jitter). */
   snapshotFactor = 1;
   /** Bytes of entry data applied since the last snapshot request. */
   appliedBytesSinceSnapshot = 0;
@@ -205,7 +205,7 @@ export class RaftCore {
   wantSnapshot(): boolean {
     const since = this.applied - this.snapshotRequestedAt;
     if (since <= 0) return false;
-    if (since < this.cfg.snapshotEntries * this.snapshotFactor && this.appliedBytesSinceSnapshot < this.snapshotBytesThreshold() * this.snapshotFactor) return false;
+    if (since < this.cfg.snapshotEntries * this.snapshotFactor && this.appliedBytesSinceSnapshot < this.snapshotBytesThreshold()) return false;
     // A node that is catching up applies first and snapshots once caught up: a
     // snapshot costs the loop about as long as applying 10000 entries, and taking
     // it mid-way delayed a restarted follower's catch-up by ~100 ms. Not forever:
@@ -220,7 +220,8 @@ export class RaftCore {
     this.snapshotRequestedAt = index;
     this.appliedBytesSinceSnapshot = 0;
     // No draw without jitter: the random stream (elections) stays as it was.
-    this.snapshotFactor = this.cfg.snapshotJitter > 0 ? 1 + this.cfg.snapshotJitter * this.random.next() : 1;
+    // Centred on 1: on average as many entries between snapshots (and to replay after a restart) as without.
+    this.snapshotFactor = this.cfg.snapshotJitter > 0 ? 1 + this.cfg.snapshotJitter * (this.random.next() - 0.5) : 1;
   }
 
   /**

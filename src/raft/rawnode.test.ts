@@ -934,7 +934,7 @@ describe('snapshots while catching up', () => {
     assert.deepEqual(append(2001, 2200, 2400), [2000], '200 behind: the snapshot is taken now, not after the last entries');
   });
 
-  test('with snapshotJitter, each node snapshots after 1 to 1 + jitter times the threshold, drawn anew each period, and nodes differ', () => {
+  test('with snapshotJitter 0.5, each node snapshots after 0.75 to 1.25 times the entries threshold, drawn anew each period, and nodes differ', () => {
     const at = (seed: number): number[] => {
       const n = new RawNode({ id: 2, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(seed), snapshotEntries: 100, snapshotJitter: 0.5 },
         { hardState: { term: 1, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0, membership: membership([1, 2, 3]) }, entries: [] });
@@ -952,9 +952,22 @@ describe('snapshots while catching up', () => {
     const a = at(1);
     const b = at(2);
     const gaps = a.map((x, i) => x - (i === 0 ? 0 : a[i - 1]!));
-    assert.ok(gaps.every((g) => g >= 100 && g <= 150), `every period within [100, 150] entries: ${gaps.join(', ')}`);
+    assert.ok(gaps.every((g) => g >= 75 && g <= 125), `every period within [75, 125] entries: ${gaps.join(', ')}`);
     assert.ok(new Set(gaps).size > 3, `periods differ from one to the next: ${gaps.join(', ')}`);
     assert.notDeepEqual(a, b, 'two nodes (two random streams) snapshot at different indexes');
+    // The bytes threshold (memory held for large entries) is not jittered: 1000 bytes of 100-byte entries, every 10.
+    const big = new RawNode({ id: 2, electionTicks: 10, heartbeatTicks: 1, random: new SeededRandom(3), snapshotEntries: 1000, snapshotBytes: 1000, snapshotJitter: 0.5 },
+      { hardState: { term: 1, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0, membership: membership([1, 2, 3]) }, entries: [] });
+    const asked: number[] = [];
+    for (let i = 1; i <= 50; i++) {
+      big.step(msg({ type: 'app', from: 1, to: 2, term: 1, index: i - 1, logTerm: i === 1 ? 0 : 1, entries: [{ term: 1, index: i, type: 'normal', data: new Uint8Array(100) }], commit: i }));
+      while (big.hasReady()) {
+        const rd = big.ready();
+        if (rd.snapshotRequest !== undefined) asked.push(rd.snapshotRequest);
+        big.advance();
+      }
+    }
+    assert.deepEqual(asked, [10, 20, 30, 40, 50]);
   });
 
   test('the deferral is bounded: past 4 times the threshold it snapshots anyway', () => {

@@ -215,10 +215,12 @@ export interface RaftConfig {
    */
   readonly snapshotBytesMax?: number; // default 8 × snapshotBytes
   /**
-   * Each snapshot period's thresholds (entries and bytes) are multiplied by 1 + snapshotJitter × r, r drawn
-   * from `random` in [0, 1) when the period starts. Nodes applying the same entries then do not all take their
-   * snapshot at the same index: a snapshot is a burst of CPU and disk, and all of a cluster's at once stall
-   * every commit (a 3-node cluster needs only one follower while the other snapshots). Default 0.
+   * Each snapshot period's entries threshold is multiplied by 1 + snapshotJitter × (r − 0.5), r drawn from
+   * `random` in [0, 1) when the period starts (0.5: 0.75 to 1.25 times). Nodes applying the same entries then do not all take their snapshot at the
+   * same index: a snapshot of many small entries' state is a burst of CPU and disk, and all of a cluster's at
+   * once stall every commit (a 3-node cluster needs only one follower while the other snapshots). The bytes
+   * threshold is not jittered: it bounds the memory the log holds for large entries (file chunks), whose
+   * snapshots are cheap. Default 0.
    */
   readonly snapshotJitter?: number;
   /** Entries kept before the snapshot index when compacting, for slow followers. */

@@ -81,7 +81,7 @@ describe('a failed automatic snapshot', () => {
     rmSync(snapDir, { recursive: true, force: true });
     writeFileSync(snapDir, 'not a directory');
     const client = c.client({ timeoutMs: 3000 });
-    // A node snapshots after 1 to 1.5 times snapshotEntries.
+    // A node snapshots after 0.75 to 1.25 times snapshotEntries.
     for (let i = 0; i < 200 && c.nodes[0]!.exitCode === undefined; i++) await client.kvPut(`fill/${i}`, 'x').catch(() => undefined);
     const code = await c.waitExit(0, 20_000);
     assert.equal(code, 1);

@@ -125,7 +125,7 @@ describe('rolling upgrade of the snapshot format', () => {
     await waitFor('the old node applies the first write', async () => (await staleGet(cl, OLD, 'snap/first')) === 'x');
 
     // The old node misses enough writes for the leader to snapshot and compact past it (a node snapshots
-    // after 1 to 1.5 times snapshotEntries: cluster.snapshotEntries in docs/configuration.md).
+    // after 0.75 to 1.25 times snapshotEntries: cluster.snapshotEntries in docs/configuration.md).
     cl.kill(OLD, 'SIGTERM');
     assert.equal(await cl.waitExit(OLD), 0);
     for (let i = 0; i < 160; i++) await client.kvPut(`snap/old/${i}`, `o${i}`);
