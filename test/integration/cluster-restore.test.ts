@@ -87,6 +87,9 @@ describe('restore a backup into a running cluster (real processes)', () => {
       sums = [...new Set(d.map((x) => `${x.body['appliedIndex']}/${x.body['checksum']}/${x.body['sqlChecksum']}/${x.body['filesChecksum']}`))].join(' ');
       return !sums.includes(' ') && !sums.includes('undefined');
     }, 30_000).catch((e: Error) => { throw new Error(`${e.message}: ${sums}`); });
+    // The restore entry's index is applied before its replacement of the state completes (the replica applies
+    // nothing after it meanwhile): wait for every node to have finished it.
+    await waitFor('every node finished the restore', () => [0, 1, 2].every((i) => cl.log(i).includes('"event":"cluster_restored"')), 30_000);
     for (const n of cl.nodes) {
       const k1 = await http(n.url, 'GET', '/v1/kv/k1?consistency=stale', { token: TOKEN });
       assert.equal(k1.body['value'], 'v1', `${n.name}: k1 is back to v1`);
