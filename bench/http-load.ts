@@ -109,9 +109,16 @@ class Connection {
   }
 }
 
+interface Target {
+  readonly host: string;
+  readonly hostname: string;
+  readonly port: number;
+  readonly idle: Connection[];
+}
+
 /** Keep-alive connections to each address, at most one request in flight on each. */
 export class LoadClient {
-  readonly #idle = new Map<string, Connection[]>();
+  readonly #targets = new Map<string, Target>();
   readonly #all = new Set<Connection>();
   readonly #timer: NodeJS.Timeout;
 
@@ -124,18 +131,16 @@ export class LoadClient {
 
   /** `url` is the server's base (http://host:port, loopback only); resolves with the answer's status, or 0. */
   request(url: string, method: string, path: string, body: string | undefined, headers: Readonly<Record<string, string>>): Promise<number> {
-    const u = new URL(url);
-    if (u.hostname !== '127.0.0.1' && u.hostname !== 'localhost') throw new Error(`the load generator only sends to loopback, not ${u.hostname}`);
-    let head = `${method} ${path} HTTP/1.1\r\nhost: ${u.host}\r\n`;
+    const t = this.#target(url);
+    let head = `${method} ${path} HTTP/1.1\r\nhost: ${t.host}\r\n`;
     for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
     if (body !== undefined) head += `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n`;
     const bytes = `${head}\r\n${body ?? ''}`;
-    const idle = this.#idle.get(u.host) ?? [];
-    this.#idle.set(u.host, idle);
+    const idle = t.idle;
     let c = idle.pop();
     while (c !== undefined && c.closed) c = idle.pop();
     if (c === undefined) {
-      c = new Connection(u.hostname, Number(u.port), (free) => {
+      c = new Connection(t.hostname, t.port, (free) => {
         idle.push(free);
       });
       this.#all.add(c);
@@ -149,10 +154,22 @@ export class LoadClient {
     );
   }
 
+  /** The address behind a base URL (parsed once) and its idle connections; loopback only. */
+  #target(url: string): Target {
+    let t = this.#targets.get(url);
+    if (t === undefined) {
+      const u = new URL(url);
+      if (u.hostname !== '127.0.0.1' && u.hostname !== 'localhost') throw new Error(`the load generator only sends to loopback, not ${u.hostname}`);
+      t = { host: u.host, hostname: u.hostname, port: Number(u.port), idle: [] };
+      this.#targets.set(url, t);
+    }
+    return t;
+  }
+
   destroy(): void {
     clearInterval(this.#timer);
     for (const c of this.#all) c.destroy();
     this.#all.clear();
-    this.#idle.clear();
+    this.#targets.clear();
   }
 }

@@ -13,7 +13,7 @@ import { RaftCore } from './core.js';
 import { CTX_TRANSFER, becomeLeader, campaign, handleVoteRequest, stepCandidate } from './elections.js';
 import { stepFollower } from './follower.js';
 import { bcastHeartbeat, flushBroadcast, maybeCommit, sendHeartbeat, stepLeader, type ProposeResult } from './replication.js';
-import { readRoundDue, releaseReads, requestRead, sendReadRound } from './readindex.js';
+import { closeReadRound, readRoundDue, releaseReads, requestRead } from './readindex.js';
 import { proposeConfChange, proposeEntry } from './propose.js';
 import { transferLeadership } from './transfer.js';
 import { tickElection, tickLeader, votersInContact } from './ticks.js';
@@ -301,7 +301,10 @@ export class RawNode {
     invariant(!this.#inProgress, 'ready() called twice without advance()');
     if (this.#c.role === 'leader') {
       flushBroadcast(this.#c);
-      if (readRoundDue(this.#c)) sendReadRound(this.#c, () => bcastHeartbeat(this.#c));
+      if (readRoundDue(this.#c)) {
+        closeReadRound(this.#c);
+        bcastHeartbeat(this.#c);
+      }
     }
     this.#c.bcastEntries = false;
     this.#c.bcastCommit = false;

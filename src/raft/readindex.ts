@@ -27,7 +27,7 @@ export function registerRead(c: RaftCore, ctx: number): void {
     return;
   }
   // Every read registered before a round is sent waits for that round: one
-  // heartbeat to each peer confirms them all (sendReadRound).
+  // heartbeat to each peer confirms them all (closeReadRound).
   c.readHeartbeatPending = true;
   c.pendingReads.push({ ctx, index: c.commit, round: c.readRound + 1 });
 }
@@ -47,15 +47,16 @@ export function readRoundDue(c: RaftCore): boolean {
 }
 
 /**
- * Sends round `readRound + 1`. A heartbeat carries the last round sent, and
- * every read of a round registered before its first heartbeat left (messages
- * leave only with a Ready), so a quorum's acknowledgement of a heartbeat
- * carrying round r confirms this leader after every read of round r arrived.
+ * Round `readRound + 1` is being sent (the caller broadcasts the heartbeat
+ * that carries it): later reads wait for the next one. A heartbeat carries
+ * the last round sent, and every read of a round registered before its first
+ * heartbeat left (messages leave only with a Ready), so a quorum's
+ * acknowledgement of a heartbeat carrying round r confirms this leader after
+ * every read of round r arrived.
  */
-export function sendReadRound(c: RaftCore, bcast: () => void): void {
+export function closeReadRound(c: RaftCore): void {
   c.readRound++;
   c.readHeartbeatPending = false;
-  bcast();
 }
 
 export function releaseReads(c: RaftCore): void {
