@@ -4,7 +4,7 @@ import type { Message } from '../raft/types.js';
 import { Packr } from 'msgpackr';
 import {
   decodeAuth, decodeChallenge, decodeHelloAck, decodeHelloOpen, decodeMessages, encodeChallenge, encodeHelloAck, decodeSnapshotChunk, encodeAuth, encodeFrame, encodeFrameHeader, encodeHelloOpen,
-  encodeMessages, encodeSnapshotChunkHeader, FrameDecoder, messageToTuple, pack, scanMsgpack, unpack,
+  encodeMessages, encodeMessagesFrame, encodeMessagesFramePieces, encodeSnapshotChunkHeader, FrameDecoder, LARGE_ENTRY_BYTES, messageToTuple, pack, scanMsgpack, unpack,
 } from './codec.js';
 import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
@@ -40,6 +40,36 @@ describe('message codec', () => {
     const out = decodeMessages(encodeMessages(sample), 0);
     assert.deepStrictEqual(out, sample);
     assert.equal(Object.getPrototypeOf(out[0]!.entries[0]!.data), Uint8Array.prototype);
+  });
+
+  it('a frame with large entries is written in pieces: the same bytes, each large entry its own Buffer (not a copy)', () => {
+    const big = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+    const large = big(LARGE_ENTRY_BYTES, 7);
+    const huge = big(1024 * 1024 + 3, 9);
+    const many = Array.from({ length: 17 }, (_, i) => ({ term: 6, index: 100 + i, type: 'normal' as const, data: i % 5 === 0 ? big(LARGE_ENTRY_BYTES + i, i) : big(i * 300, i) }));
+    const batches: Message[][] = [
+      [msg({ from: 1, to: 2, type: 'app', term: 5, logTerm: 4, index: 10, commit: 9, entries: [{ term: 5, index: 11, type: 'normal', data: large }] })],
+      [...sample, msg({ from: 1, to: 3, type: 'app', term: 6, index: 99, commit: 98, context: 4, entries: many }), msg({ from: 1, to: 3, type: 'app', term: 6, entries: [
+        { term: 6, index: 117, type: 'normal', data: big(LARGE_ENTRY_BYTES - 1, 1) }, { term: 6, index: 118, type: 'normal', data: huge }, { term: 6, index: 119, type: 'conf', data: big(3, 2) },
+      ] }), msg({ from: 1, to: 2, type: 'snap', term: 6, snapshot: SNAP_META })],
+      Array.from({ length: 20 }, (_, i) => msg({ from: 1, to: 2, type: 'app', term: 7, index: i, entries: [{ term: 7, index: i + 1, type: 'normal', data: big(LARGE_ENTRY_BYTES * (1 + (i % 2)), i) }] })),
+    ];
+    for (const msgs of batches) {
+      const pieces = encodeMessagesFramePieces(msgs);
+      assert.deepEqual(Buffer.concat(pieces), encodeMessagesFrame(msgs));
+      const larges = msgs.flatMap((m) => m.entries.map((e) => e.data)).filter((d) => d.length >= LARGE_ENTRY_BYTES);
+      assert.ok(larges.length > 0);
+      for (const d of larges) assert.ok(pieces.includes(d), 'a large entry is written from its own Buffer');
+      assert.ok(pieces.length <= 2 + 2 * larges.length, 'the header, then at most one piece of packed bytes before and after each large entry');
+      const frames = new FrameDecoder().push(Buffer.concat(pieces));
+      assert.deepStrictEqual(decodeMessages(frames[0]!.payload, 0), msgs);
+    }
+  });
+
+  it('a frame without large entries is one piece, as before', () => {
+    const pieces = encodeMessagesFramePieces(sample);
+    assert.equal(pieces.length, 1);
+    assert.deepEqual(pieces[0], encodeMessagesFrame(sample));
   });
 
   const bad: [string, (t: unknown[]) => void, RegExp][] = [

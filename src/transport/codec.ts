@@ -245,6 +245,65 @@ export function encodeMessagesFrame(msgs: readonly Message[]): Buffer {
   return encodeFrame('messages', packTransient(msgs.map(messageToTuple)));
 }
 
+/** Entry data this large or larger is written from the log's own Buffer, not copied into the frame. */
+export const LARGE_ENTRY_BYTES = 64 * 1024;
+
+/**
+ * A 'messages' frame of `msgs` as pieces to write in order (one writev):
+ * the same bytes as encodeMessagesFrame, but each entry's data of
+ * LARGE_ENTRY_BYTES or more is a piece of its own (the entry's Buffer
+ * itself) instead of a copy. The leader of a file upload sends each 1 MiB
+ * chunk to every follower: copied, that was 1 MiB of Buffers per follower
+ * per chunk, dead once written (docs/performance.md "Memory of a large file
+ * upload"). Messages without large entries are one piece, as before.
+ */
+export function encodeMessagesFramePieces(msgs: readonly Message[]): Uint8Array[] {
+  if (!msgs.some((m) => m.entries.some((e) => e.data.length >= LARGE_ENTRY_BYTES))) return [encodeMessagesFrame(msgs)];
+  const pieces: Uint8Array[] = [];
+  let small: Uint8Array[] = [arrayHeader(msgs.length)];
+  const flushSmall = (): void => {
+    if (small.length > 0) pieces.push(small.length === 1 ? small[0]! : Buffer.concat(small));
+    small = [];
+  };
+  for (const m of msgs) {
+    const t = messageToTuple(m);
+    small.push(arrayHeader(t.length));
+    // Elements 0..9 as pack() encodes them; 10 the entries, piece by piece; 11 the snapshot, if any.
+    for (let i = 0; i < 10; i++) small.push(pack(t[i]));
+    small.push(arrayHeader(m.entries.length));
+    for (const e of m.entries) {
+      small.push(arrayHeader(4), pack(e.term), pack(e.index), pack(ENTRY_TYPES.indexOf(e.type)));
+      if (e.data.length < LARGE_ENTRY_BYTES) {
+        small.push(pack(e.data));
+        continue;
+      }
+      small.push(binHeader(e.data.length));
+      flushSmall();
+      pieces.push(e.data);
+    }
+    for (let i = 11; i < t.length; i++) small.push(pack(t[i]));
+  }
+  flushSmall();
+  let total = 0;
+  for (const p of pieces) total += p.length;
+  pieces.unshift(encodeFrameHeader('messages', total));
+  return pieces;
+}
+
+/** msgpack array header for `n` elements (fixarray, array 16, array 32), as pack() writes it. */
+function arrayHeader(n: number): Uint8Array {
+  if (n < 16) return Uint8Array.of(0x90 | n);
+  if (n < 0x10000) return Uint8Array.of(0xdc, n >>> 8, n & 0xff);
+  return Uint8Array.of(0xdd, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+}
+
+/** msgpack bin header for `n` bytes (bin 8, 16, 32), as pack() writes it. */
+function binHeader(n: number): Uint8Array {
+  if (n < 0x100) return Uint8Array.of(0xc4, n);
+  if (n < 0x10000) return Uint8Array.of(0xc5, n >>> 8, n & 0xff);
+  return Uint8Array.of(0xc6, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+}
+
 function metaStr(v: unknown, path: string): string {
   if (typeof v !== 'string' || v.length === 0 || v.length > 256) fail(path, 'a string of 1 to 256 characters', v);
   return v;

@@ -71,6 +71,17 @@ export class FramedConn {
     return this.socket.write(data);
   }
 
+  /** Writes `pieces` in order, in one writev where the socket can. */
+  writePieces(pieces: readonly Uint8Array[]): boolean {
+    if (this.closed) return false;
+    if (pieces.length === 1) return this.socket.write(pieces[0]!);
+    this.socket.cork();
+    let ok = true;
+    for (const p of pieces) ok = this.socket.write(p);
+    this.socket.uncork();
+    return ok;
+  }
+
   /** Close now (destroy). Idempotent; the first reason wins. */
   close(info: CloseInfo): void {
     if (this.#closed) return;

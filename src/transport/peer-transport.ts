@@ -9,7 +9,7 @@
 // The dial side is ./dialer.ts, the accept side ./acceptor.ts.
 import type { Server, Socket } from 'node:net';
 import type { Message } from '../raft/types.js';
-import { DEFAULT_FRAME_LIMITS, encodeFrame, encodeMessagesFrame, estimateMessageBytes, INCARNATION_MAX } from './codec.js';
+import { DEFAULT_FRAME_LIMITS, encodeFrame, encodeMessagesFramePieces, estimateMessageBytes, INCARNATION_MAX } from './codec.js';
 import { acceptPeer, type AcceptorHost } from './acceptor.js';
 import { FramedConn } from './connection.js';
 import type { CloseInfo } from './connection.js';
@@ -340,9 +340,9 @@ export class PeerTransport {
           bytes += estimateMessageBytes(queue[end]!);
           end++;
         }
-        const frame = encodeMessagesFrame(queue.slice(start, end));
-        conn.write(frame);
-        link.stats.bytesSent += frame.length;
+        const pieces = encodeMessagesFramePieces(queue.slice(start, end));
+        conn.writePieces(pieces);
+        for (const p of pieces) link.stats.bytesSent += p.length;
         link.stats.msgsSent += end - start;
         start = end;
       }

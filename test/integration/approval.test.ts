@@ -23,6 +23,8 @@ describe('failover mode approval', () => {
     const first = await c.waitLeader();
     await c.client().kvPut('a', '1');
     const alive = [0, 1, 2].filter((i) => i !== first);
+    // A leader needs one follower: the other may still be starting (a loaded machine).
+    for (const i of alive) await c.waitReady(i);
     const before = await http(c.nodes[alive[0]!]!.url, 'GET', '/v1/cluster/status', { token: TOKEN });
     assert.equal(before.body['failoverMode'], 'approval');
     assert.equal(before.body['autoFailover'], false);
