@@ -42,7 +42,7 @@ KillSignal=SIGTERM
 # Peer connections, client connections, WAL segments and snapshot files.
 LimitNOFILE=65536
 Environment=NODE_ENV=production
-# Memory: large Buffers returned to the system when freed (src/node/runtime-env.ts).
+# Memory (large Buffers returned to the system when freed) and the msgpack codec in JavaScript (src/node/runtime-env.ts).
 ${Object.entries(AGENT_ENV).map(([k, v]) => `Environment=${k}=${v}`).join('\n')}
 
 # Hardening: the node writes only its data dir.

@@ -25,7 +25,14 @@ export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
  * and freed ones stay resident. A fixed threshold keeps them mmapped. Other
  * C libraries ignore the variable.
  */
-export const AGENT_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' };
+export const AGENT_ENV: Readonly<Record<string, string>> = {
+  MALLOC_MMAP_THRESHOLD_: '131072',
+  // msgpackr (the entry, command and peer-message codec) would load its native
+  // string extractor (msgpackr-extract, via detect-libc): 5 ms more at every
+  // start, and for this project's small payloads (a key, a 256-byte value)
+  // decoding is 10% faster in JavaScript (0.43 against 0.49 µs per entry).
+  MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true',
+};
 
 /** The environment for an agent: `base` plus AGENT_ENV, where `base` does not set a value of its own. */
 export function agentEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

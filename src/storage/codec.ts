@@ -109,6 +109,27 @@ export function decodeRecord(buf: Buffer, at: number): DecodeResult {
 }
 
 /**
+ * The record at `at` as decodeRecord reads it, but without its checksum:
+ * undefined wherever decodeRecord would fail for another reason (then the
+ * caller decodes it in full, for the exact error). For records a snapshot
+ * covers, which recovery walks only to reach the ones after it.
+ */
+export function skimRecord(buf: Buffer, at: number): { readonly term: number; readonly index: number; readonly type: EntryType; readonly dataStart: number; readonly end: number } | undefined {
+  if (at + RECORD_HEADER_BYTES > buf.length) return undefined;
+  const payloadLen = buf.readUInt32LE(at);
+  if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) return undefined;
+  const p = at + RECORD_HEADER_BYTES;
+  const end = p + payloadLen;
+  if (end > buf.length) return undefined;
+  const t = buf[p];
+  if (t !== TYPE_NORMAL && t !== TYPE_CONF) return undefined;
+  const term = readU64(buf, p + 1);
+  const index = readU64(buf, p + 9);
+  if (term < 0 || index < 1) return undefined;
+  return { term, index, type: t === TYPE_CONF ? 'conf' : 'normal', dataStart: p + ENTRY_FIXED_BYTES, end };
+}
+
+/**
  * Looks for any record with a valid checksum starting in buf[from..] whose index
  * is at least `minIndex`. Used to tell a torn tail (nothing valid follows) from
  * corruption (valid records follow the damage). Cheap filters first, CRC last.

@@ -33,6 +33,7 @@ import {
   hasZeroSector,
   isZero,
   readU64,
+  skimRecord,
 } from './codec.js';
 import { CorruptLogError, UnsupportedFormatError } from './errors.js';
 import type { StorageFile, StorageFs } from './fs.js';
@@ -59,7 +60,14 @@ export interface ParseOptions {
   readonly firstIndex: number;
   /** Term of the previous segment's last entry (terms never decrease), 0 if unknown. */
   readonly prevTerm: number;
-  /** Entries below this index are verified but not copied out. */
+  /**
+   * Entries below this index are not copied out. Those below keepFrom - 1
+   * (wholly covered by the snapshot, never read again) are walked without
+   * their checksum: length, type, index sequence and terms are still
+   * checked, and anything odd is decoded in full. The snapshot's own entry
+   * (keepFrom - 1, whose term recovery compares with the snapshot's) and
+   * every later one are verified.
+   */
   readonly keepFrom: number;
   /** Only the last segment may have a torn tail. */
   readonly isLast: boolean;
@@ -146,6 +154,14 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
       }
       return { version, offsets, terms, entries, end: at, zeroFill: { from: at, to: nz, reason: `bytes of an unfinished write after the record for index ${expected - 1}` } };
     }
+    if (expected < o.keepFrom - 1) {
+      // Covered by the snapshot: a restart after a busy period parsed up to 64 MiB of them (the newest segment), CRC and all.
+      const k = skimRecord(buf, at);
+      if (k !== undefined && k.index === expected && k.term >= prevTerm) {
+        accept(k);
+        continue;
+      }
+    }
     const r = decodeRecord(buf, at);
     if (r.ok) {
       accept(r);
@@ -195,8 +211,8 @@ const SCAN_BYTES = 4 * 1024 * 1024;
  * else (a torn or corrupt tail, a bad header) is decided on the whole file, as
  * before, so the repairs and the errors are exactly those of parseSegment.
  */
-export async function readSegment(fs: StorageFs, o: ParseOptions): Promise<{ readonly parsed: ParsedSegment; readonly fileBytes: number }> {
-  const prefix = await readBeforeZeroTail(fs, o.path);
+export async function readSegment(fs: StorageFs, o: ParseOptions, prefetched?: Promise<SegmentPrefix | undefined>): Promise<{ readonly parsed: ParsedSegment; readonly fileBytes: number }> {
+  const prefix = await (prefetched ?? readBeforeZeroTail(fs, o.path));
   if (prefix !== undefined) {
     let parsed: ParsedSegment | undefined;
     try {
@@ -211,8 +227,18 @@ export async function readSegment(fs: StorageFs, o: ParseOptions): Promise<{ rea
   return { parsed: parseSegment(buf, o), fileBytes: buf.length };
 }
 
-/** The file's bytes up to its last non-zero byte plus the zero tail and a page, or undefined when that is the whole file. */
-async function readBeforeZeroTail(fs: StorageFs, path: string): Promise<{ readonly buf: Buffer; readonly fileBytes: number } | undefined> {
+/** What readBeforeZeroTail read: the bytes before the zero tail (plus the tail and a page), and the file's size. */
+export interface SegmentPrefix {
+  readonly buf: Buffer;
+  readonly fileBytes: number;
+}
+
+/**
+ * The file's bytes up to its last non-zero byte plus the zero tail and a page,
+ * or undefined when that is the whole file (readSegment then reads it whole).
+ * Exported so that recovery can start this I/O early (readSegment's `prefetched`).
+ */
+export async function readBeforeZeroTail(fs: StorageFs, path: string): Promise<SegmentPrefix | undefined> {
   const fh = await fs.open(path, 'r');
   try {
     const size = (await fh.stat()).size;

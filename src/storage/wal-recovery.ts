@@ -11,7 +11,7 @@ import { CorruptHardStateError, CorruptIncarnationError, CorruptLogError, Corrup
 import { atomicWriteFile, mkdirDurable } from './fsutil.js';
 import type { StorageFs } from './fs.js';
 import { EMPTY_HARD_STATE, readStoredHardState } from './hardstate.js';
-import { readSegment } from './segment.js';
+import { readBeforeZeroTail, readSegment } from './segment.js';
 import type { LoadedSnapshot, SnapshotStore, SnapshotValidator } from './snapshot.js';
 import type { Segment, WalLog } from './wal-log.js';
 import type { RecoveredState, StoredSnapshotSource } from './wal-types.js';
@@ -83,6 +83,12 @@ export async function recoverWal(w: WalLog, snaps: SnapshotStore, validateSnapsh
     recordedTail = 0;
   }
 
+  // The newest segment is always read, and reading it means scanning its
+  // preallocated zero tail (up to 64 MiB): start that I/O now, so that it
+  // runs on the thread pool while the snapshot is loaded and checked.
+  const newest = files.at(-1);
+  const prefetched = newest === undefined ? undefined : readBeforeZeroTail(w.fs, newest.path);
+  prefetched?.catch(() => undefined); // awaited (and its error thrown) where the segment is read
   const { loaded, corrupt } = await snaps.findNewest(validateSnapshot);
   const snap = loaded?.meta;
   const snapIndex = snap?.index ?? 0;
@@ -110,7 +116,7 @@ export async function recoverWal(w: WalLog, snaps: SnapshotStore, validateSnapsh
       prevTerm = 0;
       continue;
     }
-    const { parsed, fileBytes } = await readSegment(w.fs, { path, firstIndex, prevTerm, keepFrom: snapIndex + 1, isLast: next === undefined });
+    const { parsed, fileBytes } = await readSegment(w.fs, { path, firstIndex, prevTerm, keepFrom: snapIndex + 1, isLast: next === undefined }, next === undefined ? prefetched : undefined);
     if (parsed.headerTorn !== undefined) {
       if (firstIndex <= recordedTail) {
         throw new CorruptLogError(path, 0, `${parsed.headerTorn}, but the hard state ${w.hsPath} records this segment as durable`);
