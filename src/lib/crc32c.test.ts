@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { crc32c } from './crc32c.js';
+import { crc32c, crc32cRange } from './crc32c.js';
 
 function reference(data: Uint8Array): number {
   let c = 0xffffffff;
@@ -37,4 +37,15 @@ test('crc32c chains: crc(b, crc(a)) equals crc(a ++ b)', () => {
   const a = Buffer.from('hello, ');
   const b = Buffer.from('quorate write-ahead log');
   assert.equal(crc32c(b, crc32c(a)), crc32c(Buffer.concat([a, b])));
+});
+
+test('crc32cRange of data[start, end) equals the bitwise reference of that slice, chained or not, at every alignment', () => {
+  const data = new Uint8Array(97).map((_, i) => (i * 131 + 7) & 0xff);
+  for (let start = 0; start <= 20; start++) {
+    for (let end = start; end <= data.length; end += 1 + (end % 5)) {
+      const slice = data.subarray(start, end);
+      assert.equal(crc32cRange(data, start, end), reference(slice), `[${start}, ${end})`);
+      assert.equal(crc32cRange(data, start, end, crc32c(data.subarray(0, start))), reference(data.subarray(0, end)), `chained [0, ${start}) + [${start}, ${end})`);
+    }
+  }
 });

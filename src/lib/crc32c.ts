@@ -21,11 +21,21 @@ for (let i = 0; i < 256; i++) {
 
 /** CRC32C of `data`, continuing from `previous` (the CRC32C of the bytes before it; 0 to start). */
 export function crc32c(data: Uint8Array, previous = 0): number {
+  return crc32cRange(data, 0, data.length, previous);
+}
+
+/**
+ * CRC32C of data[start, end), continuing from `previous`: crc32c of a
+ * subarray without making one (a WAL record's checksum covers two ranges of
+ * the record; a restart checks every record of a segment, up to 64 MiB of
+ * them, and a subarray per range was a Buffer object each).
+ */
+export function crc32cRange(data: Uint8Array, start: number, end: number, previous = 0): number {
   const t = TABLE;
   let c = ~previous;
-  let i = 0;
-  const n = data.length;
-  const end8 = n - (n & 7);
+  let i = start;
+  const n = end;
+  const end8 = n - ((n - start) & 7);
   while (i < end8) {
     const lo = c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24));
     c =

@@ -9,7 +9,7 @@
 //   payload     = type u8 (1 normal, 2 conf) | term u64 LE | index u64 LE | data
 // u64 values are written as two u32 halves and must be safe integers (< 2^53).
 import type { Entry, EntryType } from '../raft/types.js';
-import { crc32c } from '../lib/crc32c.js';
+import { crc32cRange } from '../lib/crc32c.js';
 
 export const SEGMENT_MAGIC = 0x4c415751; // "QWAL" read as u32 LE
 export const SEGMENT_VERSION = 2;
@@ -78,7 +78,7 @@ export function encodeRecord(entry: Entry, buf: Buffer, at: number): number {
   writeU64(buf, entry.index, p + 9);
   buf.set(entry.data, p + ENTRY_FIXED_BYTES);
   const end = p + payloadLen;
-  const crc = crc32c(buf.subarray(p, end), crc32c(buf.subarray(at, at + 4)));
+  const crc = crc32cRange(buf, p, end, crc32cRange(buf, at, at + 4));
   buf.writeUInt32LE(crc, at + 4);
   return end;
 }
@@ -99,34 +99,13 @@ export function decodeRecord(buf: Buffer, at: number): DecodeResult {
   const end = p + payloadLen;
   if (end > len) return { ok: false, reason: 'short payload' };
   const stored = buf.readUInt32LE(at + 4);
-  if (crc32c(buf.subarray(p, end), crc32c(buf.subarray(at, at + 4))) !== stored) return { ok: false, reason: 'bad checksum' };
+  if (crc32cRange(buf, p, end, crc32cRange(buf, at, at + 4)) !== stored) return { ok: false, reason: 'bad checksum' };
   const t = buf[p];
   if (t !== TYPE_NORMAL && t !== TYPE_CONF) return { ok: false, reason: 'bad payload', detail: `unknown entry type byte ${String(t)}` };
   const term = readU64(buf, p + 1);
   const index = readU64(buf, p + 9);
   if (term < 0 || index < 1) return { ok: false, reason: 'bad payload', detail: 'term or index out of range' };
   return { ok: true, term, index, type: t === TYPE_CONF ? 'conf' : 'normal', dataStart: p + ENTRY_FIXED_BYTES, end };
-}
-
-/**
- * The record at `at` as decodeRecord reads it, but without its checksum:
- * undefined wherever decodeRecord would fail for another reason (then the
- * caller decodes it in full, for the exact error). For records a snapshot
- * covers, which recovery walks only to reach the ones after it.
- */
-export function skimRecord(buf: Buffer, at: number): { readonly term: number; readonly index: number; readonly type: EntryType; readonly dataStart: number; readonly end: number } | undefined {
-  if (at + RECORD_HEADER_BYTES > buf.length) return undefined;
-  const payloadLen = buf.readUInt32LE(at);
-  if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) return undefined;
-  const p = at + RECORD_HEADER_BYTES;
-  const end = p + payloadLen;
-  if (end > buf.length) return undefined;
-  const t = buf[p];
-  if (t !== TYPE_NORMAL && t !== TYPE_CONF) return undefined;
-  const term = readU64(buf, p + 1);
-  const index = readU64(buf, p + 9);
-  if (term < 0 || index < 1) return undefined;
-  return { term, index, type: t === TYPE_CONF ? 'conf' : 'normal', dataStart: p + ENTRY_FIXED_BYTES, end };
 }
 
 /**

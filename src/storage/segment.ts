@@ -33,7 +33,6 @@ import {
   hasZeroSector,
   isZero,
   readU64,
-  skimRecord,
 } from './codec.js';
 import { CorruptLogError, UnsupportedFormatError } from './errors.js';
 import type { StorageFile, StorageFs } from './fs.js';
@@ -60,14 +59,7 @@ export interface ParseOptions {
   readonly firstIndex: number;
   /** Term of the previous segment's last entry (terms never decrease), 0 if unknown. */
   readonly prevTerm: number;
-  /**
-   * Entries below this index are not copied out. Those below keepFrom - 1
-   * (wholly covered by the snapshot, never read again) are walked without
-   * their checksum: length, type, index sequence and terms are still
-   * checked, and anything odd is decoded in full. The snapshot's own entry
-   * (keepFrom - 1, whose term recovery compares with the snapshot's) and
-   * every later one are verified.
-   */
+  /** Entries below this index are verified but not copied out. */
   readonly keepFrom: number;
   /** Only the last segment may have a torn tail. */
   readonly isLast: boolean;
@@ -153,14 +145,6 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
         throw new CorruptLogError(path, at, `zero record length (end of log) where the record for index ${expected} belongs, but a valid record follows at byte offset ${valid}: records are missing in the middle of the log`);
       }
       return { version, offsets, terms, entries, end: at, zeroFill: { from: at, to: nz, reason: `bytes of an unfinished write after the record for index ${expected - 1}` } };
-    }
-    if (expected < o.keepFrom - 1) {
-      // Covered by the snapshot: a restart after a busy period parsed up to 64 MiB of them (the newest segment), CRC and all.
-      const k = skimRecord(buf, at);
-      if (k !== undefined && k.index === expected && k.term >= prevTerm) {
-        accept(k);
-        continue;
-      }
     }
     const r = decodeRecord(buf, at);
     if (r.ok) {
