@@ -108,6 +108,42 @@ export function decodeRecord(buf: Buffer, at: number): DecodeResult {
   return { ok: true, term, index, type: t === TYPE_CONF ? 'conf' : 'normal', dataStart: p + ENTRY_FIXED_BYTES, end };
 }
 
+/** The fields of a valid record, filled in place by readValidRecord. */
+export interface RecordFields {
+  term: number;
+  index: number;
+  type: EntryType;
+  dataStart: number;
+  end: number;
+}
+
+/**
+ * decodeRecord's success path without a result object: true and `out` filled
+ * when the record at `at` is valid, false otherwise (decodeRecord then says
+ * why). Recovery checks every record of the newest segment, up to 64 MiB of
+ * them, and an object per record was most of its garbage.
+ */
+export function readValidRecord(buf: Buffer, at: number, out: RecordFields): boolean {
+  if (at + RECORD_HEADER_BYTES > buf.length) return false;
+  const payloadLen = buf.readUInt32LE(at);
+  if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) return false;
+  const p = at + RECORD_HEADER_BYTES;
+  const end = p + payloadLen;
+  if (end > buf.length) return false;
+  if (crc32cRange(buf, p, end, crc32cRange(buf, at, at + 4)) !== buf.readUInt32LE(at + 4)) return false;
+  const t = buf[p];
+  if (t !== TYPE_NORMAL && t !== TYPE_CONF) return false;
+  const term = readU64(buf, p + 1);
+  const index = readU64(buf, p + 9);
+  if (term < 0 || index < 1) return false;
+  out.term = term;
+  out.index = index;
+  out.type = t === TYPE_CONF ? 'conf' : 'normal';
+  out.dataStart = p + ENTRY_FIXED_BYTES;
+  out.end = end;
+  return true;
+}
+
 /**
  * Looks for any record with a valid checksum starting in buf[from..] whose index
  * is at least `minIndex`. Used to tell a torn tail (nothing valid follows) from

@@ -33,6 +33,8 @@ import {
   hasZeroSector,
   isZero,
   readU64,
+  readValidRecord,
+  type RecordFields,
 } from './codec.js';
 import { CorruptLogError, UnsupportedFormatError } from './errors.js';
 import type { StorageFile, StorageFs } from './fs.js';
@@ -90,7 +92,8 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
   let at = SEGMENT_HEADER_BYTES;
   let expected = firstIndex;
   let prevTerm = o.prevTerm;
-  const accept = (r: { term: number; index: number; type: Entry['type']; dataStart: number; end: number }): void => {
+  const rec: RecordFields = { term: 0, index: 0, type: 'normal', dataStart: 0, end: 0 };
+  const accept = (r: Readonly<RecordFields>): void => {
     if (r.index !== expected) throw new CorruptLogError(path, at, `record holds index ${r.index}, expected ${expected}`);
     if (r.term < prevTerm) throw new CorruptLogError(path, at, `record for index ${r.index} has term ${r.term}, lower than the previous entry's term ${prevTerm}`);
     offsets.push(at);
@@ -146,11 +149,12 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
       }
       return { version, offsets, terms, entries, end: at, zeroFill: { from: at, to: nz, reason: `bytes of an unfinished write after the record for index ${expected - 1}` } };
     }
-    const r = decodeRecord(buf, at);
-    if (r.ok) {
-      accept(r);
+    if (readValidRecord(buf, at, rec)) {
+      accept(rec);
       continue;
     }
+    const r = decodeRecord(buf, at);
+    if (r.ok) throw new Error(`decodeRecord accepts the record at byte offset ${at} that readValidRecord refused`);
     if (r.reason === 'bad payload') throw new CorruptLogError(path, at, `record for index ${expected} has a valid checksum but ${r.detail}`);
     if (r.reason === 'bad length') {
       // A write torn inside the length field keeps its low bytes (the sector
