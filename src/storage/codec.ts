@@ -83,32 +83,13 @@ export function encodeRecord(entry: Entry, buf: Buffer, at: number): number {
   return end;
 }
 
-export type DecodeResult =
-  | { readonly ok: true; readonly term: number; readonly index: number; readonly type: EntryType; readonly dataStart: number; readonly end: number }
-  | { readonly ok: false; readonly reason: 'short header' | 'short payload' | 'bad length' | 'bad checksum' }
+/** Why a record does not decode. */
+export type DecodeFailure =
+  | { readonly reason: 'short header' | 'short payload' | 'bad length' | 'bad checksum' }
   /** The checksum matched but the contents are not a valid entry: never a torn write. */
-  | { readonly ok: false; readonly reason: 'bad payload'; readonly detail: string };
+  | { readonly reason: 'bad payload'; readonly detail: string };
 
-/** Decodes the record at `at` without copying; `data` is buf[dataStart, end). */
-export function decodeRecord(buf: Buffer, at: number): DecodeResult {
-  const len = buf.length;
-  if (at + RECORD_HEADER_BYTES > len) return { ok: false, reason: 'short header' };
-  const payloadLen = buf.readUInt32LE(at);
-  if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) return { ok: false, reason: 'bad length' };
-  const p = at + RECORD_HEADER_BYTES;
-  const end = p + payloadLen;
-  if (end > len) return { ok: false, reason: 'short payload' };
-  const stored = buf.readUInt32LE(at + 4);
-  if (crc32cRange(buf, p, end, crc32cRange(buf, at, at + 4)) !== stored) return { ok: false, reason: 'bad checksum' };
-  const t = buf[p];
-  if (t !== TYPE_NORMAL && t !== TYPE_CONF) return { ok: false, reason: 'bad payload', detail: `unknown entry type byte ${String(t)}` };
-  const term = readU64(buf, p + 1);
-  const index = readU64(buf, p + 9);
-  if (term < 0 || index < 1) return { ok: false, reason: 'bad payload', detail: 'term or index out of range' };
-  return { ok: true, term, index, type: t === TYPE_CONF ? 'conf' : 'normal', dataStart: p + ENTRY_FIXED_BYTES, end };
-}
-
-/** The fields of a valid record, filled in place by readValidRecord. */
+/** The fields of a valid record (`data` is buf[dataStart, end)). */
 export interface RecordFields {
   term: number;
   index: number;
@@ -117,31 +98,37 @@ export interface RecordFields {
   end: number;
 }
 
+const SHORT_HEADER: DecodeFailure = { reason: 'short header' };
+const BAD_LENGTH: DecodeFailure = { reason: 'bad length' };
+const SHORT_PAYLOAD: DecodeFailure = { reason: 'short payload' };
+const BAD_CHECKSUM: DecodeFailure = { reason: 'bad checksum' };
+
 /**
- * decodeRecord's success path without a result object: true and `out` filled
- * when the record at `at` is valid, false otherwise (decodeRecord then says
- * why). Recovery checks every record of the newest segment, up to 64 MiB of
- * them, and an object per record was most of its garbage.
+ * Decodes the record at `at` into `out` without copying or allocating:
+ * undefined when it is valid, else why not. Recovery checks every record of
+ * the newest segment (up to 64 MiB of them): a result object per record was
+ * most of its garbage.
  */
-export function readValidRecord(buf: Buffer, at: number, out: RecordFields): boolean {
-  if (at + RECORD_HEADER_BYTES > buf.length) return false;
+export function decodeRecordInto(buf: Buffer, at: number, out: RecordFields): DecodeFailure | undefined {
+  const len = buf.length;
+  if (at + RECORD_HEADER_BYTES > len) return SHORT_HEADER;
   const payloadLen = buf.readUInt32LE(at);
-  if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) return false;
+  if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) return BAD_LENGTH;
   const p = at + RECORD_HEADER_BYTES;
   const end = p + payloadLen;
-  if (end > buf.length) return false;
-  if (crc32cRange(buf, p, end, crc32cRange(buf, at, at + 4)) !== buf.readUInt32LE(at + 4)) return false;
+  if (end > len) return SHORT_PAYLOAD;
+  if (crc32cRange(buf, p, end, crc32cRange(buf, at, at + 4)) !== buf.readUInt32LE(at + 4)) return BAD_CHECKSUM;
   const t = buf[p];
-  if (t !== TYPE_NORMAL && t !== TYPE_CONF) return false;
+  if (t !== TYPE_NORMAL && t !== TYPE_CONF) return { reason: 'bad payload', detail: `unknown entry type byte ${String(t)}` };
   const term = readU64(buf, p + 1);
   const index = readU64(buf, p + 9);
-  if (term < 0 || index < 1) return false;
+  if (term < 0 || index < 1) return { reason: 'bad payload', detail: 'term or index out of range' };
   out.term = term;
   out.index = index;
   out.type = t === TYPE_CONF ? 'conf' : 'normal';
   out.dataStart = p + ENTRY_FIXED_BYTES;
   out.end = end;
-  return true;
+  return undefined;
 }
 
 /**
@@ -152,6 +139,7 @@ export function readValidRecord(buf: Buffer, at: number, out: RecordFields): boo
 export function findValidRecordAfter(buf: Buffer, from: number, minIndex: number, to = buf.length): number | undefined {
   const len = to;
   const maxIndex = minIndex + Math.ceil(len / MIN_RECORD_BYTES) + 1;
+  const scratch: RecordFields = { term: 0, index: 0, type: 'normal', dataStart: 0, end: 0 };
   for (let p = from; p + MIN_RECORD_BYTES <= len; p++) {
     const payloadLen = buf.readUInt32LE(p);
     if (payloadLen < ENTRY_FIXED_BYTES || payloadLen > RECORD_PAYLOAD_BYTES_MAX) continue;
@@ -160,7 +148,7 @@ export function findValidRecordAfter(buf: Buffer, from: number, minIndex: number
     if (t !== TYPE_NORMAL && t !== TYPE_CONF) continue;
     const index = readU64(buf, p + RECORD_HEADER_BYTES + 9);
     if (index < minIndex || index > maxIndex) continue;
-    if (decodeRecord(buf, p).ok) return p;
+    if (decodeRecordInto(buf, p, scratch) === undefined) return p;
   }
   return undefined;
 }

@@ -24,7 +24,6 @@ import {
   SEGMENT_VERSION,
   SEGMENT_VERSION_LEGACY,
   ZERO_TAIL_BYTES,
-  decodeRecord,
   PAGE_BYTES,
   SECTOR_BYTES,
   endOfNonZero,
@@ -33,7 +32,7 @@ import {
   hasZeroSector,
   isZero,
   readU64,
-  readValidRecord,
+  decodeRecordInto,
   type RecordFields,
 } from './codec.js';
 import { CorruptLogError, UnsupportedFormatError } from './errors.js';
@@ -106,15 +105,15 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
 
   if (version === SEGMENT_VERSION_LEGACY) {
     while (at < buf.length) {
-      const r = decodeRecord(buf, at);
-      if (!r.ok) {
+      const r = decodeRecordInto(buf, at, rec);
+      if (r !== undefined) {
         if (r.reason === 'bad payload') throw new CorruptLogError(path, at, `record for index ${expected} has a valid checksum but ${r.detail}`);
         if (!isLast) throw new CorruptLogError(path, at, `${r.reason} in record for index ${expected} (not the last segment, so not a torn write)`);
         const valid = findValidRecordAfter(buf, at + 1, expected);
         if (valid !== undefined) throw new CorruptLogError(path, at, `${r.reason} in record for index ${expected}, followed by a valid record at byte offset ${valid}`);
         return { version, offsets, terms, entries, end: at, truncate: { offset: at, reason: r.reason } };
       }
-      accept(r);
+      accept(rec);
     }
     return { version, offsets, terms, entries, end: at };
   }
@@ -149,12 +148,11 @@ export function parseSegment(buf: Buffer, o: ParseOptions): ParsedSegment {
       }
       return { version, offsets, terms, entries, end: at, zeroFill: { from: at, to: nz, reason: `bytes of an unfinished write after the record for index ${expected - 1}` } };
     }
-    if (readValidRecord(buf, at, rec)) {
+    const r = decodeRecordInto(buf, at, rec);
+    if (r === undefined) {
       accept(rec);
       continue;
     }
-    const r = decodeRecord(buf, at);
-    if (r.ok) throw new Error(`decodeRecord accepts the record at byte offset ${at} that readValidRecord refused`);
     if (r.reason === 'bad payload') throw new CorruptLogError(path, at, `record for index ${expected} has a valid checksum but ${r.detail}`);
     if (r.reason === 'bad length') {
       // A write torn inside the length field keeps its low bytes (the sector
