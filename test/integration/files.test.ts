@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MAIN, READER_TOKEN, TOKEN, TestCluster, http, sleep, waitFor } from './harness.js';
+import { MAIN, READER_TOKEN, TOKEN, TestCluster, http, sleep, snapshotNow, waitFor } from './harness.js';
 
 const MAX = 8 * 1024 * 1024;
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -99,7 +99,8 @@ describe('replicated files (real processes)', () => {
       assert.equal((await put(cl.nodes[f1]!.url, `late/${i}.bin`, b)).status, 200);
     }
     assert.equal((await http(cl.nodes[f1]!.url, 'DELETE', '/v1/files/late/0.bin', { token: TOKEN })).body['deleted'], true);
-    const snap = await http(cl.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
+    // An automatic snapshot may be under way: the 1 MiB files just written reach snapshotBytes.
+    const snap = await snapshotNow(cl.nodes[leader]!.url, TOKEN);
     assert.equal(snap.status, 200, JSON.stringify(snap.body));
     cl.startNode(f2);
     await cl.waitReady(f2, 30_000);

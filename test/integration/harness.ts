@@ -284,3 +284,17 @@ export async function http(
   }
   return { status: r.status, body: parsed, headers: r.headers };
 }
+
+/**
+ * POST /v1/cluster/snapshot on `url`, again while it answers 409
+ * snapshot_in_progress (an automatic snapshot under way: the answer says to
+ * try again shortly), for up to 10 s; the last answer.
+ */
+export async function snapshotNow(url: string, token: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  let snap = await http(url, 'POST', '/v1/cluster/snapshot', { token, body: {} });
+  for (let i = 0; i < 50 && snap.status === 409 && snap.body['error'] === 'snapshot_in_progress'; i++) {
+    await sleep(200);
+    snap = await http(url, 'POST', '/v1/cluster/snapshot', { token, body: {} });
+  }
+  return snap;
+}

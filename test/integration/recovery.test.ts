@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MAIN, TOKEN, TestCluster, http, sleep } from './harness.js';
+import { MAIN, TOKEN, TestCluster, http, sleep, snapshotNow } from './harness.js';
 
 describe('recovery', () => {
   let c: TestCluster | undefined;
@@ -26,7 +26,7 @@ describe('recovery', () => {
         for (let i = 0; i < 60; i++) await client.kvPut(`snap/${w}/${i}`, `v${i}`);
       }),
     );
-    const snap = await http(c.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
+    const snap = await snapshotNow(c.nodes[leader]!.url, TOKEN);
     assert.equal(snap.status, 200, JSON.stringify(snap.body));
     c.startNode(lagger);
     await c.waitReady(lagger);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { QuorateHttpError, type QuorateClient } from '../../src/api/client.js';
 import { checkHistory, type HistoryEntry, type KvOp, type KvOutput } from '../sim/linearizability.js';
 import { spawnSync } from 'node:child_process';
-import { MAIN, TOKEN, TestCluster, http, sleep } from './harness.js';
+import { MAIN, TOKEN, TestCluster, http, sleep, snapshotNow } from './harness.js';
 
 interface ExecBody { results: { rowsAffected: number }[] }
 interface QueryBody { columns: string[]; rows: unknown[][] }
@@ -142,11 +142,7 @@ describe('replicated SQL (real processes)', () => {
       for (let i = 0; i < 60; i++) await execute(rest, [['INSERT INTO incs (id) VALUES (?)', `late-${w}-${i}`]]);
     }));
     // An automatic snapshot may be under way (409 snapshot_in_progress says to try again shortly).
-    let snap = await http(cl.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
-    for (let i = 0; i < 50 && snap.status === 409 && snap.body['error'] === 'snapshot_in_progress'; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      snap = await http(cl.nodes[leader]!.url, 'POST', '/v1/cluster/snapshot', { token: TOKEN, body: {} });
-    }
+    const snap = await snapshotNow(cl.nodes[leader]!.url, TOKEN);
     assert.equal(snap.status, 200, JSON.stringify(snap.body));
     cl.startNode(lagger);
     await cl.waitReady(lagger, 30_000);
