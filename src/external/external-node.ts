@@ -321,6 +321,11 @@ export class ExternalNode implements ClusterControl, DrControl {
     };
   }
 
+  /** quorate_fsync_latency_seconds, where this mode has it ('' when not: PostgreSQL keeps the log). */
+  fsyncText(): Promise<string> {
+    return this.#metrics.metricText('quorate_fsync_latency_seconds');
+  }
+
   metricsText(): Promise<string> {
     return this.#metrics.text();
   }

@@ -24,6 +24,17 @@ test('parseHistogram and fsyncDelta: count, mean and the p99 bucket bound of one
   assert.equal(parseHistogram('nothing', 'quorate_fsync_latency_seconds'), undefined);
 });
 
+test('the sampler reads the fsync histogram alone: metricText renders one metric, and nothing for an unknown name', async () => {
+  const m = new MetricsRegistry({ processMetrics: true });
+  const h = m.histogram('quorate_fsync_latency_seconds', 'x', [0.001, 0.01]);
+  m.counter('quorate_other_total', 'y').inc();
+  h.observe(0.005);
+  const text = await m.metricText('quorate_fsync_latency_seconds');
+  assert.equal(parseHistogram(text, 'quorate_fsync_latency_seconds')?.count, 1);
+  assert.ok(!text.includes('quorate_other_total') && !text.includes('process_'), text);
+  assert.equal(await m.metricText('quorate_missing_seconds'), '');
+});
+
 test('LeaderWatch: a change is recorded with the time no working leader was seen; a leader without quorum is not working', () => {
   let st = { leaderId: 1, leaderName: 'n1', raftRole: 'follower', quorumMet: true, term: 2 } as unknown as NodeStatus;
   const w = new LeaderWatch(() => st);

@@ -340,6 +340,11 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.snapshotNow();
   }
 
+  /** quorate_fsync_latency_seconds alone (./netdisk.ts samples it every 5 s). */
+  fsyncText(): Promise<string> {
+    return this.#metrics.metricText('quorate_fsync_latency_seconds');
+  }
+
   metricsText(): Promise<string> {
     const st = this.status();
     // The other members, once their names are known (a counter's series keeps its label for good).

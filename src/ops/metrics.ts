@@ -240,6 +240,11 @@ export class MetricsRegistry {
     return this.#register(name, 'histogram', labelNames, () => new Histogram(name, help, buckets, labelNames, this.#registry));
   }
 
+  /** One registered metric in the text exposition format ('' when none has that name): no status refresh, no process metrics. */
+  async metricText(name: string): Promise<string> {
+    return this.#metrics.has(name) ? this.#registry.getSingleMetricAsString(name) : '';
+  }
+
   /** Text exposition format 0.0.4: the registered metrics in registration order, then the process metrics (when asked for). */
   async text(): Promise<string> {
     let out = await this.#registry.metrics();
