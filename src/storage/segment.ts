@@ -186,7 +186,8 @@ const SCAN_BYTES = 4 * 1024 * 1024;
 
 /**
  * Reads and parses one segment at recovery. A version-2 segment is
- * preallocated to segmentBytesMax (64 MiB by default) and the last one is
+ * preallocated to segmentBytesMax (8 MiB by default; 64 until the ninth
+ * session, when this was measured) and the last one is
  * mostly zeros after its last record: reading it whole cost a restarted node
  * about 200 ms (half of it waiting on the thread pool) and a 64 MiB Buffer.
  * So the file's end is scanned backwards in SCAN_BYTES pieces, reusing one

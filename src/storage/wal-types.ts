@@ -17,7 +17,8 @@ export interface StoredSnapshotSource {
 export interface WalOptions {
   /**
    * Segment file size: new segments are preallocated (sparse) to this size and
-   * the log rolls to a new one when a record would not fit; default 64 MiB.
+   * the log rolls to a new one when a record would not fit; default
+   * DEFAULT_SEGMENT_BYTES (8 MiB, ./wal.ts).
    */
   readonly segmentBytesMax?: number;
   /**
