@@ -321,9 +321,9 @@ export class ExternalNode implements ClusterControl, DrControl {
     };
   }
 
-  /** quorate_fsync_latency_seconds, where this mode has it ('' when not: PostgreSQL keeps the log). */
-  fsyncText(): Promise<string> {
-    return this.#metrics.metricText('quorate_fsync_latency_seconds');
+  /** One metric alone ('' when not registered: this mode has no fsync histogram, PostgreSQL keeps the log). */
+  metricText(name: string): Promise<string> {
+    return this.#metrics.metricText(name);
   }
 
   metricsText(): Promise<string> {

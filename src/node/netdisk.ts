@@ -57,8 +57,8 @@ export interface NetDiskSources {
   readonly nodeName: string;
   readonly dataDir: string;
   status(): NodeStatus;
-  /** quorate_fsync_latency_seconds in the text exposition format. */
-  fsyncText(): Promise<string>;
+  /** One metric alone in the text exposition format ('' when not registered): the sampler reads FSYNC. */
+  metricText(name: string): Promise<string>;
   /** Leadership changes this node saw (./leader-watch.ts). */
   leaderChanges?(): NetDiskView['leaderChanges'];
   /** Each round of round trips, once measured (quorate_peer_round_trip_seconds). */
@@ -107,7 +107,7 @@ export class NetDiskSampler {
     this.#running = true;
     try {
       const at = new Date().toISOString();
-      const h = parseHistogram(await this.#s.fsyncText(), FSYNC);
+      const h = parseHistogram(await this.#s.metricText(FSYNC), FSYNC);
       if (h !== undefined) {
         if (this.#prev !== undefined) {
           this.#fsync.push(fsyncDelta(this.#prev, h, at));

@@ -340,9 +340,9 @@ export class QuorateNode implements ClusterControl {
     return this.#replica.snapshotNow();
   }
 
-  /** quorate_fsync_latency_seconds alone (./netdisk.ts samples it every 5 s). */
-  fsyncText(): Promise<string> {
-    return this.#metrics.metricText('quorate_fsync_latency_seconds');
+  /** One metric alone, in the text exposition format ('' when not registered): ./netdisk.ts samples the fsync histogram. */
+  metricText(name: string): Promise<string> {
+    return this.#metrics.metricText(name);
   }
 
   metricsText(): Promise<string> {

@@ -34,7 +34,7 @@ export function opsFor(config: QuorateConfig, host: NodeHost, logger: Logger, op
   const diagnostics = new NodeDiagnostics({ config, cluster: host.cluster, coord: host.coord, alerts, ...(opts.logs !== undefined ? { logs: opts.logs } : {}) });
   const leaders = new LeaderWatch(() => host.cluster.status());
   leaders.start();
-  const netdisk = new NetDiskSampler({ nodeName: config.node.nodeName, dataDir: config.node.dataDir, status: () => host.cluster.status(), fsyncText: () => host.node.fsyncText(), leaderChanges: () => leaders.changes(),
+  const netdisk = new NetDiskSampler({ nodeName: config.node.nodeName, dataDir: config.node.dataDir, status: () => host.cluster.status(), metricText: (name) => host.node.metricText(name), leaderChanges: () => leaders.changes(),
     onRtt: (samples) => { const n = host.node; if ('recordPeerRtt' in n) n.recordPeerRtt(samples); } });
   netdisk.start();
   return { ops: { alerts, diagnostics, netdisk }, stop: () => { netdisk.stop(); leaders.stop(); return alerts.stop(); } };
