@@ -34,7 +34,7 @@ export async function switchover(c: ControlContext, to?: string): Promise<{ from
   if (to !== undefined) {
     target = checkTarget(c, to);
   } else {
-    const candidates = st.progress.filter((p) => p.role === 'voter' && p.recentActive && c.isDrained?.(c.registry.nameOf(p.id)) !== true && c.isUnhealthy?.(c.registry.nameOf(p.id)) !== true).sort((a, b) => b.match - a.match);
+    const candidates = st.progress.filter((p) => p.role === 'voter' && p.inContact && c.isDrained?.(c.registry.nameOf(p.id)) !== true && c.isUnhealthy?.(c.registry.nameOf(p.id)) !== true).sort((a, b) => b.match - a.match);
     target = candidates[0]?.id;
     if (target === undefined) throw new NodeError('invalid_transfer', 'no other reachable, healthy voter can take over; add or start a voter first (or fix the failing health checks: `quorate checks`)');
   }

@@ -340,7 +340,7 @@ export class Enroller {
       throw new NodeError('invalid_conf_change', `no member named ${JSON.stringify(nodeName)}${m.removed.length > 0 ? ' (removed ids stay removed)' : ''}; see \`quorate peers\` for names`);
     }
     const st = c.replica.core.status();
-    const live = new Set<NodeId>([c.selfId, ...st.progress.filter((p) => p.recentActive && !p.diverged).map((p) => p.id)]);
+    const live = new Set<NodeId>([c.selfId, ...st.progress.filter((p) => p.inContact && !p.diverged).map((p) => p.id)]);
     const check = checkRemoval(m.members, target.id, live, c.configuredWriteQuorum, (id) => c.registry.nameOf(id));
     if (!check.ok) throw new NodeError('removal_unsafe', check.message);
     if (target.id === c.selfId) {

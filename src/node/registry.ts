@@ -294,7 +294,7 @@ export class MemberRegistry {
 
   #handOver(raw: RawNode, st: ReturnType<RawNode['status']>): void {
     const target = st.progress
-      .filter((p) => p.role === 'voter' && p.recentActive && !p.diverged && (this.peers.get(p.id)?.announced?.role ?? 'voter') === 'voter')
+      .filter((p) => p.role === 'voter' && p.inContact && !p.diverged && (this.peers.get(p.id)?.announced?.role ?? 'voter') === 'voter')
       .sort((a, b) => b.match - a.match)[0];
     if (target === undefined) {
       this.#warnOnce('role_handover', `configured as ${this.#configuredRole} but no other reachable voter can take over leadership yet`);

@@ -419,6 +419,7 @@ export class RawNode {
       state: pr.state,
       recentActive: pr.recentActive,
       ticksSinceContact: pr.ticksSinceContact,
+      inContact: pr.ticksSinceContact <= this.#c.cfg.electionTicks,
       diverged: pr.divergedFrom !== 0,
     }));
     return {

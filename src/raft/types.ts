@@ -147,6 +147,13 @@ export interface ProgressStatus {
   /** Ticks since this leader last heard from the peer. */
   readonly ticksSinceContact: number;
   /**
+   * Heard from within the last election timeout (what status counts as
+   * reachable). recentActive is cleared at every election timeout and set
+   * again by the peer's next reply, so for up to a heartbeat it says false
+   * of a live peer: checks made at a random moment use this instead.
+   */
+  readonly inContact: boolean;
+  /**
    * The follower's log went backwards (it rejected entries it had acknowledged:
    * a lost log tail): the leader's match index for it was lowered to what it
    * holds, and it stays diverged until it is back at the old match index.
