@@ -172,7 +172,21 @@ export class DrillRunner {
       if (s.leader.nodeName !== ex) return { target: s.leader, ...s };
       // The runner never faults itself: hand leadership to another voter first (not measured).
       this.#log(`${ex} runs this drill and leads: handing leadership to another voter before the round`);
-      await this.#one(s.leader.apiUrl, 30_000).switchover();
+      // A voter that lagged for a moment after the settle is refused (target_not_caught_up): settle and ask
+      // again within the settle wait, as an operator would, rather than fail the round before it starts.
+      const deadline = Date.now() + (this.#o.settleTimeoutMs ?? 60_000);
+      for (;;) {
+        try {
+          await this.#one(s.leader.apiUrl, 30_000).switchover();
+          break;
+        } catch (e) {
+          if (!(e instanceof QuorateHttpError && e.code === 'target_not_caught_up') || Date.now() > deadline) throw e;
+          this.#log(`the handover waits for a caught-up voter: ${e.message}`);
+          await sleep(250);
+          s = await this.#settle();
+          if (s.leader.nodeName !== ex) return { target: s.leader, ...s };
+        }
+      }
       notes.push(`${ex} (running the drill) led at the start of the round and handed leadership away first`);
       const again = await this.#settle();
       return { target: again.leader, ...again };
