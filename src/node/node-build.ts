@@ -160,9 +160,22 @@ export async function openNode(fileConfig: QuorateConfig, logger: Logger, onSqlF
   // refuses a composite snapshot, as an old build would. Snapshots are written by the cluster level (set by the node).
   const replicated = await createNodeState({ dataDir, maxFormatVersion: featureLevel, logger: logger.child({ node: config.node.nodeName }), onFatal: onSqlFatal });
   // pendingBytesMax: appended entries are written out once they reach 1 MiB (the buffer is kept between writes: 1 MiB file chunks would keep 8 MiB at the default 4).
-  const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot: (chunks) => replicated.registry.validate(chunks), pendingBytesMax: 1024 * 1024 });
+  // While the storage opens, the check of a snapshot builds its state too (kept for the snapshot it belongs to):
+  // the snapshot the node starts from is read and decoded once, not once to check it and again to restore it.
+  let opening = true;
+  let prepared: { term: number; index: number; commit: () => void } | undefined;
+  const validateSnapshot = async (chunks: AsyncIterable<Uint8Array>, meta: { term: number; index: number }): Promise<void> => {
+    if (!opening) return replicated.registry.validate(chunks);
+    prepared = undefined;
+    prepared = { ...meta, commit: await replicated.registry.prepareRestore(chunks) };
+  };
+  const { storage, state } = await WalStorage.open(`${dataDir}/raft`, { validateSnapshot, pendingBytesMax: 1024 * 1024 });
+  opening = false;
   for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
-  if (state.snapshot) await replicated.registry.restore(state.openSnapshot());
+  const snap = state.snapshot;
+  if (snap !== undefined && prepared !== undefined && prepared.term === snap.term && prepared.index === snap.index) prepared.commit();
+  else if (snap !== undefined) await replicated.registry.restore(state.openSnapshot());
+  prepared = undefined;
   const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };
   const tickMs = tickMsFor(config);
   const raw = new RawNode(raftConfigFor(config, id, tickMs, state.incarnation), { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index });

@@ -126,6 +126,27 @@ describe('MachineRegistry', () => {
     assert.equal(c.checksum(), a.checksum());
   });
 
+  it('prepareRestore checks and builds a snapshot\'s state without changing anything until its commit is called, then equals restore()', async () => {
+    const a = new TestKv();
+    a.apply(1, v2({ type: 'put', key: 'a', value: '1' }, 10, 'k1'));
+    a.apply(2, v2({ type: 'put', key: 'b', value: '2' }, 20));
+    const c = new TestKv();
+    c.apply(1, v2({ type: 'put', key: 'other', value: 'x' }, 5));
+    const before = c.checksum();
+    const commit = await c.registry.prepareRestore(a.snapshot());
+    assert.equal(c.checksum(), before, 'nothing changes before the commit');
+    assert.equal(c.appliedIndex, 1);
+    commit();
+    assert.equal(c.appliedIndex, 2);
+    assert.equal(c.sessionCount, 1);
+    assert.equal(c.checksum(), a.checksum());
+    // A stream the checks refuse throws, and changes nothing, as restore() does.
+    const bytes = Buffer.from(await collectSnapshot(a.snapshot()));
+    bytes[bytes.length - 1]! ^= 1;
+    await assert.rejects(c.registry.prepareRestore((async function* () { yield bytes; })()), /checksum/);
+    assert.equal(c.checksum(), a.checksum());
+  });
+
   it('a node run as the previous release (maxFormatVersion 1) stops on a format-2 entry and applies format 1', () => {
     const old = new TestKv({ maxFormatVersion: 1 });
     assert.deepStrictEqual(old.apply(1, v1({ type: 'put', key: 'a', value: '1' }, 1)), { revision: 1 });

@@ -478,6 +478,16 @@ export class MachineRegistry {
     return h;
   }
 
+  /**
+   * The checks of restore(), keeping the state built: calling the result
+   * swaps it in, as restore() would have (never calling it keeps nothing but
+   * what the machines wrote aside, removed at their next open). A node
+   * opening its storage validates and restores its snapshot in one read.
+   */
+  async prepareRestore(chunks: AsyncIterable<Uint8Array>): Promise<RestoreCommit> {
+    return (await this.#snaps.read(chunks, true))!;
+  }
+
   /** The checks of restore() without keeping anything: the receive-side check and the storage's validateSnapshot. */
   async validate(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     await this.#snaps.read(chunks, false);

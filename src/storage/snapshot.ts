@@ -72,8 +72,12 @@ export interface SnapshotFile {
   readonly index: number;
 }
 
-/** Validates a snapshot's content as a stream (the state machine's own check); throws if unusable. */
-export type SnapshotValidator = (chunks: AsyncIterable<Uint8Array>) => Promise<void>;
+/**
+ * Validates a snapshot's content as a stream (the state machine's own check);
+ * throws if unusable. `meta` names the snapshot checked (a node opening its
+ * storage builds the state as it checks, and keeps it for that snapshot).
+ */
+export type SnapshotValidator = (chunks: AsyncIterable<Uint8Array>, meta: { readonly term: number; readonly index: number }) => Promise<void>;
 
 export function snapshotFileName(meta: Pick<SnapshotMeta, 'term' | 'index'>): string {
   return `${String(meta.term).padStart(20, '0')}-${String(meta.index).padStart(20, '0')}.snap`;
@@ -354,7 +358,7 @@ export class SnapshotStore {
       return loaded;
     }
     try {
-      await validate(this.read(loaded));
+      await validate(this.read(loaded), { term: loaded.meta.term, index: loaded.meta.index });
     } catch (err) {
       if (err instanceof CorruptSnapshotError) throw err;
       await drain(this.read(loaded)); // a checksum mismatch explains a rejection: report that
