@@ -364,24 +364,21 @@ export class Replica {
     const role = rd.softState?.role ?? this.#soft.role;
     const early = role === 'leader' && !rd.snapshot && (!rd.hardState || (rd.hardState.term === this.#durableTerm && rd.hardState.vote === this.#durableVote));
     if (early) this.#send(rd.messages);
-    // 1. Persist, on the thread pool. 2. Send once persisted. 3. Meanwhile apply on the loop what is committed:
-    // those entries are durable on a quorum whatever happens to this write (as etcd's server applies while
-    // its WAL saves), so a leader answers its clients, and a follower catching up applies one batch, while
-    // the next batch's fsync runs instead of after it. Nothing that needs this write waits less: the acks and
-    // votes go out after it, the core counts it only at advance(), and a snapshot is requested after that.
+    // 1. Persist.
     if (rd.snapshot) await this.#snapshots.install(rd.snapshot);
-    let persisted: Promise<void> | undefined;
     if (rd.entries.length > 0 || rd.hardState || rd.mustSync) {
       const t0 = performance.now();
-      persisted = this.#store.save(rd.hardState, rd.entries, rd.mustSync).then(() => {
-        if (rd.mustSync) this.#metrics.fsyncLatency((performance.now() - t0) / 1000);
-        this.#persistedReady(rd, early);
-      });
-      // Awaited below; until then an I/O failure must not surface as an unhandled rejection (an apply may throw first).
-      persisted.catch(() => undefined);
-    } else {
-      this.#persistedReady(rd, early);
+      await this.#store.save(rd.hardState, rd.entries, rd.mustSync);
+      if (rd.mustSync) this.#metrics.fsyncLatency((performance.now() - t0) / 1000);
     }
+    if (rd.hardState) {
+      this.#durableTerm = rd.hardState.term;
+      this.#durableVote = rd.hardState.vote;
+      this.#term = rd.hardState.term;
+    }
+    // 2. Send.
+    if (!early) this.#send(rd.messages);
+    // 3. Apply.
     let slice = 0;
     for (const e of rd.committedEntries) {
       this.#apply(e);
@@ -390,7 +387,6 @@ export class Replica {
       if (hold !== undefined) await hold;
       if (++slice % APPLY_SLICE_ENTRIES === 0) await new Promise<void>((resolve) => this.#clock.soon(resolve));
     }
-    if (persisted !== undefined) await persisted;
     this.#waiters.readsReady(rd.readStates, rd.droppedReads, this.#sm.appliedIndex);
     // 4. Advance.
     this.#raw.advance();
@@ -401,16 +397,6 @@ export class Replica {
     }
     this.#hooks.afterReady(rd);
     if (rd.snapshotRequest !== undefined) this.#snapshots.request();
-  }
-
-  /** What follows this Ready's write once it is durable: the term and vote are, and its messages go out. */
-  #persistedReady(rd: Ready, sentEarly: boolean): void {
-    if (rd.hardState) {
-      this.#durableTerm = rd.hardState.term;
-      this.#durableVote = rd.hardState.vote;
-      this.#term = rd.hardState.term;
-    }
-    if (!sentEarly) this.#send(rd.messages);
   }
 
   #send(messages: readonly Message[]): void {
