@@ -23,9 +23,14 @@ async function converge(c: TestCluster, timeoutMs = 30_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const dumps = await Promise.all(c.nodes.map((n) => http(n.url, 'GET', '/v1/cluster/dump?checksum=1', { token: TOKEN }).catch(() => undefined)));
-    const sums = new Set(dumps.map((d) => (d?.status === 200 ? `${d.body['appliedIndex']}/${d.body['checksum']}/${d.body['sqlChecksum']}` : 'down')));
+    const views = dumps.map((d) => (d?.status === 200 ? `${d.body['appliedIndex']}/${d.body['checksum']}/${d.body['sqlChecksum']}` : 'down'));
+    const sums = new Set(views);
     if (sums.size === 1 && !sums.has('down') && !sums.has('undefined')) return [...sums][0]!;
-    if (Date.now() > deadline) throw new Error(`nodes did not converge: ${[...sums].join(' ')}`);
+    if (Date.now() > deadline) {
+      const each = c.nodes.map((n, i) => `${n.name}: ${views[i] === 'down' ? `down (${dumps[i] === undefined ? 'no answer' : `${dumps[i]!.status} ${JSON.stringify(dumps[i]!.body).slice(0, 300)}`})` : views[i]}`);
+      const tails = c.nodes.map((n, i) => `--- ${n.name}:\n${c.log(i).trimEnd().split('\n').filter((l) => !l.includes('"request failed"')).slice(-15).join('\n')}`);
+      throw new Error(`nodes did not converge:\n${each.join('\n')}\nthe nodes' last log lines (but failed requests):\n${tails.join('\n')}`);
+    }
     await sleep(100);
   }
 }
