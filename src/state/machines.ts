@@ -443,29 +443,29 @@ export class MachineRegistry {
    * nothing. A registered machine without a section restores to empty.
    */
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    const commit = await this.#snaps.read(chunks, true);
-    commit!();
+    (await this.prepareRestore(chunks))();
+  }
+
+  /** restore() in two steps: the checks build the state aside, calling the result swaps it in (uncalled, nothing changes; temp files go at the machines' next open). */
+  async prepareRestore(chunks: AsyncIterable<Uint8Array>): Promise<RestoreCommit> {
+    return (await this.#snaps.read(chunks, true))!;
   }
 
   /**
-   * Replaces the state of the machines in `only` with their sections of a
-   * composite snapshot (machines of `only` without a section restore to
-   * empty); every other section is checked but not kept, and the registry's
-   * record (applied index, clock, sessions) stays. All or nothing, as restore().
-   * (A backup restored into a running cluster: src/node/cluster-restore.ts.)
+   * Replaces the state of the machines in `only` with their sections of a composite snapshot (machines of `only`
+   * without a section restore to empty); every other section is checked but not kept, and the registry's record
+   * (applied index, clock, sessions) stays. All or nothing, as restore(). (A backup restored into a running cluster.)
    */
   async restoreMachines(chunks: AsyncIterable<Uint8Array>, only: ReadonlySet<string>): Promise<void> {
-    const commit = await this.#snaps.read(chunks, true, only);
-    commit!();
+    (await this.#snaps.read(chunks, true, only))!();
   }
 
   #hold: Promise<void> | undefined;
 
   /**
-   * Called by a machine while it applies an entry: the replica applies no
-   * further entry until `p` settles (a rejection stops the node). For work
-   * that must finish, in log order, before anything after the entry applies
-   * on any machine (src/node/cluster-restore.ts).
+   * Called by a machine while it applies an entry: the replica applies no further entry until `p` settles (a rejection
+   * stops the node). For work that must finish, in log order, before anything after the entry applies on any machine
+   * (src/node/cluster-restore.ts).
    */
   holdUntil(p: Promise<void>): void {
     this.#hold = p;
@@ -476,16 +476,6 @@ export class MachineRegistry {
     const h = this.#hold;
     this.#hold = undefined;
     return h;
-  }
-
-  /**
-   * The checks of restore(), keeping the state built: calling the result
-   * swaps it in, as restore() would have (never calling it keeps nothing but
-   * what the machines wrote aside, removed at their next open). A node
-   * opening its storage validates and restores its snapshot in one read.
-   */
-  async prepareRestore(chunks: AsyncIterable<Uint8Array>): Promise<RestoreCommit> {
-    return (await this.#snaps.read(chunks, true))!;
   }
 
   /** The checks of restore() without keeping anything: the receive-side check and the storage's validateSnapshot. */
