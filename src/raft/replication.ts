@@ -166,30 +166,12 @@ export function sendHeartbeat(c: RaftCore, to: NodeId): void {
   c.send({ type: 'heartbeat', to, term: c.term, commit: Math.min(pr.match, c.commit), context: c.readRound });
 }
 
-/**
- * Sends what this batch of steps calls for: new entries to every follower,
- * and a new commit index. A commit index alone (an append with no entries)
- * goes only to followers that will not hear it sooner anyway: one holding
- * entries past the new commit that it has not acknowledged replies to them,
- * and the commit that reply (or the leader's own fsync) moves is broadcast in
- * turn, until the commit reaches the end of the log, which is always sent.
- * The paused follower was already left to that path (sendAppend sends it
- * nothing). Under load a third of the leader's appends were such empty ones,
- * each one frame and one reply more per follower per cycle; their commit
- * rides on the next append instead, about one cycle later. Heartbeats carry
- * the commit too.
- */
 export function flushBroadcast(c: RaftCore): void {
   if (!c.bcastEntries && !c.bcastCommit) return;
   const ifEmpty = c.bcastCommit;
   c.bcastEntries = false;
   c.bcastCommit = false;
-  for (const [id, pr] of c.prs) sendAppend(c, id, ifEmpty && !commitRidesLater(c, pr));
-}
-
-/** The follower has been sent entries past the commit index that it has not acknowledged yet. */
-function commitRidesLater(c: RaftCore, pr: Progress): boolean {
-  return pr.state === 'replicate' && pr.next - 1 > c.commit && pr.match < pr.next - 1;
+  for (const id of c.prs.keys()) sendAppend(c, id, ifEmpty);
 }
 
 /** Send entries (or a snapshot) to a follower per its flow-control state. */
