@@ -141,7 +141,11 @@ export class TestCluster {
     this.nodes.push({ name, dir, configPath, url: `http://127.0.0.1:${api}`, logPath: join(dir, 'node.log'), proc: undefined, exitCode: undefined });
     const i = this.nodes.length - 1;
     this.startNode(i, env);
-    await waitFor(`${name} waits to be enrolled`, async () => (await http(this.nodes[i]!.url, 'GET', '/v1/cluster/join-info').catch(() => ({ status: 0 }))).status === 200, 15_000);
+    try {
+      await waitFor(`${name} waits to be enrolled`, async () => (await http(this.nodes[i]!.url, 'GET', '/v1/cluster/join-info').catch(() => ({ status: 0 }))).status === 200, 15_000);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}; the nodes' last log lines:\n${this.logTails(12)}`);
+    }
     return i;
   }
 
