@@ -173,9 +173,11 @@ export async function openNode(fileConfig: QuorateConfig, logger: Logger, onSqlF
   opening = false;
   for (const w of state.warnings) logger.warn({ node: config.node.nodeName, event: 'storage_recovery' }, w);
   const snap = state.snapshot;
-  if (snap !== undefined && prepared !== undefined && prepared.term === snap.term && prepared.index === snap.index) prepared.commit();
-  else if (snap !== undefined) await replicated.registry.restore(state.openSnapshot());
-  prepared = undefined;
+  if (snap !== undefined) {
+    if (prepared?.term === snap.term && prepared.index === snap.index) prepared.commit();
+    else await replicated.registry.restore(state.openSnapshot());
+  }
+  prepared = undefined; // the validator stays with the storage: let the state built go
   const snapshot = state.snapshot ?? { index: 0, term: 0, membership: bootstrapMembership(bootstrap) };
   const tickMs = tickMsFor(config);
   const raw = new RawNode(raftConfigFor(config, id, tickMs, state.incarnation), { hardState: state.hardState, snapshot, entries: state.entries, applied: snapshot.index });

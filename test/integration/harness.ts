@@ -12,6 +12,9 @@ import { reservePorts } from '../support/ports.js';
 export const MAIN = fileURLToPath(new URL('../../src/bundle/main.js', import.meta.url));
 
 /** Ports free now and reserved for this test process (see test/support/ports.ts). */
+/** What a node's log line for a failed API request contains (logTails can leave them out: a client's retries crowd the tail). */
+export const FAILED_REQUEST = '"msg":"request failed"';
+
 export async function freePorts(n: number): Promise<number[]> {
   return reservePorts(n);
 }
@@ -144,7 +147,7 @@ export class TestCluster {
     try {
       await waitFor(`${name} waits to be enrolled`, async () => (await http(this.nodes[i]!.url, 'GET', '/v1/cluster/join-info').catch(() => ({ status: 0 }))).status === 200, 15_000);
     } catch (e) {
-      throw new Error(`${(e as Error).message}; the nodes' last log lines:\n${this.logTails(12)}`);
+      throw new Error(`${(e as Error).message}; the nodes' last log lines (but failed requests):\n${this.logTails(12, FAILED_REQUEST)}`);
     }
     return i;
   }
@@ -198,10 +201,13 @@ export class TestCluster {
   }
 
   /** The last lines of every node's log, for failure messages (the logs go with the data dirs at stop). */
-  logTails(lines = 6): string {
+  logTails(lines = 6, omit?: string): string {
     return this.nodes.map((n) => {
       let tail = '';
-      try { tail = readFileSync(n.logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'); } catch (e) { tail = String(e); }
+      try {
+        const all = readFileSync(n.logPath, 'utf8').trimEnd().split('\n');
+        tail = (omit === undefined ? all : all.filter((l) => !l.includes(omit))).slice(-lines).join('\n');
+      } catch (e) { tail = String(e); }
       return `--- ${n.name} (${n.exitCode === undefined ? 'running' : `exited ${n.exitCode}`}):\n${tail}`;
     }).join('\n');
   }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { QuorateHttpError, type QuorateClient } from '../../src/api/client.js';
 import { checkHistory, type HistoryEntry, type KvOp, type KvOutput } from '../sim/linearizability.js';
 import { spawnSync } from 'node:child_process';
-import { MAIN, TOKEN, TestCluster, http, sleep, snapshotNow } from './harness.js';
+import { FAILED_REQUEST, MAIN, TOKEN, TestCluster, http, sleep, snapshotNow } from './harness.js';
 
 interface ExecBody { results: { rowsAffected: number }[] }
 interface QueryBody { columns: string[]; rows: unknown[][] }
@@ -28,8 +28,7 @@ async function converge(c: TestCluster, timeoutMs = 30_000): Promise<string> {
     if (sums.size === 1 && !sums.has('down') && !sums.has('undefined')) return [...sums][0]!;
     if (Date.now() > deadline) {
       const each = c.nodes.map((n, i) => `${n.name}: ${views[i] === 'down' ? `down (${dumps[i] === undefined ? 'no answer' : `${dumps[i]!.status} ${JSON.stringify(dumps[i]!.body).slice(0, 300)}`})` : views[i]}`);
-      const tails = c.nodes.map((n, i) => `--- ${n.name}:\n${c.log(i).trimEnd().split('\n').filter((l) => !l.includes('"request failed"')).slice(-15).join('\n')}`);
-      throw new Error(`nodes did not converge:\n${each.join('\n')}\nthe nodes' last log lines (but failed requests):\n${tails.join('\n')}`);
+      throw new Error(`nodes did not converge:\n${each.join('\n')}\nthe nodes' last log lines (but failed requests):\n${c.logTails(15, FAILED_REQUEST)}`);
     }
     await sleep(100);
   }
