@@ -302,7 +302,7 @@ export class MachineRegistry {
       } else {
         machine = this.#machine(e.envelope.machine);
         ({ at, idempotencyKey: ik } = e.envelope);
-        command = machine.decode(e.envelope.payload);
+        command = e.kvCommand ?? machine.decode(e.envelope.payload);
       }
     } catch (err) {
       if (!(err instanceof InvalidCommandError)) throw err;

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { decodeKvPayload, encodeCommand, encodeKvPayload, type Command } from './commands.js';
+import { decodeEntry, decodeEntryGeneral, encodeEnvelope } from './envelope.js';
+import { decodeKvEntryFast } from './fast-decode.js';
+import { MAX_TTL_MS, MAX_VALUE_BYTES } from './limits.js';
+
+/** What the general path makes of `data`: the envelope's fields and the KV command, or the error it throws. */
+function general(data: Uint8Array): { ok: true; at: number; idempotencyKey: string | undefined; payload: Uint8Array; command: Command } | { ok: false; error: string } {
+  try {
+    const d = decodeEntryGeneral(data, 2);
+    if (d.version !== 2 || d.envelope.machine !== 'kv') return { ok: false, error: 'not a format-2 KV entry' };
+    return { ok: true, at: d.envelope.at, idempotencyKey: d.envelope.idempotencyKey, payload: d.envelope.payload, command: decodeKvPayload(d.envelope.payload) };
+  } catch (e) {
+    return { ok: false, error: (e as Error).message };
+  }
+}
+
+/** The in-place decoder either declines or agrees with the general one, value for value (and key order). */
+function agrees(data: Uint8Array): boolean {
+  const f = decodeKvEntryFast(data);
+  if (f === undefined) return false;
+  const g = general(data);
+  assert.ok(g.ok, `the in-place decoder accepted bytes the general path refuses (${g.ok ? '' : g.error}): ${Buffer.from(data).toString('hex')}`);
+  assert.equal(f.at, g.at);
+  assert.equal(f.idempotencyKey, g.idempotencyKey);
+  assert.deepEqual(Buffer.from(f.payload), Buffer.from(g.payload));
+  assert.deepEqual(f.command, g.command);
+  assert.deepEqual(Object.keys(f.command), Object.keys(g.command));
+  return true;
+}
+
+const str = fc.oneof({ arbitrary: fc.string({ maxLength: 40, unit: 'grapheme-ascii' }), weight: 6 }, fc.string({ maxLength: 40 }), fc.string({ minLength: 200, maxLength: 70000, unit: 'grapheme-ascii' }), fc.string({ maxLength: 20, unit: 'binary' }), fc.constant(''));
+const optUint = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 2 ** 40 }), fc.constant(MAX_TTL_MS + 1));
+const command: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({ type: fc.constant('put' as const), key: str, value: str, ifRevision: optUint, ttlMs: optUint }, { requiredKeys: ['type', 'key', 'value'] }),
+  fc.record({ type: fc.constant('delete' as const), key: str, ifRevision: optUint }, { requiredKeys: ['type', 'key'] }),
+);
+/** The command's payload, or undefined where encodeKvPayload refuses it (invalid commands are hand-made in the last test). */
+function payloadOf(c: Command): Uint8Array | undefined {
+  try {
+    return encodeKvPayload(c);
+  } catch {
+    return undefined;
+  }
+}
+
+test('decodeEntry reads a KV put or delete in place exactly as the msgpack path does, or leaves it to that path', () => {
+  let fast = 0;
+  fc.assert(fc.property(command, fc.oneof(fc.integer({ min: 0, max: 2 ** 50 }), fc.constant(Date.now())), fc.option(str, { nil: undefined }), (c, at, ik) => {
+    const payload = payloadOf(c);
+    if (payload === undefined) return;
+    let data: Uint8Array;
+    try {
+      data = encodeEnvelope({ machine: 'kv', at, ...(ik !== undefined ? { idempotencyKey: ik } : {}), payload });
+    } catch {
+      return;
+    }
+    if (agrees(data)) fast++;
+    const d = decodeEntry(data);
+    assert.equal(d.version, 2);
+    if (d.version === 2) assert.deepEqual(d.kvCommand ?? decodeKvPayload(d.envelope.payload), { ...c });
+  }), { numRuns: 1500 });
+  assert.ok(fast > 500, `only ${fast} of 1500 entries took the in-place path`);
+});
+
+test('the in-place decoder never accepts bytes the msgpack path refuses or reads differently: flipped, cut and extended entries', () => {
+  const base = [
+    encodeEnvelope({ machine: 'kv', at: Date.now(), payload: encodeKvPayload({ type: 'put', key: 'k1', value: 'v'.repeat(40), ifRevision: 7, ttlMs: 5000 }) }),
+    encodeEnvelope({ machine: 'kv', at: 5, idempotencyKey: 'ik', payload: encodeKvPayload({ type: 'delete', key: 'abc', ifRevision: 300 }) }),
+    encodeEnvelope({ machine: 'kv', at: 2 ** 33, payload: encodeKvPayload({ type: 'put', key: 'x', value: 'y'.repeat(300) }) }),
+  ];
+  fc.assert(fc.property(fc.constantFrom(...base), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }), fc.integer({ min: -3, max: 3 }), (b, flips, resize) => {
+    const data = Uint8Array.from(b);
+    for (const [at, v] of flips) data[at % data.length] = v;
+    const sized = resize < 0 ? data.subarray(0, data.length + resize) : Uint8Array.from([...data, ...Array<number>(resize).fill(0xc0)]);
+    agrees(sized);
+  }), { numRuns: 3000 });
+});
+
+test('the in-place decoder declines what it does not read: other machines, format 1, txn, non-ASCII, an empty idempotency key, a TTL out of range', () => {
+  const at = 1_700_000_000_000;
+  assert.equal(decodeKvEntryFast(encodeEnvelope({ machine: 'settings', at, payload: encodeKvPayload({ type: 'put', key: 'a', value: 'b' }) })), undefined);
+  assert.equal(decodeKvEntryFast(encodeCommand({ at, command: { type: 'put', key: 'a', value: 'b' } })), undefined);
+  assert.equal(decodeKvEntryFast(encodeEnvelope({ machine: 'kv', at, payload: encodeKvPayload({ type: 'txn', compare: [], success: [{ type: 'put', key: 'a', value: 'b' }], failure: [] }) })), undefined);
+  assert.equal(decodeKvEntryFast(encodeEnvelope({ machine: 'kv', at, payload: encodeKvPayload({ type: 'put', key: 'a', value: 'é' }) })), undefined);
+  const ok = decodeKvEntryFast(encodeEnvelope({ machine: 'kv', at, idempotencyKey: 'req-1', payload: encodeKvPayload({ type: 'put', key: 'a', value: 'b', ttlMs: 1000 }) }));
+  assert.deepEqual(ok?.command, { type: 'put', key: 'a', value: 'b', ttlMs: 1000 });
+  assert.equal(ok?.at, at);
+  assert.equal(ok?.idempotencyKey, 'req-1');
+  // Hand-made bytes the encoder refuses to write: the general path's error is what the caller gets.
+  const ttl = Buffer.alloc(8);
+  ttl.writeDoubleBE(MAX_TTL_MS + 1);
+  const payload = Buffer.concat([Buffer.from('9501a161a162c0cb', 'hex'), ttl]);
+  const data = Buffer.concat([Buffer.from('9502a26b7605c0c4', 'hex'), Buffer.from([payload.length]), payload]);
+  assert.equal(decodeKvEntryFast(data), undefined);
+  assert.deepEqual(general(data), { ok: false, error: general(data).ok ? '' : (general(data) as { error: string }).error });
+  assert.throws(() => decodeKvPayload(payload), /put\.ttlMs/);
+  // A value one byte over the limit (str 32), and a key the key rules refuse (NUL).
+  const big = Buffer.alloc(MAX_VALUE_BYTES + 1, 0x61);
+  const bigHeader = Buffer.alloc(5);
+  bigHeader[0] = 0xdb;
+  bigHeader.writeUInt32BE(big.length, 1);
+  for (const p of [Buffer.concat([Buffer.from('9501a161', 'hex'), bigHeader, big, Buffer.from('c0c0', 'hex')]), Buffer.from('9501a200' + '62a162c0c0', 'hex')]) {
+    const pl = Buffer.alloc(5);
+    pl[0] = 0xc6;
+    pl.writeUInt32BE(p.length, 1);
+    const entry = Buffer.concat([Buffer.from('9502a26b7605c0', 'hex'), pl, p]);
+    assert.equal(decodeKvEntryFast(entry), undefined);
+    assert.throws(() => decodeKvPayload(p), /put\.(value|key)/);
+  }
+});
