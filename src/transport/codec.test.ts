@@ -82,6 +82,9 @@ describe('message codec', () => {
     ['string reject', (t) => { t[7] = 'yes'; }, /messages\[0\]\.reject: expected a boolean/],
     ['entry data as string', (t) => { (t[10] as unknown[][])[0]![3] = 'abc'; }, /messages\[0\]\.entries\[0\]\.data: expected binary data/],
     ['entry with 3 fields', (t) => { (t[10] as unknown[][])[0]!.length = 3; }, /messages\[0\]\.entries\[0\]: expected an array of 4/],
+    ['negative entry index', (t) => { (t[10] as unknown[][])[0]![1] = -3; }, /messages\[0\]\.entries\[0\]\.index: expected a non-negative integer, got -3/],
+    ['unknown entry type code', (t) => { (t[10] as unknown[][])[0]![2] = 2; }, /messages\[0\]\.entries\[0\]\.type: expected a code 0\.\.1, got 2/],
+    ['fractional entry type code', (t) => { (t[10] as unknown[][])[0]![2] = 0.5; }, /messages\[0\]\.entries\[0\]\.type: expected a code 0\.\.1, got 0\.5/],
     ['bad member role', (t) => { t.push([1, 1, [[1, 7]], []]); }, /messages\[0\]\.snapshot\.membership\.members\[0\]\.role/],
   ];
   for (const [name, mutate, pattern] of bad) {

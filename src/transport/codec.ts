@@ -331,15 +331,31 @@ function snapshotFromTuple(v: unknown, path: string): SnapshotMeta {
   return { index: uint(t[0], `${path}.index`), term: uint(t[1], `${path}.term`), membership: { members, removed } };
 }
 
+const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * A valid entry tuple `[term, index, type, data]`, or undefined: then
+ * checkedEntryFromTuple says what is wrong. An append carries thousands of
+ * entries while a follower catches up; the checked path builds a field path
+ * string per check, which is only worth doing for the one that fails.
+ */
+function entryFromTuple(ev: unknown): Entry | undefined {
+  if (!Array.isArray(ev) || ev.length !== 4) return undefined;
+  const [term, index, type, data] = ev as unknown[];
+  if (!isUint(term) || !isUint(index) || typeof type !== 'number' || !Number.isInteger(type) || ENTRY_TYPES[type] === undefined || !(data instanceof Uint8Array)) return undefined;
+  return { term, index, type: ENTRY_TYPES[type], data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+function checkedEntryFromTuple(ev: unknown, p: string): Entry {
+  const et = tuple(ev, p, 4, 4);
+  return { term: uint(et[0], `${p}.term`), index: uint(et[1], `${p}.index`), type: code(ENTRY_TYPES, et[2], `${p}.type`), data: bytes(et[3], `${p}.data`) };
+}
+
 /** Validate one decoded message tuple; throws Invalid naming the field. */
 export function messageFromTuple(v: unknown, path = 'message'): Message {
   const t = tuple(v, path, 11, 12);
   if (typeof t[7] !== 'boolean') fail(`${path}.reject`, 'a boolean', t[7]);
-  const entries: Entry[] = array(t[10], `${path}.entries`).map((ev, i) => {
-    const p = `${path}.entries[${i}]`;
-    const et = tuple(ev, p, 4, 4);
-    return { term: uint(et[0], `${p}.term`), index: uint(et[1], `${p}.index`), type: code(ENTRY_TYPES, et[2], `${p}.type`), data: bytes(et[3], `${p}.data`) };
-  });
+  const entries: Entry[] = array(t[10], `${path}.entries`).map((ev, i) => entryFromTuple(ev) ?? checkedEntryFromTuple(ev, `${path}.entries[${i}]`));
   const base = {
     type: code(MESSAGE_TYPES, t[0], `${path}.type`),
     from: nodeId(t[1], `${path}.from`),
