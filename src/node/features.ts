@@ -16,7 +16,7 @@
 //            handshake keys (protocol version 6, src/transport/handshake.ts)
 import type { Logger } from 'pino';
 import type { Member, NodeId } from '../raft/index.js';
-import { KV_MACHINE_ID, encodeCommand, encodeEnvelope, encodeKvPayload, type Command } from '../state/index.js';
+import { KV_MACHINE_ID, encodeCommand, encodeEnvelope, encodeKvEntryFast, encodeKvPayload, type Command } from '../state/index.js';
 
 /** The level this build supports. */
 export const FEATURE_LEVEL = 4;
@@ -75,6 +75,11 @@ export class EntryEncoder {
         this.#log.info({ event: 'feature_level_changed', from: this.#level, to: level }, `cluster feature level is ${level}: proposing entry format ${level >= 2 ? 2 : 1}`);
       }
       this.#level = level;
+    }
+    if (level >= 2) {
+      // A put or delete with ASCII strings is written directly (src/state/fast-entry.ts): the same bytes.
+      const direct = encodeKvEntryFast(command, at, idempotencyKey);
+      if (direct !== undefined) return direct;
     }
     const ik = idempotencyKey !== undefined ? { idempotencyKey } : {};
     return level >= 2 ? encodeEnvelope({ machine: KV_MACHINE_ID, at, ...ik, payload: encodeKvPayload(command) }) : encodeCommand({ at, ...ik, command });

@@ -12,7 +12,7 @@
 // UnsupportedCommandVersionError, and the node must stop, not skip.
 import { decodeCommand, packCanonicalWithBytes, unpackCanonical, validateEnvelopeFields } from './commands.js';
 import type { Command, CommandEnvelope } from './commands.js';
-import { decodeKvEntryFast } from './fast-decode.js';
+import { decodeKvEntryFast } from './fast-entry.js';
 import { InvalidCommandError, UnsupportedCommandVersionError } from './errors.js';
 
 export const ENVELOPE_FORMAT_VERSION = 2;
@@ -87,7 +87,7 @@ export function peekMachineId(data: Uint8Array): string | undefined {
  */
 export function decodeEntry(data: Uint8Array, maxVersion: number = ENVELOPE_FORMAT_VERSION): DecodedEntry {
   if (maxVersion >= ENVELOPE_FORMAT_VERSION) {
-    // The common entry (a KV put or delete), read in place and already valid (src/state/fast-decode.ts).
+    // The common entry (a KV put or delete), read in place and already valid (src/state/fast-entry.ts).
     const f = decodeKvEntryFast(data);
     if (f !== undefined) {
       const base = { machine: 'kv', at: f.at, payload: f.payload };

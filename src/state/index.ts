@@ -32,6 +32,7 @@ export { APP_MACHINE_ID, APP_NAME_RE, DEFAULT_MAX_DELIVERIES, MAX_CLAIM, MAX_APP
 export type { AppCommand } from './app-commands.js';
 export { ENVELOPE_FORMAT_VERSION, decodeEntry, encodeEnvelope, peekMachineId } from './envelope.js';
 export type { DecodedEntry, Envelope } from './envelope.js';
+export { encodeKvEntryFast } from './fast-entry.js';
 export { KV_MACHINE_ID, MachineRegistry } from './machines.js';
 export { FAILOVER_MODES, SETTINGS_MACHINE_ID, SettingsMachine, applySetting, decodeSettingsPayload, encodeSettingsPayload, settingsCommandHasHold } from './settings.js';
 export type { FailoverMode, SettingsCommand, SettingsView, SettingsState, Hold, HoldOptions } from './settings.js';

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { decodeKvPayload, encodeCommand, encodeKvPayload, type Command } from './commands.js';
 import { decodeEntry, decodeEntryGeneral, encodeEnvelope } from './envelope.js';
-import { decodeKvEntryFast } from './fast-decode.js';
+import { decodeKvEntryFast, encodeKvEntryFast } from './fast-entry.js';
 import { MAX_TTL_MS, MAX_VALUE_BYTES } from './limits.js';
 
 /** What the general path makes of `data`: the envelope's fields and the KV command, or the error it throws. */
@@ -110,4 +110,54 @@ test('the in-place decoder declines what it does not read: other machines, forma
     assert.equal(decodeKvEntryFast(entry), undefined);
     assert.throws(() => decodeKvPayload(p), /put\.(value|key)/);
   }
+});
+
+/** The general encoder's bytes for these fields, or undefined where it refuses them. */
+function generalBytes(c: Command, at: number, ik: string | undefined): Uint8Array | undefined {
+  try {
+    return encodeEnvelope({ machine: 'kv', at, ...(ik !== undefined ? { idempotencyKey: ik } : {}), payload: encodeKvPayload(c) });
+  } catch {
+    return undefined;
+  }
+}
+
+/** Strings at msgpackr's str header boundaries (31/32, 255/256, 65535/65536 characters) as well as the arbitrary ones. */
+const boundaryStr = fc.constantFrom(31, 32, 255, 256, 65535, 65536).map((n) => 'a'.repeat(n));
+/** Integers at its uint boundaries (fixint, uint 8/16/32, then float 64). */
+const boundaryUint = fc.constantFrom(0, 127, 128, 255, 256, 65535, 65536, 0xffffffff, 0x100000000, Number.MAX_SAFE_INTEGER, MAX_TTL_MS, MAX_TTL_MS + 1);
+const anyStr = fc.oneof(str, boundaryStr);
+const anyUint = fc.oneof(optUint, boundaryUint);
+const anyCommand: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({ type: fc.constant('put' as const), key: anyStr, value: anyStr, ifRevision: anyUint, ttlMs: anyUint }, { requiredKeys: ['type', 'key', 'value'] }),
+  fc.record({ type: fc.constant('delete' as const), key: anyStr, ifRevision: anyUint }, { requiredKeys: ['type', 'key'] }),
+  fc.constant({ type: 'noop' as const }),
+);
+
+test('encodeKvEntryFast writes the very bytes the general encoder writes, or leaves the command to it (which may refuse it)', () => {
+  let fast = 0;
+  fc.assert(fc.property(anyCommand, fc.oneof({ arbitrary: boundaryUint, weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 2 ** 50 }), weight: 3 }, { arbitrary: fc.constant(Date.now()), weight: 3 }, fc.constant(-1), fc.constant(1.5)), fc.option(anyStr, { nil: undefined }), (c, at, ik) => {
+    const f = encodeKvEntryFast(c, at, ik);
+    if (f === undefined) return;
+    fast++;
+    const g = generalBytes(c, at, ik);
+    assert.ok(g !== undefined, `encodeKvEntryFast encoded a command the general encoder refuses: ${JSON.stringify({ c, at, ik }).slice(0, 300)}`);
+    assert.deepEqual(Buffer.from(f), Buffer.from(g));
+    assert.equal(Object.getPrototypeOf(f), Uint8Array.prototype);
+    const d = decodeEntry(f);
+    assert.ok(d.version === 2 && d.kvCommand !== undefined, 'what it writes is read back in place');
+  }), { numRuns: 2000 });
+  assert.ok(fast > 400, `only ${fast} of 2000 commands took the direct path`);
+});
+
+test('encodeKvEntryFast declines what the general encoder refuses: a NUL in the key, an empty key or idempotency key, a TTL of 0 or over the limit, a value over the limit', () => {
+  const at = 1_700_000_000_000;
+  assert.equal(encodeKvEntryFast({ type: 'put', key: 'a\u0000b', value: 'v' }, at, undefined), undefined);
+  assert.equal(encodeKvEntryFast({ type: 'put', key: '', value: 'v' }, at, undefined), undefined);
+  assert.equal(encodeKvEntryFast({ type: 'put', key: 'a', value: 'v' }, at, ''), undefined);
+  assert.equal(encodeKvEntryFast({ type: 'put', key: 'a', value: 'v', ttlMs: 0 }, at, undefined), undefined);
+  assert.equal(encodeKvEntryFast({ type: 'put', key: 'a', value: 'v', ttlMs: MAX_TTL_MS + 1 }, at, undefined), undefined);
+  assert.equal(encodeKvEntryFast({ type: 'put', key: 'a', value: 'v'.repeat(MAX_VALUE_BYTES + 1) }, at, undefined), undefined);
+  assert.equal(encodeKvEntryFast({ type: 'delete', key: 'a', ifRevision: -1 }, at, undefined), undefined);
+  assert.equal(encodeKvEntryFast({ type: 'put', key: 'a', value: 'v' }, -5, undefined), undefined);
+  assert.ok(encodeKvEntryFast({ type: 'put', key: 'a', value: 'v'.repeat(MAX_VALUE_BYTES) }, at, undefined) !== undefined);
 });
