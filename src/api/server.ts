@@ -167,14 +167,15 @@ interface Match {
 function match(path: string): Match | undefined {
   const methods = STATIC[path];
   if (methods !== undefined) return { name: path, methods };
-  const app = matchApp(path);
-  if (app !== undefined) return app;
-  const job = matchJobPath(path);
-  if (job !== undefined) return job;
+  // Keys first: most requests are KV calls, and no other route starts with this prefix.
   if (path.startsWith(KV_PREFIX)) {
     const rawKey = path.slice(KV_PREFIX.length);
     return { name: rawKey === 'txn' ? '/v1/kv/txn' : '/v1/kv/{key}', methods: kvKeyRoutes(rawKey), rawKey };
   }
+  const app = matchApp(path);
+  if (app !== undefined) return app;
+  const job = matchJobPath(path);
+  if (job !== undefined) return job;
   const ui = uiRoute(path);
   if (ui !== undefined) return { name: '/ui/', methods: { GET: ui } };
   if (path.startsWith(FILES_PREFIX)) return { name: '/v1/files/{path}', methods: filePathRoutes(path.slice(FILES_PREFIX.length)) };
