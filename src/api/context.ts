@@ -112,7 +112,15 @@ export class RequestContext {
   readonly path: string;
   /** Raw request target (path and query), as forwarded. */
   readonly rawUrl: string;
-  readonly query: URLSearchParams;
+  #query: URLSearchParams | undefined;
+  /** The query string's parameters (parsed at first use: most requests have none). */
+  get query(): URLSearchParams {
+    if (this.#query === undefined) {
+      const q = this.rawUrl.indexOf('?');
+      this.#query = new URLSearchParams(q < 0 ? '' : this.rawUrl.slice(q + 1));
+    }
+    return this.#query;
+  }
   readonly startedMs = performance.now();
   principal: Principal | undefined;
   /** Name of the node that answered (the leader's, when forwarded). */
@@ -136,7 +144,6 @@ export class RequestContext {
     this.rawUrl = req.url ?? '/';
     const q = this.rawUrl.indexOf('?');
     this.path = q < 0 ? this.rawUrl : this.rawUrl.slice(0, q);
-    this.query = new URLSearchParams(q < 0 ? '' : this.rawUrl.slice(q + 1));
     this.servedBy = app.cluster.nodeName;
   }
 
@@ -195,6 +202,7 @@ export class RequestContext {
 
   /** Rejects query parameters the route does not know (a typo like `ifrevision` must not be ignored). */
   checkQuery(allowed: readonly string[]): void {
+    if (this.#query === undefined && !this.rawUrl.includes('?')) return;
     for (const k of this.query.keys()) {
       if (!allowed.includes(k)) {
         throw badField(k, `unknown query parameter${allowed.length > 0 ? ` (allowed: ${allowed.join(', ')})` : ' (this endpoint takes none)'}`);

@@ -235,9 +235,11 @@ function logRequest(ctx: RequestContext): void {
   const app = ctx.app;
   app.requests.inc({ method: ctx.method, route: ctx.route, status: String(status) });
   app.durations.observe(ms / 1000, { route: ctx.route });
-  const line = { method: ctx.method, path: ctx.path.slice(0, 512), status, ms, servedBy: ctx.servedBy, ...(ctx.principal ? { token: ctx.principal.name } : {}) };
   // Probes of health endpoints answer 503 by design (a standby is not the leader): not worth a warning.
-  if (status >= 400 && !ctx.route.startsWith('/system/health/')) app.logger.warn(line, 'request failed');
+  const failed = status >= 400 && !ctx.route.startsWith('/system/health/');
+  if (!failed && !app.logger.isLevelEnabled('debug')) return; // the line is not built for every request
+  const line = { method: ctx.method, path: ctx.path.slice(0, 512), status, ms, servedBy: ctx.servedBy, ...(ctx.principal ? { token: ctx.principal.name } : {}) };
+  if (failed) app.logger.warn(line, 'request failed');
   else app.logger.debug(line, 'request');
 }
 
