@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { decodeKvPayload, encodeCommand, encodeKvPayload, type Command } from './commands.js';
+import { decodeKvPayload, encodeCommand, encodeKvPayload, packCanonical, unpackCanonical, type Command } from './commands.js';
 import { decodeEntry, decodeEntryGeneral, encodeEnvelope } from './envelope.js';
-import { decodeKvEntryFast, encodeKvEntryFast } from './fast-entry.js';
+import { decodeKeyRecordFast, decodeKvEntryFast, encodeKvEntryFast } from './fast-entry.js';
 import { MAX_TTL_MS, MAX_VALUE_BYTES } from './limits.js';
 
 /** What the general path makes of `data`: the envelope's fields and the KV command, or the error it throws. */
@@ -160,4 +160,23 @@ test('encodeKvEntryFast declines what the general encoder refuses: a NUL in the 
   assert.equal(encodeKvEntryFast({ type: 'delete', key: 'a', ifRevision: -1 }, at, undefined), undefined);
   assert.equal(encodeKvEntryFast({ type: 'put', key: 'a', value: 'v' }, -5, undefined), undefined);
   assert.ok(encodeKvEntryFast({ type: 'put', key: 'a', value: 'v'.repeat(MAX_VALUE_BYTES) }, at, undefined) !== undefined);
+});
+
+test('decodeKeyRecordFast reads a KV snapshot record as the msgpack decoder does, or leaves it to it: encoded, flipped, cut and extended records', () => {
+  let fast = 0;
+  const record = fc.tuple(anyStr, anyStr, anyUint, anyUint, anyUint, fc.option(anyUint, { nil: null }));
+  fc.assert(fc.property(record, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 2 }), fc.integer({ min: -2, max: 2 }), (t, flips, resize) => {
+    const clean = packCanonical(t);
+    for (const data of [clean, (() => {
+      const d = Uint8Array.from(clean);
+      for (const [at, v] of flips) d[at % d.length] = v;
+      return resize < 0 ? d.subarray(0, Math.max(0, d.length + resize)) : Uint8Array.from([...d, ...Array<number>(resize).fill(0xc0)]);
+    })()]) {
+      const f = decodeKeyRecordFast(data);
+      if (f === undefined) continue;
+      fast++;
+      assert.deepEqual(f, unpackCanonical(data));
+    }
+  }), { numRuns: 2000 });
+  assert.ok(fast > 500, `only ${fast} records took the in-place path`);
 });

@@ -221,6 +221,31 @@ export function decodeKvEntryFast(data: Uint8Array): FastKvEntry | undefined {
   return { at, idempotencyKey, payload: new Uint8Array(b.buffer, b.byteOffset + start, end - start), command: c };
 }
 
+/**
+ * A KV snapshot record `[key, value, createRevision, modRevision, version,
+ * leaseDeadlineMs|nil]` (./kv-section.ts) with ASCII strings, read in place:
+ * the array the msgpack decoder would return, or undefined for anything else
+ * (then decode it that way). Not checked beyond its shape: the caller checks
+ * every record (KeyChecker) whichever way it was read. A restart or a
+ * snapshot install reads one per key.
+ */
+export function decodeKeyRecordFast(data: Uint8Array): unknown[] | undefined {
+  if (data.length < 7 || data[0] !== 0x96) return undefined;
+  const b = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const r = new Reader(b, b.length);
+  r.pos = 1;
+  const key = r.ascii();
+  if (key === undefined) return undefined;
+  const value = r.ascii();
+  if (value === undefined) return undefined;
+  const createRevision = r.uint();
+  const modRevision = r.uint();
+  const version = r.uint();
+  const lease = r.optUint();
+  if (createRevision === -1 || modRevision === -1 || version === -1 || lease === -1 || r.pos !== b.length) return undefined;
+  return [key, value, createRevision, modRevision, version, lease ?? null];
+}
+
 // ---- encoding ---------------------------------------------------------------
 
 /** Bytes of a str header for an ASCII string of `n` characters, as msgpackr writes it. */

@@ -5,8 +5,9 @@
 // keyCount], then keyCount key tuples sorted by key.
 import { packCanonical, packCanonicalView } from './commands.js';
 import { SnapshotVersionError } from './errors.js';
+import { decodeKeyRecordFast } from './fast-entry.js';
 import type { KeyRecord } from './kv.js';
-import { ChunkBuilder, ChunkReader, RecordReader, nat } from './snapshot.js';
+import { ChunkBuilder, ChunkReader, NOT_BUFFERED, RecordReader, nat } from './snapshot.js';
 import type { Bad } from './snapshot.js';
 
 export interface Capture {
@@ -93,7 +94,7 @@ export async function readSection(chunks: AsyncIterable<Uint8Array>, build: bool
   r.hashing = false;
   try {
     if (await r.atEnd()) return emptyParsed(0);
-    const rr = new RecordReader(r);
+    const rr = new RecordReader(r, decodeKeyRecordFast);
     const head = await rr.next('kv.head');
     if (!Array.isArray(head) || head.length !== 3) return rr.bad('kv.head', 'expected [sectionVersion, revision, keyCount]');
     if (head[0] !== KV_SECTION_VERSION) {
@@ -106,7 +107,9 @@ export async function readSection(chunks: AsyncIterable<Uint8Array>, build: bool
     const p = build ? emptyParsed(revision) : undefined;
     for (let i = 0; i < keyCount; i++) {
       const f = `kv.keys[${i}]`;
-      const rec = check.key(await rr.next(f), f, rr.bad);
+      let t = rr.nextNow(f);
+      if (t === NOT_BUFFERED) t = await rr.next(f);
+      const rec = check.key(t, f, rr.bad);
       if (p) addKey(p, rec);
     }
     if (!(await r.atEnd())) {

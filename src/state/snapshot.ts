@@ -239,6 +239,25 @@ export class ChunkReader {
     return out;
   }
 
+  /** The rest of the current chunk, not consumed (empty when it is used up or none is read yet). */
+  buffered(): Uint8Array {
+    return this.#buf.subarray(this.#pos);
+  }
+
+  /**
+   * The next `n` bytes if the current chunk holds them all, else undefined
+   * and nothing consumed (then read(n)): a record of a snapshot of small keys
+   * is read without a promise per field.
+   */
+  readNow(n: number): Uint8Array | undefined {
+    if (n === 0 || this.#buf.length - this.#pos < n) return undefined;
+    const out = this.#buf.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    this.#offset += n;
+    if (this.hashing) this.hash.update(out);
+    return out;
+  }
+
   /** The bytes available now (the rest of the current chunk), or undefined at the end of the stream. */
   async chunk(): Promise<Uint8Array | undefined> {
     if (!(await this.#fill())) return undefined;
@@ -295,6 +314,9 @@ export async function* snapshotChunksOf(bytes: Uint8Array, chunkBytes = SNAPSHOT
 export type Bad = (field: string, reason: string) => never;
 
 /** Reads length-prefixed msgpack records (uint32 length 1..SNAPSHOT_RECORD_BYTES_MAX | msgpack) from a ChunkReader. */
+/** RecordReader.nextNow's answer when the record is not all in the current chunk. */
+export const NOT_BUFFERED: unique symbol = Symbol('not buffered');
+
 export class RecordReader {
   /** Offset of the record being read (for errors). */
   at: number;
@@ -302,19 +324,51 @@ export class RecordReader {
     throw new SnapshotCorruptError(this.at, field, reason);
   };
 
-  constructor(readonly r: ChunkReader) {
+  /**
+   * `decodeFast`, when given, reads a record it knows in place (undefined:
+   * not one of those, then msgpack as for every other record).
+   */
+  constructor(readonly r: ChunkReader, readonly decodeFast?: (body: Uint8Array) => unknown) {
     this.at = r.offset;
   }
 
   async next(field: string): Promise<unknown> {
+    const now = this.nextNow(field);
+    if (now !== NOT_BUFFERED) return now;
     const r = this.r;
     this.at = r.offset;
     const len = await r.read(4);
     if (len === undefined) return this.bad(field, `truncated: the stream ends at byte ${r.offset}, inside the length of a record`);
+    const body = await r.read(this.#length(field, len));
+    if (body === undefined) return this.bad(field, `truncated: the stream ends at byte ${r.offset}, inside a record of ${this.#length(field, len)} bytes`);
+    return this.#decode(field, body);
+  }
+
+  /**
+   * The next record decoded, when the current chunk holds all of it (most
+   * records: chunks are 1 MiB), else NOT_BUFFERED with nothing consumed.
+   * Reading 10000 small keys took two promises per key through next() alone.
+   */
+  nextNow(field: string): unknown {
+    const r = this.r;
+    const b = r.buffered();
+    if (b.length < 4) return NOT_BUFFERED;
+    this.at = r.offset;
+    const n = this.#length(field, b);
+    if (b.length < 4 + n) return NOT_BUFFERED;
+    r.readNow(4);
+    return this.#decode(field, r.readNow(n)!);
+  }
+
+  #length(field: string, len: Uint8Array): number {
     const n = ((len[0]! << 24) | (len[1]! << 16) | (len[2]! << 8) | len[3]!) >>> 0;
     if (n === 0 || n > SNAPSHOT_RECORD_BYTES_MAX) return this.bad(field, `record length ${n} is outside 1..${SNAPSHOT_RECORD_BYTES_MAX}`);
-    const body = await r.read(n);
-    if (body === undefined) return this.bad(field, `truncated: the stream ends at byte ${r.offset}, inside a record of ${n} bytes`);
+    return n;
+  }
+
+  #decode(field: string, body: Uint8Array): unknown {
+    const fast = this.decodeFast?.(body);
+    if (fast !== undefined) return fast;
     try {
       return unpackCanonical(body);
     } catch (err) {
