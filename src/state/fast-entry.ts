@@ -89,23 +89,28 @@ class Reader {
     return this.uint();
   }
 
-  /** Length of a str (fixstr, str 8/16/32) at pos, moving past its header, or -1. */
-  #strLength(): number {
+  /**
+   * The length in a str or bin header at pos (str: fixstr, then tag8 = str 8,
+   * tag8 + 1 = str 16, tag8 + 2 = str 32; bin the same from bin 8, without a
+   * fix form), moving past the header; -1 if it is not one or the bytes
+   * it announces are not all there.
+   */
+  #length(fixstr: boolean, tag8: number): number {
     const b = this.b;
     if (this.pos >= this.end) return -1;
     const t = b[this.pos]!;
     let len: number;
     let header: number;
-    if ((t & 0xe0) === 0xa0) {
+    if (fixstr && (t & 0xe0) === 0xa0) {
       len = t & 0x1f;
       header = 1;
-    } else if (t === 0xd9 && this.pos + 2 <= this.end) {
+    } else if (t === tag8 && this.pos + 2 <= this.end) {
       len = b[this.pos + 1]!;
       header = 2;
-    } else if (t === 0xda && this.pos + 3 <= this.end) {
+    } else if (t === tag8 + 1 && this.pos + 3 <= this.end) {
       len = b.readUInt16BE(this.pos + 1);
       header = 3;
-    } else if (t === 0xdb && this.pos + 5 <= this.end) {
+    } else if (t === tag8 + 2 && this.pos + 5 <= this.end) {
       len = b.readUInt32BE(this.pos + 1);
       header = 5;
     } else {
@@ -118,7 +123,7 @@ class Reader {
 
   /** An ASCII str, or undefined (not a str, or a byte over 0x7f). */
   ascii(): string | undefined {
-    const len = this.#strLength();
+    const len = this.#length(true, 0xd9);
     if (len < 0) return undefined;
     const b = this.b;
     const start = this.pos;
@@ -130,26 +135,10 @@ class Reader {
 
   /** A bin's bounds [start, end) (bin 8/16/32), moving past it, or undefined. */
   bin(): [number, number] | undefined {
-    const b = this.b;
-    if (this.pos >= this.end) return undefined;
-    const t = b[this.pos]!;
-    let len: number;
-    let header: number;
-    if (t === 0xc4 && this.pos + 2 <= this.end) {
-      len = b[this.pos + 1]!;
-      header = 2;
-    } else if (t === 0xc5 && this.pos + 3 <= this.end) {
-      len = b.readUInt16BE(this.pos + 1);
-      header = 3;
-    } else if (t === 0xc6 && this.pos + 5 <= this.end) {
-      len = b.readUInt32BE(this.pos + 1);
-      header = 5;
-    } else {
-      return undefined;
-    }
-    const start = this.pos + header;
-    if (start + len > this.end) return undefined;
-    this.pos = start + len;
+    const len = this.#length(false, 0xc4);
+    if (len < 0) return undefined;
+    const start = this.pos;
+    this.pos += len;
     return [start, start + len];
   }
 }
@@ -269,23 +258,28 @@ class Writer {
   pos = 0;
   constructor(readonly b: Buffer) {}
 
-  str(s: string): void {
+  /** A str or bin length header, as msgpackr writes it: fix | n below 32 where there is a fix form, else tag8, tag8 + 1, tag8 + 2 by size. */
+  length(n: number, fix: number | undefined, tag8: number): void {
     const b = this.b;
-    const n = s.length;
-    if (n < 32) b[this.pos++] = 0xa0 | n;
+    if (fix !== undefined && n < 32) b[this.pos++] = fix | n;
     else if (n < 0x100) {
-      b[this.pos++] = 0xd9;
+      b[this.pos++] = tag8;
       b[this.pos++] = n;
     } else if (n < 0x10000) {
-      b[this.pos] = 0xda;
+      b[this.pos] = tag8 + 1;
       b.writeUInt16BE(n, this.pos + 1);
       this.pos += 3;
     } else {
-      b[this.pos] = 0xdb;
+      b[this.pos] = tag8 + 2;
       b.writeUInt32BE(n, this.pos + 1);
       this.pos += 5;
     }
-    this.pos += b.write(s, this.pos, n, 'latin1');
+  }
+
+  /** An ASCII string as a msgpack str. */
+  str(s: string): void {
+    this.length(s.length, 0xa0, 0xd9);
+    this.pos += this.b.write(s, this.pos, s.length, 'latin1');
   }
 
   uint(n: number): void {
@@ -353,18 +347,7 @@ export function encodeKvEntryFast(command: Command, at: number, idempotencyKey: 
   w.uint(at);
   if (idempotencyKey === undefined) b[w.pos++] = 0xc0;
   else w.str(idempotencyKey);
-  if (payload < 0x100) {
-    b[w.pos++] = 0xc4;
-    b[w.pos++] = payload;
-  } else if (payload < 0x10000) {
-    b[w.pos] = 0xc5;
-    b.writeUInt16BE(payload, w.pos + 1);
-    w.pos += 3;
-  } else {
-    b[w.pos] = 0xc6;
-    b.writeUInt32BE(payload, w.pos + 1);
-    w.pos += 5;
-  }
+  w.length(payload, undefined, 0xc4);
   if (command.type === 'put') {
     b[w.pos++] = 0x95;
     b[w.pos++] = TAG_PUT;
