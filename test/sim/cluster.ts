@@ -136,6 +136,8 @@ interface SimNode {
   inc: number;
   /** The node's disk: survives crashes (losing what was not durable). */
   fs: SimFs;
+  /** Its data dir was wiped since it last started: what it wrote before is not on any disk. */
+  wiped: boolean;
   /** 'wipe' seeds: the shipped MemberRegistry (incarnations, fencing, rejoining), as the agent wires it. */
   registry: MemberRegistry | null;
   /** Its data dir's incarnation (what its handshake announces). */
@@ -513,6 +515,7 @@ export class Simulation {
       pausedUntil: 0,
       inc: 0,
       fs: new SimFs(),
+      wiped: false,
       raft: null,
       replica: null,
       kv: null,
@@ -571,6 +574,9 @@ export class Simulation {
     const base = this.#o(n).chainAt.get(posKey(snap.index, snap.term));
     if (base === undefined) this.#fail('log-matching', `node ${n.id} recovered a snapshot at (${snap.index}, ${snap.term}) that no log ever held`);
     n.log.reset(snap.index, snap.term, base);
+    // Only from its own disk can the simulator tell which terms it never made durable.
+    if (n.wiped) n.wiped = false;
+    else this.#o(n).forgetLostTerms(n.id, state.hardState.term);
     for (const e of state.entries) this.#logWrite(n, e);
     n.membership = snap.membership;
     const wipe = this.scenarioRun === 'wipe';
@@ -959,10 +965,7 @@ export class Simulation {
   #logWrite(n: SimNode, e: Entry): void {
     const h = n.log.append(e);
     if (h === undefined) this.#fail('log-matching', `node ${n.id} wrote entry ${e.index} after its last index ${n.log.lastIndex} (gap)`);
-    const key = posKey(e.index, e.term);
-    const g = this.#o(n).chainAt.get(key);
-    if (g === undefined) this.#o(n).chainAt.set(key, h);
-    else if (g !== h) {
+    if (h !== undefined && !this.#o(n).recordWrite(n.id, e.index, e.term, h)) {
       this.#fail('log-matching', `node ${n.id} has entry (${e.index}, ${e.term}) but its log up to there differs from another node's that has the same entry`);
     }
   }
@@ -1686,6 +1689,7 @@ export class Simulation {
       this.#down(n, 20 + r.int(1000), 'wipe');
     } else this.#count('wipe');
     n.fs = new SimFs();
+    n.wiped = true;
     n.incarnation = undefined;
     this.#trace('wiped', n.id, n.state === 'down' ? 1 : 0);
   }

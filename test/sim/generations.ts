@@ -20,6 +20,11 @@ export class GenOracles {
   readonly leaderOfTerm = new Map<number, NodeId>();
   /** Chain hash of the log up to (index, term), as first written by any node of this generation. */
   readonly chainAt = new Map<number, number>([[posKey(0, 0), 0]]);
+  /**
+   * Which node alone has written the entry at a key of chainAt (the others
+   * are shared: written by two nodes or more, or this generation's seed).
+   */
+  readonly #soleWriter = new Map<number, { readonly node: NodeId; readonly term: number }>();
   readonly committedHash: number[] = [];
   maxCommitted = 0;
   readonly checkpoints: { index: number; term: number }[] = [];
@@ -34,6 +39,38 @@ export class GenOracles {
 
   constructor(since: number) {
     this.since = since;
+  }
+
+  /** Records that `node` wrote the entry (index, term) whose chain hash is `hash`: false if another chain holds that place. */
+  recordWrite(node: NodeId, index: number, term: number, hash: number): boolean {
+    const key = posKey(index, term);
+    const had = this.chainAt.get(key);
+    if (had === undefined) {
+      this.chainAt.set(key, hash);
+      this.#soleWriter.set(key, { node, term });
+      return true;
+    }
+    if (had !== hash) return false;
+    if (this.#soleWriter.get(key)?.node !== node) this.#soleWriter.delete(key);
+    return true;
+  }
+
+  /**
+   * `node` restarts with `durableTerm` as its stored term: the entries of later
+   * terms that only it ever wrote were in its memory (and page cache) alone,
+   * in a term its crash forgot. The shipped node sends nothing of a term
+   * before that term is durable (src/node/replica.ts), so no other node can
+   * hold them; they were never part of any log but its lost one, and a leader
+   * it becomes again in that term writes its own. One that another node
+   * persisted is shared and stays: a second chain at its place is still a
+   * violation, as is one such entry that reaches another node later.
+   */
+  forgetLostTerms(node: NodeId, durableTerm: number): void {
+    for (const [key, w] of this.#soleWriter) {
+      if (w.node !== node || w.term <= durableTerm) continue;
+      this.#soleWriter.delete(key);
+      this.chainAt.delete(key);
+    }
   }
 
   /**

@@ -17,12 +17,14 @@ const BUDGET: readonly { mutation: SimMutation; nodes: number; from: number; see
   { mutation: 'ignoreCommitQuorum', nodes: 5, from: 1, seeds: 40 },
   { mutation: 'ackBeforePersist', nodes: 3, from: 1, seeds: 200 },
   { mutation: 'walSkipsFsync', nodes: 3, from: 1, seeds: 20 },
-  // Rare: it needs a Figure-8 history. First caught at seed 2052 of a mixed-scenario campaign from 1000 (1053 seeds,
-  // the only catch in 1000..2499; log-matching oracle); the budget starts just before it so that CI spends seconds,
+  // Rare: it needs a Figure-8 history. Caught at seed 4734 of a mixed-scenario campaign from 2080 (2655 seeds, the first
+  // catch from 2080; leader-completeness oracle); the budget starts just before it so that CI spends seconds,
   // not minutes, on it. Changes to the core's timing change every history: it was seed 1366 until the leader filled
   // its replication window on each acknowledgement, and seed 1512 until followers campaigned within half a heartbeat
-  // of a leader's connection reset and a leader heartbeated a peer as soon as its connection came up.
-  { mutation: 'commitPreviousTermByCounting', nodes: 5, from: 2040, seeds: 40, scenario: 'mixed' },
+  // of a leader's connection reset and a leader heartbeated a peer as soon as its connection came up. Seed 2052's
+  // catch was log matching's, on an entry the promoted-or-restarted writer alone had written in a term it never made
+  // durable: that is no violation (GenOracles.forgetLostTerms), and nothing else in that seed saw the damage.
+  { mutation: 'commitPreviousTermByCounting', nodes: 5, from: 4720, seeds: 40, scenario: 'mixed' },
   // The network delivers messages between generations (no handshake gate): the old site's
   // higher-term leader reaches the promoted node. The gate oracle itself is off under this
   // mutation; log matching, linearizability or another safety oracle must see the damage.
