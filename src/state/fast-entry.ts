@@ -49,6 +49,13 @@ class Reader {
   pos = 0;
   constructor(readonly b: Buffer, readonly end: number) {}
 
+  /** A reader of all of `data` (a Buffer view, no copy), at `pos`. */
+  static over(data: Uint8Array, pos: number): Reader {
+    const r = new Reader(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength), data.length);
+    r.pos = pos;
+    return r;
+  }
+
   /** An unsigned integer as msgpack writes it (fixint, uint 8/16/32, or an integral float 64), or -1. */
   uint(): number {
     const b = this.b;
@@ -153,20 +160,39 @@ function validKey(key: string | undefined): string | undefined {
   }
 }
 
-/** The payload of a KV put or delete, or undefined (see the file's comment). */
+const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * What the general path's validation (validateCommand, validateEnvelopeFields)
+ * accepts of a put or delete whose strings are ASCII, which the caller has
+ * checked: a key validateKey takes, a value of at most MAX_VALUE_BYTES, a
+ * revision that is a non-negative integer, a TTL in 1..MAX_TTL_MS, an
+ * idempotency key of 1..MAX_IDEMPOTENCY_KEY_BYTES. Both directions ask this
+ * one question, so what they take in place cannot drift apart.
+ */
+function valid(c: Command, idempotencyKey: string | undefined): boolean {
+  if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_BYTES)) return false;
+  if (c.type !== 'put' && c.type !== 'delete') return false;
+  if (typeof c.key !== 'string' || validKey(c.key) === undefined) return false;
+  if (c.ifRevision !== undefined && !isUint(c.ifRevision)) return false;
+  if (c.type === 'delete') return true;
+  return typeof c.value === 'string' && c.value.length <= MAX_VALUE_BYTES && (c.ttlMs === undefined || (isUint(c.ttlMs) && c.ttlMs > 0 && c.ttlMs <= MAX_TTL_MS));
+}
+
+/** The payload of a KV put or delete, its shape only (valid() checks the rest), or undefined (see the file's comment). */
 function command(r: Reader): Command | undefined {
   const b = r.b;
   const head = b[r.pos];
   const tag = b[r.pos + 1];
   r.pos += 2;
   if (head === 0x95 && tag === TAG_PUT) {
-    const key = validKey(r.ascii());
+    const key = r.ascii();
     if (key === undefined) return undefined;
     const value = r.ascii();
-    if (value === undefined || value.length > MAX_VALUE_BYTES) return undefined;
+    if (value === undefined) return undefined;
     const ifRevision = r.optUint();
     const ttlMs = r.optUint();
-    if (ifRevision === -1 || ttlMs === -1 || (ttlMs !== undefined && (ttlMs <= 0 || ttlMs > MAX_TTL_MS))) return undefined;
+    if (ifRevision === -1 || ttlMs === -1) return undefined;
     // The same object (and key order) as decodeCommandTuple builds.
     if (ifRevision === undefined && ttlMs === undefined) return { type: 'put', key, value };
     const put: { type: 'put'; key: string; value: string; ifRevision?: number; ttlMs?: number } = { type: 'put', key, value };
@@ -175,7 +201,7 @@ function command(r: Reader): Command | undefined {
     return put;
   }
   if (head === 0x93 && tag === TAG_DELETE) {
-    const key = validKey(r.ascii());
+    const key = r.ascii();
     if (key === undefined) return undefined;
     const ifRevision = r.optUint();
     if (ifRevision === -1) return undefined;
@@ -191,14 +217,13 @@ function command(r: Reader): Command | undefined {
 export function decodeKvEntryFast(data: Uint8Array): FastKvEntry | undefined {
   // [0x95, 2, fixstr "kv", ...]
   if (data.length < 8 || data[0] !== 0x95 || data[1] !== VERSION || data[2] !== 0xa2 || data[3] !== 0x6b || data[4] !== 0x76) return undefined;
-  const b = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const r = new Reader(b, b.length);
-  r.pos = 5;
+  const r = Reader.over(data, 5);
+  const b = r.b;
   const at = r.uint();
   if (at === -1) return undefined;
   let idempotencyKey: string | undefined;
   if (b[r.pos] === 0xc0) r.pos += 1;
-  else if ((idempotencyKey = r.ascii()) === undefined || idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_BYTES) return undefined;
+  else if ((idempotencyKey = r.ascii()) === undefined) return undefined;
   const bounds = r.bin();
   if (bounds === undefined || r.pos !== b.length) return undefined;
   const [start, end] = bounds;
@@ -206,7 +231,7 @@ export function decodeKvEntryFast(data: Uint8Array): FastKvEntry | undefined {
   const p = new Reader(b, end);
   p.pos = start;
   const c = command(p);
-  if (c === undefined || p.pos !== end) return undefined;
+  if (c === undefined || p.pos !== end || !valid(c, idempotencyKey)) return undefined;
   return { at, idempotencyKey, payload: new Uint8Array(b.buffer, b.byteOffset + start, end - start), command: c };
 }
 
@@ -220,9 +245,7 @@ export function decodeKvEntryFast(data: Uint8Array): FastKvEntry | undefined {
  */
 export function decodeKeyRecordFast(data: Uint8Array): unknown[] | undefined {
   if (data.length < 7 || data[0] !== 0x96) return undefined;
-  const b = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const r = new Reader(b, b.length);
-  r.pos = 1;
+  const r = Reader.over(data, 1);
   const key = r.ascii();
   if (key === undefined) return undefined;
   const value = r.ascii();
@@ -231,7 +254,7 @@ export function decodeKeyRecordFast(data: Uint8Array): unknown[] | undefined {
   const modRevision = r.uint();
   const version = r.uint();
   const lease = r.optUint();
-  if (createRevision === -1 || modRevision === -1 || version === -1 || lease === -1 || r.pos !== b.length) return undefined;
+  if (createRevision === -1 || modRevision === -1 || version === -1 || lease === -1 || r.pos !== r.end) return undefined;
   return [key, value, createRevision, modRevision, version, lease ?? null];
 }
 
@@ -251,8 +274,6 @@ function isAsciiString(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
   return true;
 }
-
-const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 class Writer {
   pos = 0;
@@ -316,18 +337,16 @@ class Writer {
  * general way).
  */
 export function encodeKvEntryFast(command: Command, at: number, idempotencyKey: string | undefined): Uint8Array | undefined {
-  if (!isUint(at)) return undefined;
-  if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_BYTES || !isAsciiString(idempotencyKey))) return undefined;
+  if (!isUint(at) || !valid(command, idempotencyKey) || (idempotencyKey !== undefined && !isAsciiString(idempotencyKey))) return undefined;
   let payload: number;
   if (command.type === 'put') {
     const { key, value, ifRevision, ttlMs } = command;
-    if (typeof key !== 'string' || typeof value !== 'string' || value.length > MAX_VALUE_BYTES || !isAsciiString(key) || !isAsciiString(value) || validKey(key) === undefined) return undefined;
-    if ((ifRevision !== undefined && !isUint(ifRevision)) || (ttlMs !== undefined && (!isUint(ttlMs) || ttlMs === 0 || ttlMs > MAX_TTL_MS))) return undefined;
+    if (!isAsciiString(key) || !isAsciiString(value)) return undefined;
     payload = 2 + strHeaderBytes(key.length) + key.length + strHeaderBytes(value.length) + value.length +
       (ifRevision === undefined ? 1 : uintBytes(ifRevision)) + (ttlMs === undefined ? 1 : uintBytes(ttlMs));
   } else if (command.type === 'delete') {
     const { key, ifRevision } = command;
-    if (typeof key !== 'string' || !isAsciiString(key) || validKey(key) === undefined || (ifRevision !== undefined && !isUint(ifRevision))) return undefined;
+    if (!isAsciiString(key)) return undefined;
     payload = 2 + strHeaderBytes(key.length) + key.length + (ifRevision === undefined ? 1 : uintBytes(ifRevision));
   } else {
     return undefined;
