@@ -339,8 +339,9 @@ export class RecordReader {
     this.at = r.offset;
     const len = await r.read(4);
     if (len === undefined) return this.bad(field, `truncated: the stream ends at byte ${r.offset}, inside the length of a record`);
-    const body = await r.read(this.#length(field, len));
-    if (body === undefined) return this.bad(field, `truncated: the stream ends at byte ${r.offset}, inside a record of ${this.#length(field, len)} bytes`);
+    const n = this.#length(field, len);
+    const body = await r.read(n);
+    if (body === undefined) return this.bad(field, `truncated: the stream ends at byte ${r.offset}, inside a record of ${n} bytes`);
     return this.#decode(field, body);
   }
 

@@ -9,7 +9,7 @@
 import type { Entry, EntryType, Member, MemberRole, Message, MessageType, SnapshotMeta } from '../raft/types.js';
 import { crc32c } from '../lib/crc32c.js';
 import { FrameError } from './errors.js';
-import { array, bytes, code, fail, nodeId, pack, packTransient, tuple, uint, unpack, validated, type Tuple } from './msgpack.js';
+import { array, bytes, code, fail, isUint, nodeId, pack, packTransient, tuple, uint, unpack, validated, type Tuple } from './msgpack.js';
 
 export { MSGPACK_MAX_DEPTH, pack, scanMsgpack, unpack } from './msgpack.js';
 export * from './handshake-codec.js';
@@ -330,8 +330,6 @@ function snapshotFromTuple(v: unknown, path: string): SnapshotMeta {
   const removed = array(t[3], `${path}.membership.removed`).map((x, i) => nodeId(x, `${path}.membership.removed[${i}]`));
   return { index: uint(t[0], `${path}.index`), term: uint(t[1], `${path}.term`), membership: { members, removed } };
 }
-
-const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /**
  * A valid entry tuple `[term, index, type, data]`, or undefined: then

@@ -134,8 +134,10 @@ export function describe(v: unknown): string {
   return typeof v;
 }
 
+export const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
 export function uint(v: unknown, path: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(path, 'a non-negative integer', v);
+  if (!isUint(v)) fail(path, 'a non-negative integer', v);
   return v;
 }
 
