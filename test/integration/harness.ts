@@ -11,10 +11,10 @@ import { reservePorts } from '../support/ports.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/bundle/main.js', import.meta.url));
 
-/** Ports free now and reserved for this test process (see test/support/ports.ts). */
 /** What a node's log line for a failed API request contains (logTails can leave them out: a client's retries crowd the tail). */
 export const FAILED_REQUEST = '"msg":"request failed"';
 
+/** Ports free now and reserved for this test process (see test/support/ports.ts). */
 export async function freePorts(n: number): Promise<number[]> {
   return reservePorts(n);
 }
