@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { decodeKvPayload, encodeCommand, encodeKvPayload, packCanonical, unpackCanonical, type Command } from './commands.js';
 import { decodeEntry, decodeEntryGeneral, encodeEnvelope } from './envelope.js';
-import { decodeKeyRecordFast, decodeKvEntryFast, encodeKvEntryFast } from './fast-entry.js';
+import { decodeKeyRecordFast, decodeKvEntryFast, encodeKvEntryFast, keyRecordBytes, writeKeyRecord } from './fast-entry.js';
 import { MAX_TTL_MS, MAX_VALUE_BYTES } from './limits.js';
 
 /** What the general path makes of `data`: the envelope's fields and the KV command, or the error it throws. */
@@ -179,4 +179,26 @@ test('decodeKeyRecordFast reads a KV snapshot record as the msgpack decoder does
     }
   }), { numRuns: 2000 });
   assert.ok(fast > 500, `only ${fast} records took the in-place path`);
+});
+
+const ascii = (s: string): boolean => /^[\x00-\x7f]*$/.test(s);
+
+test('writeKeyRecord writes the very bytes packCanonical writes for a snapshot record; keyRecordBytes declines only non-ASCII strings and numbers msgpack would not write as integers', () => {
+  let fast = 0;
+  const num = fc.oneof({ arbitrary: anyUint, weight: 8 }, fc.constant(-1), fc.constant(1.5), fc.constant(2 ** 53));
+  const record = fc.record({ key: anyStr, value: anyStr, createRevision: num, modRevision: num, version: num, leaseDeadlineMs: num }, { requiredKeys: ['key', 'value', 'createRevision', 'modRevision', 'version'] });
+  fc.assert(fc.property(record, fc.nat(5), (r, offset) => {
+    const size = keyRecordBytes(r);
+    const lease = r.leaseDeadlineMs;
+    const plain = ascii(r.key) && ascii(r.value) && [r.createRevision, r.modRevision, r.version, ...(lease === undefined ? [] : [lease])].every((n) => Number.isSafeInteger(n) && n >= 0);
+    if (!plain) return assert.equal(size, -1);
+    fast++;
+    const out = Buffer.alloc(offset + size + 3, 0xee);
+    writeKeyRecord(r, out, offset);
+    const tuple = [r.key, r.value, r.createRevision, r.modRevision, r.version, lease ?? null];
+    assert.deepEqual(out.subarray(offset, offset + size), Buffer.from(packCanonical(tuple)));
+    assert.ok(out.subarray(0, offset).every((x) => x === 0xee) && out.subarray(offset + size).every((x) => x === 0xee), 'nothing outside the record is written');
+    assert.deepEqual(decodeKeyRecordFast(out.subarray(offset, offset + size)), tuple);
+  }), { numRuns: 2000 });
+  assert.ok(fast > 500, `only ${fast} records took the direct path`);
 });

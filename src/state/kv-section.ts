@@ -5,7 +5,7 @@
 // keyCount], then keyCount key tuples sorted by key.
 import { packCanonical, packCanonicalView } from './commands.js';
 import { SnapshotVersionError } from './errors.js';
-import { decodeKeyRecordFast } from './fast-entry.js';
+import { decodeKeyRecordFast, keyRecordBytes, writeKeyRecord } from './fast-entry.js';
 import type { KeyRecord } from './kv.js';
 import { ChunkBuilder, ChunkReader, NOT_BUFFERED, RecordReader, nat } from './snapshot.js';
 import type { Bad } from './snapshot.js';
@@ -37,8 +37,22 @@ export function* serializeCapture(cap: Capture, b: ChunkBuilder): Generator<Uint
   b.record(packCanonical([KV_SECTION_VERSION, cap.revision, cap.keys.length]));
   let n = 0;
   for (const key of cap.keys) {
-    // Copied into the chunk at once: no copy of its own (the view is reused by the next pack).
-    b.record(packCanonicalView(keyTuple(cap.overlay.get(key) ?? cap.records.get(key)!)));
+    const r = cap.overlay.get(key) ?? cap.records.get(key)!;
+    const size = keyRecordBytes(r);
+    const at = size < 0 ? -1 : b.reserve(size);
+    if (at >= 0) {
+      // Written straight into the chunk (the common record: ASCII, within the chunk).
+      writeKeyRecord(r, b.buffer, at);
+      b.commit(size);
+    } else if (size >= 0) {
+      // Across the end of a chunk: record() splits it.
+      const one = Buffer.allocUnsafe(size);
+      writeKeyRecord(r, one, 0);
+      b.record(one);
+    } else {
+      // Copied into the chunk at once: no copy of its own (the view is reused by the next pack).
+      b.record(packCanonicalView(keyTuple(r)));
+    }
     while (b.full.length > 0) yield b.full.shift()!;
     if (++n % RECORDS_PER_SLICE === 0) yield PAUSE;
   }

@@ -150,8 +150,44 @@ export class ChunkBuilder {
 
   /** A record: uint32 length | msgpack of `tuple` (pack with packCanonical for deterministic bytes). */
   record(body: Uint8Array): void {
-    this.u32(body.length);
-    this.write(body);
+    const at = this.reserve(body.length);
+    if (at >= 0) {
+      this.#out.set(body, at);
+      this.commit(body.length);
+    } else {
+      this.u32(body.length);
+      this.write(body);
+    }
+  }
+
+  /** The buffer reserve()'s offsets point into: valid until the next call on this builder. */
+  get buffer(): Buffer {
+    return this.#out;
+  }
+
+  /**
+   * Room for a record of `size` body bytes in the current chunk: writes its
+   * length and returns the offset in `buffer` where its body goes (write it,
+   * then commit(size)). -1 where the record would cross the end of the chunk:
+   * then give it to record(), which splits it. The bytes and the chunks are
+   * the same either way.
+   */
+  reserve(size: number): number {
+    const need = this.#n + 4 + size;
+    if (need > SNAPSHOT_CHUNK_BYTES) return -1;
+    if (need > this.#out.length) {
+      const bigger = Buffer.allocUnsafe(Math.min(SNAPSHOT_CHUNK_BYTES, Math.max(need, this.#out.length * 2)));
+      this.#out.copy(bigger, 0, 0, this.#n);
+      this.#out = bigger;
+    }
+    this.#out.writeUInt32BE(size, this.#n);
+    return this.#n + 4;
+  }
+
+  /** The record reserve(size) made room for is written. */
+  commit(size: number): void {
+    this.#n += 4 + size;
+    if (this.#n === SNAPSHOT_CHUNK_BYTES) this.#flush();
   }
 
   #flush(): void {
