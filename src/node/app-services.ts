@@ -25,6 +25,7 @@ import { HookRunner } from './hooks.js';
 import type { Leadership, LeaderService, LeaderServices } from './leadership.js';
 import { periodicService } from './leadership.js';
 import { OutboxDelivery, appOutboxSource } from './outbox.js';
+import { peerGet } from './peer-get.js';
 import { sqlOutboxSource } from './sql-outbox.js';
 
 const PEER_POLL_MS = 1000;
@@ -154,8 +155,8 @@ export class AppServices implements AppCoordination {
   async #pollPeers(): Promise<void> {
     await Promise.all(this.#n.peers().map(async (p) => {
       try {
-        const r = await fetch(`${p.apiUrl.replace(/\/+$/, '')}/system/health/ping`, { signal: AbortSignal.timeout(PEER_POLL_MS) });
-        const b = (await r.json()) as { appChecks?: { healthy?: unknown; failingCritical?: unknown; failing?: unknown } };
+        const r = await peerGet(`${p.apiUrl.replace(/\/+$/, '')}/system/health/ping`, PEER_POLL_MS);
+        const b = JSON.parse(r.body) as { appChecks?: { healthy?: unknown; failingCritical?: unknown; failing?: unknown } };
         const a = b.appChecks;
         if (a === undefined) { this.#peerHealth.delete(p.nodeName); return; }
         const list = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);

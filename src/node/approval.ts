@@ -17,6 +17,7 @@
 // names the target and a timestamp (replays are refused after 30 s).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { ApprovalInfo } from '../api/ports.js';
+import { peerGet } from './peer-get.js';
 
 /** What one voter reports of itself (the probe's answer). */
 export interface ProbeInfo {
@@ -178,9 +179,9 @@ export class Approval {
 /** One voter's ProbeInfo over its API (undefined when it does not answer within 1 s, or answers nonsense). */
 async function probePeer(apiUrl: string, nodeName: string, secret: Uint8Array): Promise<ProbeInfo | undefined> {
   try {
-    const r = await fetch(`${apiUrl.replace(/\/+$/, '')}/v1/cluster/approval-probe`, { headers: { 'x-quorate-probe': probeProof(secret, nodeName) }, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-    if (!r.ok) return undefined;
-    const b = (await r.json()) as Record<string, unknown>;
+    const r = await peerGet(`${apiUrl.replace(/\/+$/, '')}/v1/cluster/approval-probe`, PROBE_TIMEOUT_MS, { 'x-quorate-probe': probeProof(secret, nodeName) });
+    if (r.status < 200 || r.status > 299) return undefined;
+    const b = JSON.parse(r.body) as Record<string, unknown>;
     const num = (k: string) => (typeof b[k] === 'number' && Number.isSafeInteger(b[k]) ? (b[k] as number) : undefined);
     const term = num('term');
     const lastTerm = num('lastTerm');

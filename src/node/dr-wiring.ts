@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { QuorateConfig } from '../config/index.js';
 import type { PeerStats } from '../transport/index.js';
 import type { Bootstrap } from './members.js';
+import { peerGet } from './peer-get.js';
 
 /**
  * A node a DR promotion or forced recovery made the only voter of a new
@@ -24,8 +25,7 @@ export async function memberReachable(apiUrl: string | undefined, stats: PeerSta
   if (stats !== undefined && (stats.connected || stats.inboundConnected)) return true;
   if (apiUrl === undefined) return false;
   try {
-    const r = await fetch(`${apiUrl.replace(/\/+$/, '')}/system/health/ping`, { signal: AbortSignal.timeout(1500) });
-    await r.text();
+    const r = await peerGet(`${apiUrl.replace(/\/+$/, '')}/system/health/ping`, 1500);
     return r.status < 500;
   } catch {
     return false;

@@ -10,6 +10,7 @@
 import type { NodeStatus } from '../api/ports.js';
 import type { NetDiskView, RttSample, FsyncSample } from '../api/ports-ops.js';
 import { statfsSync } from 'node:fs';
+import { peerGet } from './peer-get.js';
 
 const KEEP = 120;
 const PING_TIMEOUT_MS = 2000;
@@ -120,8 +121,7 @@ export class NetDiskSampler {
         if (p.apiUrl === undefined) return { nodeName: p.nodeName, ms: null, at, error: 'no API URL recorded' };
         const t0 = performance.now();
         try {
-          const res = await fetch(`${p.apiUrl.replace(/\/+$/, '')}/system/health/ping`, { signal: AbortSignal.timeout(PING_TIMEOUT_MS) });
-          await res.arrayBuffer();
+          await peerGet(`${p.apiUrl.replace(/\/+$/, '')}/system/health/ping`, PING_TIMEOUT_MS);
           return { nodeName: p.nodeName, ms: Math.round((performance.now() - t0) * 100) / 100, at };
         } catch (e) {
           return { nodeName: p.nodeName, ms: null, at, error: (e as Error).name === 'TimeoutError' ? `no answer within ${PING_TIMEOUT_MS} ms` : (e as Error).message };

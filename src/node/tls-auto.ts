@@ -53,6 +53,7 @@ export interface MaterialChange {
   readonly epochChanged: boolean;
 }
 import type { Bootstrap } from './members.js';
+import { trustForPeerGets } from './peer-get.js';
 
 
 const hostOf = (u: string): string => new URL(u.includes('://') ? u : `tcp://${u}`).hostname.replace(/^\[|\]$/g, '');
@@ -64,8 +65,9 @@ export function autoApiTlsFiles(config: QuorateConfig): { certFile: string; keyF
 
 /**
  * security.apiTls "auto" in the daemon: the CA certificates its https calls to other nodes trust (Node's store
- * plus the cluster CA's roots, following re-issues), and the process's global fetch made to trust them (Node 20's
- * fetch takes no CA option; see src/api/ca-fetch.ts). One node per agent process, so the global is this node's.
+ * plus the cluster CA's roots, following re-issues), and the process's global fetch (Node 20's fetch takes no CA
+ * option; see src/api/ca-fetch.ts) and the node's probes (./peer-get.ts) made to trust them. One node per agent
+ * process, so the globals are this node's.
  */
 export function trustClusterCa(current: () => AutoTls | undefined): () => readonly (string | Buffer)[] {
   let seen: TlsMaterial | undefined;
@@ -79,6 +81,7 @@ export function trustClusterCa(current: () => AutoTls | undefined): () => readon
     return list;
   };
   globalThis.fetch = fetchTrusting(trust);
+  trustForPeerGets(trust);
   return trust;
 }
 

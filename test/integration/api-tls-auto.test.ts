@@ -67,6 +67,13 @@ describe('security.apiTls "auto"', () => {
     assert.equal(put.code, 0, put.stderr);
     assert.equal((await client.kvGet('api-tls/fwd'))?.value, 'v2');
 
+    // Each node's network view measures its round trips to the others over HTTPS, trusting the cluster CA
+    // (src/node/peer-get.ts; the first sample comes a second after start, then every 5 s).
+    await waitFor('round trips to both peers measured over HTTPS', async () => {
+      const v = (await client.request<{ rtt: { nodeName: string; ms: number | null; error?: string }[] }>('GET', '/v1/cluster/netdisk')).body;
+      return v.rtt.length === 2 && v.rtt.every((r) => typeof r.ms === 'number');
+    }, 20_000);
+
     // The diagnostic bundle over HTTPS: the collecting node fetches every other member's part trusting the cluster CA
     // (no error.txt), and each member's status and metrics show its certificate's expiry.
     const bundleFile = join(c.root, 'diag-https.tar.gz');
